@@ -1,0 +1,52 @@
+# Thin wrapper over meson. `make demo` and `make test` install what they
+# need on a fresh Debian 12 machine, build, and run.
+
+BUILD ?= build
+BENCH_BUILD ?= build-bench
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages: build tools and the libraries libdurin links.
+DEB_PKGS = gcc make pkg-config meson ninja-build libsqlite3-dev \
+	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev \
+	diffutils sqlite3
+
+.PHONY: all deps build demo test bench clean format check-format
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Db_sanitize=address,undefined
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+demo: build
+	./examples/fix-failing-test/demo.sh $(BUILD)/durin
+
+test: build
+	./tests/run-all.sh $(BUILD)
+
+$(BENCH_BUILD)/build.ninja:
+	meson setup $(BENCH_BUILD) --buildtype=release -Dtests=false
+
+bench: deps $(BENCH_BUILD)/build.ninja
+	ninja -C $(BENCH_BUILD)
+	./bench/run.sh $(BENCH_BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BENCH_BUILD)

@@ -1,0 +1,79 @@
+/* durin cancel ID: ends a run as cancelled. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "durin/util.h"
+
+static const char cancel_usage[] =
+    "usage: durin cancel ID\n\n"
+    "Cancels a run. If a process is driving it, that process ends it as\n"
+    "cancelled at its next step boundary; otherwise durin ends it here.\n";
+
+/* Ends a run nobody is driving: claim it (fencing any stale holder) and
+ * commit the cancellation. */
+static int cancel_here(struct cli *cli, const char *id, struct durin_err *err)
+{
+  struct durin_driver_opts o;
+  struct durin_drive_result res;
+  char owner[300], host[256] = "localhost";
+  int r;
+
+  gethostname(host, sizeof(host) - 1);
+  snprintf(owner, sizeof(owner), "%s:%d", host, (int)getpid());
+  memset(&o, 0, sizeof(o));
+  o.owner = owner;
+  o.lease_ttl_ms = 30000;
+  o.resolve = -1;
+  r = durin_drive(cli->store, id, &o, &res, err);
+  return r;
+}
+
+int cmd_cancel(int argc, char **argv, struct cli *cli)
+{
+  struct durin_run_info ri;
+  struct durin_err err = {0};
+  char id[32];
+  int r, live;
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(cancel_usage, stdout);
+    return EXIT_OK;
+  }
+  if (argc != 2 || argv[1][0] == '-') {
+    fputs(cancel_usage, stderr);
+    return EXIT_USAGE;
+  }
+  if ((r = cli_resolve(cli, argv[1], id)))
+    return r;
+  if ((r = durin_store_run_request_cancel(cli->store, id, &err))) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  if ((r = durin_store_run_get(cli->store, id, &ri, &err))) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  if (durin_run_status_terminal(ri.status)) {
+    printf("run %s already ended (%s)\n", id,
+           durin_run_status_name(ri.status));
+    durin_run_info_clear(&ri);
+    return EXIT_OK;
+  }
+  live = ri.lease_owner && ri.lease_expires_ms > durin_now_ms();
+  durin_run_info_clear(&ri);
+  if (live) {
+    printf("cancellation requested; the process driving run %s will stop "
+           "it at its next step\n",
+           id);
+    return EXIT_OK;
+  }
+  r = cancel_here(cli, id, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  printf("run %s cancelled\n", id);
+  return EXIT_OK;
+}

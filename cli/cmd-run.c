@@ -1,0 +1,378 @@
+/*
+ * durin run SPEC and durin resume ID: submit (run) and drive a run in this
+ * process with live progress. Killing the process loses nothing: the run
+ * continues from its last committed step with `durin resume`.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "durin/spec.h"
+#include "durin/util.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+  (void)sig;
+  stop_flag = 1;
+}
+
+struct progress {
+  int tty;
+  int json;
+  const char *run_id;
+  int64_t t0;
+  int status_shown;
+};
+
+static void clear_status(struct progress *p)
+{
+  if (p->tty && p->status_shown) {
+    fputs("\r\033[K", stderr);
+    p->status_shown = 0;
+  }
+}
+
+static void on_action(void *arg, const struct durin_action *act,
+                      const struct durin_usage *u, int64_t step)
+{
+  struct progress *p = arg;
+  char el[32], what[160];
+
+  if (!p->tty || p->json)
+    return;
+  switch (act->kind) {
+  case DURIN_ACT_MODEL:
+    snprintf(what, sizeof(what), "waiting for the model");
+    break;
+  case DURIN_ACT_TOOL:
+    snprintf(what, sizeof(what), "running %s", act->tool->name);
+    break;
+  case DURIN_ACT_CHECKS:
+    snprintf(what, sizeof(what), "running acceptance checks");
+    break;
+  case DURIN_ACT_COMMIT:
+  case DURIN_ACT_INTENT:
+  case DURIN_ACT_OUTCOME:
+    snprintf(what, sizeof(what), "committing");
+    break;
+  case DURIN_ACT_DONE:
+  default:
+    clear_status(p);
+    return;
+  }
+  durin_fmt_duration(durin_mono_ms() - p->t0, el, sizeof(el));
+  fprintf(stderr, "\r\033[Kstep %lld | %s | %lld tokens | $%.4f | %s",
+          (long long)step + 1, what,
+          (long long)(u->input_tokens + u->output_tokens), u->cost_usd, el);
+  fflush(stderr);
+  p->status_shown = 1;
+}
+
+static void on_event(void *arg, const struct durin_event *ev)
+{
+  struct progress *p = arg;
+
+  clear_status(p);
+  if (p->json)
+    cli_print_event_json(stdout, p->run_id, ev);
+  else
+    cli_print_event(stdout, p->run_id, ev);
+  fflush(stdout);
+}
+
+static void on_notice(void *arg, const char *msg)
+{
+  struct progress *p = arg;
+
+  clear_status(p);
+  fprintf(stderr, "durin: %s\n", msg);
+}
+
+static void owner_name(char *out, size_t len)
+{
+  char host[256] = "localhost";
+
+  gethostname(host, sizeof(host) - 1);
+  snprintf(out, len, "%s:%d", host, (int)getpid());
+}
+
+/* Drives the run and prints its outcome; returns the exit code. */
+static int drive(struct cli *cli, const char *id, int json, int resolve)
+{
+  struct durin_driver_opts o;
+  struct durin_drive_result res;
+  struct durin_err err = {0};
+  struct durin_run_info ri;
+  struct progress p;
+  char owner[300];
+  int r;
+
+  memset(&p, 0, sizeof(p));
+  p.tty = isatty(2);
+  p.json = json;
+  p.run_id = id;
+  p.t0 = durin_mono_ms();
+  owner_name(owner, sizeof(owner));
+  memset(&o, 0, sizeof(o));
+  o.owner = owner;
+  o.lease_ttl_ms = 60000;
+  o.resolve = resolve;
+  o.on_action = on_action;
+  o.on_event = on_event;
+  o.on_notice = on_notice;
+  o.arg = &p;
+  o.stop = &stop_flag;
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+
+  r = durin_drive(cli->store, id, &o, &res, &err);
+  clear_status(&p);
+  if (r) {
+    cli_error("%s", err.msg);
+    if (r == DURIN_EFENCED)
+      cli_error("run '%s' is now driven elsewhere; this process stops", id);
+    else
+      cli_error("nothing committed was lost; continue with 'durin resume "
+                "%s'",
+                id);
+    return cli_exit_for(r);
+  }
+  if (durin_store_run_get(cli->store, id, &ri, &err) == 0) {
+    if (json) {
+      printf("{\"run\":\"%s\",\"status\":\"%s\",\"steps\":%lld,"
+             "\"input_tokens\":%lld,\"output_tokens\":%lld,"
+             "\"cost_usd\":%.6f}\n",
+             id, durin_run_status_name(ri.status),
+             (long long)ri.usage.steps, (long long)ri.usage.input_tokens,
+             (long long)ri.usage.output_tokens, ri.usage.cost_usd);
+    } else {
+      printf("\n");
+      cli_print_summary(stdout, &ri);
+    }
+    durin_run_info_clear(&ri);
+  }
+  if (res.stopped)
+    fprintf(stderr, "durin: %s\n", res.reason);
+  else if (res.status == DURIN_RUN_NEEDS_HUMAN)
+    fprintf(stderr, "durin: run needs a human: %s\n", res.reason);
+  return cli_exit_for_status(res.status);
+}
+
+static const char run_usage[] =
+    "usage: durin run [--json] [--model PROVIDER:NAME] SPEC\n\n"
+    "Submits the agent spec SPEC (a JSON file) and drives the run in this\n"
+    "process until it ends, showing progress on a terminal and one line per\n"
+    "event otherwise. The run's workspace is a copy of the spec's\n"
+    "'workspace' directory, kept beside the store; 'durin diff ID' shows\n"
+    "what the agent changed.\n\n"
+    "  --json           events as JSON lines, then a JSON summary\n"
+    "  --model P:NAME   use this model instead of the spec's (also\n"
+    "                   DURIN_MODEL); e.g. openai:gpt-4o-mini\n\n"
+    "Killing durin loses nothing: 'durin resume ID' continues the run.\n"
+    "Exit status: 0 if the run succeeded; see 'durin --help'.\n";
+
+int cmd_run(int argc, char **argv, struct cli *cli)
+{
+  struct durin_spec spec;
+  struct durin_err err = {0};
+  struct durin_run_new rn;
+  const char *spec_path = NULL, *model = getenv("DURIN_MODEL");
+  char *text = NULL, *abs = NULL, *dumped = NULL, *slash;
+  char id[32], data[PATH_MAX], ws[PATH_MAX + 64], base[PATH_MAX + 64];
+  char model_name[256];
+  int json = 0, i, r, code;
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(run_usage, stdout);
+    return EXIT_OK;
+  }
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+      model = argv[++i];
+    else if (argv[i][0] == '-') {
+      cli_error("run: unknown option '%s'", argv[i]);
+      fputs(run_usage, stderr);
+      return EXIT_USAGE;
+    } else if (!spec_path)
+      spec_path = argv[i];
+    else {
+      cli_error("run: give one spec file");
+      return EXIT_USAGE;
+    }
+  }
+  if (!spec_path) {
+    fputs(run_usage, stderr);
+    return EXIT_USAGE;
+  }
+  r = durin_file_read(spec_path, 64 << 20, &text, NULL, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return EXIT_SPEC;
+  }
+  abs = realpath(spec_path, NULL);
+  slash = abs ? strrchr(abs, '/') : NULL;
+  if (slash)
+    *slash = '\0';
+  r = durin_spec_parse(text, abs, &spec, &err);
+  free(text);
+  free(abs);
+  if (r) {
+    cli_error("bad spec '%s': %s", spec_path, err.msg);
+    return EXIT_SPEC;
+  }
+  if (model && *model && durin_spec_set_model(&spec, model, &err)) {
+    cli_error("bad model '%s': %s", model, err.msg);
+    durin_spec_clear(&spec);
+    return EXIT_SPEC;
+  }
+  if ((code = cli_open_store(cli)) || (code = cli_data_dir(cli, data,
+                                                          sizeof(data)))) {
+    durin_spec_clear(&spec);
+    return code;
+  }
+  if (durin_run_id_new(id)) {
+    cli_error("cannot make a run id");
+    durin_spec_clear(&spec);
+    return EXIT_STORE;
+  }
+  /* The run works on its own copy; "base" is the start for 'durin diff'. */
+  snprintf(ws, sizeof(ws), "%s/%s/workspace", data, id);
+  snprintf(base, sizeof(base), "%s/%s/base", data, id);
+  {
+    char parent[PATH_MAX + 64];
+
+    snprintf(parent, sizeof(parent), "%s/%s", data, id);
+    if (durin_mkdirs(parent, &err) ||
+        durin_tree_copy(spec.workspace, base, &err) ||
+        durin_tree_copy(spec.workspace, ws, &err)) {
+      cli_error("cannot prepare the run's workspace: %s", err.msg);
+      durin_tree_remove(parent);
+      durin_spec_clear(&spec);
+      return EXIT_STORE;
+    }
+  }
+  free(spec.workspace);
+  spec.workspace = strdup(ws);
+  dumped = durin_spec_dump(&spec);
+  snprintf(model_name, sizeof(model_name), "%s:%s", spec.model.provider,
+           spec.model.name);
+  memset(&rn, 0, sizeof(rn));
+  rn.id = id;
+  rn.name = spec.name;
+  rn.spec_json = dumped;
+  rn.model = model_name;
+  rn.workspace = ws;
+  rn.now_ms = durin_now_ms();
+  r = durin_store_run_create(cli->store, &rn, &err);
+  free(dumped);
+  durin_spec_clear(&spec);
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  if (!json)
+    printf("run %s submitted\n", id);
+  fflush(stdout);
+  return drive(cli, id, json, -1);
+}
+
+static const char resume_usage[] =
+    "usage: durin resume [--json] [--retry-call | --skip-call] [--force] ID\n"
+    "\n"
+    "Continues run ID from its last committed step, in this process. Tool\n"
+    "calls whose outcome was recorded are not run again. A call with side\n"
+    "effects that was started before a crash but whose outcome is unknown\n"
+    "stops the run as needs_human; after checking the workspace, choose:\n\n"
+    "  --retry-call   run that call again\n"
+    "  --skip-call    do not run it; tell the agent its outcome is unknown\n"
+    "  --force        take the run over even if another live process\n"
+    "                 holds its lease\n"
+    "  --json         events as JSON lines\n";
+
+/* Refuses to take over a run a live process is driving. */
+static int check_owner(const struct durin_run_info *ri, int force)
+{
+  char host[256] = "", mine[256] = "";
+  const char *colon;
+  long pid;
+
+  if (force || !ri->lease_owner || ri->lease_expires_ms < durin_now_ms())
+    return 0;
+  colon = strrchr(ri->lease_owner, ':');
+  if (!colon)
+    return 0;
+  snprintf(host, sizeof(host), "%.*s", (int)(colon - ri->lease_owner),
+           ri->lease_owner);
+  gethostname(mine, sizeof(mine) - 1);
+  pid = strtol(colon + 1, NULL, 10);
+  if (!strcmp(host, mine) && pid > 0 && kill((pid_t)pid, 0) < 0 &&
+      errno == ESRCH)
+    return 0; /* the owner died on this host: its lease means nothing */
+  cli_error("run '%s' is being driven by %s (lease until %lld s from now); "
+            "use 'durin cancel' to stop it, or --force to take it over",
+            ri->id, ri->lease_owner,
+            (long long)(ri->lease_expires_ms - durin_now_ms()) / 1000);
+  return EXIT_OWNED;
+}
+
+int cmd_resume(int argc, char **argv, struct cli *cli)
+{
+  struct durin_run_info ri;
+  struct durin_err err = {0};
+  const char *arg = NULL;
+  int json = 0, resolve = -1, force = 0, i, r;
+  char id[32];
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(resume_usage, stdout);
+    return EXIT_OK;
+  }
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (!strcmp(argv[i], "--retry-call"))
+      resolve = 1;
+    else if (!strcmp(argv[i], "--skip-call"))
+      resolve = 0;
+    else if (!strcmp(argv[i], "--force"))
+      force = 1;
+    else if (argv[i][0] == '-') {
+      cli_error("resume: unknown option '%s'", argv[i]);
+      fputs(resume_usage, stderr);
+      return EXIT_USAGE;
+    } else
+      arg = argv[i];
+  }
+  if (!arg) {
+    fputs(resume_usage, stderr);
+    return EXIT_USAGE;
+  }
+  if ((r = cli_resolve(cli, arg, id)))
+    return r;
+  r = durin_store_run_get(cli->store, id, &ri, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  if (durin_run_status_terminal(ri.status)) {
+    cli_error("run '%s' has already ended (%s); nothing to resume", id,
+              durin_run_status_name(ri.status));
+    r = cli_exit_for_status(ri.status);
+    durin_run_info_clear(&ri);
+    return r;
+  }
+  r = check_owner(&ri, force);
+  durin_run_info_clear(&ri);
+  if (r)
+    return r;
+  return drive(cli, id, json, resolve);
+}

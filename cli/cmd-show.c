@@ -1,0 +1,127 @@
+/* durin show ID: status, usage, plan and result of one run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "durin/harness.h"
+#include "durin/util.h"
+
+static const char show_usage[] =
+    "usage: durin show [--json] ID\n\n"
+    "Shows a run: status and reason, model, steps, tokens, cost, duration,\n"
+    "attempts, the agent's plan and summary, and the last acceptance check.\n"
+    "ID may be abbreviated to any unique prefix.\n";
+
+static int last_checks(const struct durin_event *ev, void *arg)
+{
+  char **out = arg;
+
+  if (!strcmp(ev->type, "checks")) {
+    free(*out);
+    *out = strdup(ev->data);
+  }
+  return 0;
+}
+
+int cmd_show(int argc, char **argv, struct cli *cli)
+{
+  struct durin_run_info ri;
+  struct durin_checkpoint ck;
+  struct durin_err err = {0};
+  char id[32], *ckt = NULL, *checks = NULL;
+  int64_t step;
+  int json = 0, i, r;
+  const char *arg = NULL;
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(show_usage, stdout);
+    return EXIT_OK;
+  }
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (argv[i][0] != '-' && !arg)
+      arg = argv[i];
+    else {
+      cli_error("show: unknown argument '%s'", argv[i]);
+      return EXIT_USAGE;
+    }
+  }
+  if (!arg) {
+    fputs(show_usage, stderr);
+    return EXIT_USAGE;
+  }
+  if ((r = cli_resolve(cli, arg, id)))
+    return r;
+  r = durin_store_run_get(cli->store, id, &ri, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  memset(&ck, 0, sizeof(ck));
+  if (durin_store_checkpoint_get(cli->store, id, &step, &ckt, NULL) == 0)
+    durin_checkpoint_parse(ckt, &ck, NULL);
+  durin_store_events_read(cli->store, id, 1, 0, last_checks, &checks, NULL);
+  if (json) {
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:s,s:O?,"
+        "s:s?}",
+        "id", ri.id, "name", ri.name, "status",
+        durin_run_status_name(ri.status), "reason", ri.reason, "model",
+        ri.model, "steps", (json_int_t)ri.usage.steps, "input_tokens",
+        (json_int_t)ri.usage.input_tokens, "output_tokens",
+        (json_int_t)ri.usage.output_tokens, "tool_calls",
+        (json_int_t)ri.usage.tool_calls, "cost_usd", ri.usage.cost_usd,
+        "created_ms", (json_int_t)ri.created_ms, "started_ms",
+        (json_int_t)ri.started_ms, "finished_ms", (json_int_t)ri.finished_ms,
+        "attempts", (json_int_t)ri.attempt, "workspace", ri.workspace, "plan",
+        ck.plan, "summary", ck.summary);
+    char *s;
+
+    if (checks)
+      json_object_set_new(o, "checks", json_loads(checks, 0, NULL));
+    s = json_dumps(o, JSON_INDENT(2));
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+  } else {
+    size_t k;
+    json_t *it;
+
+    cli_print_summary(stdout, &ri);
+    if (json_array_size(ck.plan)) {
+      printf("plan\n");
+      json_array_foreach(ck.plan, k, it)
+        printf("  [%s] %s\n",
+               json_string_value(json_object_get(it, "status")),
+               json_string_value(json_object_get(it, "step")));
+    }
+    if (ck.summary)
+      printf("summary   %s\n", ck.summary);
+    if (checks) {
+      json_t *c = json_loads(checks, 0, NULL), *res, *x;
+
+      res = json_object_get(c, "results");
+      printf("checks    %s (attempt %lld)\n",
+             json_is_true(json_object_get(c, "passed")) ? "passed" : "FAILED",
+             (long long)json_integer_value(json_object_get(c, "attempt")));
+      json_array_foreach(res, k, x)
+        printf("  %s: %s (exit %lld)\n",
+               json_string_value(json_object_get(x, "name")),
+               json_is_true(json_object_get(x, "ok")) ? "pass" : "fail",
+               (long long)json_integer_value(json_object_get(x, "exit_code")));
+      json_decref(c);
+    } else {
+      printf("checks    none run yet\n");
+    }
+  }
+  r = cli_exit_for_status(ri.status) == EXIT_OK ? EXIT_OK : EXIT_OK;
+  free(ckt);
+  free(checks);
+  durin_checkpoint_clear(&ck);
+  durin_run_info_clear(&ri);
+  return r;
+}

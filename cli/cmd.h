@@ -1,0 +1,67 @@
+/*
+ * The durin command line. Each subcommand is a cmd_<name>() in
+ * cmd-<name>.c, listed in the commands[] table of durin.c.
+ *
+ * To add a command: write cmd-<name>.c with
+ *   int cmd_<name>(int argc, char **argv, struct cli *cli);
+ * declare it here, add it to commands[] with a one-line summary, add the
+ * file to meson.build, and document it in docs/cli/<name>.md.
+ */
+#ifndef DURIN_CLI_CMD_H
+#define DURIN_CLI_CMD_H
+
+#include <stdio.h>
+
+#include "durin/driver.h"
+#include "durin/store.h"
+
+/* Exit codes; documented in docs/cli/exit-codes.md and `durin --help`. */
+enum {
+  EXIT_OK = 0,          /* success; for run/resume: the run succeeded */
+  EXIT_RUN_FAILED = 1,  /* the run ended failed, cancelled or over budget */
+  EXIT_NEEDS_HUMAN = 2, /* the run stopped and needs a person */
+  EXIT_OWNED = 3,       /* another process owns the run (lease) */
+  EXIT_STORE = 4,       /* the store cannot be opened or written */
+  EXIT_NOT_FOUND = 5,   /* no such run */
+  EXIT_USAGE = 64,      /* bad command line */
+  EXIT_SPEC = 65,       /* bad agent spec */
+  EXIT_INTERRUPTED = 130, /* stopped by a signal; the run can be resumed */
+};
+
+struct cli {
+  const char *store_url;  /* --store, DURIN_STORE, or the default */
+  struct durin_store *store;
+};
+
+int cmd_run(int argc, char **argv, struct cli *cli);
+int cmd_resume(int argc, char **argv, struct cli *cli);
+int cmd_ls(int argc, char **argv, struct cli *cli);
+int cmd_show(int argc, char **argv, struct cli *cli);
+int cmd_logs(int argc, char **argv, struct cli *cli);
+int cmd_cancel(int argc, char **argv, struct cli *cli);
+int cmd_diff(int argc, char **argv, struct cli *cli);
+
+/* Prints "durin: <msg>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Opens cli->store (once); prints the error and returns an exit code. */
+int cli_open_store(struct cli *cli);
+/* Resolves a possibly abbreviated run id; prints errors. */
+int cli_resolve(struct cli *cli, const char *arg, char id[32]);
+/* The directory holding run workspaces for this store. */
+int cli_data_dir(struct cli *cli, char *out, size_t len);
+/* Maps a library error code to an exit code. */
+int cli_exit_for(int code);
+/* Whether argv[i] asks for help. */
+int cli_wants_help(int argc, char **argv);
+/* The exit code for a run's status. */
+int cli_exit_for_status(enum durin_run_status st);
+/* Prints one event as a human line (plain mode) to f. */
+void cli_print_event(FILE *f, const char *run_id,
+                     const struct durin_event *ev);
+/* Prints one event as a JSON line to f. */
+void cli_print_event_json(FILE *f, const char *run_id,
+                          const struct durin_event *ev);
+/* Prints the run summary block (status, steps, tokens, cost, duration). */
+void cli_print_summary(FILE *f, const struct durin_run_info *ri);
+
+#endif

@@ -1,0 +1,272 @@
+/* Helpers shared by the subcommands. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "durin/util.h"
+
+void cli_error(const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs("durin: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+int cli_exit_for(int code)
+{
+  switch (code) {
+  case 0:
+    return EXIT_OK;
+  case DURIN_EFENCED:
+  case DURIN_EBUSY:
+    return EXIT_OWNED;
+  case DURIN_ENOTFOUND:
+    return EXIT_NOT_FOUND;
+  case DURIN_ESPEC:
+    return EXIT_SPEC;
+  case DURIN_EURL:
+  case DURIN_ESTORE:
+  case DURIN_ESCHEMA:
+  case DURIN_EIO:
+    return EXIT_STORE;
+  case DURIN_EINVAL:
+    return EXIT_USAGE;
+  default:
+    return EXIT_RUN_FAILED;
+  }
+}
+
+int cli_exit_for_status(enum durin_run_status st)
+{
+  switch (st) {
+  case DURIN_RUN_SUCCEEDED:
+    return EXIT_OK;
+  case DURIN_RUN_NEEDS_HUMAN:
+  case DURIN_RUN_WAITING_APPROVAL:
+  case DURIN_RUN_PAUSED:
+    return EXIT_NEEDS_HUMAN;
+  case DURIN_RUN_RUNNING:
+  case DURIN_RUN_QUEUED:
+    return EXIT_INTERRUPTED;
+  default:
+    return EXIT_RUN_FAILED;
+  }
+}
+
+int cli_open_store(struct cli *cli)
+{
+  struct durin_err err = {0};
+  int r;
+
+  if (cli->store)
+    return 0;
+  r = durin_store_open(cli->store_url, &cli->store, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return EXIT_STORE;
+  }
+  return 0;
+}
+
+int cli_resolve(struct cli *cli, const char *arg, char id[32])
+{
+  struct durin_err err = {0};
+  int r = cli_open_store(cli);
+
+  if (r)
+    return r;
+  r = durin_store_run_resolve(cli->store, arg, id, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  return 0;
+}
+
+int cli_data_dir(struct cli *cli, char *out, size_t len)
+{
+  const char *env = getenv("DURIN_DATA_DIR");
+  const char *url = cli->store_url;
+  char dir[PATH_MAX], *abs;
+  size_t n;
+
+  if (env && *env) {
+    snprintf(out, len, "%s", env);
+    return 0;
+  }
+  if (strncmp(url, "sqlite:", 7) != 0) {
+    cli_error("set DURIN_DATA_DIR: run workspaces are kept next to the "
+              "store only for sqlite stores");
+    return EXIT_USAGE;
+  }
+  /* Workspaces live in "runs/" beside the database file. */
+  snprintf(dir, sizeof(dir), "%s", url + 7);
+  dir[strcspn(dir, "?")] = '\0';
+  n = strlen(dir);
+  while (n > 0 && dir[n - 1] != '/')
+    n--;
+  if (n == 0)
+    snprintf(dir, sizeof(dir), ".");
+  else
+    dir[n] = '\0';
+  abs = realpath(dir, NULL);
+  if (!abs) {
+    cli_error("cannot find the store directory '%s': %s", dir,
+              strerror(errno));
+    return EXIT_STORE;
+  }
+  snprintf(out, len, "%s/runs", abs);
+  free(abs);
+  return 0;
+}
+
+int cli_wants_help(int argc, char **argv)
+{
+  int i;
+
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--"))
+      break;
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+      return 1;
+  }
+  return 0;
+}
+
+static void print_trunc(FILE *f, const char *s, size_t max)
+{
+  size_t i;
+
+  for (i = 0; s && s[i] && i < max; i++)
+    fputc(s[i] == '\n' || s[i] == '\r' ? ' ' : s[i], f);
+  if (s && strlen(s) > max)
+    fputs("...", f);
+}
+
+void cli_print_event(FILE *f, const char *run_id,
+                     const struct durin_event *ev)
+{
+  json_t *d = json_loads(ev->data, 0, NULL);
+  const char *t = ev->type;
+
+  (void)run_id;
+  fprintf(f, "[step %lld] ", (long long)ev->step);
+  if (!strcmp(t, "model_response")) {
+    json_t *calls = json_object_get(d, "tool_calls"), *c;
+    size_t i;
+
+    fprintf(f, "model: %lld in / %lld out tokens",
+            (long long)json_integer_value(json_object_get(d, "input_tokens")),
+            (long long)json_integer_value(
+                json_object_get(d, "output_tokens")));
+    if (json_is_string(json_object_get(d, "text"))) {
+      fputs(": ", f);
+      print_trunc(f, json_string_value(json_object_get(d, "text")), 100);
+    }
+    json_array_foreach(calls, i, c) {
+      fprintf(f, "\n[step %lld]   call %s ", (long long)ev->step,
+              json_string_value(json_object_get(c, "name")));
+      print_trunc(f, json_string_value(json_object_get(c, "arguments")), 90);
+    }
+  } else if (!strcmp(t, "tool_result")) {
+    fprintf(f, "%s %s%s: ", json_string_value(json_object_get(d, "name")),
+            json_is_true(json_object_get(d, "ok")) ? "ok" : "FAILED",
+            json_is_true(json_object_get(d, "reused"))
+                ? " (recorded outcome reused, not re-run)"
+                : "");
+    print_trunc(f, json_string_value(json_object_get(d, "output")), 100);
+  } else if (!strcmp(t, "checks")) {
+    json_t *res = json_object_get(d, "results"), *c;
+    size_t i;
+
+    fprintf(f, "acceptance checks %s (attempt %lld)",
+            json_is_true(json_object_get(d, "passed")) ? "PASSED" : "FAILED",
+            (long long)json_integer_value(json_object_get(d, "attempt")));
+    json_array_foreach(res, i, c)
+      fprintf(f, "; %s: %s", json_string_value(json_object_get(c, "name")),
+              json_is_true(json_object_get(c, "ok")) ? "pass" : "fail");
+  } else if (!strcmp(t, "run_finished")) {
+    fprintf(f, "run %s: %s",
+            json_string_value(json_object_get(d, "status")),
+            json_string_value(json_object_get(d, "reason")));
+  } else if (!strcmp(t, "run_started")) {
+    fprintf(f, "run started (model %s:%s)",
+            json_string_value(json_object_get(d, "provider")),
+            json_string_value(json_object_get(d, "model")));
+  } else if (!strcmp(t, "resumed")) {
+    fprintf(f, "resumed from step %lld (attempt %lld)",
+            (long long)json_integer_value(json_object_get(d, "from_step")),
+            (long long)json_integer_value(json_object_get(d, "attempt")));
+  } else if (!strcmp(t, "needs_human") || !strcmp(t, "budget_exceeded") ||
+             !strcmp(t, "cancelled")) {
+    fprintf(f, "%s: %s", t, json_string_value(json_object_get(d, "reason")));
+  } else if (!strcmp(t, "model_error")) {
+    fprintf(f, "model error: %s",
+            json_string_value(json_object_get(d, "error")));
+  } else if (!strcmp(t, "plan_updated")) {
+    json_t *plan = json_object_get(d, "plan"), *it;
+    size_t i;
+
+    fputs("plan:", f);
+    json_array_foreach(plan, i, it)
+      fprintf(f, " [%s] %s;",
+              json_string_value(json_object_get(it, "status")),
+              json_string_value(json_object_get(it, "step")));
+  } else {
+    fprintf(f, "%s ", t);
+    print_trunc(f, ev->data, 120);
+  }
+  fputc('\n', f);
+  json_decref(d);
+}
+
+void cli_print_event_json(FILE *f, const char *run_id,
+                          const struct durin_event *ev)
+{
+  char ts[40];
+  json_t *d = json_loads(ev->data, 0, NULL), *o;
+  char *s;
+
+  durin_fmt_time(ev->ts_ms, ts, sizeof(ts));
+  o = json_pack("{s:s,s:I,s:I,s:s,s:s,s:o}", "run", run_id, "seq",
+                (json_int_t)ev->seq, "step", (json_int_t)ev->step, "time", ts,
+                "type", ev->type, "data", d ? d : json_null());
+  s = json_dumps(o, JSON_COMPACT);
+  fprintf(f, "%s\n", s);
+  free(s);
+  json_decref(o);
+}
+
+void cli_print_summary(FILE *f, const struct durin_run_info *ri)
+{
+  char dur[32];
+  int64_t end = ri->finished_ms ? ri->finished_ms : ri->updated_ms;
+
+  durin_fmt_duration(ri->started_ms ? end - ri->started_ms : 0, dur,
+                     sizeof(dur));
+  fprintf(f, "run       %s (%s)\n", ri->id, ri->name);
+  fprintf(f, "status    %s\n", durin_run_status_name(ri->status));
+  if (ri->reason && *ri->reason)
+    fprintf(f, "reason    %s\n", ri->reason);
+  fprintf(f, "model     %s\n", ri->model);
+  fprintf(f, "steps     %lld\n", (long long)ri->usage.steps);
+  fprintf(f, "tokens    %lld (%lld in, %lld out)\n",
+          (long long)(ri->usage.input_tokens + ri->usage.output_tokens),
+          (long long)ri->usage.input_tokens,
+          (long long)ri->usage.output_tokens);
+  fprintf(f, "cost      $%.4f\n", ri->usage.cost_usd);
+  fprintf(f, "tools     %lld calls\n", (long long)ri->usage.tool_calls);
+  fprintf(f, "duration  %s\n", dur);
+  fprintf(f, "attempts  %lld\n", (long long)ri->attempt);
+  fprintf(f, "workspace %s\n", ri->workspace);
+}

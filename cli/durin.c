@@ -1,0 +1,118 @@
+/*
+ * durin: the command line. A git-style table of subcommands; global
+ * options come before the subcommand name.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "cmd.h"
+#include "durin/util.h"
+
+struct command {
+  const char *name;
+  int (*fn)(int argc, char **argv, struct cli *cli);
+  const char *summary;
+};
+
+static const struct command commands[] = {
+    {"run", cmd_run, "submit an agent spec and drive the run here"},
+    {"resume", cmd_resume, "continue a run from its last committed step"},
+    {"ls", cmd_ls, "list runs"},
+    {"show", cmd_show, "show a run's status, usage and result"},
+    {"logs", cmd_logs, "print a run's event log (-f to follow)"},
+    {"cancel", cmd_cancel, "cancel a run"},
+    {"diff", cmd_diff, "the run's workspace against its start"},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+  int i;
+
+  fprintf(f, "usage: durin [--store URL] <command> [options]\n\n"
+             "durin is a durable runtime for long-running AI agents.\n\n"
+             "commands:\n");
+  for (i = 0; commands[i].name; i++)
+    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f,
+          "\nglobal options:\n"
+          "  --store URL   the store (default $DURIN_STORE, else "
+          "sqlite:./.durin/durin.db);\n"
+          "                sqlite:PATH[?sync=full|normal]\n"
+          "  --version     print the version\n\n"
+          "exit codes:\n"
+          "  0   success (for run/resume: the run succeeded)\n"
+          "  1   the run ended failed, cancelled or over budget\n"
+          "  2   the run stopped and needs a person (needs_human)\n"
+          "  3   another process owns the run\n"
+          "  4   the store cannot be opened or written\n"
+          "  5   no such run\n"
+          "  64  bad command line\n"
+          "  65  bad agent spec\n"
+          "  130 interrupted; the run can be resumed\n\n"
+          "'durin <command> --help' describes a command.\n");
+}
+
+/* DURIN_CRASH_AT fault injection: die as a real crash would. */
+static void crash_hook(const char *point)
+{
+  (void)point;
+  raise(SIGKILL);
+}
+
+int main(int argc, char **argv)
+{
+  struct cli cli;
+  struct durin_err err = {0};
+  const char *env;
+  int i = 1, r;
+
+  memset(&cli, 0, sizeof(cli));
+  env = getenv("DURIN_STORE");
+  cli.store_url = env && *env ? env : "sqlite:./.durin/durin.db";
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (!strcmp(argv[i], "--store") && i + 1 < argc) {
+      cli.store_url = argv[++i];
+    } else if (!strncmp(argv[i], "--store=", 8)) {
+      cli.store_url = argv[i] + 8;
+    } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      usage(stdout);
+      return EXIT_OK;
+    } else if (!strcmp(argv[i], "--version")) {
+      printf("durin 0.1.0\n");
+      return EXIT_OK;
+    } else {
+      cli_error("unknown option '%s' (see 'durin --help')", argv[i]);
+      return EXIT_USAGE;
+    }
+  }
+  if (i >= argc) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (durin_fault_configure(getenv("DURIN_CRASH_AT"), crash_hook, &err)) {
+    cli_error("DURIN_CRASH_AT: %s", err.msg);
+    return EXIT_USAGE;
+  }
+  for (r = 0; commands[r].name; r++)
+    if (!strcmp(commands[r].name, argv[i]))
+      break;
+  if (!commands[r].name) {
+    cli_error("'%s' is not a durin command (see 'durin --help')", argv[i]);
+    return EXIT_USAGE;
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  signal(SIGPIPE, SIG_IGN);
+  {
+    const struct command *c = &commands[r];
+
+    r = c->fn(argc - i, argv + i, &cli);
+  }
+  durin_store_close(cli.store);
+  curl_global_cleanup();
+  return r;
+}

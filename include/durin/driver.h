@@ -1,0 +1,46 @@
+/*
+ * The single-run driver: performs the harness's actions against a store, a
+ * model provider and the tools, in this thread, until the run stops. This
+ * is what `durin run` and `durin resume` use; the worker (many runs on one
+ * event loop) performs the same actions asynchronously.
+ */
+#ifndef DURIN_DRIVER_H
+#define DURIN_DRIVER_H
+
+#include <signal.h>
+
+#include "durin/harness.h"
+#include "durin/store.h"
+
+struct durin_driver_opts {
+  const char *owner;       /* lease owner, e.g. "host:pid" */
+  int64_t lease_ttl_ms;    /* lease length; renewed by every write */
+  int resolve;             /* indeterminate unsafe call: -1 ask, 0 skip, 1 retry */
+  /* Called before each action is performed (progress display). */
+  void (*on_action)(void *arg, const struct durin_action *act,
+                    const struct durin_usage *usage, int64_t step);
+  /* Called for each event once it is durable. */
+  void (*on_event)(void *arg, const struct durin_event *ev);
+  /* Called with notices (retries, lease renewals); may be NULL. */
+  void (*on_notice)(void *arg, const char *msg);
+  void *arg;
+  /* Set asynchronously (signal handler) to stop at the next boundary. */
+  volatile sig_atomic_t *stop;
+};
+
+struct durin_drive_result {
+  enum durin_run_status status;
+  char reason[512];
+  int stopped;  /* the driver let go (stop flag) before the run ended */
+};
+
+/*
+ * Claims run_id and drives it until it ends, needs a human, or *stop is
+ * set. Fails with DURIN_EFENCED if another process took the run over, or a
+ * store error; nothing committed is lost in either case.
+ */
+int durin_drive(struct durin_store *s, const char *run_id,
+                const struct durin_driver_opts *o,
+                struct durin_drive_result *res, struct durin_err *err);
+
+#endif

@@ -1,0 +1,194 @@
+/*
+ * The harness: the agent loop as an explicit state machine that does no
+ * I/O (DESIGN 4).
+ *
+ * A driver asks durin_harness_next() what to do, does it (call the model,
+ * write a ledger intent, run a tool, run the acceptance checks, commit the
+ * step), and reports the result with durin_harness_complete(). The harness
+ * never blocks, never touches the store, the network or a process; it is
+ * unit-tested by feeding it completions. Many harnesses can share one event
+ * loop because none of them holds a thread.
+ *
+ * Durability (DESIGN 3): everything a step produces is handed to the driver
+ * in one DURIN_ACT_COMMIT (events + checkpoint + run status), to be written
+ * in one fenced transaction. Before a tool with side effects runs, the
+ * harness asks for its ledger intent (and the model response that asked
+ * for it) to be made durable; after it runs, for its outcome.
+ *
+ * Threads: a harness belongs to one thread.
+ */
+#ifndef DURIN_HARNESS_H
+#define DURIN_HARNESS_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/model.h"
+#include "durin/spec.h"
+#include "durin/store.h"
+#include "durin/tools.h"
+
+struct durin_harness;
+
+/* The step sub-states inside `running` (logged on every transition). */
+enum durin_step_state {
+  DURIN_STEP_START,         /* fresh run: first commit pending */
+  DURIN_STEP_IDLE,          /* between steps */
+  DURIN_STEP_AWAIT_MODEL,   /* a model call is in flight */
+  DURIN_STEP_AWAIT_INTENT,  /* ledger intents being made durable */
+  DURIN_STEP_DISPATCH,      /* choosing the next tool call */
+  DURIN_STEP_AWAIT_TOOL,    /* a tool is running */
+  DURIN_STEP_AWAIT_OUTCOME, /* a tool's outcome being made durable */
+  DURIN_STEP_AWAIT_CHECKS,  /* acceptance checks running */
+  DURIN_STEP_COMMIT,        /* the step is complete, ready to commit */
+  DURIN_STEP_AWAIT_COMMIT,  /* the step's transaction is in flight */
+  DURIN_STEP_ENDED,         /* the run reached a stopping state */
+};
+
+const char *durin_step_state_name(enum durin_step_state s);
+
+enum durin_action_kind {
+  DURIN_ACT_MODEL,    /* call the model with act->model */
+  DURIN_ACT_INTENT,   /* write act->intents + act->pending durably */
+  DURIN_ACT_TOOL,     /* run act->tool with act->args */
+  DURIN_ACT_OUTCOME,  /* write act->outcome for act->call durably */
+  DURIN_ACT_CHECKS,   /* run the spec's acceptance checks */
+  DURIN_ACT_COMMIT,   /* one transaction: events, checkpoint, run update */
+  DURIN_ACT_DONE,     /* the run stopped with act->status */
+};
+
+/* What the harness asks for. Every pointer is owned by the harness and
+ * valid until the matching durin_harness_complete(). */
+struct durin_action {
+  enum durin_action_kind kind;
+  int64_t step;  /* the step this action belongs to (committed + 1) */
+
+  struct durin_model_request model;
+
+  struct durin_ledger_entry *intents;
+  int nintents;
+  const char *pending;  /* the model response the intents belong to */
+
+  int call;  /* index of the tool call in the step */
+  const struct durin_tool_def *tool;
+  json_t *args;
+  struct durin_tool_ctx tool_ctx;
+  const char *outcome;
+
+  struct durin_event *events;
+  size_t nevents;
+  const char *checkpoint;
+  struct durin_run_update update;
+  int clear_pending;  /* the step's pending response can go */
+
+  enum durin_run_status status;
+  const char *reason;
+};
+
+/* One acceptance check's result. */
+struct durin_check_result {
+  const char *name;
+  int ok;
+  int exit_code;
+  int timed_out;
+  const char *output;
+};
+
+enum durin_completion_kind {
+  DURIN_DONE_MODEL,     /* resp filled (ownership moves to the harness) */
+  DURIN_DONE_MODEL_ERROR,
+  DURIN_DONE_INTENT,
+  DURIN_DONE_TOOL,      /* tool filled (ownership moves) */
+  DURIN_DONE_OUTCOME,
+  DURIN_DONE_CHECKS,
+  DURIN_DONE_COMMIT,
+};
+
+struct durin_completion {
+  enum durin_completion_kind kind;
+  int64_t now_ms;
+  struct durin_model_response *resp;
+  int64_t retries;       /* retries spent on this model call */
+  const char *error;     /* DURIN_DONE_MODEL_ERROR: why */
+  struct durin_tool_result *tool;
+  const struct durin_check_result *checks;
+  int nchecks;
+};
+
+/*
+ * Creates a harness for run_id. spec is borrowed and must outlive it.
+ * Call durin_harness_restore() for a run that has a checkpoint; otherwise
+ * the first action is the run's opening commit.
+ */
+int durin_harness_new(const struct durin_spec *spec, const char *run_id,
+                      struct durin_harness **out, struct durin_err *err);
+void durin_harness_free(struct durin_harness *h);
+
+/* Restores from a checkpoint; attempt is the lease attempt, for the log. */
+int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
+                          int64_t attempt, struct durin_err *err);
+/* Feeds one event of the context window (seq >= durin_harness_window()). */
+int durin_harness_load_event(struct durin_harness *h,
+                             const struct durin_event *ev,
+                             struct durin_err *err);
+/* The first event seq of the context window, to load on restore. */
+int64_t durin_harness_window(const struct durin_harness *h);
+/*
+ * Restores an unfinished step: the model response that was recorded with
+ * its ledger intents, and the ledger rows (with or without outcomes).
+ */
+int durin_harness_load_pending(struct durin_harness *h, int64_t step,
+                               const char *response,
+                               const struct durin_ledger_entry *entries,
+                               int n, struct durin_err *err);
+/*
+ * A human's decision about an indeterminate unsafe call: retry it (1) or
+ * report it as of unknown outcome without running it (0).
+ */
+void durin_harness_resolve(struct durin_harness *h, int retry);
+/* Ends the run as cancelled at the next step boundary. */
+void durin_harness_cancel(struct durin_harness *h, const char *reason);
+
+/* Returns the next action; never blocks. */
+void durin_harness_next(struct durin_harness *h, int64_t now_ms,
+                        struct durin_action *act);
+/* Reports the completion of the last action. DURIN_ESTATE if unexpected. */
+int durin_harness_complete(struct durin_harness *h,
+                           const struct durin_completion *c);
+
+enum durin_step_state durin_harness_state(const struct durin_harness *h);
+const struct durin_usage *durin_harness_usage(const struct durin_harness *h);
+int64_t durin_harness_step(const struct durin_harness *h);
+/* The messages currently in the context window (borrowed). */
+json_t *durin_harness_messages(const struct durin_harness *h);
+
+/* Transition log hook (may be NULL): called with old and new state. */
+void durin_harness_on_transition(struct durin_harness *h,
+                                 void (*cb)(void *arg, enum durin_step_state a,
+                                            enum durin_step_state b),
+                                 void *arg);
+
+/* The checkpoint, as JSON text; see harness/checkpoint.c for the fields. */
+struct durin_checkpoint {
+  int64_t step;          /* committed steps */
+  int64_t turn;          /* committed model calls (script replay index) */
+  int64_t window_start;  /* first event seq of the context window */
+  int64_t started_ms;    /* when the run first started (wall-clock budget) */
+  int64_t eval_attempts;
+  struct durin_usage usage;
+  json_t *plan;          /* the agent's plan (owned) */
+  char *summary;         /* the agent's last finish summary */
+};
+
+char *durin_checkpoint_dump(const struct durin_checkpoint *c);
+int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
+                           struct durin_err *err);
+void durin_checkpoint_clear(struct durin_checkpoint *c);
+
+/* Budget check: 0 if within, else fills why (which budget) and returns 1. */
+int durin_budget_exceeded(const struct durin_budget *b,
+                          const struct durin_usage *u, int64_t elapsed_ms,
+                          int before_tool, char *why, size_t whylen);
+
+#endif

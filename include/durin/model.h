@@ -1,0 +1,119 @@
+/*
+ * Model providers: the script provider (deterministic replay) and the
+ * OpenAI Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama).
+ *
+ * A provider is an ops table. Local providers answer a request directly;
+ * HTTP providers only build the HTTP request and parse the response, so the
+ * transport (blocking here, libcurl multi on an event loop in a worker)
+ * stays outside them and they remain unit-testable without a network.
+ *
+ * Messages use one neutral JSON shape, close to Chat Completions:
+ *   {"role": "user"|"assistant"|"tool", "content": "...",
+ *    "tool_calls": [{"id", "name", "arguments"}], "tool_call_id": "..."}
+ * Each provider translates it to its wire format.
+ */
+#ifndef DURIN_MODEL_H
+#define DURIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/error.h"
+#include "durin/spec.h"
+#include "durin/util.h"
+
+struct durin_tool_call {
+  char *id;
+  char *name;
+  char *args;  /* the raw argument text the model sent */
+};
+
+struct durin_model_response {
+  char *text;
+  struct durin_tool_call *calls;
+  int ncalls;
+  int64_t input_tokens;
+  int64_t output_tokens;
+  char *model;          /* the exact model that answered, if reported */
+  char *finish_reason;
+};
+
+void durin_model_response_clear(struct durin_model_response *r);
+/* Serializes a response for the log and the pending record. */
+json_t *durin_model_response_to_json(const struct durin_model_response *r);
+int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
+                                   struct durin_err *err);
+
+struct durin_model_request {
+  const struct durin_model_cfg *cfg;
+  const char *system;
+  json_t *messages;  /* neutral messages, borrowed */
+  json_t *tools;     /* [{name, description, parameters}], borrowed */
+  int64_t turn;      /* how many model calls the run has committed */
+};
+
+/* An HTTP request built by a provider. Strings owned; see _clear. */
+struct durin_http_req {
+  char *url;
+  char *body;
+  char *headers[8];  /* "Name: value", NULL-terminated */
+};
+
+void durin_http_req_clear(struct durin_http_req *h);
+
+struct durin_provider {
+  const char *name;
+  int (*answer)(const struct durin_model_request *req,
+                struct durin_model_response *out, struct durin_err *err);
+  int (*build)(const struct durin_model_request *req, const char *api_key,
+               struct durin_http_req *out, struct durin_err *err);
+  int (*parse)(const struct durin_model_request *req, long status,
+               const char *body, size_t len, struct durin_model_response *out,
+               struct durin_err *err);
+};
+
+const struct durin_provider *durin_provider_find(const char *name);
+
+/* Dollars for a call: the spec's price, else the built-in table, else 0. */
+double durin_model_cost(const struct durin_model_cfg *cfg, int64_t in_tokens,
+                        int64_t out_tokens);
+/* Looks up the built-in price of a model name (longest prefix match). */
+int durin_price_lookup(const char *model, struct durin_price *out);
+
+/*
+ * Backoff before retry number attempt (0-based): full jitter over an
+ * exponential window (base 500 ms, cap 30 s), or Retry-After when the
+ * server sent one (retry_after_ms >= 0). rnd is a uniform value in [0,1).
+ */
+int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd);
+
+/* Parses a Retry-After value (seconds or HTTP-date); -1 if unusable. */
+int64_t durin_retry_after_parse(const char *v, int64_t now_ms);
+
+/* What a blocking call reports about its retries. */
+struct durin_call_stats {
+  int64_t retries;       /* retries made in this call */
+  int64_t slept_ms;
+};
+
+/*
+ * Calls the model, blocking, retrying 429, 5xx, connection errors and
+ * timeouts with backoff while retries_left > 0 (decremented per retry).
+ * The transport is libcurl; on_retry (may be NULL) is told about each
+ * retry so the caller can log it.
+ */
+int durin_model_call(const struct durin_model_request *req,
+                     int64_t *retries_left, struct durin_call_stats *stats,
+                     void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
+                                      const char *why),
+                     void *arg, struct durin_model_response *out,
+                     struct durin_err *err);
+
+/* One blocking HTTP POST with a response cap (the transport). */
+int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
+                    size_t cap, long *status, struct durin_buf *body,
+                    char *retry_after, size_t ra_len, struct durin_err *err);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * The agent spec: what a user submits (JSON), validated strictly, and
+ * resolved into the pinned form the store keeps for the run's lifetime.
+ *
+ * Parsing never runs anything. A bad spec yields DURIN_ESPEC and a message
+ * that names the field and says what is expected ("field 'budget.stpes' is
+ * not known; did you mean 'budget.steps'?").
+ */
+#ifndef DURIN_SPEC_H
+#define DURIN_SPEC_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/error.h"
+
+/* How a tool's side effects may be repeated (DESIGN 3.3). */
+enum durin_effect {
+  DURIN_EFFECT_PURE = 0,    /* no side effects; re-running is harmless */
+  DURIN_EFFECT_IDEMPOTENT,  /* re-running with the same key is safe */
+  DURIN_EFFECT_UNSAFE,      /* must never run twice without a human */
+};
+
+const char *durin_effect_name(enum durin_effect e);
+
+struct durin_price {
+  double input_per_mtok;   /* dollars per million input tokens */
+  double output_per_mtok;  /* dollars per million output tokens */
+  int set;
+};
+
+struct durin_model_cfg {
+  char *provider;     /* "script" or "openai" */
+  char *name;         /* model name; pinned at submit */
+  char *base_url;     /* openai: e.g. https://api.openai.com/v1 */
+  char *api_key_env;  /* name of the environment variable with the key */
+  json_t *turns;      /* script: the assistant turns (owned) */
+  struct durin_price price;
+  int64_t timeout_ms;     /* per request */
+  int64_t max_retries;    /* per-run retry budget for transient errors */
+  int64_t max_tokens;     /* per response, 0: provider default */
+};
+
+struct durin_spec_tool {
+  char *name;
+  enum durin_effect effect;  /* the tool's declared class, or the spec's */
+};
+
+struct durin_spec_check {
+  char *name;
+  char *run;           /* shell command, run in the workspace */
+  int64_t timeout_ms;
+};
+
+/* Budgets; 0 means unlimited. */
+struct durin_budget {
+  int64_t steps;
+  int64_t tokens;
+  double dollars;
+  int64_t wall_clock_ms;
+  int64_t tool_calls;
+};
+
+struct durin_spec {
+  char *name;
+  char *system;
+  char *goal;
+  char *workspace;  /* absolute path of the source directory */
+  struct durin_model_cfg model;
+  struct durin_spec_tool *tools;
+  int ntools;
+  struct durin_spec_check *checks;
+  int nchecks;
+  int64_t max_eval_attempts;
+  struct durin_budget budget;
+  int64_t tool_timeout_ms;
+  int64_t output_cap;      /* bytes of tool output kept per call */
+  int64_t max_arg_bytes;   /* tool-call arguments larger than this are refused */
+  int64_t context_messages;  /* messages kept in the context window */
+};
+
+/*
+ * Parses and validates a spec. base_dir resolves relative paths (the spec
+ * file's directory); NULL for an already resolved spec. On failure err
+ * names the field.
+ */
+int durin_spec_parse(const char *json_text, const char *base_dir,
+                     struct durin_spec *out, struct durin_err *err);
+void durin_spec_clear(struct durin_spec *s);
+
+/*
+ * Overrides the model with "provider:name" (or just a name, meaning
+ * openai), as `durin run --model` and DURIN_MODEL do.
+ */
+int durin_spec_set_model(struct durin_spec *s, const char *model,
+                         struct durin_err *err);
+
+/* The resolved spec as JSON (absolute paths, script turns inline). */
+char *durin_spec_dump(const struct durin_spec *s);
+
+/* Finds a tool of the spec by name, or NULL. */
+const struct durin_spec_tool *durin_spec_tool(const struct durin_spec *s,
+                                              const char *name);
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * The durable store: runs (the job record), the append-only event log,
+ * checkpoints, the side-effect ledger and the pending model response of an
+ * unfinished step.
+ *
+ * A store is a backend chosen by URL scheme ("sqlite:PATH", later
+ * "postgres://...") behind one ops table, like sqlite's VFS or git's ref
+ * backends. Callers only use the durin_store_* functions below; nothing in
+ * this interface is specific to one backend.
+ *
+ * Fencing (DESIGN 3.2): every write for a run happens inside a transaction
+ * that first calls durin_txn_fence() with the lease epoch the writer holds.
+ * The fence is a conditional update of the run row; if another process has
+ * claimed the run since, it fails with DURIN_EFENCED and the writer must
+ * roll back and drop the run. One transaction may fence several runs (group
+ * commit).
+ *
+ * Threads: a struct durin_store is used by one thread at a time.
+ */
+#ifndef DURIN_STORE_H
+#define DURIN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "durin/error.h"
+
+struct durin_store;
+struct durin_txn;
+
+/* The run's durable status. Stored as its text name. */
+enum durin_run_status {
+  DURIN_RUN_QUEUED = 0,
+  DURIN_RUN_RUNNING,
+  DURIN_RUN_WAITING_APPROVAL,
+  DURIN_RUN_SLEEPING,
+  DURIN_RUN_EVALUATING,
+  DURIN_RUN_PAUSED,
+  DURIN_RUN_NEEDS_HUMAN,
+  DURIN_RUN_SUCCEEDED,
+  DURIN_RUN_FAILED,
+  DURIN_RUN_CANCELLED,
+  DURIN_RUN_BUDGET_EXCEEDED,
+  DURIN_RUN__COUNT
+};
+
+const char *durin_run_status_name(enum durin_run_status s);
+/* Returns 0 and sets *out, or DURIN_EINVAL for an unknown name. */
+int durin_run_status_parse(const char *name, enum durin_run_status *out);
+/* True for succeeded, failed, cancelled, budget_exceeded. */
+int durin_run_status_terminal(enum durin_run_status s);
+
+/* Usage totals of a run; kept in the checkpoint and mirrored in the row. */
+struct durin_usage {
+  int64_t steps;
+  int64_t input_tokens;
+  int64_t output_tokens;
+  int64_t model_calls;
+  int64_t tool_calls;
+  int64_t retries;
+  double cost_usd;
+};
+
+/* Backend options parsed from the URL's query string. */
+struct durin_store_opts {
+  int sync_full;        /* sqlite: synchronous=FULL (default 1) */
+  int busy_timeout_ms;  /* how long to wait for a lock (default 5000) */
+};
+
+/* What submit writes: the pinned, fully resolved run. */
+struct durin_run_new {
+  const char *id;
+  const char *name;
+  const char *spec_json;  /* resolved spec, model pinned */
+  const char *model;      /* "provider:model", for listings */
+  const char *workspace;  /* absolute path of the run's workspace */
+  int64_t now_ms;
+};
+
+/* A run row, as read. Strings are owned by the struct; see _clear. */
+struct durin_run_info {
+  char id[32];
+  char *name;
+  char *spec_json;
+  char *model;
+  char *workspace;
+  char *reason;
+  char *lease_owner;
+  enum durin_run_status status;
+  int64_t created_ms, started_ms, updated_ms, finished_ms;
+  uint64_t lease_epoch;
+  int64_t lease_expires_ms;
+  int64_t attempt;
+  int64_t last_seq;
+  int cancel_requested;
+  struct durin_usage usage;
+};
+
+void durin_run_info_clear(struct durin_run_info *ri);
+
+/* A partial update of a run row. NULL / negative fields are unchanged. */
+struct durin_run_update {
+  const enum durin_run_status *status;
+  const char *reason;             /* NULL: unchanged; "" clears */
+  const struct durin_usage *usage;
+  int64_t started_ms;             /* < 0: unchanged */
+  int64_t finished_ms;            /* < 0: unchanged */
+  int release_lease;              /* clear owner and expiry */
+  int64_t now_ms;
+};
+
+/* One event of the append-only log. */
+struct durin_event {
+  int64_t seq;       /* assigned by the store on append */
+  int64_t ts_ms;
+  int64_t step;
+  const char *type;
+  const char *data;  /* JSON object text */
+};
+
+/* One side-effect ledger row (DESIGN 3.3). */
+struct durin_ledger_entry {
+  char run_id[32];
+  int64_t step;
+  int call_idx;
+  const char *call_id;
+  const char *tool;
+  const char *effect;     /* "pure", "idempotent" or "unsafe" */
+  const char *args_hash;  /* sha256 hex of the canonical arguments */
+  const char *idem_key;
+  const char *args;
+  int done;               /* outcome recorded */
+  const char *outcome;    /* JSON result, when done */
+  int64_t intent_ms, outcome_ms;
+};
+
+/* Filters for listings; zero values match everything. */
+struct durin_run_filter {
+  int status_mask;  /* bit (1 << status); 0 = all */
+  int limit;
+};
+
+typedef int (*durin_run_cb)(const struct durin_run_info *ri, void *arg);
+typedef int (*durin_event_cb)(const struct durin_event *ev, void *arg);
+typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
+
+/* The backend interface. Implementations live in store-<scheme>.c. */
+struct durin_store_ops {
+  const char *scheme;
+  int (*open)(const char *rest, const struct durin_store_opts *o, void **impl,
+              struct durin_err *err);
+  void (*close)(void *impl);
+
+  int (*run_create)(void *impl, const struct durin_run_new *n,
+                    struct durin_err *err);
+  int (*run_get)(void *impl, const char *id, struct durin_run_info *out,
+                 struct durin_err *err);
+  int (*run_resolve)(void *impl, const char *prefix, char id[32],
+                     struct durin_err *err);
+  int (*run_list)(void *impl, const struct durin_run_filter *f,
+                  durin_run_cb cb, void *arg, struct durin_err *err);
+  int (*run_claim)(void *impl, const char *id, const char *owner,
+                   int64_t now_ms, int64_t ttl_ms, uint64_t *epoch,
+                   struct durin_err *err);
+  int (*run_request_cancel)(void *impl, const char *id,
+                            struct durin_err *err);
+
+  int (*txn_begin)(void *impl, void **txn, struct durin_err *err);
+  int (*txn_commit)(void *txn, struct durin_err *err);
+  void (*txn_rollback)(void *txn);
+  int (*txn_fence)(void *txn, const char *run_id, uint64_t epoch,
+                   int64_t lease_until_ms, struct durin_err *err);
+  int (*events_append)(void *txn, const char *run_id,
+                       struct durin_event *ev, size_t n,
+                       struct durin_err *err);
+  int (*checkpoint_put)(void *txn, const char *run_id,
+                        int64_t step, const char *data,
+                        struct durin_err *err);
+  int (*run_update)(void *txn, const char *run_id,
+                    const struct durin_run_update *u, struct durin_err *err);
+  int (*ledger_intent)(void *txn,
+                       const struct durin_ledger_entry *e,
+                       struct durin_err *err);
+  int (*ledger_outcome)(void *txn, const char *run_id,
+                        int64_t step, int call_idx, const char *outcome,
+                        int64_t now_ms, struct durin_err *err);
+  int (*pending_put)(void *txn, const char *run_id, int64_t step,
+                     const char *response, struct durin_err *err);
+  int (*pending_clear)(void *txn, const char *run_id,
+                       struct durin_err *err);
+
+  int (*events_read)(void *impl, const char *run_id, int64_t from_seq,
+                     int64_t max, durin_event_cb cb, void *arg,
+                     struct durin_err *err);
+  int (*checkpoint_get)(void *impl, const char *run_id, int64_t *step,
+                        char **data, struct durin_err *err);
+  int (*ledger_read)(void *impl, const char *run_id, int64_t step,
+                     durin_ledger_cb cb, void *arg, struct durin_err *err);
+  int (*pending_get)(void *impl, const char *run_id, int64_t *step,
+                     char **response, struct durin_err *err);
+  /* Bytes the store occupies on disk, for benchmarks; -1 if unknown. */
+  int64_t (*size_bytes)(void *impl);
+};
+
+/*
+ * Opens the store named by url ("sqlite:PATH[?sync=full|normal]"). Fails
+ * with DURIN_EURL for an unknown scheme and a message naming the schemes
+ * this build supports.
+ */
+int durin_store_open(const char *url, struct durin_store **out,
+                     struct durin_err *err);
+void durin_store_close(struct durin_store *s);
+const char *durin_store_url(const struct durin_store *s);
+
+int durin_store_run_create(struct durin_store *s, const struct durin_run_new *n,
+                           struct durin_err *err);
+/* Reads the run with exactly this id; DURIN_ENOTFOUND if none. */
+int durin_store_run_get(struct durin_store *s, const char *id,
+                        struct durin_run_info *out, struct durin_err *err);
+/* Finds the one run whose id starts with prefix (like git's short hashes). */
+int durin_store_run_resolve(struct durin_store *s, const char *prefix,
+                            char id[32], struct durin_err *err);
+int durin_store_run_list(struct durin_store *s,
+                         const struct durin_run_filter *f, durin_run_cb cb,
+                         void *arg, struct durin_err *err);
+/*
+ * Takes the run's lease for owner until now + ttl: the epoch is incremented
+ * (fencing every earlier holder), the attempt counted, and the new epoch
+ * returned. Fails with DURIN_ESTATE if the run is terminal.
+ */
+int durin_store_run_claim(struct durin_store *s, const char *id,
+                          const char *owner, int64_t now_ms, int64_t ttl_ms,
+                          uint64_t *epoch, struct durin_err *err);
+/* Flags the run for cancellation; the holder of the lease acts on it. */
+int durin_store_run_request_cancel(struct durin_store *s, const char *id,
+                                   struct durin_err *err);
+
+int durin_txn_begin(struct durin_store *s, struct durin_txn **txn,
+                    struct durin_err *err);
+int durin_txn_commit(struct durin_txn *txn, struct durin_err *err);
+void durin_txn_rollback(struct durin_txn *txn);
+/*
+ * Asserts inside txn that run_id's lease epoch is still epoch, and extends
+ * the lease to lease_until_ms. DURIN_EFENCED if not.
+ */
+int durin_txn_fence(struct durin_txn *txn, const char *run_id, uint64_t epoch,
+                    int64_t lease_until_ms, struct durin_err *err);
+/* Appends n events; each ev[i].seq receives its contiguous sequence. */
+int durin_txn_events_append(struct durin_txn *txn, const char *run_id,
+                            struct durin_event *ev, size_t n,
+                            struct durin_err *err);
+int durin_txn_checkpoint_put(struct durin_txn *txn, const char *run_id,
+                             int64_t step, const char *data,
+                             struct durin_err *err);
+int durin_txn_run_update(struct durin_txn *txn, const char *run_id,
+                         const struct durin_run_update *u,
+                         struct durin_err *err);
+int durin_txn_ledger_intent(struct durin_txn *txn,
+                            const struct durin_ledger_entry *e,
+                            struct durin_err *err);
+int durin_txn_ledger_outcome(struct durin_txn *txn, const char *run_id,
+                             int64_t step, int call_idx, const char *outcome,
+                             int64_t now_ms, struct durin_err *err);
+int durin_txn_pending_put(struct durin_txn *txn, const char *run_id,
+                          int64_t step, const char *response,
+                          struct durin_err *err);
+int durin_txn_pending_clear(struct durin_txn *txn, const char *run_id,
+                            struct durin_err *err);
+
+/* Calls cb for events with seq >= from_seq, at most max (0: all). */
+int durin_store_events_read(struct durin_store *s, const char *run_id,
+                            int64_t from_seq, int64_t max, durin_event_cb cb,
+                            void *arg, struct durin_err *err);
+/* The latest checkpoint; DURIN_ENOTFOUND if none. free() *data. */
+int durin_store_checkpoint_get(struct durin_store *s, const char *run_id,
+                               int64_t *step, char **data,
+                               struct durin_err *err);
+int durin_store_ledger_read(struct durin_store *s, const char *run_id,
+                            int64_t step, durin_ledger_cb cb, void *arg,
+                            struct durin_err *err);
+/* The pending response of an unfinished step; DURIN_ENOTFOUND if none. */
+int durin_store_pending_get(struct durin_store *s, const char *run_id,
+                            int64_t *step, char **response,
+                            struct durin_err *err);
+int64_t durin_store_size_bytes(struct durin_store *s);
+
+#endif

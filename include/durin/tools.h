@@ -1,0 +1,111 @@
+/*
+ * Built-in tools and the tool registry.
+ *
+ * A tool declares its name, a description for the model, its parameters
+ * (from which both the JSON schema sent to the model and the validation of
+ * the model's arguments are derived) and its side-effect class. Tools the
+ * harness implements itself (update_plan, finish) have no exec function:
+ * they only change the run's state.
+ *
+ * durin_tool_exec() does I/O and may block for up to the call's timeout; it
+ * is called by drivers, never by the harness.
+ */
+#ifndef DURIN_TOOLS_H
+#define DURIN_TOOLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/error.h"
+#include "durin/spec.h"
+
+enum durin_param_type {
+  DURIN_PARAM_STRING,
+  DURIN_PARAM_INTEGER,
+  DURIN_PARAM_BOOLEAN,
+  DURIN_PARAM_PLAN,  /* array of {step: string, status: string} */
+};
+
+struct durin_tool_param {
+  const char *name;
+  enum durin_param_type type;
+  int required;
+  const char *desc;
+};
+
+struct durin_tool_ctx {
+  const char *workspace;    /* absolute path; every path stays beneath it */
+  const char *idem_key;     /* stable across re-runs of the same call */
+  int64_t timeout_ms;
+  size_t output_cap;
+};
+
+struct durin_tool_result {
+  int ok;              /* the tool did what was asked */
+  int exit_code;       /* bash: the command's status; -1 otherwise */
+  int timed_out;
+  int truncated;       /* output was cut at the cap */
+  char *output;        /* text for the model (owned, NUL-terminated) */
+  int64_t duration_ms;
+};
+
+void durin_tool_result_clear(struct durin_tool_result *r);
+
+struct durin_tool_def {
+  const char *name;
+  const char *desc;
+  enum durin_effect effect;
+  const struct durin_tool_param *params;  /* terminated by a NULL name */
+  int (*exec)(const struct durin_tool_ctx *ctx, json_t *args,
+              struct durin_tool_result *res);
+};
+
+/* Looks a tool up among the built-ins and registered tools, or NULL. */
+const struct durin_tool_def *durin_tool_find(const char *name);
+/* Comma-separated names of every known tool, for error messages. */
+const char *durin_tool_names(void);
+/*
+ * Registers an extra tool (embedders, benchmarks). The definition must
+ * outlive every use. Not thread-safe: call before starting runs.
+ */
+int durin_tool_register(const struct durin_tool_def *def);
+
+/* The JSON schema object for def's parameters (new reference). */
+json_t *durin_tool_schema(const struct durin_tool_def *def);
+
+/*
+ * Parses and validates the model's argument text for def. On failure
+ * returns DURIN_EINVAL and a message written for the model, saying what is
+ * wrong and what is expected.
+ */
+int durin_tool_args_parse(const struct durin_tool_def *def, const char *text,
+                          size_t max_bytes, json_t **out,
+                          struct durin_err *err);
+
+/* Runs a tool with validated args. Never fails: errors go into res. */
+void durin_tool_exec(const struct durin_tool_def *def,
+                     const struct durin_tool_ctx *ctx, json_t *args,
+                     struct durin_tool_result *res);
+
+/*
+ * Runs a shell command in dir with a clean environment, rlimits, a
+ * wall-clock timeout that kills its whole process group, and an output cap.
+ * Used by the bash tool and by acceptance checks. extra_env is a
+ * NULL-terminated list of "K=V" added to the clean environment.
+ */
+int durin_proc_run(const char *dir, const char *command,
+                   const char *const *extra_env, int64_t timeout_ms,
+                   size_t output_cap, struct durin_tool_result *res);
+
+/*
+ * Opens path beneath the workspace directory fd dirfd, refusing any path
+ * that resolves outside it ("..", absolute paths, symlinks out).
+ */
+int durin_path_open(int dirfd, const char *path, int flags, int mode,
+                    struct durin_err *err);
+/* Creates the parent directories of path beneath dirfd. */
+int durin_path_mkparents(int dirfd, const char *path, struct durin_err *err);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * The checkpoint: the small resumable state of a run after each committed
+ * step (DESIGN 3.4). It refers to the log (window_start) instead of copying
+ * the conversation, so its size does not grow with the number of steps.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/harness.h"
+
+char *durin_checkpoint_dump(const struct durin_checkpoint *c)
+{
+  const struct durin_usage *u = &c->usage;
+  json_t *j;
+  char *s;
+
+  j = json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "v", 1, "step",
+                (json_int_t)c->step, "turn", (json_int_t)c->turn,
+                "window_start", (json_int_t)c->window_start, "started_ms",
+                (json_int_t)c->started_ms, "eval_attempts",
+                (json_int_t)c->eval_attempts);
+  json_object_set_new(
+      j, "usage",
+      json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "steps", (json_int_t)u->steps,
+                "input_tokens", (json_int_t)u->input_tokens, "output_tokens",
+                (json_int_t)u->output_tokens, "model_calls",
+                (json_int_t)u->model_calls, "tool_calls",
+                (json_int_t)u->tool_calls, "retries", (json_int_t)u->retries,
+                "cost_usd", u->cost_usd));
+  json_object_set_new(j, "plan",
+                      c->plan ? json_incref(c->plan) : json_array());
+  if (c->summary)
+    json_object_set_new(j, "summary", json_string(c->summary));
+  s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  return s;
+}
+
+int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
+                           struct durin_err *err)
+{
+  json_t *j, *u, *plan;
+  json_error_t je;
+  const char *summary = NULL;
+  json_int_t v = 0, step, turn, ws, st, ea, s1, s2, s3, s4, s5, s6;
+  double cost;
+
+  memset(c, 0, sizeof(*c));
+  j = json_loads(text, 0, &je);
+  if (!j)
+    return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
+                         je.text);
+  if (json_unpack_ex(j, &je, 0,
+                     "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s}", "v", &v, "step",
+                     &step, "turn", &turn, "window_start", &ws, "started_ms",
+                     &st, "eval_attempts", &ea, "usage", &u, "plan", &plan,
+                     "summary", &summary) ||
+      json_unpack_ex(u, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:F}", "steps", &s1,
+                     "input_tokens", &s2, "output_tokens", &s3, "model_calls",
+                     &s4, "tool_calls", &s5, "retries", &s6, "cost_usd",
+                     &cost) ||
+      v != 1 || !json_is_array(plan)) {
+    json_decref(j);
+    return durin_err_set(err, DURIN_EPARSE, "checkpoint is malformed: %s",
+                         je.text);
+  }
+  c->step = step;
+  c->turn = turn;
+  c->window_start = ws;
+  c->started_ms = st;
+  c->eval_attempts = ea;
+  c->usage.steps = s1;
+  c->usage.input_tokens = s2;
+  c->usage.output_tokens = s3;
+  c->usage.model_calls = s4;
+  c->usage.tool_calls = s5;
+  c->usage.retries = s6;
+  c->usage.cost_usd = cost;
+  c->plan = json_incref(plan);
+  c->summary = summary ? strdup(summary) : NULL;
+  json_decref(j);
+  return 0;
+}
+
+void durin_checkpoint_clear(struct durin_checkpoint *c)
+{
+  json_decref(c->plan);
+  free(c->summary);
+  memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,1012 @@
+/*
+ * The run state machine. See durin/harness.h for the contract; this file
+ * is the transition function. It does no I/O: drivers perform the actions
+ * it returns and report completions back.
+ *
+ * One step:
+ *   IDLE --budget ok--> AWAIT_MODEL --resp--> [AWAIT_INTENT] --> DISPATCH
+ *   DISPATCH --next call--> AWAIT_TOOL --> [AWAIT_OUTCOME] --> DISPATCH
+ *   DISPATCH --finish called--> AWAIT_CHECKS --> COMMIT
+ *   DISPATCH --all calls done--> COMMIT --> AWAIT_COMMIT --> IDLE | ENDED
+ * Bracketed states happen only for tools with side effects.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/harness.h"
+#include "durin/util.h"
+
+enum call_state {
+  CALL_NEW,       /* not yet run */
+  CALL_RESOLVED,  /* result known (ran, reused, refused or skipped) */
+};
+
+struct call {
+  struct durin_tool_call *tc;
+  const struct durin_tool_def *def;
+  enum durin_effect effect;
+  json_t *args;          /* validated arguments */
+  json_t *result;        /* the tool_result event data */
+  enum call_state state;
+  int intent;            /* a ledger intent exists for it */
+  int indeterminate;     /* intent without outcome, found on resume */
+  char args_hash[65];
+  char idem_key[96];
+};
+
+struct durin_harness {
+  const struct durin_spec *spec;
+  char run_id[32];
+  enum durin_step_state state;
+  struct durin_checkpoint ck;
+  int64_t attempt;
+  int restored;
+
+  json_t *tools;       /* schemas for the model */
+  json_t *msgs;        /* context window messages */
+  int64_t *msg_seq;    /* event seq each message came from */
+  size_t msg_alloc;
+
+  /* The step in progress. */
+  struct durin_model_response resp;
+  int have_resp;
+  int from_pending;
+  int64_t step_retries;
+  struct call *calls;
+  int ncalls;
+  int cur;
+  int need_intents;
+  int finish_call;       /* index of the finish call, or -1 */
+  int checks_done;
+  json_t *events;        /* [[type, data], ...] for the commit */
+  int ended;             /* the step ends the run */
+  enum durin_run_status end_status;
+  char end_reason[512];
+  int cancel;
+  char cancel_reason[256];
+  int resolve;           /* -1 none, 0 skip, 1 retry */
+  int step_counts;       /* a model response belongs to this commit */
+  int needs_human;       /* this commit stops the run for a human */
+
+  /* Buffers handed out in actions. */
+  struct durin_ledger_entry *intents;
+  char *pending_text;
+  char *outcome_text;
+  struct durin_event *ev;
+  size_t nev;
+  char **ev_data;
+  char *ck_text;
+  json_t *req_msgs;
+
+  void (*on_transition)(void *, enum durin_step_state, enum durin_step_state);
+  void *on_transition_arg;
+};
+
+static const char *const state_names[] = {
+    [DURIN_STEP_START] = "start",
+    [DURIN_STEP_IDLE] = "idle",
+    [DURIN_STEP_AWAIT_MODEL] = "await_model",
+    [DURIN_STEP_AWAIT_INTENT] = "await_intent",
+    [DURIN_STEP_DISPATCH] = "dispatch",
+    [DURIN_STEP_AWAIT_TOOL] = "await_tool",
+    [DURIN_STEP_AWAIT_OUTCOME] = "await_outcome",
+    [DURIN_STEP_AWAIT_CHECKS] = "await_checks",
+    [DURIN_STEP_COMMIT] = "commit",
+    [DURIN_STEP_AWAIT_COMMIT] = "await_commit",
+    [DURIN_STEP_ENDED] = "ended",
+};
+
+const char *durin_step_state_name(enum durin_step_state s)
+{
+  if ((unsigned)s > DURIN_STEP_ENDED)
+    return "unknown";
+  return state_names[s];
+}
+
+static void set_state(struct durin_harness *h, enum durin_step_state s)
+{
+  if (h->on_transition && s != h->state)
+    h->on_transition(h->on_transition_arg, h->state, s);
+  h->state = s;
+}
+
+void durin_harness_on_transition(struct durin_harness *h,
+                                 void (*cb)(void *arg, enum durin_step_state a,
+                                            enum durin_step_state b),
+                                 void *arg)
+{
+  h->on_transition = cb;
+  h->on_transition_arg = arg;
+}
+
+int durin_harness_new(const struct durin_spec *spec, const char *run_id,
+                      struct durin_harness **out, struct durin_err *err)
+{
+  struct durin_harness *h = calloc(1, sizeof(*h));
+  int i;
+
+  if (!h)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  h->spec = spec;
+  snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
+  h->state = DURIN_STEP_START;
+  h->resolve = -1;
+  h->finish_call = -1;
+  h->ck.plan = json_array();
+  h->msgs = json_array();
+  h->events = json_array();
+  h->tools = json_array();
+  for (i = 0; i < spec->ntools; i++) {
+    const struct durin_tool_def *def = durin_tool_find(spec->tools[i].name);
+
+    if (!def) {
+      durin_harness_free(h);
+      return durin_err_set(err, DURIN_ESPEC, "unknown tool '%s'",
+                           spec->tools[i].name);
+    }
+    json_array_append_new(h->tools,
+                          json_pack("{s:s,s:s,s:o}", "name", def->name,
+                                    "description", def->desc, "parameters",
+                                    durin_tool_schema(def)));
+  }
+  *out = h;
+  return 0;
+}
+
+static void step_reset(struct durin_harness *h)
+{
+  int i;
+
+  durin_model_response_clear(&h->resp);
+  h->have_resp = 0;
+  h->from_pending = 0;
+  h->step_retries = 0;
+  for (i = 0; i < h->ncalls; i++) {
+    json_decref(h->calls[i].args);
+    json_decref(h->calls[i].result);
+  }
+  free(h->calls);
+  h->calls = NULL;
+  h->ncalls = 0;
+  h->cur = 0;
+  h->need_intents = 0;
+  h->finish_call = -1;
+  h->checks_done = 0;
+  h->step_counts = 0;
+  h->needs_human = 0;
+  json_array_clear(h->events);
+  free(h->intents);
+  h->intents = NULL;
+  free(h->pending_text);
+  h->pending_text = NULL;
+  free(h->outcome_text);
+  h->outcome_text = NULL;
+}
+
+static void commit_buffers_free(struct durin_harness *h)
+{
+  size_t i;
+
+  for (i = 0; i < h->nev; i++)
+    free(h->ev_data[i]);
+  free(h->ev_data);
+  free(h->ev);
+  h->ev = NULL;
+  h->ev_data = NULL;
+  h->nev = 0;
+  free(h->ck_text);
+  h->ck_text = NULL;
+}
+
+void durin_harness_free(struct durin_harness *h)
+{
+  if (!h)
+    return;
+  step_reset(h);
+  commit_buffers_free(h);
+  durin_checkpoint_clear(&h->ck);
+  json_decref(h->msgs);
+  json_decref(h->events);
+  json_decref(h->tools);
+  json_decref(h->req_msgs);
+  free(h->msg_seq);
+  free(h);
+}
+
+int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
+                          int64_t attempt, struct durin_err *err)
+{
+  struct durin_checkpoint c;
+  int r = durin_checkpoint_parse(checkpoint, &c, err);
+
+  if (r)
+    return r;
+  durin_checkpoint_clear(&h->ck);
+  h->ck = c;
+  h->attempt = attempt;
+  h->restored = 1;
+  set_state(h, DURIN_STEP_IDLE);
+  return 0;
+}
+
+int64_t durin_harness_window(const struct durin_harness *h)
+{
+  return h->ck.window_start;
+}
+
+static void add_event(struct durin_harness *h, const char *type, json_t *data)
+{
+  json_array_append_new(h->events, json_pack("[s,o]", type, data));
+}
+
+/* Appends a message to the window, remembering the event it came from. */
+static void window_push(struct durin_harness *h, json_t *msg, int64_t seq)
+{
+  size_t n = json_array_size(h->msgs);
+
+  if (n + 1 > h->msg_alloc) {
+    h->msg_alloc = h->msg_alloc ? h->msg_alloc * 2 : 64;
+    h->msg_seq = realloc(h->msg_seq, h->msg_alloc * sizeof(*h->msg_seq));
+  }
+  h->msg_seq[n] = seq;
+  json_array_append_new(h->msgs, msg);
+}
+
+/* Turns one logged event into its context-window message, if it has one. */
+static void window_add_event(struct durin_harness *h, const char *type,
+                             json_t *data, int64_t seq)
+{
+  if (!strcmp(type, "user_message")) {
+    window_push(h,
+                json_pack("{s:s,s:O}", "role", "user", "content",
+                          json_object_get(data, "content")),
+                seq);
+  } else if (!strcmp(type, "model_response")) {
+    json_t *m = json_pack("{s:s}", "role", "assistant");
+    json_t *text = json_object_get(data, "text");
+
+    if (json_is_string(text))
+      json_object_set(m, "content", text);
+    if (json_array_size(json_object_get(data, "tool_calls")))
+      json_object_set(m, "tool_calls", json_object_get(data, "tool_calls"));
+    window_push(h, m, seq);
+  } else if (!strcmp(type, "tool_result")) {
+    window_push(h,
+                json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
+                          json_object_get(data, "call_id"), "content",
+                          json_object_get(data, "output")),
+                seq);
+  }
+}
+
+int durin_harness_load_event(struct durin_harness *h,
+                             const struct durin_event *ev,
+                             struct durin_err *err)
+{
+  json_error_t je;
+  json_t *data = json_loads(ev->data, 0, &je);
+
+  if (!data)
+    return durin_err_set(err, DURIN_EPARSE,
+                         "event %lld of run '%s' is not JSON: %s",
+                         (long long)ev->seq, h->run_id, je.text);
+  if (ev->seq >= h->ck.window_start)
+    window_add_event(h, ev->type, data, ev->seq);
+  json_decref(data);
+  return 0;
+}
+
+/*
+ * Keeps the window within context_messages by dropping whole turns from
+ * its front: an assistant message goes together with the tool results that
+ * answer it, so no tool result is ever left without its call.
+ */
+static void window_compact(struct durin_harness *h)
+{
+  size_t n = json_array_size(h->msgs), drop = 0, limit;
+
+  limit = (size_t)h->spec->context_messages;
+  if (n <= limit)
+    return;
+  while (n - drop > limit / 2 || drop == 0) {
+    drop++;
+    while (drop < n &&
+           !strcmp(json_string_value(json_object_get(
+                       json_array_get(h->msgs, drop), "role")),
+                   "tool"))
+      drop++;
+    if (drop >= n)
+      break;
+  }
+  if (drop >= n)
+    return;
+  add_event(h, "compaction",
+            json_pack("{s:I,s:I,s:I}", "dropped_messages", (json_int_t)drop,
+                      "window_start", (json_int_t)h->msg_seq[drop],
+                      "kept_messages", (json_int_t)(n - drop)));
+  h->ck.window_start = h->msg_seq[drop];
+  {
+    json_t *kept = json_array();
+    size_t i;
+
+    for (i = drop; i < n; i++)
+      json_array_append(kept, json_array_get(h->msgs, i));
+    json_decref(h->msgs);
+    h->msgs = kept;
+    memmove(h->msg_seq, h->msg_seq + drop, (n - drop) * sizeof(int64_t));
+  }
+}
+
+void durin_harness_resolve(struct durin_harness *h, int retry)
+{
+  h->resolve = retry ? 1 : 0;
+}
+
+void durin_harness_cancel(struct durin_harness *h, const char *reason)
+{
+  h->cancel = 1;
+  snprintf(h->cancel_reason, sizeof(h->cancel_reason), "%s",
+           reason ? reason : "cancelled by request");
+}
+
+static json_t *result_json(struct call *c, const struct durin_tool_result *r,
+                           int reused)
+{
+  return json_pack("{s:s,s:s,s:s,s:b,s:s,s:i,s:b,s:b,s:I,s:b}", "call_id",
+                   c->tc->id, "name", c->tc->name, "effect",
+                   durin_effect_name(c->effect), "ok", r->ok, "output",
+                   r->output ? r->output : "", "exit_code", r->exit_code,
+                   "timed_out", r->timed_out, "truncated", r->truncated,
+                   "duration_ms", (json_int_t)r->duration_ms, "reused",
+                   reused);
+}
+
+static void resolve_call(struct call *c, int ok, const char *output)
+{
+  struct durin_tool_result r;
+
+  memset(&r, 0, sizeof(r));
+  r.ok = ok;
+  r.exit_code = -1;
+  r.output = (char *)output;
+  json_decref(c->result);
+  c->result = result_json(c, &r, 0);
+  c->state = CALL_RESOLVED;
+}
+
+static void end_run(struct durin_harness *h, enum durin_run_status st,
+                    const char *reason)
+{
+  h->ended = 1;
+  h->end_status = st;
+  snprintf(h->end_reason, sizeof(h->end_reason), "%s", reason ? reason : "");
+}
+
+/*
+ * Validates the model's calls. Malformed ones (bad JSON, unknown tool,
+ * wrong types, oversized arguments) are answered with an error result and
+ * never run. Returns whether any call needs a ledger intent.
+ */
+static int prepare_calls(struct durin_harness *h, int64_t step)
+{
+  int i, need = 0;
+
+  h->calls = calloc((size_t)h->resp.ncalls + 1, sizeof(*h->calls));
+  h->ncalls = h->resp.ncalls;
+  for (i = 0; i < h->ncalls; i++) {
+    struct call *c = &h->calls[i];
+    const struct durin_spec_tool *st;
+    struct durin_err err = {0};
+    char *canon;
+
+    c->tc = &h->resp.calls[i];
+    st = durin_spec_tool(h->spec, c->tc->name);
+    c->def = st ? durin_tool_find(st->name) : NULL;
+    c->effect = st ? st->effect : DURIN_EFFECT_PURE;
+    if (!c->def) {
+      char msg[1200];
+      int j, off;
+
+      off = snprintf(msg, sizeof(msg),
+                     "error: there is no tool named '%.100s'; available: ",
+                     c->tc->name);
+      for (j = 0; j < h->spec->ntools && off < (int)sizeof(msg) - 40; j++)
+        off += snprintf(msg + off, sizeof(msg) - (size_t)off, "%s%s",
+                        j ? ", " : "", h->spec->tools[j].name);
+      resolve_call(c, 0, msg);
+      continue;
+    }
+    if (durin_tool_args_parse(c->def, c->tc->args,
+                              (size_t)h->spec->max_arg_bytes, &c->args,
+                              &err)) {
+      char msg[700];
+
+      snprintf(msg, sizeof(msg), "error: %s", err.msg);
+      resolve_call(c, 0, msg);
+      continue;
+    }
+    if (!strcmp(c->def->name, "finish") && h->finish_call < 0)
+      h->finish_call = i;
+    canon = json_dumps(c->args, JSON_COMPACT | JSON_SORT_KEYS);
+    durin_sha256_hex(canon, strlen(canon), c->args_hash);
+    free(canon);
+    snprintf(c->idem_key, sizeof(c->idem_key), "%s:%lld:%d", h->run_id,
+             (long long)step, i);
+    if (c->effect != DURIN_EFFECT_PURE && c->def->exec)
+      need = 1;
+  }
+  return need;
+}
+
+static void model_request(struct durin_harness *h, struct durin_action *act)
+{
+  json_t *m = json_array();
+
+  /* The goal is pinned at the head of every window. */
+  json_array_append_new(m, json_pack("{s:s,s:s}", "role", "user", "content",
+                                     h->spec->goal));
+  json_array_extend(m, h->msgs);
+  json_decref(h->req_msgs);
+  h->req_msgs = m;
+  act->model.cfg = &h->spec->model;
+  act->model.system = h->spec->system;
+  act->model.messages = m;
+  act->model.tools = h->tools;
+  act->model.turn = h->ck.turn;
+}
+
+static void do_commit_action(struct durin_harness *h, int64_t now,
+                             struct durin_action *act);
+
+/* The next tool call to run, applying budgets and the ledger rules. */
+static void dispatch(struct durin_harness *h, int64_t now,
+                     struct durin_action *act)
+{
+  char why[256];
+
+  for (; h->cur < h->ncalls; h->cur++) {
+    struct call *c = &h->calls[h->cur];
+
+    if (c->state == CALL_RESOLVED)
+      continue;
+    if (h->ended) {
+      resolve_call(c, 0, "not run: the run stopped before this call");
+      continue;
+    }
+    if (!strcmp(c->def->name, "update_plan")) {
+      json_decref(h->ck.plan);
+      h->ck.plan = json_incref(json_object_get(c->args, "plan"));
+      add_event(h, "plan_updated", json_pack("{s:O}", "plan", h->ck.plan));
+      resolve_call(c, 1, "plan updated");
+      continue;
+    }
+    if (!strcmp(c->def->name, "finish")) {
+      if (h->cur != h->finish_call) {
+        resolve_call(c, 0, "error: finish was already called in this turn");
+        continue;
+      }
+      if (h->spec->nchecks == 0) {
+        free(h->ck.summary);
+        h->ck.summary = strdup(
+            json_string_value(json_object_get(c->args, "summary")));
+        resolve_call(c, 1, "accepted (the spec has no acceptance checks)");
+        end_run(h, DURIN_RUN_SUCCEEDED,
+                "the agent finished; no acceptance checks are configured");
+        continue;
+      }
+      if (!h->checks_done) {
+        act->kind = DURIN_ACT_CHECKS;
+        set_state(h, DURIN_STEP_AWAIT_CHECKS);
+        return;
+      }
+      continue;
+    }
+    if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
+                              now - h->ck.started_ms, 1, why, sizeof(why))) {
+      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+      resolve_call(c, 0, "not run: budget exceeded");
+      continue;
+    }
+    if (c->indeterminate && c->effect == DURIN_EFFECT_UNSAFE) {
+      if (h->resolve == 0) {
+        resolve_call(c, 0,
+                     "outcome unknown: this call was started before a crash "
+                     "and may or may not have taken effect; an operator "
+                     "chose not to repeat it. Check the workspace before "
+                     "relying on it");
+        h->ck.usage.tool_calls++;
+        continue;
+      }
+      if (h->resolve != 1) {
+        snprintf(why, sizeof(why),
+                 "tool call '%s' (%s, step %lld) was dispatched before a "
+                 "crash and its outcome is unknown; it is unsafe to repeat. "
+                 "Inspect the workspace, then run 'durin resume %s "
+                 "--retry-call' or '--skip-call'",
+                 c->tc->id, c->tc->name, (long long)(h->ck.step + 1),
+                 h->run_id);
+        add_event(h, "needs_human",
+                  json_pack("{s:s,s:s,s:s,s:s}", "reason", why, "call_id",
+                            c->tc->id, "tool", c->tc->name, "arguments",
+                            c->tc->args));
+        h->needs_human = 1;
+        snprintf(h->end_reason, sizeof(h->end_reason), "%s", why);
+        set_state(h, DURIN_STEP_COMMIT);
+        do_commit_action(h, now, act);
+        return;
+      }
+    }
+    act->kind = DURIN_ACT_TOOL;
+    act->call = h->cur;
+    act->tool = c->def;
+    act->args = c->args;
+    act->tool_ctx.workspace = h->spec->workspace;
+    act->tool_ctx.idem_key = c->idem_key;
+    act->tool_ctx.timeout_ms = h->spec->tool_timeout_ms;
+    act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
+    set_state(h, DURIN_STEP_AWAIT_TOOL);
+    return;
+  }
+  set_state(h, DURIN_STEP_COMMIT);
+  do_commit_action(h, now, act);
+}
+
+/* Builds the step's commit: events, checkpoint and run update. */
+static void do_commit_action(struct durin_harness *h, int64_t now,
+                             struct durin_action *act)
+{
+  int needs_human = h->needs_human;
+  int full_step = h->step_counts && !needs_human;
+  size_t i, n;
+  json_t *e;
+
+  commit_buffers_free(h);
+  if (h->restored) {
+    json_array_insert_new(h->events, 0,
+                          json_pack("[s,{s:I,s:I}]", "resumed", "attempt",
+                                    (json_int_t)h->attempt, "from_step",
+                                    (json_int_t)h->ck.step));
+    h->restored = 0;
+  }
+  if (full_step) {
+    json_t *mr;
+    size_t at = json_array_size(h->events) &&
+                        !strcmp(json_string_value(json_array_get(
+                                    json_array_get(h->events, 0), 0)),
+                                "resumed")
+                    ? 1
+                    : 0;
+
+    /* A complete step: the model response, then each call's result. */
+    mr = durin_model_response_to_json(&h->resp);
+    json_object_set_new(mr, "cost_usd",
+                        json_real(durin_model_cost(&h->spec->model,
+                                                   h->resp.input_tokens,
+                                                   h->resp.output_tokens)));
+    json_object_set_new(mr, "retries", json_integer(h->step_retries));
+    json_array_insert_new(h->events, at, json_pack("[s,o]", "model_response",
+                                                   mr));
+    for (i = 0; i < (size_t)h->ncalls; i++)
+      json_array_insert_new(h->events, at + 1 + i,
+                            json_pack("[s,O]", "tool_result",
+                                      h->calls[i].result));
+    if (!h->resp.ncalls && !h->ended)
+      add_event(h, "user_message",
+                json_pack("{s:s}", "content",
+                          "Continue with the goal using the tools, and call "
+                          "finish when it is met."));
+    h->ck.step++;
+    h->ck.usage.steps++;
+    h->ck.turn++;
+  }
+  if (h->ended) {
+    json_t *fin = json_pack("{s:s,s:s}", "status",
+                            durin_run_status_name(h->end_status), "reason",
+                            h->end_reason);
+
+    if (h->ck.summary)
+      json_object_set_new(fin, "summary", json_string(h->ck.summary));
+    add_event(h, "run_finished", fin);
+  }
+  if (full_step)
+    window_compact(h);
+  n = json_array_size(h->events);
+  h->ev = calloc(n + 1, sizeof(*h->ev));
+  h->ev_data = calloc(n + 1, sizeof(char *));
+  json_array_foreach(h->events, i, e) {
+    h->ev_data[i] = json_dumps(json_array_get(e, 1), JSON_COMPACT);
+    h->ev[i].type = json_string_value(json_array_get(e, 0));
+    h->ev[i].data = h->ev_data[i];
+    h->ev[i].ts_ms = now;
+    h->ev[i].step = h->ck.step + (needs_human ? 1 : 0);
+  }
+  h->nev = n;
+  memset(act, 0, sizeof(*act));
+  act->kind = DURIN_ACT_COMMIT;
+  act->step = h->ck.step;
+  act->events = h->ev;
+  act->nevents = n;
+  /* A run stopped mid-step keeps its last checkpoint: the step's usage is
+   * counted again from the pending record when it resumes. */
+  if (!needs_human) {
+    h->ck_text = durin_checkpoint_dump(&h->ck);
+    act->checkpoint = h->ck_text;
+    act->update.usage = &h->ck.usage;
+  }
+  act->update.started_ms = -1;
+  act->update.finished_ms = -1;
+  act->update.now_ms = now;
+  act->clear_pending = !needs_human;
+  if (h->ended || needs_human) {
+    act->status = h->ended ? h->end_status : DURIN_RUN_NEEDS_HUMAN;
+    act->update.status = &act->status;
+    act->update.reason = h->end_reason;
+    act->update.release_lease = 1;
+    if (h->ended)
+      act->update.finished_ms = now;
+  } else {
+    act->status = DURIN_RUN_RUNNING;
+    act->update.status = &act->status;
+    act->update.reason = "";
+  }
+  set_state(h, DURIN_STEP_AWAIT_COMMIT);
+}
+
+void durin_harness_next(struct durin_harness *h, int64_t now,
+                        struct durin_action *act)
+{
+  char why[256];
+
+  memset(act, 0, sizeof(*act));
+  act->step = h->ck.step + 1;
+  switch (h->state) {
+  case DURIN_STEP_START:
+    /* The opening commit: the run's first events and checkpoint. */
+    h->ck.started_ms = now;
+    h->ck.window_start = 1;
+    add_event(h, "run_started",
+              json_pack("{s:s,s:s,s:s,s:s}", "name", h->spec->name, "model",
+                        h->spec->model.name, "provider",
+                        h->spec->model.provider, "workspace",
+                        h->spec->workspace));
+    do_commit_action(h, now, act);
+    return;
+  case DURIN_STEP_IDLE:
+    if (h->cancel) {
+      end_run(h, DURIN_RUN_CANCELLED, h->cancel_reason);
+      add_event(h, "cancelled", json_pack("{s:s}", "reason",
+                                          h->cancel_reason));
+      set_state(h, DURIN_STEP_COMMIT);
+      do_commit_action(h, now, act);
+      return;
+    }
+    if (h->have_resp) {
+      /* Resumed inside a step whose response and intents were durable. */
+      set_state(h, DURIN_STEP_DISPATCH);
+      dispatch(h, now, act);
+      return;
+    }
+    if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
+                              now - h->ck.started_ms, 0, why, sizeof(why))) {
+      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      set_state(h, DURIN_STEP_COMMIT);
+      do_commit_action(h, now, act);
+      return;
+    }
+    act->kind = DURIN_ACT_MODEL;
+    model_request(h, act);
+    set_state(h, DURIN_STEP_AWAIT_MODEL);
+    return;
+  case DURIN_STEP_AWAIT_INTENT:
+    act->kind = DURIN_ACT_INTENT;
+    act->intents = h->intents;
+    act->nintents = h->need_intents;
+    act->pending = h->pending_text;
+    return;
+  case DURIN_STEP_DISPATCH:
+    dispatch(h, now, act);
+    return;
+  case DURIN_STEP_AWAIT_OUTCOME:
+    act->kind = DURIN_ACT_OUTCOME;
+    act->call = h->cur;
+    act->outcome = h->outcome_text;
+    return;
+  case DURIN_STEP_COMMIT:
+    do_commit_action(h, now, act);
+    return;
+  case DURIN_STEP_ENDED:
+    act->kind = DURIN_ACT_DONE;
+    act->status = h->end_status;
+    act->reason = h->end_reason;
+    return;
+  case DURIN_STEP_AWAIT_MODEL:
+  case DURIN_STEP_AWAIT_TOOL:
+  case DURIN_STEP_AWAIT_CHECKS:
+  case DURIN_STEP_AWAIT_COMMIT:
+  default:
+    /* Waiting for a completion; asking again repeats nothing. */
+    act->kind = DURIN_ACT_DONE;
+    act->status = DURIN_RUN_RUNNING;
+    act->reason = "internal: next() called while waiting";
+    return;
+  }
+}
+
+/* After the model answered: validate calls, and ask for intents if any
+ * tool with side effects is about to run. */
+static void after_model(struct durin_harness *h, int64_t now)
+{
+  int i, n = 0;
+  json_t *pj;
+
+  h->step_counts = 1;
+  h->ck.usage.model_calls++;
+  h->ck.usage.input_tokens += h->resp.input_tokens;
+  h->ck.usage.output_tokens += h->resp.output_tokens;
+  h->ck.usage.cost_usd += durin_model_cost(
+      &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
+  if (!prepare_calls(h, h->ck.step + 1)) {
+    set_state(h, DURIN_STEP_DISPATCH);
+    return;
+  }
+  h->intents = calloc((size_t)h->ncalls + 1, sizeof(*h->intents));
+  for (i = 0; i < h->ncalls; i++) {
+    struct call *c = &h->calls[i];
+    struct durin_ledger_entry *e;
+
+    if (c->state != CALL_NEW || c->effect == DURIN_EFFECT_PURE ||
+        !c->def->exec)
+      continue;
+    e = &h->intents[n++];
+    snprintf(e->run_id, sizeof(e->run_id), "%s", h->run_id);
+    e->step = h->ck.step + 1;
+    e->call_idx = i;
+    e->call_id = c->tc->id;
+    e->tool = c->tc->name;
+    e->effect = durin_effect_name(c->effect);
+    e->args_hash = c->args_hash;
+    e->idem_key = c->idem_key;
+    e->args = c->tc->args;
+    e->intent_ms = now;
+    c->intent = 1;
+  }
+  h->need_intents = n;
+  pj = durin_model_response_to_json(&h->resp);
+  json_object_set_new(pj, "retries", json_integer(h->step_retries));
+  h->pending_text = json_dumps(pj, JSON_COMPACT);
+  json_decref(pj);
+  set_state(h, DURIN_STEP_AWAIT_INTENT);
+}
+
+int durin_harness_complete(struct durin_harness *h,
+                           const struct durin_completion *c)
+{
+  struct call *cl;
+  size_t i;
+  json_t *e;
+
+  switch (c->kind) {
+  case DURIN_DONE_MODEL:
+    if (h->state != DURIN_STEP_AWAIT_MODEL)
+      return DURIN_ESTATE;
+    h->resp = *c->resp;
+    memset(c->resp, 0, sizeof(*c->resp));
+    h->have_resp = 1;
+    h->step_retries = c->retries;
+    h->ck.usage.retries += c->retries;
+    after_model(h, c->now_ms);
+    return 0;
+  case DURIN_DONE_MODEL_ERROR:
+    if (h->state != DURIN_STEP_AWAIT_MODEL)
+      return DURIN_ESTATE;
+    h->ck.usage.retries += c->retries;
+    end_run(h, DURIN_RUN_FAILED, c->error ? c->error : "model call failed");
+    add_event(h, "model_error", json_pack("{s:s,s:I}", "error", h->end_reason,
+                                          "retries", (json_int_t)c->retries));
+    set_state(h, DURIN_STEP_COMMIT);
+    return 0;
+  case DURIN_DONE_INTENT:
+    if (h->state != DURIN_STEP_AWAIT_INTENT)
+      return DURIN_ESTATE;
+    set_state(h, DURIN_STEP_DISPATCH);
+    return 0;
+  case DURIN_DONE_TOOL:
+    if (h->state != DURIN_STEP_AWAIT_TOOL)
+      return DURIN_ESTATE;
+    cl = &h->calls[h->cur];
+    json_decref(cl->result);
+    cl->result = result_json(cl, c->tool, 0);
+    durin_tool_result_clear(c->tool);
+    cl->state = CALL_RESOLVED;
+    h->ck.usage.tool_calls++;
+    if (cl->intent) {
+      free(h->outcome_text);
+      h->outcome_text = json_dumps(cl->result, JSON_COMPACT);
+      set_state(h, DURIN_STEP_AWAIT_OUTCOME);
+    } else {
+      h->cur++;
+      set_state(h, DURIN_STEP_DISPATCH);
+    }
+    return 0;
+  case DURIN_DONE_OUTCOME:
+    if (h->state != DURIN_STEP_AWAIT_OUTCOME)
+      return DURIN_ESTATE;
+    h->cur++;
+    set_state(h, DURIN_STEP_DISPATCH);
+    return 0;
+  case DURIN_DONE_CHECKS: {
+    struct durin_buf out;
+    json_t *res = json_array();
+    int all = 1, k;
+
+    if (h->state != DURIN_STEP_AWAIT_CHECKS)
+      return DURIN_ESTATE;
+    cl = &h->calls[h->cur];
+    h->checks_done = 1;
+    durin_buf_init(&out, (size_t)h->spec->output_cap + 1024);
+    for (k = 0; k < c->nchecks; k++) {
+      const struct durin_check_result *r = &c->checks[k];
+
+      all = all && r->ok;
+      json_array_append_new(
+          res, json_pack("{s:s,s:b,s:i,s:b,s:s}", "name", r->name, "ok",
+                         r->ok, "exit_code", r->exit_code, "timed_out",
+                         r->timed_out, "output", r->output ? r->output : ""));
+      if (!r->ok)
+        durin_buf_addf(&out, "check '%s' failed (%s %d):\n%s\n", r->name,
+                       r->timed_out ? "timed out, exit" : "exit code",
+                       r->exit_code, r->output ? r->output : "");
+    }
+    /* Default FAIL: no verdict (no results at all) is not a pass. */
+    if (c->nchecks == 0)
+      all = 0;
+    h->ck.eval_attempts++;
+    add_event(h, "checks",
+              json_pack("{s:b,s:I,s:o}", "passed", all, "attempt",
+                        (json_int_t)h->ck.eval_attempts, "results", res));
+    free(h->ck.summary);
+    h->ck.summary =
+        strdup(json_string_value(json_object_get(cl->args, "summary")));
+    if (all) {
+      resolve_call(cl, 1, "accepted: every acceptance check passed");
+      end_run(h, DURIN_RUN_SUCCEEDED, "acceptance checks passed");
+    } else if (h->ck.eval_attempts >= h->spec->max_eval_attempts) {
+      char why[200];
+
+      resolve_call(cl, 0, out.buf);
+      snprintf(why, sizeof(why),
+               "acceptance checks failed %lld time(s), the limit set by "
+               "max_eval_attempts",
+               (long long)h->ck.eval_attempts);
+      end_run(h, DURIN_RUN_FAILED, why);
+    } else {
+      struct durin_buf msg;
+
+      durin_buf_init(&msg, 0);
+      durin_buf_addf(&msg, "not accepted (attempt %lld of %lld): fix the "
+                           "problems below and call finish again.\n%s",
+                     (long long)h->ck.eval_attempts,
+                     (long long)h->spec->max_eval_attempts, out.buf);
+      resolve_call(cl, 0, msg.buf);
+      durin_buf_release(&msg);
+    }
+    durin_buf_release(&out);
+    h->cur++;
+    set_state(h, DURIN_STEP_DISPATCH);
+    return 0;
+  }
+  case DURIN_DONE_COMMIT:
+    if (h->state != DURIN_STEP_AWAIT_COMMIT)
+      return DURIN_ESTATE;
+    /* The step is durable: its messages join the window with their seqs. */
+    json_array_foreach(h->events, i, e) {
+      if (i < h->nev)
+        window_add_event(h, json_string_value(json_array_get(e, 0)),
+                         json_array_get(e, 1), h->ev[i].seq);
+    }
+    commit_buffers_free(h);
+    if (h->ended || h->needs_human) {
+      if (h->needs_human)
+        h->end_status = DURIN_RUN_NEEDS_HUMAN;
+      h->ended = 1;
+      step_reset(h);
+      set_state(h, DURIN_STEP_ENDED);
+      return 0;
+    }
+    step_reset(h);
+    h->resolve = -1;
+    set_state(h, DURIN_STEP_IDLE);
+    return 0;
+  default:
+    return DURIN_ESTATE;
+  }
+}
+
+int durin_harness_load_pending(struct durin_harness *h, int64_t step,
+                               const char *response,
+                               const struct durin_ledger_entry *entries,
+                               int n, struct durin_err *err)
+{
+  json_error_t je;
+  json_t *j;
+  int i, r;
+
+  if (step != h->ck.step + 1)
+    return 0; /* left over from a step that did commit: ignore it */
+  j = json_loads(response, 0, &je);
+  if (!j)
+    return durin_err_set(err, DURIN_EPARSE,
+                         "pending response of run '%s' is not JSON: %s",
+                         h->run_id, je.text);
+  r = durin_model_response_from_json(j, &h->resp, err);
+  h->step_retries = json_integer_value(json_object_get(j, "retries"));
+  json_decref(j);
+  if (r)
+    return r;
+  h->have_resp = 1;
+  h->from_pending = 1;
+  h->step_counts = 1;
+  h->ck.usage.model_calls++;
+  h->ck.usage.input_tokens += h->resp.input_tokens;
+  h->ck.usage.output_tokens += h->resp.output_tokens;
+  h->ck.usage.cost_usd += durin_model_cost(
+      &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
+  prepare_calls(h, step);
+  for (i = 0; i < n; i++) {
+    const struct durin_ledger_entry *e = &entries[i];
+    struct call *c;
+
+    if (e->call_idx < 0 || e->call_idx >= h->ncalls)
+      continue;
+    c = &h->calls[e->call_idx];
+    c->intent = 1;
+    if (strcmp(e->args_hash, c->args_hash) != 0)
+      return durin_err_set(err, DURIN_EPARSE,
+                           "ledger entry for call %d of step %lld does not "
+                           "match the recorded response (arguments hash "
+                           "differs); refusing to continue",
+                           e->call_idx, (long long)step);
+    if (e->done && e->outcome) {
+      /* Exactly once: the recorded outcome is reused, never re-run. */
+      json_t *o = json_loads(e->outcome, 0, &je);
+
+      if (!o)
+        return durin_err_set(err, DURIN_EPARSE,
+                             "ledger outcome of call %d is not JSON",
+                             e->call_idx);
+      json_object_set_new(o, "reused", json_true());
+      json_decref(c->result);
+      c->result = o;
+      c->state = CALL_RESOLVED;
+      h->ck.usage.tool_calls++;
+    } else {
+      c->indeterminate = 1;
+    }
+  }
+  /* Calls before the first unresolved one are done; start from there. */
+  h->cur = 0;
+  return 0;
+}
+
+enum durin_step_state durin_harness_state(const struct durin_harness *h)
+{
+  return h->state;
+}
+
+const struct durin_usage *durin_harness_usage(const struct durin_harness *h)
+{
+  return &h->ck.usage;
+}
+
+int64_t durin_harness_step(const struct durin_harness *h)
+{
+  return h->ck.step;
+}
+
+json_t *durin_harness_messages(const struct durin_harness *h)
+{
+  return h->msgs;
+}

@@ -1,0 +1,741 @@
+/*
+ * Agent spec parsing and validation.
+ *
+ * Every object level has a table of the fields it knows. Unknown fields are
+ * refused with a suggestion, wrong types with the expected type, so a user
+ * never finds out about a typo three hours into a run.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/spec.h"
+#include "durin/tools.h"
+#include "durin/util.h"
+
+static const char *const top_fields[] = {
+    "name",   "system", "goal",   "workspace",         "model",
+    "tools",  "checks", "budget", "max_eval_attempts", "limits",
+    "context", NULL,
+};
+static const char *const model_fields[] = {
+    "provider",   "name",        "base_url",   "api_key_env", "turns",
+    "script",     "price",       "timeout_s",  "max_retries", "max_tokens",
+    NULL,
+};
+static const char *const price_fields[] = {"input_per_mtok", "output_per_mtok",
+                                           NULL};
+static const char *const tool_fields[] = {"name", "effect", NULL};
+static const char *const check_fields_[] = {"name", "run", "timeout_s", NULL};
+static const char *const budget_fields[] = {
+    "steps", "tokens", "dollars", "wall_clock_s", "tool_calls", NULL,
+};
+static const char *const limits_fields[] = {"tool_timeout_s", "output_bytes",
+                                            "max_arg_bytes", NULL};
+static const char *const context_fields[] = {"max_messages", NULL};
+static const char *const providers[] = {"script", "openai", NULL};
+
+const char *durin_effect_name(enum durin_effect e)
+{
+  switch (e) {
+  case DURIN_EFFECT_PURE:
+    return "pure";
+  case DURIN_EFFECT_IDEMPOTENT:
+    return "idempotent";
+  case DURIN_EFFECT_UNSAFE:
+    return "unsafe";
+  default:
+    return "unsafe";
+  }
+}
+
+static int parse_effect(const char *s, enum durin_effect *e)
+{
+  if (!strcmp(s, "pure"))
+    *e = DURIN_EFFECT_PURE;
+  else if (!strcmp(s, "idempotent"))
+    *e = DURIN_EFFECT_IDEMPOTENT;
+  else if (!strcmp(s, "unsafe"))
+    *e = DURIN_EFFECT_UNSAFE;
+  else
+    return DURIN_EINVAL;
+  return 0;
+}
+
+static const char *json_kind(const json_t *v)
+{
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    return "an object";
+  case JSON_ARRAY:
+    return "an array";
+  case JSON_STRING:
+    return "a string";
+  case JSON_INTEGER:
+    return "an integer";
+  case JSON_REAL:
+    return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE:
+    return "a boolean";
+  case JSON_NULL:
+    return "null";
+  default:
+    return "something else";
+  }
+}
+
+static int check_fields(json_t *obj, const char *prefix,
+                        const char *const *known, struct durin_err *err)
+{
+  const char *key;
+  json_t *v;
+
+  json_object_foreach(obj, key, v) {
+    const char *best = NULL;
+    size_t bestd = 3, d;
+    int i, ok = 0;
+
+    for (i = 0; known[i]; i++) {
+      if (!strcmp(known[i], key)) {
+        ok = 1;
+        break;
+      }
+      d = durin_edit_distance(known[i], key);
+      if (d < bestd) {
+        bestd = d;
+        best = known[i];
+      }
+    }
+    if (ok)
+      continue;
+    if (best)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s' is not known; did you mean '%s%s'?",
+                           prefix, key, prefix, best);
+    {
+      char list[512] = "";
+
+      for (i = 0; known[i]; i++) {
+        strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+        strncat(list, known[i], sizeof(list) - strlen(list) - 1);
+      }
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s' is not known (known fields: %s)",
+                           prefix, key, list);
+    }
+  }
+  return 0;
+}
+
+static int get_string(json_t *obj, const char *key, const char *prefix,
+                      int required, char **out, struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+
+  if (!v) {
+    if (required)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s' is required: give a string", prefix,
+                           key);
+    return 0;
+  }
+  if (!json_is_string(v))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be a string, not %s", prefix, key,
+                         json_kind(v));
+  if (required && json_string_length(v) == 0)
+    return durin_err_set(err, DURIN_ESPEC, "field '%s%s' must not be empty",
+                         prefix, key);
+  free(*out);
+  *out = strdup(json_string_value(v));
+  return 0;
+}
+
+/* A non-negative integer; seconds fields are scaled to ms by mult. */
+static int get_int(json_t *obj, const char *key, const char *prefix,
+                   int64_t min, int64_t mult, int64_t *out,
+                   struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+  json_int_t n;
+
+  if (!v)
+    return 0;
+  if (!json_is_integer(v))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be an integer >= %lld, not %s",
+                         prefix, key, (long long)min, json_kind(v));
+  n = json_integer_value(v);
+  if (n < min || n > INT64_MAX / (mult ? mult : 1))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be an integer >= %lld, got %lld",
+                         prefix, key, (long long)min, (long long)n);
+  *out = (int64_t)n * mult;
+  return 0;
+}
+
+static int get_number(json_t *obj, const char *key, const char *prefix,
+                      double *out, struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+
+  if (!v)
+    return 0;
+  if (!json_is_number(v) || json_number_value(v) < 0)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be a number >= 0, not %s", prefix,
+                         key, json_kind(v));
+  *out = json_number_value(v);
+  return 0;
+}
+
+static int get_object(json_t *obj, const char *key, const char *prefix,
+                      const char *const *known, json_t **out,
+                      struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+  char sub[64];
+
+  *out = NULL;
+  if (!v)
+    return 0;
+  if (!json_is_object(v))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be an object, not %s", prefix, key,
+                         json_kind(v));
+  snprintf(sub, sizeof(sub), "%s%s.", prefix, key);
+  *out = v;
+  return check_fields(v, sub, known, err);
+}
+
+static int resolve_path(const char *base_dir, const char *p, char **out)
+{
+  char buf[PATH_MAX * 2], *abs;
+
+  if (p[0] == '/' || !base_dir)
+    snprintf(buf, sizeof(buf), "%s", p);
+  else
+    snprintf(buf, sizeof(buf), "%s/%s", base_dir, p);
+  abs = realpath(buf, NULL);
+  if (!abs)
+    return DURIN_ENOTFOUND;
+  *out = abs;
+  return 0;
+}
+
+/* Validates the assistant turns of the script provider. */
+static int check_turns(json_t *turns, const char *where,
+                       struct durin_err *err)
+{
+  size_t i, j;
+  json_t *t, *c;
+
+  if (!json_is_array(turns))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "%s must be an array of assistant turns", where);
+  json_array_foreach(turns, i, t) {
+    json_t *calls, *rep;
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(t))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "%s[%zu] must be an object like {\"text\": ..., "
+                           "\"tool_calls\": [...]}",
+                           where, i);
+    json_object_foreach(t, key, v) {
+      if (strcmp(key, "text") && strcmp(key, "tool_calls") &&
+          strcmp(key, "usage") && strcmp(key, "repeat"))
+        return durin_err_set(err, DURIN_ESPEC,
+                             "%s[%zu]: field '%s' is not known (known: text, "
+                             "tool_calls, usage, repeat)",
+                             where, i, key);
+    }
+    rep = json_object_get(t, "repeat");
+    if (rep && (!json_is_integer(rep) || json_integer_value(rep) < 1))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "%s[%zu].repeat must be an integer >= 1", where, i);
+    calls = json_object_get(t, "tool_calls");
+    if (calls && !json_is_array(calls))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "%s[%zu].tool_calls must be an array", where, i);
+    json_array_foreach(calls, j, c) {
+      json_t *name = json_object_get(c, "name");
+
+      if (!json_is_object(c) || !json_is_string(name))
+        return durin_err_set(err, DURIN_ESPEC,
+                             "%s[%zu].tool_calls[%zu] needs a string 'name' "
+                             "and 'arguments' (an object, or a string of "
+                             "JSON)",
+                             where, i, j);
+    }
+  }
+  return 0;
+}
+
+static int parse_model(json_t *root, const char *base_dir,
+                       struct durin_model_cfg *m, struct durin_err *err)
+{
+  json_t *mo = json_object_get(root, "model"), *price, *turns;
+  char *script = NULL;
+  int r, i, known = 0;
+
+  m->timeout_ms = 120000;
+  m->max_retries = 8;
+  m->price.set = 0;
+  if (!mo)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'model' is required: give {\"provider\": "
+                         "\"script\", \"script\": \"FILE\"} or {\"provider\": "
+                         "\"openai\", \"name\": \"MODEL\"}");
+  if (json_is_string(mo)) {
+    struct durin_spec tmp;
+
+    memset(&tmp, 0, sizeof(tmp));
+    r = durin_spec_set_model(&tmp, json_string_value(mo), err);
+    *m = tmp.model;
+    m->timeout_ms = 120000;
+    m->max_retries = 8;
+    return r;
+  }
+  r = get_object(root, "model", "", model_fields, &mo, err);
+  if (r)
+    return r;
+  if ((r = get_string(mo, "provider", "model.", 1, &m->provider, err)))
+    return r;
+  for (i = 0; providers[i]; i++)
+    if (!strcmp(providers[i], m->provider))
+      known = 1;
+  if (!known)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'model.provider' is '%s', which is not a "
+                         "known provider (known: script, openai)",
+                         m->provider);
+  if ((r = get_string(mo, "name", "model.", 0, &m->name, err)) ||
+      (r = get_string(mo, "base_url", "model.", 0, &m->base_url, err)) ||
+      (r = get_string(mo, "api_key_env", "model.", 0, &m->api_key_env, err)) ||
+      (r = get_int(mo, "timeout_s", "model.", 1, 1000, &m->timeout_ms, err)) ||
+      (r = get_int(mo, "max_retries", "model.", 0, 1, &m->max_retries, err)) ||
+      (r = get_int(mo, "max_tokens", "model.", 1, 1, &m->max_tokens, err)))
+    return r;
+  if ((r = get_object(mo, "price", "model.", price_fields, &price, err)))
+    return r;
+  if (price) {
+    if ((r = get_number(price, "input_per_mtok", "model.price.",
+                        &m->price.input_per_mtok, err)) ||
+        (r = get_number(price, "output_per_mtok", "model.price.",
+                        &m->price.output_per_mtok, err)))
+      return r;
+    m->price.set = 1;
+  }
+  if (!strcmp(m->provider, "script")) {
+    turns = json_object_get(mo, "turns");
+    if ((r = get_string(mo, "script", "model.", 0, &script, err)))
+      return r;
+    if (!turns && !script)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "the script provider needs 'model.script' (a JSON "
+                           "file of assistant turns) or 'model.turns'");
+    if (script) {
+      char *path = NULL, *text = NULL;
+      json_error_t je;
+
+      if (resolve_path(base_dir, script, &path)) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field 'model.script': cannot find '%s'", script);
+        free(script);
+        return r;
+      }
+      free(script);
+      r = durin_file_read(path, 64 << 20, &text, NULL, err);
+      if (r) {
+        free(path);
+        return durin_err_set(err, DURIN_ESPEC, "field 'model.script': %s",
+                             err->msg);
+      }
+      turns = json_loads(text, 0, &je);
+      free(text);
+      if (!turns) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field 'model.script': '%s' is not valid JSON: %s "
+                          "(line %d, column %d)",
+                          path, je.text, je.line, je.column);
+        free(path);
+        return r;
+      }
+      r = check_turns(turns, "model.script", err);
+      free(path);
+      if (r) {
+        json_decref(turns);
+        return r;
+      }
+      m->turns = turns;
+    } else {
+      if ((r = check_turns(turns, "model.turns", err)))
+        return r;
+      m->turns = json_incref(turns);
+    }
+    if (!m->name)
+      m->name = strdup("script");
+  } else {
+    if (!m->name)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'model.name' is required for the openai "
+                           "provider (or set DURIN_MODEL)");
+    if (json_object_get(mo, "turns") || json_object_get(mo, "script"))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "fields 'model.turns' and 'model.script' belong to "
+                           "the script provider, not '%s'",
+                           m->provider);
+    if (!m->base_url)
+      m->base_url = strdup("https://api.openai.com/v1");
+    if (!m->api_key_env)
+      m->api_key_env = strdup("OPENAI_API_KEY");
+  }
+  return 0;
+}
+
+static int parse_tools(json_t *root, struct durin_spec *s,
+                       struct durin_err *err)
+{
+  json_t *arr = json_object_get(root, "tools"), *t;
+  static const char *const all[] = {"bash",      "read_file",   "write_file",
+                                    "edit_file", "list_files",  "update_plan",
+                                    "finish",    NULL};
+  size_t i, n;
+  int r, has_finish = 0;
+
+  if (!arr) {
+    for (n = 0; all[n]; n++)
+      ;
+    s->tools = calloc(n, sizeof(*s->tools));
+    for (i = 0; i < n; i++) {
+      s->tools[i].name = strdup(all[i]);
+      s->tools[i].effect = durin_tool_find(all[i])->effect;
+    }
+    s->ntools = (int)n;
+    return 0;
+  }
+  if (!json_is_array(arr))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'tools' must be an array of tool names, not "
+                         "%s",
+                         json_kind(arr));
+  n = json_array_size(arr);
+  s->tools = calloc(n + 1, sizeof(*s->tools));
+  json_array_foreach(arr, i, t) {
+    struct durin_spec_tool *st = &s->tools[s->ntools];
+    const struct durin_tool_def *def;
+    char pre[32], *effect = NULL;
+
+    snprintf(pre, sizeof(pre), "tools[%zu].", i);
+    if (json_is_string(t)) {
+      st->name = strdup(json_string_value(t));
+    } else if (json_is_object(t)) {
+      if ((r = check_fields(t, pre, tool_fields, err)) ||
+          (r = get_string(t, "name", pre, 1, &st->name, err)) ||
+          (r = get_string(t, "effect", pre, 0, &effect, err)))
+        return r;
+    } else {
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'tools[%zu]' must be a tool name or "
+                           "{\"name\": ..., \"effect\": ...}, not %s",
+                           i, json_kind(t));
+    }
+    s->ntools++;
+    def = durin_tool_find(st->name);
+    if (!def) {
+      free(effect);
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'tools[%zu]' names unknown tool '%s' "
+                           "(known: %s)",
+                           i, st->name, durin_tool_names());
+    }
+    st->effect = def->effect;
+    if (effect) {
+      r = parse_effect(effect, &st->effect);
+      free(effect);
+      if (r)
+        return durin_err_set(err, DURIN_ESPEC,
+                             "field 'tools[%zu].effect' must be 'pure', "
+                             "'idempotent' or 'unsafe'",
+                             i);
+    }
+    if (!strcmp(st->name, "finish"))
+      has_finish = 1;
+  }
+  /* Without finish a run could never end well; every agent gets it. */
+  if (!has_finish) {
+    s->tools[s->ntools].name = strdup("finish");
+    s->tools[s->ntools].effect = DURIN_EFFECT_PURE;
+    s->ntools++;
+  }
+  return 0;
+}
+
+static int parse_checks(json_t *root, struct durin_spec *s,
+                        struct durin_err *err)
+{
+  json_t *arr = json_object_get(root, "checks"), *c;
+  size_t i;
+  int r;
+
+  if (!arr)
+    return 0;
+  if (!json_is_array(arr))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'checks' must be an array of {\"name\", "
+                         "\"run\"} objects, not %s",
+                         json_kind(arr));
+  s->checks = calloc(json_array_size(arr) + 1, sizeof(*s->checks));
+  json_array_foreach(arr, i, c) {
+    struct durin_spec_check *ck = &s->checks[s->nchecks];
+    char pre[32];
+
+    snprintf(pre, sizeof(pre), "checks[%zu].", i);
+    if (!json_is_object(c))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'checks[%zu]' must be an object like "
+                           "{\"name\": \"tests\", \"run\": \"make test\"}",
+                           i);
+    s->nchecks++;
+    ck->timeout_ms = 300000;
+    if ((r = check_fields(c, pre, check_fields_, err)) ||
+        (r = get_string(c, "run", pre, 1, &ck->run, err)) ||
+        (r = get_string(c, "name", pre, 0, &ck->name, err)) ||
+        (r = get_int(c, "timeout_s", pre, 1, 1000, &ck->timeout_ms, err)))
+      return r;
+    if (!ck->name) {
+      char nm[32];
+
+      snprintf(nm, sizeof(nm), "check-%zu", i + 1);
+      ck->name = strdup(nm);
+    }
+  }
+  return 0;
+}
+
+int durin_spec_parse(const char *json_text, const char *base_dir,
+                     struct durin_spec *s, struct durin_err *err)
+{
+  json_error_t je;
+  json_t *root, *o;
+  char *ws = NULL;
+  int r;
+
+  memset(s, 0, sizeof(*s));
+  s->max_eval_attempts = 3;
+  s->budget.steps = 100;
+  s->tool_timeout_ms = 120000;
+  s->output_cap = 64 * 1024;
+  s->max_arg_bytes = 256 * 1024;
+  s->context_messages = 200;
+
+  root = json_loads(json_text, JSON_REJECT_DUPLICATES, &je);
+  if (!root)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "not valid JSON: %s (line %d, column %d)", je.text,
+                         je.line, je.column);
+  if (!json_is_object(root)) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "the spec must be a JSON object, not %s",
+                      json_kind(root));
+    goto out;
+  }
+  if ((r = check_fields(root, "", top_fields, err)) ||
+      (r = get_string(root, "name", "", 0, &s->name, err)) ||
+      (r = get_string(root, "system", "", 0, &s->system, err)) ||
+      (r = get_string(root, "goal", "", 1, &s->goal, err)) ||
+      (r = get_string(root, "workspace", "", 1, &ws, err)) ||
+      (r = get_int(root, "max_eval_attempts", "", 1, 1,
+                   &s->max_eval_attempts, err)))
+    goto out;
+  if (resolve_path(base_dir, ws, &s->workspace)) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'workspace': directory '%s' does not exist", ws);
+    goto out;
+  }
+  if ((r = parse_model(root, base_dir, &s->model, err)) ||
+      (r = parse_tools(root, s, err)) || (r = parse_checks(root, s, err)))
+    goto out;
+  if ((r = get_object(root, "budget", "", budget_fields, &o, err)))
+    goto out;
+  if (o && ((r = get_int(o, "steps", "budget.", 0, 1, &s->budget.steps,
+                         err)) ||
+            (r = get_int(o, "tokens", "budget.", 0, 1, &s->budget.tokens,
+                         err)) ||
+            (r = get_number(o, "dollars", "budget.", &s->budget.dollars,
+                            err)) ||
+            (r = get_int(o, "wall_clock_s", "budget.", 0, 1000,
+                         &s->budget.wall_clock_ms, err)) ||
+            (r = get_int(o, "tool_calls", "budget.", 0, 1,
+                         &s->budget.tool_calls, err))))
+    goto out;
+  if ((r = get_object(root, "limits", "", limits_fields, &o, err)))
+    goto out;
+  if (o && ((r = get_int(o, "tool_timeout_s", "limits.", 1, 1000,
+                         &s->tool_timeout_ms, err)) ||
+            (r = get_int(o, "output_bytes", "limits.", 256, 1, &s->output_cap,
+                         err)) ||
+            (r = get_int(o, "max_arg_bytes", "limits.", 64, 1,
+                         &s->max_arg_bytes, err))))
+    goto out;
+  if ((r = get_object(root, "context", "", context_fields, &o, err)))
+    goto out;
+  if (o && (r = get_int(o, "max_messages", "context.", 4, 1,
+                        &s->context_messages, err)))
+    goto out;
+  if (!s->name)
+    s->name = strdup("run");
+out:
+  free(ws);
+  json_decref(root);
+  if (r)
+    durin_spec_clear(s);
+  return r;
+}
+
+int durin_spec_set_model(struct durin_spec *s, const char *model,
+                         struct durin_err *err)
+{
+  struct durin_model_cfg *m = &s->model;
+  const char *colon = strchr(model, ':');
+  char provider[32];
+
+  if (colon) {
+    size_t n = (size_t)(colon - model);
+
+    if (n >= sizeof(provider))
+      n = sizeof(provider) - 1;
+    memcpy(provider, model, n);
+    provider[n] = '\0';
+    model = colon + 1;
+  } else {
+    snprintf(provider, sizeof(provider), "openai");
+  }
+  if (strcmp(provider, "openai"))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "model '%s:%s': only the openai provider can be "
+                         "chosen by name (the script provider needs a script)",
+                         provider, model);
+  if (!*model)
+    return durin_err_set(err, DURIN_ESPEC, "model name is empty");
+  json_decref(m->turns);
+  m->turns = NULL;
+  free(m->provider);
+  free(m->name);
+  m->provider = strdup(provider);
+  m->name = strdup(model);
+  if (!m->base_url)
+    m->base_url = strdup("https://api.openai.com/v1");
+  if (!m->api_key_env)
+    m->api_key_env = strdup("OPENAI_API_KEY");
+  m->price.set = 0;
+  return 0;
+}
+
+void durin_spec_clear(struct durin_spec *s)
+{
+  int i;
+
+  if (!s)
+    return;
+  free(s->name);
+  free(s->system);
+  free(s->goal);
+  free(s->workspace);
+  free(s->model.provider);
+  free(s->model.name);
+  free(s->model.base_url);
+  free(s->model.api_key_env);
+  json_decref(s->model.turns);
+  for (i = 0; i < s->ntools; i++)
+    free(s->tools[i].name);
+  free(s->tools);
+  for (i = 0; i < s->nchecks; i++) {
+    free(s->checks[i].name);
+    free(s->checks[i].run);
+  }
+  free(s->checks);
+  memset(s, 0, sizeof(*s));
+}
+
+const struct durin_spec_tool *durin_spec_tool(const struct durin_spec *s,
+                                              const char *name)
+{
+  int i;
+
+  for (i = 0; i < s->ntools; i++)
+    if (!strcmp(s->tools[i].name, name))
+      return &s->tools[i];
+  return NULL;
+}
+
+char *durin_spec_dump(const struct durin_spec *s)
+{
+  json_t *root = json_object(), *m = json_object(), *tools = json_array();
+  json_t *checks = json_array();
+  char *out;
+  int i;
+
+  json_object_set_new(root, "name", json_string(s->name));
+  if (s->system)
+    json_object_set_new(root, "system", json_string(s->system));
+  json_object_set_new(root, "goal", json_string(s->goal));
+  json_object_set_new(root, "workspace", json_string(s->workspace));
+  json_object_set_new(m, "provider", json_string(s->model.provider));
+  json_object_set_new(m, "name", json_string(s->model.name));
+  if (s->model.base_url)
+    json_object_set_new(m, "base_url", json_string(s->model.base_url));
+  if (s->model.api_key_env)
+    json_object_set_new(m, "api_key_env", json_string(s->model.api_key_env));
+  if (s->model.turns)
+    json_object_set(m, "turns", s->model.turns);
+  if (s->model.price.set)
+    json_object_set_new(m, "price",
+                        json_pack("{s:f,s:f}", "input_per_mtok",
+                                  s->model.price.input_per_mtok,
+                                  "output_per_mtok",
+                                  s->model.price.output_per_mtok));
+  json_object_set_new(m, "timeout_s",
+                      json_integer(s->model.timeout_ms / 1000));
+  json_object_set_new(m, "max_retries", json_integer(s->model.max_retries));
+  if (s->model.max_tokens)
+    json_object_set_new(m, "max_tokens", json_integer(s->model.max_tokens));
+  json_object_set_new(root, "model", m);
+  for (i = 0; i < s->ntools; i++)
+    json_array_append_new(tools,
+                          json_pack("{s:s,s:s}", "name", s->tools[i].name,
+                                    "effect",
+                                    durin_effect_name(s->tools[i].effect)));
+  json_object_set_new(root, "tools", tools);
+  for (i = 0; i < s->nchecks; i++)
+    json_array_append_new(
+        checks, json_pack("{s:s,s:s,s:I}", "name", s->checks[i].name, "run",
+                          s->checks[i].run, "timeout_s",
+                          (json_int_t)(s->checks[i].timeout_ms / 1000)));
+  json_object_set_new(root, "checks", checks);
+  json_object_set_new(root, "max_eval_attempts",
+                      json_integer(s->max_eval_attempts));
+  json_object_set_new(
+      root, "budget",
+      json_pack("{s:I,s:I,s:f,s:I,s:I}", "steps",
+                (json_int_t)s->budget.steps, "tokens",
+                (json_int_t)s->budget.tokens, "dollars", s->budget.dollars,
+                "wall_clock_s", (json_int_t)(s->budget.wall_clock_ms / 1000),
+                "tool_calls", (json_int_t)s->budget.tool_calls));
+  json_object_set_new(
+      root, "limits",
+      json_pack("{s:I,s:I,s:I}", "tool_timeout_s",
+                (json_int_t)(s->tool_timeout_ms / 1000), "output_bytes",
+                (json_int_t)s->output_cap, "max_arg_bytes",
+                (json_int_t)s->max_arg_bytes));
+  json_object_set_new(root, "context",
+                      json_pack("{s:I}", "max_messages",
+                                (json_int_t)s->context_messages));
+  out = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return out;
+}

@@ -1,0 +1,104 @@
+/*
+ * The blocking HTTP transport for single-run drivers: one libcurl easy
+ * transfer with a response cap and Retry-After capture. The worker's event
+ * loop drives the same providers through libcurl's multi interface.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "durin/model.h"
+
+struct sink {
+  struct durin_buf *body;
+  char *retry_after;
+  size_t ra_len;
+  int too_big;
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+  struct sink *s = arg;
+
+  if (durin_buf_add(s->body, p, sz * n)) {
+    s->too_big = 1;
+    return 0;
+  }
+  return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+  struct sink *s = arg;
+  size_t len = sz * n;
+
+  if (len > 12 && !strncasecmp(p, "retry-after:", 12)) {
+    size_t v = len - 12;
+
+    if (v >= s->ra_len)
+      v = s->ra_len - 1;
+    memcpy(s->retry_after, p + 12, v);
+    s->retry_after[v] = '\0';
+    while (v > 0 && (s->retry_after[v - 1] == '\r' ||
+                     s->retry_after[v - 1] == '\n' ||
+                     s->retry_after[v - 1] == ' '))
+      s->retry_after[--v] = '\0';
+  }
+  return len;
+}
+
+int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
+                    size_t cap, long *status, struct durin_buf *body,
+                    char *retry_after, size_t ra_len, struct durin_err *err)
+{
+  struct curl_slist *hdrs = NULL;
+  struct sink s = {body, retry_after, ra_len, 0};
+  char ebuf[CURL_ERROR_SIZE] = "";
+  CURL *c = curl_easy_init();
+  CURLcode rc;
+  int i, r = 0;
+
+  (void)cap;
+  if (!c)
+    return durin_err_set(err, DURIN_ENOMEM, "cannot create an HTTP handle");
+  for (i = 0; i < 8 && req->headers[i]; i++)
+    hdrs = curl_slist_append(hdrs, req->headers[i]);
+  curl_easy_setopt(c, CURLOPT_URL, req->url);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "durin/0.1");
+  rc = curl_easy_perform(c);
+  if (s.too_big) {
+    r = durin_err_set(err, DURIN_ETOOBIG,
+                      "model response from '%s' exceeds %zu bytes", req->url,
+                      body->cap);
+  } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+    r = durin_err_set(err, DURIN_ETIMEDOUT, "request to '%s' timed out",
+                      req->url);
+  } else if (rc != CURLE_OK) {
+    int transient = rc == CURLE_COULDNT_CONNECT || rc == CURLE_RECV_ERROR ||
+                    rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
+                    rc == CURLE_PARTIAL_FILE ||
+                    rc == CURLE_COULDNT_RESOLVE_HOST;
+
+    r = durin_err_set(err, transient ? DURIN_ERETRY : DURIN_EMODEL,
+                      "request to '%s' failed: %s", req->url,
+                      *ebuf ? ebuf : curl_easy_strerror(rc));
+  } else {
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+  }
+  curl_slist_free_all(hdrs);
+  curl_easy_cleanup(c);
+  return r;
+}

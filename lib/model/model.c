@@ -1,0 +1,239 @@
+/*
+ * Provider registry, the neutral response format, backoff, and the
+ * blocking call with retries used by single-run drivers.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "durin/model.h"
+#include "model/providers.h"
+
+static const struct durin_provider *const providers[] = {
+    &durin__provider_script,
+    &durin__provider_openai,
+    NULL,
+};
+
+const struct durin_provider *durin_provider_find(const char *name)
+{
+  int i;
+
+  for (i = 0; providers[i]; i++)
+    if (!strcmp(providers[i]->name, name))
+      return providers[i];
+  return NULL;
+}
+
+void durin_model_response_clear(struct durin_model_response *r)
+{
+  int i;
+
+  if (!r)
+    return;
+  free(r->text);
+  for (i = 0; i < r->ncalls; i++) {
+    free(r->calls[i].id);
+    free(r->calls[i].name);
+    free(r->calls[i].args);
+  }
+  free(r->calls);
+  free(r->model);
+  free(r->finish_reason);
+  memset(r, 0, sizeof(*r));
+}
+
+void durin_http_req_clear(struct durin_http_req *h)
+{
+  int i;
+
+  free(h->url);
+  free(h->body);
+  for (i = 0; i < 8; i++)
+    free(h->headers[i]);
+  memset(h, 0, sizeof(*h));
+}
+
+json_t *durin_model_response_to_json(const struct durin_model_response *r)
+{
+  json_t *j = json_object(), *calls = json_array();
+  int i;
+
+  json_object_set_new(j, "text", r->text ? json_string(r->text) : json_null());
+  for (i = 0; i < r->ncalls; i++)
+    json_array_append_new(calls, json_pack("{s:s,s:s,s:s}", "id",
+                                           r->calls[i].id, "name",
+                                           r->calls[i].name, "arguments",
+                                           r->calls[i].args));
+  json_object_set_new(j, "tool_calls", calls);
+  json_object_set_new(j, "input_tokens", json_integer(r->input_tokens));
+  json_object_set_new(j, "output_tokens", json_integer(r->output_tokens));
+  if (r->model)
+    json_object_set_new(j, "model", json_string(r->model));
+  if (r->finish_reason)
+    json_object_set_new(j, "finish_reason", json_string(r->finish_reason));
+  return j;
+}
+
+static char *dup_or_null(json_t *v)
+{
+  return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
+                                   struct durin_err *err)
+{
+  json_t *calls = json_object_get(j, "tool_calls"), *c;
+  size_t i;
+
+  memset(r, 0, sizeof(*r));
+  if (!json_is_object(j))
+    return durin_err_set(err, DURIN_EPARSE, "stored response is not an object");
+  r->text = dup_or_null(json_object_get(j, "text"));
+  r->model = dup_or_null(json_object_get(j, "model"));
+  r->finish_reason = dup_or_null(json_object_get(j, "finish_reason"));
+  r->input_tokens = json_integer_value(json_object_get(j, "input_tokens"));
+  r->output_tokens = json_integer_value(json_object_get(j, "output_tokens"));
+  r->calls = calloc(json_array_size(calls) + 1, sizeof(*r->calls));
+  json_array_foreach(calls, i, c) {
+    struct durin_tool_call *tc = &r->calls[r->ncalls++];
+
+    tc->id = dup_or_null(json_object_get(c, "id"));
+    tc->name = dup_or_null(json_object_get(c, "name"));
+    tc->args = dup_or_null(json_object_get(c, "arguments"));
+    if (!tc->id || !tc->name || !tc->args) {
+      durin_model_response_clear(r);
+      return durin_err_set(err, DURIN_EPARSE, "stored tool call %zu is "
+                                              "incomplete", i);
+    }
+  }
+  return 0;
+}
+
+int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd)
+{
+  const int64_t base = 500, cap = 30000;
+  int64_t window;
+
+  if (retry_after_ms >= 0)
+    return retry_after_ms > 10 * 60 * 1000 ? 10 * 60 * 1000 : retry_after_ms;
+  if (attempt > 16)
+    attempt = 16;
+  window = base << attempt;
+  if (window > cap)
+    window = cap;
+  /* Full jitter, but never less than a tenth of the window. */
+  return window / 10 + (int64_t)(rnd * (double)(window - window / 10));
+}
+
+int64_t durin_retry_after_parse(const char *v, int64_t now_ms)
+{
+  struct tm tm;
+  char *end;
+  long secs;
+
+  if (!v || !*v)
+    return -1;
+  while (*v == ' ')
+    v++;
+  secs = strtol(v, &end, 10);
+  if (end != v && (*end == '\0' || *end == '\r' || *end == ' ')) {
+    if (secs < 0)
+      return -1;
+    return (int64_t)secs * 1000;
+  }
+  memset(&tm, 0, sizeof(tm));
+  if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+    int64_t at = (int64_t)timegm(&tm) * 1000;
+
+    return at > now_ms ? at - now_ms : 0;
+  }
+  return -1;
+}
+
+static double rnd01(void)
+{
+  uint32_t x;
+
+  if (durin_random(&x, sizeof(x)))
+    return 0.5;
+  return (double)x / 4294967296.0;
+}
+
+int durin_model_call(const struct durin_model_request *req,
+                     int64_t *retries_left, struct durin_call_stats *stats,
+                     void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
+                                      const char *why),
+                     void *arg, struct durin_model_response *out,
+                     struct durin_err *err)
+{
+  const struct durin_provider *p = durin_provider_find(req->cfg->provider);
+  struct durin_http_req h;
+  struct durin_buf body;
+  const char *key = NULL;
+  int attempt = 0, r;
+
+  memset(stats, 0, sizeof(*stats));
+  if (!p)
+    return durin_err_set(err, DURIN_EMODEL, "unknown model provider '%s'",
+                         req->cfg->provider);
+  if (p->answer)
+    return p->answer(req, out, err);
+  if (req->cfg->api_key_env)
+    key = getenv(req->cfg->api_key_env);
+  memset(&h, 0, sizeof(h));
+  r = p->build(req, key, &h, err);
+  if (r)
+    return r;
+  durin_buf_init(&body, 32 << 20);
+  for (;;) {
+    char ra[128] = "", why[600];
+    long status = 0;
+    int64_t delay;
+
+    durin_buf_reset(&body);
+    r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body,
+                        ra, sizeof(ra), err);
+    if (!r && status >= 200 && status < 300) {
+      r = p->parse(req, status, body.buf, body.len, out, err);
+      break;
+    }
+    if (!r && status != 429 && status < 500) {
+      /* 4xx other than 429: retrying cannot help. */
+      r = p->parse(req, status, body.buf, body.len, out, err);
+      if (!r)
+        r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld",
+                          status);
+      break;
+    }
+    if (r && r != DURIN_ERETRY && r != DURIN_ETIMEDOUT)
+      break;
+    if (r)
+      snprintf(why, sizeof(why), "%s", err ? err->msg : "transport error");
+    else
+      snprintf(why, sizeof(why), "HTTP %ld", status);
+    if (*retries_left <= 0) {
+      r = durin_err_set(err, DURIN_EMODEL,
+                        "model call failed (%s) and the run's retry budget "
+                        "is used up",
+                        why);
+      break;
+    }
+    (*retries_left)--;
+    delay = durin_backoff_ms(attempt,
+                             durin_retry_after_parse(ra, durin_now_ms()),
+                             rnd01());
+    if (on_retry)
+      on_retry(arg, attempt + 1, delay, why);
+    stats->retries++;
+    stats->slept_ms += delay;
+    attempt++;
+    usleep((useconds_t)delay * 1000);
+  }
+  durin_buf_release(&body);
+  durin_http_req_clear(&h);
+  return r;
+}

@@ -1,0 +1,176 @@
+/*
+ * OpenAI Chat Completions: POST {base_url}/chat/completions with "tools"
+ * of type "function"; the answer's choices[0].message carries "content"
+ * and "tool_calls" [{id, type: "function", function: {name, arguments}}],
+ * and "usage" {prompt_tokens, completion_tokens}. The same wire format is
+ * served by vLLM, llama.cpp's server and Ollama.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/model.h"
+#include "model/providers.h"
+
+static json_t *wire_messages(const struct durin_model_request *req)
+{
+  json_t *out = json_array(), *m;
+  size_t i;
+
+  if (req->system)
+    json_array_append_new(out, json_pack("{s:s,s:s}", "role", "system",
+                                         "content", req->system));
+  json_array_foreach(req->messages, i, m) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    json_t *w = json_object(), *calls = json_object_get(m, "tool_calls");
+
+    json_object_set_new(w, "role", json_string(role));
+    if (!strcmp(role, "tool"))
+      json_object_set(w, "tool_call_id", json_object_get(m, "tool_call_id"));
+    if (json_array_size(calls)) {
+      json_t *wc = json_array(), *c;
+      size_t j;
+
+      json_array_foreach(calls, j, c)
+        json_array_append_new(
+            wc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id",
+                          json_object_get(c, "id"), "type", "function",
+                          "function", "name", json_object_get(c, "name"),
+                          "arguments", json_object_get(c, "arguments")));
+      json_object_set_new(w, "tool_calls", wc);
+      /* An assistant turn with only tool calls has null content. */
+      json_object_set(w, "content", json_is_string(json_object_get(
+                                        m, "content"))
+                                        ? json_object_get(m, "content")
+                                        : json_null());
+    } else {
+      json_t *content = json_object_get(m, "content");
+
+      json_object_set_new(w, "content", json_is_string(content)
+                                            ? json_incref(content)
+                                            : json_string(""));
+    }
+    json_array_append_new(out, w);
+  }
+  return out;
+}
+
+static int openai_build(const struct durin_model_request *req,
+                        const char *api_key, struct durin_http_req *out,
+                        struct durin_err *err)
+{
+  const struct durin_model_cfg *cfg = req->cfg;
+  json_t *body, *tools = json_array(), *t;
+  size_t i, n = strlen(cfg->base_url);
+  char hdr[1024];
+
+  json_array_foreach(req->tools, i, t)
+    json_array_append_new(
+        tools, json_pack("{s:s,s:{s:O,s:O,s:O}}", "type", "function",
+                         "function", "name", json_object_get(t, "name"),
+                         "description", json_object_get(t, "description"),
+                         "parameters", json_object_get(t, "parameters")));
+  body = json_pack("{s:s,s:o}", "model", cfg->name, "messages",
+                   wire_messages(req));
+  if (json_array_size(tools))
+    json_object_set_new(body, "tools", tools);
+  else
+    json_decref(tools);
+  if (cfg->max_tokens)
+    json_object_set_new(body, "max_tokens", json_integer(cfg->max_tokens));
+  out->body = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  while (n > 0 && cfg->base_url[n - 1] == '/')
+    n--;
+  out->url = malloc(n + 32);
+  snprintf(out->url, n + 32, "%.*s/chat/completions", (int)n, cfg->base_url);
+  out->headers[0] = strdup("Content-Type: application/json");
+  out->headers[1] = strdup("Accept: application/json");
+  if (api_key && *api_key) {
+    snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", api_key);
+    out->headers[2] = strdup(hdr);
+  }
+  if (!out->body || !out->url)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  return 0;
+}
+
+static int openai_parse(const struct durin_model_request *req, long status,
+                        const char *body, size_t len,
+                        struct durin_model_response *out,
+                        struct durin_err *err)
+{
+  json_t *root, *choice, *msg, *calls, *c, *usage, *content;
+  json_error_t je;
+  size_t i;
+  int r = 0;
+
+  memset(out, 0, sizeof(*out));
+  root = json_loadb(body, len, 0, &je);
+  if (status < 200 || status >= 300) {
+    const char *m = json_string_value(
+        json_object_get(json_object_get(root, "error"), "message"));
+
+    r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
+                      status, m ? m : "(no error message)",
+                      status == 401 ? " (check the API key variable named "
+                                      "by model.api_key_env)"
+                                    : "");
+    goto out;
+  }
+  if (!root) {
+    r = durin_err_set(err, DURIN_EMODEL,
+                      "model response is not JSON (%s at position %d)",
+                      je.text, je.position);
+    goto out;
+  }
+  choice = json_array_get(json_object_get(root, "choices"), 0);
+  msg = json_object_get(choice, "message");
+  if (!json_is_object(msg)) {
+    r = durin_err_set(err, DURIN_EMODEL,
+                      "model response has no choices[0].message");
+    goto out;
+  }
+  content = json_object_get(msg, "content");
+  if (json_is_string(content))
+    out->text = strdup(json_string_value(content));
+  calls = json_object_get(msg, "tool_calls");
+  out->calls = calloc(json_array_size(calls) + 1, sizeof(*out->calls));
+  json_array_foreach(calls, i, c) {
+    json_t *fn = json_object_get(c, "function");
+    const char *id = json_string_value(json_object_get(c, "id"));
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    const char *args = json_string_value(json_object_get(fn, "arguments"));
+    struct durin_tool_call *tc = &out->calls[out->ncalls++];
+    char gen[32];
+
+    /* Malformed calls are kept and answered with an error by the harness,
+     * not dropped: the model must learn what it sent wrong. */
+    snprintf(gen, sizeof(gen), "call_%zu", i);
+    tc->id = strdup(id ? id : gen);
+    tc->name = strdup(name ? name : "");
+    tc->args = strdup(args ? args : "");
+  }
+  usage = json_object_get(root, "usage");
+  out->input_tokens = json_integer_value(json_object_get(usage,
+                                                         "prompt_tokens"));
+  out->output_tokens = json_integer_value(
+      json_object_get(usage, "completion_tokens"));
+  if (json_is_string(json_object_get(root, "model")))
+    out->model = strdup(json_string_value(json_object_get(root, "model")));
+  if (json_is_string(json_object_get(choice, "finish_reason")))
+    out->finish_reason = strdup(
+        json_string_value(json_object_get(choice, "finish_reason")));
+out:
+  (void)req;
+  json_decref(root);
+  if (r)
+    durin_model_response_clear(out);
+  return r;
+}
+
+const struct durin_provider durin__provider_openai = {
+    .name = "openai",
+    .build = openai_build,
+    .parse = openai_parse,
+};

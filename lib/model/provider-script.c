@@ -1,0 +1,69 @@
+/*
+ * The script provider: deterministic replay of a list of assistant turns.
+ * The turn index comes from the run's checkpoint, so a resumed run replays
+ * exactly where it stopped. A turn may carry "repeat": N to stand for N
+ * identical turns (long benchmark runs).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/model.h"
+#include "model/providers.h"
+
+static int script_answer(const struct durin_model_request *req,
+                         struct durin_model_response *out,
+                         struct durin_err *err)
+{
+  json_t *turns = req->cfg->turns, *t = NULL, *calls, *c, *usage;
+  int64_t want = req->turn, seen = 0;
+  size_t i;
+
+  memset(out, 0, sizeof(*out));
+  json_array_foreach(turns, i, t) {
+    json_t *rep = json_object_get(t, "repeat");
+    int64_t n = rep ? json_integer_value(rep) : 1;
+
+    if (want < seen + n)
+      break;
+    seen += n;
+    t = NULL;
+  }
+  if (!t)
+    return durin_err_set(err, DURIN_EMODEL,
+                         "the script has no turn %lld (it has %lld); the "
+                         "scripted agent never called finish",
+                         (long long)want + 1, (long long)seen);
+  if (json_is_string(json_object_get(t, "text")))
+    out->text = strdup(json_string_value(json_object_get(t, "text")));
+  calls = json_object_get(t, "tool_calls");
+  out->calls = calloc(json_array_size(calls) + 1, sizeof(*out->calls));
+  json_array_foreach(calls, i, c) {
+    struct durin_tool_call *tc = &out->calls[out->ncalls++];
+    json_t *args = json_object_get(c, "arguments");
+    char id[64];
+
+    snprintf(id, sizeof(id), "call_%lld_%zu", (long long)want, i);
+    tc->id = strdup(id);
+    tc->name = strdup(json_string_value(json_object_get(c, "name")));
+    if (json_is_string(args))
+      tc->args = strdup(json_string_value(args));
+    else if (args)
+      tc->args = json_dumps(args, JSON_COMPACT);
+    else
+      tc->args = strdup("{}");
+  }
+  usage = json_object_get(t, "usage");
+  out->input_tokens = json_integer_value(json_object_get(usage,
+                                                         "input_tokens"));
+  out->output_tokens = json_integer_value(json_object_get(usage,
+                                                          "output_tokens"));
+  out->model = strdup("script");
+  out->finish_reason = strdup(out->ncalls ? "tool_calls" : "stop");
+  return 0;
+}
+
+const struct durin_provider durin__provider_script = {
+    .name = "script",
+    .answer = script_answer,
+};

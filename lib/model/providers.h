@@ -1,0 +1,10 @@
+/* The providers compiled into this build (internal). */
+#ifndef DURIN_MODEL_PROVIDERS_H
+#define DURIN_MODEL_PROVIDERS_H
+
+#include "durin/model.h"
+
+extern const struct durin_provider durin__provider_script;
+extern const struct durin_provider durin__provider_openai;
+
+#endif

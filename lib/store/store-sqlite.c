@@ -1,0 +1,897 @@
+/*
+ * The embedded store: one SQLite file in WAL mode.
+ *
+ * Durability: synchronous=FULL by default, so a commit that returned is on
+ * disk (the WAL is fsync'd at every commit). Writers take the database
+ * write lock at BEGIN (BEGIN IMMEDIATE), so a fence checked at the start of
+ * a transaction holds until its commit. Readers never block writers (WAL).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "durin/store.h"
+#include "durin/util.h"
+#include "store/backends.h"
+
+/* Statements prepared once per connection. */
+enum {
+  ST_FENCE,
+  ST_SEQ_RESERVE,
+  ST_EVENT_INSERT,
+  ST_CKPT_PUT,
+  ST_LEDGER_INTENT,
+  ST_LEDGER_OUTCOME,
+  ST_PENDING_PUT,
+  ST_PENDING_CLEAR,
+  ST__COUNT
+};
+
+static const char *const stmt_sql[ST__COUNT] = {
+    [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
+                 "WHERE id = ?1 AND lease_epoch = ?2",
+    [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2 "
+                       "WHERE id = ?1 RETURNING last_seq",
+    [ST_EVENT_INSERT] = "INSERT INTO events(run_id, seq, ts_ms, step, type, "
+                        "data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_CKPT_PUT] = "INSERT INTO checkpoints(run_id, step, data) "
+                    "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
+                    "step = excluded.step, data = excluded.data",
+    [ST_LEDGER_INTENT] =
+        "INSERT INTO ledger(run_id, step, call_idx, call_id, tool, effect, "
+        "args_hash, idem_key, args, done, intent_ms) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
+    [ST_LEDGER_OUTCOME] = "UPDATE ledger SET done = 1, outcome = ?4, "
+                          "outcome_ms = ?5 WHERE run_id = ?1 AND step = ?2 "
+                          "AND call_idx = ?3",
+    [ST_PENDING_PUT] = "INSERT INTO pending(run_id, step, response) "
+                       "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
+                       "step = excluded.step, response = excluded.response",
+    [ST_PENDING_CLEAR] = "DELETE FROM pending WHERE run_id = ?1",
+};
+
+struct sq {
+  sqlite3 *db;
+  char *path;
+  sqlite3_stmt *st[ST__COUNT];
+  int in_txn;
+};
+
+/*
+ * Schema migrations, applied in order; PRAGMA user_version records how many
+ * have run. Never edit a shipped entry: append a new one.
+ */
+static const char *const migrations[] = {
+    /* 1: the first schema. */
+    "CREATE TABLE runs("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  reason TEXT,"
+    "  spec TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  started_ms INTEGER,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  finished_ms INTEGER,"
+    "  lease_owner TEXT,"
+    "  lease_epoch INTEGER NOT NULL DEFAULT 0,"
+    "  lease_expires_ms INTEGER,"
+    "  attempt INTEGER NOT NULL DEFAULT 0,"
+    "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    "  last_seq INTEGER NOT NULL DEFAULT 0,"
+    "  steps INTEGER NOT NULL DEFAULT 0,"
+    "  input_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  output_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  model_calls INTEGER NOT NULL DEFAULT 0,"
+    "  tool_calls INTEGER NOT NULL DEFAULT 0,"
+    "  retries INTEGER NOT NULL DEFAULT 0,"
+    "  cost_usd REAL NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX runs_status ON runs(status, created_ms);"
+    "CREATE TABLE events("
+    "  run_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  ts_ms INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  data TEXT NOT NULL,"
+    "  PRIMARY KEY(run_id, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE checkpoints("
+    "  run_id TEXT PRIMARY KEY,"
+    "  step INTEGER NOT NULL,"
+    "  data TEXT NOT NULL"
+    ");"
+    "CREATE TABLE ledger("
+    "  run_id TEXT NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  call_idx INTEGER NOT NULL,"
+    "  call_id TEXT NOT NULL,"
+    "  tool TEXT NOT NULL,"
+    "  effect TEXT NOT NULL,"
+    "  args_hash TEXT NOT NULL,"
+    "  idem_key TEXT NOT NULL,"
+    "  args TEXT NOT NULL,"
+    "  done INTEGER NOT NULL,"
+    "  outcome TEXT,"
+    "  intent_ms INTEGER NOT NULL,"
+    "  outcome_ms INTEGER,"
+    "  PRIMARY KEY(run_id, step, call_idx)"
+    ");"
+    "CREATE TABLE pending("
+    "  run_id TEXT PRIMARY KEY,"
+    "  step INTEGER NOT NULL,"
+    "  response TEXT NOT NULL"
+    ");",
+};
+
+#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static int sq_fail(struct sq *q, struct durin_err *err, const char *what)
+{
+  int rc = sqlite3_errcode(q->db);
+  int code = DURIN_ESTORE;
+
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+    code = DURIN_EBUSY;
+  return durin_err_set(err, code, "store '%s': %s: %s", q->path, what,
+                       sqlite3_errmsg(q->db));
+}
+
+static int exec_sql(struct sq *q, const char *sql, struct durin_err *err)
+{
+  char *msg = NULL;
+  int rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg);
+
+  if (rc != SQLITE_OK) {
+    int code = rc == SQLITE_BUSY ? DURIN_EBUSY : DURIN_ESTORE;
+
+    durin_err_set(err, code, "store '%s': %s", q->path,
+                  msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return code;
+  }
+  return 0;
+}
+
+static int migrate(struct sq *q, struct durin_err *err)
+{
+  sqlite3_stmt *st = NULL;
+  int version = 0, r, i;
+  char sql[64];
+
+  r = exec_sql(q, "BEGIN IMMEDIATE", err);
+  if (r)
+    return r;
+  if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) ||
+      sqlite3_step(st) != SQLITE_ROW) {
+    r = sq_fail(q, err, "reading schema version");
+    goto out;
+  }
+  version = sqlite3_column_int(st, 0);
+  if (version > N_MIGRATIONS) {
+    r = durin_err_set(err, DURIN_ESCHEMA,
+                      "store '%s' has schema version %d but this durin knows "
+                      "only up to %d: upgrade durin",
+                      q->path, version, N_MIGRATIONS);
+    goto out;
+  }
+  for (i = version; i < N_MIGRATIONS; i++) {
+    r = exec_sql(q, migrations[i], err);
+    if (r)
+      goto out;
+  }
+  snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", N_MIGRATIONS);
+  r = exec_sql(q, sql, err);
+out:
+  sqlite3_finalize(st);
+  if (r) {
+    exec_sql(q, "ROLLBACK", NULL);
+    return r;
+  }
+  return exec_sql(q, "COMMIT", err);
+}
+
+static void sq_close(void *impl)
+{
+  struct sq *q = impl;
+  int i;
+
+  if (!q)
+    return;
+  for (i = 0; i < ST__COUNT; i++)
+    sqlite3_finalize(q->st[i]);
+  sqlite3_close(q->db);
+  free(q->path);
+  free(q);
+}
+
+static int sq_open(const char *rest, const struct durin_store_opts *o,
+                   void **impl, struct durin_err *err)
+{
+  struct sq *q = calloc(1, sizeof(*q));
+  char dir[4096], pragmas[256];
+  const char *slash;
+  int r, i;
+
+  if (!q)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  q->path = strdup(rest);
+  /* Create the store's directory, as a user running the default expects. */
+  slash = strrchr(rest, '/');
+  if (slash && slash != rest && (size_t)(slash - rest) < sizeof(dir)) {
+    memcpy(dir, rest, (size_t)(slash - rest));
+    dir[slash - rest] = '\0';
+    if (access(dir, F_OK) != 0) {
+      r = durin_mkdirs(dir, err);
+      if (r) {
+        durin_err_prefix(err, "cannot open store 'sqlite:%s'", rest);
+        goto out;
+      }
+    }
+  }
+  if (sqlite3_open_v2(rest, &q->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                          SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK) {
+    r = durin_err_set(err, DURIN_ESTORE, "cannot open store 'sqlite:%s': %s",
+                      rest, q->db ? sqlite3_errmsg(q->db) : "out of memory");
+    goto out;
+  }
+  sqlite3_extended_result_codes(q->db, 0);
+  sqlite3_busy_timeout(q->db, o->busy_timeout_ms);
+  snprintf(pragmas, sizeof(pragmas),
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
+           "PRAGMA foreign_keys=ON;",
+           o->sync_full ? "FULL" : "NORMAL");
+  r = exec_sql(q, pragmas, err);
+  if (r) {
+    durin_err_prefix(err, "cannot open store 'sqlite:%s' (is the directory "
+                          "writable?)", rest);
+    goto out;
+  }
+  r = migrate(q, err);
+  if (r)
+    goto out;
+  for (i = 0; i < ST__COUNT; i++) {
+    if (sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                           &q->st[i], NULL) != SQLITE_OK) {
+      r = sq_fail(q, err, "preparing statements");
+      goto out;
+    }
+  }
+  *impl = q;
+  q = NULL;
+out:
+  sq_close(q);
+  return r;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+  const unsigned char *t = sqlite3_column_text(st, i);
+
+  return t ? strdup((const char *)t) : NULL;
+}
+
+static int sq_run_create(void *impl, const struct durin_run_new *n,
+                         struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "INSERT INTO runs(id, name, status, spec, model, "
+                         "workspace, created_ms, updated_ms) "
+                         "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6)",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "creating run");
+  sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, n->name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, n->spec_json, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, n->model, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, n->workspace, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, n->now_ms);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    r = sq_fail(q, err, "creating run");
+  sqlite3_finalize(st);
+  return r;
+}
+
+#define RUN_COLS                                                               \
+  "id, name, spec, model, workspace, reason, lease_owner, status, "            \
+  "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "             \
+  "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "             \
+  "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
+
+static void row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)
+{
+  const unsigned char *id = sqlite3_column_text(st, 0);
+
+  memset(ri, 0, sizeof(*ri));
+  snprintf(ri->id, sizeof(ri->id), "%s", id ? (const char *)id : "");
+  ri->name = col_dup(st, 1);
+  ri->spec_json = col_dup(st, 2);
+  ri->model = col_dup(st, 3);
+  ri->workspace = col_dup(st, 4);
+  ri->reason = col_dup(st, 5);
+  ri->lease_owner = col_dup(st, 6);
+  if (durin_run_status_parse((const char *)sqlite3_column_text(st, 7),
+                             &ri->status))
+    ri->status = DURIN_RUN_FAILED;
+  ri->created_ms = sqlite3_column_int64(st, 8);
+  ri->started_ms = sqlite3_column_int64(st, 9);
+  ri->updated_ms = sqlite3_column_int64(st, 10);
+  ri->finished_ms = sqlite3_column_int64(st, 11);
+  ri->lease_epoch = (uint64_t)sqlite3_column_int64(st, 12);
+  ri->lease_expires_ms = sqlite3_column_int64(st, 13);
+  ri->attempt = sqlite3_column_int64(st, 14);
+  ri->last_seq = sqlite3_column_int64(st, 15);
+  ri->cancel_requested = sqlite3_column_int(st, 16);
+  ri->usage.steps = sqlite3_column_int64(st, 17);
+  ri->usage.input_tokens = sqlite3_column_int64(st, 18);
+  ri->usage.output_tokens = sqlite3_column_int64(st, 19);
+  ri->usage.model_calls = sqlite3_column_int64(st, 20);
+  ri->usage.tool_calls = sqlite3_column_int64(st, 21);
+  ri->usage.retries = sqlite3_column_int64(st, 22);
+  ri->usage.cost_usd = sqlite3_column_double(st, 23);
+}
+
+static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
+                      struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, rc;
+
+  if (sqlite3_prepare_v2(q->db, "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "reading run");
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    row_to_run(st, out);
+  else if (rc == SQLITE_DONE)
+    r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s' in this store", id);
+  else
+    r = sq_fail(q, err, "reading run");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_run_resolve(void *impl, const char *prefix, char id[32],
+                          struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, n = 0, rc;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT id FROM runs WHERE substr(id, 1, length(?1)) "
+                         "= ?1 ORDER BY id LIMIT 2",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "finding run");
+  sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n++ == 0)
+      snprintf(id, 32, "%s", (const char *)sqlite3_column_text(st, 0));
+  }
+  if (rc != SQLITE_DONE)
+    r = sq_fail(q, err, "finding run");
+  else if (n == 0)
+    r = durin_err_set(err, DURIN_ENOTFOUND,
+                      "no run '%s' in this store (see 'durin ls')", prefix);
+  else if (n > 1)
+    r = durin_err_set(err, DURIN_EINVAL,
+                      "run id '%s' is ambiguous: give more characters",
+                      prefix);
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_run_list(void *impl, const struct durin_run_filter *f,
+                       durin_run_cb cb, void *arg, struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  struct durin_run_info ri;
+  int r = 0, rc, shown = 0;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT " RUN_COLS " FROM runs ORDER BY created_ms, "
+                         "id",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "listing runs");
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    row_to_run(st, &ri);
+    if (!f || !f->status_mask || (f->status_mask & (1 << ri.status))) {
+      r = cb(&ri, arg);
+      shown++;
+    }
+    durin_run_info_clear(&ri);
+    if (r || (f && f->limit && shown >= f->limit))
+      break;
+  }
+  if (!r && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    r = sq_fail(q, err, "listing runs");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_run_claim(void *impl, const char *id, const char *owner,
+                        int64_t now_ms, int64_t ttl_ms, uint64_t *epoch,
+                        struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, rc;
+
+  /*
+   * One conditional update: terminal runs cannot be claimed, and the epoch
+   * moves forward atomically with the new owner.
+   */
+  if (sqlite3_prepare_v2(
+          q->db,
+          "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
+          "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
+          "started_ms = coalesce(started_ms, ?4) WHERE id = ?1 AND status NOT "
+          "IN ('succeeded', 'failed', 'cancelled', 'budget_exceeded') "
+          "RETURNING lease_epoch",
+          -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "claiming run");
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, now_ms + ttl_ms);
+  sqlite3_bind_int64(st, 4, now_ms);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *epoch = (uint64_t)sqlite3_column_int64(st, 0);
+    rc = sqlite3_step(st);
+  } else if (rc == SQLITE_DONE) {
+    r = durin_err_set(err, DURIN_ESTATE,
+                      "run '%s' has ended or does not exist", id);
+  }
+  if (!r && rc != SQLITE_DONE)
+    r = sq_fail(q, err, "claiming run");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_run_request_cancel(void *impl, const char *id,
+                                 struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "cancelling run");
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    r = sq_fail(q, err, "cancelling run");
+  else if (sqlite3_changes(q->db) == 0)
+    r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", id);
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
+{
+  struct sq *q = impl;
+  int r;
+
+  if (q->in_txn)
+    return durin_err_set(err, DURIN_ESTATE, "transaction already open");
+  r = exec_sql(q, "BEGIN IMMEDIATE", err);
+  if (r)
+    return r;
+  q->in_txn = 1;
+  *txn = q;
+  return 0;
+}
+
+static int sq_txn_commit(void *txn, struct durin_err *err)
+{
+  struct sq *q = txn;
+  int r = exec_sql(q, "COMMIT", err);
+
+  if (r)
+    exec_sql(q, "ROLLBACK", NULL);
+  q->in_txn = 0;
+  return r;
+}
+
+static void sq_txn_rollback(void *txn)
+{
+  struct sq *q = txn;
+
+  exec_sql(q, "ROLLBACK", NULL);
+  q->in_txn = 0;
+}
+
+/* Runs a reset, bound statement to completion. */
+static int step_done(struct sq *q, sqlite3_stmt *st, const char *what,
+                     struct durin_err *err)
+{
+  int rc = sqlite3_step(st);
+
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    return sq_fail(q, err, what);
+  return 0;
+}
+
+static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
+                        int64_t lease_until_ms, struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_FENCE];
+  int r;
+
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (int64_t)epoch);
+  sqlite3_bind_int64(st, 3, lease_until_ms);
+  r = step_done(q, st, "checking lease", err);
+  if (r)
+    return r;
+  if (sqlite3_changes(q->db) == 0)
+    return durin_err_set(err, DURIN_EFENCED,
+                         "lease on run '%s' lost: epoch %llu is no longer "
+                         "current (another process took the run over)",
+                         run_id, (unsigned long long)epoch);
+  return 0;
+}
+
+static int sq_events_append(void *txn, const char *run_id,
+                            struct durin_event *ev, size_t n,
+                            struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_SEQ_RESERVE];
+  int64_t last;
+  size_t i;
+  int rc;
+
+  if (n == 0)
+    return 0;
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (int64_t)n);
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? durin_err_set(err, DURIN_ENOTFOUND,
+                                             "no run '%s'", run_id)
+                             : sq_fail(q, err, "reserving event sequence");
+  }
+  last = sqlite3_column_int64(st, 0);
+  step_done(q, st, "reserving event sequence", NULL);
+  st = q->st[ST_EVENT_INSERT];
+  for (i = 0; i < n; i++) {
+    int r;
+
+    ev[i].seq = last - (int64_t)n + 1 + (int64_t)i;
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, ev[i].seq);
+    sqlite3_bind_int64(st, 3, ev[i].ts_ms);
+    sqlite3_bind_int64(st, 4, ev[i].step);
+    sqlite3_bind_text(st, 5, ev[i].type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, ev[i].data, -1, SQLITE_STATIC);
+    r = step_done(q, st, "appending event", err);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
+static int sq_checkpoint_put(void *txn, const char *run_id, int64_t step,
+                             const char *data, struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_CKPT_PUT];
+
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_text(st, 3, data, -1, SQLITE_STATIC);
+  return step_done(q, st, "writing checkpoint", err);
+}
+
+static int sq_run_update(void *txn, const char *run_id,
+                         const struct durin_run_update *u,
+                         struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = NULL;
+  int r;
+
+  /* One statement with "unchanged" encoded as NULL parameters. */
+  if (sqlite3_prepare_v3(
+          q->db,
+          "UPDATE runs SET updated_ms = ?2,"
+          " status = coalesce(?3, status),"
+          " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
+          "ELSE ?4 END,"
+          " started_ms = coalesce(?5, started_ms),"
+          " finished_ms = coalesce(?6, finished_ms),"
+          " lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,"
+          " lease_expires_ms = CASE WHEN ?7 THEN NULL ELSE lease_expires_ms "
+          "END,"
+          " steps = coalesce(?8, steps),"
+          " input_tokens = coalesce(?9, input_tokens),"
+          " output_tokens = coalesce(?10, output_tokens),"
+          " model_calls = coalesce(?11, model_calls),"
+          " tool_calls = coalesce(?12, tool_calls),"
+          " retries = coalesce(?13, retries),"
+          " cost_usd = coalesce(?14, cost_usd)"
+          " WHERE id = ?1",
+          -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "updating run");
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, u->now_ms);
+  if (u->status)
+    sqlite3_bind_text(st, 3, durin_run_status_name(*u->status), -1,
+                      SQLITE_STATIC);
+  if (u->reason)
+    sqlite3_bind_text(st, 4, u->reason, -1, SQLITE_STATIC);
+  if (u->started_ms >= 0)
+    sqlite3_bind_int64(st, 5, u->started_ms);
+  if (u->finished_ms >= 0)
+    sqlite3_bind_int64(st, 6, u->finished_ms);
+  sqlite3_bind_int(st, 7, u->release_lease);
+  if (u->usage) {
+    sqlite3_bind_int64(st, 8, u->usage->steps);
+    sqlite3_bind_int64(st, 9, u->usage->input_tokens);
+    sqlite3_bind_int64(st, 10, u->usage->output_tokens);
+    sqlite3_bind_int64(st, 11, u->usage->model_calls);
+    sqlite3_bind_int64(st, 12, u->usage->tool_calls);
+    sqlite3_bind_int64(st, 13, u->usage->retries);
+    sqlite3_bind_double(st, 14, u->usage->cost_usd);
+  }
+  r = step_done(q, st, "updating run", err);
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
+                            struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_LEDGER_INTENT];
+
+  sqlite3_bind_text(st, 1, e->run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, e->step);
+  sqlite3_bind_int(st, 3, e->call_idx);
+  sqlite3_bind_text(st, 4, e->call_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, e->tool, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, e->effect, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 7, e->args_hash, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 8, e->idem_key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 9, e->args, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 10, e->intent_ms);
+  return step_done(q, st, "recording ledger intent", err);
+}
+
+static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
+                             int call_idx, const char *outcome, int64_t now_ms,
+                             struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_LEDGER_OUTCOME];
+  int r;
+
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_int(st, 3, call_idx);
+  sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, now_ms);
+  r = step_done(q, st, "recording ledger outcome", err);
+  if (!r && sqlite3_changes(q->db) == 0)
+    r = durin_err_set(err, DURIN_ENOTFOUND,
+                      "no ledger intent for run '%s' step %lld call %d",
+                      run_id, (long long)step, call_idx);
+  return r;
+}
+
+static int sq_pending_put(void *txn, const char *run_id, int64_t step,
+                          const char *response, struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_PENDING_PUT];
+
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_text(st, 3, response, -1, SQLITE_STATIC);
+  return step_done(q, st, "recording pending response", err);
+}
+
+static int sq_pending_clear(void *txn, const char *run_id,
+                            struct durin_err *err)
+{
+  struct sq *q = txn;
+  sqlite3_stmt *st = q->st[ST_PENDING_CLEAR];
+
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  return step_done(q, st, "clearing pending response", err);
+}
+
+static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
+                          int64_t max, durin_event_cb cb, void *arg,
+                          struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, rc;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT seq, ts_ms, step, type, data FROM events "
+                         "WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq "
+                         "LIMIT ?3",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "reading events");
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, from_seq);
+  sqlite3_bind_int64(st, 3, max > 0 ? max : -1);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    struct durin_event ev;
+
+    ev.seq = sqlite3_column_int64(st, 0);
+    ev.ts_ms = sqlite3_column_int64(st, 1);
+    ev.step = sqlite3_column_int64(st, 2);
+    ev.type = (const char *)sqlite3_column_text(st, 3);
+    ev.data = (const char *)sqlite3_column_text(st, 4);
+    r = cb(&ev, arg);
+    if (r)
+      break;
+  }
+  if (!r && rc != SQLITE_DONE)
+    r = sq_fail(q, err, "reading events");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_checkpoint_get(void *impl, const char *run_id, int64_t *step,
+                             char **data, struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, rc;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT step, data FROM checkpoints WHERE run_id = ?1",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "reading checkpoint");
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *step = sqlite3_column_int64(st, 0);
+    *data = col_dup(st, 1);
+  } else if (rc == SQLITE_DONE) {
+    r = durin_err_set(err, DURIN_ENOTFOUND, "run '%s' has no checkpoint",
+                      run_id);
+  } else {
+    r = sq_fail(q, err, "reading checkpoint");
+  }
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
+                          durin_ledger_cb cb, void *arg, struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, rc;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT step, call_idx, call_id, tool, effect, "
+                         "args_hash, idem_key, args, done, outcome, intent_ms, "
+                         "outcome_ms FROM ledger WHERE run_id = ?1 AND "
+                         "(?2 < 0 OR step = ?2) ORDER BY step, call_idx",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "reading ledger");
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, step);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    struct durin_ledger_entry e;
+
+    memset(&e, 0, sizeof(e));
+    snprintf(e.run_id, sizeof(e.run_id), "%s", run_id);
+    e.step = sqlite3_column_int64(st, 0);
+    e.call_idx = sqlite3_column_int(st, 1);
+    e.call_id = (const char *)sqlite3_column_text(st, 2);
+    e.tool = (const char *)sqlite3_column_text(st, 3);
+    e.effect = (const char *)sqlite3_column_text(st, 4);
+    e.args_hash = (const char *)sqlite3_column_text(st, 5);
+    e.idem_key = (const char *)sqlite3_column_text(st, 6);
+    e.args = (const char *)sqlite3_column_text(st, 7);
+    e.done = sqlite3_column_int(st, 8);
+    e.outcome = (const char *)sqlite3_column_text(st, 9);
+    e.intent_ms = sqlite3_column_int64(st, 10);
+    e.outcome_ms = sqlite3_column_int64(st, 11);
+    r = cb(&e, arg);
+    if (r)
+      break;
+  }
+  if (!r && rc != SQLITE_DONE)
+    r = sq_fail(q, err, "reading ledger");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_pending_get(void *impl, const char *run_id, int64_t *step,
+                          char **response, struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st = NULL;
+  int r = 0, rc;
+
+  if (sqlite3_prepare_v2(q->db,
+                         "SELECT step, response FROM pending WHERE run_id = ?1",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sq_fail(q, err, "reading pending response");
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *step = sqlite3_column_int64(st, 0);
+    *response = col_dup(st, 1);
+  } else if (rc == SQLITE_DONE) {
+    r = DURIN_ENOTFOUND;
+  } else {
+    r = sq_fail(q, err, "reading pending response");
+  }
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int64_t sq_size_bytes(void *impl)
+{
+  struct sq *q = impl;
+  char wal[4200];
+  struct stat st;
+  int64_t total = 0;
+
+  if (stat(q->path, &st) == 0)
+    total += st.st_size;
+  snprintf(wal, sizeof(wal), "%s-wal", q->path);
+  if (stat(wal, &st) == 0)
+    total += st.st_size;
+  return total;
+}
+
+const struct durin_store_ops durin__store_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .run_create = sq_run_create,
+    .run_get = sq_run_get,
+    .run_resolve = sq_run_resolve,
+    .run_list = sq_run_list,
+    .run_claim = sq_run_claim,
+    .run_request_cancel = sq_run_request_cancel,
+    .txn_begin = sq_txn_begin,
+    .txn_commit = sq_txn_commit,
+    .txn_rollback = sq_txn_rollback,
+    .txn_fence = sq_txn_fence,
+    .events_append = sq_events_append,
+    .checkpoint_put = sq_checkpoint_put,
+    .run_update = sq_run_update,
+    .ledger_intent = sq_ledger_intent,
+    .ledger_outcome = sq_ledger_outcome,
+    .pending_put = sq_pending_put,
+    .pending_clear = sq_pending_clear,
+    .events_read = sq_events_read,
+    .checkpoint_get = sq_checkpoint_get,
+    .ledger_read = sq_ledger_read,
+    .pending_get = sq_pending_get,
+    .size_bytes = sq_size_bytes,
+};

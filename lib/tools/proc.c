@@ -1,0 +1,173 @@
+/*
+ * Running a shell command for a tool call or an acceptance check.
+ *
+ * The child gets its own session and process group (no controlling
+ * terminal, so no TIOCSTI into ours), stdin from /dev/null, a clean
+ * environment, rlimits, every inherited descriptor closed, and
+ * PR_SET_PDEATHSIG so it dies with us. When the command exits or the
+ * timeout fires, the whole process group is killed: nothing outlives the
+ * call. The namespace sandbox arrives in its own module; this is the floor
+ * every call gets regardless.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "durin/tools.h"
+#include "durin/util.h"
+
+static int pidfd_open_(pid_t pid)
+{
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static void set_limit(int res, rlim_t v)
+{
+  struct rlimit rl = {v, v};
+  struct rlimit cur;
+
+  /* Never raise a limit the host already set lower. */
+  if (getrlimit(res, &cur) == 0 && cur.rlim_max != RLIM_INFINITY &&
+      cur.rlim_max < v)
+    rl.rlim_cur = rl.rlim_max = cur.rlim_max;
+  setrlimit(res, &rl);
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child(const char *dir, const char *command, int out_fd,
+                  char *const envp[], int64_t timeout_ms)
+{
+  int devnull;
+
+  setsid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (dir && chdir(dir) < 0)
+    _exit(126);
+  devnull = open("/dev/null", O_RDONLY);
+  if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 ||
+      dup2(out_fd, 2) < 0)
+    _exit(126);
+  syscall(SYS_close_range, 3, ~0U, 0);
+  set_limit(RLIMIT_CORE, 0);
+  set_limit(RLIMIT_NOFILE, 1024);
+  set_limit(RLIMIT_FSIZE, (rlim_t)1 << 30);
+  set_limit(RLIMIT_NPROC, 4096);
+  set_limit(RLIMIT_CPU, (rlim_t)(timeout_ms / 1000 + 5));
+  signal(SIGPIPE, SIG_DFL);
+  execle("/bin/bash", "bash", "-c", command, (char *)NULL, envp);
+  _exit(127);
+}
+
+int durin_proc_run(const char *dir, const char *command,
+                   const char *const *extra_env, int64_t timeout_ms,
+                   size_t output_cap, struct durin_tool_result *res)
+{
+  char *envp[40];
+  char home[4200];
+  int pipefd[2], pidfd = -1, n = 0, status = 0, exited = 0;
+  struct durin_buf out;
+  size_t dropped = 0;
+  int64_t t0 = durin_mono_ms(), deadline = t0 + timeout_ms;
+  pid_t pid;
+
+  memset(res, 0, sizeof(*res));
+  res->exit_code = -1;
+  snprintf(home, sizeof(home), "HOME=%s", dir);
+  envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+  envp[n++] = home;
+  envp[n++] = "LANG=C.UTF-8";
+  envp[n++] = "TERM=dumb";
+  envp[n++] = "TMPDIR=/tmp";
+  while (extra_env && *extra_env && n < 38)
+    envp[n++] = (char *)*extra_env++;
+  envp[n] = NULL;
+
+  if (pipe2(pipefd, O_CLOEXEC) < 0)
+    return DURIN_EIO;
+  pid = fork();
+  if (pid < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return DURIN_EIO;
+  }
+  if (pid == 0)
+    child(dir, command, pipefd[1], envp, timeout_ms);
+  close(pipefd[1]);
+  pidfd = pidfd_open_(pid);
+  durin_buf_init(&out, output_cap);
+
+  for (;;) {
+    struct pollfd pf[2];
+    int64_t now = durin_mono_ms();
+    int nf = 0, pr;
+
+    pf[nf].fd = pipefd[0];
+    pf[nf++].events = POLLIN;
+    if (pidfd >= 0 && !exited) {
+      pf[nf].fd = pidfd;
+      pf[nf++].events = POLLIN;
+    }
+    if (!res->timed_out && now >= deadline) {
+      res->timed_out = 1;
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+    }
+    pr = poll(pf, (nfds_t)nf, res->timed_out ? 1000 : (int)(deadline - now));
+    if (pr < 0 && errno != EINTR)
+      break;
+    if (pr <= 0)
+      continue;
+    if (nf > 1 && (pf[1].revents & POLLIN)) {
+      /* The command is done; whatever it left behind dies with it. */
+      exited = 1;
+      kill(-pid, SIGKILL);
+    }
+    if (pf[0].revents & (POLLIN | POLLHUP)) {
+      char chunk[16384];
+      ssize_t r = read(pipefd[0], chunk, sizeof(chunk));
+
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        break;
+      if (out.len < output_cap) {
+        size_t take = (size_t)r;
+
+        if (take > output_cap - out.len)
+          take = output_cap - out.len;
+        durin_buf_add(&out, chunk, take);
+        dropped += (size_t)r - take;
+      } else {
+        dropped += (size_t)r;
+      }
+    }
+  }
+  close(pipefd[0]);
+  kill(-pid, SIGKILL);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  if (pidfd >= 0)
+    close(pidfd);
+  if (WIFEXITED(status))
+    res->exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    res->exit_code = 128 + WTERMSIG(status);
+  if (dropped) {
+    res->truncated = 1;
+    out.cap += 128;
+    durin_buf_addf(&out, "\n[output truncated: %zu more bytes]\n", dropped);
+  }
+  res->ok = !res->timed_out && res->exit_code == 0;
+  res->output = durin_buf_detach(&out, NULL);
+  res->duration_ms = durin_mono_ms() - t0;
+  return 0;
+}

@@ -1,0 +1,57 @@
+/* The bash tool: one shell command in the run's workspace. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/tools.h"
+#include "tools/builtin.h"
+
+static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                     struct durin_tool_result *res)
+{
+  const char *cmd = json_string_value(json_object_get(args, "command"));
+  json_t *t = json_object_get(args, "timeout_s");
+  int64_t timeout = ctx->timeout_ms;
+  char key[256];
+  const char *env[2] = {key, NULL};
+  struct durin_tool_result r;
+  char *text;
+  size_t n;
+
+  if (t && json_integer_value(t) > 0 &&
+      json_integer_value(t) * 1000 < timeout)
+    timeout = json_integer_value(t) * 1000;
+  snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
+           ctx->idem_key ? ctx->idem_key : "");
+  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap,
+                     &r)) {
+    durin__tool_fail(res, "bash: could not start the command");
+    return 0;
+  }
+  n = strlen(r.output) + 128;
+  text = malloc(n);
+  if (r.timed_out)
+    snprintf(text, n, "timed out after %lld ms (process group killed)\n%s",
+             (long long)timeout, r.output);
+  else
+    snprintf(text, n, "exit code %d\n%s", r.exit_code, r.output);
+  free(r.output);
+  r.output = text;
+  *res = r;
+  return 0;
+}
+
+static const struct durin_tool_param bash_params[] = {
+    {"command", DURIN_PARAM_STRING, 1, "the shell command to run"},
+    {"timeout_s", DURIN_PARAM_INTEGER, 0,
+     "seconds before the command is killed (capped by the run's limit)"},
+    {NULL, 0, 0, NULL},
+};
+
+const struct durin_tool_def durin__tool_bash = {
+    "bash",
+    "Run a shell command in the workspace and get its exit code and output.",
+    DURIN_EFFECT_UNSAFE,
+    bash_params,
+    bash_exec,
+};

@@ -1,0 +1,446 @@
+/*
+ * The file tools: read_file, write_file, edit_file, list_files. Every path
+ * goes through durin_path_open(), so none can leave the workspace.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "durin/tools.h"
+#include "durin/util.h"
+#include "tools/builtin.h"
+
+void durin__tool_fail(struct durin_tool_result *res, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  free(res->output);
+  res->output = strdup(msg);
+  res->ok = 0;
+}
+
+static int open_ws(const struct durin_tool_ctx *ctx,
+                   struct durin_tool_result *res)
+{
+  int fd = open(ctx->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd < 0)
+    durin__tool_fail(res, "workspace '%s' is not available: %s",
+                     ctx->workspace, strerror(errno));
+  return fd;
+}
+
+static int read_fd(int fd, size_t cap, struct durin_buf *b, int *truncated)
+{
+  char chunk[65536];
+
+  durin_buf_init(b, cap);
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      return 0;
+    if (durin_buf_add(b, chunk, (size_t)n)) {
+      size_t room = cap - b->len;
+
+      durin_buf_add(b, chunk, room);
+      *truncated = 1;
+      return 0;
+    }
+  }
+}
+
+static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                          struct durin_tool_result *res)
+{
+  const char *path = json_string_value(json_object_get(args, "path"));
+  struct durin_err err = {0};
+  struct durin_buf b;
+  struct stat st;
+  int ws, fd, trunc = 0;
+
+  if ((ws = open_ws(ctx, res)) < 0)
+    return 0;
+  fd = durin_path_open(ws, path, O_RDONLY, 0, &err);
+  close(ws);
+  if (fd < 0) {
+    durin__tool_fail(res, "read_file: %s", err.msg);
+    return 0;
+  }
+  if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    close(fd);
+    durin__tool_fail(res, "read_file: '%s' is not a regular file (use "
+                          "list_files for directories)",
+                     path);
+    return 0;
+  }
+  if (read_fd(fd, ctx->output_cap, &b, &trunc) < 0) {
+    close(fd);
+    durin_buf_release(&b);
+    durin__tool_fail(res, "read_file: cannot read '%s': %s", path,
+                     strerror(errno));
+    return 0;
+  }
+  close(fd);
+  if (trunc) {
+    b.cap += 128;
+    durin_buf_addf(&b, "\n[truncated at %zu bytes of %lld]\n", ctx->output_cap,
+                   (long long)st.st_size);
+    res->truncated = 1;
+  }
+  res->ok = 1;
+  res->output = durin_buf_detach(&b, NULL);
+  return 0;
+}
+
+/* Writes data to path atomically: a temp file in the same directory, then
+ * rename, so a crash never leaves a half-written file. */
+static int write_atomic(int ws, const char *path, const char *data,
+                        size_t len, struct durin_err *err)
+{
+  char tmp[4200];
+  const char *slash = strrchr(path, '/');
+  int fd, r = 0;
+  size_t off = 0;
+  struct stat st;
+  mode_t mode = 0644;
+
+  if (durin_path_mkparents(ws, path, err))
+    return -1;
+  fd = durin_path_open(ws, path, O_RDONLY, 0, NULL);
+  if (fd >= 0) {
+    if (fstat(fd, &st) == 0) {
+      if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return durin_err_set(err, DURIN_EINVAL, "'%s' is a directory", path);
+      }
+      mode = st.st_mode & 0777;
+    }
+    close(fd);
+  }
+  snprintf(tmp, sizeof(tmp), "%.*s.durin-tmp-%d", slash ? (int)(slash - path) + 1 : 0,
+           path, (int)getpid());
+  fd = durin_path_open(ws, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
+                       (int)mode, err);
+  if (fd < 0)
+    return -1;
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      r = durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
+                        strerror(errno));
+      break;
+    }
+    off += (size_t)w;
+  }
+  if (!r && fsync(fd) < 0)
+    r = durin_err_set(err, DURIN_EIO, "cannot sync '%s': %s", path,
+                      strerror(errno));
+  close(fd);
+  if (!r) {
+    /* Rename through the workspace fd keeps both names beneath it: the
+     * parent directories were just opened beneath the workspace, and
+     * renameat with relative names cannot follow a final symlink. */
+    int dfd = ws;
+    const char *base = path, *tbase = tmp;
+    char dir[4200];
+
+    if (slash) {
+      snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+      dfd = durin_path_open(ws, dir, O_PATH | O_DIRECTORY, 0, err);
+      if (dfd < 0)
+        r = -1;
+      base = slash + 1;
+      tbase = tmp + (slash - path) + 1;
+    }
+    if (!r && renameat(dfd, tbase, dfd, base) < 0)
+      r = durin_err_set(err, DURIN_EIO, "cannot replace '%s': %s", path,
+                        strerror(errno));
+    if (dfd != ws && dfd >= 0)
+      close(dfd);
+  }
+  if (r) {
+    int dfd = durin_path_open(ws, ".", O_PATH | O_DIRECTORY, 0, NULL);
+
+    if (dfd >= 0) {
+      unlinkat(dfd, tmp, 0);
+      close(dfd);
+    }
+  }
+  return r;
+}
+
+static int write_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                           struct durin_tool_result *res)
+{
+  const char *path = json_string_value(json_object_get(args, "path"));
+  json_t *content = json_object_get(args, "content");
+  struct durin_err err = {0};
+  int ws;
+
+  if ((ws = open_ws(ctx, res)) < 0)
+    return 0;
+  if (write_atomic(ws, path, json_string_value(content),
+                   json_string_length(content), &err)) {
+    close(ws);
+    durin__tool_fail(res, "write_file: %s", err.msg);
+    return 0;
+  }
+  close(ws);
+  res->ok = 1;
+  {
+    char msg[4200];
+
+    snprintf(msg, sizeof(msg), "wrote %zu bytes to %s",
+             json_string_length(content), path);
+    res->output = strdup(msg);
+  }
+  return 0;
+}
+
+static int edit_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                          struct durin_tool_result *res)
+{
+  const char *path = json_string_value(json_object_get(args, "path"));
+  const char *old = json_string_value(json_object_get(args, "old_string"));
+  const char *new = json_string_value(json_object_get(args, "new_string"));
+  int all = json_is_true(json_object_get(args, "replace_all"));
+  struct durin_err err = {0};
+  struct durin_buf in, out;
+  size_t oldlen = strlen(old), count = 0;
+  const char *p, *hit;
+  int ws, fd, trunc = 0;
+
+  if (!oldlen) {
+    durin__tool_fail(res, "edit_file: old_string is empty; use write_file to "
+                          "create a file");
+    return 0;
+  }
+  if ((ws = open_ws(ctx, res)) < 0)
+    return 0;
+  fd = durin_path_open(ws, path, O_RDONLY, 0, &err);
+  if (fd < 0) {
+    close(ws);
+    durin__tool_fail(res, "edit_file: %s", err.msg);
+    return 0;
+  }
+  if (read_fd(fd, 64 << 20, &in, &trunc) < 0 || trunc) {
+    close(fd);
+    close(ws);
+    durin_buf_release(&in);
+    durin__tool_fail(res, "edit_file: cannot read '%s' (or it is over 64 MiB)",
+                     path);
+    return 0;
+  }
+  close(fd);
+  for (p = in.buf; (hit = strstr(p, old)); p = hit + oldlen)
+    count++;
+  if (count == 0 || (count > 1 && !all)) {
+    close(ws);
+    durin_buf_release(&in);
+    if (count == 0)
+      durin__tool_fail(res, "edit_file: old_string was not found in '%s'; "
+                            "read the file and copy the text exactly",
+                       path);
+    else
+      durin__tool_fail(res, "edit_file: old_string occurs %zu times in '%s'; "
+                            "add context to make it unique or set "
+                            "replace_all",
+                       count, path);
+    return 0;
+  }
+  durin_buf_init(&out, 0);
+  for (p = in.buf; (hit = strstr(p, old)); p = hit + oldlen) {
+    durin_buf_add(&out, p, (size_t)(hit - p));
+    durin_buf_adds(&out, new);
+    if (!all) {
+      p = hit + oldlen;
+      break;
+    }
+  }
+  durin_buf_adds(&out, p);
+  if (write_atomic(ws, path, out.buf, out.len, &err)) {
+    durin__tool_fail(res, "edit_file: %s", err.msg);
+  } else {
+    char msg[4200];
+
+    snprintf(msg, sizeof(msg), "replaced %zu occurrence%s in %s",
+             all ? count : 1, (all ? count : 1) == 1 ? "" : "s", path);
+    res->ok = 1;
+    res->output = strdup(msg);
+  }
+  close(ws);
+  durin_buf_release(&in);
+  durin_buf_release(&out);
+  return 0;
+}
+
+static void list_dir(int dfd, const char *prefix, int recursive, int depth,
+                     struct durin_buf *b, int *count, int max)
+{
+  struct dirent **names = NULL;
+  DIR *d;
+  int n, i, fd2 = dup(dfd);
+
+  if (fd2 < 0)
+    return;
+  d = fdopendir(fd2);
+  if (!d) {
+    close(fd2);
+    return;
+  }
+  /* Sorted output, so listings are stable across runs and resumes. */
+  n = 0;
+  {
+    struct dirent *de;
+    size_t cap = 0;
+
+    while ((de = readdir(d))) {
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+        continue;
+      if (!strcmp(de->d_name, ".git"))
+        continue;
+      if ((size_t)n == cap) {
+        cap = cap ? cap * 2 : 32;
+        names = realloc(names, cap * sizeof(*names));
+      }
+      names[n] = malloc(sizeof(struct dirent));
+      memcpy(names[n], de, sizeof(struct dirent));
+      n++;
+    }
+  }
+  closedir(d);
+  for (i = 0; i < n; i++) {
+    int j;
+
+    for (j = i + 1; j < n; j++)
+      if (strcmp(names[j]->d_name, names[i]->d_name) < 0) {
+        struct dirent *t = names[i];
+
+        names[i] = names[j];
+        names[j] = t;
+      }
+  }
+  for (i = 0; i < n; i++) {
+    struct stat st;
+    int isdir;
+
+    if (*count >= max) {
+      if (*count == max)
+        durin_buf_adds(b, "[more entries not shown]\n");
+      (*count)++;
+      break;
+    }
+    if (fstatat(dfd, names[i]->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+      continue;
+    isdir = S_ISDIR(st.st_mode);
+    if (durin_buf_addf(b, "%s%s%s\n", prefix, names[i]->d_name,
+                       isdir ? "/" : S_ISLNK(st.st_mode) ? "@" : ""))
+      break;
+    (*count)++;
+    if (isdir && recursive && depth < 20) {
+      char sub[4200];
+      int cfd = openat(dfd, names[i]->d_name,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+      if (cfd >= 0) {
+        snprintf(sub, sizeof(sub), "%s%s/", prefix, names[i]->d_name);
+        list_dir(cfd, sub, recursive, depth + 1, b, count, max);
+        close(cfd);
+      }
+    }
+  }
+  for (i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+}
+
+static int list_files_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                           struct durin_tool_result *res)
+{
+  const char *path = json_string_value(json_object_get(args, "path"));
+  json_t *rec = json_object_get(args, "recursive");
+  struct durin_err err = {0};
+  struct durin_buf b;
+  int ws, fd, count = 0;
+
+  if (!path || !*path)
+    path = ".";
+  if ((ws = open_ws(ctx, res)) < 0)
+    return 0;
+  fd = durin_path_open(ws, path, O_RDONLY | O_DIRECTORY, 0, &err);
+  close(ws);
+  if (fd < 0) {
+    durin__tool_fail(res, "list_files: %s", err.msg);
+    return 0;
+  }
+  durin_buf_init(&b, ctx->output_cap);
+  list_dir(fd, "", rec ? json_is_true(rec) : 1, 0, &b, &count, 2000);
+  close(fd);
+  if (count == 0)
+    durin_buf_adds(&b, "(empty)\n");
+  res->ok = 1;
+  res->output = durin_buf_detach(&b, NULL);
+  return 0;
+}
+
+static const struct durin_tool_param read_params[] = {
+    {"path", DURIN_PARAM_STRING, 1, "file path relative to the workspace"},
+    {NULL, 0, 0, NULL},
+};
+static const struct durin_tool_param write_params[] = {
+    {"path", DURIN_PARAM_STRING, 1, "file path relative to the workspace"},
+    {"content", DURIN_PARAM_STRING, 1, "the whole new content of the file"},
+    {NULL, 0, 0, NULL},
+};
+static const struct durin_tool_param edit_params[] = {
+    {"path", DURIN_PARAM_STRING, 1, "file path relative to the workspace"},
+    {"old_string", DURIN_PARAM_STRING, 1,
+     "exact text to replace; must occur exactly once unless replace_all"},
+    {"new_string", DURIN_PARAM_STRING, 1, "replacement text"},
+    {"replace_all", DURIN_PARAM_BOOLEAN, 0, "replace every occurrence"},
+    {NULL, 0, 0, NULL},
+};
+static const struct durin_tool_param list_params[] = {
+    {"path", DURIN_PARAM_STRING, 0, "directory relative to the workspace"},
+    {"recursive", DURIN_PARAM_BOOLEAN, 0, "descend into subdirectories "
+                                          "(default true)"},
+    {NULL, 0, 0, NULL},
+};
+
+const struct durin_tool_def durin__tool_read_file = {
+    "read_file", "Read a text file from the workspace.", DURIN_EFFECT_PURE,
+    read_params, read_file_exec,
+};
+/* Writing the same content again gives the same file: idempotent. */
+const struct durin_tool_def durin__tool_write_file = {
+    "write_file", "Create or overwrite a file in the workspace.",
+    DURIN_EFFECT_IDEMPOTENT, write_params, write_file_exec,
+};
+/* A second application of the same edit is not guaranteed to be a no-op
+ * (the new text may contain the old), so edits are unsafe to repeat. */
+const struct durin_tool_def durin__tool_edit_file = {
+    "edit_file", "Replace an exact string in a workspace file.",
+    DURIN_EFFECT_UNSAFE, edit_params, edit_file_exec,
+};
+const struct durin_tool_def durin__tool_list_files = {
+    "list_files", "List files under a workspace directory.",
+    DURIN_EFFECT_PURE, list_params, list_files_exec,
+};

@@ -1,0 +1,108 @@
+/* The bounded buffer: every body, stream and tool output goes through it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/util.h"
+
+static char empty_buf[1];
+
+void durin_buf_init(struct durin_buf *b, size_t cap)
+{
+  b->buf = empty_buf;
+  b->len = 0;
+  b->alloc = 0;
+  b->cap = cap ? cap : SIZE_MAX / 2;
+}
+
+void durin_buf_release(struct durin_buf *b)
+{
+  if (b->alloc)
+    free(b->buf);
+  durin_buf_init(b, b->cap);
+}
+
+void durin_buf_reset(struct durin_buf *b)
+{
+  b->len = 0;
+  if (b->alloc)
+    b->buf[0] = '\0';
+}
+
+static int grow(struct durin_buf *b, size_t extra)
+{
+  size_t want, n;
+  char *p;
+
+  if (extra > b->cap || b->len > b->cap - extra)
+    return DURIN_ETOOBIG;
+  want = b->len + extra + 1;
+  if (want <= b->alloc)
+    return 0;
+  n = b->alloc ? b->alloc : 64;
+  while (n < want)
+    n = n * 2;
+  p = b->alloc ? realloc(b->buf, n) : malloc(n);
+  if (!p)
+    return DURIN_ENOMEM;
+  if (!b->alloc)
+    p[0] = '\0';
+  b->buf = p;
+  b->alloc = n;
+  return 0;
+}
+
+int durin_buf_add(struct durin_buf *b, const void *data, size_t len)
+{
+  int r = grow(b, len);
+
+  if (r)
+    return r;
+  if (len)
+    memcpy(b->buf + b->len, data, len);
+  b->len += len;
+  b->buf[b->len] = '\0';
+  return 0;
+}
+
+int durin_buf_adds(struct durin_buf *b, const char *s)
+{
+  return durin_buf_add(b, s, strlen(s));
+}
+
+int durin_buf_addf(struct durin_buf *b, const char *fmt, ...)
+{
+  va_list ap;
+  int n, r;
+
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return DURIN_EINVAL;
+  r = grow(b, (size_t)n);
+  if (r)
+    return r;
+  va_start(ap, fmt);
+  vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+char *durin_buf_detach(struct durin_buf *b, size_t *len)
+{
+  char *p;
+
+  if (!b->alloc) {
+    p = strdup("");
+  } else {
+    p = b->buf;
+  }
+  if (len)
+    *len = b->len;
+  b->buf = empty_buf;
+  b->len = 0;
+  b->alloc = 0;
+  return p;
+}

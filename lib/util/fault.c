@@ -1,0 +1,71 @@
+/*
+ * Fault injection. A test sets DURIN_CRASH_AT=<point>[:<n>]; the CLI passes
+ * it here with a hook that SIGKILLs the process. The library only calls
+ * durin_fault_point() at each named point; with no configuration that is a
+ * single pointer test.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/util.h"
+
+const char *const durin_fault_points[] = {
+    "after_claim",      /* the run's lease was taken */
+    "model_response",   /* a model response arrived, nothing durable yet */
+    "ledger_intent",    /* a tool call's intent is durable, not dispatched */
+    "tool_exit",        /* a tool exited, its outcome not yet durable */
+    "ledger_outcome",   /* a tool call's outcome is durable */
+    "checks_done",      /* acceptance checks ran, verdict not yet durable */
+    "before_commit",    /* a step's writes are in the open transaction */
+    "after_commit",     /* a step's transaction is durable */
+    NULL,
+};
+
+static char fault_point[32];
+static long fault_left;
+static durin_fault_hook fault_hook;
+
+int durin_fault_configure(const char *spec, durin_fault_hook hook,
+                          struct durin_err *err)
+{
+  const char *colon;
+  size_t n;
+  int i, known = 0;
+
+  fault_hook = NULL;
+  if (!spec || !*spec)
+    return 0;
+  colon = strchr(spec, ':');
+  n = colon ? (size_t)(colon - spec) : strlen(spec);
+  if (n == 0 || n >= sizeof(fault_point))
+    return durin_err_set(err, DURIN_EINVAL, "bad crash point '%s'", spec);
+  memcpy(fault_point, spec, n);
+  fault_point[n] = '\0';
+  for (i = 0; durin_fault_points[i]; i++)
+    if (!strcmp(durin_fault_points[i], fault_point))
+      known = 1;
+  if (!known)
+    return durin_err_set(err, DURIN_EINVAL,
+                         "unknown crash point '%s' (see durin --help crash)",
+                         fault_point);
+  fault_left = 1;
+  if (colon) {
+    char *end;
+
+    fault_left = strtol(colon + 1, &end, 10);
+    if (*end || fault_left < 1)
+      return durin_err_set(err, DURIN_EINVAL,
+                           "bad crash count in '%s': want a positive integer",
+                           spec);
+  }
+  fault_hook = hook;
+  return 0;
+}
+
+void durin_fault_point(const char *point)
+{
+  if (!fault_hook || strcmp(point, fault_point) != 0)
+    return;
+  if (--fault_left == 0)
+    fault_hook(point);
+}

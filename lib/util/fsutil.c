@@ -1,0 +1,197 @@
+/* File-tree helpers used for workspaces and their start snapshots. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "durin/util.h"
+
+int durin_mkdirs(const char *path, struct durin_err *err)
+{
+  char tmp[4096];
+  size_t n = strlen(path), i;
+
+  if (n == 0 || n >= sizeof(tmp))
+    return durin_err_set(err, DURIN_EINVAL, "bad directory path '%s'", path);
+  memcpy(tmp, path, n + 1);
+  for (i = 1; i <= n; i++) {
+    if (tmp[i] != '/' && tmp[i] != '\0')
+      continue;
+    tmp[i] = '\0';
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+      return durin_err_set(err, DURIN_EIO, "cannot create directory '%s': %s",
+                           tmp, strerror(errno));
+    if (i < n)
+      tmp[i] = '/';
+  }
+  return 0;
+}
+
+static int copy_file(int sfd, int dfd, const char *src, struct durin_err *err)
+{
+  char chunk[65536];
+
+  for (;;) {
+    ssize_t r = read(sfd, chunk, sizeof(chunk)), off = 0;
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return durin_err_set(err, DURIN_EIO, "cannot read '%s': %s", src,
+                           strerror(errno));
+    if (r == 0)
+      return 0;
+    while (off < r) {
+      ssize_t w = write(dfd, chunk + off, (size_t)(r - off));
+
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        return durin_err_set(err, DURIN_EIO, "cannot write copy of '%s': %s",
+                             src, strerror(errno));
+      off += w;
+    }
+  }
+}
+
+int durin_tree_copy(const char *src, const char *dst, struct durin_err *err)
+{
+  DIR *d = NULL;
+  struct dirent *de;
+  struct stat st;
+  int r = 0;
+
+  if (lstat(src, &st) < 0)
+    return durin_err_set(err, DURIN_ENOTFOUND, "cannot read '%s': %s", src,
+                         strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return durin_err_set(err, DURIN_EINVAL, "'%s' is not a directory", src);
+  if (mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST)
+    return durin_err_set(err, DURIN_EIO, "cannot create '%s': %s", dst,
+                         strerror(errno));
+  d = opendir(src);
+  if (!d)
+    return durin_err_set(err, DURIN_EIO, "cannot open '%s': %s", src,
+                         strerror(errno));
+  while ((de = readdir(d))) {
+    char s[4096], t[4096];
+
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    if ((size_t)snprintf(s, sizeof(s), "%s/%s", src, de->d_name) >=
+            sizeof(s) ||
+        (size_t)snprintf(t, sizeof(t), "%s/%s", dst, de->d_name) >=
+            sizeof(t)) {
+      r = durin_err_set(err, DURIN_EINVAL, "path too long under '%s'", src);
+      goto out;
+    }
+    if (lstat(s, &st) < 0)
+      continue;
+    if (S_ISDIR(st.st_mode)) {
+      r = durin_tree_copy(s, t, err);
+    } else if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = readlink(s, target, sizeof(target) - 1);
+
+      if (n < 0)
+        continue;
+      target[n] = '\0';
+      if (symlink(target, t) < 0 && errno != EEXIST)
+        r = durin_err_set(err, DURIN_EIO, "cannot create symlink '%s': %s", t,
+                          strerror(errno));
+    } else if (S_ISREG(st.st_mode)) {
+      int sfd = open(s, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      int dfd = -1;
+
+      if (sfd < 0) {
+        r = durin_err_set(err, DURIN_EIO, "cannot read '%s': %s", s,
+                          strerror(errno));
+        goto out;
+      }
+      dfd = open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                 st.st_mode & 07777);
+      if (dfd < 0)
+        r = durin_err_set(err, DURIN_EIO, "cannot create '%s': %s", t,
+                          strerror(errno));
+      else
+        r = copy_file(sfd, dfd, s, err);
+      close(sfd);
+      if (dfd >= 0)
+        close(dfd);
+    }
+    /* Devices, fifos and sockets are not part of a workspace. */
+    if (r)
+      goto out;
+  }
+out:
+  closedir(d);
+  return r;
+}
+
+int durin_tree_remove(const char *path)
+{
+  DIR *d;
+  struct dirent *de;
+  struct stat st;
+
+  if (lstat(path, &st) < 0)
+    return errno == ENOENT ? 0 : DURIN_EIO;
+  if (!S_ISDIR(st.st_mode))
+    return unlink(path) < 0 ? DURIN_EIO : 0;
+  d = opendir(path);
+  if (!d)
+    return DURIN_EIO;
+  while ((de = readdir(d))) {
+    char s[4096];
+
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    if ((size_t)snprintf(s, sizeof(s), "%s/%s", path, de->d_name) <
+        sizeof(s))
+      durin_tree_remove(s);
+  }
+  closedir(d);
+  return rmdir(path) < 0 ? DURIN_EIO : 0;
+}
+
+int durin_file_read(const char *path, size_t cap, char **out, size_t *len,
+                    struct durin_err *err)
+{
+  struct durin_buf b;
+  char chunk[65536];
+  int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+  if (fd < 0)
+    return durin_err_set(err, errno == ENOENT ? DURIN_ENOTFOUND : DURIN_EIO,
+                         "cannot read '%s': %s", path, strerror(errno));
+  durin_buf_init(&b, cap);
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      r = durin_err_set(err, DURIN_EIO, "cannot read '%s': %s", path,
+                        strerror(errno));
+      break;
+    }
+    if (n == 0)
+      break;
+    if (durin_buf_add(&b, chunk, (size_t)n)) {
+      r = durin_err_set(err, DURIN_ETOOBIG, "'%s' is larger than %zu bytes",
+                        path, cap);
+      break;
+    }
+  }
+  close(fd);
+  if (r) {
+    durin_buf_release(&b);
+    return r;
+  }
+  *out = durin_buf_detach(&b, len);
+  return 0;
+}

@@ -1,0 +1,440 @@
+/*
+ * The single-run driver. Every write for the run is fenced on the epoch
+ * taken when the run was claimed (DESIGN 3.2) and renews the lease.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/driver.h"
+#include "durin/util.h"
+
+struct drv {
+  struct durin_store *s;
+  const char *run_id;
+  uint64_t epoch;
+  const struct durin_driver_opts *o;
+  struct durin_ledger_entry *ledger;
+  int nledger;
+};
+
+static void notice(struct drv *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void notice(struct drv *d, const char *fmt, ...)
+{
+  char msg[600];
+  va_list ap;
+
+  if (!d->o->on_notice)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  d->o->on_notice(d->o->arg, msg);
+}
+
+static int begin_fenced(struct drv *d, struct durin_txn **txn,
+                        struct durin_err *err)
+{
+  int r = durin_txn_begin(d->s, txn, err);
+
+  if (r)
+    return r;
+  r = durin_txn_fence(*txn, d->run_id, d->epoch,
+                      durin_now_ms() + d->o->lease_ttl_ms, err);
+  if (r) {
+    durin_txn_rollback(*txn);
+    *txn = NULL;
+  }
+  return r;
+}
+
+static int load_event(const struct durin_event *ev, void *arg)
+{
+  void **a = arg;
+
+  return durin_harness_load_event(a[0], ev, a[1]);
+}
+
+static int collect_ledger(const struct durin_ledger_entry *e, void *arg)
+{
+  struct drv *d = arg;
+  struct durin_ledger_entry *n;
+
+  d->ledger = realloc(d->ledger, ((size_t)d->nledger + 1) * sizeof(*n));
+  n = &d->ledger[d->nledger++];
+  *n = *e;
+  n->call_id = strdup(e->call_id);
+  n->tool = strdup(e->tool);
+  n->effect = strdup(e->effect);
+  n->args_hash = strdup(e->args_hash);
+  n->idem_key = strdup(e->idem_key);
+  n->args = strdup(e->args);
+  n->outcome = e->outcome ? strdup(e->outcome) : NULL;
+  return 0;
+}
+
+static void ledger_free(struct drv *d)
+{
+  int i;
+
+  for (i = 0; i < d->nledger; i++) {
+    free((char *)d->ledger[i].call_id);
+    free((char *)d->ledger[i].tool);
+    free((char *)d->ledger[i].effect);
+    free((char *)d->ledger[i].args_hash);
+    free((char *)d->ledger[i].idem_key);
+    free((char *)d->ledger[i].args);
+    free((char *)d->ledger[i].outcome);
+  }
+  free(d->ledger);
+  d->ledger = NULL;
+  d->nledger = 0;
+}
+
+/* Rebuilds the harness from the checkpoint, the window and the ledger. */
+static int restore(struct drv *d, struct durin_harness *h, int64_t attempt,
+                   struct durin_err *err)
+{
+  char *ck = NULL, *pending = NULL;
+  int64_t ck_step, p_step;
+  void *a[2] = {h, err};
+  int r;
+
+  r = durin_store_checkpoint_get(d->s, d->run_id, &ck_step, &ck, err);
+  if (r == DURIN_ENOTFOUND)
+    return 0; /* never started: the harness opens the run */
+  if (r)
+    return r;
+  r = durin_harness_restore(h, ck, attempt, err);
+  free(ck);
+  if (r)
+    return r;
+  r = durin_store_events_read(d->s, d->run_id, durin_harness_window(h), 0,
+                              load_event, a, err);
+  if (r)
+    return r;
+  r = durin_store_pending_get(d->s, d->run_id, &p_step, &pending, err);
+  if (r == DURIN_ENOTFOUND)
+    return 0;
+  if (r)
+    return r;
+  r = durin_store_ledger_read(d->s, d->run_id, p_step, collect_ledger, d, err);
+  if (!r)
+    r = durin_harness_load_pending(h, p_step, pending, d->ledger, d->nledger,
+                                   err);
+  free(pending);
+  return r;
+}
+
+static void on_retry(void *arg, int attempt, int64_t delay_ms, const char *why)
+{
+  notice(arg, "model call failed (%s); retry %d in %lld ms", why, attempt,
+         (long long)delay_ms);
+}
+
+static int do_model(struct drv *d, struct durin_harness *h,
+                    const struct durin_action *act, struct durin_err *err)
+{
+  const struct durin_usage *u = durin_harness_usage(h);
+  struct durin_model_response resp;
+  struct durin_completion c;
+  struct durin_call_stats stats;
+  struct durin_err merr = {0};
+  int64_t left = act->model.cfg->max_retries - u->retries;
+  int r;
+
+  memset(&c, 0, sizeof(c));
+  memset(&resp, 0, sizeof(resp));
+  r = durin_model_call(&act->model, &left, &stats, on_retry, d, &resp, &merr);
+  c.now_ms = durin_now_ms();
+  c.retries = stats.retries;
+  if (r) {
+    c.kind = DURIN_DONE_MODEL_ERROR;
+    c.error = merr.msg;
+    return durin_harness_complete(h, &c);
+  }
+  durin_fault_point("model_response");
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &resp;
+  r = durin_harness_complete(h, &c);
+  durin_model_response_clear(&resp);
+  (void)err;
+  return r;
+}
+
+static int do_intent(struct drv *d, struct durin_harness *h,
+                     const struct durin_action *act, struct durin_err *err)
+{
+  struct durin_completion c;
+  struct durin_txn *txn;
+  int i, r;
+
+  r = begin_fenced(d, &txn, err);
+  if (r)
+    return r;
+  r = durin_txn_pending_put(txn, d->run_id, act->step, act->pending, err);
+  for (i = 0; !r && i < act->nintents; i++)
+    r = durin_txn_ledger_intent(txn, &act->intents[i], err);
+  if (r) {
+    durin_txn_rollback(txn);
+    return r;
+  }
+  r = durin_txn_commit(txn, err);
+  if (r)
+    return r;
+  durin_fault_point("ledger_intent");
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_INTENT;
+  c.now_ms = durin_now_ms();
+  return durin_harness_complete(h, &c);
+}
+
+static int do_tool(struct drv *d, struct durin_harness *h,
+                   const struct durin_action *act)
+{
+  struct durin_tool_result res;
+  struct durin_completion c;
+
+  (void)d;
+  durin_tool_exec(act->tool, &act->tool_ctx, act->args, &res);
+  durin_fault_point("tool_exit");
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_TOOL;
+  c.now_ms = durin_now_ms();
+  c.tool = &res;
+  return durin_harness_complete(h, &c);
+}
+
+static int do_outcome(struct drv *d, struct durin_harness *h,
+                      const struct durin_action *act, struct durin_err *err)
+{
+  struct durin_completion c;
+  struct durin_txn *txn;
+  int r;
+
+  r = begin_fenced(d, &txn, err);
+  if (r)
+    return r;
+  r = durin_txn_ledger_outcome(txn, d->run_id, act->step, act->call,
+                               act->outcome, durin_now_ms(), err);
+  if (r) {
+    durin_txn_rollback(txn);
+    return r;
+  }
+  r = durin_txn_commit(txn, err);
+  if (r)
+    return r;
+  durin_fault_point("ledger_outcome");
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_OUTCOME;
+  c.now_ms = durin_now_ms();
+  return durin_harness_complete(h, &c);
+}
+
+static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
+{
+  struct durin_check_result *cr = calloc((size_t)spec->nchecks + 1,
+                                         sizeof(*cr));
+  struct durin_tool_result *tr = calloc((size_t)spec->nchecks + 1,
+                                        sizeof(*tr));
+  struct durin_completion c;
+  int i, r;
+
+  for (i = 0; i < spec->nchecks; i++) {
+    cr[i].name = spec->checks[i].name;
+    if (durin_proc_run(spec->workspace, spec->checks[i].run, NULL,
+                       spec->checks[i].timeout_ms, (size_t)spec->output_cap,
+                       &tr[i])) {
+      cr[i].ok = 0;
+      cr[i].exit_code = -1;
+      cr[i].output = "the check could not be started";
+      continue;
+    }
+    /* Default FAIL: only a clean exit 0 within the time limit passes. */
+    cr[i].ok = tr[i].ok;
+    cr[i].exit_code = tr[i].exit_code;
+    cr[i].timed_out = tr[i].timed_out;
+    cr[i].output = tr[i].output;
+  }
+  durin_fault_point("checks_done");
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_CHECKS;
+  c.now_ms = durin_now_ms();
+  c.checks = cr;
+  c.nchecks = spec->nchecks;
+  r = durin_harness_complete(h, &c);
+  for (i = 0; i < spec->nchecks; i++)
+    durin_tool_result_clear(&tr[i]);
+  free(tr);
+  free(cr);
+  return r;
+}
+
+static int do_commit(struct drv *d, struct durin_harness *h,
+                     struct durin_action *act, struct durin_err *err)
+{
+  struct durin_completion c;
+  struct durin_txn *txn;
+  size_t i;
+  int r;
+
+  r = begin_fenced(d, &txn, err);
+  if (r)
+    return r;
+  r = durin_txn_events_append(txn, d->run_id, act->events, act->nevents, err);
+  if (!r && act->checkpoint)
+    r = durin_txn_checkpoint_put(txn, d->run_id, act->step, act->checkpoint,
+                                 err);
+  if (!r)
+    r = durin_txn_run_update(txn, d->run_id, &act->update, err);
+  if (!r && act->clear_pending)
+    r = durin_txn_pending_clear(txn, d->run_id, err);
+  if (r) {
+    durin_txn_rollback(txn);
+    return r;
+  }
+  r = durin_txn_commit(txn, err);
+  if (r)
+    return r;
+  durin_fault_point("after_commit");
+  if (d->o->on_event)
+    for (i = 0; i < act->nevents; i++)
+      d->o->on_event(d->o->arg, &act->events[i]);
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_COMMIT;
+  c.now_ms = durin_now_ms();
+  return durin_harness_complete(h, &c);
+}
+
+/* Lets go of the run without ending it (SIGINT/SIGTERM). */
+static int release(struct drv *d, struct durin_err *err)
+{
+  struct durin_run_update u;
+  struct durin_txn *txn;
+  int r;
+
+  memset(&u, 0, sizeof(u));
+  u.started_ms = -1;
+  u.finished_ms = -1;
+  u.release_lease = 1;
+  u.now_ms = durin_now_ms();
+  r = begin_fenced(d, &txn, err);
+  if (r)
+    return r;
+  r = durin_txn_run_update(txn, d->run_id, &u, err);
+  if (r) {
+    durin_txn_rollback(txn);
+    return r;
+  }
+  return durin_txn_commit(txn, err);
+}
+
+int durin_drive(struct durin_store *s, const char *run_id,
+                const struct durin_driver_opts *o,
+                struct durin_drive_result *res, struct durin_err *err)
+{
+  struct durin_run_info ri;
+  struct durin_spec spec;
+  struct durin_harness *h = NULL;
+  struct drv d;
+  int r;
+
+  memset(res, 0, sizeof(*res));
+  memset(&d, 0, sizeof(d));
+  memset(&spec, 0, sizeof(spec));
+  d.s = s;
+  d.run_id = run_id;
+  d.o = o;
+  r = durin_store_run_get(s, run_id, &ri, err);
+  if (r)
+    return r;
+  if (durin_run_status_terminal(ri.status)) {
+    res->status = ri.status;
+    snprintf(res->reason, sizeof(res->reason), "%s",
+             ri.reason ? ri.reason : "");
+    durin_run_info_clear(&ri);
+    return 0;
+  }
+  r = durin_spec_parse(ri.spec_json, NULL, &spec, err);
+  if (r) {
+    durin_err_prefix(err, "stored spec of run '%s'", run_id);
+    goto out;
+  }
+  r = durin_store_run_claim(s, run_id, o->owner, durin_now_ms(),
+                            o->lease_ttl_ms, &d.epoch, err);
+  if (r)
+    goto out;
+  r = durin_harness_new(&spec, run_id, &h, err);
+  if (r)
+    goto out;
+  r = restore(&d, h, ri.attempt + 1, err);
+  if (r)
+    goto out;
+  if (o->resolve >= 0)
+    durin_harness_resolve(h, o->resolve);
+
+  for (;;) {
+    struct durin_action act;
+
+    if (durin_harness_state(h) == DURIN_STEP_IDLE) {
+      struct durin_run_info cur;
+
+      if (o->stop && *o->stop) {
+        r = release(&d, err);
+        res->stopped = 1;
+        res->status = DURIN_RUN_RUNNING;
+        snprintf(res->reason, sizeof(res->reason),
+                 "stopped by signal; resume with 'durin resume %s'", run_id);
+        goto out;
+      }
+      /* Cancellation is a flag on the row, acted on at step boundaries. */
+      if (durin_store_run_get(s, run_id, &cur, NULL) == 0) {
+        if (cur.cancel_requested)
+          durin_harness_cancel(h, "cancelled by 'durin cancel'");
+        durin_run_info_clear(&cur);
+      }
+    }
+    durin_harness_next(h, durin_now_ms(), &act);
+    if (o->on_action)
+      o->on_action(o->arg, &act, durin_harness_usage(h),
+                   durin_harness_step(h));
+    switch (act.kind) {
+    case DURIN_ACT_MODEL:
+      r = do_model(&d, h, &act, err);
+      break;
+    case DURIN_ACT_INTENT:
+      r = do_intent(&d, h, &act, err);
+      break;
+    case DURIN_ACT_TOOL:
+      r = do_tool(&d, h, &act);
+      break;
+    case DURIN_ACT_OUTCOME:
+      r = do_outcome(&d, h, &act, err);
+      break;
+    case DURIN_ACT_CHECKS:
+      r = do_checks(h, &spec);
+      break;
+    case DURIN_ACT_COMMIT:
+      r = do_commit(&d, h, &act, err);
+      break;
+    case DURIN_ACT_DONE:
+    default:
+      res->status = act.status;
+      snprintf(res->reason, sizeof(res->reason), "%s",
+               act.reason ? act.reason : "");
+      r = 0;
+      goto out;
+    }
+    if (r)
+      goto out;
+  }
+out:
+  ledger_free(&d);
+  durin_harness_free(h);
+  durin_spec_clear(&spec);
+  durin_run_info_clear(&ri);
+  return r;
+}
