@@ -299,10 +299,10 @@ static int do_commit(struct drv *d, struct durin_harness *h,
   r = durin_txn_commit(txn, err);
   if (r)
     return r;
-  durin_fault_point("after_commit");
   if (d->o->on_event)
     for (i = 0; i < act->nevents; i++)
       d->o->on_event(d->o->arg, &act->events[i]);
+  durin_fault_point("after_commit");
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_COMMIT;
   c.now_ms = durin_now_ms();

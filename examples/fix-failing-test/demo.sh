@@ -1,0 +1,42 @@
+#!/bin/sh
+# The demo behind `make demo`: an agent fixes a failing test durably. The
+# run is killed with SIGKILL after step 3, resumed, and finishes without
+# repeating a completed tool call. With OPENAI_API_KEY and DURIN_MODEL set
+# (e.g. DURIN_MODEL=openai:gpt-4o-mini) the same example runs on a real
+# model instead of the scripted one.
+set -u
+durin=$(realpath "${1:-build/durin}")
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [ -n "${OPENAI_API_KEY:-}" ] && [ -n "${DURIN_MODEL:-}" ]; then
+  echo "== using the real model $DURIN_MODEL"
+else
+  unset DURIN_MODEL
+  echo "== using the scripted model (set OPENAI_API_KEY and DURIN_MODEL for a real one)"
+fi
+
+echo "== 1. run the agent; it is killed with SIGKILL after step 3"
+# after_commit:4 = the opening commit, then steps 1, 2 and 3.
+(DURIN_CRASH_AT=after_commit:4 "$durin" run "$here/agent.json"; echo $? >"$tmp/rc") |
+  tee "$tmp/out"
+id=$(sed -n 's/^run \(r[0-9a-f]*\) submitted$/\1/p' "$tmp/out")
+echo "   durin exited with status $(cat "$tmp/rc") (137 = SIGKILL)"
+if [ -z "$id" ]; then
+  echo "demo: the run did not start" >&2
+  exit 1
+fi
+
+echo
+echo "== 2. resume run $id from its last committed step"
+"$durin" resume "$id"
+rc=$?
+
+echo
+echo "== 3. summary"
+"$durin" show "$id"
+echo
+echo "== 4. what the agent changed (durin diff $id)"
+"$durin" diff "$id"
+exit $rc
