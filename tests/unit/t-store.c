@@ -1,0 +1,278 @@
+/* The store interface, on the SQLite backend: create, claim, fenced
+ * transactions, contiguous sequences, the ledger and pending records. */
+#include <stdio.h>
+
+#include "durin/store.h"
+#include "durin/util.h"
+#include "test.h"
+
+struct fx {
+  char *dir;
+  char url[4200];
+  struct durin_store *s;
+};
+
+static int setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+  struct durin_err err = {0};
+
+  f->dir = test_tmpdir();
+  snprintf(f->url, sizeof(f->url), "sqlite:%s/sub/dir/t.db", f->dir);
+  assert_int_equal(durin_store_open(f->url, &f->s, &err), 0);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fx *f = *state;
+
+  durin_store_close(f->s);
+  test_rmrf(f->dir);
+  free(f->dir);
+  free(f);
+  return 0;
+}
+
+static void create(struct durin_store *s, const char *id)
+{
+  struct durin_run_new n = {id, "t", "{}", "script:x", "/tmp", 1000};
+
+  assert_int_equal(durin_store_run_create(s, &n, NULL), 0);
+}
+
+static void test_bad_urls(void **state)
+{
+  struct durin_store *s = NULL;
+  struct durin_err err = {0};
+
+  (void)state;
+  assert_int_equal(durin_store_open("mysql://x", &s, &err), DURIN_EURL);
+  assert_non_null(strstr(err.msg, "sqlite:PATH"));
+  assert_int_equal(durin_store_open("sqlite:", &s, &err), DURIN_EURL);
+  assert_int_equal(durin_store_open("sqlite:/tmp/x.db?sync=bogus", &s, &err),
+                   DURIN_EURL);
+  assert_non_null(strstr(err.msg, "bogus"));
+  assert_int_not_equal(durin_store_open("sqlite:/proc/nope/x.db", &s, &err),
+                       0);
+  assert_non_null(strstr(err.msg, "/proc/nope"));
+}
+
+static void test_create_get_resolve(void **state)
+{
+  struct fx *f = *state;
+  struct durin_run_info ri;
+  struct durin_err err = {0};
+  char id[32];
+
+  create(f->s, "rabc1");
+  create(f->s, "rabd2");
+  assert_int_equal(durin_store_run_get(f->s, "rabc1", &ri, &err), 0);
+  assert_string_equal(ri.id, "rabc1");
+  assert_int_equal(ri.status, DURIN_RUN_QUEUED);
+  durin_run_info_clear(&ri);
+  assert_int_equal(durin_store_run_resolve(f->s, "rabc", id, &err), 0);
+  assert_string_equal(id, "rabc1");
+  assert_int_equal(durin_store_run_resolve(f->s, "rab", id, &err),
+                   DURIN_EINVAL);
+  assert_non_null(strstr(err.msg, "ambiguous"));
+  assert_int_equal(durin_store_run_resolve(f->s, "zzz", id, &err),
+                   DURIN_ENOTFOUND);
+  assert_int_equal(durin_store_run_get(f->s, "nope", &ri, &err),
+                   DURIN_ENOTFOUND);
+}
+
+static void test_fencing(void **state)
+{
+  struct fx *f = *state;
+  struct durin_txn *t;
+  struct durin_err err = {0};
+  struct durin_event ev[2] = {{0, 1, 1, "a", "{}"}, {0, 1, 1, "b", "{}"}};
+  uint64_t e1, e2;
+
+  create(f->s, "r1");
+  assert_int_equal(durin_store_run_claim(f->s, "r1", "w1", 10, 1000, &e1,
+                                         &err),
+                   0);
+  assert_int_equal(durin_store_run_claim(f->s, "r1", "w2", 20, 1000, &e2,
+                                         &err),
+                   0);
+  assert_true(e2 > e1);
+  /* The old holder's writes are refused, and nothing of them lands. */
+  assert_int_equal(durin_txn_begin(f->s, &t, &err), 0);
+  assert_int_equal(durin_txn_fence(t, "r1", e1, 5000, &err), DURIN_EFENCED);
+  durin_txn_rollback(t);
+  assert_int_equal(durin_txn_begin(f->s, &t, &err), 0);
+  assert_int_equal(durin_txn_fence(t, "r1", e2, 5000, &err), 0);
+  assert_int_equal(durin_txn_events_append(t, "r1", ev, 2, &err), 0);
+  assert_int_equal(durin_txn_commit(t, &err), 0);
+  assert_int_equal(ev[0].seq, 1);
+  assert_int_equal(ev[1].seq, 2);
+}
+
+static int count_ev(const struct durin_event *ev, void *arg)
+{
+  int64_t *n = arg;
+
+  assert_int_equal(ev->seq, *n + 1);
+  (*n)++;
+  return 0;
+}
+
+static void test_rollback_loses_only_txn(void **state)
+{
+  struct fx *f = *state;
+  struct durin_txn *t;
+  struct durin_event ev = {0, 1, 1, "x", "{\"a\":1}"};
+  uint64_t e;
+  int64_t n = 0, step;
+  char *ck = NULL;
+  int i;
+
+  create(f->s, "r2");
+  assert_int_equal(durin_store_run_claim(f->s, "r2", "w", 0, 1000, &e, NULL),
+                   0);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
+    assert_int_equal(durin_txn_fence(t, "r2", e, 1000, NULL), 0);
+    assert_int_equal(durin_txn_events_append(t, "r2", &ev, 1, NULL), 0);
+    assert_int_equal(durin_txn_checkpoint_put(t, "r2", i + 1, "{\"c\":1}",
+                                              NULL),
+                     0);
+    if (i == 2)
+      durin_txn_rollback(t);
+    else
+      assert_int_equal(durin_txn_commit(t, NULL), 0);
+  }
+  assert_int_equal(durin_store_events_read(f->s, "r2", 1, 0, count_ev, &n,
+                                           NULL),
+                   0);
+  assert_int_equal(n, 2);
+  assert_int_equal(durin_store_checkpoint_get(f->s, "r2", &step, &ck, NULL),
+                   0);
+  assert_int_equal(step, 2);
+  free(ck);
+}
+
+static int collect(const struct durin_ledger_entry *e, void *arg)
+{
+  int *n = arg;
+
+  if (e->call_idx == 0) {
+    assert_true(e->done);
+    assert_string_equal(e->outcome, "{\"ok\":true}");
+  } else {
+    assert_false(e->done);
+  }
+  (*n)++;
+  return 0;
+}
+
+static void test_ledger_and_pending(void **state)
+{
+  struct fx *f = *state;
+  struct durin_txn *t;
+  struct durin_ledger_entry le;
+  uint64_t e;
+  int64_t step;
+  char *resp = NULL;
+  int n = 0, i;
+
+  create(f->s, "r3");
+  assert_int_equal(durin_store_run_claim(f->s, "r3", "w", 0, 1000, &e, NULL),
+                   0);
+  assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
+  assert_int_equal(durin_txn_fence(t, "r3", e, 1000, NULL), 0);
+  assert_int_equal(durin_txn_pending_put(t, "r3", 4, "{\"r\":1}", NULL), 0);
+  for (i = 0; i < 2; i++) {
+    memset(&le, 0, sizeof(le));
+    snprintf(le.run_id, sizeof(le.run_id), "r3");
+    le.step = 4;
+    le.call_idx = i;
+    le.call_id = "c";
+    le.tool = "bash";
+    le.effect = "unsafe";
+    le.args_hash = "h";
+    le.idem_key = "k";
+    le.args = "{}";
+    assert_int_equal(durin_txn_ledger_intent(t, &le, NULL), 0);
+  }
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+  assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
+  assert_int_equal(durin_txn_ledger_outcome(t, "r3", 4, 0, "{\"ok\":true}", 5,
+                                            NULL),
+                   0);
+  assert_int_equal(durin_txn_ledger_outcome(t, "r3", 4, 9, "{}", 5, NULL),
+                   DURIN_ENOTFOUND);
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+  assert_int_equal(durin_store_ledger_read(f->s, "r3", 4, collect, &n, NULL),
+                   0);
+  assert_int_equal(n, 2);
+  assert_int_equal(durin_store_pending_get(f->s, "r3", &step, &resp, NULL),
+                   0);
+  assert_int_equal(step, 4);
+  assert_string_equal(resp, "{\"r\":1}");
+  free(resp);
+  assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
+  assert_int_equal(durin_txn_pending_clear(t, "r3", NULL), 0);
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+  assert_int_equal(durin_store_pending_get(f->s, "r3", &step, &resp, NULL),
+                   DURIN_ENOTFOUND);
+}
+
+static void test_terminal_not_claimable(void **state)
+{
+  struct fx *f = *state;
+  struct durin_txn *t;
+  struct durin_run_update u;
+  enum durin_run_status st = DURIN_RUN_SUCCEEDED;
+  struct durin_err err = {0};
+  uint64_t e;
+
+  create(f->s, "r4");
+  assert_int_equal(durin_store_run_claim(f->s, "r4", "w", 0, 1000, &e, NULL),
+                   0);
+  memset(&u, 0, sizeof(u));
+  u.status = &st;
+  u.started_ms = u.finished_ms = -1;
+  u.release_lease = 1;
+  assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
+  assert_int_equal(durin_txn_fence(t, "r4", e, 1000, NULL), 0);
+  assert_int_equal(durin_txn_run_update(t, "r4", &u, NULL), 0);
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+  assert_int_equal(durin_store_run_claim(f->s, "r4", "w", 0, 1000, &e, &err),
+                   DURIN_ESTATE);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+  struct fx *f = *state;
+  struct durin_run_info ri;
+
+  create(f->s, "r5");
+  durin_store_close(f->s);
+  assert_int_equal(durin_store_open(f->url, &f->s, NULL), 0);
+  assert_int_equal(durin_store_run_get(f->s, "r5", &ri, NULL), 0);
+  durin_run_info_clear(&ri);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bad_urls),
+      cmocka_unit_test_setup_teardown(test_create_get_resolve, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rollback_loses_only_txn, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_ledger_and_pending, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_terminal_not_claimable, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup,
+                                      teardown),
+  };
+
+  return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
