@@ -1,0 +1,199 @@
+/* Providers without a network: the wire format built and parsed, backoff,
+ * Retry-After, script replay and prices. */
+#include <stdio.h>
+
+#include "durin/model.h"
+#include "test.h"
+
+static void test_openai_build(void **state)
+{
+  const struct durin_provider *p = durin_provider_find("openai");
+  struct durin_model_cfg cfg = {0};
+  struct durin_model_request req = {0};
+  struct durin_http_req h = {0};
+  json_t *body;
+
+  (void)state;
+  cfg.provider = "openai";
+  cfg.name = "gpt-4o-mini";
+  cfg.base_url = "http://127.0.0.1:9/v1/";
+  cfg.max_tokens = 100;
+  req.cfg = &cfg;
+  req.system = "sys";
+  req.messages = json_loads(
+      "[{\"role\":\"user\",\"content\":\"goal\"},"
+      "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c1\",\"name\":"
+      "\"bash\",\"arguments\":\"{\\\"command\\\":\\\"ls\\\"}\"}]},"
+      "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"out\"}]",
+      0, NULL);
+  req.tools = json_loads("[{\"name\":\"bash\",\"description\":\"d\","
+                         "\"parameters\":{\"type\":\"object\"}}]",
+                         0, NULL);
+  assert_int_equal(p->build(&req, "sk-test", &h, NULL), 0);
+  assert_string_equal(h.url, "http://127.0.0.1:9/v1/chat/completions");
+  assert_string_equal(h.headers[2], "Authorization: Bearer sk-test");
+  body = json_loads(h.body, 0, NULL);
+  assert_string_equal(json_string_value(json_object_get(body, "model")),
+                      "gpt-4o-mini");
+  assert_int_equal(json_integer_value(json_object_get(body, "max_tokens")),
+                   100);
+  {
+    json_t *msgs = json_object_get(body, "messages");
+    json_t *a = json_array_get(msgs, 2), *tc, *t;
+
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(msgs, 0), "role")),
+                        "system");
+    assert_true(json_is_null(json_object_get(a, "content")));
+    tc = json_array_get(json_object_get(a, "tool_calls"), 0);
+    assert_string_equal(json_string_value(json_object_get(tc, "type")),
+                        "function");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(tc, "function"), "arguments")),
+                        "{\"command\":\"ls\"}");
+    t = json_array_get(msgs, 3);
+    assert_string_equal(json_string_value(json_object_get(t, "tool_call_id")),
+                        "c1");
+    tc = json_array_get(json_object_get(body, "tools"), 0);
+    assert_string_equal(json_string_value(json_object_get(tc, "type")),
+                        "function");
+  }
+  json_decref(body);
+  json_decref(req.messages);
+  json_decref(req.tools);
+  durin_http_req_clear(&h);
+}
+
+static void test_openai_parse(void **state)
+{
+  const struct durin_provider *p = durin_provider_find("openai");
+  struct durin_model_cfg cfg = {0};
+  struct durin_model_request req = {0};
+  struct durin_model_response r;
+  struct durin_err err = {0};
+  const char *ok =
+      "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,"
+      "\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,"
+      "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
+      "[{\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":"
+      "\"bash\",\"arguments\":\"{\\\"command\\\":\\\"ls\\\"}\"}}]},"
+      "\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":12,"
+      "\"completion_tokens\":5,\"total_tokens\":17}}";
+  const char *e401 = "{\"error\":{\"message\":\"Incorrect API key provided\","
+                     "\"type\":\"invalid_request_error\"}}";
+
+  (void)state;
+  req.cfg = &cfg;
+  assert_int_equal(p->parse(&req, 200, ok, strlen(ok), &r, &err), 0);
+  assert_int_equal(r.ncalls, 1);
+  assert_string_equal(r.calls[0].id, "call_a");
+  assert_string_equal(r.calls[0].args, "{\"command\":\"ls\"}");
+  assert_int_equal(r.input_tokens, 12);
+  assert_int_equal(r.output_tokens, 5);
+  assert_string_equal(r.model, "gpt-4o-mini-2024-07-18");
+  assert_null(r.text);
+  durin_model_response_clear(&r);
+  assert_int_equal(p->parse(&req, 401, e401, strlen(e401), &r, &err),
+                   DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "HTTP 401: Incorrect API key"));
+  assert_int_equal(p->parse(&req, 200, "<html>", 6, &r, &err), DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "not JSON"));
+  assert_int_equal(p->parse(&req, 200, "{}", 2, &r, &err), DURIN_EMODEL);
+}
+
+static void test_backoff(void **state)
+{
+  int a;
+
+  (void)state;
+  for (a = 0; a < 20; a++) {
+    int64_t lo = durin_backoff_ms(a, -1, 0.0);
+    int64_t hi = durin_backoff_ms(a, -1, 0.999);
+
+    assert_true(lo >= 50);
+    assert_true(hi <= 30000);
+    assert_true(lo <= hi);
+  }
+  assert_true(durin_backoff_ms(0, -1, 0.999) < durin_backoff_ms(5, -1, 0.999));
+  assert_int_equal(durin_backoff_ms(3, 2000, 0.5), 2000);
+  assert_int_equal(durin_retry_after_parse("7", 0), 7000);
+  assert_int_equal(durin_retry_after_parse(" 0", 0), 0);
+  assert_int_equal(durin_retry_after_parse("soon", 0), -1);
+  assert_int_equal(durin_retry_after_parse(NULL, 0), -1);
+  /* 2026-01-01 00:00:10 GMT, asked at 00:00:00. */
+  assert_int_equal(
+      durin_retry_after_parse("Thu, 01 Jan 2026 00:00:10 GMT",
+                              1767225600000LL),
+      10000);
+}
+
+static void test_script(void **state)
+{
+  const struct durin_provider *p = durin_provider_find("script");
+  struct durin_model_cfg cfg = {0};
+  struct durin_model_request req = {0};
+  struct durin_model_response r;
+  struct durin_err err = {0};
+
+  (void)state;
+  cfg.turns = json_loads("[{\"text\":\"a\"},{\"repeat\":3,\"tool_calls\":[{"
+                         "\"name\":\"bash\",\"arguments\":{\"command\":\"x\"}"
+                         "}],\"usage\":{\"input_tokens\":4}},{\"text\":\"z\"}"
+                         "]",
+                         0, NULL);
+  req.cfg = &cfg;
+  req.turn = 0;
+  assert_int_equal(p->answer(&req, &r, &err), 0);
+  assert_string_equal(r.text, "a");
+  durin_model_response_clear(&r);
+  req.turn = 3;
+  assert_int_equal(p->answer(&req, &r, &err), 0);
+  assert_int_equal(r.ncalls, 1);
+  assert_string_equal(r.calls[0].id, "call_3_0");
+  assert_string_equal(r.calls[0].args, "{\"command\":\"x\"}");
+  assert_int_equal(r.input_tokens, 4);
+  durin_model_response_clear(&r);
+  req.turn = 4;
+  assert_int_equal(p->answer(&req, &r, &err), 0);
+  assert_string_equal(r.text, "z");
+  durin_model_response_clear(&r);
+  req.turn = 5;
+  assert_int_equal(p->answer(&req, &r, &err), DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "never called finish"));
+  json_decref(cfg.turns);
+}
+
+static void test_prices(void **state)
+{
+  struct durin_model_cfg cfg = {0};
+  struct durin_price pr;
+
+  (void)state;
+  assert_int_equal(durin_price_lookup("gpt-4o-mini-2024-07-18", &pr), 0);
+  assert_true(pr.input_per_mtok == 0.15);
+  assert_int_equal(durin_price_lookup("gpt-4o-2024-08-06", &pr), 0);
+  assert_true(pr.input_per_mtok == 2.5);
+  assert_int_equal(durin_price_lookup("llama3", &pr), DURIN_ENOTFOUND);
+  cfg.name = "gpt-4o";
+  assert_true(durin_model_cost(&cfg, 1000000, 100000) == 2.5 + 1.0);
+  cfg.price.set = 1;
+  cfg.price.input_per_mtok = 1;
+  cfg.price.output_per_mtok = 2;
+  assert_true(durin_model_cost(&cfg, 1000000, 1000000) == 3.0);
+  cfg.name = "llama3";
+  cfg.price.set = 0;
+  assert_true(durin_model_cost(&cfg, 1000000, 1000000) == 0.0);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_openai_build),
+      cmocka_unit_test(test_openai_parse),
+      cmocka_unit_test(test_backoff),
+      cmocka_unit_test(test_script),
+      cmocka_unit_test(test_prices),
+  };
+
+  return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}

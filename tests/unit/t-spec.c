@@ -1,0 +1,117 @@
+/* Agent spec validation: every mistake is named, with what is expected. */
+#include <stdio.h>
+
+#include "durin/spec.h"
+#include "test.h"
+
+static void expect_bad(const char *json, const char *needle)
+{
+  struct durin_spec s;
+  struct durin_err err = {0};
+
+  if (durin_spec_parse(json, "/tmp", &s, &err) != DURIN_ESPEC)
+    fail_msg("accepted: %s", json);
+  if (!strstr(err.msg, needle))
+    fail_msg("'%s' not in '%s'", needle, err.msg);
+}
+
+#define MODEL "\"model\":{\"provider\":\"script\",\"turns\":[]}"
+
+static void test_bad_specs(void **state)
+{
+  (void)state;
+  expect_bad("{\"goal\": ", "not valid JSON");
+  expect_bad("[]", "must be a JSON object");
+  expect_bad("{\"workspace\":\"/tmp\"," MODEL "}", "'goal' is required");
+  expect_bad("{\"goal\":\"g\"," MODEL "}", "'workspace' is required");
+  expect_bad("{\"goal\":1,\"workspace\":\"/tmp\"," MODEL "}",
+             "'goal' must be a string, not an integer");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"budgte\":{}}",
+             "'budgte' is not known; did you mean 'budget'?");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"budget\":{\"stpes\":3}}",
+             "'budget.stpes' is not known; did you mean 'budget.steps'?");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"budget\":{\"steps\":\"3\"}}",
+             "'budget.steps' must be an integer >= 0, not a string");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"budget\":{\"steps\":-1}}",
+             "'budget.steps' must be an integer >= 0, got -1");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
+             "\"anthropix\"}}",
+             "'anthropix', which is not a known provider");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
+             "\"openai\"}}",
+             "'model.name' is required");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
+             "\"script\",\"script\":\"/nonexistent.json\"}}",
+             "cannot find");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"}", "'model' is required");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/nonexistent\"," MODEL "}",
+             "does not exist");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"tools\":[\"bash\",\"sudo\"]}",
+             "unknown tool 'sudo'");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"tools\":[{\"name\":\"bash\",\"effect\":\"safe\"}]}",
+             "'tools[0].effect' must be");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"checks\":[{\"name\":\"t\"}]}",
+             "'checks[0].run' is required");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"goal\":\"h\"," MODEL
+             "}",
+             "duplicate");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
+             "\"script\",\"turns\":[{\"txt\":\"x\"}]}}",
+             "'txt' is not known");
+}
+
+static void test_good_spec_roundtrip(void **state)
+{
+  struct durin_spec s, t;
+  struct durin_err err = {0};
+  char *dump;
+
+  (void)state;
+  assert_int_equal(
+      durin_spec_parse("{\"name\":\"n\",\"goal\":\"g\",\"workspace\":\"/tmp\","
+                       "\"model\":{\"provider\":\"openai\",\"name\":\"gpt-4o\""
+                       ",\"base_url\":\"http://127.0.0.1:1/v1\"},"
+                       "\"tools\":[\"bash\",{\"name\":\"edit_file\","
+                       "\"effect\":\"idempotent\"}],"
+                       "\"checks\":[{\"run\":\"make test\"}],"
+                       "\"budget\":{\"steps\":7,\"dollars\":0.5}}",
+                       NULL, &s, &err),
+      0);
+  assert_int_equal(s.ntools, 3); /* finish is always there */
+  assert_string_equal(s.tools[2].name, "finish");
+  assert_int_equal(durin_spec_tool(&s, "edit_file")->effect,
+                   DURIN_EFFECT_IDEMPOTENT);
+  assert_int_equal(durin_spec_tool(&s, "bash")->effect, DURIN_EFFECT_UNSAFE);
+  assert_string_equal(s.checks[0].name, "check-1");
+  assert_string_equal(s.model.api_key_env, "OPENAI_API_KEY");
+  dump = durin_spec_dump(&s);
+  assert_int_equal(durin_spec_parse(dump, NULL, &t, &err), 0);
+  assert_int_equal(t.budget.steps, 7);
+  assert_true(t.budget.dollars == 0.5);
+  assert_string_equal(t.model.base_url, "http://127.0.0.1:1/v1");
+  assert_int_equal(durin_spec_tool(&t, "edit_file")->effect,
+                   DURIN_EFFECT_IDEMPOTENT);
+  free(dump);
+  assert_int_equal(durin_spec_set_model(&t, "openai:gpt-4.1-mini", &err), 0);
+  assert_string_equal(t.model.name, "gpt-4.1-mini");
+  assert_int_equal(durin_spec_set_model(&t, "script:x", &err), DURIN_ESPEC);
+  durin_spec_clear(&s);
+  durin_spec_clear(&t);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bad_specs),
+      cmocka_unit_test(test_good_spec_roundtrip),
+  };
+
+  return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
+}
