@@ -61,7 +61,7 @@ int cmd_cancel(int argc, char **argv, struct cli *cli)
     durin_run_info_clear(&ri);
     return EXIT_OK;
   }
-  live = ri.lease_owner && ri.lease_expires_ms > durin_now_ms();
+  live = cli_lease_live(&ri);
   durin_run_info_clear(&ri);
   if (live) {
     printf("cancellation requested; the process driving run %s will stop "

@@ -301,24 +301,10 @@ static const char resume_usage[] =
 /* Refuses to take over a run a live process is driving. */
 static int check_owner(const struct durin_run_info *ri, int force)
 {
-  char host[256] = "", mine[256] = "";
-  const char *colon;
-  long pid;
-
-  if (force || !ri->lease_owner || ri->lease_expires_ms < durin_now_ms())
+  if (force || !cli_lease_live(ri))
     return 0;
-  colon = strrchr(ri->lease_owner, ':');
-  if (!colon)
-    return 0;
-  snprintf(host, sizeof(host), "%.*s", (int)(colon - ri->lease_owner),
-           ri->lease_owner);
-  gethostname(mine, sizeof(mine) - 1);
-  pid = strtol(colon + 1, NULL, 10);
-  if (!strcmp(host, mine) && pid > 0 && kill((pid_t)pid, 0) < 0 &&
-      errno == ESRCH)
-    return 0; /* the owner died on this host: its lease means nothing */
-  cli_error("run '%s' is being driven by %s (lease until %lld s from now); "
-            "use 'durin cancel' to stop it, or --force to take it over",
+  cli_error("run '%s' is being driven by %s (lease for %lld more s); use "
+            "'durin cancel' to stop it, or --force to take it over",
             ri->id, ri->lease_owner,
             (long long)(ri->lease_expires_ms - durin_now_ms()) / 1000);
   return EXIT_OWNED;

@@ -51,6 +51,11 @@ int cli_resolve(struct cli *cli, const char *arg, char id[32]);
 int cli_data_dir(struct cli *cli, char *out, size_t len);
 /* Maps a library error code to an exit code. */
 int cli_exit_for(int code);
+/*
+ * Whether the run's lease is held by a live process: unexpired, and not a
+ * process on this host that no longer exists.
+ */
+int cli_lease_live(const struct durin_run_info *ri);
 /* Whether argv[i] asks for help. */
 int cli_wants_help(int argc, char **argv);
 /* The exit code for a run's status. */

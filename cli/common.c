@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -128,6 +130,28 @@ int cli_data_dir(struct cli *cli, char *out, size_t len)
   snprintf(out, len, "%s/runs", abs);
   free(abs);
   return 0;
+}
+
+int cli_lease_live(const struct durin_run_info *ri)
+{
+  char host[256] = "", mine[256] = "";
+  const char *colon;
+  long pid;
+
+  if (!ri->lease_owner || ri->lease_expires_ms < durin_now_ms())
+    return 0;
+  colon = strrchr(ri->lease_owner, ':');
+  if (!colon)
+    return 1;
+  snprintf(host, sizeof(host), "%.*s", (int)(colon - ri->lease_owner),
+           ri->lease_owner);
+  gethostname(mine, sizeof(mine) - 1);
+  pid = strtol(colon + 1, NULL, 10);
+  /* An owner that died on this host holds nothing, whatever its lease. */
+  if (!strcmp(host, mine) && pid > 0 && kill((pid_t)pid, 0) < 0 &&
+      errno == ESRCH)
+    return 0;
+  return 1;
 }
 
 int cli_wants_help(int argc, char **argv)

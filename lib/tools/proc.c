@@ -25,11 +25,6 @@
 #include "durin/tools.h"
 #include "durin/util.h"
 
-static int pidfd_open_(pid_t pid)
-{
-  return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
 static void set_limit(int res, rlim_t v)
 {
   struct rlimit rl = {v, v};
@@ -73,7 +68,7 @@ int durin_proc_run(const char *dir, const char *command,
 {
   char *envp[40];
   char home[4200];
-  int pipefd[2], pidfd = -1, n = 0, status = 0, exited = 0;
+  int pipefd[2], n = 0, status = 0, exited = 0;
   struct durin_buf out;
   size_t dropped = 0;
   int64_t t0 = durin_mono_ms(), deadline = t0 + timeout_ms;
@@ -102,36 +97,41 @@ int durin_proc_run(const char *dir, const char *command,
   if (pid == 0)
     child(dir, command, pipefd[1], envp, timeout_ms);
   close(pipefd[1]);
-  pidfd = pidfd_open_(pid);
   durin_buf_init(&out, output_cap);
 
   for (;;) {
-    struct pollfd pf[2];
+    struct pollfd pf;
     int64_t now = durin_mono_ms();
-    int nf = 0, pr;
+    int pr, wait_ms;
 
-    pf[nf].fd = pipefd[0];
-    pf[nf++].events = POLLIN;
-    if (pidfd >= 0 && !exited) {
-      pf[nf].fd = pidfd;
-      pf[nf++].events = POLLIN;
-    }
     if (!res->timed_out && now >= deadline) {
       res->timed_out = 1;
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
     }
-    pr = poll(pf, (nfds_t)nf, res->timed_out ? 1000 : (int)(deadline - now));
+    /*
+     * The pipe closes when the command and everything it started are gone;
+     * a short poll interval notices the command itself exiting while a
+     * background child still holds the pipe, so that child is killed too.
+     */
+    wait_ms = exited ? 1000 : (int)(deadline - now);
+    if (wait_ms > 50 && !exited)
+      wait_ms = 50;
+    if (wait_ms < 0)
+      wait_ms = 0;
+    pf.fd = pipefd[0];
+    pf.events = POLLIN;
+    pr = poll(&pf, 1, wait_ms);
     if (pr < 0 && errno != EINTR)
       break;
-    if (pr <= 0)
-      continue;
-    if (nf > 1 && (pf[1].revents & POLLIN)) {
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
       /* The command is done; whatever it left behind dies with it. */
       exited = 1;
       kill(-pid, SIGKILL);
     }
-    if (pf[0].revents & (POLLIN | POLLHUP)) {
+    if (pr <= 0)
+      continue;
+    if (pf.revents & (POLLIN | POLLHUP)) {
       char chunk[16384];
       ssize_t r = read(pipefd[0], chunk, sizeof(chunk));
 
@@ -153,10 +153,8 @@ int durin_proc_run(const char *dir, const char *command,
   }
   close(pipefd[0]);
   kill(-pid, SIGKILL);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+  while (!exited && waitpid(pid, &status, 0) < 0 && errno == EINTR)
     ;
-  if (pidfd >= 0)
-    close(pidfd);
   if (WIFEXITED(status))
     res->exit_code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status))

@@ -1,0 +1,81 @@
+# Sourced by every e2e test: a throwaway directory, a private store, TAP
+# output, and helpers. Modelled on git's t/test-lib.sh.
+set -u
+: "${DURIN:?set DURIN to the durin binary}"
+: "${SRCDIR:?set SRCDIR to the source tree}"
+
+TRASH=$(mktemp -d "${TMPDIR:-/tmp}/durin-e2e-XXXXXX")
+DB="$TRASH/store/durin.db"
+export DURIN_STORE="sqlite:$DB"
+unset DURIN_MODEL DURIN_CRASH_AT DURIN_DATA_DIR OPENAI_API_KEY
+test_n=0
+test_failed=0
+bg_pids=""
+
+test_cleanup() {
+  for p in $bg_pids; do kill "$p" 2>/dev/null; done
+  if [ "$test_failed" = 0 ]; then rm -rf "$TRASH"; else
+    echo "# kept $TRASH for inspection"; fi
+}
+trap test_cleanup EXIT
+
+durin() { "$DURIN" "$@"; }
+
+# test_expect_success DESC BODY: BODY runs in this shell, in $TRASH.
+test_expect_success() {
+  test_n=$((test_n + 1))
+  if (cd "$TRASH" && eval "$2") >"$TRASH/.out" 2>&1; then
+    echo "ok $test_n - $1"
+  else
+    echo "not ok $test_n - $1"
+    sed 's/^/# /' "$TRASH/.out" | tail -n 40
+    test_failed=$((test_failed + 1))
+  fi
+}
+
+test_skip() {
+  test_n=$((test_n + 1))
+  echo "ok $test_n - $1 # SKIP $2"
+}
+
+test_done() {
+  echo "1..$test_n"
+  [ "$test_failed" = 0 ]
+}
+
+# test_must_fail_with CODE CMD...: CMD exits with exactly CODE.
+test_must_fail_with() {
+  want=$1
+  shift
+  "$@"
+  got=$?
+  if [ "$got" != "$want" ]; then
+    echo "expected exit $want, got $got: $*"
+    return 1
+  fi
+  return 0
+}
+
+# Pulls the id out of `durin run` output.
+run_id_of() { sed -n 's/^run \(r[0-9a-f]*\) submitted$/\1/p' "$1" | head -n 1; }
+
+sql() { sqlite3 "$DB" "$@"; }
+status_of() { sql "select status from runs where id = '$1'"; }
+
+# Events of a run are numbered 1..N with no gap.
+events_contiguous() {
+  sql "select count(*) = max(seq) and min(seq) = 1 from events where run_id = '$1'" | grep -qx 1
+}
+
+# The checkpoint is valid JSON with the expected shape.
+checkpoint_valid() {
+  sql "select json_valid(data) and json_extract(data, '\$.v') = 1 and json_extract(data, '\$.step') = step from checkpoints where run_id = '$1'" | grep -qx 1
+}
+
+# Copies the sample project into $TRASH/project.
+make_project() {
+  rm -rf "$TRASH/project"
+  cp -r "$SRCDIR/examples/fix-failing-test/project" "$TRASH/project"
+}
+
+grep_q() { grep -q -- "$@"; }

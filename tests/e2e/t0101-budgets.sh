@@ -1,0 +1,57 @@
+#!/bin/sh
+# Budgets end a run as budget_exceeded, with the partial result and reason.
+. "$(dirname "$0")/lib-test.sh"
+
+make_project
+# A model that never finishes: it keeps listing files.
+loop_turn='{"repeat": 1000, "tool_calls": [{"name": "list_files", "arguments": {}}], "usage": {"input_tokens": 1000, "output_tokens": 100}}'
+
+spec() {
+  cat >"$TRASH/s.json" <<JSON
+{"goal": "loop", "workspace": "project",
+ "model": {"provider": "script", "turns": [$loop_turn],
+           "price": {"input_per_mtok": 10, "output_per_mtok": 10}},
+ "budget": {$1}}
+JSON
+}
+
+check_budget() {
+  spec "$1" &&
+  test_must_fail_with 1 durin run s.json >out.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = budget_exceeded &&
+  sql "select reason from runs where id = '$id'" | grep_q "$2" &&
+  events_contiguous $id && checkpoint_valid $id
+}
+
+test_expect_success 'step budget' '
+  check_budget "\"steps\": 3" "step budget of 3" &&
+  test "$(sql "select steps from runs where id = '"'"'$id'"'"'")" = 3
+'
+
+test_expect_success 'tool-call budget is checked before the call' '
+  check_budget "\"steps\": 0, \"tool_calls\": 2" "tool-call budget of 2" &&
+  test "$(sql "select tool_calls from runs where id = '"'"'$id'"'"'")" = 2
+'
+
+test_expect_success 'token budget' '
+  check_budget "\"steps\": 0, \"tokens\": 5000" "token budget exceeded"
+'
+
+test_expect_success 'dollar budget' '
+  check_budget "\"steps\": 0, \"dollars\": 0.05" "dollar budget exceeded"
+'
+
+test_expect_success 'wall-clock budget' '
+  cat >s.json <<JSON &&
+{"goal": "slow", "workspace": "project",
+ "model": {"provider": "script", "turns": [{"repeat": 100, "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 0.4"}}]}]},
+ "budget": {"steps": 0, "wall_clock_s": 1}}
+JSON
+  test_must_fail_with 1 durin run s.json >out.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = budget_exceeded &&
+  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "wall-clock"
+'
+
+test_done

@@ -1,0 +1,33 @@
+#!/bin/sh
+# durin cancel: a driven run stops at its next step; an orphan at once.
+. "$(dirname "$0")/lib-test.sh"
+
+make_project
+cat >"$TRASH/s.json" <<JSON
+{"goal": "slow", "workspace": "project", "budget": {"steps": 0},
+ "model": {"provider": "script", "turns": [
+   {"repeat": 1000, "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 0.2"}}]}]}}
+JSON
+
+test_expect_success 'cancel stops a run another process is driving' '
+  ( durin run s.json >out.txt 2>&1; echo $? >rc ) &
+  i=0; while ! grep_q "step 2" out.txt 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
+  id=$(run_id_of out.txt) &&
+  durin cancel $id >c.txt && grep_q "cancellation requested" c.txt &&
+  i=0; while [ ! -s rc ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
+  test "$(cat rc)" = 1 &&
+  test "$(status_of $id)" = cancelled &&
+  events_contiguous $id && checkpoint_valid $id
+'
+
+test_expect_success 'cancel ends a run nobody is driving' '
+  env DURIN_CRASH_AT=after_commit:3 "$DURIN" run s.json >out2.txt 2>&1;
+  id=$(run_id_of out2.txt) &&
+  test "$(status_of $id)" = running &&
+  durin cancel $id >c.txt && grep_q "cancelled" c.txt &&
+  test "$(status_of $id)" = cancelled &&
+  events_contiguous $id &&
+  test_must_fail_with 1 durin resume $id
+'
+
+test_done

@@ -1,0 +1,214 @@
+/*
+ * A local stand-in for an OpenAI-compatible server, for tests. It speaks
+ * Chat Completions over HTTP/1.1 exactly as the real service does and
+ * replays a list of scripted replies, one per request:
+ *
+ *   fake-openai --port-file F --replies R.json [--log L] [--key K]
+ *
+ * R.json is an array; each entry is one reply:
+ *   {"status": 200, "headers": {"Retry-After": "1"}, "body": {...}}
+ *   {"raw": "not json", "status": 200}      a body sent verbatim
+ *   {"drop": true}                          close without answering
+ *   {"delay_ms": 1500, ...}                 answer late
+ * Every request is checked (POST .../chat/completions, JSON body with a
+ * model and messages, Bearer key if --key) and its body appended to L as
+ * one line. When the replies run out it answers 500 with an error body.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+static void send_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+
+    if (w <= 0)
+      return;
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void reply(int fd, int status, json_t *headers, const char *body)
+{
+  char head[2048];
+  const char *key;
+  json_t *v;
+  int n;
+
+  n = snprintf(head, sizeof(head),
+               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+               "Content-Length: %zu\r\nConnection: close\r\n",
+               status, status == 200 ? "OK" : "Error", strlen(body));
+  json_object_foreach(headers, key, v)
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n", key,
+                  json_string_value(v));
+  n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
+  send_all(fd, head, (size_t)n);
+  send_all(fd, body, strlen(body));
+}
+
+static void error_reply(int fd, int status, const char *msg)
+{
+  json_t *b = json_pack("{s:{s:s,s:s}}", "error", "message", msg, "type",
+                        "invalid_request_error");
+  char *s = json_dumps(b, JSON_COMPACT);
+
+  reply(fd, status, NULL, s);
+  free(s);
+  json_decref(b);
+}
+
+/* Reads one request; returns the body (malloc'd) or NULL. */
+static char *read_request(int fd, char *head, size_t headlen)
+{
+  size_t have = 0, clen = 0, need;
+  char *end = NULL, *body, *cl;
+
+  while (have < headlen - 1) {
+    ssize_t r = read(fd, head + have, headlen - 1 - have);
+
+    if (r <= 0)
+      return NULL;
+    have += (size_t)r;
+    head[have] = '\0';
+    if ((end = strstr(head, "\r\n\r\n")))
+      break;
+  }
+  if (!end)
+    return NULL;
+  *end = '\0';
+  cl = strcasestr(head, "\r\ncontent-length:");
+  if (cl)
+    clen = strtoul(cl + 17, NULL, 10);
+  body = calloc(1, clen + 1);
+  need = have - (size_t)(end + 4 - head);
+  if (need > clen)
+    need = clen;
+  memcpy(body, end + 4, need);
+  while (need < clen) {
+    ssize_t r = read(fd, body + need, clen - need);
+
+    if (r <= 0)
+      break;
+    need += (size_t)r;
+  }
+  return body;
+}
+
+int main(int argc, char **argv)
+{
+  const char *port_file = NULL, *replies_path = NULL, *log_path = NULL;
+  const char *key = NULL;
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof(sa);
+  json_t *replies;
+  size_t next = 0;
+  FILE *f;
+  int ls, i, one = 1;
+
+  for (i = 1; i < argc - 1; i += 2) {
+    if (!strcmp(argv[i], "--port-file"))
+      port_file = argv[i + 1];
+    else if (!strcmp(argv[i], "--replies"))
+      replies_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--log"))
+      log_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--key"))
+      key = argv[i + 1];
+  }
+  if (!port_file || !replies_path) {
+    fprintf(stderr, "usage: fake-openai --port-file F --replies R.json "
+                    "[--log L] [--key K]\n");
+    return 64;
+  }
+  replies = json_load_file(replies_path, 0, NULL);
+  if (!json_is_array(replies)) {
+    fprintf(stderr, "fake-openai: %s is not a JSON array\n", replies_path);
+    return 65;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  ls = socket(AF_INET, SOCK_STREAM, 0);
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 16) < 0 ||
+      getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
+    perror("fake-openai");
+    return 1;
+  }
+  f = fopen(port_file, "w");
+  fprintf(f, "%d\n", ntohs(sa.sin_port));
+  fclose(f);
+
+  for (;;) {
+    char head[16384], *body;
+    json_t *req, *r, *b;
+    int fd = accept(ls, NULL, NULL);
+
+    if (fd < 0) {
+      if (errno == EINTR)
+        continue;
+      return 1;
+    }
+    body = read_request(fd, head, sizeof(head));
+    if (!body) {
+      close(fd);
+      continue;
+    }
+    if (log_path && (f = fopen(log_path, "a"))) {
+      fprintf(f, "%s\n", body);
+      fclose(f);
+    }
+    req = json_loads(body, 0, NULL);
+    if (strncmp(head, "POST ", 5) || !strstr(head, "/chat/completions ")) {
+      error_reply(fd, 404, "unknown endpoint");
+    } else if (key && !strstr(head, key)) {
+      error_reply(fd, 401, "Incorrect API key provided");
+    } else if (!json_is_object(req) ||
+               !json_is_string(json_object_get(req, "model")) ||
+               !json_is_array(json_object_get(req, "messages"))) {
+      error_reply(fd, 400, "body must be JSON with model and messages");
+    } else if (next >= json_array_size(replies)) {
+      error_reply(fd, 500, "fake-openai: no replies left");
+    } else {
+      r = json_array_get(replies, next++);
+      if (json_integer_value(json_object_get(r, "delay_ms")) > 0)
+        usleep((useconds_t)json_integer_value(json_object_get(r, "delay_ms")) *
+               1000);
+      if (json_is_true(json_object_get(r, "drop"))) {
+        /* nothing: the connection just closes */
+      } else {
+        int status = json_object_get(r, "status")
+                         ? (int)json_integer_value(json_object_get(r, "status"))
+                         : 200;
+
+        if (json_is_string(json_object_get(r, "raw"))) {
+          reply(fd, status, json_object_get(r, "headers"),
+                json_string_value(json_object_get(r, "raw")));
+        } else {
+          char *s;
+
+          b = json_object_get(r, "body");
+          s = json_dumps(b ? b : json_object(), JSON_COMPACT);
+          reply(fd, status, json_object_get(r, "headers"), s);
+          free(s);
+        }
+      }
+    }
+    json_decref(req);
+    free(body);
+    close(fd);
+  }
+}
