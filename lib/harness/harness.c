@@ -56,7 +56,7 @@ struct durin_harness {
   struct call *calls;
   int ncalls;
   int cur;
-  int need_intents;
+  int pending_written;   /* the step's response is durable with an intent */
   int finish_call;       /* index of the finish call, or -1 */
   int checks_done;
   json_t *events;        /* [[type, data], ...] for the commit */
@@ -70,7 +70,7 @@ struct durin_harness {
   int needs_human;       /* this commit stops the run for a human */
 
   /* Buffers handed out in actions. */
-  struct durin_ledger_entry *intents;
+  struct durin_ledger_entry intent;
   char *pending_text;
   char *outcome_text;
   struct durin_event *ev;
@@ -170,14 +170,12 @@ static void step_reset(struct durin_harness *h)
   h->calls = NULL;
   h->ncalls = 0;
   h->cur = 0;
-  h->need_intents = 0;
+  h->pending_written = 0;
   h->finish_call = -1;
   h->checks_done = 0;
   h->step_counts = 0;
   h->needs_human = 0;
   json_array_clear(h->events);
-  free(h->intents);
-  h->intents = NULL;
   free(h->pending_text);
   h->pending_text = NULL;
   free(h->outcome_text);
@@ -538,6 +536,29 @@ static void dispatch(struct durin_harness *h, int64_t now,
         return;
       }
     }
+    if (c->effect != DURIN_EFFECT_PURE && !c->intent) {
+      /* The intent is durable before the call is dispatched (DESIGN 3.3);
+       * the first one of a step carries the model response with it. */
+      struct durin_ledger_entry *e = &h->intent;
+
+      memset(e, 0, sizeof(*e));
+      snprintf(e->run_id, sizeof(e->run_id), "%s", h->run_id);
+      e->step = h->ck.step + 1;
+      e->call_idx = h->cur;
+      e->call_id = c->tc->id;
+      e->tool = c->tc->name;
+      e->effect = durin_effect_name(c->effect);
+      e->args_hash = c->args_hash;
+      e->idem_key = c->idem_key;
+      e->args = c->tc->args;
+      e->intent_ms = now;
+      act->kind = DURIN_ACT_INTENT;
+      act->intents = e;
+      act->nintents = 1;
+      act->pending = h->pending_written ? NULL : h->pending_text;
+      set_state(h, DURIN_STEP_AWAIT_INTENT);
+      return;
+    }
     act->kind = DURIN_ACT_TOOL;
     act->call = h->cur;
     act->tool = c->def;
@@ -700,12 +721,6 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
     model_request(h, act);
     set_state(h, DURIN_STEP_AWAIT_MODEL);
     return;
-  case DURIN_STEP_AWAIT_INTENT:
-    act->kind = DURIN_ACT_INTENT;
-    act->intents = h->intents;
-    act->nintents = h->need_intents;
-    act->pending = h->pending_text;
-    return;
   case DURIN_STEP_DISPATCH:
     dispatch(h, now, act);
     return;
@@ -723,6 +738,7 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
     act->reason = h->end_reason;
     return;
   case DURIN_STEP_AWAIT_MODEL:
+  case DURIN_STEP_AWAIT_INTENT:
   case DURIN_STEP_AWAIT_TOOL:
   case DURIN_STEP_AWAIT_CHECKS:
   case DURIN_STEP_AWAIT_COMMIT:
@@ -735,11 +751,11 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
   }
 }
 
-/* After the model answered: validate calls, and ask for intents if any
- * tool with side effects is about to run. */
-static void after_model(struct durin_harness *h, int64_t now)
+/* After the model answered: account for it and validate its calls. If a
+ * call with side effects will run, the response is kept to be made durable
+ * with the first intent, so a resumed step replays this exact response. */
+static void after_model(struct durin_harness *h)
 {
-  int i, n = 0;
   json_t *pj;
 
   h->step_counts = 1;
@@ -748,37 +764,13 @@ static void after_model(struct durin_harness *h, int64_t now)
   h->ck.usage.output_tokens += h->resp.output_tokens;
   h->ck.usage.cost_usd += durin_model_cost(
       &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
-  if (!prepare_calls(h, h->ck.step + 1)) {
-    set_state(h, DURIN_STEP_DISPATCH);
-    return;
+  if (prepare_calls(h, h->ck.step + 1)) {
+    pj = durin_model_response_to_json(&h->resp);
+    json_object_set_new(pj, "retries", json_integer(h->step_retries));
+    h->pending_text = json_dumps(pj, JSON_COMPACT);
+    json_decref(pj);
   }
-  h->intents = calloc((size_t)h->ncalls + 1, sizeof(*h->intents));
-  for (i = 0; i < h->ncalls; i++) {
-    struct call *c = &h->calls[i];
-    struct durin_ledger_entry *e;
-
-    if (c->state != CALL_NEW || c->effect == DURIN_EFFECT_PURE ||
-        !c->def->exec)
-      continue;
-    e = &h->intents[n++];
-    snprintf(e->run_id, sizeof(e->run_id), "%s", h->run_id);
-    e->step = h->ck.step + 1;
-    e->call_idx = i;
-    e->call_id = c->tc->id;
-    e->tool = c->tc->name;
-    e->effect = durin_effect_name(c->effect);
-    e->args_hash = c->args_hash;
-    e->idem_key = c->idem_key;
-    e->args = c->tc->args;
-    e->intent_ms = now;
-    c->intent = 1;
-  }
-  h->need_intents = n;
-  pj = durin_model_response_to_json(&h->resp);
-  json_object_set_new(pj, "retries", json_integer(h->step_retries));
-  h->pending_text = json_dumps(pj, JSON_COMPACT);
-  json_decref(pj);
-  set_state(h, DURIN_STEP_AWAIT_INTENT);
+  set_state(h, DURIN_STEP_DISPATCH);
 }
 
 int durin_harness_complete(struct durin_harness *h,
@@ -797,7 +789,7 @@ int durin_harness_complete(struct durin_harness *h,
     h->have_resp = 1;
     h->step_retries = c->retries;
     h->ck.usage.retries += c->retries;
-    after_model(h, c->now_ms);
+    after_model(h);
     return 0;
   case DURIN_DONE_MODEL_ERROR:
     if (h->state != DURIN_STEP_AWAIT_MODEL)
@@ -811,6 +803,8 @@ int durin_harness_complete(struct durin_harness *h,
   case DURIN_DONE_INTENT:
     if (h->state != DURIN_STEP_AWAIT_INTENT)
       return DURIN_ESTATE;
+    h->calls[h->cur].intent = 1;
+    h->pending_written = 1;
     set_state(h, DURIN_STEP_DISPATCH);
     return 0;
   case DURIN_DONE_TOOL:
@@ -949,6 +943,7 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   h->have_resp = 1;
   h->from_pending = 1;
   h->step_counts = 1;
+  h->pending_written = 1;
   h->ck.usage.model_calls++;
   h->ck.usage.input_tokens += h->resp.input_tokens;
   h->ck.usage.output_tokens += h->resp.output_tokens;

@@ -175,7 +175,8 @@ static int do_intent(struct drv *d, struct durin_harness *h,
   r = begin_fenced(d, &txn, err);
   if (r)
     return r;
-  r = durin_txn_pending_put(txn, d->run_id, act->step, act->pending, err);
+  if (act->pending)
+    r = durin_txn_pending_put(txn, d->run_id, act->step, act->pending, err);
   for (i = 0; !r && i < act->nintents; i++)
     r = durin_txn_ledger_intent(txn, &act->intents[i], err);
   if (r) {
