@@ -21,10 +21,16 @@ trap test_cleanup EXIT
 
 durin() { "$DURIN" "$@"; }
 
-# test_expect_success DESC BODY: BODY runs in this shell, in $TRASH.
+test_run_body_() {
+  cd "$TRASH" || return 1
+  eval "$1"
+}
+
+# test_expect_success DESC BODY: BODY runs in this shell (variables it sets
+# stay set for later tests), in $TRASH; `return 1` fails the test.
 test_expect_success() {
   test_n=$((test_n + 1))
-  if (cd "$TRASH" && eval "$2") >"$TRASH/.out" 2>&1; then
+  if test_run_body_ "$2" >"$TRASH/.out" 2>&1; then
     echo "ok $test_n - $1"
   else
     echo "not ok $test_n - $1"

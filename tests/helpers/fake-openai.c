@@ -13,6 +13,9 @@
  * Every request is checked (POST .../chat/completions, JSON body with a
  * model and messages, Bearer key if --key) and its body appended to L as
  * one line. When the replies run out it answers 500 with an error body.
+ * Each connection is served by its own process, with its reply chosen in
+ * arrival order, so a client that gave up on a slow reply and retried is
+ * answered at once, as a real server would.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -138,6 +141,7 @@ int main(int argc, char **argv)
     return 65;
   }
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGCHLD, SIG_IGN);
   ls = socket(AF_INET, SOCK_STREAM, 0);
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   memset(&sa, 0, sizeof(sa));
@@ -155,6 +159,7 @@ int main(int argc, char **argv)
   for (;;) {
     char head[16384], *body;
     json_t *req, *r, *b;
+    size_t mine;
     int fd = accept(ls, NULL, NULL);
 
     if (fd < 0) {
@@ -162,11 +167,15 @@ int main(int argc, char **argv)
         continue;
       return 1;
     }
-    body = read_request(fd, head, sizeof(head));
-    if (!body) {
+    mine = next++;
+    if (fork() != 0) {
       close(fd);
       continue;
     }
+    close(ls);
+    body = read_request(fd, head, sizeof(head));
+    if (!body)
+      _exit(0);
     if (log_path && (f = fopen(log_path, "a"))) {
       fprintf(f, "%s\n", body);
       fclose(f);
@@ -180,10 +189,10 @@ int main(int argc, char **argv)
                !json_is_string(json_object_get(req, "model")) ||
                !json_is_array(json_object_get(req, "messages"))) {
       error_reply(fd, 400, "body must be JSON with model and messages");
-    } else if (next >= json_array_size(replies)) {
+    } else if (mine >= json_array_size(replies)) {
       error_reply(fd, 500, "fake-openai: no replies left");
     } else {
-      r = json_array_get(replies, next++);
+      r = json_array_get(replies, mine);
       if (json_integer_value(json_object_get(r, "delay_ms")) > 0)
         usleep((useconds_t)json_integer_value(json_object_get(r, "delay_ms")) *
                1000);
@@ -210,5 +219,6 @@ int main(int argc, char **argv)
     json_decref(req);
     free(body);
     close(fd);
+    _exit(0);
   }
 }
