@@ -64,8 +64,8 @@ one_crash() {
     echo "$at: resume exited $rc, status $(status_of $id)"; cat res.txt; return 1
   fi
   for f in t1 t3 t3b; do
-    n=$(wc -l <"$C/$f" 2>/dev/null || echo 0)
-    if [ "$n" != 1 ]; then echo "$at: $f ran $n times"; return 1; fi
+    runs=$(wc -l <"$C/$f" 2>/dev/null || echo 0)
+    if [ "$runs" != 1 ]; then echo "$at: $f ran $runs times"; return 1; fi
   done
   events_contiguous "$id" || { echo "$at: events not contiguous"; return 1; }
   checkpoint_valid "$id" || { echo "$at: bad checkpoint"; return 1; }
@@ -83,10 +83,10 @@ test_expect_success 'an uninterrupted run succeeds and runs each call once' '
 
 for point in after_claim model_response ledger_intent tool_exit \
              ledger_outcome checks_done before_commit after_commit; do
-  n=1
-  while [ $n -le "$(hits $point)" ]; do
-    test_expect_success "SIGKILL at $point:$n, then resume" "one_crash $point:$n"
-    n=$((n + 1))
+  hit=1
+  while [ $hit -le "$(hits $point)" ]; do
+    test_expect_success "SIGKILL at $point:$hit, then resume" "one_crash $point:$hit"
+    hit=$((hit + 1))
   done
 done
 
