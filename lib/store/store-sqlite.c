@@ -19,6 +19,12 @@
 #include "durin/util.h"
 #include "store/backends.h"
 
+#define RUN_COLS                                                               \
+  "id, name, spec, model, workspace, reason, lease_owner, status, "            \
+  "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "             \
+  "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "             \
+  "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
+
 /* Statements prepared once per connection. */
 enum {
   ST_FENCE,
@@ -29,6 +35,8 @@ enum {
   ST_LEDGER_OUTCOME,
   ST_PENDING_PUT,
   ST_PENDING_CLEAR,
+  ST_RUN_UPDATE,
+  ST_RUN_GET,
   ST__COUNT
 };
 
@@ -53,6 +61,26 @@ static const char *const stmt_sql[ST__COUNT] = {
                        "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
                        "step = excluded.step, response = excluded.response",
     [ST_PENDING_CLEAR] = "DELETE FROM pending WHERE run_id = ?1",
+    /* One statement with "unchanged" encoded as NULL parameters. */
+    [ST_RUN_UPDATE] =
+        "UPDATE runs SET updated_ms = ?2,"
+        " status = coalesce(?3, status),"
+        " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
+        "ELSE ?4 END,"
+        " started_ms = coalesce(?5, started_ms),"
+        " finished_ms = coalesce(?6, finished_ms),"
+        " lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,"
+        " lease_expires_ms = CASE WHEN ?7 THEN NULL ELSE lease_expires_ms "
+        "END,"
+        " steps = coalesce(?8, steps),"
+        " input_tokens = coalesce(?9, input_tokens),"
+        " output_tokens = coalesce(?10, output_tokens),"
+        " model_calls = coalesce(?11, model_calls),"
+        " tool_calls = coalesce(?12, tool_calls),"
+        " retries = coalesce(?13, retries),"
+        " cost_usd = coalesce(?14, cost_usd)"
+        " WHERE id = ?1",
+    [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
 };
 
 struct sq {
@@ -306,12 +334,6 @@ static int sq_run_create(void *impl, const struct durin_run_new *n,
   return r;
 }
 
-#define RUN_COLS                                                               \
-  "id, name, spec, model, workspace, reason, lease_owner, status, "            \
-  "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "             \
-  "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "             \
-  "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
-
 static void row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)
 {
   const unsigned char *id = sqlite3_column_text(st, 0);
@@ -349,12 +371,9 @@ static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
                       struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  sqlite3_stmt *st = q->st[ST_RUN_GET];
   int r = 0, rc;
 
-  if (sqlite3_prepare_v2(q->db, "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
-                         -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "reading run");
   sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
@@ -363,7 +382,8 @@ static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
     r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s' in this store", id);
   else
     r = sq_fail(q, err, "reading run");
-  sqlite3_finalize(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
   return r;
 }
 
@@ -611,31 +631,8 @@ static int sq_run_update(void *txn, const char *run_id,
                          struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = NULL;
-  int r;
+  sqlite3_stmt *st = q->st[ST_RUN_UPDATE];
 
-  /* One statement with "unchanged" encoded as NULL parameters. */
-  if (sqlite3_prepare_v3(
-          q->db,
-          "UPDATE runs SET updated_ms = ?2,"
-          " status = coalesce(?3, status),"
-          " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
-          "ELSE ?4 END,"
-          " started_ms = coalesce(?5, started_ms),"
-          " finished_ms = coalesce(?6, finished_ms),"
-          " lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,"
-          " lease_expires_ms = CASE WHEN ?7 THEN NULL ELSE lease_expires_ms "
-          "END,"
-          " steps = coalesce(?8, steps),"
-          " input_tokens = coalesce(?9, input_tokens),"
-          " output_tokens = coalesce(?10, output_tokens),"
-          " model_calls = coalesce(?11, model_calls),"
-          " tool_calls = coalesce(?12, tool_calls),"
-          " retries = coalesce(?13, retries),"
-          " cost_usd = coalesce(?14, cost_usd)"
-          " WHERE id = ?1",
-          -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "updating run");
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, u->now_ms);
   if (u->status)
@@ -657,9 +654,7 @@ static int sq_run_update(void *txn, const char *run_id,
     sqlite3_bind_int64(st, 13, u->usage->retries);
     sqlite3_bind_double(st, 14, u->usage->cost_usd);
   }
-  r = step_done(q, st, "updating run", err);
-  sqlite3_finalize(st);
-  return r;
+  return step_done(q, st, "updating run", err);
 }
 
 static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,

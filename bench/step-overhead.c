@@ -1,0 +1,239 @@
+/*
+ * bench/step-overhead: the cost of one durable agent step.
+ *
+ * One run of N steps (default 10,000) with the script provider: each step
+ * is a model turn with one tool call carrying ~2 KB of arguments to a
+ * no-op pure tool that returns ~4 KB, committed with its checkpoint in one
+ * SQLite transaction. Prints p50/p99 step latency early and late in the
+ * run, steps per second, and bytes written per step.
+ *
+ *   step-overhead [--steps N] [--sync full|normal] [--dir DIR]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "durin/driver.h"
+#include "durin/spec.h"
+#include "durin/store.h"
+#include "durin/tools.h"
+#include "durin/util.h"
+
+static char *payload4k;
+
+static int noop_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                     struct durin_tool_result *res)
+{
+  (void)ctx;
+  (void)args;
+  res->ok = 1;
+  res->output = strdup(payload4k);
+  return 0;
+}
+
+static const struct durin_tool_param noop_params[] = {
+    {"payload", DURIN_PARAM_STRING, 1, "ignored"},
+    {NULL, 0, 0, NULL},
+};
+
+static const struct durin_tool_def noop_def = {
+    "noop", "Does nothing and returns 4 KB.", DURIN_EFFECT_PURE, noop_params,
+    noop_exec,
+};
+
+struct timing {
+  double *t;      /* commit completion time of step i, in ms */
+  int64_t steps;
+  double t0;
+};
+
+static double now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void on_event(void *arg, const struct durin_event *ev)
+{
+  struct timing *tm = arg;
+
+  if (!strcmp(ev->type, "model_response") && ev->step <= tm->steps)
+    tm->t[ev->step] = now_ms();
+  if (!strcmp(ev->type, "run_started"))
+    tm->t[0] = now_ms();
+}
+
+static int cmp(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+
+  return x < y ? -1 : x > y;
+}
+
+static void pct(const struct timing *tm, int64_t from, int64_t to,
+                double *p50, double *p99)
+{
+  int64_t n = to - from + 1, i;
+  double *d = malloc((size_t)n * sizeof(double));
+
+  for (i = 0; i < n; i++)
+    d[i] = tm->t[from + i] - tm->t[from + i - 1];
+  qsort(d, (size_t)n, sizeof(double), cmp);
+  *p50 = d[n / 2];
+  *p99 = d[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+  free(d);
+}
+
+static long long io_write_bytes(void)
+{
+  FILE *f = fopen("/proc/self/io", "r");
+  char line[128];
+  long long v = -1;
+
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof(line), f))
+    if (sscanf(line, "write_bytes: %lld", &v) == 1)
+      break;
+  fclose(f);
+  return v;
+}
+
+int main(int argc, char **argv)
+{
+  int64_t steps = 10000, i;
+  const char *sync = "full", *dir = NULL;
+  char tmpl[] = "/tmp/durin-bench-XXXXXX", url[4200], ws[4200], id[32];
+  char *args2k, *spec_json, *turns;
+  struct durin_store *s = NULL;
+  struct durin_err err = {0};
+  struct durin_run_new rn;
+  struct durin_driver_opts o;
+  struct durin_drive_result res;
+  struct durin_spec spec;
+  struct timing tm;
+  double p50a, p99a, p50b, p99b, total;
+  long long w0, w1;
+  int64_t size0, size1;
+
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      steps = atoll(argv[++i]);
+    else if (!strcmp(argv[i], "--sync") && i + 1 < argc)
+      sync = argv[++i];
+    else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+      dir = argv[++i];
+    else {
+      fprintf(stderr, "usage: step-overhead [--steps N] [--sync full|normal]"
+                      " [--dir DIR]\n");
+      return 64;
+    }
+  }
+  if (steps < 200) {
+    fprintf(stderr, "step-overhead: use at least 200 steps\n");
+    return 64;
+  }
+  if (!dir)
+    dir = mkdtemp(tmpl);
+  payload4k = malloc(4097);
+  memset(payload4k, 'o', 4096);
+  payload4k[4096] = '\0';
+  args2k = malloc(2049);
+  memset(args2k, 'a', 2048);
+  args2k[2048] = '\0';
+  durin_tool_register(&noop_def);
+
+  snprintf(ws, sizeof(ws), "%s/ws", dir);
+  durin_mkdirs(ws, &err);
+  snprintf(url, sizeof(url), "sqlite:%s/bench.db?sync=%s", dir, sync);
+  if (durin_store_open(url, &s, &err)) {
+    fprintf(stderr, "step-overhead: %s\n", err.msg);
+    return 1;
+  }
+  turns = malloc(4096 + 2048);
+  snprintf(turns, 4096 + 2048,
+           "[{\"repeat\":%lld,\"tool_calls\":[{\"name\":\"noop\",\"arguments\":"
+           "{\"payload\":\"%s\"}}],\"usage\":{\"input_tokens\":1500,"
+           "\"output_tokens\":600}},{\"tool_calls\":[{\"name\":\"finish\","
+           "\"arguments\":{\"summary\":\"done\"}}]}]",
+           (long long)steps, args2k);
+  spec_json = malloc(8192 + 2048);
+  snprintf(spec_json, 8192 + 2048,
+           "{\"name\":\"bench\",\"goal\":\"bench\",\"workspace\":\"%s\","
+           "\"tools\":[\"noop\",\"finish\"],\"budget\":{\"steps\":0},"
+           "\"model\":{\"provider\":\"script\",\"turns\":%s}}",
+           ws, turns);
+  if (durin_spec_parse(spec_json, NULL, &spec, &err)) {
+    fprintf(stderr, "step-overhead: %s\n", err.msg);
+    return 1;
+  }
+  free(spec_json);
+  spec_json = durin_spec_dump(&spec);
+  durin_spec_clear(&spec);
+  durin_run_id_new(id);
+  memset(&rn, 0, sizeof(rn));
+  rn.id = id;
+  rn.name = "bench";
+  rn.spec_json = spec_json;
+  rn.model = "script:script";
+  rn.workspace = ws;
+  rn.now_ms = durin_now_ms();
+  if (durin_store_run_create(s, &rn, &err)) {
+    fprintf(stderr, "step-overhead: %s\n", err.msg);
+    return 1;
+  }
+
+  memset(&tm, 0, sizeof(tm));
+  tm.steps = steps;
+  tm.t = calloc((size_t)steps + 2, sizeof(double));
+  memset(&o, 0, sizeof(o));
+  o.owner = "bench";
+  o.lease_ttl_ms = 60000;
+  o.resolve = -1;
+  o.on_event = on_event;
+  o.arg = &tm;
+  size0 = durin_store_size_bytes(s);
+  w0 = io_write_bytes();
+  tm.t0 = now_ms();
+  if (durin_drive(s, id, &o, &res, &err)) {
+    fprintf(stderr, "step-overhead: %s\n", err.msg);
+    return 1;
+  }
+  total = now_ms() - tm.t[0];
+  w1 = io_write_bytes();
+  size1 = durin_store_size_bytes(s);
+  pct(&tm, 1, 100, &p50a, &p99a);
+  pct(&tm, steps - 99, steps, &p50b, &p99b);
+  printf("step-overhead: %lld steps, sqlite sync=%s, status %s\n",
+         (long long)steps, sync, durin_run_status_name(res.status));
+  printf("  steps 1-100:        p50 %.3f ms  p99 %.3f ms\n", p50a, p99a);
+  printf("  steps %lld-%lld:  p50 %.3f ms  p99 %.3f ms\n",
+         (long long)(steps - 99), (long long)steps, p50b, p99b);
+  printf("  late/early p50:     %.2f\n", p50b / p50a);
+  printf("  throughput:         %.0f steps/s (%.1f s total)\n",
+         (double)steps / (total / 1e3), total / 1e3);
+  printf("  store growth:       %.0f bytes/step\n",
+         (double)(size1 - size0) / (double)steps);
+  if (w0 >= 0 && w1 >= 0)
+    printf("  written to disk:    %.0f bytes/step (/proc/self/io "
+           "write_bytes, incl. WAL)\n",
+           (double)(w1 - w0) / (double)steps);
+  durin_store_close(s);
+  if (dir == tmpl) {
+    char cmd[4300];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+      fprintf(stderr, "step-overhead: could not remove %s\n", dir);
+  }
+  free(tm.t);
+  free(turns);
+  free(spec_json);
+  free(args2k);
+  free(payload4k);
+  return res.status == DURIN_RUN_SUCCEEDED ? 0 : 1;
+}
