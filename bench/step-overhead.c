@@ -34,17 +34,17 @@ static int noop_exec(const struct durin_tool_ctx *ctx, json_t *args,
 }
 
 static const struct durin_tool_param noop_params[] = {
-    {"payload", DURIN_PARAM_STRING, 1, "ignored"},
-    {NULL, 0, 0, NULL},
+  { "payload", DURIN_PARAM_STRING, 1, "ignored" },
+  { NULL, 0, 0, NULL },
 };
 
 static const struct durin_tool_def noop_def = {
-    "noop", "Does nothing and returns 4 KB.", DURIN_EFFECT_PURE, noop_params,
-    noop_exec,
+  "noop",    "Does nothing and returns 4 KB.", DURIN_EFFECT_PURE, noop_params,
+  noop_exec,
 };
 
 struct timing {
-  double *t;      /* commit completion time of step i, in ms */
+  double *t; /* commit completion time of step i, in ms */
   int64_t steps;
   double t0;
 };
@@ -74,8 +74,8 @@ static int cmp(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-static void pct(const struct timing *tm, int64_t from, int64_t to,
-                double *p50, double *p99)
+static void pct(const struct timing *tm, int64_t from, int64_t to, double *p50,
+                double *p99)
 {
   int64_t n = to - from + 1, i;
   double *d = malloc((size_t)n * sizeof(double));
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
   char tmpl[] = "/tmp/durin-bench-XXXXXX", url[4200], ws[4200], id[32];
   char *args2k, *spec_json, *turns;
   struct durin_store *s = NULL;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct durin_run_new rn;
   struct durin_driver_opts o;
   struct durin_drive_result res;

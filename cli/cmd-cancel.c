@@ -33,7 +33,7 @@ static int cancel_here(struct cli *cli, const char *id, struct durin_err *err)
 int cmd_cancel(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   char id[32];
   int r, live;
 
@@ -56,8 +56,7 @@ int cmd_cancel(int argc, char **argv, struct cli *cli)
     return cli_exit_for(r);
   }
   if (durin_run_status_terminal(ri.status)) {
-    printf("run %s already ended (%s)\n", id,
-           durin_run_status_name(ri.status));
+    printf("run %s already ended (%s)\n", id, durin_run_status_name(ri.status));
     durin_run_info_clear(&ri);
     return EXIT_OK;
   }

@@ -16,7 +16,7 @@ static const char diff_usage[] =
 int cmd_diff(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   char id[32], base[PATH_MAX + 8], *slash;
   const char *arg = NULL;
   int stat = 0, i, r, status;
@@ -61,8 +61,7 @@ int cmd_diff(int argc, char **argv, struct cli *cli)
     /* Run in the run's directory so paths read a/… and b/… cleanly. */
     if (chdir(base) == 0 && chdir("..") == 0) {
       if (stat)
-        execlp("diff", "diff", "-rq", "-N", "base", "workspace",
-               (char *)NULL);
+        execlp("diff", "diff", "-rq", "-N", "base", "workspace", (char *)NULL);
       else
         execlp("diff", "diff", "-ruN", "base", "workspace", (char *)NULL);
     }

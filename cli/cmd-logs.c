@@ -35,7 +35,7 @@ static int print_ev(const struct durin_event *ev, void *arg)
 
 int cmd_logs(int argc, char **argv, struct cli *cli)
 {
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct logs_ctx c;
   const char *arg = NULL;
   int follow = 0, i, r;
@@ -73,8 +73,7 @@ int cmd_logs(int argc, char **argv, struct cli *cli)
     struct durin_run_info ri;
     int stopped;
 
-    r = durin_store_events_read(cli->store, id, c.next, 0, print_ev, &c,
-                                &err);
+    r = durin_store_events_read(cli->store, id, c.next, 0, print_ev, &c, &err);
     if (r) {
       cli_error("%s", err.msg);
       return cli_exit_for(r);

@@ -42,7 +42,7 @@ static int print_run(const struct durin_run_info *ri, void *arg)
 int cmd_ls(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_filter f;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct ls_ctx c;
   int i, r;
 

@@ -108,7 +108,7 @@ static int drive(struct cli *cli, const char *id, int json, int resolve)
 {
   struct durin_driver_opts o;
   struct durin_drive_result res;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct durin_run_info ri;
   struct progress p;
   char owner[300];
@@ -149,8 +149,8 @@ static int drive(struct cli *cli, const char *id, int json, int resolve)
       printf("{\"run\":\"%s\",\"status\":\"%s\",\"steps\":%lld,"
              "\"input_tokens\":%lld,\"output_tokens\":%lld,"
              "\"cost_usd\":%.6f}\n",
-             id, durin_run_status_name(ri.status),
-             (long long)ri.usage.steps, (long long)ri.usage.input_tokens,
+             id, durin_run_status_name(ri.status), (long long)ri.usage.steps,
+             (long long)ri.usage.input_tokens,
              (long long)ri.usage.output_tokens, ri.usage.cost_usd);
     } else {
       printf("\n");
@@ -181,7 +181,7 @@ static const char run_usage[] =
 int cmd_run(int argc, char **argv, struct cli *cli)
 {
   struct durin_spec spec;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct durin_run_new rn;
   const char *spec_path = NULL, *model = getenv("DURIN_MODEL");
   char *text = NULL, *abs = NULL, *dumped = NULL, *slash;
@@ -234,8 +234,8 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     durin_spec_clear(&spec);
     return EXIT_SPEC;
   }
-  if ((code = cli_open_store(cli)) || (code = cli_data_dir(cli, data,
-                                                          sizeof(data)))) {
+  if ((code = cli_open_store(cli)) ||
+      (code = cli_data_dir(cli, data, sizeof(data)))) {
     durin_spec_clear(&spec);
     return code;
   }
@@ -313,7 +313,7 @@ static int check_owner(const struct durin_run_info *ri, int force)
 int cmd_resume(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   const char *arg = NULL;
   int json = 0, resolve = -1, force = 0, i, r;
   char id[32];

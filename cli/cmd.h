@@ -17,19 +17,19 @@
 
 /* Exit codes; documented in docs/cli/exit-codes.md and `durin --help`. */
 enum {
-  EXIT_OK = 0,          /* success; for run/resume: the run succeeded */
-  EXIT_RUN_FAILED = 1,  /* the run ended failed, cancelled or over budget */
-  EXIT_NEEDS_HUMAN = 2, /* the run stopped and needs a person */
-  EXIT_OWNED = 3,       /* another process owns the run (lease) */
-  EXIT_STORE = 4,       /* the store cannot be opened or written */
-  EXIT_NOT_FOUND = 5,   /* no such run */
-  EXIT_USAGE = 64,      /* bad command line */
-  EXIT_SPEC = 65,       /* bad agent spec */
+  EXIT_OK = 0,            /* success; for run/resume: the run succeeded */
+  EXIT_RUN_FAILED = 1,    /* the run ended failed, cancelled or over budget */
+  EXIT_NEEDS_HUMAN = 2,   /* the run stopped and needs a person */
+  EXIT_OWNED = 3,         /* another process owns the run (lease) */
+  EXIT_STORE = 4,         /* the store cannot be opened or written */
+  EXIT_NOT_FOUND = 5,     /* no such run */
+  EXIT_USAGE = 64,        /* bad command line */
+  EXIT_SPEC = 65,         /* bad agent spec */
   EXIT_INTERRUPTED = 130, /* stopped by a signal; the run can be resumed */
 };
 
 struct cli {
-  const char *store_url;  /* --store, DURIN_STORE, or the default */
+  const char *store_url; /* --store, DURIN_STORE, or the default */
   struct durin_store *store;
 };
 
@@ -61,8 +61,7 @@ int cli_wants_help(int argc, char **argv);
 /* The exit code for a run's status. */
 int cli_exit_for_status(enum durin_run_status st);
 /* Prints one event as a human line (plain mode) to f. */
-void cli_print_event(FILE *f, const char *run_id,
-                     const struct durin_event *ev);
+void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev);
 /* Prints one event as a JSON line to f. */
 void cli_print_event_json(FILE *f, const char *run_id,
                           const struct durin_event *ev);

@@ -67,7 +67,7 @@ int cli_exit_for_status(enum durin_run_status st)
 
 int cli_open_store(struct cli *cli)
 {
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   int r;
 
   if (cli->store)
@@ -82,7 +82,7 @@ int cli_open_store(struct cli *cli)
 
 int cli_resolve(struct cli *cli, const char *arg, char id[32])
 {
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   int r = cli_open_store(cli);
 
   if (r)
@@ -123,8 +123,7 @@ int cli_data_dir(struct cli *cli, char *out, size_t len)
     dir[n] = '\0';
   abs = realpath(dir, NULL);
   if (!abs) {
-    cli_error("cannot find the store directory '%s': %s", dir,
-              strerror(errno));
+    cli_error("cannot find the store directory '%s': %s", dir, strerror(errno));
     return EXIT_STORE;
   }
   snprintf(out, len, "%s/runs", abs);
@@ -177,8 +176,7 @@ static void print_trunc(FILE *f, const char *s, size_t max)
     fputs("...", f);
 }
 
-void cli_print_event(FILE *f, const char *run_id,
-                     const struct durin_event *ev)
+void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
 {
   json_t *d = json_loads(ev->data, 0, NULL);
   const char *t = ev->type;
@@ -191,13 +189,13 @@ void cli_print_event(FILE *f, const char *run_id,
 
     fprintf(f, "model: %lld in / %lld out tokens",
             (long long)json_integer_value(json_object_get(d, "input_tokens")),
-            (long long)json_integer_value(
-                json_object_get(d, "output_tokens")));
+            (long long)json_integer_value(json_object_get(d, "output_tokens")));
     if (json_is_string(json_object_get(d, "text"))) {
       fputs(": ", f);
       print_trunc(f, json_string_value(json_object_get(d, "text")), 100);
     }
-    json_array_foreach(calls, i, c) {
+    json_array_foreach(calls, i, c)
+    {
       fprintf(f, "\n[step %lld]   call %s ", (long long)ev->step,
               json_string_value(json_object_get(c, "name")));
       print_trunc(f, json_string_value(json_object_get(c, "arguments")), 90);
@@ -205,9 +203,9 @@ void cli_print_event(FILE *f, const char *run_id,
   } else if (!strcmp(t, "tool_result")) {
     fprintf(f, "%s %s%s: ", json_string_value(json_object_get(d, "name")),
             json_is_true(json_object_get(d, "ok")) ? "ok" : "FAILED",
-            json_is_true(json_object_get(d, "reused"))
-                ? " (recorded outcome reused, not re-run)"
-                : "");
+            json_is_true(json_object_get(d, "reused")) ?
+                " (recorded outcome reused, not re-run)" :
+                "");
     print_trunc(f, json_string_value(json_object_get(d, "output")), 100);
   } else if (!strcmp(t, "checks")) {
     json_t *res = json_object_get(d, "results"), *c;
@@ -217,11 +215,10 @@ void cli_print_event(FILE *f, const char *run_id,
             json_is_true(json_object_get(d, "passed")) ? "PASSED" : "FAILED",
             (long long)json_integer_value(json_object_get(d, "attempt")));
     json_array_foreach(res, i, c)
-      fprintf(f, "; %s: %s", json_string_value(json_object_get(c, "name")),
-              json_is_true(json_object_get(c, "ok")) ? "pass" : "fail");
+        fprintf(f, "; %s: %s", json_string_value(json_object_get(c, "name")),
+                json_is_true(json_object_get(c, "ok")) ? "pass" : "fail");
   } else if (!strcmp(t, "run_finished")) {
-    fprintf(f, "run %s: %s",
-            json_string_value(json_object_get(d, "status")),
+    fprintf(f, "run %s: %s", json_string_value(json_object_get(d, "status")),
             json_string_value(json_object_get(d, "reason")));
   } else if (!strcmp(t, "run_started")) {
     fprintf(f, "run started (model %s:%s)",
@@ -242,10 +239,9 @@ void cli_print_event(FILE *f, const char *run_id,
     size_t i;
 
     fputs("plan:", f);
-    json_array_foreach(plan, i, it)
-      fprintf(f, " [%s] %s;",
-              json_string_value(json_object_get(it, "status")),
-              json_string_value(json_object_get(it, "step")));
+    json_array_foreach(plan, i, it) fprintf(
+        f, " [%s] %s;", json_string_value(json_object_get(it, "status")),
+        json_string_value(json_object_get(it, "step")));
   } else {
     fprintf(f, "%s ", t);
     print_trunc(f, ev->data, 120);

@@ -19,14 +19,14 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"run", cmd_run, "submit an agent spec and drive the run here"},
-    {"resume", cmd_resume, "continue a run from its last committed step"},
-    {"ls", cmd_ls, "list runs"},
-    {"show", cmd_show, "show a run's status, usage and result"},
-    {"logs", cmd_logs, "print a run's event log (-f to follow)"},
-    {"cancel", cmd_cancel, "cancel a run"},
-    {"diff", cmd_diff, "the run's workspace against its start"},
-    {NULL, NULL, NULL},
+  { "run", cmd_run, "submit an agent spec and drive the run here" },
+  { "resume", cmd_resume, "continue a run from its last committed step" },
+  { "ls", cmd_ls, "list runs" },
+  { "show", cmd_show, "show a run's status, usage and result" },
+  { "logs", cmd_logs, "print a run's event log (-f to follow)" },
+  { "cancel", cmd_cancel, "cancel a run" },
+  { "diff", cmd_diff, "the run's workspace against its start" },
+  { NULL, NULL, NULL },
 };
 
 static void usage(FILE *f)
@@ -38,23 +38,22 @@ static void usage(FILE *f)
              "commands:\n");
   for (i = 0; commands[i].name; i++)
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f,
-          "\nglobal options:\n"
-          "  --store URL   the store (default $DURIN_STORE, else "
-          "sqlite:./.durin/durin.db);\n"
-          "                sqlite:PATH[?sync=full|normal]\n"
-          "  --version     print the version\n\n"
-          "exit codes:\n"
-          "  0   success (for run/resume: the run succeeded)\n"
-          "  1   the run ended failed, cancelled or over budget\n"
-          "  2   the run stopped and needs a person (needs_human)\n"
-          "  3   another process owns the run\n"
-          "  4   the store cannot be opened or written\n"
-          "  5   no such run\n"
-          "  64  bad command line\n"
-          "  65  bad agent spec\n"
-          "  130 interrupted; the run can be resumed\n\n"
-          "'durin <command> --help' describes a command.\n");
+  fprintf(f, "\nglobal options:\n"
+             "  --store URL   the store (default $DURIN_STORE, else "
+             "sqlite:./.durin/durin.db);\n"
+             "                sqlite:PATH[?sync=full|normal]\n"
+             "  --version     print the version\n\n"
+             "exit codes:\n"
+             "  0   success (for run/resume: the run succeeded)\n"
+             "  1   the run ended failed, cancelled or over budget\n"
+             "  2   the run stopped and needs a person (needs_human)\n"
+             "  3   another process owns the run\n"
+             "  4   the store cannot be opened or written\n"
+             "  5   no such run\n"
+             "  64  bad command line\n"
+             "  65  bad agent spec\n"
+             "  130 interrupted; the run can be resumed\n\n"
+             "'durin <command> --help' describes a command.\n");
 }
 
 /* DURIN_CRASH_AT fault injection: die as a real crash would. */
@@ -67,7 +66,7 @@ static void crash_hook(const char *point)
 int main(int argc, char **argv)
 {
   struct cli cli;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   const char *env;
   int i = 1, r;
 

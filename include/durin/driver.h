@@ -13,9 +13,9 @@
 #include "durin/store.h"
 
 struct durin_driver_opts {
-  const char *owner;       /* lease owner, e.g. "host:pid" */
-  int64_t lease_ttl_ms;    /* lease length; renewed by every write */
-  int resolve;             /* indeterminate unsafe call: -1 ask, 0 skip, 1 retry */
+  const char *owner;    /* lease owner, e.g. "host:pid" */
+  int64_t lease_ttl_ms; /* lease length; renewed by every write */
+  int resolve;          /* indeterminate unsafe call: -1 ask, 0 skip, 1 retry */
   /* Called before each action is performed (progress display). */
   void (*on_action)(void *arg, const struct durin_action *act,
                     const struct durin_usage *usage, int64_t step);
@@ -31,7 +31,7 @@ struct durin_driver_opts {
 struct durin_drive_result {
   enum durin_run_status status;
   char reason[512];
-  int stopped;  /* the driver let go (stop flag) before the run ended */
+  int stopped; /* the driver let go (stop flag) before the run ended */
 };
 
 /*

@@ -12,26 +12,26 @@
 #include <stddef.h>
 
 /* The one table of error codes: name, value, default message. */
-#define DURIN_ERRNO_MAP(XX)                                                    \
-  XX(EINVAL, -1, "invalid argument")                                          \
-  XX(ENOMEM, -2, "out of memory")                                             \
-  XX(EIO, -3, "input/output error")                                           \
-  XX(ENOTFOUND, -4, "not found")                                              \
-  XX(EEXIST, -5, "already exists")                                            \
-  XX(EFENCED, -6, "lease lost: another process owns this run")                \
-  XX(ESTORE, -7, "store error")                                               \
-  XX(EBUSY, -8, "resource busy")                                              \
-  XX(ESPEC, -9, "invalid agent spec")                                         \
-  XX(ETOOBIG, -10, "size limit exceeded")                                     \
-  XX(ETIMEDOUT, -11, "timed out")                                             \
-  XX(EMODEL, -12, "model provider error")                                     \
-  XX(ERETRY, -13, "transient error, retry later")                             \
-  XX(EACCES, -14, "permission denied")                                        \
-  XX(ESTATE, -15, "operation not allowed in the run's current state")         \
-  XX(EPARSE, -16, "malformed data")                                           \
-  XX(EURL, -17, "unsupported or malformed URL")                               \
-  XX(ESCHEMA, -18, "store schema is newer than this binary")                  \
-  XX(ECANCELED, -19, "cancelled")
+#define DURIN_ERRNO_MAP(XX)                                          \
+ XX(EINVAL, -1, "invalid argument")                                  \
+ XX(ENOMEM, -2, "out of memory")                                     \
+ XX(EIO, -3, "input/output error")                                   \
+ XX(ENOTFOUND, -4, "not found")                                      \
+ XX(EEXIST, -5, "already exists")                                    \
+ XX(EFENCED, -6, "lease lost: another process owns this run")        \
+ XX(ESTORE, -7, "store error")                                       \
+ XX(EBUSY, -8, "resource busy")                                      \
+ XX(ESPEC, -9, "invalid agent spec")                                 \
+ XX(ETOOBIG, -10, "size limit exceeded")                             \
+ XX(ETIMEDOUT, -11, "timed out")                                     \
+ XX(EMODEL, -12, "model provider error")                             \
+ XX(ERETRY, -13, "transient error, retry later")                     \
+ XX(EACCES, -14, "permission denied")                                \
+ XX(ESTATE, -15, "operation not allowed in the run's current state") \
+ XX(EPARSE, -16, "malformed data")                                   \
+ XX(EURL, -17, "unsupported or malformed URL")                       \
+ XX(ESCHEMA, -18, "store schema is newer than this binary")          \
+ XX(ECANCELED, -19, "cancelled")
 
 enum {
 #define XX(name, val, msg) DURIN_##name = val,

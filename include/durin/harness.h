@@ -49,28 +49,28 @@ enum durin_step_state {
 const char *durin_step_state_name(enum durin_step_state s);
 
 enum durin_action_kind {
-  DURIN_ACT_MODEL,    /* call the model with act->model */
-  DURIN_ACT_INTENT,   /* write act->intents + act->pending durably */
-  DURIN_ACT_TOOL,     /* run act->tool with act->args */
-  DURIN_ACT_OUTCOME,  /* write act->outcome for act->call durably */
-  DURIN_ACT_CHECKS,   /* run the spec's acceptance checks */
-  DURIN_ACT_COMMIT,   /* one transaction: events, checkpoint, run update */
-  DURIN_ACT_DONE,     /* the run stopped with act->status */
+  DURIN_ACT_MODEL,   /* call the model with act->model */
+  DURIN_ACT_INTENT,  /* write act->intents + act->pending durably */
+  DURIN_ACT_TOOL,    /* run act->tool with act->args */
+  DURIN_ACT_OUTCOME, /* write act->outcome for act->call durably */
+  DURIN_ACT_CHECKS,  /* run the spec's acceptance checks */
+  DURIN_ACT_COMMIT,  /* one transaction: events, checkpoint, run update */
+  DURIN_ACT_DONE,    /* the run stopped with act->status */
 };
 
 /* What the harness asks for. Every pointer is owned by the harness and
  * valid until the matching durin_harness_complete(). */
 struct durin_action {
   enum durin_action_kind kind;
-  int64_t step;  /* the step this action belongs to (committed + 1) */
+  int64_t step; /* the step this action belongs to (committed + 1) */
 
   struct durin_model_request model;
 
   struct durin_ledger_entry *intents;
   int nintents;
-  const char *pending;  /* the model response the intents belong to */
+  const char *pending; /* the model response the intents belong to */
 
-  int call;  /* index of the tool call in the step */
+  int call; /* index of the tool call in the step */
   const struct durin_tool_def *tool;
   json_t *args;
   struct durin_tool_ctx tool_ctx;
@@ -80,7 +80,7 @@ struct durin_action {
   size_t nevents;
   const char *checkpoint;
   struct durin_run_update update;
-  int clear_pending;  /* the step's pending response can go */
+  int clear_pending; /* the step's pending response can go */
 
   enum durin_run_status status;
   const char *reason;
@@ -96,10 +96,10 @@ struct durin_check_result {
 };
 
 enum durin_completion_kind {
-  DURIN_DONE_MODEL,     /* resp filled (ownership moves to the harness) */
+  DURIN_DONE_MODEL, /* resp filled (ownership moves to the harness) */
   DURIN_DONE_MODEL_ERROR,
   DURIN_DONE_INTENT,
-  DURIN_DONE_TOOL,      /* tool filled (ownership moves) */
+  DURIN_DONE_TOOL, /* tool filled (ownership moves) */
   DURIN_DONE_OUTCOME,
   DURIN_DONE_CHECKS,
   DURIN_DONE_COMMIT,
@@ -109,8 +109,8 @@ struct durin_completion {
   enum durin_completion_kind kind;
   int64_t now_ms;
   struct durin_model_response *resp;
-  int64_t retries;       /* retries spent on this model call */
-  const char *error;     /* DURIN_DONE_MODEL_ERROR: why */
+  int64_t retries;   /* retries spent on this model call */
+  const char *error; /* DURIN_DONE_MODEL_ERROR: why */
   struct durin_tool_result *tool;
   const struct durin_check_result *checks;
   int nchecks;
@@ -140,8 +140,8 @@ int64_t durin_harness_window(const struct durin_harness *h);
  */
 int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                                const char *response,
-                               const struct durin_ledger_entry *entries,
-                               int n, struct durin_err *err);
+                               const struct durin_ledger_entry *entries, int n,
+                               struct durin_err *err);
 /*
  * A human's decision about an indeterminate unsafe call: retry it (1) or
  * report it as of unknown outcome without running it (0).
@@ -171,14 +171,14 @@ void durin_harness_on_transition(struct durin_harness *h,
 
 /* The checkpoint, as JSON text; see harness/checkpoint.c for the fields. */
 struct durin_checkpoint {
-  int64_t step;          /* committed steps */
-  int64_t turn;          /* committed model calls (script replay index) */
-  int64_t window_start;  /* first event seq of the context window */
-  int64_t started_ms;    /* when the run first started (wall-clock budget) */
+  int64_t step;         /* committed steps */
+  int64_t turn;         /* committed model calls (script replay index) */
+  int64_t window_start; /* first event seq of the context window */
+  int64_t started_ms;   /* when the run first started (wall-clock budget) */
   int64_t eval_attempts;
   struct durin_usage usage;
-  json_t *plan;          /* the agent's plan (owned) */
-  char *summary;         /* the agent's last finish summary */
+  json_t *plan;  /* the agent's plan (owned) */
+  char *summary; /* the agent's last finish summary */
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);

@@ -27,7 +27,7 @@
 struct durin_tool_call {
   char *id;
   char *name;
-  char *args;  /* the raw argument text the model sent */
+  char *args; /* the raw argument text the model sent */
 };
 
 struct durin_model_response {
@@ -36,7 +36,7 @@ struct durin_model_response {
   int ncalls;
   int64_t input_tokens;
   int64_t output_tokens;
-  char *model;          /* the exact model that answered, if reported */
+  char *model; /* the exact model that answered, if reported */
   char *finish_reason;
 };
 
@@ -49,16 +49,16 @@ int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
 struct durin_model_request {
   const struct durin_model_cfg *cfg;
   const char *system;
-  json_t *messages;  /* neutral messages, borrowed */
-  json_t *tools;     /* [{name, description, parameters}], borrowed */
-  int64_t turn;      /* how many model calls the run has committed */
+  json_t *messages; /* neutral messages, borrowed */
+  json_t *tools;    /* [{name, description, parameters}], borrowed */
+  int64_t turn;     /* how many model calls the run has committed */
 };
 
 /* An HTTP request built by a provider. Strings owned; see _clear. */
 struct durin_http_req {
   char *url;
   char *body;
-  char *headers[8];  /* "Name: value", NULL-terminated */
+  char *headers[8]; /* "Name: value", NULL-terminated */
 };
 
 void durin_http_req_clear(struct durin_http_req *h);
@@ -94,7 +94,7 @@ int64_t durin_retry_after_parse(const char *v, int64_t now_ms);
 
 /* What a blocking call reports about its retries. */
 struct durin_call_stats {
-  int64_t retries;       /* retries made in this call */
+  int64_t retries; /* retries made in this call */
   int64_t slept_ms;
 };
 

@@ -17,39 +17,39 @@
 
 /* How a tool's side effects may be repeated (DESIGN 3.3). */
 enum durin_effect {
-  DURIN_EFFECT_PURE = 0,    /* no side effects; re-running is harmless */
-  DURIN_EFFECT_IDEMPOTENT,  /* re-running with the same key is safe */
-  DURIN_EFFECT_UNSAFE,      /* must never run twice without a human */
+  DURIN_EFFECT_PURE = 0,   /* no side effects; re-running is harmless */
+  DURIN_EFFECT_IDEMPOTENT, /* re-running with the same key is safe */
+  DURIN_EFFECT_UNSAFE,     /* must never run twice without a human */
 };
 
 const char *durin_effect_name(enum durin_effect e);
 
 struct durin_price {
-  double input_per_mtok;   /* dollars per million input tokens */
-  double output_per_mtok;  /* dollars per million output tokens */
+  double input_per_mtok;  /* dollars per million input tokens */
+  double output_per_mtok; /* dollars per million output tokens */
   int set;
 };
 
 struct durin_model_cfg {
-  char *provider;     /* "script" or "openai" */
-  char *name;         /* model name; pinned at submit */
-  char *base_url;     /* openai: e.g. https://api.openai.com/v1 */
-  char *api_key_env;  /* name of the environment variable with the key */
-  json_t *turns;      /* script: the assistant turns (owned) */
+  char *provider;    /* "script" or "openai" */
+  char *name;        /* model name; pinned at submit */
+  char *base_url;    /* openai: e.g. https://api.openai.com/v1 */
+  char *api_key_env; /* name of the environment variable with the key */
+  json_t *turns;     /* script: the assistant turns (owned) */
   struct durin_price price;
-  int64_t timeout_ms;     /* per request */
-  int64_t max_retries;    /* per-run retry budget for transient errors */
-  int64_t max_tokens;     /* per response, 0: provider default */
+  int64_t timeout_ms;  /* per request */
+  int64_t max_retries; /* per-run retry budget for transient errors */
+  int64_t max_tokens;  /* per response, 0: provider default */
 };
 
 struct durin_spec_tool {
   char *name;
-  enum durin_effect effect;  /* the tool's declared class, or the spec's */
+  enum durin_effect effect; /* the tool's declared class, or the spec's */
 };
 
 struct durin_spec_check {
   char *name;
-  char *run;           /* shell command, run in the workspace */
+  char *run; /* shell command, run in the workspace */
   int64_t timeout_ms;
 };
 
@@ -66,7 +66,7 @@ struct durin_spec {
   char *name;
   char *system;
   char *goal;
-  char *workspace;  /* absolute path of the source directory */
+  char *workspace; /* absolute path of the source directory */
   struct durin_model_cfg model;
   struct durin_spec_tool *tools;
   int ntools;
@@ -75,9 +75,9 @@ struct durin_spec {
   int64_t max_eval_attempts;
   struct durin_budget budget;
   int64_t tool_timeout_ms;
-  int64_t output_cap;      /* bytes of tool output kept per call */
-  int64_t max_arg_bytes;   /* tool-call arguments larger than this are refused */
-  int64_t context_messages;  /* messages kept in the context window */
+  int64_t output_cap;    /* bytes of tool output kept per call */
+  int64_t max_arg_bytes; /* tool-call arguments larger than this are refused */
+  int64_t context_messages; /* messages kept in the context window */
 };
 
 /*

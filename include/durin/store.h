@@ -63,17 +63,17 @@ struct durin_usage {
 
 /* Backend options parsed from the URL's query string. */
 struct durin_store_opts {
-  int sync_full;        /* sqlite: synchronous=FULL (default 1) */
-  int busy_timeout_ms;  /* how long to wait for a lock (default 5000) */
+  int sync_full;       /* sqlite: synchronous=FULL (default 1) */
+  int busy_timeout_ms; /* how long to wait for a lock (default 5000) */
 };
 
 /* What submit writes: the pinned, fully resolved run. */
 struct durin_run_new {
   const char *id;
   const char *name;
-  const char *spec_json;  /* resolved spec, model pinned */
-  const char *model;      /* "provider:model", for listings */
-  const char *workspace;  /* absolute path of the run's workspace */
+  const char *spec_json; /* resolved spec, model pinned */
+  const char *model;     /* "provider:model", for listings */
+  const char *workspace; /* absolute path of the run's workspace */
   int64_t now_ms;
 };
 
@@ -101,21 +101,21 @@ void durin_run_info_clear(struct durin_run_info *ri);
 /* A partial update of a run row. NULL / negative fields are unchanged. */
 struct durin_run_update {
   const enum durin_run_status *status;
-  const char *reason;             /* NULL: unchanged; "" clears */
+  const char *reason; /* NULL: unchanged; "" clears */
   const struct durin_usage *usage;
-  int64_t started_ms;             /* < 0: unchanged */
-  int64_t finished_ms;            /* < 0: unchanged */
-  int release_lease;              /* clear owner and expiry */
+  int64_t started_ms;  /* < 0: unchanged */
+  int64_t finished_ms; /* < 0: unchanged */
+  int release_lease;   /* clear owner and expiry */
   int64_t now_ms;
 };
 
 /* One event of the append-only log. */
 struct durin_event {
-  int64_t seq;       /* assigned by the store on append */
+  int64_t seq; /* assigned by the store on append */
   int64_t ts_ms;
   int64_t step;
   const char *type;
-  const char *data;  /* JSON object text */
+  const char *data; /* JSON object text */
 };
 
 /* One side-effect ledger row (DESIGN 3.3). */
@@ -125,18 +125,18 @@ struct durin_ledger_entry {
   int call_idx;
   const char *call_id;
   const char *tool;
-  const char *effect;     /* "pure", "idempotent" or "unsafe" */
-  const char *args_hash;  /* sha256 hex of the canonical arguments */
+  const char *effect;    /* "pure", "idempotent" or "unsafe" */
+  const char *args_hash; /* sha256 hex of the canonical arguments */
   const char *idem_key;
   const char *args;
-  int done;               /* outcome recorded */
-  const char *outcome;    /* JSON result, when done */
+  int done;            /* outcome recorded */
+  const char *outcome; /* JSON result, when done */
   int64_t intent_ms, outcome_ms;
 };
 
 /* Filters for listings; zero values match everything. */
 struct durin_run_filter {
-  int status_mask;  /* bit (1 << status); 0 = all */
+  int status_mask; /* bit (1 << status); 0 = all */
   int limit;
 };
 
@@ -157,37 +157,32 @@ struct durin_store_ops {
                  struct durin_err *err);
   int (*run_resolve)(void *impl, const char *prefix, char id[32],
                      struct durin_err *err);
-  int (*run_list)(void *impl, const struct durin_run_filter *f,
-                  durin_run_cb cb, void *arg, struct durin_err *err);
+  int (*run_list)(void *impl, const struct durin_run_filter *f, durin_run_cb cb,
+                  void *arg, struct durin_err *err);
   int (*run_claim)(void *impl, const char *id, const char *owner,
                    int64_t now_ms, int64_t ttl_ms, uint64_t *epoch,
                    struct durin_err *err);
-  int (*run_request_cancel)(void *impl, const char *id,
-                            struct durin_err *err);
+  int (*run_request_cancel)(void *impl, const char *id, struct durin_err *err);
 
   int (*txn_begin)(void *impl, void **txn, struct durin_err *err);
   int (*txn_commit)(void *txn, struct durin_err *err);
   void (*txn_rollback)(void *txn);
   int (*txn_fence)(void *txn, const char *run_id, uint64_t epoch,
                    int64_t lease_until_ms, struct durin_err *err);
-  int (*events_append)(void *txn, const char *run_id,
-                       struct durin_event *ev, size_t n,
-                       struct durin_err *err);
-  int (*checkpoint_put)(void *txn, const char *run_id,
-                        int64_t step, const char *data,
-                        struct durin_err *err);
+  int (*events_append)(void *txn, const char *run_id, struct durin_event *ev,
+                       size_t n, struct durin_err *err);
+  int (*checkpoint_put)(void *txn, const char *run_id, int64_t step,
+                        const char *data, struct durin_err *err);
   int (*run_update)(void *txn, const char *run_id,
                     const struct durin_run_update *u, struct durin_err *err);
-  int (*ledger_intent)(void *txn,
-                       const struct durin_ledger_entry *e,
+  int (*ledger_intent)(void *txn, const struct durin_ledger_entry *e,
                        struct durin_err *err);
-  int (*ledger_outcome)(void *txn, const char *run_id,
-                        int64_t step, int call_idx, const char *outcome,
-                        int64_t now_ms, struct durin_err *err);
+  int (*ledger_outcome)(void *txn, const char *run_id, int64_t step,
+                        int call_idx, const char *outcome, int64_t now_ms,
+                        struct durin_err *err);
   int (*pending_put)(void *txn, const char *run_id, int64_t step,
                      const char *response, struct durin_err *err);
-  int (*pending_clear)(void *txn, const char *run_id,
-                       struct durin_err *err);
+  int (*pending_clear)(void *txn, const char *run_id, struct durin_err *err);
 
   int (*events_read)(void *impl, const char *run_id, int64_t from_seq,
                      int64_t max, durin_event_cb cb, void *arg,

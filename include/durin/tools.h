@@ -25,7 +25,7 @@ enum durin_param_type {
   DURIN_PARAM_STRING,
   DURIN_PARAM_INTEGER,
   DURIN_PARAM_BOOLEAN,
-  DURIN_PARAM_PLAN,  /* array of {step: string, status: string} */
+  DURIN_PARAM_PLAN, /* array of {step: string, status: string} */
 };
 
 struct durin_tool_param {
@@ -36,18 +36,18 @@ struct durin_tool_param {
 };
 
 struct durin_tool_ctx {
-  const char *workspace;    /* absolute path; every path stays beneath it */
-  const char *idem_key;     /* stable across re-runs of the same call */
+  const char *workspace; /* absolute path; every path stays beneath it */
+  const char *idem_key;  /* stable across re-runs of the same call */
   int64_t timeout_ms;
   size_t output_cap;
 };
 
 struct durin_tool_result {
-  int ok;              /* the tool did what was asked */
-  int exit_code;       /* bash: the command's status; -1 otherwise */
+  int ok;        /* the tool did what was asked */
+  int exit_code; /* bash: the command's status; -1 otherwise */
   int timed_out;
-  int truncated;       /* output was cut at the cap */
-  char *output;        /* text for the model (owned, NUL-terminated) */
+  int truncated; /* output was cut at the cap */
+  char *output;  /* text for the model (owned, NUL-terminated) */
   int64_t duration_ms;
 };
 
@@ -57,7 +57,7 @@ struct durin_tool_def {
   const char *name;
   const char *desc;
   enum durin_effect effect;
-  const struct durin_tool_param *params;  /* terminated by a NULL name */
+  const struct durin_tool_param *params; /* terminated by a NULL name */
   int (*exec)(const struct durin_tool_ctx *ctx, json_t *args,
               struct durin_tool_result *res);
 };

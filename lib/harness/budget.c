@@ -24,8 +24,8 @@ int durin_budget_exceeded(const struct durin_budget *b,
     return 1;
   }
   if (b->dollars > 0 && u->cost_usd > b->dollars) {
-    snprintf(why, whylen, "dollar budget exceeded: $%.4f of $%.4f",
-             u->cost_usd, b->dollars);
+    snprintf(why, whylen, "dollar budget exceeded: $%.4f of $%.4f", u->cost_usd,
+             b->dollars);
     return 1;
   }
   if (b->wall_clock_ms && elapsed_ms >= b->wall_clock_ms) {

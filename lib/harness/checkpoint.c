@@ -27,8 +27,7 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
                 (json_int_t)u->model_calls, "tool_calls",
                 (json_int_t)u->tool_calls, "retries", (json_int_t)u->retries,
                 "cost_usd", u->cost_usd));
-  json_object_set_new(j, "plan",
-                      c->plan ? json_incref(c->plan) : json_array());
+  json_object_set_new(j, "plan", c->plan ? json_incref(c->plan) : json_array());
   if (c->summary)
     json_object_set_new(j, "summary", json_string(c->summary));
   s = json_dumps(j, JSON_COMPACT);
@@ -50,11 +49,10 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   if (!j)
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
                          je.text);
-  if (json_unpack_ex(j, &je, 0,
-                     "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s}", "v", &v, "step",
-                     &step, "turn", &turn, "window_start", &ws, "started_ms",
-                     &st, "eval_attempts", &ea, "usage", &u, "plan", &plan,
-                     "summary", &summary) ||
+  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s}", "v",
+                     &v, "step", &step, "turn", &turn, "window_start", &ws,
+                     "started_ms", &st, "eval_attempts", &ea, "usage", &u,
+                     "plan", &plan, "summary", &summary) ||
       json_unpack_ex(u, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:F}", "steps", &s1,
                      "input_tokens", &s2, "output_tokens", &s3, "model_calls",
                      &s4, "tool_calls", &s5, "retries", &s6, "cost_usd",

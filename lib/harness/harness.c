@@ -18,19 +18,19 @@
 #include "durin/util.h"
 
 enum call_state {
-  CALL_NEW,       /* not yet run */
-  CALL_RESOLVED,  /* result known (ran, reused, refused or skipped) */
+  CALL_NEW,      /* not yet run */
+  CALL_RESOLVED, /* result known (ran, reused, refused or skipped) */
 };
 
 struct call {
   struct durin_tool_call *tc;
   const struct durin_tool_def *def;
   enum durin_effect effect;
-  json_t *args;          /* validated arguments */
-  json_t *result;        /* the tool_result event data */
+  json_t *args;   /* validated arguments */
+  json_t *result; /* the tool_result event data */
   enum call_state state;
-  int intent;            /* a ledger intent exists for it */
-  int indeterminate;     /* intent without outcome, found on resume */
+  int intent;        /* a ledger intent exists for it */
+  int indeterminate; /* intent without outcome, found on resume */
   char args_hash[65];
   char idem_key[96];
 };
@@ -43,9 +43,9 @@ struct durin_harness {
   int64_t attempt;
   int restored;
 
-  json_t *tools;       /* schemas for the model */
-  json_t *msgs;        /* context window messages */
-  int64_t *msg_seq;    /* event seq each message came from */
+  json_t *tools;    /* schemas for the model */
+  json_t *msgs;     /* context window messages */
+  int64_t *msg_seq; /* event seq each message came from */
   size_t msg_alloc;
 
   /* The step in progress. */
@@ -56,18 +56,18 @@ struct durin_harness {
   struct call *calls;
   int ncalls;
   int cur;
-  int pending_written;   /* the step's response is durable with an intent */
-  int finish_call;       /* index of the finish call, or -1 */
+  int pending_written; /* the step's response is durable with an intent */
+  int finish_call;     /* index of the finish call, or -1 */
   int checks_done;
-  json_t *events;        /* [[type, data], ...] for the commit */
-  int ended;             /* the step ends the run */
+  json_t *events; /* [[type, data], ...] for the commit */
+  int ended;      /* the step ends the run */
   enum durin_run_status end_status;
   char end_reason[512];
   int cancel;
   char cancel_reason[256];
-  int resolve;           /* -1 none, 0 skip, 1 retry */
-  int step_counts;       /* a model response belongs to this commit */
-  int needs_human;       /* this commit stops the run for a human */
+  int resolve;     /* -1 none, 0 skip, 1 retry */
+  int step_counts; /* a model response belongs to this commit */
+  int needs_human; /* this commit stops the run for a human */
 
   /* Buffers handed out in actions. */
   struct durin_ledger_entry intent;
@@ -84,17 +84,17 @@ struct durin_harness {
 };
 
 static const char *const state_names[] = {
-    [DURIN_STEP_START] = "start",
-    [DURIN_STEP_IDLE] = "idle",
-    [DURIN_STEP_AWAIT_MODEL] = "await_model",
-    [DURIN_STEP_AWAIT_INTENT] = "await_intent",
-    [DURIN_STEP_DISPATCH] = "dispatch",
-    [DURIN_STEP_AWAIT_TOOL] = "await_tool",
-    [DURIN_STEP_AWAIT_OUTCOME] = "await_outcome",
-    [DURIN_STEP_AWAIT_CHECKS] = "await_checks",
-    [DURIN_STEP_COMMIT] = "commit",
-    [DURIN_STEP_AWAIT_COMMIT] = "await_commit",
-    [DURIN_STEP_ENDED] = "ended",
+  [DURIN_STEP_START] = "start",
+  [DURIN_STEP_IDLE] = "idle",
+  [DURIN_STEP_AWAIT_MODEL] = "await_model",
+  [DURIN_STEP_AWAIT_INTENT] = "await_intent",
+  [DURIN_STEP_DISPATCH] = "dispatch",
+  [DURIN_STEP_AWAIT_TOOL] = "await_tool",
+  [DURIN_STEP_AWAIT_OUTCOME] = "await_outcome",
+  [DURIN_STEP_AWAIT_CHECKS] = "await_checks",
+  [DURIN_STEP_COMMIT] = "commit",
+  [DURIN_STEP_AWAIT_COMMIT] = "await_commit",
+  [DURIN_STEP_ENDED] = "ended",
 };
 
 const char *durin_step_state_name(enum durin_step_state s)
@@ -145,10 +145,9 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
       return durin_err_set(err, DURIN_ESPEC, "unknown tool '%s'",
                            spec->tools[i].name);
     }
-    json_array_append_new(h->tools,
-                          json_pack("{s:s,s:s,s:o}", "name", def->name,
-                                    "description", def->desc, "parameters",
-                                    durin_tool_schema(def)));
+    json_array_append_new(
+        h->tools, json_pack("{s:s,s:s,s:o}", "name", def->name, "description",
+                            def->desc, "parameters", durin_tool_schema(def)));
   }
   *out = h;
   return 0;
@@ -309,10 +308,9 @@ static void window_compact(struct durin_harness *h)
     return;
   while (n - drop > limit / 2 || drop == 0) {
     drop++;
-    while (drop < n &&
-           !strcmp(json_string_value(json_object_get(
-                       json_array_get(h->msgs, drop), "role")),
-                   "tool"))
+    while (drop < n && !strcmp(json_string_value(json_object_get(
+                                   json_array_get(h->msgs, drop), "role")),
+                               "tool"))
       drop++;
     if (drop >= n)
       break;
@@ -356,8 +354,7 @@ static json_t *result_json(struct call *c, const struct durin_tool_result *r,
                    durin_effect_name(c->effect), "ok", r->ok, "output",
                    r->output ? r->output : "", "exit_code", r->exit_code,
                    "timed_out", r->timed_out, "truncated", r->truncated,
-                   "duration_ms", (json_int_t)r->duration_ms, "reused",
-                   reused);
+                   "duration_ms", (json_int_t)r->duration_ms, "reused", reused);
 }
 
 static void resolve_call(struct call *c, int ok, const char *output)
@@ -395,7 +392,7 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
   for (i = 0; i < h->ncalls; i++) {
     struct call *c = &h->calls[i];
     const struct durin_spec_tool *st;
-    struct durin_err err = {0};
+    struct durin_err err = { 0 };
     char *canon;
 
     c->tc = &h->resp.calls[i];
@@ -406,9 +403,9 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
       char msg[1200];
       int j, off;
 
-      off = snprintf(msg, sizeof(msg),
-                     "error: there is no tool named '%.100s'; available: ",
-                     c->tc->name);
+      off = snprintf(
+          msg, sizeof(msg),
+          "error: there is no tool named '%.100s'; available: ", c->tc->name);
       for (j = 0; j < h->spec->ntools && off < (int)sizeof(msg) - 40; j++)
         off += snprintf(msg + off, sizeof(msg) - (size_t)off, "%s%s",
                         j ? ", " : "", h->spec->tools[j].name);
@@ -416,8 +413,7 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
       continue;
     }
     if (durin_tool_args_parse(c->def, c->tc->args,
-                              (size_t)h->spec->max_arg_bytes, &c->args,
-                              &err)) {
+                              (size_t)h->spec->max_arg_bytes, &c->args, &err)) {
       char msg[700];
 
       snprintf(msg, sizeof(msg), "error: %s", err.msg);
@@ -442,8 +438,8 @@ static void model_request(struct durin_harness *h, struct durin_action *act)
   json_t *m = json_array();
 
   /* The goal is pinned at the head of every window. */
-  json_array_append_new(m, json_pack("{s:s,s:s}", "role", "user", "content",
-                                     h->spec->goal));
+  json_array_append_new(
+      m, json_pack("{s:s,s:s}", "role", "user", "content", h->spec->goal));
   json_array_extend(m, h->msgs);
   json_decref(h->req_msgs);
   h->req_msgs = m;
@@ -486,8 +482,8 @@ static void dispatch(struct durin_harness *h, int64_t now,
       }
       if (h->spec->nchecks == 0) {
         free(h->ck.summary);
-        h->ck.summary = strdup(
-            json_string_value(json_object_get(c->args, "summary")));
+        h->ck.summary =
+            strdup(json_string_value(json_object_get(c->args, "summary")));
         resolve_call(c, 1, "accepted (the spec has no acceptance checks)");
         end_run(h, DURIN_RUN_SUCCEEDED,
                 "the agent finished; no acceptance checks are configured");
@@ -596,23 +592,23 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     size_t at = json_array_size(h->events) &&
                         !strcmp(json_string_value(json_array_get(
                                     json_array_get(h->events, 0), 0)),
-                                "resumed")
-                    ? 1
-                    : 0;
+                                "resumed") ?
+                    1 :
+                    0;
 
     /* A complete step: the model response, then each call's result. */
     mr = durin_model_response_to_json(&h->resp);
-    json_object_set_new(mr, "cost_usd",
-                        json_real(durin_model_cost(&h->spec->model,
-                                                   h->resp.input_tokens,
-                                                   h->resp.output_tokens)));
+    json_object_set_new(
+        mr, "cost_usd",
+        json_real(durin_model_cost(&h->spec->model, h->resp.input_tokens,
+                                   h->resp.output_tokens)));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
-    json_array_insert_new(h->events, at, json_pack("[s,o]", "model_response",
-                                                   mr));
+    json_array_insert_new(h->events, at,
+                          json_pack("[s,o]", "model_response", mr));
     for (i = 0; i < (size_t)h->ncalls; i++)
-      json_array_insert_new(h->events, at + 1 + i,
-                            json_pack("[s,O]", "tool_result",
-                                      h->calls[i].result));
+      json_array_insert_new(
+          h->events, at + 1 + i,
+          json_pack("[s,O]", "tool_result", h->calls[i].result));
     if (!h->resp.ncalls && !h->ended)
       add_event(h, "user_message",
                 json_pack("{s:s}", "content",
@@ -623,9 +619,9 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     h->ck.turn++;
   }
   if (h->ended) {
-    json_t *fin = json_pack("{s:s,s:s}", "status",
-                            durin_run_status_name(h->end_status), "reason",
-                            h->end_reason);
+    json_t *fin =
+        json_pack("{s:s,s:s}", "status", durin_run_status_name(h->end_status),
+                  "reason", h->end_reason);
 
     if (h->ck.summary)
       json_object_set_new(fin, "summary", json_string(h->ck.summary));
@@ -636,7 +632,8 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   n = json_array_size(h->events);
   h->ev = calloc(n + 1, sizeof(*h->ev));
   h->ev_data = calloc(n + 1, sizeof(char *));
-  json_array_foreach(h->events, i, e) {
+  json_array_foreach(h->events, i, e)
+  {
     h->ev_data[i] = json_dumps(json_array_get(e, 1), JSON_COMPACT);
     h->ev[i].type = json_string_value(json_array_get(e, 0));
     h->ev[i].data = h->ev_data[i];
@@ -697,8 +694,7 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
   case DURIN_STEP_IDLE:
     if (h->cancel) {
       end_run(h, DURIN_RUN_CANCELLED, h->cancel_reason);
-      add_event(h, "cancelled", json_pack("{s:s}", "reason",
-                                          h->cancel_reason));
+      add_event(h, "cancelled", json_pack("{s:s}", "reason", h->cancel_reason));
       set_state(h, DURIN_STEP_COMMIT);
       do_commit_action(h, now, act);
       return;
@@ -796,8 +792,9 @@ int durin_harness_complete(struct durin_harness *h,
       return DURIN_ESTATE;
     h->ck.usage.retries += c->retries;
     end_run(h, DURIN_RUN_FAILED, c->error ? c->error : "model call failed");
-    add_event(h, "model_error", json_pack("{s:s,s:I}", "error", h->end_reason,
-                                          "retries", (json_int_t)c->retries));
+    add_event(h, "model_error",
+              json_pack("{s:s,s:I}", "error", h->end_reason, "retries",
+                        (json_int_t)c->retries));
     set_state(h, DURIN_STEP_COMMIT);
     return 0;
   case DURIN_DONE_INTENT:
@@ -846,9 +843,9 @@ int durin_harness_complete(struct durin_harness *h,
 
       all = all && r->ok;
       json_array_append_new(
-          res, json_pack("{s:s,s:b,s:i,s:b,s:s}", "name", r->name, "ok",
-                         r->ok, "exit_code", r->exit_code, "timed_out",
-                         r->timed_out, "output", r->output ? r->output : ""));
+          res, json_pack("{s:s,s:b,s:i,s:b,s:s}", "name", r->name, "ok", r->ok,
+                         "exit_code", r->exit_code, "timed_out", r->timed_out,
+                         "output", r->output ? r->output : ""));
       if (!r->ok)
         durin_buf_addf(&out, "check '%s' failed (%s %d):\n%s\n", r->name,
                        r->timed_out ? "timed out, exit" : "exit code",
@@ -880,8 +877,9 @@ int durin_harness_complete(struct durin_harness *h,
       struct durin_buf msg;
 
       durin_buf_init(&msg, 0);
-      durin_buf_addf(&msg, "not accepted (attempt %lld of %lld): fix the "
-                           "problems below and call finish again.\n%s",
+      durin_buf_addf(&msg,
+                     "not accepted (attempt %lld of %lld): fix the "
+                     "problems below and call finish again.\n%s",
                      (long long)h->ck.eval_attempts,
                      (long long)h->spec->max_eval_attempts, out.buf);
       resolve_call(cl, 0, msg.buf);
@@ -896,7 +894,8 @@ int durin_harness_complete(struct durin_harness *h,
     if (h->state != DURIN_STEP_AWAIT_COMMIT)
       return DURIN_ESTATE;
     /* The step is durable: its messages join the window with their seqs. */
-    json_array_foreach(h->events, i, e) {
+    json_array_foreach(h->events, i, e)
+    {
       if (i < h->nev)
         window_add_event(h, json_string_value(json_array_get(e, 0)),
                          json_array_get(e, 1), h->ev[i].seq);
@@ -921,8 +920,8 @@ int durin_harness_complete(struct durin_harness *h,
 
 int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                                const char *response,
-                               const struct durin_ledger_entry *entries,
-                               int n, struct durin_err *err)
+                               const struct durin_ledger_entry *entries, int n,
+                               struct durin_err *err)
 {
   json_error_t je;
   json_t *j;

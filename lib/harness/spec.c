@@ -15,26 +15,25 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-    "name",   "system", "goal",   "workspace",         "model",
-    "tools",  "checks", "budget", "max_eval_attempts", "limits",
-    "context", NULL,
+  "name",    "system", "goal",   "workspace",         "model",
+  "tools",   "checks", "budget", "max_eval_attempts", "limits",
+  "context", NULL,
 };
 static const char *const model_fields[] = {
-    "provider",   "name",        "base_url",   "api_key_env", "turns",
-    "script",     "price",       "timeout_s",  "max_retries", "max_tokens",
-    NULL,
+  "provider", "name",      "base_url",    "api_key_env", "turns", "script",
+  "price",    "timeout_s", "max_retries", "max_tokens",  NULL,
 };
-static const char *const price_fields[] = {"input_per_mtok", "output_per_mtok",
-                                           NULL};
-static const char *const tool_fields[] = {"name", "effect", NULL};
-static const char *const check_fields_[] = {"name", "run", "timeout_s", NULL};
+static const char *const price_fields[] = { "input_per_mtok", "output_per_mtok",
+                                            NULL };
+static const char *const tool_fields[] = { "name", "effect", NULL };
+static const char *const check_fields_[] = { "name", "run", "timeout_s", NULL };
 static const char *const budget_fields[] = {
-    "steps", "tokens", "dollars", "wall_clock_s", "tool_calls", NULL,
+  "steps", "tokens", "dollars", "wall_clock_s", "tool_calls", NULL,
 };
-static const char *const limits_fields[] = {"tool_timeout_s", "output_bytes",
-                                            "max_arg_bytes", NULL};
-static const char *const context_fields[] = {"max_messages", NULL};
-static const char *const providers[] = {"script", "openai", NULL};
+static const char *const limits_fields[] = { "tool_timeout_s", "output_bytes",
+                                             "max_arg_bytes", NULL };
+static const char *const context_fields[] = { "max_messages", NULL };
+static const char *const providers[] = { "script", "openai", NULL };
 
 const char *durin_effect_name(enum durin_effect e)
 {
@@ -92,7 +91,8 @@ static int check_fields(json_t *obj, const char *prefix,
   const char *key;
   json_t *v;
 
-  json_object_foreach(obj, key, v) {
+  json_object_foreach(obj, key, v)
+  {
     const char *best = NULL;
     size_t bestd = 3, d;
     int i, ok = 0;
@@ -226,8 +226,7 @@ static int resolve_path(const char *base_dir, const char *p, char **out)
 }
 
 /* Validates the assistant turns of the script provider. */
-static int check_turns(json_t *turns, const char *where,
-                       struct durin_err *err)
+static int check_turns(json_t *turns, const char *where, struct durin_err *err)
 {
   size_t i, j;
   json_t *t, *c;
@@ -235,7 +234,8 @@ static int check_turns(json_t *turns, const char *where,
   if (!json_is_array(turns))
     return durin_err_set(err, DURIN_ESPEC,
                          "%s must be an array of assistant turns", where);
-  json_array_foreach(turns, i, t) {
+  json_array_foreach(turns, i, t)
+  {
     json_t *calls, *rep;
     const char *key;
     json_t *v;
@@ -245,7 +245,8 @@ static int check_turns(json_t *turns, const char *where,
                            "%s[%zu] must be an object like {\"text\": ..., "
                            "\"tool_calls\": [...]}",
                            where, i);
-    json_object_foreach(t, key, v) {
+    json_object_foreach(t, key, v)
+    {
       if (strcmp(key, "text") && strcmp(key, "tool_calls") &&
           strcmp(key, "usage") && strcmp(key, "repeat"))
         return durin_err_set(err, DURIN_ESPEC,
@@ -261,7 +262,8 @@ static int check_turns(json_t *turns, const char *where,
     if (calls && !json_is_array(calls))
       return durin_err_set(err, DURIN_ESPEC,
                            "%s[%zu].tool_calls must be an array", where, i);
-    json_array_foreach(calls, j, c) {
+    json_array_foreach(calls, j, c)
+    {
       json_t *name = json_object_get(c, "name");
 
       if (!json_is_object(c) || !json_is_string(name))
@@ -401,9 +403,9 @@ static int parse_tools(json_t *root, struct durin_spec *s,
                        struct durin_err *err)
 {
   json_t *arr = json_object_get(root, "tools"), *t;
-  static const char *const all[] = {"bash",      "read_file",   "write_file",
-                                    "edit_file", "list_files",  "update_plan",
-                                    "finish",    NULL};
+  static const char *const all[] = { "bash",      "read_file",  "write_file",
+                                     "edit_file", "list_files", "update_plan",
+                                     "finish",    NULL };
   size_t i, n;
   int r, has_finish = 0;
 
@@ -425,7 +427,8 @@ static int parse_tools(json_t *root, struct durin_spec *s,
                          json_kind(arr));
   n = json_array_size(arr);
   s->tools = calloc(n + 1, sizeof(*s->tools));
-  json_array_foreach(arr, i, t) {
+  json_array_foreach(arr, i, t)
+  {
     struct durin_spec_tool *st = &s->tools[s->ntools];
     const struct durin_tool_def *def;
     char pre[32], *effect = NULL;
@@ -490,7 +493,8 @@ static int parse_checks(json_t *root, struct durin_spec *s,
                          "\"run\"} objects, not %s",
                          json_kind(arr));
   s->checks = calloc(json_array_size(arr) + 1, sizeof(*s->checks));
-  json_array_foreach(arr, i, c) {
+  json_array_foreach(arr, i, c)
+  {
     struct durin_spec_check *ck = &s->checks[s->nchecks];
     char pre[32];
 
@@ -549,8 +553,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
       (r = get_string(root, "system", "", 0, &s->system, err)) ||
       (r = get_string(root, "goal", "", 1, &s->goal, err)) ||
       (r = get_string(root, "workspace", "", 1, &ws, err)) ||
-      (r = get_int(root, "max_eval_attempts", "", 1, 1,
-                   &s->max_eval_attempts, err)))
+      (r = get_int(root, "max_eval_attempts", "", 1, 1, &s->max_eval_attempts,
+                   err)))
     goto out;
   if (resolve_path(base_dir, ws, &s->workspace)) {
     r = durin_err_set(err, DURIN_ESPEC,
@@ -562,16 +566,14 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
     goto out;
   if ((r = get_object(root, "budget", "", budget_fields, &o, err)))
     goto out;
-  if (o && ((r = get_int(o, "steps", "budget.", 0, 1, &s->budget.steps,
-                         err)) ||
-            (r = get_int(o, "tokens", "budget.", 0, 1, &s->budget.tokens,
-                         err)) ||
-            (r = get_number(o, "dollars", "budget.", &s->budget.dollars,
-                            err)) ||
-            (r = get_int(o, "wall_clock_s", "budget.", 0, 1000,
-                         &s->budget.wall_clock_ms, err)) ||
-            (r = get_int(o, "tool_calls", "budget.", 0, 1,
-                         &s->budget.tool_calls, err))))
+  if (o &&
+      ((r = get_int(o, "steps", "budget.", 0, 1, &s->budget.steps, err)) ||
+       (r = get_int(o, "tokens", "budget.", 0, 1, &s->budget.tokens, err)) ||
+       (r = get_number(o, "dollars", "budget.", &s->budget.dollars, err)) ||
+       (r = get_int(o, "wall_clock_s", "budget.", 0, 1000,
+                    &s->budget.wall_clock_ms, err)) ||
+       (r = get_int(o, "tool_calls", "budget.", 0, 1, &s->budget.tool_calls,
+                    err))))
     goto out;
   if ((r = get_object(root, "limits", "", limits_fields, &o, err)))
     goto out;
@@ -694,22 +696,19 @@ char *durin_spec_dump(const struct durin_spec *s)
   if (s->model.turns)
     json_object_set(m, "turns", s->model.turns);
   if (s->model.price.set)
-    json_object_set_new(m, "price",
-                        json_pack("{s:f,s:f}", "input_per_mtok",
-                                  s->model.price.input_per_mtok,
-                                  "output_per_mtok",
-                                  s->model.price.output_per_mtok));
-  json_object_set_new(m, "timeout_s",
-                      json_integer(s->model.timeout_ms / 1000));
+    json_object_set_new(
+        m, "price",
+        json_pack("{s:f,s:f}", "input_per_mtok", s->model.price.input_per_mtok,
+                  "output_per_mtok", s->model.price.output_per_mtok));
+  json_object_set_new(m, "timeout_s", json_integer(s->model.timeout_ms / 1000));
   json_object_set_new(m, "max_retries", json_integer(s->model.max_retries));
   if (s->model.max_tokens)
     json_object_set_new(m, "max_tokens", json_integer(s->model.max_tokens));
   json_object_set_new(root, "model", m);
   for (i = 0; i < s->ntools; i++)
-    json_array_append_new(tools,
-                          json_pack("{s:s,s:s}", "name", s->tools[i].name,
-                                    "effect",
-                                    durin_effect_name(s->tools[i].effect)));
+    json_array_append_new(
+        tools, json_pack("{s:s,s:s}", "name", s->tools[i].name, "effect",
+                         durin_effect_name(s->tools[i].effect)));
   json_object_set_new(root, "tools", tools);
   for (i = 0; i < s->nchecks; i++)
     json_array_append_new(
@@ -721,20 +720,19 @@ char *durin_spec_dump(const struct durin_spec *s)
                       json_integer(s->max_eval_attempts));
   json_object_set_new(
       root, "budget",
-      json_pack("{s:I,s:I,s:f,s:I,s:I}", "steps",
-                (json_int_t)s->budget.steps, "tokens",
-                (json_int_t)s->budget.tokens, "dollars", s->budget.dollars,
-                "wall_clock_s", (json_int_t)(s->budget.wall_clock_ms / 1000),
-                "tool_calls", (json_int_t)s->budget.tool_calls));
+      json_pack("{s:I,s:I,s:f,s:I,s:I}", "steps", (json_int_t)s->budget.steps,
+                "tokens", (json_int_t)s->budget.tokens, "dollars",
+                s->budget.dollars, "wall_clock_s",
+                (json_int_t)(s->budget.wall_clock_ms / 1000), "tool_calls",
+                (json_int_t)s->budget.tool_calls));
+  json_object_set_new(root, "limits",
+                      json_pack("{s:I,s:I,s:I}", "tool_timeout_s",
+                                (json_int_t)(s->tool_timeout_ms / 1000),
+                                "output_bytes", (json_int_t)s->output_cap,
+                                "max_arg_bytes", (json_int_t)s->max_arg_bytes));
   json_object_set_new(
-      root, "limits",
-      json_pack("{s:I,s:I,s:I}", "tool_timeout_s",
-                (json_int_t)(s->tool_timeout_ms / 1000), "output_bytes",
-                (json_int_t)s->output_cap, "max_arg_bytes",
-                (json_int_t)s->max_arg_bytes));
-  json_object_set_new(root, "context",
-                      json_pack("{s:I}", "max_messages",
-                                (json_int_t)s->context_messages));
+      root, "context",
+      json_pack("{s:I}", "max_messages", (json_int_t)s->context_messages));
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return out;

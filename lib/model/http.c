@@ -41,9 +41,9 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
       v = s->ra_len - 1;
     memcpy(s->retry_after, p + 12, v);
     s->retry_after[v] = '\0';
-    while (v > 0 && (s->retry_after[v - 1] == '\r' ||
-                     s->retry_after[v - 1] == '\n' ||
-                     s->retry_after[v - 1] == ' '))
+    while (v > 0 &&
+           (s->retry_after[v - 1] == '\r' || s->retry_after[v - 1] == '\n' ||
+            s->retry_after[v - 1] == ' '))
       s->retry_after[--v] = '\0';
   }
   return len;
@@ -54,7 +54,7 @@ int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
                     char *retry_after, size_t ra_len, struct durin_err *err)
 {
   struct curl_slist *hdrs = NULL;
-  struct sink s = {body, retry_after, ra_len, 0};
+  struct sink s = { body, retry_after, ra_len, 0 };
   char ebuf[CURL_ERROR_SIZE] = "";
   CURL *c = curl_easy_init();
   CURLcode rc;

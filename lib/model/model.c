@@ -13,9 +13,9 @@
 #include "model/providers.h"
 
 static const struct durin_provider *const providers[] = {
-    &durin__provider_script,
-    &durin__provider_openai,
-    NULL,
+  &durin__provider_script,
+  &durin__provider_openai,
+  NULL,
 };
 
 const struct durin_provider *durin_provider_find(const char *name)
@@ -64,10 +64,9 @@ json_t *durin_model_response_to_json(const struct durin_model_response *r)
 
   json_object_set_new(j, "text", r->text ? json_string(r->text) : json_null());
   for (i = 0; i < r->ncalls; i++)
-    json_array_append_new(calls, json_pack("{s:s,s:s,s:s}", "id",
-                                           r->calls[i].id, "name",
-                                           r->calls[i].name, "arguments",
-                                           r->calls[i].args));
+    json_array_append_new(
+        calls, json_pack("{s:s,s:s,s:s}", "id", r->calls[i].id, "name",
+                         r->calls[i].name, "arguments", r->calls[i].args));
   json_object_set_new(j, "tool_calls", calls);
   json_object_set_new(j, "input_tokens", json_integer(r->input_tokens));
   json_object_set_new(j, "output_tokens", json_integer(r->output_tokens));
@@ -98,7 +97,8 @@ int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
   r->input_tokens = json_integer_value(json_object_get(j, "input_tokens"));
   r->output_tokens = json_integer_value(json_object_get(j, "output_tokens"));
   r->calls = calloc(json_array_size(calls) + 1, sizeof(*r->calls));
-  json_array_foreach(calls, i, c) {
+  json_array_foreach(calls, i, c)
+  {
     struct durin_tool_call *tc = &r->calls[r->ncalls++];
 
     tc->id = dup_or_null(json_object_get(c, "id"));
@@ -106,8 +106,10 @@ int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
     tc->args = dup_or_null(json_object_get(c, "arguments"));
     if (!tc->id || !tc->name || !tc->args) {
       durin_model_response_clear(r);
-      return durin_err_set(err, DURIN_EPARSE, "stored tool call %zu is "
-                                              "incomplete", i);
+      return durin_err_set(err, DURIN_EPARSE,
+                           "stored tool call %zu is "
+                           "incomplete",
+                           i);
     }
   }
   return 0;
@@ -195,8 +197,8 @@ int durin_model_call(const struct durin_model_request *req,
     int64_t delay;
 
     durin_buf_reset(&body);
-    r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body,
-                        ra, sizeof(ra), err);
+    r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body, ra,
+                        sizeof(ra), err);
     if (!r && status >= 200 && status < 300) {
       r = p->parse(req, status, body.buf, body.len, out, err);
       break;
@@ -205,8 +207,7 @@ int durin_model_call(const struct durin_model_request *req,
       /* 4xx other than 429: retrying cannot help. */
       r = p->parse(req, status, body.buf, body.len, out, err);
       if (!r)
-        r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld",
-                          status);
+        r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld", status);
       break;
     }
     if (r && r != DURIN_ERETRY && r != DURIN_ETIMEDOUT)
@@ -223,9 +224,8 @@ int durin_model_call(const struct durin_model_request *req,
       break;
     }
     (*retries_left)--;
-    delay = durin_backoff_ms(attempt,
-                             durin_retry_after_parse(ra, durin_now_ms()),
-                             rnd01());
+    delay = durin_backoff_ms(
+        attempt, durin_retry_after_parse(ra, durin_now_ms()), rnd01());
     if (on_retry)
       on_retry(arg, attempt + 1, delay, why);
     stats->retries++;

@@ -18,9 +18,10 @@ static json_t *wire_messages(const struct durin_model_request *req)
   size_t i;
 
   if (req->system)
-    json_array_append_new(out, json_pack("{s:s,s:s}", "role", "system",
-                                         "content", req->system));
-  json_array_foreach(req->messages, i, m) {
+    json_array_append_new(
+        out, json_pack("{s:s,s:s}", "role", "system", "content", req->system));
+  json_array_foreach(req->messages, i, m)
+  {
     const char *role = json_string_value(json_object_get(m, "role"));
     json_t *w = json_object(), *calls = json_object_get(m, "tool_calls");
 
@@ -31,24 +32,23 @@ static json_t *wire_messages(const struct durin_model_request *req)
       json_t *wc = json_array(), *c;
       size_t j;
 
-      json_array_foreach(calls, j, c)
-        json_array_append_new(
-            wc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id",
-                          json_object_get(c, "id"), "type", "function",
-                          "function", "name", json_object_get(c, "name"),
-                          "arguments", json_object_get(c, "arguments")));
+      json_array_foreach(calls, j, c) json_array_append_new(
+          wc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", json_object_get(c, "id"),
+                        "type", "function", "function", "name",
+                        json_object_get(c, "name"), "arguments",
+                        json_object_get(c, "arguments")));
       json_object_set_new(w, "tool_calls", wc);
       /* An assistant turn with only tool calls has null content. */
-      json_object_set(w, "content", json_is_string(json_object_get(
-                                        m, "content"))
-                                        ? json_object_get(m, "content")
-                                        : json_null());
+      json_object_set(w, "content",
+                      json_is_string(json_object_get(m, "content")) ?
+                          json_object_get(m, "content") :
+                          json_null());
     } else {
       json_t *content = json_object_get(m, "content");
 
-      json_object_set_new(w, "content", json_is_string(content)
-                                            ? json_incref(content)
-                                            : json_string(""));
+      json_object_set_new(w, "content",
+                          json_is_string(content) ? json_incref(content) :
+                                                    json_string(""));
     }
     json_array_append_new(out, w);
   }
@@ -64,12 +64,11 @@ static int openai_build(const struct durin_model_request *req,
   size_t i, n = strlen(cfg->base_url);
   char hdr[1024];
 
-  json_array_foreach(req->tools, i, t)
-    json_array_append_new(
-        tools, json_pack("{s:s,s:{s:O,s:O,s:O}}", "type", "function",
-                         "function", "name", json_object_get(t, "name"),
-                         "description", json_object_get(t, "description"),
-                         "parameters", json_object_get(t, "parameters")));
+  json_array_foreach(req->tools, i, t) json_array_append_new(
+      tools, json_pack("{s:s,s:{s:O,s:O,s:O}}", "type", "function", "function",
+                       "name", json_object_get(t, "name"), "description",
+                       json_object_get(t, "description"), "parameters",
+                       json_object_get(t, "parameters")));
   body = json_pack("{s:s,s:o}", "model", cfg->name, "messages",
                    wire_messages(req));
   if (json_array_size(tools))
@@ -97,8 +96,7 @@ static int openai_build(const struct durin_model_request *req,
 
 static int openai_parse(const struct durin_model_request *req, long status,
                         const char *body, size_t len,
-                        struct durin_model_response *out,
-                        struct durin_err *err)
+                        struct durin_model_response *out, struct durin_err *err)
 {
   json_t *root, *choice, *msg, *calls, *c, *usage, *content;
   json_error_t je;
@@ -114,14 +112,14 @@ static int openai_parse(const struct durin_model_request *req, long status,
     r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
                       status, m ? m : "(no error message)",
                       status == 401 ? " (check the API key variable named "
-                                      "by model.api_key_env)"
-                                    : "");
+                                      "by model.api_key_env)" :
+                                      "");
     goto out;
   }
   if (!root) {
     r = durin_err_set(err, DURIN_EMODEL,
-                      "model response is not JSON (%s at position %d)",
-                      je.text, je.position);
+                      "model response is not JSON (%s at position %d)", je.text,
+                      je.position);
     goto out;
   }
   choice = json_array_get(json_object_get(root, "choices"), 0);
@@ -136,7 +134,8 @@ static int openai_parse(const struct durin_model_request *req, long status,
     out->text = strdup(json_string_value(content));
   calls = json_object_get(msg, "tool_calls");
   out->calls = calloc(json_array_size(calls) + 1, sizeof(*out->calls));
-  json_array_foreach(calls, i, c) {
+  json_array_foreach(calls, i, c)
+  {
     json_t *fn = json_object_get(c, "function");
     const char *id = json_string_value(json_object_get(c, "id"));
     const char *name = json_string_value(json_object_get(fn, "name"));
@@ -152,15 +151,15 @@ static int openai_parse(const struct durin_model_request *req, long status,
     tc->args = strdup(args ? args : "");
   }
   usage = json_object_get(root, "usage");
-  out->input_tokens = json_integer_value(json_object_get(usage,
-                                                         "prompt_tokens"));
-  out->output_tokens = json_integer_value(
-      json_object_get(usage, "completion_tokens"));
+  out->input_tokens =
+      json_integer_value(json_object_get(usage, "prompt_tokens"));
+  out->output_tokens =
+      json_integer_value(json_object_get(usage, "completion_tokens"));
   if (json_is_string(json_object_get(root, "model")))
     out->model = strdup(json_string_value(json_object_get(root, "model")));
   if (json_is_string(json_object_get(choice, "finish_reason")))
-    out->finish_reason = strdup(
-        json_string_value(json_object_get(choice, "finish_reason")));
+    out->finish_reason =
+        strdup(json_string_value(json_object_get(choice, "finish_reason")));
 out:
   (void)req;
   json_decref(root);
@@ -170,7 +169,7 @@ out:
 }
 
 const struct durin_provider durin__provider_openai = {
-    .name = "openai",
-    .build = openai_build,
-    .parse = openai_parse,
+  .name = "openai",
+  .build = openai_build,
+  .parse = openai_parse,
 };

@@ -20,7 +20,8 @@ static int script_answer(const struct durin_model_request *req,
   size_t i;
 
   memset(out, 0, sizeof(*out));
-  json_array_foreach(turns, i, t) {
+  json_array_foreach(turns, i, t)
+  {
     json_t *rep = json_object_get(t, "repeat");
     int64_t n = rep ? json_integer_value(rep) : 1;
 
@@ -38,7 +39,8 @@ static int script_answer(const struct durin_model_request *req,
     out->text = strdup(json_string_value(json_object_get(t, "text")));
   calls = json_object_get(t, "tool_calls");
   out->calls = calloc(json_array_size(calls) + 1, sizeof(*out->calls));
-  json_array_foreach(calls, i, c) {
+  json_array_foreach(calls, i, c)
+  {
     struct durin_tool_call *tc = &out->calls[out->ncalls++];
     json_t *args = json_object_get(c, "arguments");
     char id[64];
@@ -54,16 +56,16 @@ static int script_answer(const struct durin_model_request *req,
       tc->args = strdup("{}");
   }
   usage = json_object_get(t, "usage");
-  out->input_tokens = json_integer_value(json_object_get(usage,
-                                                         "input_tokens"));
-  out->output_tokens = json_integer_value(json_object_get(usage,
-                                                          "output_tokens"));
+  out->input_tokens =
+      json_integer_value(json_object_get(usage, "input_tokens"));
+  out->output_tokens =
+      json_integer_value(json_object_get(usage, "output_tokens"));
   out->model = strdup("script");
   out->finish_reason = strdup(out->ncalls ? "tool_calls" : "stop");
   return 0;
 }
 
 const struct durin_provider durin__provider_script = {
-    .name = "script",
-    .answer = script_answer,
+  .name = "script",
+  .answer = script_answer,
 };

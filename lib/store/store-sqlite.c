@@ -19,11 +19,11 @@
 #include "durin/util.h"
 #include "store/backends.h"
 
-#define RUN_COLS                                                               \
-  "id, name, spec, model, workspace, reason, lease_owner, status, "            \
-  "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "             \
-  "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "             \
-  "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
+#define RUN_COLS                                                   \
+ "id, name, spec, model, workspace, reason, lease_owner, status, " \
+ "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "  \
+ "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "  \
+ "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
 
 /* Statements prepared once per connection. */
 enum {
@@ -41,46 +41,46 @@ enum {
 };
 
 static const char *const stmt_sql[ST__COUNT] = {
-    [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
-                 "WHERE id = ?1 AND lease_epoch = ?2",
-    [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2 "
-                       "WHERE id = ?1 RETURNING last_seq",
-    [ST_EVENT_INSERT] = "INSERT INTO events(run_id, seq, ts_ms, step, type, "
-                        "data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_CKPT_PUT] = "INSERT INTO checkpoints(run_id, step, data) "
-                    "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
-                    "step = excluded.step, data = excluded.data",
-    [ST_LEDGER_INTENT] =
-        "INSERT INTO ledger(run_id, step, call_idx, call_id, tool, effect, "
-        "args_hash, idem_key, args, done, intent_ms) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
-    [ST_LEDGER_OUTCOME] = "UPDATE ledger SET done = 1, outcome = ?4, "
-                          "outcome_ms = ?5 WHERE run_id = ?1 AND step = ?2 "
-                          "AND call_idx = ?3",
-    [ST_PENDING_PUT] = "INSERT INTO pending(run_id, step, response) "
-                       "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
-                       "step = excluded.step, response = excluded.response",
-    [ST_PENDING_CLEAR] = "DELETE FROM pending WHERE run_id = ?1",
-    /* One statement with "unchanged" encoded as NULL parameters. */
-    [ST_RUN_UPDATE] =
-        "UPDATE runs SET updated_ms = ?2,"
-        " status = coalesce(?3, status),"
-        " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
-        "ELSE ?4 END,"
-        " started_ms = coalesce(?5, started_ms),"
-        " finished_ms = coalesce(?6, finished_ms),"
-        " lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,"
-        " lease_expires_ms = CASE WHEN ?7 THEN NULL ELSE lease_expires_ms "
-        "END,"
-        " steps = coalesce(?8, steps),"
-        " input_tokens = coalesce(?9, input_tokens),"
-        " output_tokens = coalesce(?10, output_tokens),"
-        " model_calls = coalesce(?11, model_calls),"
-        " tool_calls = coalesce(?12, tool_calls),"
-        " retries = coalesce(?13, retries),"
-        " cost_usd = coalesce(?14, cost_usd)"
-        " WHERE id = ?1",
-    [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
+  [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
+               "WHERE id = ?1 AND lease_epoch = ?2",
+  [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2 "
+                     "WHERE id = ?1 RETURNING last_seq",
+  [ST_EVENT_INSERT] = "INSERT INTO events(run_id, seq, ts_ms, step, type, "
+                      "data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+  [ST_CKPT_PUT] = "INSERT INTO checkpoints(run_id, step, data) "
+                  "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
+                  "step = excluded.step, data = excluded.data",
+  [ST_LEDGER_INTENT] =
+      "INSERT INTO ledger(run_id, step, call_idx, call_id, tool, effect, "
+      "args_hash, idem_key, args, done, intent_ms) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
+  [ST_LEDGER_OUTCOME] = "UPDATE ledger SET done = 1, outcome = ?4, "
+                        "outcome_ms = ?5 WHERE run_id = ?1 AND step = ?2 "
+                        "AND call_idx = ?3",
+  [ST_PENDING_PUT] = "INSERT INTO pending(run_id, step, response) "
+                     "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
+                     "step = excluded.step, response = excluded.response",
+  [ST_PENDING_CLEAR] = "DELETE FROM pending WHERE run_id = ?1",
+  /* One statement with "unchanged" encoded as NULL parameters. */
+  [ST_RUN_UPDATE] =
+      "UPDATE runs SET updated_ms = ?2,"
+      " status = coalesce(?3, status),"
+      " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
+      "ELSE ?4 END,"
+      " started_ms = coalesce(?5, started_ms),"
+      " finished_ms = coalesce(?6, finished_ms),"
+      " lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,"
+      " lease_expires_ms = CASE WHEN ?7 THEN NULL ELSE lease_expires_ms "
+      "END,"
+      " steps = coalesce(?8, steps),"
+      " input_tokens = coalesce(?9, input_tokens),"
+      " output_tokens = coalesce(?10, output_tokens),"
+      " model_calls = coalesce(?11, model_calls),"
+      " tool_calls = coalesce(?12, tool_calls),"
+      " retries = coalesce(?13, retries),"
+      " cost_usd = coalesce(?14, cost_usd)"
+      " WHERE id = ?1",
+  [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
 };
 
 struct sq {
@@ -95,69 +95,69 @@ struct sq {
  * have run. Never edit a shipped entry: append a new one.
  */
 static const char *const migrations[] = {
-    /* 1: the first schema. */
-    "CREATE TABLE runs("
-    "  id TEXT PRIMARY KEY,"
-    "  name TEXT NOT NULL,"
-    "  status TEXT NOT NULL,"
-    "  reason TEXT,"
-    "  spec TEXT NOT NULL,"
-    "  model TEXT NOT NULL,"
-    "  workspace TEXT NOT NULL,"
-    "  created_ms INTEGER NOT NULL,"
-    "  started_ms INTEGER,"
-    "  updated_ms INTEGER NOT NULL,"
-    "  finished_ms INTEGER,"
-    "  lease_owner TEXT,"
-    "  lease_epoch INTEGER NOT NULL DEFAULT 0,"
-    "  lease_expires_ms INTEGER,"
-    "  attempt INTEGER NOT NULL DEFAULT 0,"
-    "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
-    "  last_seq INTEGER NOT NULL DEFAULT 0,"
-    "  steps INTEGER NOT NULL DEFAULT 0,"
-    "  input_tokens INTEGER NOT NULL DEFAULT 0,"
-    "  output_tokens INTEGER NOT NULL DEFAULT 0,"
-    "  model_calls INTEGER NOT NULL DEFAULT 0,"
-    "  tool_calls INTEGER NOT NULL DEFAULT 0,"
-    "  retries INTEGER NOT NULL DEFAULT 0,"
-    "  cost_usd REAL NOT NULL DEFAULT 0"
-    ");"
-    "CREATE INDEX runs_status ON runs(status, created_ms);"
-    "CREATE TABLE events("
-    "  run_id TEXT NOT NULL,"
-    "  seq INTEGER NOT NULL,"
-    "  ts_ms INTEGER NOT NULL,"
-    "  step INTEGER NOT NULL,"
-    "  type TEXT NOT NULL,"
-    "  data TEXT NOT NULL,"
-    "  PRIMARY KEY(run_id, seq)"
-    ") WITHOUT ROWID;"
-    "CREATE TABLE checkpoints("
-    "  run_id TEXT PRIMARY KEY,"
-    "  step INTEGER NOT NULL,"
-    "  data TEXT NOT NULL"
-    ");"
-    "CREATE TABLE ledger("
-    "  run_id TEXT NOT NULL,"
-    "  step INTEGER NOT NULL,"
-    "  call_idx INTEGER NOT NULL,"
-    "  call_id TEXT NOT NULL,"
-    "  tool TEXT NOT NULL,"
-    "  effect TEXT NOT NULL,"
-    "  args_hash TEXT NOT NULL,"
-    "  idem_key TEXT NOT NULL,"
-    "  args TEXT NOT NULL,"
-    "  done INTEGER NOT NULL,"
-    "  outcome TEXT,"
-    "  intent_ms INTEGER NOT NULL,"
-    "  outcome_ms INTEGER,"
-    "  PRIMARY KEY(run_id, step, call_idx)"
-    ");"
-    "CREATE TABLE pending("
-    "  run_id TEXT PRIMARY KEY,"
-    "  step INTEGER NOT NULL,"
-    "  response TEXT NOT NULL"
-    ");",
+  /* 1: the first schema. */
+  "CREATE TABLE runs("
+  "  id TEXT PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  status TEXT NOT NULL,"
+  "  reason TEXT,"
+  "  spec TEXT NOT NULL,"
+  "  model TEXT NOT NULL,"
+  "  workspace TEXT NOT NULL,"
+  "  created_ms INTEGER NOT NULL,"
+  "  started_ms INTEGER,"
+  "  updated_ms INTEGER NOT NULL,"
+  "  finished_ms INTEGER,"
+  "  lease_owner TEXT,"
+  "  lease_epoch INTEGER NOT NULL DEFAULT 0,"
+  "  lease_expires_ms INTEGER,"
+  "  attempt INTEGER NOT NULL DEFAULT 0,"
+  "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+  "  last_seq INTEGER NOT NULL DEFAULT 0,"
+  "  steps INTEGER NOT NULL DEFAULT 0,"
+  "  input_tokens INTEGER NOT NULL DEFAULT 0,"
+  "  output_tokens INTEGER NOT NULL DEFAULT 0,"
+  "  model_calls INTEGER NOT NULL DEFAULT 0,"
+  "  tool_calls INTEGER NOT NULL DEFAULT 0,"
+  "  retries INTEGER NOT NULL DEFAULT 0,"
+  "  cost_usd REAL NOT NULL DEFAULT 0"
+  ");"
+  "CREATE INDEX runs_status ON runs(status, created_ms);"
+  "CREATE TABLE events("
+  "  run_id TEXT NOT NULL,"
+  "  seq INTEGER NOT NULL,"
+  "  ts_ms INTEGER NOT NULL,"
+  "  step INTEGER NOT NULL,"
+  "  type TEXT NOT NULL,"
+  "  data TEXT NOT NULL,"
+  "  PRIMARY KEY(run_id, seq)"
+  ") WITHOUT ROWID;"
+  "CREATE TABLE checkpoints("
+  "  run_id TEXT PRIMARY KEY,"
+  "  step INTEGER NOT NULL,"
+  "  data TEXT NOT NULL"
+  ");"
+  "CREATE TABLE ledger("
+  "  run_id TEXT NOT NULL,"
+  "  step INTEGER NOT NULL,"
+  "  call_idx INTEGER NOT NULL,"
+  "  call_id TEXT NOT NULL,"
+  "  tool TEXT NOT NULL,"
+  "  effect TEXT NOT NULL,"
+  "  args_hash TEXT NOT NULL,"
+  "  idem_key TEXT NOT NULL,"
+  "  args TEXT NOT NULL,"
+  "  done INTEGER NOT NULL,"
+  "  outcome TEXT,"
+  "  intent_ms INTEGER NOT NULL,"
+  "  outcome_ms INTEGER,"
+  "  PRIMARY KEY(run_id, step, call_idx)"
+  ");"
+  "CREATE TABLE pending("
+  "  run_id TEXT PRIMARY KEY,"
+  "  step INTEGER NOT NULL,"
+  "  response TEXT NOT NULL"
+  ");",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -281,8 +281,10 @@ static int sq_open(const char *rest, const struct durin_store_opts *o,
            o->sync_full ? "FULL" : "NORMAL");
   r = exec_sql(q, pragmas, err);
   if (r) {
-    durin_err_prefix(err, "cannot open store 'sqlite:%s' (is the directory "
-                          "writable?)", rest);
+    durin_err_prefix(err,
+                     "cannot open store 'sqlite:%s' (is the directory "
+                     "writable?)",
+                     rest);
     goto out;
   }
   r = migrate(q, err);
@@ -411,8 +413,7 @@ static int sq_run_resolve(void *impl, const char *prefix, char id[32],
                       "no run '%s' in this store (see 'durin ls')", prefix);
   else if (n > 1)
     r = durin_err_set(err, DURIN_EINVAL,
-                      "run id '%s' is ambiguous: give more characters",
-                      prefix);
+                      "run id '%s' is ambiguous: give more characters", prefix);
   sqlite3_finalize(st);
   return r;
 }
@@ -476,8 +477,8 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
     *epoch = (uint64_t)sqlite3_column_int64(st, 0);
     rc = sqlite3_step(st);
   } else if (rc == SQLITE_DONE) {
-    r = durin_err_set(err, DURIN_ESTATE,
-                      "run '%s' has ended or does not exist", id);
+    r = durin_err_set(err, DURIN_ESTATE, "run '%s' has ended or does not exist",
+                      id);
   }
   if (!r && rc != SQLITE_DONE)
     r = sq_fail(q, err, "claiming run");
@@ -590,9 +591,9 @@ static int sq_events_append(void *txn, const char *run_id,
   rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? durin_err_set(err, DURIN_ENOTFOUND,
-                                             "no run '%s'", run_id)
-                             : sq_fail(q, err, "reserving event sequence");
+    return rc == SQLITE_DONE ?
+               durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", run_id) :
+               sq_fail(q, err, "reserving event sequence");
   }
   last = sqlite3_column_int64(st, 0);
   step_done(q, st, "reserving event sequence", NULL);
@@ -692,8 +693,8 @@ static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
   r = step_done(q, st, "recording ledger outcome", err);
   if (!r && sqlite3_changes(q->db) == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND,
-                      "no ledger intent for run '%s' step %lld call %d",
-                      run_id, (long long)step, call_idx);
+                      "no ledger intent for run '%s' step %lld call %d", run_id,
+                      (long long)step, call_idx);
   return r;
 }
 
@@ -864,29 +865,29 @@ static int64_t sq_size_bytes(void *impl)
 }
 
 const struct durin_store_ops durin__store_sqlite_ops = {
-    .scheme = "sqlite",
-    .open = sq_open,
-    .close = sq_close,
-    .run_create = sq_run_create,
-    .run_get = sq_run_get,
-    .run_resolve = sq_run_resolve,
-    .run_list = sq_run_list,
-    .run_claim = sq_run_claim,
-    .run_request_cancel = sq_run_request_cancel,
-    .txn_begin = sq_txn_begin,
-    .txn_commit = sq_txn_commit,
-    .txn_rollback = sq_txn_rollback,
-    .txn_fence = sq_txn_fence,
-    .events_append = sq_events_append,
-    .checkpoint_put = sq_checkpoint_put,
-    .run_update = sq_run_update,
-    .ledger_intent = sq_ledger_intent,
-    .ledger_outcome = sq_ledger_outcome,
-    .pending_put = sq_pending_put,
-    .pending_clear = sq_pending_clear,
-    .events_read = sq_events_read,
-    .checkpoint_get = sq_checkpoint_get,
-    .ledger_read = sq_ledger_read,
-    .pending_get = sq_pending_get,
-    .size_bytes = sq_size_bytes,
+  .scheme = "sqlite",
+  .open = sq_open,
+  .close = sq_close,
+  .run_create = sq_run_create,
+  .run_get = sq_run_get,
+  .run_resolve = sq_run_resolve,
+  .run_list = sq_run_list,
+  .run_claim = sq_run_claim,
+  .run_request_cancel = sq_run_request_cancel,
+  .txn_begin = sq_txn_begin,
+  .txn_commit = sq_txn_commit,
+  .txn_rollback = sq_txn_rollback,
+  .txn_fence = sq_txn_fence,
+  .events_append = sq_events_append,
+  .checkpoint_put = sq_checkpoint_put,
+  .run_update = sq_run_update,
+  .ledger_intent = sq_ledger_intent,
+  .ledger_outcome = sq_ledger_outcome,
+  .pending_put = sq_pending_put,
+  .pending_clear = sq_pending_clear,
+  .events_read = sq_events_read,
+  .checkpoint_get = sq_checkpoint_get,
+  .ledger_read = sq_ledger_read,
+  .pending_get = sq_pending_get,
+  .size_bytes = sq_size_bytes,
 };

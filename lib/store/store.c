@@ -11,8 +11,8 @@
 #include "store/backends.h"
 
 static const struct durin_store_ops *const backends[] = {
-    &durin__store_sqlite_ops,
-    NULL,
+  &durin__store_sqlite_ops,
+  NULL,
 };
 
 struct durin_store {
@@ -28,17 +28,17 @@ struct durin_txn {
 };
 
 static const char *const status_names[DURIN_RUN__COUNT] = {
-    [DURIN_RUN_QUEUED] = "queued",
-    [DURIN_RUN_RUNNING] = "running",
-    [DURIN_RUN_WAITING_APPROVAL] = "waiting_approval",
-    [DURIN_RUN_SLEEPING] = "sleeping",
-    [DURIN_RUN_EVALUATING] = "evaluating",
-    [DURIN_RUN_PAUSED] = "paused",
-    [DURIN_RUN_NEEDS_HUMAN] = "needs_human",
-    [DURIN_RUN_SUCCEEDED] = "succeeded",
-    [DURIN_RUN_FAILED] = "failed",
-    [DURIN_RUN_CANCELLED] = "cancelled",
-    [DURIN_RUN_BUDGET_EXCEEDED] = "budget_exceeded",
+  [DURIN_RUN_QUEUED] = "queued",
+  [DURIN_RUN_RUNNING] = "running",
+  [DURIN_RUN_WAITING_APPROVAL] = "waiting_approval",
+  [DURIN_RUN_SLEEPING] = "sleeping",
+  [DURIN_RUN_EVALUATING] = "evaluating",
+  [DURIN_RUN_PAUSED] = "paused",
+  [DURIN_RUN_NEEDS_HUMAN] = "needs_human",
+  [DURIN_RUN_SUCCEEDED] = "succeeded",
+  [DURIN_RUN_FAILED] = "failed",
+  [DURIN_RUN_CANCELLED] = "cancelled",
+  [DURIN_RUN_BUDGET_EXCEEDED] = "budget_exceeded",
 };
 
 const char *durin_run_status_name(enum durin_run_status s)

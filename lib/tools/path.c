@@ -97,8 +97,8 @@ int durin_path_mkparents(int dirfd, const char *path, struct durin_err *err)
     next = openat2_beneath(cur, p, O_PATH | O_DIRECTORY, 0);
     if (next < 0 && errno == ENOENT) {
       if (mkdirat(cur, p, 0755) < 0 && errno != EEXIST) {
-        r = durin_err_set(err, DURIN_EIO, "cannot create directory '%s': %s",
-                          p, strerror(errno));
+        r = durin_err_set(err, DURIN_EIO, "cannot create directory '%s': %s", p,
+                          strerror(errno));
         break;
       }
       next = openat2_beneath(cur, p, O_PATH | O_DIRECTORY, 0);

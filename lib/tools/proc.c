@@ -27,7 +27,7 @@
 
 static void set_limit(int res, rlim_t v)
 {
-  struct rlimit rl = {v, v};
+  struct rlimit rl = { v, v };
   struct rlimit cur;
 
   /* Never raise a limit the host already set lower. */

@@ -13,18 +13,16 @@ static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
   json_t *t = json_object_get(args, "timeout_s");
   int64_t timeout = ctx->timeout_ms;
   char key[256];
-  const char *env[2] = {key, NULL};
+  const char *env[2] = { key, NULL };
   struct durin_tool_result r;
   char *text;
   size_t n;
 
-  if (t && json_integer_value(t) > 0 &&
-      json_integer_value(t) * 1000 < timeout)
+  if (t && json_integer_value(t) > 0 && json_integer_value(t) * 1000 < timeout)
     timeout = json_integer_value(t) * 1000;
   snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
            ctx->idem_key ? ctx->idem_key : "");
-  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap,
-                     &r)) {
+  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap, &r)) {
     durin__tool_fail(res, "bash: could not start the command");
     return 0;
   }
@@ -42,16 +40,16 @@ static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
 }
 
 static const struct durin_tool_param bash_params[] = {
-    {"command", DURIN_PARAM_STRING, 1, "the shell command to run"},
-    {"timeout_s", DURIN_PARAM_INTEGER, 0,
-     "seconds before the command is killed (capped by the run's limit)"},
-    {NULL, 0, 0, NULL},
+  { "command", DURIN_PARAM_STRING, 1, "the shell command to run" },
+  { "timeout_s", DURIN_PARAM_INTEGER, 0,
+    "seconds before the command is killed (capped by the run's limit)" },
+  { NULL, 0, 0, NULL },
 };
 
 const struct durin_tool_def durin__tool_bash = {
-    "bash",
-    "Run a shell command in the workspace and get its exit code and output.",
-    DURIN_EFFECT_UNSAFE,
-    bash_params,
-    bash_exec,
+  "bash",
+  "Run a shell command in the workspace and get its exit code and output.",
+  DURIN_EFFECT_UNSAFE,
+  bash_params,
+  bash_exec,
 };

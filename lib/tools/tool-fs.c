@@ -35,8 +35,8 @@ static int open_ws(const struct durin_tool_ctx *ctx,
   int fd = open(ctx->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
   if (fd < 0)
-    durin__tool_fail(res, "workspace '%s' is not available: %s",
-                     ctx->workspace, strerror(errno));
+    durin__tool_fail(res, "workspace '%s' is not available: %s", ctx->workspace,
+                     strerror(errno));
   return fd;
 }
 
@@ -68,7 +68,7 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
                           struct durin_tool_result *res)
 {
   const char *path = json_string_value(json_object_get(args, "path"));
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct durin_buf b;
   struct stat st;
   int ws, fd, trunc = 0;
@@ -83,8 +83,9 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
   }
   if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
     close(fd);
-    durin__tool_fail(res, "read_file: '%s' is not a regular file (use "
-                          "list_files for directories)",
+    durin__tool_fail(res,
+                     "read_file: '%s' is not a regular file (use "
+                     "list_files for directories)",
                      path);
     return 0;
   }
@@ -109,8 +110,8 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
 
 /* Writes data to path atomically: a temp file in the same directory, then
  * rename, so a crash never leaves a half-written file. */
-static int write_atomic(int ws, const char *path, const char *data,
-                        size_t len, struct durin_err *err)
+static int write_atomic(int ws, const char *path, const char *data, size_t len,
+                        struct durin_err *err)
 {
   char tmp[4200];
   const char *slash = strrchr(path, '/');
@@ -132,8 +133,8 @@ static int write_atomic(int ws, const char *path, const char *data,
     }
     close(fd);
   }
-  snprintf(tmp, sizeof(tmp), "%.*s.durin-tmp-%d", slash ? (int)(slash - path) + 1 : 0,
-           path, (int)getpid());
+  snprintf(tmp, sizeof(tmp), "%.*s.durin-tmp-%d",
+           slash ? (int)(slash - path) + 1 : 0, path, (int)getpid());
   fd = durin_path_open(ws, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
                        (int)mode, err);
   if (fd < 0)
@@ -192,7 +193,7 @@ static int write_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
 {
   const char *path = json_string_value(json_object_get(args, "path"));
   json_t *content = json_object_get(args, "content");
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   int ws;
 
   if ((ws = open_ws(ctx, res)) < 0)
@@ -222,7 +223,7 @@ static int edit_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
   const char *old = json_string_value(json_object_get(args, "old_string"));
   const char *new = json_string_value(json_object_get(args, "new_string"));
   int all = json_is_true(json_object_get(args, "replace_all"));
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct durin_buf in, out;
   size_t oldlen = strlen(old), count = 0;
   const char *p, *hit;
@@ -256,13 +257,15 @@ static int edit_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
     close(ws);
     durin_buf_release(&in);
     if (count == 0)
-      durin__tool_fail(res, "edit_file: old_string was not found in '%s'; "
-                            "read the file and copy the text exactly",
+      durin__tool_fail(res,
+                       "edit_file: old_string was not found in '%s'; "
+                       "read the file and copy the text exactly",
                        path);
     else
-      durin__tool_fail(res, "edit_file: old_string occurs %zu times in '%s'; "
-                            "add context to make it unique or set "
-                            "replace_all",
+      durin__tool_fail(res,
+                       "edit_file: old_string occurs %zu times in '%s'; "
+                       "add context to make it unique or set "
+                       "replace_all",
                        count, path);
     return 0;
   }
@@ -352,7 +355,9 @@ static void list_dir(int dfd, const char *prefix, int recursive, int depth,
       continue;
     isdir = S_ISDIR(st.st_mode);
     if (durin_buf_addf(b, "%s%s%s\n", prefix, names[i]->d_name,
-                       isdir ? "/" : S_ISLNK(st.st_mode) ? "@" : ""))
+                       isdir               ? "/" :
+                       S_ISLNK(st.st_mode) ? "@" :
+                                             ""))
       break;
     (*count)++;
     if (isdir && recursive && depth < 20) {
@@ -377,7 +382,7 @@ static int list_files_exec(const struct durin_tool_ctx *ctx, json_t *args,
 {
   const char *path = json_string_value(json_object_get(args, "path"));
   json_t *rec = json_object_get(args, "recursive");
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   struct durin_buf b;
   int ws, fd, count = 0;
 
@@ -402,45 +407,52 @@ static int list_files_exec(const struct durin_tool_ctx *ctx, json_t *args,
 }
 
 static const struct durin_tool_param read_params[] = {
-    {"path", DURIN_PARAM_STRING, 1, "file path relative to the workspace"},
-    {NULL, 0, 0, NULL},
+  { "path", DURIN_PARAM_STRING, 1, "file path relative to the workspace" },
+  { NULL, 0, 0, NULL },
 };
 static const struct durin_tool_param write_params[] = {
-    {"path", DURIN_PARAM_STRING, 1, "file path relative to the workspace"},
-    {"content", DURIN_PARAM_STRING, 1, "the whole new content of the file"},
-    {NULL, 0, 0, NULL},
+  { "path", DURIN_PARAM_STRING, 1, "file path relative to the workspace" },
+  { "content", DURIN_PARAM_STRING, 1, "the whole new content of the file" },
+  { NULL, 0, 0, NULL },
 };
 static const struct durin_tool_param edit_params[] = {
-    {"path", DURIN_PARAM_STRING, 1, "file path relative to the workspace"},
-    {"old_string", DURIN_PARAM_STRING, 1,
-     "exact text to replace; must occur exactly once unless replace_all"},
-    {"new_string", DURIN_PARAM_STRING, 1, "replacement text"},
-    {"replace_all", DURIN_PARAM_BOOLEAN, 0, "replace every occurrence"},
-    {NULL, 0, 0, NULL},
+  { "path", DURIN_PARAM_STRING, 1, "file path relative to the workspace" },
+  { "old_string", DURIN_PARAM_STRING, 1,
+    "exact text to replace; must occur exactly once unless replace_all" },
+  { "new_string", DURIN_PARAM_STRING, 1, "replacement text" },
+  { "replace_all", DURIN_PARAM_BOOLEAN, 0, "replace every occurrence" },
+  { NULL, 0, 0, NULL },
 };
 static const struct durin_tool_param list_params[] = {
-    {"path", DURIN_PARAM_STRING, 0, "directory relative to the workspace"},
-    {"recursive", DURIN_PARAM_BOOLEAN, 0, "descend into subdirectories "
-                                          "(default true)"},
-    {NULL, 0, 0, NULL},
+  { "path", DURIN_PARAM_STRING, 0, "directory relative to the workspace" },
+  { "recursive", DURIN_PARAM_BOOLEAN, 0,
+    "descend into subdirectories "
+    "(default true)" },
+  { NULL, 0, 0, NULL },
 };
 
 const struct durin_tool_def durin__tool_read_file = {
-    "read_file", "Read a text file from the workspace.", DURIN_EFFECT_PURE,
-    read_params, read_file_exec,
+  "read_file",       "Read a text file from the workspace.",
+  DURIN_EFFECT_PURE, read_params,
+  read_file_exec,
 };
 /* Writing the same content again gives the same file: idempotent. */
 const struct durin_tool_def durin__tool_write_file = {
-    "write_file", "Create or overwrite a file in the workspace.",
-    DURIN_EFFECT_IDEMPOTENT, write_params, write_file_exec,
+  "write_file",
+  "Create or overwrite a file in the workspace.",
+  DURIN_EFFECT_IDEMPOTENT,
+  write_params,
+  write_file_exec,
 };
 /* A second application of the same edit is not guaranteed to be a no-op
  * (the new text may contain the old), so edits are unsafe to repeat. */
 const struct durin_tool_def durin__tool_edit_file = {
-    "edit_file", "Replace an exact string in a workspace file.",
-    DURIN_EFFECT_UNSAFE, edit_params, edit_file_exec,
+  "edit_file",         "Replace an exact string in a workspace file.",
+  DURIN_EFFECT_UNSAFE, edit_params,
+  edit_file_exec,
 };
 const struct durin_tool_def durin__tool_list_files = {
-    "list_files", "List files under a workspace directory.",
-    DURIN_EFFECT_PURE, list_params, list_files_exec,
+  "list_files",      "List files under a workspace directory.",
+  DURIN_EFFECT_PURE, list_params,
+  list_files_exec,
 };

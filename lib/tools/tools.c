@@ -12,34 +12,33 @@
 #include "tools/builtin.h"
 
 static const struct durin_tool_param plan_params[] = {
-    {"plan", DURIN_PARAM_PLAN, 1,
-     "the whole plan: a list of {\"step\": text, \"status\": "
-     "\"pending\"|\"in_progress\"|\"done\"}"},
-    {NULL, 0, 0, NULL},
+  { "plan", DURIN_PARAM_PLAN, 1,
+    "the whole plan: a list of {\"step\": text, \"status\": "
+    "\"pending\"|\"in_progress\"|\"done\"}" },
+  { NULL, 0, 0, NULL },
 };
 
 static const struct durin_tool_param finish_params[] = {
-    {"summary", DURIN_PARAM_STRING, 1,
-     "what was done and why the goal is met"},
-    {NULL, 0, 0, NULL},
+  { "summary", DURIN_PARAM_STRING, 1, "what was done and why the goal is met" },
+  { NULL, 0, 0, NULL },
 };
 
 /* Tools implemented by the harness itself: no exec, no side effects. */
 static const struct durin_tool_def update_plan_def = {
-    "update_plan",
-    "Replace the current plan. Keep it short; mark steps done as you go.",
-    DURIN_EFFECT_PURE,
-    plan_params,
-    NULL,
+  "update_plan",
+  "Replace the current plan. Keep it short; mark steps done as you go.",
+  DURIN_EFFECT_PURE,
+  plan_params,
+  NULL,
 };
 
 static const struct durin_tool_def finish_def = {
-    "finish",
-    "Call when the goal is met. The acceptance checks then run; if they "
-    "fail you get their output and continue.",
-    DURIN_EFFECT_PURE,
-    finish_params,
-    NULL,
+  "finish",
+  "Call when the goal is met. The acceptance checks then run; if they "
+  "fail you get their output and continue.",
+  DURIN_EFFECT_PURE,
+  finish_params,
+  NULL,
 };
 
 #define MAX_EXTRA 32
@@ -47,9 +46,14 @@ static const struct durin_tool_def *extra[MAX_EXTRA];
 static int nextra;
 
 static const struct durin_tool_def *const builtins[] = {
-    &durin__tool_bash,       &durin__tool_read_file, &durin__tool_write_file,
-    &durin__tool_edit_file,  &durin__tool_list_files, &update_plan_def,
-    &finish_def,             NULL,
+  &durin__tool_bash,
+  &durin__tool_read_file,
+  &durin__tool_write_file,
+  &durin__tool_edit_file,
+  &durin__tool_list_files,
+  &update_plan_def,
+  &finish_def,
+  NULL,
 };
 
 const struct durin_tool_def *durin_tool_find(const char *name)
@@ -129,10 +133,9 @@ json_t *durin_tool_schema(const struct durin_tool_def *def)
       json_object_set_new(
           s, "items",
           json_pack("{s:s,s:{s:{s:s},s:{s:s,s:[sss]}},s:[ss],s:b}", "type",
-                    "object", "properties", "step", "type", "string",
-                    "status", "type", "string", "enum", "pending",
-                    "in_progress", "done", "required", "step", "status",
-                    "additionalProperties", 0));
+                    "object", "properties", "step", "type", "string", "status",
+                    "type", "string", "enum", "pending", "in_progress", "done",
+                    "required", "step", "status", "additionalProperties", 0));
     json_object_set_new(props, p->name, s);
     if (p->required)
       json_array_append_new(req, json_string(p->name));
@@ -151,7 +154,8 @@ static int check_plan(json_t *v, struct durin_err *err)
                          "argument 'plan' has %zu steps; keep it to 50 or "
                          "fewer",
                          json_array_size(v));
-  json_array_foreach(v, i, it) {
+  json_array_foreach(v, i, it)
+  {
     json_t *step = json_object_get(it, "step");
     json_t *st = json_object_get(it, "status");
     const char *s = json_string_value(st);
@@ -174,8 +178,7 @@ static int check_plan(json_t *v, struct durin_err *err)
 }
 
 int durin_tool_args_parse(const struct durin_tool_def *def, const char *text,
-                          size_t max_bytes, json_t **out,
-                          struct durin_err *err)
+                          size_t max_bytes, json_t **out, struct durin_err *err)
 {
   const struct durin_tool_param *p;
   json_error_t je;
@@ -202,13 +205,14 @@ int durin_tool_args_parse(const struct durin_tool_def *def, const char *text,
                       "arguments for '%s' must be a JSON object", def->name);
     goto out;
   }
-  json_object_foreach(args, key, v) {
+  json_object_foreach(args, key, v)
+  {
     for (p = def->params; p->name; p++)
       if (!strcmp(p->name, key))
         break;
     if (!p->name) {
-      r = durin_err_set(err, DURIN_EINVAL,
-                        "tool '%s' has no argument '%s'", def->name, key);
+      r = durin_err_set(err, DURIN_EINVAL, "tool '%s' has no argument '%s'",
+                        def->name, key);
       goto out;
     }
   }

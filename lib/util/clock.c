@@ -32,8 +32,8 @@ void durin_fmt_time(int64_t ms, char *out, size_t outlen)
 
   gmtime_r(&t, &tm);
   snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+           tm.tm_sec, (int)(ms % 1000));
 }
 
 void durin_fmt_duration(int64_t ms, char *out, size_t outlen)
@@ -45,8 +45,7 @@ void durin_fmt_duration(int64_t ms, char *out, size_t outlen)
   else if (ms < 60000)
     snprintf(out, outlen, "%.1fs", (double)ms / 1000.0);
   else if (ms < 3600000)
-    snprintf(out, outlen, "%dm%02ds", (int)(ms / 60000),
-             (int)(ms / 1000 % 60));
+    snprintf(out, outlen, "%dm%02ds", (int)(ms / 60000), (int)(ms / 1000 % 60));
   else
     snprintf(out, outlen, "%dh%02dm", (int)(ms / 3600000),
              (int)(ms / 60000 % 60));
@@ -79,8 +78,8 @@ int durin_run_id_new(char out[32])
     return DURIN_EIO;
   /* Time first, so ids sort by submission time in listings. */
   snprintf(out, 32, "r%012llx%02x%02x%02x%02x",
-           (unsigned long long)now & 0xffffffffffffULL, rnd[0], rnd[1],
-           rnd[2], rnd[3]);
+           (unsigned long long)now & 0xffffffffffffULL, rnd[0], rnd[1], rnd[2],
+           rnd[3]);
   return 0;
 }
 

@@ -10,9 +10,9 @@ const char *durin_strerror(int code)
   switch (code) {
   case 0:
     return "success";
-#define XX(name, val, msg)                                                     \
-  case val:                                                                    \
-    return msg;
+#define XX(name, val, msg) \
+ case val:                 \
+  return msg;
     DURIN_ERRNO_MAP(XX)
 #undef XX
   default:
@@ -25,9 +25,9 @@ const char *durin_err_name(int code)
   switch (code) {
   case 0:
     return "OK";
-#define XX(name, val, msg)                                                     \
-  case val:                                                                    \
-    return #name;
+#define XX(name, val, msg) \
+ case val:                 \
+  return #name;
     DURIN_ERRNO_MAP(XX)
 #undef XX
   default:

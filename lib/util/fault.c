@@ -10,15 +10,15 @@
 #include "durin/util.h"
 
 const char *const durin_fault_points[] = {
-    "after_claim",      /* the run's lease was taken */
-    "model_response",   /* a model response arrived, nothing durable yet */
-    "ledger_intent",    /* a tool call's intent is durable, not dispatched */
-    "tool_exit",        /* a tool exited, its outcome not yet durable */
-    "ledger_outcome",   /* a tool call's outcome is durable */
-    "checks_done",      /* acceptance checks ran, verdict not yet durable */
-    "before_commit",    /* a step's writes are in the open transaction */
-    "after_commit",     /* a step's transaction is durable */
-    NULL,
+  "after_claim",    /* the run's lease was taken */
+  "model_response", /* a model response arrived, nothing durable yet */
+  "ledger_intent",  /* a tool call's intent is durable, not dispatched */
+  "tool_exit",      /* a tool exited, its outcome not yet durable */
+  "ledger_outcome", /* a tool call's outcome is durable */
+  "checks_done",    /* acceptance checks ran, verdict not yet durable */
+  "before_commit",  /* a step's writes are in the open transaction */
+  "after_commit",   /* a step's transaction is durable */
+  NULL,
 };
 
 static char fault_point[32];

@@ -82,10 +82,8 @@ int durin_tree_copy(const char *src, const char *dst, struct durin_err *err)
 
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;
-    if ((size_t)snprintf(s, sizeof(s), "%s/%s", src, de->d_name) >=
-            sizeof(s) ||
-        (size_t)snprintf(t, sizeof(t), "%s/%s", dst, de->d_name) >=
-            sizeof(t)) {
+    if ((size_t)snprintf(s, sizeof(s), "%s/%s", src, de->d_name) >= sizeof(s) ||
+        (size_t)snprintf(t, sizeof(t), "%s/%s", dst, de->d_name) >= sizeof(t)) {
       r = durin_err_set(err, DURIN_EINVAL, "path too long under '%s'", src);
       goto out;
     }
@@ -150,8 +148,7 @@ int durin_tree_remove(const char *path)
 
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;
-    if ((size_t)snprintf(s, sizeof(s), "%s/%s", path, de->d_name) <
-        sizeof(s))
+    if ((size_t)snprintf(s, sizeof(s), "%s/%s", path, de->d_name) < sizeof(s))
       durin_tree_remove(s);
   }
   closedir(d);

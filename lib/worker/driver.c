@@ -100,7 +100,7 @@ static int restore(struct drv *d, struct durin_harness *h, int64_t attempt,
 {
   char *ck = NULL, *pending = NULL;
   int64_t ck_step, p_step;
-  void *a[2] = {h, err};
+  void *a[2] = { h, err };
   int r;
 
   r = durin_store_checkpoint_get(d->s, d->run_id, &ck_step, &ck, err);
@@ -142,7 +142,7 @@ static int do_model(struct drv *d, struct durin_harness *h,
   struct durin_model_response resp;
   struct durin_completion c;
   struct durin_call_stats stats;
-  struct durin_err merr = {0};
+  struct durin_err merr = { 0 };
   int64_t left = act->model.cfg->max_retries - u->retries;
   int r;
 
@@ -237,10 +237,9 @@ static int do_outcome(struct drv *d, struct durin_harness *h,
 
 static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
 {
-  struct durin_check_result *cr = calloc((size_t)spec->nchecks + 1,
-                                         sizeof(*cr));
-  struct durin_tool_result *tr = calloc((size_t)spec->nchecks + 1,
-                                        sizeof(*tr));
+  struct durin_check_result *cr =
+      calloc((size_t)spec->nchecks + 1, sizeof(*cr));
+  struct durin_tool_result *tr = calloc((size_t)spec->nchecks + 1, sizeof(*tr));
   struct durin_completion c;
   int i, r;
 
@@ -400,8 +399,7 @@ int durin_drive(struct durin_store *s, const char *run_id,
     }
     durin_harness_next(h, durin_now_ms(), &act);
     if (o->on_action)
-      o->on_action(o->arg, &act, durin_harness_usage(h),
-                   durin_harness_step(h));
+      o->on_action(o->arg, &act, durin_harness_usage(h), durin_harness_step(h));
     switch (act.kind) {
     case DURIN_ACT_MODEL:
       r = do_model(&d, h, &act, err);

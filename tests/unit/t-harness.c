@@ -11,7 +11,7 @@ static struct durin_spec *make_spec(const char *extra)
 {
   static char dir[] = "/tmp";
   struct durin_spec *s = calloc(1, sizeof(*s));
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   char json[4096];
 
   snprintf(json, sizeof(json),
@@ -31,7 +31,7 @@ static void free_spec(struct durin_spec *s)
 
 static void commit(struct durin_harness *h, struct durin_action *act)
 {
-  struct durin_completion c = {0};
+  struct durin_completion c = { 0 };
   size_t i;
 
   assert_int_equal(act->kind, DURIN_ACT_COMMIT);
@@ -41,11 +41,10 @@ static void commit(struct durin_harness *h, struct durin_action *act)
   assert_int_equal(durin_harness_complete(h, &c), 0);
 }
 
-static void answer(struct durin_harness *h, const char *name,
-                   const char *args)
+static void answer(struct durin_harness *h, const char *name, const char *args)
 {
-  struct durin_model_response r = {0};
-  struct durin_completion c = {0};
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
 
   r.input_tokens = 100;
   r.output_tokens = 10;
@@ -66,8 +65,8 @@ static void answer(struct durin_harness *h, const char *name,
 
 static void tool_done(struct durin_harness *h, const char *out)
 {
-  struct durin_tool_result r = {0};
-  struct durin_completion c = {0};
+  struct durin_tool_result r = { 0 };
+  struct durin_completion c = { 0 };
 
   r.ok = 1;
   r.output = strdup(out);
@@ -78,7 +77,7 @@ static void tool_done(struct durin_harness *h, const char *out)
 
 static void simple(struct durin_harness *h, enum durin_completion_kind k)
 {
-  struct durin_completion c = {0};
+  struct durin_completion c = { 0 };
 
   c.kind = k;
   assert_int_equal(durin_harness_complete(h, &c), 0);
@@ -236,8 +235,8 @@ static void test_step_budget(void **state)
 
 static void test_tool_budget_and_dollars(void **state)
 {
-  struct durin_spec *s = make_spec(
-      ",\"budget\":{\"tool_calls\":1,\"wall_clock_s\":5}");
+  struct durin_spec *s =
+      make_spec(",\"budget\":{\"tool_calls\":1,\"wall_clock_s\":5}");
   struct durin_harness *h = started(s);
   struct durin_action act;
 
@@ -269,8 +268,8 @@ static void test_tool_budget_and_dollars(void **state)
 
 static void checks_done(struct durin_harness *h, int ok)
 {
-  struct durin_check_result r = {"tests", ok, ok ? 0 : 1, 0, "1 failed"};
-  struct durin_completion c = {0};
+  struct durin_check_result r = { "tests", ok, ok ? 0 : 1, 0, "1 failed" };
+  struct durin_completion c = { 0 };
 
   c.kind = DURIN_DONE_CHECKS;
   c.checks = &r;
@@ -280,8 +279,8 @@ static void checks_done(struct durin_harness *h, int ok)
 
 static void test_finish_and_checks(void **state)
 {
-  struct durin_spec *s = make_spec(
-      ",\"checks\":[{\"run\":\"true\"}],\"max_eval_attempts\":2");
+  struct durin_spec *s =
+      make_spec(",\"checks\":[{\"run\":\"true\"}],\"max_eval_attempts\":2");
   struct durin_harness *h = started(s);
   struct durin_action act;
 
@@ -328,7 +327,7 @@ static void test_checks_with_no_results_fail(void **state)
   struct durin_spec *s = make_spec(",\"checks\":[{\"run\":\"true\"}],"
                                    "\"max_eval_attempts\":1");
   struct durin_harness *h = started(s);
-  struct durin_completion c = {0};
+  struct durin_completion c = { 0 };
   struct durin_action act;
 
   (void)state;
@@ -349,7 +348,7 @@ static struct durin_harness *resumed(struct durin_spec *s, int done,
 {
   struct durin_harness *h;
   struct durin_ledger_entry e;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   char hash[65], resp[512];
   json_t *a = json_loads(args, 0, NULL);
   char *canon = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
@@ -381,8 +380,8 @@ static struct durin_harness *resumed(struct durin_spec *s, int done,
   e.args_hash = hash;
   e.done = done;
   e.outcome = done ? "{\"call_id\":\"c1\",\"name\":\"bash\",\"ok\":true,"
-                     "\"output\":\"recorded\"}"
-                   : NULL;
+                     "\"output\":\"recorded\"}" :
+                     NULL;
   if (durin_harness_load_pending(h, 1, resp, &e, 1, &err))
     fail_msg("load_pending: %s", err.msg);
   return h;
@@ -444,8 +443,8 @@ static void test_resume_unsafe_indeterminate(void **state)
 static void test_resume_idempotent_reruns(void **state)
 {
   struct durin_spec *s = make_spec("");
-  struct durin_harness *h = resumed(s, 0, "write_file",
-                                    "{\"path\":\"a\",\"content\":\"b\"}");
+  struct durin_harness *h =
+      resumed(s, 0, "write_file", "{\"path\":\"a\",\"content\":\"b\"}");
   struct durin_action act;
 
   (void)state;
@@ -512,7 +511,7 @@ static void test_model_error_fails_run(void **state)
 {
   struct durin_spec *s = make_spec("");
   struct durin_harness *h = started(s);
-  struct durin_completion c = {0};
+  struct durin_completion c = { 0 };
   struct durin_action act;
 
   (void)state;
@@ -534,7 +533,7 @@ static void test_unexpected_completion(void **state)
 {
   struct durin_spec *s = make_spec("");
   struct durin_harness *h = started(s);
-  struct durin_completion c = {0};
+  struct durin_completion c = { 0 };
 
   (void)state;
   c.kind = DURIN_DONE_TOOL;
@@ -546,20 +545,20 @@ static void test_unexpected_completion(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_unsafe_call_goes_through_ledger),
-      cmocka_unit_test(test_pure_call_needs_no_ledger),
-      cmocka_unit_test(test_malformed_calls),
-      cmocka_unit_test(test_step_budget),
-      cmocka_unit_test(test_tool_budget_and_dollars),
-      cmocka_unit_test(test_finish_and_checks),
-      cmocka_unit_test(test_checks_with_no_results_fail),
-      cmocka_unit_test(test_resume_reuses_outcome),
-      cmocka_unit_test(test_resume_unsafe_indeterminate),
-      cmocka_unit_test(test_resume_idempotent_reruns),
-      cmocka_unit_test(test_window_and_checkpoint_stay_small),
-      cmocka_unit_test(test_cancel),
-      cmocka_unit_test(test_model_error_fails_run),
-      cmocka_unit_test(test_unexpected_completion),
+    cmocka_unit_test(test_unsafe_call_goes_through_ledger),
+    cmocka_unit_test(test_pure_call_needs_no_ledger),
+    cmocka_unit_test(test_malformed_calls),
+    cmocka_unit_test(test_step_budget),
+    cmocka_unit_test(test_tool_budget_and_dollars),
+    cmocka_unit_test(test_finish_and_checks),
+    cmocka_unit_test(test_checks_with_no_results_fail),
+    cmocka_unit_test(test_resume_reuses_outcome),
+    cmocka_unit_test(test_resume_unsafe_indeterminate),
+    cmocka_unit_test(test_resume_idempotent_reruns),
+    cmocka_unit_test(test_window_and_checkpoint_stay_small),
+    cmocka_unit_test(test_cancel),
+    cmocka_unit_test(test_model_error_fails_run),
+    cmocka_unit_test(test_unexpected_completion),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);

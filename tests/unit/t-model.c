@@ -8,9 +8,9 @@
 static void test_openai_build(void **state)
 {
   const struct durin_provider *p = durin_provider_find("openai");
-  struct durin_model_cfg cfg = {0};
-  struct durin_model_request req = {0};
-  struct durin_http_req h = {0};
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_http_req h = { 0 };
   json_t *body;
 
   (void)state;
@@ -41,9 +41,9 @@ static void test_openai_build(void **state)
     json_t *msgs = json_object_get(body, "messages");
     json_t *a = json_array_get(msgs, 2), *tc, *t;
 
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(msgs, 0), "role")),
-                        "system");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
+        "system");
     assert_true(json_is_null(json_object_get(a, "content")));
     tc = json_array_get(json_object_get(a, "tool_calls"), 0);
     assert_string_equal(json_string_value(json_object_get(tc, "type")),
@@ -67,10 +67,10 @@ static void test_openai_build(void **state)
 static void test_openai_parse(void **state)
 {
   const struct durin_provider *p = durin_provider_find("openai");
-  struct durin_model_cfg cfg = {0};
-  struct durin_model_request req = {0};
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
   struct durin_model_response r;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   const char *ok =
       "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,"
       "\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,"
@@ -122,18 +122,17 @@ static void test_backoff(void **state)
   assert_int_equal(durin_retry_after_parse(NULL, 0), -1);
   /* 2026-01-01 00:00:10 GMT, asked at 00:00:00. */
   assert_int_equal(
-      durin_retry_after_parse("Thu, 01 Jan 2026 00:00:10 GMT",
-                              1767225600000LL),
+      durin_retry_after_parse("Thu, 01 Jan 2026 00:00:10 GMT", 1767225600000LL),
       10000);
 }
 
 static void test_script(void **state)
 {
   const struct durin_provider *p = durin_provider_find("script");
-  struct durin_model_cfg cfg = {0};
-  struct durin_model_request req = {0};
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
   struct durin_model_response r;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
 
   (void)state;
   cfg.turns = json_loads("[{\"text\":\"a\"},{\"repeat\":3,\"tool_calls\":[{"
@@ -165,7 +164,7 @@ static void test_script(void **state)
 
 static void test_prices(void **state)
 {
-  struct durin_model_cfg cfg = {0};
+  struct durin_model_cfg cfg = { 0 };
   struct durin_price pr;
 
   (void)state;
@@ -188,11 +187,9 @@ static void test_prices(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_openai_build),
-      cmocka_unit_test(test_openai_parse),
-      cmocka_unit_test(test_backoff),
-      cmocka_unit_test(test_script),
-      cmocka_unit_test(test_prices),
+    cmocka_unit_test(test_openai_build), cmocka_unit_test(test_openai_parse),
+    cmocka_unit_test(test_backoff),      cmocka_unit_test(test_script),
+    cmocka_unit_test(test_prices),
   };
 
   return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -7,7 +7,7 @@
 static void expect_bad(const char *json, const char *needle)
 {
   struct durin_spec s;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
 
   if (durin_spec_parse(json, "/tmp", &s, &err) != DURIN_ESPEC)
     fail_msg("accepted: %s", json);
@@ -26,8 +26,7 @@ static void test_bad_specs(void **state)
   expect_bad("{\"goal\":\"g\"," MODEL "}", "'workspace' is required");
   expect_bad("{\"goal\":1,\"workspace\":\"/tmp\"," MODEL "}",
              "'goal' must be a string, not an integer");
-  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
-             ",\"budgte\":{}}",
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL ",\"budgte\":{}}",
              "'budgte' is not known; did you mean 'budget'?");
   expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
              ",\"budget\":{\"stpes\":3}}",
@@ -59,8 +58,7 @@ static void test_bad_specs(void **state)
   expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
              ",\"checks\":[{\"name\":\"t\"}]}",
              "'checks[0].run' is required");
-  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"goal\":\"h\"," MODEL
-             "}",
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"goal\":\"h\"," MODEL "}",
              "duplicate");
   expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
              "\"script\",\"turns\":[{\"txt\":\"x\"}]}}",
@@ -70,7 +68,7 @@ static void test_bad_specs(void **state)
 static void test_good_spec_roundtrip(void **state)
 {
   struct durin_spec s, t;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   char *dump;
 
   (void)state;
@@ -109,8 +107,8 @@ static void test_good_spec_roundtrip(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_bad_specs),
-      cmocka_unit_test(test_good_spec_roundtrip),
+    cmocka_unit_test(test_bad_specs),
+    cmocka_unit_test(test_good_spec_roundtrip),
   };
 
   return cmocka_run_group_tests_name("spec", tests, NULL, NULL);

@@ -15,7 +15,7 @@ struct fx {
 static int setup(void **state)
 {
   struct fx *f = calloc(1, sizeof(*f));
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
 
   f->dir = test_tmpdir();
   snprintf(f->url, sizeof(f->url), "sqlite:%s/sub/dir/t.db", f->dir);
@@ -37,7 +37,7 @@ static int teardown(void **state)
 
 static void create(struct durin_store *s, const char *id)
 {
-  struct durin_run_new n = {id, "t", "{}", "script:x", "/tmp", 1000};
+  struct durin_run_new n = { id, "t", "{}", "script:x", "/tmp", 1000 };
 
   assert_int_equal(durin_store_run_create(s, &n, NULL), 0);
 }
@@ -45,7 +45,7 @@ static void create(struct durin_store *s, const char *id)
 static void test_bad_urls(void **state)
 {
   struct durin_store *s = NULL;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
 
   (void)state;
   assert_int_equal(durin_store_open("mysql://x", &s, &err), DURIN_EURL);
@@ -54,8 +54,7 @@ static void test_bad_urls(void **state)
   assert_int_equal(durin_store_open("sqlite:/tmp/x.db?sync=bogus", &s, &err),
                    DURIN_EURL);
   assert_non_null(strstr(err.msg, "bogus"));
-  assert_int_not_equal(durin_store_open("sqlite:/proc/nope/x.db", &s, &err),
-                       0);
+  assert_int_not_equal(durin_store_open("sqlite:/proc/nope/x.db", &s, &err), 0);
   assert_non_null(strstr(err.msg, "/proc/nope"));
 }
 
@@ -63,7 +62,7 @@ static void test_create_get_resolve(void **state)
 {
   struct fx *f = *state;
   struct durin_run_info ri;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   char id[32];
 
   create(f->s, "rabc1");
@@ -87,16 +86,14 @@ static void test_fencing(void **state)
 {
   struct fx *f = *state;
   struct durin_txn *t;
-  struct durin_err err = {0};
-  struct durin_event ev[2] = {{0, 1, 1, "a", "{}"}, {0, 1, 1, "b", "{}"}};
+  struct durin_err err = { 0 };
+  struct durin_event ev[2] = { { 0, 1, 1, "a", "{}" }, { 0, 1, 1, "b", "{}" } };
   uint64_t e1, e2;
 
   create(f->s, "r1");
-  assert_int_equal(durin_store_run_claim(f->s, "r1", "w1", 10, 1000, &e1,
-                                         &err),
+  assert_int_equal(durin_store_run_claim(f->s, "r1", "w1", 10, 1000, &e1, &err),
                    0);
-  assert_int_equal(durin_store_run_claim(f->s, "r1", "w2", 20, 1000, &e2,
-                                         &err),
+  assert_int_equal(durin_store_run_claim(f->s, "r1", "w2", 20, 1000, &e2, &err),
                    0);
   assert_true(e2 > e1);
   /* The old holder's writes are refused, and nothing of them lands. */
@@ -124,7 +121,7 @@ static void test_rollback_loses_only_txn(void **state)
 {
   struct fx *f = *state;
   struct durin_txn *t;
-  struct durin_event ev = {0, 1, 1, "x", "{\"a\":1}"};
+  struct durin_event ev = { 0, 1, 1, "x", "{\"a\":1}" };
   uint64_t e;
   int64_t n = 0, step;
   char *ck = NULL;
@@ -137,20 +134,17 @@ static void test_rollback_loses_only_txn(void **state)
     assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
     assert_int_equal(durin_txn_fence(t, "r2", e, 1000, NULL), 0);
     assert_int_equal(durin_txn_events_append(t, "r2", &ev, 1, NULL), 0);
-    assert_int_equal(durin_txn_checkpoint_put(t, "r2", i + 1, "{\"c\":1}",
-                                              NULL),
-                     0);
+    assert_int_equal(
+        durin_txn_checkpoint_put(t, "r2", i + 1, "{\"c\":1}", NULL), 0);
     if (i == 2)
       durin_txn_rollback(t);
     else
       assert_int_equal(durin_txn_commit(t, NULL), 0);
   }
-  assert_int_equal(durin_store_events_read(f->s, "r2", 1, 0, count_ev, &n,
-                                           NULL),
-                   0);
+  assert_int_equal(
+      durin_store_events_read(f->s, "r2", 1, 0, count_ev, &n, NULL), 0);
   assert_int_equal(n, 2);
-  assert_int_equal(durin_store_checkpoint_get(f->s, "r2", &step, &ck, NULL),
-                   0);
+  assert_int_equal(durin_store_checkpoint_get(f->s, "r2", &step, &ck, NULL), 0);
   assert_int_equal(step, 2);
   free(ck);
 }
@@ -200,17 +194,15 @@ static void test_ledger_and_pending(void **state)
   }
   assert_int_equal(durin_txn_commit(t, NULL), 0);
   assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
-  assert_int_equal(durin_txn_ledger_outcome(t, "r3", 4, 0, "{\"ok\":true}", 5,
-                                            NULL),
-                   0);
+  assert_int_equal(
+      durin_txn_ledger_outcome(t, "r3", 4, 0, "{\"ok\":true}", 5, NULL), 0);
   assert_int_equal(durin_txn_ledger_outcome(t, "r3", 4, 9, "{}", 5, NULL),
                    DURIN_ENOTFOUND);
   assert_int_equal(durin_txn_commit(t, NULL), 0);
   assert_int_equal(durin_store_ledger_read(f->s, "r3", 4, collect, &n, NULL),
                    0);
   assert_int_equal(n, 2);
-  assert_int_equal(durin_store_pending_get(f->s, "r3", &step, &resp, NULL),
-                   0);
+  assert_int_equal(durin_store_pending_get(f->s, "r3", &step, &resp, NULL), 0);
   assert_int_equal(step, 4);
   assert_string_equal(resp, "{\"r\":1}");
   free(resp);
@@ -227,7 +219,7 @@ static void test_terminal_not_claimable(void **state)
   struct durin_txn *t;
   struct durin_run_update u;
   enum durin_run_status st = DURIN_RUN_SUCCEEDED;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   uint64_t e;
 
   create(f->s, "r4");
@@ -260,18 +252,15 @@ static void test_reopen_keeps_data(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_bad_urls),
-      cmocka_unit_test_setup_teardown(test_create_get_resolve, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_rollback_loses_only_txn, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_ledger_and_pending, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_terminal_not_claimable, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup,
-                                      teardown),
+    cmocka_unit_test(test_bad_urls),
+    cmocka_unit_test_setup_teardown(test_create_get_resolve, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_rollback_loses_only_txn, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_ledger_and_pending, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_terminal_not_claimable, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
   };
 
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -59,9 +59,9 @@ static int teardown(void **state)
 static int run_tool(const char *name, const char *args, char **out)
 {
   const struct durin_tool_def *def = durin_tool_find(name);
-  struct durin_tool_ctx ctx = {ws, "k", 5000, 4096};
+  struct durin_tool_ctx ctx = { ws, "k", 5000, 4096 };
   struct durin_tool_result r;
-  struct durin_err err = {0};
+  struct durin_err err = { 0 };
   json_t *a;
   int ok;
 
@@ -131,9 +131,8 @@ static void test_file_tools(void **state)
   assert_true(run_tool("read_file", "{\"path\":\"in_link\"}", &out));
   assert_string_equal(out, "bee\n");
   free(out);
-  assert_true(run_tool("write_file",
-                       "{\"path\":\"new/deep/c.txt\",\"content\":\"sea\"}",
-                       &out));
+  assert_true(run_tool(
+      "write_file", "{\"path\":\"new/deep/c.txt\",\"content\":\"sea\"}", &out));
   free(out);
   assert_true(run_tool("read_file", "{\"path\":\"new/deep/c.txt\"}", &out));
   assert_string_equal(out, "sea");
@@ -185,8 +184,8 @@ static void test_bash_basics(void **state)
   assert_false(run_tool("bash", "{\"command\":\"exit 3\"}", &out));
   assert_non_null(strstr(out, "exit code 3"));
   free(out);
-  assert_true(run_tool("bash", "{\"command\":\"echo $DURIN_IDEMPOTENCY_KEY\"}",
-                       &out));
+  assert_true(
+      run_tool("bash", "{\"command\":\"echo $DURIN_IDEMPOTENCY_KEY\"}", &out));
   assert_non_null(strstr(out, "\nk\n"));
   free(out);
 }
@@ -236,8 +235,10 @@ static void test_proc_nothing_outlives_call(void **state)
 
   (void)state;
   snprintf(p, sizeof(p), "%s/bg2.pid", ws);
-  snprintf(cmd, sizeof(cmd), "sleep 60 >/dev/null 2>&1 & echo $! > %s; "
-                             "echo done", p);
+  snprintf(cmd, sizeof(cmd),
+           "sleep 60 >/dev/null 2>&1 & echo $! > %s; "
+           "echo done",
+           p);
   assert_int_equal(durin_proc_run(ws, cmd, NULL, 5000, 1024, &r), 0);
   assert_true(r.ok);
   durin_tool_result_clear(&r);
@@ -251,22 +252,20 @@ static void test_proc_nothing_outlives_call(void **state)
 static void test_proc_cap_env_fds(void **state)
 {
   struct durin_tool_result r;
-  const char *extra[] = {"EXTRA=1", NULL};
+  const char *extra[] = { "EXTRA=1", NULL };
   int fd = open("/dev/null", O_RDONLY);
 
   (void)state;
   assert_true(fd > 2);
-  assert_int_equal(durin_proc_run(ws, "yes | head -c 100000", NULL, 5000,
-                                  1000, &r),
-                   0);
+  assert_int_equal(
+      durin_proc_run(ws, "yes | head -c 100000", NULL, 5000, 1000, &r), 0);
   assert_true(r.truncated);
   assert_true(strlen(r.output) < 1200);
   assert_non_null(strstr(r.output, "output truncated"));
   durin_tool_result_clear(&r);
   setenv("DURIN_TEST_SECRET", "s3cret", 1);
-  assert_int_equal(durin_proc_run(ws, "env; ls /proc/self/fd", extra, 5000,
-                                  65536, &r),
-                   0);
+  assert_int_equal(
+      durin_proc_run(ws, "env; ls /proc/self/fd", extra, 5000, 65536, &r), 0);
   assert_null(strstr(r.output, "s3cret"));
   assert_non_null(strstr(r.output, "EXTRA=1"));
   assert_non_null(strstr(r.output, "PATH=/usr/local/bin:/usr/bin:/bin"));
@@ -300,16 +299,16 @@ static void test_schema(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_no_path_leaves_workspace, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_file_tools, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_bash_basics, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_proc_timeout_kills_tree, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_proc_nothing_outlives_call, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_proc_cap_env_fds, setup, teardown),
-      cmocka_unit_test(test_schema),
+    cmocka_unit_test_setup_teardown(test_no_path_leaves_workspace, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_file_tools, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_bash_basics, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_proc_timeout_kills_tree, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_proc_nothing_outlives_call, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_proc_cap_env_fds, setup, teardown),
+    cmocka_unit_test(test_schema),
   };
 
   return cmocka_run_group_tests_name("tools", tests, NULL, NULL);

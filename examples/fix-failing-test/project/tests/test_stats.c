@@ -17,8 +17,8 @@ static void expect(const char *what, double got, double want)
 
 int main(void)
 {
-  double a[] = {2, 4, 6, 8};
-  double b[] = {-1, 7, 3};
+  double a[] = { 2, 4, 6, 8 };
+  double b[] = { -1, 7, 3 };
 
   expect("mean of 2 4 6 8", stats_mean(a, 4), 5);
   expect("mean of -1 7 3", stats_mean(b, 3), 3);
