@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "durin/model.h"
 #include "durin/spec.h"
 #include "durin/util.h"
 
@@ -175,6 +176,8 @@ static const char run_usage[] =
     "  --json           events as JSON lines, then a JSON summary\n"
     "  --model P:NAME   use this model instead of the spec's (also\n"
     "                   DURIN_MODEL); e.g. openai:gpt-4o-mini\n\n"
+    "The model, its base URL (the spec's, else OPENAI_BASE_URL, else\n"
+    "OpenAI's) and its price are pinned when the run is submitted.\n"
     "Killing durin loses nothing: 'durin resume ID' continues the run.\n"
     "Exit status: 0 if the run succeeded; see 'durin --help'.\n";
 
@@ -233,6 +236,16 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     cli_error("bad model '%s': %s", model, err.msg);
     durin_spec_clear(&spec);
     return EXIT_SPEC;
+  }
+  /* Resolved now and pinned with the run, like the model name: a later
+   * durin with a newer price table does not reprice a running run. */
+  if (!spec.model.price.set)
+    durin_price_lookup(spec.model.name, &spec.model.price);
+  /* Resolved now and pinned with the run, like the model name. */
+  if (spec.model.base_url_default && getenv("OPENAI_BASE_URL") &&
+      *getenv("OPENAI_BASE_URL")) {
+    free(spec.model.base_url);
+    spec.model.base_url = strdup(getenv("OPENAI_BASE_URL"));
   }
   if ((code = cli_open_store(cli)) ||
       (code = cli_data_dir(cli, data, sizeof(data)))) {

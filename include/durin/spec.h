@@ -31,11 +31,12 @@ struct durin_price {
 };
 
 struct durin_model_cfg {
-  char *provider;    /* "script" or "openai" */
-  char *name;        /* model name; pinned at submit */
-  char *base_url;    /* openai: e.g. https://api.openai.com/v1 */
-  char *api_key_env; /* name of the environment variable with the key */
-  json_t *turns;     /* script: the assistant turns (owned) */
+  char *provider;       /* "script" or "openai" */
+  char *name;           /* model name; pinned at submit */
+  char *base_url;       /* openai: e.g. https://api.openai.com/v1 */
+  int base_url_default; /* base_url was not given: hosts may override it */
+  char *api_key_env;    /* name of the environment variable with the key */
+  json_t *turns;        /* script: the assistant turns (owned) */
   struct durin_price price;
   int64_t timeout_ms;  /* per request */
   int64_t max_retries; /* per-run retry budget for transient errors */

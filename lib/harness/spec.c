@@ -391,8 +391,10 @@ static int parse_model(json_t *root, const char *base_dir,
                            "fields 'model.turns' and 'model.script' belong to "
                            "the script provider, not '%s'",
                            m->provider);
-    if (!m->base_url)
+    if (!m->base_url) {
       m->base_url = strdup("https://api.openai.com/v1");
+      m->base_url_default = 1;
+    }
     if (!m->api_key_env)
       m->api_key_env = strdup("OPENAI_API_KEY");
   }
@@ -630,8 +632,10 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
   free(m->name);
   m->provider = strdup(provider);
   m->name = strdup(model);
-  if (!m->base_url)
+  if (!m->base_url) {
     m->base_url = strdup("https://api.openai.com/v1");
+    m->base_url_default = 1;
+  }
   if (!m->api_key_env)
     m->api_key_env = strdup("OPENAI_API_KEY");
   m->price.set = 0;
@@ -733,7 +737,7 @@ char *durin_spec_dump(const struct durin_spec *s)
   json_object_set_new(
       root, "context",
       json_pack("{s:I}", "max_messages", (json_int_t)s->context_messages));
-  out = json_dumps(root, JSON_COMPACT);
+  out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(root);
   return out;
 }

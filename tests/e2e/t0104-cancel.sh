@@ -30,4 +30,24 @@ test_expect_success 'cancel ends a run nobody is driving' '
   test_must_fail_with 1 durin resume $id
 '
 
+test_expect_success 'SIGTERM lets go of the run; resume continues it' '
+  cat >t.json <<JSON &&
+{"goal": "g", "workspace": "project",
+ "model": {"provider": "script", "turns": [
+   {"repeat": 6, "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 0.2"}}]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]}]}}
+JSON
+  "$DURIN" run t.json >out3.txt 2>&1 &
+  pid=$! &&
+  i=0; while ! grep -q "step 2" out3.txt 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
+  kill -TERM $pid && wait $pid; rc=$? &&
+  test $rc = 130 &&
+  id=$(run_id_of out3.txt) &&
+  test "$(status_of $id)" = running &&
+  test -z "$(sql "select lease_owner from runs where id = '"'"'$id'"'"'")" &&
+  durin resume $id >res3.txt &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(sql "select steps from runs where id = '"'"'$id'"'"'")" = 7
+'
+
 test_done

@@ -144,4 +144,18 @@ test_expect_success 'the model is pinned at submit; resume uses it' '
   stop_fake
 '
 
+test_expect_success 'OPENAI_BASE_URL is used when the spec names none' '
+  { echo "[" && completion finish "\"{\\\"summary\\\": \\\"ok\\\"}\"" && echo "]"; } >replies.json &&
+  start_fake replies.json &&
+  cat >s2.json <<JSON &&
+{"goal": "g", "workspace": "project", "tools": ["finish"],
+ "model": {"provider": "openai", "name": "gpt-4o-mini", "api_key_env": "FAKE_KEY"}}
+JSON
+  env OPENAI_BASE_URL="http://127.0.0.1:$PORT/v1" "$DURIN" run s2.json >out.txt 2>&1 &&
+  id=$(run_id_of out.txt) &&
+  sql "select spec from runs where id = '"'"'$id'"'"'" | grep -qF "127.0.0.1:$PORT/v1" &&
+  sql "select spec from runs where id = '"'"'$id'"'"'" | grep -qF "\"input_per_mtok\":0.15" &&
+  stop_fake
+'
+
 test_done

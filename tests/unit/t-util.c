@@ -1,0 +1,137 @@
+/* Utilities: the bounded buffer, errors, fault points, file trees. */
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "durin/util.h"
+#include "test.h"
+
+static void test_buf_cap(void **state)
+{
+  struct durin_buf b;
+  char *p;
+  size_t n;
+
+  (void)state;
+  durin_buf_init(&b, 10);
+  assert_string_equal(b.buf, "");
+  assert_int_equal(durin_buf_adds(&b, "hello"), 0);
+  assert_int_equal(durin_buf_addf(&b, "%d", 1234), 0);
+  assert_int_equal(durin_buf_adds(&b, "xy"), DURIN_ETOOBIG);
+  /* A refused append leaves the contents as they were. */
+  assert_string_equal(b.buf, "hello1234");
+  assert_int_equal(durin_buf_adds(&b, "z"), 0);
+  p = durin_buf_detach(&b, &n);
+  assert_string_equal(p, "hello1234z");
+  assert_int_equal(n, 10);
+  free(p);
+  assert_int_equal(b.len, 0);
+  durin_buf_release(&b);
+}
+
+static void test_errors(void **state)
+{
+  struct durin_err err = { 0 };
+
+  (void)state;
+  assert_string_equal(durin_err_name(DURIN_EFENCED), "EFENCED");
+  assert_non_null(strstr(durin_strerror(DURIN_EFENCED), "lease"));
+  assert_string_equal(durin_strerror(12345), "unknown error");
+  assert_int_equal(durin_err_set(&err, DURIN_EIO, "cannot %s", "x"), DURIN_EIO);
+  durin_err_prefix(&err, "store '%s'", "s");
+  assert_string_equal(err.msg, "store 's': cannot x");
+  assert_int_equal(durin_err_set(NULL, DURIN_EIO, "x"), DURIN_EIO);
+}
+
+static int fired;
+static void hook(const char *point)
+{
+  (void)point;
+  fired++;
+}
+
+static void test_fault_points(void **state)
+{
+  struct durin_err err = { 0 };
+
+  (void)state;
+  assert_int_equal(durin_fault_configure("nowhere", hook, &err), DURIN_EINVAL);
+  assert_int_equal(durin_fault_configure("tool_exit:0", hook, &err),
+                   DURIN_EINVAL);
+  assert_int_equal(durin_fault_configure("tool_exit:2", hook, &err), 0);
+  durin_fault_point("tool_exit");
+  durin_fault_point("after_commit");
+  assert_int_equal(fired, 0);
+  durin_fault_point("tool_exit");
+  assert_int_equal(fired, 1);
+  durin_fault_point("tool_exit");
+  assert_int_equal(fired, 1);
+  assert_int_equal(durin_fault_configure(NULL, hook, &err), 0);
+}
+
+static void test_tree_copy(void **state)
+{
+  char *d = test_tmpdir(), p[4200], q[4200], *text = NULL;
+  struct stat st;
+  FILE *f;
+
+  (void)state;
+  snprintf(p, sizeof(p), "%s/src/a/b", d);
+  assert_int_equal(durin_mkdirs(p, NULL), 0);
+  snprintf(p, sizeof(p), "%s/src/a/b/f.sh", d);
+  f = fopen(p, "w");
+  fputs("echo hi\n", f);
+  fclose(f);
+  chmod(p, 0755);
+  snprintf(p, sizeof(p), "%s/src/link", d);
+  assert_int_equal(symlink("a/b/f.sh", p), 0);
+  snprintf(p, sizeof(p), "%s/src", d);
+  snprintf(q, sizeof(q), "%s/dst", d);
+  assert_int_equal(durin_tree_copy(p, q, NULL), 0);
+  snprintf(q, sizeof(q), "%s/dst/a/b/f.sh", d);
+  assert_int_equal(durin_file_read(q, 100, &text, NULL, NULL), 0);
+  assert_string_equal(text, "echo hi\n");
+  free(text);
+  assert_int_equal(stat(q, &st), 0);
+  assert_true(st.st_mode & 0100);
+  snprintf(q, sizeof(q), "%s/dst/link", d);
+  assert_int_equal(lstat(q, &st), 0);
+  assert_true(S_ISLNK(st.st_mode));
+  assert_int_equal(durin_file_read(q, 3, &text, NULL, NULL), DURIN_ETOOBIG);
+  snprintf(q, sizeof(q), "%s/dst", d);
+  assert_int_equal(durin_tree_remove(q), 0);
+  assert_int_equal(lstat(q, &st), -1);
+  test_rmrf(d);
+  free(d);
+}
+
+static void test_misc(void **state)
+{
+  char id[32], id2[32], h[65], t[40];
+
+  (void)state;
+  assert_int_equal(durin_run_id_new(id), 0);
+  assert_int_equal(durin_run_id_new(id2), 0);
+  assert_string_not_equal(id, id2);
+  assert_int_equal(strlen(id), 21);
+  durin_sha256_hex("abc", 3, h);
+  assert_string_equal(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb4"
+                         "10ff61f20015ad");
+  assert_int_equal(durin_edit_distance("stpes", "steps"), 2);
+  assert_int_equal(durin_edit_distance("budget", "budget"), 0);
+  durin_fmt_duration(61000, t, sizeof(t));
+  assert_string_equal(t, "1m01s");
+  durin_fmt_time(0, t, sizeof(t));
+  assert_string_equal(t, "1970-01-01T00:00:00.000Z");
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_errors),
+    cmocka_unit_test(test_fault_points), cmocka_unit_test(test_tree_copy),
+    cmocka_unit_test(test_misc),
+  };
+
+  return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
