@@ -41,11 +41,12 @@ static void clear_status(struct progress *p)
 }
 
 static void on_action(void *arg, const struct durin_action *act,
-                      const struct durin_usage *u, int64_t step)
+                      const struct durin_usage *u, int64_t committed)
 {
   struct progress *p = arg;
   char el[32], what[160];
 
+  (void)committed;
   if (!p->tty || p->json)
     return;
   switch (act->kind) {
@@ -59,9 +60,13 @@ static void on_action(void *arg, const struct durin_action *act,
     snprintf(what, sizeof(what), "running acceptance checks");
     break;
   case DURIN_ACT_COMMIT:
-  case DURIN_ACT_INTENT:
-  case DURIN_ACT_OUTCOME:
     snprintf(what, sizeof(what), "committing");
+    break;
+  case DURIN_ACT_INTENT:
+    snprintf(what, sizeof(what), "recording intent");
+    break;
+  case DURIN_ACT_OUTCOME:
+    snprintf(what, sizeof(what), "recording outcome");
     break;
   case DURIN_ACT_DONE:
   default:
@@ -70,7 +75,7 @@ static void on_action(void *arg, const struct durin_action *act,
   }
   durin_fmt_duration(durin_mono_ms() - p->t0, el, sizeof(el));
   fprintf(stderr, "\r\033[Kstep %lld | %s | %lld tokens | $%.4f | %s",
-          (long long)step + 1, what,
+          (long long)act->step, what,
           (long long)(u->input_tokens + u->output_tokens), u->cost_usd, el);
   fflush(stderr);
   p->status_shown = 1;
