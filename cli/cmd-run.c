@@ -321,10 +321,9 @@ static int check_owner(const struct durin_run_info *ri, int force)
 {
   if (force || !cli_lease_live(ri))
     return 0;
-  cli_error("run '%s' is being driven by %s (lease for %lld more s); use "
-            "'durin cancel' to stop it, or --force to take it over",
-            ri->id, ri->lease_owner,
-            (long long)(ri->lease_expires_ms - durin_now_ms()) / 1000);
+  cli_error("run '%s' is being driven by %s; use 'durin cancel' to stop "
+            "it, or --force to take it over",
+            ri->id, ri->lease_owner);
   return EXIT_OWNED;
 }
 

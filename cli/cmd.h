@@ -52,8 +52,8 @@ int cli_data_dir(struct cli *cli, char *out, size_t len);
 /* Maps a library error code to an exit code. */
 int cli_exit_for(int code);
 /*
- * Whether the run's lease is held by a live process: unexpired, and not a
- * process on this host that no longer exists.
+ * Whether a live process holds the run: on this host, its owner pid is
+ * alive; elsewhere, its lease has not expired.
  */
 int cli_lease_live(const struct durin_run_info *ri);
 /* Whether argv[i] asks for help. */

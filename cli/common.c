@@ -137,20 +137,23 @@ int cli_lease_live(const struct durin_run_info *ri)
   const char *colon;
   long pid;
 
-  if (!ri->lease_owner || ri->lease_expires_ms < durin_now_ms())
+  if (!ri->lease_owner)
     return 0;
   colon = strrchr(ri->lease_owner, ':');
-  if (!colon)
-    return 1;
-  snprintf(host, sizeof(host), "%.*s", (int)(colon - ri->lease_owner),
-           ri->lease_owner);
-  gethostname(mine, sizeof(mine) - 1);
-  pid = strtol(colon + 1, NULL, 10);
-  /* An owner that died on this host holds nothing, whatever its lease. */
-  if (!strcmp(host, mine) && pid > 0 && kill((pid_t)pid, 0) < 0 &&
-      errno == ESRCH)
-    return 0;
-  return 1;
+  if (colon) {
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - ri->lease_owner),
+             ri->lease_owner);
+    gethostname(mine, sizeof(mine) - 1);
+    pid = strtol(colon + 1, NULL, 10);
+    /*
+     * On this host the owner's pid is the truth: a dead owner holds
+     * nothing, and a live one (busy in a long tool call, past its lease)
+     * still drives the run.
+     */
+    if (!strcmp(host, mine) && pid > 0)
+      return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  }
+  return ri->lease_expires_ms >= durin_now_ms();
 }
 
 int cli_wants_help(int argc, char **argv)

@@ -13,6 +13,8 @@ test_expect_success 'cancel stops a run another process is driving' '
   ( durin run s.json >out.txt 2>&1; echo $? >rc ) &
   i=0; while ! grep_q "step 2" out.txt 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
   id=$(run_id_of out.txt) &&
+  test_must_fail_with 3 durin resume $id 2>r.txt &&
+  grep_q "is being driven by" r.txt &&
   durin cancel $id >c.txt && grep_q "cancellation requested" c.txt &&
   i=0; while [ ! -s rc ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
   test "$(cat rc)" = 1 &&
