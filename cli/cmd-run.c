@@ -101,6 +101,17 @@ static void on_notice(void *arg, const char *msg)
   fprintf(stderr, "durin: %s\n", msg);
 }
 
+/* DURIN_TRACE=harness: one stderr line per state transition. */
+static void on_transition(void *arg, enum durin_step_state from,
+                          enum durin_step_state to)
+{
+  struct progress *p = arg;
+
+  clear_status(p);
+  fprintf(stderr, "durin: trace: run %s: %s -> %s\n", p->run_id,
+          durin_step_state_name(from), durin_step_state_name(to));
+}
+
 static void owner_name(char *out, size_t len)
 {
   char host[256] = "localhost";
@@ -133,6 +144,8 @@ static int drive(struct cli *cli, const char *id, int json, int resolve)
   o.on_action = on_action;
   o.on_event = on_event;
   o.on_notice = on_notice;
+  if (getenv("DURIN_TRACE") && strstr(getenv("DURIN_TRACE"), "harness"))
+    o.on_transition = on_transition;
   o.arg = &p;
   o.stop = &stop_flag;
   signal(SIGINT, on_signal);

@@ -21,6 +21,9 @@ struct durin_driver_opts {
                     const struct durin_usage *usage, int64_t step);
   /* Called for each event once it is durable. */
   void (*on_event)(void *arg, const struct durin_event *ev);
+  /* Called on every harness state transition (tracing); may be NULL. */
+  void (*on_transition)(void *arg, enum durin_step_state from,
+                        enum durin_step_state to);
   /* Called with notices (retries, lease renewals); may be NULL. */
   void (*on_notice)(void *arg, const char *msg);
   void *arg;

@@ -370,6 +370,8 @@ int durin_drive(struct durin_store *s, const char *run_id,
   r = durin_harness_new(&spec, run_id, &h, err);
   if (r)
     goto out;
+  if (o->on_transition)
+    durin_harness_on_transition(h, o->on_transition, o->arg);
   r = restore(&d, h, ri.attempt + 1, err);
   if (r)
     goto out;
