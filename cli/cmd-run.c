@@ -18,10 +18,24 @@
 
 static volatile sig_atomic_t stop_flag;
 
+/*
+ * The first SIGINT/SIGTERM stops at the next step boundary, so no tool is
+ * cut off mid-call; a second one quits at once, as a crash would (the run
+ * still resumes from its last commit).
+ */
 static void on_signal(int sig)
 {
-  (void)sig;
+  static const char msg[] = "\ndurin: stopping after the current step "
+                            "(interrupt again to quit now)\n";
+
+  if (stop_flag) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
   stop_flag = 1;
+  if (write(2, msg, sizeof(msg) - 1) < 0)
+    stop_flag = 1;
 }
 
 struct progress {

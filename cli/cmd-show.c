@@ -94,9 +94,9 @@ int cmd_show(int argc, char **argv, struct cli *cli)
     cli_print_summary(stdout, &ri);
     if (json_array_size(ck.plan)) {
       printf("plan\n");
-      json_array_foreach(ck.plan, k, it) printf(
-          "  [%s] %s\n", json_string_value(json_object_get(it, "status")),
-          json_string_value(json_object_get(it, "step")));
+      json_array_foreach(ck.plan, k, it)
+        printf("  [%s] %s\n", json_string_value(json_object_get(it, "status")),
+               json_string_value(json_object_get(it, "step")));
     }
     if (ck.summary)
       printf("summary   %s\n", ck.summary);
@@ -107,8 +107,7 @@ int cmd_show(int argc, char **argv, struct cli *cli)
       printf("checks    %s (attempt %lld)\n",
              json_is_true(json_object_get(c, "passed")) ? "passed" : "FAILED",
              (long long)json_integer_value(json_object_get(c, "attempt")));
-      json_array_foreach(res, k, x)
-      {
+      json_array_foreach(res, k, x) {
         const char *o = json_string_value(json_object_get(x, "output"));
 
         printf("  %s: %s (exit %lld)\n",

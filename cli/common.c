@@ -197,8 +197,7 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
       fputs(": ", f);
       print_trunc(f, json_string_value(json_object_get(d, "text")), 100);
     }
-    json_array_foreach(calls, i, c)
-    {
+    json_array_foreach(calls, i, c) {
       fprintf(f, "\n[step %lld]   call %s ", (long long)ev->step,
               json_string_value(json_object_get(c, "name")));
       print_trunc(f, json_string_value(json_object_get(c, "arguments")), 90);
@@ -218,8 +217,8 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
             json_is_true(json_object_get(d, "passed")) ? "PASSED" : "FAILED",
             (long long)json_integer_value(json_object_get(d, "attempt")));
     json_array_foreach(res, i, c)
-        fprintf(f, "; %s: %s", json_string_value(json_object_get(c, "name")),
-                json_is_true(json_object_get(c, "ok")) ? "pass" : "fail");
+      fprintf(f, "; %s: %s", json_string_value(json_object_get(c, "name")),
+              json_is_true(json_object_get(c, "ok")) ? "pass" : "fail");
   } else if (!strcmp(t, "run_finished")) {
     fprintf(f, "run %s: %s", json_string_value(json_object_get(d, "status")),
             json_string_value(json_object_get(d, "reason")));
@@ -242,9 +241,9 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
     size_t i;
 
     fputs("plan:", f);
-    json_array_foreach(plan, i, it) fprintf(
-        f, " [%s] %s;", json_string_value(json_object_get(it, "status")),
-        json_string_value(json_object_get(it, "step")));
+    json_array_foreach(plan, i, it)
+      fprintf(f, " [%s] %s;", json_string_value(json_object_get(it, "status")),
+              json_string_value(json_object_get(it, "step")));
   } else {
     fprintf(f, "%s ", t);
     print_trunc(f, ev->data, 120);

@@ -632,8 +632,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   n = json_array_size(h->events);
   h->ev = calloc(n + 1, sizeof(*h->ev));
   h->ev_data = calloc(n + 1, sizeof(char *));
-  json_array_foreach(h->events, i, e)
-  {
+  json_array_foreach(h->events, i, e) {
     h->ev_data[i] = json_dumps(json_array_get(e, 1), JSON_COMPACT);
     h->ev[i].type = json_string_value(json_array_get(e, 0));
     h->ev[i].data = h->ev_data[i];
@@ -894,8 +893,7 @@ int durin_harness_complete(struct durin_harness *h,
     if (h->state != DURIN_STEP_AWAIT_COMMIT)
       return DURIN_ESTATE;
     /* The step is durable: its messages join the window with their seqs. */
-    json_array_foreach(h->events, i, e)
-    {
+    json_array_foreach(h->events, i, e) {
       if (i < h->nev)
         window_add_event(h, json_string_value(json_array_get(e, 0)),
                          json_array_get(e, 1), h->ev[i].seq);

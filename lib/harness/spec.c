@@ -91,8 +91,7 @@ static int check_fields(json_t *obj, const char *prefix,
   const char *key;
   json_t *v;
 
-  json_object_foreach(obj, key, v)
-  {
+  json_object_foreach(obj, key, v) {
     const char *best = NULL;
     size_t bestd = 3, d;
     int i, ok = 0;
@@ -234,8 +233,7 @@ static int check_turns(json_t *turns, const char *where, struct durin_err *err)
   if (!json_is_array(turns))
     return durin_err_set(err, DURIN_ESPEC,
                          "%s must be an array of assistant turns", where);
-  json_array_foreach(turns, i, t)
-  {
+  json_array_foreach(turns, i, t) {
     json_t *calls, *rep;
     const char *key;
     json_t *v;
@@ -245,8 +243,7 @@ static int check_turns(json_t *turns, const char *where, struct durin_err *err)
                            "%s[%zu] must be an object like {\"text\": ..., "
                            "\"tool_calls\": [...]}",
                            where, i);
-    json_object_foreach(t, key, v)
-    {
+    json_object_foreach(t, key, v) {
       if (strcmp(key, "text") && strcmp(key, "tool_calls") &&
           strcmp(key, "usage") && strcmp(key, "repeat"))
         return durin_err_set(err, DURIN_ESPEC,
@@ -262,8 +259,7 @@ static int check_turns(json_t *turns, const char *where, struct durin_err *err)
     if (calls && !json_is_array(calls))
       return durin_err_set(err, DURIN_ESPEC,
                            "%s[%zu].tool_calls must be an array", where, i);
-    json_array_foreach(calls, j, c)
-    {
+    json_array_foreach(calls, j, c) {
       json_t *name = json_object_get(c, "name");
 
       if (!json_is_object(c) || !json_is_string(name))
@@ -429,13 +425,14 @@ static int parse_tools(json_t *root, struct durin_spec *s,
                          json_kind(arr));
   n = json_array_size(arr);
   s->tools = calloc(n + 1, sizeof(*s->tools));
-  json_array_foreach(arr, i, t)
-  {
+  json_array_foreach(arr, i, t) {
     struct durin_spec_tool *st = &s->tools[s->ntools];
     const struct durin_tool_def *def;
     char pre[32], *effect = NULL;
 
     snprintf(pre, sizeof(pre), "tools[%zu].", i);
+    /* Counted first, so durin_spec_clear frees a half-parsed entry. */
+    s->ntools++;
     if (json_is_string(t)) {
       st->name = strdup(json_string_value(t));
     } else if (json_is_object(t)) {
@@ -449,7 +446,6 @@ static int parse_tools(json_t *root, struct durin_spec *s,
                            "{\"name\": ..., \"effect\": ...}, not %s",
                            i, json_kind(t));
     }
-    s->ntools++;
     def = durin_tool_find(st->name);
     if (!def) {
       free(effect);
@@ -495,8 +491,7 @@ static int parse_checks(json_t *root, struct durin_spec *s,
                          "\"run\"} objects, not %s",
                          json_kind(arr));
   s->checks = calloc(json_array_size(arr) + 1, sizeof(*s->checks));
-  json_array_foreach(arr, i, c)
-  {
+  json_array_foreach(arr, i, c) {
     struct durin_spec_check *ck = &s->checks[s->nchecks];
     char pre[32];
 

@@ -97,8 +97,7 @@ int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
   r->input_tokens = json_integer_value(json_object_get(j, "input_tokens"));
   r->output_tokens = json_integer_value(json_object_get(j, "output_tokens"));
   r->calls = calloc(json_array_size(calls) + 1, sizeof(*r->calls));
-  json_array_foreach(calls, i, c)
-  {
+  json_array_foreach(calls, i, c) {
     struct durin_tool_call *tc = &r->calls[r->ncalls++];
 
     tc->id = dup_or_null(json_object_get(c, "id"));

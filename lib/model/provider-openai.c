@@ -20,8 +20,7 @@ static json_t *wire_messages(const struct durin_model_request *req)
   if (req->system)
     json_array_append_new(
         out, json_pack("{s:s,s:s}", "role", "system", "content", req->system));
-  json_array_foreach(req->messages, i, m)
-  {
+  json_array_foreach(req->messages, i, m) {
     const char *role = json_string_value(json_object_get(m, "role"));
     json_t *w = json_object(), *calls = json_object_get(m, "tool_calls");
 
@@ -32,11 +31,12 @@ static json_t *wire_messages(const struct durin_model_request *req)
       json_t *wc = json_array(), *c;
       size_t j;
 
-      json_array_foreach(calls, j, c) json_array_append_new(
-          wc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", json_object_get(c, "id"),
-                        "type", "function", "function", "name",
-                        json_object_get(c, "name"), "arguments",
-                        json_object_get(c, "arguments")));
+      json_array_foreach(calls, j, c)
+        json_array_append_new(
+            wc, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id",
+                          json_object_get(c, "id"), "type", "function",
+                          "function", "name", json_object_get(c, "name"),
+                          "arguments", json_object_get(c, "arguments")));
       json_object_set_new(w, "tool_calls", wc);
       /* An assistant turn with only tool calls has null content. */
       json_object_set(w, "content",
@@ -64,11 +64,12 @@ static int openai_build(const struct durin_model_request *req,
   size_t i, n = strlen(cfg->base_url);
   char hdr[1024];
 
-  json_array_foreach(req->tools, i, t) json_array_append_new(
-      tools, json_pack("{s:s,s:{s:O,s:O,s:O}}", "type", "function", "function",
-                       "name", json_object_get(t, "name"), "description",
-                       json_object_get(t, "description"), "parameters",
-                       json_object_get(t, "parameters")));
+  json_array_foreach(req->tools, i, t)
+    json_array_append_new(
+        tools, json_pack("{s:s,s:{s:O,s:O,s:O}}", "type", "function",
+                         "function", "name", json_object_get(t, "name"),
+                         "description", json_object_get(t, "description"),
+                         "parameters", json_object_get(t, "parameters")));
   body = json_pack("{s:s,s:o}", "model", cfg->name, "messages",
                    wire_messages(req));
   if (json_array_size(tools))
@@ -134,8 +135,7 @@ static int openai_parse(const struct durin_model_request *req, long status,
     out->text = strdup(json_string_value(content));
   calls = json_object_get(msg, "tool_calls");
   out->calls = calloc(json_array_size(calls) + 1, sizeof(*out->calls));
-  json_array_foreach(calls, i, c)
-  {
+  json_array_foreach(calls, i, c) {
     json_t *fn = json_object_get(c, "function");
     const char *id = json_string_value(json_object_get(c, "id"));
     const char *name = json_string_value(json_object_get(fn, "name"));

@@ -20,8 +20,7 @@ static int script_answer(const struct durin_model_request *req,
   size_t i;
 
   memset(out, 0, sizeof(*out));
-  json_array_foreach(turns, i, t)
-  {
+  json_array_foreach(turns, i, t) {
     json_t *rep = json_object_get(t, "repeat");
     int64_t n = rep ? json_integer_value(rep) : 1;
 
@@ -39,8 +38,7 @@ static int script_answer(const struct durin_model_request *req,
     out->text = strdup(json_string_value(json_object_get(t, "text")));
   calls = json_object_get(t, "tool_calls");
   out->calls = calloc(json_array_size(calls) + 1, sizeof(*out->calls));
-  json_array_foreach(calls, i, c)
-  {
+  json_array_foreach(calls, i, c) {
     struct durin_tool_call *tc = &out->calls[out->ncalls++];
     json_t *args = json_object_get(c, "arguments");
     char id[64];

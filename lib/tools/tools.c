@@ -154,8 +154,7 @@ static int check_plan(json_t *v, struct durin_err *err)
                          "argument 'plan' has %zu steps; keep it to 50 or "
                          "fewer",
                          json_array_size(v));
-  json_array_foreach(v, i, it)
-  {
+  json_array_foreach(v, i, it) {
     json_t *step = json_object_get(it, "step");
     json_t *st = json_object_get(it, "status");
     const char *s = json_string_value(st);
@@ -205,8 +204,7 @@ int durin_tool_args_parse(const struct durin_tool_def *def, const char *text,
                       "arguments for '%s' must be a JSON object", def->name);
     goto out;
   }
-  json_object_foreach(args, key, v)
-  {
+  json_object_foreach(args, key, v) {
     for (p = def->params; p->name; p++)
       if (!strcmp(p->name, key))
         break;

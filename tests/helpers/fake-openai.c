@@ -53,9 +53,9 @@ static void reply(int fd, int status, json_t *headers, const char *body)
                "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                "Content-Length: %zu\r\nConnection: close\r\n",
                status, status == 200 ? "OK" : "Error", strlen(body));
-  json_object_foreach(headers, key, v) n +=
-      snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n", key,
-               json_string_value(v));
+  json_object_foreach(headers, key, v)
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n", key,
+                  json_string_value(v));
   n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
   send_all(fd, head, (size_t)n);
   send_all(fd, body, strlen(body));
