@@ -218,7 +218,7 @@ int cmd_run(int argc, char **argv, struct cli *cli)
   struct durin_spec spec;
   struct durin_err err = { 0 };
   struct durin_run_new rn;
-  const char *spec_path = NULL, *model = getenv("DURIN_MODEL");
+  const char *spec_path = NULL, *model = getenv("DURIN_MODEL"), *base_url;
   char *text = NULL, *abs = NULL, *dumped = NULL, *slash;
   char id[32], data[PATH_MAX], ws[PATH_MAX + 64], base[PATH_MAX + 64];
   char model_name[256];
@@ -269,15 +269,14 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     durin_spec_clear(&spec);
     return EXIT_SPEC;
   }
-  /* Resolved now and pinned with the run, like the model name: a later
-   * durin with a newer price table does not reprice a running run. */
+  /* The price and base URL are resolved now and pinned with the run, like
+   * the model name: a later durin or environment does not change them. */
   if (!spec.model.price.set)
     durin_price_lookup(spec.model.name, &spec.model.price);
-  /* Resolved now and pinned with the run, like the model name. */
-  if (spec.model.base_url_default && getenv("OPENAI_BASE_URL") &&
-      *getenv("OPENAI_BASE_URL")) {
+  base_url = getenv("OPENAI_BASE_URL");
+  if (spec.model.base_url_default && base_url && *base_url) {
     free(spec.model.base_url);
-    spec.model.base_url = strdup(getenv("OPENAI_BASE_URL"));
+    spec.model.base_url = strdup(base_url);
   }
   if ((code = cli_open_store(cli)) ||
       (code = cli_data_dir(cli, data, sizeof(data)))) {
