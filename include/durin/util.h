@@ -77,6 +77,14 @@ int durin_mkdirs(const char *path, struct durin_err *err);
 int durin_file_read(const char *path, size_t cap, char **out, size_t *len,
                     struct durin_err *err);
 
+/*
+ * Makes len bytes at s valid UTF-8 in place: every byte that is not part
+ * of a well-formed sequence (and every NUL) becomes '?'. Tool output is
+ * arbitrary bytes; the log and the model wire formats are JSON text.
+ * Returns how many bytes were replaced.
+ */
+size_t durin_utf8_sanitize(char *s, size_t len);
+
 /* Edit distance, for "did you mean" suggestions. */
 size_t durin_edit_distance(const char *a, const char *b);
 

@@ -349,12 +349,26 @@ void durin_harness_cancel(struct durin_harness *h, const char *reason)
 static json_t *result_json(struct call *c, const struct durin_tool_result *r,
                            int reused)
 {
-  return json_pack("{s:s,s:s,s:s,s:b,s:s,s:i,s:b,s:b,s:I,s:b}", "call_id",
-                   c->tc->id, "name", c->tc->name, "effect",
-                   durin_effect_name(c->effect), "ok", r->ok, "output",
-                   r->output ? r->output : "", "exit_code", r->exit_code,
-                   "timed_out", r->timed_out, "truncated", r->truncated,
-                   "duration_ms", (json_int_t)r->duration_ms, "reused", reused);
+  json_t *j;
+
+  j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:i,s:b,s:b,s:I,s:b}", "call_id",
+                c->tc->id, "name", c->tc->name, "effect",
+                durin_effect_name(c->effect), "ok", r->ok, "output",
+                r->output ? r->output : "", "exit_code", r->exit_code,
+                "timed_out", r->timed_out, "truncated", r->truncated,
+                "duration_ms", (json_int_t)r->duration_ms, "reused", reused);
+  /* Tools hand over sanitized text; should anything slip through, the
+   * model still gets a result for its call instead of none at all. */
+  if (!j)
+    j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:i,s:b,s:b,s:I,s:b}", "call_id",
+                  c->tc->id, "name", c->tc->name, "effect",
+                  durin_effect_name(c->effect), "ok", 0, "output",
+                  "error: the tool's output could not be recorded (not "
+                  "valid UTF-8 text)",
+                  "exit_code", r->exit_code, "timed_out", r->timed_out,
+                  "truncated", 1, "duration_ms", (json_int_t)r->duration_ms,
+                  "reused", reused);
+  return j;
 }
 
 static void resolve_call(struct call *c, int ok, const char *output)

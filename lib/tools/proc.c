@@ -165,6 +165,8 @@ int durin_proc_run(const char *dir, const char *command,
     durin_buf_addf(&out, "\n[output truncated: %zu more bytes]\n", dropped);
   }
   res->ok = !res->timed_out && res->exit_code == 0;
+  /* Commands print arbitrary bytes; the log and the model need text. */
+  durin_utf8_sanitize(out.buf, out.len);
   res->output = durin_buf_detach(&out, NULL);
   res->duration_ms = durin_mono_ms() - t0;
   return 0;

@@ -104,6 +104,9 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
     res->truncated = 1;
   }
   res->ok = 1;
+  /* Binary files: NULs and invalid UTF-8 become '?', so the text survives
+   * the log and the wire format. */
+  durin_utf8_sanitize(b.buf, b.len);
   res->output = durin_buf_detach(&b, NULL);
   return 0;
 }

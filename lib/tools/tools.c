@@ -275,5 +275,6 @@ void durin_tool_exec(const struct durin_tool_def *def,
   def->exec(ctx, args, res);
   if (!res->output)
     res->output = strdup("");
+  durin_utf8_sanitize(res->output, strlen(res->output));
   res->duration_ms = durin_mono_ms() - t0;
 }

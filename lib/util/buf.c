@@ -106,3 +106,52 @@ char *durin_buf_detach(struct durin_buf *b, size_t *len)
   b->alloc = 0;
   return p;
 }
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+  unsigned c = p[0];
+  size_t n, i;
+  unsigned cp;
+
+  if (c >= 0x01 && c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2, cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, cp = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
+  if (left < n)
+    return 0;
+  for (i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (p[i] & 0x3f);
+  }
+  /* Overlong forms, surrogates and code points past U+10FFFF. */
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+      (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+    return 0;
+  return n;
+}
+
+size_t durin_utf8_sanitize(char *s, size_t len)
+{
+  unsigned char *p = (unsigned char *)s;
+  size_t i = 0, fixed = 0;
+
+  while (i < len) {
+    size_t n = utf8_seq(p + i, len - i);
+
+    if (n == 0) {
+      p[i++] = '?';
+      fixed++;
+    } else {
+      i += n;
+    }
+  }
+  return fixed;
+}

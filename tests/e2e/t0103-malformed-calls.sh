@@ -13,11 +13,12 @@ cat >"$TRASH/s.json" <<JSON
    {"tool_calls": [{"name": "read_file", "arguments": {"path": 42}}]},
    {"tool_calls": [{"name": "write_file", "arguments": {"path": "a", "content": "$big"}}]},
    {"tool_calls": [{"name": "read_file", "arguments": {"path": "../../etc/passwd"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "printf 'bin\\\\377ary'"}}]},
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "survived"}}]}
  ]}}
 JSON
 
-test_expect_success 'the run survives every malformed call' '
+test_expect_success 'the run survives every malformed call and binary output' '
   durin run s.json >out.txt &&
   id=$(run_id_of out.txt) &&
   test "$(status_of $id)" = succeeded &&
@@ -27,6 +28,7 @@ test_expect_success 'the run survives every malformed call' '
   sed -n 3p results | grep_q "must be a string" &&
   sed -n 4p results | grep_q "over the limit of 2048" &&
   sed -n 5p results | grep_q "outside the workspace" &&
+  sed -n 6p results | grep_q "bin?ary" &&
   ! test -e project/a
 '
 

@@ -190,6 +190,29 @@ static void test_bash_basics(void **state)
   free(out);
 }
 
+static void test_binary_output_becomes_text(void **state)
+{
+  char *out, p[4200];
+  json_t *j;
+  FILE *f;
+
+  (void)state;
+  assert_false(run_tool(
+      "bash", "{\"command\":\"printf 'a\\\\377b\\\\000c'; exit 1\"}", &out));
+  j = json_string(out);
+  assert_non_null(j);
+  json_decref(j);
+  assert_non_null(strstr(out, "a?b?c"));
+  free(out);
+  snprintf(p, sizeof(p), "%s/bin.dat", ws);
+  f = fopen(p, "wb");
+  fwrite("\x00\x01\xff\xfeok", 1, 6, f);
+  fclose(f);
+  assert_true(run_tool("read_file", "{\"path\":\"bin.dat\"}", &out));
+  assert_string_equal(out, "?\x01??ok");
+  free(out);
+}
+
 /* Gone, or a zombie waiting for an init that may not reap: not running. */
 static int alive(long pid)
 {
@@ -303,6 +326,8 @@ int main(void)
                                     teardown),
     cmocka_unit_test_setup_teardown(test_file_tools, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bash_basics, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_binary_output_becomes_text, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_proc_timeout_kills_tree, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_proc_nothing_outlives_call, setup,

@@ -125,12 +125,26 @@ static void test_misc(void **state)
   assert_string_equal(t, "1970-01-01T00:00:00.000Z");
 }
 
+static void test_utf8_sanitize(void **state)
+{
+  char a[] = "ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  char b[] = "x\xff\xfey\xc0\xafz\xed\xa0\x80w\xe2\x82";
+  char c[] = { 'a', 0, 'b' };
+
+  (void)state;
+  assert_int_equal(durin_utf8_sanitize(a, strlen(a)), 0);
+  assert_int_equal(durin_utf8_sanitize(b, sizeof(b) - 1), 9);
+  assert_string_equal(b, "x??y??z???w??");
+  assert_int_equal(durin_utf8_sanitize(c, 3), 1);
+  assert_int_equal(c[1], '?');
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_errors),
     cmocka_unit_test(test_fault_points), cmocka_unit_test(test_tree_copy),
-    cmocka_unit_test(test_misc),
+    cmocka_unit_test(test_misc),         cmocka_unit_test(test_utf8_sanitize),
   };
 
   return cmocka_run_group_tests_name("util", tests, NULL, NULL);
