@@ -159,25 +159,30 @@ static int write_atomic(int ws, const char *path, const char *data, size_t len,
                       strerror(errno));
   close(fd);
   if (!r) {
-    /* Rename through the workspace fd keeps both names beneath it: the
-     * parent directories were just opened beneath the workspace, and
-     * renameat with relative names cannot follow a final symlink. */
-    int dfd = ws;
+    /* Rename through a directory fd opened beneath the workspace keeps
+     * both names beneath it, and renameat with relative names cannot
+     * follow a final symlink. The directory is fsync'd too, so a recorded
+     * outcome is never ahead of the file after a power loss. */
     const char *base = path, *tbase = tmp;
     char dir[4200];
+    int dfd;
 
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1,
+             slash ? path : ".");
+    dfd = durin_path_open(ws, dir, O_RDONLY | O_DIRECTORY, 0, err);
     if (slash) {
-      snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-      dfd = durin_path_open(ws, dir, O_PATH | O_DIRECTORY, 0, err);
-      if (dfd < 0)
-        r = -1;
       base = slash + 1;
       tbase = tmp + (slash - path) + 1;
     }
-    if (!r && renameat(dfd, tbase, dfd, base) < 0)
+    if (dfd < 0)
+      r = -1;
+    else if (renameat(dfd, tbase, dfd, base) < 0)
       r = durin_err_set(err, DURIN_EIO, "cannot replace '%s': %s", path,
                         strerror(errno));
-    if (dfd != ws && dfd >= 0)
+    else if (fsync(dfd) < 0)
+      r = durin_err_set(err, DURIN_EIO, "cannot sync the directory of '%s': %s",
+                        path, strerror(errno));
+    if (dfd >= 0)
       close(dfd);
   }
   if (r) {
