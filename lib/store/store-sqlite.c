@@ -19,10 +19,11 @@
 #include "durin/util.h"
 #include "store/backends.h"
 
-#define RUN_COLS                                                   \
- "id, name, spec, model, workspace, reason, lease_owner, status, " \
- "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "  \
- "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "  \
+#define RUN_COLS                                                       \
+ "id, name, (SELECT spec FROM run_specs s WHERE s.run_id = runs.id), " \
+ "model, workspace, reason, lease_owner, status, "                     \
+ "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "      \
+ "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "      \
  "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
 
 /* Statements prepared once per connection. */
@@ -101,7 +102,6 @@ static const char *const migrations[] = {
   "  name TEXT NOT NULL,"
   "  status TEXT NOT NULL,"
   "  reason TEXT,"
-  "  spec TEXT NOT NULL,"
   "  model TEXT NOT NULL,"
   "  workspace TEXT NOT NULL,"
   "  created_ms INTEGER NOT NULL,"
@@ -121,6 +121,12 @@ static const char *const migrations[] = {
   "  tool_calls INTEGER NOT NULL DEFAULT 0,"
   "  retries INTEGER NOT NULL DEFAULT 0,"
   "  cost_usd REAL NOT NULL DEFAULT 0"
+  ");"
+  /* The spec is written once; kept out of the run row, which every step
+   * rewrites, so a long system prompt is not rewritten with it. */
+  "CREATE TABLE run_specs("
+  "  run_id TEXT PRIMARY KEY,"
+  "  spec TEXT NOT NULL"
   ");"
   "CREATE INDEX runs_status ON runs(status, created_ms);"
   "CREATE TABLE events("
@@ -318,22 +324,45 @@ static int sq_run_create(void *impl, const struct durin_run_new *n,
   sqlite3_stmt *st = NULL;
   int r = 0;
 
+  r = exec_sql(q, "BEGIN IMMEDIATE", err);
+  if (r)
+    return r;
   if (sqlite3_prepare_v2(q->db,
-                         "INSERT INTO runs(id, name, status, spec, model, "
+                         "INSERT INTO runs(id, name, status, model, "
                          "workspace, created_ms, updated_ms) "
-                         "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6)",
-                         -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "creating run");
+                         "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?5)",
+                         -1, &st, NULL) != SQLITE_OK) {
+    r = sq_fail(q, err, "creating run");
+    goto out;
+  }
   sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, n->name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, n->spec_json, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, n->model, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, n->workspace, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, n->now_ms);
+  sqlite3_bind_text(st, 3, n->model, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, n->workspace, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, n->now_ms);
+  if (sqlite3_step(st) != SQLITE_DONE) {
+    r = sq_fail(q, err, "creating run");
+    goto out;
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (sqlite3_prepare_v2(q->db,
+                         "INSERT INTO run_specs(run_id, spec) VALUES(?1, ?2)",
+                         -1, &st, NULL) != SQLITE_OK) {
+    r = sq_fail(q, err, "creating run");
+    goto out;
+  }
+  sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, n->spec_json, -1, SQLITE_STATIC);
   if (sqlite3_step(st) != SQLITE_DONE)
     r = sq_fail(q, err, "creating run");
+out:
   sqlite3_finalize(st);
-  return r;
+  if (r) {
+    exec_sql(q, "ROLLBACK", NULL);
+    return r;
+  }
+  return exec_sql(q, "COMMIT", err);
 }
 
 static void row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)

@@ -153,8 +153,8 @@ test_expect_success 'OPENAI_BASE_URL is used when the spec names none' '
 JSON
   env OPENAI_BASE_URL="http://127.0.0.1:$PORT/v1" "$DURIN" run s2.json >out.txt 2>&1 &&
   id=$(run_id_of out.txt) &&
-  sql "select spec from runs where id = '"'"'$id'"'"'" | grep -qF "127.0.0.1:$PORT/v1" &&
-  sql "select spec from runs where id = '"'"'$id'"'"'" | grep -qF "\"input_per_mtok\":0.15" &&
+  sql "select spec from run_specs where run_id = '"'"'$id'"'"'" | grep -qF "127.0.0.1:$PORT/v1" &&
+  sql "select spec from run_specs where run_id = '"'"'$id'"'"'" | grep -qF "\"input_per_mtok\":0.15" &&
   stop_fake
 '
 
