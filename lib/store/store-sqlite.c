@@ -129,6 +129,8 @@ static const char *const migrations[] = {
   "  spec TEXT NOT NULL"
   ");"
   "CREATE INDEX runs_status ON runs(status, created_ms);"
+  /* A rowid table: event rows are kilobytes, and WITHOUT ROWID tables
+   * spill rows over about a quarter page into overflow pages. */
   "CREATE TABLE events("
   "  run_id TEXT NOT NULL,"
   "  seq INTEGER NOT NULL,"
@@ -136,13 +138,14 @@ static const char *const migrations[] = {
   "  step INTEGER NOT NULL,"
   "  type TEXT NOT NULL,"
   "  data TEXT NOT NULL,"
-  "  PRIMARY KEY(run_id, seq)"
-  ") WITHOUT ROWID;"
+  "  UNIQUE(run_id, seq)"
+  ");"
+  /* Small rows keyed by run: one b-tree, no separate key index. */
   "CREATE TABLE checkpoints("
   "  run_id TEXT PRIMARY KEY,"
   "  step INTEGER NOT NULL,"
   "  data TEXT NOT NULL"
-  ");"
+  ") WITHOUT ROWID;"
   "CREATE TABLE ledger("
   "  run_id TEXT NOT NULL,"
   "  step INTEGER NOT NULL,"
