@@ -278,6 +278,16 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     free(spec.model.base_url);
     spec.model.base_url = strdup(base_url);
   }
+  /* OpenAI itself always wants a key: say so now, not after a 401. */
+  if (!strcmp(spec.model.provider, "openai") &&
+      strstr(spec.model.base_url, "api.openai.com") &&
+      (!getenv(spec.model.api_key_env) || !*getenv(spec.model.api_key_env))) {
+    cli_error("model '%s' at %s needs an API key: set %s (or point "
+              "model.base_url at a server that needs none)",
+              spec.model.name, spec.model.base_url, spec.model.api_key_env);
+    durin_spec_clear(&spec);
+    return EXIT_SPEC;
+  }
   if ((code = cli_open_store(cli)) ||
       (code = cli_data_dir(cli, data, sizeof(data)))) {
     durin_spec_clear(&spec);

@@ -55,6 +55,11 @@ test_expect_success 'an unknown tool is refused' '
     "unknown tool .shell."
 '
 
+test_expect_success 'OpenAI without a key is refused before anything runs' '
+  test_must_fail_with 65 env -u OPENAI_API_KEY "$DURIN" run --model openai:gpt-4o-mini "$SRCDIR/examples/fix-failing-test/agent.json" 2>err &&
+  grep_q "needs an API key: set OPENAI_API_KEY" err
+'
+
 test_expect_success 'refused specs leave nothing behind' '
   durin ls >ls.txt &&
   test "$(wc -l <ls.txt)" = 1 &&
