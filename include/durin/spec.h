@@ -79,6 +79,7 @@ struct durin_spec {
   int64_t output_cap;    /* bytes of tool output kept per call */
   int64_t max_arg_bytes; /* tool-call arguments larger than this are refused */
   int64_t context_messages; /* messages kept in the context window */
+  int64_t context_bytes;    /* text kept in the context window, roughly */
 };
 
 /*

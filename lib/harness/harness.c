@@ -35,6 +35,11 @@ struct call {
   char idem_key[96];
 };
 
+struct wmsg {
+  int64_t seq;
+  size_t bytes;
+};
+
 struct durin_harness {
   const struct durin_spec *spec;
   char run_id[32];
@@ -43,10 +48,11 @@ struct durin_harness {
   int64_t attempt;
   int restored;
 
-  json_t *tools;    /* schemas for the model */
-  json_t *msgs;     /* context window messages */
-  int64_t *msg_seq; /* event seq each message came from */
-  size_t msg_alloc;
+  json_t *tools;   /* schemas for the model */
+  json_t *msgs;    /* context window messages */
+  struct wmsg *wm; /* per message: the event it came from, its size */
+  size_t wm_alloc;
+  size_t win_bytes; /* approximate size of the window's text */
 
   /* The step in progress. */
   struct durin_model_response resp;
@@ -207,7 +213,7 @@ void durin_harness_free(struct durin_harness *h)
   json_decref(h->events);
   json_decref(h->tools);
   json_decref(h->req_msgs);
-  free(h->msg_seq);
+  free(h->wm);
   free(h);
 }
 
@@ -237,16 +243,23 @@ static void add_event(struct durin_harness *h, const char *type, json_t *data)
   json_array_append_new(h->events, json_pack("[s,o]", type, data));
 }
 
-/* Appends a message to the window, remembering the event it came from. */
+/* Appends a message to the window, remembering the event it came from and
+ * roughly how much text it adds to every later request. */
 static void window_push(struct durin_harness *h, json_t *msg, int64_t seq)
 {
-  size_t n = json_array_size(h->msgs);
+  size_t n = json_array_size(h->msgs), bytes = 32, i;
+  json_t *calls = json_object_get(msg, "tool_calls"), *c;
 
-  if (n + 1 > h->msg_alloc) {
-    h->msg_alloc = h->msg_alloc ? h->msg_alloc * 2 : 64;
-    h->msg_seq = realloc(h->msg_seq, h->msg_alloc * sizeof(*h->msg_seq));
+  if (n + 1 > h->wm_alloc) {
+    h->wm_alloc = h->wm_alloc ? h->wm_alloc * 2 : 64;
+    h->wm = realloc(h->wm, h->wm_alloc * sizeof(*h->wm));
   }
-  h->msg_seq[n] = seq;
+  bytes += json_string_length(json_object_get(msg, "content"));
+  json_array_foreach(calls, i, c)
+    bytes += 32 + json_string_length(json_object_get(c, "arguments"));
+  h->wm[n].seq = seq;
+  h->wm[n].bytes = bytes;
+  h->win_bytes += bytes;
   json_array_append_new(h->msgs, msg);
 }
 
@@ -295,33 +308,37 @@ int durin_harness_load_event(struct durin_harness *h,
 }
 
 /*
- * Keeps the window within context_messages by dropping whole turns from
- * its front: an assistant message goes together with the tool results that
- * answer it, so no tool result is ever left without its call.
+ * Keeps the window within context.max_messages and context.max_bytes by
+ * dropping whole turns from its front, down to half of each limit (so a
+ * compaction happens now and then, not at every step): an assistant message
+ * goes together with the tool results that answer it, so no tool result is
+ * ever left without its call. The goal is pinned outside the window.
  */
 static void window_compact(struct durin_harness *h)
 {
-  size_t n = json_array_size(h->msgs), drop = 0, limit;
+  size_t n = json_array_size(h->msgs), drop = 0, bytes = h->win_bytes;
+  size_t limit = (size_t)h->spec->context_messages;
+  size_t max_bytes = (size_t)h->spec->context_bytes;
 
-  limit = (size_t)h->spec->context_messages;
-  if (n <= limit)
+  if (n <= limit && bytes <= max_bytes)
     return;
-  while (n - drop > limit / 2 || drop == 0) {
-    drop++;
+  while (drop == 0 || n - drop > limit / 2 || bytes > max_bytes / 2) {
+    bytes -= h->wm[drop++].bytes;
     while (drop < n && !strcmp(json_string_value(json_object_get(
                                    json_array_get(h->msgs, drop), "role")),
                                "tool"))
-      drop++;
+      bytes -= h->wm[drop++].bytes;
     if (drop >= n)
       break;
   }
   if (drop >= n)
-    return;
+    return; /* one turn alone is over the limit: keep it */
   add_event(h, "compaction",
-            json_pack("{s:I,s:I,s:I}", "dropped_messages", (json_int_t)drop,
-                      "window_start", (json_int_t)h->msg_seq[drop],
-                      "kept_messages", (json_int_t)(n - drop)));
-  h->ck.window_start = h->msg_seq[drop];
+            json_pack("{s:I,s:I,s:I,s:I}", "dropped_messages", (json_int_t)drop,
+                      "window_start", (json_int_t)h->wm[drop].seq,
+                      "kept_messages", (json_int_t)(n - drop), "kept_bytes",
+                      (json_int_t)bytes));
+  h->ck.window_start = h->wm[drop].seq;
   {
     json_t *kept = json_array();
     size_t i;
@@ -330,7 +347,8 @@ static void window_compact(struct durin_harness *h)
       json_array_append(kept, json_array_get(h->msgs, i));
     json_decref(h->msgs);
     h->msgs = kept;
-    memmove(h->msg_seq, h->msg_seq + drop, (n - drop) * sizeof(int64_t));
+    memmove(h->wm, h->wm + drop, (n - drop) * sizeof(*h->wm));
+    h->win_bytes = bytes;
   }
 }
 
@@ -471,7 +489,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
 static void dispatch(struct durin_harness *h, int64_t now,
                      struct durin_action *act)
 {
-  char why[256];
+  char why[512];
 
   for (; h->cur < h->ncalls; h->cur++) {
     struct call *c = &h->calls[h->cur];

@@ -32,7 +32,8 @@ static const char *const budget_fields[] = {
 };
 static const char *const limits_fields[] = { "tool_timeout_s", "output_bytes",
                                              "max_arg_bytes", NULL };
-static const char *const context_fields[] = { "max_messages", NULL };
+static const char *const context_fields[] = { "max_messages", "max_bytes",
+                                              NULL };
 static const char *const providers[] = { "script", "openai", NULL };
 
 const char *durin_effect_name(enum durin_effect e)
@@ -533,6 +534,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   s->output_cap = 64 * 1024;
   s->max_arg_bytes = 256 * 1024;
   s->context_messages = 200;
+  /* About 100k tokens: within what current models accept, with room. */
+  s->context_bytes = 400 * 1000;
 
   root = json_loads(json_text, JSON_REJECT_DUPLICATES, &je);
   if (!root)
@@ -583,8 +586,10 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
     goto out;
   if ((r = get_object(root, "context", "", context_fields, &o, err)))
     goto out;
-  if (o && (r = get_int(o, "max_messages", "context.", 4, 1,
-                        &s->context_messages, err)))
+  if (o && ((r = get_int(o, "max_messages", "context.", 4, 1,
+                         &s->context_messages, err)) ||
+            (r = get_int(o, "max_bytes", "context.", 1024, 1, &s->context_bytes,
+                         err))))
     goto out;
   if (!s->name)
     s->name = strdup("run");
@@ -729,9 +734,10 @@ char *durin_spec_dump(const struct durin_spec *s)
                                 (json_int_t)(s->tool_timeout_ms / 1000),
                                 "output_bytes", (json_int_t)s->output_cap,
                                 "max_arg_bytes", (json_int_t)s->max_arg_bytes));
-  json_object_set_new(
-      root, "context",
-      json_pack("{s:I}", "max_messages", (json_int_t)s->context_messages));
+  json_object_set_new(root, "context",
+                      json_pack("{s:I,s:I}", "max_messages",
+                                (json_int_t)s->context_messages, "max_bytes",
+                                (json_int_t)s->context_bytes));
   out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(root);
   return out;

@@ -488,6 +488,39 @@ static void test_window_and_checkpoint_stay_small(void **state)
   free_spec(s);
 }
 
+static void test_window_bounded_by_bytes(void **state)
+{
+  struct durin_spec *s = make_spec(",\"budget\":{\"steps\":0},"
+                                   "\"context\":{\"max_bytes\":20000}");
+  struct durin_harness *h = started(s);
+  struct durin_action act;
+  char *big = malloc(4001);
+  int i;
+
+  (void)state;
+  memset(big, 'o', 4000);
+  big[4000] = '\0';
+  for (i = 1; i <= 100; i++) {
+    size_t total = 0, k;
+    json_t *m;
+
+    durin_harness_next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    json_array_foreach(act.model.messages, k, m)
+      total += json_string_length(json_object_get(m, "content"));
+    /* The limit, plus at most the step that triggers the next compaction. */
+    assert_true(total <= 20000 + 4100);
+    answer(h, "read_file", "{\"path\":\"x\"}");
+    durin_harness_next(h, 1000, &act);
+    tool_done(h, big);
+    durin_harness_next(h, 1000, &act);
+    commit(h, &act);
+  }
+  free(big);
+  durin_harness_free(h);
+  free_spec(s);
+}
+
 static void test_cancel(void **state)
 {
   struct durin_spec *s = make_spec("");
@@ -556,6 +589,7 @@ int main(void)
     cmocka_unit_test(test_resume_unsafe_indeterminate),
     cmocka_unit_test(test_resume_idempotent_reruns),
     cmocka_unit_test(test_window_and_checkpoint_stay_small),
+    cmocka_unit_test(test_window_bounded_by_bytes),
     cmocka_unit_test(test_cancel),
     cmocka_unit_test(test_model_error_fails_run),
     cmocka_unit_test(test_unexpected_completion),
