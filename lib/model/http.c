@@ -1,7 +1,7 @@
 /*
- * The blocking HTTP transport for single-run drivers: one libcurl easy
- * transfer with a response cap and Retry-After capture. The worker's event
- * loop drives the same providers through libcurl's multi interface.
+ * The blocking HTTP transport for single-run drivers: one transfer through
+ * libcurl's multi interface, polled in 200 ms slices so the caller can
+ * abandon it, with a response cap and Retry-After capture.
  */
 #include <stdio.h>
 #include <string.h>
@@ -51,7 +51,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 
 int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
                     size_t cap, long *status, struct durin_buf *body,
-                    char *retry_after, size_t ra_len, struct durin_err *err)
+                    char *retry_after, size_t ra_len,
+                    const volatile sig_atomic_t *abort, struct durin_err *err)
 {
   struct curl_slist *hdrs = NULL;
   struct sink s = { body, retry_after, ra_len, 0 };
@@ -78,8 +79,41 @@ int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_USERAGENT, "durin/0.1");
-  rc = curl_easy_perform(c);
-  if (s.too_big) {
+  rc = CURLE_OK;
+  {
+    CURLM *m = curl_multi_init();
+    int running = 1;
+
+    if (!m || curl_multi_add_handle(m, c) != CURLM_OK) {
+      curl_multi_cleanup(m);
+      curl_slist_free_all(hdrs);
+      curl_easy_cleanup(c);
+      return durin_err_set(err, DURIN_ENOMEM, "cannot start an HTTP transfer");
+    }
+    while (running) {
+      CURLMsg *msg;
+      int left;
+
+      if (curl_multi_perform(m, &running) != CURLM_OK)
+        break;
+      while ((msg = curl_multi_info_read(m, &left)))
+        if (msg->msg == CURLMSG_DONE)
+          rc = msg->data.result;
+      if (!running)
+        break;
+      if (abort && *abort) {
+        r = durin_err_set(err, DURIN_ECANCELED, "request to '%s' abandoned",
+                          req->url);
+        break;
+      }
+      curl_multi_poll(m, NULL, 0, 200, NULL);
+    }
+    curl_multi_remove_handle(m, c);
+    curl_multi_cleanup(m);
+  }
+  if (r) {
+    /* abandoned: nothing more to report */
+  } else if (s.too_big) {
     r = durin_err_set(err, DURIN_ETOOBIG,
                       "model response from '%s' exceeds %zu bytes", req->url,
                       body->cap);

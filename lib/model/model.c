@@ -168,8 +168,8 @@ int durin_model_call(const struct durin_model_request *req,
                      int64_t *retries_left, struct durin_call_stats *stats,
                      void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
                                       const char *why),
-                     void *arg, struct durin_model_response *out,
-                     struct durin_err *err)
+                     void *arg, const volatile sig_atomic_t *abort,
+                     struct durin_model_response *out, struct durin_err *err)
 {
   const struct durin_provider *p = durin_provider_find(req->cfg->provider);
   struct durin_http_req h;
@@ -197,7 +197,7 @@ int durin_model_call(const struct durin_model_request *req,
 
     durin_buf_reset(&body);
     r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body, ra,
-                        sizeof(ra), err);
+                        sizeof(ra), abort, err);
     if (!r && status >= 200 && status < 300) {
       r = p->parse(req, status, body.buf, body.len, out, err);
       break;
@@ -230,7 +230,17 @@ int durin_model_call(const struct durin_model_request *req,
     stats->retries++;
     stats->slept_ms += delay;
     attempt++;
-    usleep((useconds_t)delay * 1000);
+    /* Sleep in slices, so an abandoned run does not wait out a backoff. */
+    while (delay > 0 && !(abort && *abort)) {
+      int64_t slice = delay > 100 ? 100 : delay;
+
+      usleep((useconds_t)slice * 1000);
+      delay -= slice;
+    }
+    if (abort && *abort) {
+      r = durin_err_set(err, DURIN_ECANCELED, "model call abandoned");
+      break;
+    }
   }
   durin_buf_release(&body);
   durin_http_req_clear(&h);

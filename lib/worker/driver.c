@@ -148,9 +148,12 @@ static int do_model(struct drv *d, struct durin_harness *h,
 
   memset(&c, 0, sizeof(c));
   memset(&resp, 0, sizeof(resp));
-  r = durin_model_call(&act->model, &left, &stats, on_retry, d, &resp, &merr);
+  r = durin_model_call(&act->model, &left, &stats, on_retry, d, d->o->stop,
+                       &resp, &merr);
   c.now_ms = durin_now_ms();
   c.retries = stats.retries;
+  if (r == DURIN_ECANCELED)
+    return r; /* stopping: the call is simply asked again on resume */
   if (r) {
     c.kind = DURIN_DONE_MODEL_ERROR;
     c.error = merr.msg;
@@ -332,6 +335,19 @@ static int release(struct drv *d, struct durin_err *err)
   return durin_txn_commit(txn, err);
 }
 
+/* Stops driving on request: the lease is released, the run stays running. */
+static int let_go(struct drv *d, struct durin_drive_result *res,
+                  struct durin_err *err)
+{
+  int r = release(d, err);
+
+  res->stopped = 1;
+  res->status = DURIN_RUN_RUNNING;
+  snprintf(res->reason, sizeof(res->reason),
+           "stopped by signal; resume with 'durin resume %s'", d->run_id);
+  return r;
+}
+
 int durin_drive(struct durin_store *s, const char *run_id,
                 const struct durin_driver_opts *o,
                 struct durin_drive_result *res, struct durin_err *err)
@@ -385,11 +401,7 @@ int durin_drive(struct durin_store *s, const char *run_id,
       struct durin_run_info cur;
 
       if (o->stop && *o->stop) {
-        r = release(&d, err);
-        res->stopped = 1;
-        res->status = DURIN_RUN_RUNNING;
-        snprintf(res->reason, sizeof(res->reason),
-                 "stopped by signal; resume with 'durin resume %s'", run_id);
+        r = let_go(&d, res, err);
         goto out;
       }
       /* Cancellation is a flag on the row, acted on at step boundaries. */
@@ -429,7 +441,9 @@ int durin_drive(struct durin_store *s, const char *run_id,
       r = 0;
       goto out;
     }
-    if (r)
+    if (r == DURIN_ECANCELED && o->stop && *o->stop)
+      r = let_go(&d, res, err);
+    if (r || res->stopped)
       goto out;
   }
 out:

@@ -33,7 +33,7 @@ test_expect_success 'cancel ends a run nobody is driving' '
 '
 
 test_expect_success 'SIGTERM lets go of the run; resume continues it' '
-  cat >t.json <<JSON &&
+  cat >t.json <<JSON || return 1
 {"goal": "g", "workspace": "project",
  "model": {"provider": "script", "turns": [
    {"repeat": 6, "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 0.2"}}]},
@@ -42,7 +42,7 @@ JSON
   "$DURIN" run t.json >out3.txt 2>&1 &
   pid=$! &&
   i=0; while ! grep -q "step 2" out3.txt 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
-  kill -TERM $pid && wait $pid; rc=$? &&
+  kill -TERM $pid && { wait $pid; rc=$?; } &&
   test $rc = 130 &&
   id=$(run_id_of out3.txt) &&
   test "$(status_of $id)" = running &&

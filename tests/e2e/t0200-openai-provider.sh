@@ -158,4 +158,24 @@ JSON
   stop_fake
 '
 
+test_expect_success 'an interrupt abandons a slow model call at once' '
+  { echo "[{\"delay_ms\": 8000, \"status\": 500, \"body\": {}}," &&
+    completion finish "\"{\\\"summary\\\": \\\"ok\\\"}\"" && echo "]"; } >replies.json &&
+  start_fake replies.json && write_spec gpt-4o-mini || return 1
+  # Not part of the && list above, or the whole list would go to the
+  # background and $! would be a subshell.
+  "$DURIN" run s.json >out.txt 2>&1 &
+  pid=$! &&
+  i=0; while [ "$(wc -l <requests.log 2>/dev/null || echo 0)" -lt 1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done &&
+  t0=$(date +%s%N) && kill -INT $pid && { wait $pid; rc=$?; } &&
+  t1=$(date +%s%N) &&
+  test $rc = 130 &&
+  test $(( (t1 - t0) / 1000000 )) -lt 2000 &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = running &&
+  durin resume $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = succeeded &&
+  stop_fake
+'
+
 test_done
