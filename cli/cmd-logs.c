@@ -78,7 +78,9 @@ int cmd_logs(int argc, char **argv, struct cli *cli)
       cli_error("%s", err.msg);
       return cli_exit_for(r);
     }
-    fflush(stdout);
+    /* A reader that went away (`durin logs -f ID | head`) ends the follow. */
+    if (fflush(stdout) != 0 || ferror(stdout))
+      return EXIT_OK;
     if (!follow)
       break;
     if (durin_store_run_get(cli->store, id, &ri, &err)) {
