@@ -202,8 +202,8 @@ static void test_malformed_calls(void **state)
   check_refused("bash", "{\"command\":\"x\",\"cwd\":\"/\"}",
                 "no argument 'cwd'");
   check_refused("bash",
-                "{\"command\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                "{\"command\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
                 "over the limit");
   check_refused("update_plan", "{\"plan\":[{\"step\":1}]}", "plan[0]");
 }
