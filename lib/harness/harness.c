@@ -57,7 +57,6 @@ struct durin_harness {
   /* The step in progress. */
   struct durin_model_response resp;
   int have_resp;
-  int from_pending;
   int64_t step_retries;
   struct call *calls;
   int ncalls;
@@ -165,7 +164,6 @@ static void step_reset(struct durin_harness *h)
 
   durin_model_response_clear(&h->resp);
   h->have_resp = 0;
-  h->from_pending = 0;
   h->step_retries = 0;
   for (i = 0; i < h->ncalls; i++) {
     json_decref(h->calls[i].args);
@@ -778,6 +776,16 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
   }
 }
 
+/* Counts the step's model response in the run's usage. */
+static void account_model(struct durin_harness *h)
+{
+  h->ck.usage.model_calls++;
+  h->ck.usage.input_tokens += h->resp.input_tokens;
+  h->ck.usage.output_tokens += h->resp.output_tokens;
+  h->ck.usage.cost_usd += durin_model_cost(
+      &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
+}
+
 /* After the model answered: account for it and validate its calls. If a
  * call with side effects will run, the response is kept to be made durable
  * with the first intent, so a resumed step replays this exact response. */
@@ -786,11 +794,7 @@ static void after_model(struct durin_harness *h)
   json_t *pj;
 
   h->step_counts = 1;
-  h->ck.usage.model_calls++;
-  h->ck.usage.input_tokens += h->resp.input_tokens;
-  h->ck.usage.output_tokens += h->resp.output_tokens;
-  h->ck.usage.cost_usd += durin_model_cost(
-      &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
+  account_model(h);
   if (prepare_calls(h, h->ck.step + 1)) {
     pj = durin_model_response_to_json(&h->resp);
     json_object_set_new(pj, "retries", json_integer(h->step_retries));
@@ -970,14 +974,9 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   if (r)
     return r;
   h->have_resp = 1;
-  h->from_pending = 1;
   h->step_counts = 1;
   h->pending_written = 1;
-  h->ck.usage.model_calls++;
-  h->ck.usage.input_tokens += h->resp.input_tokens;
-  h->ck.usage.output_tokens += h->resp.output_tokens;
-  h->ck.usage.cost_usd += durin_model_cost(
-      &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
+  account_model(h);
   prepare_calls(h, step);
   for (i = 0; i < n; i++) {
     const struct durin_ledger_entry *e = &entries[i];
