@@ -215,6 +215,7 @@ int durin_store_run_get(struct durin_store *s, const char *id,
 /* Finds the one run whose id starts with prefix (like git's short hashes). */
 int durin_store_run_resolve(struct durin_store *s, const char *prefix,
                             char id[32], struct durin_err *err);
+/* Calls cb for each run matching f, oldest first; spec_json is NULL. */
 int durin_store_run_list(struct durin_store *s,
                          const struct durin_run_filter *f, durin_run_cb cb,
                          void *arg, struct durin_err *err);

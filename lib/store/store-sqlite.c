@@ -19,12 +19,16 @@
 #include "durin/util.h"
 #include "store/backends.h"
 
-#define RUN_COLS                                                       \
- "id, name, (SELECT spec FROM run_specs s WHERE s.run_id = runs.id), " \
- "model, workspace, reason, lease_owner, status, "                     \
+/* The columns row_to_run() reads; SPEC is the expression for the spec. */
+#define RUN_COLS_WITH(SPEC)                                            \
+ "id, name, " SPEC ", model, workspace, reason, lease_owner, status, " \
  "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "      \
  "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "      \
  "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
+#define RUN_COLS \
+ RUN_COLS_WITH("(SELECT spec FROM run_specs s WHERE s.run_id = runs.id)")
+/* Listings leave the spec out: it can be large and nobody shows it. */
+#define RUN_COLS_LIST RUN_COLS_WITH("NULL")
 
 /* Statements prepared once per connection. */
 enum {
@@ -459,7 +463,8 @@ static int sq_run_list(void *impl, const struct durin_run_filter *f,
   int r = 0, rc, shown = 0;
 
   if (sqlite3_prepare_v2(q->db,
-                         "SELECT " RUN_COLS " FROM runs ORDER BY created_ms, "
+                         "SELECT " RUN_COLS_LIST " FROM runs ORDER BY "
+                         "created_ms, "
                          "id",
                          -1, &st, NULL) != SQLITE_OK)
     return sq_fail(q, err, "listing runs");
