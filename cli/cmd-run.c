@@ -207,9 +207,11 @@ static const char run_usage[] =
     "what the agent changed.\n\n"
     "  --json           events as JSON lines, then a JSON summary\n"
     "  --model P:NAME   use this model instead of the spec's (also\n"
-    "                   DURIN_MODEL); e.g. openai:gpt-4o-mini\n\n"
-    "The model, its base URL (the spec's, else OPENAI_BASE_URL, else\n"
-    "OpenAI's) and its price are pinned when the run is submitted.\n"
+    "                   DURIN_MODEL); e.g. openai:gpt-4o-mini or\n"
+    "                   anthropic:claude-sonnet-4-5\n\n"
+    "The model, its base URL (the spec's, else OPENAI_BASE_URL or\n"
+    "ANTHROPIC_BASE_URL, else the provider's) and its price are pinned\n"
+    "when the run is submitted.\n"
     "Killing durin loses nothing: 'durin resume ID' continues the run.\n"
     "Exit status: 0 if the run succeeded; see 'durin --help'.\n";
 
@@ -273,14 +275,17 @@ int cmd_run(int argc, char **argv, struct cli *cli)
    * the model name: a later durin or environment does not change them. */
   if (!spec.model.price.set)
     durin_price_lookup(spec.model.name, &spec.model.price);
-  base_url = getenv("OPENAI_BASE_URL");
+  base_url =
+      getenv(!strcmp(spec.model.provider, "anthropic") ? "ANTHROPIC_BASE_URL" :
+                                                         "OPENAI_BASE_URL");
   if (spec.model.base_url_default && base_url && *base_url) {
     free(spec.model.base_url);
     spec.model.base_url = strdup(base_url);
   }
-  /* OpenAI itself always wants a key: say so now, not after a 401. */
-  if (!strcmp(spec.model.provider, "openai") &&
-      strstr(spec.model.base_url, "api.openai.com") &&
+  /* OpenAI and Anthropic always want a key: say so now, not after a 401. */
+  if (spec.model.base_url &&
+      (strstr(spec.model.base_url, "api.openai.com") ||
+       strstr(spec.model.base_url, "api.anthropic.com")) &&
       (!getenv(spec.model.api_key_env) || !*getenv(spec.model.api_key_env))) {
     cli_error("model '%s' at %s needs an API key: set %s (or point "
               "model.base_url at a server that needs none)",

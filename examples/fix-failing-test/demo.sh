@@ -1,20 +1,26 @@
 #!/bin/sh
 # The demo behind `make demo`: an agent fixes a failing test durably. The
 # run is killed with SIGKILL after step 3, resumed, and finishes without
-# repeating a completed tool call. With OPENAI_API_KEY and DURIN_MODEL set
-# (e.g. DURIN_MODEL=openai:gpt-4o-mini) the same example runs on a real
-# model instead of the scripted one.
+# repeating a completed tool call. With DURIN_MODEL set (e.g.
+# openai:gpt-4o-mini or anthropic:claude-sonnet-4-5) and that provider's
+# key (OPENAI_API_KEY or ANTHROPIC_API_KEY), the same example runs on a
+# real model instead of the scripted one.
 set -u
 durin=$(realpath "${1:-build/durin}")
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ -n "${OPENAI_API_KEY:-}" ] && [ -n "${DURIN_MODEL:-}" ]; then
+# A real model when DURIN_MODEL names one and its provider's key is set.
+case "${DURIN_MODEL:-}" in
+anthropic:*) key=${ANTHROPIC_API_KEY:-} ;;
+*) key=${OPENAI_API_KEY:-} ;;
+esac
+if [ -n "${DURIN_MODEL:-}" ] && [ -n "$key" ]; then
   echo "== using the real model $DURIN_MODEL"
 else
   unset DURIN_MODEL
-  echo "== using the scripted model (set OPENAI_API_KEY and DURIN_MODEL for a real one)"
+  echo "== using the scripted model (set DURIN_MODEL and its API key for a real one)"
 fi
 
 echo "== 1. run the agent; it is killed with SIGKILL after step 3"

@@ -34,7 +34,22 @@ static const char *const limits_fields[] = { "tool_timeout_s", "output_bytes",
                                              "max_arg_bytes", NULL };
 static const char *const context_fields[] = { "max_messages", "max_bytes",
                                               NULL };
-static const char *const providers[] = { "script", "openai", NULL };
+static const char *const providers[] = { "script", "openai", "anthropic",
+                                         NULL };
+
+/* Where each HTTP provider lives and which variable holds its key. */
+static void provider_defaults(struct durin_model_cfg *m)
+{
+  int anthropic = !strcmp(m->provider, "anthropic");
+
+  if (!m->base_url) {
+    m->base_url = strdup(anthropic ? "https://api.anthropic.com/v1" :
+                                     "https://api.openai.com/v1");
+    m->base_url_default = 1;
+  }
+  if (!m->api_key_env)
+    m->api_key_env = strdup(anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY");
+}
 
 const char *durin_effect_name(enum durin_effect e)
 {
@@ -310,7 +325,7 @@ static int parse_model(json_t *root, const char *base_dir,
   if (!known)
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'model.provider' is '%s', which is not a "
-                         "known provider (known: script, openai)",
+                         "known provider (known: script, openai, anthropic)",
                          m->provider);
   if ((r = get_string(mo, "name", "model.", 0, &m->name, err)) ||
       (r = get_string(mo, "base_url", "model.", 0, &m->base_url, err)) ||
@@ -381,19 +396,15 @@ static int parse_model(json_t *root, const char *base_dir,
   } else {
     if (!m->name)
       return durin_err_set(err, DURIN_ESPEC,
-                           "field 'model.name' is required for the openai "
-                           "provider (or set DURIN_MODEL)");
+                           "field 'model.name' is required for the %s "
+                           "provider (or set DURIN_MODEL)",
+                           m->provider);
     if (json_object_get(mo, "turns") || json_object_get(mo, "script"))
       return durin_err_set(err, DURIN_ESPEC,
                            "fields 'model.turns' and 'model.script' belong to "
                            "the script provider, not '%s'",
                            m->provider);
-    if (!m->base_url) {
-      m->base_url = strdup("https://api.openai.com/v1");
-      m->base_url_default = 1;
-    }
-    if (!m->api_key_env)
-      m->api_key_env = strdup("OPENAI_API_KEY");
+    provider_defaults(m);
   }
   return 0;
 }
@@ -619,25 +630,28 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
   } else {
     snprintf(provider, sizeof(provider), "openai");
   }
-  if (strcmp(provider, "openai"))
+  if (strcmp(provider, "openai") && strcmp(provider, "anthropic"))
     return durin_err_set(err, DURIN_ESPEC,
-                         "model '%s:%s': only the openai provider can be "
-                         "chosen by name (the script provider needs a script)",
+                         "model '%s:%s': choose 'openai:NAME' or "
+                         "'anthropic:NAME' (the script provider needs a "
+                         "script in the spec)",
                          provider, model);
   if (!*model)
     return durin_err_set(err, DURIN_ESPEC, "model name is empty");
   json_decref(m->turns);
   m->turns = NULL;
+  /* Another provider: the spec's endpoint and key variable were its own. */
+  if (!m->provider || strcmp(m->provider, provider)) {
+    free(m->base_url);
+    free(m->api_key_env);
+    m->base_url = NULL;
+    m->api_key_env = NULL;
+  }
   free(m->provider);
   free(m->name);
   m->provider = strdup(provider);
   m->name = strdup(model);
-  if (!m->base_url) {
-    m->base_url = strdup("https://api.openai.com/v1");
-    m->base_url_default = 1;
-  }
-  if (!m->api_key_env)
-    m->api_key_env = strdup("OPENAI_API_KEY");
+  provider_defaults(m);
   m->price.set = 0;
   return 0;
 }

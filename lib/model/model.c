@@ -15,6 +15,7 @@
 static const struct durin_provider *const providers[] = {
   &durin__provider_script,
   &durin__provider_openai,
+  &durin__provider_anthropic,
   NULL,
 };
 

@@ -12,13 +12,25 @@ static const struct {
   const char *prefix;
   double in, out;
 } prices[] = {
-  { "gpt-5-nano", 0.05, 0.40 },   { "gpt-5-mini", 0.25, 2.00 },
-  { "gpt-5", 1.25, 10.00 },       { "gpt-4.1-nano", 0.10, 0.40 },
-  { "gpt-4.1-mini", 0.40, 1.60 }, { "gpt-4.1", 2.00, 8.00 },
-  { "gpt-4o-mini", 0.15, 0.60 },  { "gpt-4o", 2.50, 10.00 },
-  { "o4-mini", 1.10, 4.40 },      { "o3-mini", 1.10, 4.40 },
-  { "o3", 2.00, 8.00 },           { "o1-mini", 1.10, 4.40 },
+  { "gpt-5-nano", 0.05, 0.40 },
+  { "gpt-5-mini", 0.25, 2.00 },
+  { "gpt-5", 1.25, 10.00 },
+  { "gpt-4.1-nano", 0.10, 0.40 },
+  { "gpt-4.1-mini", 0.40, 1.60 },
+  { "gpt-4.1", 2.00, 8.00 },
+  { "gpt-4o-mini", 0.15, 0.60 },
+  { "gpt-4o", 2.50, 10.00 },
+  { "o4-mini", 1.10, 4.40 },
+  { "o3-mini", 1.10, 4.40 },
+  { "o3", 2.00, 8.00 },
+  { "o1-mini", 1.10, 4.40 },
   { "o1", 15.00, 60.00 },
+  { "claude-opus-4", 15.00, 75.00 },
+  { "claude-sonnet-4", 3.00, 15.00 },
+  { "claude-haiku-4", 1.00, 5.00 },
+  { "claude-3-7-sonnet", 3.00, 15.00 },
+  { "claude-3-5-sonnet", 3.00, 15.00 },
+  { "claude-3-5-haiku", 0.80, 4.00 },
 };
 
 int durin_price_lookup(const char *model, struct durin_price *out)

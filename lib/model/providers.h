@@ -6,5 +6,6 @@
 
 extern const struct durin_provider durin__provider_script;
 extern const struct durin_provider durin__provider_openai;
+extern const struct durin_provider durin__provider_anthropic;
 
 #endif

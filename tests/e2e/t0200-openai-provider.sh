@@ -3,14 +3,14 @@
 # tool calls, usage and cost, retries with Retry-After, the retry budget,
 # errors, and the model pinned at submit.
 . "$(dirname "$0")/lib-test.sh"
-: "${FAKE_OPENAI:?set FAKE_OPENAI to the fake server binary}"
+: "${FAKE_MODEL:?set FAKE_MODEL to the fake server binary}"
 
 make_project
 
 # start_fake REPLIES: starts the server; sets $PORT.
 start_fake() {
   rm -f "$TRASH/port" "$TRASH/requests.log"
-  "$FAKE_OPENAI" --port-file "$TRASH/port" --replies "$1" \
+  "$FAKE_MODEL" --port-file "$TRASH/port" --replies "$1" \
     --log "$TRASH/requests.log" --key sk-test &
   fake_pid=$!
   bg_pids="$bg_pids $fake_pid"

@@ -101,6 +101,103 @@ static void test_openai_parse(void **state)
   assert_int_equal(p->parse(&req, 200, "{}", 2, &r, &err), DURIN_EMODEL);
 }
 
+static void test_anthropic_build(void **state)
+{
+  const struct durin_provider *p = durin_provider_find("anthropic");
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_http_req h = { 0 };
+  json_t *body, *msgs, *m;
+
+  (void)state;
+  cfg.provider = "anthropic";
+  cfg.name = "claude-sonnet-4-5";
+  cfg.base_url = "http://127.0.0.1:9/v1";
+  req.cfg = &cfg;
+  req.system = "sys";
+  /* Two tool results in a row, then a nudge: one user turn on the wire. */
+  req.messages = json_loads(
+      "[{\"role\":\"user\",\"content\":\"goal\"},"
+      "{\"role\":\"assistant\",\"content\":\"looking\",\"tool_calls\":["
+      "{\"id\":\"t1\",\"name\":\"bash\",\"arguments\":\"{\\\"command\\\":"
+      "\\\"ls\\\"}\"},{\"id\":\"t2\",\"name\":\"bash\",\"arguments\":"
+      "\"not json\"}]},"
+      "{\"role\":\"tool\",\"tool_call_id\":\"t1\",\"content\":\"a\"},"
+      "{\"role\":\"tool\",\"tool_call_id\":\"t2\",\"content\":\"error\"},"
+      "{\"role\":\"user\",\"content\":\"go on\"}]",
+      0, NULL);
+  req.tools = json_loads("[{\"name\":\"bash\",\"description\":\"d\","
+                         "\"parameters\":{\"type\":\"object\"}}]",
+                         0, NULL);
+  assert_int_equal(p->build(&req, "sk-ant", &h, NULL), 0);
+  assert_string_equal(h.url, "http://127.0.0.1:9/v1/messages");
+  assert_string_equal(h.headers[1], "anthropic-version: 2023-06-01");
+  assert_string_equal(h.headers[2], "x-api-key: sk-ant");
+  body = json_loads(h.body, 0, NULL);
+  assert_string_equal(json_string_value(json_object_get(body, "system")),
+                      "sys");
+  assert_int_equal(json_integer_value(json_object_get(body, "max_tokens")),
+                   4096);
+  assert_non_null(json_object_get(
+      json_array_get(json_object_get(body, "tools"), 0), "input_schema"));
+  msgs = json_object_get(body, "messages");
+  assert_int_equal(json_array_size(msgs), 3);
+  m = json_array_get(msgs, 1);
+  assert_string_equal(json_string_value(json_object_get(m, "role")),
+                      "assistant");
+  assert_string_equal(
+      json_string_value(json_object_get(
+          json_object_get(json_array_get(json_object_get(m, "content"), 1),
+                          "input"),
+          "command")),
+      "ls");
+  assert_true(json_is_object(json_object_get(
+      json_array_get(json_object_get(m, "content"), 2), "input")));
+  m = json_array_get(msgs, 2);
+  assert_string_equal(json_string_value(json_object_get(m, "role")), "user");
+  assert_int_equal(json_array_size(json_object_get(m, "content")), 3);
+  assert_string_equal(
+      json_string_value(json_object_get(
+          json_array_get(json_object_get(m, "content"), 1), "tool_use_id")),
+      "t2");
+  json_decref(body);
+  json_decref(req.messages);
+  json_decref(req.tools);
+  durin_http_req_clear(&h);
+}
+
+static void test_anthropic_parse(void **state)
+{
+  const struct durin_provider *p = durin_provider_find("anthropic");
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_model_response r;
+  struct durin_err err = { 0 };
+  const char *ok =
+      "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\","
+      "\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[{\"type\":"
+      "\"text\",\"text\":\"I will list.\"},{\"type\":\"tool_use\",\"id\":"
+      "\"toolu_01\",\"name\":\"bash\",\"input\":{\"command\":\"ls\"}}],"
+      "\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":30,"
+      "\"output_tokens\":12}}";
+  const char *e = "{\"type\":\"error\",\"error\":{\"type\":"
+                  "\"overloaded_error\",\"message\":\"Overloaded\"}}";
+
+  (void)state;
+  req.cfg = &cfg;
+  assert_int_equal(p->parse(&req, 200, ok, strlen(ok), &r, &err), 0);
+  assert_string_equal(r.text, "I will list.");
+  assert_int_equal(r.ncalls, 1);
+  assert_string_equal(r.calls[0].id, "toolu_01");
+  assert_string_equal(r.calls[0].args, "{\"command\":\"ls\"}");
+  assert_int_equal(r.input_tokens, 30);
+  assert_int_equal(r.output_tokens, 12);
+  assert_string_equal(r.finish_reason, "tool_use");
+  durin_model_response_clear(&r);
+  assert_int_equal(p->parse(&req, 529, e, strlen(e), &r, &err), DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "HTTP 529: Overloaded"));
+}
+
 static void test_backoff(void **state)
 {
   int a;
@@ -187,8 +284,12 @@ static void test_prices(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_openai_build), cmocka_unit_test(test_openai_parse),
-    cmocka_unit_test(test_backoff),      cmocka_unit_test(test_script),
+    cmocka_unit_test(test_openai_build),
+    cmocka_unit_test(test_openai_parse),
+    cmocka_unit_test(test_anthropic_build),
+    cmocka_unit_test(test_anthropic_parse),
+    cmocka_unit_test(test_backoff),
+    cmocka_unit_test(test_script),
     cmocka_unit_test(test_prices),
   };
 

@@ -1,18 +1,21 @@
 /*
- * A local stand-in for an OpenAI-compatible server, for tests. It speaks
- * Chat Completions over HTTP/1.1 exactly as the real service does and
- * replays a list of scripted replies, one per request:
+ * A local stand-in for model servers, for tests. It speaks, over HTTP/1.1
+ * and exactly as the real services do, OpenAI Chat Completions
+ * (POST .../chat/completions, "Authorization: Bearer KEY") and Anthropic
+ * Messages (POST .../messages, "x-api-key: KEY", "anthropic-version"),
+ * and replays a list of scripted replies, one per request:
  *
- *   fake-openai --port-file F --replies R.json [--log L] [--key K]
+ *   fake-model --port-file F --replies R.json [--log L] [--key K]
  *
  * R.json is an array; each entry is one reply:
  *   {"status": 200, "headers": {"Retry-After": "1"}, "body": {...}}
  *   {"raw": "not json", "status": 200}      a body sent verbatim
  *   {"drop": true}                          close without answering
  *   {"delay_ms": 1500, ...}                 answer late
- * Every request is checked (POST .../chat/completions, JSON body with a
- * model and messages, Bearer key if --key) and its body appended to L as
- * one line. When the replies run out it answers 500 with an error body.
+ * Every request is checked (the endpoint, the key if --key, a JSON body
+ * with a model and messages; for Messages also max_tokens and the version
+ * header) and its body appended to L as one line. Errors come back in each
+ * service's own error shape. When the replies run out it answers 500.
  * Each connection is served by its own process, with its reply chosen in
  * arrival order, so a client that gave up on a slow reply and retried is
  * answered at once, as a real server would.
@@ -61,15 +64,40 @@ static void reply(int fd, int status, json_t *headers, const char *body)
   send_all(fd, body, strlen(body));
 }
 
+static int anthropic; /* this request is a Messages request */
+
 static void error_reply(int fd, int status, const char *msg)
 {
-  json_t *b = json_pack("{s:{s:s,s:s}}", "error", "message", msg, "type",
-                        "invalid_request_error");
+  json_t *b = anthropic ?
+                  json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error",
+                            "type", "invalid_request_error", "message", msg) :
+                  json_pack("{s:{s:s,s:s}}", "error", "message", msg, "type",
+                            "invalid_request_error");
   char *s = json_dumps(b, JSON_COMPACT);
 
   reply(fd, status, NULL, s);
   free(s);
   json_decref(b);
+}
+
+/* Whether the request head has header NAME with a value containing WANT. */
+static int has_header(const char *head, const char *name, const char *want)
+{
+  const char *p = head;
+  size_t n = strlen(name);
+
+  while ((p = strstr(p, "\r\n"))) {
+    p += 2;
+    if (!strncasecmp(p, name, n) && p[n] == ':') {
+      const char *end = strstr(p, "\r\n");
+      size_t len = end ? (size_t)(end - p) : strlen(p);
+      char line[1024];
+
+      snprintf(line, sizeof(line), "%.*s", (int)len, p);
+      return strstr(line + n + 1, want) != NULL;
+    }
+  }
+  return 0;
 }
 
 /* Reads one request; returns the body (malloc'd) or NULL. */
@@ -131,13 +159,13 @@ int main(int argc, char **argv)
       key = argv[i + 1];
   }
   if (!port_file || !replies_path) {
-    fprintf(stderr, "usage: fake-openai --port-file F --replies R.json "
+    fprintf(stderr, "usage: fake-model --port-file F --replies R.json "
                     "[--log L] [--key K]\n");
     return 64;
   }
   replies = json_load_file(replies_path, 0, NULL);
   if (!json_is_array(replies)) {
-    fprintf(stderr, "fake-openai: %s is not a JSON array\n", replies_path);
+    fprintf(stderr, "fake-model: %s is not a JSON array\n", replies_path);
     return 65;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -149,7 +177,7 @@ int main(int argc, char **argv)
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 16) < 0 ||
       getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
-    perror("fake-openai");
+    perror("fake-model");
     return 1;
   }
   f = fopen(port_file, "w");
@@ -181,16 +209,28 @@ int main(int argc, char **argv)
       fclose(f);
     }
     req = json_loads(body, 0, NULL);
-    if (strncmp(head, "POST ", 5) || !strstr(head, "/chat/completions ")) {
+    anthropic = strstr(head, "/messages ") != NULL;
+    if (strncmp(head, "POST ", 5) ||
+        (!strstr(head, "/chat/completions ") && !anthropic)) {
       error_reply(fd, 404, "unknown endpoint");
-    } else if (key && !strstr(head, key)) {
+    } else if (key && !anthropic && !has_header(head, "authorization", key)) {
       error_reply(fd, 401, "Incorrect API key provided");
+    } else if (key && anthropic && !has_header(head, "x-api-key", key)) {
+      error_reply(fd, 401, "invalid x-api-key");
+    } else if (anthropic && !has_header(head, "anthropic-version", "20")) {
+      error_reply(fd, 400, "anthropic-version header is required");
     } else if (!json_is_object(req) ||
                !json_is_string(json_object_get(req, "model")) ||
-               !json_is_array(json_object_get(req, "messages"))) {
-      error_reply(fd, 400, "body must be JSON with model and messages");
+               !json_is_array(json_object_get(req, "messages")) ||
+               (anthropic &&
+                !json_is_integer(json_object_get(req, "max_tokens")))) {
+      error_reply(fd, 400,
+                  anthropic ? "model, messages and max_tokens are "
+                              "required" :
+                              "body must be JSON with model and "
+                              "messages");
     } else if (mine >= json_array_size(replies)) {
-      error_reply(fd, 500, "fake-openai: no replies left");
+      error_reply(fd, 500, "fake-model: no replies left");
     } else {
       r = json_array_get(replies, mine);
       if (json_integer_value(json_object_get(r, "delay_ms")) > 0)

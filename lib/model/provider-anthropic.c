@@ -1,0 +1,208 @@
+/*
+ * Anthropic Messages: POST {base_url}/messages with "x-api-key" and
+ * "anthropic-version: 2023-06-01". The system prompt is a top-level field,
+ * max_tokens is required, tools are {name, description, input_schema}.
+ * Assistant turns are content blocks ("text", "tool_use" with id, name and
+ * an input object); tool results go back in a user turn as "tool_result"
+ * blocks. Roles alternate, so neighbouring turns of one role are merged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/model.h"
+#include "model/providers.h"
+
+/* The API version this provider speaks; see the header above. */
+#define ANTHROPIC_VERSION "2023-06-01"
+
+/* Appends blocks to the last wire message if it has the same role. */
+static void push(json_t *out, const char *role, json_t *blocks)
+{
+  json_t *last = json_array_get(out, json_array_size(out) - 1);
+
+  if (last && !strcmp(json_string_value(json_object_get(last, "role")), role))
+    json_array_extend(json_object_get(last, "content"), blocks);
+  else
+    json_array_append_new(
+        out, json_pack("{s:s,s:O}", "role", role, "content", blocks));
+  json_decref(blocks);
+}
+
+static json_t *wire_messages(const struct durin_model_request *req)
+{
+  json_t *out = json_array(), *m;
+  size_t i;
+
+  json_array_foreach(req->messages, i, m) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const char *content = json_string_value(json_object_get(m, "content"));
+    json_t *blocks = json_array(), *calls = json_object_get(m, "tool_calls");
+    json_t *c;
+    size_t j;
+
+    if (!strcmp(role, "tool")) {
+      json_array_append_new(
+          blocks, json_pack("{s:s,s:O,s:s}", "type", "tool_result",
+                            "tool_use_id", json_object_get(m, "tool_call_id"),
+                            "content", content ? content : ""));
+      push(out, "user", blocks);
+      continue;
+    }
+    if (content && *content)
+      json_array_append_new(
+          blocks, json_pack("{s:s,s:s}", "type", "text", "text", content));
+    json_array_foreach(calls, j, c) {
+      json_t *input = json_loads(
+          json_string_value(json_object_get(c, "arguments")), 0, NULL);
+
+      /* A call whose arguments were not an object was answered with an
+       * error; the API still needs an object here. */
+      if (!json_is_object(input)) {
+        json_decref(input);
+        input = json_object();
+      }
+      json_array_append_new(
+          blocks, json_pack("{s:s,s:O,s:O,s:o}", "type", "tool_use", "id",
+                            json_object_get(c, "id"), "name",
+                            json_object_get(c, "name"), "input", input));
+    }
+    if (!json_array_size(blocks))
+      json_array_append_new(
+          blocks, json_pack("{s:s,s:s}", "type", "text", "text", "(no text)"));
+    push(out, !strcmp(role, "assistant") ? "assistant" : "user", blocks);
+  }
+  return out;
+}
+
+static int anthropic_build(const struct durin_model_request *req,
+                           const char *api_key, struct durin_http_req *out,
+                           struct durin_err *err)
+{
+  const struct durin_model_cfg *cfg = req->cfg;
+  json_t *body, *tools = json_array(), *t;
+  size_t i, n = strlen(cfg->base_url);
+  char hdr[1024];
+
+  json_array_foreach(req->tools, i, t)
+    json_array_append_new(
+        tools, json_pack("{s:O,s:O,s:O}", "name", json_object_get(t, "name"),
+                         "description", json_object_get(t, "description"),
+                         "input_schema", json_object_get(t, "parameters")));
+  body = json_pack("{s:s,s:I,s:o}", "model", cfg->name, "max_tokens",
+                   (json_int_t)(cfg->max_tokens ? cfg->max_tokens : 4096),
+                   "messages", wire_messages(req));
+  if (req->system)
+    json_object_set_new(body, "system", json_string(req->system));
+  if (json_array_size(tools))
+    json_object_set_new(body, "tools", tools);
+  else
+    json_decref(tools);
+  out->body = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  while (n > 0 && cfg->base_url[n - 1] == '/')
+    n--;
+  out->url = malloc(n + 32);
+  if (out->url)
+    snprintf(out->url, n + 32, "%.*s/messages", (int)n, cfg->base_url);
+  out->headers[0] = strdup("Content-Type: application/json");
+  out->headers[1] = strdup("anthropic-version: " ANTHROPIC_VERSION);
+  if (api_key && *api_key) {
+    snprintf(hdr, sizeof(hdr), "x-api-key: %s", api_key);
+    out->headers[2] = strdup(hdr);
+  }
+  if (!out->body || !out->url)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  return 0;
+}
+
+static int anthropic_parse(const struct durin_model_request *req, long status,
+                           const char *body, size_t len,
+                           struct durin_model_response *out,
+                           struct durin_err *err)
+{
+  json_t *root, *content, *b, *usage;
+  json_error_t je;
+  struct durin_buf text;
+  size_t i;
+  int r = 0;
+
+  (void)req;
+  memset(out, 0, sizeof(*out));
+  durin_buf_init(&text, 0);
+  root = json_loadb(body, len, 0, &je);
+  if (status < 200 || status >= 300) {
+    const char *m = json_string_value(
+        json_object_get(json_object_get(root, "error"), "message"));
+
+    r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
+                      status, m ? m : "(no error message)",
+                      status == 401 ? " (check the API key variable named "
+                                      "by model.api_key_env)" :
+                                      "");
+    goto out;
+  }
+  if (!root) {
+    r = durin_err_set(err, DURIN_EMODEL,
+                      "model response is not JSON (%s at position %d)", je.text,
+                      je.position);
+    goto out;
+  }
+  content = json_object_get(root, "content");
+  if (!json_is_array(content)) {
+    r = durin_err_set(err, DURIN_EMODEL, "model response has no content");
+    goto out;
+  }
+  out->calls = calloc(json_array_size(content) + 1, sizeof(*out->calls));
+  json_array_foreach(content, i, b) {
+    const char *type = json_string_value(json_object_get(b, "type"));
+
+    if (type && !strcmp(type, "text")) {
+      const char *t = json_string_value(json_object_get(b, "text"));
+
+      if (t) {
+        if (text.len)
+          durin_buf_adds(&text, "\n");
+        durin_buf_adds(&text, t);
+      }
+    } else if (type && !strcmp(type, "tool_use")) {
+      struct durin_tool_call *tc = &out->calls[out->ncalls++];
+      const char *id = json_string_value(json_object_get(b, "id"));
+      const char *name = json_string_value(json_object_get(b, "name"));
+      json_t *input = json_object_get(b, "input");
+      char gen[32];
+
+      snprintf(gen, sizeof(gen), "toolu_%zu", i);
+      tc->id = strdup(id ? id : gen);
+      tc->name = strdup(name ? name : "");
+      tc->args = input ? json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY) :
+                         strdup("");
+    }
+    /* Other blocks (thinking, ...) are not part of the conversation we
+     * keep; they are dropped here. */
+  }
+  if (text.len)
+    out->text = durin_buf_detach(&text, NULL);
+  usage = json_object_get(root, "usage");
+  out->input_tokens =
+      json_integer_value(json_object_get(usage, "input_tokens"));
+  out->output_tokens =
+      json_integer_value(json_object_get(usage, "output_tokens"));
+  if (json_is_string(json_object_get(root, "model")))
+    out->model = strdup(json_string_value(json_object_get(root, "model")));
+  if (json_is_string(json_object_get(root, "stop_reason")))
+    out->finish_reason =
+        strdup(json_string_value(json_object_get(root, "stop_reason")));
+out:
+  durin_buf_release(&text);
+  json_decref(root);
+  if (r)
+    durin_model_response_clear(out);
+  return r;
+}
+
+const struct durin_provider durin__provider_anthropic = {
+  .name = "anthropic",
+  .build = anthropic_build,
+  .parse = anthropic_parse,
+};

@@ -1,0 +1,92 @@
+#!/bin/sh
+# The anthropic provider against a local server speaking Messages:
+# content blocks, tool_use and tool_result, retries, usage and cost.
+. "$(dirname "$0")/lib-test.sh"
+: "${FAKE_MODEL:?set FAKE_MODEL to the fake server binary}"
+
+make_project
+
+start_fake() {
+  rm -f "$TRASH/port" "$TRASH/requests.log"
+  "$FAKE_MODEL" --port-file "$TRASH/port" --replies "$1" \
+    --log "$TRASH/requests.log" --key sk-ant-test &
+  fake_pid=$!
+  bg_pids="$bg_pids $fake_pid"
+  i=0
+  while [ ! -s "$TRASH/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  PORT=$(cat "$TRASH/port")
+}
+stop_fake() { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; return 0; }
+
+message() { # message TEXT TOOL INPUT_JSON
+  cat <<JSON
+{"status": 200, "body": {"id": "msg_$2", "type": "message", "role": "assistant",
+ "model": "claude-sonnet-4-5-20250929",
+ "content": [{"type": "text", "text": "$1"},
+             {"type": "tool_use", "id": "toolu_$2", "name": "$2", "input": $3}],
+ "stop_reason": "tool_use", "stop_sequence": null,
+ "usage": {"input_tokens": 2000, "output_tokens": 100}}}
+JSON
+}
+
+export ANTHROPIC_KEY=sk-ant-test
+cat >"$TRASH/replies.json" <<JSON
+[$(message "Listing first." bash '{"command": "ls src"}'),
+ {"status": 529, "headers": {"retry-after": "0"},
+  "body": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}},
+ $(message "Done." finish '{"summary": "listed"}')]
+JSON
+
+write_spec() {
+  cat >"$TRASH/s.json" <<JSON
+{"goal": "list the sources", "system": "be brief", "workspace": "project",
+ "tools": ["bash", "finish"],
+ "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
+           "base_url": "http://127.0.0.1:$PORT/v1", "api_key_env": "ANTHROPIC_KEY"}}
+JSON
+}
+
+test_expect_success 'a run on the Messages API' '
+  start_fake replies.json && write_spec &&
+  durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(sql "select retries from runs where id = '"'"'$id'"'"'")" = 1 &&
+  test "$(wc -l <requests.log)" = 3 &&
+  stop_fake
+'
+
+want_system='"system":"be brief"'
+want_tool='"tools":[{"name":"bash","description":'
+want_use='{"type":"tool_use","id":"toolu_bash","name":"bash","input":{"command":"ls src"}}'
+want_result='{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_bash","content":"exit code 0\nstats.c\nstats.h\n"}]}'
+
+test_expect_success 'the requests speak the Messages wire format' '
+  sed -n 1p requests.log >r1 &&
+  grep -qF "$want_system" r1 && grep -qF "$want_tool" r1 &&
+  grep -qF "\"max_tokens\":4096" r1 &&
+  sed -n 3p requests.log >r3 &&
+  grep -qF "$want_use" r3 &&
+  grep -qF "$want_result" r3
+'
+
+test_expect_success 'usage and cost from the Messages response' '
+  test "$(sql "select input_tokens, output_tokens from runs where id = '"'"'$id'"'"'")" = "4000|200" &&
+  # claude-sonnet-4: $3 in, $15 out per million tokens
+  test "$(sql "select printf('"'"'%.4f'"'"', cost_usd) from runs where id = '"'"'$id'"'"'")" = 0.0150
+'
+
+test_expect_success 'a wrong key gets the server message' '
+  echo "[]" >r0.json && start_fake r0.json && write_spec &&
+  ANTHROPIC_KEY=sk-wrong test_must_fail_with 1 "$DURIN" run s.json >out.txt 2>&1;
+  id=$(run_id_of out.txt) &&
+  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "HTTP 401: invalid x-api-key" &&
+  stop_fake
+'
+
+test_expect_success 'anthropic:NAME without a key is refused at submit' '
+  test_must_fail_with 65 env -u ANTHROPIC_API_KEY "$DURIN" run --model anthropic:claude-sonnet-4-5 "$SRCDIR/examples/fix-failing-test/agent.json" 2>err &&
+  grep_q "needs an API key: set ANTHROPIC_API_KEY" err
+'
+
+test_done
