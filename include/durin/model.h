@@ -77,6 +77,16 @@ struct durin_provider {
 
 const struct durin_provider *durin_provider_find(const char *name);
 
+/*
+ * Server-sent events (the WHATWG event-stream format): calls cb once per
+ * event with its type ("message" when none was given) and its data lines
+ * joined by '\n'. Handles LF, CRLF and CR line ends, comments, and a last
+ * event without a blank line after it. Stops early if cb returns non-zero
+ * and returns that value.
+ */
+typedef int (*durin_sse_cb)(const char *event, const char *data, void *arg);
+int durin_sse_parse(const char *buf, size_t len, durin_sse_cb cb, void *arg);
+
 /* Dollars for a call: the spec's price, else the built-in table, else 0. */
 double durin_model_cost(const struct durin_model_cfg *cfg, int64_t in_tokens,
                         int64_t out_tokens);

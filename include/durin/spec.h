@@ -41,6 +41,7 @@ struct durin_model_cfg {
   int64_t timeout_ms;  /* per request */
   int64_t max_retries; /* per-run retry budget for transient errors */
   int64_t max_tokens;  /* per response, 0: provider default */
+  int stream;          /* ask for the answer as server-sent events */
 };
 
 struct durin_spec_tool {

@@ -20,8 +20,8 @@ static const char *const top_fields[] = {
   "context", NULL,
 };
 static const char *const model_fields[] = {
-  "provider", "name",      "base_url",    "api_key_env", "turns", "script",
-  "price",    "timeout_s", "max_retries", "max_tokens",  NULL,
+  "provider", "name",      "base_url",    "api_key_env", "turns",  "script",
+  "price",    "timeout_s", "max_retries", "max_tokens",  "stream", NULL,
 };
 static const char *const price_fields[] = { "input_per_mtok", "output_per_mtok",
                                             NULL };
@@ -191,6 +191,21 @@ static int get_int(json_t *obj, const char *key, const char *prefix,
   return 0;
 }
 
+static int get_bool(json_t *obj, const char *key, const char *prefix, int *out,
+                    struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+
+  if (!v)
+    return 0;
+  if (!json_is_boolean(v))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be true or false, not %s", prefix,
+                         key, json_kind(v));
+  *out = json_is_true(v);
+  return 0;
+}
+
 static int get_number(json_t *obj, const char *key, const char *prefix,
                       double *out, struct durin_err *err)
 {
@@ -332,7 +347,8 @@ static int parse_model(json_t *root, const char *base_dir,
       (r = get_string(mo, "api_key_env", "model.", 0, &m->api_key_env, err)) ||
       (r = get_int(mo, "timeout_s", "model.", 1, 1000, &m->timeout_ms, err)) ||
       (r = get_int(mo, "max_retries", "model.", 0, 1, &m->max_retries, err)) ||
-      (r = get_int(mo, "max_tokens", "model.", 1, 1, &m->max_tokens, err)))
+      (r = get_int(mo, "max_tokens", "model.", 1, 1, &m->max_tokens, err)) ||
+      (r = get_bool(mo, "stream", "model.", &m->stream, err)))
     return r;
   if ((r = get_object(mo, "price", "model.", price_fields, &price, err)))
     return r;
@@ -722,6 +738,8 @@ char *durin_spec_dump(const struct durin_spec *s)
   json_object_set_new(m, "max_retries", json_integer(s->model.max_retries));
   if (s->model.max_tokens)
     json_object_set_new(m, "max_tokens", json_integer(s->model.max_tokens));
+  if (s->model.stream)
+    json_object_set_new(m, "stream", json_true());
   json_object_set_new(root, "model", m);
   for (i = 0; i < s->ntools; i++)
     json_array_append_new(

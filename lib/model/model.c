@@ -201,7 +201,9 @@ int durin_model_call(const struct durin_model_request *req,
                         sizeof(ra), abort, err);
     if (!r && status >= 200 && status < 300) {
       r = p->parse(req, status, body.buf, body.len, out, err);
-      break;
+      /* A stream cut short is as transient as a dropped connection. */
+      if (r != DURIN_ERETRY)
+        break;
     }
     if (!r && status != 429 && status < 500) {
       /* 4xx other than 429: retrying cannot help. */

@@ -94,6 +94,8 @@ static int anthropic_build(const struct durin_model_request *req,
                    "messages", wire_messages(req));
   if (req->system)
     json_object_set_new(body, "system", json_string(req->system));
+  if (cfg->stream)
+    json_object_set_new(body, "stream", json_true());
   if (json_array_size(tools))
     json_object_set_new(body, "tools", tools);
   else
@@ -116,6 +118,135 @@ static int anthropic_build(const struct durin_model_request *req,
   return 0;
 }
 
+/* A streamed answer, block by block (content_block_start / _delta). */
+struct stream {
+  struct durin_buf text;
+  struct durin_buf input[64]; /* partial_json of each tool_use block */
+  char *ids[64];
+  char *names[64];
+  int is_tool[64];
+  int nblocks;
+  int64_t in_tokens, out_tokens;
+  char *model;
+  char *stop;
+  char err[256];
+  int done;
+};
+
+static void set_str(char **dst, json_t *v)
+{
+  if (json_is_string(v)) {
+    free(*dst);
+    *dst = strdup(json_string_value(v));
+  }
+}
+
+static int on_event(const char *event, const char *data, void *arg)
+{
+  struct stream *st = arg;
+  json_t *j = json_loads(data, 0, NULL), *b, *d;
+  json_int_t idx = json_integer_value(json_object_get(j, "index"));
+  int r = 0;
+
+  if (!json_is_object(j)) {
+    json_decref(j);
+    snprintf(st->err, sizeof(st->err), "event '%s' is not JSON", event);
+    return 1;
+  }
+  if (!strcmp(event, "error")) {
+    const char *m = json_string_value(
+        json_object_get(json_object_get(j, "error"), "message"));
+
+    snprintf(st->err, sizeof(st->err), "error in the stream: %s",
+             m ? m : "(no message)");
+    r = 1;
+  } else if (!strcmp(event, "message_start")) {
+    json_t *msg = json_object_get(j, "message");
+
+    set_str(&st->model, json_object_get(msg, "model"));
+    st->in_tokens = json_integer_value(
+        json_object_get(json_object_get(msg, "usage"), "input_tokens"));
+  } else if (!strcmp(event, "content_block_start") && idx >= 0 && idx < 64) {
+    b = json_object_get(j, "content_block");
+    while (st->nblocks <= idx)
+      durin_buf_init(&st->input[st->nblocks++], 0);
+    if (!strcmp(json_string_value(json_object_get(b, "type")) ?: "",
+                "tool_use")) {
+      st->is_tool[idx] = 1;
+      set_str(&st->ids[idx], json_object_get(b, "id"));
+      set_str(&st->names[idx], json_object_get(b, "name"));
+    } else if (json_is_string(json_object_get(b, "text"))) {
+      durin_buf_adds(&st->text, json_string_value(json_object_get(b, "text")));
+    }
+  } else if (!strcmp(event, "content_block_delta") && idx >= 0 &&
+             idx < st->nblocks) {
+    d = json_object_get(j, "delta");
+    if (json_is_string(json_object_get(d, "text")))
+      durin_buf_adds(&st->text, json_string_value(json_object_get(d, "text")));
+    if (json_is_string(json_object_get(d, "partial_json")))
+      durin_buf_adds(&st->input[idx],
+                     json_string_value(json_object_get(d, "partial_json")));
+  } else if (!strcmp(event, "message_delta")) {
+    set_str(&st->stop,
+            json_object_get(json_object_get(j, "delta"), "stop_reason"));
+    st->out_tokens = json_integer_value(
+        json_object_get(json_object_get(j, "usage"), "output_tokens"));
+  } else if (!strcmp(event, "message_stop")) {
+    st->done = 1;
+  }
+  json_decref(j);
+  return r;
+}
+
+static int parse_stream(const char *body, size_t len,
+                        struct durin_model_response *out, struct durin_err *err)
+{
+  struct stream st;
+  int i, r = 0;
+
+  memset(&st, 0, sizeof(st));
+  durin_buf_init(&st.text, 0);
+  if (durin_sse_parse(body, len, on_event, &st)) {
+    r = durin_err_set(err, DURIN_EMODEL, "model stream: %s", st.err);
+    goto out;
+  }
+  if (!st.done) {
+    r = durin_err_set(err, DURIN_ERETRY, "model stream ended early");
+    goto out;
+  }
+  if (st.text.len)
+    out->text = durin_buf_detach(&st.text, NULL);
+  out->calls = calloc((size_t)st.nblocks + 1, sizeof(*out->calls));
+  for (i = 0; i < st.nblocks; i++) {
+    struct durin_tool_call *tc;
+
+    if (!st.is_tool[i])
+      continue;
+    tc = &out->calls[out->ncalls++];
+    tc->id = strdup(st.ids[i] ? st.ids[i] : "toolu");
+    tc->name = strdup(st.names[i] ? st.names[i] : "");
+    /* A tool with no arguments streams no partial_json at all. */
+    tc->args =
+        st.input[i].len ? durin_buf_detach(&st.input[i], NULL) : strdup("{}");
+  }
+  out->input_tokens = st.in_tokens;
+  out->output_tokens = st.out_tokens;
+  out->model = st.model;
+  st.model = NULL;
+  out->finish_reason = st.stop;
+  st.stop = NULL;
+out:
+  durin_buf_release(&st.text);
+  for (i = 0; i < st.nblocks; i++) {
+    durin_buf_release(&st.input[i]);
+    free(st.ids[i]);
+    free(st.names[i]);
+  }
+  free(st.model);
+  free(st.stop);
+  return r;
+}
+
 static int anthropic_parse(const struct durin_model_request *req, long status,
                            const char *body, size_t len,
                            struct durin_model_response *out,
@@ -127,8 +258,14 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
   size_t i;
   int r = 0;
 
-  (void)req;
   memset(out, 0, sizeof(*out));
+  if (req->cfg->stream && status >= 200 && status < 300 &&
+      !durin__looks_like_json(body, len)) {
+    r = parse_stream(body, len, out, err);
+    if (r)
+      durin_model_response_clear(out);
+    return r;
+  }
   durin_buf_init(&text, 0);
   root = json_loadb(body, len, 0, &je);
   if (status < 200 || status >= 300) {

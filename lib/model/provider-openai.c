@@ -78,6 +78,11 @@ static int openai_build(const struct durin_model_request *req,
     json_decref(tools);
   if (cfg->max_tokens)
     json_object_set_new(body, "max_tokens", json_integer(cfg->max_tokens));
+  if (cfg->stream) {
+    json_object_set_new(body, "stream", json_true());
+    json_object_set_new(body, "stream_options",
+                        json_pack("{s:b}", "include_usage", 1));
+  }
   out->body = json_dumps(body, JSON_COMPACT);
   json_decref(body);
   while (n > 0 && cfg->base_url[n - 1] == '/')
@@ -85,7 +90,8 @@ static int openai_build(const struct durin_model_request *req,
   out->url = malloc(n + 32);
   snprintf(out->url, n + 32, "%.*s/chat/completions", (int)n, cfg->base_url);
   out->headers[0] = strdup("Content-Type: application/json");
-  out->headers[1] = strdup("Accept: application/json");
+  out->headers[1] = strdup(cfg->stream ? "Accept: text/event-stream" :
+                                         "Accept: application/json");
   if (api_key && *api_key) {
     snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", api_key);
     out->headers[2] = strdup(hdr);
@@ -93,6 +99,135 @@ static int openai_build(const struct durin_model_request *req,
   if (!out->body || !out->url)
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   return 0;
+}
+
+/* What a streamed answer adds up to, chunk by chunk. */
+struct stream {
+  struct durin_buf text;
+  struct durin_buf args[64];
+  char *ids[64];
+  char *names[64];
+  int ncalls;
+  json_t *usage;
+  char *model;
+  char *finish;
+  char err[256];
+  int done;
+};
+
+static void set_str(char **dst, json_t *v)
+{
+  if (json_is_string(v) && json_string_length(v)) {
+    free(*dst);
+    *dst = strdup(json_string_value(v));
+  }
+}
+
+/* One chunk: {"choices": [{"delta": {"content", "tool_calls": [{index, id,
+ * function: {name, arguments}}]}, "finish_reason"}], "usage", "model"}. */
+static int on_chunk(const char *event, const char *data, void *arg)
+{
+  struct stream *st = arg;
+  json_t *j, *choice, *delta, *calls, *c;
+  size_t i;
+
+  (void)event;
+  if (!strcmp(data, "[DONE]")) {
+    st->done = 1;
+    return 0;
+  }
+  j = json_loads(data, 0, NULL);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    snprintf(st->err, sizeof(st->err), "a streamed chunk is not JSON");
+    return 1;
+  }
+  if (json_object_get(j, "error")) {
+    const char *m = json_string_value(
+        json_object_get(json_object_get(j, "error"), "message"));
+
+    snprintf(st->err, sizeof(st->err), "error in the stream: %s",
+             m ? m : "(no message)");
+    json_decref(j);
+    return 1;
+  }
+  set_str(&st->model, json_object_get(j, "model"));
+  if (json_is_object(json_object_get(j, "usage"))) {
+    json_decref(st->usage);
+    st->usage = json_incref(json_object_get(j, "usage"));
+  }
+  choice = json_array_get(json_object_get(j, "choices"), 0);
+  set_str(&st->finish, json_object_get(choice, "finish_reason"));
+  delta = json_object_get(choice, "delta");
+  if (json_is_string(json_object_get(delta, "content")))
+    durin_buf_adds(&st->text,
+                   json_string_value(json_object_get(delta, "content")));
+  calls = json_object_get(delta, "tool_calls");
+  json_array_foreach(calls, i, c) {
+    json_t *fn = json_object_get(c, "function");
+    json_int_t idx = json_integer_value(json_object_get(c, "index"));
+
+    if (idx < 0 || idx >= 64)
+      continue;
+    while (st->ncalls <= idx)
+      durin_buf_init(&st->args[st->ncalls++], 0);
+    set_str(&st->ids[idx], json_object_get(c, "id"));
+    set_str(&st->names[idx], json_object_get(fn, "name"));
+    if (json_is_string(json_object_get(fn, "arguments")))
+      durin_buf_adds(&st->args[idx],
+                     json_string_value(json_object_get(fn, "arguments")));
+  }
+  json_decref(j);
+  return 0;
+}
+
+static int parse_stream(const char *body, size_t len,
+                        struct durin_model_response *out, struct durin_err *err)
+{
+  struct stream st;
+  int i, r = 0;
+
+  memset(&st, 0, sizeof(st));
+  durin_buf_init(&st.text, 0);
+  if (durin_sse_parse(body, len, on_chunk, &st)) {
+    r = durin_err_set(err, DURIN_EMODEL, "model stream: %s", st.err);
+    goto out;
+  }
+  if (!st.done && !st.finish) {
+    r = durin_err_set(err, DURIN_ERETRY, "model stream ended early");
+    goto out;
+  }
+  if (st.text.len)
+    out->text = durin_buf_detach(&st.text, NULL);
+  out->calls = calloc((size_t)st.ncalls + 1, sizeof(*out->calls));
+  for (i = 0; i < st.ncalls; i++) {
+    struct durin_tool_call *tc = &out->calls[out->ncalls++];
+    char gen[32];
+
+    snprintf(gen, sizeof(gen), "call_%d", i);
+    tc->id = strdup(st.ids[i] ? st.ids[i] : gen);
+    tc->name = strdup(st.names[i] ? st.names[i] : "");
+    tc->args = durin_buf_detach(&st.args[i], NULL);
+  }
+  out->input_tokens =
+      json_integer_value(json_object_get(st.usage, "prompt_tokens"));
+  out->output_tokens =
+      json_integer_value(json_object_get(st.usage, "completion_tokens"));
+  out->model = st.model;
+  st.model = NULL;
+  out->finish_reason = st.finish;
+  st.finish = NULL;
+out:
+  durin_buf_release(&st.text);
+  for (i = 0; i < st.ncalls; i++) {
+    durin_buf_release(&st.args[i]);
+    free(st.ids[i]);
+    free(st.names[i]);
+  }
+  json_decref(st.usage);
+  free(st.model);
+  free(st.finish);
+  return r;
 }
 
 static int openai_parse(const struct durin_model_request *req, long status,
@@ -105,6 +240,14 @@ static int openai_parse(const struct durin_model_request *req, long status,
   int r = 0;
 
   memset(out, 0, sizeof(*out));
+  /* A streamed answer, unless the server ignored "stream" and sent JSON. */
+  if (req->cfg->stream && status >= 200 && status < 300 &&
+      !durin__looks_like_json(body, len)) {
+    r = parse_stream(body, len, out, err);
+    if (r)
+      durin_model_response_clear(out);
+    return r;
+  }
   root = json_loadb(body, len, 0, &je);
   if (status < 200 || status >= 300) {
     const char *m = json_string_value(
@@ -161,7 +304,6 @@ static int openai_parse(const struct durin_model_request *req, long status,
     out->finish_reason =
         strdup(json_string_value(json_object_get(choice, "finish_reason")));
 out:
-  (void)req;
   json_decref(root);
   if (r)
     durin_model_response_clear(out);

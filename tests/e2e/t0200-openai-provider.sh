@@ -178,4 +178,37 @@ test_expect_success 'an interrupt abandons a slow model call at once' '
   stop_fake
 '
 
+# sse_turn TOOL ARGS: one streamed Chat Completions answer, chunk by chunk,
+# the arguments split across two chunks as real servers do.
+sse_turn() {
+  cat <<JSON
+{"status": 200, "sse": [
+  {"data": {"model": "gpt-4o-mini-2024-07-18", "choices": [{"index": 0, "delta": {"role": "assistant",
+    "tool_calls": [{"index": 0, "id": "call_$1", "type": "function", "function": {"name": "$1", "arguments": ""}}]}}]}},
+  {"data": {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "$2"}}]}}]}},
+  {"data": {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "$3"}}]},
+    "finish_reason": "tool_calls"}]}},
+  {"data": {"choices": [], "usage": {"prompt_tokens": 700, "completion_tokens": 30}}},
+  {"data": "[DONE]"}]}
+JSON
+}
+
+test_expect_success 'streamed answers (SSE), a cut-off stream retried' '
+  cat >replies.json <<JSON &&
+[{"status": 200, "sse": [{"data": {"choices": [{"delta": {"content": "cut"}}]}}]},
+ $(sse_turn bash "{\\\"command\\\": " "\\\"echo streamed\\\"}"),
+ $(sse_turn finish "{\\\"summary\\\": " "\\\"ok\\\"}")]
+JSON
+  start_fake replies.json && write_spec gpt-4o-mini &&
+  sed -i "s/\"max_retries\": 5/\"max_retries\": 5, \"stream\": true/" s.json &&
+  durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  grep_q "stream ended early" err.txt &&
+  grep_q "exit code 0 streamed" out.txt &&
+  test "$(sql "select input_tokens, output_tokens from runs where id = '"'"'$id'"'"'")" = "1400|60" &&
+  sed -n 1p requests.log | grep -qF "\"stream\":true,\"stream_options\":{\"include_usage\":true}" &&
+  stop_fake
+'
+
 test_done

@@ -89,4 +89,47 @@ test_expect_success 'anthropic:NAME without a key is refused at submit' '
   grep_q "needs an API key: set ANTHROPIC_API_KEY" err
 '
 
+# One streamed Messages answer: text, then a tool_use whose input arrives
+# as partial JSON in two pieces.
+sse_message() { # TOOL PART1 PART2
+  cat <<JSON
+{"status": 200, "sse": [
+  {"event": "message_start", "data": {"type": "message_start", "message": {"id": "msg_s", "type": "message",
+    "role": "assistant", "model": "claude-sonnet-4-5-20250929", "content": [], "stop_reason": null,
+    "usage": {"input_tokens": 500, "output_tokens": 1}}}},
+  {"event": "content_block_start", "data": {"type": "content_block_start", "index": 0,
+    "content_block": {"type": "text", "text": ""}}},
+  {"event": "ping", "data": {"type": "ping"}},
+  {"event": "content_block_delta", "data": {"type": "content_block_delta", "index": 0,
+    "delta": {"type": "text_delta", "text": "Streaming."}}},
+  {"event": "content_block_stop", "data": {"type": "content_block_stop", "index": 0}},
+  {"event": "content_block_start", "data": {"type": "content_block_start", "index": 1,
+    "content_block": {"type": "tool_use", "id": "toolu_s$1", "name": "$1", "input": {}}}},
+  {"event": "content_block_delta", "data": {"type": "content_block_delta", "index": 1,
+    "delta": {"type": "input_json_delta", "partial_json": "$2"}}},
+  {"event": "content_block_delta", "data": {"type": "content_block_delta", "index": 1,
+    "delta": {"type": "input_json_delta", "partial_json": "$3"}}},
+  {"event": "content_block_stop", "data": {"type": "content_block_stop", "index": 1}},
+  {"event": "message_delta", "data": {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+    "usage": {"output_tokens": 40}}},
+  {"event": "message_stop", "data": {"type": "message_stop"}}]}
+JSON
+}
+
+test_expect_success 'streamed Messages answers (SSE)' '
+  cat >rs.json <<JSON &&
+[$(sse_message bash "{\\\"command\\\": " "\\\"echo via-sse\\\"}"),
+ $(sse_message finish "{\\\"summary\\\": " "\\\"ok\\\"}")]
+JSON
+  start_fake rs.json && write_spec &&
+  sed -i "s/\"api_key_env\": \"ANTHROPIC_KEY\"/\"api_key_env\": \"ANTHROPIC_KEY\", \"stream\": true/" s.json &&
+  durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  grep_q "exit code 0 via-sse" out.txt &&
+  test "$(sql "select input_tokens, output_tokens from runs where id = '"'"'$id'"'"'")" = "1000|80" &&
+  sed -n 1p requests.log | grep -qF "\"stream\":true" &&
+  stop_fake
+'
+
 test_done

@@ -12,6 +12,8 @@
  *   {"raw": "not json", "status": 200}      a body sent verbatim
  *   {"drop": true}                          close without answering
  *   {"delay_ms": 1500, ...}                 answer late
+ *   {"sse": [{"event": "e", "data": {...}}, {"data": "[DONE]"}]}
+ *                                           a text/event-stream body
  * Every request is checked (the endpoint, the key if --key, a JSON body
  * with a model and messages; for Messages also max_tokens and the version
  * header) and its body appended to L as one line. Errors come back in each
@@ -53,9 +55,13 @@ static void reply(int fd, int status, json_t *headers, const char *body)
   int n;
 
   n = snprintf(head, sizeof(head),
-               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-               "Content-Length: %zu\r\nConnection: close\r\n",
+               "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n"
+               "Connection: close\r\n",
                status, status == 200 ? "OK" : "Error", strlen(body));
+  /* JSON unless the reply says otherwise (text/event-stream). */
+  if (!json_object_get(headers, "Content-Type"))
+    n += snprintf(head + n, sizeof(head) - (size_t)n,
+                  "Content-Type: application/json\r\n");
   json_object_foreach(headers, key, v)
     n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n", key,
                   json_string_value(v));
@@ -243,7 +249,31 @@ int main(int argc, char **argv)
                          (int)json_integer_value(json_object_get(r, "status")) :
                          200;
 
-        if (json_is_string(json_object_get(r, "raw"))) {
+        if (json_is_array(json_object_get(r, "sse"))) {
+          /* Each event as a server writes it: "event:", "data:", blank. */
+          json_t *ev,
+              *hdr = json_pack("{s:s}", "Content-Type", "text/event-stream");
+          size_t k, cap = 1 << 20, len = 0;
+          char *out = malloc(cap);
+
+          out[0] = '\0';
+          json_array_foreach(json_object_get(r, "sse"), k, ev) {
+            json_t *d = json_object_get(ev, "data");
+            char *text = json_is_string(d) ?
+                             strdup(json_string_value(d)) :
+                             json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+            const char *e = json_string_value(json_object_get(ev, "event"));
+
+            if (e)
+              len += (size_t)snprintf(out + len, cap - len, "event: %s\n", e);
+            len += (size_t)snprintf(out + len, cap - len, "data: %s\n\n",
+                                    text ? text : "");
+            free(text);
+          }
+          reply(fd, status, hdr, out);
+          json_decref(hdr);
+          free(out);
+        } else if (json_is_string(json_object_get(r, "raw"))) {
           reply(fd, status, json_object_get(r, "headers"),
                 json_string_value(json_object_get(r, "raw")));
         } else {

@@ -198,6 +198,139 @@ static void test_anthropic_parse(void **state)
   assert_non_null(strstr(err.msg, "HTTP 529: Overloaded"));
 }
 
+struct sse_seen {
+  char log[1024];
+};
+
+static int sse_collect(const char *event, const char *data, void *arg)
+{
+  struct sse_seen *s = arg;
+  size_t n = strlen(s->log);
+
+  snprintf(s->log + n, sizeof(s->log) - n, "[%s|%s]", event, data);
+  return 0;
+}
+
+static void test_sse(void **state)
+{
+  struct sse_seen s;
+  const char *in = "\xef\xbb\xbf: keep-alive\r\n\r\nevent: a\r\ndata: 1\r\n"
+                   "data:2\r\n\r\ndata\n\nid: 7\nretry: 5\ndata: {\"x\": 1}\r"
+                   "\rdata: tail";
+
+  (void)state;
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(durin_sse_parse(in, strlen(in), sse_collect, &s), 0);
+  assert_string_equal(s.log, "[a|1\n2][message|][message|{\"x\": 1}]"
+                             "[message|tail]");
+}
+
+static void stream_parse(const char *provider, const char *body, int want,
+                         struct durin_model_response *r)
+{
+  const struct durin_provider *p = durin_provider_find(provider);
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_err err = { 0 };
+  int got;
+
+  cfg.stream = 1;
+  req.cfg = &cfg;
+  got = p->parse(&req, 200, body, strlen(body), r, &err);
+  if (got != want)
+    fail_msg("%s: got %d (%s), want %d", provider, got, err.msg, want);
+}
+
+static void test_openai_stream(void **state)
+{
+  struct durin_model_response r;
+  const char *full =
+      "data: {\"model\":\"gpt-4o-mini-x\",\"choices\":[{\"index\":0,"
+      "\"delta\":{\"role\":\"assistant\",\"content\":\"Let me \"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"look.\"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":"
+      "\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"bash\","
+      "\"arguments\":\"\"}}]}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
+      "\"function\":{\"arguments\":\"{\\\"command\\\": \"}}]}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
+      "\"function\":{\"arguments\":\"\\\"ls\\\"}\"}}]}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}]}"
+      "\n\n"
+      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,"
+      "\"completion_tokens\":4}}\n\n"
+      "data: [DONE]\n\n";
+
+  (void)state;
+  stream_parse("openai", full, 0, &r);
+  assert_string_equal(r.text, "Let me look.");
+  assert_int_equal(r.ncalls, 1);
+  assert_string_equal(r.calls[0].id, "call_1");
+  assert_string_equal(r.calls[0].name, "bash");
+  assert_string_equal(r.calls[0].args, "{\"command\": \"ls\"}");
+  assert_int_equal(r.input_tokens, 9);
+  assert_int_equal(r.output_tokens, 4);
+  assert_string_equal(r.model, "gpt-4o-mini-x");
+  durin_model_response_clear(&r);
+  /* Cut off before the end: transient, worth a retry. */
+  stream_parse("openai",
+               "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}"
+               "\n\n",
+               DURIN_ERETRY, &r);
+  stream_parse("openai", "data: {\"error\":{\"message\":\"boom\"}}\n\n",
+               DURIN_EMODEL, &r);
+  /* A server that ignores "stream" answers with plain JSON. */
+  stream_parse("openai", "{\"choices\":[{\"message\":{\"content\":\"hi\"}}]}",
+               0, &r);
+  assert_string_equal(r.text, "hi");
+  durin_model_response_clear(&r);
+}
+
+static void test_anthropic_stream(void **state)
+{
+  struct durin_model_response r;
+  const char *full =
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+      "{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":25}}}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+      "\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+      "event: ping\ndata: {\"type\":\"ping\"}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+      "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"On it\"}}"
+      "\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\","
+      "\"index\":0}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+      "\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":"
+      "\"toolu_9\",\"name\":\"bash\",\"input\":{}}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+      "\"index\":1,\"delta\":{\"type\":\"input_json_delta\","
+      "\"partial_json\":\"{\\\"command\\\": \\\"l\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+      "\"index\":1,\"delta\":{\"type\":\"input_json_delta\","
+      "\"partial_json\":\"s\\\"}\"}}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+      "{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":15}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+  (void)state;
+  stream_parse("anthropic", full, 0, &r);
+  assert_string_equal(r.text, "On it");
+  assert_int_equal(r.ncalls, 1);
+  assert_string_equal(r.calls[0].id, "toolu_9");
+  assert_string_equal(r.calls[0].args, "{\"command\": \"ls\"}");
+  assert_int_equal(r.input_tokens, 25);
+  assert_int_equal(r.output_tokens, 15);
+  assert_string_equal(r.finish_reason, "tool_use");
+  durin_model_response_clear(&r);
+  stream_parse("anthropic",
+               "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+               "\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+               DURIN_EMODEL, &r);
+  stream_parse("anthropic", "event: message_start\ndata: {\"message\":{}}\n\n",
+               DURIN_ERETRY, &r);
+}
+
 static void test_backoff(void **state)
 {
   int a;
@@ -288,6 +421,9 @@ int main(void)
     cmocka_unit_test(test_openai_parse),
     cmocka_unit_test(test_anthropic_build),
     cmocka_unit_test(test_anthropic_parse),
+    cmocka_unit_test(test_sse),
+    cmocka_unit_test(test_openai_stream),
+    cmocka_unit_test(test_anthropic_stream),
     cmocka_unit_test(test_backoff),
     cmocka_unit_test(test_script),
     cmocka_unit_test(test_prices),
