@@ -530,7 +530,12 @@ static void dispatch(struct durin_harness *h, int64_t now,
                               now - h->ck.started_ms, 1, why, sizeof(why))) {
       add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
       end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
-      resolve_call(c, 0, "not run: budget exceeded");
+      /* A call that was already dispatched once may have run: say so. */
+      resolve_call(c, 0,
+                   c->indeterminate ?
+                       "outcome unknown: started before a crash and not "
+                       "repeated, because the run's budget is used up" :
+                       "not run: budget exceeded");
       continue;
     }
     if (c->indeterminate && c->effect == DURIN_EFFECT_UNSAFE) {
