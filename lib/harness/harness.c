@@ -483,6 +483,17 @@ static void model_request(struct durin_harness *h, struct durin_action *act)
 static void do_commit_action(struct durin_harness *h, int64_t now,
                              struct durin_action *act);
 
+/* Asks for the current call's result to be made durable as its outcome. */
+static void ask_outcome(struct durin_harness *h, struct durin_action *act)
+{
+  free(h->outcome_text);
+  h->outcome_text = json_dumps(h->calls[h->cur].result, JSON_COMPACT);
+  act->kind = DURIN_ACT_OUTCOME;
+  act->call = h->cur;
+  act->outcome = h->outcome_text;
+  set_state(h, DURIN_STEP_AWAIT_OUTCOME);
+}
+
 /* The next tool call to run, applying budgets and the ledger rules. */
 static void dispatch(struct durin_harness *h, int64_t now,
                      struct durin_action *act)
@@ -546,7 +557,9 @@ static void dispatch(struct durin_harness *h, int64_t now,
                      "chose not to repeat it. Check the workspace before "
                      "relying on it");
         h->ck.usage.tool_calls++;
-        continue;
+        /* The ledger gets the decision as the call's outcome. */
+        ask_outcome(h, act);
+        return;
       }
       if (h->resolve != 1) {
         snprintf(why, sizeof(why),

@@ -423,9 +423,14 @@ static void test_resume_unsafe_indeterminate(void **state)
   assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
   durin_harness_free(h);
 
-  /* An operator says: do not repeat it. */
+  /* An operator says: do not repeat it. The decision is the ledger's
+   * outcome for the call, then the step commits. */
   h = resumed(s, 0, "bash", "{\"command\":\"x\"}");
   durin_harness_resolve(h, 0);
+  durin_harness_next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_OUTCOME);
+  assert_non_null(strstr(act.outcome, "outcome unknown"));
+  simple(h, DURIN_DONE_OUTCOME);
   durin_harness_next(h, 1000, &act);
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
   assert_non_null(strstr(act.events[2].data, "outcome unknown"));
