@@ -10,7 +10,7 @@ mkdir -p "$C"
 cat >"$TRASH/s.json" <<JSON
 {"goal": "g", "workspace": "project",
  "model": {"provider": "script", "turns": [
-   {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 1.5; echo x >> $C/t1"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 3; echo x >> $C/t1"}}]},
    {"tool_calls": [{"name": "bash", "arguments": {"command": "echo y >> $C/t2"}}]},
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]}]}}
 JSON

@@ -9,7 +9,7 @@ make_project
 start_fake() {
   rm -f "$TRASH/port" "$TRASH/requests.log"
   "$FAKE_MODEL" --port-file "$TRASH/port" --replies "$1" \
-    --log "$TRASH/requests.log" --key sk-ant-test &
+    --log "$TRASH/requests.log" >>"$TRASH/fake.out" 2>&1 --key sk-ant-test &
   fake_pid=$!
   bg_pids="$bg_pids $fake_pid"
   i=0

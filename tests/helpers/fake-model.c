@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -206,6 +207,8 @@ int main(int argc, char **argv)
       close(fd);
       continue;
     }
+    /* A connection's process never outlives the server (slow replies). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(ls);
     body = read_request(fd, head, sizeof(head));
     if (!body)
