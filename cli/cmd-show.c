@@ -125,7 +125,15 @@ int cmd_show(int argc, char **argv, struct cli *cli)
       }
       json_decref(c);
     } else {
-      printf("checks    none run yet\n");
+      json_t *spec = json_loads(ri.spec_json ? ri.spec_json : "{}", 0, NULL);
+
+      /* Without checks, "done" is only the agent's word: say so. */
+      if (json_array_size(json_object_get(spec, "checks")))
+        printf("checks    none run yet\n");
+      else
+        printf("checks    none configured (the agent's finish is not "
+               "verified)\n");
+      json_decref(spec);
     }
   }
   r = EXIT_OK;
