@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 {
   int64_t steps = 10000, i;
   const char *sync = "full", *dir = NULL;
-  char tmpl[] = "/tmp/durin-bench-XXXXXX", url[4200], ws[4200], id[32];
+  char tmpl[64] = "/tmp/durin-bench-", url[4200], ws[4200], id[32];
   char *args2k, *spec_json, *turns;
   struct durin_store *s = NULL;
   struct durin_err err = { 0 };
@@ -137,8 +137,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "step-overhead: use at least 200 steps\n");
     return 64;
   }
-  if (!dir)
+  if (!dir) {
+    /* mkdtemp replaces the last six characters, which must be 'X'. */
+    memset(tmpl + strlen(tmpl), 'X', 6);
     dir = mkdtemp(tmpl);
+  }
   payload4k = malloc(4097);
   memset(payload4k, 'o', 4096);
   payload4k[4096] = '\0';

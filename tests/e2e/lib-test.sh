@@ -4,7 +4,7 @@ set -u
 : "${DURIN:?set DURIN to the durin binary}"
 : "${SRCDIR:?set SRCDIR to the source tree}"
 
-TRASH=$(mktemp -d "${TMPDIR:-/tmp}/durin-e2e-XXXXXX")
+TRASH=$(mktemp -d)
 DB="$TRASH/store/durin.db"
 export DURIN_STORE="sqlite:$DB"
 unset DURIN_MODEL DURIN_CRASH_AT DURIN_DATA_DIR OPENAI_API_KEY

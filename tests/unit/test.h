@@ -14,8 +14,14 @@
 /* A fresh temporary directory for one test; free() the result. */
 static inline char *test_tmpdir(void)
 {
-  char tmpl[] = "/tmp/durin-unit-XXXXXX";
-  char *d = mkdtemp(tmpl);
+  char tmpl[64] = "/tmp/durin-unit-";
+  size_t n = strlen(tmpl);
+  char *d;
+
+  /* mkdtemp replaces the last six characters, which must be 'X'. */
+  memset(tmpl + n, 'X', 6);
+  tmpl[n + 6] = '\0';
+  d = mkdtemp(tmpl);
 
   assert_non_null(d);
   return strdup(d);
