@@ -176,6 +176,11 @@ static int check_plan(json_t *v, struct durin_err *err)
   return 0;
 }
 
+/*
+ * The model's arguments are untrusted text. Size first (before parsing),
+ * then JSON, then shape: every failure message names the argument and the
+ * expected type, because the model reads it and tries again.
+ */
 int durin_tool_args_parse(const struct durin_tool_def *def, const char *text,
                           size_t max_bytes, json_t **out, struct durin_err *err)
 {
@@ -260,6 +265,8 @@ out:
   return r;
 }
 
+/* Output is made valid UTF-8 here, once for every tool: the event log and
+ * both wire formats are JSON text and would refuse raw bytes. */
 void durin_tool_exec(const struct durin_tool_def *def,
                      const struct durin_tool_ctx *ctx, json_t *args,
                      struct durin_tool_result *res)

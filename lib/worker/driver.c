@@ -35,6 +35,12 @@ static void notice(struct drv *d, const char *fmt, ...)
   d->o->on_notice(d->o->arg, msg);
 }
 
+/*
+ * Every transaction this driver opens starts with the fence: if another
+ * process claimed the run since we did, nothing we are about to write may
+ * land. The fence also pushes the lease forward, so steady progress is the
+ * heartbeat.
+ */
 static int begin_fenced(struct drv *d, struct durin_txn **txn,
                         struct durin_err *err)
 {
@@ -58,6 +64,8 @@ static int load_event(const struct durin_event *ev, void *arg)
   return durin_harness_load_event(a[0], ev, a[1]);
 }
 
+/* Ledger rows point into the store's row buffers, valid only during the
+ * callback; the harness needs them after, so they are copied. */
 static int collect_ledger(const struct durin_ledger_entry *e, void *arg)
 {
   struct drv *d = arg;
@@ -135,6 +143,11 @@ static void on_retry(void *arg, int attempt, int64_t delay_ms, const char *why)
          (long long)delay_ms);
 }
 
+/*
+ * The model call. Nothing is written here: a response lost in a crash is
+ * simply asked for again (model calls are at-least-once, DESIGN 3.6). It
+ * becomes durable with the step's first ledger intent or its commit.
+ */
 static int do_model(struct drv *d, struct durin_harness *h,
                     const struct durin_action *act, struct durin_err *err)
 {
@@ -168,6 +181,8 @@ static int do_model(struct drv *d, struct durin_harness *h,
   return r;
 }
 
+/* The intent of a call with side effects, durable before the call starts;
+ * with the step's first one, the model response that asked for it. */
 static int do_intent(struct drv *d, struct durin_harness *h,
                      const struct durin_action *act, struct durin_err *err)
 {
@@ -196,6 +211,8 @@ static int do_intent(struct drv *d, struct durin_harness *h,
   return durin_harness_complete(h, &c);
 }
 
+/* Runs the tool. The tool_exit fault point sits between the call's end and
+ * its outcome: the window in which a crash leaves the outcome unknown. */
 static int do_tool(struct drv *d, struct durin_harness *h,
                    const struct durin_action *act)
 {
@@ -238,6 +255,8 @@ static int do_outcome(struct drv *d, struct durin_harness *h,
   return durin_harness_complete(h, &c);
 }
 
+/* The acceptance checks, in order, each in the workspace with its own
+ * timeout. They are re-run after a crash: checks must only read. */
 static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
 {
   struct durin_check_result *cr =
@@ -276,6 +295,11 @@ static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
   return r;
 }
 
+/*
+ * The step's one transaction (DESIGN 3.1): its events, the new checkpoint,
+ * the run row, and the end of the pending step. Events are shown only once
+ * they are durable.
+ */
 static int do_commit(struct drv *d, struct durin_harness *h,
                      struct durin_action *act, struct durin_err *err)
 {
@@ -348,6 +372,11 @@ static int let_go(struct drv *d, struct durin_drive_result *res,
   return r;
 }
 
+/*
+ * Claim, restore, then perform the harness's actions until it is done.
+ * Cancellation and the stop flag are looked at between steps only, so a
+ * step is never cut in half by them.
+ */
 int durin_drive(struct durin_store *s, const char *run_id,
                 const struct durin_driver_opts *o,
                 struct durin_drive_result *res, struct durin_err *err)
