@@ -523,6 +523,8 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
   return r;
 }
 
+/* A request, not a fenced write: the holder of the lease acts on it, so
+ * cancelling never races a step's commit. */
 static int sq_run_request_cancel(void *impl, const char *id,
                                  struct durin_err *err)
 {
@@ -543,6 +545,8 @@ static int sq_run_request_cancel(void *impl, const char *id,
   return r;
 }
 
+/* BEGIN IMMEDIATE takes the write lock up front: the fence that follows
+ * then holds until COMMIT, and a busy store fails here, before any work. */
 static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
 {
   struct sq *q = impl;
@@ -611,6 +615,11 @@ static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
   return 0;
 }
 
+/*
+ * Sequence numbers come from the run row (last_seq), bumped by n in one
+ * statement inside the writer's transaction: contiguous per run, no gap on
+ * rollback, and no MAX(seq) scan that would grow with the log.
+ */
 static int sq_events_append(void *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err)
@@ -652,6 +661,7 @@ static int sq_events_append(void *txn, const char *run_id,
   return 0;
 }
 
+/* Only the latest checkpoint is kept: the log is the history. */
 static int sq_checkpoint_put(void *txn, const char *run_id, int64_t step,
                              const char *data, struct durin_err *err)
 {
@@ -714,6 +724,7 @@ static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
   return step_done(q, st, "recording ledger intent", err);
 }
 
+/* An outcome without its intent is a bug somewhere: refuse it loudly. */
 static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
                              int call_idx, const char *outcome, int64_t now_ms,
                              struct durin_err *err)

@@ -65,6 +65,11 @@ static int copy_file(int sfd, int dfd, const char *src, struct durin_err *err)
   }
 }
 
+/*
+ * Copies a workspace. Symlinks are copied as links (never followed, so a
+ * link out of the project copies nothing from outside), file modes are
+ * kept, and devices, fifos and sockets are left out.
+ */
 int durin_tree_copy(const char *src, const char *dst, struct durin_err *err)
 {
   DIR *d = NULL;
