@@ -8,8 +8,10 @@
 
 static const char cancel_usage[] =
     "usage: durin cancel ID\n\n"
-    "Cancels a run. If a process is driving it, that process ends it as\n"
-    "cancelled at its next step boundary; otherwise durin ends it here.\n";
+    "Cancels a run. If a process is driving it, that process notices within\n"
+    "about a second: a running tool's process group is killed, a model call\n"
+    "is dropped, and the run ends as cancelled. Otherwise durin ends it\n"
+    "here.\n";
 
 /* Ends a run nobody is driving: claim it (fencing any stale holder) and
  * commit the cancellation. */
@@ -63,8 +65,8 @@ int cmd_cancel(int argc, char **argv, struct cli *cli)
   live = cli_lease_live(&ri);
   durin_run_info_clear(&ri);
   if (live) {
-    printf("cancellation requested; the process driving run %s will stop "
-           "it at its next step\n",
+    printf("cancellation requested; the process driving run %s stops it "
+           "within about a second\n",
            id);
     return EXIT_OK;
   }

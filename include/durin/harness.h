@@ -147,7 +147,11 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
  * report it as of unknown outcome without running it (0).
  */
 void durin_harness_resolve(struct durin_harness *h, int retry);
-/* Ends the run as cancelled at the next step boundary. */
+/*
+ * Ends the run as cancelled: at once between steps; inside a step, no
+ * further tool call starts and the step commits what already ran. A model
+ * call abandoned after this reports DURIN_DONE_MODEL_ERROR as usual.
+ */
 void durin_harness_cancel(struct durin_harness *h, const char *reason);
 
 /* Returns the next action; never blocks. */

@@ -15,7 +15,6 @@
 #ifndef DURIN_MODEL_H
 #define DURIN_MODEL_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,15 +112,15 @@ struct durin_call_stats {
  * Calls the model, blocking, retrying 429, 5xx, connection errors and
  * timeouts with backoff while retries_left > 0 (decremented per retry).
  * The transport is libcurl's multi interface; on_retry (may be NULL) is
- * told about each retry so the caller can log it. If *abort (may be NULL)
- * becomes non-zero, the call is abandoned within ~200 ms with
- * DURIN_ECANCELED: model calls are at-least-once, so dropping one is safe.
+ * told about each retry so the caller can log it. When stop (may be NULL)
+ * says so, the call is abandoned within ~200 ms with DURIN_ECANCELED:
+ * model calls are at-least-once, so dropping one is safe.
  */
 int durin_model_call(const struct durin_model_request *req,
                      int64_t *retries_left, struct durin_call_stats *stats,
                      void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
                                       const char *why),
-                     void *arg, const volatile sig_atomic_t *abort,
+                     void *arg, const struct durin_stop *stop,
                      struct durin_model_response *out, struct durin_err *err);
 
 /* One blocking HTTP POST with a response cap (the transport); abortable
@@ -129,6 +128,6 @@ int durin_model_call(const struct durin_model_request *req,
 int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
                     size_t cap, long *status, struct durin_buf *body,
                     char *retry_after, size_t ra_len,
-                    const volatile sig_atomic_t *abort, struct durin_err *err);
+                    const struct durin_stop *stop, struct durin_err *err);
 
 #endif

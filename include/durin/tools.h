@@ -40,12 +40,14 @@ struct durin_tool_ctx {
   const char *idem_key;  /* stable across re-runs of the same call */
   int64_t timeout_ms;
   size_t output_cap;
+  const struct durin_stop *stop; /* asked while it runs; may be NULL */
 };
 
 struct durin_tool_result {
   int ok;        /* the tool did what was asked */
   int exit_code; /* bash: the command's status; -1 otherwise */
   int timed_out;
+  int stopped;   /* killed because the caller asked to stop */
   int truncated; /* output was cut at the cap */
   char *output;  /* text for the model (owned, NUL-terminated) */
   int64_t duration_ms;
@@ -93,11 +95,14 @@ void durin_tool_exec(const struct durin_tool_def *def,
  * Runs a shell command in dir with a clean environment, rlimits, a
  * wall-clock timeout that kills its whole process group, and an output cap.
  * Used by the bash tool and by acceptance checks. extra_env is a
- * NULL-terminated list of "K=V" added to the clean environment.
+ * NULL-terminated list of "K=V" added to the clean environment. stop (may
+ * be NULL) is asked twice a second; when it says so the process group is
+ * killed and res->stopped set.
  */
 int durin_proc_run(const char *dir, const char *command,
                    const char *const *extra_env, int64_t timeout_ms,
-                   size_t output_cap, struct durin_tool_result *res);
+                   size_t output_cap, const struct durin_stop *stop,
+                   struct durin_tool_result *res);
 
 /*
  * Opens path beneath the workspace directory fd dirfd, refusing any path

@@ -503,6 +503,11 @@ static void dispatch(struct durin_harness *h, int64_t now,
   for (; h->cur < h->ncalls; h->cur++) {
     struct call *c = &h->calls[h->cur];
 
+    if (h->cancel && !h->ended) {
+      /* Cancelled mid-step: the step commits what ran, nothing more. */
+      add_event(h, "cancelled", json_pack("{s:s}", "reason", h->cancel_reason));
+      end_run(h, DURIN_RUN_CANCELLED, h->cancel_reason);
+    }
     if (c->state == CALL_RESOLVED)
       continue;
     if (h->ended) {
@@ -844,6 +849,13 @@ int durin_harness_complete(struct durin_harness *h,
     if (h->state != DURIN_STEP_AWAIT_MODEL)
       return DURIN_ESTATE;
     h->ck.usage.retries += c->retries;
+    if (h->cancel) {
+      /* The call was abandoned because the run is being cancelled. */
+      end_run(h, DURIN_RUN_CANCELLED, h->cancel_reason);
+      add_event(h, "cancelled", json_pack("{s:s}", "reason", h->cancel_reason));
+      set_state(h, DURIN_STEP_COMMIT);
+      return 0;
+    }
     end_run(h, DURIN_RUN_FAILED, c->error ? c->error : "model call failed");
     add_event(h, "model_error",
               json_pack("{s:s,s:I}", "error", h->end_reason, "retries",

@@ -52,7 +52,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
                     size_t cap, long *status, struct durin_buf *body,
                     char *retry_after, size_t ra_len,
-                    const volatile sig_atomic_t *abort, struct durin_err *err)
+                    const struct durin_stop *stop, struct durin_err *err)
 {
   struct curl_slist *hdrs = NULL;
   struct sink s = { body, retry_after, ra_len, 0 };
@@ -101,7 +101,7 @@ int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
           rc = msg->data.result;
       if (!running)
         break;
-      if (abort && *abort) {
+      if (durin_stop_requested(stop)) {
         r = durin_err_set(err, DURIN_ECANCELED, "request to '%s' abandoned",
                           req->url);
         break;

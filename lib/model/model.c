@@ -169,7 +169,7 @@ int durin_model_call(const struct durin_model_request *req,
                      int64_t *retries_left, struct durin_call_stats *stats,
                      void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
                                       const char *why),
-                     void *arg, const volatile sig_atomic_t *abort,
+                     void *arg, const struct durin_stop *stop,
                      struct durin_model_response *out, struct durin_err *err)
 {
   const struct durin_provider *p = durin_provider_find(req->cfg->provider);
@@ -198,7 +198,7 @@ int durin_model_call(const struct durin_model_request *req,
 
     durin_buf_reset(&body);
     r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body, ra,
-                        sizeof(ra), abort, err);
+                        sizeof(ra), stop, err);
     if (!r && status >= 200 && status < 300) {
       r = p->parse(req, status, body.buf, body.len, out, err);
       /* A stream cut short is as transient as a dropped connection. */
@@ -234,13 +234,13 @@ int durin_model_call(const struct durin_model_request *req,
     stats->slept_ms += delay;
     attempt++;
     /* Sleep in slices, so an abandoned run does not wait out a backoff. */
-    while (delay > 0 && !(abort && *abort)) {
+    while (delay > 0 && !durin_stop_requested(stop)) {
       int64_t slice = delay > 100 ? 100 : delay;
 
       usleep((useconds_t)slice * 1000);
       delay -= slice;
     }
-    if (abort && *abort) {
+    if (durin_stop_requested(stop)) {
       r = durin_err_set(err, DURIN_ECANCELED, "model call abandoned");
       break;
     }

@@ -64,8 +64,10 @@ static void child(const char *dir, const char *command, int out_fd,
 
 int durin_proc_run(const char *dir, const char *command,
                    const char *const *extra_env, int64_t timeout_ms,
-                   size_t output_cap, struct durin_tool_result *res)
+                   size_t output_cap, const struct durin_stop *stop,
+                   struct durin_tool_result *res)
 {
+  int64_t next_ask = 0;
   char *envp[40];
   char home[4200];
   int pipefd[2], n = 0, status = 0, exited = 0;
@@ -108,6 +110,14 @@ int durin_proc_run(const char *dir, const char *command,
       res->timed_out = 1;
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
+    }
+    if (!exited && !res->stopped && stop && now >= next_ask) {
+      next_ask = now + 500;
+      if (durin_stop_requested(stop)) {
+        res->stopped = 1;
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+      }
     }
     /*
      * The pipe closes when the command and everything it started are gone;
@@ -164,7 +174,7 @@ int durin_proc_run(const char *dir, const char *command,
     out.cap += 128;
     durin_buf_addf(&out, "\n[output truncated: %zu more bytes]\n", dropped);
   }
-  res->ok = !res->timed_out && res->exit_code == 0;
+  res->ok = !res->timed_out && !res->stopped && res->exit_code == 0;
   /* Commands print arbitrary bytes; the log and the model need text. */
   durin_utf8_sanitize(out.buf, out.len);
   res->output = durin_buf_detach(&out, NULL);

@@ -22,13 +22,19 @@ static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
     timeout = json_integer_value(t) * 1000;
   snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
            ctx->idem_key ? ctx->idem_key : "");
-  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap, &r)) {
+  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap,
+                     ctx->stop, &r)) {
     durin__tool_fail(res, "bash: could not start the command");
     return 0;
   }
   n = strlen(r.output) + 128;
   text = malloc(n);
-  if (r.timed_out)
+  if (r.stopped)
+    snprintf(text, n,
+             "stopped: the run was cancelled while this command ran; its "
+             "process group was killed\n%s",
+             r.output);
+  else if (r.timed_out)
     snprintf(text, n, "timed out after %lld ms (process group killed)\n%s",
              (long long)timeout, r.output);
   else

@@ -17,7 +17,44 @@ struct drv {
   const struct durin_driver_opts *o;
   struct durin_ledger_entry *ledger;
   int nledger;
+  int cancelled; /* the run's cancel flag was seen set */
+  int64_t next_cancel_check;
+  struct durin_stop model_stop, tool_stop;
 };
+
+/*
+ * Whether `durin cancel` flagged the run: the store is asked at most twice
+ * a second while a tool or a model call is in flight, so a cancel reaches
+ * this process within about a second.
+ */
+static int cancel_requested(struct drv *d, int now_please)
+{
+  struct durin_run_info ri;
+  int64_t now = durin_mono_ms();
+
+  if (d->cancelled || (!now_please && now < d->next_cancel_check))
+    return d->cancelled;
+  d->next_cancel_check = now + 500;
+  if (durin_store_run_get(d->s, d->run_id, &ri, NULL) == 0) {
+    d->cancelled = ri.cancel_requested;
+    durin_run_info_clear(&ri);
+  }
+  return d->cancelled;
+}
+
+/* Tools stop for a cancel only: a signal waits for the step to end. */
+static int tool_should_stop(void *arg)
+{
+  return cancel_requested(arg, 0);
+}
+
+/* A model call is dropped for either: asking again later is harmless. */
+static int model_should_stop(void *arg)
+{
+  struct drv *d = arg;
+
+  return (d->o->stop && *d->o->stop) || cancel_requested(d, 0);
+}
 
 static void notice(struct drv *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -161,12 +198,14 @@ static int do_model(struct drv *d, struct durin_harness *h,
 
   memset(&c, 0, sizeof(c));
   memset(&resp, 0, sizeof(resp));
-  r = durin_model_call(&act->model, &left, &stats, on_retry, d, d->o->stop,
+  r = durin_model_call(&act->model, &left, &stats, on_retry, d, &d->model_stop,
                        &resp, &merr);
   c.now_ms = durin_now_ms();
   c.retries = stats.retries;
-  if (r == DURIN_ECANCELED)
+  if (r == DURIN_ECANCELED && !d->cancelled)
     return r; /* stopping: the call is simply asked again on resume */
+  if (r == DURIN_ECANCELED)
+    durin_harness_cancel(h, "cancelled by 'durin cancel'");
   if (r) {
     c.kind = DURIN_DONE_MODEL_ERROR;
     c.error = merr.msg;
@@ -218,15 +257,20 @@ static int do_tool(struct drv *d, struct durin_harness *h,
 {
   struct durin_tool_result res;
   struct durin_completion c;
+  struct durin_tool_ctx ctx = act->tool_ctx;
+  int r;
 
-  (void)d;
-  durin_tool_exec(act->tool, &act->tool_ctx, act->args, &res);
+  ctx.stop = &d->tool_stop;
+  durin_tool_exec(act->tool, &ctx, act->args, &res);
   durin_fault_point("tool_exit");
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_TOOL;
   c.now_ms = durin_now_ms();
   c.tool = &res;
-  return durin_harness_complete(h, &c);
+  r = durin_harness_complete(h, &c);
+  if (d->cancelled)
+    durin_harness_cancel(h, "cancelled by 'durin cancel'");
+  return r;
 }
 
 static int do_outcome(struct drv *d, struct durin_harness *h,
@@ -269,7 +313,7 @@ static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
     cr[i].name = spec->checks[i].name;
     if (durin_proc_run(spec->workspace, spec->checks[i].run, NULL,
                        spec->checks[i].timeout_ms, (size_t)spec->output_cap,
-                       &tr[i])) {
+                       NULL, &tr[i])) {
       cr[i].ok = 0;
       cr[i].exit_code = -1;
       cr[i].output = "the check could not be started";
@@ -393,6 +437,10 @@ int durin_drive(struct durin_store *s, const char *run_id,
   d.s = s;
   d.run_id = run_id;
   d.o = o;
+  d.model_stop.fn = model_should_stop;
+  d.model_stop.arg = &d;
+  d.tool_stop.fn = tool_should_stop;
+  d.tool_stop.arg = &d;
   r = durin_store_run_get(s, run_id, &ri, err);
   if (r)
     return r;
@@ -427,18 +475,14 @@ int durin_drive(struct durin_store *s, const char *run_id,
     struct durin_action act;
 
     if (durin_harness_state(h) == DURIN_STEP_IDLE) {
-      struct durin_run_info cur;
-
       if (o->stop && *o->stop) {
         r = let_go(&d, res, err);
         goto out;
       }
-      /* Cancellation is a flag on the row, acted on at step boundaries. */
-      if (durin_store_run_get(s, run_id, &cur, NULL) == 0) {
-        if (cur.cancel_requested)
-          durin_harness_cancel(h, "cancelled by 'durin cancel'");
-        durin_run_info_clear(&cur);
-      }
+      /* Cancellation is a flag on the row: read at every step boundary,
+       * and twice a second while a call is in flight. */
+      if (cancel_requested(&d, 1))
+        durin_harness_cancel(h, "cancelled by 'durin cancel'");
     }
     durin_harness_next(h, durin_now_ms(), &act);
     if (o->on_action)

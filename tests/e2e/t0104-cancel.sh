@@ -52,4 +52,27 @@ JSON
   test "$(sql "select steps from runs where id = '"'"'$id'"'"'")" = 7
 '
 
+test_expect_success 'cancel reaches a tool call in flight and stops it' '
+  cat >long.json <<JSON || return 1
+{"goal": "g", "workspace": "project",
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 60"}},
+                   {"name": "bash", "arguments": {"command": "echo never >> never.txt"}}]}]}}
+JSON
+  ( "$DURIN" run long.json >out4.txt 2>&1; echo $? >rc4 ) &
+  i=0; while [ -z "$(run_id_of out4.txt)" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done &&
+  id=$(run_id_of out4.txt) &&
+  i=0; while [ "$(sql "select count(*) from ledger where run_id = '"'"'$id'"'"' and done = 0" 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done &&
+  t0=$(date +%s) &&
+  durin cancel $id >c4.txt &&
+  i=0; while [ ! -s rc4 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done &&
+  # Far sooner than the 60 s the command would take: it was stopped.
+  test $(( $(date +%s) - t0 )) -lt 30 &&
+  test "$(cat rc4)" = 1 &&
+  test "$(status_of $id)" = cancelled &&
+  grep_q "process group was killed" out4.txt &&
+  ! test -e "$(sql "select workspace from runs where id = '"'"'$id'"'"'")/never.txt" &&
+  events_contiguous $id
+'
+
 test_done

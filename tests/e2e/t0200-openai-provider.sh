@@ -179,6 +179,22 @@ test_expect_success 'an interrupt abandons a slow model call at once' '
   stop_fake
 '
 
+test_expect_success 'cancel reaches a model call in flight' '
+  echo "[{\"delay_ms\": 30000, \"status\": 500, \"body\": {}}]" >replies.json &&
+  start_fake replies.json && write_spec gpt-4o-mini || return 1
+  ( "$DURIN" run s.json >out.txt 2>&1; echo $? >rc ) &
+  i=0; while [ "$(wc -l <requests.log 2>/dev/null || echo 0)" -lt 1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done &&
+  id=$(run_id_of out.txt) &&
+  t0=$(date +%s) &&
+  durin cancel $id >c.txt &&
+  i=0; while [ ! -s rc ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done &&
+  # Far sooner than the 30 s the reply would take: the call was dropped.
+  test $(( $(date +%s) - t0 )) -lt 20 &&
+  test "$(cat rc)" = 1 &&
+  test "$(status_of $id)" = cancelled &&
+  stop_fake
+'
+
 # sse_turn TOOL ARGS: one streamed Chat Completions answer, chunk by chunk,
 # the arguments split across two chunks as real servers do.
 sse_turn() {

@@ -545,6 +545,56 @@ static void test_cancel(void **state)
   free_spec(s);
 }
 
+static void test_cancel_mid_step(void **state)
+{
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h = started(s);
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
+  struct durin_action act;
+  int i;
+
+  (void)state;
+  durin_harness_next(h, 1000, &act);
+  r.calls = calloc(2, sizeof(*r.calls));
+  r.ncalls = 2;
+  for (i = 0; i < 2; i++) {
+    r.calls[i].id = strdup(i ? "c2" : "c1");
+    r.calls[i].name = strdup("read_file");
+    r.calls[i].args = strdup("{\"path\":\"x\"}");
+  }
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &r;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+  durin_model_response_clear(&r);
+  durin_harness_next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  tool_done(h, "first");
+  durin_harness_cancel(h, "stop now");
+  durin_harness_next(h, 1000, &act);
+  /* The second call never starts; the step commits as cancelled. */
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_int_equal(act.status, DURIN_RUN_CANCELLED);
+  assert_true(has_event(&act, "cancelled"));
+  assert_non_null(strstr(act.events[1].data, "first"));
+  assert_non_null(strstr(act.events[2].data, "not run"));
+  durin_harness_free(h);
+
+  /* A model call abandoned for the cancel ends the run as cancelled. */
+  h = started(s);
+  durin_harness_next(h, 1000, &act);
+  durin_harness_cancel(h, "stop now");
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_MODEL_ERROR;
+  c.error = "abandoned";
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+  durin_harness_next(h, 1000, &act);
+  assert_int_equal(act.status, DURIN_RUN_CANCELLED);
+  assert_false(has_event(&act, "model_error"));
+  durin_harness_free(h);
+  free_spec(s);
+}
+
 static void test_model_error_fails_run(void **state)
 {
   struct durin_spec *s = make_spec("");
@@ -596,6 +646,7 @@ int main(void)
     cmocka_unit_test(test_window_and_checkpoint_stay_small),
     cmocka_unit_test(test_window_bounded_by_bytes),
     cmocka_unit_test(test_cancel),
+    cmocka_unit_test(test_cancel_mid_step),
     cmocka_unit_test(test_model_error_fails_run),
     cmocka_unit_test(test_unexpected_completion),
   };

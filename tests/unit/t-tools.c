@@ -238,7 +238,7 @@ static void test_proc_timeout_kills_tree(void **state)
   (void)state;
   snprintf(p, sizeof(p), "%s/bg.pid", ws);
   snprintf(cmd, sizeof(cmd), "sleep 60 & echo $! > %s; sleep 60", p);
-  assert_int_equal(durin_proc_run(ws, cmd, NULL, 300, 1024, &r), 0);
+  assert_int_equal(durin_proc_run(ws, cmd, NULL, 300, 1024, NULL, &r), 0);
   assert_true(r.timed_out);
   assert_false(r.ok);
   assert_true(durin_mono_ms() - t0 < 5000);
@@ -262,7 +262,7 @@ static void test_proc_nothing_outlives_call(void **state)
            "sleep 60 >/dev/null 2>&1 & echo $! > %s; "
            "echo done",
            p);
-  assert_int_equal(durin_proc_run(ws, cmd, NULL, 5000, 1024, &r), 0);
+  assert_int_equal(durin_proc_run(ws, cmd, NULL, 5000, 1024, NULL, &r), 0);
   assert_true(r.ok);
   durin_tool_result_clear(&r);
   assert_int_equal(durin_file_read(p, 100, &pidtext, NULL, NULL), 0);
@@ -281,14 +281,16 @@ static void test_proc_cap_env_fds(void **state)
   (void)state;
   assert_true(fd > 2);
   assert_int_equal(
-      durin_proc_run(ws, "yes | head -c 100000", NULL, 5000, 1000, &r), 0);
+      durin_proc_run(ws, "yes | head -c 100000", NULL, 5000, 1000, NULL, &r),
+      0);
   assert_true(r.truncated);
   assert_true(strlen(r.output) < 1200);
   assert_non_null(strstr(r.output, "output truncated"));
   durin_tool_result_clear(&r);
   setenv("DURIN_TEST_SECRET", "s3cret", 1);
   assert_int_equal(
-      durin_proc_run(ws, "env; ls /proc/self/fd", extra, 5000, 65536, &r), 0);
+      durin_proc_run(ws, "env; ls /proc/self/fd", extra, 5000, 65536, NULL, &r),
+      0);
   assert_null(strstr(r.output, "s3cret"));
   assert_non_null(strstr(r.output, "EXTRA=1"));
   assert_non_null(strstr(r.output, "PATH=/usr/local/bin:/usr/bin:/bin"));
