@@ -44,6 +44,15 @@ test_expect_success 'show and ls report the run' '
   grep_q "\"status\": \"succeeded\"" show.json
 '
 
+test_expect_success 'ls filters by status; diff --stat names files' '
+  durin ls --status succeeded >ok.txt && grep_q "$id" ok.txt &&
+  durin ls --status failed >bad.txt && ! grep -q "$id" bad.txt &&
+  test_must_fail_with 64 durin ls --status happy 2>err &&
+  grep_q "unknown status" err &&
+  durin ls --json >ls.json && grep_q "\"id\":\"$id\",\"name\":\"fix-failing-test\"" ls.json &&
+  durin diff --stat $id >stat.txt && grep_q "src/stats.c" stat.txt
+'
+
 test_expect_success 'a short id prefix works' '
   short=$(echo $id | cut -c1-18) &&
   durin show $short | grep_q "$id"
