@@ -76,8 +76,14 @@ static int openai_build(const struct durin_model_request *req,
     json_object_set_new(body, "tools", tools);
   else
     json_decref(tools);
+  /* OpenAI deprecated max_tokens (o-series models refuse it) for
+   * max_completion_tokens; compatible servers know the older name. */
   if (cfg->max_tokens)
-    json_object_set_new(body, "max_tokens", json_integer(cfg->max_tokens));
+    json_object_set_new(body,
+                        strstr(cfg->base_url, "api.openai.com") ?
+                            "max_completion_tokens" :
+                            "max_tokens",
+                        json_integer(cfg->max_tokens));
   if (cfg->stream) {
     json_object_set_new(body, "stream", json_true());
     json_object_set_new(body, "stream_options",

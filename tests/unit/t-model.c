@@ -59,6 +59,15 @@ static void test_openai_build(void **state)
                         "function");
   }
   json_decref(body);
+  durin_http_req_clear(&h);
+  /* OpenAI itself gets the newer name of the limit. */
+  cfg.base_url = "https://api.openai.com/v1";
+  assert_int_equal(p->build(&req, "sk-test", &h, NULL), 0);
+  body = json_loads(h.body, 0, NULL);
+  assert_int_equal(
+      json_integer_value(json_object_get(body, "max_completion_tokens")), 100);
+  assert_null(json_object_get(body, "max_tokens"));
+  json_decref(body);
   json_decref(req.messages);
   json_decref(req.tools);
   durin_http_req_clear(&h);
