@@ -162,9 +162,34 @@ int durin_proc_run(const char *dir, const char *command,
     }
   }
   close(pipefd[0]);
+  /*
+   * End of output is not the end of the command: programs close stdout
+   * themselves before they exit (coreutils does, in an atexit handler).
+   * Wait for the exit, within the same deadline, before killing what is
+   * left of the group; killing at EOF recorded finished commands as 137.
+   */
+  while (!exited) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+
+    if (w == pid || (w < 0 && errno != EINTR)) {
+      exited = 1;
+      break;
+    }
+    if (!res->timed_out && durin_mono_ms() >= deadline)
+      res->timed_out = 1;
+    if (!res->stopped && durin_stop_requested(stop))
+      res->stopped = 1;
+    if (res->timed_out || res->stopped) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+      exited = 1;
+      break;
+    }
+    usleep(2000);
+  }
   kill(-pid, SIGKILL);
-  while (!exited && waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
   if (WIFEXITED(status))
     res->exit_code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status))

@@ -272,6 +272,24 @@ static void test_proc_nothing_outlives_call(void **state)
   assert_false(alive(pid));
 }
 
+/* A command that closes its output before it exits (as coreutils do in an
+ * atexit handler) is waited for, not killed at end of output. */
+static void test_proc_waits_after_eof(void **state)
+{
+  struct durin_tool_result r;
+
+  (void)state;
+  assert_int_equal(durin_proc_run(ws,
+                                  "echo out; exec >&- 2>&-; sleep 0.3; "
+                                  "exit 7",
+                                  NULL, 5000, 1024, NULL, &r),
+                   0);
+  assert_int_equal(r.exit_code, 7);
+  assert_false(r.timed_out);
+  assert_string_equal(r.output, "out\n");
+  durin_tool_result_clear(&r);
+}
+
 static void test_proc_cap_env_fds(void **state)
 {
   struct durin_tool_result r;
@@ -334,6 +352,7 @@ int main(void)
                                     teardown),
     cmocka_unit_test_setup_teardown(test_proc_nothing_outlives_call, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_proc_waits_after_eof, setup, teardown),
     cmocka_unit_test_setup_teardown(test_proc_cap_env_fds, setup, teardown),
     cmocka_unit_test(test_schema),
   };
