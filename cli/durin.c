@@ -2,10 +2,12 @@
  * durin: the command line. A git-style table of subcommands; global
  * options come before the subcommand name.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -63,6 +65,21 @@ static void crash_hook(const char *point)
   raise(SIGKILL);
 }
 
+/*
+ * With a standard descriptor closed, the next open() would take its number
+ * and a stray write to "stdout" could land in the store's database file
+ * (SQLite warns of this). Fill any gap with /dev/null first.
+ */
+static void sanitize_stdfds(void)
+{
+  int fd;
+
+  while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+    ;
+  if (fd > 2)
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
   struct cli cli;
@@ -70,6 +87,7 @@ int main(int argc, char **argv)
   const char *env;
   int i = 1, r;
 
+  sanitize_stdfds();
   memset(&cli, 0, sizeof(cli));
   env = getenv("DURIN_STORE");
   cli.store_url = env && *env ? env : "sqlite:./.durin/durin.db";

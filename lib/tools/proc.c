@@ -43,6 +43,11 @@ static void child(const char *dir, const char *command, int out_fd,
 {
   int devnull;
 
+  /* Lift the pipe above 0..2 first: if our parent ran with a standard
+   * descriptor closed, the pipe may sit exactly where stdin goes. */
+  out_fd = fcntl(out_fd, F_DUPFD, 3);
+  if (out_fd < 0)
+    _exit(126);
   setsid();
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (dir && chdir(dir) < 0)

@@ -77,6 +77,15 @@ test_expect_success 'run --json streams events and a summary' '
   grep_q "\"type\":\"model_response\"" j.txt
 '
 
+test_expect_success 'closed standard descriptors harm neither run nor store' '
+  "$DURIN" run "$EX/agent.json" <&- >&- 2>&-
+  test $? = 0 &&
+  last=$(sql "select id from runs order by created_ms desc, id desc limit 1") &&
+  test "$(status_of $last)" = succeeded &&
+  test "$(sql "pragma integrity_check")" = ok &&
+  sql "select data from events where run_id = '"'"'$last'"'"' and type = '"'"'tool_result'"'"'" | grep_q "FAIL mean of 2 4 6 8"
+'
+
 test_expect_success 'resume of an ended run changes nothing' '
   durin resume $id 2>err; test $? = 0 && grep_q "already ended" err
 '

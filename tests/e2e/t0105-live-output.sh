@@ -14,7 +14,7 @@ JSON
 
 if command -v script >/dev/null 2>&1; then
   test_expect_success 'a terminal gets a live status line' '
-    script -qec "\"$DURIN\" run s.json" typescript >/dev/null 2>&1 &&
+    script -qec "\"$DURIN\" run s.json" typescript </dev/null >/dev/null 2>&1 &&
     grep -a -q "step 3 | running bash | [0-9]* tokens | .0.0000 | " typescript &&
     grep -a -q "run succeeded" typescript
   '
