@@ -19,11 +19,10 @@ static int cancel_here(struct cli *cli, const char *id, struct durin_err *err)
 {
   struct durin_driver_opts o;
   struct durin_drive_result res;
-  char owner[300], host[256] = "localhost";
+  char owner[300];
   int r;
 
-  gethostname(host, sizeof(host) - 1);
-  snprintf(owner, sizeof(owner), "%s:%d", host, (int)getpid());
+  cli_owner_name(owner, sizeof(owner));
   memset(&o, 0, sizeof(o));
   o.owner = owner;
   o.lease_ttl_ms = 30000;

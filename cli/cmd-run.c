@@ -126,14 +126,6 @@ static void on_transition(void *arg, enum durin_step_state from,
           durin_step_state_name(from), durin_step_state_name(to));
 }
 
-static void owner_name(char *out, size_t len)
-{
-  char host[256] = "localhost";
-
-  gethostname(host, sizeof(host) - 1);
-  snprintf(out, len, "%s:%d", host, (int)getpid());
-}
-
 /* Drives the run and prints its outcome; returns the exit code. */
 static int drive(struct cli *cli, const char *id, int json, int resolve)
 {
@@ -150,7 +142,7 @@ static int drive(struct cli *cli, const char *id, int json, int resolve)
   p.json = json;
   p.run_id = id;
   p.t0 = durin_mono_ms();
-  owner_name(owner, sizeof(owner));
+  cli_owner_name(owner, sizeof(owner));
   memset(&o, 0, sizeof(o));
   o.owner = owner;
   o.lease_ttl_ms = 60000;

@@ -51,6 +51,8 @@ int cli_resolve(struct cli *cli, const char *arg, char id[32]);
 int cli_data_dir(struct cli *cli, char *out, size_t len);
 /* Maps a library error code to an exit code. */
 int cli_exit_for(int code);
+/* This process as a lease owner: "host:pid" (cli_lease_live reads it). */
+void cli_owner_name(char *out, size_t len);
 /*
  * Whether a live process holds the run: on this host, its owner pid is
  * alive; elsewhere, its lease has not expired.

@@ -131,6 +131,14 @@ int cli_data_dir(struct cli *cli, char *out, size_t len)
   return 0;
 }
 
+void cli_owner_name(char *out, size_t len)
+{
+  char host[256] = "localhost";
+
+  gethostname(host, sizeof(host) - 1);
+  snprintf(out, len, "%s:%d", host, (int)getpid());
+}
+
 int cli_lease_live(const struct durin_run_info *ri)
 {
   char host[256] = "", mine[256] = "";

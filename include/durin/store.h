@@ -168,7 +168,8 @@ struct durin_store_ops {
   int (*txn_commit)(void *txn, struct durin_err *err);
   void (*txn_rollback)(void *txn);
   int (*txn_fence)(void *txn, const char *run_id, uint64_t epoch,
-                   int64_t lease_until_ms, struct durin_err *err);
+                   int64_t lease_until_ms, int *cancel_requested,
+                   struct durin_err *err);
   int (*events_append)(void *txn, const char *run_id, struct durin_event *ev,
                        size_t n, struct durin_err *err);
   int (*checkpoint_put)(void *txn, const char *run_id, int64_t step,
@@ -241,6 +242,13 @@ void durin_txn_rollback(struct durin_txn *txn);
  */
 int durin_txn_fence(struct durin_txn *txn, const char *run_id, uint64_t epoch,
                     int64_t lease_until_ms, struct durin_err *err);
+/*
+ * The same, also reporting the run's cancel flag: the holder learns of a
+ * `durin cancel` from the writes it makes anyway, without another query.
+ */
+int durin_txn_fence_check(struct durin_txn *txn, const char *run_id,
+                          uint64_t epoch, int64_t lease_until_ms,
+                          int *cancel_requested, struct durin_err *err);
 /* Appends n events; each ev[i].seq receives its contiguous sequence. */
 int durin_txn_events_append(struct durin_txn *txn, const char *run_id,
                             struct durin_event *ev, size_t n,

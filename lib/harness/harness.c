@@ -375,15 +375,15 @@ static json_t *result_json(struct call *c, const struct durin_tool_result *r,
                 "duration_ms", (json_int_t)r->duration_ms, "reused", reused);
   /* Tools hand over sanitized text; should anything slip through, the
    * model still gets a result for its call instead of none at all. */
-  if (!j)
-    j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:i,s:b,s:b,s:I,s:b}", "call_id",
-                  c->tc->id, "name", c->tc->name, "effect",
-                  durin_effect_name(c->effect), "ok", 0, "output",
-                  "error: the tool's output could not be recorded (not "
-                  "valid UTF-8 text)",
-                  "exit_code", r->exit_code, "timed_out", r->timed_out,
-                  "truncated", 1, "duration_ms", (json_int_t)r->duration_ms,
-                  "reused", reused);
+  if (!j && r->output) {
+    struct durin_tool_result fb = *r;
+
+    fb.ok = 0;
+    fb.truncated = 1;
+    fb.output = "error: the tool's output could not be recorded (not valid "
+                "UTF-8 text)";
+    j = result_json(c, &fb, reused);
+  }
   return j;
 }
 

@@ -133,14 +133,6 @@ struct stream {
   int done;
 };
 
-static void set_str(char **dst, json_t *v)
-{
-  if (json_is_string(v)) {
-    free(*dst);
-    *dst = strdup(json_string_value(v));
-  }
-}
-
 static int on_event(const char *event, const char *data, void *arg)
 {
   struct stream *st = arg;
@@ -163,7 +155,7 @@ static int on_event(const char *event, const char *data, void *arg)
   } else if (!strcmp(event, "message_start")) {
     json_t *msg = json_object_get(j, "message");
 
-    set_str(&st->model, json_object_get(msg, "model"));
+    durin__json_set_str(&st->model, json_object_get(msg, "model"));
     st->in_tokens = json_integer_value(
         json_object_get(json_object_get(msg, "usage"), "input_tokens"));
   } else if (!strcmp(event, "content_block_start") && idx >= 0 && idx < 64) {
@@ -173,8 +165,8 @@ static int on_event(const char *event, const char *data, void *arg)
     if (!strcmp(json_string_value(json_object_get(b, "type")) ?: "",
                 "tool_use")) {
       st->is_tool[idx] = 1;
-      set_str(&st->ids[idx], json_object_get(b, "id"));
-      set_str(&st->names[idx], json_object_get(b, "name"));
+      durin__json_set_str(&st->ids[idx], json_object_get(b, "id"));
+      durin__json_set_str(&st->names[idx], json_object_get(b, "name"));
     } else if (json_is_string(json_object_get(b, "text"))) {
       durin_buf_adds(&st->text, json_string_value(json_object_get(b, "text")));
     }
@@ -187,8 +179,8 @@ static int on_event(const char *event, const char *data, void *arg)
       durin_buf_adds(&st->input[idx],
                      json_string_value(json_object_get(d, "partial_json")));
   } else if (!strcmp(event, "message_delta")) {
-    set_str(&st->stop,
-            json_object_get(json_object_get(j, "delta"), "stop_reason"));
+    durin__json_set_str(
+        &st->stop, json_object_get(json_object_get(j, "delta"), "stop_reason"));
     st->out_tokens = json_integer_value(
         json_object_get(json_object_get(j, "usage"), "output_tokens"));
   } else if (!strcmp(event, "message_stop")) {
@@ -253,7 +245,6 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
                            struct durin_err *err)
 {
   json_t *root, *content, *b, *usage;
-  json_error_t je;
   struct durin_buf text;
   size_t i;
   int r = 0;
@@ -267,24 +258,9 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
     return r;
   }
   durin_buf_init(&text, 0);
-  root = json_loadb(body, len, 0, &je);
-  if (status < 200 || status >= 300) {
-    const char *m = json_string_value(
-        json_object_get(json_object_get(root, "error"), "message"));
-
-    r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
-                      status, m ? m : "(no error message)",
-                      status == 401 ? " (check the API key variable named "
-                                      "by model.api_key_env)" :
-                                      "");
+  r = durin__answer_json(status, body, len, &root, err);
+  if (r)
     goto out;
-  }
-  if (!root) {
-    r = durin_err_set(err, DURIN_EMODEL,
-                      "model response is not JSON (%s at position %d)", je.text,
-                      je.position);
-    goto out;
-  }
   content = json_object_get(root, "content");
   if (!json_is_array(content)) {
     r = durin_err_set(err, DURIN_EMODEL, "model response has no content");

@@ -121,14 +121,6 @@ struct stream {
   int done;
 };
 
-static void set_str(char **dst, json_t *v)
-{
-  if (json_is_string(v) && json_string_length(v)) {
-    free(*dst);
-    *dst = strdup(json_string_value(v));
-  }
-}
-
 /* One chunk: {"choices": [{"delta": {"content", "tool_calls": [{index, id,
  * function: {name, arguments}}]}, "finish_reason"}], "usage", "model"}. */
 static int on_chunk(const char *event, const char *data, void *arg)
@@ -157,13 +149,13 @@ static int on_chunk(const char *event, const char *data, void *arg)
     json_decref(j);
     return 1;
   }
-  set_str(&st->model, json_object_get(j, "model"));
+  durin__json_set_str(&st->model, json_object_get(j, "model"));
   if (json_is_object(json_object_get(j, "usage"))) {
     json_decref(st->usage);
     st->usage = json_incref(json_object_get(j, "usage"));
   }
   choice = json_array_get(json_object_get(j, "choices"), 0);
-  set_str(&st->finish, json_object_get(choice, "finish_reason"));
+  durin__json_set_str(&st->finish, json_object_get(choice, "finish_reason"));
   delta = json_object_get(choice, "delta");
   if (json_is_string(json_object_get(delta, "content")))
     durin_buf_adds(&st->text,
@@ -177,8 +169,8 @@ static int on_chunk(const char *event, const char *data, void *arg)
       continue;
     while (st->ncalls <= idx)
       durin_buf_init(&st->args[st->ncalls++], 0);
-    set_str(&st->ids[idx], json_object_get(c, "id"));
-    set_str(&st->names[idx], json_object_get(fn, "name"));
+    durin__json_set_str(&st->ids[idx], json_object_get(c, "id"));
+    durin__json_set_str(&st->names[idx], json_object_get(fn, "name"));
     if (json_is_string(json_object_get(fn, "arguments")))
       durin_buf_adds(&st->args[idx],
                      json_string_value(json_object_get(fn, "arguments")));
@@ -241,7 +233,6 @@ static int openai_parse(const struct durin_model_request *req, long status,
                         struct durin_model_response *out, struct durin_err *err)
 {
   json_t *root, *choice, *msg, *calls, *c, *usage, *content;
-  json_error_t je;
   size_t i;
   int r = 0;
 
@@ -254,24 +245,9 @@ static int openai_parse(const struct durin_model_request *req, long status,
       durin_model_response_clear(out);
     return r;
   }
-  root = json_loadb(body, len, 0, &je);
-  if (status < 200 || status >= 300) {
-    const char *m = json_string_value(
-        json_object_get(json_object_get(root, "error"), "message"));
-
-    r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
-                      status, m ? m : "(no error message)",
-                      status == 401 ? " (check the API key variable named "
-                                      "by model.api_key_env)" :
-                                      "");
+  r = durin__answer_json(status, body, len, &root, err);
+  if (r)
     goto out;
-  }
-  if (!root) {
-    r = durin_err_set(err, DURIN_EMODEL,
-                      "model response is not JSON (%s at position %d)", je.text,
-                      je.position);
-    goto out;
-  }
   choice = json_array_get(json_object_get(root, "choices"), 0);
   msg = json_object_get(choice, "message");
   if (!json_is_object(msg)) {

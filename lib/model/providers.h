@@ -12,4 +12,15 @@ extern const struct durin_provider durin__provider_anthropic;
  * a server that ignored a request to stream. */
 int durin__looks_like_json(const char *body, size_t len);
 
+/*
+ * A non-streamed answer: on a failed status, DURIN_EMODEL with the server's
+ * error.message; otherwise the parsed JSON in *root (the caller decrefs),
+ * or DURIN_EMODEL if the body is not JSON.
+ */
+int durin__answer_json(long status, const char *body, size_t len, json_t **root,
+                       struct durin_err *err);
+
+/* Replaces *dst with v if v is a non-empty string (streamed fragments). */
+void durin__json_set_str(char **dst, json_t *v);
+
 #endif

@@ -7,7 +7,6 @@
 
 #include "durin/model.h"
 #include "durin/util.h"
-#include "model/providers.h"
 
 static int dispatch(struct durin_buf *event, struct durin_buf *data, int *have,
                     durin_sse_cb cb, void *arg)
@@ -71,14 +70,4 @@ int durin_sse_parse(const char *buf, size_t len, durin_sse_cb cb, void *arg)
   durin_buf_release(&event);
   durin_buf_release(&data);
   return r;
-}
-
-int durin__looks_like_json(const char *body, size_t len)
-{
-  size_t i = 0;
-
-  while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' ||
-                     body[i] == '\n'))
-    i++;
-  return i < len && body[i] == '{';
 }

@@ -47,7 +47,7 @@ enum {
 
 static const char *const stmt_sql[ST__COUNT] = {
   [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
-               "WHERE id = ?1 AND lease_epoch = ?2",
+               "WHERE id = ?1 AND lease_epoch = ?2 RETURNING cancel_requested",
   [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2 "
                      "WHERE id = ?1 RETURNING last_seq",
   [ST_EVENT_INSERT] = "INSERT INTO events(run_id, seq, ts_ms, step, type, "
@@ -595,19 +595,29 @@ static int step_done(struct sq *q, sqlite3_stmt *st, const char *what,
 }
 
 static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
-                        int64_t lease_until_ms, struct durin_err *err)
+                        int64_t lease_until_ms, int *cancel_requested,
+                        struct durin_err *err)
 {
   struct sq *q = txn;
   sqlite3_stmt *st = q->st[ST_FENCE];
-  int r;
+  int rc, fenced = 0, cancel = 0;
 
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, (int64_t)epoch);
   sqlite3_bind_int64(st, 3, lease_until_ms);
-  r = step_done(q, st, "checking lease", err);
-  if (r)
-    return r;
-  if (sqlite3_changes(q->db) == 0)
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    fenced = 1;
+    cancel = sqlite3_column_int(st, 0);
+    rc = sqlite3_step(st);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE)
+    return sq_fail(q, err, "checking lease");
+  if (cancel_requested)
+    *cancel_requested = cancel;
+  if (!fenced)
     return durin_err_set(err, DURIN_EFENCED,
                          "lease on run '%s' lost: epoch %llu is no longer "
                          "current (another process took the run over)",

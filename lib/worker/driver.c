@@ -23,16 +23,16 @@ struct drv {
 };
 
 /*
- * Whether `durin cancel` flagged the run: the store is asked at most twice
- * a second while a tool or a model call is in flight, so a cancel reaches
- * this process within about a second.
+ * Whether `durin cancel` flagged the run. Every fenced write reports the
+ * flag; in between, the store is asked at most twice a second (while a
+ * tool or model call is in flight), so a cancel arrives within a second.
  */
-static int cancel_requested(struct drv *d, int now_please)
+static int cancel_requested(struct drv *d)
 {
   struct durin_run_info ri;
   int64_t now = durin_mono_ms();
 
-  if (d->cancelled || (!now_please && now < d->next_cancel_check))
+  if (d->cancelled || now < d->next_cancel_check)
     return d->cancelled;
   d->next_cancel_check = now + 500;
   if (durin_store_run_get(d->s, d->run_id, &ri, NULL) == 0) {
@@ -45,7 +45,7 @@ static int cancel_requested(struct drv *d, int now_please)
 /* Tools stop for a cancel only: a signal waits for the step to end. */
 static int tool_should_stop(void *arg)
 {
-  return cancel_requested(arg, 0);
+  return cancel_requested(arg);
 }
 
 /* A model call is dropped for either: asking again later is harmless. */
@@ -53,7 +53,7 @@ static int model_should_stop(void *arg)
 {
   struct drv *d = arg;
 
-  return (d->o->stop && *d->o->stop) || cancel_requested(d, 0);
+  return (d->o->stop && *d->o->stop) || cancel_requested(d);
 }
 
 static void notice(struct drv *d, const char *fmt, ...)
@@ -81,17 +81,30 @@ static void notice(struct drv *d, const char *fmt, ...)
 static int begin_fenced(struct drv *d, struct durin_txn **txn,
                         struct durin_err *err)
 {
-  int r = durin_txn_begin(d->s, txn, err);
+  int r = durin_txn_begin(d->s, txn, err), cancel = 0;
 
   if (r)
     return r;
-  r = durin_txn_fence(*txn, d->run_id, d->epoch,
-                      durin_now_ms() + d->o->lease_ttl_ms, err);
+  r = durin_txn_fence_check(*txn, d->run_id, d->epoch,
+                            durin_now_ms() + d->o->lease_ttl_ms, &cancel, err);
+  if (cancel)
+    d->cancelled = 1;
   if (r) {
     durin_txn_rollback(*txn);
     *txn = NULL;
   }
   return r;
+}
+
+/* Commits txn if the writes in it went well (r == 0), else rolls it back;
+ * returns the first error. */
+static int end_txn(struct durin_txn *txn, int r, struct durin_err *err)
+{
+  if (r) {
+    durin_txn_rollback(txn);
+    return r;
+  }
+  return durin_txn_commit(txn, err);
 }
 
 static int load_event(const struct durin_event *ev, void *arg)
@@ -236,11 +249,7 @@ static int do_intent(struct drv *d, struct durin_harness *h,
     r = durin_txn_pending_put(txn, d->run_id, act->step, act->pending, err);
   for (i = 0; !r && i < act->nintents; i++)
     r = durin_txn_ledger_intent(txn, &act->intents[i], err);
-  if (r) {
-    durin_txn_rollback(txn);
-    return r;
-  }
-  r = durin_txn_commit(txn, err);
+  r = end_txn(txn, r, err);
   if (r)
     return r;
   durin_fault_point("ledger_intent");
@@ -285,11 +294,7 @@ static int do_outcome(struct drv *d, struct durin_harness *h,
     return r;
   r = durin_txn_ledger_outcome(txn, d->run_id, act->step, act->call,
                                act->outcome, durin_now_ms(), err);
-  if (r) {
-    durin_txn_rollback(txn);
-    return r;
-  }
-  r = durin_txn_commit(txn, err);
+  r = end_txn(txn, r, err);
   if (r)
     return r;
   durin_fault_point("ledger_outcome");
@@ -363,11 +368,7 @@ static int do_commit(struct drv *d, struct durin_harness *h,
     r = durin_txn_run_update(txn, d->run_id, &act->update, err);
   if (!r && act->clear_pending)
     r = durin_txn_pending_clear(txn, d->run_id, err);
-  if (r) {
-    durin_txn_rollback(txn);
-    return r;
-  }
-  r = durin_txn_commit(txn, err);
+  r = end_txn(txn, r, err);
   if (r)
     return r;
   if (d->o->on_event)
@@ -396,11 +397,7 @@ static int release(struct drv *d, struct durin_err *err)
   if (r)
     return r;
   r = durin_txn_run_update(txn, d->run_id, &u, err);
-  if (r) {
-    durin_txn_rollback(txn);
-    return r;
-  }
-  return durin_txn_commit(txn, err);
+  return end_txn(txn, r, err);
 }
 
 /* Stops driving on request: the lease is released, the run stays running. */
@@ -479,9 +476,9 @@ int durin_drive(struct durin_store *s, const char *run_id,
         r = let_go(&d, res, err);
         goto out;
       }
-      /* Cancellation is a flag on the row: read at every step boundary,
-       * and twice a second while a call is in flight. */
-      if (cancel_requested(&d, 1))
+      /* Cancellation is a flag on the row: every fenced write reports it,
+       * and it is read twice a second while a call is in flight. */
+      if (cancel_requested(&d))
         durin_harness_cancel(h, "cancelled by 'durin cancel'");
     }
     durin_harness_next(h, durin_now_ms(), &act);

@@ -85,3 +85,18 @@ make_project() {
 }
 
 grep_q() { grep -q -- "$@"; }
+
+# start_fake REPLIES: starts tests/helpers/fake-model with that reply list,
+# requiring the key $FAKE_KEY_VALUE; sets $PORT. stop_fake ends it.
+start_fake() {
+  rm -f "$TRASH/port" "$TRASH/requests.log"
+  "${FAKE_MODEL:?set FAKE_MODEL to the fake server binary}" \
+    --port-file "$TRASH/port" --replies "$1" --log "$TRASH/requests.log" \
+    --key "$FAKE_KEY_VALUE" >>"$TRASH/fake.out" 2>&1 &
+  fake_pid=$!
+  bg_pids="$bg_pids $fake_pid"
+  i=0
+  while [ ! -s "$TRASH/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  PORT=$(cat "$TRASH/port")
+}
+stop_fake() { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; return 0; }

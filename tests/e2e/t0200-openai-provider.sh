@@ -7,18 +7,7 @@
 
 make_project
 
-# start_fake REPLIES: starts the server; sets $PORT.
-start_fake() {
-  rm -f "$TRASH/port" "$TRASH/requests.log"
-  "$FAKE_MODEL" --port-file "$TRASH/port" --replies "$1" \
-    --log "$TRASH/requests.log" >>"$TRASH/fake.out" 2>&1 --key sk-test &
-  fake_pid=$!
-  bg_pids="$bg_pids $fake_pid"
-  i=0
-  while [ ! -s "$TRASH/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  PORT=$(cat "$TRASH/port")
-}
-stop_fake() { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; return 0; }
+FAKE_KEY_VALUE=sk-test
 
 completion() { # completion TOOL ARGS_JSON_STRING
   cat <<JSON

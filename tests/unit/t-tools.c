@@ -228,12 +228,24 @@ static int alive(long pid)
   return r;
 }
 
+/* The process whose pid the command wrote to pidfile is not running. */
+static void assert_background_gone(const char *pidfile)
+{
+  char *pidtext = NULL;
+  long pid;
+
+  assert_int_equal(durin_file_read(pidfile, 100, &pidtext, NULL, NULL), 0);
+  pid = strtol(pidtext, NULL, 10);
+  free(pidtext);
+  usleep(100 * 1000);
+  assert_false(alive(pid));
+}
+
 static void test_proc_timeout_kills_tree(void **state)
 {
   struct durin_tool_result r;
-  char cmd[4400], p[4200], *pidtext = NULL;
+  char cmd[4400], p[4200];
   int64_t t0 = durin_mono_ms();
-  long pid;
 
   (void)state;
   snprintf(p, sizeof(p), "%s/bg.pid", ws);
@@ -243,18 +255,13 @@ static void test_proc_timeout_kills_tree(void **state)
   assert_false(r.ok);
   assert_true(durin_mono_ms() - t0 < 5000);
   durin_tool_result_clear(&r);
-  assert_int_equal(durin_file_read(p, 100, &pidtext, NULL, NULL), 0);
-  pid = strtol(pidtext, NULL, 10);
-  free(pidtext);
-  usleep(100 * 1000);
-  assert_false(alive(pid));
+  assert_background_gone(p);
 }
 
 static void test_proc_nothing_outlives_call(void **state)
 {
   struct durin_tool_result r;
-  char cmd[4400], p[4200], *pidtext = NULL;
-  long pid;
+  char cmd[4400], p[4200];
 
   (void)state;
   snprintf(p, sizeof(p), "%s/bg2.pid", ws);
@@ -265,11 +272,7 @@ static void test_proc_nothing_outlives_call(void **state)
   assert_int_equal(durin_proc_run(ws, cmd, NULL, 5000, 1024, NULL, &r), 0);
   assert_true(r.ok);
   durin_tool_result_clear(&r);
-  assert_int_equal(durin_file_read(p, 100, &pidtext, NULL, NULL), 0);
-  pid = strtol(pidtext, NULL, 10);
-  free(pidtext);
-  usleep(100 * 1000);
-  assert_false(alive(pid));
+  assert_background_gone(p);
 }
 
 /* A command that closes its output before it exits (as coreutils do in an

@@ -1,4 +1,7 @@
-/* Untrusted bytes from a model server: the Chat Completions parser. */
+/*
+ * Untrusted bytes from a model server: a provider's answer parser. Built
+ * once per provider, with FUZZ_PROVIDER naming it ("openai", "anthropic").
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,7 +10,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  const struct durin_provider *p = durin_provider_find("openai");
+  const struct durin_provider *p = durin_provider_find(FUZZ_PROVIDER);
   struct durin_model_cfg cfg;
   struct durin_model_request req;
   struct durin_model_response r;
@@ -27,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       durin_model_response_clear(&r);
     json_decref(j);
   }
-  p->parse(&req, 429, (const char *)data, size, &r, &err);
+  /* The error path reads the same bytes as an error body. */
+  p->parse(&req, 503, (const char *)data, size, &r, &err);
   return 0;
 }

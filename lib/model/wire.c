@@ -1,0 +1,56 @@
+/*
+ * What the HTTP providers share in reading an answer: the server's error
+ * message on a failed status, the JSON check, and small JSON helpers for
+ * assembling streamed answers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/model.h"
+#include "model/providers.h"
+
+int durin__looks_like_json(const char *body, size_t len)
+{
+  size_t i = 0;
+
+  while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' ||
+                     body[i] == '\n'))
+    i++;
+  return i < len && body[i] == '{';
+}
+
+int durin__answer_json(long status, const char *body, size_t len, json_t **root,
+                       struct durin_err *err)
+{
+  json_error_t je;
+  json_t *j = json_loadb(body, len, 0, &je);
+
+  *root = NULL;
+  if (status < 200 || status >= 300) {
+    /* Both services put it at error.message. */
+    const char *m = json_string_value(
+        json_object_get(json_object_get(j, "error"), "message"));
+    int r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
+                          status, m ? m : "(no error message)",
+                          status == 401 ? " (check the API key variable "
+                                          "named by model.api_key_env)" :
+                                          "");
+
+    json_decref(j);
+    return r;
+  }
+  if (!j)
+    return durin_err_set(err, DURIN_EMODEL,
+                         "model response is not JSON (%s at position %d)",
+                         je.text, je.position);
+  *root = j;
+  return 0;
+}
+
+void durin__json_set_str(char **dst, json_t *v)
+{
+  if (json_is_string(v) && json_string_length(v)) {
+    free(*dst);
+    *dst = strdup(json_string_value(v));
+  }
+}
