@@ -81,8 +81,9 @@ static int anthropic_build(const struct durin_model_request *req,
 {
   const struct durin_model_cfg *cfg = req->cfg;
   json_t *body, *tools = json_array(), *t;
-  size_t i, n = strlen(cfg->base_url);
+  size_t i;
   char hdr[1024];
+  int r;
 
   json_array_foreach(req->tools, i, t)
     json_array_append_new(
@@ -100,21 +101,14 @@ static int anthropic_build(const struct durin_model_request *req,
     json_object_set_new(body, "tools", tools);
   else
     json_decref(tools);
-  out->body = json_dumps(body, JSON_COMPACT);
-  json_decref(body);
-  while (n > 0 && cfg->base_url[n - 1] == '/')
-    n--;
-  out->url = malloc(n + 32);
-  if (out->url)
-    snprintf(out->url, n + 32, "%.*s/messages", (int)n, cfg->base_url);
-  out->headers[0] = strdup("Content-Type: application/json");
+  r = durin__http_req_fill(out, cfg->base_url, "/messages", body, err);
+  if (r)
+    return r;
   out->headers[1] = strdup("anthropic-version: " ANTHROPIC_VERSION);
   if (api_key && *api_key) {
     snprintf(hdr, sizeof(hdr), "x-api-key: %s", api_key);
     out->headers[2] = strdup(hdr);
   }
-  if (!out->body || !out->url)
-    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   return 0;
 }
 

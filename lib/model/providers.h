@@ -20,6 +20,14 @@ int durin__looks_like_json(const char *body, size_t len);
 int durin__answer_json(long status, const char *body, size_t len, json_t **root,
                        struct durin_err *err);
 
+/*
+ * Sets out's URL (base_url without a trailing '/', then path), its body
+ * (body serialized; the reference is taken) and headers[0], the JSON
+ * content type. Providers add their own headers from headers[1] on.
+ */
+int durin__http_req_fill(struct durin_http_req *out, const char *base_url,
+                         const char *path, json_t *body, struct durin_err *err);
+
 /* Replaces *dst with v if v is a non-empty string (streamed fragments). */
 void durin__json_set_str(char **dst, json_t *v);
 

@@ -19,6 +19,25 @@ int durin__looks_like_json(const char *body, size_t len)
   return i < len && body[i] == '{';
 }
 
+int durin__http_req_fill(struct durin_http_req *out, const char *base_url,
+                         const char *path, json_t *body, struct durin_err *err)
+{
+  size_t n = strlen(base_url);
+
+  out->body = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  /* "https://host/v1/" and "https://host/v1" name the same base. */
+  while (n > 0 && base_url[n - 1] == '/')
+    n--;
+  out->url = malloc(n + strlen(path) + 1);
+  if (out->url)
+    sprintf(out->url, "%.*s%s", (int)n, base_url, path);
+  out->headers[0] = strdup("Content-Type: application/json");
+  if (!out->body || !out->url || !out->headers[0])
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  return 0;
+}
+
 int durin__answer_json(long status, const char *body, size_t len, json_t **root,
                        struct durin_err *err)
 {
