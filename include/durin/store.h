@@ -75,6 +75,17 @@ struct durin_run_new {
   const char *model;     /* "provider:model", for listings */
   const char *workspace; /* absolute path of the run's workspace */
   int64_t now_ms;
+  /* Queue placement (see durin_store_queue_claim). */
+  const char *tenant;          /* NULL: "default" */
+  int64_t priority;            /* higher first, within a tenant */
+  const char *dedupe_key;      /* one active run per (tenant, key) */
+  const char *concurrency_key; /* e.g. a repository; see queue limits */
+  int64_t not_before_ms;       /* delayed start; 0: at once */
+  int64_t max_recoveries;      /* lost leases before the run fails; 0: 10 */
+  /* Created already held by this owner (a foreground `durin run`), so no
+   * worker claims it in between; NULL: queued for any worker. */
+  const char *owner;
+  int64_t lease_until_ms;
 };
 
 /* A run row, as read. Strings are owned by the struct; see _clear. */
@@ -93,7 +104,15 @@ struct durin_run_info {
   int64_t attempt;
   int64_t last_seq;
   int cancel_requested;
+  int pause_requested;
   struct durin_usage usage;
+  char *tenant;
+  char *dedupe_key;
+  char *concurrency_key;
+  int64_t priority;
+  int64_t not_before_ms;
+  int64_t recoveries; /* leases the watchdog found expired */
+  int64_t max_recoveries;
 };
 
 void durin_run_info_clear(struct durin_run_info *ri);
@@ -140,7 +159,36 @@ struct durin_run_filter {
   int limit;
 };
 
+/* A run a claim took. */
+struct durin_claim {
+  char id[32];
+  uint64_t epoch;
+  int64_t attempt;
+};
+
+/* A run a worker holds, as its heartbeat or signal poll sees it. */
+struct durin_held {
+  char id[32];
+  uint64_t epoch;
+  int cancel_requested;
+  int pause_requested;
+};
+
+struct durin_watchdog_opts {
+  int64_t now_ms;
+  int64_t stall_ms;   /* no progress event for this long: stalled; 0: off */
+  int stall_escalate; /* stalled runs go to needs_human (else restarted) */
+};
+
+struct durin_watchdog_report {
+  int requeued; /* lease expired: back in the queue */
+  int failed;   /* lease expired once too often: failed */
+  int stalled;  /* no progress: restarted or escalated */
+};
+
 typedef int (*durin_run_cb)(const struct durin_run_info *ri, void *arg);
+typedef int (*durin_held_cb)(const struct durin_held *h, void *arg);
+typedef int (*durin_limit_cb)(const char *scope, int64_t max, void *arg);
 typedef int (*durin_event_cb)(const struct durin_event *ev, void *arg);
 typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
 
@@ -163,10 +211,32 @@ struct durin_store_ops {
                    int64_t now_ms, int64_t ttl_ms, uint64_t *epoch,
                    struct durin_err *err);
   int (*run_request_cancel)(void *impl, const char *id, struct durin_err *err);
+  int (*run_find_active)(void *impl, const char *tenant, const char *dedupe_key,
+                         char id[32], struct durin_err *err);
+  int (*run_pause)(void *impl, const char *id, int64_t now_ms,
+                   struct durin_err *err);
+  int (*run_unpause)(void *impl, const char *id, int64_t now_ms,
+                     struct durin_err *err);
+
+  int (*queue_claim)(void *impl, const char *owner, int64_t now_ms,
+                     int64_t ttl_ms, int max, struct durin_claim *out, int *n,
+                     struct durin_err *err);
+  int (*lease_renew)(void *impl, const char *owner, int64_t until_ms,
+                     durin_held_cb cb, void *arg, struct durin_err *err);
+  int (*signals)(void *impl, const char *owner, durin_held_cb cb, void *arg,
+                 struct durin_err *err);
+  int (*watchdog)(void *impl, const struct durin_watchdog_opts *o,
+                  struct durin_watchdog_report *rep, struct durin_err *err);
+  int (*limit_set)(void *impl, const char *scope, int64_t max,
+                   struct durin_err *err);
+  int (*limit_list)(void *impl, durin_limit_cb cb, void *arg,
+                    struct durin_err *err);
 
   int (*txn_begin)(void *impl, void **txn, struct durin_err *err);
   int (*txn_commit)(void *txn, struct durin_err *err);
   void (*txn_rollback)(void *txn);
+  int (*txn_savepoint)(void *txn, struct durin_err *err);
+  int (*txn_savepoint_end)(void *txn, int keep, struct durin_err *err);
   int (*txn_fence)(void *txn, const char *run_id, uint64_t epoch,
                    int64_t lease_until_ms, int *cancel_requested,
                    struct durin_err *err);
@@ -232,10 +302,75 @@ int durin_store_run_claim(struct durin_store *s, const char *id,
 int durin_store_run_request_cancel(struct durin_store *s, const char *id,
                                    struct durin_err *err);
 
+/*
+ * The queue (DESIGN 3.5). Runs ready for a worker are those nobody holds,
+ * not paused, needing no human and not ended, whose not_before has passed.
+ */
+
+/* The active run with this dedupe key in tenant; DURIN_ENOTFOUND if none. */
+int durin_store_run_find_active(struct durin_store *s, const char *tenant,
+                                const char *dedupe_key, char id[32],
+                                struct durin_err *err);
+/*
+ * Pauses a run: one nobody holds becomes paused at once; a held one is
+ * flagged, and its holder pauses it at the next step boundary.
+ */
+int durin_store_run_pause(struct durin_store *s, const char *id, int64_t now_ms,
+                          struct durin_err *err);
+/* Puts a paused run back in the queue (DURIN_ESTATE if not paused). */
+int durin_store_run_unpause(struct durin_store *s, const char *id,
+                            int64_t now_ms, struct durin_err *err);
+/*
+ * Claims up to max ready runs for owner, each with a lease until now + ttl
+ * and a new epoch. Fair share: the tenant holding the fewest runs goes
+ * first, then priority (higher first), then age. Per-tenant and
+ * per-concurrency-key limits (queue_limits; a concurrency key without a
+ * limit allows one run at a time) count the runs currently held.
+ */
+int durin_store_queue_claim(struct durin_store *s, const char *owner,
+                            int64_t now_ms, int64_t ttl_ms, int max,
+                            struct durin_claim *out, int *n,
+                            struct durin_err *err);
+/*
+ * The heartbeat: extends the lease of every run owner holds, in one write,
+ * and reports each (with its cancel and pause flags). A run owner thinks
+ * it holds but that is not reported has been taken from it.
+ */
+int durin_store_lease_renew(struct durin_store *s, const char *owner,
+                            int64_t until_ms, durin_held_cb cb, void *arg,
+                            struct durin_err *err);
+/* The runs owner holds that were asked to cancel or pause (cheap; polled). */
+int durin_store_signals(struct durin_store *s, const char *owner,
+                        durin_held_cb cb, void *arg, struct durin_err *err);
+/*
+ * Recovery: runs whose lease expired go back to the queue with a new epoch
+ * (fencing the lost holder) and a lease_expired event, or end as failed
+ * once they used up their recoveries; runs held but without progress for
+ * stall_ms get a stalled event and are restarted or escalated.
+ */
+int durin_store_watchdog(struct durin_store *s,
+                         const struct durin_watchdog_opts *o,
+                         struct durin_watchdog_report *rep,
+                         struct durin_err *err);
+/* Limits on runs held at once: scope "tenant:NAME" or "key:NAME"; a
+ * negative max removes the limit. */
+int durin_store_limit_set(struct durin_store *s, const char *scope, int64_t max,
+                          struct durin_err *err);
+int durin_store_limit_list(struct durin_store *s, durin_limit_cb cb, void *arg,
+                           struct durin_err *err);
+
 int durin_txn_begin(struct durin_store *s, struct durin_txn **txn,
                     struct durin_err *err);
 int durin_txn_commit(struct durin_txn *txn, struct durin_err *err);
 void durin_txn_rollback(struct durin_txn *txn);
+/*
+ * A nested point inside txn: _end(txn, 0) undoes everything written since
+ * it, _end(txn, 1) keeps it. Group commit puts each run's writes behind
+ * one, so a fenced run drops out without failing the others.
+ */
+int durin_txn_savepoint(struct durin_txn *txn, struct durin_err *err);
+int durin_txn_savepoint_end(struct durin_txn *txn, int keep,
+                            struct durin_err *err);
 /*
  * Asserts inside txn that run_id's lease epoch is still epoch, and extends
  * the lease to lease_until_ms. DURIN_EFENCED if not.

@@ -18,38 +18,13 @@
 #include "durin/store.h"
 #include "durin/util.h"
 #include "store/backends.h"
-
-/* The columns row_to_run() reads; SPEC is the expression for the spec. */
-#define RUN_COLS_WITH(SPEC)                                            \
- "id, name, " SPEC ", model, workspace, reason, lease_owner, status, " \
- "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "      \
- "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "      \
- "input_tokens, output_tokens, model_calls, tool_calls, retries, cost_usd"
-#define RUN_COLS \
- RUN_COLS_WITH("(SELECT spec FROM run_specs s WHERE s.run_id = runs.id)")
-/* Listings leave the spec out: it can be large and nobody shows it. */
-#define RUN_COLS_LIST RUN_COLS_WITH("NULL")
-
-/* Statements prepared once per connection. */
-enum {
-  ST_FENCE,
-  ST_SEQ_RESERVE,
-  ST_EVENT_INSERT,
-  ST_CKPT_PUT,
-  ST_LEDGER_INTENT,
-  ST_LEDGER_OUTCOME,
-  ST_PENDING_PUT,
-  ST_PENDING_CLEAR,
-  ST_RUN_UPDATE,
-  ST_RUN_GET,
-  ST__COUNT
-};
+#include "store/sqlite-int.h"
 
 static const char *const stmt_sql[ST__COUNT] = {
   [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
                "WHERE id = ?1 AND lease_epoch = ?2 RETURNING cancel_requested",
-  [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2 "
-                     "WHERE id = ?1 RETURNING last_seq",
+  [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2, "
+                     "progress_ms = ?3 WHERE id = ?1 RETURNING last_seq",
   [ST_EVENT_INSERT] = "INSERT INTO events(run_id, seq, ts_ms, step, type, "
                       "data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
   [ST_CKPT_PUT] = "INSERT INTO checkpoints(run_id, step, data) "
@@ -70,6 +45,8 @@ static const char *const stmt_sql[ST__COUNT] = {
   [ST_RUN_UPDATE] =
       "UPDATE runs SET updated_ms = ?2,"
       " status = coalesce(?3, status),"
+      " pause_requested = CASE WHEN ?3 = 'paused' THEN 0 ELSE "
+      "pause_requested END,"
       " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
       "ELSE ?4 END,"
       " started_ms = coalesce(?5, started_ms),"
@@ -86,13 +63,6 @@ static const char *const stmt_sql[ST__COUNT] = {
       " cost_usd = coalesce(?14, cost_usd)"
       " WHERE id = ?1",
   [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
-};
-
-struct sq {
-  sqlite3 *db;
-  char *path;
-  sqlite3_stmt *st[ST__COUNT];
-  int in_txn;
 };
 
 /*
@@ -171,11 +141,41 @@ static const char *const migrations[] = {
   "  step INTEGER NOT NULL,"
   "  response TEXT NOT NULL"
   ");",
+  /* 2: the queue. A run is ready for a worker when nobody holds it, it
+   * is not paused or ended, and its not_before has passed. */
+  "ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';"
+  "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE runs ADD COLUMN dedupe_key TEXT;"
+  "ALTER TABLE runs ADD COLUMN concurrency_key TEXT;"
+  "ALTER TABLE runs ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE runs ADD COLUMN pause_requested INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE runs ADD COLUMN max_recoveries INTEGER NOT NULL DEFAULT 10;"
+  "ALTER TABLE runs ADD COLUMN progress_ms INTEGER;"
+  "CREATE INDEX runs_ready ON runs(tenant, priority DESC, created_ms) "
+  "  WHERE lease_owner IS NULL AND status IN ('queued', 'running', "
+  "  'evaluating');"
+  /* Nothing here indexes lease_expires_ms: every fenced write moves it. */
+  "CREATE INDEX runs_held ON runs(lease_owner) WHERE lease_owner IS NOT NULL;"
+  "CREATE INDEX runs_held_tenant ON runs(tenant) "
+  "  WHERE lease_owner IS NOT NULL;"
+  "CREATE INDEX runs_held_key ON runs(concurrency_key) "
+  "  WHERE lease_owner IS NOT NULL AND concurrency_key IS NOT NULL;"
+  "CREATE INDEX runs_signal ON runs(lease_owner) "
+  "  WHERE cancel_requested = 1 OR pause_requested = 1;"
+  "CREATE UNIQUE INDEX runs_dedupe ON runs(tenant, dedupe_key) "
+  "  WHERE dedupe_key IS NOT NULL AND status NOT IN ('succeeded', "
+  "  'failed', 'cancelled', 'budget_exceeded');"
+  /* scope is "tenant:NAME" or "key:NAME". */
+  "CREATE TABLE queue_limits("
+  "  scope TEXT PRIMARY KEY,"
+  "  max_running INTEGER NOT NULL"
+  ");",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-static int sq_fail(struct sq *q, struct durin_err *err, const char *what)
+int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
 {
   int rc = sqlite3_errcode(q->db);
   int code = DURIN_ESTORE;
@@ -186,7 +186,7 @@ static int sq_fail(struct sq *q, struct durin_err *err, const char *what)
                        sqlite3_errmsg(q->db));
 }
 
-static int exec_sql(struct sq *q, const char *sql, struct durin_err *err)
+int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err)
 {
   char *msg = NULL;
   int rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg);
@@ -208,12 +208,12 @@ static int migrate(struct sq *q, struct durin_err *err)
   int version = 0, r, i;
   char sql[64];
 
-  r = exec_sql(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
   if (r)
     return r;
   if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) ||
       sqlite3_step(st) != SQLITE_ROW) {
-    r = sq_fail(q, err, "reading schema version");
+    r = durin__sq_fail(q, err, "reading schema version");
     goto out;
   }
   version = sqlite3_column_int(st, 0);
@@ -225,19 +225,19 @@ static int migrate(struct sq *q, struct durin_err *err)
     goto out;
   }
   for (i = version; i < N_MIGRATIONS; i++) {
-    r = exec_sql(q, migrations[i], err);
+    r = durin__sq_exec(q, migrations[i], err);
     if (r)
       goto out;
   }
   snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", N_MIGRATIONS);
-  r = exec_sql(q, sql, err);
+  r = durin__sq_exec(q, sql, err);
 out:
   sqlite3_finalize(st);
   if (r) {
-    exec_sql(q, "ROLLBACK", NULL);
+    durin__sq_exec(q, "ROLLBACK", NULL);
     return r;
   }
-  return exec_sql(q, "COMMIT", err);
+  return durin__sq_exec(q, "COMMIT", err);
 }
 
 static void sq_close(void *impl)
@@ -292,7 +292,7 @@ static int sq_open(const char *rest, const struct durin_store_opts *o,
            "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
            "PRAGMA foreign_keys=ON;",
            o->sync_full ? "FULL" : "NORMAL");
-  r = exec_sql(q, pragmas, err);
+  r = durin__sq_exec(q, pragmas, err);
   if (r) {
     durin_err_prefix(err,
                      "cannot open store 'sqlite:%s' (is the directory "
@@ -306,7 +306,7 @@ static int sq_open(const char *rest, const struct durin_store_opts *o,
   for (i = 0; i < ST__COUNT; i++) {
     if (sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                            &q->st[i], NULL) != SQLITE_OK) {
-      r = sq_fail(q, err, "preparing statements");
+      r = durin__sq_fail(q, err, "preparing statements");
       goto out;
     }
   }
@@ -317,7 +317,7 @@ out:
   return r;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i)
+char *durin__sq_col_dup(sqlite3_stmt *st, int i)
 {
   const unsigned char *t = sqlite3_column_text(st, i);
 
@@ -329,17 +329,20 @@ static int sq_run_create(void *impl, const struct durin_run_new *n,
 {
   struct sq *q = impl;
   sqlite3_stmt *st = NULL;
-  int r = 0;
+  int r = 0, rc;
 
-  r = exec_sql(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
   if (r)
     return r;
-  if (sqlite3_prepare_v2(q->db,
-                         "INSERT INTO runs(id, name, status, model, "
-                         "workspace, created_ms, updated_ms) "
-                         "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?5)",
-                         -1, &st, NULL) != SQLITE_OK) {
-    r = sq_fail(q, err, "creating run");
+  if (sqlite3_prepare_v2(
+          q->db,
+          "INSERT INTO runs(id, name, status, model, workspace, created_ms, "
+          "updated_ms, tenant, priority, dedupe_key, concurrency_key, "
+          "not_before_ms, max_recoveries, lease_owner, lease_expires_ms, "
+          "progress_ms) VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?5, "
+          "coalesce(?6, 'default'), ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)",
+          -1, &st, NULL) != SQLITE_OK) {
+    r = durin__sq_fail(q, err, "creating run");
     goto out;
   }
   sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
@@ -347,8 +350,25 @@ static int sq_run_create(void *impl, const struct durin_run_new *n,
   sqlite3_bind_text(st, 3, n->model, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 4, n->workspace, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, n->now_ms);
-  if (sqlite3_step(st) != SQLITE_DONE) {
-    r = sq_fail(q, err, "creating run");
+  sqlite3_bind_text(st, 6, n->tenant, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 7, n->priority);
+  sqlite3_bind_text(st, 8, n->dedupe_key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 9, n->concurrency_key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 10, n->not_before_ms);
+  sqlite3_bind_int64(st, 11, n->max_recoveries > 0 ? n->max_recoveries : 10);
+  sqlite3_bind_text(st, 12, n->owner, -1, SQLITE_STATIC);
+  if (n->owner)
+    sqlite3_bind_int64(st, 13, n->lease_until_ms);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_CONSTRAINT && n->dedupe_key) {
+    /* The unique index on (tenant, dedupe_key) over active runs. */
+    r = durin_err_set(err, DURIN_EEXIST,
+                      "a run with dedupe key '%s' is already active",
+                      n->dedupe_key);
+    goto out;
+  }
+  if (rc != SQLITE_DONE) {
+    r = durin__sq_fail(q, err, "creating run");
     goto out;
   }
   sqlite3_finalize(st);
@@ -356,34 +376,34 @@ static int sq_run_create(void *impl, const struct durin_run_new *n,
   if (sqlite3_prepare_v2(q->db,
                          "INSERT INTO run_specs(run_id, spec) VALUES(?1, ?2)",
                          -1, &st, NULL) != SQLITE_OK) {
-    r = sq_fail(q, err, "creating run");
+    r = durin__sq_fail(q, err, "creating run");
     goto out;
   }
   sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, n->spec_json, -1, SQLITE_STATIC);
   if (sqlite3_step(st) != SQLITE_DONE)
-    r = sq_fail(q, err, "creating run");
+    r = durin__sq_fail(q, err, "creating run");
 out:
   sqlite3_finalize(st);
   if (r) {
-    exec_sql(q, "ROLLBACK", NULL);
+    durin__sq_exec(q, "ROLLBACK", NULL);
     return r;
   }
-  return exec_sql(q, "COMMIT", err);
+  return durin__sq_exec(q, "COMMIT", err);
 }
 
-static void row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)
+void durin__sq_row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)
 {
   const unsigned char *id = sqlite3_column_text(st, 0);
 
   memset(ri, 0, sizeof(*ri));
   snprintf(ri->id, sizeof(ri->id), "%s", id ? (const char *)id : "");
-  ri->name = col_dup(st, 1);
-  ri->spec_json = col_dup(st, 2);
-  ri->model = col_dup(st, 3);
-  ri->workspace = col_dup(st, 4);
-  ri->reason = col_dup(st, 5);
-  ri->lease_owner = col_dup(st, 6);
+  ri->name = durin__sq_col_dup(st, 1);
+  ri->spec_json = durin__sq_col_dup(st, 2);
+  ri->model = durin__sq_col_dup(st, 3);
+  ri->workspace = durin__sq_col_dup(st, 4);
+  ri->reason = durin__sq_col_dup(st, 5);
+  ri->lease_owner = durin__sq_col_dup(st, 6);
   if (durin_run_status_parse((const char *)sqlite3_column_text(st, 7),
                              &ri->status))
     ri->status = DURIN_RUN_FAILED;
@@ -403,6 +423,14 @@ static void row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)
   ri->usage.tool_calls = sqlite3_column_int64(st, 21);
   ri->usage.retries = sqlite3_column_int64(st, 22);
   ri->usage.cost_usd = sqlite3_column_double(st, 23);
+  ri->pause_requested = sqlite3_column_int(st, 24);
+  ri->tenant = durin__sq_col_dup(st, 25);
+  ri->dedupe_key = durin__sq_col_dup(st, 26);
+  ri->concurrency_key = durin__sq_col_dup(st, 27);
+  ri->priority = sqlite3_column_int64(st, 28);
+  ri->not_before_ms = sqlite3_column_int64(st, 29);
+  ri->recoveries = sqlite3_column_int64(st, 30);
+  ri->max_recoveries = sqlite3_column_int64(st, 31);
 }
 
 static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
@@ -415,11 +443,11 @@ static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
   sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
-    row_to_run(st, out);
+    durin__sq_row_to_run(st, out);
   else if (rc == SQLITE_DONE)
     r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s' in this store", id);
   else
-    r = sq_fail(q, err, "reading run");
+    r = durin__sq_fail(q, err, "reading run");
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   return r;
@@ -436,14 +464,14 @@ static int sq_run_resolve(void *impl, const char *prefix, char id[32],
                          "SELECT id FROM runs WHERE substr(id, 1, length(?1)) "
                          "= ?1 ORDER BY id LIMIT 2",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "finding run");
+    return durin__sq_fail(q, err, "finding run");
   sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     if (n++ == 0)
       snprintf(id, 32, "%s", (const char *)sqlite3_column_text(st, 0));
   }
   if (rc != SQLITE_DONE)
-    r = sq_fail(q, err, "finding run");
+    r = durin__sq_fail(q, err, "finding run");
   else if (n == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND,
                       "no run '%s' in this store (see 'durin ls')", prefix);
@@ -467,9 +495,9 @@ static int sq_run_list(void *impl, const struct durin_run_filter *f,
                          "created_ms, "
                          "id",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "listing runs");
+    return durin__sq_fail(q, err, "listing runs");
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    row_to_run(st, &ri);
+    durin__sq_row_to_run(st, &ri);
     if (!f || !f->status_mask || (f->status_mask & (1 << ri.status))) {
       r = cb(&ri, arg);
       shown++;
@@ -479,7 +507,7 @@ static int sq_run_list(void *impl, const struct durin_run_filter *f,
       break;
   }
   if (!r && rc != SQLITE_ROW && rc != SQLITE_DONE)
-    r = sq_fail(q, err, "listing runs");
+    r = durin__sq_fail(q, err, "listing runs");
   sqlite3_finalize(st);
   return r;
 }
@@ -504,7 +532,7 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
           "IN ('succeeded', 'failed', 'cancelled', 'budget_exceeded') "
           "RETURNING lease_epoch",
           -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "claiming run");
+    return durin__sq_fail(q, err, "claiming run");
   sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 3, now_ms + ttl_ms);
@@ -518,7 +546,7 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
                       id);
   }
   if (!r && rc != SQLITE_DONE)
-    r = sq_fail(q, err, "claiming run");
+    r = durin__sq_fail(q, err, "claiming run");
   sqlite3_finalize(st);
   return r;
 }
@@ -535,10 +563,10 @@ static int sq_run_request_cancel(void *impl, const char *id,
   if (sqlite3_prepare_v2(q->db,
                          "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "cancelling run");
+    return durin__sq_fail(q, err, "cancelling run");
   sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
   if (sqlite3_step(st) != SQLITE_DONE)
-    r = sq_fail(q, err, "cancelling run");
+    r = durin__sq_fail(q, err, "cancelling run");
   else if (sqlite3_changes(q->db) == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", id);
   sqlite3_finalize(st);
@@ -554,7 +582,7 @@ static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
 
   if (q->in_txn)
     return durin_err_set(err, DURIN_ESTATE, "transaction already open");
-  r = exec_sql(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
   if (r)
     return r;
   q->in_txn = 1;
@@ -565,10 +593,10 @@ static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
 static int sq_txn_commit(void *txn, struct durin_err *err)
 {
   struct sq *q = txn;
-  int r = exec_sql(q, "COMMIT", err);
+  int r = durin__sq_exec(q, "COMMIT", err);
 
   if (r)
-    exec_sql(q, "ROLLBACK", NULL);
+    durin__sq_exec(q, "ROLLBACK", NULL);
   q->in_txn = 0;
   return r;
 }
@@ -577,20 +605,20 @@ static void sq_txn_rollback(void *txn)
 {
   struct sq *q = txn;
 
-  exec_sql(q, "ROLLBACK", NULL);
+  durin__sq_exec(q, "ROLLBACK", NULL);
   q->in_txn = 0;
 }
 
 /* Runs a reset, bound statement to completion. */
-static int step_done(struct sq *q, sqlite3_stmt *st, const char *what,
-                     struct durin_err *err)
+int durin__sq_step_done(struct sq *q, sqlite3_stmt *st, const char *what,
+                        struct durin_err *err)
 {
   int rc = sqlite3_step(st);
 
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-    return sq_fail(q, err, what);
+    return durin__sq_fail(q, err, what);
   return 0;
 }
 
@@ -614,7 +642,7 @@ static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE)
-    return sq_fail(q, err, "checking lease");
+    return durin__sq_fail(q, err, "checking lease");
   if (cancel_requested)
     *cancel_requested = cancel;
   if (!fenced)
@@ -630,7 +658,7 @@ static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
  * statement inside the writer's transaction: contiguous per run, no gap on
  * rollback, and no MAX(seq) scan that would grow with the log.
  */
-static int sq_events_append(void *txn, const char *run_id,
+int durin__sq_events_append(void *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err)
 {
@@ -644,15 +672,16 @@ static int sq_events_append(void *txn, const char *run_id,
     return 0;
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, (int64_t)n);
+  sqlite3_bind_int64(st, 3, ev[n - 1].ts_ms);
   rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
     sqlite3_reset(st);
     return rc == SQLITE_DONE ?
                durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", run_id) :
-               sq_fail(q, err, "reserving event sequence");
+               durin__sq_fail(q, err, "reserving event sequence");
   }
   last = sqlite3_column_int64(st, 0);
-  step_done(q, st, "reserving event sequence", NULL);
+  durin__sq_step_done(q, st, "reserving event sequence", NULL);
   st = q->st[ST_EVENT_INSERT];
   for (i = 0; i < n; i++) {
     int r;
@@ -664,7 +693,7 @@ static int sq_events_append(void *txn, const char *run_id,
     sqlite3_bind_int64(st, 4, ev[i].step);
     sqlite3_bind_text(st, 5, ev[i].type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, ev[i].data, -1, SQLITE_STATIC);
-    r = step_done(q, st, "appending event", err);
+    r = durin__sq_step_done(q, st, "appending event", err);
     if (r)
       return r;
   }
@@ -681,7 +710,7 @@ static int sq_checkpoint_put(void *txn, const char *run_id, int64_t step,
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, step);
   sqlite3_bind_text(st, 3, data, -1, SQLITE_STATIC);
-  return step_done(q, st, "writing checkpoint", err);
+  return durin__sq_step_done(q, st, "writing checkpoint", err);
 }
 
 static int sq_run_update(void *txn, const char *run_id,
@@ -712,7 +741,7 @@ static int sq_run_update(void *txn, const char *run_id,
     sqlite3_bind_int64(st, 13, u->usage->retries);
     sqlite3_bind_double(st, 14, u->usage->cost_usd);
   }
-  return step_done(q, st, "updating run", err);
+  return durin__sq_step_done(q, st, "updating run", err);
 }
 
 static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
@@ -731,7 +760,7 @@ static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
   sqlite3_bind_text(st, 8, e->idem_key, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 9, e->args, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 10, e->intent_ms);
-  return step_done(q, st, "recording ledger intent", err);
+  return durin__sq_step_done(q, st, "recording ledger intent", err);
 }
 
 /* An outcome without its intent is a bug somewhere: refuse it loudly. */
@@ -748,7 +777,7 @@ static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
   sqlite3_bind_int(st, 3, call_idx);
   sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, now_ms);
-  r = step_done(q, st, "recording ledger outcome", err);
+  r = durin__sq_step_done(q, st, "recording ledger outcome", err);
   if (!r && sqlite3_changes(q->db) == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND,
                       "no ledger intent for run '%s' step %lld call %d", run_id,
@@ -765,7 +794,7 @@ static int sq_pending_put(void *txn, const char *run_id, int64_t step,
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, step);
   sqlite3_bind_text(st, 3, response, -1, SQLITE_STATIC);
-  return step_done(q, st, "recording pending response", err);
+  return durin__sq_step_done(q, st, "recording pending response", err);
 }
 
 static int sq_pending_clear(void *txn, const char *run_id,
@@ -775,7 +804,7 @@ static int sq_pending_clear(void *txn, const char *run_id,
   sqlite3_stmt *st = q->st[ST_PENDING_CLEAR];
 
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  return step_done(q, st, "clearing pending response", err);
+  return durin__sq_step_done(q, st, "clearing pending response", err);
 }
 
 static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
@@ -791,7 +820,7 @@ static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
                          "WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq "
                          "LIMIT ?3",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "reading events");
+    return durin__sq_fail(q, err, "reading events");
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, from_seq);
   sqlite3_bind_int64(st, 3, max > 0 ? max : -1);
@@ -808,7 +837,7 @@ static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
       break;
   }
   if (!r && rc != SQLITE_DONE)
-    r = sq_fail(q, err, "reading events");
+    r = durin__sq_fail(q, err, "reading events");
   sqlite3_finalize(st);
   return r;
 }
@@ -823,17 +852,17 @@ static int sq_checkpoint_get(void *impl, const char *run_id, int64_t *step,
   if (sqlite3_prepare_v2(q->db,
                          "SELECT step, data FROM checkpoints WHERE run_id = ?1",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "reading checkpoint");
+    return durin__sq_fail(q, err, "reading checkpoint");
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
     *step = sqlite3_column_int64(st, 0);
-    *data = col_dup(st, 1);
+    *data = durin__sq_col_dup(st, 1);
   } else if (rc == SQLITE_DONE) {
     r = durin_err_set(err, DURIN_ENOTFOUND, "run '%s' has no checkpoint",
                       run_id);
   } else {
-    r = sq_fail(q, err, "reading checkpoint");
+    r = durin__sq_fail(q, err, "reading checkpoint");
   }
   sqlite3_finalize(st);
   return r;
@@ -852,7 +881,7 @@ static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
                          "outcome_ms FROM ledger WHERE run_id = ?1 AND "
                          "(?2 < 0 OR step = ?2) ORDER BY step, call_idx",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "reading ledger");
+    return durin__sq_fail(q, err, "reading ledger");
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, step);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -877,7 +906,7 @@ static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
       break;
   }
   if (!r && rc != SQLITE_DONE)
-    r = sq_fail(q, err, "reading ledger");
+    r = durin__sq_fail(q, err, "reading ledger");
   sqlite3_finalize(st);
   return r;
 }
@@ -892,16 +921,16 @@ static int sq_pending_get(void *impl, const char *run_id, int64_t *step,
   if (sqlite3_prepare_v2(q->db,
                          "SELECT step, response FROM pending WHERE run_id = ?1",
                          -1, &st, NULL) != SQLITE_OK)
-    return sq_fail(q, err, "reading pending response");
+    return durin__sq_fail(q, err, "reading pending response");
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
     *step = sqlite3_column_int64(st, 0);
-    *response = col_dup(st, 1);
+    *response = durin__sq_col_dup(st, 1);
   } else if (rc == SQLITE_DONE) {
     r = DURIN_ENOTFOUND;
   } else {
-    r = sq_fail(q, err, "reading pending response");
+    r = durin__sq_fail(q, err, "reading pending response");
   }
   sqlite3_finalize(st);
   return r;
@@ -932,11 +961,22 @@ const struct durin_store_ops durin__store_sqlite_ops = {
   .run_list = sq_run_list,
   .run_claim = sq_run_claim,
   .run_request_cancel = sq_run_request_cancel,
+  .run_find_active = durin__sq_run_find_active,
+  .run_pause = durin__sq_run_pause,
+  .run_unpause = durin__sq_run_unpause,
+  .queue_claim = durin__sq_queue_claim,
+  .lease_renew = durin__sq_lease_renew,
+  .signals = durin__sq_signals,
+  .watchdog = durin__sq_watchdog,
+  .limit_set = durin__sq_limit_set,
+  .limit_list = durin__sq_limit_list,
+  .txn_savepoint = durin__sq_txn_savepoint,
+  .txn_savepoint_end = durin__sq_txn_savepoint_end,
   .txn_begin = sq_txn_begin,
   .txn_commit = sq_txn_commit,
   .txn_rollback = sq_txn_rollback,
   .txn_fence = sq_txn_fence,
-  .events_append = sq_events_append,
+  .events_append = durin__sq_events_append,
   .checkpoint_put = sq_checkpoint_put,
   .run_update = sq_run_update,
   .ledger_intent = sq_ledger_intent,

@@ -77,6 +77,9 @@ void durin_run_info_clear(struct durin_run_info *ri)
   free(ri->workspace);
   free(ri->reason);
   free(ri->lease_owner);
+  free(ri->tenant);
+  free(ri->dedupe_key);
+  free(ri->concurrency_key);
   memset(ri, 0, sizeof(*ri));
 }
 
@@ -217,6 +220,92 @@ int durin_store_run_request_cancel(struct durin_store *s, const char *id,
                                    struct durin_err *err)
 {
   return s->ops->run_request_cancel(s->impl, id, err);
+}
+
+int durin_store_run_find_active(struct durin_store *s, const char *tenant,
+                                const char *dedupe_key, char id[32],
+                                struct durin_err *err)
+{
+  return s->ops->run_find_active(s->impl, tenant ? tenant : "default",
+                                 dedupe_key, id, err);
+}
+
+int durin_store_run_pause(struct durin_store *s, const char *id, int64_t now_ms,
+                          struct durin_err *err)
+{
+  return s->ops->run_pause(s->impl, id, now_ms, err);
+}
+
+int durin_store_run_unpause(struct durin_store *s, const char *id,
+                            int64_t now_ms, struct durin_err *err)
+{
+  return s->ops->run_unpause(s->impl, id, now_ms, err);
+}
+
+int durin_store_queue_claim(struct durin_store *s, const char *owner,
+                            int64_t now_ms, int64_t ttl_ms, int max,
+                            struct durin_claim *out, int *n,
+                            struct durin_err *err)
+{
+  int r;
+
+  *n = 0;
+  if (max <= 0)
+    return 0;
+  r = s->ops->queue_claim(s->impl, owner, now_ms, ttl_ms, max, out, n, err);
+  if (!r && *n)
+    durin_fault_point("after_claim");
+  return r;
+}
+
+int durin_store_lease_renew(struct durin_store *s, const char *owner,
+                            int64_t until_ms, durin_held_cb cb, void *arg,
+                            struct durin_err *err)
+{
+  return s->ops->lease_renew(s->impl, owner, until_ms, cb, arg, err);
+}
+
+int durin_store_signals(struct durin_store *s, const char *owner,
+                        durin_held_cb cb, void *arg, struct durin_err *err)
+{
+  return s->ops->signals(s->impl, owner, cb, arg, err);
+}
+
+int durin_store_watchdog(struct durin_store *s,
+                         const struct durin_watchdog_opts *o,
+                         struct durin_watchdog_report *rep,
+                         struct durin_err *err)
+{
+  memset(rep, 0, sizeof(*rep));
+  return s->ops->watchdog(s->impl, o, rep, err);
+}
+
+int durin_store_limit_set(struct durin_store *s, const char *scope, int64_t max,
+                          struct durin_err *err)
+{
+  if (strncmp(scope, "tenant:", 7) && strncmp(scope, "key:", 4))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "limit scope '%s' must be 'tenant:NAME' or "
+                         "'key:NAME'",
+                         scope);
+  return s->ops->limit_set(s->impl, scope, max, err);
+}
+
+int durin_store_limit_list(struct durin_store *s, durin_limit_cb cb, void *arg,
+                           struct durin_err *err)
+{
+  return s->ops->limit_list(s->impl, cb, arg, err);
+}
+
+int durin_txn_savepoint(struct durin_txn *txn, struct durin_err *err)
+{
+  return txn->ops->txn_savepoint(txn->impl, err);
+}
+
+int durin_txn_savepoint_end(struct durin_txn *txn, int keep,
+                            struct durin_err *err)
+{
+  return txn->ops->txn_savepoint_end(txn->impl, keep, err);
 }
 
 int durin_txn_begin(struct durin_store *s, struct durin_txn **txn,

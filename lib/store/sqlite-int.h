@@ -1,0 +1,87 @@
+/*
+ * Internals of the SQLite backend shared by its files: the connection,
+ * its prepared statements and the helpers every statement uses.
+ */
+#ifndef DURIN_STORE_SQLITE_INT_H
+#define DURIN_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+
+#include "durin/store.h"
+
+/* The columns durin__sq_row_to_run() reads; SPEC is the expression for
+ * the spec. */
+#define RUN_COLS_WITH(SPEC)                                            \
+ "id, name, " SPEC ", model, workspace, reason, lease_owner, status, " \
+ "created_ms, started_ms, updated_ms, finished_ms, lease_epoch, "      \
+ "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "      \
+ "input_tokens, output_tokens, model_calls, tool_calls, retries, "     \
+ "cost_usd, pause_requested, tenant, dedupe_key, concurrency_key, "    \
+ "priority, not_before_ms, recoveries, max_recoveries"
+#define RUN_COLS \
+ RUN_COLS_WITH("(SELECT spec FROM run_specs s WHERE s.run_id = runs.id)")
+/* Listings leave the spec out: it can be large and nobody shows it. */
+#define RUN_COLS_LIST RUN_COLS_WITH("NULL")
+
+/* Statements prepared once per connection. */
+enum {
+  ST_FENCE,
+  ST_SEQ_RESERVE,
+  ST_EVENT_INSERT,
+  ST_CKPT_PUT,
+  ST_LEDGER_INTENT,
+  ST_LEDGER_OUTCOME,
+  ST_PENDING_PUT,
+  ST_PENDING_CLEAR,
+  ST_RUN_UPDATE,
+  ST_RUN_GET,
+  ST__COUNT
+};
+
+struct sq {
+  sqlite3 *db;
+  char *path;
+  sqlite3_stmt *st[ST__COUNT];
+  int in_txn;
+};
+
+/* Fills err from the connection's last error; returns the durin code. */
+int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what);
+/* Runs SQL text without results. */
+int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err);
+char *durin__sq_col_dup(sqlite3_stmt *st, int i);
+/* Runs a bound statement to its end and resets it. */
+int durin__sq_step_done(struct sq *q, sqlite3_stmt *st, const char *what,
+                        struct durin_err *err);
+/* Reads a row selected with RUN_COLS into ri. */
+void durin__sq_row_to_run(sqlite3_stmt *st, struct durin_run_info *ri);
+int durin__sq_events_append(void *txn, const char *run_id,
+                            struct durin_event *ev, size_t n,
+                            struct durin_err *err);
+
+/* The queue (store-sqlite-queue.c). */
+int durin__sq_run_find_active(void *impl, const char *tenant,
+                              const char *dedupe_key, char id[32],
+                              struct durin_err *err);
+int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
+                        struct durin_err *err);
+int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
+                          struct durin_err *err);
+int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
+                          int64_t ttl_ms, int max, struct durin_claim *out,
+                          int *n, struct durin_err *err);
+int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
+                          durin_held_cb cb, void *arg, struct durin_err *err);
+int durin__sq_signals(void *impl, const char *owner, durin_held_cb cb,
+                      void *arg, struct durin_err *err);
+int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
+                       struct durin_watchdog_report *rep,
+                       struct durin_err *err);
+int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
+                        struct durin_err *err);
+int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
+                         struct durin_err *err);
+int durin__sq_txn_savepoint(void *txn, struct durin_err *err);
+int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err);
+
+#endif

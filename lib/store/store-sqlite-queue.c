@@ -1,0 +1,664 @@
+/*
+ * The queue on SQLite: claims, heartbeats, signals, the watchdog, pause,
+ * dedupe and limits. Every state change is one conditional statement (or
+ * one BEGIN IMMEDIATE transaction), so two workers can never both believe
+ * they claimed a run: the second UPDATE finds lease_owner already set.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "durin/store.h"
+#include "durin/util.h"
+#include "store/sqlite-int.h"
+
+#define READY                                               \
+ "lease_owner IS NULL AND status IN ('queued', 'running', " \
+ "'evaluating')"
+#define TERMINAL "('succeeded', 'failed', 'cancelled', 'budget_exceeded')"
+
+static int prep(struct sq *q, const char *sql, sqlite3_stmt **st,
+                const char *what, struct durin_err *err)
+{
+  if (sqlite3_prepare_v2(q->db, sql, -1, st, NULL) != SQLITE_OK)
+    return durin__sq_fail(q, err, what);
+  return 0;
+}
+
+int durin__sq_run_find_active(void *impl, const char *tenant,
+                              const char *dedupe_key, char id[32],
+                              struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r, rc;
+
+  r = prep(q,
+           "SELECT id FROM runs WHERE tenant = ?1 AND dedupe_key = ?2 AND "
+           "status NOT IN " TERMINAL,
+           &st, "finding run by dedupe key", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, dedupe_key, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    snprintf(id, 32, "%s", (const char *)sqlite3_column_text(st, 0));
+  else if (rc == SQLITE_DONE)
+    r = DURIN_ENOTFOUND;
+  else
+    r = durin__sq_fail(q, err, "finding run by dedupe key");
+  sqlite3_finalize(st);
+  return r;
+}
+
+/* Runs one bound statement and reports how many rows it changed. */
+static int run_changes(struct sq *q, sqlite3_stmt *st, const char *what,
+                       int *changed, struct durin_err *err)
+{
+  int rc = sqlite3_step(st);
+
+  while (rc == SQLITE_ROW)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) {
+    int r = durin__sq_fail(q, err, what);
+
+    sqlite3_finalize(st);
+    return r;
+  }
+  *changed = sqlite3_changes(q->db);
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
+                        struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r, changed = 0;
+
+  /* Nobody holds it: paused now. Held: the holder pauses at a boundary. */
+  r = prep(q,
+           "UPDATE runs SET pause_requested = CASE WHEN lease_owner IS NULL "
+           "THEN 0 ELSE 1 END, status = CASE WHEN lease_owner IS NULL THEN "
+           "'paused' ELSE status END, updated_ms = ?2 WHERE id = ?1 AND "
+           "status IN ('queued', 'running', 'evaluating', 'paused')",
+           &st, "pausing run", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, now_ms);
+  r = run_changes(q, st, "pausing run", &changed, err);
+  if (!r && !changed)
+    r = durin_err_set(err, DURIN_ESTATE,
+                      "run '%s' cannot be paused: it has ended or waits for "
+                      "a human (see 'durin show %s')",
+                      id, id);
+  return r;
+}
+
+int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
+                          struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r, changed = 0;
+
+  r = prep(q,
+           "UPDATE runs SET status = CASE WHEN last_seq > 0 THEN 'running' "
+           "ELSE 'queued' END, pause_requested = 0, updated_ms = ?2 "
+           "WHERE id = ?1 AND (status = 'paused' OR pause_requested = 1)",
+           &st, "unpausing run", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, now_ms);
+  r = run_changes(q, st, "unpausing run", &changed, err);
+  if (!r && !changed)
+    r = durin_err_set(err, DURIN_ESTATE, "run '%s' is not paused", id);
+  return r;
+}
+
+/* What the claim knows about one tenant with ready runs. */
+struct tenant {
+  char *name;
+  int64_t held, limit; /* limit < 0: none */
+  struct cand {
+    char id[32];
+    char *key;
+  } c[32];
+  int nc, next;
+};
+
+/* The limit for scope, or dflt when none is set. */
+static int limit_get(struct sq *q, const char *kind, const char *name,
+                     int64_t dflt, int64_t *out, struct durin_err *err)
+{
+  sqlite3_stmt *st;
+  char scope[600];
+  int r, rc;
+
+  snprintf(scope, sizeof(scope), "%s:%s", kind, name);
+  r = prep(q, "SELECT max_running FROM queue_limits WHERE scope = ?1", &st,
+           "reading queue limits", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, scope, -1, SQLITE_TRANSIENT);
+  rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : dflt;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    r = durin__sq_fail(q, err, "reading queue limits");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int count_held(struct sq *q, const char *sql, const char *val,
+                      int64_t *out, struct durin_err *err)
+{
+  sqlite3_stmt *st;
+  int r = prep(q, sql, &st, "counting held runs", err);
+
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, val, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
+  else
+    r = durin__sq_fail(q, err, "counting held runs");
+  sqlite3_finalize(st);
+  return r;
+}
+
+/* Loads every tenant with ready runs, its held count, limit and best few
+ * candidates (priority, then age). One index seek per tenant. */
+static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
+                        int *nout, struct durin_err *err)
+{
+  sqlite3_stmt *next = NULL, *cand = NULL;
+  struct tenant *t = NULL;
+  char *last = strdup("");
+  int n = 0, r, rc;
+
+  r = prep(q,
+           "SELECT tenant FROM runs WHERE " READY " AND tenant > ?1 "
+           "ORDER BY tenant LIMIT 1",
+           &next, "listing tenants", err);
+  if (!r)
+    r = prep(q,
+             "SELECT id, concurrency_key FROM runs WHERE tenant = ?1 AND " READY
+             " AND pause_requested = 0 AND not_before_ms <= ?2 ORDER BY "
+             "priority DESC, created_ms LIMIT 32",
+             &cand, "listing ready runs", err);
+  while (!r) {
+    struct tenant *x;
+
+    sqlite3_bind_text(next, 1, last, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(next);
+    if (rc == SQLITE_DONE)
+      break;
+    if (rc != SQLITE_ROW) {
+      r = durin__sq_fail(q, err, "listing tenants");
+      break;
+    }
+    free(last);
+    last = strdup((const char *)sqlite3_column_text(next, 0));
+    sqlite3_reset(next);
+    t = realloc(t, (size_t)(n + 1) * sizeof(*t));
+    x = &t[n++];
+    memset(x, 0, sizeof(*x));
+    x->name = strdup(last);
+    r = count_held(q,
+                   "SELECT count(*) FROM runs WHERE tenant = ?1 AND "
+                   "lease_owner IS NOT NULL",
+                   x->name, &x->held, err);
+    if (!r)
+      r = limit_get(q, "tenant", x->name, -1, &x->limit, err);
+    sqlite3_bind_text(cand, 1, x->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(cand, 2, now_ms);
+    while (!r && (rc = sqlite3_step(cand)) == SQLITE_ROW) {
+      const unsigned char *key = sqlite3_column_text(cand, 1);
+
+      snprintf(x->c[x->nc].id, 32, "%s", sqlite3_column_text(cand, 0));
+      x->c[x->nc].key = key ? strdup((const char *)key) : NULL;
+      x->nc++;
+    }
+    if (!r && rc != SQLITE_DONE)
+      r = durin__sq_fail(q, err, "listing ready runs");
+    sqlite3_reset(cand);
+  }
+  sqlite3_finalize(next);
+  sqlite3_finalize(cand);
+  free(last);
+  *out = t;
+  *nout = n;
+  return r;
+}
+
+static void tenants_free(struct tenant *t, int n)
+{
+  int i, j;
+
+  for (i = 0; i < n; i++) {
+    free(t[i].name);
+    for (j = 0; j < t[i].nc; j++)
+      free(t[i].c[j].key);
+  }
+  free(t);
+}
+
+/* Held runs under a concurrency key, remembered across one claim. */
+struct keycount {
+  char *key;
+  int64_t held, limit;
+};
+
+static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
+                      const char *key, struct keycount **out,
+                      struct durin_err *err)
+{
+  struct keycount *k;
+  int i, r;
+
+  for (i = 0; i < *nk; i++) {
+    if (!strcmp((*kc)[i].key, key)) {
+      *out = &(*kc)[i];
+      return 0;
+    }
+  }
+  *kc = realloc(*kc, (size_t)(*nk + 1) * sizeof(**kc));
+  k = &(*kc)[(*nk)++];
+  k->key = strdup(key);
+  k->held = 0;
+  r = count_held(q,
+                 "SELECT count(*) FROM runs WHERE concurrency_key = ?1 AND "
+                 "lease_owner IS NOT NULL",
+                 key, &k->held, err);
+  /* A concurrency key without a configured limit: one run at a time. */
+  if (!r)
+    r = limit_get(q, "key", key, 1, &k->limit, err);
+  *out = k;
+  return r;
+}
+
+int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
+                          int64_t ttl_ms, int max, struct durin_claim *out,
+                          int *n, struct durin_err *err)
+{
+  struct sq *q = impl;
+  struct tenant *t = NULL;
+  struct keycount *kc = NULL;
+  sqlite3_stmt *up = NULL;
+  int nt = 0, nk = 0, r, i;
+
+  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  if (r)
+    return r;
+  r = load_tenants(q, now_ms, &t, &nt, err);
+  if (!r)
+    r = prep(q,
+             "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
+             "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
+             "progress_ms = ?4, started_ms = coalesce(started_ms, ?4) "
+             "WHERE id = ?1 AND " READY " RETURNING lease_epoch, attempt",
+             &up, "claiming runs", err);
+  /*
+   * Fair share: each pick goes to the tenant holding the fewest runs
+   * (counting this claim's picks) that still has a claimable candidate,
+   * so one tenant's backlog never starves another's single run.
+   */
+  while (!r && *n < max) {
+    struct tenant *best = NULL;
+    struct cand *c = NULL;
+
+    for (i = 0; i < nt; i++) {
+      struct tenant *x = &t[i];
+
+      if (x->next >= x->nc || (x->limit >= 0 && x->held >= x->limit))
+        continue;
+      if (!best || x->held < best->held)
+        best = x;
+    }
+    if (!best)
+      break;
+    while (!r && best->next < best->nc) {
+      struct cand *x = &best->c[best->next++];
+      struct keycount *k = NULL;
+
+      if (x->key) {
+        r = key_lookup(q, &kc, &nk, x->key, &k, err);
+        if (r || (k->limit >= 0 && k->held >= k->limit))
+          continue;
+        k->held++;
+      }
+      c = x;
+      break;
+    }
+    if (r || !c)
+      continue;
+    sqlite3_bind_text(up, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(up, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(up, 3, now_ms + ttl_ms);
+    sqlite3_bind_int64(up, 4, now_ms);
+    if (sqlite3_step(up) == SQLITE_ROW) {
+      struct durin_claim *o = &out[(*n)++];
+
+      snprintf(o->id, sizeof(o->id), "%s", c->id);
+      o->epoch = (uint64_t)sqlite3_column_int64(up, 0);
+      o->attempt = sqlite3_column_int64(up, 1);
+      best->held++;
+      sqlite3_step(up);
+    }
+    if (sqlite3_reset(up) != SQLITE_OK)
+      r = durin__sq_fail(q, err, "claiming runs");
+  }
+  sqlite3_finalize(up);
+  tenants_free(t, nt);
+  for (i = 0; i < nk; i++)
+    free(kc[i].key);
+  free(kc);
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    *n = 0;
+    return r;
+  }
+  r = durin__sq_exec(q, "COMMIT", err);
+  if (r)
+    *n = 0;
+  return r;
+}
+
+static int held_rows(struct sq *q, sqlite3_stmt *st, durin_held_cb cb,
+                     void *arg, const char *what, struct durin_err *err)
+{
+  int r = 0, rc;
+
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    struct durin_held h;
+
+    memset(&h, 0, sizeof(h));
+    snprintf(h.id, sizeof(h.id), "%s", sqlite3_column_text(st, 0));
+    h.epoch = (uint64_t)sqlite3_column_int64(st, 1);
+    h.cancel_requested = sqlite3_column_int(st, 2);
+    h.pause_requested = sqlite3_column_int(st, 3);
+    if (cb && !r)
+      r = cb(&h, arg);
+  }
+  if (rc != SQLITE_DONE)
+    r = durin__sq_fail(q, err, what);
+  sqlite3_finalize(st);
+  return r;
+}
+
+int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
+                          durin_held_cb cb, void *arg, struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r;
+
+  /* Renewing a lease that ran out is safe while nobody took the run: the
+   * watchdog moves the epoch and clears the owner when it re-queues. */
+  r = prep(q,
+           "UPDATE runs SET lease_expires_ms = ?2 WHERE lease_owner = ?1 "
+           "RETURNING id, lease_epoch, cancel_requested, pause_requested",
+           &st, "renewing leases", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, until_ms);
+  return held_rows(q, st, cb, arg, "renewing leases", err);
+}
+
+int durin__sq_signals(void *impl, const char *owner, durin_held_cb cb,
+                      void *arg, struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r;
+
+  r = prep(q,
+           "SELECT id, lease_epoch, cancel_requested, pause_requested FROM "
+           "runs WHERE lease_owner = ?1 AND (cancel_requested = 1 OR "
+           "pause_requested = 1)",
+           &st, "reading run signals", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+  return held_rows(q, st, cb, arg, "reading run signals", err);
+}
+
+/* One run the watchdog acts on. */
+struct lost {
+  char id[32];
+  char *owner;
+  uint64_t epoch;
+  int64_t recoveries, max_recoveries, progress_ms, step;
+};
+
+static int wd_event(struct sq *q, const struct lost *l, int64_t now,
+                    const char *type, json_t *data, struct durin_err *err)
+{
+  struct durin_event ev;
+  char *text = json_dumps(data, JSON_COMPACT);
+  int r;
+
+  json_decref(data);
+  memset(&ev, 0, sizeof(ev));
+  ev.ts_ms = now;
+  ev.step = l->step;
+  ev.type = type;
+  ev.data = text;
+  r = durin__sq_events_append(q, l->id, &ev, 1, err);
+  free(text);
+  return r;
+}
+
+/*
+ * Moves the run on, conditional on the epoch the scan saw: a holder that
+ * renewed or wrote in between keeps its run. Returns 1 if it moved.
+ */
+static int wd_move(struct sq *q, const struct lost *l, int64_t now,
+                   const char *status, const char *reason, int count,
+                   int *moved, struct durin_err *err)
+{
+  sqlite3_stmt *st;
+  int r;
+
+  r = prep(q,
+           "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = NULL, "
+           "lease_expires_ms = NULL, recoveries = recoveries + ?3, "
+           "status = coalesce(?4, status), reason = coalesce(?5, reason), "
+           "finished_ms = CASE WHEN ?4 = 'failed' THEN ?6 ELSE finished_ms "
+           "END, updated_ms = ?6 WHERE id = ?1 AND lease_epoch = ?2",
+           &st, "recovering run", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, l->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (int64_t)l->epoch);
+  sqlite3_bind_int(st, 3, count);
+  sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, now);
+  return run_changes(q, st, "recovering run", moved, err);
+}
+
+static int wd_scan(struct sq *q, const char *sql, int64_t a, int64_t b,
+                   struct lost **out, int *n, struct durin_err *err)
+{
+  sqlite3_stmt *st;
+  int r, rc;
+
+  *out = NULL;
+  *n = 0;
+  r = prep(q, sql, &st, "scanning leases", err);
+  if (r)
+    return r;
+  sqlite3_bind_int64(st, 1, a);
+  sqlite3_bind_int64(st, 2, b);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    struct lost *l;
+
+    *out = realloc(*out, (size_t)(*n + 1) * sizeof(**out));
+    l = &(*out)[(*n)++];
+    snprintf(l->id, sizeof(l->id), "%s", sqlite3_column_text(st, 0));
+    l->owner = durin__sq_col_dup(st, 1);
+    l->epoch = (uint64_t)sqlite3_column_int64(st, 2);
+    l->recoveries = sqlite3_column_int64(st, 3);
+    l->max_recoveries = sqlite3_column_int64(st, 4);
+    l->progress_ms = sqlite3_column_int64(st, 5);
+    l->step = sqlite3_column_int64(st, 6);
+  }
+  if (rc != SQLITE_DONE)
+    r = durin__sq_fail(q, err, "scanning leases");
+  sqlite3_finalize(st);
+  return r;
+}
+
+static void lost_free(struct lost *l, int n)
+{
+  int i;
+
+  for (i = 0; i < n; i++)
+    free(l[i].owner);
+  free(l);
+}
+
+#define LOST_COLS                                                    \
+ "SELECT id, lease_owner, lease_epoch, recoveries, max_recoveries, " \
+ "coalesce(progress_ms, updated_ms), steps + 1 FROM runs WHERE "     \
+ "lease_owner IS NOT NULL AND status NOT IN " TERMINAL " AND "
+
+int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
+                       struct durin_watchdog_report *rep, struct durin_err *err)
+{
+  struct sq *q = impl;
+  struct lost *l = NULL;
+  int n = 0, i, r, moved;
+  char reason[600];
+
+  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  if (r)
+    return r;
+  r = wd_scan(q, LOST_COLS "lease_expires_ms < ?1 AND ?2 = ?2", o->now_ms, 0,
+              &l, &n, err);
+  for (i = 0; !r && i < n; i++) {
+    struct lost *x = &l[i];
+    int fail = x->recoveries + 1 > x->max_recoveries;
+
+    if (fail)
+      snprintf(reason, sizeof(reason),
+               "the run lost its worker %lld times (last '%s'); its retry "
+               "budget of %lld recoveries is used up",
+               (long long)x->recoveries + 1, x->owner,
+               (long long)x->max_recoveries);
+    r = wd_move(q, x, o->now_ms, fail ? "failed" : NULL, fail ? reason : NULL,
+                1, &moved, err);
+    if (r || !moved)
+      continue;
+    r = wd_event(q, x, o->now_ms, "lease_expired",
+                 json_pack("{s:s,s:I,s:I,s:I}", "owner", x->owner, "epoch",
+                           (json_int_t)x->epoch, "recoveries",
+                           (json_int_t)x->recoveries + 1, "max_recoveries",
+                           (json_int_t)x->max_recoveries),
+                 err);
+    if (!r && fail)
+      r = wd_event(q, x, o->now_ms, "run_finished",
+                   json_pack("{s:s,s:s}", "status", "failed", "reason", reason),
+                   err);
+    if (fail)
+      rep->failed++;
+    else
+      rep->requeued++;
+  }
+  lost_free(l, n);
+  l = NULL;
+  n = 0;
+  if (!r && o->stall_ms > 0)
+    r = wd_scan(q,
+                LOST_COLS "lease_expires_ms >= ?1 AND "
+                          "coalesce(progress_ms, updated_ms) < ?2",
+                o->now_ms, o->now_ms - o->stall_ms, &l, &n, err);
+  for (i = 0; !r && i < n; i++) {
+    struct lost *x = &l[i];
+
+    snprintf(reason, sizeof(reason), "stalled: no progress for %lld s on '%s'",
+             (long long)((o->now_ms - x->progress_ms) / 1000), x->owner);
+    r = wd_move(q, x, o->now_ms, o->stall_escalate ? "needs_human" : NULL,
+                o->stall_escalate ? reason : NULL, 0, &moved, err);
+    if (r || !moved)
+      continue;
+    r = wd_event(q, x, o->now_ms, "stalled",
+                 json_pack("{s:s,s:I,s:s,s:s}", "owner", x->owner, "idle_ms",
+                           (json_int_t)(o->now_ms - x->progress_ms), "action",
+                           o->stall_escalate ? "escalate" : "restart", "reason",
+                           reason),
+                 err);
+    rep->stalled++;
+  }
+  lost_free(l, n);
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    return r;
+  }
+  return durin__sq_exec(q, "COMMIT", err);
+}
+
+int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
+                        struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r, changed;
+
+  r = prep(q,
+           max < 0 ? "DELETE FROM queue_limits WHERE scope = ?1" :
+                     "INSERT INTO queue_limits(scope, max_running) "
+                     "VALUES(?1, ?2) ON CONFLICT(scope) DO UPDATE SET "
+                     "max_running = excluded.max_running",
+           &st, "setting queue limit", err);
+  if (r)
+    return r;
+  sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+  if (max >= 0)
+    sqlite3_bind_int64(st, 2, max);
+  return run_changes(q, st, "setting queue limit", &changed, err);
+}
+
+int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
+                         struct durin_err *err)
+{
+  struct sq *q = impl;
+  sqlite3_stmt *st;
+  int r, rc;
+
+  r = prep(q, "SELECT scope, max_running FROM queue_limits ORDER BY scope", &st,
+           "listing queue limits", err);
+  if (r)
+    return r;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r)
+    r = cb((const char *)sqlite3_column_text(st, 0),
+           sqlite3_column_int64(st, 1), arg);
+  if (!r && rc != SQLITE_DONE && rc != SQLITE_ROW)
+    r = durin__sq_fail(q, err, "listing queue limits");
+  sqlite3_finalize(st);
+  return r;
+}
+
+int durin__sq_txn_savepoint(void *txn, struct durin_err *err)
+{
+  return durin__sq_exec(txn, "SAVEPOINT run", err);
+}
+
+int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err)
+{
+  if (!keep) {
+    int r = durin__sq_exec(txn, "ROLLBACK TO run", err);
+
+    if (r)
+      return r;
+  }
+  return durin__sq_exec(txn, "RELEASE run", err);
+}
