@@ -46,4 +46,13 @@ int durin_drive(struct durin_store *s, const char *run_id,
                 const struct durin_driver_opts *o,
                 struct durin_drive_result *res, struct durin_err *err);
 
+/*
+ * Loads run_id's committed state into a new harness h: its checkpoint (if
+ * it has one), the context window's events, and an unfinished step. attempt
+ * is the lease attempt, for the log.
+ */
+int durin_run_load(struct durin_store *s, const char *run_id,
+                   struct durin_harness *h, int64_t attempt,
+                   struct durin_err *err);
+
 #endif

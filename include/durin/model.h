@@ -123,6 +123,18 @@ int durin_model_call(const struct durin_model_request *req,
                      void *arg, const struct durin_stop *stop,
                      struct durin_model_response *out, struct durin_err *err);
 
+/*
+ * Judges one HTTP attempt of an HTTP provider: r is the transport's result,
+ * status and body the response. Returns 0 with out filled, DURIN_ERETRY
+ * with why filled when another attempt may succeed (429, 5xx, timeouts,
+ * dropped connections, a cut-off stream), or the error that ends the call.
+ */
+int durin_model_judge(const struct durin_provider *p,
+                      const struct durin_model_request *req, int r, long status,
+                      const char *body, size_t len,
+                      struct durin_model_response *out, char *why,
+                      size_t whylen, struct durin_err *err);
+
 /* One blocking HTTP POST with a response cap (the transport); abortable
  * as above. */
 int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,

@@ -15,11 +15,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
 #include "durin/error.h"
 #include "durin/spec.h"
+#include "durin/util.h"
 
 enum durin_param_type {
   DURIN_PARAM_STRING,
@@ -62,6 +64,15 @@ struct durin_tool_def {
   const struct durin_tool_param *params; /* terminated by a NULL name */
   int (*exec)(const struct durin_tool_ctx *ctx, json_t *args,
               struct durin_tool_result *res);
+  /*
+   * Tools that are one shell command (bash) also say which command, with
+   * which timeout, and how its result reads, so that a driver on an event
+   * loop can run the process itself instead of calling exec. NULL for
+   * others.
+   */
+  int (*command)(const struct durin_tool_ctx *ctx, json_t *args,
+                 const char **cmd, int64_t *timeout_ms);
+  void (*report)(struct durin_tool_result *r, int64_t timeout_ms);
 };
 
 /* Looks a tool up among the built-ins and registered tools, or NULL. */
@@ -103,6 +114,19 @@ int durin_proc_run(const char *dir, const char *command,
                    const char *const *extra_env, int64_t timeout_ms,
                    size_t output_cap, const struct durin_stop *stop,
                    struct durin_tool_result *res);
+
+/*
+ * The pieces of durin_proc_run for drivers that wait on an event loop:
+ * starts the command as durin_proc_run does (its output, stdout and
+ * stderr together, on *out_fd, close-on-exec), and turns what it printed
+ * and its wait status into res (ok, exit_code, truncation note, UTF-8).
+ * res->timed_out and res->stopped are the caller's to set before.
+ */
+int durin_proc_spawn(const char *dir, const char *command,
+                     const char *const *extra_env, int64_t timeout_ms,
+                     pid_t *pid, int *out_fd);
+void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
+                       int64_t started_ms, struct durin_tool_result *res);
 
 /*
  * Opens path beneath the workspace directory fd dirfd, refusing any path

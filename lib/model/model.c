@@ -165,6 +165,36 @@ static double rnd01(void)
   return (double)x / 4294967296.0;
 }
 
+int durin_model_judge(const struct durin_provider *p,
+                      const struct durin_model_request *req, int r, long status,
+                      const char *body, size_t len,
+                      struct durin_model_response *out, char *why,
+                      size_t whylen, struct durin_err *err)
+{
+  if (!r && status >= 200 && status < 300) {
+    r = p->parse(req, status, body, len, out, err);
+    /* A stream cut short is as transient as a dropped connection. */
+    if (r != DURIN_ERETRY)
+      return r;
+  }
+  if (!r && status != 429 && status < 500) {
+    /* 4xx other than 429: retrying cannot help. */
+    r = p->parse(req, status, body, len, out, err);
+    if (!r) {
+      durin_model_response_clear(out);
+      r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld", status);
+    }
+    return r;
+  }
+  if (r && r != DURIN_ERETRY && r != DURIN_ETIMEDOUT)
+    return r;
+  if (r)
+    snprintf(why, whylen, "%s", err ? err->msg : "transport error");
+  else
+    snprintf(why, whylen, "HTTP %ld", status);
+  return DURIN_ERETRY;
+}
+
 int durin_model_call(const struct durin_model_request *req,
                      int64_t *retries_left, struct durin_call_stats *stats,
                      void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
@@ -199,25 +229,10 @@ int durin_model_call(const struct durin_model_request *req,
     durin_buf_reset(&body);
     r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body, ra,
                         sizeof(ra), stop, err);
-    if (!r && status >= 200 && status < 300) {
-      r = p->parse(req, status, body.buf, body.len, out, err);
-      /* A stream cut short is as transient as a dropped connection. */
-      if (r != DURIN_ERETRY)
-        break;
-    }
-    if (!r && status != 429 && status < 500) {
-      /* 4xx other than 429: retrying cannot help. */
-      r = p->parse(req, status, body.buf, body.len, out, err);
-      if (!r)
-        r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld", status);
+    r = durin_model_judge(p, req, r, status, body.buf, body.len, out, why,
+                          sizeof(why), err);
+    if (r != DURIN_ERETRY)
       break;
-    }
-    if (r && r != DURIN_ERETRY && r != DURIN_ETIMEDOUT)
-      break;
-    if (r)
-      snprintf(why, sizeof(why), "%s", err ? err->msg : "transport error");
-    else
-      snprintf(why, sizeof(why), "HTTP %ld", status);
     if (*retries_left <= 0) {
       r = durin_err_set(err, DURIN_EMODEL,
                         "model call failed (%s) and the run's retry budget "

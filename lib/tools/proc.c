@@ -67,22 +67,15 @@ static void child(const char *dir, const char *command, int out_fd,
   _exit(127);
 }
 
-int durin_proc_run(const char *dir, const char *command,
-                   const char *const *extra_env, int64_t timeout_ms,
-                   size_t output_cap, const struct durin_stop *stop,
-                   struct durin_tool_result *res)
+int durin_proc_spawn(const char *dir, const char *command,
+                     const char *const *extra_env, int64_t timeout_ms,
+                     pid_t *pid_out, int *out_fd)
 {
-  int64_t next_ask = 0;
   char *envp[40];
   char home[4200];
-  int pipefd[2], n = 0, status = 0, exited = 0;
-  struct durin_buf out;
-  size_t dropped = 0;
-  int64_t t0 = durin_mono_ms(), deadline = t0 + timeout_ms;
+  int pipefd[2], n = 0;
   pid_t pid;
 
-  memset(res, 0, sizeof(*res));
-  res->exit_code = -1;
   snprintf(home, sizeof(home), "HOME=%s", dir);
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
   envp[n++] = home;
@@ -104,6 +97,47 @@ int durin_proc_run(const char *dir, const char *command,
   if (pid == 0)
     child(dir, command, pipefd[1], envp, timeout_ms);
   close(pipefd[1]);
+  *pid_out = pid;
+  *out_fd = pipefd[0];
+  return 0;
+}
+
+void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
+                       int64_t started_ms, struct durin_tool_result *res)
+{
+  res->exit_code = -1;
+  if (WIFEXITED(status))
+    res->exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    res->exit_code = 128 + WTERMSIG(status);
+  if (dropped) {
+    res->truncated = 1;
+    out->cap += 128;
+    durin_buf_addf(out, "\n[output truncated: %zu more bytes]\n", dropped);
+  }
+  res->ok = !res->timed_out && !res->stopped && res->exit_code == 0;
+  /* Commands print arbitrary bytes; the log and the model need text. */
+  durin_utf8_sanitize(out->buf, out->len);
+  res->output = durin_buf_detach(out, NULL);
+  res->duration_ms = durin_mono_ms() - started_ms;
+}
+
+int durin_proc_run(const char *dir, const char *command,
+                   const char *const *extra_env, int64_t timeout_ms,
+                   size_t output_cap, const struct durin_stop *stop,
+                   struct durin_tool_result *res)
+{
+  int64_t next_ask = 0;
+  int outfd, status = 0, exited = 0;
+  struct durin_buf out;
+  size_t dropped = 0;
+  int64_t t0 = durin_mono_ms(), deadline = t0 + timeout_ms;
+  pid_t pid;
+
+  memset(res, 0, sizeof(*res));
+  res->exit_code = -1;
+  if (durin_proc_spawn(dir, command, extra_env, timeout_ms, &pid, &outfd))
+    return DURIN_EIO;
   durin_buf_init(&out, output_cap);
 
   for (;;) {
@@ -134,7 +168,7 @@ int durin_proc_run(const char *dir, const char *command,
       wait_ms = 50;
     if (wait_ms < 0)
       wait_ms = 0;
-    pf.fd = pipefd[0];
+    pf.fd = outfd;
     pf.events = POLLIN;
     pr = poll(&pf, 1, wait_ms);
     if (pr < 0 && errno != EINTR)
@@ -148,7 +182,7 @@ int durin_proc_run(const char *dir, const char *command,
       continue;
     if (pf.revents & (POLLIN | POLLHUP)) {
       char chunk[16384];
-      ssize_t r = read(pipefd[0], chunk, sizeof(chunk));
+      ssize_t r = read(outfd, chunk, sizeof(chunk));
 
       if (r < 0 && errno == EINTR)
         continue;
@@ -166,7 +200,7 @@ int durin_proc_run(const char *dir, const char *command,
       }
     }
   }
-  close(pipefd[0]);
+  close(outfd);
   /*
    * End of output is not the end of the command: programs close stdout
    * themselves before they exit (coreutils does, in an atexit handler).
@@ -195,19 +229,6 @@ int durin_proc_run(const char *dir, const char *command,
     usleep(2000);
   }
   kill(-pid, SIGKILL);
-  if (WIFEXITED(status))
-    res->exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    res->exit_code = 128 + WTERMSIG(status);
-  if (dropped) {
-    res->truncated = 1;
-    out.cap += 128;
-    durin_buf_addf(&out, "\n[output truncated: %zu more bytes]\n", dropped);
-  }
-  res->ok = !res->timed_out && !res->stopped && res->exit_code == 0;
-  /* Commands print arbitrary bytes; the log and the model need text. */
-  durin_utf8_sanitize(out.buf, out.len);
-  res->output = durin_buf_detach(&out, NULL);
-  res->duration_ms = durin_mono_ms() - t0;
+  durin_proc_finish(&out, dropped, status, t0, res);
   return 0;
 }

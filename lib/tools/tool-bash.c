@@ -6,42 +6,55 @@
 #include "durin/tools.h"
 #include "tools/builtin.h"
 
-static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
-                     struct durin_tool_result *res)
+static int bash_command(const struct durin_tool_ctx *ctx, json_t *args,
+                        const char **cmd, int64_t *timeout_ms)
 {
-  const char *cmd = json_string_value(json_object_get(args, "command"));
   json_t *t = json_object_get(args, "timeout_s");
-  int64_t timeout = ctx->timeout_ms;
-  char key[256];
-  const char *env[2] = { key, NULL };
-  struct durin_tool_result r;
-  char *text;
-  size_t n;
 
-  if (t && json_integer_value(t) > 0 && json_integer_value(t) * 1000 < timeout)
-    timeout = json_integer_value(t) * 1000;
-  snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
-           ctx->idem_key ? ctx->idem_key : "");
-  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap,
-                     ctx->stop, &r)) {
-    durin__tool_fail(res, "bash: could not start the command");
-    return 0;
-  }
-  n = strlen(r.output) + 128;
-  text = malloc(n);
-  if (r.stopped)
+  *cmd = json_string_value(json_object_get(args, "command"));
+  *timeout_ms = ctx->timeout_ms;
+  if (t && json_integer_value(t) > 0 &&
+      json_integer_value(t) * 1000 < ctx->timeout_ms)
+    *timeout_ms = json_integer_value(t) * 1000;
+  return 0;
+}
+
+/* What the model reads: how the command ended, then its output. */
+static void bash_report(struct durin_tool_result *r, int64_t timeout)
+{
+  size_t n = strlen(r->output) + 128;
+  char *text = malloc(n);
+
+  if (r->stopped)
     snprintf(text, n,
              "stopped: the run was cancelled while this command ran; its "
              "process group was killed\n%s",
-             r.output);
-  else if (r.timed_out)
+             r->output);
+  else if (r->timed_out)
     snprintf(text, n, "timed out after %lld ms (process group killed)\n%s",
-             (long long)timeout, r.output);
+             (long long)timeout, r->output);
   else
-    snprintf(text, n, "exit code %d\n%s", r.exit_code, r.output);
-  free(r.output);
-  r.output = text;
-  *res = r;
+    snprintf(text, n, "exit code %d\n%s", r->exit_code, r->output);
+  free(r->output);
+  r->output = text;
+}
+
+static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                     struct durin_tool_result *res)
+{
+  char key[256];
+  const char *env[2] = { key, NULL }, *cmd;
+  int64_t timeout;
+
+  bash_command(ctx, args, &cmd, &timeout);
+  snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
+           ctx->idem_key ? ctx->idem_key : "");
+  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap,
+                     ctx->stop, res)) {
+    durin__tool_fail(res, "bash: could not start the command");
+    return 0;
+  }
+  bash_report(res, timeout);
   return 0;
 }
 
@@ -58,4 +71,6 @@ const struct durin_tool_def durin__tool_bash = {
   DURIN_EFFECT_UNSAFE,
   bash_params,
   bash_exec,
+  bash_command,
+  bash_report,
 };

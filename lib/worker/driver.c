@@ -15,8 +15,6 @@ struct drv {
   const char *run_id;
   uint64_t epoch;
   const struct durin_driver_opts *o;
-  struct durin_ledger_entry *ledger;
-  int nledger;
   int cancelled; /* the run's cancel flag was seen set */
   int64_t next_cancel_check;
   struct durin_stop model_stop, tool_stop;
@@ -105,86 +103,6 @@ static int end_txn(struct durin_txn *txn, int r, struct durin_err *err)
     return r;
   }
   return durin_txn_commit(txn, err);
-}
-
-static int load_event(const struct durin_event *ev, void *arg)
-{
-  void **a = arg;
-
-  return durin_harness_load_event(a[0], ev, a[1]);
-}
-
-/* Ledger rows point into the store's row buffers, valid only during the
- * callback; the harness needs them after, so they are copied. */
-static int collect_ledger(const struct durin_ledger_entry *e, void *arg)
-{
-  struct drv *d = arg;
-  struct durin_ledger_entry *n;
-
-  d->ledger = realloc(d->ledger, ((size_t)d->nledger + 1) * sizeof(*n));
-  n = &d->ledger[d->nledger++];
-  *n = *e;
-  n->call_id = strdup(e->call_id);
-  n->tool = strdup(e->tool);
-  n->effect = strdup(e->effect);
-  n->args_hash = strdup(e->args_hash);
-  n->idem_key = strdup(e->idem_key);
-  n->args = strdup(e->args);
-  n->outcome = e->outcome ? strdup(e->outcome) : NULL;
-  return 0;
-}
-
-static void ledger_free(struct drv *d)
-{
-  int i;
-
-  for (i = 0; i < d->nledger; i++) {
-    free((char *)d->ledger[i].call_id);
-    free((char *)d->ledger[i].tool);
-    free((char *)d->ledger[i].effect);
-    free((char *)d->ledger[i].args_hash);
-    free((char *)d->ledger[i].idem_key);
-    free((char *)d->ledger[i].args);
-    free((char *)d->ledger[i].outcome);
-  }
-  free(d->ledger);
-  d->ledger = NULL;
-  d->nledger = 0;
-}
-
-/* Rebuilds the harness from the checkpoint, the window and the ledger. */
-static int restore(struct drv *d, struct durin_harness *h, int64_t attempt,
-                   struct durin_err *err)
-{
-  char *ck = NULL, *pending = NULL;
-  int64_t ck_step, p_step;
-  void *a[2] = { h, err };
-  int r;
-
-  r = durin_store_checkpoint_get(d->s, d->run_id, &ck_step, &ck, err);
-  if (r == DURIN_ENOTFOUND)
-    return 0; /* never started: the harness opens the run */
-  if (r)
-    return r;
-  r = durin_harness_restore(h, ck, attempt, err);
-  free(ck);
-  if (r)
-    return r;
-  r = durin_store_events_read(d->s, d->run_id, durin_harness_window(h), 0,
-                              load_event, a, err);
-  if (r)
-    return r;
-  r = durin_store_pending_get(d->s, d->run_id, &p_step, &pending, err);
-  if (r == DURIN_ENOTFOUND)
-    return 0;
-  if (r)
-    return r;
-  r = durin_store_ledger_read(d->s, d->run_id, p_step, collect_ledger, d, err);
-  if (!r)
-    r = durin_harness_load_pending(h, p_step, pending, d->ledger, d->nledger,
-                                   err);
-  free(pending);
-  return r;
 }
 
 static void on_retry(void *arg, int attempt, int64_t delay_ms, const char *why)
@@ -462,7 +380,7 @@ int durin_drive(struct durin_store *s, const char *run_id,
     goto out;
   if (o->on_transition)
     durin_harness_on_transition(h, o->on_transition, o->arg);
-  r = restore(&d, h, ri.attempt + 1, err);
+  r = durin_run_load(s, run_id, h, ri.attempt + 1, err);
   if (r)
     goto out;
   if (o->resolve >= 0)
@@ -517,7 +435,6 @@ int durin_drive(struct durin_store *s, const char *run_id,
       goto out;
   }
 out:
-  ledger_free(&d);
   durin_harness_free(h);
   durin_spec_clear(&spec);
   durin_run_info_clear(&ri);
