@@ -6,7 +6,7 @@ BENCH_BUILD ?= build-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: build tools and the libraries libdurin links.
-DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev \
+DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev libuv1-dev \
 	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev \
 	diffutils sqlite3
 

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "durin/model.h"
 #include "durin/spec.h"
 #include "durin/util.h"
 
@@ -209,24 +208,22 @@ static const char run_usage[] =
 
 int cmd_run(int argc, char **argv, struct cli *cli)
 {
-  struct durin_spec spec;
-  struct durin_err err = { 0 };
-  struct durin_run_new rn;
-  const char *spec_path = NULL, *model = getenv("DURIN_MODEL"), *base_url;
-  char *text = NULL, *abs = NULL, *dumped = NULL, *slash;
-  char id[32], data[PATH_MAX], ws[PATH_MAX + 64], base[PATH_MAX + 64];
-  char model_name[256];
-  int json = 0, i, r, code;
+  struct cli_submit sub;
+  const char *spec_path = NULL;
+  char id[32], owner[300];
+  int json = 0, i, code;
 
   if (cli_wants_help(argc, argv)) {
     fputs(run_usage, stdout);
     return EXIT_OK;
   }
+  memset(&sub, 0, sizeof(sub));
+  sub.model = getenv("DURIN_MODEL");
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json"))
       json = 1;
     else if (!strcmp(argv[i], "--model") && i + 1 < argc)
-      model = argv[++i];
+      sub.model = argv[++i];
     else if (argv[i][0] == '-') {
       cli_error("run: unknown option '%s'", argv[i]);
       fputs(run_usage, stderr);
@@ -242,94 +239,12 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     fputs(run_usage, stderr);
     return EXIT_USAGE;
   }
-  r = durin_file_read(spec_path, 64 << 20, &text, NULL, &err);
-  if (r) {
-    cli_error("%s", err.msg);
-    return EXIT_SPEC;
-  }
-  abs = realpath(spec_path, NULL);
-  slash = abs ? strrchr(abs, '/') : NULL;
-  if (slash)
-    *slash = '\0';
-  r = durin_spec_parse(text, abs, &spec, &err);
-  free(text);
-  free(abs);
-  if (r) {
-    cli_error("bad spec '%s': %s", spec_path, err.msg);
-    return EXIT_SPEC;
-  }
-  if (model && *model && durin_spec_set_model(&spec, model, &err)) {
-    cli_error("bad model '%s': %s", model, err.msg);
-    durin_spec_clear(&spec);
-    return EXIT_SPEC;
-  }
-  /* The price and base URL are resolved now and pinned with the run, like
-   * the model name: a later durin or environment does not change them. */
-  if (!spec.model.price.set)
-    durin_price_lookup(spec.model.name, &spec.model.price);
-  base_url =
-      getenv(!strcmp(spec.model.provider, "anthropic") ? "ANTHROPIC_BASE_URL" :
-                                                         "OPENAI_BASE_URL");
-  if (spec.model.base_url_default && base_url && *base_url) {
-    free(spec.model.base_url);
-    spec.model.base_url = strdup(base_url);
-  }
-  /* OpenAI and Anthropic always want a key: say so now, not after a 401. */
-  if (spec.model.base_url &&
-      (strstr(spec.model.base_url, "api.openai.com") ||
-       strstr(spec.model.base_url, "api.anthropic.com")) &&
-      (!getenv(spec.model.api_key_env) || !*getenv(spec.model.api_key_env))) {
-    cli_error("model '%s' at %s needs an API key: set %s (or point "
-              "model.base_url at a server that needs none)",
-              spec.model.name, spec.model.base_url, spec.model.api_key_env);
-    durin_spec_clear(&spec);
-    return EXIT_SPEC;
-  }
-  if ((code = cli_open_store(cli)) ||
-      (code = cli_data_dir(cli, data, sizeof(data)))) {
-    durin_spec_clear(&spec);
+  /* Created already held by this process, so no worker takes it first. */
+  cli_owner_name(owner, sizeof(owner));
+  sub.owner = owner;
+  code = cli_submit(cli, spec_path, &sub, id);
+  if (code)
     return code;
-  }
-  if (durin_run_id_new(id)) {
-    cli_error("cannot make a run id");
-    durin_spec_clear(&spec);
-    return EXIT_STORE;
-  }
-  /* The run works on its own copy; "base" is the start for 'durin diff'. */
-  snprintf(ws, sizeof(ws), "%s/%s/workspace", data, id);
-  snprintf(base, sizeof(base), "%s/%s/base", data, id);
-  {
-    char parent[PATH_MAX + 64];
-
-    snprintf(parent, sizeof(parent), "%s/%s", data, id);
-    if (durin_mkdirs(parent, &err) ||
-        durin_tree_copy(spec.workspace, base, &err) ||
-        durin_tree_copy(spec.workspace, ws, &err)) {
-      cli_error("cannot prepare the run's workspace: %s", err.msg);
-      durin_tree_remove(parent);
-      durin_spec_clear(&spec);
-      return EXIT_STORE;
-    }
-  }
-  free(spec.workspace);
-  spec.workspace = strdup(ws);
-  dumped = durin_spec_dump(&spec);
-  snprintf(model_name, sizeof(model_name), "%s:%s", spec.model.provider,
-           spec.model.name);
-  memset(&rn, 0, sizeof(rn));
-  rn.id = id;
-  rn.name = spec.name;
-  rn.spec_json = dumped;
-  rn.model = model_name;
-  rn.workspace = ws;
-  rn.now_ms = durin_now_ms();
-  r = durin_store_run_create(cli->store, &rn, &err);
-  free(dumped);
-  durin_spec_clear(&spec);
-  if (r) {
-    cli_error("%s", err.msg);
-    return cli_exit_for(r);
-  }
   if (!json)
     printf("run %s submitted\n", id);
   fflush(stdout);

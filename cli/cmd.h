@@ -41,6 +41,33 @@ int cmd_logs(int argc, char **argv, struct cli *cli);
 int cmd_cancel(int argc, char **argv, struct cli *cli);
 int cmd_diff(int argc, char **argv, struct cli *cli);
 
+/* How a spec is submitted (cli_submit). */
+struct cli_submit {
+  const char *model; /* override, "provider:name" */
+  const char *tenant;
+  const char *dedupe_key;
+  const char *concurrency_key;
+  int64_t priority;
+  int64_t not_before_ms;
+  int64_t retry_budget; /* recoveries before the run fails; 0: default */
+  const char *owner;    /* created held by this owner (durin run) */
+  int deduped;          /* out: an active run had the dedupe key */
+};
+
+/* Submits the spec at path; fills id (the existing run's when deduped).
+ * Prints errors; returns an exit code. */
+int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
+               char id[32]);
+int cmd_submit(int argc, char **argv, struct cli *cli);
+int cmd_worker(int argc, char **argv, struct cli *cli);
+int cmd_serve(int argc, char **argv, struct cli *cli);
+int cmd_pause(int argc, char **argv, struct cli *cli);
+int cmd_unpause(int argc, char **argv, struct cli *cli);
+int cmd_limits(int argc, char **argv, struct cli *cli);
+/* Parses a duration ("500ms", "30s", "5m", "2h", plain seconds) into ms;
+ * -1 if malformed. */
+int64_t cli_parse_duration(const char *s);
+
 /* Prints "durin: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Opens cli->store (once); prints the error and returns an exit code. */

@@ -22,11 +22,17 @@ struct command {
 
 static const struct command commands[] = {
   { "run", cmd_run, "submit an agent spec and drive the run here" },
+  { "submit", cmd_submit, "queue an agent spec for the workers" },
+  { "serve", cmd_serve, "run the scheduler, watchdog and a worker" },
+  { "worker", cmd_worker, "drive queued runs (many at once)" },
   { "resume", cmd_resume, "continue a run from its last committed step" },
   { "ls", cmd_ls, "list runs" },
   { "show", cmd_show, "show a run's status, usage and result" },
   { "logs", cmd_logs, "print a run's event log (-f to follow)" },
   { "cancel", cmd_cancel, "cancel a run" },
+  { "pause", cmd_pause, "pause a run (a worker lets go of it)" },
+  { "unpause", cmd_unpause, "queue a paused run again" },
+  { "limits", cmd_limits, "concurrency limits per tenant and key" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { NULL, NULL, NULL },
 };

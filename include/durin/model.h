@@ -102,6 +102,27 @@ int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd);
 /* Parses a Retry-After value (seconds or HTTP-date); -1 if unusable. */
 int64_t durin_retry_after_parse(const char *v, int64_t now_ms);
 
+/*
+ * A provider's rate limit as seen by one worker (see ratelimit.c): at most
+ * rpm requests and tpm tokens per minute (0: unlimited).
+ */
+struct durin_ratelimit {
+  double rpm, tpm;
+  double req, tok; /* bucket levels */
+  int64_t last_ms;
+  int64_t blocked_until_ms; /* after a 429 */
+};
+
+void durin_ratelimit_init(struct durin_ratelimit *rl, double rpm, double tpm,
+                          int64_t now);
+/* 0: a request may start now (it is counted); else ms to wait first. */
+int64_t durin_ratelimit_take(struct durin_ratelimit *rl, int64_t now);
+/* A response used this many tokens. */
+void durin_ratelimit_used(struct durin_ratelimit *rl, int64_t tokens);
+/* The provider answered 429: hold off for retry_after_ms (-1: unknown). */
+void durin_ratelimit_throttled(struct durin_ratelimit *rl, int64_t now,
+                               int64_t retry_after_ms);
+
 /* What a blocking call reports about its retries. */
 struct durin_call_stats {
   int64_t retries; /* retries made in this call */

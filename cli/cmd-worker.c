@@ -1,0 +1,192 @@
+/*
+ * durin worker / durin serve: drive queued runs until stopped.
+ *
+ * Both run the watchdog as well (one indexed statement a second), so that
+ * any set of workers recovers from the loss of any of them; serve is where
+ * the HTTP API will live. SIGTERM or SIGINT: stop claiming, let in-flight
+ * steps commit, release every lease, exit 0. A second signal: exit at once
+ * (the watchdog recovers the runs when their leases expire).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "durin/util.h"
+#include "durin/worker.h"
+
+static struct durin_worker *the_worker;
+
+static void on_signal(int sig)
+{
+  (void)sig;
+  if (the_worker)
+    durin_worker_stop(the_worker, 0);
+}
+
+static void log_line(void *arg, const char *line)
+{
+  struct timespec ts;
+  struct tm tm;
+  char when[32];
+
+  (void)arg;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  strftime(when, sizeof(when), "%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ld durin: %s\n", when, ts.tv_nsec / 1000000, line);
+}
+
+static const char worker_usage[] =
+    "usage: durin %s [options]\n\n"
+    "Drives queued runs (see 'durin submit') until stopped: many runs at\n"
+    "once on one event loop. Any number of workers may share a store; each\n"
+    "also runs the watchdog, which re-queues the runs of a worker that died\n"
+    "and flags stalled runs.\n\n"
+    "  --max-runs N          runs in flight at once (default 1000)\n"
+    "  --lease-ttl DUR       lease length (default 15s); a dead worker's runs\n"
+    "                        continue elsewhere about this long after\n"
+    "  --poll DUR            how often to look for work (default 200ms)\n"
+    "  --stall-after DUR     a run without progress this long is stalled\n"
+    "                        (default 15m; 0 turns it off)\n"
+    "  --on-stall ACTION     restart (default) or escalate (needs_human)\n"
+    "  --rate-limit P:RPM[:TPM]\n"
+    "                        requests (and tokens) per minute for provider P\n"
+    "                        in this worker, e.g. openai:500:200000\n"
+    "  --no-watchdog         leave recovery to other processes\n"
+    "  --quiet               no log lines\n\n"
+    "SIGTERM or Ctrl-C: stop claiming, finish in-flight steps, release the\n"
+    "leases, exit. A second one exits at once.\n";
+
+static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
+{
+  struct durin_worker_opts o;
+  struct durin_worker_limit lim[8];
+  struct durin_worker_stats st;
+  struct durin_err err = { 0 };
+  struct durin_worker *w;
+  struct sigaction sa;
+  struct rlimit rl;
+  char owner[300];
+  int i, code, quiet = 0;
+
+  if (cli_wants_help(argc, argv)) {
+    printf(worker_usage, name);
+    return EXIT_OK;
+  }
+  memset(&o, 0, sizeof(o));
+  o.watchdog = 1;
+  o.stall_ms = 15 * 60 * 1000;
+  o.limits = lim;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int64_t d;
+
+    if (!strcmp(a, "--no-watchdog")) {
+      o.watchdog = 0;
+      continue;
+    }
+    if (!strcmp(a, "--quiet")) {
+      quiet = 1;
+      continue;
+    }
+    if (a[0] != '-' || !v) {
+      cli_error("%s: %s '%s'", name, v ? "unexpected argument" : "no value for",
+                a);
+      fprintf(stderr, worker_usage, name);
+      return EXIT_USAGE;
+    }
+    i++;
+    if (!strcmp(a, "--max-runs")) {
+      o.max_runs = atoi(v);
+      if (o.max_runs <= 0) {
+        cli_error("%s: --max-runs wants a positive number", name);
+        return EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--on-stall")) {
+      if (strcmp(v, "restart") && strcmp(v, "escalate")) {
+        cli_error("%s: --on-stall is restart or escalate", name);
+        return EXIT_USAGE;
+      }
+      o.stall_escalate = !strcmp(v, "escalate");
+    } else if (!strcmp(a, "--rate-limit")) {
+      char prov[32];
+      double rpm = 0, tpm = 0;
+
+      if (o.nlimits >= 8 ||
+          sscanf(v, "%31[^:]:%lf:%lf", prov, &rpm, &tpm) < 2 || rpm < 0 ||
+          tpm < 0) {
+        cli_error("%s: --rate-limit wants PROVIDER:RPM[:TPM], e.g. "
+                  "openai:500:200000",
+                  name);
+        return EXIT_USAGE;
+      }
+      lim[o.nlimits].provider = strdup(prov);
+      lim[o.nlimits].rpm = rpm;
+      lim[o.nlimits].tpm = tpm;
+      o.nlimits++;
+    } else if ((d = cli_parse_duration(v)) < 0) {
+      cli_error("%s: %s wants a duration like 500ms, 30s or 5m, not '%s'", name,
+                a, v);
+      return EXIT_USAGE;
+    } else if (!strcmp(a, "--lease-ttl")) {
+      o.lease_ttl_ms = d < 1000 ? 1000 : d;
+    } else if (!strcmp(a, "--poll")) {
+      o.poll_ms = d < 10 ? 10 : d;
+    } else if (!strcmp(a, "--stall-after")) {
+      o.stall_ms = d;
+    } else {
+      cli_error("%s: unknown option '%s'", name, a);
+      fprintf(stderr, worker_usage, name);
+      return EXIT_USAGE;
+    }
+  }
+  if ((code = cli_open_store(cli)))
+    return code;
+  /* Thousands of runs mean thousands of sockets and pipes. */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  cli_owner_name(owner, sizeof(owner));
+  o.owner = owner;
+  if (!quiet)
+    o.on_log = log_line;
+  if (durin_worker_new(cli->store, &o, &w, &err)) {
+    cli_error("%s", err.msg);
+    return EXIT_STORE;
+  }
+  the_worker = w;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  durin_worker_run(w);
+  durin_worker_stats(w, &st);
+  if (!quiet)
+    fprintf(stderr,
+            "durin: %s stopped: %lld run(s) claimed, %lld finished here, "
+            "%lld let go; %lld step commits in %lld store transactions\n",
+            name, (long long)st.claimed, (long long)st.finished,
+            (long long)st.dropped, (long long)st.steps, (long long)st.batches);
+  the_worker = NULL;
+  durin_worker_free(w);
+  for (i = 0; i < o.nlimits; i++)
+    free((char *)lim[i].provider);
+  return EXIT_OK;
+}
+
+int cmd_worker(int argc, char **argv, struct cli *cli)
+{
+  return run_worker(argc, argv, cli, "worker");
+}
+
+int cmd_serve(int argc, char **argv, struct cli *cli)
+{
+  return run_worker(argc, argv, cli, "serve");
+}

@@ -1,0 +1,143 @@
+/*
+ * Submitting a spec: parse and resolve it (model, base URL and price
+ * pinned), copy its workspace beside the store, and create the run with
+ * its queue placement. Shared by `durin run` and `durin submit`.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "durin/model.h"
+#include "durin/spec.h"
+#include "durin/util.h"
+
+int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
+               char id[32])
+{
+  struct durin_spec spec;
+  struct durin_err err = { 0 };
+  struct durin_run_new rn;
+  const char *base_url;
+  char *text = NULL, *abs = NULL, *dumped = NULL, *slash;
+  char new_id[32], data[PATH_MAX], ws[PATH_MAX + 64], base[PATH_MAX + 64];
+  char model_name[256];
+  int r, code;
+
+  if (o->dedupe_key && (code = cli_open_store(cli)) == 0 &&
+      durin_store_run_find_active(cli->store, o->tenant, o->dedupe_key, id,
+                                  NULL) == 0) {
+    o->deduped = 1;
+    return 0;
+  }
+  r = durin_file_read(spec_path, 64 << 20, &text, NULL, &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return EXIT_SPEC;
+  }
+  abs = realpath(spec_path, NULL);
+  slash = abs ? strrchr(abs, '/') : NULL;
+  if (slash)
+    *slash = '\0';
+  r = durin_spec_parse(text, abs, &spec, &err);
+  free(text);
+  free(abs);
+  if (r) {
+    cli_error("bad spec '%s': %s", spec_path, err.msg);
+    return EXIT_SPEC;
+  }
+  if (o->model && *o->model && durin_spec_set_model(&spec, o->model, &err)) {
+    cli_error("bad model '%s': %s", o->model, err.msg);
+    durin_spec_clear(&spec);
+    return EXIT_SPEC;
+  }
+  /* The price and base URL are resolved now and pinned with the run, like
+   * the model name: a later durin or environment does not change them. */
+  if (!spec.model.price.set)
+    durin_price_lookup(spec.model.name, &spec.model.price);
+  base_url =
+      getenv(!strcmp(spec.model.provider, "anthropic") ? "ANTHROPIC_BASE_URL" :
+                                                         "OPENAI_BASE_URL");
+  if (spec.model.base_url_default && base_url && *base_url) {
+    free(spec.model.base_url);
+    spec.model.base_url = strdup(base_url);
+  }
+  /* OpenAI and Anthropic always want a key: say so now, not after a 401. */
+  if (spec.model.base_url &&
+      (strstr(spec.model.base_url, "api.openai.com") ||
+       strstr(spec.model.base_url, "api.anthropic.com")) &&
+      (!getenv(spec.model.api_key_env) || !*getenv(spec.model.api_key_env))) {
+    cli_error("model '%s' at %s needs an API key: set %s (or point "
+              "model.base_url at a server that needs none)",
+              spec.model.name, spec.model.base_url, spec.model.api_key_env);
+    durin_spec_clear(&spec);
+    return EXIT_SPEC;
+  }
+  if ((code = cli_open_store(cli)) ||
+      (code = cli_data_dir(cli, data, sizeof(data)))) {
+    durin_spec_clear(&spec);
+    return code;
+  }
+  if (durin_run_id_new(new_id)) {
+    cli_error("cannot make a run id");
+    durin_spec_clear(&spec);
+    return EXIT_STORE;
+  }
+  /* The run works on its own copy; "base" is the start for 'durin diff'. */
+  snprintf(ws, sizeof(ws), "%s/%s/workspace", data, new_id);
+  snprintf(base, sizeof(base), "%s/%s/base", data, new_id);
+  {
+    char parent[PATH_MAX + 64];
+
+    snprintf(parent, sizeof(parent), "%s/%s", data, new_id);
+    if (durin_mkdirs(parent, &err) ||
+        durin_tree_copy(spec.workspace, base, &err) ||
+        durin_tree_copy(spec.workspace, ws, &err)) {
+      cli_error("cannot prepare the run's workspace: %s", err.msg);
+      durin_tree_remove(parent);
+      durin_spec_clear(&spec);
+      return EXIT_STORE;
+    }
+  }
+  free(spec.workspace);
+  spec.workspace = strdup(ws);
+  dumped = durin_spec_dump(&spec);
+  snprintf(model_name, sizeof(model_name), "%s:%s", spec.model.provider,
+           spec.model.name);
+  memset(&rn, 0, sizeof(rn));
+  rn.id = new_id;
+  rn.name = spec.name;
+  rn.spec_json = dumped;
+  rn.model = model_name;
+  rn.workspace = ws;
+  snprintf(id, 32, "%s", new_id);
+  rn.now_ms = durin_now_ms();
+  rn.tenant = o->tenant;
+  rn.priority = o->priority;
+  rn.dedupe_key = o->dedupe_key;
+  rn.concurrency_key = o->concurrency_key;
+  rn.not_before_ms = o->not_before_ms;
+  rn.max_recoveries = o->retry_budget;
+  rn.owner = o->owner;
+  rn.lease_until_ms = rn.now_ms + 60000;
+  r = durin_store_run_create(cli->store, &rn, &err);
+  free(dumped);
+  durin_spec_clear(&spec);
+  if (r == DURIN_EEXIST && o->dedupe_key &&
+      durin_store_run_find_active(cli->store, o->tenant, o->dedupe_key, id,
+                                  NULL) == 0) {
+    /* Deduplicated: the active run is the answer; drop our copy. */
+    char parent[PATH_MAX + 64];
+
+    snprintf(parent, sizeof(parent), "%s/%s", data, rn.id);
+    durin_tree_remove(parent);
+    o->deduped = 1;
+    return 0;
+  }
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  return 0;
+}

@@ -1,0 +1,77 @@
+/*
+ * The worker: many runs on one libuv event loop (DESIGN 5).
+ *
+ * It claims ready runs from the queue, restores each from the store and
+ * performs its harness's actions asynchronously: model calls through
+ * libcurl's multi-socket interface, tool processes through pidfds and
+ * pipes, file tools on libuv's thread pool, and every store write on one
+ * store thread, where all the writes that arrive in one loop turn share a
+ * transaction (group commit; each run behind its own savepoint and fence).
+ * It heartbeats all its leases in one write, polls for cancel and pause
+ * four times a second, and (optionally) runs the watchdog.
+ *
+ * The store given to a worker is used only from its store thread while
+ * durin_worker_run() runs.
+ */
+#ifndef DURIN_WORKER_H
+#define DURIN_WORKER_H
+
+#include <stdint.h>
+
+#include "durin/error.h"
+#include "durin/store.h"
+
+struct durin_worker;
+
+/* A provider's rate limit in this worker. */
+struct durin_worker_limit {
+  const char *provider; /* "openai", "anthropic" */
+  double rpm, tpm;      /* requests, tokens per minute; 0: unlimited */
+};
+
+struct durin_worker_opts {
+  const char *owner;    /* unique per process: "host:pid:nonce" */
+  int max_runs;         /* runs in flight at once (waiting ones excluded) */
+  int64_t lease_ttl_ms; /* heartbeats every third of it */
+  int64_t poll_ms;      /* how often to look for work when there is room */
+  int watchdog;         /* also recover expired leases and stalls */
+  int64_t stall_ms;     /* no progress for this long: stalled (0: off) */
+  int stall_escalate;   /* stalled: needs_human instead of a restart */
+  const struct durin_worker_limit *limits;
+  int nlimits;
+  /* Log lines (claims, ends, lost leases, recoveries); may be NULL. */
+  void (*on_log)(void *arg, const char *line);
+  void *arg;
+};
+
+struct durin_worker_stats {
+  int64_t claimed;  /* runs taken from the queue */
+  int64_t finished; /* runs that reached a stopping state here */
+  int64_t dropped;  /* runs lost to another holder or let go */
+  int64_t steps;    /* step commits */
+  int64_t batches;  /* store transactions for writes */
+  int64_t writes;   /* fenced writes in them */
+  int64_t model_calls;
+  int live;    /* runs held and doing something */
+  int waiting; /* runs held in backoff or rate-limit waits */
+};
+
+int durin_worker_new(struct durin_store *s, const struct durin_worker_opts *o,
+                     struct durin_worker **out, struct durin_err *err);
+/*
+ * Runs the loop until the worker is stopped and has let go of every run.
+ * Returns 0, or an error if the loop could not start.
+ */
+int durin_worker_run(struct durin_worker *w);
+/*
+ * Asks the worker to stop (safe from any thread or a signal handler):
+ * no more claims; runs let go at their next step boundary (model calls
+ * are dropped, tools finish) and their leases are released. hard: stop at
+ * once, leaving the leases to expire.
+ */
+void durin_worker_stop(struct durin_worker *w, int hard);
+void durin_worker_stats(const struct durin_worker *w,
+                        struct durin_worker_stats *out);
+void durin_worker_free(struct durin_worker *w);
+
+#endif

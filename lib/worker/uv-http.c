@@ -1,0 +1,219 @@
+/*
+ * HTTP on the worker's event loop: libcurl's multi-socket interface driven
+ * by libuv (curl tells us which sockets to watch and when its timer is
+ * due; we tell it which socket became ready). Any number of transfers run
+ * at once on one thread; connections to the same host are reused.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/http-int.h"
+#include "worker/worker-int.h"
+
+struct uvh {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer;
+  int closing;
+};
+
+/* One watched socket. */
+struct sock {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  struct uvh *h;
+};
+
+struct uvh_xfer {
+  struct uvh *h;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  struct durin_buf body;
+  struct durin_http_sink sink;
+  char ra[128];
+  char ebuf[CURL_ERROR_SIZE];
+  char *url;
+  uvh_done_cb cb;
+  void *arg;
+};
+
+static void check_done(struct uvh *h)
+{
+  CURLMsg *msg;
+  int left;
+
+  while ((msg = curl_multi_info_read(h->multi, &left))) {
+    struct uvh_xfer *x = NULL;
+    struct durin_err err = { 0 };
+    long status = 0;
+    int r;
+
+    if (msg->msg != CURLMSG_DONE)
+      continue;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    r = durin_http_done(x->easy, msg->data.result, &x->sink, x->url, x->ebuf,
+                        &status, &err);
+    curl_multi_remove_handle(h->multi, x->easy);
+    x->cb(x->arg, r, status, x->body.buf, x->body.len, x->ra, &err);
+    uvh_xfer_free(x);
+  }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+  struct sock *s = p->data;
+  int flags = 0, running;
+
+  if (status < 0)
+    flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE)
+    flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE)
+    flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(s->h->multi, s->fd, flags, &running);
+  check_done(s->h);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+  struct uvh *h = t->data;
+  int running;
+
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(h);
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *arg)
+{
+  struct uvh *h = arg;
+
+  (void)m;
+  if (timeout_ms < 0)
+    uv_timer_stop(&h->timer);
+  else
+    uv_timer_start(&h->timer, on_timer, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+static void sock_free(uv_handle_t *hd)
+{
+  free(hd->data);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *arg,
+                     void *sockp)
+{
+  struct uvh *h = arg;
+  struct sock *s = sockp;
+  int events = 0;
+
+  (void)e;
+  if (what == CURL_POLL_REMOVE) {
+    if (s) {
+      uv_poll_stop(&s->poll);
+      uv_close((uv_handle_t *)&s->poll, sock_free);
+      curl_multi_assign(h->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (!s) {
+    s = calloc(1, sizeof(*s));
+    if (!s)
+      return -1;
+    s->fd = fd;
+    s->h = h;
+    if (uv_poll_init_socket(h->loop, &s->poll, fd)) {
+      free(s);
+      return -1;
+    }
+    s->poll.data = s;
+    curl_multi_assign(h->multi, fd, s);
+  }
+  if (what & CURL_POLL_IN)
+    events |= UV_READABLE;
+  if (what & CURL_POLL_OUT)
+    events |= UV_WRITABLE;
+  uv_poll_start(&s->poll, events, on_poll);
+  return 0;
+}
+
+struct uvh *uvh_new(uv_loop_t *loop)
+{
+  struct uvh *h = calloc(1, sizeof(*h));
+
+  if (!h)
+    return NULL;
+  h->loop = loop;
+  h->multi = curl_multi_init();
+  if (!h->multi) {
+    free(h);
+    return NULL;
+  }
+  uv_timer_init(loop, &h->timer);
+  h->timer.data = h;
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  /* Many runs talk to one provider: keep plenty of connections. */
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 20000L);
+  return h;
+}
+
+static void uvh_free_cb(uv_handle_t *hd)
+{
+  free(hd->data);
+}
+
+void uvh_free(struct uvh *h)
+{
+  if (!h)
+    return;
+  curl_multi_cleanup(h->multi);
+  uv_close((uv_handle_t *)&h->timer, uvh_free_cb);
+}
+
+struct uvh_xfer *uvh_post(struct uvh *h, const struct durin_http_req *req,
+                          int64_t timeout_ms, size_t cap, uvh_done_cb cb,
+                          void *arg)
+{
+  struct uvh_xfer *x = calloc(1, sizeof(*x));
+
+  if (!x)
+    return NULL;
+  x->h = h;
+  x->cb = cb;
+  x->arg = arg;
+  x->url = strdup(req->url);
+  durin_buf_init(&x->body, cap);
+  x->sink.body = &x->body;
+  x->sink.retry_after = x->ra;
+  x->sink.ra_len = sizeof(x->ra);
+  x->easy = durin_http_easy(req, timeout_ms, &x->sink, &x->hdrs, x->ebuf);
+  if (!x->easy) {
+    uvh_xfer_free(x);
+    return NULL;
+  }
+  /* The body must outlive the call: POSTFIELDS does not copy it. */
+  curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, req->body);
+  curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+  if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+    uvh_xfer_free(x);
+    return NULL;
+  }
+  return x;
+}
+
+void uvh_xfer_free(struct uvh_xfer *x)
+{
+  if (!x)
+    return;
+  if (x->easy) {
+    curl_multi_remove_handle(x->h->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+  }
+  curl_slist_free_all(x->hdrs);
+  durin_buf_release(&x->body);
+  free(x->url);
+  free(x);
+}

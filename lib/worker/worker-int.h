@@ -1,0 +1,45 @@
+/*
+ * The worker's event-loop pieces (internal): HTTP transfers through
+ * libcurl's multi-socket interface, and tool processes watched through
+ * pidfds and pipes. Both run on one libuv loop and never block it.
+ */
+#ifndef DURIN_WORKER_INT_H
+#define DURIN_WORKER_INT_H
+
+#include <uv.h>
+
+#include "durin/model.h"
+#include "durin/tools.h"
+
+struct uvh;
+struct uvh_xfer;
+
+/* A finished transfer: r as durin_http_post returns it, the status and
+ * body, the Retry-After header's value ("" if none). */
+typedef void (*uvh_done_cb)(void *arg, int r, long status, const char *body,
+                            size_t len, const char *retry_after,
+                            struct durin_err *err);
+
+struct uvh *uvh_new(uv_loop_t *loop);
+void uvh_free(struct uvh *h);
+/* Starts a POST; cb runs once, on the loop, unless the transfer is freed
+ * first (which abandons it). NULL if it cannot start. */
+struct uvh_xfer *uvh_post(struct uvh *h, const struct durin_http_req *req,
+                          int64_t timeout_ms, size_t cap, uvh_done_cb cb,
+                          void *arg);
+void uvh_xfer_free(struct uvh_xfer *x);
+
+struct uvp;
+/* A finished command; res is the callee's to keep or clear. */
+typedef void (*uvp_done_cb)(void *arg, struct durin_tool_result *res);
+
+/* Starts a command as durin_proc_run would; NULL if it cannot start. */
+struct uvp *uvp_start(uv_loop_t *loop, const char *dir, const char *command,
+                      const char *const *env, int64_t timeout_ms, size_t cap,
+                      uvp_done_cb cb, void *arg);
+/* Kills the process group; cb still runs, with res->stopped set. */
+void uvp_stop(struct uvp *p);
+/* Kills the process group and never calls cb. */
+void uvp_abandon(struct uvp *p);
+
+#endif

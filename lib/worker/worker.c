@@ -1,0 +1,1364 @@
+/*
+ * The worker: the queue's consumer and the harness's asynchronous driver.
+ *
+ * Every run the worker holds is a struct wrun with its harness. advance()
+ * asks the harness for the next action and starts it; the action's
+ * completion (a transfer ending, a process exiting, a store batch
+ * returning) feeds the harness and calls advance() again. Nothing on the
+ * loop blocks: store work goes to the store thread (see "store executor"
+ * below), tools to processes or the thread pool.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/driver.h"
+#include "durin/harness.h"
+#include "durin/worker.h"
+#include "worker/worker-int.h"
+
+enum phase {
+  P_LOADING, /* claimed; restore in flight */
+  P_LIVE,    /* driving */
+  P_WAITING, /* backoff or rate limit: holds no slot */
+  P_ENDING,  /* letting go: the release write is in flight */
+};
+
+struct durin_worker;
+
+struct wrun {
+  struct durin_worker *w;
+  struct wrun *hnext;
+  char id[32];
+  uint64_t epoch;
+  int64_t attempt;
+  enum phase phase;
+  struct durin_spec spec;
+  int spec_ok;
+  struct durin_harness *h;
+  struct durin_action act;
+  int busy;     /* an action is in flight */
+  int in_store; /* jobs of this run on the store thread */
+  int in_pool;  /* a file tool on the thread pool */
+  int gone;     /* dropped: free once nothing refers to it */
+  int cancel;   /* `durin cancel` seen */
+  int cancel_applied;
+  int pause;  /* `durin pause` seen */
+  int unseen; /* not reported by the heartbeat being read */
+  /* The model call. */
+  struct durin_http_req req;
+  int req_built;
+  struct uvh_xfer *xfer;
+  int64_t retries_left, retries_spent;
+  int http_attempt;
+  uv_timer_t timer;
+  /* A tool or check process. */
+  struct uvp *proc;
+  int64_t tool_timeout;
+  char idem_env[300];
+  uv_work_t pool_req;
+  struct durin_tool_result pool_res;
+  /* Acceptance checks, run one after another. */
+  int check_idx;
+  struct durin_check_result *cr;
+  struct durin_tool_result *tr;
+};
+
+enum job_kind {
+  J_WRITE, /* in the batch transaction, fenced on run->epoch */
+  J_CALL,  /* on its own, after the batch */
+};
+
+struct job;
+typedef int (*job_fn)(struct durin_worker *w, struct durin_txn *txn,
+                      struct job *j);
+typedef void (*job_done)(struct durin_worker *w, struct job *j);
+
+struct job {
+  struct job *next;
+  enum job_kind kind;
+  struct wrun *run;
+  job_fn fn;
+  job_done done;
+  int r;
+  int cancel; /* the fence saw the cancel flag */
+  struct durin_err err;
+  /* Payloads of the J_CALL jobs. */
+  struct durin_claim *claims;
+  int nclaims;
+  struct durin_held *held;
+  int nheld;
+  char id[32];
+  uint64_t epoch;
+  int pausing;
+  struct durin_watchdog_report wd;
+};
+
+struct ratelimit {
+  char provider[32];
+  struct durin_ratelimit rl;
+};
+
+#define NBUCKETS 16384
+
+struct durin_worker {
+  struct durin_store *s;
+  struct durin_worker_opts o;
+  char owner[256];
+  uv_loop_t loop;
+  uv_timer_t t_claim, t_beat, t_signal, t_watchdog;
+  uv_prepare_t prep;
+  uv_check_t check;
+  uv_async_t async_stop;
+  struct uvh *http;
+  struct wrun *bucket[NBUCKETS];
+  int nruns, nlive, nwaiting;
+  /* The store executor. */
+  struct job *q_head, *q_tail, *batch;
+  int sx_busy;
+  uv_work_t sx_work;
+  int claim_busy, beat_busy, signal_busy, wd_busy;
+  volatile sig_atomic_t stop_req; /* 1 graceful, 2 hard */
+  int stopping, closing;
+  struct ratelimit rls[8];
+  int nrl;
+  struct durin_worker_stats st;
+};
+
+static void advance(struct wrun *r);
+static void drop(struct wrun *r, const char *why);
+static void on_claim_timer(uv_timer_t *t);
+
+static void wlog(struct durin_worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void wlog(struct durin_worker *w, const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+
+  if (!w->o.on_log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  w->o.on_log(w->o.arg, line);
+}
+
+/* ---- the run table ---- */
+
+static unsigned hash_id(const char *id)
+{
+  unsigned h = 2166136261u;
+
+  while (*id)
+    h = (h ^ (unsigned char)*id++) * 16777619u;
+  return h % NBUCKETS;
+}
+
+static struct wrun *run_find(struct durin_worker *w, const char *id)
+{
+  struct wrun *r;
+
+  for (r = w->bucket[hash_id(id)]; r; r = r->hnext)
+    if (!strcmp(r->id, id))
+      return r;
+  return NULL;
+}
+
+static void run_unlink(struct durin_worker *w, struct wrun *r)
+{
+  struct wrun **p = &w->bucket[hash_id(r->id)];
+
+  while (*p && *p != r)
+    p = &(*p)->hnext;
+  if (*p)
+    *p = r->hnext;
+  w->nruns--;
+}
+
+static void set_phase(struct wrun *r, enum phase p)
+{
+  struct durin_worker *w = r->w;
+
+  if (r->phase == P_WAITING)
+    w->nwaiting--;
+  else
+    w->nlive--;
+  r->phase = p;
+  if (p == P_WAITING)
+    w->nwaiting++;
+  else
+    w->nlive++;
+}
+
+static void run_free_cb(uv_handle_t *h)
+{
+  struct wrun *r = h->data;
+
+  durin_harness_free(r->h);
+  if (r->spec_ok)
+    durin_spec_clear(&r->spec);
+  durin_http_req_clear(&r->req);
+  free(r->cr);
+  free(r->tr);
+  free(r);
+}
+
+/* Frees r once no job, pool work or handle refers to it. */
+static void run_release_memory(struct wrun *r)
+{
+  struct durin_worker *w = r->w;
+
+  if (r->in_store || r->in_pool || r->proc)
+    return;
+  if (r->phase == P_WAITING)
+    w->nwaiting--;
+  else
+    w->nlive--;
+  run_unlink(w, r);
+  uv_close((uv_handle_t *)&r->timer, run_free_cb);
+}
+
+/* ---- the store executor ----
+ *
+ * Jobs queue up on the loop; at the end of each loop turn, if the store
+ * thread is idle, all queued jobs go to it as one batch: the writes in one
+ * transaction (each run's behind a savepoint, after its fence, so a run
+ * that lost its lease drops out alone), then the other calls. While a
+ * batch runs, the next one gathers: the fsync is shared by every step that
+ * finished in the meantime. Completions run on the loop in job order.
+ */
+
+static void sx_thread(uv_work_t *req)
+{
+  struct durin_worker *w = req->data;
+  struct durin_txn *txn = NULL;
+  struct job *j;
+  int nwrites = 0, r = 0;
+
+  for (j = w->batch; j; j = j->next)
+    nwrites += j->kind == J_WRITE;
+  if (nwrites) {
+    struct durin_err err = { 0 };
+
+    r = durin_txn_begin(w->s, &txn, &err);
+    for (j = w->batch; j; j = j->next) {
+      int64_t until = durin_now_ms() + w->o.lease_ttl_ms;
+
+      if (j->kind != J_WRITE)
+        continue;
+      if (r) {
+        j->r = r;
+        j->err = err;
+        continue;
+      }
+      j->r = durin_txn_savepoint(txn, &j->err);
+      if (!j->r)
+        j->r = durin_txn_fence_check(txn, j->run->id, j->run->epoch, until,
+                                     &j->cancel, &j->err);
+      if (!j->r)
+        j->r = j->fn(w, txn, j);
+      if (durin_txn_savepoint_end(txn, j->r == 0, &err) && !j->r)
+        j->r = DURIN_ESTORE;
+    }
+    if (!r) {
+      r = durin_txn_commit(txn, &err);
+      /* Nothing in a failed commit is durable. */
+      for (j = w->batch; r && j; j = j->next) {
+        if (j->kind == J_WRITE && !j->r) {
+          j->r = r;
+          j->err = err;
+        }
+      }
+    }
+    w->st.batches++;
+    w->st.writes += nwrites;
+  }
+  for (j = w->batch; j; j = j->next)
+    if (j->kind == J_CALL)
+      j->r = j->fn(w, NULL, j);
+}
+
+static void sx_kick(struct durin_worker *w);
+
+static void sx_after(uv_work_t *req, int status)
+{
+  struct durin_worker *w = req->data;
+  struct job *j = w->batch, *next;
+
+  (void)status;
+  w->batch = NULL;
+  w->sx_busy = 0;
+  for (; j; j = next) {
+    next = j->next;
+    if (j->run)
+      j->run->in_store--;
+    j->done(w, j);
+    free(j->claims);
+    free(j->held);
+    free(j);
+  }
+  sx_kick(w);
+}
+
+static void sx_kick(struct durin_worker *w)
+{
+  if (w->sx_busy || !w->q_head)
+    return;
+  w->batch = w->q_head;
+  w->q_head = w->q_tail = NULL;
+  w->sx_busy = 1;
+  w->sx_work.data = w;
+  uv_queue_work(&w->loop, &w->sx_work, sx_thread, sx_after);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+  sx_kick(h->data);
+}
+
+static void on_check(uv_check_t *h)
+{
+  sx_kick(h->data);
+}
+
+static struct job *job_new(struct durin_worker *w, enum job_kind kind,
+                           struct wrun *run, job_fn fn, job_done done)
+{
+  struct job *j = calloc(1, sizeof(*j));
+
+  if (!j)
+    abort(); /* a worker out of memory cannot keep its promises */
+  j->kind = kind;
+  j->run = run;
+  j->fn = fn;
+  j->done = done;
+  if (run)
+    run->in_store++;
+  if (w->q_tail)
+    w->q_tail->next = j;
+  else
+    w->q_head = j;
+  w->q_tail = j;
+  return j;
+}
+
+/* ---- writes for a run (on the store thread) ---- */
+
+static int fn_intent(struct durin_worker *w, struct durin_txn *txn,
+                     struct job *j)
+{
+  const struct durin_action *a = &j->run->act;
+  int i, r = 0;
+
+  (void)w;
+  if (a->pending)
+    r = durin_txn_pending_put(txn, j->run->id, a->step, a->pending, &j->err);
+  for (i = 0; !r && i < a->nintents; i++)
+    r = durin_txn_ledger_intent(txn, &a->intents[i], &j->err);
+  return r;
+}
+
+static int fn_outcome(struct durin_worker *w, struct durin_txn *txn,
+                      struct job *j)
+{
+  const struct durin_action *a = &j->run->act;
+
+  (void)w;
+  return durin_txn_ledger_outcome(txn, j->run->id, a->step, a->call, a->outcome,
+                                  durin_now_ms(), &j->err);
+}
+
+static int fn_commit(struct durin_worker *w, struct durin_txn *txn,
+                     struct job *j)
+{
+  struct durin_action *a = &j->run->act;
+  const char *id = j->run->id;
+  int r;
+
+  (void)w;
+  r = durin_txn_events_append(txn, id, a->events, a->nevents, &j->err);
+  if (!r && a->checkpoint)
+    r = durin_txn_checkpoint_put(txn, id, a->step, a->checkpoint, &j->err);
+  if (!r)
+    r = durin_txn_run_update(txn, id, &a->update, &j->err);
+  if (!r && a->clear_pending)
+    r = durin_txn_pending_clear(txn, id, &j->err);
+  return r;
+}
+
+static int fn_release(struct durin_worker *w, struct durin_txn *txn,
+                      struct job *j)
+{
+  enum durin_run_status paused = DURIN_RUN_PAUSED;
+  struct durin_run_update u;
+
+  (void)w;
+  memset(&u, 0, sizeof(u));
+  u.started_ms = u.finished_ms = -1;
+  u.release_lease = 1;
+  u.now_ms = durin_now_ms();
+  if (j->pausing)
+    u.status = &paused;
+  return durin_txn_run_update(txn, j->run->id, &u, &j->err);
+}
+
+/* A write came back: fenced means the run is someone else's now. */
+static int write_failed(struct wrun *r, struct job *j)
+{
+  if (j->cancel)
+    r->cancel = 1;
+  if (!j->r)
+    return 0;
+  if (r->gone) {
+    run_release_memory(r);
+    return 1;
+  }
+  if (j->r == DURIN_EFENCED)
+    drop(r, "lease lost to another worker; dropping the run");
+  else
+    drop(r, j->err.msg[0] ? j->err.msg : "store write failed");
+  return 1;
+}
+
+static void complete(struct wrun *r, struct durin_completion *c)
+{
+  c->now_ms = durin_now_ms();
+  r->busy = 0;
+  if (durin_harness_complete(r->h, c)) {
+    drop(r, "harness refused a completion (a bug); dropping the run");
+    return;
+  }
+  advance(r);
+}
+
+static void done_simple(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r = j->run;
+  struct durin_completion c;
+
+  (void)w;
+  if (write_failed(r, j))
+    return;
+  memset(&c, 0, sizeof(c));
+  c.kind = j->fn == fn_intent ? DURIN_DONE_INTENT : DURIN_DONE_OUTCOME;
+  complete(r, &c);
+}
+
+static void done_commit(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r = j->run;
+  struct durin_completion c;
+
+  if (write_failed(r, j))
+    return;
+  w->st.steps++;
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_COMMIT;
+  complete(r, &c);
+}
+
+static void done_release(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r = j->run;
+
+  if (j->r && j->r != DURIN_EFENCED)
+    wlog(w, "run %s: releasing its lease failed: %s (it expires by itself)",
+         r->id, j->err.msg);
+  w->st.dropped++;
+  r->gone = 1;
+  run_release_memory(r);
+}
+
+/* Lets go of a run that is between steps: its lease goes back. */
+static void let_go(struct wrun *r, int pausing)
+{
+  struct job *j;
+
+  set_phase(r, P_ENDING);
+  r->busy = 1;
+  j = job_new(r->w, J_WRITE, r, fn_release, done_release);
+  j->pausing = pausing;
+  if (pausing)
+    wlog(r->w, "run %s: paused", r->id);
+}
+
+/* ---- the model call ---- */
+
+static struct durin_ratelimit *limiter(struct durin_worker *w,
+                                       const char *provider)
+{
+  int i;
+
+  for (i = 0; i < w->nrl; i++)
+    if (!strcmp(w->rls[i].provider, provider))
+      return &w->rls[i].rl;
+  return NULL;
+}
+
+static void start_model(struct wrun *r);
+
+static void on_wait_over(uv_timer_t *t)
+{
+  struct wrun *r = t->data;
+
+  set_phase(r, P_LIVE);
+  r->busy = 0;
+  start_model(r);
+}
+
+/* Waits (backoff, rate limit) hold a timer, no slot. */
+static void wait_then_call(struct wrun *r, int64_t ms)
+{
+  set_phase(r, P_WAITING);
+  r->busy = 1;
+  uv_timer_start(&r->timer, on_wait_over, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
+
+static void model_finished(struct wrun *r, int rc,
+                           struct durin_model_response *resp, const char *error)
+{
+  struct durin_completion c;
+
+  durin_http_req_clear(&r->req);
+  r->req_built = 0;
+  memset(&c, 0, sizeof(c));
+  c.retries = r->retries_spent;
+  r->retries_spent = 0;
+  r->http_attempt = 0;
+  if (rc) {
+    c.kind = DURIN_DONE_MODEL_ERROR;
+    c.error = error;
+    complete(r, &c);
+    return;
+  }
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = resp;
+  r->busy = 0;
+  if (durin_harness_complete(r->h, &c))
+    drop(r, "harness refused a model response (a bug)");
+  durin_model_response_clear(resp);
+  if (!r->gone)
+    advance(r);
+}
+
+static void on_http_done(void *arg, int rc, long status, const char *body,
+                         size_t len, const char *ra, struct durin_err *err)
+{
+  struct wrun *r = arg;
+  const struct durin_provider *p =
+      durin_provider_find(r->act.model.cfg->provider);
+  struct durin_ratelimit *rl = limiter(r->w, p->name);
+  struct durin_model_response resp;
+  char why[600];
+  int64_t delay, ra_ms;
+  uint32_t rnd = 0;
+
+  r->xfer = NULL;
+  memset(&resp, 0, sizeof(resp));
+  rc = durin_model_judge(p, &r->act.model, rc, status, body, len, &resp, why,
+                         sizeof(why), err);
+  ra_ms = durin_retry_after_parse(ra, durin_now_ms());
+  if (status == 429 && rl)
+    durin_ratelimit_throttled(rl, durin_now_ms(), ra_ms);
+  if (rc == 0) {
+    if (rl)
+      durin_ratelimit_used(rl, resp.input_tokens + resp.output_tokens);
+    model_finished(r, 0, &resp, NULL);
+    return;
+  }
+  if (rc != DURIN_ERETRY) {
+    model_finished(r, rc, NULL, err->msg);
+    return;
+  }
+  if (r->retries_left <= 0) {
+    char msg[800];
+
+    snprintf(msg, sizeof(msg),
+             "model call failed (%s) and the run's retry budget is used up",
+             why);
+    model_finished(r, DURIN_EMODEL, NULL, msg);
+    return;
+  }
+  r->retries_left--;
+  r->retries_spent++;
+  durin_random(&rnd, sizeof(rnd));
+  delay =
+      durin_backoff_ms(r->http_attempt++, ra_ms, (double)rnd / 4294967296.0);
+  wlog(r->w, "run %s: model call failed (%s); retry in %lld ms", r->id, why,
+       (long long)delay);
+  wait_then_call(r, delay);
+}
+
+static void start_model(struct wrun *r)
+{
+  const struct durin_model_request *req = &r->act.model;
+  const struct durin_provider *p = durin_provider_find(req->cfg->provider);
+  struct durin_ratelimit *rl;
+  struct durin_model_response resp;
+  struct durin_err err = { 0 };
+  int64_t wait;
+
+  if (!p) {
+    char msg[300];
+
+    snprintf(msg, sizeof(msg), "unknown model provider '%s'",
+             req->cfg->provider);
+    model_finished(r, DURIN_EMODEL, NULL, msg);
+    return;
+  }
+  r->w->st.model_calls += !r->req_built;
+  if (p->answer) {
+    memset(&resp, 0, sizeof(resp));
+    if (p->answer(req, &resp, &err))
+      model_finished(r, DURIN_EMODEL, NULL, err.msg);
+    else
+      model_finished(r, 0, &resp, NULL);
+    return;
+  }
+  if (!r->req_built) {
+    const char *key =
+        req->cfg->api_key_env ? getenv(req->cfg->api_key_env) : NULL;
+
+    if (p->build(req, key, &r->req, &err)) {
+      model_finished(r, DURIN_EMODEL, NULL, err.msg);
+      return;
+    }
+    r->req_built = 1;
+    r->retries_left =
+        req->cfg->max_retries - durin_harness_usage(r->h)->retries;
+  }
+  rl = limiter(r->w, p->name);
+  if (rl && (wait = durin_ratelimit_take(rl, durin_now_ms())) > 0) {
+    wait_then_call(r, wait);
+    return;
+  }
+  r->busy = 1;
+  r->xfer = uvh_post(r->w->http, &r->req, req->cfg->timeout_ms, 32 << 20,
+                     on_http_done, r);
+  if (!r->xfer)
+    model_finished(r, DURIN_EMODEL, NULL, "cannot start an HTTP transfer");
+}
+
+/* ---- tools and checks ---- */
+
+static void on_proc_tool(void *arg, struct durin_tool_result *res)
+{
+  struct wrun *r = arg;
+  struct durin_completion c;
+
+  r->proc = NULL;
+  if (r->gone) {
+    durin_tool_result_clear(res);
+    run_release_memory(r);
+    return;
+  }
+  if (r->act.tool->report)
+    r->act.tool->report(res, r->tool_timeout);
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_TOOL;
+  c.tool = res;
+  c.now_ms = durin_now_ms();
+  r->busy = 0;
+  if (durin_harness_complete(r->h, &c)) {
+    drop(r, "harness refused a tool result (a bug)");
+    return;
+  }
+  if (r->cancel && !r->cancel_applied) {
+    r->cancel_applied = 1;
+    durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
+  }
+  advance(r);
+}
+
+static void pool_tool(uv_work_t *req)
+{
+  struct wrun *r = req->data;
+
+  durin_tool_exec(r->act.tool, &r->act.tool_ctx, r->act.args, &r->pool_res);
+}
+
+static void pool_tool_done(uv_work_t *req, int status)
+{
+  struct wrun *r = req->data;
+  struct durin_completion c;
+
+  (void)status;
+  r->in_pool = 0;
+  if (r->gone) {
+    durin_tool_result_clear(&r->pool_res);
+    run_release_memory(r);
+    return;
+  }
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_TOOL;
+  c.tool = &r->pool_res;
+  complete(r, &c);
+}
+
+static void start_tool(struct wrun *r)
+{
+  const struct durin_tool_def *t = r->act.tool;
+  const char *cmd = NULL;
+
+  r->busy = 1;
+  if (t->command &&
+      t->command(&r->act.tool_ctx, r->act.args, &cmd, &r->tool_timeout) == 0) {
+    const char *env[2] = { r->idem_env, NULL };
+
+    snprintf(r->idem_env, sizeof(r->idem_env), "DURIN_IDEMPOTENCY_KEY=%s",
+             r->act.tool_ctx.idem_key ? r->act.tool_ctx.idem_key : "");
+    r->proc =
+        uvp_start(&r->w->loop, r->act.tool_ctx.workspace, cmd, env,
+                  r->tool_timeout, r->act.tool_ctx.output_cap, on_proc_tool, r);
+    if (!r->proc) {
+      struct durin_tool_result res;
+
+      memset(&res, 0, sizeof(res));
+      res.exit_code = -1;
+      res.output = strdup("bash: could not start the command");
+      on_proc_tool(r, &res);
+    }
+    return;
+  }
+  /* File tools: short, but they fsync; off the loop. */
+  memset(&r->pool_res, 0, sizeof(r->pool_res));
+  r->in_pool = 1;
+  r->pool_req.data = r;
+  uv_queue_work(&r->w->loop, &r->pool_req, pool_tool, pool_tool_done);
+}
+
+static void next_check(struct wrun *r);
+
+static void on_check_done(void *arg, struct durin_tool_result *res)
+{
+  struct wrun *r = arg;
+  struct durin_check_result *cr = &r->cr[r->check_idx];
+
+  r->proc = NULL;
+  r->tr[r->check_idx] = *res;
+  /* Default FAIL: only a clean exit 0 within the time limit passes. */
+  cr->ok = res->ok;
+  cr->exit_code = res->exit_code;
+  cr->timed_out = res->timed_out;
+  cr->output = r->tr[r->check_idx].output;
+  r->check_idx++;
+  if (r->gone) {
+    run_release_memory(r);
+    return;
+  }
+  next_check(r);
+}
+
+static void next_check(struct wrun *r)
+{
+  const struct durin_spec *spec = &r->spec;
+  struct durin_completion c;
+  int i;
+
+  while (r->check_idx < spec->nchecks) {
+    const struct durin_spec_check *ck = &spec->checks[r->check_idx];
+
+    r->cr[r->check_idx].name = ck->name;
+    r->proc =
+        uvp_start(&r->w->loop, spec->workspace, ck->run, NULL, ck->timeout_ms,
+                  (size_t)spec->output_cap, on_check_done, r);
+    if (r->proc)
+      return;
+    r->cr[r->check_idx].ok = 0;
+    r->cr[r->check_idx].exit_code = -1;
+    r->cr[r->check_idx].output = "the check could not be started";
+    r->check_idx++;
+  }
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_CHECKS;
+  c.checks = r->cr;
+  c.nchecks = spec->nchecks;
+  r->busy = 0;
+  c.now_ms = durin_now_ms();
+  if (durin_harness_complete(r->h, &c))
+    drop(r, "harness refused check results (a bug)");
+  for (i = 0; i < spec->nchecks; i++)
+    durin_tool_result_clear(&r->tr[i]);
+  free(r->tr);
+  free(r->cr);
+  r->tr = NULL;
+  r->cr = NULL;
+  if (!r->gone)
+    advance(r);
+}
+
+static void start_checks(struct wrun *r)
+{
+  r->busy = 1;
+  r->check_idx = 0;
+  r->cr = calloc((size_t)r->spec.nchecks + 1, sizeof(*r->cr));
+  r->tr = calloc((size_t)r->spec.nchecks + 1, sizeof(*r->tr));
+  next_check(r);
+}
+
+/* ---- driving a run ---- */
+
+static void finish(struct wrun *r)
+{
+  struct durin_worker *w = r->w;
+
+  wlog(w, "run %s: %s%s%s", r->id, durin_run_status_name(r->act.status),
+       r->act.reason && *r->act.reason ? ": " : "",
+       r->act.reason ? r->act.reason : "");
+  w->st.finished++;
+  r->gone = 1;
+  run_release_memory(r);
+  if (!w->stopping)
+    uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+}
+
+static void advance(struct wrun *r)
+{
+  struct durin_worker *w = r->w;
+
+  while (!r->busy && !r->gone) {
+    if (durin_harness_state(r->h) == DURIN_STEP_IDLE) {
+      if (r->cancel && !r->cancel_applied) {
+        r->cancel_applied = 1;
+        durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
+      } else if (!r->cancel && (r->pause || w->stopping)) {
+        let_go(r, r->pause);
+        return;
+      }
+    }
+    durin_harness_next(r->h, durin_now_ms(), &r->act);
+    switch (r->act.kind) {
+    case DURIN_ACT_MODEL:
+      start_model(r);
+      break;
+    case DURIN_ACT_INTENT:
+    case DURIN_ACT_OUTCOME:
+      r->busy = 1;
+      job_new(w, J_WRITE, r,
+              r->act.kind == DURIN_ACT_INTENT ? fn_intent : fn_outcome,
+              done_simple);
+      return;
+    case DURIN_ACT_COMMIT:
+      r->busy = 1;
+      job_new(w, J_WRITE, r, fn_commit, done_commit);
+      return;
+    case DURIN_ACT_TOOL:
+      start_tool(r);
+      break;
+    case DURIN_ACT_CHECKS:
+      start_checks(r);
+      break;
+    case DURIN_ACT_DONE:
+    default:
+      finish(r);
+      return;
+    }
+  }
+}
+
+/* Stops whatever r is doing and forgets it; its lease is someone else's
+ * (fenced) or will expire, and the watchdog recovers it. */
+static void drop(struct wrun *r, const char *why)
+{
+  struct durin_worker *w = r->w;
+
+  if (r->gone)
+    return;
+  wlog(w, "run %s: %s", r->id, why);
+  r->gone = 1;
+  w->st.dropped++;
+  if (r->xfer) {
+    uvh_xfer_free(r->xfer);
+    r->xfer = NULL;
+  }
+  uv_timer_stop(&r->timer);
+  if (r->proc)
+    uvp_abandon(r->proc);
+  r->proc = NULL;
+  run_release_memory(r);
+}
+
+/* Cancels or stops what r is waiting for, so that it reaches a boundary
+ * soon: model calls and waits end at once (asking again is harmless). */
+static void interrupt(struct wrun *r, int cancel)
+{
+  if (r->gone || r->phase == P_LOADING || r->phase == P_ENDING)
+    return;
+  if (r->proc && cancel) {
+    uvp_stop(r->proc);
+    return;
+  }
+  if (r->xfer || r->phase == P_WAITING) {
+    struct durin_harness *h = r->h;
+
+    if (r->xfer)
+      uvh_xfer_free(r->xfer);
+    r->xfer = NULL;
+    uv_timer_stop(&r->timer);
+    if (r->phase == P_WAITING)
+      set_phase(r, P_LIVE);
+    if (cancel) {
+      r->cancel_applied = 1;
+      durin_harness_cancel(h, "cancelled by 'durin cancel'");
+      model_finished(r, DURIN_ECANCELED, NULL,
+                     "model call abandoned: cancelled");
+    } else {
+      /* Stopping: nothing of this step is durable yet; let go. */
+      durin_http_req_clear(&r->req);
+      r->req_built = 0;
+      r->busy = 0;
+      let_go(r, 0);
+    }
+  }
+}
+
+/* ---- claims, restores, heartbeats, signals, the watchdog ---- */
+
+static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
+                      struct job *j)
+{
+  struct wrun *r = j->run;
+  struct durin_run_info ri;
+  int rc;
+
+  (void)txn;
+  rc = durin_store_run_get(w->s, r->id, &ri, &j->err);
+  if (rc)
+    return rc;
+  rc = durin_spec_parse(ri.spec_json, NULL, &r->spec, &j->err);
+  if (!rc) {
+    r->spec_ok = 1;
+    rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
+  }
+  if (!rc)
+    rc = durin_run_load(w->s, r->id, r->h, r->attempt, &j->err);
+  durin_run_info_clear(&ri);
+  return rc;
+}
+
+static void done_restore(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r = j->run;
+
+  if (r->gone) {
+    run_release_memory(r);
+    return;
+  }
+  if (j->r) {
+    /* A run that cannot be restored here (bad stored spec, store error)
+     * is let go; its lease expires and the retry budget ends it. */
+    wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
+    drop(r, "dropped after a failed restore");
+    return;
+  }
+  set_phase(r, P_LIVE);
+  advance(r);
+}
+
+static int fn_claim(struct durin_worker *w, struct durin_txn *txn,
+                    struct job *j)
+{
+  (void)txn;
+  return durin_store_queue_claim(w->s, w->owner, durin_now_ms(),
+                                 w->o.lease_ttl_ms, j->nclaims, j->claims,
+                                 &j->nclaims, &j->err);
+}
+
+static void done_claim(struct durin_worker *w, struct job *j)
+{
+  int i;
+
+  w->claim_busy = 0;
+  if (j->r) {
+    if (j->r != DURIN_EBUSY)
+      wlog(w, "claiming runs failed: %s", j->err.msg);
+    return;
+  }
+  for (i = 0; i < j->nclaims; i++) {
+    struct wrun *r = calloc(1, sizeof(*r));
+    unsigned b;
+
+    if (!r)
+      abort();
+    r->w = w;
+    snprintf(r->id, sizeof(r->id), "%s", j->claims[i].id);
+    r->epoch = j->claims[i].epoch;
+    r->attempt = j->claims[i].attempt;
+    r->phase = P_LOADING;
+    uv_timer_init(&w->loop, &r->timer);
+    r->timer.data = r;
+    b = hash_id(r->id);
+    r->hnext = w->bucket[b];
+    w->bucket[b] = r;
+    w->nruns++;
+    w->nlive++;
+    w->st.claimed++;
+    job_new(w, J_CALL, r, fn_restore, done_restore);
+  }
+  /* A full claim means more may be waiting: look again at once. */
+  if (j->nclaims > 0 && !w->stopping)
+    uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+}
+
+static void claim_now(struct durin_worker *w)
+{
+  struct job *j;
+  int room = w->o.max_runs - w->nlive;
+
+  if (w->stopping || w->claim_busy || room <= 0)
+    return;
+  if (room > 500)
+    room = 500; /* keep one claim transaction short */
+  w->claim_busy = 1;
+  j = job_new(w, J_CALL, NULL, fn_claim, done_claim);
+  j->claims = calloc((size_t)room, sizeof(*j->claims));
+  j->nclaims = room;
+}
+
+static void on_claim_timer(uv_timer_t *t)
+{
+  struct durin_worker *w = t->data;
+
+  claim_now(w);
+  uv_timer_start(&w->t_claim, on_claim_timer, (uint64_t)w->o.poll_ms, 0);
+}
+
+static int collect_held(const struct durin_held *h, void *arg)
+{
+  struct job *j = arg;
+
+  j->held = realloc(j->held, (size_t)(j->nheld + 1) * sizeof(*j->held));
+  j->held[j->nheld++] = *h;
+  return 0;
+}
+
+static int fn_beat(struct durin_worker *w, struct durin_txn *txn, struct job *j)
+{
+  (void)txn;
+  return durin_store_lease_renew(w->s, w->owner,
+                                 durin_now_ms() + w->o.lease_ttl_ms,
+                                 collect_held, j, &j->err);
+}
+
+static int fn_signals(struct durin_worker *w, struct durin_txn *txn,
+                      struct job *j)
+{
+  (void)txn;
+  return durin_store_signals(w->s, w->owner, collect_held, j, &j->err);
+}
+
+/* Lets go of a run this worker holds in the store but not in memory. */
+static int fn_release_orphan(struct durin_worker *w, struct durin_txn *txn,
+                             struct job *j)
+{
+  struct durin_run_update u;
+  int r;
+
+  (void)txn;
+  r = durin_txn_begin(w->s, &txn, &j->err);
+  if (r)
+    return r;
+  memset(&u, 0, sizeof(u));
+  u.started_ms = u.finished_ms = -1;
+  u.release_lease = 1;
+  u.now_ms = durin_now_ms();
+  r = durin_txn_fence(txn, j->id, j->epoch, u.now_ms, &j->err);
+  if (!r)
+    r = durin_txn_run_update(txn, j->id, &u, &j->err);
+  if (r) {
+    durin_txn_rollback(txn);
+    return r;
+  }
+  return durin_txn_commit(txn, &j->err);
+}
+
+static void done_nothing(struct durin_worker *w, struct job *j)
+{
+  (void)w;
+  (void)j;
+}
+
+static void mark_all(struct durin_worker *w)
+{
+  int b;
+  struct wrun *r;
+
+  for (b = 0; b < NBUCKETS; b++)
+    for (r = w->bucket[b]; r; r = r->hnext)
+      r->unseen = 1;
+}
+
+static void done_beat(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r, *next;
+  int i, b;
+
+  w->beat_busy = 0;
+  if (j->r) {
+    wlog(w, "heartbeat failed: %s", j->err.msg);
+    return;
+  }
+  mark_all(w);
+  for (i = 0; i < j->nheld; i++) {
+    r = run_find(w, j->held[i].id);
+    if (r && r->epoch == j->held[i].epoch) {
+      r->unseen = 0;
+      continue;
+    }
+    if (!r) {
+      struct job *rel =
+          job_new(w, J_CALL, NULL, fn_release_orphan, done_nothing);
+
+      snprintf(rel->id, sizeof(rel->id), "%s", j->held[i].id);
+      rel->epoch = j->held[i].epoch;
+    }
+  }
+  for (b = 0; b < NBUCKETS; b++) {
+    for (r = w->bucket[b]; r; r = next) {
+      next = r->hnext;
+      if (r->unseen) {
+        r->unseen = 0;
+        if (r->phase != P_ENDING && !r->gone)
+          drop(r, "lease lost (the heartbeat no longer reports it)");
+      }
+    }
+  }
+}
+
+static void done_signals(struct durin_worker *w, struct job *j)
+{
+  int i;
+
+  w->signal_busy = 0;
+  for (i = 0; !j->r && i < j->nheld; i++) {
+    struct wrun *r = run_find(w, j->held[i].id);
+
+    if (!r || r->epoch != j->held[i].epoch || r->gone)
+      continue;
+    if (j->held[i].cancel_requested && !r->cancel) {
+      r->cancel = 1;
+      interrupt(r, 1);
+    }
+    if (j->held[i].pause_requested && !r->pause)
+      r->pause = 1;
+    if (!r->busy && !r->gone && r->phase == P_LIVE)
+      advance(r);
+  }
+}
+
+static int fn_watchdog(struct durin_worker *w, struct durin_txn *txn,
+                       struct job *j)
+{
+  struct durin_watchdog_opts o;
+
+  (void)txn;
+  o.now_ms = durin_now_ms();
+  o.stall_ms = w->o.stall_ms;
+  o.stall_escalate = w->o.stall_escalate;
+  return durin_store_watchdog(w->s, &o, &j->wd, &j->err);
+}
+
+static void done_watchdog(struct durin_worker *w, struct job *j)
+{
+  w->wd_busy = 0;
+  if (j->r) {
+    if (j->r != DURIN_EBUSY)
+      wlog(w, "watchdog failed: %s", j->err.msg);
+    return;
+  }
+  if (j->wd.requeued || j->wd.failed || j->wd.stalled)
+    wlog(w,
+         "watchdog: %d run(s) re-queued after their lease expired, %d "
+         "failed (recoveries used up), %d stalled",
+         j->wd.requeued, j->wd.failed, j->wd.stalled);
+  if (j->wd.requeued || j->wd.stalled)
+    uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+}
+
+static void on_beat_timer(uv_timer_t *t)
+{
+  struct durin_worker *w = t->data;
+
+  if (!w->beat_busy && w->nruns) {
+    w->beat_busy = 1;
+    job_new(w, J_CALL, NULL, fn_beat, done_beat);
+  }
+}
+
+static void on_signal_timer(uv_timer_t *t)
+{
+  struct durin_worker *w = t->data;
+
+  if (!w->signal_busy && w->nruns) {
+    w->signal_busy = 1;
+    job_new(w, J_CALL, NULL, fn_signals, done_signals);
+  }
+}
+
+static void on_watchdog_timer(uv_timer_t *t)
+{
+  struct durin_worker *w = t->data;
+
+  if (!w->wd_busy) {
+    w->wd_busy = 1;
+    job_new(w, J_CALL, NULL, fn_watchdog, done_watchdog);
+  }
+}
+
+/* ---- stopping ---- */
+
+static void close_loop_handles(struct durin_worker *w)
+{
+  if (w->closing)
+    return;
+  w->closing = 1;
+  uv_close((uv_handle_t *)&w->t_claim, NULL);
+  uv_close((uv_handle_t *)&w->t_beat, NULL);
+  uv_close((uv_handle_t *)&w->t_signal, NULL);
+  uv_close((uv_handle_t *)&w->t_watchdog, NULL);
+  uv_close((uv_handle_t *)&w->prep, NULL);
+  uv_close((uv_handle_t *)&w->check, NULL);
+  uv_close((uv_handle_t *)&w->async_stop, NULL);
+  uvh_free(w->http);
+  w->http = NULL;
+}
+
+static void on_drain_check(uv_timer_t *t)
+{
+  struct durin_worker *w = t->data;
+
+  if (w->nruns == 0 && !w->sx_busy && !w->q_head)
+    close_loop_handles(w);
+}
+
+static void on_stop(uv_async_t *a)
+{
+  struct durin_worker *w = a->data;
+  struct wrun *r, *next;
+  int b;
+
+  if (w->stop_req == 2) {
+    wlog(w, "stopping now; %d run(s) are left to the watchdog", w->nruns);
+    uv_stop(&w->loop);
+    return;
+  }
+  if (w->stopping)
+    return;
+  w->stopping = 1;
+  wlog(w,
+       "stopping: no new claims; letting go of %d run(s) at their next "
+       "step boundary",
+       w->nruns);
+  uv_timer_stop(&w->t_watchdog);
+  for (b = 0; b < NBUCKETS; b++) {
+    for (r = w->bucket[b]; r; r = next) {
+      next = r->hnext;
+      if (!r->busy && r->phase == P_LIVE)
+        advance(r);
+      else
+        interrupt(r, 0);
+    }
+  }
+  /* Check every 50 ms whether everything has been let go. */
+  uv_timer_stop(&w->t_claim);
+  uv_timer_start(&w->t_claim, on_drain_check, 0, 50);
+}
+
+void durin_worker_stop(struct durin_worker *w, int hard)
+{
+  w->stop_req = hard ? 2 : (w->stop_req ? 2 : 1);
+  uv_async_send(&w->async_stop);
+}
+
+/* ---- setup ---- */
+
+int durin_worker_new(struct durin_store *s, const struct durin_worker_opts *o,
+                     struct durin_worker **out, struct durin_err *err)
+{
+  struct durin_worker *w = calloc(1, sizeof(*w));
+  int i;
+
+  if (!w)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  w->s = s;
+  w->o = *o;
+  snprintf(w->owner, sizeof(w->owner), "%s", o->owner);
+  w->o.owner = w->owner;
+  if (w->o.max_runs <= 0)
+    w->o.max_runs = 1000;
+  if (w->o.lease_ttl_ms <= 0)
+    w->o.lease_ttl_ms = 15000;
+  if (w->o.poll_ms <= 0)
+    w->o.poll_ms = 200;
+  for (i = 0; i < o->nlimits && i < 8; i++) {
+    snprintf(w->rls[i].provider, sizeof(w->rls[i].provider), "%s",
+             o->limits[i].provider);
+    durin_ratelimit_init(&w->rls[i].rl, o->limits[i].rpm, o->limits[i].tpm,
+                         durin_now_ms());
+    w->nrl++;
+  }
+  if (uv_loop_init(&w->loop)) {
+    free(w);
+    return durin_err_set(err, DURIN_EIO, "cannot start an event loop");
+  }
+  w->http = uvh_new(&w->loop);
+  if (!w->http) {
+    uv_loop_close(&w->loop);
+    free(w);
+    return durin_err_set(err, DURIN_ENOMEM, "cannot start the HTTP client");
+  }
+  uv_timer_init(&w->loop, &w->t_claim);
+  uv_timer_init(&w->loop, &w->t_beat);
+  uv_timer_init(&w->loop, &w->t_signal);
+  uv_timer_init(&w->loop, &w->t_watchdog);
+  uv_prepare_init(&w->loop, &w->prep);
+  uv_check_init(&w->loop, &w->check);
+  uv_async_init(&w->loop, &w->async_stop, on_stop);
+  w->t_claim.data = w->t_beat.data = w->t_signal.data = w;
+  w->t_watchdog.data = w->prep.data = w->check.data = w;
+  w->async_stop.data = w;
+  *out = w;
+  return 0;
+}
+
+int durin_worker_run(struct durin_worker *w)
+{
+  int64_t beat = w->o.lease_ttl_ms / 3;
+
+  uv_prepare_start(&w->prep, on_prepare);
+  uv_check_start(&w->check, on_check);
+  uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+  uv_timer_start(&w->t_beat, on_beat_timer, (uint64_t)beat, (uint64_t)beat);
+  uv_timer_start(&w->t_signal, on_signal_timer, 250, 250);
+  if (w->o.watchdog)
+    uv_timer_start(&w->t_watchdog, on_watchdog_timer, 0, 1000);
+  wlog(w, "worker %s: up to %d runs at once, lease %lld ms%s", w->owner,
+       w->o.max_runs, (long long)w->o.lease_ttl_ms,
+       w->o.watchdog ? ", watchdog on" : "");
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  return 0;
+}
+
+void durin_worker_stats(const struct durin_worker *w,
+                        struct durin_worker_stats *out)
+{
+  *out = w->st;
+  out->live = w->nlive;
+  out->waiting = w->nwaiting;
+}
+
+void durin_worker_free(struct durin_worker *w)
+{
+  if (!w)
+    return;
+  if (!w->closing)
+    close_loop_handles(w);
+  /* A hard stop leaves runs behind: their memory goes with the process. */
+  uv_run(&w->loop, UV_RUN_NOWAIT);
+  uv_loop_close(&w->loop);
+  free(w);
+}
