@@ -17,6 +17,7 @@ struct drv {
   const struct durin_driver_opts *o;
   int cancelled; /* the run's cancel flag was seen set */
   int64_t next_cancel_check;
+  int64_t next_renew;
   struct durin_stop model_stop, tool_stop;
 };
 
@@ -33,6 +34,14 @@ static int cancel_requested(struct drv *d)
   if (d->cancelled || now < d->next_cancel_check)
     return d->cancelled;
   d->next_cancel_check = now + 500;
+  /* A long tool or model call writes nothing: heartbeat, or a watchdog
+   * would take the run from us while we are still driving it. */
+  if (now >= d->next_renew) {
+    d->next_renew = now + d->o->lease_ttl_ms / 3;
+    durin_store_lease_renew(d->s, d->o->owner,
+                            durin_now_ms() + d->o->lease_ttl_ms, NULL, NULL,
+                            NULL);
+  }
   if (durin_store_run_get(d->s, d->run_id, &ri, NULL) == 0) {
     d->cancelled = ri.cancel_requested;
     durin_run_info_clear(&ri);

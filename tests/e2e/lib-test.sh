@@ -32,6 +32,7 @@ test_expect_success() {
   test_n=$((test_n + 1))
   if test_run_body_ "$2" >"$TRASH/.out" 2>&1; then
     echo "ok $test_n - $1"
+    [ -z "$TEST_VERBOSE" ] || sed 's/^/# /' "$TRASH/.out"
   else
     echo "not ok $test_n - $1"
     sed 's/^/# /' "$TRASH/.out" | tail -n 40
@@ -85,6 +86,18 @@ make_project() {
 }
 
 grep_q() { grep -q -- "$@"; }
+
+# Polls CMD (a shell snippet) every 0.1 s until it succeeds, up to SECS.
+wait_for() {
+  _w=0
+  while ! eval "$2" >/dev/null 2>&1; do
+    [ $_w -ge $(($1 * 10)) ] && return 1
+    sleep 0.1; _w=$((_w + 1))
+  done
+}
+count_status() { sql "select count(*) from runs where status = '$1'"; }
+count_events() { sql "select count(*) from events where type = '$1'"; }
+col_of() { sql "select $2 from runs where id = '$1'"; }
 
 # start_fake REPLIES: starts tests/helpers/fake-model with that reply list,
 # requiring the key $FAKE_KEY_VALUE; sets $PORT. stop_fake ends it.
