@@ -32,7 +32,7 @@ test_expect_success() {
   test_n=$((test_n + 1))
   if test_run_body_ "$2" >"$TRASH/.out" 2>&1; then
     echo "ok $test_n - $1"
-    [ -z "$TEST_VERBOSE" ] || sed 's/^/# /' "$TRASH/.out"
+    [ -z "${TEST_VERBOSE:-}" ] || sed 's/^/# /' "$TRASH/.out"
   else
     echo "not ok $test_n - $1"
     sed 's/^/# /' "$TRASH/.out" | tail -n 40
