@@ -20,6 +20,13 @@
 #include "durin/util.h"
 #include "durin/worker.h"
 
+static void log_line(void *arg, const char *line)
+{
+  (void)arg;
+  if (getenv("BENCH_VERBOSE"))
+    fprintf(stderr, "%s\n", line);
+}
+
 static long rss_kb(void)
 {
   long pages = 0, resident = 0;
@@ -51,10 +58,10 @@ static void *sample(void *arg)
 
     usleep(100000);
     durin_worker_stats(s->w, &st);
-    if (st.live + st.waiting > s->peak_live) {
+    if (st.live + st.waiting > s->peak_live)
       s->peak_live = st.live + st.waiting;
+    if (rss > s->peak_rss)
       s->peak_rss = rss;
-    }
     if (st.finished >= s->n) {
       durin_worker_stop(s->w, 0);
       return NULL;
@@ -92,7 +99,7 @@ int main(int argc, char **argv)
     return 1;
   }
   snprintf(spec, sizeof(spec),
-           "{\"v\":1,\"name\":\"c\",\"goal\":\"g\",\"workspace\":\"%s\","
+           "{\"name\":\"c\",\"goal\":\"g\",\"workspace\":\"%s\","
            "\"tools\":[\"finish\"],\"model\":{\"provider\":\"openai\","
            "\"name\":\"slow-1\",\"base_url\":\"http://127.0.0.1:%s/v1\","
            "\"api_key_env\":\"NO_KEY\",\"timeout_s\":60},"
@@ -120,6 +127,7 @@ int main(int argc, char **argv)
   o.max_runs = n;
   o.lease_ttl_ms = 60000;
   o.poll_ms = 50;
+  o.on_log = log_line;
   if (durin_worker_new(s, &o, &w, &err)) {
     fprintf(stderr, "%s\n", err.msg);
     return 1;

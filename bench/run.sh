@@ -5,3 +5,13 @@ build=${1:-build-bench}
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
 "$build/bench/step-overhead" --steps "${STEPS:-10000}" --sync full
 "$build/bench/step-overhead" --steps "${STEPS:-10000}" --sync normal
+# Concurrency: one worker, N runs of three 1 s model calls each.
+tmp=$(mktemp -d)
+"$build/bench/slow-model" --port-file "$tmp/port" &
+model=$!
+trap 'kill $model 2>/dev/null; rm -rf "$tmp"' EXIT
+while [ ! -s "$tmp/port" ]; do sleep 0.05; done
+for n in ${RUNS:-1000 5000 10000}; do
+  rm -f "$tmp"/c.db*
+  "$build/bench/concurrency" "sqlite:$tmp/c.db" "$(cat "$tmp/port")" "$n"
+done
