@@ -53,7 +53,6 @@ static void check_done(struct uvh *h)
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     r = durin_http_done(x->easy, msg->data.result, &x->sink, x->url, x->ebuf,
                         &status, &err);
-    curl_multi_remove_handle(h->multi, x->easy);
     x->cb(x->arg, r, status, x->body.buf, x->body.len, x->ra, &err);
     uvh_xfer_free(x);
   }

@@ -537,12 +537,8 @@ static void model_finished(struct wrun *r, int rc,
   }
   c.kind = DURIN_DONE_MODEL;
   c.resp = resp;
-  r->busy = 0;
-  if (durin_harness_complete(r->h, &c))
-    drop(r, "harness refused a model response (a bug)");
+  complete(r, &c);
   durin_model_response_clear(resp);
-  if (!r->gone)
-    advance(r);
 }
 
 static void on_http_done(void *arg, int rc, long status, const char *body,

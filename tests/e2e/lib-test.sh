@@ -98,6 +98,8 @@ wait_for() {
 count_status() { sql "select count(*) from runs where status = '$1'"; }
 count_events() { sql "select count(*) from events where type = '$1'"; }
 col_of() { sql "select $2 from runs where id = '$1'"; }
+# A tool call of the run is under way: its intent is durable, no outcome.
+in_tool() { test "$(sql "select count(*) from ledger where run_id = '$1' and done = 0")" = 1; }
 
 # start_fake REPLIES: starts tests/helpers/fake-model with that reply list,
 # requiring the key $FAKE_KEY_VALUE; sets $PORT. stop_fake ends it.

@@ -16,7 +16,6 @@ cat >"$TRASH/s.json" <<JSON
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]}]}}
 JSON
 
-in_tool() { test "$(sql "select count(*) from ledger where run_id = '$1' and done = 0")" = 1; }
 
 test_expect_success 'a paused worker loses its run and cannot write for it' '
   id=$(durin submit s.json) || return 1
