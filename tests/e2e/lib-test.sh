@@ -66,7 +66,8 @@ test_must_fail_with() {
 # Pulls the id out of `durin run` output.
 run_id_of() { sed -n 's/^run \(r[0-9a-f]*\) submitted$/\1/p' "$1" | head -n 1; }
 
-sql() { sqlite3 "$DB" "$@"; }
+# Waits for a writer's lock rather than failing with "database is locked".
+sql() { sqlite3 -cmd ".timeout 10000" "$DB" "$@"; }
 status_of() { sql "select status from runs where id = '$1'"; }
 
 # Events of a run are numbered 1..N with no gap.

@@ -25,9 +25,11 @@ N=200
 unfinished() {
   sql "select count(*) from runs where status not in ('succeeded', 'failed', 'cancelled', 'budget_exceeded', 'needs_human')"
 }
+# Sets $wp. Not called in $(...): the worker must be this shell's child,
+# or `wait` returns at once and the checks race its shutdown.
 start_worker() {
   "$DURIN" worker --max-runs 40 --lease-ttl 2s --poll 100ms >>workers.log 2>&1 &
-  echo $!
+  wp=$!
 }
 
 test_expect_success "submit $N runs" '
@@ -36,7 +38,7 @@ test_expect_success "submit $N runs" '
 '
 
 test_expect_success 'workers under SIGKILL chaos finish every run' '
-  w1=$(start_worker); w2=$(start_worker); w3=$(start_worker)
+  start_worker; w1=$wp; start_worker; w2=$wp; start_worker; w3=$wp
   kills=0; t=0
   while [ $t -lt 240 ]; do
     [ "$(unfinished)" = 0 ] && break
@@ -44,8 +46,8 @@ test_expect_success 'workers under SIGKILL chaos finish every run' '
     if [ $kills -lt 12 ]; then
       case $((t % 3)) in 0) v=$w1;; 1) v=$w2;; *) v=$w3;; esac
       kill -KILL $v 2>/dev/null; wait $v 2>/dev/null; kills=$((kills+1))
-      n=$(start_worker)
-      case $v in $w1) w1=$n;; $w2) w2=$n;; *) w3=$n;; esac
+      start_worker
+      case $v in $w1) w1=$wp;; $w2) w2=$wp;; *) w3=$wp;; esac
     fi
   done
   kill -TERM $w1 $w2 $w3 2>/dev/null; wait $w1 $w2 $w3 2>/dev/null
