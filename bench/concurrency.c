@@ -1,13 +1,14 @@
 /*
  * bench/concurrency: how many runs one worker drives at once.
  *
- * N runs are queued, each three steps against a Chat Completions server
+ * N runs are queued, each CALLS (default 3) model calls against a Chat
+ * Completions server
  * that answers every request after 1 s (bench/slow-model), and one worker
  * (in this process) takes them all. Sampled every 100 ms: runs held,
  * model requests in flight, RSS. Reported: peak in-flight runs, RSS per
  * in-flight run, CPU per step, wall time, steps/s, store transactions.
  *
- *   concurrency STORE_URL PORT N
+ *   concurrency STORE_URL PORT N [CALLS]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -52,12 +53,26 @@ static void *sample(void *arg)
 {
   struct sampler *s = arg;
 
+  int64_t last_change = durin_mono_ms(), last_steps = -1;
+
   for (;;) {
     struct durin_worker_stats st;
     long rss = rss_kb();
 
     usleep(100000);
     durin_worker_stats(s->w, &st);
+    if (st.steps != last_steps) {
+      last_steps = st.steps;
+      last_change = durin_mono_ms();
+    } else if (durin_mono_ms() - last_change > 30000) {
+      /* Stuck: say where, rather than hang the benchmark run. */
+      fprintf(stderr,
+              "concurrency: no step for 30 s: %lld of %d runs finished, "
+              "%d live, %d waiting, %lld dropped\n",
+              (long long)st.finished, s->n, st.live, st.waiting,
+              (long long)st.dropped);
+      exit(1);
+    }
     if (st.live + st.waiting > s->peak_live)
       s->peak_live = st.live + st.waiting;
     if (rss > s->peak_rss)
@@ -83,13 +98,14 @@ int main(int argc, char **argv)
   char spec[1024], ws[] = "/tmp";
   int64_t t0;
   double cpu;
-  int n, i;
+  int n, calls, i;
 
-  if (argc != 4) {
-    fprintf(stderr, "usage: concurrency STORE_URL PORT N\n");
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: concurrency STORE_URL PORT N [CALLS]\n");
     return 64;
   }
   n = atoi(argv[3]);
+  calls = argc == 5 ? atoi(argv[4]) : 3;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -103,8 +119,8 @@ int main(int argc, char **argv)
            "\"tools\":[\"finish\"],\"model\":{\"provider\":\"openai\","
            "\"name\":\"slow-1\",\"base_url\":\"http://127.0.0.1:%s/v1\","
            "\"api_key_env\":\"NO_KEY\",\"timeout_s\":60},"
-           "\"budget\":{\"steps\":3}}",
-           ws, argv[2]);
+           "\"budget\":{\"steps\":%d}}",
+           ws, argv[2], calls);
   for (i = 0; i < n; i++) {
     struct durin_run_new rn;
     char id[32];
@@ -144,16 +160,16 @@ int main(int argc, char **argv)
   getrusage(RUSAGE_SELF, &ru);
   cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
         ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
-  printf("runs %d: peak in flight %d; wall %.1f s; %lld steps (%.0f/s); "
-         "%lld store transactions for %lld writes; CPU %.0f us/step; "
-         "RSS %ld KB at peak, %.1f KB per in-flight run\n",
-         n, sm.peak_live, (double)(durin_mono_ms() - t0) / 1000.0,
-         (long long)st.steps,
-         (double)st.steps * 1000.0 / (double)(durin_mono_ms() - t0),
-         (long long)st.batches, (long long)st.writes,
-         cpu * 1e6 / (double)(st.steps ? st.steps : 1), sm.peak_rss,
-         sm.peak_live ? (double)(sm.peak_rss - sm.base_rss) / sm.peak_live :
-                        0.0);
+  printf(
+      "runs %d x %d model calls: peak in flight %d; wall %.1f s; %lld steps (%.0f/s); "
+      "%lld store transactions for %lld writes; CPU %.0f us/step; "
+      "RSS %ld KB at peak, %.1f KB per in-flight run\n",
+      n, calls, sm.peak_live, (double)(durin_mono_ms() - t0) / 1000.0,
+      (long long)st.steps,
+      (double)st.steps * 1000.0 / (double)(durin_mono_ms() - t0),
+      (long long)st.batches, (long long)st.writes,
+      cpu * 1e6 / (double)(st.steps ? st.steps : 1), sm.peak_rss,
+      sm.peak_live ? (double)(sm.peak_rss - sm.base_rss) / sm.peak_live : 0.0);
   durin_worker_free(w);
   durin_store_close(s);
   return 0;

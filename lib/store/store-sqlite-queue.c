@@ -122,6 +122,9 @@ int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
   return r;
 }
 
+/* Candidates loaded at a time per tenant. */
+#define PAGE 64
+
 /* What the claim knows about one tenant with ready runs. */
 struct tenant {
   char *name;
@@ -129,9 +132,45 @@ struct tenant {
   struct cand {
     char id[32];
     char *key;
-  } c[32];
+  } c[PAGE];
   int nc, next;
+  /* Where the loaded page of candidates ended, to load the one after. */
+  int more;
+  int64_t last_prio, last_created;
+  char last_id[32];
 };
+
+/* Loads t's next page of claimable runs, in priority then age order. */
+static int load_cands(struct sq *q, sqlite3_stmt *cand, struct tenant *t,
+                      int64_t now_ms, struct durin_err *err)
+{
+  int first = t->last_id[0] == 0, rc, i;
+
+  for (i = 0; i < t->nc; i++)
+    free(t->c[i].key);
+  t->nc = t->next = t->more = 0;
+  sqlite3_bind_text(cand, 1, t->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(cand, 2, now_ms);
+  sqlite3_bind_int(cand, 3, first);
+  sqlite3_bind_int64(cand, 4, t->last_prio);
+  sqlite3_bind_int64(cand, 5, t->last_created);
+  sqlite3_bind_text(cand, 6, t->last_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(cand, 7, PAGE);
+  while ((rc = sqlite3_step(cand)) == SQLITE_ROW) {
+    const unsigned char *key = sqlite3_column_text(cand, 1);
+    struct cand *c = &t->c[t->nc++];
+
+    snprintf(c->id, sizeof(c->id), "%s", sqlite3_column_text(cand, 0));
+    c->key = key ? strdup((const char *)key) : NULL;
+    t->last_prio = sqlite3_column_int64(cand, 2);
+    t->last_created = sqlite3_column_int64(cand, 3);
+  }
+  if (t->nc)
+    memcpy(t->last_id, t->c[t->nc - 1].id, sizeof(t->last_id));
+  t->more = t->nc == PAGE;
+  sqlite3_reset(cand);
+  return rc == SQLITE_DONE ? 0 : durin__sq_fail(q, err, "listing ready runs");
+}
 
 /* The limit for scope, or dflt when none is set. */
 static int limit_get(struct sq *q, const char *kind, const char *name,
@@ -174,10 +213,12 @@ static int count_held(struct sq *q, const char *sql, const char *val,
 
 /* Loads every tenant with ready runs, its held count, limit and best few
  * candidates (priority, then age). One index seek per tenant. */
+/* Lists the tenants with ready runs and each one's first page of them;
+ * *cand is the prepared page query, kept for later pages. */
 static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
-                        int *nout, struct durin_err *err)
+                        int *nout, sqlite3_stmt **cand, struct durin_err *err)
 {
-  sqlite3_stmt *next = NULL, *cand = NULL;
+  sqlite3_stmt *next = NULL;
   struct tenant *t = NULL;
   char *last = strdup("");
   int n = 0, r, rc;
@@ -188,10 +229,12 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
            &next, "listing tenants", err);
   if (!r)
     r = prep(q,
-             "SELECT id, concurrency_key FROM runs WHERE tenant = ?1 AND " READY
-             " AND pause_requested = 0 AND not_before_ms <= ?2 ORDER BY "
-             "priority DESC, created_ms LIMIT 32",
-             &cand, "listing ready runs", err);
+             "SELECT id, concurrency_key, priority, created_ms FROM runs "
+             "WHERE tenant = ?1 AND " READY " AND pause_requested = 0 AND "
+             "not_before_ms <= ?2 AND (?3 OR priority < ?4 OR (priority = ?4 "
+             "AND (created_ms > ?5 OR (created_ms = ?5 AND id > ?6)))) "
+             "ORDER BY priority DESC, created_ms, id LIMIT ?7",
+             cand, "listing ready runs", err);
   while (!r) {
     struct tenant *x;
 
@@ -216,21 +259,10 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
                    x->name, &x->held, err);
     if (!r)
       r = limit_get(q, "tenant", x->name, -1, &x->limit, err);
-    sqlite3_bind_text(cand, 1, x->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(cand, 2, now_ms);
-    while (!r && (rc = sqlite3_step(cand)) == SQLITE_ROW) {
-      const unsigned char *key = sqlite3_column_text(cand, 1);
-
-      snprintf(x->c[x->nc].id, 32, "%s", sqlite3_column_text(cand, 0));
-      x->c[x->nc].key = key ? strdup((const char *)key) : NULL;
-      x->nc++;
-    }
-    if (!r && rc != SQLITE_DONE)
-      r = durin__sq_fail(q, err, "listing ready runs");
-    sqlite3_reset(cand);
+    if (!r)
+      r = load_cands(q, *cand, x, now_ms, err);
   }
   sqlite3_finalize(next);
-  sqlite3_finalize(cand);
   free(last);
   *out = t;
   *nout = n;
@@ -290,13 +322,13 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   struct sq *q = impl;
   struct tenant *t = NULL;
   struct keycount *kc = NULL;
-  sqlite3_stmt *up = NULL;
+  sqlite3_stmt *up = NULL, *cand = NULL;
   int nt = 0, nk = 0, r, i;
 
   r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
   if (r)
     return r;
-  r = load_tenants(q, now_ms, &t, &nt, err);
+  r = load_tenants(q, now_ms, &t, &nt, &cand, err);
   if (!r)
     r = prep(q,
              "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
@@ -313,10 +345,14 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
     struct tenant *best = NULL;
     struct cand *c = NULL;
 
-    for (i = 0; i < nt; i++) {
+    for (i = 0; !r && i < nt; i++) {
       struct tenant *x = &t[i];
 
-      if (x->next >= x->nc || (x->limit >= 0 && x->held >= x->limit))
+      if (x->limit >= 0 && x->held >= x->limit)
+        continue;
+      if (x->next >= x->nc && x->more)
+        r = load_cands(q, cand, x, now_ms, err);
+      if (x->next >= x->nc)
         continue;
       if (!best || x->held < best->held)
         best = x;
@@ -355,6 +391,7 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
       r = durin__sq_fail(q, err, "claiming runs");
   }
   sqlite3_finalize(up);
+  sqlite3_finalize(cand);
   tenants_free(t, nt);
   for (i = 0; i < nk; i++)
     free(kc[i].key);

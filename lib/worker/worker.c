@@ -93,6 +93,7 @@ struct job {
   char id[32];
   uint64_t epoch;
   int pausing;
+  char *reason; /* why a run is ended without its harness */
   struct durin_watchdog_report wd;
 };
 
@@ -299,6 +300,7 @@ static void sx_after(uv_work_t *req, int status)
     j->done(w, j);
     free(j->claims);
     free(j->held);
+    free(j->reason);
     free(j);
   }
   sx_kick(w);
@@ -936,6 +938,50 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   return rc;
 }
 
+/* Ends a run that has no usable harness as failed: event and row. */
+static int fn_fail_run(struct durin_worker *w, struct durin_txn *txn,
+                       struct job *j)
+{
+  enum durin_run_status failed = DURIN_RUN_FAILED;
+  json_t *data =
+      json_pack("{s:s,s:s}", "status", "failed", "reason", j->reason);
+  char *text = json_dumps(data, JSON_COMPACT);
+  struct durin_run_update u;
+  struct durin_event ev;
+  int r;
+
+  (void)w;
+  json_decref(data);
+  memset(&ev, 0, sizeof(ev));
+  ev.ts_ms = durin_now_ms();
+  ev.type = "run_finished";
+  ev.data = text;
+  r = durin_txn_events_append(txn, j->run->id, &ev, 1, &j->err);
+  free(text);
+  if (r)
+    return r;
+  memset(&u, 0, sizeof(u));
+  u.status = &failed;
+  u.reason = j->reason;
+  u.started_ms = -1;
+  u.finished_ms = ev.ts_ms;
+  u.release_lease = 1;
+  u.now_ms = ev.ts_ms;
+  return durin_txn_run_update(txn, j->run->id, &u, &j->err);
+}
+
+static void done_fail_run(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r = j->run;
+
+  if (write_failed(r, j))
+    return;
+  wlog(w, "run %s: failed: %s", r->id, j->reason);
+  w->st.finished++;
+  r->gone = 1;
+  run_release_memory(r);
+}
+
 static void done_restore(struct durin_worker *w, struct job *j)
 {
   struct wrun *r = j->run;
@@ -944,11 +990,22 @@ static void done_restore(struct durin_worker *w, struct job *j)
     run_release_memory(r);
     return;
   }
-  if (j->r) {
-    /* A run that cannot be restored here (bad stored spec, store error)
-     * is let go; its lease expires and the retry budget ends it. */
+  if (j->r == DURIN_ESTORE || j->r == DURIN_EBUSY || j->r == DURIN_ENOMEM ||
+      j->r == DURIN_EIO) {
+    /* Perhaps not for long: let go; the lease expires, the run comes back
+     * and its retry budget ends it if this persists. */
     wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
     drop(r, "dropped after a failed restore");
+    return;
+  }
+  if (j->r) {
+    /* The stored spec or checkpoint is unusable, here and on any worker:
+     * retrying cannot help, so the run ends now, with the reason. */
+    struct job *f = job_new(w, J_WRITE, r, fn_fail_run, done_fail_run);
+
+    if (asprintf(&f->reason, "cannot restore the run: %s", j->err.msg) < 0)
+      abort();
+    set_phase(r, P_ENDING);
     return;
   }
   set_phase(r, P_LIVE);

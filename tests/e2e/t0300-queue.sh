@@ -25,6 +25,7 @@ overlaps() {
   ids=$(sed "s/.*/'&'/" "$1" | paste -sd, -)
   sql "select count(*) from runs a, runs b where a.id in ($ids) and b.id in ($ids) and a.id < b.id and a.started_ms < b.finished_ms and b.started_ms < a.finished_ms"
 }
+break_spec() { sql "update run_specs set spec = '{\"goal\": 1}' where run_id = '$1'"; }
 started_rank() { sql "select count(*) from runs where tenant in ('big', 'small') and started_ms < (select started_ms from runs where id = '$1')"; }
 
 test_expect_success 'submit prints the id; bad options are refused' '
@@ -81,6 +82,16 @@ test_expect_success 'delayed start' '
   id=$(durin submit --not-before +2s s.json) &&
   drain 4 &&
   test $(( $(col_of $id started_ms) - $(col_of $id created_ms) )) -ge 2000
+'
+
+test_expect_success 'a run whose stored spec is unusable ends failed, once' '
+  id=$(durin submit s.json) && break_spec $id &&
+  drain 4 &&
+  test "$(status_of $id)" = failed &&
+  col_of $id reason | grep "cannot restore the run" &&
+  test "$(col_of $id attempt)" = 1 &&
+  test "$(sql "select count(*) from events where run_id = '\''$id'\'' and type = '\''run_finished'\''")" = 1 &&
+  test -z "$(col_of $id lease_owner)"
 '
 
 test_done

@@ -97,6 +97,32 @@ static void test_priority_then_age(void **state)
   assert_int_equal(claim(f->s, "w2", 8, c), 0);
 }
 
+/* One claim reaches past the first page of a tenant's candidates, also
+ * when a page is all runs that a concurrency key holds back. */
+static void test_claim_pages(void **state)
+{
+  struct fx *f = *state;
+  struct durin_claim c[300];
+  char id[32];
+  int i;
+
+  for (i = 0; i < 200; i++) {
+    snprintf(id, sizeof(id), "k%03d", i);
+    submit(f->s, id, NULL, 5, "repo");
+  }
+  for (i = 0; i < 100; i++) {
+    snprintf(id, sizeof(id), "p%03d", i);
+    submit(f->s, id, NULL, 0, NULL);
+  }
+  assert_int_equal(claim(f->s, "w1", 300, c), 101);
+  assert_string_equal(c[0].id, "k000");
+  for (i = 0; i < 100; i++) {
+    snprintf(id, sizeof(id), "p%03d", i);
+    assert_string_equal(c[i + 1].id, id);
+  }
+  assert_int_equal(claim(f->s, "w1", 300, c), 0);
+}
+
 static void test_fair_share(void **state)
 {
   struct fx *f = *state;
@@ -356,6 +382,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_priority_then_age, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_claim_pages, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fair_share, setup, teardown),
     cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
     cmocka_unit_test_setup_teardown(test_delayed_start, setup, teardown),
