@@ -5,12 +5,16 @@
  * concurrent requests (tests/helpers/fake-model forks per connection and
  * checks every request; this one only counts).
  *
- *   slow-model --port-file F [--delay-ms MS]
+ *   slow-model --port-file F [--delay-ms MS] [--slow-ms MS]
+ *
+ * SIGUSR1 switches the delay to --slow-ms for good (bench/recovery runs
+ * fast to build a long history, then slows down around a kill).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,11 +67,19 @@ static int request_complete(struct conn *c, size_t *used)
   return 1;
 }
 
+static volatile sig_atomic_t slow_now;
+
+static void on_usr1(int sig)
+{
+  (void)sig;
+  slow_now = 1;
+}
+
 int main(int argc, char **argv)
 {
   struct conn *head = NULL, *tail = NULL;
   const char *port_file = NULL;
-  long long delay = 1000, served = 0;
+  long long delay = 1000, slow = 1000, served = 0;
   struct sockaddr_in a;
   struct rlimit rl;
   socklen_t alen = sizeof(a);
@@ -79,7 +91,10 @@ int main(int argc, char **argv)
       port_file = argv[i + 1];
     else if (!strcmp(argv[i], "--delay-ms"))
       delay = atoll(argv[i + 1]);
+    else if (!strcmp(argv[i], "--slow-ms"))
+      slow = atoll(argv[i + 1]);
   }
+  signal(SIGUSR1, on_usr1);
   if (!port_file) {
     fprintf(stderr, "usage: slow-model --port-file F [--delay-ms MS]\n");
     return 64;
@@ -112,6 +127,8 @@ int main(int argc, char **argv)
     int n, timeout = head ? (int)(head->due > now ? head->due - now : 0) : 1000;
 
     n = epoll_wait(ep, evs, 256, timeout);
+    if (slow_now)
+      delay = slow;
     for (i = 0; i < n; i++) {
       struct conn *c = evs[i].data.ptr;
       size_t used;
