@@ -120,6 +120,38 @@ static double cpu_s(void)
          ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* Queues one run of the bench spec; id receives its id. */
+static int create_run(struct durin_store *s, const char *spec_json,
+                      const char *ws, char id[32])
+{
+  struct durin_err err = { 0 };
+  struct durin_run_new rn;
+
+  durin_run_id_new(id);
+  memset(&rn, 0, sizeof(rn));
+  rn.id = id;
+  rn.name = "bench";
+  rn.spec_json = spec_json;
+  rn.model = "script:script";
+  rn.workspace = ws;
+  rn.now_ms = durin_now_ms();
+  if (durin_store_run_create(s, &rn, &err)) {
+    fprintf(stderr, "step-overhead: %s\n", err.msg);
+    return 1;
+  }
+  return 0;
+}
+
+/* Removes the bench's own temporary directory. */
+static void remove_dir(const char *dir)
+{
+  char cmd[4300];
+
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "step-overhead: could not remove %s\n", dir);
+}
+
 struct watch {
   struct durin_worker *w;
   int runs;
@@ -156,21 +188,10 @@ static int run_many(struct durin_store *s, const char *spec_json,
   int i;
 
   for (i = 0; i < runs; i++) {
-    struct durin_run_new rn;
     char id[32];
 
-    durin_run_id_new(id);
-    memset(&rn, 0, sizeof(rn));
-    rn.id = id;
-    rn.name = "bench";
-    rn.spec_json = spec_json;
-    rn.model = "script:script";
-    rn.workspace = ws;
-    rn.now_ms = durin_now_ms();
-    if (durin_store_run_create(s, &rn, &err)) {
-      fprintf(stderr, "step-overhead: %s\n", err.msg);
+    if (create_run(s, spec_json, ws, id))
       return 1;
-    }
   }
   memset(&o, 0, sizeof(o));
   o.owner = "bench:1";
@@ -217,7 +238,6 @@ int main(int argc, char **argv)
   char *args2k, *spec_json, *turns;
   struct durin_store *s = NULL;
   struct durin_err err = { 0 };
-  struct durin_run_new rn;
   struct durin_driver_opts o;
   struct durin_drive_result res;
   struct durin_spec spec;
@@ -290,31 +310,16 @@ int main(int argc, char **argv)
     int rc = run_many(s, spec_json, ws, runs, steps, sync);
 
     durin_store_close(s);
-    if (dir == tmpl) {
-      char cmd[4300];
-
-      snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-      if (system(cmd) != 0)
-        fprintf(stderr, "step-overhead: could not remove %s\n", dir);
-    }
+    if (dir == tmpl)
+      remove_dir(dir);
     free(turns);
     free(spec_json);
     free(args2k);
     free(payload4k);
     return rc;
   }
-  durin_run_id_new(id);
-  memset(&rn, 0, sizeof(rn));
-  rn.id = id;
-  rn.name = "bench";
-  rn.spec_json = spec_json;
-  rn.model = "script:script";
-  rn.workspace = ws;
-  rn.now_ms = durin_now_ms();
-  if (durin_store_run_create(s, &rn, &err)) {
-    fprintf(stderr, "step-overhead: %s\n", err.msg);
+  if (create_run(s, spec_json, ws, id))
     return 1;
-  }
 
   memset(&tm, 0, sizeof(tm));
   tm.steps = steps;
@@ -352,13 +357,8 @@ int main(int argc, char **argv)
            "write_bytes, incl. WAL)\n",
            (double)(w1 - w0) / (double)steps);
   durin_store_close(s);
-  if (dir == tmpl) {
-    char cmd[4300];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-      fprintf(stderr, "step-overhead: could not remove %s\n", dir);
-  }
+  if (dir == tmpl)
+    remove_dir(dir);
   free(tm.t);
   free(turns);
   free(spec_json);
