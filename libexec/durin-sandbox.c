@@ -1,0 +1,914 @@
+/*
+ * durin-sandbox: runs one command isolated, for one tool call.
+ *
+ *   durin-sandbox [options] -- CMD [ARG...]
+ *
+ * The helper (P) moves itself into a fresh cgroup, clones the sandbox
+ * init (C) into new user, mount, pid, net, ipc, uts and cgroup
+ * namespaces, and maps one id into it: 1000 inside is the caller's uid
+ * outside, or an unprivileged id (--uid, default 100000) when the caller
+ * is root, so nothing inside is ever host uid 0. C builds a minimal root
+ * (bubblewrap's two-step pivot_root), then forks the command (G), which
+ * drops every capability, joins a new session and keyring, closes every
+ * inherited descriptor, applies rlimits, Landlock and the seccomp program
+ * (compiled by libdurin, read from --seccomp-fd) and execs. C reaps and
+ * exits with G's status; the kernel then kills whatever is left in the
+ * pid namespace. P enforces the wall-clock timeout, cleans the cgroup
+ * up and writes one JSON line to --status-fd:
+ *
+ *   {"status":"exited","code":0,...}  {"status":"signaled","signal":9}
+ *   {"status":"timeout"}  {"status":"error","error":"..."}
+ *
+ * Exit code: the command's (128+N for signal N), 124 on timeout, 125 if
+ * the sandbox could not be built. P dies with its parent (PDEATHSIG).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/landlock.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Newer than Debian 12's headers; the kernel tells the ABI at run time. */
+#ifndef LANDLOCK_ACCESS_FS_REFER
+# define LANDLOCK_ACCESS_FS_REFER (1ULL << 13)
+#endif
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+# define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+
+#define INSIDE_ID 1000
+#define MAX_BINDS 32
+#define MAX_ENV   64
+
+struct bind {
+  const char *path;
+  int rw;
+};
+
+static struct {
+  const char *workspace;
+  struct bind binds[MAX_BINDS];
+  int nbinds;
+  const char *env[MAX_ENV];
+  int nenv;
+  long host_id;
+  long mem_mb, pids, cpu_pct, timeout_s, fsize_mb, nofile, tmp_mb;
+  int seccomp_fd, status_fd;
+  int landlock;
+  char **argv;
+  /* the compiled filter, read before cloning */
+  struct sock_filter *filter;
+  unsigned short nfilter;
+} o = { .host_id = 100000,
+        .pids = 256,
+        .nofile = 256,
+        .tmp_mb = 256,
+        .seccomp_fd = -1,
+        .status_fd = -1,
+        .landlock = 1 };
+
+static int err_fd = -1; /* setup errors from C and G, to P */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A setup failure inside the sandbox: report to P and exit 125. */
+static void die(const char *fmt, ...)
+{
+  char msg[512];
+  va_list ap;
+  int n;
+
+  va_start(ap, fmt);
+  n = vsnprintf(msg, sizeof(msg) - 64, fmt, ap);
+  va_end(ap);
+  if (errno)
+    n += snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(errno));
+  if (err_fd >= 0 && write(err_fd, msg, (size_t)n) < 0)
+    _exit(125);
+  if (err_fd < 0)
+    fprintf(stderr, "durin-sandbox: %s\n", msg);
+  _exit(125);
+}
+
+static void usage(void)
+{
+  fprintf(stderr,
+          "usage: durin-sandbox [--workspace DIR] [--ro DIR] [--rw DIR]\n"
+          "  [--setenv K=V] [--uid N] [--mem MB] [--pids N] [--cpu PCT]\n"
+          "  [--timeout S] [--fsize MB] [--nofile N] [--tmp MB]\n"
+          "  [--seccomp-fd FD] [--status-fd FD] [--no-landlock] -- CMD...\n");
+  exit(125);
+}
+
+static long num(const char *s)
+{
+  char *end;
+  long v = strtol(s, &end, 10);
+
+  if (!*s || *end || v < 0)
+    usage();
+  return v;
+}
+
+static void parse(int argc, char **argv)
+{
+  int i;
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+    if (!strcmp(a, "--")) {
+      o.argv = &argv[i + 1];
+      break;
+    }
+    if (!strcmp(a, "--no-landlock")) {
+      o.landlock = 0;
+      continue;
+    }
+    if (!v)
+      usage();
+    i++;
+    if (!strcmp(a, "--workspace"))
+      o.workspace = v;
+    else if ((!strcmp(a, "--ro") || !strcmp(a, "--rw")) && o.nbinds < MAX_BINDS)
+      o.binds[o.nbinds++] = (struct bind){ v, a[3] == 'w' };
+    else if (!strcmp(a, "--setenv") && strchr(v, '=') && o.nenv < MAX_ENV - 8)
+      o.env[o.nenv++] = v;
+    else if (!strcmp(a, "--uid"))
+      o.host_id = num(v);
+    else if (!strcmp(a, "--mem"))
+      o.mem_mb = num(v);
+    else if (!strcmp(a, "--pids"))
+      o.pids = num(v);
+    else if (!strcmp(a, "--cpu"))
+      o.cpu_pct = num(v);
+    else if (!strcmp(a, "--timeout"))
+      o.timeout_s = num(v);
+    else if (!strcmp(a, "--fsize"))
+      o.fsize_mb = num(v);
+    else if (!strcmp(a, "--nofile"))
+      o.nofile = num(v);
+    else if (!strcmp(a, "--tmp"))
+      o.tmp_mb = num(v);
+    else if (!strcmp(a, "--seccomp-fd"))
+      o.seccomp_fd = (int)num(v);
+    else if (!strcmp(a, "--status-fd"))
+      o.status_fd = (int)num(v);
+    else
+      usage();
+  }
+  if (!o.argv || !o.argv[0])
+    usage();
+  if (o.host_id == 0) {
+    fprintf(stderr, "durin-sandbox: --uid 0 would map host root; refused\n");
+    exit(125);
+  }
+}
+
+static void read_filter(void)
+{
+  struct stat st;
+  ssize_t n;
+
+  if (o.seccomp_fd < 0)
+    return;
+  if (fstat(o.seccomp_fd, &st) || st.st_size <= 0 ||
+      st.st_size % (off_t)sizeof(struct sock_filter) ||
+      st.st_size / (off_t)sizeof(struct sock_filter) > 65535) {
+    fprintf(stderr, "durin-sandbox: --seccomp-fd is not a BPF program\n");
+    exit(125);
+  }
+  o.filter = malloc((size_t)st.st_size);
+  n = pread(o.seccomp_fd, o.filter, (size_t)st.st_size, 0);
+  if (n != st.st_size) {
+    fprintf(stderr, "durin-sandbox: reading the seccomp program failed\n");
+    exit(125);
+  }
+  o.nfilter = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
+  close(o.seccomp_fd);
+}
+
+/* ---- cgroups (in P, before the clone) ---- */
+
+static char cg_v2[256];
+static char cg_v1[3][200]; /* memory, pids, cpu */
+static const char *const v1_ctl[3] = { "memory", "pids", "cpu" };
+static int cg_kind; /* 0 none, 1 v1, 2 v2 */
+
+static int put(const char *dir, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int put(const char *dir, const char *file, const char *fmt, ...)
+{
+  char path[512], val[64];
+  va_list ap;
+  int fd, n, r;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
+  va_start(ap, fmt);
+  n = vsnprintf(val, sizeof(val), fmt, ap);
+  va_end(ap);
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  r = write(fd, val, (size_t)n) == n ? 0 : -1;
+  close(fd);
+  return r;
+}
+
+static int v2_usable(void)
+{
+  char buf[256] = "";
+  int fd = open("/sys/fs/cgroup/cgroup.controllers", O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+
+  if (fd < 0)
+    return 0;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  return n > 0 && strstr(buf, "memory") && strstr(buf, "pids");
+}
+
+/* Puts P (and so everything it clones) into a new cgroup with the limits.
+ * Without permission to, the rlimits are the floor. */
+static void cgroup_enter(void)
+{
+  pid_t me = getpid();
+  int i;
+
+  if (v2_usable()) {
+    mkdir("/sys/fs/cgroup/durin", 0755);
+    put("/sys/fs/cgroup", "cgroup.subtree_control", "+memory +pids +cpu");
+    put("/sys/fs/cgroup/durin", "cgroup.subtree_control", "+memory +pids +cpu");
+    snprintf(cg_v2, sizeof(cg_v2), "/sys/fs/cgroup/durin/sb-%d", (int)me);
+    if (mkdir(cg_v2, 0755) == 0) {
+      if (o.mem_mb) {
+        put(cg_v2, "memory.max", "%ld", o.mem_mb << 20);
+        put(cg_v2, "memory.swap.max", "0");
+      }
+      put(cg_v2, "pids.max", "%ld", o.pids);
+      if (o.cpu_pct)
+        put(cg_v2, "cpu.max", "%ld 100000", o.cpu_pct * 1000);
+      if (put(cg_v2, "cgroup.procs", "%d", (int)me) == 0) {
+        cg_kind = 2;
+        return;
+      }
+      rmdir(cg_v2);
+    }
+    cg_v2[0] = 0;
+    return;
+  }
+  for (i = 0; i < 3; i++) {
+    char base[128];
+
+    snprintf(base, sizeof(base), "/sys/fs/cgroup/%s/durin", v1_ctl[i]);
+    mkdir(base, 0755);
+    snprintf(cg_v1[i], sizeof(cg_v1[i]), "%s/sb-%d", base, (int)me);
+    if (mkdir(cg_v1[i], 0755) && errno != EEXIST) {
+      cg_v1[i][0] = 0;
+      continue;
+    }
+  }
+  if (cg_v1[0][0] && o.mem_mb) {
+    put(cg_v1[0], "memory.limit_in_bytes", "%ld", o.mem_mb << 20);
+    put(cg_v1[0], "memory.memsw.limit_in_bytes", "%ld", o.mem_mb << 20);
+  }
+  if (cg_v1[1][0])
+    put(cg_v1[1], "pids.max", "%ld", o.pids);
+  if (cg_v1[2][0] && o.cpu_pct) {
+    put(cg_v1[2], "cpu.cfs_period_us", "100000");
+    put(cg_v1[2], "cpu.cfs_quota_us", "%ld", o.cpu_pct * 1000);
+  }
+  for (i = 0; i < 3; i++) {
+    if (cg_v1[i][0] && put(cg_v1[i], "cgroup.procs", "%d", (int)me) == 0)
+      cg_kind = 1;
+    else if (cg_v1[i][0]) {
+      rmdir(cg_v1[i]);
+      cg_v1[i][0] = 0;
+    }
+  }
+}
+
+/* Kills anything left in the sandbox's cgroup, leaves it, removes it. */
+static int cgroup_leave(void)
+{
+  int oom = 0, i;
+
+  if (cg_kind == 2) {
+    char line[300];
+    FILE *f;
+
+    snprintf(line, sizeof(line), "%s/memory.events", cg_v2);
+    if ((f = fopen(line, "re"))) {
+      long v;
+
+      while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "oom_kill %ld", &v) == 1 && v > 0)
+          oom = 1;
+      fclose(f);
+    }
+    put(cg_v2, "cgroup.kill", "1");
+    put("/sys/fs/cgroup/durin", "cgroup.procs", "%d", (int)getpid());
+    for (i = 0; i < 50 && rmdir(cg_v2) && errno == EBUSY; i++)
+      usleep(2000);
+    return oom;
+  }
+  for (i = 0; i < 3; i++) {
+    char path[640], parent[300];
+    int tries;
+
+    if (!cg_v1[i][0])
+      continue;
+    if (i == 0) {
+      char buf[64] = "";
+      int fd;
+
+      snprintf(path, sizeof(path), "%s/memory.failcnt", cg_v1[0]);
+      if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        if (read(fd, buf, sizeof(buf) - 1) > 0 && atol(buf) > 0)
+          oom = 1;
+        close(fd);
+      }
+    }
+    snprintf(parent, sizeof(parent), "/sys/fs/cgroup/%s/durin", v1_ctl[i]);
+    put(parent, "cgroup.procs", "%d", (int)getpid());
+    for (tries = 0; tries < 100 && rmdir(cg_v1[i]) && errno == EBUSY; tries++) {
+      FILE *f;
+      int pid;
+
+      snprintf(path, sizeof(path), "%s/cgroup.procs", cg_v1[i]);
+      if ((f = fopen(path, "re"))) {
+        while (fscanf(f, "%d", &pid) == 1)
+          kill(pid, SIGKILL);
+        fclose(f);
+      }
+      usleep(2000);
+    }
+  }
+  return oom;
+}
+
+/* ---- the root file system (in C) ---- */
+
+static void mkdirs(const char *path, mode_t mode)
+{
+  char buf[4096], *p;
+
+  snprintf(buf, sizeof(buf), "%s", path);
+  for (p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = 0;
+    mkdir(buf, mode);
+    *p = '/';
+  }
+  mkdir(buf, mode);
+}
+
+static void must(int r, const char *what, const char *arg)
+{
+  if (r)
+    die("%s %s", what, arg ? arg : "");
+}
+
+/* Binds /oldroot/PATH at /newroot/PATH, read-only unless rw. */
+static void bind_path(const char *path, int rw, int optional)
+{
+  char src[4200], dst[4200];
+  struct stat st;
+
+  snprintf(src, sizeof(src), "/oldroot%s", path);
+  snprintf(dst, sizeof(dst), "/newroot%s", path);
+  if (lstat(src, &st)) {
+    if (optional)
+      return;
+    die("bind source %s", path);
+  }
+  if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t n = readlink(src, target, sizeof(target) - 1);
+
+    if (n < 0)
+      die("readlink %s", path);
+    target[n] = 0;
+    must(symlink(target, dst), "symlink", path);
+    return;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    mkdirs(dst, 0755);
+  } else {
+    char *slash = strrchr(dst, '/');
+    int fd;
+
+    *slash = 0;
+    mkdirs(dst, 0755);
+    *slash = '/';
+    fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+      close(fd);
+  }
+  must(mount(src, dst, NULL, MS_BIND | MS_REC, NULL), "bind", path);
+  if (!rw) {
+    unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
+
+    /* A host mount may lock noexec; keep it then. */
+    if (mount(NULL, dst, NULL, fl, NULL) &&
+        mount(NULL, dst, NULL, fl | MS_NOEXEC, NULL))
+      die("remount read-only %s", path);
+  } else {
+    mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL);
+  }
+}
+
+static void write_file(const char *path, const char *text)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+  if (fd < 0 || write(fd, text, strlen(text)) < 0)
+    die("writing %s", path);
+  close(fd);
+}
+
+static void build_root(void)
+{
+  static const char *const sys[] = { "/usr",   "/bin",   "/sbin",  "/lib",
+                                     "/lib32", "/lib64", "/libx32" };
+  static const char *const etc[] = {
+    "/etc/ld.so.cache",  "/etc/ld.so.conf",      "/etc/ld.so.conf.d",
+    "/etc/alternatives", "/etc/localtime",       "/etc/nsswitch.conf",
+    "/etc/ssl/certs",    "/etc/ca-certificates", "/etc/bash.bashrc",
+    "/etc/profile",      "/etc/inputrc",         "/etc/gitconfig",
+    "/etc/mime.types",   "/etc/debian_version",  "/etc/os-release",
+  };
+  static const char *const devs[] = { "null",   "zero",    "full",
+                                      "random", "urandom", "tty" };
+  char opts[64], path[4200];
+  size_t i;
+
+  must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make private", "/");
+  must(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+       "mount base tmpfs", NULL);
+  must(chdir("/tmp"), "chdir", "/tmp");
+  mkdir("newroot", 0755);
+  mkdir("oldroot", 0755);
+  must(mount("tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+       "mount root tmpfs", NULL);
+  must((int)syscall(SYS_pivot_root, ".", "oldroot"), "pivot_root", NULL);
+  must(chdir("/"), "chdir", "/");
+
+  for (i = 0; i < sizeof(sys) / sizeof(*sys); i++)
+    bind_path(sys[i], 0, 1);
+  mkdir("/newroot/etc", 0755);
+  for (i = 0; i < sizeof(etc) / sizeof(*etc); i++)
+    bind_path(etc[i], 0, 1);
+  write_file("/newroot/etc/passwd",
+             "root:x:0:0:root:/:/usr/sbin/nologin\n"
+             "agent:x:1000:1000:agent:/tmp:/bin/sh\n"
+             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+  write_file("/newroot/etc/group", "root:x:0:\nagent:x:1000:\n"
+                                   "nogroup:x:65534:\n");
+  write_file("/newroot/etc/hostname", "sandbox\n");
+  write_file("/newroot/etc/hosts", "127.0.0.1 localhost sandbox\n");
+
+  mkdir("/newroot/proc", 0555);
+  must(mount("proc", "/newroot/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+             NULL),
+       "mount", "/proc");
+
+  mkdir("/newroot/dev", 0755);
+  must(mount("tmpfs", "/newroot/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+             "mode=0755,size=64k"),
+       "mount", "/dev");
+  for (i = 0; i < sizeof(devs) / sizeof(*devs); i++) {
+    snprintf(path, sizeof(path), "/dev/%s", devs[i]);
+    bind_path(path, 1, 0);
+  }
+  symlink("/proc/self/fd", "/newroot/dev/fd");
+  symlink("/proc/self/fd/0", "/newroot/dev/stdin");
+  symlink("/proc/self/fd/1", "/newroot/dev/stdout");
+  symlink("/proc/self/fd/2", "/newroot/dev/stderr");
+  mkdir("/newroot/dev/shm", 01777);
+  snprintf(opts, sizeof(opts), "mode=1777,size=%ldm", o.tmp_mb);
+  must(mount("tmpfs", "/newroot/dev/shm", "tmpfs",
+             MS_NOSUID | MS_NODEV | MS_NOEXEC, opts),
+       "mount", "/dev/shm");
+  mkdir("/newroot/tmp", 01777);
+  must(mount("tmpfs", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts),
+       "mount", "/tmp");
+
+  for (i = 0; i < (size_t)o.nbinds; i++)
+    bind_path(o.binds[i].path, o.binds[i].rw, 0);
+  if (o.workspace)
+    bind_path(o.workspace, 1, 0);
+
+  /* Into the new root; the old one stacks on top of it and goes. */
+  must(chdir("/newroot"), "chdir", "/newroot");
+  must((int)syscall(SYS_pivot_root, ".", "."), "pivot_root", "(final)");
+  must(umount2(".", MNT_DETACH), "detach the old root", NULL);
+  must(chdir("/"), "chdir", "/");
+  must(mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+             NULL),
+       "remount / read-only", NULL);
+}
+
+static void loopback_up(void)
+{
+  struct ifreq ifr;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+  if (fd < 0)
+    return;
+  memset(&ifr, 0, sizeof(ifr));
+  snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(fd, SIOCSIFFLAGS, &ifr);
+  }
+  close(fd);
+}
+
+/* ---- the command (G) ---- */
+
+static void landlock_apply(void)
+{
+  struct landlock_ruleset_attr ra;
+  __u64 all, ro;
+  int abi, fd;
+  size_t i;
+  const char *rw_paths[4 + MAX_BINDS];
+  size_t nrw = 0;
+
+  abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0,
+                     LANDLOCK_CREATE_RULESET_VERSION);
+  if (abi < 1)
+    return; /* not in this kernel: the mount namespace is the boundary */
+  all = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+        LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
+        LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
+        LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |
+        LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |
+        LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
+        LANDLOCK_ACCESS_FS_MAKE_SYM;
+  if (abi >= 2)
+    all |= LANDLOCK_ACCESS_FS_REFER;
+  if (abi >= 3)
+    all |= LANDLOCK_ACCESS_FS_TRUNCATE;
+  ro = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE |
+       LANDLOCK_ACCESS_FS_READ_DIR;
+  memset(&ra, 0, sizeof(ra));
+  ra.handled_access_fs = all;
+  fd = (int)syscall(SYS_landlock_create_ruleset, &ra, sizeof(ra), 0);
+  if (fd < 0)
+    die("landlock ruleset");
+  rw_paths[nrw++] = "/tmp";
+  rw_paths[nrw++] = "/dev";
+  if (o.workspace)
+    rw_paths[nrw++] = o.workspace;
+  for (i = 0; i < (size_t)o.nbinds; i++)
+    if (o.binds[i].rw)
+      rw_paths[nrw++] = o.binds[i].path;
+  {
+    struct landlock_path_beneath_attr pb = { .allowed_access = ro };
+
+    pb.parent_fd = open("/", O_PATH | O_CLOEXEC);
+    if (pb.parent_fd < 0 ||
+        syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0))
+      die("landlock rule /");
+    close(pb.parent_fd);
+  }
+  for (i = 0; i < nrw; i++) {
+    struct landlock_path_beneath_attr pb = { .allowed_access = all };
+
+    pb.parent_fd = open(rw_paths[i], O_PATH | O_CLOEXEC);
+    if (pb.parent_fd < 0)
+      continue;
+    if (syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0))
+      die("landlock rule %s", rw_paths[i]);
+    close(pb.parent_fd);
+  }
+  if (syscall(SYS_landlock_restrict_self, fd, 0))
+    die("landlock restrict");
+  close(fd);
+}
+
+static void limit(int res, rlim_t v)
+{
+  struct rlimit rl = { v, v };
+
+  setrlimit(res, &rl);
+}
+
+static void drop_privileges(void)
+{
+  int cap;
+
+  for (cap = 0; cap <= 63; cap++)
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) && errno != EINVAL)
+      die("dropping capability %d", cap);
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID))
+    die("setresgid");
+  if (setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID))
+    die("setresuid");
+  /* setresuid away from 0 clears the sets; make sure of it. */
+  {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+
+    memset(d, 0, sizeof(d));
+    if (syscall(SYS_capset, &h, d))
+      die("capset");
+  }
+}
+
+static void exec_command(void)
+{
+  char *envp[MAX_ENV + 1], home[4200];
+  int n = 0, i;
+
+  if (setsid() < 0)
+    die("setsid");
+  /* A session keyring of its own: nothing of the host's is reachable. */
+  syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL);
+  if (syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */))
+    die("close_range");
+  limit(RLIMIT_CORE, 0);
+  limit(RLIMIT_NOFILE, (rlim_t)o.nofile);
+  if (o.fsize_mb)
+    limit(RLIMIT_FSIZE, (rlim_t)o.fsize_mb << 20);
+  if (o.mem_mb && cg_kind == 0)
+    limit(RLIMIT_AS, (rlim_t)o.mem_mb << 20);
+  if (o.timeout_s)
+    limit(RLIMIT_CPU, (rlim_t)o.timeout_s + 1);
+  if (o.workspace && chdir(o.workspace))
+    die("chdir %s", o.workspace);
+  drop_privileges();
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    die("no_new_privs");
+  if (o.landlock)
+    landlock_apply();
+  snprintf(home, sizeof(home), "HOME=%s", o.workspace ? o.workspace : "/tmp");
+  envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:"
+              "/sbin";
+  envp[n++] = home;
+  envp[n++] = "LANG=C.UTF-8";
+  envp[n++] = "USER=agent";
+  envp[n++] = "TMPDIR=/tmp";
+  for (i = 0; i < o.nenv; i++)
+    envp[n++] = (char *)o.env[i];
+  envp[n] = NULL;
+  environ = envp;
+  if (o.filter) {
+    struct sock_fprog prog = { o.nfilter, o.filter };
+
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0))
+      die("installing the seccomp program");
+  }
+  execvp(o.argv[0], o.argv);
+  die("exec %s", o.argv[0]);
+}
+
+/* ---- the sandbox init (C), pid 1 of the new pid namespace ---- */
+
+/* Takes the one mapped id (files it creates need a mapped owner) and
+ * keeps the namespace's capabilities for building the root. */
+static void become_inside_id(void)
+{
+  struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+  struct __user_cap_data_struct d[2];
+
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0))
+    die("keepcaps");
+  if (setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID))
+    die("setresgid");
+  if (setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID))
+    die("setresuid");
+  if (syscall(SYS_capget, &h, d))
+    die("capget");
+  d[0].effective = d[0].permitted;
+  d[1].effective = d[1].permitted;
+  if (syscall(SYS_capset, &h, d))
+    die("capset");
+}
+
+static int sandbox_init(int sync_fd)
+{
+  char c;
+  pid_t g;
+  int st;
+
+  if (read(sync_fd, &c, 1) != 1)
+    _exit(125); /* P died before mapping us */
+  close(sync_fd);
+  become_inside_id();
+  build_root();
+  loopback_up();
+  if (sethostname("sandbox", 7))
+    die("sethostname");
+  g = fork();
+  if (g < 0)
+    die("fork");
+  if (g == 0)
+    exec_command();
+  /* Reap everything; leave with the command's status, which ends the
+   * namespace and every process still in it. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  close(err_fd);
+  for (;;) {
+    pid_t p = waitpid(-1, &st, 0);
+
+    if (p == g)
+      break;
+    if (p < 0 && errno != EINTR)
+      _exit(125);
+  }
+  if (WIFSIGNALED(st))
+    _exit(128 + WTERMSIG(st));
+  _exit(WEXITSTATUS(st));
+}
+
+/* ---- P ---- */
+
+static void map_ids(pid_t c)
+{
+  char path[64], map[64];
+  long outside = geteuid() == 0 ? o.host_id : (long)geteuid();
+  long outside_g = geteuid() == 0 ? o.host_id : (long)getegid();
+  int fd;
+
+  snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)c);
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (write(fd, "deny", 4) < 0)
+      perror("durin-sandbox: setgroups");
+    close(fd);
+  }
+  snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)c);
+  snprintf(map, sizeof(map), "%d %ld 1\n", INSIDE_ID, outside);
+  if (put("/", path + 1, "%s", map))
+    die("writing uid_map");
+  snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)c);
+  snprintf(map, sizeof(map), "%d %ld 1\n", INSIDE_ID, outside_g);
+  if (put("/", path + 1, "%s", map))
+    die("writing gid_map");
+}
+
+static void report(const char *json)
+{
+  if (o.status_fd >= 0 && write(o.status_fd, json, strlen(json)) < 0)
+    return;
+}
+
+static long long mono_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void json_str(char *out, size_t n, const char *s)
+{
+  size_t j = 0;
+
+  for (; *s && j + 7 < n; s++) {
+    unsigned char ch = (unsigned char)*s;
+
+    if (ch == '"' || ch == '\\') {
+      out[j++] = '\\';
+      out[j++] = (char)ch;
+    } else if (ch < 0x20) {
+      j += (size_t)snprintf(out + j, n - j, "\\u%04x", ch);
+    } else {
+      out[j++] = (char)ch;
+    }
+  }
+  out[j] = 0;
+}
+
+int main(int argc, char **argv)
+{
+  int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom;
+  char msg[512] = "", esc[1100], json[1400];
+  long long deadline;
+  ssize_t n;
+  pid_t c;
+
+  parse(argc, argv);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() == 1)
+    return 125; /* the parent is already gone */
+  read_filter();
+  if (o.status_fd >= 0)
+    fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
+  if (pipe2(sync, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+    perror("durin-sandbox: pipe");
+    return 125;
+  }
+  cgroup_enter();
+  c = (pid_t)syscall(SYS_clone,
+                     CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
+                         CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
+                         SIGCHLD,
+                     NULL, NULL, NULL, NULL);
+  if (c < 0) {
+    snprintf(msg, sizeof(msg), "creating the namespaces: %s", strerror(errno));
+    cgroup_leave();
+    json_str(esc, sizeof(esc), msg);
+    snprintf(json, sizeof(json), "{\"status\":\"error\",\"error\":\"%s\"}\n",
+             esc);
+    report(json);
+    fprintf(stderr, "durin-sandbox: %s\n", msg);
+    return 125;
+  }
+  if (c == 0) {
+    close(sync[1]);
+    close(errp[0]);
+    err_fd = errp[1];
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    return sandbox_init(sync[0]);
+  }
+  close(sync[0]);
+  close(errp[1]);
+  map_ids(c);
+  if (write(sync[1], "x", 1) != 1)
+    perror("durin-sandbox: sync");
+  close(sync[1]);
+
+  deadline = o.timeout_s ? mono_ms() + o.timeout_s * 1000 : 0;
+  pidfd = (int)syscall(SYS_pidfd_open, c, 0);
+  for (;;) {
+    struct pollfd pf = { pidfd, POLLIN, 0 };
+    int wait_ms = -1;
+
+    if (deadline) {
+      long long left = deadline - mono_ms();
+
+      if (left <= 0) {
+        timed_out = 1;
+        kill(c, SIGKILL);
+        break;
+      }
+      wait_ms = (int)left;
+    }
+    if (poll(&pf, 1, wait_ms) > 0)
+      break;
+  }
+  while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+    ;
+  n = read(errp[0], msg, sizeof(msg) - 1);
+  msg[n > 0 ? n : 0] = 0;
+  oom = cgroup_leave();
+  if (msg[0]) {
+    json_str(esc, sizeof(esc), msg);
+    snprintf(json, sizeof(json), "{\"status\":\"error\",\"error\":\"%s\"}\n",
+             esc);
+    report(json);
+    fprintf(stderr, "durin-sandbox: %s\n", msg);
+    return 125;
+  }
+  if (timed_out) {
+    snprintf(json, sizeof(json),
+             "{\"status\":\"timeout\",\"timeout_s\":%ld,\"cgroup\":%d}\n",
+             o.timeout_s, cg_kind);
+    report(json);
+    return 124;
+  }
+  {
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+
+    if (code > 128)
+      snprintf(json, sizeof(json),
+               "{\"status\":\"signaled\",\"signal\":%d,\"oom\":%s,"
+               "\"cgroup\":%d}\n",
+               code - 128, oom ? "true" : "false", cg_kind);
+    else
+      snprintf(json, sizeof(json),
+               "{\"status\":\"exited\",\"code\":%d,\"oom\":%s,"
+               "\"cgroup\":%d}\n",
+               code, oom ? "true" : "false", cg_kind);
+    report(json);
+    return code;
+  }
+}
