@@ -64,6 +64,7 @@ int cmd_serve(int argc, char **argv, struct cli *cli);
 int cmd_pause(int argc, char **argv, struct cli *cli);
 int cmd_unpause(int argc, char **argv, struct cli *cli);
 int cmd_limits(int argc, char **argv, struct cli *cli);
+int cmd_sandbox(int argc, char **argv, struct cli *cli);
 /* Parses a duration ("500ms", "30s", "5m", "2h", plain seconds) into ms;
  * -1 if malformed. */
 int64_t cli_parse_duration(const char *s);

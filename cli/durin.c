@@ -33,6 +33,7 @@ static const struct command commands[] = {
   { "pause", cmd_pause, "pause a run (a worker lets go of it)" },
   { "unpause", cmd_unpause, "queue a paused run again" },
   { "limits", cmd_limits, "concurrency limits per tenant and key" },
+  { "sandbox", cmd_sandbox, "run one command in the tools' sandbox" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { NULL, NULL, NULL },
 };

@@ -437,7 +437,10 @@ static void bind_path(const char *path, int rw, int optional)
         mount(NULL, dst, NULL, fl | MS_NOEXEC, NULL))
       die("remount read-only %s", path);
   } else {
-    mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL);
+    /* Device nodes (only the harmless ones are bound) need dev. */
+    unsigned long nodev = strncmp(path, "/dev/", 5) ? MS_NODEV : 0;
+
+    mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | nodev, NULL);
   }
 }
 

@@ -50,6 +50,21 @@ test_done() {
   [ "$test_failed" = 0 ]
 }
 
+# test_skip_all REASON: this host cannot run the test at all; TAP says so.
+test_skip_all() {
+  echo "1..0 # SKIP $1"
+  exit 0
+}
+
+# test_must_fail CMD...: CMD fails (any non-zero exit).
+test_must_fail() {
+  if "$@"; then
+    echo "expected a failure: $*"
+    return 1
+  fi
+  return 0
+}
+
 # test_must_fail_with CODE CMD...: CMD exits with exactly CODE.
 test_must_fail_with() {
   want=$1

@@ -1,0 +1,150 @@
+/*
+ * durin sandbox [options] -- CMD [ARG...]: runs one command in exactly the
+ * sandbox a run's tools get, to check a configuration (and for tests).
+ * It execs libexec/durin-sandbox with the compiled seccomp program.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "durin/sandbox.h"
+
+static const char usage_text[] =
+    "usage: durin sandbox [options] -- CMD [ARG...]\n\n"
+    "Runs CMD in the sandbox every tool call gets: its own user, mount,\n"
+    "pid, net, ipc and uts namespaces, a minimal read-only root, the\n"
+    "workspace read-write, no network, no capabilities, seccomp and\n"
+    "Landlock, rlimits and cgroup limits. Exits with CMD's status\n"
+    "(124: timed out, 125: the sandbox could not be built).\n\n"
+    "  --workspace DIR   bound read-write at its own path; the cwd\n"
+    "  --ro DIR          also bind DIR read-only (repeatable)\n"
+    "  --setenv K=V      add to the environment (repeatable)\n"
+    "  --net none        no network but loopback (the only mode yet)\n"
+    "  --mem MB          memory limit (cgroup; rlimit without one)\n"
+    "  --pids N          process limit (default 256)\n"
+    "  --cpu PCT         CPU quota, 100 = one core\n"
+    "  --timeout SECS    kill the whole tree after SECS\n"
+    "  --fsize MB        largest file it may write\n"
+    "  --nofile N        descriptor limit (default 256)\n"
+    "  --status          print the sandbox's JSON status to stderr\n";
+
+static long num_arg(const char *opt, const char *v)
+{
+  char *end;
+  long n;
+
+  if (!v)
+    return -1;
+  n = strtol(v, &end, 10);
+  if (!*v || *end || n < 0) {
+    cli_error("%s wants a whole number, not '%s'", opt, v);
+    return -1;
+  }
+  return n;
+}
+
+int cmd_sandbox(int argc, char **argv, struct cli *cli)
+{
+  static const char *ro[32], *env[32];
+  struct durin_sandbox_opts o;
+  struct durin_err err = { 0 };
+  char exe[PATH_MAX], helper[PATH_MAX];
+  char **hargv;
+  int i, sfd, status = 0, sp[2] = { -1, -1 };
+  ssize_t n;
+
+  (void)cli;
+  memset(&o, 0, sizeof(o));
+  o.ro = ro;
+  o.env = env;
+  for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    long *num = NULL;
+
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage_text, stdout);
+      return EXIT_OK;
+    }
+    if (!strcmp(a, "--status")) {
+      status = 1;
+      continue;
+    }
+    if (!v) {
+      cli_error("%s needs a value; see 'durin sandbox --help'", a);
+      return EXIT_USAGE;
+    }
+    i++;
+    if (!strcmp(a, "--workspace")) {
+      o.workspace = v;
+    } else if (!strcmp(a, "--ro") && o.nro < 32) {
+      ro[o.nro++] = v;
+    } else if (!strcmp(a, "--setenv") && o.nenv < 32) {
+      if (!strchr(v, '=')) {
+        cli_error("--setenv wants K=V, not '%s'", v);
+        return EXIT_USAGE;
+      }
+      env[o.nenv++] = v;
+    } else if (!strcmp(a, "--net")) {
+      if (strcmp(v, "none")) {
+        cli_error("--net %s: only 'none' exists yet (the egress proxy "
+                  "is not built)",
+                  v);
+        return EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--mem")) {
+      num = &o.mem_mb;
+    } else if (!strcmp(a, "--pids")) {
+      num = &o.pids;
+    } else if (!strcmp(a, "--cpu")) {
+      num = &o.cpu_pct;
+    } else if (!strcmp(a, "--timeout")) {
+      num = &o.timeout_s;
+    } else if (!strcmp(a, "--fsize")) {
+      num = &o.fsize_mb;
+    } else if (!strcmp(a, "--nofile")) {
+      num = &o.nofile;
+    } else {
+      cli_error("unknown option '%s'; see 'durin sandbox --help'", a);
+      return EXIT_USAGE;
+    }
+    if (num && (*num = num_arg(a, v)) < 0)
+      return EXIT_USAGE;
+  }
+  if (i + 1 >= argc) {
+    cli_error("no command; usage: durin sandbox [options] -- CMD [ARG...]");
+    return EXIT_USAGE;
+  }
+  if (o.workspace) {
+    static char ws[PATH_MAX];
+
+    if (!realpath(o.workspace, ws)) {
+      cli_error("workspace '%s' does not exist", o.workspace);
+      return EXIT_USAGE;
+    }
+    o.workspace = ws;
+  }
+  n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  exe[n > 0 ? n : 0] = 0;
+  if (durin_sandbox_helper(exe, helper, sizeof(helper), &err) ||
+      durin_sandbox_seccomp(&sfd, &err)) {
+    cli_error("%s", err.msg);
+    return 125;
+  }
+  /* The descriptor must survive the exec into the helper. */
+  {
+    int keep = dup(sfd);
+
+    close(sfd);
+    sfd = keep;
+  }
+  if (status)
+    sp[1] = dup(2);
+  hargv = durin_sandbox_argv(helper, &o, sfd, sp[1], &argv[i + 1]);
+  execv(helper, hargv);
+  cli_error("cannot run %s: %m", helper);
+  durin_sandbox_argv_free(hargv);
+  return 125;
+}

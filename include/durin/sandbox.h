@@ -1,0 +1,52 @@
+/*
+ * The sandbox every tool call runs in (DESIGN 6).
+ *
+ * libdurin builds the plan: the seccomp program, compiled once by the
+ * caller and handed to each call as a descriptor, and the command line of
+ * libexec/durin-sandbox, which builds the namespaces and execs the
+ * command. Nothing here is process-wide: the caller owns the descriptor.
+ */
+#ifndef DURIN_SANDBOX_H
+#define DURIN_SANDBOX_H
+
+#include "durin/error.h"
+
+struct durin_sandbox_opts {
+  const char *workspace; /* bound read-write; the command's cwd */
+  const char *const *ro; /* extra read-only binds */
+  int nro;
+  const char *const *env; /* "K=V" on top of the fixed allowlist */
+  int nenv;
+  long mem_mb;    /* 0: no memory limit */
+  long pids;      /* 0: 256 */
+  long cpu_pct;   /* 0: no CPU quota; 100 = one core */
+  long timeout_s; /* 0: none; kills the whole tree */
+  long fsize_mb;  /* largest file it may write; 0: none */
+  long nofile;    /* 0: 256 */
+  long uid;       /* host id when durin runs as root; 0: 100000 */
+};
+
+/*
+ * Compiles the seccomp program (deny-list of the dangerous families,
+ * foreign architectures killed) into a sealed memfd; *fd receives it.
+ */
+int durin_sandbox_seccomp(int *fd, struct durin_err *err);
+
+/*
+ * The helper's path: $DURIN_SANDBOX_HELPER, else durin-sandbox next to
+ * exe, else exe's ../libexec/durin/durin-sandbox. exe is the running
+ * binary's path (/proc/self/exe resolved by the caller).
+ */
+int durin_sandbox_helper(const char *exe, char *out, size_t len,
+                         struct durin_err *err);
+
+/*
+ * The helper's argv for cmd under o: helper, options, "--", cmd...
+ * seccomp_fd and status_fd may be -1. Free with durin_sandbox_argv_free.
+ */
+char **durin_sandbox_argv(const char *helper,
+                          const struct durin_sandbox_opts *o, int seccomp_fd,
+                          int status_fd, char *const cmd[]);
+void durin_sandbox_argv_free(char **argv);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * The durin-sandbox command line for one call, and where the helper is.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "durin/sandbox.h"
+
+int durin_sandbox_helper(const char *exe, char *out, size_t len,
+                         struct durin_err *err)
+{
+  const char *env = getenv("DURIN_SANDBOX_HELPER");
+  char dir[PATH_MAX], *slash;
+
+  if (!out || !len)
+    return durin_err_set(err, DURIN_EINVAL, "no room for the helper's path");
+  if (env && *env) {
+    if (access(env, X_OK))
+      return durin_err_set(err, DURIN_ENOTFOUND,
+                           "DURIN_SANDBOX_HELPER=%s is not executable", env);
+    snprintf(out, len, "%s", env);
+    return 0;
+  }
+  snprintf(dir, sizeof(dir), "%s", exe);
+  slash = strrchr(dir, '/');
+  if (slash)
+    *slash = 0;
+  snprintf(out, len, "%s/durin-sandbox", dir);
+  if (!access(out, X_OK))
+    return 0;
+  snprintf(out, len, "%s/../libexec/durin/durin-sandbox", dir);
+  if (!access(out, X_OK))
+    return 0;
+  return durin_err_set(err, DURIN_ENOTFOUND,
+                       "the sandbox helper durin-sandbox is not next to %s "
+                       "nor in ../libexec/durin; install it or set "
+                       "DURIN_SANDBOX_HELPER",
+                       exe);
+}
+
+static void add(char ***v, int *n, const char *s)
+{
+  *v = realloc(*v, (size_t)(*n + 2) * sizeof(**v));
+  if (!*v)
+    abort();
+  (*v)[(*n)++] = strdup(s);
+  (*v)[*n] = NULL;
+}
+
+static void addn(char ***v, int *n, const char *opt, long val)
+{
+  char num[32];
+
+  snprintf(num, sizeof(num), "%ld", val);
+  add(v, n, opt);
+  add(v, n, num);
+}
+
+char **durin_sandbox_argv(const char *helper,
+                          const struct durin_sandbox_opts *o, int seccomp_fd,
+                          int status_fd, char *const cmd[])
+{
+  char **v = NULL;
+  int n = 0, i;
+
+  add(&v, &n, helper);
+  if (o->workspace) {
+    add(&v, &n, "--workspace");
+    add(&v, &n, o->workspace);
+  }
+  for (i = 0; i < o->nro; i++) {
+    add(&v, &n, "--ro");
+    add(&v, &n, o->ro[i]);
+  }
+  for (i = 0; i < o->nenv; i++) {
+    add(&v, &n, "--setenv");
+    add(&v, &n, o->env[i]);
+  }
+  if (o->uid > 0)
+    addn(&v, &n, "--uid", o->uid);
+  if (o->mem_mb > 0)
+    addn(&v, &n, "--mem", o->mem_mb);
+  if (o->pids > 0)
+    addn(&v, &n, "--pids", o->pids);
+  if (o->cpu_pct > 0)
+    addn(&v, &n, "--cpu", o->cpu_pct);
+  if (o->timeout_s > 0)
+    addn(&v, &n, "--timeout", o->timeout_s);
+  if (o->fsize_mb > 0)
+    addn(&v, &n, "--fsize", o->fsize_mb);
+  if (o->nofile > 0)
+    addn(&v, &n, "--nofile", o->nofile);
+  if (seccomp_fd >= 0)
+    addn(&v, &n, "--seccomp-fd", seccomp_fd);
+  if (status_fd >= 0)
+    addn(&v, &n, "--status-fd", status_fd);
+  add(&v, &n, "--");
+  for (i = 0; cmd[i]; i++)
+    add(&v, &n, cmd[i]);
+  return v;
+}
+
+void durin_sandbox_argv_free(char **argv)
+{
+  int i;
+
+  for (i = 0; argv && argv[i]; i++)
+    free(argv[i]);
+  free(argv);
+}

@@ -1,0 +1,124 @@
+#!/bin/sh
+# Escape attempts from `durin sandbox`, the sandbox every tool call gets.
+# Each names its expected outcome; the probe (tests/helpers/escape-probe)
+# exits 0 when an attempt is blocked, 1 when it escaped.
+. "$(dirname "$0")/lib-test.sh"
+
+P="$ESCAPE_PROBE"
+W="$TRASH/ws"
+mkdir -p "$W" "$TRASH/other"
+echo secret >"$TRASH/host-secret"
+echo theirs >"$TRASH/other/file"
+# As root the sandbox runs as host id 100000: it must reach and write its
+# workspace (the trash directory is 0700).
+if [ "$(id -u)" = 0 ]; then chown 100000:100000 "$W"; chmod 711 "$TRASH"; fi
+cp "$P" "$W/probe"
+sb() { "$DURIN" sandbox --workspace "$W" "$@"; }
+blocked() { sb -- ./probe "$@"; }
+
+if ! sb -- true 2>"$TRASH/why"; then
+  test_skip_all "this host cannot build the sandbox: $(cat "$TRASH/why")"
+fi
+
+test_expect_success 'runs as an unprivileged id, in its own namespaces' '
+  sb -- sh -c "id -u; hostname; cat /proc/self/status" >out &&
+  test "$(sed -n 1p out)" = 1000 && test "$(sed -n 2p out)" = sandbox &&
+  grep -q "^CapEff:.*0000000000000000" out &&
+  grep -q "^NoNewPrivs:.*1" out && grep -q "^Seccomp:.*2" out &&
+  test "$(sb -- cat /proc/self/uid_map | tr -s " " | sed "s/^ //")" != "1000 0 1"
+'
+
+test_expect_success 'the workspace is writable, the rest read-only' '
+  sb -- sh -c "echo ok > made && cat made" | grep -qx ok &&
+  test -f ws/made &&
+  test_must_fail sb -- sh -c "echo x > /usr/evil" &&
+  test_must_fail sb -- sh -c "echo x > /etc/evil" &&
+  test_must_fail sb -- sh -c "echo x > /evil"
+'
+
+test_expect_success 'host secrets and other runs are not there' '
+  test_must_fail sb -- cat "$TRASH/host-secret" &&
+  test_must_fail sb -- cat "$TRASH/other/file" &&
+  test_must_fail sb -- cat /etc/shadow &&
+  test_must_fail sb -- ls /root &&
+  test_must_fail sb -- ls /home
+'
+
+test_expect_success 'the environment is the allowlist' '
+  SECRET_TOKEN=leak sb -- env >env.out &&
+  ! grep -q SECRET_TOKEN env.out && grep -q "^PATH=" env.out &&
+  sb --setenv A=b -- env | grep -qx A=b
+'
+
+test_expect_success 'no inherited descriptors' '
+  exec 7<"$TRASH/host-secret" && blocked fd 7; r=$?; exec 7<&-; test $r = 0
+'
+
+test_expect_success 'only its own processes; host pids cannot be signalled or traced' '
+  test "$(sb -- sh -c "ls /proc | grep -c \"^[0-9]\"")" -le 4 &&
+  blocked kill $$ && blocked ptrace $$ && blocked ptrace 1 &&
+  test_must_fail sb -- ls /proc/1/root/ &&
+  test_must_fail sb -- sh -c "cat /proc/1/exe > /dev/null"
+'
+
+for a in tiocsti tiocsti-high keyctl userns clone-userns mount remount-ro-bind \
+  chroot bpf userfaultfd io_uring perf packet alg vsock raw netfilter \
+  settime sethostname; do
+  test_expect_success "blocked: $a" "blocked $a"
+done
+
+test_expect_success 'no network: host loopback, UDP and DNS are unreachable' '
+  blocked tcp 22 && blocked udp &&
+  test_must_fail sb -- getent hosts example.com
+'
+
+test_expect_success 'host abstract sockets are out of reach' '
+  blocked abstract /tmp/.X11-unix/X0
+'
+
+test_expect_success 'the sandbox keyring is its own' '
+  sb -- cat /proc/keys >keys 2>/dev/null; ! grep -q "_ses.*host" keys
+'
+
+test_expect_success 'a fork bomb hits the pids limit and dies with the call' '
+  sb --pids 50 --timeout 5 -- sh -c ":(){ :|:& };: ; sleep 1; exit 0" >/dev/null 2>&1
+  test $? != 125
+'
+
+test_expect_success 'memory is capped: the hog is killed' '
+  test_must_fail_with 137 sb --mem 64 -- sh -c "x=\$(head -c 150000000 /dev/zero | tr \"\\\\0\" a); echo \${#x}"
+'
+
+test_expect_success 'file size and descriptors are capped' '
+  test_must_fail sb --fsize 1 -- sh -c "head -c 3000000 /dev/zero > big" &&
+  test_must_fail sb --nofile 10 -- sh -c "exec 11</dev/null"
+'
+
+test_expect_success 'the timeout kills the whole tree; nothing outlives the call' '
+  start=$(date +%s)
+  sb --timeout 1 -- sh -c "sleep 100 & sleep 100 & echo \$\$ > pid; wait"; r=$?
+  test $r = 124 && test $(( $(date +%s) - start )) -lt 5 &&
+  ! pgrep -u 100000 sleep >/dev/null 2>&1
+'
+
+test_expect_success 'no leaks between calls through /tmp or /dev/shm' '
+  sb -- sh -c "echo a > /tmp/x; echo b > /dev/shm/y" &&
+  test_must_fail sb -- cat /tmp/x && test_must_fail sb -- cat /dev/shm/y
+'
+
+test_expect_success 'device nodes: only the harmless ones' '
+  test "$(sb -- ls /dev | grep -c -E "^(sda|vda|mem|kmsg|nvme)")" = 0 &&
+  test_must_fail sb -- sh -c "cat /dev/mem"
+'
+
+test_expect_success 'setuid binaries do not raise privileges' '
+  test "$(sb -- sh -c "su -c id root 2>/dev/null; id -u" | tail -1)" = 1000
+'
+
+test_expect_success 'bad options get a clear error' '
+  test_must_fail_with 64 "$DURIN" sandbox --net host -- true &&
+  test_must_fail_with 64 "$DURIN" sandbox --mem lots -- true &&
+  test_must_fail_with 64 "$DURIN" sandbox --workspace /nonexistent -- true
+'
+
+test_done
