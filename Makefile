@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: build tools and the libraries libdurin links.
 DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev libuv1-dev \
-	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev \
+	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev libseccomp-dev \
 	diffutils sqlite3
 
 .PHONY: all deps build demo test bench clean format check-format

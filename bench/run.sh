@@ -19,3 +19,5 @@ for n in ${RUNS:-1000 5000 10000}; do
 done
 # Recovery: SIGKILL of a worker to the first new step on another worker.
 "$(dirname "$0")/recovery" "$build"
+# Sandbox start: durin's sandbox against bwrap.
+"$(dirname "$0")/sandbox-start" "$build"

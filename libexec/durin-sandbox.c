@@ -373,7 +373,7 @@ static int cgroup_leave(void)
 
 static void mkdirs(const char *path, mode_t mode)
 {
-  char buf[4096], *p;
+  char buf[4300], *p;
 
   snprintf(buf, sizeof(buf), "%s", path);
   for (p = buf + 1; *p; p++) {
