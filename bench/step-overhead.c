@@ -230,22 +230,73 @@ static int run_many(struct durin_store *s, const char *spec_json,
   return st.finished == runs ? 0 : 1;
 }
 
-int main(int argc, char **argv)
+/* One run of the bench spec through the single-run driver: step latency
+ * early and late, throughput, bytes per step. */
+static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
+                   int64_t steps, const char *sync)
 {
-  int64_t steps = 10000, i;
-  const char *sync = "full", *dir = NULL;
-  char tmpl[64] = "/tmp/durin-bench-", url[4200], ws[4200], id[32];
-  char *args2k, *spec_json, *turns;
-  struct durin_store *s = NULL;
   struct durin_err err = { 0 };
   struct durin_driver_opts o;
   struct durin_drive_result res;
-  struct durin_spec spec;
   struct timing tm;
   double p50a, p99a, p50b, p99b, total;
   long long w0, w1;
   int64_t size0, size1;
-  int runs = 1;
+  char id[32];
+
+  if (create_run(s, spec_json, ws, id))
+    return 1;
+
+  memset(&tm, 0, sizeof(tm));
+  tm.steps = steps;
+  tm.t = calloc((size_t)steps + 2, sizeof(double));
+  memset(&o, 0, sizeof(o));
+  o.owner = "bench";
+  o.lease_ttl_ms = 60000;
+  o.resolve = -1;
+  o.on_event = on_event;
+  o.arg = &tm;
+  size0 = durin_store_size_bytes(s);
+  w0 = io_write_bytes();
+  tm.t0 = now_ms();
+  if (durin_drive(s, id, &o, &res, &err)) {
+    fprintf(stderr, "step-overhead: %s\n", err.msg);
+    free(tm.t);
+    return 1;
+  }
+  total = now_ms() - tm.t[0];
+  w1 = io_write_bytes();
+  size1 = durin_store_size_bytes(s);
+  pct(&tm, 1, 100, &p50a, &p99a);
+  pct(&tm, steps - 99, steps, &p50b, &p99b);
+  printf("step-overhead: %lld steps, sqlite sync=%s, status %s\n",
+         (long long)steps, sync, durin_run_status_name(res.status));
+  printf("  steps 1-100:        p50 %.3f ms  p99 %.3f ms\n", p50a, p99a);
+  printf("  steps %lld-%lld:  p50 %.3f ms  p99 %.3f ms\n",
+         (long long)(steps - 99), (long long)steps, p50b, p99b);
+  printf("  late/early p50:     %.2f\n", p50b / p50a);
+  printf("  throughput:         %.0f steps/s (%.1f s total)\n",
+         (double)steps / (total / 1e3), total / 1e3);
+  printf("  store growth:       %.0f bytes/step\n",
+         (double)(size1 - size0) / (double)steps);
+  if (w0 >= 0 && w1 >= 0)
+    printf("  written to disk:    %.0f bytes/step (/proc/self/io "
+           "write_bytes, incl. WAL)\n",
+           (double)(w1 - w0) / (double)steps);
+  free(tm.t);
+  return res.status == DURIN_RUN_SUCCEEDED ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+  int64_t steps = 10000, i;
+  const char *sync = "full", *dir = NULL;
+  char tmpl[64] = "/tmp/durin-bench-", url[4200], ws[4200];
+  char *args2k, *spec_json, *turns;
+  struct durin_store *s = NULL;
+  struct durin_err err = { 0 };
+  struct durin_spec spec;
+  int runs = 1, rc;
 
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--steps") && i + 1 < argc)
@@ -306,63 +357,14 @@ int main(int argc, char **argv)
   free(spec_json);
   spec_json = durin_spec_dump(&spec);
   durin_spec_clear(&spec);
-  if (runs > 1) {
-    int rc = run_many(s, spec_json, ws, runs, steps, sync);
-
-    durin_store_close(s);
-    if (dir == tmpl)
-      remove_dir(dir);
-    free(turns);
-    free(spec_json);
-    free(args2k);
-    free(payload4k);
-    return rc;
-  }
-  if (create_run(s, spec_json, ws, id))
-    return 1;
-
-  memset(&tm, 0, sizeof(tm));
-  tm.steps = steps;
-  tm.t = calloc((size_t)steps + 2, sizeof(double));
-  memset(&o, 0, sizeof(o));
-  o.owner = "bench";
-  o.lease_ttl_ms = 60000;
-  o.resolve = -1;
-  o.on_event = on_event;
-  o.arg = &tm;
-  size0 = durin_store_size_bytes(s);
-  w0 = io_write_bytes();
-  tm.t0 = now_ms();
-  if (durin_drive(s, id, &o, &res, &err)) {
-    fprintf(stderr, "step-overhead: %s\n", err.msg);
-    return 1;
-  }
-  total = now_ms() - tm.t[0];
-  w1 = io_write_bytes();
-  size1 = durin_store_size_bytes(s);
-  pct(&tm, 1, 100, &p50a, &p99a);
-  pct(&tm, steps - 99, steps, &p50b, &p99b);
-  printf("step-overhead: %lld steps, sqlite sync=%s, status %s\n",
-         (long long)steps, sync, durin_run_status_name(res.status));
-  printf("  steps 1-100:        p50 %.3f ms  p99 %.3f ms\n", p50a, p99a);
-  printf("  steps %lld-%lld:  p50 %.3f ms  p99 %.3f ms\n",
-         (long long)(steps - 99), (long long)steps, p50b, p99b);
-  printf("  late/early p50:     %.2f\n", p50b / p50a);
-  printf("  throughput:         %.0f steps/s (%.1f s total)\n",
-         (double)steps / (total / 1e3), total / 1e3);
-  printf("  store growth:       %.0f bytes/step\n",
-         (double)(size1 - size0) / (double)steps);
-  if (w0 >= 0 && w1 >= 0)
-    printf("  written to disk:    %.0f bytes/step (/proc/self/io "
-           "write_bytes, incl. WAL)\n",
-           (double)(w1 - w0) / (double)steps);
+  rc = runs > 1 ? run_many(s, spec_json, ws, runs, steps, sync) :
+                  run_one(s, spec_json, ws, steps, sync);
   durin_store_close(s);
   if (dir == tmpl)
     remove_dir(dir);
-  free(tm.t);
   free(turns);
   free(spec_json);
   free(args2k);
   free(payload4k);
-  return res.status == DURIN_RUN_SUCCEEDED ? 0 : 1;
+  return rc;
 }

@@ -34,11 +34,8 @@ static const char usage_text[] =
 static long num_arg(const char *opt, const char *v)
 {
   char *end;
-  long n;
+  long n = strtol(v, &end, 10);
 
-  if (!v)
-    return -1;
-  n = strtol(v, &end, 10);
   if (!*v || *end || n < 0) {
     cli_error("%s wants a whole number, not '%s'", opt, v);
     return -1;
@@ -53,7 +50,7 @@ int cmd_sandbox(int argc, char **argv, struct cli *cli)
   struct durin_err err = { 0 };
   char exe[PATH_MAX], helper[PATH_MAX];
   char **hargv;
-  int i, sfd, status = 0, sp[2] = { -1, -1 };
+  int i, sfd, status = 0;
   ssize_t n;
 
   (void)cli;
@@ -140,9 +137,9 @@ int cmd_sandbox(int argc, char **argv, struct cli *cli)
     close(sfd);
     sfd = keep;
   }
-  if (status)
-    sp[1] = dup(2);
-  hargv = durin_sandbox_argv(helper, &o, sfd, sp[1], &argv[i + 1]);
+  /* A copy of stderr: the helper marks its status fd close-on-exec. */
+  hargv =
+      durin_sandbox_argv(helper, &o, sfd, status ? dup(2) : -1, &argv[i + 1]);
   execv(helper, hargv);
   cli_error("cannot run %s: %m", helper);
   durin_sandbox_argv_free(hargv);

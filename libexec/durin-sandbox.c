@@ -111,7 +111,7 @@ static void die(const char *fmt, ...)
   _exit(125);
 }
 
-static void usage(void)
+static __attribute__((noreturn)) void usage(void)
 {
   fprintf(stderr,
           "usage: durin-sandbox [--workspace DIR] [--ro DIR] [--rw DIR]\n"
@@ -129,6 +129,27 @@ static long num(const char *s)
   if (!*s || *end || v < 0)
     usage();
   return v;
+}
+
+/* The field a numeric option sets; usage() if there is none. */
+static long *num_opt(const char *name)
+{
+  static const struct {
+    const char *name;
+    long *val;
+  } nums[] = {
+    { "--uid", &o.host_id },       { "--mem", &o.mem_mb },
+    { "--pids", &o.pids },         { "--cpu", &o.cpu_pct },
+    { "--timeout", &o.timeout_s }, { "--fsize", &o.fsize_mb },
+    { "--nofile", &o.nofile },     { "--tmp", &o.tmp_mb },
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof(nums) / sizeof(*nums); i++)
+    if (!strcmp(name, nums[i].name))
+      return nums[i].val;
+  usage();
+  return NULL;
 }
 
 static void parse(int argc, char **argv)
@@ -155,28 +176,12 @@ static void parse(int argc, char **argv)
       o.binds[o.nbinds++] = (struct bind){ v, a[3] == 'w' };
     else if (!strcmp(a, "--setenv") && strchr(v, '=') && o.nenv < MAX_ENV - 8)
       o.env[o.nenv++] = v;
-    else if (!strcmp(a, "--uid"))
-      o.host_id = num(v);
-    else if (!strcmp(a, "--mem"))
-      o.mem_mb = num(v);
-    else if (!strcmp(a, "--pids"))
-      o.pids = num(v);
-    else if (!strcmp(a, "--cpu"))
-      o.cpu_pct = num(v);
-    else if (!strcmp(a, "--timeout"))
-      o.timeout_s = num(v);
-    else if (!strcmp(a, "--fsize"))
-      o.fsize_mb = num(v);
-    else if (!strcmp(a, "--nofile"))
-      o.nofile = num(v);
-    else if (!strcmp(a, "--tmp"))
-      o.tmp_mb = num(v);
     else if (!strcmp(a, "--seccomp-fd"))
       o.seccomp_fd = (int)num(v);
     else if (!strcmp(a, "--status-fd"))
       o.status_fd = (int)num(v);
     else
-      usage();
+      *num_opt(a) = num(v);
   }
   if (!o.argv || !o.argv[0])
     usage();
@@ -285,10 +290,8 @@ static void cgroup_enter(void)
     snprintf(base, sizeof(base), "/sys/fs/cgroup/%s/durin", v1_ctl[i]);
     mkdir(base, 0755);
     snprintf(cg_v1[i], sizeof(cg_v1[i]), "%s/sb-%d", base, (int)me);
-    if (mkdir(cg_v1[i], 0755) && errno != EEXIST) {
+    if (mkdir(cg_v1[i], 0755) && errno != EEXIST)
       cg_v1[i][0] = 0;
-      continue;
-    }
   }
   if (cg_v1[0][0] && o.mem_mb) {
     put(cg_v1[0], "memory.limit_in_bytes", "%ld", o.mem_mb << 20);
@@ -755,32 +758,33 @@ static int sandbox_init(int sync_fd)
 
 static void map_ids(pid_t c)
 {
-  char path[64], map[64];
-  long outside = geteuid() == 0 ? o.host_id : (long)geteuid();
-  long outside_g = geteuid() == 0 ? o.host_id : (long)getegid();
-  int fd;
+  char file[64];
+  long uid = geteuid() == 0 ? o.host_id : (long)geteuid();
+  long gid = geteuid() == 0 ? o.host_id : (long)getegid();
 
-  snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)c);
-  fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (write(fd, "deny", 4) < 0)
-      perror("durin-sandbox: setgroups");
-    close(fd);
-  }
-  snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)c);
-  snprintf(map, sizeof(map), "%d %ld 1\n", INSIDE_ID, outside);
-  if (put("/", path + 1, "%s", map))
+  /* gid_map needs setgroups denied when the writer is unprivileged. */
+  snprintf(file, sizeof(file), "%d/setgroups", (int)c);
+  put("/proc", file, "deny");
+  snprintf(file, sizeof(file), "%d/uid_map", (int)c);
+  if (put("/proc", file, "%d %ld 1\n", INSIDE_ID, uid))
     die("writing uid_map");
-  snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)c);
-  snprintf(map, sizeof(map), "%d %ld 1\n", INSIDE_ID, outside_g);
-  if (put("/", path + 1, "%s", map))
+  snprintf(file, sizeof(file), "%d/gid_map", (int)c);
+  if (put("/proc", file, "%d %ld 1\n", INSIDE_ID, gid))
     die("writing gid_map");
 }
 
-static void report(const char *json)
+/* One JSON line to --status-fd, if there is one. */
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void report(const char *fmt, ...)
 {
-  if (o.status_fd >= 0 && write(o.status_fd, json, strlen(json)) < 0)
+  va_list ap;
+
+  if (o.status_fd < 0)
     return;
+  va_start(ap, fmt);
+  vdprintf(o.status_fd, fmt, ap);
+  va_end(ap);
 }
 
 static long long mono_ms(void)
@@ -810,10 +814,21 @@ static void json_str(char *out, size_t n, const char *s)
   out[j] = 0;
 }
 
+/* The sandbox could not be built: say why, on the status fd and stderr. */
+static int setup_failed(const char *msg)
+{
+  char esc[1100];
+
+  json_str(esc, sizeof(esc), msg);
+  report("{\"status\":\"error\",\"error\":\"%s\"}\n", esc);
+  fprintf(stderr, "durin-sandbox: %s\n", msg);
+  return 125;
+}
+
 int main(int argc, char **argv)
 {
-  int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom;
-  char msg[512] = "", esc[1100], json[1400];
+  int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom, code;
+  char msg[512] = "";
   long long deadline;
   ssize_t n;
   pid_t c;
@@ -838,12 +853,7 @@ int main(int argc, char **argv)
   if (c < 0) {
     snprintf(msg, sizeof(msg), "creating the namespaces: %s", strerror(errno));
     cgroup_leave();
-    json_str(esc, sizeof(esc), msg);
-    snprintf(json, sizeof(json), "{\"status\":\"error\",\"error\":\"%s\"}\n",
-             esc);
-    report(json);
-    fprintf(stderr, "durin-sandbox: %s\n", msg);
-    return 125;
+    return setup_failed(msg);
   }
   if (c == 0) {
     close(sync[1]);
@@ -883,35 +893,22 @@ int main(int argc, char **argv)
   n = read(errp[0], msg, sizeof(msg) - 1);
   msg[n > 0 ? n : 0] = 0;
   oom = cgroup_leave();
-  if (msg[0]) {
-    json_str(esc, sizeof(esc), msg);
-    snprintf(json, sizeof(json), "{\"status\":\"error\",\"error\":\"%s\"}\n",
-             esc);
-    report(json);
-    fprintf(stderr, "durin-sandbox: %s\n", msg);
-    return 125;
-  }
+  if (msg[0])
+    return setup_failed(msg);
   if (timed_out) {
-    snprintf(json, sizeof(json),
-             "{\"status\":\"timeout\",\"timeout_s\":%ld,\"cgroup\":%d}\n",
-             o.timeout_s, cg_kind);
-    report(json);
+    report("{\"status\":\"timeout\",\"timeout_s\":%ld,\"cgroup\":%d}\n",
+           o.timeout_s, cg_kind);
     return 124;
   }
-  {
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-
-    if (code > 128)
-      snprintf(json, sizeof(json),
-               "{\"status\":\"signaled\",\"signal\":%d,\"oom\":%s,"
-               "\"cgroup\":%d}\n",
-               code - 128, oom ? "true" : "false", cg_kind);
-    else
-      snprintf(json, sizeof(json),
-               "{\"status\":\"exited\",\"code\":%d,\"oom\":%s,"
-               "\"cgroup\":%d}\n",
-               code, oom ? "true" : "false", cg_kind);
-    report(json);
-    return code;
-  }
+  /* C exits with the command's status, 128+N for its signal N. */
+  code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (code > 128)
+    report("{\"status\":\"signaled\",\"signal\":%d,\"oom\":%s,"
+           "\"cgroup\":%d}\n",
+           code - 128, oom ? "true" : "false", cg_kind);
+  else
+    report("{\"status\":\"exited\",\"code\":%d,\"oom\":%s,"
+           "\"cgroup\":%d}\n",
+           code, oom ? "true" : "false", cg_kind);
+  return code;
 }

@@ -800,13 +800,14 @@ static void start_checks(struct wrun *r)
 
 /* ---- driving a run ---- */
 
-static void finish(struct wrun *r)
+/* r reached a stopping state and its last write is durable: forget it
+ * and make room for the next claim. */
+static void finish(struct wrun *r, enum durin_run_status st, const char *reason)
 {
   struct durin_worker *w = r->w;
 
-  wlog(w, "run %s: %s%s%s", r->id, durin_run_status_name(r->act.status),
-       r->act.reason && *r->act.reason ? ": " : "",
-       r->act.reason ? r->act.reason : "");
+  wlog(w, "run %s: %s%s%s", r->id, durin_run_status_name(st),
+       reason && *reason ? ": " : "", reason ? reason : "");
   w->st.finished++;
   r->gone = 1;
   run_release_memory(r);
@@ -852,7 +853,7 @@ static void advance(struct wrun *r)
       break;
     case DURIN_ACT_DONE:
     default:
-      finish(r);
+      finish(r, r->act.status, r->act.reason);
       return;
     }
   }
@@ -974,12 +975,9 @@ static void done_fail_run(struct durin_worker *w, struct job *j)
 {
   struct wrun *r = j->run;
 
-  if (write_failed(r, j))
-    return;
-  wlog(w, "run %s: failed: %s", r->id, j->reason);
-  w->st.finished++;
-  r->gone = 1;
-  run_release_memory(r);
+  (void)w;
+  if (!write_failed(r, j))
+    finish(r, DURIN_RUN_FAILED, j->reason);
 }
 
 static void done_restore(struct durin_worker *w, struct job *j)
