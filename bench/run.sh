@@ -20,4 +20,4 @@ done
 # Recovery: SIGKILL of a worker to the first new step on another worker.
 "$(dirname "$0")/recovery" "$build"
 # Sandbox start: durin's sandbox against bwrap.
-"$(dirname "$0")/sandbox-start" "$build"
+"$build/bench/sandbox-start" "$build"

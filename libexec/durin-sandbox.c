@@ -22,6 +22,7 @@
  * Exit code: the command's (128+N for signal N), 124 on timeout, 125 if
  * the sandbox could not be built. P dies with its parent (PDEATHSIG).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <linux/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -88,7 +90,8 @@ static struct {
         .status_fd = -1,
         .landlock = 1 };
 
-static int err_fd = -1; /* setup errors from C and G, to P */
+static int err_fd = -1;
+ /* setup errors from C and G, to P */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -255,6 +258,35 @@ static int v2_usable(void)
   return n > 0 && strstr(buf, "memory") && strstr(buf, "pids");
 }
 
+/*
+ * Removes the cgroups of sandboxes whose helper was killed before it could
+ * (its parent was SIGKILLed, say): sb-PID where PID is gone. Their
+ * processes died with the helper; the directories are empty.
+ */
+static void cgroup_sweep(const char *base, const char *const *also, int nalso)
+{
+  DIR *d = opendir(base);
+  struct dirent *e;
+
+  if (!d)
+    return;
+  while ((e = readdir(d))) {
+    char path[512];
+    int pid, i;
+
+    if (sscanf(e->d_name, "sb-%d", &pid) != 1 || pid <= 0 ||
+        kill(pid, 0) == 0 || errno != ESRCH)
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+    rmdir(path);
+    for (i = 0; i < nalso; i++) {
+      snprintf(path, sizeof(path), "%s/%s", also[i], e->d_name);
+      rmdir(path);
+    }
+  }
+  closedir(d);
+}
+
 /* Puts P (and so everything it clones) into a new cgroup with the limits.
  * Without permission to, the rlimits are the floor. */
 static void cgroup_enter(void)
@@ -264,6 +296,7 @@ static void cgroup_enter(void)
 
   if (v2_usable()) {
     mkdir("/sys/fs/cgroup/durin", 0755);
+    cgroup_sweep("/sys/fs/cgroup/durin", NULL, 0);
     put("/sys/fs/cgroup", "cgroup.subtree_control", "+memory +pids +cpu");
     put("/sys/fs/cgroup/durin", "cgroup.subtree_control", "+memory +pids +cpu");
     snprintf(cg_v2, sizeof(cg_v2), "/sys/fs/cgroup/durin/sb-%d", (int)me);
@@ -284,6 +317,12 @@ static void cgroup_enter(void)
     cg_v2[0] = 0;
     return;
   }
+  {
+    static const char *const others[] = { "/sys/fs/cgroup/memory/durin",
+                                          "/sys/fs/cgroup/cpu/durin" };
+
+    cgroup_sweep("/sys/fs/cgroup/pids/durin", others, 2);
+  }
   for (i = 0; i < 3; i++) {
     char base[128];
 
@@ -303,8 +342,13 @@ static void cgroup_enter(void)
     put(cg_v1[2], "cpu.cfs_period_us", "100000");
     put(cg_v1[2], "cpu.cfs_quota_us", "%ld", o.cpu_pct * 1000);
   }
+  /*
+   * "0" into tasks moves this one thread, which is all of P. Unlike a
+   * write to cgroup.procs it skips the global threadgroup lock, whose RCU
+   * grace period cost about 10 ms per sandbox here.
+   */
   for (i = 0; i < 3; i++) {
-    if (cg_v1[i][0] && put(cg_v1[i], "cgroup.procs", "%d", (int)me) == 0)
+    if (cg_v1[i][0] && put(cg_v1[i], "tasks", "0") == 0)
       cg_kind = 1;
     else if (cg_v1[i][0]) {
       rmdir(cg_v1[i]);
@@ -313,17 +357,19 @@ static void cgroup_enter(void)
   }
 }
 
-/* Kills anything left in the sandbox's cgroup, leaves it, removes it. */
-static int cgroup_leave(void)
+/* Whether the memory limit was hit: the kernel's OOM killer ran (v2), or
+ * an allocation failed at the limit (v1). */
+static int cgroup_oom(void)
 {
-  int oom = 0, i;
+  char path[300], buf[64] = "";
+  FILE *f;
+  int fd, oom = 0;
 
   if (cg_kind == 2) {
-    char line[300];
-    FILE *f;
+    char line[128];
 
-    snprintf(line, sizeof(line), "%s/memory.events", cg_v2);
-    if ((f = fopen(line, "re"))) {
+    snprintf(path, sizeof(path), "%s/memory.events", cg_v2);
+    if ((f = fopen(path, "re"))) {
       long v;
 
       while (fgets(line, sizeof(line), f))
@@ -331,11 +377,28 @@ static int cgroup_leave(void)
           oom = 1;
       fclose(f);
     }
+  } else if (cg_kind == 1 && cg_v1[0][0]) {
+    snprintf(path, sizeof(path), "%s/memory.failcnt", cg_v1[0]);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+      if (read(fd, buf, sizeof(buf) - 1) > 0 && atol(buf) > 0)
+        oom = 1;
+      close(fd);
+    }
+  }
+  return oom;
+}
+
+/* Kills anything left in the sandbox's cgroup, leaves it, removes it. */
+static void cgroup_remove(void)
+{
+  int i;
+
+  if (cg_kind == 2) {
     put(cg_v2, "cgroup.kill", "1");
     put("/sys/fs/cgroup/durin", "cgroup.procs", "%d", (int)getpid());
     for (i = 0; i < 50 && rmdir(cg_v2) && errno == EBUSY; i++)
       usleep(2000);
-    return oom;
+    return;
   }
   for (i = 0; i < 3; i++) {
     char path[640], parent[300];
@@ -343,19 +406,8 @@ static int cgroup_leave(void)
 
     if (!cg_v1[i][0])
       continue;
-    if (i == 0) {
-      char buf[64] = "";
-      int fd;
-
-      snprintf(path, sizeof(path), "%s/memory.failcnt", cg_v1[0]);
-      if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-        if (read(fd, buf, sizeof(buf) - 1) > 0 && atol(buf) > 0)
-          oom = 1;
-        close(fd);
-      }
-    }
     snprintf(parent, sizeof(parent), "/sys/fs/cgroup/%s/durin", v1_ctl[i]);
-    put(parent, "cgroup.procs", "%d", (int)getpid());
+    put(parent, "tasks", "0");
     for (tries = 0; tries < 100 && rmdir(cg_v1[i]) && errno == EBUSY; tries++) {
       FILE *f;
       int pid;
@@ -369,7 +421,127 @@ static int cgroup_leave(void)
       usleep(2000);
     }
   }
-  return oom;
+}
+
+/*
+ * The slow part of ending a sandbox is the kernel tearing down its mount
+ * namespace (an RCU grace period), then removing the cgroup. Both happen
+ * after every process of the sandbox is gone, so they need not hold up the
+ * caller: P holds the mount namespace open (so init's exit does not pay
+ * for it), and a detached child with no descriptors of the caller's
+ * releases it and removes the cgroup. If that child cannot be forked, P
+ * does the work itself.
+ */
+static void teardown(int mntns)
+{
+  int gone[2];
+  pid_t k;
+
+  if (mntns < 0 || pipe2(gone, O_CLOEXEC)) {
+    cgroup_remove();
+    return;
+  }
+  k = fork();
+  if (k < 0) {
+    close(gone[0]);
+    close(gone[1]);
+    close(mntns);
+    cgroup_remove();
+    return;
+  }
+  if (k == 0) {
+    char c;
+    int ns = fcntl(mntns, F_DUPFD_CLOEXEC, 500);
+    int rd = fcntl(gone[0], F_DUPFD_CLOEXEC, 500);
+
+    syscall(SYS_close_range, 0U, 499U, 0U);
+    setsid();
+    /* P's copy must go first, or P's own exit would pay the teardown. */
+    while (read(rd, &c, 1) < 0 && errno == EINTR)
+      ;
+    close(ns);
+    cgroup_remove();
+    _exit(0);
+  }
+  close(gone[0]);
+  close(mntns); /* gone[1] closes when P exits */
+}
+
+
+/* ---- the workspace (in P, before the clone) ---- */
+
+static int ws_tree = -1; /* a detached, idmapped copy of the workspace */
+
+/* A user namespace that maps disk id uid/gid to the sandbox's host id,
+ * for an idmapped mount; its descriptor, or -1. */
+static int idmap_userns(uid_t uid, gid_t gid)
+{
+  char file[64];
+  int sync[2], fd = -1;
+  pid_t k;
+
+  if (pipe2(sync, O_CLOEXEC))
+    return -1;
+  k = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL,
+                     NULL);
+  if (k == 0) {
+    char c;
+
+    close(sync[1]);
+    _exit(read(sync[0], &c, 1) < 0);
+  }
+  close(sync[0]);
+  if (k > 0) {
+    snprintf(file, sizeof(file), "%d/uid_map", (int)k);
+    if (put("/proc", file, "%u %ld 1\n", (unsigned)uid, o.host_id) == 0) {
+      snprintf(file, sizeof(file), "%d/gid_map", (int)k);
+      if (put("/proc", file, "%u %ld 1\n", (unsigned)gid, o.host_id) == 0) {
+        snprintf(file, sizeof(file), "/proc/%d/ns/user", (int)k);
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+      }
+    }
+  }
+  close(sync[1]);
+  if (k > 0)
+    waitpid(k, NULL, 0);
+  return fd;
+}
+
+/*
+ * Under root, the sandbox runs as an unprivileged host id, but the
+ * workspace belongs to whoever created it (root, usually). The workspace
+ * is then mounted idmapped: its owner's files appear, inside, as the
+ * sandbox's own, and what the sandbox creates is stored as the owner's.
+ * Nothing on disk is chowned. Returns an error message or NULL.
+ */
+static const char *workspace_prepare(void)
+{
+  struct mount_attr attr = { 0 };
+  struct stat st;
+  int userns;
+
+  if (!o.workspace || geteuid() != 0)
+    return NULL;
+  if (stat(o.workspace, &st) || !S_ISDIR(st.st_mode))
+    return "the workspace is not a directory";
+  if (st.st_uid == (uid_t)o.host_id && st.st_gid == (gid_t)o.host_id)
+    return NULL; /* already the sandbox's: a plain bind */
+  userns = idmap_userns(st.st_uid, st.st_gid);
+  if (userns < 0)
+    return "creating the id mapping for the workspace failed";
+  ws_tree = (int)syscall(SYS_open_tree, AT_FDCWD, o.workspace,
+                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  attr.userns_fd = (__u64)userns;
+  if (ws_tree < 0 || syscall(SYS_mount_setattr, ws_tree, "", AT_EMPTY_PATH,
+                             &attr, sizeof(attr))) {
+    close(userns);
+    return "the workspace's file system cannot be idmapped (Linux 5.12+ "
+           "and ext4, xfs, btrfs or tmpfs 6.3+ can); run durin as a "
+           "non-root user, or chown the workspace to the sandbox id (--uid)";
+  }
+  close(userns);
+  return NULL;
 }
 
 /* ---- the root file system (in C) ---- */
@@ -456,6 +628,36 @@ static void write_file(const char *path, const char *text)
   close(fd);
 }
 
+/*
+ * Copies a small regular file from the old root into the new one (a copy
+ * is cheaper than a bind and its remount); 1 if path is something else,
+ * to be bound instead, 0 when done or when there is nothing to copy.
+ */
+static int copy_small(const char *path)
+{
+  char src[4200], dst[4200], buf[65536];
+  struct stat st;
+  ssize_t n;
+  int in, out;
+
+  snprintf(src, sizeof(src), "/oldroot%s", path);
+  if (lstat(src, &st))
+    return 0;
+  if (!S_ISREG(st.st_mode) || st.st_size > (off_t)sizeof(buf))
+    return 1;
+  in = open(src, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return 0; /* not readable by the sandbox's id anyway */
+  n = read(in, buf, sizeof(buf));
+  close(in);
+  snprintf(dst, sizeof(dst), "/newroot%s", path);
+  out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (n < 0 || out < 0 || write(out, buf, (size_t)n) != n)
+    die("copying %s", path);
+  close(out);
+  return 0;
+}
+
 static void build_root(void)
 {
   static const char *const sys[] = { "/usr",   "/bin",   "/sbin",  "/lib",
@@ -487,7 +689,8 @@ static void build_root(void)
     bind_path(sys[i], 0, 1);
   mkdir("/newroot/etc", 0755);
   for (i = 0; i < sizeof(etc) / sizeof(*etc); i++)
-    bind_path(etc[i], 0, 1);
+    if (copy_small(etc[i]))
+      bind_path(etc[i], 0, 1);
   write_file("/newroot/etc/passwd",
              "root:x:0:0:root:/:/usr/sbin/nologin\n"
              "agent:x:1000:1000:agent:/tmp:/bin/sh\n"
@@ -525,8 +728,16 @@ static void build_root(void)
 
   for (i = 0; i < (size_t)o.nbinds; i++)
     bind_path(o.binds[i].path, o.binds[i].rw, 0);
-  if (o.workspace)
+  if (ws_tree >= 0) {
+    snprintf(path, sizeof(path), "/newroot%s", o.workspace);
+    mkdirs(path, 0755);
+    must((int)syscall(SYS_move_mount, ws_tree, "", AT_FDCWD, path,
+                      MOVE_MOUNT_F_EMPTY_PATH),
+         "mount the idmapped workspace", o.workspace);
+    close(ws_tree);
+  } else if (o.workspace) {
     bind_path(o.workspace, 1, 0);
+  }
 
   /* Into the new root; the old one stacks on top of it and goes. */
   must(chdir("/newroot"), "chdir", "/newroot");
@@ -827,8 +1038,9 @@ static int setup_failed(const char *msg)
 
 int main(int argc, char **argv)
 {
-  int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom, code;
+  int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom, code, mntns;
   char msg[512] = "";
+  const char *err;
   long long deadline;
   ssize_t n;
   pid_t c;
@@ -844,6 +1056,8 @@ int main(int argc, char **argv)
     perror("durin-sandbox: pipe");
     return 125;
   }
+  if ((err = workspace_prepare()))
+    return setup_failed(err);
   cgroup_enter();
   c = (pid_t)syscall(SYS_clone,
                      CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
@@ -852,7 +1066,7 @@ int main(int argc, char **argv)
                      NULL, NULL, NULL, NULL);
   if (c < 0) {
     snprintf(msg, sizeof(msg), "creating the namespaces: %s", strerror(errno));
-    cgroup_leave();
+    cgroup_remove();
     return setup_failed(msg);
   }
   if (c == 0) {
@@ -865,6 +1079,9 @@ int main(int argc, char **argv)
   close(sync[0]);
   close(errp[1]);
   map_ids(c);
+  snprintf(msg, sizeof(msg), "/proc/%d/ns/mnt", (int)c);
+  mntns = open(msg, O_RDONLY | O_CLOEXEC);
+  msg[0] = 0;
   if (write(sync[1], "x", 1) != 1)
     perror("durin-sandbox: sync");
   close(sync[1]);
@@ -892,7 +1109,8 @@ int main(int argc, char **argv)
     ;
   n = read(errp[0], msg, sizeof(msg) - 1);
   msg[n > 0 ? n : 0] = 0;
-  oom = cgroup_leave();
+  oom = cgroup_oom();
+  teardown(mntns);
   if (msg[0])
     return setup_failed(msg);
   if (timed_out) {

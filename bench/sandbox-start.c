@@ -1,0 +1,155 @@
+/*
+ * bench/sandbox-start: how long one sandboxed /bin/true takes, start to
+ * reaped exit, p50 and p99 over N calls, side by side in the same run:
+ *
+ *   plain      fork + exec of /bin/true, no isolation (the floor)
+ *   tool call  libexec/durin-sandbox with the seccomp program compiled
+ *              once and passed by descriptor: what a worker's tool call
+ *              pays
+ *   cli        `durin sandbox -- /bin/true`: the above plus loading the
+ *              durin binary and compiling the program per call
+ *   bwrap      Debian's bwrap with the same namespaces, a read-only
+ *              system, /proc, /dev, /tmp, the workspace, no capabilities,
+ *              a new session and the same seccomp program
+ *
+ *   sandbox-start BUILD_DIR [N]      (default N=200)
+ *
+ * Times are taken here with CLOCK_MONOTONIC around posix fork/exec/wait,
+ * so no shell or date(1) overhead is in them.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "durin/sandbox.h"
+
+static double now_ms(void)
+{
+  struct timespec t;
+
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Runs argv once (keeping fd keep open in the child); its time in ms, or
+ * -1 when it did not exit 0. */
+static double once(char *const argv[], int keep)
+{
+  double t0 = now_ms();
+  int st;
+  pid_t p = fork();
+
+  if (p == 0) {
+    int null = open("/dev/null", O_WRONLY);
+
+    dup2(null, 1);
+    dup2(null, 2);
+    if (keep >= 0) {
+      fcntl(keep, F_SETFD, 0);
+      lseek(keep, 0, SEEK_SET); /* bwrap reads it; the helper preads */
+    }
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  if (p < 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) ||
+      WEXITSTATUS(st) != 0)
+    return -1;
+  return now_ms() - t0;
+}
+
+static void measure(const char *label, char *const argv[], int keep, int n)
+{
+  double *v = calloc((size_t)n, sizeof(*v));
+  int i;
+
+  for (i = 0; i < n; i++) {
+    v[i] = once(argv, keep);
+    if (v[i] < 0) {
+      printf("%-26s the command failed: %s ...\n", label, argv[0]);
+      free(v);
+      return;
+    }
+  }
+  qsort(v, (size_t)n, sizeof(*v), cmp);
+  printf("%-26s p50 %6.2f ms   p99 %6.2f ms   (%d calls)\n", label,
+         v[n / 2], v[(n * 99) / 100 - (n >= 100)], n);
+  free(v);
+}
+
+int main(int argc, char **argv)
+{
+  char helper[4200], durin[4200], ws[] = "/tmp/sandbox-start.XXXXXX";
+  char fdarg[16], exe[4200];
+  struct durin_sandbox_opts o = { 0 };
+  struct durin_err err = { 0 };
+  char *tru[] = { "/bin/true", NULL };
+  char **hargv;
+  int n = argc > 2 ? atoi(argv[2]) : 200, sfd;
+  FILE *la;
+  double l1 = 0, l5 = 0, l15 = 0;
+
+  if (argc < 2 || n < 10) {
+    fprintf(stderr, "usage: sandbox-start BUILD_DIR [N>=10]\n");
+    return 2;
+  }
+  snprintf(exe, sizeof(exe), "%s/durin", argv[1]);
+  snprintf(durin, sizeof(durin), "%s", exe);
+  if (durin_sandbox_helper(exe, helper, sizeof(helper), &err) ||
+      durin_sandbox_seccomp(&sfd, &err)) {
+    fprintf(stderr, "sandbox-start: %s\n", err.msg);
+    return 1;
+  }
+  if (!mkdtemp(ws))
+    return 1;
+  if ((la = fopen("/proc/loadavg", "r"))) {
+    if (fscanf(la, "%lf %lf %lf", &l1, &l5, &l15) != 3)
+      l1 = l5 = l15 = 0;
+    fclose(la);
+  }
+  printf("== sandbox-start: %ld cores, load %.2f %.2f %.2f\n",
+         sysconf(_SC_NPROCESSORS_ONLN), l1, l5, l15);
+
+  measure("plain /bin/true", tru, -1, n);
+
+  o.workspace = ws;
+  hargv = durin_sandbox_argv(helper, &o, sfd, -1, tru);
+  measure("durin tool call", hargv, sfd, n);
+  durin_sandbox_argv_free(hargv);
+
+  {
+    char *cli[] = { durin, "sandbox", "--workspace", ws, "--", "/bin/true",
+                    NULL };
+
+    measure("durin sandbox (CLI)", cli, -1, n);
+  }
+
+  if (access("/usr/bin/bwrap", X_OK) == 0) {
+    char *bw[] = { "/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
+                   "--new-session", "--ro-bind", "/usr", "/usr",
+                   "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
+                   "/lib", "--symlink", "usr/lib64", "/lib64", "--proc",
+                   "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", ws,
+                   ws, "--chdir", ws, "--cap-drop", "ALL", "--seccomp",
+                   fdarg, "/bin/true", NULL };
+
+    snprintf(fdarg, sizeof(fdarg), "%d", sfd);
+    measure("bwrap (same isolation)", bw, sfd, n);
+  } else {
+    printf("bwrap: not installed (apt-get install bubblewrap); no "
+           "comparison\n");
+  }
+  rmdir(ws);
+  return 0;
+}
