@@ -83,8 +83,8 @@ static void measure(const char *label, char *const argv[], int keep, int n)
     }
   }
   qsort(v, (size_t)n, sizeof(*v), cmp);
-  printf("%-26s p50 %6.2f ms   p99 %6.2f ms   (%d calls)\n", label,
-         v[n / 2], v[(n * 99) / 100 - (n >= 100)], n);
+  printf("%-26s p50 %6.2f ms   p99 %6.2f ms   (%d calls)\n", label, v[n / 2],
+         v[(n * 99) / 100 - (n >= 100)], n);
   free(v);
 }
 
@@ -129,20 +129,47 @@ int main(int argc, char **argv)
   durin_sandbox_argv_free(hargv);
 
   {
-    char *cli[] = { durin, "sandbox", "--workspace", ws, "--", "/bin/true",
-                    NULL };
+    char *cli[] = {
+      durin, "sandbox", "--workspace", ws, "--", "/bin/true", NULL
+    };
 
     measure("durin sandbox (CLI)", cli, -1, n);
   }
 
   if (access("/usr/bin/bwrap", X_OK) == 0) {
-    char *bw[] = { "/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
-                   "--new-session", "--ro-bind", "/usr", "/usr",
-                   "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
-                   "/lib", "--symlink", "usr/lib64", "/lib64", "--proc",
-                   "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", ws,
-                   ws, "--chdir", ws, "--cap-drop", "ALL", "--seccomp",
-                   fdarg, "/bin/true", NULL };
+    char *bw[] = { "/usr/bin/bwrap",
+                   "--unshare-all",
+                   "--die-with-parent",
+                   "--new-session",
+                   "--ro-bind",
+                   "/usr",
+                   "/usr",
+                   "--symlink",
+                   "usr/bin",
+                   "/bin",
+                   "--symlink",
+                   "usr/lib",
+                   "/lib",
+                   "--symlink",
+                   "usr/lib64",
+                   "/lib64",
+                   "--proc",
+                   "/proc",
+                   "--dev",
+                   "/dev",
+                   "--tmpfs",
+                   "/tmp",
+                   "--bind",
+                   ws,
+                   ws,
+                   "--chdir",
+                   ws,
+                   "--cap-drop",
+                   "ALL",
+                   "--seccomp",
+                   fdarg,
+                   "/bin/true",
+                   NULL };
 
     snprintf(fdarg, sizeof(fdarg), "%d", sfd);
     measure("bwrap (same isolation)", bw, sfd, n);

@@ -91,7 +91,7 @@ static struct {
         .landlock = 1 };
 
 static int err_fd = -1;
- /* setup errors from C and G, to P */
+/* setup errors from C and G, to P */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -466,7 +466,6 @@ static void teardown(int mntns)
   close(gone[0]);
   close(mntns); /* gone[1] closes when P exits */
 }
-
 
 /* ---- the workspace (in P, before the clone) ---- */
 
