@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "durin/sandbox.h"
 #include "durin/spec.h"
 #include "durin/util.h"
 
@@ -126,7 +127,8 @@ static void on_transition(void *arg, enum durin_step_state from,
 }
 
 /* Drives the run and prints its outcome; returns the exit code. */
-static int drive(struct cli *cli, const char *id, int json, int resolve)
+static int drive(struct cli *cli, const char *id, int json, int resolve,
+                 const struct durin_sandbox *sb)
 {
   struct durin_driver_opts o;
   struct durin_drive_result res;
@@ -146,6 +148,7 @@ static int drive(struct cli *cli, const char *id, int json, int resolve)
   o.owner = owner;
   o.lease_ttl_ms = 60000;
   o.resolve = resolve;
+  o.sandbox = sb;
   o.on_action = on_action;
   o.on_event = on_event;
   o.on_notice = on_notice;
@@ -197,6 +200,9 @@ static const char run_usage[] =
     "'workspace' directory, kept beside the store; 'durin diff ID' shows\n"
     "what the agent changed.\n\n"
     "  --json           events as JSON lines, then a JSON summary\n"
+    "  --sandbox none   run tool calls on this host, unprotected (loudly\n"
+    "                   logged; the default runs each one in the sandbox,\n"
+    "                   see 'durin sandbox --help')\n"
     "  --model P:NAME   use this model instead of the spec's (also\n"
     "                   DURIN_MODEL); e.g. openai:gpt-4o-mini or\n"
     "                   anthropic:claude-sonnet-4-5\n\n"
@@ -209,7 +215,9 @@ static const char run_usage[] =
 int cmd_run(int argc, char **argv, struct cli *cli)
 {
   struct cli_submit sub;
-  const char *spec_path = NULL;
+  const char *spec_path = NULL, *sandbox = NULL;
+  const struct durin_sandbox *box;
+  struct durin_sandbox sb;
   char id[32], owner[300];
   int json = 0, i, code;
 
@@ -224,6 +232,8 @@ int cmd_run(int argc, char **argv, struct cli *cli)
       json = 1;
     else if (!strcmp(argv[i], "--model") && i + 1 < argc)
       sub.model = argv[++i];
+    else if (!strcmp(argv[i], "--sandbox") && i + 1 < argc)
+      sandbox = argv[++i];
     else if (argv[i][0] == '-') {
       cli_error("run: unknown option '%s'", argv[i]);
       fputs(run_usage, stderr);
@@ -239,6 +249,8 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     fputs(run_usage, stderr);
     return EXIT_USAGE;
   }
+  if ((code = cli_sandbox(sandbox, &sb, &box)))
+    return code;
   /* Created already held by this process, so no worker takes it first. */
   cli_owner_name(owner, sizeof(owner));
   sub.owner = owner;
@@ -248,7 +260,10 @@ int cmd_run(int argc, char **argv, struct cli *cli)
   if (!json)
     printf("run %s submitted\n", id);
   fflush(stdout);
-  return drive(cli, id, json, -1);
+  code = drive(cli, id, json, -1, box);
+  if (box)
+    durin_sandbox_close(&sb);
+  return code;
 }
 
 static const char resume_usage[] =
@@ -262,7 +277,8 @@ static const char resume_usage[] =
     "  --skip-call    do not run it; tell the agent its outcome is unknown\n"
     "  --force        take the run over even if another live process\n"
     "                 holds its lease\n"
-    "  --json         events as JSON lines\n";
+    "  --json         events as JSON lines\n"
+    "  --sandbox none run tool calls on this host, unprotected\n";
 
 /* Refuses to take over a run a live process is driving. */
 static int check_owner(const struct durin_run_info *ri, int force)
@@ -279,7 +295,9 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
   struct durin_err err = { 0 };
-  const char *arg = NULL;
+  const char *arg = NULL, *sandbox = NULL;
+  const struct durin_sandbox *box;
+  struct durin_sandbox sb;
   int json = 0, resolve = -1, force = 0, i, r;
   char id[32];
 
@@ -296,6 +314,8 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
       resolve = 0;
     else if (!strcmp(argv[i], "--force"))
       force = 1;
+    else if (!strcmp(argv[i], "--sandbox") && i + 1 < argc)
+      sandbox = argv[++i];
     else if (argv[i][0] == '-') {
       cli_error("resume: unknown option '%s'", argv[i]);
       fputs(resume_usage, stderr);
@@ -323,7 +343,10 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
   }
   r = check_owner(&ri, force);
   durin_run_info_clear(&ri);
-  if (r)
+  if (r || (r = cli_sandbox(sandbox, &sb, &box)))
     return r;
-  return drive(cli, id, json, resolve);
+  r = drive(cli, id, json, resolve, box);
+  if (box)
+    durin_sandbox_close(&sb);
+  return r;
 }

@@ -46,15 +46,23 @@ static long num_arg(const char *opt, const char *v)
 int cmd_sandbox(int argc, char **argv, struct cli *cli)
 {
   static const char *ro[32], *env[32];
+  static struct durin_sandbox sb;
   struct durin_sandbox_opts o;
   struct durin_err err = { 0 };
-  char exe[PATH_MAX], helper[PATH_MAX];
+  char exe[PATH_MAX];
   char **hargv;
   int i, sfd, status = 0;
   ssize_t n;
 
   (void)cli;
-  memset(&o, 0, sizeof(o));
+  /* The limits a run's tool calls get, unless overridden here. */
+  n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  exe[n > 0 ? n : 0] = 0;
+  if (durin_sandbox_open(&sb, exe, &err)) {
+    cli_error("%s", err.msg);
+    return 125;
+  }
+  o = sb.defaults;
   o.ro = ro;
   o.env = env;
   for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
@@ -123,25 +131,13 @@ int cmd_sandbox(int argc, char **argv, struct cli *cli)
     }
     o.workspace = ws;
   }
-  n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  exe[n > 0 ? n : 0] = 0;
-  if (durin_sandbox_helper(exe, helper, sizeof(helper), &err) ||
-      durin_sandbox_seccomp(&sfd, &err)) {
-    cli_error("%s", err.msg);
-    return 125;
-  }
   /* The descriptor must survive the exec into the helper. */
-  {
-    int keep = dup(sfd);
-
-    close(sfd);
-    sfd = keep;
-  }
+  sfd = dup(sb.seccomp_fd);
   /* A copy of stderr: the helper marks its status fd close-on-exec. */
-  hargv =
-      durin_sandbox_argv(helper, &o, sfd, status ? dup(2) : -1, &argv[i + 1]);
-  execv(helper, hargv);
-  cli_error("cannot run %s: %m", helper);
+  hargv = durin_sandbox_argv(sb.helper, &o, sfd, status ? dup(2) : -1,
+                             &argv[i + 1]);
+  execv(sb.helper, hargv);
+  cli_error("cannot run %s: %m", sb.helper);
   durin_sandbox_argv_free(hargv);
   return 125;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "durin/sandbox.h"
 #include "durin/util.h"
 #include "durin/worker.h"
 
@@ -57,6 +58,8 @@ static const char worker_usage[] =
     "                        requests (and tokens) per minute for provider P\n"
     "                        in this worker, e.g. openai:500:200000\n"
     "  --no-watchdog         leave recovery to other processes\n"
+    "  --sandbox none        run tool calls on this host, unprotected (loudly\n"
+    "                        logged; by default each runs in the sandbox)\n"
     "  --quiet               no log lines\n\n"
     "SIGTERM or Ctrl-C: stop claiming, finish in-flight steps, release the\n"
     "leases, exit. A second one exits at once.\n";
@@ -68,6 +71,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct durin_worker_stats st;
   struct durin_err err = { 0 };
   struct durin_worker *w;
+  struct durin_sandbox sb;
+  const char *sandbox = NULL;
   struct sigaction sa;
   struct rlimit rl;
   char owner[300];
@@ -100,7 +105,9 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       return EXIT_USAGE;
     }
     i++;
-    if (!strcmp(a, "--max-runs")) {
+    if (!strcmp(a, "--sandbox")) {
+      sandbox = v;
+    } else if (!strcmp(a, "--max-runs")) {
       o.max_runs = atoi(v);
       if (o.max_runs <= 0) {
         cli_error("%s: --max-runs wants a positive number", name);
@@ -144,7 +151,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       return EXIT_USAGE;
     }
   }
-  if ((code = cli_open_store(cli)))
+  if ((code = cli_open_store(cli)) ||
+      (code = cli_sandbox(sandbox, &sb, &o.sandbox)))
     return code;
   /* Thousands of runs mean thousands of sockets and pipes. */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -176,6 +184,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
             (long long)st.dropped, (long long)st.steps, (long long)st.batches);
   the_worker = NULL;
   durin_worker_free(w);
+  if (o.sandbox)
+    durin_sandbox_close(&sb);
   for (i = 0; i < o.nlimits; i++)
     free((char *)lim[i].provider);
   return EXIT_OK;

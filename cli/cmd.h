@@ -25,6 +25,7 @@ enum {
   EXIT_NOT_FOUND = 5,     /* no such run */
   EXIT_USAGE = 64,        /* bad command line */
   EXIT_SPEC = 65,         /* bad agent spec */
+  EXIT_SANDBOX = 70,      /* the sandbox cannot be built on this host */
   EXIT_INTERRUPTED = 130, /* stopped by a signal; the run can be resumed */
 };
 
@@ -65,6 +66,16 @@ int cmd_pause(int argc, char **argv, struct cli *cli);
 int cmd_unpause(int argc, char **argv, struct cli *cli);
 int cmd_limits(int argc, char **argv, struct cli *cli);
 int cmd_sandbox(int argc, char **argv, struct cli *cli);
+
+struct durin_sandbox;
+/*
+ * The sandbox of this process's tool calls for --sandbox MODE ("on", the
+ * default when mode is NULL, or "none"). On: finds the helper, compiles
+ * the program, checks the host can build it, and sets *out. None: warns
+ * loudly and sets *out to NULL. Prints errors; returns an exit code.
+ */
+int cli_sandbox(const char *mode, struct durin_sandbox *sb,
+                const struct durin_sandbox **out);
 /* Parses a duration ("500ms", "30s", "5m", "2h", plain seconds) into ms;
  * -1 if malformed. */
 int64_t cli_parse_duration(const char *s);

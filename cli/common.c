@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "cmd.h"
+#include "durin/sandbox.h"
 #include "durin/util.h"
 
 void cli_error(const char *fmt, ...)
@@ -299,4 +300,38 @@ void cli_print_summary(FILE *f, const struct durin_run_info *ri)
   fprintf(f, "duration  %s\n", dur);
   fprintf(f, "attempts  %lld\n", (long long)ri->attempt);
   fprintf(f, "workspace %s\n", ri->workspace);
+}
+
+int cli_sandbox(const char *mode, struct durin_sandbox *sb,
+                const struct durin_sandbox **out)
+{
+  struct durin_err err = { 0 };
+  char exe[PATH_MAX];
+  ssize_t n;
+
+  *out = NULL;
+  if (mode && !strcmp(mode, "none")) {
+    fprintf(stderr,
+            "durin: WARNING: --sandbox none: tool calls and checks run on "
+            "this host as uid %d, with only rlimits around them. A command "
+            "the model writes can read, change or send anything this user "
+            "can. Use it only for trusted specs.\n",
+            (int)geteuid());
+    return 0;
+  }
+  if (mode && strcmp(mode, "on")) {
+    cli_error("--sandbox is 'on' (the default) or 'none', not '%s'", mode);
+    return EXIT_USAGE;
+  }
+  n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  exe[n > 0 ? n : 0] = 0;
+  if (durin_sandbox_open(sb, exe, &err) || durin_sandbox_probe(sb, &err)) {
+    cli_error("%s", err.msg);
+    cli_error("tool calls run sandboxed by default; fix the above, or run "
+              "with --sandbox none to run them on this host unprotected");
+    durin_sandbox_close(sb);
+    return EXIT_SANDBOX;
+  }
+  *out = sb;
+  return 0;
 }

@@ -61,6 +61,7 @@ static void usage(FILE *f)
              "  5   no such run\n"
              "  64  bad command line\n"
              "  65  bad agent spec\n"
+             "  70  the sandbox cannot be built on this host (see --sandbox)\n"
              "  130 interrupted; the run can be resumed\n\n"
              "'durin <command> --help' describes a command.\n");
 }

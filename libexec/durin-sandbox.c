@@ -66,6 +66,7 @@
 struct bind {
   const char *path;
   int rw;
+  int tree; /* an idmapped mount to attach instead of a bind, or -1 */
 };
 
 static struct {
@@ -176,7 +177,7 @@ static void parse(int argc, char **argv)
     if (!strcmp(a, "--workspace"))
       o.workspace = v;
     else if ((!strcmp(a, "--ro") || !strcmp(a, "--rw")) && o.nbinds < MAX_BINDS)
-      o.binds[o.nbinds++] = (struct bind){ v, a[3] == 'w' };
+      o.binds[o.nbinds++] = (struct bind){ v, a[3] == 'w', -1 };
     else if (!strcmp(a, "--setenv") && strchr(v, '=') && o.nenv < MAX_ENV - 8)
       o.env[o.nenv++] = v;
     else if (!strcmp(a, "--seccomp-fd"))
@@ -472,13 +473,22 @@ static void teardown(int mntns)
 static int ws_tree = -1; /* a detached, idmapped copy of the workspace */
 
 /* A user namespace that maps disk id uid/gid to the sandbox's host id,
- * for an idmapped mount; its descriptor, or -1. */
+ * for an idmapped mount; its descriptor, or -1. One per owner. */
 static int idmap_userns(uid_t uid, gid_t gid)
 {
+  static struct {
+    uid_t uid;
+    gid_t gid;
+    int fd;
+  } cache[MAX_BINDS + 1];
+  static int ncache;
   char file[64];
-  int sync[2], fd = -1;
+  int sync[2], fd = -1, i;
   pid_t k;
 
+  for (i = 0; i < ncache; i++)
+    if (cache[i].uid == uid && cache[i].gid == gid)
+      return cache[i].fd;
   if (pipe2(sync, O_CLOEXEC))
     return -1;
   k = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL,
@@ -503,44 +513,77 @@ static int idmap_userns(uid_t uid, gid_t gid)
   close(sync[1]);
   if (k > 0)
     waitpid(k, NULL, 0);
+  if (fd >= 0 && ncache < MAX_BINDS + 1)
+    cache[ncache++] = (typeof(cache[0])){ uid, gid, fd };
   return fd;
 }
 
 /*
- * Under root, the sandbox runs as an unprivileged host id, but the
- * workspace belongs to whoever created it (root, usually). The workspace
- * is then mounted idmapped: its owner's files appear, inside, as the
- * sandbox's own, and what the sandbox creates is stored as the owner's.
- * Nothing on disk is chowned. Returns an error message or NULL.
+ * Under root, the sandbox runs as an unprivileged host id: it could not
+ * even reach a bind source below a private directory, and the workspace
+ * and read-write binds belong to whoever created them (root, usually).
+ * So P, still root, takes each bind as a detached mount for C to attach:
+ * read-only ones as they are, writable ones not already the sandbox's
+ * idmapped, so their owner's files appear inside as the sandbox's own and
+ * what the sandbox creates is stored as the owner's. Nothing on disk is
+ * chowned. *tree stays -1 when C should bind path itself. Returns an
+ * error message or NULL.
  */
-static const char *workspace_prepare(void)
+static const char *prepare_bind(const char *path, int rw, int *tree)
 {
+  static char msg[600];
   struct mount_attr attr = { 0 };
   struct stat st;
-  int userns;
+  int idmap;
 
-  if (!o.workspace || geteuid() != 0)
+  *tree = -1;
+  if (geteuid() != 0)
     return NULL;
-  if (stat(o.workspace, &st) || !S_ISDIR(st.st_mode))
-    return "the workspace is not a directory";
-  if (st.st_uid == (uid_t)o.host_id && st.st_gid == (gid_t)o.host_id)
-    return NULL; /* already the sandbox's: a plain bind */
-  userns = idmap_userns(st.st_uid, st.st_gid);
-  if (userns < 0)
-    return "creating the id mapping for the workspace failed";
-  ws_tree = (int)syscall(SYS_open_tree, AT_FDCWD, o.workspace,
-                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-  attr.userns_fd = (__u64)userns;
-  if (ws_tree < 0 || syscall(SYS_mount_setattr, ws_tree, "", AT_EMPTY_PATH,
-                             &attr, sizeof(attr))) {
-    close(userns);
-    return "the workspace's file system cannot be idmapped (Linux 5.12+ "
-           "and ext4, xfs, btrfs or tmpfs 6.3+ can); run durin as a "
-           "non-root user, or chown the workspace to the sandbox id (--uid)";
+  if (stat(path, &st) || (rw && !S_ISDIR(st.st_mode))) {
+    snprintf(msg, sizeof(msg), "%s is not a %s", path,
+             rw ? "directory" : "file or directory");
+    return msg;
   }
-  close(userns);
+  idmap =
+      rw && (st.st_uid != (uid_t)o.host_id || st.st_gid != (gid_t)o.host_id);
+  *tree = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                           (rw ? 0 : AT_RECURSIVE));
+  attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (!rw)
+    attr.attr_set |= MOUNT_ATTR_RDONLY;
+  if (idmap) {
+    int userns = idmap_userns(st.st_uid, st.st_gid);
+
+    if (userns < 0)
+      return "creating the id mapping for a writable directory failed";
+    attr.attr_set |= MOUNT_ATTR_IDMAP;
+    attr.userns_fd = (__u64)userns;
+  }
+  if (*tree < 0 ||
+      syscall(SYS_mount_setattr, *tree, "",
+              AT_EMPTY_PATH | (rw ? 0 : AT_RECURSIVE), &attr, sizeof(attr))) {
+    snprintf(msg, sizeof(msg),
+             idmap ? "%s cannot be idmapped (Linux 5.12+ with ext4, xfs, "
+                     "btrfs, or tmpfs from 6.3, can); run durin as a "
+                     "non-root user, or chown it to the sandbox's id" :
+                     "%s cannot be mounted into the sandbox",
+             path);
+    return msg;
+  }
   return NULL;
+}
+
+static const char *binds_prepare(void)
+{
+  const char *err = NULL;
+  int i;
+
+  if (o.workspace)
+    err = prepare_bind(o.workspace, 1, &ws_tree);
+  for (i = 0; !err && i < o.nbinds; i++)
+    err = prepare_bind(o.binds[i].path, o.binds[i].rw, &o.binds[i].tree);
+  return err;
 }
 
 /* ---- the root file system (in C) ---- */
@@ -657,6 +700,32 @@ static int copy_small(const char *path)
   return 0;
 }
 
+/* Attaches a mount P prepared at /newroot/PATH. */
+static void attach(int tree, const char *path)
+{
+  char dst[4200];
+  struct stat st;
+
+  snprintf(dst, sizeof(dst), "/newroot%s", path);
+  if (fstat(tree, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    char *slash = strrchr(dst, '/');
+    int fd;
+
+    *slash = 0;
+    mkdirs(dst, 0755);
+    *slash = '/';
+    fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+      close(fd);
+  } else {
+    mkdirs(dst, 0755);
+  }
+  must((int)syscall(SYS_move_mount, tree, "", AT_FDCWD, dst,
+                    MOVE_MOUNT_F_EMPTY_PATH),
+       "attach the mount of", path);
+  close(tree);
+}
+
 static void build_root(void)
 {
   static const char *const sys[] = { "/usr",   "/bin",   "/sbin",  "/lib",
@@ -726,17 +795,14 @@ static void build_root(void)
        "mount", "/tmp");
 
   for (i = 0; i < (size_t)o.nbinds; i++)
-    bind_path(o.binds[i].path, o.binds[i].rw, 0);
-  if (ws_tree >= 0) {
-    snprintf(path, sizeof(path), "/newroot%s", o.workspace);
-    mkdirs(path, 0755);
-    must((int)syscall(SYS_move_mount, ws_tree, "", AT_FDCWD, path,
-                      MOVE_MOUNT_F_EMPTY_PATH),
-         "mount the idmapped workspace", o.workspace);
-    close(ws_tree);
-  } else if (o.workspace) {
+    if (o.binds[i].tree >= 0)
+      attach(o.binds[i].tree, o.binds[i].path);
+    else
+      bind_path(o.binds[i].path, o.binds[i].rw, 0);
+  if (ws_tree >= 0)
+    attach(ws_tree, o.workspace);
+  else if (o.workspace)
     bind_path(o.workspace, 1, 0);
-  }
 
   /* Into the new root; the old one stacks on top of it and goes. */
   must(chdir("/newroot"), "chdir", "/newroot");
@@ -1055,7 +1121,7 @@ int main(int argc, char **argv)
     perror("durin-sandbox: pipe");
     return 125;
   }
-  if ((err = workspace_prepare()))
+  if ((err = binds_prepare()))
     return setup_failed(err);
   cgroup_enter();
   c = (pid_t)syscall(SYS_clone,

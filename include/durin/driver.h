@@ -16,6 +16,9 @@ struct durin_driver_opts {
   const char *owner;    /* lease owner, e.g. "host:pid" */
   int64_t lease_ttl_ms; /* lease length; renewed by every write */
   int resolve;          /* indeterminate unsafe call: -1 ask, 0 skip, 1 retry */
+  /* Tool calls and checks run in it; NULL runs them on the host (the
+   * operator's explicit --sandbox none). */
+  const struct durin_sandbox *sandbox;
   /* Called before each action is performed (progress display). */
   void (*on_action)(void *arg, const struct durin_action *act,
                     const struct durin_usage *usage, int64_t step);

@@ -9,7 +9,10 @@
 #ifndef DURIN_SANDBOX_H
 #define DURIN_SANDBOX_H
 
+#include <stdint.h>
+
 #include "durin/error.h"
+#include "durin/spec.h"
 
 struct durin_sandbox_opts {
   const char *workspace; /* bound read-write; the command's cwd */
@@ -48,5 +51,41 @@ char **durin_sandbox_argv(const char *helper,
                           const struct durin_sandbox_opts *o, int seccomp_fd,
                           int status_fd, char *const cmd[]);
 void durin_sandbox_argv_free(char **argv);
+
+/*
+ * What a driver holds to sandbox its tool calls: the helper, the program
+ * (compiled once), and the limits every call gets unless the run's spec
+ * says otherwise. Owned by the caller; no process-wide state.
+ */
+struct durin_sandbox {
+  char helper[4096];
+  int seccomp_fd;
+  struct durin_sandbox_opts defaults;
+};
+
+/* The descriptor number the program has in the helper. */
+#define DURIN_SANDBOX_SECCOMP_FD 3
+
+/* Finds the helper next to exe and compiles the program. */
+int durin_sandbox_open(struct durin_sandbox *sb, const char *exe,
+                       struct durin_err *err);
+void durin_sandbox_close(struct durin_sandbox *sb);
+
+/*
+ * Runs /bin/true in the sandbox, so that a host that cannot build it is
+ * told before any run starts rather than in every tool call's output.
+ */
+int durin_sandbox_probe(const struct durin_sandbox *sb, struct durin_err *err);
+
+/*
+ * The helper's argv running `bash -c command` in workspace under sb's
+ * limits and the run's box (may be NULL), with env ("K=V", NULL-ended)
+ * added. The child that execs it must have sb->seccomp_fd at
+ * DURIN_SANDBOX_SECCOMP_FD. Free with durin_sandbox_argv_free.
+ */
+char **durin_sandbox_command(const struct durin_sandbox *sb,
+                             const struct durin_spec_sandbox *box,
+                             const char *workspace, const char *const *env,
+                             int64_t timeout_ms, const char *command);
 
 #endif

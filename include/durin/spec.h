@@ -64,6 +64,17 @@ struct durin_budget {
   int64_t tool_calls;
 };
 
+/* What a run's tool calls may reach beyond the workspace (DESIGN 6). */
+struct durin_spec_sandbox {
+  char **ro; /* extra read-only binds, absolute */
+  int nro;
+  char **rw; /* extra read-write binds (caches, shared outputs) */
+  int nrw;
+  int64_t memory_mb;   /* 0: the driver's default */
+  int64_t pids;        /* 0: the driver's default */
+  int64_t cpu_percent; /* 0: no quota; 100 = one core */
+};
+
 struct durin_spec {
   char *name;
   char *system;
@@ -81,6 +92,7 @@ struct durin_spec {
   int64_t max_arg_bytes; /* tool-call arguments larger than this are refused */
   int64_t context_messages; /* messages kept in the context window */
   int64_t context_bytes;    /* text kept in the context window, roughly */
+  struct durin_spec_sandbox sandbox;
 };
 
 /*

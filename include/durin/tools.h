@@ -37,9 +37,20 @@ struct durin_tool_param {
   const char *desc;
 };
 
+struct durin_sandbox; /* durin/sandbox.h */
+
+/* Where a command runs: the driver's sandbox (NULL: on the host, with
+ * only the floor of proc.c, when the operator opted out) and what the
+ * run's spec lets it reach. */
+struct durin_proc_box {
+  const struct durin_sandbox *sandbox;
+  const struct durin_spec_sandbox *spec;
+};
+
 struct durin_tool_ctx {
   const char *workspace; /* absolute path; every path stays beneath it */
-  const char *idem_key;  /* stable across re-runs of the same call */
+  struct durin_proc_box box;
+  const char *idem_key; /* stable across re-runs of the same call */
   int64_t timeout_ms;
   size_t output_cap;
   const struct durin_stop *stop; /* asked while it runs; may be NULL */
@@ -103,16 +114,18 @@ void durin_tool_exec(const struct durin_tool_def *def,
                      struct durin_tool_result *res);
 
 /*
- * Runs a shell command in dir with a clean environment, rlimits, a
+ * Runs a shell command in dir, in box's sandbox when it has one, with a
+ * clean environment, rlimits, a
  * wall-clock timeout that kills its whole process group, and an output cap.
  * Used by the bash tool and by acceptance checks. extra_env is a
  * NULL-terminated list of "K=V" added to the clean environment. stop (may
  * be NULL) is asked twice a second; when it says so the process group is
  * killed and res->stopped set.
  */
-int durin_proc_run(const char *dir, const char *command,
-                   const char *const *extra_env, int64_t timeout_ms,
-                   size_t output_cap, const struct durin_stop *stop,
+int durin_proc_run(const struct durin_proc_box *box, const char *dir,
+                   const char *command, const char *const *extra_env,
+                   int64_t timeout_ms, size_t output_cap,
+                   const struct durin_stop *stop,
                    struct durin_tool_result *res);
 
 /*
@@ -122,9 +135,9 @@ int durin_proc_run(const char *dir, const char *command,
  * and its wait status into res (ok, exit_code, truncation note, UTF-8).
  * res->timed_out and res->stopped are the caller's to set before.
  */
-int durin_proc_spawn(const char *dir, const char *command,
-                     const char *const *extra_env, int64_t timeout_ms,
-                     pid_t *pid, int *out_fd);
+int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
+                     const char *command, const char *const *extra_env,
+                     int64_t timeout_ms, pid_t *pid, int *out_fd);
 void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
                        int64_t started_ms, struct durin_tool_result *res);
 

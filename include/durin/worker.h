@@ -37,6 +37,8 @@ struct durin_worker_opts {
   int watchdog;         /* also recover expired leases and stalls */
   int64_t stall_ms;     /* no progress for this long: stalled (0: off) */
   int stall_escalate;   /* stalled: needs_human instead of a restart */
+  /* Tool calls and checks run in it; NULL: on the host (--sandbox none). */
+  const struct durin_sandbox *sandbox;
   const struct durin_worker_limit *limits;
   int nlimits;
   /* Log lines (claims, ends, lost leases, recoveries); may be NULL. */

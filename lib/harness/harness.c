@@ -613,6 +613,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->tool = c->def;
     act->args = c->args;
     act->tool_ctx.workspace = h->spec->workspace;
+    act->tool_ctx.box.spec = &h->spec->sandbox;
     act->tool_ctx.idem_key = c->idem_key;
     act->tool_ctx.timeout_ms = h->spec->tool_timeout_ms;
     act->tool_ctx.output_cap = (size_t)h->spec->output_cap;

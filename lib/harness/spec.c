@@ -15,10 +15,13 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",    "system", "goal",   "workspace",         "model",
-  "tools",   "checks", "budget", "max_eval_attempts", "limits",
-  "context", NULL,
+  "name",    "system",  "goal",   "workspace",         "model",
+  "tools",   "checks",  "budget", "max_eval_attempts", "limits",
+  "context", "sandbox", NULL,
 };
+static const char *const sandbox_fields[] = { "ro",          "rw",
+                                              "memory_mb",   "pids",
+                                              "cpu_percent", NULL };
 static const char *const model_fields[] = {
   "provider", "name",      "base_url",    "api_key_env", "turns",  "script",
   "price",    "timeout_s", "max_retries", "max_tokens",  "stream", NULL,
@@ -252,6 +255,39 @@ static int resolve_path(const char *base_dir, const char *p, char **out)
   if (!abs)
     return DURIN_ENOTFOUND;
   *out = abs;
+  return 0;
+}
+
+/* An array of existing paths, made absolute. */
+static int get_paths(json_t *obj, const char *key, const char *prefix,
+                     const char *base_dir, char ***out, int *n,
+                     struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key), *e;
+  size_t i;
+
+  if (!v)
+    return 0;
+  if (!json_is_array(v))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be an array of paths, not %s",
+                         prefix, key, json_kind(v));
+  *out = calloc(json_array_size(v) + 1, sizeof(**out));
+  json_array_foreach(v, i, e) {
+    if (!json_is_string(e))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s[%zu]' must be a path, not %s", prefix,
+                           key, i, json_kind(e));
+    if (resolve_path(base_dir, json_string_value(e), &(*out)[*n]))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s[%zu]': '%s' does not exist", prefix,
+                           key, i, json_string_value(e));
+    if (!strcmp((*out)[(*n)++], "/"))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s[%zu]': binding / would undo the "
+                           "sandbox; name the directories the tools need",
+                           prefix, key, i);
+  }
   return 0;
 }
 
@@ -618,6 +654,18 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
             (r = get_int(o, "max_bytes", "context.", 1024, 1, &s->context_bytes,
                          err))))
     goto out;
+  if ((r = get_object(root, "sandbox", "", sandbox_fields, &o, err)))
+    goto out;
+  if (o && ((r = get_paths(o, "ro", "sandbox.", base_dir, &s->sandbox.ro,
+                           &s->sandbox.nro, err)) ||
+            (r = get_paths(o, "rw", "sandbox.", base_dir, &s->sandbox.rw,
+                           &s->sandbox.nrw, err)) ||
+            (r = get_int(o, "memory_mb", "sandbox.", 16, 1,
+                         &s->sandbox.memory_mb, err)) ||
+            (r = get_int(o, "pids", "sandbox.", 8, 1, &s->sandbox.pids, err)) ||
+            (r = get_int(o, "cpu_percent", "sandbox.", 1, 1,
+                         &s->sandbox.cpu_percent, err))))
+    goto out;
   if (!s->name)
     s->name = strdup("run");
 out:
@@ -695,6 +743,12 @@ void durin_spec_clear(struct durin_spec *s)
     free(s->checks[i].run);
   }
   free(s->checks);
+  for (i = 0; i < s->sandbox.nro; i++)
+    free(s->sandbox.ro[i]);
+  free(s->sandbox.ro);
+  for (i = 0; i < s->sandbox.nrw; i++)
+    free(s->sandbox.rw[i]);
+  free(s->sandbox.rw);
   memset(s, 0, sizeof(*s));
 }
 
@@ -770,6 +824,24 @@ char *durin_spec_dump(const struct durin_spec *s)
                       json_pack("{s:I,s:I}", "max_messages",
                                 (json_int_t)s->context_messages, "max_bytes",
                                 (json_int_t)s->context_bytes));
+  {
+    const struct durin_spec_sandbox *b = &s->sandbox;
+    json_t *sb = json_object(), *ro = json_array(), *rw = json_array();
+
+    for (i = 0; i < b->nro; i++)
+      json_array_append_new(ro, json_string(b->ro[i]));
+    for (i = 0; i < b->nrw; i++)
+      json_array_append_new(rw, json_string(b->rw[i]));
+    json_object_set_new(sb, "ro", ro);
+    json_object_set_new(sb, "rw", rw);
+    if (b->memory_mb)
+      json_object_set_new(sb, "memory_mb", json_integer(b->memory_mb));
+    if (b->pids)
+      json_object_set_new(sb, "pids", json_integer(b->pids));
+    if (b->cpu_percent)
+      json_object_set_new(sb, "cpu_percent", json_integer(b->cpu_percent));
+    json_object_set_new(root, "sandbox", sb);
+  }
   out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(root);
   return out;

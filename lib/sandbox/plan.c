@@ -1,10 +1,14 @@
 /*
  * The durin-sandbox command line for one call, and where the helper is.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "durin/sandbox.h"
@@ -110,4 +114,118 @@ void durin_sandbox_argv_free(char **argv)
   for (i = 0; argv && argv[i]; i++)
     free(argv[i]);
   free(argv);
+}
+
+int durin_sandbox_open(struct durin_sandbox *sb, const char *exe,
+                       struct durin_err *err)
+{
+  int r;
+
+  memset(sb, 0, sizeof(*sb));
+  sb->seccomp_fd = -1;
+  r = durin_sandbox_helper(exe, sb->helper, sizeof(sb->helper), err);
+  if (!r)
+    r = durin_sandbox_seccomp(&sb->seccomp_fd, err);
+  /* Room for compilers and test suites; a runaway still stops. */
+  sb->defaults.mem_mb = 4096;
+  sb->defaults.pids = 512;
+  sb->defaults.nofile = 1024;
+  sb->defaults.fsize_mb = 4096;
+  return r;
+}
+
+void durin_sandbox_close(struct durin_sandbox *sb)
+{
+  if (sb && sb->seccomp_fd >= 0)
+    close(sb->seccomp_fd);
+  if (sb)
+    sb->seccomp_fd = -1;
+}
+
+char **durin_sandbox_command(const struct durin_sandbox *sb,
+                             const struct durin_spec_sandbox *box,
+                             const char *workspace, const char *const *env,
+                             int64_t timeout_ms, const char *command)
+{
+  struct durin_sandbox_opts o = sb->defaults;
+  const char *binds[64];
+  char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL };
+  char **argv;
+  int i, n = 0;
+
+  o.workspace = workspace;
+  for (i = 0; box && i < box->nro && n < 64; i++)
+    binds[n++] = box->ro[i];
+  o.ro = binds;
+  o.nro = n;
+  for (o.nenv = 0; env && env[o.nenv];)
+    o.nenv++;
+  o.env = env;
+  if (box && box->memory_mb)
+    o.mem_mb = box->memory_mb;
+  if (box && box->pids)
+    o.pids = box->pids;
+  if (box && box->cpu_percent)
+    o.cpu_pct = box->cpu_percent;
+  /* The caller enforces the call's timeout; the helper's is a backstop. */
+  o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;
+  argv = durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
+  /* Read-write binds go in front of "--", after the read-only ones. */
+  for (i = 0; box && i < box->nrw; i++) {
+    int len = 0, at;
+
+    while (argv[len])
+      len++;
+    for (at = 0; strcmp(argv[at], "--"); at++)
+      ;
+    argv = realloc(argv, (size_t)(len + 3) * sizeof(*argv));
+    if (!argv)
+      abort();
+    memmove(&argv[at + 2], &argv[at], (size_t)(len - at + 1) * sizeof(*argv));
+    argv[at] = strdup("--rw");
+    argv[at + 1] = strdup(box->rw[i]);
+  }
+  return argv;
+}
+
+int durin_sandbox_probe(const struct durin_sandbox *sb, struct durin_err *err)
+{
+  char **argv = durin_sandbox_command(sb, NULL, NULL, NULL, 10000, "true");
+  char msg[512] = "";
+  int p[2], st = 0;
+  ssize_t n;
+  pid_t pid;
+
+  if (pipe2(p, O_CLOEXEC)) {
+    durin_sandbox_argv_free(argv);
+    return durin_err_set(err, DURIN_EIO, "pipe: %s", strerror(errno));
+  }
+  pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY);
+
+    dup2(null, 0);
+    dup2(p[1], 1);
+    dup2(p[1], 2);
+    if (dup2(sb->seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
+        fcntl(DURIN_SANDBOX_SECCOMP_FD, F_SETFD, 0) < 0)
+      _exit(126);
+    syscall(SYS_close_range, DURIN_SANDBOX_SECCOMP_FD + 1, ~0U, 0);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(p[1]);
+  durin_sandbox_argv_free(argv);
+  n = pid > 0 ? read(p[0], msg, sizeof(msg) - 1) : 0;
+  msg[n > 0 ? n : 0] = 0;
+  close(p[0]);
+  if (pid < 0 || waitpid(pid, &st, 0) != pid)
+    return durin_err_set(err, DURIN_EIO, "cannot start %s", sb->helper);
+  if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+    msg[strcspn(msg, "\n")] = 0;
+    return durin_err_set(err, DURIN_EIO,
+                         "this host cannot build the sandbox (%s)",
+                         *msg ? msg : "no reason given");
+  }
+  return 0;
 }

@@ -6,8 +6,9 @@
  * environment, rlimits, every inherited descriptor closed, and
  * PR_SET_PDEATHSIG so it dies with us. When the command exits or the
  * timeout fires, the whole process group is killed: nothing outlives the
- * call. The namespace sandbox arrives in its own module; this is the floor
- * every call gets regardless.
+ * call. That is the floor every call gets; with a sandbox the child execs
+ * libexec/durin-sandbox, which runs the command in its own namespaces,
+ * cgroup, seccomp and Landlock domain (lib/sandbox, DESIGN 6).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "durin/sandbox.h"
 #include "durin/tools.h"
 #include "durin/util.h"
 
@@ -39,7 +41,8 @@ static void set_limit(int res, rlim_t v)
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child(const char *dir, const char *command, int out_fd,
-                  char *const envp[], int64_t timeout_ms)
+                  char *const envp[], int64_t timeout_ms, int seccomp_fd,
+                  char *const sandbox_argv[])
 {
   int devnull;
 
@@ -56,21 +59,34 @@ static void child(const char *dir, const char *command, int out_fd,
   if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 ||
       dup2(out_fd, 2) < 0)
     _exit(126);
-  syscall(SYS_close_range, 3, ~0U, 0);
+  if (sandbox_argv) {
+    if (dup2(seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
+        fcntl(DURIN_SANDBOX_SECCOMP_FD, F_SETFD, 0) < 0)
+      _exit(126);
+    syscall(SYS_close_range, DURIN_SANDBOX_SECCOMP_FD + 1, ~0U, 0);
+  } else {
+    syscall(SYS_close_range, 3, ~0U, 0);
+  }
   set_limit(RLIMIT_CORE, 0);
   set_limit(RLIMIT_NOFILE, 1024);
   set_limit(RLIMIT_FSIZE, (rlim_t)1 << 30);
   set_limit(RLIMIT_NPROC, 4096);
   set_limit(RLIMIT_CPU, (rlim_t)(timeout_ms / 1000 + 5));
   signal(SIGPIPE, SIG_DFL);
+  if (sandbox_argv) {
+    execv(sandbox_argv[0], sandbox_argv);
+    _exit(127);
+  }
   execle("/bin/bash", "bash", "-c", command, (char *)NULL, envp);
   _exit(127);
 }
 
-int durin_proc_spawn(const char *dir, const char *command,
-                     const char *const *extra_env, int64_t timeout_ms,
-                     pid_t *pid_out, int *out_fd)
+int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
+                     const char *command, const char *const *extra_env,
+                     int64_t timeout_ms, pid_t *pid_out, int *out_fd)
 {
+  const struct durin_sandbox *sb = box ? box->sandbox : NULL;
+  char **sargv = NULL;
   char *envp[40];
   char home[4200];
   int pipefd[2], n = 0;
@@ -85,17 +101,26 @@ int durin_proc_spawn(const char *dir, const char *command,
   while (extra_env && *extra_env && n < 38)
     envp[n++] = (char *)*extra_env++;
   envp[n] = NULL;
+  /* The sandbox builds its own environment: pass only what we add. */
+  if (sb)
+    sargv = durin_sandbox_command(
+        sb, box->spec, dir, (const char *const *)&envp[3], timeout_ms, command);
 
-  if (pipe2(pipefd, O_CLOEXEC) < 0)
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    durin_sandbox_argv_free(sargv);
     return DURIN_EIO;
+  }
   pid = fork();
   if (pid < 0) {
     close(pipefd[0]);
     close(pipefd[1]);
+    durin_sandbox_argv_free(sargv);
     return DURIN_EIO;
   }
   if (pid == 0)
-    child(dir, command, pipefd[1], envp, timeout_ms);
+    child(dir, command, pipefd[1], envp, timeout_ms, sb ? sb->seccomp_fd : -1,
+          sargv);
+  durin_sandbox_argv_free(sargv);
   close(pipefd[1]);
   *pid_out = pid;
   *out_fd = pipefd[0];
@@ -122,10 +147,10 @@ void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
   res->duration_ms = durin_mono_ms() - started_ms;
 }
 
-int durin_proc_run(const char *dir, const char *command,
-                   const char *const *extra_env, int64_t timeout_ms,
-                   size_t output_cap, const struct durin_stop *stop,
-                   struct durin_tool_result *res)
+int durin_proc_run(const struct durin_proc_box *box, const char *dir,
+                   const char *command, const char *const *extra_env,
+                   int64_t timeout_ms, size_t output_cap,
+                   const struct durin_stop *stop, struct durin_tool_result *res)
 {
   int64_t next_ask = 0;
   int outfd, status = 0, exited = 0;
@@ -136,7 +161,7 @@ int durin_proc_run(const char *dir, const char *command,
 
   memset(res, 0, sizeof(*res));
   res->exit_code = -1;
-  if (durin_proc_spawn(dir, command, extra_env, timeout_ms, &pid, &outfd))
+  if (durin_proc_spawn(box, dir, command, extra_env, timeout_ms, &pid, &outfd))
     return DURIN_EIO;
   durin_buf_init(&out, output_cap);
 

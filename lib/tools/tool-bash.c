@@ -49,8 +49,8 @@ static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
   bash_command(ctx, args, &cmd, &timeout);
   snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
            ctx->idem_key ? ctx->idem_key : "");
-  if (durin_proc_run(ctx->workspace, cmd, env, timeout, ctx->output_cap,
-                     ctx->stop, res)) {
+  if (durin_proc_run(&ctx->box, ctx->workspace, cmd, env, timeout,
+                     ctx->output_cap, ctx->stop, res)) {
     durin__tool_fail(res, "bash: could not start the command");
     return 0;
   }

@@ -197,6 +197,7 @@ static int do_tool(struct drv *d, struct durin_harness *h,
   int r;
 
   ctx.stop = &d->tool_stop;
+  ctx.box.sandbox = d->o->sandbox;
   durin_tool_exec(act->tool, &ctx, act->args, &res);
   durin_fault_point("tool_exit");
   memset(&c, 0, sizeof(c));
@@ -233,8 +234,10 @@ static int do_outcome(struct drv *d, struct durin_harness *h,
 
 /* The acceptance checks, in order, each in the workspace with its own
  * timeout. They are re-run after a crash: checks must only read. */
-static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
+static int do_checks(struct drv *d, struct durin_harness *h,
+                     const struct durin_spec *spec)
 {
+  struct durin_proc_box box = { d->o->sandbox, &spec->sandbox };
   struct durin_check_result *cr =
       calloc((size_t)spec->nchecks + 1, sizeof(*cr));
   struct durin_tool_result *tr = calloc((size_t)spec->nchecks + 1, sizeof(*tr));
@@ -243,7 +246,7 @@ static int do_checks(struct durin_harness *h, const struct durin_spec *spec)
 
   for (i = 0; i < spec->nchecks; i++) {
     cr[i].name = spec->checks[i].name;
-    if (durin_proc_run(spec->workspace, spec->checks[i].run, NULL,
+    if (durin_proc_run(&box, spec->workspace, spec->checks[i].run, NULL,
                        spec->checks[i].timeout_ms, (size_t)spec->output_cap,
                        NULL, &tr[i])) {
       cr[i].ok = 0;
@@ -425,7 +428,7 @@ int durin_drive(struct durin_store *s, const char *run_id,
       r = do_outcome(&d, h, &act, err);
       break;
     case DURIN_ACT_CHECKS:
-      r = do_checks(h, &spec);
+      r = do_checks(&d, h, &spec);
       break;
     case DURIN_ACT_COMMIT:
       r = do_commit(&d, h, &act, err);

@@ -156,7 +156,8 @@ static void on_output(uv_poll_t *h, int status, int events)
   }
 }
 
-struct uvp *uvp_start(uv_loop_t *loop, const char *dir, const char *command,
+struct uvp *uvp_start(uv_loop_t *loop, const struct durin_proc_box *box,
+                      const char *dir, const char *command,
                       const char *const *env, int64_t timeout_ms, size_t cap,
                       uvp_done_cb cb, void *arg)
 {
@@ -172,7 +173,8 @@ struct uvp *uvp_start(uv_loop_t *loop, const char *dir, const char *command,
   p->pidfd = p->outfd = -1;
   p->t0 = durin_mono_ms();
   durin_buf_init(&p->out, cap);
-  if (durin_proc_spawn(dir, command, env, timeout_ms, &p->pid, &p->outfd)) {
+  if (durin_proc_spawn(box, dir, command, env, timeout_ms, &p->pid,
+                       &p->outfd)) {
     durin_buf_release(&p->out);
     free(p);
     return NULL;

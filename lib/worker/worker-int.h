@@ -34,7 +34,8 @@ struct uvp;
 typedef void (*uvp_done_cb)(void *arg, struct durin_tool_result *res);
 
 /* Starts a command as durin_proc_run would; NULL if it cannot start. */
-struct uvp *uvp_start(uv_loop_t *loop, const char *dir, const char *command,
+struct uvp *uvp_start(uv_loop_t *loop, const struct durin_proc_box *box,
+                      const char *dir, const char *command,
                       const char *const *env, int64_t timeout_ms, size_t cap,
                       uvp_done_cb cb, void *arg);
 /* Kills the process group; cb still runs, with res->stopped set. */

@@ -413,12 +413,18 @@ static int write_failed(struct wrun *r, struct job *j)
 {
   if (j->cancel)
     r->cancel = 1;
-  if (!j->r)
-    return 0;
+  /*
+   * Dropped while the write was out, even if it succeeded: completions run
+   * in job order, so a heartbeat queued before a run's final commit (which
+   * releases the lease) can report the run gone before the commit's own
+   * completion arrives. Free it now; nothing else will.
+   */
   if (r->gone) {
     run_release_memory(r);
     return 1;
   }
+  if (!j->r)
+    return 0;
   if (j->r == DURIN_EFENCED)
     drop(r, "lease lost to another worker; dropping the run");
   else
@@ -709,9 +715,10 @@ static void start_tool(struct wrun *r)
 
     snprintf(r->idem_env, sizeof(r->idem_env), "DURIN_IDEMPOTENCY_KEY=%s",
              r->act.tool_ctx.idem_key ? r->act.tool_ctx.idem_key : "");
-    r->proc =
-        uvp_start(&r->w->loop, r->act.tool_ctx.workspace, cmd, env,
-                  r->tool_timeout, r->act.tool_ctx.output_cap, on_proc_tool, r);
+    r->act.tool_ctx.box.sandbox = r->w->o.sandbox;
+    r->proc = uvp_start(&r->w->loop, &r->act.tool_ctx.box,
+                        r->act.tool_ctx.workspace, cmd, env, r->tool_timeout,
+                        r->act.tool_ctx.output_cap, on_proc_tool, r);
     if (!r->proc) {
       struct durin_tool_result res;
 
@@ -760,10 +767,12 @@ static void next_check(struct wrun *r)
   while (r->check_idx < spec->nchecks) {
     const struct durin_spec_check *ck = &spec->checks[r->check_idx];
 
+    struct durin_proc_box box = { r->w->o.sandbox, &spec->sandbox };
+
     r->cr[r->check_idx].name = ck->name;
     r->proc =
-        uvp_start(&r->w->loop, spec->workspace, ck->run, NULL, ck->timeout_ms,
-                  (size_t)spec->output_cap, on_check_done, r);
+        uvp_start(&r->w->loop, &box, spec->workspace, ck->run, NULL,
+                  ck->timeout_ms, (size_t)spec->output_cap, on_check_done, r);
     if (r->proc)
       return;
     r->cr[r->check_idx].ok = 0;

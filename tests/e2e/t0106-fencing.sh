@@ -8,7 +8,7 @@ make_project
 C="$TRASH/counters"
 mkdir -p "$C"
 cat >"$TRASH/s.json" <<JSON
-{"goal": "g", "workspace": "project",
+{"sandbox": {"rw": ["$C"]}, "goal": "g", "workspace": "project",
  "model": {"provider": "script", "turns": [
    {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 3; echo x >> $C/t1"}}]},
    {"tool_calls": [{"name": "bash", "arguments": {"command": "echo y >> $C/t2"}}]},

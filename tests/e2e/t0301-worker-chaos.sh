@@ -6,12 +6,15 @@
 . "$(dirname "$0")/lib-test.sh"
 
 make_project
-C="$TRASH/exec.log"
+# The log sits in a directory the spec lets the sandbox write.
+L="$TRASH/log"
+mkdir -p "$L"
+C="$L/exec.log"
 : >"$C"
 # Five steps of a second each; bash declared idempotent (keyed), so a
 # call cut off by a kill is re-run with the same key, not escalated.
 cat >"$TRASH/s.json" <<JSON
-{"goal": "g", "workspace": "project",
+{"sandbox": {"rw": ["$L"]}, "goal": "g", "workspace": "project",
  "tools": [{"name": "bash", "effect": "idempotent"}, "finish"],
  "model": {"provider": "script", "turns": [
    {"tool_calls": [{"name": "bash", "arguments": {"command": "echo \$DURIN_IDEMPOTENCY_KEY \$(date +%s%3N) >> $C; sleep 1"}}]},

@@ -5,10 +5,13 @@
 . "$(dirname "$0")/lib-test.sh"
 
 make_project
-C="$TRASH/exec.log"
+# The log sits in a directory the spec lets the sandbox write.
+L="$TRASH/log"
+mkdir -p "$L"
+C="$L/exec.log"
 : >"$C"
 cat >"$TRASH/s.json" <<JSON
-{"goal": "g", "workspace": "project",
+{"sandbox": {"rw": ["$L"]}, "goal": "g", "workspace": "project",
  "tools": [{"name": "bash", "effect": "idempotent"}, "finish"],
  "model": {"provider": "script", "turns": [
    {"tool_calls": [{"name": "bash", "arguments": {"command": "echo \$DURIN_IDEMPOTENCY_KEY >> $C; sleep 2"}}]},

@@ -6,11 +6,16 @@
 . "$(dirname "$0")/lib-test.sh"
 
 make_project
-P="$TRASH/pids"
+# The tool starts a tree of sleeps with an argument nothing else uses, and
+# says when they are all up; the host then looks for that argument in
+# every process's command line (the tool's pids are its own namespace's).
+M=30017
+mkdir -p "$TRASH/log"
+P="$TRASH/log/started"
 cat >"$TRASH/tool.json" <<JSON
-{"goal": "g", "workspace": "project",
+{"goal": "g", "workspace": "project", "sandbox": {"rw": ["$TRASH/log"]},
  "model": {"provider": "script", "turns": [
-   {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 300 & echo \$! >> $P; (sleep 300 & echo \$! >> $P; wait) & sleep 300"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep $M & echo a >> $P; (sleep $M & echo b >> $P; wait) & sleep $M"}}]},
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "never"}}]}]}}
 JSON
 
@@ -22,6 +27,11 @@ w=$!
 bg_pids="$bg_pids $w"
 
 ms() { date +%s%3N; }
+# Processes on this host whose command line is "sleep $M".
+marked() {
+  for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null; echo; done |
+    grep -c "^sleep $M \$"
+}
 finished_status() {
   sql "select json_extract(data, '\$.status') from events where run_id = '$1' and type = 'run_finished'"
 }
@@ -29,13 +39,13 @@ finished_status() {
 test_expect_success 'cancel during a tool kills its process tree' '
   : >"$P"
   id=$(durin submit tool.json) || return 1
-  wait_for 20 "in_tool $id && test \$(wc -l <$P) = 2" || return 1
+  wait_for 20 "in_tool $id && test \$(wc -l <$P) = 2 && test \$(marked) = 3" || return 1
   t0=$(ms)
   durin cancel $id || return 1
   wait_for 10 "test \$(status_of $id) = cancelled" || return 1
   echo "cancel to cancelled: $(( $(ms) - t0 )) ms"
   # killed processes are zombies until init reaps them: allow it a moment
-  for p in $(cat "$P"); do wait_for 5 "! kill -0 $p" || return 1; done
+  wait_for 5 "test \$(marked) = 0" || return 1
   test "$(finished_status $id)" = cancelled
 '
 

@@ -7,7 +7,7 @@
 make_project
 C="$TRASH/counters"
 cat >"$TRASH/s.json" <<JSON
-{"goal": "g", "workspace": "project",
+{"sandbox": {"rw": ["$C"]}, "goal": "g", "workspace": "project",
  "tools": ["bash", "read_file", "write_file", "finish"],
  "checks": [{"name": "file", "run": "test \"\$(cat a.txt)\" = hello"}],
  "model": {"provider": "script", "turns": [

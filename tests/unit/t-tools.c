@@ -59,7 +59,9 @@ static int teardown(void **state)
 static int run_tool(const char *name, const char *args, char **out)
 {
   const struct durin_tool_def *def = durin_tool_find(name);
-  struct durin_tool_ctx ctx = { ws, "k", 5000, 4096 };
+  struct durin_tool_ctx ctx = {
+    .workspace = ws, .idem_key = "k", .timeout_ms = 5000, .output_cap = 4096
+  };
   struct durin_tool_result r;
   struct durin_err err = { 0 };
   json_t *a;
@@ -250,7 +252,7 @@ static void test_proc_timeout_kills_tree(void **state)
   (void)state;
   snprintf(p, sizeof(p), "%s/bg.pid", ws);
   snprintf(cmd, sizeof(cmd), "sleep 60 & echo $! > %s; sleep 60", p);
-  assert_int_equal(durin_proc_run(ws, cmd, NULL, 300, 1024, NULL, &r), 0);
+  assert_int_equal(durin_proc_run(NULL, ws, cmd, NULL, 300, 1024, NULL, &r), 0);
   assert_true(r.timed_out);
   assert_false(r.ok);
   assert_true(durin_mono_ms() - t0 < 5000);
@@ -269,7 +271,8 @@ static void test_proc_nothing_outlives_call(void **state)
            "sleep 60 >/dev/null 2>&1 & echo $! > %s; "
            "echo done",
            p);
-  assert_int_equal(durin_proc_run(ws, cmd, NULL, 5000, 1024, NULL, &r), 0);
+  assert_int_equal(durin_proc_run(NULL, ws, cmd, NULL, 5000, 1024, NULL, &r),
+                   0);
   assert_true(r.ok);
   durin_tool_result_clear(&r);
   assert_background_gone(p);
@@ -282,7 +285,7 @@ static void test_proc_waits_after_eof(void **state)
   struct durin_tool_result r;
 
   (void)state;
-  assert_int_equal(durin_proc_run(ws,
+  assert_int_equal(durin_proc_run(NULL, ws,
                                   "echo out; exec >&- 2>&-; sleep 0.3; "
                                   "exit 7",
                                   NULL, 5000, 1024, NULL, &r),
@@ -303,17 +306,17 @@ static void test_proc_cap_env_fds(void **state)
   (void)state;
   close(fd0);
   assert_true(fd >= 10);
-  assert_int_equal(
-      durin_proc_run(ws, "yes | head -c 100000", NULL, 5000, 1000, NULL, &r),
-      0);
+  assert_int_equal(durin_proc_run(NULL, ws, "yes | head -c 100000", NULL, 5000,
+                                  1000, NULL, &r),
+                   0);
   assert_true(r.truncated);
   assert_true(strlen(r.output) < 1200);
   assert_non_null(strstr(r.output, "output truncated"));
   durin_tool_result_clear(&r);
   setenv("DURIN_TEST_SECRET", "s3cret", 1);
-  assert_int_equal(
-      durin_proc_run(ws, "env; ls /proc/self/fd", extra, 5000, 65536, NULL, &r),
-      0);
+  assert_int_equal(durin_proc_run(NULL, ws, "env; ls /proc/self/fd", extra,
+                                  5000, 65536, NULL, &r),
+                   0);
   assert_null(strstr(r.output, "s3cret"));
   assert_non_null(strstr(r.output, "EXTRA=1"));
   assert_non_null(strstr(r.output, "PATH=/usr/local/bin:/usr/bin:/bin"));
