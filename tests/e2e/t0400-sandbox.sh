@@ -115,6 +115,34 @@ test_expect_success 'setuid binaries do not raise privileges' '
   test "$(sb -- sh -c "su -c id root 2>/dev/null; id -u" | tail -1)" = 1000
 '
 
+test_expect_success 'host sysctls cannot be written' '
+  core=$(cat /proc/sys/kernel/core_pattern) swap=$(cat /proc/sys/vm/swappiness) &&
+  test_must_fail sb -- sh -c "echo \"|/tmp/x\" > /proc/sys/kernel/core_pattern" &&
+  test_must_fail sb -- sh -c "echo 1 > /proc/sys/vm/swappiness" &&
+  test_must_fail sb -- sh -c "echo 3 > /proc/sys/vm/drop_caches" &&
+  test "$(cat /proc/sys/kernel/core_pattern)" = "$core" &&
+  test "$(cat /proc/sys/vm/swappiness)" = "$swap"
+'
+
+test_expect_success 'no cgroup tree, so no release_agent to point at the host' '
+  test_must_fail sb -- sh -c "ls /sys/fs/cgroup" &&
+  test_must_fail sb -- sh -c "echo /x > /sys/fs/cgroup/memory/release_agent" &&
+  test "$(sb -- cat /proc/self/cgroup | cut -d: -f3 | sort -u)" = /
+'
+
+test_expect_success 'disk: /tmp and /dev/shm are capped, files by --fsize' '
+  test_must_fail sb -- sh -c "head -c 300000000 /dev/zero > /tmp/big" &&
+  test_must_fail sb -- sh -c "head -c 300000000 /dev/zero > /dev/shm/big" &&
+  test_must_fail sb --fsize 2 -- sh -c "head -c 3000000 /dev/zero > big" &&
+  test "$(stat -c %s "$W/big")" -le 2097152
+'
+
+test_expect_success 'no hardlinks to files outside the workspace' '
+  test_must_fail sb -- ln /etc/passwd hl &&
+  test_must_fail sb -- ln /usr/bin/env hl2 &&
+  test ! -e "$W/hl" && test ! -e "$W/hl2"
+'
+
 test_expect_success 'bad options get a clear error' '
   test_must_fail_with 64 "$DURIN" sandbox --net host -- true &&
   test_must_fail_with 64 "$DURIN" sandbox --mem lots -- true &&

@@ -104,6 +104,27 @@ test_expect_success 'workers run tool calls in the sandbox' '
   sed -n 2p r | grep -qx 1000 && ! grep -q host-secret r
 '
 
+test_expect_success 'links planted by a command do not lead the host-side file tools out' '
+  cat >s.json <<JSON &&
+{"goal": "links", "workspace": "project",
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "ln -s $TRASH/secret leak; ln -s $TRASH up; ln -s / root; ln $TRASH/secret hard; mkdir -p d; ln -s ../../.. d/esc; true"}}]},
+   {"tool_calls": [{"name": "read_file", "arguments": {"path": "leak"}},
+                   {"name": "read_file", "arguments": {"path": "root/etc/hostname"}},
+                   {"name": "read_file", "arguments": {"path": "d/esc/secret"}},
+                   {"name": "write_file", "arguments": {"path": "up/planted", "content": "x"}},
+                   {"name": "edit_file", "arguments": {"path": "leak", "old_string": "host", "new_string": "hacked"}},
+                   {"name": "list_files", "arguments": {"path": "root"}}]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}
+JSON
+  durin run s.json >out.txt &&
+  id=$(run_id_of out.txt) &&
+  sql "select json_extract(data, '"'"'\$.ok'"'"') || json_extract(data, '"'"'\$.output'"'"') from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_result'"'"' order by seq" >res &&
+  ! grep -q host-secret res && test ! -e "$TRASH/planted" &&
+  test "$(cat "$TRASH/secret")" = host-secret &&
+  test "$(grep -c "^0" res)" = 6
+'
+
 test_expect_success '--sandbox none runs on the host, with a loud warning' '
   spec "cat $TRASH/secret" &&
   durin run --sandbox none s.json >out.txt 2>err &&
