@@ -16,19 +16,25 @@ static const char usage_text[] =
     "usage: durin sandbox [options] -- CMD [ARG...]\n\n"
     "Runs CMD in the sandbox every tool call gets: its own user, mount,\n"
     "pid, net, ipc and uts namespaces, a minimal read-only root, the\n"
-    "workspace read-write, no network, no capabilities, seccomp and\n"
+    "workspace read-write, no network (or only an allowlisted proxy), no\n"
+    "capabilities, seccomp and\n"
     "Landlock, rlimits and cgroup limits. Exits with CMD's status\n"
     "(124: timed out, 125: the sandbox could not be built).\n\n"
     "  --workspace DIR   bound read-write at its own path; the cwd\n"
     "  --ro DIR          also bind DIR read-only (repeatable)\n"
     "  --setenv K=V      add to the environment (repeatable)\n"
-    "  --net none        no network but loopback (the only mode yet)\n"
+    "  --net none        no network but loopback (the default)\n"
+    "  --net proxy       HTTP(S) out through a proxy that lets only\n"
+    "                    --allow-host hosts through (HTTP_PROXY is set)\n"
+    "  --allow-host H    NAME (ports 80, 443), NAME:PORT or *.SUFFIX;\n"
+    "                    raw IP addresses are always refused (repeatable)\n"
     "  --mem MB          memory limit (cgroup; rlimit without one)\n"
-    "  --pids N          process limit (default 256)\n"
+    "  --pids N          process limit (default 512)\n"
     "  --cpu PCT         CPU quota, 100 = one core\n"
     "  --timeout SECS    kill the whole tree after SECS\n"
     "  --fsize MB        largest file it may write\n"
-    "  --nofile N        descriptor limit (default 256)\n"
+    "  --nofile N        descriptor limit (default 1024)\n"
+    "  --mem defaults to 4096 MB and --fsize to 4096 MB, as for tool calls.\n"
     "  --status          print the sandbox's JSON status to stderr\n";
 
 static long num_arg(const char *opt, const char *v)
@@ -45,7 +51,7 @@ static long num_arg(const char *opt, const char *v)
 
 int cmd_sandbox(int argc, char **argv, struct cli *cli)
 {
-  static const char *ro[32], *env[32];
+  static const char *ro[32], *env[32], *allow[32];
   static struct durin_sandbox sb;
   struct durin_sandbox_opts o;
   struct durin_err err = { 0 };
@@ -65,6 +71,7 @@ int cmd_sandbox(int argc, char **argv, struct cli *cli)
   o = sb.defaults;
   o.ro = ro;
   o.env = env;
+  o.allow = allow;
   for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     long *num = NULL;
@@ -93,12 +100,13 @@ int cmd_sandbox(int argc, char **argv, struct cli *cli)
       }
       env[o.nenv++] = v;
     } else if (!strcmp(a, "--net")) {
-      if (strcmp(v, "none")) {
-        cli_error("--net %s: only 'none' exists yet (the egress proxy "
-                  "is not built)",
-                  v);
+      if (strcmp(v, "none") && strcmp(v, "proxy")) {
+        cli_error("--net is 'none' or 'proxy', not '%s'", v);
         return EXIT_USAGE;
       }
+      o.net_proxy = !strcmp(v, "proxy");
+    } else if (!strcmp(a, "--allow-host") && o.nallow < 32) {
+      allow[o.nallow++] = v;
     } else if (!strcmp(a, "--mem")) {
       num = &o.mem_mb;
     } else if (!strcmp(a, "--pids")) {

@@ -30,7 +30,9 @@
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -51,6 +53,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox-proxy.h"
+
 /* Newer than Debian 12's headers; the kernel tells the ABI at run time. */
 #ifndef LANDLOCK_ACCESS_FS_REFER
 # define LANDLOCK_ACCESS_FS_REFER (1ULL << 13)
@@ -60,6 +64,8 @@
 #endif
 
 #define INSIDE_ID 1000
+#define STR_(x)   #x
+#define STR(x)    STR_(x)
 #define MAX_BINDS 32
 #define MAX_ENV   64
 
@@ -78,6 +84,9 @@ static struct {
   long host_id;
   long mem_mb, pids, cpu_pct, timeout_s, fsize_mb, nofile, tmp_mb;
   int seccomp_fd, status_fd;
+  int proxy; /* --net proxy: egress through P, to allow_hosts only */
+  const char *allow[MAX_BINDS];
+  int nallow;
   int landlock;
   char **argv;
   /* the compiled filter, read before cloning */
@@ -121,6 +130,7 @@ static __attribute__((noreturn)) void usage(void)
           "usage: durin-sandbox [--workspace DIR] [--ro DIR] [--rw DIR]\n"
           "  [--setenv K=V] [--uid N] [--mem MB] [--pids N] [--cpu PCT]\n"
           "  [--timeout S] [--fsize MB] [--nofile N] [--tmp MB]\n"
+          "  [--net none|proxy] [--allow-host HOST[:PORT]]\n"
           "  [--seccomp-fd FD] [--status-fd FD] [--no-landlock] -- CMD...\n");
   exit(125);
 }
@@ -178,8 +188,12 @@ static void parse(int argc, char **argv)
       o.workspace = v;
     else if ((!strcmp(a, "--ro") || !strcmp(a, "--rw")) && o.nbinds < MAX_BINDS)
       o.binds[o.nbinds++] = (struct bind){ v, a[3] == 'w', -1 };
-    else if (!strcmp(a, "--setenv") && strchr(v, '=') && o.nenv < MAX_ENV - 8)
+    else if (!strcmp(a, "--setenv") && strchr(v, '=') && o.nenv < MAX_ENV - 12)
       o.env[o.nenv++] = v;
+    else if (!strcmp(a, "--net") && (!strcmp(v, "none") || !strcmp(v, "proxy")))
+      o.proxy = !strcmp(v, "proxy");
+    else if (!strcmp(a, "--allow-host") && o.nallow < MAX_BINDS)
+      o.allow[o.nallow++] = v;
     else if (!strcmp(a, "--seccomp-fd"))
       o.seccomp_fd = (int)num(v);
     else if (!strcmp(a, "--status-fd"))
@@ -814,6 +828,55 @@ static void build_root(void)
        "remount / read-only", NULL);
 }
 
+static int proxy_sock[2] = { -1, -1 }; /* C hands P the listener */
+
+/* Listens on the sandbox's 127.0.0.1:PROXY_PORT and passes the socket to
+ * P, which serves it from outside (sandbox-proxy.c). */
+static void proxy_listen(void)
+{
+  struct sockaddr_in a = { .sin_family = AF_INET,
+                           .sin_port = htons(PROXY_PORT),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+  char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, x = 'l';
+  struct iovec iov = { &x, 1 };
+  struct msghdr m = { .msg_iov = &iov,
+                      .msg_iovlen = 1,
+                      .msg_control = cbuf,
+                      .msg_controllen = sizeof(cbuf) };
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64))
+    die("proxy listener on 127.0.0.1:%d", PROXY_PORT);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  if (sendmsg(proxy_sock[1], &m, 0) != 1)
+    die("handing the proxy listener out");
+  close(fd);
+  close(proxy_sock[1]);
+}
+
+/* P: the listener C made, or -1 if C died first. */
+static int proxy_receive(void)
+{
+  char cbuf[CMSG_SPACE(sizeof(int))], x;
+  struct iovec iov = { &x, 1 };
+  struct msghdr m = { .msg_iov = &iov,
+                      .msg_iovlen = 1,
+                      .msg_control = cbuf,
+                      .msg_controllen = sizeof(cbuf) };
+  struct cmsghdr *cm;
+  int fd = -1;
+
+  if (recvmsg(proxy_sock[0], &m, MSG_CMSG_CLOEXEC) == 1 &&
+      (cm = CMSG_FIRSTHDR(&m)) && cm->cmsg_type == SCM_RIGHTS)
+    memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+  close(proxy_sock[0]);
+  return fd;
+}
+
 static void loopback_up(void)
 {
   struct ifreq ifr;
@@ -957,6 +1020,18 @@ static void exec_command(void)
   envp[n++] = "LANG=C.UTF-8";
   envp[n++] = "USER=agent";
   envp[n++] = "TMPDIR=/tmp";
+  if (o.proxy) {
+    static char *const proxy_env[] = {
+      "HTTP_PROXY=http://127.0.0.1:" STR(PROXY_PORT),
+      "HTTPS_PROXY=http://127.0.0.1:" STR(PROXY_PORT),
+      "http_proxy=http://127.0.0.1:" STR(PROXY_PORT),
+      "https_proxy=http://127.0.0.1:" STR(PROXY_PORT),
+      "NO_PROXY=localhost,127.0.0.1",
+    };
+
+    for (i = 0; i < 5; i++)
+      envp[n++] = proxy_env[i];
+  }
   for (i = 0; i < o.nenv; i++)
     envp[n++] = (char *)o.env[i];
   envp[n] = NULL;
@@ -1006,6 +1081,8 @@ static int sandbox_init(int sync_fd)
   become_inside_id();
   build_root();
   loopback_up();
+  if (o.proxy)
+    proxy_listen();
   if (sethostname("sandbox", 7))
     die("sethostname");
   g = fork();
@@ -1106,6 +1183,7 @@ int main(int argc, char **argv)
   int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom, code, mntns;
   char msg[512] = "";
   const char *err;
+  struct proxy *proxy = NULL;
   long long deadline;
   ssize_t n;
   pid_t c;
@@ -1123,6 +1201,11 @@ int main(int argc, char **argv)
   }
   if ((err = binds_prepare()))
     return setup_failed(err);
+  if (o.proxy &&
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, proxy_sock)) {
+    perror("durin-sandbox: socketpair");
+    return 125;
+  }
   cgroup_enter();
   c = (pid_t)syscall(SYS_clone,
                      CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
@@ -1151,11 +1234,18 @@ int main(int argc, char **argv)
     perror("durin-sandbox: sync");
   close(sync[1]);
 
+  if (o.proxy) {
+    int lfd;
+
+    close(proxy_sock[1]);
+    if ((lfd = proxy_receive()) >= 0)
+      proxy = proxy_new(lfd, o.allow, o.nallow);
+  }
   deadline = o.timeout_s ? mono_ms() + o.timeout_s * 1000 : 0;
   pidfd = (int)syscall(SYS_pidfd_open, c, 0);
   for (;;) {
-    struct pollfd pf = { pidfd, POLLIN, 0 };
-    int wait_ms = -1;
+    struct pollfd pf[1 + 1 + 2 * 64];
+    int wait_ms = -1, npf = 1;
 
     if (deadline) {
       long long left = deadline - mono_ms();
@@ -1167,9 +1257,17 @@ int main(int argc, char **argv)
       }
       wait_ms = (int)left;
     }
-    if (poll(&pf, 1, wait_ms) > 0)
-      break;
+    pf[0].fd = pidfd;
+    pf[0].events = POLLIN;
+    if (proxy)
+      npf += proxy_fill(proxy, pf + 1, (int)(sizeof(pf) / sizeof(*pf)) - 1);
+    if (poll(pf, (nfds_t)npf, wait_ms) > 0) {
+      if (pf[0].revents)
+        break;
+      proxy_handle(proxy, pf + 1, npf - 1);
+    }
   }
+  proxy_free(proxy);
   while (waitpid(c, &st, 0) < 0 && errno == EINTR)
     ;
   n = read(errp[0], msg, sizeof(msg) - 1);

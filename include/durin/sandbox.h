@@ -20,13 +20,16 @@ struct durin_sandbox_opts {
   int nro;
   const char *const *env; /* "K=V" on top of the fixed allowlist */
   int nenv;
-  long mem_mb;    /* 0: no memory limit */
-  long pids;      /* 0: 256 */
-  long cpu_pct;   /* 0: no CPU quota; 100 = one core */
-  long timeout_s; /* 0: none; kills the whole tree */
-  long fsize_mb;  /* largest file it may write; 0: none */
-  long nofile;    /* 0: 256 */
-  long uid;       /* host id when durin runs as root; 0: 100000 */
+  long mem_mb;              /* 0: no memory limit */
+  long pids;                /* 0: 256 */
+  long cpu_pct;             /* 0: no CPU quota; 100 = one core */
+  long timeout_s;           /* 0: none; kills the whole tree */
+  long fsize_mb;            /* largest file it may write; 0: none */
+  long nofile;              /* 0: 256 */
+  long uid;                 /* host id when durin runs as root; 0: 100000 */
+  int net_proxy;            /* egress through the call's proxy, to allow only */
+  const char *const *allow; /* "name", "name:port", "*.suffix" */
+  int nallow;
 };
 
 /*

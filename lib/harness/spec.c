@@ -19,9 +19,10 @@ static const char *const top_fields[] = {
   "tools",   "checks",  "budget", "max_eval_attempts", "limits",
   "context", "sandbox", NULL,
 };
-static const char *const sandbox_fields[] = { "ro",          "rw",
-                                              "memory_mb",   "pids",
-                                              "cpu_percent", NULL };
+static const char *const sandbox_fields[] = {
+  "ro",          "rw",      "memory_mb",   "pids",
+  "cpu_percent", "network", "allow_hosts", NULL,
+};
 static const char *const model_fields[] = {
   "provider", "name",      "base_url",    "api_key_env", "turns",  "script",
   "price",    "timeout_s", "max_retries", "max_tokens",  "stream", NULL,
@@ -287,6 +288,52 @@ static int get_paths(json_t *obj, const char *key, const char *prefix,
                            "field '%s%s[%zu]': binding / would undo the "
                            "sandbox; name the directories the tools need",
                            prefix, key, i);
+  }
+  return 0;
+}
+
+/* "network": "none" | "proxy", and the hosts the proxy lets through. */
+static int parse_network(json_t *o, struct durin_spec_sandbox *b,
+                         struct durin_err *err)
+{
+  json_t *hosts, *e;
+  size_t i;
+  char *mode = NULL;
+  int r;
+
+  if ((r = get_string(o, "network", "sandbox.", 0, &mode, err)))
+    return r;
+  if (mode && strcmp(mode, "none") && strcmp(mode, "proxy")) {
+    free(mode);
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'sandbox.network' is \"none\" (the default) "
+                         "or \"proxy\" (egress to sandbox.allow_hosts only)");
+  }
+  b->net_proxy = mode && !strcmp(mode, "proxy");
+  free(mode);
+  hosts = json_object_get(o, "allow_hosts");
+  if (!hosts)
+    return 0;
+  if (!json_is_array(hosts))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'sandbox.allow_hosts' must be an array of "
+                         "host names, not %s",
+                         json_kind(hosts));
+  if (!b->net_proxy)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'sandbox.allow_hosts' needs "
+                         "\"network\": \"proxy\"");
+  b->allow_hosts = calloc(json_array_size(hosts) + 1, sizeof(char *));
+  json_array_foreach(hosts, i, e) {
+    const char *h = json_string_value(e);
+
+    if (!h || !*h || strchr(h, '/') || strchr(h, ' '))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'sandbox.allow_hosts[%zu]' must be a host "
+                           "name: \"api.example.com\", \"host:8443\" or "
+                           "\"*.example.com\"",
+                           i);
+    b->allow_hosts[b->nallow++] = strdup(h);
   }
   return 0;
 }
@@ -664,7 +711,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
                          &s->sandbox.memory_mb, err)) ||
             (r = get_int(o, "pids", "sandbox.", 8, 1, &s->sandbox.pids, err)) ||
             (r = get_int(o, "cpu_percent", "sandbox.", 1, 1,
-                         &s->sandbox.cpu_percent, err))))
+                         &s->sandbox.cpu_percent, err)) ||
+            (r = parse_network(o, &s->sandbox, err))))
     goto out;
   if (!s->name)
     s->name = strdup("run");
@@ -749,6 +797,9 @@ void durin_spec_clear(struct durin_spec *s)
   for (i = 0; i < s->sandbox.nrw; i++)
     free(s->sandbox.rw[i]);
   free(s->sandbox.rw);
+  for (i = 0; i < s->sandbox.nallow; i++)
+    free(s->sandbox.allow_hosts[i]);
+  free(s->sandbox.allow_hosts);
   memset(s, 0, sizeof(*s));
 }
 
@@ -840,6 +891,14 @@ char *durin_spec_dump(const struct durin_spec *s)
       json_object_set_new(sb, "pids", json_integer(b->pids));
     if (b->cpu_percent)
       json_object_set_new(sb, "cpu_percent", json_integer(b->cpu_percent));
+    if (b->net_proxy) {
+      json_t *hosts = json_array();
+
+      for (i = 0; i < b->nallow; i++)
+        json_array_append_new(hosts, json_string(b->allow_hosts[i]));
+      json_object_set_new(sb, "network", json_string("proxy"));
+      json_object_set_new(sb, "allow_hosts", hosts);
+    }
     json_object_set_new(root, "sandbox", sb);
   }
   out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));

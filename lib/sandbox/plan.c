@@ -97,6 +97,14 @@ char **durin_sandbox_argv(const char *helper,
     addn(&v, &n, "--fsize", o->fsize_mb);
   if (o->nofile > 0)
     addn(&v, &n, "--nofile", o->nofile);
+  if (o->net_proxy) {
+    add(&v, &n, "--net");
+    add(&v, &n, "proxy");
+  }
+  for (i = 0; i < o->nallow; i++) {
+    add(&v, &n, "--allow-host");
+    add(&v, &n, o->allow[i]);
+  }
   if (seccomp_fd >= 0)
     addn(&v, &n, "--seccomp-fd", seccomp_fd);
   if (status_fd >= 0)
@@ -167,6 +175,11 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
     o.pids = box->pids;
   if (box && box->cpu_percent)
     o.cpu_pct = box->cpu_percent;
+  if (box && box->net_proxy) {
+    o.net_proxy = 1;
+    o.allow = (const char *const *)box->allow_hosts;
+    o.nallow = box->nallow;
+  }
   /* The caller enforces the call's timeout; the helper's is a backstop. */
   o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;
   argv = durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
