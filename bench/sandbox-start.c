@@ -69,23 +69,36 @@ static double once(char *const argv[], int keep)
   return now_ms() - t0;
 }
 
-static void measure(const char *label, char *const argv[], int keep, int n)
-{
-  double *v = calloc((size_t)n, sizeof(*v));
-  int i;
+struct variant {
+  const char *label;
+  char *const *argv;
+  int keep;
+  double *v;
+  int failed;
+};
 
-  for (i = 0; i < n; i++) {
-    v[i] = once(argv, keep);
-    if (v[i] < 0) {
-      printf("%-26s the command failed: %s ...\n", label, argv[0]);
-      free(v);
-      return;
+/* Interleaved: call i of every variant runs before call i+1 of any, so a
+ * burst of load on the machine hits them all alike. */
+static void measure(struct variant *vs, int nv, int n)
+{
+  int i, k;
+
+  for (k = 0; k < nv; k++)
+    vs[k].v = calloc((size_t)n, sizeof(double));
+  for (i = 0; i < n; i++)
+    for (k = 0; k < nv; k++)
+      if (!vs[k].failed && (vs[k].v[i] = once(vs[k].argv, vs[k].keep)) < 0)
+        vs[k].failed = 1;
+  for (k = 0; k < nv; k++) {
+    if (vs[k].failed) {
+      printf("%-26s the command failed: %s ...\n", vs[k].label, vs[k].argv[0]);
+    } else {
+      qsort(vs[k].v, (size_t)n, sizeof(double), cmp);
+      printf("%-26s p50 %6.2f ms   p99 %6.2f ms   (%d calls)\n", vs[k].label,
+             vs[k].v[n / 2], vs[k].v[(n * 99) / 100 - (n >= 100)], n);
     }
+    free(vs[k].v);
   }
-  qsort(v, (size_t)n, sizeof(*v), cmp);
-  printf("%-26s p50 %6.2f ms   p99 %6.2f ms   (%d calls)\n", label, v[n / 2],
-         v[(n * 99) / 100 - (n >= 100)], n);
-  free(v);
 }
 
 int main(int argc, char **argv)
@@ -121,22 +134,10 @@ int main(int argc, char **argv)
   printf("== sandbox-start: %ld cores, load %.2f %.2f %.2f\n",
          sysconf(_SC_NPROCESSORS_ONLN), l1, l5, l15);
 
-  measure("plain /bin/true", tru, -1, n);
-
-  o.workspace = ws;
-  hargv = durin_sandbox_argv(helper, &o, sfd, -1, tru);
-  measure("durin tool call", hargv, sfd, n);
-  durin_sandbox_argv_free(hargv);
-
   {
     char *cli[] = {
       durin, "sandbox", "--workspace", ws, "--", "/bin/true", NULL
     };
-
-    measure("durin sandbox (CLI)", cli, -1, n);
-  }
-
-  if (access("/usr/bin/bwrap", X_OK) == 0) {
     char *bw[] = { "/usr/bin/bwrap",
                    "--unshare-all",
                    "--die-with-parent",
@@ -170,12 +171,23 @@ int main(int argc, char **argv)
                    fdarg,
                    "/bin/true",
                    NULL };
+    struct variant vs[4];
+    int nv = 0;
 
+    o.workspace = ws;
+    hargv = durin_sandbox_argv(helper, &o, sfd, -1, tru);
     snprintf(fdarg, sizeof(fdarg), "%d", sfd);
-    measure("bwrap (same isolation)", bw, sfd, n);
-  } else {
-    printf("bwrap: not installed (apt-get install bubblewrap); no "
-           "comparison\n");
+    memset(vs, 0, sizeof(vs));
+    vs[nv++] = (struct variant){ "plain /bin/true", tru, -1, NULL, 0 };
+    vs[nv++] = (struct variant){ "durin tool call", hargv, sfd, NULL, 0 };
+    vs[nv++] = (struct variant){ "durin sandbox (CLI)", cli, -1, NULL, 0 };
+    if (access("/usr/bin/bwrap", X_OK) == 0)
+      vs[nv++] = (struct variant){ "bwrap (same isolation)", bw, sfd, NULL, 0 };
+    else
+      printf("bwrap: not installed (apt-get install bubblewrap); no "
+             "comparison\n");
+    measure(vs, nv, n);
+    durin_sandbox_argv_free(hargv);
   }
   rmdir(ws);
   return 0;
