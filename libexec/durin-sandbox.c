@@ -623,6 +623,24 @@ static void must(int r, const char *what, const char *arg)
     die("%s %s", what, arg ? arg : "");
 }
 
+/* Creates what a mount at path needs: a directory, or an empty file. */
+static void mountpoint(char *path, int dir)
+{
+  char *slash = strrchr(path, '/');
+  int fd;
+
+  if (dir) {
+    mkdirs(path, 0755);
+    return;
+  }
+  *slash = 0;
+  mkdirs(path, 0755);
+  *slash = '/';
+  fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0)
+    close(fd);
+}
+
 /* Binds /oldroot/PATH at /newroot/PATH, read-only unless rw. */
 static void bind_path(const char *path, int rw, int optional)
 {
@@ -646,19 +664,7 @@ static void bind_path(const char *path, int rw, int optional)
     must(symlink(target, dst), "symlink", path);
     return;
   }
-  if (S_ISDIR(st.st_mode)) {
-    mkdirs(dst, 0755);
-  } else {
-    char *slash = strrchr(dst, '/');
-    int fd;
-
-    *slash = 0;
-    mkdirs(dst, 0755);
-    *slash = '/';
-    fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0)
-      close(fd);
-  }
+  mountpoint(dst, S_ISDIR(st.st_mode));
   must(mount(src, dst, NULL, MS_BIND | MS_REC, NULL), "bind", path);
   if (!rw) {
     unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV;
@@ -721,19 +727,7 @@ static void attach(int tree, const char *path)
   struct stat st;
 
   snprintf(dst, sizeof(dst), "/newroot%s", path);
-  if (fstat(tree, &st) == 0 && !S_ISDIR(st.st_mode)) {
-    char *slash = strrchr(dst, '/');
-    int fd;
-
-    *slash = 0;
-    mkdirs(dst, 0755);
-    *slash = '/';
-    fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0)
-      close(fd);
-  } else {
-    mkdirs(dst, 0755);
-  }
+  mountpoint(dst, fstat(tree, &st) || S_ISDIR(st.st_mode));
   must((int)syscall(SYS_move_mount, tree, "", AT_FDCWD, dst,
                     MOVE_MOUNT_F_EMPTY_PATH),
        "attach the mount of", path);

@@ -46,6 +46,7 @@ struct half {
 struct conn {
   int cfd, ufd; /* client (inside), upstream */
   int relaying;
+  int draining; /* answered with an error: read until the client closes */
   char req[REQ_MAX + 1];
   size_t reqlen;
   struct half c2u, u2c;
@@ -217,7 +218,15 @@ static int split_hostport(const char *in, char *host, size_t hlen, int *port,
   return *port > 0 && *port < 65536 ? 0 : -1;
 }
 
-/* The request head is complete: decide, connect, start relaying. */
+/* After an error answer: no more writing, drain until the client goes. */
+static void refuse(struct conn *c)
+{
+  shutdown(c->cfd, SHUT_WR);
+  c->draining = 1;
+}
+
+/* The request head is complete: decide, connect, start relaying; -1 when
+ * it was answered with an error instead. */
 static int start(struct proxy *p, struct conn *c)
 {
   char method[16], target[2048], host[256], version[24], *eoh, *rest;
@@ -312,6 +321,12 @@ int proxy_fill(struct proxy *p, struct pollfd *pf, int max)
     if (!c)
       continue;
     pf[n].fd = c->cfd;
+    if (c->draining) {
+      pf[n++].events = POLLIN;
+      pf[n].fd = -1;
+      pf[n++].events = 0;
+      continue;
+    }
     pf[n].events = (short)((c->c2u.len < BUF && !c->c2u.eof ? POLLIN : 0) |
                            (c->u2c.len ? POLLOUT : 0));
     n++;
@@ -363,6 +378,19 @@ void proxy_handle(struct proxy *p, const struct pollfd *pf, int n)
     crev = pf[k].revents;
     urev = pf[k + 1].revents;
     k += 2;
+    if (c->draining) {
+      char sink[4096];
+
+      /* Closing with unread input would reset the connection and could
+       * take the answer with it; wait for the client to hang up. */
+      if (crev & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t r = read(c->cfd, sink, sizeof(sink));
+
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+          conn_close(p, i);
+      }
+      continue;
+    }
     if (!c->relaying) {
       ssize_t r;
 
@@ -380,12 +408,12 @@ void proxy_handle(struct proxy *p, const struct pollfd *pf, int n)
         if (c->reqlen >= REQ_MAX) {
           answer(c->cfd, "431 Request Header Fields Too Large",
                  "durin proxy: request head too large");
-          conn_close(p, i);
+          refuse(c);
         }
         continue;
       }
       if (start(p, c))
-        conn_close(p, i);
+        refuse(c);
       continue;
     }
     if (pump(c->cfd, crev, c->ufd, urev, &c->c2u) ||

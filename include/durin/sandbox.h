@@ -18,6 +18,8 @@ struct durin_sandbox_opts {
   const char *workspace; /* bound read-write; the command's cwd */
   const char *const *ro; /* extra read-only binds */
   int nro;
+  const char *const *rw; /* extra read-write binds */
+  int nrw;
   const char *const *env; /* "K=V" on top of the fixed allowlist */
   int nenv;
   long mem_mb;              /* 0: no memory limit */

@@ -79,6 +79,10 @@ char **durin_sandbox_argv(const char *helper,
     add(&v, &n, "--ro");
     add(&v, &n, o->ro[i]);
   }
+  for (i = 0; i < o->nrw; i++) {
+    add(&v, &n, "--rw");
+    add(&v, &n, o->rw[i]);
+  }
   for (i = 0; i < o->nenv; i++) {
     add(&v, &n, "--setenv");
     add(&v, &n, o->env[i]);
@@ -156,49 +160,30 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
                              int64_t timeout_ms, const char *command)
 {
   struct durin_sandbox_opts o = sb->defaults;
-  const char *binds[64];
   char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL };
-  char **argv;
-  int i, n = 0;
 
   o.workspace = workspace;
-  for (i = 0; box && i < box->nro && n < 64; i++)
-    binds[n++] = box->ro[i];
-  o.ro = binds;
-  o.nro = n;
   for (o.nenv = 0; env && env[o.nenv];)
     o.nenv++;
   o.env = env;
-  if (box && box->memory_mb)
-    o.mem_mb = box->memory_mb;
-  if (box && box->pids)
-    o.pids = box->pids;
-  if (box && box->cpu_percent)
-    o.cpu_pct = box->cpu_percent;
-  if (box && box->net_proxy) {
-    o.net_proxy = 1;
+  if (box) {
+    o.ro = (const char *const *)box->ro;
+    o.nro = box->nro;
+    o.rw = (const char *const *)box->rw;
+    o.nrw = box->nrw;
+    if (box->memory_mb)
+      o.mem_mb = box->memory_mb;
+    if (box->pids)
+      o.pids = box->pids;
+    if (box->cpu_percent)
+      o.cpu_pct = box->cpu_percent;
+    o.net_proxy = box->net_proxy;
     o.allow = (const char *const *)box->allow_hosts;
     o.nallow = box->nallow;
   }
   /* The caller enforces the call's timeout; the helper's is a backstop. */
   o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;
-  argv = durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
-  /* Read-write binds go in front of "--", after the read-only ones. */
-  for (i = 0; box && i < box->nrw; i++) {
-    int len = 0, at;
-
-    while (argv[len])
-      len++;
-    for (at = 0; strcmp(argv[at], "--"); at++)
-      ;
-    argv = realloc(argv, (size_t)(len + 3) * sizeof(*argv));
-    if (!argv)
-      abort();
-    memmove(&argv[at + 2], &argv[at], (size_t)(len - at + 1) * sizeof(*argv));
-    argv[at] = strdup("--rw");
-    argv[at + 1] = strdup(box->rw[i]);
-  }
-  return argv;
+  return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
 }
 
 int durin_sandbox_probe(const struct durin_sandbox *sb, struct durin_err *err)
