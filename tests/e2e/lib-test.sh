@@ -103,6 +103,14 @@ make_project() {
 
 grep_q() { grep -q -- "$@"; }
 
+# How many processes on this host have the command line $1 (words joined
+# by spaces). Sandboxed pids are their namespace's, so tests mark the
+# processes they look for with an argument nothing else uses.
+count_cmdline() {
+  for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null; echo; done |
+    grep -c "^$1 \$"
+}
+
 # Polls CMD (a shell snippet) every 0.1 s until it succeeds, up to SECS.
 wait_for() {
   _w=0

@@ -27,11 +27,7 @@ w=$!
 bg_pids="$bg_pids $w"
 
 ms() { date +%s%3N; }
-# Processes on this host whose command line is "sleep $M".
-marked() {
-  for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null; echo; done |
-    grep -c "^sleep $M \$"
-}
+marked() { count_cmdline "sleep $M"; }
 finished_status() {
   sql "select json_extract(data, '\$.status') from events where run_id = '$1' and type = 'run_finished'"
 }
