@@ -115,11 +115,12 @@ static void test_spec_section(void **state)
   assert_string_equal(s.sandbox.rw[0], "/tmp");
   durin_spec_clear(&s);
 
-  assert_int_equal(durin_spec_parse("{\"goal\": \"g\", \"workspace\": \"/tmp\", "
-                                    "\"model\": {\"provider\": \"script\", "
-                                    "\"turns\": []}, \"sandbox\": {\"mem\": 1}}",
-                                    NULL, &s, &err),
-                   DURIN_ESPEC);
+  assert_int_equal(
+      durin_spec_parse("{\"goal\": \"g\", \"workspace\": \"/tmp\", "
+                       "\"model\": {\"provider\": \"script\", "
+                       "\"turns\": []}, \"sandbox\": {\"mem\": 1}}",
+                       NULL, &s, &err),
+      DURIN_ESPEC);
   assert_non_null(strstr(err.msg, "sandbox.mem"));
 }
 
