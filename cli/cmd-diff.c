@@ -1,17 +1,49 @@
 /* durin diff ID: what the run changed in its workspace. */
 #include <limits.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cmd.h"
+#include "durin/sandbox.h"
 
 static const char diff_usage[] =
     "usage: durin diff [--stat] ID\n\n"
     "Shows the run's workspace against the copy taken when it started, as\n"
     "a unified diff (diff -ruN).\n";
+
+/*
+ * A run on a template: its workspace is the template under its own files,
+ * and its start the template under base/. Both views are mounted here,
+ * read-only, in this process's own mount namespace, so the diff shows
+ * only what the agent changed.
+ */
+static int template_views(const struct durin_run_info *ri, const char *base)
+{
+  struct durin_spec spec;
+  struct durin_err err = { 0 };
+  char opts[3 * PATH_MAX];
+  int r = 0;
+
+  if (!ri->spec_json || durin_spec_parse(ri->spec_json, NULL, &spec, &err))
+    return 0; /* nothing to read it from: diff what is there */
+  if (spec.sandbox.template) {
+    snprintf(opts, sizeof(opts), "lowerdir=%s:%s,userxattr", base,
+             spec.sandbox.template);
+    if ((r = cli_private_mounts()) == 0 &&
+        (durin_workspace_mount(ri->workspace, spec.sandbox.template, 0, NULL,
+                               &err) ||
+         mount("overlay", base, "overlay", MS_RDONLY, opts))) {
+      cli_error("%s", err.msg[0] ? err.msg : "cannot mount the run's start");
+      r = EXIT_STORE;
+    }
+  }
+  durin_spec_clear(&spec);
+  return r;
+}
 
 int cmd_diff(int argc, char **argv, struct cli *cli)
 {
@@ -54,6 +86,10 @@ int cmd_diff(int argc, char **argv, struct cli *cli)
     cli_error("run '%s' has no workspace snapshot at '%s'", id, base);
     durin_run_info_clear(&ri);
     return EXIT_NOT_FOUND;
+  }
+  if ((r = template_views(&ri, base))) {
+    durin_run_info_clear(&ri);
+    return r;
   }
   fflush(stdout);
   pid = fork();

@@ -67,6 +67,13 @@ int cmd_unpause(int argc, char **argv, struct cli *cli);
 int cmd_limits(int argc, char **argv, struct cli *cli);
 int cmd_sandbox(int argc, char **argv, struct cli *cli);
 
+/*
+ * Gives this process a mount namespace of its own (root only; a no-op
+ * otherwise): template workspace views are mounted there, seen by its
+ * tools and sandboxes, and vanish with it. Call before starting threads.
+ */
+int cli_private_mounts(void);
+
 struct durin_sandbox;
 /*
  * The sandbox of this process's tool calls for --sandbox MODE ("on", the

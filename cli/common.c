@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -310,6 +312,8 @@ int cli_sandbox(const char *mode, struct durin_sandbox *sb,
   ssize_t n;
 
   *out = NULL;
+  if (cli_private_mounts())
+    return EXIT_STORE;
   if (mode && !strcmp(mode, "none")) {
     fprintf(stderr,
             "durin: WARNING: --sandbox none: tool calls and checks run on "
@@ -333,5 +337,20 @@ int cli_sandbox(const char *mode, struct durin_sandbox *sb,
     return EXIT_SANDBOX;
   }
   *out = sb;
+  return 0;
+}
+
+int cli_private_mounts(void)
+{
+  static int done;
+
+  if (done || geteuid() != 0)
+    return 0;
+  /* Host mounts still reach us (slave); ours never reach the host. */
+  if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL)) {
+    cli_error("cannot make a private mount namespace: %m");
+    return EXIT_STORE;
+  }
+  done = 1;
   return 0;
 }

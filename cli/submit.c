@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "durin/sandbox.h"
 #include "durin/model.h"
 #include "durin/spec.h"
 #include "durin/util.h"
@@ -91,9 +92,18 @@ int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
     char parent[PATH_MAX + 64];
 
     snprintf(parent, sizeof(parent), "%s/%s", data, new_id);
-    if (durin_mkdirs(parent, &err) ||
+    char layers[PATH_MAX + 64], upper[PATH_MAX + 80], work[PATH_MAX + 80];
+    const char *tmpl = spec.sandbox.template;
+
+    /* With a template the run's own files are the upper layer, and the
+     * workspace is where the view is mounted (lib/sandbox/workspace.c). */
+    durin_workspace_layers(ws, layers, sizeof(layers));
+    snprintf(upper, sizeof(upper), "%s/upper", layers);
+    snprintf(work, sizeof(work), "%s/work", layers);
+    if (durin_mkdirs(tmpl ? layers : parent, &err) ||
         durin_tree_copy(spec.workspace, base, &err) ||
-        durin_tree_copy(spec.workspace, ws, &err)) {
+        durin_tree_copy(spec.workspace, tmpl ? upper : ws, &err) ||
+        (tmpl && (durin_mkdirs(work, &err) || durin_mkdirs(ws, &err)))) {
       cli_error("cannot prepare the run's workspace: %s", err.msg);
       durin_tree_remove(parent);
       durin_spec_clear(&spec);

@@ -77,6 +77,7 @@ struct bind {
 
 static struct {
   const char *workspace;
+  const char *template, *layers; /* workspace = template + layers/upper */
   struct bind binds[MAX_BINDS];
   int nbinds;
   const char *env[MAX_ENV];
@@ -186,6 +187,10 @@ static void parse(int argc, char **argv)
     i++;
     if (!strcmp(a, "--workspace"))
       o.workspace = v;
+    else if (!strcmp(a, "--template"))
+      o.template = v;
+    else if (!strcmp(a, "--layers"))
+      o.layers = v;
     else if ((!strcmp(a, "--ro") || !strcmp(a, "--rw")) && o.nbinds < MAX_BINDS)
       o.binds[o.nbinds++] = (struct bind){ v, a[3] == 'w', -1 };
     else if (!strcmp(a, "--setenv") && strchr(v, '=') && o.nenv < MAX_ENV - 12)
@@ -203,6 +208,11 @@ static void parse(int argc, char **argv)
   }
   if (!o.argv || !o.argv[0])
     usage();
+  if (!o.template != !o.layers || (o.template && !o.workspace)) {
+    fprintf(stderr, "durin-sandbox: --template needs --layers and "
+                    "--workspace\n");
+    exit(125);
+  }
   if (o.host_id == 0) {
     fprintf(stderr, "durin-sandbox: --uid 0 would map host root; refused\n");
     exit(125);
@@ -485,6 +495,8 @@ static void teardown(int mntns)
 /* ---- the workspace (in P, before the clone) ---- */
 
 static int ws_tree = -1; /* a detached, idmapped copy of the workspace */
+/* With a template: the template and the run's layers (upper/, work/). */
+static int lower_tree = -1, layers_tree = -1;
 
 /* A user namespace that maps disk id uid/gid to the sandbox's host id,
  * for an idmapped mount; its descriptor, or -1. One per owner. */
@@ -543,7 +555,7 @@ static int idmap_userns(uid_t uid, gid_t gid)
  * chowned. *tree stays -1 when C should bind path itself. Returns an
  * error message or NULL.
  */
-static const char *prepare_bind(const char *path, int rw, int *tree)
+static const char *prepare_bind(const char *path, int rw, int layer, int *tree)
 {
   static char msg[600];
   struct mount_attr attr = { 0 };
@@ -558,11 +570,12 @@ static const char *prepare_bind(const char *path, int rw, int *tree)
              rw ? "directory" : "file or directory");
     return msg;
   }
-  idmap =
-      rw && (st.st_uid != (uid_t)o.host_id || st.st_gid != (gid_t)o.host_id);
+  /* A template layer is idmapped too: a copy-up keeps the owner it sees. */
+  idmap = (rw || layer) &&
+          (st.st_uid != (uid_t)o.host_id || st.st_gid != (gid_t)o.host_id);
   *tree = (int)syscall(SYS_open_tree, AT_FDCWD, path,
                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
-                           (rw ? 0 : AT_RECURSIVE));
+                           (rw || layer ? 0 : AT_RECURSIVE));
   attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
   if (!rw)
     attr.attr_set |= MOUNT_ATTR_RDONLY;
@@ -574,9 +587,9 @@ static const char *prepare_bind(const char *path, int rw, int *tree)
     attr.attr_set |= MOUNT_ATTR_IDMAP;
     attr.userns_fd = (__u64)userns;
   }
-  if (*tree < 0 ||
-      syscall(SYS_mount_setattr, *tree, "",
-              AT_EMPTY_PATH | (rw ? 0 : AT_RECURSIVE), &attr, sizeof(attr))) {
+  if (*tree < 0 || syscall(SYS_mount_setattr, *tree, "",
+                           AT_EMPTY_PATH | (rw || layer ? 0 : AT_RECURSIVE),
+                           &attr, sizeof(attr))) {
     snprintf(msg, sizeof(msg),
              idmap ? "%s cannot be idmapped (Linux 5.12+ with ext4, xfs, "
                      "btrfs, or tmpfs from 6.3, can); run durin as a "
@@ -593,10 +606,15 @@ static const char *binds_prepare(void)
   const char *err = NULL;
   int i;
 
-  if (o.workspace)
-    err = prepare_bind(o.workspace, 1, &ws_tree);
+  if (o.template) {
+    err = prepare_bind(o.template, 0, 1, &lower_tree);
+    if (!err)
+      err = prepare_bind(o.layers, 1, 0, &layers_tree);
+  } else if (o.workspace) {
+    err = prepare_bind(o.workspace, 1, 0, &ws_tree);
+  }
   for (i = 0; !err && i < o.nbinds; i++)
-    err = prepare_bind(o.binds[i].path, o.binds[i].rw, &o.binds[i].tree);
+    err = prepare_bind(o.binds[i].path, o.binds[i].rw, 0, &o.binds[i].tree);
   return err;
 }
 
@@ -734,6 +752,44 @@ static void attach(int tree, const char *path)
   close(tree);
 }
 
+/*
+ * The workspace as the template with the run's own files on top, mounted
+ * here, inside: overlayfs over the idmapped layers P prepared (an overlay
+ * mount cannot itself be idmapped), or over the old root's paths when
+ * there was nothing to map. The layers' own mount points stay outside
+ * the new root; the overlay keeps its private copies of them.
+ */
+static void overlay_workspace(void)
+{
+  char lower[4200], layers[4200], dst[4200], opts[13000];
+
+  if (lower_tree >= 0) {
+    mkdir("/lower", 0755);
+    must((int)syscall(SYS_move_mount, lower_tree, "", AT_FDCWD, "/lower",
+                      MOVE_MOUNT_F_EMPTY_PATH),
+         "attach the template", o.template);
+    snprintf(lower, sizeof(lower), "/lower");
+  } else {
+    snprintf(lower, sizeof(lower), "/oldroot%s", o.template);
+  }
+  if (layers_tree >= 0) {
+    mkdir("/layers", 0755);
+    must((int)syscall(SYS_move_mount, layers_tree, "", AT_FDCWD, "/layers",
+                      MOVE_MOUNT_F_EMPTY_PATH),
+         "attach the layers", o.layers);
+    snprintf(layers, sizeof(layers), "/layers");
+  } else {
+    snprintf(layers, sizeof(layers), "/oldroot%s", o.layers);
+  }
+  snprintf(dst, sizeof(dst), "/newroot%s", o.workspace);
+  mkdirs(dst, 0755);
+  snprintf(opts, sizeof(opts),
+           "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lower,
+           layers, layers);
+  must(mount("overlay", dst, "overlay", MS_NOSUID | MS_NODEV, opts),
+       "mount the workspace over its template", o.template);
+}
+
 static void build_root(void)
 {
   static const char *const sys[] = { "/usr",   "/bin",   "/sbin",  "/lib",
@@ -807,7 +863,9 @@ static void build_root(void)
       attach(o.binds[i].tree, o.binds[i].path);
     else
       bind_path(o.binds[i].path, o.binds[i].rw, 0);
-  if (ws_tree >= 0)
+  if (o.template)
+    overlay_workspace();
+  else if (ws_tree >= 0)
     attach(ws_tree, o.workspace);
   else if (o.workspace)
     bind_path(o.workspace, 1, 0);

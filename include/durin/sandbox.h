@@ -29,6 +29,8 @@ struct durin_sandbox_opts {
   long fsize_mb;            /* largest file it may write; 0: none */
   long nofile;              /* 0: 256 */
   long uid;                 /* host id when durin runs as root; 0: 100000 */
+  const char *template;     /* workspace = template under layers/upper */
+  const char *layers;       /* the run's upper/ and work/ */
   int net_proxy;            /* egress through the call's proxy, to allow only */
   const char *const *allow; /* "name", "name:port", "*.suffix" */
   int nallow;
@@ -67,6 +69,18 @@ struct durin_sandbox {
   int seccomp_fd;
   struct durin_sandbox_opts defaults;
 };
+
+/*
+ * Template workspaces (spec sandbox.template; lib/sandbox/workspace.c).
+ * layers: runs/ID/layers for the workspace runs/ID/workspace. mount: the
+ * view of template under the run's files at `at` (NULL: ws), writable
+ * (upper and work) or read-only; in the caller's mount namespace, which
+ * should be private (the CLI makes it so). unmount: lazily.
+ */
+void durin_workspace_layers(const char *ws, char *out, size_t len);
+int durin_workspace_mount(const char *ws, const char *template, int writable,
+                          const char *at, struct durin_err *err);
+void durin_workspace_unmount(const char *ws);
 
 /* The descriptor number the program has in the helper. */
 #define DURIN_SANDBOX_SECCOMP_FD 3

@@ -73,6 +73,7 @@ struct durin_spec_sandbox {
   int64_t memory_mb;   /* 0: the driver's default */
   int64_t pids;        /* 0: the driver's default */
   int64_t cpu_percent; /* 0: no quota; 100 = one core */
+  char *template;      /* shared read-only under the workspace, or NULL */
   int net_proxy;       /* "network": "proxy": egress to allow_hosts only */
   char **allow_hosts;  /* "name", "name:port", "*.suffix" */
   int nallow;

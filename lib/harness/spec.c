@@ -20,8 +20,8 @@ static const char *const top_fields[] = {
   "context", "sandbox", NULL,
 };
 static const char *const sandbox_fields[] = {
-  "ro",          "rw",      "memory_mb",   "pids",
-  "cpu_percent", "network", "allow_hosts", NULL,
+  "ro",      "rw",          "memory_mb", "pids", "cpu_percent",
+  "network", "allow_hosts", "template",  NULL,
 };
 static const char *const model_fields[] = {
   "provider", "name",      "base_url",    "api_key_env", "turns",  "script",
@@ -336,6 +336,30 @@ static int parse_network(json_t *o, struct durin_spec_sandbox *b,
     b->allow_hosts[b->nallow++] = strdup(h);
   }
   return 0;
+}
+
+/* "template": a directory shared, read-only, under every run's files. */
+static int parse_template(json_t *o, const char *base_dir,
+                          struct durin_spec_sandbox *b, struct durin_err *err)
+{
+  char *t = NULL;
+  int r;
+
+  if ((r = get_string(o, "template", "sandbox.", 0, &t, err)) || !t)
+    return r;
+  if (resolve_path(base_dir, t, &b->template)) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'sandbox.template': directory '%s' does not "
+                      "exist",
+                      t);
+  } else if (strchr(b->template, ',') || strchr(b->template, ':')) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'sandbox.template': '%s' has ',' or ':', which "
+                      "an overlayfs layer cannot",
+                      b->template);
+  }
+  free(t);
+  return r;
 }
 
 /* Validates the assistant turns of the script provider. */
@@ -712,7 +736,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
             (r = get_int(o, "pids", "sandbox.", 8, 1, &s->sandbox.pids, err)) ||
             (r = get_int(o, "cpu_percent", "sandbox.", 1, 1,
                          &s->sandbox.cpu_percent, err)) ||
-            (r = parse_network(o, &s->sandbox, err))))
+            (r = parse_network(o, &s->sandbox, err)) ||
+            (r = parse_template(o, base_dir, &s->sandbox, err))))
     goto out;
   if (!s->name)
     s->name = strdup("run");
@@ -800,6 +825,7 @@ void durin_spec_clear(struct durin_spec *s)
   for (i = 0; i < s->sandbox.nallow; i++)
     free(s->sandbox.allow_hosts[i]);
   free(s->sandbox.allow_hosts);
+  free(s->sandbox.template);
   memset(s, 0, sizeof(*s));
 }
 
@@ -891,6 +917,8 @@ char *durin_spec_dump(const struct durin_spec *s)
       json_object_set_new(sb, "pids", json_integer(b->pids));
     if (b->cpu_percent)
       json_object_set_new(sb, "cpu_percent", json_integer(b->cpu_percent));
+    if (b->template)
+      json_object_set_new(sb, "template", json_string(b->template));
     if (b->net_proxy) {
       json_t *hosts = json_array();
 

@@ -75,6 +75,12 @@ char **durin_sandbox_argv(const char *helper,
     add(&v, &n, "--workspace");
     add(&v, &n, o->workspace);
   }
+  if (o->template && o->layers) {
+    add(&v, &n, "--template");
+    add(&v, &n, o->template);
+    add(&v, &n, "--layers");
+    add(&v, &n, o->layers);
+  }
   for (i = 0; i < o->nro; i++) {
     add(&v, &n, "--ro");
     add(&v, &n, o->ro[i]);
@@ -161,6 +167,7 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
 {
   struct durin_sandbox_opts o = sb->defaults;
   char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL };
+  char layers[PATH_MAX];
 
   o.workspace = workspace;
   for (o.nenv = 0; env && env[o.nenv];)
@@ -177,12 +184,19 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
       o.pids = box->pids;
     if (box->cpu_percent)
       o.cpu_pct = box->cpu_percent;
+    o.template = box->template;
     o.net_proxy = box->net_proxy;
     o.allow = (const char *const *)box->allow_hosts;
     o.nallow = box->nallow;
   }
   /* The caller enforces the call's timeout; the helper's is a backstop. */
   o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;
+  if (o.template && workspace) {
+    durin_workspace_layers(workspace, layers, sizeof(layers));
+    o.layers = layers;
+  } else {
+    o.template = NULL;
+  }
   return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "durin/sandbox.h"
 #include "durin/tools.h"
 #include "durin/util.h"
 #include "tools/builtin.h"
@@ -279,7 +280,20 @@ void durin_tool_exec(const struct durin_tool_def *def,
     res->output = strdup("this tool is handled by the runtime");
     return;
   }
-  def->exec(ctx, args, res);
+  if (!def->command && ctx->box.spec && ctx->box.spec->template) {
+    /* A template workspace is only a view: mount it for this call. */
+    struct durin_err err = { 0 };
+
+    if (durin_workspace_mount(ctx->workspace, ctx->box.spec->template, 1, NULL,
+                              &err)) {
+      res->output = strdup(err.msg);
+      return;
+    }
+    def->exec(ctx, args, res);
+    durin_workspace_unmount(ctx->workspace);
+  } else {
+    def->exec(ctx, args, res);
+  }
   if (!res->output)
     res->output = strdup("");
   durin_utf8_sanitize(res->output, strlen(res->output));
