@@ -77,6 +77,14 @@ static void test_command_line(void **state)
   assert_null(v[dd + 4]);
   durin_sandbox_argv_free(v);
 
+  /* A template: the run's layers sit beside its workspace. */
+  box.template = "/srv/tmpl";
+  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, 0, "x");
+  assert_true(has(v, "--template", "/srv/tmpl"));
+  assert_true(has(v, "--layers", "/d/runs/r1/layers"));
+  assert_true(has(v, "--workspace", "/d/runs/r1/workspace"));
+  durin_sandbox_argv_free(v);
+
   /* No spec section: the defaults, no network, no extra binds. */
   v = durin_sandbox_command(&sb, NULL, "/ws", NULL, 0, "true");
   assert_int_equal(find(v, "--net"), -1);
