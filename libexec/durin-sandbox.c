@@ -759,28 +759,28 @@ static void attach(int tree, const char *path)
  * there was nothing to map. The layers' own mount points stay outside
  * the new root; the overlay keeps its private copies of them.
  */
+/* Where C reaches a layer: the tree P prepared, attached at `at` outside
+ * the new root, or the old root's path when there was nothing to map. */
+static void layer(int tree, const char *at, const char *path, char *out,
+                  size_t len)
+{
+  if (tree < 0) {
+    snprintf(out, len, "/oldroot%s", path);
+    return;
+  }
+  mkdir(at, 0755);
+  must((int)syscall(SYS_move_mount, tree, "", AT_FDCWD, at,
+                    MOVE_MOUNT_F_EMPTY_PATH),
+       "attach the layer", path);
+  snprintf(out, len, "%s", at);
+}
+
 static void overlay_workspace(void)
 {
   char lower[4200], layers[4200], dst[4200], opts[13000];
 
-  if (lower_tree >= 0) {
-    mkdir("/lower", 0755);
-    must((int)syscall(SYS_move_mount, lower_tree, "", AT_FDCWD, "/lower",
-                      MOVE_MOUNT_F_EMPTY_PATH),
-         "attach the template", o.template);
-    snprintf(lower, sizeof(lower), "/lower");
-  } else {
-    snprintf(lower, sizeof(lower), "/oldroot%s", o.template);
-  }
-  if (layers_tree >= 0) {
-    mkdir("/layers", 0755);
-    must((int)syscall(SYS_move_mount, layers_tree, "", AT_FDCWD, "/layers",
-                      MOVE_MOUNT_F_EMPTY_PATH),
-         "attach the layers", o.layers);
-    snprintf(layers, sizeof(layers), "/layers");
-  } else {
-    snprintf(layers, sizeof(layers), "/oldroot%s", o.layers);
-  }
+  layer(lower_tree, "/lower", o.template, lower, sizeof(lower));
+  layer(layers_tree, "/layers", o.layers, layers, sizeof(layers));
   snprintf(dst, sizeof(dst), "/newroot%s", o.workspace);
   mkdirs(dst, 0755);
   snprintf(opts, sizeof(opts),
