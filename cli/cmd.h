@@ -66,6 +66,7 @@ int cmd_pause(int argc, char **argv, struct cli *cli);
 int cmd_unpause(int argc, char **argv, struct cli *cli);
 int cmd_limits(int argc, char **argv, struct cli *cli);
 int cmd_sandbox(int argc, char **argv, struct cli *cli);
+int cmd_policy(int argc, char **argv, struct cli *cli);
 
 /*
  * Gives this process a mount namespace of its own (root only; a no-op

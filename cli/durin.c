@@ -34,6 +34,7 @@ static const struct command commands[] = {
   { "unpause", cmd_unpause, "queue a paused run again" },
   { "limits", cmd_limits, "concurrency limits per tenant and key" },
   { "sandbox", cmd_sandbox, "run one command in the tools' sandbox" },
+  { "policy", cmd_policy, "explain a policy decision for one tool call" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { NULL, NULL, NULL },
 };

@@ -48,6 +48,9 @@ int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
     cli_error("bad spec '%s': %s", spec_path, err.msg);
     return EXIT_SPEC;
   }
+  if (spec.policy)
+    cli_error("note: the spec's policy is checked, and 'durin policy check' "
+              "explains it, but it is not yet enforced before tool calls");
   if (o->model && *o->model && durin_spec_set_model(&spec, o->model, &err)) {
     cli_error("bad model '%s': %s", o->model, err.msg);
     durin_spec_clear(&spec);

@@ -97,6 +97,8 @@ struct durin_spec {
   int64_t context_messages; /* messages kept in the context window */
   int64_t context_bytes;    /* text kept in the context window, roughly */
   struct durin_spec_sandbox sandbox;
+  json_t *policy; /* the "policy" object as written (durin/policy.h), or
+                     NULL; validated when the spec is parsed */
 };
 
 /*

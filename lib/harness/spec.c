@@ -10,14 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "durin/policy.h"
 #include "durin/spec.h"
 #include "durin/tools.h"
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",    "system",  "goal",   "workspace",         "model",
-  "tools",   "checks",  "budget", "max_eval_attempts", "limits",
-  "context", "sandbox", NULL,
+  "name",      "system",  "goal",
+  "workspace", "model",   "tools",
+  "checks",    "budget",  "max_eval_attempts",
+  "limits",    "context", "sandbox",
+  "policy",    NULL,
 };
 static const char *const sandbox_fields[] = {
   "ro",      "rw",          "memory_mb", "pids", "cpu_percent",
@@ -739,6 +742,14 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
             (r = parse_network(o, &s->sandbox, err)) ||
             (r = parse_template(o, base_dir, &s->sandbox, err))))
     goto out;
+  if ((o = json_object_get(root, "policy"))) {
+    struct durin_policy *pol;
+
+    if ((r = durin_policy_parse(o, "spec", &pol, err)))
+      goto out;
+    durin_policy_free(pol);
+    s->policy = json_incref(o);
+  }
   if (!s->name)
     s->name = strdup("run");
 out:
@@ -826,6 +837,7 @@ void durin_spec_clear(struct durin_spec *s)
     free(s->sandbox.allow_hosts[i]);
   free(s->sandbox.allow_hosts);
   free(s->sandbox.template);
+  json_decref(s->policy);
   memset(s, 0, sizeof(*s));
 }
 
@@ -929,6 +941,8 @@ char *durin_spec_dump(const struct durin_spec *s)
     }
     json_object_set_new(root, "sandbox", sb);
   }
+  if (s->policy)
+    json_object_set(root, "policy", s->policy);
   out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(root);
   return out;
