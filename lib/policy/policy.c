@@ -143,7 +143,8 @@ static int parse_rule(json_t *o, int i, struct rule *r, struct durin_err *err)
     json_t *s = json_object_get(when, "steps_over");
 
     if (!json_is_object(when) || (c && !json_is_number(c)) ||
-        (s && !json_is_integer(s)) || json_object_size(when) != (size_t)(!!c + !!s))
+        (s && !json_is_integer(s)) ||
+        json_object_size(when) != (size_t)(!!c + !!s))
       return durin_err_set(err, DURIN_ESPEC,
                            "policy.rules[%d].when takes cost_usd_over (a "
                            "number) and steps_over (an integer)",
