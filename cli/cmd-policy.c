@@ -53,7 +53,6 @@ int cmd_policy(int argc, char **argv, struct cli *cli)
   struct durin_err err = { 0 };
   struct durin_spec spec;
   json_t *call, *args;
-  char *text = NULL, *abs, *slash;
   const char *tool;
   int i, code;
 
@@ -93,22 +92,9 @@ int cmd_policy(int argc, char **argv, struct cli *cli)
     json_decref(call);
     return EXIT_USAGE;
   }
-  if (durin_file_read(spec_path, 64 << 20, &text, NULL, &err)) {
-    cli_error("%s", err.msg);
+  if ((code = cli_load_spec(spec_path, &spec))) {
     json_decref(call);
-    return EXIT_SPEC;
-  }
-  abs = realpath(spec_path, NULL);
-  slash = abs ? strrchr(abs, '/') : NULL;
-  if (slash)
-    *slash = 0;
-  code = durin_spec_parse(text, abs, &spec, &err);
-  free(text);
-  free(abs);
-  if (code) {
-    cli_error("bad spec '%s': %s", spec_path, err.msg);
-    json_decref(call);
-    return EXIT_SPEC;
+    return code;
   }
   if (durin_policy_parse(spec.policy, "spec", &layers[0], &err) ||
       (server && (code = load_server(server, &layers[1])))) {

@@ -88,6 +88,11 @@ int cli_sandbox(const char *mode, struct durin_sandbox *sb,
  * -1 if malformed. */
 int64_t cli_parse_duration(const char *s);
 
+/* Reads and parses the spec file at path (relative paths in it resolve
+ * against its directory). Prints errors; returns an exit code. */
+struct durin_spec;
+int cli_load_spec(const char *path, struct durin_spec *spec);
+
 /* Prints "durin: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Opens cli->store (once); prints the error and returns an exit code. */

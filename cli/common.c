@@ -354,3 +354,27 @@ int cli_private_mounts(void)
   done = 1;
   return 0;
 }
+
+int cli_load_spec(const char *path, struct durin_spec *spec)
+{
+  struct durin_err err = { 0 };
+  char *text = NULL, *abs, *slash;
+  int r;
+
+  if (durin_file_read(path, 64 << 20, &text, NULL, &err)) {
+    cli_error("%s", err.msg);
+    return EXIT_SPEC;
+  }
+  abs = realpath(path, NULL);
+  slash = abs ? strrchr(abs, '/') : NULL;
+  if (slash)
+    *slash = 0;
+  r = durin_spec_parse(text, abs, spec, &err);
+  free(text);
+  free(abs);
+  if (r) {
+    cli_error("bad spec '%s': %s", path, err.msg);
+    return EXIT_SPEC;
+  }
+  return 0;
+}

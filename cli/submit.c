@@ -21,7 +21,7 @@ int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
   struct durin_err err = { 0 };
   struct durin_run_new rn;
   const char *base_url;
-  char *text = NULL, *abs = NULL, *dumped = NULL, *slash;
+  char *dumped = NULL;
   char new_id[32], data[PATH_MAX], ws[PATH_MAX + 64], base[PATH_MAX + 64];
   char model_name[256];
   int r, code;
@@ -32,22 +32,8 @@ int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
     o->deduped = 1;
     return 0;
   }
-  r = durin_file_read(spec_path, 64 << 20, &text, NULL, &err);
-  if (r) {
-    cli_error("%s", err.msg);
-    return EXIT_SPEC;
-  }
-  abs = realpath(spec_path, NULL);
-  slash = abs ? strrchr(abs, '/') : NULL;
-  if (slash)
-    *slash = '\0';
-  r = durin_spec_parse(text, abs, &spec, &err);
-  free(text);
-  free(abs);
-  if (r) {
-    cli_error("bad spec '%s': %s", spec_path, err.msg);
-    return EXIT_SPEC;
-  }
+  if ((code = cli_load_spec(spec_path, &spec)))
+    return code;
   if (spec.policy)
     cli_error("note: the spec's policy is checked, and 'durin policy check' "
               "explains it, but it is not yet enforced before tool calls");
