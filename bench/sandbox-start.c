@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "durin/sandbox.h"
+#include "durin/util.h"
 
 static double now_ms(void)
 {
@@ -103,7 +104,7 @@ static void measure(struct variant *vs, int nv, int n)
 
 int main(int argc, char **argv)
 {
-  char helper[4200], durin[4200], ws[] = "/tmp/sandbox-start.XXXXXX";
+  char helper[4200], durin[4200], ws[64];
   char fdarg[16], exe[4200];
   struct durin_sandbox_opts o = { 0 };
   struct durin_err err = { 0 };
@@ -124,8 +125,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "sandbox-start: %s\n", err.msg);
     return 1;
   }
-  if (!mkdtemp(ws))
+  if (durin_mktmpdir("sandbox-start", ws, sizeof(ws))) {
+    perror("sandbox-start: temporary directory");
     return 1;
+  }
   if ((la = fopen("/proc/loadavg", "r"))) {
     if (fscanf(la, "%lf %lf %lf", &l1, &l5, &l15) != 3)
       l1 = l5 = l15 = 0;

@@ -291,7 +291,7 @@ int main(int argc, char **argv)
 {
   int64_t steps = 10000, i;
   const char *sync = "full", *dir = NULL;
-  char tmpl[64] = "/tmp/durin-bench-", url[4200], ws[4200];
+  char tmpl[64], url[4200], ws[4200];
   char *args2k, *spec_json, *turns;
   struct durin_store *s = NULL;
   struct durin_err err = { 0 };
@@ -318,9 +318,11 @@ int main(int argc, char **argv)
     return 64;
   }
   if (!dir) {
-    /* mkdtemp replaces the last six characters, which must be 'X'. */
-    memset(tmpl + strlen(tmpl), 'X', 6);
-    dir = mkdtemp(tmpl);
+    if (durin_mktmpdir("durin-bench", tmpl, sizeof(tmpl))) {
+      perror("step-overhead: temporary directory");
+      return 1;
+    }
+    dir = tmpl;
   }
   payload4k = malloc(4097);
   memset(payload4k, 'o', 4096);

@@ -73,6 +73,9 @@ int durin_tree_copy(const char *src, const char *dst, struct durin_err *err);
 int durin_tree_remove(const char *path);
 /* mkdir -p with mode 0755. */
 int durin_mkdirs(const char *path, struct durin_err *err);
+/* Creates a fresh directory /tmp/PREFIX.<6 random characters> (mkdtemp)
+ * and writes its path to out; -1 with errno set if it cannot. */
+int durin_mktmpdir(const char *prefix, char *out, size_t len);
 /* Reads a whole file with a cap; *out is NUL-terminated, free() it. */
 int durin_file_read(const char *path, size_t cap, char **out, size_t *len,
                     struct durin_err *err);

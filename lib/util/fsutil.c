@@ -12,6 +12,20 @@
 
 #include "durin/util.h"
 
+int durin_mktmpdir(const char *prefix, char *out, size_t len)
+{
+  int n = snprintf(out, len, "/tmp/%s.", prefix);
+
+  /* mkdtemp replaces the last six characters, which must be 'X'. */
+  if (n < 0 || (size_t)n + 7 > len) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memset(out + n, 'X', 6);
+  out[n + 6] = '\0';
+  return mkdtemp(out) ? 0 : -1;
+}
+
 int durin_mkdirs(const char *path, struct durin_err *err)
 {
   char tmp[4096];

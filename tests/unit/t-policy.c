@@ -9,7 +9,7 @@
 #include "durin/util.h"
 #include "test.h"
 
-static char ws[] = "/tmp/t-policy.XXXXXX";
+static char *ws; /* the workspace the paths are judged in */
 
 /* The simple commands of line, joined by " | ". */
 static char *cmds(const char *line)
@@ -248,8 +248,7 @@ static int setup(void **state)
   FILE *f;
 
   (void)state;
-  if (!mkdtemp(ws))
-    return -1;
+  ws = test_tmpdir();
   snprintf(p, sizeof(p), "%s/src", ws);
   mkdir(p, 0755);
   snprintf(p, sizeof(p), "%s/secret.txt", ws);
@@ -268,7 +267,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
   (void)state;
-  durin_tree_remove(ws);
+  test_rmrf(ws);
+  free(ws);
   return 0;
 }
 

@@ -11,19 +11,14 @@
 
 #include <cmocka.h>
 
+#include "durin/util.h"
+
 /* A fresh temporary directory for one test; free() the result. */
 static inline char *test_tmpdir(void)
 {
-  char tmpl[64] = "/tmp/durin-unit-";
-  size_t n = strlen(tmpl);
-  char *d;
+  char d[64];
 
-  /* mkdtemp replaces the last six characters, which must be 'X'. */
-  memset(tmpl + n, 'X', 6);
-  tmpl[n + 6] = '\0';
-  d = mkdtemp(tmpl);
-
-  assert_non_null(d);
+  assert_int_equal(durin_mktmpdir("durin-unit", d, sizeof(d)), 0);
   return strdup(d);
 }
 
