@@ -14,6 +14,7 @@
 
 #include "cmd.h"
 #include "durin/sandbox.h"
+#include "durin/tools.h"
 #include "durin/util.h"
 
 void cli_error(const char *fmt, ...)
@@ -304,6 +305,28 @@ void cli_print_summary(FILE *f, const struct durin_run_info *ri)
   fprintf(f, "workspace %s\n", ri->workspace);
 }
 
+/*
+ * Runs `true` in the sandbox, as a tool call would, so that a host that
+ * cannot build it is told before any run starts rather than in every tool
+ * call's output.
+ */
+static int probe(const struct durin_sandbox *sb, struct durin_err *err)
+{
+  struct durin_proc_box box = { sb, NULL };
+  struct durin_tool_result res;
+  int r = 0;
+
+  if (durin_proc_run(&box, NULL, "true", NULL, 10000, 4096, NULL, &res))
+    return durin_err_set(err, DURIN_EIO, "cannot start %s", sb->helper);
+  if (!res.ok) {
+    res.output[strcspn(res.output, "\n")] = 0;
+    r = durin_err_set(err, DURIN_EIO, "this host cannot build the sandbox (%s)",
+                      *res.output ? res.output : "no reason given");
+  }
+  durin_tool_result_clear(&res);
+  return r;
+}
+
 int cli_sandbox(const char *mode, struct durin_sandbox *sb,
                 const struct durin_sandbox **out)
 {
@@ -329,7 +352,7 @@ int cli_sandbox(const char *mode, struct durin_sandbox *sb,
   }
   n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   exe[n > 0 ? n : 0] = 0;
-  if (durin_sandbox_open(sb, exe, &err) || durin_sandbox_probe(sb, &err)) {
+  if (durin_sandbox_open(sb, exe, &err) || probe(sb, &err)) {
     cli_error("%s", err.msg);
     cli_error("tool calls run sandboxed by default; fix the above, or run "
               "with --sandbox none to run them on this host unprotected");

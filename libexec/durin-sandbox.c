@@ -312,6 +312,19 @@ static void cgroup_sweep(const char *base, const char *const *also, int nalso)
   closedir(d);
 }
 
+/* The sweep for this host's kind of cgroups; run off the caller's path
+ * (teardown), since it reads a directory as large as the calls running. */
+static void cgroup_sweep_stale(void)
+{
+  static const char *const others[] = { "/sys/fs/cgroup/memory/durin",
+                                        "/sys/fs/cgroup/cpu/durin" };
+
+  if (cg_kind == 2)
+    cgroup_sweep("/sys/fs/cgroup/durin", NULL, 0);
+  else if (cg_kind == 1)
+    cgroup_sweep("/sys/fs/cgroup/pids/durin", others, 2);
+}
+
 /* Puts P (and so everything it clones) into a new cgroup with the limits.
  * Without permission to, the rlimits are the floor. */
 static void cgroup_enter(void)
@@ -321,7 +334,6 @@ static void cgroup_enter(void)
 
   if (v2_usable()) {
     mkdir("/sys/fs/cgroup/durin", 0755);
-    cgroup_sweep("/sys/fs/cgroup/durin", NULL, 0);
     put("/sys/fs/cgroup", "cgroup.subtree_control", "+memory +pids +cpu");
     put("/sys/fs/cgroup/durin", "cgroup.subtree_control", "+memory +pids +cpu");
     snprintf(cg_v2, sizeof(cg_v2), "/sys/fs/cgroup/durin/sb-%d", (int)me);
@@ -341,12 +353,6 @@ static void cgroup_enter(void)
     }
     cg_v2[0] = 0;
     return;
-  }
-  {
-    static const char *const others[] = { "/sys/fs/cgroup/memory/durin",
-                                          "/sys/fs/cgroup/cpu/durin" };
-
-    cgroup_sweep("/sys/fs/cgroup/pids/durin", others, 2);
   }
   for (i = 0; i < 3; i++) {
     char base[128];
@@ -486,6 +492,7 @@ static void teardown(int mntns)
       ;
     close(ns);
     cgroup_remove();
+    cgroup_sweep_stale();
     _exit(0);
   }
   close(gone[0]);

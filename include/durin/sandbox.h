@@ -91,12 +91,6 @@ int durin_sandbox_open(struct durin_sandbox *sb, const char *exe,
 void durin_sandbox_close(struct durin_sandbox *sb);
 
 /*
- * Runs /bin/true in the sandbox, so that a host that cannot build it is
- * told before any run starts rather than in every tool call's output.
- */
-int durin_sandbox_probe(const struct durin_sandbox *sb, struct durin_err *err);
-
-/*
  * The helper's argv running `bash -c command` in workspace under sb's
  * limits and the run's box (may be NULL), with env ("K=V", NULL-ended)
  * added. The child that execs it must have sb->seccomp_fd at

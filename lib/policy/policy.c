@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <curl/curl.h>
+
 #include "durin/policy.h"
 #include "durin/tools.h"
 
@@ -301,32 +303,26 @@ static int prefix_match(const char *prefix, const char *cmd)
   return !strncmp(cmd, prefix, n) && (cmd[n] == 0 || cmd[n] == ' ');
 }
 
-/* The host of a URL ("https://user@h:443/x" -> "h"), lower-cased. */
+/* The host of a URL, lower-cased, by libcurl's parser (the same one the
+ * request would go through); "" when it is not a URL. */
 static void url_host(const char *url, char *out, size_t len)
 {
-  const char *p = strstr(url, "://"), *at, *end;
-  size_t n, i;
+  CURLU *u = curl_url();
+  char *host = NULL;
+  size_t i;
 
-  p = p ? p + 3 : url;
-  end = p + strcspn(p, "/?#");
-  at = memchr(p, '@', (size_t)(end - p));
-  if (at)
-    p = at + 1;
-  if (*p == '[') {
-    const char *rb = memchr(p, ']', (size_t)(end - p));
+  out[0] = 0;
+  if (u && !curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) &&
+      !curl_url_get(u, CURLUPART_HOST, &host, 0)) {
+    /* IPv6 literals come bracketed: the policy sees the address. */
+    const char *h = host[0] == '[' ? host + 1 : host;
 
-    n = rb ? (size_t)(rb - p - 1) : 0;
-    p++;
-  } else {
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-
-    n = (size_t)((colon ? colon : end) - p);
+    for (i = 0; h[i] && h[i] != ']' && i + 1 < len; i++)
+      out[i] = (char)((h[i] >= 'A' && h[i] <= 'Z') ? h[i] - 'A' + 'a' : h[i]);
+    out[i] = 0;
   }
-  if (n >= len)
-    n = len - 1;
-  for (i = 0; i < n; i++)
-    out[i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] - 'A' + 'a' : p[i]);
-  out[n] = 0;
+  curl_free(host);
+  curl_url_cleanup(u);
 }
 
 /* What a call is, for matching. */

@@ -1,14 +1,10 @@
 /*
  * The durin-sandbox command line for one call, and where the helper is.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "durin/sandbox.h"
@@ -198,46 +194,4 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
     o.template = NULL;
   }
   return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
-}
-
-int durin_sandbox_probe(const struct durin_sandbox *sb, struct durin_err *err)
-{
-  char **argv = durin_sandbox_command(sb, NULL, NULL, NULL, 10000, "true");
-  char msg[512] = "";
-  int p[2], st = 0;
-  ssize_t n;
-  pid_t pid;
-
-  if (pipe2(p, O_CLOEXEC)) {
-    durin_sandbox_argv_free(argv);
-    return durin_err_set(err, DURIN_EIO, "pipe: %s", strerror(errno));
-  }
-  pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDONLY);
-
-    dup2(null, 0);
-    dup2(p[1], 1);
-    dup2(p[1], 2);
-    if (dup2(sb->seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
-        fcntl(DURIN_SANDBOX_SECCOMP_FD, F_SETFD, 0) < 0)
-      _exit(126);
-    syscall(SYS_close_range, DURIN_SANDBOX_SECCOMP_FD + 1, ~0U, 0);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(p[1]);
-  durin_sandbox_argv_free(argv);
-  n = pid > 0 ? read(p[0], msg, sizeof(msg) - 1) : 0;
-  msg[n > 0 ? n : 0] = 0;
-  close(p[0]);
-  if (pid < 0 || waitpid(pid, &st, 0) != pid)
-    return durin_err_set(err, DURIN_EIO, "cannot start %s", sb->helper);
-  if (!WIFEXITED(st) || WEXITSTATUS(st)) {
-    msg[strcspn(msg, "\n")] = 0;
-    return durin_err_set(err, DURIN_EIO,
-                         "this host cannot build the sandbox (%s)",
-                         *msg ? msg : "no reason given");
-  }
-  return 0;
 }

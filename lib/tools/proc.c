@@ -92,7 +92,7 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   int pipefd[2], n = 0;
   pid_t pid;
 
-  snprintf(home, sizeof(home), "HOME=%s", dir);
+  snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
   envp[n++] = home;
   envp[n++] = "LANG=C.UTF-8";
@@ -101,10 +101,18 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   while (extra_env && *extra_env && n < 38)
     envp[n++] = (char *)*extra_env++;
   envp[n] = NULL;
-  /* The sandbox builds its own environment: pass only what we add. */
-  if (sb)
-    sargv = durin_sandbox_command(
-        sb, box->spec, dir, (const char *const *)&envp[3], timeout_ms, command);
+  if (sb) {
+    /* The sandbox builds its own environment: only what we add. */
+    const char *senv[40] = { "TERM=dumb" };
+    int k = 1;
+
+    while (extra_env && extra_env[k - 1] && k < 39) {
+      senv[k] = extra_env[k - 1];
+      k++;
+    }
+    sargv =
+        durin_sandbox_command(sb, box->spec, dir, senv, timeout_ms, command);
+  }
 
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
     durin_sandbox_argv_free(sargv);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "durin/policy.h"
+#include "durin/tools.h"
 #include "durin/util.h"
 #include "test.h"
 
@@ -214,6 +215,51 @@ static void test_layers_and_state(void **state)
   durin_policy_free(l[1]);
 }
 
+/* An HTTP-like tool an embedder registers: judged by host and method. */
+static const struct durin_tool_param fetch_params[] = {
+  { "url", DURIN_PARAM_STRING, 1, "the URL" },
+  { "method", DURIN_PARAM_STRING, 0, "GET or POST" },
+  { NULL, 0, 0, NULL },
+};
+static const struct durin_tool_def fetch_def = {
+  "fetch", "fetch a URL", DURIN_EFFECT_UNSAFE, fetch_params, NULL, NULL, NULL,
+};
+
+static void test_hosts(void **state)
+{
+  struct durin_policy *p =
+      parse("{\"default\": \"deny\", \"rules\": ["
+            "{\"name\": \"read-docs\", \"tool\": \"fetch\", \"host\": "
+            "\"*.example.org\", \"method\": \"get\", \"action\": "
+            "\"allow\"}]}",
+            "spec");
+  struct durin_policy_decision d;
+
+  (void)state;
+  durin_tool_register(&fetch_def);
+  assert_int_equal(decide(&p, 1, "fetch",
+                          "{\"url\": \"https://Docs.Example.ORG:8443/a\", "
+                          "\"method\": \"GET\"}",
+                          NULL, &d),
+                   DURIN_POLICY_ALLOW);
+  assert_string_equal(d.rule, "read-docs");
+  /* userinfo does not make another host look allowed */
+  assert_int_equal(decide(&p, 1, "fetch",
+                          "{\"url\": \"https://docs.example.org@evil.io/\", "
+                          "\"method\": \"GET\"}",
+                          NULL, &d),
+                   DURIN_POLICY_DENY);
+  assert_int_equal(decide(&p, 1, "fetch",
+                          "{\"url\": \"https://docs.example.org/\", "
+                          "\"method\": \"POST\"}",
+                          NULL, &d),
+                   DURIN_POLICY_DENY);
+  assert_int_equal(
+      decide(&p, 1, "fetch", "{\"url\": \"http://[::1]/\"}", NULL, &d),
+      DURIN_POLICY_DENY);
+  durin_policy_free(p);
+}
+
 static void test_parse_errors(void **state)
 {
   static const char *const bad[][2] = {
@@ -275,11 +321,9 @@ static int teardown(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_commands),
-    cmocka_unit_test(test_commands_rules),
-    cmocka_unit_test(test_paths),
-    cmocka_unit_test(test_layers_and_state),
-    cmocka_unit_test(test_parse_errors),
+    cmocka_unit_test(test_commands), cmocka_unit_test(test_commands_rules),
+    cmocka_unit_test(test_paths),    cmocka_unit_test(test_layers_and_state),
+    cmocka_unit_test(test_hosts),    cmocka_unit_test(test_parse_errors),
   };
 
   return cmocka_run_group_tests_name("policy", tests, setup, teardown);
