@@ -89,7 +89,7 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   char **sargv = NULL;
   char *envp[40];
   char home[4200];
-  int pipefd[2], n = 0;
+  int pipefd[2], n = 0, i;
   pid_t pid;
 
   snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
@@ -98,18 +98,15 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   envp[n++] = "LANG=C.UTF-8";
   envp[n++] = "TERM=dumb";
   envp[n++] = "TMPDIR=/tmp";
-  while (extra_env && *extra_env && n < 38)
-    envp[n++] = (char *)*extra_env++;
+  for (i = 0; extra_env && extra_env[i] && n < 38; i++)
+    envp[n++] = (char *)extra_env[i];
   envp[n] = NULL;
   if (sb) {
     /* The sandbox builds its own environment: only what we add. */
     const char *senv[40] = { "TERM=dumb" };
-    int k = 1;
 
-    while (extra_env && extra_env[k - 1] && k < 39) {
-      senv[k] = extra_env[k - 1];
-      k++;
-    }
+    for (i = 0; extra_env && extra_env[i] && i < 38; i++)
+      senv[i + 1] = extra_env[i];
     sargv =
         durin_sandbox_command(sb, box->spec, dir, senv, timeout_ms, command);
   }
