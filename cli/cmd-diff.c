@@ -45,35 +45,14 @@ static int template_views(const struct durin_run_info *ri, const char *base)
   return r;
 }
 
-int cmd_diff(int argc, char **argv, struct cli *cli)
+int cli_print_diff(struct cli *cli, const char *id, int stat)
 {
   struct durin_run_info ri;
   struct durin_err err = { 0 };
-  char id[32], base[PATH_MAX + 8], *slash;
-  const char *arg = NULL;
-  int stat = 0, i, r, status;
+  char base[PATH_MAX + 8], *slash;
+  int r, status;
   pid_t pid;
 
-  if (cli_wants_help(argc, argv)) {
-    fputs(diff_usage, stdout);
-    return EXIT_OK;
-  }
-  for (i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--stat"))
-      stat = 1;
-    else if (argv[i][0] != '-' && !arg)
-      arg = argv[i];
-    else {
-      cli_error("diff: unknown argument '%s'", argv[i]);
-      return EXIT_USAGE;
-    }
-  }
-  if (!arg) {
-    fputs(diff_usage, stderr);
-    return EXIT_USAGE;
-  }
-  if ((r = cli_resolve(cli, arg, id)))
-    return r;
   if ((r = durin_store_run_get(cli->store, id, &ri, &err))) {
     cli_error("%s", err.msg);
     return cli_exit_for(r);
@@ -113,4 +92,33 @@ int cmd_diff(int argc, char **argv, struct cli *cli)
     return EXIT_OK;
   cli_error("diff failed (is diffutils installed?)");
   return EXIT_STORE;
+}
+
+int cmd_diff(int argc, char **argv, struct cli *cli)
+{
+  char id[32];
+  const char *arg = NULL;
+  int stat = 0, i, r;
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(diff_usage, stdout);
+    return EXIT_OK;
+  }
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--stat"))
+      stat = 1;
+    else if (argv[i][0] != '-' && !arg)
+      arg = argv[i];
+    else {
+      cli_error("diff: unknown argument '%s'", argv[i]);
+      return EXIT_USAGE;
+    }
+  }
+  if (!arg) {
+    fputs(diff_usage, stderr);
+    return EXIT_USAGE;
+  }
+  if ((r = cli_resolve(cli, arg, id)))
+    return r;
+  return cli_print_diff(cli, id, stat);
 }

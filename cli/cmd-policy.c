@@ -23,27 +23,6 @@ static const char usage_text[] =
     "where that rule is, and for bash the simple commands judged.\n"
     "Exit status: 0 allow, 1 ask, 2 deny, 64/65 bad input.\n";
 
-/* Parses a policy object from a JSON file. */
-static int load_server(const char *path, struct durin_policy **out)
-{
-  struct durin_err err = { 0 };
-  json_error_t je;
-  json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-  int r;
-
-  if (!j) {
-    cli_error("policy file '%s': %s (line %d)", path, je.text, je.line);
-    return EXIT_SPEC;
-  }
-  r = durin_policy_parse(j, "server", out, &err);
-  json_decref(j);
-  if (r) {
-    cli_error("policy file '%s': %s", path, err.msg);
-    return EXIT_SPEC;
-  }
-  return 0;
-}
-
 int cmd_policy(int argc, char **argv, struct cli *cli)
 {
   const char *spec_path = NULL, *call_text = NULL, *server = NULL;
@@ -97,7 +76,7 @@ int cmd_policy(int argc, char **argv, struct cli *cli)
     return code;
   }
   if (durin_policy_parse(spec.policy, "spec", &layers[0], &err) ||
-      (server && (code = load_server(server, &layers[1])))) {
+      (server && (code = cli_server_policy(server, &layers[1])))) {
     if (!server || !code)
       cli_error("%s", err.msg);
     durin_policy_free(layers[0]);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "durin/policy.h"
 #include "durin/sandbox.h"
 #include "durin/spec.h"
 #include "durin/util.h"
@@ -126,9 +127,55 @@ static void on_transition(void *arg, enum durin_step_state from,
           durin_step_state_name(from), durin_step_state_name(to));
 }
 
+/* How this process drives a run. */
+struct drive_cfg {
+  int json;
+  int resolve; /* indeterminate unsafe call: -1 ask, 0 skip, 1 retry */
+  int wait;    /* a run waiting for approval: wait here for the decision */
+  const struct durin_sandbox *sb;
+  const struct durin_policy *policy;
+};
+
+/*
+ * The run waits for a person: holding nothing, watch its row until the
+ * decision puts it back in the queue. Returns 1 to drive it again here,
+ * 0 if it went elsewhere or the wait was interrupted (*code says how).
+ */
+static int wait_for_decision(struct cli *cli, const char *id, int *code)
+{
+  struct durin_run_info ri;
+  struct durin_err err = { 0 };
+
+  fprintf(stderr,
+          "durin: waiting here for the decision ('durin approvals' lists "
+          "it); Ctrl-C stops waiting, and a worker or 'durin resume %s' "
+          "goes on after it\n",
+          id);
+  while (!stop_flag) {
+    usleep(200 * 1000);
+    if (durin_store_run_get(cli->store, id, &ri, &err)) {
+      cli_error("%s", err.msg);
+      *code = cli_exit_for(err.code);
+      return 0;
+    }
+    if (ri.status != DURIN_RUN_WAITING_APPROVAL) {
+      int here = !ri.lease_owner;
+
+      if (!here)
+        fprintf(stderr, "durin: run %s was decided and is now driven by %s\n",
+                id, ri.lease_owner);
+      *code = cli_exit_for_status(ri.status);
+      durin_run_info_clear(&ri);
+      return here;
+    }
+    durin_run_info_clear(&ri);
+  }
+  *code = EXIT_NEEDS_HUMAN;
+  return 0;
+}
+
 /* Drives the run and prints its outcome; returns the exit code. */
-static int drive(struct cli *cli, const char *id, int json, int resolve,
-                 const struct durin_sandbox *sb)
+static int drive(struct cli *cli, const char *id, const struct drive_cfg *cfg)
 {
   struct durin_driver_opts o;
   struct durin_drive_result res;
@@ -140,15 +187,16 @@ static int drive(struct cli *cli, const char *id, int json, int resolve,
 
   memset(&p, 0, sizeof(p));
   p.tty = isatty(2);
-  p.json = json;
+  p.json = cfg->json;
   p.run_id = id;
   p.t0 = durin_mono_ms();
   cli_owner_name(owner, sizeof(owner));
   memset(&o, 0, sizeof(o));
   o.owner = owner;
   o.lease_ttl_ms = 60000;
-  o.resolve = resolve;
-  o.sandbox = sb;
+  o.resolve = cfg->resolve;
+  o.sandbox = cfg->sb;
+  o.policy = cfg->policy;
   o.on_action = on_action;
   o.on_event = on_event;
   o.on_notice = on_notice;
@@ -159,6 +207,7 @@ static int drive(struct cli *cli, const char *id, int json, int resolve,
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
 
+again:
   r = durin_drive(cli->store, id, &o, &res, &err);
   clear_status(&p);
   if (r) {
@@ -171,8 +220,18 @@ static int drive(struct cli *cli, const char *id, int json, int resolve,
                 id);
     return cli_exit_for(r);
   }
+  if (res.status == DURIN_RUN_WAITING_APPROVAL && !res.stopped) {
+    int code = EXIT_NEEDS_HUMAN;
+
+    fprintf(stderr, "durin: run %s %s\n", id, res.reason);
+    if (cfg->wait && wait_for_decision(cli, id, &code))
+      goto again;
+    if (!cfg->wait || stop_flag)
+      return EXIT_NEEDS_HUMAN;
+    return code;
+  }
   if (durin_store_run_get(cli->store, id, &ri, &err) == 0) {
-    if (json) {
+    if (cfg->json) {
       printf("{\"run\":\"%s\",\"status\":\"%s\",\"steps\":%lld,"
              "\"input_tokens\":%lld,\"output_tokens\":%lld,"
              "\"cost_usd\":%.6f}\n",
@@ -200,6 +259,10 @@ static const char run_usage[] =
     "'workspace' directory, kept beside the store; 'durin diff ID' shows\n"
     "what the agent changed.\n\n"
     "  --json           events as JSON lines, then a JSON summary\n"
+    "  --policy FILE    the server's policy (also DURIN_POLICY), applied on\n"
+    "                   top of the spec's; it can only tighten it\n"
+    "  --no-wait        when a call needs approval, exit (status 2) instead\n"
+    "                   of waiting here for the decision\n"
     "  --sandbox none   run tool calls on this host, unprotected (loudly\n"
     "                   logged; the default runs each one in the sandbox,\n"
     "                   see 'durin sandbox --help')\n"
@@ -215,11 +278,12 @@ static const char run_usage[] =
 int cmd_run(int argc, char **argv, struct cli *cli)
 {
   struct cli_submit sub;
-  const char *spec_path = NULL, *sandbox = NULL;
-  const struct durin_sandbox *box;
+  const char *spec_path = NULL, *sandbox = NULL, *policy = NULL;
+  struct drive_cfg cfg = { 0, -1, 1, NULL, NULL };
+  struct durin_policy *pol = NULL;
   struct durin_sandbox sb;
   char id[32], owner[300];
-  int json = 0, i, code;
+  int i, code;
 
   if (cli_wants_help(argc, argv)) {
     fputs(run_usage, stdout);
@@ -229,7 +293,11 @@ int cmd_run(int argc, char **argv, struct cli *cli)
   sub.model = getenv("DURIN_MODEL");
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json"))
-      json = 1;
+      cfg.json = 1;
+    else if (!strcmp(argv[i], "--no-wait"))
+      cfg.wait = 0;
+    else if (!strcmp(argv[i], "--policy") && i + 1 < argc)
+      policy = argv[++i];
     else if (!strcmp(argv[i], "--model") && i + 1 < argc)
       sub.model = argv[++i];
     else if (!strcmp(argv[i], "--sandbox") && i + 1 < argc)
@@ -249,20 +317,26 @@ int cmd_run(int argc, char **argv, struct cli *cli)
     fputs(run_usage, stderr);
     return EXIT_USAGE;
   }
-  if ((code = cli_sandbox(sandbox, &sb, &box)))
+  if ((code = cli_server_policy(policy, &pol)))
     return code;
+  if ((code = cli_sandbox(sandbox, &sb, &cfg.sb))) {
+    durin_policy_free(pol);
+    return code;
+  }
+  cfg.policy = pol;
   /* Created already held by this process, so no worker takes it first. */
   cli_owner_name(owner, sizeof(owner));
   sub.owner = owner;
   code = cli_submit(cli, spec_path, &sub, id);
-  if (code)
-    return code;
-  if (!json)
-    printf("run %s submitted\n", id);
-  fflush(stdout);
-  code = drive(cli, id, json, -1, box);
-  if (box)
+  if (!code) {
+    if (!cfg.json)
+      printf("run %s submitted\n", id);
+    fflush(stdout);
+    code = drive(cli, id, &cfg);
+  }
+  if (cfg.sb)
     durin_sandbox_close(&sb);
+  durin_policy_free(pol);
   return code;
 }
 
@@ -278,7 +352,11 @@ static const char resume_usage[] =
     "  --force        take the run over even if another live process\n"
     "                 holds its lease\n"
     "  --json         events as JSON lines\n"
-    "  --sandbox none run tool calls on this host, unprotected\n";
+    "  --policy FILE  the server's policy (also DURIN_POLICY)\n"
+    "  --no-wait      when a call needs approval, exit instead of waiting\n"
+    "  --sandbox none run tool calls on this host, unprotected\n\n"
+    "A run waiting for approval goes on once it is decided ('durin\n"
+    "approvals'); resuming it before then waits for the decision here.\n";
 
 /* Refuses to take over a run a live process is driving. */
 static int check_owner(const struct durin_run_info *ri, int force)
@@ -295,10 +373,11 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
   struct durin_err err = { 0 };
-  const char *arg = NULL, *sandbox = NULL;
-  const struct durin_sandbox *box;
+  const char *arg = NULL, *sandbox = NULL, *policy = NULL;
+  struct drive_cfg cfg = { 0, -1, 1, NULL, NULL };
+  struct durin_policy *pol = NULL;
   struct durin_sandbox sb;
-  int json = 0, resolve = -1, force = 0, i, r;
+  int force = 0, i, r;
   char id[32];
 
   if (cli_wants_help(argc, argv)) {
@@ -307,11 +386,15 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
   }
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json"))
-      json = 1;
+      cfg.json = 1;
+    else if (!strcmp(argv[i], "--no-wait"))
+      cfg.wait = 0;
+    else if (!strcmp(argv[i], "--policy") && i + 1 < argc)
+      policy = argv[++i];
     else if (!strcmp(argv[i], "--retry-call"))
-      resolve = 1;
+      cfg.resolve = 1;
     else if (!strcmp(argv[i], "--skip-call"))
-      resolve = 0;
+      cfg.resolve = 0;
     else if (!strcmp(argv[i], "--force"))
       force = 1;
     else if (!strcmp(argv[i], "--sandbox") && i + 1 < argc)
@@ -342,11 +425,26 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
     return r;
   }
   r = check_owner(&ri, force);
+  if (!r && ri.status == DURIN_RUN_WAITING_APPROVAL) {
+    /* Nothing to drive until a person decides. */
+    fprintf(stderr, "durin: run %s %s\n", id, ri.reason ? ri.reason : "");
+    if (!cfg.wait || !wait_for_decision(cli, id, &r)) {
+      durin_run_info_clear(&ri);
+      return cfg.wait ? r : EXIT_NEEDS_HUMAN;
+    }
+    r = 0;
+  }
   durin_run_info_clear(&ri);
-  if (r || (r = cli_sandbox(sandbox, &sb, &box)))
+  if (r || (r = cli_server_policy(policy, &pol)))
     return r;
-  r = drive(cli, id, json, resolve, box);
-  if (box)
+  if ((r = cli_sandbox(sandbox, &sb, &cfg.sb))) {
+    durin_policy_free(pol);
+    return r;
+  }
+  cfg.policy = pol;
+  r = drive(cli, id, &cfg);
+  if (cfg.sb)
     durin_sandbox_close(&sb);
+  durin_policy_free(pol);
   return r;
 }

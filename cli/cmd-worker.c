@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "durin/policy.h"
 #include "durin/sandbox.h"
 #include "durin/util.h"
 #include "durin/worker.h"
@@ -58,6 +59,8 @@ static const char worker_usage[] =
     "                        requests (and tokens) per minute for provider P\n"
     "                        in this worker, e.g. openai:500:200000\n"
     "  --no-watchdog         leave recovery to other processes\n"
+    "  --policy FILE         the server's policy (also DURIN_POLICY), applied\n"
+    "                        on top of each run's own; it can only tighten\n"
     "  --sandbox none        run tool calls on this host, unprotected (loudly\n"
     "                        logged; by default each runs in the sandbox)\n"
     "  --quiet               no log lines\n\n"
@@ -72,7 +75,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct durin_err err = { 0 };
   struct durin_worker *w;
   struct durin_sandbox sb;
-  const char *sandbox = NULL;
+  const char *sandbox = NULL, *policy = NULL;
+  struct durin_policy *pol = NULL;
   struct sigaction sa;
   struct rlimit rl;
   char owner[300];
@@ -107,6 +111,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     i++;
     if (!strcmp(a, "--sandbox")) {
       sandbox = v;
+    } else if (!strcmp(a, "--policy")) {
+      policy = v;
     } else if (!strcmp(a, "--max-runs")) {
       o.max_runs = atoi(v);
       if (o.max_runs <= 0) {
@@ -151,9 +157,13 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       return EXIT_USAGE;
     }
   }
-  if ((code = cli_open_store(cli)) ||
-      (code = cli_sandbox(sandbox, &sb, &o.sandbox)))
+  if ((code = cli_open_store(cli)) || (code = cli_server_policy(policy, &pol)))
     return code;
+  if ((code = cli_sandbox(sandbox, &sb, &o.sandbox))) {
+    durin_policy_free(pol);
+    return code;
+  }
+  o.policy = pol;
   /* Thousands of runs mean thousands of sockets and pipes. */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -165,6 +175,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     o.on_log = log_line;
   if (durin_worker_new(cli->store, &o, &w, &err)) {
     cli_error("%s", err.msg);
+    durin_policy_free(pol);
     return EXIT_STORE;
   }
   the_worker = w;
@@ -186,6 +197,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   durin_worker_free(w);
   if (o.sandbox)
     durin_sandbox_close(&sb);
+  durin_policy_free(pol);
   for (i = 0; i < o.nlimits; i++)
     free((char *)lim[i].provider);
   return EXIT_OK;

@@ -67,6 +67,13 @@ int cmd_unpause(int argc, char **argv, struct cli *cli);
 int cmd_limits(int argc, char **argv, struct cli *cli);
 int cmd_sandbox(int argc, char **argv, struct cli *cli);
 int cmd_policy(int argc, char **argv, struct cli *cli);
+int cmd_approvals(int argc, char **argv, struct cli *cli);
+int cmd_approve(int argc, char **argv, struct cli *cli);
+int cmd_reject(int argc, char **argv, struct cli *cli);
+
+/* Prints the run's workspace against its start (diff -ruN, or -rq with
+ * stat); returns an exit code. */
+int cli_print_diff(struct cli *cli, const char *id, int stat);
 
 /*
  * Gives this process a mount namespace of its own (root only; a no-op
@@ -92,6 +99,13 @@ int64_t cli_parse_duration(const char *s);
  * against its directory). Prints errors; returns an exit code. */
 struct durin_spec;
 int cli_load_spec(const char *path, struct durin_spec *spec);
+
+struct durin_policy;
+/*
+ * The server-wide policy from path, else from $DURIN_POLICY; *out stays
+ * NULL when neither is given. Prints errors; returns an exit code.
+ */
+int cli_server_policy(const char *path, struct durin_policy **out);
 
 /* Prints "durin: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "cmd.h"
+#include "durin/policy.h"
 #include "durin/sandbox.h"
 #include "durin/tools.h"
 #include "durin/util.h"
@@ -245,6 +246,40 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
   } else if (!strcmp(t, "needs_human") || !strcmp(t, "budget_exceeded") ||
              !strcmp(t, "cancelled")) {
     fprintf(f, "%s: %s", t, json_string_value(json_object_get(d, "reason")));
+  } else if (!strcmp(t, "policy")) {
+    fprintf(f, "policy: %s %s (%s %s)",
+            json_string_value(json_object_get(d, "decision")),
+            json_string_value(json_object_get(d, "tool")),
+            json_string_value(json_object_get(d, "origin")),
+            json_string_value(json_object_get(d, "rule")));
+    if (json_object_get(d, "approval"))
+      fprintf(f, ", approval %s %s",
+              json_string_value(
+                  json_object_get(json_object_get(d, "approval"), "id")),
+              json_string_value(
+                  json_object_get(json_object_get(d, "approval"), "state")));
+  } else if (!strcmp(t, "approval_requested")) {
+    fprintf(f, "waiting for approval %s: %s ",
+            json_string_value(json_object_get(d, "id")),
+            json_string_value(json_object_get(d, "tool")));
+    print_trunc(f, json_string_value(json_object_get(d, "arguments")), 80);
+  } else if (!strcmp(t, "approval_decided")) {
+    fprintf(f, "approval %s %s by %s",
+            json_string_value(json_object_get(d, "id")),
+            json_string_value(json_object_get(d, "decision")),
+            json_string_value(json_object_get(d, "by")));
+    if (json_is_string(json_object_get(d, "comment"))) {
+      fputs(": ", f);
+      print_trunc(f, json_string_value(json_object_get(d, "comment")), 80);
+    }
+  } else if (!strcmp(t, "approval_expired")) {
+    fprintf(f, "approval %s expired (then: %s)",
+            json_string_value(json_object_get(d, "id")),
+            json_string_value(json_object_get(d, "on_expiry")));
+  } else if (!strcmp(t, "approval_refused")) {
+    fprintf(f, "approval %s refused at execution: %s",
+            json_string_value(json_object_get(d, "id")),
+            json_string_value(json_object_get(d, "why")));
   } else if (!strcmp(t, "model_error")) {
     fprintf(f, "model error: %s",
             json_string_value(json_object_get(d, "error")));
@@ -397,6 +432,34 @@ int cli_load_spec(const char *path, struct durin_spec *spec)
   free(abs);
   if (r) {
     cli_error("bad spec '%s': %s", path, err.msg);
+    return EXIT_SPEC;
+  }
+  return 0;
+}
+
+int cli_server_policy(const char *path, struct durin_policy **out)
+{
+  struct durin_err err = { 0 };
+  json_error_t je;
+  json_t *j;
+  int r;
+
+  *out = NULL;
+  if (!path)
+    path = getenv("DURIN_POLICY");
+  if (!path || !*path)
+    return 0;
+  j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  if (!j) {
+    cli_error("policy file '%s': %s (line %d); fix it, or leave --policy and "
+              "DURIN_POLICY unset to use the specs' policies alone",
+              path, je.text, je.line);
+    return EXIT_SPEC;
+  }
+  r = durin_policy_parse(j, "server", out, &err);
+  json_decref(j);
+  if (r) {
+    cli_error("policy file '%s': %s", path, err.msg);
     return EXIT_SPEC;
   }
   return 0;

@@ -35,6 +35,9 @@ static const struct command commands[] = {
   { "limits", cmd_limits, "concurrency limits per tenant and key" },
   { "sandbox", cmd_sandbox, "run one command in the tools' sandbox" },
   { "policy", cmd_policy, "explain a policy decision for one tool call" },
+  { "approvals", cmd_approvals, "tool calls waiting for a person's decision" },
+  { "approve", cmd_approve, "let a waiting tool call run (or edit it)" },
+  { "reject", cmd_reject, "refuse a waiting tool call, with a reason" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { NULL, NULL, NULL },
 };

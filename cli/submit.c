@@ -34,9 +34,6 @@ int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
   }
   if ((code = cli_load_spec(spec_path, &spec)))
     return code;
-  if (spec.policy)
-    cli_error("note: the spec's policy is checked, and 'durin policy check' "
-              "explains it, but it is not yet enforced before tool calls");
   if (o->model && *o->model && durin_spec_set_model(&spec, o->model, &err)) {
     cli_error("bad model '%s': %s", o->model, err.msg);
     durin_spec_clear(&spec);

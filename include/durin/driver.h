@@ -19,6 +19,8 @@ struct durin_driver_opts {
   /* Tool calls and checks run in it; NULL runs them on the host (the
    * operator's explicit --sandbox none). */
   const struct durin_sandbox *sandbox;
+  /* The server's policy, applied on top of the spec's (may be NULL). */
+  const struct durin_policy *policy;
   /* Called before each action is performed (progress display). */
   void (*on_action)(void *arg, const struct durin_action *act,
                     const struct durin_usage *usage, int64_t step);
@@ -57,5 +59,30 @@ int durin_drive(struct durin_store *s, const char *run_id,
 int durin_run_load(struct durin_store *s, const char *run_id,
                    struct durin_harness *h, int64_t attempt,
                    struct durin_err *err);
+
+/*
+ * The writes of a step's commit action (DESIGN 3.1), inside txn after its
+ * fence: events, checkpoint, a waiting step's response and approval
+ * request, the run row, the end of the pending step. Shared by the driver
+ * and the worker so both commit the same way.
+ */
+int durin_commit_write(struct durin_txn *txn, const char *run_id,
+                       struct durin_action *act, struct durin_err *err);
+
+/* A run's policy layers: its spec's, then the server's. */
+struct durin_run_policy {
+  struct durin_policy *spec;
+  const struct durin_policy *server;
+};
+
+int durin_run_policy_init(struct durin_run_policy *p,
+                          const struct durin_spec *spec,
+                          const struct durin_policy *server,
+                          struct durin_err *err);
+/* Decides a DURIN_ACT_POLICY action (reads the workspace for links). */
+void durin_run_policy_decide(const struct durin_run_policy *p,
+                             const struct durin_action *act,
+                             struct durin_policy_decision *d);
+void durin_run_policy_clear(struct durin_run_policy *p);
 
 #endif

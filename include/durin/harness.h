@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "durin/model.h"
+#include "durin/policy.h"
 #include "durin/spec.h"
 #include "durin/store.h"
 #include "durin/tools.h"
@@ -38,6 +39,7 @@ enum durin_step_state {
   DURIN_STEP_AWAIT_MODEL,   /* a model call is in flight */
   DURIN_STEP_AWAIT_INTENT,  /* ledger intents being made durable */
   DURIN_STEP_DISPATCH,      /* choosing the next tool call */
+  DURIN_STEP_AWAIT_POLICY,  /* the policy deciding about a call */
   DURIN_STEP_AWAIT_TOOL,    /* a tool is running */
   DURIN_STEP_AWAIT_OUTCOME, /* a tool's outcome being made durable */
   DURIN_STEP_AWAIT_CHECKS,  /* acceptance checks running */
@@ -50,11 +52,14 @@ const char *durin_step_state_name(enum durin_step_state s);
 
 enum durin_action_kind {
   DURIN_ACT_MODEL,   /* call the model with act->model */
+  DURIN_ACT_POLICY,  /* decide act->tool with act->args under the policy */
   DURIN_ACT_INTENT,  /* write act->intents + act->pending durably */
   DURIN_ACT_TOOL,    /* run act->tool with act->args */
   DURIN_ACT_OUTCOME, /* write act->outcome for act->call durably */
   DURIN_ACT_CHECKS,  /* run the spec's acceptance checks */
-  DURIN_ACT_COMMIT,  /* one transaction: events, checkpoint, run update */
+  DURIN_ACT_COMMIT,  /* one transaction: events, checkpoint, run update
+                        (and, when the run waits for a person, the pending
+                        response and act->approval) */
   DURIN_ACT_DONE,    /* the run stopped with act->status */
 };
 
@@ -68,7 +73,8 @@ struct durin_action {
 
   struct durin_ledger_entry *intents;
   int nintents;
-  const char *pending; /* the model response the intents belong to */
+  const char *pending; /* the model response the intents (or the approval
+                          request) belong to, when not yet durable */
 
   int call; /* index of the tool call in the step */
   const struct durin_tool_def *tool;
@@ -81,6 +87,9 @@ struct durin_action {
   const char *checkpoint;
   struct durin_run_update update;
   int clear_pending; /* the step's pending response can go */
+  const struct durin_approval *approval; /* a request to record, or NULL */
+
+  struct durin_policy_state policy_state; /* DURIN_ACT_POLICY */
 
   enum durin_run_status status;
   const char *reason;
@@ -98,6 +107,7 @@ struct durin_check_result {
 enum durin_completion_kind {
   DURIN_DONE_MODEL, /* resp filled (ownership moves to the harness) */
   DURIN_DONE_MODEL_ERROR,
+  DURIN_DONE_POLICY, /* decision filled */
   DURIN_DONE_INTENT,
   DURIN_DONE_TOOL, /* tool filled (ownership moves) */
   DURIN_DONE_OUTCOME,
@@ -114,6 +124,7 @@ struct durin_completion {
   struct durin_tool_result *tool;
   const struct durin_check_result *checks;
   int nchecks;
+  const struct durin_policy_decision *decision;
 };
 
 /*
@@ -142,6 +153,14 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                                const char *response,
                                const struct durin_ledger_entry *entries, int n,
                                struct durin_err *err);
+/*
+ * Restores a decision about a call of the unfinished step (loaded after
+ * durin_harness_load_pending): the step replays, and the call the policy
+ * asks about again runs, is refused or is rejected as decided.
+ */
+int durin_harness_load_approval(struct durin_harness *h,
+                                const struct durin_approval *a,
+                                struct durin_err *err);
 /*
  * A human's decision about an indeterminate unsafe call: retry it (1) or
  * report it as of unknown outcome without running it (0).
@@ -183,6 +202,9 @@ struct durin_checkpoint {
   struct durin_usage usage;
   json_t *plan;  /* the agent's plan (owned) */
   char *summary; /* the agent's last finish summary */
+  /* Calls a person rejected: arguments hash -> times (owned). Bounded by
+   * approvals.max_rejections per call; the run stops at the limit. */
+  json_t *rejections;
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);

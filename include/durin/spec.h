@@ -79,6 +79,14 @@ struct durin_spec_sandbox {
   int nallow;
 };
 
+/* How a call the policy asks about waits for a person. */
+struct durin_spec_approvals {
+  int64_t timeout_ms;     /* pending this long: expired */
+  int expire_to_human;    /* on expiry: needs_human (else: rejected) */
+  int64_t max_rejections; /* the same call rejected this often: the
+                             run stops as needs_human */
+};
+
 struct durin_spec {
   char *name;
   char *system;
@@ -99,6 +107,7 @@ struct durin_spec {
   struct durin_spec_sandbox sandbox;
   json_t *policy; /* the "policy" object as written (durin/policy.h), or
                      NULL; validated when the spec is parsed */
+  struct durin_spec_approvals approvals;
 };
 
 /*

@@ -153,6 +153,61 @@ struct durin_ledger_entry {
   int64_t intent_ms, outcome_ms;
 };
 
+/* An approval's state (DESIGN 4): pending until a person decides or it
+ * expires; every other state is final. */
+enum durin_approval_state {
+  DURIN_APPROVAL_PENDING = 0,
+  DURIN_APPROVAL_APPROVED,
+  DURIN_APPROVAL_REJECTED,
+  DURIN_APPROVAL_EDITED, /* approved with arguments a person changed */
+  DURIN_APPROVAL_EXPIRED,
+  DURIN_APPROVAL_CANCELLED, /* the run ended before a decision */
+  DURIN_APPROVAL__COUNT
+};
+
+const char *durin_approval_state_name(enum durin_approval_state s);
+int durin_approval_state_parse(const char *name,
+                               enum durin_approval_state *out);
+
+/*
+ * One approval: a tool call a policy said to ask about. call_args is what
+ * the model asked for and call_hash its sha256 (canonical JSON); args and
+ * args_hash are what may run: the same unless a person edited them. At
+ * execution the call must hash to call_hash and args to args_hash.
+ */
+struct durin_approval {
+  char id[32];
+  char run_id[32];
+  int64_t step;
+  int call_idx;
+  const char *call_id;
+  const char *tool;
+  const char *call_args;
+  const char *call_hash;
+  const char *args;
+  const char *args_hash;
+  const char *reason; /* what the agent said with the call */
+  const char *rule;   /* the policy rule that asked */
+  enum durin_approval_state state;
+  const char *on_expiry; /* "reject" or "needs_human" */
+  const char *decided_by;
+  const char *comment; /* the reviewer's comment or rejection reason */
+  int64_t requested_ms, expires_ms, decided_ms;
+};
+
+/* A person's decision (durin_store_approval_decide). */
+struct durin_approval_decision {
+  const char *id;
+  enum durin_approval_state state; /* approved, rejected or edited */
+  const char *args;                /* edited: the new arguments (validated) */
+  const char *args_hash;           /* edited: their sha256 */
+  const char *who;
+  const char *comment;
+  int64_t now_ms;
+};
+
+typedef int (*durin_approval_cb)(const struct durin_approval *a, void *arg);
+
 /* Filters for listings; zero values match everything. */
 struct durin_run_filter {
   int status_mask; /* bit (1 << status); 0 = all */
@@ -184,6 +239,7 @@ struct durin_watchdog_report {
   int requeued; /* lease expired: back in the queue */
   int failed;   /* lease expired once too often: failed */
   int stalled;  /* no progress: restarted or escalated */
+  int expired;  /* approvals past their deadline: expired, run woken */
 };
 
 typedef int (*durin_run_cb)(const struct durin_run_info *ri, void *arg);
@@ -264,6 +320,16 @@ struct durin_store_ops {
                      durin_ledger_cb cb, void *arg, struct durin_err *err);
   int (*pending_get)(void *impl, const char *run_id, int64_t *step,
                      char **response, struct durin_err *err);
+  int (*approval_request)(void *txn, const struct durin_approval *a,
+                          struct durin_err *err);
+  int (*approval_get)(void *impl, const char *prefix, durin_approval_cb cb,
+                      void *arg, struct durin_err *err);
+  int (*approval_list)(void *impl, const char *run_id, int64_t step,
+                       int pending_only, durin_approval_cb cb, void *arg,
+                       struct durin_err *err);
+  int (*approval_decide)(void *impl, const struct durin_approval_decision *d,
+                         enum durin_approval_state *final,
+                         struct durin_err *err);
   /* Bytes the store occupies on disk, for benchmarks; -1 if unknown. */
   int64_t (*size_bytes)(void *impl);
 };
@@ -422,5 +488,39 @@ int durin_store_pending_get(struct durin_store *s, const char *run_id,
                             int64_t *step, char **response,
                             struct durin_err *err);
 int64_t durin_store_size_bytes(struct durin_store *s);
+
+/*
+ * Approvals. A run that waits for one is a row with status
+ * waiting_approval and no lease; a decision or the watchdog's expiry puts
+ * it back in the queue, and whichever worker claims it replays the
+ * waiting step with the decision.
+ */
+
+/* Records a pending approval inside a run's fenced commit. Writing the
+ * same (run, step, call) again keeps the first record. */
+int durin_txn_approval_request(struct durin_txn *txn,
+                               const struct durin_approval *a,
+                               struct durin_err *err);
+/* Calls cb once with the approval whose id starts with prefix;
+ * DURIN_ENOTFOUND if none, DURIN_EINVAL if the prefix is ambiguous. */
+int durin_store_approval_get(struct durin_store *s, const char *prefix,
+                             durin_approval_cb cb, void *arg,
+                             struct durin_err *err);
+/* Approvals of run_id (NULL: every run) at step (< 0: any step), oldest
+ * first; only pending ones if pending_only. */
+int durin_store_approval_list(struct durin_store *s, const char *run_id,
+                              int64_t step, int pending_only,
+                              durin_approval_cb cb, void *arg,
+                              struct durin_err *err);
+/*
+ * Decides a pending approval in one transaction: the row, an
+ * approval_decided event in the run's log, and the run back in the queue.
+ * DURIN_ESTATE if it is no longer pending (*final says what it is), or if
+ * its deadline has passed: then it is expired here, as the watchdog would.
+ */
+int durin_store_approval_decide(struct durin_store *s,
+                                const struct durin_approval_decision *d,
+                                enum durin_approval_state *final,
+                                struct durin_err *err);
 
 #endif

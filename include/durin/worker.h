@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "durin/error.h"
+#include "durin/policy.h"
 #include "durin/store.h"
 
 struct durin_worker;
@@ -39,6 +40,8 @@ struct durin_worker_opts {
   int stall_escalate;   /* stalled: needs_human instead of a restart */
   /* Tool calls and checks run in it; NULL: on the host (--sandbox none). */
   const struct durin_sandbox *sandbox;
+  /* The server's policy, on top of each run's own (may be NULL). */
+  const struct durin_policy *policy;
   const struct durin_worker_limit *limits;
   int nlimits;
   /* Log lines (claims, ends, lost leases, recoveries); may be NULL. */

@@ -33,6 +33,18 @@ struct call {
   int indeterminate; /* intent without outcome, found on resume */
   char args_hash[65];
   char idem_key[96];
+  /* The policy's say, and a person's decision when it asked. */
+  int policy_done;
+  struct durin_policy_decision dec;
+  json_t *policy_ev; /* logged just before the call's result */
+  int cleared;       /* an approval covers the call: it may run */
+  int edited;        /* it runs with arguments a person edited */
+  int have_approval;
+  enum durin_approval_state ap_state;
+  char ap_id[32];
+  char *ap_args; /* what was approved, as recorded */
+  char ap_args_hash[65], ap_call_hash[65];
+  char *ap_by, *ap_comment, *ap_on_expiry;
 };
 
 struct wmsg {
@@ -73,9 +85,13 @@ struct durin_harness {
   int resolve;     /* -1 none, 0 skip, 1 retry */
   int step_counts; /* a model response belongs to this commit */
   int needs_human; /* this commit stops the run for a human */
+  int waiting;     /* this commit parks the run until a person decides */
 
   /* Buffers handed out in actions. */
   struct durin_ledger_entry intent;
+  char *intent_args;
+  struct durin_approval approval;
+  char *ap_text[3]; /* the request's arguments, reason, rule */
   char *pending_text;
   char *outcome_text;
   struct durin_event *ev;
@@ -94,6 +110,7 @@ static const char *const state_names[] = {
   [DURIN_STEP_AWAIT_MODEL] = "await_model",
   [DURIN_STEP_AWAIT_INTENT] = "await_intent",
   [DURIN_STEP_DISPATCH] = "dispatch",
+  [DURIN_STEP_AWAIT_POLICY] = "await_policy",
   [DURIN_STEP_AWAIT_TOOL] = "await_tool",
   [DURIN_STEP_AWAIT_OUTCOME] = "await_outcome",
   [DURIN_STEP_AWAIT_CHECKS] = "await_checks",
@@ -139,6 +156,7 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
   h->resolve = -1;
   h->finish_call = -1;
   h->ck.plan = json_array();
+  h->ck.rejections = json_object();
   h->msgs = json_array();
   h->events = json_array();
   h->tools = json_array();
@@ -168,6 +186,11 @@ static void step_reset(struct durin_harness *h)
   for (i = 0; i < h->ncalls; i++) {
     json_decref(h->calls[i].args);
     json_decref(h->calls[i].result);
+    json_decref(h->calls[i].policy_ev);
+    free(h->calls[i].ap_args);
+    free(h->calls[i].ap_by);
+    free(h->calls[i].ap_comment);
+    free(h->calls[i].ap_on_expiry);
   }
   free(h->calls);
   h->calls = NULL;
@@ -178,7 +201,14 @@ static void step_reset(struct durin_harness *h)
   h->checks_done = 0;
   h->step_counts = 0;
   h->needs_human = 0;
+  h->waiting = 0;
   json_array_clear(h->events);
+  free(h->intent_args);
+  h->intent_args = NULL;
+  for (i = 0; i < 3; i++) {
+    free(h->ap_text[i]);
+    h->ap_text[i] = NULL;
+  }
   free(h->pending_text);
   h->pending_text = NULL;
   free(h->outcome_text);
@@ -494,6 +524,266 @@ static void ask_outcome(struct durin_harness *h, struct durin_action *act)
   set_state(h, DURIN_STEP_AWAIT_OUTCOME);
 }
 
+/* The model response of the step as it is kept while the step is open. */
+static void make_pending(struct durin_harness *h)
+{
+  json_t *pj;
+
+  if (h->pending_text)
+    return;
+  pj = durin_model_response_to_json(&h->resp);
+  json_object_set_new(pj, "retries", json_integer(h->step_retries));
+  h->pending_text = json_dumps(pj, JSON_COMPACT);
+  json_decref(pj);
+}
+
+static char *canonical(json_t *v)
+{
+  return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+/* Asks the driver to decide the current call under the run's policy. */
+static void ask_policy(struct durin_harness *h, struct durin_action *act)
+{
+  struct call *c = &h->calls[h->cur];
+
+  act->kind = DURIN_ACT_POLICY;
+  act->call = h->cur;
+  act->tool = c->def;
+  act->args = c->args;
+  act->tool_ctx.workspace = h->spec->workspace;
+  act->tool_ctx.box.spec = &h->spec->sandbox;
+  act->policy_state.cost_usd = h->ck.usage.cost_usd;
+  act->policy_state.steps = h->ck.usage.steps;
+  set_state(h, DURIN_STEP_AWAIT_POLICY);
+}
+
+static json_t *policy_event(const struct call *c)
+{
+  json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "call_id", c->tc->id,
+                        "tool", c->tc->name, "decision",
+                        durin_policy_action_name(c->dec.action), "origin",
+                        c->dec.origin, "rule", c->dec.rule, "why", c->dec.why);
+
+  if (c->edited)
+    json_object_set_new(e, "edited", json_true());
+  if (c->have_approval)
+    json_object_set_new(e, "approval",
+                        json_pack("{s:s,s:s}", "id", c->ap_id, "state",
+                                  durin_approval_state_name(c->ap_state)));
+  return e;
+}
+
+/* The approval id of a call: the same for every replay of the step. */
+static void approval_id(const struct durin_harness *h, int64_t step, int call,
+                        char out[32])
+{
+  char key[96], hex[65];
+
+  snprintf(key, sizeof(key), "%s:%lld:%d", h->run_id, (long long)step, call);
+  durin_sha256_hex(key, strlen(key), hex);
+  snprintf(out, 32, "%.12s", hex);
+}
+
+/*
+ * Parks the run until a person decides about the current call: one commit
+ * records the approval request, the step's model response (so the step
+ * replays the same calls) and the run as waiting_approval without a lease.
+ * Nothing else of the step is kept: the replay redoes it.
+ */
+static void wait_for_approval(struct durin_harness *h, int64_t now,
+                              struct durin_action *act)
+{
+  struct call *c = &h->calls[h->cur];
+  struct durin_approval *a = &h->approval;
+  const char *text = h->resp.text ? h->resp.text : "";
+  char why[400];
+
+  memset(a, 0, sizeof(*a));
+  snprintf(a->run_id, sizeof(a->run_id), "%s", h->run_id);
+  a->step = h->ck.step + 1;
+  a->call_idx = h->cur;
+  approval_id(h, a->step, h->cur, a->id);
+  a->call_id = c->tc->id;
+  a->tool = c->tc->name;
+  h->ap_text[0] = canonical(c->args);
+  a->call_args = h->ap_text[0];
+  a->call_hash = c->args_hash;
+  a->args = a->call_args;
+  a->args_hash = a->call_hash;
+  h->ap_text[1] = strndup(text, 4000);
+  a->reason = h->ap_text[1];
+  if (asprintf(&h->ap_text[2], "%s:%s", c->dec.origin, c->dec.rule) < 0)
+    h->ap_text[2] = NULL;
+  a->rule = h->ap_text[2] ? h->ap_text[2] : "";
+  a->state = DURIN_APPROVAL_PENDING;
+  a->on_expiry = h->spec->approvals.expire_to_human ? "needs_human" : "reject";
+  a->requested_ms = now;
+  a->expires_ms = now + h->spec->approvals.timeout_ms;
+  make_pending(h);
+
+  json_array_clear(h->events);
+  c->have_approval = 1;
+  snprintf(c->ap_id, sizeof(c->ap_id), "%s", a->id);
+  c->ap_state = DURIN_APPROVAL_PENDING;
+  add_event(h, "policy", policy_event(c));
+  add_event(h, "approval_requested",
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "id", a->id,
+                      "call_id", a->call_id, "tool", a->tool, "arguments",
+                      a->call_args, "args_hash", a->call_hash, "reason",
+                      a->reason, "rule", a->rule, "expires_ms",
+                      (json_int_t)a->expires_ms, "on_expiry", a->on_expiry));
+  snprintf(why, sizeof(why),
+           "waiting for approval %s of %s (policy %s); decide with 'durin "
+           "approve %s' or 'durin reject %s --reason TEXT'",
+           a->id, a->tool, a->rule, a->id, a->id);
+  snprintf(h->end_reason, sizeof(h->end_reason), "%s", why);
+  h->waiting = 1;
+  set_state(h, DURIN_STEP_COMMIT);
+  do_commit_action(h, now, act);
+}
+
+/* Refuses an approved call whose arguments are not what was approved. */
+static void refuse(struct durin_harness *h, struct call *c, const char *what)
+{
+  char msg[600];
+
+  snprintf(msg, sizeof(msg),
+           "refused: %s (approval %s); the call did not run. Ask again if it "
+           "is still needed",
+           what, c->ap_id);
+  add_event(h, "approval_refused",
+            json_pack("{s:s,s:s,s:s}", "id", c->ap_id, "call_id", c->tc->id,
+                      "why", what));
+  resolve_call(c, 0, msg);
+}
+
+/*
+ * Checks a decided approval against the call about to run: the call must
+ * be the one asked about (its hash), the recorded arguments must hash to
+ * what was approved, and an unedited approval must cover these very
+ * arguments. An edit replaces the call's arguments after the tool's schema
+ * accepts them. Returns 1 if the call may run.
+ */
+static int approval_holds(struct durin_harness *h, struct call *c)
+{
+  char hash[65];
+  json_t *args;
+  struct durin_err err = { 0 };
+
+  if (strcmp(c->ap_call_hash, c->args_hash)) {
+    refuse(h, c, "the call to run is not the call that was approved");
+    return 0;
+  }
+  durin_sha256_hex(c->ap_args, strlen(c->ap_args), hash);
+  if (strcmp(hash, c->ap_args_hash)) {
+    refuse(h, c, "the approved arguments were changed after the decision");
+    return 0;
+  }
+  if (c->ap_state == DURIN_APPROVAL_APPROVED) {
+    if (strcmp(c->ap_args_hash, c->args_hash)) {
+      refuse(h, c, "the arguments differ from the approved ones");
+      return 0;
+    }
+    return 1;
+  }
+  if (durin_tool_args_parse(c->def, c->ap_args, (size_t)h->spec->max_arg_bytes,
+                            &args, &err)) {
+    char what[400];
+
+    snprintf(what, sizeof(what), "the edited arguments are not valid: %.300s",
+             err.msg);
+    refuse(h, c, what);
+    return 0;
+  }
+  json_decref(c->args);
+  c->args = args;
+  c->edited = 1;
+  return 1;
+}
+
+/* A person said no (or nobody answered in time and that means no). */
+static void rejected(struct durin_harness *h, struct call *c, int expired)
+{
+  json_t *n = json_object_get(h->ck.rejections, c->args_hash);
+  int64_t times = json_integer_value(n) + 1;
+  char msg[1200], why[500];
+
+  json_object_set_new(h->ck.rejections, c->args_hash, json_integer(times));
+  if (expired)
+    snprintf(msg, sizeof(msg),
+             "not run: the request for approval (%s) expired without a "
+             "decision. Do not repeat this call as is; find another way or "
+             "finish with what you have",
+             c->ap_id);
+  else
+    snprintf(msg, sizeof(msg),
+             "rejected by %s: %s. The call did not run. Do not repeat it as "
+             "is; change your approach",
+             c->ap_by && *c->ap_by ? c->ap_by : "a reviewer",
+             c->ap_comment && *c->ap_comment ? c->ap_comment :
+                                               "no reason given");
+  resolve_call(c, 0, msg);
+  if (times >= h->spec->approvals.max_rejections) {
+    snprintf(why, sizeof(why),
+             "the same %s call was %s %lld time(s), the limit set by "
+             "approvals.max_rejections; a person should look before it goes "
+             "on ('durin resume %s')",
+             c->tc->name, expired ? "left without a decision" : "rejected",
+             (long long)times, h->run_id);
+    add_event(h, "needs_human",
+              json_pack("{s:s,s:s,s:s}", "reason", why, "call_id", c->tc->id,
+                        "approval", c->ap_id));
+    end_run(h, DURIN_RUN_NEEDS_HUMAN, why);
+  }
+}
+
+enum { ASK_RUN, ASK_WAIT, ASK_RESOLVED, ASK_RECHECK };
+
+/* The policy said ask: what the recorded decision (if any) means now. */
+static int ask(struct durin_harness *h, struct call *c, int64_t now,
+               struct durin_action *act)
+{
+  char why[500];
+
+  if (!c->have_approval || c->ap_state == DURIN_APPROVAL_PENDING) {
+    wait_for_approval(h, now, act);
+    return ASK_WAIT;
+  }
+  switch (c->ap_state) {
+  case DURIN_APPROVAL_APPROVED:
+  case DURIN_APPROVAL_EDITED:
+    if (!approval_holds(h, c))
+      return ASK_RESOLVED;
+    c->cleared = 1;
+    /* Edited arguments are judged again: an edit cannot reach what the
+     * policy denies. */
+    return c->edited ? ASK_RECHECK : ASK_RUN;
+  case DURIN_APPROVAL_EXPIRED:
+    if (c->ap_on_expiry && !strcmp(c->ap_on_expiry, "needs_human")) {
+      snprintf(why, sizeof(why),
+               "approval %s for %s expired without a decision; the spec "
+               "says a person should look ('durin resume %s' goes on)",
+               c->ap_id, c->tc->name, h->run_id);
+      resolve_call(c, 0, "not run: the request for approval expired");
+      add_event(h, "needs_human",
+                json_pack("{s:s,s:s,s:s}", "reason", why, "call_id", c->tc->id,
+                          "approval", c->ap_id));
+      end_run(h, DURIN_RUN_NEEDS_HUMAN, why);
+      return ASK_RESOLVED;
+    }
+    rejected(h, c, 1);
+    return ASK_RESOLVED;
+  case DURIN_APPROVAL_REJECTED:
+    rejected(h, c, 0);
+    return ASK_RESOLVED;
+  case DURIN_APPROVAL_CANCELLED:
+  default:
+    resolve_call(c, 0, "not run: the request for approval was cancelled");
+    return ASK_RESOLVED;
+  }
+}
+
 /* The next tool call to run, applying budgets and the ledger rules. */
 static void dispatch(struct durin_harness *h, int64_t now,
                      struct durin_action *act)
@@ -554,6 +844,37 @@ static void dispatch(struct durin_harness *h, int64_t now,
                        "not run: budget exceeded");
       continue;
     }
+    if (!c->policy_done) {
+      ask_policy(h, act);
+      return;
+    }
+    if (c->dec.action == DURIN_POLICY_DENY) {
+      char msg[800];
+
+      snprintf(msg, sizeof(msg),
+               "denied by policy (%s %s): %s. The call did not run; do not "
+               "retry it, find another way%s",
+               c->dec.origin, c->dec.rule, c->dec.why,
+               c->indeterminate ? " (it was started once before a crash; "
+                                  "its outcome is unknown)" :
+                                  "");
+      resolve_call(c, 0, msg);
+      continue;
+    }
+    if (c->dec.action == DURIN_POLICY_ASK && !c->cleared) {
+      switch (ask(h, c, now, act)) {
+      case ASK_WAIT:
+        return;
+      case ASK_RESOLVED:
+        continue;
+      case ASK_RECHECK:
+        c->policy_done = 0;
+        ask_policy(h, act);
+        return;
+      default:
+        break;
+      }
+    }
     if (c->indeterminate && c->effect == DURIN_EFFECT_UNSAFE) {
       if (h->resolve == 0) {
         resolve_call(c, 0,
@@ -600,6 +921,12 @@ static void dispatch(struct durin_harness *h, int64_t now,
       e->args_hash = c->args_hash;
       e->idem_key = c->idem_key;
       e->args = c->tc->args;
+      if (c->edited) {
+        /* The ledger records what runs; the hash still names the call. */
+        free(h->intent_args);
+        h->intent_args = canonical(c->args);
+        e->args = h->intent_args;
+      }
       e->intent_ms = now;
       act->kind = DURIN_ACT_INTENT;
       act->intents = e;
@@ -628,7 +955,8 @@ static void dispatch(struct durin_harness *h, int64_t now,
 static void do_commit_action(struct durin_harness *h, int64_t now,
                              struct durin_action *act)
 {
-  int needs_human = h->needs_human;
+  /* Stopped inside the step: the step stays open (pending response). */
+  int needs_human = h->needs_human || h->waiting;
   int full_step = h->step_counts && !needs_human;
   size_t i, n;
   json_t *e;
@@ -659,10 +987,16 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_array_insert_new(h->events, at,
                           json_pack("[s,o]", "model_response", mr));
-    for (i = 0; i < (size_t)h->ncalls; i++)
+    /* Each call's policy decision, then its result. */
+    for (i = 0, at++; i < (size_t)h->ncalls; i++) {
+      if (h->calls[i].policy_ev)
+        json_array_insert_new(
+            h->events, at++,
+            json_pack("[s,O]", "policy", h->calls[i].policy_ev));
       json_array_insert_new(
-          h->events, at + 1 + i,
+          h->events, at++,
           json_pack("[s,O]", "tool_result", h->calls[i].result));
+    }
     if (!h->resp.ncalls && !h->ended)
       add_event(h, "user_message",
                 json_pack("{s:s}", "content",
@@ -672,7 +1006,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     h->ck.usage.steps++;
     h->ck.turn++;
   }
-  if (h->ended) {
+  if (h->ended && durin_run_status_terminal(h->end_status)) {
     json_t *fin =
         json_pack("{s:s,s:s}", "status", durin_run_status_name(h->end_status),
                   "reason", h->end_reason);
@@ -710,12 +1044,18 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   act->update.finished_ms = -1;
   act->update.now_ms = now;
   act->clear_pending = !needs_human;
+  if (h->waiting) {
+    act->pending = h->pending_written ? NULL : h->pending_text;
+    act->approval = &h->approval;
+  }
   if (h->ended || needs_human) {
-    act->status = h->ended ? h->end_status : DURIN_RUN_NEEDS_HUMAN;
+    act->status = h->ended   ? h->end_status :
+                  h->waiting ? DURIN_RUN_WAITING_APPROVAL :
+                               DURIN_RUN_NEEDS_HUMAN;
     act->update.status = &act->status;
     act->update.reason = h->end_reason;
     act->update.release_lease = 1;
-    if (h->ended)
+    if (h->ended && durin_run_status_terminal(h->end_status))
       act->update.finished_ms = now;
   } else {
     act->status = DURIN_RUN_RUNNING;
@@ -746,6 +1086,12 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
     return;
   case DURIN_STEP_IDLE:
     if (h->cancel) {
+      int i;
+
+      /* A replayed step (say, one waiting for approval) ends unrun. */
+      for (i = 0; i < h->ncalls; i++)
+        if (h->calls[i].state != CALL_RESOLVED)
+          resolve_call(&h->calls[i], 0, "not run: the run was cancelled");
       end_run(h, DURIN_RUN_CANCELLED, h->cancel_reason);
       add_event(h, "cancelled", json_pack("{s:s}", "reason", h->cancel_reason));
       set_state(h, DURIN_STEP_COMMIT);
@@ -815,16 +1161,10 @@ static void account_model(struct durin_harness *h)
  * with the first intent, so a resumed step replays this exact response. */
 static void after_model(struct durin_harness *h)
 {
-  json_t *pj;
-
   h->step_counts = 1;
   account_model(h);
-  if (prepare_calls(h, h->ck.step + 1)) {
-    pj = durin_model_response_to_json(&h->resp);
-    json_object_set_new(pj, "retries", json_integer(h->step_retries));
-    h->pending_text = json_dumps(pj, JSON_COMPACT);
-    json_decref(pj);
-  }
+  if (prepare_calls(h, h->ck.step + 1))
+    make_pending(h);
   set_state(h, DURIN_STEP_DISPATCH);
 }
 
@@ -863,6 +1203,16 @@ int durin_harness_complete(struct durin_harness *h,
                         (json_int_t)c->retries));
     set_state(h, DURIN_STEP_COMMIT);
     return 0;
+  case DURIN_DONE_POLICY:
+    if (h->state != DURIN_STEP_AWAIT_POLICY || !c->decision)
+      return DURIN_ESTATE;
+    cl = &h->calls[h->cur];
+    cl->dec = *c->decision;
+    cl->policy_done = 1;
+    json_decref(cl->policy_ev);
+    cl->policy_ev = policy_event(cl);
+    set_state(h, DURIN_STEP_DISPATCH);
+    return 0;
   case DURIN_DONE_INTENT:
     if (h->state != DURIN_STEP_AWAIT_INTENT)
       return DURIN_ESTATE;
@@ -877,6 +1227,22 @@ int durin_harness_complete(struct durin_harness *h,
     json_decref(cl->result);
     cl->result = result_json(cl, c->tool, 0);
     durin_tool_result_clear(c->tool);
+    if (cl->edited && cl->result) {
+      /* The model asked for other arguments: it must know what ran. */
+      char *ran = canonical(cl->args);
+      struct durin_buf b;
+
+      durin_buf_init(&b, 0);
+      durin_buf_addf(&b,
+                     "note: a reviewer edited this call before it ran; it "
+                     "ran with %s\n%s",
+                     ran,
+                     json_string_value(json_object_get(cl->result, "output")));
+      json_object_set_new(cl->result, "output", json_string(b.buf));
+      json_object_set_new(cl->result, "edited_arguments", json_string(ran));
+      durin_buf_release(&b);
+      free(ran);
+    }
     cl->state = CALL_RESOLVED;
     h->ck.usage.tool_calls++;
     if (cl->intent) {
@@ -966,9 +1332,11 @@ int durin_harness_complete(struct durin_harness *h,
                          json_array_get(e, 1), h->ev[i].seq);
     }
     commit_buffers_free(h);
-    if (h->ended || h->needs_human) {
+    if (h->ended || h->needs_human || h->waiting) {
       if (h->needs_human)
         h->end_status = DURIN_RUN_NEEDS_HUMAN;
+      if (h->waiting)
+        h->end_status = DURIN_RUN_WAITING_APPROVAL;
       h->ended = 1;
       step_reset(h);
       set_state(h, DURIN_STEP_ENDED);
@@ -1042,6 +1410,42 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   }
   /* Calls before the first unresolved one are done; start from there. */
   h->cur = 0;
+  return 0;
+}
+
+int durin_harness_load_approval(struct durin_harness *h,
+                                const struct durin_approval *a,
+                                struct durin_err *err)
+{
+  struct call *c;
+
+  if (!h->have_resp || a->step != h->ck.step + 1)
+    return 0; /* about a step that committed: history only */
+  if (a->call_idx < 0 || a->call_idx >= h->ncalls)
+    return durin_err_set(err, DURIN_EPARSE,
+                         "approval %s names call %d of step %lld, which has "
+                         "%d calls; refusing to continue",
+                         a->id, a->call_idx, (long long)a->step, h->ncalls);
+  c = &h->calls[a->call_idx];
+  if (!c->tc || strcmp(a->call_id, c->tc->id))
+    return durin_err_set(err, DURIN_EPARSE,
+                         "approval %s is for call '%s' but the step's call %d "
+                         "is '%s'; refusing to continue",
+                         a->id, a->call_id, a->call_idx,
+                         c->tc ? c->tc->id : "?");
+  c->have_approval = 1;
+  c->ap_state = a->state;
+  snprintf(c->ap_id, sizeof(c->ap_id), "%s", a->id);
+  snprintf(c->ap_args_hash, sizeof(c->ap_args_hash), "%s", a->args_hash);
+  snprintf(c->ap_call_hash, sizeof(c->ap_call_hash), "%s", a->call_hash);
+  free(c->ap_args);
+  free(c->ap_by);
+  free(c->ap_comment);
+  free(c->ap_on_expiry);
+  c->ap_args = strdup(a->args ? a->args : "");
+  c->ap_by = a->decided_by ? strdup(a->decided_by) : NULL;
+  c->ap_comment = a->comment ? strdup(a->comment) : NULL;
+  c->ap_on_expiry = a->on_expiry ? strdup(a->on_expiry) : NULL;
   return 0;
 }
 

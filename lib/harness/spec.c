@@ -16,12 +16,12 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",      "system",  "goal",
-  "workspace", "model",   "tools",
-  "checks",    "budget",  "max_eval_attempts",
-  "limits",    "context", "sandbox",
-  "policy",    NULL,
+  "name",    "system",  "goal",   "workspace",         "model",
+  "tools",   "checks",  "budget", "max_eval_attempts", "limits",
+  "context", "sandbox", "policy", "approvals",         NULL,
 };
+static const char *const approvals_fields[] = { "timeout_s", "on_expiry",
+                                                "max_rejections", NULL };
 static const char *const sandbox_fields[] = {
   "ro",      "rw",          "memory_mb", "pids", "cpu_percent",
   "network", "allow_hosts", "template",  NULL,
@@ -296,6 +296,33 @@ static int get_paths(json_t *obj, const char *key, const char *prefix,
 }
 
 /* "network": "none" | "proxy", and the hosts the proxy lets through. */
+static int parse_approvals(json_t *root, struct durin_spec_approvals *a,
+                           struct durin_err *err)
+{
+  json_t *o;
+  char *exp = NULL;
+  int r;
+
+  a->timeout_ms = 24 * 3600 * 1000;
+  a->max_rejections = 2;
+  if ((r = get_object(root, "approvals", "", approvals_fields, &o, err)) || !o)
+    return r;
+  if ((r = get_int(o, "timeout_s", "approvals.", 1, 1000, &a->timeout_ms,
+                   err)) ||
+      (r = get_int(o, "max_rejections", "approvals.", 1, 1, &a->max_rejections,
+                   err)) ||
+      (r = get_string(o, "on_expiry", "approvals.", 0, &exp, err)))
+    return r;
+  if (exp && strcmp(exp, "reject") && strcmp(exp, "needs_human"))
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'approvals.on_expiry' is \"reject\" (the "
+                      "default: the model is told) or \"needs_human\" (the "
+                      "run stops for a person)");
+  a->expire_to_human = exp && !strcmp(exp, "needs_human");
+  free(exp);
+  return r;
+}
+
 static int parse_network(json_t *o, struct durin_spec_sandbox *b,
                          struct durin_err *err)
 {
@@ -742,6 +769,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
             (r = parse_network(o, &s->sandbox, err)) ||
             (r = parse_template(o, base_dir, &s->sandbox, err))))
     goto out;
+  if ((r = parse_approvals(root, &s->approvals, err)))
+    goto out;
   if ((o = json_object_get(root, "policy"))) {
     struct durin_policy *pol;
 
@@ -943,6 +972,12 @@ char *durin_spec_dump(const struct durin_spec *s)
   }
   if (s->policy)
     json_object_set(root, "policy", s->policy);
+  json_object_set_new(
+      root, "approvals",
+      json_pack("{s:I,s:s,s:I}", "timeout_s",
+                (json_int_t)(s->approvals.timeout_ms / 1000), "on_expiry",
+                s->approvals.expire_to_human ? "needs_human" : "reject",
+                "max_rejections", (json_int_t)s->approvals.max_rejections));
   out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(root);
   return out;

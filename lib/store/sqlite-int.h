@@ -84,4 +84,24 @@ int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
 int durin__sq_txn_savepoint(void *txn, struct durin_err *err);
 int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err);
 
+/* Approvals (store-sqlite-approvals.c). */
+int durin__sq_approval_request(void *txn, const struct durin_approval *a,
+                               struct durin_err *err);
+int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,
+                           void *arg, struct durin_err *err);
+int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
+                            int pending_only, durin_approval_cb cb, void *arg,
+                            struct durin_err *err);
+int durin__sq_approval_decide(void *impl,
+                              const struct durin_approval_decision *d,
+                              enum durin_approval_state *final,
+                              struct durin_err *err);
+/* Inside a transaction: pending approvals of a run that ended. */
+int durin__sq_approvals_cancel(struct sq *q, const char *run_id, int64_t now_ms,
+                               struct durin_err *err);
+/* Inside the watchdog's transaction: expires approvals past their
+ * deadline and wakes their runs; counts them in *n. */
+int durin__sq_approvals_expire(struct sq *q, int64_t now_ms, int *n,
+                               struct durin_err *err);
+
 #endif

@@ -636,6 +636,8 @@ int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
     rep->stalled++;
   }
   lost_free(l, n);
+  if (!r)
+    r = durin__sq_approvals_expire(q, o->now_ms, &rep->expired, err);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     return r;

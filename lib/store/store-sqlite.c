@@ -171,6 +171,32 @@ static const char *const migrations[] = {
   "  scope TEXT PRIMARY KEY,"
   "  max_running INTEGER NOT NULL"
   ");",
+  /* 3: approvals. One row per asked call; (run, step, call) is the key a
+   * replayed step finds its decision by. */
+  "CREATE TABLE approvals("
+  "  id TEXT PRIMARY KEY,"
+  "  run_id TEXT NOT NULL,"
+  "  step INTEGER NOT NULL,"
+  "  call_idx INTEGER NOT NULL,"
+  "  call_id TEXT NOT NULL,"
+  "  tool TEXT NOT NULL,"
+  "  call_args TEXT NOT NULL,"
+  "  call_hash TEXT NOT NULL,"
+  "  args TEXT NOT NULL,"
+  "  args_hash TEXT NOT NULL,"
+  "  reason TEXT,"
+  "  rule TEXT,"
+  "  state TEXT NOT NULL,"
+  "  on_expiry TEXT NOT NULL,"
+  "  decided_by TEXT,"
+  "  comment TEXT,"
+  "  requested_ms INTEGER NOT NULL,"
+  "  expires_ms INTEGER NOT NULL,"
+  "  decided_ms INTEGER,"
+  "  UNIQUE(run_id, step, call_idx)"
+  ");"
+  "CREATE INDEX approvals_pending ON approvals(expires_ms) "
+  "  WHERE state = 'pending';",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -719,6 +745,7 @@ static int sq_run_update(void *txn, const char *run_id,
 {
   struct sq *q = txn;
   sqlite3_stmt *st = q->st[ST_RUN_UPDATE];
+  int r;
 
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, u->now_ms);
@@ -741,7 +768,11 @@ static int sq_run_update(void *txn, const char *run_id,
     sqlite3_bind_int64(st, 13, u->usage->retries);
     sqlite3_bind_double(st, 14, u->usage->cost_usd);
   }
-  return durin__sq_step_done(q, st, "updating run", err);
+  r = durin__sq_step_done(q, st, "updating run", err);
+  /* A run that ends leaves no question open. */
+  if (!r && u->status && durin_run_status_terminal(*u->status))
+    r = durin__sq_approvals_cancel(q, run_id, u->now_ms, err);
+  return r;
 }
 
 static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
@@ -988,4 +1019,8 @@ const struct durin_store_ops durin__store_sqlite_ops = {
   .ledger_read = sq_ledger_read,
   .pending_get = sq_pending_get,
   .size_bytes = sq_size_bytes,
+  .approval_request = durin__sq_approval_request,
+  .approval_get = durin__sq_approval_get,
+  .approval_list = durin__sq_approval_list,
+  .approval_decide = durin__sq_approval_decide,
 };

@@ -444,3 +444,64 @@ int64_t durin_store_size_bytes(struct durin_store *s)
 {
   return s->ops->size_bytes ? s->ops->size_bytes(s->impl) : -1;
 }
+
+static const char *const approval_names[DURIN_APPROVAL__COUNT] = {
+  [DURIN_APPROVAL_PENDING] = "pending",
+  [DURIN_APPROVAL_APPROVED] = "approved",
+  [DURIN_APPROVAL_REJECTED] = "rejected",
+  [DURIN_APPROVAL_EDITED] = "edited",
+  [DURIN_APPROVAL_EXPIRED] = "expired",
+  [DURIN_APPROVAL_CANCELLED] = "cancelled",
+};
+
+const char *durin_approval_state_name(enum durin_approval_state s)
+{
+  if ((unsigned)s >= DURIN_APPROVAL__COUNT)
+    return "unknown";
+  return approval_names[s];
+}
+
+int durin_approval_state_parse(const char *name, enum durin_approval_state *out)
+{
+  int i;
+
+  for (i = 0; i < DURIN_APPROVAL__COUNT; i++) {
+    if (name && !strcmp(approval_names[i], name)) {
+      *out = (enum durin_approval_state)i;
+      return 0;
+    }
+  }
+  return DURIN_EINVAL;
+}
+
+int durin_txn_approval_request(struct durin_txn *txn,
+                               const struct durin_approval *a,
+                               struct durin_err *err)
+{
+  txn->wrote = 1;
+  return txn->ops->approval_request(txn->impl, a, err);
+}
+
+int durin_store_approval_get(struct durin_store *s, const char *prefix,
+                             durin_approval_cb cb, void *arg,
+                             struct durin_err *err)
+{
+  return s->ops->approval_get(s->impl, prefix, cb, arg, err);
+}
+
+int durin_store_approval_list(struct durin_store *s, const char *run_id,
+                              int64_t step, int pending_only,
+                              durin_approval_cb cb, void *arg,
+                              struct durin_err *err)
+{
+  return s->ops->approval_list(s->impl, run_id, step, pending_only, cb, arg,
+                               err);
+}
+
+int durin_store_approval_decide(struct durin_store *s,
+                                const struct durin_approval_decision *d,
+                                enum durin_approval_state *final,
+                                struct durin_err *err)
+{
+  return s->ops->approval_decide(s->impl, d, final, err);
+}

@@ -19,6 +19,7 @@ struct drv {
   int64_t next_cancel_check;
   int64_t next_renew;
   struct durin_stop model_stop, tool_stop;
+  struct durin_run_policy policy;
 };
 
 /*
@@ -290,14 +291,7 @@ static int do_commit(struct drv *d, struct durin_harness *h,
   r = begin_fenced(d, &txn, err);
   if (r)
     return r;
-  r = durin_txn_events_append(txn, d->run_id, act->events, act->nevents, err);
-  if (!r && act->checkpoint)
-    r = durin_txn_checkpoint_put(txn, d->run_id, act->step, act->checkpoint,
-                                 err);
-  if (!r)
-    r = durin_txn_run_update(txn, d->run_id, &act->update, err);
-  if (!r && act->clear_pending)
-    r = durin_txn_pending_clear(txn, d->run_id, err);
+  r = durin_commit_write(txn, d->run_id, act, err);
   r = end_txn(txn, r, err);
   if (r)
     return r;
@@ -308,6 +302,22 @@ static int do_commit(struct drv *d, struct durin_harness *h,
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_COMMIT;
   c.now_ms = durin_now_ms();
+  return durin_harness_complete(h, &c);
+}
+
+/* The policy's decision about the next call: no I/O beyond reading the
+ * workspace's links, so it is made here and now. */
+static int do_policy(struct drv *d, struct durin_harness *h,
+                     const struct durin_action *act)
+{
+  struct durin_policy_decision dec;
+  struct durin_completion c;
+
+  durin_run_policy_decide(&d->policy, act, &dec);
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_POLICY;
+  c.now_ms = durin_now_ms();
+  c.decision = &dec;
   return durin_harness_complete(h, &c);
 }
 
@@ -383,6 +393,11 @@ int durin_drive(struct durin_store *s, const char *run_id,
     durin_err_prefix(err, "stored spec of run '%s'", run_id);
     goto out;
   }
+  r = durin_run_policy_init(&d.policy, &spec, o->policy, err);
+  if (r) {
+    durin_err_prefix(err, "policy of run '%s'", run_id);
+    goto out;
+  }
   r = durin_store_run_claim(s, run_id, o->owner, durin_now_ms(),
                             o->lease_ttl_ms, &d.epoch, err);
   if (r)
@@ -418,6 +433,9 @@ int durin_drive(struct durin_store *s, const char *run_id,
     case DURIN_ACT_MODEL:
       r = do_model(&d, h, &act, err);
       break;
+    case DURIN_ACT_POLICY:
+      r = do_policy(&d, h, &act);
+      break;
     case DURIN_ACT_INTENT:
       r = do_intent(&d, h, &act, err);
       break;
@@ -448,6 +466,7 @@ int durin_drive(struct durin_store *s, const char *run_id,
   }
 out:
   durin_harness_free(h);
+  durin_run_policy_clear(&d.policy);
   durin_spec_clear(&spec);
   durin_run_info_clear(&ri);
   return r;

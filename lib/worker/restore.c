@@ -1,7 +1,8 @@
 /*
  * Rebuilding a run's harness from the store: the checkpoint, the events of
  * the context window, and an unfinished step's pending response with its
- * ledger rows. Shared by the single-run driver and the worker.
+ * ledger rows and the decisions about its calls. Shared by the single-run
+ * driver and the worker.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,13 @@ static int load_event(const struct durin_event *ev, void *arg)
   void **a = arg;
 
   return durin_harness_load_event(a[0], ev, a[1]);
+}
+
+static int load_approval(const struct durin_approval *ap, void *arg)
+{
+  void **a = arg;
+
+  return durin_harness_load_approval(a[0], ap, a[1]);
 }
 
 /* Ledger rows point into the store's row buffers, valid only during the
@@ -90,6 +98,11 @@ int durin_run_load(struct durin_store *s, const char *run_id,
   if (!r)
     r = durin_harness_load_pending(h, p_step, pending, led.ledger, led.nledger,
                                    err);
+  if (!r) {
+    void *b[2] = { h, err };
+
+    r = durin_store_approval_list(s, run_id, p_step, 0, load_approval, b, err);
+  }
   free(pending);
   ledger_free(&led);
   return r;

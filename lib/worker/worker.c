@@ -38,6 +38,7 @@ struct wrun {
   struct durin_spec spec;
   int spec_ok;
   struct durin_harness *h;
+  struct durin_run_policy policy;
   struct durin_action act;
   int busy;     /* an action is in flight */
   int in_store; /* jobs of this run on the store thread */
@@ -200,6 +201,7 @@ static void run_free_cb(uv_handle_t *h)
   struct wrun *r = h->data;
 
   durin_harness_free(r->h);
+  durin_run_policy_clear(&r->policy);
   if (r->spec_ok)
     durin_spec_clear(&r->spec);
   durin_http_req_clear(&r->req);
@@ -379,17 +381,9 @@ static int fn_commit(struct durin_worker *w, struct durin_txn *txn,
 {
   struct durin_action *a = &j->run->act;
   const char *id = j->run->id;
-  int r;
 
   (void)w;
-  r = durin_txn_events_append(txn, id, a->events, a->nevents, &j->err);
-  if (!r && a->checkpoint)
-    r = durin_txn_checkpoint_put(txn, id, a->step, a->checkpoint, &j->err);
-  if (!r)
-    r = durin_txn_run_update(txn, id, &a->update, &j->err);
-  if (!r && a->clear_pending)
-    r = durin_txn_pending_clear(txn, id, &j->err);
-  return r;
+  return durin_commit_write(txn, id, a, &j->err);
 }
 
 static int fn_release(struct durin_worker *w, struct durin_txn *txn,
@@ -843,6 +837,22 @@ static void advance(struct wrun *r)
     case DURIN_ACT_MODEL:
       start_model(r);
       break;
+    case DURIN_ACT_POLICY: {
+      /* Decided on the loop: it reads at most a few links. */
+      struct durin_policy_decision dec;
+      struct durin_completion c;
+
+      durin_run_policy_decide(&r->policy, &r->act, &dec);
+      memset(&c, 0, sizeof(c));
+      c.kind = DURIN_DONE_POLICY;
+      c.now_ms = durin_now_ms();
+      c.decision = &dec;
+      if (durin_harness_complete(r->h, &c)) {
+        drop(r, "harness refused a completion (a bug); dropping the run");
+        return;
+      }
+      break;
+    }
     case DURIN_ACT_INTENT:
     case DURIN_ACT_OUTCOME:
       r->busy = 1;
@@ -940,8 +950,10 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   rc = durin_spec_parse(ri.spec_json, NULL, &r->spec, &j->err);
   if (!rc) {
     r->spec_ok = 1;
-    rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
+    rc = durin_run_policy_init(&r->policy, &r->spec, w->o.policy, &j->err);
   }
+  if (!rc)
+    rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
   if (!rc)
     rc = durin_run_load(w->s, r->id, r->h, r->attempt, &j->err);
   durin_run_info_clear(&ri);
@@ -1235,7 +1247,10 @@ static void done_watchdog(struct durin_worker *w, struct job *j)
          "watchdog: %d run(s) re-queued after their lease expired, %d "
          "failed (recoveries used up), %d stalled",
          j->wd.requeued, j->wd.failed, j->wd.stalled);
-  if (j->wd.requeued || j->wd.stalled)
+  if (j->wd.expired)
+    wlog(w, "watchdog: %d approval(s) expired; their runs go on",
+         j->wd.expired);
+  if (j->wd.requeued || j->wd.stalled || j->wd.expired)
     uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
 }
 
