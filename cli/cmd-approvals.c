@@ -32,7 +32,8 @@ static const char approve_usage[] =
     "usage: durin approve APPROVAL [--args JSON] [--comment TEXT]\n\n"
     "Lets the waiting call run, exactly as shown by 'durin approvals ID'.\n"
     "With --args it runs with these arguments instead: they must fit the\n"
-    "tool's schema and the policy must not deny them. The run goes on on\n"
+    "tool's schema and the policy (the spec's, and $DURIN_POLICY's) must\n"
+    "not deny them; the run checks them again. The run goes on on\n"
     "whichever worker is free (or when one starts).\n"
     "DURIN_REVIEWER (else USER) names who decided.\n";
 
@@ -323,14 +324,15 @@ int cmd_approvals(int argc, char **argv, struct cli *cli)
 }
 
 /* Checks edited arguments as the run would: the tool's schema, then the
- * spec's policy. Fills canonical text and hash. Returns an exit code. */
+ * spec's policy and the server's ($DURIN_POLICY). Fills canonical text and
+ * hash. Returns an exit code. */
 static int check_edit(struct cli *cli, const struct durin_approval *a,
                       const char *text, char **canon, char hash[65])
 {
   struct durin_run_info ri;
   struct durin_spec spec;
   struct durin_err err = { 0 };
-  struct durin_policy *pol = NULL;
+  struct durin_policy *pol = NULL, *server = NULL;
   const struct durin_tool_def *def = durin_tool_find(a->tool);
   struct durin_policy_decision d;
   json_t *args = NULL;
@@ -367,12 +369,14 @@ static int check_edit(struct cli *cli, const struct durin_approval *a,
     durin_spec_clear(&spec);
     return EXIT_USAGE;
   }
-  if (!durin_policy_parse(spec.policy, "spec", &pol, &err)) {
+  if (!durin_policy_parse(spec.policy, "spec", &pol, &err) &&
+      cli_server_policy(NULL, &server) == 0) {
     struct durin_policy_state st = { 0, 0 };
-    const struct durin_policy *layers[1] = { pol };
+    const struct durin_policy *layers[2] = { pol, server };
 
-    durin_policy_decide(layers, 1, spec.workspace, a->tool, args, &st, &d);
+    durin_policy_decide(layers, 2, spec.workspace, a->tool, args, &st, &d);
     durin_policy_free(pol);
+    durin_policy_free(server);
     if (d.action == DURIN_POLICY_DENY) {
       cli_error("the policy denies the edited call (%s %s: %s); nothing was "
                 "decided",
