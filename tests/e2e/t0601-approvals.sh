@@ -223,6 +223,16 @@ test_expect_success 'durin run waits for the decision and goes on in place' '
   grep -q "waiting here for the decision" err.txt
 '
 
+test_expect_success 'a foreground run keeps the deadline without a serve' '
+  spec s.json "echo ran > marker; touch x" "" &&
+  sed "s/\"policy\"/\"approvals\": {\"timeout_s\": 1}, \"policy\"/" s.json >e.json &&
+  timeout 30 "$DURIN" run e.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test ! -e "$(ws_of $id)/marker" &&
+  result_of $id | grep -q "expired without a decision"
+'
+
 test_expect_success 'cancelling a waiting run cancels its approval' '
   spec s.json "rm -f nothing" &&
   run_waiting s.json &&
