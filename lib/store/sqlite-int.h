@@ -5,6 +5,7 @@
 #ifndef DURIN_STORE_SQLITE_INT_H
 #define DURIN_STORE_SQLITE_INT_H
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "durin/store.h"
@@ -58,6 +59,13 @@ void durin__sq_row_to_run(sqlite3_stmt *st, struct durin_run_info *ri);
 int durin__sq_events_append(void *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err);
+/* Appends one event whose data is data (consumed). */
+int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
+                         int64_t now, const char *type, json_t *data,
+                         struct durin_err *err);
+/* Runs sql with ?1 = id and ?2 = now. */
+int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
+                      int64_t now, const char *what, struct durin_err *err);
 
 /* The queue (store-sqlite-queue.c). */
 int durin__sq_run_find_active(void *impl, const char *tenant,

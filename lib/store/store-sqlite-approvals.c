@@ -164,44 +164,15 @@ int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
   return select_rows(q, st, cb, arg, &n, "listing approvals", err);
 }
 
-/* Appends one event to run_id's log at step (the caller's transaction). */
-static int log_event(struct sq *q, const char *run_id, int64_t step,
-                     int64_t now, const char *type, json_t *data,
-                     struct durin_err *err)
-{
-  struct durin_event ev;
-  char *text = json_dumps(data, JSON_COMPACT);
-  int r;
-
-  json_decref(data);
-  memset(&ev, 0, sizeof(ev));
-  ev.ts_ms = now;
-  ev.step = step;
-  ev.type = type;
-  ev.data = text;
-  r = durin__sq_events_append(q, run_id, &ev, 1, err);
-  free(text);
-  return r;
-}
-
 /* Puts a run that waits for a decision back in the queue. */
 static int wake(struct sq *q, const char *run_id, int64_t now,
                 struct durin_err *err)
 {
-  sqlite3_stmt *st;
-  int r;
-
-  if (sqlite3_prepare_v2(q->db,
-                         "UPDATE runs SET status = 'running', reason = '', "
-                         "updated_ms = ?2 WHERE id = ?1 AND status = "
-                         "'waiting_approval'",
-                         -1, &st, NULL) != SQLITE_OK)
-    return durin__sq_fail(q, err, "waking run");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now);
-  r = durin__sq_step_done(q, st, "waking run", err);
-  sqlite3_finalize(st);
-  return r;
+  return durin__sq_exec_id(q,
+                           "UPDATE runs SET status = 'running', reason = '', "
+                           "updated_ms = ?2 WHERE id = ?1 AND status = "
+                           "'waiting_approval'",
+                           run_id, now, "waking run", err);
 }
 
 /* Moves a pending approval to state; 0 rows changed is DURIN_ESTATE. */
@@ -248,9 +219,9 @@ static int expire_one(struct sq *q, const char *id, const char *run_id,
   d.now_ms = now;
   r = set_state(q, &d, "expired", err);
   if (!r)
-    r = log_event(q, run_id, step, now, "approval_expired",
-                  json_pack("{s:s,s:s}", "id", id, "on_expiry", on_expiry),
-                  err);
+    r = durin__sq_event_json(
+        q, run_id, step, now, "approval_expired",
+        json_pack("{s:s,s:s}", "id", id, "on_expiry", on_expiry), err);
   if (!r)
     r = wake(q, run_id, now, err);
   return r;
@@ -297,21 +268,12 @@ int durin__sq_approvals_expire(struct sq *q, int64_t now_ms, int *n,
 int durin__sq_approvals_cancel(struct sq *q, const char *run_id, int64_t now_ms,
                                struct durin_err *err)
 {
-  sqlite3_stmt *st;
-  int r;
-
-  if (sqlite3_prepare_v2(q->db,
-                         "UPDATE approvals SET state = 'cancelled', "
-                         "decided_by = 'durin', comment = 'the run ended', "
-                         "decided_ms = ?2 WHERE run_id = ?1 AND state = "
-                         "'pending'",
-                         -1, &st, NULL) != SQLITE_OK)
-    return durin__sq_fail(q, err, "cancelling approvals");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now_ms);
-  r = durin__sq_step_done(q, st, "cancelling approvals", err);
-  sqlite3_finalize(st);
-  return r;
+  return durin__sq_exec_id(q,
+                           "UPDATE approvals SET state = 'cancelled', "
+                           "decided_by = 'durin', comment = 'the run ended', "
+                           "decided_ms = ?2 WHERE run_id = ?1 AND state = "
+                           "'pending'",
+                           run_id, now_ms, "cancelling approvals", err);
 }
 
 struct found {
@@ -375,7 +337,8 @@ static int decide(struct sq *q, const struct durin_approval_decision *d,
     json_object_set_new(data, "comment", json_string(d->comment));
   if (d->state == DURIN_APPROVAL_EDITED && d->args)
     json_object_set_new(data, "arguments", json_string(d->args));
-  r = log_event(q, f.run_id, f.step, d->now_ms, "approval_decided", data, err);
+  r = durin__sq_event_json(q, f.run_id, f.step, d->now_ms, "approval_decided",
+                           data, err);
   if (!r)
     r = wake(q, f.run_id, d->now_ms, err);
   return r;

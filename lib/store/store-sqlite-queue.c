@@ -478,19 +478,7 @@ struct lost {
 static int wd_event(struct sq *q, const struct lost *l, int64_t now,
                     const char *type, json_t *data, struct durin_err *err)
 {
-  struct durin_event ev;
-  char *text = json_dumps(data, JSON_COMPACT);
-  int r;
-
-  json_decref(data);
-  memset(&ev, 0, sizeof(ev));
-  ev.ts_ms = now;
-  ev.step = l->step;
-  ev.type = type;
-  ev.data = text;
-  r = durin__sq_events_append(q, l->id, &ev, 1, err);
-  free(text);
-  return r;
+  return durin__sq_event_json(q, l->id, l->step, now, type, data, err);
 }
 
 /*

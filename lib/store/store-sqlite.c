@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "durin/store.h"
@@ -724,6 +725,40 @@ int durin__sq_events_append(void *txn, const char *run_id,
       return r;
   }
   return 0;
+}
+
+int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
+                         int64_t now, const char *type, json_t *data,
+                         struct durin_err *err)
+{
+  struct durin_event ev;
+  char *text = json_dumps(data, JSON_COMPACT);
+  int r;
+
+  json_decref(data);
+  memset(&ev, 0, sizeof(ev));
+  ev.ts_ms = now;
+  ev.step = step;
+  ev.type = type;
+  ev.data = text;
+  r = durin__sq_events_append(q, run_id, &ev, 1, err);
+  free(text);
+  return r;
+}
+
+int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
+                      int64_t now, const char *what, struct durin_err *err)
+{
+  sqlite3_stmt *st;
+  int r;
+
+  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return durin__sq_fail(q, err, what);
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, now);
+  r = durin__sq_step_done(q, st, what, err);
+  sqlite3_finalize(st);
+  return r;
 }
 
 /* Only the latest checkpoint is kept: the log is the history. */

@@ -498,6 +498,22 @@ static struct durin_harness *replayed(struct durin_spec *s, const char *ck,
   return h;
 }
 
+/* Replays the step with decision a up to the asked call's policy
+ * question, answers it "ask" again, and returns the next action. */
+static struct durin_harness *replay_asked(struct durin_spec *s, const char *ck,
+                                          const char *pending,
+                                          const struct durin_approval *a,
+                                          struct durin_action *act)
+{
+  struct durin_harness *h = replayed(s, ck, pending, a);
+
+  durin_harness_next(h, 3000, act);
+  assert_int_equal(act->kind, DURIN_ACT_POLICY);
+  decide(h, DURIN_POLICY_ASK, "ask-rm");
+  durin_harness_next(h, 3000, act);
+  return h;
+}
+
 #define CK0                                                              \
  "{\"v\":1,\"step\":0,\"turn\":0,\"window_start\":1,\"started_ms\":1,"   \
  "\"eval_attempts\":0,\"usage\":{\"steps\":0,\"input_tokens\":0,"        \
@@ -516,11 +532,7 @@ static void test_approval_approved_and_tampered(void **state)
   asked(s, &act, pending, sizeof(pending), &req);
   a = req;
   a.state = DURIN_APPROVAL_APPROVED;
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  assert_int_equal(act.kind, DURIN_ACT_POLICY);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   /* Approved: the call goes on to its intent and runs. */
   assert_int_equal(act.kind, DURIN_ACT_INTENT);
   simple(h, DURIN_DONE_INTENT);
@@ -532,10 +544,7 @@ static void test_approval_approved_and_tampered(void **state)
 
   /* The recorded arguments no longer hash to what was approved. */
   a.args = "{\"command\":\"rm -rf /\"}";
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
   assert_true(has_event(&act, "approval_refused"));
   assert_non_null(strstr(nth_result(&act, 0), "refused"));
@@ -544,10 +553,7 @@ static void test_approval_approved_and_tampered(void **state)
   /* An approval for other arguments does not cover this call. */
   a.args = req.args;
   a.call_hash = "0000";
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
   assert_non_null(strstr(nth_result(&act, 0), "not the call that was"));
   durin_harness_free(h);
@@ -571,11 +577,8 @@ static void test_approval_edited(void **state)
   a.args = edit;
   durin_sha256_hex(edit, strlen(edit), hash);
   a.args_hash = hash;
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
   /* The edited arguments are judged again: a deny still stands. */
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   assert_int_equal(act.kind, DURIN_ACT_POLICY);
   assert_string_equal(json_string_value(json_object_get(act.args, "command")),
                       "rm -rf build/tmp");
@@ -592,10 +595,7 @@ static void test_approval_edited(void **state)
   assert_non_null(strstr(act.outcome, "a reviewer edited this call"));
   durin_harness_free(h);
 
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   decide(h, DURIN_POLICY_DENY, "no-rm");
   durin_harness_next(h, 3000, &act);
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
@@ -619,10 +619,7 @@ static void test_approval_rejected_twice(void **state)
   a.state = DURIN_APPROVAL_REJECTED;
   a.decided_by = "alice";
   a.comment = "not the build dir";
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   /* The model is told, the step commits, the run goes on. */
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
   assert_int_equal(act.status, DURIN_RUN_RUNNING);
@@ -680,10 +677,7 @@ static void test_approval_expired_and_denied(void **state)
   a = req;
   a.state = DURIN_APPROVAL_EXPIRED;
   a.on_expiry = "needs_human";
-  h = replayed(s, CK0, pending, &a);
-  durin_harness_next(h, 3000, &act);
-  decide(h, DURIN_POLICY_ASK, "ask-rm");
-  durin_harness_next(h, 3000, &act);
+  h = replay_asked(s, CK0, pending, &a, &act);
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
   assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
   assert_non_null(strstr(nth_result(&act, 0), "expired"));
