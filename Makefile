@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: build tools and the libraries libdurin links.
 DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev libuv1-dev \
 	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev libseccomp-dev \
-	diffutils sqlite3
+	diffutils sqlite3 libpq-dev postgresql
 
 .PHONY: all deps build demo test bench clean format check-format
 

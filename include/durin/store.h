@@ -251,6 +251,7 @@ typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
 /* The backend interface. Implementations live in store-<scheme>.c. */
 struct durin_store_ops {
   const char *scheme;
+  int own_query; /* the URL's query string is the backend's to read */
   int (*open)(const char *rest, const struct durin_store_opts *o, void **impl,
               struct durin_err *err);
   void (*close)(void *impl);
@@ -335,7 +336,8 @@ struct durin_store_ops {
 };
 
 /*
- * Opens the store named by url ("sqlite:PATH[?sync=full|normal]"). Fails
+ * Opens the store named by url ("sqlite:PATH[?sync=full|normal]", or
+ * "postgres://USER@HOST:PORT/DB?..." as libpq reads it). Fails
  * with DURIN_EURL for an unknown scheme and a message naming the schemes
  * this build supports.
  */

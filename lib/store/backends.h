@@ -5,5 +5,6 @@
 #include "durin/store.h"
 
 extern const struct durin_store_ops durin__store_sqlite_ops;
+extern const struct durin_store_ops durin__store_pg_ops;
 
 #endif

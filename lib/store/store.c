@@ -12,6 +12,7 @@
 
 static const struct durin_store_ops *const backends[] = {
   &durin__store_sqlite_ops,
+  &durin__store_pg_ops,
   NULL,
 };
 
@@ -134,11 +135,19 @@ int durin_store_open(const char *url, struct durin_store **out,
       ops = backends[i];
       break;
     }
+    /* libpq's other spelling */
+    if (backends[i] == &durin__store_pg_ops &&
+        !strncmp(url, "postgresql:", 11)) {
+      ops = backends[i];
+      n = 10;
+      break;
+    }
   }
   if (!ops)
     return durin_err_set(err, DURIN_EURL,
                          "unsupported store URL '%s': use sqlite:PATH "
-                         "(for example sqlite:./.durin/durin.db)",
+                         "(for example sqlite:./.durin/durin.db) or "
+                         "postgres://USER@HOST:PORT/DB",
                          url);
   rest = strdup(url + n + 1);
   s = calloc(1, sizeof(*s));
@@ -146,8 +155,9 @@ int durin_store_open(const char *url, struct durin_store **out,
     r = durin_err_set(err, DURIN_ENOMEM, "out of memory");
     goto out;
   }
-  r = parse_opts(rest, &o, err);
-  if (r)
+  if (ops->own_query)
+    memset(&o, 0, sizeof(o));
+  else if ((r = parse_opts(rest, &o, err)))
     goto out;
   if (!*rest) {
     r = durin_err_set(err, DURIN_EURL, "store URL '%s' names no path", url);

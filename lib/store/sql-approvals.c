@@ -1,6 +1,6 @@
 /*
- * Approvals on SQLite. A request is written inside the asking run's fenced
- * commit; a decision or an expiry is one BEGIN IMMEDIATE transaction that
+ * Approvals. A request is written inside the asking run's fenced commit;
+ * a decision or an expiry is one exclusive transaction that
  * changes the row only while it is still pending, appends the run's event
  * and puts the run back in the queue, so two reviewers (or a reviewer and
  * the watchdog) can never both decide one approval.
@@ -13,7 +13,7 @@
 
 #include "durin/store.h"
 #include "durin/util.h"
-#include "store/sqlite-int.h"
+#include "store/sql-int.h"
 
 #define APPROVAL_COLS                                                \
  "id, run_id, step, call_idx, call_id, tool, call_args, call_hash, " \
@@ -21,18 +21,18 @@
  "comment, requested_ms, expires_ms, coalesce(decided_ms, 0) FROM "  \
  "approvals "
 
-static const char *col(sqlite3_stmt *st, int i)
+static const char *col(struct db_stmt *st, int i)
 {
-  return (const char *)sqlite3_column_text(st, i);
+  return db_col_text(st, i);
 }
 
-static void row_to_approval(sqlite3_stmt *st, struct durin_approval *a)
+static void row_to_approval(struct db_stmt *st, struct durin_approval *a)
 {
   memset(a, 0, sizeof(*a));
   snprintf(a->id, sizeof(a->id), "%s", col(st, 0));
   snprintf(a->run_id, sizeof(a->run_id), "%s", col(st, 1));
-  a->step = sqlite3_column_int64(st, 2);
-  a->call_idx = sqlite3_column_int(st, 3);
+  a->step = db_col_int64(st, 2);
+  a->call_idx = db_col_int(st, 3);
   a->call_id = col(st, 4);
   a->tool = col(st, 5);
   a->call_args = col(st, 6);
@@ -46,47 +46,47 @@ static void row_to_approval(sqlite3_stmt *st, struct durin_approval *a)
   a->on_expiry = col(st, 13);
   a->decided_by = col(st, 14);
   a->comment = col(st, 15);
-  a->requested_ms = sqlite3_column_int64(st, 16);
-  a->expires_ms = sqlite3_column_int64(st, 17);
-  a->decided_ms = sqlite3_column_int64(st, 18);
+  a->requested_ms = db_col_int64(st, 16);
+  a->expires_ms = db_col_int64(st, 17);
+  a->decided_ms = db_col_int64(st, 18);
 }
 
 int durin__sq_approval_request(void *txn, const struct durin_approval *a,
                                struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r;
 
-  if (sqlite3_prepare_v2(
+  if (db_prepare(
           q->db,
           "INSERT INTO approvals(id, run_id, step, call_idx, call_id, tool, "
           "call_args, call_hash, args, args_hash, reason, rule, state, "
           "on_expiry, requested_ms, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, "
           "?6, ?7, ?8, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13) "
           "ON CONFLICT DO NOTHING",
-          -1, &st, NULL) != SQLITE_OK)
+          &st) != DB_OK)
     return durin__sq_fail(q, err, "recording approval request");
-  sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, a->run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 3, a->step);
-  sqlite3_bind_int(st, 4, a->call_idx);
-  sqlite3_bind_text(st, 5, a->call_id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 6, a->tool, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 7, a->call_args, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 8, a->call_hash, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 9, a->reason, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 10, a->rule, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 11, a->on_expiry, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 12, a->requested_ms);
-  sqlite3_bind_int64(st, 13, a->expires_ms);
+  db_bind_text(st, 1, a->id);
+  db_bind_text(st, 2, a->run_id);
+  db_bind_int64(st, 3, a->step);
+  db_bind_int64(st, 4, a->call_idx);
+  db_bind_text(st, 5, a->call_id);
+  db_bind_text(st, 6, a->tool);
+  db_bind_text(st, 7, a->call_args);
+  db_bind_text(st, 8, a->call_hash);
+  db_bind_text(st, 9, a->reason);
+  db_bind_text(st, 10, a->rule);
+  db_bind_text(st, 11, a->on_expiry);
+  db_bind_int64(st, 12, a->requested_ms);
+  db_bind_int64(st, 13, a->expires_ms);
   r = durin__sq_step_done(q, st, "recording approval request", err);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
 /* Runs a SELECT of APPROVAL_COLS, calling cb per row; returns the count. */
-static int select_rows(struct sq *q, sqlite3_stmt *st, durin_approval_cb cb,
+static int select_rows(struct sq *q, struct db_stmt *st, durin_approval_cb cb,
                        void *arg, int *n, const char *what,
                        struct durin_err *err)
 {
@@ -94,16 +94,16 @@ static int select_rows(struct sq *q, sqlite3_stmt *st, durin_approval_cb cb,
   int rc, r = 0;
 
   *n = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = db_step(st)) == DB_ROW) {
     (*n)++;
     if (cb && !r) {
       row_to_approval(st, &a);
       r = cb(&a, arg);
     }
   }
-  if (rc != SQLITE_DONE)
+  if (rc != DB_DONE)
     r = durin__sq_fail(q, err, what);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -111,16 +111,16 @@ int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,
                            void *arg, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, n;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT " APPROVAL_COLS
-                         "WHERE substr(id, 1, length(?1)) = ?1 "
-                         "ORDER BY id LIMIT 2",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT " APPROVAL_COLS
+                 "WHERE substr(id, 1, length(CAST(?1 AS TEXT))) = ?1 "
+                 "ORDER BY id LIMIT 2",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "finding approval");
-  sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, prefix);
   /* Count first: an ambiguous prefix must not act on the first match. */
   r = select_rows(q, st, NULL, NULL, &n, "finding approval", err);
   if (r)
@@ -134,11 +134,12 @@ int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,
     return durin_err_set(err, DURIN_EINVAL,
                          "approval id '%s' is ambiguous: give more characters",
                          prefix);
-  if (sqlite3_prepare_v2(
-          q->db, "SELECT " APPROVAL_COLS "WHERE substr(id, 1, length(?1)) = ?1",
-          -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT " APPROVAL_COLS
+                 "WHERE substr(id, 1, length(CAST(?1 AS TEXT))) = ?1",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "finding approval");
-  sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, prefix);
   return select_rows(q, st, cb, arg, &n, "finding approval", err);
 }
 
@@ -147,20 +148,20 @@ int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
                             struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int n;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT " APPROVAL_COLS
-                         "WHERE (?1 IS NULL OR run_id = ?1) AND "
-                         "(?2 < 0 OR step = ?2) AND "
-                         "(?3 = 0 OR state = 'pending') "
-                         "ORDER BY requested_ms, run_id, step, call_idx",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT " APPROVAL_COLS
+                 "WHERE (CAST(?1 AS TEXT) IS NULL OR run_id = ?1) AND "
+                 "(?2 < 0 OR step = ?2) AND "
+                 "(?3 = 0 OR state = 'pending') "
+                 "ORDER BY requested_ms, run_id, step, call_idx",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "listing approvals");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, step);
-  sqlite3_bind_int(st, 3, pending_only);
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, step);
+  db_bind_int64(st, 3, pending_only);
   return select_rows(q, st, cb, arg, &n, "listing approvals", err);
 }
 
@@ -179,28 +180,28 @@ static int wake(struct sq *q, const char *run_id, int64_t now,
 static int set_state(struct sq *q, const struct durin_approval_decision *d,
                      const char *state, struct durin_err *err)
 {
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "UPDATE approvals SET state = ?2, args = "
-                         "coalesce(?3, args), args_hash = coalesce(?4, "
-                         "args_hash), decided_by = ?5, comment = ?6, "
-                         "decided_ms = ?7 WHERE id = ?1 AND state = 'pending'",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "UPDATE approvals SET state = ?2, args = "
+                 "coalesce(?3, args), args_hash = coalesce(?4, "
+                 "args_hash), decided_by = ?5, comment = ?6, "
+                 "decided_ms = ?7 WHERE id = ?1 AND state = 'pending'",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "deciding approval");
-  sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, d->args, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, d->args_hash, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, d->who, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 6, d->comment, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 7, d->now_ms);
+  db_bind_text(st, 1, d->id);
+  db_bind_text(st, 2, state);
+  db_bind_text(st, 3, d->args);
+  db_bind_text(st, 4, d->args_hash);
+  db_bind_text(st, 5, d->who);
+  db_bind_text(st, 6, d->comment);
+  db_bind_int64(st, 7, d->now_ms);
   r = durin__sq_step_done(q, st, "deciding approval", err);
-  if (!r && sqlite3_changes(q->db) != 1)
+  if (!r && db_changes(q->db) != 1)
     r = durin_err_set(err, DURIN_ESTATE, "approval '%s' is no longer pending",
                       d->id);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -234,28 +235,28 @@ int durin__sq_approvals_expire(struct sq *q, int64_t now_ms, int *n,
     char id[32], run_id[32], on_expiry[16];
     int64_t step;
   } *due = NULL;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int nd = 0, rc, r = 0, i;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT id, run_id, step, on_expiry FROM approvals "
-                         "WHERE state = 'pending' AND expires_ms <= ?1",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT id, run_id, step, on_expiry FROM approvals "
+                 "WHERE state = 'pending' AND expires_ms <= ?1",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "finding expired approvals");
-  sqlite3_bind_int64(st, 1, now_ms);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  db_bind_int64(st, 1, now_ms);
+  while ((rc = db_step(st)) == DB_ROW) {
     struct due *x;
 
     due = realloc(due, (size_t)(nd + 1) * sizeof(*due));
     x = &due[nd++];
     snprintf(x->id, sizeof(x->id), "%s", col(st, 0));
     snprintf(x->run_id, sizeof(x->run_id), "%s", col(st, 1));
-    x->step = sqlite3_column_int64(st, 2);
+    x->step = db_col_int64(st, 2);
     snprintf(x->on_expiry, sizeof(x->on_expiry), "%s", col(st, 3));
   }
-  if (rc != SQLITE_DONE)
+  if (rc != DB_DONE)
     r = durin__sq_fail(q, err, "finding expired approvals");
-  sqlite3_finalize(st);
+  db_finalize(st);
   for (i = 0; !r && i < nd; i++)
     r = expire_one(q, due[i].id, due[i].run_id, due[i].step, due[i].on_expiry,
                    now_ms, err);
@@ -352,7 +353,7 @@ int durin__sq_approval_decide(void *impl,
   struct sq *q = impl;
   int r;
 
-  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
   r = decide(q, d, final, err);

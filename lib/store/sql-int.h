@@ -1,14 +1,15 @@
 /*
- * Internals of the SQLite backend shared by its files: the connection,
- * its prepared statements and the helpers every statement uses.
+ * Internals of the SQL store, shared by its files: the connection (SQLite
+ * or PostgreSQL, store/db.h), its prepared statements and the helpers
+ * every statement uses.
  */
-#ifndef DURIN_STORE_SQLITE_INT_H
-#define DURIN_STORE_SQLITE_INT_H
+#ifndef DURIN_STORE_SQL_INT_H
+#define DURIN_STORE_SQL_INT_H
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "durin/store.h"
+#include "store/db.h"
 
 /* The columns durin__sq_row_to_run() reads; SPEC is the expression for
  * the spec. */
@@ -40,22 +41,26 @@ enum {
 };
 
 struct sq {
-  sqlite3 *db;
-  char *path;
-  sqlite3_stmt *st[ST__COUNT];
+  struct db *db;
+  char *path; /* for messages: the file, or the postgres URL */
+  int pg;     /* PostgreSQL (else SQLite) */
+  struct db_stmt *st[ST__COUNT];
   int in_txn;
 };
 
 /* Fills err from the connection's last error; returns the durin code. */
 int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what);
+/* BEGIN for a writer; exclusive ones (claims, the watchdog, decisions)
+ * are serialized with each other on every database. */
+int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err);
 /* Runs SQL text without results. */
 int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err);
-char *durin__sq_col_dup(sqlite3_stmt *st, int i);
+char *durin__sq_col_dup(struct db_stmt *st, int i);
 /* Runs a bound statement to its end and resets it. */
-int durin__sq_step_done(struct sq *q, sqlite3_stmt *st, const char *what,
+int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
                         struct durin_err *err);
 /* Reads a row selected with RUN_COLS into ri. */
-void durin__sq_row_to_run(sqlite3_stmt *st, struct durin_run_info *ri);
+void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri);
 int durin__sq_events_append(void *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err);

@@ -1,10 +1,14 @@
 /*
- * The embedded store: one SQLite file in WAL mode.
+ * The store on SQL: runs, the event log, checkpoints, the ledger and
+ * pending steps, written once for both databases behind store/db.h:
+ * "sqlite:PATH" (the embedded default, one file in WAL mode) and
+ * "postgres://..." (many workers on many hosts).
  *
- * Durability: synchronous=FULL by default, so a commit that returned is on
- * disk (the WAL is fsync'd at every commit). Writers take the database
- * write lock at BEGIN (BEGIN IMMEDIATE), so a fence checked at the start of
- * a transaction holds until its commit. Readers never block writers (WAL).
+ * Every write for a run begins with the fence, a conditional UPDATE of its
+ * row on the lease epoch: on SQLite the writer holds the database's write
+ * lock from BEGIN, on PostgreSQL the row lock, so in both a fence checked
+ * at the start of a transaction holds until its commit. Readers never
+ * block writers.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,12 +18,11 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "durin/store.h"
 #include "durin/util.h"
 #include "store/backends.h"
-#include "store/sqlite-int.h"
+#include "store/sql-int.h"
 
 static const char *const stmt_sql[ST__COUNT] = {
   [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
@@ -48,12 +51,12 @@ static const char *const stmt_sql[ST__COUNT] = {
       " status = coalesce(?3, status),"
       " pause_requested = CASE WHEN ?3 = 'paused' THEN 0 ELSE "
       "pause_requested END,"
-      " reason = CASE WHEN ?4 IS NULL THEN reason WHEN ?4 = '' THEN NULL "
+      " reason = CASE WHEN CAST(?4 AS TEXT) IS NULL THEN reason WHEN ?4 = '' THEN NULL "
       "ELSE ?4 END,"
       " started_ms = coalesce(?5, started_ms),"
       " finished_ms = coalesce(?6, finished_ms),"
-      " lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,"
-      " lease_expires_ms = CASE WHEN ?7 THEN NULL ELSE lease_expires_ms "
+      " lease_owner = CASE WHEN ?7 = 1 THEN NULL ELSE lease_owner END,"
+      " lease_expires_ms = CASE WHEN ?7 = 1 THEN NULL ELSE lease_expires_ms "
       "END,"
       " steps = coalesce(?8, steps),"
       " input_tokens = coalesce(?9, input_tokens),"
@@ -202,48 +205,169 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
+/* The same schema on PostgreSQL, numbered alike: version 1 creates all
+ * of SQLite's 1..3, so a version means the same tables in both. */
+static const char *const pg_migrations[] = {
+  "CREATE TABLE runs("
+  "  id TEXT PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  status TEXT NOT NULL,"
+  "  reason TEXT,"
+  "  model TEXT NOT NULL,"
+  "  workspace TEXT NOT NULL,"
+  "  created_ms BIGINT NOT NULL,"
+  "  started_ms BIGINT,"
+  "  updated_ms BIGINT NOT NULL,"
+  "  finished_ms BIGINT,"
+  "  lease_owner TEXT,"
+  "  lease_epoch BIGINT NOT NULL DEFAULT 0,"
+  "  lease_expires_ms BIGINT,"
+  "  attempt BIGINT NOT NULL DEFAULT 0,"
+  "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+  "  last_seq BIGINT NOT NULL DEFAULT 0,"
+  "  steps BIGINT NOT NULL DEFAULT 0,"
+  "  input_tokens BIGINT NOT NULL DEFAULT 0,"
+  "  output_tokens BIGINT NOT NULL DEFAULT 0,"
+  "  model_calls BIGINT NOT NULL DEFAULT 0,"
+  "  tool_calls BIGINT NOT NULL DEFAULT 0,"
+  "  retries BIGINT NOT NULL DEFAULT 0,"
+  "  cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,"
+  "  tenant TEXT NOT NULL DEFAULT 'default',"
+  "  priority BIGINT NOT NULL DEFAULT 0,"
+  "  dedupe_key TEXT,"
+  "  concurrency_key TEXT,"
+  "  not_before_ms BIGINT NOT NULL DEFAULT 0,"
+  "  pause_requested INTEGER NOT NULL DEFAULT 0,"
+  "  recoveries BIGINT NOT NULL DEFAULT 0,"
+  "  max_recoveries BIGINT NOT NULL DEFAULT 10,"
+  "  progress_ms BIGINT"
+  ");"
+  "CREATE TABLE run_specs(run_id TEXT PRIMARY KEY, spec TEXT NOT NULL);"
+  "CREATE INDEX runs_status ON runs(status, created_ms);"
+  "CREATE TABLE events("
+  "  run_id TEXT NOT NULL,"
+  "  seq BIGINT NOT NULL,"
+  "  ts_ms BIGINT NOT NULL,"
+  "  step BIGINT NOT NULL,"
+  "  type TEXT NOT NULL,"
+  "  data TEXT NOT NULL,"
+  "  PRIMARY KEY(run_id, seq)"
+  ");"
+  "CREATE TABLE checkpoints("
+  "  run_id TEXT PRIMARY KEY,"
+  "  step BIGINT NOT NULL,"
+  "  data TEXT NOT NULL"
+  ");"
+  "CREATE TABLE ledger("
+  "  run_id TEXT NOT NULL,"
+  "  step BIGINT NOT NULL,"
+  "  call_idx INTEGER NOT NULL,"
+  "  call_id TEXT NOT NULL,"
+  "  tool TEXT NOT NULL,"
+  "  effect TEXT NOT NULL,"
+  "  args_hash TEXT NOT NULL,"
+  "  idem_key TEXT NOT NULL,"
+  "  args TEXT NOT NULL,"
+  "  done INTEGER NOT NULL,"
+  "  outcome TEXT,"
+  "  intent_ms BIGINT NOT NULL,"
+  "  outcome_ms BIGINT,"
+  "  PRIMARY KEY(run_id, step, call_idx)"
+  ");"
+  "CREATE TABLE pending("
+  "  run_id TEXT PRIMARY KEY,"
+  "  step BIGINT NOT NULL,"
+  "  response TEXT NOT NULL"
+  ");"
+  "CREATE INDEX runs_ready ON runs(tenant, priority DESC, created_ms) "
+  "  WHERE lease_owner IS NULL AND status IN ('queued', 'running', "
+  "  'evaluating');"
+  "CREATE INDEX runs_held ON runs(lease_owner) WHERE lease_owner IS NOT NULL;"
+  "CREATE INDEX runs_held_tenant ON runs(tenant) "
+  "  WHERE lease_owner IS NOT NULL;"
+  "CREATE INDEX runs_held_key ON runs(concurrency_key) "
+  "  WHERE lease_owner IS NOT NULL AND concurrency_key IS NOT NULL;"
+  "CREATE INDEX runs_signal ON runs(lease_owner) "
+  "  WHERE cancel_requested = 1 OR pause_requested = 1;"
+  "CREATE UNIQUE INDEX runs_dedupe ON runs(tenant, dedupe_key) "
+  "  WHERE dedupe_key IS NOT NULL AND status NOT IN ('succeeded', "
+  "  'failed', 'cancelled', 'budget_exceeded');"
+  "CREATE TABLE queue_limits("
+  "  scope TEXT PRIMARY KEY,"
+  "  max_running BIGINT NOT NULL"
+  ");"
+  "CREATE TABLE approvals("
+  "  id TEXT PRIMARY KEY,"
+  "  run_id TEXT NOT NULL,"
+  "  step BIGINT NOT NULL,"
+  "  call_idx INTEGER NOT NULL,"
+  "  call_id TEXT NOT NULL,"
+  "  tool TEXT NOT NULL,"
+  "  call_args TEXT NOT NULL,"
+  "  call_hash TEXT NOT NULL,"
+  "  args TEXT NOT NULL,"
+  "  args_hash TEXT NOT NULL,"
+  "  reason TEXT,"
+  "  rule TEXT,"
+  "  state TEXT NOT NULL,"
+  "  on_expiry TEXT NOT NULL,"
+  "  decided_by TEXT,"
+  "  comment TEXT,"
+  "  requested_ms BIGINT NOT NULL,"
+  "  expires_ms BIGINT NOT NULL,"
+  "  decided_ms BIGINT,"
+  "  UNIQUE(run_id, step, call_idx)"
+  ");"
+  "CREATE INDEX approvals_pending ON approvals(expires_ms) "
+  "  WHERE state = 'pending';",
+  "",
+  "",
+};
+
 int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
 {
-  int rc = sqlite3_errcode(q->db);
+  int rc = db_errcode(q->db);
   int code = DURIN_ESTORE;
 
-  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+  if (rc == DB_BUSY || rc == DB_GONE)
     code = DURIN_EBUSY;
   return durin_err_set(err, code, "store '%s': %s: %s", q->path, what,
-                       sqlite3_errmsg(q->db));
+                       db_errmsg(q->db));
 }
 
 int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err)
 {
-  char *msg = NULL;
-  int rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg);
+  int rc = db_exec(q->db, sql);
 
-  if (rc != SQLITE_OK) {
-    int code = rc == SQLITE_BUSY ? DURIN_EBUSY : DURIN_ESTORE;
+  if (rc != DB_OK)
+    return durin__sq_fail(q, err, "running SQL");
+  return 0;
+}
 
-    durin_err_set(err, code, "store '%s': %s", q->path,
-                  msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-    return code;
+int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err)
+{
+  if (q->db->ops->begin(q->db, exclusive) != DB_OK) {
+    int r = durin__sq_fail(q, err, "starting a transaction");
+
+    /* A failure after BEGIN went through leaves it open. */
+    db_exec(q->db, "ROLLBACK");
+    return r;
   }
   return 0;
 }
 
 static int migrate(struct sq *q, struct durin_err *err)
 {
-  sqlite3_stmt *st = NULL;
+  const char *const *m = q->pg ? pg_migrations : migrations;
   int version = 0, r, i;
-  char sql[64];
 
-  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
-  if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) ||
-      sqlite3_step(st) != SQLITE_ROW) {
+  if (q->db->ops->schema_version(q->db, &version) != DB_OK) {
     r = durin__sq_fail(q, err, "reading schema version");
     goto out;
   }
-  version = sqlite3_column_int(st, 0);
   if (version > N_MIGRATIONS) {
     r = durin_err_set(err, DURIN_ESCHEMA,
                       "store '%s' has schema version %d but this durin knows "
@@ -251,15 +375,13 @@ static int migrate(struct sq *q, struct durin_err *err)
                       q->path, version, N_MIGRATIONS);
     goto out;
   }
-  for (i = version; i < N_MIGRATIONS; i++) {
-    r = durin__sq_exec(q, migrations[i], err);
-    if (r)
-      goto out;
-  }
-  snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", N_MIGRATIONS);
-  r = durin__sq_exec(q, sql, err);
+  for (i = version; i < N_MIGRATIONS && !r; i++)
+    if (*m[i])
+      r = durin__sq_exec(q, m[i], err);
+  if (!r && version != N_MIGRATIONS &&
+      q->db->ops->set_schema_version(q->db, N_MIGRATIONS) != DB_OK)
+    r = durin__sq_fail(q, err, "writing schema version");
 out:
-  sqlite3_finalize(st);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     return r;
@@ -275,19 +397,31 @@ static void sq_close(void *impl)
   if (!q)
     return;
   for (i = 0; i < ST__COUNT; i++)
-    sqlite3_finalize(q->st[i]);
-  sqlite3_close(q->db);
+    db_finalize(q->st[i]);
+  if (q->db)
+    q->db->ops->close(q->db);
   free(q->path);
   free(q);
+}
+
+/* The statements every step uses, prepared once per connection. */
+static int prepare_all(struct sq *q, struct durin_err *err)
+{
+  int i;
+
+  for (i = 0; i < ST__COUNT; i++)
+    if (db_prepare_persistent(q->db, stmt_sql[i], &q->st[i]) != DB_OK)
+      return durin__sq_fail(q, err, "preparing statements");
+  return 0;
 }
 
 static int sq_open(const char *rest, const struct durin_store_opts *o,
                    void **impl, struct durin_err *err)
 {
   struct sq *q = calloc(1, sizeof(*q));
-  char dir[4096], pragmas[256];
+  char dir[4096], msg[600];
   const char *slash;
-  int r, i;
+  int r;
 
   if (!q)
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
@@ -305,38 +439,19 @@ static int sq_open(const char *rest, const struct durin_store_opts *o,
       }
     }
   }
-  if (sqlite3_open_v2(rest, &q->db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                          SQLITE_OPEN_NOMUTEX,
-                      NULL) != SQLITE_OK) {
-    r = durin_err_set(err, DURIN_ESTORE, "cannot open store 'sqlite:%s': %s",
-                      rest, q->db ? sqlite3_errmsg(q->db) : "out of memory");
-    goto out;
-  }
-  sqlite3_extended_result_codes(q->db, 0);
-  sqlite3_busy_timeout(q->db, o->busy_timeout_ms);
-  snprintf(pragmas, sizeof(pragmas),
-           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
-           "PRAGMA foreign_keys=ON;",
-           o->sync_full ? "FULL" : "NORMAL");
-  r = durin__sq_exec(q, pragmas, err);
-  if (r) {
-    durin_err_prefix(err,
-                     "cannot open store 'sqlite:%s' (is the directory "
-                     "writable?)",
-                     rest);
+  if (db_sqlite_open(rest, o->sync_full, o->busy_timeout_ms, &q->db, msg,
+                     sizeof(msg)) != DB_OK) {
+    r = durin_err_set(err, DURIN_ESTORE,
+                      "cannot open store 'sqlite:%s': %s (is the directory "
+                      "writable?)",
+                      rest, msg);
     goto out;
   }
   r = migrate(q, err);
+  if (!r)
+    r = prepare_all(q, err);
   if (r)
     goto out;
-  for (i = 0; i < ST__COUNT; i++) {
-    if (sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                           &q->st[i], NULL) != SQLITE_OK) {
-      r = durin__sq_fail(q, err, "preparing statements");
-      goto out;
-    }
-  }
   *impl = q;
   q = NULL;
 out:
@@ -344,74 +459,109 @@ out:
   return r;
 }
 
-char *durin__sq_col_dup(sqlite3_stmt *st, int i)
+/* rest is what follows "postgres:" ("//user@host:port/db?..."); libpq
+ * takes the URL whole. */
+static int pg_open(const char *rest, const struct durin_store_opts *o,
+                   void **impl, struct durin_err *err)
 {
-  const unsigned char *t = sqlite3_column_text(st, i);
+  struct sq *q = calloc(1, sizeof(*q));
+  char msg[600];
+  int r;
 
-  return t ? strdup((const char *)t) : NULL;
+  (void)o;
+  if (!q)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  if (asprintf(&q->path, "postgres:%s", rest) < 0) {
+    free(q);
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  }
+  q->pg = 1;
+  if (db_pg_open(q->path, &q->db, msg, sizeof(msg)) != DB_OK) {
+    r = durin_err_set(err, DURIN_ESTORE,
+                      "cannot open store '%s': %s (is the server running, "
+                      "and the URL's user, host, port and database right?)",
+                      q->path, msg);
+    goto out;
+  }
+  r = migrate(q, err);
+  if (!r)
+    r = prepare_all(q, err);
+  if (r)
+    goto out;
+  *impl = q;
+  q = NULL;
+out:
+  sq_close(q);
+  return r;
+}
+
+char *durin__sq_col_dup(struct db_stmt *st, int i)
+{
+  const char *t = db_col_text(st, i);
+
+  return t ? strdup(t) : NULL;
 }
 
 static int sq_run_create(void *impl, const struct durin_run_new *n,
                          struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_begin(q, 0, err);
   if (r)
     return r;
-  if (sqlite3_prepare_v2(
+  if (db_prepare(
           q->db,
           "INSERT INTO runs(id, name, status, model, workspace, created_ms, "
           "updated_ms, tenant, priority, dedupe_key, concurrency_key, "
           "not_before_ms, max_recoveries, lease_owner, lease_expires_ms, "
           "progress_ms) VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?5, "
           "coalesce(?6, 'default'), ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)",
-          -1, &st, NULL) != SQLITE_OK) {
+          &st) != DB_OK) {
     r = durin__sq_fail(q, err, "creating run");
     goto out;
   }
-  sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, n->name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, n->model, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, n->workspace, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 5, n->now_ms);
-  sqlite3_bind_text(st, 6, n->tenant, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 7, n->priority);
-  sqlite3_bind_text(st, 8, n->dedupe_key, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 9, n->concurrency_key, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 10, n->not_before_ms);
-  sqlite3_bind_int64(st, 11, n->max_recoveries > 0 ? n->max_recoveries : 10);
-  sqlite3_bind_text(st, 12, n->owner, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, n->id);
+  db_bind_text(st, 2, n->name);
+  db_bind_text(st, 3, n->model);
+  db_bind_text(st, 4, n->workspace);
+  db_bind_int64(st, 5, n->now_ms);
+  db_bind_text(st, 6, n->tenant);
+  db_bind_int64(st, 7, n->priority);
+  db_bind_text(st, 8, n->dedupe_key);
+  db_bind_text(st, 9, n->concurrency_key);
+  db_bind_int64(st, 10, n->not_before_ms);
+  db_bind_int64(st, 11, n->max_recoveries > 0 ? n->max_recoveries : 10);
+  db_bind_text(st, 12, n->owner);
   if (n->owner)
-    sqlite3_bind_int64(st, 13, n->lease_until_ms);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_CONSTRAINT && n->dedupe_key) {
+    db_bind_int64(st, 13, n->lease_until_ms);
+  rc = db_step(st);
+  if (rc == DB_CONSTRAINT && n->dedupe_key) {
     /* The unique index on (tenant, dedupe_key) over active runs. */
     r = durin_err_set(err, DURIN_EEXIST,
                       "a run with dedupe key '%s' is already active",
                       n->dedupe_key);
     goto out;
   }
-  if (rc != SQLITE_DONE) {
+  if (rc != DB_DONE) {
     r = durin__sq_fail(q, err, "creating run");
     goto out;
   }
-  sqlite3_finalize(st);
+  db_finalize(st);
   st = NULL;
-  if (sqlite3_prepare_v2(q->db,
-                         "INSERT INTO run_specs(run_id, spec) VALUES(?1, ?2)",
-                         -1, &st, NULL) != SQLITE_OK) {
+  if (db_prepare(q->db, "INSERT INTO run_specs(run_id, spec) VALUES(?1, ?2)",
+                 &st) != DB_OK) {
     r = durin__sq_fail(q, err, "creating run");
     goto out;
   }
-  sqlite3_bind_text(st, 1, n->id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, n->spec_json, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) != SQLITE_DONE)
+  db_bind_text(st, 1, n->id);
+  db_bind_text(st, 2, n->spec_json);
+  if (db_step(st) != DB_DONE)
     r = durin__sq_fail(q, err, "creating run");
 out:
-  sqlite3_finalize(st);
+  db_finalize(st);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     return r;
@@ -419,64 +569,63 @@ out:
   return durin__sq_exec(q, "COMMIT", err);
 }
 
-void durin__sq_row_to_run(sqlite3_stmt *st, struct durin_run_info *ri)
+void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri)
 {
-  const unsigned char *id = sqlite3_column_text(st, 0);
+  const char *id = db_col_text(st, 0);
 
   memset(ri, 0, sizeof(*ri));
-  snprintf(ri->id, sizeof(ri->id), "%s", id ? (const char *)id : "");
+  snprintf(ri->id, sizeof(ri->id), "%s", id ? id : "");
   ri->name = durin__sq_col_dup(st, 1);
   ri->spec_json = durin__sq_col_dup(st, 2);
   ri->model = durin__sq_col_dup(st, 3);
   ri->workspace = durin__sq_col_dup(st, 4);
   ri->reason = durin__sq_col_dup(st, 5);
   ri->lease_owner = durin__sq_col_dup(st, 6);
-  if (durin_run_status_parse((const char *)sqlite3_column_text(st, 7),
-                             &ri->status))
+  if (durin_run_status_parse(db_col_text(st, 7), &ri->status))
     ri->status = DURIN_RUN_FAILED;
-  ri->created_ms = sqlite3_column_int64(st, 8);
-  ri->started_ms = sqlite3_column_int64(st, 9);
-  ri->updated_ms = sqlite3_column_int64(st, 10);
-  ri->finished_ms = sqlite3_column_int64(st, 11);
-  ri->lease_epoch = (uint64_t)sqlite3_column_int64(st, 12);
-  ri->lease_expires_ms = sqlite3_column_int64(st, 13);
-  ri->attempt = sqlite3_column_int64(st, 14);
-  ri->last_seq = sqlite3_column_int64(st, 15);
-  ri->cancel_requested = sqlite3_column_int(st, 16);
-  ri->usage.steps = sqlite3_column_int64(st, 17);
-  ri->usage.input_tokens = sqlite3_column_int64(st, 18);
-  ri->usage.output_tokens = sqlite3_column_int64(st, 19);
-  ri->usage.model_calls = sqlite3_column_int64(st, 20);
-  ri->usage.tool_calls = sqlite3_column_int64(st, 21);
-  ri->usage.retries = sqlite3_column_int64(st, 22);
-  ri->usage.cost_usd = sqlite3_column_double(st, 23);
-  ri->pause_requested = sqlite3_column_int(st, 24);
+  ri->created_ms = db_col_int64(st, 8);
+  ri->started_ms = db_col_int64(st, 9);
+  ri->updated_ms = db_col_int64(st, 10);
+  ri->finished_ms = db_col_int64(st, 11);
+  ri->lease_epoch = (uint64_t)db_col_int64(st, 12);
+  ri->lease_expires_ms = db_col_int64(st, 13);
+  ri->attempt = db_col_int64(st, 14);
+  ri->last_seq = db_col_int64(st, 15);
+  ri->cancel_requested = db_col_int(st, 16);
+  ri->usage.steps = db_col_int64(st, 17);
+  ri->usage.input_tokens = db_col_int64(st, 18);
+  ri->usage.output_tokens = db_col_int64(st, 19);
+  ri->usage.model_calls = db_col_int64(st, 20);
+  ri->usage.tool_calls = db_col_int64(st, 21);
+  ri->usage.retries = db_col_int64(st, 22);
+  ri->usage.cost_usd = db_col_double(st, 23);
+  ri->pause_requested = db_col_int(st, 24);
   ri->tenant = durin__sq_col_dup(st, 25);
   ri->dedupe_key = durin__sq_col_dup(st, 26);
   ri->concurrency_key = durin__sq_col_dup(st, 27);
-  ri->priority = sqlite3_column_int64(st, 28);
-  ri->not_before_ms = sqlite3_column_int64(st, 29);
-  ri->recoveries = sqlite3_column_int64(st, 30);
-  ri->max_recoveries = sqlite3_column_int64(st, 31);
+  ri->priority = db_col_int64(st, 28);
+  ri->not_before_ms = db_col_int64(st, 29);
+  ri->recoveries = db_col_int64(st, 30);
+  ri->max_recoveries = db_col_int64(st, 31);
 }
 
 static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
                       struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = q->st[ST_RUN_GET];
+  struct db_stmt *st = q->st[ST_RUN_GET];
   int r = 0, rc;
 
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
+  db_bind_text(st, 1, id);
+  rc = db_step(st);
+  if (rc == DB_ROW)
     durin__sq_row_to_run(st, out);
-  else if (rc == SQLITE_DONE)
+  else if (rc == DB_DONE)
     r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s' in this store", id);
   else
     r = durin__sq_fail(q, err, "reading run");
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
+  db_reset(st);
+  db_clear(st);
   return r;
 }
 
@@ -484,20 +633,21 @@ static int sq_run_resolve(void *impl, const char *prefix, char id[32],
                           struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, n = 0, rc;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT id FROM runs WHERE substr(id, 1, length(?1)) "
-                         "= ?1 ORDER BY id LIMIT 2",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(
+          q->db,
+          "SELECT id FROM runs WHERE substr(id, 1, length(CAST(?1 AS TEXT))) "
+          "= ?1 ORDER BY id LIMIT 2",
+          &st) != DB_OK)
     return durin__sq_fail(q, err, "finding run");
-  sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  db_bind_text(st, 1, prefix);
+  while ((rc = db_step(st)) == DB_ROW) {
     if (n++ == 0)
-      snprintf(id, 32, "%s", (const char *)sqlite3_column_text(st, 0));
+      snprintf(id, 32, "%s", db_col_text(st, 0));
   }
-  if (rc != SQLITE_DONE)
+  if (rc != DB_DONE)
     r = durin__sq_fail(q, err, "finding run");
   else if (n == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND,
@@ -505,7 +655,7 @@ static int sq_run_resolve(void *impl, const char *prefix, char id[32],
   else if (n > 1)
     r = durin_err_set(err, DURIN_EINVAL,
                       "run id '%s' is ambiguous: give more characters", prefix);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -513,17 +663,17 @@ static int sq_run_list(void *impl, const struct durin_run_filter *f,
                        durin_run_cb cb, void *arg, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   struct durin_run_info ri;
   int r = 0, rc, shown = 0;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT " RUN_COLS_LIST " FROM runs ORDER BY "
-                         "created_ms, "
-                         "id",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT " RUN_COLS_LIST " FROM runs ORDER BY "
+                 "created_ms, "
+                 "id",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "listing runs");
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = db_step(st)) == DB_ROW) {
     durin__sq_row_to_run(st, &ri);
     if (!f || !f->status_mask || (f->status_mask & (1 << ri.status))) {
       r = cb(&ri, arg);
@@ -533,9 +683,9 @@ static int sq_run_list(void *impl, const struct durin_run_filter *f,
     if (r || (f && f->limit && shown >= f->limit))
       break;
   }
-  if (!r && rc != SQLITE_ROW && rc != SQLITE_DONE)
+  if (!r && rc != DB_ROW && rc != DB_DONE)
     r = durin__sq_fail(q, err, "listing runs");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -544,37 +694,37 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
                         struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, rc;
 
   /*
    * One conditional update: terminal runs cannot be claimed, and the epoch
    * moves forward atomically with the new owner.
    */
-  if (sqlite3_prepare_v2(
+  if (db_prepare(
           q->db,
           "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
           "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
           "started_ms = coalesce(started_ms, ?4) WHERE id = ?1 AND status NOT "
           "IN ('succeeded', 'failed', 'cancelled', 'budget_exceeded') "
           "RETURNING lease_epoch",
-          -1, &st, NULL) != SQLITE_OK)
+          &st) != DB_OK)
     return durin__sq_fail(q, err, "claiming run");
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 3, now_ms + ttl_ms);
-  sqlite3_bind_int64(st, 4, now_ms);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    *epoch = (uint64_t)sqlite3_column_int64(st, 0);
-    rc = sqlite3_step(st);
-  } else if (rc == SQLITE_DONE) {
+  db_bind_text(st, 1, id);
+  db_bind_text(st, 2, owner);
+  db_bind_int64(st, 3, now_ms + ttl_ms);
+  db_bind_int64(st, 4, now_ms);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
+    *epoch = (uint64_t)db_col_int64(st, 0);
+    rc = db_step(st);
+  } else if (rc == DB_DONE) {
     r = durin_err_set(err, DURIN_ESTATE, "run '%s' has ended or does not exist",
                       id);
   }
-  if (!r && rc != SQLITE_DONE)
+  if (!r && rc != DB_DONE)
     r = durin__sq_fail(q, err, "claiming run");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -584,23 +734,22 @@ static int sq_run_request_cancel(void *impl, const char *id,
                                  struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db, "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "cancelling run");
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) != SQLITE_DONE)
+  db_bind_text(st, 1, id);
+  if (db_step(st) != DB_DONE)
     r = durin__sq_fail(q, err, "cancelling run");
-  else if (sqlite3_changes(q->db) == 0)
+  else if (db_changes(q->db) == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", id);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
-/* BEGIN IMMEDIATE takes the write lock up front: the fence that follows
+/* The writer's BEGIN takes the write lock up front: the fence that follows
  * then holds until COMMIT, and a busy store fails here, before any work. */
 static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
 {
@@ -609,7 +758,7 @@ static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
 
   if (q->in_txn)
     return durin_err_set(err, DURIN_ESTATE, "transaction already open");
-  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_begin(q, 0, err);
   if (r)
     return r;
   q->in_txn = 1;
@@ -637,14 +786,14 @@ static void sq_txn_rollback(void *txn)
 }
 
 /* Runs a reset, bound statement to completion. */
-int durin__sq_step_done(struct sq *q, sqlite3_stmt *st, const char *what,
+int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
                         struct durin_err *err)
 {
-  int rc = sqlite3_step(st);
+  int rc = db_step(st);
 
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+  db_reset(st);
+  db_clear(st);
+  if (rc != DB_DONE && rc != DB_ROW)
     return durin__sq_fail(q, err, what);
   return 0;
 }
@@ -654,21 +803,21 @@ static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
                         struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_FENCE];
+  struct db_stmt *st = q->st[ST_FENCE];
   int rc, fenced = 0, cancel = 0;
 
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, (int64_t)epoch);
-  sqlite3_bind_int64(st, 3, lease_until_ms);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, (int64_t)epoch);
+  db_bind_int64(st, 3, lease_until_ms);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
     fenced = 1;
-    cancel = sqlite3_column_int(st, 0);
-    rc = sqlite3_step(st);
+    cancel = db_col_int(st, 0);
+    rc = db_step(st);
   }
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  if (rc != SQLITE_DONE)
+  db_reset(st);
+  db_clear(st);
+  if (rc != DB_DONE)
     return durin__sq_fail(q, err, "checking lease");
   if (cancel_requested)
     *cancel_requested = cancel;
@@ -690,36 +839,36 @@ int durin__sq_events_append(void *txn, const char *run_id,
                             struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_SEQ_RESERVE];
+  struct db_stmt *st = q->st[ST_SEQ_RESERVE];
   int64_t last;
   size_t i;
   int rc;
 
   if (n == 0)
     return 0;
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, (int64_t)n);
-  sqlite3_bind_int64(st, 3, ev[n - 1].ts_ms);
-  rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ?
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, (int64_t)n);
+  db_bind_int64(st, 3, ev[n - 1].ts_ms);
+  rc = db_step(st);
+  if (rc != DB_ROW) {
+    db_reset(st);
+    return rc == DB_DONE ?
                durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", run_id) :
                durin__sq_fail(q, err, "reserving event sequence");
   }
-  last = sqlite3_column_int64(st, 0);
+  last = db_col_int64(st, 0);
   durin__sq_step_done(q, st, "reserving event sequence", NULL);
   st = q->st[ST_EVENT_INSERT];
   for (i = 0; i < n; i++) {
     int r;
 
     ev[i].seq = last - (int64_t)n + 1 + (int64_t)i;
-    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, ev[i].seq);
-    sqlite3_bind_int64(st, 3, ev[i].ts_ms);
-    sqlite3_bind_int64(st, 4, ev[i].step);
-    sqlite3_bind_text(st, 5, ev[i].type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, ev[i].data, -1, SQLITE_STATIC);
+    db_bind_text(st, 1, run_id);
+    db_bind_int64(st, 2, ev[i].seq);
+    db_bind_int64(st, 3, ev[i].ts_ms);
+    db_bind_int64(st, 4, ev[i].step);
+    db_bind_text(st, 5, ev[i].type);
+    db_bind_text(st, 6, ev[i].data);
     r = durin__sq_step_done(q, st, "appending event", err);
     if (r)
       return r;
@@ -749,15 +898,15 @@ int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
 int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err)
 {
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r;
 
-  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db, sql, &st) != DB_OK)
     return durin__sq_fail(q, err, what);
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now);
+  db_bind_text(st, 1, id);
+  db_bind_int64(st, 2, now);
   r = durin__sq_step_done(q, st, what, err);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -766,11 +915,11 @@ static int sq_checkpoint_put(void *txn, const char *run_id, int64_t step,
                              const char *data, struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_CKPT_PUT];
+  struct db_stmt *st = q->st[ST_CKPT_PUT];
 
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, step);
-  sqlite3_bind_text(st, 3, data, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, step);
+  db_bind_text(st, 3, data);
   return durin__sq_step_done(q, st, "writing checkpoint", err);
 }
 
@@ -779,29 +928,28 @@ static int sq_run_update(void *txn, const char *run_id,
                          struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_RUN_UPDATE];
+  struct db_stmt *st = q->st[ST_RUN_UPDATE];
   int r;
 
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, u->now_ms);
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, u->now_ms);
   if (u->status)
-    sqlite3_bind_text(st, 3, durin_run_status_name(*u->status), -1,
-                      SQLITE_STATIC);
+    db_bind_text(st, 3, durin_run_status_name(*u->status));
   if (u->reason)
-    sqlite3_bind_text(st, 4, u->reason, -1, SQLITE_STATIC);
+    db_bind_text(st, 4, u->reason);
   if (u->started_ms >= 0)
-    sqlite3_bind_int64(st, 5, u->started_ms);
+    db_bind_int64(st, 5, u->started_ms);
   if (u->finished_ms >= 0)
-    sqlite3_bind_int64(st, 6, u->finished_ms);
-  sqlite3_bind_int(st, 7, u->release_lease);
+    db_bind_int64(st, 6, u->finished_ms);
+  db_bind_int64(st, 7, u->release_lease);
   if (u->usage) {
-    sqlite3_bind_int64(st, 8, u->usage->steps);
-    sqlite3_bind_int64(st, 9, u->usage->input_tokens);
-    sqlite3_bind_int64(st, 10, u->usage->output_tokens);
-    sqlite3_bind_int64(st, 11, u->usage->model_calls);
-    sqlite3_bind_int64(st, 12, u->usage->tool_calls);
-    sqlite3_bind_int64(st, 13, u->usage->retries);
-    sqlite3_bind_double(st, 14, u->usage->cost_usd);
+    db_bind_int64(st, 8, u->usage->steps);
+    db_bind_int64(st, 9, u->usage->input_tokens);
+    db_bind_int64(st, 10, u->usage->output_tokens);
+    db_bind_int64(st, 11, u->usage->model_calls);
+    db_bind_int64(st, 12, u->usage->tool_calls);
+    db_bind_int64(st, 13, u->usage->retries);
+    db_bind_double(st, 14, u->usage->cost_usd);
   }
   r = durin__sq_step_done(q, st, "updating run", err);
   /* A run that ends leaves no question open. */
@@ -814,18 +962,18 @@ static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
                             struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_LEDGER_INTENT];
+  struct db_stmt *st = q->st[ST_LEDGER_INTENT];
 
-  sqlite3_bind_text(st, 1, e->run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, e->step);
-  sqlite3_bind_int(st, 3, e->call_idx);
-  sqlite3_bind_text(st, 4, e->call_id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, e->tool, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 6, e->effect, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 7, e->args_hash, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 8, e->idem_key, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 9, e->args, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 10, e->intent_ms);
+  db_bind_text(st, 1, e->run_id);
+  db_bind_int64(st, 2, e->step);
+  db_bind_int64(st, 3, e->call_idx);
+  db_bind_text(st, 4, e->call_id);
+  db_bind_text(st, 5, e->tool);
+  db_bind_text(st, 6, e->effect);
+  db_bind_text(st, 7, e->args_hash);
+  db_bind_text(st, 8, e->idem_key);
+  db_bind_text(st, 9, e->args);
+  db_bind_int64(st, 10, e->intent_ms);
   return durin__sq_step_done(q, st, "recording ledger intent", err);
 }
 
@@ -835,16 +983,16 @@ static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
                              struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_LEDGER_OUTCOME];
+  struct db_stmt *st = q->st[ST_LEDGER_OUTCOME];
   int r;
 
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, step);
-  sqlite3_bind_int(st, 3, call_idx);
-  sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 5, now_ms);
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, step);
+  db_bind_int64(st, 3, call_idx);
+  db_bind_text(st, 4, outcome);
+  db_bind_int64(st, 5, now_ms);
   r = durin__sq_step_done(q, st, "recording ledger outcome", err);
-  if (!r && sqlite3_changes(q->db) == 0)
+  if (!r && db_changes(q->db) == 0)
     r = durin_err_set(err, DURIN_ENOTFOUND,
                       "no ledger intent for run '%s' step %lld call %d", run_id,
                       (long long)step, call_idx);
@@ -855,11 +1003,11 @@ static int sq_pending_put(void *txn, const char *run_id, int64_t step,
                           const char *response, struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_PENDING_PUT];
+  struct db_stmt *st = q->st[ST_PENDING_PUT];
 
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, step);
-  sqlite3_bind_text(st, 3, response, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, step);
+  db_bind_text(st, 3, response);
   return durin__sq_step_done(q, st, "recording pending response", err);
 }
 
@@ -867,9 +1015,9 @@ static int sq_pending_clear(void *txn, const char *run_id,
                             struct durin_err *err)
 {
   struct sq *q = txn;
-  sqlite3_stmt *st = q->st[ST_PENDING_CLEAR];
+  struct db_stmt *st = q->st[ST_PENDING_CLEAR];
 
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, run_id);
   return durin__sq_step_done(q, st, "clearing pending response", err);
 }
 
@@ -878,33 +1026,33 @@ static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
                           struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT seq, ts_ms, step, type, data FROM events "
-                         "WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq "
-                         "LIMIT ?3",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT seq, ts_ms, step, type, data FROM events "
+                 "WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq "
+                 "LIMIT ?3",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "reading events");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, from_seq);
-  sqlite3_bind_int64(st, 3, max > 0 ? max : -1);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, from_seq);
+  db_bind_int64(st, 3, max > 0 ? max : INT64_MAX);
+  while ((rc = db_step(st)) == DB_ROW) {
     struct durin_event ev;
 
-    ev.seq = sqlite3_column_int64(st, 0);
-    ev.ts_ms = sqlite3_column_int64(st, 1);
-    ev.step = sqlite3_column_int64(st, 2);
-    ev.type = (const char *)sqlite3_column_text(st, 3);
-    ev.data = (const char *)sqlite3_column_text(st, 4);
+    ev.seq = db_col_int64(st, 0);
+    ev.ts_ms = db_col_int64(st, 1);
+    ev.step = db_col_int64(st, 2);
+    ev.type = db_col_text(st, 3);
+    ev.data = db_col_text(st, 4);
     r = cb(&ev, arg);
     if (r)
       break;
   }
-  if (!r && rc != SQLITE_DONE)
+  if (!r && rc != DB_DONE)
     r = durin__sq_fail(q, err, "reading events");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -912,25 +1060,24 @@ static int sq_checkpoint_get(void *impl, const char *run_id, int64_t *step,
                              char **data, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT step, data FROM checkpoints WHERE run_id = ?1",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db, "SELECT step, data FROM checkpoints WHERE run_id = ?1",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "reading checkpoint");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    *step = sqlite3_column_int64(st, 0);
+  db_bind_text(st, 1, run_id);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
+    *step = db_col_int64(st, 0);
     *data = durin__sq_col_dup(st, 1);
-  } else if (rc == SQLITE_DONE) {
+  } else if (rc == DB_DONE) {
     r = durin_err_set(err, DURIN_ENOTFOUND, "run '%s' has no checkpoint",
                       run_id);
   } else {
     r = durin__sq_fail(q, err, "reading checkpoint");
   }
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -938,42 +1085,42 @@ static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
                           durin_ledger_cb cb, void *arg, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT step, call_idx, call_id, tool, effect, "
-                         "args_hash, idem_key, args, done, outcome, intent_ms, "
-                         "outcome_ms FROM ledger WHERE run_id = ?1 AND "
-                         "(?2 < 0 OR step = ?2) ORDER BY step, call_idx",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db,
+                 "SELECT step, call_idx, call_id, tool, effect, "
+                 "args_hash, idem_key, args, done, outcome, intent_ms, "
+                 "outcome_ms FROM ledger WHERE run_id = ?1 AND "
+                 "(?2 < 0 OR step = ?2) ORDER BY step, call_idx",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "reading ledger");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, step);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, step);
+  while ((rc = db_step(st)) == DB_ROW) {
     struct durin_ledger_entry e;
 
     memset(&e, 0, sizeof(e));
     snprintf(e.run_id, sizeof(e.run_id), "%s", run_id);
-    e.step = sqlite3_column_int64(st, 0);
-    e.call_idx = sqlite3_column_int(st, 1);
-    e.call_id = (const char *)sqlite3_column_text(st, 2);
-    e.tool = (const char *)sqlite3_column_text(st, 3);
-    e.effect = (const char *)sqlite3_column_text(st, 4);
-    e.args_hash = (const char *)sqlite3_column_text(st, 5);
-    e.idem_key = (const char *)sqlite3_column_text(st, 6);
-    e.args = (const char *)sqlite3_column_text(st, 7);
-    e.done = sqlite3_column_int(st, 8);
-    e.outcome = (const char *)sqlite3_column_text(st, 9);
-    e.intent_ms = sqlite3_column_int64(st, 10);
-    e.outcome_ms = sqlite3_column_int64(st, 11);
+    e.step = db_col_int64(st, 0);
+    e.call_idx = db_col_int(st, 1);
+    e.call_id = db_col_text(st, 2);
+    e.tool = db_col_text(st, 3);
+    e.effect = db_col_text(st, 4);
+    e.args_hash = db_col_text(st, 5);
+    e.idem_key = db_col_text(st, 6);
+    e.args = db_col_text(st, 7);
+    e.done = db_col_int(st, 8);
+    e.outcome = db_col_text(st, 9);
+    e.intent_ms = db_col_int64(st, 10);
+    e.outcome_ms = db_col_int64(st, 11);
     r = cb(&e, arg);
     if (r)
       break;
   }
-  if (!r && rc != SQLITE_DONE)
+  if (!r && rc != DB_DONE)
     r = durin__sq_fail(q, err, "reading ledger");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -981,81 +1128,61 @@ static int sq_pending_get(void *impl, const char *run_id, int64_t *step,
                           char **response, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st = NULL;
+  struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  if (sqlite3_prepare_v2(q->db,
-                         "SELECT step, response FROM pending WHERE run_id = ?1",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db, "SELECT step, response FROM pending WHERE run_id = ?1",
+                 &st) != DB_OK)
     return durin__sq_fail(q, err, "reading pending response");
-  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    *step = sqlite3_column_int64(st, 0);
+  db_bind_text(st, 1, run_id);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
+    *step = db_col_int64(st, 0);
     *response = durin__sq_col_dup(st, 1);
-  } else if (rc == SQLITE_DONE) {
+  } else if (rc == DB_DONE) {
     r = DURIN_ENOTFOUND;
   } else {
     r = durin__sq_fail(q, err, "reading pending response");
   }
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
 static int64_t sq_size_bytes(void *impl)
 {
   struct sq *q = impl;
-  char wal[4200];
-  struct stat st;
-  int64_t total = 0;
 
-  if (stat(q->path, &st) == 0)
-    total += st.st_size;
-  snprintf(wal, sizeof(wal), "%s-wal", q->path);
-  if (stat(wal, &st) == 0)
-    total += st.st_size;
-  return total;
+  return q->db->ops->size_bytes(q->db);
 }
 
-const struct durin_store_ops durin__store_sqlite_ops = {
-  .scheme = "sqlite",
-  .open = sq_open,
-  .close = sq_close,
-  .run_create = sq_run_create,
-  .run_get = sq_run_get,
-  .run_resolve = sq_run_resolve,
-  .run_list = sq_run_list,
-  .run_claim = sq_run_claim,
-  .run_request_cancel = sq_run_request_cancel,
-  .run_find_active = durin__sq_run_find_active,
-  .run_pause = durin__sq_run_pause,
-  .run_unpause = durin__sq_run_unpause,
-  .queue_claim = durin__sq_queue_claim,
-  .lease_renew = durin__sq_lease_renew,
-  .signals = durin__sq_signals,
-  .watchdog = durin__sq_watchdog,
-  .limit_set = durin__sq_limit_set,
-  .limit_list = durin__sq_limit_list,
-  .txn_savepoint = durin__sq_txn_savepoint,
-  .txn_savepoint_end = durin__sq_txn_savepoint_end,
-  .txn_begin = sq_txn_begin,
-  .txn_commit = sq_txn_commit,
-  .txn_rollback = sq_txn_rollback,
-  .txn_fence = sq_txn_fence,
-  .events_append = durin__sq_events_append,
-  .checkpoint_put = sq_checkpoint_put,
-  .run_update = sq_run_update,
-  .ledger_intent = sq_ledger_intent,
-  .ledger_outcome = sq_ledger_outcome,
-  .pending_put = sq_pending_put,
-  .pending_clear = sq_pending_clear,
-  .events_read = sq_events_read,
-  .checkpoint_get = sq_checkpoint_get,
-  .ledger_read = sq_ledger_read,
-  .pending_get = sq_pending_get,
-  .size_bytes = sq_size_bytes,
-  .approval_request = durin__sq_approval_request,
-  .approval_get = durin__sq_approval_get,
-  .approval_list = durin__sq_approval_list,
-  .approval_decide = durin__sq_approval_decide,
+/* Both databases share every operation but opening. */
+#define SQL_OPS                                                               \
+ .close = sq_close, .run_create = sq_run_create, .run_get = sq_run_get,       \
+ .run_resolve = sq_run_resolve, .run_list = sq_run_list,                      \
+ .run_claim = sq_run_claim, .run_request_cancel = sq_run_request_cancel,      \
+ .run_find_active = durin__sq_run_find_active,                                \
+ .run_pause = durin__sq_run_pause, .run_unpause = durin__sq_run_unpause,      \
+ .queue_claim = durin__sq_queue_claim, .lease_renew = durin__sq_lease_renew,  \
+ .signals = durin__sq_signals, .watchdog = durin__sq_watchdog,                \
+ .limit_set = durin__sq_limit_set, .limit_list = durin__sq_limit_list,        \
+ .txn_savepoint = durin__sq_txn_savepoint,                                    \
+ .txn_savepoint_end = durin__sq_txn_savepoint_end, .txn_begin = sq_txn_begin, \
+ .txn_commit = sq_txn_commit, .txn_rollback = sq_txn_rollback,                \
+ .txn_fence = sq_txn_fence, .events_append = durin__sq_events_append,         \
+ .checkpoint_put = sq_checkpoint_put, .run_update = sq_run_update,            \
+ .ledger_intent = sq_ledger_intent, .ledger_outcome = sq_ledger_outcome,      \
+ .pending_put = sq_pending_put, .pending_clear = sq_pending_clear,            \
+ .events_read = sq_events_read, .checkpoint_get = sq_checkpoint_get,          \
+ .ledger_read = sq_ledger_read, .pending_get = sq_pending_get,                \
+ .size_bytes = sq_size_bytes, .approval_request = durin__sq_approval_request, \
+ .approval_get = durin__sq_approval_get,                                      \
+ .approval_list = durin__sq_approval_list,                                    \
+ .approval_decide = durin__sq_approval_decide,
+
+const struct durin_store_ops durin__store_sqlite_ops = { .scheme = "sqlite",
+                                                         .open = sq_open,
+                                                         SQL_OPS };
+
+const struct durin_store_ops durin__store_pg_ops = {
+  .scheme = "postgres", .own_query = 1, .open = pg_open, SQL_OPS
 };

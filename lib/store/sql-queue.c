@@ -1,8 +1,9 @@
 /*
- * The queue on SQLite: claims, heartbeats, signals, the watchdog, pause,
- * dedupe and limits. Every state change is one conditional statement (or
- * one BEGIN IMMEDIATE transaction), so two workers can never both believe
- * they claimed a run: the second UPDATE finds lease_owner already set.
+ * The queue: claims, heartbeats, signals, the watchdog, pause, dedupe and
+ * limits. Every state change is one conditional statement (or one
+ * exclusive transaction: SQLite's write lock, PostgreSQL's advisory lock),
+ * so two workers can never both believe they claimed a run: the second
+ * UPDATE finds lease_owner already set.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,17 +13,17 @@
 
 #include "durin/store.h"
 #include "durin/util.h"
-#include "store/sqlite-int.h"
+#include "store/sql-int.h"
 
 #define READY                                               \
  "lease_owner IS NULL AND status IN ('queued', 'running', " \
  "'evaluating')"
 #define TERMINAL "('succeeded', 'failed', 'cancelled', 'budget_exceeded')"
 
-static int prep(struct sq *q, const char *sql, sqlite3_stmt **st,
+static int prep(struct sq *q, const char *sql, struct db_stmt **st,
                 const char *what, struct durin_err *err)
 {
-  if (sqlite3_prepare_v2(q->db, sql, -1, st, NULL) != SQLITE_OK)
+  if (db_prepare(q->db, sql, st) != DB_OK)
     return durin__sq_fail(q, err, what);
   return 0;
 }
@@ -32,7 +33,7 @@ int durin__sq_run_find_active(void *impl, const char *tenant,
                               struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, rc;
 
   r = prep(q,
@@ -41,35 +42,35 @@ int durin__sq_run_find_active(void *impl, const char *tenant,
            &st, "finding run by dedupe key", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, dedupe_key, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    snprintf(id, 32, "%s", (const char *)sqlite3_column_text(st, 0));
-  else if (rc == SQLITE_DONE)
+  db_bind_text(st, 1, tenant);
+  db_bind_text(st, 2, dedupe_key);
+  rc = db_step(st);
+  if (rc == DB_ROW)
+    snprintf(id, 32, "%s", db_col_text(st, 0));
+  else if (rc == DB_DONE)
     r = DURIN_ENOTFOUND;
   else
     r = durin__sq_fail(q, err, "finding run by dedupe key");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
 /* Runs one bound statement and reports how many rows it changed. */
-static int run_changes(struct sq *q, sqlite3_stmt *st, const char *what,
+static int run_changes(struct sq *q, struct db_stmt *st, const char *what,
                        int *changed, struct durin_err *err)
 {
-  int rc = sqlite3_step(st);
+  int rc = db_step(st);
 
-  while (rc == SQLITE_ROW)
-    rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE) {
+  while (rc == DB_ROW)
+    rc = db_step(st);
+  if (rc != DB_DONE) {
     int r = durin__sq_fail(q, err, what);
 
-    sqlite3_finalize(st);
+    db_finalize(st);
     return r;
   }
-  *changed = sqlite3_changes(q->db);
-  sqlite3_finalize(st);
+  *changed = db_changes(q->db);
+  db_finalize(st);
   return 0;
 }
 
@@ -77,7 +78,7 @@ int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
                         struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, changed = 0;
 
   /* Nobody holds it: paused now. Held: the holder pauses at a boundary. */
@@ -89,8 +90,8 @@ int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
            &st, "pausing run", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now_ms);
+  db_bind_text(st, 1, id);
+  db_bind_int64(st, 2, now_ms);
   r = run_changes(q, st, "pausing run", &changed, err);
   if (!r && !changed)
     r = durin_err_set(err, DURIN_ESTATE,
@@ -104,7 +105,7 @@ int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
                           struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, changed = 0;
 
   r = prep(q,
@@ -114,8 +115,8 @@ int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
            &st, "unpausing run", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now_ms);
+  db_bind_text(st, 1, id);
+  db_bind_int64(st, 2, now_ms);
   r = run_changes(q, st, "unpausing run", &changed, err);
   if (!r && !changed)
     r = durin_err_set(err, DURIN_ESTATE, "run '%s' is not paused", id);
@@ -141,7 +142,7 @@ struct tenant {
 };
 
 /* Loads t's next page of claimable runs, in priority then age order. */
-static int load_cands(struct sq *q, sqlite3_stmt *cand, struct tenant *t,
+static int load_cands(struct sq *q, struct db_stmt *cand, struct tenant *t,
                       int64_t now_ms, struct durin_err *err)
 {
   int first = t->last_id[0] == 0, rc, i;
@@ -149,34 +150,34 @@ static int load_cands(struct sq *q, sqlite3_stmt *cand, struct tenant *t,
   for (i = 0; i < t->nc; i++)
     free(t->c[i].key);
   t->nc = t->next = t->more = 0;
-  sqlite3_bind_text(cand, 1, t->name, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(cand, 2, now_ms);
-  sqlite3_bind_int(cand, 3, first);
-  sqlite3_bind_int64(cand, 4, t->last_prio);
-  sqlite3_bind_int64(cand, 5, t->last_created);
-  sqlite3_bind_text(cand, 6, t->last_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int(cand, 7, PAGE);
-  while ((rc = sqlite3_step(cand)) == SQLITE_ROW) {
-    const unsigned char *key = sqlite3_column_text(cand, 1);
+  db_bind_text(cand, 1, t->name);
+  db_bind_int64(cand, 2, now_ms);
+  db_bind_int64(cand, 3, first);
+  db_bind_int64(cand, 4, t->last_prio);
+  db_bind_int64(cand, 5, t->last_created);
+  db_bind_text(cand, 6, t->last_id);
+  db_bind_int64(cand, 7, PAGE);
+  while ((rc = db_step(cand)) == DB_ROW) {
+    const char *key = db_col_text(cand, 1);
     struct cand *c = &t->c[t->nc++];
 
-    snprintf(c->id, sizeof(c->id), "%s", sqlite3_column_text(cand, 0));
-    c->key = key ? strdup((const char *)key) : NULL;
-    t->last_prio = sqlite3_column_int64(cand, 2);
-    t->last_created = sqlite3_column_int64(cand, 3);
+    snprintf(c->id, sizeof(c->id), "%s", db_col_text(cand, 0));
+    c->key = key ? strdup(key) : NULL;
+    t->last_prio = db_col_int64(cand, 2);
+    t->last_created = db_col_int64(cand, 3);
   }
   if (t->nc)
     memcpy(t->last_id, t->c[t->nc - 1].id, sizeof(t->last_id));
   t->more = t->nc == PAGE;
-  sqlite3_reset(cand);
-  return rc == SQLITE_DONE ? 0 : durin__sq_fail(q, err, "listing ready runs");
+  db_reset(cand);
+  return rc == DB_DONE ? 0 : durin__sq_fail(q, err, "listing ready runs");
 }
 
 /* The limit for scope, or dflt when none is set. */
 static int limit_get(struct sq *q, const char *kind, const char *name,
                      int64_t dflt, int64_t *out, struct durin_err *err)
 {
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   char scope[600];
   int r, rc;
 
@@ -185,29 +186,29 @@ static int limit_get(struct sq *q, const char *kind, const char *name,
            "reading queue limits", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, scope, -1, SQLITE_TRANSIENT);
-  rc = sqlite3_step(st);
-  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : dflt;
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+  db_bind_text(st, 1, scope);
+  rc = db_step(st);
+  *out = rc == DB_ROW ? db_col_int64(st, 0) : dflt;
+  if (rc != DB_ROW && rc != DB_DONE)
     r = durin__sq_fail(q, err, "reading queue limits");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
 static int count_held(struct sq *q, const char *sql, const char *val,
                       int64_t *out, struct durin_err *err)
 {
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r = prep(q, sql, &st, "counting held runs", err);
 
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, val, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    *out = sqlite3_column_int64(st, 0);
+  db_bind_text(st, 1, val);
+  if (db_step(st) == DB_ROW)
+    *out = db_col_int64(st, 0);
   else
     r = durin__sq_fail(q, err, "counting held runs");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -216,9 +217,9 @@ static int count_held(struct sq *q, const char *sql, const char *val,
 /* Lists the tenants with ready runs and each one's first page of them;
  * *cand is the prepared page query, kept for later pages. */
 static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
-                        int *nout, sqlite3_stmt **cand, struct durin_err *err)
+                        int *nout, struct db_stmt **cand, struct durin_err *err)
 {
-  sqlite3_stmt *next = NULL;
+  struct db_stmt *next = NULL;
   struct tenant *t = NULL;
   char *last = strdup("");
   int n = 0, r, rc;
@@ -228,27 +229,28 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
            "ORDER BY tenant LIMIT 1",
            &next, "listing tenants", err);
   if (!r)
-    r = prep(q,
-             "SELECT id, concurrency_key, priority, created_ms FROM runs "
-             "WHERE tenant = ?1 AND " READY " AND pause_requested = 0 AND "
-             "not_before_ms <= ?2 AND (?3 OR priority < ?4 OR (priority = ?4 "
-             "AND (created_ms > ?5 OR (created_ms = ?5 AND id > ?6)))) "
-             "ORDER BY priority DESC, created_ms, id LIMIT ?7",
-             cand, "listing ready runs", err);
+    r = prep(
+        q,
+        "SELECT id, concurrency_key, priority, created_ms FROM runs "
+        "WHERE tenant = ?1 AND " READY " AND pause_requested = 0 AND "
+        "not_before_ms <= ?2 AND (?3 = 1 OR priority < ?4 OR (priority = ?4 "
+        "AND (created_ms > ?5 OR (created_ms = ?5 AND id > ?6)))) "
+        "ORDER BY priority DESC, created_ms, id LIMIT ?7",
+        cand, "listing ready runs", err);
   while (!r) {
     struct tenant *x;
 
-    sqlite3_bind_text(next, 1, last, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(next);
-    if (rc == SQLITE_DONE)
+    db_bind_text(next, 1, last);
+    rc = db_step(next);
+    if (rc == DB_DONE)
       break;
-    if (rc != SQLITE_ROW) {
+    if (rc != DB_ROW) {
       r = durin__sq_fail(q, err, "listing tenants");
       break;
     }
     free(last);
-    last = strdup((const char *)sqlite3_column_text(next, 0));
-    sqlite3_reset(next);
+    last = strdup(db_col_text(next, 0));
+    db_reset(next);
     t = realloc(t, (size_t)(n + 1) * sizeof(*t));
     x = &t[n++];
     memset(x, 0, sizeof(*x));
@@ -262,7 +264,7 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
     if (!r)
       r = load_cands(q, *cand, x, now_ms, err);
   }
-  sqlite3_finalize(next);
+  db_finalize(next);
   free(last);
   *out = t;
   *nout = n;
@@ -322,10 +324,10 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   struct sq *q = impl;
   struct tenant *t = NULL;
   struct keycount *kc = NULL;
-  sqlite3_stmt *up = NULL, *cand = NULL;
-  int nt = 0, nk = 0, r, i;
+  struct db_stmt *up = NULL, *cand = NULL;
+  int nt = 0, nk = 0, r, i, rc;
 
-  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
   r = load_tenants(q, now_ms, &t, &nt, &cand, err);
@@ -374,24 +376,26 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
     }
     if (r || !c)
       continue;
-    sqlite3_bind_text(up, 1, c->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(up, 2, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(up, 3, now_ms + ttl_ms);
-    sqlite3_bind_int64(up, 4, now_ms);
-    if (sqlite3_step(up) == SQLITE_ROW) {
+    db_bind_text(up, 1, c->id);
+    db_bind_text(up, 2, owner);
+    db_bind_int64(up, 3, now_ms + ttl_ms);
+    db_bind_int64(up, 4, now_ms);
+    rc = db_step(up);
+    if (rc == DB_ROW) {
       struct durin_claim *o = &out[(*n)++];
 
       snprintf(o->id, sizeof(o->id), "%s", c->id);
-      o->epoch = (uint64_t)sqlite3_column_int64(up, 0);
-      o->attempt = sqlite3_column_int64(up, 1);
+      o->epoch = (uint64_t)db_col_int64(up, 0);
+      o->attempt = db_col_int64(up, 1);
       best->held++;
-      sqlite3_step(up);
+      rc = db_step(up);
     }
-    if (sqlite3_reset(up) != SQLITE_OK)
+    if (rc != DB_DONE)
       r = durin__sq_fail(q, err, "claiming runs");
+    db_reset(up);
   }
-  sqlite3_finalize(up);
-  sqlite3_finalize(cand);
+  db_finalize(up);
+  db_finalize(cand);
   tenants_free(t, nt);
   for (i = 0; i < nk; i++)
     free(kc[i].key);
@@ -407,25 +411,25 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   return r;
 }
 
-static int held_rows(struct sq *q, sqlite3_stmt *st, durin_held_cb cb,
+static int held_rows(struct sq *q, struct db_stmt *st, durin_held_cb cb,
                      void *arg, const char *what, struct durin_err *err)
 {
   int r = 0, rc;
 
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = db_step(st)) == DB_ROW) {
     struct durin_held h;
 
     memset(&h, 0, sizeof(h));
-    snprintf(h.id, sizeof(h.id), "%s", sqlite3_column_text(st, 0));
-    h.epoch = (uint64_t)sqlite3_column_int64(st, 1);
-    h.cancel_requested = sqlite3_column_int(st, 2);
-    h.pause_requested = sqlite3_column_int(st, 3);
+    snprintf(h.id, sizeof(h.id), "%s", db_col_text(st, 0));
+    h.epoch = (uint64_t)db_col_int64(st, 1);
+    h.cancel_requested = db_col_int(st, 2);
+    h.pause_requested = db_col_int(st, 3);
     if (cb && !r)
       r = cb(&h, arg);
   }
-  if (rc != SQLITE_DONE)
+  if (rc != DB_DONE)
     r = durin__sq_fail(q, err, what);
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -433,7 +437,7 @@ int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
                           durin_held_cb cb, void *arg, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r;
 
   /* Renewing a lease that ran out is safe while nobody took the run: the
@@ -444,8 +448,8 @@ int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
            &st, "renewing leases", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, until_ms);
+  db_bind_text(st, 1, owner);
+  db_bind_int64(st, 2, until_ms);
   return held_rows(q, st, cb, arg, "renewing leases", err);
 }
 
@@ -453,7 +457,7 @@ int durin__sq_signals(void *impl, const char *owner, durin_held_cb cb,
                       void *arg, struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r;
 
   r = prep(q,
@@ -463,7 +467,7 @@ int durin__sq_signals(void *impl, const char *owner, durin_held_cb cb,
            &st, "reading run signals", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, owner);
   return held_rows(q, st, cb, arg, "reading run signals", err);
 }
 
@@ -489,7 +493,7 @@ static int wd_move(struct sq *q, const struct lost *l, int64_t now,
                    const char *status, const char *reason, int count,
                    int *moved, struct durin_err *err)
 {
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r;
 
   r = prep(q,
@@ -501,19 +505,19 @@ static int wd_move(struct sq *q, const struct lost *l, int64_t now,
            &st, "recovering run", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, l->id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, (int64_t)l->epoch);
-  sqlite3_bind_int(st, 3, count);
-  sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, now);
+  db_bind_text(st, 1, l->id);
+  db_bind_int64(st, 2, (int64_t)l->epoch);
+  db_bind_int64(st, 3, count);
+  db_bind_text(st, 4, status);
+  db_bind_text(st, 5, reason);
+  db_bind_int64(st, 6, now);
   return run_changes(q, st, "recovering run", moved, err);
 }
 
 static int wd_scan(struct sq *q, const char *sql, int64_t a, int64_t b,
                    struct lost **out, int *n, struct durin_err *err)
 {
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, rc;
 
   *out = NULL;
@@ -521,24 +525,24 @@ static int wd_scan(struct sq *q, const char *sql, int64_t a, int64_t b,
   r = prep(q, sql, &st, "scanning leases", err);
   if (r)
     return r;
-  sqlite3_bind_int64(st, 1, a);
-  sqlite3_bind_int64(st, 2, b);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  db_bind_int64(st, 1, a);
+  db_bind_int64(st, 2, b);
+  while ((rc = db_step(st)) == DB_ROW) {
     struct lost *l;
 
     *out = realloc(*out, (size_t)(*n + 1) * sizeof(**out));
     l = &(*out)[(*n)++];
-    snprintf(l->id, sizeof(l->id), "%s", sqlite3_column_text(st, 0));
+    snprintf(l->id, sizeof(l->id), "%s", db_col_text(st, 0));
     l->owner = durin__sq_col_dup(st, 1);
-    l->epoch = (uint64_t)sqlite3_column_int64(st, 2);
-    l->recoveries = sqlite3_column_int64(st, 3);
-    l->max_recoveries = sqlite3_column_int64(st, 4);
-    l->progress_ms = sqlite3_column_int64(st, 5);
-    l->step = sqlite3_column_int64(st, 6);
+    l->epoch = (uint64_t)db_col_int64(st, 2);
+    l->recoveries = db_col_int64(st, 3);
+    l->max_recoveries = db_col_int64(st, 4);
+    l->progress_ms = db_col_int64(st, 5);
+    l->step = db_col_int64(st, 6);
   }
-  if (rc != SQLITE_DONE)
+  if (rc != DB_DONE)
     r = durin__sq_fail(q, err, "scanning leases");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 
@@ -564,7 +568,7 @@ int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
   int n = 0, i, r, moved;
   char reason[600];
 
-  r = durin__sq_exec(q, "BEGIN IMMEDIATE", err);
+  r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
   r = wd_scan(q, LOST_COLS "lease_expires_ms < ?1 AND ?2 = ?2", o->now_ms, 0,
@@ -637,7 +641,7 @@ int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
                         struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, changed;
 
   r = prep(q,
@@ -648,9 +652,9 @@ int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
            &st, "setting queue limit", err);
   if (r)
     return r;
-  sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+  db_bind_text(st, 1, scope);
   if (max >= 0)
-    sqlite3_bind_int64(st, 2, max);
+    db_bind_int64(st, 2, max);
   return run_changes(q, st, "setting queue limit", &changed, err);
 }
 
@@ -658,19 +662,18 @@ int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
                          struct durin_err *err)
 {
   struct sq *q = impl;
-  sqlite3_stmt *st;
+  struct db_stmt *st;
   int r, rc;
 
   r = prep(q, "SELECT scope, max_running FROM queue_limits ORDER BY scope", &st,
            "listing queue limits", err);
   if (r)
     return r;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r)
-    r = cb((const char *)sqlite3_column_text(st, 0),
-           sqlite3_column_int64(st, 1), arg);
-  if (!r && rc != SQLITE_DONE && rc != SQLITE_ROW)
+  while ((rc = db_step(st)) == DB_ROW && !r)
+    r = cb(db_col_text(st, 0), db_col_int64(st, 1), arg);
+  if (!r && rc != DB_DONE && rc != DB_ROW)
     r = durin__sq_fail(q, err, "listing queue limits");
-  sqlite3_finalize(st);
+  db_finalize(st);
   return r;
 }
 

@@ -1,0 +1,387 @@
+/*
+ * The PostgreSQL driver (libpq). Statements are sent with PQexecParams,
+ * typed from their bindings (text, int8, float8; NULL untyped), with the
+ * ?N parameters rewritten to $N. Rows come back whole and are stepped
+ * through here.
+ *
+ * Writers: READ COMMITTED, and the fence is a conditional UPDATE, so its
+ * row lock holds to COMMIT and a claimer that moves the epoch waits for it.
+ * Exclusive writers (claims, the watchdog) also take one transaction-level
+ * advisory lock, the counterpart of SQLite's single writer.
+ *
+ * A lost connection fails the statement in flight (DB_GONE) and, outside a
+ * transaction, is re-established before the next one, with backoff; the
+ * callers' fencing makes a retried step safe.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "store/db.h"
+
+#define MAXP       32
+#define CLAIM_LOCK "4242001"
+
+struct pdb {
+  struct db base;
+  PGconn *c;
+  char *url;
+  char msg[600];
+  int code;
+  int64_t changes;
+  int64_t retry_at_ms; /* no reconnect before this (backoff) */
+  int backoff_ms;
+};
+
+struct pst {
+  struct db_stmt base;
+  char *sql;
+  int n; /* highest parameter number */
+  const char *v[MAXP];
+  char num[MAXP][32];
+  Oid type[MAXP];
+  PGresult *res;
+  int row, nrows, ran;
+};
+
+#define PDB(d) ((struct pdb *)(d))
+#define PST(s) ((struct pst *)(s))
+
+static int64_t mono_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_msg(struct pdb *d, int code, const char *m)
+{
+  size_t n;
+
+  d->code = code;
+  snprintf(d->msg, sizeof(d->msg), "%s", m ? m : "unknown error");
+  n = strlen(d->msg);
+  while (n && (d->msg[n - 1] == '\n' || d->msg[n - 1] == ' '))
+    d->msg[--n] = '\0';
+}
+
+/* Reconnects a lost connection, at most once per backoff period (50 ms,
+ * doubling to 2 s), so a restarting server is not hammered. */
+static int alive(struct pdb *d)
+{
+  int64_t now;
+
+  if (PQstatus(d->c) == CONNECTION_OK)
+    return 1;
+  now = mono_ms();
+  if (now < d->retry_at_ms) {
+    set_msg(d, DB_GONE, "the PostgreSQL server is unreachable; retrying");
+    return 0;
+  }
+  PQreset(d->c);
+  if (PQstatus(d->c) == CONNECTION_OK) {
+    d->backoff_ms = 0;
+    return 1;
+  }
+  d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : 50;
+  if (d->backoff_ms > 2000)
+    d->backoff_ms = 2000;
+  d->retry_at_ms = now + d->backoff_ms;
+  set_msg(d, DB_GONE, PQerrorMessage(d->c));
+  return 0;
+}
+
+/* Maps a failed result to a DB_ code, remembering its message. */
+static int failed(struct pdb *d, PGresult *res)
+{
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  int code = DB_ERROR;
+
+  if (PQstatus(d->c) != CONNECTION_OK)
+    code = DB_GONE;
+  else if (state && !strncmp(state, "23", 2))
+    code = DB_CONSTRAINT;
+  else if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") ||
+                     !strcmp(state, "55P03")))
+    code = DB_BUSY;
+  set_msg(d, code, res ? PQresultErrorMessage(res) : PQerrorMessage(d->c));
+  return code;
+}
+
+static void p_close(struct db *db)
+{
+  PQfinish(PDB(db)->c);
+  free(PDB(db)->url);
+  free(db);
+}
+
+/* ?N becomes $N outside quotes; the highest N is the parameter count. */
+static char *translate(const char *sql, int *n)
+{
+  char *out = malloc(strlen(sql) + 1), *o = out;
+  int quote = 0;
+
+  *n = 0;
+  if (!out)
+    return NULL;
+  for (; *sql; sql++) {
+    if (*sql == '\'')
+      quote = !quote;
+    if (!quote && *sql == '?' && sql[1] >= '0' && sql[1] <= '9') {
+      int k = atoi(sql + 1);
+
+      if (k > *n)
+        *n = k;
+      *o++ = '$';
+      continue;
+    }
+    *o++ = *sql;
+  }
+  *o = '\0';
+  return out;
+}
+
+static int p_prepare(struct db *db, const char *sql, int persistent,
+                     struct db_stmt **out)
+{
+  struct pst *s = calloc(1, sizeof(*s));
+
+  (void)persistent;
+  if (!s)
+    return DB_ERROR;
+  s->sql = translate(sql, &s->n);
+  if (!s->sql || s->n > MAXP) {
+    free(s->sql);
+    free(s);
+    set_msg(PDB(db), DB_ERROR, "statement has too many parameters");
+    return DB_ERROR;
+  }
+  s->base.db = db;
+  *out = &s->base;
+  return DB_OK;
+}
+
+static void p_bind_text(struct db_stmt *st, int i, const char *v)
+{
+  if (i < 1 || i > MAXP)
+    return;
+  PST(st)->v[i - 1] = v;
+  PST(st)->type[i - 1] = v ? 25 : 0; /* text */
+}
+
+static void p_bind_int64(struct db_stmt *st, int i, int64_t v)
+{
+  if (i < 1 || i > MAXP)
+    return;
+  snprintf(PST(st)->num[i - 1], 32, "%lld", (long long)v);
+  PST(st)->v[i - 1] = PST(st)->num[i - 1];
+  PST(st)->type[i - 1] = 20; /* int8 */
+}
+
+static void p_bind_double(struct db_stmt *st, int i, double v)
+{
+  if (i < 1 || i > MAXP)
+    return;
+  snprintf(PST(st)->num[i - 1], 32, "%.17g", v);
+  PST(st)->v[i - 1] = PST(st)->num[i - 1];
+  PST(st)->type[i - 1] = 701; /* float8 */
+}
+
+static int p_step(struct db_stmt *st)
+{
+  struct pst *s = PST(st);
+  struct pdb *d = PDB(st->db);
+
+  if (!s->ran) {
+    ExecStatusType es;
+
+    if (!alive(d))
+      return DB_GONE;
+    s->res = PQexecParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0);
+    es = PQresultStatus(s->res);
+    if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
+      int code = failed(d, s->res);
+
+      PQclear(s->res);
+      s->res = NULL;
+      return code;
+    }
+    s->ran = 1;
+    s->row = -1;
+    s->nrows = PQntuples(s->res);
+    d->changes = atoll(PQcmdTuples(s->res));
+  }
+  if (++s->row < s->nrows)
+    return DB_ROW;
+  return DB_DONE;
+}
+
+static const char *p_col_text(struct db_stmt *st, int i)
+{
+  struct pst *s = PST(st);
+
+  if (!s->res || s->row >= s->nrows || PQgetisnull(s->res, s->row, i))
+    return NULL;
+  return PQgetvalue(s->res, s->row, i);
+}
+
+static int64_t p_col_int64(struct db_stmt *st, int i)
+{
+  const char *t = p_col_text(st, i);
+
+  if (!t)
+    return 0;
+  if (*t == 't' || *t == 'f') /* a boolean */
+    return *t == 't';
+  return strtoll(t, NULL, 10);
+}
+
+static double p_col_double(struct db_stmt *st, int i)
+{
+  const char *t = p_col_text(st, i);
+
+  return t ? strtod(t, NULL) : 0;
+}
+
+static void p_reset(struct db_stmt *st)
+{
+  PQclear(PST(st)->res);
+  PST(st)->res = NULL;
+  PST(st)->ran = 0;
+}
+
+static void p_clear(struct db_stmt *st)
+{
+  memset(PST(st)->v, 0, sizeof(PST(st)->v));
+  memset(PST(st)->type, 0, sizeof(PST(st)->type));
+}
+
+static void p_finalize(struct db_stmt *st)
+{
+  p_reset(st);
+  free(PST(st)->sql);
+  free(st);
+}
+
+static int p_exec(struct db *db, const char *sql)
+{
+  struct pdb *d = PDB(db);
+  PGresult *res;
+  int code = DB_OK;
+
+  if (!alive(d))
+    return DB_GONE;
+  res = PQexec(d->c, sql);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+      PQresultStatus(res) != PGRES_TUPLES_OK)
+    code = failed(d, res);
+  else
+    d->changes = atoll(PQcmdTuples(res));
+  PQclear(res);
+  return code;
+}
+
+static int64_t p_changes(struct db *db)
+{
+  return PDB(db)->changes;
+}
+
+static int p_errcode(struct db *db)
+{
+  return PDB(db)->code;
+}
+
+static const char *p_errmsg(struct db *db)
+{
+  return PDB(db)->msg;
+}
+
+static int p_begin(struct db *db, int exclusive)
+{
+  return p_exec(db, exclusive ?
+                        "BEGIN; SELECT pg_advisory_xact_lock(" CLAIM_LOCK ")" :
+                        "BEGIN");
+}
+
+static int p_schema_version(struct db *db, int *v)
+{
+  struct pdb *d = PDB(db);
+  PGresult *res;
+  int code;
+
+  code = p_exec(db, "CREATE TABLE IF NOT EXISTS durin_schema(version "
+                    "INTEGER NOT NULL); INSERT INTO durin_schema(version) "
+                    "SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM durin_schema)");
+  if (code)
+    return code;
+  res = PQexec(d->c, "SELECT version FROM durin_schema");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    code = failed(d, res);
+    PQclear(res);
+    return code ? code : DB_ERROR;
+  }
+  *v = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return DB_OK;
+}
+
+static int p_set_schema_version(struct db *db, int v)
+{
+  char sql[64];
+
+  snprintf(sql, sizeof(sql), "UPDATE durin_schema SET version = %d", v);
+  return p_exec(db, sql);
+}
+
+static int64_t p_size_bytes(struct db *db)
+{
+  PGresult *res =
+      PQexec(PDB(db)->c, "SELECT pg_database_size(current_database())");
+  int64_t n = -1;
+
+  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+    n = atoll(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return n;
+}
+
+static const struct db_ops pg_ops = {
+  "postgres",    p_close,  p_prepare,  p_bind_text,      p_bind_int64,
+  p_bind_double, p_step,   p_col_text, p_col_int64,      p_col_double,
+  p_reset,       p_clear,  p_finalize, p_exec,           p_changes,
+  p_errcode,     p_errmsg, p_begin,    p_schema_version, p_set_schema_version,
+  p_size_bytes,
+};
+
+/* Notices ("relation already exists, skipping") are not for users. */
+static void quiet(void *arg, const char *msg)
+{
+  (void)arg;
+  (void)msg;
+}
+
+int db_pg_open(const char *url, struct db **out, char *msg, size_t len)
+{
+  struct pdb *d = calloc(1, sizeof(*d));
+
+  if (!d) {
+    snprintf(msg, len, "out of memory");
+    return DB_ERROR;
+  }
+  d->base.ops = &pg_ops;
+  d->url = strdup(url);
+  d->c = PQconnectdb(url);
+  if (PQstatus(d->c) != CONNECTION_OK) {
+    set_msg(d, DB_GONE, PQerrorMessage(d->c));
+    snprintf(msg, len, "%s", d->msg);
+    p_close(&d->base);
+    return DB_GONE;
+  }
+  PQsetNoticeProcessor(d->c, quiet, NULL);
+  *out = &d->base;
+  return DB_OK;
+}
