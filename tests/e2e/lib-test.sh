@@ -14,6 +14,8 @@ bg_pids=""
 
 test_cleanup() {
   for p in $bg_pids; do kill "$p" 2>/dev/null; done
+  [ -z "${PGDB:-}" ] || psql -X -q "$DURIN_TEST_PG/postgres" \
+    -c "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1
   if [ "$test_failed" = 0 ]; then rm -rf "$TRASH"; else
     echo "# kept $TRASH for inspection"; fi
 }
@@ -83,6 +85,35 @@ run_id_of() { sed -n 's/^run \(r[0-9a-f]*\) submitted$/\1/p' "$1" | head -n 1; }
 
 # Waits for a writer's lock rather than failing with "database is locked".
 sql() { sqlite3 -cmd ".timeout 10000" "$DB" "$@"; }
+
+# The PostgreSQL variant (DURIN_TEST_STORE=pg): the store is a database of
+# this test's own on the cluster at $DURIN_TEST_PG, and `sql` is psql on it,
+# with SQLite's json_extract and json_valid and booleans printed as 1/0, so
+# one test body checks both stores.
+if [ "${DURIN_TEST_STORE:-}" = pg ]; then
+  [ -n "${DURIN_TEST_PG:-}" ] ||
+    test_skip_all "no PostgreSQL cluster in DURIN_TEST_PG (tests/run-all.sh starts one)"
+  PGDB="e_$(basename "$0" .sh | tr -c 'a-z0-9\n' _)_$$"
+  psql -X -q -v ON_ERROR_STOP=1 "$DURIN_TEST_PG/postgres" \
+    -c "CREATE DATABASE $PGDB" >/dev/null || exit 1
+  export DURIN_STORE="$DURIN_TEST_PG/$PGDB" DURIN_DATA_DIR="$TRASH/store/runs"
+  psql -X -q -v ON_ERROR_STOP=1 "$DURIN_STORE" >/dev/null <<'SQL' || exit 1
+CREATE FUNCTION json_extract(doc text, path text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE jsonb_typeof(v) WHEN 'boolean' THEN (CASE WHEN v = 'true'
+    THEN '1' ELSE '0' END) ELSE v #>> '{}' END
+  FROM (SELECT (doc::jsonb) #> string_to_array(substr(path, 3), '.') AS v) x
+$$;
+CREATE FUNCTION json_valid(doc text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM doc::jsonb; RETURN 1; EXCEPTION WHEN others THEN RETURN 0; END
+$$;
+SQL
+  sql() {
+    psql -X -A -t -q -v ON_ERROR_STOP=1 "$DURIN_STORE" -c "$1" |
+      sed 's/^t$/1/; s/^f$/0/'
+  }
+fi
 status_of() { sql "select status from runs where id = '$1'"; }
 
 # Events of a run are numbered 1..N with no gap.

@@ -18,7 +18,7 @@ static int setup(void **state)
   struct fx *f = calloc(1, sizeof(*f));
 
   f->dir = test_tmpdir();
-  snprintf(f->url, sizeof(f->url), "sqlite:%s/t.db", f->dir);
+  test_store_url(f->dir, "t.db", f->url, sizeof(f->url));
   assert_int_equal(durin_store_open(f->url, &f->s, NULL), 0);
   *state = f;
   return 0;
@@ -318,5 +318,7 @@ int main(void)
                                     teardown),
   };
 
+  if (test_store_missing())
+    return 77;
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

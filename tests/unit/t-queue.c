@@ -18,7 +18,7 @@ static int setup(void **state)
   char url[4200];
 
   f->dir = test_tmpdir();
-  snprintf(url, sizeof(url), "sqlite:%s/q.db", f->dir);
+  test_store_url(f->dir, "q.db", url, sizeof(url));
   assert_int_equal(durin_store_open(url, &f->s, NULL), 0);
   *state = f;
   return 0;
@@ -395,5 +395,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
   };
 
+  if (test_store_missing())
+    return 77;
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

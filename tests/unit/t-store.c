@@ -18,7 +18,7 @@ static int setup(void **state)
   struct durin_err err = { 0 };
 
   f->dir = test_tmpdir();
-  snprintf(f->url, sizeof(f->url), "sqlite:%s/sub/dir/t.db", f->dir);
+  test_store_url(f->dir, "sub/dir/t.db", f->url, sizeof(f->url));
   assert_int_equal(durin_store_open(f->url, &f->s, &err), 0);
   *state = f;
   return 0;
@@ -263,5 +263,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
   };
 
+  if (test_store_missing())
+    return 77;
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
