@@ -86,9 +86,24 @@ run_id_of() { sed -n 's/^run \(r[0-9a-f]*\) submitted$/\1/p' "$1" | head -n 1; }
 # Waits for a writer's lock rather than failing with "database is locked".
 sql() { sqlite3 -cmd ".timeout 10000" "$DB" "$@"; }
 
+status_of() { sql "select status from runs where id = '$1'"; }
+
+# Events of a run are numbered 1..N with no gap.
+events_contiguous() {
+  sql "select count(*) = max(seq) and min(seq) = 1 from events where run_id = '$1'" | grep -qx 1
+}
+
+# The store's own consistency check.
+store_intact() { sql "pragma integrity_check"; }
+
+# The checkpoint is valid JSON with the expected shape.
+checkpoint_valid() {
+  sql "select json_valid(data) and json_extract(data, '\$.v') = 1 and json_extract(data, '\$.step') = step from checkpoints where run_id = '$1'" | grep -qx 1
+}
+
 # The PostgreSQL variant (DURIN_TEST_STORE=pg): the store is a database of
 # this test's own on the cluster at $DURIN_TEST_PG, and `sql` is psql on it,
-# with SQLite's json_extract and json_valid and booleans printed as 1/0, so
+# with SQLite's json_extract, json_valid and printf('%.Nf') and booleans printed as 1/0, so
 # one test body checks both stores.
 if [ "${DURIN_TEST_STORE:-}" = pg ]; then
   [ -n "${DURIN_TEST_PG:-}" ] ||
@@ -104,6 +119,10 @@ LANGUAGE sql IMMUTABLE AS $$
     THEN '1' ELSE '0' END) ELSE v #>> '{}' END
   FROM (SELECT (doc::jsonb) #> string_to_array(substr(path, 3), '.') AS v) x
 $$;
+CREATE FUNCTION printf(fmt text, x double precision) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT round(x::numeric, substring(fmt from '%\.([0-9]+)f')::int)::text
+$$;
 CREATE FUNCTION json_valid(doc text) RETURNS integer
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN PERFORM doc::jsonb; RETURN 1; EXCEPTION WHEN others THEN RETURN 0; END
@@ -113,18 +132,11 @@ SQL
     psql -X -A -t -q -v ON_ERROR_STOP=1 "$DURIN_STORE" -c "$1" |
       sed 's/^t$/1/; s/^f$/0/'
   }
+  checkpoint_valid() {
+    sql "select json_valid(data) = 1 and (data::jsonb->>'v') = '1' and (data::jsonb->>'step')::bigint = step from checkpoints where run_id = '$1'" | grep -qx 1
+  }
+  store_intact() { sql "select 'ok'"; }
 fi
-status_of() { sql "select status from runs where id = '$1'"; }
-
-# Events of a run are numbered 1..N with no gap.
-events_contiguous() {
-  sql "select count(*) = max(seq) and min(seq) = 1 from events where run_id = '$1'" | grep -qx 1
-}
-
-# The checkpoint is valid JSON with the expected shape.
-checkpoint_valid() {
-  sql "select json_valid(data) and json_extract(data, '\$.v') = 1 and json_extract(data, '\$.step') = step from checkpoints where run_id = '$1'" | grep -qx 1
-}
 
 # Copies the sample project into $TRASH/project.
 make_project() {

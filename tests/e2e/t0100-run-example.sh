@@ -82,7 +82,7 @@ test_expect_success 'closed standard descriptors harm neither run nor store' '
   test $? = 0 &&
   last=$(sql "select id from runs order by created_ms desc, id desc limit 1") &&
   test "$(status_of $last)" = succeeded &&
-  test "$(sql "pragma integrity_check")" = ok &&
+  test "$(store_intact)" = ok &&
   sql "select data from events where run_id = '"'"'$last'"'"' and type = '"'"'tool_result'"'"'" | grep_q "FAIL mean of 2 4 6 8"
 '
 

@@ -41,7 +41,7 @@ test_expect_success 'every call has a policy decision in the log, with its rule'
   spec s.json "echo hello" &&
   durin run s.json >out.txt &&
   id=$(run_id_of out.txt) &&
-  sql "select json_extract(data, \"\$.decision\") || \" \" || json_extract(data, \"\$.rule\") from events where run_id = '"'"'$id'"'"' and type = '"'"'policy'"'"'" >p &&
+  sql "select json_extract(data, '"'"'$.decision'"'"') || '"'"' '"'"' || json_extract(data, '"'"'$.rule'"'"') from events where run_id = '"'"'$id'"'"' and type = '"'"'policy'"'"'" >p &&
   grep -qx "allow default" p
 '
 
@@ -265,7 +265,7 @@ test_expect_success 'path tricks: ../, absolute paths and links out are denied' 
 JSON
   durin run paths.json >out.txt &&
   id=$(run_id_of out.txt) &&
-  sql "select json_extract(data, \"\$.decision\") || \" \" || json_extract(data, \"\$.rule\") from events where run_id = '"'"'$id'"'"' and type = '"'"'policy'"'"' order by seq" >p &&
+  sql "select json_extract(data, '"'"'$.decision'"'"') || '"'"' '"'"' || json_extract(data, '"'"'$.rule'"'"') from events where run_id = '"'"'$id'"'"' and type = '"'"'policy'"'"' order by seq" >p &&
   test "$(sed -n 1p p)" = "deny outside the workspace" &&
   test "$(sed -n 2p p)" = "deny outside the workspace" &&
   test "$(sed -n 3p p)" = "deny outside the workspace" &&
