@@ -28,6 +28,11 @@ enum phase {
 
 struct durin_worker;
 
+struct job;
+typedef int (*job_fn)(struct durin_worker *w, struct durin_txn *txn,
+                      struct job *j);
+typedef void (*job_done)(struct durin_worker *w, struct job *j);
+
 struct wrun {
   struct durin_worker *w;
   struct wrun *hnext;
@@ -48,6 +53,12 @@ struct wrun {
   int cancel_applied;
   int pause;  /* `durin pause` seen */
   int unseen; /* not reported by the heartbeat being read */
+  /* A write the store could not take (connection lost, busy), tried
+   * again with backoff while the lease may still be ours. */
+  job_fn retry_fn;
+  job_done retry_done;
+  int64_t retry_since;
+  int retry_ms;
   /* The model call. */
   struct durin_http_req req;
   int req_built;
@@ -71,11 +82,6 @@ enum job_kind {
   J_WRITE, /* in the batch transaction, fenced on run->epoch */
   J_CALL,  /* on its own, after the batch */
 };
-
-struct job;
-typedef int (*job_fn)(struct durin_worker *w, struct durin_txn *txn,
-                      struct job *j);
-typedef void (*job_done)(struct durin_worker *w, struct job *j);
 
 struct job {
   struct job *next;
@@ -402,6 +408,45 @@ static int fn_release(struct durin_worker *w, struct durin_txn *txn,
   return durin_txn_run_update(txn, j->run->id, &u, &j->err);
 }
 
+static void on_write_retry(uv_timer_t *t)
+{
+  struct wrun *r = t->data;
+
+  if (!r->gone)
+    job_new(r->w, J_WRITE, r, r->retry_fn, r->retry_done);
+}
+
+/*
+ * The store could not take the write (a lost connection, a restarting
+ * server, a lock): nothing of it is durable, so it is simply sent again,
+ * 50 ms then doubling to 1 s, for as long as the lease may still be ours.
+ * After that the watchdog has given the run away and the fence would
+ * refuse the write anyway.
+ */
+static int write_retry(struct wrun *r, struct job *j)
+{
+  struct durin_worker *w = r->w;
+  int64_t now = durin_now_ms();
+
+  if (j->r != DURIN_EBUSY)
+    return 0;
+  if (!r->retry_fn || r->retry_fn != j->fn) {
+    r->retry_since = now;
+    r->retry_ms = 0;
+  }
+  if (now - r->retry_since > w->o.lease_ttl_ms)
+    return 0;
+  r->retry_fn = j->fn;
+  r->retry_done = j->done;
+  r->retry_ms = r->retry_ms ? r->retry_ms * 2 : 50;
+  if (r->retry_ms > 1000)
+    r->retry_ms = 1000;
+  if (r->retry_ms == 50)
+    wlog(w, "run %s: store write failed (%s); trying again", r->id, j->err.msg);
+  uv_timer_start(&r->timer, on_write_retry, (uint64_t)r->retry_ms, 0);
+  return 1;
+}
+
 /* A write came back: fenced means the run is someone else's now. */
 static int write_failed(struct wrun *r, struct job *j)
 {
@@ -417,8 +462,12 @@ static int write_failed(struct wrun *r, struct job *j)
     run_release_memory(r);
     return 1;
   }
-  if (!j->r)
+  if (!j->r) {
+    r->retry_fn = NULL;
     return 0;
+  }
+  if (write_retry(r, j))
+    return 1;
   if (j->r == DURIN_EFENCED)
     drop(r, "lease lost to another worker; dropping the run");
   else
