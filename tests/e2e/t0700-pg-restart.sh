@@ -1,0 +1,63 @@
+#!/bin/sh
+# PostgreSQL restarts while a worker drives runs on it (an immediate stop:
+# every connection cut, in-flight transactions lost). The worker keeps its
+# runs: writes the server could not take are sent again once it is back,
+# within the lease. Every run succeeds, no tool call with a recorded
+# outcome runs again, and no run is stranded as needs_human.
+. "$(dirname "$0")/lib-test.sh"
+
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 ||
+  test_skip_all "no PostgreSQL server installed (apt-get install postgresql)"
+"$DURIN" sandbox -- true 2>/dev/null ||
+  test_skip_all "this host cannot build the sandbox"
+
+# Beside $TRASH, not in it: the server's user must reach its directory.
+CL=$(mktemp -d)
+url=$("$SRCDIR/tests/helpers/pg-cluster.sh" start "$CL") || {
+  rm -rf "$CL"
+  test_skip_all "cannot start a PostgreSQL cluster"
+}
+stop_cluster() {
+  "$SRCDIR/tests/helpers/pg-cluster.sh" stop "$CL"
+  rm -rf "$CL"
+}
+trap 'stop_cluster; test_cleanup' EXIT
+export DURIN_STORE="$url/postgres" DURIN_DATA_DIR="$TRASH/runs"
+sql() { psql -X -A -t -q "$DURIN_STORE" -c "$1"; }
+outcomes() { sql "select count(*) from ledger where done = 1"; }
+ended() {
+  sql "select count(*) from runs where status in ('succeeded', 'failed', 'needs_human', 'cancelled')"
+}
+
+make_project
+N=6
+STEPS=15
+mkdir -p "$TRASH/log"
+cat >"$TRASH/s.json" <<JSON
+{"goal": "g", "workspace": "project", "sandbox": {"rw": ["$TRASH/log"]},
+ "model": {"provider": "script", "turns": [
+   {"repeat": $STEPS, "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 0.05; echo \$DURIN_IDEMPOTENCY_KEY >> $TRASH/log/calls"}}]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}
+JSON
+
+test_expect_success 'a worker keeps its runs through a PostgreSQL restart' '
+  for i in $(seq $N); do durin submit s.json >/dev/null || return 1; done
+  "$DURIN" worker --poll 50ms --lease-ttl 5s >w.log 2>&1 &
+  w=$!
+  wait_for 30 "test \$(outcomes) -ge $N" &&
+  "$SRCDIR/tests/helpers/pg-cluster.sh" restart "$CL" || { kill $w; return 1; }
+  wait_for 120 "test \$(ended) = $N"; r=$?
+  kill $w; wait $w
+  cat w.log
+  test $r = 0 &&
+  test "$(sql "select count(*) from runs where status = '"'"'succeeded'"'"'")" = $N &&
+  grep -q "trying again" w.log
+'
+
+test_expect_success 'every tool call ran exactly once' '
+  test "$(wc -l <log/calls)" = $((N * STEPS)) &&
+  test "$(sort log/calls | uniq -d | wc -l)" = 0 &&
+  test "$(outcomes)" = $((N * STEPS))
+'
+
+test_done
