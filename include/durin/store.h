@@ -331,6 +331,8 @@ struct durin_store_ops {
   int (*approval_decide)(void *impl, const struct durin_approval_decision *d,
                          enum durin_approval_state *final,
                          struct durin_err *err);
+  int (*wakeup_fd)(void *impl);
+  int (*wakeup_drain)(void *impl);
   /* Bytes the store occupies on disk, for benchmarks; -1 if unknown. */
   int64_t (*size_bytes)(void *impl);
 };
@@ -490,6 +492,18 @@ int durin_store_pending_get(struct durin_store *s, const char *run_id,
                             int64_t *step, char **response,
                             struct durin_err *err);
 int64_t durin_store_size_bytes(struct durin_store *s);
+
+/*
+ * Waking idle workers. A descriptor that becomes readable when another
+ * process made work ready (a run submitted or let go, an approval
+ * decided, a run re-queued, a pause lifted): PostgreSQL's LISTEN/NOTIFY on
+ * a connection of its own, so it may be watched from another thread than
+ * the store's. -1 when the store has none (SQLite: workers poll).
+ * durin_store_wakeup_drain() consumes what arrived: the number of
+ * signals, or -1 if the channel broke (the next _fd reopens it).
+ */
+int durin_store_wakeup_fd(struct durin_store *s);
+int durin_store_wakeup_drain(struct durin_store *s);
 
 /*
  * Approvals. A run that waits for one is a row with status

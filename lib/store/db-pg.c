@@ -28,6 +28,7 @@
 struct pdb {
   struct db base;
   PGconn *c;
+  PGconn *lc; /* LISTEN durin_work, for workers waiting for work */
   char *url;
   char msg[600];
   int code;
@@ -114,6 +115,7 @@ static int failed(struct pdb *d, PGresult *res)
 
 static void p_close(struct db *db)
 {
+  PQfinish(PDB(db)->lc);
   PQfinish(PDB(db)->c);
   free(PDB(db)->url);
   free(db);
@@ -349,12 +351,61 @@ static int64_t p_size_bytes(struct db *db)
   return n;
 }
 
+static int p_notify(struct db *db)
+{
+  return p_exec(db, "NOTIFY durin_work");
+}
+
+static int p_listen_fd(struct db *db)
+{
+  struct pdb *d = PDB(db);
+  PGresult *res;
+
+  if (d->lc && PQstatus(d->lc) == CONNECTION_OK)
+    return PQsocket(d->lc);
+  PQfinish(d->lc);
+  d->lc = PQconnectdb(d->url);
+  if (PQstatus(d->lc) != CONNECTION_OK) {
+    PQfinish(d->lc);
+    d->lc = NULL;
+    return -1;
+  }
+  res = PQexec(d->lc, "LISTEN durin_work");
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    PQclear(res);
+    PQfinish(d->lc);
+    d->lc = NULL;
+    return -1;
+  }
+  PQclear(res);
+  PQsetnonblocking(d->lc, 1);
+  return PQsocket(d->lc);
+}
+
+static int p_listen_drain(struct db *db)
+{
+  struct pdb *d = PDB(db);
+  PGnotify *n;
+  int count = 0;
+
+  if (!d->lc || !PQconsumeInput(d->lc) || PQstatus(d->lc) != CONNECTION_OK) {
+    PQfinish(d->lc);
+    d->lc = NULL;
+    return -1;
+  }
+  while ((n = PQnotifies(d->lc))) {
+    count++;
+    PQfreemem(n);
+  }
+  return count;
+}
+
 static const struct db_ops pg_ops = {
-  "postgres",    p_close,  p_prepare,  p_bind_text,      p_bind_int64,
-  p_bind_double, p_step,   p_col_text, p_col_int64,      p_col_double,
-  p_reset,       p_clear,  p_finalize, p_exec,           p_changes,
-  p_errcode,     p_errmsg, p_begin,    p_schema_version, p_set_schema_version,
-  p_size_bytes,
+  "postgres",    p_close,  p_prepare,   p_bind_text,      p_bind_int64,
+  p_bind_double, p_step,   p_col_text,  p_col_int64,      p_col_double,
+  p_reset,       p_clear,  p_finalize,  p_exec,           p_changes,
+  p_errcode,     p_errmsg, p_begin,     p_schema_version, p_set_schema_version,
+  p_size_bytes,  p_notify, p_listen_fd, p_listen_drain,
 };
 
 /* Notices ("relation already exists, skipping") are not for users. */

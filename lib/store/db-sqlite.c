@@ -197,12 +197,30 @@ static int64_t s_size_bytes(struct db *d)
   return total;
 }
 
+static int s_notify(struct db *d)
+{
+  (void)d;
+  return DB_OK;
+}
+
+static int s_listen_fd(struct db *d)
+{
+  (void)d;
+  return -1;
+}
+
+static int s_listen_drain(struct db *d)
+{
+  (void)d;
+  return -1;
+}
+
 static const struct db_ops sqlite_ops = {
-  "sqlite",      s_close,  s_prepare,  s_bind_text,      s_bind_int64,
-  s_bind_double, s_step,   s_col_text, s_col_int64,      s_col_double,
-  s_reset,       s_clear,  s_finalize, s_exec,           s_changes,
-  s_errcode,     s_errmsg, s_begin,    s_schema_version, s_set_schema_version,
-  s_size_bytes,
+  "sqlite",      s_close,  s_prepare,   s_bind_text,      s_bind_int64,
+  s_bind_double, s_step,   s_col_text,  s_col_int64,      s_col_double,
+  s_reset,       s_clear,  s_finalize,  s_exec,           s_changes,
+  s_errcode,     s_errmsg, s_begin,     s_schema_version, s_set_schema_version,
+  s_size_bytes,  s_notify, s_listen_fd, s_listen_drain,
 };
 
 int db_sqlite_open(const char *path, int sync_full, int busy_timeout_ms,

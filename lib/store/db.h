@@ -55,6 +55,15 @@ struct db_ops {
   int (*schema_version)(struct db *db, int *v);
   int (*set_schema_version)(struct db *db, int v);
   int64_t (*size_bytes)(struct db *db);
+  /* Tells every listener that work may be ready, at this transaction's
+   * commit (PostgreSQL NOTIFY); a no-op where there are none. */
+  int (*notify)(struct db *db);
+  /* A separate connection that listens: its descriptor, or -1 if this
+   * database has none (SQLite: workers poll). */
+  int (*listen_fd)(struct db *db);
+  /* Consumes what arrived on it: how many signals, or -1 if it broke
+   * (it is reopened by the next listen_fd). */
+  int (*listen_drain)(struct db *db);
 };
 
 struct db {

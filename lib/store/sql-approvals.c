@@ -169,6 +169,10 @@ int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
 static int wake(struct sq *q, const char *run_id, int64_t now,
                 struct durin_err *err)
 {
+  int r = durin__sq_notify(q, err);
+
+  if (r)
+    return r;
   return durin__sq_exec_id(q,
                            "UPDATE runs SET status = 'running', reason = '', "
                            "updated_ms = ?2 WHERE id = ?1 AND status = "

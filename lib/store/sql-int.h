@@ -53,6 +53,8 @@ int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what);
 /* BEGIN for a writer; exclusive ones (claims, the watchdog, decisions)
  * are serialized with each other on every database. */
 int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err);
+/* Wakes idle workers at this transaction's commit (PostgreSQL). */
+int durin__sq_notify(struct sq *q, struct durin_err *err);
 /* Runs SQL text without results. */
 int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err);
 char *durin__sq_col_dup(struct db_stmt *st, int i);

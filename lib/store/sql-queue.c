@@ -120,6 +120,8 @@ int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
   r = run_changes(q, st, "unpausing run", &changed, err);
   if (!r && !changed)
     r = durin_err_set(err, DURIN_ESTATE, "run '%s' is not paused", id);
+  if (!r)
+    r = durin__sq_notify(q, err);
   return r;
 }
 
@@ -630,6 +632,8 @@ int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
   lost_free(l, n);
   if (!r)
     r = durin__sq_approvals_expire(q, o->now_ms, &rep->expired, err);
+  if (!r && (rep->requeued || rep->stalled))
+    r = durin__sq_notify(q, err);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     return r;

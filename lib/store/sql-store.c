@@ -560,6 +560,9 @@ static int sq_run_create(void *impl, const struct durin_run_new *n,
   db_bind_text(st, 2, n->spec_json);
   if (db_step(st) != DB_DONE)
     r = durin__sq_fail(q, err, "creating run");
+  /* A queued run: idle workers need not wait for their next poll. */
+  if (!r && !n->owner)
+    r = durin__sq_notify(q, err);
 out:
   db_finalize(st);
   if (r) {
@@ -952,6 +955,9 @@ static int sq_run_update(void *txn, const char *run_id,
     db_bind_double(st, 14, u->usage->cost_usd);
   }
   r = durin__sq_step_done(q, st, "updating run", err);
+  /* Let go without an end: the run is ready for someone else. */
+  if (!r && u->release_lease && !u->status)
+    r = durin__sq_notify(q, err);
   /* A run that ends leaves no question open. */
   if (!r && u->status && durin_run_status_terminal(*u->status))
     r = durin__sq_approvals_cancel(q, run_id, u->now_ms, err);
@@ -1148,6 +1154,27 @@ static int sq_pending_get(void *impl, const char *run_id, int64_t *step,
   return r;
 }
 
+static int sq_wakeup_fd(void *impl)
+{
+  struct sq *q = impl;
+
+  return q->db->ops->listen_fd(q->db);
+}
+
+static int sq_wakeup_drain(void *impl)
+{
+  struct sq *q = impl;
+
+  return q->db->ops->listen_drain(q->db);
+}
+
+int durin__sq_notify(struct sq *q, struct durin_err *err)
+{
+  if (q->db->ops->notify(q->db) != DB_OK)
+    return durin__sq_fail(q, err, "waking workers");
+  return 0;
+}
+
 static int64_t sq_size_bytes(void *impl)
 {
   struct sq *q = impl;
@@ -1177,7 +1204,8 @@ static int64_t sq_size_bytes(void *impl)
  .size_bytes = sq_size_bytes, .approval_request = durin__sq_approval_request, \
  .approval_get = durin__sq_approval_get,                                      \
  .approval_list = durin__sq_approval_list,                                    \
- .approval_decide = durin__sq_approval_decide,
+ .approval_decide = durin__sq_approval_decide, .wakeup_fd = sq_wakeup_fd,     \
+ .wakeup_drain = sq_wakeup_drain,
 
 const struct durin_store_ops durin__store_sqlite_ops = { .scheme = "sqlite",
                                                          .open = sq_open,

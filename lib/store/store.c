@@ -515,3 +515,13 @@ int durin_store_approval_decide(struct durin_store *s,
 {
   return s->ops->approval_decide(s->impl, d, final, err);
 }
+
+int durin_store_wakeup_fd(struct durin_store *s)
+{
+  return s->ops->wakeup_fd ? s->ops->wakeup_fd(s->impl) : -1;
+}
+
+int durin_store_wakeup_drain(struct durin_store *s)
+{
+  return s->ops->wakeup_drain ? s->ops->wakeup_drain(s->impl) : -1;
+}

@@ -117,6 +117,8 @@ struct durin_worker {
   char owner[256];
   uv_loop_t loop;
   uv_timer_t t_claim, t_beat, t_signal, t_watchdog;
+  uv_poll_t wake; /* the store's wakeup channel (PostgreSQL NOTIFY) */
+  int wake_state; /* 0 none (the claim timer polls), 1 open, 2 closing */
   uv_prepare_t prep;
   uv_check_t check;
   uv_async_t async_stop;
@@ -1148,6 +1150,58 @@ static void on_claim_timer(uv_timer_t *t)
   uv_timer_start(&w->t_claim, on_claim_timer, (uint64_t)w->o.poll_ms, 0);
 }
 
+/*
+ * Work was made ready somewhere (a submit, a decision, a run let go): claim
+ * now instead of at the next poll. The channel is the store's own
+ * connection, so reading it here does not touch the store thread's. If it
+ * breaks, polling carries on alone and the channel is reopened later.
+ */
+static void on_wake_closed(uv_handle_t *h)
+{
+  struct durin_worker *w = h->data;
+
+  w->wake_state = 0;
+}
+
+static void wake_close(struct durin_worker *w)
+{
+  if (w->wake_state != 1)
+    return;
+  w->wake_state = 2;
+  uv_close((uv_handle_t *)&w->wake, on_wake_closed);
+}
+
+static void on_wake(uv_poll_t *p, int status, int events)
+{
+  struct durin_worker *w = p->data;
+  int n;
+
+  (void)events;
+  n = status < 0 ? -1 : durin_store_wakeup_drain(w->s);
+  if (n < 0) {
+    wake_close(w);
+    return;
+  }
+  if (n > 0 && !w->stopping)
+    uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+}
+
+/* Opens the wakeup channel, or reopens a broken one: at start and with
+ * every heartbeat. */
+static void wake_open(struct durin_worker *w)
+{
+  int fd;
+
+  if (w->wake_state != 0 || w->stopping || w->closing)
+    return;
+  fd = durin_store_wakeup_fd(w->s);
+  if (fd < 0 || uv_poll_init(&w->loop, &w->wake, fd) != 0)
+    return;
+  w->wake.data = w;
+  w->wake_state = 1;
+  uv_poll_start(&w->wake, UV_READABLE, on_wake);
+}
+
 static int collect_held(const struct durin_held *h, void *arg)
 {
   struct job *j = arg;
@@ -1307,6 +1361,7 @@ static void on_beat_timer(uv_timer_t *t)
 {
   struct durin_worker *w = t->data;
 
+  wake_open(w);
   if (!w->beat_busy && w->nruns) {
     w->beat_busy = 1;
     job_new(w, J_CALL, NULL, fn_beat, done_beat);
@@ -1339,6 +1394,7 @@ static void close_loop_handles(struct durin_worker *w)
 {
   if (w->closing)
     return;
+  wake_close(w);
   w->closing = 1;
   uv_close((uv_handle_t *)&w->t_claim, NULL);
   uv_close((uv_handle_t *)&w->t_beat, NULL);
@@ -1457,6 +1513,7 @@ int durin_worker_run(struct durin_worker *w)
   uv_check_start(&w->check, on_check);
   uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
   uv_timer_start(&w->t_beat, on_beat_timer, (uint64_t)beat, (uint64_t)beat);
+  wake_open(w);
   uv_timer_start(&w->t_signal, on_signal_timer, 250, 250);
   if (w->o.watchdog)
     uv_timer_start(&w->t_watchdog, on_watchdog_timer, 0, 1000);

@@ -1,9 +1,12 @@
 #!/bin/sh
-# PostgreSQL restarts while a worker drives runs on it (an immediate stop:
-# every connection cut, in-flight transactions lost). The worker keeps its
-# runs: writes the server could not take are sent again once it is back,
-# within the lease. Every run succeeds, no tool call with a recorded
-# outcome runs again, and no run is stranded as needs_human.
+# What only PostgreSQL does, on a cluster of this test's own:
+# - it restarts while a worker drives runs on it (an immediate stop: every
+#   connection cut, in-flight transactions lost). The worker keeps its runs:
+#   writes the server could not take are sent again once it is back, within
+#   the lease. Every run succeeds, no tool call with a recorded outcome runs
+#   again, and no run is stranded as needs_human;
+# - idle workers are woken by NOTIFY when work arrives or an approval is
+#   decided, instead of waiting for their next poll.
 . "$(dirname "$0")/lib-test.sh"
 
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 ||
@@ -25,6 +28,7 @@ trap 'stop_cluster; test_cleanup' EXIT
 export DURIN_STORE="$url/postgres" DURIN_DATA_DIR="$TRASH/runs"
 sql() { psql -X -A -t -q "$DURIN_STORE" -c "$1"; }
 outcomes() { sql "select count(*) from ledger where done = 1"; }
+status_of() { sql "select status from runs where id = '$1'"; }
 ended() {
   sql "select count(*) from runs where status in ('succeeded', 'failed', 'needs_human', 'cancelled')"
 }
@@ -58,6 +62,26 @@ test_expect_success 'every tool call ran exactly once' '
   test "$(wc -l <log/calls)" = $((N * STEPS)) &&
   test "$(sort log/calls | uniq -d | wc -l)" = 0 &&
   test "$(outcomes)" = $((N * STEPS))
+'
+
+test_expect_success 'an idle worker is woken at once: a submit, then a decision' '
+  cat >ask.json <<JSON
+{"goal": "g", "workspace": "project",
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "true"}}]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]},
+ "policy": {"tools": {"bash": "ask"}}}
+JSON
+  "$DURIN" worker --poll 60s --lease-ttl 5s >w2.log 2>&1 &
+  w=$!
+  sleep 1
+  id=$(durin submit ask.json) &&
+  wait_for 10 "test \$(status_of $id) = waiting_approval" &&
+  a=$(sql "select id from approvals where run_id = '"'"'$id'"'"'") &&
+  durin approve $a &&
+  wait_for 10 "test \$(status_of $id) = succeeded"; r=$?
+  kill $w; wait $w
+  test $r = 0
 '
 
 test_done
