@@ -13,6 +13,11 @@
  * steps per transaction and CPU per step.
  *
  *   step-overhead [--steps N] [--runs R] [--sync full|normal] [--dir DIR]
+ *                 [--store URL]
+ *
+ * --store runs it on another store (e.g. postgres://...); the workspace
+ * stays in DIR. Bytes written then count only this process's (the
+ * server's writes are its own).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -176,7 +181,7 @@ static void *watch_runs(void *arg)
 /* R runs of the same spec at once in one worker: aggregate durable
  * steps per second with group commit. */
 static int run_many(struct durin_store *s, const char *spec_json,
-                    const char *ws, int runs, int64_t steps, const char *sync)
+                    const char *ws, int runs, int64_t steps, const char *label)
 {
   struct durin_err err = { 0 };
   struct durin_worker_opts o;
@@ -214,8 +219,8 @@ static int run_many(struct durin_store *s, const char *spec_json,
   durin_worker_stats(w, &st);
   durin_worker_free(w);
   printf("step-overhead: %d concurrent runs x %lld steps, one worker, "
-         "sqlite sync=%s\n",
-         runs, (long long)steps, sync);
+         "%s\n",
+         runs, (long long)steps, label);
   printf("  finished:           %lld runs (%lld dropped)\n",
          (long long)st.finished, (long long)st.dropped);
   printf("  throughput:         %.0f durable steps/s (%lld steps, %.1f s)\n",
@@ -233,7 +238,7 @@ static int run_many(struct durin_store *s, const char *spec_json,
 /* One run of the bench spec through the single-run driver: step latency
  * early and late, throughput, bytes per step. */
 static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
-                   int64_t steps, const char *sync)
+                   int64_t steps, const char *label)
 {
   struct durin_err err = { 0 };
   struct durin_driver_opts o;
@@ -269,8 +274,8 @@ static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
   size1 = durin_store_size_bytes(s);
   pct(&tm, 1, 100, &p50a, &p99a);
   pct(&tm, steps - 99, steps, &p50b, &p99b);
-  printf("step-overhead: %lld steps, sqlite sync=%s, status %s\n",
-         (long long)steps, sync, durin_run_status_name(res.status));
+  printf("step-overhead: %lld steps, %s, status %s\n", (long long)steps, label,
+         durin_run_status_name(res.status));
   printf("  steps 1-100:        p50 %.3f ms  p99 %.3f ms\n", p50a, p99a);
   printf("  steps %lld-%lld:  p50 %.3f ms  p99 %.3f ms\n",
          (long long)(steps - 99), (long long)steps, p50b, p99b);
@@ -290,7 +295,8 @@ static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
 int main(int argc, char **argv)
 {
   int64_t steps = 10000, i;
-  const char *sync = "full", *dir = NULL;
+  const char *sync = "full", *dir = NULL, *store = NULL;
+  char label[300];
   char tmpl[64], url[4200], ws[4200];
   char *args2k, *spec_json, *turns;
   struct durin_store *s = NULL;
@@ -307,9 +313,11 @@ int main(int argc, char **argv)
       dir = argv[++i];
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
       runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--store") && i + 1 < argc)
+      store = argv[++i];
     else {
       fprintf(stderr, "usage: step-overhead [--steps N] [--runs R] "
-                      "[--sync full|normal] [--dir DIR]\n");
+                      "[--sync full|normal] [--dir DIR] [--store URL]\n");
       return 64;
     }
   }
@@ -334,7 +342,14 @@ int main(int argc, char **argv)
 
   snprintf(ws, sizeof(ws), "%s/ws", dir);
   durin_mkdirs(ws, &err);
-  snprintf(url, sizeof(url), "sqlite:%s/bench.db?sync=%s", dir, sync);
+  if (store) {
+    snprintf(url, sizeof(url), "%s", store);
+    snprintf(label, sizeof(label), "store %.*s", (int)strcspn(store, "@"),
+             store);
+  } else {
+    snprintf(url, sizeof(url), "sqlite:%s/bench.db?sync=%s", dir, sync);
+    snprintf(label, sizeof(label), "sqlite sync=%s", sync);
+  }
   if (durin_store_open(url, &s, &err)) {
     fprintf(stderr, "step-overhead: %s\n", err.msg);
     return 1;
@@ -359,8 +374,8 @@ int main(int argc, char **argv)
   free(spec_json);
   spec_json = durin_spec_dump(&spec);
   durin_spec_clear(&spec);
-  rc = runs > 1 ? run_many(s, spec_json, ws, runs, steps, sync) :
-                  run_one(s, spec_json, ws, steps, sync);
+  rc = runs > 1 ? run_many(s, spec_json, ws, runs, steps, label) :
+                  run_one(s, spec_json, ws, steps, label);
   durin_store_close(s);
   if (dir == tmpl)
     remove_dir(dir);
