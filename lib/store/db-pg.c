@@ -24,6 +24,7 @@
 
 #define MAXP       32
 #define CLAIM_LOCK "4242001"
+#define NCACHE     256 /* statements kept prepared per connection */
 
 struct pdb {
   struct db base;
@@ -35,6 +36,10 @@ struct pdb {
   int64_t changes;
   int64_t retry_at_ms; /* no reconnect before this (backoff) */
   int backoff_ms;
+  /* Statements prepared on this connection, by a hash of their text and
+   * parameter types: parsed and planned once, not at every step. */
+  uint64_t cache[NCACHE];
+  int ncache;
 };
 
 struct pst {
@@ -84,6 +89,7 @@ static int alive(struct pdb *d)
     return 0;
   }
   PQreset(d->c);
+  d->ncache = 0; /* a new session has none prepared */
   if (PQstatus(d->c) == CONNECTION_OK) {
     d->backoff_ms = 0;
     return 1;
@@ -193,6 +199,41 @@ static void p_bind_double(struct db_stmt *st, int i, double v)
   PST(st)->type[i - 1] = 701; /* float8 */
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+  const unsigned char *b = p;
+
+  while (n--)
+    h = (h ^ *b++) * 1099511628211ull;
+  return h;
+}
+
+/* Runs s as a prepared statement of this session (preparing it the
+ * first time), or once unnamed when the cache is full. */
+static PGresult *run(struct pdb *d, struct pst *s)
+{
+  uint64_t key = fnv(fnv(14695981039346656037ull, s->sql, strlen(s->sql)),
+                     s->type, sizeof(s->type[0]) * (size_t)s->n);
+  char name[32];
+  int i;
+
+  snprintf(name, sizeof(name), "d%016llx", (unsigned long long)key);
+  for (i = 0; i < d->ncache && d->cache[i] != key; i++)
+    ;
+  if (i == d->ncache) {
+    PGresult *r;
+
+    if (d->ncache == NCACHE)
+      return PQexecParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0);
+    r = PQprepare(d->c, name, s->sql, s->n, s->type);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      return r; /* the error, as the statement's */
+    PQclear(r);
+    d->cache[d->ncache++] = key;
+  }
+  return PQexecPrepared(d->c, name, s->n, s->v, NULL, NULL, 0);
+}
+
 static int p_step(struct db_stmt *st)
 {
   struct pst *s = PST(st);
@@ -203,7 +244,7 @@ static int p_step(struct db_stmt *st)
 
     if (!alive(d))
       return DB_GONE;
-    s->res = PQexecParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0);
+    s->res = run(d, s);
     es = PQresultStatus(s->res);
     if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
       int code = failed(d, s->res);
