@@ -12,6 +12,15 @@
  * A lost connection fails the statement in flight (DB_GONE) and, outside a
  * transaction, is re-established before the next one, with backoff; the
  * callers' fencing makes a retried step safe.
+ *
+ * Inside a transaction, statements whose results nobody reads (a step's
+ * events, checkpoint, run row, pending step: db_step_nowait) are sent in
+ * libpq's pipeline mode without waiting; their results are read with the
+ * next statement that must be answered (the fence, a sequence number) or
+ * at COMMIT. So a step costs three round trips, not ten. If one of them
+ * failed, the transaction is poisoned: every later statement and the
+ * COMMIT fail with that error, and nothing of it is durable; no caller is
+ * ever told a write landed that did not.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +49,11 @@ struct pdb {
    * parameter types: parsed and planned once, not at every step. */
   uint64_t cache[NCACHE];
   int ncache;
+  /* The transaction in progress and its pipeline. */
+  int txn;      /* between BEGIN and COMMIT/ROLLBACK */
+  int pipe;     /* in pipeline mode */
+  int queued;   /* results sent for and not yet read */
+  int poisoned; /* a pipelined statement failed: code and msg say how */
 };
 
 struct pst {
@@ -208,28 +222,145 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
   return h;
 }
 
-/* Runs s as a prepared statement of this session (preparing it the
- * first time), or once unnamed when the cache is full. */
-static PGresult *run(struct pdb *d, struct pst *s)
+/* The prepared statement's name for s: 1 if this session has it, 0 if
+ * the caller is to prepare it now, -1 if the cache is full (unnamed). */
+static int cached(struct pdb *d, struct pst *s, char name[32])
 {
   uint64_t key = fnv(fnv(14695981039346656037ull, s->sql, strlen(s->sql)),
                      s->type, sizeof(s->type[0]) * (size_t)s->n);
-  char name[32];
   int i;
 
-  snprintf(name, sizeof(name), "d%016llx", (unsigned long long)key);
+  snprintf(name, 32, "d%016llx", (unsigned long long)key);
   for (i = 0; i < d->ncache && d->cache[i] != key; i++)
     ;
-  if (i == d->ncache) {
-    PGresult *r;
+  if (i < d->ncache)
+    return 1;
+  if (d->ncache == NCACHE)
+    return -1;
+  d->cache[d->ncache++] = key; /* the caller prepares it now */
+  return 0;
+}
 
-    if (d->ncache == NCACHE)
-      return PQexecParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0);
-    r = PQprepare(d->c, name, s->sql, s->n, s->type);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      return r; /* the error, as the statement's */
+/* Reads the results of everything queued; the first failure poisons the
+ * transaction. */
+static void drain(struct pdb *d)
+{
+  PGresult *r;
+
+  for (; d->queued > 0; d->queued--) {
+    while ((r = PQgetResult(d->c))) {
+      if (PQresultStatus(r) == PGRES_FATAL_ERROR && !d->poisoned) {
+        d->poisoned = 1;
+        failed(d, r);
+      }
+      PQclear(r);
+    }
+    if (PQstatus(d->c) != CONNECTION_OK && !d->poisoned) {
+      d->poisoned = 1;
+      set_msg(d, DB_GONE, PQerrorMessage(d->c));
+    }
+  }
+}
+
+/* Queues s (and its PREPARE the first time) in the pipeline. */
+static int queue(struct pdb *d, struct pst *s)
+{
+  char name[32];
+
+  if (!d->pipe) {
+    if (!PQenterPipelineMode(d->c))
+      return -1;
+    d->pipe = 1;
+  }
+  switch (cached(d, s, name)) {
+  case -1:
+    if (!PQsendQueryParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0))
+      return -1;
+    d->queued++;
+    return 0;
+  case 0:
+    if (!PQsendPrepare(d->c, name, s->sql, s->n, s->type))
+      return -1;
+    d->queued++;
+    break;
+  default:
+    break;
+  }
+  if (!PQsendQueryPrepared(d->c, name, s->n, s->v, NULL, NULL, 0))
+    return -1;
+  d->queued++;
+  return 0;
+}
+
+/* Ends pipeline mode: a sync point, every result read. */
+static void pipe_end(struct pdb *d)
+{
+  PGresult *r;
+
+  if (!d->pipe)
+    return;
+  if (PQpipelineSync(d->c)) {
+    drain(d);
+    /* The sync's own result, then nothing. */
+    while ((r = PQgetResult(d->c))) {
+      ExecStatusType es = PQresultStatus(r);
+
+      PQclear(r);
+      if (es == PGRES_PIPELINE_SYNC)
+        break;
+    }
+  }
+  PQexitPipelineMode(d->c);
+  d->pipe = 0;
+  d->queued = 0;
+}
+
+/* A statement that must be answered while the pipeline holds others:
+ * send it, read what came before, then its own result. */
+static PGresult *run_piped(struct pdb *d, struct pst *s, const char *plain)
+{
+  PGresult *r, *mine = NULL;
+  int before;
+
+  if (plain ? !PQsendQueryParams(d->c, plain, 0, NULL, NULL, NULL, NULL, 0) :
+              queue(d, s) != 0) {
+    d->poisoned = 1;
+    set_msg(d, DB_GONE, PQerrorMessage(d->c));
+    return NULL;
+  }
+  if (plain)
+    d->queued++;
+  PQsendFlushRequest(d->c);
+  PQflush(d->c);
+  before = d->queued - 1;
+  d->queued = before;
+  drain(d);
+  while ((r = PQgetResult(d->c))) {
+    if (!mine)
+      mine = r;
+    else
+      PQclear(r);
+  }
+  return mine;
+}
+
+/* Runs s as a prepared statement of this session, preparing it the first
+ * time. A full cache leaves the statement unnamed: parsed every time. */
+static PGresult *run(struct pdb *d, struct pst *s)
+{
+  char name[32];
+  int c = cached(d, s, name);
+
+  if (c < 0)
+    return PQexecParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0);
+  if (c == 0) {
+    PGresult *r = PQprepare(d->c, name, s->sql, s->n, s->type);
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      d->ncache--; /* not prepared after all */
+      return r;    /* the error, as the statement's */
+    }
     PQclear(r);
-    d->cache[d->ncache++] = key;
   }
   return PQexecPrepared(d->c, name, s->n, s->v, NULL, NULL, 0);
 }
@@ -242,9 +373,20 @@ static int p_step(struct db_stmt *st)
   if (!s->ran) {
     ExecStatusType es;
 
-    if (!alive(d))
-      return DB_GONE;
-    s->res = run(d, s);
+    if (d->poisoned)
+      return d->code;
+    if (d->pipe) {
+      s->res = run_piped(d, s, NULL);
+      if (d->poisoned) {
+        PQclear(s->res);
+        s->res = NULL;
+        return d->code;
+      }
+    } else {
+      if (!alive(d))
+        return DB_GONE;
+      s->res = run(d, s);
+    }
     es = PQresultStatus(s->res);
     if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
       int code = failed(d, s->res);
@@ -260,6 +402,26 @@ static int p_step(struct db_stmt *st)
   }
   if (++s->row < s->nrows)
     return DB_ROW;
+  return DB_DONE;
+}
+
+static int p_step_nowait(struct db_stmt *st)
+{
+  struct pst *s = PST(st);
+  struct pdb *d = PDB(st->db);
+
+  if (!d->txn)
+    return p_step(st);
+  if (d->poisoned)
+    return d->code;
+  if (queue(d, s) != 0) {
+    d->poisoned = 1;
+    set_msg(d, DB_GONE, PQerrorMessage(d->c));
+    return d->code;
+  }
+  d->changes = 1; /* not known yet; callers of this do not ask */
+  s->ran = 1;
+  s->row = s->nrows = 0;
   return DB_DONE;
 }
 
@@ -310,9 +472,69 @@ static void p_finalize(struct db_stmt *st)
   free(st);
 }
 
+static int exec_plain(struct pdb *d, const char *sql);
+
 static int p_exec(struct db *db, const char *sql)
 {
   struct pdb *d = PDB(db);
+  int end = !strcmp(sql, "COMMIT") || !strcmp(sql, "ROLLBACK");
+  int code;
+
+  if (d->pipe && !end) {
+    PGresult *r;
+
+    /* A savepoint's start and release are never read: queue them. */
+    if (!d->poisoned &&
+        (!strncmp(sql, "SAVEPOINT ", 10) || !strncmp(sql, "RELEASE ", 8))) {
+      if (!PQsendQueryParams(d->c, sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        d->poisoned = 1;
+        set_msg(d, DB_GONE, PQerrorMessage(d->c));
+        return d->code;
+      }
+      d->queued++;
+      return DB_OK;
+    }
+    if (d->poisoned)
+      return d->code;
+    r = run_piped(d, NULL, sql);
+    if (d->poisoned) {
+      PQclear(r);
+      return d->code;
+    }
+    code = PQresultStatus(r) == PGRES_COMMAND_OK ||
+                   PQresultStatus(r) == PGRES_TUPLES_OK ?
+               DB_OK :
+               failed(d, r);
+    PQclear(r);
+    return code;
+  }
+  if (end) {
+    /* A poisoned transaction cannot commit: say why, leave it to the
+     * caller's ROLLBACK. */
+    int poisoned;
+
+    pipe_end(d);
+    poisoned = d->poisoned;
+    if (poisoned && !strcmp(sql, "COMMIT"))
+      return d->code;
+    d->poisoned = 0;
+    d->txn = 0;
+    code = exec_plain(d, sql);
+    if (poisoned) {
+      /* What a failed pipeline prepared may be gone: start afresh. */
+      exec_plain(d, "DEALLOCATE ALL");
+      d->ncache = 0;
+    }
+    return code;
+  }
+  code = exec_plain(d, sql);
+  if (code == DB_OK && !strncmp(sql, "BEGIN", 5))
+    d->txn = 1;
+  return code;
+}
+
+static int exec_plain(struct pdb *d, const char *sql)
+{
   PGresult *res;
   int code = DB_OK;
 
@@ -442,11 +664,31 @@ static int p_listen_drain(struct db *db)
 }
 
 static const struct db_ops pg_ops = {
-  "postgres",    p_close,  p_prepare,   p_bind_text,      p_bind_int64,
-  p_bind_double, p_step,   p_col_text,  p_col_int64,      p_col_double,
-  p_reset,       p_clear,  p_finalize,  p_exec,           p_changes,
-  p_errcode,     p_errmsg, p_begin,     p_schema_version, p_set_schema_version,
-  p_size_bytes,  p_notify, p_listen_fd, p_listen_drain,
+  .name = "postgres",
+  .close = p_close,
+  .prepare = p_prepare,
+  .bind_text = p_bind_text,
+  .bind_int64 = p_bind_int64,
+  .bind_double = p_bind_double,
+  .step = p_step,
+  .step_nowait = p_step_nowait,
+  .col_text = p_col_text,
+  .col_int64 = p_col_int64,
+  .col_double = p_col_double,
+  .reset = p_reset,
+  .clear = p_clear,
+  .finalize = p_finalize,
+  .exec = p_exec,
+  .changes = p_changes,
+  .errcode = p_errcode,
+  .errmsg = p_errmsg,
+  .begin = p_begin,
+  .schema_version = p_schema_version,
+  .set_schema_version = p_set_schema_version,
+  .size_bytes = p_size_bytes,
+  .notify = p_notify,
+  .listen_fd = p_listen_fd,
+  .listen_drain = p_listen_drain,
 };
 
 /* Notices ("relation already exists, skipping") are not for users. */

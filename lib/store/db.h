@@ -39,6 +39,11 @@ struct db_ops {
   void (*bind_int64)(struct db_stmt *st, int i, int64_t v);
   void (*bind_double)(struct db_stmt *st, int i, double v);
   int (*step)(struct db_stmt *st);
+  /* Inside a transaction, for a statement whose rows and count nobody
+   * reads: it may be sent without waiting for its result (PostgreSQL's
+   * pipeline mode), and a failure then fails the transaction's later
+   * statements and its COMMIT. Returns DB_DONE or an error. */
+  int (*step_nowait)(struct db_stmt *st);
   const char *(*col_text)(struct db_stmt *st, int i);
   int64_t (*col_int64)(struct db_stmt *st, int i);
   double (*col_double)(struct db_stmt *st, int i);
@@ -105,6 +110,10 @@ static inline void db_bind_double(struct db_stmt *st, int i, double v)
 static inline int db_step(struct db_stmt *st)
 {
   return st->db->ops->step(st);
+}
+static inline int db_step_nowait(struct db_stmt *st)
+{
+  return st->db->ops->step_nowait(st);
 }
 static inline const char *db_col_text(struct db_stmt *st, int i)
 {

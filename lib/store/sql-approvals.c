@@ -80,7 +80,7 @@ int durin__sq_approval_request(void *txn, const struct durin_approval *a,
   db_bind_text(st, 11, a->on_expiry);
   db_bind_int64(st, 12, a->requested_ms);
   db_bind_int64(st, 13, a->expires_ms);
-  r = durin__sq_step_done(q, st, "recording approval request", err);
+  r = durin__sq_step_nowait(q, st, "recording approval request", err);
   db_finalize(st);
   return r;
 }

@@ -61,6 +61,10 @@ char *durin__sq_col_dup(struct db_stmt *st, int i);
 /* Runs a bound statement to its end and resets it. */
 int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
                         struct durin_err *err);
+/* The same for a write whose result nobody reads (pipelined on
+ * PostgreSQL; inside a transaction only). */
+int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
+                          struct durin_err *err);
 /* Reads a row selected with RUN_COLS into ri. */
 void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri);
 int durin__sq_events_append(void *txn, const char *run_id,

@@ -788,6 +788,20 @@ static void sq_txn_rollback(void *txn)
   q->in_txn = 0;
 }
 
+/* The same for a write nobody reads back: on PostgreSQL it is pipelined,
+ * and its failure fails the transaction's commit instead. */
+int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
+                          struct durin_err *err)
+{
+  int rc = db_step_nowait(st);
+
+  db_reset(st);
+  db_clear(st);
+  if (rc != DB_DONE && rc != DB_ROW)
+    return durin__sq_fail(q, err, what);
+  return 0;
+}
+
 /* Runs a reset, bound statement to completion. */
 int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
                         struct durin_err *err)
@@ -872,7 +886,7 @@ int durin__sq_events_append(void *txn, const char *run_id,
     db_bind_int64(st, 4, ev[i].step);
     db_bind_text(st, 5, ev[i].type);
     db_bind_text(st, 6, ev[i].data);
-    r = durin__sq_step_done(q, st, "appending event", err);
+    r = durin__sq_step_nowait(q, st, "appending event", err);
     if (r)
       return r;
   }
@@ -923,7 +937,7 @@ static int sq_checkpoint_put(void *txn, const char *run_id, int64_t step,
   db_bind_text(st, 1, run_id);
   db_bind_int64(st, 2, step);
   db_bind_text(st, 3, data);
-  return durin__sq_step_done(q, st, "writing checkpoint", err);
+  return durin__sq_step_nowait(q, st, "writing checkpoint", err);
 }
 
 static int sq_run_update(void *txn, const char *run_id,
@@ -954,7 +968,7 @@ static int sq_run_update(void *txn, const char *run_id,
     db_bind_int64(st, 13, u->usage->retries);
     db_bind_double(st, 14, u->usage->cost_usd);
   }
-  r = durin__sq_step_done(q, st, "updating run", err);
+  r = durin__sq_step_nowait(q, st, "updating run", err);
   /* Let go without an end: the run is ready for someone else. */
   if (!r && u->release_lease && !u->status)
     r = durin__sq_notify(q, err);
@@ -980,7 +994,7 @@ static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
   db_bind_text(st, 8, e->idem_key);
   db_bind_text(st, 9, e->args);
   db_bind_int64(st, 10, e->intent_ms);
-  return durin__sq_step_done(q, st, "recording ledger intent", err);
+  return durin__sq_step_nowait(q, st, "recording ledger intent", err);
 }
 
 /* An outcome without its intent is a bug somewhere: refuse it loudly. */
@@ -1014,7 +1028,7 @@ static int sq_pending_put(void *txn, const char *run_id, int64_t step,
   db_bind_text(st, 1, run_id);
   db_bind_int64(st, 2, step);
   db_bind_text(st, 3, response);
-  return durin__sq_step_done(q, st, "recording pending response", err);
+  return durin__sq_step_nowait(q, st, "recording pending response", err);
 }
 
 static int sq_pending_clear(void *txn, const char *run_id,
@@ -1024,7 +1038,7 @@ static int sq_pending_clear(void *txn, const char *run_id,
   struct db_stmt *st = q->st[ST_PENDING_CLEAR];
 
   db_bind_text(st, 1, run_id);
-  return durin__sq_step_done(q, st, "clearing pending response", err);
+  return durin__sq_step_nowait(q, st, "clearing pending response", err);
 }
 
 static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
