@@ -74,7 +74,7 @@ int durin__sq_events_append(void *txn, const char *run_id,
 int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
                          int64_t now, const char *type, json_t *data,
                          struct durin_err *err);
-/* Runs sql with ?1 = id and ?2 = now. */
+/* Runs sql with ?1 = id and ?2 = now, a write nobody reads back. */
 int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err);
 

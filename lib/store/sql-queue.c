@@ -19,6 +19,12 @@
  "lease_owner IS NULL AND status IN ('queued', 'running', " \
  "'evaluating')"
 #define TERMINAL "('succeeded', 'failed', 'cancelled', 'budget_exceeded')"
+/* READY for one row found by its id, worded so that it does not imply the
+ * runs_ready index's predicate: otherwise PostgreSQL may scan that whole
+ * index (every ready run) for the one id instead of using the primary key. */
+#define READY_BY_ID                                                    \
+ "coalesce(lease_owner, '') = '' AND status IN ('queued', 'running', " \
+ "'evaluating')"
 
 static int prep(struct sq *q, const char *sql, struct db_stmt **st,
                 const char *what, struct durin_err *err)
@@ -338,7 +344,7 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
              "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
              "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
              "progress_ms = ?4, started_ms = coalesce(started_ms, ?4) "
-             "WHERE id = ?1 AND " READY " RETURNING lease_epoch, attempt",
+             "WHERE id = ?1 AND " READY_BY_ID " RETURNING lease_epoch, attempt",
              &up, "claiming runs", err);
   /*
    * Fair share: each pick goes to the tenant holding the fewest runs

@@ -922,7 +922,7 @@ int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
     return durin__sq_fail(q, err, what);
   db_bind_text(st, 1, id);
   db_bind_int64(st, 2, now);
-  r = durin__sq_step_done(q, st, what, err);
+  r = durin__sq_step_nowait(q, st, what, err);
   db_finalize(st);
   return r;
 }
