@@ -1076,28 +1076,40 @@ static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
   return r;
 }
 
-static int sq_checkpoint_get(void *impl, const char *run_id, int64_t *step,
-                             char **data, struct durin_err *err)
+/* One run's (step, text) row of sql; DURIN_ENOTFOUND (without a message)
+ * if it has none. */
+static int step_text(struct sq *q, const char *sql, const char *run_id,
+                     int64_t *step, char **text, const char *what,
+                     struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  if (db_prepare(q->db, "SELECT step, data FROM checkpoints WHERE run_id = ?1",
-                 &st) != DB_OK)
-    return durin__sq_fail(q, err, "reading checkpoint");
+  if (db_prepare(q->db, sql, &st) != DB_OK)
+    return durin__sq_fail(q, err, what);
   db_bind_text(st, 1, run_id);
   rc = db_step(st);
   if (rc == DB_ROW) {
     *step = db_col_int64(st, 0);
-    *data = durin__sq_col_dup(st, 1);
+    *text = durin__sq_col_dup(st, 1);
   } else if (rc == DB_DONE) {
-    r = durin_err_set(err, DURIN_ENOTFOUND, "run '%s' has no checkpoint",
-                      run_id);
+    r = DURIN_ENOTFOUND;
   } else {
-    r = durin__sq_fail(q, err, "reading checkpoint");
+    r = durin__sq_fail(q, err, what);
   }
   db_finalize(st);
+  return r;
+}
+
+static int sq_checkpoint_get(void *impl, const char *run_id, int64_t *step,
+                             char **data, struct durin_err *err)
+{
+  int r =
+      step_text(impl, "SELECT step, data FROM checkpoints WHERE run_id = ?1",
+                run_id, step, data, "reading checkpoint", err);
+
+  if (r == DURIN_ENOTFOUND)
+    durin_err_set(err, r, "run '%s' has no checkpoint", run_id);
   return r;
 }
 
@@ -1147,25 +1159,8 @@ static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
 static int sq_pending_get(void *impl, const char *run_id, int64_t *step,
                           char **response, struct durin_err *err)
 {
-  struct sq *q = impl;
-  struct db_stmt *st = NULL;
-  int r = 0, rc;
-
-  if (db_prepare(q->db, "SELECT step, response FROM pending WHERE run_id = ?1",
-                 &st) != DB_OK)
-    return durin__sq_fail(q, err, "reading pending response");
-  db_bind_text(st, 1, run_id);
-  rc = db_step(st);
-  if (rc == DB_ROW) {
-    *step = db_col_int64(st, 0);
-    *response = durin__sq_col_dup(st, 1);
-  } else if (rc == DB_DONE) {
-    r = DURIN_ENOTFOUND;
-  } else {
-    r = durin__sq_fail(q, err, "reading pending response");
-  }
-  db_finalize(st);
-  return r;
+  return step_text(impl, "SELECT step, response FROM pending WHERE run_id = ?1",
+                   run_id, step, response, "reading pending response", err);
 }
 
 static int sq_wakeup_fd(void *impl)
