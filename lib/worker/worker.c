@@ -54,7 +54,7 @@ struct wrun {
   int pause;  /* `durin pause` seen */
   int unseen; /* not reported by the heartbeat being read */
   /* A write the store could not take (connection lost, busy), tried
-   * again with backoff while the lease may still be ours. */
+   * again with backoff until the store answers (its fence decides). */
   job_fn retry_fn;
   job_done retry_done;
   int64_t retry_since;
@@ -421,9 +421,10 @@ static void on_write_retry(uv_timer_t *t)
 /*
  * The store could not take the write (a lost connection, a restarting
  * server, a lock): nothing of it is durable, so it is simply sent again,
- * 50 ms then doubling to 1 s, for as long as the lease may still be ours.
- * After that the watchdog has given the run away and the fence would
- * refuse the write anyway.
+ * 50 ms then doubling to 1 s, until the store answers. Its fence then
+ * says whether the run is still ours: after a short outage it is and the
+ * run goes on; after a long one the watchdog has given it away and the
+ * write is refused. A worker cut off for good lets go after ten leases.
  */
 static int write_retry(struct wrun *r, struct job *j)
 {
@@ -436,7 +437,7 @@ static int write_retry(struct wrun *r, struct job *j)
     r->retry_since = now;
     r->retry_ms = 0;
   }
-  if (now - r->retry_since > w->o.lease_ttl_ms)
+  if (now - r->retry_since > 10 * w->o.lease_ttl_ms)
     return 0;
   r->retry_fn = j->fn;
   r->retry_done = j->done;
