@@ -89,6 +89,19 @@ static void set_msg(struct pdb *d, int code, const char *m)
     d->msg[--n] = '\0';
 }
 
+/*
+ * A process stopped inside a transaction (SIGSTOP, a debugger, a frozen
+ * VM) would hold its locks for as long as its connection lives, and the
+ * claim lock would stop every worker. The server ends such a session
+ * after 10 s idle in a transaction; its transaction rolls back, and the
+ * fence keeps the process out when it wakes. durin's own transactions
+ * never wait on anything but the database.
+ */
+static void session_init(struct pdb *d)
+{
+  PQclear(PQexec(d->c, "SET idle_in_transaction_session_timeout = '10s'"));
+}
+
 /* Reconnects a lost connection, at most once per backoff period (50 ms,
  * doubling to 2 s), so a restarting server is not hammered. */
 static int alive(struct pdb *d)
@@ -105,6 +118,7 @@ static int alive(struct pdb *d)
   PQreset(d->c);
   d->ncache = 0; /* a new session has none prepared */
   if (PQstatus(d->c) == CONNECTION_OK) {
+    session_init(d);
     d->backoff_ms = 0;
     return 1;
   }
@@ -716,6 +730,7 @@ int db_pg_open(const char *url, struct db **out, char *msg, size_t len)
     return DB_GONE;
   }
   PQsetNoticeProcessor(d->c, quiet, NULL);
+  session_init(d);
   *out = &d->base;
   return DB_OK;
 }

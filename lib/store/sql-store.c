@@ -356,11 +356,32 @@ int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err)
   return 0;
 }
 
+/* The schema version, read without any lock; -1 if it cannot be read
+ * (a database durin has not set up yet). */
+static int peek_version(struct sq *q)
+{
+  struct db_stmt *st;
+  int v = -1;
+
+  if (db_prepare(q->db,
+                 q->pg ? "SELECT version FROM durin_schema" :
+                         "PRAGMA user_version",
+                 &st) != DB_OK)
+    return -1;
+  if (db_step(st) == DB_ROW)
+    v = db_col_int(st, 0);
+  db_finalize(st);
+  return v;
+}
+
 static int migrate(struct sq *q, struct durin_err *err)
 {
   const char *const *m = q->pg ? pg_migrations : migrations;
   int version = 0, r, i;
 
+  /* Up to date, the usual case: no exclusive lock just to open. */
+  if (peek_version(q) == N_MIGRATIONS)
+    return 0;
   r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
