@@ -110,6 +110,15 @@ static int alive(struct pdb *d)
 
   if (PQstatus(d->c) == CONNECTION_OK)
     return 1;
+  /* Never inside a transaction: what it wrote died with the session,
+   * and the rest must not land on a new one outside it. Only its
+   * ROLLBACK (which ends it here) reconnects. */
+  if (d->txn) {
+    set_msg(d, DB_GONE,
+            "the connection to PostgreSQL was lost inside a "
+            "transaction; nothing of it was committed");
+    return 0;
+  }
   now = mono_ms();
   if (now < d->retry_at_ms) {
     set_msg(d, DB_GONE, "the PostgreSQL server is unreachable; retrying");
@@ -532,8 +541,13 @@ static int p_exec(struct db *db, const char *sql)
     if (poisoned && !strcmp(sql, "COMMIT"))
       return d->code;
     d->poisoned = 0;
-    d->txn = 0;
+    /* COMMIT runs in the transaction's own session or not at all (a new
+     * one would "commit" nothing and say so with a warning, not an
+     * error); ROLLBACK may reconnect: a lost session rolled back. */
+    if (!strcmp(sql, "ROLLBACK"))
+      d->txn = 0;
     code = exec_plain(d, sql);
+    d->txn = 0;
     if (poisoned) {
       /* What a failed pipeline prepared may be gone: start afresh. */
       exec_plain(d, "DEALLOCATE ALL");
