@@ -55,18 +55,14 @@ static void reviewer(char *out, size_t len)
     snprintf(out, len, "uid %u", (unsigned)getuid());
 }
 
-/* "in 3h12m", "5m ago" */
+/* "in 3h12m", "5m02s ago": durin_fmt_duration, with its direction. */
 static void when(int64_t ms, int64_t now, char *out, size_t len)
 {
-  int64_t d = ms > now ? ms - now : now - ms, s = d / 1000;
+  char d[20];
 
-  if (s >= 3600)
-    snprintf(out, len, "%s%lldh%02lldm%s", ms > now ? "in " : "",
-             (long long)(s / 3600), (long long)(s / 60 % 60),
-             ms > now ? "" : " ago");
-  else
-    snprintf(out, len, "%s%lldm%02llds%s", ms > now ? "in " : "",
-             (long long)(s / 60), (long long)(s % 60), ms > now ? "" : " ago");
+  durin_fmt_duration(ms > now ? ms - now : now - ms, d, sizeof(d));
+  snprintf(out, len, "%s%s%s", ms > now ? "in " : "", d,
+           ms > now ? "" : " ago");
 }
 
 static json_t *approval_json(const struct durin_approval *a)

@@ -59,7 +59,8 @@ struct pdb {
 struct pst {
   struct db_stmt base;
   char *sql;
-  int n; /* highest parameter number */
+  uint64_t hash; /* of sql, for the session's statement cache */
+  int n;         /* highest parameter number */
   const char *v[MAXP];
   char num[MAXP][32];
   Oid type[MAXP];
@@ -190,6 +191,15 @@ static char *translate(const char *sql, int *n)
   return out;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+  const unsigned char *b = p;
+
+  while (n--)
+    h = (h ^ *b++) * 1099511628211ull;
+  return h;
+}
+
 static int p_prepare(struct db *db, const char *sql, int persistent,
                      struct db_stmt **out)
 {
@@ -205,6 +215,7 @@ static int p_prepare(struct db *db, const char *sql, int persistent,
     set_msg(PDB(db), DB_ERROR, "statement has too many parameters");
     return DB_ERROR;
   }
+  s->hash = fnv(14695981039346656037ull, s->sql, strlen(s->sql));
   s->base.db = db;
   *out = &s->base;
   return DB_OK;
@@ -236,21 +247,11 @@ static void p_bind_double(struct db_stmt *st, int i, double v)
   PST(st)->type[i - 1] = 701; /* float8 */
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-  const unsigned char *b = p;
-
-  while (n--)
-    h = (h ^ *b++) * 1099511628211ull;
-  return h;
-}
-
 /* The prepared statement's name for s: 1 if this session has it, 0 if
  * the caller is to prepare it now, -1 if the cache is full (unnamed). */
 static int cached(struct pdb *d, struct pst *s, char name[32])
 {
-  uint64_t key = fnv(fnv(14695981039346656037ull, s->sql, strlen(s->sql)),
-                     s->type, sizeof(s->type[0]) * (size_t)s->n);
+  uint64_t key = fnv(s->hash, s->type, sizeof(s->type[0]) * (size_t)s->n);
   int i;
 
   snprintf(name, 32, "d%016llx", (unsigned long long)key);

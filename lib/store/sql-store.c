@@ -70,6 +70,57 @@ static const char *const stmt_sql[ST__COUNT] = {
 };
 
 /*
+ * Schema both databases share, I64 being their 64-bit integer type
+ * (SQLite's INTEGER is one). The SQLite expansions are the text its
+ * shipped migrations always had. Nothing indexes lease_expires_ms: every
+ * fenced write moves it. A limit's scope is "tenant:NAME" or "key:NAME".
+ */
+#define QUEUE_INDEXES_AND_LIMITS(I64)                                         \
+ "CREATE INDEX runs_ready ON runs(tenant, priority DESC, created_ms) "        \
+ "  WHERE lease_owner IS NULL AND status IN ('queued', 'running', "           \
+ "  'evaluating');"                                                           \
+ "CREATE INDEX runs_held ON runs(lease_owner) WHERE lease_owner IS NOT NULL;" \
+ "CREATE INDEX runs_held_tenant ON runs(tenant) "                             \
+ "  WHERE lease_owner IS NOT NULL;"                                           \
+ "CREATE INDEX runs_held_key ON runs(concurrency_key) "                       \
+ "  WHERE lease_owner IS NOT NULL AND concurrency_key IS NOT NULL;"           \
+ "CREATE INDEX runs_signal ON runs(lease_owner) "                             \
+ "  WHERE cancel_requested = 1 OR pause_requested = 1;"                       \
+ "CREATE UNIQUE INDEX runs_dedupe ON runs(tenant, dedupe_key) "               \
+ "  WHERE dedupe_key IS NOT NULL AND status NOT IN ('succeeded', "            \
+ "  'failed', 'cancelled', 'budget_exceeded');"                               \
+ "CREATE TABLE queue_limits("                                                 \
+ "  scope TEXT PRIMARY KEY,"                                                  \
+ "  max_running " I64 " NOT NULL"                                             \
+ ");"
+
+#define APPROVALS_TABLE(I64)                                \
+ "CREATE TABLE approvals("                                  \
+ "  id TEXT PRIMARY KEY,"                                   \
+ "  run_id TEXT NOT NULL,"                                  \
+ "  step " I64 " NOT NULL,"                                 \
+ "  call_idx INTEGER NOT NULL,"                             \
+ "  call_id TEXT NOT NULL,"                                 \
+ "  tool TEXT NOT NULL,"                                    \
+ "  call_args TEXT NOT NULL,"                               \
+ "  call_hash TEXT NOT NULL,"                               \
+ "  args TEXT NOT NULL,"                                    \
+ "  args_hash TEXT NOT NULL,"                               \
+ "  reason TEXT,"                                           \
+ "  rule TEXT,"                                             \
+ "  state TEXT NOT NULL,"                                   \
+ "  on_expiry TEXT NOT NULL,"                               \
+ "  decided_by TEXT,"                                       \
+ "  comment TEXT,"                                          \
+ "  requested_ms " I64 " NOT NULL,"                         \
+ "  expires_ms " I64 " NOT NULL,"                           \
+ "  decided_ms " I64 ","                                    \
+ "  UNIQUE(run_id, step, call_idx)"                         \
+ ");"                                                       \
+ "CREATE INDEX approvals_pending ON approvals(expires_ms) " \
+ "  WHERE state = 'pending';"
+
+/*
  * Schema migrations, applied in order; PRAGMA user_version records how many
  * have run. Never edit a shipped entry: append a new one.
  */
@@ -155,52 +206,11 @@ static const char *const migrations[] = {
   "ALTER TABLE runs ADD COLUMN pause_requested INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE runs ADD COLUMN max_recoveries INTEGER NOT NULL DEFAULT 10;"
-  "ALTER TABLE runs ADD COLUMN progress_ms INTEGER;"
-  "CREATE INDEX runs_ready ON runs(tenant, priority DESC, created_ms) "
-  "  WHERE lease_owner IS NULL AND status IN ('queued', 'running', "
-  "  'evaluating');"
-  /* Nothing here indexes lease_expires_ms: every fenced write moves it. */
-  "CREATE INDEX runs_held ON runs(lease_owner) WHERE lease_owner IS NOT NULL;"
-  "CREATE INDEX runs_held_tenant ON runs(tenant) "
-  "  WHERE lease_owner IS NOT NULL;"
-  "CREATE INDEX runs_held_key ON runs(concurrency_key) "
-  "  WHERE lease_owner IS NOT NULL AND concurrency_key IS NOT NULL;"
-  "CREATE INDEX runs_signal ON runs(lease_owner) "
-  "  WHERE cancel_requested = 1 OR pause_requested = 1;"
-  "CREATE UNIQUE INDEX runs_dedupe ON runs(tenant, dedupe_key) "
-  "  WHERE dedupe_key IS NOT NULL AND status NOT IN ('succeeded', "
-  "  'failed', 'cancelled', 'budget_exceeded');"
-  /* scope is "tenant:NAME" or "key:NAME". */
-  "CREATE TABLE queue_limits("
-  "  scope TEXT PRIMARY KEY,"
-  "  max_running INTEGER NOT NULL"
-  ");",
+  "ALTER TABLE runs ADD COLUMN progress_ms INTEGER;" QUEUE_INDEXES_AND_LIMITS(
+      "INTEGER"),
   /* 3: approvals. One row per asked call; (run, step, call) is the key a
    * replayed step finds its decision by. */
-  "CREATE TABLE approvals("
-  "  id TEXT PRIMARY KEY,"
-  "  run_id TEXT NOT NULL,"
-  "  step INTEGER NOT NULL,"
-  "  call_idx INTEGER NOT NULL,"
-  "  call_id TEXT NOT NULL,"
-  "  tool TEXT NOT NULL,"
-  "  call_args TEXT NOT NULL,"
-  "  call_hash TEXT NOT NULL,"
-  "  args TEXT NOT NULL,"
-  "  args_hash TEXT NOT NULL,"
-  "  reason TEXT,"
-  "  rule TEXT,"
-  "  state TEXT NOT NULL,"
-  "  on_expiry TEXT NOT NULL,"
-  "  decided_by TEXT,"
-  "  comment TEXT,"
-  "  requested_ms INTEGER NOT NULL,"
-  "  expires_ms INTEGER NOT NULL,"
-  "  decided_ms INTEGER,"
-  "  UNIQUE(run_id, step, call_idx)"
-  ");"
-  "CREATE INDEX approvals_pending ON approvals(expires_ms) "
-  "  WHERE state = 'pending';",
+  APPROVALS_TABLE("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -278,48 +288,7 @@ static const char *const pg_migrations[] = {
   "  run_id TEXT PRIMARY KEY,"
   "  step BIGINT NOT NULL,"
   "  response TEXT NOT NULL"
-  ");"
-  "CREATE INDEX runs_ready ON runs(tenant, priority DESC, created_ms) "
-  "  WHERE lease_owner IS NULL AND status IN ('queued', 'running', "
-  "  'evaluating');"
-  "CREATE INDEX runs_held ON runs(lease_owner) WHERE lease_owner IS NOT NULL;"
-  "CREATE INDEX runs_held_tenant ON runs(tenant) "
-  "  WHERE lease_owner IS NOT NULL;"
-  "CREATE INDEX runs_held_key ON runs(concurrency_key) "
-  "  WHERE lease_owner IS NOT NULL AND concurrency_key IS NOT NULL;"
-  "CREATE INDEX runs_signal ON runs(lease_owner) "
-  "  WHERE cancel_requested = 1 OR pause_requested = 1;"
-  "CREATE UNIQUE INDEX runs_dedupe ON runs(tenant, dedupe_key) "
-  "  WHERE dedupe_key IS NOT NULL AND status NOT IN ('succeeded', "
-  "  'failed', 'cancelled', 'budget_exceeded');"
-  "CREATE TABLE queue_limits("
-  "  scope TEXT PRIMARY KEY,"
-  "  max_running BIGINT NOT NULL"
-  ");"
-  "CREATE TABLE approvals("
-  "  id TEXT PRIMARY KEY,"
-  "  run_id TEXT NOT NULL,"
-  "  step BIGINT NOT NULL,"
-  "  call_idx INTEGER NOT NULL,"
-  "  call_id TEXT NOT NULL,"
-  "  tool TEXT NOT NULL,"
-  "  call_args TEXT NOT NULL,"
-  "  call_hash TEXT NOT NULL,"
-  "  args TEXT NOT NULL,"
-  "  args_hash TEXT NOT NULL,"
-  "  reason TEXT,"
-  "  rule TEXT,"
-  "  state TEXT NOT NULL,"
-  "  on_expiry TEXT NOT NULL,"
-  "  decided_by TEXT,"
-  "  comment TEXT,"
-  "  requested_ms BIGINT NOT NULL,"
-  "  expires_ms BIGINT NOT NULL,"
-  "  decided_ms BIGINT,"
-  "  UNIQUE(run_id, step, call_idx)"
-  ");"
-  "CREATE INDEX approvals_pending ON approvals(expires_ms) "
-  "  WHERE state = 'pending';",
+  ");" QUEUE_INDEXES_AND_LIMITS("BIGINT") APPROVALS_TABLE("BIGINT"),
   "",
   "",
 };

@@ -7,32 +7,14 @@
 #include "durin/util.h"
 #include "test.h"
 
-struct fx {
-  char *dir;
-  char url[4200];
-  struct durin_store *s;
-};
-
 static int setup(void **state)
 {
-  struct fx *f = calloc(1, sizeof(*f));
-
-  f->dir = test_tmpdir();
-  test_store_url(f->dir, "t.db", f->url, sizeof(f->url));
-  assert_int_equal(durin_store_open(f->url, &f->s, NULL), 0);
-  *state = f;
-  return 0;
+  return store_fx_open(state, "t.db");
 }
 
 static int teardown(void **state)
 {
-  struct fx *f = *state;
-
-  durin_store_close(f->s);
-  test_rmrf(f->dir);
-  free(f->dir);
-  free(f);
-  return 0;
+  return store_fx_close(state);
 }
 
 static struct durin_approval request(const char *id, const char *run,
@@ -156,7 +138,7 @@ static int events_of(struct durin_store *s, const char *run, const char *type)
 
 static void test_request_is_written_once(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_approval a = request("ab1", "r1", 1, 90000);
   struct seen x;
 
@@ -176,7 +158,7 @@ static void test_request_is_written_once(void **state)
 
 static void test_prefixes(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_approval a = request("ab1", "r1", 1, 90000);
   struct durin_approval b = request("ab2", "r2", 1, 90000);
   struct durin_err err = { 0 };
@@ -205,7 +187,7 @@ static void test_prefixes(void **state)
 
 static void test_decide_once_and_wake(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_approval a = request("ab1", "r1", 1, 90000);
   struct durin_approval_decision d;
   enum durin_approval_state final;
@@ -246,7 +228,7 @@ static void test_decide_once_and_wake(void **state)
 
 static void test_expiry(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_approval a = request("ab1", "r1", 1, 5000);
   struct durin_approval b = request("cd1", "r2", 1, 9000);
   struct durin_approval_decision d;
@@ -283,7 +265,7 @@ static void test_expiry(void **state)
 
 static void test_run_end_cancels_open_requests(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_approval a = request("ab1", "r1", 1, 90000);
   enum durin_run_status st = DURIN_RUN_CANCELLED;
   struct durin_run_update u;

@@ -7,32 +7,14 @@
 #include "durin/util.h"
 #include "test.h"
 
-struct fx {
-  char *dir;
-  struct durin_store *s;
-};
-
 static int setup(void **state)
 {
-  struct fx *f = calloc(1, sizeof(*f));
-  char url[4200];
-
-  f->dir = test_tmpdir();
-  test_store_url(f->dir, "q.db", url, sizeof(url));
-  assert_int_equal(durin_store_open(url, &f->s, NULL), 0);
-  *state = f;
-  return 0;
+  return store_fx_open(state, "q.db");
 }
 
 static int teardown(void **state)
 {
-  struct fx *f = *state;
-
-  durin_store_close(f->s);
-  test_rmrf(f->dir);
-  free(f->dir);
-  free(f);
-  return 0;
+  return store_fx_close(state);
 }
 
 static int64_t clock_ms = 1000;
@@ -80,7 +62,7 @@ static void finish(struct durin_store *s, const struct durin_claim *c)
 
 static void test_priority_then_age(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[8];
 
   submit(f->s, "r1", NULL, 0, NULL);
@@ -101,7 +83,7 @@ static void test_priority_then_age(void **state)
  * when a page is all runs that a concurrency key holds back. */
 static void test_claim_pages(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[300];
   char id[32];
   int i;
@@ -125,7 +107,7 @@ static void test_claim_pages(void **state)
 
 static void test_fair_share(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[64];
   char id[32];
   int i, n, seen_b = 0;
@@ -148,7 +130,7 @@ static void test_fair_share(void **state)
 
 static void test_limits(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[16], d[16];
   struct durin_err err = { 0 };
 
@@ -178,7 +160,7 @@ static void test_limits(void **state)
 
 static void test_delayed_start(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_run_new n = { "late", "t", "{}", "script:x", "/tmp", clock_ms };
   struct durin_claim c[2];
 
@@ -191,7 +173,7 @@ static void test_delayed_start(void **state)
 
 static void test_dedupe(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_run_new n = { "d1", "t", "{}", "script:x", "/tmp", clock_ms };
   struct durin_err err = { 0 };
   struct durin_claim c[2];
@@ -225,7 +207,7 @@ static int count_held(const struct durin_held *h, void *arg)
 
 static void test_heartbeat_and_signals(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[4];
   struct durin_run_info ri;
   int n = 0;
@@ -255,7 +237,7 @@ static void test_heartbeat_and_signals(void **state)
 
 static void test_pause_unheld(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[2];
   struct durin_run_info ri;
   struct durin_err err = { 0 };
@@ -274,7 +256,7 @@ static void test_pause_unheld(void **state)
 
 static void test_watchdog(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_run_new n = { "w", "t", "{}", "script:x", "/tmp", clock_ms };
   struct durin_watchdog_opts o = { 0 };
   struct durin_watchdog_report rep;
@@ -316,7 +298,7 @@ static void test_watchdog(void **state)
 
 static void test_stall(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_watchdog_opts o = { 0 };
   struct durin_watchdog_report rep;
   struct durin_claim c[2];
@@ -347,7 +329,7 @@ static void test_stall(void **state)
 
 static void test_savepoints(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_claim c[2];
   struct durin_event ev = { 0, 1, 1, "note", "{}" };
   struct durin_run_info ri;

@@ -6,33 +6,14 @@
 #include "durin/util.h"
 #include "test.h"
 
-struct fx {
-  char *dir;
-  char url[4200];
-  struct durin_store *s;
-};
-
 static int setup(void **state)
 {
-  struct fx *f = calloc(1, sizeof(*f));
-  struct durin_err err = { 0 };
-
-  f->dir = test_tmpdir();
-  test_store_url(f->dir, "sub/dir/t.db", f->url, sizeof(f->url));
-  assert_int_equal(durin_store_open(f->url, &f->s, &err), 0);
-  *state = f;
-  return 0;
+  return store_fx_open(state, "sub/dir/t.db");
 }
 
 static int teardown(void **state)
 {
-  struct fx *f = *state;
-
-  durin_store_close(f->s);
-  test_rmrf(f->dir);
-  free(f->dir);
-  free(f);
-  return 0;
+  return store_fx_close(state);
 }
 
 static void create(struct durin_store *s, const char *id)
@@ -60,7 +41,7 @@ static void test_bad_urls(void **state)
 
 static void test_create_get_resolve(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_run_info ri;
   struct durin_err err = { 0 };
   char id[32];
@@ -84,7 +65,7 @@ static void test_create_get_resolve(void **state)
 
 static void test_fencing(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_txn *t;
   struct durin_err err = { 0 };
   struct durin_event ev[2] = { { 0, 1, 1, "a", "{}" }, { 0, 1, 1, "b", "{}" } };
@@ -119,7 +100,7 @@ static int count_ev(const struct durin_event *ev, void *arg)
 
 static void test_rollback_loses_only_txn(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_txn *t;
   struct durin_event ev = { 0, 1, 1, "x", "{\"a\":1}" };
   uint64_t e;
@@ -165,7 +146,7 @@ static int collect(const struct durin_ledger_entry *e, void *arg)
 
 static void test_ledger_and_pending(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_txn *t;
   struct durin_ledger_entry le;
   uint64_t e;
@@ -215,7 +196,7 @@ static void test_ledger_and_pending(void **state)
 
 static void test_terminal_not_claimable(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_txn *t;
   struct durin_run_update u;
   enum durin_run_status st = DURIN_RUN_SUCCEEDED;
@@ -239,7 +220,7 @@ static void test_terminal_not_claimable(void **state)
 
 static void test_reopen_keeps_data(void **state)
 {
-  struct fx *f = *state;
+  struct store_fx *f = *state;
   struct durin_run_info ri;
 
   create(f->s, "r5");

@@ -13,6 +13,7 @@
 #include <libpq-fe.h>
 #include <unistd.h>
 
+#include "durin/store.h"
 #include "durin/util.h"
 
 /* A fresh temporary directory for one test; free() the result. */
@@ -90,6 +91,36 @@ static inline void test_store_url(const char *dir, const char *name, char *url,
   snprintf(url, len, "%s/%s", base, db);
   test_pg_exec(url, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA "
                     "public");
+}
+
+/* The store fixture of the store-facing tests: a temporary directory and
+ * the store at name in it (or on the PostgreSQL variant, as above). */
+struct store_fx {
+  char *dir;
+  char url[4200];
+  struct durin_store *s;
+};
+
+static inline int store_fx_open(void **state, const char *name)
+{
+  struct store_fx *f = calloc(1, sizeof(*f));
+
+  f->dir = test_tmpdir();
+  test_store_url(f->dir, name, f->url, sizeof(f->url));
+  assert_int_equal(durin_store_open(f->url, &f->s, NULL), 0);
+  *state = f;
+  return 0;
+}
+
+static inline int store_fx_close(void **state)
+{
+  struct store_fx *f = *state;
+
+  durin_store_close(f->s);
+  test_rmrf(f->dir);
+  free(f->dir);
+  free(f);
+  return 0;
 }
 
 #endif
