@@ -295,7 +295,7 @@ struct durin_store_ops {
   int (*txn_savepoint)(void *txn, struct durin_err *err);
   int (*txn_savepoint_end)(void *txn, int keep, struct durin_err *err);
   int (*txn_fence)(void *txn, const char *run_id, uint64_t epoch,
-                   int64_t lease_until_ms, int *cancel_requested,
+                   int64_t lease_until_ms, int *cancel_requested, int deferred,
                    struct durin_err *err);
   int (*events_append)(void *txn, const char *run_id, struct durin_event *ev,
                        size_t n, struct durin_err *err);
@@ -454,6 +454,19 @@ int durin_txn_fence(struct durin_txn *txn, const char *run_id, uint64_t epoch,
 int durin_txn_fence_check(struct durin_txn *txn, const char *run_id,
                           uint64_t epoch, int64_t lease_until_ms,
                           int *cancel_requested, struct durin_err *err);
+/*
+ * The same, checked when txn commits where the store can (PostgreSQL): the
+ * fence then travels with the transaction's writes, and a step is one
+ * round trip. A lost lease fails durin_txn_commit() with DURIN_EFENCED and
+ * nothing of txn lands; *cancel_requested (may be NULL) is set by a
+ * commit that succeeds, so it must outlive it. It may also fail here, as
+ * durin_txn_fence_check() does (SQLite, and the first write after a
+ * claim). For a transaction that writes for this one run: a group commit
+ * fences each run at once, behind its savepoint.
+ */
+int durin_txn_fence_deferred(struct durin_txn *txn, const char *run_id,
+                             uint64_t epoch, int64_t lease_until_ms,
+                             int *cancel_requested, struct durin_err *err);
 /* Appends n events; each ev[i].seq receives its contiguous sequence. */
 int durin_txn_events_append(struct durin_txn *txn, const char *run_id,
                             struct durin_event *ev, size_t n,

@@ -52,8 +52,14 @@ struct pdb {
   /* The transaction in progress and its pipeline. */
   int txn;      /* between BEGIN and COMMIT/ROLLBACK */
   int pipe;     /* in pipeline mode */
-  int queued;   /* results sent for and not yet read */
   int poisoned; /* a pipelined statement failed: code and msg say how */
+  /* Results sent for and not yet read, oldest at head: where each one's
+   * first row goes (out NULL: nowhere). */
+  struct want {
+    int64_t *out;
+    int n;
+  } * want;
+  int head, nwant, awant;
 };
 
 struct pst {
@@ -150,8 +156,10 @@ static int failed(struct pdb *d, PGresult *res)
     code = DB_GONE;
   else if (state && !strncmp(state, "23", 2))
     code = DB_CONSTRAINT;
+  else if (state && !strcmp(state, "DU001"))
+    code = DB_FENCED;
   else if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") ||
-                     !strcmp(state, "55P03")))
+                     !strcmp(state, "55P03") || !strcmp(state, "DU002")))
     code = DB_BUSY;
   set_msg(d, code, res ? PQresultErrorMessage(res) : PQerrorMessage(d->c));
   return code;
@@ -161,6 +169,7 @@ static void p_close(struct db *db)
 {
   PQfinish(PDB(db)->lc);
   PQfinish(PDB(db)->c);
+  free(PDB(db)->want);
   free(PDB(db)->url);
   free(db);
 }
@@ -265,17 +274,50 @@ static int cached(struct pdb *d, struct pst *s, char name[32])
   return 0;
 }
 
-/* Reads the results of everything queued; the first failure poisons the
- * transaction. */
-static void drain(struct pdb *d)
+/* Remembers that one more result is coming, and where its first row's
+ * first n values go. */
+static int expect(struct pdb *d, int64_t *out, int n)
+{
+  if (d->nwant == d->awant) {
+    int a = d->awant ? d->awant * 2 : 32;
+    struct want *w = realloc(d->want, (size_t)a * sizeof(*w));
+
+    if (!w)
+      return -1;
+    d->want = w;
+    d->awant = a;
+  }
+  d->want[d->nwant].out = out;
+  d->want[d->nwant++].n = n;
+  return 0;
+}
+
+/* The first row's first n columns, as integers. */
+static void first_row(PGresult *r, int64_t *out, int n)
+{
+  int i;
+
+  for (i = 0; i < n && i < PQnfields(r); i++)
+    out[i] = PQgetisnull(r, 0, i) ? 0 : strtoll(PQgetvalue(r, 0, i), NULL, 10);
+}
+
+/* Reads the queued results but the last keep; the first failure poisons
+ * the transaction. */
+static void drain(struct pdb *d, int keep)
 {
   PGresult *r;
 
-  for (; d->queued > 0; d->queued--) {
+  while (d->head < d->nwant - keep) {
+    struct want w = d->want[d->head++];
+
     while ((r = PQgetResult(d->c))) {
-      if (PQresultStatus(r) == PGRES_FATAL_ERROR && !d->poisoned) {
+      ExecStatusType es = PQresultStatus(r);
+
+      if (es == PGRES_FATAL_ERROR && !d->poisoned) {
         d->poisoned = 1;
         failed(d, r);
+      } else if (es == PGRES_TUPLES_OK && w.out && PQntuples(r) > 0) {
+        first_row(r, w.out, w.n);
       }
       PQclear(r);
     }
@@ -284,36 +326,52 @@ static void drain(struct pdb *d)
       set_msg(d, DB_GONE, PQerrorMessage(d->c));
     }
   }
+  if (d->head == d->nwant)
+    d->head = d->nwant = 0;
 }
 
-/* Queues s (and its PREPARE the first time) in the pipeline. */
-static int queue(struct pdb *d, struct pst *s)
+static int enter_pipe(struct pdb *d)
 {
-  char name[32];
-
   if (!d->pipe) {
     if (!PQenterPipelineMode(d->c))
       return -1;
     d->pipe = 1;
   }
+  return 0;
+}
+
+/* Queues SQL text without parameters (BEGIN, a savepoint, COMMIT). */
+static int queue_plain(struct pdb *d, const char *sql)
+{
+  if (enter_pipe(d) ||
+      !PQsendQueryParams(d->c, sql, 0, NULL, NULL, NULL, NULL, 0))
+    return -1;
+  return expect(d, NULL, 0);
+}
+
+/* Queues s (and its PREPARE the first time) in the pipeline; out, if not
+ * NULL, receives its first value when it is read. */
+static int queue(struct pdb *d, struct pst *s, int64_t *out, int nout)
+{
+  char name[32];
+
+  if (enter_pipe(d))
+    return -1;
   switch (cached(d, s, name)) {
   case -1:
     if (!PQsendQueryParams(d->c, s->sql, s->n, s->type, s->v, NULL, NULL, 0))
       return -1;
-    d->queued++;
-    return 0;
+    return expect(d, out, nout);
   case 0:
-    if (!PQsendPrepare(d->c, name, s->sql, s->n, s->type))
+    if (!PQsendPrepare(d->c, name, s->sql, s->n, s->type) || expect(d, NULL, 0))
       return -1;
-    d->queued++;
     break;
   default:
     break;
   }
   if (!PQsendQueryPrepared(d->c, name, s->n, s->v, NULL, NULL, 0))
     return -1;
-  d->queued++;
-  return 0;
+  return expect(d, out, nout);
 }
 
 /* Ends pipeline mode: a sync point, every result read. */
@@ -324,7 +382,7 @@ static void pipe_end(struct pdb *d)
   if (!d->pipe)
     return;
   if (PQpipelineSync(d->c)) {
-    drain(d);
+    drain(d, 0);
     /* The sync's own result, then nothing. */
     while ((r = PQgetResult(d->c))) {
       ExecStatusType es = PQresultStatus(r);
@@ -333,10 +391,13 @@ static void pipe_end(struct pdb *d)
       if (es == PGRES_PIPELINE_SYNC)
         break;
     }
+  } else if (!d->poisoned) {
+    d->poisoned = 1;
+    set_msg(d, DB_GONE, PQerrorMessage(d->c));
   }
   PQexitPipelineMode(d->c);
   d->pipe = 0;
-  d->queued = 0;
+  d->head = d->nwant = 0;
 }
 
 /* A statement that must be answered while the pipeline holds others:
@@ -344,27 +405,24 @@ static void pipe_end(struct pdb *d)
 static PGresult *run_piped(struct pdb *d, struct pst *s, const char *plain)
 {
   PGresult *r, *mine = NULL;
-  int before;
 
-  if (plain ? !PQsendQueryParams(d->c, plain, 0, NULL, NULL, NULL, NULL, 0) :
-              queue(d, s) != 0) {
+  if (plain ? queue_plain(d, plain) != 0 : queue(d, s, NULL, 0) != 0) {
     d->poisoned = 1;
     set_msg(d, DB_GONE, PQerrorMessage(d->c));
     return NULL;
   }
-  if (plain)
-    d->queued++;
   PQsendFlushRequest(d->c);
   PQflush(d->c);
-  before = d->queued - 1;
-  d->queued = before;
-  drain(d);
+  drain(d, 1);
+  d->head++; /* our own */
   while ((r = PQgetResult(d->c))) {
     if (!mine)
       mine = r;
     else
       PQclear(r);
   }
+  if (d->head == d->nwant)
+    d->head = d->nwant = 0;
   return mine;
 }
 
@@ -429,16 +487,21 @@ static int p_step(struct db_stmt *st)
   return DB_DONE;
 }
 
-static int p_step_nowait(struct db_stmt *st)
+static int p_step_later(struct db_stmt *st, int64_t *out, int n)
 {
   struct pst *s = PST(st);
   struct pdb *d = PDB(st->db);
 
-  if (!d->txn)
-    return p_step(st);
+  if (!d->txn) {
+    int rc = p_step(st);
+
+    if (rc == DB_ROW && out)
+      first_row(s->res, out, n);
+    return rc;
+  }
   if (d->poisoned)
     return d->code;
-  if (queue(d, s) != 0) {
+  if (queue(d, s, out, n) != 0) {
     d->poisoned = 1;
     set_msg(d, DB_GONE, PQerrorMessage(d->c));
     return d->code;
@@ -447,6 +510,16 @@ static int p_step_nowait(struct db_stmt *st)
   s->ran = 1;
   s->row = s->nrows = 0;
   return DB_DONE;
+}
+
+static int p_step_nowait(struct db_stmt *st)
+{
+  return p_step_later(st, NULL, 0);
+}
+
+static int p_step_deferred(struct db_stmt *st, int64_t *out, int n)
+{
+  return p_step_later(st, out, n);
 }
 
 static const char *p_col_text(struct db_stmt *st, int i)
@@ -498,43 +571,34 @@ static void p_finalize(struct db_stmt *st)
 
 static int exec_plain(struct pdb *d, const char *sql);
 
+/* COMMIT goes at the end of the pipeline, so a transaction whose other
+ * statements nobody waited for is one round trip; it fails if anything
+ * before it did. */
+static int commit(struct pdb *d)
+{
+  if (d->poisoned) {
+    pipe_end(d);
+    return d->code;
+  }
+  if (queue_plain(d, "COMMIT") != 0) {
+    d->poisoned = 1;
+    set_msg(d, DB_GONE, PQerrorMessage(d->c));
+  }
+  pipe_end(d);
+  if (d->poisoned)
+    return d->code; /* the caller's ROLLBACK ends it */
+  d->txn = 0;
+  return DB_OK;
+}
+
 static int p_exec(struct db *db, const char *sql)
 {
   struct pdb *d = PDB(db);
-  int end = !strcmp(sql, "COMMIT") || !strcmp(sql, "ROLLBACK");
   int code;
 
-  if (d->pipe && !end) {
-    PGresult *r;
-
-    /* A savepoint's start and release are never read: queue them. */
-    if (!d->poisoned &&
-        (!strncmp(sql, "SAVEPOINT ", 10) || !strncmp(sql, "RELEASE ", 8))) {
-      if (!PQsendQueryParams(d->c, sql, 0, NULL, NULL, NULL, NULL, 0)) {
-        d->poisoned = 1;
-        set_msg(d, DB_GONE, PQerrorMessage(d->c));
-        return d->code;
-      }
-      d->queued++;
-      return DB_OK;
-    }
-    if (d->poisoned)
-      return d->code;
-    r = run_piped(d, NULL, sql);
-    if (d->poisoned) {
-      PQclear(r);
-      return d->code;
-    }
-    code = PQresultStatus(r) == PGRES_COMMAND_OK ||
-                   PQresultStatus(r) == PGRES_TUPLES_OK ?
-               DB_OK :
-               failed(d, r);
-    PQclear(r);
-    return code;
-  }
-  if (end) {
-    /* A poisoned transaction cannot commit: say why, leave it to the
-     * caller's ROLLBACK. */
+  if (!strcmp(sql, "COMMIT") && d->pipe)
+    return commit(d);
+  if (!strcmp(sql, "COMMIT") || !strcmp(sql, "ROLLBACK")) {
     int poisoned;
 
     pipe_end(d);
@@ -556,10 +620,41 @@ static int p_exec(struct db *db, const char *sql)
     }
     return code;
   }
-  code = exec_plain(d, sql);
-  if (code == DB_OK && !strncmp(sql, "BEGIN", 5))
-    d->txn = 1;
-  return code;
+  if (d->pipe) {
+    PGresult *r;
+
+    if (d->poisoned)
+      return d->code;
+    /* A savepoint's start and release, a NOTIFY, are never read: queue
+     * them. */
+    if (!strncmp(sql, "SAVEPOINT ", 10) || !strncmp(sql, "RELEASE ", 8) ||
+        !strncmp(sql, "NOTIFY ", 7)) {
+      if (queue_plain(d, sql) != 0) {
+        d->poisoned = 1;
+        set_msg(d, DB_GONE, PQerrorMessage(d->c));
+        return d->code;
+      }
+      return DB_OK;
+    }
+    /* Several statements (a migration) go as a simple query, which a
+     * pipeline cannot hold: end it, the transaction goes on. */
+    if (strchr(sql, ';')) {
+      pipe_end(d);
+      return d->poisoned ? d->code : exec_plain(d, sql);
+    }
+    r = run_piped(d, NULL, sql);
+    if (d->poisoned) {
+      PQclear(r);
+      return d->code;
+    }
+    code = PQresultStatus(r) == PGRES_COMMAND_OK ||
+                   PQresultStatus(r) == PGRES_TUPLES_OK ?
+               DB_OK :
+               failed(d, r);
+    PQclear(r);
+    return code;
+  }
+  return exec_plain(d, sql);
 }
 
 static int exec_plain(struct pdb *d, const char *sql)
@@ -594,11 +689,27 @@ static const char *p_errmsg(struct db *db)
   return PDB(db)->msg;
 }
 
+/* BEGIN (and an exclusive writer's lock) open the pipeline: nothing
+ * waits for them, their failure fails what follows. */
 static int p_begin(struct db *db, int exclusive)
 {
-  return p_exec(db, exclusive ?
-                        "BEGIN; SELECT pg_advisory_xact_lock(" CLAIM_LOCK ")" :
-                        "BEGIN");
+  struct pdb *d = PDB(db);
+
+  if (d->txn) {
+    set_msg(d, DB_ERROR, "a transaction is already open");
+    return DB_ERROR;
+  }
+  if (!alive(d))
+    return DB_GONE;
+  d->txn = 1;
+  if (queue_plain(d, "BEGIN") != 0 ||
+      (exclusive &&
+       queue_plain(d, "SELECT pg_advisory_xact_lock(" CLAIM_LOCK ")") != 0)) {
+    d->poisoned = 1;
+    set_msg(d, DB_GONE, PQerrorMessage(d->c));
+    return DB_GONE;
+  }
+  return DB_OK;
 }
 
 static int p_schema_version(struct db *db, int *v)
@@ -612,6 +723,9 @@ static int p_schema_version(struct db *db, int *v)
                     "SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM durin_schema)");
   if (code)
     return code;
+  pipe_end(d);
+  if (d->poisoned)
+    return d->code;
   res = PQexec(d->c, "SELECT version FROM durin_schema");
   if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
     code = failed(d, res);
@@ -701,6 +815,7 @@ static const struct db_ops pg_ops = {
   .bind_double = p_bind_double,
   .step = p_step,
   .step_nowait = p_step_nowait,
+  .step_deferred = p_step_deferred,
   .col_text = p_col_text,
   .col_int64 = p_col_int64,
   .col_double = p_col_double,

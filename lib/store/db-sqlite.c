@@ -111,6 +111,15 @@ static double s_col_double(struct db_stmt *st, int i)
   return sqlite3_column_double(SST(st), i);
 }
 
+static int s_step_deferred(struct db_stmt *st, int64_t *out, int n)
+{
+  int rc = s_step(st), i;
+
+  for (i = 0; rc == DB_ROW && i < n; i++)
+    out[i] = s_col_int64(st, i);
+  return rc;
+}
+
 static void s_reset(struct db_stmt *st)
 {
   sqlite3_reset(SST(st));
@@ -224,6 +233,7 @@ static const struct db_ops sqlite_ops = {
   .bind_double = s_bind_double,
   .step = s_step,
   .step_nowait = s_step,
+  .step_deferred = s_step_deferred,
   .col_text = s_col_text,
   .col_int64 = s_col_int64,
   .col_double = s_col_double,

@@ -25,6 +25,7 @@ enum {
   DB_BUSY = 5,        /* locked, or a serialization failure: try again */
   DB_CONSTRAINT = 19, /* a unique or check constraint */
   DB_GONE = 26,       /* the connection to the server is lost */
+  DB_FENCED = 27,     /* a fence checked by the server failed */
 };
 
 struct db;
@@ -44,6 +45,12 @@ struct db_ops {
    * pipeline mode), and a failure then fails the transaction's later
    * statements and its COMMIT. Returns DB_DONE or an error. */
   int (*step_nowait)(struct db_stmt *st);
+  /* The same, for a statement whose first row the caller wants: out[0..n)
+   * receive its first n columns (integers) by the transaction's next
+   * answered statement or its COMMIT at the latest (at once on SQLite),
+   * and are left alone if there is no row. out must stay valid until
+   * then. */
+  int (*step_deferred)(struct db_stmt *st, int64_t *out, int n);
   const char *(*col_text)(struct db_stmt *st, int i);
   int64_t (*col_int64)(struct db_stmt *st, int i);
   double (*col_double)(struct db_stmt *st, int i);
@@ -114,6 +121,10 @@ static inline int db_step(struct db_stmt *st)
 static inline int db_step_nowait(struct db_stmt *st)
 {
   return st->db->ops->step_nowait(st);
+}
+static inline int db_step_deferred(struct db_stmt *st, int64_t *out, int n)
+{
+  return st->db->ops->step_deferred(st, out, n);
 }
 static inline const char *db_col_text(struct db_stmt *st, int i)
 {

@@ -37,7 +37,34 @@ enum {
   ST_PENDING_CLEAR,
   ST_RUN_UPDATE,
   ST_RUN_GET,
+  ST_FENCE_DEFERRED, /* PostgreSQL only */
   ST__COUNT
+};
+
+/* A run's last event sequence as this connection committed it. */
+#define SQ_SEQ_SLOTS 256
+struct sq_seq_slot {
+  char id[32]; /* "" if empty */
+  uint64_t epoch;
+  int64_t last;
+};
+
+/* A run the open transaction fenced (sql-fence.c). */
+struct sq_note {
+  char id[32];
+  uint64_t epoch;
+  int64_t last;  /* its last_seq, -1 if not known */
+  int checked;   /* last was sent with a deferred fence, which checks it */
+  int *cancel;   /* a deferred fence's: where its cancel flag goes */
+  int64_t *flag; /* ... and where the server's answer lands first */
+};
+
+/* Where deferred fences' answers land: chunks that never move while the
+ * transaction is open (the driver writes into them). */
+#define SQ_FLAG_CHUNK 64
+struct sq_flags {
+  int64_t v[SQ_FLAG_CHUNK];
+  struct sq_flags *next;
 };
 
 struct sq {
@@ -46,6 +73,12 @@ struct sq {
   int pg;     /* PostgreSQL (else SQLite) */
   struct db_stmt *st[ST__COUNT];
   int in_txn;
+  struct sq_seq_slot seq[SQ_SEQ_SLOTS];
+  struct sq_note *notes;
+  int nnotes, anotes;
+  int sp_mark;            /* notes before the open savepoint */
+  struct sq_flags *flags; /* for deferred fences' answers */
+  int nflags;             /* used in this transaction */
 };
 
 /* Fills err from the connection's last error; returns the durin code. */
@@ -67,6 +100,17 @@ int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
                           struct durin_err *err);
 /* Reads a row selected with RUN_COLS into ri. */
 void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri);
+/* A writer's transaction (sql-fence.c). */
+int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err);
+int durin__sq_txn_commit(void *txn, struct durin_err *err);
+void durin__sq_txn_rollback(void *txn);
+void durin__sq_flags_free(struct sq *q);
+/* Remembers run_id's last_seq at epoch, as a claim just saw it. */
+void durin__sq_seq_known(struct sq *q, const char *run_id, uint64_t epoch,
+                         int64_t last);
+int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
+                        int64_t lease_until_ms, int *cancel_requested,
+                        int deferred, struct durin_err *err);
 int durin__sq_events_append(void *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err);
@@ -78,7 +122,7 @@ int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
 int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err);
 
-/* The queue (store-sqlite-queue.c). */
+/* The queue (sql-queue.c). */
 int durin__sq_run_find_active(void *impl, const char *tenant,
                               const char *dedupe_key, char id[32],
                               struct durin_err *err);
@@ -100,10 +144,11 @@ int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
                         struct durin_err *err);
 int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
                          struct durin_err *err);
+
 int durin__sq_txn_savepoint(void *txn, struct durin_err *err);
 int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err);
 
-/* Approvals (store-sqlite-approvals.c). */
+/* Approvals (sql-approvals.c). */
 int durin__sq_approval_request(void *txn, const struct durin_approval *a,
                                struct durin_err *err);
 int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,

@@ -232,9 +232,14 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
   char *last = strdup("");
   int n = 0, r, rc;
 
+  /* The next tenant with ready runs, how many it holds, and its limit:
+   * one statement, one round trip. */
   r = prep(q,
-           "SELECT tenant FROM runs WHERE " READY " AND tenant > ?1 "
-           "ORDER BY tenant LIMIT 1",
+           "SELECT t.tenant, (SELECT count(*) FROM runs h WHERE h.tenant = "
+           "t.tenant AND h.lease_owner IS NOT NULL), coalesce((SELECT "
+           "max_running FROM queue_limits WHERE scope = 'tenant:' || "
+           "t.tenant), -1) FROM (SELECT tenant FROM runs WHERE " READY
+           " AND tenant > ?1 ORDER BY tenant LIMIT 1) t",
            &next, "listing tenants", err);
   if (!r)
     r = prep(
@@ -258,19 +263,14 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
     }
     free(last);
     last = strdup(db_col_text(next, 0));
-    db_reset(next);
     t = realloc(t, (size_t)(n + 1) * sizeof(*t));
     x = &t[n++];
     memset(x, 0, sizeof(*x));
     x->name = strdup(last);
-    r = count_held(q,
-                   "SELECT count(*) FROM runs WHERE tenant = ?1 AND "
-                   "lease_owner IS NOT NULL",
-                   x->name, &x->held, err);
-    if (!r)
-      r = limit_get(q, "tenant", x->name, -1, &x->limit, err);
-    if (!r)
-      r = load_cands(q, *cand, x, now_ms, err);
+    x->held = db_col_int64(next, 1);
+    x->limit = db_col_int64(next, 2);
+    db_reset(next);
+    r = load_cands(q, *cand, x, now_ms, err);
   }
   db_finalize(next);
   free(last);
@@ -333,8 +333,11 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   struct tenant *t = NULL;
   struct keycount *kc = NULL;
   struct db_stmt *up = NULL, *cand = NULL;
-  int nt = 0, nk = 0, r, i, rc;
+  int64_t *got = calloc((size_t)(max > 0 ? max : 1) * 3, sizeof(*got));
+  int nt = 0, nk = 0, r, i, kept, rc;
 
+  if (!got)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
@@ -344,7 +347,8 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
              "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
              "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
              "progress_ms = ?4, started_ms = coalesce(started_ms, ?4) "
-             "WHERE id = ?1 AND " READY_BY_ID " RETURNING lease_epoch, attempt",
+             "WHERE id = ?1 AND " READY_BY_ID
+             " RETURNING lease_epoch, attempt, last_seq",
              &up, "claiming runs", err);
   /*
    * Fair share: each pick goes to the tenant holding the fewest runs
@@ -384,23 +388,21 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
     }
     if (r || !c)
       continue;
+    /* The new epoch and attempt arrive by COMMIT (one round trip for
+     * every pick on PostgreSQL); a run that changed since it was listed
+     * (cancelled, claimed by id) returns none and is left out. */
     db_bind_text(up, 1, c->id);
     db_bind_text(up, 2, owner);
     db_bind_int64(up, 3, now_ms + ttl_ms);
     db_bind_int64(up, 4, now_ms);
-    rc = db_step(up);
-    if (rc == DB_ROW) {
-      struct durin_claim *o = &out[(*n)++];
-
-      snprintf(o->id, sizeof(o->id), "%s", c->id);
-      o->epoch = (uint64_t)db_col_int64(up, 0);
-      o->attempt = db_col_int64(up, 1);
-      best->held++;
-      rc = db_step(up);
-    }
-    if (rc != DB_DONE)
+    rc = db_step_deferred(up, &got[3 * *n], 3);
+    if (rc != DB_DONE && rc != DB_ROW)
       r = durin__sq_fail(q, err, "claiming runs");
     db_reset(up);
+    db_clear(up);
+    snprintf(out[*n].id, sizeof(out[*n].id), "%s", c->id);
+    (*n)++;
+    best->held++;
   }
   db_finalize(up);
   db_finalize(cand);
@@ -411,11 +413,21 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     *n = 0;
+    free(got);
     return r;
   }
   r = durin__sq_exec(q, "COMMIT", err);
-  if (r)
-    *n = 0;
+  for (i = kept = 0; !r && i < *n; i++) {
+    if (got[3 * i] == 0)
+      continue; /* not claimed after all */
+    out[kept] = out[i];
+    out[kept].epoch = (uint64_t)got[3 * i];
+    out[kept].attempt = got[3 * i + 1];
+    durin__sq_seq_known(q, out[kept].id, out[kept].epoch, got[3 * i + 2]);
+    kept++;
+  }
+  *n = r ? 0 : kept;
+  free(got);
   return r;
 }
 
@@ -685,20 +697,4 @@ int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
     r = durin__sq_fail(q, err, "listing queue limits");
   db_finalize(st);
   return r;
-}
-
-int durin__sq_txn_savepoint(void *txn, struct durin_err *err)
-{
-  return durin__sq_exec(txn, "SAVEPOINT run", err);
-}
-
-int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err)
-{
-  if (!keep) {
-    int r = durin__sq_exec(txn, "ROLLBACK TO run", err);
-
-    if (r)
-      return r;
-  }
-  return durin__sq_exec(txn, "RELEASE run", err);
 }

@@ -67,6 +67,9 @@ static const char *const stmt_sql[ST__COUNT] = {
       " cost_usd = coalesce(?14, cost_usd)"
       " WHERE id = ?1",
   [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
+  /* The fence checked by the server (migration 4): lost, it fails the
+   * transaction; it also checks the caller's last_seq. */
+  [ST_FENCE_DEFERRED] = "SELECT durin_fence(?1, ?2, ?3, ?4)",
 };
 
 /*
@@ -211,6 +214,8 @@ static const char *const migrations[] = {
   /* 3: approvals. One row per asked call; (run, step, call) is the key a
    * replayed step finds its decision by. */
   APPROVALS_TABLE("INTEGER"),
+  /* 4: PostgreSQL's fence function; nothing here. */
+  "",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -291,6 +296,28 @@ static const char *const pg_migrations[] = {
   ");" QUEUE_INDEXES_AND_LIMITS("BIGINT") APPROVALS_TABLE("BIGINT"),
   "",
   "",
+  /* 4: the fence, checked by the server among a transaction's other
+   * writes: a lost lease (DU001) or an event log that moved on under
+   * the holder (DU002, never expected: only the holder appends) fails
+   * the transaction instead of answering. Returns the cancel flag. */
+  "CREATE FUNCTION durin_fence(p_run TEXT, p_epoch BIGINT, p_until BIGINT,"
+  "  p_seq BIGINT) RETURNS INTEGER LANGUAGE plpgsql AS $$\n"
+  "DECLARE c INTEGER; s BIGINT;\n"
+  "BEGIN\n"
+  "  UPDATE runs SET lease_expires_ms = p_until"
+  "    WHERE id = p_run AND lease_epoch = p_epoch"
+  "    RETURNING cancel_requested, last_seq INTO c, s;\n"
+  "  IF NOT FOUND THEN\n"
+  "    RAISE EXCEPTION 'lease on run ''%'' lost: epoch % is no longer "
+  "current (another process took the run over)', p_run, p_epoch"
+  "      USING ERRCODE = 'DU001';\n"
+  "  END IF;\n"
+  "  IF s <> p_seq THEN\n"
+  "    RAISE EXCEPTION 'run ''%'': its event log is at % but its holder "
+  "expected %; writing again', p_run, s, p_seq USING ERRCODE = 'DU002';\n"
+  "  END IF;\n"
+  "  RETURN c;\n"
+  "END $$;",
 };
 
 int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
@@ -300,6 +327,8 @@ int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
 
   if (rc == DB_BUSY || rc == DB_GONE)
     code = DURIN_EBUSY;
+  else if (rc == DB_FENCED)
+    code = DURIN_EFENCED;
   return durin_err_set(err, code, "store '%s': %s: %s", q->path, what,
                        db_errmsg(q->db));
 }
@@ -390,6 +419,8 @@ static void sq_close(void *impl)
     db_finalize(q->st[i]);
   if (q->db)
     q->db->ops->close(q->db);
+  free(q->notes);
+  durin__sq_flags_free(q);
   free(q->path);
   free(q);
 }
@@ -400,7 +431,8 @@ static int prepare_all(struct sq *q, struct durin_err *err)
   int i;
 
   for (i = 0; i < ST__COUNT; i++)
-    if (db_prepare_persistent(q->db, stmt_sql[i], &q->st[i]) != DB_OK)
+    if ((q->pg || i != ST_FENCE_DEFERRED) &&
+        db_prepare_persistent(q->db, stmt_sql[i], &q->st[i]) != DB_OK)
       return durin__sq_fail(q, err, "preparing statements");
   return 0;
 }
@@ -700,7 +732,7 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
           "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
           "started_ms = coalesce(started_ms, ?4) WHERE id = ?1 AND status NOT "
           "IN ('succeeded', 'failed', 'cancelled', 'budget_exceeded') "
-          "RETURNING lease_epoch",
+          "RETURNING lease_epoch, last_seq",
           &st) != DB_OK)
     return durin__sq_fail(q, err, "claiming run");
   db_bind_text(st, 1, id);
@@ -710,6 +742,7 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
   rc = db_step(st);
   if (rc == DB_ROW) {
     *epoch = (uint64_t)db_col_int64(st, 0);
+    durin__sq_seq_known(q, id, *epoch, db_col_int64(st, 1));
     rc = db_step(st);
   } else if (rc == DB_DONE) {
     r = durin_err_set(err, DURIN_ESTATE, "run '%s' has ended or does not exist",
@@ -742,42 +775,6 @@ static int sq_run_request_cancel(void *impl, const char *id,
   return r;
 }
 
-/* The writer's BEGIN takes the write lock up front: the fence that follows
- * then holds until COMMIT, and a busy store fails here, before any work. */
-static int sq_txn_begin(void *impl, void **txn, struct durin_err *err)
-{
-  struct sq *q = impl;
-  int r;
-
-  if (q->in_txn)
-    return durin_err_set(err, DURIN_ESTATE, "transaction already open");
-  r = durin__sq_begin(q, 0, err);
-  if (r)
-    return r;
-  q->in_txn = 1;
-  *txn = q;
-  return 0;
-}
-
-static int sq_txn_commit(void *txn, struct durin_err *err)
-{
-  struct sq *q = txn;
-  int r = durin__sq_exec(q, "COMMIT", err);
-
-  if (r)
-    durin__sq_exec(q, "ROLLBACK", NULL);
-  q->in_txn = 0;
-  return r;
-}
-
-static void sq_txn_rollback(void *txn)
-{
-  struct sq *q = txn;
-
-  durin__sq_exec(q, "ROLLBACK", NULL);
-  q->in_txn = 0;
-}
-
 /* The same for a write nobody reads back: on PostgreSQL it is pipelined,
  * and its failure fails the transaction's commit instead. */
 int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
@@ -803,103 +800,6 @@ int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
   if (rc != DB_DONE && rc != DB_ROW)
     return durin__sq_fail(q, err, what);
   return 0;
-}
-
-static int sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
-                        int64_t lease_until_ms, int *cancel_requested,
-                        struct durin_err *err)
-{
-  struct sq *q = txn;
-  struct db_stmt *st = q->st[ST_FENCE];
-  int rc, fenced = 0, cancel = 0;
-
-  db_bind_text(st, 1, run_id);
-  db_bind_int64(st, 2, (int64_t)epoch);
-  db_bind_int64(st, 3, lease_until_ms);
-  rc = db_step(st);
-  if (rc == DB_ROW) {
-    fenced = 1;
-    cancel = db_col_int(st, 0);
-    rc = db_step(st);
-  }
-  db_reset(st);
-  db_clear(st);
-  if (rc != DB_DONE)
-    return durin__sq_fail(q, err, "checking lease");
-  if (cancel_requested)
-    *cancel_requested = cancel;
-  if (!fenced)
-    return durin_err_set(err, DURIN_EFENCED,
-                         "lease on run '%s' lost: epoch %llu is no longer "
-                         "current (another process took the run over)",
-                         run_id, (unsigned long long)epoch);
-  return 0;
-}
-
-/*
- * Sequence numbers come from the run row (last_seq), bumped by n in one
- * statement inside the writer's transaction: contiguous per run, no gap on
- * rollback, and no MAX(seq) scan that would grow with the log.
- */
-int durin__sq_events_append(void *txn, const char *run_id,
-                            struct durin_event *ev, size_t n,
-                            struct durin_err *err)
-{
-  struct sq *q = txn;
-  struct db_stmt *st = q->st[ST_SEQ_RESERVE];
-  int64_t last;
-  size_t i;
-  int rc;
-
-  if (n == 0)
-    return 0;
-  db_bind_text(st, 1, run_id);
-  db_bind_int64(st, 2, (int64_t)n);
-  db_bind_int64(st, 3, ev[n - 1].ts_ms);
-  rc = db_step(st);
-  if (rc != DB_ROW) {
-    db_reset(st);
-    return rc == DB_DONE ?
-               durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", run_id) :
-               durin__sq_fail(q, err, "reserving event sequence");
-  }
-  last = db_col_int64(st, 0);
-  durin__sq_step_done(q, st, "reserving event sequence", NULL);
-  st = q->st[ST_EVENT_INSERT];
-  for (i = 0; i < n; i++) {
-    int r;
-
-    ev[i].seq = last - (int64_t)n + 1 + (int64_t)i;
-    db_bind_text(st, 1, run_id);
-    db_bind_int64(st, 2, ev[i].seq);
-    db_bind_int64(st, 3, ev[i].ts_ms);
-    db_bind_int64(st, 4, ev[i].step);
-    db_bind_text(st, 5, ev[i].type);
-    db_bind_text(st, 6, ev[i].data);
-    r = durin__sq_step_nowait(q, st, "appending event", err);
-    if (r)
-      return r;
-  }
-  return 0;
-}
-
-int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
-                         int64_t now, const char *type, json_t *data,
-                         struct durin_err *err)
-{
-  struct durin_event ev;
-  char *text = json_dumps(data, JSON_COMPACT);
-  int r;
-
-  json_decref(data);
-  memset(&ev, 0, sizeof(ev));
-  ev.ts_ms = now;
-  ev.step = step;
-  ev.type = type;
-  ev.data = text;
-  r = durin__sq_events_append(q, run_id, &ev, 1, err);
-  free(text);
-  return r;
 }
 
 int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
@@ -1192,9 +1092,10 @@ static int64_t sq_size_bytes(void *impl)
  .signals = durin__sq_signals, .watchdog = durin__sq_watchdog,                \
  .limit_set = durin__sq_limit_set, .limit_list = durin__sq_limit_list,        \
  .txn_savepoint = durin__sq_txn_savepoint,                                    \
- .txn_savepoint_end = durin__sq_txn_savepoint_end, .txn_begin = sq_txn_begin, \
- .txn_commit = sq_txn_commit, .txn_rollback = sq_txn_rollback,                \
- .txn_fence = sq_txn_fence, .events_append = durin__sq_events_append,         \
+ .txn_savepoint_end = durin__sq_txn_savepoint_end,                            \
+ .txn_begin = durin__sq_txn_begin, .txn_commit = durin__sq_txn_commit,        \
+ .txn_rollback = durin__sq_txn_rollback, .txn_fence = durin__sq_txn_fence,    \
+ .events_append = durin__sq_events_append,                                    \
  .checkpoint_put = sq_checkpoint_put, .run_update = sq_run_update,            \
  .ledger_intent = sq_ledger_intent, .ledger_outcome = sq_ledger_outcome,      \
  .pending_put = sq_pending_put, .pending_clear = sq_pending_clear,            \

@@ -359,7 +359,7 @@ void durin_txn_rollback(struct durin_txn *txn)
 int durin_txn_fence(struct durin_txn *txn, const char *run_id, uint64_t epoch,
                     int64_t lease_until_ms, struct durin_err *err)
 {
-  return txn->ops->txn_fence(txn->impl, run_id, epoch, lease_until_ms, NULL,
+  return txn->ops->txn_fence(txn->impl, run_id, epoch, lease_until_ms, NULL, 0,
                              err);
 }
 
@@ -368,7 +368,15 @@ int durin_txn_fence_check(struct durin_txn *txn, const char *run_id,
                           int *cancel_requested, struct durin_err *err)
 {
   return txn->ops->txn_fence(txn->impl, run_id, epoch, lease_until_ms,
-                             cancel_requested, err);
+                             cancel_requested, 0, err);
+}
+
+int durin_txn_fence_deferred(struct durin_txn *txn, const char *run_id,
+                             uint64_t epoch, int64_t lease_until_ms,
+                             int *cancel_requested, struct durin_err *err)
+{
+  return txn->ops->txn_fence(txn->impl, run_id, epoch, lease_until_ms,
+                             cancel_requested, 1, err);
 }
 
 int durin_txn_events_append(struct durin_txn *txn, const char *run_id,

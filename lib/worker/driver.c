@@ -20,6 +20,7 @@ struct drv {
   int64_t next_renew;
   struct durin_stop model_stop, tool_stop;
   struct durin_run_policy policy;
+  int fence_cancel; /* the cancel flag, as the last commit's fence saw it */
 };
 
 /*
@@ -89,14 +90,16 @@ static void notice(struct drv *d, const char *fmt, ...)
 static int begin_fenced(struct drv *d, struct durin_txn **txn,
                         struct durin_err *err)
 {
-  int r = durin_txn_begin(d->s, txn, err), cancel = 0;
+  int r = durin_txn_begin(d->s, txn, err);
 
   if (r)
     return r;
-  r = durin_txn_fence_check(*txn, d->run_id, d->epoch,
-                            durin_now_ms() + d->o->lease_ttl_ms, &cancel, err);
-  if (cancel)
-    d->cancelled = 1;
+  /* Each transaction here writes for this run only: the server checks
+   * the fence with the writes, and a lost lease fails the commit. */
+  d->fence_cancel = 0;
+  r = durin_txn_fence_deferred(*txn, d->run_id, d->epoch,
+                               durin_now_ms() + d->o->lease_ttl_ms,
+                               &d->fence_cancel, err);
   if (r) {
     durin_txn_rollback(*txn);
     *txn = NULL;
@@ -106,13 +109,17 @@ static int begin_fenced(struct drv *d, struct durin_txn **txn,
 
 /* Commits txn if the writes in it went well (r == 0), else rolls it back;
  * returns the first error. */
-static int end_txn(struct durin_txn *txn, int r, struct durin_err *err)
+static int end_txn(struct drv *d, struct durin_txn *txn, int r,
+                   struct durin_err *err)
 {
   if (r) {
     durin_txn_rollback(txn);
     return r;
   }
-  return durin_txn_commit(txn, err);
+  r = durin_txn_commit(txn, err);
+  if (!r && d->fence_cancel)
+    d->cancelled = 1;
+  return r;
 }
 
 static void on_retry(void *arg, int attempt, int64_t delay_ms, const char *why)
@@ -177,7 +184,7 @@ static int do_intent(struct drv *d, struct durin_harness *h,
     r = durin_txn_pending_put(txn, d->run_id, act->step, act->pending, err);
   for (i = 0; !r && i < act->nintents; i++)
     r = durin_txn_ledger_intent(txn, &act->intents[i], err);
-  r = end_txn(txn, r, err);
+  r = end_txn(d, txn, r, err);
   if (r)
     return r;
   durin_fault_point("ledger_intent");
@@ -223,7 +230,7 @@ static int do_outcome(struct drv *d, struct durin_harness *h,
     return r;
   r = durin_txn_ledger_outcome(txn, d->run_id, act->step, act->call,
                                act->outcome, durin_now_ms(), err);
-  r = end_txn(txn, r, err);
+  r = end_txn(d, txn, r, err);
   if (r)
     return r;
   durin_fault_point("ledger_outcome");
@@ -292,7 +299,7 @@ static int do_commit(struct drv *d, struct durin_harness *h,
   if (r)
     return r;
   r = durin_commit_write(txn, d->run_id, act, err);
-  r = end_txn(txn, r, err);
+  r = end_txn(d, txn, r, err);
   if (r)
     return r;
   if (d->o->on_event)
@@ -337,7 +344,7 @@ static int release(struct drv *d, struct durin_err *err)
   if (r)
     return r;
   r = durin_txn_run_update(txn, d->run_id, &u, err);
-  return end_txn(txn, r, err);
+  return end_txn(d, txn, r, err);
 }
 
 /* Stops driving on request: the lease is released, the run stays running. */

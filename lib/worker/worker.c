@@ -237,54 +237,80 @@ static void run_release_memory(struct wrun *r)
  *
  * Jobs queue up on the loop; at the end of each loop turn, if the store
  * thread is idle, all queued jobs go to it as one batch: the writes in one
- * transaction (each run's behind a savepoint, after its fence, so a run
- * that lost its lease drops out alone), then the other calls. While a
+ * transaction (each run's behind a savepoint, after its fence), then the
+ * other calls. While a
  * batch runs, the next one gathers: the fsync is shared by every step that
  * finished in the meantime. Completions run on the loop in job order.
  */
 
+/*
+ * The batch's writes in one transaction. deferred: every fence goes with
+ * the writes (one round trip on PostgreSQL), and a run that lost its lease
+ * fails the whole commit; otherwise each run is fenced at once and a lost
+ * one drops out alone, behind its savepoint.
+ */
+static int write_batch(struct durin_worker *w, int nwrites, int deferred)
+{
+  struct durin_err err = { 0 };
+  struct durin_txn *txn = NULL;
+  struct job *j;
+  int r = durin_txn_begin(w->s, &txn, &err);
+
+  for (j = w->batch; j; j = j->next) {
+    int64_t until = durin_now_ms() + w->o.lease_ttl_ms;
+
+    if (j->kind != J_WRITE)
+      continue;
+    memset(&j->err, 0, sizeof(j->err));
+    j->cancel = 0;
+    j->r = r;
+    if (r) {
+      j->err = err;
+      continue;
+    }
+    if (nwrites > 1)
+      j->r = durin_txn_savepoint(txn, &j->err);
+    if (!j->r && deferred)
+      j->r = durin_txn_fence_deferred(txn, j->run->id, j->run->epoch, until,
+                                      &j->cancel, &j->err);
+    else if (!j->r)
+      j->r = durin_txn_fence_check(txn, j->run->id, j->run->epoch, until,
+                                   &j->cancel, &j->err);
+    if (!j->r)
+      j->r = j->fn(w, txn, j);
+    if (nwrites > 1 && durin_txn_savepoint_end(txn, j->r == 0, &err) && !j->r)
+      j->r = DURIN_ESTORE;
+    if (nwrites == 1 && j->r) {
+      durin_txn_rollback(txn);
+      return j->r;
+    }
+  }
+  if (r)
+    return r;
+  r = durin_txn_commit(txn, &err);
+  /* Nothing in a failed commit is durable. */
+  for (j = w->batch; r && j; j = j->next) {
+    if (j->kind == J_WRITE && !j->r) {
+      j->r = r;
+      j->err = err;
+    }
+  }
+  return r;
+}
+
 static void sx_thread(uv_work_t *req)
 {
   struct durin_worker *w = req->data;
-  struct durin_txn *txn = NULL;
   struct job *j;
-  int nwrites = 0, r = 0;
+  int nwrites = 0;
 
   for (j = w->batch; j; j = j->next)
     nwrites += j->kind == J_WRITE;
+  /* A lost lease is rare: the batch is written again, fenced run by run,
+   * only when a deferred fence failed its commit. */
+  if (nwrites && write_batch(w, nwrites, 1) == DURIN_EFENCED && nwrites > 1)
+    write_batch(w, nwrites, 0);
   if (nwrites) {
-    struct durin_err err = { 0 };
-
-    r = durin_txn_begin(w->s, &txn, &err);
-    for (j = w->batch; j; j = j->next) {
-      int64_t until = durin_now_ms() + w->o.lease_ttl_ms;
-
-      if (j->kind != J_WRITE)
-        continue;
-      if (r) {
-        j->r = r;
-        j->err = err;
-        continue;
-      }
-      j->r = durin_txn_savepoint(txn, &j->err);
-      if (!j->r)
-        j->r = durin_txn_fence_check(txn, j->run->id, j->run->epoch, until,
-                                     &j->cancel, &j->err);
-      if (!j->r)
-        j->r = j->fn(w, txn, j);
-      if (durin_txn_savepoint_end(txn, j->r == 0, &err) && !j->r)
-        j->r = DURIN_ESTORE;
-    }
-    if (!r) {
-      r = durin_txn_commit(txn, &err);
-      /* Nothing in a failed commit is durable. */
-      for (j = w->batch; r && j; j = j->next) {
-        if (j->kind == J_WRITE && !j->r) {
-          j->r = r;
-          j->err = err;
-        }
-      }
-    }
     w->st.batches++;
     w->st.writes += nwrites;
   }

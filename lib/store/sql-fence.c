@@ -1,0 +1,361 @@
+/*
+ * A writer's transaction: its fences and its events' sequence numbers.
+ *
+ * The fence is a conditional UPDATE of the run's row on the lease epoch.
+ * Answered, it costs a round trip before anything else is sent. Deferred
+ * (durin_txn_fence_deferred, PostgreSQL), the server checks it with the
+ * transaction's other writes and a lost lease fails the COMMIT; a step is
+ * then one round trip.
+ *
+ * Events need their sequence numbers before they are sent. The holder of
+ * a lease is the only writer of its run's events while it holds it, so
+ * the connection remembers the run's last_seq after each commit, keyed by
+ * (run, epoch). A deferred fence sends what it expects, the server checks
+ * it in the same statement, and the events are numbered here without
+ * asking. Without a remembered value (the first write after a claim) the
+ * sequence is reserved with an answered UPDATE, as an answered fence does.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durin/store.h"
+#include "store/sql-int.h"
+
+static struct sq_seq_slot *slot(struct sq *q, const char *run_id)
+{
+  uint32_t h = 2166136261u;
+  const unsigned char *p = (const unsigned char *)run_id;
+
+  while (*p)
+    h = (h ^ *p++) * 16777619u;
+  return &q->seq[h % SQ_SEQ_SLOTS];
+}
+
+/* The last_seq this connection committed for run_id at epoch, or -1. */
+static int64_t seq_known(struct sq *q, const char *run_id, uint64_t epoch)
+{
+  struct sq_seq_slot *s = slot(q, run_id);
+
+  if (s->epoch == epoch && !strcmp(s->id, run_id))
+    return s->last;
+  return -1;
+}
+
+void durin__sq_seq_known(struct sq *q, const char *run_id, uint64_t epoch,
+                         int64_t last)
+{
+  struct sq_seq_slot *s = slot(q, run_id);
+
+  if (strlen(run_id) >= sizeof(s->id))
+    return;
+  snprintf(s->id, sizeof(s->id), "%s", run_id);
+  s->epoch = epoch;
+  s->last = last;
+}
+
+static void seq_forget(struct sq *q, const char *run_id)
+{
+  struct sq_seq_slot *s = slot(q, run_id);
+
+  if (!strcmp(s->id, run_id))
+    s->id[0] = '\0';
+}
+
+static struct sq_note *note_find(struct sq *q, const char *run_id)
+{
+  int i;
+
+  for (i = q->nnotes - 1; i >= 0; i--)
+    if (!strcmp(q->notes[i].id, run_id))
+      return &q->notes[i];
+  return NULL;
+}
+
+static struct sq_note *note_add(struct sq *q, const char *run_id,
+                                uint64_t epoch)
+{
+  struct sq_note *n;
+
+  if (strlen(run_id) >= sizeof(n->id))
+    return NULL; /* not a run id of ours: nothing remembered */
+  if (q->nnotes == q->anotes) {
+    int a = q->anotes ? q->anotes * 2 : 8;
+    struct sq_note *m = realloc(q->notes, (size_t)a * sizeof(*m));
+
+    if (!m)
+      return NULL;
+    q->notes = m;
+    q->anotes = a;
+  }
+  n = &q->notes[q->nnotes++];
+  memset(n, 0, sizeof(*n));
+  snprintf(n->id, sizeof(n->id), "%s", run_id);
+  n->epoch = epoch;
+  n->last = seq_known(q, run_id, epoch);
+  return n;
+}
+
+/* Forgets the notes from the from'th on, and what the connection
+ * remembered of their runs: their writes did not land (or may not
+ * have). */
+static void notes_drop(struct sq *q, int from)
+{
+  int i;
+
+  for (i = from; i < q->nnotes; i++)
+    seq_forget(q, q->notes[i].id);
+  q->nnotes = from;
+}
+
+/* A place for a deferred fence's answer that stays put until the
+ * transaction ends. */
+static int64_t *flag_slot(struct sq *q)
+{
+  struct sq_flags **f = &q->flags;
+  int i = q->nflags;
+
+  for (; i >= SQ_FLAG_CHUNK; i -= SQ_FLAG_CHUNK) {
+    if (!*f && !(*f = calloc(1, sizeof(**f))))
+      return NULL;
+    f = &(*f)->next;
+  }
+  if (!*f && !(*f = calloc(1, sizeof(**f))))
+    return NULL;
+  q->nflags++;
+  (*f)->v[i] = 0;
+  return &(*f)->v[i];
+}
+
+void durin__sq_flags_free(struct sq *q)
+{
+  while (q->flags) {
+    struct sq_flags *n = q->flags->next;
+
+    free(q->flags);
+    q->flags = n;
+  }
+}
+
+/* The writer's BEGIN takes the write lock up front on SQLite (on
+ * PostgreSQL the fence's row lock), so the fence that follows holds until
+ * COMMIT, and a busy store fails here, before any work. */
+int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err)
+{
+  struct sq *q = impl;
+  int r;
+
+  if (q->in_txn)
+    return durin_err_set(err, DURIN_ESTATE, "transaction already open");
+  r = durin__sq_begin(q, 0, err);
+  if (r)
+    return r;
+  q->in_txn = 1;
+  q->nnotes = 0;
+  q->sp_mark = 0;
+  q->nflags = 0;
+  *txn = q;
+  return 0;
+}
+
+int durin__sq_txn_commit(void *txn, struct durin_err *err)
+{
+  struct sq *q = txn;
+  int r = durin__sq_exec(q, "COMMIT", err), i;
+
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    notes_drop(q, 0); /* a lost COMMIT may have landed: ask next time */
+  } else {
+    for (i = 0; i < q->nnotes; i++) {
+      struct sq_note *n = &q->notes[i];
+
+      if (n->cancel)
+        *n->cancel = *n->flag != 0;
+      if (n->last >= 0)
+        durin__sq_seq_known(q, n->id, n->epoch, n->last);
+    }
+  }
+  q->nnotes = 0;
+  q->in_txn = 0;
+  return r;
+}
+
+void durin__sq_txn_rollback(void *txn)
+{
+  struct sq *q = txn;
+
+  durin__sq_exec(q, "ROLLBACK", NULL);
+  notes_drop(q, 0);
+  q->in_txn = 0;
+}
+
+int durin__sq_txn_savepoint(void *txn, struct durin_err *err)
+{
+  struct sq *q = txn;
+
+  q->sp_mark = q->nnotes;
+  return durin__sq_exec(q, "SAVEPOINT run", err);
+}
+
+int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err)
+{
+  struct sq *q = txn;
+
+  if (!keep) {
+    int r;
+
+    notes_drop(q, q->sp_mark);
+    r = durin__sq_exec(q, "ROLLBACK TO run", err);
+    if (r)
+      return r;
+  }
+  return durin__sq_exec(q, "RELEASE run", err);
+}
+
+static int fence_answered(struct sq *q, const char *run_id, uint64_t epoch,
+                          int64_t lease_until_ms, int *cancel_requested,
+                          struct durin_err *err)
+{
+  struct db_stmt *st = q->st[ST_FENCE];
+  int rc, fenced = 0, cancel = 0;
+
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, (int64_t)epoch);
+  db_bind_int64(st, 3, lease_until_ms);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
+    fenced = 1;
+    cancel = db_col_int(st, 0);
+    rc = db_step(st);
+  }
+  db_reset(st);
+  db_clear(st);
+  if (rc != DB_DONE)
+    return durin__sq_fail(q, err, "checking lease");
+  if (cancel_requested)
+    *cancel_requested = cancel;
+  if (!fenced)
+    return durin_err_set(err, DURIN_EFENCED,
+                         "lease on run '%s' lost: epoch %llu is no longer "
+                         "current (another process took the run over)",
+                         run_id, (unsigned long long)epoch);
+  return 0;
+}
+
+int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
+                        int64_t lease_until_ms, int *cancel_requested,
+                        int deferred, struct durin_err *err)
+{
+  struct sq *q = txn;
+  struct sq_note *n = note_add(q, run_id, epoch);
+  struct db_stmt *st = q->st[ST_FENCE_DEFERRED];
+  int64_t *flag;
+  int r;
+
+  if (!deferred || !st || !n || n->last < 0 || !(flag = flag_slot(q)))
+    return fence_answered(q, run_id, epoch, lease_until_ms, cancel_requested,
+                          err);
+  n->cancel = cancel_requested;
+  n->flag = flag;
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, (int64_t)epoch);
+  db_bind_int64(st, 3, lease_until_ms);
+  db_bind_int64(st, 4, n->last);
+  r = db_step_deferred(st, flag, 1);
+  db_reset(st);
+  db_clear(st);
+  if (r != DB_DONE && r != DB_ROW)
+    return durin__sq_fail(q, err, "checking lease");
+  n->checked = 1;
+  return 0;
+}
+
+static int insert_events(struct sq *q, const char *run_id,
+                         struct durin_event *ev, size_t n,
+                         struct durin_err *err)
+{
+  struct db_stmt *st = q->st[ST_EVENT_INSERT];
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    int r;
+
+    db_bind_text(st, 1, run_id);
+    db_bind_int64(st, 2, ev[i].seq);
+    db_bind_int64(st, 3, ev[i].ts_ms);
+    db_bind_int64(st, 4, ev[i].step);
+    db_bind_text(st, 5, ev[i].type);
+    db_bind_text(st, 6, ev[i].data);
+    r = durin__sq_step_nowait(q, st, "appending event", err);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
+/*
+ * Sequence numbers come from the run row (last_seq), bumped by n in one
+ * statement inside the writer's transaction: contiguous per run, no gap on
+ * rollback, and no MAX(seq) scan that would grow with the log. After a
+ * deferred fence, which checked last_seq, they are known here.
+ */
+int durin__sq_events_append(void *txn, const char *run_id,
+                            struct durin_event *ev, size_t n,
+                            struct durin_err *err)
+{
+  struct sq *q = txn;
+  struct db_stmt *st = q->st[ST_SEQ_RESERVE];
+  struct sq_note *note = note_find(q, run_id);
+  int64_t last;
+  size_t i;
+  int rc;
+
+  if (n == 0)
+    return 0;
+  db_bind_text(st, 1, run_id);
+  db_bind_int64(st, 2, (int64_t)n);
+  db_bind_int64(st, 3, ev[n - 1].ts_ms);
+  if (note && note->checked) {
+    int r = durin__sq_step_nowait(q, st, "reserving event sequence", err);
+
+    if (r)
+      return r;
+    last = note->last + (int64_t)n;
+  } else {
+    rc = db_step(st);
+    if (rc != DB_ROW) {
+      db_reset(st);
+      db_clear(st);
+      return rc == DB_DONE ?
+                 durin_err_set(err, DURIN_ENOTFOUND, "no run '%s'", run_id) :
+                 durin__sq_fail(q, err, "reserving event sequence");
+    }
+    last = db_col_int64(st, 0);
+    durin__sq_step_done(q, st, "reserving event sequence", NULL);
+  }
+  if (note)
+    note->last = last;
+  for (i = 0; i < n; i++)
+    ev[i].seq = last - (int64_t)n + 1 + (int64_t)i;
+  return insert_events(q, run_id, ev, n, err);
+}
+
+int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
+                         int64_t now, const char *type, json_t *data,
+                         struct durin_err *err)
+{
+  struct durin_event ev;
+  char *text = json_dumps(data, JSON_COMPACT);
+  int r;
+
+  json_decref(data);
+  memset(&ev, 0, sizeof(ev));
+  ev.ts_ms = now;
+  ev.step = step;
+  ev.type = type;
+  ev.data = text;
+  r = durin__sq_events_append(q, run_id, &ev, 1, err);
+  free(text);
+  return r;
+}
