@@ -130,6 +130,105 @@ static void test_rollback_loses_only_txn(void **state)
   free(ck);
 }
 
+static int failed_at_commit;
+
+/* One step's transaction with the fence checked at commit: *seq gets
+ * the event's sequence, *cancel the run's cancel flag. */
+static int deferred_step(struct durin_store *s, const char *id, uint64_t e,
+                         int64_t *seq, int *cancel, struct durin_err *err)
+{
+  struct durin_event ev = { 0, 1, 1, "x", "{\"a\":1}" };
+  struct durin_txn *t;
+  int r;
+
+  assert_int_equal(durin_txn_begin(s, &t, err), 0);
+  failed_at_commit = 0;
+  r = durin_txn_fence_deferred(t, id, e, 5000, cancel, err);
+  if (r) {
+    durin_txn_rollback(t);
+    return r;
+  }
+  assert_int_equal(durin_txn_events_append(t, id, &ev, 1, err), 0);
+  r = durin_txn_commit(t, err);
+  failed_at_commit = r != 0;
+  if (!r)
+    *seq = ev.seq;
+  return r;
+}
+
+/*
+ * The fence checked by the server: a lost lease fails the commit and
+ * nothing lands; the cancel flag arrives with the commit; an event log
+ * that moved on under the holder's connection (never expected: only the
+ * holder appends) fails with EBUSY, and the write goes through when sent
+ * again. SQLite answers every fence at once: the same outcomes, sooner.
+ */
+static void test_deferred_fence(void **state)
+{
+  struct store_fx *f = *state;
+  struct durin_store *s2, *s3;
+  struct durin_run_info ri;
+  struct durin_err err = { 0 };
+  struct durin_txn *t;
+  struct durin_event ev = { 0, 1, 1, "y", "{}" };
+  uint64_t e1, e2;
+  int64_t seq = 0, n = 0;
+  int cancel = -1, r, pg = !strncmp(f->url, "postgres", 8);
+
+  create(f->s, "r5");
+  assert_int_equal(durin_store_run_claim(f->s, "r5", "w1", 10, 1000, &e1, NULL),
+                   0);
+  assert_int_equal(deferred_step(f->s, "r5", e1, &seq, &cancel, &err), 0);
+  assert_int_equal(seq, 1);
+  assert_int_equal(cancel, 0);
+  assert_int_equal(deferred_step(f->s, "r5", e1, &seq, &cancel, &err), 0);
+  assert_int_equal(seq, 2);
+  assert_int_equal(durin_store_run_request_cancel(f->s, "r5", NULL), 0);
+  assert_int_equal(deferred_step(f->s, "r5", e1, &seq, &cancel, &err), 0);
+  assert_int_equal(seq, 3);
+  assert_int_equal(cancel, 1);
+
+  /* Another process takes the run over: the old holder's step fails,
+   * at the fence (SQLite) or at its commit (PostgreSQL). */
+  assert_int_equal(durin_store_open(f->url, &s2, NULL), 0);
+  assert_int_equal(durin_store_run_claim(s2, "r5", "w2", 20, 1000, &e2, NULL),
+                   0);
+  r = deferred_step(f->s, "r5", e1, &seq, NULL, &err);
+  assert_int_equal(r, DURIN_EFENCED);
+  assert_int_equal(failed_at_commit, pg);
+  assert_non_null(strstr(err.msg, "lost"));
+  assert_int_equal(durin_store_run_get(f->s, "r5", &ri, NULL), 0);
+  assert_int_equal(ri.last_seq, 3);
+  durin_run_info_clear(&ri);
+
+  /* The new holder writes; then a third connection appends under the
+   * same epoch behind its back. */
+  assert_int_equal(deferred_step(s2, "r5", e2, &seq, NULL, &err), 0);
+  assert_int_equal(seq, 4);
+  assert_int_equal(durin_store_open(f->url, &s3, NULL), 0);
+  assert_int_equal(durin_txn_begin(s3, &t, NULL), 0);
+  assert_int_equal(durin_txn_fence(t, "r5", e2, 5000, NULL), 0);
+  assert_int_equal(durin_txn_events_append(t, "r5", &ev, 1, NULL), 0);
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+  assert_int_equal(ev.seq, 5);
+  r = deferred_step(s2, "r5", e2, &seq, NULL, &err);
+  assert_int_equal(r != 0, pg);
+  if (r) {
+    assert_int_equal(r, DURIN_EBUSY);
+    assert_true(failed_at_commit);
+    assert_non_null(strstr(err.msg, "event log"));
+    assert_int_equal(deferred_step(s2, "r5", e2, &seq, NULL, &err), 0);
+  }
+  assert_int_equal(seq, 6);
+  assert_int_equal(deferred_step(s2, "r5", e2, &seq, NULL, &err), 0);
+  assert_int_equal(seq, 7);
+  assert_int_equal(
+      durin_store_events_read(f->s, "r5", 1, 0, count_ev, &n, NULL), 0);
+  assert_int_equal(n, 7);
+  durin_store_close(s3);
+  durin_store_close(s2);
+}
+
 static int collect(const struct durin_ledger_entry *e, void *arg)
 {
   int *n = arg;
@@ -238,6 +337,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rollback_loses_only_txn, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_deferred_fence, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ledger_and_pending, setup, teardown),
     cmocka_unit_test_setup_teardown(test_terminal_not_claimable, setup,
                                     teardown),
