@@ -31,7 +31,8 @@
  XX(EPARSE, -16, "malformed data")                                   \
  XX(EURL, -17, "unsupported or malformed URL")                       \
  XX(ESCHEMA, -18, "store schema is newer than this binary")          \
- XX(ECANCELED, -19, "cancelled")
+ XX(ECANCELED, -19, "cancelled")                                     \
+ XX(EINDOUBT, -20, "commit outcome unknown: the store was lost during COMMIT")
 
 enum {
 #define XX(name, val, msg) DURIN_##name = val,

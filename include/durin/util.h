@@ -63,6 +63,9 @@ typedef void (*durin_fault_hook)(const char *point);
 int durin_fault_configure(const char *spec, durin_fault_hook hook,
                           struct durin_err *err);
 void durin_fault_point(const char *point);
+/* For a point the library acts out itself (not a crash): 1 on the hit
+ * that would fire the hook, which is not called. */
+int durin_fault_hit(const char *point);
 /* The list of named points, NULL-terminated, for --help and tests. */
 extern const char *const durin_fault_points[];
 

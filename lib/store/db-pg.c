@@ -27,8 +27,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/socket.h>
+
 #include <libpq-fe.h>
 
+#include "durin/util.h"
 #include "store/db.h"
 
 #define MAXP       32
@@ -583,6 +586,10 @@ static int commit(struct pdb *d)
   if (queue_plain(d, "COMMIT") != 0) {
     d->poisoned = 1;
     set_msg(d, DB_GONE, PQerrorMessage(d->c));
+  }
+  if (durin_fault_hit("commit_cut")) {
+    PQflush(d->c);
+    shutdown(PQsocket(d->c), SHUT_RDWR);
   }
   pipe_end(d);
   if (d->poisoned)

@@ -18,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "durin/store.h"
+#include "durin/util.h"
 #include "store/sql-int.h"
 
 static struct sq_seq_slot *slot(struct sq *q, const char *run_id)
@@ -31,6 +33,9 @@ static struct sq_seq_slot *slot(struct sq *q, const char *run_id)
     h = (h ^ *p++) * 16777619u;
   return &q->seq[h % SQ_SEQ_SLOTS];
 }
+
+/* How long a COMMIT in doubt is asked about. */
+#define DOUBT_WAIT_MS 5000
 
 /* The last_seq this connection committed for run_id at epoch, or -1. */
 static int64_t seq_known(struct sq *q, const char *run_id, uint64_t epoch)
@@ -137,6 +142,51 @@ void durin__sq_flags_free(struct sq *q)
   }
 }
 
+static void new_token(struct sq *q)
+{
+  static const char hex[] = "0123456789abcdef";
+  unsigned char b[8];
+  int i;
+
+  if (durin_random(b, sizeof(b)))
+    memset(b, 0, sizeof(b));
+  for (i = 0; i < 8; i++) {
+    q->token[2 * i] = hex[b[i] >> 4];
+    q->token[2 * i + 1] = hex[b[i] & 15];
+  }
+  q->token[16] = '\0';
+}
+
+/*
+ * Whether a COMMIT whose connection was lost landed: every run the
+ * transaction fenced carries its token if it did. Asked for a while (a
+ * restarting server), then given up: 1 landed, 0 did not, -1 unknown.
+ */
+static int landed(struct sq *q)
+{
+  struct db_stmt *st = q->st[ST_TOKEN_GET];
+  int64_t until = durin_mono_ms() + DOUBT_WAIT_MS;
+
+  for (;;) {
+    int rc, yes = 0;
+
+    db_bind_text(st, 1, q->notes[0].id);
+    rc = db_step(st);
+    if (rc == DB_ROW) {
+      const char *t = db_col_text(st, 0);
+
+      yes = t && !strcmp(t, q->token);
+    }
+    db_reset(st);
+    db_clear(st);
+    if (rc == DB_ROW || rc == DB_DONE)
+      return yes;
+    if (durin_mono_ms() >= until)
+      return -1;
+    usleep(100 * 1000);
+  }
+}
+
 /* The writer's BEGIN takes the write lock up front on SQLite (on
  * PostgreSQL the fence's row lock), so the fence that follows holds until
  * COMMIT, and a busy store fails here, before any work. */
@@ -154,6 +204,7 @@ int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err)
   q->nnotes = 0;
   q->sp_mark = 0;
   q->nflags = 0;
+  new_token(q);
   *txn = q;
   return 0;
 }
@@ -163,10 +214,30 @@ int durin__sq_txn_commit(void *txn, struct durin_err *err)
   struct sq *q = txn;
   int r = durin__sq_exec(q, "COMMIT", err), i;
 
+  /*
+   * A connection lost during COMMIT leaves it in doubt. Writing the step
+   * again could apply it twice, so ask: landed, it succeeded; not, the
+   * caller may write it again; unknown, the caller must let the run go,
+   * and whoever claims it next restores it from what is durable.
+   */
   if (r) {
+    int gone = db_errcode(q->db) == DB_GONE, yes;
+
     durin__sq_exec(q, "ROLLBACK", NULL);
-    notes_drop(q, 0); /* a lost COMMIT may have landed: ask next time */
-  } else {
+    yes = gone && q->nnotes ? landed(q) : 0;
+    if (yes < 0)
+      r = durin_err_set(err, DURIN_EINDOUBT,
+                        "store '%s': the connection was lost during COMMIT "
+                        "and the store did not answer for %d s whether it "
+                        "landed; letting the run go (its next holder "
+                        "restores it from the log)",
+                        q->path, DOUBT_WAIT_MS / 1000);
+    if (yes > 0)
+      r = 0;
+    else
+      notes_drop(q, 0);
+  }
+  if (!r) {
     for (i = 0; i < q->nnotes; i++) {
       struct sq_note *n = &q->notes[i];
 
@@ -223,6 +294,7 @@ static int fence_answered(struct sq *q, const char *run_id, uint64_t epoch,
   db_bind_text(st, 1, run_id);
   db_bind_int64(st, 2, (int64_t)epoch);
   db_bind_int64(st, 3, lease_until_ms);
+  db_bind_text(st, 4, q->token);
   rc = db_step(st);
   if (rc == DB_ROW) {
     fenced = 1;
@@ -262,6 +334,7 @@ int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
   db_bind_int64(st, 2, (int64_t)epoch);
   db_bind_int64(st, 3, lease_until_ms);
   db_bind_int64(st, 4, n->last);
+  db_bind_text(st, 5, q->token);
   r = db_step_deferred(st, flag, 1);
   db_reset(st);
   db_clear(st);

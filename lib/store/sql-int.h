@@ -38,6 +38,7 @@ enum {
   ST_RUN_UPDATE,
   ST_RUN_GET,
   ST_FENCE_DEFERRED, /* PostgreSQL only */
+  ST_TOKEN_GET,
   ST__COUNT
 };
 
@@ -79,6 +80,7 @@ struct sq {
   int sp_mark;            /* notes before the open savepoint */
   struct sq_flags *flags; /* for deferred fences' answers */
   int nflags;             /* used in this transaction */
+  char token[17];         /* this transaction's, in its fenced runs' rows */
 };
 
 /* Fills err from the connection's last error; returns the durin code. */

@@ -25,7 +25,7 @@
 #include "store/sql-int.h"
 
 static const char *const stmt_sql[ST__COUNT] = {
-  [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3 "
+  [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3, commit_token = ?4 "
                "WHERE id = ?1 AND lease_epoch = ?2 RETURNING cancel_requested",
   [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2, "
                      "progress_ms = ?3 WHERE id = ?1 RETURNING last_seq",
@@ -69,7 +69,8 @@ static const char *const stmt_sql[ST__COUNT] = {
   [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
   /* The fence checked by the server (migration 4): lost, it fails the
    * transaction; it also checks the caller's last_seq. */
-  [ST_FENCE_DEFERRED] = "SELECT durin_fence(?1, ?2, ?3, ?4)",
+  [ST_FENCE_DEFERRED] = "SELECT durin_fence(?1, ?2, ?3, ?4, ?5)",
+  [ST_TOKEN_GET] = "SELECT commit_token FROM runs WHERE id = ?1",
 };
 
 /*
@@ -214,8 +215,9 @@ static const char *const migrations[] = {
   /* 3: approvals. One row per asked call; (run, step, call) is the key a
    * replayed step finds its decision by. */
   APPROVALS_TABLE("INTEGER"),
-  /* 4: PostgreSQL's fence function; nothing here. */
-  "",
+  /* 4: the transaction that last fenced a run, so a writer that lost
+   * its connection during COMMIT can ask whether it landed. */
+  "ALTER TABLE runs ADD COLUMN commit_token TEXT;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -296,15 +298,17 @@ static const char *const pg_migrations[] = {
   ");" QUEUE_INDEXES_AND_LIMITS("BIGINT") APPROVALS_TABLE("BIGINT"),
   "",
   "",
-  /* 4: the fence, checked by the server among a transaction's other
-   * writes: a lost lease (DU001) or an event log that moved on under
-   * the holder (DU002, never expected: only the holder appends) fails
-   * the transaction instead of answering. Returns the cancel flag. */
+  /* 4: the commit token as on SQLite, and the fence checked by the
+   * server among a transaction's other writes: a lost lease (DU001) or
+   * an event log that moved on under the holder (DU002, never expected:
+   * only the holder appends) fails the transaction instead of
+   * answering. Returns the cancel flag. */
+  "ALTER TABLE runs ADD COLUMN commit_token TEXT;"
   "CREATE FUNCTION durin_fence(p_run TEXT, p_epoch BIGINT, p_until BIGINT,"
-  "  p_seq BIGINT) RETURNS INTEGER LANGUAGE plpgsql AS $$\n"
+  "  p_seq BIGINT, p_token TEXT) RETURNS INTEGER LANGUAGE plpgsql AS $$\n"
   "DECLARE c INTEGER; s BIGINT;\n"
   "BEGIN\n"
-  "  UPDATE runs SET lease_expires_ms = p_until"
+  "  UPDATE runs SET lease_expires_ms = p_until, commit_token = p_token"
   "    WHERE id = p_run AND lease_epoch = p_epoch"
   "    RETURNING cancel_requested, last_seq INTO c, s;\n"
   "  IF NOT FOUND THEN\n"

@@ -18,6 +18,9 @@ const char *const durin_fault_points[] = {
   "checks_done",    /* acceptance checks ran, verdict not yet durable */
   "before_commit",  /* a step's writes are in the open transaction */
   "after_commit",   /* a step's transaction is durable */
+  /* Not a crash: PostgreSQL's connection is cut right after a COMMIT was
+   * sent, so the writer cannot know whether it landed. */
+  "commit_cut",
   NULL,
 };
 
@@ -64,8 +67,13 @@ int durin_fault_configure(const char *spec, durin_fault_hook hook,
 
 void durin_fault_point(const char *point)
 {
-  if (!fault_hook || strcmp(point, fault_point) != 0)
-    return;
-  if (--fault_left == 0)
+  if (durin_fault_hit(point))
     fault_hook(point);
+}
+
+int durin_fault_hit(const char *point)
+{
+  if (!fault_hook || strcmp(point, fault_point) != 0)
+    return 0;
+  return --fault_left == 0;
 }

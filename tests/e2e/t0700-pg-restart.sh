@@ -4,7 +4,10 @@
 #   connection cut, in-flight transactions lost). The worker keeps its runs:
 #   writes the server could not take are sent again once it is back, within
 #   the lease. Every run succeeds, no tool call with a recorded outcome runs
-#   again, and no run is stranded as needs_human;
+#   again, no step is written twice, and no run is stranded as needs_human;
+# - a connection cut right after COMMIT was sent: the writer asks whether
+#   it landed (the run row carries the transaction's token) instead of
+#   writing the step again;
 # - idle workers are woken by NOTIFY when work arrives or an approval is
 #   decided, instead of waiting for their next poll.
 . "$(dirname "$0")/lib-test.sh"
@@ -55,13 +58,43 @@ test_expect_success 'a worker keeps its runs through a PostgreSQL restart' '
   cat w.log
   test $r = 0 &&
   test "$(sql "select count(*) from runs where status = '"'"'succeeded'"'"'")" = $N &&
-  grep -q "trying again" w.log
+  ! grep -E "dropping|letting the run go" w.log
 '
 
 test_expect_success 'every tool call ran exactly once' '
   test "$(wc -l <log/calls)" = $((N * STEPS)) &&
   test "$(sort log/calls | uniq -d | wc -l)" = 0 &&
   test "$(outcomes)" = $((N * STEPS))
+'
+
+# A step written twice would show as two model responses for one step.
+twice() {
+  sql "select count(*) from (select run_id, step from events where type = 'model_response' group by run_id, step having count(*) > 1) x"
+}
+gaps() {
+  sql "select count(*) from (select run_id from events group by run_id having count(*) <> max(seq)) x"
+}
+
+test_expect_success 'no step was written twice, no sequence has a gap' '
+  test "$(twice)" = 0 && test "$(gaps)" = 0
+'
+
+test_expect_success 'a COMMIT cut off in flight is asked about, not written again' '
+  cat >cut.json <<JSON
+{"goal": "g", "workspace": "project", "sandbox": {"rw": ["$TRASH/log"]},
+ "model": {"provider": "script", "turns": [
+   {"repeat": 6, "tool_calls": [{"name": "bash", "arguments": {"command": "echo \$DURIN_IDEMPOTENCY_KEY >> $TRASH/log/cut"}}]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}
+JSON
+  before=$(sql "select count(*) from runs where status = '"'"'succeeded'"'"'") &&
+  for n in 2 3 4 5; do
+    DURIN_CRASH_AT=commit_cut:$n durin run cut.json >cut.out 2>&1 ||
+      { cat cut.out; return 1; }
+  done &&
+  test "$(sql "select count(*) from runs where status = '"'"'succeeded'"'"'")" = $((before + 4)) &&
+  test "$(wc -l <log/cut)" = 24 &&
+  test "$(sort log/cut | uniq -d | wc -l)" = 0 &&
+  test "$(twice)" = 0 && test "$(gaps)" = 0
 '
 
 test_expect_success 'an idle worker is woken at once: a submit, then a decision' '
