@@ -47,6 +47,10 @@ struct pdb {
   int code;
   int64_t changes;
   int64_t retry_at_ms; /* no reconnect before this (backoff) */
+  /* The session's server process (pid and start: pids are reused), and
+   * the lost one's. */
+  int pid, lost_pid;
+  char started[64], lost_started[64];
   int backoff_ms;
   /* Statements prepared on this connection, by a hash of their text and
    * parameter types: parsed and planned once, not at every step. */
@@ -109,7 +113,16 @@ static void set_msg(struct pdb *d, int code, const char *m)
  */
 static void session_init(struct pdb *d)
 {
-  PQclear(PQexec(d->c, "SET idle_in_transaction_session_timeout = '10s'"));
+  PGresult *r = PQexec(
+      d->c, "SELECT set_config('idle_in_transaction_session_timeout', '10s', "
+            "false), CAST(backend_start AS TEXT) FROM pg_stat_activity "
+            "WHERE pid = pg_backend_pid()");
+
+  d->pid = PQbackendPID(d->c);
+  d->started[0] = '\0';
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    snprintf(d->started, sizeof(d->started), "%s", PQgetvalue(r, 0, 1));
+  PQclear(r);
 }
 
 /* Reconnects a lost connection, at most once per backoff period (50 ms,
@@ -134,6 +147,11 @@ static int alive(struct pdb *d)
     set_msg(d, DB_GONE, "the PostgreSQL server is unreachable; retrying");
     return 0;
   }
+  if (d->pid) {
+    d->lost_pid = d->pid;
+    memcpy(d->lost_started, d->started, sizeof(d->started));
+  }
+  d->pid = 0;
   PQreset(d->c);
   d->ncache = 0; /* a new session has none prepared */
   if (PQstatus(d->c) == CONNECTION_OK) {
@@ -764,6 +782,37 @@ static int64_t p_size_bytes(struct db *db)
   return n;
 }
 
+/*
+ * The lost session's server process may still be reading what was sent
+ * before the loss, a COMMIT among it. Ended (pg_terminate_backend) and
+ * gone from pg_stat_activity, it has committed or rolled back for good.
+ */
+static int p_settle(struct db *db)
+{
+  struct pdb *d = PDB(db);
+  char pid[16];
+  const char *v[2] = { pid, d->lost_started };
+  PGresult *r;
+  int gone;
+
+  if (!alive(d))
+    return DB_GONE;
+  if (!d->lost_pid)
+    return DB_OK;
+  snprintf(pid, sizeof(pid), "%d", d->lost_pid);
+  r = PQexecParams(d->c,
+                   "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE pid = CAST($1 AS INTEGER) AND "
+                   "CAST(backend_start AS TEXT) = $2",
+                   2, NULL, v, NULL, NULL, 0);
+  gone = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0;
+  PQclear(r);
+  if (!gone)
+    return PQstatus(d->c) == CONNECTION_OK ? DB_BUSY : DB_GONE;
+  d->lost_pid = 0;
+  return DB_OK;
+}
+
 static int p_notify(struct db *db)
 {
   return p_exec(db, "NOTIFY durin_work");
@@ -837,6 +886,7 @@ static const struct db_ops pg_ops = {
   .schema_version = p_schema_version,
   .set_schema_version = p_set_schema_version,
   .size_bytes = p_size_bytes,
+  .settle = p_settle,
   .notify = p_notify,
   .listen_fd = p_listen_fd,
   .listen_drain = p_listen_drain,

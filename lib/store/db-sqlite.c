@@ -206,6 +206,12 @@ static int64_t s_size_bytes(struct db *d)
   return total;
 }
 
+static int s_settle(struct db *d)
+{
+  (void)d;
+  return DB_OK;
+}
+
 static int s_notify(struct db *d)
 {
   (void)d;
@@ -248,6 +254,7 @@ static const struct db_ops sqlite_ops = {
   .schema_version = s_schema_version,
   .set_schema_version = s_set_schema_version,
   .size_bytes = s_size_bytes,
+  .settle = s_settle,
   .notify = s_notify,
   .listen_fd = s_listen_fd,
   .listen_drain = s_listen_drain,

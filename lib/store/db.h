@@ -67,6 +67,11 @@ struct db_ops {
   int (*schema_version)(struct db *db, int *v);
   int (*set_schema_version)(struct db *db, int v);
   int64_t (*size_bytes)(struct db *db);
+  /* After a lost connection: makes sure its session can no longer
+   * commit anything (ended on the server, gone). DB_OK once it is, DB_BUSY
+   * while it is not yet, DB_GONE while the server cannot be reached.
+   * SQLite: DB_OK. */
+  int (*settle)(struct db *db);
   /* Tells every listener that work may be ready, at this transaction's
    * commit (PostgreSQL NOTIFY); a no-op where there are none. */
   int (*notify)(struct db *db);

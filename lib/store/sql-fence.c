@@ -159,8 +159,9 @@ static void new_token(struct sq *q)
 
 /*
  * Whether a COMMIT whose connection was lost landed: every run the
- * transaction fenced carries its token if it did. Asked for a while (a
- * restarting server), then given up: 1 landed, 0 did not, -1 unknown.
+ * transaction fenced carries its token if it did. Asked once the lost
+ * session can commit nothing more (settle), for a while (a restarting
+ * server), then given up: 1 landed, 0 did not, -1 unknown.
  */
 static int landed(struct sq *q)
 {
@@ -168,8 +169,14 @@ static int landed(struct sq *q)
   int64_t until = durin_mono_ms() + DOUBT_WAIT_MS;
 
   for (;;) {
-    int rc, yes = 0;
+    int rc = q->db->ops->settle(q->db), yes = 0;
 
+    if (rc != DB_OK) {
+      if (durin_mono_ms() >= until)
+        return -1;
+      usleep(100 * 1000);
+      continue;
+    }
     db_bind_text(st, 1, q->notes[0].id);
     rc = db_step(st);
     if (rc == DB_ROW) {
