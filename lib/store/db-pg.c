@@ -13,14 +13,15 @@
  * transaction, is re-established before the next one, with backoff; the
  * callers' fencing makes a retried step safe.
  *
- * Inside a transaction, statements whose results nobody reads (a step's
- * events, checkpoint, run row, pending step: db_step_nowait) are sent in
- * libpq's pipeline mode without waiting; their results are read with the
- * next statement that must be answered (the fence, a sequence number) or
- * at COMMIT. So a step costs three round trips, not ten. If one of them
- * failed, the transaction is poisoned: every later statement and the
- * COMMIT fail with that error, and nothing of it is durable; no caller is
- * ever told a write landed that did not.
+ * A transaction runs in libpq's pipeline mode from its BEGIN to its
+ * COMMIT, both queued: statements whose results nobody reads (a step's
+ * events, checkpoint, run row: db_step_nowait) or whose values may come
+ * later (db_step_deferred) never wait; their results are read with the
+ * next statement that must be answered or at COMMIT. With the fence
+ * checked by the server (durin_fence()), a step is one round trip. If a
+ * statement failed, the transaction is poisoned: every later statement
+ * and the COMMIT fail with that error, and nothing of it is durable; no
+ * caller is ever told a write landed that did not.
  */
 #include <stdio.h>
 #include <stdlib.h>
