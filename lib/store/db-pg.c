@@ -35,7 +35,7 @@
 #include "durin/util.h"
 #include "store/db.h"
 
-#define MAXP       32
+#define MAXP       64
 #define CLAIM_LOCK "4242001"
 #define NCACHE     256 /* statements kept prepared per connection */
 

@@ -216,10 +216,35 @@ int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err)
   return 0;
 }
 
+/* Bumps that no run update carried go before COMMIT. */
+static int seq_flush(struct sq *q, struct durin_err *err)
+{
+  struct db_stmt *st = q->st[ST_SEQ_RESERVE];
+  int i, r;
+
+  for (i = 0; i < q->nnotes; i++) {
+    struct sq_note *n = &q->notes[i];
+
+    if (!n->pend_n)
+      continue;
+    db_bind_text(st, 1, n->id);
+    db_bind_int64(st, 2, n->pend_n);
+    db_bind_int64(st, 3, n->pend_ms);
+    n->pend_n = 0;
+    r = durin__sq_step_nowait(q, st, "reserving event sequence", err);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
 int durin__sq_txn_commit(void *txn, struct durin_err *err)
 {
   struct sq *q = txn;
-  int r = durin__sq_exec(q, "COMMIT", err), i;
+  int r = seq_flush(q, err), i;
+
+  if (!r)
+    r = durin__sq_exec(q, "COMMIT", err);
 
   /*
    * A connection lost during COMMIT leaves it in doubt. Writing the step
@@ -351,23 +376,49 @@ int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
   return 0;
 }
 
+/* The insert of k events at once (k <= SQ_EV_BATCH), prepared once. */
+static struct db_stmt *events_stmt(struct sq *q, int k)
+{
+  char sql[1200];
+  int off, i;
+
+  if (q->ev_ins[k])
+    return q->ev_ins[k];
+  off = snprintf(sql, sizeof(sql),
+                 "INSERT INTO events(run_id, seq, ts_ms, "
+                 "step, type, data) VALUES");
+  for (i = 0; i < k; i++)
+    off +=
+        snprintf(sql + off, sizeof(sql) - (size_t)off,
+                 "%s(?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", i ? ", " : "", 6 * i + 1,
+                 6 * i + 2, 6 * i + 3, 6 * i + 4, 6 * i + 5, 6 * i + 6);
+  if (db_prepare_persistent(q->db, sql, &q->ev_ins[k]) != DB_OK)
+    q->ev_ins[k] = NULL;
+  return q->ev_ins[k];
+}
+
+/* A step's events go in one statement (up to SQ_EV_BATCH a time). */
 static int insert_events(struct sq *q, const char *run_id,
                          struct durin_event *ev, size_t n,
                          struct durin_err *err)
 {
-  struct db_stmt *st = q->st[ST_EVENT_INSERT];
-  size_t i;
+  size_t i = 0;
 
-  for (i = 0; i < n; i++) {
-    int r;
+  while (i < n) {
+    int k = n - i > SQ_EV_BATCH ? SQ_EV_BATCH : (int)(n - i), j, r;
+    struct db_stmt *st = events_stmt(q, k);
 
-    db_bind_text(st, 1, run_id);
-    db_bind_int64(st, 2, ev[i].seq);
-    db_bind_int64(st, 3, ev[i].ts_ms);
-    db_bind_int64(st, 4, ev[i].step);
-    db_bind_text(st, 5, ev[i].type);
-    db_bind_text(st, 6, ev[i].data);
-    r = durin__sq_step_nowait(q, st, "appending event", err);
+    if (!st)
+      return durin__sq_fail(q, err, "preparing event insert");
+    for (j = 0; j < k; j++, i++) {
+      db_bind_text(st, 6 * j + 1, run_id);
+      db_bind_int64(st, 6 * j + 2, ev[i].seq);
+      db_bind_int64(st, 6 * j + 3, ev[i].ts_ms);
+      db_bind_int64(st, 6 * j + 4, ev[i].step);
+      db_bind_text(st, 6 * j + 5, ev[i].type);
+      db_bind_text(st, 6 * j + 6, ev[i].data);
+    }
+    r = durin__sq_step_nowait(q, st, "appending events", err);
     if (r)
       return r;
   }
@@ -375,10 +426,11 @@ static int insert_events(struct sq *q, const char *run_id,
 }
 
 /*
- * Sequence numbers come from the run row (last_seq), bumped by n in one
- * statement inside the writer's transaction: contiguous per run, no gap on
- * rollback, and no MAX(seq) scan that would grow with the log. After a
- * deferred fence, which checked last_seq, they are known here.
+ * Sequence numbers come from the run row (last_seq), bumped by n inside
+ * the writer's transaction: contiguous per run, no gap on rollback, and
+ * no MAX(seq) scan that would grow with the log. After a deferred fence,
+ * which checked last_seq, they are known here, and the bump rides on the
+ * step's run update (durin__sq_seq_pending), or goes at commit.
  */
 int durin__sq_events_append(void *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
@@ -393,16 +445,14 @@ int durin__sq_events_append(void *txn, const char *run_id,
 
   if (n == 0)
     return 0;
-  db_bind_text(st, 1, run_id);
-  db_bind_int64(st, 2, (int64_t)n);
-  db_bind_int64(st, 3, ev[n - 1].ts_ms);
   if (note && note->checked) {
-    int r = durin__sq_step_nowait(q, st, "reserving event sequence", err);
-
-    if (r)
-      return r;
     last = note->last + (int64_t)n;
+    note->pend_n += (int64_t)n;
+    note->pend_ms = ev[n - 1].ts_ms;
   } else {
+    db_bind_text(st, 1, run_id);
+    db_bind_int64(st, 2, (int64_t)n);
+    db_bind_int64(st, 3, ev[n - 1].ts_ms);
     rc = db_step(st);
     if (rc != DB_ROW) {
       db_reset(st);
@@ -419,6 +469,19 @@ int durin__sq_events_append(void *txn, const char *run_id,
   for (i = 0; i < n; i++)
     ev[i].seq = last - (int64_t)n + 1 + (int64_t)i;
   return insert_events(q, run_id, ev, n, err);
+}
+
+int durin__sq_seq_pending(struct sq *q, const char *run_id, int64_t *n,
+                          int64_t *progress_ms)
+{
+  struct sq_note *note = q->in_txn ? note_find(q, run_id) : NULL;
+
+  if (!note || !note->pend_n)
+    return 0;
+  *n = note->pend_n;
+  *progress_ms = note->pend_ms;
+  note->pend_n = 0;
+  return 1;
 }
 
 int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,

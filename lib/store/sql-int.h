@@ -29,7 +29,6 @@
 enum {
   ST_FENCE,
   ST_SEQ_RESERVE,
-  ST_EVENT_INSERT,
   ST_CKPT_PUT,
   ST_LEDGER_INTENT,
   ST_LEDGER_OUTCOME,
@@ -58,6 +57,7 @@ struct sq_note {
   int checked;   /* last was sent with a deferred fence, which checks it */
   int *cancel;   /* a deferred fence's: where its cancel flag goes */
   int64_t *flag; /* ... and where the server's answer lands first */
+  int64_t pend_n, pend_ms; /* events numbered here, not yet in last_seq */
 };
 
 /* Where deferred fences' answers land: chunks that never move while the
@@ -81,6 +81,8 @@ struct sq {
   struct sq_flags *flags; /* for deferred fences' answers */
   int nflags;             /* used in this transaction */
   char token[17];         /* this transaction's, in its fenced runs' rows */
+#define SQ_EV_BATCH 8
+  struct db_stmt *ev_ins[SQ_EV_BATCH + 1]; /* inserts of k events */
 };
 
 /* Fills err from the connection's last error; returns the durin code. */
@@ -107,6 +109,10 @@ int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err);
 int durin__sq_txn_commit(void *txn, struct durin_err *err);
 void durin__sq_txn_rollback(void *txn);
 void durin__sq_flags_free(struct sq *q);
+/* Events of run_id numbered without asking whose last_seq bump is still
+ * to be written: 1 and how many (and the last one's time), consumed. */
+int durin__sq_seq_pending(struct sq *q, const char *run_id, int64_t *n,
+                          int64_t *progress_ms);
 /* Remembers run_id's last_seq at epoch, as a claim just saw it. */
 void durin__sq_seq_known(struct sq *q, const char *run_id, uint64_t epoch,
                          int64_t last);

@@ -29,8 +29,6 @@ static const char *const stmt_sql[ST__COUNT] = {
                "WHERE id = ?1 AND lease_epoch = ?2 RETURNING cancel_requested",
   [ST_SEQ_RESERVE] = "UPDATE runs SET last_seq = last_seq + ?2, "
                      "progress_ms = ?3 WHERE id = ?1 RETURNING last_seq",
-  [ST_EVENT_INSERT] = "INSERT INTO events(run_id, seq, ts_ms, step, type, "
-                      "data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
   [ST_CKPT_PUT] = "INSERT INTO checkpoints(run_id, step, data) "
                   "VALUES(?1, ?2, ?3) ON CONFLICT(run_id) DO UPDATE SET "
                   "step = excluded.step, data = excluded.data",
@@ -64,12 +62,23 @@ static const char *const stmt_sql[ST__COUNT] = {
       " model_calls = coalesce(?11, model_calls),"
       " tool_calls = coalesce(?12, tool_calls),"
       " retries = coalesce(?13, retries),"
-      " cost_usd = coalesce(?14, cost_usd)"
+      " cost_usd = coalesce(?14, cost_usd),"
+      /* events numbered after a deferred fence, counted here */
+      " last_seq = last_seq + coalesce(?15, 0),"
+      " progress_ms = coalesce(?16, progress_ms)"
       " WHERE id = ?1",
   [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
-  /* The fence checked by the server (migration 4): lost, it fails the
-   * transaction; it also checks the caller's last_seq. */
-  [ST_FENCE_DEFERRED] = "SELECT durin_fence(?1, ?2, ?3, ?4, ?5)",
+  /* The fence checked by the server: lost, it fails the transaction
+   * (durin_fail, migration 4); it also checks the caller's last_seq.
+   * Plain SQL: a PL/pgSQL function around the UPDATE cost three times
+   * as much on every step. */
+  [ST_FENCE_DEFERRED] =
+      "WITH f AS (UPDATE runs SET lease_expires_ms = ?3, commit_token = ?5 "
+      "WHERE id = ?1 AND lease_epoch = ?2 RETURNING cancel_requested, "
+      "last_seq) SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM f) THEN "
+      "durin_fail('DU001', ?1, ?2, 0) WHEN (SELECT last_seq FROM f) <> ?4 "
+      "THEN durin_fail('DU002', ?1, (SELECT last_seq FROM f), ?4) ELSE "
+      "(SELECT cancel_requested FROM f) END",
   [ST_TOKEN_GET] = "SELECT commit_token FROM runs WHERE id = ?1",
 };
 
@@ -298,29 +307,21 @@ static const char *const pg_migrations[] = {
   ");" QUEUE_INDEXES_AND_LIMITS("BIGINT") APPROVALS_TABLE("BIGINT"),
   "",
   "",
-  /* 4: the commit token as on SQLite, and the fence checked by the
-   * server among a transaction's other writes: a lost lease (DU001) or
+  /* 4: the commit token as on SQLite, and the error the fence checked
+   * by the server raises (ST_FENCE_DEFERRED): a lost lease (DU001) or
    * an event log that moved on under the holder (DU002, never expected:
-   * only the holder appends) fails the transaction instead of
-   * answering. Returns the cancel flag. */
+   * only the holder appends) fails the transaction. */
   "ALTER TABLE runs ADD COLUMN commit_token TEXT;"
-  "CREATE FUNCTION durin_fence(p_run TEXT, p_epoch BIGINT, p_until BIGINT,"
-  "  p_seq BIGINT, p_token TEXT) RETURNS INTEGER LANGUAGE plpgsql AS $$\n"
-  "DECLARE c INTEGER; s BIGINT;\n"
+  "CREATE FUNCTION durin_fail(p_code TEXT, p_run TEXT, p_a BIGINT,"
+  "  p_b BIGINT) RETURNS INTEGER LANGUAGE plpgsql AS $$\n"
   "BEGIN\n"
-  "  UPDATE runs SET lease_expires_ms = p_until, commit_token = p_token"
-  "    WHERE id = p_run AND lease_epoch = p_epoch"
-  "    RETURNING cancel_requested, last_seq INTO c, s;\n"
-  "  IF NOT FOUND THEN\n"
+  "  IF p_code = 'DU001' THEN\n"
   "    RAISE EXCEPTION 'lease on run ''%'' lost: epoch % is no longer "
-  "current (another process took the run over)', p_run, p_epoch"
+  "current (another process took the run over)', p_run, p_a"
   "      USING ERRCODE = 'DU001';\n"
   "  END IF;\n"
-  "  IF s <> p_seq THEN\n"
-  "    RAISE EXCEPTION 'run ''%'': its event log is at % but its holder "
-  "expected %; writing again', p_run, s, p_seq USING ERRCODE = 'DU002';\n"
-  "  END IF;\n"
-  "  RETURN c;\n"
+  "  RAISE EXCEPTION 'run ''%'': its event log is at % but its holder "
+  "expected %; writing again', p_run, p_a, p_b USING ERRCODE = 'DU002';\n"
   "END $$;",
 };
 
@@ -421,6 +422,8 @@ static void sq_close(void *impl)
     return;
   for (i = 0; i < ST__COUNT; i++)
     db_finalize(q->st[i]);
+  for (i = 0; i <= SQ_EV_BATCH; i++)
+    db_finalize(q->ev_ins[i]);
   if (q->db)
     q->db->ops->close(q->db);
   free(q->notes);
@@ -840,10 +843,15 @@ static int sq_run_update(void *txn, const char *run_id,
 {
   struct sq *q = txn;
   struct db_stmt *st = q->st[ST_RUN_UPDATE];
+  int64_t seq_n, seq_ms;
   int r;
 
   db_bind_text(st, 1, run_id);
   db_bind_int64(st, 2, u->now_ms);
+  if (durin__sq_seq_pending(q, run_id, &seq_n, &seq_ms)) {
+    db_bind_int64(st, 15, seq_n);
+    db_bind_int64(st, 16, seq_ms);
+  }
   if (u->status)
     db_bind_text(st, 3, durin_run_status_name(*u->status));
   if (u->reason)
