@@ -80,8 +80,12 @@ static struct sq_note *note_find(struct sq *q, const char *run_id)
 static struct sq_note *note_add(struct sq *q, const char *run_id,
                                 uint64_t epoch)
 {
-  struct sq_note *n;
+  struct sq_note *n = note_find(q, run_id);
 
+  /* Fenced again in the same transaction: one note, whose last_seq may
+   * already have moved in it. */
+  if (n && n->epoch == epoch)
+    return n;
   if (strlen(run_id) >= sizeof(n->id))
     return NULL; /* not a run id of ours: nothing remembered */
   if (q->nnotes == q->anotes) {
@@ -357,6 +361,12 @@ int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
   int64_t *flag;
   int r;
 
+  /* Already checked by the server in this transaction, row lock held. */
+  if (n && n->checked) {
+    if (cancel_requested && !n->cancel)
+      n->cancel = cancel_requested;
+    return 0;
+  }
   if (!deferred || !st || !n || n->last < 0 || !(flag = flag_slot(q)))
     return fence_answered(q, run_id, epoch, lease_until_ms, cancel_requested,
                           err);

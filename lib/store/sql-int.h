@@ -42,7 +42,7 @@ enum {
 };
 
 /* A run's last event sequence as this connection committed it. */
-#define SQ_SEQ_SLOTS 256
+#define SQ_SEQ_SLOTS 4096
 struct sq_seq_slot {
   char id[32]; /* "" if empty */
   uint64_t epoch;

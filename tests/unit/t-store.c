@@ -222,9 +222,19 @@ static void test_deferred_fence(void **state)
   assert_int_equal(seq, 6);
   assert_int_equal(deferred_step(s2, "r5", e2, &seq, NULL, &err), 0);
   assert_int_equal(seq, 7);
+  /* Fenced twice in one transaction: the second goes on from the first. */
+  assert_int_equal(durin_txn_begin(s2, &t, NULL), 0);
+  assert_int_equal(durin_txn_fence_deferred(t, "r5", e2, 5000, NULL, NULL), 0);
+  assert_int_equal(durin_txn_events_append(t, "r5", &ev, 1, NULL), 0);
+  assert_int_equal(durin_txn_fence_deferred(t, "r5", e2, 5000, NULL, NULL), 0);
+  assert_int_equal(durin_txn_events_append(t, "r5", &ev, 1, NULL), 0);
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+  assert_int_equal(ev.seq, 9);
+  assert_int_equal(deferred_step(s2, "r5", e2, &seq, NULL, &err), 0);
+  assert_int_equal(seq, 10);
   assert_int_equal(
       durin_store_events_read(f->s, "r5", 1, 0, count_ev, &n, NULL), 0);
-  assert_int_equal(n, 7);
+  assert_int_equal(n, 10);
   durin_store_close(s3);
   durin_store_close(s2);
 }
