@@ -222,6 +222,13 @@ static int count_held(struct sq *q, const char *sql, const char *val,
 
 /* Loads every tenant with ready runs, its held count, limit and best few
  * candidates (priority, then age). One index seek per tenant. */
+#define CANDS                                                          \
+ "SELECT id, concurrency_key, priority, created_ms FROM runs "         \
+ "WHERE tenant = ?1 AND " READY " AND pause_requested = 0 AND "        \
+ "not_before_ms <= ?2 AND (?3 = 1 OR priority < ?4 OR (priority = ?4 " \
+ "AND (created_ms > ?5 OR (created_ms = ?5 AND id > ?6)))) "           \
+ "ORDER BY priority DESC, created_ms, id LIMIT ?7"
+
 /* Lists the tenants with ready runs and each one's first page of them;
  * *cand is the prepared page query, kept for later pages. */
 static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
@@ -241,15 +248,13 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
            "t.tenant), -1) FROM (SELECT tenant FROM runs WHERE " READY
            " AND tenant > ?1 ORDER BY tenant LIMIT 1) t",
            &next, "listing tenants", err);
+  /* On PostgreSQL the candidates are locked as they are listed, and a
+   * run another writer holds locked (a cancel, a claim by id) is passed
+   * over, not waited for. Claimers do not contend here: they take the
+   * claim lock first. */
   if (!r)
-    r = prep(
-        q,
-        "SELECT id, concurrency_key, priority, created_ms FROM runs "
-        "WHERE tenant = ?1 AND " READY " AND pause_requested = 0 AND "
-        "not_before_ms <= ?2 AND (?3 = 1 OR priority < ?4 OR (priority = ?4 "
-        "AND (created_ms > ?5 OR (created_ms = ?5 AND id > ?6)))) "
-        "ORDER BY priority DESC, created_ms, id LIMIT ?7",
-        cand, "listing ready runs", err);
+    r = prep(q, q->pg ? CANDS " FOR UPDATE SKIP LOCKED" : CANDS, cand,
+             "listing ready runs", err);
   while (!r) {
     struct tenant *x;
 
