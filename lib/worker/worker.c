@@ -238,9 +238,9 @@ static void run_release_memory(struct wrun *r)
  * Jobs queue up on the loop; at the end of each loop turn, if the store
  * thread is idle, all queued jobs go to it as one batch: the writes in one
  * transaction (each run's behind a savepoint, after its fence), then the
- * other calls. While a
- * batch runs, the next one gathers: the fsync is shared by every step that
- * finished in the meantime. Completions run on the loop in job order.
+ * other calls. While a batch runs, the next one gathers: the fsync is
+ * shared by every step that finished in the meantime. Completions run on
+ * the loop in job order.
  */
 
 /*
@@ -278,8 +278,16 @@ static int write_batch(struct durin_worker *w, int nwrites, int deferred)
                                    &j->cancel, &j->err);
     if (!j->r)
       j->r = j->fn(w, txn, j);
-    if (nwrites > 1 && durin_txn_savepoint_end(txn, j->r == 0, &err) && !j->r)
-      j->r = DURIN_ESTORE;
+    /* Ending the savepoint fails as the transaction does (a lost
+     * connection: sent again; a lost lease: the batch is redone). */
+    if (nwrites > 1) {
+      int e = durin_txn_savepoint_end(txn, j->r == 0, &err);
+
+      if (e && !j->r) {
+        j->r = e;
+        j->err = err;
+      }
+    }
     if (nwrites == 1 && j->r) {
       durin_txn_rollback(txn);
       return j->r;
