@@ -4,6 +4,7 @@
  * durin_fault_point() at each named point; with no configuration that is a
  * single pointer test.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,10 +48,18 @@ int durin_fault_configure(const char *spec, durin_fault_hook hook,
   for (i = 0; durin_fault_points[i]; i++)
     if (!strcmp(durin_fault_points[i], fault_point))
       known = 1;
-  if (!known)
+  if (!known) {
+    char list[400];
+    size_t off = 0;
+
+    list[0] = '\0';
+    for (i = 0; durin_fault_points[i] && off < sizeof(list); i++)
+      off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                              i ? ", " : "", durin_fault_points[i]);
     return durin_err_set(err, DURIN_EINVAL,
-                         "unknown crash point '%s' (see durin --help crash)",
-                         fault_point);
+                         "unknown crash point '%s' (known points: %s)",
+                         fault_point, list);
+  }
   fault_left = 1;
   if (colon) {
     char *end;
