@@ -219,6 +219,7 @@ struct durin_claim {
   char id[32];
   uint64_t epoch;
   int64_t attempt;
+  int64_t last_seq; /* the run's log, as the claim found it */
 };
 
 /* A run a worker holds, as its heartbeat or signal poll sees it. */

@@ -330,6 +330,62 @@ static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
   return r;
 }
 
+/*
+ * Claims the picks in out[0..n) in one UPDATE per CLAIM_CHUNK (its
+ * parameters: 3 + the ids), found by primary key. A pick that changed since
+ * it was listed (cancelled, claimed by id) returns no row and keeps epoch
+ * 0.
+ */
+#define CLAIM_CHUNK 48
+static int claim_picks(struct sq *q, const char *owner, int64_t now_ms,
+                       int64_t ttl_ms, struct durin_claim *out, int n,
+                       struct durin_err *err)
+{
+  char sql[1024];
+  int from, r = 0;
+
+  for (from = 0; !r && from < n; from += CLAIM_CHUNK) {
+    int k = n - from < CLAIM_CHUNK ? n - from : CLAIM_CHUNK, i, off, rc;
+    struct db_stmt *st;
+
+    off = snprintf(sql, sizeof(sql),
+                   "UPDATE runs SET lease_epoch = lease_epoch + 1, "
+                   "lease_owner = ?1, lease_expires_ms = ?2, attempt = "
+                   "attempt + 1, updated_ms = ?3, progress_ms = ?3, "
+                   "started_ms = coalesce(started_ms, ?3) WHERE id IN (");
+    for (i = 0; i < k; i++)
+      off += snprintf(sql + off, sizeof(sql) - (size_t)off, "%s?%d",
+                      i ? ", " : "", i + 4);
+    snprintf(sql + off, sizeof(sql) - (size_t)off,
+             ") AND " READY_BY_ID " RETURNING id, lease_epoch, attempt, "
+             "last_seq");
+    r = prep(q, sql, &st, "claiming runs", err);
+    if (r)
+      break;
+    db_bind_text(st, 1, owner);
+    db_bind_int64(st, 2, now_ms + ttl_ms);
+    db_bind_int64(st, 3, now_ms);
+    for (i = 0; i < k; i++)
+      db_bind_text(st, i + 4, out[from + i].id);
+    while ((rc = db_step(st)) == DB_ROW) {
+      const char *id = db_col_text(st, 0);
+
+      for (i = from; i < from + k; i++) {
+        if (!strcmp(out[i].id, id)) {
+          out[i].epoch = (uint64_t)db_col_int64(st, 1);
+          out[i].attempt = db_col_int64(st, 2);
+          out[i].last_seq = db_col_int64(st, 3);
+          break;
+        }
+      }
+    }
+    if (rc != DB_DONE)
+      r = durin__sq_fail(q, err, "claiming runs");
+    db_finalize(st);
+  }
+  return r;
+}
+
 int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
                           int64_t ttl_ms, int max, struct durin_claim *out,
                           int *n, struct durin_err *err)
@@ -337,24 +393,13 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   struct sq *q = impl;
   struct tenant *t = NULL;
   struct keycount *kc = NULL;
-  struct db_stmt *up = NULL, *cand = NULL;
-  int64_t *got = calloc((size_t)(max > 0 ? max : 1) * 3, sizeof(*got));
-  int nt = 0, nk = 0, r, i, kept, rc;
+  struct db_stmt *cand = NULL;
+  int nt = 0, nk = 0, r, i, kept;
 
-  if (!got)
-    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
   r = load_tenants(q, now_ms, &t, &nt, &cand, err);
-  if (!r)
-    r = prep(q,
-             "UPDATE runs SET lease_epoch = lease_epoch + 1, lease_owner = ?2, "
-             "lease_expires_ms = ?3, attempt = attempt + 1, updated_ms = ?4, "
-             "progress_ms = ?4, started_ms = coalesce(started_ms, ?4) "
-             "WHERE id = ?1 AND " READY_BY_ID
-             " RETURNING lease_epoch, attempt, last_seq",
-             &up, "claiming runs", err);
   /*
    * Fair share: each pick goes to the tenant holding the fewest runs
    * (counting this claim's picks) that still has a claimable candidate,
@@ -393,46 +438,32 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
     }
     if (r || !c)
       continue;
-    /* The new epoch and attempt arrive by COMMIT (one round trip for
-     * every pick on PostgreSQL); a run that changed since it was listed
-     * (cancelled, claimed by id) returns none and is left out. */
-    db_bind_text(up, 1, c->id);
-    db_bind_text(up, 2, owner);
-    db_bind_int64(up, 3, now_ms + ttl_ms);
-    db_bind_int64(up, 4, now_ms);
-    rc = db_step_deferred(up, &got[3 * *n], 3);
-    if (rc != DB_DONE && rc != DB_ROW)
-      r = durin__sq_fail(q, err, "claiming runs");
-    db_reset(up);
-    db_clear(up);
+    memset(&out[*n], 0, sizeof(out[*n]));
     snprintf(out[*n].id, sizeof(out[*n].id), "%s", c->id);
     (*n)++;
     best->held++;
   }
-  db_finalize(up);
   db_finalize(cand);
   tenants_free(t, nt);
   for (i = 0; i < nk; i++)
     free(kc[i].key);
   free(kc);
+  if (!r)
+    r = claim_picks(q, owner, now_ms, ttl_ms, out, *n, err);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     *n = 0;
-    free(got);
     return r;
   }
   r = durin__sq_exec(q, "COMMIT", err);
   for (i = kept = 0; !r && i < *n; i++) {
-    if (got[3 * i] == 0)
+    if (out[i].epoch == 0)
       continue; /* not claimed after all */
     out[kept] = out[i];
-    out[kept].epoch = (uint64_t)got[3 * i];
-    out[kept].attempt = got[3 * i + 1];
-    durin__sq_seq_known(q, out[kept].id, out[kept].epoch, got[3 * i + 2]);
+    durin__sq_seq_known(q, out[kept].id, out[kept].epoch, out[kept].last_seq);
     kept++;
   }
   *n = r ? 0 : kept;
-  free(got);
   return r;
 }
 
