@@ -461,9 +461,11 @@ int durin_txn_fence_check(struct durin_txn *txn, const char *run_id,
  * round trip. A lost lease fails durin_txn_commit() with DURIN_EFENCED and
  * nothing of txn lands; *cancel_requested (may be NULL) is set by a
  * commit that succeeds, so it must outlive it. It may also fail here, as
- * durin_txn_fence_check() does (SQLite, and the first write after a
- * claim). For a transaction that writes for this one run: a group commit
- * fences each run at once, behind its savepoint.
+ * durin_txn_fence_check() does (SQLite; a run this connection has not
+ * claimed or written at this epoch). With several runs in txn, one lost
+ * lease fails them all: a caller that wants the others to land writes
+ * them again, each fenced with durin_txn_fence_check() behind its
+ * savepoint (the worker's group commit does).
  */
 int durin_txn_fence_deferred(struct durin_txn *txn, const char *run_id,
                              uint64_t epoch, int64_t lease_until_ms,
