@@ -44,8 +44,9 @@ static int reset(const char *url)
     return 0;
   }
   c = PQconnectdb(url);
-  r = PQexec(c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; DROP "
-                "TABLE IF EXISTS durin_schema");
+  r = PQexec(c, "SET client_min_messages = warning; DROP SCHEMA public "
+                "CASCADE; CREATE SCHEMA public; DROP TABLE IF EXISTS "
+                "durin_schema");
   ok = PQresultStatus(r) == PGRES_COMMAND_OK;
   if (!ok)
     fprintf(stderr, "claim: cannot empty %s: %s", url, PQerrorMessage(c));

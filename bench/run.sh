@@ -17,7 +17,35 @@ for n in ${RUNS:-1000 5000 10000}; do
   rm -f "$tmp"/c.db*
   "$build/bench/concurrency" "sqlite:$tmp/c.db" "$(cat "$tmp/port")" "$n"
 done
+# Claims: runs taken and completed per second by 1, 4 and 16 workers.
+for w in 1 4 16; do
+  "$build/bench/claim" "sqlite:$tmp/q.db" --workers "$w"
+done
 # Recovery: SIGKILL of a worker to the first new step on another worker.
 "$(dirname "$0")/recovery" "$build"
 # Sandbox start: durin's sandbox against bwrap.
 "$build/bench/sandbox-start" "$build"
+# The same on PostgreSQL: DURIN_BENCH_PG names a server's URL whose
+# databases durin_b1..durin_b3 the bench may drop; without it, a private
+# cluster on loopback if the server is installed (as the tests start).
+pg=${DURIN_BENCH_PG:-}
+cl=
+if [ -z "$pg" ] && ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+  cl=$(mktemp -d)
+  pg=$("$(dirname "$0")/../tests/helpers/pg-cluster.sh" start "$cl") || pg=
+  trap 'kill $model 2>/dev/null; rm -rf "$tmp";
+        [ -z "$cl" ] || { "$(dirname "$0")/../tests/helpers/pg-cluster.sh" stop "$cl"; rm -rf "$cl"; }' EXIT
+fi
+if [ -n "$pg" ]; then
+  fresh() {
+    psql -X -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null 2>&1
+    echo "$pg/$1"
+  }
+  echo "== PostgreSQL: $pg"
+  "$build/bench/step-overhead" --steps "${STEPS:-10000}" --store "$(fresh durin_b1)"
+  "$build/bench/step-overhead" --runs 100 --steps 200 --store "$(fresh durin_b1)"
+  "$build/bench/concurrency" "$(fresh durin_b2)" "$(cat "$tmp/port")" 1000
+  for w in 1 4 16; do
+    "$build/bench/claim" "$(fresh durin_b3)" --workers "$w"
+  done
+fi
