@@ -22,7 +22,8 @@ for w in 1 4 16; do
   "$build/bench/claim" "sqlite:$tmp/q.db" --workers "$w"
 done
 # Recovery: SIGKILL of a worker to the first new step on another worker.
-"$(dirname "$0")/recovery" "$build"
+# (Its own RUNS: the list above must not become its number of runs.)
+RUNS=${RECOVERY_RUNS:-4} "$(dirname "$0")/recovery" "$build"
 # Sandbox start: durin's sandbox against bwrap.
 "$build/bench/sandbox-start" "$build"
 # The same on PostgreSQL: DURIN_BENCH_PG names a server's URL whose
