@@ -81,6 +81,7 @@ struct sq {
   struct sq_flags *flags; /* for deferred fences' answers */
   int nflags;             /* used in this transaction */
   char token[17];         /* this transaction's, in its fenced runs' rows */
+  uint64_t token_seed, token_count;
 #define SQ_EV_BATCH 8
   struct db_stmt *ev_ins[SQ_EV_BATCH + 1]; /* inserts of k events */
 };

@@ -181,47 +181,7 @@ static int load_cands(struct sq *q, struct db_stmt *cand, struct tenant *t,
   return rc == DB_DONE ? 0 : durin__sq_fail(q, err, "listing ready runs");
 }
 
-/* The limit for scope, or dflt when none is set. */
-static int limit_get(struct sq *q, const char *kind, const char *name,
-                     int64_t dflt, int64_t *out, struct durin_err *err)
-{
-  struct db_stmt *st;
-  char scope[600];
-  int r, rc;
-
-  snprintf(scope, sizeof(scope), "%s:%s", kind, name);
-  r = prep(q, "SELECT max_running FROM queue_limits WHERE scope = ?1", &st,
-           "reading queue limits", err);
-  if (r)
-    return r;
-  db_bind_text(st, 1, scope);
-  rc = db_step(st);
-  *out = rc == DB_ROW ? db_col_int64(st, 0) : dflt;
-  if (rc != DB_ROW && rc != DB_DONE)
-    r = durin__sq_fail(q, err, "reading queue limits");
-  db_finalize(st);
-  return r;
-}
-
-static int count_held(struct sq *q, const char *sql, const char *val,
-                      int64_t *out, struct durin_err *err)
-{
-  struct db_stmt *st;
-  int r = prep(q, sql, &st, "counting held runs", err);
-
-  if (r)
-    return r;
-  db_bind_text(st, 1, val);
-  if (db_step(st) == DB_ROW)
-    *out = db_col_int64(st, 0);
-  else
-    r = durin__sq_fail(q, err, "counting held runs");
-  db_finalize(st);
-  return r;
-}
-
-/* Loads every tenant with ready runs, its held count, limit and best few
- * candidates (priority, then age). One index seek per tenant. */
+/* A tenant's ready runs, a page at a time: priority, then age. */
 #define CANDS                                                          \
  "SELECT id, concurrency_key, priority, created_ms FROM runs "         \
  "WHERE tenant = ?1 AND " READY " AND pause_requested = 0 AND "        \
@@ -306,6 +266,7 @@ static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
                       const char *key, struct keycount **out,
                       struct durin_err *err)
 {
+  struct db_stmt *st;
   struct keycount *k;
   int i, r;
 
@@ -319,14 +280,25 @@ static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
   k = &(*kc)[(*nk)++];
   k->key = strdup(key);
   k->held = 0;
-  r = count_held(q,
-                 "SELECT count(*) FROM runs WHERE concurrency_key = ?1 AND "
-                 "lease_owner IS NOT NULL",
-                 key, &k->held, err);
-  /* A concurrency key without a configured limit: one run at a time. */
-  if (!r)
-    r = limit_get(q, "key", key, 1, &k->limit, err);
+  k->limit = 1;
   *out = k;
+  /* Held runs and the limit in one statement, as for a tenant. A key
+   * without a configured limit: one run at a time. */
+  r = prep(q,
+           "SELECT (SELECT count(*) FROM runs WHERE concurrency_key = ?1 AND "
+           "lease_owner IS NOT NULL), coalesce((SELECT max_running FROM "
+           "queue_limits WHERE scope = 'key:' || ?1), 1)",
+           &st, "counting held runs", err);
+  if (r)
+    return r;
+  db_bind_text(st, 1, key);
+  if (db_step(st) == DB_ROW) {
+    k->held = db_col_int64(st, 0);
+    k->limit = db_col_int64(st, 1);
+  } else {
+    r = durin__sq_fail(q, err, "counting held runs");
+  }
+  db_finalize(st);
   return r;
 }
 

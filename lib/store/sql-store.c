@@ -782,13 +782,10 @@ static int sq_run_request_cancel(void *impl, const char *id,
   return r;
 }
 
-/* The same for a write nobody reads back: on PostgreSQL it is pipelined,
- * and its failure fails the transaction's commit instead. */
-int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
-                          struct durin_err *err)
+/* Resets and unbinds st after a step that returned rc. */
+static int step_end(struct sq *q, struct db_stmt *st, int rc, const char *what,
+                    struct durin_err *err)
 {
-  int rc = db_step_nowait(st);
-
   db_reset(st);
   db_clear(st);
   if (rc != DB_DONE && rc != DB_ROW)
@@ -796,17 +793,19 @@ int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
   return 0;
 }
 
+/* The same for a write nobody reads back: on PostgreSQL it is pipelined,
+ * and its failure fails the transaction's commit instead. */
+int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
+                          struct durin_err *err)
+{
+  return step_end(q, st, db_step_nowait(st), what, err);
+}
+
 /* Runs a reset, bound statement to completion. */
 int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
                         struct durin_err *err)
 {
-  int rc = db_step(st);
-
-  db_reset(st);
-  db_clear(st);
-  if (rc != DB_DONE && rc != DB_ROW)
-    return durin__sq_fail(q, err, what);
-  return 0;
+  return step_end(q, st, db_step(st), what, err);
 }
 
 int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
