@@ -68,6 +68,7 @@
 #define STR(x)    STR_(x)
 #define MAX_BINDS 32
 #define MAX_ENV   64
+#define MAX_LOWER 4
 
 struct bind {
   const char *path;
@@ -77,7 +78,11 @@ struct bind {
 
 static struct {
   const char *workspace;
-  const char *template, *layers; /* workspace = template + layers/upper */
+  /* The workspace as an overlay: lowers (topmost first) under
+   * layers/upper; the call's own layer, or a template run's files. */
+  const char *lower[MAX_LOWER];
+  int nlower;
+  const char *layers;
   struct bind binds[MAX_BINDS];
   int nbinds;
   const char *env[MAX_ENV];
@@ -102,6 +107,8 @@ static struct {
         .landlock = 1 };
 
 static int err_fd = -1;
+/* C's end of a pipe P holds open for its whole life: hung up, P is gone. */
+static int life_fd = -1;
 /* setup errors from C and G, to P */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -127,12 +134,14 @@ static void die(const char *fmt, ...)
 
 static __attribute__((noreturn)) void usage(void)
 {
-  fprintf(stderr,
-          "usage: durin-sandbox [--workspace DIR] [--ro DIR] [--rw DIR]\n"
-          "  [--setenv K=V] [--uid N] [--mem MB] [--pids N] [--cpu PCT]\n"
-          "  [--timeout S] [--fsize MB] [--nofile N] [--tmp MB]\n"
-          "  [--net none|proxy] [--allow-host HOST[:PORT]]\n"
-          "  [--seccomp-fd FD] [--status-fd FD] [--no-landlock] -- CMD...\n");
+  fprintf(
+      stderr,
+      "usage: durin-sandbox [--workspace DIR [--lower DIR]... --layers DIR]\n"
+      "  [--ro DIR] [--rw DIR]\n"
+      "  [--setenv K=V] [--uid N] [--mem MB] [--pids N] [--cpu PCT]\n"
+      "  [--timeout S] [--fsize MB] [--nofile N] [--tmp MB]\n"
+      "  [--net none|proxy] [--allow-host HOST[:PORT]]\n"
+      "  [--seccomp-fd FD] [--status-fd FD] [--no-landlock] -- CMD...\n");
   exit(125);
 }
 
@@ -187,8 +196,9 @@ static void parse(int argc, char **argv)
     i++;
     if (!strcmp(a, "--workspace"))
       o.workspace = v;
-    else if (!strcmp(a, "--template"))
-      o.template = v;
+    else if ((!strcmp(a, "--lower") || !strcmp(a, "--template")) &&
+             o.nlower < MAX_LOWER)
+      o.lower[o.nlower++] = v;
     else if (!strcmp(a, "--layers"))
       o.layers = v;
     else if ((!strcmp(a, "--ro") || !strcmp(a, "--rw")) && o.nbinds < MAX_BINDS)
@@ -208,8 +218,8 @@ static void parse(int argc, char **argv)
   }
   if (!o.argv || !o.argv[0])
     usage();
-  if (!o.template != !o.layers || (o.template && !o.workspace)) {
-    fprintf(stderr, "durin-sandbox: --template needs --layers and "
+  if (!o.nlower != !o.layers || (o.nlower && !o.workspace)) {
+    fprintf(stderr, "durin-sandbox: --lower needs --layers and "
                     "--workspace\n");
     exit(125);
   }
@@ -502,8 +512,8 @@ static void teardown(int mntns)
 /* ---- the workspace (in P, before the clone) ---- */
 
 static int ws_tree = -1; /* a detached, idmapped copy of the workspace */
-/* With a template: the template and the run's layers (upper/, work/). */
-static int lower_tree = -1, layers_tree = -1;
+/* An overlay workspace: its lower layers and its upper/ and work/. */
+static int lower_tree[MAX_LOWER] = { -1, -1, -1, -1 }, layers_tree = -1;
 
 /* A user namespace that maps disk id uid/gid to the sandbox's host id,
  * for an idmapped mount; its descriptor, or -1. One per owner. */
@@ -613,8 +623,9 @@ static const char *binds_prepare(void)
   const char *err = NULL;
   int i;
 
-  if (o.template) {
-    err = prepare_bind(o.template, 0, 1, &lower_tree);
+  if (o.nlower) {
+    for (i = 0; !err && i < o.nlower; i++)
+      err = prepare_bind(o.lower[i], 0, 1, &lower_tree[i]);
     if (!err)
       err = prepare_bind(o.layers, 1, 0, &layers_tree);
   } else if (o.workspace) {
@@ -784,17 +795,28 @@ static void layer(int tree, const char *at, const char *path, char *out,
 
 static void overlay_workspace(void)
 {
-  char lower[4200], layers[4200], dst[4200], opts[13000];
+  char lower[4200], lowers[4 * 4200 + 8] = "", layers[4200], dst[4200];
+  char at[32], opts[4 * 4200 + 13000];
+  int i;
 
-  layer(lower_tree, "/lower", o.template, lower, sizeof(lower));
+  for (i = 0; i < o.nlower; i++) {
+    snprintf(at, sizeof(at), "/lower%d", i);
+    layer(lower_tree[i], at, o.lower[i], lower, sizeof(lower));
+    if (i)
+      strcat(lowers, ":");
+    strcat(lowers, lower);
+  }
   layer(layers_tree, "/layers", o.layers, layers, sizeof(layers));
   snprintf(dst, sizeof(dst), "/newroot%s", o.workspace);
   mkdirs(dst, 0755);
+  /* No redirects, no metacopy, no index: the upper layer holds whole
+   * files, whiteouts and opaque marks only, all a merge understands. */
   snprintf(opts, sizeof(opts),
-           "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lower,
-           layers, layers);
+           "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr,"
+           "redirect_dir=nofollow,metacopy=off,index=off",
+           lowers, layers, layers);
   must(mount("overlay", dst, "overlay", MS_NOSUID | MS_NODEV, opts),
-       "mount the workspace over its template", o.template);
+       "mount the workspace as an overlay over", o.lower[0]);
 }
 
 static void build_root(void)
@@ -870,7 +892,7 @@ static void build_root(void)
       attach(o.binds[i].tree, o.binds[i].path);
     else
       bind_path(o.binds[i].path, o.binds[i].rw, 0);
-  if (o.template)
+  if (o.nlower)
     overlay_workspace();
   else if (ws_tree >= 0)
     attach(ws_tree, o.workspace);
@@ -1138,6 +1160,16 @@ static int sandbox_init(int sync_fd)
     _exit(125); /* P died before mapping us */
   close(sync_fd);
   become_inside_id();
+  /* Changing credentials cleared the parent-death signal: set it again,
+   * then make sure P did not die in between. Without this, C (and the
+   * command under it) outlived a SIGKILLed worker. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  {
+    struct pollfd pf = { life_fd, POLLIN, 0 };
+
+    if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR)))
+      _exit(125);
+  }
   build_root();
   loopback_up();
   if (o.proxy)
@@ -1239,7 +1271,8 @@ static int setup_failed(const char *msg)
 
 int main(int argc, char **argv)
 {
-  int sync[2], errp[2], pidfd, st = 0, timed_out = 0, oom, code, mntns;
+  int sync[2], errp[2], life[2], pidfd, st = 0, timed_out = 0, oom, code;
+  int mntns;
   char msg[512] = "";
   const char *err;
   struct proxy *proxy = NULL;
@@ -1254,7 +1287,8 @@ int main(int argc, char **argv)
   read_filter();
   if (o.status_fd >= 0)
     fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
-  if (pipe2(sync, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+  if (pipe2(sync, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
+      pipe2(life, O_CLOEXEC)) {
     perror("durin-sandbox: pipe");
     return 125;
   }
@@ -1280,11 +1314,14 @@ int main(int argc, char **argv)
     close(sync[1]);
     close(errp[0]);
     err_fd = errp[1];
+    close(life[1]);
+    life_fd = life[0];
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     return sandbox_init(sync[0]);
   }
   close(sync[0]);
   close(errp[1]);
+  close(life[0]); /* life[1] stays open until P exits */
   map_ids(c);
   snprintf(msg, sizeof(msg), "/proc/%d/ns/mnt", (int)c);
   mntns = open(msg, O_RDONLY | O_CLOEXEC);

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "durin/error.h"
 #include "durin/spec.h"
 
@@ -22,15 +24,18 @@ struct durin_sandbox_opts {
   int nrw;
   const char *const *env; /* "K=V" on top of the fixed allowlist */
   int nenv;
-  long mem_mb;              /* 0: no memory limit */
-  long pids;                /* 0: 256 */
-  long cpu_pct;             /* 0: no CPU quota; 100 = one core */
-  long timeout_s;           /* 0: none; kills the whole tree */
-  long fsize_mb;            /* largest file it may write; 0: none */
-  long nofile;              /* 0: 256 */
-  long uid;                 /* host id when durin runs as root; 0: 100000 */
-  const char *template;     /* workspace = template under layers/upper */
-  const char *layers;       /* the run's upper/ and work/ */
+  long mem_mb;    /* 0: no memory limit */
+  long pids;      /* 0: 256 */
+  long cpu_pct;   /* 0: no CPU quota; 100 = one core */
+  long timeout_s; /* 0: none; kills the whole tree */
+  long fsize_mb;  /* largest file it may write; 0: none */
+  long nofile;    /* 0: 256 */
+  long uid;       /* host id when durin runs as root; 0: 100000 */
+  /* The workspace as an overlay: lowers (topmost first) under the
+   * upper/ and work/ in layers. Without lowers the workspace is bound. */
+  const char *lower[2];
+  int nlower;
+  const char *layers;
   int net_proxy;            /* egress through the call's proxy, to allow only */
   const char *const *allow; /* "name", "name:port", "*.suffix" */
   int nallow;
@@ -82,6 +87,39 @@ int durin_workspace_mount(const char *ws, const char *template, int writable,
                           const char *at, struct durin_err *err);
 void durin_workspace_unmount(const char *ws);
 
+/*
+ * Tool calls as transactions on the workspace (lib/sandbox/layer.c).
+ * For the workspace runs/ID/workspace, a contained call (step, call) is
+ * runs/ID/calls/sSTEP-cCALL; each attempt at it, by the lease holder of
+ * one epoch, is a layer eEPOCH/ in it with upper/ and work/.
+ *
+ * mark: makes the call's directory, durably (before its ledger intent).
+ * begin: makes a fresh attempt's layer; its path goes to out.
+ * name: "sSTEP-cCALL/eEPOCH", the layer's name in the call's outcome.
+ * changes: what the layer would do to target (added, changed, deleted
+ *   files, bytes), as a JSON object (new reference).
+ * merge: moves the layer's upper/ into target, idempotently: a merge cut
+ *   by a crash is finished by running it again. whiteouts: target is an
+ *   overlay's upper layer itself (a template run), so deletions are kept
+ *   as whiteouts there.
+ * scan: calls cb for every call directory of the workspace.
+ * discard_attempts: removes every attempt of a call, keeping the call's
+ *   directory (the record that it is contained).
+ */
+void durin_layer_calls_dir(const char *ws, char *out, size_t len);
+int durin_layer_mark(const char *ws, int64_t step, int call,
+                     struct durin_err *err);
+int durin_layer_begin(const char *ws, int64_t step, int call, uint64_t epoch,
+                      char *out, size_t len, struct durin_err *err);
+const char *durin_layer_name(const char *layer);
+json_t *durin_layer_changes(const char *layer, const char *target);
+int durin_layer_merge(const char *layer, const char *target, int whiteouts,
+                      struct durin_err *err);
+typedef int (*durin_layer_cb)(void *arg, int64_t step, int call,
+                              const char *calldir);
+int durin_layer_scan(const char *ws, durin_layer_cb cb, void *arg);
+void durin_layer_discard_attempts(const char *calldir);
+
 /* The descriptor number the program has in the helper. */
 #define DURIN_SANDBOX_SECCOMP_FD 3
 
@@ -93,12 +131,15 @@ void durin_sandbox_close(struct durin_sandbox *sb);
 /*
  * The helper's argv running `bash -c command` in workspace under sb's
  * limits and the run's box (may be NULL), with env ("K=V", NULL-ended)
- * added. The child that execs it must have sb->seccomp_fd at
- * DURIN_SANDBOX_SECCOMP_FD. Free with durin_sandbox_argv_free.
+ * added. layer (may be NULL): the call's layer from durin_layer_begin;
+ * the command then sees the workspace with its writes going there. The child
+ * that execs it must have sb->seccomp_fd at DURIN_SANDBOX_SECCOMP_FD. Free with
+ * durin_sandbox_argv_free.
  */
 char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,
-                             const char *workspace, const char *const *env,
-                             int64_t timeout_ms, const char *command);
+                             const char *workspace, const char *layer,
+                             const char *const *env, int64_t timeout_ms,
+                             const char *command);
 
 #endif

@@ -45,6 +45,9 @@ struct durin_sandbox; /* durin/sandbox.h */
 struct durin_proc_box {
   const struct durin_sandbox *sandbox;
   const struct durin_spec_sandbox *spec;
+  /* The call's layer (durin_layer_begin): the command's writes go there,
+   * not into the workspace. NULL: straight into the workspace. */
+  const char *layer;
 };
 
 struct durin_tool_ctx {
@@ -54,6 +57,10 @@ struct durin_tool_ctx {
   int64_t timeout_ms;
   size_t output_cap;
   const struct durin_stop *stop; /* asked while it runs; may be NULL */
+  /* The call's layer (durin_layer_begin), for the file tools: what they
+   * write goes into layer/upper, merged once the outcome is durable.
+   * NULL: they write into the workspace. */
+  const char *layer;
 };
 
 struct durin_tool_result {

@@ -71,9 +71,13 @@ char **durin_sandbox_argv(const char *helper,
     add(&v, &n, "--workspace");
     add(&v, &n, o->workspace);
   }
-  if (o->template && o->layers) {
-    add(&v, &n, "--template");
-    add(&v, &n, o->template);
+  if (o->nlower && o->layers) {
+    int l;
+
+    for (l = 0; l < o->nlower; l++) {
+      add(&v, &n, "--lower");
+      add(&v, &n, o->lower[l]);
+    }
     add(&v, &n, "--layers");
     add(&v, &n, o->layers);
   }
@@ -158,12 +162,14 @@ void durin_sandbox_close(struct durin_sandbox *sb)
 
 char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,
-                             const char *workspace, const char *const *env,
-                             int64_t timeout_ms, const char *command)
+                             const char *workspace, const char *layer,
+                             const char *const *env, int64_t timeout_ms,
+                             const char *command)
 {
   struct durin_sandbox_opts o = sb->defaults;
   char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL };
-  char layers[PATH_MAX];
+  char layers[PATH_MAX], upper[PATH_MAX + 8];
+  const char *template = NULL;
 
   o.workspace = workspace;
   for (o.nenv = 0; env && env[o.nenv];)
@@ -180,18 +186,29 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
       o.pids = box->pids;
     if (box->cpu_percent)
       o.cpu_pct = box->cpu_percent;
-    o.template = box->template;
+    template = box->template;
     o.net_proxy = box->net_proxy;
     o.allow = (const char *const *)box->allow_hosts;
     o.nallow = box->nallow;
   }
   /* The caller enforces the call's timeout; the helper's is a backstop. */
   o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;
-  if (o.template && workspace) {
+  if (template && workspace)
     durin_workspace_layers(workspace, layers, sizeof(layers));
+  if (layer && workspace) {
+    /* The call's own layer over the workspace as it stands: the run's
+     * files (over the template), or the plain directory. */
+    if (template) {
+      snprintf(upper, sizeof(upper), "%s/upper", layers);
+      o.lower[o.nlower++] = upper;
+      o.lower[o.nlower++] = template;
+    } else {
+      o.lower[o.nlower++] = workspace;
+    }
+    o.layers = layer;
+  } else if (template && workspace) {
+    o.lower[o.nlower++] = template;
     o.layers = layers;
-  } else {
-    o.template = NULL;
   }
   return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
 }

@@ -107,8 +107,8 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
 
     for (i = 0; extra_env && extra_env[i] && i < 38; i++)
       senv[i + 1] = extra_env[i];
-    sargv =
-        durin_sandbox_command(sb, box->spec, dir, senv, timeout_ms, command);
+    sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv,
+                                  timeout_ms, command);
   }
 
   if (pipe2(pipefd, O_CLOEXEC) < 0) {

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "durin/sandbox.h"
@@ -55,7 +57,7 @@ static void test_command_line(void **state)
   box.net_proxy = 1;
   box.allow_hosts = hosts;
   box.nallow = 2;
-  v = durin_sandbox_command(&sb, &box, "/ws", env, 30000, "make test");
+  v = durin_sandbox_command(&sb, &box, "/ws", NULL, env, 30000, "make test");
   assert_string_equal(v[0], "/x/durin-sandbox");
   assert_true(has(v, "--workspace", "/ws"));
   assert_true(has(v, "--ro", "/opt/ro"));
@@ -79,14 +81,34 @@ static void test_command_line(void **state)
 
   /* A template: the run's layers sit beside its workspace. */
   box.template = "/srv/tmpl";
-  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, 0, "x");
-  assert_true(has(v, "--template", "/srv/tmpl"));
+  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, NULL, 0,
+                            "x");
+  assert_true(has(v, "--lower", "/srv/tmpl"));
   assert_true(has(v, "--layers", "/d/runs/r1/layers"));
   assert_true(has(v, "--workspace", "/d/runs/r1/workspace"));
   durin_sandbox_argv_free(v);
 
+  /* A call's own layer over a template run: the run's files, then the
+   * template, under the call's upper/. */
+  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace",
+                            "/d/runs/r1/calls/s3-c0/e2", NULL, 0, "x");
+  dd = find(v, "--lower");
+  assert_true(dd > 0);
+  assert_string_equal(v[dd + 1], "/d/runs/r1/layers/upper");
+  assert_string_equal(v[dd + 2], "--lower");
+  assert_string_equal(v[dd + 3], "/srv/tmpl");
+  assert_true(has(v, "--layers", "/d/runs/r1/calls/s3-c0/e2"));
+  durin_sandbox_argv_free(v);
+
+  /* A call's layer over a plain workspace. */
+  box.template = NULL;
+  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, "x");
+  assert_true(has(v, "--lower", "/ws"));
+  assert_true(has(v, "--layers", "/calls/s1-c0/e1"));
+  durin_sandbox_argv_free(v);
+
   /* No spec section: the defaults, no network, no extra binds. */
-  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, 0, "true");
+  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, "true");
   assert_int_equal(find(v, "--net"), -1);
   assert_int_equal(find(v, "--rw"), -1);
   assert_int_equal(find(v, "--timeout"), -1);
@@ -132,6 +154,118 @@ static void test_spec_section(void **state)
   assert_non_null(strstr(err.msg, "sandbox.mem"));
 }
 
+static void put(const char *dir, const char *name, const char *text)
+{
+  char path[8400];
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static int there(const char *dir, const char *name)
+{
+  char path[8400];
+  struct stat st;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  return lstat(path, &st) == 0;
+}
+
+static void text_is(const char *dir, const char *name, const char *want)
+{
+  char path[8400], buf[256] = "";
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(buf, sizeof(buf), f));
+  fclose(f);
+  assert_string_equal(buf, want);
+}
+
+/*
+ * A layer as overlayfs leaves it (a changed file, a new one, a whiteout,
+ * an opaque directory replacing one, a file replacing a directory, and a
+ * link the agent left in the workspace where the layer has a directory)
+ * is merged into the workspace; a merge cut after some of it moved and
+ * run again ends the same; the change set names what it does.
+ */
+static void test_layer_merge(void **state)
+{
+  char root[4096], ws[4200], layer[4200], up[4300], path[4400];
+  struct durin_err err = { 0 };
+  json_t *ch;
+  int i;
+
+  (void)state;
+  assert_int_equal(durin_mktmpdir("t-layer", root, sizeof(root)), 0);
+  snprintf(ws, sizeof(ws), "%s/workspace", root);
+  snprintf(path, sizeof(path), "%s/sub", ws);
+  assert_int_equal(durin_mkdirs(path, &err), 0);
+  snprintf(path, sizeof(path), "%s/dir", ws);
+  assert_int_equal(durin_mkdirs(path, &err), 0);
+  snprintf(path, sizeof(path), "%s/escape", ws);
+  assert_int_equal(symlink(root, path), 0);
+  put(ws, "a", "old a\n");
+  put(ws, "gone", "bye\n");
+  put(ws, "sub/kept-out", "hidden by the opaque directory\n");
+  put(ws, "dir/x", "x\n");
+
+  assert_int_equal(durin_layer_mark(ws, 3, 1, &err), 0);
+  assert_int_equal(durin_layer_begin(ws, 3, 1, 7, layer, sizeof(layer), &err),
+                   0);
+  assert_string_equal(durin_layer_name(layer), "s3-c1/e7");
+  snprintf(up, sizeof(up), "%s/upper", layer);
+  put(up, "a", "new a\n");
+  put(up, "b", "new b\n");
+  put(up, "dir", "a file now\n");
+  snprintf(path, sizeof(path), "%s/gone", up);
+  if (mknod(path, S_IFCHR | 0000, makedev(0, 0)))
+    skip(); /* whiteouts need CAP_MKNOD, as overlayfs has */
+  snprintf(path, sizeof(path), "%s/sub", up);
+  assert_int_equal(mkdir(path, 0755), 0);
+  assert_int_equal(setxattr(path, "user.overlay.opaque", "y", 1, 0), 0);
+  put(up, "sub/fresh", "fresh\n");
+  snprintf(path, sizeof(path), "%s/escape", up);
+  assert_int_equal(mkdir(path, 0755), 0);
+  put(up, "escape/planted", "must stay in the workspace\n");
+
+  ch = durin_layer_changes(layer, ws);
+  assert_string_equal(json_string_value(json_object_get(ch, "layer")),
+                      "s3-c1/e7");
+  assert_int_equal(json_integer_value(json_object_get(ch, "files_deleted")), 1);
+  assert_int_equal(json_integer_value(json_object_get(ch, "files_changed")), 2);
+  assert_int_equal(json_integer_value(json_object_get(ch, "files_added")), 3);
+  json_decref(ch);
+
+  /* A first merge cut short: one file moved, as a crash would leave it. */
+  snprintf(path, sizeof(path), "%s/a", up);
+  snprintf(up, sizeof(up), "%s/a", ws);
+  assert_int_equal(rename(path, up), 0);
+  for (i = 0; i < 2; i++)
+    assert_int_equal(durin_layer_merge(layer, ws, 0, &err), 0);
+
+  text_is(ws, "a", "new a\n");
+  text_is(ws, "b", "new b\n");
+  text_is(ws, "dir", "a file now\n");
+  text_is(ws, "sub/fresh", "fresh\n");
+  text_is(ws, "escape/planted", "must stay in the workspace\n");
+  assert_false(there(ws, "gone"));
+  assert_false(there(ws, "sub/kept-out"));
+  assert_false(there(root, "planted"));
+  /* The scan finds the call; discarding keeps its directory. */
+  snprintf(path, sizeof(path), "%s/calls/s3-c1", root);
+  durin_layer_discard_attempts(path);
+  assert_true(there(path, "."));
+  assert_false(there(path, "e7"));
+  durin_tree_remove(root);
+}
+
 static void test_program(void **state)
 {
   struct stat st;
@@ -154,6 +288,7 @@ int main(void)
     cmocka_unit_test(test_command_line),
     cmocka_unit_test(test_spec_section),
     cmocka_unit_test(test_program),
+    cmocka_unit_test(test_layer_merge),
   };
 
   return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);
