@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "durin/model.h"
 #include "model/providers.h"
 
@@ -133,27 +135,30 @@ int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd)
 
 int64_t durin_retry_after_parse(const char *v, int64_t now_ms)
 {
-  struct tm tm;
   char *end;
   long secs;
+  time_t at;
 
   if (!v || !*v)
     return -1;
   while (*v == ' ')
     v++;
-  secs = strtol(v, &end, 10);
-  if (end != v && (*end == '\0' || *end == '\r' || *end == ' ')) {
-    if (secs < 0)
-      return -1;
-    return (int64_t)secs * 1000;
+  if (*v >= '0' && *v <= '9') {
+    secs = strtol(v, &end, 10);
+    if (*end == '\0' || *end == '\r' || *end == ' ')
+      return (int64_t)secs * 1000;
+    return -1;
   }
-  memset(&tm, 0, sizeof(tm));
-  if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
-    int64_t at = (int64_t)timegm(&tm) * 1000;
-
-    return at > now_ms ? at - now_ms : 0;
-  }
-  return -1;
+  /* An HTTP-date: IMF-fixdate, RFC 850 or asctime, which a recipient must
+   * all accept (RFC 9110 5.6.7). Each starts with a day name; libcurl's
+   * date parser (the one behind CURLINFO_RETRY_AFTER) reads all three
+   * without the locale that strptime's %a and %b would depend on. */
+  if (!((*v >= 'A' && *v <= 'Z') || (*v >= 'a' && *v <= 'z')))
+    return -1;
+  at = curl_getdate(v, NULL);
+  if (at == -1)
+    return -1;
+  return (int64_t)at * 1000 > now_ms ? (int64_t)at * 1000 - now_ms : 0;
 }
 
 static double rnd01(void)

@@ -1,7 +1,10 @@
 /*
- * Anthropic Messages: POST {base_url}/messages with "x-api-key" and
- * "anthropic-version: 2023-06-01". The system prompt is a top-level field,
- * max_tokens is required, tools are {name, description, input_schema}.
+ * Anthropic Messages: POST {base_url}/v1/messages with "x-api-key" and
+ * "anthropic-version" (model.api_version, default 2023-06-01). base_url is
+ * the bare host, as the official SDKs and ANTHROPIC_BASE_URL take it; one
+ * that already ends in /v1 (durin's first default) is accepted too, so
+ * both spellings reach the same endpoint. The system prompt is a top-level
+ * field, max_tokens is required, tools are {name, description, input_schema}.
  * Assistant turns are content blocks ("text", "tool_use" with id, name and
  * an input object); tool results go back in a user turn as "tool_result"
  * blocks. Roles alternate, so neighbouring turns of one role are merged.
@@ -13,8 +16,20 @@
 #include "durin/model.h"
 #include "model/providers.h"
 
-/* The API version this provider speaks; see the header above. */
+/* The API version this provider speaks unless model.api_version says. */
 #define ANTHROPIC_VERSION "2023-06-01"
+
+/* The path after base_url: the SDKs append /v1/messages to the host. */
+static const char *messages_path(const char *base_url)
+{
+  size_t n = strlen(base_url);
+
+  while (n > 0 && base_url[n - 1] == '/')
+    n--;
+  if (n >= 3 && !strncmp(base_url + n - 3, "/v1", 3))
+    return "/messages";
+  return "/v1/messages";
+}
 
 /* Appends blocks to the last wire message if it has the same role. */
 static void push(json_t *out, const char *role, json_t *blocks)
@@ -101,10 +116,13 @@ static int anthropic_build(const struct durin_model_request *req,
     json_object_set_new(body, "tools", tools);
   else
     json_decref(tools);
-  r = durin__http_req_fill(out, cfg->base_url, "/messages", body, err);
+  r = durin__http_req_fill(out, cfg->base_url, messages_path(cfg->base_url),
+                           body, err);
   if (r)
     return r;
-  out->headers[1] = strdup("anthropic-version: " ANTHROPIC_VERSION);
+  snprintf(hdr, sizeof(hdr), "anthropic-version: %s",
+           cfg->api_version ? cfg->api_version : ANTHROPIC_VERSION);
+  out->headers[1] = strdup(hdr);
   if (api_key && *api_key) {
     snprintf(hdr, sizeof(hdr), "x-api-key: %s", api_key);
     out->headers[2] = strdup(hdr);

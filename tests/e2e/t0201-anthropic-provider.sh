@@ -74,6 +74,37 @@ test_expect_success 'a wrong key gets the server message' '
   stop_fake
 '
 
+# The official SDKs take the bare host and append /v1/messages; so does
+# durin, for ANTHROPIC_BASE_URL and model.base_url alike.
+cat >"$TRASH/r-host.json" <<JSON
+[$(message "Done." finish '{"summary": "reached"}')]
+JSON
+export FAKE_HEADS="$TRASH/heads.log"
+
+test_expect_success 'ANTHROPIC_BASE_URL is the bare host; api_version is sent' '
+  start_fake r-host.json &&
+  cat >s-host.json <<JSON &&
+{"goal": "say done", "workspace": "project", "tools": ["finish"],
+ "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
+           "api_key_env": "ANTHROPIC_KEY", "api_version": "2099-12-31"}}
+JSON
+  ANTHROPIC_BASE_URL="http://127.0.0.1:$PORT" durin run s-host.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  grep -qF "POST /v1/messages HTTP/1.1 | anthropic-version: 2099-12-31" heads.log &&
+  stop_fake
+'
+
+test_expect_success 'a model.api_version that is not a token is refused' '
+  cat >s-bad.json <<\JSON &&
+{"goal": "g", "workspace": "project", "tools": ["finish"],
+ "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
+           "api_key_env": "ANTHROPIC_KEY", "api_version": "2023-06-01\r\nx-evil: 1"}}
+JSON
+  test_must_fail_with 65 "$DURIN" run s-bad.json 2>err &&
+  grep_q "model.api_version" err
+'
+
 test_expect_success 'anthropic:NAME without a key is refused at submit' '
   test_must_fail_with 65 env -u ANTHROPIC_API_KEY "$DURIN" run --model anthropic:claude-sonnet-4-5 "$SRCDIR/examples/fix-failing-test/agent.json" 2>err &&
   grep_q "needs an API key: set ANTHROPIC_API_KEY" err

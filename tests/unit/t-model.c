@@ -170,6 +170,23 @@ static void test_anthropic_build(void **state)
           json_array_get(json_object_get(m, "content"), 1), "tool_use_id")),
       "t2");
   json_decref(body);
+  durin_http_req_clear(&h);
+  /* The official SDKs take the bare host and append /v1/messages; a base
+   * that already names /v1 (durin's older default) means the same. */
+  cfg.base_url = "http://127.0.0.1:9";
+  assert_int_equal(p->build(&req, NULL, &h, NULL), 0);
+  assert_string_equal(h.url, "http://127.0.0.1:9/v1/messages");
+  durin_http_req_clear(&h);
+  cfg.base_url = "https://gw.example/anthropic/";
+  assert_int_equal(p->build(&req, NULL, &h, NULL), 0);
+  assert_string_equal(h.url, "https://gw.example/anthropic/v1/messages");
+  durin_http_req_clear(&h);
+  cfg.base_url = "https://api.anthropic.com/v1/";
+  cfg.api_version = "2099-01-01";
+  assert_int_equal(p->build(&req, NULL, &h, NULL), 0);
+  assert_string_equal(h.url, "https://api.anthropic.com/v1/messages");
+  assert_string_equal(h.headers[1], "anthropic-version: 2099-01-01");
+  assert_null(h.headers[2]);
   json_decref(req.messages);
   json_decref(req.tools);
   durin_http_req_clear(&h);
@@ -359,10 +376,23 @@ static void test_backoff(void **state)
   assert_int_equal(durin_retry_after_parse(" 0", 0), 0);
   assert_int_equal(durin_retry_after_parse("soon", 0), -1);
   assert_int_equal(durin_retry_after_parse(NULL, 0), -1);
-  /* 2026-01-01 00:00:10 GMT, asked at 00:00:00. */
+  /* 2026-01-01 00:00:10 GMT, asked at 00:00:00, in the three forms HTTP
+   * allows (RFC 9110 5.6.7): IMF-fixdate, RFC 850 and asctime. */
   assert_int_equal(
       durin_retry_after_parse("Thu, 01 Jan 2026 00:00:10 GMT", 1767225600000LL),
       10000);
+  assert_int_equal(durin_retry_after_parse("Thursday, 01-Jan-26 00:00:10 GMT",
+                                           1767225600000LL),
+                   10000);
+  assert_int_equal(
+      durin_retry_after_parse("Thu Jan  1 00:00:10 2026", 1767225600000LL),
+      10000);
+  /* A date in the past means now. */
+  assert_int_equal(
+      durin_retry_after_parse("Thu, 01 Jan 2026 00:00:10 GMT", 1767225700000LL),
+      0);
+  assert_int_equal(durin_retry_after_parse("-3", 0), -1);
+  assert_int_equal(durin_retry_after_parse("1.5", 0), -1);
 }
 
 static void test_script(void **state)
