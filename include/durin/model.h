@@ -30,11 +30,23 @@ struct durin_tool_call {
   char *args; /* the raw argument text the model sent */
 };
 
+/*
+ * A model's answer. Token counts are whole and >= 0: a provider's usage
+ * that is not (negative, fractional, a string, cached above the total) is
+ * refused by parse() as a malformed response, never added to the totals.
+ */
 struct durin_model_response {
   char *text;
   struct durin_tool_call *calls;
   int ncalls;
+  /* All input tokens, cached ones included, so budgets and rate limits
+   * see the whole prompt. Of them, cache_read_tokens were read from the
+   * provider's prompt cache (OpenAI prompt_tokens_details.cached_tokens,
+   * Anthropic cache_read_input_tokens) and cache_write_tokens written to
+   * it (Anthropic cache_creation_input_tokens); each has its own price. */
   int64_t input_tokens;
+  int64_t cache_read_tokens;
+  int64_t cache_write_tokens;
   int64_t output_tokens;
   char *model; /* the exact model that answered, if reported */
   char *finish_reason;
@@ -86,11 +98,26 @@ const struct durin_provider *durin_provider_find(const char *name);
 typedef int (*durin_sse_cb)(const char *event, const char *data, void *arg);
 int durin_sse_parse(const char *buf, size_t len, durin_sse_cb cb, void *arg);
 
-/* Dollars for a call: the spec's price, else the built-in table, else 0. */
+/* Dollars for a call: the spec's price, else the built-in table, else 0.
+ * All input tokens are charged at the uncached input price. */
 double durin_model_cost(const struct durin_model_cfg *cfg, int64_t in_tokens,
                         int64_t out_tokens);
-/* Looks up the built-in price of a model name (longest prefix match). */
+/* Dollars for an answer, its cache reads and writes at their own prices. */
+double durin_model_response_cost(const struct durin_model_cfg *cfg,
+                                 const struct durin_model_response *r);
+/*
+ * Looks up the built-in price of a model name (longest prefix match),
+ * cached-input and cache-write prices included.
+ */
 int durin_price_lookup(const char *model, struct durin_price *out);
+/*
+ * The price a call of cfg is charged at, every field filled: the spec's
+ * (cache prices it leaves out follow the provider's published ratio to
+ * the input price: OpenAI cached input 50%, Anthropic cache reads 10% and
+ * writes 125%), else the built-in table. DURIN_ENOTFOUND: no price known.
+ */
+int durin_price_resolve(const struct durin_model_cfg *cfg,
+                        struct durin_price *out);
 
 /*
  * Backoff before retry number attempt (0-based): full jitter over an

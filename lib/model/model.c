@@ -73,6 +73,14 @@ json_t *durin_model_response_to_json(const struct durin_model_response *r)
   json_object_set_new(j, "tool_calls", calls);
   json_object_set_new(j, "input_tokens", json_integer(r->input_tokens));
   json_object_set_new(j, "output_tokens", json_integer(r->output_tokens));
+  /* Only when there were any: most answers have none, and older readers
+   * of the log need not learn them. */
+  if (r->cache_read_tokens)
+    json_object_set_new(j, "cache_read_tokens",
+                        json_integer(r->cache_read_tokens));
+  if (r->cache_write_tokens)
+    json_object_set_new(j, "cache_write_tokens",
+                        json_integer(r->cache_write_tokens));
   if (r->model)
     json_object_set_new(j, "model", json_string(r->model));
   if (r->finish_reason)
@@ -99,6 +107,10 @@ int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
   r->finish_reason = dup_or_null(json_object_get(j, "finish_reason"));
   r->input_tokens = json_integer_value(json_object_get(j, "input_tokens"));
   r->output_tokens = json_integer_value(json_object_get(j, "output_tokens"));
+  r->cache_read_tokens =
+      json_integer_value(json_object_get(j, "cache_read_tokens"));
+  r->cache_write_tokens =
+      json_integer_value(json_object_get(j, "cache_write_tokens"));
   r->calls = calloc(json_array_size(calls) + 1, sizeof(*r->calls));
   json_array_foreach(calls, i, c) {
     struct durin_tool_call *tc = &r->calls[r->ncalls++];

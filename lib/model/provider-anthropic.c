@@ -8,6 +8,9 @@
  * Assistant turns are content blocks ("text", "tool_use" with id, name and
  * an input object); tool results go back in a user turn as "tool_result"
  * blocks. Roles alternate, so neighbouring turns of one role are merged.
+ * The answer's usage counts input_tokens apart from the prompt cache's
+ * cache_read_input_tokens and cache_creation_input_tokens: the input is
+ * their sum.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +133,36 @@ static int anthropic_build(const struct durin_model_request *req,
   return 0;
 }
 
+/* The four counts of a Messages "usage". */
+struct usage {
+  int64_t in, read, write, out;
+};
+
+/* Takes the counts usage has (may be NULL); absent ones keep their value,
+ * since a stream's message_delta may repeat only some of them. */
+static int usage_take(json_t *usage, struct usage *u, struct durin_err *err)
+{
+  static const char *const keys[] = { "input_tokens", "cache_read_input_tokens",
+                                      "cache_creation_input_tokens",
+                                      "output_tokens" };
+  int64_t *dst[] = { &u->in, &u->read, &u->write, &u->out };
+  int i, r;
+
+  for (i = 0; i < 4; i++)
+    if (json_object_get(usage, keys[i]) &&
+        (r = durin__usage_count(usage, "usage", keys[i], dst[i], err)))
+      return r;
+  return 0;
+}
+
+static void usage_give(const struct usage *u, struct durin_model_response *out)
+{
+  out->input_tokens = u->in + u->read + u->write;
+  out->cache_read_tokens = u->read;
+  out->cache_write_tokens = u->write;
+  out->output_tokens = u->out;
+}
+
 /* A streamed answer, block by block (content_block_start / _delta). */
 struct stream {
   struct durin_buf text;
@@ -138,12 +171,22 @@ struct stream {
   char *names[64];
   int is_tool[64];
   int nblocks;
-  int64_t in_tokens, out_tokens;
+  struct usage usage;
   char *model;
   char *stop;
   char err[256];
   int done;
 };
+
+static int take_stream_usage(struct stream *st, json_t *usage)
+{
+  struct durin_err err = { 0 };
+
+  if (!usage_take(usage, &st->usage, &err))
+    return 0;
+  snprintf(st->err, sizeof(st->err), "%.200s", err.msg);
+  return 1;
+}
 
 static int on_event(const char *event, const char *data, void *arg)
 {
@@ -168,8 +211,7 @@ static int on_event(const char *event, const char *data, void *arg)
     json_t *msg = json_object_get(j, "message");
 
     durin__json_set_str(&st->model, json_object_get(msg, "model"));
-    st->in_tokens = json_integer_value(
-        json_object_get(json_object_get(msg, "usage"), "input_tokens"));
+    r = take_stream_usage(st, json_object_get(msg, "usage"));
   } else if (!strcmp(event, "content_block_start") && idx >= 0 && idx < 64) {
     b = json_object_get(j, "content_block");
     while (st->nblocks <= idx)
@@ -193,8 +235,8 @@ static int on_event(const char *event, const char *data, void *arg)
   } else if (!strcmp(event, "message_delta")) {
     durin__json_set_str(
         &st->stop, json_object_get(json_object_get(j, "delta"), "stop_reason"));
-    st->out_tokens = json_integer_value(
-        json_object_get(json_object_get(j, "usage"), "output_tokens"));
+    /* Its counts are cumulative: they replace message_start's. */
+    r = take_stream_usage(st, json_object_get(j, "usage"));
   } else if (!strcmp(event, "message_stop")) {
     st->done = 1;
   }
@@ -233,8 +275,7 @@ static int parse_stream(const char *body, size_t len,
     tc->args =
         st.input[i].len ? durin_buf_detach(&st.input[i], NULL) : strdup("{}");
   }
-  out->input_tokens = st.in_tokens;
-  out->output_tokens = st.out_tokens;
+  usage_give(&st.usage, out);
   out->model = st.model;
   st.model = NULL;
   out->finish_reason = st.stop;
@@ -257,6 +298,7 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
                            struct durin_err *err)
 {
   json_t *root, *content, *b, *usage;
+  struct usage counts = { 0, 0, 0, 0 };
   struct durin_buf text;
   size_t i;
   int r = 0;
@@ -308,11 +350,10 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
   }
   if (text.len)
     out->text = durin_buf_detach(&text, NULL);
-  usage = json_object_get(root, "usage");
-  out->input_tokens =
-      json_integer_value(json_object_get(usage, "input_tokens"));
-  out->output_tokens =
-      json_integer_value(json_object_get(usage, "output_tokens"));
+  usage = durin__usage_object(root, "usage", "usage", err, &r);
+  if (r || (r = usage_take(usage, &counts, err)))
+    goto out;
+  usage_give(&counts, out);
   if (json_is_string(json_object_get(root, "model")))
     out->model = strdup(json_string_value(json_object_get(root, "model")));
   if (json_is_string(json_object_get(root, "stop_reason")))

@@ -357,6 +357,154 @@ static void test_anthropic_stream(void **state)
                DURIN_ERETRY, &r);
 }
 
+/* Parses body as provider's non-streamed (stream 0) or streamed answer
+ * and checks the result code; on failure err.msg must contain want_msg. */
+static void usage_case(const char *provider, int stream, const char *body,
+                       int want, const char *want_msg,
+                       struct durin_model_response *r)
+{
+  const struct durin_provider *p = durin_provider_find(provider);
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_err err = { 0 };
+  int got;
+
+  cfg.stream = stream;
+  req.cfg = &cfg;
+  got = p->parse(&req, 200, body, strlen(body), r, &err);
+  if (got != want)
+    fail_msg("%s: got %d (%s), want %d for %s", provider, got, err.msg, want,
+             body);
+  if (want && want_msg && !strstr(err.msg, want_msg))
+    fail_msg("%s: message '%s' lacks '%s'", provider, err.msg, want_msg);
+  if (want)
+    assert_null(r->text);
+}
+
+#define OA_USAGE(u)                                                   \
+ "{\"choices\":[{\"message\":{\"content\":\"hi\"},\"finish_reason\":" \
+ "\"stop\"}],\"usage\":" u "}"
+#define OA_STREAM(u)                                                      \
+ "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":" \
+ "\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":" u "}\n\ndata: [DONE]\n\n"
+#define AN_USAGE(u)                                                    \
+ "{\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"stop_reason\":" \
+ "\"end_turn\",\"usage\":" u "}"
+#define AN_STREAM(start, delta)                                           \
+ "event: message_start\ndata: {\"message\":{\"usage\":" start "}}\n\n"    \
+ "event: content_block_start\ndata: {\"index\":0,\"content_block\":"      \
+ "{\"type\":\"text\",\"text\":\"hi\"}}\n\n"                               \
+ "event: message_delta\ndata: {\"delta\":{\"stop_reason\":\"end_turn\"}," \
+ "\"usage\":" delta "}\n\nevent: message_stop\ndata: {}\n\n"
+
+static void test_usage_refused(void **state)
+{
+  struct durin_model_response r;
+
+  (void)state;
+  /* Counts a provider got wrong would be subtracted from, or smeared over,
+   * the run's totals and budget: the answer is refused instead. */
+  usage_case("openai", 0,
+             OA_USAGE("{\"prompt_tokens\":-10,\"completion_tokens\":5}"),
+             DURIN_EMODEL, "usage.prompt_tokens", &r);
+  usage_case("openai", 0,
+             OA_USAGE("{\"prompt_tokens\":10,\"completion_tokens\":2.5}"),
+             DURIN_EMODEL, "usage.completion_tokens", &r);
+  usage_case("openai", 0,
+             OA_USAGE("{\"prompt_tokens\":\"10\",\"completion_tokens\":2}"),
+             DURIN_EMODEL, "usage.prompt_tokens", &r);
+  usage_case("openai", 0,
+             OA_USAGE("{\"prompt_tokens\":10,\"completion_tokens\":2,"
+                      "\"prompt_tokens_details\":{\"cached_tokens\":-1}}"),
+             DURIN_EMODEL, "cached_tokens", &r);
+  usage_case("openai", 0,
+             OA_USAGE("{\"prompt_tokens\":10,\"completion_tokens\":2,"
+                      "\"prompt_tokens_details\":{\"cached_tokens\":11}}"),
+             DURIN_EMODEL, "cached_tokens", &r);
+  usage_case("openai", 1,
+             OA_STREAM("{\"prompt_tokens\":-10,\"completion_tokens\":5}"),
+             DURIN_EMODEL, "usage.prompt_tokens", &r);
+  usage_case("anthropic", 0,
+             AN_USAGE("{\"input_tokens\":-10,\"output_tokens\":5}"),
+             DURIN_EMODEL, "usage.input_tokens", &r);
+  usage_case("anthropic", 0,
+             AN_USAGE("{\"input_tokens\":10,\"output_tokens\":5,"
+                      "\"cache_read_input_tokens\":1e3}"),
+             DURIN_EMODEL, "usage.cache_read_input_tokens", &r);
+  usage_case("anthropic", 1,
+             AN_STREAM("{\"input_tokens\":10,\"cache_creation_input_tokens\":"
+                       "-4}",
+                       "{\"output_tokens\":5}"),
+             DURIN_EMODEL, "usage.cache_creation_input_tokens", &r);
+  usage_case("anthropic", 1,
+             AN_STREAM("{\"input_tokens\":10}", "{\"output_tokens\":-5}"),
+             DURIN_EMODEL, "usage.output_tokens", &r);
+  /* Absent counts are 0 (servers without usage), not an error. */
+  usage_case("openai", 0, OA_USAGE("null"), 0, NULL, &r);
+  assert_int_equal(r.input_tokens, 0);
+  durin_model_response_clear(&r);
+}
+
+static void test_usage_cached(void **state)
+{
+  struct durin_model_response r, back;
+  struct durin_err err = { 0 };
+  json_t *j;
+
+  (void)state;
+  /* OpenAI: prompt_tokens already counts the cached ones. */
+  usage_case("openai", 0,
+             OA_USAGE("{\"prompt_tokens\":1000,\"completion_tokens\":20,"
+                      "\"prompt_tokens_details\":{\"cached_tokens\":800}}"),
+             0, NULL, &r);
+  assert_int_equal(r.input_tokens, 1000);
+  assert_int_equal(r.cache_read_tokens, 800);
+  assert_int_equal(r.cache_write_tokens, 0);
+  assert_int_equal(r.output_tokens, 20);
+  durin_model_response_clear(&r);
+  usage_case("openai", 1,
+             OA_STREAM("{\"prompt_tokens\":1000,\"completion_tokens\":20,"
+                       "\"prompt_tokens_details\":{\"cached_tokens\":512}}"),
+             0, NULL, &r);
+  assert_int_equal(r.input_tokens, 1000);
+  assert_int_equal(r.cache_read_tokens, 512);
+  durin_model_response_clear(&r);
+  /* Anthropic: input_tokens are only the uncached ones; the input is their
+   * sum with cache reads and writes. */
+  usage_case("anthropic", 0,
+             AN_USAGE("{\"input_tokens\":30,\"output_tokens\":12,"
+                      "\"cache_read_input_tokens\":1000,"
+                      "\"cache_creation_input_tokens\":200}"),
+             0, NULL, &r);
+  assert_int_equal(r.input_tokens, 1230);
+  assert_int_equal(r.cache_read_tokens, 1000);
+  assert_int_equal(r.cache_write_tokens, 200);
+  assert_int_equal(r.output_tokens, 12);
+  /* The log keeps them, so a stored step is charged the same. */
+  j = durin_model_response_to_json(&r);
+  assert_int_equal(durin_model_response_from_json(j, &back, &err), 0);
+  assert_int_equal(back.input_tokens, 1230);
+  assert_int_equal(back.cache_read_tokens, 1000);
+  assert_int_equal(back.cache_write_tokens, 200);
+  json_decref(j);
+  durin_model_response_clear(&back);
+  durin_model_response_clear(&r);
+  /* Streamed: message_start has the input side; message_delta's counts,
+   * when present, are cumulative and win. */
+  usage_case("anthropic", 1,
+             AN_STREAM("{\"input_tokens\":30,\"cache_read_input_tokens\":"
+                       "1000,\"cache_creation_input_tokens\":0,"
+                       "\"output_tokens\":1}",
+                       "{\"output_tokens\":40,\"cache_creation_input_tokens\":"
+                       "200}"),
+             0, NULL, &r);
+  assert_int_equal(r.input_tokens, 1230);
+  assert_int_equal(r.cache_read_tokens, 1000);
+  assert_int_equal(r.cache_write_tokens, 200);
+  assert_int_equal(r.output_tokens, 40);
+  durin_model_response_clear(&r);
+}
+
 static void test_backoff(void **state)
 {
   int a;
@@ -453,6 +601,99 @@ static void test_prices(void **state)
   assert_true(durin_model_cost(&cfg, 1000000, 1000000) == 0.0);
 }
 
+static int near(double a, double b)
+{
+  return a - b < 1e-9 && b - a < 1e-9;
+}
+
+static void test_prices_cached(void **state)
+{
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_response r = { 0 };
+  struct durin_price pr;
+
+  (void)state;
+  /* The table knows each model's cached price: gpt-4o 50%, gpt-4.1 25%,
+   * gpt-5 10%; Claude reads 10% and writes 125% of the input price. */
+  assert_int_equal(durin_price_lookup("gpt-4o-2024-08-06", &pr), 0);
+  assert_true(near(pr.cached_input_per_mtok, 1.25));
+  assert_true(pr.cached_input_set);
+  assert_int_equal(durin_price_lookup("gpt-4.1-mini", &pr), 0);
+  assert_true(near(pr.cached_input_per_mtok, 0.10));
+  assert_int_equal(durin_price_lookup("gpt-5", &pr), 0);
+  assert_true(near(pr.cached_input_per_mtok, 0.125));
+  assert_int_equal(durin_price_lookup("claude-sonnet-4-5", &pr), 0);
+  assert_true(near(pr.cached_input_per_mtok, 0.30));
+  assert_true(near(pr.cache_write_per_mtok, 3.75));
+
+  /* 1M input, 800k of it read from the cache, at gpt-4o prices. */
+  cfg.provider = "openai";
+  cfg.name = "gpt-4o";
+  r.input_tokens = 1000000;
+  r.cache_read_tokens = 800000;
+  r.output_tokens = 100000;
+  assert_true(near(durin_model_response_cost(&cfg, &r),
+                   0.2 * 2.5 + 0.8 * 1.25 + 0.1 * 10.0));
+
+  /* 1,230 input at claude-sonnet-4: 30 uncached, 1,000 read, 200 written. */
+  cfg.provider = "anthropic";
+  cfg.name = "claude-sonnet-4-5";
+  r.input_tokens = 1230;
+  r.cache_read_tokens = 1000;
+  r.cache_write_tokens = 200;
+  r.output_tokens = 12;
+  assert_true(near(durin_model_response_cost(&cfg, &r),
+                   (30 * 3.0 + 1000 * 0.30 + 200 * 3.75 + 12 * 15.0) / 1e6));
+
+  /* A spec price without cache prices: the provider's ratio applies. */
+  cfg.price.set = 1;
+  cfg.price.input_per_mtok = 10;
+  cfg.price.output_per_mtok = 0;
+  assert_int_equal(durin_price_resolve(&cfg, &pr), 0);
+  assert_true(near(pr.cached_input_per_mtok, 1.0));
+  assert_true(near(pr.cache_write_per_mtok, 12.5));
+  cfg.provider = "openai";
+  assert_int_equal(durin_price_resolve(&cfg, &pr), 0);
+  assert_true(near(pr.cached_input_per_mtok, 5.0));
+  /* ... unless it names them; 0 is a price, not "unset". */
+  cfg.price.cached_input_per_mtok = 0;
+  cfg.price.cached_input_set = 1;
+  r.input_tokens = 1000000;
+  r.cache_read_tokens = 1000000;
+  r.cache_write_tokens = 0;
+  r.output_tokens = 0;
+  assert_true(near(durin_model_response_cost(&cfg, &r), 0.0));
+  /* No price at all. */
+  cfg.price.set = 0;
+  cfg.name = "llama3";
+  assert_int_equal(durin_price_resolve(&cfg, &pr), DURIN_ENOTFOUND);
+  assert_true(near(durin_model_response_cost(&cfg, &r), 0.0));
+}
+
+static void test_script_usage(void **state)
+{
+  const struct durin_provider *p = durin_provider_find("script");
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_model_response r;
+  struct durin_err err = { 0 };
+
+  (void)state;
+  cfg.turns = json_loads("[{\"text\":\"a\",\"usage\":{\"input_tokens\":-10}},"
+                         "{\"text\":\"b\",\"usage\":{\"input_tokens\":50,"
+                         "\"cache_read_tokens\":40,\"output_tokens\":2}}]",
+                         0, NULL);
+  req.cfg = &cfg;
+  assert_int_equal(p->answer(&req, &r, &err), DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "usage.input_tokens"));
+  req.turn = 1;
+  assert_int_equal(p->answer(&req, &r, &err), 0);
+  assert_int_equal(r.input_tokens, 50);
+  assert_int_equal(r.cache_read_tokens, 40);
+  durin_model_response_clear(&r);
+  json_decref(cfg.turns);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -463,9 +704,13 @@ int main(void)
     cmocka_unit_test(test_sse),
     cmocka_unit_test(test_openai_stream),
     cmocka_unit_test(test_anthropic_stream),
+    cmocka_unit_test(test_usage_refused),
+    cmocka_unit_test(test_usage_cached),
     cmocka_unit_test(test_backoff),
     cmocka_unit_test(test_script),
     cmocka_unit_test(test_prices),
+    cmocka_unit_test(test_prices_cached),
+    cmocka_unit_test(test_script_usage),
   };
 
   return cmocka_run_group_tests_name("model", tests, NULL, NULL);
