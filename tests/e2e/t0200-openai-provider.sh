@@ -160,6 +160,8 @@ test_expect_success 'the model is pinned at submit; resume uses it' '
   env DURIN_MODEL=openai:gpt-5 "$DURIN" resume $id >res.txt 2>&1 &&
   test "$(status_of $id)" = succeeded &&
   test "$(grep -c "\"model\":\"gpt-4.1-mini\"" requests.log)" = 2 &&
+  # The cached-input price is pinned with the rest (gpt-4.1-mini: $0.10).
+  sql "select spec from run_specs where run_id = '"'"'$id'"'"'" | grep_q "\"cached_input_per_mtok\": *0.1[,}]" &&
   stop_fake
 '
 

@@ -1,9 +1,16 @@
 /* Providers without a network: the wire format built and parsed, backoff,
- * Retry-After, script replay and prices. */
+ * Retry-After, script replay and prices. Then the transfer as a worker
+ * makes it: a provider's request through the event-loop transport
+ * (lib/worker/uv-http.c) to tests/helpers/fake-model, judged as the
+ * worker judges it. */
+#include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include "durin/model.h"
 #include "test.h"
+#include "worker/worker-int.h"
 
 static void test_openai_build(void **state)
 {
@@ -694,6 +701,301 @@ static void test_script_usage(void **state)
   json_decref(cfg.turns);
 }
 
+/* ---- transfers through the event-loop transport ---- */
+
+struct fake {
+  pid_t pid;
+  int port;
+  char *dir;
+};
+
+/* Starts fake-model answering replies (a JSON array), requiring key
+ * "sk-t"; 0 if $FAKE_MODEL names no server (the test then skips). */
+static int fake_start(struct fake *f, const char *replies)
+{
+  const char *bin = getenv("FAKE_MODEL");
+  char path[4200], port[4200], log[4200];
+  FILE *fp;
+  int i;
+
+  if (!bin || !*bin)
+    return 0;
+  f->dir = test_tmpdir();
+  snprintf(path, sizeof(path), "%s/replies.json", f->dir);
+  snprintf(port, sizeof(port), "%s/port", f->dir);
+  snprintf(log, sizeof(log), "%s/requests.log", f->dir);
+  fp = fopen(path, "w");
+  assert_non_null(fp);
+  fputs(replies, fp);
+  fclose(fp);
+  f->pid = fork();
+  assert_true(f->pid >= 0);
+  if (f->pid == 0) {
+    /* A failed assertion leaves no server behind holding meson's pipe. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execl(bin, bin, "--port-file", port, "--replies", path, "--log", log,
+          "--key", "sk-t", (char *)NULL);
+    _exit(127);
+  }
+  for (i = 0, f->port = 0; i < 100 && !f->port; i++) {
+    fp = fopen(port, "r");
+    if (!fp || fscanf(fp, "%d", &f->port) != 1)
+      usleep(50000);
+    if (fp)
+      fclose(fp);
+  }
+  assert_true(f->port > 0);
+  return 1;
+}
+
+static void fake_stop(struct fake *f)
+{
+  kill(f->pid, SIGTERM);
+  waitpid(f->pid, NULL, 0);
+  test_rmrf(f->dir);
+  free(f->dir);
+}
+
+/* What the transport's callback reported. */
+struct xfer_seen {
+  int calls;
+  int r;
+  long status;
+  char *body;
+  size_t len;
+  char ra[128];
+  struct durin_err err;
+};
+
+static void on_xfer_done(void *arg, int r, long status, const char *body,
+                         size_t len, const char *ra, struct durin_err *err)
+{
+  struct xfer_seen *x = arg;
+
+  x->calls++;
+  x->r = r;
+  x->status = status;
+  x->body = malloc(len + 1);
+  memcpy(x->body, body ? body : "", len);
+  x->body[len] = '\0';
+  x->len = len;
+  snprintf(x->ra, sizeof(x->ra), "%s", ra ? ra : "");
+  if (err)
+    x->err = *err;
+}
+
+/*
+ * One model call attempt as the worker makes it: provider's build() with
+ * base_url, the POST on a libuv loop, then durin_model_judge(). Returns
+ * the judgement; out and why are filled as the judge fills them.
+ */
+static int attempt(const char *provider, const char *base_url, int stream,
+                   int64_t timeout_ms, size_t cap, struct xfer_seen *seen,
+                   struct durin_model_response *out, char *why, size_t whylen,
+                   struct durin_err *err)
+{
+  const struct durin_provider *p = durin_provider_find(provider);
+  struct durin_model_cfg cfg = { 0 };
+  struct durin_model_request req = { 0 };
+  struct durin_http_req h = { 0 };
+  struct uvh_xfer *x;
+  struct uvh *uh;
+  uv_loop_t loop;
+  int r;
+
+  cfg.provider = (char *)provider;
+  cfg.name = "m";
+  cfg.base_url = (char *)base_url;
+  cfg.stream = stream;
+  req.cfg = &cfg;
+  req.messages =
+      json_loads("[{\"role\":\"user\",\"content\":\"hi\"}]", 0, NULL);
+  req.tools = json_array();
+  assert_int_equal(p->build(&req, "sk-t", &h, err), 0);
+  memset(seen, 0, sizeof(*seen));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uh = uvh_new(&loop);
+  assert_non_null(uh);
+  x = uvh_post(uh, &h, timeout_ms, cap, on_xfer_done, seen);
+  assert_non_null(x);
+  while (!seen->calls)
+    uv_run(&loop, UV_RUN_ONCE);
+  uvh_free(uh);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  assert_int_equal(seen->calls, 1);
+  memset(out, 0, sizeof(*out));
+  *err = seen->err;
+  r = durin_model_judge(p, &req, seen->r, seen->status, seen->body, seen->len,
+                        out, why, whylen, err);
+  durin_http_req_clear(&h);
+  json_decref(req.messages);
+  json_decref(req.tools);
+  return r;
+}
+
+#define BIG_BODY \
+ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
+static void test_transfers(void **state)
+{
+  const char *replies =
+      "[{\"body\":{\"model\":\"gpt-x\",\"choices\":[{\"message\":{\"content\":"
+      "\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":100,"
+      "\"completion_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":"
+      "64}}}},"
+      "{\"status\":429,\"headers\":{\"Retry-After\":"
+      "\"Sun Nov  6 08:49:37 1994\"},\"body\":{\"error\":{\"message\":"
+      "\"slow down\"}}},"
+      "{\"drop\":true},"
+      "{\"delay_ms\":3000,\"body\":{}},"
+      "{\"raw\":\"" BIG_BODY BIG_BODY "\"},"
+      "{\"body\":{\"content\":[{\"type\":\"text\",\"text\":\"bare\"}],"
+      "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":3,"
+      "\"cache_read_input_tokens\":5,\"output_tokens\":1}}},"
+      "{\"status\":400,\"body\":{\"error\":{\"message\":\"bad tools\"}}},"
+      "{\"body\":{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":"
+      "{\"prompt_tokens\":-10,\"completion_tokens\":1}}},"
+      "{\"sse\":[{\"data\":{\"choices\":[{\"delta\":{\"content\":\"cut\"}}]}}"
+      "]},"
+      "{\"status\":503,\"body\":{}}]";
+  struct durin_model_response out;
+  struct durin_err err = { 0 };
+  struct xfer_seen seen;
+  struct fake f;
+  char base[64], host[64], why[600];
+
+  (void)state;
+  if (!fake_start(&f, replies))
+    skip();
+  snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", f.port);
+  snprintf(host, sizeof(host), "http://127.0.0.1:%d", f.port);
+
+  /* An answer: parsed, cached tokens included. */
+  assert_int_equal(attempt("openai", base, 0, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   0);
+  assert_string_equal(out.text, "hi");
+  assert_int_equal(out.input_tokens, 100);
+  assert_int_equal(out.cache_read_tokens, 64);
+  durin_model_response_clear(&out);
+  free(seen.body);
+
+  /* 429: retried; the transport hands over Retry-After whole (an asctime
+   * date has spaces), and a date in the past means now. */
+  assert_int_equal(attempt("openai", base, 0, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_ERETRY);
+  assert_int_equal(seen.status, 429);
+  assert_string_equal(seen.ra, "Sun Nov  6 08:49:37 1994");
+  assert_int_equal(durin_retry_after_parse(seen.ra, durin_now_ms()), 0);
+  assert_int_equal(durin_retry_after_parse(seen.ra, 784111777000LL - 5000),
+                   5000);
+  assert_string_equal(why, "HTTP 429");
+  free(seen.body);
+
+  /* A connection closed without an answer: retried. */
+  assert_int_equal(attempt("openai", base, 0, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_ERETRY);
+  assert_int_equal(seen.r, DURIN_ERETRY);
+  free(seen.body);
+
+  /* Too slow: timed out, retried. */
+  assert_int_equal(attempt("openai", base, 0, 300, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_ERETRY);
+  assert_int_equal(seen.r, DURIN_ETIMEDOUT);
+  assert_non_null(strstr(why, "timed out"));
+  free(seen.body);
+
+  /* Over the cap: an error, not retried (it would be as big again). */
+  assert_int_equal(attempt("openai", base, 0, 5000, 100, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_ETOOBIG);
+  assert_non_null(strstr(err.msg, "exceeds 100 bytes"));
+  free(seen.body);
+
+  /* Anthropic at the bare host: the fake serves /v1/messages only. */
+  assert_int_equal(attempt("anthropic", host, 0, 5000, 1 << 20, &seen, &out,
+                           why, sizeof(why), &err),
+                   0);
+  assert_string_equal(out.text, "bare");
+  assert_int_equal(out.input_tokens, 8);
+  assert_int_equal(out.cache_read_tokens, 5);
+  durin_model_response_clear(&out);
+  free(seen.body);
+
+  /* Another 4xx: the server's message, not retried. */
+  assert_int_equal(attempt("openai", base, 0, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "HTTP 400: bad tools"));
+  free(seen.body);
+
+  /* A bad token count: malformed, not retried, nothing counted. */
+  assert_int_equal(attempt("openai", base, 0, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_EMODEL);
+  assert_non_null(strstr(err.msg, "bad usage.prompt_tokens: -10"));
+  assert_int_equal(out.input_tokens, 0);
+  free(seen.body);
+
+  /* A stream that ends before its end: retried like a dropped one. */
+  assert_int_equal(attempt("openai", base, 1, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_ERETRY);
+  assert_non_null(strstr(why, "ended early"));
+  free(seen.body);
+
+  /* 5xx: retried. */
+  assert_int_equal(attempt("openai", base, 0, 5000, 1 << 20, &seen, &out, why,
+                           sizeof(why), &err),
+                   DURIN_ERETRY);
+  assert_string_equal(why, "HTTP 503");
+  free(seen.body);
+  fake_stop(&f);
+}
+
+static void test_transfer_abandoned(void **state)
+{
+  struct durin_http_req h = { 0 };
+  struct xfer_seen seen;
+  struct uvh_xfer *x;
+  struct uvh *uh;
+  uv_loop_t loop;
+  struct fake f;
+  char url[64];
+  int i;
+
+  (void)state;
+  if (!fake_start(&f, "[{\"delay_ms\":2000,\"body\":{}}]"))
+    skip();
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", f.port);
+  h.url = strdup(url);
+  h.body = strdup("{\"model\":\"m\",\"messages\":[]}");
+  h.headers[0] = strdup("Content-Type: application/json");
+  memset(&seen, 0, sizeof(seen));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uh = uvh_new(&loop);
+  x = uvh_post(uh, &h, 5000, 1 << 20, on_xfer_done, &seen);
+  assert_non_null(x);
+  for (i = 0; i < 5; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  /* Freed before it ended (a cancelled run): its callback never runs. */
+  uvh_xfer_free(x);
+  for (i = 0; i < 20; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(10000);
+  }
+  assert_int_equal(seen.calls, 0);
+  uvh_free(uh);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  durin_http_req_clear(&h);
+  fake_stop(&f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -711,6 +1013,8 @@ int main(void)
     cmocka_unit_test(test_prices),
     cmocka_unit_test(test_prices_cached),
     cmocka_unit_test(test_script_usage),
+    cmocka_unit_test(test_transfers),
+    cmocka_unit_test(test_transfer_abandoned),
   };
 
   return cmocka_run_group_tests_name("model", tests, NULL, NULL);
