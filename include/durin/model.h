@@ -1,10 +1,11 @@
 /*
- * Model providers: the script provider (deterministic replay) and the
- * OpenAI Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama).
+ * Model providers: the script provider (deterministic replay), the OpenAI
+ * Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama) and the
+ * Anthropic Messages provider.
  *
  * A provider is an ops table. Local providers answer a request directly;
  * HTTP providers only build the HTTP request and parse the response, so the
- * transport (blocking here, libcurl multi on an event loop in a worker)
+ * transport (libcurl multi on the worker's event loop, lib/worker/uv-http.c)
  * stays outside them and they remain unit-testable without a network.
  *
  * Messages use one neutral JSON shape, close to Chat Completions:
@@ -126,7 +127,9 @@ int durin_price_resolve(const struct durin_model_cfg *cfg,
  */
 int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd);
 
-/* Parses a Retry-After value (seconds or HTTP-date); -1 if unusable. */
+/* Parses a Retry-After value into ms from now_ms: delay-seconds or an
+ * HTTP-date in any of its three forms (IMF-fixdate, RFC 850, asctime); a
+ * date in the past is 0; -1 if unusable. */
 int64_t durin_retry_after_parse(const char *v, int64_t now_ms);
 
 /*
@@ -149,6 +152,12 @@ void durin_ratelimit_used(struct durin_ratelimit *rl, int64_t tokens);
 /* The provider answered 429: hold off for retry_after_ms (-1: unknown). */
 void durin_ratelimit_throttled(struct durin_ratelimit *rl, int64_t now,
                                int64_t retry_after_ms);
+
+/*
+ * The blocking path, kept only while lib/worker/driver.c uses it: goes
+ * with the blocking driver (issue 13, "one engine"), together with
+ * lib/model/http.c. Nothing else depends on it.
+ */
 
 /* What a blocking call reports about its retries. */
 struct durin_call_stats {
