@@ -138,8 +138,8 @@ struct usage {
   int64_t in, read, write, out;
 };
 
-/* Takes the counts usage has (may be NULL); absent ones keep their value,
- * since a stream's message_delta may repeat only some of them. */
+/* Takes the counts usage has (may be NULL); absent or null ones keep
+ * their value, since a stream's message_delta may repeat only some. */
 static int usage_take(json_t *usage, struct usage *u, struct durin_err *err)
 {
   static const char *const keys[] = { "input_tokens", "cache_read_input_tokens",
@@ -149,7 +149,8 @@ static int usage_take(json_t *usage, struct usage *u, struct durin_err *err)
   int i, r;
 
   for (i = 0; i < 4; i++)
-    if (json_object_get(usage, keys[i]) &&
+    if (!json_is_null(json_object_get(usage, keys[i])) &&
+        json_object_get(usage, keys[i]) &&
         (r = durin__usage_count(usage, "usage", keys[i], dst[i], err)))
       return r;
   return 0;

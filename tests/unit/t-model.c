@@ -503,7 +503,7 @@ static void test_usage_cached(void **state)
                        "1000,\"cache_creation_input_tokens\":0,"
                        "\"output_tokens\":1}",
                        "{\"output_tokens\":40,\"cache_creation_input_tokens\":"
-                       "200}"),
+                       "200,\"input_tokens\":null}"),
              0, NULL, &r);
   assert_int_equal(r.input_tokens, 1230);
   assert_int_equal(r.cache_read_tokens, 1000);
