@@ -1,10 +1,11 @@
 /*
- * Model providers: the script provider (deterministic replay) and the
- * OpenAI Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama).
+ * Model providers: the script provider (deterministic replay), the OpenAI
+ * Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama) and the
+ * Anthropic Messages provider.
  *
  * A provider is an ops table. Local providers answer a request directly;
  * HTTP providers only build the HTTP request and parse the response, so the
- * transport (blocking here, libcurl multi on an event loop in a worker)
+ * transport (libcurl multi on the worker's event loop, lib/worker/uv-http.c)
  * stays outside them and they remain unit-testable without a network.
  *
  * Messages use one neutral JSON shape, close to Chat Completions:
@@ -30,11 +31,23 @@ struct durin_tool_call {
   char *args; /* the raw argument text the model sent */
 };
 
+/*
+ * A model's answer. Token counts are whole and >= 0: a provider's usage
+ * that is not (negative, fractional, a string, cached above the total) is
+ * refused by parse() as a malformed response, never added to the totals.
+ */
 struct durin_model_response {
   char *text;
   struct durin_tool_call *calls;
   int ncalls;
+  /* All input tokens, cached ones included, so budgets and rate limits
+   * see the whole prompt. Of them, cache_read_tokens were read from the
+   * provider's prompt cache (OpenAI prompt_tokens_details.cached_tokens,
+   * Anthropic cache_read_input_tokens) and cache_write_tokens written to
+   * it (Anthropic cache_creation_input_tokens); each has its own price. */
   int64_t input_tokens;
+  int64_t cache_read_tokens;
+  int64_t cache_write_tokens;
   int64_t output_tokens;
   char *model; /* the exact model that answered, if reported */
   char *finish_reason;
@@ -86,11 +99,26 @@ const struct durin_provider *durin_provider_find(const char *name);
 typedef int (*durin_sse_cb)(const char *event, const char *data, void *arg);
 int durin_sse_parse(const char *buf, size_t len, durin_sse_cb cb, void *arg);
 
-/* Dollars for a call: the spec's price, else the built-in table, else 0. */
+/* Dollars for a call: the spec's price, else the built-in table, else 0.
+ * All input tokens are charged at the uncached input price. */
 double durin_model_cost(const struct durin_model_cfg *cfg, int64_t in_tokens,
                         int64_t out_tokens);
-/* Looks up the built-in price of a model name (longest prefix match). */
+/* Dollars for an answer, its cache reads and writes at their own prices. */
+double durin_model_response_cost(const struct durin_model_cfg *cfg,
+                                 const struct durin_model_response *r);
+/*
+ * Looks up the built-in price of a model name (longest prefix match),
+ * cached-input and cache-write prices included.
+ */
 int durin_price_lookup(const char *model, struct durin_price *out);
+/*
+ * The price a call of cfg is charged at, every field filled: the spec's
+ * (cache prices it leaves out follow the provider's published ratio to
+ * the input price: OpenAI cached input 50%, Anthropic cache reads 10% and
+ * writes 125%), else the built-in table. DURIN_ENOTFOUND: no price known.
+ */
+int durin_price_resolve(const struct durin_model_cfg *cfg,
+                        struct durin_price *out);
 
 /*
  * Backoff before retry number attempt (0-based): full jitter over an
@@ -99,7 +127,9 @@ int durin_price_lookup(const char *model, struct durin_price *out);
  */
 int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd);
 
-/* Parses a Retry-After value (seconds or HTTP-date); -1 if unusable. */
+/* Parses a Retry-After value into ms from now_ms: delay-seconds or an
+ * HTTP-date in any of its three forms (IMF-fixdate, RFC 850, asctime); a
+ * date in the past is 0; -1 if unusable. */
 int64_t durin_retry_after_parse(const char *v, int64_t now_ms);
 
 /*
@@ -122,6 +152,12 @@ void durin_ratelimit_used(struct durin_ratelimit *rl, int64_t tokens);
 /* The provider answered 429: hold off for retry_after_ms (-1: unknown). */
 void durin_ratelimit_throttled(struct durin_ratelimit *rl, int64_t now,
                                int64_t retry_after_ms);
+
+/*
+ * The blocking path, kept only while lib/worker/driver.c uses it: goes
+ * with the blocking driver (issue 13, "one engine"), together with
+ * lib/model/http.c. Nothing else depends on it.
+ */
 
 /* What a blocking call reports about its retries. */
 struct durin_call_stats {

@@ -27,15 +27,25 @@ const char *durin_effect_name(enum durin_effect e);
 struct durin_price {
   double input_per_mtok;  /* dollars per million input tokens */
   double output_per_mtok; /* dollars per million output tokens */
+  /* Input tokens read from the provider's prompt cache, and (Anthropic)
+   * written to it. Not given: derived from input_per_mtok by the
+   * provider's published ratio (see price.c). */
+  double cached_input_per_mtok;
+  double cache_write_per_mtok;
+  int cached_input_set;
+  int cache_write_set;
   int set;
 };
 
 struct durin_model_cfg {
-  char *provider;       /* "script" or "openai" */
-  char *name;           /* model name; pinned at submit */
-  char *base_url;       /* openai: e.g. https://api.openai.com/v1 */
+  char *provider; /* "script", "openai" or "anthropic" */
+  char *name;     /* model name; pinned at submit */
+  /* openai: e.g. https://api.openai.com/v1; anthropic: the bare host
+   * (https://api.anthropic.com), with or without /v1 */
+  char *base_url;
   int base_url_default; /* base_url was not given: hosts may override it */
   char *api_key_env;    /* name of the environment variable with the key */
+  char *api_version;    /* anthropic-version header; NULL: the default */
   json_t *turns;        /* script: the assistant turns (owned) */
   struct durin_price price;
   int64_t timeout_ms;  /* per request */

@@ -982,8 +982,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     mr = durin_model_response_to_json(&h->resp);
     json_object_set_new(
         mr, "cost_usd",
-        json_real(durin_model_cost(&h->spec->model, h->resp.input_tokens,
-                                   h->resp.output_tokens)));
+        json_real(durin_model_response_cost(&h->spec->model, &h->resp)));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_array_insert_new(h->events, at,
                           json_pack("[s,o]", "model_response", mr));
@@ -1152,8 +1151,7 @@ static void account_model(struct durin_harness *h)
   h->ck.usage.model_calls++;
   h->ck.usage.input_tokens += h->resp.input_tokens;
   h->ck.usage.output_tokens += h->resp.output_tokens;
-  h->ck.usage.cost_usd += durin_model_cost(
-      &h->spec->model, h->resp.input_tokens, h->resp.output_tokens);
+  h->ck.usage.cost_usd += durin_model_response_cost(&h->spec->model, &h->resp);
 }
 
 /* After the model answered: account for it and validate its calls. If a

@@ -27,11 +27,17 @@ static const char *const sandbox_fields[] = {
   "network", "allow_hosts", "template",  NULL,
 };
 static const char *const model_fields[] = {
-  "provider", "name",      "base_url",    "api_key_env", "turns",  "script",
-  "price",    "timeout_s", "max_retries", "max_tokens",  "stream", NULL,
+  "provider",   "name",   "base_url", "api_key_env", "api_version",
+  "turns",      "script", "price",    "timeout_s",   "max_retries",
+  "max_tokens", "stream", NULL,
 };
-static const char *const price_fields[] = { "input_per_mtok", "output_per_mtok",
-                                            NULL };
+static const char *const price_fields[] = {
+  "input_per_mtok",
+  "output_per_mtok",
+  "cached_input_per_mtok",
+  "cache_write_per_mtok",
+  NULL,
+};
 static const char *const tool_fields[] = { "name", "effect", NULL };
 static const char *const check_fields_[] = { "name", "run", "timeout_s", NULL };
 static const char *const budget_fields[] = {
@@ -482,6 +488,7 @@ static int parse_model(json_t *root, const char *base_dir,
   if ((r = get_string(mo, "name", "model.", 0, &m->name, err)) ||
       (r = get_string(mo, "base_url", "model.", 0, &m->base_url, err)) ||
       (r = get_string(mo, "api_key_env", "model.", 0, &m->api_key_env, err)) ||
+      (r = get_string(mo, "api_version", "model.", 0, &m->api_version, err)) ||
       (r = get_int(mo, "timeout_s", "model.", 1, 1000, &m->timeout_ms, err)) ||
       (r = get_int(mo, "max_retries", "model.", 0, 1, &m->max_retries, err)) ||
       (r = get_int(mo, "max_tokens", "model.", 1, 1, &m->max_tokens, err)) ||
@@ -493,10 +500,30 @@ static int parse_model(json_t *root, const char *base_dir,
     if ((r = get_number(price, "input_per_mtok", "model.price.",
                         &m->price.input_per_mtok, err)) ||
         (r = get_number(price, "output_per_mtok", "model.price.",
-                        &m->price.output_per_mtok, err)))
+                        &m->price.output_per_mtok, err)) ||
+        (r = get_number(price, "cached_input_per_mtok", "model.price.",
+                        &m->price.cached_input_per_mtok, err)) ||
+        (r = get_number(price, "cache_write_per_mtok", "model.price.",
+                        &m->price.cache_write_per_mtok, err)))
       return r;
+    m->price.cached_input_set =
+        json_object_get(price, "cached_input_per_mtok") != NULL;
+    m->price.cache_write_set =
+        json_object_get(price, "cache_write_per_mtok") != NULL;
     m->price.set = 1;
   }
+  /* It goes into a request header verbatim: a date-like token only. */
+  if (m->api_version &&
+      (!*m->api_version ||
+       strspn(m->api_version,
+              "0123456789abcdefghijklmnopqrstuvwxyz"
+              "ABCDEFGHIJKLMNOPQRSTUVWXYZ-._") != strlen(m->api_version) ||
+       strlen(m->api_version) > 64))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'model.api_version' is '%.64s'; give the "
+                         "API version as the provider names it, e.g. "
+                         "'2023-06-01'",
+                         m->api_version);
   if (!strcmp(m->provider, "script")) {
     turns = json_object_get(mo, "turns");
     if ((r = get_string(mo, "script", "model.", 0, &script, err)))
@@ -847,6 +874,7 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->model.name);
   free(s->model.base_url);
   free(s->model.api_key_env);
+  free(s->model.api_version);
   json_decref(s->model.turns);
   for (i = 0; i < s->ntools; i++)
     free(s->tools[i].name);
@@ -901,11 +929,21 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set_new(m, "api_key_env", json_string(s->model.api_key_env));
   if (s->model.turns)
     json_object_set(m, "turns", s->model.turns);
-  if (s->model.price.set)
-    json_object_set_new(
-        m, "price",
+  if (s->model.api_version)
+    json_object_set_new(m, "api_version", json_string(s->model.api_version));
+  if (s->model.price.set) {
+    json_t *pr =
         json_pack("{s:f,s:f}", "input_per_mtok", s->model.price.input_per_mtok,
-                  "output_per_mtok", s->model.price.output_per_mtok));
+                  "output_per_mtok", s->model.price.output_per_mtok);
+
+    if (s->model.price.cached_input_set)
+      json_object_set_new(pr, "cached_input_per_mtok",
+                          json_real(s->model.price.cached_input_per_mtok));
+    if (s->model.price.cache_write_set)
+      json_object_set_new(pr, "cache_write_per_mtok",
+                          json_real(s->model.price.cache_write_per_mtok));
+    json_object_set_new(m, "price", pr);
+  }
   json_object_set_new(m, "timeout_s", json_integer(s->model.timeout_ms / 1000));
   json_object_set_new(m, "max_retries", json_integer(s->model.max_retries));
   if (s->model.max_tokens)

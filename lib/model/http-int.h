@@ -1,7 +1,8 @@
 /*
- * The HTTP transport's pieces shared by the blocking transport (http.c)
- * and the event-loop one (lib/worker/uv-http.c): one way to set up a
- * request, one way to read its end.
+ * How a model HTTP transfer is set up and read, defined in
+ * lib/worker/uv-http.c (the event-loop transport). The blocking transport
+ * (http.c) is the only other user and goes with the blocking driver;
+ * then these can become static in uv-http.c.
  */
 #ifndef DURIN_MODEL_HTTP_INT_H
 #define DURIN_MODEL_HTTP_INT_H

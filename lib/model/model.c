@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "durin/model.h"
 #include "model/providers.h"
 
@@ -71,6 +73,14 @@ json_t *durin_model_response_to_json(const struct durin_model_response *r)
   json_object_set_new(j, "tool_calls", calls);
   json_object_set_new(j, "input_tokens", json_integer(r->input_tokens));
   json_object_set_new(j, "output_tokens", json_integer(r->output_tokens));
+  /* Only when there were any: most answers have none, and older readers
+   * of the log need not learn them. */
+  if (r->cache_read_tokens)
+    json_object_set_new(j, "cache_read_tokens",
+                        json_integer(r->cache_read_tokens));
+  if (r->cache_write_tokens)
+    json_object_set_new(j, "cache_write_tokens",
+                        json_integer(r->cache_write_tokens));
   if (r->model)
     json_object_set_new(j, "model", json_string(r->model));
   if (r->finish_reason)
@@ -97,6 +107,10 @@ int durin_model_response_from_json(json_t *j, struct durin_model_response *r,
   r->finish_reason = dup_or_null(json_object_get(j, "finish_reason"));
   r->input_tokens = json_integer_value(json_object_get(j, "input_tokens"));
   r->output_tokens = json_integer_value(json_object_get(j, "output_tokens"));
+  r->cache_read_tokens =
+      json_integer_value(json_object_get(j, "cache_read_tokens"));
+  r->cache_write_tokens =
+      json_integer_value(json_object_get(j, "cache_write_tokens"));
   r->calls = calloc(json_array_size(calls) + 1, sizeof(*r->calls));
   json_array_foreach(calls, i, c) {
     struct durin_tool_call *tc = &r->calls[r->ncalls++];
@@ -133,27 +147,30 @@ int64_t durin_backoff_ms(int attempt, int64_t retry_after_ms, double rnd)
 
 int64_t durin_retry_after_parse(const char *v, int64_t now_ms)
 {
-  struct tm tm;
   char *end;
   long secs;
+  time_t at;
 
   if (!v || !*v)
     return -1;
   while (*v == ' ')
     v++;
-  secs = strtol(v, &end, 10);
-  if (end != v && (*end == '\0' || *end == '\r' || *end == ' ')) {
-    if (secs < 0)
-      return -1;
-    return (int64_t)secs * 1000;
+  if (*v >= '0' && *v <= '9') {
+    secs = strtol(v, &end, 10);
+    if (*end == '\0' || *end == '\r' || *end == ' ')
+      return (int64_t)secs * 1000;
+    return -1;
   }
-  memset(&tm, 0, sizeof(tm));
-  if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
-    int64_t at = (int64_t)timegm(&tm) * 1000;
-
-    return at > now_ms ? at - now_ms : 0;
-  }
-  return -1;
+  /* An HTTP-date: IMF-fixdate, RFC 850 or asctime, which a recipient must
+   * all accept (RFC 9110 5.6.7). Each starts with a day name; libcurl's
+   * date parser (the one behind CURLINFO_RETRY_AFTER) reads all three
+   * without the locale that strptime's %a and %b would depend on. */
+  if (!((*v >= 'A' && *v <= 'Z') || (*v >= 'a' && *v <= 'z')))
+    return -1;
+  at = curl_getdate(v, NULL);
+  if (at == -1)
+    return -1;
+  return (int64_t)at * 1000 > now_ms ? (int64_t)at * 1000 - now_ms : 0;
 }
 
 static double rnd01(void)

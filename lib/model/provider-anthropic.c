@@ -1,10 +1,16 @@
 /*
- * Anthropic Messages: POST {base_url}/messages with "x-api-key" and
- * "anthropic-version: 2023-06-01". The system prompt is a top-level field,
- * max_tokens is required, tools are {name, description, input_schema}.
+ * Anthropic Messages: POST {base_url}/v1/messages with "x-api-key" and
+ * "anthropic-version" (model.api_version, default 2023-06-01). base_url is
+ * the bare host, as the official SDKs and ANTHROPIC_BASE_URL take it; one
+ * that already ends in /v1 (durin's first default) is accepted too, so
+ * both spellings reach the same endpoint. The system prompt is a top-level
+ * field, max_tokens is required, tools are {name, description, input_schema}.
  * Assistant turns are content blocks ("text", "tool_use" with id, name and
  * an input object); tool results go back in a user turn as "tool_result"
  * blocks. Roles alternate, so neighbouring turns of one role are merged.
+ * The answer's usage counts input_tokens apart from the prompt cache's
+ * cache_read_input_tokens and cache_creation_input_tokens: the input is
+ * their sum.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +19,20 @@
 #include "durin/model.h"
 #include "model/providers.h"
 
-/* The API version this provider speaks; see the header above. */
+/* The API version this provider speaks unless model.api_version says. */
 #define ANTHROPIC_VERSION "2023-06-01"
+
+/* The path after base_url: the SDKs append /v1/messages to the host. */
+static const char *messages_path(const char *base_url)
+{
+  size_t n = strlen(base_url);
+
+  while (n > 0 && base_url[n - 1] == '/')
+    n--;
+  if (n >= 3 && !strncmp(base_url + n - 3, "/v1", 3))
+    return "/messages";
+  return "/v1/messages";
+}
 
 /* Appends blocks to the last wire message if it has the same role. */
 static void push(json_t *out, const char *role, json_t *blocks)
@@ -101,15 +119,49 @@ static int anthropic_build(const struct durin_model_request *req,
     json_object_set_new(body, "tools", tools);
   else
     json_decref(tools);
-  r = durin__http_req_fill(out, cfg->base_url, "/messages", body, err);
+  r = durin__http_req_fill(out, cfg->base_url, messages_path(cfg->base_url),
+                           body, err);
   if (r)
     return r;
-  out->headers[1] = strdup("anthropic-version: " ANTHROPIC_VERSION);
+  snprintf(hdr, sizeof(hdr), "anthropic-version: %s",
+           cfg->api_version ? cfg->api_version : ANTHROPIC_VERSION);
+  out->headers[1] = strdup(hdr);
   if (api_key && *api_key) {
     snprintf(hdr, sizeof(hdr), "x-api-key: %s", api_key);
     out->headers[2] = strdup(hdr);
   }
   return 0;
+}
+
+/* The four counts of a Messages "usage". */
+struct usage {
+  int64_t in, read, write, out;
+};
+
+/* Takes the counts usage has (may be NULL); absent or null ones keep
+ * their value, since a stream's message_delta may repeat only some. */
+static int usage_take(json_t *usage, struct usage *u, struct durin_err *err)
+{
+  static const char *const keys[] = { "input_tokens", "cache_read_input_tokens",
+                                      "cache_creation_input_tokens",
+                                      "output_tokens" };
+  int64_t *dst[] = { &u->in, &u->read, &u->write, &u->out };
+  int i, r;
+
+  for (i = 0; i < 4; i++)
+    if (!json_is_null(json_object_get(usage, keys[i])) &&
+        json_object_get(usage, keys[i]) &&
+        (r = durin__usage_count(usage, "usage", keys[i], dst[i], err)))
+      return r;
+  return 0;
+}
+
+static void usage_give(const struct usage *u, struct durin_model_response *out)
+{
+  out->input_tokens = u->in + u->read + u->write;
+  out->cache_read_tokens = u->read;
+  out->cache_write_tokens = u->write;
+  out->output_tokens = u->out;
 }
 
 /* A streamed answer, block by block (content_block_start / _delta). */
@@ -120,12 +172,22 @@ struct stream {
   char *names[64];
   int is_tool[64];
   int nblocks;
-  int64_t in_tokens, out_tokens;
+  struct usage usage;
   char *model;
   char *stop;
   char err[256];
   int done;
 };
+
+static int take_stream_usage(struct stream *st, json_t *usage)
+{
+  struct durin_err err = { 0 };
+
+  if (!usage_take(usage, &st->usage, &err))
+    return 0;
+  snprintf(st->err, sizeof(st->err), "%.200s", err.msg);
+  return 1;
+}
 
 static int on_event(const char *event, const char *data, void *arg)
 {
@@ -150,8 +212,7 @@ static int on_event(const char *event, const char *data, void *arg)
     json_t *msg = json_object_get(j, "message");
 
     durin__json_set_str(&st->model, json_object_get(msg, "model"));
-    st->in_tokens = json_integer_value(
-        json_object_get(json_object_get(msg, "usage"), "input_tokens"));
+    r = take_stream_usage(st, json_object_get(msg, "usage"));
   } else if (!strcmp(event, "content_block_start") && idx >= 0 && idx < 64) {
     b = json_object_get(j, "content_block");
     while (st->nblocks <= idx)
@@ -175,8 +236,8 @@ static int on_event(const char *event, const char *data, void *arg)
   } else if (!strcmp(event, "message_delta")) {
     durin__json_set_str(
         &st->stop, json_object_get(json_object_get(j, "delta"), "stop_reason"));
-    st->out_tokens = json_integer_value(
-        json_object_get(json_object_get(j, "usage"), "output_tokens"));
+    /* Its counts are cumulative: they replace message_start's. */
+    r = take_stream_usage(st, json_object_get(j, "usage"));
   } else if (!strcmp(event, "message_stop")) {
     st->done = 1;
   }
@@ -215,8 +276,7 @@ static int parse_stream(const char *body, size_t len,
     tc->args =
         st.input[i].len ? durin_buf_detach(&st.input[i], NULL) : strdup("{}");
   }
-  out->input_tokens = st.in_tokens;
-  out->output_tokens = st.out_tokens;
+  usage_give(&st.usage, out);
   out->model = st.model;
   st.model = NULL;
   out->finish_reason = st.stop;
@@ -239,6 +299,7 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
                            struct durin_err *err)
 {
   json_t *root, *content, *b, *usage;
+  struct usage counts = { 0, 0, 0, 0 };
   struct durin_buf text;
   size_t i;
   int r = 0;
@@ -290,11 +351,10 @@ static int anthropic_parse(const struct durin_model_request *req, long status,
   }
   if (text.len)
     out->text = durin_buf_detach(&text, NULL);
-  usage = json_object_get(root, "usage");
-  out->input_tokens =
-      json_integer_value(json_object_get(usage, "input_tokens"));
-  out->output_tokens =
-      json_integer_value(json_object_get(usage, "output_tokens"));
+  usage = durin__usage_object(root, "usage", "usage", err, &r);
+  if (r || (r = usage_take(usage, &counts, err)))
+    goto out;
+  usage_give(&counts, out);
   if (json_is_string(json_object_get(root, "model")))
     out->model = strdup(json_string_value(json_object_get(root, "model")));
   if (json_is_string(json_object_get(root, "stop_reason")))

@@ -2,8 +2,9 @@
  * OpenAI Chat Completions: POST {base_url}/chat/completions with "tools"
  * of type "function"; the answer's choices[0].message carries "content"
  * and "tool_calls" [{id, type: "function", function: {name, arguments}}],
- * and "usage" {prompt_tokens, completion_tokens}. The same wire format is
- * served by vLLM, llama.cpp's server and Ollama.
+ * and "usage" {prompt_tokens, completion_tokens, prompt_tokens_details:
+ * {cached_tokens}} (prompt_tokens counts the cached ones too). The same
+ * wire format is served by vLLM, llama.cpp's server and Ollama.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,34 @@ static int openai_build(const struct durin_model_request *req,
     snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", api_key);
     out->headers[2] = strdup(hdr);
   }
+  return 0;
+}
+
+/* The answer's token counts, from its "usage" (may be NULL). */
+static int read_usage(json_t *usage, struct durin_model_response *out,
+                      struct durin_err *err)
+{
+  json_t *details;
+  int r;
+
+  if ((r = durin__usage_count(usage, "usage", "prompt_tokens",
+                              &out->input_tokens, err)) ||
+      (r = durin__usage_count(usage, "usage", "completion_tokens",
+                              &out->output_tokens, err)))
+    return r;
+  details = durin__usage_object(usage, "prompt_tokens_details",
+                                "usage.prompt_tokens_details", err, &r);
+  if (r ||
+      (r = durin__usage_count(details, "usage.prompt_tokens_details",
+                              "cached_tokens", &out->cache_read_tokens, err)))
+    return r;
+  if (out->cache_read_tokens > out->input_tokens)
+    return durin_err_set(err, DURIN_EMODEL,
+                         "model response has a bad "
+                         "usage.prompt_tokens_details.cached_tokens: %lld, "
+                         "more than its prompt_tokens (%lld)",
+                         (long long)out->cache_read_tokens,
+                         (long long)out->input_tokens);
   return 0;
 }
 
@@ -202,10 +231,8 @@ static int parse_stream(const char *body, size_t len,
     tc->name = strdup(st.names[i] ? st.names[i] : "");
     tc->args = durin_buf_detach(&st.args[i], NULL);
   }
-  out->input_tokens =
-      json_integer_value(json_object_get(st.usage, "prompt_tokens"));
-  out->output_tokens =
-      json_integer_value(json_object_get(st.usage, "completion_tokens"));
+  if ((r = read_usage(st.usage, out, err)))
+    goto out;
   out->model = st.model;
   st.model = NULL;
   out->finish_reason = st.finish;
@@ -270,11 +297,9 @@ static int openai_parse(const struct durin_model_request *req, long status,
     tc->name = strdup(name ? name : "");
     tc->args = strdup(args ? args : "");
   }
-  usage = json_object_get(root, "usage");
-  out->input_tokens =
-      json_integer_value(json_object_get(usage, "prompt_tokens"));
-  out->output_tokens =
-      json_integer_value(json_object_get(usage, "completion_tokens"));
+  usage = durin__usage_object(root, "usage", "usage", err, &r);
+  if (r || (r = read_usage(usage, out, err)))
+    goto out;
   if (json_is_string(json_object_get(root, "model")))
     out->model = strdup(json_string_value(json_object_get(root, "model")));
   if (json_is_string(json_object_get(choice, "finish_reason")))

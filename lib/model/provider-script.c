@@ -18,6 +18,7 @@ static int script_answer(const struct durin_model_request *req,
   json_t *turns = req->cfg->turns, *t = NULL, *calls, *c, *usage;
   int64_t want = req->turn, seen = 0;
   size_t i;
+  int r;
 
   memset(out, 0, sizeof(*out));
   json_array_foreach(turns, i, t) {
@@ -53,14 +54,31 @@ static int script_answer(const struct durin_model_request *req,
     else
       tc->args = strdup("{}");
   }
+  /* The neutral names: input_tokens counts the cached ones too. */
   usage = json_object_get(t, "usage");
-  out->input_tokens =
-      json_integer_value(json_object_get(usage, "input_tokens"));
-  out->output_tokens =
-      json_integer_value(json_object_get(usage, "output_tokens"));
+  if ((r = durin__usage_count(usage, "usage", "input_tokens",
+                              &out->input_tokens, err)) ||
+      (r = durin__usage_count(usage, "usage", "cache_read_tokens",
+                              &out->cache_read_tokens, err)) ||
+      (r = durin__usage_count(usage, "usage", "cache_write_tokens",
+                              &out->cache_write_tokens, err)) ||
+      (r = durin__usage_count(usage, "usage", "output_tokens",
+                              &out->output_tokens, err)))
+    goto fail;
+  if (out->cache_read_tokens + out->cache_write_tokens > out->input_tokens) {
+    r = durin_err_set(err, DURIN_EMODEL,
+                      "script turn %lld: usage.cache_read_tokens and "
+                      "cache_write_tokens are part of input_tokens, so they "
+                      "cannot add up to more",
+                      (long long)want + 1);
+    goto fail;
+  }
   out->model = strdup("script");
   out->finish_reason = strdup(out->ncalls ? "tool_calls" : "stop");
   return 0;
+fail:
+  durin_model_response_clear(out);
+  return r;
 }
 
 const struct durin_provider durin__provider_script = {

@@ -28,6 +28,19 @@ int durin__answer_json(long status, const char *body, size_t len, json_t **root,
 int durin__http_req_fill(struct durin_http_req *out, const char *base_url,
                          const char *path, json_t *body, struct durin_err *err);
 
+/*
+ * Reads the token count obj.key into *out: absent or null is 0 (servers
+ * that report no usage); anything but a whole number from 0 up is
+ * DURIN_EMODEL naming where.key, so a provider's bad count never reaches
+ * a run's totals.
+ */
+int durin__usage_count(json_t *obj, const char *where, const char *key,
+                       int64_t *out, struct durin_err *err);
+/* parent.key if it is an object, NULL if absent or null; *r is
+ * DURIN_EMODEL naming where if it is anything else. */
+json_t *durin__usage_object(json_t *parent, const char *key, const char *where,
+                            struct durin_err *err, int *r);
+
 /* Replaces *dst with v if v is a non-empty string (streamed fragments). */
 void durin__json_set_str(char **dst, json_t *v);
 

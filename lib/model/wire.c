@@ -3,6 +3,7 @@
  * message on a failed status, the JSON check, and small JSON helpers for
  * assembling streamed answers.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,4 +73,48 @@ void durin__json_set_str(char **dst, json_t *v)
     free(*dst);
     *dst = strdup(json_string_value(v));
   }
+}
+
+/* No context window comes near this; a count above it is a broken server,
+ * and keeping counts below it keeps every sum of them far from overflow. */
+#define TOKENS_MAX ((int64_t)1 << 50)
+
+int durin__usage_count(json_t *obj, const char *where, const char *key,
+                       int64_t *out, struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+  char *shown;
+  int r;
+
+  if (!v || json_is_null(v)) {
+    *out = 0;
+    return 0;
+  }
+  if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+      json_integer_value(v) <= TOKENS_MAX) {
+    *out = json_integer_value(v);
+    return 0;
+  }
+  shown = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  r = durin_err_set(err, DURIN_EMODEL,
+                    "model response has a bad %s.%s: %.40s (token counts "
+                    "are whole numbers from 0 to 2^50)",
+                    where, key, shown ? shown : "?");
+  free(shown);
+  return r;
+}
+
+json_t *durin__usage_object(json_t *parent, const char *key, const char *where,
+                            struct durin_err *err, int *r)
+{
+  json_t *v = json_object_get(parent, key);
+
+  *r = 0;
+  if (!v || json_is_null(v) || json_is_object(v))
+    return json_is_object(v) ? v : NULL;
+  *r = durin_err_set(err, DURIN_EMODEL,
+                     "model response has a bad %s: not "
+                     "an object",
+                     where);
+  return NULL;
 }

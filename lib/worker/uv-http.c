@@ -2,13 +2,105 @@
  * HTTP on the worker's event loop: libcurl's multi-socket interface driven
  * by libuv (curl tells us which sockets to watch and when its timer is
  * due; we tell it which socket became ready). Any number of transfers run
- * at once on one thread; connections to the same host are reused.
+ * at once on one thread; connections to the same host are reused. Each
+ * response is capped, and its Retry-After kept for the backoff.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "model/http-int.h"
 #include "worker/worker-int.h"
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+  struct durin_http_sink *s = arg;
+
+  if (durin_buf_add(s->body, p, sz * n)) {
+    s->too_big = 1;
+    return 0;
+  }
+  return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+  struct durin_http_sink *s = arg;
+  size_t len = sz * n;
+
+  if (len > 12 && !strncasecmp(p, "retry-after:", 12)) {
+    size_t v = len - 12;
+
+    /* The value alone: no optional white space around it (RFC 9110 5.6.3). */
+    p += 12;
+    while (v > 0 && (*p == ' ' || *p == '\t')) {
+      p++;
+      v--;
+    }
+    if (v >= s->ra_len)
+      v = s->ra_len - 1;
+    memcpy(s->retry_after, p, v);
+    s->retry_after[v] = '\0';
+    while (v > 0 &&
+           (s->retry_after[v - 1] == '\r' || s->retry_after[v - 1] == '\n' ||
+            s->retry_after[v - 1] == ' ' || s->retry_after[v - 1] == '\t'))
+      s->retry_after[--v] = '\0';
+  }
+  return len;
+}
+
+CURL *durin_http_easy(const struct durin_http_req *req, int64_t timeout_ms,
+                      struct durin_http_sink *s, struct curl_slist **hdrs,
+                      char *ebuf)
+{
+  CURL *c = curl_easy_init();
+  int i;
+
+  *hdrs = NULL;
+  if (!c)
+    return NULL;
+  for (i = 0; i < 8 && req->headers[i]; i++)
+    *hdrs = curl_slist_append(*hdrs, req->headers[i]);
+  curl_easy_setopt(c, CURLOPT_URL, req->url);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "durin/0.1");
+  return c;
+}
+
+int durin_http_done(CURL *c, CURLcode rc, const struct durin_http_sink *s,
+                    const char *url, const char *ebuf, long *status,
+                    struct durin_err *err)
+{
+  if (s->too_big)
+    return durin_err_set(err, DURIN_ETOOBIG,
+                         "model response from '%s' exceeds %zu bytes", url,
+                         s->body->cap);
+  if (rc == CURLE_OPERATION_TIMEDOUT)
+    return durin_err_set(err, DURIN_ETIMEDOUT, "request to '%s' timed out",
+                         url);
+  if (rc != CURLE_OK) {
+    int transient = rc == CURLE_COULDNT_CONNECT || rc == CURLE_RECV_ERROR ||
+                    rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
+                    rc == CURLE_PARTIAL_FILE ||
+                    rc == CURLE_COULDNT_RESOLVE_HOST;
+
+    return durin_err_set(err, transient ? DURIN_ERETRY : DURIN_EMODEL,
+                         "request to '%s' failed: %s", url,
+                         *ebuf ? ebuf : curl_easy_strerror(rc));
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+  return 0;
+}
 
 struct uvh {
   uv_loop_t *loop;

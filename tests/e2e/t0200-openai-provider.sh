@@ -9,7 +9,8 @@ make_project
 
 FAKE_KEY_VALUE=sk-test
 
-completion() { # completion TOOL ARGS_JSON_STRING
+completion() { # completion TOOL ARGS_JSON_STRING [USAGE_JSON]
+  usage=${3:-'{"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}'}
   cat <<JSON
 {"status": 200, "body": {"id": "chatcmpl-$1", "object": "chat.completion",
  "created": 1760000000, "model": "gpt-4o-mini-2024-07-18",
@@ -17,7 +18,7 @@ completion() { # completion TOOL ARGS_JSON_STRING
    "tool_calls": [{"id": "call_$1", "type": "function",
      "function": {"name": "$1", "arguments": $2}}]},
    "finish_reason": "tool_calls"}],
- "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}}
+ "usage": $usage}}
 JSON
 }
 error_reply() { # error_reply STATUS MESSAGE [RETRY_AFTER]
@@ -111,6 +112,35 @@ test_expect_success 'a response that is not JSON fails the run clearly' '
   stop_fake
 '
 
+cached_usage='{"prompt_tokens": 1000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 800}}'
+test_expect_success 'cached prompt tokens are counted and priced as cached' '
+  { echo "[" &&
+    completion bash "\"{\\\"command\\\": \\\"true\\\"}\"" "$cached_usage" && echo , &&
+    completion finish "\"{\\\"summary\\\": \\\"ok\\\"}\"" "$cached_usage" &&
+    echo "]"; } >replies.json &&
+  start_fake replies.json && write_spec gpt-4o-mini &&
+  durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(sql "select input_tokens, output_tokens from runs where id = '"'"'$id'"'"'")" = "2000|200" &&
+  # gpt-4o-mini: 200 at $0.15, 800 cached at $0.075, 100 out at $0.60, twice
+  test "$(sql "select printf('"'"'%.5f'"'"', cost_usd) from runs where id = '"'"'$id'"'"'")" = 0.00030 &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'model_response'"'"' limit 1" | grep_q "\"cache_read_tokens\": *800" &&
+  stop_fake
+'
+
+test_expect_success 'a negative token count fails the run and is not counted' '
+  { echo "[" &&
+    completion finish "\"{\\\"summary\\\": \\\"ok\\\"}\"" "{\"prompt_tokens\": -10, \"completion_tokens\": 5}" &&
+    echo "]"; } >replies.json &&
+  start_fake replies.json && write_spec gpt-4o-mini 0 &&
+  test_must_fail_with 1 durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = failed &&
+  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "bad usage.prompt_tokens: -10" &&
+  test "$(sql "select input_tokens, output_tokens from runs where id = '"'"'$id'"'"'")" = "0|0" &&
+  stop_fake
+'
+
 test_expect_success 'a slow answer times out and is retried' '
   { echo "[{\"delay_ms\": 2500, \"status\": 500, \"body\": {}}," &&
     completion finish "\"{\\\"summary\\\": \\\"ok\\\"}\"" && echo "]"; } >replies.json &&
@@ -130,6 +160,8 @@ test_expect_success 'the model is pinned at submit; resume uses it' '
   env DURIN_MODEL=openai:gpt-5 "$DURIN" resume $id >res.txt 2>&1 &&
   test "$(status_of $id)" = succeeded &&
   test "$(grep -c "\"model\":\"gpt-4.1-mini\"" requests.log)" = 2 &&
+  # The cached-input price is pinned with the rest (gpt-4.1-mini: $0.10).
+  sql "select spec from run_specs where run_id = '"'"'$id'"'"'" | grep_q "\"cached_input_per_mtok\": *0.1[,}]" &&
   stop_fake
 '
 

@@ -8,14 +8,15 @@ make_project
 
 FAKE_KEY_VALUE=sk-ant-test
 
-message() { # message TEXT TOOL INPUT_JSON
+message() { # message TEXT TOOL INPUT_JSON [USAGE_JSON]
+  usage=${4:-'{"input_tokens": 2000, "output_tokens": 100}'}
   cat <<JSON
 {"status": 200, "body": {"id": "msg_$2", "type": "message", "role": "assistant",
  "model": "claude-sonnet-4-5-20250929",
  "content": [{"type": "text", "text": "$1"},
              {"type": "tool_use", "id": "toolu_$2", "name": "$2", "input": $3}],
  "stop_reason": "tool_use", "stop_sequence": null,
- "usage": {"input_tokens": 2000, "output_tokens": 100}}}
+ "usage": $usage}}
 JSON
 }
 
@@ -72,6 +73,70 @@ test_expect_success 'a wrong key gets the server message' '
   id=$(run_id_of out.txt) &&
   sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "HTTP 401: invalid x-api-key" &&
   stop_fake
+'
+
+cache_usage='{"input_tokens": 30, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200, "output_tokens": 100}'
+cat >"$TRASH/r-cache.json" <<JSON
+[$(message "Listing." bash '{"command": "true"}' "$cache_usage"),
+ $(message "Done." finish '{"summary": "ok"}' "$cache_usage")]
+JSON
+cat >"$TRASH/r-neg.json" <<JSON
+[$(message "Done." finish '{"summary": "ok"}' '{"input_tokens": -10, "output_tokens": 5}')]
+JSON
+
+test_expect_success 'prompt cache reads and writes are input, at their prices' '
+  start_fake r-cache.json && write_spec &&
+  durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(sql "select input_tokens, output_tokens from runs where id = '"'"'$id'"'"'")" = "2460|200" &&
+  # claude-sonnet-4: 30 at $3, 1000 read at $0.30, 200 written at $3.75,
+  # 100 out at $15 per million, twice
+  test "$(sql "select printf('"'"'%.5f'"'"', cost_usd) from runs where id = '"'"'$id'"'"'")" = 0.00528 &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'model_response'"'"' limit 1" >ev &&
+  grep_q "\"cache_read_tokens\": *1000" ev && grep_q "\"cache_write_tokens\": *200" ev &&
+  stop_fake
+'
+
+test_expect_success 'a negative token count fails the run and is not counted' '
+  start_fake r-neg.json && write_spec &&
+  test_must_fail_with 1 "$DURIN" run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = failed &&
+  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "bad usage.input_tokens: -10" &&
+  test "$(sql "select input_tokens from runs where id = '"'"'$id'"'"'")" = 0 &&
+  stop_fake
+'
+
+# The official SDKs take the bare host and append /v1/messages; so does
+# durin, for ANTHROPIC_BASE_URL and model.base_url alike.
+cat >"$TRASH/r-host.json" <<JSON
+[$(message "Done." finish '{"summary": "reached"}')]
+JSON
+export FAKE_HEADS="$TRASH/heads.log"
+
+test_expect_success 'ANTHROPIC_BASE_URL is the bare host; api_version is sent' '
+  start_fake r-host.json &&
+  cat >s-host.json <<JSON &&
+{"goal": "say done", "workspace": "project", "tools": ["finish"],
+ "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
+           "api_key_env": "ANTHROPIC_KEY", "api_version": "2099-12-31"}}
+JSON
+  ANTHROPIC_BASE_URL="http://127.0.0.1:$PORT" durin run s-host.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  grep -qF "POST /v1/messages HTTP/1.1 | anthropic-version: 2099-12-31" heads.log &&
+  stop_fake
+'
+
+test_expect_success 'a model.api_version that is not a token is refused' '
+  cat >s-bad.json <<\JSON &&
+{"goal": "g", "workspace": "project", "tools": ["finish"],
+ "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
+           "api_key_env": "ANTHROPIC_KEY", "api_version": "2023-06-01\r\nx-evil: 1"}}
+JSON
+  test_must_fail_with 65 "$DURIN" run s-bad.json 2>err &&
+  grep_q "model.api_version" err
 '
 
 test_expect_success 'anthropic:NAME without a key is refused at submit' '

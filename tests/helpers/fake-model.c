@@ -16,7 +16,11 @@
  *                                           a text/event-stream body
  * Every request is checked (the endpoint, the key if --key, a JSON body
  * with a model and messages; for Messages also max_tokens and the version
- * header) and its body appended to L as one line. Errors come back in each
+ * header) and its body appended to L as one line. Messages live at
+ * /v1/messages only, as on api.anthropic.com, so a client that builds the
+ * path wrongly gets the real service's 404. With FAKE_HEADS set in the
+ * environment, each request's line and anthropic-version header are
+ * appended to that file. Errors come back in each
  * service's own error shape. When the replies run out it answers 500.
  * Each connection is served by its own process, with its reply chosen in
  * arrival order, so a client that gave up on a slow reply and retried is
@@ -105,6 +109,32 @@ static int has_header(const char *head, const char *name, const char *want)
     }
   }
   return 0;
+}
+
+/* Copies the value of header NAME into out ("" if absent). */
+static void header_value(const char *head, const char *name, char *out,
+                         size_t outlen)
+{
+  const char *p = head;
+  size_t n = strlen(name);
+
+  *out = '\0';
+  while ((p = strstr(p, "\r\n"))) {
+    p += 2;
+    if (!strncasecmp(p, name, n) && p[n] == ':') {
+      const char *end = strstr(p, "\r\n");
+      size_t len = end ? (size_t)(end - p) : strlen(p);
+
+      p += n + 1;
+      len -= n + 1;
+      while (len > 0 && *p == ' ') {
+        p++;
+        len--;
+      }
+      snprintf(out, outlen, "%.*s", (int)len, p);
+      return;
+    }
+  }
 }
 
 /* Reads one request; returns the body (malloc'd) or NULL. */
@@ -217,8 +247,16 @@ int main(int argc, char **argv)
       fprintf(f, "%s\n", body);
       fclose(f);
     }
+    if (getenv("FAKE_HEADS") && (f = fopen(getenv("FAKE_HEADS"), "a"))) {
+      char version[256];
+
+      header_value(head, "anthropic-version", version, sizeof(version));
+      fprintf(f, "%.*s | anthropic-version: %s\n", (int)strcspn(head, "\r\n"),
+              head, version);
+      fclose(f);
+    }
     req = json_loads(body, 0, NULL);
-    anthropic = strstr(head, "/messages ") != NULL;
+    anthropic = !strncmp(head, "POST /v1/messages ", 18);
     if (strncmp(head, "POST ", 5) ||
         (!strstr(head, "/chat/completions ") && !anthropic)) {
       error_reply(fd, 404, "unknown endpoint");
