@@ -2,6 +2,16 @@
 # CLI basics: help, exit codes, and bad input refused before anything runs.
 . "$(dirname "$0")/lib-test.sh"
 
+test_expect_success 'test_must_fail: only an error exit is the failure expected' '
+  test_must_fail sh -c "exit 1" && test_must_fail sh -c "exit 64" &&
+  test_must_fail sh -c "exit 124" &&
+  ! test_must_fail true &&
+  ! test_must_fail durin-no-such-command &&
+  ! test_must_fail sh -c "exit 126" && ! test_must_fail sh -c "exit 125" &&
+  ! test_must_fail sh -c "kill -KILL \$\$" &&
+  ! test_must_fail sh -c "kill -SEGV \$\$"
+'
+
 test_expect_success 'every command has --help' '
   for c in run resume ls show logs cancel diff; do
     durin $c --help >help.txt && grep_q "usage: durin $c" help.txt || return 1

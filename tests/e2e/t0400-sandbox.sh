@@ -93,7 +93,7 @@ test_expect_success 'memory is capped: the hog is killed' '
 '
 
 test_expect_success 'file size and descriptors are capped' '
-  test_must_fail sb --fsize 1 -- sh -c "head -c 3000000 /dev/zero > big" &&
+  test_must_fail_with 153 sb --fsize 1 -- sh -c "head -c 3000000 /dev/zero > big" &&
   test_must_fail sb --nofile 10 -- sh -c "exec 11</dev/null"
 '
 
@@ -136,7 +136,7 @@ test_expect_success 'no cgroup tree, so no release_agent to point at the host' '
 test_expect_success 'disk: /tmp and /dev/shm are capped, files by --fsize' '
   test_must_fail sb -- sh -c "head -c 300000000 /dev/zero > /tmp/big" &&
   test_must_fail sb -- sh -c "head -c 300000000 /dev/zero > /dev/shm/big" &&
-  test_must_fail sb --fsize 2 -- sh -c "head -c 3000000 /dev/zero > big" &&
+  test_must_fail_with 153 sb --fsize 2 -- sh -c "head -c 3000000 /dev/zero > big" &&
   test "$(stat -c %s "$W/big")" -le 2097152
 '
 
