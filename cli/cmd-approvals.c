@@ -8,6 +8,7 @@
  * run's log, and the run back in the queue, where any worker (or a
  * waiting `durin run`) picks it up.
  */
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static const char approve_usage[] =
     "tool's schema and the policy (the spec's, and $DURIN_POLICY's) must\n"
     "not deny them; the run checks them again. The run goes on on\n"
     "whichever worker is free (or when one starts).\n"
-    "DURIN_REVIEWER (else USER) names who decided.\n";
+    "DURIN_REVIEWER (else USER, else the account's name) names who\n"
+    "decided.\n";
 
 static const char reject_usage[] =
     "usage: durin reject APPROVAL --reason TEXT\n\n"
@@ -43,12 +45,17 @@ static const char reject_usage[] =
     "result and goes on; the same call rejected approvals.max_rejections\n"
     "times stops the run as needs_human.\n";
 
+/* DURIN_REVIEWER, else USER, else the account's name (cron, sudo -i and
+ * containers often leave USER unset); "uid N" only for a nameless uid. */
 static void reviewer(char *out, size_t len)
 {
   const char *who = getenv("DURIN_REVIEWER");
+  struct passwd *pw;
 
   if (!who || !*who)
     who = getenv("USER");
+  if ((!who || !*who) && (pw = getpwuid(getuid())) && pw->pw_name)
+    who = pw->pw_name;
   if (who && *who)
     snprintf(out, len, "%s", who);
   else
@@ -295,11 +302,8 @@ int cmd_approvals(int argc, char **argv, struct cli *cli)
       l.json = 1;
     else if (argv[i][0] != '-' && !one)
       one = argv[i];
-    else {
-      cli_error("approvals: unexpected '%s'", argv[i]);
-      fputs(approvals_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("approvals", argv[i], approvals_usage);
   }
   if (one)
     return review(cli, one);
@@ -451,11 +455,8 @@ int cmd_approve(int argc, char **argv, struct cli *cli)
       comment = argv[++i];
     else if (argv[i][0] != '-' && !id)
       id = argv[i];
-    else {
-      cli_error("approve: unexpected '%s'", argv[i]);
-      fputs(approve_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("approve", argv[i], approve_usage);
   }
   if (!id) {
     fputs(approve_usage, stderr);
@@ -478,11 +479,8 @@ int cmd_reject(int argc, char **argv, struct cli *cli)
       reason = argv[++i];
     else if (argv[i][0] != '-' && !id)
       id = argv[i];
-    else {
-      cli_error("reject: unexpected '%s'", argv[i]);
-      fputs(reject_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("reject", argv[i], reject_usage);
   }
   if (!id || !reason || !*reason) {
     cli_error("reject: give the approval id and --reason TEXT (the agent is "

@@ -53,11 +53,8 @@ int cmd_policy(int argc, char **argv, struct cli *cli)
       st.steps = atoll(argv[++i]);
     else if (argv[i][0] != '-' && !spec_path)
       spec_path = argv[i];
-    else {
-      cli_error("policy check: unexpected '%s'", argv[i]);
-      fputs(usage_text, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("policy check", argv[i], usage_text);
   }
   if (!spec_path || !call_text) {
     fputs(usage_text, stderr);

@@ -107,6 +107,12 @@ struct durin_policy;
  */
 int cli_server_policy(const char *path, struct durin_policy **out);
 
+/*
+ * An argument cmd does not take: names it as an unknown option (when it
+ * starts with '-') or an unexpected argument, then prints usage_text (if
+ * not NULL) to stderr. Returns EXIT_USAGE.
+ */
+int cli_bad_arg(const char *cmd, const char *arg, const char *usage_text);
 /* Prints "durin: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Opens cli->store (once); prints the error and returns an exit code. */
