@@ -24,7 +24,8 @@ static const char approvals_usage[] =
     "usage: durin approvals [--run ID] [--all] [--json]\n"
     "       durin approvals APPROVAL\n\n"
     "Lists the tool calls waiting for a person's decision (with --all,\n"
-    "decided ones too). Given an approval id, shows what a reviewer needs:\n"
+    "decided ones too); one past its deadline shows as expired, as it can\n"
+    "no longer be decided. Given an approval id, shows what a reviewer needs:\n"
     "the run's goal and plan, the exact call and the agent's reason, the\n"
     "cost so far and the workspace diff so far.\n\n"
     "Decide with 'durin approve ID' or 'durin reject ID --reason TEXT'.\n";
@@ -72,15 +73,30 @@ static void when(int64_t ms, int64_t now, char *out, size_t len)
            ms > now ? "" : " ago");
 }
 
-static json_t *approval_json(const struct durin_approval *a)
+/*
+ * The state a reviewer should see. A pending request past its deadline is
+ * expired: it can no longer be decided (a decision expires it instead),
+ * and the watchdog of the next worker, or a waiting `durin run`, records
+ * the expiry and wakes the run. This is a read: it changes nothing.
+ */
+static enum durin_approval_state shown_state(const struct durin_approval *a,
+                                             int64_t now)
 {
-  json_t *o = json_pack(
-      "{s:s,s:s,s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "id", a->id, "run",
-      a->run_id, "step", (json_int_t)a->step, "call", a->call_idx, "call_id",
-      a->call_id, "tool", a->tool, "state", durin_approval_state_name(a->state),
-      "rule", a->rule ? a->rule : "", "args_hash", a->args_hash, "requested_ms",
-      (json_int_t)a->requested_ms, "expires_ms", (json_int_t)a->expires_ms,
-      "on_expiry", a->on_expiry);
+  if (a->state == DURIN_APPROVAL_PENDING && a->expires_ms <= now)
+    return DURIN_APPROVAL_EXPIRED;
+  return a->state;
+}
+
+static json_t *approval_json(const struct durin_approval *a, int64_t now)
+{
+  json_t *o =
+      json_pack("{s:s,s:s,s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "id",
+                a->id, "run", a->run_id, "step", (json_int_t)a->step, "call",
+                a->call_idx, "call_id", a->call_id, "tool", a->tool, "state",
+                durin_approval_state_name(shown_state(a, now)), "rule",
+                a->rule ? a->rule : "", "args_hash", a->args_hash,
+                "requested_ms", (json_int_t)a->requested_ms, "expires_ms",
+                (json_int_t)a->expires_ms, "on_expiry", a->on_expiry);
 
   json_object_set_new(o, "arguments", json_loads(a->call_args, 0, NULL));
   if (a->state == DURIN_APPROVAL_EDITED)
@@ -107,7 +123,7 @@ static int list_one(const struct durin_approval *a, void *arg)
   char age[32], exp[32], args[61];
 
   if (l->json) {
-    json_t *o = approval_json(a);
+    json_t *o = approval_json(a, l->now);
     char *s = json_dumps(o, JSON_COMPACT);
 
     printf("%s\n", s);
@@ -120,7 +136,7 @@ static int list_one(const struct durin_approval *a, void *arg)
     printf("%-12s  %-21s  %-10s  %-9s  %-12s  %-14s  %s\n", "APPROVAL", "RUN",
            "TOOL", "STATE", "ASKED", "EXPIRES", "ARGUMENTS");
   when(a->requested_ms, l->now, age, sizeof(age));
-  if (a->state == DURIN_APPROVAL_PENDING)
+  if (a->state == DURIN_APPROVAL_PENDING) /* also when just past it */
     when(a->expires_ms, l->now, exp, sizeof(exp));
   else
     snprintf(exp, sizeof(exp), "-");
@@ -128,7 +144,8 @@ static int list_one(const struct durin_approval *a, void *arg)
   if (strlen(a->call_args) > 60)
     memcpy(args + 56, " ...", 5);
   printf("%-12s  %-21s  %-10s  %-9s  %-12s  %-14s  %s\n", a->id, a->run_id,
-         a->tool, durin_approval_state_name(a->state), age, exp, args);
+         a->tool, durin_approval_state_name(shown_state(a, l->now)), age, exp,
+         args);
   return 0;
 }
 
@@ -229,8 +246,14 @@ static int review(struct cli *cli, const char *prefix)
   free(ckt);
   durin_spec_parse(ri.spec_json, NULL, &spec, NULL);
 
-  printf("approval  %s  %s", h.a.id, durin_approval_state_name(h.a.state));
-  if (h.a.state == DURIN_APPROVAL_PENDING) {
+  printf("approval  %s  %s", h.a.id,
+         durin_approval_state_name(shown_state(&h.a, now)));
+  if (shown_state(&h.a, now) != h.a.state) {
+    when(h.a.expires_ms, now, buf, sizeof(buf));
+    printf(" (deadline passed %s; the run goes on as on_expiry '%s' says "
+           "when a worker takes it)",
+           buf, h.a.on_expiry);
+  } else if (h.a.state == DURIN_APPROVAL_PENDING) {
     when(h.a.expires_ms, now, buf, sizeof(buf));
     printf(" (expires %s, then %s)", buf, h.a.on_expiry);
   } else if (h.a.decided_by) {
@@ -270,7 +293,7 @@ static int review(struct cli *cli, const char *prefix)
   printf("workspace diff so far\n");
   fflush(stdout);
   r = cli_print_diff(cli, ri.id, 0);
-  if (h.a.state == DURIN_APPROVAL_PENDING)
+  if (shown_state(&h.a, now) == DURIN_APPROVAL_PENDING)
     printf("\ndecide: durin approve %s [--args JSON] [--comment TEXT]\n"
            "        durin reject %s --reason TEXT\n",
            h.a.id, h.a.id);

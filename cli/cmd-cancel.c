@@ -43,7 +43,7 @@ int cmd_cancel(int argc, char **argv, struct cli *cli)
     return EXIT_OK;
   }
   if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
-    return cli_bad_arg("cancel", argv[argc > 2 ? 2 : 1], cancel_usage);
+    return cli_bad_arg("cancel", argv[argv[1][0] == '-' ? 1 : 2], cancel_usage);
   if (argc != 2) {
     fputs(cancel_usage, stderr);
     return EXIT_USAGE;

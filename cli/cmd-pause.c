@@ -26,7 +26,7 @@ static int pause_cmd(int argc, char **argv, struct cli *cli, int pause)
     return EXIT_OK;
   }
   if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
-    return cli_bad_arg(argv[0], argv[argc > 2 ? 2 : 1], usage_text);
+    return cli_bad_arg(argv[0], argv[argv[1][0] == '-' ? 1 : 2], usage_text);
   if (argc != 2) {
     fputs(usage_text, stderr);
     return EXIT_USAGE;
