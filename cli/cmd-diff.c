@@ -143,13 +143,17 @@ static int by_path(const void *a, const void *b)
                 ((const struct change *)b)->path);
 }
 
-/* Fills st for root/path; st_mode 0 when absent or a directory. */
+/*
+ * Fills st for root/path; st_mode 0 when absent or neither a file nor a
+ * symlink. Like git, a FIFO, socket or device is not content: reading a
+ * FIFO an agent left behind would hang the diff.
+ */
 static void side(const char *root, const char *path, struct stat *st)
 {
   char full[PATH_BUF];
 
   snprintf(full, sizeof(full), "%s/%s", root, path);
-  if (lstat(full, st) || S_ISDIR(st->st_mode))
+  if (lstat(full, st) || !(S_ISREG(st->st_mode) || S_ISLNK(st->st_mode)))
     memset(st, 0, sizeof(*st));
 }
 
@@ -289,11 +293,15 @@ static int print_change(const char *base, const char *ws, struct change *c)
 {
   int link = S_ISLNK(c->old.st_mode) || S_ISLNK(c->new.st_mode);
 
-  if (link) {
-    if (c->old.st_mode)
+  if (link) { /* a link, or a file that became one (or the reverse) */
+    if (S_ISLNK(c->old.st_mode))
       print_link(c->new.st_mode ? "old symlink" : "deleted symlink", base, c);
-    if (c->new.st_mode)
-      print_link(c->old.st_mode ? "new symlink" : "new symlink", ws, c);
+    else if (c->old.st_mode)
+      printf("old file %s (%lld bytes)\n", c->path, (long long)c->old.st_size);
+    if (S_ISLNK(c->new.st_mode))
+      print_link("new symlink", ws, c);
+    else if (c->new.st_mode)
+      printf("new file %s (%lld bytes)\n", c->path, (long long)c->new.st_size);
     return 0;
   }
   if (c->binary) {
