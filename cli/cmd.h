@@ -71,8 +71,9 @@ int cmd_approvals(int argc, char **argv, struct cli *cli);
 int cmd_approve(int argc, char **argv, struct cli *cli);
 int cmd_reject(int argc, char **argv, struct cli *cli);
 
-/* Prints the run's workspace against its start (diff -ruN, or -rq with
- * stat); returns an exit code. */
+/* Prints the run's workspace against its start (a unified diff per text
+ * file, a line per binary one; with stat, git's diffstat); returns an
+ * exit code. */
 int cli_print_diff(struct cli *cli, const char *id, int stat);
 
 /*
