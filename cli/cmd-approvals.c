@@ -8,6 +8,7 @@
  * run's log, and the run back in the queue, where any worker (or a
  * waiting `durin run`) picks it up.
  */
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ static const char approvals_usage[] =
     "usage: durin approvals [--run ID] [--all] [--json]\n"
     "       durin approvals APPROVAL\n\n"
     "Lists the tool calls waiting for a person's decision (with --all,\n"
-    "decided ones too). Given an approval id, shows what a reviewer needs:\n"
+    "decided ones too); one past its deadline shows as expired, as it can\n"
+    "no longer be decided. Given an approval id, shows what a reviewer needs:\n"
     "the run's goal and plan, the exact call and the agent's reason, the\n"
     "cost so far and the workspace diff so far.\n\n"
     "Decide with 'durin approve ID' or 'durin reject ID --reason TEXT'.\n";
@@ -35,7 +37,8 @@ static const char approve_usage[] =
     "tool's schema and the policy (the spec's, and $DURIN_POLICY's) must\n"
     "not deny them; the run checks them again. The run goes on on\n"
     "whichever worker is free (or when one starts).\n"
-    "DURIN_REVIEWER (else USER) names who decided.\n";
+    "DURIN_REVIEWER (else USER, else the account's name) names who\n"
+    "decided.\n";
 
 static const char reject_usage[] =
     "usage: durin reject APPROVAL --reason TEXT\n\n"
@@ -43,12 +46,17 @@ static const char reject_usage[] =
     "result and goes on; the same call rejected approvals.max_rejections\n"
     "times stops the run as needs_human.\n";
 
+/* DURIN_REVIEWER, else USER, else the account's name (cron, sudo -i and
+ * containers often leave USER unset); "uid N" only for a nameless uid. */
 static void reviewer(char *out, size_t len)
 {
   const char *who = getenv("DURIN_REVIEWER");
+  struct passwd *pw;
 
   if (!who || !*who)
     who = getenv("USER");
+  if ((!who || !*who) && (pw = getpwuid(getuid())) && pw->pw_name)
+    who = pw->pw_name;
   if (who && *who)
     snprintf(out, len, "%s", who);
   else
@@ -65,15 +73,30 @@ static void when(int64_t ms, int64_t now, char *out, size_t len)
            ms > now ? "" : " ago");
 }
 
-static json_t *approval_json(const struct durin_approval *a)
+/*
+ * The state a reviewer should see. A pending request past its deadline is
+ * expired: it can no longer be decided (a decision expires it instead),
+ * and the watchdog of the next worker, or a waiting `durin run`, records
+ * the expiry and wakes the run. This is a read: it changes nothing.
+ */
+static enum durin_approval_state shown_state(const struct durin_approval *a,
+                                             int64_t now)
 {
-  json_t *o = json_pack(
-      "{s:s,s:s,s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "id", a->id, "run",
-      a->run_id, "step", (json_int_t)a->step, "call", a->call_idx, "call_id",
-      a->call_id, "tool", a->tool, "state", durin_approval_state_name(a->state),
-      "rule", a->rule ? a->rule : "", "args_hash", a->args_hash, "requested_ms",
-      (json_int_t)a->requested_ms, "expires_ms", (json_int_t)a->expires_ms,
-      "on_expiry", a->on_expiry);
+  if (a->state == DURIN_APPROVAL_PENDING && a->expires_ms <= now)
+    return DURIN_APPROVAL_EXPIRED;
+  return a->state;
+}
+
+static json_t *approval_json(const struct durin_approval *a, int64_t now)
+{
+  json_t *o =
+      json_pack("{s:s,s:s,s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "id",
+                a->id, "run", a->run_id, "step", (json_int_t)a->step, "call",
+                a->call_idx, "call_id", a->call_id, "tool", a->tool, "state",
+                durin_approval_state_name(shown_state(a, now)), "rule",
+                a->rule ? a->rule : "", "args_hash", a->args_hash,
+                "requested_ms", (json_int_t)a->requested_ms, "expires_ms",
+                (json_int_t)a->expires_ms, "on_expiry", a->on_expiry);
 
   json_object_set_new(o, "arguments", json_loads(a->call_args, 0, NULL));
   if (a->state == DURIN_APPROVAL_EDITED)
@@ -100,7 +123,7 @@ static int list_one(const struct durin_approval *a, void *arg)
   char age[32], exp[32], args[61];
 
   if (l->json) {
-    json_t *o = approval_json(a);
+    json_t *o = approval_json(a, l->now);
     char *s = json_dumps(o, JSON_COMPACT);
 
     printf("%s\n", s);
@@ -113,7 +136,7 @@ static int list_one(const struct durin_approval *a, void *arg)
     printf("%-12s  %-21s  %-10s  %-9s  %-12s  %-14s  %s\n", "APPROVAL", "RUN",
            "TOOL", "STATE", "ASKED", "EXPIRES", "ARGUMENTS");
   when(a->requested_ms, l->now, age, sizeof(age));
-  if (a->state == DURIN_APPROVAL_PENDING)
+  if (a->state == DURIN_APPROVAL_PENDING) /* also when just past it */
     when(a->expires_ms, l->now, exp, sizeof(exp));
   else
     snprintf(exp, sizeof(exp), "-");
@@ -121,7 +144,8 @@ static int list_one(const struct durin_approval *a, void *arg)
   if (strlen(a->call_args) > 60)
     memcpy(args + 56, " ...", 5);
   printf("%-12s  %-21s  %-10s  %-9s  %-12s  %-14s  %s\n", a->id, a->run_id,
-         a->tool, durin_approval_state_name(a->state), age, exp, args);
+         a->tool, durin_approval_state_name(shown_state(a, l->now)), age, exp,
+         args);
   return 0;
 }
 
@@ -222,8 +246,14 @@ static int review(struct cli *cli, const char *prefix)
   free(ckt);
   durin_spec_parse(ri.spec_json, NULL, &spec, NULL);
 
-  printf("approval  %s  %s", h.a.id, durin_approval_state_name(h.a.state));
-  if (h.a.state == DURIN_APPROVAL_PENDING) {
+  printf("approval  %s  %s", h.a.id,
+         durin_approval_state_name(shown_state(&h.a, now)));
+  if (shown_state(&h.a, now) != h.a.state) {
+    when(h.a.expires_ms, now, buf, sizeof(buf));
+    printf(" (deadline passed %s; the run goes on as on_expiry '%s' says "
+           "when a worker takes it)",
+           buf, h.a.on_expiry);
+  } else if (h.a.state == DURIN_APPROVAL_PENDING) {
     when(h.a.expires_ms, now, buf, sizeof(buf));
     printf(" (expires %s, then %s)", buf, h.a.on_expiry);
   } else if (h.a.decided_by) {
@@ -263,7 +293,7 @@ static int review(struct cli *cli, const char *prefix)
   printf("workspace diff so far\n");
   fflush(stdout);
   r = cli_print_diff(cli, ri.id, 0);
-  if (h.a.state == DURIN_APPROVAL_PENDING)
+  if (shown_state(&h.a, now) == DURIN_APPROVAL_PENDING)
     printf("\ndecide: durin approve %s [--args JSON] [--comment TEXT]\n"
            "        durin reject %s --reason TEXT\n",
            h.a.id, h.a.id);
@@ -295,11 +325,8 @@ int cmd_approvals(int argc, char **argv, struct cli *cli)
       l.json = 1;
     else if (argv[i][0] != '-' && !one)
       one = argv[i];
-    else {
-      cli_error("approvals: unexpected '%s'", argv[i]);
-      fputs(approvals_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("approvals", argv[i], approvals_usage);
   }
   if (one)
     return review(cli, one);
@@ -451,11 +478,8 @@ int cmd_approve(int argc, char **argv, struct cli *cli)
       comment = argv[++i];
     else if (argv[i][0] != '-' && !id)
       id = argv[i];
-    else {
-      cli_error("approve: unexpected '%s'", argv[i]);
-      fputs(approve_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("approve", argv[i], approve_usage);
   }
   if (!id) {
     fputs(approve_usage, stderr);
@@ -478,11 +502,8 @@ int cmd_reject(int argc, char **argv, struct cli *cli)
       reason = argv[++i];
     else if (argv[i][0] != '-' && !id)
       id = argv[i];
-    else {
-      cli_error("reject: unexpected '%s'", argv[i]);
-      fputs(reject_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("reject", argv[i], reject_usage);
   }
   if (!id || !reason || !*reason) {
     cli_error("reject: give the approval id and --reason TEXT (the agent is "

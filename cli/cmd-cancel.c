@@ -42,7 +42,9 @@ int cmd_cancel(int argc, char **argv, struct cli *cli)
     fputs(cancel_usage, stdout);
     return EXIT_OK;
   }
-  if (argc != 2 || argv[1][0] == '-') {
+  if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
+    return cli_bad_arg("cancel", argv[argv[1][0] == '-' ? 1 : 2], cancel_usage);
+  if (argc != 2) {
     fputs(cancel_usage, stderr);
     return EXIT_USAGE;
   }

@@ -1,7 +1,18 @@
-/* durin diff ID: what the run changed in its workspace. */
+/*
+ * durin diff ID: what the run changed in its workspace.
+ *
+ * The two trees are walked here rather than handed to `diff -ruN`, which
+ * takes a file only one side has for an empty file on the other and calls
+ * a new build artefact "Binary files ... differ", and whose -rq has no
+ * counts. Text files still go through `diff -u`, one file at a time; this
+ * file decides which files changed, and says what a binary change was.
+ */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -10,10 +21,16 @@
 #include "cmd.h"
 #include "durin/sandbox.h"
 
+/* A root and a path under it; longer fails in the syscall, not here. */
+#define PATH_BUF (2 * PATH_MAX + 8)
+
 static const char diff_usage[] =
     "usage: durin diff [--stat] ID\n\n"
-    "Shows the run's workspace against the copy taken when it started, as\n"
-    "a unified diff (diff -ruN).\n";
+    "Shows the run's workspace against the copy taken when it started:\n"
+    "a unified diff per changed text file, with git's headers, and one\n"
+    "line per binary file (\"new file build/app (binary, 16384 bytes)\").\n\n"
+    "  --stat   a diffstat instead: one line per changed file with its\n"
+    "           added and removed lines, then the totals\n";
 
 /*
  * A run on a template: its workspace is the template under its own files,
@@ -45,13 +62,397 @@ static int template_views(const struct durin_run_info *ri, const char *base)
   return r;
 }
 
+/* A changed path: which side has it, and what changed. */
+struct change {
+  char *path;           /* relative to both roots */
+  struct stat old, new; /* st_mode 0: that side does not have it */
+  int binary;
+  long adds, dels; /* text lines, filled for --stat */
+};
+
+struct changes {
+  struct change *v;
+  size_t n, alloc;
+  size_t insertions, deletions;
+};
+
+static int push_path(struct changes *c, const char *path)
+{
+  if (c->n == c->alloc) {
+    size_t alloc = c->alloc ? 2 * c->alloc : 64;
+    struct change *v = realloc(c->v, alloc * sizeof(*v));
+
+    if (!v)
+      return -1;
+    c->v = v;
+    c->alloc = alloc;
+  }
+  memset(&c->v[c->n], 0, sizeof(c->v[0]));
+  if (!(c->v[c->n].path = strdup(path)))
+    return -1;
+  c->n++;
+  return 0;
+}
+
+static void changes_clear(struct changes *c)
+{
+  size_t i;
+
+  for (i = 0; i < c->n; i++)
+    free(c->v[i].path);
+  free(c->v);
+  memset(c, 0, sizeof(*c));
+}
+
+/* Every non-directory under root/rel, as paths relative to root. */
+static int collect(const char *root, const char *rel, struct changes *c)
+{
+  char dir[PATH_BUF], path[PATH_BUF];
+  struct dirent *de;
+  struct stat st;
+  DIR *d;
+  int r = 0;
+
+  snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+  if (!(d = opendir(dir))) {
+    cli_error("cannot read '%s': %s", dir, strerror(errno));
+    return -1;
+  }
+  while (!r && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    if ((size_t)snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "",
+                         de->d_name) >= sizeof(path) ||
+        (size_t)snprintf(dir, sizeof(dir), "%s/%s", root, path) >=
+            sizeof(dir)) {
+      cli_error("a path under '%s' is too long to compare", root);
+      r = -1;
+      break;
+    }
+    if (lstat(dir, &st))
+      continue; /* gone while we looked: nothing to show */
+    r = S_ISDIR(st.st_mode) ? collect(root, path, c) : push_path(c, path);
+  }
+  closedir(d);
+  return r;
+}
+
+static int by_path(const void *a, const void *b)
+{
+  return strcmp(((const struct change *)a)->path,
+                ((const struct change *)b)->path);
+}
+
+/*
+ * Fills st for root/path; st_mode 0 when absent or neither a file nor a
+ * symlink. Like git, a FIFO, socket or device is not content: reading a
+ * FIFO an agent left behind would hang the diff.
+ */
+static void side(const char *root, const char *path, struct stat *st)
+{
+  char full[PATH_BUF];
+
+  snprintf(full, sizeof(full), "%s/%s", root, path);
+  if (lstat(full, st) || !(S_ISREG(st->st_mode) || S_ISLNK(st->st_mode)))
+    memset(st, 0, sizeof(*st));
+}
+
+/* As git decides: a NUL in the first 8000 bytes makes a file binary. */
+static int is_binary(const char *root, const char *path)
+{
+  char full[PATH_BUF], buf[8000];
+  size_t n;
+  FILE *f;
+
+  snprintf(full, sizeof(full), "%s/%s", root, path);
+  if (!(f = fopen(full, "rb")))
+    return 0;
+  n = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  return memchr(buf, 0, n) != NULL;
+}
+
+static int same_content(const char *a, const char *b)
+{
+  char x[65536], y[65536];
+  FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+  size_t n, m;
+  int same = fa && fb;
+
+  while (same) {
+    n = fread(x, 1, sizeof(x), fa);
+    m = fread(y, 1, sizeof(y), fb);
+    if (n != m || memcmp(x, y, n))
+      same = 0;
+    else if (n == 0)
+      break;
+  }
+  if (fa)
+    fclose(fa);
+  if (fb)
+    fclose(fb);
+  return same;
+}
+
+static int same_link(const char *a, const char *b)
+{
+  char x[PATH_MAX], y[PATH_MAX];
+  ssize_t n = readlink(a, x, sizeof(x)), m = readlink(b, y, sizeof(y));
+
+  return n >= 0 && n == m && !memcmp(x, y, (size_t)n);
+}
+
+/* Whether the path is the same on both sides (content and mode). */
+static int unchanged(const char *base, const char *ws, const struct change *c)
+{
+  char a[PATH_BUF], b[PATH_BUF];
+
+  if (!c->old.st_mode || !c->new.st_mode ||
+      (c->old.st_mode & S_IFMT) != (c->new.st_mode &S_IFMT) ||
+      (c->old.st_mode & 0111) != (c->new.st_mode & 0111))
+    return 0;
+  snprintf(a, sizeof(a), "%s/%s", base, c->path);
+  snprintf(b, sizeof(b), "%s/%s", ws, c->path);
+  if (S_ISLNK(c->old.st_mode))
+    return same_link(a, b);
+  return c->old.st_size == c->new.st_size &&same_content(a, b);
+}
+
+/*
+ * `diff -u` of one text file, with git's a/ and b/ names; a side that
+ * does not have it is /dev/null. Printed, or with counts non-NULL only
+ * counted. Returns 0, or -1 if diff could not run.
+ */
+static int diff_text(const char *base, const char *ws, struct change *c,
+                     int count)
+{
+  char a[PATH_BUF], b[PATH_BUF], la[PATH_BUF], lb[PATH_BUF];
+  char line[4096];
+  int fds[2] = { -1, -1 }, status, lineno = 0, bol = 1;
+  pid_t pid;
+  FILE *f;
+
+  snprintf(a, sizeof(a), "%s/%s", base, c->path);
+  snprintf(b, sizeof(b), "%s/%s", ws, c->path);
+  snprintf(la, sizeof(la), "a/%s", c->path);
+  snprintf(lb, sizeof(lb), "b/%s", c->path);
+  if (count && pipe(fds))
+    return -1;
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    if (count && dup2(fds[1], 1) < 0)
+      _exit(127);
+    if (count) {
+      close(fds[0]);
+      close(fds[1]);
+    }
+    execlp("diff", "diff", "-u", "--label", c->old.st_mode ? la : "/dev/null",
+           "--label", c->new.st_mode ? lb : "/dev/null",
+           c->old.st_mode ? a : "/dev/null", c->new.st_mode ? b : "/dev/null",
+           (char *)NULL);
+    _exit(127);
+  }
+  if (count) {
+    close(fds[1]);
+    if (pid > 0 && (f = fdopen(fds[0], "r"))) {
+      /* The first two lines are the ---/+++ header, not changes; a line
+       * longer than the buffer is counted once, at its start. */
+      while (fgets(line, sizeof(line), f)) {
+        if (bol && ++lineno > 2 && line[0] == '+')
+          c->adds++;
+        else if (bol && lineno > 2 && line[0] == '-')
+          c->dels++;
+        bol = strchr(line, '\n') != NULL;
+      }
+      fclose(f);
+    } else {
+      close(fds[0]);
+    }
+  }
+  if (pid < 0 || waitpid(pid, &status, 0) < 0)
+    return -1;
+  /* diff exits 1 when the files differ: that is the point here. */
+  return WIFEXITED(status) && WEXITSTATUS(status) <= 1 ? 0 : -1;
+}
+
+static void print_link(const char *kind, const char *root,
+                       const struct change *c)
+{
+  char full[PATH_BUF], to[PATH_MAX];
+  ssize_t n;
+
+  snprintf(full, sizeof(full), "%s/%s", root, c->path);
+  n = readlink(full, to, sizeof(to) - 1);
+  to[n > 0 ? n : 0] = 0;
+  printf("%s %s -> %s\n", kind, c->path, to);
+}
+
+/* One changed path, git-like: headers, then the diff or a line for it. */
+static int print_change(const char *base, const char *ws, struct change *c)
+{
+  int link = S_ISLNK(c->old.st_mode) || S_ISLNK(c->new.st_mode);
+
+  if (link) { /* a link, or a file that became one (or the reverse) */
+    if (S_ISLNK(c->old.st_mode))
+      print_link(c->new.st_mode ? "old symlink" : "deleted symlink", base, c);
+    else if (c->old.st_mode)
+      printf("old file %s (%lld bytes)\n", c->path, (long long)c->old.st_size);
+    if (S_ISLNK(c->new.st_mode))
+      print_link("new symlink", ws, c);
+    else if (c->new.st_mode)
+      printf("new file %s (%lld bytes)\n", c->path, (long long)c->new.st_size);
+    return 0;
+  }
+  if (c->binary) {
+    if (!c->old.st_mode)
+      printf("new file %s (binary, %lld bytes)\n", c->path,
+             (long long)c->new.st_size);
+    else if (!c->new.st_mode)
+      printf("deleted file %s (binary, %lld bytes)\n", c->path,
+             (long long)c->old.st_size);
+    else
+      printf("binary file %s changed (%lld -> %lld bytes)\n", c->path,
+             (long long)c->old.st_size, (long long)c->new.st_size);
+    return 0;
+  }
+  printf("diff --git a/%s b/%s\n", c->path, c->path);
+  if (!c->old.st_mode)
+    printf("new file mode %o\n", (unsigned)c->new.st_mode);
+  else if (!c->new.st_mode)
+    printf("deleted file mode %o\n", (unsigned)c->old.st_mode);
+  else if (c->old.st_mode != c->new.st_mode)
+    printf("old mode %o\nnew mode %o\n", (unsigned)c->old.st_mode,
+           (unsigned)c->new.st_mode);
+  return diff_text(base, ws, c, 0);
+}
+
+static int digits(long n)
+{
+  int d = 1;
+
+  while (n >= 10)
+    n /= 10, d++;
+  return d;
+}
+
+/*
+ * git's diffstat: " path | N +++--" scaled to 80 columns, "Bin A -> B
+ * bytes" for binary files, then the totals.
+ */
+static void print_stat(struct changes *cs)
+{
+  size_t i, name_w = 0, files = 0;
+  long most = 0;
+  int count_w, graph_w, k, bin = 0;
+
+  for (i = 0; i < cs->n; i++) {
+    struct change *c = &cs->v[i];
+
+    if (strlen(c->path) > name_w)
+      name_w = strlen(c->path);
+    if (c->adds + c->dels > most)
+      most = c->adds + c->dels;
+    bin |= c->binary;
+  }
+  count_w = digits(most);
+  if (bin && count_w < 3)
+    count_w = 3; /* the column fits "Bin" */
+  graph_w = 80 - (int)name_w - count_w - 4;
+  if (graph_w < 10)
+    graph_w = 10;
+  for (i = 0; i < cs->n; i++) {
+    struct change *c = &cs->v[i];
+    long total = c->adds + c->dels, plus = c->adds, minus = c->dels;
+
+    files++;
+    if (c->binary) {
+      printf(" %-*s | Bin %lld -> %lld bytes\n", (int)name_w, c->path,
+             (long long)c->old.st_size, (long long)c->new.st_size);
+      continue;
+    }
+    if (most > graph_w) { /* scale, but a change never shrinks to nothing */
+      plus = c->adds ? (c->adds * graph_w + most - 1) / most : 0;
+      minus = c->dels ? (c->dels * graph_w + most - 1) / most : 0;
+      if (plus + minus > graph_w)
+        plus > minus ? plus-- : minus--;
+    }
+    printf(" %-*s | %*ld ", (int)name_w, c->path, count_w, total);
+    for (k = 0; k < plus; k++)
+      putchar('+');
+    for (k = 0; k < minus; k++)
+      putchar('-');
+    putchar('\n');
+    cs->insertions += (size_t)c->adds;
+    cs->deletions += (size_t)c->dels;
+  }
+  printf(" %zu file%s changed", files, files == 1 ? "" : "s");
+  if (cs->insertions || !cs->deletions)
+    printf(", %zu insertion%s(+)", cs->insertions,
+           cs->insertions == 1 ? "" : "s");
+  if (cs->deletions || !cs->insertions)
+    printf(", %zu deletion%s(-)", cs->deletions, cs->deletions == 1 ? "" : "s");
+  putchar('\n');
+}
+
+/* Compares the trees at base and ws; prints a diff or a diffstat. */
+static int diff_trees(const char *base, const char *ws, int stat)
+{
+  struct changes cs = { 0 };
+  size_t i, j;
+  int r = 0;
+
+  if (collect(base, "", &cs) || collect(ws, "", &cs)) {
+    changes_clear(&cs);
+    return EXIT_STORE;
+  }
+  qsort(cs.v, cs.n, sizeof(cs.v[0]), by_path);
+  /* Keep one entry per path, and only the changed ones. */
+  for (i = j = 0; i < cs.n; i++) {
+    struct change *c = &cs.v[i];
+
+    if (j && !strcmp(cs.v[j - 1].path, c->path)) {
+      free(c->path);
+      continue;
+    }
+    side(base, c->path, &c->old);
+    side(ws, c->path, &c->new);
+    if ((!c->old.st_mode && !c->new.st_mode) || unchanged(base, ws, c)) {
+      free(c->path);
+      continue;
+    }
+    c->binary = (S_ISREG(c->old.st_mode) && is_binary(base, c->path)) ||
+                (S_ISREG(c->new.st_mode) && is_binary(ws, c->path));
+    cs.v[j++] = *c;
+  }
+  cs.n = j;
+  for (i = 0; i < cs.n && !r; i++) {
+    struct change *c = &cs.v[i];
+    int link = S_ISLNK(c->old.st_mode) || S_ISLNK(c->new.st_mode);
+
+    if (!stat)
+      r = print_change(base, ws, c);
+    else if (link) /* a link's target counts as its one line */
+      c->adds = !!c->new.st_mode, c->dels = !!c->old.st_mode;
+    else if (!c->binary)
+      r = diff_text(base, ws, c, 1);
+  }
+  if (r) {
+    cli_error("cannot run diff (is diffutils installed?)");
+    r = EXIT_STORE;
+  } else if (stat && cs.n) {
+    print_stat(&cs);
+  }
+  changes_clear(&cs);
+  return r;
+}
+
 int cli_print_diff(struct cli *cli, const char *id, int stat)
 {
   struct durin_run_info ri;
   struct durin_err err = { 0 };
   char base[PATH_MAX + 8], *slash;
-  int r, status;
-  pid_t pid;
+  int r;
 
   if ((r = durin_store_run_get(cli->store, id, &ri, &err))) {
     cli_error("%s", err.msg);
@@ -66,32 +467,11 @@ int cli_print_diff(struct cli *cli, const char *id, int stat)
     durin_run_info_clear(&ri);
     return EXIT_NOT_FOUND;
   }
-  if ((r = template_views(&ri, base))) {
-    durin_run_info_clear(&ri);
-    return r;
-  }
-  fflush(stdout);
-  pid = fork();
-  if (pid == 0) {
-    /* Run in the run's directory so paths read a/… and b/… cleanly. */
-    if (chdir(base) == 0 && chdir("..") == 0) {
-      if (stat)
-        execlp("diff", "diff", "-rq", "-N", "base", "workspace", (char *)NULL);
-      else
-        execlp("diff", "diff", "-ruN", "base", "workspace", (char *)NULL);
-    }
-    _exit(127);
-  }
+  r = template_views(&ri, base);
+  if (!r)
+    r = diff_trees(base, ri.workspace, stat);
   durin_run_info_clear(&ri);
-  if (pid < 0 || waitpid(pid, &status, 0) < 0) {
-    cli_error("cannot run diff");
-    return EXIT_STORE;
-  }
-  /* diff exits 1 when there are differences: that is success here. */
-  if (WIFEXITED(status) && WEXITSTATUS(status) <= 1)
-    return EXIT_OK;
-  cli_error("diff failed (is diffutils installed?)");
-  return EXIT_STORE;
+  return r;
 }
 
 int cmd_diff(int argc, char **argv, struct cli *cli)
@@ -109,10 +489,8 @@ int cmd_diff(int argc, char **argv, struct cli *cli)
       stat = 1;
     else if (argv[i][0] != '-' && !arg)
       arg = argv[i];
-    else {
-      cli_error("diff: unknown argument '%s'", argv[i]);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("diff", argv[i], diff_usage);
   }
   if (!arg) {
     fputs(diff_usage, stderr);

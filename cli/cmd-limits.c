@@ -6,19 +6,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cmd.h"
 
 static const char limits_usage[] =
-    "usage: durin limits                 list the limits\n"
+    "usage: durin limits [--json]        list the limits\n"
     "       durin limits set SCOPE N     at most N runs of SCOPE at once\n"
     "       durin limits rm SCOPE        remove the limit\n\n"
     "SCOPE is tenant:NAME or key:NAME (a concurrency key). Tenants have no\n"
-    "limit unless set; a concurrency key without one runs one at a time.\n";
+    "limit unless set; a concurrency key without one runs one at a time.\n"
+    "With --json, one {\"scope\": SCOPE, \"max\": N} object per line.\n";
 
 static int print_limit(const char *scope, int64_t max, void *arg)
 {
-  (void)arg;
-  printf("%-40s %lld\n", scope, (long long)max);
+  const int *json = arg;
+
+  if (*json) {
+    json_t *o = json_pack("{s:s,s:I}", "scope", scope, "max", (json_int_t)max);
+    char *s = json_dumps(o, JSON_COMPACT);
+
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+  } else {
+    printf("%-40s %lld\n", scope, (long long)max);
+  }
   return 0;
 }
 
@@ -27,16 +40,20 @@ int cmd_limits(int argc, char **argv, struct cli *cli)
   struct durin_err err = { 0 };
   char *end;
   long long n = -1;
-  int code, r;
+  int code, r, json = 0;
 
   if (cli_wants_help(argc, argv)) {
     fputs(limits_usage, stdout);
     return EXIT_OK;
   }
+  if (argc == 2 && !strcmp(argv[1], "--json"))
+    json = 1, argc = 1;
+  if (argc > 1 && strcmp(argv[1], "set") && strcmp(argv[1], "rm"))
+    return cli_bad_arg("limits", argv[1], limits_usage);
   if ((code = cli_open_store(cli)))
     return code;
   if (argc == 1) {
-    r = durin_store_limit_list(cli->store, print_limit, NULL, &err);
+    r = durin_store_limit_list(cli->store, print_limit, &json, &err);
   } else if (argc == 4 && !strcmp(argv[1], "set")) {
     n = strtoll(argv[3], &end, 10);
     if (!*argv[3] || *end || n < 0) {

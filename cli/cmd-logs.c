@@ -56,11 +56,8 @@ int cmd_logs(int argc, char **argv, struct cli *cli)
       c.next = atoll(argv[++i]);
     else if (argv[i][0] != '-' && !arg)
       arg = argv[i];
-    else {
-      cli_error("logs: unknown argument '%s'", argv[i]);
-      fputs(logs_usage, stderr);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("logs", argv[i], logs_usage);
   }
   if (!arg) {
     fputs(logs_usage, stderr);

@@ -1,4 +1,5 @@
 /* durin ls: one line per run. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,11 +7,24 @@
 #include "cmd.h"
 #include "durin/util.h"
 
-static const char ls_usage[] =
-    "usage: durin ls [--json] [--status STATUS] [--limit N]\n\n"
-    "Lists runs, oldest first: id, status, steps, tokens, cost, age, name.\n"
-    "STATUS is one of queued, running, needs_human, succeeded, failed,\n"
-    "cancelled, budget_exceeded (repeatable).\n";
+/* The statuses come from the store's own list, so they never drift. */
+static void ls_usage(FILE *f)
+{
+  int i;
+
+  fputs("usage: durin ls [--json] [--status STATUS]... [--limit N]\n\n"
+        "Lists runs, oldest first: id, status, steps, tokens, cost, age, "
+        "name.\n\n"
+        "  --json           one JSON object per run\n"
+        "  --status STATUS  only runs in STATUS (repeat for several)\n"
+        "  --limit N        at most N runs\n\n"
+        "STATUS is one of:",
+        f);
+  for (i = 0; i < DURIN_RUN__COUNT; i++)
+    fprintf(f, "%s%s", i % 6 ? ", " : (i ? ",\n  " : "\n  "),
+            durin_run_status_name((enum durin_run_status)i));
+  fputs("\n", f);
+}
 
 struct ls_ctx {
   int json;
@@ -47,7 +61,7 @@ int cmd_ls(int argc, char **argv, struct cli *cli)
   int i, r;
 
   if (cli_wants_help(argc, argv)) {
-    fputs(ls_usage, stdout);
+    ls_usage(stdout);
     return EXIT_OK;
   }
   memset(&f, 0, sizeof(f));
@@ -60,14 +74,22 @@ int cmd_ls(int argc, char **argv, struct cli *cli)
     } else if (!strcmp(argv[i], "--status") && i + 1 < argc) {
       if (durin_run_status_parse(argv[++i], &st)) {
         cli_error("ls: unknown status '%s'", argv[i]);
+        ls_usage(stderr);
         return EXIT_USAGE;
       }
       f.status_mask |= 1 << st;
     } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
-      f.limit = atoi(argv[++i]);
+      char *end;
+      long n = strtol(argv[++i], &end, 10);
+
+      if (!*argv[i] || *end || n < 1 || n > INT_MAX) {
+        cli_error("ls: --limit wants a number of runs >= 1, not '%s'", argv[i]);
+        return EXIT_USAGE;
+      }
+      f.limit = (int)n;
     } else {
-      cli_error("ls: unknown argument '%s'", argv[i]);
-      fputs(ls_usage, stderr);
+      cli_bad_arg("ls", argv[i], NULL);
+      ls_usage(stderr);
       return EXIT_USAGE;
     }
   }

@@ -14,15 +14,22 @@ static int pause_cmd(int argc, char **argv, struct cli *cli, int pause)
   struct durin_err err = { 0 };
   char id[32];
   int code, r;
+  const char *usage_text =
+      pause ? "usage: durin pause ID\n\nPauses a run: a worker lets go of "
+              "it at the next step boundary.\n'durin unpause ID' queues it "
+              "again.\n" :
+              "usage: durin unpause ID\n\nPuts a paused run back in the "
+              "queue; a worker continues it.\n";
 
-  if (cli_wants_help(argc, argv) || argc != 2) {
-    fprintf(argc == 2 ? stdout : stderr,
-            pause ? "usage: durin pause ID\n\nPauses a run: a worker lets "
-                    "go of it at the next step boundary.\n'durin unpause "
-                    "ID' queues it again.\n" :
-                    "usage: durin unpause ID\n\nPuts a paused run back in "
-                    "the queue; a worker continues it.\n");
-    return argc == 2 ? EXIT_OK : EXIT_USAGE;
+  if (cli_wants_help(argc, argv)) {
+    fputs(usage_text, stdout);
+    return EXIT_OK;
+  }
+  if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
+    return cli_bad_arg(argv[0], argv[argv[1][0] == '-' ? 1 : 2], usage_text);
+  if (argc != 2) {
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
   }
   if ((code = cli_open_store(cli)) || (code = cli_resolve(cli, argv[1], id)))
     return code;

@@ -120,8 +120,7 @@ int cmd_sandbox(int argc, char **argv, struct cli *cli)
     } else if (!strcmp(a, "--nofile")) {
       num = &o.nofile;
     } else {
-      cli_error("unknown option '%s'; see 'durin sandbox --help'", a);
-      return EXIT_USAGE;
+      return cli_bad_arg("sandbox", a, usage_text);
     }
     if (num && (*num = num_arg(a, v)) < 0)
       return EXIT_USAGE;

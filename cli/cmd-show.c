@@ -45,10 +45,8 @@ int cmd_show(int argc, char **argv, struct cli *cli)
       json = 1;
     else if (argv[i][0] != '-' && !arg)
       arg = argv[i];
-    else {
-      cli_error("show: unknown argument '%s'", argv[i]);
-      return EXIT_USAGE;
-    }
+    else
+      return cli_bad_arg("show", argv[i], show_usage);
   }
   if (!arg) {
     fputs(show_usage, stderr);

@@ -12,8 +12,9 @@
 static const char submit_usage[] =
     "usage: durin submit [options] SPEC\n\n"
     "Queues the agent spec SPEC for the workers ('durin worker' or 'durin\n"
-    "serve') and prints the run id at once. Follow it with 'durin logs -f\n"
-    "ID'.\n\n"
+    "serve') and prints the run id at once, and nothing else on stdout (a\n"
+    "deduplicated submit prints the active run's id, and a note on\n"
+    "stderr). Follow it with 'durin logs -f ID'.\n\n"
     "  --tenant T            the run's tenant (default 'default'); workers\n"
     "                        share themselves fairly between tenants\n"
     "  --priority N          higher runs first within a tenant (default 0)\n"
@@ -137,9 +138,7 @@ int cmd_submit(int argc, char **argv, struct cli *cli)
         return EXIT_USAGE;
       }
     } else {
-      cli_error("submit: unknown option '%s'", a);
-      fputs(submit_usage, stderr);
-      return EXIT_USAGE;
+      return cli_bad_arg("submit", a, submit_usage);
     }
   }
   if (!spec_path) {
@@ -152,9 +151,10 @@ int cmd_submit(int argc, char **argv, struct cli *cli)
   if (json)
     printf("{\"run\":\"%s\",\"deduplicated\":%s}\n", id,
            sub.deduped ? "true" : "false");
-  else if (sub.deduped)
-    printf("%s (already active with dedupe key '%s')\n", id, sub.dedupe_key);
   else
-    printf("%s\n", id);
+    printf("%s\n", id); /* only the id: scripts take it with $(...) */
+  if (!json && sub.deduped)
+    fprintf(stderr, "durin: run %s is already active with dedupe key '%s'\n",
+            id, sub.dedupe_key);
   return EXIT_OK;
 }

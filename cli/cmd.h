@@ -71,8 +71,9 @@ int cmd_approvals(int argc, char **argv, struct cli *cli);
 int cmd_approve(int argc, char **argv, struct cli *cli);
 int cmd_reject(int argc, char **argv, struct cli *cli);
 
-/* Prints the run's workspace against its start (diff -ruN, or -rq with
- * stat); returns an exit code. */
+/* Prints the run's workspace against its start (a unified diff per text
+ * file, a line per binary one; with stat, git's diffstat); returns an
+ * exit code. */
 int cli_print_diff(struct cli *cli, const char *id, int stat);
 
 /*
@@ -107,6 +108,12 @@ struct durin_policy;
  */
 int cli_server_policy(const char *path, struct durin_policy **out);
 
+/*
+ * An argument cmd does not take: names it as an unknown option (when it
+ * starts with '-') or an unexpected argument, then prints usage_text (if
+ * not NULL) to stderr. Returns EXIT_USAGE.
+ */
+int cli_bad_arg(const char *cmd, const char *arg, const char *usage_text);
 /* Prints "durin: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Opens cli->store (once); prints the error and returns an exit code. */

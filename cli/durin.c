@@ -20,7 +20,10 @@ struct command {
   const char *summary;
 };
 
+static int cmd_help(int argc, char **argv, struct cli *cli);
+
 static const struct command commands[] = {
+  { "help", cmd_help, "describe durin, or one command (durin help CMD)" },
   { "run", cmd_run, "submit an agent spec and drive the run here" },
   { "submit", cmd_submit, "queue an agent spec for the workers" },
   { "serve", cmd_serve, "run the scheduler, watchdog and a worker" },
@@ -51,23 +54,66 @@ static void usage(FILE *f)
              "commands:\n");
   for (i = 0; commands[i].name; i++)
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f, "\nglobal options:\n"
-             "  --store URL   the store (default $DURIN_STORE, else "
-             "sqlite:./.durin/durin.db);\n"
-             "                sqlite:PATH[?sync=full|normal]\n"
-             "  --version     print the version\n\n"
-             "exit codes:\n"
-             "  0   success (for run/resume: the run succeeded)\n"
-             "  1   the run ended failed, cancelled or over budget\n"
-             "  2   the run stopped and needs a person (needs_human)\n"
-             "  3   another process owns the run\n"
-             "  4   the store cannot be opened or written\n"
-             "  5   no such run\n"
-             "  64  bad command line\n"
-             "  65  bad agent spec\n"
-             "  70  the sandbox cannot be built on this host (see --sandbox)\n"
-             "  130 interrupted; the run can be resumed\n\n"
-             "'durin <command> --help' describes a command.\n");
+  fprintf(f,
+          "\nglobal options:\n"
+          "  --store URL   the store (default $DURIN_STORE, else "
+          "sqlite:./.durin/durin.db);\n"
+          "                sqlite:PATH[?sync=full|normal]\n"
+          "  --version     print the version\n\n"
+          "exit codes:\n"
+          "  0   success (for run/resume: the run succeeded)\n"
+          "  1   the run ended failed, cancelled or over budget\n"
+          "  2   the run stopped and needs a person (needs_human)\n"
+          "  3   another process owns the run\n"
+          "  4   the store cannot be opened or written\n"
+          "  5   no such run\n"
+          "  64  bad command line\n"
+          "  65  bad agent spec\n"
+          "  70  the sandbox cannot be built on this host (see --sandbox)\n"
+          "  130 interrupted; the run can be resumed\n\n"
+          "'durin help <command>' (or 'durin <command> --help') describes a\n"
+          "command.\n");
+}
+
+static const struct command *find_command(const char *name)
+{
+  int i;
+
+  for (i = 0; commands[i].name; i++)
+    if (!strcmp(commands[i].name, name))
+      return &commands[i];
+  return NULL;
+}
+
+/* durin help [CMD]: git's way to reach a command's help. */
+static int cmd_help(int argc, char **argv, struct cli *cli)
+{
+  const struct command *c;
+  char *help_argv[] = { NULL, "--help", NULL };
+
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+      !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (argc > 2 || !(c = find_command(argv[1]))) {
+    cli_error("help: '%s' is not a durin command (see 'durin --help')",
+              argv[argc > 2 ? 2 : 1]);
+    return EXIT_USAGE;
+  }
+  help_argv[0] = argv[1];
+  return c->fn(2, help_argv, cli);
+}
+
+int cli_bad_arg(const char *cmd, const char *arg, const char *usage_text)
+{
+  if (arg[0] == '-' && arg[1])
+    cli_error("%s: unknown option '%s'", cmd, arg);
+  else
+    cli_error("%s: unexpected argument '%s'", cmd, arg);
+  if (usage_text)
+    fputs(usage_text, stderr);
+  return EXIT_USAGE;
 }
 
 /* DURIN_CRASH_AT fault injection: die as a real crash would. */
@@ -96,6 +142,7 @@ int main(int argc, char **argv)
 {
   struct cli cli;
   struct durin_err err = { 0 };
+  const struct command *cmd;
   const char *env;
   int i = 1, r;
 
@@ -127,20 +174,14 @@ int main(int argc, char **argv)
     cli_error("DURIN_CRASH_AT: %s", err.msg);
     return EXIT_USAGE;
   }
-  for (r = 0; commands[r].name; r++)
-    if (!strcmp(commands[r].name, argv[i]))
-      break;
-  if (!commands[r].name) {
+  cmd = find_command(argv[i]);
+  if (!cmd) {
     cli_error("'%s' is not a durin command (see 'durin --help')", argv[i]);
     return EXIT_USAGE;
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   signal(SIGPIPE, SIG_IGN);
-  {
-    const struct command *c = &commands[r];
-
-    r = c->fn(argc - i, argv + i, &cli);
-  }
+  r = cmd->fn(argc - i, argv + i, &cli);
   durin_store_close(cli.store);
   curl_global_cleanup();
   return r;

@@ -39,10 +39,14 @@ echo "== 2. resume run $id from its last committed step"
 "$durin" resume "$id"
 rc=$?
 
+# `durin resume` ended with the run's summary block; `durin show` would
+# print it again, so only what show adds follows: plan, result, checks.
 echo
-echo "== 3. summary"
-"$durin" show "$id"
+echo "== 3. the agent's plan, result and checks (durin show $id)"
+"$durin" show "$id" | sed '1,/^workspace /d'
 echo
-echo "== 4. what the agent changed (durin diff $id)"
+echo "== 4. what the agent changed (durin diff --stat $id, then durin diff)"
+"$durin" diff --stat "$id"
+echo
 "$durin" diff "$id"
 exit $rc

@@ -58,10 +58,24 @@ test_skip_all() {
   exit 0
 }
 
-# test_must_fail CMD...: CMD fails (any non-zero exit).
+# test_must_fail CMD...: CMD fails the way a command reports an error,
+# with 1..124. As with git's test_must_fail, other ways to end are not the
+# failure the test expected, and would let it pass having checked nothing:
+# death by a signal (128+N; a test that means it says test_must_fail_with),
+# 127 (no such command), 126 (cannot execute) and 125 (durin sandbox could
+# not set up the call).
 test_must_fail() {
-  if "$@"; then
-    echo "expected a failure: $*"
+  "$@"
+  _got=$?
+  if [ $_got = 0 ]; then
+    echo "test_must_fail: command succeeded: $*"
+    return 1
+  elif [ $_got -gt 128 ]; then
+    echo "test_must_fail: died by signal $((_got - 128)): $*"
+    return 1
+  elif [ $_got -ge 125 ]; then
+    echo "test_must_fail: exit $_got (125 cannot set up, 126 cannot run," \
+      "127 not found), not a failure of the command itself: $*"
     return 1
   fi
   return 0

@@ -67,18 +67,50 @@ for a in tiocsti tiocsti-high keyctl userns clone-userns mount remount-ro-bind \
   test_expect_success "blocked: $a" "blocked $a"
 done
 
-test_expect_success 'no network: host loopback, UDP and DNS are unreachable' '
-  blocked tcp 22 && blocked udp &&
+# listen KIND: starts the probe as a host listener of KIND; sets $target
+# to its port (or abstract name) once it listens.
+listen() {
+  rm -f "$TRASH/$1.target"
+  "$P" listen "$1" "durin-t0400-$$" >"$TRASH/$1.target" &
+  bg_pids="$bg_pids $!"
+  wait_for 5 "test -s \"$TRASH/$1.target\"" && target=$(cat "$TRASH/$1.target")
+}
+
+# reach KIND: the host reaches its own listener (the probe "escapes", exit
+# 1), so the sandbox failing to is the sandbox's doing, not an empty host.
+reach() { test_must_fail_with 1 "$P" "$1" "$target"; }
+
+test_expect_success 'no network: a TCP listener on the host loopback is out of reach' '
+  listen tcp && reach tcp && blocked tcp "$target"
+'
+
+test_expect_success 'no network: a UDP listener on the host loopback gets nothing' '
+  listen udp && reach udp && blocked udp "$target"
+'
+
+test_expect_success 'no network: DNS does not resolve' '
   test_must_fail sb -- getent hosts example.com
 '
 
 test_expect_success 'host abstract sockets are out of reach' '
-  blocked abstract /tmp/.X11-unix/X0
+  listen abstract && reach abstract && blocked abstract "$target"
 '
 
-test_expect_success 'the sandbox keyring is its own' '
-  sb -- cat /proc/keys >keys 2>/dev/null; ! grep -q "_ses.*host" keys
-'
+# keyring-host gives the sandbox's caller a session keyring holding a key
+# only a possessor can see, owned by the sandbox's host uid so /proc/keys
+# inside could list it: it is listed there only if the keyring is shared.
+if [ "$(id -u)" = 0 ]; then sb_uid=100000; else sb_uid=$(id -u); fi
+if ! "$P" keyring-host $sb_uid true 2>"$TRASH/why"; then
+  # e.g. a container whose seccomp profile refuses keyctl to everyone
+  test_skip 'the sandbox keyring is its own' "no keyrings here: $(cat "$TRASH/why")"
+else
+  test_expect_success 'the sandbox keyring is its own' '
+    "$P" keyring-host $sb_uid cat /proc/keys >host-keys &&
+    grep_q " durin-probe-key: " host-keys &&
+    "$P" keyring-host $sb_uid "$DURIN" sandbox --workspace "$W" -- cat /proc/keys >keys &&
+    ! grep_q " durin-probe-key: " keys
+  '
+fi
 
 test_expect_success 'a fork bomb hits the pids limit and dies with the call' '
   start=$(date +%s)
@@ -93,7 +125,7 @@ test_expect_success 'memory is capped: the hog is killed' '
 '
 
 test_expect_success 'file size and descriptors are capped' '
-  test_must_fail sb --fsize 1 -- sh -c "head -c 3000000 /dev/zero > big" &&
+  test_must_fail_with 153 sb --fsize 1 -- sh -c "head -c 3000000 /dev/zero > big" &&
   test_must_fail sb --nofile 10 -- sh -c "exec 11</dev/null"
 '
 
@@ -136,7 +168,7 @@ test_expect_success 'no cgroup tree, so no release_agent to point at the host' '
 test_expect_success 'disk: /tmp and /dev/shm are capped, files by --fsize' '
   test_must_fail sb -- sh -c "head -c 300000000 /dev/zero > /tmp/big" &&
   test_must_fail sb -- sh -c "head -c 300000000 /dev/zero > /dev/shm/big" &&
-  test_must_fail sb --fsize 2 -- sh -c "head -c 3000000 /dev/zero > big" &&
+  test_must_fail_with 153 sb --fsize 2 -- sh -c "head -c 3000000 /dev/zero > big" &&
   test "$(stat -c %s "$W/big")" -le 2097152
 '
 

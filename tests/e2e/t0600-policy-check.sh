@@ -44,4 +44,23 @@ test_expect_success 'a bad policy is refused at submit, nothing is stored' '
   test ! -e "$DB" -o "$(sql "select count(*) from runs")" = 0
 '
 
+test_expect_success 'a tool the spec does not list is denied, as the run refuses it' '
+  sed "s/\"turns\": \[\]}/\"turns\": []}, \"tools\": [\"read_file\"]/" s.json >narrow.json &&
+  grep_q "\"tools\": \[\"read_file\"\]" narrow.json &&
+  test_must_fail_with 2 durin policy check narrow.json --call "{\"name\": \"bash\", \"arguments\": {\"command\": \"git status\"}}" >out &&
+  grep -q "^deny: rule .tools. (spec): .bash. is not one of the spec.s tools (read_file" out &&
+  test_must_fail_with 2 durin policy check narrow.json --call "{\"name\": \"write_file\", \"arguments\": {\"path\": \"src/x.c\", \"content\": \"\"}}" >out &&
+  grep -q "^deny: rule .tools." out
+'
+
+test_expect_success 'policy check --json: the decision as one object' '
+  check "{\"name\": \"bash\", \"arguments\": {\"command\": \"git status; git log\"}}" >plain &&
+  durin policy check s.json --json --call "{\"name\": \"bash\", \"arguments\": {\"command\": \"git status; git log\"}}" >out &&
+  test $(wc -l <out) = 1 &&
+  grep -q "^{\"decision\":\"allow\",\"rule\":\"git\",\"origin\":\"spec\",\"why\":" out &&
+  grep -q "\"judged\":\[\"git status\",\"git log\"\]}$" out &&
+  test_must_fail_with 2 durin policy check s.json --json --call "{\"name\": \"bash\", \"arguments\": {\"command\": \"rm x\"}}" >out &&
+  grep -q "^{\"decision\":\"deny\",\"rule\":\"no-rm\"" out
+'
+
 test_done

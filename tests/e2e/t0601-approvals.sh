@@ -142,6 +142,31 @@ test_expect_success 'expired: approving late is refused and the model is told' '
   test "$(status_of $id)" = succeeded
 '
 
+test_expect_success 'with no worker, a request past its deadline lists as expired' '
+  sed "s/\"timeout_s\": 1/\"timeout_s\": 3/" e.json >e3.json &&
+  run_waiting e3.json &&
+  a=$(approval_of $id) &&
+  durin approvals >list && grep -q "^$a .* pending " list &&
+  wait_for 10 "durin approvals | grep -q \"^$a .* expired \"" &&
+  durin approvals >list &&
+  grep -q "^$a .* expired .* ago " list && ! grep -q "^$a .* pending " list &&
+  durin approvals --json >j &&
+  grep -q "\"id\":\"$a\".*\"state\":\"expired\"" j &&
+  durin approvals $a >view &&
+  grep -q "^approval  $a  expired (deadline passed" view &&
+  ! grep -q "^decide:" view &&
+  test "$(approval_state $a)" = pending &&
+  test_must_fail_with 2 durin approve $a 2>e && grep -q "expired" e
+'
+
+test_expect_success 'without USER the reviewer is the account, not "uid N"' '
+  spec r.json "rm -f nothing" &&
+  run_waiting r.json &&
+  a=$(approval_of $id) &&
+  env -u USER -u DURIN_REVIEWER "$DURIN" approve $a >d &&
+  test "$(sql "select decided_by from approvals where id = '"'"'$a'"'"'")" = "$(id -un)"
+'
+
 test_expect_success 'expired with on_expiry needs_human: the run stops for a person' '
   sed "s/\"policy\"/\"approvals\": {\"timeout_s\": 1, \"on_expiry\": \"needs_human\"}, \"policy\"/" s.json >h.json &&
   run_waiting h.json &&

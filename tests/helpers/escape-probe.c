@@ -2,9 +2,20 @@
  * escape-probe ATTEMPT [ARG]: tries one escape from inside the sandbox.
  * Exit 0 and "blocked: ..." when the attempt fails, 1 and "ESCAPED" when
  * it works. Built without sanitizers' help: it only makes syscalls.
+ *
+ * A probe that finds nothing to reach proves nothing: on a quiet host no
+ * one listens on port 22 and a datagram to the internet goes nowhere
+ * anyway. So the host side plants its own targets, and the test runs each
+ * attempt on the host too, where it must escape:
+ *   escape-probe listen tcp|udp|abstract NAME   prints the port (or NAME)
+ *       once listening, then serves until killed (or 120 s pass)
+ *   escape-probe keyring-host UID CMD...        runs CMD in a new session
+ *       keyring holding the key "durin-probe-key", owned by UID and visible
+ *       only to whoever possesses it (reaches it through its keyrings)
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
 #include <sched.h>
@@ -13,12 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/un.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <termios.h>
 #include <unistd.h>
@@ -31,6 +44,95 @@ static int result(long r, const char *what)
   }
   printf("ESCAPED: %s\n", what);
   return 1;
+}
+
+/* An abstract unix address: NUL then name, not NUL-terminated. */
+static socklen_t abstract_addr(struct sockaddr_un *su, const char *name)
+{
+  memset(su, 0, sizeof(*su));
+  su->sun_family = AF_UNIX;
+  snprintf(su->sun_path + 1, sizeof(su->sun_path) - 1, "%s", name);
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                     strlen(su->sun_path + 1));
+}
+
+static struct sockaddr_in loopback(int port)
+{
+  struct sockaddr_in sa = { .sin_family = AF_INET };
+
+  sa.sin_port = htons((unsigned short)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return sa;
+}
+
+/* The host's side: a listener the sandbox must not reach. */
+static int listen_on(const char *kind, const char *name)
+{
+  struct sockaddr_in sa = loopback(0);
+  struct sockaddr_un su;
+  socklen_t len = sizeof(sa);
+  char buf[64];
+  int udp = !strcmp(kind, "udp"), fd, c;
+  ssize_t n;
+
+  alarm(120); /* a test that forgets us does not leave us behind */
+  if (!strcmp(kind, "abstract")) {
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&su, abstract_addr(&su, name)))
+      return perror("abstract listener"), 2;
+  } else {
+    fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+        getsockname(fd, (struct sockaddr *)&sa, &len))
+      return perror("listener"), 2;
+  }
+  if (!udp && listen(fd, 16))
+    return perror("listen"), 2;
+  if (!strcmp(kind, "abstract"))
+    printf("%s\n", name);
+  else
+    printf("%d\n", ntohs(sa.sin_port));
+  fflush(stdout);
+  for (;;) {
+    if (udp) { /* echo, so the sender knows it got through */
+      struct sockaddr_in from;
+
+      len = sizeof(from);
+      n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len);
+      if (n > 0)
+        sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, len);
+    } else if ((c = accept(fd, NULL, NULL)) >= 0) {
+      close(c);
+    }
+  }
+}
+
+/* Runs argv in a new session keyring with a key only its possessors see. */
+static int keyring_host(char **argv)
+{
+  long key;
+
+  if (!argv[0] || !argv[1])
+    return fprintf(stderr, "keyring-host UID CMD...\n"), 2;
+  if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0)
+    return perror("join a session keyring"), 2;
+  key = syscall(SYS_add_key, "user", "durin-probe-key", "secret", 6,
+                -3 /* KEY_SPEC_SESSION_KEYRING */);
+  if (key < 0)
+    return perror("add_key"), 2;
+  /*
+   * Owned by the sandbox's host uid, so /proc/keys in the sandbox's user
+   * namespace lists it at all; visible only to a possessor (0x3f000000),
+   * so it is listed there only if the sandbox reaches our keyring.
+   */
+  if ((uid_t)atol(argv[0]) != getuid() &&
+      syscall(SYS_keyctl, 4 /* KEYCTL_CHOWN */, key, atol(argv[0]), -1) < 0)
+    return perror("chown the key"), 2;
+  if (syscall(SYS_keyctl, 5 /* KEYCTL_SETPERM */, key, 0x3f000000) < 0)
+    return perror("setperm the key"), 2;
+  execvp(argv[1], argv + 1);
+  perror(argv[1]);
+  return 127;
 }
 
 int main(int argc, char **argv)
@@ -118,34 +220,42 @@ int main(int argc, char **argv)
   }
   if (!strcmp(a, "sethostname"))
     return result(sethostname("evil", 4), "sethostname");
-  if (!strcmp(a, "tcp")) { /* connect to 127.0.0.1:PORT of the host */
-    struct sockaddr_in sa = { .sin_family = AF_INET };
+  if (!strcmp(a, "listen") && arg)
+    return listen_on(arg, argc > 3 ? argv[3] : "durin-probe");
+  if (!strcmp(a, "keyring-host"))
+    return keyring_host(argv + 2);
+  if (!strcmp(a, "tcp") && arg) { /* connect to 127.0.0.1:PORT of the host */
+    struct sockaddr_in sa = loopback(atoi(arg));
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-    sa.sin_port = htons((unsigned short)atoi(arg));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return result(connect(fd, (struct sockaddr *)&sa, sizeof(sa)),
                   "connect to the host's loopback");
   }
-  if (!strcmp(a, "udp")) { /* a datagram to 1.1.1.1:53 */
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (!strcmp(a, "udp") && arg) { /* a datagram to 127.0.0.1:PORT, echoed */
+    struct sockaddr_in sa = loopback(atoi(arg));
+    struct pollfd pf = { .events = POLLIN };
+    char buf[16];
+    long r;
 
-    sa.sin_port = htons(53);
-    inet_pton(AF_INET, "1.1.1.1", &sa.sin_addr);
-    return result(sendto(fd, "x", 1, 0, (struct sockaddr *)&sa, sizeof(sa)),
-                  "UDP to 1.1.1.1:53");
+    /* Sending always "works"; only the echo proves it arrived. */
+    pf.fd = socket(AF_INET, SOCK_DGRAM, 0);
+    r = connect(pf.fd, (struct sockaddr *)&sa, sizeof(sa));
+    if (r == 0)
+      r = send(pf.fd, "ping", 4, 0);
+    if (r >= 0 && (r = poll(&pf, 1, 2000)) == 0) {
+      errno = ETIMEDOUT;
+      r = -1;
+    }
+    if (r > 0)
+      r = recv(pf.fd, buf, sizeof(buf), 0);
+    return result(r, "UDP to the host's loopback, echoed");
   }
-  if (!strcmp(a, "abstract")) { /* an abstract unix socket of the host */
-    struct sockaddr_un {
-      sa_family_t f;
-      char p[108];
-    } su = { AF_UNIX, "" };
+  if (!strcmp(a, "abstract") && arg) { /* an abstract unix socket */
+    struct sockaddr_un su;
+    socklen_t len = abstract_addr(&su, arg);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
-    snprintf(su.p + 1, sizeof(su.p) - 1, "%s", arg);
-    return result(connect(fd, (struct sockaddr *)&su,
-                          (socklen_t)(sizeof(sa_family_t) + 1 + strlen(arg))),
+    return result(connect(fd, (struct sockaddr *)&su, len),
                   "connect to a host abstract socket");
   }
   if (!strcmp(a, "fd")) { /* an inherited descriptor number */
