@@ -159,7 +159,10 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   }
   if ((code = cli_open_store(cli)) || (code = cli_server_policy(policy, &pol)))
     return code;
-  if ((code = cli_sandbox(sandbox, &sb, &o.sandbox))) {
+  if ((code = cli_sandbox(sandbox, &sb, &o.sandbox)) ||
+      (o.sandbox && (code = cli_sandbox_guard(cli, &sb)))) {
+    if (o.sandbox)
+      durin_sandbox_close(&sb);
     durin_policy_free(pol);
     return code;
   }
