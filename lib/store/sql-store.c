@@ -518,10 +518,16 @@ static int pg_open(const char *rest, const struct durin_store_opts *o,
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   }
   q->pg = 1;
-  if (db_pg_open(q->path, &q->db, msg, sizeof(msg)) != DB_OK) {
+  r = db_pg_open(q->path, &q->db, msg, sizeof(msg));
+  if (r == DB_GONE) {
+    r = durin_err_set(err, DURIN_EBUSY, "cannot reach store '%s': %s", q->path,
+                      msg);
+    goto out;
+  }
+  if (r != DB_OK) {
     r = durin_err_set(err, DURIN_ESTORE,
-                      "cannot open store '%s': %s (is the server running, "
-                      "and the URL's user, host, port and database right?)",
+                      "cannot open store '%s': %s (are the URL's user, "
+                      "password, host, port and database right?)",
                       q->path, msg);
     goto out;
   }
