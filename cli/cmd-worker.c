@@ -6,7 +6,14 @@
  * the HTTP API will live. SIGTERM or SIGINT: stop claiming, let in-flight
  * steps commit, release every lease, exit 0. A second signal: exit at once
  * (the watchdog recovers the runs when their leases expire).
+ *
+ * A store that cannot be reached at start (a PostgreSQL server down or
+ * starting) is waited for with backoff, as a running worker waits for
+ * one that went away: fleets start in any order. A signal during that
+ * wait exits 0; a store that answers and refuses (bad password, no such
+ * database) exits 4 at once.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +28,12 @@
 #include "durin/worker.h"
 
 static struct durin_worker *the_worker;
+static volatile sig_atomic_t stopping;
 
 static void on_signal(int sig)
 {
   (void)sig;
+  stopping = 1;
   if (the_worker)
     durin_worker_stop(the_worker, 0);
 }
@@ -40,6 +49,71 @@ static void log_line(void *arg, const char *line)
   gmtime_r(&ts.tv_sec, &tm);
   strftime(when, sizeof(when), "%H:%M:%S", &tm);
   fprintf(stderr, "%s.%03ld durin: %s\n", when, ts.tv_nsec / 1000000, line);
+}
+
+/* The first wait after a failed open, and the longest. */
+#define OPEN_WAIT_FIRST_MS 250
+#define OPEN_WAIT_MAX_MS   4000
+
+/* Sleeps ms in short slices; 1 if a signal asked to stop meanwhile. */
+static int wait_or_stop(int64_t ms)
+{
+  while (ms > 0 && !stopping) {
+    struct timespec ts = { 0, (ms < 100 ? ms : 100) * 1000000L };
+
+    nanosleep(&ts, NULL);
+    ms -= 100;
+  }
+  return stopping;
+}
+
+/*
+ * Opens cli->store, waiting with backoff while it cannot be reached
+ * (DURIN_EBUSY), with a line per try saying why and for what. Returns an
+ * exit code; *stopped is set when a signal ended the wait.
+ */
+static int open_store_waiting(struct cli *cli, const char *name, int quiet,
+                              int *stopped)
+{
+  struct durin_err err = { 0 };
+  int64_t wait_ms = OPEN_WAIT_FIRST_MS;
+  int tries = 0, r;
+  char line[800], *c, *d;
+
+  *stopped = 0;
+  while ((r = durin_store_open(cli->store_url, &cli->store, &err)) ==
+         DURIN_EBUSY) {
+    /* libpq's messages span lines; one line per try. */
+    for (c = d = err.msg; *c; c++)
+      if (!strchr(" \n\t", *c) || (d > err.msg && d[-1] != ' '))
+        *d++ = strchr("\n\t", *c) ? ' ' : *c;
+    *d = 0;
+    tries++;
+    snprintf(line, sizeof(line),
+             "%s: %s; waiting for the store to accept connections (try %d, "
+             "next in %.2g s; Ctrl-C to give up)",
+             name, err.msg, tries, (double)wait_ms / 1000);
+    if (!quiet)
+      log_line(NULL, line);
+    if (wait_or_stop(wait_ms)) {
+      *stopped = 1;
+      return EXIT_OK;
+    }
+    /* Jitter: a fleet started together does not retry in step. */
+    wait_ms = wait_ms * 2 + (int64_t)(random() % 100);
+    if (wait_ms > OPEN_WAIT_MAX_MS)
+      wait_ms = OPEN_WAIT_MAX_MS;
+    memset(&err, 0, sizeof(err));
+  }
+  if (r) {
+    cli_error("%s", err.msg);
+    return EXIT_STORE;
+  }
+  snprintf(line, sizeof(line), "%s: store reached after %d tries", name,
+           tries + 1);
+  if (tries && !quiet)
+    log_line(NULL, line);
+  return EXIT_OK;
 }
 
 static const char worker_usage[] =
@@ -80,7 +154,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct sigaction sa;
   struct rlimit rl;
   char owner[300];
-  int i, code, quiet = 0;
+  int i, code, quiet = 0, stopped;
 
   if (cli_wants_help(argc, argv)) {
     printf(worker_usage, name);
@@ -157,9 +231,24 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       return EXIT_USAGE;
     }
   }
-  if ((code = cli_open_store(cli)) || (code = cli_server_policy(policy, &pol)))
+  /* Before the store is opened: a signal ends the wait for it too. */
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  if ((code = open_store_waiting(cli, name, quiet, &stopped)) || stopped) {
+    if (stopped && !quiet)
+      fprintf(stderr, "durin: %s stopped before the store answered\n", name);
     return code;
-  if ((code = cli_sandbox(sandbox, &sb, &o.sandbox))) {
+  }
+  if ((code = cli_server_policy(policy, &pol)))
+    return code;
+  if ((code = cli_sandbox(sandbox, &sb, &o.sandbox)) ||
+      (o.sandbox && (code = cli_sandbox_guard(cli, &sb)))) {
+    if (o.sandbox)
+      durin_sandbox_close(&sb);
     durin_policy_free(pol);
     return code;
   }
@@ -179,12 +268,9 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     return EXIT_STORE;
   }
   the_worker = w;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  /* A signal before the worker existed still stops it. */
+  if (stopping)
+    durin_worker_stop(w, 0);
   durin_worker_run(w);
   durin_worker_stats(w, &st);
   if (!quiet)

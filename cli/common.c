@@ -398,6 +398,35 @@ int cli_sandbox(const char *mode, struct durin_sandbox *sb,
   return 0;
 }
 
+int cli_sandbox_guard(struct cli *cli, struct durin_sandbox *sb)
+{
+  const char *data = getenv("DURIN_DATA_DIR");
+  struct durin_err err = { 0 };
+  char dir[PATH_MAX], *slash;
+  int r = 0;
+
+  if (!sb)
+    return 0;
+  if (!strncmp(cli->store_url, "sqlite:", 7)) {
+    /* The database, its WAL and, by default, the data directory. */
+    snprintf(dir, sizeof(dir), "%s", cli->store_url + 7);
+    dir[strcspn(dir, "?")] = '\0';
+    slash = strrchr(dir, '/');
+    if (slash)
+      *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+      snprintf(dir, sizeof(dir), ".");
+    r = durin_sandbox_forbid(sb, dir, "the store's directory", &err);
+  }
+  if (!r && data && *data)
+    r = durin_sandbox_forbid(sb, data, "the data directory", &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return EXIT_STORE;
+  }
+  return 0;
+}
+
 int cli_private_mounts(void)
 {
   static int done;

@@ -69,10 +69,18 @@ void durin_sandbox_argv_free(char **argv);
  * (compiled once), and the limits every call gets unless the run's spec
  * says otherwise. Owned by the caller; no process-wide state.
  */
+#define DURIN_SANDBOX_FORBID_MAX 8
 struct durin_sandbox {
   char helper[4096];
   int seccomp_fd;
   struct durin_sandbox_opts defaults;
+  /* Host directories no spec bind may expose (durin_sandbox_forbid):
+   * resolved paths and what each is, for messages. */
+  struct durin_sandbox_root {
+    char path[4096];
+    const char *what; /* static, e.g. "the store's directory" */
+  } forbid[DURIN_SANDBOX_FORBID_MAX];
+  int nforbid;
 };
 
 /*
@@ -123,6 +131,27 @@ void durin_layer_discard_attempts(const char *calldir);
 /* The descriptor number the program has in the helper. */
 #define DURIN_SANDBOX_SECCOMP_FD 3
 
+/*
+ * Forbids every spec bind (sandbox.ro, sandbox.rw) that equals, contains
+ * or lies inside path, symlinks resolved: the store's directory and the
+ * data directory, which hold every run's log, ledger and workspace. what
+ * names it in messages ("the data directory"; static). path need not
+ * exist yet. Call after durin_sandbox_open. DURIN_EINVAL when full.
+ */
+int durin_sandbox_forbid(struct durin_sandbox *sb, const char *path,
+                         const char *what, struct durin_err *err);
+
+/*
+ * Checks box's binds against sb's forbidden roots, resolving symlinks
+ * now: DURIN_ESPEC naming the field ("sandbox.rw[0]"), the bind and the
+ * root it exposes. A worker calls it before it drives a run, so a spec
+ * that can never run fails with this message; durin_sandbox_command
+ * checks again at every call (a path may have become a symlink since).
+ */
+int durin_sandbox_check(const struct durin_sandbox *sb,
+                        const struct durin_spec_sandbox *box,
+                        struct durin_err *err);
+
 /* Finds the helper next to exe and compiles the program. */
 int durin_sandbox_open(struct durin_sandbox *sb, const char *exe,
                        struct durin_err *err);
@@ -132,9 +161,13 @@ void durin_sandbox_close(struct durin_sandbox *sb);
  * The helper's argv running `bash -c command` in workspace under sb's
  * limits and the run's box (may be NULL), with env ("K=V", NULL-ended)
  * added. layer (may be NULL): the call's layer from durin_layer_begin;
- * the command then sees the workspace with its writes going there. The child
- * that execs it must have sb->seccomp_fd at DURIN_SANDBOX_SECCOMP_FD. Free with
- * durin_sandbox_argv_free.
+ * the command then sees the workspace with its writes going there. The
+ * child that execs it must have sb->seccomp_fd at DURIN_SANDBOX_SECCOMP_FD.
+ * Free with durin_sandbox_argv_free. When durin_sandbox_check refuses
+ * box's binds, the argv still runs the helper, without any of box's binds,
+ * and the command is replaced by one that prints the refusal and exits
+ * 126: the call fails saying why, and never runs outside the sandbox nor
+ * with the binds.
  */
 char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,

@@ -342,7 +342,9 @@ struct durin_store_ops {
  * Opens the store named by url ("sqlite:PATH[?sync=full|normal]", or
  * "postgres://USER@HOST:PORT/DB?..." as libpq reads it). Fails
  * with DURIN_EURL for an unknown scheme and a message naming the schemes
- * this build supports.
+ * this build supports, and with DURIN_EBUSY when the store cannot be
+ * reached for now (a PostgreSQL server down, starting or stopping):
+ * opening again later may succeed. Other failures are DURIN_ESTORE.
  */
 int durin_store_open(const char *url, struct durin_store **out,
                      struct durin_err *err);

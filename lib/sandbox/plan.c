@@ -1,6 +1,8 @@
 /*
- * The durin-sandbox command line for one call, and where the helper is.
+ * The durin-sandbox command line for one call, where the helper is, and
+ * which host directories a spec's binds may never expose.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +154,134 @@ int durin_sandbox_open(struct durin_sandbox *sb, const char *exe,
   return r;
 }
 
+/*
+ * path with symlinks resolved. A path that does not exist (yet) resolves
+ * its longest existing prefix and keeps the rest as written, unless the
+ * rest has a ".." that could climb out of what it names: that cannot be
+ * judged without the files, so it is an error (-1), as is a relative path.
+ */
+static int resolve(const char *path, char out[PATH_MAX])
+{
+  char head[PATH_MAX], base[PATH_MAX];
+  const char *rest;
+  char *slash;
+
+  if (path[0] != '/')
+    return -1;
+  if (realpath(path, out))
+    return 0;
+  if (errno != ENOENT)
+    return -1;
+  snprintf(head, sizeof(head), "%s", path);
+  while ((slash = strrchr(head, '/'))) {
+    *slash = 0;
+    rest = path + (slash - head);
+    if (realpath(*head ? head : "/", base)) {
+      size_t n = strlen(rest);
+
+      if (strstr(rest, "/../") || (n >= 3 && !strcmp(rest + n - 3, "/..")))
+        return -1;
+      snprintf(out, PATH_MAX, "%s%s", strcmp(base, "/") ? base : "", rest);
+      return 0;
+    }
+    if (errno != ENOENT)
+      return -1;
+  }
+  return -1;
+}
+
+/* Whether a is b or lies inside it (both resolved). */
+static int within(const char *a, const char *b)
+{
+  size_t n = strlen(b);
+
+  if (!strcmp(b, "/"))
+    return 1;
+  return !strncmp(a, b, n) && (a[n] == '/' || a[n] == 0);
+}
+
+int durin_sandbox_forbid(struct durin_sandbox *sb, const char *path,
+                         const char *what, struct durin_err *err)
+{
+  struct durin_sandbox_root *root;
+
+  if (sb->nforbid == DURIN_SANDBOX_FORBID_MAX)
+    return durin_err_set(err, DURIN_EINVAL,
+                         "too many forbidden sandbox roots (%d)",
+                         DURIN_SANDBOX_FORBID_MAX);
+  root = &sb->forbid[sb->nforbid];
+  if (path[0] != '/') {
+    char cwd[PATH_MAX], abs[PATH_MAX * 2];
+
+    if (!getcwd(cwd, sizeof(cwd)))
+      return durin_err_set(err, DURIN_EIO, "cannot resolve %s '%s': %s", what,
+                           path, strerror(errno));
+    snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
+    return durin_sandbox_forbid(sb, abs, what, err);
+  }
+  if (resolve(path, root->path))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "cannot resolve %s '%s' to keep it out of the "
+                         "sandbox: %s",
+                         what, path, strerror(errno ? errno : EINVAL));
+  root->what = what;
+  sb->nforbid++;
+  return 0;
+}
+
+static int check_binds(const struct durin_sandbox *sb, const char *field,
+                       char *const *binds, int n, struct durin_err *err)
+{
+  char real[PATH_MAX];
+  int i, j;
+
+  for (i = 0; i < n; i++) {
+    if (resolve(binds[i], real))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s[%d]': '%s' cannot be resolved to a "
+                           "host path, so it cannot be checked against the "
+                           "store and the data directory; give an absolute "
+                           "path without '..'",
+                           field, i, binds[i]);
+    for (j = 0; j < sb->nforbid; j++) {
+      const struct durin_sandbox_root *r = &sb->forbid[j];
+      const char *how;
+
+      if (!strcmp(real, r->path))
+        how = "is";
+      else if (within(real, r->path))
+        how = "lies inside";
+      else if (within(r->path, real))
+        how = "contains";
+      else
+        continue;
+      /* The agent could read every run's log and ledger, and plant
+       * files the worker trusts (as root, on a root worker). */
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s[%d]': '%s' %s %s '%s'; a sandbox bind "
+                           "may never expose the store or the data "
+                           "directory (every run's log, ledger and "
+                           "workspace); bind a directory outside both",
+                           field, i, binds[i], how, r->what, r->path);
+    }
+  }
+  return 0;
+}
+
+int durin_sandbox_check(const struct durin_sandbox *sb,
+                        const struct durin_spec_sandbox *box,
+                        struct durin_err *err)
+{
+  int r;
+
+  if (!sb || !box || !sb->nforbid)
+    return 0;
+  r = check_binds(sb, "sandbox.ro", box->ro, box->nro, err);
+  if (!r)
+    r = check_binds(sb, "sandbox.rw", box->rw, box->nrw, err);
+  return r;
+}
+
 void durin_sandbox_close(struct durin_sandbox *sb)
 {
   if (sb && sb->seccomp_fd >= 0)
@@ -167,7 +297,8 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const char *command)
 {
   struct durin_sandbox_opts o = sb->defaults;
-  char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL };
+  char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL, NULL, NULL };
+  struct durin_err refused = { 0 };
   char layers[PATH_MAX], upper[PATH_MAX + 8];
   const char *template = NULL;
 
@@ -190,6 +321,15 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
     o.net_proxy = box->net_proxy;
     o.allow = (const char *const *)box->allow_hosts;
     o.nallow = box->nallow;
+  }
+  /* The check a worker made before the run may be stale: a bind may have
+   * become a symlink into the store since. */
+  if (durin_sandbox_check(sb, box, &refused)) {
+    o.ro = o.rw = NULL;
+    o.nro = o.nrw = 0;
+    cmd[2] = "printf 'durin: %s\\n' \"$1\" >&2; exit 126";
+    cmd[3] = "durin-refused";
+    cmd[4] = refused.msg;
   }
   /* The caller enforces the call's timeout; the helper's is a backstop. */
   o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;

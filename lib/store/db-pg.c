@@ -912,10 +912,24 @@ int db_pg_open(const char *url, struct db **out, char *msg, size_t len)
   d->url = strdup(url);
   d->c = PQconnectdb(url);
   if (PQstatus(d->c) != CONNECTION_OK) {
-    set_msg(d, DB_GONE, PQerrorMessage(d->c));
-    snprintf(msg, len, "%s", d->msg);
-    p_close(&d->base);
-    return DB_GONE;
+    /* DB_GONE only when the server is down or not yet (or no longer)
+     * accepting connections, which waiting can cure; a server that
+     * answers and refuses us (password, database, URL) is DB_ERROR. A
+     * server that came up between the two asks gets one more try. */
+    PGPing ping = PQping(url);
+    int code = ping == PQPING_NO_RESPONSE || ping == PQPING_REJECT ? DB_GONE :
+                                                                     DB_ERROR;
+
+    if (ping == PQPING_OK) {
+      PQfinish(d->c);
+      d->c = PQconnectdb(url);
+    }
+    if (PQstatus(d->c) != CONNECTION_OK) {
+      set_msg(d, code, PQerrorMessage(d->c));
+      snprintf(msg, len, "%s", d->msg);
+      p_close(&d->base);
+      return code;
+    }
   }
   PQsetNoticeProcessor(d->c, quiet, NULL);
   session_init(d);

@@ -138,6 +138,9 @@ int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
 struct tenant {
   char *name;
   int64_t held, limit; /* limit < 0: none */
+  /* The serial of its last claimed pick (0: never), then of this claim's
+   * last pick; claimed: the serial to record once the claim held. */
+  int64_t served, claimed;
   struct cand {
     char id[32];
     char *key;
@@ -199,14 +202,15 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
   char *last = strdup("");
   int n = 0, r, rc;
 
-  /* The next tenant with ready runs, how many it holds, and its limit:
-   * one statement, one round trip. */
+  /* The next tenant with ready runs, how many it holds, its limit and
+   * when it was last served: one statement, one round trip. */
   r = prep(q,
            "SELECT t.tenant, (SELECT count(*) FROM runs h WHERE h.tenant = "
            "t.tenant AND h.lease_owner IS NOT NULL), coalesce((SELECT "
            "max_running FROM queue_limits WHERE scope = 'tenant:' || "
-           "t.tenant), -1) FROM (SELECT tenant FROM runs WHERE " READY
-           " AND tenant > ?1 ORDER BY tenant LIMIT 1) t",
+           "t.tenant), -1), coalesce((SELECT served FROM queue_served s "
+           "WHERE s.tenant = t.tenant), 0) FROM (SELECT tenant FROM runs "
+           "WHERE " READY " AND tenant > ?1 ORDER BY tenant LIMIT 1) t",
            &next, "listing tenants", err);
   /* On PostgreSQL the candidates are locked as they are listed, and a
    * run another writer holds locked (a cancel, a claim by id) is passed
@@ -234,6 +238,7 @@ static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
     x->name = strdup(last);
     x->held = db_col_int64(next, 1);
     x->limit = db_col_int64(next, 2);
+    x->served = db_col_int64(next, 3);
     db_reset(next);
     r = load_cands(q, *cand, x, now_ms, err);
   }
@@ -297,6 +302,46 @@ static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
     k->limit = db_col_int64(st, 1);
   } else {
     r = durin__sq_fail(q, err, "counting held runs");
+  }
+  db_finalize(st);
+  return r;
+}
+
+/* The last serial any claim handed out (0: none yet). */
+static int served_last(struct sq *q, int64_t *serial, struct durin_err *err)
+{
+  struct db_stmt *st;
+  int r;
+
+  r = prep(q, "SELECT coalesce(max(served), 0) FROM queue_served", &st,
+           "reading fair share", err);
+  if (r)
+    return r;
+  if (db_step(st) == DB_ROW)
+    *serial = db_col_int64(st, 0);
+  else
+    r = durin__sq_fail(q, err, "reading fair share");
+  db_finalize(st);
+  return r;
+}
+
+/* Records, for each tenant this claim served, its last claimed pick. */
+static int served_record(struct sq *q, struct tenant *t, int nt,
+                         struct durin_err *err)
+{
+  struct db_stmt *st = NULL;
+  int r, i;
+
+  r = prep(q,
+           "INSERT INTO queue_served(tenant, served) VALUES(?1, ?2) "
+           "ON CONFLICT(tenant) DO UPDATE SET served = excluded.served",
+           &st, "recording fair share", err);
+  for (i = 0; !r && i < nt; i++) {
+    if (!t[i].claimed)
+      continue;
+    db_bind_text(st, 1, t[i].name);
+    db_bind_int64(st, 2, t[i].claimed);
+    r = durin__sq_step_done(q, st, "recording fair share", err);
   }
   db_finalize(st);
   return r;
@@ -366,16 +411,26 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
   struct tenant *t = NULL;
   struct keycount *kc = NULL;
   struct db_stmt *cand = NULL;
-  int nt = 0, nk = 0, r, i, kept;
+  int64_t serial = 0;
+  int nt = 0, nk = 0, r, i, kept, *who = NULL;
 
   r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
-  r = load_tenants(q, now_ms, &t, &nt, &cand, err);
+  r = served_last(q, &serial, err);
+  if (!r)
+    r = load_tenants(q, now_ms, &t, &nt, &cand, err);
+  if (!r && max > 0 && !(who = calloc((size_t)max, sizeof(*who))))
+    r = durin_err_set(err, DURIN_ENOMEM, "claiming runs: out of memory");
   /*
    * Fair share: each pick goes to the tenant holding the fewest runs
    * (counting this claim's picks) that still has a claimable candidate,
-   * so one tenant's backlog never starves another's single run.
+   * so one tenant's backlog never starves another's single run. A tie
+   * goes to the tenant served least recently: with one free slot every
+   * tenant holds nothing at each claim, and without this the first name
+   * would win them all. "Recently" is a serial, not a clock: claims are
+   * serialized by the claim lock, so it orders every worker's claims on
+   * one store without trusting their clocks.
    */
   while (!r && *n < max) {
     struct tenant *best = NULL;
@@ -390,7 +445,8 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
         r = load_cands(q, cand, x, now_ms, err);
       if (x->next >= x->nc)
         continue;
-      if (!best || x->held < best->held)
+      if (!best || x->held < best->held ||
+          (x->held == best->held && x->served < best->served))
         best = x;
     }
     if (!best)
@@ -412,16 +468,25 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
       continue;
     memset(&out[*n], 0, sizeof(out[*n]));
     snprintf(out[*n].id, sizeof(out[*n].id), "%s", c->id);
-    (*n)++;
+    who[(*n)++] = (int)(best - t);
     best->held++;
+    best->served = ++serial;
   }
   db_finalize(cand);
-  tenants_free(t, nt);
   for (i = 0; i < nk; i++)
     free(kc[i].key);
   free(kc);
   if (!r)
     r = claim_picks(q, owner, now_ms, ttl_ms, out, *n, err);
+  /* Only picks that were claimed count as service; they are in serial
+   * order, so a tenant's last one is its latest. */
+  for (i = 0; !r && i < *n; i++)
+    if (out[i].epoch)
+      t[who[i]].claimed = serial - *n + i + 1;
+  if (!r)
+    r = served_record(q, t, nt, err);
+  tenants_free(t, nt);
+  free(who);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     *n = 0;

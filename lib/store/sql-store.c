@@ -107,6 +107,16 @@ static const char *const stmt_sql[ST__COUNT] = {
  "  max_running " I64 " NOT NULL"                                             \
  ");"
 
+/* When each tenant was last served a claim: a store-wide serial that
+ * claims, serialized by the claim lock, count up (sql-queue.c). It breaks
+ * fair share's ties between tenants holding equally many runs. */
+#define QUEUE_SERVED(I64)     \
+ "CREATE TABLE queue_served(" \
+ "  tenant TEXT PRIMARY KEY," \
+ "  served " I64 " NOT NULL"  \
+ ");"                         \
+ "CREATE INDEX queue_served_serial ON queue_served(served);"
+
 #define APPROVALS_TABLE(I64)                                \
  "CREATE TABLE approvals("                                  \
  "  id TEXT PRIMARY KEY,"                                   \
@@ -227,6 +237,8 @@ static const char *const migrations[] = {
   /* 4: the transaction that last fenced a run, so a writer that lost
    * its connection during COMMIT can ask whether it landed. */
   "ALTER TABLE runs ADD COLUMN commit_token TEXT;",
+  /* 5: fair share's memory (sql-queue.c). */
+  QUEUE_SERVED("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -323,6 +335,7 @@ static const char *const pg_migrations[] = {
   "  RAISE EXCEPTION 'run ''%'': its event log is at % but its holder "
   "expected %; writing again', p_run, p_a, p_b USING ERRCODE = 'DU002';\n"
   "END $$;",
+  QUEUE_SERVED("BIGINT"),
 };
 
 int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
@@ -505,10 +518,16 @@ static int pg_open(const char *rest, const struct durin_store_opts *o,
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   }
   q->pg = 1;
-  if (db_pg_open(q->path, &q->db, msg, sizeof(msg)) != DB_OK) {
+  r = db_pg_open(q->path, &q->db, msg, sizeof(msg));
+  if (r == DB_GONE) {
+    r = durin_err_set(err, DURIN_EBUSY, "cannot reach store '%s': %s", q->path,
+                      msg);
+    goto out;
+  }
+  if (r != DB_OK) {
     r = durin_err_set(err, DURIN_ESTORE,
-                      "cannot open store '%s': %s (is the server running, "
-                      "and the URL's user, host, port and database right?)",
+                      "cannot open store '%s': %s (are the URL's user, "
+                      "password, host, port and database right?)",
                       q->path, msg);
     goto out;
   }

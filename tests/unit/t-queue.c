@@ -128,6 +128,43 @@ static void test_fair_share(void **state)
   assert_string_equal(c[0].id, "b000");
 }
 
+/*
+ * One slot (a worker with --max-runs 1): tenants with nothing held tie on
+ * the fair-share count at every claim, and the tie goes to the tenant
+ * served least recently, so they alternate. Z's one run, submitted third,
+ * runs second, not after all of A's.
+ */
+static void test_fair_share_one_slot(void **state)
+{
+  struct store_fx *f = *state;
+  const char *want[] = { "a1", "z1", "a2", "a3", "a4" };
+  struct durin_claim c[1];
+  int i;
+
+  submit(f->s, "a1", "A", 0, NULL);
+  submit(f->s, "a2", "A", 0, NULL);
+  submit(f->s, "z1", "Z", 0, NULL);
+  submit(f->s, "a3", "A", 0, NULL);
+  submit(f->s, "a4", "A", 0, NULL);
+  for (i = 0; i < 5; i++) {
+    assert_int_equal(claim(f->s, "w1", 1, c), 1);
+    assert_string_equal(c[0].id, want[i]);
+    clock_ms++;
+    finish(f->s, &c[0]);
+  }
+  /* The name does not decide: Z, served longest ago, goes before A. */
+  submit(f->s, "a5", "A", 0, NULL);
+  submit(f->s, "z2", "Z", 0, NULL);
+  assert_int_equal(claim(f->s, "w1", 1, c), 1);
+  assert_string_equal(c[0].id, "z2");
+  /* Across workers: another worker's claim counts as service too. */
+  submit(f->s, "b1", "B", 0, NULL);
+  assert_int_equal(claim(f->s, "w2", 1, c), 1);
+  assert_string_equal(c[0].id, "b1");
+  assert_int_equal(claim(f->s, "w3", 1, c), 1);
+  assert_string_equal(c[0].id, "a5");
+}
+
 static void test_limits(void **state)
 {
   struct store_fx *f = *state;
@@ -366,6 +403,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_priority_then_age, setup, teardown),
     cmocka_unit_test_setup_teardown(test_claim_pages, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fair_share, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fair_share_one_slot, setup, teardown),
     cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
     cmocka_unit_test_setup_teardown(test_delayed_start, setup, teardown),
     cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),

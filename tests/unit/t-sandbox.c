@@ -282,13 +282,89 @@ static void test_program(void **state)
   close(fd);
 }
 
+/* Binds that expose the store or the data directory are refused (issue
+ * 13, defect 6): equal, inside, containing, through a symlink, and a
+ * missing tail that climbs with ".."; the command then runs without the
+ * spec's binds and only says why. */
+static void test_forbidden_binds(void **state)
+{
+  char dir[] = "/tmp/t-sandbox-XXXXXX", store[300], data[300], link[300],
+       other[300], missing[300], climb[300], inside[300];
+  char *ro[1], *rw[1];
+  struct durin_spec_sandbox box = { 0 };
+  struct durin_sandbox sb = { 0 };
+  struct durin_err err = { 0 };
+  char **v;
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(store, sizeof(store), "%s/store", dir);
+  snprintf(data, sizeof(data), "%s/data", dir);
+  snprintf(link, sizeof(link), "%s/link", dir);
+  snprintf(other, sizeof(other), "%s/other", dir);
+  snprintf(missing, sizeof(missing), "%s/data/not/yet", dir);
+  snprintf(climb, sizeof(climb), "%s/other/no/../../store", dir);
+  snprintf(inside, sizeof(inside), "%s/store/runs", dir);
+  assert_int_equal(mkdir(store, 0700), 0);
+  assert_int_equal(mkdir(other, 0700), 0);
+  assert_int_equal(symlink(store, link), 0);
+  snprintf(sb.helper, sizeof(sb.helper), "/x/durin-sandbox");
+  assert_int_equal(
+      durin_sandbox_forbid(&sb, store, "the store's directory", &err), 0);
+  /* The data directory need not exist yet. */
+  assert_int_equal(durin_sandbox_forbid(&sb, data, "the data directory", &err),
+                   0);
+  box.ro = ro;
+  box.rw = rw;
+  box.nro = box.nrw = 1;
+
+  ro[0] = other;
+  rw[0] = other;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), 0);
+
+  rw[0] = store;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "field 'sandbox.rw[0]'"));
+  assert_non_null(strstr(err.msg, "is the store's directory"));
+  rw[0] = inside;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "lies inside"));
+  rw[0] = other;
+  ro[0] = dir;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "field 'sandbox.ro[0]'"));
+  assert_non_null(strstr(err.msg, "contains"));
+  ro[0] = link;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), DURIN_ESPEC);
+  ro[0] = missing;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "the data directory"));
+  ro[0] = climb;
+  assert_int_equal(durin_sandbox_check(&sb, &box, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "cannot be resolved"));
+
+  /* The command keeps the sandbox, drops the binds, and says why. */
+  ro[0] = link;
+  v = durin_sandbox_command(&sb, &box, "/ws", NULL, NULL, 0, "cat secret");
+  assert_string_equal(v[0], "/x/durin-sandbox");
+  assert_int_equal(find(v, "--ro"), -1);
+  assert_int_equal(find(v, "--rw"), -1);
+  assert_int_equal(find(v, "cat secret"), -1);
+  assert_non_null(strstr(v[find(v, "durin-refused") + 1], "sandbox.ro[0]"));
+  durin_sandbox_argv_free(v);
+
+  unlink(link);
+  rmdir(store);
+  rmdir(other);
+  rmdir(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_command_line),
-    cmocka_unit_test(test_spec_section),
-    cmocka_unit_test(test_program),
-    cmocka_unit_test(test_layer_merge),
+    cmocka_unit_test(test_command_line),    cmocka_unit_test(test_spec_section),
+    cmocka_unit_test(test_program),         cmocka_unit_test(test_layer_merge),
+    cmocka_unit_test(test_forbidden_binds),
   };
 
   return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);
