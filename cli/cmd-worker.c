@@ -215,6 +215,12 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       lim[o.nlimits].rpm = rpm;
       lim[o.nlimits].tpm = tpm;
       o.nlimits++;
+    } else if (strcmp(a, "--lease-ttl") && strcmp(a, "--poll") &&
+               strcmp(a, "--stall-after")) {
+      /* The name first: an unknown option is not a bad duration. */
+      cli_bad_arg(name, a, NULL);
+      fprintf(stderr, worker_usage, name);
+      return EXIT_USAGE;
     } else if ((d = cli_parse_duration(v)) < 0) {
       cli_error("%s: %s wants a duration like 500ms, 30s or 5m, not '%s'", name,
                 a, v);
@@ -223,12 +229,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       o.lease_ttl_ms = d < 1000 ? 1000 : d;
     } else if (!strcmp(a, "--poll")) {
       o.poll_ms = d < 10 ? 10 : d;
-    } else if (!strcmp(a, "--stall-after")) {
-      o.stall_ms = d;
     } else {
-      cli_error("%s: unknown option '%s'", name, a);
-      fprintf(stderr, worker_usage, name);
-      return EXIT_USAGE;
+      o.stall_ms = d;
     }
   }
   /* Before the store is opened: a signal ends the wait for it too. */

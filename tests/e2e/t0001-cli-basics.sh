@@ -122,7 +122,9 @@ test_expect_success 'an unknown option is named as one, with usage, also with a 
     grep_q "usage: durin $c" err || { cat err; return 1; }
   done &&
   test_must_fail_with 64 durin policy check --bogus value s.json 2>err &&
-  grep_q "unknown option .--bogus." err && grep_q "usage: durin policy" err
+  grep_q "unknown option .--bogus." err && grep_q "usage: durin policy" err &&
+  test_must_fail_with 64 durin worker --bogus value 2>err &&
+  grep_q "worker: unknown option .--bogus." err && grep_q "usage: durin worker" err
 '
 
 test_expect_success 'ls --help names its options and every status' '
