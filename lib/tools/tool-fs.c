@@ -111,10 +111,108 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
   return 0;
 }
 
-/* Writes data to path atomically: a temp file in the same directory, then
- * rename, so a crash never leaves a half-written file. */
-static int write_atomic(int ws, const char *path, const char *data, size_t len,
+/*
+ * A call with a layer (ctx->layer) writes nothing into the workspace: the
+ * new file goes to the same place beneath layer/upper as path resolves to
+ * beneath the workspace, and reaches the workspace by the merge, once the
+ * call's outcome is durable (lib/sandbox/layer.c). So the file tools are
+ * transactions like a sandboxed command: a call cut by a crash left no
+ * trace and runs again to the same result.
+ *
+ * Returns a directory fd beneath layer/upper for path's parent, made as
+ * needed (existing workspace directories keep their modes), or -1.
+ */
+static int layer_parent(int ws, const char *layer, const char *path,
                         struct durin_err *err)
+{
+  char parent[4200], real[4200], link[64], wsreal[4200], dir[8600];
+  const char *slash = strrchr(path, '/'), *rest = "", *rel;
+  ssize_t n;
+  int fd = -1;
+
+  snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - path) : 1,
+           slash ? path : ".");
+  /* The longest prefix of the parent that exists in the workspace. */
+  for (;;) {
+    fd = durin_path_open(ws, parent, O_PATH | O_DIRECTORY, 0, NULL);
+    if (fd >= 0 || errno != ENOENT || !strcmp(parent, "."))
+      break;
+    slash = strrchr(parent, '/');
+    rest = slash ? path + (slash - parent) : path;
+    if (slash)
+      *(char *)slash = 0;
+    else
+      snprintf(parent, sizeof(parent), ".");
+  }
+  if (fd < 0)
+    return durin_err_set(err, DURIN_EINVAL, "cannot write beneath '%s': %s",
+                         parent, strerror(errno));
+  /* Where it really is, links inside the workspace followed. */
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  n = readlink(link, real, sizeof(real) - 1);
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", ws);
+  if (n > 0) {
+    real[n] = 0;
+    n = readlink(link, wsreal, sizeof(wsreal) - 1);
+  }
+  close(fd);
+  if (n <= 0)
+    return durin_err_set(err, DURIN_EIO, "cannot resolve '%s'", parent);
+  wsreal[n] = 0;
+  rel = real + strlen(wsreal);
+  if (strncmp(real, wsreal, (size_t)n) || (*rel && *rel != '/'))
+    return durin_err_set(err, DURIN_EINVAL, "'%s' is outside the workspace",
+                         path);
+  /* The same directories beneath upper/: existing ones as they are in the
+   * workspace (the merge keeps a layer directory's mode), new ones 0755. */
+  {
+    char sub[4200];
+    size_t i, len = strlen(rel);
+
+    snprintf(sub, sizeof(sub), "%s", rel);
+    for (i = 1; i <= len; i++) {
+      struct stat st;
+
+      if (sub[i] != '/' && sub[i] != 0)
+        continue;
+      sub[i] = 0;
+      snprintf(dir, sizeof(dir), "%s/upper%s", layer, sub);
+      snprintf(real, sizeof(real), "%s%s", wsreal, sub);
+      if (stat(real, &st))
+        st.st_mode = 0755;
+      if (mkdir(dir, st.st_mode & 07777) && errno != EEXIST)
+        return durin_err_set(err, DURIN_EIO, "cannot make '%s': %s", dir,
+                             strerror(errno));
+      if (i < len)
+        sub[i] = '/';
+    }
+  }
+  snprintf(dir, sizeof(dir), "%s/upper%s", layer, rel);
+  /* rest: "/a/b" or "/file"; the directories in it are new. */
+  if (*rest) {
+    char more[4200], *p;
+
+    snprintf(more, sizeof(more), "%s", *rest == '/' ? rest + 1 : rest);
+    p = strrchr(more, '/');
+    if (p) {
+      *p = 0;
+      snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", more);
+      if (durin_mkdirs(dir, err))
+        return -1;
+    }
+  }
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return durin_err_set(err, DURIN_EIO, "cannot open '%s': %s", dir,
+                         strerror(errno));
+  return fd;
+}
+
+/* Writes data to path atomically: a temp file in the same directory, then
+ * rename, so a crash never leaves a half-written file. With a layer, the
+ * file goes there instead (layer_parent). */
+static int write_atomic(int ws, const char *layer, const char *path,
+                        const char *data, size_t len, struct durin_err *err)
 {
   char tmp[4200];
   const char *slash = strrchr(path, '/');
@@ -123,7 +221,7 @@ static int write_atomic(int ws, const char *path, const char *data, size_t len,
   struct stat st;
   mode_t mode = 0644;
 
-  if (durin_path_mkparents(ws, path, err))
+  if (!layer && durin_path_mkparents(ws, path, err))
     return -1;
   fd = durin_path_open(ws, path, O_RDONLY, 0, NULL);
   if (fd >= 0) {
@@ -135,6 +233,39 @@ static int write_atomic(int ws, const char *path, const char *data, size_t len,
       mode = st.st_mode & 0777;
     }
     close(fd);
+  }
+  if (layer) {
+    const char *base = slash ? slash + 1 : path;
+    int dfd = layer_parent(ws, layer, path, err);
+
+    if (dfd < 0)
+      return -1;
+    unlinkat(dfd, base, 0);
+    fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                mode);
+    if (fd < 0)
+      r = durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
+                        strerror(errno));
+    while (!r && off < len) {
+      ssize_t w = write(fd, data + off, len - off);
+
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        r = durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
+                          strerror(errno));
+      else
+        off += (size_t)w;
+    }
+    /* Synced before its outcome is recorded: the merge moves what is on
+     * disk, so the file must be whole there. */
+    if (!r && (fsync(fd) < 0 || fsync(dfd) < 0))
+      r = durin_err_set(err, DURIN_EIO, "cannot sync '%s': %s", path,
+                        strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    close(dfd);
+    return r;
   }
   snprintf(tmp, sizeof(tmp), "%.*s.durin-tmp-%d",
            slash ? (int)(slash - path) + 1 : 0, path, (int)getpid());
@@ -206,7 +337,7 @@ static int write_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
 
   if ((ws = open_ws(ctx, res)) < 0)
     return 0;
-  if (write_atomic(ws, path, json_string_value(content),
+  if (write_atomic(ws, ctx->layer, path, json_string_value(content),
                    json_string_length(content), &err)) {
     close(ws);
     durin__tool_fail(res, "write_file: %s", err.msg);
@@ -287,7 +418,7 @@ static int edit_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
     }
   }
   durin_buf_adds(&out, p);
-  if (write_atomic(ws, path, out.buf, out.len, &err)) {
+  if (write_atomic(ws, ctx->layer, path, out.buf, out.len, &err)) {
     durin__tool_fail(res, "edit_file: %s", err.msg);
   } else {
     char msg[4200];

@@ -281,11 +281,12 @@ void durin_tool_exec(const struct durin_tool_def *def,
     return;
   }
   if (!def->command && ctx->box.spec && ctx->box.spec->template) {
-    /* A template workspace is only a view: mount it for this call. */
+    /* A template workspace is only a view: mount it for this call,
+     * read-only when the call writes into a layer of its own. */
     struct durin_err err = { 0 };
 
-    if (durin_workspace_mount(ctx->workspace, ctx->box.spec->template, 1, NULL,
-                              &err)) {
+    if (durin_workspace_mount(ctx->workspace, ctx->box.spec->template,
+                              !ctx->layer, NULL, &err)) {
       res->output = strdup(err.msg);
       return;
     }

@@ -6,11 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durin/sandbox.h"
 #include "durin/tools.h"
 #include "durin/util.h"
 #include "test.h"
 
 static char *ws, *outside;
+static const char *cur_layer; /* the file tools' layer, or NULL */
 
 static void put(const char *path, const char *text)
 {
@@ -59,9 +61,11 @@ static int teardown(void **state)
 static int run_tool(const char *name, const char *args, char **out)
 {
   const struct durin_tool_def *def = durin_tool_find(name);
-  struct durin_tool_ctx ctx = {
-    .workspace = ws, .idem_key = "k", .timeout_ms = 5000, .output_cap = 4096
-  };
+  struct durin_tool_ctx ctx = { .workspace = ws,
+                                .idem_key = "k",
+                                .timeout_ms = 5000,
+                                .output_cap = 4096,
+                                .layer = cur_layer };
   struct durin_tool_result r;
   struct durin_err err = { 0 };
   json_t *a;
@@ -172,6 +176,72 @@ static void test_file_tools(void **state)
   assert_false(run_tool("read_file", "{\"path\":\"missing\"}", &out));
   assert_non_null(strstr(out, "does not exist"));
   free(out);
+}
+
+static void read_is(const char *dir, const char *name, const char *want)
+{
+  char path[8400], *text = NULL;
+  size_t len;
+
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  assert_int_equal(durin_file_read(path, 1 << 20, &text, &len, NULL), 0);
+  assert_string_equal(text, want);
+  free(text);
+}
+
+/*
+ * With a layer, write_file and edit_file leave the workspace as it was and
+ * put their results where the paths resolve to beneath the layer's upper/
+ * (a link inside the workspace followed); the same edit run again from the
+ * unchanged workspace gives the same result (a call cut by a crash is run
+ * again); the merge brings both into the workspace.
+ */
+static void test_file_tools_in_layer(void **state)
+{
+  char layer[2048], p[8400], *out;
+  struct durin_err err = { 0 };
+  struct stat st;
+  int i;
+
+  (void)state;
+  snprintf(p, sizeof(p), "%s/subl", ws);
+  assert_int_equal(symlink("sub", p), 0);
+  snprintf(layer, sizeof(layer), "%s/layer", outside);
+  cur_layer = layer;
+  for (i = 0; i < 2; i++) {
+    test_rmrf(layer);
+    snprintf(p, sizeof(p), "%s/upper", layer);
+    assert_int_equal(durin_mkdirs(p, &err), 0);
+    assert_true(run_tool("write_file",
+                         "{\"path\":\"new/deep/c.txt\",\"content\":\"sea\"}",
+                         &out));
+    free(out);
+    assert_true(run_tool("edit_file",
+                         "{\"path\":\"subl/b.txt\",\"old_string\":\"bee\","
+                         "\"new_string\":\"BEE\"}",
+                         &out));
+    assert_string_equal(out, "replaced 1 occurrence in subl/b.txt");
+    free(out);
+    assert_false(run_tool("write_file",
+                          "{\"path\":\"out/x\",\"content\":\"no\"}", &out));
+    free(out);
+    /* The workspace is untouched until the merge. */
+    read_is(ws, "sub/b.txt", "bee\n");
+    snprintf(p, sizeof(p), "%s/new", ws);
+    assert_int_equal(stat(p, &st), -1);
+  }
+  snprintf(p, sizeof(p), "%s/upper", layer);
+  read_is(p, "sub/b.txt", "BEE\n");
+  read_is(p, "new/deep/c.txt", "sea");
+  cur_layer = NULL;
+  assert_int_equal(durin_layer_merge(layer, ws, 0, &err), 0);
+  read_is(ws, "sub/b.txt", "BEE\n");
+  read_is(ws, "new/deep/c.txt", "sea");
+  snprintf(p, sizeof(p), "%s/subl", ws);
+  assert_int_equal(lstat(p, &st), 0);
+  assert_true(S_ISLNK(st.st_mode));
+  snprintf(p, sizeof(p), "%s/x", outside);
+  assert_int_equal(stat(p, &st), -1);
 }
 
 static void test_bash_basics(void **state)
@@ -353,6 +423,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_no_path_leaves_workspace, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_file_tools, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_file_tools_in_layer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bash_basics, setup, teardown),
     cmocka_unit_test_setup_teardown(test_binary_output_becomes_text, setup,
                                     teardown),
