@@ -154,6 +154,14 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                                const struct durin_ledger_entry *entries, int n,
                                struct durin_err *err);
 /*
+ * After durin_harness_load_pending: call (of the unfinished step) ran in a
+ * layer of its own that was discarded unmerged (lib/sandbox/layer.c), so
+ * it left no trace. Should its outcome be unknown, it is run again, with
+ * the same idempotency key, whatever its declared effect.
+ */
+int durin_harness_call_contained(struct durin_harness *h, int64_t step,
+                                 int call);
+/*
  * Restores a decision about a call of the unfinished step (loaded after
  * durin_harness_load_pending): the step replays, and the call the policy
  * asks about again runs, is refused or is rejected as decided.

@@ -71,6 +71,9 @@ struct durin_tool_result {
   int truncated; /* output was cut at the cap */
   char *output;  /* text for the model (owned, NUL-terminated) */
   int64_t duration_ms;
+  /* What a call with a layer did to the workspace (durin_layer_changes;
+   * owned, may be NULL); recorded with its outcome. */
+  json_t *changes;
 };
 
 void durin_tool_result_clear(struct durin_tool_result *r);

@@ -31,6 +31,8 @@ struct call {
   enum call_state state;
   int intent;        /* a ledger intent exists for it */
   int indeterminate; /* intent without outcome, found on resume */
+  int contained;     /* it ran in a layer of its own, discarded since */
+  int repeat_noted;  /* the call_repeated event is out */
   char args_hash[65];
   char idem_key[96];
   /* The policy's say, and a person's decision when it asked. */
@@ -403,6 +405,9 @@ static json_t *result_json(struct call *c, const struct durin_tool_result *r,
                 r->output ? r->output : "", "exit_code", r->exit_code,
                 "timed_out", r->timed_out, "truncated", r->truncated,
                 "duration_ms", (json_int_t)r->duration_ms, "reused", reused);
+  /* What the call did to the workspace, recorded with its outcome. */
+  if (j && r->changes)
+    json_object_set(j, "changes", r->changes);
   /* Tools hand over sanitized text; should anything slip through, the
    * model still gets a result for its call instead of none at all. */
   if (!j && r->output) {
@@ -875,7 +880,17 @@ static void dispatch(struct durin_harness *h, int64_t now,
         break;
       }
     }
-    if (c->indeterminate && c->effect == DURIN_EFFECT_UNSAFE) {
+    if (c->indeterminate && c->contained && !c->repeat_noted) {
+      /* Its changes never left its layer, which is gone: whatever it
+       * declared, running it again is running it once. */
+      c->repeat_noted = 1;
+      add_event(h, "call_repeated",
+                json_pack("{s:s,s:s,s:s}", "call_id", c->tc->id, "tool",
+                          c->tc->name, "why",
+                          "started before a crash in a layer of its own, "
+                          "which was discarded unmerged; run again"));
+    }
+    if (c->indeterminate && !c->contained && c->effect == DURIN_EFFECT_UNSAFE) {
       if (h->resolve == 0) {
         resolve_call(c, 0,
                      "outcome unknown: this call was started before a crash "
@@ -1408,6 +1423,15 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   }
   /* Calls before the first unresolved one are done; start from there. */
   h->cur = 0;
+  return 0;
+}
+
+int durin_harness_call_contained(struct durin_harness *h, int64_t step,
+                                 int call)
+{
+  if (!h->have_resp || step != h->ck.step + 1 || call < 0 || call >= h->ncalls)
+    return DURIN_ENOTFOUND;
+  h->calls[call].contained = 1;
   return 0;
 }
 

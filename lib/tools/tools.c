@@ -102,6 +102,7 @@ void durin_tool_result_clear(struct durin_tool_result *r)
   if (!r)
     return;
   free(r->output);
+  json_decref(r->changes);
   memset(r, 0, sizeof(*r));
 }
 

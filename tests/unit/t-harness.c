@@ -755,6 +755,36 @@ static void test_resume_unsafe_indeterminate(void **state)
   next(h, 1000, &act);
   assert_int_equal(act.kind, DURIN_ACT_TOOL);
   durin_harness_free(h);
+
+  /* It ran in a layer of its own that was discarded: nobody is asked, it
+   * runs again with the same key, its change set goes with its outcome
+   * and the log says why it ran twice. */
+  h = resumed(s, 0, "bash", "{\"command\":\"x\"}");
+  assert_int_equal(durin_harness_call_contained(h, 2, 0), DURIN_ENOTFOUND);
+  assert_int_equal(durin_harness_call_contained(h, 1, 0), 0);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  assert_string_equal(act.tool_ctx.idem_key, "rtest:1:0");
+  {
+    struct durin_tool_result r = { 0 };
+    struct durin_completion c = { 0 };
+
+    r.ok = 1;
+    r.output = strdup("done");
+    r.changes = json_pack("{s:s,s:i}", "layer", "s1-c0/e2", "files_added", 1);
+    c.kind = DURIN_DONE_TOOL;
+    c.tool = &r;
+    assert_int_equal(durin_harness_complete(h, &c), 0);
+  }
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_OUTCOME);
+  assert_non_null(strstr(act.outcome, "\"layer\":\"s1-c0/e2\""));
+  simple(h, DURIN_DONE_OUTCOME);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  assert_true(has_event(&act, "call_repeated"));
+  durin_harness_free(h);
   free_spec(s);
 }
 
