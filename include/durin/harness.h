@@ -76,7 +76,9 @@ struct durin_action {
   const char *pending; /* the model response the intents (or the approval
                           request) belong to, when not yet durable */
 
-  int call; /* index of the tool call in the step */
+  int call;     /* index of the tool call in the step */
+  int ledgered; /* DURIN_ACT_TOOL: the call has a ledger intent, so its
+                   outcome will be recorded (it may run in a layer) */
   const struct durin_tool_def *tool;
   json_t *args;
   struct durin_tool_ctx tool_ctx;

@@ -87,7 +87,16 @@ struct durin_spec_sandbox {
   int net_proxy;       /* "network": "proxy": egress to allow_hosts only */
   char **allow_hosts;  /* "name", "name:port", "*.suffix" */
   int nallow;
+  char **repeat_safe; /* of allow_hosts: safe to reach again after a crash */
+  int nrepeat_safe;
 };
+
+/*
+ * Whether a sandboxed call under b can reach nothing but its workspace
+ * (no read-write binds, no network but to repeat-safe hosts), so that a
+ * call cut by a crash, whose layer was discarded, may simply run again.
+ */
+int durin_spec_sandbox_contained(const struct durin_spec_sandbox *b);
 
 /* How a call the policy asks about waits for a person. */
 struct durin_spec_approvals {

@@ -94,6 +94,9 @@ struct durin_tool_def {
   int (*command)(const struct durin_tool_ctx *ctx, json_t *args,
                  const char **cmd, int64_t *timeout_ms);
   void (*report)(struct durin_tool_result *r, int64_t timeout_ms);
+  /* The tool writes through ctx->layer when it has one (the file tools):
+   * a call of it is a transaction on the workspace wherever it runs. */
+  int layered;
 };
 
 /* Looks a tool up among the built-ins and registered tools, or NULL. */

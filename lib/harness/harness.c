@@ -952,6 +952,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
     }
     act->kind = DURIN_ACT_TOOL;
     act->call = h->cur;
+    act->ledgered = c->intent;
     act->tool = c->def;
     act->args = c->args;
     act->tool_ctx.workspace = h->spec->workspace;

@@ -23,8 +23,10 @@ static const char *const top_fields[] = {
 static const char *const approvals_fields[] = { "timeout_s", "on_expiry",
                                                 "max_rejections", NULL };
 static const char *const sandbox_fields[] = {
-  "ro",      "rw",          "memory_mb", "pids", "cpu_percent",
-  "network", "allow_hosts", "template",  NULL,
+  "ro",          "rw",          "memory_mb",
+  "pids",        "cpu_percent", "network",
+  "allow_hosts", "template",    "repeat_safe_hosts",
+  NULL,
 };
 static const char *const model_fields[] = {
   "provider",   "name",   "base_url", "api_key_env", "api_version",
@@ -371,7 +373,48 @@ static int parse_network(json_t *o, struct durin_spec_sandbox *b,
                            i);
     b->allow_hosts[b->nallow++] = strdup(h);
   }
+  /* Hosts a call may reach and still be run again after a crash cut it
+   * (a package mirror, say): only those of allow_hosts. */
+  hosts = json_object_get(o, "repeat_safe_hosts");
+  if (!hosts)
+    return 0;
+  if (!json_is_array(hosts))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'sandbox.repeat_safe_hosts' must be an array "
+                         "of host names from sandbox.allow_hosts, not %s",
+                         json_kind(hosts));
+  b->repeat_safe = calloc(json_array_size(hosts) + 1, sizeof(char *));
+  json_array_foreach(hosts, i, e) {
+    const char *h = json_string_value(e);
+    int k, known = 0;
+
+    for (k = 0; h && k < b->nallow; k++)
+      known |= !strcmp(h, b->allow_hosts[k]);
+    if (!known)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'sandbox.repeat_safe_hosts[%zu]' must be "
+                           "one of sandbox.allow_hosts, written the same way",
+                           i);
+    b->repeat_safe[b->nrepeat_safe++] = strdup(h);
+  }
   return 0;
+}
+
+int durin_spec_sandbox_contained(const struct durin_spec_sandbox *b)
+{
+  int i, k;
+
+  if (b->nrw)
+    return 0;
+  for (i = 0; b->net_proxy && i < b->nallow; i++) {
+    int safe = 0;
+
+    for (k = 0; k < b->nrepeat_safe; k++)
+      safe |= !strcmp(b->allow_hosts[i], b->repeat_safe[k]);
+    if (!safe)
+      return 0;
+  }
+  return 1;
 }
 
 /* "template": a directory shared, read-only, under every run's files. */
@@ -893,6 +936,9 @@ void durin_spec_clear(struct durin_spec *s)
   for (i = 0; i < s->sandbox.nallow; i++)
     free(s->sandbox.allow_hosts[i]);
   free(s->sandbox.allow_hosts);
+  for (i = 0; i < s->sandbox.nrepeat_safe; i++)
+    free(s->sandbox.repeat_safe[i]);
+  free(s->sandbox.repeat_safe);
   free(s->sandbox.template);
   json_decref(s->policy);
   memset(s, 0, sizeof(*s));
@@ -1005,6 +1051,12 @@ char *durin_spec_dump(const struct durin_spec *s)
         json_array_append_new(hosts, json_string(b->allow_hosts[i]));
       json_object_set_new(sb, "network", json_string("proxy"));
       json_object_set_new(sb, "allow_hosts", hosts);
+      if (b->nrepeat_safe) {
+        hosts = json_array();
+        for (i = 0; i < b->nrepeat_safe; i++)
+          json_array_append_new(hosts, json_string(b->repeat_safe[i]));
+        json_object_set_new(sb, "repeat_safe_hosts", hosts);
+      }
     }
     json_object_set_new(root, "sandbox", sb);
   }

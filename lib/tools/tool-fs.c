@@ -577,18 +577,24 @@ const struct durin_tool_def durin__tool_read_file = {
 };
 /* Writing the same content again gives the same file: idempotent. */
 const struct durin_tool_def durin__tool_write_file = {
-  "write_file",
-  "Create or overwrite a file in the workspace.",
-  DURIN_EFFECT_IDEMPOTENT,
-  write_params,
-  write_file_exec,
+  .name = "write_file",
+  .desc = "Create or overwrite a file in the workspace.",
+  .effect = DURIN_EFFECT_IDEMPOTENT,
+  .params = write_params,
+  .exec = write_file_exec,
+  .layered = 1,
 };
 /* A second application of the same edit is not guaranteed to be a no-op
- * (the new text may contain the old), so edits are unsafe to repeat. */
+ * (the new text may contain the old), so an edit is unsafe to repeat on
+ * its own; in its layer (the workers always give it one) it is a
+ * transaction, and a call cut by a crash is simply run again. */
 const struct durin_tool_def durin__tool_edit_file = {
-  "edit_file",         "Replace an exact string in a workspace file.",
-  DURIN_EFFECT_UNSAFE, edit_params,
-  edit_file_exec,
+  .name = "edit_file",
+  .desc = "Replace an exact string in a workspace file.",
+  .effect = DURIN_EFFECT_UNSAFE,
+  .params = edit_params,
+  .exec = edit_file_exec,
+  .layered = 1,
 };
 const struct durin_tool_def durin__tool_list_files = {
   "list_files",      "List files under a workspace directory.",
