@@ -66,7 +66,13 @@ struct durin_harness {
   json_t *msgs;    /* context window messages */
   struct wmsg *wm; /* per message: the event it came from, its size */
   size_t wm_alloc;
-  size_t win_bytes; /* approximate size of the window's text */
+  size_t win_bytes;   /* approximate size of the window's text */
+  size_t fixed_bytes; /* in every request: system prompt, tools, goal */
+
+  /* The last model call: what it sent and what the provider counted, to
+   * estimate the next call's input tokens (budget.c). */
+  size_t req_bytes, last_req_bytes;
+  int64_t last_in_tokens;
 
   /* The step in progress. */
   struct durin_model_response resp;
@@ -173,6 +179,13 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
     json_array_append_new(
         h->tools, json_pack("{s:s,s:s,s:o}", "name", def->name, "description",
                             def->desc, "parameters", durin_tool_schema(def)));
+  }
+  {
+    char *t = json_dumps(h->tools, JSON_COMPACT);
+
+    h->fixed_bytes = strlen(t) + (spec->system ? strlen(spec->system) : 0) +
+                     strlen(spec->goal) + 32;
+    free(t);
   }
   *out = h;
   return 0;
@@ -513,6 +526,18 @@ static void model_request(struct durin_harness *h, struct durin_action *act)
   act->model.messages = m;
   act->model.tools = h->tools;
   act->model.turn = h->ck.turn;
+  h->req_bytes = h->fixed_bytes + h->win_bytes;
+}
+
+/* The wall-clock budget left at now, in ms; 0 when there is none. */
+static int64_t wall_clock_left(const struct durin_harness *h, int64_t now)
+{
+  int64_t left;
+
+  if (!h->spec->budget.wall_clock_ms)
+    return 0;
+  left = h->spec->budget.wall_clock_ms - (now - h->ck.started_ms);
+  return left > 1 ? left : 1;
 }
 
 static void do_commit_action(struct durin_harness *h, int64_t now,
@@ -831,7 +856,22 @@ static void dispatch(struct durin_harness *h, int64_t now,
         continue;
       }
       if (!h->checks_done) {
+        int64_t left = wall_clock_left(h, now);
+
+        if (left && now - h->ck.started_ms >= h->spec->budget.wall_clock_ms) {
+          snprintf(why, sizeof(why), "wall-clock budget of %llds used up",
+                   (long long)(h->spec->budget.wall_clock_ms / 1000));
+          add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+          end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+          resolve_call(c, 0,
+                       "not checked: the run's wall-clock budget is used up");
+          continue;
+        }
         act->kind = DURIN_ACT_CHECKS;
+        act->tool_ctx.workspace = h->spec->workspace;
+        act->tool_ctx.box.spec = &h->spec->sandbox;
+        act->tool_ctx.timeout_ms = left;
+        act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
         set_state(h, DURIN_STEP_AWAIT_CHECKS);
         return;
       }
@@ -958,6 +998,11 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->tool_ctx.box.spec = &h->spec->sandbox;
     act->tool_ctx.idem_key = c->idem_key;
     act->tool_ctx.timeout_ms = h->spec->tool_timeout_ms;
+    /* The wall-clock budget holds inside the call too: the executor
+     * (bash's command(), durin_proc_run) kills it when the budget ends. */
+    if (wall_clock_left(h, now) &&
+        wall_clock_left(h, now) < act->tool_ctx.timeout_ms)
+      act->tool_ctx.timeout_ms = wall_clock_left(h, now);
     act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
     set_state(h, DURIN_STEP_AWAIT_TOOL);
     return;
@@ -1082,7 +1127,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
 void durin_harness_next(struct durin_harness *h, int64_t now,
                         struct durin_action *act)
 {
-  char why[256];
+  char why[400];
 
   memset(act, 0, sizeof(*act));
   act->step = h->ck.step + 1;
@@ -1126,8 +1171,20 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
       do_commit_action(h, now, act);
       return;
     }
-    act->kind = DURIN_ACT_MODEL;
     model_request(h, act);
+    if (durin_budget_next_call(&h->spec->budget, &h->spec->model, &h->ck.usage,
+                               durin_budget_input_tokens(h->req_bytes,
+                                                         h->last_in_tokens,
+                                                         h->last_req_bytes),
+                               why, sizeof(why))) {
+      /* Refused before it is made: no call may cross a budget. */
+      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      set_state(h, DURIN_STEP_COMMIT);
+      do_commit_action(h, now, act);
+      return;
+    }
+    act->kind = DURIN_ACT_MODEL;
     set_state(h, DURIN_STEP_AWAIT_MODEL);
     return;
   case DURIN_STEP_DISPATCH:
@@ -1197,6 +1254,8 @@ int durin_harness_complete(struct durin_harness *h,
     h->have_resp = 1;
     h->step_retries = c->retries;
     h->ck.usage.retries += c->retries;
+    h->last_in_tokens = h->resp.input_tokens;
+    h->last_req_bytes = h->req_bytes;
     after_model(h);
     return 0;
   case DURIN_DONE_MODEL_ERROR:
