@@ -217,6 +217,10 @@ struct durin_checkpoint {
   /* Calls a person rejected: arguments hash -> times (owned). Bounded by
    * approvals.max_rejections per call; the run stops at the limit. */
   json_t *rejections;
+  /* What compaction dropped from the context window, in brief (owned,
+   * NULL before the first): calls per tool, failures, files read and
+   * written, the last few calls. Bounded (harness/window.c). */
+  json_t *handoff;
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);

@@ -883,7 +883,7 @@ static void test_window_and_checkpoint_stay_small(void **state)
                                    "\"context\":{\"max_messages\":20}");
   struct durin_harness *h = started(s);
   struct durin_action act;
-  size_t ck10 = 0, ck500 = 0;
+  size_t ck100 = 0, ck500 = 0;
   int i, compactions = 0;
 
   (void)state;
@@ -896,15 +896,17 @@ static void test_window_and_checkpoint_stay_small(void **state)
     tool_done(h, "content");
     next(h, 1000, &act);
     compactions += has_event(&act, "compaction");
-    if (i == 10)
-      ck10 = strlen(act.checkpoint);
+    if (i == 100)
+      ck100 = strlen(act.checkpoint);
     if (i == 500)
       ck500 = strlen(act.checkpoint);
     commit(h, &act);
   }
   assert_true(compactions > 10);
-  /* Only the numbers in it grow: a few digits, not the history. */
-  assert_true(ck500 < ck10 + 16);
+  /* Only the numbers in it grow (seqs, counts in the handoff of what
+   * compaction dropped): a few digits, not the history. */
+  if (ck500 > ck100 + 48)
+    fail_msg("checkpoint grew from %zu to %zu bytes", ck100, ck500);
   assert_true(durin_harness_window(h) > 900);
   durin_harness_free(h);
   free_spec(s);
@@ -1081,8 +1083,9 @@ static void test_request_never_exceeds_window(void **state)
     if (request_bytes(&act) > 100000 || json_array_size(act.model.messages) > 4)
       fail_msg("step %d: request of %zu bytes, %zu messages", i,
                request_bytes(&act), json_array_size(act.model.messages));
-    if (i > 1) {
-      /* The newest turn is always there, with its outputs cut. */
+    if (i > 1 && (i - 1) % 3 + 1 < 3) {
+      /* The newest turn is there, with its outputs cut (one of three
+       * calls and four messages cannot be: the handoff tells of it). */
       json_t *last = json_array_get(act.model.messages,
                                     json_array_size(act.model.messages) - 1);
 
@@ -1103,7 +1106,7 @@ static void test_request_never_exceeds_window(void **state)
     assert_true(strlen(nth_result(&act, 0)) > 60 * 1000);
     commit(h, &act);
   }
-  assert_true(cut > 20);
+  assert_true(cut > 15);
   free(big);
   free(mid);
   durin_harness_free(h);
@@ -1190,8 +1193,13 @@ static void test_plan_and_handoff_survive_compaction(void **state)
         seen_write++;
     }
     assert_true(seen_plan && seen_write);
-    assert_non_null(strstr(json_dumps(json_object_get(comp, "files"), 0) ?: "",
-                           "src/parser.c"));
+    {
+      char *f = json_dumps(json_object_get(comp, "files"), 0);
+
+      assert_non_null(f);
+      assert_non_null(strstr(f, "src/parser.c"));
+      free(f);
+    }
   }
   json_decref(comp);
   next(h, 1000, &act);
@@ -1318,6 +1326,33 @@ static void test_wall_clock_bounds_tools(void **state)
   log_clear();
 }
 
+/* limits.output_bytes has an upper bound (a 100 MB output was logged as
+ * one event), and a window too small for the spec's fixed part is said so
+ * when the run starts. */
+static void test_limits_bounded(void **state)
+{
+  struct durin_spec s;
+  struct durin_err err = { 0 };
+  struct durin_harness *h;
+  struct durin_spec *sp;
+
+  (void)state;
+  assert_int_equal(
+      durin_spec_parse("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{"
+                       "\"provider\":\"script\",\"turns\":[]},\"limits\":{"
+                       "\"output_bytes\":100000000}}",
+                       NULL, &s, &err),
+      DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "'limits.output_bytes' must be at most"));
+  sp = make_spec(",\"limits\":{\"output_bytes\":4194304}");
+  free_spec(sp);
+  sp = make_spec(",\"tools\":[\"bash\",\"read_file\",\"write_file\"],"
+                 "\"context\":{\"max_bytes\":1024}");
+  assert_int_equal(durin_harness_new(sp, "rtest", &h, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "'context.max_bytes' (1024) is too small"));
+  free_spec(sp);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1341,10 +1376,11 @@ int main(void)
     cmocka_unit_test(test_approval_edited),
     cmocka_unit_test(test_approval_rejected_twice),
     cmocka_unit_test(test_approval_expired_and_denied),
-    // W1
-    // W2
+    cmocka_unit_test(test_request_never_exceeds_window),
+    cmocka_unit_test(test_plan_and_handoff_survive_compaction),
     cmocka_unit_test(test_budget_never_overshoots),
     cmocka_unit_test(test_wall_clock_bounds_tools),
+    cmocka_unit_test(test_limits_bounded),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);
