@@ -29,6 +29,10 @@
 #define EVENT_CALLS    50  /* calls listed in one compaction event */
 #define MSG_OVERHEAD   160 /* role, ids, quotes of one message */
 #define MIN_SHARE      256 /* a message's share never goes below this */
+/* What a provider's wire format adds around a message or a tool schema
+ * ({"type":"function","function":...} and the like), counted with each so
+ * that the request on the wire, not only its neutral form, fits. */
+#define WIRE_SLACK 64
 
 struct wmsg {
   int64_t seq;
@@ -197,7 +201,8 @@ int durin__window_new(const struct durin_spec *spec, json_t *tools,
   json_t *goal;
 
   goal = json_pack("{s:s,s:s}", "role", "user", "content", spec->goal);
-  fixed = json_size(tools) + json_size(goal) + 1 + 2 +
+  fixed = json_size(tools) + WIRE_SLACK * (json_array_size(tools) + 2) +
+          json_size(goal) + 1 + 2 +
           (spec->system ? esc_len(spec->system, strlen(spec->system)) + 2 : 0);
   if (fixed > max / 2) {
     json_decref(goal);
@@ -254,7 +259,7 @@ static void push(struct durin__window *w, json_t *msg, int64_t seq, int tool,
     w->alloc = na;
   }
   w->wm[w->n].seq = seq;
-  w->wm[w->n].bytes = json_size(msg) + 1;
+  w->wm[w->n].bytes = json_size(msg) + 1 + WIRE_SLACK;
   w->wm[w->n].tool = tool;
   w->wm[w->n].info = info;
   w->bytes += w->wm[w->n].bytes;

@@ -63,6 +63,32 @@ JSON
   stop_fake
 '
 
+test_expect_success 'a window filled by many turns stays within max_bytes on the wire' '
+  { echo "[" &&
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+      completion $i bash "\"{\\\"command\\\": \\\"head -c 7000 /dev/zero | tr \\\\\\\\0 o\\\"}\"" &&
+      echo ,
+    done &&
+    completion 99 finish "\"{\\\"summary\\\": \\\"done\\\"}\"" &&
+    echo "]"; } >replies.json &&
+  jq -e . replies.json >/dev/null &&
+  start_fake replies.json &&
+  cat >s.json <<JSON &&
+{"goal": "print outputs", "workspace": "project", "tools": ["bash", "finish"],
+ "model": {"provider": "openai", "name": "gpt-4o-mini",
+           "base_url": "http://127.0.0.1:$PORT/v1", "api_key_env": "FAKE_KEY"},
+ "context": {"max_bytes": 30000}}
+JSON
+  durin run s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  awk "{ print length(\$0) }" requests.log >sizes.txt &&
+  echo "request sizes: $(tr "\n" " " <sizes.txt)" &&
+  awk "length(\$0) > 30000 { bad = 1 } END { exit bad }" requests.log &&
+  awk "length(\$0) > 15000 { big = 1 } END { exit !big }" requests.log &&
+  stop_fake
+'
+
 test_expect_success 'limits.output_bytes has an upper bound' '
   cat >s.json <<JSON &&
 {"goal": "g", "workspace": "project", "model": {"provider": "script", "turns": []},
