@@ -55,6 +55,11 @@ struct durin__window {
   size_t args_cap;   /* per tool call's arguments in that turn */
   const char *goal;  /* borrowed from the spec */
   size_t goal_bytes; /* the goal alone as the first message */
+  uint64_t version;  /* bumped by every compaction */
+  /* The last pinned message and what it was made from (owned). */
+  json_t *pin_msg, *pin_plan, *pin_handoff;
+  uint64_t pin_version;
+  size_t pin_bytes;
 };
 
 /* The string v holds, or def when it is not one. */
@@ -145,7 +150,8 @@ static char *cut_middle(const char *s, size_t cap, const char *what,
   char marker[256];
   struct durin_buf b;
 
-  if (esc_len(s, n) <= cap)
+  /* No character escapes to more than 6 bytes: most texts need no scan. */
+  if (n <= cap / 6 || esc_len(s, n) <= cap)
     return NULL;
   /* Sized with n as the count: the real count has no more digits. */
   snprintf(marker, sizeof(marker),
@@ -184,13 +190,47 @@ static void cut_tail(struct durin_buf *b, size_t from, size_t cap)
   durin_buf_adds(b, note);
 }
 
+/*
+ * The length of json_dumps(v, JSON_COMPACT), counted without writing it:
+ * every step sizes its new messages, and dumping them (the first version)
+ * took a tenth of a step's CPU in bench/step-overhead.
+ */
 static size_t json_size(json_t *v)
 {
-  char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-  size_t n = t ? strlen(t) : 0;
+  char num[64];
+  const char *key;
+  json_t *x;
+  size_t n = 2, i;
 
-  free(t);
-  return n;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    json_object_foreach(v, key, x)
+      n += esc_len(key, strlen(key)) + 3 + json_size(x) + 1;
+    return json_object_size(v) ? n - 1 : n;
+  case JSON_ARRAY:
+    json_array_foreach(v, i, x)
+      n += json_size(x) + 1;
+    return json_array_size(v) ? n - 1 : n;
+  case JSON_STRING:
+    return esc_len(json_string_value(v), json_string_length(v)) + 2;
+  case JSON_INTEGER:
+    return (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+                            json_integer_value(v));
+  case JSON_REAL: {
+    char *t = json_dumps(v, JSON_ENCODE_ANY);
+
+    n = t ? strlen(t) : 0;
+    free(t);
+    return n;
+  }
+  case JSON_TRUE:
+    return 4;
+  case JSON_FALSE:
+    return 5;
+  case JSON_NULL:
+  default:
+    return 4;
+  }
 }
 
 int durin__window_new(const struct durin_spec *spec, json_t *tools,
@@ -222,7 +262,7 @@ int durin__window_new(const struct durin_spec *spec, json_t *tools,
   w->msgs = json_array();
   w->fixed = fixed;
   w->goal = spec->goal;
-  w->goal_bytes = json_size(goal) + 1;
+  w->goal_bytes = json_size(goal) + 1 + WIRE_SLACK;
   w->pin_cap = rest / 8;
   w->cap = rest - 2 * w->pin_cap;
   w->max_msgs = (size_t)spec->context_messages - 1;
@@ -243,6 +283,9 @@ void durin__window_free(struct durin__window *w)
     json_decref(w->wm[i].info);
   free(w->wm);
   json_decref(w->msgs);
+  json_decref(w->pin_msg);
+  json_decref(w->pin_plan);
+  json_decref(w->pin_handoff);
   free(w);
 }
 
@@ -265,6 +308,16 @@ static void push(struct durin__window *w, json_t *msg, int64_t seq, int tool,
   w->bytes += w->wm[w->n].bytes;
   w->n++;
   json_array_append_new(w->msgs, msg);
+}
+
+/* Which list of the handoff a file tool's path goes to, or NULL. */
+static const char *file_list(const char *tool)
+{
+  if (!strcmp(tool, "write_file") || !strcmp(tool, "edit_file"))
+    return "written";
+  if (!strcmp(tool, "read_file"))
+    return "read";
+  return NULL;
 }
 
 /* The first BRIEF_BYTES of s, on a character boundary. */
@@ -305,18 +358,22 @@ static void add_response(struct durin__window *w, json_t *data, int64_t seq)
 
     json_array_foreach(calls, i, c) {
       const char *args = json_string_value(json_object_get(c, "arguments"));
-      json_t *oc = json_deep_copy(c), *parsed, *path, *ci;
+      const char *tool = str_or(json_object_get(c, "name"), "?");
+      json_t *oc = json_incref(c), *ci;
 
       if (!args)
         args = "";
-      ci = json_pack(
-          "{s:s,s:s,s:o}", "id", str_or(json_object_get(c, "id"), ""), "tool",
-          str_or(json_object_get(c, "name"), "?"), "args", brief(args));
-      parsed = json_loads(args, 0, NULL);
-      path = json_object_get(parsed, "path");
-      if (json_is_string(path))
-        json_object_set_new(ci, "path", brief(json_string_value(path)));
-      json_decref(parsed);
+      ci =
+          json_pack("{s:s,s:s,s:o}", "id", str_or(json_object_get(c, "id"), ""),
+                    "tool", tool, "args", brief(args));
+      if (file_list(tool)) {
+        json_t *parsed = json_loads(args, 0, NULL);
+        json_t *path = json_object_get(parsed, "path");
+
+        if (json_is_string(path))
+          json_object_set_new(ci, "path", brief(json_string_value(path)));
+        json_decref(parsed);
+      }
       json_array_append_new(info, ci);
       if (esc_len(args, strlen(args)) + MSG_OVERHEAD > w->args_cap) {
         /* Still a JSON object: providers that send arguments as objects
@@ -327,6 +384,8 @@ static void add_response(struct durin__window *w, json_t *data, int64_t seq)
                  "{\"cut\":\"%zu bytes of arguments left out of the context "
                  "window; event %lld of the run's log holds them\"}",
                  strlen(args), (long long)seq);
+        json_decref(oc);
+        oc = json_copy(c);
         json_object_set_new(oc, "arguments", json_string(note));
       }
       json_array_append_new(out, oc);
@@ -386,15 +445,6 @@ static void add_unique(json_t *a, json_t *s, size_t max)
   json_array_append(a, s);
   while (json_array_size(a) > max)
     json_array_remove(a, 0);
-}
-
-static const char *file_list(const char *tool)
-{
-  if (!strcmp(tool, "write_file") || !strcmp(tool, "edit_file"))
-    return "written";
-  if (!strcmp(tool, "read_file"))
-    return "read";
-  return NULL;
 }
 
 /* Folds one dropped call into the handoff and this compaction's files. */
@@ -523,6 +573,7 @@ json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
   memmove(w->wm, w->wm + drop, (n - drop) * sizeof(*w->wm));
   w->n = n - drop;
   w->bytes = bytes;
+  w->version++;
   return ev;
 }
 
@@ -600,13 +651,23 @@ static void render_handoff(struct durin_buf *b, json_t *ho)
   }
 }
 
-json_t *durin__window_request(const struct durin__window *w, json_t *plan,
+json_t *durin__window_request(struct durin__window *w, json_t *plan,
                               json_t *handoff, size_t *bytes)
 {
   struct durin_buf b;
   json_t *m = json_array(), *first;
   size_t from;
 
+  /* The pinned message changes when the plan or the handoff does, which
+   * is seldom: most steps reuse it. The handoff is changed in place by
+   * durin__window_fit, which bumps pin_version. */
+  if (w->pin_msg && handoff == w->pin_handoff && w->pin_version == w->version &&
+      json_equal(plan, w->pin_plan)) {
+    json_array_append(m, w->pin_msg);
+    json_array_extend(m, w->msgs);
+    *bytes = w->fixed - w->goal_bytes + w->pin_bytes + w->bytes;
+    return m;
+  }
   durin_buf_init(&b, 0);
   durin_buf_adds(&b, w->goal);
   if (json_array_size(plan)) {
@@ -623,7 +684,15 @@ json_t *durin__window_request(const struct durin__window *w, json_t *plan,
   durin_buf_release(&b);
   json_array_append_new(m, first);
   json_array_extend(m, w->msgs);
+  json_decref(w->pin_msg);
+  json_decref(w->pin_plan);
+  json_decref(w->pin_handoff);
+  w->pin_msg = json_incref(first);
+  w->pin_plan = json_deep_copy(plan);
+  w->pin_handoff = json_incref(handoff);
+  w->pin_version = w->version;
   /* fixed counts the goal alone as the first message. */
-  *bytes = w->fixed - w->goal_bytes + json_size(first) + 1 + w->bytes;
+  w->pin_bytes = json_size(first) + 1 + WIRE_SLACK;
+  *bytes = w->fixed - w->goal_bytes + w->pin_bytes + w->bytes;
   return m;
 }

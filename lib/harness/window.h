@@ -58,7 +58,7 @@ json_t *durin__window_messages(const struct durin__window *w);
  * (goal, plan, handoff) then the window. *bytes: the request's JSON size
  * with the system prompt and tool schemas.
  */
-json_t *durin__window_request(const struct durin__window *w, json_t *plan,
+json_t *durin__window_request(struct durin__window *w, json_t *plan,
                               json_t *handoff, size_t *bytes);
 
 #endif
