@@ -4,9 +4,10 @@
  * A budget is never crossed by a call it let through: before a model call
  * the harness asks durin_budget_next_call() whether the call could cross
  * the token or dollar budget at its worst (what it sends, estimated, plus
- * a full max_tokens answer at the run's pinned prices), and refuses it if
- * so. Checking only what was already spent (the first version) let the
- * last call overshoot by a whole call.
+ * a full max_tokens answer at the run's pinned prices, the input at the
+ * dearer of the input and cache-write prices), and refuses it if so. Checking
+ * only what was already spent (the first version) let the last call overshoot
+ * by a whole call.
  */
 #include <stdio.h>
 
@@ -84,7 +85,18 @@ int durin_budget_next_call(const struct durin_budget *b,
     return 1;
   }
   if (b->dollars > 0) {
-    double next = durin_model_cost(cfg, in_tokens, out);
+    struct durin_price p;
+    double next = 0, in_price;
+
+    /* At worst every input token is written to the provider's prompt
+     * cache, which costs more than plain input (Anthropic: 125%). */
+    if (!durin_price_resolve(cfg, &p)) {
+      in_price = p.input_per_mtok > p.cache_write_per_mtok ?
+                     p.input_per_mtok :
+                     p.cache_write_per_mtok;
+      next = ((double)in_tokens * in_price + (double)out * p.output_per_mtok) /
+             1e6;
+    }
 
     if (u->cost_usd + next > b->dollars) {
       snprintf(why, whylen,
