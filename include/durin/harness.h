@@ -81,6 +81,10 @@ struct durin_action {
                    outcome will be recorded (it may run in a layer) */
   const struct durin_tool_def *tool;
   json_t *args;
+  /* DURIN_ACT_TOOL: timeout_ms is already cut to the wall-clock budget
+   * left, so no call outlives the budget. DURIN_ACT_CHECKS: timeout_ms,
+   * when not 0, is that budget left: no check may run past it (each
+   * check's own timeout still applies within it). */
   struct durin_tool_ctx tool_ctx;
   const char *outcome;
 
@@ -215,6 +219,10 @@ struct durin_checkpoint {
   /* Calls a person rejected: arguments hash -> times (owned). Bounded by
    * approvals.max_rejections per call; the run stops at the limit. */
   json_t *rejections;
+  /* What compaction dropped from the context window, in brief (owned,
+   * NULL before the first): calls per tool, failures, files read and
+   * written, the last few calls. Bounded (harness/window.c). */
+  json_t *handoff;
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);
@@ -226,5 +234,31 @@ void durin_checkpoint_clear(struct durin_checkpoint *c);
 int durin_budget_exceeded(const struct durin_budget *b,
                           const struct durin_usage *u, int64_t elapsed_ms,
                           int before_tool, char *why, size_t whylen);
+
+/*
+ * The answer length a model call is assumed to reach when the spec sets no
+ * model.max_tokens (what the Anthropic provider asks for then). An
+ * OpenAI-compatible server may answer longer: set model.max_tokens for a
+ * hard bound on the token and dollar budgets.
+ */
+#define DURIN_BUDGET_MAX_TOKENS 4096
+
+/*
+ * A conservative estimate of a request's input tokens: a third of its
+ * bytes, or more when the last call's reported count (last_tokens for
+ * last_bytes; 0: unknown) shows a denser text. See harness/budget.c.
+ */
+int64_t durin_budget_input_tokens(size_t request_bytes, int64_t last_tokens,
+                                  size_t last_bytes);
+
+/*
+ * Before a model call: 1 (with why) if the call could cross the token or
+ * dollar budget, counting in_tokens sent and a full max_tokens answer at
+ * cfg's prices on top of what u already spent; 0 if it cannot.
+ */
+int durin_budget_next_call(const struct durin_budget *b,
+                           const struct durin_model_cfg *cfg,
+                           const struct durin_usage *u, int64_t in_tokens,
+                           char *why, size_t whylen);
 
 #endif

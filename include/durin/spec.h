@@ -106,6 +106,14 @@ struct durin_spec_approvals {
                              run stops as needs_human */
 };
 
+/*
+ * The most limits.output_bytes may be: a tool's output is logged whole as
+ * one event (and one ledger outcome), written in the step's transaction
+ * and read back by every resume that loads it; past a few MiB, a command
+ * should write to a file in the workspace instead.
+ */
+#define DURIN_SPEC_MAX_OUTPUT (4 * 1024 * 1024)
+
 struct durin_spec {
   char *name;
   char *system;
@@ -119,7 +127,8 @@ struct durin_spec {
   int64_t max_eval_attempts;
   struct durin_budget budget;
   int64_t tool_timeout_ms;
-  int64_t output_cap;    /* bytes of tool output kept per call */
+  int64_t output_cap;    /* bytes of tool output kept per call, at most
+                            DURIN_SPEC_MAX_OUTPUT */
   int64_t max_arg_bytes; /* tool-call arguments larger than this are refused */
   int64_t context_messages; /* messages kept in the context window */
   int64_t context_bytes;    /* text kept in the context window, roughly */

@@ -32,6 +32,8 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
     json_object_set_new(j, "summary", json_string(c->summary));
   if (json_object_size(c->rejections))
     json_object_set(j, "rejections", c->rejections);
+  if (c->handoff)
+    json_object_set(j, "handoff", c->handoff);
   s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   return s;
@@ -40,7 +42,7 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
 int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
                            struct durin_err *err)
 {
-  json_t *j, *u, *plan, *rej = NULL;
+  json_t *j, *u, *plan, *rej = NULL, *handoff = NULL;
   json_error_t je;
   const char *summary = NULL;
   json_int_t v = 0, step, turn, ws, st, ea, s1, s2, s3, s4, s5, s6;
@@ -51,15 +53,17 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   if (!j)
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
                          je.text);
-  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o}",
+  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o}",
                      "v", &v, "step", &step, "turn", &turn, "window_start", &ws,
                      "started_ms", &st, "eval_attempts", &ea, "usage", &u,
-                     "plan", &plan, "summary", &summary, "rejections", &rej) ||
+                     "plan", &plan, "summary", &summary, "rejections", &rej,
+                     "handoff", &handoff) ||
       json_unpack_ex(u, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:F}", "steps", &s1,
                      "input_tokens", &s2, "output_tokens", &s3, "model_calls",
                      &s4, "tool_calls", &s5, "retries", &s6, "cost_usd",
                      &cost) ||
-      v != 1 || !json_is_array(plan) || (rej && !json_is_object(rej))) {
+      v != 1 || !json_is_array(plan) || (rej && !json_is_object(rej)) ||
+      (handoff && !json_is_object(handoff))) {
     json_decref(j);
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is malformed: %s",
                          je.text);
@@ -79,6 +83,7 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   c->plan = json_incref(plan);
   c->summary = summary ? strdup(summary) : NULL;
   c->rejections = rej ? json_incref(rej) : json_object();
+  c->handoff = handoff ? json_incref(handoff) : NULL;
   json_decref(j);
   return 0;
 }
@@ -87,6 +92,7 @@ void durin_checkpoint_clear(struct durin_checkpoint *c)
 {
   json_decref(c->plan);
   json_decref(c->rejections);
+  json_decref(c->handoff);
   free(c->summary);
   memset(c, 0, sizeof(*c));
 }

@@ -16,6 +16,7 @@
 
 #include "durin/harness.h"
 #include "durin/util.h"
+#include "harness/window.h"
 
 enum call_state {
   CALL_NEW,      /* not yet run */
@@ -49,11 +50,6 @@ struct call {
   char *ap_by, *ap_comment, *ap_on_expiry;
 };
 
-struct wmsg {
-  int64_t seq;
-  size_t bytes;
-};
-
 struct durin_harness {
   const struct durin_spec *spec;
   char run_id[32];
@@ -62,11 +58,14 @@ struct durin_harness {
   int64_t attempt;
   int restored;
 
-  json_t *tools;   /* schemas for the model */
-  json_t *msgs;    /* context window messages */
-  struct wmsg *wm; /* per message: the event it came from, its size */
-  size_t wm_alloc;
-  size_t win_bytes; /* approximate size of the window's text */
+  json_t *tools;             /* schemas for the model */
+  struct durin__window *win; /* the context window (window.h) */
+  json_t *compactions;       /* compaction events not yet committed */
+
+  /* The last model call: what it sent and what the provider counted, to
+   * estimate the next call's input tokens (budget.c). */
+  size_t req_bytes, last_req_bytes;
+  int64_t last_in_tokens;
 
   /* The step in progress. */
   struct durin_model_response resp;
@@ -159,7 +158,7 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
   h->finish_call = -1;
   h->ck.plan = json_array();
   h->ck.rejections = json_object();
-  h->msgs = json_array();
+  h->compactions = json_array();
   h->events = json_array();
   h->tools = json_array();
   for (i = 0; i < spec->ntools; i++) {
@@ -173,6 +172,10 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
     json_array_append_new(
         h->tools, json_pack("{s:s,s:s,s:o}", "name", def->name, "description",
                             def->desc, "parameters", durin_tool_schema(def)));
+  }
+  if ((i = durin__window_new(spec, h->tools, &h->win, err))) {
+    durin_harness_free(h);
+    return i;
   }
   *out = h;
   return 0;
@@ -239,11 +242,11 @@ void durin_harness_free(struct durin_harness *h)
   step_reset(h);
   commit_buffers_free(h);
   durin_checkpoint_clear(&h->ck);
-  json_decref(h->msgs);
+  durin__window_free(h->win);
+  json_decref(h->compactions);
   json_decref(h->events);
   json_decref(h->tools);
   json_decref(h->req_msgs);
-  free(h->wm);
   free(h);
 }
 
@@ -273,53 +276,6 @@ static void add_event(struct durin_harness *h, const char *type, json_t *data)
   json_array_append_new(h->events, json_pack("[s,o]", type, data));
 }
 
-/* Appends a message to the window, remembering the event it came from and
- * roughly how much text it adds to every later request. */
-static void window_push(struct durin_harness *h, json_t *msg, int64_t seq)
-{
-  size_t n = json_array_size(h->msgs), bytes = 32, i;
-  json_t *calls = json_object_get(msg, "tool_calls"), *c;
-
-  if (n + 1 > h->wm_alloc) {
-    h->wm_alloc = h->wm_alloc ? h->wm_alloc * 2 : 64;
-    h->wm = realloc(h->wm, h->wm_alloc * sizeof(*h->wm));
-  }
-  bytes += json_string_length(json_object_get(msg, "content"));
-  json_array_foreach(calls, i, c)
-    bytes += 32 + json_string_length(json_object_get(c, "arguments"));
-  h->wm[n].seq = seq;
-  h->wm[n].bytes = bytes;
-  h->win_bytes += bytes;
-  json_array_append_new(h->msgs, msg);
-}
-
-/* Turns one logged event into its context-window message, if it has one. */
-static void window_add_event(struct durin_harness *h, const char *type,
-                             json_t *data, int64_t seq)
-{
-  if (!strcmp(type, "user_message")) {
-    window_push(h,
-                json_pack("{s:s,s:O}", "role", "user", "content",
-                          json_object_get(data, "content")),
-                seq);
-  } else if (!strcmp(type, "model_response")) {
-    json_t *m = json_pack("{s:s}", "role", "assistant");
-    json_t *text = json_object_get(data, "text");
-
-    if (json_is_string(text))
-      json_object_set(m, "content", text);
-    if (json_array_size(json_object_get(data, "tool_calls")))
-      json_object_set(m, "tool_calls", json_object_get(data, "tool_calls"));
-    window_push(h, m, seq);
-  } else if (!strcmp(type, "tool_result")) {
-    window_push(h,
-                json_pack("{s:s,s:O,s:O}", "role", "tool", "tool_call_id",
-                          json_object_get(data, "call_id"), "content",
-                          json_object_get(data, "output")),
-                seq);
-  }
-}
-
 int durin_harness_load_event(struct durin_harness *h,
                              const struct durin_event *ev,
                              struct durin_err *err)
@@ -332,54 +288,9 @@ int durin_harness_load_event(struct durin_harness *h,
                          "event %lld of run '%s' is not JSON: %s",
                          (long long)ev->seq, h->run_id, je.text);
   if (ev->seq >= h->ck.window_start)
-    window_add_event(h, ev->type, data, ev->seq);
+    durin__window_add_event(h->win, ev->type, data, ev->seq);
   json_decref(data);
   return 0;
-}
-
-/*
- * Keeps the window within context.max_messages and context.max_bytes by
- * dropping whole turns from its front, down to half of each limit (so a
- * compaction happens now and then, not at every step): an assistant message
- * goes together with the tool results that answer it, so no tool result is
- * ever left without its call. The goal is pinned outside the window.
- */
-static void window_compact(struct durin_harness *h)
-{
-  size_t n = json_array_size(h->msgs), drop = 0, bytes = h->win_bytes;
-  size_t limit = (size_t)h->spec->context_messages;
-  size_t max_bytes = (size_t)h->spec->context_bytes;
-
-  if (n <= limit && bytes <= max_bytes)
-    return;
-  while (drop == 0 || n - drop > limit / 2 || bytes > max_bytes / 2) {
-    bytes -= h->wm[drop++].bytes;
-    while (drop < n && !strcmp(json_string_value(json_object_get(
-                                   json_array_get(h->msgs, drop), "role")),
-                               "tool"))
-      bytes -= h->wm[drop++].bytes;
-    if (drop >= n)
-      break;
-  }
-  if (drop >= n)
-    return; /* one turn alone is over the limit: keep it */
-  add_event(h, "compaction",
-            json_pack("{s:I,s:I,s:I,s:I}", "dropped_messages", (json_int_t)drop,
-                      "window_start", (json_int_t)h->wm[drop].seq,
-                      "kept_messages", (json_int_t)(n - drop), "kept_bytes",
-                      (json_int_t)bytes));
-  h->ck.window_start = h->wm[drop].seq;
-  {
-    json_t *kept = json_array();
-    size_t i;
-
-    for (i = drop; i < n; i++)
-      json_array_append(kept, json_array_get(h->msgs, i));
-    json_decref(h->msgs);
-    h->msgs = kept;
-    memmove(h->wm, h->wm + drop, (n - drop) * sizeof(*h->wm));
-    h->win_bytes = bytes;
-  }
 }
 
 void durin_harness_resolve(struct durin_harness *h, int retry)
@@ -500,19 +411,31 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
 
 static void model_request(struct durin_harness *h, struct durin_action *act)
 {
-  json_t *m = json_array();
+  json_t *comp = durin__window_fit(h->win, &h->ck.window_start, &h->ck.handoff);
 
-  /* The goal is pinned at the head of every window. */
-  json_array_append_new(
-      m, json_pack("{s:s,s:s}", "role", "user", "content", h->spec->goal));
-  json_array_extend(m, h->msgs);
+  /* Logged with the next commit, which also writes the checkpoint that
+   * holds the new window start; a crash before it redoes the same. */
+  if (comp)
+    json_array_append_new(h->compactions, comp);
   json_decref(h->req_msgs);
-  h->req_msgs = m;
+  h->req_msgs =
+      durin__window_request(h->win, h->ck.plan, h->ck.handoff, &h->req_bytes);
   act->model.cfg = &h->spec->model;
   act->model.system = h->spec->system;
-  act->model.messages = m;
+  act->model.messages = h->req_msgs;
   act->model.tools = h->tools;
   act->model.turn = h->ck.turn;
+}
+
+/* The wall-clock budget left at now, in ms; 0 when there is none. */
+static int64_t wall_clock_left(const struct durin_harness *h, int64_t now)
+{
+  int64_t left;
+
+  if (!h->spec->budget.wall_clock_ms)
+    return 0;
+  left = h->spec->budget.wall_clock_ms - (now - h->ck.started_ms);
+  return left > 1 ? left : 1;
 }
 
 static void do_commit_action(struct durin_harness *h, int64_t now,
@@ -831,7 +754,22 @@ static void dispatch(struct durin_harness *h, int64_t now,
         continue;
       }
       if (!h->checks_done) {
+        int64_t left = wall_clock_left(h, now);
+
+        if (left && now - h->ck.started_ms >= h->spec->budget.wall_clock_ms) {
+          snprintf(why, sizeof(why), "wall-clock budget of %llds used up",
+                   (long long)(h->spec->budget.wall_clock_ms / 1000));
+          add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+          end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+          resolve_call(c, 0,
+                       "not checked: the run's wall-clock budget is used up");
+          continue;
+        }
         act->kind = DURIN_ACT_CHECKS;
+        act->tool_ctx.workspace = h->spec->workspace;
+        act->tool_ctx.box.spec = &h->spec->sandbox;
+        act->tool_ctx.timeout_ms = left;
+        act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
         set_state(h, DURIN_STEP_AWAIT_CHECKS);
         return;
       }
@@ -959,6 +897,11 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->tool_ctx.box.spec = &h->spec->sandbox;
     act->tool_ctx.idem_key = c->idem_key;
     act->tool_ctx.timeout_ms = h->spec->tool_timeout_ms;
+    /* The wall-clock budget holds inside the call too: the executor
+     * (bash's command(), durin_proc_run) kills it when the budget ends. */
+    if (wall_clock_left(h, now) &&
+        wall_clock_left(h, now) < act->tool_ctx.timeout_ms)
+      act->tool_ctx.timeout_ms = wall_clock_left(h, now);
     act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
     set_state(h, DURIN_STEP_AWAIT_TOOL);
     return;
@@ -1030,8 +973,12 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
       json_object_set_new(fin, "summary", json_string(h->ck.summary));
     add_event(h, "run_finished", fin);
   }
-  if (full_step)
-    window_compact(h);
+  if (!needs_human) {
+    /* With the checkpoint that holds their window start. */
+    json_array_foreach(h->compactions, i, e)
+      add_event(h, "compaction", json_incref(e));
+    json_array_clear(h->compactions);
+  }
   n = json_array_size(h->events);
   h->ev = calloc(n + 1, sizeof(*h->ev));
   h->ev_data = calloc(n + 1, sizeof(char *));
@@ -1083,7 +1030,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
 void durin_harness_next(struct durin_harness *h, int64_t now,
                         struct durin_action *act)
 {
-  char why[256];
+  char why[400];
 
   memset(act, 0, sizeof(*act));
   act->step = h->ck.step + 1;
@@ -1127,8 +1074,20 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
       do_commit_action(h, now, act);
       return;
     }
-    act->kind = DURIN_ACT_MODEL;
     model_request(h, act);
+    if (durin_budget_next_call(&h->spec->budget, &h->spec->model, &h->ck.usage,
+                               durin_budget_input_tokens(h->req_bytes,
+                                                         h->last_in_tokens,
+                                                         h->last_req_bytes),
+                               why, sizeof(why))) {
+      /* Refused before it is made: no call may cross a budget. */
+      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      set_state(h, DURIN_STEP_COMMIT);
+      do_commit_action(h, now, act);
+      return;
+    }
+    act->kind = DURIN_ACT_MODEL;
     set_state(h, DURIN_STEP_AWAIT_MODEL);
     return;
   case DURIN_STEP_DISPATCH:
@@ -1198,6 +1157,8 @@ int durin_harness_complete(struct durin_harness *h,
     h->have_resp = 1;
     h->step_retries = c->retries;
     h->ck.usage.retries += c->retries;
+    h->last_in_tokens = h->resp.input_tokens;
+    h->last_req_bytes = h->req_bytes;
     after_model(h);
     return 0;
   case DURIN_DONE_MODEL_ERROR:
@@ -1342,8 +1303,8 @@ int durin_harness_complete(struct durin_harness *h,
     /* The step is durable: its messages join the window with their seqs. */
     json_array_foreach(h->events, i, e) {
       if (i < h->nev)
-        window_add_event(h, json_string_value(json_array_get(e, 0)),
-                         json_array_get(e, 1), h->ev[i].seq);
+        durin__window_add_event(h->win, json_string_value(json_array_get(e, 0)),
+                                json_array_get(e, 1), h->ev[i].seq);
     }
     commit_buffers_free(h);
     if (h->ended || h->needs_human || h->waiting) {
@@ -1489,5 +1450,5 @@ int64_t durin_harness_step(const struct durin_harness *h)
 
 json_t *durin_harness_messages(const struct durin_harness *h)
 {
-  return h->msgs;
+  return durin__window_messages(h->win);
 }

@@ -206,6 +206,19 @@ static int get_int(json_t *obj, const char *key, const char *prefix,
   return 0;
 }
 
+/* An integer field already read must not be above max. */
+static int at_most(json_t *obj, const char *key, const char *prefix,
+                   int64_t max, struct durin_err *err)
+{
+  json_t *v = json_object_get(obj, key);
+
+  if (v && json_integer_value(v) > max)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%s%s' must be at most %lld, got %lld", prefix,
+                         key, (long long)max, (long long)json_integer_value(v));
+  return 0;
+}
+
 static int get_bool(json_t *obj, const char *key, const char *prefix, int *out,
                     struct durin_err *err)
 {
@@ -814,6 +827,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   if (o && ((r = get_int(o, "tool_timeout_s", "limits.", 1, 1000,
                          &s->tool_timeout_ms, err)) ||
             (r = get_int(o, "output_bytes", "limits.", 256, 1, &s->output_cap,
+                         err)) ||
+            (r = at_most(o, "output_bytes", "limits.", DURIN_SPEC_MAX_OUTPUT,
                          err)) ||
             (r = get_int(o, "max_arg_bytes", "limits.", 64, 1,
                          &s->max_arg_bytes, err))))

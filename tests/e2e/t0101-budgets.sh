@@ -34,12 +34,16 @@ test_expect_success 'tool-call budget is checked before the call' '
   test "$(sql "select tool_calls from runs where id = '"'"'$id'"'"'")" = 2
 '
 
-test_expect_success 'token budget' '
-  check_budget "\"steps\": 0, \"tokens\": 5000" "token budget exceeded"
+# A call that could cross the budget (what it sends plus max_tokens, 4096
+# when unset) is refused before it is made: the budget is never overshot.
+test_expect_success 'token budget is never overshot' '
+  check_budget "\"steps\": 0, \"tokens\": 5000" "token budget of 5000" &&
+  test "$(sql "select input_tokens + output_tokens <= 5000 from runs where id = '"'"'$id'"'"'")" = 1
 '
 
-test_expect_success 'dollar budget' '
-  check_budget "\"steps\": 0, \"dollars\": 0.05" "dollar budget exceeded"
+test_expect_success 'dollar budget is never overshot' '
+  check_budget "\"steps\": 0, \"dollars\": 0.05" "dollar budget of" &&
+  test "$(sql "select cost_usd <= 0.05 from runs where id = '"'"'$id'"'"'")" = 1
 '
 
 test_expect_success 'wall-clock budget' '
@@ -52,6 +56,24 @@ JSON
   id=$(run_id_of out.txt) &&
   test "$(status_of $id)" = budget_exceeded &&
   sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "wall-clock"
+'
+
+# The budget holds inside a tool call: the command is killed when it ends.
+test_expect_success 'wall-clock budget holds inside a tool call' '
+  cat >s.json <<JSON &&
+{"goal": "slow", "workspace": "project",
+ "model": {"provider": "script", "turns": [{"repeat": 100, "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 8"}}]}]},
+ "budget": {"steps": 0, "wall_clock_s": 2}}
+JSON
+  t0=$(date +%s%N) &&
+  test_must_fail_with 1 durin run s.json >out.txt &&
+  t1=$(date +%s%N) &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = budget_exceeded &&
+  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "wall-clock" &&
+  ms=$(( (t1 - t0) / 1000000 )) &&
+  echo "run took $ms ms" &&
+  test "$ms" -lt 5000
 '
 
 test_done

@@ -7,7 +7,8 @@
 
 static int64_t seq;
 
-static struct durin_spec *make_spec(const char *extra)
+/* A spec with the given model object and extra top-level fields. */
+static struct durin_spec *make_spec_model(const char *model, const char *extra)
 {
   static char dir[] = "/tmp";
   struct durin_spec *s = calloc(1, sizeof(*s));
@@ -15,12 +16,16 @@ static struct durin_spec *make_spec(const char *extra)
   char json[4096];
 
   snprintf(json, sizeof(json),
-           "{\"goal\":\"g\",\"workspace\":\"%s\",\"model\":{\"provider\":"
-           "\"script\",\"turns\":[]}%s}",
-           dir, extra);
+           "{\"goal\":\"g\",\"workspace\":\"%s\",\"model\":%s%s}", dir, model,
+           extra);
   if (durin_spec_parse(json, NULL, s, &err))
     fail_msg("spec: %s", err.msg);
   return s;
+}
+
+static struct durin_spec *make_spec(const char *extra)
+{
+  return make_spec_model("{\"provider\":\"script\",\"turns\":[]}", extra);
 }
 
 static void free_spec(struct durin_spec *s)
@@ -55,16 +60,85 @@ static void next(struct durin_harness *h, int64_t now, struct durin_action *act)
   }
 }
 
+/* Events of the runs driven by commit(), kept for restore tests. */
+static struct durin_event *logged;
+static size_t nlogged;
+
+static void log_clear(void)
+{
+  size_t i;
+
+  for (i = 0; i < nlogged; i++) {
+    free((char *)logged[i].type);
+    free((char *)logged[i].data);
+  }
+  free(logged);
+  logged = NULL;
+  nlogged = 0;
+}
+
 static void commit(struct durin_harness *h, struct durin_action *act)
 {
   struct durin_completion c = { 0 };
   size_t i;
 
   assert_int_equal(act->kind, DURIN_ACT_COMMIT);
-  for (i = 0; i < act->nevents; i++)
+  logged = realloc(logged, (nlogged + act->nevents) * sizeof(*logged));
+  for (i = 0; i < act->nevents; i++) {
     act->events[i].seq = ++seq;
+    logged[nlogged] = act->events[i];
+    logged[nlogged].type = strdup(act->events[i].type);
+    logged[nlogged].data = strdup(act->events[i].data);
+    nlogged++;
+  }
   c.kind = DURIN_DONE_COMMIT;
   assert_int_equal(durin_harness_complete(h, &c), 0);
+}
+
+/* A model response with n calls (names[i] with args[i]) and its usage. */
+static void answer_calls(struct durin_harness *h, int n,
+                         const char *const *names, const char *const *args,
+                         int64_t in, int64_t out)
+{
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
+  char id[16];
+  int i;
+
+  r.input_tokens = in;
+  r.output_tokens = out;
+  r.calls = calloc((size_t)n + 1, sizeof(*r.calls));
+  r.ncalls = n;
+  for (i = 0; i < n; i++) {
+    snprintf(id, sizeof(id), "c%d", i + 1);
+    r.calls[i].id = strdup(id);
+    r.calls[i].name = strdup(names[i]);
+    r.calls[i].args = strdup(args[i]);
+  }
+  if (!n)
+    r.text = strdup("thinking");
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &r;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+  durin_model_response_clear(&r);
+}
+
+/* What a model request weighs: the system prompt, the tool schemas and
+ * every message, as JSON text. */
+static size_t request_bytes(const struct durin_action *act)
+{
+  size_t n = act->model.system ? strlen(act->model.system) : 0, i;
+  char *t = json_dumps(act->model.tools, JSON_COMPACT);
+  json_t *m;
+
+  n += strlen(t);
+  free(t);
+  json_array_foreach(act->model.messages, i, m) {
+    t = json_dumps(m, JSON_COMPACT);
+    n += strlen(t) + 1;
+    free(t);
+  }
+  return n;
 }
 
 static void answer(struct durin_harness *h, const char *name, const char *args)
@@ -809,7 +883,7 @@ static void test_window_and_checkpoint_stay_small(void **state)
                                    "\"context\":{\"max_messages\":20}");
   struct durin_harness *h = started(s);
   struct durin_action act;
-  size_t ck10 = 0, ck500 = 0;
+  size_t ck100 = 0, ck500 = 0;
   int i, compactions = 0;
 
   (void)state;
@@ -822,15 +896,17 @@ static void test_window_and_checkpoint_stay_small(void **state)
     tool_done(h, "content");
     next(h, 1000, &act);
     compactions += has_event(&act, "compaction");
-    if (i == 10)
-      ck10 = strlen(act.checkpoint);
+    if (i == 100)
+      ck100 = strlen(act.checkpoint);
     if (i == 500)
       ck500 = strlen(act.checkpoint);
     commit(h, &act);
   }
   assert_true(compactions > 10);
-  /* Only the numbers in it grow: a few digits, not the history. */
-  assert_true(ck500 < ck10 + 16);
+  /* Only the numbers in it grow (seqs, counts in the handoff of what
+   * compaction dropped): a few digits, not the history. */
+  if (ck500 > ck100 + 48)
+    fail_msg("checkpoint grew from %zu to %zu bytes", ck100, ck500);
   assert_true(durin_harness_window(h) > 900);
   durin_harness_free(h);
   free_spec(s);
@@ -856,8 +932,9 @@ static void test_window_bounded_by_bytes(void **state)
     assert_int_equal(act.kind, DURIN_ACT_MODEL);
     json_array_foreach(act.model.messages, k, m)
       total += json_string_length(json_object_get(m, "content"));
-    /* The limit, plus at most the step that triggers the next compaction. */
-    assert_true(total <= 20000 + 4100);
+    assert_true(total <= 20000);
+    if (request_bytes(&act) > 20000)
+      fail_msg("step %d: request of %zu bytes", i, request_bytes(&act));
     answer(h, "read_file", "{\"path\":\"x\"}");
     next(h, 1000, &act);
     tool_done(h, big);
@@ -973,6 +1050,310 @@ static void test_unexpected_completion(void **state)
   free_spec(s);
 }
 
+static char *filled(size_t n, char ch)
+{
+  char *b = malloc(n + 1);
+
+  memset(b, ch, n);
+  b[n] = '\0';
+  return b;
+}
+
+/* Issue 13, defect 1: no request is over context.max_bytes or
+ * context.max_messages, however large the tool results or turns; what is
+ * cut from the window stays whole in the log. */
+static void test_request_never_exceeds_window(void **state)
+{
+  struct durin_spec *s = make_spec(
+      ",\"budget\":{\"steps\":0},\"limits\":{\"output_bytes\":262144},"
+      "\"context\":{\"max_bytes\":100000,\"max_messages\":4}");
+  struct durin_harness *h = started(s);
+  const char *names[3] = { "read_file", "read_file", "read_file" };
+  const char *args[3] = { "{\"path\":\"a\"}", "{\"path\":\"b\"}",
+                          "{\"path\":\"c\"}" };
+  char *big = filled(210 * 1000, 'o'), *mid = filled(60 * 1000, 'm');
+  struct durin_action act;
+  int i, k, cut = 0;
+
+  (void)state;
+  for (i = 1; i <= 30; i++) {
+    int n = i % 3 + 1; /* turns of 1, 2 and 3 calls */
+
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    if (request_bytes(&act) > 100000 || json_array_size(act.model.messages) > 4)
+      fail_msg("step %d: request of %zu bytes, %zu messages", i,
+               request_bytes(&act), json_array_size(act.model.messages));
+    if (i > 1 && (i - 1) % 3 + 1 < 3) {
+      /* The newest turn is there, with its outputs cut (one of three
+       * calls and four messages cannot be: the handoff tells of it). */
+      json_t *last = json_array_get(act.model.messages,
+                                    json_array_size(act.model.messages) - 1);
+
+      assert_string_equal(json_string_value(json_object_get(last, "role")),
+                          "tool");
+      cut += strstr(json_string_value(json_object_get(last, "content")),
+                    "whole output") != NULL;
+    }
+    answer_calls(h, n, names, args, 100, 10);
+    for (k = 0; k < n; k++) {
+      next(h, 1000, &act);
+      assert_int_equal(act.kind, DURIN_ACT_TOOL);
+      tool_done(h, (i + k) % 2 ? big : mid);
+    }
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+    /* The log keeps the whole output. */
+    assert_true(strlen(nth_result(&act, 0)) > 60 * 1000);
+    commit(h, &act);
+  }
+  assert_true(cut > 15);
+  free(big);
+  free(mid);
+  durin_harness_free(h);
+  free_spec(s);
+  log_clear();
+}
+
+/* The first message of a request: the goal, the plan, the handoff. */
+static const char *pinned(const struct durin_action *act)
+{
+  return json_string_value(
+      json_object_get(json_array_get(act->model.messages, 0), "content"));
+}
+
+/* Issue 13, defect 2: the goal and the plan are in every request, also
+ * after compaction and after a restore; a compaction records what it
+ * dropped (the seqs, the calls and how they ended, the files). */
+static void test_plan_and_handoff_survive_compaction(void **state)
+{
+  struct durin_spec *s = make_spec(",\"budget\":{\"steps\":0},"
+                                   "\"context\":{\"max_messages\":6}");
+  struct durin_harness *h = started(s), *h2;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  const char *wf = "write_file";
+  const char *wargs = "{\"path\":\"src/parser.c\",\"content\":\"x\"}";
+  json_t *comp = NULL;
+  char *ck = NULL;
+  size_t i;
+  int step;
+
+  (void)state;
+  next(h, 1000, &act);
+  answer(h, "update_plan",
+         "{\"plan\":[{\"step\":\"write the parser\",\"status\":"
+         "\"in_progress\"}]}");
+  next(h, 1000, &act);
+  commit(h, &act);
+  for (step = 0; step < 12; step++) {
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    assert_non_null(strstr(pinned(&act), "g"));
+    if (!strstr(pinned(&act), "write the parser"))
+      fail_msg("step %d: the plan is not in the request: %s", step,
+               pinned(&act));
+    answer_calls(h, 1, &wf, &wargs, 100, 10);
+    next(h, 1000, &act);
+    if (act.kind == DURIN_ACT_INTENT) {
+      simple(h, DURIN_DONE_INTENT);
+      next(h, 1000, &act);
+    }
+    assert_int_equal(act.kind, DURIN_ACT_TOOL);
+    tool_done(h, "wrote 1 byte");
+    next(h, 1000, &act);
+    if (act.kind == DURIN_ACT_OUTCOME) {
+      simple(h, DURIN_DONE_OUTCOME);
+      next(h, 1000, &act);
+    }
+    assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+    for (i = 0; i < act.nevents; i++)
+      if (!strcmp(act.events[i].type, "compaction") && !comp)
+        comp = json_loads(act.events[i].data, 0, NULL);
+    free(ck);
+    ck = strdup(act.checkpoint);
+    commit(h, &act);
+  }
+  if (!comp)
+    fail_msg("no compaction in 12 steps with max_messages 6");
+  /* What was dropped, durably: the range, the calls, the files. */
+  {
+    json_t *d = json_object_get(comp, "dropped");
+    json_t *calls = json_object_get(comp, "calls"), *c;
+    int seen_plan = 0, seen_write = 0;
+
+    assert_true(json_integer_value(json_object_get(d, "from_seq")) > 0);
+    assert_true(json_integer_value(json_object_get(d, "to_seq")) >=
+                json_integer_value(json_object_get(d, "from_seq")));
+    assert_true(json_array_size(calls) > 0);
+    json_array_foreach(calls, i, c) {
+      const char *t = json_string_value(json_object_get(c, "tool"));
+
+      seen_plan += !strcmp(t, "update_plan");
+      if (!strcmp(t, "write_file") && json_is_true(json_object_get(c, "ok")))
+        seen_write++;
+    }
+    assert_true(seen_plan && seen_write);
+    {
+      char *f = json_dumps(json_object_get(comp, "files"), 0);
+
+      assert_non_null(f);
+      assert_non_null(strstr(f, "src/parser.c"));
+      free(f);
+    }
+  }
+  json_decref(comp);
+  next(h, 1000, &act);
+  assert_non_null(strstr(pinned(&act), "write the parser"));
+  assert_non_null(strstr(pinned(&act), "src/parser.c"));
+
+  /* A restore from the last checkpoint and the window's events sends the
+   * same first message. */
+  assert_int_equal(durin_harness_new(s, "rtest", &h2, NULL), 0);
+  if (durin_harness_restore(h2, ck, 2, &err))
+    fail_msg("restore: %s", err.msg);
+  for (i = 0; i < nlogged; i++)
+    if (logged[i].seq >= durin_harness_window(h2) &&
+        durin_harness_load_event(h2, &logged[i], &err))
+      fail_msg("load: %s", err.msg);
+  {
+    struct durin_action act2;
+
+    next(h2, 1000, &act2);
+    assert_int_equal(act2.kind, DURIN_ACT_MODEL);
+    assert_string_equal(pinned(&act2), pinned(&act));
+    assert_int_equal(json_array_size(act2.model.messages),
+                     json_array_size(act.model.messages));
+  }
+  free(ck);
+  durin_harness_free(h2);
+  durin_harness_free(h);
+  free_spec(s);
+  log_clear();
+}
+
+/* Drives a run whose model reports about a token per 4 bytes of request
+ * and always answers max_tokens, until the run stops; returns its usage. */
+static struct durin_usage spend(const char *budget)
+{
+  char extra[512];
+  struct durin_spec *s;
+  struct durin_harness *h;
+  struct durin_action act;
+  struct durin_usage u;
+  const char *name = "read_file", *args = "{\"path\":\"x\"}";
+  int i;
+
+  snprintf(extra, sizeof(extra), ",\"budget\":{\"steps\":0,%s}", budget);
+  s = make_spec_model("{\"provider\":\"script\",\"turns\":[],\"max_tokens\":"
+                      "1000,\"price\":{\"input_per_mtok\":10,"
+                      "\"output_per_mtok\":20}}",
+                      extra);
+  h = started(s);
+  for (i = 0; i < 10000; i++) {
+    next(h, 1000, &act);
+    if (act.kind == DURIN_ACT_MODEL) {
+      answer_calls(h, 1, &name, &args, (int64_t)request_bytes(&act) / 4, 1000);
+    } else if (act.kind == DURIN_ACT_TOOL) {
+      tool_done(h, "some content of the file, a few dozen bytes long");
+    } else {
+      enum durin_run_status st = act.status;
+
+      commit(h, &act);
+      if (st != DURIN_RUN_RUNNING)
+        break;
+    }
+  }
+  assert_int_equal(act.status, DURIN_RUN_BUDGET_EXCEEDED);
+  u = *durin_harness_usage(h);
+  durin_harness_free(h);
+  free_spec(s);
+  log_clear();
+  return u;
+}
+
+/* Issue 13, defect 5: a model call that could cross the token or dollar
+ * budget (what it sends plus max_tokens) is refused before it is made. */
+static void test_budget_never_overshoots(void **state)
+{
+  struct durin_usage u;
+
+  (void)state;
+  u = spend("\"tokens\":20000");
+  if (u.input_tokens + u.output_tokens > 20000)
+    fail_msg("token budget of 20000 overshot: %lld",
+             (long long)(u.input_tokens + u.output_tokens));
+  assert_true(u.model_calls >= 5);
+  u = spend("\"dollars\":0.3");
+  if (u.cost_usd > 0.3)
+    fail_msg("dollar budget of 0.3 overshot: %f", u.cost_usd);
+  assert_true(u.model_calls >= 5);
+}
+
+/* Issue 13, defect 5: the wall-clock budget holds inside a tool call and
+ * the acceptance checks: they get what is left of it as their timeout. */
+static void test_wall_clock_bounds_tools(void **state)
+{
+  struct durin_spec *s =
+      make_spec(",\"budget\":{\"wall_clock_s\":2},\"checks\":[{\"name\":\"t\","
+                "\"run\":\"true\"}]");
+  struct durin_harness *h = started(s); /* at 1000 ms */
+  struct durin_action act;
+
+  (void)state;
+  next(h, 1200, &act);
+  answer(h, "bash", "{\"command\":\"sleep 8\",\"timeout_s\":60}");
+  next(h, 1500, &act);
+  assert_int_equal(act.kind, DURIN_ACT_INTENT);
+  simple(h, DURIN_DONE_INTENT);
+  next(h, 1500, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  if (act.tool_ctx.timeout_ms > 1500)
+    fail_msg("a tool may run %lld ms with 1500 ms of budget left",
+             (long long)act.tool_ctx.timeout_ms);
+  assert_true(act.tool_ctx.timeout_ms > 0);
+  tool_done(h, "timed out");
+  next(h, 2000, &act);
+  simple(h, DURIN_DONE_OUTCOME);
+  next(h, 2000, &act);
+  commit(h, &act);
+  next(h, 2100, &act);
+  answer(h, "finish", "{\"summary\":\"done\"}");
+  next(h, 2200, &act);
+  assert_int_equal(act.kind, DURIN_ACT_CHECKS);
+  assert_true(act.tool_ctx.timeout_ms > 0 && act.tool_ctx.timeout_ms <= 800);
+  durin_harness_free(h);
+  free_spec(s);
+  log_clear();
+}
+
+/* limits.output_bytes has an upper bound (a 100 MB output was logged as
+ * one event), and a window too small for the spec's fixed part is said so
+ * when the run starts. */
+static void test_limits_bounded(void **state)
+{
+  struct durin_spec s;
+  struct durin_err err = { 0 };
+  struct durin_harness *h;
+  struct durin_spec *sp;
+
+  (void)state;
+  assert_int_equal(
+      durin_spec_parse("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{"
+                       "\"provider\":\"script\",\"turns\":[]},\"limits\":{"
+                       "\"output_bytes\":100000000}}",
+                       NULL, &s, &err),
+      DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "'limits.output_bytes' must be at most"));
+  sp = make_spec(",\"limits\":{\"output_bytes\":4194304}");
+  free_spec(sp);
+  sp = make_spec(",\"tools\":[\"bash\",\"read_file\",\"write_file\"],"
+                 "\"context\":{\"max_bytes\":1024}");
+  assert_int_equal(durin_harness_new(sp, "rtest", &h, &err), DURIN_ESPEC);
+  assert_non_null(strstr(err.msg, "'context.max_bytes' (1024) is too small"));
+  free_spec(sp);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -996,6 +1377,11 @@ int main(void)
     cmocka_unit_test(test_approval_edited),
     cmocka_unit_test(test_approval_rejected_twice),
     cmocka_unit_test(test_approval_expired_and_denied),
+    cmocka_unit_test(test_request_never_exceeds_window),
+    cmocka_unit_test(test_plan_and_handoff_survive_compaction),
+    cmocka_unit_test(test_budget_never_overshoots),
+    cmocka_unit_test(test_wall_clock_bounds_tools),
+    cmocka_unit_test(test_limits_bounded),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);

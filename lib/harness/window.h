@@ -1,0 +1,64 @@
+/*
+ * The context window of a run: the messages rebuilt from the log that go
+ * into every model request, kept within the spec's context.max_bytes and
+ * context.max_messages. Internal to lib/harness; does no I/O.
+ *
+ * A request is: the system prompt, the tool schemas, one pinned first
+ * message (the goal, the plan, and a handoff of what compaction dropped),
+ * then the window's messages. Its JSON text never exceeds max_bytes and it
+ * never holds more than max_messages messages:
+ *   - each message of a turn is cut to its share of half the window when
+ *     it joins (head and tail kept, a marker naming the event that holds
+ *     it whole), so the newest turn nearly always fits;
+ *   - when the window is over a limit, whole turns are dropped from its
+ *     front down to half of each limit (a compaction now and then, not at
+ *     every step); a turn that cannot fit alone is dropped too;
+ *   - the pinned message's plan and handoff each have a reserved share.
+ */
+#ifndef DURIN_HARNESS_WINDOW_H
+#define DURIN_HARNESS_WINDOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/error.h"
+#include "durin/spec.h"
+
+struct durin__window;
+
+/*
+ * A window for spec's limits; tools are the schemas every request sends
+ * (borrowed, for their size). DURIN_ESPEC when max_bytes cannot hold the
+ * system prompt, goal and tools with room for a conversation.
+ */
+int durin__window_new(const struct durin_spec *spec, json_t *tools,
+                      struct durin__window **out, struct durin_err *err);
+void durin__window_free(struct durin__window *w);
+
+/* Adds the message a logged event makes, if it makes one. */
+void durin__window_add_event(struct durin__window *w, const char *type,
+                             json_t *data, int64_t seq);
+
+/*
+ * Drops turns until the window is within its limits. When it dropped
+ * some: moves *window_start past them, folds them into *handoff (created
+ * if NULL; bounded, for the checkpoint) and returns the data of the
+ * compaction event that records them (new reference); else NULL.
+ */
+json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
+                          json_t **handoff);
+
+/* The window's messages (borrowed). */
+json_t *durin__window_messages(const struct durin__window *w);
+
+/*
+ * The messages of a request (new reference): the pinned first message
+ * (goal, plan, handoff) then the window. *bytes: the request's JSON size
+ * with the system prompt and tool schemas.
+ */
+json_t *durin__window_request(struct durin__window *w, json_t *plan,
+                              json_t *handoff, size_t *bytes);
+
+#endif
