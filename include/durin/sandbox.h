@@ -110,7 +110,8 @@ void durin_workspace_unmount(const char *ws);
  *   by a crash is finished by running it again. whiteouts: target is an
  *   overlay's upper layer itself (a template run), so deletions are kept
  *   as whiteouts there.
- * scan: calls cb for every call directory of the workspace.
+ * scan: calls cb for every call directory of the workspace; stops at and
+ *   returns the first non-zero return of cb (DURIN_EIO: unreadable).
  * discard_attempts: removes every attempt of a call, keeping the call's
  *   directory (the record that it is contained).
  */

@@ -447,7 +447,7 @@ int durin_layer_scan(const char *ws, durin_layer_cb cb, void *arg)
 
   durin_layer_calls_dir(ws, calls, sizeof(calls));
   if (!(d = opendir(calls)))
-    return errno == ENOENT ? 0 : -1;
+    return errno == ENOENT ? 0 : DURIN_EIO;
   while (!r && (e = readdir(d))) {
     long long step;
     int call, end = 0;
