@@ -27,6 +27,7 @@
 #include "durin/harness.h"
 #include "durin/policy.h"
 #include "durin/store.h"
+#include "durin/tools.h"
 
 struct durin_worker;
 
@@ -124,5 +125,17 @@ void durin_worker_stats(const struct durin_worker *w,
 int durin_worker_result(const struct durin_worker *w,
                         struct durin_worker_result *res, struct durin_err *err);
 void durin_worker_free(struct durin_worker *w);
+
+/*
+ * Runs one shell command to its end through the worker's process runner,
+ * on an event loop of its own (in box's sandbox, if it has one: see
+ * durin_proc_spawn), with a timeout that kills its process group and an
+ * output cap. For callers without a loop: the CLI's sandbox self-test.
+ * Fails only if the command cannot be started; blocks until it ends.
+ */
+int durin_worker_run_command(const struct durin_proc_box *box, const char *dir,
+                             const char *command, const char *const *extra_env,
+                             int64_t timeout_ms, size_t output_cap,
+                             struct durin_tool_result *res);
 
 #endif
