@@ -1,6 +1,7 @@
 /*
- * Model providers: the script provider (deterministic replay) and the
- * OpenAI Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama).
+ * Model providers: the script provider (deterministic replay), the OpenAI
+ * Chat Completions provider (OpenAI, vLLM, llama.cpp, Ollama) and the
+ * Anthropic Messages provider.
  *
  * A provider is an ops table. Local providers answer a request directly;
  * HTTP providers only build the HTTP request and parse the response, so the

@@ -31,9 +31,9 @@ struct durin_price {
 };
 
 struct durin_model_cfg {
-  char *provider;       /* "script" or "openai" */
+  char *provider;       /* "script", "openai" or "anthropic" */
   char *name;           /* model name; pinned at submit */
-  char *base_url;       /* openai: e.g. https://api.openai.com/v1 */
+  char *base_url;       /* HTTP providers: e.g. https://api.openai.com/v1 */
   int base_url_default; /* base_url was not given: hosts may override it */
   char *api_key_env;    /* name of the environment variable with the key */
   json_t *turns;        /* script: the assistant turns (owned) */
