@@ -1025,6 +1025,12 @@ static void advance(struct wrun *r)
                      durin_harness_step(r->h));
     switch (r->act.kind) {
     case DURIN_ACT_MODEL:
+      /* Stopping: nothing of this step is durable before its response,
+       * so asking the model can wait for whoever resumes the run. */
+      if (w->stopping && !r->cancel) {
+        let_go(r, 0);
+        return;
+      }
       start_model(r);
       break;
     case DURIN_ACT_POLICY: {
