@@ -219,10 +219,7 @@ static int drive_once(struct cli *cli, const char *id,
   if (!r)
     r = durin_worker_result(w, res, err);
   else
-    durin_err_set(err, r,
-                  "cannot drive run '%s': the event loop did not "
-                  "start",
-                  id);
+    durin_err_set(err, r, "cannot start an event loop for run '%s'", id);
   driving = NULL;
   durin_worker_free(w);
   /* Quit at once, as asked: the same end as before the worker existed. */
