@@ -11,7 +11,8 @@
  * four times a second, and (optionally) runs the watchdog.
  *
  * The store given to a worker is used only from its store thread while
- * durin_worker_run() runs.
+ * durin_worker_run() runs (limited to one run id: from the loop's thread,
+ * the caller's).
  *
  * Limited to one run id (opts.run_id), the same engine drives that run
  * alone, the way curl_easy_perform() drives libcurl's multi engine: this

@@ -138,6 +138,7 @@ struct durin_worker {
   /* The store executor. */
   struct job *q_head, *q_tail, *batch;
   int sx_busy;
+  int sx_inline; /* one run: batches run on the loop (sx_kick) */
   uv_work_t sx_work;
   int claim_busy, beat_busy, signal_busy, wd_busy;
   volatile sig_atomic_t stop_req; /* 1 graceful, 2 hard */
@@ -399,8 +400,28 @@ static void sx_after(uv_work_t *req, int status)
 
 static void sx_kick(struct durin_worker *w)
 {
-  if (w->sx_busy || !w->q_head)
+  if (w->sx_busy || w->sx_inline || !w->q_head)
     return;
+  if (w->o.run_id) {
+    /*
+     * One run: its store work is done here on the loop, batch after batch,
+     * with no handoff to the store thread per write (curl_easy_perform
+     * runs the multi engine in its caller's thread too). Nothing else on
+     * this loop waits for it but the run's own heartbeat. Completions
+     * that queue more work are served by this loop, not by recursion.
+     */
+    w->sx_inline = 1;
+    w->sx_work.data = w;
+    while (w->q_head) {
+      w->batch = w->q_head;
+      w->q_head = w->q_tail = NULL;
+      w->sx_busy = 1;
+      sx_thread(&w->sx_work);
+      sx_after(&w->sx_work, 0);
+    }
+    w->sx_inline = 0;
+    return;
+  }
   w->batch = w->q_head;
   w->q_head = w->q_tail = NULL;
   w->sx_busy = 1;
@@ -903,10 +924,16 @@ static void start_tool(struct wrun *r)
     }
     return;
   }
-  /* File tools: short, but they fsync; off the loop. */
+  /* File tools: short, but they fsync; off the loop, unless the loop has
+   * this one run only (nothing else would wait for them). */
   memset(&r->pool_res, 0, sizeof(r->pool_res));
   r->in_pool = 1;
   r->pool_req.data = r;
+  if (r->w->o.run_id) {
+    pool_tool(&r->pool_req);
+    pool_tool_done(&r->pool_req, 0);
+    return;
+  }
   uv_queue_work(&r->w->loop, &r->pool_req, pool_tool, pool_tool_done);
 }
 
