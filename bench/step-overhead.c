@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "durin/driver.h"
+#include "durin/harness.h"
 #include "durin/spec.h"
 #include "durin/store.h"
 #include "durin/tools.h"
@@ -235,14 +235,16 @@ static int run_many(struct durin_store *s, const char *spec_json,
   return st.finished == runs ? 0 : 1;
 }
 
-/* One run of the bench spec through the single-run driver: step latency
- * early and late, throughput, bytes per step. */
+/* One run of the bench spec through the worker limited to its id (as
+ * `durin run` drives it): step latency early and late, throughput, bytes
+ * per step. */
 static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
                    int64_t steps, const char *label)
 {
   struct durin_err err = { 0 };
-  struct durin_driver_opts o;
-  struct durin_drive_result res;
+  struct durin_worker_opts o;
+  struct durin_worker_result res;
+  struct durin_worker *w = NULL;
   struct timing tm;
   double p50a, p99a, p50b, p99b, total;
   long long w0, w1;
@@ -257,6 +259,7 @@ static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
   tm.t = calloc((size_t)steps + 2, sizeof(double));
   memset(&o, 0, sizeof(o));
   o.owner = "bench";
+  o.run_id = id;
   o.lease_ttl_ms = 60000;
   o.resolve = -1;
   o.on_event = on_event;
@@ -264,11 +267,14 @@ static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
   size0 = durin_store_size_bytes(s);
   w0 = io_write_bytes();
   tm.t0 = now_ms();
-  if (durin_drive(s, id, &o, &res, &err)) {
+  if (durin_worker_new(s, &o, &w, &err) || durin_worker_run(w) ||
+      durin_worker_result(w, &res, &err)) {
     fprintf(stderr, "step-overhead: %s\n", err.msg);
+    durin_worker_free(w);
     free(tm.t);
     return 1;
   }
+  durin_worker_free(w);
   total = now_ms() - tm.t[0];
   w1 = io_write_bytes();
   size1 = durin_store_size_bytes(s);

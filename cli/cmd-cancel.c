@@ -5,6 +5,7 @@
 
 #include "cmd.h"
 #include "durin/util.h"
+#include "durin/worker.h"
 
 static const char cancel_usage[] =
     "usage: durin cancel ID\n\n"
@@ -13,21 +14,31 @@ static const char cancel_usage[] =
     "is dropped, and the run ends as cancelled. Otherwise durin ends it\n"
     "here.\n";
 
-/* Ends a run nobody is driving: claim it (fencing any stale holder) and
- * commit the cancellation. */
+/*
+ * Ends a run nobody is driving: the worker limited to it takes it (fencing
+ * any stale holder), sees the cancel flag as it restores the run, so no
+ * further tool call starts, and commits the cancellation.
+ */
 static int cancel_here(struct cli *cli, const char *id, struct durin_err *err)
 {
-  struct durin_driver_opts o;
-  struct durin_drive_result res;
+  struct durin_worker_opts o;
+  struct durin_worker_result res;
+  struct durin_worker *w = NULL;
   char owner[300];
   int r;
 
   cli_owner_name(owner, sizeof(owner));
   memset(&o, 0, sizeof(o));
   o.owner = owner;
+  o.run_id = id;
   o.lease_ttl_ms = 30000;
   o.resolve = -1;
-  r = durin_drive(cli->store, id, &o, &res, err);
+  r = durin_worker_new(cli->store, &o, &w, err);
+  if (!r)
+    r = durin_worker_run(w);
+  if (!r)
+    r = durin_worker_result(w, &res, err);
+  durin_worker_free(w);
   return r;
 }
 

@@ -1,6 +1,7 @@
 /*
  * durin run SPEC and durin resume ID: submit (run) and drive a run in this
- * process with live progress. Killing the process loses nothing: the run
+ * process with live progress, through the worker limited to that run (the
+ * one engine, DESIGN 5). Killing the process loses nothing: the run
  * continues from its last committed step with `durin resume`.
  */
 #include <errno.h>
@@ -12,31 +13,44 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "durin/harness.h"
 #include "durin/policy.h"
 #include "durin/sandbox.h"
 #include "durin/spec.h"
 #include "durin/util.h"
+#include "durin/worker.h"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, hard_sig;
+/* The worker driving the run, while it does (for the signal handler). */
+static struct durin_worker *volatile driving;
 
 /*
  * The first SIGINT/SIGTERM stops at the next step boundary, so no tool is
  * cut off mid-call; a second one quits at once, as a crash would (the run
- * still resumes from its last commit).
+ * still resumes from its last commit). durin_worker_stop() only wakes the
+ * loop (uv_async_send is async-signal-safe).
  */
 static void on_signal(int sig)
 {
   static const char msg[] = "\ndurin: stopping after the current step "
                             "(interrupt again to quit now)\n";
+  struct durin_worker *w = driving;
 
   if (stop_flag) {
-    signal(sig, SIG_DFL);
-    raise(sig);
+    if (!w) {
+      signal(sig, SIG_DFL);
+      raise(sig);
+      return;
+    }
+    hard_sig = sig;
+    durin_worker_stop(w, 1);
     return;
   }
   stop_flag = 1;
   if (write(2, msg, sizeof(msg) - 1) < 0)
     stop_flag = 1;
+  if (w)
+    durin_worker_stop(w, 0);
 }
 
 struct progress {
@@ -183,11 +197,44 @@ static int wait_for_decision(struct cli *cli, const char *id, int *code)
   return 0;
 }
 
+/*
+ * One pass of the worker limited to run id, until the run stops, waits,
+ * is let go or is lost. Returns 0 and *res, or the error it was lost to.
+ */
+static int drive_once(struct cli *cli, const char *id,
+                      const struct durin_worker_opts *o,
+                      struct durin_worker_result *res, struct durin_err *err)
+{
+  struct durin_worker *w = NULL;
+  int r;
+
+  r = durin_worker_new(cli->store, o, &w, err);
+  if (r)
+    return r;
+  driving = w;
+  /* A signal that came before the worker did still counts. */
+  if (stop_flag)
+    durin_worker_stop(w, 0);
+  r = durin_worker_run(w);
+  if (!r)
+    r = durin_worker_result(w, res, err);
+  else
+    durin_err_set(err, r, "cannot start an event loop for run '%s'", id);
+  driving = NULL;
+  durin_worker_free(w);
+  /* Quit at once, as asked: the same end as before the worker existed. */
+  if (hard_sig) {
+    signal(hard_sig, SIG_DFL);
+    raise(hard_sig);
+  }
+  return r;
+}
+
 /* Drives the run and prints its outcome; returns the exit code. */
 static int drive(struct cli *cli, const char *id, const struct drive_cfg *cfg)
 {
-  struct durin_driver_opts o;
-  struct durin_drive_result res;
+  struct durin_worker_opts o;
+  struct durin_worker_result res;
   struct durin_err err = { 0 };
   struct durin_run_info ri;
   struct progress p;
@@ -202,6 +249,7 @@ static int drive(struct cli *cli, const char *id, const struct drive_cfg *cfg)
   cli_owner_name(owner, sizeof(owner));
   memset(&o, 0, sizeof(o));
   o.owner = owner;
+  o.run_id = id;
   o.lease_ttl_ms = 60000;
   o.resolve = cfg->resolve;
   o.sandbox = cfg->sb;
@@ -212,12 +260,11 @@ static int drive(struct cli *cli, const char *id, const struct drive_cfg *cfg)
   if (getenv("DURIN_TRACE") && strstr(getenv("DURIN_TRACE"), "harness"))
     o.on_transition = on_transition;
   o.arg = &p;
-  o.stop = &stop_flag;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
 
 again:
-  r = durin_drive(cli->store, id, &o, &res, &err);
+  r = drive_once(cli, id, &o, &res, &err);
   clear_status(&p);
   if (r) {
     cli_error("%s", err.msg);
@@ -253,15 +300,22 @@ again:
     }
     durin_run_info_clear(&ri);
   }
-  if (res.stopped)
-    fprintf(stderr, "durin: %s\n", res.reason);
+  if (res.stopped && res.status == DURIN_RUN_PAUSED)
+    fprintf(stderr,
+            "durin: run %s was paused; 'durin unpause %s' puts it "
+            "back in the queue\n",
+            id, id);
+  else if (res.stopped)
+    fprintf(stderr, "durin: stopped by signal; resume with 'durin resume %s'\n",
+            id);
   else if (res.status == DURIN_RUN_NEEDS_HUMAN)
     fprintf(stderr, "durin: run needs a human: %s\n", res.reason);
   return cli_exit_for_status(res.status);
 }
 
 static const char run_usage[] =
-    "usage: durin run [--json] [--model PROVIDER:NAME] SPEC\n\n"
+    "usage: durin run [--json] [--model PROVIDER:NAME] [--policy FILE]\n"
+    "                 [--no-wait] [--sandbox none] SPEC\n\n"
     "Submits the agent spec SPEC (a JSON file) and drives the run in this\n"
     "process until it ends, showing progress on a terminal and one line per\n"
     "event otherwise. The run's workspace is a copy of the spec's\n"
@@ -350,8 +404,8 @@ int cmd_run(int argc, char **argv, struct cli *cli)
 }
 
 static const char resume_usage[] =
-    "usage: durin resume [--json] [--retry-call | --skip-call] [--force] ID\n"
-    "\n"
+    "usage: durin resume [--json] [--retry-call | --skip-call] [--force]\n"
+    "                    [--policy FILE] [--no-wait] [--sandbox none] ID\n\n"
     "Continues run ID from its last committed step, in this process. Tool\n"
     "calls whose outcome was recorded are not run again. A call with side\n"
     "effects that was started before a crash but whose outcome is unknown\n"

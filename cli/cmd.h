@@ -5,17 +5,17 @@
  * To add a command: write cmd-<name>.c with
  *   int cmd_<name>(int argc, char **argv, struct cli *cli);
  * declare it here, add it to commands[] with a one-line summary, add the
- * file to meson.build, and document it in docs/cli/<name>.md.
+ * file to meson.build, and document it in docs/cli/README.md.
  */
 #ifndef DURIN_CLI_CMD_H
 #define DURIN_CLI_CMD_H
 
 #include <stdio.h>
 
-#include "durin/driver.h"
 #include "durin/store.h"
 
-/* Exit codes; documented in docs/cli/exit-codes.md and `durin --help`. */
+/* Exit codes; documented in docs/cli/README.md ("Exit codes") and
+ * `durin --help`. */
 enum {
   EXIT_OK = 0,            /* success; for run/resume: the run succeeded */
   EXIT_RUN_FAILED = 1,    /* the run ended failed, cancelled or over budget */

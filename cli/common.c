@@ -17,6 +17,7 @@
 #include "durin/sandbox.h"
 #include "durin/tools.h"
 #include "durin/util.h"
+#include "durin/worker.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -351,7 +352,7 @@ static int probe(const struct durin_sandbox *sb, struct durin_err *err)
   struct durin_tool_result res;
   int r = 0;
 
-  if (durin_proc_run(&box, NULL, "true", NULL, 10000, 4096, NULL, &res))
+  if (durin_worker_run_command(&box, NULL, "true", NULL, 10000, 4096, &res))
     return durin_err_set(err, DURIN_EIO, "cannot start %s", sb->helper);
   if (!res.ok) {
     res.output[strcspn(res.output, "\n")] = 0;

@@ -83,6 +83,24 @@ void durin_policy_decide(const struct durin_policy *const *layers, int n,
 
 const char *durin_policy_action_name(enum durin_policy_action a);
 
+/* A run's policy layers: its spec's (owned), then the server's. */
+struct durin_run_policy {
+  struct durin_policy *spec;
+  const struct durin_policy *server;
+};
+
+/* Parses the spec's "policy" object (may be NULL) under the server's
+ * policy (may be NULL, borrowed: it must outlive p). */
+int durin_run_policy_init(struct durin_run_policy *p, json_t *spec_policy,
+                          const struct durin_policy *server,
+                          struct durin_err *err);
+/* Decides a call with both layers (reads the workspace for links). */
+void durin_run_policy_decide(const struct durin_run_policy *p,
+                             const char *workspace, const char *tool,
+                             json_t *args, const struct durin_policy_state *st,
+                             struct durin_policy_decision *d);
+void durin_run_policy_clear(struct durin_run_policy *p);
+
 /* The simple commands of a shell line, as judged (for tests and `durin
  * policy check`): NULL-terminated, free with durin_policy_words_free. */
 char **durin_policy_commands(const char *line);

@@ -3,7 +3,7 @@
  * checkpoints, the side-effect ledger and the pending model response of an
  * unfinished step.
  *
- * A store is a backend chosen by URL scheme ("sqlite:PATH", later
+ * A store is a backend chosen by URL scheme ("sqlite:PATH",
  * "postgres://...") behind one ops table, like sqlite's VFS or git's ref
  * backends. Callers only use the durin_store_* functions below; nothing in
  * this interface is specific to one backend.
@@ -249,7 +249,11 @@ typedef int (*durin_limit_cb)(const char *scope, int64_t max, void *arg);
 typedef int (*durin_event_cb)(const struct durin_event *ev, void *arg);
 typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
 
-/* The backend interface. Implementations live in store-<scheme>.c. */
+/*
+ * The backend interface. Both backends (sqlite, postgres) are one
+ * implementation, lib/store/sql-*.c, written over the database seam db.h
+ * whose drivers are db-sqlite.c and db-pg.c; store.c picks one by scheme.
+ */
 struct durin_store_ops {
   const char *scheme;
   int own_query; /* the URL's query string is the backend's to read */

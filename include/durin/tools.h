@@ -7,8 +7,10 @@
  * harness implements itself (update_plan, finish) have no exec function:
  * they only change the run's state.
  *
- * durin_tool_exec() does I/O and may block for up to the call's timeout; it
- * is called by drivers, never by the harness.
+ * durin_tool_exec() does I/O (the file tools fsync); the worker calls it
+ * on libuv's thread pool, never the harness. A tool that is one shell
+ * command (bash) has no exec: it says which command, and the worker runs
+ * the process on its loop.
  */
 #ifndef DURIN_TOOLS_H
 #define DURIN_TOOLS_H
@@ -56,7 +58,6 @@ struct durin_tool_ctx {
   const char *idem_key; /* stable across re-runs of the same call */
   int64_t timeout_ms;
   size_t output_cap;
-  const struct durin_stop *stop; /* asked while it runs; may be NULL */
   /* The call's layer (durin_layer_begin), for the file tools: what they
    * write goes into layer/upper, merged once the outcome is durable.
    * NULL: they write into the workspace. */
@@ -86,10 +87,9 @@ struct durin_tool_def {
   int (*exec)(const struct durin_tool_ctx *ctx, json_t *args,
               struct durin_tool_result *res);
   /*
-   * Tools that are one shell command (bash) also say which command, with
-   * which timeout, and how its result reads, so that a driver on an event
-   * loop can run the process itself instead of calling exec. NULL for
-   * others.
+   * Tools that are one shell command (bash) say which command, with which
+   * timeout, and how its result reads; the worker runs the process on its
+   * event loop. They have no exec. NULL for others.
    */
   int (*command)(const struct durin_tool_ctx *ctx, json_t *args,
                  const char **cmd, int64_t *timeout_ms);
@@ -127,26 +127,15 @@ void durin_tool_exec(const struct durin_tool_def *def,
                      struct durin_tool_result *res);
 
 /*
- * Runs a shell command in dir, in box's sandbox when it has one, with a
- * clean environment, rlimits, a
- * wall-clock timeout that kills its whole process group, and an output cap.
- * Used by the bash tool and by acceptance checks. extra_env is a
- * NULL-terminated list of "K=V" added to the clean environment. stop (may
- * be NULL) is asked twice a second; when it says so the process group is
- * killed and res->stopped set.
- */
-int durin_proc_run(const struct durin_proc_box *box, const char *dir,
-                   const char *command, const char *const *extra_env,
-                   int64_t timeout_ms, size_t output_cap,
-                   const struct durin_stop *stop,
-                   struct durin_tool_result *res);
-
-/*
- * The pieces of durin_proc_run for drivers that wait on an event loop:
- * starts the command as durin_proc_run does (its output, stdout and
- * stderr together, on *out_fd, close-on-exec), and turns what it printed
- * and its wait status into res (ok, exit_code, truncation note, UTF-8).
- * res->timed_out and res->stopped are the caller's to set before.
+ * A shell command, for the bash tool and acceptance checks, in two halves
+ * around a wait on an event loop (the worker's uv-proc.c does the
+ * waiting): spawn starts the command in dir, in box's sandbox when it has
+ * one, with its own session and process group, a clean environment plus
+ * extra_env (a NULL-terminated list of "K=V"), rlimits and every inherited
+ * descriptor closed; its output, stdout and stderr together, comes on
+ * *out_fd (close-on-exec). finish turns what it printed and its wait
+ * status into res (ok, exit_code, truncation note, UTF-8); res->timed_out
+ * and res->stopped are the caller's to set before.
  */
 int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
                      const char *command, const char *const *extra_env,

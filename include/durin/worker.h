@@ -11,7 +11,13 @@
  * four times a second, and (optionally) runs the watchdog.
  *
  * The store given to a worker is used only from its store thread while
- * durin_worker_run() runs.
+ * durin_worker_run() runs (limited to one run id: from the loop's thread,
+ * the caller's).
+ *
+ * Limited to one run id (opts.run_id), the same engine drives that run
+ * alone, the way curl_easy_perform() drives libcurl's multi engine: this
+ * is what `durin run`, `durin resume` and `durin cancel` use. There is no
+ * other driver.
  */
 #ifndef DURIN_WORKER_H
 #define DURIN_WORKER_H
@@ -19,8 +25,10 @@
 #include <stdint.h>
 
 #include "durin/error.h"
+#include "durin/harness.h"
 #include "durin/policy.h"
 #include "durin/store.h"
+#include "durin/tools.h"
 
 struct durin_worker;
 
@@ -46,7 +54,39 @@ struct durin_worker_opts {
   int nlimits;
   /* Log lines (claims, ends, lost leases, recoveries); may be NULL. */
   void (*on_log)(void *arg, const char *line);
+
+  /*
+   * Drive only this run (NULL: claim from the queue). It is taken with
+   * durin_store_run_claim() whoever holds it (the caller checks that no
+   * live process does), and the loop ends once the run reaches a
+   * stopping state, waits for approval, is let go (durin_worker_stop) or
+   * is lost; durin_worker_result() then says which. max_runs and poll_ms
+   * do not apply; the watchdog runs only if asked.
+   */
+  const char *run_id;
+  /* With run_id: an indeterminate unsafe call is asked about (-1),
+   * skipped (0) or run again (1); durin_harness_resolve(). */
+  int resolve;
+
+  /* Hooks, each called on the loop thread; any may be NULL. */
+  /* Before each action of a run starts (a progress display). */
+  void (*on_action)(void *arg, const struct durin_action *act,
+                    const struct durin_usage *usage, int64_t step);
+  /* Each event of a step, once its commit is durable. */
+  void (*on_event)(void *arg, const struct durin_event *ev);
+  /* Every harness state transition (tracing). */
+  void (*on_transition)(void *arg, enum durin_step_state from,
+                        enum durin_step_state to);
+  /* Notices about a run, without its id: model retries, store retries. */
+  void (*on_notice)(void *arg, const char *msg);
   void *arg;
+};
+
+/* How the run of a worker limited to one run id came out. */
+struct durin_worker_result {
+  enum durin_run_status status; /* as it stopped here */
+  char reason[512];
+  int stopped; /* let go (stop, pause) before the run ended */
 };
 
 struct durin_worker_stats {
@@ -77,6 +117,26 @@ int durin_worker_run(struct durin_worker *w);
 void durin_worker_stop(struct durin_worker *w, int hard);
 void durin_worker_stats(const struct durin_worker *w,
                         struct durin_worker_stats *out);
+/*
+ * After durin_worker_run() of a worker limited to one run id: fills res
+ * and returns 0, or returns the error the run was lost to, with err's
+ * message: DURIN_EFENCED if another process took it over, a store error
+ * if the store failed (nothing committed is lost either way).
+ */
+int durin_worker_result(const struct durin_worker *w,
+                        struct durin_worker_result *res, struct durin_err *err);
 void durin_worker_free(struct durin_worker *w);
+
+/*
+ * Runs one shell command to its end through the worker's process runner,
+ * on an event loop of its own (in box's sandbox, if it has one: see
+ * durin_proc_spawn), with a timeout that kills its process group and an
+ * output cap. For callers without a loop: the CLI's sandbox self-test.
+ * Fails only if the command cannot be started; blocks until it ends.
+ */
+int durin_worker_run_command(const struct durin_proc_box *box, const char *dir,
+                             const char *command, const char *const *extra_env,
+                             int64_t timeout_ms, size_t output_cap,
+                             struct durin_tool_result *res);
 
 #endif

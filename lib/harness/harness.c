@@ -403,7 +403,8 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
     free(canon);
     snprintf(c->idem_key, sizeof(c->idem_key), "%s:%lld:%d", h->run_id,
              (long long)step, i);
-    if (c->effect != DURIN_EFFECT_PURE && c->def->exec)
+    /* A tool with I/O has an exec, or is a command the worker runs. */
+    if (c->effect != DURIN_EFFECT_PURE && (c->def->exec || c->def->command))
       need = 1;
   }
   return need;

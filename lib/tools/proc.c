@@ -1,5 +1,7 @@
 /*
- * Running a shell command for a tool call or an acceptance check.
+ * Starting a shell command for a tool call or an acceptance check, and
+ * reading how it ended. The waiting is the worker's, on its event loop
+ * (lib/worker/uv-proc.c): nothing here blocks.
  *
  * The child gets its own session and process group (no controlling
  * terminal, so no TIOCSTI into ours), stdin from /dev/null, a clean
@@ -12,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,115 +151,4 @@ void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
   durin_utf8_sanitize(out->buf, out->len);
   res->output = durin_buf_detach(out, NULL);
   res->duration_ms = durin_mono_ms() - started_ms;
-}
-
-int durin_proc_run(const struct durin_proc_box *box, const char *dir,
-                   const char *command, const char *const *extra_env,
-                   int64_t timeout_ms, size_t output_cap,
-                   const struct durin_stop *stop, struct durin_tool_result *res)
-{
-  int64_t next_ask = 0;
-  int outfd, status = 0, exited = 0;
-  struct durin_buf out;
-  size_t dropped = 0;
-  int64_t t0 = durin_mono_ms(), deadline = t0 + timeout_ms;
-  pid_t pid;
-
-  memset(res, 0, sizeof(*res));
-  res->exit_code = -1;
-  if (durin_proc_spawn(box, dir, command, extra_env, timeout_ms, &pid, &outfd))
-    return DURIN_EIO;
-  durin_buf_init(&out, output_cap);
-
-  for (;;) {
-    struct pollfd pf;
-    int64_t now = durin_mono_ms();
-    int pr, wait_ms;
-
-    if (!res->timed_out && now >= deadline) {
-      res->timed_out = 1;
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-    }
-    if (!exited && !res->stopped && stop && now >= next_ask) {
-      next_ask = now + 500;
-      if (durin_stop_requested(stop)) {
-        res->stopped = 1;
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-      }
-    }
-    /*
-     * The pipe closes when the command and everything it started are gone;
-     * a short poll interval notices the command itself exiting while a
-     * background child still holds the pipe, so that child is killed too.
-     */
-    wait_ms = exited ? 1000 : (int)(deadline - now);
-    if (wait_ms > 50 && !exited)
-      wait_ms = 50;
-    if (wait_ms < 0)
-      wait_ms = 0;
-    pf.fd = outfd;
-    pf.events = POLLIN;
-    pr = poll(&pf, 1, wait_ms);
-    if (pr < 0 && errno != EINTR)
-      break;
-    if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
-      /* The command is done; whatever it left behind dies with it. */
-      exited = 1;
-      kill(-pid, SIGKILL);
-    }
-    if (pr <= 0)
-      continue;
-    if (pf.revents & (POLLIN | POLLHUP)) {
-      char chunk[16384];
-      ssize_t r = read(outfd, chunk, sizeof(chunk));
-
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r <= 0)
-        break;
-      if (out.len < output_cap) {
-        size_t take = (size_t)r;
-
-        if (take > output_cap - out.len)
-          take = output_cap - out.len;
-        durin_buf_add(&out, chunk, take);
-        dropped += (size_t)r - take;
-      } else {
-        dropped += (size_t)r;
-      }
-    }
-  }
-  close(outfd);
-  /*
-   * End of output is not the end of the command: programs close stdout
-   * themselves before they exit (coreutils does, in an atexit handler).
-   * Wait for the exit, within the same deadline, before killing what is
-   * left of the group; killing at EOF recorded finished commands as 137.
-   */
-  while (!exited) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-
-    if (w == pid || (w < 0 && errno != EINTR)) {
-      exited = 1;
-      break;
-    }
-    if (!res->timed_out && durin_mono_ms() >= deadline)
-      res->timed_out = 1;
-    if (!res->stopped && durin_stop_requested(stop))
-      res->stopped = 1;
-    if (res->timed_out || res->stopped) {
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-      exited = 1;
-      break;
-    }
-    usleep(2000);
-  }
-  kill(-pid, SIGKILL);
-  durin_proc_finish(&out, dropped, status, t0, res);
-  return 0;
 }

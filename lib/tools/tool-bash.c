@@ -1,4 +1,8 @@
-/* The bash tool: one shell command in the run's workspace. */
+/*
+ * The bash tool: one shell command in the run's workspace. It says which
+ * command and how its result reads; the worker runs the process on its
+ * loop (lib/worker/uv-proc.c), so the tool has no exec of its own.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,25 +43,6 @@ static void bash_report(struct durin_tool_result *r, int64_t timeout)
   r->output = text;
 }
 
-static int bash_exec(const struct durin_tool_ctx *ctx, json_t *args,
-                     struct durin_tool_result *res)
-{
-  char key[256];
-  const char *env[2] = { key, NULL }, *cmd;
-  int64_t timeout;
-
-  bash_command(ctx, args, &cmd, &timeout);
-  snprintf(key, sizeof(key), "DURIN_IDEMPOTENCY_KEY=%s",
-           ctx->idem_key ? ctx->idem_key : "");
-  if (durin_proc_run(&ctx->box, ctx->workspace, cmd, env, timeout,
-                     ctx->output_cap, ctx->stop, res)) {
-    durin__tool_fail(res, "bash: could not start the command");
-    return 0;
-  }
-  bash_report(res, timeout);
-  return 0;
-}
-
 static const struct durin_tool_param bash_params[] = {
   { "command", DURIN_PARAM_STRING, 1, "the shell command to run" },
   { "timeout_s", DURIN_PARAM_INTEGER, 0,
@@ -70,7 +55,7 @@ const struct durin_tool_def durin__tool_bash = {
   "Run a shell command in the workspace and get its exit code and output.",
   DURIN_EFFECT_UNSAFE,
   bash_params,
-  bash_exec,
+  NULL,
   bash_command,
   bash_report,
 };

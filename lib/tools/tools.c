@@ -278,6 +278,7 @@ void durin_tool_exec(const struct durin_tool_def *def,
   memset(res, 0, sizeof(*res));
   res->exit_code = -1;
   if (!def->exec) {
+    /* The harness's own tools, and commands (the worker runs those). */
     res->output = strdup("this tool is handled by the runtime");
     return;
   }

@@ -1,13 +1,13 @@
 /*
  * Rebuilding a run's harness from the store: the checkpoint, the events of
  * the context window, and an unfinished step's pending response with its
- * ledger rows and the decisions about its calls. Shared by the single-run
- * driver and the worker.
+ * ledger rows and the decisions about its calls. The worker calls it on
+ * its store thread.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "durin/driver.h"
+#include "worker/worker-int.h"
 
 struct ledger {
   struct durin_ledger_entry *ledger;

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "durin/worker.h"
 #include "worker/worker-int.h"
 
 struct uvp {
@@ -219,4 +220,42 @@ void uvp_abandon(struct uvp *p)
     kill_group(p);
   /* Reaped by the exit watch, which keeps running until it fires. */
   uv_timer_start(&p->timer, on_timeout, 1000, 0);
+}
+
+struct once {
+  struct durin_tool_result *res;
+  int done;
+};
+
+static void on_once_done(void *arg, struct durin_tool_result *res)
+{
+  struct once *o = arg;
+
+  *o->res = *res;
+  o->done = 1;
+}
+
+/*
+ * One command on a loop of its own: for a caller with no loop (the CLI's
+ * sandbox self-test, tests), the same process runner the worker uses.
+ */
+int durin_worker_run_command(const struct durin_proc_box *box, const char *dir,
+                             const char *command, const char *const *extra_env,
+                             int64_t timeout_ms, size_t output_cap,
+                             struct durin_tool_result *res)
+{
+  struct once o = { res, 0 };
+  uv_loop_t loop;
+  int r = 0;
+
+  memset(res, 0, sizeof(*res));
+  res->exit_code = -1;
+  if (uv_loop_init(&loop))
+    return DURIN_EIO;
+  if (!uvp_start(&loop, box, dir, command, extra_env, timeout_ms, output_cap,
+                 on_once_done, &o))
+    r = DURIN_EIO;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return r ? r : (o.done ? 0 : DURIN_EIO);
 }

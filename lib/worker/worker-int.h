@@ -1,15 +1,28 @@
 /*
- * The worker's event-loop pieces (internal): HTTP transfers through
- * libcurl's multi-socket interface, and tool processes watched through
- * pidfds and pipes. Both run on one libuv loop and never block it.
+ * The worker's pieces (internal): restoring a run from the store, HTTP
+ * transfers through libcurl's multi-socket interface, and tool processes
+ * watched through pidfds and pipes. The last two run on one libuv loop
+ * and never block it.
  */
 #ifndef DURIN_WORKER_INT_H
 #define DURIN_WORKER_INT_H
 
 #include <uv.h>
 
+#include "durin/harness.h"
 #include "durin/model.h"
+#include "durin/store.h"
 #include "durin/tools.h"
+
+/*
+ * Loads run_id's committed state into a new harness h (restore.c): its
+ * checkpoint (if it has one), the context window's events, and an
+ * unfinished step with its ledger rows and decisions. attempt is the
+ * lease attempt, for the log. Blocking: the store thread calls it.
+ */
+int durin_run_load(struct durin_store *s, const char *run_id,
+                   struct durin_harness *h, int64_t attempt,
+                   struct durin_err *err);
 
 struct uvh;
 struct uvh_xfer;
@@ -33,7 +46,12 @@ struct uvp;
 /* A finished command; res is the callee's to keep or clear. */
 typedef void (*uvp_done_cb)(void *arg, struct durin_tool_result *res);
 
-/* Starts a command as durin_proc_run would; NULL if it cannot start. */
+/*
+ * Starts a command (durin_proc_spawn: own session, clean environment,
+ * rlimits; in box's sandbox if it has one) with a wall-clock timeout that
+ * kills its process group and an output cap; cb runs once, on the loop,
+ * when it has ended. NULL if it cannot start.
+ */
 struct uvp *uvp_start(uv_loop_t *loop, const struct durin_proc_box *box,
                       const char *dir, const char *command,
                       const char *const *env, int64_t timeout_ms, size_t cap,

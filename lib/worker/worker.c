@@ -7,6 +7,12 @@
  * returning) feeds the harness and calls advance() again. Nothing on the
  * loop blocks: store work goes to the store thread (see "store executor"
  * below), tools to processes or the thread pool.
+ *
+ * Limited to one run id (o.run_id), the worker takes that run by id
+ * instead of claiming from the queue, and its loop ends with the run: it
+ * is how `durin run` and `durin resume` drive a run, so a run in a
+ * terminal goes through the same code as a run in the fleet, crash points
+ * included.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -14,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "durin/driver.h"
 #include "durin/harness.h"
+#include "durin/util.h"
 #include "durin/worker.h"
 #include "worker/worker-int.h"
 
@@ -101,6 +107,10 @@ struct job {
   uint64_t epoch;
   int pausing;
   char *reason; /* why a run is ended without its harness */
+  /* Taking a run by id (o.run_id): the claim failed, or the run had
+   * already ended with this status (reason above). */
+  int take_failed;
+  enum durin_run_status ended;
   struct durin_watchdog_report wd;
 };
 
@@ -128,6 +138,7 @@ struct durin_worker {
   /* The store executor. */
   struct job *q_head, *q_tail, *batch;
   int sx_busy;
+  int sx_inline; /* one run: batches run on the loop (sx_kick) */
   uv_work_t sx_work;
   int claim_busy, beat_busy, signal_busy, wd_busy;
   volatile sig_atomic_t stop_req; /* 1 graceful, 2 hard */
@@ -135,11 +146,17 @@ struct durin_worker {
   struct ratelimit rls[8];
   int nrl;
   struct durin_worker_stats st;
+  /* Limited to one run id: how it came out, or what it was lost to. */
+  char run_id[32];
+  struct durin_worker_result res;
+  int lost;
+  struct durin_err lost_err;
 };
 
 static void advance(struct wrun *r);
-static void drop(struct wrun *r, const char *why);
+static void drop(struct wrun *r, int code, const char *why);
 static void on_claim_timer(uv_timer_t *t);
+static void single_run_over(struct durin_worker *w);
 
 static void wlog(struct durin_worker *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -155,6 +172,24 @@ static void wlog(struct durin_worker *w, const char *fmt, ...)
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
   w->o.on_log(w->o.arg, line);
+}
+
+/* A notice about run r: to the log with its id, to on_notice without. */
+static void rnotice(struct wrun *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void rnotice(struct wrun *r, const char *fmt, ...)
+{
+  struct durin_worker *w = r->w;
+  char msg[900];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  wlog(w, "run %s: %s", r->id, msg);
+  if (w->o.on_notice)
+    w->o.on_notice(w->o.arg, msg);
 }
 
 /* ---- the run table ---- */
@@ -231,6 +266,19 @@ static void run_release_memory(struct wrun *r)
     w->nlive--;
   run_unlink(w, r);
   uv_close((uv_handle_t *)&r->timer, run_free_cb);
+  if (w->o.run_id)
+    single_run_over(w);
+}
+
+/* Limited to one run id: the run was lost (taken over, or the store
+ * failed) for this reason; the first reason given stands. */
+static void lose(struct durin_worker *w, int code, const char *why)
+{
+  if (!w->o.run_id || w->lost)
+    return;
+  w->lost = 1;
+  durin_err_set(&w->lost_err, code ? code : DURIN_ESTORE, "%s",
+                why && *why ? why : durin_strerror(code));
 }
 
 /* ---- the store executor ----
@@ -352,8 +400,28 @@ static void sx_after(uv_work_t *req, int status)
 
 static void sx_kick(struct durin_worker *w)
 {
-  if (w->sx_busy || !w->q_head)
+  if (w->sx_busy || w->sx_inline || !w->q_head)
     return;
+  if (w->o.run_id) {
+    /*
+     * One run: its store work is done here on the loop, batch after batch,
+     * with no handoff to the store thread per write (curl_easy_perform
+     * runs the multi engine in its caller's thread too). Nothing else on
+     * this loop waits for it but the run's own heartbeat. Completions
+     * that queue more work are served by this loop, not by recursion.
+     */
+    w->sx_inline = 1;
+    w->sx_work.data = w;
+    while (w->q_head) {
+      w->batch = w->q_head;
+      w->q_head = w->q_tail = NULL;
+      w->sx_busy = 1;
+      sx_thread(&w->sx_work);
+      sx_after(&w->sx_work, 0);
+    }
+    w->sx_inline = 0;
+    return;
+  }
   w->batch = w->q_head;
   w->q_head = w->q_tail = NULL;
   w->sx_busy = 1;
@@ -418,14 +486,32 @@ static int fn_outcome(struct durin_worker *w, struct durin_txn *txn,
                                   durin_now_ms(), &j->err);
 }
 
+/*
+ * The writes of a step's commit (DESIGN 3.1), after the run's fence:
+ * events, checkpoint, a waiting step's response and approval request, the
+ * run row, the end of the pending step.
+ */
 static int fn_commit(struct durin_worker *w, struct durin_txn *txn,
                      struct job *j)
 {
   struct durin_action *a = &j->run->act;
   const char *id = j->run->id;
+  int r;
 
   (void)w;
-  return durin_commit_write(txn, id, a, &j->err);
+  r = durin_txn_events_append(txn, id, a->events, a->nevents, &j->err);
+  if (!r && a->checkpoint)
+    r = durin_txn_checkpoint_put(txn, id, a->step, a->checkpoint, &j->err);
+  /* A step that waits keeps its response, so it replays the same calls. */
+  if (!r && a->approval && a->pending)
+    r = durin_txn_pending_put(txn, id, a->approval->step, a->pending, &j->err);
+  if (!r && a->approval)
+    r = durin_txn_approval_request(txn, a->approval, &j->err);
+  if (!r)
+    r = durin_txn_run_update(txn, id, &a->update, &j->err);
+  if (!r && a->clear_pending)
+    r = durin_txn_pending_clear(txn, id, &j->err);
+  return r;
 }
 
 static int fn_release(struct durin_worker *w, struct durin_txn *txn,
@@ -479,7 +565,7 @@ static int write_retry(struct wrun *r, struct job *j)
   if (r->retry_ms > 1000)
     r->retry_ms = 1000;
   if (r->retry_ms == 50)
-    wlog(w, "run %s: store write failed (%s); trying again", r->id, j->err.msg);
+    rnotice(r, "store write failed (%s); trying again", j->err.msg);
   uv_timer_start(&r->timer, on_write_retry, (uint64_t)r->retry_ms, 0);
   return 1;
 }
@@ -505,10 +591,12 @@ static int write_failed(struct wrun *r, struct job *j)
   }
   if (write_retry(r, j))
     return 1;
+  /* The store's own words (which lease, which epoch) for a lone run. */
+  lose(r->w, j->r, j->err.msg);
   if (j->r == DURIN_EFENCED)
-    drop(r, "lease lost to another worker; dropping the run");
+    drop(r, j->r, "lease lost to another worker; dropping the run");
   else
-    drop(r, j->err.msg[0] ? j->err.msg : "store write failed");
+    drop(r, j->r, j->err.msg[0] ? j->err.msg : "store write failed");
   return 1;
 }
 
@@ -517,7 +605,8 @@ static void complete(struct wrun *r, struct durin_completion *c)
   c->now_ms = durin_now_ms();
   r->busy = 0;
   if (durin_harness_complete(r->h, c)) {
-    drop(r, "harness refused a completion (a bug); dropping the run");
+    drop(r, DURIN_ESTATE,
+         "harness refused a completion (a bug); dropping the run");
     return;
   }
   advance(r);
@@ -531,6 +620,8 @@ static void done_simple(struct durin_worker *w, struct job *j)
   (void)w;
   if (write_failed(r, j))
     return;
+  /* The write is durable; the harness has not heard of it yet. */
+  durin_fault_point(j->fn == fn_intent ? "ledger_intent" : "ledger_outcome");
   memset(&c, 0, sizeof(c));
   c.kind = j->fn == fn_intent ? DURIN_DONE_INTENT : DURIN_DONE_OUTCOME;
   complete(r, &c);
@@ -540,10 +631,17 @@ static void done_commit(struct durin_worker *w, struct job *j)
 {
   struct wrun *r = j->run;
   struct durin_completion c;
+  size_t i;
 
   if (write_failed(r, j))
     return;
   w->st.steps++;
+  /* Events are shown only once they are durable. */
+  if (w->o.on_event)
+    for (i = 0; i < r->act.nevents; i++)
+      w->o.on_event(w->o.arg, &r->act.events[i]);
+  /* Once per run in a group commit: each run's step is durable here. */
+  durin_fault_point("after_commit");
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_COMMIT;
   complete(r, &c);
@@ -556,6 +654,17 @@ static void done_release(struct durin_worker *w, struct job *j)
   if (j->r && j->r != DURIN_EFENCED)
     wlog(w, "run %s: releasing its lease failed: %s (it expires by itself)",
          r->id, j->err.msg);
+  if (w->o.run_id) {
+    w->res.stopped = 1;
+    w->res.status = j->pausing ? DURIN_RUN_PAUSED : DURIN_RUN_RUNNING;
+    snprintf(w->res.reason, sizeof(w->res.reason), "%s",
+             j->pausing ? "paused by 'durin pause'" : "let go between steps");
+    /* Nothing was lost but the lease: released, taken, or expiring. */
+    if (j->r == DURIN_EFENCED) {
+      w->lost = 1;
+      w->lost_err = j->err;
+    }
+  }
   w->st.dropped++;
   r->gone = 1;
   run_release_memory(r);
@@ -623,6 +732,8 @@ static void model_finished(struct wrun *r, int rc,
     complete(r, &c);
     return;
   }
+  /* A response lost here is simply asked for again (DESIGN 3.6). */
+  durin_fault_point("model_response");
   c.kind = DURIN_DONE_MODEL;
   c.resp = resp;
   complete(r, &c);
@@ -672,8 +783,8 @@ static void on_http_done(void *arg, int rc, long status, const char *body,
   durin_random(&rnd, sizeof(rnd));
   delay =
       durin_backoff_ms(r->http_attempt++, ra_ms, (double)rnd / 4294967296.0);
-  wlog(r->w, "run %s: model call failed (%s); retry in %lld ms", r->id, why,
-       (long long)delay);
+  rnotice(r, "model call failed (%s); retry %d in %lld ms", why,
+          r->http_attempt, (long long)delay);
   wait_then_call(r, delay);
 }
 
@@ -740,6 +851,9 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
     run_release_memory(r);
     return;
   }
+  /* The call has ended and its outcome is not durable yet: a crash here
+   * leaves it unknown. */
+  durin_fault_point("tool_exit");
   if (r->act.tool->report)
     r->act.tool->report(res, r->tool_timeout);
   memset(&c, 0, sizeof(c));
@@ -748,7 +862,7 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
   c.now_ms = durin_now_ms();
   r->busy = 0;
   if (durin_harness_complete(r->h, &c)) {
-    drop(r, "harness refused a tool result (a bug)");
+    drop(r, DURIN_ESTATE, "harness refused a tool result (a bug)");
     return;
   }
   if (r->cancel && !r->cancel_applied) {
@@ -777,6 +891,7 @@ static void pool_tool_done(uv_work_t *req, int status)
     run_release_memory(r);
     return;
   }
+  durin_fault_point("tool_exit");
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_TOOL;
   c.tool = &r->pool_res;
@@ -809,10 +924,16 @@ static void start_tool(struct wrun *r)
     }
     return;
   }
-  /* File tools: short, but they fsync; off the loop. */
+  /* File tools: short, but they fsync; off the loop, unless the loop has
+   * this one run only (nothing else would wait for them). */
   memset(&r->pool_res, 0, sizeof(r->pool_res));
   r->in_pool = 1;
   r->pool_req.data = r;
+  if (r->w->o.run_id) {
+    pool_tool(&r->pool_req);
+    pool_tool_done(&r->pool_req, 0);
+    return;
+  }
   uv_queue_work(&r->w->loop, &r->pool_req, pool_tool, pool_tool_done);
 }
 
@@ -860,6 +981,9 @@ static void next_check(struct wrun *r)
     r->cr[r->check_idx].output = "the check could not be started";
     r->check_idx++;
   }
+  /* The checks ran; their verdict is not durable yet (they are re-run
+   * after a crash: checks must only read). */
+  durin_fault_point("checks_done");
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_CHECKS;
   c.checks = r->cr;
@@ -867,7 +991,7 @@ static void next_check(struct wrun *r)
   r->busy = 0;
   c.now_ms = durin_now_ms();
   if (durin_harness_complete(r->h, &c))
-    drop(r, "harness refused check results (a bug)");
+    drop(r, DURIN_ESTATE, "harness refused check results (a bug)");
   for (i = 0; i < spec->nchecks; i++)
     durin_tool_result_clear(&r->tr[i]);
   free(r->tr);
@@ -897,10 +1021,14 @@ static void finish(struct wrun *r, enum durin_run_status st, const char *reason)
 
   wlog(w, "run %s: %s%s%s", r->id, durin_run_status_name(st),
        reason && *reason ? ": " : "", reason ? reason : "");
+  if (w->o.run_id) {
+    w->res.status = st;
+    snprintf(w->res.reason, sizeof(w->res.reason), "%s", reason ? reason : "");
+  }
   w->st.finished++;
   r->gone = 1;
   run_release_memory(r);
-  if (!w->stopping)
+  if (!w->stopping && !w->o.run_id)
     uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
 }
 
@@ -919,8 +1047,17 @@ static void advance(struct wrun *r)
       }
     }
     durin_harness_next(r->h, durin_now_ms(), &r->act);
+    if (w->o.on_action)
+      w->o.on_action(w->o.arg, &r->act, durin_harness_usage(r->h),
+                     durin_harness_step(r->h));
     switch (r->act.kind) {
     case DURIN_ACT_MODEL:
+      /* Stopping: nothing of this step is durable before its response,
+       * so asking the model can wait for whoever resumes the run. */
+      if (w->stopping && !r->cancel) {
+        let_go(r, 0);
+        return;
+      }
       start_model(r);
       break;
     case DURIN_ACT_POLICY: {
@@ -928,13 +1065,16 @@ static void advance(struct wrun *r)
       struct durin_policy_decision dec;
       struct durin_completion c;
 
-      durin_run_policy_decide(&r->policy, &r->act, &dec);
+      durin_run_policy_decide(&r->policy, r->act.tool_ctx.workspace,
+                              r->act.tool->name, r->act.args,
+                              &r->act.policy_state, &dec);
       memset(&c, 0, sizeof(c));
       c.kind = DURIN_DONE_POLICY;
       c.now_ms = durin_now_ms();
       c.decision = &dec;
       if (durin_harness_complete(r->h, &c)) {
-        drop(r, "harness refused a completion (a bug); dropping the run");
+        drop(r, DURIN_ESTATE,
+             "harness refused a completion (a bug); dropping the run");
         return;
       }
       break;
@@ -965,14 +1105,16 @@ static void advance(struct wrun *r)
 }
 
 /* Stops whatever r is doing and forgets it; its lease is someone else's
- * (fenced) or will expire, and the watchdog recovers it. */
-static void drop(struct wrun *r, const char *why)
+ * (fenced: code DURIN_EFENCED) or will expire, and the watchdog recovers
+ * it. Nothing committed is lost. */
+static void drop(struct wrun *r, int code, const char *why)
 {
   struct durin_worker *w = r->w;
 
   if (r->gone)
     return;
   wlog(w, "run %s: %s", r->id, why);
+  lose(w, code, why);
   r->gone = 1;
   w->st.dropped++;
   if (r->xfer) {
@@ -1031,12 +1173,35 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
 
   (void)txn;
   rc = durin_store_run_get(w->s, r->id, &ri, &j->err);
+  j->take_failed = rc && w->o.run_id;
   if (rc)
     return rc;
-  rc = durin_spec_parse(ri.spec_json, NULL, &r->spec, &j->err);
+  /* Cancelled while nobody held it: the harness hears of it at once. */
+  j->cancel = ri.cancel_requested;
+  if (w->o.run_id) {
+    /*
+     * Taken by id, whoever holds it (`durin run` created it leased to this
+     * owner already): the claim moves the epoch all the same, fencing any
+     * earlier holder. The loop reads epoch and attempt only once this job
+     * is done.
+     */
+    if (durin_run_status_terminal(ri.status)) {
+      j->ended = ri.status;
+      j->reason = strdup(ri.reason ? ri.reason : "");
+      durin_run_info_clear(&ri);
+      return 0;
+    }
+    rc = durin_store_run_claim(w->s, r->id, w->owner, durin_now_ms(),
+                               w->o.lease_ttl_ms, &r->epoch, &j->err);
+    r->attempt = ri.attempt + 1;
+    j->take_failed = rc != 0;
+  }
+  if (!rc)
+    rc = durin_spec_parse(ri.spec_json, NULL, &r->spec, &j->err);
   if (!rc) {
     r->spec_ok = 1;
-    rc = durin_run_policy_init(&r->policy, &r->spec, w->o.policy, &j->err);
+    rc =
+        durin_run_policy_init(&r->policy, r->spec.policy, w->o.policy, &j->err);
   }
   if (!rc)
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
@@ -1095,12 +1260,23 @@ static void done_restore(struct durin_worker *w, struct job *j)
     run_release_memory(r);
     return;
   }
+  if (j->reason && !j->r) {
+    /* Taken by id, but it had already ended: nothing to drive. */
+    finish(r, j->ended, j->reason);
+    return;
+  }
+  if (j->take_failed) {
+    /* Not found, ended meanwhile, or the store failed: nothing is ours. */
+    drop(r, j->r, j->err.msg);
+    return;
+  }
   if (j->r == DURIN_ESTORE || j->r == DURIN_EBUSY || j->r == DURIN_ENOMEM ||
       j->r == DURIN_EIO) {
     /* Perhaps not for long: let go; the lease expires, the run comes back
      * and its retry budget ends it if this persists. */
     wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
-    drop(r, "dropped after a failed restore");
+    lose(w, j->r, j->err.msg);
+    drop(r, j->r, "dropped after a failed restore");
     return;
   }
   if (j->r) {
@@ -1114,6 +1290,16 @@ static void done_restore(struct durin_worker *w, struct job *j)
     return;
   }
   set_phase(r, P_LIVE);
+  if (w->o.on_transition)
+    durin_harness_on_transition(r->h, w->o.on_transition, w->o.arg);
+  /* The operator's decision about an indeterminate call (--retry-call,
+   * --skip-call) is for the run they named only. */
+  if (w->o.run_id && w->o.resolve >= 0)
+    durin_harness_resolve(r->h, w->o.resolve);
+  if (j->cancel && !r->cancel) {
+    r->cancel = r->cancel_applied = 1;
+    durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
+  }
   advance(r);
 }
 
@@ -1126,6 +1312,37 @@ static int fn_claim(struct durin_worker *w, struct durin_txn *txn,
                                  &j->nclaims, &j->err);
 }
 
+/* Holds run id (epoch 0: not taken yet) and sends it to be restored. */
+static void run_new(struct durin_worker *w, const char *id, uint64_t epoch,
+                    int64_t attempt)
+{
+  struct wrun *r = calloc(1, sizeof(*r));
+  unsigned b;
+
+  if (!r)
+    abort();
+  r->w = w;
+  snprintf(r->id, sizeof(r->id), "%s", id);
+  r->epoch = epoch;
+  r->attempt = attempt;
+  r->phase = P_LOADING;
+  uv_timer_init(&w->loop, &r->timer);
+  r->timer.data = r;
+  b = hash_id(r->id);
+  r->hnext = w->bucket[b];
+  w->bucket[b] = r;
+  w->nruns++;
+  w->nlive++;
+  w->st.claimed++;
+  job_new(w, J_CALL, r, fn_restore, done_restore);
+}
+
+/* Limited to one run id: that run is taken by id as it is restored. */
+static void take_run(struct durin_worker *w)
+{
+  run_new(w, w->o.run_id, 0, 0);
+}
+
 static void done_claim(struct durin_worker *w, struct job *j)
 {
   int i;
@@ -1136,27 +1353,8 @@ static void done_claim(struct durin_worker *w, struct job *j)
       wlog(w, "claiming runs failed: %s", j->err.msg);
     return;
   }
-  for (i = 0; i < j->nclaims; i++) {
-    struct wrun *r = calloc(1, sizeof(*r));
-    unsigned b;
-
-    if (!r)
-      abort();
-    r->w = w;
-    snprintf(r->id, sizeof(r->id), "%s", j->claims[i].id);
-    r->epoch = j->claims[i].epoch;
-    r->attempt = j->claims[i].attempt;
-    r->phase = P_LOADING;
-    uv_timer_init(&w->loop, &r->timer);
-    r->timer.data = r;
-    b = hash_id(r->id);
-    r->hnext = w->bucket[b];
-    w->bucket[b] = r;
-    w->nruns++;
-    w->nlive++;
-    w->st.claimed++;
-    job_new(w, J_CALL, r, fn_restore, done_restore);
-  }
+  for (i = 0; i < j->nclaims; i++)
+    run_new(w, j->claims[i].id, j->claims[i].epoch, j->claims[i].attempt);
   /* A full claim means more may be waiting: look again at once. */
   if (j->nclaims > 0 && !w->stopping)
     uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
@@ -1227,7 +1425,8 @@ static void wake_open(struct durin_worker *w)
 {
   int fd;
 
-  if (w->wake_state != 0 || w->stopping || w->closing)
+  /* A worker limited to one run id claims nothing: no wakeups. */
+  if (w->wake_state != 0 || w->stopping || w->closing || w->o.run_id)
     return;
   fd = durin_store_wakeup_fd(w->s);
   if (fd < 0 || uv_poll_init(&w->loop, &w->wake, fd) != 0)
@@ -1332,8 +1531,10 @@ static void done_beat(struct durin_worker *w, struct job *j)
       next = r->hnext;
       if (r->unseen) {
         r->unseen = 0;
-        if (r->phase != P_ENDING && !r->gone)
-          drop(r, "lease lost (the heartbeat no longer reports it)");
+        /* A run being taken by id has no epoch yet to be seen with. */
+        if (r->phase != P_ENDING && !r->gone && r->epoch)
+          drop(r, DURIN_EFENCED,
+               "lease lost (the heartbeat no longer reports it)");
       }
     }
   }
@@ -1458,6 +1659,10 @@ static void on_stop(uv_async_t *a)
 
   if (w->stop_req == 2) {
     wlog(w, "stopping now; %d run(s) are left to the watchdog", w->nruns);
+    if (w->o.run_id && w->nruns) {
+      w->res.stopped = 1;
+      snprintf(w->res.reason, sizeof(w->res.reason), "stopped at once");
+    }
     uv_stop(&w->loop);
     return;
   }
@@ -1483,6 +1688,18 @@ static void on_stop(uv_async_t *a)
   uv_timer_start(&w->t_claim, on_drain_check, 0, 50);
 }
 
+/* Limited to one run id, the worker is done when that run is: the loop
+ * drains (store jobs in flight) and ends. */
+static void single_run_over(struct durin_worker *w)
+{
+  if (w->nruns || w->stopping)
+    return;
+  w->stopping = 1;
+  uv_timer_stop(&w->t_watchdog);
+  uv_timer_stop(&w->t_claim);
+  uv_timer_start(&w->t_claim, on_drain_check, 0, 50);
+}
+
 void durin_worker_stop(struct durin_worker *w, int hard)
 {
   w->stop_req = hard ? 2 : (w->stop_req ? 2 : 1);
@@ -1503,6 +1720,12 @@ int durin_worker_new(struct durin_store *s, const struct durin_worker_opts *o,
   w->o = *o;
   snprintf(w->owner, sizeof(w->owner), "%s", o->owner);
   w->o.owner = w->owner;
+  if (o->run_id) {
+    snprintf(w->run_id, sizeof(w->run_id), "%s", o->run_id);
+    w->o.run_id = w->run_id;
+    w->o.max_runs = 1;
+    w->res.status = DURIN_RUN_RUNNING;
+  }
   if (w->o.max_runs <= 0)
     w->o.max_runs = 1000;
   if (w->o.lease_ttl_ms <= 0)
@@ -1546,15 +1769,22 @@ int durin_worker_run(struct durin_worker *w)
 
   uv_prepare_start(&w->prep, on_prepare);
   uv_check_start(&w->check, on_check);
-  uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+  if (w->o.run_id)
+    take_run(w);
+  else
+    uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
   uv_timer_start(&w->t_beat, on_beat_timer, (uint64_t)beat, (uint64_t)beat);
   wake_open(w);
   uv_timer_start(&w->t_signal, on_signal_timer, 250, 250);
   if (w->o.watchdog)
     uv_timer_start(&w->t_watchdog, on_watchdog_timer, 0, 1000);
-  wlog(w, "worker %s: up to %d runs at once, lease %lld ms%s", w->owner,
-       w->o.max_runs, (long long)w->o.lease_ttl_ms,
-       w->o.watchdog ? ", watchdog on" : "");
+  if (w->o.run_id)
+    wlog(w, "worker %s: run %s only, lease %lld ms%s", w->owner, w->o.run_id,
+         (long long)w->o.lease_ttl_ms, w->o.watchdog ? ", watchdog on" : "");
+  else
+    wlog(w, "worker %s: up to %d runs at once, lease %lld ms%s", w->owner,
+         w->o.max_runs, (long long)w->o.lease_ttl_ms,
+         w->o.watchdog ? ", watchdog on" : "");
   uv_run(&w->loop, UV_RUN_DEFAULT);
   return 0;
 }
@@ -1565,6 +1795,17 @@ void durin_worker_stats(const struct durin_worker *w,
   *out = w->st;
   out->live = w->nlive;
   out->waiting = w->nwaiting;
+}
+
+int durin_worker_result(const struct durin_worker *w,
+                        struct durin_worker_result *res, struct durin_err *err)
+{
+  *res = w->res;
+  if (!w->lost)
+    return 0;
+  if (err)
+    *err = w->lost_err;
+  return w->lost_err.code;
 }
 
 void durin_worker_free(struct durin_worker *w)

@@ -1,7 +1,10 @@
 #!/bin/sh
 # SIGKILL at every named point, then resume: the run succeeds, every
 # completed tool call ran exactly once (counted outside the store), event
-# sequences are contiguous and the checkpoint is valid.
+# sequences are contiguous and the checkpoint is valid. Each point is
+# killed twice: through `durin run`, and through `durin worker` holding a
+# submitted run. Both are the one engine, so the points and their counts
+# are the same.
 . "$(dirname "$0")/lib-test.sh"
 
 make_project
@@ -50,6 +53,27 @@ one_crash() {
   if [ $rc != 137 ]; then echo "$at: durin exited $rc, not killed"; cat out.txt; return 1; fi
   id=$(run_id_of out.txt)
   [ -n "$id" ] || { echo "$at: no run id"; return 1; }
+  finish_after_crash "$at"
+}
+
+# The same crash in a fleet worker: a submitted run, claimed by a worker
+# that is killed at the point; `durin resume` then finishes the run (the
+# dead worker's lease holds nothing).
+one_worker_crash() {
+  at=$1
+  rm -rf "$C" && mkdir -p "$C" &&
+  id=$("$DURIN" submit s.json) && [ -n "$id" ] || { echo "$at: submit failed"; return 1; }
+  env DURIN_CRASH_AT="$at" timeout 60 "$DURIN" worker --max-runs 1 --poll 50ms \
+    --no-watchdog >w.txt 2>&1
+  rc=$?
+  if [ $rc != 137 ]; then echo "$at: worker exited $rc, not killed"; cat w.txt; return 1; fi
+  finish_after_crash "$at"
+}
+
+# After a crash at $1 of run $id: resume (deciding an unknown outcome as an
+# operator would) and check that every call ran exactly once.
+finish_after_crash() {
+  at=$1
   "$DURIN" resume "$id" >res.txt 2>&1
   rc=$?
   if decision=$(needs_human_at "$at"); then
@@ -86,6 +110,8 @@ for point in after_claim model_response ledger_intent tool_exit \
   hit=1
   while [ $hit -le "$(hits $point)" ]; do
     test_expect_success "SIGKILL at $point:$hit, then resume" "one_crash $point:$hit"
+    test_expect_success "SIGKILL of a worker at $point:$hit, then resume" \
+      "one_worker_crash $point:$hit"
     hit=$((hit + 1))
   done
 done
@@ -98,6 +124,8 @@ test_expect_success 'every named crash point is covered here' '
 
 test_expect_success 'a recorded outcome is reused after a crash, not re-run' '
   one_crash ledger_outcome:2 &&
+  sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_result'"'"' and data like '"'"'%\"reused\":true%'"'"'" | grep -qx 1 &&
+  one_worker_crash ledger_outcome:2 &&
   sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_result'"'"' and data like '"'"'%\"reused\":true%'"'"'" | grep -qx 1
 '
 

@@ -1,5 +1,6 @@
 /* Built-in tools: workspace confinement, the file tools, and the process
- * runner's timeout, output cap, environment and cleanup. */
+ * runner's timeout, output cap, environment and cleanup (the worker's:
+ * commands run through uvp_start on a libuv loop, as in a run). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "durin/tools.h"
 #include "durin/util.h"
 #include "test.h"
+#include "worker/worker-int.h"
 
 static char *ws, *outside;
 static const char *cur_layer; /* the file tools' layer, or NULL */
@@ -58,6 +60,37 @@ static int teardown(void **state)
   return 0;
 }
 
+struct cmd_done {
+  struct durin_tool_result *res;
+  int done;
+};
+
+static void on_cmd_done(void *arg, struct durin_tool_result *res)
+{
+  struct cmd_done *d = arg;
+
+  *d->res = *res;
+  d->done = 1;
+}
+
+/* Runs command in the workspace on a loop of its own, as the worker runs
+ * a tool's process; 0 once it has ended, -1 if it could not start. */
+static int run_cmd(const char *command, const char *const *env,
+                   int64_t timeout_ms, size_t cap, struct durin_tool_result *r)
+{
+  struct cmd_done d = { r, 0 };
+  uv_loop_t loop;
+  struct uvp *p;
+
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  p = uvp_start(&loop, NULL, ws, command, env, timeout_ms, cap, on_cmd_done,
+                &d);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  return p && d.done ? 0 : -1;
+}
+
 static int run_tool(const char *name, const char *args, char **out)
 {
   const struct durin_tool_def *def = durin_tool_find(name);
@@ -74,7 +107,17 @@ static int run_tool(const char *name, const char *args, char **out)
   assert_non_null(def);
   if (durin_tool_args_parse(def, args, 1 << 20, &a, &err))
     fail_msg("args: %s", err.msg);
-  durin_tool_exec(def, &ctx, a, &r);
+  if (def->command) {
+    /* A command tool: the process as the worker runs it, then its report. */
+    const char *cmd, *env[] = { "DURIN_IDEMPOTENCY_KEY=k", NULL };
+    int64_t timeout;
+
+    assert_int_equal(def->command(&ctx, a, &cmd, &timeout), 0);
+    assert_int_equal(run_cmd(cmd, env, timeout, ctx.output_cap, &r), 0);
+    def->report(&r, timeout);
+  } else {
+    durin_tool_exec(def, &ctx, a, &r);
+  }
   json_decref(a);
   ok = r.ok;
   *out = r.output;
@@ -322,7 +365,7 @@ static void test_proc_timeout_kills_tree(void **state)
   (void)state;
   snprintf(p, sizeof(p), "%s/bg.pid", ws);
   snprintf(cmd, sizeof(cmd), "sleep 60 & echo $! > %s; sleep 60", p);
-  assert_int_equal(durin_proc_run(NULL, ws, cmd, NULL, 300, 1024, NULL, &r), 0);
+  assert_int_equal(run_cmd(cmd, NULL, 300, 1024, &r), 0);
   assert_true(r.timed_out);
   assert_false(r.ok);
   assert_true(durin_mono_ms() - t0 < 5000);
@@ -341,8 +384,7 @@ static void test_proc_nothing_outlives_call(void **state)
            "sleep 60 >/dev/null 2>&1 & echo $! > %s; "
            "echo done",
            p);
-  assert_int_equal(durin_proc_run(NULL, ws, cmd, NULL, 5000, 1024, NULL, &r),
-                   0);
+  assert_int_equal(run_cmd(cmd, NULL, 5000, 1024, &r), 0);
   assert_true(r.ok);
   durin_tool_result_clear(&r);
   assert_background_gone(p);
@@ -355,10 +397,9 @@ static void test_proc_waits_after_eof(void **state)
   struct durin_tool_result r;
 
   (void)state;
-  assert_int_equal(durin_proc_run(NULL, ws,
-                                  "echo out; exec >&- 2>&-; sleep 0.3; "
-                                  "exit 7",
-                                  NULL, 5000, 1024, NULL, &r),
+  assert_int_equal(run_cmd("echo out; exec >&- 2>&-; sleep 0.3; "
+                           "exit 7",
+                           NULL, 5000, 1024, &r),
                    0);
   assert_int_equal(r.exit_code, 7);
   assert_false(r.timed_out);
@@ -376,17 +417,13 @@ static void test_proc_cap_env_fds(void **state)
   (void)state;
   close(fd0);
   assert_true(fd >= 10);
-  assert_int_equal(durin_proc_run(NULL, ws, "yes | head -c 100000", NULL, 5000,
-                                  1000, NULL, &r),
-                   0);
+  assert_int_equal(run_cmd("yes | head -c 100000", NULL, 5000, 1000, &r), 0);
   assert_true(r.truncated);
   assert_true(strlen(r.output) < 1200);
   assert_non_null(strstr(r.output, "output truncated"));
   durin_tool_result_clear(&r);
   setenv("DURIN_TEST_SECRET", "s3cret", 1);
-  assert_int_equal(durin_proc_run(NULL, ws, "env; ls /proc/self/fd", extra,
-                                  5000, 65536, NULL, &r),
-                   0);
+  assert_int_equal(run_cmd("env; ls /proc/self/fd", extra, 5000, 65536, &r), 0);
   assert_null(strstr(r.output, "s3cret"));
   assert_non_null(strstr(r.output, "EXTRA=1"));
   assert_non_null(strstr(r.output, "PATH=/usr/local/bin:/usr/bin:/bin"));
