@@ -154,33 +154,6 @@ void durin_ratelimit_throttled(struct durin_ratelimit *rl, int64_t now,
                                int64_t retry_after_ms);
 
 /*
- * The blocking path, kept only while lib/worker/driver.c uses it: goes
- * with the blocking driver (issue 13, "one engine"), together with
- * lib/model/http.c. Nothing else depends on it.
- */
-
-/* What a blocking call reports about its retries. */
-struct durin_call_stats {
-  int64_t retries; /* retries made in this call */
-  int64_t slept_ms;
-};
-
-/*
- * Calls the model, blocking, retrying 429, 5xx, connection errors and
- * timeouts with backoff while retries_left > 0 (decremented per retry).
- * The transport is libcurl's multi interface; on_retry (may be NULL) is
- * told about each retry so the caller can log it. When stop (may be NULL)
- * says so, the call is abandoned within ~200 ms with DURIN_ECANCELED:
- * model calls are at-least-once, so dropping one is safe.
- */
-int durin_model_call(const struct durin_model_request *req,
-                     int64_t *retries_left, struct durin_call_stats *stats,
-                     void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
-                                      const char *why),
-                     void *arg, const struct durin_stop *stop,
-                     struct durin_model_response *out, struct durin_err *err);
-
-/*
  * Judges one HTTP attempt of an HTTP provider: r is the transport's result,
  * status and body the response. Returns 0 with out filled, DURIN_ERETRY
  * with why filled when another attempt may succeed (429, 5xx, timeouts,
@@ -191,12 +164,5 @@ int durin_model_judge(const struct durin_provider *p,
                       const char *body, size_t len,
                       struct durin_model_response *out, char *why,
                       size_t whylen, struct durin_err *err);
-
-/* One blocking HTTP POST with a response cap (the transport); abortable
- * as above. */
-int durin_http_post(const struct durin_http_req *req, int64_t timeout_ms,
-                    size_t cap, long *status, struct durin_buf *body,
-                    char *retry_after, size_t ra_len,
-                    const struct durin_stop *stop, struct durin_err *err);
 
 #endif

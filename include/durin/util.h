@@ -91,20 +91,6 @@ int durin_file_read(const char *path, size_t cap, char **out, size_t *len,
  */
 size_t durin_utf8_sanitize(char *s, size_t len);
 
-/*
- * How a long blocking call (a model request, a tool) asks its caller
- * whether to give up: fn(arg) returns non-zero to stop. NULL means never.
- */
-struct durin_stop {
-  int (*fn)(void *arg);
-  void *arg;
-};
-
-static inline int durin_stop_requested(const struct durin_stop *s)
-{
-  return s && s->fn && s->fn(s->arg);
-}
-
 /* Edit distance, for "did you mean" suggestions. */
 size_t durin_edit_distance(const char *a, const char *b);
 

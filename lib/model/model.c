@@ -1,13 +1,13 @@
 /*
  * Provider registry, the neutral response format, backoff, and the
- * blocking call with retries used by single-run drivers.
+ * judgement of one HTTP attempt (the transport is the worker's,
+ * lib/worker/uv-http.c).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -173,15 +173,6 @@ int64_t durin_retry_after_parse(const char *v, int64_t now_ms)
   return (int64_t)at * 1000 > now_ms ? (int64_t)at * 1000 - now_ms : 0;
 }
 
-static double rnd01(void)
-{
-  uint32_t x;
-
-  if (durin_random(&x, sizeof(x)))
-    return 0.5;
-  return (double)x / 4294967296.0;
-}
-
 int durin_model_judge(const struct durin_provider *p,
                       const struct durin_model_request *req, int r, long status,
                       const char *body, size_t len,
@@ -210,74 +201,4 @@ int durin_model_judge(const struct durin_provider *p,
   else
     snprintf(why, whylen, "HTTP %ld", status);
   return DURIN_ERETRY;
-}
-
-int durin_model_call(const struct durin_model_request *req,
-                     int64_t *retries_left, struct durin_call_stats *stats,
-                     void (*on_retry)(void *arg, int attempt, int64_t delay_ms,
-                                      const char *why),
-                     void *arg, const struct durin_stop *stop,
-                     struct durin_model_response *out, struct durin_err *err)
-{
-  const struct durin_provider *p = durin_provider_find(req->cfg->provider);
-  struct durin_http_req h;
-  struct durin_buf body;
-  const char *key = NULL;
-  int attempt = 0, r;
-
-  memset(stats, 0, sizeof(*stats));
-  if (!p)
-    return durin_err_set(err, DURIN_EMODEL, "unknown model provider '%s'",
-                         req->cfg->provider);
-  if (p->answer)
-    return p->answer(req, out, err);
-  if (req->cfg->api_key_env)
-    key = getenv(req->cfg->api_key_env);
-  memset(&h, 0, sizeof(h));
-  r = p->build(req, key, &h, err);
-  if (r)
-    return r;
-  durin_buf_init(&body, 32 << 20);
-  for (;;) {
-    char ra[128] = "", why[600];
-    long status = 0;
-    int64_t delay;
-
-    durin_buf_reset(&body);
-    r = durin_http_post(&h, req->cfg->timeout_ms, 32 << 20, &status, &body, ra,
-                        sizeof(ra), stop, err);
-    r = durin_model_judge(p, req, r, status, body.buf, body.len, out, why,
-                          sizeof(why), err);
-    if (r != DURIN_ERETRY)
-      break;
-    if (*retries_left <= 0) {
-      r = durin_err_set(err, DURIN_EMODEL,
-                        "model call failed (%s) and the run's retry budget "
-                        "is used up",
-                        why);
-      break;
-    }
-    (*retries_left)--;
-    delay = durin_backoff_ms(
-        attempt, durin_retry_after_parse(ra, durin_now_ms()), rnd01());
-    if (on_retry)
-      on_retry(arg, attempt + 1, delay, why);
-    stats->retries++;
-    stats->slept_ms += delay;
-    attempt++;
-    /* Sleep in slices, so an abandoned run does not wait out a backoff. */
-    while (delay > 0 && !durin_stop_requested(stop)) {
-      int64_t slice = delay > 100 ? 100 : delay;
-
-      usleep((useconds_t)slice * 1000);
-      delay -= slice;
-    }
-    if (durin_stop_requested(stop)) {
-      r = durin_err_set(err, DURIN_ECANCELED, "model call abandoned");
-      break;
-    }
-  }
-  durin_buf_release(&body);
-  durin_http_req_clear(&h);
-  return r;
 }

@@ -9,8 +9,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include "model/http-int.h"
+#include <curl/curl.h>
+
 #include "worker/worker-int.h"
+
+/* Where a transfer's body and Retry-After go. */
+struct durin_http_sink {
+  struct durin_buf *body; /* capped */
+  char *retry_after;
+  size_t ra_len;
+  int too_big;
+};
 
 static size_t on_body(char *p, size_t sz, size_t n, void *arg)
 {
@@ -49,9 +58,9 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
   return len;
 }
 
-CURL *durin_http_easy(const struct durin_http_req *req, int64_t timeout_ms,
-                      struct durin_http_sink *s, struct curl_slist **hdrs,
-                      char *ebuf)
+static CURL *durin_http_easy(const struct durin_http_req *req,
+                             int64_t timeout_ms, struct durin_http_sink *s,
+                             struct curl_slist **hdrs, char *ebuf)
 {
   CURL *c = curl_easy_init();
   int i;
@@ -77,9 +86,10 @@ CURL *durin_http_easy(const struct durin_http_req *req, int64_t timeout_ms,
   return c;
 }
 
-int durin_http_done(CURL *c, CURLcode rc, const struct durin_http_sink *s,
-                    const char *url, const char *ebuf, long *status,
-                    struct durin_err *err)
+static int durin_http_done(CURL *c, CURLcode rc,
+                           const struct durin_http_sink *s, const char *url,
+                           const char *ebuf, long *status,
+                           struct durin_err *err)
 {
   if (s->too_big)
     return durin_err_set(err, DURIN_ETOOBIG,
