@@ -16,6 +16,7 @@ const char *const durin_fault_points[] = {
   "ledger_intent",  /* a tool call's intent is durable, not dispatched */
   "tool_exit",      /* a tool exited, its outcome not yet durable */
   "ledger_outcome", /* a tool call's outcome is durable */
+  "layer_merge",    /* a call's layer is merging: one entry moved */
   "checks_done",    /* acceptance checks ran, verdict not yet durable */
   "before_commit",  /* a step's writes are in the open transaction */
   "after_commit",   /* a step's transaction is durable */

@@ -23,6 +23,7 @@
 #include "durin/harness.h"
 #include "durin/util.h"
 #include "durin/worker.h"
+#include "worker/calls.h"
 #include "worker/worker-int.h"
 
 enum phase {
@@ -78,6 +79,12 @@ struct wrun {
   char idem_env[300];
   uv_work_t pool_req;
   struct durin_tool_result pool_res;
+  /* The call's layer (lib/worker/calls.c), while it runs and until its
+   * outcome is durable and merged; "" when it runs straight in the
+   * workspace. */
+  char layer[4400];
+  int merge_rc;
+  struct durin_err merge_err;
   /* Acceptance checks, run one after another. */
   int check_idx;
   struct durin_check_result *cr;
@@ -468,7 +475,17 @@ static int fn_intent(struct durin_worker *w, struct durin_txn *txn,
   const struct durin_action *a = &j->run->act;
   int i, r = 0;
 
-  (void)w;
+  /* A call that will run in a layer of its own says so on disk before
+   * its intent is durable: a restorer finding the intent without an
+   * outcome then knows it left no trace and may run again. */
+  for (i = 0; i < a->nintents; i++) {
+    const struct durin_ledger_entry *e = &a->intents[i];
+
+    if (durin__call_contained(&j->run->spec, durin_tool_find(e->tool),
+                              w->o.sandbox != NULL) &&
+        (r = durin__call_mark(&j->run->spec, e->step, e->call_idx, &j->err)))
+      return r;
+  }
   if (a->pending)
     r = durin_txn_pending_put(txn, j->run->id, a->step, a->pending, &j->err);
   for (i = 0; !r && i < a->nintents; i++)
@@ -612,16 +629,59 @@ static void complete(struct wrun *r, struct durin_completion *c)
   advance(r);
 }
 
+static void merge_work(uv_work_t *req)
+{
+  struct wrun *r = req->data;
+
+  memset(&r->merge_err, 0, sizeof(r->merge_err));
+  r->merge_rc = durin__call_merge(&r->spec, r->layer, &r->merge_err);
+}
+
+static void merge_done(uv_work_t *req, int status)
+{
+  struct wrun *r = req->data;
+  struct durin_completion c;
+
+  (void)status;
+  r->in_pool = 0;
+  r->layer[0] = 0;
+  if (r->gone) {
+    run_release_memory(r);
+    return;
+  }
+  if (r->merge_rc) {
+    /* The outcome is durable and the layer intact: whoever restores the
+     * run merges it. */
+    drop(r, r->merge_rc, r->merge_err.msg);
+    return;
+  }
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_OUTCOME;
+  complete(r, &c);
+}
+
 static void done_simple(struct durin_worker *w, struct job *j)
 {
   struct wrun *r = j->run;
   struct durin_completion c;
 
-  (void)w;
   if (write_failed(r, j))
     return;
   /* The write is durable; the harness has not heard of it yet. */
   durin_fault_point(j->fn == fn_intent ? "ledger_intent" : "ledger_outcome");
+  if (j->fn == fn_outcome && r->layer[0]) {
+    /* The call's outcome is durable: its layer goes into the workspace
+     * before anything else may see the workspace (the next call). */
+    r->in_pool = 1;
+    r->pool_req.data = r;
+    if (w->o.run_id) {
+      merge_work(&r->pool_req);
+      merge_done(&r->pool_req, 0);
+    } else {
+      uv_queue_work(&w->loop, &r->pool_req, merge_work, merge_done);
+    }
+    return;
+  }
   memset(&c, 0, sizeof(c));
   c.kind = j->fn == fn_intent ? DURIN_DONE_INTENT : DURIN_DONE_OUTCOME;
   complete(r, &c);
@@ -856,6 +916,8 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
   durin_fault_point("tool_exit");
   if (r->act.tool->report)
     r->act.tool->report(res, r->tool_timeout);
+  if (r->layer[0])
+    res->changes = durin__call_changes(&r->spec, r->layer);
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_TOOL;
   c.tool = res;
@@ -877,6 +939,8 @@ static void pool_tool(uv_work_t *req)
   struct wrun *r = req->data;
 
   durin_tool_exec(r->act.tool, &r->act.tool_ctx, r->act.args, &r->pool_res);
+  if (r->layer[0])
+    r->pool_res.changes = durin__call_changes(&r->spec, r->layer);
 }
 
 static void pool_tool_done(uv_work_t *req, int status)
@@ -904,6 +968,32 @@ static void start_tool(struct wrun *r)
   const char *cmd = NULL;
 
   r->busy = 1;
+  r->layer[0] = 0;
+  r->act.tool_ctx.box.layer = r->act.tool_ctx.layer = NULL;
+  if (r->act.ledgered &&
+      durin__call_contained(&r->spec, t, r->w->o.sandbox != NULL)) {
+    /* A transaction on the workspace: this attempt's own layer. */
+    struct durin_err err = { 0 };
+
+    if (durin__call_begin(&r->spec, r->act.step, r->act.call, r->epoch,
+                          r->layer, sizeof(r->layer), &err)) {
+      struct durin_completion c;
+
+      r->layer[0] = 0;
+      memset(&r->pool_res, 0, sizeof(r->pool_res));
+      r->pool_res.exit_code = -1;
+      r->pool_res.output = strdup(err.msg);
+      memset(&c, 0, sizeof(c));
+      c.kind = DURIN_DONE_TOOL;
+      c.tool = &r->pool_res;
+      complete(r, &c);
+      return;
+    }
+    if (t->command)
+      r->act.tool_ctx.box.layer = r->layer;
+    else
+      r->act.tool_ctx.layer = r->layer;
+  }
   if (t->command &&
       t->command(&r->act.tool_ctx, r->act.args, &cmd, &r->tool_timeout) == 0) {
     const char *env[2] = { r->idem_env, NULL };
@@ -971,9 +1061,13 @@ static void next_check(struct wrun *r)
     struct durin_proc_box box = { r->w->o.sandbox, &spec->sandbox };
 
     r->cr[r->check_idx].name = ck->name;
-    r->proc =
-        uvp_start(&r->w->loop, &box, spec->workspace, ck->run, NULL,
-                  ck->timeout_ms, (size_t)spec->output_cap, on_check_done, r);
+    int64_t timeout = ck->timeout_ms;
+
+    /* The wall-clock budget left bounds every check too. */
+    if (r->act.tool_ctx.timeout_ms > 0 && r->act.tool_ctx.timeout_ms < timeout)
+      timeout = r->act.tool_ctx.timeout_ms;
+    r->proc = uvp_start(&r->w->loop, &box, spec->workspace, ck->run, NULL,
+                        timeout, (size_t)spec->output_cap, on_check_done, r);
     if (r->proc)
       return;
     r->cr[r->check_idx].ok = 0;
@@ -1207,6 +1301,10 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
   if (!rc)
     rc = durin_run_load(w->s, r->id, r->h, r->attempt, &j->err);
+  /* Before the run does anything: finish the merges a crash cut, discard
+   * what calls without an outcome left, and note which ran contained. */
+  if (!rc)
+    rc = durin__calls_recover(w->s, r->id, &r->spec, r->h, &j->err);
   durin_run_info_clear(&ri);
   return rc;
 }
