@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "durin/harness.h"
+#include "durin/sandbox.h"
 #include "durin/util.h"
 #include "durin/worker.h"
 #include "worker/calls.h"
@@ -1297,6 +1298,10 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc =
         durin_run_policy_init(&r->policy, r->spec.policy, w->o.policy, &j->err);
   }
+  /* A bind that exposes the store or the data directory can never run
+   * here: the run ends, saying which (DURIN_ESPEC fails it). */
+  if (!rc && w->o.sandbox)
+    rc = durin_sandbox_check(w->o.sandbox, &r->spec.sandbox, &j->err);
   if (!rc)
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
   if (!rc)

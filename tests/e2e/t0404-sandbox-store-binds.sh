@@ -38,6 +38,15 @@ work() {
     result_of $id >r
 }
 
+# Submits s.json and waits for the worker to refuse it: the run fails
+# before any call with the reason (or, when a bind changed under a running
+# run, the call fails with it). Sets $id; the words go to r.
+refused() {
+  id=$(durin submit s.json) &&
+    wait_for 60 "test \"\$(status_of $id)\" = failed || test \"\$(status_of $id)\" = succeeded" &&
+    { col_of $id reason; result_of $id; } >r
+}
+
 # The agent tries to read the store and plant a file beside it.
 PROBE="ls $TRASH/store; echo planted > $TRASH/store/planted; echo planted > $TRASH/store/runs/planted; echo reached"
 nothing_planted() {
@@ -56,20 +65,20 @@ test_expect_success 'a bind outside the store and the data directory is granted'
 
 test_expect_success 'rw of the store directory is refused, naming the field' '
   spec "$PROBE" "{\"rw\": [\"store\"]}" &&
-  work && cat r &&
+  refused && cat r &&
   grep -q "field .sandbox.rw\[0\]." r && grep -q "may never expose the store" r &&
   nothing_planted
 '
 
 test_expect_success 'a bind that contains the store is refused' '
   spec "$PROBE" "{\"ro\": [\"$TRASH/project\", \"$TRASH\"]}" &&
-  work && cat r &&
+  refused && cat r &&
   grep -q "field .sandbox.ro\[1\]..*contains" r && nothing_planted
 '
 
 test_expect_success 'a bind inside the data directory is refused' '
   spec "$PROBE" "{\"rw\": [\"$TRASH/store/runs\"]}" &&
-  work && cat r &&
+  refused && cat r &&
   grep -q "field .sandbox.rw\[0\]." r && grep -q "may never expose" r &&
   nothing_planted
 '
@@ -77,7 +86,7 @@ test_expect_success 'a bind inside the data directory is refused' '
 test_expect_success 'a symlink to the store is resolved and refused' '
   ln -s "$TRASH/store" "$TRASH/innocent" &&
   spec "$PROBE; ls $TRASH/innocent" "{\"rw\": [\"$TRASH/innocent\"]}" &&
-  work && cat r &&
+  refused && cat r &&
   grep -q "field .sandbox.rw\[0\]." r && nothing_planted
 '
 
@@ -88,9 +97,17 @@ test_expect_success 'a bind that becomes a symlink to the store after submit is 
   id=$(durin submit s.json) &&
   rmdir "$TRASH/later" && ln -s "$TRASH/store" "$TRASH/later" &&
   kill -CONT $wpid &&
-  wait_for 60 "test \"\$(status_of $id)\" = succeeded" &&
-  result_of $id >r && cat r &&
+  wait_for 60 "test \"\$(status_of $id)\" = failed" &&
+  { col_of $id reason; result_of $id; } >r && cat r &&
   grep -q "may never expose" r && nothing_planted
+'
+
+test_expect_success 'durin run refuses such a bind too, before any call' '
+  spec "$PROBE" "{\"rw\": [\"store\"]}" &&
+  test_must_fail_with 1 durin run s.json >out 2>&1 &&
+  cat out &&
+  grep -q "may never expose the store" out && {
+    result_of "$(run_id_of out)" >r; nothing_planted; }
 '
 
 kill -TERM $wpid 2>/dev/null
