@@ -57,37 +57,25 @@ void durin_layer_calls_dir(const char *ws, char *out, size_t len)
   snprintf(out, len, "%.*s/calls", n, slash ? ws : "");
 }
 
-static int sync_dir(const char *path)
-{
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int r;
-
-  if (fd < 0)
-    return -1;
-  r = fsync(fd);
-  close(fd);
-  return r;
-}
-
 int durin_layer_mark(const char *ws, int64_t step, int call,
                      struct durin_err *err)
 {
-  char calls[4096], dir[4200], run[4096];
+  char calls[4096], dir[4200];
   struct stat st;
 
   durin_layer_calls_dir(ws, calls, sizeof(calls));
   snprintf(dir, sizeof(dir), "%s/s%lld-c%d", calls, (long long)step, call);
-  if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+  if (mkdir(dir, 0755) == 0 || (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
     return 0;
+  /*
+   * Made before the intent is written, so a restorer that finds the intent
+   * without an outcome finds this too, whatever process died. It is not
+   * synced: should a power loss take it and leave the intent, the
+   * restorer falls back to the ledger's rule for the call (the unsafe
+   * side), never to running an uncontained call again.
+   */
   if (durin_mkdirs(dir, err))
     return err ? err->code : DURIN_EIO;
-  /* Durable before the intent: a restorer that finds the intent without
-   * an outcome must also find this, or it falls back to the unsafe rule. */
-  snprintf(run, sizeof(run), "%s", calls);
-  *strrchr(run, '/') = 0;
-  if (sync_dir(dir) || sync_dir(calls) || sync_dir(run))
-    return durin_err_set(err, DURIN_EIO, "cannot sync '%s': %s", dir,
-                         strerror(errno));
   return 0;
 }
 
@@ -101,13 +89,18 @@ int durin_layer_begin(const char *ws, int64_t step, int call, uint64_t epoch,
            (unsigned long long)epoch);
   /* A leftover of this very epoch (a tool started, then the worker let go
    * and took the run back) held nothing durable: start clean. */
-  durin_tree_remove(out);
+  if (mkdir(out, 0755) &&
+      (errno != EEXIST || durin_tree_remove(out) || durin_mkdirs(out, err)))
+    return durin_err_set(err, DURIN_EIO, "cannot make the layer '%s': %s", out,
+                         strerror(errno));
   snprintf(path, sizeof(path), "%s/upper", out);
-  if (durin_mkdirs(path, err))
-    return err ? err->code : DURIN_EIO;
+  if (mkdir(path, 0755))
+    return durin_err_set(err, DURIN_EIO, "cannot make '%s': %s", path,
+                         strerror(errno));
   snprintf(path, sizeof(path), "%s/work", out);
-  if (durin_mkdirs(path, err))
-    return err ? err->code : DURIN_EIO;
+  if (mkdir(path, 0755))
+    return durin_err_set(err, DURIN_EIO, "cannot make '%s': %s", path,
+                         strerror(errno));
   return 0;
 }
 
@@ -386,15 +379,16 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what)
         r = fail(m, "opening", n);
       else
         r = merge_dir(m, u, t, n);
-      if (!r && fsync(t))
-        r = fail(m, "syncing", n);
       if (u >= 0)
         close(u);
       close(t);
       if (!r && unlinkat(udfd, n, AT_REMOVEDIR) && errno != ENOENT)
         r = fail(m, "removing the merged directory", n);
     } else {
-      if (S_ISREG(st.st_mode))
+      /* In an overlay's upper layer (a template run's files) overlayfs
+       * would read a copied-up file's origin mark; a plain workspace is
+       * only ever a lower layer, where it is ignored. */
+      if (m->whiteouts && S_ISREG(st.st_mode))
         strip_overlay_xattrs(udfd, n);
       if (renameat(udfd, n, tdfd, n)) {
         /* A directory in the way (the call replaced it by a file). */
@@ -427,9 +421,10 @@ int durin_layer_merge(const char *layer, const char *target, int whiteouts,
     r = durin_err_set(err, DURIN_EIO, "merging a call's changes into '%s': %s",
                       target, strerror(errno));
   } else {
+    /* Not synced: renames and removals reach the disk in the order they
+     * were made (journalled metadata), and until the call's directory is
+     * gone on disk, a restorer merges again. */
     r = merge_dir(&m, u, t, ".");
-    if (!r && fsync(t))
-      r = fail(&m, "syncing", target);
   }
   if (u >= 0)
     close(u);

@@ -84,18 +84,22 @@ static void call_dir(const char *layer, char *out, size_t len)
 int durin__call_merge(const struct durin_spec *spec, const char *layer,
                       struct durin_err *err)
 {
-  char to[4200], dir[4200];
-  int whiteouts, r;
+  char to[4200];
+  int whiteouts;
 
   target(spec, to, sizeof(to), &whiteouts);
-  r = durin_layer_merge(layer, to, whiteouts, err);
-  if (r)
-    return r;
-  /* Merged: the call's record of containment is no longer needed (its
-   * outcome is durable), and every attempt at it goes. */
+  return durin_layer_merge(layer, to, whiteouts, err);
+}
+
+void durin__call_done(const char *layer)
+{
+  char dir[4200];
+
+  /* Merged, its outcome durable: the call's record of containment is no
+   * longer needed, and every attempt at it goes. Until this is done a
+   * restorer merely merges an empty layer again. */
   call_dir(layer, dir, sizeof(dir));
   durin_tree_remove(dir);
-  return 0;
 }
 
 /* ---- after a restore ---- */

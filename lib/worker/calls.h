@@ -27,10 +27,11 @@ int durin__call_begin(const struct durin_spec *spec, int64_t step, int call,
                       struct durin_err *err);
 /* What the attempt did to the workspace (new reference). */
 json_t *durin__call_changes(const struct durin_spec *spec, const char *layer);
-/* Once its outcome is durable: into the workspace, then the call's
- * directory goes. Idempotent. */
+/* Once its outcome is durable: into the workspace. Idempotent. */
 int durin__call_merge(const struct durin_spec *spec, const char *layer,
                       struct durin_err *err);
+/* After the merge: the call's directory goes (off the call's path). */
+void durin__call_done(const char *layer);
 /*
  * After restoring run_id into h: merges the layers recorded outcomes name,
  * discards every other attempt, and tells h which calls of the step in

@@ -638,13 +638,38 @@ static void merge_work(uv_work_t *req)
   r->merge_rc = durin__call_merge(&r->spec, r->layer, &r->merge_err);
 }
 
+/* Removing a merged call's directories takes a few rmdirs: done on the
+ * pool while the run goes on, owning its own copy of the path. */
+struct call_cleanup {
+  uv_work_t req;
+  char layer[4400];
+};
+
+static void cleanup_work(uv_work_t *req)
+{
+  durin__call_done(((struct call_cleanup *)req->data)->layer);
+}
+
+static void cleanup_done(uv_work_t *req, int status)
+{
+  (void)status;
+  free(req->data);
+}
+
 static void merge_done(uv_work_t *req, int status)
 {
   struct wrun *r = req->data;
   struct durin_completion c;
+  struct call_cleanup *cl;
 
   (void)status;
   r->in_pool = 0;
+  if (!r->merge_rc && (cl = malloc(sizeof(*cl)))) {
+    snprintf(cl->layer, sizeof(cl->layer), "%s", r->layer);
+    cl->req.data = cl;
+    if (uv_queue_work(&r->w->loop, &cl->req, cleanup_work, cleanup_done))
+      free(cl);
+  }
   r->layer[0] = 0;
   if (r->gone) {
     run_release_memory(r);
