@@ -436,6 +436,29 @@ int durin_store_limit_set(struct durin_store *s, const char *scope, int64_t max,
 int durin_store_limit_list(struct durin_store *s, durin_limit_cb cb, void *arg,
                            struct durin_err *err);
 
+/*
+ * A write transaction. Every write for a run goes in one, after that run's
+ * fence; nothing in it is visible or durable until durin_txn_commit()
+ * returns 0, and then all of it is (DESIGN 3.1).
+ *
+ * durin_txn_commit() frees txn whatever it returns, and returns:
+ *   0                   everything in txn is durable (synchronous=FULL on
+ *                       SQLite; the server's fsync on PostgreSQL);
+ *   DURIN_EFENCED       a deferred fence failed: a run's lease moved on, or
+ *                       its log moved behind the holder (DURIN_EBUSY then);
+ *                       nothing landed; the holder drops the run;
+ *   DURIN_EBUSY         the store could not take it now (lock, a restarting
+ *                       server, a lost connection before COMMIT was sent):
+ *                       nothing landed; write it again, its fence decides;
+ *   DURIN_EINDOUBT      PostgreSQL only: the connection was lost after
+ *                       COMMIT was sent and the store did not answer within
+ *                       5 s whether it landed (the run row's commit token
+ *                       tells, once it answers); the writer must not write
+ *                       again nor go on: it lets the run go, and its next
+ *                       holder restores what is there;
+ *   DURIN_ESTORE, ...   any other failure; nothing landed.
+ * durin_txn_rollback() discards txn and frees it.
+ */
 int durin_txn_begin(struct durin_store *s, struct durin_txn **txn,
                     struct durin_err *err);
 int durin_txn_commit(struct durin_txn *txn, struct durin_err *err);
@@ -476,7 +499,27 @@ int durin_txn_fence_check(struct durin_txn *txn, const char *run_id,
 int durin_txn_fence_deferred(struct durin_txn *txn, const char *run_id,
                              uint64_t epoch, int64_t lease_until_ms,
                              int *cancel_requested, struct durin_err *err);
-/* Appends n events; each ev[i].seq receives its contiguous sequence. */
+/*
+ * The durability writes. Each goes into txn after run_id's fence and
+ * lands with its commit or not at all.
+ *
+ * events_append: appends n events to the run's log; each ev[i].seq gets
+ *   its contiguous sequence (the log has no gaps; readers page by seq).
+ *   Also moves the run's progress time (the watchdog's stall clock).
+ * checkpoint_put: the run's one checkpoint becomes data, as of step (a
+ *   committed step's state; replaces the previous one).
+ * run_update: the run row: status, reason, usage totals, times, and the
+ *   lease (released, or kept) as u says.
+ * ledger_intent: a call with side effects is about to be dispatched: run,
+ *   step, call, tool, effect, arguments and their hash, idempotency key
+ *   (DESIGN 3.3). Durable before the call starts; written once per call.
+ * ledger_outcome: the call's result (JSON, with its change set when it ran
+ *   in a layer); DURIN_ENOTFOUND without its intent. After it is durable
+ *   the call is never run again: a restorer reuses the result.
+ * pending_put: the model response of a step that is still open (its
+ *   calls' intents point into it); pending_clear ends it with the step's
+ *   commit.
+ */
 int durin_txn_events_append(struct durin_txn *txn, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err);
