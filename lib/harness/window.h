@@ -28,6 +28,9 @@
 
 struct durin__window;
 
+/* The bytes jansson writes for the string s[0..n) inside its quotes. */
+size_t durin__json_escaped_len(const char *s, size_t n);
+
 /*
  * A window for spec's limits; tools are the schemas every request sends
  * (borrowed, for their size). DURIN_ESPEC when max_bytes cannot hold the

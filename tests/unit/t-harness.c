@@ -3,6 +3,7 @@
 
 #include "durin/harness.h"
 #include "durin/util.h"
+#include "harness/window.h"
 #include "test.h"
 
 static int64_t seq;
@@ -1037,6 +1038,44 @@ static void test_model_error_fails_run(void **state)
   free_spec(s);
 }
 
+/* The window sizes strings eight bytes at a time: it must count exactly
+ * what jansson writes, for every byte class at every offset. */
+static void test_escaped_len_matches_jansson(void **state)
+{
+  static const char *const pieces[] = {
+    "a",    "\"", "\\",       "\n",           "\t", "\x01",
+    "\x1f", " ",  "\xc3\xa9", "\xe2\x82\xac", "z9", "\x7f"
+  };
+  char s[256];
+  unsigned seed = 7;
+  int round;
+
+  (void)state;
+  for (round = 0; round < 3000; round++) {
+    size_t n = 0;
+    json_t *j;
+    char *out;
+
+    while (n < 200) {
+      const char *p;
+
+      seed = seed * 1103515245u + 12345u;
+      p = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(*pieces))];
+      if (n + strlen(p) >= sizeof(s) - 1 || (seed >> 8) % 61 == 0)
+        break;
+      memcpy(s + n, p, strlen(p));
+      n += strlen(p);
+    }
+    s[n] = 0;
+    j = json_stringn(s, n);
+    assert_non_null(j);
+    out = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+    assert_int_equal(durin__json_escaped_len(s, n), strlen(out) - 2);
+    free(out);
+    json_decref(j);
+  }
+}
+
 static void test_unexpected_completion(void **state)
 {
   struct durin_spec *s = make_spec("");
@@ -1373,6 +1412,7 @@ int main(void)
     cmocka_unit_test(test_cancel_mid_step),
     cmocka_unit_test(test_model_error_fails_run),
     cmocka_unit_test(test_unexpected_completion),
+    cmocka_unit_test(test_escaped_len_matches_jansson),
     cmocka_unit_test(test_approval_approved_and_tampered),
     cmocka_unit_test(test_approval_edited),
     cmocka_unit_test(test_approval_rejected_twice),
