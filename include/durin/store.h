@@ -3,10 +3,11 @@
  * checkpoints, the side-effect ledger and the pending model response of an
  * unfinished step.
  *
- * A store is a backend chosen by URL scheme ("sqlite:PATH",
- * "postgres://...") behind one ops table, like sqlite's VFS or git's ref
- * backends. Callers only use the durin_store_* functions below; nothing in
- * this interface is specific to one backend.
+ * One implementation (lib/store/sql-*.c) serves every store, written over
+ * the database seam lib/store/db.h; the URL's scheme ("sqlite:PATH",
+ * "postgres://...") only picks its driver, db-sqlite.c or db-pg.c, like
+ * sqlite's VFS under one SQL engine. Nothing in this interface is specific
+ * to one database.
  *
  * Fencing (DESIGN 3.2): every write for a run happens inside a transaction
  * that first calls durin_txn_fence() with the lease epoch the writer holds.
@@ -59,12 +60,6 @@ struct durin_usage {
   int64_t tool_calls;
   int64_t retries;
   double cost_usd;
-};
-
-/* Backend options parsed from the URL's query string. */
-struct durin_store_opts {
-  int sync_full;       /* sqlite: synchronous=FULL (default 1) */
-  int busy_timeout_ms; /* how long to wait for a lock (default 5000) */
 };
 
 /* What submit writes: the pinned, fully resolved run. */
@@ -250,99 +245,6 @@ typedef int (*durin_event_cb)(const struct durin_event *ev, void *arg);
 typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
 
 /*
- * The backend interface. Both backends (sqlite, postgres) are one
- * implementation, lib/store/sql-*.c, written over the database seam db.h
- * whose drivers are db-sqlite.c and db-pg.c; store.c picks one by scheme.
- */
-struct durin_store_ops {
-  const char *scheme;
-  int own_query; /* the URL's query string is the backend's to read */
-  int (*open)(const char *rest, const struct durin_store_opts *o, void **impl,
-              struct durin_err *err);
-  void (*close)(void *impl);
-
-  int (*run_create)(void *impl, const struct durin_run_new *n,
-                    struct durin_err *err);
-  int (*run_get)(void *impl, const char *id, struct durin_run_info *out,
-                 struct durin_err *err);
-  int (*run_resolve)(void *impl, const char *prefix, char id[32],
-                     struct durin_err *err);
-  int (*run_list)(void *impl, const struct durin_run_filter *f, durin_run_cb cb,
-                  void *arg, struct durin_err *err);
-  int (*run_claim)(void *impl, const char *id, const char *owner,
-                   int64_t now_ms, int64_t ttl_ms, uint64_t *epoch,
-                   struct durin_err *err);
-  int (*run_request_cancel)(void *impl, const char *id, struct durin_err *err);
-  int (*run_find_active)(void *impl, const char *tenant, const char *dedupe_key,
-                         char id[32], struct durin_err *err);
-  int (*run_pause)(void *impl, const char *id, int64_t now_ms,
-                   struct durin_err *err);
-  int (*run_unpause)(void *impl, const char *id, int64_t now_ms,
-                     struct durin_err *err);
-
-  int (*queue_claim)(void *impl, const char *owner, int64_t now_ms,
-                     int64_t ttl_ms, int max, struct durin_claim *out, int *n,
-                     struct durin_err *err);
-  int (*lease_renew)(void *impl, const char *owner, int64_t until_ms,
-                     durin_held_cb cb, void *arg, struct durin_err *err);
-  int (*signals)(void *impl, const char *owner, durin_held_cb cb, void *arg,
-                 struct durin_err *err);
-  int (*watchdog)(void *impl, const struct durin_watchdog_opts *o,
-                  struct durin_watchdog_report *rep, struct durin_err *err);
-  int (*limit_set)(void *impl, const char *scope, int64_t max,
-                   struct durin_err *err);
-  int (*limit_list)(void *impl, durin_limit_cb cb, void *arg,
-                    struct durin_err *err);
-
-  int (*txn_begin)(void *impl, void **txn, struct durin_err *err);
-  int (*txn_commit)(void *txn, struct durin_err *err);
-  void (*txn_rollback)(void *txn);
-  int (*txn_savepoint)(void *txn, struct durin_err *err);
-  int (*txn_savepoint_end)(void *txn, int keep, struct durin_err *err);
-  int (*txn_fence)(void *txn, const char *run_id, uint64_t epoch,
-                   int64_t lease_until_ms, int *cancel_requested, int deferred,
-                   struct durin_err *err);
-  int (*events_append)(void *txn, const char *run_id, struct durin_event *ev,
-                       size_t n, struct durin_err *err);
-  int (*checkpoint_put)(void *txn, const char *run_id, int64_t step,
-                        const char *data, struct durin_err *err);
-  int (*run_update)(void *txn, const char *run_id,
-                    const struct durin_run_update *u, struct durin_err *err);
-  int (*ledger_intent)(void *txn, const struct durin_ledger_entry *e,
-                       struct durin_err *err);
-  int (*ledger_outcome)(void *txn, const char *run_id, int64_t step,
-                        int call_idx, const char *outcome, int64_t now_ms,
-                        struct durin_err *err);
-  int (*pending_put)(void *txn, const char *run_id, int64_t step,
-                     const char *response, struct durin_err *err);
-  int (*pending_clear)(void *txn, const char *run_id, struct durin_err *err);
-
-  int (*events_read)(void *impl, const char *run_id, int64_t from_seq,
-                     int64_t max, durin_event_cb cb, void *arg,
-                     struct durin_err *err);
-  int (*checkpoint_get)(void *impl, const char *run_id, int64_t *step,
-                        char **data, struct durin_err *err);
-  int (*ledger_read)(void *impl, const char *run_id, int64_t step,
-                     durin_ledger_cb cb, void *arg, struct durin_err *err);
-  int (*pending_get)(void *impl, const char *run_id, int64_t *step,
-                     char **response, struct durin_err *err);
-  int (*approval_request)(void *txn, const struct durin_approval *a,
-                          struct durin_err *err);
-  int (*approval_get)(void *impl, const char *prefix, durin_approval_cb cb,
-                      void *arg, struct durin_err *err);
-  int (*approval_list)(void *impl, const char *run_id, int64_t step,
-                       int pending_only, durin_approval_cb cb, void *arg,
-                       struct durin_err *err);
-  int (*approval_decide)(void *impl, const struct durin_approval_decision *d,
-                         enum durin_approval_state *final,
-                         struct durin_err *err);
-  int (*wakeup_fd)(void *impl);
-  int (*wakeup_drain)(void *impl);
-  /* Bytes the store occupies on disk, for benchmarks; -1 if unknown. */
-  int64_t (*size_bytes)(void *impl);
-};
-
-/*
  * Opens the store named by url ("sqlite:PATH[?sync=full|normal]", or
  * "postgres://USER@HOST:PORT/DB?..." as libpq reads it). Fails
  * with DURIN_EURL for an unknown scheme and a message naming the schemes
@@ -441,7 +343,10 @@ int durin_store_limit_list(struct durin_store *s, durin_limit_cb cb, void *arg,
  * fence; nothing in it is visible or durable until durin_txn_commit()
  * returns 0, and then all of it is (DESIGN 3.1).
  *
- * durin_txn_commit() frees txn whatever it returns, and returns:
+ * A store has one open transaction at most (durin_txn_begin() fails with
+ * DURIN_ESTATE while one is open); txn belongs to the store and is
+ * usable until it ends. durin_txn_commit() ends txn whatever it returns,
+ * and returns:
  *   0                   everything in txn is durable (synchronous=FULL on
  *                       SQLite; the server's fsync on PostgreSQL);
  *   DURIN_EFENCED       a deferred fence failed: a run's lease moved on, or
@@ -457,7 +362,7 @@ int durin_store_limit_list(struct durin_store *s, durin_limit_cb cb, void *arg,
  *                       again nor go on: it lets the run go, and its next
  *                       holder restores what is there;
  *   DURIN_ESTORE, ...   any other failure; nothing landed.
- * durin_txn_rollback() discards txn and frees it.
+ * durin_txn_rollback() discards txn and ends it (NULL: nothing).
  */
 int durin_txn_begin(struct durin_store *s, struct durin_txn **txn,
                     struct durin_err *err);

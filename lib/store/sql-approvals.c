@@ -51,13 +51,15 @@ static void row_to_approval(struct db_stmt *st, struct durin_approval *a)
   a->decided_ms = db_col_int64(st, 18);
 }
 
-int durin__sq_approval_request(void *txn, const struct durin_approval *a,
+int durin_txn_approval_request(struct durin_txn *txn,
+                               const struct durin_approval *a,
                                struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st;
   int r;
 
+  txn->wrote = 1;
   if (db_prepare(
           q->db,
           "INSERT INTO approvals(id, run_id, step, call_idx, call_id, tool, "
@@ -86,9 +88,9 @@ int durin__sq_approval_request(void *txn, const struct durin_approval *a,
 }
 
 /* Runs a SELECT of APPROVAL_COLS, calling cb per row; returns the count. */
-static int select_rows(struct sq *q, struct db_stmt *st, durin_approval_cb cb,
-                       void *arg, int *n, const char *what,
-                       struct durin_err *err)
+static int select_rows(struct durin_store *q, struct db_stmt *st,
+                       durin_approval_cb cb, void *arg, int *n,
+                       const char *what, struct durin_err *err)
 {
   struct durin_approval a;
   int rc, r = 0;
@@ -107,10 +109,10 @@ static int select_rows(struct sq *q, struct db_stmt *st, durin_approval_cb cb,
   return r;
 }
 
-int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,
-                           void *arg, struct durin_err *err)
+int durin_store_approval_get(struct durin_store *q, const char *prefix,
+                             durin_approval_cb cb, void *arg,
+                             struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r, n;
 
@@ -143,11 +145,11 @@ int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,
   return select_rows(q, st, cb, arg, &n, "finding approval", err);
 }
 
-int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
-                            int pending_only, durin_approval_cb cb, void *arg,
-                            struct durin_err *err)
+int durin_store_approval_list(struct durin_store *q, const char *run_id,
+                              int64_t step, int pending_only,
+                              durin_approval_cb cb, void *arg,
+                              struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int n;
 
@@ -166,7 +168,7 @@ int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
 }
 
 /* Puts a run that waits for a decision back in the queue. */
-static int wake(struct sq *q, const char *run_id, int64_t now,
+static int wake(struct durin_store *q, const char *run_id, int64_t now,
                 struct durin_err *err)
 {
   int r = durin__sq_notify(q, err);
@@ -181,8 +183,9 @@ static int wake(struct sq *q, const char *run_id, int64_t now,
 }
 
 /* Moves a pending approval to state; 0 rows changed is DURIN_ESTATE. */
-static int set_state(struct sq *q, const struct durin_approval_decision *d,
-                     const char *state, struct durin_err *err)
+static int set_state(struct durin_store *q,
+                     const struct durin_approval_decision *d, const char *state,
+                     struct durin_err *err)
 {
   struct db_stmt *st;
   int r;
@@ -210,7 +213,7 @@ static int set_state(struct sq *q, const struct durin_approval_decision *d,
 }
 
 /* Expires one pending approval: row, event, run woken. */
-static int expire_one(struct sq *q, const char *id, const char *run_id,
+static int expire_one(struct durin_store *q, const char *id, const char *run_id,
                       int64_t step, const char *on_expiry, int64_t now,
                       struct durin_err *err)
 {
@@ -232,7 +235,7 @@ static int expire_one(struct sq *q, const char *id, const char *run_id,
   return r;
 }
 
-int durin__sq_approvals_expire(struct sq *q, int64_t now_ms, int *n,
+int durin__sq_approvals_expire(struct durin_store *q, int64_t now_ms, int *n,
                                struct durin_err *err)
 {
   struct due {
@@ -270,8 +273,8 @@ int durin__sq_approvals_expire(struct sq *q, int64_t now_ms, int *n,
   return r;
 }
 
-int durin__sq_approvals_cancel(struct sq *q, const char *run_id, int64_t now_ms,
-                               struct durin_err *err)
+int durin__sq_approvals_cancel(struct durin_store *q, const char *run_id,
+                               int64_t now_ms, struct durin_err *err)
 {
   return durin__sq_exec_id(q,
                            "UPDATE approvals SET state = 'cancelled', "
@@ -302,7 +305,8 @@ static int remember(const struct durin_approval *a, void *arg)
   return 0;
 }
 
-static int decide(struct sq *q, const struct durin_approval_decision *d,
+static int decide(struct durin_store *q,
+                  const struct durin_approval_decision *d,
                   enum durin_approval_state *final, struct durin_err *err)
 {
   struct found f;
@@ -310,7 +314,7 @@ static int decide(struct sq *q, const struct durin_approval_decision *d,
   int r;
 
   memset(&f, 0, sizeof(f));
-  r = durin__sq_approval_get(q, d->id, remember, &f, err);
+  r = durin_store_approval_get(q, d->id, remember, &f, err);
   if (r)
     return r;
   *final = f.state;
@@ -349,12 +353,11 @@ static int decide(struct sq *q, const struct durin_approval_decision *d,
   return r;
 }
 
-int durin__sq_approval_decide(void *impl,
-                              const struct durin_approval_decision *d,
-                              enum durin_approval_state *final,
-                              struct durin_err *err)
+int durin_store_approval_decide(struct durin_store *q,
+                                const struct durin_approval_decision *d,
+                                enum durin_approval_state *final,
+                                struct durin_err *err)
 {
-  struct sq *q = impl;
   int r;
 
   r = durin__sq_begin(q, 1, err);

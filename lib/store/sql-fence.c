@@ -24,7 +24,7 @@
 #include "durin/util.h"
 #include "store/sql-int.h"
 
-static struct sq_seq_slot *slot(struct sq *q, const char *run_id)
+static struct sq_seq_slot *slot(struct durin_store *q, const char *run_id)
 {
   uint32_t h = 2166136261u;
   const unsigned char *p = (const unsigned char *)run_id;
@@ -38,7 +38,8 @@ static struct sq_seq_slot *slot(struct sq *q, const char *run_id)
 #define DOUBT_WAIT_MS 5000
 
 /* The last_seq this connection committed for run_id at epoch, or -1. */
-static int64_t seq_known(struct sq *q, const char *run_id, uint64_t epoch)
+static int64_t seq_known(struct durin_store *q, const char *run_id,
+                         uint64_t epoch)
 {
   struct sq_seq_slot *s = slot(q, run_id);
 
@@ -47,8 +48,8 @@ static int64_t seq_known(struct sq *q, const char *run_id, uint64_t epoch)
   return -1;
 }
 
-void durin__sq_seq_known(struct sq *q, const char *run_id, uint64_t epoch,
-                         int64_t last)
+void durin__sq_seq_known(struct durin_store *q, const char *run_id,
+                         uint64_t epoch, int64_t last)
 {
   struct sq_seq_slot *s = slot(q, run_id);
 
@@ -59,7 +60,7 @@ void durin__sq_seq_known(struct sq *q, const char *run_id, uint64_t epoch,
   s->last = last;
 }
 
-static void seq_forget(struct sq *q, const char *run_id)
+static void seq_forget(struct durin_store *q, const char *run_id)
 {
   struct sq_seq_slot *s = slot(q, run_id);
 
@@ -67,7 +68,7 @@ static void seq_forget(struct sq *q, const char *run_id)
     s->id[0] = '\0';
 }
 
-static struct sq_note *note_find(struct sq *q, const char *run_id)
+static struct sq_note *note_find(struct durin_store *q, const char *run_id)
 {
   int i;
 
@@ -77,7 +78,7 @@ static struct sq_note *note_find(struct sq *q, const char *run_id)
   return NULL;
 }
 
-static struct sq_note *note_add(struct sq *q, const char *run_id,
+static struct sq_note *note_add(struct durin_store *q, const char *run_id,
                                 uint64_t epoch)
 {
   struct sq_note *n = note_find(q, run_id);
@@ -108,7 +109,7 @@ static struct sq_note *note_add(struct sq *q, const char *run_id,
 /* Forgets the notes from the from'th on, and what the connection
  * remembered of their runs: their writes did not land (or may not
  * have). */
-static void notes_drop(struct sq *q, int from)
+static void notes_drop(struct durin_store *q, int from)
 {
   int i;
 
@@ -119,7 +120,7 @@ static void notes_drop(struct sq *q, int from)
 
 /* A place for a deferred fence's answer that stays put until the
  * transaction ends. */
-static int64_t *flag_slot(struct sq *q)
+static int64_t *flag_slot(struct durin_store *q)
 {
   struct sq_flags **f = &q->flags;
   int i = q->nflags;
@@ -136,7 +137,7 @@ static int64_t *flag_slot(struct sq *q)
   return &(*f)->v[i];
 }
 
-void durin__sq_flags_free(struct sq *q)
+void durin__sq_flags_free(struct durin_store *q)
 {
   while (q->flags) {
     struct sq_flags *n = q->flags->next;
@@ -148,7 +149,7 @@ void durin__sq_flags_free(struct sq *q)
 
 /* A transaction's token: the connection's random 64 bits, drawn once,
  * and a count, so a step pays no system call for it. */
-static void new_token(struct sq *q)
+static void new_token(struct durin_store *q)
 {
   if (!q->token_seed && durin_random(&q->token_seed, sizeof(q->token_seed)))
     q->token_seed = (uint64_t)durin_mono_ms() * 2654435761u;
@@ -162,7 +163,7 @@ static void new_token(struct sq *q)
  * session can commit nothing more (settle), for a while (a restarting
  * server), then given up: 1 landed, 0 did not, -1 unknown.
  */
-static int landed(struct sq *q)
+static int landed(struct durin_store *q)
 {
   struct db_stmt *st = q->st[ST_TOKEN_GET];
   int64_t until = durin_mono_ms() + DOUBT_WAIT_MS;
@@ -192,9 +193,9 @@ static int landed(struct sq *q)
 /* The writer's BEGIN takes the write lock up front on SQLite (on
  * PostgreSQL the fence's row lock), so the fence that follows holds until
  * COMMIT, and a busy store fails here, before any work. */
-int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err)
+int durin_txn_begin(struct durin_store *q, struct durin_txn **txn,
+                    struct durin_err *err)
 {
-  struct sq *q = impl;
   int r;
 
   if (q->in_txn)
@@ -207,12 +208,14 @@ int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err)
   q->sp_mark = 0;
   q->nflags = 0;
   new_token(q);
-  *txn = q;
+  q->txn.q = q;
+  q->txn.wrote = 0;
+  *txn = &q->txn;
   return 0;
 }
 
 /* Bumps that no run update carried go before COMMIT. */
-static int seq_flush(struct sq *q, struct durin_err *err)
+static int seq_flush(struct durin_store *q, struct durin_err *err)
 {
   struct db_stmt *st = q->st[ST_SEQ_RESERVE];
   int i, r;
@@ -233,11 +236,15 @@ static int seq_flush(struct sq *q, struct durin_err *err)
   return 0;
 }
 
-int durin__sq_txn_commit(void *txn, struct durin_err *err)
+int durin_txn_commit(struct durin_txn *txn, struct durin_err *err)
 {
-  struct sq *q = txn;
-  int r = seq_flush(q, err), i;
+  struct durin_store *q = txn->q;
+  int r, i;
 
+  /* A crash here must lose the whole transaction and nothing else. */
+  if (txn->wrote)
+    durin_fault_point("before_commit");
+  r = seq_flush(q, err);
   if (!r)
     r = durin__sq_exec(q, "COMMIT", err);
 
@@ -279,26 +286,30 @@ int durin__sq_txn_commit(void *txn, struct durin_err *err)
   return r;
 }
 
-void durin__sq_txn_rollback(void *txn)
+void durin_txn_rollback(struct durin_txn *txn)
 {
-  struct sq *q = txn;
+  struct durin_store *q;
 
+  if (!txn)
+    return;
+  q = txn->q;
   durin__sq_exec(q, "ROLLBACK", NULL);
   notes_drop(q, 0);
   q->in_txn = 0;
 }
 
-int durin__sq_txn_savepoint(void *txn, struct durin_err *err)
+int durin_txn_savepoint(struct durin_txn *txn, struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
 
   q->sp_mark = q->nnotes;
   return durin__sq_exec(q, "SAVEPOINT run", err);
 }
 
-int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err)
+int durin_txn_savepoint_end(struct durin_txn *txn, int keep,
+                            struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
 
   if (!keep) {
     int r;
@@ -311,9 +322,9 @@ int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err)
   return durin__sq_exec(q, "RELEASE run", err);
 }
 
-static int fence_answered(struct sq *q, const char *run_id, uint64_t epoch,
-                          int64_t lease_until_ms, int *cancel_requested,
-                          struct durin_err *err)
+static int fence_answered(struct durin_store *q, const char *run_id,
+                          uint64_t epoch, int64_t lease_until_ms,
+                          int *cancel_requested, struct durin_err *err)
 {
   struct db_stmt *st = q->st[ST_FENCE];
   int rc, fenced = 0, cancel = 0;
@@ -342,11 +353,10 @@ static int fence_answered(struct sq *q, const char *run_id, uint64_t epoch,
   return 0;
 }
 
-int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
-                        int64_t lease_until_ms, int *cancel_requested,
-                        int deferred, struct durin_err *err)
+static int fence(struct durin_store *q, const char *run_id, uint64_t epoch,
+                 int64_t lease_until_ms, int *cancel_requested, int deferred,
+                 struct durin_err *err)
 {
-  struct sq *q = txn;
   struct sq_note *n = note_add(q, run_id, epoch);
   struct db_stmt *st = q->st[ST_FENCE_DEFERRED];
   int64_t *flag;
@@ -378,7 +388,7 @@ int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
 }
 
 /* The insert of k events at once (k <= SQ_EV_BATCH), prepared once. */
-static struct db_stmt *events_stmt(struct sq *q, int k)
+static struct db_stmt *events_stmt(struct durin_store *q, int k)
 {
   char sql[1200];
   int off, i;
@@ -399,7 +409,7 @@ static struct db_stmt *events_stmt(struct sq *q, int k)
 }
 
 /* A step's events go in one statement (up to SQ_EV_BATCH a time). */
-static int insert_events(struct sq *q, const char *run_id,
+static int insert_events(struct durin_store *q, const char *run_id,
                          struct durin_event *ev, size_t n,
                          struct durin_err *err)
 {
@@ -426,6 +436,26 @@ static int insert_events(struct sq *q, const char *run_id,
   return 0;
 }
 
+int durin_txn_fence(struct durin_txn *txn, const char *run_id, uint64_t epoch,
+                    int64_t lease_until_ms, struct durin_err *err)
+{
+  return fence(txn->q, run_id, epoch, lease_until_ms, NULL, 0, err);
+}
+
+int durin_txn_fence_check(struct durin_txn *txn, const char *run_id,
+                          uint64_t epoch, int64_t lease_until_ms,
+                          int *cancel_requested, struct durin_err *err)
+{
+  return fence(txn->q, run_id, epoch, lease_until_ms, cancel_requested, 0, err);
+}
+
+int durin_txn_fence_deferred(struct durin_txn *txn, const char *run_id,
+                             uint64_t epoch, int64_t lease_until_ms,
+                             int *cancel_requested, struct durin_err *err)
+{
+  return fence(txn->q, run_id, epoch, lease_until_ms, cancel_requested, 1, err);
+}
+
 /*
  * Sequence numbers come from the run row (last_seq), bumped by n inside
  * the writer's transaction: contiguous per run, no gap on rollback, and
@@ -433,11 +463,10 @@ static int insert_events(struct sq *q, const char *run_id,
  * which checked last_seq, they are known here, and the bump rides on the
  * step's run update (durin__sq_seq_pending), or goes at commit.
  */
-int durin__sq_events_append(void *txn, const char *run_id,
+int durin__sq_events_append(struct durin_store *q, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err)
 {
-  struct sq *q = txn;
   struct db_stmt *st = q->st[ST_SEQ_RESERVE];
   struct sq_note *note = note_find(q, run_id);
   int64_t last;
@@ -472,7 +501,15 @@ int durin__sq_events_append(void *txn, const char *run_id,
   return insert_events(q, run_id, ev, n, err);
 }
 
-int durin__sq_seq_pending(struct sq *q, const char *run_id, int64_t *n,
+int durin_txn_events_append(struct durin_txn *txn, const char *run_id,
+                            struct durin_event *ev, size_t n,
+                            struct durin_err *err)
+{
+  txn->wrote = 1;
+  return durin__sq_events_append(txn->q, run_id, ev, n, err);
+}
+
+int durin__sq_seq_pending(struct durin_store *q, const char *run_id, int64_t *n,
                           int64_t *progress_ms)
 {
   struct sq_note *note = q->in_txn ? note_find(q, run_id) : NULL;
@@ -485,9 +522,9 @@ int durin__sq_seq_pending(struct sq *q, const char *run_id, int64_t *n,
   return 1;
 }
 
-int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
-                         int64_t now, const char *type, json_t *data,
-                         struct durin_err *err)
+int durin__sq_event_json(struct durin_store *q, const char *run_id,
+                         int64_t step, int64_t now, const char *type,
+                         json_t *data, struct durin_err *err)
 {
   struct durin_event ev;
   char *text = json_dumps(data, JSON_COMPACT);

@@ -1,7 +1,9 @@
 /*
- * Internals of the SQL store, shared by its files: the connection (SQLite
- * or PostgreSQL, store/db.h), its prepared statements and the helpers
- * every statement uses.
+ * Internals of the store, shared by its files: the connection (SQLite or
+ * PostgreSQL, store/db.h), its prepared statements and the helpers every
+ * statement uses. The durin_store_* and durin_txn_* functions of
+ * durin/store.h are written directly over them; only the database
+ * underneath has two implementations.
  */
 #ifndef DURIN_STORE_SQL_INT_H
 #define DURIN_STORE_SQL_INT_H
@@ -68,12 +70,20 @@ struct sq_flags {
   struct sq_flags *next;
 };
 
-struct sq {
+/* The open transaction; a store has at most one (in_txn). */
+struct durin_txn {
+  struct durin_store *q;
+  int wrote; /* events, a checkpoint or an approval: worth a crash test */
+};
+
+struct durin_store {
   struct db *db;
+  char *url;  /* as opened, for durin_store_url() */
   char *path; /* for messages: the file, or the postgres URL */
   int pg;     /* PostgreSQL (else SQLite) */
   struct db_stmt *st[ST__COUNT];
   int in_txn;
+  struct durin_txn txn;
   struct sq_seq_slot seq[SQ_SEQ_SLOTS];
   struct sq_note *notes;
   int nnotes, anotes;
@@ -86,95 +96,70 @@ struct sq {
   struct db_stmt *ev_ins[SQ_EV_BATCH + 1]; /* inserts of k events */
 };
 
+/* Options parsed from a sqlite: URL's query string. */
+struct durin_store_opts {
+  int sync_full;       /* synchronous=FULL (default 1) */
+  int busy_timeout_ms; /* how long to wait for a lock (default 5000) */
+};
+
+/* Open the store over one database driver (sql-store.c); store.c picks
+ * which by the URL's scheme. rest is what follows "sqlite:" or
+ * "postgres:" (libpq reads the query string itself). */
+int durin__sq_open_sqlite(const char *rest, const struct durin_store_opts *o,
+                          struct durin_store **out, struct durin_err *err);
+int durin__sq_open_pg(const char *rest, struct durin_store **out,
+                      struct durin_err *err);
+
 /* Fills err from the connection's last error; returns the durin code. */
-int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what);
+int durin__sq_fail(struct durin_store *q, struct durin_err *err,
+                   const char *what);
 /* BEGIN for a writer; exclusive ones (claims, the watchdog, decisions)
  * are serialized with each other on every database. */
-int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err);
+int durin__sq_begin(struct durin_store *q, int exclusive,
+                    struct durin_err *err);
 /* Wakes idle workers at this transaction's commit (PostgreSQL). */
-int durin__sq_notify(struct sq *q, struct durin_err *err);
+int durin__sq_notify(struct durin_store *q, struct durin_err *err);
 /* Runs SQL text without results. */
-int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err);
+int durin__sq_exec(struct durin_store *q, const char *sql,
+                   struct durin_err *err);
 char *durin__sq_col_dup(struct db_stmt *st, int i);
 /* Runs a bound statement to its end and resets it. */
-int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
-                        struct durin_err *err);
+int durin__sq_step_done(struct durin_store *q, struct db_stmt *st,
+                        const char *what, struct durin_err *err);
 /* The same for a write whose result nobody reads (pipelined on
  * PostgreSQL; inside a transaction only). */
-int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
-                          struct durin_err *err);
+int durin__sq_step_nowait(struct durin_store *q, struct db_stmt *st,
+                          const char *what, struct durin_err *err);
 /* Reads a row selected with RUN_COLS into ri. */
 void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri);
-/* A writer's transaction (sql-fence.c). */
-int durin__sq_txn_begin(void *impl, void **txn, struct durin_err *err);
-int durin__sq_txn_commit(void *txn, struct durin_err *err);
-void durin__sq_txn_rollback(void *txn);
-void durin__sq_flags_free(struct sq *q);
+void durin__sq_flags_free(struct durin_store *q);
 /* Events of run_id numbered without asking whose last_seq bump is still
  * to be written: 1 and how many (and the last one's time), consumed. */
-int durin__sq_seq_pending(struct sq *q, const char *run_id, int64_t *n,
+int durin__sq_seq_pending(struct durin_store *q, const char *run_id, int64_t *n,
                           int64_t *progress_ms);
 /* Remembers run_id's last_seq at epoch, as a claim just saw it. */
-void durin__sq_seq_known(struct sq *q, const char *run_id, uint64_t epoch,
-                         int64_t last);
-int durin__sq_txn_fence(void *txn, const char *run_id, uint64_t epoch,
-                        int64_t lease_until_ms, int *cancel_requested,
-                        int deferred, struct durin_err *err);
-int durin__sq_events_append(void *txn, const char *run_id,
+void durin__sq_seq_known(struct durin_store *q, const char *run_id,
+                         uint64_t epoch, int64_t last);
+/* durin_txn_events_append() without marking the transaction: the store's
+ * own events (approvals expired or cancelled) are not a step's write. */
+int durin__sq_events_append(struct durin_store *q, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err);
 /* Appends one event whose data is data (consumed). */
-int durin__sq_event_json(struct sq *q, const char *run_id, int64_t step,
-                         int64_t now, const char *type, json_t *data,
-                         struct durin_err *err);
+int durin__sq_event_json(struct durin_store *q, const char *run_id,
+                         int64_t step, int64_t now, const char *type,
+                         json_t *data, struct durin_err *err);
 /* Runs sql with ?1 = id and ?2 = now, a write nobody reads back. */
-int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
+int durin__sq_exec_id(struct durin_store *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err);
 
-/* The queue (sql-queue.c). */
-int durin__sq_run_find_active(void *impl, const char *tenant,
-                              const char *dedupe_key, char id[32],
-                              struct durin_err *err);
-int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
-                        struct durin_err *err);
-int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
-                          struct durin_err *err);
-int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
-                          int64_t ttl_ms, int max, struct durin_claim *out,
-                          int *n, struct durin_err *err);
-int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
-                          durin_held_cb cb, void *arg, struct durin_err *err);
-int durin__sq_signals(void *impl, const char *owner, durin_held_cb cb,
-                      void *arg, struct durin_err *err);
-int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
-                       struct durin_watchdog_report *rep,
-                       struct durin_err *err);
-int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
-                        struct durin_err *err);
-int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
-                         struct durin_err *err);
-
-int durin__sq_txn_savepoint(void *txn, struct durin_err *err);
-int durin__sq_txn_savepoint_end(void *txn, int keep, struct durin_err *err);
-
 /* Approvals (sql-approvals.c). */
-int durin__sq_approval_request(void *txn, const struct durin_approval *a,
-                               struct durin_err *err);
-int durin__sq_approval_get(void *impl, const char *prefix, durin_approval_cb cb,
-                           void *arg, struct durin_err *err);
-int durin__sq_approval_list(void *impl, const char *run_id, int64_t step,
-                            int pending_only, durin_approval_cb cb, void *arg,
-                            struct durin_err *err);
-int durin__sq_approval_decide(void *impl,
-                              const struct durin_approval_decision *d,
-                              enum durin_approval_state *final,
-                              struct durin_err *err);
 /* Inside a transaction: pending approvals of a run that ended. */
-int durin__sq_approvals_cancel(struct sq *q, const char *run_id, int64_t now_ms,
-                               struct durin_err *err);
+int durin__sq_approvals_cancel(struct durin_store *q, const char *run_id,
+                               int64_t now_ms, struct durin_err *err);
 /* Inside the watchdog's transaction: expires approvals past their
  * deadline and wakes their runs; counts them in *n. */
-int durin__sq_approvals_expire(struct sq *q, int64_t now_ms, int *n,
+int durin__sq_approvals_expire(struct durin_store *q, int64_t now_ms, int *n,
                                struct durin_err *err);
 
 #endif

@@ -26,7 +26,7 @@
  "coalesce(lease_owner, '') = '' AND status IN ('queued', 'running', " \
  "'evaluating')"
 
-static int prep(struct sq *q, const char *sql, struct db_stmt **st,
+static int prep(struct durin_store *q, const char *sql, struct db_stmt **st,
                 const char *what, struct durin_err *err)
 {
   if (db_prepare(q->db, sql, st) != DB_OK)
@@ -34,14 +34,15 @@ static int prep(struct sq *q, const char *sql, struct db_stmt **st,
   return 0;
 }
 
-int durin__sq_run_find_active(void *impl, const char *tenant,
-                              const char *dedupe_key, char id[32],
-                              struct durin_err *err)
+int durin_store_run_find_active(struct durin_store *q, const char *tenant,
+                                const char *dedupe_key, char id[32],
+                                struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r, rc;
 
+  if (!tenant)
+    tenant = "default";
   r = prep(q,
            "SELECT id FROM runs WHERE tenant = ?1 AND dedupe_key = ?2 AND "
            "status NOT IN " TERMINAL,
@@ -62,8 +63,8 @@ int durin__sq_run_find_active(void *impl, const char *tenant,
 }
 
 /* Runs one bound statement and reports how many rows it changed. */
-static int run_changes(struct sq *q, struct db_stmt *st, const char *what,
-                       int *changed, struct durin_err *err)
+static int run_changes(struct durin_store *q, struct db_stmt *st,
+                       const char *what, int *changed, struct durin_err *err)
 {
   int rc = db_step(st);
 
@@ -80,10 +81,9 @@ static int run_changes(struct sq *q, struct db_stmt *st, const char *what,
   return 0;
 }
 
-int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
-                        struct durin_err *err)
+int durin_store_run_pause(struct durin_store *q, const char *id, int64_t now_ms,
+                          struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r, changed = 0;
 
@@ -107,10 +107,9 @@ int durin__sq_run_pause(void *impl, const char *id, int64_t now_ms,
   return r;
 }
 
-int durin__sq_run_unpause(void *impl, const char *id, int64_t now_ms,
-                          struct durin_err *err)
+int durin_store_run_unpause(struct durin_store *q, const char *id,
+                            int64_t now_ms, struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r, changed = 0;
 
@@ -153,8 +152,8 @@ struct tenant {
 };
 
 /* Loads t's next page of claimable runs, in priority then age order. */
-static int load_cands(struct sq *q, struct db_stmt *cand, struct tenant *t,
-                      int64_t now_ms, struct durin_err *err)
+static int load_cands(struct durin_store *q, struct db_stmt *cand,
+                      struct tenant *t, int64_t now_ms, struct durin_err *err)
 {
   int first = t->last_id[0] == 0, rc, i;
 
@@ -194,8 +193,9 @@ static int load_cands(struct sq *q, struct db_stmt *cand, struct tenant *t,
 
 /* Lists the tenants with ready runs and each one's first page of them;
  * *cand is the prepared page query, kept for later pages. */
-static int load_tenants(struct sq *q, int64_t now_ms, struct tenant **out,
-                        int *nout, struct db_stmt **cand, struct durin_err *err)
+static int load_tenants(struct durin_store *q, int64_t now_ms,
+                        struct tenant **out, int *nout, struct db_stmt **cand,
+                        struct durin_err *err)
 {
   struct db_stmt *next = NULL;
   struct tenant *t = NULL;
@@ -267,7 +267,7 @@ struct keycount {
   int64_t held, limit;
 };
 
-static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
+static int key_lookup(struct durin_store *q, struct keycount **kc, int *nk,
                       const char *key, struct keycount **out,
                       struct durin_err *err)
 {
@@ -308,7 +308,8 @@ static int key_lookup(struct sq *q, struct keycount **kc, int *nk,
 }
 
 /* The last serial any claim handed out (0: none yet). */
-static int served_last(struct sq *q, int64_t *serial, struct durin_err *err)
+static int served_last(struct durin_store *q, int64_t *serial,
+                       struct durin_err *err)
 {
   struct db_stmt *st;
   int r;
@@ -326,7 +327,7 @@ static int served_last(struct sq *q, int64_t *serial, struct durin_err *err)
 }
 
 /* Records, for each tenant this claim served, its last claimed pick. */
-static int served_record(struct sq *q, struct tenant *t, int nt,
+static int served_record(struct durin_store *q, struct tenant *t, int nt,
                          struct durin_err *err)
 {
   struct db_stmt *st = NULL;
@@ -354,7 +355,7 @@ static int served_record(struct sq *q, struct tenant *t, int nt,
  * 0.
  */
 #define CLAIM_CHUNK 48
-static int claim_picks(struct sq *q, const char *owner, int64_t now_ms,
+static int claim_picks(struct durin_store *q, const char *owner, int64_t now_ms,
                        int64_t ttl_ms, struct durin_claim *out, int n,
                        struct durin_err *err)
 {
@@ -403,17 +404,20 @@ static int claim_picks(struct sq *q, const char *owner, int64_t now_ms,
   return r;
 }
 
-int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
-                          int64_t ttl_ms, int max, struct durin_claim *out,
-                          int *n, struct durin_err *err)
+int durin_store_queue_claim(struct durin_store *q, const char *owner,
+                            int64_t now_ms, int64_t ttl_ms, int max,
+                            struct durin_claim *out, int *n,
+                            struct durin_err *err)
 {
-  struct sq *q = impl;
   struct tenant *t = NULL;
   struct keycount *kc = NULL;
   struct db_stmt *cand = NULL;
   int64_t serial = 0;
   int nt = 0, nk = 0, r, i, kept, *who = NULL;
 
+  *n = 0;
+  if (max <= 0)
+    return 0;
   r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
@@ -501,11 +505,14 @@ int durin__sq_queue_claim(void *impl, const char *owner, int64_t now_ms,
     kept++;
   }
   *n = r ? 0 : kept;
+  if (!r && *n)
+    durin_fault_point("after_claim");
   return r;
 }
 
-static int held_rows(struct sq *q, struct db_stmt *st, durin_held_cb cb,
-                     void *arg, const char *what, struct durin_err *err)
+static int held_rows(struct durin_store *q, struct db_stmt *st,
+                     durin_held_cb cb, void *arg, const char *what,
+                     struct durin_err *err)
 {
   int r = 0, rc;
 
@@ -526,10 +533,10 @@ static int held_rows(struct sq *q, struct db_stmt *st, durin_held_cb cb,
   return r;
 }
 
-int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
-                          durin_held_cb cb, void *arg, struct durin_err *err)
+int durin_store_lease_renew(struct durin_store *q, const char *owner,
+                            int64_t until_ms, durin_held_cb cb, void *arg,
+                            struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r;
 
@@ -546,10 +553,9 @@ int durin__sq_lease_renew(void *impl, const char *owner, int64_t until_ms,
   return held_rows(q, st, cb, arg, "renewing leases", err);
 }
 
-int durin__sq_signals(void *impl, const char *owner, durin_held_cb cb,
-                      void *arg, struct durin_err *err)
+int durin_store_signals(struct durin_store *q, const char *owner,
+                        durin_held_cb cb, void *arg, struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r;
 
@@ -572,7 +578,7 @@ struct lost {
   int64_t recoveries, max_recoveries, progress_ms, step;
 };
 
-static int wd_event(struct sq *q, const struct lost *l, int64_t now,
+static int wd_event(struct durin_store *q, const struct lost *l, int64_t now,
                     const char *type, json_t *data, struct durin_err *err)
 {
   return durin__sq_event_json(q, l->id, l->step, now, type, data, err);
@@ -582,7 +588,7 @@ static int wd_event(struct sq *q, const struct lost *l, int64_t now,
  * Moves the run on, conditional on the epoch the scan saw: a holder that
  * renewed or wrote in between keeps its run. Returns 1 if it moved.
  */
-static int wd_move(struct sq *q, const struct lost *l, int64_t now,
+static int wd_move(struct durin_store *q, const struct lost *l, int64_t now,
                    const char *status, const char *reason, int count,
                    int *moved, struct durin_err *err)
 {
@@ -607,7 +613,7 @@ static int wd_move(struct sq *q, const struct lost *l, int64_t now,
   return run_changes(q, st, "recovering run", moved, err);
 }
 
-static int wd_scan(struct sq *q, const char *sql, int64_t a, int64_t b,
+static int wd_scan(struct durin_store *q, const char *sql, int64_t a, int64_t b,
                    struct lost **out, int *n, struct durin_err *err)
 {
   struct db_stmt *st;
@@ -653,14 +659,16 @@ static void lost_free(struct lost *l, int n)
  "coalesce(progress_ms, updated_ms), steps + 1 FROM runs WHERE "     \
  "lease_owner IS NOT NULL AND status NOT IN " TERMINAL " AND "
 
-int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
-                       struct durin_watchdog_report *rep, struct durin_err *err)
+int durin_store_watchdog(struct durin_store *q,
+                         const struct durin_watchdog_opts *o,
+                         struct durin_watchdog_report *rep,
+                         struct durin_err *err)
 {
-  struct sq *q = impl;
   struct lost *l = NULL;
   int n = 0, i, r, moved;
   char reason[600];
 
+  memset(rep, 0, sizeof(*rep));
   r = durin__sq_begin(q, 1, err);
   if (r)
     return r;
@@ -732,13 +740,17 @@ int durin__sq_watchdog(void *impl, const struct durin_watchdog_opts *o,
   return durin__sq_exec(q, "COMMIT", err);
 }
 
-int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
-                        struct durin_err *err)
+int durin_store_limit_set(struct durin_store *q, const char *scope, int64_t max,
+                          struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r, changed;
 
+  if (strncmp(scope, "tenant:", 7) && strncmp(scope, "key:", 4))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "limit scope '%s' must be 'tenant:NAME' or "
+                         "'key:NAME'",
+                         scope);
   r = prep(q,
            max < 0 ? "DELETE FROM queue_limits WHERE scope = ?1" :
                      "INSERT INTO queue_limits(scope, max_running) "
@@ -753,10 +765,9 @@ int durin__sq_limit_set(void *impl, const char *scope, int64_t max,
   return run_changes(q, st, "setting queue limit", &changed, err);
 }
 
-int durin__sq_limit_list(void *impl, durin_limit_cb cb, void *arg,
-                         struct durin_err *err)
+int durin_store_limit_list(struct durin_store *q, durin_limit_cb cb, void *arg,
+                           struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st;
   int r, rc;
 

@@ -21,7 +21,6 @@
 
 #include "durin/store.h"
 #include "durin/util.h"
-#include "store/backends.h"
 #include "store/sql-int.h"
 
 static const char *const stmt_sql[ST__COUNT] = {
@@ -338,7 +337,8 @@ static const char *const pg_migrations[] = {
   QUEUE_SERVED("BIGINT"),
 };
 
-int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
+int durin__sq_fail(struct durin_store *q, struct durin_err *err,
+                   const char *what)
 {
   int rc = db_errcode(q->db);
   int code = DURIN_ESTORE;
@@ -351,7 +351,8 @@ int durin__sq_fail(struct sq *q, struct durin_err *err, const char *what)
                        db_errmsg(q->db));
 }
 
-int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err)
+int durin__sq_exec(struct durin_store *q, const char *sql,
+                   struct durin_err *err)
 {
   int rc = db_exec(q->db, sql);
 
@@ -360,7 +361,7 @@ int durin__sq_exec(struct sq *q, const char *sql, struct durin_err *err)
   return 0;
 }
 
-int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err)
+int durin__sq_begin(struct durin_store *q, int exclusive, struct durin_err *err)
 {
   if (q->db->ops->begin(q->db, exclusive) != DB_OK) {
     int r = durin__sq_fail(q, err, "starting a transaction");
@@ -374,7 +375,7 @@ int durin__sq_begin(struct sq *q, int exclusive, struct durin_err *err)
 
 /* The schema version, read without any lock; -1 if it cannot be read
  * (a database durin has not set up yet). */
-static int peek_version(struct sq *q)
+static int peek_version(struct durin_store *q)
 {
   struct db_stmt *st;
   int v = -1;
@@ -390,7 +391,7 @@ static int peek_version(struct sq *q)
   return v;
 }
 
-static int migrate(struct sq *q, struct durin_err *err)
+static int migrate(struct durin_store *q, struct durin_err *err)
 {
   const char *const *m = q->pg ? pg_migrations : migrations;
   int version = 0, r, i;
@@ -426,9 +427,8 @@ out:
   return durin__sq_exec(q, "COMMIT", err);
 }
 
-static void sq_close(void *impl)
+void durin_store_close(struct durin_store *q)
 {
-  struct sq *q = impl;
   int i;
 
   if (!q)
@@ -442,11 +442,17 @@ static void sq_close(void *impl)
   free(q->notes);
   durin__sq_flags_free(q);
   free(q->path);
+  free(q->url);
   free(q);
 }
 
+const char *durin_store_url(const struct durin_store *q)
+{
+  return q->url;
+}
+
 /* The statements every step uses, prepared once per connection. */
-static int prepare_all(struct sq *q, struct durin_err *err)
+static int prepare_all(struct durin_store *q, struct durin_err *err)
 {
   int i;
 
@@ -457,10 +463,10 @@ static int prepare_all(struct sq *q, struct durin_err *err)
   return 0;
 }
 
-static int sq_open(const char *rest, const struct durin_store_opts *o,
-                   void **impl, struct durin_err *err)
+int durin__sq_open_sqlite(const char *rest, const struct durin_store_opts *o,
+                          struct durin_store **out, struct durin_err *err)
 {
-  struct sq *q = calloc(1, sizeof(*q));
+  struct durin_store *q = calloc(1, sizeof(*q));
   char dir[4096], msg[600];
   const char *slash;
   int r;
@@ -494,23 +500,22 @@ static int sq_open(const char *rest, const struct durin_store_opts *o,
     r = prepare_all(q, err);
   if (r)
     goto out;
-  *impl = q;
+  *out = q;
   q = NULL;
 out:
-  sq_close(q);
+  durin_store_close(q);
   return r;
 }
 
 /* rest is what follows "postgres:" ("//user@host:port/db?..."); libpq
  * takes the URL whole. */
-static int pg_open(const char *rest, const struct durin_store_opts *o,
-                   void **impl, struct durin_err *err)
+int durin__sq_open_pg(const char *rest, struct durin_store **out,
+                      struct durin_err *err)
 {
-  struct sq *q = calloc(1, sizeof(*q));
+  struct durin_store *q = calloc(1, sizeof(*q));
   char msg[600];
   int r;
 
-  (void)o;
   if (!q)
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   if (asprintf(&q->path, "postgres:%s", rest) < 0) {
@@ -536,10 +541,10 @@ static int pg_open(const char *rest, const struct durin_store_opts *o,
     r = prepare_all(q, err);
   if (r)
     goto out;
-  *impl = q;
+  *out = q;
   q = NULL;
 out:
-  sq_close(q);
+  durin_store_close(q);
   return r;
 }
 
@@ -550,10 +555,9 @@ char *durin__sq_col_dup(struct db_stmt *st, int i)
   return t ? strdup(t) : NULL;
 }
 
-static int sq_run_create(void *impl, const struct durin_run_new *n,
-                         struct durin_err *err)
+int durin_store_run_create(struct durin_store *q, const struct durin_run_new *n,
+                           struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0, rc;
 
@@ -660,10 +664,9 @@ void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri)
   ri->max_recoveries = db_col_int64(st, 31);
 }
 
-static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
-                      struct durin_err *err)
+int durin_store_run_get(struct durin_store *q, const char *id,
+                        struct durin_run_info *out, struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = q->st[ST_RUN_GET];
   int r = 0, rc;
 
@@ -680,10 +683,9 @@ static int sq_run_get(void *impl, const char *id, struct durin_run_info *out,
   return r;
 }
 
-static int sq_run_resolve(void *impl, const char *prefix, char id[32],
-                          struct durin_err *err)
+int durin_store_run_resolve(struct durin_store *q, const char *prefix,
+                            char id[32], struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0, n = 0, rc;
 
@@ -710,10 +712,10 @@ static int sq_run_resolve(void *impl, const char *prefix, char id[32],
   return r;
 }
 
-static int sq_run_list(void *impl, const struct durin_run_filter *f,
-                       durin_run_cb cb, void *arg, struct durin_err *err)
+int durin_store_run_list(struct durin_store *q,
+                         const struct durin_run_filter *f, durin_run_cb cb,
+                         void *arg, struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   struct durin_run_info ri;
   int r = 0, rc, shown = 0;
@@ -740,11 +742,10 @@ static int sq_run_list(void *impl, const struct durin_run_filter *f,
   return r;
 }
 
-static int sq_run_claim(void *impl, const char *id, const char *owner,
-                        int64_t now_ms, int64_t ttl_ms, uint64_t *epoch,
-                        struct durin_err *err)
+int durin_store_run_claim(struct durin_store *q, const char *id,
+                          const char *owner, int64_t now_ms, int64_t ttl_ms,
+                          uint64_t *epoch, struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0, rc;
 
@@ -777,15 +778,16 @@ static int sq_run_claim(void *impl, const char *id, const char *owner,
   if (!r && rc != DB_DONE)
     r = durin__sq_fail(q, err, "claiming run");
   db_finalize(st);
+  if (!r)
+    durin_fault_point("after_claim");
   return r;
 }
 
 /* A request, not a fenced write: the holder of the lease acts on it, so
  * cancelling never races a step's commit. */
-static int sq_run_request_cancel(void *impl, const char *id,
-                                 struct durin_err *err)
+int durin_store_run_request_cancel(struct durin_store *q, const char *id,
+                                   struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0;
 
@@ -802,8 +804,8 @@ static int sq_run_request_cancel(void *impl, const char *id,
 }
 
 /* Resets and unbinds st after a step that returned rc. */
-static int step_end(struct sq *q, struct db_stmt *st, int rc, const char *what,
-                    struct durin_err *err)
+static int step_end(struct durin_store *q, struct db_stmt *st, int rc,
+                    const char *what, struct durin_err *err)
 {
   db_reset(st);
   db_clear(st);
@@ -814,20 +816,20 @@ static int step_end(struct sq *q, struct db_stmt *st, int rc, const char *what,
 
 /* The same for a write nobody reads back: on PostgreSQL it is pipelined,
  * and its failure fails the transaction's commit instead. */
-int durin__sq_step_nowait(struct sq *q, struct db_stmt *st, const char *what,
-                          struct durin_err *err)
+int durin__sq_step_nowait(struct durin_store *q, struct db_stmt *st,
+                          const char *what, struct durin_err *err)
 {
   return step_end(q, st, db_step_nowait(st), what, err);
 }
 
 /* Runs a reset, bound statement to completion. */
-int durin__sq_step_done(struct sq *q, struct db_stmt *st, const char *what,
-                        struct durin_err *err)
+int durin__sq_step_done(struct durin_store *q, struct db_stmt *st,
+                        const char *what, struct durin_err *err)
 {
   return step_end(q, st, db_step(st), what, err);
 }
 
-int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
+int durin__sq_exec_id(struct durin_store *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err)
 {
   struct db_stmt *st;
@@ -843,23 +845,25 @@ int durin__sq_exec_id(struct sq *q, const char *sql, const char *id,
 }
 
 /* Only the latest checkpoint is kept: the log is the history. */
-static int sq_checkpoint_put(void *txn, const char *run_id, int64_t step,
-                             const char *data, struct durin_err *err)
+int durin_txn_checkpoint_put(struct durin_txn *txn, const char *run_id,
+                             int64_t step, const char *data,
+                             struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st = q->st[ST_CKPT_PUT];
 
+  txn->wrote = 1;
   db_bind_text(st, 1, run_id);
   db_bind_int64(st, 2, step);
   db_bind_text(st, 3, data);
   return durin__sq_step_nowait(q, st, "writing checkpoint", err);
 }
 
-static int sq_run_update(void *txn, const char *run_id,
+int durin_txn_run_update(struct durin_txn *txn, const char *run_id,
                          const struct durin_run_update *u,
                          struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st = q->st[ST_RUN_UPDATE];
   int64_t seq_n, seq_ms;
   int r;
@@ -898,10 +902,11 @@ static int sq_run_update(void *txn, const char *run_id,
   return r;
 }
 
-static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
+int durin_txn_ledger_intent(struct durin_txn *txn,
+                            const struct durin_ledger_entry *e,
                             struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st = q->st[ST_LEDGER_INTENT];
 
   db_bind_text(st, 1, e->run_id);
@@ -918,11 +923,11 @@ static int sq_ledger_intent(void *txn, const struct durin_ledger_entry *e,
 }
 
 /* An outcome without its intent is a bug somewhere: refuse it loudly. */
-static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
-                             int call_idx, const char *outcome, int64_t now_ms,
-                             struct durin_err *err)
+int durin_txn_ledger_outcome(struct durin_txn *txn, const char *run_id,
+                             int64_t step, int call_idx, const char *outcome,
+                             int64_t now_ms, struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st = q->st[ST_LEDGER_OUTCOME];
   int r;
 
@@ -939,10 +944,11 @@ static int sq_ledger_outcome(void *txn, const char *run_id, int64_t step,
   return r;
 }
 
-static int sq_pending_put(void *txn, const char *run_id, int64_t step,
-                          const char *response, struct durin_err *err)
+int durin_txn_pending_put(struct durin_txn *txn, const char *run_id,
+                          int64_t step, const char *response,
+                          struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st = q->st[ST_PENDING_PUT];
 
   db_bind_text(st, 1, run_id);
@@ -951,21 +957,20 @@ static int sq_pending_put(void *txn, const char *run_id, int64_t step,
   return durin__sq_step_nowait(q, st, "recording pending response", err);
 }
 
-static int sq_pending_clear(void *txn, const char *run_id,
+int durin_txn_pending_clear(struct durin_txn *txn, const char *run_id,
                             struct durin_err *err)
 {
-  struct sq *q = txn;
+  struct durin_store *q = txn->q;
   struct db_stmt *st = q->st[ST_PENDING_CLEAR];
 
   db_bind_text(st, 1, run_id);
   return durin__sq_step_nowait(q, st, "clearing pending response", err);
 }
 
-static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
-                          int64_t max, durin_event_cb cb, void *arg,
-                          struct durin_err *err)
+int durin_store_events_read(struct durin_store *q, const char *run_id,
+                            int64_t from_seq, int64_t max, durin_event_cb cb,
+                            void *arg, struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0, rc;
 
@@ -998,7 +1003,7 @@ static int sq_events_read(void *impl, const char *run_id, int64_t from_seq,
 
 /* One run's (step, text) row of sql; DURIN_ENOTFOUND (without a message)
  * if it has none. */
-static int step_text(struct sq *q, const char *sql, const char *run_id,
+static int step_text(struct durin_store *q, const char *sql, const char *run_id,
                      int64_t *step, char **text, const char *what,
                      struct durin_err *err)
 {
@@ -1021,22 +1026,22 @@ static int step_text(struct sq *q, const char *sql, const char *run_id,
   return r;
 }
 
-static int sq_checkpoint_get(void *impl, const char *run_id, int64_t *step,
-                             char **data, struct durin_err *err)
+int durin_store_checkpoint_get(struct durin_store *q, const char *run_id,
+                               int64_t *step, char **data,
+                               struct durin_err *err)
 {
-  int r =
-      step_text(impl, "SELECT step, data FROM checkpoints WHERE run_id = ?1",
-                run_id, step, data, "reading checkpoint", err);
+  int r = step_text(q, "SELECT step, data FROM checkpoints WHERE run_id = ?1",
+                    run_id, step, data, "reading checkpoint", err);
 
   if (r == DURIN_ENOTFOUND)
     durin_err_set(err, r, "run '%s' has no checkpoint", run_id);
   return r;
 }
 
-static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
-                          durin_ledger_cb cb, void *arg, struct durin_err *err)
+int durin_store_ledger_read(struct durin_store *q, const char *run_id,
+                            int64_t step, durin_ledger_cb cb, void *arg,
+                            struct durin_err *err)
 {
-  struct sq *q = impl;
   struct db_stmt *st = NULL;
   int r = 0, rc;
 
@@ -1076,71 +1081,32 @@ static int sq_ledger_read(void *impl, const char *run_id, int64_t step,
   return r;
 }
 
-static int sq_pending_get(void *impl, const char *run_id, int64_t *step,
-                          char **response, struct durin_err *err)
+int durin_store_pending_get(struct durin_store *q, const char *run_id,
+                            int64_t *step, char **response,
+                            struct durin_err *err)
 {
-  return step_text(impl, "SELECT step, response FROM pending WHERE run_id = ?1",
+  return step_text(q, "SELECT step, response FROM pending WHERE run_id = ?1",
                    run_id, step, response, "reading pending response", err);
 }
 
-static int sq_wakeup_fd(void *impl)
+int durin_store_wakeup_fd(struct durin_store *q)
 {
-  struct sq *q = impl;
-
   return q->db->ops->listen_fd(q->db);
 }
 
-static int sq_wakeup_drain(void *impl)
+int durin_store_wakeup_drain(struct durin_store *q)
 {
-  struct sq *q = impl;
-
   return q->db->ops->listen_drain(q->db);
 }
 
-int durin__sq_notify(struct sq *q, struct durin_err *err)
+int durin__sq_notify(struct durin_store *q, struct durin_err *err)
 {
   if (q->db->ops->notify(q->db) != DB_OK)
     return durin__sq_fail(q, err, "waking workers");
   return 0;
 }
 
-static int64_t sq_size_bytes(void *impl)
+int64_t durin_store_size_bytes(struct durin_store *q)
 {
-  struct sq *q = impl;
-
   return q->db->ops->size_bytes(q->db);
 }
-
-/* Both databases share every operation but opening. */
-#define SQL_OPS                                                               \
- .close = sq_close, .run_create = sq_run_create, .run_get = sq_run_get,       \
- .run_resolve = sq_run_resolve, .run_list = sq_run_list,                      \
- .run_claim = sq_run_claim, .run_request_cancel = sq_run_request_cancel,      \
- .run_find_active = durin__sq_run_find_active,                                \
- .run_pause = durin__sq_run_pause, .run_unpause = durin__sq_run_unpause,      \
- .queue_claim = durin__sq_queue_claim, .lease_renew = durin__sq_lease_renew,  \
- .signals = durin__sq_signals, .watchdog = durin__sq_watchdog,                \
- .limit_set = durin__sq_limit_set, .limit_list = durin__sq_limit_list,        \
- .txn_savepoint = durin__sq_txn_savepoint,                                    \
- .txn_savepoint_end = durin__sq_txn_savepoint_end,                            \
- .txn_begin = durin__sq_txn_begin, .txn_commit = durin__sq_txn_commit,        \
- .txn_rollback = durin__sq_txn_rollback, .txn_fence = durin__sq_txn_fence,    \
- .events_append = durin__sq_events_append,                                    \
- .checkpoint_put = sq_checkpoint_put, .run_update = sq_run_update,            \
- .ledger_intent = sq_ledger_intent, .ledger_outcome = sq_ledger_outcome,      \
- .pending_put = sq_pending_put, .pending_clear = sq_pending_clear,            \
- .events_read = sq_events_read, .checkpoint_get = sq_checkpoint_get,          \
- .ledger_read = sq_ledger_read, .pending_get = sq_pending_get,                \
- .size_bytes = sq_size_bytes, .approval_request = durin__sq_approval_request, \
- .approval_get = durin__sq_approval_get,                                      \
- .approval_list = durin__sq_approval_list,                                    \
- .approval_decide = durin__sq_approval_decide, .wakeup_fd = sq_wakeup_fd,     \
- .wakeup_drain = sq_wakeup_drain,
-
-const struct durin_store_ops durin__store_sqlite_ops = { .scheme = "sqlite",
-                                                         .open = sq_open,
-                                                         SQL_OPS };
-
-const struct durin_store_ops durin__store_pg_ops = {
-  .scheme = "postgres", .own_query = 1, .open = pg_open, SQL_OPS
-};
