@@ -106,8 +106,7 @@ static double layered_call(void)
   json_t *ch;
 
   lay_step++;
-  if (durin_layer_mark(lay_ws, lay_step, 0, &err) ||
-      durin_layer_begin(lay_ws, lay_step, 0, 1, layer, sizeof(layer), &err))
+  if (durin_layer_begin(lay_ws, lay_step, 0, 1, layer, sizeof(layer), &err))
     return -1;
   o.workspace = lay_ws;
   o.lower[o.nlower++] = lay_ws;
@@ -118,7 +117,7 @@ static double layered_call(void)
   durin_sandbox_argv_free(argv);
   if (t < 0)
     return -1;
-  ch = durin_layer_changes(layer, lay_ws);
+  ch = durin_layer_changes(layer, lay_ws, NULL);
   json_decref(ch);
   if (durin_layer_merge(layer, lay_ws, 0, &err))
     return -1;

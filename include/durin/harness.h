@@ -76,9 +76,10 @@ struct durin_action {
   const char *pending; /* the model response the intents (or the approval
                           request) belong to, when not yet durable */
 
-  int call;     /* index of the tool call in the step */
-  int ledgered; /* DURIN_ACT_TOOL: the call has a ledger intent, so its
-                   outcome will be recorded (it may run in a layer) */
+  int call;      /* index of the tool call in the step */
+  int ledgered;  /* DURIN_ACT_TOOL: the call has a ledger intent, so its
+                    outcome will be recorded */
+  int contained; /* ... and its intent says it runs in a layer of its own */
   const struct durin_tool_def *tool;
   json_t *args;
   /* DURIN_ACT_TOOL: timeout_ms is already cut to the wall-clock budget
@@ -160,13 +161,13 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                                const struct durin_ledger_entry *entries, int n,
                                struct durin_err *err);
 /*
- * After durin_harness_load_pending: call (of the unfinished step) ran in a
- * layer of its own that was discarded unmerged (lib/sandbox/layer.c), so
- * it left no trace. Should its outcome be unknown, it is run again, with
- * the same idempotency key, whatever its declared effect.
+ * Whether the driver runs commands in the sandbox (default: no). It
+ * decides which calls run in a layer of its own (durin_tool_contained),
+ * which each call's intent records: a call whose intent says so and whose
+ * outcome is unknown after a crash is run again, with the same key,
+ * whatever its declared effect, since its layer was discarded unmerged.
  */
-int durin_harness_call_contained(struct durin_harness *h, int64_t step,
-                                 int call);
+void durin_harness_set_sandboxed(struct durin_harness *h, int sandboxed);
 /*
  * Restores a decision about a call of the unfinished step (loaded after
  * durin_harness_load_pending): the step replays, and the call the policy

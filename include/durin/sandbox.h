@@ -101,27 +101,29 @@ void durin_workspace_unmount(const char *ws);
  * runs/ID/calls/sSTEP-cCALL; each attempt at it, by the lease holder of
  * one epoch, is a layer eEPOCH/ in it with upper/ and work/.
  *
- * mark: makes the call's directory, durably (before its ledger intent).
- * begin: makes a fresh attempt's layer; its path goes to out.
+ * begin: makes a fresh attempt's layer (and the call's directory); its
+ *   path goes to out.
  * name: "sSTEP-cCALL/eEPOCH", the layer's name in the call's outcome.
- * changes: what the layer would do to target (added, changed, deleted
- *   files, bytes), as a JSON object (new reference).
+ * changes: what the layer would do to target, seen over below (a
+ *   template run's template; may be NULL): added, changed, deleted files,
+ *   bytes, as a JSON object (new reference); "too_deep" when the layer
+ *   nests directories deeper than DURIN_LAYER_MAX_DEPTH (its call must
+ *   then keep nothing of it).
  * merge: moves the layer's upper/ into target, idempotently: a merge cut
  *   by a crash is finished by running it again. whiteouts: target is an
  *   overlay's upper layer itself (a template run), so deletions are kept
  *   as whiteouts there.
  * scan: calls cb for every call directory of the workspace; stops at and
  *   returns the first non-zero return of cb (DURIN_EIO: unreadable).
- * discard_attempts: removes every attempt of a call, keeping the call's
- *   directory (the record that it is contained).
+ * discard_attempts: removes every attempt of a call.
  */
+#define DURIN_LAYER_MAX_DEPTH 128
 void durin_layer_calls_dir(const char *ws, char *out, size_t len);
-int durin_layer_mark(const char *ws, int64_t step, int call,
-                     struct durin_err *err);
 int durin_layer_begin(const char *ws, int64_t step, int call, uint64_t epoch,
                       char *out, size_t len, struct durin_err *err);
 const char *durin_layer_name(const char *layer);
-json_t *durin_layer_changes(const char *layer, const char *target);
+json_t *durin_layer_changes(const char *layer, const char *target,
+                            const char *below);
 int durin_layer_merge(const char *layer, const char *target, int whiteouts,
                       struct durin_err *err);
 typedef int (*durin_layer_cb)(void *arg, int64_t step, int call,

@@ -93,7 +93,7 @@ struct durin_spec_sandbox {
 
 /*
  * Whether a sandboxed call under b can reach nothing but its workspace
- * (no read-write binds, no network but to repeat-safe hosts), so that a
+ * (no binds, no network but to repeat-safe hosts), so that a
  * call cut by a crash, whose layer was discarded, may simply run again.
  */
 int durin_spec_sandbox_contained(const struct durin_spec_sandbox *b);

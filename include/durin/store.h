@@ -143,6 +143,8 @@ struct durin_ledger_entry {
   const char *args_hash; /* sha256 hex of the canonical arguments */
   const char *idem_key;
   const char *args;
+  int contained;       /* it runs in a layer of its own (so a restorer may
+                          run it again when its outcome is unknown) */
   int done;            /* outcome recorded */
   const char *outcome; /* JSON result, when done */
   int64_t intent_ms, outcome_ms;

@@ -99,6 +99,15 @@ struct durin_tool_def {
   int layered;
 };
 
+/*
+ * Whether a call of def runs as a transaction on the workspace (a layer of
+ * its own, merged once its outcome is durable; docs/internals/calls.md):
+ * a command in the sandbox (sandboxed) that can reach nothing but its
+ * workspace under box, or a tool that writes through its layer.
+ */
+int durin_tool_contained(const struct durin_tool_def *def,
+                         const struct durin_spec_sandbox *box, int sandboxed);
+
 /* Looks a tool up among the built-ins and registered tools, or NULL. */
 const struct durin_tool_def *durin_tool_find(const char *name);
 /* Comma-separated names of every known tool, for error messages. */

@@ -74,6 +74,9 @@ extern const char *const durin_fault_points[];
 int durin_tree_copy(const char *src, const char *dst, struct durin_err *err);
 /* Removes a tree; missing is not an error. */
 int durin_tree_remove(const char *path);
+/* The same for name beneath the directory dfd; neither follows a link
+ * nor recurses on the stack, so any depth of tree goes. */
+int durin_tree_remove_at(int dfd, const char *name);
 /* mkdir -p with mode 0755. */
 int durin_mkdirs(const char *path, struct durin_err *err);
 /* Creates a fresh directory /tmp/PREFIX.<6 random characters> (mkdtemp)

@@ -32,7 +32,7 @@ struct call {
   enum call_state state;
   int intent;        /* a ledger intent exists for it */
   int indeterminate; /* intent without outcome, found on resume */
-  int contained;     /* it ran in a layer of its own, discarded since */
+  int contained;     /* its intent says it runs in a layer of its own */
   int repeat_noted;  /* the call_repeated event is out */
   char args_hash[65];
   char idem_key[96];
@@ -84,6 +84,7 @@ struct durin_harness {
   int cancel;
   char cancel_reason[256];
   int resolve;     /* -1 none, 0 skip, 1 retry */
+  int sandboxed;   /* the driver runs commands in the sandbox */
   int step_counts; /* a model response belongs to this commit */
   int needs_human; /* this commit stops the run for a human */
   int waiting;     /* this commit parks the run until a person decides */
@@ -882,6 +883,11 @@ static void dispatch(struct durin_harness *h, int64_t now,
         e->args = h->intent_args;
       }
       e->intent_ms = now;
+      /* Decided once, recorded with the intent: a restorer trusts the
+       * ledger, not the worker it runs in, about how the call ran. */
+      c->contained =
+          durin_tool_contained(c->def, &h->spec->sandbox, h->sandboxed);
+      e->contained = c->contained;
       act->kind = DURIN_ACT_INTENT;
       act->intents = e;
       act->nintents = 1;
@@ -892,6 +898,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->kind = DURIN_ACT_TOOL;
     act->call = h->cur;
     act->ledgered = c->intent;
+    act->contained = c->intent && c->contained;
     act->tool = c->def;
     act->args = c->args;
     act->tool_ctx.workspace = h->spec->workspace;
@@ -1382,6 +1389,7 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
       h->ck.usage.tool_calls++;
     } else {
       c->indeterminate = 1;
+      c->contained = e->contained;
     }
   }
   /* Calls before the first unresolved one are done; start from there. */
@@ -1389,13 +1397,9 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   return 0;
 }
 
-int durin_harness_call_contained(struct durin_harness *h, int64_t step,
-                                 int call)
+void durin_harness_set_sandboxed(struct durin_harness *h, int sandboxed)
 {
-  if (!h->have_resp || step != h->ck.step + 1 || call < 0 || call >= h->ncalls)
-    return DURIN_ENOTFOUND;
-  h->calls[call].contained = 1;
-  return 0;
+  h->sandboxed = sandboxed;
 }
 
 int durin_harness_load_approval(struct durin_harness *h,

@@ -57,42 +57,29 @@ void durin_layer_calls_dir(const char *ws, char *out, size_t len)
   snprintf(out, len, "%.*s/calls", n, slash ? ws : "");
 }
 
-int durin_layer_mark(const char *ws, int64_t step, int call,
-                     struct durin_err *err)
-{
-  char calls[4096], dir[4200];
-  struct stat st;
-
-  durin_layer_calls_dir(ws, calls, sizeof(calls));
-  snprintf(dir, sizeof(dir), "%s/s%lld-c%d", calls, (long long)step, call);
-  if (mkdir(dir, 0755) == 0 || (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
-    return 0;
-  /*
-   * Made before the intent is written, so a restorer that finds the intent
-   * without an outcome finds this too, whatever process died. It is not
-   * synced: should a power loss take it and leave the intent, the
-   * restorer falls back to the ledger's rule for the call (the unsafe
-   * side), never to running an uncontained call again.
-   */
-  if (durin_mkdirs(dir, err))
-    return err ? err->code : DURIN_EIO;
-  return 0;
-}
-
 int durin_layer_begin(const char *ws, int64_t step, int call, uint64_t epoch,
                       char *out, size_t len, struct durin_err *err)
 {
   char calls[4096], path[4300];
 
   durin_layer_calls_dir(ws, calls, sizeof(calls));
-  snprintf(out, len, "%s/s%lld-c%d/e%llu", calls, (long long)step, call,
-           (unsigned long long)epoch);
+  if ((size_t)snprintf(out, len, "%s/s%lld-c%d/e%llu", calls, (long long)step,
+                       call, (unsigned long long)epoch) >= len)
+    return durin_err_set(err, DURIN_EINVAL,
+                         "the layer path under '%s' is "
+                         "too long",
+                         calls);
   /* A leftover of this very epoch (a tool started, then the worker let go
    * and took the run back) held nothing durable: start clean. */
-  if (mkdir(out, 0755) &&
-      (errno != EEXIST || durin_tree_remove(out) || durin_mkdirs(out, err)))
-    return durin_err_set(err, DURIN_EIO, "cannot make the layer '%s': %s", out,
-                         strerror(errno));
+  if (mkdir(out, 0755) == 0)
+    ;
+  else if (errno == EEXIST) {
+    if (durin_tree_remove(out) || mkdir(out, 0755))
+      return durin_err_set(err, DURIN_EIO, "cannot make the layer '%s': %s",
+                           out, strerror(errno));
+  } else if (durin_mkdirs(out, err)) {
+    return err ? err->code : DURIN_EIO;
+  }
   snprintf(path, sizeof(path), "%s/upper", out);
   if (mkdir(path, 0755))
     return durin_err_set(err, DURIN_EIO, "cannot make '%s': %s", path,
@@ -132,41 +119,71 @@ static int is_opaque(int dfd)
 
   snprintf(path, sizeof(path), "/proc/self/fd/%d", dfd);
   n = getxattr(path, OPAQUE_XATTR, v, sizeof(v));
-  return n > 0 && (v[0] == 'y' || v[0] == 'x');
+  /* "y" only: newer kernels write "x" for a directory that merely holds
+   * whiteouts of its own kind, which is not opaque. */
+  return n > 0 && v[0] == 'y';
 }
 
 struct changes {
   json_t *added, *changed, *deleted, *replaced;
   int64_t nadded, nchanged, ndeleted, bytes;
+  int too_deep;
 };
 
 static void note(json_t *list, int64_t *count, const char *prefix,
                  const char *name)
 {
   if (json_array_size(list) < CHANGES_MAX) {
-    char path[4200];
+    char *path;
 
-    snprintf(path, sizeof(path), "%s%s", prefix, name);
-    json_array_append_new(list, json_string(path));
+    if (asprintf(&path, "%s%s", prefix, name) >= 0) {
+      json_array_append_new(list, json_string(path));
+      free(path);
+    }
   }
   (*count)++;
 }
 
-/* tdfd may be -1: the target directory does not exist (all added). */
-static void scan(int udfd, int tdfd, const char *prefix, struct changes *c)
+/* Whether name is in the view of the target directories t[0..n) (the
+ * topmost first; -1: not there): found as a whiteout, it is not. */
+static int in_view(const int *t, int n, const char *name, struct stat *st)
+{
+  int i;
+
+  for (i = 0; i < n; i++) {
+    if (t[i] < 0 || fstatat(t[i], name, st, AT_SYMLINK_NOFOLLOW))
+      continue;
+    return !is_whiteout(st);
+  }
+  return 0;
+}
+
+/*
+ * What upper (udfd) changes in the view of t[0..n). Recursion is bounded:
+ * a layer deeper than DURIN_LAYER_MAX_DEPTH is reported too_deep (the
+ * worker then keeps nothing of it), so an agent's `mkdir -p a/a/a/...`
+ * cannot exhaust the stack or the descriptors of whoever reads it.
+ */
+static void scan(int udfd, const int *t, int n, const char *prefix, int depth,
+                 struct changes *c)
 {
   DIR *d;
   struct dirent *e;
-  int dup = fcntl(udfd, F_DUPFD_CLOEXEC, 0);
+  int dup;
 
+  if (depth > DURIN_LAYER_MAX_DEPTH) {
+    c->too_deep = 1;
+    return;
+  }
+  dup = fcntl(udfd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0 || !(d = fdopendir(dup))) {
     if (dup >= 0)
       close(dup);
     return;
   }
-  if (tdfd >= 0 && is_opaque(udfd))
+  if (n && t[0] >= 0 && is_opaque(udfd))
     json_array_append_new(c->replaced, json_string(*prefix ? prefix : "./"));
-  while ((e = readdir(d))) {
+  while (!c->too_deep && (e = readdir(d))) {
     struct stat st, tst;
     int there;
 
@@ -174,27 +191,29 @@ static void scan(int udfd, int tdfd, const char *prefix, struct changes *c)
       continue;
     if (fstatat(udfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
       continue;
-    there =
-        tdfd >= 0 && fstatat(tdfd, e->d_name, &tst, AT_SYMLINK_NOFOLLOW) == 0;
+    there = in_view(t, n, e->d_name, &tst);
     if (is_whiteout(&st)) {
       if (there)
         note(c->deleted, &c->ndeleted, prefix, e->d_name);
     } else if (S_ISDIR(st.st_mode)) {
-      char sub[4200];
       int u = openat(udfd, e->d_name,
                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      int t = there && S_ISDIR(tst.st_mode) ?
-                  openat(tdfd, e->d_name,
-                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) :
-                  -1;
+      int sub[2] = { -1, -1 }, k;
+      char *p = NULL;
 
-      snprintf(sub, sizeof(sub), "%s%s/", prefix, e->d_name);
-      if (u >= 0)
-        scan(u, t, sub, c);
+      /* Below an opaque directory nothing of the view shows through. */
+      for (k = 0; u >= 0 && k < n && k < 2 && !is_opaque(u); k++)
+        if (t[k] >= 0)
+          sub[k] = openat(t[k], e->d_name,
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (u >= 0 && asprintf(&p, "%s%s/", prefix, e->d_name) >= 0)
+        scan(u, sub, n < 2 ? n : 2, p, depth + 1, c);
+      free(p);
+      for (k = 0; k < 2; k++)
+        if (sub[k] >= 0)
+          close(sub[k]);
       if (u >= 0)
         close(u);
-      if (t >= 0)
-        close(t);
     } else {
       if (S_ISREG(st.st_mode))
         c->bytes += st.st_size;
@@ -207,11 +226,12 @@ static void scan(int udfd, int tdfd, const char *prefix, struct changes *c)
   closedir(d);
 }
 
-json_t *durin_layer_changes(const char *layer, const char *target)
+json_t *durin_layer_changes(const char *layer, const char *target,
+                            const char *below)
 {
   struct changes c;
   char upper[4300];
-  int u, t;
+  int u, t[2];
   json_t *out;
 
   memset(&c, 0, sizeof(c));
@@ -221,13 +241,16 @@ json_t *durin_layer_changes(const char *layer, const char *target)
   c.replaced = json_array();
   snprintf(upper, sizeof(upper), "%s/upper", layer);
   u = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  t = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  t[0] = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  t[1] = below ? open(below, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (u >= 0)
-    scan(u, t, "", &c);
+    scan(u, t, below ? 2 : 1, "", 0, &c);
   if (u >= 0)
     close(u);
-  if (t >= 0)
-    close(t);
+  if (t[0] >= 0)
+    close(t[0]);
+  if (t[1] >= 0)
+    close(t[1]);
   out =
       json_pack("{s:s,s:o,s:o,s:o,s:I,s:I,s:I,s:I}", "layer",
                 durin_layer_name(layer), "added", c.added, "changed", c.changed,
@@ -238,6 +261,8 @@ json_t *durin_layer_changes(const char *layer, const char *target)
     json_object_set_new(out, "replaced_dirs", c.replaced);
   else
     json_decref(c.replaced);
+  if (c.too_deep)
+    json_object_set_new(out, "too_deep", json_true());
   return out;
 }
 
@@ -249,29 +274,11 @@ struct merge {
   struct durin_err *err;
 };
 
-/* Removes name beneath dfd, whatever it is, without following links. */
+/* Removes name beneath dfd, whatever it is, without following links
+ * (iteratively: the target may be as deep as the agent made it). */
 static int remove_at(int dfd, const char *name)
 {
-  struct stat st;
-  DIR *d;
-  struct dirent *e;
-  int sub;
-
-  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
-    return errno == ENOENT ? 0 : -1;
-  if (!S_ISDIR(st.st_mode))
-    return unlinkat(dfd, name, 0) && errno != ENOENT ? -1 : 0;
-  sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (sub < 0 || !(d = fdopendir(sub))) {
-    if (sub >= 0)
-      close(sub);
-    return -1;
-  }
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      remove_at(dirfd(d), e->d_name);
-  closedir(d);
-  return unlinkat(dfd, name, AT_REMOVEDIR) && errno != ENOENT ? -1 : 0;
+  return durin_tree_remove_at(dfd, name) ? -1 : 0;
 }
 
 static int clear_dir(int dfd)
@@ -317,13 +324,20 @@ static void strip_overlay_xattrs(int dfd, const char *name)
   close(fd);
 }
 
-static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what)
+static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what,
+                     int depth)
 {
-  int dup = fcntl(udfd, F_DUPFD_CLOEXEC, 0), r = 0;
+  int dup, r = 0;
   struct dirent *e;
   DIR *d;
   char path[64];
 
+  /* A layer deeper than this was refused before its outcome was written
+   * (too_deep); one found anyway is not walked. */
+  if (depth > DURIN_LAYER_MAX_DEPTH) {
+    errno = ELOOP;
+    return fail(m, "merging (too deep)", what);
+  }
   if (is_opaque(udfd)) {
     /* Empty the target first; the mark goes only once that is done, so
      * a redo never empties what a first pass already moved in. */
@@ -338,6 +352,7 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what)
     if (removexattr(path, OPAQUE_XATTR) && errno != ENODATA)
       return fail(m, "unmarking", what);
   }
+  dup = fcntl(udfd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0 || !(d = fdopendir(dup))) {
     if (dup >= 0)
       close(dup);
@@ -363,11 +378,24 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what)
           t = openat(tdfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
       if (t < 0) {
-        /* Not a directory there (a file, a link) or nothing: replace. */
+        struct stat was;
+        int replaced = fstatat(tdfd, n, &was, AT_SYMLINK_NOFOLLOW) == 0;
+
+        /* Not a directory there (a file, a link, a whiteout) or nothing:
+         * replace. In an upper layer, a directory made where the run had
+         * deleted or replaced something must hide what the template has
+         * of that name: opaque. */
         if (remove_at(tdfd, n) || mkdirat(tdfd, n, st.st_mode & 07777) ||
             (t = openat(tdfd, n,
                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
           r = fail(m, "making directory", n);
+          break;
+        }
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", t);
+        if (m->whiteouts && replaced &&
+            setxattr(path, OPAQUE_XATTR, "y", 1, 0)) {
+          r = fail(m, "marking opaque", n);
+          close(t);
           break;
         }
       }
@@ -378,7 +406,7 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what)
       if (u < 0)
         r = fail(m, "opening", n);
       else
-        r = merge_dir(m, u, t, n);
+        r = merge_dir(m, u, t, n, depth + 1);
       if (u >= 0)
         close(u);
       close(t);
@@ -390,6 +418,9 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what)
        * only ever a lower layer, where it is ignored. */
       if (m->whiteouts && S_ISREG(st.st_mode))
         strip_overlay_xattrs(udfd, n);
+      /* No set-id bit reaches the host's files from a sandboxed call. */
+      if (S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID)))
+        fchmodat(udfd, n, st.st_mode & 0777, 0);
       if (renameat(udfd, n, tdfd, n)) {
         /* A directory in the way (the call replaced it by a file). */
         if ((errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST &&
@@ -424,7 +455,7 @@ int durin_layer_merge(const char *layer, const char *target, int whiteouts,
     /* Not synced: renames and removals reach the disk in the order they
      * were made (journalled metadata), and until the call's directory is
      * gone on disk, a restorer merges again. */
-    r = merge_dir(&m, u, t, ".");
+    r = merge_dir(&m, u, t, ".", 0);
   }
   if (u >= 0)
     close(u);

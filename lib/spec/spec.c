@@ -417,7 +417,10 @@ int durin_spec_sandbox_contained(const struct durin_spec_sandbox *b)
 {
   int i, k;
 
-  if (b->nrw)
+  /* A read-only bind still reaches outside: a unix socket in it can be
+   * connected to (read-only mounts and Landlock stop writes to files, not
+   * connect()). Judged from the spec alone, any bind is a way out. */
+  if (b->nrw || b->nro)
     return 0;
   for (i = 0; b->net_proxy && i < b->nallow; i++) {
     int safe = 0;

@@ -33,8 +33,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                   "step = excluded.step, data = excluded.data",
   [ST_LEDGER_INTENT] =
       "INSERT INTO ledger(run_id, step, call_idx, call_id, tool, effect, "
-      "args_hash, idem_key, args, done, intent_ms) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
+      "args_hash, idem_key, args, done, intent_ms, contained) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)",
   [ST_LEDGER_OUTCOME] = "UPDATE ledger SET done = 1, outcome = ?4, "
                         "outcome_ms = ?5 WHERE run_id = ?1 AND step = ?2 "
                         "AND call_idx = ?3",
@@ -115,6 +115,10 @@ static const char *const stmt_sql[ST__COUNT] = {
  "  served " I64 " NOT NULL"  \
  ");"                         \
  "CREATE INDEX queue_served_serial ON queue_served(served);"
+
+/* Whether a call's attempt runs in a layer of its own (lib/worker/calls.c). */
+#define LEDGER_CONTAINED \
+ "ALTER TABLE ledger ADD COLUMN contained INTEGER NOT NULL DEFAULT 0;"
 
 #define APPROVALS_TABLE(I64)                                \
  "CREATE TABLE approvals("                                  \
@@ -238,6 +242,9 @@ static const char *const migrations[] = {
   "ALTER TABLE runs ADD COLUMN commit_token TEXT;",
   /* 5: fair share's memory (sql-queue.c). */
   QUEUE_SERVED("INTEGER"),
+  /* 6: a call that runs in a layer of its own says so in its intent, so a
+   * restorer knows from the ledger alone that it may simply run again. */
+  LEDGER_CONTAINED,
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -335,6 +342,7 @@ static const char *const pg_migrations[] = {
   "expected %; writing again', p_run, p_a, p_b USING ERRCODE = 'DU002';\n"
   "END $$;",
   QUEUE_SERVED("BIGINT"),
+  LEDGER_CONTAINED,
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,
@@ -919,6 +927,7 @@ int durin_txn_ledger_intent(struct durin_txn *txn,
   db_bind_text(st, 8, e->idem_key);
   db_bind_text(st, 9, e->args);
   db_bind_int64(st, 10, e->intent_ms);
+  db_bind_int64(st, 11, e->contained);
   return durin__sq_step_nowait(q, st, "recording ledger intent", err);
 }
 
@@ -1048,7 +1057,7 @@ int durin_store_ledger_read(struct durin_store *q, const char *run_id,
   if (db_prepare(q->db,
                  "SELECT step, call_idx, call_id, tool, effect, "
                  "args_hash, idem_key, args, done, outcome, intent_ms, "
-                 "outcome_ms FROM ledger WHERE run_id = ?1 AND "
+                 "outcome_ms, contained FROM ledger WHERE run_id = ?1 AND "
                  "(?2 < 0 OR step = ?2) ORDER BY step, call_idx",
                  &st) != DB_OK)
     return durin__sq_fail(q, err, "reading ledger");
@@ -1071,6 +1080,7 @@ int durin_store_ledger_read(struct durin_store *q, const char *run_id,
     e.outcome = db_col_text(st, 9);
     e.intent_ms = db_col_int64(st, 10);
     e.outcome_ms = db_col_int64(st, 11);
+    e.contained = db_col_int(st, 12);
     r = cb(&e, arg);
     if (r)
       break;

@@ -41,9 +41,9 @@ static void set_limit(int res, rlim_t v)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child(const char *dir, const char *command, int out_fd,
-                  char *const envp[], int64_t timeout_ms, int seccomp_fd,
-                  char *const sandbox_argv[])
+static void child(pid_t parent, const char *dir, const char *command,
+                  int out_fd, char *const envp[], int64_t timeout_ms,
+                  int seccomp_fd, char *const sandbox_argv[])
 {
   int devnull;
 
@@ -54,6 +54,10 @@ static void child(const char *dir, const char *command, int out_fd,
     _exit(126);
   setsid();
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* The parent may have died before the signal was armed (and we were
+   * taken by init or a subreaper): then nothing may start. */
+  if (getppid() != parent)
+    _exit(126);
   if (dir && chdir(dir) < 0)
     _exit(126);
   devnull = open("/dev/null", O_RDONLY);
@@ -91,7 +95,7 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   char *envp[40];
   char home[4200];
   int pipefd[2], n = 0, i;
-  pid_t pid;
+  pid_t pid, parent;
 
   snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
@@ -116,6 +120,7 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
     durin_sandbox_argv_free(sargv);
     return DURIN_EIO;
   }
+  parent = getpid();
   pid = fork();
   if (pid < 0) {
     close(pipefd[0]);
@@ -124,8 +129,8 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
     return DURIN_EIO;
   }
   if (pid == 0)
-    child(dir, command, pipefd[1], envp, timeout_ms, sb ? sb->seccomp_fd : -1,
-          sargv);
+    child(parent, dir, command, pipefd[1], envp, timeout_ms,
+          sb ? sb->seccomp_fd : -1, sargv);
   durin_sandbox_argv_free(sargv);
   close(pipefd[1]);
   *pid_out = pid;

@@ -75,7 +75,8 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
 
   if ((ws = open_ws(ctx, res)) < 0)
     return 0;
-  fd = durin_path_open(ws, path, O_RDONLY, 0, &err);
+  /* Non-blocking: a FIFO is refused below instead of waited on. */
+  fd = durin_path_open(ws, path, O_RDONLY | O_NONBLOCK, 0, &err);
   close(ws);
   if (fd < 0) {
     durin__tool_fail(res, "read_file: %s", err.msg);
@@ -122,31 +123,77 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
  * Returns a directory fd beneath layer/upper for path's parent, made as
  * needed (existing workspace directories keep their modes), or -1.
  */
+/* Whether every part of the relative path s is a plain name: no empty
+ * part, no "." and no "..". */
+static int plain_names(const char *s)
+{
+  const char *p = s;
+
+  if (!*s || *s == '/')
+    return 0;
+  for (;;) {
+    size_t n = strcspn(p, "/");
+
+    if (n == 0 || (n == 1 && p[0] == '.') ||
+        (n == 2 && p[0] == '.' && p[1] == '.'))
+      return 0;
+    if (!p[n])
+      return 1;
+    p += n + 1;
+  }
+}
+
+/* Makes (if need be) and opens the directory name beneath dfd, never
+ * following a link; closes dfd. */
+static int down(int dfd, const char *name, mode_t mode)
+{
+  int fd;
+
+  if (mkdirat(dfd, name, mode) && errno != EEXIST) {
+    close(dfd);
+    return -1;
+  }
+  fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  close(dfd);
+  return fd;
+}
+
 static int layer_parent(int ws, const char *layer, const char *path,
                         struct durin_err *err)
 {
-  char parent[4200], real[4200], link[64], wsreal[4200], dir[8600];
-  const char *slash = strrchr(path, '/'), *rest = "", *rel;
+  char parent[4200], real[4200], link[64], wsreal[4200], part[256];
+  char relbuf[4200];
+  const char *slash = strrchr(path, '/'), *rest = "", *rel, *p;
+  struct durin_err perr = { 0 };
   ssize_t n;
   int fd = -1;
 
+  /* Nothing but plain names: the parts that do not exist yet are made
+   * beneath upper/ by name, where ".." would climb out of the layer. */
+  if (!plain_names(path))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "'%s' is not a plain relative path (no '.', '..' "
+                         "or empty parts, not absolute)",
+                         path);
   snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - path) : 1,
            slash ? path : ".");
   /* The longest prefix of the parent that exists in the workspace. */
   for (;;) {
-    fd = durin_path_open(ws, parent, O_PATH | O_DIRECTORY, 0, NULL);
-    if (fd >= 0 || errno != ENOENT || !strcmp(parent, "."))
+    memset(&perr, 0, sizeof(perr));
+    fd = durin_path_open(ws, parent, O_PATH | O_DIRECTORY, 0, &perr);
+    if (fd >= 0 || perr.code != DURIN_ENOTFOUND || !strcmp(parent, "."))
       break;
     slash = strrchr(parent, '/');
-    rest = slash ? path + (slash - parent) : path;
+    rest = slash ? path + (slash - parent) + 1 : path;
     if (slash)
       *(char *)slash = 0;
     else
       snprintf(parent, sizeof(parent), ".");
   }
-  if (fd < 0)
-    return durin_err_set(err, DURIN_EINVAL, "cannot write beneath '%s': %s",
-                         parent, strerror(errno));
+  if (fd < 0) {
+    *err = perr;
+    return -1;
+  }
   /* Where it really is, links inside the workspace followed. */
   snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
   n = readlink(link, real, sizeof(real) - 1);
@@ -156,55 +203,54 @@ static int layer_parent(int ws, const char *layer, const char *path,
     n = readlink(link, wsreal, sizeof(wsreal) - 1);
   }
   close(fd);
-  if (n <= 0)
+  if (n <= 0 || n >= (ssize_t)sizeof(wsreal) - 1)
     return durin_err_set(err, DURIN_EIO, "cannot resolve '%s'", parent);
   wsreal[n] = 0;
   rel = real + strlen(wsreal);
   if (strncmp(real, wsreal, (size_t)n) || (*rel && *rel != '/'))
     return durin_err_set(err, DURIN_EINVAL, "'%s' is outside the workspace",
                          path);
-  /* The same directories beneath upper/: existing ones as they are in the
-   * workspace (the merge keeps a layer directory's mode), new ones 0755. */
+  snprintf(relbuf, sizeof(relbuf), "%s", rel);
+  rel = relbuf;
   {
-    char sub[4200];
-    size_t i, len = strlen(rel);
+    char up[4200];
 
-    snprintf(sub, sizeof(sub), "%s", rel);
-    for (i = 1; i <= len; i++) {
-      struct stat st;
-
-      if (sub[i] != '/' && sub[i] != 0)
-        continue;
-      sub[i] = 0;
-      snprintf(dir, sizeof(dir), "%s/upper%s", layer, sub);
-      snprintf(real, sizeof(real), "%s%s", wsreal, sub);
-      if (stat(real, &st))
-        st.st_mode = 0755;
-      if (mkdir(dir, st.st_mode & 07777) && errno != EEXIST)
-        return durin_err_set(err, DURIN_EIO, "cannot make '%s': %s", dir,
-                             strerror(errno));
-      if (i < len)
-        sub[i] = '/';
-    }
+    if ((size_t)snprintf(up, sizeof(up), "%s/upper", layer) >= sizeof(up))
+      return durin_err_set(err, DURIN_EINVAL, "layer path too long");
+    fd = open(up, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   }
-  snprintf(dir, sizeof(dir), "%s/upper%s", layer, rel);
-  /* rest: "/a/b" or "/file"; the directories in it are new. */
-  if (*rest) {
-    char more[4200], *p;
+  /* The same directories beneath upper/, one at a time: existing ones
+   * with their modes in the workspace (the merge keeps a layer
+   * directory's mode), the new ones of rest 0755. */
+  for (p = rel; fd >= 0 && *p;) {
+    struct stat st;
+    size_t k;
 
-    snprintf(more, sizeof(more), "%s", *rest == '/' ? rest + 1 : rest);
-    p = strrchr(more, '/');
-    if (p) {
-      *p = 0;
-      snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%s", more);
-      if (durin_mkdirs(dir, err))
-        return -1;
-    }
+    p += *p == '/';
+    k = strcspn(p, "/");
+    if (!k || k >= sizeof(part))
+      break;
+    snprintf(part, sizeof(part), "%.*s", (int)k, p);
+    snprintf(real, sizeof(real), "%s%.*s", wsreal, (int)(p + k - rel), rel);
+    if (stat(real, &st))
+      st.st_mode = 0755;
+    fd = down(fd, part, st.st_mode & 07777);
+    p += k;
   }
-  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (p = rest; fd >= 0 && *p;) {
+    size_t k = strcspn(p, "/");
+
+    if (!p[k])
+      break; /* the file's own name */
+    snprintf(part, sizeof(part), "%.*s", (int)(k < sizeof(part) ? k : 0), p);
+    fd = down(fd, part, 0755);
+    p += k + 1;
+  }
   if (fd < 0)
-    return durin_err_set(err, DURIN_EIO, "cannot open '%s': %s", dir,
-                         strerror(errno));
+    return durin_err_set(err, DURIN_EIO,
+                         "cannot make the directories of '%s' "
+                         "in the call's layer: %s",
+                         path, strerror(errno));
   return fd;
 }
 
@@ -223,7 +269,9 @@ static int write_atomic(int ws, const char *layer, const char *path,
 
   if (!layer && durin_path_mkparents(ws, path, err))
     return -1;
-  fd = durin_path_open(ws, path, O_RDONLY, 0, NULL);
+  /* O_PATH: a FIFO or a device is looked at, never opened (a FIFO would
+   * block the thread until a writer came). */
+  fd = durin_path_open(ws, path, O_PATH, 0, NULL);
   if (fd >= 0) {
     if (fstat(fd, &st) == 0) {
       if (S_ISDIR(st.st_mode)) {
@@ -375,11 +423,21 @@ static int edit_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
   }
   if ((ws = open_ws(ctx, res)) < 0)
     return 0;
-  fd = durin_path_open(ws, path, O_RDONLY, 0, &err);
+  fd = durin_path_open(ws, path, O_RDONLY | O_NONBLOCK, 0, &err);
   if (fd < 0) {
     close(ws);
     durin__tool_fail(res, "edit_file: %s", err.msg);
     return 0;
+  }
+  {
+    struct stat st;
+
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+      close(fd);
+      close(ws);
+      durin__tool_fail(res, "edit_file: '%s' is not a regular file", path);
+      return 0;
+    }
   }
   if (read_fd(fd, 64 << 20, &in, &trunc) < 0 || trunc) {
     close(fd);

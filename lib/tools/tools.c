@@ -97,6 +97,16 @@ int durin_tool_register(const struct durin_tool_def *def)
   return 0;
 }
 
+int durin_tool_contained(const struct durin_tool_def *def,
+                         const struct durin_spec_sandbox *box, int sandboxed)
+{
+  if (!def)
+    return 0;
+  if (def->command)
+    return sandboxed && box && durin_spec_sandbox_contained(box);
+  return def->layered;
+}
+
 void durin_tool_result_clear(struct durin_tool_result *r)
 {
   if (!r)

@@ -1,6 +1,7 @@
 /* File-tree helpers used for workspaces and their start snapshots. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,29 +157,125 @@ out:
   return r;
 }
 
-int durin_tree_remove(const char *path)
+/*
+ * Removes name beneath dfd and everything under it, never following a
+ * link. Iterative: it holds one directory open and a heap stack of names,
+ * so a tree of any depth (an agent's `mkdir -p a/a/a/...`) costs neither
+ * stack nor descriptors. Any entry it cannot remove ends it with
+ * DURIN_EIO (rather than descending into it again forever).
+ */
+int durin_tree_remove_at(int dfd, const char *name)
 {
-  DIR *d;
-  struct dirent *de;
+  char **stack = NULL;
+  size_t depth = 0, cap = 0;
   struct stat st;
+  int cur, r = 0;
 
-  if (lstat(path, &st) < 0)
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
     return errno == ENOENT ? 0 : DURIN_EIO;
   if (!S_ISDIR(st.st_mode))
-    return unlink(path) < 0 ? DURIN_EIO : 0;
-  d = opendir(path);
-  if (!d)
+    return unlinkat(dfd, name, 0) && errno != ENOENT ? DURIN_EIO : 0;
+  cur = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (cur < 0)
     return DURIN_EIO;
-  while ((de = readdir(d))) {
-    char s[4096];
+  for (;;) {
+    char child[NAME_MAX + 1] = "";
+    int dup = fcntl(cur, F_DUPFD_CLOEXEC, 0), next;
+    struct dirent *e;
+    DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
 
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+    if (!d) {
+      if (dup >= 0)
+        close(dup);
+      r = DURIN_EIO;
+      break;
+    }
+    while (!r && (e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+        continue;
+      if (fstatat(cur, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+        continue;
+      if (S_ISDIR(st.st_mode)) {
+        snprintf(child, sizeof(child), "%s", e->d_name);
+        break;
+      }
+      if (unlinkat(cur, e->d_name, 0) && errno != ENOENT)
+        r = DURIN_EIO;
+    }
+    closedir(d);
+    if (r)
+      break;
+    if (child[0]) {
+      char **ns = stack;
+
+      if (depth == cap) {
+        cap = cap ? cap * 2 : 16;
+        ns = realloc(stack, cap * sizeof(*stack));
+      }
+      next = ns ? openat(cur, child,
+                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) :
+                  -1;
+      if (ns)
+        stack = ns;
+      if (next < 0 || !(stack[depth] = strdup(child))) {
+        if (next >= 0)
+          close(next);
+        r = DURIN_EIO;
+        break;
+      }
+      depth++;
+      close(cur);
+      cur = next;
       continue;
-    if ((size_t)snprintf(s, sizeof(s), "%s/%s", path, de->d_name) < sizeof(s))
-      durin_tree_remove(s);
+    }
+    /* cur is empty: remove it from its parent, and go on there. */
+    if (depth == 0) {
+      close(cur);
+      cur = -1;
+      if (unlinkat(dfd, name, AT_REMOVEDIR) && errno != ENOENT)
+        r = DURIN_EIO;
+      break;
+    }
+    next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(cur);
+    cur = next;
+    depth--;
+    if (cur < 0 ||
+        (unlinkat(cur, stack[depth], AT_REMOVEDIR) && errno != ENOENT)) {
+      free(stack[depth]);
+      r = DURIN_EIO;
+      break;
+    }
+    free(stack[depth]);
   }
-  closedir(d);
-  return rmdir(path) < 0 ? DURIN_EIO : 0;
+  if (cur >= 0)
+    close(cur);
+  while (depth > 0)
+    free(stack[--depth]);
+  free(stack);
+  return r;
+}
+
+int durin_tree_remove(const char *path)
+{
+  char parent[4096];
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  int dfd, r;
+
+  if (slash == path)
+    snprintf(parent, sizeof(parent), "/");
+  else if (slash)
+    snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
+  else
+    snprintf(parent, sizeof(parent), ".");
+  if (!*base)
+    return DURIN_EINVAL;
+  dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return errno == ENOENT ? 0 : DURIN_EIO;
+  r = durin_tree_remove_at(dfd, base);
+  close(dfd);
+  return r;
 }
 
 int durin_file_read(const char *path, size_t cap, char **out, size_t *len,

@@ -1,8 +1,7 @@
 /*
  * Tool calls as transactions on the workspace, the worker's side
  * (lib/worker/calls.c over lib/sandbox/layer.c). Blocking file-system
- * work: call from the store thread or the thread pool, not the loop,
- * except durin__call_contained.
+ * work: call from the store thread or the thread pool, not the loop.
  */
 #ifndef DURIN_WORKER_CALLS_H
 #define DURIN_WORKER_CALLS_H
@@ -14,13 +13,6 @@
 #include "durin/store.h"
 #include "durin/tools.h"
 
-/* Whether a call of def runs in a layer of its own (sandboxed: the worker
- * runs commands in the sandbox). */
-int durin__call_contained(const struct durin_spec *spec,
-                          const struct durin_tool_def *def, int sandboxed);
-/* Before the call's ledger intent: its directory, durably. */
-int durin__call_mark(const struct durin_spec *spec, int64_t step, int call,
-                     struct durin_err *err);
 /* An attempt's fresh layer (path into layer). */
 int durin__call_begin(const struct durin_spec *spec, int64_t step, int call,
                       uint64_t epoch, char *layer, size_t len,
@@ -33,12 +25,12 @@ int durin__call_merge(const struct durin_spec *spec, const char *layer,
 /* After the merge: the call's directory goes (off the call's path). */
 void durin__call_done(const char *layer);
 /*
- * After restoring run_id into h: merges the layers recorded outcomes name,
- * discards every other attempt, and tells h which calls of the step in
- * progress ran contained (durin_harness_call_contained).
+ * Before a restored run goes on: merges (again) the layers that recorded
+ * outcomes name, in the order the calls ran, and removes every other
+ * attempt. Whether a call without an outcome runs again is the harness's
+ * to decide, from its intent (durin_harness_set_sandboxed).
  */
 int durin__calls_recover(struct durin_store *s, const char *run_id,
-                         const struct durin_spec *spec, struct durin_harness *h,
-                         struct durin_err *err);
+                         const struct durin_spec *spec, struct durin_err *err);
 
 #endif

@@ -476,17 +476,7 @@ static int fn_intent(struct durin_worker *w, struct durin_txn *txn,
   const struct durin_action *a = &j->run->act;
   int i, r = 0;
 
-  /* A call that will run in a layer of its own says so on disk before
-   * its intent is durable: a restorer finding the intent without an
-   * outcome then knows it left no trace and may run again. */
-  for (i = 0; i < a->nintents; i++) {
-    const struct durin_ledger_entry *e = &a->intents[i];
-
-    if (durin__call_contained(&j->run->spec, durin_tool_find(e->tool),
-                              w->o.sandbox != NULL) &&
-        (r = durin__call_mark(&j->run->spec, e->step, e->call_idx, &j->err)))
-      return r;
-  }
+  (void)w;
   if (a->pending)
     r = durin_txn_pending_put(txn, j->run->id, a->step, a->pending, &j->err);
   for (i = 0; !r && i < a->nintents; i++)
@@ -926,24 +916,39 @@ static void start_model(struct wrun *r)
 
 /* ---- tools and checks ---- */
 
-static void on_proc_tool(void *arg, struct durin_tool_result *res)
+/*
+ * What the call did to the workspace, read from its layer (on the pool:
+ * an `npm install` writes thousands of files). A layer nested deeper than
+ * DURIN_LAYER_MAX_DEPTH is not kept: the call fails saying so, and
+ * nothing of it reaches the workspace.
+ */
+static void read_changes(struct wrun *r, struct durin_tool_result *res)
 {
-  struct wrun *r = arg;
+  json_t *ch = durin__call_changes(&r->spec, r->layer);
+
+  if (json_is_true(json_object_get(ch, "too_deep"))) {
+    char *msg = NULL;
+
+    if (asprintf(&msg,
+                 "%s\nerror: the call left directories nested deeper than %d "
+                 "levels in the workspace; nothing it wrote was kept",
+                 res->output ? res->output : "", DURIN_LAYER_MAX_DEPTH) >= 0) {
+      free(res->output);
+      res->output = msg;
+    }
+    res->ok = 0;
+    durin__call_done(r->layer);
+    r->layer[0] = 0;
+    json_object_set_new(ch, "kept", json_false());
+  }
+  res->changes = ch;
+}
+
+/* The call ended and its result is complete: the harness hears of it. */
+static void tool_finished(struct wrun *r, struct durin_tool_result *res)
+{
   struct durin_completion c;
 
-  r->proc = NULL;
-  if (r->gone) {
-    durin_tool_result_clear(res);
-    run_release_memory(r);
-    return;
-  }
-  /* The call has ended and its outcome is not durable yet: a crash here
-   * leaves it unknown. */
-  durin_fault_point("tool_exit");
-  if (r->act.tool->report)
-    r->act.tool->report(res, r->tool_timeout);
-  if (r->layer[0])
-    res->changes = durin__call_changes(&r->spec, r->layer);
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_TOOL;
   c.tool = res;
@@ -960,19 +965,69 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
   advance(r);
 }
 
+static void changes_work(uv_work_t *req)
+{
+  struct wrun *r = req->data;
+
+  read_changes(r, &r->pool_res);
+}
+
+static void changes_done(uv_work_t *req, int status)
+{
+  struct wrun *r = req->data;
+
+  (void)status;
+  r->in_pool = 0;
+  if (r->gone) {
+    durin_tool_result_clear(&r->pool_res);
+    run_release_memory(r);
+    return;
+  }
+  tool_finished(r, &r->pool_res);
+}
+
+static void on_proc_tool(void *arg, struct durin_tool_result *res)
+{
+  struct wrun *r = arg;
+
+  r->proc = NULL;
+  if (r->gone) {
+    durin_tool_result_clear(res);
+    run_release_memory(r);
+    return;
+  }
+  /* The call has ended and its outcome is not durable yet: a crash here
+   * leaves it unknown. */
+  durin_fault_point("tool_exit");
+  if (r->act.tool->report)
+    r->act.tool->report(res, r->tool_timeout);
+  if (!r->layer[0]) {
+    tool_finished(r, res);
+    return;
+  }
+  r->pool_res = *res;
+  r->in_pool = 1;
+  r->pool_req.data = r;
+  if (r->w->o.run_id) {
+    changes_work(&r->pool_req);
+    changes_done(&r->pool_req, 0);
+  } else {
+    uv_queue_work(&r->w->loop, &r->pool_req, changes_work, changes_done);
+  }
+}
+
 static void pool_tool(uv_work_t *req)
 {
   struct wrun *r = req->data;
 
   durin_tool_exec(r->act.tool, &r->act.tool_ctx, r->act.args, &r->pool_res);
   if (r->layer[0])
-    r->pool_res.changes = durin__call_changes(&r->spec, r->layer);
+    read_changes(r, &r->pool_res);
 }
 
 static void pool_tool_done(uv_work_t *req, int status)
 {
   struct wrun *r = req->data;
-  struct durin_completion c;
 
   (void)status;
   r->in_pool = 0;
@@ -982,10 +1037,7 @@ static void pool_tool_done(uv_work_t *req, int status)
     return;
   }
   durin_fault_point("tool_exit");
-  memset(&c, 0, sizeof(c));
-  c.kind = DURIN_DONE_TOOL;
-  c.tool = &r->pool_res;
-  complete(r, &c);
+  tool_finished(r, &r->pool_res);
 }
 
 static void start_tool(struct wrun *r)
@@ -996,12 +1048,20 @@ static void start_tool(struct wrun *r)
   r->busy = 1;
   r->layer[0] = 0;
   r->act.tool_ctx.box.layer = r->act.tool_ctx.layer = NULL;
-  if (r->act.ledgered &&
-      durin__call_contained(&r->spec, t, r->w->o.sandbox != NULL)) {
-    /* A transaction on the workspace: this attempt's own layer. */
+  if (r->act.contained) {
+    /* A transaction on the workspace, as its intent says: this attempt's
+     * own layer. A command needs the sandbox for that; without it (a
+     * resume with --sandbox none) the call would run straight in the
+     * workspace while its intent promises a restorer it left no trace. */
     struct durin_err err = { 0 };
 
-    if (durin__call_begin(&r->spec, r->act.step, r->act.call, r->epoch,
+    if (t->command && !r->w->o.sandbox)
+      durin_err_set(&err, DURIN_EINVAL,
+                    "not run: this call was recorded to run in a layer of "
+                    "its own, which needs the sandbox; resume the run "
+                    "without '--sandbox none'");
+    if (err.code ||
+        durin__call_begin(&r->spec, r->act.step, r->act.call, r->epoch,
                           r->layer, sizeof(r->layer), &err)) {
       struct durin_completion c;
 
@@ -1331,10 +1391,12 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
   if (!rc)
     rc = durin_run_load(w->s, r->id, r->h, r->attempt, &j->err);
-  /* Before the run does anything: finish the merges a crash cut, discard
-   * what calls without an outcome left, and note which ran contained. */
-  if (!rc)
-    rc = durin__calls_recover(w->s, r->id, &r->spec, r->h, &j->err);
+  /* Before the run does anything: finish the merges a crash cut, and
+   * discard what calls without an outcome left. */
+  if (!rc) {
+    durin_harness_set_sandboxed(r->h, w->o.sandbox != NULL);
+    rc = durin__calls_recover(w->s, r->id, &r->spec, &j->err);
+  }
   durin_run_info_clear(&ri);
   return rc;
 }

@@ -266,6 +266,52 @@ static void test_unsafe_call_goes_through_ledger(void **state)
   free_spec(s);
 }
 
+/* Whether a call runs in a layer of its own is decided once, when its
+ * intent is made, and recorded in it: a sandboxed command that can reach
+ * nothing but its workspace, or a file tool; not a command run on the
+ * host, nor one whose sandbox has a writable bind. */
+static void test_intent_records_containment(void **state)
+{
+  static const struct {
+    const char *spec_extra, *tool, *args;
+    int sandboxed, contained;
+  } cases[] = {
+    { "", "bash", "{\"command\":\"true\"}", 1, 1 },
+    { "", "bash", "{\"command\":\"true\"}", 0, 0 },
+    { ",\"sandbox\":{\"rw\":[\"/tmp\"]}", "bash", "{\"command\":\"true\"}", 1,
+      0 },
+    { ",\"sandbox\":{\"network\":\"proxy\",\"allow_hosts\":[\"a.example\"]}",
+      "bash", "{\"command\":\"true\"}", 1, 0 },
+    { ",\"sandbox\":{\"network\":\"proxy\",\"allow_hosts\":[\"a.example\"],"
+      "\"repeat_safe_hosts\":[\"a.example\"]}",
+      "bash", "{\"command\":\"true\"}", 1, 1 },
+    { "", "write_file", "{\"path\":\"a\",\"content\":\"b\"}", 0, 1 },
+  };
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    struct durin_spec *s = make_spec(cases[i].spec_extra);
+    struct durin_harness *h = started(s);
+    struct durin_action act;
+
+    durin_harness_set_sandboxed(h, cases[i].sandboxed);
+    next(h, 1000, &act);
+    answer(h, cases[i].tool, cases[i].args);
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_INTENT);
+    if (act.intents[0].contained != cases[i].contained)
+      fail_msg("case %zu: contained %d, want %d", i, act.intents[0].contained,
+               cases[i].contained);
+    simple(h, DURIN_DONE_INTENT);
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_TOOL);
+    assert_int_equal(act.contained, cases[i].contained);
+    durin_harness_free(h);
+    free_spec(s);
+  }
+}
+
 static void test_pure_call_needs_no_ledger(void **state)
 {
   struct durin_spec *s = make_spec("");
@@ -458,6 +504,9 @@ static void test_checks_with_no_results_fail(void **state)
 }
 
 /* Restores a harness that stopped after its intent (and maybe outcome). */
+/* The contained flag resumed() gives the ledger row it makes. */
+static int ledger_contained;
+
 static struct durin_harness *resumed(struct durin_spec *s, int done,
                                      const char *tool, const char *args)
 {
@@ -494,6 +543,7 @@ static struct durin_harness *resumed(struct durin_spec *s, int done,
   e.call_idx = 0;
   e.args_hash = hash;
   e.done = done;
+  e.contained = ledger_contained;
   e.outcome = done ? "{\"call_id\":\"c1\",\"name\":\"bash\",\"ok\":true,"
                      "\"output\":\"recorded\"}" :
                      NULL;
@@ -834,12 +884,13 @@ static void test_resume_unsafe_indeterminate(void **state)
   /* It ran in a layer of its own that was discarded: nobody is asked, it
    * runs again with the same key, its change set goes with its outcome
    * and the log says why it ran twice. */
+  ledger_contained = 1;
   h = resumed(s, 0, "bash", "{\"command\":\"x\"}");
-  assert_int_equal(durin_harness_call_contained(h, 2, 0), DURIN_ENOTFOUND);
-  assert_int_equal(durin_harness_call_contained(h, 1, 0), 0);
+  ledger_contained = 0;
   next(h, 1000, &act);
   assert_int_equal(act.kind, DURIN_ACT_TOOL);
   assert_string_equal(act.tool_ctx.idem_key, "rtest:1:0");
+  assert_true(act.contained); /* again in a layer, as its intent says */
   {
     struct durin_tool_result r = { 0 };
     struct durin_completion c = { 0 };
@@ -1412,6 +1463,7 @@ int main(void)
     cmocka_unit_test(test_cancel_mid_step),
     cmocka_unit_test(test_model_error_fails_run),
     cmocka_unit_test(test_unexpected_completion),
+    cmocka_unit_test(test_intent_records_containment),
     cmocka_unit_test(test_escaped_len_matches_jansson),
     cmocka_unit_test(test_approval_approved_and_tampered),
     cmocka_unit_test(test_approval_edited),

@@ -216,7 +216,6 @@ static void test_layer_merge(void **state)
   put(ws, "sub/kept-out", "hidden by the opaque directory\n");
   put(ws, "dir/x", "x\n");
 
-  assert_int_equal(durin_layer_mark(ws, 3, 1, &err), 0);
   assert_int_equal(durin_layer_begin(ws, 3, 1, 7, layer, sizeof(layer), &err),
                    0);
   assert_string_equal(durin_layer_name(layer), "s3-c1/e7");
@@ -235,7 +234,7 @@ static void test_layer_merge(void **state)
   assert_int_equal(mkdir(path, 0755), 0);
   put(up, "escape/planted", "must stay in the workspace\n");
 
-  ch = durin_layer_changes(layer, ws);
+  ch = durin_layer_changes(layer, ws, NULL);
   assert_string_equal(json_string_value(json_object_get(ch, "layer")),
                       "s3-c1/e7");
   assert_int_equal(json_integer_value(json_object_get(ch, "files_deleted")), 1);
@@ -258,11 +257,79 @@ static void test_layer_merge(void **state)
   assert_false(there(ws, "gone"));
   assert_false(there(ws, "sub/kept-out"));
   assert_false(there(root, "planted"));
-  /* The scan finds the call; discarding keeps its directory. */
+  /* Discarding removes every attempt of the call. */
   snprintf(path, sizeof(path), "%s/calls/s3-c1", root);
   durin_layer_discard_attempts(path);
-  assert_true(there(path, "."));
   assert_false(there(path, "e7"));
+  durin_tree_remove(root);
+}
+
+/*
+ * An agent can nest directories as deep as it likes: the change set says
+ * so (its call then keeps nothing), and removing the tree neither
+ * recurses on the stack nor holds a descriptor per level.
+ */
+static void test_layer_too_deep(void **state)
+{
+  char root[4096], ws[4200], layer[4200], up[4300];
+  struct durin_err err = { 0 };
+  json_t *ch;
+  int i, fd;
+
+  (void)state;
+  assert_int_equal(durin_mktmpdir("t-layer-deep", root, sizeof(root)), 0);
+  snprintf(ws, sizeof(ws), "%s/workspace", root);
+  assert_int_equal(durin_mkdirs(ws, &err), 0);
+  assert_int_equal(durin_layer_begin(ws, 1, 0, 1, layer, sizeof(layer), &err),
+                   0);
+  snprintf(up, sizeof(up), "%s/upper", layer);
+  fd = open(up, O_RDONLY | O_DIRECTORY);
+  for (i = 0; fd >= 0 && i < 3000; i++) {
+    int next;
+
+    assert_int_equal(mkdirat(fd, "d", 0755), 0);
+    next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+    close(fd);
+    fd = next;
+  }
+  assert_true(fd >= 0);
+  close(fd);
+  ch = durin_layer_changes(layer, ws, NULL);
+  assert_true(json_is_true(json_object_get(ch, "too_deep")));
+  json_decref(ch);
+  assert_int_equal(durin_layer_merge(layer, ws, 0, &err), DURIN_EIO);
+  assert_non_null(strstr(err.msg, "too deep"));
+  assert_int_equal(durin_tree_remove(root), 0);
+  assert_false(there(root, "."));
+}
+
+/* A template run's files are an upper layer: a directory merged where
+ * the run had deleted one (a whiteout) hides the template's (opaque). */
+static void test_layer_merge_over_whiteout(void **state)
+{
+  char root[4096], ws[4200], up[4300], target[4300], layer[4200], v[4];
+  char path[8400];
+  struct durin_err err = { 0 };
+
+  (void)state;
+  assert_int_equal(durin_mktmpdir("t-layer-wh", root, sizeof(root)), 0);
+  snprintf(ws, sizeof(ws), "%s/workspace", root);
+  snprintf(target, sizeof(target), "%s/layers/upper", root);
+  assert_int_equal(durin_mkdirs(ws, &err), 0);
+  assert_int_equal(durin_mkdirs(target, &err), 0);
+  snprintf(path, sizeof(path), "%s/x", target);
+  if (mknod(path, S_IFCHR | 0000, makedev(0, 0)))
+    skip();
+  assert_int_equal(durin_layer_begin(ws, 1, 0, 1, layer, sizeof(layer), &err),
+                   0);
+  snprintf(up, sizeof(up), "%s/upper/x", layer);
+  assert_int_equal(mkdir(up, 0755), 0);
+  put(up, "new.txt", "new\n");
+  assert_int_equal(durin_layer_merge(layer, target, 1, &err), 0);
+  text_is(target, "x/new.txt", "new\n");
+  snprintf(path, sizeof(path), "%s/x", target);
+  assert_int_equal(getxattr(path, "user.overlay.opaque", v, sizeof(v)), 1);
+  assert_int_equal(v[0], 'y');
   durin_tree_remove(root);
 }
 
@@ -362,8 +429,12 @@ static void test_forbidden_binds(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_command_line),    cmocka_unit_test(test_spec_section),
-    cmocka_unit_test(test_program),         cmocka_unit_test(test_layer_merge),
+    cmocka_unit_test(test_command_line),
+    cmocka_unit_test(test_spec_section),
+    cmocka_unit_test(test_program),
+    cmocka_unit_test(test_layer_merge),
+    cmocka_unit_test(test_layer_too_deep),
+    cmocka_unit_test(test_layer_merge_over_whiteout),
     cmocka_unit_test(test_forbidden_binds),
   };
 

@@ -253,6 +253,14 @@ static int collect(const struct durin_ledger_entry *e, void *arg)
   return 0;
 }
 
+/* Sets bit call_idx of *arg for each contained ledger row. */
+static int collect_contained(const struct durin_ledger_entry *e, void *arg)
+{
+  if (e->contained)
+    *(int *)arg |= 1 << e->call_idx;
+  return 0;
+}
+
 static void test_ledger_and_pending(void **state)
 {
   struct store_fx *f = *state;
@@ -280,6 +288,7 @@ static void test_ledger_and_pending(void **state)
     le.args_hash = "h";
     le.idem_key = "k";
     le.args = "{}";
+    le.contained = i; /* call 1 runs in a layer of its own */
     assert_int_equal(durin_txn_ledger_intent(t, &le, NULL), 0);
   }
   assert_int_equal(durin_txn_commit(t, NULL), 0);
@@ -292,6 +301,10 @@ static void test_ledger_and_pending(void **state)
   assert_int_equal(durin_store_ledger_read(f->s, "r3", 4, collect, &n, NULL),
                    0);
   assert_int_equal(n, 2);
+  n = 0;
+  assert_int_equal(
+      durin_store_ledger_read(f->s, "r3", 4, collect_contained, &n, NULL), 0);
+  assert_int_equal(n, 2); /* call 1 only: 1 << 1 */
   assert_int_equal(durin_store_pending_get(f->s, "r3", &step, &resp, NULL), 0);
   assert_int_equal(step, 4);
   assert_string_equal(resp, "{\"r\":1}");

@@ -268,6 +268,22 @@ static void test_file_tools_in_layer(void **state)
     assert_false(run_tool("write_file",
                           "{\"path\":\"out/x\",\"content\":\"no\"}", &out));
     free(out);
+    /* Parts that do not exist yet are made by name beneath upper/: ".."
+     * there would climb out of the layer. */
+    assert_false(run_tool("write_file",
+                          "{\"path\":\"nope/../../../../../../../../../tmp/"
+                          "durin-t-tools-escape\",\"content\":\"no\"}",
+                          &out));
+    free(out);
+    assert_false(run_tool(
+        "write_file",
+        "{\"path\":\"/tmp/durin-t-tools-escape\",\"content\":\"no\"}", &out));
+    free(out);
+    assert_false(run_tool("write_file",
+                          "{\"path\":\"sub/../../durin-t-tools-escape\","
+                          "\"content\":\"no\"}",
+                          &out));
+    free(out);
     /* The workspace is untouched until the merge. */
     read_is(ws, "sub/b.txt", "bee\n");
     snprintf(p, sizeof(p), "%s/new", ws);
@@ -285,6 +301,35 @@ static void test_file_tools_in_layer(void **state)
   assert_true(S_ISLNK(st.st_mode));
   snprintf(p, sizeof(p), "%s/x", outside);
   assert_int_equal(stat(p, &st), -1);
+  assert_int_equal(stat("/tmp/durin-t-tools-escape", &st), -1);
+  snprintf(p, sizeof(p), "%s/durin-t-tools-escape", outside);
+  assert_int_equal(stat(p, &st), -1);
+}
+
+/* A FIFO in the workspace is refused at once, not waited on (a file tool
+ * that opened it would hold a pool thread until a writer came). */
+static void test_file_tools_and_fifo(void **state)
+{
+  char p[4200], *out;
+  int i;
+
+  (void)state;
+  snprintf(p, sizeof(p), "%s/pipe", ws);
+  assert_int_equal(mkfifo(p, 0644), 0);
+  for (i = 0; i < 2; i++) {
+    cur_layer = NULL;
+    assert_false(run_tool("read_file", "{\"path\":\"pipe\"}", &out));
+    free(out);
+    assert_false(run_tool("edit_file",
+                          "{\"path\":\"pipe\",\"old_string\":\"a\","
+                          "\"new_string\":\"b\"}",
+                          &out));
+    free(out);
+  }
+  /* write_file replaces it with a file, as it replaces a link. */
+  assert_true(
+      run_tool("write_file", "{\"path\":\"pipe\",\"content\":\"x\"}", &out));
+  free(out);
 }
 
 static void test_bash_basics(void **state)
@@ -461,6 +506,7 @@ int main(void)
                                     teardown),
     cmocka_unit_test_setup_teardown(test_file_tools, setup, teardown),
     cmocka_unit_test_setup_teardown(test_file_tools_in_layer, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_file_tools_and_fifo, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bash_basics, setup, teardown),
     cmocka_unit_test_setup_teardown(test_binary_output_becomes_text, setup,
                                     teardown),
