@@ -73,7 +73,18 @@ int durin_layer_begin(const char *ws, int64_t step, int call, uint64_t epoch,
    * and took the run back) held nothing durable: start clean. */
   if (mkdir(out, 0755) == 0)
     ;
-  else if (errno == EEXIST) {
+  else if (errno == ENOENT) {
+    /* The call's first attempt: its directory first (calls/ is there
+     * after a run's first call). */
+    char dir[4400];
+    const char *slash = strrchr(out, '/');
+
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - out) : 0, out);
+    if ((mkdir(dir, 0755) && errno != EEXIST && durin_mkdirs(dir, err)) ||
+        mkdir(out, 0755))
+      return durin_err_set(err, DURIN_EIO, "cannot make the layer '%s': %s",
+                           out, strerror(errno));
+  } else if (errno == EEXIST) {
     if (durin_tree_remove(out) || mkdir(out, 0755))
       return durin_err_set(err, DURIN_EIO, "cannot make the layer '%s': %s",
                            out, strerror(errno));
@@ -114,11 +125,9 @@ static int is_whiteout(const struct stat *st)
 
 static int is_opaque(int dfd)
 {
-  char path[64], v[4];
-  ssize_t n;
+  char v[4];
+  ssize_t n = fgetxattr(dfd, OPAQUE_XATTR, v, sizeof(v));
 
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", dfd);
-  n = getxattr(path, OPAQUE_XATTR, v, sizeof(v));
   /* "y" only: newer kernels write "x" for a directory that merely holds
    * whiteouts of its own kind, which is not opaque. */
   return n > 0 && v[0] == 'y';
