@@ -972,18 +972,27 @@ static void changes_work(uv_work_t *req)
   read_changes(r, &r->pool_res);
 }
 
-static void changes_done(uv_work_t *req, int status)
+/* Back from the pool with a tool result: the run, or NULL if it was
+ * dropped meanwhile (then freed here). */
+static struct wrun *back_from_pool(uv_work_t *req)
 {
   struct wrun *r = req->data;
 
-  (void)status;
   r->in_pool = 0;
-  if (r->gone) {
-    durin_tool_result_clear(&r->pool_res);
-    run_release_memory(r);
-    return;
-  }
-  tool_finished(r, &r->pool_res);
+  if (!r->gone)
+    return r;
+  durin_tool_result_clear(&r->pool_res);
+  run_release_memory(r);
+  return NULL;
+}
+
+static void changes_done(uv_work_t *req, int status)
+{
+  struct wrun *r = back_from_pool(req);
+
+  (void)status;
+  if (r)
+    tool_finished(r, &r->pool_res);
 }
 
 static void on_proc_tool(void *arg, struct durin_tool_result *res)
@@ -1027,15 +1036,11 @@ static void pool_tool(uv_work_t *req)
 
 static void pool_tool_done(uv_work_t *req, int status)
 {
-  struct wrun *r = req->data;
+  struct wrun *r = back_from_pool(req);
 
   (void)status;
-  r->in_pool = 0;
-  if (r->gone) {
-    durin_tool_result_clear(&r->pool_res);
-    run_release_memory(r);
+  if (!r)
     return;
-  }
   durin_fault_point("tool_exit");
   tool_finished(r, &r->pool_res);
 }
