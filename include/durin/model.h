@@ -65,6 +65,9 @@ struct durin_model_request {
   json_t *messages; /* neutral messages, borrowed */
   json_t *tools;    /* [{name, description, parameters}], borrowed */
   int64_t turn;     /* how many model calls the run has committed */
+  /* Wall-clock time (durin_now_ms) by which the call, its retries and
+   * their waits must be over: the run's wall-clock budget. 0: none. */
+  int64_t deadline_ms;
 };
 
 /* An HTTP request built by a provider. Strings owned; see _clear. */

@@ -427,6 +427,10 @@ static void model_request(struct durin_harness *h, struct durin_action *act)
   act->model.messages = h->req_msgs;
   act->model.tools = h->tools;
   act->model.turn = h->ck.turn;
+  act->model.deadline_ms =
+      h->spec->budget.wall_clock_ms ?
+          h->ck.started_ms + h->spec->budget.wall_clock_ms :
+          0;
 }
 
 /* The wall-clock budget left at now, in ms; 0 when there is none. */
@@ -1177,6 +1181,18 @@ int durin_harness_complete(struct durin_harness *h,
       /* The call was abandoned because the run is being cancelled. */
       end_run(h, DURIN_RUN_CANCELLED, h->cancel_reason);
       add_event(h, "cancelled", json_pack("{s:s}", "reason", h->cancel_reason));
+      set_state(h, DURIN_STEP_COMMIT);
+      return 0;
+    }
+    if (h->spec->budget.wall_clock_ms &&
+        c->now_ms - h->ck.started_ms >= h->spec->budget.wall_clock_ms) {
+      char why[200];
+
+      /* The call was cut at the run's wall-clock budget. */
+      snprintf(why, sizeof(why), "wall-clock budget of %llds used up",
+               (long long)(h->spec->budget.wall_clock_ms / 1000));
+      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
       set_state(h, DURIN_STEP_COMMIT);
       return 0;
     }

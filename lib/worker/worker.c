@@ -784,8 +784,28 @@ static void on_wait_over(uv_timer_t *t)
 }
 
 /* Waits (backoff, rate limit) hold a timer, no slot. */
+static void model_finished(struct wrun *r, int rc,
+                           struct durin_model_response *resp,
+                           const char *error);
+
+/* Time left before the run's wall-clock budget ends (INT64_MAX: none). */
+static int64_t model_time_left(const struct wrun *r)
+{
+  int64_t d = r->act.model.deadline_ms;
+
+  return d ? d - durin_now_ms() : INT64_MAX;
+}
+
 static void wait_then_call(struct wrun *r, int64_t ms)
 {
+  /* A wait that would outlast the budget is not waited: the harness
+   * ends the run for its budget when it hears the call failed. */
+  if (ms >= model_time_left(r)) {
+    model_finished(r, DURIN_EMODEL, NULL,
+                   "model call not retried: the run's wall-clock budget "
+                   "ends first");
+    return;
+  }
   set_phase(r, P_WAITING);
   r->busy = 1;
   uv_timer_start(&r->timer, on_wait_over, (uint64_t)(ms > 0 ? ms : 0), 0);
@@ -908,8 +928,19 @@ static void start_model(struct wrun *r)
     return;
   }
   r->busy = 1;
-  r->xfer = uvh_post(r->w->http, &r->req, req->cfg->timeout_ms, 32 << 20,
-                     on_http_done, r);
+  {
+    /* The call's timeout, cut to the run's wall-clock budget left. */
+    int64_t timeout = req->cfg->timeout_ms, left = model_time_left(r);
+
+    if (left <= 0) {
+      model_finished(r, DURIN_EMODEL, NULL,
+                     "the run's wall-clock budget is used up");
+      return;
+    }
+    if (timeout <= 0 || left < timeout)
+      timeout = left;
+    r->xfer = uvh_post(r->w->http, &r->req, timeout, 32 << 20, on_http_done, r);
+  }
   if (!r->xfer)
     model_finished(r, DURIN_EMODEL, NULL, "cannot start an HTTP transfer");
 }

@@ -76,4 +76,32 @@ JSON
   test "$ms" -lt 5000
 '
 
+# And inside a model call: a model that answers after 8 s, and 5 s more
+# after each retry, is cut at the budget; the run ends for its budget,
+# not as a failure, and no retry waits past it.
+FAKE_KEY_VALUE=sk-test
+export FAKE_KEY=sk-test
+test_expect_success 'wall-clock budget holds inside a model call' '
+  echo "[{\"delay_ms\": 8000, \"status\": 500, \"body\": {}},
+         {\"delay_ms\": 8000, \"status\": 500, \"body\": {}}]" >replies.json &&
+  start_fake replies.json &&
+  cat >s.json <<JSON &&
+{"goal": "slow model", "workspace": "project",
+ "model": {"provider": "openai", "name": "gpt-4o-mini",
+           "base_url": "http://127.0.0.1:$PORT/v1", "api_key_env": "FAKE_KEY",
+           "timeout_s": 30},
+ "budget": {"steps": 0, "wall_clock_s": 2}}
+JSON
+  t0=$(date +%s%N) &&
+  test_must_fail_with 1 durin run s.json >out.txt 2>err.txt &&
+  t1=$(date +%s%N) &&
+  stop_fake &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = budget_exceeded &&
+  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "wall-clock" &&
+  ms=$(( (t1 - t0) / 1000000 )) &&
+  echo "run took $ms ms" &&
+  test "$ms" -lt 5000
+'
+
 test_done
