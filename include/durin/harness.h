@@ -227,6 +227,9 @@ struct durin_checkpoint {
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);
+/* The same with c's handoff given as its JSON text (NULL: none). */
+char *durin_checkpoint_dump_with(const struct durin_checkpoint *c,
+                                 const char *handoff_text);
 int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
                            struct durin_err *err);
 void durin_checkpoint_clear(struct durin_checkpoint *c);

@@ -8,6 +8,29 @@
 
 #include "durin/harness.h"
 
+/*
+ * The same, with the handoff given as its JSON text (NULL: none): it only
+ * changes at a compaction, so the harness serializes it then, not at every
+ * step. The text is spliced in as the last member.
+ */
+char *durin_checkpoint_dump_with(const struct durin_checkpoint *c,
+                                 const char *handoff_text)
+{
+  struct durin_checkpoint bare = *c;
+  char *s, *out;
+  size_t n;
+
+  bare.handoff = NULL;
+  s = durin_checkpoint_dump(&bare);
+  if (!s || !handoff_text)
+    return s;
+  n = strlen(s); /* "{...}" */
+  if (asprintf(&out, "%.*s,\"handoff\":%s}", (int)(n - 1), s, handoff_text) < 0)
+    out = NULL;
+  free(s);
+  return out;
+}
+
 char *durin_checkpoint_dump(const struct durin_checkpoint *c)
 {
   const struct durin_usage *u = &c->usage;

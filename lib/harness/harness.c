@@ -100,6 +100,9 @@ struct durin_harness {
   size_t nev;
   char **ev_data;
   char *ck_text;
+  /* The checkpoint's handoff as JSON text, made again only when a
+   * compaction or a restore changed it (NULL: to be made). */
+  char *handoff_text;
   json_t *req_msgs;
 
   void (*on_transition)(void *, enum durin_step_state, enum durin_step_state);
@@ -242,6 +245,7 @@ void durin_harness_free(struct durin_harness *h)
     return;
   step_reset(h);
   commit_buffers_free(h);
+  free(h->handoff_text);
   durin_checkpoint_clear(&h->ck);
   durin__window_free(h->win);
   json_decref(h->compactions);
@@ -261,6 +265,8 @@ int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
     return r;
   durin_checkpoint_clear(&h->ck);
   h->ck = c;
+  free(h->handoff_text);
+  h->handoff_text = NULL;
   h->attempt = attempt;
   h->restored = 1;
   set_state(h, DURIN_STEP_IDLE);
@@ -416,9 +422,13 @@ static void model_request(struct durin_harness *h, struct durin_action *act)
   json_t *comp = durin__window_fit(h->win, &h->ck.window_start, &h->ck.handoff);
 
   /* Logged with the next commit, which also writes the checkpoint that
-   * holds the new window start; a crash before it redoes the same. */
-  if (comp)
+   * holds the new window start; a crash before it redoes the same. The
+   * handoff changed with it. */
+  if (comp) {
     json_array_append_new(h->compactions, comp);
+    free(h->handoff_text);
+    h->handoff_text = NULL;
+  }
   json_decref(h->req_msgs);
   h->req_msgs =
       durin__window_request(h->win, h->ck.plan, h->ck.handoff, &h->req_bytes);
@@ -1010,7 +1020,9 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   /* A run stopped mid-step keeps its last checkpoint: the step's usage is
    * counted again from the pending record when it resumes. */
   if (!needs_human) {
-    h->ck_text = durin_checkpoint_dump(&h->ck);
+    if (h->ck.handoff && !h->handoff_text)
+      h->handoff_text = json_dumps(h->ck.handoff, JSON_COMPACT);
+    h->ck_text = durin_checkpoint_dump_with(&h->ck, h->handoff_text);
     act->checkpoint = h->ck_text;
     act->update.usage = &h->ck.usage;
   }
