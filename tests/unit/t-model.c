@@ -834,8 +834,9 @@ static int attempt(const char *provider, const char *base_url, int stream,
   return r;
 }
 
-#define BIG_BODY \
- "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+/* A reply body of 140 bytes, over the 100-byte cap of its transfer. */
+#define OVER_CAP_HALF \
+ "a reply that is longer than the cap its transfer was given, seventy b."
 
 static void test_transfers(void **state)
 {
@@ -849,7 +850,7 @@ static void test_transfers(void **state)
       "\"slow down\"}}},"
       "{\"drop\":true},"
       "{\"delay_ms\":3000,\"body\":{}},"
-      "{\"raw\":\"" BIG_BODY BIG_BODY "\"},"
+      "{\"raw\":\"" OVER_CAP_HALF OVER_CAP_HALF "\"},"
       "{\"body\":{\"content\":[{\"type\":\"text\",\"text\":\"bare\"}],"
       "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":3,"
       "\"cache_read_input_tokens\":5,\"output_tokens\":1}}},"

@@ -355,8 +355,8 @@ static void test_program(void **state)
  * spec's binds and only says why. */
 static void test_forbidden_binds(void **state)
 {
-  char dir[] = "/tmp/t-sandbox-XXXXXX", store[300], data[300], link[300],
-       other[300], missing[300], climb[300], inside[300];
+  char dir[200], store[300], data[300], link[300], other[300], missing[300],
+      climb[300], inside[300];
   char *ro[1], *rw[1];
   struct durin_spec_sandbox box = { 0 };
   struct durin_sandbox sb = { 0 };
@@ -364,7 +364,7 @@ static void test_forbidden_binds(void **state)
   char **v;
 
   (void)state;
-  assert_non_null(mkdtemp(dir));
+  assert_int_equal(durin_mktmpdir("t-sandbox", dir, sizeof(dir)), 0);
   snprintf(store, sizeof(store), "%s/store", dir);
   snprintf(data, sizeof(data), "%s/data", dir);
   snprintf(link, sizeof(link), "%s/link", dir);
@@ -420,10 +420,7 @@ static void test_forbidden_binds(void **state)
   assert_non_null(strstr(v[find(v, "durin-refused") + 1], "sandbox.ro[0]"));
   durin_sandbox_argv_free(v);
 
-  unlink(link);
-  rmdir(store);
-  rmdir(other);
-  rmdir(dir);
+  assert_int_equal(durin_tree_remove(dir), 0);
 }
 
 int main(void)
