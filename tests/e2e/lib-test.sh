@@ -196,3 +196,25 @@ start_fake() {
   PORT=$(cat "$TRASH/port")
 }
 stop_fake() { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; return 0; }
+
+# A PostgreSQL cluster of the test's own (for tests that stop, restart or
+# start it late): skips when the host has no server or sandbox; sets $CL
+# and $url, makes `cluster start|stop|restart` act on it, and removes it
+# when the test ends. The store is its postgres database.
+own_pg_cluster() {
+  ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 ||
+    test_skip_all "no PostgreSQL server installed (apt-get install postgresql)"
+  "$DURIN" sandbox -- true 2>/dev/null ||
+    test_skip_all "this host cannot build the sandbox"
+  # Beside $TRASH, not in it: the server's user must reach its directory.
+  CL=$(mktemp -d)
+  url=$("$SRCDIR/tests/helpers/pg-cluster.sh" start "$CL") || {
+    rm -rf "$CL"
+    test_skip_all "cannot start a PostgreSQL cluster"
+  }
+  trap 'cluster stop; rm -rf "$CL"; test_cleanup' EXIT
+  export DURIN_STORE="$url/postgres" DURIN_DATA_DIR="$TRASH/runs"
+  sql() { psql -X -A -t -q "$DURIN_STORE" -c "$1"; }
+  status_of() { sql "select status from runs where id = '$1'"; }
+}
+cluster() { "$SRCDIR/tests/helpers/pg-cluster.sh" "$1" "$CL"; }

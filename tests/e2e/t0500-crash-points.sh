@@ -45,29 +45,32 @@ needs_human_at() {
   esac
 }
 
-one_crash() {
-  at=$1
-  rm -rf "$C" && mkdir -p "$C" &&
-  env DURIN_CRASH_AT="$at" "$DURIN" run s.json >out.txt 2>&1
+# Kills `durin run SPEC` at point $2; sets $id.
+crash_in_run() {
+  env DURIN_CRASH_AT="$2" "$DURIN" run "$1" >out.txt 2>&1
   rc=$?
-  if [ $rc != 137 ]; then echo "$at: durin exited $rc, not killed"; cat out.txt; return 1; fi
+  if [ $rc != 137 ]; then echo "$2: durin exited $rc, not killed"; cat out.txt; return 1; fi
   id=$(run_id_of out.txt)
-  [ -n "$id" ] || { echo "$at: no run id"; return 1; }
-  finish_after_crash "$at"
+  [ -n "$id" ] || { echo "$2: no run id"; return 1; }
 }
 
-# The same crash in a fleet worker: a submitted run, claimed by a worker
+# The same crash in a fleet worker: SPEC submitted, claimed by a worker
 # that is killed at the point; `durin resume` then finishes the run (the
-# dead worker's lease holds nothing).
-one_worker_crash() {
-  at=$1
-  rm -rf "$C" && mkdir -p "$C" &&
-  id=$("$DURIN" submit s.json) && [ -n "$id" ] || { echo "$at: submit failed"; return 1; }
-  env DURIN_CRASH_AT="$at" timeout 60 "$DURIN" worker --max-runs 1 --poll 50ms \
+# dead worker's lease holds nothing). Sets $id.
+crash_in_worker() {
+  id=$("$DURIN" submit "$1") && [ -n "$id" ] || { echo "$2: submit failed"; return 1; }
+  env DURIN_CRASH_AT="$2" timeout 60 "$DURIN" worker --max-runs 1 --poll 50ms \
     --no-watchdog >w.txt 2>&1
   rc=$?
-  if [ $rc != 137 ]; then echo "$at: worker exited $rc, not killed"; cat w.txt; return 1; fi
-  finish_after_crash "$at"
+  if [ $rc != 137 ]; then echo "$2: worker exited $rc, not killed"; cat w.txt; return 1; fi
+}
+
+one_crash() {
+  rm -rf "$C" && mkdir -p "$C" && crash_in_run s.json "$1" && finish_after_crash "$1"
+}
+
+one_worker_crash() {
+  rm -rf "$C" && mkdir -p "$C" && crash_in_worker s.json "$1" && finish_after_crash "$1"
 }
 
 # After a crash at $1 of run $id: resume (deciding an unknown outcome as an
@@ -167,25 +170,8 @@ finish_contained() {
   checkpoint_valid "$id" || { echo "$at: bad checkpoint"; return 1; }
 }
 
-contained_crash() {
-  at=$1
-  env DURIN_CRASH_AT="$at" "$DURIN" run c.json >out.txt 2>&1
-  rc=$?
-  if [ $rc != 137 ]; then echo "$at: durin exited $rc, not killed"; cat out.txt; return 1; fi
-  id=$(run_id_of out.txt)
-  [ -n "$id" ] || { echo "$at: no run id"; return 1; }
-  finish_contained "$at"
-}
-
-contained_worker_crash() {
-  at=$1
-  id=$("$DURIN" submit c.json) && [ -n "$id" ] || { echo "$at: submit failed"; return 1; }
-  env DURIN_CRASH_AT="$at" timeout 60 "$DURIN" worker --max-runs 1 --poll 50ms \
-    --no-watchdog >w.txt 2>&1
-  rc=$?
-  if [ $rc != 137 ]; then echo "$at: worker exited $rc, not killed"; cat w.txt; return 1; fi
-  finish_contained "$at"
-}
+contained_crash() { crash_in_run c.json "$1" && finish_contained "$1"; }
+contained_worker_crash() { crash_in_worker c.json "$1" && finish_contained "$1"; }
 
 for point in ledger_intent tool_exit ledger_outcome layer_merge after_commit; do
   hit=1

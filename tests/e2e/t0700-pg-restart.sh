@@ -12,24 +12,7 @@
 #   decided, instead of waiting for their next poll.
 . "$(dirname "$0")/lib-test.sh"
 
-ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 ||
-  test_skip_all "no PostgreSQL server installed (apt-get install postgresql)"
-"$DURIN" sandbox -- true 2>/dev/null ||
-  test_skip_all "this host cannot build the sandbox"
-
-# Beside $TRASH, not in it: the server's user must reach its directory.
-CL=$(mktemp -d)
-url=$("$SRCDIR/tests/helpers/pg-cluster.sh" start "$CL") || {
-  rm -rf "$CL"
-  test_skip_all "cannot start a PostgreSQL cluster"
-}
-stop_cluster() {
-  "$SRCDIR/tests/helpers/pg-cluster.sh" stop "$CL"
-  rm -rf "$CL"
-}
-trap 'stop_cluster; test_cleanup' EXIT
-export DURIN_STORE="$url/postgres" DURIN_DATA_DIR="$TRASH/runs"
-sql() { psql -X -A -t -q "$DURIN_STORE" -c "$1"; }
+own_pg_cluster
 outcomes() { sql "select count(*) from ledger where done = 1"; }
 status_of() { sql "select status from runs where id = '$1'"; }
 ended() {
@@ -52,7 +35,7 @@ test_expect_success 'a worker keeps its runs through a PostgreSQL restart' '
   "$DURIN" worker --poll 50ms --lease-ttl 5s >w.log 2>&1 &
   w=$!
   wait_for 30 "test \$(outcomes) -ge $N" &&
-  "$SRCDIR/tests/helpers/pg-cluster.sh" restart "$CL" || { kill $w; return 1; }
+  cluster restart || { kill $w; return 1; }
   wait_for 120 "test \$(ended) = $N"; r=$?
   kill $w; wait $w
   cat w.log

@@ -6,22 +6,7 @@
 # once. On a cluster of this test's own.
 . "$(dirname "$0")/lib-test.sh"
 
-ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 ||
-  test_skip_all "no PostgreSQL server installed (apt-get install postgresql)"
-"$DURIN" sandbox -- true 2>/dev/null ||
-  test_skip_all "this host cannot build the sandbox"
-
-# Beside $TRASH, not in it: the server's user must reach its directory.
-CL=$(mktemp -d)
-url=$("$SRCDIR/tests/helpers/pg-cluster.sh" start "$CL") || {
-  rm -rf "$CL"
-  test_skip_all "cannot start a PostgreSQL cluster"
-}
-cluster() { "$SRCDIR/tests/helpers/pg-cluster.sh" "$1" "$CL"; }
-trap 'cluster stop; rm -rf "$CL"; test_cleanup' EXIT
-export DURIN_STORE="$url/postgres" DURIN_DATA_DIR="$TRASH/runs"
-sql() { psql -X -A -t -q "$DURIN_STORE" -c "$1"; }
-status_of() { sql "select status from runs where id = '$1'"; }
+own_pg_cluster
 tries() { grep -c "waiting for the store to accept connections" "$1"; }
 
 make_project
