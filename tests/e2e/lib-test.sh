@@ -218,3 +218,18 @@ own_pg_cluster() {
   status_of() { sql "select status from runs where id = '$1'"; }
 }
 cluster() { "$SRCDIR/tests/helpers/pg-cluster.sh" "$1" "$CL"; }
+
+# chat_completion ID TOOL ARGS_JSON_STRING [USAGE_JSON]: a fake-model
+# reply, as OpenAI's Chat Completions sends it, with one call of TOOL.
+chat_completion() {
+  usage=${4:-'{"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}'}
+  cat <<JSON
+{"status": 200, "body": {"id": "chatcmpl-$1", "object": "chat.completion",
+ "created": 1760000000, "model": "gpt-4o-mini-2024-07-18",
+ "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+   "tool_calls": [{"id": "call_$1", "type": "function",
+     "function": {"name": "$2", "arguments": $3}}]},
+   "finish_reason": "tool_calls"}],
+ "usage": $usage}}
+JSON
+}

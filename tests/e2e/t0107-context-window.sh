@@ -11,17 +11,7 @@ make_project
 FAKE_KEY_VALUE=sk-test
 export FAKE_KEY=sk-test
 
-completion() { # completion N TOOL ARGS_JSON_STRING
-  cat <<JSON
-{"status": 200, "body": {"id": "chatcmpl-$1", "object": "chat.completion",
- "created": 1760000000, "model": "gpt-4o-mini-2024-07-18",
- "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
-   "tool_calls": [{"id": "call_$1", "type": "function",
-     "function": {"name": "$2", "arguments": $3}}]},
-   "finish_reason": "tool_calls"}],
- "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}}
-JSON
-}
+completion() { chat_completion "$@"; } # completion N TOOL ARGS_JSON_STRING
 
 test_expect_success 'no request exceeds the window; outputs stay whole in the log' '
   { echo "[" &&

@@ -9,18 +9,7 @@ make_project
 
 FAKE_KEY_VALUE=sk-test
 
-completion() { # completion TOOL ARGS_JSON_STRING [USAGE_JSON]
-  usage=${3:-'{"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}'}
-  cat <<JSON
-{"status": 200, "body": {"id": "chatcmpl-$1", "object": "chat.completion",
- "created": 1760000000, "model": "gpt-4o-mini-2024-07-18",
- "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
-   "tool_calls": [{"id": "call_$1", "type": "function",
-     "function": {"name": "$1", "arguments": $2}}]},
-   "finish_reason": "tool_calls"}],
- "usage": $usage}}
-JSON
-}
+completion() { chat_completion "$1" "$1" "$2" "${3:-}"; } # completion TOOL ARGS_JSON_STRING [USAGE_JSON]
 error_reply() { # error_reply STATUS MESSAGE [RETRY_AFTER]
   ra=""
   [ -n "${3:-}" ] && ra="\"headers\": {\"Retry-After\": \"$3\"},"
