@@ -55,7 +55,7 @@ ends_on_wall_clock() {
   t1=$(date +%s%N) &&
   id=$(run_id_of out.txt) &&
   test "$(status_of $id)" = budget_exceeded &&
-  sql "select reason from runs where id = '"'"'$id'"'"'" | grep_q "wall-clock" &&
+  sql "select reason from runs where id = '$id'" | grep_q "wall-clock" &&
   ms=$(( (t1 - t0) / 1000000 )) &&
   echo "run took $ms ms" &&
   test "$ms" -lt "${1:-999999999}"
