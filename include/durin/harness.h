@@ -77,9 +77,8 @@ struct durin_action {
                           request) belong to, when not yet durable */
 
   int call;      /* index of the tool call in the step */
-  int ledgered;  /* DURIN_ACT_TOOL: the call has a ledger intent, so its
-                    outcome will be recorded */
-  int contained; /* ... and its intent says it runs in a layer of its own */
+  int contained; /* DURIN_ACT_TOOL: its ledger intent says it runs in a
+                    layer of its own */
   const struct durin_tool_def *tool;
   json_t *args;
   /* DURIN_ACT_TOOL: timeout_ms is already cut to the wall-clock budget
@@ -246,6 +245,10 @@ int durin_budget_exceeded(const struct durin_budget *b,
  * hard bound on the token and dollar budgets.
  */
 #define DURIN_BUDGET_MAX_TOKENS 4096
+
+/* 1 (with why) if elapsed_ms has reached the wall-clock budget. */
+int durin_budget_wall_clock_over(const struct durin_budget *b,
+                                 int64_t elapsed_ms, char *why, size_t whylen);
 
 /*
  * A conservative estimate of a request's input tokens: a third of its

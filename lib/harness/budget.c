@@ -38,12 +38,17 @@ int durin_budget_exceeded(const struct durin_budget *b,
              b->dollars);
     return 1;
   }
-  if (b->wall_clock_ms && elapsed_ms >= b->wall_clock_ms) {
-    snprintf(why, whylen, "wall-clock budget of %llds used up",
-             (long long)(b->wall_clock_ms / 1000));
-    return 1;
-  }
-  return 0;
+  return durin_budget_wall_clock_over(b, elapsed_ms, why, whylen);
+}
+
+int durin_budget_wall_clock_over(const struct durin_budget *b,
+                                 int64_t elapsed_ms, char *why, size_t whylen)
+{
+  if (!b->wall_clock_ms || elapsed_ms < b->wall_clock_ms)
+    return 0;
+  snprintf(why, whylen, "wall-clock budget of %llds used up",
+           (long long)(b->wall_clock_ms / 1000));
+  return 1;
 }
 
 /*

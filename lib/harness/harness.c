@@ -71,6 +71,7 @@ struct durin_harness {
   struct durin_model_response resp;
   int have_resp;
   int64_t step_retries;
+  double step_cost; /* the response's, at the run's prices */
   struct call *calls;
   int ncalls;
   int cur;
@@ -192,6 +193,7 @@ static void step_reset(struct durin_harness *h)
   durin_model_response_clear(&h->resp);
   h->have_resp = 0;
   h->step_retries = 0;
+  h->step_cost = 0;
   for (i = 0; i < h->ncalls; i++) {
     json_decref(h->calls[i].args);
     json_decref(h->calls[i].result);
@@ -359,6 +361,13 @@ static void end_run(struct durin_harness *h, enum durin_run_status st,
   h->ended = 1;
   h->end_status = st;
   snprintf(h->end_reason, sizeof(h->end_reason), "%s", reason ? reason : "");
+}
+
+/* Ends the run for a budget, why logged as the budget_exceeded event. */
+static void end_over_budget(struct durin_harness *h, const char *why)
+{
+  add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+  end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
 }
 
 /*
@@ -770,13 +779,9 @@ static void dispatch(struct durin_harness *h, int64_t now,
         continue;
       }
       if (!h->checks_done) {
-        int64_t left = wall_clock_left(h, now);
-
-        if (left && now - h->ck.started_ms >= h->spec->budget.wall_clock_ms) {
-          snprintf(why, sizeof(why), "wall-clock budget of %llds used up",
-                   (long long)(h->spec->budget.wall_clock_ms / 1000));
-          add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
-          end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+        if (durin_budget_wall_clock_over(
+                &h->spec->budget, now - h->ck.started_ms, why, sizeof(why))) {
+          end_over_budget(h, why);
           resolve_call(c, 0,
                        "not checked: the run's wall-clock budget is used up");
           continue;
@@ -784,7 +789,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
         act->kind = DURIN_ACT_CHECKS;
         act->tool_ctx.workspace = h->spec->workspace;
         act->tool_ctx.box.spec = &h->spec->sandbox;
-        act->tool_ctx.timeout_ms = left;
+        act->tool_ctx.timeout_ms = wall_clock_left(h, now);
         act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
         set_state(h, DURIN_STEP_AWAIT_CHECKS);
         return;
@@ -793,8 +798,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
     }
     if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
                               now - h->ck.started_ms, 1, why, sizeof(why))) {
-      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
-      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+      end_over_budget(h, why);
       /* A call that was already dispatched once may have run: say so. */
       resolve_call(c, 0,
                    c->indeterminate ?
@@ -911,7 +915,6 @@ static void dispatch(struct durin_harness *h, int64_t now,
     }
     act->kind = DURIN_ACT_TOOL;
     act->call = h->cur;
-    act->ledgered = c->intent;
     act->contained = c->intent && c->contained;
     act->tool = c->def;
     act->args = c->args;
@@ -921,9 +924,12 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->tool_ctx.timeout_ms = h->spec->tool_timeout_ms;
     /* The wall-clock budget holds inside the call too: the executor
      * (bash's command(), durin_proc_run) kills it when the budget ends. */
-    if (wall_clock_left(h, now) &&
-        wall_clock_left(h, now) < act->tool_ctx.timeout_ms)
-      act->tool_ctx.timeout_ms = wall_clock_left(h, now);
+    {
+      int64_t left = wall_clock_left(h, now);
+
+      if (left && left < act->tool_ctx.timeout_ms)
+        act->tool_ctx.timeout_ms = left;
+    }
     act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
     set_state(h, DURIN_STEP_AWAIT_TOOL);
     return;
@@ -961,9 +967,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
 
     /* A complete step: the model response, then each call's result. */
     mr = durin_model_response_to_json(&h->resp);
-    json_object_set_new(
-        mr, "cost_usd",
-        json_real(durin_model_response_cost(&h->spec->model, &h->resp)));
+    json_object_set_new(mr, "cost_usd", json_real(h->step_cost));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_array_insert_new(h->events, at,
                           json_pack("[s,o]", "model_response", mr));
@@ -1092,8 +1096,7 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
     }
     if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
                               now - h->ck.started_ms, 0, why, sizeof(why))) {
-      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
-      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      end_over_budget(h, why);
       set_state(h, DURIN_STEP_COMMIT);
       do_commit_action(h, now, act);
       return;
@@ -1105,8 +1108,7 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
                                                          h->last_req_bytes),
                                why, sizeof(why))) {
       /* Refused before it is made: no call may cross a budget. */
-      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
-      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
+      end_over_budget(h, why);
       set_state(h, DURIN_STEP_COMMIT);
       do_commit_action(h, now, act);
       return;
@@ -1150,7 +1152,8 @@ static void account_model(struct durin_harness *h)
   h->ck.usage.model_calls++;
   h->ck.usage.input_tokens += h->resp.input_tokens;
   h->ck.usage.output_tokens += h->resp.output_tokens;
-  h->ck.usage.cost_usd += durin_model_response_cost(&h->spec->model, &h->resp);
+  h->step_cost = durin_model_response_cost(&h->spec->model, &h->resp);
+  h->ck.usage.cost_usd += h->step_cost;
 }
 
 /* After the model answered: account for it and validate its calls. If a
@@ -1171,6 +1174,7 @@ int durin_harness_complete(struct durin_harness *h,
   struct call *cl;
   size_t i;
   json_t *e;
+  char wc_why[200];
 
   switch (c->kind) {
   case DURIN_DONE_MODEL:
@@ -1196,15 +1200,11 @@ int durin_harness_complete(struct durin_harness *h,
       set_state(h, DURIN_STEP_COMMIT);
       return 0;
     }
-    if (h->spec->budget.wall_clock_ms &&
-        c->now_ms - h->ck.started_ms >= h->spec->budget.wall_clock_ms) {
-      char why[200];
-
+    if (durin_budget_wall_clock_over(&h->spec->budget,
+                                     c->now_ms - h->ck.started_ms, wc_why,
+                                     sizeof(wc_why))) {
       /* The call was cut at the run's wall-clock budget. */
-      snprintf(why, sizeof(why), "wall-clock budget of %llds used up",
-               (long long)(h->spec->budget.wall_clock_ms / 1000));
-      add_event(h, "budget_exceeded", json_pack("{s:s}", "reason", why));
-      end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
+      end_over_budget(h, wc_why);
       set_state(h, DURIN_STEP_COMMIT);
       return 0;
     }

@@ -46,19 +46,16 @@ struct durin__window {
   json_t *msgs;
   struct wmsg *wm;
   size_t n, alloc;
-  size_t bytes;      /* the window's messages */
-  size_t fixed;      /* system prompt, tool schemas, goal message */
-  size_t pin_cap;    /* the plan's, and the handoff's, share */
-  size_t cap;        /* the window's bytes */
-  size_t max_msgs;   /* the window's messages (the pinned one aside) */
-  size_t share;      /* per message of the turn being added */
-  size_t args_cap;   /* per tool call's arguments in that turn */
-  const char *goal;  /* borrowed from the spec */
-  size_t goal_bytes; /* the goal alone as the first message */
-  uint64_t version;  /* bumped by every compaction */
-  /* The last pinned message and what it was made from (owned). */
+  size_t bytes;     /* the window's messages */
+  size_t base;      /* system prompt, tool schemas: every request's */
+  size_t pin_cap;   /* the plan's, and the handoff's, share */
+  size_t cap;       /* the window's bytes */
+  size_t max_msgs;  /* the window's messages (the pinned one aside) */
+  size_t share;     /* per message of the turn being added */
+  const char *goal; /* borrowed from the spec */
+  /* The last pinned message and what it was made from (owned; NULL:
+   * to be made). */
   json_t *pin_msg, *pin_plan, *pin_handoff;
-  uint64_t pin_version;
   size_t pin_bytes;
 };
 
@@ -285,14 +282,13 @@ int durin__window_new(const struct durin_spec *spec, json_t *tools,
   }
   rest = max - fixed;
   w->msgs = json_array();
-  w->fixed = fixed;
+  /* fixed counts the goal alone as the first message. */
+  w->base = fixed - (json_size(goal) + 1 + WIRE_SLACK);
   w->goal = spec->goal;
-  w->goal_bytes = json_size(goal) + 1 + WIRE_SLACK;
   w->pin_cap = rest / 8;
   w->cap = rest - 2 * w->pin_cap;
   w->max_msgs = (size_t)spec->context_messages - 1;
   w->share = w->cap / 2;
-  w->args_cap = w->share / 2;
   json_decref(goal);
   *out = w;
   return 0;
@@ -360,14 +356,14 @@ static void add_response(struct durin__window *w, json_t *data, int64_t seq)
   json_t *m = json_pack("{s:s}", "role", "assistant");
   json_t *text = json_object_get(data, "text");
   json_t *calls = json_object_get(data, "tool_calls"), *c, *info;
-  size_t k = json_array_size(calls), i;
+  size_t k = json_array_size(calls), i, args_cap;
   char *cut;
 
   /* Half the window for the newest turn, shared by its messages. */
   w->share = w->cap / 2 / (k + 1);
   if (w->share < MIN_SHARE)
     w->share = MIN_SHARE;
-  w->args_cap = k ? w->share / 2 / k : 0;
+  args_cap = k ? w->share / 2 / k : 0;
   if (json_is_string(text)) {
     size_t cap = (k ? w->share / 2 : w->share);
 
@@ -401,7 +397,7 @@ static void add_response(struct durin__window *w, json_t *data, int64_t seq)
       }
       json_array_append_new(info, ci);
       if (durin__json_escaped_len(args, strlen(args)) + MSG_OVERHEAD >
-          w->args_cap) {
+          args_cap) {
         /* Still a JSON object: providers that send arguments as objects
          * (Anthropic) must be able to parse what the window holds. */
         char note[200];
@@ -599,7 +595,9 @@ json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
   memmove(w->wm, w->wm + drop, (n - drop) * sizeof(*w->wm));
   w->n = n - drop;
   w->bytes = bytes;
-  w->version++;
+  /* The handoff changed in place: the pinned message is made again. */
+  json_decref(w->pin_msg);
+  w->pin_msg = NULL;
   return ev;
 }
 
@@ -680,45 +678,39 @@ static void render_handoff(struct durin_buf *b, json_t *ho)
 json_t *durin__window_request(struct durin__window *w, json_t *plan,
                               json_t *handoff, size_t *bytes)
 {
-  struct durin_buf b;
-  json_t *m = json_array(), *first;
-  size_t from;
+  json_t *m = json_array();
 
   /* The pinned message changes when the plan or the handoff does, which
-   * is seldom: most steps reuse it. The handoff is changed in place by
-   * durin__window_fit, which bumps pin_version. */
-  if (w->pin_msg && handoff == w->pin_handoff && w->pin_version == w->version &&
-      json_equal(plan, w->pin_plan)) {
-    json_array_append(m, w->pin_msg);
-    json_array_extend(m, w->msgs);
-    *bytes = w->fixed - w->goal_bytes + w->pin_bytes + w->bytes;
-    return m;
+   * is seldom: most steps reuse it. The plan is replaced, never changed
+   * in place; the handoff is changed in place by durin__window_fit,
+   * which drops the pinned message. */
+  if (!w->pin_msg || plan != w->pin_plan || handoff != w->pin_handoff) {
+    struct durin_buf b;
+    size_t from;
+
+    durin_buf_init(&b, 0);
+    durin_buf_adds(&b, w->goal);
+    if (json_array_size(plan)) {
+      from = b.len;
+      render_plan(&b, plan);
+      cut_tail(&b, from, w->pin_cap);
+    }
+    if (handoff) {
+      from = b.len;
+      render_handoff(&b, handoff);
+      cut_tail(&b, from, w->pin_cap);
+    }
+    json_decref(w->pin_msg);
+    json_decref(w->pin_plan);
+    json_decref(w->pin_handoff);
+    w->pin_msg = json_pack("{s:s,s:s}", "role", "user", "content", b.buf);
+    durin_buf_release(&b);
+    w->pin_plan = json_incref(plan);
+    w->pin_handoff = json_incref(handoff);
+    w->pin_bytes = json_size(w->pin_msg) + 1 + WIRE_SLACK;
   }
-  durin_buf_init(&b, 0);
-  durin_buf_adds(&b, w->goal);
-  if (json_array_size(plan)) {
-    from = b.len;
-    render_plan(&b, plan);
-    cut_tail(&b, from, w->pin_cap);
-  }
-  if (handoff) {
-    from = b.len;
-    render_handoff(&b, handoff);
-    cut_tail(&b, from, w->pin_cap);
-  }
-  first = json_pack("{s:s,s:s}", "role", "user", "content", b.buf);
-  durin_buf_release(&b);
-  json_array_append_new(m, first);
+  json_array_append(m, w->pin_msg);
   json_array_extend(m, w->msgs);
-  json_decref(w->pin_msg);
-  json_decref(w->pin_plan);
-  json_decref(w->pin_handoff);
-  w->pin_msg = json_incref(first);
-  w->pin_plan = json_deep_copy(plan);
-  w->pin_handoff = json_incref(handoff);
-  w->pin_version = w->version;
-  /* fixed counts the goal alone as the first message. */
-  w->pin_bytes = json_size(first) + 1 + WIRE_SLACK;
-  *bytes = w->fixed - w->goal_bytes + w->pin_bytes + w->bytes;
+  *bytes = w->base + w->pin_bytes + w->bytes;
   return m;
 }

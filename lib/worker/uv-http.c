@@ -13,104 +13,19 @@
 
 #include "worker/worker-int.h"
 
-/* Where a transfer's body and Retry-After go. */
-struct durin_http_sink {
-  struct durin_buf *body; /* capped */
-  char *retry_after;
-  size_t ra_len;
+/* One transfer: its request's headers, its capped body, its Retry-After. */
+struct uvh_xfer {
+  struct uvh *h;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  struct durin_buf body;
   int too_big;
+  char ra[128];
+  char ebuf[CURL_ERROR_SIZE];
+  char *url;
+  uvh_done_cb cb;
+  void *arg;
 };
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-  struct durin_http_sink *s = arg;
-
-  if (durin_buf_add(s->body, p, sz * n)) {
-    s->too_big = 1;
-    return 0;
-  }
-  return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-  struct durin_http_sink *s = arg;
-  size_t len = sz * n;
-
-  if (len > 12 && !strncasecmp(p, "retry-after:", 12)) {
-    size_t v = len - 12;
-
-    /* The value alone: no optional white space around it (RFC 9110 5.6.3). */
-    p += 12;
-    while (v > 0 && (*p == ' ' || *p == '\t')) {
-      p++;
-      v--;
-    }
-    if (v >= s->ra_len)
-      v = s->ra_len - 1;
-    memcpy(s->retry_after, p, v);
-    s->retry_after[v] = '\0';
-    while (v > 0 &&
-           (s->retry_after[v - 1] == '\r' || s->retry_after[v - 1] == '\n' ||
-            s->retry_after[v - 1] == ' ' || s->retry_after[v - 1] == '\t'))
-      s->retry_after[--v] = '\0';
-  }
-  return len;
-}
-
-static CURL *durin_http_easy(const struct durin_http_req *req,
-                             int64_t timeout_ms, struct durin_http_sink *s,
-                             struct curl_slist **hdrs, char *ebuf)
-{
-  CURL *c = curl_easy_init();
-  int i;
-
-  *hdrs = NULL;
-  if (!c)
-    return NULL;
-  for (i = 0; i < 8 && req->headers[i]; i++)
-    *hdrs = curl_slist_append(*hdrs, req->headers[i]);
-  curl_easy_setopt(c, CURLOPT_URL, req->url);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "durin/0.1");
-  return c;
-}
-
-static int durin_http_done(CURL *c, CURLcode rc,
-                           const struct durin_http_sink *s, const char *url,
-                           const char *ebuf, long *status,
-                           struct durin_err *err)
-{
-  if (s->too_big)
-    return durin_err_set(err, DURIN_ETOOBIG,
-                         "model response from '%s' exceeds %zu bytes", url,
-                         s->body->cap);
-  if (rc == CURLE_OPERATION_TIMEDOUT)
-    return durin_err_set(err, DURIN_ETIMEDOUT, "request to '%s' timed out",
-                         url);
-  if (rc != CURLE_OK) {
-    int transient = rc == CURLE_COULDNT_CONNECT || rc == CURLE_RECV_ERROR ||
-                    rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
-                    rc == CURLE_PARTIAL_FILE ||
-                    rc == CURLE_COULDNT_RESOLVE_HOST;
-
-    return durin_err_set(err, transient ? DURIN_ERETRY : DURIN_EMODEL,
-                         "request to '%s' failed: %s", url,
-                         *ebuf ? ebuf : curl_easy_strerror(rc));
-  }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-  return 0;
-}
 
 struct uvh {
   uv_loop_t *loop;
@@ -126,18 +41,97 @@ struct sock {
   struct uvh *h;
 };
 
-struct uvh_xfer {
-  struct uvh *h;
-  CURL *easy;
-  struct curl_slist *hdrs;
-  struct durin_buf body;
-  struct durin_http_sink sink;
-  char ra[128];
-  char ebuf[CURL_ERROR_SIZE];
-  char *url;
-  uvh_done_cb cb;
-  void *arg;
-};
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+  struct uvh_xfer *x = arg;
+
+  if (durin_buf_add(&x->body, p, sz * n)) {
+    x->too_big = 1;
+    return 0;
+  }
+  return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+  struct uvh_xfer *x = arg;
+  size_t len = sz * n;
+
+  if (len > 12 && !strncasecmp(p, "retry-after:", 12)) {
+    size_t v = len - 12;
+
+    /* The value alone: no optional white space around it (RFC 9110 5.6.3). */
+    p += 12;
+    while (v > 0 && (*p == ' ' || *p == '\t')) {
+      p++;
+      v--;
+    }
+    if (v >= sizeof(x->ra))
+      v = sizeof(x->ra) - 1;
+    memcpy(x->ra, p, v);
+    x->ra[v] = '\0';
+    while (v > 0 && (x->ra[v - 1] == '\r' || x->ra[v - 1] == '\n' ||
+                     x->ra[v - 1] == ' ' || x->ra[v - 1] == '\t'))
+      x->ra[--v] = '\0';
+  }
+  return len;
+}
+
+/* x's easy handle for req; 0, or -1 if it cannot be made. */
+static int xfer_easy(struct uvh_xfer *x, const struct durin_http_req *req,
+                     int64_t timeout_ms)
+{
+  CURL *c = curl_easy_init();
+  int i;
+
+  if (!c)
+    return -1;
+  x->easy = c;
+  for (i = 0; i < 8 && req->headers[i]; i++)
+    x->hdrs = curl_slist_append(x->hdrs, req->headers[i]);
+  curl_easy_setopt(c, CURLOPT_URL, req->url);
+  /* The body must outlive the call: POSTFIELDS would not copy it. */
+  curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, req->body);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->hdrs);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->ebuf);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "durin/0.1");
+  curl_easy_setopt(c, CURLOPT_PRIVATE, x);
+  return 0;
+}
+
+/* Reads a finished transfer: 0 with *status, or DURIN_ERETRY for a
+ * transient failure, DURIN_ETIMEDOUT, DURIN_ETOOBIG, DURIN_EMODEL. */
+static int xfer_done(const struct uvh_xfer *x, CURLcode rc, long *status,
+                     struct durin_err *err)
+{
+  if (x->too_big)
+    return durin_err_set(err, DURIN_ETOOBIG,
+                         "model response from '%s' exceeds %zu bytes", x->url,
+                         x->body.cap);
+  if (rc == CURLE_OPERATION_TIMEDOUT)
+    return durin_err_set(err, DURIN_ETIMEDOUT, "request to '%s' timed out",
+                         x->url);
+  if (rc != CURLE_OK) {
+    int transient = rc == CURLE_COULDNT_CONNECT || rc == CURLE_RECV_ERROR ||
+                    rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
+                    rc == CURLE_PARTIAL_FILE ||
+                    rc == CURLE_COULDNT_RESOLVE_HOST;
+
+    return durin_err_set(err, transient ? DURIN_ERETRY : DURIN_EMODEL,
+                         "request to '%s' failed: %s", x->url,
+                         *x->ebuf ? x->ebuf : curl_easy_strerror(rc));
+  }
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, status);
+  return 0;
+}
 
 static void check_done(struct uvh *h)
 {
@@ -153,8 +147,7 @@ static void check_done(struct uvh *h)
     if (msg->msg != CURLMSG_DONE)
       continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-    r = durin_http_done(x->easy, msg->data.result, &x->sink, x->url, x->ebuf,
-                        &status, &err);
+    r = xfer_done(x, msg->data.result, &status, &err);
     x->cb(x->arg, r, status, x->body.buf, x->body.len, x->ra, &err);
     uvh_xfer_free(x);
   }
@@ -287,18 +280,8 @@ struct uvh_xfer *uvh_post(struct uvh *h, const struct durin_http_req *req,
   x->arg = arg;
   x->url = strdup(req->url);
   durin_buf_init(&x->body, cap);
-  x->sink.body = &x->body;
-  x->sink.retry_after = x->ra;
-  x->sink.ra_len = sizeof(x->ra);
-  x->easy = durin_http_easy(req, timeout_ms, &x->sink, &x->hdrs, x->ebuf);
-  if (!x->easy) {
-    uvh_xfer_free(x);
-    return NULL;
-  }
-  /* The body must outlive the call: POSTFIELDS does not copy it. */
-  curl_easy_setopt(x->easy, CURLOPT_COPYPOSTFIELDS, req->body);
-  curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-  if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+  if (xfer_easy(x, req, timeout_ms) ||
+      curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
     uvh_xfer_free(x);
     return NULL;
   }
