@@ -382,10 +382,7 @@ int cmd_run(int argc, char **argv, struct cli *cli)
   }
   if ((code = cli_server_policy(policy, &pol)))
     return code;
-  if ((code = cli_sandbox(sandbox, &sb, &cfg.sb)) ||
-      (cfg.sb && (code = cli_sandbox_guard(cli, &sb)))) {
-    if (cfg.sb)
-      durin_sandbox_close(&sb);
+  if ((code = cli_sandbox(cli, sandbox, &sb, &cfg.sb))) {
     durin_policy_free(pol);
     return code;
   }
@@ -503,10 +500,7 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
   durin_run_info_clear(&ri);
   if (r || (r = cli_server_policy(policy, &pol)))
     return r;
-  if ((r = cli_sandbox(sandbox, &sb, &cfg.sb)) ||
-      (cfg.sb && (r = cli_sandbox_guard(cli, &sb)))) {
-    if (cfg.sb)
-      durin_sandbox_close(&sb);
+  if ((r = cli_sandbox(cli, sandbox, &sb, &cfg.sb))) {
     durin_policy_free(pol);
     return r;
   }

@@ -13,7 +13,6 @@
  * wait exits 0; a store that answers and refuses (bad password, no such
  * database) exits 4 at once.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,8 +98,14 @@ static int open_store_waiting(struct cli *cli, const char *name, int quiet,
       *stopped = 1;
       return EXIT_OK;
     }
-    /* Jitter: a fleet started together does not retry in step. */
-    wait_ms = wait_ms * 2 + (int64_t)(random() % 100);
+    /* Jitter: a fleet started together does not retry in step (each
+     * process draws its own; random() unseeded would not). */
+    {
+      uint32_t rnd = 0;
+
+      durin_random(&rnd, sizeof(rnd));
+      wait_ms = wait_ms * 2 + (int64_t)(rnd % 100);
+    }
     if (wait_ms > OPEN_WAIT_MAX_MS)
       wait_ms = OPEN_WAIT_MAX_MS;
     memset(&err, 0, sizeof(err));
@@ -247,10 +252,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   }
   if ((code = cli_server_policy(policy, &pol)))
     return code;
-  if ((code = cli_sandbox(sandbox, &sb, &o.sandbox)) ||
-      (o.sandbox && (code = cli_sandbox_guard(cli, &sb)))) {
-    if (o.sandbox)
-      durin_sandbox_close(&sb);
+  if ((code = cli_sandbox(cli, sandbox, &sb, &o.sandbox))) {
     durin_policy_free(pol);
     return code;
   }

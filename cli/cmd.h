@@ -88,17 +88,12 @@ struct durin_sandbox;
  * The sandbox of this process's tool calls for --sandbox MODE ("on", the
  * default when mode is NULL, or "none"). On: finds the helper, compiles
  * the program, checks the host can build it, and sets *out. None: warns
- * loudly and sets *out to NULL. Prints errors; returns an exit code.
+ * loudly and sets *out to NULL. On, the store's directory (sqlite stores)
+ * and $DURIN_DATA_DIR are kept out of every spec bind (durin_sandbox_forbid).
+ * Prints errors; returns an exit code.
  */
-int cli_sandbox(const char *mode, struct durin_sandbox *sb,
+int cli_sandbox(struct cli *cli, const char *mode, struct durin_sandbox *sb,
                 const struct durin_sandbox **out);
-/*
- * Keeps the store's directory (sqlite stores) and $DURIN_DATA_DIR out of
- * every spec bind of sb's calls (durin_sandbox_forbid); sb NULL (--sandbox
- * none): nothing to guard. Call after cli_sandbox. Prints errors; returns
- * an exit code.
- */
-int cli_sandbox_guard(struct cli *cli, struct durin_sandbox *sb);
 /* Parses a duration ("500ms", "30s", "5m", "2h", plain seconds) into ms;
  * -1 if malformed. */
 int64_t cli_parse_duration(const char *s);

@@ -101,12 +101,25 @@ int cli_resolve(struct cli *cli, const char *arg, char id[32])
   return 0;
 }
 
+/* The directory of a "sqlite:PATH[?...]" store's file ("." when none). */
+static void sqlite_dir(const char *url, char *out, size_t len)
+{
+  char *slash;
+
+  snprintf(out, len, "%s", url + 7);
+  out[strcspn(out, "?")] = '\0';
+  slash = strrchr(out, '/');
+  if (!slash)
+    snprintf(out, len, ".");
+  else
+    *(slash == out ? slash + 1 : slash) = '\0';
+}
+
 int cli_data_dir(struct cli *cli, char *out, size_t len)
 {
   const char *env = getenv("DURIN_DATA_DIR");
   const char *url = cli->store_url;
   char dir[PATH_MAX], *abs;
-  size_t n;
 
   if (env && *env) {
     snprintf(out, len, "%s", env);
@@ -118,15 +131,7 @@ int cli_data_dir(struct cli *cli, char *out, size_t len)
     return EXIT_USAGE;
   }
   /* Workspaces live in "runs/" beside the database file. */
-  snprintf(dir, sizeof(dir), "%s", url + 7);
-  dir[strcspn(dir, "?")] = '\0';
-  n = strlen(dir);
-  while (n > 0 && dir[n - 1] != '/')
-    n--;
-  if (n == 0)
-    snprintf(dir, sizeof(dir), ".");
-  else
-    dir[n] = '\0';
+  sqlite_dir(url, dir, sizeof(dir));
   abs = realpath(dir, NULL);
   if (!abs) {
     cli_error("cannot find the store directory '%s': %s", dir, strerror(errno));
@@ -363,12 +368,36 @@ static int probe(const struct durin_sandbox *sb, struct durin_err *err)
   return r;
 }
 
-int cli_sandbox(const char *mode, struct durin_sandbox *sb,
+/* Keeps the store's directory (sqlite stores) and $DURIN_DATA_DIR out of
+ * every spec bind of sb's calls. */
+static int guard(struct cli *cli, struct durin_sandbox *sb)
+{
+  const char *data = getenv("DURIN_DATA_DIR");
+  struct durin_err err = { 0 };
+  char dir[PATH_MAX];
+  int r = 0;
+
+  if (!strncmp(cli->store_url, "sqlite:", 7)) {
+    /* The database, its WAL and, by default, the data directory. */
+    sqlite_dir(cli->store_url, dir, sizeof(dir));
+    r = durin_sandbox_forbid(sb, dir, "the store's directory", &err);
+  }
+  if (!r && data && *data)
+    r = durin_sandbox_forbid(sb, data, "the data directory", &err);
+  if (r) {
+    cli_error("%s", err.msg);
+    return EXIT_STORE;
+  }
+  return 0;
+}
+
+int cli_sandbox(struct cli *cli, const char *mode, struct durin_sandbox *sb,
                 const struct durin_sandbox **out)
 {
   struct durin_err err = { 0 };
   char exe[PATH_MAX];
   ssize_t n;
+  int r;
 
   *out = NULL;
   if (cli_private_mounts())
@@ -395,36 +424,11 @@ int cli_sandbox(const char *mode, struct durin_sandbox *sb,
     durin_sandbox_close(sb);
     return EXIT_SANDBOX;
   }
+  if ((r = guard(cli, sb))) {
+    durin_sandbox_close(sb);
+    return r;
+  }
   *out = sb;
-  return 0;
-}
-
-int cli_sandbox_guard(struct cli *cli, struct durin_sandbox *sb)
-{
-  const char *data = getenv("DURIN_DATA_DIR");
-  struct durin_err err = { 0 };
-  char dir[PATH_MAX], *slash;
-  int r = 0;
-
-  if (!sb)
-    return 0;
-  if (!strncmp(cli->store_url, "sqlite:", 7)) {
-    /* The database, its WAL and, by default, the data directory. */
-    snprintf(dir, sizeof(dir), "%s", cli->store_url + 7);
-    dir[strcspn(dir, "?")] = '\0';
-    slash = strrchr(dir, '/');
-    if (slash)
-      *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-      snprintf(dir, sizeof(dir), ".");
-    r = durin_sandbox_forbid(sb, dir, "the store's directory", &err);
-  }
-  if (!r && data && *data)
-    r = durin_sandbox_forbid(sb, data, "the data directory", &err);
-  if (r) {
-    cli_error("%s", err.msg);
-    return EXIT_STORE;
-  }
   return 0;
 }
 

@@ -27,7 +27,7 @@ int durin_run_load(struct durin_store *s, const char *run_id,
 struct uvh;
 struct uvh_xfer;
 
-/* A finished transfer: r as the transfer ended (0, or a DURIN_E* code), the status and
+/* A finished transfer: r (0 or a DURIN_E* code), the status and
  * body, the Retry-After header's value ("" if none). */
 typedef void (*uvh_done_cb)(void *arg, int r, long status, const char *body,
                             size_t len, const char *retry_after,

@@ -115,9 +115,8 @@ struct job {
   uint64_t epoch;
   int pausing;
   char *reason; /* why a run is ended without its harness */
-  /* Taking a run by id (o.run_id): the claim failed, or the run had
-   * already ended with this status (reason above). */
-  int take_failed;
+  /* Taking a run by id (o.run_id): the run had already ended with
+   * this status (reason above). */
   enum durin_run_status ended;
   struct durin_watchdog_report wd;
 };
@@ -608,6 +607,16 @@ static int write_failed(struct wrun *r, struct job *j)
   return 1;
 }
 
+/* `durin cancel` reaches r's harness once, however it was seen. */
+static void apply_cancel(struct wrun *r)
+{
+  r->cancel = 1;
+  if (r->cancel_applied)
+    return;
+  r->cancel_applied = 1;
+  durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
+}
+
 static void complete(struct wrun *r, struct durin_completion *c)
 {
   c->now_ms = durin_now_ms();
@@ -618,6 +627,23 @@ static void complete(struct wrun *r, struct durin_completion *c)
     return;
   }
   advance(r);
+}
+
+/*
+ * Blocking file-system work for r (a file tool, a change set, a merge):
+ * on the thread pool, or right here when the loop drives this one run
+ * only (nothing else on it would wait).
+ */
+static void run_blocking(struct wrun *r, uv_work_cb work, uv_after_work_cb done)
+{
+  r->in_pool = 1;
+  r->pool_req.data = r;
+  if (r->w->o.run_id) {
+    work(&r->pool_req);
+    done(&r->pool_req, 0);
+    return;
+  }
+  uv_queue_work(&r->w->loop, &r->pool_req, work, done);
 }
 
 static void merge_work(uv_work_t *req)
@@ -688,14 +714,7 @@ static void done_simple(struct durin_worker *w, struct job *j)
   if (j->fn == fn_outcome && r->layer[0]) {
     /* The call's outcome is durable: its layer goes into the workspace
      * before anything else may see the workspace (the next call). */
-    r->in_pool = 1;
-    r->pool_req.data = r;
-    if (w->o.run_id) {
-      merge_work(&r->pool_req);
-      merge_done(&r->pool_req, 0);
-    } else {
-      uv_queue_work(&w->loop, &r->pool_req, merge_work, merge_done);
-    }
+    run_blocking(r, merge_work, merge_done);
     return;
   }
   memset(&c, 0, sizeof(c));
@@ -989,10 +1008,8 @@ static void tool_finished(struct wrun *r, struct durin_tool_result *res)
     drop(r, DURIN_ESTATE, "harness refused a tool result (a bug)");
     return;
   }
-  if (r->cancel && !r->cancel_applied) {
-    r->cancel_applied = 1;
-    durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
-  }
+  if (r->cancel)
+    apply_cancel(r);
   advance(r);
 }
 
@@ -1046,14 +1063,7 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
     return;
   }
   r->pool_res = *res;
-  r->in_pool = 1;
-  r->pool_req.data = r;
-  if (r->w->o.run_id) {
-    changes_work(&r->pool_req);
-    changes_done(&r->pool_req, 0);
-  } else {
-    uv_queue_work(&r->w->loop, &r->pool_req, changes_work, changes_done);
-  }
+  run_blocking(r, changes_work, changes_done);
 }
 
 static void pool_tool(uv_work_t *req)
@@ -1139,14 +1149,7 @@ static void start_tool(struct wrun *r)
   /* File tools: short, but they fsync; off the loop, unless the loop has
    * this one run only (nothing else would wait for them). */
   memset(&r->pool_res, 0, sizeof(r->pool_res));
-  r->in_pool = 1;
-  r->pool_req.data = r;
-  if (r->w->o.run_id) {
-    pool_tool(&r->pool_req);
-    pool_tool_done(&r->pool_req, 0);
-    return;
-  }
-  uv_queue_work(&r->w->loop, &r->pool_req, pool_tool, pool_tool_done);
+  run_blocking(r, pool_tool, pool_tool_done);
 }
 
 static void next_check(struct wrun *r);
@@ -1254,10 +1257,9 @@ static void advance(struct wrun *r)
 
   while (!r->busy && !r->gone) {
     if (durin_harness_state(r->h) == DURIN_STEP_IDLE) {
-      if (r->cancel && !r->cancel_applied) {
-        r->cancel_applied = 1;
-        durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
-      } else if (!r->cancel && (r->pause || w->stopping)) {
+      if (r->cancel && !r->cancel_applied)
+        apply_cancel(r);
+      else if (!r->cancel && (r->pause || w->stopping)) {
         let_go(r, r->pause);
         return;
       }
@@ -1355,8 +1357,6 @@ static void interrupt(struct wrun *r, int cancel)
     return;
   }
   if (r->xfer || r->phase == P_WAITING) {
-    struct durin_harness *h = r->h;
-
     if (r->xfer)
       uvh_xfer_free(r->xfer);
     r->xfer = NULL;
@@ -1364,8 +1364,7 @@ static void interrupt(struct wrun *r, int cancel)
     if (r->phase == P_WAITING)
       set_phase(r, P_LIVE);
     if (cancel) {
-      r->cancel_applied = 1;
-      durin_harness_cancel(h, "cancelled by 'durin cancel'");
+      apply_cancel(r);
       model_finished(r, DURIN_ECANCELED, NULL,
                      "model call abandoned: cancelled");
     } else {
@@ -1389,7 +1388,6 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
 
   (void)txn;
   rc = durin_store_run_get(w->s, r->id, &ri, &j->err);
-  j->take_failed = rc && w->o.run_id;
   if (rc)
     return rc;
   /* Cancelled while nobody held it: the harness hears of it at once. */
@@ -1410,7 +1408,6 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = durin_store_run_claim(w->s, r->id, w->owner, durin_now_ms(),
                                w->o.lease_ttl_ms, &r->epoch, &j->err);
     r->attempt = ri.attempt + 1;
-    j->take_failed = rc != 0;
   }
   if (!rc)
     rc = durin_spec_parse(ri.spec_json, NULL, &r->spec, &j->err);
@@ -1491,7 +1488,7 @@ static void done_restore(struct durin_worker *w, struct job *j)
     finish(r, j->ended, j->reason);
     return;
   }
-  if (j->take_failed) {
+  if (j->r && !r->epoch) {
     /* Not found, ended meanwhile, or the store failed: nothing is ours. */
     drop(r, j->r, j->err.msg);
     return;
@@ -1522,10 +1519,8 @@ static void done_restore(struct durin_worker *w, struct job *j)
    * --skip-call) is for the run they named only. */
   if (w->o.run_id && w->o.resolve >= 0)
     durin_harness_resolve(r->h, w->o.resolve);
-  if (j->cancel && !r->cancel) {
-    r->cancel = r->cancel_applied = 1;
-    durin_harness_cancel(r->h, "cancelled by 'durin cancel'");
-  }
+  if (j->cancel && !r->cancel)
+    apply_cancel(r);
   advance(r);
 }
 
@@ -1877,6 +1872,16 @@ static void on_drain_check(uv_timer_t *t)
     close_loop_handles(w);
 }
 
+/* No more claims nor watchdog; every 50 ms, whether everything has been
+ * let go (then the loop ends). */
+static void start_draining(struct durin_worker *w)
+{
+  w->stopping = 1;
+  uv_timer_stop(&w->t_watchdog);
+  uv_timer_stop(&w->t_claim);
+  uv_timer_start(&w->t_claim, on_drain_check, 0, 50);
+}
+
 static void on_stop(uv_async_t *a)
 {
   struct durin_worker *w = a->data;
@@ -1894,12 +1899,11 @@ static void on_stop(uv_async_t *a)
   }
   if (w->stopping)
     return;
-  w->stopping = 1;
   wlog(w,
        "stopping: no new claims; letting go of %d run(s) at their next "
        "step boundary",
        w->nruns);
-  uv_timer_stop(&w->t_watchdog);
+  start_draining(w);
   for (b = 0; b < NBUCKETS; b++) {
     for (r = w->bucket[b]; r; r = next) {
       next = r->hnext;
@@ -1909,21 +1913,14 @@ static void on_stop(uv_async_t *a)
         interrupt(r, 0);
     }
   }
-  /* Check every 50 ms whether everything has been let go. */
-  uv_timer_stop(&w->t_claim);
-  uv_timer_start(&w->t_claim, on_drain_check, 0, 50);
 }
 
 /* Limited to one run id, the worker is done when that run is: the loop
  * drains (store jobs in flight) and ends. */
 static void single_run_over(struct durin_worker *w)
 {
-  if (w->nruns || w->stopping)
-    return;
-  w->stopping = 1;
-  uv_timer_stop(&w->t_watchdog);
-  uv_timer_stop(&w->t_claim);
-  uv_timer_start(&w->t_claim, on_drain_check, 0, 50);
+  if (!w->nruns && !w->stopping)
+    start_draining(w);
 }
 
 void durin_worker_stop(struct durin_worker *w, int hard)
