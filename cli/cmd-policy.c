@@ -84,7 +84,7 @@ int cmd_policy(int argc, char **argv, struct cli *cli)
   struct durin_spec spec;
   json_t *call, *args, *judged = NULL;
   const char *tool;
-  int i, code, json = 0;
+  int i, code, json = 0, listed;
 
   (void)cli;
   if (cli_wants_help(argc, argv) || argc < 2 || strcmp(argv[1], "check")) {
@@ -136,12 +136,13 @@ int cmd_policy(int argc, char **argv, struct cli *cli)
   }
   if (!args)
     args = json_object(), json_object_set_new(call, "arguments", args);
-  if (!durin_spec_tool(&spec, tool))
+  listed = durin_spec_tool(&spec, tool) != NULL;
+  if (!listed)
     not_in_spec(&spec, tool, &d);
   else
     durin_policy_decide((const struct durin_policy *const *)layers, 2,
                         spec.workspace, tool, args, &st, &d);
-  if (!strcmp(tool, "bash") && durin_spec_tool(&spec, tool)) {
+  if (!strcmp(tool, "bash") && listed) {
     char **cmds = durin_policy_commands(
         json_string_value(json_object_get(args, "command")));
 

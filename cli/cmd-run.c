@@ -365,11 +365,9 @@ int cmd_run(int argc, char **argv, struct cli *cli)
       sub.model = argv[++i];
     else if (!strcmp(argv[i], "--sandbox") && i + 1 < argc)
       sandbox = argv[++i];
-    else if (argv[i][0] == '-') {
-      cli_error("run: unknown option '%s'", argv[i]);
-      fputs(run_usage, stderr);
-      return EXIT_USAGE;
-    } else if (!spec_path)
+    else if (argv[i][0] == '-')
+      return cli_bad_arg("run", argv[i], run_usage);
+    else if (!spec_path)
       spec_path = argv[i];
     else {
       cli_error("run: give one spec file");
@@ -462,11 +460,9 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
       force = 1;
     else if (!strcmp(argv[i], "--sandbox") && i + 1 < argc)
       sandbox = argv[++i];
-    else if (argv[i][0] == '-') {
-      cli_error("resume: unknown option '%s'", argv[i]);
-      fputs(resume_usage, stderr);
-      return EXIT_USAGE;
-    } else
+    else if (argv[i][0] == '-')
+      return cli_bad_arg("resume", argv[i], resume_usage);
+    else
       arg = argv[i];
   }
   if (!arg) {

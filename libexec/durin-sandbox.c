@@ -196,8 +196,7 @@ static void parse(int argc, char **argv)
     i++;
     if (!strcmp(a, "--workspace"))
       o.workspace = v;
-    else if ((!strcmp(a, "--lower") || !strcmp(a, "--template")) &&
-             o.nlower < MAX_LOWER)
+    else if (!strcmp(a, "--lower") && o.nlower < MAX_LOWER)
       o.lower[o.nlower++] = v;
     else if (!strcmp(a, "--layers"))
       o.layers = v;

@@ -115,7 +115,6 @@ void durin_workspace_unmount(const char *ws);
  *   as whiteouts there.
  * scan: calls cb for every call directory of the workspace; stops at and
  *   returns the first non-zero return of cb (DURIN_EIO: unreadable).
- * discard_attempts: removes every attempt of a call.
  */
 #define DURIN_LAYER_MAX_DEPTH 128
 void durin_layer_calls_dir(const char *ws, char *out, size_t len);
@@ -129,7 +128,6 @@ int durin_layer_merge(const char *layer, const char *target, int whiteouts,
 typedef int (*durin_layer_cb)(void *arg, int64_t step, int call,
                               const char *calldir);
 int durin_layer_scan(const char *ws, durin_layer_cb cb, void *arg);
-void durin_layer_discard_attempts(const char *calldir);
 
 /* The descriptor number the program has in the helper. */
 #define DURIN_SANDBOX_SECCOMP_FD 3

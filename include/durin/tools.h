@@ -47,8 +47,9 @@ struct durin_sandbox; /* durin/sandbox.h */
 struct durin_proc_box {
   const struct durin_sandbox *sandbox;
   const struct durin_spec_sandbox *spec;
-  /* The call's layer (durin_layer_begin): the command's writes go there,
-   * not into the workspace. NULL: straight into the workspace. */
+  /* The call's layer (durin_layer_begin): what a command or a file tool
+   * writes goes there, merged once its outcome is durable, not into the
+   * workspace. NULL: straight into the workspace. */
   const char *layer;
 };
 
@@ -58,10 +59,6 @@ struct durin_tool_ctx {
   const char *idem_key; /* stable across re-runs of the same call */
   int64_t timeout_ms;
   size_t output_cap;
-  /* The call's layer (durin_layer_begin), for the file tools: what they
-   * write goes into layer/upper, merged once the outcome is durable.
-   * NULL: they write into the workspace. */
-  const char *layer;
 };
 
 struct durin_tool_result {
@@ -94,7 +91,7 @@ struct durin_tool_def {
   int (*command)(const struct durin_tool_ctx *ctx, json_t *args,
                  const char **cmd, int64_t *timeout_ms);
   void (*report)(struct durin_tool_result *r, int64_t timeout_ms);
-  /* The tool writes through ctx->layer when it has one (the file tools):
+  /* The tool writes through ctx->box.layer when it has one (file tools):
    * a call of it is a transaction on the workspace wherever it runs. */
   int layered;
 };

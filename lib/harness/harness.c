@@ -923,7 +923,8 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->tool_ctx.idem_key = c->idem_key;
     act->tool_ctx.timeout_ms = h->spec->tool_timeout_ms;
     /* The wall-clock budget holds inside the call too: the executor
-     * (bash's command(), durin_proc_run) kills it when the budget ends. */
+     * (bash's command(), lib/worker/uv-proc.c) kills it when the budget ends.
+     */
     {
       int64_t left = wall_clock_left(h, now);
 

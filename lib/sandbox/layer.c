@@ -153,6 +153,18 @@ static void note(json_t *list, int64_t *count, const char *prefix,
   (*count)++;
 }
 
+/* A directory stream over a copy of dfd (dfd stays the caller's), or
+ * NULL. */
+static DIR *dir_of(int dfd)
+{
+  int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+  DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+
+  if (!d && dup >= 0)
+    close(dup);
+  return d;
+}
+
 /* Whether name is in the view of the target directories t[0..n) (the
  * topmost first; -1: not there): found as a whiteout, it is not. */
 static int in_view(const int *t, int n, const char *name, struct stat *st)
@@ -173,50 +185,43 @@ static int in_view(const int *t, int n, const char *name, struct stat *st)
  * worker then keeps nothing of it), so an agent's `mkdir -p a/a/a/...`
  * cannot exhaust the stack or the descriptors of whoever reads it.
  */
-static void scan(int udfd, const int *t, int n, const char *prefix, int depth,
-                 struct changes *c)
+static void scan(int udfd, int opaque, const int *t, int n, const char *prefix,
+                 int depth, struct changes *c)
 {
   DIR *d;
   struct dirent *e;
-  int dup;
 
   if (depth > DURIN_LAYER_MAX_DEPTH) {
     c->too_deep = 1;
     return;
   }
-  dup = fcntl(udfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0 || !(d = fdopendir(dup))) {
-    if (dup >= 0)
-      close(dup);
+  if (!(d = dir_of(udfd)))
     return;
-  }
-  if (n && t[0] >= 0 && is_opaque(udfd))
+  if (n && t[0] >= 0 && opaque)
     json_array_append_new(c->replaced, json_string(*prefix ? prefix : "./"));
   while (!c->too_deep && (e = readdir(d))) {
     struct stat st, tst;
-    int there;
 
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
     if (fstatat(udfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
       continue;
-    there = in_view(t, n, e->d_name, &tst);
     if (is_whiteout(&st)) {
-      if (there)
+      if (in_view(t, n, e->d_name, &tst))
         note(c->deleted, &c->ndeleted, prefix, e->d_name);
     } else if (S_ISDIR(st.st_mode)) {
       int u = openat(udfd, e->d_name,
                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      int sub[2] = { -1, -1 }, k;
+      int sub[2] = { -1, -1 }, k, uo = u >= 0 && is_opaque(u);
       char *p = NULL;
 
       /* Below an opaque directory nothing of the view shows through. */
-      for (k = 0; u >= 0 && k < n && k < 2 && !is_opaque(u); k++)
+      for (k = 0; u >= 0 && !uo && k < n; k++)
         if (t[k] >= 0)
           sub[k] = openat(t[k], e->d_name,
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (u >= 0 && asprintf(&p, "%s%s/", prefix, e->d_name) >= 0)
-        scan(u, sub, n < 2 ? n : 2, p, depth + 1, c);
+        scan(u, uo, sub, n, p, depth + 1, c);
       free(p);
       for (k = 0; k < 2; k++)
         if (sub[k] >= 0)
@@ -226,7 +231,7 @@ static void scan(int udfd, const int *t, int n, const char *prefix, int depth,
     } else {
       if (S_ISREG(st.st_mode))
         c->bytes += st.st_size;
-      if (there)
+      if (in_view(t, n, e->d_name, &tst))
         note(c->changed, &c->nchanged, prefix, e->d_name);
       else
         note(c->added, &c->nadded, prefix, e->d_name);
@@ -253,7 +258,7 @@ json_t *durin_layer_changes(const char *layer, const char *target,
   t[0] = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   t[1] = below ? open(below, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (u >= 0)
-    scan(u, t, below ? 2 : 1, "", 0, &c);
+    scan(u, is_opaque(u), t, below ? 2 : 1, "", 0, &c);
   if (u >= 0)
     close(u);
   if (t[0] >= 0)
@@ -283,28 +288,17 @@ struct merge {
   struct durin_err *err;
 };
 
-/* Removes name beneath dfd, whatever it is, without following links
- * (iteratively: the target may be as deep as the agent made it). */
-static int remove_at(int dfd, const char *name)
-{
-  return durin_tree_remove_at(dfd, name) ? -1 : 0;
-}
-
 static int clear_dir(int dfd)
 {
-  int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
   struct dirent *e;
-  DIR *d;
+  DIR *d = dir_of(dfd);
   int r = 0;
 
-  if (dup < 0 || !(d = fdopendir(dup))) {
-    if (dup >= 0)
-      close(dup);
+  if (!d)
     return -1;
-  }
   while ((e = readdir(d)))
     if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      r |= remove_at(dfd, e->d_name);
+      r |= durin_tree_remove_at(dfd, e->d_name) ? -1 : 0;
   closedir(d);
   return r;
 }
@@ -336,7 +330,7 @@ static void strip_overlay_xattrs(int dfd, const char *name)
 static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what,
                      int depth)
 {
-  int dup, r = 0;
+  int r = 0;
   struct dirent *e;
   DIR *d;
   char path[64];
@@ -361,12 +355,8 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what,
     if (removexattr(path, OPAQUE_XATTR) && errno != ENODATA)
       return fail(m, "unmarking", what);
   }
-  dup = fcntl(udfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0 || !(d = fdopendir(dup))) {
-    if (dup >= 0)
-      close(dup);
+  if (!(d = dir_of(udfd)))
     return fail(m, "reading", what);
-  }
   while (!r && (e = readdir(d))) {
     struct stat st;
     const char *n = e->d_name;
@@ -376,7 +366,7 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what,
     if (fstatat(udfd, n, &st, AT_SYMLINK_NOFOLLOW))
       continue;
     if (is_whiteout(&st)) {
-      if (remove_at(tdfd, n))
+      if (durin_tree_remove_at(tdfd, n))
         r = fail(m, "removing", n);
       else if (m->whiteouts && mknodat(tdfd, n, S_IFCHR | 0000, makedev(0, 0)))
         r = fail(m, "whiting out", n);
@@ -394,7 +384,8 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what,
          * replace. In an upper layer, a directory made where the run had
          * deleted or replaced something must hide what the template has
          * of that name: opaque. */
-        if (remove_at(tdfd, n) || mkdirat(tdfd, n, st.st_mode & 07777) ||
+        if (durin_tree_remove_at(tdfd, n) ||
+            mkdirat(tdfd, n, st.st_mode & 07777) ||
             (t = openat(tdfd, n,
                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
           r = fail(m, "making directory", n);
@@ -434,7 +425,7 @@ static int merge_dir(struct merge *m, int udfd, int tdfd, const char *what,
         /* A directory in the way (the call replaced it by a file). */
         if ((errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST &&
              errno != ENOTDIR) ||
-            remove_at(tdfd, n) || renameat(udfd, n, tdfd, n))
+            durin_tree_remove_at(tdfd, n) || renameat(udfd, n, tdfd, n))
           r = fail(m, "moving", n);
       }
     }
@@ -495,20 +486,4 @@ int durin_layer_scan(const char *ws, durin_layer_cb cb, void *arg)
   }
   closedir(d);
   return r;
-}
-
-void durin_layer_discard_attempts(const char *calldir)
-{
-  char path[4700];
-  struct dirent *a;
-  DIR *d = opendir(calldir);
-
-  while (d && (a = readdir(d))) {
-    if (a->d_name[0] != 'e')
-      continue;
-    snprintf(path, sizeof(path), "%s/%s", calldir, a->d_name);
-    durin_tree_remove(path);
-  }
-  if (d)
-    closedir(d);
 }

@@ -424,7 +424,7 @@ int durin_store_queue_claim(struct durin_store *q, const char *owner,
   r = served_last(q, &serial, err);
   if (!r)
     r = load_tenants(q, now_ms, &t, &nt, &cand, err);
-  if (!r && max > 0 && !(who = calloc((size_t)max, sizeof(*who))))
+  if (!r && !(who = calloc((size_t)max, sizeof(*who))))
     r = durin_err_set(err, DURIN_ENOMEM, "claiming runs: out of memory");
   /*
    * Fair share: each pick goes to the tenant holding the fewest runs

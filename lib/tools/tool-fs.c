@@ -112,17 +112,6 @@ static int read_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
   return 0;
 }
 
-/*
- * A call with a layer (ctx->layer) writes nothing into the workspace: the
- * new file goes to the same place beneath layer/upper as path resolves to
- * beneath the workspace, and reaches the workspace by the merge, once the
- * call's outcome is durable (lib/sandbox/layer.c). So the file tools are
- * transactions like a sandboxed command: a call cut by a crash left no
- * trace and runs again to the same result.
- *
- * Returns a directory fd beneath layer/upper for path's parent, made as
- * needed (existing workspace directories keep their modes), or -1.
- */
 /* Whether every part of the relative path s is a plain name: no empty
  * part, no "." and no "..". */
 static int plain_names(const char *s)
@@ -158,6 +147,17 @@ static int down(int dfd, const char *name, mode_t mode)
   return fd;
 }
 
+/*
+ * A call with a layer (ctx->box.layer) writes nothing into the workspace: the
+ * new file goes to the same place beneath layer/upper as path resolves to
+ * beneath the workspace, and reaches the workspace by the merge, once the
+ * call's outcome is durable (lib/sandbox/layer.c). So the file tools are
+ * transactions like a sandboxed command: a call cut by a crash left no
+ * trace and runs again to the same result.
+ *
+ * Returns a directory fd beneath layer/upper for path's parent, made as
+ * needed (existing workspace directories keep their modes), or -1.
+ */
 static int layer_parent(int ws, const char *layer, const char *path,
                         struct durin_err *err)
 {
@@ -254,6 +254,28 @@ static int layer_parent(int ws, const char *layer, const char *path,
   return fd;
 }
 
+/* Writes data to fd and syncs it; path names it in errors. */
+static int write_synced(int fd, const char *path, const char *data, size_t len,
+                        struct durin_err *err)
+{
+  size_t off = 0;
+
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
+                           strerror(errno));
+    off += (size_t)w;
+  }
+  if (fsync(fd) < 0)
+    return durin_err_set(err, DURIN_EIO, "cannot sync '%s': %s", path,
+                         strerror(errno));
+  return 0;
+}
+
 /* Writes data to path atomically: a temp file in the same directory, then
  * rename, so a crash never leaves a half-written file. With a layer, the
  * file goes there instead (layer_parent). */
@@ -263,7 +285,6 @@ static int write_atomic(int ws, const char *layer, const char *path,
   char tmp[4200];
   const char *slash = strrchr(path, '/');
   int fd, r = 0;
-  size_t off = 0;
   struct stat st;
   mode_t mode = 0644;
 
@@ -291,23 +312,12 @@ static int write_atomic(int ws, const char *layer, const char *path,
     unlinkat(dfd, base, 0);
     fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                 mode);
-    if (fd < 0)
-      r = durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
-                        strerror(errno));
-    while (!r && off < len) {
-      ssize_t w = write(fd, data + off, len - off);
-
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w < 0)
-        r = durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
-                          strerror(errno));
-      else
-        off += (size_t)w;
-    }
     /* Synced before its outcome is recorded: the merge moves what is on
      * disk, so the file must be whole there. */
-    if (!r && (fsync(fd) < 0 || fsync(dfd) < 0))
+    r = fd < 0 ? durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
+                               strerror(errno)) :
+                 write_synced(fd, path, data, len, err);
+    if (!r && fsync(dfd) < 0)
       r = durin_err_set(err, DURIN_EIO, "cannot sync '%s': %s", path,
                         strerror(errno));
     if (fd >= 0)
@@ -321,21 +331,7 @@ static int write_atomic(int ws, const char *layer, const char *path,
                        (int)mode, err);
   if (fd < 0)
     return -1;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0) {
-      r = durin_err_set(err, DURIN_EIO, "cannot write '%s': %s", path,
-                        strerror(errno));
-      break;
-    }
-    off += (size_t)w;
-  }
-  if (!r && fsync(fd) < 0)
-    r = durin_err_set(err, DURIN_EIO, "cannot sync '%s': %s", path,
-                      strerror(errno));
+  r = write_synced(fd, path, data, len, err);
   close(fd);
   if (!r) {
     /* Rename through a directory fd opened beneath the workspace keeps
@@ -385,7 +381,7 @@ static int write_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
 
   if ((ws = open_ws(ctx, res)) < 0)
     return 0;
-  if (write_atomic(ws, ctx->layer, path, json_string_value(content),
+  if (write_atomic(ws, ctx->box.layer, path, json_string_value(content),
                    json_string_length(content), &err)) {
     close(ws);
     durin__tool_fail(res, "write_file: %s", err.msg);
@@ -476,7 +472,7 @@ static int edit_file_exec(const struct durin_tool_ctx *ctx, json_t *args,
     }
   }
   durin_buf_adds(&out, p);
-  if (write_atomic(ws, ctx->layer, path, out.buf, out.len, &err)) {
+  if (write_atomic(ws, ctx->box.layer, path, out.buf, out.len, &err)) {
     durin__tool_fail(res, "edit_file: %s", err.msg);
   } else {
     char msg[4200];

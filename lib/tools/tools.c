@@ -298,7 +298,7 @@ void durin_tool_exec(const struct durin_tool_def *def,
     struct durin_err err = { 0 };
 
     if (durin_workspace_mount(ctx->workspace, ctx->box.spec->template,
-                              !ctx->layer, NULL, &err)) {
+                              !ctx->box.layer, NULL, &err)) {
       res->output = strdup(err.msg);
       return;
     }

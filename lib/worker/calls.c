@@ -5,7 +5,7 @@
  *   intent:  the harness records in the call's ledger intent whether it
  *            runs in a layer of its own (durin_tool_contained)
  *   tool:    each attempt writes into a fresh layer of its lease epoch
- *            (durin__call_begin); its change set goes with its outcome
+ *            (durin_layer_begin); its change set goes with its outcome
  *   outcome: once durable, the layer is merged into the workspace
  *            (durin__call_merge) and the call's directory removed
  *   restore: a layer named by a recorded outcome is merged (again); any
@@ -41,13 +41,6 @@ static void target(const struct durin_spec *spec, char *out, size_t len,
   }
   durin_workspace_layers(spec->workspace, layers, sizeof(layers));
   snprintf(out, len, "%s/upper", layers);
-}
-
-int durin__call_begin(const struct durin_spec *spec, int64_t step, int call,
-                      uint64_t epoch, char *layer, size_t len,
-                      struct durin_err *err)
-{
-  return durin_layer_begin(spec->workspace, step, call, epoch, layer, len, err);
 }
 
 json_t *durin__call_changes(const struct durin_spec *spec, const char *layer)

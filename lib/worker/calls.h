@@ -1,7 +1,8 @@
 /*
  * Tool calls as transactions on the workspace, the worker's side
  * (lib/worker/calls.c over lib/sandbox/layer.c). Blocking file-system
- * work: call from the store thread or the thread pool, not the loop.
+ * work: from the store thread or the thread pool (or in place, when the
+ * loop drives one run only).
  */
 #ifndef DURIN_WORKER_CALLS_H
 #define DURIN_WORKER_CALLS_H
@@ -13,10 +14,6 @@
 #include "durin/store.h"
 #include "durin/tools.h"
 
-/* An attempt's fresh layer (path into layer). */
-int durin__call_begin(const struct durin_spec *spec, int64_t step, int call,
-                      uint64_t epoch, char *layer, size_t len,
-                      struct durin_err *err);
 /* What the attempt did to the workspace (new reference). */
 json_t *durin__call_changes(const struct durin_spec *spec, const char *layer);
 /* Once its outcome is durable: into the workspace. Idempotent. */

@@ -1093,7 +1093,7 @@ static void start_tool(struct wrun *r)
 
   r->busy = 1;
   r->layer[0] = 0;
-  r->act.tool_ctx.box.layer = r->act.tool_ctx.layer = NULL;
+  r->act.tool_ctx.box.layer = NULL;
   if (r->act.contained) {
     /* A transaction on the workspace, as its intent says: this attempt's
      * own layer. A command needs the sandbox for that; without it (a
@@ -1107,7 +1107,7 @@ static void start_tool(struct wrun *r)
                     "its own, which needs the sandbox; resume the run "
                     "without '--sandbox none'");
     if (err.code ||
-        durin__call_begin(&r->spec, r->act.step, r->act.call, r->epoch,
+        durin_layer_begin(r->spec.workspace, r->act.step, r->act.call, r->epoch,
                           r->layer, sizeof(r->layer), &err)) {
       struct durin_completion c;
 
@@ -1121,10 +1121,7 @@ static void start_tool(struct wrun *r)
       complete(r, &c);
       return;
     }
-    if (t->command)
-      r->act.tool_ctx.box.layer = r->layer;
-    else
-      r->act.tool_ctx.layer = r->layer;
+    r->act.tool_ctx.box.layer = r->layer;
   }
   if (t->command &&
       t->command(&r->act.tool_ctx, r->act.args, &cmd, &r->tool_timeout) == 0) {

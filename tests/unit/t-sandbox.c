@@ -257,10 +257,6 @@ static void test_layer_merge(void **state)
   assert_false(there(ws, "gone"));
   assert_false(there(ws, "sub/kept-out"));
   assert_false(there(root, "planted"));
-  /* Discarding removes every attempt of the call. */
-  snprintf(path, sizeof(path), "%s/calls/s3-c1", root);
-  durin_layer_discard_attempts(path);
-  assert_false(there(path, "e7"));
   durin_tree_remove(root);
 }
 

@@ -98,7 +98,7 @@ static int run_tool(const char *name, const char *args, char **out)
                                 .idem_key = "k",
                                 .timeout_ms = 5000,
                                 .output_cap = 4096,
-                                .layer = cur_layer };
+                                .box.layer = cur_layer };
   struct durin_tool_result r;
   struct durin_err err = { 0 };
   json_t *a;
