@@ -104,27 +104,34 @@ static void changes_clear(struct changes *c)
   memset(c, 0, sizeof(*c));
 }
 
-/* Every non-directory under root/rel, as paths relative to root. */
+/* Every non-directory under root/rel, as paths relative to root. The
+ * path buffers are on the heap: an agent may nest directories as deep as
+ * a path allows, and each level recurses. */
 static int collect(const char *root, const char *rel, struct changes *c)
 {
-  char dir[PATH_BUF], path[PATH_BUF];
+  char *dir = malloc(PATH_BUF), *path = malloc(PATH_BUF);
   struct dirent *de;
   struct stat st;
-  DIR *d;
+  DIR *d = NULL;
   int r = 0;
 
-  snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+  if (!dir || !path) {
+    cli_error("out of memory");
+    r = -1;
+    goto out;
+  }
+  snprintf(dir, PATH_BUF, "%s%s%s", root, *rel ? "/" : "", rel);
   if (!(d = opendir(dir))) {
     cli_error("cannot read '%s': %s", dir, strerror(errno));
-    return -1;
+    r = -1;
+    goto out;
   }
   while (!r && (de = readdir(d))) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;
-    if ((size_t)snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "",
-                         de->d_name) >= sizeof(path) ||
-        (size_t)snprintf(dir, sizeof(dir), "%s/%s", root, path) >=
-            sizeof(dir)) {
+    if ((size_t)snprintf(path, PATH_BUF, "%s%s%s", rel, *rel ? "/" : "",
+                         de->d_name) >= PATH_BUF ||
+        (size_t)snprintf(dir, PATH_BUF, "%s/%s", root, path) >= PATH_BUF) {
       cli_error("a path under '%s' is too long to compare", root);
       r = -1;
       break;
@@ -133,7 +140,11 @@ static int collect(const char *root, const char *rel, struct changes *c)
       continue; /* gone while we looked: nothing to show */
     r = S_ISDIR(st.st_mode) ? collect(root, path, c) : push_path(c, path);
   }
-  closedir(d);
+out:
+  if (d)
+    closedir(d);
+  free(dir);
+  free(path);
   return r;
 }
 

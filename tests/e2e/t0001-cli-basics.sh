@@ -176,6 +176,16 @@ test_expect_success 'diff --stat is a diffstat' '
   grep -qx " 4 files changed, 2 insertions(+), $((dels + 1)) deletions(-)" s
 '
 
+# A call run outside its layer (--sandbox none, writable binds) can leave
+# directories nested as deep as a path allows: diff walks them, it does
+# not run out of stack (each level used to hold 16 KB of it).
+test_expect_success 'diff walks a tree nested 1,500 levels deep' '
+  ws=$(col_of $id workspace) &&
+  (cd "$ws" && i=0 && while [ $i -lt 1500 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done && echo deep >f) &&
+  durin diff --stat $id >s &&
+  grep -q "d/d/d/.*f" s
+'
+
 if ! durin sandbox --workspace "$TRASH" -- true 2>/dev/null; then
   test_skip 'make demo prints the run summary once' 'no sandbox on this host'
 else
