@@ -81,6 +81,15 @@ struct durin_run_new {
    * worker claims it in between; NULL: queued for any worker. */
   const char *owner;
   int64_t lease_until_ms;
+  /* From the control plane (all may be NULL / 0). */
+  const char *agent;        /* the registered agent it was made from */
+  int64_t agent_version;    /* ... and the version it pinned */
+  const char *labels_json;  /* {"key": "value", ...} */
+  const char *created_by;   /* the API token's name */
+  const char *idem_key;     /* Idempotency-Key: one run per (tenant, key) */
+  const char *idem_hash;    /* the request's hash, to tell a reuse */
+  const char *webhooks_json; /* [{"url", "events": [...]}]: the run's own */
+  const char *webhook_secret; /* signs the run's own webhooks */
 };
 
 /* A run row, as read. Strings are owned by the struct; see _clear. */
@@ -245,6 +254,159 @@ typedef int (*durin_held_cb)(const struct durin_held *h, void *arg);
 typedef int (*durin_limit_cb)(const char *scope, int64_t max, void *arg);
 typedef int (*durin_event_cb)(const struct durin_event *ev, void *arg);
 typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
+
+/*
+ * The control plane's reads and writes (lib/store/sql-api.c). A page of
+ * runs is keyed by (created_ms, id), newest first: a cursor is the last
+ * row's key, so runs created meanwhile never shift a page.
+ */
+struct durin_run_query {
+  int status_mask; /* bit (1 << status); 0: all */
+  const char *tenant, *agent;
+  const char *label_key, *label_value; /* a label that must match */
+  int64_t created_after_ms, created_before_ms; /* 0: open */
+  int64_t cursor_ms;    /* from the previous page's last row; 0: first */
+  const char *cursor_id;
+  int limit; /* rows, 1..1000 */
+};
+/* Runs matching qy, newest first, at most qy->limit; *more is set when
+ * another page follows. ri's agent fields are in durin_run_meta. */
+int durin_store_run_query(struct durin_store *s,
+                          const struct durin_run_query *qy, durin_run_cb cb,
+                          void *arg, int *more, struct durin_err *err);
+
+/* What a run's row holds about where it came from. */
+struct durin_run_meta {
+  char *agent;
+  int64_t agent_version;
+  char *created_by;
+  char *labels_json; /* {"key": "value"} */
+};
+int durin_store_run_meta(struct durin_store *s, const char *id,
+                         struct durin_run_meta *out, struct durin_err *err);
+void durin_run_meta_clear(struct durin_run_meta *m);
+
+/* The run an Idempotency-Key made, and the hash of its request;
+ * DURIN_ENOTFOUND if none. */
+int durin_store_idem_get(struct durin_store *s, const char *tenant,
+                         const char *key, char run_id[32], char hash[65],
+                         struct durin_err *err);
+
+/* An API token; the store keeps its hash, never the token. */
+struct durin_token {
+  char id[32];
+  const char *name, *role, *tenant; /* tenant NULL: all tenants */
+  int64_t created_ms, revoked_ms;
+};
+typedef int (*durin_token_cb)(const struct durin_token *t, void *arg);
+/* DURIN_EEXIST if an unrevoked token has the name. */
+int durin_store_token_create(struct durin_store *s, const struct durin_token *t,
+                             const char *hash, struct durin_err *err);
+/* The unrevoked token with this hash; DURIN_ENOTFOUND if none. */
+int durin_store_token_find(struct durin_store *s, const char *hash,
+                           durin_token_cb cb, void *arg, struct durin_err *err);
+int durin_store_token_list(struct durin_store *s, durin_token_cb cb, void *arg,
+                           struct durin_err *err);
+/* Revokes the unrevoked token named name (or with this id). */
+int durin_store_token_revoke(struct durin_store *s, const char *name,
+                             int64_t now_ms, struct durin_err *err);
+
+/* Agents: a named spec per tenant; each change is a new version. */
+struct durin_agent {
+  const char *tenant, *name, *spec_json, *created_by;
+  int64_t version, created_ms;
+};
+typedef int (*durin_agent_cb)(const struct durin_agent *a, void *arg);
+/* Stores spec as the agent's next version (*version), unless it equals
+ * the latest one (then *version is that one and *changed 0). */
+int durin_store_agent_put(struct durin_store *s, const struct durin_agent *a,
+                          int64_t *version, int *changed,
+                          struct durin_err *err);
+/* Version 0: the latest. DURIN_ENOTFOUND if none. */
+int durin_store_agent_get(struct durin_store *s, const char *tenant,
+                          const char *name, int64_t version, durin_agent_cb cb,
+                          void *arg, struct durin_err *err);
+/* The latest version of each agent of tenant (NULL: every tenant). */
+int durin_store_agent_list(struct durin_store *s, const char *tenant,
+                           durin_agent_cb cb, void *arg, struct durin_err *err);
+
+/* Webhook subscriptions: server-wide (run_id NULL; tenant NULL: every
+ * tenant) or a run's own. events: comma-separated types. */
+struct durin_webhook_sub {
+  char id[32];
+  const char *tenant, *run_id, *url, *events, *secret, *created_by;
+  int64_t created_ms;
+};
+typedef int (*durin_webhook_sub_cb)(const struct durin_webhook_sub *w,
+                                    void *arg);
+int durin_store_webhook_add(struct durin_store *s,
+                            const struct durin_webhook_sub *w,
+                            struct durin_err *err);
+/* tenant NULL: all; run subscriptions are not listed. */
+int durin_store_webhook_list(struct durin_store *s, const char *tenant,
+                             durin_webhook_sub_cb cb, void *arg,
+                             struct durin_err *err);
+int durin_store_webhook_get(struct durin_store *s, const char *id,
+                            durin_webhook_sub_cb cb, void *arg,
+                            struct durin_err *err);
+int durin_store_webhook_remove(struct durin_store *s, const char *id,
+                               struct durin_err *err);
+
+/* One delivery of the outbox, taken for a while by one deliverer. */
+struct durin_delivery {
+  const char *id, *sub_id, *run_id, *type, *url, *secret;
+  int64_t seq, created_ms, attempts;
+};
+typedef int (*durin_delivery_cb)(const struct durin_delivery *d, void *arg);
+/* Takes up to max due deliveries until now + lease_ms (a conditional
+ * write: two servers never take one at once). */
+int durin_store_outbox_take(struct durin_store *s, int64_t now_ms,
+                            int64_t lease_ms, int max, durin_delivery_cb cb,
+                            void *arg, struct durin_err *err);
+/* Its outcome: delivered, or next try at next_ms (failed: given up). */
+int durin_store_outbox_done(struct durin_store *s, const char *id,
+                            int delivered, int failed, int64_t now_ms,
+                            int64_t next_ms, const char *error,
+                            struct durin_err *err);
+/* The earliest next_ms of an undelivered one; 0 if none. */
+int64_t durin_store_outbox_next(struct durin_store *s);
+
+/* Workers: each one's heartbeat (kind "worker" or "serve"). */
+struct durin_worker_row {
+  const char *owner, *kind, *info;
+  int64_t started_ms, beat_ms, max_runs;
+  int64_t held; /* runs it holds now */
+};
+typedef int (*durin_worker_row_cb)(const struct durin_worker_row *w,
+                                   void *arg);
+int durin_store_worker_beat(struct durin_store *s,
+                            const struct durin_worker_row *w,
+                            struct durin_err *err);
+int durin_store_worker_gone(struct durin_store *s, const char *owner,
+                            struct durin_err *err);
+int durin_store_worker_list(struct durin_store *s, durin_worker_row_cb cb,
+                            void *arg, struct durin_err *err);
+
+/* A setting all servers of the store share. _init stores value unless
+ * the key has one, and returns the one that holds (free() it). */
+int durin_store_setting_init(struct durin_store *s, const char *key,
+                             const char *value, char **out,
+                             struct durin_err *err);
+
+/*
+ * Waking event streams. In-process: after each commit through this
+ * handle that appended events, cb(arg, run_id) once per run, on the
+ * committing thread (NULL: off). Across processes: a descriptor readable
+ * when any process committed events (PostgreSQL: LISTEN durin_events);
+ * -1 on SQLite; _drain passes each run id (may repeat) to cb.
+ */
+void durin_store_on_events(struct durin_store *s,
+                           void (*cb)(void *arg, const char *run_id),
+                           void *arg);
+int durin_store_events_fd(struct durin_store *s);
+int durin_store_events_drain(struct durin_store *s,
+                             void (*cb)(void *arg, const char *run_id),
+                             void *arg);
 
 /*
  * Opens the store named by url ("sqlite:PATH[?sync=full|normal]", or

@@ -42,7 +42,8 @@
 struct pdb {
   struct db base;
   PGconn *c;
-  PGconn *lc; /* LISTEN durin_work, for workers waiting for work */
+  PGconn *lc; /* LISTEN on lchan: workers waiting for work, streams */
+  char lchan[32];
   char *url;
   char msg[600];
   int code;
@@ -819,12 +820,14 @@ static int p_notify(struct db *db)
   return p_exec(db, "NOTIFY durin_work");
 }
 
-static int p_listen_fd(struct db *db)
+static int p_listen_fd(struct db *db, const char *channel)
 {
   struct pdb *d = PDB(db);
   PGresult *res;
+  char sql[64];
 
-  if (d->lc && PQstatus(d->lc) == CONNECTION_OK)
+  if (d->lc && PQstatus(d->lc) == CONNECTION_OK &&
+      !strcmp(d->lchan, channel))
     return PQsocket(d->lc);
   PQfinish(d->lc);
   d->lc = PQconnectdb(d->url);
@@ -833,7 +836,9 @@ static int p_listen_fd(struct db *db)
     d->lc = NULL;
     return -1;
   }
-  res = PQexec(d->lc, "LISTEN durin_work");
+  snprintf(d->lchan, sizeof(d->lchan), "%s", channel);
+  snprintf(sql, sizeof(sql), "LISTEN %s", d->lchan);
+  res = PQexec(d->lc, sql);
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
     PQclear(res);
     PQfinish(d->lc);
@@ -845,7 +850,8 @@ static int p_listen_fd(struct db *db)
   return PQsocket(d->lc);
 }
 
-static int p_listen_drain(struct db *db)
+static int p_listen_drain(struct db *db,
+                          void (*cb)(void *arg, const char *payload), void *arg)
 {
   struct pdb *d = PDB(db);
   PGnotify *n;
@@ -858,6 +864,8 @@ static int p_listen_drain(struct db *db)
   }
   while ((n = PQnotifies(d->lc))) {
     count++;
+    if (cb)
+      cb(arg, n->extra);
     PQfreemem(n);
   }
   return count;

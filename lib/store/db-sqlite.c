@@ -218,15 +218,19 @@ static int s_notify(struct db *d)
   return DB_OK;
 }
 
-static int s_listen_fd(struct db *d)
+static int s_listen_fd(struct db *d, const char *channel)
 {
   (void)d;
+  (void)channel;
   return -1;
 }
 
-static int s_listen_drain(struct db *d)
+static int s_listen_drain(struct db *d,
+                          void (*cb)(void *arg, const char *payload), void *arg)
 {
   (void)d;
+  (void)cb;
+  (void)arg;
   return -1;
 }
 

@@ -75,12 +75,16 @@ struct db_ops {
   /* Tells every listener that work may be ready, at this transaction's
    * commit (PostgreSQL NOTIFY); a no-op where there are none. */
   int (*notify)(struct db *db);
-  /* A separate connection that listens: its descriptor, or -1 if this
-   * database has none (SQLite: workers poll). */
-  int (*listen_fd)(struct db *db);
-  /* Consumes what arrived on it: how many signals, or -1 if it broke
-   * (it is reopened by the next listen_fd). */
-  int (*listen_drain)(struct db *db);
+  /* A separate connection that listens on channel ("durin_work" for
+   * workers, "durin_events" for event streams; one channel per
+   * connection): its descriptor, or -1 if this database has none
+   * (SQLite: workers poll, streams are woken in-process). */
+  int (*listen_fd)(struct db *db, const char *channel);
+  /* Consumes what arrived on it, passing each payload to cb (may be
+   * NULL): how many signals, or -1 if it broke (it is reopened by the
+   * next listen_fd). */
+  int (*listen_drain)(struct db *db, void (*cb)(void *arg, const char *payload),
+                      void *arg);
 };
 
 struct db {

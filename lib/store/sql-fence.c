@@ -496,6 +496,7 @@ int durin__sq_events_append(struct durin_store *q, const char *run_id,
   }
   if (note)
     note->last = last;
+  durin__sq_ev_note(q, run_id);
   for (i = 0; i < n; i++)
     ev[i].seq = last - (int64_t)n + 1 + (int64_t)i;
   return insert_events(q, run_id, ev, n, err);

@@ -92,6 +92,12 @@ struct durin_store {
   int nflags;             /* used in this transaction */
   char token[17];         /* this transaction's, in its fenced runs' rows */
   uint64_t token_seed, token_count;
+  /* In-process wake of event streams (durin_store_on_events): runs whose
+   * events the open transaction appended. */
+  void (*ev_hook)(void *arg, const char *run_id);
+  void *ev_hook_arg;
+  char (*ev_runs)[32];
+  int nev_runs, aev_runs;
 #define SQ_EV_BATCH 8
   struct db_stmt *ev_ins[SQ_EV_BATCH + 1]; /* inserts of k events */
 };
@@ -145,6 +151,9 @@ void durin__sq_seq_known(struct durin_store *q, const char *run_id,
 int durin__sq_events_append(struct durin_store *q, const char *run_id,
                             struct durin_event *ev, size_t n,
                             struct durin_err *err);
+/* Notes that the open transaction appended events of run_id, for the
+ * in-process listener (durin_store_on_events). */
+void durin__sq_ev_note(struct durin_store *q, const char *run_id);
 /* Appends one event whose data is data (consumed). */
 int durin__sq_event_json(struct durin_store *q, const char *run_id,
                          int64_t step, int64_t now, const char *type,
@@ -152,6 +161,11 @@ int durin__sq_event_json(struct durin_store *q, const char *run_id,
 /* Runs sql with ?1 = id and ?2 = now, a write nobody reads back. */
 int durin__sq_exec_id(struct durin_store *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err);
+
+/* Inside run creation: a run's agent, labels, creator, idempotency key
+ * and own webhooks (sql-api.c). */
+int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
+                         struct durin_err *err);
 
 /* Approvals (sql-approvals.c). */
 /* Inside a transaction: pending approvals of a run that ended. */

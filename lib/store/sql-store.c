@@ -147,6 +147,124 @@ static const char *const stmt_sql[ST__COUNT] = {
  "  WHERE state = 'pending';"
 
 /*
+ * The control plane (server/, docs/internals/api.md): who made a run and
+ * from what (agent and version, labels, the API token's name), API
+ * tokens (hashes only), agents (a named spec, a version per change),
+ * idempotency keys of run creation, webhook subscriptions and their
+ * outbox, the workers' heartbeats, and settings the servers of one store
+ * share. Keyset pages over runs go by (created_ms, id).
+ */
+#define CONTROL_PLANE(I64)                                                     \
+ "ALTER TABLE runs ADD COLUMN agent TEXT;"                                     \
+ "ALTER TABLE runs ADD COLUMN agent_version " I64 ";"                          \
+ "ALTER TABLE runs ADD COLUMN created_by TEXT;"                                \
+ "CREATE INDEX runs_page ON runs(created_ms, id);"                             \
+ "CREATE INDEX runs_tenant_page ON runs(tenant, created_ms, id);"              \
+ "CREATE TABLE run_labels("                                                    \
+ "  run_id TEXT NOT NULL,"                                                     \
+ "  key TEXT NOT NULL,"                                                        \
+ "  value TEXT NOT NULL,"                                                      \
+ "  PRIMARY KEY(run_id, key)"                                                  \
+ ");"                                                                          \
+ "CREATE INDEX run_labels_kv ON run_labels(key, value);"                       \
+ "CREATE TABLE api_tokens("                                                    \
+ "  id TEXT PRIMARY KEY,"                                                      \
+ "  name TEXT NOT NULL,"                                                       \
+ "  role TEXT NOT NULL,"                                                       \
+ "  tenant TEXT,"                                                              \
+ "  hash TEXT NOT NULL UNIQUE,"                                                \
+ "  created_ms " I64 " NOT NULL,"                                              \
+ "  revoked_ms " I64                                                           \
+ ");"                                                                          \
+ "CREATE UNIQUE INDEX api_tokens_name ON api_tokens(name) "                    \
+ "  WHERE revoked_ms IS NULL;"                                                 \
+ "CREATE TABLE agents("                                                        \
+ "  tenant TEXT NOT NULL,"                                                     \
+ "  name TEXT NOT NULL,"                                                       \
+ "  version " I64 " NOT NULL,"                                                 \
+ "  spec TEXT NOT NULL,"                                                       \
+ "  created_ms " I64 " NOT NULL,"                                              \
+ "  created_by TEXT,"                                                          \
+ "  PRIMARY KEY(tenant, name, version)"                                        \
+ ");"                                                                          \
+ "CREATE TABLE idempotency("                                                   \
+ "  tenant TEXT NOT NULL,"                                                     \
+ "  key TEXT NOT NULL,"                                                        \
+ "  run_id TEXT NOT NULL,"                                                     \
+ "  request_hash TEXT NOT NULL,"                                               \
+ "  created_ms " I64 " NOT NULL,"                                              \
+ "  PRIMARY KEY(tenant, key)"                                                  \
+ ");"                                                                          \
+ "CREATE TABLE webhook_subs("                                                  \
+ "  id TEXT PRIMARY KEY,"                                                      \
+ "  tenant TEXT,"                                                              \
+ "  run_id TEXT,"                                                              \
+ "  url TEXT NOT NULL,"                                                        \
+ "  events TEXT NOT NULL,"                                                     \
+ "  secret TEXT NOT NULL,"                                                     \
+ "  created_ms " I64 " NOT NULL,"                                              \
+ "  created_by TEXT"                                                           \
+ ");"                                                                          \
+ "CREATE INDEX webhook_subs_run ON webhook_subs(run_id);"                      \
+ "CREATE TABLE webhook_outbox("                                                \
+ "  id TEXT PRIMARY KEY,"                                                      \
+ "  sub_id TEXT NOT NULL,"                                                     \
+ "  run_id TEXT NOT NULL,"                                                     \
+ "  seq " I64 " NOT NULL,"                                                     \
+ "  type TEXT NOT NULL,"                                                       \
+ "  created_ms " I64 " NOT NULL,"                                              \
+ "  next_ms " I64 " NOT NULL,"                                                 \
+ "  attempts INTEGER NOT NULL DEFAULT 0,"                                      \
+ "  lease_until " I64 " NOT NULL DEFAULT 0,"                                   \
+ "  delivered_ms " I64 ","                                                     \
+ "  failed_ms " I64 ","                                                        \
+ "  last_error TEXT"                                                           \
+ ");"                                                                          \
+ "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms) "                 \
+ "  WHERE delivered_ms IS NULL AND failed_ms IS NULL;"                         \
+ "CREATE INDEX webhook_outbox_run ON webhook_outbox(sub_id, run_id, type) "    \
+ "  WHERE delivered_ms IS NULL AND failed_ms IS NULL;"                         \
+ "CREATE TABLE workers("                                                       \
+ "  owner TEXT PRIMARY KEY,"                                                   \
+ "  kind TEXT NOT NULL,"                                                       \
+ "  started_ms " I64 " NOT NULL,"                                              \
+ "  beat_ms " I64 " NOT NULL,"                                                 \
+ "  max_runs INTEGER NOT NULL,"                                                \
+ "  info TEXT"                                                                 \
+ ");"                                                                          \
+ "CREATE TABLE settings("                                                      \
+ "  key TEXT PRIMARY KEY,"                                                     \
+ "  value TEXT NOT NULL"                                                       \
+ ");"
+
+/* The outbox row an event makes for each subscription that wants it, in
+ * the event's own transaction (a trigger, so every writer of events, the
+ * harness's, the watchdog's and the decisions', makes them alike).
+ * Progress is throttled: one undelivered progress row per subscription
+ * and run at most; it is delivered with the run as it is then. */
+#define WEBHOOK_TYPE_OF(E)                                               \
+ "CASE " E " WHEN 'run_started' THEN 'run.started' "                     \
+ "WHEN 'model_response' THEN 'run.progress' "                            \
+ "WHEN 'approval_requested' THEN 'approval.requested' "                  \
+ "WHEN 'approval_decided' THEN 'approval.decided' "                      \
+ "WHEN 'approval_expired' THEN 'approval.decided' "                      \
+ "ELSE 'run.finished' END"
+#define WEBHOOK_EVENTS                                                   \
+ "('run_started', 'model_response', 'approval_requested', "              \
+ "'approval_decided', 'approval_expired', 'run_finished')"
+#define WEBHOOK_OUTBOX_INSERT(T)                                         \
+ "INSERT INTO webhook_outbox(id, sub_id, run_id, seq, type, created_ms, " \
+ "next_ms) SELECT 'msg_' || s.id || '_' || NEW.run_id || '_' || "        \
+ "NEW.seq, s.id, NEW.run_id, NEW.seq, " T ", NEW.ts_ms, NEW.ts_ms "      \
+ "FROM webhook_subs s WHERE (s.run_id = NEW.run_id OR (s.run_id IS "     \
+ "NULL AND (s.tenant IS NULL OR s.tenant = (SELECT tenant FROM runs r "  \
+ "WHERE r.id = NEW.run_id)))) AND (',' || s.events || ',') LIKE "        \
+ "('%,' || " T " || ',%') AND (" T " <> 'run.progress' OR NOT EXISTS "   \
+ "(SELECT 1 FROM webhook_outbox o WHERE o.sub_id = s.id AND o.run_id = " \
+ "NEW.run_id AND o.type = 'run.progress' AND o.delivered_ms IS NULL "    \
+ "AND o.failed_ms IS NULL)) ON CONFLICT DO NOTHING"
+
+/*
  * Schema migrations, applied in order; PRAGMA user_version records how many
  * have run. Never edit a shipped entry: append a new one.
  */
@@ -245,6 +363,11 @@ static const char *const migrations[] = {
   /* 6: a call that runs in a layer of its own says so in its intent, so a
    * restorer knows from the ledger alone that it may simply run again. */
   LEDGER_CONTAINED,
+  /* 7: the control plane. */
+  CONTROL_PLANE("INTEGER")
+  "CREATE TRIGGER events_webhooks AFTER INSERT ON events "
+  "WHEN NEW.type IN " WEBHOOK_EVENTS " BEGIN " WEBHOOK_OUTBOX_INSERT(
+      WEBHOOK_TYPE_OF("NEW.type")) "; END;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -343,6 +466,21 @@ static const char *const pg_migrations[] = {
   "END $$;",
   QUEUE_SERVED("BIGINT"),
   LEDGER_CONTAINED,
+  /* 7: the control plane; event streams in other processes are woken by
+   * a NOTIFY per run and transaction (collapsed by the server). */
+  CONTROL_PLANE("BIGINT")
+  "CREATE FUNCTION durin_webhooks() RETURNS trigger LANGUAGE plpgsql AS "
+  "$$\nBEGIN\n  " WEBHOOK_OUTBOX_INSERT(
+      WEBHOOK_TYPE_OF("NEW.type")) ";\n  RETURN NULL;\nEND $$;"
+  "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
+  "WHEN (NEW.type IN " WEBHOOK_EVENTS ") EXECUTE FUNCTION "
+  "durin_webhooks();"
+  "CREATE FUNCTION durin_events_notify() RETURNS trigger LANGUAGE plpgsql "
+  "AS $$\nBEGIN\n  PERFORM pg_notify('durin_events', d.run_id) FROM "
+  "(SELECT DISTINCT run_id FROM new_rows) d;\n  RETURN NULL;\nEND $$;"
+  "CREATE TRIGGER events_notify AFTER INSERT ON events REFERENCING NEW "
+  "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+  "durin_events_notify();",
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,
@@ -359,14 +497,69 @@ int durin__sq_fail(struct durin_store *q, struct durin_err *err,
                        db_errmsg(q->db));
 }
 
+/* After a COMMIT: tells the in-process listener which runs have new
+ * events; after a ROLLBACK, forgets them. A wake too many is harmless
+ * (a stream reads the log past its cursor); one too few is not. */
+static void ev_hook_end(struct durin_store *q, int committed)
+{
+  int i, n = q->nev_runs;
+
+  q->nev_runs = 0;
+  for (i = 0; committed && i < n; i++)
+    q->ev_hook(q->ev_hook_arg, q->ev_runs[i]);
+}
+
+void durin__sq_ev_note(struct durin_store *q, const char *run_id)
+{
+  int i;
+
+  if (!q->ev_hook)
+    return;
+  for (i = 0; i < q->nev_runs; i++)
+    if (!strcmp(q->ev_runs[i], run_id))
+      return;
+  if (q->nev_runs == q->aev_runs) {
+    int na = q->aev_runs ? q->aev_runs * 2 : 16;
+    char(*nr)[32] = realloc(q->ev_runs, (size_t)na * sizeof(*nr));
+
+    if (!nr)
+      return;
+    q->ev_runs = nr;
+    q->aev_runs = na;
+  }
+  snprintf(q->ev_runs[q->nev_runs++], 32, "%s", run_id);
+}
+
 int durin__sq_exec(struct durin_store *q, const char *sql,
                    struct durin_err *err)
 {
   int rc = db_exec(q->db, sql);
 
+  if (q->nev_runs && (!strcmp(sql, "COMMIT") || !strcmp(sql, "ROLLBACK")))
+    ev_hook_end(q, rc == DB_OK && sql[0] == 'C');
   if (rc != DB_OK)
     return durin__sq_fail(q, err, "running SQL");
   return 0;
+}
+
+void durin_store_on_events(struct durin_store *q,
+                           void (*cb)(void *arg, const char *run_id), void *arg)
+{
+  q->ev_hook = cb;
+  q->ev_hook_arg = arg;
+  q->nev_runs = 0;
+}
+
+int durin_store_events_fd(struct durin_store *q)
+{
+  return q->db->ops->listen_fd(q->db, "durin_events");
+}
+
+int durin_store_events_drain(struct durin_store *q,
+                             void (*cb)(void *arg, const char *run_id),
+                             void *arg)
+{
+  return q->db->ops->listen_drain(q->db, cb, arg);
 }
 
 int durin__sq_begin(struct durin_store *q, int exclusive, struct durin_err *err)
@@ -448,6 +641,7 @@ void durin_store_close(struct durin_store *q)
   if (q->db)
     q->db->ops->close(q->db);
   free(q->notes);
+  free(q->ev_runs);
   durin__sq_flags_free(q);
   free(q->path);
   free(q->url);
@@ -620,6 +814,8 @@ int durin_store_run_create(struct durin_store *q, const struct durin_run_new *n,
   db_bind_text(st, 2, n->spec_json);
   if (db_step(st) != DB_DONE)
     r = durin__sq_fail(q, err, "creating run");
+  if (!r)
+    r = durin__sq_run_extras(q, n, err);
   /* A queued run: idle workers need not wait for their next poll. */
   if (!r && !n->owner)
     r = durin__sq_notify(q, err);
@@ -1101,12 +1297,12 @@ int durin_store_pending_get(struct durin_store *q, const char *run_id,
 
 int durin_store_wakeup_fd(struct durin_store *q)
 {
-  return q->db->ops->listen_fd(q->db);
+  return q->db->ops->listen_fd(q->db, "durin_work");
 }
 
 int durin_store_wakeup_drain(struct durin_store *q)
 {
-  return q->db->ops->listen_drain(q->db);
+  return q->db->ops->listen_drain(q->db, NULL, NULL);
 }
 
 int durin__sq_notify(struct durin_store *q, struct durin_err *err)
