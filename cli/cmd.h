@@ -52,14 +52,30 @@ struct cli_submit {
   int64_t not_before_ms;
   int64_t retry_budget; /* recoveries before the run fails; 0: default */
   const char *owner;    /* created held by this owner (durin run) */
-  int deduped;          /* out: an active run had the dedupe key */
+  /* From the HTTP API (may be NULL; see durin_run_new). */
+  const char *agent;
+  int64_t agent_version;
+  const char *labels_json, *created_by, *idem_key, *idem_hash;
+  const char *webhooks_json, *webhook_secret;
+  int deduped;     /* out: an active run had the dedupe key */
+  int idem_reused; /* out: the idempotency key was taken meanwhile */
 };
 
 /* Submits the spec at path; fills id (the existing run's when deduped).
  * Prints errors; returns an exit code. */
 int cli_submit(struct cli *cli, const char *spec_path, struct cli_submit *o,
                char id[32]);
+struct durin_spec;
+struct durin_err;
+/* The same for a parsed spec (consumed), into the data directory data,
+ * on cli->store (open); prints nothing: on failure, err says why. */
+int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
+                    struct cli_submit *o, char id[32], struct durin_err *err);
 int cmd_submit(int argc, char **argv, struct cli *cli);
+/* The store's webhook signing secret ("whsec_" + base64 of 32 bytes),
+ * made on first use and shared by every server of the store. */
+int cli_webhook_secret(struct durin_store *s, char **out,
+                       struct durin_err *err);
 int cmd_worker(int argc, char **argv, struct cli *cli);
 int cmd_serve(int argc, char **argv, struct cli *cli);
 int cmd_pause(int argc, char **argv, struct cli *cli);

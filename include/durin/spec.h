@@ -136,6 +136,7 @@ struct durin_spec {
   json_t *policy; /* the "policy" object as written (durin/policy.h), or
                      NULL; validated when the spec is parsed */
   struct durin_spec_approvals approvals;
+  json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
 };
 
 /*

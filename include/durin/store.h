@@ -82,13 +82,13 @@ struct durin_run_new {
   const char *owner;
   int64_t lease_until_ms;
   /* From the control plane (all may be NULL / 0). */
-  const char *agent;        /* the registered agent it was made from */
-  int64_t agent_version;    /* ... and the version it pinned */
-  const char *labels_json;  /* {"key": "value", ...} */
-  const char *created_by;   /* the API token's name */
-  const char *idem_key;     /* Idempotency-Key: one run per (tenant, key) */
-  const char *idem_hash;    /* the request's hash, to tell a reuse */
-  const char *webhooks_json; /* [{"url", "events": [...]}]: the run's own */
+  const char *agent;          /* the registered agent it was made from */
+  int64_t agent_version;      /* ... and the version it pinned */
+  const char *labels_json;    /* {"key": "value", ...} */
+  const char *created_by;     /* the API token's name */
+  const char *idem_key;       /* Idempotency-Key: one run per (tenant, key) */
+  const char *idem_hash;      /* the request's hash, to tell a reuse */
+  const char *webhooks_json;  /* [{"url", "events": [...]}]: the run's own */
   const char *webhook_secret; /* signs the run's own webhooks */
 };
 
@@ -117,6 +117,9 @@ struct durin_run_info {
   int64_t not_before_ms;
   int64_t recoveries; /* leases the watchdog found expired */
   int64_t max_recoveries;
+  /* An operator's resolution of an indeterminate call, applied by the
+   * next holder (durin_harness_resolve): -1 none, 0 skip, 1 run again. */
+  int resolve;
 };
 
 void durin_run_info_clear(struct durin_run_info *ri);
@@ -263,9 +266,9 @@ typedef int (*durin_ledger_cb)(const struct durin_ledger_entry *e, void *arg);
 struct durin_run_query {
   int status_mask; /* bit (1 << status); 0: all */
   const char *tenant, *agent;
-  const char *label_key, *label_value; /* a label that must match */
+  const char *label_key, *label_value;         /* a label that must match */
   int64_t created_after_ms, created_before_ms; /* 0: open */
-  int64_t cursor_ms;    /* from the previous page's last row; 0: first */
+  int64_t cursor_ms; /* from the previous page's last row; 0: first */
   const char *cursor_id;
   int limit; /* rows, 1..1000 */
 };
@@ -377,8 +380,7 @@ struct durin_worker_row {
   int64_t started_ms, beat_ms, max_runs;
   int64_t held; /* runs it holds now */
 };
-typedef int (*durin_worker_row_cb)(const struct durin_worker_row *w,
-                                   void *arg);
+typedef int (*durin_worker_row_cb)(const struct durin_worker_row *w, void *arg);
 int durin_store_worker_beat(struct durin_store *s,
                             const struct durin_worker_row *w,
                             struct durin_err *err);
@@ -460,6 +462,15 @@ int durin_store_run_find_active(struct durin_store *s, const char *tenant,
  */
 int durin_store_run_pause(struct durin_store *s, const char *id, int64_t now_ms,
                           struct durin_err *err);
+/*
+ * Puts a run that needs a human back in the queue, with the operator's
+ * resolution of its indeterminate call (-1: none, 0: skip it, 1: run it
+ * again) for whichever worker claims it; DURIN_ESTATE if it does not
+ * need a human. Appends a resumed event naming who.
+ */
+int durin_store_run_requeue(struct durin_store *s, const char *id, int resolve,
+                            const char *who, int64_t now_ms,
+                            struct durin_err *err);
 /* Puts a paused run back in the queue (DURIN_ESTATE if not paused). */
 int durin_store_run_unpause(struct durin_store *s, const char *id,
                             int64_t now_ms, struct durin_err *err);

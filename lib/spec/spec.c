@@ -18,7 +18,15 @@
 static const char *const top_fields[] = {
   "name",    "system",  "goal",   "workspace",         "model",
   "tools",   "checks",  "budget", "max_eval_attempts", "limits",
-  "context", "sandbox", "policy", "approvals",         NULL,
+  "context", "sandbox", "policy", "approvals",         "notify",
+  NULL,
+};
+static const char *const notify_fields[] = { "webhooks", NULL };
+static const char *const webhook_fields[] = { "url", "events", NULL };
+/* What a webhook may subscribe to (docs/api/webhooks.md). */
+static const char *const webhook_events[] = {
+  "run.started",      "run.progress", "approval.requested",
+  "approval.decided", "run.finished", NULL,
 };
 static const char *const approvals_fields[] = { "timeout_s", "on_expiry",
                                                 "max_rejections", NULL };
@@ -769,6 +777,80 @@ static int parse_checks(json_t *root, struct durin_spec *s,
   return 0;
 }
 
+/* notify.webhooks: [{"url": "https://...", "events": [...]}]; events
+ * default to all. Kept as JSON, with the defaults written in. */
+static int parse_notify(json_t *root, json_t **out, struct durin_err *err)
+{
+  json_t *n = json_object_get(root, "notify"), *hooks, *w, *norm, *list;
+  size_t i, j;
+  int r, k;
+
+  *out = NULL;
+  if (!n)
+    return 0;
+  if (!json_is_object(n))
+    return durin_err_set(err, DURIN_ESPEC, "field 'notify' must be an object");
+  if ((r = check_fields(n, "notify.", notify_fields, err)))
+    return r;
+  hooks = json_object_get(n, "webhooks");
+  if (hooks && !json_is_array(hooks))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'notify.webhooks' must be an array of "
+                         "{\"url\", \"events\"}");
+  list = json_array();
+  json_array_foreach(hooks, i, w) {
+    const char *url = json_string_value(json_object_get(w, "url"));
+    json_t *ev = json_object_get(w, "events"), *e, *evs = json_array();
+
+    if (!json_is_object(w) ||
+        (r = check_fields(w, "notify.webhooks[].", webhook_fields, err)) ||
+        (!url &&
+         (r = durin_err_set(err, DURIN_ESPEC,
+                            "notify.webhooks[%zu]: 'url' is required", i))) ||
+        (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8) &&
+         (r = durin_err_set(err, DURIN_ESPEC,
+                            "notify.webhooks[%zu].url: '%s' is not an http(s) "
+                            "URL",
+                            i, url)))) {
+      json_decref(evs);
+      json_decref(list);
+      return r ? r :
+                 durin_err_set(err, DURIN_ESPEC,
+                               "notify.webhooks[%zu] must be an object", i);
+    }
+    if (ev && !json_is_array(ev)) {
+      json_decref(evs);
+      json_decref(list);
+      return durin_err_set(err, DURIN_ESPEC,
+                           "notify.webhooks[%zu].events must be an array", i);
+    }
+    for (k = 0; !ev && webhook_events[k]; k++)
+      json_array_append_new(evs, json_string(webhook_events[k]));
+    json_array_foreach(ev, j, e) {
+      const char *name = json_string_value(e);
+
+      for (k = 0; name && webhook_events[k]; k++)
+        if (!strcmp(webhook_events[k], name))
+          break;
+      if (!name || !webhook_events[k]) {
+        json_decref(evs);
+        json_decref(list);
+        return durin_err_set(err, DURIN_ESPEC,
+                             "notify.webhooks[%zu].events: '%s' is not an "
+                             "event (run.started, run.progress, "
+                             "approval.requested, approval.decided, "
+                             "run.finished)",
+                             i, name ? name : "(not a string)");
+      }
+      json_array_append(evs, e);
+    }
+    norm = json_pack("{s:s,s:o}", "url", url, "events", evs);
+    json_array_append_new(list, norm);
+  }
+  *out = json_pack("{s:o}", "webhooks", list);
+  return 0;
+}
+
 int durin_spec_parse(const char *json_text, const char *base_dir,
                      struct durin_spec *s, struct durin_err *err)
 {
@@ -867,6 +949,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
     durin_policy_free(pol);
     s->policy = json_incref(o);
   }
+  if ((r = parse_notify(root, &s->notify, err)))
+    goto out;
   if (!s->name)
     s->name = strdup("run");
 out:
@@ -959,6 +1043,7 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->sandbox.repeat_safe);
   free(s->sandbox.template);
   json_decref(s->policy);
+  json_decref(s->notify);
   memset(s, 0, sizeof(*s));
 }
 
@@ -1080,6 +1165,8 @@ char *durin_spec_dump(const struct durin_spec *s)
   }
   if (s->policy)
     json_object_set(root, "policy", s->policy);
+  if (s->notify)
+    json_object_set(root, "notify", s->notify);
   json_object_set_new(
       root, "approvals",
       json_pack("{s:I,s:s,s:I}", "timeout_s",

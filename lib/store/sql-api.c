@@ -91,8 +91,7 @@ int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
       json_decref(l);
       return durin__sq_fail(q, err, "creating run");
     }
-    json_object_foreach(l, k, v)
-    {
+    json_object_foreach(l, k, v) {
       if (!json_is_string(v))
         continue;
       db_bind_text(st, 1, n->id);
@@ -132,8 +131,7 @@ int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
     json_t *a = json_loads(n->webhooks_json, 0, NULL), *w;
     size_t i;
 
-    json_array_foreach(a, i, w)
-    {
+    json_array_foreach(a, i, w) {
       struct durin_webhook_sub sub;
       json_t *ev = json_object_get(w, "events"), *e;
       size_t j;
@@ -144,8 +142,7 @@ int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
       sub.run_id = n->id;
       sub.tenant = n->tenant;
       sub.url = json_string_value(json_object_get(w, "url"));
-      json_array_foreach(ev, j, e)
-      {
+      json_array_foreach(ev, j, e) {
         size_t len = strlen(events);
 
         snprintf(events + len, sizeof(events) - len, "%s%s", len ? "," : "",
@@ -417,8 +414,8 @@ int durin_store_token_list(struct durin_store *q, durin_token_cb cb, void *arg,
   struct db_stmt *st;
   int r;
 
-  if (db_prepare(q->db,
-                 "SELECT " TOKEN_COLS "ORDER BY created_ms, id", &st) != DB_OK)
+  if (db_prepare(q->db, "SELECT " TOKEN_COLS "ORDER BY created_ms, id", &st) !=
+      DB_OK)
     return durin__sq_fail(q, err, "listing tokens");
   r = rows(q, st, token_row, &c, "listing tokens", err);
   return r < 0 ? r : c.r;
@@ -487,8 +484,7 @@ static int latest_row(struct db_stmt *st, void *arg)
 }
 
 int durin_store_agent_put(struct durin_store *q, const struct durin_agent *a,
-                          int64_t *version, int *changed,
-                          struct durin_err *err)
+                          int64_t *version, int *changed, struct durin_err *err)
 {
   struct latest l = { 0, NULL };
   struct db_stmt *st = NULL;
@@ -616,7 +612,7 @@ static int sub_row(struct db_stmt *st, void *arg)
   return c->r ? 1 : 0;
 }
 
-#define SUB_COLS \
+#define SUB_COLS                                                         \
  "id, tenant, run_id, url, events, secret, created_ms, created_by FROM " \
  "webhook_subs "
 
@@ -686,8 +682,7 @@ int durin_store_webhook_remove(struct durin_store *q, const char *id,
   struct db_stmt *st;
   int r;
 
-  if (db_prepare(q->db, "DELETE FROM webhook_subs WHERE id = ?1", &st) !=
-      DB_OK)
+  if (db_prepare(q->db, "DELETE FROM webhook_subs WHERE id = ?1", &st) != DB_OK)
     return durin__sq_fail(q, err, "removing webhook");
   db_bind_text(st, 1, id);
   if ((r = write1(q, st, "removing webhook", err)))

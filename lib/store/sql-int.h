@@ -21,7 +21,8 @@
  "lease_expires_ms, attempt, last_seq, cancel_requested, steps, "      \
  "input_tokens, output_tokens, model_calls, tool_calls, retries, "     \
  "cost_usd, pause_requested, tenant, dedupe_key, concurrency_key, "    \
- "priority, not_before_ms, recoveries, max_recoveries"
+ "priority, not_before_ms, recoveries, max_recoveries, "               \
+ "coalesce(resolve, -1)"
 #define RUN_COLS \
  RUN_COLS_WITH("(SELECT spec FROM run_specs s WHERE s.run_id = runs.id)")
 /* Listings leave the spec out: it can be large and nobody shows it. */

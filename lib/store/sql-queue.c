@@ -130,6 +130,48 @@ int durin_store_run_unpause(struct durin_store *q, const char *id,
   return r;
 }
 
+int durin_store_run_requeue(struct durin_store *q, const char *id, int resolve,
+                            const char *who, int64_t now_ms,
+                            struct durin_err *err)
+{
+  struct db_stmt *st;
+  int r, changed = 0;
+
+  if ((r = durin__sq_begin(q, 1, err)))
+    return r;
+  r = prep(q,
+           "UPDATE runs SET status = CASE WHEN last_seq > 0 THEN 'running' "
+           "ELSE 'queued' END, reason = NULL, resolve = ?3, updated_ms = ?2 "
+           "WHERE id = ?1 AND status = 'needs_human' AND lease_owner IS NULL",
+           &st, "resuming run", err);
+  if (!r) {
+    db_bind_text(st, 1, id);
+    db_bind_int64(st, 2, now_ms);
+    if (resolve >= 0)
+      db_bind_int64(st, 3, resolve);
+    r = run_changes(q, st, "resuming run", &changed, err);
+  }
+  if (!r && !changed)
+    r = durin_err_set(err, DURIN_ESTATE,
+                      "run '%s' does not need a human (or a process holds "
+                      "it): only a needs_human run can be resumed",
+                      id);
+  if (!r)
+    r = durin__sq_event_json(q, id, 0, now_ms, "resumed",
+                             json_pack("{s:s?,s:s}", "by", who, "resolution",
+                                       resolve < 0 ? "none" :
+                                       resolve     ? "retry-call" :
+                                                     "skip-call"),
+                             err);
+  if (!r)
+    r = durin__sq_notify(q, err);
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    return r;
+  }
+  return durin__sq_exec(q, "COMMIT", err);
+}
+
 /* Candidates loaded at a time per tenant. */
 #define PAGE 64
 

@@ -64,7 +64,9 @@ static const char *const stmt_sql[ST__COUNT] = {
       " cost_usd = coalesce(?14, cost_usd),"
       /* events numbered after a deferred fence, counted here */
       " last_seq = last_seq + coalesce(?15, 0),"
-      " progress_ms = coalesce(?16, progress_ms)"
+      " progress_ms = coalesce(?16, progress_ms),"
+      /* an operator's resolution holds until a step commits */
+      " resolve = NULL"
       " WHERE id = ?1",
   [ST_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
   /* The fence checked by the server: lost, it fails the transaction
@@ -154,87 +156,87 @@ static const char *const stmt_sql[ST__COUNT] = {
  * outbox, the workers' heartbeats, and settings the servers of one store
  * share. Keyset pages over runs go by (created_ms, id).
  */
-#define CONTROL_PLANE(I64)                                                     \
- "ALTER TABLE runs ADD COLUMN agent TEXT;"                                     \
- "ALTER TABLE runs ADD COLUMN agent_version " I64 ";"                          \
- "ALTER TABLE runs ADD COLUMN created_by TEXT;"                                \
- "CREATE INDEX runs_page ON runs(created_ms, id);"                             \
- "CREATE INDEX runs_tenant_page ON runs(tenant, created_ms, id);"              \
- "CREATE TABLE run_labels("                                                    \
- "  run_id TEXT NOT NULL,"                                                     \
- "  key TEXT NOT NULL,"                                                        \
- "  value TEXT NOT NULL,"                                                      \
- "  PRIMARY KEY(run_id, key)"                                                  \
- ");"                                                                          \
- "CREATE INDEX run_labels_kv ON run_labels(key, value);"                       \
- "CREATE TABLE api_tokens("                                                    \
- "  id TEXT PRIMARY KEY,"                                                      \
- "  name TEXT NOT NULL,"                                                       \
- "  role TEXT NOT NULL,"                                                       \
- "  tenant TEXT,"                                                              \
- "  hash TEXT NOT NULL UNIQUE,"                                                \
- "  created_ms " I64 " NOT NULL,"                                              \
- "  revoked_ms " I64                                                           \
- ");"                                                                          \
- "CREATE UNIQUE INDEX api_tokens_name ON api_tokens(name) "                    \
- "  WHERE revoked_ms IS NULL;"                                                 \
- "CREATE TABLE agents("                                                        \
- "  tenant TEXT NOT NULL,"                                                     \
- "  name TEXT NOT NULL,"                                                       \
- "  version " I64 " NOT NULL,"                                                 \
- "  spec TEXT NOT NULL,"                                                       \
- "  created_ms " I64 " NOT NULL,"                                              \
- "  created_by TEXT,"                                                          \
- "  PRIMARY KEY(tenant, name, version)"                                        \
- ");"                                                                          \
- "CREATE TABLE idempotency("                                                   \
- "  tenant TEXT NOT NULL,"                                                     \
- "  key TEXT NOT NULL,"                                                        \
- "  run_id TEXT NOT NULL,"                                                     \
- "  request_hash TEXT NOT NULL,"                                               \
- "  created_ms " I64 " NOT NULL,"                                              \
- "  PRIMARY KEY(tenant, key)"                                                  \
- ");"                                                                          \
- "CREATE TABLE webhook_subs("                                                  \
- "  id TEXT PRIMARY KEY,"                                                      \
- "  tenant TEXT,"                                                              \
- "  run_id TEXT,"                                                              \
- "  url TEXT NOT NULL,"                                                        \
- "  events TEXT NOT NULL,"                                                     \
- "  secret TEXT NOT NULL,"                                                     \
- "  created_ms " I64 " NOT NULL,"                                              \
- "  created_by TEXT"                                                           \
- ");"                                                                          \
- "CREATE INDEX webhook_subs_run ON webhook_subs(run_id);"                      \
- "CREATE TABLE webhook_outbox("                                                \
- "  id TEXT PRIMARY KEY,"                                                      \
- "  sub_id TEXT NOT NULL,"                                                     \
- "  run_id TEXT NOT NULL,"                                                     \
- "  seq " I64 " NOT NULL,"                                                     \
- "  type TEXT NOT NULL,"                                                       \
- "  created_ms " I64 " NOT NULL,"                                              \
- "  next_ms " I64 " NOT NULL,"                                                 \
- "  attempts INTEGER NOT NULL DEFAULT 0,"                                      \
- "  lease_until " I64 " NOT NULL DEFAULT 0,"                                   \
- "  delivered_ms " I64 ","                                                     \
- "  failed_ms " I64 ","                                                        \
- "  last_error TEXT"                                                           \
- ");"                                                                          \
- "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms) "                 \
- "  WHERE delivered_ms IS NULL AND failed_ms IS NULL;"                         \
- "CREATE INDEX webhook_outbox_run ON webhook_outbox(sub_id, run_id, type) "    \
- "  WHERE delivered_ms IS NULL AND failed_ms IS NULL;"                         \
- "CREATE TABLE workers("                                                       \
- "  owner TEXT PRIMARY KEY,"                                                   \
- "  kind TEXT NOT NULL,"                                                       \
- "  started_ms " I64 " NOT NULL,"                                              \
- "  beat_ms " I64 " NOT NULL,"                                                 \
- "  max_runs INTEGER NOT NULL,"                                                \
- "  info TEXT"                                                                 \
- ");"                                                                          \
- "CREATE TABLE settings("                                                      \
- "  key TEXT PRIMARY KEY,"                                                     \
- "  value TEXT NOT NULL"                                                       \
+#define CONTROL_PLANE(I64)                                                  \
+ "ALTER TABLE runs ADD COLUMN agent TEXT;"                                  \
+ "ALTER TABLE runs ADD COLUMN agent_version " I64 ";"                       \
+ "ALTER TABLE runs ADD COLUMN created_by TEXT;"                             \
+ "ALTER TABLE runs ADD COLUMN resolve INTEGER;"                             \
+ "CREATE INDEX runs_page ON runs(created_ms, id);"                          \
+ "CREATE INDEX runs_tenant_page ON runs(tenant, created_ms, id);"           \
+ "CREATE TABLE run_labels("                                                 \
+ "  run_id TEXT NOT NULL,"                                                  \
+ "  key TEXT NOT NULL,"                                                     \
+ "  value TEXT NOT NULL,"                                                   \
+ "  PRIMARY KEY(run_id, key)"                                               \
+ ");"                                                                       \
+ "CREATE INDEX run_labels_kv ON run_labels(key, value);"                    \
+ "CREATE TABLE api_tokens("                                                 \
+ "  id TEXT PRIMARY KEY,"                                                   \
+ "  name TEXT NOT NULL,"                                                    \
+ "  role TEXT NOT NULL,"                                                    \
+ "  tenant TEXT,"                                                           \
+ "  hash TEXT NOT NULL UNIQUE,"                                             \
+ "  created_ms " I64 " NOT NULL,"                                           \
+ "  revoked_ms " I64 ");"                                                   \
+ "CREATE UNIQUE INDEX api_tokens_name ON api_tokens(name) "                 \
+ "  WHERE revoked_ms IS NULL;"                                              \
+ "CREATE TABLE agents("                                                     \
+ "  tenant TEXT NOT NULL,"                                                  \
+ "  name TEXT NOT NULL,"                                                    \
+ "  version " I64 " NOT NULL,"                                              \
+ "  spec TEXT NOT NULL,"                                                    \
+ "  created_ms " I64 " NOT NULL,"                                           \
+ "  created_by TEXT,"                                                       \
+ "  PRIMARY KEY(tenant, name, version)"                                     \
+ ");"                                                                       \
+ "CREATE TABLE idempotency("                                                \
+ "  tenant TEXT NOT NULL,"                                                  \
+ "  key TEXT NOT NULL,"                                                     \
+ "  run_id TEXT NOT NULL,"                                                  \
+ "  request_hash TEXT NOT NULL,"                                            \
+ "  created_ms " I64 " NOT NULL,"                                           \
+ "  PRIMARY KEY(tenant, key)"                                               \
+ ");"                                                                       \
+ "CREATE TABLE webhook_subs("                                               \
+ "  id TEXT PRIMARY KEY,"                                                   \
+ "  tenant TEXT,"                                                           \
+ "  run_id TEXT,"                                                           \
+ "  url TEXT NOT NULL,"                                                     \
+ "  events TEXT NOT NULL,"                                                  \
+ "  secret TEXT NOT NULL,"                                                  \
+ "  created_ms " I64 " NOT NULL,"                                           \
+ "  created_by TEXT"                                                        \
+ ");"                                                                       \
+ "CREATE INDEX webhook_subs_run ON webhook_subs(run_id);"                   \
+ "CREATE TABLE webhook_outbox("                                             \
+ "  id TEXT PRIMARY KEY,"                                                   \
+ "  sub_id TEXT NOT NULL,"                                                  \
+ "  run_id TEXT NOT NULL,"                                                  \
+ "  seq " I64 " NOT NULL,"                                                  \
+ "  type TEXT NOT NULL,"                                                    \
+ "  created_ms " I64 " NOT NULL,"                                           \
+ "  next_ms " I64 " NOT NULL,"                                              \
+ "  attempts INTEGER NOT NULL DEFAULT 0,"                                   \
+ "  lease_until " I64 " NOT NULL DEFAULT 0,"                                \
+ "  delivered_ms " I64 ","                                                  \
+ "  failed_ms " I64 ","                                                     \
+ "  last_error TEXT"                                                        \
+ ");"                                                                       \
+ "CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms) "              \
+ "  WHERE delivered_ms IS NULL AND failed_ms IS NULL;"                      \
+ "CREATE INDEX webhook_outbox_run ON webhook_outbox(sub_id, run_id, type) " \
+ "  WHERE delivered_ms IS NULL AND failed_ms IS NULL;"                      \
+ "CREATE TABLE workers("                                                    \
+ "  owner TEXT PRIMARY KEY,"                                                \
+ "  kind TEXT NOT NULL,"                                                    \
+ "  started_ms " I64 " NOT NULL,"                                           \
+ "  beat_ms " I64 " NOT NULL,"                                              \
+ "  max_runs INTEGER NOT NULL,"                                             \
+ "  info TEXT"                                                              \
+ ");"                                                                       \
+ "CREATE TABLE settings("                                                   \
+ "  key TEXT PRIMARY KEY,"                                                  \
+ "  value TEXT NOT NULL"                                                    \
  ");"
 
 /* The outbox row an event makes for each subscription that wants it, in
@@ -242,26 +244,26 @@ static const char *const stmt_sql[ST__COUNT] = {
  * harness's, the watchdog's and the decisions', makes them alike).
  * Progress is throttled: one undelivered progress row per subscription
  * and run at most; it is delivered with the run as it is then. */
-#define WEBHOOK_TYPE_OF(E)                                               \
- "CASE " E " WHEN 'run_started' THEN 'run.started' "                     \
- "WHEN 'model_response' THEN 'run.progress' "                            \
- "WHEN 'approval_requested' THEN 'approval.requested' "                  \
- "WHEN 'approval_decided' THEN 'approval.decided' "                      \
- "WHEN 'approval_expired' THEN 'approval.decided' "                      \
+#define WEBHOOK_TYPE_OF(E)                              \
+ "CASE " E " WHEN 'run_started' THEN 'run.started' "    \
+ "WHEN 'model_response' THEN 'run.progress' "           \
+ "WHEN 'approval_requested' THEN 'approval.requested' " \
+ "WHEN 'approval_decided' THEN 'approval.decided' "     \
+ "WHEN 'approval_expired' THEN 'approval.decided' "     \
  "ELSE 'run.finished' END"
-#define WEBHOOK_EVENTS                                                   \
- "('run_started', 'model_response', 'approval_requested', "              \
+#define WEBHOOK_EVENTS                                      \
+ "('run_started', 'model_response', 'approval_requested', " \
  "'approval_decided', 'approval_expired', 'run_finished')"
-#define WEBHOOK_OUTBOX_INSERT(T)                                         \
+#define WEBHOOK_OUTBOX_INSERT(T)                                          \
  "INSERT INTO webhook_outbox(id, sub_id, run_id, seq, type, created_ms, " \
- "next_ms) SELECT 'msg_' || s.id || '_' || NEW.run_id || '_' || "        \
- "NEW.seq, s.id, NEW.run_id, NEW.seq, " T ", NEW.ts_ms, NEW.ts_ms "      \
- "FROM webhook_subs s WHERE (s.run_id = NEW.run_id OR (s.run_id IS "     \
- "NULL AND (s.tenant IS NULL OR s.tenant = (SELECT tenant FROM runs r "  \
- "WHERE r.id = NEW.run_id)))) AND (',' || s.events || ',') LIKE "        \
- "('%,' || " T " || ',%') AND (" T " <> 'run.progress' OR NOT EXISTS "   \
- "(SELECT 1 FROM webhook_outbox o WHERE o.sub_id = s.id AND o.run_id = " \
- "NEW.run_id AND o.type = 'run.progress' AND o.delivered_ms IS NULL "    \
+ "next_ms) SELECT 'msg_' || s.id || '_' || NEW.run_id || '_' || "         \
+ "NEW.seq, s.id, NEW.run_id, NEW.seq, " T ", NEW.ts_ms, NEW.ts_ms "       \
+ "FROM webhook_subs s WHERE (s.run_id = NEW.run_id OR (s.run_id IS "      \
+ "NULL AND (s.tenant IS NULL OR s.tenant = (SELECT tenant FROM runs r "   \
+ "WHERE r.id = NEW.run_id)))) AND (',' || s.events || ',') LIKE "         \
+ "('%,' || " T " || ',%') AND (" T " <> 'run.progress' OR NOT EXISTS "    \
+ "(SELECT 1 FROM webhook_outbox o WHERE o.sub_id = s.id AND o.run_id = "  \
+ "NEW.run_id AND o.type = 'run.progress' AND o.delivered_ms IS NULL "     \
  "AND o.failed_ms IS NULL)) ON CONFLICT DO NOTHING"
 
 /*
@@ -364,10 +366,11 @@ static const char *const migrations[] = {
    * restorer knows from the ledger alone that it may simply run again. */
   LEDGER_CONTAINED,
   /* 7: the control plane. */
-  CONTROL_PLANE("INTEGER")
-  "CREATE TRIGGER events_webhooks AFTER INSERT ON events "
-  "WHEN NEW.type IN " WEBHOOK_EVENTS " BEGIN " WEBHOOK_OUTBOX_INSERT(
-      WEBHOOK_TYPE_OF("NEW.type")) "; END;",
+  CONTROL_PLANE(
+      "INTEGER") "CREATE TRIGGER events_webhooks AFTER INSERT ON events "
+                 "WHEN NEW.type IN " WEBHOOK_EVENTS
+                 " BEGIN " WEBHOOK_OUTBOX_INSERT(
+                     WEBHOOK_TYPE_OF("NEW.type")) "; END;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -468,19 +471,20 @@ static const char *const pg_migrations[] = {
   LEDGER_CONTAINED,
   /* 7: the control plane; event streams in other processes are woken by
    * a NOTIFY per run and transaction (collapsed by the server). */
-  CONTROL_PLANE("BIGINT")
-  "CREATE FUNCTION durin_webhooks() RETURNS trigger LANGUAGE plpgsql AS "
-  "$$\nBEGIN\n  " WEBHOOK_OUTBOX_INSERT(
-      WEBHOOK_TYPE_OF("NEW.type")) ";\n  RETURN NULL;\nEND $$;"
-  "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
-  "WHEN (NEW.type IN " WEBHOOK_EVENTS ") EXECUTE FUNCTION "
-  "durin_webhooks();"
-  "CREATE FUNCTION durin_events_notify() RETURNS trigger LANGUAGE plpgsql "
-  "AS $$\nBEGIN\n  PERFORM pg_notify('durin_events', d.run_id) FROM "
-  "(SELECT DISTINCT run_id FROM new_rows) d;\n  RETURN NULL;\nEND $$;"
-  "CREATE TRIGGER events_notify AFTER INSERT ON events REFERENCING NEW "
-  "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
-  "durin_events_notify();",
+  CONTROL_PLANE(
+      "BIGINT") "CREATE FUNCTION durin_webhooks() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$\nBEGIN\n  " WEBHOOK_OUTBOX_INSERT(WEBHOOK_TYPE_OF(
+                    "NEW.type")) ";\n  RETURN NULL;\nEND $$;"
+                                 "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
+                                 "WHEN (NEW.type IN " WEBHOOK_EVENTS
+                                 ") EXECUTE FUNCTION "
+                                 "durin_webhooks();"
+                                 "CREATE FUNCTION durin_events_notify() RETURNS trigger LANGUAGE plpgsql "
+                                 "AS $$\nBEGIN\n  PERFORM pg_notify('durin_events', d.run_id) FROM "
+                                 "(SELECT DISTINCT run_id FROM new_rows) d;\n  RETURN NULL;\nEND $$;"
+                                 "CREATE TRIGGER events_notify AFTER INSERT ON events REFERENCING NEW "
+                                 "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+                                 "durin_events_notify();",
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,
@@ -866,6 +870,7 @@ void durin__sq_row_to_run(struct db_stmt *st, struct durin_run_info *ri)
   ri->not_before_ms = db_col_int64(st, 29);
   ri->recoveries = db_col_int64(st, 30);
   ri->max_recoveries = db_col_int64(st, 31);
+  ri->resolve = (int)db_col_int64(st, 32);
 }
 
 int durin_store_run_get(struct durin_store *q, const char *id,

@@ -104,7 +104,8 @@ struct job {
   job_fn fn;
   job_done done;
   int r;
-  int cancel; /* the fence saw the cancel flag */
+  int cancel;  /* the fence saw the cancel flag */
+  int resolve; /* restore: the run row's resolution (-1: none) */
   struct durin_err err;
   /* Payloads of the J_CALL jobs. */
   struct durin_claim *claims;
@@ -1389,6 +1390,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     return rc;
   /* Cancelled while nobody held it: the harness hears of it at once. */
   j->cancel = ri.cancel_requested;
+  /* Resumed through the API with a resolution (durin_store_run_requeue). */
+  j->resolve = ri.resolve;
   if (w->o.run_id) {
     /*
      * Taken by id, whoever holds it (`durin run` created it leased to this
@@ -1516,6 +1519,8 @@ static void done_restore(struct durin_worker *w, struct job *j)
    * --skip-call) is for the run they named only. */
   if (w->o.run_id && w->o.resolve >= 0)
     durin_harness_resolve(r->h, w->o.resolve);
+  else if (j->resolve >= 0)
+    durin_harness_resolve(r->h, j->resolve);
   if (j->cancel && !r->cancel)
     apply_cancel(r);
   advance(r);
