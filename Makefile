@@ -10,7 +10,12 @@ DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev
 	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev libseccomp-dev \
 	diffutils sqlite3 libpq-dev postgresql
 
-.PHONY: all deps build demo test bench clean format check-format
+# npm packages of the e2e tests' third-party checkers (tests/js/package.json);
+# node and npm come from Debian when the machine has no node at all.
+NPM_DIR = tests/js
+NPM_DEB_PKGS = nodejs npm
+
+.PHONY: all deps npm-deps build demo test bench clean format check-format
 
 all: build
 
@@ -23,6 +28,18 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# npm ci writes node_modules/.package-lock.json: older than the lockfile, or
+# missing, means node_modules is stale.
+npm-deps: $(NPM_DIR)/node_modules/.package-lock.json
+
+$(NPM_DIR)/node_modules/.package-lock.json: $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "installing: $(NPM_DEB_PKGS)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NPM_DEB_PKGS); }
+	cd $(NPM_DIR) && npm ci
+	@touch $@
+
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) -Db_sanitize=address,undefined
 
@@ -32,7 +49,7 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	./examples/fix-failing-test/demo.sh $(BUILD)/durin
 
-test: build
+test: build npm-deps
 	./tests/run-all.sh $(BUILD)
 
 $(BENCH_BUILD)/build.ninja:
