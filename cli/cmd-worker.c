@@ -25,6 +25,8 @@
 #include "durin/sandbox.h"
 #include "durin/util.h"
 #include "durin/worker.h"
+#include "server/server.h"
+#include "server/specpolicy.h"
 
 static struct durin_worker *the_worker;
 static volatile sig_atomic_t stopping;
@@ -121,6 +123,27 @@ static int open_store_waiting(struct cli *cli, const char *name, int quiet,
   return EXIT_OK;
 }
 
+static void wake_worker(void *arg)
+{
+  durin_worker_wake(arg);
+}
+
+static const char serve_usage[] =
+    "\nserve also answers the HTTP API (docs/api/README.md):\n"
+    "  --listen ADDR:PORT    where (default 127.0.0.1:7700)\n"
+    "  --no-auth             no tokens: every request is an admin (loopback\n"
+    "                        addresses only; said at start)\n"
+    "  --tls-cert PEM --tls-key PEM\n"
+    "                        HTTPS (or put a reverse proxy in front)\n"
+    "  --spec-policy FILE    what specs sent over the API may ask for\n"
+    "                        (binds, hosts, templates, budget ceilings)\n"
+    "  --workspace-root DIR  directories an admin may start runs in\n"
+    "  --api-rate N          requests a second per token (default 50;\n"
+    "                        0: unlimited); answered 429 with Retry-After\n"
+    "  --max-body BYTES      JSON request bodies (default 1048576)\n"
+    "  --max-upload BYTES    uploaded workspace archives (default 100 MiB)\n"
+    "  --http-threads N      request threads (default 4)\n";
+
 static const char worker_usage[] =
     "usage: durin %s [options]\n\n"
     "Drives queued runs (see 'durin submit') until stopped: many runs at\n"
@@ -158,11 +181,20 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct durin_policy *pol = NULL;
   struct sigaction sa;
   struct rlimit rl;
-  char owner[300];
-  int i, code, quiet = 0, stopped;
+  char owner[300], data[4096], real_root[4096];
+  int i, code, quiet = 0, stopped, serve = !strcmp(name, "serve");
+  struct srv_opts so;
+  struct srv *srv = NULL;
+  struct spec_policy *sp = NULL;
+  const char *spec_policy = NULL, *ws_root = NULL;
+
+  memset(&so, 0, sizeof(so));
+  so.rate = 50;
 
   if (cli_wants_help(argc, argv)) {
     printf(worker_usage, name);
+    if (serve)
+      fputs(serve_usage, stdout);
     return EXIT_OK;
   }
   memset(&o, 0, sizeof(o));
@@ -179,6 +211,45 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     }
     if (!strcmp(a, "--quiet")) {
       quiet = 1;
+      continue;
+    }
+    if (serve && !strcmp(a, "--no-auth")) {
+      so.no_auth = 1;
+      continue;
+    }
+    if (serve && v &&
+        (!strcmp(a, "--listen") || !strcmp(a, "--tls-cert") ||
+         !strcmp(a, "--tls-key") || !strcmp(a, "--spec-policy") ||
+         !strcmp(a, "--workspace-root") || !strcmp(a, "--api-rate") ||
+         !strcmp(a, "--max-body") || !strcmp(a, "--max-upload") ||
+         !strcmp(a, "--http-threads"))) {
+      i++;
+      if (!strcmp(a, "--listen"))
+        so.listen = v;
+      else if (!strcmp(a, "--tls-cert"))
+        so.tls_cert = v;
+      else if (!strcmp(a, "--tls-key"))
+        so.tls_key = v;
+      else if (!strcmp(a, "--spec-policy"))
+        spec_policy = v;
+      else if (!strcmp(a, "--workspace-root"))
+        ws_root = v;
+      else if (!strcmp(a, "--api-rate"))
+        so.rate = atof(v);
+      else if (!strcmp(a, "--max-body"))
+        so.max_body = atoll(v);
+      else if (!strcmp(a, "--max-upload"))
+        so.max_upload = atoll(v);
+      else
+        so.threads = atoi(v);
+      if ((!strcmp(a, "--max-body") && so.max_body <= 0) ||
+          (!strcmp(a, "--max-upload") && so.max_upload <= 0) ||
+          (!strcmp(a, "--http-threads") &&
+           (so.threads <= 0 || so.threads > 64)) ||
+          (!strcmp(a, "--api-rate") && so.rate < 0)) {
+        cli_error("%s: %s '%s' is out of range", name, a, v);
+        return EXIT_USAGE;
+      }
       continue;
     }
     if (a[0] != '-' || !v) {
@@ -266,16 +337,68 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   o.owner = owner;
   if (!quiet)
     o.on_log = log_line;
+  o.kind = name;
   if (durin_worker_new(cli->store, &o, &w, &err)) {
     cli_error("%s", err.msg);
     durin_policy_free(pol);
     return EXIT_STORE;
+  }
+  if (serve) {
+    if ((code = cli_data_dir(cli, data, sizeof(data)))) {
+      durin_worker_free(w);
+      durin_policy_free(pol);
+      return code;
+    }
+    if (spec_policy ? spec_policy_load(spec_policy, &sp, &err) :
+                      !(sp = spec_policy_default())) {
+      cli_error("%s", spec_policy ? err.msg : "out of memory");
+      durin_worker_free(w);
+      durin_policy_free(pol);
+      return EXIT_SPEC;
+    }
+    if (ws_root && !realpath(ws_root, real_root)) {
+      cli_error("serve: --workspace-root '%s' is not a directory", ws_root);
+      durin_worker_free(w);
+      durin_policy_free(pol);
+      spec_policy_free(sp);
+      return EXIT_USAGE;
+    }
+    so.store_url = cli->store_url;
+    so.data_dir = data;
+    so.policy = sp;
+    so.workspace_root = ws_root ? real_root : NULL;
+    so.unsandboxed = o.sandbox == NULL;
+    so.on_log = quiet ? NULL : log_line;
+    so.wake_worker = wake_worker;
+    so.wake_arg = w;
+    if (srv_start(&so, &srv, &err)) {
+      cli_error("serve: %s", err.msg);
+      durin_worker_free(w);
+      durin_policy_free(pol);
+      spec_policy_free(sp);
+      return EXIT_USAGE;
+    }
+    /* The worker's commits wake this process's streams and webhooks. */
+    durin_store_on_events(cli->store, srv_events_committed, srv);
+    fprintf(stderr, "durin: serving the API on %s://%.*s:%d/v1%s\n",
+            so.tls_cert ? "https" : "http",
+            (int)(strrchr(so.listen ? so.listen : "127.0.0.1:7700", ':') -
+                  (so.listen ? so.listen : "127.0.0.1:7700")),
+            so.listen ? so.listen : "127.0.0.1:7700", srv_port(srv),
+            so.no_auth ? " WITHOUT authentication (--no-auth): every "
+                         "request is an admin" :
+                         "");
   }
   the_worker = w;
   /* A signal before the worker existed still stops it. */
   if (stopping)
     durin_worker_stop(w, 0);
   durin_worker_run(w);
+  if (srv) {
+    durin_store_on_events(cli->store, NULL, NULL);
+    srv_stop(srv);
+    spec_policy_free(sp);
+  }
   durin_worker_stats(w, &st);
   if (!quiet)
     fprintf(stderr,

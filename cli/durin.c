@@ -26,7 +26,7 @@ static const struct command commands[] = {
   { "help", cmd_help, "describe durin, or one command (durin help CMD)" },
   { "run", cmd_run, "submit an agent spec and drive the run here" },
   { "submit", cmd_submit, "queue an agent spec for the workers" },
-  { "serve", cmd_serve, "run the scheduler, watchdog and a worker" },
+  { "serve", cmd_serve, "the HTTP API, event streams, webhooks and a worker" },
   { "worker", cmd_worker, "drive queued runs (many at once)" },
   { "resume", cmd_resume, "continue a run from its last committed step" },
   { "ls", cmd_ls, "list runs" },
@@ -42,6 +42,7 @@ static const struct command commands[] = {
   { "approve", cmd_approve, "let a waiting tool call run (or edit it)" },
   { "reject", cmd_reject, "refuse a waiting tool call, with a reason" },
   { "diff", cmd_diff, "the run's workspace against its start" },
+  { "token", cmd_token, "API tokens for durin serve" },
   { NULL, NULL, NULL },
 };
 

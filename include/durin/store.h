@@ -28,6 +28,7 @@
 
 struct durin_store;
 struct durin_txn;
+typedef struct json_t json_t;
 
 /* The run's durable status. Stored as its text name. */
 enum durin_run_status {
@@ -471,6 +472,13 @@ int durin_store_run_pause(struct durin_store *s, const char *id, int64_t now_ms,
 int durin_store_run_requeue(struct durin_store *s, const char *id, int resolve,
                             const char *who, int64_t now_ms,
                             struct durin_err *err);
+/* Appends one event (data is not consumed) to run_id's log outside any
+ * lease: the audit trail of a control (who cancelled, paused, resumed).
+ * Safe while a worker holds the run: its next commit finds the log
+ * moved and numbers its events after it. */
+int durin_store_control_event(struct durin_store *s, const char *run_id,
+                              const char *type, json_t *data, int64_t now_ms,
+                              struct durin_err *err);
 /* Puts a paused run back in the queue (DURIN_ESTATE if not paused). */
 int durin_store_run_unpause(struct durin_store *s, const char *id,
                             int64_t now_ms, struct durin_err *err);

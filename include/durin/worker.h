@@ -52,6 +52,8 @@ struct durin_worker_opts {
   const struct durin_policy *policy;
   const struct durin_worker_limit *limits;
   int nlimits;
+  /* In the workers' roll call: "worker" (default) or "serve". */
+  const char *kind;
   /* Log lines (claims, ends, lost leases, recoveries); may be NULL. */
   void (*on_log)(void *arg, const char *line);
 
@@ -115,6 +117,9 @@ int durin_worker_run(struct durin_worker *w);
  * once, leaving the leases to expire.
  */
 void durin_worker_stop(struct durin_worker *w, int hard);
+/* Looks for work now rather than at the next poll (safe from any
+ * thread): a run was queued or woken in this process. */
+void durin_worker_wake(struct durin_worker *w);
 void durin_worker_stats(const struct durin_worker *w,
                         struct durin_worker_stats *out);
 /*

@@ -961,3 +961,19 @@ int durin_store_setting_init(struct durin_store *q, const char *key,
     return r;
   return *out ? 0 : durin_err_set(err, DURIN_ENOTFOUND, "no setting '%s'", key);
 }
+
+int durin_store_control_event(struct durin_store *q, const char *run_id,
+                              const char *type, json_t *data, int64_t now_ms,
+                              struct durin_err *err)
+{
+  int r;
+
+  if ((r = durin__sq_begin(q, 0, err)))
+    return r;
+  r = durin__sq_event_json(q, run_id, 0, now_ms, type, json_incref(data), err);
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    return r;
+  }
+  return durin__sq_exec(q, "COMMIT", err);
+}

@@ -140,6 +140,8 @@ struct durin_worker {
   uv_prepare_t prep;
   uv_check_t check;
   uv_async_t async_stop;
+  uv_async_t async_wake; /* durin_worker_wake: look for work now */
+  int64_t started_ms;
   struct uvh *http;
   struct wrun *bucket[NBUCKETS];
   int nruns, nlive, nwaiting;
@@ -1670,10 +1672,35 @@ static int collect_held(const struct durin_held *h, void *arg)
 
 static int fn_beat(struct durin_worker *w, struct durin_txn *txn, struct job *j)
 {
+  int r;
+
   (void)txn;
-  return durin_store_lease_renew(w->s, w->owner,
-                                 durin_now_ms() + w->o.lease_ttl_ms,
-                                 collect_held, j, &j->err);
+  r = durin_store_lease_renew(w->s, w->owner,
+                              durin_now_ms() + w->o.lease_ttl_ms, collect_held,
+                              j, &j->err);
+  /* The fleet's roll call (GET /v1/workers); a worker for one run is not
+   * part of the fleet. The counts are the loop's, read without a lock:
+   * a heartbeat a moment stale is fine. */
+  if (!r && !w->o.run_id) {
+    struct durin_worker_row row;
+    char info[256];
+
+    snprintf(info, sizeof(info),
+             "{\"live\":%d,\"waiting\":%d,\"claimed\":%lld,"
+             "\"finished\":%lld,\"steps\":%lld,\"lease_ttl_ms\":%lld}",
+             w->nlive, w->nwaiting, (long long)w->st.claimed,
+             (long long)w->st.finished, (long long)w->st.steps,
+             (long long)w->o.lease_ttl_ms);
+    memset(&row, 0, sizeof(row));
+    row.owner = w->owner;
+    row.kind = w->o.kind ? w->o.kind : "worker";
+    row.started_ms = w->started_ms;
+    row.beat_ms = durin_now_ms();
+    row.max_runs = w->o.max_runs;
+    row.info = info;
+    durin_store_worker_beat(w->s, &row, NULL);
+  }
+  return r;
 }
 
 static int fn_signals(struct durin_worker *w, struct durin_txn *txn,
@@ -1862,6 +1889,7 @@ static void close_loop_handles(struct durin_worker *w)
   uv_close((uv_handle_t *)&w->prep, NULL);
   uv_close((uv_handle_t *)&w->check, NULL);
   uv_close((uv_handle_t *)&w->async_stop, NULL);
+  uv_close((uv_handle_t *)&w->async_wake, NULL);
   uvh_free(w->http);
   w->http = NULL;
 }
@@ -1925,6 +1953,19 @@ static void single_run_over(struct durin_worker *w)
     start_draining(w);
 }
 
+static void on_wake_async(uv_async_t *a)
+{
+  struct durin_worker *w = a->data;
+
+  if (!w->stopping && !w->o.run_id)
+    uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
+}
+
+void durin_worker_wake(struct durin_worker *w)
+{
+  uv_async_send(&w->async_wake);
+}
+
 void durin_worker_stop(struct durin_worker *w, int hard)
 {
   w->stop_req = hard ? 2 : (w->stop_req ? 2 : 1);
@@ -1981,6 +2022,9 @@ int durin_worker_new(struct durin_store *s, const struct durin_worker_opts *o,
   uv_prepare_init(&w->loop, &w->prep);
   uv_check_init(&w->loop, &w->check);
   uv_async_init(&w->loop, &w->async_stop, on_stop);
+  uv_async_init(&w->loop, &w->async_wake, on_wake_async);
+  w->async_wake.data = w;
+  w->started_ms = durin_now_ms();
   w->t_claim.data = w->t_beat.data = w->t_signal.data = w;
   w->t_watchdog.data = w->prep.data = w->check.data = w;
   w->async_stop.data = w;
@@ -2011,6 +2055,10 @@ int durin_worker_run(struct durin_worker *w)
          w->o.max_runs, (long long)w->o.lease_ttl_ms,
          w->o.watchdog ? ", watchdog on" : "");
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  /* A clean stop leaves the roll call; a crash leaves a row whose
+   * heartbeat ages (the API shows how long ago it beat). */
+  if (!w->o.run_id && w->stop_req != 2)
+    durin_store_worker_gone(w->s, w->owner, NULL);
   return 0;
 }
 

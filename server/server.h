@@ -1,0 +1,170 @@
+/*
+ * The control plane: durin serve's HTTP API (docs/api/README.md,
+ * docs/internals/api.md).
+ *
+ * HTTP comes from libmicrohttpd: a pool of threads on epoll, each request
+ * handled in one of them with a store connection of the server's own (a
+ * small pool), never the worker's; the worker's loop never waits on a
+ * request. Event streams (hub.c) are connections suspended in libmicrohttpd
+ * while there is nothing to send, woken by the commit that appended
+ * events: in-process through durin_store_on_events(), across processes
+ * through PostgreSQL's NOTIFY. Webhooks (webhooks.c) are delivered from
+ * the store's outbox by a thread of their own.
+ */
+#ifndef DURIN_SERVER_H
+#define DURIN_SERVER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/error.h"
+#include "durin/store.h"
+
+struct MHD_Connection;
+struct MHD_Response;
+struct srv;
+struct hub;
+struct spec_policy;
+
+struct srv_opts {
+  const char *listen;    /* "ADDR:PORT"; default 127.0.0.1:7700 */
+  const char *store_url; /* every connection the server opens */
+  const char *data_dir;  /* run workspaces, uploads */
+  int no_auth;           /* loopback only: every request is admin */
+  int threads;           /* libmicrohttpd's pool */
+  int max_conns;
+  int timeout_s;      /* idle time of a request's connection */
+  size_t max_header;  /* per connection: request line and headers */
+  int64_t max_body;   /* JSON bodies */
+  int64_t max_upload; /* uploaded workspace archives (packed) */
+  int64_t max_unpack; /* ... and unpacked */
+  double rate;        /* requests per second per token; 0: no limit */
+  double burst;       /* bucket size */
+  const char *tls_cert, *tls_key; /* PEM files: HTTPS (GnuTLS) */
+  const char *workspace_root;     /* dirs an admin may start runs in */
+  struct spec_policy *policy;     /* owned by the caller */
+  int unsandboxed; /* tools run on the host: refuse specs from the API */
+  int64_t stream_heartbeat_ms;
+  /* Log lines; may be NULL. */
+  void (*on_log)(void *arg, const char *line);
+  void *log_arg;
+  /* Wakes the embedded worker (a run was queued, a decision made). */
+  void (*wake_worker)(void *arg);
+  void *wake_arg;
+};
+
+int srv_start(const struct srv_opts *o, struct srv **out,
+              struct durin_err *err);
+/* The port it listens on (after port 0: the one picked). */
+int srv_port(const struct srv *s);
+/* Stops taking requests, ends streams, joins its threads. */
+void srv_stop(struct srv *s);
+/* durin_store_on_events() callback for the worker's store: the commit of
+ * run_id's events wakes its streams. arg is the struct srv. */
+void srv_events_committed(void *arg, const char *run_id);
+
+/* ---- for the handlers (the other files of server/) ---- */
+
+enum role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
+
+/* Who asks: the token's name, role and tenant (NULL: every tenant). */
+struct who {
+  char name[128];
+  char tenant[128];
+  int has_tenant;
+  enum role role;
+};
+
+#define REQ_MAX_PARAMS 4
+
+struct req {
+  struct srv *srv;
+  struct MHD_Connection *conn;
+  const char *method;
+  char *path;                        /* without the query */
+  const char *param[REQ_MAX_PARAMS]; /* the route's {...} segments */
+  char *body;
+  size_t body_len, body_cap;
+  int too_big;
+  struct who who;
+  struct durin_store *store; /* from the pool, for this request */
+  /* The answer. */
+  int status;
+  struct MHD_Response *resp;
+};
+
+struct route {
+  const char *method;
+  const char *pattern; /* "/v1/runs/{}/cancel" */
+  enum role min_role;
+  int (*fn)(struct req *r);
+};
+
+/* Tables of routes, each ending with a NULL method. */
+extern const struct route srv_run_routes[];
+extern const struct route srv_admin_routes[];
+extern const struct route srv_approval_routes[];
+extern const struct route srv_stream_routes[];
+extern const struct route srv_webhook_routes[];
+
+/* Answers: reply_json takes j; reply_error's body is
+ * {"error": {"code": CODE, "message": MSG}} (with "field" if given). */
+int reply_json(struct req *r, int status, json_t *j);
+int reply_error(struct req *r, int status, const char *code, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+int reply_error_field(struct req *r, int status, const char *code,
+                      const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* A store failure: 503 when it cannot be reached for now, else 500. */
+int reply_store_error(struct req *r, int code, const struct durin_err *err);
+/* An answer built by the caller (a stream, a file). */
+int reply_response(struct req *r, int status, struct MHD_Response *resp);
+/* A query argument, or NULL. */
+const char *req_arg(struct req *r, const char *name);
+const char *req_header(struct req *r, const char *name);
+/* Parses the body as a JSON object, or answers 400 and returns NULL. */
+json_t *req_json(struct req *r);
+/* Whether the request may see a run of this tenant. */
+int req_sees_tenant(const struct req *r, const char *tenant);
+/* Resolves run id param for the request: 404 if none or not its tenant
+ * (the same answer: a tenant learns nothing of others' runs). Fills ri. */
+int req_run(struct req *r, const char *id, struct durin_run_info *ri);
+
+const char *srv_data_dir(const struct srv *s);
+const struct srv_opts *srv_options(const struct srv *s);
+struct hub *srv_hub(struct srv *s);
+void srv_log(struct srv *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void srv_wake_worker(struct srv *s);
+
+/* JSON of a run (runs.c), for listings, gets and streams. */
+json_t *srv_run_json(struct durin_store *st, const struct durin_run_info *ri,
+                     int full);
+
+/* An event as JSON: {seq, ts_ms, step, type, data} (runs.c). */
+json_t *srv_event_json(const struct durin_event *ev);
+
+/* Tokens (auth.c). */
+/* "durin_" + 43 base64url characters; hash: its sha256 hex. */
+int token_new(char *token, size_t len);
+void token_hash(const char *token, char hash[65]);
+const char *role_name(enum role r);
+enum role role_parse(const char *s);
+
+/* The event hub (hub.c). */
+int hub_start(struct srv *s, struct hub **out, struct durin_err *err);
+/* Ends every stream (before the daemon stops: it waits for them). */
+void hub_end_all(struct hub *h);
+void hub_stop(struct hub *h);
+void hub_wake(struct hub *h, const char *run_id);
+
+/* Webhook delivery (webhooks.c). */
+struct webhooks;
+int webhooks_start(struct srv *s, struct webhooks **out, struct durin_err *err);
+void webhooks_wake(struct webhooks *w);
+void webhooks_stop(struct webhooks *w);
+
+#endif
