@@ -233,3 +233,53 @@ chat_completion() {
  "usage": $usage}}
 JSON
 }
+
+# ---- durin serve and its HTTP API ----
+
+# start_serve [ARGS...]: durin serve on a free loopback port, in the
+# background, on $DURIN_STORE; sets API (http://127.0.0.1:PORT), SERVE_PID
+# and SERVE_LOG, and waits until /readyz answers. More serves may be
+# started; each call overwrites the three variables.
+start_serve() {
+  SERVE_LOG="$TRASH/serve.$(date +%s%N).log"
+  "$DURIN" serve --listen 127.0.0.1:0 --poll 50ms "$@" >"$SERVE_LOG" 2>&1 &
+  SERVE_PID=$!
+  bg_pids="$bg_pids $SERVE_PID"
+  wait_for 30 "grep -q 'serving the API on' '$SERVE_LOG'" || {
+    echo "serve did not start:"; cat "$SERVE_LOG"; return 1; }
+  API=$(sed -n 's|.*serving the API on \(http[s]*://[0-9.]*:[0-9]*\)/v1.*|\1|p' "$SERVE_LOG" | head -n 1)
+  wait_for 30 "curl -sf '$API/readyz'" || {
+    echo "serve not ready:"; cat "$SERVE_LOG"; return 1; }
+}
+
+# stop_serve [PID]: SIGTERM and wait (default: $SERVE_PID).
+stop_serve() {
+  _p=${1:-$SERVE_PID}
+  kill "$_p" 2>/dev/null
+  wait "$_p" 2>/dev/null
+  return 0
+}
+
+# make_token NAME ROLE [TENANT]: prints a new API token.
+make_token() {
+  if [ -n "${3-}" ]; then
+    "$DURIN" token create "$1" --role "$2" --tenant "$3" 2>/dev/null
+  else
+    "$DURIN" token create "$1" --role "$2" 2>/dev/null
+  fi
+}
+
+# api TOKEN METHOD PATH [CURL ARGS...]: one request; the body goes to
+# $TRASH/.body, the status is printed. TOKEN "-" sends none.
+api() {
+  _tok=$1 _m=$2 _path=$3
+  shift 3
+  if [ "$_tok" = - ]; then
+    curl -sS -o "$TRASH/.body" -w '%{http_code}' -X "$_m" "$@" "$API$_path"
+  else
+    curl -sS -o "$TRASH/.body" -w '%{http_code}' -X "$_m" \
+      -H "Authorization: Bearer $_tok" "$@" "$API$_path"
+  fi
+}
+# body_field EXPR: a field of the last answer ($TRASH/.body) via jq.
+body_field() { jq -r "$1" "$TRASH/.body"; }
