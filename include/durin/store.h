@@ -467,7 +467,7 @@ int durin_store_run_pause(struct durin_store *s, const char *id, int64_t now_ms,
  * Puts a run that needs a human back in the queue, with the operator's
  * resolution of its indeterminate call (-1: none, 0: skip it, 1: run it
  * again) for whichever worker claims it; DURIN_ESTATE if it does not
- * need a human. Appends a resumed event naming who.
+ * need a human. Appends a control event naming who and the resolution.
  */
 int durin_store_run_requeue(struct durin_store *s, const char *id, int resolve,
                             const char *who, int64_t now_ms,

@@ -157,8 +157,9 @@ int durin_store_run_requeue(struct durin_store *q, const char *id, int resolve,
                       "it): only a needs_human run can be resumed",
                       id);
   if (!r)
-    r = durin__sq_event_json(q, id, 0, now_ms, "resumed",
-                             json_pack("{s:s?,s:s}", "by", who, "resolution",
+    r = durin__sq_event_json(q, id, 0, now_ms, "control",
+                             json_pack("{s:s,s:s?,s:s}", "action", "resume",
+                                       "by", who, "resolution",
                                        resolve < 0 ? "none" :
                                        resolve     ? "retry-call" :
                                                      "skip-call"),
