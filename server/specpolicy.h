@@ -26,6 +26,10 @@ void spec_policy_free(struct spec_policy *p);
  * Judges spec for tenant: 0, or DURIN_EACCES with err naming the rule and
  * *field the spec field ("sandbox.rw[0]", "budget.dollars", ...). May fill
  * unset budgets with the ceilings.
+ *
+ * *field is a string literal or, for an indexed field, a buffer of the
+ * calling thread, valid until that thread's next call. p is only read:
+ * threads may judge with one policy at once.
  */
 int spec_policy_check(const struct spec_policy *p, const char *tenant,
                       struct durin_spec *spec, const char **field,
