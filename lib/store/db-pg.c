@@ -826,8 +826,7 @@ static int p_listen_fd(struct db *db, const char *channel)
   PGresult *res;
   char sql[64];
 
-  if (d->lc && PQstatus(d->lc) == CONNECTION_OK &&
-      !strcmp(d->lchan, channel))
+  if (d->lc && PQstatus(d->lc) == CONNECTION_OK && !strcmp(d->lchan, channel))
     return PQsocket(d->lc);
   PQfinish(d->lc);
   d->lc = PQconnectdb(d->url);
