@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev libuv1-dev \
 	libjansson-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev libseccomp-dev \
 	diffutils sqlite3 libpq-dev postgresql libmicrohttpd-dev libarchive-dev libzstd-dev \
-	curl jq
+	curl jq openssl
 
 # npm packages of the e2e tests' third-party checkers (tests/js/package.json);
 # node and npm come from Debian when the machine has no node at all.

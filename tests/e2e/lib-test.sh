@@ -248,7 +248,7 @@ start_serve() {
   wait_for 30 "grep -q 'serving the API on' '$SERVE_LOG'" || {
     echo "serve did not start:"; cat "$SERVE_LOG"; return 1; }
   API=$(sed -n 's|.*serving the API on \(http[s]*://[0-9.]*:[0-9]*\)/v1.*|\1|p' "$SERVE_LOG" | head -n 1)
-  wait_for 30 "curl -sf '$API/readyz'" || {
+  wait_for 30 "curl -sfk '$API/readyz'" || {
     echo "serve not ready:"; cat "$SERVE_LOG"; return 1; }
 }
 

@@ -228,6 +228,20 @@ test_expect_success 'per-token rate limits answer 429 with Retry-After' '
   curl -s -D - -o /dev/null -H "Authorization: Bearer $VIEW" "$API/v1/runs" | grep -i "^retry-after: [0-9]"
 '
 
+test_expect_success 'HTTPS with --tls-cert and --tls-key (GnuTLS); plain HTTP is refused there' '
+  stop_serve &&
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem \
+    -days 2 -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null &&
+  start_serve --tls-cert cert.pem --tls-key key.pem &&
+  grep_q "serving the API on https://" "$SERVE_LOG" &&
+  https=$(sed -n "s|.*serving the API on \(https://[0-9.:]*\)/v1.*|\1|p" "$SERVE_LOG") &&
+  test "$(curl -s --cacert cert.pem -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $VIEW" "$https/v1/runs")" = 200 &&
+  test_must_fail curl -s -m 5 -o /dev/null "http://${https#https://}/healthz" &&
+  stop_serve &&
+  test_must_fail durin serve --listen 127.0.0.1:0 --tls-cert cert.pem 2>err.txt &&
+  grep_q "tls-key" err.txt
+'
+
 test_expect_success '--no-auth serves loopback only and says so' '
   stop_serve &&
   test_must_fail durin serve --no-auth --listen 0.0.0.0:0 2>err.txt &&
