@@ -49,6 +49,7 @@ struct client {
   int suspended; /* the reader suspended the connection */
   int ended;     /* send what is buffered, then end the stream */
   int behind;    /* stopped at the high-water mark: read more later */
+  int dead;      /* libmicrohttpd let go of it: the hub frees it */
   /* What it follows: one run (from cursor), or all (run_id ""). */
   char run_id[32];
   int64_t cursor;
@@ -116,21 +117,49 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
   return n;
 }
 
+/*
+ * libmicrohttpd is done with the client's response (the connection
+ * closed). The hub unlinks and frees it on its next round: taking the
+ * hub's lock here could deadlock with the hub resuming a connection
+ * (libmicrohttpd may hold its cleanup lock while calling this).
+ */
 static void client_free(void *cls)
 {
   struct client *c = cls;
-  struct hub *h = c->hub;
 
-  pthread_mutex_lock(&h->mu);
-  if (c->pprev) {
-    *c->pprev = c->next;
-    if (c->next)
-      c->next->pprev = c->pprev;
-  }
-  pthread_mutex_unlock(&h->mu);
+  pthread_mutex_lock(&c->mu);
+  c->dead = 1;
+  pthread_mutex_unlock(&c->mu);
+  eventfd_write(c->hub->efd, 1);
+}
+
+static void client_destroy(struct client *c)
+{
   pthread_mutex_destroy(&c->mu);
   free(c->buf);
   free(c);
+}
+
+/* Unlinks and frees the clients libmicrohttpd let go of (hub->mu held). */
+static void reap(struct hub *h)
+{
+  struct client **pp = &h->clients, *c;
+
+  while ((c = *pp)) {
+    int dead;
+
+    pthread_mutex_lock(&c->mu);
+    dead = c->dead;
+    pthread_mutex_unlock(&c->mu);
+    if (!dead) {
+      pp = &c->next;
+      continue;
+    }
+    *pp = c->next;
+    if (c->next)
+      c->next->pprev = pp;
+    client_destroy(c);
+  }
 }
 
 /* ---- filling buffers (the hub's thread) ---- */
@@ -153,10 +182,12 @@ static void put(struct client *c, const char *s, size_t n)
   c->len += n;
 }
 
-/* Wakes the client's connection if its reader is waiting. */
+/* Wakes the client's connection if its reader is waiting (c->mu held). A
+ * suspended connection is never closed by libmicrohttpd, so one that is
+ * suspended is alive. */
 static void kick(struct client *c)
 {
-  if (c->suspended) {
+  if (c->suspended && !c->dead) {
     c->suspended = 0;
     MHD_resume_connection(c->conn);
   }
@@ -427,6 +458,7 @@ static void *hub_main(void *arg)
     if (pf[0].revents & POLLIN)
       eventfd_read(h->efd, &v);
     pthread_mutex_lock(&h->mu);
+    reap(h);
     if (h->stop) {
       pthread_mutex_unlock(&h->mu);
       break;
@@ -527,9 +559,16 @@ void hub_end_all(struct hub *h)
 
 void hub_stop(struct hub *h)
 {
+  struct client *c, *next;
+
   if (!h)
     return;
   hub_end_all(h);
+  /* The daemon has stopped: every client left is the hub's to free. */
+  for (c = h->clients; c; c = next) {
+    next = c->next;
+    client_destroy(c);
+  }
   if (h->efd >= 0)
     close(h->efd);
   durin_store_close(h->st);
@@ -563,9 +602,7 @@ static int start_stream(struct req *r, struct client *c)
   resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader,
                                            c, client_free);
   if (!resp) {
-    pthread_mutex_destroy(&c->mu);
-    free(c->buf);
-    free(c);
+    client_destroy(c);
     return reply_error(r, 500, "internal", "cannot start the stream");
   }
   MHD_add_response_header(resp, "Content-Type", "text/event-stream");
