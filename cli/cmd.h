@@ -87,6 +87,7 @@ int cmd_approvals(int argc, char **argv, struct cli *cli);
 int cmd_approve(int argc, char **argv, struct cli *cli);
 int cmd_reject(int argc, char **argv, struct cli *cli);
 int cmd_token(int argc, char **argv, struct cli *cli);
+int cmd_webhook(int argc, char **argv, struct cli *cli);
 
 /* Prints the run's workspace against its start (a unified diff per text
  * file, a line per binary one; with stat, git's diffstat); returns an

@@ -43,6 +43,7 @@ static const struct command commands[] = {
   { "reject", cmd_reject, "refuse a waiting tool call, with a reason" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { "token", cmd_token, "API tokens for durin serve" },
+  { "webhook", cmd_webhook, "the secret that signs runs' own webhooks" },
   { NULL, NULL, NULL },
 };
 

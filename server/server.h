@@ -161,7 +161,10 @@ void hub_end_all(struct hub *h);
 void hub_stop(struct hub *h);
 void hub_wake(struct hub *h, const char *run_id);
 
-/* Webhook delivery (webhooks.c). */
+/* Webhook delivery (webhooks.c): a thread with a store connection of its
+ * own sends the outbox. _wake (any thread, never blocks): events were
+ * committed, look now. _stop cuts an in-flight POST short, hands back
+ * what it holds and joins the thread. */
 struct webhooks;
 int webhooks_start(struct srv *s, struct webhooks **out, struct durin_err *err);
 void webhooks_wake(struct webhooks *w);

@@ -139,6 +139,10 @@ struct durin_spec {
   json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
 };
 
+/* What a webhook may subscribe to, NULL-terminated, in the order the API
+ * lists them (docs/api/webhooks.md). */
+extern const char *const durin_webhook_events[];
+
 /*
  * Parses and validates a spec. base_dir resolves relative paths (the spec
  * file's directory); NULL for an already resolved spec. On failure err

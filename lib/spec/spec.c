@@ -23,8 +23,7 @@ static const char *const top_fields[] = {
 };
 static const char *const notify_fields[] = { "webhooks", NULL };
 static const char *const webhook_fields[] = { "url", "events", NULL };
-/* What a webhook may subscribe to (docs/api/webhooks.md). */
-static const char *const webhook_events[] = {
+const char *const durin_webhook_events[] = {
   "run.started",      "run.progress", "approval.requested",
   "approval.decided", "run.finished", NULL,
 };
@@ -824,15 +823,15 @@ static int parse_notify(json_t *root, json_t **out, struct durin_err *err)
       return durin_err_set(err, DURIN_ESPEC,
                            "notify.webhooks[%zu].events must be an array", i);
     }
-    for (k = 0; !ev && webhook_events[k]; k++)
-      json_array_append_new(evs, json_string(webhook_events[k]));
+    for (k = 0; !ev && durin_webhook_events[k]; k++)
+      json_array_append_new(evs, json_string(durin_webhook_events[k]));
     json_array_foreach(ev, j, e) {
       const char *name = json_string_value(e);
 
-      for (k = 0; name && webhook_events[k]; k++)
-        if (!strcmp(webhook_events[k], name))
+      for (k = 0; name && durin_webhook_events[k]; k++)
+        if (!strcmp(durin_webhook_events[k], name))
           break;
-      if (!name || !webhook_events[k]) {
+      if (!name || !durin_webhook_events[k]) {
         json_decref(evs);
         json_decref(list);
         return durin_err_set(err, DURIN_ESPEC,
