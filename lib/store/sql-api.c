@@ -140,7 +140,7 @@ int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
       memset(&sub, 0, sizeof(sub));
       snprintf(sub.id, sizeof(sub.id), "wh%s%02zu", n->id + 1, i);
       sub.run_id = n->id;
-      sub.tenant = n->tenant;
+      sub.tenant = n->tenant ? n->tenant : "default";
       sub.url = json_string_value(json_object_get(w, "url"));
       json_array_foreach(ev, j, e) {
         size_t len = strlen(events);
