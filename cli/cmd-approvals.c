@@ -1,6 +1,6 @@
 /*
  * durin approvals [--run ID] [--all] [--json]
- * durin approvals ID              what a reviewer needs to decide
+ * durin approvals [--json] ID     what a reviewer needs to decide
  * durin approve ID [--args JSON] [--comment TEXT]
  * durin reject ID --reason TEXT
  *
@@ -22,12 +22,13 @@
 
 static const char approvals_usage[] =
     "usage: durin approvals [--run ID] [--all] [--json]\n"
-    "       durin approvals APPROVAL\n\n"
+    "       durin approvals [--json] APPROVAL\n\n"
     "Lists the tool calls waiting for a person's decision (with --all,\n"
     "decided ones too); one past its deadline shows as expired, as it can\n"
     "no longer be decided. Given an approval id, shows what a reviewer needs:\n"
     "the run's goal and plan, the exact call and the agent's reason, the\n"
-    "cost so far and the workspace diff so far.\n\n"
+    "cost so far and the workspace diff so far; with --json, all of it\n"
+    "as one object (as GET /v1/approvals/ID answers).\n\n"
     "Decide with 'durin approve ID' or 'durin reject ID --reason TEXT'.\n";
 
 static const char approve_usage[] =
@@ -73,45 +74,6 @@ static void when(int64_t ms, int64_t now, char *out, size_t len)
            ms > now ? "" : " ago");
 }
 
-/*
- * The state a reviewer should see. A pending request past its deadline is
- * expired: it can no longer be decided (a decision expires it instead),
- * and the watchdog of the next worker, or a waiting `durin run`, records
- * the expiry and wakes the run. This is a read: it changes nothing.
- */
-static enum durin_approval_state shown_state(const struct durin_approval *a,
-                                             int64_t now)
-{
-  if (a->state == DURIN_APPROVAL_PENDING && a->expires_ms <= now)
-    return DURIN_APPROVAL_EXPIRED;
-  return a->state;
-}
-
-static json_t *approval_json(const struct durin_approval *a, int64_t now)
-{
-  json_t *o =
-      json_pack("{s:s,s:s,s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "id",
-                a->id, "run", a->run_id, "step", (json_int_t)a->step, "call",
-                a->call_idx, "call_id", a->call_id, "tool", a->tool, "state",
-                durin_approval_state_name(shown_state(a, now)), "rule",
-                a->rule ? a->rule : "", "args_hash", a->args_hash,
-                "requested_ms", (json_int_t)a->requested_ms, "expires_ms",
-                (json_int_t)a->expires_ms, "on_expiry", a->on_expiry);
-
-  json_object_set_new(o, "arguments", json_loads(a->call_args, 0, NULL));
-  if (a->state == DURIN_APPROVAL_EDITED)
-    json_object_set_new(o, "approved_arguments", json_loads(a->args, 0, NULL));
-  if (a->reason)
-    json_object_set_new(o, "reason", json_string(a->reason));
-  if (a->decided_by)
-    json_object_set_new(o, "decided_by", json_string(a->decided_by));
-  if (a->comment)
-    json_object_set_new(o, "comment", json_string(a->comment));
-  if (a->decided_ms)
-    json_object_set_new(o, "decided_ms", json_integer(a->decided_ms));
-  return o;
-}
-
 struct listing {
   int json, n;
   int64_t now;
@@ -123,7 +85,7 @@ static int list_one(const struct durin_approval *a, void *arg)
   char age[32], exp[32], args[61];
 
   if (l->json) {
-    json_t *o = approval_json(a, l->now);
+    json_t *o = cli_approval_json(a, l->now);
     char *s = json_dumps(o, JSON_COMPACT);
 
     printf("%s\n", s);
@@ -144,52 +106,14 @@ static int list_one(const struct durin_approval *a, void *arg)
   if (strlen(a->call_args) > 60)
     memcpy(args + 56, " ...", 5);
   printf("%-12s  %-21s  %-10s  %-9s  %-12s  %-14s  %s\n", a->id, a->run_id,
-         a->tool, durin_approval_state_name(shown_state(a, l->now)), age, exp,
-         args);
+         a->tool,
+         durin_approval_state_name(cli_approval_shown_state(a, l->now)), age,
+         exp, args);
   return 0;
 }
 
-/* A copy of one approval, its strings owned. */
-struct held {
-  struct durin_approval a;
-  char *s[12];
-};
-
-static const char *keep(struct held *h, int i, const char *v)
-{
-  h->s[i] = v ? strdup(v) : NULL;
-  return h->s[i];
-}
-
-static int hold(const struct durin_approval *a, void *arg)
-{
-  struct held *h = arg;
-
-  h->a = *a;
-  h->a.call_id = keep(h, 0, a->call_id);
-  h->a.tool = keep(h, 1, a->tool);
-  h->a.call_args = keep(h, 2, a->call_args);
-  h->a.call_hash = keep(h, 3, a->call_hash);
-  h->a.args = keep(h, 4, a->args);
-  h->a.args_hash = keep(h, 5, a->args_hash);
-  h->a.reason = keep(h, 6, a->reason);
-  h->a.rule = keep(h, 7, a->rule);
-  h->a.on_expiry = keep(h, 8, a->on_expiry);
-  h->a.decided_by = keep(h, 9, a->decided_by);
-  h->a.comment = keep(h, 10, a->comment);
-  return 0;
-}
-
-static void held_clear(struct held *h)
-{
-  int i;
-
-  for (i = 0; i < 12; i++)
-    free(h->s[i]);
-  memset(h, 0, sizeof(*h));
-}
-
-static int get_approval(struct cli *cli, const char *prefix, struct held *h)
+static int get_approval(struct cli *cli, const char *prefix,
+                        struct cli_approval *h)
 {
   struct durin_err err = { 0 };
   int r;
@@ -197,7 +121,7 @@ static int get_approval(struct cli *cli, const char *prefix, struct held *h)
   memset(h, 0, sizeof(*h));
   if ((r = cli_open_store(cli)))
     return r;
-  r = durin_store_approval_get(cli->store, prefix, hold, h, &err);
+  r = cli_approval_get(cli->store, prefix, h, &err);
   if (r) {
     cli_error("%s", err.msg);
     return r == DURIN_EINVAL ? EXIT_USAGE : cli_exit_for(r);
@@ -221,7 +145,7 @@ static void print_indented(const char *text)
 /* Everything a reviewer needs to decide, on one screen. */
 static int review(struct cli *cli, const char *prefix)
 {
-  struct held h;
+  struct cli_approval h;
   struct durin_run_info ri;
   struct durin_checkpoint ck;
   struct durin_spec spec;
@@ -236,7 +160,7 @@ static int review(struct cli *cli, const char *prefix)
     return r;
   if ((r = durin_store_run_get(cli->store, h.a.run_id, &ri, &err))) {
     cli_error("%s", err.msg);
-    held_clear(&h);
+    cli_approval_clear(&h);
     return cli_exit_for(r);
   }
   memset(&ck, 0, sizeof(ck));
@@ -247,8 +171,8 @@ static int review(struct cli *cli, const char *prefix)
   durin_spec_parse(ri.spec_json, NULL, &spec, NULL);
 
   printf("approval  %s  %s", h.a.id,
-         durin_approval_state_name(shown_state(&h.a, now)));
-  if (shown_state(&h.a, now) != h.a.state) {
+         durin_approval_state_name(cli_approval_shown_state(&h.a, now)));
+  if (cli_approval_shown_state(&h.a, now) != h.a.state) {
     when(h.a.expires_ms, now, buf, sizeof(buf));
     printf(" (deadline passed %s; the run goes on as on_expiry '%s' says "
            "when a worker takes it)",
@@ -292,16 +216,60 @@ static int review(struct cli *cli, const char *prefix)
   }
   printf("workspace diff so far\n");
   fflush(stdout);
-  r = cli_print_diff(cli, ri.id, 0);
-  if (shown_state(&h.a, now) == DURIN_APPROVAL_PENDING)
+  r = cli_print_diff(cli, ri.id, 0, stdout);
+  if (cli_approval_shown_state(&h.a, now) == DURIN_APPROVAL_PENDING)
     printf("\ndecide: durin approve %s [--args JSON] [--comment TEXT]\n"
            "        durin reject %s --reason TEXT\n",
            h.a.id, h.a.id);
   durin_checkpoint_clear(&ck);
   durin_spec_clear(&spec);
   durin_run_info_clear(&ri);
-  held_clear(&h);
+  cli_approval_clear(&h);
   return r;
+}
+
+/* The review as one JSON object, the shape GET /v1/approvals/ID answers
+ * (cli_approval_review_json); a diff that cannot be made is null with
+ * diff_error, not a failure. */
+static int review_json(struct cli *cli, const char *prefix)
+{
+  struct cli_approval h;
+  struct durin_err err = { 0 }, derr = { 0 };
+  char *diff = NULL, *text;
+  size_t len = 0;
+  json_t *o = NULL;
+  FILE *f;
+  int r;
+
+  if ((r = get_approval(cli, prefix, &h)))
+    return r;
+  if (!(f = open_memstream(&diff, &len)))
+    durin_err_set(&derr, DURIN_ENOMEM, "out of memory");
+  else if (cli_diff_write(cli->store, h.a.run_id, 0, f, &derr) && !derr.msg[0])
+    durin_err_set(&derr, DURIN_EIO, "cannot make the diff");
+  if (f)
+    fclose(f);
+  if (derr.msg[0]) {
+    free(diff);
+    diff = NULL;
+  }
+  r = cli_approval_review_json(cli->store, &h.a, durin_now_ms(), diff, derr.msg,
+                               &o, &err);
+  free(diff);
+  cli_approval_clear(&h);
+  if (r) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  text = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (!text) {
+    cli_error("out of memory");
+    return EXIT_STORE;
+  }
+  printf("%s\n", text);
+  free(text);
+  return EXIT_OK;
 }
 
 int cmd_approvals(int argc, char **argv, struct cli *cli)
@@ -329,7 +297,7 @@ int cmd_approvals(int argc, char **argv, struct cli *cli)
       return cli_bad_arg("approvals", argv[i], approvals_usage);
   }
   if (one)
-    return review(cli, one);
+    return l.json ? review_json(cli, one) : review(cli, one);
   if (run && (r = cli_resolve(cli, run, id)))
     return r;
   if ((r = cli_open_store(cli)))
@@ -346,119 +314,74 @@ int cmd_approvals(int argc, char **argv, struct cli *cli)
   return EXIT_OK;
 }
 
-/* Checks edited arguments as the run would: the tool's schema, then the
- * spec's policy and the server's ($DURIN_POLICY). Fills canonical text and
- * hash. Returns an exit code. */
+/* Checks --args as the run would (cli_approval_check_edit); prints why
+ * not. Returns an exit code. */
 static int check_edit(struct cli *cli, const struct durin_approval *a,
-                      const char *text, char **canon, char hash[65])
+                      const char *text, struct cli_edit *e)
 {
-  struct durin_run_info ri;
-  struct durin_spec spec;
+  struct durin_policy *server = NULL;
   struct durin_err err = { 0 };
-  struct durin_policy *pol = NULL, *server = NULL;
-  const struct durin_tool_def *def = durin_tool_find(a->tool);
-  struct durin_policy_decision d;
-  json_t *args = NULL;
   int r;
 
-  if (!def) {
-    cli_error("approval %s is for unknown tool '%s'", a->id, a->tool);
-    return EXIT_SPEC;
-  }
-  if ((r = durin_store_run_get(cli->store, a->run_id, &ri, &err))) {
-    cli_error("%s", err.msg);
-    return cli_exit_for(r);
-  }
-  r = durin_spec_parse(ri.spec_json, NULL, &spec, &err);
-  durin_run_info_clear(&ri);
-  if (r) {
-    cli_error("stored spec of run %s: %s", a->run_id, err.msg);
-    return EXIT_SPEC;
-  }
-  if (durin_tool_args_parse(def, text, (size_t)spec.max_arg_bytes, &args,
-                            &err)) {
-    json_t *schema = durin_tool_schema(def), *v;
-    const char *k;
-    char names[256] = "";
-    size_t off = 0;
-
-    json_object_foreach(json_object_get(schema, "properties"), k, v)
-      off += (size_t)snprintf(names + off,
-                              off < sizeof(names) ? sizeof(names) - off : 0,
-                              "%s%s", off ? ", " : "", k);
-    json_decref(schema);
+  /* A $DURIN_POLICY that does not load is said (by cli_server_policy);
+   * the spec's policy still judges the call. */
+  cli_server_policy(NULL, &server);
+  r = cli_approval_check_edit(cli->store, a, text, server, e, &err);
+  durin_policy_free(server);
+  if (r == DURIN_EINVAL) {
     cli_error("--args for %s: %s (its arguments: %s); nothing was decided",
-              a->tool, err.msg, names);
-    durin_spec_clear(&spec);
+              a->tool, err.msg, e->arg_names);
     return EXIT_USAGE;
   }
-  if (!durin_policy_parse(spec.policy, "spec", &pol, &err) &&
-      cli_server_policy(NULL, &server) == 0) {
-    struct durin_policy_state st = { 0, 0 };
-    const struct durin_policy *layers[2] = { pol, server };
-
-    durin_policy_decide(layers, 2, spec.workspace, a->tool, args, &st, &d);
-    durin_policy_free(pol);
-    durin_policy_free(server);
-    if (d.action == DURIN_POLICY_DENY) {
-      cli_error("the policy denies the edited call (%s %s: %s); nothing was "
-                "decided",
-                d.origin, d.rule, d.why);
-      json_decref(args);
-      durin_spec_clear(&spec);
-      return EXIT_USAGE;
-    }
+  if (r == DURIN_EACCES) {
+    cli_error("the policy denies the edited call (%s %s: %s); nothing was "
+              "decided",
+              e->denied.origin, e->denied.rule, e->denied.why);
+    return EXIT_USAGE;
   }
-  *canon = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
-  durin_sha256_hex(*canon, strlen(*canon), hash);
-  json_decref(args);
-  durin_spec_clear(&spec);
-  return 0;
+  if (r)
+    cli_error("%s", err.msg);
+  return cli_exit_for(r);
 }
 
 static int decide(struct cli *cli, const char *prefix,
                   enum durin_approval_state st, const char *args_text,
                   const char *comment)
 {
-  struct durin_approval_decision d;
-  enum durin_approval_state final = DURIN_APPROVAL_PENDING;
+  struct cli_decision d;
+  struct cli_edit edit;
   struct durin_err err = { 0 };
-  struct held h;
-  char who[128], hash[65], *canon = NULL;
+  struct cli_approval h;
+  char who[128];
   int r;
 
+  memset(&edit, 0, sizeof(edit));
   if ((r = get_approval(cli, prefix, &h)))
     return r;
-  if (args_text && (r = check_edit(cli, &h.a, args_text, &canon, hash)) != 0) {
-    held_clear(&h);
+  if (args_text && (r = check_edit(cli, &h.a, args_text, &edit)) != 0) {
+    cli_edit_clear(&edit);
+    cli_approval_clear(&h);
     return r;
   }
   reviewer(who, sizeof(who));
   memset(&d, 0, sizeof(d));
-  d.id = h.a.id;
   d.state = st;
-  if (canon && strcmp(hash, h.a.call_hash)) {
-    d.state = DURIN_APPROVAL_EDITED;
-    d.args = canon;
-    d.args_hash = hash;
-  }
+  d.edit = args_text ? &edit : NULL;
   d.who = who;
   d.comment = comment;
-  d.now_ms = durin_now_ms();
-  r = durin_store_approval_decide(cli->store, &d, &final, &err);
+  r = cli_approval_decide(cli->store, &h.a, &d, &err);
+  cli_edit_clear(&edit);
   if (r) {
     cli_error("%s", err.msg);
-    if (final == DURIN_APPROVAL_EXPIRED)
+    if (d.final == DURIN_APPROVAL_EXPIRED)
       cli_error("see 'durin logs %s' for what the run did instead", h.a.run_id);
-    free(canon);
-    held_clear(&h);
+    cli_approval_clear(&h);
     return r == DURIN_ESTATE ? EXIT_NEEDS_HUMAN : cli_exit_for(r);
   }
   printf("approval %s %s; run %s goes on when a worker takes it (or 'durin "
          "resume %s')\n",
          h.a.id, durin_approval_state_name(d.state), h.a.run_id, h.a.run_id);
-  free(canon);
-  held_clear(&h);
+  cli_approval_clear(&h);
   return EXIT_OK;
 }
 

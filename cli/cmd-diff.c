@@ -9,7 +9,9 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -20,6 +22,8 @@
 
 #include "cmd.h"
 #include "durin/sandbox.h"
+
+extern char **environ;
 
 /* A root and a path under it; longer fails in the syscall, not here. */
 #define PATH_BUF (2 * PATH_MAX + 8)
@@ -36,27 +40,37 @@ static const char diff_usage[] =
  * A run on a template: its workspace is the template under its own files,
  * and its start the template under base/. Both views are mounted here,
  * read-only, in this process's own mount namespace, so the diff shows
- * only what the agent changed.
+ * only what the agent changed. Without CLI_DIFF_NO_MOUNTS only: in a
+ * process whose namespace others share (durin serve's worker mounts that
+ * workspace for its tool calls), the views would stack on theirs.
  */
-static int template_views(const struct durin_run_info *ri, const char *base)
+static int template_views(const struct durin_run_info *ri, const char *base,
+                          unsigned flags, struct durin_err *err)
 {
   struct durin_spec spec;
-  struct durin_err err = { 0 };
+  struct durin_err perr = { 0 };
   char opts[3 * PATH_MAX];
   int r = 0;
 
-  if (!ri->spec_json || durin_spec_parse(ri->spec_json, NULL, &spec, &err))
+  if (!ri->spec_json || durin_spec_parse(ri->spec_json, NULL, &spec, &perr))
     return 0; /* nothing to read it from: diff what is there */
-  if (spec.sandbox.template) {
+  if (spec.sandbox.template && (flags & CLI_DIFF_NO_MOUNTS)) {
+    r = durin_err_set(err, DURIN_EACCES,
+                      "run '%s' is on a template: its diff mounts views, "
+                      "which needs a mount namespace of its own",
+                      ri->id);
+  } else if (spec.sandbox.template) {
     snprintf(opts, sizeof(opts), "lowerdir=%s:%s,userxattr", base,
              spec.sandbox.template);
-    if ((r = cli_private_mounts()) == 0 &&
-        (durin_workspace_mount(ri->workspace, spec.sandbox.template, 0, NULL,
-                               &err) ||
-         mount("overlay", base, "overlay", MS_RDONLY, opts))) {
-      cli_error("%s", err.msg[0] ? err.msg : "cannot mount the run's start");
-      r = EXIT_STORE;
-    }
+    /* cli_private_mounts says why it failed itself. */
+    if (cli_private_mounts())
+      r = DURIN_EIO;
+    else if (durin_workspace_mount(ri->workspace, spec.sandbox.template, 0,
+                                   NULL, &perr) ||
+             mount("overlay", base, "overlay", MS_RDONLY, opts))
+      r = durin_err_set(err, DURIN_EIO, "%s",
+                        perr.msg[0] ? perr.msg :
+                                      "cannot mount the run's start");
   }
   durin_spec_clear(&spec);
   return r;
@@ -107,7 +121,8 @@ static void changes_clear(struct changes *c)
 /* Every non-directory under root/rel, as paths relative to root. The
  * path buffers are on the heap: an agent may nest directories as deep as
  * a path allows, and each level recurses. */
-static int collect(const char *root, const char *rel, struct changes *c)
+static int collect(const char *root, const char *rel, struct changes *c,
+                   struct durin_err *err)
 {
   char *dir = malloc(PATH_BUF), *path = malloc(PATH_BUF);
   struct dirent *de;
@@ -116,14 +131,13 @@ static int collect(const char *root, const char *rel, struct changes *c)
   int r = 0;
 
   if (!dir || !path) {
-    cli_error("out of memory");
-    r = -1;
+    r = durin_err_set(err, DURIN_EIO, "out of memory");
     goto out;
   }
   snprintf(dir, PATH_BUF, "%s%s%s", root, *rel ? "/" : "", rel);
   if (!(d = opendir(dir))) {
-    cli_error("cannot read '%s': %s", dir, strerror(errno));
-    r = -1;
+    r = durin_err_set(err, DURIN_EIO, "cannot read '%s': %s", dir,
+                      strerror(errno));
     goto out;
   }
   while (!r && (de = readdir(d))) {
@@ -132,13 +146,16 @@ static int collect(const char *root, const char *rel, struct changes *c)
     if ((size_t)snprintf(path, PATH_BUF, "%s%s%s", rel, *rel ? "/" : "",
                          de->d_name) >= PATH_BUF ||
         (size_t)snprintf(dir, PATH_BUF, "%s/%s", root, path) >= PATH_BUF) {
-      cli_error("a path under '%s' is too long to compare", root);
-      r = -1;
+      r = durin_err_set(err, DURIN_EIO,
+                        "a path under '%s' is too long to compare", root);
       break;
     }
     if (lstat(dir, &st))
       continue; /* gone while we looked: nothing to show */
-    r = S_ISDIR(st.st_mode) ? collect(root, path, c) : push_path(c, path);
+    if (S_ISDIR(st.st_mode))
+      r = collect(root, path, c, err);
+    else if (push_path(c, path))
+      r = durin_err_set(err, DURIN_EIO, "out of memory");
   }
 out:
   if (d)
@@ -229,17 +246,51 @@ static int unchanged(const char *base, const char *ws, const struct change *c)
   return c->old.st_size == c->new.st_size &&same_content(a, b);
 }
 
+/* Copies what diff wrote into out, or only counts its +/- lines. */
+static void read_diff(FILE *f, struct change *c, int count, FILE *out)
+{
+  char line[4096];
+  size_t n;
+  int lineno = 0, bol = 1;
+
+  if (!count) {
+    while ((n = fread(line, 1, sizeof(line), f)) > 0)
+      fwrite(line, 1, n, out);
+    return;
+  }
+  /* The first two lines are the ---/+++ header, not changes; a line
+   * longer than the buffer is counted once, at its start. */
+  while (fgets(line, sizeof(line), f)) {
+    if (bol && ++lineno > 2 && line[0] == '+')
+      c->adds++;
+    else if (bol && lineno > 2 && line[0] == '-')
+      c->dels++;
+    bol = strchr(line, '\n') != NULL;
+  }
+}
+
 /*
  * `diff -u` of one text file, with git's a/ and b/ names; a side that
- * does not have it is /dev/null. Printed, or with counts non-NULL only
- * counted. Returns 0, or -1 if diff could not run.
+ * does not have it is /dev/null. Written to out, or with count only
+ * counted. Its output comes through a pipe, so out may be any stream
+ * (the API's is in memory); posix_spawn, not fork, as the API's threads
+ * call this too. Returns 0, or -1 if diff could not run.
  */
 static int diff_text(const char *base, const char *ws, struct change *c,
-                     int count)
+                     int count, FILE *out)
 {
   char a[PATH_BUF], b[PATH_BUF], la[PATH_BUF], lb[PATH_BUF];
-  char line[4096];
-  int fds[2] = { -1, -1 }, status, lineno = 0, bol = 1;
+  char *argv[] = { "diff",
+                   "-u",
+                   "--label",
+                   c->old.st_mode ? la : "/dev/null",
+                   "--label",
+                   c->new.st_mode ? lb : "/dev/null",
+                   c->old.st_mode ? a : "/dev/null",
+                   c->new.st_mode ? b : "/dev/null",
+                   NULL };
+  posix_spawn_file_actions_t fa;
+  int fds[2], status, rc;
   pid_t pid;
   FILE *f;
 
@@ -247,48 +298,36 @@ static int diff_text(const char *base, const char *ws, struct change *c,
   snprintf(b, sizeof(b), "%s/%s", ws, c->path);
   snprintf(la, sizeof(la), "a/%s", c->path);
   snprintf(lb, sizeof(lb), "b/%s", c->path);
-  if (count && pipe(fds))
+  /* Close-on-exec: a call spawned meanwhile by another thread must not
+   * hold the pipe open. dup2 onto 1 clears the flag there. */
+  if (pipe2(fds, O_CLOEXEC))
     return -1;
-  fflush(stdout);
-  pid = fork();
-  if (pid == 0) {
-    if (count && dup2(fds[1], 1) < 0)
-      _exit(127);
-    if (count) {
-      close(fds[0]);
-      close(fds[1]);
-    }
-    execlp("diff", "diff", "-u", "--label", c->old.st_mode ? la : "/dev/null",
-           "--label", c->new.st_mode ? lb : "/dev/null",
-           c->old.st_mode ? a : "/dev/null", c->new.st_mode ? b : "/dev/null",
-           (char *)NULL);
-    _exit(127);
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  rc = posix_spawnp(&pid, "diff", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  if (rc) {
+    close(fds[0]);
+    return -1;
   }
-  if (count) {
-    close(fds[1]);
-    if (pid > 0 && (f = fdopen(fds[0], "r"))) {
-      /* The first two lines are the ---/+++ header, not changes; a line
-       * longer than the buffer is counted once, at its start. */
-      while (fgets(line, sizeof(line), f)) {
-        if (bol && ++lineno > 2 && line[0] == '+')
-          c->adds++;
-        else if (bol && lineno > 2 && line[0] == '-')
-          c->dels++;
-        bol = strchr(line, '\n') != NULL;
-      }
-      fclose(f);
-    } else {
-      close(fds[0]);
-    }
+  if ((f = fdopen(fds[0], "r"))) {
+    read_diff(f, c, count, out);
+    fclose(f);
+  } else {
+    close(fds[0]);
   }
-  if (pid < 0 || waitpid(pid, &status, 0) < 0)
+  /* A signal for the process may land in this thread (durin serve). */
+  while ((rc = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+    ;
+  if (rc < 0)
     return -1;
   /* diff exits 1 when the files differ: that is the point here. */
   return WIFEXITED(status) && WEXITSTATUS(status) <= 1 ? 0 : -1;
 }
 
 static void print_link(const char *kind, const char *root,
-                       const struct change *c)
+                       const struct change *c, FILE *out)
 {
   char full[PATH_BUF], to[PATH_MAX];
   ssize_t n;
@@ -296,46 +335,50 @@ static void print_link(const char *kind, const char *root,
   snprintf(full, sizeof(full), "%s/%s", root, c->path);
   n = readlink(full, to, sizeof(to) - 1);
   to[n > 0 ? n : 0] = 0;
-  printf("%s %s -> %s\n", kind, c->path, to);
+  fprintf(out, "%s %s -> %s\n", kind, c->path, to);
 }
 
 /* One changed path, git-like: headers, then the diff or a line for it. */
-static int print_change(const char *base, const char *ws, struct change *c)
+static int print_change(const char *base, const char *ws, struct change *c,
+                        FILE *out)
 {
   int link = S_ISLNK(c->old.st_mode) || S_ISLNK(c->new.st_mode);
 
   if (link) { /* a link, or a file that became one (or the reverse) */
     if (S_ISLNK(c->old.st_mode))
-      print_link(c->new.st_mode ? "old symlink" : "deleted symlink", base, c);
+      print_link(c->new.st_mode ? "old symlink" : "deleted symlink", base, c,
+                 out);
     else if (c->old.st_mode)
-      printf("old file %s (%lld bytes)\n", c->path, (long long)c->old.st_size);
+      fprintf(out, "old file %s (%lld bytes)\n", c->path,
+              (long long)c->old.st_size);
     if (S_ISLNK(c->new.st_mode))
-      print_link("new symlink", ws, c);
+      print_link("new symlink", ws, c, out);
     else if (c->new.st_mode)
-      printf("new file %s (%lld bytes)\n", c->path, (long long)c->new.st_size);
+      fprintf(out, "new file %s (%lld bytes)\n", c->path,
+              (long long)c->new.st_size);
     return 0;
   }
   if (c->binary) {
     if (!c->old.st_mode)
-      printf("new file %s (binary, %lld bytes)\n", c->path,
-             (long long)c->new.st_size);
+      fprintf(out, "new file %s (binary, %lld bytes)\n", c->path,
+              (long long)c->new.st_size);
     else if (!c->new.st_mode)
-      printf("deleted file %s (binary, %lld bytes)\n", c->path,
-             (long long)c->old.st_size);
+      fprintf(out, "deleted file %s (binary, %lld bytes)\n", c->path,
+              (long long)c->old.st_size);
     else
-      printf("binary file %s changed (%lld -> %lld bytes)\n", c->path,
-             (long long)c->old.st_size, (long long)c->new.st_size);
+      fprintf(out, "binary file %s changed (%lld -> %lld bytes)\n", c->path,
+              (long long)c->old.st_size, (long long)c->new.st_size);
     return 0;
   }
-  printf("diff --git a/%s b/%s\n", c->path, c->path);
+  fprintf(out, "diff --git a/%s b/%s\n", c->path, c->path);
   if (!c->old.st_mode)
-    printf("new file mode %o\n", (unsigned)c->new.st_mode);
+    fprintf(out, "new file mode %o\n", (unsigned)c->new.st_mode);
   else if (!c->new.st_mode)
-    printf("deleted file mode %o\n", (unsigned)c->old.st_mode);
+    fprintf(out, "deleted file mode %o\n", (unsigned)c->old.st_mode);
   else if (c->old.st_mode != c->new.st_mode)
-    printf("old mode %o\nnew mode %o\n", (unsigned)c->old.st_mode,
-           (unsigned)c->new.st_mode);
-  return diff_text(base, ws, c, 0);
+    fprintf(out, "old mode %o\nnew mode %o\n", (unsigned)c->old.st_mode,
+            (unsigned)c->new.st_mode);
+  return diff_text(base, ws, c, 0, out);
 }
 
 static int digits(long n)
@@ -351,7 +394,7 @@ static int digits(long n)
  * git's diffstat: " path | N +++--" scaled to 80 columns, "Bin A -> B
  * bytes" for binary files, then the totals.
  */
-static void print_stat(struct changes *cs)
+static void print_stat(struct changes *cs, FILE *out)
 {
   size_t i, name_w = 0, files = 0;
   long most = 0;
@@ -378,8 +421,8 @@ static void print_stat(struct changes *cs)
 
     files++;
     if (c->binary) {
-      printf(" %-*s | Bin %lld -> %lld bytes\n", (int)name_w, c->path,
-             (long long)c->old.st_size, (long long)c->new.st_size);
+      fprintf(out, " %-*s | Bin %lld -> %lld bytes\n", (int)name_w, c->path,
+              (long long)c->old.st_size, (long long)c->new.st_size);
       continue;
     }
     if (most > graph_w) { /* scale, but a change never shrinks to nothing */
@@ -388,36 +431,39 @@ static void print_stat(struct changes *cs)
       if (plus + minus > graph_w)
         plus > minus ? plus-- : minus--;
     }
-    printf(" %-*s | %*ld ", (int)name_w, c->path, count_w, total);
+    fprintf(out, " %-*s | %*ld ", (int)name_w, c->path, count_w, total);
     for (k = 0; k < plus; k++)
-      putchar('+');
+      fputc('+', out);
     for (k = 0; k < minus; k++)
-      putchar('-');
-    putchar('\n');
+      fputc('-', out);
+    fputc('\n', out);
     cs->insertions += (size_t)c->adds;
     cs->deletions += (size_t)c->dels;
   }
-  printf(" %zu file%s changed", files, files == 1 ? "" : "s");
+  fprintf(out, " %zu file%s changed", files, files == 1 ? "" : "s");
   if (cs->insertions || !cs->deletions)
-    printf(", %zu insertion%s(+)", cs->insertions,
-           cs->insertions == 1 ? "" : "s");
+    fprintf(out, ", %zu insertion%s(+)", cs->insertions,
+            cs->insertions == 1 ? "" : "s");
   if (cs->deletions || !cs->insertions)
-    printf(", %zu deletion%s(-)", cs->deletions, cs->deletions == 1 ? "" : "s");
-  putchar('\n');
+    fprintf(out, ", %zu deletion%s(-)", cs->deletions,
+            cs->deletions == 1 ? "" : "s");
+  fputc('\n', out);
 }
 
-/* Compares the trees at base and ws; prints a diff or a diffstat. */
-static int diff_trees(const char *base, const char *ws, int stat)
+/* Compares the trees at base and ws; writes a diff or a diffstat. */
+static int diff_trees(const char *base, const char *ws, int stat, FILE *out,
+                      struct durin_err *err)
 {
   struct changes cs = { 0 };
   size_t i, j;
   int r = 0;
 
-  if (collect(base, "", &cs) || collect(ws, "", &cs)) {
+  if ((r = collect(base, "", &cs, err)) || (r = collect(ws, "", &cs, err))) {
     changes_clear(&cs);
-    return EXIT_STORE;
+    return r;
   }
-  qsort(cs.v, cs.n, sizeof(cs.v[0]), by_path);
+  if (cs.n) /* an empty workspace on both sides: cs.v is NULL */
+    qsort(cs.v, cs.n, sizeof(cs.v[0]), by_path);
   /* Keep one entry per path, and only the changed ones. */
   for (i = j = 0; i < cs.n; i++) {
     struct change *c = &cs.v[i];
@@ -442,47 +488,55 @@ static int diff_trees(const char *base, const char *ws, int stat)
     int link = S_ISLNK(c->old.st_mode) || S_ISLNK(c->new.st_mode);
 
     if (!stat)
-      r = print_change(base, ws, c);
+      r = print_change(base, ws, c, out);
     else if (link) /* a link's target counts as its one line */
       c->adds = !!c->new.st_mode, c->dels = !!c->old.st_mode;
     else if (!c->binary)
-      r = diff_text(base, ws, c, 1);
+      r = diff_text(base, ws, c, 1, out);
   }
-  if (r) {
-    cli_error("cannot run diff (is diffutils installed?)");
-    r = EXIT_STORE;
-  } else if (stat && cs.n) {
-    print_stat(&cs);
-  }
+  if (r)
+    r = durin_err_set(err, DURIN_EIO,
+                      "cannot run diff (is diffutils installed?)");
+  else if (stat && cs.n)
+    print_stat(&cs, out);
   changes_clear(&cs);
   return r;
 }
 
-int cli_print_diff(struct cli *cli, const char *id, int stat)
+int cli_diff_write(struct durin_store *st, const char *id, unsigned flags,
+                   FILE *out, struct durin_err *err)
 {
   struct durin_run_info ri;
-  struct durin_err err = { 0 };
   char base[PATH_MAX + 8], *slash;
   int r;
 
-  if ((r = durin_store_run_get(cli->store, id, &ri, &err))) {
-    cli_error("%s", err.msg);
-    return cli_exit_for(r);
-  }
+  if ((r = durin_store_run_get(st, id, &ri, err)))
+    return r;
   snprintf(base, sizeof(base), "%s", ri.workspace);
   slash = strrchr(base, '/');
   if (slash)
     snprintf(slash, sizeof(base) - (size_t)(slash - base), "/base");
   if (access(base, F_OK) != 0 || access(ri.workspace, F_OK) != 0) {
-    cli_error("run '%s' has no workspace snapshot at '%s'", id, base);
+    r = durin_err_set(err, DURIN_ENOTFOUND,
+                      "run '%s' has no workspace snapshot at '%s'", id, base);
     durin_run_info_clear(&ri);
-    return EXIT_NOT_FOUND;
+    return r;
   }
-  r = template_views(&ri, base);
+  r = template_views(&ri, base, flags, err);
   if (!r)
-    r = diff_trees(base, ri.workspace, stat);
+    r = diff_trees(base, ri.workspace, !!(flags & CLI_DIFF_STAT), out, err);
   durin_run_info_clear(&ri);
   return r;
+}
+
+int cli_print_diff(struct cli *cli, const char *id, int stat, FILE *out)
+{
+  struct durin_err err = { 0 };
+  int r = cli_diff_write(cli->store, id, stat ? CLI_DIFF_STAT : 0, out, &err);
+
+  if (r && err.msg[0])
+    cli_error("%s", err.msg);
+  return cli_exit_for(r);
 }
 
 int cmd_diff(int argc, char **argv, struct cli *cli)
@@ -509,5 +563,5 @@ int cmd_diff(int argc, char **argv, struct cli *cli)
   }
   if ((r = cli_resolve(cli, arg, id)))
     return r;
-  return cli_print_diff(cli, id, stat);
+  return cli_print_diff(cli, id, stat, stdout);
 }

@@ -366,6 +366,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     so.store_url = cli->store_url;
     so.data_dir = data;
     so.policy = sp;
+    so.tool_policy = pol;
     so.workspace_root = ws_root ? real_root : NULL;
     so.unsandboxed = o.sandbox == NULL;
     so.on_log = quiet ? NULL : log_line;

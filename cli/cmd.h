@@ -12,6 +12,9 @@
 
 #include <stdio.h>
 
+#include <jansson.h>
+
+#include "durin/policy.h"
 #include "durin/store.h"
 
 /* Exit codes; documented in docs/cli/README.md ("Exit codes") and
@@ -86,13 +89,103 @@ int cmd_policy(int argc, char **argv, struct cli *cli);
 int cmd_approvals(int argc, char **argv, struct cli *cli);
 int cmd_approve(int argc, char **argv, struct cli *cli);
 int cmd_reject(int argc, char **argv, struct cli *cli);
+
+/*
+ * Approvals for the CLI and the HTTP API (approval.c): nothing here
+ * prints; failures are a DURIN_E* code with err's message.
+ */
+
+/* The state a reviewer should see at now: a pending one past its
+ * deadline is expired (it can no longer be decided). */
+enum durin_approval_state
+cli_approval_shown_state(const struct durin_approval *a, int64_t now);
+/* An approval as JSON: a line of `durin approvals --json`, an item of
+ * GET /v1/approvals. The caller owns it. */
+json_t *cli_approval_json(const struct durin_approval *a, int64_t now);
+
+/* One approval, its strings owned (cli_approval_clear frees them). */
+struct cli_approval {
+  struct durin_approval a;
+  char *s[12];
+};
+/* The approval whose id starts with prefix: DURIN_ENOTFOUND if none,
+ * DURIN_EINVAL if the prefix is ambiguous. */
+int cli_approval_get(struct durin_store *st, const char *prefix,
+                     struct cli_approval *h, struct durin_err *err);
+void cli_approval_clear(struct cli_approval *h);
+
+/*
+ * Everything `durin approvals ID` shows, as one object (its --json, and
+ * GET /v1/approvals/ID): cli_approval_json's fields, then call_hash,
+ * expires_in_ms (null once decided), run_name, run_status, tenant, goal,
+ * plan, spent {cost_usd, steps, tool_calls, input_tokens, output_tokens,
+ * tokens}, and diff: the workspace diff so far as the caller made it
+ * (NULL: null, with diff_error if given). *out is the caller's.
+ */
+int cli_approval_review_json(struct durin_store *st,
+                             const struct durin_approval *a, int64_t now,
+                             const char *diff, const char *diff_error,
+                             json_t **out, struct durin_err *err);
+
+/* Edited arguments, checked (cli_approval_check_edit). */
+struct cli_edit {
+  char *canon;         /* canonical JSON of the arguments (owned) */
+  char hash[65];       /* its sha256, as the run will check it */
+  char arg_names[256]; /* refused by the schema: the tool's arguments */
+  struct durin_policy_decision denied; /* refused by the policy: why */
+};
+void cli_edit_clear(struct cli_edit *e);
+/*
+ * Checks edited arguments as the run would: the tool's schema, then the
+ * run's spec policy under server (the server's policy; may be NULL).
+ * DURIN_EINVAL: they do not fit the schema (err is the validator's
+ * message, e->arg_names the tool's arguments); DURIN_EACCES: the policy
+ * denies the call (e->denied says which rule); DURIN_ESPEC: the tool or
+ * the run's stored spec is unknown. On success e holds the arguments.
+ */
+int cli_approval_check_edit(struct durin_store *st,
+                            const struct durin_approval *a, const char *text,
+                            const struct durin_policy *server,
+                            struct cli_edit *e, struct durin_err *err);
+
+/* A person's decision (cli_approval_decide). */
+struct cli_decision {
+  enum durin_approval_state state; /* approved or rejected; after: edited
+                                      when the edit changed the call */
+  const struct cli_edit *edit;     /* checked arguments, or NULL */
+  const char *who;
+  const char *comment;             /* the comment, or the rejection's reason */
+  enum durin_approval_state final; /* after DURIN_ESTATE: what it is (it
+                                      may have expired on the way) */
+};
+/* Records the decision in one store transaction (the run back in the
+ * queue). DURIN_ESTATE if it was no longer pending or its deadline has
+ * passed: d->final says which. */
+int cli_approval_decide(struct durin_store *st, const struct durin_approval *a,
+                        struct cli_decision *d, struct durin_err *err);
 int cmd_token(int argc, char **argv, struct cli *cli);
 int cmd_webhook(int argc, char **argv, struct cli *cli);
 
-/* Prints the run's workspace against its start (a unified diff per text
- * file, a line per binary one; with stat, git's diffstat); returns an
- * exit code. */
-int cli_print_diff(struct cli *cli, const char *id, int stat);
+/* cli_diff_write's flags. */
+enum {
+  CLI_DIFF_STAT = 1,      /* git's diffstat instead of the diff */
+  CLI_DIFF_NO_MOUNTS = 2, /* this process's mount namespace is shared:
+                             a template run's diff is DURIN_EACCES */
+};
+
+/*
+ * Writes run id's workspace against its start to out: a unified diff per
+ * text file (git's headers), a line per binary one; or with CLI_DIFF_STAT
+ * git's diffstat. Prints nothing else: DURIN_ENOTFOUND for no such run or
+ * no snapshot, DURIN_EIO when the trees cannot be read or diff cannot
+ * run; err says why (empty when cli_private_mounts already said it).
+ * Safe to call from any thread (diff is started by posix_spawn).
+ */
+int cli_diff_write(struct durin_store *st, const char *id, unsigned flags,
+                   FILE *out, struct durin_err *err);
+/* The same on cli->store, with stat; prints errors; returns an exit
+ * code. */
+int cli_print_diff(struct cli *cli, const char *id, int stat, FILE *out);
 
 /*
  * Gives this process a mount namespace of its own (root only; a no-op

@@ -55,6 +55,7 @@ static const struct route *const route_tables[] = {
   srv_stream_routes,
   srv_webhook_routes,
   srv_workspace_routes,
+  srv_diff_routes, /* GET /v1/runs/{id}/diff (diff.c) */
   NULL,
 };
 

@@ -124,7 +124,7 @@ static const char *const create_fields[] = {
 };
 
 /* An unknown field: 400 naming it, with the nearest known one. */
-static int unknown_field(struct req *r, json_t *body, const char *const *known)
+int req_unknown_field(struct req *r, json_t *body, const char *const *known)
 {
   const char *key, *best = NULL;
   json_t *v;
@@ -262,7 +262,7 @@ static int create_run(struct req *r)
                        "network; restart it with the sandbox on");
   if (!(body = req_json(r)))
     return 0;
-  if (unknown_field(r, body, create_fields))
+  if (req_unknown_field(r, body, create_fields))
     goto out;
   memset(&o, 0, sizeof(o));
   if (opt_string(r, body, "agent", &agent) ||
@@ -673,7 +673,7 @@ static int resume_run(struct req *r)
   if (r->body_len) {
     if (!(body = req_json(r)))
       return 0;
-    if (unknown_field(r, body, fields) ||
+    if (req_unknown_field(r, body, fields) ||
         opt_string(r, body, "resolution", &res)) {
       json_decref(body);
       return 0;

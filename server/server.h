@@ -28,6 +28,7 @@ struct MHD_Response;
 struct srv;
 struct hub;
 struct spec_policy;
+struct durin_policy;
 
 struct srv_opts {
   const char *listen;    /* "ADDR:PORT"; default 127.0.0.1:7700 */
@@ -46,6 +47,9 @@ struct srv_opts {
   const char *tls_cert, *tls_key; /* PEM files: HTTPS (GnuTLS) */
   const char *workspace_root;     /* dirs an admin may start runs in */
   struct spec_policy *policy;     /* owned by the caller */
+  /* The server's tool policy (--policy, DURIN_POLICY; may be NULL),
+   * owned by the caller: an approval's edited call is judged under it. */
+  const struct durin_policy *tool_policy;
   int unsandboxed; /* tools run on the host: refuse specs from the API */
   int64_t stream_heartbeat_ms;
   /* Log lines; may be NULL. */
@@ -109,6 +113,7 @@ extern const struct route srv_admin_routes[];
 extern const struct route srv_approval_routes[];
 extern const struct route srv_stream_routes[];
 extern const struct route srv_webhook_routes[];
+extern const struct route srv_diff_routes[];
 
 /* Answers: reply_json takes j; reply_error's body is
  * {"error": {"code": CODE, "message": MSG}} (with "field" if given). */
@@ -146,6 +151,19 @@ json_t *srv_run_json(struct durin_store *st, const struct durin_run_info *ri,
 
 /* An event as JSON: {seq, ts_ms, step, type, data} (runs.c). */
 json_t *srv_event_json(const struct durin_event *ev);
+
+/* An unknown field of body (known: NULL-terminated): answers 400 naming
+ * it, with the nearest known one, and returns 1; else 0 (runs.c). */
+int req_unknown_field(struct req *r, json_t *body, const char *const *known);
+
+/*
+ * The run's workspace against its start, as `durin diff` prints it
+ * (diff.c): *text is the caller's (NUL-terminated, *len bytes). Bounded:
+ * DURIN_ETOOBIG past the cap; DURIN_ENOTFOUND when the run has no
+ * snapshot; err says why.
+ */
+int srv_run_diff(struct req *r, const char *id, int stat, char **text,
+                 size_t *len, struct durin_err *err);
 
 /* Tokens (auth.c). */
 /* "durin_" + 43 base64url characters; hash: its sha256 hex. */
