@@ -284,6 +284,15 @@ static int create_run(struct req *r)
                         "spec (RFC 7386)");
       goto out;
     }
+    /* The template is the agent's, which an admin chose; a run's own
+     * directory is the request's "workspace" (admins only). */
+    if (json_object_get(ov, "workspace")) {
+      reply_error_field(r, 422, "spec_policy", "overrides.workspace",
+                        "overrides do not change the agent's workspace; "
+                        "give the run's as 'workspace' ({\"upload\": ID} "
+                        "or, as an admin, {\"dir\": PATH})");
+      goto out;
+    }
     if (ov)
       merge_patch(spec_j, ov);
     o.agent = agent;
