@@ -24,7 +24,7 @@ static int create(struct cli *cli, int argc, char **argv)
   struct durin_token t;
   struct durin_err err = { 0 };
   const char *name = NULL, *role = NULL, *tenant = NULL;
-  char tok[80], hash[65];
+  char tok[80];
   int i, r;
 
   for (i = 2; i < argc; i++) {
@@ -50,17 +50,10 @@ static int create(struct cli *cli, int argc, char **argv)
   if ((r = cli_open_store(cli)))
     return r;
   memset(&t, 0, sizeof(t));
-  if (durin_run_id_new(t.id) || token_new(tok, sizeof(tok))) {
-    cli_error("cannot draw a random token");
-    return EXIT_STORE;
-  }
-  t.id[0] = 't';
   t.name = name;
   t.role = role;
   t.tenant = tenant;
-  t.created_ms = durin_now_ms();
-  token_hash(tok, hash);
-  if ((r = durin_store_token_create(cli->store, &t, hash, &err))) {
+  if ((r = token_issue(cli->store, &t, tok, sizeof(tok), &err))) {
     cli_error("%s", err.msg);
     return r == DURIN_EEXIST ? EXIT_USAGE : cli_exit_for(r);
   }
@@ -82,14 +75,8 @@ static int ls_one(const struct durin_token *t, void *arg)
   struct ls_ctx *c = arg;
 
   if (c->json) {
-    json_array_append_new(
-        c->arr, json_pack("{s:s,s:s,s:s,s:s?,s:I,s:I?}", "id", t->id, "name",
-                          t->name, "role", t->role, "tenant", t->tenant,
-                          "created_ms", (json_int_t)t->created_ms, "revoked_ms",
-                          t->revoked_ms ? (json_int_t)t->revoked_ms : 0));
-    if (!t->revoked_ms)
-      json_object_del(json_array_get(c->arr, json_array_size(c->arr) - 1),
-                      "revoked_ms");
+    /* The shape GET /v1/tokens answers with. */
+    json_array_append_new(c->arr, token_json(t));
     return 0;
   }
   printf("%-24s %-9s %-16s %s\n", t->name, t->role, t->tenant ? t->tenant : "*",

@@ -31,6 +31,34 @@ void token_hash(const char *token, char hash[65])
   durin_sha256_hex(token, strlen(token), hash);
 }
 
+int token_issue(struct durin_store *st, struct durin_token *t, char *tok,
+                size_t len, struct durin_err *err)
+{
+  char hash[65];
+
+  if (durin_run_id_new(t->id) || token_new(tok, len))
+    return durin_err_set(err, DURIN_EIO, "cannot draw a random token");
+  /* A run id's randomness, marked as a token's so the two never mix. */
+  t->id[0] = 't';
+  t->created_ms = durin_now_ms();
+  token_hash(tok, hash);
+  return durin_store_token_create(st, t, hash, err);
+}
+
+json_t *token_json(const struct durin_token *t)
+{
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:I}", "id", t->id, "name", t->name,
+                        "role", t->role, "tenant", t->tenant, "created_ms",
+                        (json_int_t)t->created_ms);
+
+  if (!o)
+    return NULL;
+  json_object_set_new(o, "revoked_ms",
+                      t->revoked_ms ? json_integer(t->revoked_ms) :
+                                      json_null());
+  return o;
+}
+
 const char *role_name(enum role r)
 {
   switch (r) {

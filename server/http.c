@@ -221,6 +221,74 @@ json_t *req_json(struct req *r)
   return j;
 }
 
+/* An unknown field: 400 naming it, with the nearest known one. */
+int req_unknown_field(struct req *r, json_t *body, const char *const *known)
+{
+  const char *key, *best = NULL;
+  json_t *v;
+  size_t bestd = 3, d;
+  int i, ok;
+
+  json_object_foreach(body, key, v) {
+    ok = 0;
+    for (i = 0; known[i]; i++) {
+      if (!strcmp(known[i], key)) {
+        ok = 1;
+        break;
+      }
+      d = durin_edit_distance(known[i], key);
+      if (d < bestd) {
+        bestd = d;
+        best = known[i];
+      }
+    }
+    if (ok)
+      continue;
+    if (best)
+      reply_error_field(r, 400, "unknown_field", key,
+                        "field '%s' is not known; did you mean '%s'?", key,
+                        best);
+    else
+      reply_error_field(r, 400, "unknown_field", key,
+                        "field '%s' is not known (see /v1/openapi.json)", key);
+    return 1;
+  }
+  return 0;
+}
+
+/* A string field of body, or NULL; answers 400 if it is not a string. */
+int req_opt_string(struct req *r, json_t *body, const char *name,
+                   const char **out)
+{
+  json_t *v = json_object_get(body, name);
+
+  *out = NULL;
+  if (!v || json_is_null(v))
+    return 0;
+  if (!json_is_string(v)) {
+    reply_error_field(r, 400, "bad_field", name, "field '%s' must be a string",
+                      name);
+    return -1;
+  }
+  *out = json_string_value(v);
+  return 0;
+}
+
+int req_opt_int(struct req *r, json_t *body, const char *name, int64_t *out)
+{
+  json_t *v = json_object_get(body, name);
+
+  if (!v || json_is_null(v))
+    return 0;
+  if (!json_is_integer(v)) {
+    reply_error_field(r, 400, "bad_field", name,
+                      "field '%s' must be an integer", name);
+    return -1;
+  }
+  *out = json_integer_value(v);
+  return 0;
+}
+
 int req_sees_tenant(const struct req *r, const char *tenant)
 {
   return !r->who.has_tenant || (tenant && !strcmp(r->who.tenant, tenant));

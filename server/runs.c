@@ -123,41 +123,6 @@ static const char *const create_fields[] = {
   "workspace",      NULL,
 };
 
-/* An unknown field: 400 naming it, with the nearest known one. */
-int req_unknown_field(struct req *r, json_t *body, const char *const *known)
-{
-  const char *key, *best = NULL;
-  json_t *v;
-  size_t bestd = 3, d;
-  int i, ok;
-
-  json_object_foreach(body, key, v) {
-    ok = 0;
-    for (i = 0; known[i]; i++) {
-      if (!strcmp(known[i], key)) {
-        ok = 1;
-        break;
-      }
-      d = durin_edit_distance(known[i], key);
-      if (d < bestd) {
-        bestd = d;
-        best = known[i];
-      }
-    }
-    if (ok)
-      continue;
-    if (best)
-      reply_error_field(r, 400, "unknown_field", key,
-                        "field '%s' is not known; did you mean '%s'?", key,
-                        best);
-    else
-      reply_error_field(r, 400, "unknown_field", key,
-                        "field '%s' is not known (see /v1/openapi.json)", key);
-    return 1;
-  }
-  return 0;
-}
-
 /* RFC 7386 merge patch of patch into target (both objects). */
 static void merge_patch(json_t *target, json_t *patch)
 {
@@ -187,39 +152,6 @@ static int got_agent(const struct durin_agent *a, void *arg)
 
   as->spec = json_loads(a->spec_json, 0, NULL);
   as->version = a->version;
-  return 0;
-}
-
-/* A string field of body, or NULL; answers 400 if it is not a string. */
-static int opt_string(struct req *r, json_t *body, const char *name,
-                      const char **out)
-{
-  json_t *v = json_object_get(body, name);
-
-  *out = NULL;
-  if (!v || json_is_null(v))
-    return 0;
-  if (!json_is_string(v)) {
-    reply_error_field(r, 400, "bad_field", name, "field '%s' must be a string",
-                      name);
-    return -1;
-  }
-  *out = json_string_value(v);
-  return 0;
-}
-
-static int opt_int(struct req *r, json_t *body, const char *name, int64_t *out)
-{
-  json_t *v = json_object_get(body, name);
-
-  if (!v || json_is_null(v))
-    return 0;
-  if (!json_is_integer(v)) {
-    reply_error_field(r, 400, "bad_field", name,
-                      "field '%s' must be an integer", name);
-    return -1;
-  }
-  *out = json_integer_value(v);
   return 0;
 }
 
@@ -265,15 +197,15 @@ static int create_run(struct req *r)
   if (req_unknown_field(r, body, create_fields))
     goto out;
   memset(&o, 0, sizeof(o));
-  if (opt_string(r, body, "agent", &agent) ||
-      opt_string(r, body, "tenant", &tenant) ||
-      opt_string(r, body, "dedupe_key", &o.dedupe_key) ||
-      opt_string(r, body, "concurrency_key", &o.concurrency_key) ||
-      opt_string(r, body, "model", &o.model) ||
-      opt_int(r, body, "agent_version", &agent_version) ||
-      opt_int(r, body, "priority", &o.priority) ||
-      opt_int(r, body, "not_before_ms", &o.not_before_ms) ||
-      opt_int(r, body, "max_recoveries", &o.retry_budget))
+  if (req_opt_string(r, body, "agent", &agent) ||
+      req_opt_string(r, body, "tenant", &tenant) ||
+      req_opt_string(r, body, "dedupe_key", &o.dedupe_key) ||
+      req_opt_string(r, body, "concurrency_key", &o.concurrency_key) ||
+      req_opt_string(r, body, "model", &o.model) ||
+      req_opt_int(r, body, "agent_version", &agent_version) ||
+      req_opt_int(r, body, "priority", &o.priority) ||
+      req_opt_int(r, body, "not_before_ms", &o.not_before_ms) ||
+      req_opt_int(r, body, "max_recoveries", &o.retry_budget))
     goto out;
   /* A tenant token works in its tenant; others name one (or default). */
   if (r->who.has_tenant) {
@@ -350,6 +282,15 @@ static int create_run(struct req *r)
       reply_error_field(r, 400, "bad_field", "overrides",
                         "overrides must be an object merged into the agent's "
                         "spec (RFC 7386)");
+      goto out;
+    }
+    /* The template is the agent's, which an admin chose; a run's own
+     * directory is the request's "workspace" (admins only). */
+    if (json_object_get(ov, "workspace")) {
+      reply_error_field(r, 422, "spec_policy", "overrides.workspace",
+                        "overrides do not change the agent's workspace; "
+                        "give the run's as 'workspace' ({\"upload\": ID} "
+                        "or, as an admin, {\"dir\": PATH})");
       goto out;
     }
     if (ov)
@@ -674,7 +615,7 @@ static int resume_run(struct req *r)
     if (!(body = req_json(r)))
       return 0;
     if (req_unknown_field(r, body, fields) ||
-        opt_string(r, body, "resolution", &res)) {
+        req_opt_string(r, body, "resolution", &res)) {
       json_decref(body);
       return 0;
     }

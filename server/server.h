@@ -132,6 +132,14 @@ const char *req_arg(struct req *r, const char *name);
 const char *req_header(struct req *r, const char *name);
 /* Parses the body as a JSON object, or answers 400 and returns NULL. */
 json_t *req_json(struct req *r);
+/* Fields of a JSON body. Each answers 400 and returns nonzero when the
+ * body is not as asked: a field outside known (NULL-terminated; the
+ * answer names the nearest known one), or one of the wrong type. An
+ * absent or null field leaves *out as it was (a string's becomes NULL). */
+int req_unknown_field(struct req *r, json_t *body, const char *const *known);
+int req_opt_string(struct req *r, json_t *body, const char *name,
+                   const char **out);
+int req_opt_int(struct req *r, json_t *body, const char *name, int64_t *out);
 /* Whether the request may see a run of this tenant. */
 int req_sees_tenant(const struct req *r, const char *tenant);
 /* Resolves run id param for the request: 404 if none or not its tenant
@@ -152,10 +160,6 @@ json_t *srv_run_json(struct durin_store *st, const struct durin_run_info *ri,
 /* An event as JSON: {seq, ts_ms, step, type, data} (runs.c). */
 json_t *srv_event_json(const struct durin_event *ev);
 
-/* An unknown field of body (known: NULL-terminated): answers 400 naming
- * it, with the nearest known one, and returns 1; else 0 (runs.c). */
-int req_unknown_field(struct req *r, json_t *body, const char *const *known);
-
 /*
  * The run's workspace against its start, as `durin diff` prints it
  * (diff.c): *text is the caller's (NUL-terminated, *len bytes). Bounded:
@@ -169,6 +173,14 @@ int srv_run_diff(struct req *r, const char *id, int stat, char **text,
 /* "durin_" + 43 base64url characters; hash: its sha256 hex. */
 int token_new(char *token, size_t len);
 void token_hash(const char *token, char hash[65]);
+/* Makes a token for t (name, role and tenant: the caller's) and stores its
+ * hash; fills t's id and created_ms and tok (len >= 64) with the token, to
+ * be shown once. DURIN_EEXIST if an unrevoked token has the name. */
+int token_issue(struct durin_store *st, struct durin_token *t, char *tok,
+                size_t len, struct durin_err *err);
+/* A token's metadata as JSON (never its hash): {id, name, role, tenant,
+ * created_ms, revoked_ms}; tenant and revoked_ms may be null. */
+json_t *token_json(const struct durin_token *t);
 const char *role_name(enum role r);
 enum role role_parse(const char *s);
 

@@ -701,21 +701,14 @@ static int add_webhook(struct req *r)
   struct durin_webhook_sub sub;
   struct durin_err err = { 0 };
   json_t *body, *v, *out;
-  const char *key, *url, *tenant = NULL;
+  const char *url, *tenant = NULL;
   char events[512], secret[80], loc[96];
-  int i, rc;
+  int rc;
 
   if (!(body = req_json(r)))
     return 0;
-  json_object_foreach(body, key, v) {
-    for (i = 0; fields[i] && strcmp(fields[i], key); i++)
-      ;
-    if (!fields[i]) {
-      reply_error_field(r, 400, "unknown_field", key,
-                        "field '%s' is not known (url, events, tenant)", key);
-      goto out;
-    }
-  }
+  if (req_unknown_field(r, body, fields))
+    goto out;
   url = json_string_value(json_object_get(body, "url"));
   if (!url || !url_ok(url)) {
     reply_error_field(r, 400, "bad_field", "url",

@@ -63,10 +63,46 @@ static int upload_tenant_ok(struct req *r, const char *dir)
   return ok;
 }
 
+int srv_workspace_under_root(struct req *r, const char *path, const char *field,
+                             char *dir, size_t len)
+{
+  const char *root = srv_options(r->srv)->workspace_root;
+  char joined[PATH_MAX * 2];
+  char *real = NULL;
+  struct stat st;
+  size_t rl;
+  int under;
+
+  if (!root)
+    return reply_error_field(r, 422, "spec_policy", field,
+                             "this server names no workspace root "
+                             "(durin serve --workspace-root DIR)"),
+           -1;
+  /* Relative to the root, never to wherever the server was started. */
+  snprintf(joined, sizeof(joined), "%s%s%s", path[0] == '/' ? "" : root,
+           path[0] == '/' ? "" : "/", path);
+  /* The real path: a link under the root may lead out of it. The root
+   * itself is real (durin serve resolved it). */
+  real = realpath(joined, NULL);
+  rl = strlen(root);
+  under = real && (!strcmp(root, "/") || (!strncmp(real, root, rl) &&
+                                          (real[rl] == 0 || real[rl] == '/')));
+  if (!under || stat(real, &st) || !S_ISDIR(st.st_mode)) {
+    free(real);
+    return reply_error_field(r, 422, "spec_policy", field,
+                             "'%s' is not a directory under the server's "
+                             "workspace root %s",
+                             path, root),
+           -1;
+  }
+  snprintf(dir, len, "%s", real);
+  free(real);
+  return 0;
+}
+
 int srv_workspace_for_run(struct req *r, json_t *ws, const char *agent_dir,
                           char *dir, size_t len)
 {
-  const struct srv_opts *o = srv_options(r->srv);
   struct durin_err err = { 0 };
   struct stat st;
   const char *upload, *path;
@@ -106,39 +142,18 @@ int srv_workspace_for_run(struct req *r, json_t *ws, const char *agent_dir,
     return 0;
   }
   if (path) {
-    char *real;
-    size_t rl;
-
     if (r->who.role < ROLE_ADMIN)
       return reply_error_field(r, 403, "forbidden", "workspace.dir",
                                "only an admin token may start a run in a "
                                "server directory; upload an archive "
                                "instead (POST /v1/workspaces)"),
              -1;
-    if (!o->workspace_root)
-      return reply_error_field(r, 422, "spec_policy", "workspace.dir",
-                               "this server names no workspace root "
-                               "(durin serve --workspace-root DIR)"),
-             -1;
-    real = realpath(path, NULL);
-    rl = strlen(o->workspace_root);
-    if (!real || strncmp(real, o->workspace_root, rl) ||
-        (real[rl] && real[rl] != '/')) {
-      free(real);
-      return reply_error_field(r, 422, "spec_policy", "workspace.dir",
-                               "'%s' is not a directory under the server's "
-                               "workspace root %s",
-                               path, o->workspace_root),
-             -1;
-    }
-    snprintf(dir, len, "%s", real);
-    free(real);
-    return 0;
+    return srv_workspace_under_root(r, path, "workspace.dir", dir, len);
   }
-  if (agent_dir) {
-    snprintf(dir, len, "%s", agent_dir);
-    return 0;
-  }
+  /* Checked again at each run: the root may have changed since the agent
+   * was registered, or a link under it been moved. */
+  if (agent_dir)
+    return srv_workspace_under_root(r, agent_dir, "spec.workspace", dir, len);
   /* No workspace: an empty one. */
   {
     char base[PATH_MAX], id[32];

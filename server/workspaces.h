@@ -21,6 +21,13 @@
  */
 int srv_workspace_for_run(struct req *r, json_t *ws, const char *agent_dir,
                           char *dir, size_t len);
+/*
+ * The real path of path (relative: to the root) into dir, if it is a
+ * directory under the server's --workspace-root; else answers 422 naming
+ * field and returns -1.
+ */
+int srv_workspace_under_root(struct req *r, const char *path, const char *field,
+                             char *dir, size_t len);
 /* After the run was made (or not): removes what srv_workspace_for_run
  * staged in dir (an upload is used once); "" does nothing. */
 void srv_workspace_done(const char *dir);

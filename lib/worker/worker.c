@@ -1848,7 +1848,9 @@ static void on_beat_timer(uv_timer_t *t)
   struct durin_worker *w = t->data;
 
   wake_open(w);
-  if (!w->beat_busy && w->nruns) {
+  /* A fleet worker beats while idle too: its row is the roll call
+   * (GET /v1/workers), and an idle worker is still part of the fleet. */
+  if (!w->beat_busy && (w->nruns || !w->o.run_id)) {
     w->beat_busy = 1;
     job_new(w, J_CALL, NULL, fn_beat, done_beat);
   }
@@ -2042,7 +2044,9 @@ int durin_worker_run(struct durin_worker *w)
     take_run(w);
   else
     uv_timer_start(&w->t_claim, on_claim_timer, 0, 0);
-  uv_timer_start(&w->t_beat, on_beat_timer, (uint64_t)beat, (uint64_t)beat);
+  /* A fleet worker answers the roll call at once, not a beat later. */
+  uv_timer_start(&w->t_beat, on_beat_timer, w->o.run_id ? (uint64_t)beat : 0,
+                 (uint64_t)beat);
   wake_open(w);
   uv_timer_start(&w->t_signal, on_signal_timer, 250, 250);
   if (w->o.watchdog)
