@@ -186,6 +186,8 @@ test_expect_success 'a request past its deadline is 409 expired' '
 if [ "$(id -u)" = 0 ]; then
   test_expect_success 'a template run diff: only the run changes, nothing left mounted' '
     mkdir -p tmpl/deps && echo "lib v1" >tmpl/deps/lib.txt &&
+    printf "{\"template_roots\": [\"%s\"]}" "$TRASH/tmpl" >policy.json &&
+    stop_serve && start_serve --spec-policy policy.json &&
     test "$(post $op /v1/runs "{\"spec\": {\"goal\": \"g\",
       \"sandbox\": {\"template\": \"$TRASH/tmpl\"},
       \"model\": {\"provider\": \"script\", \"turns\": [
