@@ -203,18 +203,22 @@ int durin_store_run_query(struct durin_store *q,
       snprintf(statuses + len, sizeof(statuses) - len, "%s'%s'",
                len ? ", " : "", durin_run_status_name(s));
     }
-  /* Every filter is bound (NULL: off), so the text is one of a few. */
-  snprintf(sql, sizeof(sql),
-           "SELECT " RUN_COLS_LIST " FROM runs WHERE "
-           "(?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR agent = ?2) "
-           "AND (?3 IS NULL OR EXISTS (SELECT 1 FROM run_labels l WHERE "
-           "l.run_id = runs.id AND l.key = ?3 AND (?4 IS NULL OR l.value = "
-           "?4))) AND (?5 = 0 OR created_ms >= ?5) AND (?6 = 0 OR "
-           "created_ms < ?6) AND (?7 = 0 OR created_ms < ?7 OR "
-           "(created_ms = ?7 AND id < ?8)) %s%s%s "
-           "ORDER BY created_ms DESC, id DESC LIMIT %d",
-           *statuses ? "AND status IN (" : "", statuses, *statuses ? ")" : "",
-           c.limit + 1);
+  /* Every filter is bound (NULL: off), so the text is one of a few. The
+   * CASTs: PostgreSQL cannot type a parameter that `?N IS NULL` is all it
+   * sees of ("could not determine data type of parameter $1"). */
+  snprintf(
+      sql, sizeof(sql),
+      "SELECT " RUN_COLS_LIST " FROM runs WHERE "
+      "(CAST(?1 AS TEXT) IS NULL OR tenant = ?1) AND "
+      "(CAST(?2 AS TEXT) IS NULL OR agent = ?2) AND "
+      "(CAST(?3 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM run_labels l "
+      "WHERE l.run_id = runs.id AND l.key = ?3 AND "
+      "(CAST(?4 AS TEXT) IS NULL OR l.value = ?4))) AND "
+      "(?5 = 0 OR created_ms >= ?5) AND (?6 = 0 OR created_ms < ?6) AND "
+      "(?7 = 0 OR created_ms < ?7 OR (created_ms = ?7 AND id < ?8)) %s%s%s "
+      "ORDER BY created_ms DESC, id DESC LIMIT %d",
+      *statuses ? "AND status IN (" : "", statuses, *statuses ? ")" : "",
+      c.limit + 1);
   if (db_prepare(q->db, sql, &st) != DB_OK)
     return durin__sq_fail(q, err, "listing runs");
   db_bind_text(st, 1, qy->tenant);
@@ -574,9 +578,9 @@ int durin_store_agent_list(struct durin_store *q, const char *tenant,
   int r;
 
   if (db_prepare(q->db,
-                 "SELECT " AGENT_COLS "FROM agents a WHERE (?1 IS NULL OR "
-                 "tenant = ?1) AND version = (SELECT max(version) FROM "
-                 "agents b WHERE b.tenant = a.tenant AND b.name = a.name) "
+                 "SELECT " AGENT_COLS "FROM agents a WHERE (CAST(?1 AS TEXT) "
+                 "IS NULL OR tenant = ?1) AND version = (SELECT max(version) "
+                 "FROM agents b WHERE b.tenant = a.tenant AND b.name = a.name) "
                  "ORDER BY tenant, name",
                  &st) != DB_OK)
     return durin__sq_fail(q, err, "listing agents");
@@ -648,8 +652,9 @@ int durin_store_webhook_list(struct durin_store *q, const char *tenant,
   int r;
 
   if (db_prepare(q->db,
-                 "SELECT " SUB_COLS "WHERE run_id IS NULL AND (?1 IS NULL OR "
-                 "tenant = ?1) ORDER BY created_ms, id",
+                 "SELECT " SUB_COLS "WHERE run_id IS NULL AND "
+                 "(CAST(?1 AS TEXT) IS NULL OR tenant = ?1) "
+                 "ORDER BY created_ms, id",
                  &st) != DB_OK)
     return durin__sq_fail(q, err, "listing webhooks");
   db_bind_text(st, 1, tenant);
