@@ -48,14 +48,28 @@ struct srv {
   struct webhooks *webhooks;
 };
 
+/* Liveness: the process answers (it asks nothing of the store). */
+static int healthz(struct req *r)
+{
+  return reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static const struct route http_routes[] = {
+  { "GET", "/healthz", ROLE_NONE, healthz },
+  { NULL, NULL, ROLE_NONE, NULL },
+};
+
+/* Every route, by the file that answers it. */
 static const struct route *const route_tables[] = {
-  srv_run_routes,
-  srv_approval_routes,
-  srv_admin_routes,
-  srv_stream_routes,
-  srv_webhook_routes,
-  srv_workspace_routes,
-  srv_diff_routes, /* GET /v1/runs/{id}/diff (diff.c) */
+  http_routes,          /* here: /healthz */
+  srv_run_routes,       /* runs.c */
+  srv_approval_routes,  /* approvals.c */
+  srv_admin_routes,     /* admin.c */
+  srv_stream_routes,    /* hub.c */
+  srv_webhook_routes,   /* webhooks.c */
+  srv_workspace_routes, /* workspaces.c */
+  srv_openapi_routes,   /* openapi.c */
+  srv_diff_routes,      /* diff.c */
   NULL,
 };
 
@@ -459,10 +473,6 @@ static void dispatch(struct req *r)
                 "the body is larger than this server takes (%lld bytes for "
                 "JSON, %lld for an archive); send less",
                 (long long)r->srv->o.max_body, (long long)r->srv->o.max_upload);
-    return;
-  }
-  if (!strcmp(r->path, "/healthz")) {
-    reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
     return;
   }
   for (t = 0; route_tables[t] && !found; t++)

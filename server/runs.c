@@ -94,7 +94,8 @@ json_t *srv_run_json(struct durin_store *st, const struct durin_run_info *ri,
     if (durin_store_checkpoint_get(st, ri->id, &step, &ckt, NULL) == 0)
       durin_checkpoint_parse(ckt, &ck, NULL);
     free(ckt);
-    json_object_set(o, "plan", ck.plan ? ck.plan : json_array());
+    json_object_set_new(o, "plan",
+                        ck.plan ? json_incref(ck.plan) : json_array());
     json_object_set_new(o, "summary",
                         ck.summary ? json_string(ck.summary) : json_null());
     durin_checkpoint_clear(&ck);
@@ -173,6 +174,15 @@ static int created(struct req *r, const char *id, int status, int replayed)
   return 0;
 }
 
+/* The key made a run for another request: 422, never that run. */
+static int idem_reused(struct req *r, const char *idem)
+{
+  return reply_error(r, 422, "idempotency_key_reused",
+                     "Idempotency-Key '%s' was used for a different request; "
+                     "use a new key for a new run",
+                     idem);
+}
+
 static int create_run(struct req *r)
 {
   struct cli cli = { srv_options(r->srv)->store_url, r->store };
@@ -248,10 +258,7 @@ static int create_run(struct req *r)
     rc = durin_store_idem_get(r->store, tenant, idem, id, prior_hash, &err);
     if (rc == 0) {
       if (strcmp(hash, prior_hash))
-        reply_error(r, 422, "idempotency_key_reused",
-                    "Idempotency-Key '%s' was used for a different request; "
-                    "use a new key for a new run",
-                    idem);
+        idem_reused(r, idem);
       else
         created(r, id, 200, 1);
       goto out;
@@ -345,11 +352,14 @@ static int create_run(struct req *r)
     goto out;
   }
   if (o.idem_reused) {
-    /* Another request with the key won the race: its run is the answer. */
-    if (durin_store_idem_get(r->store, tenant, idem, id, prior_hash, &err) == 0)
-      created(r, id, strcmp(hash, prior_hash) ? 422 : 200, 1);
-    else
+    /* Another request with the key won the race: its run is the answer,
+     * unless it was another request (then the refusal above). */
+    if (durin_store_idem_get(r->store, tenant, idem, id, prior_hash, &err))
       reply_store_error(r, DURIN_ESTORE, &err);
+    else if (strcmp(hash, prior_hash))
+      idem_reused(r, idem);
+    else
+      created(r, id, 200, 1);
     goto out;
   }
   srv_wake_worker(r->srv);

@@ -29,15 +29,18 @@ test_run_body_() {
 }
 
 # test_expect_success DESC BODY: BODY runs in this shell (variables it sets
-# stay set for later tests), in $TRASH; `return 1` fails the test.
+# stay set for later tests), in $TRASH; `return 1` fails the test. An answer
+# of durin serve that server/openapi.json does not describe (see `api`
+# below) fails it too.
 test_expect_success() {
   test_n=$((test_n + 1))
-  if test_run_body_ "$2" >"$TRASH/.out" 2>&1; then
+  if test_run_body_ "$2" >"$TRASH/.out" 2>&1 && ! api_violations_new_; then
     echo "ok $test_n - $1"
     [ -z "${TEST_VERBOSE:-}" ] || sed 's/^/# /' "$TRASH/.out"
   else
     echo "not ok $test_n - $1"
     sed 's/^/# /' "$TRASH/.out" | tail -n 40
+    api_violations_report_
     test_failed=$((test_failed + 1))
   fi
 }
@@ -48,8 +51,16 @@ test_skip() {
 }
 
 test_done() {
+  [ -z "$api_unchecked_" ] || echo "# $api_unchecked_"
+  # Answers got outside any test body fail a test of their own.
+  if api_violations_new_; then
+    test_n=$((test_n + 1))
+    echo "not ok $test_n - every answer of durin serve matches server/openapi.json"
+    api_violations_report_
+    test_failed=$((test_failed + 1))
+  fi
   echo "1..$test_n"
-  [ "$test_failed" = 0 ]
+  [ "$test_failed" = 0 ] && [ ! -s "$TRASH/.violations" ]
 }
 
 # test_skip_all REASON: this host cannot run the test at all; TAP says so.
@@ -235,11 +246,73 @@ JSON
 }
 
 # ---- durin serve and its HTTP API ----
+#
+# Every answer of durin serve that a test gets through `api` is checked
+# against the API's document, server/openapi.json, by Stoplight's prism
+# (tests/js; `make npm-deps` installs it, `make test` runs that first):
+#
+# - start_serve puts a `prism proxy` in front of each serve: $API is the
+#   proxy, $API_DIRECT the serve itself. Prism forwards each request and
+#   validates the answer (status declared, media type, body schema, declared
+#   headers); one that is off comes back with an `sl-violations` header.
+# - `api` records each such answer in $TRASH/.violations (METHOD PATH ->
+#   STATUS: what prism said), says so on stderr and returns 1; the test
+#   whose body got it fails (test_expect_success), and test_done fails the
+#   script while $TRASH/.violations is not empty.
+# - What prism cannot carry goes straight to the serve and is checked with
+#   prism's own validator (tests/js/openapi-response.mjs): operations with
+#   binary bodies (workspace archives, by their media types in the
+#   document), and requests prism answers itself without asking durin (a
+#   path or method the document does not have: durin must then answer 404
+#   or 405 too, else it serves something undocumented; a JSON body prism
+#   cannot parse).
+# - Streams: prism reads an answer to its end before passing it on, so SSE
+#   clients use $API_DIRECT (an `api` call on a stream works only when the
+#   stream ends, e.g. for a finished run).
+#
+# Prism runs on a copy of the document whose global security is
+# `[{"bearerAuth": []}, {}]`: prism checks security itself, with no option
+# to turn it off (not even --validate-request=false), and answers a request
+# without `Authorization: Bearer` 401 before durin sees it. The added `{}`
+# (no requirement) lets those through, so tests see durin's own 401; the
+# published document keeps the token required. Requests are not validated
+# (--validate-request=false), so a test may send a bad one on purpose and
+# get durin's 400/422, not prism's 422.
+#
+# Prism parses a request body sent as application/json and forwards it
+# re-serialized (whitespace gone, duplicate keys collapsed), and sends JSON
+# answers on re-serialized too (no trailing newline). To send bytes exactly,
+# leave the Content-Type out: curl -d says form-urlencoded, which durin
+# ignores and prism passes on as text.
+#
+# Without tests/js/node_modules the tests talk to the serve directly,
+# unchecked, and say so in a TAP comment.
+
+# The document answers are checked against (t0805 sets it to a broken copy
+# to see the check fail).
+OPENAPI_DOC=${OPENAPI_DOC:-$SRCDIR/server/openapi.json}
+api_unchecked_=""
+
+# The copy of the document prism runs on, and the operations it cannot
+# carry ("METHOD REGEX" lines: a request or answer body that is neither
+# JSON nor text), made once per test.
+openapi_prepare_() {
+  [ -s "$TRASH/.openapi-prism.json" ] && return 0
+  jq '.security += [{}]' "$OPENAPI_DOC" >"$TRASH/.openapi-prism.json" &&
+    jq -r '.paths | to_entries[] | .key as $p | .value | to_entries[]
+      | select(.key | IN("get", "put", "post", "delete", "patch"))
+      | select([(.value.requestBody.content // {} | keys[]),
+                (.value.responses[] | .content // {} | keys[])]
+               | any(test("^(application/(.*[+])?json|text/)") | not))
+      | "\(.key | ascii_upcase) ^\($p | gsub("\\{[^}]*\\}"; "[^/]+"))$"' \
+      "$OPENAPI_DOC" >"$TRASH/.openapi-direct"
+}
 
 # start_serve [ARGS...]: durin serve on a free loopback port, in the
-# background, on $DURIN_STORE; sets API (http://127.0.0.1:PORT), SERVE_PID
-# and SERVE_LOG, and waits until /readyz answers. More serves may be
-# started; each call overwrites the three variables.
+# background, on $DURIN_STORE, with a prism proxy in front (see above);
+# sets API (http://127.0.0.1:PORT, the proxy), API_DIRECT (the serve),
+# SERVE_PID, PRISM_PID (empty without one) and SERVE_LOG, and waits until
+# /readyz answers. More serves may be started; each call overwrites them.
 start_serve() {
   SERVE_LOG="$TRASH/serve.$(date +%s%N).log"
   "$DURIN" serve --listen 127.0.0.1:0 --poll 50ms "$@" >"$SERVE_LOG" 2>&1 &
@@ -247,16 +320,41 @@ start_serve() {
   bg_pids="$bg_pids $SERVE_PID"
   wait_for 30 "grep -q 'serving the API on' '$SERVE_LOG'" || {
     echo "serve did not start:"; cat "$SERVE_LOG"; return 1; }
-  API=$(sed -n 's|.*serving the API on \(http[s]*://[0-9.]*:[0-9]*\)/v1.*|\1|p' "$SERVE_LOG" | head -n 1)
-  wait_for 30 "curl -sfk '$API/readyz'" || {
+  API_DIRECT=$(sed -n 's|.*serving the API on \(http[s]*://[0-9.]*:[0-9]*\)/v1.*|\1|p' "$SERVE_LOG" | head -n 1)
+  API=$API_DIRECT
+  PRISM_PID=""
+  wait_for 30 "curl -sfk '$API_DIRECT/readyz'" || {
     echo "serve not ready:"; cat "$SERVE_LOG"; return 1; }
+  if [ ! -d "$SRCDIR/tests/js/node_modules" ]; then
+    api_unchecked_="no tests/js/node_modules (make npm-deps): answers of durin serve were not checked against server/openapi.json"
+    return 0
+  fi
+  case $API_DIRECT in https:*)
+    api_unchecked_="an HTTPS serve is not behind prism: its answers were not checked against server/openapi.json"
+    return 0 ;;
+  esac
+  openapi_prepare_ || return 1
+  _plog="$SERVE_LOG.prism"
+  PRISM_PID=$(PRISM_OPTS=--validate-request=false "$SRCDIR/tests/js/openapi-check.sh" \
+    proxy "$TRASH/.openapi-prism.json" "$API_DIRECT" 0 "$_plog") || {
+    echo "prism did not start:"; cat "$_plog"; return 1; }
+  bg_pids="$bg_pids $PRISM_PID"
+  eval "prism_of_$SERVE_PID=$PRISM_PID"
+  API=http://127.0.0.1:$("$SRCDIR/tests/js/openapi-check.sh" port "$_plog")
 }
 
-# stop_serve [PID]: SIGTERM and wait (default: $SERVE_PID).
+# stop_serve [PID]: SIGTERM and wait (default: $SERVE_PID); its prism goes
+# too.
 stop_serve() {
   _p=${1:-$SERVE_PID}
   kill "$_p" 2>/dev/null
   wait "$_p" 2>/dev/null
+  eval "_pp=\${prism_of_$_p:-}"
+  if [ -n "$_pp" ]; then
+    kill "$_pp" 2>/dev/null
+    wait "$_pp" 2>/dev/null
+    eval "prism_of_$_p="
+  fi
   return 0
 }
 
@@ -270,16 +368,78 @@ make_token() {
 }
 
 # api TOKEN METHOD PATH [CURL ARGS...]: one request; the body goes to
-# $TRASH/.body, the status is printed. TOKEN "-" sends none.
+# $TRASH/.body, the headers to $TRASH/.headers (do not pass -o or -D), the
+# status is printed. TOKEN "-" sends none. Returns 1 when the answer does
+# not match server/openapi.json (and records it: see above), else 0. A
+# body given as `-d @-` (stdin) cannot be sent twice: use a file.
 api() {
-  _tok=$1 _m=$2 _path=$3
-  shift 3
-  if [ "$_tok" = - ]; then
-    curl -sS -o "$TRASH/.body" -w '%{http_code}' -X "$_m" "$@" "$API$_path"
-  else
-    curl -sS -o "$TRASH/.body" -w '%{http_code}' -X "$_m" \
-      -H "Authorization: Bearer $_tok" "$@" "$API$_path"
+  _api_m=$2 _api_path=$3
+  if [ "$1" = - ]; then shift 3; else
+    _api_h="Authorization: Bearer $1"; shift 3; set -- -H "$_api_h" "$@"; fi
+  if [ "$API" = "${API_DIRECT:-$API}" ]; then
+    api_curl_ "$API" "$@"
+    return 0
   fi
+  if api_prism_cannot_carry_; then
+    api_curl_ "$API_DIRECT" "$@"
+    api_check_offline_
+    return
+  fi
+  api_curl_ "$API" "$@" >"$TRASH/.status"
+  if _api_v=$(grep -i '^sl-violations:' "$TRASH/.headers"); then
+    cat "$TRASH/.status"
+    api_violation_ "${_api_v#*: }"
+    return 1
+  fi
+  # Prism's own answers (its problem documents; the JSON parser's errors,
+  # the only answers with a charset): durin never saw the request.
+  if grep -q 'stoplight.io/prism/errors#' "$TRASH/.body" 2>/dev/null ||
+    grep -qi '^content-type: application/json; charset=utf-8' "$TRASH/.headers"; then
+    api_curl_ "$API_DIRECT" "$@"
+    api_check_offline_
+    return
+  fi
+  cat "$TRASH/.status"
+}
+api_curl_() {
+  _api_base=$1
+  shift
+  curl -sS -o "$TRASH/.body" -D "$TRASH/.headers" -w '%{http_code}' \
+    -X "$_api_m" "$@" "$_api_base$_api_path"
+}
+api_prism_cannot_carry_() {
+  while read -r _api_dm _api_dre; do
+    [ "$_api_dm" = "$_api_m" ] && printf '%s\n' "${_api_path%%\?*}" | grep -qE "$_api_dre" &&
+      return 0
+  done <"$TRASH/.openapi-direct"
+  return 1
+}
+# Checks the answer in .headers/.body with prism's validator, offline.
+api_check_offline_() {
+  if _api_v=$(node "$SRCDIR/tests/js/openapi-response.mjs" "$OPENAPI_DOC" \
+    "$_api_m" "$_api_path" "$TRASH/.headers" "$TRASH/.body"); then
+    return 0
+  fi
+  api_violation_ "${_api_v:-the validator failed}"
+  return 1
+}
+api_violation_() {
+  _api_st=$(sed -n 's|^HTTP/[0-9.]* \([0-9]*\).*|\1|p' "$TRASH/.headers" | tail -n 1)
+  printf '%s %s -> %s: %s\n' "$_api_m" "$_api_path" "$_api_st" "$1" |
+    tee -a "$TRASH/.violations" |
+    sed 's/^/api: the answer does not match server\/openapi.json: /' >&2
+}
+# Whether answers off the document came since the last report; prints them.
+api_violations_seen_=0
+api_violations_new_() {
+  [ -s "$TRASH/.violations" ] &&
+    [ "$(wc -l <"$TRASH/.violations")" -gt "$api_violations_seen_" ]
+}
+api_violations_report_() {
+  api_violations_new_ || return 0
+  echo "# answers of durin serve that server/openapi.json does not describe:"
+  sed -n "$((api_violations_seen_ + 1)),\$p" "$TRASH/.violations" | sed 's/^/#   /'
+  api_violations_seen_=$(wc -l <"$TRASH/.violations")
 }
 # body_field EXPR: a field of the last answer ($TRASH/.body) via jq.
 body_field() { jq -r "$1" "$TRASH/.body"; }
