@@ -3,7 +3,8 @@
 # stream replays the log after Last-Event-ID and then goes live, ends after
 # the run's terminal event, and across a serve SIGKILL and restart a client
 # receives every event exactly once, in order. The all-runs stream is
-# tenant-scoped.
+# tenant-scoped. Live streams are read from the serve itself ($API_DIRECT):
+# prism, in front of it at $API, passes a stream on only once it has ended.
 . "$(dirname "$0")/lib-test.sh"
 
 "$DURIN" sandbox -- true 2>/dev/null ||
@@ -72,7 +73,7 @@ test_expect_success 'Last-Event-ID and ?after= replay only what came after' '
 
 test_expect_success 'a live run: events arrive as they commit (the client runs beside it)' '
   test "$(api "$ADMIN" POST /v1/runs -d "$(body 8 0.2)")" = 201 && live=$(body_field .id) &&
-  sse "$API/v1/runs/$live/events/stream" live.jsonl &&
+  sse "$API_DIRECT/v1/runs/$live/events/stream" live.jsonl &&
   wait_for 30 "test -s live.jsonl" &&
   test "$(status_of $live)" = running &&
   wait "$sse_pid" && ids_exactly live.jsonl "$live"
@@ -80,10 +81,10 @@ test_expect_success 'a live run: events arrive as they commit (the client runs b
 
 test_expect_success 'across a serve SIGKILL and restart, every event exactly once, in order' '
   test "$(api "$ADMIN" POST /v1/runs -d "$(body 16 0.25)")" = 201 && k=$(body_field .id) &&
-  port=${API##*:} &&
-  sse "$API/v1/runs/$k/events/stream" kill.jsonl --verbose &&
+  port=${API_DIRECT##*:} &&
+  sse "$API_DIRECT/v1/runs/$k/events/stream" kill.jsonl --verbose &&
   wait_for 30 "test \$(wc -l <kill.jsonl) -ge 6" &&
-  kill -9 "$SERVE_PID" && wait "$SERVE_PID" 2>/dev/null;
+  kill -9 "$SERVE_PID" && stop_serve;
   before=$(wc -l <kill.jsonl) &&
   start_serve --lease-ttl 2s --listen "127.0.0.1:$port" &&
   wait "$sse_pid" &&
@@ -96,9 +97,9 @@ test_expect_success 'across a serve SIGKILL and restart, every event exactly onc
 test_expect_success 'the all-runs stream is live, and a tenant token sees its tenant only' '
   acme=$(make_token acme viewer acme) && acme_op=$(make_token acme-op operator acme) ||
     return 1
-  curl -sN -m 20 -H "Authorization: Bearer $acme" "$API/v1/events/stream" >acme.txt &
+  curl -sN -m 20 -H "Authorization: Bearer $acme" "$API_DIRECT/v1/events/stream" >acme.txt &
   c1=$!
-  curl -sN -m 20 -H "Authorization: Bearer $ADMIN" "$API/v1/events/stream?types=run_finished" >all.txt &
+  curl -sN -m 20 -H "Authorization: Bearer $ADMIN" "$API_DIRECT/v1/events/stream?types=run_finished" >all.txt &
   c2=$!
   bg_pids="$bg_pids $c1 $c2"
   sleep 1 &&
@@ -118,7 +119,7 @@ test_expect_success 'a stream of another tenant is 404; a viewer without a token
 test_expect_success 'serve stops cleanly with streams open (they end)' '
   test "$(api "$ADMIN" POST /v1/runs -d "$(body 40 0.25)")" = 201 && s=$(body_field .id) ||
     return 1
-  curl -sN -H "Authorization: Bearer $ADMIN" "$API/v1/runs/$s/events/stream" >stop.txt &
+  curl -sN -H "Authorization: Bearer $ADMIN" "$API_DIRECT/v1/runs/$s/events/stream" >stop.txt &
   c3=$! &&
   wait_for 30 "grep -q ^id: stop.txt" &&
   kill "$SERVE_PID" && wait "$SERVE_PID" &&
