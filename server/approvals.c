@@ -153,14 +153,14 @@ static int get_approval(struct req *r)
 
 /* ---- deciding ---- */
 
-/* 409: the approval is no longer pending; the answer says what it is. */
+/* 409: the approval is no longer pending. The code tells an expired one
+ * from a decided one, the message says what it is ("is already
+ * approved"), in the one error shape of every answer. */
 static int already(struct req *r, enum durin_approval_state st, const char *msg)
 {
-  return reply_json(
-      r, 409,
-      json_pack("{s:{s:s,s:s,s:s}}", "error", "code",
-                st == DURIN_APPROVAL_EXPIRED ? "expired" : "already_decided",
-                "message", msg, "state", durin_approval_state_name(st)));
+  return reply_error(
+      r, 409, st == DURIN_APPROVAL_EXPIRED ? "expired" : "already_decided",
+      "%s", msg);
 }
 
 /* The edit's refusal: 422 naming the field at fault. */

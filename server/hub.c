@@ -38,6 +38,8 @@
 /* Bytes buffered for a slow client before the hub stops reading for it
  * (it catches up from the log once the buffer drains). */
 #define CLIENT_HIGH_WATER (1 << 20)
+/* How long a stopping server waits for its streams to send their end. */
+#define END_WAIT_MS 2000
 
 struct client {
   struct client *next, **pprev;
@@ -533,9 +535,26 @@ int hub_start(struct srv *s, struct hub **out, struct durin_err *err)
   return 0;
 }
 
+/* Whether libmicrohttpd has let go of every stream (each sent to its end). */
+static int all_sent(struct hub *h)
+{
+  struct client *c;
+  int dead = 1;
+
+  pthread_mutex_lock(&h->mu);
+  for (c = h->clients; c && dead; c = c->next) {
+    pthread_mutex_lock(&c->mu);
+    dead = c->dead;
+    pthread_mutex_unlock(&c->mu);
+  }
+  pthread_mutex_unlock(&h->mu);
+  return dead;
+}
+
 void hub_end_all(struct hub *h)
 {
   struct client *c;
+  int waited;
 
   if (!h)
     return;
@@ -554,6 +573,11 @@ void hub_end_all(struct hub *h)
   if (h->started) {
     pthread_join(h->th, NULL);
     h->started = 0;
+    /* The resumed connections send their "end" from libmicrohttpd's
+     * threads; the daemon's stop, next, closes whatever is still open.
+     * A moment for them (bounded: a client that does not read is cut). */
+    for (waited = 0; waited < END_WAIT_MS && !all_sent(h); waited += 10)
+      usleep(10 * 1000);
   }
 }
 

@@ -3,7 +3,8 @@
 # stream replays the log after Last-Event-ID and then goes live, ends after
 # the run's terminal event, and across a serve SIGKILL and restart a client
 # receives every event exactly once, in order. The all-runs stream is
-# tenant-scoped.
+# tenant-scoped. Live streams are read from the serve itself ($API_DIRECT):
+# prism, in front of it at $API, passes a stream on only once it has ended.
 . "$(dirname "$0")/lib-test.sh"
 
 "$DURIN" sandbox -- true 2>/dev/null ||
@@ -83,7 +84,7 @@ test_expect_success 'across a serve SIGKILL and restart, every event exactly onc
   port=${API_DIRECT##*:} &&
   sse "$API_DIRECT/v1/runs/$k/events/stream" kill.jsonl --verbose &&
   wait_for 30 "test \$(wc -l <kill.jsonl) -ge 6" &&
-  kill -9 "$SERVE_PID" && wait "$SERVE_PID" 2>/dev/null;
+  kill -9 "$SERVE_PID" && stop_serve;
   before=$(wc -l <kill.jsonl) &&
   start_serve --lease-ttl 2s --listen "127.0.0.1:$port" &&
   wait "$sse_pid" &&

@@ -3,7 +3,9 @@
 # A run submitted on one is streamed live from the other (woken by NOTIFY,
 # across processes), its approval is decided on the other, and when the
 # serve that runs it is SIGKILLed the other one recovers it while the
-# stream, reconnected, gets every event exactly once.
+# stream, reconnected, gets every event exactly once. Streams are read
+# from the serves themselves ($API_DIRECT): prism, in front of each at
+# $API, passes a stream on only once it has ended.
 . "$(dirname "$0")/lib-test.sh"
 
 command -v curl >/dev/null && command -v jq >/dev/null ||
@@ -44,15 +46,15 @@ ids_exactly() {
 
 test_expect_success 'two serves on one PostgreSQL' '
   ADMIN=$(make_token root admin) && test -n "$ADMIN" &&
-  start_serve --lease-ttl 2s && A=$API A_D=$API_DIRECT A_PID=$SERVE_PID &&
-  start_serve --lease-ttl 2s && B=$API B_D=$API_DIRECT B_PID=$SERVE_PID &&
+  start_serve --lease-ttl 2s && A=$API A_DIRECT=$API_DIRECT A_PID=$SERVE_PID &&
+  start_serve --lease-ttl 2s && B=$API B_DIRECT=$API_DIRECT B_PID=$SERVE_PID &&
   test "$A" != "$B"
 '
 
 test_expect_success 'submitted on one, streamed live from the other' '
   API=$A && test "$(api "$ADMIN" POST /v1/runs -d "$(body 3 0.2)")" = 201 &&
   id=$(body_field .id) || return 1
-  node "$JS/sse-client.mjs" "$B_D/v1/runs/$id/events/stream" --token "$ADMIN" \
+  node "$JS/sse-client.mjs" "$B_DIRECT/v1/runs/$id/events/stream" --token "$ADMIN" \
     --out live.jsonl --timeout 120 >/dev/null 2>live.err &
   sse=$!
   bg_pids="$bg_pids $sse"
@@ -68,7 +70,7 @@ test_expect_success 'submitted on one, streamed live from the other' '
 test_expect_success 'the serve running a run is SIGKILLed: the other finishes it; the stream misses nothing' '
   API=$A && test "$(api "$ADMIN" POST /v1/runs -d "$(body 40 0.1)")" = 201 &&
   k=$(body_field .id) || return 1
-  node "$JS/sse-client.mjs" "$B_D/v1/runs/$k/events/stream" --token "$ADMIN" \
+  node "$JS/sse-client.mjs" "$B_DIRECT/v1/runs/$k/events/stream" --token "$ADMIN" \
     --out kill.jsonl --timeout 120 >/dev/null 2>kill.err &
   sse=$!
   bg_pids="$bg_pids $sse"
@@ -80,7 +82,7 @@ test_expect_success 'the serve running a run is SIGKILLed: the other finishes it
       # The stream was on the victim too: reconnect it to the survivor.
       kill "$sse"; wait "$sse" 2>/dev/null
       last=$(jq -r "select(.event == \"message\") | .id" kill.jsonl | tail -n 1)
-      node "$JS/sse-client.mjs" "$A_D/v1/runs/$k/events/stream" --token "$ADMIN" \
+      node "$JS/sse-client.mjs" "$A_DIRECT/v1/runs/$k/events/stream" --token "$ADMIN" \
         --out kill.jsonl --last-event-id "$last" --timeout 120 >/dev/null 2>>kill.err &
       sse=$!
       bg_pids="$bg_pids $sse"
