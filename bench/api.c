@@ -15,16 +15,17 @@
  *            (see the README's figures).
  *   streams  S clients (raw sockets on epoll) on GET
  *            /v1/runs/{id}/events/stream of R runs, which start once every
- *            client is connected. Per event and client, commit to client
- *            is the time this process reads it (CLOCK_REALTIME) minus the
- *            event's ts_ms, stamped by the worker before its commit (so
- *            the commit itself is in it, and ts_ms being whole ms adds
- *            0-1 ms). Events come as fast as the worker makes them (K
- *            steps of update_plan from the script provider, 3 events a
- *            step) or, with --pace-ms D, one step per model call of D ms
- *            (bench/slow-model, 2 events a step), as a live agent makes
- *            them. Only events stamped after the last client connected
- *            count.
+ *            client is connected (the serve runs with --max-runs R, its
+ *            slots held the same way until then). Per event and client,
+ *            commit to client is the time this process reads it
+ *            (CLOCK_REALTIME) minus the event's ts_ms, stamped by the
+ *            worker before its commit (so the commit itself is in it, and
+ *            ts_ms being whole ms adds 0-1 ms). Events come as fast as the
+ *            worker makes them (K steps of update_plan from the script
+ *            provider, 3 events a step) or, with --pace-ms D, one step per
+ *            model call of D ms (bench/slow-model, 2 events a step), as a
+ *            live agent makes them. Only events stamped after the last
+ *            client connected count (there should be none before).
  *
  *   api BUILD_DIR [--store URL] [--only create|streams]
  *       [--creates N] [--clients C] [--warmup W]
@@ -419,55 +420,72 @@ static long long json_int(const char *text, const char *key)
 }
 
 /*
- * Fills the worker's one slot (--max-runs 1) with a run whose model never
- * answers: a socket that listens and never accepts, so the call waits in
+ * Fills the worker's n slots (--max-runs n) with runs whose model never
+ * answers: a socket that listens and never accepts, so each call waits in
  * its backlog. A full worker does not look for work when a create wakes
- * it, so the create figures hold the API and the store's write path only.
+ * it, so the create figures hold the API and the store's write path only;
+ * and runs made meanwhile wait, ready, until release_worker().
  */
-static int hold_worker(struct bench *b)
+static int hold_worker(struct bench *b, int n)
 {
   struct sockaddr_in sa;
   socklen_t sl = sizeof(sa);
-  char body[512], ans[8192], path[96];
+  char body[512], ans[8192], (*path)[96] = calloc((size_t)n, sizeof(*path));
   double until = mono_ms() + 15000;
   const char *id;
   long code;
+  int i, running = 0;
 
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   b->hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (b->hole < 0 || bind(b->hole, (struct sockaddr *)&sa, sizeof(sa)) ||
-      listen(b->hole, 16) ||
+  if (!path || b->hole < 0 ||
+      bind(b->hole, (struct sockaddr *)&sa, sizeof(sa)) ||
+      listen(b->hole, 64) ||
       getsockname(b->hole, (struct sockaddr *)&sa, &sl)) {
     perror("api: a socket for the model that never answers");
-    return -1;
+    goto out;
   }
   snprintf(body, sizeof(body),
-           "{\"spec\":{\"name\":\"bench-hold\",\"goal\":\"hold the "
-           "worker's one slot\",\"tools\":[\"finish\"],\"model\":{"
+           "{\"spec\":{\"name\":\"bench-hold\",\"goal\":\"hold a slot of "
+           "the worker\",\"tools\":[\"finish\"],\"model\":{"
            "\"provider\":\"openai\",\"name\":\"hold\",\"base_url\":"
            "\"http://127.0.0.1:%d/v1\",\"timeout_s\":3600,\"max_retries\":"
            "0}}}",
            ntohs(sa.sin_port));
-  code = request(b, "POST", "/v1/runs", body, ans, sizeof(ans));
-  if (code != 201 || !(id = strstr(ans, "\"id\":\""))) {
-    fprintf(stderr,
-            "api: creating the run that holds the worker: HTTP %ld "
-            "%s\n",
-            code, ans);
-    return -1;
+  for (i = 0; i < n; i++) {
+    code = request(b, "POST", "/v1/runs", body, ans, sizeof(ans));
+    if (code != 201 || !(id = strstr(ans, "\"id\":\""))) {
+      fprintf(stderr, "api: creating a run to hold the worker: HTTP %ld %s\n",
+              code, ans);
+      goto out;
+    }
+    snprintf(path[i], sizeof(path[i]), "/v1/runs/%.*s",
+             (int)strcspn(id + 6, "\""), id + 6);
   }
-  snprintf(path, sizeof(path), "/v1/runs/%.*s", (int)strcspn(id + 6, "\""),
-           id + 6);
-  while (mono_ms() < until) {
-    if (request(b, "GET", path, NULL, ans, sizeof(ans)) == 200 &&
+  /* Every slot taken: each held run running. */
+  for (i = 0; i < n && mono_ms() < until;) {
+    if (request(b, "GET", path[i], NULL, ans, sizeof(ans)) == 200 &&
         strstr(ans, "\"status\":\"running\""))
-      return 0;
-    usleep(20000);
+      i++;
+    else
+      usleep(20000);
   }
-  fprintf(stderr, "api: the worker did not take the run that holds it\n");
-  return -1;
+  running = i;
+  if (running < n)
+    fprintf(stderr, "api: the worker did not take the runs that hold it\n");
+out:
+  free(path);
+  return running == n ? 0 : -1;
+}
+
+/* The held model calls fail at once, their runs end: the slots are free. */
+static void release_worker(struct bench *b)
+{
+  if (b->hole >= 0)
+    close(b->hole);
+  b->hole = -1;
 }
 
 /* ---- create ---- */
@@ -855,7 +873,7 @@ static void sse_send(struct streams *s, int ep, struct sse_client *c)
 
 /* The spec of a run that makes events: K steps as fast as the worker
  * goes, or K model calls of the paced model. */
-static char *stream_body(struct bench *b, int steps, int pace, long long nb)
+static char *stream_body(struct bench *b, int steps, int pace)
 {
   char *s = malloc(2048);
 
@@ -866,8 +884,8 @@ static char *stream_body(struct bench *b, int steps, int pace, long long nb)
              "{\"spec\":{\"name\":\"bench-stream\",\"goal\":\"make events\","
              "\"tools\":[\"finish\"],\"budget\":{\"steps\":%d},\"model\":{"
              "\"provider\":\"openai\",\"name\":\"slow-1\",\"base_url\":"
-             "\"http://127.0.0.1:%d/v1\"}},\"not_before_ms\":%lld}",
-             steps, b->model_port, nb);
+             "\"http://127.0.0.1:%d/v1\"}}}",
+             steps, b->model_port);
   else
     snprintf(s, 2048,
              "{\"spec\":{\"name\":\"bench-stream\",\"goal\":\"make events\","
@@ -876,8 +894,8 @@ static char *stream_body(struct bench *b, int steps, int pace, long long nb)
              "\"tool_calls\":[{\"name\":\"update_plan\",\"arguments\":{"
              "\"plan\":[{\"step\":\"measure\",\"status\":\"in_progress\"}]}}]},"
              "{\"tool_calls\":[{\"name\":\"finish\",\"arguments\":{"
-             "\"summary\":\"done\"}}]}]}},\"not_before_ms\":%lld}",
-             steps, nb);
+             "\"summary\":\"done\"}}]}]}}}",
+             steps);
   return s;
 }
 
@@ -893,8 +911,6 @@ static int bench_streams(struct bench *b, int nclients, int nruns, int steps,
   long long first_ts = LLONG_MAX, last_ts = 0;
   double t_conn0, t_conn = 0, cpu0 = 0, cpu1, rss = 0, until;
   double mine0 = 0, mine1;
-  /* The runs start this long after they are made: time to connect. */
-  double lead_ms = 1500 + nclients * 2.0;
 
   memset(&s, 0, sizeof(s));
   s.b = b;
@@ -910,7 +926,10 @@ static int bench_streams(struct bench *b, int nclients, int nruns, int steps,
     goto out;
   if (pace && !b->model && start_model(b, pace))
     goto out;
-  body = stream_body(b, steps, pace, (long long)(real_ms() + lead_ms));
+  /* The runs wait, ready, behind held slots until every client is in. */
+  if (hold_worker(b, nruns))
+    goto out;
+  body = stream_body(b, steps, pace);
   for (i = 0; i < nruns; i++) {
     long code = request(b, "POST", "/v1/runs", body, ans, sizeof(ans));
     char *id = strstr(ans, "\"id\":\"");
@@ -932,7 +951,7 @@ static int bench_streams(struct bench *b, int nclients, int nruns, int steps,
       goto out;
     }
   }
-  until = mono_ms() + 60000 + lead_ms + (double)steps * (pace + 50);
+  until = mono_ms() + 60000 + (double)steps * (pace + 50);
   while (finished < nclients && mono_ms() < until) {
     int n = epoll_wait(ep, evs, 1024, 1000);
 
@@ -957,6 +976,7 @@ static int bench_streams(struct bench *b, int nclients, int nruns, int steps,
           rss = rss_mb(b->serve);
           cpu0 = cpu_ms(b->serve);
           mine0 = self_cpu_ms();
+          release_worker(b);
         }
       if ((c->ended || c->failed) && c->fd >= 0) {
         epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -1066,6 +1086,7 @@ int main(int argc, char **argv)
   char cmd[128];
 
   memset(&b, 0, sizeof(b));
+  b.hole = -1;
   b.http_threads = 4;
   for (i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1155,7 +1176,7 @@ int main(int argc, char **argv)
   /* Streams first: the year-ahead runs the creates leave would be in
    * every claim of the stream runs' worker. */
   if (!only || !strcmp(only, "streams")) {
-    if (start_serve(&b, 0)) {
+    if (start_serve(&b, sruns)) {
       rc = 1;
       goto out;
     }
@@ -1167,7 +1188,7 @@ int main(int argc, char **argv)
   if (!only || !strcmp(only, "create")) {
     int full = !strcmp(worker, "full");
 
-    if (start_serve(&b, full ? 1 : 0) || (full && hold_worker(&b))) {
+    if (start_serve(&b, full ? 1 : 0) || (full && hold_worker(&b, 1))) {
       rc = 1;
       goto out;
     }
@@ -1175,9 +1196,8 @@ int main(int argc, char **argv)
     fflush(stdout);
   }
 out:
-  /* The held model call fails at once: the serve stops without it. */
-  if (b.hole > 0)
-    close(b.hole);
+  /* The held model calls fail at once: the serve stops without them. */
+  release_worker(&b);
   stop_child(b.serve);
   stop_child(b.model);
   if (rc && b.serve_log[0])
