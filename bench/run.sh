@@ -26,8 +26,15 @@ done
 RUNS=${RECOVERY_RUNS:-4} "$(dirname "$0")/recovery" "$build"
 # Sandbox start: durin's sandbox against bwrap.
 "$build/bench/sandbox-start" "$build"
+# The HTTP API: 1,000 clients on a run's live event stream (events as fast
+# as the worker makes them, then one model call of 50 ms a step), and
+# 2,000 runs created from 16 clients and 500 from one.
+"$build/bench/api" "$build" --only streams
+"$build/bench/api" "$build" --only streams --pace-ms 50 --steps 100
+"$build/bench/api" "$build" --only create
+"$build/bench/api" "$build" --only create --clients 1 --creates 500
 # The same on PostgreSQL: DURIN_BENCH_PG names a server's URL whose
-# databases durin_b1..durin_b3 the bench may drop; without it, a private
+# databases durin_b1..durin_b4 the bench may drop; without it, a private
 # cluster on loopback if the server is installed (as the tests start).
 pg=${DURIN_BENCH_PG:-}
 cl=
@@ -49,4 +56,7 @@ if [ -n "$pg" ]; then
   for w in 1 4 16; do
     "$build/bench/claim" "$(fresh durin_b3)" --workers "$w"
   done
+  "$build/bench/api" "$build" --store "$(fresh durin_b4)"
+  "$build/bench/api" "$build" --store "$(fresh durin_b4)" --only streams \
+    --pace-ms 50 --steps 100
 fi
