@@ -238,25 +238,11 @@ json_t *req_json(struct req *r)
 /* An unknown field: 400 naming it, with the nearest known one. */
 int req_unknown_field(struct req *r, json_t *body, const char *const *known)
 {
-  const char *key, *best = NULL;
+  const char *key, *best;
   json_t *v;
-  size_t bestd = 3, d;
-  int i, ok;
 
   json_object_foreach(body, key, v) {
-    ok = 0;
-    for (i = 0; known[i]; i++) {
-      if (!strcmp(known[i], key)) {
-        ok = 1;
-        break;
-      }
-      d = durin_edit_distance(known[i], key);
-      if (d < bestd) {
-        bestd = d;
-        best = known[i];
-      }
-    }
-    if (ok)
+    if (durin_known_word(key, known, &best))
       continue;
     if (best)
       reply_error_field(r, 400, "unknown_field", key,

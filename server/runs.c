@@ -549,7 +549,8 @@ static void audit(struct req *r, const char *id, const char *action,
   json_decref(d);
 }
 
-static int cancel_run(struct req *r)
+/* Cancel or pause: refused for an ended run (409); recorded with who. */
+static int stop_control(struct req *r, int pause)
 {
   struct durin_run_info ri;
   struct durin_err err = { 0 };
@@ -563,36 +564,25 @@ static int cancel_run(struct req *r)
     durin_run_info_clear(&ri);
     return 0;
   }
-  rc = durin_store_run_request_cancel(r->store, ri.id, &err);
+  rc = pause ? durin_store_run_pause(r->store, ri.id, durin_now_ms(), &err) :
+               durin_store_run_request_cancel(r->store, ri.id, &err);
   if (!rc)
-    audit(r, ri.id, "cancel", NULL);
+    audit(r, ri.id, pause ? "pause" : "cancel", NULL);
   durin_run_info_clear(&ri);
   if (rc)
     return reply_store_error(r, rc, &err);
-  return after_control(r, r->param[0], "cancel requested");
+  return after_control(r, r->param[0],
+                       pause ? "pause requested" : "cancel requested");
+}
+
+static int cancel_run(struct req *r)
+{
+  return stop_control(r, 0);
 }
 
 static int pause_run(struct req *r)
 {
-  struct durin_run_info ri;
-  struct durin_err err = { 0 };
-  int rc;
-
-  if (req_run(r, r->param[0], &ri))
-    return 0;
-  if (durin_run_status_terminal(ri.status)) {
-    reply_error(r, 409, "conflict", "run '%s' has already ended (%s)", ri.id,
-                durin_run_status_name(ri.status));
-    durin_run_info_clear(&ri);
-    return 0;
-  }
-  rc = durin_store_run_pause(r->store, ri.id, durin_now_ms(), &err);
-  if (!rc)
-    audit(r, ri.id, "pause", NULL);
-  durin_run_info_clear(&ri);
-  if (rc)
-    return reply_store_error(r, rc, &err);
-  return after_control(r, r->param[0], "pause requested");
+  return stop_control(r, 1);
 }
 
 static int unpause_run(struct req *r)

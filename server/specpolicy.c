@@ -458,21 +458,11 @@ static int check_keys(json_t *o, const char *prefix, const char *const *known,
   json_t *v;
 
   json_object_foreach(o, key, v) {
-    const char *best = NULL;
-    size_t bestd = 3, d;
+    const char *best;
     char list[256] = "";
     int i;
 
-    for (i = 0; known[i]; i++) {
-      if (!strcmp(known[i], key))
-        break;
-      d = durin_edit_distance(known[i], key);
-      if (d < bestd) {
-        bestd = d;
-        best = known[i];
-      }
-    }
-    if (known[i])
+    if (durin_known_word(key, known, &best))
       continue;
     if (best)
       return durin_err_set(err, DURIN_EINVAL,

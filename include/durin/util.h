@@ -96,5 +96,12 @@ size_t durin_utf8_sanitize(char *s, size_t len);
 
 /* Edit distance, for "did you mean" suggestions. */
 size_t durin_edit_distance(const char *a, const char *b);
+/*
+ * Looks word up in known (NULL-terminated): returns 1 if it is there;
+ * else 0, with *near the known word closest to it within two edits (NULL
+ * if none), for "field 'stpes' is not known; did you mean 'steps'?".
+ */
+int durin_known_word(const char *word, const char *const *known,
+                     const char **near);
 
 #endif

@@ -130,22 +130,10 @@ static int check_fields(json_t *obj, const char *prefix,
   json_t *v;
 
   json_object_foreach(obj, key, v) {
-    const char *best = NULL;
-    size_t bestd = 3, d;
-    int i, ok = 0;
+    const char *best;
+    int i;
 
-    for (i = 0; known[i]; i++) {
-      if (!strcmp(known[i], key)) {
-        ok = 1;
-        break;
-      }
-      d = durin_edit_distance(known[i], key);
-      if (d < bestd) {
-        bestd = d;
-        best = known[i];
-      }
-    }
-    if (ok)
+    if (durin_known_word(key, known, &best))
       continue;
     if (best)
       return durin_err_set(err, DURIN_ESPEC,

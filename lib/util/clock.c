@@ -119,3 +119,22 @@ size_t durin_edit_distance(const char *a, const char *b)
   }
   return row[lb];
 }
+
+int durin_known_word(const char *word, const char *const *known,
+                     const char **near)
+{
+  size_t bestd = 3, d;
+  int i;
+
+  *near = NULL;
+  for (i = 0; known[i]; i++) {
+    if (!strcmp(known[i], word))
+      return 1;
+    d = durin_edit_distance(known[i], word);
+    if (d < bestd) {
+      bestd = d;
+      *near = known[i];
+    }
+  }
+  return 0;
+}
