@@ -251,9 +251,10 @@ static const char *const stmt_sql[ST__COUNT] = {
  "WHEN 'approval_decided' THEN 'approval.decided' "     \
  "WHEN 'approval_expired' THEN 'approval.decided' "     \
  "ELSE 'run.finished' END"
-#define WEBHOOK_EVENTS                                      \
- "('run_started', 'model_response', 'approval_requested', " \
- "'approval_decided', 'approval_expired', 'run_finished')"
+#define WEBHOOK_EVENT_TEST                                          \
+ "(NEW.type = 'model_response' OR NEW.type = 'run_started' OR "     \
+ "NEW.type = 'run_finished' OR NEW.type = 'approval_requested' OR " \
+ "NEW.type = 'approval_decided' OR NEW.type = 'approval_expired')"
 #define WEBHOOK_OUTBOX_INSERT(T)                                          \
  "INSERT INTO webhook_outbox(id, sub_id, run_id, seq, type, created_ms, " \
  "next_ms) SELECT 'msg_' || s.id || '_' || NEW.run_id || '_' || "         \
@@ -365,10 +366,13 @@ static const char *const migrations[] = {
   /* 6: a call that runs in a layer of its own says so in its intent, so a
    * restorer knows from the ledger alone that it may simply run again. */
   LEDGER_CONTAINED,
-  /* 7: the control plane. */
+  /* 7: the control plane. The trigger's test is cheap first: no
+   * subscription at all (the usual case) costs one b-tree seek per event;
+   * ORs rather than IN, which SQLite would build a temporary index for at
+   * every event. */
   CONTROL_PLANE(
-      "INTEGER") "CREATE TRIGGER events_webhooks AFTER INSERT ON events "
-                 "WHEN NEW.type IN " WEBHOOK_EVENTS
+      "INTEGER") "CREATE TRIGGER events_webhooks AFTER INSERT ON events WHEN EXISTS "
+                 "(SELECT 1 FROM webhook_subs) AND " WEBHOOK_EVENT_TEST
                  " BEGIN " WEBHOOK_OUTBOX_INSERT(
                      WEBHOOK_TYPE_OF("NEW.type")) "; END;",
 };
@@ -469,22 +473,21 @@ static const char *const pg_migrations[] = {
   "END $$;",
   QUEUE_SERVED("BIGINT"),
   LEDGER_CONTAINED,
-  /* 7: the control plane; event streams in other processes are woken by
-   * a NOTIFY per run and transaction (collapsed by the server). */
+  /* 7: the control plane. The trigger tests inside its function, with no
+   * WHEN (which PostgreSQL parses again at every insert), and returns at
+   * once without a subscription. Event streams in other processes are
+   * woken by a NOTIFY per run the store queues before COMMIT
+   * (durin__sq_exec), not by a trigger. */
   CONTROL_PLANE(
       "BIGINT") "CREATE FUNCTION durin_webhooks() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$\nBEGIN\n  " WEBHOOK_OUTBOX_INSERT(WEBHOOK_TYPE_OF(
-                    "NEW.type")) ";\n  RETURN NULL;\nEND $$;"
-                                 "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
-                                 "WHEN (NEW.type IN " WEBHOOK_EVENTS
-                                 ") EXECUTE FUNCTION "
-                                 "durin_webhooks();"
-                                 "CREATE FUNCTION durin_events_notify() RETURNS trigger LANGUAGE plpgsql "
-                                 "AS $$\nBEGIN\n  PERFORM pg_notify('durin_events', d.run_id) FROM "
-                                 "(SELECT DISTINCT run_id FROM new_rows) d;\n  RETURN NULL;\nEND $$;"
-                                 "CREATE TRIGGER events_notify AFTER INSERT ON events REFERENCING NEW "
-                                 "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
-                                 "durin_events_notify();",
+                "$$\nBEGIN\n  IF NOT " WEBHOOK_EVENT_TEST
+                " OR NOT EXISTS (SELECT 1 FROM "
+                "webhook_subs) THEN\n    RETURN NULL;\n  END IF;\n  " WEBHOOK_OUTBOX_INSERT(
+                    WEBHOOK_TYPE_OF(
+                        "NEW.type")) ";\n  RETURN NULL;\n"
+                                     "END $$;"
+                                     "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
+                                     "EXECUTE FUNCTION durin_webhooks();",
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,
@@ -509,7 +512,7 @@ static void ev_hook_end(struct durin_store *q, int committed)
   int i, n = q->nev_runs;
 
   q->nev_runs = 0;
-  for (i = 0; committed && i < n; i++)
+  for (i = 0; committed && q->ev_hook && i < n; i++)
     q->ev_hook(q->ev_hook_arg, q->ev_runs[i]);
 }
 
@@ -517,7 +520,7 @@ void durin__sq_ev_note(struct durin_store *q, const char *run_id)
 {
   int i;
 
-  if (!q->ev_hook)
+  if (!q->ev_hook && !q->pg)
     return;
   for (i = 0; i < q->nev_runs; i++)
     if (!strcmp(q->ev_runs[i], run_id))
@@ -534,10 +537,31 @@ void durin__sq_ev_note(struct durin_store *q, const char *run_id)
   snprintf(q->ev_runs[q->nev_runs++], 32, "%s", run_id);
 }
 
+/* Before a COMMIT on PostgreSQL: one NOTIFY per run with new events, for
+ * event streams in other processes. Queued in the transaction's pipeline
+ * (no round trip), delivered by the server only if it commits. */
+static void ev_notify(struct durin_store *q)
+{
+  char sql[80];
+  int i;
+
+  for (i = 0; i < q->nev_runs; i++) {
+    /* Run ids are the store's own ("r" and hex); never quote one. */
+    if (strchr(q->ev_runs[i], '\''))
+      continue;
+    snprintf(sql, sizeof(sql), "NOTIFY durin_events, '%s'", q->ev_runs[i]);
+    db_exec(q->db, sql);
+  }
+}
+
 int durin__sq_exec(struct durin_store *q, const char *sql,
                    struct durin_err *err)
 {
-  int rc = db_exec(q->db, sql);
+  int rc;
+
+  if (q->pg && q->nev_runs && !strcmp(sql, "COMMIT"))
+    ev_notify(q);
+  rc = db_exec(q->db, sql);
 
   if (q->nev_runs && (!strcmp(sql, "COMMIT") || !strcmp(sql, "ROLLBACK")))
     ev_hook_end(q, rc == DB_OK && sql[0] == 'C');
