@@ -224,11 +224,14 @@ test_expect_success 'per-token rate limits answer 429 with Retry-After' '
   stop_serve && start_serve --api-rate 1 || return 1
   # At once and straight to serve: 30 requests against a bucket of 10
   # that refills one a second.
+  pids=""
   for i in $(seq 1 30); do
     curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $VIEW" \
       "$API_DIRECT/v1/runs" >>codes.txt &
+    pids="$pids $!"
   done
-  wait
+  # These pids only: a bare wait would wait for serve too.
+  for p in $pids; do wait "$p"; done
   test "$(grep -c 200 codes.txt)" -ge 10 && grep_q 429 codes.txt &&
   curl -s -D - -o /dev/null -H "Authorization: Bearer $VIEW" "$API_DIRECT/v1/runs" | grep -i "^retry-after: [0-9]"
 '
