@@ -537,20 +537,32 @@ void durin__sq_ev_note(struct durin_store *q, const char *run_id)
   snprintf(q->ev_runs[q->nev_runs++], 32, "%s", run_id);
 }
 
-/* Before a COMMIT on PostgreSQL: one NOTIFY per run with new events, for
- * event streams in other processes. Queued in the transaction's pipeline
- * (no round trip), delivered by the server only if it commits. */
+/* Before a COMMIT on PostgreSQL: the runs with new events, for event
+ * streams in other processes, as NOTIFY payloads of comma-separated run
+ * ids (a group commit of a hundred runs is one or a few NOTIFYs, not a
+ * hundred). Queued in the transaction's pipeline (no round trip) and
+ * delivered by the server only if it commits. */
+#define EV_NOTIFY_MAX 7000 /* the server takes payloads under 8000 bytes */
 static void ev_notify(struct durin_store *q)
 {
-  char sql[80];
-  int i;
+  char sql[EV_NOTIFY_MAX + 64];
+  int i, off = 0;
 
-  for (i = 0; i < q->nev_runs; i++) {
+  for (i = 0; i <= q->nev_runs; i++) {
+    const char *id = i < q->nev_runs ? q->ev_runs[i] : NULL;
+
     /* Run ids are the store's own ("r" and hex); never quote one. */
-    if (strchr(q->ev_runs[i], '\''))
+    if (id && strchr(id, '\''))
       continue;
-    snprintf(sql, sizeof(sql), "NOTIFY durin_events, '%s'", q->ev_runs[i]);
-    db_exec(q->db, sql);
+    if (off && (!id || off + strlen(id) + 4 > EV_NOTIFY_MAX)) {
+      snprintf(sql + off, sizeof(sql) - (size_t)off, "'");
+      db_exec(q->db, sql);
+      off = 0;
+    }
+    if (!id)
+      break;
+    off += snprintf(sql + off, sizeof(sql) - (size_t)off, "%s%s",
+                    off ? "," : "NOTIFY durin_events, '", id);
   }
 }
 
@@ -583,11 +595,39 @@ int durin_store_events_fd(struct durin_store *q)
   return q->db->ops->listen_fd(q->db, "durin_events");
 }
 
+struct split {
+  void (*cb)(void *arg, const char *run_id);
+  void *arg;
+};
+
+/* A payload is run ids separated by commas (ev_notify). */
+static void split_ids(void *arg, const char *payload)
+{
+  struct split *sp = arg;
+  char id[32];
+  const char *p = payload, *comma;
+
+  while (p && *p) {
+    size_t n;
+
+    comma = strchr(p, ',');
+    n = comma ? (size_t)(comma - p) : strlen(p);
+    if (n && n < sizeof(id)) {
+      memcpy(id, p, n);
+      id[n] = 0;
+      sp->cb(sp->arg, id);
+    }
+    p = comma ? comma + 1 : NULL;
+  }
+}
+
 int durin_store_events_drain(struct durin_store *q,
                              void (*cb)(void *arg, const char *run_id),
                              void *arg)
 {
-  return q->db->ops->listen_drain(q->db, cb, arg);
+  struct split sp = { cb, arg };
+
+  return q->db->ops->listen_drain(q->db, cb ? split_ids : NULL, &sp);
 }
 
 int durin__sq_begin(struct durin_store *q, int exclusive, struct durin_err *err)
