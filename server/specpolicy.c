@@ -430,27 +430,6 @@ static int model_in(const struct strlist *l, const char *host)
 
 /* ---- loading ---- */
 
-static const char *json_kind(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT:
-    return "an object";
-  case JSON_ARRAY:
-    return "an array";
-  case JSON_STRING:
-    return "a string";
-  case JSON_INTEGER:
-    return "an integer";
-  case JSON_REAL:
-    return "a number";
-  case JSON_TRUE:
-  case JSON_FALSE:
-    return "a boolean";
-  default:
-    return "null";
-  }
-}
-
 static int check_keys(json_t *o, const char *prefix, const char *const *known,
                       struct durin_err *err)
 {
@@ -506,12 +485,12 @@ static int get_array(json_t *o, const char *prefix, const char *key,
   if (!json_is_array(a))
     return durin_err_set(err, DURIN_EINVAL,
                          "field '%s%s' must be an array of %s, not %s", prefix,
-                         key, what, json_kind(a));
+                         key, what, durin_json_kind(a));
   json_array_foreach(a, i, e)
     if (!json_is_string(e))
       return durin_err_set(err, DURIN_EINVAL,
                            "field '%s%s[%zu]' must be %s, not %s", prefix, key,
-                           i, one, json_kind(e));
+                           i, one, durin_json_kind(e));
   return 0;
 }
 
@@ -656,7 +635,7 @@ static int load_ceilings(json_t *o, const char *prefix, struct rules *r,
   if (!json_is_object(c))
     return durin_err_set(err, DURIN_EINVAL,
                          "field '%sbudget_ceilings' must be an object, not %s",
-                         prefix, json_kind(c));
+                         prefix, durin_json_kind(c));
   snprintf(sub, sizeof(sub), "%sbudget_ceilings.", prefix);
   if ((rc = check_keys(c, sub, ceiling_keys, err)))
     return rc;
@@ -732,7 +711,7 @@ static int load_tenants(json_t *root, struct spec_policy *p,
     return durin_err_set(err, DURIN_EINVAL,
                          "field 'tenants' must be an object of tenant "
                          "sections, not %s",
-                         json_kind(ts));
+                         durin_json_kind(ts));
   if (!(p->tenants = calloc(json_object_size(ts) + 1, sizeof(*p->tenants))))
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   json_object_foreach(ts, name, v) {
@@ -746,7 +725,7 @@ static int load_tenants(json_t *root, struct spec_policy *p,
     if (!json_is_object(v))
       return durin_err_set(err, DURIN_EINVAL,
                            "field 'tenants.%s' must be an object, not %s", name,
-                           json_kind(v));
+                           durin_json_kind(v));
     snprintf(prefix, sizeof(prefix), "tenants.%s.", name);
     snprintf(who, sizeof(who), "tenant '%s'", name);
     p->ntenants++;
@@ -784,7 +763,7 @@ int spec_policy_load(const char *path, struct spec_policy **out,
   if (!json_is_object(root)) {
     r = durin_err_set(err, DURIN_EINVAL,
                       "spec policy '%s' must be a JSON object, not %s", path,
-                      json_kind(root));
+                      durin_json_kind(root));
     goto out;
   }
   if (!(p = spec_policy_default())) {

@@ -162,6 +162,9 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
 /* The resolved spec as JSON (absolute paths, script turns inline). */
 char *durin_spec_dump(const struct durin_spec *s);
 
+/* What a JSON value is, for messages: "an object", "a string", ... */
+const char *durin_json_kind(const json_t *v);
+
 /* Finds a tool of the spec by name, or NULL. */
 const struct durin_spec_tool *durin_spec_tool(const struct durin_spec *s,
                                               const char *name);

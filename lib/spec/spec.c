@@ -100,7 +100,7 @@ static int parse_effect(const char *s, enum durin_effect *e)
   return 0;
 }
 
-static const char *json_kind(const json_t *v)
+const char *durin_json_kind(const json_t *v)
 {
   switch (json_typeof(v)) {
   case JSON_OBJECT:
@@ -169,7 +169,7 @@ static int get_string(json_t *obj, const char *key, const char *prefix,
   if (!json_is_string(v))
     return durin_err_set(err, DURIN_ESPEC,
                          "field '%s%s' must be a string, not %s", prefix, key,
-                         json_kind(v));
+                         durin_json_kind(v));
   if (required && json_string_length(v) == 0)
     return durin_err_set(err, DURIN_ESPEC, "field '%s%s' must not be empty",
                          prefix, key);
@@ -191,7 +191,7 @@ static int get_int(json_t *obj, const char *key, const char *prefix,
   if (!json_is_integer(v))
     return durin_err_set(err, DURIN_ESPEC,
                          "field '%s%s' must be an integer >= %lld, not %s",
-                         prefix, key, (long long)min, json_kind(v));
+                         prefix, key, (long long)min, durin_json_kind(v));
   n = json_integer_value(v);
   if (n < min || n > INT64_MAX / (mult ? mult : 1))
     return durin_err_set(err, DURIN_ESPEC,
@@ -224,7 +224,7 @@ static int get_bool(json_t *obj, const char *key, const char *prefix, int *out,
   if (!json_is_boolean(v))
     return durin_err_set(err, DURIN_ESPEC,
                          "field '%s%s' must be true or false, not %s", prefix,
-                         key, json_kind(v));
+                         key, durin_json_kind(v));
   *out = json_is_true(v);
   return 0;
 }
@@ -239,7 +239,7 @@ static int get_number(json_t *obj, const char *key, const char *prefix,
   if (!json_is_number(v) || json_number_value(v) < 0)
     return durin_err_set(err, DURIN_ESPEC,
                          "field '%s%s' must be a number >= 0, not %s", prefix,
-                         key, json_kind(v));
+                         key, durin_json_kind(v));
   *out = json_number_value(v);
   return 0;
 }
@@ -257,7 +257,7 @@ static int get_object(json_t *obj, const char *key, const char *prefix,
   if (!json_is_object(v))
     return durin_err_set(err, DURIN_ESPEC,
                          "field '%s%s' must be an object, not %s", prefix, key,
-                         json_kind(v));
+                         durin_json_kind(v));
   snprintf(sub, sizeof(sub), "%s%s.", prefix, key);
   *out = v;
   return check_fields(v, sub, known, err);
@@ -291,13 +291,13 @@ static int get_paths(json_t *obj, const char *key, const char *prefix,
   if (!json_is_array(v))
     return durin_err_set(err, DURIN_ESPEC,
                          "field '%s%s' must be an array of paths, not %s",
-                         prefix, key, json_kind(v));
+                         prefix, key, durin_json_kind(v));
   *out = calloc(json_array_size(v) + 1, sizeof(**out));
   json_array_foreach(v, i, e) {
     if (!json_is_string(e))
       return durin_err_set(err, DURIN_ESPEC,
                            "field '%s%s[%zu]' must be a path, not %s", prefix,
-                           key, i, json_kind(e));
+                           key, i, durin_json_kind(e));
     if (resolve_path(base_dir, json_string_value(e), &(*out)[*n]))
       return durin_err_set(err, DURIN_ESPEC,
                            "field '%s%s[%zu]': '%s' does not exist", prefix,
@@ -364,7 +364,7 @@ static int parse_network(json_t *o, struct durin_spec_sandbox *b,
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'sandbox.allow_hosts' must be an array of "
                          "host names, not %s",
-                         json_kind(hosts));
+                         durin_json_kind(hosts));
   if (!b->net_proxy)
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'sandbox.allow_hosts' needs "
@@ -390,7 +390,7 @@ static int parse_network(json_t *o, struct durin_spec_sandbox *b,
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'sandbox.repeat_safe_hosts' must be an array "
                          "of host names from sandbox.allow_hosts, not %s",
-                         json_kind(hosts));
+                         durin_json_kind(hosts));
   b->repeat_safe = calloc(json_array_size(hosts) + 1, sizeof(char *));
   json_array_foreach(hosts, i, e) {
     const char *h = json_string_value(e);
@@ -668,7 +668,7 @@ static int parse_tools(json_t *root, struct durin_spec *s,
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'tools' must be an array of tool names, not "
                          "%s",
-                         json_kind(arr));
+                         durin_json_kind(arr));
   n = json_array_size(arr);
   s->tools = calloc(n + 1, sizeof(*s->tools));
   json_array_foreach(arr, i, t) {
@@ -690,7 +690,7 @@ static int parse_tools(json_t *root, struct durin_spec *s,
       return durin_err_set(err, DURIN_ESPEC,
                            "field 'tools[%zu]' must be a tool name or "
                            "{\"name\": ..., \"effect\": ...}, not %s",
-                           i, json_kind(t));
+                           i, durin_json_kind(t));
     }
     def = durin_tool_find(st->name);
     if (!def) {
@@ -735,7 +735,7 @@ static int parse_checks(json_t *root, struct durin_spec *s,
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'checks' must be an array of {\"name\", "
                          "\"run\"} objects, not %s",
-                         json_kind(arr));
+                         durin_json_kind(arr));
   s->checks = calloc(json_array_size(arr) + 1, sizeof(*s->checks));
   json_array_foreach(arr, i, c) {
     struct durin_spec_check *ck = &s->checks[s->nchecks];
@@ -864,7 +864,7 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   if (!json_is_object(root)) {
     r = durin_err_set(err, DURIN_ESPEC,
                       "the spec must be a JSON object, not %s",
-                      json_kind(root));
+                      durin_json_kind(root));
     goto out;
   }
   if ((r = check_fields(root, "", top_fields, err)) ||
