@@ -65,6 +65,8 @@
 
 #include <curl/curl.h>
 
+#include "durin/util.h"
+
 /* ---- clocks, figures, processes ---- */
 
 static double mono_ms(void)
@@ -1137,9 +1139,8 @@ int main(int argc, char **argv)
   }
   snprintf(b.build, sizeof(b.build), "%s", argv[1]);
   snprintf(b.durin, sizeof(b.durin), "%s/durin", b.build);
-  snprintf(b.tmp, sizeof(b.tmp), "/tmp/durin-bench-api.XXXXXX");
-  if (!mkdtemp(b.tmp)) {
-    perror("api: mkdtemp");
+  if (durin_mktmpdir("durin-bench-api", b.tmp, sizeof(b.tmp))) {
+    perror("api: a temporary directory");
     return 1;
   }
   if (store) {

@@ -589,8 +589,8 @@ int durin_archive_unpack(const void *buf, size_t len, const char *dir,
 struct pack {
   struct archive *a;
   int rootfd;
-  char **todo; /* directories still to walk, relative to the root */
-  size_t ntodo, cap;
+  char **stack; /* directories still to walk, relative to the root */
+  size_t nstack, cap;
   struct durin_err *err;
 };
 
@@ -699,20 +699,20 @@ static int pack_symlink(struct pack *p, int dfd, const char *name,
   return pack_header(p, path, st, target);
 }
 
-static int todo_push(struct pack *p, const char *path)
+static int stack_push(struct pack *p, const char *path)
 {
-  if (p->ntodo == p->cap) {
+  if (p->nstack == p->cap) {
     size_t cap = p->cap ? p->cap * 2 : 16;
-    char **t = realloc(p->todo, cap * sizeof(*t));
+    char **t = realloc(p->stack, cap * sizeof(*t));
 
     if (!t)
       return durin_err_set(p->err, DURIN_ENOMEM, "out of memory");
-    p->todo = t;
+    p->stack = t;
     p->cap = cap;
   }
-  if (!(p->todo[p->ntodo] = strdup(path)))
+  if (!(p->stack[p->nstack] = strdup(path)))
     return durin_err_set(p->err, DURIN_ENOMEM, "out of memory");
-  p->ntodo++;
+  p->nstack++;
   return 0;
 }
 
@@ -813,7 +813,7 @@ static int pack_dir(struct pack *p, const char *path)
     r = pack_child(p, dfd, path, &ns.v[i]);
   for (i = ns.n; i > 0 && !r; i--) {
     if (ns.v[i - 1])
-      r = todo_push(p, ns.v[i - 1]);
+      r = stack_push(p, ns.v[i - 1]);
   }
 out:
   names_release(&ns);
@@ -863,9 +863,9 @@ int durin_archive_pack(const char *dir, enum durin_archive_fmt fmt, int fd,
     r = durin_err_set(err, DURIN_EIO, "cannot start a %s archive",
                       durin_archive_fmt_mime(fmt));
   else
-    r = todo_push(&p, "");
-  while (!r && p.ntodo) {
-    char *path = p.todo[--p.ntodo];
+    r = stack_push(&p, "");
+  while (!r && p.nstack) {
+    char *path = p.stack[--p.nstack];
 
     r = pack_dir(&p, path);
     free(path);
@@ -873,9 +873,9 @@ int durin_archive_pack(const char *dir, enum durin_archive_fmt fmt, int fd,
   if (!r)
     r = written(&p, dir, archive_write_close(p.a));
   archive_write_free(p.a);
-  while (p.ntodo)
-    free(p.todo[--p.ntodo]);
-  free(p.todo);
+  while (p.nstack)
+    free(p.stack[--p.nstack]);
+  free(p.stack);
   close(p.rootfd);
   return r;
 }
