@@ -551,6 +551,18 @@ static int list_one_worker(const struct durin_worker_row *w, void *arg)
   return 0;
 }
 
+/* GET /v1/whoami: the request's own token, so a client (the dashboard)
+ * shows only what that token may do. */
+static int whoami(struct req *r)
+{
+  return reply_json(
+      r, 200,
+      json_pack("{s:s,s:s,s:o,s:b}", "name", r->who.name, "role",
+                role_name(r->who.role), "tenant",
+                r->who.has_tenant ? json_string(r->who.tenant) : json_null(),
+                "auth", !srv_options(r->srv)->no_auth));
+}
+
 /* GET /v1/workers: each worker's last heartbeat. A worker that stopped
  * cleanly is gone; one that died stays, its heartbeat ageing. */
 static int list_workers(struct req *r)
@@ -576,5 +588,6 @@ const struct route srv_admin_routes[] = {
   { "GET", "/v1/limits", ROLE_VIEWER, list_limits },
   { "PUT", "/v1/limits/{}", ROLE_ADMIN, put_limit },
   { "GET", "/v1/workers", ROLE_VIEWER, list_workers },
+  { "GET", "/v1/whoami", ROLE_VIEWER, whoami },
   { NULL, NULL, ROLE_NONE, NULL },
 };

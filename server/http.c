@@ -70,6 +70,7 @@ static const struct route *const route_tables[] = {
   srv_workspace_routes, /* workspaces.c */
   srv_openapi_routes,   /* openapi.c */
   srv_diff_routes,      /* diff.c */
+  srv_web_routes,       /* web.c: the dashboard */
   NULL,
 };
 
@@ -569,8 +570,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *upload_size = 0;
     return MHD_YES;
   }
-  r->store = pool_get(s, &err);
-  if (!r->store)
+  /* The dashboard's files need no store: its pages load, and say what is
+   * wrong, while the store is away. */
+  if (!strcmp(r->path, "/") || !strncmp(r->path, "/ui/", 4))
+    dispatch(r);
+  else if (!(r->store = pool_get(s, &err)))
     reply_error(r, 503, "unavailable",
                 "the store cannot be reached (%s); retry shortly", err.msg);
   else

@@ -114,6 +114,7 @@ extern const struct route srv_approval_routes[];
 extern const struct route srv_stream_routes[];
 extern const struct route srv_webhook_routes[];
 extern const struct route srv_diff_routes[];
+extern const struct route srv_web_routes[];
 extern const struct route srv_openapi_routes[];
 
 /* Answers: reply_json takes j; reply_error's body is
