@@ -633,6 +633,11 @@ int durin_txn_pending_clear(struct durin_txn *txn, const char *run_id,
 int durin_store_events_read(struct durin_store *s, const char *run_id,
                             int64_t from_seq, int64_t max, durin_event_cb cb,
                             void *arg, struct durin_err *err);
+/* Calls cb for the run's last event of that type; DURIN_ENOTFOUND (without
+ * a message) if it has none. */
+int durin_store_event_last(struct durin_store *s, const char *run_id,
+                           const char *type, durin_event_cb cb, void *arg,
+                           struct durin_err *err);
 /* The latest checkpoint; DURIN_ENOTFOUND if none. free() *data. */
 int durin_store_checkpoint_get(struct durin_store *s, const char *run_id,
                                int64_t *step, char **data,

@@ -1275,6 +1275,37 @@ int durin_store_events_read(struct durin_store *q, const char *run_id,
   return r;
 }
 
+int durin_store_event_last(struct durin_store *q, const char *run_id,
+                           const char *type, durin_event_cb cb, void *arg,
+                           struct durin_err *err)
+{
+  struct db_stmt *st = NULL;
+  struct durin_event ev;
+  int r = DURIN_ENOTFOUND, rc;
+
+  /* Backwards along the (run_id, seq) index: the latest comes first. */
+  if (db_prepare(q->db,
+                 "SELECT seq, ts_ms, step, type, data FROM events "
+                 "WHERE run_id = ?1 AND type = ?2 ORDER BY seq DESC LIMIT 1",
+                 &st) != DB_OK)
+    return durin__sq_fail(q, err, "reading events");
+  db_bind_text(st, 1, run_id);
+  db_bind_text(st, 2, type);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
+    ev.seq = db_col_int64(st, 0);
+    ev.ts_ms = db_col_int64(st, 1);
+    ev.step = db_col_int64(st, 2);
+    ev.type = db_col_text(st, 3);
+    ev.data = db_col_text(st, 4);
+    r = cb(&ev, arg);
+  } else if (rc != DB_DONE) {
+    r = durin__sq_fail(q, err, "reading events");
+  }
+  db_finalize(st);
+  return r;
+}
+
 /* One run's (step, text) row of sql; DURIN_ENOTFOUND (without a message)
  * if it has none. */
 static int step_text(struct durin_store *q, const char *sql, const char *run_id,

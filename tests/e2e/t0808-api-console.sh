@@ -119,6 +119,22 @@ test_expect_success 'bad timeline queries are 400; another tenant sees no run' '
   test "$(api $VIEWER GET /v1/runs/r00000000000000000000/timeline)" = 404
 '
 
+test_expect_success "a run shows its last checks (and a run without checks none)" '
+  test "$(post $OPS /v1/runs "{\"spec\": {\"goal\": \"g\",
+    \"checks\": [{\"name\": \"fails-first\", \"run\": \"test -e again || { touch again; exit 1; }\"}],
+    \"model\": {\"provider\": \"script\", \"turns\": [
+      {\"tool_calls\": [{\"name\": \"finish\", \"arguments\": {\"summary\": \"one\"}}]},
+      {\"tool_calls\": [{\"name\": \"finish\", \"arguments\": {\"summary\": \"two\"}}]}]}}}")" = 201 &&
+  cid=$(body_field .id) &&
+  wait_for 60 "test \"\$(status_of $cid)\" = succeeded" &&
+  test "$(api $VIEWER GET /v1/runs/$cid)" = 200 &&
+  test "$(body_field .checks.passed)" = true &&
+  test "$(body_field .checks.attempt)" = 2 &&
+  test "$(body_field ".checks.results[0].name")" = fails-first &&
+  test "$(api $VIEWER GET /v1/runs/$id)" = 200 &&
+  test "$(body_field .checks)" = null
+'
+
 test_expect_success 'the model response records how long the call took' '
   test "$(api $VIEWER GET "/v1/runs/$id/events")" = 200 &&
   test "$(body_field "[.events[] | select(.type == \"model_response\") | .data.duration_ms >= 0] | all")" = true
