@@ -225,12 +225,15 @@ static char *event_frame(const char *run_id, const struct durin_event *ev,
   return frame;
 }
 
-static void end_stream(struct client *c, const char *why)
+/* The stream's last frame: `end` when the run is over (nothing more will
+ * come), `closing` when only this connection is (the server stops; the
+ * client reconnects with Last-Event-ID, to it or another). */
+static void end_stream(struct client *c, const char *event, const char *why)
 {
   char line[200];
 
-  snprintf(line, sizeof(line), "event: end\ndata: {\"reason\":\"%s\"}\n\n",
-           why);
+  snprintf(line, sizeof(line), "event: %s\ndata: {\"reason\":\"%s\"}\n\n",
+           event, why);
   put(c, line, strlen(line));
   c->ended = 1;
 }
@@ -267,7 +270,7 @@ static int deliver(const struct durin_event *ev, void *arg)
     put(c, frame, len);
     c->cursor = ev->seq;
     if (terminal_event(ev))
-      end_stream(c, "run ended");
+      end_stream(c, "end", "run ended");
     else if (c->len - c->off > CLIENT_HIGH_WATER)
       c->behind = 1;
     kick(c);
@@ -311,7 +314,7 @@ static int serve_run(struct hub *h, const char *run_id)
           if (!strcmp(c->run_id, run_id) && !c->ended &&
               c->cursor >= ri.last_seq) {
             pthread_mutex_lock(&c->mu);
-            end_stream(c, "run ended");
+            end_stream(c, "end", "run ended");
             kick(c);
             pthread_mutex_unlock(&c->mu);
           }
@@ -581,7 +584,7 @@ void hub_end_all(struct hub *h)
   for (c = h->clients; c; c = c->next) {
     pthread_mutex_lock(&c->mu);
     if (!c->ended)
-      end_stream(c, "server stopping");
+      end_stream(c, "closing", "server stopping");
     kick(c);
     pthread_mutex_unlock(&c->mu);
   }

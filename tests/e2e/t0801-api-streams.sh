@@ -123,7 +123,8 @@ test_expect_success 'serve stops cleanly with streams open (they end)' '
   c3=$! &&
   wait_for 30 "grep -q ^id: stop.txt" &&
   kill "$SERVE_PID" && wait "$SERVE_PID" &&
-  wait "$c3" && grep_q "server stopping" stop.txt
+  wait "$c3" && grep_q "^event: closing" stop.txt && grep_q "server stopping" stop.txt &&
+  ! grep_q "^event: end" stop.txt
 '
 
 test_done
