@@ -38,9 +38,12 @@ export async function render(ctx) {
   const evP = loadInitialEvents(v, run);
   replace(ctx.main, v.el);
   drawRun(v, run);
-  drawDiff(v, await diffP);
-  await evP;
-  drawTimeline(v, await tlP);
+  /* Each panel draws when its answer comes; the view is ready when all have. */
+  await Promise.all([
+    tlP.then((tl) => drawTimeline(v, tl)),
+    diffP.then((d) => drawDiff(v, d)),
+    evP]);
+  if (ctx.signal.aborted) return;
   ctx.ready('run');
   followRun(v);
 }
@@ -215,7 +218,7 @@ function drawChecks(v, checks) {
     results.map((r) => h('details', { class: 'check', open: !r.ok },
       h('summary', null, h('span', { class: r.ok ? 'ok' : 'bad' }, r.ok ? '✓ ' : '✗ '), r.name,
         h('span', { class: 'muted' }, ` — exit ${r.exit_code ?? '?'}`)),
-      h('pre', { class: 'output' }, r.output || '(no output)'))));
+      h('pre', { class: 'output', tabindex: 0 }, r.output || '(no output)'))));
 }
 
 /* ---- timeline: a strip to read the run at a glance, a row per step ---- */
@@ -250,22 +253,57 @@ function renderSteps(v) {
   if (!steps.length) {
     replace(v.timeline, notice('empty', 'No step yet: the run has not started.'));
     replace(v.chart, costChart([], 'chart'));
+    v.list = null;
     return;
   }
-  const maxDur = Math.max(1, ...steps.map((s) => s.duration_ms || 0));
+  v.maxDur = Math.max(1, ...steps.map((s) => s.duration_ms || 0));
   const strip = document.createDocumentFragment();
   const list = document.createDocumentFragment();
   for (const s of steps) {
-    strip.appendChild(stripBar(s, maxDur));
+    strip.appendChild(stripBar(s, v.maxDur));
     list.appendChild(stepRow(s));
   }
-  const total = steps.reduce((a, s) => a + (s.duration_ms || 0), 0);
-  replace(v.timeline,
-    h('div', { class: 'strip-head' },
-      h('span', null, `${steps.length} steps · ${fmtDuration(total)}`), legend()),
-    h('div', { class: 'strip', 'aria-hidden': 'true' }, strip),
-    h('ol', { class: 'steps', 'aria-label': 'Steps' }, list));
-  replace(v.chart, costChart(steps, 'chart'));
+  v.stripHead = h('span');
+  v.strip = h('div', { class: 'strip', 'aria-hidden': 'true' }, strip);
+  v.list = h('ol', { class: 'steps', 'aria-label': 'Steps' }, list);
+  replace(v.timeline, h('div', { class: 'strip-head' }, v.stripHead, legend()), v.strip, v.list);
+  drawTotals(v);
+}
+
+function drawTotals(v) {
+  const total = v.steps.reduce((a, s) => a + (s.duration_ms || 0), 0);
+  v.stripHead.textContent = `${v.steps.length} steps · ${fmtDuration(total)}`;
+  replace(v.chart, costChart(v.steps, 'chart'));
+}
+
+/* A live run's new steps: its last row is replaced (it may have grown)
+ * and new rows appended, so 2,000 rows are not redrawn per event. */
+function updateSteps(v, replaced, added) {
+  if (!v.list) { renderSteps(v); return; }
+  let reopen = null;
+  if (replaced) {
+    const li = v.list.lastElementChild;
+    if (li && li.querySelector('details').open) reopen = replaced.step;
+    if (li) li.remove();
+    if (v.strip.lastElementChild) v.strip.lastElementChild.remove();
+    added = [replaced, ...added];
+  }
+  const max = Math.max(v.maxDur, ...added.map((s) => s.duration_ms || 0));
+  if (max !== v.maxDur) {
+    v.maxDur = max;
+    v.steps.forEach((s, i) => { if (v.strip.children[i]) v.strip.children[i].style.flexGrow = grow(s, max); });
+  }
+  const strip = document.createDocumentFragment();
+  const list = document.createDocumentFragment();
+  for (const s of added) {
+    strip.appendChild(stripBar(s, v.maxDur));
+    const li = stepRow(s);
+    if (s.step === reopen) li.querySelector('details').open = true;
+    list.appendChild(li);
+  }
+  v.strip.appendChild(strip);
+  v.list.appendChild(list);
+  drawTotals(v);
 }
 
 /* What a step was, for its colour: the worst thing that happened in it. */
@@ -292,8 +330,12 @@ function legend() {
 function stripBar(s, maxDur) {
   const b = h('span', { class: 'sb k-' + stepKind(s), title: `step ${s.step}: ${fmtDuration(s.duration_ms)}` });
   /* Width follows duration, with a floor so a fast step still shows. */
-  b.style.flexGrow = String(0.15 + (s.duration_ms || 0) / maxDur);
+  b.style.flexGrow = grow(s, maxDur);
   return b;
+}
+
+function grow(s, maxDur) {
+  return String(0.15 + (s.duration_ms || 0) / maxDur);
 }
 
 /* A step's row: one line collapsed; its details are built when opened, so
@@ -347,7 +389,7 @@ function fillStep(body, s) {
         c.reused ? kv('Reused', 'yes: the ledger had its result') : null,
         c.policy ? kv('Policy', `${c.policy.decision}${c.policy.rule ? ' by ' + c.policy.rule : ''}`) : null,
         c.approval ? kv('Approval', `${c.approval.state}${c.approval.by ? ' by ' + c.approval.by : ''}${c.approval.wait_ms != null ? ' after ' + fmtDuration(c.approval.wait_ms) : ''}`) : null),
-      c.output ? h('pre', { class: 'output' }, c.output) : null)),
+      c.output ? h('pre', { class: 'output', tabindex: 0 }, c.output) : null)),
     (s.marks || []).length ? h('ul', { class: 'marks' }, s.marks.map((mk) =>
       h('li', null, h('span', { class: 'mono' }, mk.type), ' ', mk.text || ''))) : null);
 }
@@ -362,14 +404,12 @@ async function refreshTimeline(v) {
   try {
     tl = await fetchTimeline(v.id, after, v.ctx.signal);
   } catch (_) { return; /* the next event tries again */ }
-  const keep = last ? v.steps.slice(0, -1) : [];
-  const open = new Set([...v.timeline.querySelectorAll('li.step details[open]')].map((d) => d.parentNode.dataset.step));
-  v.steps = keep.concat(tl.steps.filter((s) => !last || s.step >= last.step));
-  renderSteps(v);
-  for (const st of open) {
-    const d = v.timeline.querySelector(`li.step[data-step="${CSS.escape(st)}"] details`);
-    if (d) d.open = true;
-  }
+  const fresh = tl.steps.filter((s) => !last || s.step >= last.step);
+  const replaced = last && fresh.length && fresh[0].step === last.step ? fresh.shift() : null;
+  if (replaced) v.steps[v.steps.length - 1] = replaced;
+  v.steps.push(...fresh);
+  if (!replaced && !fresh.length) return;
+  updateSteps(v, replaced, fresh);
 }
 
 /* ---- events: the raw log, every event once, in order ---- */
@@ -437,7 +477,7 @@ function eventEl(ev) {
       h('span', { class: 'ev-step' }, 'step ' + ev.step),
       h('span', { class: 'ev-type' }, ev.type),
       h('span', { class: 'ev-brief' }, brief(ev))),
-    h('pre', { class: 'json' }, JSON.stringify(ev.data, null, 2)));
+    h('pre', { class: 'json', tabindex: 0 }, JSON.stringify(ev.data, null, 2)));
 }
 
 /* One line of what the event says, from the fields most types carry. */
@@ -538,7 +578,7 @@ export function diffEl(text) {
   if (!files.length) return h('p', { class: 'muted' }, 'No changes to the workspace.');
   const few = files.length <= 3;
   return h('div', { class: 'diff' }, files.map((f) => {
-    const pre = h('pre', { class: 'diff-body' });
+    const pre = h('pre', { class: 'diff-body', tabindex: 0 });
     const det = h('details', { class: 'diff-file', dataset: { path: f.path },
       on: { toggle: () => { if (det.open && !pre.firstChild) fillDiff(pre, f); } } },
     h('summary', null, h('span', { class: 'mono' }, f.path), ' ',
