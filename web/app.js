@@ -135,7 +135,7 @@ function setBadge(n) {
   if (!badgeEl) return;
   badgeEl.hidden = false;
   badgeEl.classList.toggle('badge-zero', n === 0);
-  replace(badgeEl, h('span', { 'aria-hidden': 'true' }, String(n)), h('span', { class: 'sr' }, n + ' pending'));
+  replace(badgeEl, String(n), h('span', { class: 'sr' }, ' pending'));
   badgeEl.title = n + ' pending';
 }
 

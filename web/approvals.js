@@ -157,6 +157,7 @@ function decisionForm(ctx, a, mayDecide, pending, flashBox) {
 
   const approve = async () => {
     setErr(args, argsErr, '');
+    setErr(reason, reasonErr, '');
     const body = {};
     if (args.value.trim() !== originalText.trim()) {
       let v;
@@ -177,6 +178,7 @@ function decisionForm(ctx, a, mayDecide, pending, flashBox) {
   };
   const reject = async () => {
     setErr(reason, reasonErr, '');
+    setErr(args, argsErr, '');
     if (!reason.value.trim()) {
       setErr(reason, reasonErr, 'Say why: the agent gets the reason as the call’s result.');
       reason.focus();
