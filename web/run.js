@@ -106,13 +106,17 @@ function drawRun(v, run) {
 
 /* ---- controls: only those the status allows and the role may ---- */
 
+/* The states the store lets a pause take (lib/store/sql-queue.c): a run
+ * waiting for an approval or sleeping is not paused, it is already still. */
+const PAUSABLE = new Set(['queued', 'running', 'evaluating']);
+
 function drawControls(v, run) {
   if (!can(v.me, 'operator')) { replace(v.controls); return; }
   const st = run.status;
   const live = !TERMINAL.has(st);
   const btn = (label, fn, cls) => h('button', { type: 'button', class: cls || null, on: { click: fn } }, label);
   const out = [];
-  if (live && st !== 'paused' && !run.pause_requested) out.push(btn('Pause', () => control(v, 'pause')));
+  if (PAUSABLE.has(st) && !run.pause_requested) out.push(btn('Pause', () => control(v, 'pause')));
   if (st === 'paused' || run.pause_requested) out.push(btn('Unpause', () => control(v, 'unpause')));
   if (st === 'needs_human') out.push(resumeEl(v));
   if (live) out.push(btn('Cancel run', () => confirmCancel(v), 'danger'));
@@ -141,8 +145,15 @@ function confirmCancel(v) {
   replace(dlg, h('h2', { id: 'cancel-h' }, 'Cancel this run?'),
     h('p', { id: 'cancel-d' }, `Run ${v.id} stops at its next step boundary and ends as cancelled. It cannot be resumed.`),
     h('div', { class: 'dialog-buttons' }, keep, yes));
-  dlg.addEventListener('close', () => dlg.remove());
+  /* What is behind the modal is hidden from assistive tech too (as the
+   * browser already makes it inert), so one "Cancel run" is announced. */
+  const behind = [document.getElementById('top'), document.getElementById('main')];
+  dlg.addEventListener('close', () => {
+    for (const el of behind) el.removeAttribute('aria-hidden');
+    dlg.remove();
+  });
   document.body.appendChild(dlg);
+  for (const el of behind) el.setAttribute('aria-hidden', 'true');
   dlg.showModal();
   keep.focus();
 }
