@@ -145,6 +145,7 @@ const badgeSoon = debounce(refreshBadge, 500);
 
 function startFleet() {
   fleetCtrl = new AbortController();
+  let opened = 0;
   follow('/v1/events/stream', {
     signal: fleetCtrl.signal,
     onMessage: (m) => {
@@ -153,7 +154,12 @@ function startFleet() {
       if (/^approval/.test(ev.type) || ev.type === 'run_finished') badgeSoon();
       for (const fn of fleetSubs) fn(ev);
     },
-    onOpen: () => badgeSoon(),
+    /* Live only: what happened while it was down is not replayed, so a
+     * reconnect tells the views to look again. */
+    onOpen: () => {
+      badgeSoon();
+      if (opened++) for (const fn of fleetSubs) fn({ type: 'stream_reopened', run_id: null });
+    },
     onError: (e) => { if (e.status === 401) signOut('The server refused the token (revoked or mistyped). Sign in with a valid one.'); },
   });
   /* Deadlines pass without an event: count again now and then. */

@@ -45,7 +45,7 @@ export async function render(ctx) {
       ctx.refreshBadge();
     } catch (_) { /* kept as is; the next event tries again */ }
   }, 700);
-  ctx.onFleet((ev) => { if (/^approval/.test(ev.type) || ev.type === 'run_finished') refresh(); });
+  ctx.onFleet((ev) => { if (/^approval/.test(ev.type) || !ev.run_id || ev.type === 'run_finished') refresh(); });
 }
 
 function drawList(box, pending, selId) {

@@ -238,7 +238,7 @@ async function fetchTimeline(id, after, signal) {
   const steps = [];
   let page;
   do {
-    page = await api(`/v1/runs/${enc(id)}/timeline?after=${after}&limit=2000`, { signal });
+    page = await api(`/v1/runs/${enc(id)}/timeline?after=${after}&limit=5000`, { signal });
     steps.push(...page.steps);
     after = page.next_after;
   } while (page.more && page.steps.length);

@@ -41,7 +41,7 @@ export async function render(ctx) {
    * the first page may mean a new run, so that page is asked for again. */
   const refreshPage = debounce(() => load(ctx, state, filters, table, msg, pager, true), 1000);
   ctx.onFleet((ev) => {
-    if (state.stack.length === 0 || state.rows.has(ev.run_id)) refreshPage();
+    if (state.stack.length === 0 || !ev.run_id || state.rows.has(ev.run_id)) refreshPage();
   });
   const tick = setInterval(() => refreshAges(table), 15000);
   ctx.signal.addEventListener('abort', () => clearInterval(tick));
