@@ -190,7 +190,7 @@ function drawBudget(v, run) {
     bar('Steps', u.steps || 0, b.steps, (x) => String(x)),
     bar('Tokens', (u.input_tokens || 0) + (u.output_tokens || 0), b.tokens, fmtTokens),
     bar('Dollars', run.cost_usd || 0, b.dollars, fmtMoney),
-    bar('Wall clock', Math.round(wallUsed), b.wall_clock_s, (s) => fmtDuration(s * 1000)),
+    bar('Wall clock', Math.round(wallUsed), b.wall_clock_s, (s) => (s < 1 ? '0 s' : fmtDuration(s * 1000))),
     b.tool_calls != null ? bar('Tool calls', u.tool_calls || 0, b.tool_calls, String) : null,
     run.budget ? null : h('p', { class: 'muted small' }, 'This server does not report the run’s limits; only what it used is shown.'));
 }
