@@ -60,10 +60,10 @@ await main(async ({open}) => {
 
   const bud = page.getByRole('region', {name: 'Budget'});
   const steps = bud.getByRole('progressbar', {name: 'Steps'});
-  await steps.waitFor();
+  await steps.waitFor({state: 'attached'});
   const now = Number(await steps.getAttribute('aria-valuenow'));
   check(now === run.usage.steps, `the Steps progressbar says ${now}, the run took ${run.usage.steps}`);
-  ok(`the Budget region's Steps progressbar says ${now} of ${await steps.getAttribute('aria-valuemax')}`);
+  ok(`the Budget region's Steps progressbar says ${now} of ${await steps.getAttribute('aria-valuemax') ?? 'no limit'}`);
   for (const r of ['Plan', 'Timeline', 'Cost and tokens', 'Events', 'Changes', 'Checks']) {
     await page.getByRole('region', {name: r}).waitFor();
   }
