@@ -32,6 +32,35 @@ static int last_checks(const struct durin_event *ev, void *arg)
   return 0;
 }
 
+/* A limit, or null for none (0 in a spec's budget). */
+static json_t *limit(int64_t v)
+{
+  return v > 0 ? json_integer(v) : json_null();
+}
+
+/* The run's limits, from its resolved spec: what "used of limit" is
+ * measured against. */
+static json_t *budget_json(const char *spec_json)
+{
+  struct durin_spec spec;
+  json_t *b;
+
+  memset(&spec, 0, sizeof(spec));
+  if (!spec_json || durin_spec_parse(spec_json, NULL, &spec, NULL))
+    return json_null();
+  b = json_pack("{s:o,s:o,s:o,s:o,s:o}", "steps", limit(spec.budget.steps),
+                "tokens", limit(spec.budget.tokens), "dollars",
+                spec.budget.dollars > 0 ? json_real(spec.budget.dollars) :
+                                          json_null(),
+                "wall_clock_s",
+                limit(spec.budget.wall_clock_ms > 0 ?
+                          (spec.budget.wall_clock_ms + 999) / 1000 :
+                          0),
+                "tool_calls", limit(spec.budget.tool_calls));
+  durin_spec_clear(&spec);
+  return b;
+}
+
 json_t *srv_run_json(struct durin_store *st, const struct durin_run_info *ri,
                      int full)
 {
@@ -108,6 +137,7 @@ json_t *srv_run_json(struct durin_store *st, const struct durin_run_info *ri,
                         ri->concurrency_key ? json_string(ri->concurrency_key) :
                                               json_null());
     json_object_set_new(o, "max_recoveries", json_integer(ri->max_recoveries));
+    json_object_set_new(o, "budget", budget_json(ri->spec_json));
   }
   return o;
 }

@@ -115,6 +115,7 @@ extern const struct route srv_stream_routes[];
 extern const struct route srv_webhook_routes[];
 extern const struct route srv_diff_routes[];
 extern const struct route srv_web_routes[];
+extern const struct route srv_timeline_routes[];
 extern const struct route srv_openapi_routes[];
 
 /* Answers: reply_json takes j; reply_error's body is

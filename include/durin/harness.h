@@ -125,8 +125,9 @@ struct durin_completion {
   enum durin_completion_kind kind;
   int64_t now_ms;
   struct durin_model_response *resp;
-  int64_t retries;   /* retries spent on this model call */
-  const char *error; /* DURIN_DONE_MODEL_ERROR: why */
+  int64_t retries;    /* retries spent on this model call */
+  int64_t latency_ms; /* the model call, retries and waits included */
+  const char *error;  /* DURIN_DONE_MODEL_ERROR: why */
   struct durin_tool_result *tool;
   const struct durin_check_result *checks;
   int nchecks;

@@ -71,7 +71,8 @@ struct durin_harness {
   struct durin_model_response resp;
   int have_resp;
   int64_t step_retries;
-  double step_cost; /* the response's, at the run's prices */
+  int64_t step_model_ms; /* the step's model call, as the driver timed it */
+  double step_cost;      /* the response's, at the run's prices */
   struct call *calls;
   int ncalls;
   int cur;
@@ -193,6 +194,7 @@ static void step_reset(struct durin_harness *h)
   durin_model_response_clear(&h->resp);
   h->have_resp = 0;
   h->step_retries = 0;
+  h->step_model_ms = 0;
   h->step_cost = 0;
   for (i = 0; i < h->ncalls; i++) {
     json_decref(h->calls[i].args);
@@ -486,6 +488,7 @@ static void make_pending(struct durin_harness *h)
     return;
   pj = durin_model_response_to_json(&h->resp);
   json_object_set_new(pj, "retries", json_integer(h->step_retries));
+  json_object_set_new(pj, "duration_ms", json_integer(h->step_model_ms));
   h->pending_text = json_dumps(pj, JSON_COMPACT);
   json_decref(pj);
 }
@@ -970,6 +973,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     mr = durin_model_response_to_json(&h->resp);
     json_object_set_new(mr, "cost_usd", json_real(h->step_cost));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
+    json_object_set_new(mr, "duration_ms", json_integer(h->step_model_ms));
     json_array_insert_new(h->events, at,
                           json_pack("[s,o]", "model_response", mr));
     /* Each call's policy decision, then its result. */
@@ -1185,6 +1189,7 @@ int durin_harness_complete(struct durin_harness *h,
     memset(c->resp, 0, sizeof(*c->resp));
     h->have_resp = 1;
     h->step_retries = c->retries;
+    h->step_model_ms = c->latency_ms > 0 ? c->latency_ms : 0;
     h->ck.usage.retries += c->retries;
     h->last_in_tokens = h->resp.input_tokens;
     h->last_req_bytes = h->req_bytes;
@@ -1381,6 +1386,7 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                          h->run_id, je.text);
   r = durin_model_response_from_json(j, &h->resp, err);
   h->step_retries = json_integer_value(json_object_get(j, "retries"));
+  h->step_model_ms = json_integer_value(json_object_get(j, "duration_ms"));
   json_decref(j);
   if (r)
     return r;

@@ -72,6 +72,7 @@ struct wrun {
   int req_built;
   struct uvh_xfer *xfer;
   int64_t retries_left, retries_spent;
+  int64_t model_started_ms; /* the call's first request, for its latency */
   int http_attempt;
   uv_timer_t timer;
   /* A tool or check process. */
@@ -842,6 +843,7 @@ static void model_finished(struct wrun *r, int rc,
   r->req_built = 0;
   memset(&c, 0, sizeof(c));
   c.retries = r->retries_spent;
+  c.latency_ms = durin_now_ms() - r->model_started_ms;
   r->retries_spent = 0;
   r->http_attempt = 0;
   if (rc) {
@@ -1276,6 +1278,7 @@ static void advance(struct wrun *r)
         let_go(r, 0);
         return;
       }
+      r->model_started_ms = durin_now_ms();
       start_model(r);
       break;
     case DURIN_ACT_POLICY: {
@@ -1670,6 +1673,42 @@ static int collect_held(const struct durin_held *h, void *arg)
   return 0;
 }
 
+/*
+ * What the roll call says of this worker beyond its row: its counts and
+ * each provider limiter's state (requests and tokens left in the buckets
+ * as of the last request, and until when a 429 holds it back). Read
+ * without a lock from the loop's fields: a moment stale is fine.
+ */
+static char *roll_call_info(struct durin_worker *w)
+{
+  json_t *o, *rls = json_array();
+  char *text;
+  int i;
+
+  for (i = 0; i < w->nrl; i++) {
+    const struct durin_ratelimit *rl = &w->rls[i].rl;
+
+    json_array_append_new(
+        rls,
+        json_pack("{s:s,s:f,s:f,s:o,s:o,s:o}", "provider", w->rls[i].provider,
+                  "rpm", rl->rpm, "tpm", rl->tpm, "requests_left",
+                  rl->rpm > 0 ? json_real(rl->req) : json_null(), "tokens_left",
+                  rl->tpm > 0 ? json_real(rl->tok) : json_null(),
+                  "blocked_until_ms",
+                  rl->blocked_until_ms > durin_now_ms() ?
+                      json_integer(rl->blocked_until_ms) :
+                      json_null()));
+  }
+  o = json_pack("{s:i,s:i,s:I,s:I,s:I,s:I,s:o}", "live", w->nlive, "waiting",
+                w->nwaiting, "claimed", (json_int_t)w->st.claimed, "finished",
+                (json_int_t)w->st.finished, "steps", (json_int_t)w->st.steps,
+                "lease_ttl_ms", (json_int_t)w->o.lease_ttl_ms, "rate_limits",
+                rls);
+  text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return text;
+}
+
 static int fn_beat(struct durin_worker *w, struct durin_txn *txn, struct job *j)
 {
   int r;
@@ -1683,22 +1722,17 @@ static int fn_beat(struct durin_worker *w, struct durin_txn *txn, struct job *j)
    * a heartbeat a moment stale is fine. */
   if (!r && !w->o.run_id) {
     struct durin_worker_row row;
-    char info[256];
+    char *info = roll_call_info(w);
 
-    snprintf(info, sizeof(info),
-             "{\"live\":%d,\"waiting\":%d,\"claimed\":%lld,"
-             "\"finished\":%lld,\"steps\":%lld,\"lease_ttl_ms\":%lld}",
-             w->nlive, w->nwaiting, (long long)w->st.claimed,
-             (long long)w->st.finished, (long long)w->st.steps,
-             (long long)w->o.lease_ttl_ms);
     memset(&row, 0, sizeof(row));
     row.owner = w->owner;
     row.kind = w->o.kind ? w->o.kind : "worker";
     row.started_ms = w->started_ms;
     row.beat_ms = durin_now_ms();
     row.max_runs = w->o.max_runs;
-    row.info = info;
+    row.info = info ? info : "{}";
     durin_store_worker_beat(w->s, &row, NULL);
+    free(info);
   }
   return r;
 }
