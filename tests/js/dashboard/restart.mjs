@@ -7,7 +7,7 @@
 //
 //   DASH_TOKEN, DASH_RUN
 //   sync: "restart"
-import {main, need, ok, check, signIn, go, waitStatus, markDocument, sameDocument, seqs,
+import {main, need, ok, note, check, signIn, go, waitStatus, markDocument, sameDocument, seqs,
   checkSeqs, eventItems, apiGet, sync, shot} from './browser.mjs';
 
 const token = need('DASH_TOKEN');
@@ -15,6 +15,14 @@ const run = need('DASH_RUN');
 
 await main(async ({open}) => {
   const page = await open();
+  // What the page asks of the API from here on, for a failure to show.
+  page.on('request', (r) => {
+    if (r.url().includes('/v1/')) {
+      note(`request ${r.method()} ${r.url().replace(/^https?:\/\/[^/]*/, '')}` +
+        (r.headers()['last-event-id'] ? ` Last-Event-ID: ${r.headers()['last-event-id']}` : ''));
+    }
+  });
+  page.on('requestfailed', (r) => note(`failed ${r.url().replace(/^https?:\/\/[^/]*/, '')}: ${r.failure()?.errorText}`));
   await signIn(page, token);
   await go(page, `#/runs/${run}`, 'run');
   await waitStatus(page, 'waiting_approval');
