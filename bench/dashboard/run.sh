@@ -43,6 +43,7 @@ token=$("$durin" token create bench --role admin 2>/dev/null)
 # --max-runs 1: the seed holds the one slot with a run whose model never
 # answers once the 2,000-step run is done, so the worker does not scan the
 # queue at each create (see bench/api.c); --api-rate 0: no per-token limit.
+: >"$tmp/serve.log"
 BENCH_SILENT=unused "$durin" serve --listen 127.0.0.1:0 --api-rate 0 --max-runs 1 --poll 50ms \
   >"$tmp/serve.log" 2>&1 &
 serve=$!
