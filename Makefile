@@ -11,17 +11,30 @@ DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev
 	diffutils sqlite3 libpq-dev postgresql libmicrohttpd-dev libarchive-dev libzstd-dev \
 	curl jq openssl
 
+# Debian packages only the tests need: the browser the dashboard's tests
+# drive (tests/js/dashboard, through playwright-core).
+TEST_DEB_PKGS = chromium
+
 # npm packages of the e2e tests' third-party checkers (tests/js/package.json);
 # node and npm come from Debian when the machine has no node at all.
 NPM_DIR = tests/js
 NPM_DEB_PKGS = nodejs npm
 
-.PHONY: all deps npm-deps build demo test bench clean format check-format
+.PHONY: all deps test-deps npm-deps build demo test bench clean format check-format
 
 all: build
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test-deps:
+	@missing=""; for p in $(TEST_DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -50,7 +63,7 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	./examples/fix-failing-test/demo.sh $(BUILD)/durin
 
-test: build npm-deps
+test: build test-deps npm-deps
 	./tests/run-all.sh $(BUILD)
 
 $(BENCH_BUILD)/build.ninja:

@@ -33,6 +33,9 @@ RUNS=${RECOVERY_RUNS:-4} "$(dirname "$0")/recovery" "$build"
 "$build/bench/api" "$build" --only streams --pace-ms 50 --steps 100
 "$build/bench/api" "$build" --only create
 "$build/bench/api" "$build" --only create --clients 1 --creates 500
+# The dashboard in a browser: 10,000 runs in the store, the first page of
+# runs and a 2,000-step run's timeline (needs `make npm-deps` and Chromium).
+"$(dirname "$0")/dashboard/run.sh" "$build"
 # The same on PostgreSQL: DURIN_BENCH_PG names a server's URL whose
 # databases durin_b1..durin_b4 the bench may drop; without it, a private
 # cluster on loopback if the server is installed (as the tests start).
