@@ -7,9 +7,10 @@
  *
  * On a drop (serve restarted, network gone) it reconnects with backoff
  * (1 s, 2 s, 4 s ... at most 10 s) sending Last-Event-ID, so the server
- * replays what was missed. It stops for good on `event: end` (the run is
- * over; not when the server says it is stopping), on an HTTP error the
- * caller must see (401, 403, 404), or when the caller's AbortSignal fires.
+ * replays what was missed; a serve that stops says `event: closing` first,
+ * which is such a drop. It stops for good on `event: end` (the run is
+ * over), on an HTTP error the caller must see (401, 403, 404), or when the
+ * caller's AbortSignal fires.
  */
 
 import { authHeaders, ApiError } from './api.js';
@@ -73,24 +74,17 @@ async function connect(url, opts, opened) {
     const { value, done } = await reader.read();
     if (done) return false;
     for (const msg of parser.feed(dec.decode(value, { stream: true }))) {
+      if (msg.event === 'closing') {
+        reader.cancel().catch(() => {});
+        return false;
+      }
       if (msg.event === 'end') {
         reader.cancel().catch(() => {});
-        /* A serve that stops ends its streams too ("server stopping"):
-         * that is a drop to reconnect through, not the run's end. */
-        if (endReason(msg.data) === 'server stopping') return false;
         if (opts.onEnd) opts.onEnd(msg.data);
         return true;
       }
       if (msg.event === 'message' && msg.data !== '') opts.onMessage(msg);
     }
-  }
-}
-
-function endReason(data) {
-  try {
-    return JSON.parse(data).reason || '';
-  } catch (_) {
-    return '';
   }
 }
 
