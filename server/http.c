@@ -48,10 +48,14 @@ struct srv {
   struct webhooks *webhooks;
 };
 
-/* Liveness: the process answers (it asks nothing of the store). */
+/* Liveness: the process answers (it asks nothing of the store). It says
+ * whether requests need a token, so a client (the dashboard) on a
+ * --no-auth serve knows not to ask for one. */
 static int healthz(struct req *r)
 {
-  return reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+  return reply_json(r, 200,
+                    json_pack("{s:s,s:b}", "status", "ok", "auth",
+                              !r->srv->o.no_auth));
 }
 
 static const struct route http_routes[] = {

@@ -229,12 +229,20 @@ function start() {
 }
 
 /* At load: ask who the stored token is while the view's own requests go
- * out in parallel; a refusal of either sends the user to sign-in. */
-function boot() {
+ * out in parallel; a refusal of either sends the user to sign-in. Without
+ * a token, a serve that needs none (--no-auth, said by /healthz) is used
+ * as is; any other asks for one. */
+async function boot() {
   window.addEventListener('hashchange', () => { if (me) show(); });
   if (!getToken()) {
-    renderSignIn('');
-    return;
+    let health = null;
+    try {
+      health = await api('/healthz');
+    } catch (_) { /* unreachable: sign-in says so when it is tried */ }
+    if (!health || health.auth !== false) {
+      renderSignIn('');
+      return;
+    }
   }
   mePromise = api('/v1/whoami');
   me = { name: '…', role: 'viewer' };

@@ -19,6 +19,11 @@ ACME=$(make_token acme-viewer viewer acme)
 
 post() { api "$1" POST "$2" -H 'Content-Type: application/json' -d "$3"; }
 
+test_expect_success '/healthz says requests need a token' '
+  test "$(api "" GET /healthz)" = 200 &&
+  test "$(body_field .auth)" = true
+'
+
 test_expect_success 'whoami names the token, its role and tenant' '
   test "$(api $VIEWER GET /v1/whoami)" = 200 &&
   test "$(body_field .name)" = watcher &&

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The dashboard in a real browser (headless Chromium, playwright-core):
-# sign-in and its refusal, the runs view with no run yet, a run submitted
+# sign-in and its refusal (and none on a --no-auth serve), the runs view
+# with no run yet, a run submitted
 # through the API going live in the runs and run views, the workers view,
 # and what the pages say when the server stops answering. Every view is
 # checked with axe and photographed (see tests/e2e/lib-dashboard.sh).
@@ -50,6 +51,12 @@ test_expect_success 'a run submitted through the API goes live in the browser' '
   go approve &&
   dash_wait &&
   test "$(status_of $id)" = succeeded
+'
+
+test_expect_success 'a --no-auth serve: no sign-in, the local admin' '
+  stop_serve &&
+  start_serve --no-auth &&
+  dash noauth.mjs
 '
 
 test_expect_success 'screenshots of each view are artefacts' '
