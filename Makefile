@@ -24,8 +24,8 @@ NPM_DEB_PKGS = nodejs npm
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# $(call apt_missing,PACKAGES): installs those of PACKAGES not installed.
+apt_missing = @missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -33,14 +33,11 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+deps:
+	$(call apt_missing,$(DEB_PKGS))
+
 test-deps:
-	@missing=""; for p in $(TEST_DEB_PKGS); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_missing,$(TEST_DEB_PKGS))
 
 # npm ci writes node_modules/.package-lock.json: older than the lockfile, or
 # missing, means node_modules is stale.

@@ -1241,6 +1241,17 @@ int durin_txn_pending_clear(struct durin_txn *txn, const char *run_id,
   return durin__sq_step_nowait(q, st, "clearing pending response", err);
 }
 
+/* The event of a row of "SELECT seq, ts_ms, step, type, data" (its text
+ * points into the row). */
+static void event_of_row(struct db_stmt *st, struct durin_event *ev)
+{
+  ev->seq = db_col_int64(st, 0);
+  ev->ts_ms = db_col_int64(st, 1);
+  ev->step = db_col_int64(st, 2);
+  ev->type = db_col_text(st, 3);
+  ev->data = db_col_text(st, 4);
+}
+
 int durin_store_events_read(struct durin_store *q, const char *run_id,
                             int64_t from_seq, int64_t max, durin_event_cb cb,
                             void *arg, struct durin_err *err)
@@ -1260,11 +1271,7 @@ int durin_store_events_read(struct durin_store *q, const char *run_id,
   while ((rc = db_step(st)) == DB_ROW) {
     struct durin_event ev;
 
-    ev.seq = db_col_int64(st, 0);
-    ev.ts_ms = db_col_int64(st, 1);
-    ev.step = db_col_int64(st, 2);
-    ev.type = db_col_text(st, 3);
-    ev.data = db_col_text(st, 4);
+    event_of_row(st, &ev);
     r = cb(&ev, arg);
     if (r)
       break;
@@ -1293,11 +1300,7 @@ int durin_store_event_last(struct durin_store *q, const char *run_id,
   db_bind_text(st, 2, type);
   rc = db_step(st);
   if (rc == DB_ROW) {
-    ev.seq = db_col_int64(st, 0);
-    ev.ts_ms = db_col_int64(st, 1);
-    ev.step = db_col_int64(st, 2);
-    ev.type = db_col_text(st, 3);
-    ev.data = db_col_text(st, 4);
+    event_of_row(st, &ev);
     r = cb(&ev, arg);
   } else if (rc != DB_DONE) {
     r = durin__sq_fail(q, err, "reading events");

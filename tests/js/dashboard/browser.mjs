@@ -120,6 +120,17 @@ export async function go(page, hash, view) {
   if (view) await waitReady(page, view);
 }
 
+// Signs in and opens approval ID in the inbox; once it is listed, returns
+// its item in the list and the "Arguments (JSON)" box.
+export async function openApproval(page, token, id) {
+  await signIn(page, token);
+  await go(page, `#/approvals/${id}`, 'approvals');
+  const item = page.getByRole('list', {name: 'Pending approvals'})
+    .locator(`[data-approval-id="${id}"]`);
+  await item.waitFor();
+  return {item, box: page.getByRole('textbox', {name: 'Arguments (JSON)'})};
+}
+
 // A mark that survives only as long as the document does: a test that
 // finds it after a wait knows the page was not reloaded.
 export async function markDocument(page) {

@@ -8,7 +8,7 @@
 //   DASH_BAD1 DASH_BAD1_SAYS   arguments the tool refuses; a regex of the message
 //   DASH_BAD2 DASH_BAD2_SAYS   arguments the policy refuses; the same
 //   DASH_GOOD                  arguments that fit
-import {main, need, ok, check, signIn, go, waitStatus, apiGet, shot, Failure} from './browser.mjs';
+import {main, need, ok, check, openApproval, go, waitStatus, apiGet, shot, Failure} from './browser.mjs';
 
 const token = need('DASH_TOKEN');
 const run = need('DASH_RUN');
@@ -49,11 +49,7 @@ async function refused(page, box, args, says) {
 
 await main(async ({open}) => {
   const page = await open();
-  await signIn(page, token);
-  await go(page, `#/approvals/${appr}`, 'approvals');
-  const item = page.getByRole('list', {name: 'Pending approvals'}).locator(`[data-approval-id="${appr}"]`);
-  await item.waitFor();
-  const box = page.getByRole('textbox', {name: 'Arguments (JSON)'});
+  const {item, box} = await openApproval(page, token, appr);
   await refused(page, box, need('DASH_BAD1'), need('DASH_BAD1_SAYS'));
   await shot(page, 'approvals-edit-refused');
   await refused(page, box, need('DASH_BAD2'), need('DASH_BAD2_SAYS'));

@@ -5,7 +5,7 @@
 // request).
 //
 //   DASH_TOKEN, DASH_RUN, DASH_APPROVAL, DASH_REASON
-import {main, need, ok, check, signIn, go, waitStatus, apiGet, tabTo, shot} from './browser.mjs';
+import {main, need, ok, check, openApproval, go, waitStatus, apiGet, tabTo, shot} from './browser.mjs';
 
 const token = need('DASH_TOKEN');
 const run = need('DASH_RUN');
@@ -14,11 +14,7 @@ const reason = need('DASH_REASON');
 
 await main(async ({open}) => {
   const page = await open();
-  await signIn(page, token);
-  await go(page, `#/approvals/${appr}`, 'approvals');
-  const item = page.getByRole('list', {name: 'Pending approvals'}).locator(`[data-approval-id="${appr}"]`);
-  await item.waitFor();
-  const box = page.getByRole('textbox', {name: 'Arguments (JSON)'});
+  const {item, box} = await openApproval(page, token, appr);
   const why = page.getByRole('textbox', {name: 'Reason'});
   await box.focus();
   await tabTo(page, why, '"Reason"');
