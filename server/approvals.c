@@ -74,23 +74,43 @@ static int list_one(const struct durin_approval *a, void *arg)
   return 0;
 }
 
-/* Drops the approvals of runs the request may not see; the store's
- * listing is done first, so no query runs inside its callback. */
-static void only_visible(struct req *r, json_t *arr)
+/* The name of run id for a listing, or JSON false if the request may not
+ * see it (another tenant's, or gone). */
+static json_t *run_name_for(struct req *r, const char *id)
 {
-  json_t *seen = json_object(), *a;
+  struct durin_run_info ri;
+  json_t *name;
+
+  if (durin_store_run_get(r->store, id, &ri, NULL))
+    return json_false();
+  name = req_sees_tenant(r, ri.tenant) ? json_string(ri.name ? ri.name : "") :
+                                         json_false();
+  durin_run_info_clear(&ri);
+  return name ? name : json_string("");
+}
+
+/* Names each approval's run (`run_name`, so a list tells two runs apart)
+ * and drops those of runs the request may not see; one look per run, after
+ * the store's listing, so no query runs inside its callback. */
+static void name_runs(struct req *r, json_t *arr)
+{
+  json_t *seen = json_object(), *a, *name;
   const char *run;
   size_t i = 0;
 
   while (i < json_array_size(arr)) {
     a = json_array_get(arr, i);
     run = json_string_value(json_object_get(a, "run"));
-    if (!json_object_get(seen, run))
-      json_object_set_new(seen, run, json_boolean(sees_run(r, run)));
-    if (json_is_true(json_object_get(seen, run)))
+    if (!(name = json_object_get(seen, run))) {
+      json_object_set_new(seen, run, run_name_for(r, run));
+      name = json_object_get(seen, run);
+    }
+    if (json_is_string(name)) {
+      json_object_set(a, "run_name", name);
       i++;
-    else
+    } else {
       json_array_remove(arr, i);
+    }
   }
   json_decref(seen);
 }
@@ -122,8 +142,7 @@ static int list_approvals(struct req *r)
     json_decref(l.arr);
     return reply_store_error(r, rc, &err);
   }
-  if (r->who.has_tenant && !run)
-    only_visible(r, l.arr);
+  name_runs(r, l.arr);
   return reply_json(r, 200, json_pack("{s:o}", "approvals", l.arr));
 }
 

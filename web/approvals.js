@@ -56,7 +56,8 @@ function drawList(box, pending, selId) {
       'aria-current': a.id === selId ? 'true' : null,
     },
     h('span', { class: 'ai-tool mono' }, a.tool),
-    h('span', { class: 'ai-run' }, 'run ', h('span', { class: 'mono' }, a.run.slice(0, 10) + '…'), ' step ' + a.step),
+    h('span', { class: 'ai-run' }, a.run_name ? a.run_name + ' · ' : 'run ',
+      h('span', { class: 'mono', title: a.run }, '…' + a.run.slice(-6)), ' step ' + a.step),
     h('span', { class: 'ai-time' }, 'asked ', timeEl(a.requested_ms)))))));
 }
 

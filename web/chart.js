@@ -16,7 +16,7 @@ export function costChart(steps, idBase) {
   const pts = steps.filter((s) => s.tokens !== undefined && s.cost_usd !== undefined);
   const last = pts[pts.length - 1];
   const sentence = last
-    ? `After ${pts.length} steps (step ${last.step}), the run has cost ${fmtMoney(last.cost_usd)} and used ${fmtTokens(last.tokens)} tokens.`
+    ? `After step ${last.step}, the run has cost ${fmtMoney(last.cost_usd)} and used ${fmtTokens(last.tokens)} tokens.`
     : 'No model call yet: nothing spent.';
   if (pts.length < 2) return h('p', { class: 'muted' }, sentence);
 

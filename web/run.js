@@ -283,7 +283,10 @@ function renderSteps(v) {
 
 function drawTotals(v) {
   const total = v.steps.reduce((a, s) => a + (s.duration_ms || 0), 0);
-  v.stripHead.textContent = `${v.steps.length} steps · ${fmtDuration(total)}`;
+  /* Step 0 is what came before the first model call, not a step the
+   * budget counts. */
+  const n = v.steps.filter((s) => s.step > 0).length;
+  v.stripHead.textContent = `${n} step${n === 1 ? '' : 's'} · ${fmtDuration(total)}`;
   replace(v.chart, costChart(v.steps, 'chart'));
 }
 
@@ -562,6 +565,14 @@ function drawDiff(v, diff) {
 }
 
 /* Splits a unified diff (git headers) into files. */
+/* The one-line changes `durin diff` prints instead of a text diff: binary
+ * files, links, a file that became a link (cli/cmd-diff.c, print_change). */
+const ONE_LINE = [
+  /^(?:new|deleted|old) file (.+) \((?:binary, )?\d+ bytes\)$/,
+  /^binary file (.+) changed \(\d+ -> \d+ bytes\)$/,
+  /^(?:old|new|deleted) symlink (.+?) -> /,
+];
+
 export function parseDiff(text) {
   const files = [];
   let cur = null;
@@ -570,6 +581,16 @@ export function parseDiff(text) {
       const m = / b\/(.*)$/.exec(line);
       cur = { path: m ? m[1] : line.slice(11), lines: [], add: 0, del: 0 };
       files.push(cur);
+      continue;
+    }
+    const one = ONE_LINE.map((re) => re.exec(line)).find(Boolean);
+    if (one) {
+      /* A link change is two such lines about one path. */
+      if (!cur || cur.path !== one[1] || !cur.oneLine) {
+        cur = { path: one[1], lines: [], add: 0, del: 0, oneLine: true };
+        files.push(cur);
+      }
+      cur.lines.push(line);
       continue;
     }
     if (!cur) {

@@ -52,6 +52,7 @@ test_expect_success 'a viewer lists the waiting call and sees what to decide' '
   test "$(api $viewer GET /v1/approvals)" = 200 &&
   test "$(body_field ".approvals[] | select(.run == \"$id\") | .id")" = "$a" &&
   test "$(body_field ".approvals[] | select(.id == \"$a\") | .state")" = pending &&
+  test "$(body_field ".approvals[] | select(.id == \"$a\") | .run_name")" = "$(sql "select name from runs where id = '"'"'$id'"'"'")" &&
   test "$(api $viewer GET "/v1/approvals?run=$id&state=all")" = 200 &&
   test "$(body_field ".approvals | length")" = 1 &&
   test "$(api $viewer GET /v1/approvals/$a)" = 200 &&
