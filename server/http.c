@@ -53,9 +53,9 @@ struct srv {
  * --no-auth serve knows not to ask for one. */
 static int healthz(struct req *r)
 {
-  return reply_json(r, 200,
-                    json_pack("{s:s,s:b}", "status", "ok", "auth",
-                              !r->srv->o.no_auth));
+  return reply_json(
+      r, 200,
+      json_pack("{s:s,s:b}", "status", "ok", "auth", !r->srv->o.no_auth));
 }
 
 static const struct route http_routes[] = {
@@ -338,6 +338,61 @@ static int got_token(const struct durin_token *t, void *arg)
   return 0;
 }
 
+/* Whether host (a Host header: NAME[:PORT] or [V6]:PORT) names this
+ * machine's loopback. */
+static int loopback_host(const char *host)
+{
+  static const char *const names[] = { "127.0.0.1", "localhost", "[::1]",
+                                       NULL };
+  size_t n;
+  int i;
+
+  for (i = 0; names[i]; i++) {
+    n = strlen(names[i]);
+    if (!strncasecmp(host, names[i], n) && (!host[n] || host[n] == ':'))
+      return 1;
+  }
+  return 0;
+}
+
+/*
+ * Without tokens (--no-auth), any program that can reach the port is an
+ * admin, and so would be any web page the user's browser shows: a page
+ * may POST to 127.0.0.1 without asking (a "simple" request), and a DNS
+ * name rebound to 127.0.0.1 reads the answers. So such a serve takes only
+ * requests addressed to a loopback name (Host), and from a browser only
+ * those of its own pages (Origin, which browsers send on every cross-site
+ * POST and every fetch but a same-origin GET). Answers 403 and returns -1
+ * otherwise.
+ */
+static int local_only(struct req *r)
+{
+  const char *host = req_header(r, "Host"), *origin = req_header(r, "Origin");
+  const char *rest;
+
+  if (!host || !loopback_host(host)) {
+    reply_error(r, 403, "forbidden",
+                "this serve runs without tokens (--no-auth) and answers only "
+                "requests to a loopback address (127.0.0.1, localhost), not "
+                "'%s'",
+                host ? host : "(no Host)");
+    return -1;
+  }
+  if (!origin)
+    return 0;
+  rest = !strncmp(origin, "http://", 7)  ? origin + 7 :
+         !strncmp(origin, "https://", 8) ? origin + 8 :
+                                           NULL;
+  if (rest && !strcasecmp(rest, host))
+    return 0;
+  reply_error(r, 403, "forbidden",
+              "this serve runs without tokens (--no-auth) and takes no "
+              "request from another site's page (Origin '%s'); start it with "
+              "tokens to use it from elsewhere",
+              origin);
+  return -1;
+}
+
 /* Fills r->who from the Authorization header; answers 401 if it cannot. */
 static int authenticate(struct req *r)
 {
@@ -347,6 +402,8 @@ static int authenticate(struct req *r)
   int rc;
 
   if (r->srv->o.no_auth) {
+    if (local_only(r))
+      return -1;
     snprintf(r->who.name, sizeof(r->who.name), "local");
     r->who.role = ROLE_ADMIN;
     return 0;

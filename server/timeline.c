@@ -12,6 +12,8 @@
  * is the truth. Pages hold whole steps. See docs/internals/dashboard.md for
  * the shape.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,9 +24,19 @@
 #define MAX_STEPS     5000
 /* Events read per round trip to the store. */
 #define BATCH 2000
-/* Characters of text kept: the model's words, a call's output. */
+/* Bytes of text kept (cut at a character): the model's words, a call's output.
+ */
 #define TEXT_MAX   300
 #define OUTPUT_MAX 200
+
+/* The running totals through event upto: the model responses up to it. */
+struct totals {
+  char run[32];
+  int64_t upto;
+  int64_t tokens;
+  double cost;
+  int64_t last_ts;
+};
 
 struct fold {
   int64_t limit; /* steps in the page */
@@ -34,7 +46,8 @@ struct fold {
   json_t *calls; /* call_id -> call object of cur */
   json_t *waits; /* approval id -> call object (the page) */
   int64_t prev_end_ms;
-  int64_t tokens; /* running totals */
+  struct totals at_last; /* the totals before the last step opened */
+  int64_t tokens;        /* running totals */
   double cost;
   int64_t last_seq; /* the last event folded */
   int64_t next_after;
@@ -97,6 +110,11 @@ static void close_step(struct fold *f)
 static void open_step(struct fold *f, const struct durin_event *ev)
 {
   int64_t start = f->prev_end_ms ? f->prev_end_ms : ev->ts_ms;
+
+  f->at_last.upto = ev->seq - 1;
+  f->at_last.tokens = f->tokens;
+  f->at_last.cost = f->cost;
+  f->at_last.last_ts = f->prev_end_ms;
 
   f->cur =
       json_pack("{s:I,s:I,s:I,s:I,s:I,s:n,s:[],s:[]}", "step",
@@ -185,7 +203,7 @@ static void on_approval_end(struct fold *f, json_t *d, int64_t ts,
 
   if (!a)
     return;
-  json_object_set_new(a, "state", json_string(state ? state : "decided"));
+  json_object_set_new(a, "state", json_string(*state ? state : "decided"));
   if (json_is_string(json_object_get(d, "by")))
     json_object_set_new(a, "by", json_string(str(d, "by")));
   json_object_set_new(a, "wait_ms", json_integer(ts - num(a, "requested_ms")));
@@ -300,13 +318,47 @@ static int fold_one(const struct durin_event *ev, void *arg)
   return 0;
 }
 
-/* The running totals before the page: the model responses up to after. */
-struct totals {
-  int64_t upto;
-  int64_t tokens;
-  double cost;
-  int64_t last_ts;
-};
+/*
+ * The totals at the start of the last step each page ended with, per run:
+ * a client that follows a live run asks again from there (after =
+ * first_seq - 1 of its last step), and the log before it never changes,
+ * so the next answer reads only what came since instead of the whole log
+ * again. A small table per process, oldest out first.
+ */
+#define TOTALS_KEPT 64
+
+static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct totals kept[TOTALS_KEPT];
+static unsigned kept_next;
+
+/* The kept totals of run at or before seq, or zeros for the start. */
+static void totals_find(const char *run, int64_t seq, struct totals *t)
+{
+  int i;
+
+  memset(t, 0, sizeof(*t));
+  snprintf(t->run, sizeof(t->run), "%s", run);
+  pthread_mutex_lock(&kept_mu);
+  for (i = 0; i < TOTALS_KEPT; i++)
+    if (!strcmp(kept[i].run, run) && kept[i].upto <= seq &&
+        kept[i].upto > t->upto)
+      *t = kept[i];
+  pthread_mutex_unlock(&kept_mu);
+}
+
+static void totals_keep(const struct totals *t)
+{
+  int i;
+
+  pthread_mutex_lock(&kept_mu);
+  for (i = 0; i < TOTALS_KEPT && strcmp(kept[i].run, t->run); i++)
+    ;
+  if (i == TOTALS_KEPT)
+    i = (int)(kept_next++ % TOTALS_KEPT);
+  if (kept[i].upto <= t->upto || strcmp(kept[i].run, t->run))
+    kept[i] = *t;
+  pthread_mutex_unlock(&kept_mu);
+}
 
 static int total_one(const struct durin_event *ev, void *arg)
 {
@@ -346,8 +398,14 @@ static int get_timeline(struct req *r)
   if (req_run(r, r->param[0], &ri))
     return 0;
   if (from > 0) {
+    int64_t kept_upto;
+
+    totals_find(ri.id, from, &t);
+    kept_upto = t.upto;
     t.upto = from;
-    rc = durin_store_events_read(r->store, ri.id, 1, from, total_one, &t, &err);
+    if (kept_upto < from)
+      rc = durin_store_events_read(r->store, ri.id, kept_upto + 1,
+                                   from - kept_upto, total_one, &t, &err);
     f.tokens = t.tokens;
     f.cost = t.cost;
     f.prev_end_ms = t.last_ts;
@@ -373,6 +431,10 @@ static int get_timeline(struct req *r)
     reply_store_error(r, rc, &err);
   } else {
     close_step(&f);
+    if (f.at_last.upto > 0) {
+      snprintf(f.at_last.run, sizeof(f.at_last.run), "%s", ri.id);
+      totals_keep(&f.at_last);
+    }
     reply_json(r, 200,
                json_pack("{s:s,s:s,s:I,s:o,s:b,s:I}", "run", ri.id, "status",
                          durin_run_status_name(ri.status), "last_seq",

@@ -255,7 +255,24 @@ test_expect_success '--no-auth serves loopback only and says so' '
   test_must_fail durin serve --no-auth --listen 0.0.0.0:0 2>err.txt &&
   grep_q loopback err.txt &&
   start_serve --no-auth && grep_q "WITHOUT authentication" "$SERVE_LOG" &&
-  test "$(api - GET /v1/runs)" = 200 && stop_serve
+  test "$(api - GET /v1/runs)" = 200
+'
+
+# A web page the user visits may POST to 127.0.0.1 without asking, and a
+# name rebound to 127.0.0.1 reads the answers: a serve without tokens
+# takes neither. (Straight to the serve: prism sets Host and answers
+# Origin itself.)
+direct() { curl -s -o .body -w "%{http_code}" "$@"; }
+test_expect_success '--no-auth: no request from another site, nor for another name' '
+  test "$(direct -H "Origin: http://evil.example" -H "Content-Type: text/plain" \
+      -d "{\"spec\": {}}" "$API_DIRECT/v1/runs")" = 403 &&
+  grep_q "another site" .body &&
+  test "$(direct -H "Host: rebound.example:80" "$API_DIRECT/v1/runs")" = 403 &&
+  grep_q "loopback" .body &&
+  test "$(direct -H "Origin: $API_DIRECT" "$API_DIRECT/v1/runs")" = 200 &&
+  test "$(direct -H "Host: localhost" "$API_DIRECT/v1/runs")" = 200 &&
+  test "$(sql "select count(*) from runs where created_by = '"'"'local'"'"'")" = 0 &&
+  stop_serve
 '
 
 test_done

@@ -116,6 +116,19 @@ test_expect_success 'pages hold whole steps and carry the running totals on' '
   test "$(body_field .more)" = false
 '
 
+test_expect_success "a follower's next ask, from its last step, has the same totals" '
+  test "$(api $VIEWER GET /v1/runs/$id/timeline)" = 200 &&
+  full=$(jq -c ".steps[-1:]" .body) &&
+  from=$(body_field ".steps[-1].first_seq - 1") &&
+  for i in 1 2; do
+    test "$(api $VIEWER GET "/v1/runs/$id/timeline?after=$from")" = 200 &&
+    test "$(jq -c .steps .body)" = "$full" || return 1
+  done &&
+  test "$(api $VIEWER GET "/v1/runs/$id/timeline?after=$((from + 1))")" = 200 &&
+  test "$(body_field ".steps[0].step")" = 3 &&
+  test "$(body_field ".steps[0].tokens")" = 660
+'
+
 test_expect_success 'bad timeline queries are 400; another tenant sees no run' '
   test "$(api $VIEWER GET "/v1/runs/$id/timeline?limit=0")" = 400 &&
   test "$(api $VIEWER GET "/v1/runs/$id/timeline?limit=5001")" = 400 &&
