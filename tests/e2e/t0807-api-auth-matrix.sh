@@ -87,6 +87,7 @@ param_of() {
   /v1/tokens/\{*) eval echo "\$${2}_token" ;;
   /v1/agents/\{*) echo "$AGENT" ;;
   /v1/limits/\{*) echo tenant:ta ;;
+  /ui/\{*) echo app.js ;;
   *\{*)
     echo "param_of: no id for the parameter of $1: teach t0807 the new resource" >&2
     return 1
@@ -273,6 +274,11 @@ test_expect_success 'tenant B: 404 on tenant A objects, and never one of them in
       # server'"'"'s: no tenant token sets or reads them.
       s=$(call "$B" "$m" "$p" throw closed) || return 1
       [ "$s" = 403 ] && no_a_in_body || fail "$m $p as tenant B: $s, want 403" || return 1
+      continue ;;
+    "GET /ui/{file}")
+      # The dashboard'"'"'s files: public, and no tenant'"'"'s.
+      s=$(call "$B" "$m" "$p" main closed) || return 1
+      [ "$s" = 200 ] && no_a_in_body || fail "$m $p as tenant B: $s, want 200" || return 1
       continue ;;
     esac
     set -- throw closed
