@@ -9,7 +9,7 @@
  */
 
 import { api, getToken, setToken, clearToken, ApiError, NetworkError } from './api.js';
-import { h, replace, notice, debounce } from './dom.js';
+import { h, replace, notice, debounce, focusFirst } from './dom.js';
 import { follow } from './sse.js';
 import * as runsView from './runs.js';
 import * as runView from './run.js';
@@ -31,24 +31,44 @@ let badgeEl = null;
 function parseRoute() {
   const raw = location.hash.replace(/^#\/?/, '');
   const [path, query] = raw.split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query || '');
+  let parts;
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch (_) {
+    /* A malformed escape (#/runs/%E0): say so rather than leave a dead view. */
+    return { name: 'bad', hash: location.hash, params };
+  }
   if (parts[0] === 'runs' && parts[1]) return { name: 'run', id: parts[1], params };
   if (parts[0] === 'approvals') return { name: 'approvals', id: parts[1] || '', params };
   if (parts[0] === 'workers') return { name: 'workers', params };
   return { name: 'runs', params };
 }
 
-const VIEWS = { runs: runsView, run: runView, approvals: approvalsView, workers: workersView };
+/* The view for an address that does not decode. */
+const badView = {
+  render(ctx) {
+    replace(ctx.main, h('h1', null, 'No such page'),
+      notice('error', h('p', null, `The address “${ctx.route.hash}” is not one the dashboard knows. `),
+        h('a', { href: '#/runs' }, 'Go to the runs')));
+    ctx.ready('error');
+  },
+};
+
+const VIEWS = { runs: runsView, run: runView, approvals: approvalsView, workers: workersView, bad: badView };
 const NAV = [['runs', 'Runs', '#/runs'], ['approvals', 'Approvals', '#/approvals'], ['workers', 'Workers', '#/workers']];
 
-async function show() {
+/* Shows the route's view. `moveFocus` (false only for the first view of a
+ * page load) moves the focus to the new view's heading once it is drawn,
+ * so a keyboard or screen reader user lands on what the route change
+ * brought, not on the link that is gone. */
+async function show(moveFocus = true) {
   if (viewCtrl) viewCtrl.abort();
   viewCtrl = new AbortController();
   delete document.body.dataset.ready;
   const route = parseRoute();
   markNav(route.name === 'run' ? 'runs' : route.name);
-  const ctx = makeCtx(route, viewCtrl.signal);
+  const ctx = makeCtx(route, viewCtrl.signal, moveFocus);
   replace(main, notice('loading', 'Loading…'));
   try {
     await VIEWS[route.name].render(ctx);
@@ -57,14 +77,35 @@ async function show() {
   }
 }
 
-function makeCtx(route, signal) {
+/* Focus to the view's main heading (or <main>), unless the user has
+ * already moved into the view. */
+function focusView() {
+  const a = document.activeElement;
+  if (a && a !== main && main.contains(a)) return;
+  focusFirst(main.querySelector('h1'), main);
+}
+
+function makeCtx(route, signal, moveFocus) {
   const ctx = {
     main, route, signal,
     whoami: () => mePromise,
-    ready: (name) => { if (!signal.aborted) document.body.dataset.ready = name; },
+    ready: (name) => {
+      if (signal.aborted) return;
+      if (moveFocus) { moveFocus = false; focusView(); }
+      document.body.dataset.ready = name;
+    },
+    /* Hooks that live as long as the view: a no-op once it is left (a view
+     * that registers one after an await may be gone already). */
     onFleet: (fn) => {
+      if (signal.aborted) return;
       fleetSubs.add(fn);
       signal.addEventListener('abort', () => fleetSubs.delete(fn), { once: true });
+    },
+    every: (ms, fn) => {
+      if (signal.aborted) return null;
+      const t = setInterval(fn, ms);
+      signal.addEventListener('abort', () => clearInterval(t), { once: true });
+      return t;
     },
     refreshBadge: () => refreshBadge(),
     fail: (e, where) => fail(e, where || main, signal),
@@ -91,6 +132,7 @@ function fail(e, where, signal) {
   }
   replace(where, notice('error', h('p', null, msg),
     h('button', { type: 'button', on: { click: () => show() } }, 'Retry')));
+  if (where === main && !main.contains(document.activeElement)) focusFirst(main);
   document.body.dataset.ready = 'error';
 }
 
@@ -249,7 +291,7 @@ async function boot() {
   renderHeader();
   startFleet();
   refreshBadge();
-  show();
+  show(false);
   mePromise.then((w) => {
     me = w;
     const cur = top.querySelector('[aria-current]');

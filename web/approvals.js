@@ -11,7 +11,7 @@
  */
 
 import { api, enc, can, ApiError } from './api.js';
-import { h, replace, notice, timeEl, fmtTokens, fmtMoney, fmtDuration, debounce, statusEl } from './dom.js';
+import { h, replace, notice, timeEl, fmtTokens, fmtMoney, fmtDuration, debounce, serial, statusEl } from './dom.js';
 import { diffEl } from './run.js';
 
 /* A confirmation carried over to the next approval's render. */
@@ -23,11 +23,15 @@ export async function render(ctx) {
   const selId = ctx.route.id || (pending[0] && pending[0].id) || '';
   const listBox = h('div', { class: 'inbox-list' });
   const detail = h('div', { class: 'inbox-detail' });
+  /* The live region goes in empty and is filled a moment later: text put
+   * in with the region itself is not announced. */
   const flashBox = h('div', { class: 'flash', role: 'status' });
-  if (flash) { flashBox.append(notice('ok', flash)); flash = null; }
+  const said = flash;
+  flash = null;
 
   replace(ctx.main, h('div', { class: 'view-head' }, h('h1', null, 'Approvals')), flashBox,
     h('div', { class: 'inbox' }, listBox, detail));
+  if (said) setTimeout(() => { if (!ctx.signal.aborted) flashBox.append(h('div', { class: 'notice notice-ok' }, said)); }, 100);
   drawList(listBox, pending, selId);
 
   if (!selId) {
@@ -38,17 +42,27 @@ export async function render(ctx) {
   }
   ctx.ready('approvals');
 
-  const refresh = debounce(async () => {
+  const refresh = debounce(serial(async () => {
     try {
       const l = await api('/v1/approvals', { signal: ctx.signal });
       drawList(listBox, l.approvals, selId);
       ctx.refreshBadge();
     } catch (_) { /* kept as is; the next event tries again */ }
-  }, 700);
+  }), 700);
   ctx.onFleet((ev) => { if (/^approval/.test(ev.type) || !ev.run_id || ev.type === 'run_finished') refresh(); });
 }
 
 function drawList(box, pending, selId) {
+  /* A redraw keeps the focus on the same approval's link, if still listed. */
+  const had = box.contains(document.activeElement) ? document.activeElement.dataset.approvalId : null;
+  drawItems(box, pending, selId);
+  if (had) {
+    const el = box.querySelector(`[data-approval-id="${CSS.escape(had)}"]`);
+    if (el) el.focus();
+  }
+}
+
+function drawItems(box, pending, selId) {
   if (!pending.length) { replace(box, h('p', { class: 'muted' }, 'No pending approvals.')); return; }
   replace(box, h('ul', { 'aria-label': 'Pending approvals', class: 'inbox-items' }, pending.map((a) =>
     h('li', null, h('a', {
@@ -117,9 +131,8 @@ function startCountdown(ctx, el, a) {
     el.classList.toggle('urgent', ms < 60000);
     return ms > 0;
   };
-  tick();
-  const t = setInterval(() => { if (!tick()) clearInterval(t); }, 1000);
-  ctx.signal.addEventListener('abort', () => clearInterval(t));
+  if (!tick()) return;
+  const t = ctx.every(1000, () => { if (!tick()) clearInterval(t); });
 }
 
 function decisionForm(ctx, a, mayDecide, pending, flashBox) {
@@ -206,11 +219,15 @@ async function decide(ctx, a, what, body, ui) {
   replace(ui.result, notice('loading', what === 'approve' ? 'Approving…' : 'Rejecting…'));
   try {
     const r = await api(`/v1/approvals/${enc(a.id)}/${what}`, { method: 'POST', body });
+    /* The user left meanwhile: the decision is made, the page stays where
+     * they went. */
+    if (ctx.signal.aborted) { ctx.refreshBadge(); return; }
     const done = what === 'approve' ? (r.state === 'edited' ? 'Approved with your arguments' : 'Approved') : 'Rejected';
     flash = `${done}: ${a.tool} in ${a.run_name || a.run} (approval ${a.id}).`;
     ctx.refreshBadge();
     goNext(ctx, a.id, ui.pending);
   } catch (e) {
+    if (ctx.signal.aborted) return;
     ui.busy(false);
     replace(ui.result);
     if (!(e instanceof ApiError) || e.status === 401) { ctx.fail(e, ui.result); return; }
@@ -226,6 +243,7 @@ async function decide(ctx, a, what, body, ui) {
 
 /* On to the next pending approval (or the empty inbox), keeping the flash. */
 function goNext(ctx, doneId, pending) {
+  if (ctx.signal.aborted) return;
   const rest = pending.filter((p) => p.id !== doneId);
   const next = rest.length ? '#/approvals/' + enc(rest[0].id) : '#/approvals';
   if (location.hash === next) ctx.retry();

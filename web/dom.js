@@ -132,6 +132,39 @@ export function debounce(fn, ms) {
   };
 }
 
+/* An async fn that runs one at a time: a call while it runs marks it dirty
+ * and it runs once more after that run ends (however many calls came
+ * meanwhile), so two runs never work from the same state and answers are
+ * drawn in the order they were asked for. Errors are the fn's to handle. */
+export function serial(fn) {
+  let running = false;
+  let dirty = false;
+  return async () => {
+    if (running) { dirty = true; return; }
+    running = true;
+    try {
+      do {
+        dirty = false;
+        try { await fn(); } catch (e) { if (!e || e.name !== 'AbortError') console.error(e); }
+      } while (dirty);
+    } finally {
+      running = false;
+    }
+  };
+}
+
+/* Focus to the first of `els` that is in the page; focusing something
+ * that has no tabindex makes it focusable by script only. */
+export function focusFirst(...els) {
+  for (const el of els) {
+    if (!el || !el.isConnected) continue;
+    if (!el.matches('a[href], button, input, select, textarea, [tabindex]')) el.setAttribute('tabindex', '-1');
+    el.focus({ preventScroll: false });
+    if (document.activeElement === el) return true;
+  }
+  return false;
+}
+
 export function section(label, id, ...children) {
   const hid = 'h-' + id;
   return h('section', { class: 'panel', id, 'aria-labelledby': hid },

@@ -8,11 +8,14 @@
  * in seq order, even across a `serve` restart: events go through one
  * queue; one already shown is dropped; one past a gap first fetches the
  * gap from the events endpoint. The other panels are refreshed from the
- * API a moment after events arrive (debounced), not rebuilt from events.
+ * API a moment after events arrive (debounced), not rebuilt from events;
+ * each refresh runs one at a time (serial: one asked for while one is on
+ * its way runs after it), so two never work from the same last step and
+ * no answer is drawn over a newer one.
  */
 
 import { api, enc, can, ApiError } from './api.js';
-import { h, replace, notice, section, statusEl, timeEl, fmtTokens, fmtMoney, fmtDuration, fmtTime, debounce, TERMINAL } from './dom.js';
+import { h, replace, notice, section, statusEl, timeEl, fmtTokens, fmtMoney, fmtDuration, fmtTime, debounce, serial, focusFirst, TERMINAL } from './dom.js';
 import { follow } from './sse.js';
 import { costChart } from './chart.js';
 
@@ -51,7 +54,11 @@ export async function render(ctx) {
 /* ---- the skeleton: a heading, facts, controls, then one region each ---- */
 
 function makeView(ctx, run, me) {
-  const v = { ctx, id: run.id, me, run, lastSeq: 0, firstSeq: 0, queue: Promise.resolve(), steps: [], tlMissing: false };
+  /* runAsked/runDrawn: the number of the latest request for the run and of
+   * the one drawn, so an older answer is never drawn over a newer one.
+   * resolution: the Resume choice, kept across redraws. */
+  const v = { ctx, id: run.id, me, run, lastSeq: 0, firstSeq: 0, queue: Promise.resolve(), steps: [], tlMissing: false,
+    runAsked: 0, runDrawn: 0, controlsKey: null, resolution: 'retry-call' };
   v.title = h('h1', { class: 'run-title' });
   v.facts = h('dl', { class: 'facts' });
   v.controls = h('div', { class: 'controls' });
@@ -110,28 +117,53 @@ function drawRun(v, run) {
  * waiting for an approval or sleeping is not paused, it is already still. */
 const PAUSABLE = new Set(['queued', 'running', 'evaluating']);
 
+/* Drawn again only when the set of controls changes, so a refresh leaves
+ * the focus and the Resume choice as they are; when it does change, the
+ * focus goes back to the control of the same name, else the first one. */
 function drawControls(v, run) {
   if (!can(v.me, 'operator')) { replace(v.controls); return; }
   const st = run.status;
-  const live = !TERMINAL.has(st);
+  const want = [];
+  if (PAUSABLE.has(st) && !run.pause_requested) want.push('Pause');
+  if (st === 'paused' || run.pause_requested) want.push('Unpause');
+  if (st === 'needs_human') want.push('Resume');
+  if (!TERMINAL.has(st)) want.push('Cancel run');
+  const key = want.join('|');
+  if (key === v.controlsKey) return;
+  v.controlsKey = key;
+  if (st !== 'needs_human') v.resolution = 'retry-call';
+  const had = v.controls.contains(document.activeElement) ? controlName(document.activeElement) : null;
   const btn = (label, fn, cls) => h('button', { type: 'button', class: cls || null, on: { click: fn } }, label);
-  const out = [];
-  if (PAUSABLE.has(st) && !run.pause_requested) out.push(btn('Pause', () => control(v, 'pause')));
-  if (st === 'paused' || run.pause_requested) out.push(btn('Unpause', () => control(v, 'unpause')));
-  if (st === 'needs_human') out.push(resumeEl(v));
-  if (live) out.push(btn('Cancel run', () => confirmCancel(v), 'danger'));
-  replace(v.controls, out);
+  replace(v.controls, want.map((w) => {
+    if (w === 'Pause') return btn('Pause', () => control(v, 'pause'));
+    if (w === 'Unpause') return btn('Unpause', () => control(v, 'unpause'));
+    if (w === 'Resume') return resumeEl(v);
+    return btn('Cancel run', () => confirmCancel(v), 'danger');
+  }));
+  if (had !== null) focusControl(v, had);
+}
+
+/* A control's name: a button's text, a radio's value. */
+function controlName(el) {
+  return el.type === 'radio' ? 'radio:' + el.value : el.textContent;
+}
+
+/* Focus to the control named `name`, else the first control, else the heading. */
+function focusControl(v, name) {
+  const all = [...v.controls.querySelectorAll('button, input')];
+  focusFirst(all.find((el) => controlName(el) === name), all[0], v.title);
 }
 
 function resumeEl(v) {
-  const radio = (val, label, checked) => h('label', { class: 'radio' },
-    h('input', { type: 'radio', name: 'resolution', value: val, checked }), ' ', label);
+  const radio = (val, label) => h('label', { class: 'radio' },
+    h('input', { type: 'radio', name: 'resolution', value: val, checked: v.resolution === val,
+      on: { change: (e) => { if (e.target.checked) v.resolution = val; } } }), ' ', label);
   const fs = h('fieldset', { class: 'resume' },
     h('legend', null, 'Resolution of the call it stopped on'),
-    radio('retry-call', 'Retry the call', true), radio('skip-call', 'Skip the call', false));
+    radio('retry-call', 'Retry the call'), radio('skip-call', 'Skip the call'));
   const go = h('button', { type: 'button', class: 'primary', on: { click: () => {
     const r = fs.querySelector('input[name=resolution]:checked');
-    control(v, 'resume', { resolution: r ? r.value : 'retry-call' });
+    control(v, 'resume', { resolution: r ? r.value : v.resolution });
   } } }, 'Resume');
   return h('div', { class: 'resume-box' }, fs, go);
 }
@@ -148,9 +180,14 @@ function confirmCancel(v) {
   /* What is behind the modal is hidden from assistive tech too (as the
    * browser already makes it inert), so one "Cancel run" is announced. */
   const behind = [document.getElementById('top'), document.getElementById('main')];
+  /* The focus goes back to the button that opened it, or, if a redraw
+   * replaced it meanwhile, to the control of that name (or the first). */
+  const opener = document.activeElement;
   dlg.addEventListener('close', () => {
     for (const el of behind) el.removeAttribute('aria-hidden');
     dlg.remove();
+    if (opener && opener.isConnected && opener !== document.body) opener.focus();
+    else focusControl(v, 'Cancel run');
   });
   document.body.appendChild(dlg);
   for (const el of behind) el.setAttribute('aria-hidden', 'true');
@@ -161,9 +198,10 @@ function confirmCancel(v) {
 async function control(v, what, body) {
   replace(v.controlMsg, notice('loading', `Asking to ${what}…`));
   try {
-    const run = await api(`/v1/runs/${enc(v.id)}/${what}`, { method: 'POST', body: body || {} });
+    const t = ++v.runAsked;
+    const run = await api(`/v1/runs/${enc(v.id)}/${what}`, { method: 'POST', body: body || {}, signal: v.ctx.signal });
     replace(v.controlMsg, notice('ok', doneText(what)));
-    drawRun(v, Object.assign({}, v.run, run));
+    drawRunIf(v, Object.assign({}, v.run, run), t);
     refreshRunSoon(v);
   } catch (e) {
     if (e instanceof ApiError && e.status !== 401) replace(v.controlMsg, notice('error', e.message));
@@ -290,30 +328,29 @@ function drawTotals(v) {
   replace(v.chart, costChart(v.steps, 'chart'));
 }
 
-/* A live run's new steps: its last row is replaced (it may have grown)
- * and new rows appended, so 2,000 rows are not redrawn per event. */
+/* A live run's new steps: its last row is updated in place (it may have
+ * grown; its summary keeps the focus, an open row stays open) and new rows
+ * appended, so 2,000 rows are not redrawn per event. */
 function updateSteps(v, replaced, added) {
   if (!v.list) { renderSteps(v); return; }
-  let reopen = null;
-  if (replaced) {
-    const li = v.list.lastElementChild;
-    if (li && li.querySelector('details').open) reopen = replaced.step;
-    if (li) li.remove();
-    if (v.strip.lastElementChild) v.strip.lastElementChild.remove();
-    added = [replaced, ...added];
-  }
-  const max = Math.max(v.maxDur, ...added.map((s) => s.duration_ms || 0));
+  const max = Math.max(v.maxDur, ...[replaced, ...added].filter(Boolean).map((s) => s.duration_ms || 0));
   if (max !== v.maxDur) {
     v.maxDur = max;
     v.steps.forEach((s, i) => { if (v.strip.children[i]) v.strip.children[i].style.flexGrow = grow(s, max); });
+  }
+  if (replaced) {
+    const li = v.list.lastElementChild;
+    const bar = v.strip.lastElementChild;
+    if (li && Number(li.dataset.step) === replaced.step) {
+      setStep(li, replaced);
+      if (bar) setBar(bar, replaced, v.maxDur);
+    } else added = [replaced, ...added];
   }
   const strip = document.createDocumentFragment();
   const list = document.createDocumentFragment();
   for (const s of added) {
     strip.appendChild(stripBar(s, v.maxDur));
-    const li = stepRow(s);
-    if (s.step === reopen) li.querySelector('details').open = true;
-    list.appendChild(li);
+    list.appendChild(stepRow(s));
   }
   v.strip.appendChild(strip);
   v.list.appendChild(list);
@@ -342,7 +379,12 @@ function legend() {
 }
 
 function stripBar(s, maxDur) {
-  const b = h('span', { class: 'sb k-' + stepKind(s), title: `step ${s.step}: ${fmtDuration(s.duration_ms)}` });
+  return setBar(h('span'), s, maxDur);
+}
+
+function setBar(b, s, maxDur) {
+  b.className = 'sb k-' + stepKind(s);
+  b.title = `step ${s.step}: ${fmtDuration(s.duration_ms)}`;
   /* Width follows duration, with a floor so a fast step still shows. */
   b.style.flexGrow = grow(s, maxDur);
   return b;
@@ -355,18 +397,29 @@ function grow(s, maxDur) {
 /* A step's row: one line collapsed; its details are built when opened, so
  * a 2,000-step run draws 2,000 summaries, not 2,000 bodies. */
 function stepRow(s) {
-  const calls = s.calls || [];
   const body = h('div', { class: 'step-body' });
-  const det = h('details', { on: { toggle: () => { if (det.open && !body.firstChild) fillStep(body, s); } } },
-    h('summary', null,
-      h('span', { class: 'dot k-' + stepKind(s), 'aria-hidden': 'true' }),
-      h('span', { class: 'st-n' }, 'Step ' + s.step),
-      h('span', { class: 'st-what' }, stepWhat(s, calls)),
-      h('span', { class: 'st-dur num' }, fmtDuration(s.duration_ms)),
-      h('span', { class: 'st-tok num', title: 'tokens so far' }, fmtTokens(s.tokens)),
-      h('span', { class: 'st-cost num', title: 'cost so far' }, fmtMoney(s.cost_usd))),
-    body);
-  return h('li', { class: 'step', dataset: { step: s.step } }, det);
+  const det = h('details', { on: { toggle: () => { if (det.open && !body.firstChild) fillStep(body, det.step); } } },
+    h('summary'), body);
+  return setStep(h('li', { class: 'step', dataset: { step: s.step } }, det), s);
+}
+
+/* (Re)draws a row for step s in place: the same <details> and <summary>. */
+function setStep(li, s) {
+  const det = li.firstElementChild;
+  const body = det.lastElementChild;
+  det.step = s;
+  replace(det.firstElementChild,
+    h('span', { class: 'dot k-' + stepKind(s), 'aria-hidden': 'true' }),
+    h('span', { class: 'st-n' }, 'Step ' + s.step),
+    h('span', { class: 'st-what' }, stepWhat(s, s.calls || [])),
+    h('span', { class: 'st-dur num' }, fmtDuration(s.duration_ms)),
+    h('span', { class: 'st-tok num', title: 'tokens so far' }, fmtTokens(s.tokens)),
+    h('span', { class: 'st-cost num', title: 'cost so far' }, fmtMoney(s.cost_usd)));
+  const inBody = body.contains(document.activeElement);
+  if (det.open) fillStep(body, s);
+  else replace(body);
+  if (inBody) det.firstElementChild.focus();
+  return li;
 }
 
 function stepWhat(s, calls) {
@@ -428,14 +481,24 @@ async function refreshTimeline(v) {
 
 /* ---- events: the raw log, every event once, in order ---- */
 
+/* The log is a live region: a batch (the first events, earlier ones, a
+ * gap) goes in while it is aria-busy, so it is not read out event by event. */
+function logBusy(v, on) {
+  v.busy = (v.busy || 0) + (on ? 1 : -1);
+  v.log.setAttribute('aria-busy', v.busy > 0 ? 'true' : 'false');
+}
+
 async function loadInitialEvents(v, run) {
   const after = Math.max(0, run.last_seq - EVENTS_BACK);
   v.firstSeq = after + 1;
   v.lastSeq = after;
+  logBusy(v, true);
   try {
     await fetchEventsUpTo(v, Infinity);
   } catch (e) {
     v.ctx.fail(e, v.logMsg);
+  } finally {
+    logBusy(v, false);
   }
   v.earlier.hidden = v.firstSeq <= 1;
   if (!v.log.firstChild) replace(v.logMsg, notice('empty', 'No events yet.'));
@@ -470,6 +533,7 @@ async function loadEarlier(v) {
   const limit = v.firstSeq - 1 - after;
   if (limit <= 0) return;
   v.earlier.disabled = true;
+  logBusy(v, true);
   try {
     const page = await api(`/v1/runs/${enc(v.id)}/events?after=${after}&limit=${limit}`, { signal: v.ctx.signal });
     const frag = document.createDocumentFragment();
@@ -478,6 +542,8 @@ async function loadEarlier(v) {
     v.firstSeq = after + 1;
   } catch (e) {
     v.ctx.fail(e, v.logMsg);
+  } finally {
+    logBusy(v, false);
   }
   v.earlier.disabled = false;
   v.earlier.hidden = v.firstSeq <= 1;
@@ -504,9 +570,9 @@ function brief(ev) {
 /* ---- live ---- */
 
 function followRun(v) {
-  const refreshRun = debounce(() => refreshRunNow(v), 800);
-  const refreshTl = debounce(() => refreshTimeline(v), 1200);
-  const refreshDiff = debounce(async () => drawDiff(v, await fetchDiff(v.id, v.ctx.signal)), 3000);
+  const refreshRun = debounce(serial(() => refreshRunNow(v)), 800);
+  const refreshTl = debounce(serial(() => refreshTimeline(v)), 1200);
+  const refreshDiff = debounce(serial(async () => drawDiff(v, await fetchDiff(v.id, v.ctx.signal))), 3000);
   v.refreshRun = refreshRun;
   follow(`/v1/runs/${enc(v.id)}/events/stream`, {
     signal: v.ctx.signal,
@@ -528,8 +594,36 @@ function followRun(v) {
  * it comes after a gap (a reconnect that skipped), the gap first. */
 async function ingest(v, ev) {
   if (ev.seq <= v.lastSeq) return;
-  if (ev.seq > v.lastSeq + 1) await fetchEventsUpTo(v, ev.seq - 1);
+  if (ev.seq > v.lastSeq + 1) await fillGap(v, ev.seq - 1);
   appendEvents(v, [ev]);
+}
+
+/* The events up to `upTo`, tried again with backoff while the server does
+ * not answer (the queue waits meanwhile, so the order holds); a refusal
+ * is said under the log, and the next event tries again. */
+async function fillGap(v, upTo) {
+  const signal = v.ctx.signal;
+  logBusy(v, true);
+  try {
+    for (let delay = 1000; ; delay = Math.min(delay * 2, 10000)) {
+      try {
+        await fetchEventsUpTo(v, upTo);
+        return;
+      } catch (e) {
+        if (signal.aborted || e.name === 'AbortError') throw e;
+        if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
+          v.ctx.fail(e, v.logMsg);
+          throw e;
+        }
+      }
+      await new Promise((resolve) => {
+        const t = setTimeout(resolve, delay);
+        signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+      });
+    }
+  } finally {
+    logBusy(v, false);
+  }
 }
 
 function refreshRunSoon(v) {
@@ -537,9 +631,17 @@ function refreshRunSoon(v) {
 }
 
 async function refreshRunNow(v) {
+  const t = ++v.runAsked;
   try {
-    drawRun(v, await api('/v1/runs/' + enc(v.id), { signal: v.ctx.signal }));
+    drawRunIf(v, await api('/v1/runs/' + enc(v.id), { signal: v.ctx.signal }), t);
   } catch (_) { /* the stream's reconnects say when the server is gone */ }
+}
+
+/* Draws the answer to request `t` unless one asked for later is drawn. */
+function drawRunIf(v, run, t) {
+  if (t < v.runDrawn || v.ctx.signal.aborted) return;
+  v.runDrawn = t;
+  drawRun(v, run);
 }
 
 /* ---- changes: the workspace diff, a <details> per file ---- */

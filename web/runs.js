@@ -9,14 +9,16 @@
  */
 
 import { api, enc, ApiError } from './api.js';
-import { h, replace, notice, statusEl, timeEl, fmtTokens, fmtMoney, debounce, STATUSES } from './dom.js';
+import { h, replace, notice, statusEl, timeEl, fmtTokens, fmtMoney, debounce, serial, STATUSES } from './dom.js';
 
 const PAGE = 50;
 const FILTERS = ['status', 'agent', 'tenant', 'label'];
 
 export async function render(ctx) {
   const p = ctx.route.params;
-  const state = { cursor: '', stack: [], next: null, rows: new Map() };
+  /* req: the number of the latest page request; only its answer is drawn.
+   * loading: a page the pager asked for is on its way. */
+  const state = { cursor: '', stack: [], next: null, rows: new Map(), req: 0, loading: false };
   const filters = Object.fromEntries(FILTERS.map((k) => [k, p.get(k) || '']));
 
   const table = h('table', { class: 'grid runs', 'aria-label': 'Runs' },
@@ -39,12 +41,11 @@ export async function render(ctx) {
 
   /* Live: an event for a row on screen refreshes that row; any event on
    * the first page may mean a new run, so that page is asked for again. */
-  const refreshPage = debounce(() => load(ctx, state, filters, table, msg, pager, true), 1000);
+  const refreshPage = debounce(serial(() => load(ctx, state, filters, table, msg, pager, true)), 1000);
   ctx.onFleet((ev) => {
     if (state.stack.length === 0 || !ev.run_id || state.rows.has(ev.run_id)) refreshPage();
   });
-  const tick = setInterval(() => refreshAges(table), 15000);
-  ctx.signal.addEventListener('abort', () => clearInterval(tick));
+  ctx.every(15000, () => refreshAges(table));
 }
 
 function filterForm(filters, q, searchMsg, ctx) {
@@ -96,24 +97,72 @@ function query(filters, cursor) {
   return '/v1/runs?' + qs;
 }
 
+/* Asks for the page at state.cursor and draws it, if no later request was
+ * made meanwhile (a live refresh of page 1 answering after "Older" was
+ * pressed is not drawn as page 2). `quiet`: a live refresh, whose failure
+ * is not worth a message. */
 async function load(ctx, state, filters, table, msg, pager, quiet) {
+  /* The page the pager asked for is on its way: it is the fresh one. */
+  if (quiet && state.loading) return;
+  const req = ++state.req;
+  if (!quiet) { state.loading = true; pager.update(); }
   let page;
   try {
     page = await api(query(filters, state.cursor), { signal: ctx.signal });
   } catch (e) {
+    if (req !== state.req) return;
+    state.loading = false;
+    pager.update();
     if (quiet && e.name !== 'AbortError' && !(e instanceof ApiError && e.status === 401)) return;
     ctx.fail(e, msg);
     return;
   }
+  if (req !== state.req) return;
+  state.loading = false;
   state.next = page.next_cursor;
   state.rows = new Map(page.runs.map((r) => [r.id, r]));
-  const body = document.createDocumentFragment();
-  for (const r of page.runs) body.appendChild(rowEl(r));
-  table.tBodies[0].replaceChildren(body);
+  drawRows(table.tBodies[0], page.runs);
   table.hidden = page.runs.length === 0;
   if (page.runs.length === 0) replace(msg, emptyEl(filters, state));
   else replace(msg);
   pager.update();
+}
+
+/* The rows, updated in place by data-run-id: a row already shown keeps its
+ * element and its link (which may have the focus), only its other cells
+ * are redrawn; new rows go in at their place, gone ones go. Rows are moved
+ * only when the order changed, and the focus is put back if one was. */
+function drawRows(tbody, runs) {
+  const focused = tbody.contains(document.activeElement) ? document.activeElement : null;
+  const old = new Map([...tbody.rows].map((tr) => [tr.dataset.runId, tr]));
+  let cur = tbody.firstElementChild;
+  for (const r of runs) {
+    const fresh = rowEl(r);
+    let tr = old.get(r.id);
+    if (tr) {
+      old.delete(r.id);
+      updateRow(tr, fresh);
+    } else tr = fresh;
+    if (tr === cur) cur = cur.nextElementSibling;
+    else tbody.insertBefore(tr, cur);
+  }
+  for (const tr of old.values()) tr.remove();
+  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
+}
+
+function updateRow(tr, fresh) {
+  const cells = [...tr.cells];
+  const now = [...fresh.cells];
+  /* The first cell holds the link: only the name under it may change. */
+  const sub = (td) => td.querySelector('.sub');
+  if ((sub(cells[0]) || {}).textContent !== (sub(now[0]) || {}).textContent) {
+    if (sub(cells[0])) sub(cells[0]).remove();
+    if (sub(now[0])) cells[0].appendChild(sub(now[0]));
+  }
+  for (let i = 1; i < now.length; i++) {
+    if (!cells[i]) tr.appendChild(now[i]);
+    else if (!cells[i].isEqualNode(now[i])) tr.replaceChild(now[i], cells[i]);
+  }
 }
 
 function rowEl(r) {
@@ -153,16 +202,30 @@ function emptyEl(filters, state) {
     h('p', null, 'It shows up here as soon as it is queued.'));
 }
 
+/* Newer and Older are disabled while a page loads (a double click pushes
+ * no cursor twice) and where there is no such page. With aria-disabled,
+ * not `disabled`: a button that had the focus keeps it. */
 function pagerEl(state, reload) {
-  const newer = h('button', { type: 'button', on: { click: () => { state.cursor = state.stack.pop() || ''; reload(); } } }, 'Newer');
-  const older = h('button', { type: 'button', on: { click: () => { state.stack.push(state.cursor); state.cursor = state.next; reload(); } } }, 'Older');
+  const off = (b) => b.getAttribute('aria-disabled') === 'true';
+  const newer = h('button', { type: 'button', on: { click: () => {
+    if (off(newer)) return;
+    state.cursor = state.stack.pop() || '';
+    reload();
+  } } }, 'Newer');
+  const older = h('button', { type: 'button', on: { click: () => {
+    if (off(older)) return;
+    state.stack.push(state.cursor);
+    state.cursor = state.next;
+    reload();
+  } } }, 'Older');
   const where = h('span', { class: 'muted' });
+  const set = (b, disabled) => b.setAttribute('aria-disabled', disabled ? 'true' : 'false');
   return {
     el: h('div', { class: 'pager' }, newer, older, where),
     update() {
-      newer.disabled = state.stack.length === 0;
-      older.disabled = !state.next;
-      where.textContent = `page ${state.stack.length + 1}`;
+      set(newer, state.loading || state.stack.length === 0);
+      set(older, state.loading || !state.next);
+      where.textContent = state.loading ? `page ${state.stack.length + 1}, loading…` : `page ${state.stack.length + 1}`;
     },
   };
 }

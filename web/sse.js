@@ -11,6 +11,16 @@
  * which is such a drop. It stops for good on `event: end` (the run is
  * over), on an HTTP error the caller must see (401, 403, 404), or when the
  * caller's AbortSignal fires.
+ *
+ * Each connection has its own AbortController (the caller's signal aborts
+ * it too), closed without the caller's stream ending when:
+ *  - no byte came for READ_TIMEOUT_MS: the server sends a heartbeat comment
+ *    every 15 s, so the socket is half-open (a laptop slept, the network
+ *    changed) and would stay silent forever; it reconnects at once.
+ *  - the tab has been hidden for HIDDEN_MS: a browser allows 6 connections
+ *    per host over HTTP/1.1, across tabs, and each tab holds up to two
+ *    streams, so background tabs would starve the one in use. It
+ *    reconnects when the tab is visible again (Last-Event-ID as usual).
  */
 
 import { authHeaders, ApiError } from './api.js';
@@ -24,21 +34,40 @@ import { authHeaders, ApiError } from './api.js';
  *   onEnd(data): after `event: end`; no reconnect follows.
  *   onError(err): a refusal (4xx); no reconnect follows.
  */
+export const READ_TIMEOUT_MS = 45000;
+export const HIDDEN_MS = 10000;
+
+/* When the tab was hidden (0: it is visible). */
+let hiddenSince = document.hidden ? Date.now() : 0;
+document.addEventListener('visibilitychange', () => {
+  hiddenSince = document.hidden ? (hiddenSince || Date.now()) : 0;
+});
+
+const hiddenLong = () => document.hidden && hiddenSince && Date.now() - hiddenSince >= HIDDEN_MS;
+
 export function follow(url, opts) {
   const run = async () => {
     let delay = 1000;
     while (!opts.signal.aborted) {
+      if (hiddenLong()) await untilVisible(opts.signal);
+      if (opts.signal.aborted) return;
+      const conn = connection(opts.signal);
       let ended = false;
       try {
-        ended = await connect(url, opts, () => { delay = 1000; });
+        ended = await connect(url, opts, conn, () => { delay = 1000; });
       } catch (e) {
         if (opts.signal.aborted) return;
         if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
           if (opts.onError) opts.onError(e);
           return;
         }
+      } finally {
+        conn.close();
       }
       if (ended || opts.signal.aborted) return;
+      /* Closed by us: hidden waits for the tab at the top of the loop; a
+       * silent socket is replaced at once. */
+      if (conn.why() === 'hidden' || conn.why() === 'idle') continue;
       if (opts.onDrop) opts.onDrop();
       await sleep(delay, opts.signal);
       delay = Math.min(delay * 2, 10000);
@@ -47,24 +76,79 @@ export function follow(url, opts) {
   run();
 }
 
+/* One connection's controller: aborted by the caller's signal, by READ_TIMEOUT_MS
+ * without a byte (beat() says one came), or by the tab hidden HIDDEN_MS. */
+function connection(outer) {
+  const ctrl = new AbortController();
+  let why = '';
+  let idle = null;
+  let hide = null;
+  const stop = (w) => { if (!why) why = w; ctrl.abort(); };
+  const onAbort = () => stop('caller');
+  const beat = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => stop('idle'), READ_TIMEOUT_MS);
+  };
+  const vis = () => {
+    clearTimeout(hide);
+    hide = null;
+    if (document.hidden) hide = setTimeout(() => stop('hidden'), Math.max(0, HIDDEN_MS - (Date.now() - (hiddenSince || Date.now()))));
+  };
+  outer.addEventListener('abort', onAbort);
+  document.addEventListener('visibilitychange', vis);
+  beat();
+  vis();
+  return {
+    signal: ctrl.signal,
+    beat,
+    why: () => why,
+    close() {
+      clearTimeout(idle);
+      clearTimeout(hide);
+      outer.removeEventListener('abort', onAbort);
+      document.removeEventListener('visibilitychange', vis);
+    },
+  };
+}
+
+function untilVisible(signal) {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (document.hidden && !signal.aborted) return;
+      document.removeEventListener('visibilitychange', check);
+      signal.removeEventListener('abort', check);
+      resolve();
+    };
+    document.addEventListener('visibilitychange', check);
+    signal.addEventListener('abort', check);
+    check();
+  });
+}
+
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
   });
 }
 
 /* One connection; true when the stream said `end` (do not reconnect). */
-async function connect(url, opts, opened) {
+async function connect(url, opts, conn, opened) {
   const hd = authHeaders();
   const last = opts.lastId ? opts.lastId() : '';
   if (last !== '' && last !== null && last !== undefined) hd['Last-Event-ID'] = String(last);
-  const resp = await fetch(url, { headers: hd, signal: opts.signal, cache: 'no-store' });
+  const resp = await fetch(url, { headers: hd, signal: conn.signal, cache: 'no-store' });
   if (!resp.ok) {
     let e = null;
     try { e = (await resp.json()).error; } catch (_) { /* not JSON */ }
     throw new ApiError(resp.status, e ? e.code : 'http', e ? e.message : resp.statusText);
   }
+  conn.beat();
   opened();
   if (opts.onOpen) opts.onOpen();
   const reader = resp.body.getReader();
@@ -73,6 +157,7 @@ async function connect(url, opts, opened) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return false;
+    conn.beat();
     for (const msg of parser.feed(dec.decode(value, { stream: true }))) {
       if (msg.event === 'closing') {
         reader.cancel().catch(() => {});

@@ -15,8 +15,7 @@ export async function render(ctx) {
   replace(ctx.main, h('div', { class: 'view-head' }, h('h1', null, 'Workers')), body);
   await load(ctx, body);
   ctx.ready('workers');
-  const t = setInterval(() => load(ctx, body, true), REFRESH_MS);
-  ctx.signal.addEventListener('abort', () => clearInterval(t));
+  ctx.every(REFRESH_MS, () => load(ctx, body, true));
 }
 
 async function load(ctx, box, quiet) {
@@ -66,12 +65,19 @@ function limitsEl(limits) {
   return h('ul', { class: 'limits' }, limits.map((l) => {
     const blocked = l.blocked_until_ms && l.blocked_until_ms > Date.now();
     return h('li', null, h('span', { class: 'mono' }, l.provider), ': ',
-      `${fmtNum(l.requests_left)}/${fmtNum(l.rpm)} req, ${fmtTokens(Math.round(l.tokens_left ?? 0))}/${fmtTokens(l.tpm)} tok per min`,
+      `${perMin(l.requests_left, l.rpm, fmtNum)} req, ${perMin(l.tokens_left, l.tpm, fmtTokens)} tok per min`,
       blocked ? h('span', { class: 'status st-failed', title: fmtTime(l.blocked_until_ms) }, ' blocked ' + fmtDuration(l.blocked_until_ms - Date.now())) : null);
   }));
 }
 
+/* "498/500", or "unlimited": a limit of 0 (or none) is no limit. The
+ * numbers come as JSON reals (600.0, 498.2). */
+function perMin(left, limit, fmt) {
+  if (!limit || !(Number(limit) > 0)) return 'unlimited';
+  const l = left === null || left === undefined ? '–' : fmt(Math.max(0, Math.floor(Number(left) || 0)));
+  return `${l}/${fmt(Math.round(Number(limit)))}`;
+}
+
 function fmtNum(x) {
-  if (x === null || x === undefined) return '∞';
-  return String(Math.floor(x));
+  return String(x);
 }

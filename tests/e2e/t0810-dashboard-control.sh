@@ -3,7 +3,9 @@
 # tests/e2e/lib-dashboard.sh): "Cancel run" during a `sleep 300` tool
 # call ends the run cancelled at once; the run view's event stream
 # reconnects after a serve restart on the same port and shows what was
-# committed while no serve ran, with no gap and nothing twice.
+# committed while no serve ran, with no gap and nothing twice; the
+# Resume choice of a run that stopped for a person survives the refreshes
+# live events bring, and is the one sent.
 . "$(dirname "$0")/lib-test.sh"
 . "$(dirname "$0")/lib-dashboard.sh"
 
@@ -51,6 +53,19 @@ test_expect_success "the run view's stream across a serve restart: no gap, nothi
   go restart &&
   dash_wait &&
   test "$(status_of $id)" = succeeded && events_contiguous "$id"
+'
+
+test_expect_success 'a needs_human run: the Resume choice survives refreshes and is the one sent' '
+  test "$(api "$op" POST /v1/runs -d "{\"spec\": {\"goal\": \"stop for a person\",
+    \"model\": {\"provider\": \"script\", \"turns\": [
+      {\"tool_calls\": [{\"name\": \"bash\", \"arguments\": {\"command\": \"touch gate\"}}]},
+      {\"tool_calls\": [{\"name\": \"finish\", \"arguments\": {\"summary\": \"done\"}}]}]},
+    \"approvals\": {\"timeout_s\": 1, \"on_expiry\": \"needs_human\"},
+    \"policy\": {\"rules\": [{\"name\": \"ask-touch\", \"tool\": \"bash\", \"command_prefix\": \"touch\", \"action\": \"ask\"}]}}}")" = 201 &&
+  id=$(body_field .id) &&
+  wait_for 60 "test \"\$(status_of $id)\" = needs_human" &&
+  dash resume.mjs DASH_TOKEN="$op" DASH_RUN="$id" &&
+  wait_for 60 "test \"\$(status_of $id)\" = succeeded"
 '
 
 stop_serve

@@ -12,7 +12,8 @@
   test_skip_all "this host cannot build the sandbox"
 
 # A run of two bash steps, a third that a rule asks a person about, two
-# more, then finish.
+# more, then finish; the fourth takes 2 s, so the run view's refreshes,
+# slowed by live.mjs, come while others are on their way.
 body() {
   cat <<JSON
 {"spec": {"name": "live", "goal": "go live",
@@ -20,7 +21,7 @@ body() {
    {"text": "looking", "tool_calls": [{"name": "bash", "arguments": {"command": "echo one"}}]},
    {"tool_calls": [{"name": "update_plan", "arguments": {"plan": [{"step": "touch", "status": "in_progress"}]}}]},
    {"text": "making the file", "tool_calls": [{"name": "bash", "arguments": {"command": "touch gate"}}]},
-   {"tool_calls": [{"name": "bash", "arguments": {"command": "echo three"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 2; echo three"}}]},
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]},
  "policy": {"rules": [{"name": "ask-touch", "tool": "bash", "command_prefix": "touch", "action": "ask"}]}}}
 JSON

@@ -45,6 +45,16 @@ await main(async ({open}) => {
   check(before > 0, 'no events shown while the run waits');
   ok(`the run view shows the run waiting for approval, with ${before} events`);
 
+  // From here the API answers the run view slowly: the timeline more
+  // slowly than its refreshes are asked for, the run after a random wait.
+  // Refreshes must not overlap (no step twice) and no answer may be drawn
+  // over a newer one (the status stays succeeded).
+  const slow = (ms) => (route) => new Promise((r) => setTimeout(r, ms())).then(() => route.continue());
+  const tlUrl = (u) => u.pathname === `/v1/runs/${id}/timeline`;
+  const runUrl = (u) => u.pathname === `/v1/runs/${id}`;
+  await page.route(tlUrl, slow(() => 3000));
+  await page.route(runUrl, slow(() => Math.random() * 1500));
+
   await sync('approve');
   await waitStatus(page, 'succeeded');
   const run = await apiGet(token, `/v1/runs/${id}`);
@@ -57,6 +67,21 @@ await main(async ({open}) => {
   check(await sameDocument(page), 'the page reloaded while the run went on');
   ok(`events arrived live (${before} -> ${got.length}, data-seq 1..${run.last_seq}) ` +
     'and the status reached succeeded without a reload');
+
+  const want = (await apiGet(token, `/v1/runs/${id}/timeline`)).steps.map((s) => s.step);
+  const shown = () => page.evaluate(() =>
+    [...document.querySelectorAll('li[data-step]')].map((e) => Number(e.dataset.step)));
+  await page.waitForFunction((w) => JSON.stringify([...document.querySelectorAll('li[data-step]')]
+    .map((e) => Number(e.dataset.step))) === JSON.stringify(w), want, {timeout: 20000}).catch(() => {});
+  // ... and still once any refresh still on its way has answered.
+  await page.waitForTimeout(4000);
+  const tl = await shown();
+  check(JSON.stringify(tl) === JSON.stringify(want),
+    `with a slow API, the timeline shows steps [${tl}], the run has [${want}]`);
+  await waitStatus(page, 'succeeded', 1000);
+  await page.unroute(tlUrl);
+  await page.unroute(runUrl);
+  ok(`with a slow API, the timeline shows each step once ([${tl}]) and the status stays succeeded`);
 
   const bud = page.getByRole('region', {name: 'Budget'});
   const steps = bud.getByRole('progressbar', {name: 'Steps'});
