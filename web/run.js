@@ -532,12 +532,20 @@ async function loadEarlier(v) {
   const after = Math.max(0, v.firstSeq - 1 - EVENTS_BACK);
   const limit = v.firstSeq - 1 - after;
   if (limit <= 0) return;
-  v.earlier.disabled = true;
+  /* aria-disabled, not disabled: a disabled button drops the focus. */
+  if (v.earlier.getAttribute('aria-disabled') === 'true') return;
+  v.earlier.setAttribute('aria-disabled', 'true');
   logBusy(v, true);
+  let first = null;
   try {
     const page = await api(`/v1/runs/${enc(v.id)}/events?after=${after}&limit=${limit}`, { signal: v.ctx.signal });
     const frag = document.createDocumentFragment();
-    for (const ev of page.events) if (ev.seq < v.firstSeq) frag.appendChild(eventEl(ev));
+    for (const ev of page.events) {
+      if (ev.seq >= v.firstSeq) continue;
+      const el = eventEl(ev);
+      frag.appendChild(el);
+      if (!first) first = el;
+    }
     v.log.insertBefore(frag, v.log.firstChild);
     v.firstSeq = after + 1;
   } catch (e) {
@@ -545,8 +553,13 @@ async function loadEarlier(v) {
   } finally {
     logBusy(v, false);
   }
-  v.earlier.disabled = false;
-  v.earlier.hidden = v.firstSeq <= 1;
+  v.earlier.removeAttribute('aria-disabled');
+  if (v.firstSeq <= 1) {
+    /* Nothing earlier: the button goes, and the focus to the first event. */
+    const had = document.activeElement === v.earlier;
+    v.earlier.hidden = true;
+    if (had && first) first.querySelector('summary').focus();
+  }
 }
 
 function eventEl(ev) {
