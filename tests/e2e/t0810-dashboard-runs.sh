@@ -1,7 +1,7 @@
 #!/bin/sh
 # The dashboard in a real browser (headless Chromium, playwright-core):
 # sign-in and its refusal (and none on a --no-auth serve), the runs view
-# with no run yet, a run submitted
+# with no run yet, "Load earlier" on a long log, a run submitted
 # through the API going live in the runs and run views, the workers view,
 # and what the pages say when the server stops answering. Every view is
 # checked with axe and photographed (see tests/e2e/lib-dashboard.sh).
@@ -52,6 +52,19 @@ test_expect_success 'a run submitted through the API goes live in the browser' '
   go approve &&
   dash_wait &&
   test "$(status_of $id)" = succeeded
+'
+
+test_expect_success 'a long log: the last 200 events, then "Load earlier" from the keyboard' '
+  jq -n "{spec: {goal: \"many steps\", budget: {steps: 200},
+    model: {provider: \"script\", turns: ([range(90) | {tool_calls: [{name: \"update_plan\",
+      arguments: {plan: [{step: \"go on\", status: \"in_progress\"}]}}]}]
+      + [{tool_calls: [{name: \"finish\", arguments: {summary: \"done\"}}]}])}}}" >long.json &&
+  test "$(api "$op" POST /v1/runs --data-binary @long.json)" = 201 &&
+  long=$(body_field .id) &&
+  wait_for 120 "test \"\$(status_of $long)\" = succeeded" &&
+  last=$(sql "select last_seq from runs where id = '"'"'$long'"'"'") &&
+  test "$last" -gt 200 &&
+  dash earlier.mjs DASH_TOKEN="$op" DASH_RUN="$long" DASH_LAST="$last"
 '
 
 test_expect_success 'a --no-auth serve: no sign-in, the local admin' '
