@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "cmd.h"
+#include "durin-version.h"
 #include "durin/util.h"
 
 struct command {
@@ -42,6 +43,7 @@ static const struct command commands[] = {
   { "approve", cmd_approve, "let a waiting tool call run (or edit it)" },
   { "reject", cmd_reject, "refuse a waiting tool call, with a reason" },
   { "diff", cmd_diff, "the run's workspace against its start" },
+  { "bundle", cmd_bundle, "a run's postmortem bundle (.tar.zst)" },
   { "token", cmd_token, "API tokens for durin serve" },
   { "webhook", cmd_webhook, "the secret that signs runs' own webhooks" },
   { NULL, NULL, NULL },
@@ -161,7 +163,7 @@ int main(int argc, char **argv)
       usage(stdout);
       return EXIT_OK;
     } else if (!strcmp(argv[i], "--version")) {
-      printf("durin 0.1.0\n");
+      printf("durin %s (%s)\n", DURIN_VERSION, DURIN_COMMIT);
       return EXIT_OK;
     } else {
       cli_error("unknown option '%s' (see 'durin --help')", argv[i]);
