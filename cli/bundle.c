@@ -254,6 +254,10 @@ static void tool_row(struct walk *w, const struct durin_event *ev, json_t *res)
            (long long)json_integer_value(json_object_get(res, "exit_code")));
   csv_field(w->csv, exit_code, 0);
   if (strcmp(status, "ok") && strcmp(status, "reused") && out) {
+    /* bash's output opens with "exit code N", the column before. */
+    if (!strncmp(out, "exit code ", 10) && out[strcspn(out, "\n")] &&
+        out[strcspn(out, "\n") + 1])
+      out += strcspn(out, "\n") + 1;
     first = strndup(out, strcspn(out, "\r\n"));
   }
   csv_field(w->csv, first ? first : "", 1);
@@ -631,7 +635,11 @@ int cli_bundle_write(struct durin_store *st, const struct durin_run_info *ri,
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   b.a = archive_write_new();
   if (!b.a || archive_write_set_format_pax_restricted(b.a) ||
-      archive_write_add_filter_zstd(b.a) || archive_write_open_fd(b.a, fd)) {
+      archive_write_add_filter_zstd(b.a) ||
+      /* No padding after the zstd frame, whatever fd is (libarchive pads
+       * the last block of anything but a regular file by default). */
+      archive_write_set_bytes_in_last_block(b.a, 1) ||
+      archive_write_open_fd(b.a, fd)) {
     r = durin_err_set(err, DURIN_EIO, "cannot start the bundle: %s",
                       b.a && archive_error_string(b.a) ?
                           archive_error_string(b.a) :
