@@ -42,8 +42,8 @@
  * errors.txt says why. This is the one place it plugs in.
  */
 #if __has_include("durin/otel.h")
-#include "durin/otel.h"
-#define BUNDLE_HAVE_OTEL 1
+# include "durin/otel.h"
+# define BUNDLE_HAVE_OTEL 1
 #endif
 
 struct bundle {
@@ -73,8 +73,7 @@ static int written(struct bundle *b, const char *name, int r)
                        name, e ? e : "unknown error");
 }
 
-static int header(struct bundle *b, const char *name, mode_t type,
-                  int64_t size)
+static int header(struct bundle *b, const char *name, mode_t type, int64_t size)
 {
   struct archive_entry *e = archive_entry_new();
   int r;
@@ -211,9 +210,9 @@ static const char *call_status(json_t *res)
 struct walk {
   struct bundle *b;
   FILE *session, *csv;
-  json_t *calls;   /* call_id -> arguments text, from model responses */
-  json_t *hosts;   /* lease owners named in the log, in order of first sight */
-  json_t *checks;  /* the checks events' data, in order */
+  json_t *calls;  /* call_id -> arguments text, from model responses */
+  json_t *hosts;  /* lease owners named in the log, in order of first sight */
+  json_t *checks; /* the checks events' data, in order */
 };
 
 static void add_host(json_t *hosts, const char *owner)
@@ -223,8 +222,7 @@ static void add_host(json_t *hosts, const char *owner)
 
   if (!owner || !*owner)
     return;
-  json_array_foreach(hosts, i, v)
-  {
+  json_array_foreach(hosts, i, v) {
     if (!strcmp(json_string_value(v), owner))
       return;
   }
@@ -277,8 +275,7 @@ static int on_event(const struct durin_event *ev, void *arg)
     size_t i;
     json_t *c;
 
-    json_array_foreach(json_object_get(d, "tool_calls"), i, c)
-    {
+    json_array_foreach(json_object_get(d, "tool_calls"), i, c) {
       const char *id = json_string_value(json_object_get(c, "id"));
       json_t *args = json_object_get(c, "arguments");
 
@@ -322,20 +319,19 @@ static int add_checks(struct bundle *b, json_t *checks)
   char dir[64], path[256], name[96];
   int r = header(b, "checks/", AE_IFDIR, 0);
 
-  json_array_foreach(checks, i, ev)
-  {
+  json_array_foreach(checks, i, ev) {
     json_t *summary = json_deep_copy(ev);
 
     if (r)
       break;
-    snprintf(dir, sizeof(dir), "checks/attempt-%lld",
-             (long long)(json_integer_value(json_object_get(ev, "attempt")) ?
-                             json_integer_value(json_object_get(ev, "attempt")) :
-                             (json_int_t)(i + 1)));
+    snprintf(
+        dir, sizeof(dir), "checks/attempt-%lld",
+        (long long)(json_integer_value(json_object_get(ev, "attempt")) ?
+                        json_integer_value(json_object_get(ev, "attempt")) :
+                        (json_int_t)(i + 1)));
     snprintf(path, sizeof(path), "%s/", dir);
     r = header(b, path, AE_IFDIR, 0);
-    json_array_foreach(json_object_get(summary, "results"), k, res)
-    {
+    json_array_foreach(json_object_get(summary, "results"), k, res) {
       const char *out = json_string_value(json_object_get(res, "output"));
 
       if (r)
@@ -487,7 +483,8 @@ static int add_env(struct bundle *b, json_t *hosts)
   fprintf(f, "lease_owner %s\n",
           ri->lease_owner && *ri->lease_owner ? ri->lease_owner : "none");
   fprintf(f, "workers");
-  json_array_foreach(hosts, i, h) fprintf(f, " %s", json_string_value(h));
+  json_array_foreach(hosts, i, h)
+    fprintf(f, " %s", json_string_value(h));
   fprintf(f, "%s\n", json_array_size(hosts) ? "" : " unknown");
   if (fclose(f)) {
     free(text);
@@ -506,12 +503,13 @@ static int tmp_fd(const char *dir, struct durin_err *err)
   int fd;
 
   snprintf(path, sizeof(path), "%s/durin-bundle-XXXXXX",
-           dir && *dir ? dir :
+           dir && *dir                           ? dir :
            getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") :
                                                    "/tmp");
   if ((fd = mkostemp(path, O_CLOEXEC)) < 0)
-    return durin_err_set(err, DURIN_EIO, "cannot make a temporary file '%s': %s",
-                         path, strerror(errno));
+    return durin_err_set(err, DURIN_EIO,
+                         "cannot make a temporary file '%s': %s", path,
+                         strerror(errno));
   unlink(path);
   return fd;
 }

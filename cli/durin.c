@@ -69,7 +69,7 @@ static void usage(FILE *f)
           "  1   the run ended failed, cancelled or over budget\n"
           "  2   the run stopped and needs a person (needs_human)\n"
           "  3   another process owns the run\n"
-          "  4   the store cannot be opened or written\n"
+          "  4   the store cannot be opened or written (bundle: its file)\n"
           "  5   no such run\n"
           "  64  bad command line\n"
           "  65  bad agent spec\n"
