@@ -33,18 +33,9 @@
 
 #include "cli/bundle.h"
 #include "durin-version.h"
+#include "durin/otel.h"
 #include "durin/util.h"
 #include "server/archive.h"
-
-/*
- * The trace comes from durin_otel_run_trace (include/durin/otel.h) when
- * this tree has it; until then trace.json is an empty request and
- * errors.txt says why. This is the one place it plugs in.
- */
-#if __has_include("durin/otel.h")
-# include "durin/otel.h"
-# define BUNDLE_HAVE_OTEL 1
-#endif
 
 struct bundle {
   struct durin_store *st;
@@ -543,24 +534,20 @@ static int add_workspace(struct bundle *b, const struct cli_bundle_opts *o)
 
 /* ---- the bundle ---- */
 
+/* The trace as `durin trace ID` prints it by default: the default
+ * resource (nothing from OTEL_* in the environment), no message or tool
+ * content (the log holds that, in session.jsonl). */
 static int add_trace(struct bundle *b)
 {
-  json_t *trace = NULL;
-
-#ifdef BUNDLE_HAVE_OTEL
   struct durin_otel_opts oo;
   struct durin_err e = { 0 };
+  json_t *trace = NULL;
 
   memset(&oo, 0, sizeof(oo));
   if (durin_otel_run_trace(b->st, b->ri->id, &oo, &trace, &e)) {
     note(b, "trace.json", e.msg);
-    trace = NULL;
-  }
-#else
-  note(b, "trace.json", "this durin has no trace projection (durin/otel.h)");
-#endif
-  if (!trace)
     trace = json_pack("{s:[]}", "resourceSpans");
+  }
   return add_json(b, "trace.json", trace);
 }
 

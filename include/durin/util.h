@@ -8,6 +8,9 @@
 #ifndef DURIN_UTIL_H
 #define DURIN_UTIL_H
 
+/* The release, as `durin --version` and telemetry name it. */
+#define DURIN_VERSION "0.1.0"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

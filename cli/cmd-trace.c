@@ -1,0 +1,70 @@
+/*
+ * durin trace ID: the run's OpenTelemetry trace, computed from its log, as
+ * the OTLP/JSON request an exporter sends (include/durin/otel.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "durin/otel.h"
+
+static const char trace_usage[] =
+    "usage: durin trace [--content] ID\n"
+    "\n"
+    "Prints the run's trace as OTLP/JSON (an ExportTraceServiceRequest):\n"
+    "one trace per run, a root 'invoke_agent NAME' span, a 'chat MODEL'\n"
+    "span per model call, an 'execute_tool NAME' span per tool call, and\n"
+    "spans for approval waits, with the GenAI semantic conventions'\n"
+    "attributes. It is computed from the log: the same run gives the same\n"
+    "trace and span ids every time. OTEL_SERVICE_NAME and\n"
+    "OTEL_RESOURCE_ATTRIBUTES set the resource.\n"
+    "\n"
+    "  --content   include message and tool content (as\n"
+    "              OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)\n";
+
+int cmd_trace(int argc, char **argv, struct cli *cli)
+{
+  struct durin_otel_resource res = { getenv("OTEL_SERVICE_NAME"),
+                                     getenv("OTEL_RESOURCE_ATTRIBUTES") };
+  struct durin_otel_opts o = { &res, 0 };
+  struct durin_err err = { 0 };
+  const char *arg = NULL, *cap;
+  char id[32], *text;
+  json_t *req;
+  int i, r;
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(trace_usage, stdout);
+    return EXIT_OK;
+  }
+  cap = getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT");
+  o.capture_content = cap && !strcmp(cap, "true");
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--content"))
+      o.capture_content = 1;
+    else if (argv[i][0] != '-' && !arg)
+      arg = argv[i];
+    else
+      return cli_bad_arg("trace", argv[i], trace_usage);
+  }
+  if (!arg) {
+    fputs(trace_usage, stderr);
+    return EXIT_USAGE;
+  }
+  if ((r = cli_resolve(cli, arg, id)))
+    return r;
+  if ((r = durin_otel_run_trace(cli->store, id, &o, &req, &err))) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(r);
+  }
+  text = json_dumps(req, JSON_INDENT(2));
+  json_decref(req);
+  if (!text) {
+    cli_error("cannot write the trace: out of memory");
+    return EXIT_STORE;
+  }
+  puts(text);
+  free(text);
+  return EXIT_OK;
+}

@@ -1,0 +1,78 @@
+/*
+ * OpenTelemetry traces as a projection of the durable log.
+ *
+ * A run's trace is computed from its committed events, never recorded on
+ * the side: one trace per run, a root `invoke_agent {name}` span, a `chat
+ * {model}` span per model call, an `execute_tool {name}` span per tool
+ * call, and durin's own spans and span events for approval waits, policy
+ * decisions, compactions and recoveries, shaped as the GenAI semantic
+ * conventions (v1.41) say. Trace and span ids are derived from the run and
+ * the event, so the same log gives the same spans, whoever computes them
+ * and however often. See docs/internals/observability.md.
+ */
+#ifndef DURIN_OTEL_H
+#define DURIN_OTEL_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "durin/error.h"
+#include "durin/store.h"
+
+/* What the projection needs of a run besides its events. */
+struct durin_otel_run {
+  const char *run_id;
+  const char *name;           /* the spec's name: the agent's name */
+  const char *provider;       /* "openai", "anthropic", "script" */
+  const char *model;          /* the requested model */
+  const char *server_address; /* the model's host, or NULL */
+  int server_port;
+  /* A W3C traceparent the run was submitted with: the run's trace is
+   * then the caller's, its root a child of the caller's span. */
+  const char *traceparent;
+  /* Message and tool content in spans (the conventions' opt-in). */
+  int capture_content;
+};
+
+struct durin_otel_fold;
+
+/* A fold over one run's events, in seq order, from the first. */
+struct durin_otel_fold *durin_otel_fold_new(const struct durin_otel_run *run);
+void durin_otel_fold_free(struct durin_otel_fold *f);
+/* Adds the spans this event completes to the fold's output. */
+void durin_otel_fold_event(struct durin_otel_fold *f,
+                           const struct durin_event *ev);
+/* The spans completed so far (OTLP/JSON Span objects), handed over. */
+json_t *durin_otel_fold_take(struct durin_otel_fold *f);
+
+/* The run's trace and root span ids, as hex (33 and 17 bytes). */
+void durin_otel_trace_id(const struct durin_otel_run *run, char out[33]);
+void durin_otel_root_span_id(const struct durin_otel_run *run, char out[17]);
+
+/* What wraps spans for sending: the service and resource attributes. */
+struct durin_otel_resource {
+  const char *service_name; /* OTEL_SERVICE_NAME; NULL: "durin" */
+  /* OTEL_RESOURCE_ATTRIBUTES ("k=v,k=v", percent-encoded values), or NULL. */
+  const char *attributes;
+};
+
+/* An OTLP ExportTraceServiceRequest (JSON) holding spans (taken). */
+json_t *durin_otel_request(const struct durin_otel_resource *res,
+                           json_t *spans);
+
+/* How durin_otel_run_trace reads a run. */
+struct durin_otel_opts {
+  const struct durin_otel_resource *resource; /* NULL: the defaults */
+  int capture_content;
+};
+
+/*
+ * The whole trace of run_id from its log, as an ExportTraceServiceRequest:
+ * what `durin trace ID` prints and a debug bundle's trace.json holds.
+ */
+int durin_otel_run_trace(struct durin_store *st, const char *run_id,
+                         const struct durin_otel_opts *o, json_t **out,
+                         struct durin_err *err);
+
+#endif
