@@ -137,10 +137,11 @@ test_expect_success 'env.txt: version, commit, model, spec hash, workers, store 
   ! grep -rqF "$DURIN_STORE" b
 '
 
-test_expect_success 'errors.txt names only the trace, while this durin has none' '
-  if [ -e "$SRCDIR/include/durin/otel.h" ]; then test ! -e b/errors.txt; else
-    cat b/errors.txt && test "$(cut -d: -f1 b/errors.txt)" = trace.json &&
-    jq -e ".resourceSpans == []" b/trace.json; fi
+test_expect_success 'trace.json is the run'"'"'s trace, as durin trace prints it; no errors.txt' '
+  test ! -e b/errors.txt &&
+  jq -e "[.resourceSpans[].scopeSpans[].spans[]] | length > 0" b/trace.json &&
+  (unset OTEL_SERVICE_NAME OTEL_RESOURCE_ATTRIBUTES; durin trace $id) | jq -S . >t1 &&
+  jq -S . b/trace.json >t2 && test_cmp_ t1 t2
 '
 
 test_expect_success '-o - writes to stdout; -o FILE there' '
@@ -173,7 +174,7 @@ test_expect_success 'GET /v1/runs/{id}/bundle: the same files for a viewer' '
   grep -qi "^content-disposition: attachment; filename=\"durin-bundle-$id.tar.zst\"" "$TRASH/.headers" &&
   cp "$TRASH/.body" api.tar.zst && unpack api.tar.zst api &&
   ( cd api && find . -type f | sort ) >files-api && test_cmp_ files files-api &&
-  for f in session.jsonl last_state.json tool_calls.csv workspace.diff env.txt approvals.json; do
+  for f in session.jsonl last_state.json trace.json tool_calls.csv workspace.diff env.txt approvals.json; do
     cmp b/$f api/$f || { echo "$f differs"; return 1; }
   done
 '
