@@ -166,6 +166,17 @@ test_expect_success 'an unwritable -o: a clear error, nothing half-written' '
   grep -q "cannot write .nodir/b.tar.zst.*No such file" e && test ! -e nodir
 '
 
+test_expect_success 'a write that fails halfway (a file size limit between the workspace and the bundle): an error, no file left' '
+  w=$(col_of $id workspace) &&
+  head -c 2250000 /dev/urandom | base64 >"$w/big.txt" &&
+  python3 -c "import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3500000, 3500000))
+os.execv(sys.argv[1], sys.argv[1:])" "$DURIN" bundle -o big.tar.zst $id 2>e;
+  rc=$? && rm -f "$w/big.txt" && cat e && test $rc = 4 &&
+  grep -q "bundle of run .$id.: cannot write" e && test -z "$(ls | grep "^big.tar.zst")"
+'
+
 test_expect_success 'GET /v1/runs/{id}/bundle: the same files for a viewer' '
   start_serve &&
   V=$(make_token eyes viewer) && B=$(make_token other viewer tb) && test -n "$V" &&
