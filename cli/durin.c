@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "cmd.h"
+#include "durin-version.h"
 #include "durin/util.h"
 
 struct command {
@@ -43,6 +44,7 @@ static const struct command commands[] = {
   { "reject", cmd_reject, "refuse a waiting tool call, with a reason" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { "trace", cmd_trace, "the run's OpenTelemetry trace, from its log" },
+  { "bundle", cmd_bundle, "a run's postmortem bundle (.tar.zst)" },
   { "token", cmd_token, "API tokens for durin serve" },
   { "webhook", cmd_webhook, "the secret that signs runs' own webhooks" },
   { NULL, NULL, NULL },
@@ -68,7 +70,7 @@ static void usage(FILE *f)
           "  1   the run ended failed, cancelled or over budget\n"
           "  2   the run stopped and needs a person (needs_human)\n"
           "  3   another process owns the run\n"
-          "  4   the store cannot be opened or written\n"
+          "  4   the store cannot be opened or written (bundle: its file)\n"
           "  5   no such run\n"
           "  64  bad command line\n"
           "  65  bad agent spec\n"
@@ -162,7 +164,7 @@ int main(int argc, char **argv)
       usage(stdout);
       return EXIT_OK;
     } else if (!strcmp(argv[i], "--version")) {
-      printf("durin %s\n", DURIN_VERSION);
+      printf("durin %s (%s)\n", DURIN_VERSION, DURIN_COMMIT);
       return EXIT_OK;
     } else {
       cli_error("unknown option '%s' (see 'durin --help')", argv[i]);

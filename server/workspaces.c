@@ -17,6 +17,7 @@
 
 #include <microhttpd.h>
 
+#include "cli/bundle.h"
 #include "durin/util.h"
 #include "server/archive.h"
 #include "server/workspaces.h"
@@ -283,8 +284,62 @@ static int download(struct req *r)
   return reply_response(r, 200, resp);
 }
 
+/* GET /v1/runs/{id}/bundle: the run's postmortem bundle (cli/bundle.c),
+ * the same bytes as `durin bundle` writes. */
+static int bundle(struct req *r)
+{
+  struct cli_bundle_opts o;
+  struct durin_run_info ri;
+  struct durin_err err = { 0 }, derr = { 0 };
+  struct MHD_Response *resp;
+  char tmp[PATH_MAX], disp[128], *diff = NULL;
+  struct stat st;
+  int fd, rc;
+
+  if (req_run(r, r->param[0], &ri))
+    return 0;
+  snprintf(tmp, sizeof(tmp), "%s/staging", srv_data_dir(r->srv));
+  if (durin_mkdirs(tmp, &err)) {
+    durin_run_info_clear(&ri);
+    return reply_error(r, 500, "internal", "%s", err.msg);
+  }
+  memset(&o, 0, sizeof(o));
+  o.tmp_dir = tmp;
+  /* Too large or missing, the diff is left out and errors.txt says so. */
+  if (srv_run_diff(r, ri.id, 0, &diff, &o.diff_len, &derr))
+    o.diff_error = derr.msg;
+  o.diff = diff;
+  strncat(tmp, "/bundle-XXXXXX", sizeof(tmp) - strlen(tmp) - 1);
+  fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) {
+    free(diff);
+    durin_run_info_clear(&ri);
+    return reply_error(r, 500, "internal", "cannot make a temporary file: %s",
+                       strerror(errno));
+  }
+  unlink(tmp);
+  *strrchr(tmp, '/') = 0;
+  rc = cli_bundle_write(r->store, &ri, &o, fd, &err);
+  free(diff);
+  if (rc || fstat(fd, &st)) {
+    close(fd);
+    srv_log(r->srv, "bundle of run %s: %s", ri.id, err.msg);
+    durin_run_info_clear(&ri);
+    return reply_error(r, 500, "internal", "cannot make the bundle: %s",
+                       err.msg);
+  }
+  resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+  MHD_add_response_header(resp, "Content-Type", "application/zstd");
+  snprintf(disp, sizeof(disp),
+           "attachment; filename=\"durin-bundle-%s.tar.zst\"", ri.id);
+  MHD_add_response_header(resp, "Content-Disposition", disp);
+  durin_run_info_clear(&ri);
+  return reply_response(r, 200, resp);
+}
+
 const struct route srv_workspace_routes[] = {
   { "POST", "/v1/workspaces", ROLE_OPERATOR, upload },
   { "GET", "/v1/runs/{}/workspace", ROLE_VIEWER, download },
+  { "GET", "/v1/runs/{}/bundle", ROLE_VIEWER, bundle },
   { NULL, NULL, ROLE_NONE, NULL },
 };

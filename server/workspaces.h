@@ -2,7 +2,8 @@
  * Workspaces for remote callers (server/workspaces.c): uploaded archives
  * (POST /v1/workspaces), a directory under the server's workspace root
  * (admins), an agent's template; and a run's workspace back as an archive
- * (GET /v1/runs/{id}/workspace).
+ * (GET /v1/runs/{id}/workspace), or inside its postmortem bundle
+ * (GET /v1/runs/{id}/bundle, made by cli/bundle.c).
  */
 #ifndef DURIN_SERVER_WORKSPACES_H
 #define DURIN_SERVER_WORKSPACES_H
