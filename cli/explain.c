@@ -926,8 +926,9 @@ static char *headline(struct cli_explain *x, json_t *rep)
   durin_fmt_duration(json_integer_value(json_object_get(tot, "wall_ms")), dur,
                      sizeof(dur));
   PUT("%s%s%s.", words, *reason ? ": " : "", reason);
-  PUT(" %lld steps, %lld tokens, $%.4f, %s.",
+  PUT(" %lld step%s, %lld tokens, $%.4f, %s.",
       (long long)json_integer_value(json_object_get(tot, "steps")),
+      json_integer_value(json_object_get(tot, "steps")) == 1 ? "" : "s",
       (long long)json_integer_value(json_object_get(tot, "tokens")),
       json_real_value(json_object_get(tot, "cost_usd")), dur);
   loops = json_object_get(rep, "loops");
