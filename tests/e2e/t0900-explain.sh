@@ -15,7 +15,8 @@ bash_turn() {
     '{tool_calls: [{name: "bash", arguments: $a}], usage: {input_tokens: 2000, output_tokens: 40}}'
 }
 
-NPM_FAIL="sh -c 'echo \"npm ERR! ERESOLVE unable to resolve dependency tree\" >&2; exit 1'"
+# The first failure's error is its line that says so, not its first line.
+NPM_FAIL="sh -c 'echo \"npm WARN old lockfile\" >&2; echo \"npm ERR! ERESOLVE unable to resolve dependency tree\" >&2; exit 1'"
 PEER="sh -c 'echo \"npm ERR! peer dep conflict\" >&2; exit 1'"
 CLEAN="rm -rf node_modules"
 FORCE="sh -c 'echo \"npm ERR! code ERESOLVE\" >&2; exit 1'"
@@ -55,7 +56,7 @@ test_expect_success 'a retry loop: the headline names it, its share and what fai
   grep_q "^budget exceeded: dollar budget" x.txt &&
   tr "\n" " " <x.txt >x1.txt &&
   grep_q "in a 3-command retry loop (steps 3-" x1.txt &&
-  grep_q "after \`sh -c .echo \"npm ERR! ERESOLVE unable to resolve dependency tree\" >&2; exit 1.\` failed (step 2) with .npm ERR! ERESOLVE unable to resolve dependency tree." x1.txt &&
+  grep_q "after \`sh -c .echo \"npm WARN old lockfile\" >&2; echo \"npm ERR! ERESOLVE unable to resolve dependency tree\" >&2; exit 1.\` failed (step 2) with .npm ERR! ERESOLVE unable to resolve dependency tree." x1.txt &&
   grep_q "^retry loops" x.txt &&
   grep_q "^  [0-9]*x bash \`sh -c .echo \"npm ERR! code ERESOLVE\"" x.txt &&
   grep_q "^install dependencies " x.txt
