@@ -35,8 +35,9 @@ struct call {
   size_t step; /* index in steps */
   int idx;     /* its place among the step's calls */
   char *id, *name;
-  char *key;   /* name, a newline, the canonical arguments */
-  char *shown; /* what a person recognizes: bash's command, else arguments */
+  char *key;      /* name, a newline, the canonical arguments */
+  json_int_t kid; /* the same number for the same key */
+  char *shown;    /* what a person recognizes: bash's command, else arguments */
   int done, ok, timed_out;
   int64_t exit_code, duration_ms;
   char *output;
@@ -71,6 +72,7 @@ struct cli_explain {
   size_t nphases, capphases, phase;
   struct approval *appr;
   size_t nappr, capappr;
+  json_t *keys; /* call key -> kid */
   json_t *model_errors, *checks;
   json_t *finished; /* run_finished's data */
   char *stop_type, *stop_reason;
@@ -128,11 +130,12 @@ struct cli_explain *cli_explain_new(const struct durin_run_info *ri,
     return NULL;
   x->ri = ri;
   x->now_ms = now_ms;
+  x->keys = json_object();
   x->model_errors = json_array();
   x->checks = json_array();
   x->phases = calloc(16, sizeof(char *));
   x->capphases = 16;
-  if (!x->model_errors || !x->checks || !x->phases ||
+  if (!x->keys || !x->model_errors || !x->checks || !x->phases ||
       !(x->phases[0] = strdup("before any plan"))) {
     cli_explain_free(x);
     return NULL;
@@ -167,6 +170,7 @@ void cli_explain_free(struct cli_explain *x)
   free(x->steps);
   free(x->phases);
   free(x->appr);
+  json_decref(x->keys);
   json_decref(x->model_errors);
   json_decref(x->checks);
   json_decref(x->finished);
@@ -246,6 +250,14 @@ static void add_call(struct cli_explain *x, struct step *s, json_t *tc)
     x->oom = 1;
     return;
   }
+  if (!json_object_get(x->keys, c->key) &&
+      json_object_set_new(
+          x->keys, c->key,
+          json_integer((json_int_t)json_object_size(x->keys)))) {
+    x->oom = 1;
+    return;
+  }
+  c->kid = json_integer_value(json_object_get(x->keys, c->key));
   c->exit_code = -1;
   s->ncalls++;
   x->ncalls++;
@@ -729,7 +741,7 @@ static json_t *repeated_json(struct cli_explain *x)
       continue;
     for (j = i + 1; j < x->ncalls; j++)
       if (!seen[j] && failed(&x->calls[j]) &&
-          !strcmp(x->calls[i].key, x->calls[j].key)) {
+          x->calls[i].kid == x->calls[j].kid) {
         seen[j] = 1;
         n++;
         last = j;
@@ -762,7 +774,7 @@ static size_t key_count(struct cli_explain *x, const size_t *seq, size_t i,
   size_t n = 0;
 
   for (; i <= j; i++)
-    n += !strcmp(x->calls[seq[i]].key, x->calls[seq[k]].key);
+    n += x->calls[seq[i]].kid == x->calls[seq[k]].kid;
   return n;
 }
 
@@ -773,7 +785,7 @@ static size_t distinct(struct cli_explain *x, const size_t *seq, size_t i,
 
   for (a = i; a <= j; a++) {
     for (b = 0; b < n; b++)
-      if (!strcmp(x->calls[seq[a]].key, x->calls[seq[firsts[b]]].key))
+      if (x->calls[seq[a]].kid == x->calls[seq[firsts[b]]].kid)
         break;
     if (b == n) {
       if (n == LOOP_KEYS)
@@ -833,11 +845,19 @@ static json_t *loops_json(struct cli_explain *x, const struct totals *tt)
     if (loop_part(&x->calls[i]))
       seq[n++] = i;
   for (i = 0; i + 1 < n;) {
-    size_t nk;
+    json_int_t kids[LOOP_KEYS];
+    size_t nk = 0, b;
 
     /* The longest stretch from i of at most LOOP_KEYS distinct calls, */
-    for (j = i; j + 1 < n && distinct(x, seq, i, j + 1, firsts) <= LOOP_KEYS;)
-      j++;
+    for (j = i; j < n; j++) {
+      for (b = 0; b < nk && kids[b] != x->calls[seq[j]].kid; b++)
+        ;
+      if (b == nk && nk == LOOP_KEYS)
+        break;
+      if (b == nk)
+        kids[nk++] = x->calls[seq[j]].kid;
+    }
+    j--;
     /* less a tail of calls made once in it. */
     while (j > i && key_count(x, seq, i, j, j) == 1)
       j--;
@@ -855,6 +875,49 @@ static json_t *loops_json(struct cli_explain *x, const struct totals *tt)
   }
   free(seq);
   return arr;
+}
+
+/* The call made most often with the same arguments (3 times or more),
+ * failing or not: a run stuck calling list_files shows here. */
+static json_t *most_repeated_json(struct cli_explain *x,
+                                  const struct totals *tt)
+{
+  size_t nk = json_object_size(x->keys), i, best = 0, first = 0, last = 0;
+  int64_t *count = calloc(nk + 1, sizeof(int64_t)), tokens = 0, seen = 0;
+  double cost = 0;
+  json_t *o;
+
+  if (!count)
+    return json_null();
+  for (i = 0; i < x->ncalls; i++)
+    count[x->calls[i].kid]++;
+  for (i = 1; i < nk; i++)
+    if (count[i] > count[best])
+      best = i;
+  if (!nk || count[best] < 3) {
+    free(count);
+    return json_null();
+  }
+  for (i = 0; i < x->ncalls; i++) {
+    if (x->calls[i].kid != (json_int_t)best)
+      continue;
+    if (!seen++)
+      first = i;
+    last = i;
+    tokens += call_tokens(x, &x->calls[i]);
+    cost += call_cost(x, &x->calls[i]);
+  }
+  o = json_pack("{s:s,s:o,s:I,s:I,s:I,s:I,s:f,s:f,s:f}", "tool",
+                x->calls[first].name, "command",
+                shown_json(x->calls[first].shown), "calls",
+                (json_int_t)count[best], "first_step",
+                (json_int_t)x->steps[x->calls[first].step].step, "last_step",
+                (json_int_t)x->steps[x->calls[last].step].step, "tokens",
+                (json_int_t)tokens, "cost_usd", cost, "token_share",
+                share((double)tokens, (double)tt->tokens), "cost_share",
+                share(cost, tt->cost));
+  free(count);
+  return o ? o : json_null();
 }
 
 static json_t *last_errors_json(struct cli_explain *x)
@@ -908,7 +971,7 @@ static void fmt_cmd(char *out, size_t n, json_t *call)
 static char *headline(struct cli_explain *x, json_t *rep)
 {
   json_t *out = json_object_get(rep, "outcome"),
-         *tot = json_object_get(rep, "totals"), *loops, *big = NULL, *l;
+         *tot = json_object_get(rep, "totals"), *loops, *big = NULL, *l, *mr;
   const char *status = str(out, "status"), *reason = str(out, "reason");
   char b[2048], cmd[256], dur[32], words[64];
   size_t i, n = 0;
@@ -968,6 +1031,15 @@ static char *headline(struct cli_explain *x, json_t *rep)
     if (*str(r, "error"))
       PUT(": '%s'", str(r, "error"));
     PUT(".");
+  } else if (json_is_object(mr = json_object_get(rep, "most_repeated")) &&
+             json_real_value(json_object_get(mr, "token_share")) >= 50) {
+    fmt_cmd(cmd, sizeof(cmd), mr);
+    PUT(" It made the same call, %s, %lld times (steps %lld-%lld): %g%% of "
+        "its tokens.",
+        cmd, (long long)json_integer_value(json_object_get(mr, "calls")),
+        (long long)json_integer_value(json_object_get(mr, "first_step")),
+        (long long)json_integer_value(json_object_get(mr, "last_step")),
+        json_real_value(json_object_get(mr, "token_share")));
   }
   {
     json_t *ck = json_object_get(rep, "checks");
@@ -1080,6 +1152,7 @@ json_t *cli_explain_report(struct cli_explain *x)
   if (!rep)
     return NULL;
   json_object_set_new(rep, "last_errors", last_errors_json(x));
+  json_object_set_new(rep, "most_repeated", most_repeated_json(x, &tt));
   h = headline(x, rep);
   json_object_set_new(rep, "headline", json_string(h ? h : ""));
   free(h);

@@ -159,6 +159,20 @@ JSON
   jq -e ".totals.other_ms < .totals.wall_ms" w2.json
 '
 
+test_expect_success 'a run that keeps making the same call that works: the headline says so' '
+  cat >same.json <<JSON &&
+{"goal": "look around", "workspace": "project",
+ "model": {"provider": "script", "turns": [{"repeat": 100, "tool_calls": [{"name": "list_files", "arguments": {}}], "usage": {"input_tokens": 1000, "output_tokens": 100}}]},
+ "budget": {"steps": 6}}
+JSON
+  test_must_fail_with 1 durin run same.json >out.txt 2>err.txt &&
+  same=$(run_id_of out.txt) &&
+  durin explain $same >x.txt &&
+  tr "\n" " " <x.txt | grep_q "It made the same call, list_files .{}., 6 times (steps 1-6): 100% of its tokens." &&
+  durin explain --json $same >s.json &&
+  jq -e ".loops == [] and .most_repeated.calls == 6 and .most_repeated.tokens == 6600" s.json
+'
+
 test_expect_success 'no such run: exit 5 and a message; a run with no events says so' '
   test_must_fail_with 5 durin explain rdoesnotexist 2>e.txt &&
   grep_q "rdoesnotexist" e.txt &&
