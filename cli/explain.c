@@ -975,6 +975,7 @@ static char *headline(struct cli_explain *x, json_t *rep)
   const char *status = str(out, "status"), *reason = str(out, "reason");
   char b[2048], cmd[256], dur[32], words[64];
   size_t i, n = 0;
+  int told;
   double tokens = (double)json_integer_value(json_object_get(tot, "tokens"));
 
 #define PUT(...)                                             \
@@ -999,6 +1000,7 @@ static char *headline(struct cli_explain *x, json_t *rep)
     if (!big || json_integer_value(json_object_get(l, "tokens")) >
                     json_integer_value(json_object_get(big, "tokens")))
       big = l;
+  told = big || json_array_size(json_object_get(rep, "repeated_failures"));
   if (big) {
     json_t *ff = json_object_get(big, "first_failure");
 
@@ -1034,6 +1036,7 @@ static char *headline(struct cli_explain *x, json_t *rep)
   } else if (json_is_object(mr = json_object_get(rep, "most_repeated")) &&
              json_real_value(json_object_get(mr, "token_share")) >= 50) {
     fmt_cmd(cmd, sizeof(cmd), mr);
+    told = 1;
     PUT(" It made the same call, %s, %lld times (steps %lld-%lld): %g%% of "
         "its tokens.",
         cmd, (long long)json_integer_value(json_object_get(mr, "calls")),
@@ -1047,6 +1050,7 @@ static char *headline(struct cli_explain *x, json_t *rep)
     json_t *f = json_array_get(json_object_get(last, "failed"), 0);
 
     if (last && !json_is_true(json_object_get(last, "passed")) && f) {
+      told = 1;
       PUT(" Its checks failed on attempt %lld: '%s'",
           (long long)json_integer_value(json_object_get(last, "attempt")),
           str(f, "name"));
@@ -1055,7 +1059,7 @@ static char *headline(struct cli_explain *x, json_t *rep)
       PUT(".");
     }
   }
-  if (!big && strcmp(status, "succeeded")) {
+  if (!told && strcmp(status, "succeeded")) {
     json_t *le = json_object_get(rep, "last_errors");
     json_t *e = json_array_get(le, json_array_size(le) - 1);
 
@@ -1066,7 +1070,20 @@ static char *headline(struct cli_explain *x, json_t *rep)
       if (*str(e, "error"))
         PUT(": '%s'", str(e, "error"));
       PUT(".");
+      told = 1;
     }
+  }
+  if (!told && json_array_size(json_object_get(rep, "phases")) > 1) {
+    json_t *ph = json_object_get(rep, "phases"), *p, *top = NULL;
+
+    json_array_foreach(ph, i, p)
+      if (!top || json_integer_value(json_object_get(p, "tokens")) >
+                      json_integer_value(json_object_get(top, "tokens")))
+        top = p;
+    PUT(" Most of its tokens went to '%s' (%g%%, steps %lld-%lld).",
+        str(top, "name"), json_real_value(json_object_get(top, "token_share")),
+        (long long)json_integer_value(json_object_get(top, "first_step")),
+        (long long)json_integer_value(json_object_get(top, "last_step")));
   }
   if (json_integer_value(json_object_get(tot, "waiting_human_ms")) > 0) {
     durin_fmt_duration(

@@ -101,6 +101,7 @@ test_expect_success 'a succeeded run: the headline says so and finds no loop' '
   durin explain $ok >x.txt &&
   cat x.txt &&
   head -n 3 x.txt | grep_q "^succeeded" &&
+  tr "\n" " " <x.txt | grep_q "Most of its tokens went to .run the failing tests. (" &&
   ! grep_q "retry loop" x.txt &&
   durin explain --json $ok >ok.json &&
   jq -e ".loops == [] and .repeated_failures == []" ok.json &&
