@@ -145,8 +145,8 @@ static void print_report(json_t *rep)
          (long long)num(tot, "input_tokens"),
          (long long)num(tot, "output_tokens"));
   printf("cost      $%.4f\n", real(tot, "cost_usd"));
-  printf("time      %s: model %s, tools %s, waiting for a person %s, other "
-         "%s\n",
+  printf("time      %s: model %s, tools %s, waiting for a person %s, "
+         "other %s\n",
          dur(num(tot, "wall_ms"), a, 32), dur(num(tot, "model_ms"), b, 32),
          dur(num(tot, "tools_ms"), c, 32),
          dur(num(tot, "waiting_human_ms"), d, 32),

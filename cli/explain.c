@@ -77,25 +77,20 @@ struct cli_explain {
   json_t *finished; /* run_finished's data */
   char *stop_type, *stop_reason;
   int64_t resumes, leases_expired, compactions;
+  void *grown; /* GROW's new block, before it is the array's */
 };
 
-/* Makes room for one more element of arr (n used of cap); -1 if out of
- * memory, arr untouched. */
-#define GROW(x, arr, n, cap)                                            \
- ((n) < (cap)                                    ? 0 :                  \
-  grow_((void **)&(arr), &(cap), sizeof(*(arr))) ? ((x)->oom = 1, -1) : \
-                                                   0)
+/* Makes room for one more element of arr (n used of cap): 0, or -1 with
+ * x->oom set and arr as it was. */
+#define GROW(x, arr, n, cap)                                      \
+ ((n) < (cap) ? 0 :                                               \
+  ((x)->grown = realloc((arr), grow_cap(cap) * sizeof(*(arr)))) ? \
+                ((arr) = (x)->grown, (cap) = grow_cap(cap), 0) :  \
+                ((x)->oom = 1, -1))
 
-static int grow_(void **arr, size_t *cap, size_t size)
+static size_t grow_cap(size_t cap)
 {
-  size_t c = *cap ? *cap * 2 : 16;
-  void *p = realloc(*arr, c * size);
-
-  if (!p)
-    return -1;
-  *arr = p;
-  *cap = c;
-  return 0;
+  return cap ? cap * 2 : 16;
 }
 
 static const char *str(json_t *o, const char *k)
