@@ -432,11 +432,14 @@ static json_t *error_line_json(const char *text)
 /* The last TAIL_LINES non-empty lines of text. */
 static json_t *tail_json(const char *text)
 {
-  const char *p = text ? text + strlen(text) : "", *end = p;
+  const char *p, *end;
   int lines = 0;
   char *s;
   json_t *j;
 
+  if (!text)
+    text = "";
+  p = end = text + strlen(text);
   while (p > text && lines < TAIL_LINES) {
     p--;
     if (*p == '\n' && p + 1 < end && p[1] != '\n')
