@@ -966,7 +966,7 @@ static void fmt_cmd(char *out, size_t n, json_t *call)
 }
 
 /* The paragraph on top: the outcome, then the biggest story. */
-static char *headline(struct cli_explain *x, json_t *rep)
+static char *headline(json_t *rep)
 {
   json_t *out = json_object_get(rep, "outcome"),
          *tot = json_object_get(rep, "totals"), *loops, *big = NULL, *l, *mr;
@@ -1092,7 +1092,6 @@ static char *headline(struct cli_explain *x, json_t *rep)
         json_array_size(json_object_get(rep, "approvals")) == 1 ? "" : "s");
   }
 #undef PUT
-  (void)x;
   return strdup(b);
 }
 
@@ -1168,7 +1167,7 @@ json_t *cli_explain_report(struct cli_explain *x)
     return NULL;
   json_object_set_new(rep, "last_errors", last_errors_json(x));
   json_object_set_new(rep, "most_repeated", most_repeated_json(x, &tt));
-  h = headline(x, rep);
+  h = headline(rep);
   json_object_set_new(rep, "headline", json_string(h ? h : ""));
   free(h);
   return rep;
