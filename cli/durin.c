@@ -33,6 +33,7 @@ static const struct command commands[] = {
   { "ls", cmd_ls, "list runs" },
   { "show", cmd_show, "show a run's status, usage and result" },
   { "logs", cmd_logs, "print a run's event log (-f to follow)" },
+  { "explain", cmd_explain, "why a run ended and where its budget went" },
   { "cancel", cmd_cancel, "cancel a run" },
   { "pause", cmd_pause, "pause a run (a worker lets go of it)" },
   { "unpause", cmd_unpause, "queue a paused run again" },
