@@ -33,6 +33,8 @@ struct durin_otel_run {
   const char *traceparent;
   /* Message and tool content in spans (the conventions' opt-in). */
   int capture_content;
+  /* When the run started (the root span's start); 0: its first event. */
+  int64_t started_ms;
 };
 
 struct durin_otel_fold;
@@ -45,6 +47,13 @@ void durin_otel_fold_event(struct durin_otel_fold *f,
                            const struct durin_event *ev);
 /* The spans completed so far (OTLP/JSON Span objects), handed over. */
 json_t *durin_otel_fold_take(struct durin_otel_fold *f);
+/*
+ * Resuming: a fold that starts at resume_point() of an earlier one (the
+ * event before the step then open) and is told what was sent (up to seq)
+ * gives exactly the spans the earlier one had not.
+ */
+void durin_otel_fold_sent(struct durin_otel_fold *f, int64_t seq);
+int64_t durin_otel_fold_resume_point(const struct durin_otel_fold *f);
 
 /* The run's trace and root span ids, as hex (33 and 17 bytes). */
 void durin_otel_trace_id(const struct durin_otel_run *run, char out[33]);

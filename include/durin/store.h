@@ -697,4 +697,40 @@ int durin_store_approval_decide(struct durin_store *s,
                                 enum durin_approval_state *final,
                                 struct durin_err *err);
 
+/* ---- the trace exporter's cursors (lib/otel/export.c) ---- */
+
+/* A run whose log has events past its exported cursor. */
+struct durin_otel_cursor {
+  const char *run_id;
+  int64_t last_seq;  /* the run's last event */
+  int64_t seq;       /* the last event whose spans were sent (0: none) */
+  int64_t fold_from; /* where the fold resumes (0: the start) */
+};
+typedef int (*durin_otel_cursor_cb)(const struct durin_otel_cursor *c,
+                                    void *arg);
+
+/*
+ * Calls cb for up to limit runs updated at or after since_ms whose log
+ * goes past their cursor and that owner may export now (no other holder,
+ * or its hold ended before now_ms), least recently updated first.
+ */
+int durin_store_otel_pending(struct durin_store *s, const char *owner,
+                             int64_t now_ms, int64_t since_ms, int limit,
+                             durin_otel_cursor_cb cb, void *arg,
+                             struct durin_err *err);
+/*
+ * Holds run_id's cursor for owner until until_ms, unless another holder's
+ * hold lasts past now_ms (DURIN_EBUSY, without a message); fills where
+ * the cursor is.
+ */
+int durin_store_otel_claim(struct durin_store *s, const char *run_id,
+                           const char *owner, int64_t now_ms, int64_t until_ms,
+                           int64_t *seq, int64_t *fold_from,
+                           struct durin_err *err);
+/* Moves run_id's cursor on, if owner still holds it (else DURIN_EBUSY:
+ * another exporter took over, and sends from where it found it). */
+int durin_store_otel_advance(struct durin_store *s, const char *run_id,
+                             const char *owner, int64_t seq, int64_t fold_from,
+                             struct durin_err *err);
+
 #endif

@@ -60,6 +60,7 @@ int durin_otel_run_trace(struct durin_store *st, const char *run_id,
   run.run_id = ri.id;
   run.name = ri.name;
   run.capture_content = o ? o->capture_content : 0;
+  run.started_ms = ri.started_ms;
   if (ri.spec_json && !durin_spec_parse(ri.spec_json, NULL, &spec, NULL)) {
     run.provider = spec.model.provider;
     run.model = spec.model.name;

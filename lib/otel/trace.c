@@ -10,9 +10,12 @@
  *   tool      ... "RUN tool STEP CALL_ID"           execute_tool {name}
  *   approval  ... "RUN approval ID"                 durin.approval {tool}
  *
- * The root span ends with the run (run_finished) and carries the run's
- * own moments as span events: compactions, resumes and recoveries,
- * control events. A policy decision is an event of its call's span.
+ * The root span ends with the run (run_finished). The run's own moments
+ * (compactions, resumes and recoveries, control events, stops) are spans
+ * of no length under it, named durin.TYPE. A policy decision is an event
+ * of its call's span. An exporter resuming mid-run folds again from the
+ * start of the step then open and emits only the spans ended past what
+ * it sent (durin_otel_fold_sent).
  *
  * Times come from the log: a span ends at its event's commit time and
  * starts its recorded duration before (model_response.duration_ms,
@@ -35,14 +38,16 @@ struct durin_otel_fold {
   struct durin_otel_run run; /* strings copied below */
   char *strs[6];
   char trace_id[33], root_id[17], parent_id[17];
-  json_t *out;         /* spans completed */
-  json_t *root_events; /* the root span's events, until it ends */
-  json_t *calls;       /* call_id -> {name, arguments} of the open step */
-  json_t *policies;    /* call_id -> span event of its policy decision */
-  json_t *waits;       /* approval id -> {tool, call_id, ts} */
-  int64_t step;        /* the open step's number */
-  int64_t step_start;  /* when it started: the last step's commit */
-  int64_t started_ms;  /* the run's first event */
+  json_t *out;        /* spans completed */
+  json_t *calls;      /* call_id -> {name, arguments} of the open step */
+  json_t *policies;   /* call_id -> span event of its policy decision */
+  json_t *waits;      /* approval id -> {tool, call_id, ts} */
+  int64_t step;       /* the open step's number */
+  int64_t step_first; /* the open step's first event */
+  int64_t sent;       /* spans ended by events up to this seq were sent */
+  int64_t seq;        /* the event being folded */
+  int64_t step_start; /* when it started: the last step's commit */
+  int64_t started_ms; /* the run's first event */
   int ended;
 };
 
@@ -160,6 +165,15 @@ static int64_t num(json_t *o, const char *k)
 
 /* ---- spans ---- */
 
+/* A span ended by the event being folded: out, unless it was sent. */
+static void emit(struct durin_otel_fold *f, json_t *span)
+{
+  if (f->seq > f->sent)
+    json_array_append_new(f->out, span);
+  else
+    json_decref(span);
+}
+
 static char *nanos(int64_t ms, char out[32])
 {
   snprintf(out, 32, "%lld000000", (long long)(ms > 0 ? ms : 0));
@@ -269,7 +283,7 @@ static void on_model(struct durin_otel_fold *f, const struct durin_event *ev,
     }
     json_decref(msg);
   }
-  json_array_append_new(f->out, span);
+  emit(f, span);
   json_array_foreach(calls, i, c)
     json_object_set_new(f->calls, str(c, "id") ? str(c, "id") : "",
                         json_pack("{s:s*,s:s*}", "name", str(c, "name"),
@@ -288,7 +302,7 @@ static void on_model_error(struct durin_otel_fold *f,
   attr_str(attrs_of(span), "gen_ai.operation.name", "chat");
   common_model_attrs(f, attrs_of(span));
   set_error(span, "model_error", str(d, "error"));
-  json_array_append_new(f->out, span);
+  emit(f, span);
 }
 
 static void on_policy(struct durin_otel_fold *f, const struct durin_event *ev,
@@ -337,7 +351,7 @@ static void on_tool(struct durin_otel_fold *f, const struct durin_event *ev,
     set_error(span, "timeout", "the tool call timed out");
   else if (!json_is_true(json_object_get(d, "ok")))
     set_error(span, "tool_error", "the tool call failed");
-  json_array_append_new(f->out, span);
+  emit(f, span);
 }
 
 static void on_approval_requested(struct durin_otel_fold *f,
@@ -370,7 +384,7 @@ static void on_approval_end(struct durin_otel_fold *f,
   attr_str(a, "gen_ai.tool.call.id", str(w, "call_id"));
   if (str(d, "by"))
     attr_str(a, "durin.approval.decided_by", str(d, "by"));
-  json_array_append_new(f->out, span);
+  emit(f, span);
   json_object_del(f->waits, aid);
 }
 
@@ -378,8 +392,8 @@ static void on_approval_end(struct durin_otel_fold *f,
 static void on_moment(struct durin_otel_fold *f, const struct durin_event *ev,
                       json_t *d)
 {
-  json_t *a = json_array();
-  char name[96];
+  json_t *a = json_array(), *span;
+  char name[96], id[17];
 
   attr_int(a, "durin.step", ev->step);
   if (str(d, "reason"))
@@ -391,7 +405,13 @@ static void on_moment(struct durin_otel_fold *f, const struct durin_event *ev,
   if (json_object_get(d, "attempt"))
     attr_int(a, "durin.attempt", num(d, "attempt"));
   snprintf(name, sizeof(name), "durin.%s", ev->type);
-  json_array_append_new(f->root_events, event_new(ev->ts_ms, name, a));
+  /* A span of no length under the root, not an event of it: the root is
+   * sent when the run ends, and an exporter resuming mid-run holds
+   * nothing from before. */
+  span_id(f, "moment", ev->type, ev->seq, id);
+  span = span_new(f, id, name, KIND_INTERNAL, ev->ts_ms, ev->ts_ms);
+  json_object_set_new(span, "attributes", a);
+  emit(f, span);
 }
 
 static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
@@ -404,10 +424,10 @@ static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
   snprintf(name, sizeof(name), "invoke_agent %s",
            f->run.name ? f->run.name : "");
   span =
-      json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:[],s:O}", "traceId", f->trace_id,
+      json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:[],s:[]}", "traceId", f->trace_id,
                 "spanId", f->root_id, "name", name, "kind", KIND_INTERNAL,
                 "startTimeUnixNano", nanos(f->started_ms, s), "endTimeUnixNano",
-                nanos(ev->ts_ms, e), "attributes", "events", f->root_events);
+                nanos(ev->ts_ms, e), "attributes", "events");
   if (*f->parent_id)
     json_object_set_new(span, "parentSpanId", json_string(f->parent_id));
   a = attrs_of(span);
@@ -424,7 +444,7 @@ static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
     json_object_set_new(span, "status", json_pack("{s:i}", "code", STATUS_OK));
   else
     set_error(span, status, str(d, "reason"));
-  json_array_append_new(f->out, span);
+  emit(f, span);
   f->ended = 1;
 }
 
@@ -454,8 +474,8 @@ struct durin_otel_fold *durin_otel_fold_new(const struct durin_otel_run *run)
   durin_otel_root_span_id(&f->run, f->root_id);
   if (!parse_traceparent(f->run.traceparent, trace, f->parent_id))
     f->parent_id[0] = 0;
+  f->started_ms = run->started_ms;
   f->out = json_array();
-  f->root_events = json_array();
   f->calls = json_object();
   f->policies = json_object();
   f->waits = json_object();
@@ -471,7 +491,6 @@ void durin_otel_fold_free(struct durin_otel_fold *f)
   for (i = 0; i < 6; i++)
     free(f->strs[i]);
   json_decref(f->out);
-  json_decref(f->root_events);
   json_decref(f->calls);
   json_decref(f->policies);
   json_decref(f->waits);
@@ -485,12 +504,18 @@ void durin_otel_fold_event(struct durin_otel_fold *f,
   json_t *d;
 
   if (!f->started_ms)
-    f->started_ms = f->step_start = ev->ts_ms;
+    f->started_ms = ev->ts_ms;
+  if (!f->step_start)
+    f->step_start = ev->ts_ms;
+  f->seq = ev->seq;
   /* A new step: the calls and policies of the last one are done. */
-  if (ev->step > f->step) {
+  if (ev->step > f->step || !f->step_first) {
+    if (ev->step > f->step) {
+      json_object_clear(f->calls);
+      json_object_clear(f->policies);
+    }
     f->step = ev->step;
-    json_object_clear(f->calls);
-    json_object_clear(f->policies);
+    f->step_first = ev->seq;
   }
   d = json_loads(ev->data ? ev->data : "{}", 0, NULL);
   if (!d)
@@ -521,6 +546,16 @@ void durin_otel_fold_event(struct durin_otel_fold *f,
   if (!strcmp(t, "model_response") || !strcmp(t, "tool_result") ||
       !strcmp(t, "model_error"))
     f->step_start = ev->ts_ms;
+}
+
+void durin_otel_fold_sent(struct durin_otel_fold *f, int64_t seq)
+{
+  f->sent = seq;
+}
+
+int64_t durin_otel_fold_resume_point(const struct durin_otel_fold *f)
+{
+  return f->step_first > 1 ? f->step_first - 1 : 0;
 }
 
 json_t *durin_otel_fold_take(struct durin_otel_fold *f)

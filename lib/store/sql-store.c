@@ -118,6 +118,17 @@ static const char *const stmt_sql[ST__COUNT] = {
  ");"                         \
  "CREATE INDEX queue_served_serial ON queue_served(served);"
 
+/* How far each run's trace was exported, and who exports it now
+ * (lib/otel/export.c): seq is the last event whose spans were sent;
+ * fold_from where the fold resumes (the start of the step open then). */
+#define OTEL_CURSOR(I64)         \
+ "CREATE TABLE otel_cursor("     \
+ "  run_id TEXT PRIMARY KEY,"    \
+ "  seq " I64 " NOT NULL,"       \
+ "  fold_from " I64 " NOT NULL," \
+ "  owner TEXT,"                 \
+ "  until_ms " I64 ");"
+
 /* Whether a call's attempt runs in a layer of its own (lib/worker/calls.c). */
 #define LEDGER_CONTAINED \
  "ALTER TABLE ledger ADD COLUMN contained INTEGER NOT NULL DEFAULT 0;"
@@ -375,6 +386,8 @@ static const char *const migrations[] = {
                  "(SELECT 1 FROM webhook_subs) AND " WEBHOOK_EVENT_TEST
                  " BEGIN " WEBHOOK_OUTBOX_INSERT(
                      WEBHOOK_TYPE_OF("NEW.type")) "; END;",
+  /* 8: the trace exporter's cursors. */
+  OTEL_CURSOR("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -488,6 +501,7 @@ static const char *const pg_migrations[] = {
                                      "END $$;"
                                      "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
                                      "EXECUTE FUNCTION durin_webhooks();",
+  OTEL_CURSOR("BIGINT"),
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,
