@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "durin/otel.h"
 #include "durin/policy.h"
 #include "durin/sandbox.h"
 #include "durin/util.h"
@@ -182,6 +183,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct sigaction sa;
   struct rlimit rl;
   char owner[300], data[4096], real_root[4096];
+  struct durin_otel_exporter *otel = NULL;
   int i, code, quiet = 0, stopped, serve = !strcmp(name, "serve");
   struct srv_opts so;
   struct srv *srv = NULL;
@@ -390,11 +392,18 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
                          "request is an admin" :
                          "");
   }
+  if (cli_otel_start(cli->store_url, owner, quiet ? NULL : log_line, &otel)) {
+    if (srv)
+      srv_stop(srv);
+    durin_worker_free(w);
+    return EXIT_USAGE;
+  }
   the_worker = w;
   /* A signal before the worker existed still stops it. */
   if (stopping)
     durin_worker_stop(w, 0);
   durin_worker_run(w);
+  durin_otel_exporter_stop(otel);
   if (srv) {
     durin_store_on_events(cli->store, NULL, NULL);
     srv_stop(srv);

@@ -47,6 +47,12 @@ int cmd_cancel(int argc, char **argv, struct cli *cli);
 int cmd_diff(int argc, char **argv, struct cli *cli);
 int cmd_bundle(int argc, char **argv, struct cli *cli);
 int cmd_trace(int argc, char **argv, struct cli *cli);
+/* Starts the trace exporter the OTEL_* environment asks for (cli/otel-env.c);
+ * *out stays NULL when it asks for none. Returns an exit code. */
+struct durin_otel_exporter;
+int cli_otel_start(const char *store_url, const char *owner,
+                   void (*on_log)(void *, const char *),
+                   struct durin_otel_exporter **out);
 
 /* How a spec is submitted (cli_submit). */
 struct cli_submit {

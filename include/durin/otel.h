@@ -70,6 +70,18 @@ struct durin_otel_resource {
 json_t *durin_otel_request(const struct durin_otel_resource *res,
                            json_t *spans);
 
+/* The last event folded. */
+int64_t durin_otel_fold_seq(const struct durin_otel_fold *f);
+
+struct durin_spec;
+/*
+ * Fills run from a run's row and its resolved spec (parsed into spec,
+ * which the caller clears; the model's host goes into host): pointers
+ * into ri, spec and host.
+ */
+void durin_otel_run_of(const struct durin_run_info *ri, struct durin_spec *spec,
+                       char host[256], struct durin_otel_run *run);
+
 /* How durin_otel_run_trace reads a run. */
 struct durin_otel_opts {
   const struct durin_otel_resource *resource; /* NULL: the defaults */
@@ -83,5 +95,36 @@ struct durin_otel_opts {
 int durin_otel_run_trace(struct durin_store *st, const char *run_id,
                          const struct durin_otel_opts *o, json_t **out,
                          struct durin_err *err);
+
+/* ---- the exporter (lib/otel/export.c) ---- */
+
+struct durin_otel_exporter_opts {
+  const char *store_url; /* it opens a store connection of its own */
+  const char *owner;     /* its name in the cursors' holds (unique) */
+  /* Where to POST: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+   * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces". NULL or "": no exporter. */
+  const char *endpoint;
+  const char *headers; /* OTEL_EXPORTER_OTLP_HEADERS: "k=v,k=v" */
+  const char *service_name, *resource_attributes;
+  int capture_content;
+  int64_t poll_ms;    /* how often to look for new events (default 1 s) */
+  int64_t timeout_ms; /* per request (default 10 s) */
+  void (*on_log)(void *arg, const char *line);
+  void *log_arg;
+};
+
+struct durin_otel_exporter_stats {
+  int64_t batches, failures, dropped;
+};
+
+struct durin_otel_exporter;
+
+/* Starts the exporter's thread; *out is NULL (and 0 returned) when no
+ * endpoint is set. */
+int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
+                              struct durin_otel_exporter **out,
+                              struct durin_err *err);
+/* Stops it (what it had not sent waits in the store for the next one). */
+void durin_otel_exporter_stop(struct durin_otel_exporter *x);
 
 #endif

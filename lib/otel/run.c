@@ -31,14 +31,29 @@ static void host_port(const char *url, char *host, size_t len, int *port)
   *port = colon ? atoi(colon + 1) : !strncmp(url, "https", 5) ? 443 : 80;
 }
 
-struct folding {
-  struct durin_otel_fold *f;
-};
-
 static int fold_one(const struct durin_event *ev, void *arg)
 {
   durin_otel_fold_event(arg, ev);
   return 0;
+}
+
+void durin_otel_run_of(const struct durin_run_info *ri, struct durin_spec *spec,
+                       char host[256], struct durin_otel_run *run)
+{
+  memset(spec, 0, sizeof(*spec));
+  memset(run, 0, sizeof(*run));
+  host[0] = 0;
+  run->run_id = ri->id;
+  run->name = ri->name;
+  run->started_ms = ri->started_ms;
+  if (ri->spec_json && !durin_spec_parse(ri->spec_json, NULL, spec, NULL)) {
+    run->provider = spec->model.provider;
+    run->model = spec->model.name;
+    if (strcmp(spec->model.provider, "script")) {
+      host_port(spec->model.base_url, host, 256, &run->server_port);
+      run->server_address = *host ? host : NULL;
+    }
+  }
 }
 
 int durin_otel_run_trace(struct durin_store *st, const char *run_id,
@@ -55,20 +70,8 @@ int durin_otel_run_trace(struct durin_store *st, const char *run_id,
   *out = NULL;
   if ((rc = durin_store_run_get(st, run_id, &ri, err)))
     return rc;
-  memset(&spec, 0, sizeof(spec));
-  memset(&run, 0, sizeof(run));
-  run.run_id = ri.id;
-  run.name = ri.name;
+  durin_otel_run_of(&ri, &spec, host, &run);
   run.capture_content = o ? o->capture_content : 0;
-  run.started_ms = ri.started_ms;
-  if (ri.spec_json && !durin_spec_parse(ri.spec_json, NULL, &spec, NULL)) {
-    run.provider = spec.model.provider;
-    run.model = spec.model.name;
-    if (strcmp(spec.model.provider, "script")) {
-      host_port(spec.model.base_url, host, sizeof(host), &run.server_port);
-      run.server_address = *host ? host : NULL;
-    }
-  }
   if (!(f = durin_otel_fold_new(&run))) {
     rc = durin_err_set(err, DURIN_ENOMEM, "out of memory");
   } else {

@@ -548,6 +548,11 @@ void durin_otel_fold_event(struct durin_otel_fold *f,
     f->step_start = ev->ts_ms;
 }
 
+int64_t durin_otel_fold_seq(const struct durin_otel_fold *f)
+{
+  return f->seq;
+}
+
 void durin_otel_fold_sent(struct durin_otel_fold *f, int64_t seq)
 {
   f->sent = seq;

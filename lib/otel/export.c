@@ -1,0 +1,359 @@
+/*
+ * The trace exporter: a thread that sends the spans of committed events
+ * over OTLP/HTTP (JSON), past a durable cursor per run in the store.
+ *
+ * Each round it lists runs whose log goes past their cursor, holds each
+ * one's cursor for a while (so two exporters on one store do not both
+ * send it), folds its events from where the last fold stopped, sends the
+ * spans those events end, and moves the cursor only once the collector
+ * took them. A process killed between the send and the move leaves the
+ * cursor where it was: the next exporter sends that batch again, as the
+ * same spans (their ids are the run's and the event's), and the hold it
+ * left expires. Retryable failures (a network error, 429, 502-504) back
+ * off and keep the cursor; any other refusal drops the batch, said in
+ * the log, so one bad span cannot stop a run's trace for good.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "durin/otel.h"
+#include "durin/spec.h"
+#include "durin/util.h"
+
+/* Runs looked at per round; events folded per run and round. */
+#define RUNS_PER_ROUND   64
+#define EVENTS_PER_BATCH 4000
+/* How long a cursor is held: a dead exporter's runs wait this long. */
+#define HOLD_MS 30000
+/* Runs updated this long before a round began are looked at again in the
+ * next; every FULL_MS a round looks at every run (one that slipped by,
+ * one a dead exporter left). */
+#define SLACK_MS 120000
+#define FULL_MS  60000
+
+struct durin_otel_exporter {
+  struct durin_otel_exporter_opts o;
+  char *endpoint, *owner, *service, *attributes, *store_url;
+  struct curl_slist *headers;
+  struct durin_store *st;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stopping;
+  int64_t backoff_ms;
+  struct durin_otel_exporter_stats stats;
+};
+
+static void say(struct durin_otel_exporter *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void say(struct durin_otel_exporter *x, const char *fmt, ...)
+{
+  char line[512];
+  va_list ap;
+
+  if (!x->o.on_log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  x->o.on_log(x->o.log_arg, line);
+}
+
+/* ---- sending ---- */
+
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+  (void)p;
+  (void)arg;
+  return size * n;
+}
+
+enum sent { SENT, RETRY, DROPPED };
+
+static enum sent post(struct durin_otel_exporter *x, const char *body,
+                      size_t len, long *status)
+{
+  CURL *c = curl_easy_init();
+  CURLcode rc;
+
+  *status = 0;
+  if (!c)
+    return RETRY;
+  curl_easy_setopt(c, CURLOPT_URL, x->endpoint);
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)x->o.timeout_ms);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+  rc = curl_easy_perform(c);
+  if (rc == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK)
+    return RETRY;
+  if (*status >= 200 && *status < 300)
+    return SENT;
+  /* OTLP/HTTP: these may be retried; any other refusal may not. */
+  if (*status == 429 || *status == 502 || *status == 503 || *status == 504)
+    return RETRY;
+  return DROPPED;
+}
+
+/* ---- one run ---- */
+
+static int fold_one(const struct durin_event *ev, void *arg)
+{
+  durin_otel_fold_event(arg, ev);
+  return 0;
+}
+
+/* Sends what run_id's log holds past its cursor (a batch of it); 1 if
+ * the collector must be waited for, else 0. */
+static int export_run(struct durin_otel_exporter *x, const char *run_id)
+{
+  struct durin_err err = { 0 };
+  struct durin_run_info ri;
+  struct durin_otel_run run;
+  struct durin_spec spec;
+  struct durin_otel_fold *f = NULL;
+  int64_t now = durin_now_ms(), seq = 0, from = 0, last;
+  json_t *spans, *req;
+  char *body = NULL, host[256];
+  enum sent sent = SENT;
+  long status = 0;
+  int rc;
+
+  rc = durin_store_otel_claim(x->st, run_id, x->owner, now, now + HOLD_MS, &seq,
+                              &from, &err);
+  if (rc)
+    return 0; /* another exporter has it, or the store said no: later */
+  if (durin_store_run_get(x->st, run_id, &ri, &err))
+    return 0;
+  durin_otel_run_of(&ri, &spec, host, &run);
+  run.capture_content = x->o.capture_content;
+  f = durin_otel_fold_new(&run);
+  if (!f)
+    goto out;
+  durin_otel_fold_sent(f, seq);
+  rc = durin_store_events_read(
+      x->st, ri.id, from > 0 ? from : 1,
+      seq - (from > 0 ? from : 1) + 1 + EVENTS_PER_BATCH, fold_one, f, &err);
+  if (rc)
+    goto out;
+  last = durin_otel_fold_seq(f);
+  spans = durin_otel_fold_take(f);
+  if (json_array_size(spans)) {
+    struct durin_otel_resource res = { x->service, x->attributes };
+
+    req = durin_otel_request(&res, spans);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body)
+      goto out;
+    sent = post(x, body, strlen(body), &status);
+  } else {
+    json_decref(spans);
+  }
+  if (sent == RETRY) {
+    say(x,
+        "traces: the collector at %s did not take run %s's spans (%s); "
+        "trying again later",
+        x->endpoint, ri.id, status ? "a retryable answer" : "no answer");
+    x->stats.failures++;
+    goto out;
+  }
+  if (sent == DROPPED) {
+    say(x,
+        "traces: the collector at %s refused run %s's spans (HTTP %ld); "
+        "dropped them",
+        x->endpoint, ri.id, status);
+    x->stats.dropped++;
+  } else if (body) {
+    x->stats.batches++;
+  }
+  if (last > seq)
+    durin_store_otel_advance(x->st, ri.id, x->owner, last,
+                             durin_otel_fold_resume_point(f), &err);
+out:
+  free(body);
+  durin_otel_fold_free(f);
+  durin_spec_clear(&spec);
+  durin_run_info_clear(&ri);
+  return sent == RETRY;
+}
+
+/* ---- the thread ---- */
+
+struct pending {
+  char ids[RUNS_PER_ROUND][32];
+  int n;
+};
+
+static int note_pending(const struct durin_otel_cursor *c, void *arg)
+{
+  struct pending *p = arg;
+
+  if (p->n < RUNS_PER_ROUND)
+    snprintf(p->ids[p->n++], 32, "%s", c->run_id);
+  return 0;
+}
+
+/* Waits ms or until stopped; 1 if stopping. */
+static int nap(struct durin_otel_exporter *x, int64_t ms)
+{
+  struct timespec ts;
+  int stop;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&x->mu);
+  if (!x->stopping)
+    pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+  stop = x->stopping;
+  pthread_mutex_unlock(&x->mu);
+  return stop;
+}
+
+static void *run_thread(void *arg)
+{
+  struct durin_otel_exporter *x = arg;
+  struct durin_err err = { 0 };
+  int64_t last_full = 0, since = 0, begun;
+  struct pending p;
+  int i, wait;
+
+  do {
+    begun = durin_now_ms();
+    if (!x->st && durin_store_open(x->store_url, &x->st, &err)) {
+      say(x, "traces: cannot open the store: %s", err.msg);
+      continue;
+    }
+    if (begun - last_full >= FULL_MS) {
+      since = 0;
+      last_full = begun;
+    }
+    p.n = 0;
+    wait = 0;
+    if (durin_store_otel_pending(x->st, x->owner, begun, since, RUNS_PER_ROUND,
+                                 note_pending, &p, &err)) {
+      say(x, "traces: %s", err.msg);
+      continue;
+    }
+    for (i = 0; i < p.n && !wait; i++)
+      wait = export_run(x, p.ids[i]);
+    since = begun - SLACK_MS;
+    /* A full round means more is waiting: go on at once. */
+    if (wait)
+      x->backoff_ms = x->backoff_ms ? x->backoff_ms * 2 : 1000;
+    else
+      x->backoff_ms = 0;
+    if (x->backoff_ms > 60000)
+      x->backoff_ms = 60000;
+    if (!wait && p.n == RUNS_PER_ROUND)
+      continue;
+  } while (!nap(x, x->backoff_ms ? x->backoff_ms : x->o.poll_ms));
+  return NULL;
+}
+
+/* "k=v,k=v" with percent-encoded values, as OTEL_EXPORTER_OTLP_HEADERS. */
+static struct curl_slist *add_headers(struct curl_slist *l, const char *spec)
+{
+  char *copy, *item, *save = NULL, *eq, *v, *w, line[1024];
+
+  if (!spec || !(copy = strdup(spec)))
+    return l;
+  for (item = strtok_r(copy, ",", &save); item;
+       item = strtok_r(NULL, ",", &save)) {
+    if (!(eq = strchr(item, '=')) || eq == item)
+      continue;
+    *eq = 0;
+    for (v = w = eq + 1; *v; v++, w++) {
+      unsigned c;
+
+      if (*v == '%' && sscanf(v + 1, "%2x", &c) == 1) {
+        *w = (char)c;
+        v += 2;
+      } else {
+        *w = *v;
+      }
+    }
+    *w = 0;
+    while (*item == ' ')
+      item++;
+    snprintf(line, sizeof(line), "%s: %s", item, eq + 1);
+    l = curl_slist_append(l, line);
+  }
+  free(copy);
+  return l;
+}
+
+int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
+                              struct durin_otel_exporter **out,
+                              struct durin_err *err)
+{
+  struct durin_otel_exporter *x;
+
+  *out = NULL;
+  if (!o->endpoint || !*o->endpoint)
+    return 0; /* nothing set, nothing sent */
+  if (!(x = calloc(1, sizeof(*x))))
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  x->o = *o;
+  x->endpoint = strdup(o->endpoint);
+  x->owner = strdup(o->owner ? o->owner : "exporter");
+  x->store_url = strdup(o->store_url ? o->store_url : "");
+  x->service = o->service_name ? strdup(o->service_name) : NULL;
+  x->attributes =
+      o->resource_attributes ? strdup(o->resource_attributes) : NULL;
+  if (x->o.poll_ms <= 0)
+    x->o.poll_ms = 1000;
+  if (x->o.timeout_ms <= 0)
+    x->o.timeout_ms = 10000;
+  x->headers = curl_slist_append(NULL, "Content-Type: application/json");
+  x->headers = add_headers(x->headers, o->headers);
+  pthread_mutex_init(&x->mu, NULL);
+  pthread_cond_init(&x->cv, NULL);
+  if (pthread_create(&x->thread, NULL, run_thread, x)) {
+    durin_otel_exporter_stop(x);
+    return durin_err_set(err, DURIN_EIO, "cannot start the trace exporter");
+  }
+  say(x, "traces: exporting to %s", x->endpoint);
+  *out = x;
+  return 0;
+}
+
+void durin_otel_exporter_stop(struct durin_otel_exporter *x)
+{
+  if (!x)
+    return;
+  pthread_mutex_lock(&x->mu);
+  x->stopping = 1;
+  pthread_cond_broadcast(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  if (x->thread)
+    pthread_join(x->thread, NULL);
+  if (x->st)
+    durin_store_close(x->st);
+  curl_slist_free_all(x->headers);
+  pthread_mutex_destroy(&x->mu);
+  pthread_cond_destroy(&x->cv);
+  free(x->endpoint);
+  free(x->owner);
+  free(x->store_url);
+  free(x->service);
+  free(x->attributes);
+  free(x);
+}
