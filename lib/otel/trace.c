@@ -6,7 +6,7 @@
  *
  *   trace     the caller's (traceparent), else SHA-256("durin trace RUN")
  *   root      SHA-256("durin span RUN root")        invoke_agent {name}
- *   chat      ... "RUN chat SEQ" (its model_response) chat {model}
+ *   chat      ... "RUN chat STEP" (one per step)    chat {model}
  *   tool      ... "RUN tool STEP CALL_ID"           execute_tool {name}
  *   approval  ... "RUN approval ID"                 durin.approval {tool}
  *
@@ -105,6 +105,27 @@ void durin_otel_trace_id(const struct durin_otel_run *run, char out[33])
     return;
   snprintf(what, sizeof(what), "durin trace %s", run->run_id);
   hex_id(what, 16, out);
+}
+
+void durin_otel_chat_span_id(const char *run_id, int64_t step, char out[17])
+{
+  char what[128];
+
+  snprintf(what, sizeof(what), "durin span %s chat %lld", run_id,
+           (long long)step);
+  hex_id(what, 8, out);
+}
+
+void durin_otel_traceparent(const char *run_id, int64_t step, char out[56])
+{
+  struct durin_otel_run run;
+  char trace[33], span[17];
+
+  memset(&run, 0, sizeof(run));
+  run.run_id = run_id;
+  durin_otel_trace_id(&run, trace);
+  durin_otel_chat_span_id(run_id, step, span);
+  snprintf(out, 56, "00-%s-%s-01", trace, span);
 }
 
 void durin_otel_root_span_id(const struct durin_otel_run *run, char out[17])
@@ -239,7 +260,7 @@ static void on_model(struct durin_otel_fold *f, const struct durin_event *ev,
                       f->step_start;
   size_t i;
 
-  span_id(f, "chat", NULL, ev->seq, id);
+  durin_otel_chat_span_id(f->run.run_id, ev->step, id);
   snprintf(name, sizeof(name), "chat %s", f->run.model ? f->run.model : "");
   span = span_new(f, id, name, KIND_CLIENT, start, ev->ts_ms);
   a = attrs_of(span);
@@ -296,7 +317,7 @@ static void on_model_error(struct durin_otel_fold *f,
   char id[17], name[256];
   json_t *span;
 
-  span_id(f, "chat", NULL, ev->seq, id);
+  span_id(f, "chat-error", NULL, ev->seq, id);
   snprintf(name, sizeof(name), "chat %s", f->run.model ? f->run.model : "");
   span = span_new(f, id, name, KIND_CLIENT, f->step_start, ev->ts_ms);
   attr_str(attrs_of(span), "gen_ai.operation.name", "chat");

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "durin/harness.h"
+#include "durin/otel.h"
 #include "durin/sandbox.h"
 #include "durin/util.h"
 #include "durin/worker.h"
@@ -797,6 +798,23 @@ static struct durin_ratelimit *limiter(struct durin_worker *w,
 
 static void start_model(struct wrun *r);
 
+/* The request carries the W3C traceparent of its chat span (the step's,
+ * as the run's trace from its log names it: lib/otel/trace.c), so the
+ * provider's side of the call joins the run's trace. */
+static void add_traceparent(struct wrun *r)
+{
+  char tp[56];
+  int i;
+
+  for (i = 0; i < 7 && r->req.headers[i]; i++)
+    ;
+  if (i == 7)
+    return;
+  durin_otel_traceparent(r->id, durin_harness_step(r->h) + 1, tp);
+  if (asprintf(&r->req.headers[i], "traceparent: %s", tp) < 0)
+    r->req.headers[i] = NULL;
+}
+
 static void on_wait_over(uv_timer_t *t)
 {
   struct wrun *r = t->data;
@@ -942,6 +960,7 @@ static void start_model(struct wrun *r)
       model_finished(r, DURIN_EMODEL, NULL, err.msg);
       return;
     }
+    add_traceparent(r);
     r->req_built = 1;
     r->retries_left =
         req->cfg->max_retries - durin_harness_usage(r->h)->retries;

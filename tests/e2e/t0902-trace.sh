@@ -16,6 +16,7 @@ CHECK="$SRCDIR/tests/js/otlp-check.mjs"
   test_skip_all "this host cannot build the sandbox"
 
 make_project
+export FAKE_HEADS="$TRASH/heads.log"
 FAKE_KEY_VALUE=sk-test
 export FAKE_KEY=sk-test
 cached='{"prompt_tokens": 1000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 800}}'
@@ -101,6 +102,17 @@ test_expect_success 'the failing call is an error; the asked one waited for alic
   spans | jq -r "select(.name | startswith(\"durin.\")) | .name" >moments &&
   grep -qx durin.compaction moments && grep -qx durin.resumed moments &&
   test "$(spans | jq -r "select(.name == \"invoke_agent tracer\") | .status.code")" = 1
+'
+
+test_expect_success 'each model request carried its chat span as a W3C traceparent' '
+  spans() { jq -c ".resourceSpans[0].scopeSpans[0].spans[]" trace.json; } &&
+  trace=$(spans | jq -r .traceId | sort -u) &&
+  spans | jq -r "select(.name | startswith(\"chat \")) | \"00-\(.traceId)-\(.spanId)-01\"" | sort -u >want.tp &&
+  sed -n "s/.* | traceparent: \(.*\)$/\1/p" heads.log | sort -u >got.tp &&
+  test -s want.tp &&
+  comm -23 want.tp got.tp >missing.tp &&
+  test ! -s missing.tp &&
+  test -z "$(grep -v "^00-$trace-[0-9a-f]\{16\}-01$" got.tp)"
 '
 
 test_expect_success 'the same log, the same trace: ids are the run'"'"'s and the events'"'"'' '

@@ -19,8 +19,8 @@
  * header) and its body appended to L as one line. Messages live at
  * /v1/messages only, as on api.anthropic.com, so a client that builds the
  * path wrongly gets the real service's 404. With FAKE_HEADS set in the
- * environment, each request's line and anthropic-version header are
- * appended to that file. Errors come back in each
+ * environment, each request's line and its anthropic-version and
+ * traceparent headers are appended to that file. Errors come back in each
  * service's own error shape. When the replies run out it answers 500.
  * Each connection is served by its own process, with its reply chosen in
  * arrival order, so a client that gave up on a slow reply and retried is
@@ -248,11 +248,12 @@ int main(int argc, char **argv)
       fclose(f);
     }
     if (getenv("FAKE_HEADS") && (f = fopen(getenv("FAKE_HEADS"), "a"))) {
-      char version[256];
+      char version[256], tp[256];
 
       header_value(head, "anthropic-version", version, sizeof(version));
-      fprintf(f, "%.*s | anthropic-version: %s\n", (int)strcspn(head, "\r\n"),
-              head, version);
+      header_value(head, "traceparent", tp, sizeof(tp));
+      fprintf(f, "%.*s | anthropic-version: %s | traceparent: %s\n",
+              (int)strcspn(head, "\r\n"), head, version, tp);
       fclose(f);
     }
     req = json_loads(body, 0, NULL);
