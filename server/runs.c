@@ -357,6 +357,11 @@ static int create_run(struct req *r)
           ws_dir, sizeof(ws_dir)))
     goto out;
   json_object_set_new(spec_j, "workspace", json_string(ws_dir));
+  /* A caller's W3C trace context: the run's trace joins it (the spec
+   * checks its form, and a bad one is refused as the spec's field). */
+  if (req_header(r, "traceparent") && !json_object_get(spec_j, "traceparent"))
+    json_object_set_new(spec_j, "traceparent",
+                        json_string(req_header(r, "traceparent")));
   spec_text = json_dumps(spec_j, JSON_COMPACT);
   if (durin_spec_parse(spec_text, NULL, &spec, &err)) {
     reply_error(r, 422, "bad_spec", "bad spec: %s", err.msg);

@@ -58,7 +58,8 @@ int64_t durin_otel_fold_resume_point(const struct durin_otel_fold *f);
 /* A step's chat span id: known before its response is, so the model
  * request carries it (a W3C traceparent, out: 56 bytes). */
 void durin_otel_chat_span_id(const char *run_id, int64_t step, char out[17]);
-void durin_otel_traceparent(const char *run_id, int64_t step, char out[56]);
+void durin_otel_traceparent(const char *run_id, const char *parent,
+                            int64_t step, char out[56]);
 
 /* The run's trace and root span ids, as hex (33 and 17 bytes). */
 void durin_otel_trace_id(const struct durin_otel_run *run, char out[33]);

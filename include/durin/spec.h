@@ -137,6 +137,8 @@ struct durin_spec {
                      NULL; validated when the spec is parsed */
   struct durin_spec_approvals approvals;
   json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
+  /* A W3C traceparent: the run's trace joins the caller's (or NULL). */
+  char *traceparent;
 };
 
 /* What a webhook may subscribe to, NULL-terminated, in the order the API

@@ -47,6 +47,7 @@ void durin_otel_run_of(const struct durin_run_info *ri, struct durin_spec *spec,
   run->name = ri->name;
   run->started_ms = ri->started_ms;
   if (ri->spec_json && !durin_spec_parse(ri->spec_json, NULL, spec, NULL)) {
+    run->traceparent = spec->traceparent;
     run->provider = spec->model.provider;
     run->model = spec->model.name;
     if (strcmp(spec->model.provider, "script")) {

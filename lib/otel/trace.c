@@ -116,13 +116,15 @@ void durin_otel_chat_span_id(const char *run_id, int64_t step, char out[17])
   hex_id(what, 8, out);
 }
 
-void durin_otel_traceparent(const char *run_id, int64_t step, char out[56])
+void durin_otel_traceparent(const char *run_id, const char *parent,
+                            int64_t step, char out[56])
 {
   struct durin_otel_run run;
   char trace[33], span[17];
 
   memset(&run, 0, sizeof(run));
   run.run_id = run_id;
+  run.traceparent = parent;
   durin_otel_trace_id(&run, trace);
   durin_otel_chat_span_id(run_id, step, span);
   snprintf(out, 56, "00-%s-%s-01", trace, span);

@@ -16,12 +16,38 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",    "system",  "goal",   "workspace",         "model",
-  "tools",   "checks",  "budget", "max_eval_attempts", "limits",
-  "context", "sandbox", "policy", "approvals",         "notify",
-  NULL,
+  "name",        "system",  "goal",   "workspace",         "model",
+  "tools",       "checks",  "budget", "max_eval_attempts", "limits",
+  "context",     "sandbox", "policy", "approvals",         "notify",
+  "traceparent", NULL,
 };
 static const char *const notify_fields[] = { "webhooks", NULL };
+
+/* A W3C trace context the run's trace joins: version 00, a trace id of 32
+ * lowercase hex digits and a parent span id of 16, neither all zeros. */
+static int check_traceparent(const char *tp, struct durin_err *err)
+{
+  size_t i;
+
+  if (!tp)
+    return 0;
+  if (strlen(tp) != 55 || strncmp(tp, "00-", 3) || tp[35] != '-' ||
+      tp[52] != '-')
+    goto bad;
+  for (i = 3; i < 55; i++)
+    if (i != 35 && i != 52 && !strchr("0123456789abcdef", tp[i]))
+      goto bad;
+  if (!strncmp(tp + 3, "00000000000000000000000000000000", 32) ||
+      !strncmp(tp + 36, "0000000000000000", 16))
+    goto bad;
+  return 0;
+bad:
+  return durin_err_set(err, DURIN_ESPEC,
+                       "field 'traceparent': '%s' is not a W3C traceparent "
+                       "(00-<32 hex digits>-<16 hex digits>-<2 hex digits>, "
+                       "lowercase, not all zeros)",
+                       tp);
+}
 static const char *const webhook_fields[] = { "url", "events", NULL };
 const char *const durin_webhook_events[] = {
   "run.started",      "run.progress", "approval.requested",
@@ -873,7 +899,9 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
       (r = get_string(root, "goal", "", 1, &s->goal, err)) ||
       (r = get_string(root, "workspace", "", 1, &ws, err)) ||
       (r = get_int(root, "max_eval_attempts", "", 1, 1, &s->max_eval_attempts,
-                   err)))
+                   err)) ||
+      (r = get_string(root, "traceparent", "", 0, &s->traceparent, err)) ||
+      (r = check_traceparent(s->traceparent, err)))
     goto out;
   if (resolve_path(base_dir, ws, &s->workspace)) {
     r = durin_err_set(err, DURIN_ESPEC,
@@ -1001,6 +1029,7 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->name);
   free(s->system);
   free(s->goal);
+  free(s->traceparent);
   free(s->workspace);
   free(s->model.provider);
   free(s->model.name);
@@ -1154,6 +1183,8 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set(root, "policy", s->policy);
   if (s->notify)
     json_object_set(root, "notify", s->notify);
+  if (s->traceparent)
+    json_object_set_new(root, "traceparent", json_string(s->traceparent));
   json_object_set_new(
       root, "approvals",
       json_pack("{s:I,s:s,s:I}", "timeout_s",

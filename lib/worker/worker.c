@@ -810,7 +810,8 @@ static void add_traceparent(struct wrun *r)
     ;
   if (i == 7)
     return;
-  durin_otel_traceparent(r->id, durin_harness_step(r->h) + 1, tp);
+  durin_otel_traceparent(r->id, r->spec_ok ? r->spec.traceparent : NULL,
+                         durin_harness_step(r->h) + 1, tp);
   if (asprintf(&r->req.headers[i], "traceparent: %s", tp) < 0)
     r->req.headers[i] = NULL;
 }

@@ -167,6 +167,21 @@ test_expect_success "a worker's rate limits are in the roll call" '
   test "$(body_field ".workers[0].info.rate_limits[0].blocked_until_ms")" = null
 '
 
+test_expect_success "a run created with a traceparent joins the caller's trace" '
+  tp=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 &&
+  test "$(api $OPS POST /v1/runs -H "traceparent: $tp" -H "Content-Type: application/json" \
+    -d "{\"spec\": {\"name\": \"joined\", \"goal\": \"g\", \"model\": {\"provider\": \"script\",
+      \"turns\": [{\"tool_calls\": [{\"name\": \"finish\", \"arguments\": {\"summary\": \"ok\"}}]}]}}}")" = 201 &&
+  jid=$(body_field .id) &&
+  wait_for 60 "test \"\$(status_of $jid)\" = succeeded" &&
+  durin trace $jid >joined.json &&
+  test "$(jq -r "[.resourceSpans[0].scopeSpans[0].spans[].traceId] | unique | .[]" joined.json)" = 4bf92f3577b34da6a3ce929d0e0e4736 &&
+  test "$(jq -r ".resourceSpans[0].scopeSpans[0].spans[] | select(.name == \"invoke_agent joined\") | .parentSpanId" joined.json)" = 00f067aa0ba902b7 &&
+  test "$(api $OPS POST /v1/runs -H "traceparent: 00-nothex-01" -H "Content-Type: application/json" \
+    -d "{\"spec\": {\"goal\": \"g\", \"model\": {\"provider\": \"script\", \"turns\": []}}}")" = 422 &&
+  grep -q "traceparent" .body
+'
+
 test_expect_success 'the dashboard: served without a token, strict, revalidated by ETag' '
   curl -s -D h1 -o index.html "$API_DIRECT/" &&
   grep -q "^HTTP/1.1 200" h1 &&
