@@ -5,8 +5,9 @@
  * Each round it lists runs whose log goes past their cursor, holds each
  * one's cursor for a while (so two exporters on one store do not both
  * send it), folds its events from where the last fold stopped, sends the
- * spans those events end, and moves the cursor only once the collector
- * took them. A process killed between the send and the move leaves the
+ * spans those events end for all of them in one request (on one kept-
+ * alive connection), and moves the cursors only once the collector took
+ * them. A process killed between the send and the move leaves the
  * cursor where it was: the next exporter sends that batch again, as the
  * same spans (their ids are the run's and the event's), and the hold it
  * left expires. Retryable failures (a network error, 429, 502-504) back
@@ -27,7 +28,9 @@
 
 /* Runs looked at per round; events folded per run and round. */
 #define RUNS_PER_ROUND   64
-#define EVENTS_PER_BATCH 4000
+#define EVENTS_PER_BATCH 2000
+/* Spans per request, about: a round stops folding runs past it. */
+#define SPANS_PER_REQUEST 4096
 /* How long a cursor is held: a dead exporter's runs wait this long. */
 #define HOLD_MS 30000
 /* Runs updated this long before a round began are looked at again in the
@@ -40,6 +43,7 @@ struct durin_otel_exporter {
   struct durin_otel_exporter_opts o;
   char *endpoint, *owner, *service, *attributes, *store_url;
   struct curl_slist *headers;
+  CURL *curl; /* the thread's, kept alive */
   struct durin_store *st;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -79,24 +83,23 @@ enum sent { SENT, RETRY, DROPPED };
 static enum sent post(struct durin_otel_exporter *x, const char *body,
                       size_t len, long *status)
 {
-  CURL *c = curl_easy_init();
   CURLcode rc;
 
   *status = 0;
-  if (!c)
+  /* One handle for the thread's life: its connection is kept alive. */
+  if (!x->curl && !(x->curl = curl_easy_init()))
     return RETRY;
-  curl_easy_setopt(c, CURLOPT_URL, x->endpoint);
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)x->o.timeout_ms);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-  rc = curl_easy_perform(c);
+  curl_easy_setopt(x->curl, CURLOPT_URL, x->endpoint);
+  curl_easy_setopt(x->curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, x->headers);
+  curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)x->o.timeout_ms);
+  curl_easy_setopt(x->curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(x->curl, CURLOPT_WRITEFUNCTION, discard);
+  rc = curl_easy_perform(x->curl);
   if (rc == CURLE_OK)
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-  curl_easy_cleanup(c);
+    curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, status);
   if (rc != CURLE_OK)
     return RETRY;
   if (*status >= 200 && *status < 300)
@@ -107,7 +110,19 @@ static enum sent post(struct durin_otel_exporter *x, const char *body,
   return DROPPED;
 }
 
-/* ---- one run ---- */
+/* ---- one round ---- */
+
+/* What a round folded of one run, to move its cursor once sent. */
+struct moved {
+  char run_id[32];
+  int64_t seq, fold_from;
+};
+
+struct round {
+  json_t *spans; /* of every run of the round */
+  struct moved moved[RUNS_PER_ROUND];
+  int n;
+};
 
 static int fold_one(const struct durin_event *ev, void *arg)
 {
@@ -115,79 +130,91 @@ static int fold_one(const struct durin_event *ev, void *arg)
   return 0;
 }
 
-/* Sends what run_id's log holds past its cursor (a batch of it); 1 if
- * the collector must be waited for, else 0. */
-static int export_run(struct durin_otel_exporter *x, const char *run_id)
+/* Folds what run_id's log holds past its cursor (a batch of it) into the
+ * round, if this exporter may hold the run. */
+static void fold_run(struct durin_otel_exporter *x, const char *run_id,
+                     struct round *rd)
 {
   struct durin_err err = { 0 };
   struct durin_run_info ri;
   struct durin_otel_run run;
   struct durin_spec spec;
-  struct durin_otel_fold *f = NULL;
-  int64_t now = durin_now_ms(), seq = 0, from = 0, last;
-  json_t *spans, *req;
-  char *body = NULL, host[256];
-  enum sent sent = SENT;
-  long status = 0;
-  int rc;
+  struct durin_otel_fold *f;
+  int64_t now = durin_now_ms(), seq = 0, from = 0, first;
+  char host[256];
 
-  rc = durin_store_otel_claim(x->st, run_id, x->owner, now, now + HOLD_MS, &seq,
-                              &from, &err);
-  if (rc)
-    return 0; /* another exporter has it, or the store said no: later */
+  if (durin_store_otel_claim(x->st, run_id, x->owner, now, now + HOLD_MS, &seq,
+                             &from, &err))
+    return; /* another exporter has it, or the store said no: later */
   if (durin_store_run_get(x->st, run_id, &ri, &err))
-    return 0;
+    return;
   durin_otel_run_of(&ri, &spec, host, &run);
   run.capture_content = x->o.capture_content;
-  f = durin_otel_fold_new(&run);
-  if (!f)
-    goto out;
-  durin_otel_fold_sent(f, seq);
-  rc = durin_store_events_read(
-      x->st, ri.id, from > 0 ? from : 1,
-      seq - (from > 0 ? from : 1) + 1 + EVENTS_PER_BATCH, fold_one, f, &err);
-  if (rc)
-    goto out;
-  last = durin_otel_fold_seq(f);
-  spans = durin_otel_fold_take(f);
-  if (json_array_size(spans)) {
-    struct durin_otel_resource res = { x->service, x->attributes };
+  first = from > 0 ? from : 1;
+  if ((f = durin_otel_fold_new(&run))) {
+    durin_otel_fold_sent(f, seq);
+    if (!durin_store_events_read(x->st, ri.id, first,
+                                 seq - first + 1 + EVENTS_PER_BATCH, fold_one,
+                                 f, &err) &&
+        durin_otel_fold_seq(f) > seq) {
+      json_t *spans = durin_otel_fold_take(f);
 
-    req = durin_otel_request(&res, spans);
+      json_array_extend(rd->spans, spans);
+      json_decref(spans);
+      snprintf(rd->moved[rd->n].run_id, 32, "%s", ri.id);
+      rd->moved[rd->n].seq = durin_otel_fold_seq(f);
+      rd->moved[rd->n].fold_from = durin_otel_fold_resume_point(f);
+      rd->n++;
+    }
+    durin_otel_fold_free(f);
+  }
+  durin_spec_clear(&spec);
+  durin_run_info_clear(&ri);
+}
+
+/* Sends the round's spans in one request and moves the cursors of what
+ * went (or was refused for good); 1 if the collector must be waited for. */
+static int send_round(struct durin_otel_exporter *x, struct round *rd)
+{
+  struct durin_otel_resource res = { x->service, x->attributes };
+  struct durin_err err = { 0 };
+  enum sent sent = SENT;
+  json_t *req;
+  char *body = NULL;
+  long status = 0;
+  int i;
+
+  if (json_array_size(rd->spans)) {
+    req = durin_otel_request(&res, json_incref(rd->spans));
     body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!body)
-      goto out;
+      return 1;
     sent = post(x, body, strlen(body), &status);
-  } else {
-    json_decref(spans);
+    free(body);
   }
   if (sent == RETRY) {
     say(x,
-        "traces: the collector at %s did not take run %s's spans (%s); "
-        "trying again later",
-        x->endpoint, ri.id, status ? "a retryable answer" : "no answer");
+        "traces: the collector at %s did not take %zu span(s) (%s); trying "
+        "again later",
+        x->endpoint, json_array_size(rd->spans),
+        status ? "a retryable answer" : "no answer");
     x->stats.failures++;
-    goto out;
+    return 1;
   }
   if (sent == DROPPED) {
     say(x,
-        "traces: the collector at %s refused run %s's spans (HTTP %ld); "
+        "traces: the collector at %s refused %zu span(s) (HTTP %ld); "
         "dropped them",
-        x->endpoint, ri.id, status);
+        x->endpoint, json_array_size(rd->spans), status);
     x->stats.dropped++;
-  } else if (body) {
+  } else if (json_array_size(rd->spans)) {
     x->stats.batches++;
   }
-  if (last > seq)
-    durin_store_otel_advance(x->st, ri.id, x->owner, last,
-                             durin_otel_fold_resume_point(f), &err);
-out:
-  free(body);
-  durin_otel_fold_free(f);
-  durin_spec_clear(&spec);
-  durin_run_info_clear(&ri);
-  return sent == RETRY;
+  for (i = 0; i < rd->n; i++)
+    durin_store_otel_advance(x->st, rd->moved[i].run_id, x->owner,
+                             rd->moved[i].seq, rd->moved[i].fold_from, &err);
+  return 0;
 }
 
 /* ---- the thread ---- */
@@ -233,6 +260,7 @@ static void *run_thread(void *arg)
   struct durin_err err = { 0 };
   int64_t last_full = 0, since = 0, begun;
   struct pending p;
+  struct round rd;
   int i, wait;
 
   do {
@@ -252,8 +280,12 @@ static void *run_thread(void *arg)
       say(x, "traces: %s", err.msg);
       continue;
     }
-    for (i = 0; i < p.n && !wait; i++)
-      wait = export_run(x, p.ids[i]);
+    rd.spans = json_array();
+    rd.n = 0;
+    for (i = 0; i < p.n && json_array_size(rd.spans) < SPANS_PER_REQUEST; i++)
+      fold_run(x, p.ids[i], &rd);
+    wait = send_round(x, &rd);
+    json_decref(rd.spans);
     since = begun - SLACK_MS;
     /* A full round means more is waiting: go on at once. */
     if (wait)
@@ -262,7 +294,7 @@ static void *run_thread(void *arg)
       x->backoff_ms = 0;
     if (x->backoff_ms > 60000)
       x->backoff_ms = 60000;
-    if (!wait && p.n == RUNS_PER_ROUND)
+    if (!wait && (p.n == RUNS_PER_ROUND || i < p.n))
       continue;
   } while (!nap(x, x->backoff_ms ? x->backoff_ms : x->o.poll_ms));
   return NULL;
@@ -347,6 +379,8 @@ void durin_otel_exporter_stop(struct durin_otel_exporter *x)
     pthread_join(x->thread, NULL);
   if (x->st)
     durin_store_close(x->st);
+  if (x->curl)
+    curl_easy_cleanup(x->curl);
   curl_slist_free_all(x->headers);
   pthread_mutex_destroy(&x->mu);
   pthread_cond_destroy(&x->cv);
