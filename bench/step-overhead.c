@@ -13,7 +13,10 @@
  * steps per transaction and CPU per step.
  *
  *   step-overhead [--steps N] [--runs R] [--sync full|normal] [--dir DIR]
- *                 [--store URL]
+ *                 [--store URL] [--metrics]
+ *
+ * --metrics gives the worker a metrics registry (include/durin/metrics.h),
+ * to measure what observing costs a step.
  *
  * --store runs it on another store (e.g. postgres://...); the workspace
  * stays in DIR. Bytes written then count only this process's (the
@@ -28,6 +31,7 @@
 #include <unistd.h>
 
 #include "durin/harness.h"
+#include "durin/metrics.h"
 #include "durin/spec.h"
 #include "durin/store.h"
 #include "durin/tools.h"
@@ -35,6 +39,7 @@
 #include "durin/worker.h"
 
 static char *payload4k;
+static struct durin_metrics *metrics; /* --metrics */
 
 static int noop_exec(const struct durin_tool_ctx *ctx, json_t *args,
                      struct durin_tool_result *res)
@@ -200,6 +205,7 @@ static int run_many(struct durin_store *s, const char *spec_json,
   }
   memset(&o, 0, sizeof(o));
   o.owner = "bench:1";
+  o.metrics = metrics;
   o.max_runs = runs;
   o.lease_ttl_ms = 60000;
   o.poll_ms = 20;
@@ -259,6 +265,7 @@ static int run_one(struct durin_store *s, const char *spec_json, const char *ws,
   tm.t = calloc((size_t)steps + 2, sizeof(double));
   memset(&o, 0, sizeof(o));
   o.owner = "bench";
+  o.metrics = metrics;
   o.run_id = id;
   o.lease_ttl_ms = 60000;
   o.resolve = -1;
@@ -321,9 +328,12 @@ int main(int argc, char **argv)
       runs = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--store") && i + 1 < argc)
       store = argv[++i];
+    else if (!strcmp(argv[i], "--metrics"))
+      metrics = durin_metrics_new();
     else {
-      fprintf(stderr, "usage: step-overhead [--steps N] [--runs R] "
-                      "[--sync full|normal] [--dir DIR] [--store URL]\n");
+      fprintf(stderr,
+              "usage: step-overhead [--steps N] [--runs R] "
+              "[--sync full|normal] [--dir DIR] [--store URL] [--metrics]\n");
       return 64;
     }
   }

@@ -22,6 +22,7 @@
 
 #include "cmd.h"
 #include "durin/otel.h"
+#include "durin/metrics.h"
 #include "durin/policy.h"
 #include "durin/sandbox.h"
 #include "durin/util.h"
@@ -143,7 +144,10 @@ static const char serve_usage[] =
     "                        0: unlimited); answered 429 with Retry-After\n"
     "  --max-body BYTES      JSON request bodies (default 1048576)\n"
     "  --max-upload BYTES    uploaded workspace archives (default 100 MiB)\n"
-    "  --http-threads N      request threads (default 4)\n";
+    "  --http-threads N      request threads (default 4)\n"
+    "GET /metrics on the API's listener answers Prometheus text without a\n"
+    "token (docs/internals/observability.md): keep the listener private or\n"
+    "filter /metrics at the proxy.\n";
 
 static const char worker_usage[] =
     "usage: durin %s [options]\n\n"
@@ -166,6 +170,10 @@ static const char worker_usage[] =
     "                        on top of each run's own; it can only tighten\n"
     "  --sandbox none        run tool calls on this host, unprotected (loudly\n"
     "                        logged; by default each runs in the sandbox)\n"
+    "  --metrics-listen ADDR:PORT\n"
+    "                        answer GET /metrics (Prometheus text) there;\n"
+    "                        port 0 picks one (logged). No token: bind it\n"
+    "                        to loopback or a private network\n"
     "  --quiet               no log lines\n\n"
     "SIGTERM or Ctrl-C: stop claiming, finish in-flight steps, release the\n"
     "leases, exit. A second one exits at once.\n";
@@ -188,7 +196,9 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct srv_opts so;
   struct srv *srv = NULL;
   struct spec_policy *sp = NULL;
-  const char *spec_policy = NULL, *ws_root = NULL;
+  const char *spec_policy = NULL, *ws_root = NULL, *metrics_addr = NULL;
+  struct durin_metrics *metrics = NULL;
+  struct metrics_listener *ml = NULL;
 
   memset(&so, 0, sizeof(so));
   so.rate = 50;
@@ -265,6 +275,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
       sandbox = v;
     } else if (!strcmp(a, "--policy")) {
       policy = v;
+    } else if (!strcmp(a, "--metrics-listen")) {
+      metrics_addr = v;
     } else if (!strcmp(a, "--max-runs")) {
       o.max_runs = atoi(v);
       if (o.max_runs <= 0) {
@@ -340,27 +352,58 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   if (!quiet)
     o.on_log = log_line;
   o.kind = name;
-  if (durin_worker_new(cli->store, &o, &w, &err)) {
-    cli_error("%s", err.msg);
+  if ((serve || metrics_addr) && !(metrics = durin_metrics_new())) {
+    cli_error("%s: out of memory", name);
     durin_policy_free(pol);
     return EXIT_STORE;
   }
+  o.metrics = metrics;
+  so.metrics = metrics;
+  if (durin_worker_new(cli->store, &o, &w, &err)) {
+    cli_error("%s", err.msg);
+    durin_policy_free(pol);
+    durin_metrics_free(metrics);
+    return EXIT_STORE;
+  }
+  if (metrics_addr) {
+    if (metrics_listen(metrics_addr, cli->store_url, metrics, &ml, &err)) {
+      cli_error("%s: %s", name, err.msg);
+      durin_worker_free(w);
+      durin_policy_free(pol);
+      durin_metrics_free(metrics);
+      return EXIT_USAGE;
+    }
+    fprintf(stderr,
+            "durin: metrics on http://%.*s:%d/metrics (no token: keep it "
+            "private)\n",
+            strchr(metrics_addr, ':') ?
+                (int)(strrchr(metrics_addr, ':') - metrics_addr) :
+                9,
+            strchr(metrics_addr, ':') ? metrics_addr : "127.0.0.1",
+            metrics_listen_port(ml));
+  }
   if (serve) {
     if ((code = cli_data_dir(cli, data, sizeof(data)))) {
+      metrics_listen_stop(ml);
       durin_worker_free(w);
+      durin_metrics_free(metrics);
       durin_policy_free(pol);
       return code;
     }
     if (spec_policy ? spec_policy_load(spec_policy, &sp, &err) :
                       !(sp = spec_policy_default())) {
       cli_error("%s", spec_policy ? err.msg : "out of memory");
+      metrics_listen_stop(ml);
       durin_worker_free(w);
+      durin_metrics_free(metrics);
       durin_policy_free(pol);
       return EXIT_SPEC;
     }
     if (ws_root && !realpath(ws_root, real_root)) {
       cli_error("serve: --workspace-root '%s' is not a directory", ws_root);
+      metrics_listen_stop(ml);
       durin_worker_free(w);
+      durin_metrics_free(metrics);
       durin_policy_free(pol);
       spec_policy_free(sp);
       return EXIT_USAGE;
@@ -376,7 +419,9 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     so.wake_arg = w;
     if (srv_start(&so, &srv, &err)) {
       cli_error("serve: %s", err.msg);
+      metrics_listen_stop(ml);
       durin_worker_free(w);
+      durin_metrics_free(metrics);
       durin_policy_free(pol);
       spec_policy_free(sp);
       return EXIT_USAGE;
@@ -393,6 +438,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
                          "");
   }
   if (cli_otel_start(cli->store_url, owner, quiet ? NULL : log_line, &otel)) {
+    metrics_listen_stop(ml);
     if (srv)
       srv_stop(srv);
     durin_worker_free(w);
@@ -404,6 +450,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     durin_worker_stop(w, 0);
   durin_worker_run(w);
   durin_otel_exporter_stop(otel);
+  metrics_listen_stop(ml);
   if (srv) {
     durin_store_on_events(cli->store, NULL, NULL);
     srv_stop(srv);
@@ -418,6 +465,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
             (long long)st.dropped, (long long)st.steps, (long long)st.batches);
   the_worker = NULL;
   durin_worker_free(w);
+  durin_metrics_free(metrics);
   if (o.sandbox)
     durin_sandbox_close(&sb);
   durin_policy_free(pol);

@@ -29,6 +29,7 @@ struct srv;
 struct hub;
 struct spec_policy;
 struct durin_policy;
+struct durin_metrics;
 
 struct srv_opts {
   const char *listen;    /* "ADDR:PORT"; default 127.0.0.1:7700 */
@@ -58,6 +59,9 @@ struct srv_opts {
   /* Wakes the embedded worker (a run was queued, a decision made). */
   void (*wake_worker)(void *arg);
   void *wake_arg;
+  /* The process's metrics, rendered at GET /metrics (server/metrics.c);
+   * may be NULL (the store's counts only). Owned by the caller. */
+  struct durin_metrics *metrics;
 };
 
 int srv_start(const struct srv_opts *o, struct srv **out,
@@ -69,6 +73,17 @@ void srv_stop(struct srv *s);
 /* durin_store_on_events() callback for the worker's store: the commit of
  * run_id's events wakes its streams. arg is the struct srv. */
 void srv_events_committed(void *arg, const char *run_id);
+
+/* `durin worker --metrics-listen ADDR` (server/metrics.c): GET /metrics
+ * alone, on ADDR ("ADDR:PORT" or "PORT", IPv4; port 0 picks one), with a
+ * connection of its own to store_url; m is the caller's and must outlive
+ * the listener. */
+struct metrics_listener;
+int metrics_listen(const char *addr, const char *store_url,
+                   struct durin_metrics *m, struct metrics_listener **out,
+                   struct durin_err *err);
+int metrics_listen_port(const struct metrics_listener *l);
+void metrics_listen_stop(struct metrics_listener *l);
 
 /* ---- for the handlers (the other files of server/) ---- */
 
@@ -117,6 +132,7 @@ extern const struct route srv_diff_routes[];
 extern const struct route srv_web_routes[];
 extern const struct route srv_timeline_routes[];
 extern const struct route srv_openapi_routes[];
+extern const struct route srv_metrics_routes[];
 
 /* Answers: reply_json takes j; reply_error's body is
  * {"error": {"code": CODE, "message": MSG}} (with "field" if given). */

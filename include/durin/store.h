@@ -390,6 +390,26 @@ int durin_store_worker_gone(struct durin_store *s, const char *owner,
 int durin_store_worker_list(struct durin_store *s, durin_worker_row_cb cb,
                             void *arg, struct durin_err *err);
 
+/*
+ * What /metrics reads from the store when it is scraped
+ * (lib/store/sql-metrics.c), in two cheap queries: runs that are not
+ * finished, by tenant and status (an index range on status; finished
+ * runs are never counted), and pending approvals by tenant with the
+ * oldest one's request time. cb gets one row each: what is "runs"
+ * (status set) or "approvals" (oldest_ms set).
+ */
+struct durin_store_gauge {
+  const char *what;
+  const char *tenant;
+  const char *status; /* runs */
+  int64_t count;
+  int64_t oldest_ms; /* approvals: the oldest pending one's request */
+};
+typedef int (*durin_store_gauge_cb)(const struct durin_store_gauge *g,
+                                    void *arg);
+int durin_store_gauges(struct durin_store *s, durin_store_gauge_cb cb,
+                       void *arg, struct durin_err *err);
+
 /* A setting all servers of the store share. _init stores value unless
  * the key has one, and returns the one that holds (free() it). */
 int durin_store_setting_init(struct durin_store *s, const char *key,

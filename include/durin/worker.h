@@ -31,6 +31,7 @@
 #include "durin/tools.h"
 
 struct durin_worker;
+struct durin_metrics;
 
 /* A provider's rate limit in this worker. */
 struct durin_worker_limit {
@@ -54,6 +55,10 @@ struct durin_worker_opts {
   int nlimits;
   /* In the workers' roll call: "worker" (default) or "serve". */
   const char *kind;
+  /* Where it counts model calls, tokens, dollars, commits and tool calls
+   * (include/durin/metrics.h); NULL: nowhere. Owned by the caller, who
+   * renders it from any thread; it must outlive the worker. */
+  struct durin_metrics *metrics;
   /* Log lines (claims, ends, lost leases, recoveries); may be NULL. */
   void (*on_log)(void *arg, const char *line);
 

@@ -26,6 +26,7 @@
 #include "durin/util.h"
 #include "durin/worker.h"
 #include "worker/calls.h"
+#include "worker/metrics.h"
 #include "worker/worker-int.h"
 
 enum phase {
@@ -92,6 +93,9 @@ struct wrun {
   int check_idx;
   struct durin_check_result *cr;
   struct durin_tool_result *tr;
+  /* For the metrics: the run's tenant and agent, when the tool started. */
+  char tenant[128], agent[128];
+  double tool_started;
 };
 
 enum job_kind {
@@ -122,6 +126,7 @@ struct job {
    * this status (reason above). */
   enum durin_run_status ended;
   struct durin_watchdog_report wd;
+  double queued_s; /* a commit: when it was queued (metrics) */
 };
 
 struct ratelimit {
@@ -158,6 +163,7 @@ struct durin_worker {
   struct ratelimit rls[8];
   int nrl;
   struct durin_worker_stats st;
+  struct durin__wmetrics *wm; /* NULL: no registry */
   /* Limited to one run id: how it came out, or what it was lost to. */
   char run_id[32];
   struct durin_worker_result res;
@@ -234,6 +240,7 @@ static void run_unlink(struct durin_worker *w, struct wrun *r)
   if (*p)
     *p = r->hnext;
   w->nruns--;
+  durin__wmetrics_leases(w->wm, w->nruns);
 }
 
 static void set_phase(struct wrun *r, enum phase p)
@@ -736,6 +743,8 @@ static void done_commit(struct durin_worker *w, struct job *j)
   if (write_failed(r, j))
     return;
   w->st.steps++;
+  if (w->wm)
+    durin__wmetrics_commit(w->wm, durin_metrics_clock() - j->queued_s);
   /* Events are shown only once they are durable. */
   if (w->o.on_event)
     for (i = 0; i < r->act.nevents; i++)
@@ -863,6 +872,8 @@ static void model_finished(struct wrun *r, int rc,
   memset(&c, 0, sizeof(c));
   c.retries = r->retries_spent;
   c.latency_ms = durin_now_ms() - r->model_started_ms;
+  durin__wmetrics_model(r->w->wm, r->act.model.cfg, rc ? NULL : resp, rc,
+                        c.latency_ms, r->tenant, r->agent);
   r->retries_spent = 0;
   r->http_attempt = 0;
   if (rc) {
@@ -1029,6 +1040,10 @@ static void tool_finished(struct wrun *r, struct durin_tool_result *res)
   c.tool = res;
   c.now_ms = durin_now_ms();
   r->busy = 0;
+  if (r->w->wm)
+    durin__wmetrics_tool(r->w->wm, r->act.tool->name,
+                         r->act.tool->command && r->w->o.sandbox, res,
+                         durin_metrics_clock() - r->tool_started);
   if (durin_harness_complete(r->h, &c)) {
     drop(r, DURIN_ESTATE, "harness refused a tool result (a bug)");
     return;
@@ -1117,6 +1132,7 @@ static void start_tool(struct wrun *r)
   const char *cmd = NULL;
 
   r->busy = 1;
+  r->tool_started = r->w->wm ? durin_metrics_clock() : 0;
   r->layer[0] = 0;
   r->act.tool_ctx.box.layer = NULL;
   if (r->act.contained) {
@@ -1329,7 +1345,8 @@ static void advance(struct wrun *r)
       return;
     case DURIN_ACT_COMMIT:
       r->busy = 1;
-      job_new(w, J_WRITE, r, fn_commit, done_commit);
+      job_new(w, J_WRITE, r, fn_commit, done_commit)->queued_s =
+          w->wm ? durin_metrics_clock() : 0;
       return;
     case DURIN_ACT_TOOL:
       start_tool(r);
@@ -1402,6 +1419,24 @@ static void interrupt(struct wrun *r, int cancel)
 
 /* ---- claims, restores, heartbeats, signals, the watchdog ---- */
 
+/* The run's tenant and agent (its registered agent's name, else its
+ * spec's), which label its dollars in the metrics. */
+static void run_labels(struct durin_worker *w, struct wrun *r,
+                       const struct durin_run_info *ri)
+{
+  struct durin_run_meta meta;
+  struct durin_err err = { 0 };
+
+  snprintf(r->tenant, sizeof(r->tenant), "%s",
+           ri->tenant ? ri->tenant : "default");
+  memset(&meta, 0, sizeof(meta));
+  if (durin_store_run_meta(w->s, r->id, &meta, &err) == 0 && meta.agent)
+    snprintf(r->agent, sizeof(r->agent), "%s", meta.agent);
+  else
+    snprintf(r->agent, sizeof(r->agent), "%s", ri->name ? ri->name : "");
+  durin_run_meta_clear(&meta);
+}
+
 static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                       struct job *j)
 {
@@ -1434,6 +1469,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                                w->o.lease_ttl_ms, &r->epoch, &j->err);
     r->attempt = ri.attempt + 1;
   }
+  if (!rc && w->wm)
+    run_labels(w, r, &ri);
   if (!rc)
     rc = durin_spec_parse(ri.spec_json, NULL, &r->spec, &j->err);
   if (!rc) {
@@ -1580,6 +1617,7 @@ static void run_new(struct durin_worker *w, const char *id, uint64_t epoch,
   r->hnext = w->bucket[b];
   w->bucket[b] = r;
   w->nruns++;
+  durin__wmetrics_leases(w->wm, w->nruns);
   w->nlive++;
   w->st.claimed++;
   job_new(w, J_CALL, r, fn_restore, done_restore);
@@ -1885,6 +1923,7 @@ static void done_watchdog(struct durin_worker *w, struct job *j)
       wlog(w, "watchdog failed: %s", j->err.msg);
     return;
   }
+  durin__wmetrics_watchdog(w->wm, &j->wd);
   if (j->wd.requeued || j->wd.failed || j->wd.stalled)
     wlog(w,
          "watchdog: %d run(s) re-queued after their lease expired, %d "
@@ -2071,6 +2110,7 @@ int durin_worker_new(struct durin_store *s, const struct durin_worker_opts *o,
     free(w);
     return durin_err_set(err, DURIN_ENOMEM, "cannot start the HTTP client");
   }
+  w->wm = durin__wmetrics_new(o->metrics);
   uv_timer_init(&w->loop, &w->t_claim);
   uv_timer_init(&w->loop, &w->t_beat);
   uv_timer_init(&w->loop, &w->t_signal);
@@ -2148,5 +2188,6 @@ void durin_worker_free(struct durin_worker *w)
   /* A hard stop leaves runs behind: their memory goes with the process. */
   uv_run(&w->loop, UV_RUN_NOWAIT);
   uv_loop_close(&w->loop);
+  durin__wmetrics_free(w->wm);
   free(w);
 }
