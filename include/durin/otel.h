@@ -72,6 +72,12 @@ struct durin_otel_resource {
   const char *attributes;
 };
 
+/* Calls fn for each k=v of "k=v,k=v" with v percent-decoded: the form of
+ * OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS. */
+int durin_otel_kv_each(const char *spec,
+                       void (*fn)(void *arg, const char *k, const char *v),
+                       void *arg);
+
 /* An OTLP ExportTraceServiceRequest (JSON) holding spans (taken). */
 json_t *durin_otel_request(const struct durin_otel_resource *res,
                            json_t *spans);

@@ -300,36 +300,14 @@ static void *run_thread(void *arg)
   return NULL;
 }
 
-/* "k=v,k=v" with percent-encoded values, as OTEL_EXPORTER_OTLP_HEADERS. */
-static struct curl_slist *add_headers(struct curl_slist *l, const char *spec)
+/* A request header from OTEL_EXPORTER_OTLP_HEADERS. */
+static void add_header(void *arg, const char *k, const char *v)
 {
-  char *copy, *item, *save = NULL, *eq, *v, *w, line[1024];
+  struct curl_slist **l = arg;
+  char line[1024];
 
-  if (!spec || !(copy = strdup(spec)))
-    return l;
-  for (item = strtok_r(copy, ",", &save); item;
-       item = strtok_r(NULL, ",", &save)) {
-    if (!(eq = strchr(item, '=')) || eq == item)
-      continue;
-    *eq = 0;
-    for (v = w = eq + 1; *v; v++, w++) {
-      unsigned c;
-
-      if (*v == '%' && sscanf(v + 1, "%2x", &c) == 1) {
-        *w = (char)c;
-        v += 2;
-      } else {
-        *w = *v;
-      }
-    }
-    *w = 0;
-    while (*item == ' ')
-      item++;
-    snprintf(line, sizeof(line), "%s: %s", item, eq + 1);
-    l = curl_slist_append(l, line);
-  }
-  free(copy);
-  return l;
+  snprintf(line, sizeof(line), "%s: %s", k, v);
+  *l = curl_slist_append(*l, line);
 }
 
 int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
@@ -355,7 +333,7 @@ int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
   if (x->o.timeout_ms <= 0)
     x->o.timeout_ms = 10000;
   x->headers = curl_slist_append(NULL, "Content-Type: application/json");
-  x->headers = add_headers(x->headers, o->headers);
+  durin_otel_kv_each(o->headers, add_header, &x->headers);
   pthread_mutex_init(&x->mu, NULL);
   pthread_cond_init(&x->cv, NULL);
   if (pthread_create(&x->thread, NULL, run_thread, x)) {

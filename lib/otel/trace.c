@@ -596,13 +596,16 @@ json_t *durin_otel_fold_take(struct durin_otel_fold *f)
 
 /* ---- the request ---- */
 
-/* OTEL_RESOURCE_ATTRIBUTES: "k=v,k=v", values percent-encoded. */
-static void resource_attrs(json_t *attrs, const char *spec)
+int durin_otel_kv_each(const char *spec,
+                       void (*fn)(void *arg, const char *k, const char *v),
+                       void *arg)
 {
   char *copy, *item, *save = NULL, *eq, *v, *w;
 
-  if (!spec || !(copy = strdup(spec)))
-    return;
+  if (!spec)
+    return 0;
+  if (!(copy = strdup(spec)))
+    return -1;
   for (item = strtok_r(copy, ",", &save); item;
        item = strtok_r(NULL, ",", &save)) {
     if (!(eq = strchr(item, '=')) || eq == item)
@@ -621,10 +624,17 @@ static void resource_attrs(json_t *attrs, const char *spec)
     *w = 0;
     while (*item == ' ')
       item++;
-    if (strcmp(item, "service.name"))
-      attr_str(attrs, item, eq + 1);
+    fn(arg, item, eq + 1);
   }
   free(copy);
+  return 0;
+}
+
+/* A resource attribute; service.name is OTEL_SERVICE_NAME's. */
+static void resource_attr(void *attrs, const char *k, const char *v)
+{
+  if (strcmp(k, "service.name"))
+    attr_str(attrs, k, v);
 }
 
 json_t *durin_otel_request(const struct durin_otel_resource *res, json_t *spans)
@@ -634,7 +644,7 @@ json_t *durin_otel_request(const struct durin_otel_resource *res, json_t *spans)
   attr_str(attrs, "service.name",
            res && res->service_name && *res->service_name ? res->service_name :
                                                             "durin");
-  resource_attrs(attrs, res ? res->attributes : NULL);
+  durin_otel_kv_each(res ? res->attributes : NULL, resource_attr, attrs);
   return json_pack("{s:[{s:{s:o},s:[{s:{s:s,s:s},s:o}]}]}", "resourceSpans",
                    "resource", "attributes", attrs, "scopeSpans", "scope",
                    "name", "durin", "version", DURIN_VERSION, "spans", spans);
