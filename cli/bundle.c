@@ -490,18 +490,15 @@ static int add_env(struct bundle *b, json_t *hosts)
 
 static int tmp_fd(const char *dir, struct durin_err *err)
 {
-  char path[PATH_MAX];
-  int fd;
+  const char *d = dir && *dir                           ? dir :
+                  getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") :
+                                                          "/tmp";
+  int fd = durin_tmpfile(d);
 
-  snprintf(path, sizeof(path), "%s/durin-bundle-XXXXXX",
-           dir && *dir                           ? dir :
-           getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") :
-                                                   "/tmp");
-  if ((fd = mkostemp(path, O_CLOEXEC)) < 0)
+  if (fd < 0)
     return durin_err_set(err, DURIN_EIO,
-                         "cannot make a temporary file '%s': %s", path,
+                         "cannot make a temporary file in '%s': %s", d,
                          strerror(errno));
-  unlink(path);
   return fd;
 }
 

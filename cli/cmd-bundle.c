@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/bundle.h"
+#include "durin/util.h"
 #include "cmd.h"
 
 static const char bundle_usage[] =
@@ -103,13 +104,13 @@ int cmd_bundle(int argc, char **argv, struct cli *cli)
   if (to_stdout) {
     fd = 1;
   } else {
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out) >=
-        sizeof(tmp)) {
+    if ((fd = durin_tmpfile_beside(out, tmp, sizeof(tmp))) < 0 &&
+        errno == ENAMETOOLONG) {
       durin_run_info_clear(&ri);
       cli_error("bundle: the path '%s' is too long", out);
       return EXIT_USAGE;
     }
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+    if (fd < 0) {
       cli_error("cannot write '%s': %s", out, strerror(errno));
       durin_run_info_clear(&ri);
       return EXIT_STORE;

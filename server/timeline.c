@@ -383,7 +383,7 @@ static int get_timeline(struct req *r)
   struct durin_run_info ri;
   struct durin_err err = { 0 };
   struct fold f;
-  struct totals t = { 0, 0, 0, 0 };
+  struct totals t = { "", 0, 0, 0, 0 };
   const char *after = req_arg(r, "after"), *limit = req_arg(r, "limit");
   int64_t from = after ? atoll(after) : 0, got;
   int rc = 0;

@@ -256,14 +256,12 @@ static int download(struct req *r)
     durin_run_info_clear(&ri);
     return reply_error(r, 500, "internal", "%s", err.msg);
   }
-  strncat(tmp, "/pack-XXXXXX", sizeof(tmp) - strlen(tmp) - 1);
-  fd = mkstemp(tmp);
+  fd = durin_tmpfile(tmp);
   if (fd < 0) {
     durin_run_info_clear(&ri);
     return reply_error(r, 500, "internal", "cannot make a temporary file: %s",
                        strerror(errno));
   }
-  unlink(tmp);
   if (durin_archive_pack(ri.workspace, fmt, fd, &err) || fstat(fd, &st)) {
     close(fd);
     durin_run_info_clear(&ri);
@@ -309,16 +307,13 @@ static int bundle(struct req *r)
   if (srv_run_diff(r, ri.id, 0, &diff, &o.diff_len, &derr))
     o.diff_error = derr.msg;
   o.diff = diff;
-  strncat(tmp, "/bundle-XXXXXX", sizeof(tmp) - strlen(tmp) - 1);
-  fd = mkostemp(tmp, O_CLOEXEC);
+  fd = durin_tmpfile(tmp);
   if (fd < 0) {
     free(diff);
     durin_run_info_clear(&ri);
     return reply_error(r, 500, "internal", "cannot make a temporary file: %s",
                        strerror(errno));
   }
-  unlink(tmp);
-  *strrchr(tmp, '/') = 0;
   rc = cli_bundle_write(r->store, &ri, &o, fd, &err);
   free(diff);
   if (rc || fstat(fd, &st)) {

@@ -114,7 +114,7 @@ agent() {
 # run AGENT PROJECT TENANT LABELS_JSON [EXTRA_JSON]: a run of AGENT in
 # TENANT on a copy of $tmp/projects/PROJECT; prints its id.
 run() {
-  d=$(mktemp -d "$tmp/ws/$1.XXXXXX")
+  d=$(mktemp -d -p "$tmp/ws")
   cp -R "$tmp/projects/$2/." "$d/"
   api PUT "/v1/agents/$1?tenant=$3" "$(jq '{spec: .}' "$tmp/agents/$1.json")" >/dev/null &&
   x=${5:-} &&

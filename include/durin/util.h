@@ -85,6 +85,12 @@ int durin_mkdirs(const char *path, struct durin_err *err);
 /* Creates a fresh directory /tmp/PREFIX.<6 random characters> (mkdtemp)
  * and writes its path to out; -1 with errno set if it cannot. */
 int durin_mktmpdir(const char *prefix, char *out, size_t len);
+/* An anonymous file in dir (read-write, close-on-exec, already unlinked:
+ * it is gone when closed); -1 with errno. */
+int durin_tmpfile(const char *dir);
+/* A new file beside path ("PATH.tmp-" and a random suffix, 0600), its
+ * name in out, to be renamed over path once whole; -1 with errno. */
+int durin_tmpfile_beside(const char *path, char *out, size_t len);
 /* Reads a whole file with a cap; *out is NUL-terminated, free() it. */
 int durin_file_read(const char *path, size_t cap, char **out, size_t *len,
                     struct durin_err *err);

@@ -13,18 +13,57 @@
 
 #include "durin/util.h"
 
-int durin_mktmpdir(const char *prefix, char *out, size_t len)
+/* "PREFIX" + six X's (what mkstemp and mkdtemp replace) in out. */
+static int template_of(const char *prefix, char *out, size_t len)
 {
-  int n = snprintf(out, len, "/tmp/%s.", prefix);
+  int n = snprintf(out, len, "%s", prefix);
 
-  /* mkdtemp replaces the last six characters, which must be 'X'. */
   if (n < 0 || (size_t)n + 7 > len) {
     errno = ENAMETOOLONG;
     return -1;
   }
   memset(out + n, 'X', 6);
   out[n + 6] = '\0';
-  return mkdtemp(out) ? 0 : -1;
+  return 0;
+}
+
+int durin_mktmpdir(const char *prefix, char *out, size_t len)
+{
+  char dir[4096];
+
+  snprintf(dir, sizeof(dir), "/tmp/%s.", prefix);
+  return template_of(dir, out, len) || !mkdtemp(out) ? -1 : 0;
+}
+
+int durin_tmpfile(const char *dir)
+{
+  char prefix[4096], path[4096];
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+  /* A file system without O_TMPFILE: a named one, unlinked at once. */
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+    return fd;
+  if (snprintf(prefix, sizeof(prefix), "%s/.durin-", dir) >=
+          (int)sizeof(prefix) ||
+      template_of(prefix, path, sizeof(path)) ||
+      (fd = mkostemp(path, O_CLOEXEC)) < 0)
+    return -1;
+  unlink(path);
+  return fd;
+}
+
+int durin_tmpfile_beside(const char *path, char *out, size_t len)
+{
+  char prefix[4096];
+
+  if (snprintf(prefix, sizeof(prefix), "%s.tmp-", path) >=
+      (int)sizeof(prefix)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  if (template_of(prefix, out, len))
+    return -1;
+  return mkostemp(out, O_CLOEXEC);
 }
 
 int durin_mkdirs(const char *path, struct durin_err *err)
