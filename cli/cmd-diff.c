@@ -542,26 +542,10 @@ int cli_print_diff(struct cli *cli, const char *id, int stat, FILE *out)
 int cmd_diff(int argc, char **argv, struct cli *cli)
 {
   char id[32];
-  const char *arg = NULL;
-  int stat = 0, i, r;
+  int stat = 0, r;
 
-  if (cli_wants_help(argc, argv)) {
-    fputs(diff_usage, stdout);
-    return EXIT_OK;
-  }
-  for (i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--stat"))
-      stat = 1;
-    else if (argv[i][0] != '-' && !arg)
-      arg = argv[i];
-    else
-      return cli_bad_arg("diff", argv[i], diff_usage);
-  }
-  if (!arg) {
-    fputs(diff_usage, stderr);
-    return EXIT_USAGE;
-  }
-  if ((r = cli_resolve(cli, arg, id)))
+  if ((r = cli_run_arg(argc, argv, cli, "diff", diff_usage, "--stat", &stat,
+                       id)) >= 0)
     return r;
   return cli_print_diff(cli, id, stat, stdout);
 }

@@ -212,28 +212,12 @@ static void print_report(json_t *rep)
 int cmd_explain(int argc, char **argv, struct cli *cli)
 {
   struct durin_err err = { 0 };
-  const char *arg = NULL;
   json_t *rep = NULL;
-  int json = 0, i, r;
+  int json = 0, r;
   char id[32];
 
-  if (cli_wants_help(argc, argv)) {
-    fputs(explain_usage, stdout);
-    return EXIT_OK;
-  }
-  for (i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json"))
-      json = 1;
-    else if (argv[i][0] != '-' && !arg)
-      arg = argv[i];
-    else
-      return cli_bad_arg("explain", argv[i], explain_usage);
-  }
-  if (!arg) {
-    fputs(explain_usage, stderr);
-    return EXIT_USAGE;
-  }
-  if ((r = cli_resolve(cli, arg, id)))
+  if ((r = cli_run_arg(argc, argv, cli, "explain", explain_usage, "--json",
+                       &json, id)) >= 0)
     return r;
   if ((r = cli_explain_run(cli->store, id, durin_now_ms(), &rep, &err))) {
     cli_error("%s", err.msg);

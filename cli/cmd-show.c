@@ -33,26 +33,10 @@ int cmd_show(int argc, char **argv, struct cli *cli)
   struct durin_err err = { 0 };
   char id[32], *ckt = NULL, *checks = NULL;
   int64_t step;
-  int json = 0, i, r;
-  const char *arg = NULL;
+  int json = 0, r;
 
-  if (cli_wants_help(argc, argv)) {
-    fputs(show_usage, stdout);
-    return EXIT_OK;
-  }
-  for (i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json"))
-      json = 1;
-    else if (argv[i][0] != '-' && !arg)
-      arg = argv[i];
-    else
-      return cli_bad_arg("show", argv[i], show_usage);
-  }
-  if (!arg) {
-    fputs(show_usage, stderr);
-    return EXIT_USAGE;
-  }
-  if ((r = cli_resolve(cli, arg, id)))
+  if ((r = cli_run_arg(argc, argv, cli, "show", show_usage, "--json", &json,
+                       id)) >= 0)
     return r;
   r = durin_store_run_get(cli->store, id, &ri, &err);
   if (r) {

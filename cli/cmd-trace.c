@@ -29,30 +29,15 @@ int cmd_trace(int argc, char **argv, struct cli *cli)
                                      getenv("OTEL_RESOURCE_ATTRIBUTES") };
   struct durin_otel_opts o = { &res, 0 };
   struct durin_err err = { 0 };
-  const char *arg = NULL, *cap;
+  const char *cap =
+      getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT");
   char id[32], *text;
   json_t *req;
-  int i, r;
+  int r;
 
-  if (cli_wants_help(argc, argv)) {
-    fputs(trace_usage, stdout);
-    return EXIT_OK;
-  }
-  cap = getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT");
   o.capture_content = cap && !strcmp(cap, "true");
-  for (i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--content"))
-      o.capture_content = 1;
-    else if (argv[i][0] != '-' && !arg)
-      arg = argv[i];
-    else
-      return cli_bad_arg("trace", argv[i], trace_usage);
-  }
-  if (!arg) {
-    fputs(trace_usage, stderr);
-    return EXIT_USAGE;
-  }
-  if ((r = cli_resolve(cli, arg, id)))
+  if ((r = cli_run_arg(argc, argv, cli, "trace", trace_usage, "--content",
+                       &o.capture_content, id)) >= 0)
     return r;
   if ((r = durin_otel_run_trace(cli->store, id, &o, &req, &err))) {
     cli_error("%s", err.msg);

@@ -255,6 +255,14 @@ void cli_owner_name(char *out, size_t len);
 int cli_lease_live(const struct durin_run_info *ri);
 /* Whether argv[i] asks for help. */
 int cli_wants_help(int argc, char **argv);
+/*
+ * The command line of a command that takes one run and at most one flag
+ * ("CMD [FLAG] ID"): help, the flag (*on; flag may be NULL), a bad
+ * argument, the run resolved into id. Returns -1 to go on, else the exit
+ * code to return (having printed what it had to).
+ */
+int cli_run_arg(int argc, char **argv, struct cli *cli, const char *cmd,
+                const char *usage, const char *flag, int *on, char id[32]);
 /* The exit code for a run's status. */
 int cli_exit_for_status(enum durin_run_status st);
 /* Prints one event as a human line (plain mode) to f. */

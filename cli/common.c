@@ -86,6 +86,31 @@ int cli_open_store(struct cli *cli)
   return 0;
 }
 
+int cli_run_arg(int argc, char **argv, struct cli *cli, const char *cmd,
+                const char *usage, const char *flag, int *on, char id[32])
+{
+  const char *arg = NULL;
+  int i, r;
+
+  if (cli_wants_help(argc, argv)) {
+    fputs(usage, stdout);
+    return EXIT_OK;
+  }
+  for (i = 1; i < argc; i++) {
+    if (flag && !strcmp(argv[i], flag))
+      *on = 1;
+    else if (argv[i][0] != '-' && !arg)
+      arg = argv[i];
+    else
+      return cli_bad_arg(cmd, argv[i], usage);
+  }
+  if (!arg) {
+    fputs(usage, stderr);
+    return EXIT_USAGE;
+  }
+  return (r = cli_resolve(cli, arg, id)) ? r : -1;
+}
+
 int cli_resolve(struct cli *cli, const char *arg, char id[32])
 {
   struct durin_err err = { 0 };
