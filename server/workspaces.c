@@ -235,6 +235,24 @@ static int upload(struct req *r)
       json_pack("{s:s,s:I}", "id", id, "bytes", (json_int_t)r->body_len));
 }
 
+/* An anonymous file for an answer built on disk, in the data directory's
+ * staging/ (dir, made if missing); answers 500 and returns -1 if it cannot. */
+static int staging_file(struct req *r, char dir[PATH_MAX])
+{
+  struct durin_err err = { 0 };
+  int fd;
+
+  snprintf(dir, PATH_MAX, "%s/staging", srv_data_dir(r->srv));
+  if (durin_mkdirs(dir, &err)) {
+    reply_error(r, 500, "internal", "%s", err.msg);
+    return -1;
+  }
+  if ((fd = durin_tmpfile(dir)) < 0)
+    reply_error(r, 500, "internal", "cannot make a temporary file: %s",
+                strerror(errno));
+  return fd;
+}
+
 /* GET /v1/runs/{id}/workspace[?format=tar|tar.gz|tar.zst] */
 static int download(struct req *r)
 {
@@ -251,16 +269,9 @@ static int download(struct req *r)
                              "format is tar, tar.gz or tar.zst");
   if (req_run(r, r->param[0], &ri))
     return 0;
-  snprintf(tmp, sizeof(tmp), "%s/staging", srv_data_dir(r->srv));
-  if (durin_mkdirs(tmp, &err)) {
+  if ((fd = staging_file(r, tmp)) < 0) {
     durin_run_info_clear(&ri);
-    return reply_error(r, 500, "internal", "%s", err.msg);
-  }
-  fd = durin_tmpfile(tmp);
-  if (fd < 0) {
-    durin_run_info_clear(&ri);
-    return reply_error(r, 500, "internal", "cannot make a temporary file: %s",
-                       strerror(errno));
+    return 0;
   }
   if (durin_archive_pack(ri.workspace, fmt, fd, &err) || fstat(fd, &st)) {
     close(fd);
@@ -296,10 +307,9 @@ static int bundle(struct req *r)
 
   if (req_run(r, r->param[0], &ri))
     return 0;
-  snprintf(tmp, sizeof(tmp), "%s/staging", srv_data_dir(r->srv));
-  if (durin_mkdirs(tmp, &err)) {
+  if ((fd = staging_file(r, tmp)) < 0) {
     durin_run_info_clear(&ri);
-    return reply_error(r, 500, "internal", "%s", err.msg);
+    return 0;
   }
   memset(&o, 0, sizeof(o));
   o.tmp_dir = tmp;
@@ -307,13 +317,6 @@ static int bundle(struct req *r)
   if (srv_run_diff(r, ri.id, 0, &diff, &o.diff_len, &derr))
     o.diff_error = derr.msg;
   o.diff = diff;
-  fd = durin_tmpfile(tmp);
-  if (fd < 0) {
-    free(diff);
-    durin_run_info_clear(&ri);
-    return reply_error(r, 500, "internal", "cannot make a temporary file: %s",
-                       strerror(errno));
-  }
   rc = cli_bundle_write(r->store, &ri, &o, fd, &err);
   free(diff);
   if (rc || fstat(fd, &st)) {
