@@ -4,7 +4,9 @@
  * is) or OTEL_EXPORTER_OTLP_ENDPOINT (+ "/v1/traces"),
  * OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TRACES_HEADERS,
  * OTEL_EXPORTER_OTLP_TIMEOUT (ms), OTEL_SERVICE_NAME,
- * OTEL_RESOURCE_ATTRIBUTES, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT;
+ * OTEL_RESOURCE_ATTRIBUTES, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
+ * OTEL_BSP_SCHEDULE_DELAY (ms between rounds) and
+ * OTEL_BSP_MAX_EXPORT_BATCH_SIZE (spans per request, about);
  * OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turn it off.
  * Nothing set, nothing sent.
  */
@@ -58,7 +60,8 @@ int cli_otel_start(const char *store_url, const char *owner,
       (v = env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")) &&
       !strcmp(v, "true");
   o.timeout_ms = (v = env("OTEL_EXPORTER_OTLP_TIMEOUT")) ? atoll(v) : 0;
-  o.poll_ms = (v = env("DURIN_OTEL_POLL_MS")) ? atoll(v) : 0;
+  o.poll_ms = (v = env("OTEL_BSP_SCHEDULE_DELAY")) ? atoll(v) : 0;
+  o.max_batch = (v = env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")) ? atoll(v) : 0;
   o.on_log = on_log;
   if (durin_otel_exporter_start(&o, out, &err)) {
     cli_error("%s", err.msg);

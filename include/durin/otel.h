@@ -19,6 +19,7 @@
 
 #include "durin/error.h"
 #include "durin/store.h"
+#include "durin/util.h"
 
 /* What the projection needs of a run besides its events. */
 struct durin_otel_run {
@@ -45,8 +46,16 @@ void durin_otel_fold_free(struct durin_otel_fold *f);
 /* Adds the spans this event completes to the fold's output. */
 void durin_otel_fold_event(struct durin_otel_fold *f,
                            const struct durin_event *ev);
-/* The spans completed so far (OTLP/JSON Span objects), handed over. */
-json_t *durin_otel_fold_take(struct durin_otel_fold *f);
+/*
+ * Where the spans the fold completes go: appended to spans as OTLP/JSON
+ * Span objects, comma-separated (a JSON array's inside, which may start
+ * with other spans or right after a '['), each counted in *count (may be
+ * NULL). Until it is set, nothing is written.
+ */
+void durin_otel_fold_output(struct durin_otel_fold *f, struct durin_buf *spans,
+                            size_t *count);
+/* An append failed (out of memory): spans are missing; fold again. */
+int durin_otel_fold_failed(const struct durin_otel_fold *f);
 /*
  * Resuming: a fold that starts at resume_point() of an earlier one (the
  * event before the step then open) and is told what was sent (up to seq)
@@ -78,12 +87,15 @@ int durin_otel_kv_each(const char *spec,
                        void (*fn)(void *arg, const char *k, const char *v),
                        void *arg);
 
-/* An OTLP ExportTraceServiceRequest (JSON) holding spans (taken). */
-json_t *durin_otel_request(const struct durin_otel_resource *res,
-                           json_t *spans);
+/* An OTLP ExportTraceServiceRequest (JSON) is written in three parts:
+ * open, the spans (durin_otel_fold_output), close. */
+int durin_otel_request_open(const struct durin_otel_resource *res,
+                            struct durin_buf *out);
+int durin_otel_request_close(struct durin_buf *out);
 
-/* The last event folded. */
+/* The last event folded; whether it was the run's end. */
 int64_t durin_otel_fold_seq(const struct durin_otel_fold *f);
+int durin_otel_fold_ended(const struct durin_otel_fold *f);
 
 struct durin_spec;
 /*
@@ -119,7 +131,11 @@ struct durin_otel_exporter_opts {
   const char *headers; /* OTEL_EXPORTER_OTLP_HEADERS: "k=v,k=v" */
   const char *service_name, *resource_attributes;
   int capture_content;
-  int64_t poll_ms;    /* how often to look for new events (default 1 s) */
+  /* How often to look for new events: OTEL_BSP_SCHEDULE_DELAY (5 s). */
+  int64_t poll_ms;
+  /* Spans per request, about (a round stops folding runs past it):
+   * OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512). */
+  int64_t max_batch;
   int64_t timeout_ms; /* per request (default 10 s) */
   void (*on_log)(void *arg, const char *line);
   void *log_arg;

@@ -725,6 +725,7 @@ struct durin_otel_cursor {
   int64_t last_seq;  /* the run's last event */
   int64_t seq;       /* the last event whose spans were sent (0: none) */
   int64_t fold_from; /* where the fold resumes (0: the start) */
+  int held;          /* durin_store_otel_claim/advance: still owner's */
 };
 typedef int (*durin_otel_cursor_cb)(const struct durin_otel_cursor *c,
                                     void *arg);
@@ -739,18 +740,21 @@ int durin_store_otel_pending(struct durin_store *s, const char *owner,
                              durin_otel_cursor_cb cb, void *arg,
                              struct durin_err *err);
 /*
- * Holds run_id's cursor for owner until until_ms, unless another holder's
- * hold lasts past now_ms (DURIN_EBUSY, without a message); fills where
- * the cursor is.
+ * Holds the cursors of the n runs c names for owner until until_ms, in
+ * one transaction: c[i].held says which it got (not one another
+ * exporter holds past now_ms), and seq and fold_from where their cursors
+ * are.
  */
-int durin_store_otel_claim(struct durin_store *s, const char *run_id,
-                           const char *owner, int64_t now_ms, int64_t until_ms,
-                           int64_t *seq, int64_t *fold_from,
+int durin_store_otel_claim(struct durin_store *s, const char *owner,
+                           int64_t now_ms, int64_t until_ms,
+                           struct durin_otel_cursor *c, int n,
                            struct durin_err *err);
-/* Moves run_id's cursor on, if owner still holds it (else DURIN_EBUSY:
- * another exporter took over, and sends from where it found it). */
-int durin_store_otel_advance(struct durin_store *s, const char *run_id,
-                             const char *owner, int64_t seq, int64_t fold_from,
-                             struct durin_err *err);
+/* Moves the n cursors of c on to their seq and fold_from, and holds them
+ * on until until_ms, in one transaction; c[i].held is 0 where owner no
+ * longer held it (another exporter took over: it sends from where it
+ * found it). */
+int durin_store_otel_advance(struct durin_store *s, const char *owner,
+                             int64_t until_ms, struct durin_otel_cursor *c,
+                             int n, struct durin_err *err);
 
 #endif

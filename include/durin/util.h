@@ -39,6 +39,9 @@ int durin_buf_addf(struct durin_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Hands the bytes over to the caller (free() them) and resets b. */
 char *durin_buf_detach(struct durin_buf *b, size_t *len);
+/* Appends s (NULL: "") as a quoted JSON string; a byte that is not part
+ * of well-formed UTF-8 becomes U+FFFD, so the text is always valid JSON. */
+int durin_buf_add_jstr(struct durin_buf *b, const char *s);
 
 /* Clocks in milliseconds: wall (epoch) and monotonic. */
 int64_t durin_now_ms(void);

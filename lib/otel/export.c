@@ -29,8 +29,8 @@
 /* Runs looked at per round; events folded per run and round. */
 #define RUNS_PER_ROUND   64
 #define EVENTS_PER_BATCH 2000
-/* Spans per request, about: a round stops folding runs past it. */
-#define SPANS_PER_REQUEST 4096
+/* Runs whose folds are kept between rounds. */
+#define MAX_HELD 1024
 /* How long a cursor is held: a dead exporter's runs wait this long. */
 #define HOLD_MS 30000
 /* Runs updated this long before a round began are looked at again in the
@@ -51,6 +51,7 @@ struct durin_otel_exporter {
   int stopping;
   int64_t backoff_ms;
   struct durin_otel_exporter_stats stats;
+  struct held *held; /* MAX_HELD of them */
 };
 
 static void say(struct durin_otel_exporter *x, const char *fmt, ...)
@@ -110,17 +111,80 @@ static enum sent post(struct durin_otel_exporter *x, const char *body,
   return DROPPED;
 }
 
-/* ---- one round ---- */
+/* ---- the runs held ---- */
 
-/* What a round folded of one run, to move its cursor once sent. */
-struct moved {
+/*
+ * A run this exporter holds keeps its fold from round to round: a round
+ * reads only the events committed since the last, and writes the hold
+ * on only when it moves the cursor (which renews it) or when half of it
+ * is gone. A run is let go when its trace ended, when another exporter
+ * took it, when a send failed (it folds again from the cursor), or when
+ * it was quiet for half a hold.
+ */
+struct held {
   char run_id[32];
-  int64_t seq, fold_from;
+  struct durin_otel_fold *f; /* NULL: a free slot */
+  int64_t until_ms;          /* the hold, as last written */
+  int64_t from;              /* the next event to read */
+  int64_t catch_up;          /* a new fold reads at least up to here */
+  int ended;                 /* its root span was sent */
 };
 
+static struct held *held_find(struct durin_otel_exporter *x, const char *id)
+{
+  int i;
+
+  for (i = 0; i < MAX_HELD; i++)
+    if (x->held[i].f && !strcmp(x->held[i].run_id, id))
+      return &x->held[i];
+  return NULL;
+}
+
+static void held_drop(struct held *h)
+{
+  durin_otel_fold_free(h->f);
+  memset(h, 0, sizeof(*h));
+}
+
+/* A fold for a run just claimed: it starts where the cursor says and
+ * emits only what the cursor did not take. */
+static struct held *held_new(struct durin_otel_exporter *x,
+                             const struct durin_otel_cursor *c, int64_t until)
+{
+  struct durin_err err = { 0 };
+  struct durin_run_info ri;
+  struct durin_otel_run run;
+  struct durin_spec spec;
+  struct held *h = NULL;
+  char host[256];
+  int i;
+
+  for (i = 0; i < MAX_HELD && !h; i++)
+    if (!x->held[i].f)
+      h = &x->held[i];
+  if (!h || durin_store_run_get(x->st, c->run_id, &ri, &err))
+    return NULL;
+  durin_otel_run_of(&ri, &spec, host, &run);
+  run.capture_content = x->o.capture_content;
+  if ((h->f = durin_otel_fold_new(&run))) {
+    durin_otel_fold_sent(h->f, c->seq);
+    snprintf(h->run_id, sizeof(h->run_id), "%s", ri.id);
+    h->until_ms = until;
+    h->from = c->fold_from > 0 ? c->fold_from : 1;
+    h->catch_up = c->seq;
+  }
+  durin_spec_clear(&spec);
+  durin_run_info_clear(&ri);
+  return h->f ? h : NULL;
+}
+
+/* ---- one round ---- */
+
 struct round {
-  json_t *spans; /* of every run of the round */
-  struct moved moved[RUNS_PER_ROUND];
+  struct durin_buf req; /* the request: every run's spans, in one */
+  size_t nspans;
+  struct held *runs[RUNS_PER_ROUND]; /* folded this round */
+  struct durin_otel_cursor moved[RUNS_PER_ROUND];
   int n;
 };
 
@@ -130,96 +194,95 @@ static int fold_one(const struct durin_event *ev, void *arg)
   return 0;
 }
 
-/* Folds what run_id's log holds past its cursor (a batch of it) into the
- * round, if this exporter may hold the run. */
-static void fold_run(struct durin_otel_exporter *x, const char *run_id,
+/* Folds what h's run committed since the last round (a batch of it) into
+ * the round. */
+static void fold_run(struct durin_otel_exporter *x, struct held *h,
                      struct round *rd)
 {
   struct durin_err err = { 0 };
-  struct durin_run_info ri;
-  struct durin_otel_run run;
-  struct durin_spec spec;
-  struct durin_otel_fold *f;
-  int64_t now = durin_now_ms(), seq = 0, from = 0, first;
-  char host[256];
+  struct durin_otel_cursor *m;
+  int64_t before = durin_otel_fold_seq(h->f);
+  size_t mark = rd->req.len, spans = rd->nspans;
+  /* A new fold reads again what the cursor took of the open step, and a
+   * batch more, so that it always moves the cursor on. */
+  int64_t limit = EVENTS_PER_BATCH +
+                  (h->catch_up >= h->from ? h->catch_up - h->from + 1 : 0);
 
-  if (durin_store_otel_claim(x->st, run_id, x->owner, now, now + HOLD_MS, &seq,
-                             &from, &err))
-    return; /* another exporter has it, or the store said no: later */
-  if (durin_store_run_get(x->st, run_id, &ri, &err))
+  durin_otel_fold_output(h->f, &rd->req, &rd->nspans);
+  if (durin_store_events_read(x->st, h->run_id, h->from, limit, fold_one, h->f,
+                              &err) ||
+      durin_otel_fold_seq(h->f) <= before) {
+    /* Not read to the end: what it wrote goes again next round. */
+    rd->req.len = mark;
+    rd->req.buf[mark] = 0;
+    rd->nspans = spans;
+    if (durin_otel_fold_seq(h->f) > before)
+      held_drop(h);
     return;
-  durin_otel_run_of(&ri, &spec, host, &run);
-  run.capture_content = x->o.capture_content;
-  first = from > 0 ? from : 1;
-  if ((f = durin_otel_fold_new(&run))) {
-    durin_otel_fold_sent(f, seq);
-    if (!durin_store_events_read(x->st, ri.id, first,
-                                 seq - first + 1 + EVENTS_PER_BATCH, fold_one,
-                                 f, &err) &&
-        durin_otel_fold_seq(f) > seq) {
-      json_t *spans = durin_otel_fold_take(f);
-
-      json_array_extend(rd->spans, spans);
-      json_decref(spans);
-      snprintf(rd->moved[rd->n].run_id, 32, "%s", ri.id);
-      rd->moved[rd->n].seq = durin_otel_fold_seq(f);
-      rd->moved[rd->n].fold_from = durin_otel_fold_resume_point(f);
-      rd->n++;
-    }
-    durin_otel_fold_free(f);
   }
-  durin_spec_clear(&spec);
-  durin_run_info_clear(&ri);
+  h->from = durin_otel_fold_seq(h->f) + 1;
+  h->catch_up = 0;
+  if (durin_otel_fold_failed(h->f)) {
+    held_drop(h); /* out of memory: fold again from the cursor */
+    return;
+  }
+  m = &rd->moved[rd->n];
+  m->run_id = h->run_id;
+  m->seq = durin_otel_fold_seq(h->f);
+  m->fold_from = durin_otel_fold_resume_point(h->f);
+  rd->runs[rd->n++] = h;
+  h->ended = durin_otel_fold_ended(h->f);
 }
 
 /* Sends the round's spans in one request and moves the cursors of what
  * went (or was refused for good); 1 if the collector must be waited for. */
 static int send_round(struct durin_otel_exporter *x, struct round *rd)
 {
-  struct durin_otel_resource res = { x->service, x->attributes };
   struct durin_err err = { 0 };
   enum sent sent = SENT;
-  json_t *req;
-  char *body = NULL;
   long status = 0;
+  int64_t until = durin_now_ms() + HOLD_MS;
   int i;
 
-  if (json_array_size(rd->spans)) {
-    req = durin_otel_request(&res, json_incref(rd->spans));
-    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req);
-    if (!body)
-      return 1;
-    sent = post(x, body, strlen(body), &status);
-    free(body);
-  }
+  if (rd->nspans)
+    sent = durin_otel_request_close(&rd->req) ?
+               RETRY :
+               post(x, rd->req.buf, rd->req.len, &status);
   if (sent == RETRY) {
     say(x,
         "traces: the collector at %s did not take %zu span(s) (%s); trying "
         "again later",
-        x->endpoint, json_array_size(rd->spans),
-        status ? "a retryable answer" : "no answer");
+        x->endpoint, rd->nspans, status ? "a retryable answer" : "no answer");
     x->stats.failures++;
+    /* What they folded is not kept: they fold again from their cursors. */
+    for (i = 0; i < rd->n; i++)
+      held_drop(rd->runs[i]);
     return 1;
   }
   if (sent == DROPPED) {
     say(x,
         "traces: the collector at %s refused %zu span(s) (HTTP %ld); "
         "dropped them",
-        x->endpoint, json_array_size(rd->spans), status);
+        x->endpoint, rd->nspans, status);
     x->stats.dropped++;
-  } else if (json_array_size(rd->spans)) {
+  } else if (rd->nspans) {
     x->stats.batches++;
   }
-  for (i = 0; i < rd->n; i++)
-    durin_store_otel_advance(x->st, rd->moved[i].run_id, x->owner,
-                             rd->moved[i].seq, rd->moved[i].fold_from, &err);
+  if (durin_store_otel_advance(x->st, x->owner, until, rd->moved, rd->n, &err))
+    say(x, "traces: %s", err.msg);
+  for (i = 0; i < rd->n; i++) {
+    if (!rd->moved[i].held || rd->runs[i]->ended)
+      held_drop(rd->runs[i]);
+    else
+      rd->runs[i]->until_ms = until;
+  }
   return 0;
 }
 
 /* ---- the thread ---- */
 
 struct pending {
+  struct durin_otel_cursor c[RUNS_PER_ROUND];
   char ids[RUNS_PER_ROUND][32];
   int n;
 };
@@ -228,9 +291,63 @@ static int note_pending(const struct durin_otel_cursor *c, void *arg)
 {
   struct pending *p = arg;
 
-  if (p->n < RUNS_PER_ROUND)
-    snprintf(p->ids[p->n++], 32, "%s", c->run_id);
+  if (p->n < RUNS_PER_ROUND) {
+    snprintf(p->ids[p->n], 32, "%s", c->run_id);
+    p->c[p->n] = *c;
+    p->c[p->n].run_id = p->ids[p->n];
+    p->n++;
+  }
   return 0;
+}
+
+/* The runs of a round: the ones held on, and the ones that must be
+ * claimed (new, or half their hold gone), claimed in one transaction. */
+static void take_runs(struct durin_otel_exporter *x, struct pending *p,
+                      int64_t now, struct held **runs, int *n)
+{
+  struct durin_otel_cursor claim[RUNS_PER_ROUND];
+  struct durin_err err = { 0 };
+  int64_t until = now + HOLD_MS;
+  struct held *h;
+  int i, k = 0;
+
+  *n = 0;
+  for (i = 0; i < p->n; i++) {
+    h = held_find(x, p->c[i].run_id);
+    if (h && h->until_ms - now > HOLD_MS / 2 &&
+        durin_otel_fold_seq(h->f) >= p->c[i].seq)
+      runs[(*n)++] = h;
+    else
+      claim[k++] = p->c[i];
+  }
+  if (durin_store_otel_claim(x->st, x->owner, now, until, claim, k, &err)) {
+    say(x, "traces: %s", err.msg);
+    return;
+  }
+  for (i = 0; i < k; i++) {
+    h = held_find(x, claim[i].run_id);
+    /* Held on, and nobody moved its cursor past the fold: go on. */
+    if (h && claim[i].held && durin_otel_fold_seq(h->f) >= claim[i].seq) {
+      h->until_ms = until;
+      runs[(*n)++] = h;
+      continue;
+    }
+    if (h)
+      held_drop(h);
+    if (claim[i].held && (h = held_new(x, &claim[i], until)))
+      runs[(*n)++] = h;
+  }
+}
+
+/* Lets go of the runs quiet for half a hold: the next event claims them
+ * again, as any exporter may. */
+static void let_go(struct durin_otel_exporter *x, int64_t now)
+{
+  int i;
+
+  for (i = 0; i < MAX_HELD; i++)
+    if (x->held[i].f && x->held[i].until_ms - now <= HOLD_MS / 2)
+      held_drop(&x->held[i]);
 }
 
 /* Waits ms or until stopped; 1 if stopping. */
@@ -257,12 +374,17 @@ static int nap(struct durin_otel_exporter *x, int64_t ms)
 static void *run_thread(void *arg)
 {
   struct durin_otel_exporter *x = arg;
+  struct durin_otel_resource res = { x->service, x->attributes };
   struct durin_err err = { 0 };
   int64_t last_full = 0, since = 0, begun;
+  struct held *runs[RUNS_PER_ROUND];
   struct pending p;
   struct round rd;
-  int i, wait;
+  int i, n, wait;
 
+  /* So that top -H, and bench/otel, can tell its CPU from the rest. */
+  pthread_setname_np(pthread_self(), "durin-otel");
+  durin_buf_init(&rd.req, 0);
   do {
     begun = durin_now_ms();
     if (!x->st && durin_store_open(x->store_url, &x->st, &err)) {
@@ -280,23 +402,34 @@ static void *run_thread(void *arg)
       say(x, "traces: %s", err.msg);
       continue;
     }
-    rd.spans = json_array();
+    take_runs(x, &p, begun, runs, &n);
+    /* The round's request buffer is kept: no pages faulted in anew. */
+    durin_buf_reset(&rd.req);
+    rd.nspans = 0;
     rd.n = 0;
-    for (i = 0; i < p.n && json_array_size(rd.spans) < SPANS_PER_REQUEST; i++)
-      fold_run(x, p.ids[i], &rd);
+    if (durin_otel_request_open(&res, &rd.req)) {
+      wait = 1;
+      continue;
+    }
+    for (i = 0; i < n && rd.nspans < (size_t)x->o.max_batch; i++)
+      fold_run(x, runs[i], &rd);
     wait = send_round(x, &rd);
-    json_decref(rd.spans);
+    let_go(x, begun);
     since = begun - SLACK_MS;
-    /* A full round means more is waiting: go on at once. */
     if (wait)
       x->backoff_ms = x->backoff_ms ? x->backoff_ms * 2 : 1000;
     else
       x->backoff_ms = 0;
     if (x->backoff_ms > 60000)
       x->backoff_ms = 60000;
-    if (!wait && (p.n == RUNS_PER_ROUND || i < p.n))
+    /* A full round means more is waiting: go on at once. */
+    if (!wait && (p.n == RUNS_PER_ROUND || i < n))
       continue;
   } while (!nap(x, x->backoff_ms ? x->backoff_ms : x->o.poll_ms));
+  durin_buf_release(&rd.req);
+  for (i = 0; i < MAX_HELD; i++)
+    if (x->held[i].f)
+      held_drop(&x->held[i]);
   return NULL;
 }
 
@@ -322,6 +455,10 @@ int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
   if (!(x = calloc(1, sizeof(*x))))
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   x->o = *o;
+  if (!(x->held = calloc(MAX_HELD, sizeof(*x->held)))) {
+    free(x);
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  }
   x->endpoint = strdup(o->endpoint);
   x->owner = strdup(o->owner ? o->owner : "exporter");
   x->store_url = strdup(o->store_url ? o->store_url : "");
@@ -329,7 +466,9 @@ int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
   x->attributes =
       o->resource_attributes ? strdup(o->resource_attributes) : NULL;
   if (x->o.poll_ms <= 0)
-    x->o.poll_ms = 1000;
+    x->o.poll_ms = 5000;
+  if (x->o.max_batch <= 0)
+    x->o.max_batch = 512;
   if (x->o.timeout_ms <= 0)
     x->o.timeout_ms = 10000;
   x->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -367,5 +506,6 @@ void durin_otel_exporter_stop(struct durin_otel_exporter *x)
   free(x->store_url);
   free(x->service);
   free(x->attributes);
+  free(x->held);
   free(x);
 }

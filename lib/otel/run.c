@@ -76,10 +76,18 @@ int durin_otel_run_trace(struct durin_store *st, const char *run_id,
   if (!(f = durin_otel_fold_new(&run))) {
     rc = durin_err_set(err, DURIN_ENOMEM, "out of memory");
   } else {
-    rc = durin_store_events_read(st, ri.id, 1, 0, fold_one, f, err);
-    if (!rc)
-      *out =
-          durin_otel_request(o ? o->resource : NULL, durin_otel_fold_take(f));
+    struct durin_buf req;
+
+    durin_buf_init(&req, 0);
+    durin_otel_fold_output(f, &req, NULL);
+    if (durin_otel_request_open(o ? o->resource : NULL, &req))
+      rc = durin_err_set(err, DURIN_ENOMEM, "out of memory");
+    else
+      rc = durin_store_events_read(st, ri.id, 1, 0, fold_one, f, err);
+    if (!rc && (durin_otel_fold_failed(f) || durin_otel_request_close(&req) ||
+                !(*out = json_loadb(req.buf, req.len, 0, NULL))))
+      rc = durin_err_set(err, DURIN_ENOMEM, "out of memory");
+    durin_buf_release(&req);
     durin_otel_fold_free(f);
   }
   durin_spec_clear(&spec);

@@ -29,6 +29,7 @@
 
 #include "durin/otel.h"
 #include "durin/util.h"
+#include "otel/fields.h"
 
 /* OTLP's Span.SpanKind and Status.StatusCode. */
 enum { KIND_INTERNAL = 1, KIND_CLIENT = 3 };
@@ -38,9 +39,17 @@ struct durin_otel_fold {
   struct durin_otel_run run; /* strings copied below */
   char *strs[6];
   char trace_id[33], root_id[17], parent_id[17];
-  json_t *out;        /* spans completed */
-  json_t *calls;      /* call_id -> {name, arguments} of the open step */
-  json_t *policies;   /* call_id -> span event of its policy decision */
+  struct durin_buf *out; /* where completed spans go (OTLP/JSON text) */
+  size_t *count;         /* ... counted */
+  size_t mark;           /* where the span being written starts in out */
+  struct w {             /* where a list of attributes is being written */
+    struct durin_buf *b;
+    int n;   /* items of the list so far */
+    int err; /* the first append that failed */
+  } w;
+  int err;            /* an append that failed: the output is short */
+  json_t *calls;      /* call_id -> {arguments} of the open step (content) */
+  json_t *policies;   /* call_id -> its policy decision's span event (text) */
   json_t *waits;      /* approval id -> {tool, call_id, ts} */
   int64_t step;       /* the open step's number */
   int64_t step_first; /* the open step's first event */
@@ -138,42 +147,109 @@ void durin_otel_root_span_id(const struct durin_otel_run *run, char out[17])
   hex_id(what, 8, out);
 }
 
-/* ---- attributes ---- */
+/* ---- writing ---- */
 
-static void attr_str(json_t *attrs, const char *k, const char *v)
+/*
+ * Spans are written as OTLP/JSON text straight into one buffer: a step's
+ * two spans cost a few appends, not a tree of objects built, serialized
+ * and freed (bench/otel). w is where a list of attributes is being
+ * written; its first error sticks.
+ */
+static void putn(struct w *w, const char *s, size_t n)
 {
-  if (v)
-    json_array_append_new(
-        attrs, json_pack("{s:s,s:{s:s}}", "key", k, "value", "stringValue", v));
+  if (!w->err)
+    w->err = durin_buf_add(w->b, s, n);
+}
+
+static void put(struct w *w, const char *s)
+{
+  putn(w, s, strlen(s));
+}
+
+/* A literal: its length is known where it is written. */
+#define PUT(w, lit) putn(w, "" lit, sizeof(lit) - 1)
+
+static void put_str(struct w *w, const char *s)
+{
+  if (!w->err)
+    w->err = durin_buf_add_jstr(w->b, s);
+}
+
+static void put_int(struct w *w, int64_t v)
+{
+  char s[24], *p = s + sizeof(s);
+  uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+  do
+    *--p = (char)('0' + u % 10);
+  while (u /= 10);
+  if (v < 0)
+    *--p = '-';
+  putn(w, p, (size_t)(s + sizeof(s) - p));
+}
+
+/* {"key":K,"value":{"TYPE": — the caller writes the value and "}}". */
+static void attr_open(struct w *w, const char *k, const char *type)
+{
+  put(w, w->n++ ? ",{\"key\":" : "{\"key\":");
+  put_str(w, k);
+  PUT(w, ",\"value\":{\"");
+  put(w, type);
+  PUT(w, "\":");
+}
+
+static void attr_str(struct w *w, const char *k, const char *v)
+{
+  if (!v)
+    return;
+  attr_open(w, k, "stringValue");
+  put_str(w, v);
+  PUT(w, "}}");
 }
 
 /* OTLP/JSON carries int64 as a decimal string. */
-static void attr_int(json_t *attrs, const char *k, int64_t v)
+static void attr_int(struct w *w, const char *k, int64_t v)
 {
-  char s[24];
-
-  snprintf(s, sizeof(s), "%lld", (long long)v);
-  json_array_append_new(
-      attrs, json_pack("{s:s,s:{s:s}}", "key", k, "value", "intValue", s));
+  attr_open(w, k, "intValue");
+  PUT(w, "\"");
+  put_int(w, v);
+  PUT(w, "\"}}");
 }
 
-static void attr_double(json_t *attrs, const char *k, double v)
+static void attr_double(struct w *w, const char *k, double v)
 {
-  json_array_append_new(
-      attrs, json_pack("{s:s,s:{s:f}}", "key", k, "value", "doubleValue", v));
+  char s[32];
+
+  snprintf(s, sizeof(s), "%.17g", v == v && v - v == 0 ? v : 0.0);
+  attr_open(w, k, "doubleValue");
+  put(w, s);
+  PUT(w, "}}");
 }
 
-static void attr_bool(json_t *attrs, const char *k, int v)
+static void attr_bool(struct w *w, const char *k, int v)
 {
-  json_array_append_new(
-      attrs, json_pack("{s:s,s:{s:b}}", "key", k, "value", "boolValue", v));
+  attr_open(w, k, "boolValue");
+  put(w, v ? "true}}" : "false}}");
 }
 
-static void attr_str_array(json_t *attrs, const char *k, const char *v)
+static void attr_str_array(struct w *w, const char *k, const char *v)
 {
-  json_array_append_new(attrs,
-                        json_pack("{s:s,s:{s:{s:[{s:s}]}}}", "key", k, "value",
-                                  "arrayValue", "values", "stringValue", v));
+  attr_open(w, k, "arrayValue");
+  PUT(w, "{\"values\":[{\"stringValue\":");
+  put_str(w, v);
+  PUT(w, "}]}}}");
+}
+
+static void put_nanos(struct w *w, int64_t ms)
+{
+  PUT(w, "\"");
+  if (ms > 0) {
+    put_int(w, ms);
+    PUT(w, "000000");
+  } else {
+    PUT(w, "0");
+  }
+  PUT(w, "\"");
 }
 
 static const char *str(json_t *o, const char *k)
@@ -181,66 +257,90 @@ static const char *str(json_t *o, const char *k)
   return json_string_value(json_object_get(o, k));
 }
 
-static int64_t num(json_t *o, const char *k)
-{
-  return json_integer_value(json_object_get(o, k));
-}
-
 /* ---- spans ---- */
 
-/* A span ended by the event being folded: out, unless it was sent. */
-static void emit(struct durin_otel_fold *f, json_t *span)
+/*
+ * A span: open it (its attributes come next, through the w returned),
+ * then close it with its events and status. One completed by an event at
+ * or before what was sent (a resumed fold) is taken back out.
+ */
+static struct w *span_open(struct durin_otel_fold *f, const char *id,
+                           const char *parent, const char *name, int kind,
+                           int64_t start, int64_t end)
 {
-  if (f->seq > f->sent)
-    json_array_append_new(f->out, span);
-  else
-    json_decref(span);
-}
-
-static char *nanos(int64_t ms, char out[32])
-{
-  snprintf(out, 32, "%lld000000", (long long)(ms > 0 ? ms : 0));
-  return out;
-}
-
-/* A span (attributes and events empty), parented to the root. */
-static json_t *span_new(struct durin_otel_fold *f, const char *id,
-                        const char *name, int kind, int64_t start, int64_t end)
-{
-  char s[32], e[32];
+  struct w *w = &f->w;
 
   if (end < start)
     end = start;
-  return json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:[],s:[]}", "traceId",
-                   f->trace_id, "spanId", id, "parentSpanId", f->root_id,
-                   "name", name, "kind", kind, "startTimeUnixNano",
-                   nanos(start, s), "endTimeUnixNano", nanos(end, e),
-                   "attributes", "events");
+  w->b = f->out;
+  w->n = 0;
+  w->err = f->out ? 0 : DURIN_EINVAL; /* no output: nothing written */
+  f->mark = f->out ? f->out->len : 0;
+  /* After another span of the list, or first in it. */
+  if (f->out && f->out->len && f->out->buf[f->out->len - 1] != '[')
+    PUT(w, ",");
+  PUT(w, "{\"traceId\":\"");
+  putn(w, f->trace_id, 32);
+  PUT(w, "\",\"spanId\":\"");
+  putn(w, id, 16);
+  if (parent && *parent) {
+    PUT(w, "\",\"parentSpanId\":\"");
+    putn(w, parent, 16);
+  }
+  PUT(w, "\",\"name\":");
+  put_str(w, name);
+  PUT(w, ",\"kind\":");
+  put_int(w, kind);
+  PUT(w, ",\"startTimeUnixNano\":");
+  put_nanos(w, start);
+  PUT(w, ",\"endTimeUnixNano\":");
+  put_nanos(w, end);
+  PUT(w, ",\"attributes\":[");
+  return w;
 }
 
-static json_t *attrs_of(json_t *span)
+/* events: span events as JSON text (or NULL); code 0: no status. */
+static void span_close(struct durin_otel_fold *f, const char *events, int code,
+                       const char *message)
 {
-  return json_object_get(span, "attributes");
+  struct w *w = &f->w;
+
+  PUT(w, "],\"events\":[");
+  if (events)
+    put(w, events);
+  PUT(w, "]");
+  if (code) {
+    PUT(w, ",\"status\":{\"code\":");
+    put_int(w, code);
+    if (message) {
+      PUT(w, ",\"message\":");
+      put_str(w, message);
+    }
+    PUT(w, "}");
+  }
+  PUT(w, "}");
+  if (w->err && f->out && !f->err)
+    f->err = w->err;
+  if (!w->err && f->seq > f->sent) {
+    if (f->count)
+      (*f->count)++;
+  } else if (f->out) {
+    f->out->len = f->mark; /* sent already, or not whole: not emitted */
+    if (f->out->alloc)
+      f->out->buf[f->mark] = 0;
+  }
+  w->err = 0;
 }
 
-static void set_error(json_t *span, const char *type, const char *message)
+/* A child of the root. */
+static struct w *child_open(struct durin_otel_fold *f, const char *id,
+                            const char *name, int kind, int64_t start,
+                            int64_t end)
 {
-  attr_str(attrs_of(span), "error.type", type);
-  json_object_set_new(span, "status",
-                      json_pack("{s:i,s:s}", "code", STATUS_ERROR, "message",
-                                message ? message : type));
+  return span_open(f, id, f->root_id, name, kind, start, end);
 }
 
-/* A span event at ms with name and its attributes (taken). */
-static json_t *event_new(int64_t ms, const char *name, json_t *attrs)
-{
-  char t[32];
-
-  return json_pack("{s:s,s:s,s:o}", "timeUnixNano", nanos(ms, t), "name", name,
-                   "attributes", attrs ? attrs : json_array());
-}
-
-static void common_model_attrs(struct durin_otel_fold *f, json_t *a)
+static void common_model_attrs(struct durin_otel_fold *f, struct w *a)
 {
   attr_str(a, "gen_ai.provider.name", f->run.provider);
   attr_str(a, "gen_ai.request.model", f->run.model);
@@ -251,209 +351,232 @@ static void common_model_attrs(struct durin_otel_fold *f, json_t *a)
   }
 }
 
+/* The event's document, for what only content needs (the rare path:
+ * OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT). */
+static json_t *document(const struct durin_event *ev)
+{
+  json_t *d = json_loads(ev->data ? ev->data : "{}", 0, NULL);
+
+  return d ? d : json_object();
+}
+
+/* gen_ai.output.messages: the response as the conventions shape it. */
+static void output_messages(struct w *a, json_t *d)
+{
+  json_t *msg = json_pack("[{s:s,s:[],s:s*}]", "role", "assistant", "parts",
+                          "finish_reason", str(d, "finish_reason"));
+  json_t *parts = json_object_get(json_array_get(msg, 0), "parts"), *c;
+  char *text;
+  size_t i;
+
+  if (str(d, "text"))
+    json_array_append_new(parts, json_pack("{s:s,s:s}", "type", "text",
+                                           "content", str(d, "text")));
+  json_array_foreach(json_object_get(d, "tool_calls"), i, c)
+    json_array_append_new(parts,
+                          json_pack("{s:s,s:s*,s:s*,s:s*}", "type", "tool_call",
+                                    "id", str(c, "id"), "name", str(c, "name"),
+                                    "arguments", str(c, "arguments")));
+  if ((text = json_dumps(msg, JSON_COMPACT))) {
+    attr_str(a, "gen_ai.output.messages", text);
+    free(text);
+  }
+  json_decref(msg);
+}
+
 static void on_model(struct durin_otel_fold *f, const struct durin_event *ev,
-                     json_t *d)
+                     const struct fields *d)
 {
   char id[17], name[256];
-  json_t *span, *a, *calls = json_object_get(d, "tool_calls"), *c;
-  int64_t dur = num(d, "duration_ms");
-  int64_t start = json_is_integer(json_object_get(d, "duration_ms")) ?
-                      ev->ts_ms - dur :
-                      f->step_start;
+  int64_t start = fhas(d, F_DURATION_MS) ? ev->ts_ms - fint(d, F_DURATION_MS) :
+                                           f->step_start;
+  json_t *doc = NULL, *c;
+  struct w *a;
   size_t i;
 
   durin_otel_chat_span_id(f->run.run_id, ev->step, id);
   snprintf(name, sizeof(name), "chat %s", f->run.model ? f->run.model : "");
-  span = span_new(f, id, name, KIND_CLIENT, start, ev->ts_ms);
-  a = attrs_of(span);
+  a = child_open(f, id, name, KIND_CLIENT, start, ev->ts_ms);
   attr_str(a, "gen_ai.operation.name", "chat");
   common_model_attrs(f, a);
-  if (str(d, "model"))
-    attr_str(a, "gen_ai.response.model", str(d, "model"));
-  attr_int(a, "gen_ai.usage.input_tokens", num(d, "input_tokens"));
-  attr_int(a, "gen_ai.usage.output_tokens", num(d, "output_tokens"));
-  if (json_object_get(d, "cache_read_tokens"))
+  attr_str(a, "gen_ai.response.model", fstr(d, F_MODEL));
+  attr_int(a, "gen_ai.usage.input_tokens", fint(d, F_INPUT_TOKENS));
+  attr_int(a, "gen_ai.usage.output_tokens", fint(d, F_OUTPUT_TOKENS));
+  if (fhas(d, F_CACHE_READ_TOKENS))
     attr_int(a, "gen_ai.usage.cache_read.input_tokens",
-             num(d, "cache_read_tokens"));
-  if (json_object_get(d, "cache_write_tokens"))
+             fint(d, F_CACHE_READ_TOKENS));
+  if (fhas(d, F_CACHE_WRITE_TOKENS))
     attr_int(a, "gen_ai.usage.cache_creation.input_tokens",
-             num(d, "cache_write_tokens"));
-  if (str(d, "finish_reason"))
+             fint(d, F_CACHE_WRITE_TOKENS));
+  if (fstr(d, F_FINISH_REASON))
     attr_str_array(a, "gen_ai.response.finish_reasons",
-                   str(d, "finish_reason"));
+                   fstr(d, F_FINISH_REASON));
   attr_int(a, "durin.step", ev->step);
-  attr_double(a, "durin.cost_usd",
-              json_number_value(json_object_get(d, "cost_usd")));
-  if (num(d, "retries"))
-    attr_int(a, "durin.retries", num(d, "retries"));
+  attr_double(a, "durin.cost_usd", fnum(d, F_COST_USD));
+  if (fint(d, F_RETRIES))
+    attr_int(a, "durin.retries", fint(d, F_RETRIES));
   if (f->run.capture_content) {
-    json_t *msg = json_pack("[{s:s,s:[],s:s*}]", "role", "assistant", "parts",
-                            "finish_reason", str(d, "finish_reason"));
-    json_t *parts = json_object_get(json_array_get(msg, 0), "parts");
-    char *text;
-
-    if (str(d, "text"))
-      json_array_append_new(parts, json_pack("{s:s,s:s}", "type", "text",
-                                             "content", str(d, "text")));
-    json_array_foreach(calls, i, c)
-      json_array_append_new(parts, json_pack("{s:s,s:s*,s:s*,s:s*}", "type",
-                                             "tool_call", "id", str(c, "id"),
-                                             "name", str(c, "name"),
-                                             "arguments", str(c, "arguments")));
-    if ((text = json_dumps(msg, JSON_COMPACT))) {
-      attr_str(a, "gen_ai.output.messages", text);
-      free(text);
-    }
-    json_decref(msg);
+    doc = document(ev);
+    output_messages(a, doc);
   }
-  emit(f, span);
-  json_array_foreach(calls, i, c)
+  span_close(f, NULL, 0, NULL);
+  /* Only content needs a call's arguments at its result. */
+  json_array_foreach(json_object_get(doc, "tool_calls"), i, c)
     json_object_set_new(f->calls, str(c, "id") ? str(c, "id") : "",
-                        json_pack("{s:s*,s:s*}", "name", str(c, "name"),
-                                  "arguments", str(c, "arguments")));
+                        json_pack("{s:s*}", "arguments", str(c, "arguments")));
+  json_decref(doc);
 }
 
 static void on_model_error(struct durin_otel_fold *f,
-                           const struct durin_event *ev, json_t *d)
+                           const struct durin_event *ev, const struct fields *d)
 {
   char id[17], name[256];
-  json_t *span;
+  struct w *a;
 
   span_id(f, "chat-error", NULL, ev->seq, id);
   snprintf(name, sizeof(name), "chat %s", f->run.model ? f->run.model : "");
-  span = span_new(f, id, name, KIND_CLIENT, f->step_start, ev->ts_ms);
-  attr_str(attrs_of(span), "gen_ai.operation.name", "chat");
-  common_model_attrs(f, attrs_of(span));
-  set_error(span, "model_error", str(d, "error"));
-  emit(f, span);
+  a = child_open(f, id, name, KIND_CLIENT, f->step_start, ev->ts_ms);
+  attr_str(a, "gen_ai.operation.name", "chat");
+  common_model_attrs(f, a);
+  attr_str(a, "error.type", "model_error");
+  span_close(f, NULL, STATUS_ERROR,
+             fstr(d, F_ERROR) ? fstr(d, F_ERROR) : "model_error");
 }
 
+/* A policy decision: an event of its call's span, kept as text until the
+ * call's result ends that span. */
 static void on_policy(struct durin_otel_fold *f, const struct durin_event *ev,
-                      json_t *d)
+                      const struct fields *d)
 {
-  json_t *a = json_array();
+  struct durin_buf b;
+  struct w a = { &b, 0, 0 };
 
-  attr_str(a, "durin.policy.decision", str(d, "decision"));
-  attr_str(a, "durin.policy.origin", str(d, "origin"));
-  attr_str(a, "durin.policy.rule", str(d, "rule"));
-  json_object_set_new(f->policies, str(d, "call_id") ? str(d, "call_id") : "",
-                      event_new(ev->ts_ms, "durin.policy", a));
+  durin_buf_init(&b, 0);
+  PUT(&a, "{\"timeUnixNano\":");
+  put_nanos(&a, ev->ts_ms);
+  PUT(&a, ",\"name\":\"durin.policy\",\"attributes\":[");
+  attr_str(&a, "durin.policy.decision", fstr(d, F_DECISION));
+  attr_str(&a, "durin.policy.origin", fstr(d, F_ORIGIN));
+  attr_str(&a, "durin.policy.rule", fstr(d, F_RULE));
+  PUT(&a, "]}");
+  if (!a.err)
+    json_object_set_new(f->policies,
+                        fstr(d, F_CALL_ID) ? fstr(d, F_CALL_ID) : "",
+                        json_stringn(b.buf, b.len));
+  durin_buf_release(&b);
 }
 
 static void on_tool(struct durin_otel_fold *f, const struct durin_event *ev,
-                    json_t *d)
+                    const struct fields *d)
 {
-  const char *call_id = str(d, "call_id") ? str(d, "call_id") : "";
-  json_t *call = json_object_get(f->calls, call_id);
-  json_t *pol = json_object_get(f->policies, call_id), *span, *a;
+  const char *call_id = fstr(d, F_CALL_ID) ? fstr(d, F_CALL_ID) : "";
+  json_t *pol = json_object_get(f->policies, call_id);
   char id[17], name[256];
-  int64_t dur = num(d, "duration_ms");
+  int timed_out = fint(d, F_TIMED_OUT), ok = fint(d, F_OK);
+  struct w *a;
 
   span_id(f, "tool", call_id, ev->step, id);
-  snprintf(name, sizeof(name), "execute_tool %s", str(d, "name"));
-  span = span_new(f, id, name, KIND_INTERNAL, ev->ts_ms - dur, ev->ts_ms);
-  a = attrs_of(span);
+  snprintf(name, sizeof(name), "execute_tool %s",
+           fstr(d, F_NAME) ? fstr(d, F_NAME) : "");
+  a = child_open(f, id, name, KIND_INTERNAL, ev->ts_ms - fint(d, F_DURATION_MS),
+                 ev->ts_ms);
   attr_str(a, "gen_ai.operation.name", "execute_tool");
-  attr_str(a, "gen_ai.tool.name", str(d, "name"));
+  attr_str(a, "gen_ai.tool.name", fstr(d, F_NAME));
   attr_str(a, "gen_ai.tool.call.id", call_id);
   attr_str(a, "gen_ai.tool.type", "function");
   attr_int(a, "durin.step", ev->step);
-  if (str(d, "effect"))
-    attr_str(a, "durin.tool.effect", str(d, "effect"));
-  if (num(d, "exit_code") >= 0 && json_object_get(d, "exit_code"))
-    attr_int(a, "durin.tool.exit_code", num(d, "exit_code"));
-  if (json_is_true(json_object_get(d, "reused")))
+  attr_str(a, "durin.tool.effect", fstr(d, F_EFFECT));
+  if (fhas(d, F_EXIT_CODE) && fint(d, F_EXIT_CODE) >= 0)
+    attr_int(a, "durin.tool.exit_code", fint(d, F_EXIT_CODE));
+  if (fint(d, F_REUSED))
     attr_bool(a, "durin.tool.reused", 1);
   if (f->run.capture_content) {
-    attr_str(a, "gen_ai.tool.call.arguments", str(call, "arguments"));
-    attr_str(a, "gen_ai.tool.call.result", str(d, "output"));
+    json_t *doc = document(ev);
+
+    attr_str(a, "gen_ai.tool.call.arguments",
+             str(json_object_get(f->calls, call_id), "arguments"));
+    attr_str(a, "gen_ai.tool.call.result", str(doc, "output"));
+    json_decref(doc);
   }
-  if (pol)
-    json_array_append(json_object_get(span, "events"), pol);
-  if (json_is_true(json_object_get(d, "timed_out")))
-    set_error(span, "timeout", "the tool call timed out");
-  else if (!json_is_true(json_object_get(d, "ok")))
-    set_error(span, "tool_error", "the tool call failed");
-  emit(f, span);
+  if (timed_out)
+    attr_str(a, "error.type", "timeout");
+  else if (!ok)
+    attr_str(a, "error.type", "tool_error");
+  span_close(f, json_string_value(pol), ok && !timed_out ? 0 : STATUS_ERROR,
+             timed_out ? "the tool call timed out" :
+             !ok       ? "the tool call failed" :
+                         NULL);
 }
 
 static void on_approval_requested(struct durin_otel_fold *f,
-                                  const struct durin_event *ev, json_t *d)
+                                  const struct durin_event *ev,
+                                  const struct fields *d)
 {
-  json_object_set_new(f->waits, str(d, "id") ? str(d, "id") : "",
-                      json_pack("{s:s*,s:s*,s:I}", "tool", str(d, "tool"),
-                                "call_id", str(d, "call_id"), "ts",
+  json_object_set_new(f->waits, fstr(d, F_ID) ? fstr(d, F_ID) : "",
+                      json_pack("{s:s*,s:s*,s:I}", "tool", fstr(d, F_TOOL),
+                                "call_id", fstr(d, F_CALL_ID), "ts",
                                 (json_int_t)ev->ts_ms));
 }
 
 /* The wait for a person, from the request to the decision or expiry. */
 static void on_approval_end(struct durin_otel_fold *f,
-                            const struct durin_event *ev, json_t *d,
-                            const char *state)
+                            const struct durin_event *ev,
+                            const struct fields *d, const char *state)
 {
-  const char *aid = str(d, "id") ? str(d, "id") : "";
-  json_t *w = json_object_get(f->waits, aid), *span, *a;
+  const char *aid = fstr(d, F_ID) ? fstr(d, F_ID) : "";
+  json_t *wt = json_object_get(f->waits, aid);
   char id[17], name[256];
+  struct w *a;
 
-  if (!w)
+  if (!wt)
     return;
   span_id(f, "approval", aid, 0, id);
-  snprintf(name, sizeof(name), "durin.approval %s", str(w, "tool"));
-  span = span_new(f, id, name, KIND_INTERNAL, num(w, "ts"), ev->ts_ms);
-  a = attrs_of(span);
+  snprintf(name, sizeof(name), "durin.approval %s",
+           str(wt, "tool") ? str(wt, "tool") : "");
+  a = child_open(f, id, name, KIND_INTERNAL,
+                 json_integer_value(json_object_get(wt, "ts")), ev->ts_ms);
   attr_str(a, "durin.approval.id", aid);
   attr_str(a, "durin.approval.state", state);
-  attr_str(a, "gen_ai.tool.name", str(w, "tool"));
-  attr_str(a, "gen_ai.tool.call.id", str(w, "call_id"));
-  if (str(d, "by"))
-    attr_str(a, "durin.approval.decided_by", str(d, "by"));
-  emit(f, span);
+  attr_str(a, "gen_ai.tool.name", str(wt, "tool"));
+  attr_str(a, "gen_ai.tool.call.id", str(wt, "call_id"));
+  attr_str(a, "durin.approval.decided_by", fstr(d, F_BY));
+  span_close(f, NULL, 0, NULL);
   json_object_del(f->waits, aid);
 }
 
-/* One of the run's own moments, an event of the root span. */
+/* One of the run's own moments. A span of no length under the root, not
+ * an event of it: the root is sent when the run ends, and an exporter
+ * resuming mid-run holds nothing from before. */
 static void on_moment(struct durin_otel_fold *f, const struct durin_event *ev,
-                      json_t *d)
+                      const struct fields *d)
 {
-  json_t *a = json_array(), *span;
   char name[96], id[17];
+  struct w *a;
 
-  attr_int(a, "durin.step", ev->step);
-  if (str(d, "reason"))
-    attr_str(a, "durin.reason", str(d, "reason"));
-  if (str(d, "action"))
-    attr_str(a, "durin.control.action", str(d, "action"));
-  if (str(d, "by"))
-    attr_str(a, "durin.control.by", str(d, "by"));
-  if (json_object_get(d, "attempt"))
-    attr_int(a, "durin.attempt", num(d, "attempt"));
   snprintf(name, sizeof(name), "durin.%s", ev->type);
-  /* A span of no length under the root, not an event of it: the root is
-   * sent when the run ends, and an exporter resuming mid-run holds
-   * nothing from before. */
   span_id(f, "moment", ev->type, ev->seq, id);
-  span = span_new(f, id, name, KIND_INTERNAL, ev->ts_ms, ev->ts_ms);
-  json_object_set_new(span, "attributes", a);
-  emit(f, span);
+  a = child_open(f, id, name, KIND_INTERNAL, ev->ts_ms, ev->ts_ms);
+  attr_int(a, "durin.step", ev->step);
+  attr_str(a, "durin.reason", fstr(d, F_REASON));
+  attr_str(a, "durin.control.action", fstr(d, F_ACTION));
+  attr_str(a, "durin.control.by", fstr(d, F_BY));
+  if (fhas(d, F_ATTEMPT))
+    attr_int(a, "durin.attempt", fint(d, F_ATTEMPT));
+  span_close(f, NULL, 0, NULL);
 }
 
 static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
-                        json_t *d)
+                        const struct fields *d)
 {
-  char name[256], s[32], e[32];
-  json_t *span, *a;
-  const char *status = str(d, "status") ? str(d, "status") : "";
+  char name[256];
+  const char *status = fstr(d, F_STATUS) ? fstr(d, F_STATUS) : "";
+  int ok = !strcmp(status, "succeeded");
+  struct w *a;
 
   snprintf(name, sizeof(name), "invoke_agent %s",
            f->run.name ? f->run.name : "");
-  span =
-      json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:[],s:[]}", "traceId", f->trace_id,
-                "spanId", f->root_id, "name", name, "kind", KIND_INTERNAL,
-                "startTimeUnixNano", nanos(f->started_ms, s), "endTimeUnixNano",
-                nanos(ev->ts_ms, e), "attributes", "events");
-  if (*f->parent_id)
-    json_object_set_new(span, "parentSpanId", json_string(f->parent_id));
-  a = attrs_of(span);
+  a = span_open(f, f->root_id, f->parent_id, name, KIND_INTERNAL, f->started_ms,
+                ev->ts_ms);
   attr_str(a, "gen_ai.operation.name", "invoke_agent");
   attr_str(a, "gen_ai.provider.name", f->run.provider);
   attr_str(a, "gen_ai.request.model", f->run.model);
@@ -461,13 +584,13 @@ static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
   attr_str(a, "gen_ai.agent.id", f->run.run_id);
   attr_str(a, "gen_ai.conversation.id", f->run.run_id);
   attr_str(a, "durin.run.status", status);
-  if (str(d, "reason"))
-    attr_str(a, "durin.run.reason", str(d, "reason"));
-  if (!strcmp(status, "succeeded"))
-    json_object_set_new(span, "status", json_pack("{s:i}", "code", STATUS_OK));
-  else
-    set_error(span, status, str(d, "reason"));
-  emit(f, span);
+  attr_str(a, "durin.run.reason", fstr(d, F_REASON));
+  if (!ok)
+    attr_str(a, "error.type", status);
+  span_close(f, NULL, ok ? STATUS_OK : STATUS_ERROR,
+             ok                ? NULL :
+             fstr(d, F_REASON) ? fstr(d, F_REASON) :
+                                 status);
   f->ended = 1;
 }
 
@@ -498,7 +621,6 @@ struct durin_otel_fold *durin_otel_fold_new(const struct durin_otel_run *run)
   if (!parse_traceparent(f->run.traceparent, trace, f->parent_id))
     f->parent_id[0] = 0;
   f->started_ms = run->started_ms;
-  f->out = json_array();
   f->calls = json_object();
   f->policies = json_object();
   f->waits = json_object();
@@ -513,18 +635,57 @@ void durin_otel_fold_free(struct durin_otel_fold *f)
     return;
   for (i = 0; i < 6; i++)
     free(f->strs[i]);
-  json_decref(f->out);
   json_decref(f->calls);
   json_decref(f->policies);
   json_decref(f->waits);
   free(f);
 }
 
+typedef void (*on_event)(struct durin_otel_fold *f,
+                         const struct durin_event *ev, const struct fields *d);
+
+static void on_decided(struct durin_otel_fold *f, const struct durin_event *ev,
+                       const struct fields *d)
+{
+  on_approval_end(f, ev, d, fstr(d, F_DECISION) ? fstr(d, F_DECISION) : "");
+}
+
+static void on_expired(struct durin_otel_fold *f, const struct durin_event *ev,
+                       const struct fields *d)
+{
+  on_approval_end(f, ev, d, "expired");
+}
+
+/* The events a trace shows; the log's others (plans, checkpoints, ...)
+ * are not even parsed. */
+static const struct {
+  const char *type;
+  on_event fn;
+  int ends_step; /* commits a step: the next starts from here */
+} handlers[] = {
+  { "model_response", on_model, 1 },
+  { "tool_result", on_tool, 1 },
+  { "model_error", on_model_error, 1 },
+  { "policy", on_policy, 0 },
+  { "approval_requested", on_approval_requested, 0 },
+  { "approval_decided", on_decided, 0 },
+  { "approval_expired", on_expired, 0 },
+  { "run_finished", on_finished, 0 },
+  { "compaction", on_moment, 0 },
+  { "resumed", on_moment, 0 },
+  { "lease_expired", on_moment, 0 },
+  { "control", on_moment, 0 },
+  { "needs_human", on_moment, 0 },
+  { "budget_exceeded", on_moment, 0 },
+  { "call_repeated", on_moment, 0 },
+  { "cancelled", on_moment, 0 },
+};
+
 void durin_otel_fold_event(struct durin_otel_fold *f,
                            const struct durin_event *ev)
 {
-  const char *t = ev->type;
-  json_t *d;
+  struct fields d;
+  size_t i;
 
   if (!f->started_ms)
     f->started_ms = ev->ts_ms;
@@ -534,46 +695,35 @@ void durin_otel_fold_event(struct durin_otel_fold *f,
   /* A new step: the calls and policies of the last one are done. */
   if (ev->step > f->step || !f->step_first) {
     if (ev->step > f->step) {
-      json_object_clear(f->calls);
-      json_object_clear(f->policies);
+      if (json_object_size(f->calls))
+        json_object_clear(f->calls);
+      if (json_object_size(f->policies))
+        json_object_clear(f->policies);
     }
     f->step = ev->step;
     f->step_first = ev->seq;
   }
-  d = json_loads(ev->data ? ev->data : "{}", 0, NULL);
-  if (!d)
-    d = json_object();
-  if (!strcmp(t, "model_response"))
-    on_model(f, ev, d);
-  else if (!strcmp(t, "model_error"))
-    on_model_error(f, ev, d);
-  else if (!strcmp(t, "policy"))
-    on_policy(f, ev, d);
-  else if (!strcmp(t, "tool_result"))
-    on_tool(f, ev, d);
-  else if (!strcmp(t, "approval_requested"))
-    on_approval_requested(f, ev, d);
-  else if (!strcmp(t, "approval_decided"))
-    on_approval_end(f, ev, d, str(d, "decision") ? str(d, "decision") : "");
-  else if (!strcmp(t, "approval_expired"))
-    on_approval_end(f, ev, d, "expired");
-  else if (!strcmp(t, "run_finished"))
-    on_finished(f, ev, d);
-  else if (!strcmp(t, "compaction") || !strcmp(t, "resumed") ||
-           !strcmp(t, "lease_expired") || !strcmp(t, "control") ||
-           !strcmp(t, "needs_human") || !strcmp(t, "budget_exceeded") ||
-           !strcmp(t, "call_repeated") || !strcmp(t, "cancelled"))
-    on_moment(f, ev, d);
-  json_decref(d);
-  /* Whatever commits a step ends it: the next starts from here. */
-  if (!strcmp(t, "model_response") || !strcmp(t, "tool_result") ||
-      !strcmp(t, "model_error"))
+  for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+    if (!strcmp(ev->type, handlers[i].type))
+      break;
+  if (i == sizeof(handlers) / sizeof(handlers[0]))
+    return;
+  /* Data that is not an object leaves d empty: the span still goes. */
+  durin__otel_fields(ev->data ? ev->data : "{}",
+                     ev->data ? strlen(ev->data) : 2, &d);
+  handlers[i].fn(f, ev, &d);
+  if (handlers[i].ends_step)
     f->step_start = ev->ts_ms;
 }
 
 int64_t durin_otel_fold_seq(const struct durin_otel_fold *f)
 {
   return f->seq;
+}
+
+int durin_otel_fold_ended(const struct durin_otel_fold *f)
+{
+  return f->ended;
 }
 
 void durin_otel_fold_sent(struct durin_otel_fold *f, int64_t seq)
@@ -586,12 +736,16 @@ int64_t durin_otel_fold_resume_point(const struct durin_otel_fold *f)
   return f->step_first > 1 ? f->step_first - 1 : 0;
 }
 
-json_t *durin_otel_fold_take(struct durin_otel_fold *f)
+void durin_otel_fold_output(struct durin_otel_fold *f, struct durin_buf *spans,
+                            size_t *count)
 {
-  json_t *out = f->out;
+  f->out = spans;
+  f->count = count;
+}
 
-  f->out = json_array();
-  return out;
+int durin_otel_fold_failed(const struct durin_otel_fold *f)
+{
+  return f->err;
 }
 
 /* ---- the request ---- */
@@ -631,21 +785,29 @@ int durin_otel_kv_each(const char *spec,
 }
 
 /* A resource attribute; service.name is OTEL_SERVICE_NAME's. */
-static void resource_attr(void *attrs, const char *k, const char *v)
+static void resource_attr(void *arg, const char *k, const char *v)
 {
   if (strcmp(k, "service.name"))
-    attr_str(attrs, k, v);
+    attr_str(arg, k, v);
 }
 
-json_t *durin_otel_request(const struct durin_otel_resource *res, json_t *spans)
+int durin_otel_request_open(const struct durin_otel_resource *res,
+                            struct durin_buf *out)
 {
-  json_t *attrs = json_array();
+  struct w w = { out, 0, 0 };
 
-  attr_str(attrs, "service.name",
+  PUT(&w, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+  attr_str(&w, "service.name",
            res && res->service_name && *res->service_name ? res->service_name :
                                                             "durin");
-  durin_otel_kv_each(res ? res->attributes : NULL, resource_attr, attrs);
-  return json_pack("{s:[{s:{s:o},s:[{s:{s:s,s:s},s:o}]}]}", "resourceSpans",
-                   "resource", "attributes", attrs, "scopeSpans", "scope",
-                   "name", "durin", "version", DURIN_VERSION, "spans", spans);
+  durin_otel_kv_each(res ? res->attributes : NULL, resource_attr, &w);
+  PUT(&w, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"durin\",\"version\":");
+  put_str(&w, DURIN_VERSION);
+  PUT(&w, "},\"spans\":[");
+  return w.err;
+}
+
+int durin_otel_request_close(struct durin_buf *out)
+{
+  return durin_buf_adds(out, "]}]}]}");
 }

@@ -44,15 +44,15 @@ int durin_store_otel_pending(struct durin_store *q, const char *owner,
   return r;
 }
 
-int durin_store_otel_claim(struct durin_store *q, const char *run_id,
-                           const char *owner, int64_t now_ms, int64_t until_ms,
-                           int64_t *seq, int64_t *fold_from,
-                           struct durin_err *err)
+/* One run's hold: taken when free, expired or already ours, and where its
+ * cursor is; DURIN_EBUSY when another exporter holds it. */
+static int claim_one(struct durin_store *q, struct durin_otel_cursor *c,
+                     const char *owner, int64_t now_ms, int64_t until_ms,
+                     struct durin_err *err)
 {
   struct db_stmt *st;
   int rc;
 
-  /* Taken when free, expired or already ours: one conditional write. */
   if (db_prepare(q->db,
                  "INSERT INTO otel_cursor(run_id, seq, fold_from, owner, "
                  "until_ms) VALUES(?1, 0, 0, ?2, ?3) ON CONFLICT(run_id) DO "
@@ -61,7 +61,7 @@ int durin_store_otel_claim(struct durin_store *q, const char *run_id,
                  "?4",
                  &st) != DB_OK)
     return durin__sq_fail(q, err, "holding a trace cursor");
-  db_bind_text(st, 1, run_id);
+  db_bind_text(st, 1, c->run_id);
   db_bind_text(st, 2, owner);
   db_bind_int64(st, 3, until_ms);
   db_bind_int64(st, 4, now_ms);
@@ -75,11 +75,11 @@ int durin_store_otel_claim(struct durin_store *q, const char *run_id,
                  "SELECT seq, fold_from FROM otel_cursor WHERE run_id = ?1",
                  &st) != DB_OK)
     return durin__sq_fail(q, err, "reading a trace cursor");
-  db_bind_text(st, 1, run_id);
+  db_bind_text(st, 1, c->run_id);
   rc = db_step(st);
   if (rc == DB_ROW) {
-    *seq = db_col_int64(st, 0);
-    *fold_from = db_col_int64(st, 1);
+    c->seq = db_col_int64(st, 0);
+    c->fold_from = db_col_int64(st, 1);
   }
   db_finalize(st);
   if (rc != DB_ROW)
@@ -87,25 +87,69 @@ int durin_store_otel_claim(struct durin_store *q, const char *run_id,
   return 0;
 }
 
-int durin_store_otel_advance(struct durin_store *q, const char *run_id,
-                             const char *owner, int64_t seq, int64_t fold_from,
-                             struct durin_err *err)
+int durin_store_otel_claim(struct durin_store *q, const char *owner,
+                           int64_t now_ms, int64_t until_ms,
+                           struct durin_otel_cursor *c, int n,
+                           struct durin_err *err)
 {
-  struct db_stmt *st;
-  int rc;
+  int r = 0, i;
 
+  for (i = 0; i < n; i++)
+    c[i].held = 0;
+  if (!n)
+    return 0;
+  /* One transaction for the round's runs: one commit, not one each. */
+  if ((r = durin__sq_begin(q, 0, err)))
+    return r;
+  for (i = 0; i < n && !r; i++) {
+    r = claim_one(q, &c[i], owner, now_ms, until_ms, err);
+    c[i].held = !r;
+    if (r == DURIN_EBUSY)
+      r = 0;
+  }
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    for (i = 0; i < n; i++)
+      c[i].held = 0;
+    return r;
+  }
+  return durin__sq_exec(q, "COMMIT", err);
+}
+
+int durin_store_otel_advance(struct durin_store *q, const char *owner,
+                             int64_t until_ms, struct durin_otel_cursor *c,
+                             int n, struct durin_err *err)
+{
+  struct db_stmt *st = NULL;
+  int r = 0, i;
+
+  if (!n)
+    return 0;
+  if ((r = durin__sq_begin(q, 0, err)))
+    return r;
   if (db_prepare(q->db,
-                 "UPDATE otel_cursor SET seq = ?3, fold_from = ?4 WHERE "
-                 "run_id = ?1 AND owner = ?2 AND seq <= ?3",
+                 "UPDATE otel_cursor SET seq = ?3, fold_from = ?4, until_ms = "
+                 "?5 WHERE run_id = ?1 AND owner = ?2 AND seq <= ?3",
                  &st) != DB_OK)
-    return durin__sq_fail(q, err, "moving a trace cursor");
-  db_bind_text(st, 1, run_id);
-  db_bind_text(st, 2, owner);
-  db_bind_int64(st, 3, seq);
-  db_bind_int64(st, 4, fold_from);
-  rc = db_step(st);
+    r = durin__sq_fail(q, err, "moving a trace cursor");
+  for (i = 0; i < n && !r; i++) {
+    db_bind_text(st, 1, c[i].run_id);
+    db_bind_text(st, 2, owner);
+    db_bind_int64(st, 3, c[i].seq);
+    db_bind_int64(st, 4, c[i].fold_from);
+    db_bind_int64(st, 5, until_ms);
+    if (db_step(st) != DB_DONE)
+      r = durin__sq_fail(q, err, "moving a trace cursor");
+    else
+      c[i].held = db_changes(q->db) == 1;
+    db_reset(st);
+  }
   db_finalize(st);
-  if (rc != DB_DONE)
-    return durin__sq_fail(q, err, "moving a trace cursor");
-  return db_changes(q->db) == 1 ? 0 : DURIN_EBUSY;
+  if (r) {
+    durin__sq_exec(q, "ROLLBACK", NULL);
+    for (i = 0; i < n; i++)
+      c[i].held = 0;
+    return r;
+  }
+  return durin__sq_exec(q, "COMMIT", err);
 }

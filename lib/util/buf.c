@@ -155,3 +155,40 @@ size_t durin_utf8_sanitize(char *s, size_t len)
   }
   return fixed;
 }
+
+int durin_buf_add_jstr(struct durin_buf *b, const char *s)
+{
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+  size_t left = strlen((const char *)p), run = 0, n;
+  int r = durin_buf_add(b, "\"", 1);
+
+  while (!r && left) {
+    unsigned c = p[run];
+
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      if (++run < left)
+        continue;
+    }
+    /* p[0..run) needs no escape: one copy for the whole run. */
+    if (run && (r = durin_buf_add(b, p, run)))
+      break;
+    p += run, left -= run, run = 0;
+    if (!left)
+      break;
+    c = *p;
+    if (c == '"' || c == '\\') {
+      char e[2] = { '\\', (char)c };
+      r = durin_buf_add(b, e, 2), n = 1;
+    } else if (c < 0x20) {
+      char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+      r = durin_buf_add(b, e, 6), n = 1;
+    } else if ((n = utf8_seq(p, left))) {
+      r = durin_buf_add(b, p, n);
+    } else {
+      r = durin_buf_add(b, "\\ufffd", 6), n = 1;
+    }
+    p += n, left -= n;
+  }
+  return r ? r : durin_buf_add(b, "\"", 1);
+}

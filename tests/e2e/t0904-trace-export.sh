@@ -63,7 +63,7 @@ test_expect_success 'workers export while a collector is down, then up; one is k
   start_receiver --fail-first 1 &&
   export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$(cat port)" \
     OTEL_EXPORTER_OTLP_HEADERS="x-api-key=secret%20one,x-team=agents" \
-    OTEL_SERVICE_NAME=durin-ci DURIN_OTEL_POLL_MS=100 &&
+    OTEL_SERVICE_NAME=durin-ci OTEL_BSP_SCHEDULE_DELAY=100 &&
   a=$(durin submit a.json) && b=$(durin submit b.json) &&
   start_worker && w1=$wp &&
   wait_for 60 "test \"\$(sql \"select count(*) from otel_cursor where run_id = '"'"'$b'"'"' and seq >= 10\")\" = 1" &&

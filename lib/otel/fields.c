@@ -1,0 +1,164 @@
+/* Picking an event's members for its trace (lib/otel/fields.h). */
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "otel/fields.h"
+
+static const char *const names[F_COUNT] = {
+  [F_MODEL] = "model",
+  [F_FINISH_REASON] = "finish_reason",
+  [F_CALL_ID] = "call_id",
+  [F_NAME] = "name",
+  [F_EFFECT] = "effect",
+  [F_DECISION] = "decision",
+  [F_ORIGIN] = "origin",
+  [F_RULE] = "rule",
+  [F_ID] = "id",
+  [F_TOOL] = "tool",
+  [F_BY] = "by",
+  [F_REASON] = "reason",
+  [F_ACTION] = "action",
+  [F_STATUS] = "status",
+  [F_ERROR] = "error",
+  [F_INPUT_TOKENS] = "input_tokens",
+  [F_OUTPUT_TOKENS] = "output_tokens",
+  [F_CACHE_READ_TOKENS] = "cache_read_tokens",
+  [F_CACHE_WRITE_TOKENS] = "cache_write_tokens",
+  [F_RETRIES] = "retries",
+  [F_DURATION_MS] = "duration_ms",
+  [F_EXIT_CODE] = "exit_code",
+  [F_ATTEMPT] = "attempt",
+  [F_COST_USD] = "cost_usd",
+  [F_OK] = "ok",
+  [F_TIMED_OUT] = "timed_out",
+  [F_REUSED] = "reused",
+};
+
+struct scan {
+  struct fields *f;
+  int depth; /* 1: the object's own members */
+  int key;   /* the member whose value comes next; -1: one not read */
+};
+
+/* The value of a top-level member: the field it fills, or -1. */
+static int member(struct scan *s, int first, int last)
+{
+  int k = s->depth == 1 ? s->key : -1;
+
+  return k >= first && k <= last ? k : -1;
+}
+
+static int on_null(void *arg)
+{
+  (void)arg;
+  return 1;
+}
+
+static int on_bool(void *arg, int v)
+{
+  struct scan *s = arg;
+  int k = member(s, F_OK, F_REUSED);
+
+  if (k >= 0) {
+    s->f->n[k] = v ? 1 : 0;
+    s->f->has |= 1u << k;
+  }
+  return 1;
+}
+
+static int on_number(void *arg, double v)
+{
+  struct scan *s = arg;
+  int k = member(s, F_INPUT_TOKENS, F_COST_USD);
+
+  if (k >= 0) {
+    s->f->n[k] = v;
+    s->f->has |= 1u << k;
+  }
+  return 1;
+}
+
+static int on_integer(void *arg, long long v)
+{
+  return on_number(arg, (double)v);
+}
+
+static int on_string(void *arg, const unsigned char *v, size_t len)
+{
+  struct scan *s = arg;
+  struct fields *f = s->f;
+  int k = member(s, F_MODEL, F_ERROR);
+  size_t room = sizeof(f->text) - f->used;
+
+  if (k < 0 || room == 0)
+    return 1;
+  if (len >= room)
+    len = room - 1;
+  memcpy(f->text + f->used, v, len);
+  f->text[f->used + len] = 0;
+  f->s[k] = f->text + f->used;
+  f->used += len + 1;
+  f->has |= 1u << k;
+  return 1;
+}
+
+static int on_key(void *arg, const unsigned char *k, size_t len)
+{
+  struct scan *s = arg;
+  int i;
+
+  s->key = -1;
+  if (s->depth != 1 || !len)
+    return 1;
+  for (i = 0; i < F_COUNT; i++)
+    if (names[i][0] == k[0] && !strncmp(names[i], (const char *)k, len) &&
+        !names[i][len]) {
+      s->key = i;
+      break;
+    }
+  return 1;
+}
+
+static int on_open(void *arg)
+{
+  struct scan *s = arg;
+
+  s->depth++;
+  return 1;
+}
+
+static int on_close(void *arg)
+{
+  struct scan *s = arg;
+
+  s->depth--;
+  return 1;
+}
+
+static const yajl_callbacks callbacks = {
+  on_null, on_bool, on_integer, on_number, NULL,     on_string,
+  on_open, on_key,  on_close,   on_open,   on_close,
+};
+
+int durin__otel_fields(const char *data, size_t len, struct fields *out)
+{
+  struct scan s = { out, 0, -1 };
+  yajl_handle h;
+  int ok;
+
+  out->has = 0;
+  out->used = 0;
+  /* An object, or nothing of it is read. */
+  while (len &&
+         (*data == ' ' || *data == '\n' || *data == '\t' || *data == '\r'))
+    data++, len--;
+  if (!len || *data != '{')
+    return -1;
+  if (!(h = yajl_alloc(&callbacks, NULL, &s)))
+    return -1;
+  ok = yajl_parse(h, (const unsigned char *)data, len) == yajl_status_ok &&
+       yajl_complete_parse(h) == yajl_status_ok;
+  yajl_free(h);
+  return ok ? 0 : -1;
+}
