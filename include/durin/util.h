@@ -43,6 +43,8 @@ char *durin_buf_detach(struct durin_buf *b, size_t *len);
 /* Clocks in milliseconds: wall (epoch) and monotonic. */
 int64_t durin_now_ms(void);
 int64_t durin_mono_ms(void);
+/* The monotonic clock in microseconds, for latencies of a few ms. */
+int64_t durin_mono_us(void);
 /* Formats an epoch-ms timestamp as RFC 3339 UTC into out (>= 32 bytes). */
 void durin_fmt_time(int64_t ms, char *out, size_t outlen);
 /* Formats a duration as "1h02m", "3.2s", "140ms". */
