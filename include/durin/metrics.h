@@ -1,7 +1,7 @@
 /*
  * Metrics: a small registry of counters, gauges and histograms with fixed
  * buckets, each family with a fixed list of label names, rendered as
- * Prometheus text (format 0.0.4).
+ * Prometheus text (format 0.0.4) and as an OTLP/JSON request.
  *
  * There is no process-wide registry: whoever owns one (the worker's
  * caller, `durin serve`) creates it and hands it to the code that
