@@ -178,8 +178,12 @@ static const char worker_usage[] =
     "                        port 0 picks one (logged). No token: bind it\n"
     "                        to loopback or a private network\n"
     "  --quiet               no log lines\n\n"
+    "OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables, see\n"
+    "docs/cli/README.md): export each run's trace and push the metrics over\n"
+    "OTLP/HTTP; nothing set, nothing sent.\n\n"
     "SIGTERM or Ctrl-C: stop claiming, finish in-flight steps, release the\n"
-    "leases, exit. A second one exits at once.\n";
+    "leases, make the last metrics push (if pushing), exit. A second one\n"
+    "exits at once.\n";
 
 static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
 {
