@@ -31,11 +31,14 @@
 #include "server/specpolicy.h"
 
 static struct durin_worker *the_worker;
-static volatile sig_atomic_t stopping;
+/* hurry: a second signal; the last metrics push gives up. */
+static volatile sig_atomic_t stopping, hurry;
 
 static void on_signal(int sig)
 {
   (void)sig;
+  if (stopping)
+    hurry = 1;
   stopping = 1;
   if (the_worker)
     durin_worker_stop(the_worker, 0);
@@ -175,8 +178,12 @@ static const char worker_usage[] =
     "                        port 0 picks one (logged). No token: bind it\n"
     "                        to loopback or a private network\n"
     "  --quiet               no log lines\n\n"
+    "OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables, see\n"
+    "docs/cli/README.md): export each run's trace and push the metrics over\n"
+    "OTLP/HTTP; nothing set, nothing sent.\n\n"
     "SIGTERM or Ctrl-C: stop claiming, finish in-flight steps, release the\n"
-    "leases, exit. A second one exits at once.\n";
+    "leases, make the last metrics push (if pushing), exit. A second one\n"
+    "exits at once.\n";
 
 static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
 {
@@ -199,6 +206,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   const char *spec_policy = NULL, *ws_root = NULL, *metrics_addr = NULL;
   struct durin_metrics *metrics = NULL;
   struct metrics_listener *ml = NULL;
+  struct cli_metrics_push *push = NULL;
 
   memset(&so, 0, sizeof(so));
   so.rate = 50;
@@ -352,7 +360,9 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   if (!quiet)
     o.on_log = log_line;
   o.kind = name;
-  if ((serve || metrics_addr) && !(metrics = durin_metrics_new())) {
+  /* A registry when something reads it: /metrics, or an OTLP push. */
+  if ((serve || metrics_addr || cli_otel_metrics_wanted()) &&
+      !(metrics = durin_metrics_new())) {
     cli_error("%s: out of memory", name);
     durin_policy_free(pol);
     return EXIT_STORE;
@@ -437,11 +447,15 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
                          "request is an admin" :
                          "");
   }
-  if (cli_otel_start(cli->store_url, owner, quiet ? NULL : log_line, &otel)) {
+  if (cli_otel_start(cli->store_url, owner, quiet ? NULL : log_line, &otel) ||
+      cli_otel_metrics_start(cli->store_url, owner, metrics, &hurry,
+                             quiet ? NULL : log_line, &push)) {
+    durin_otel_exporter_stop(otel);
     metrics_listen_stop(ml);
     if (srv)
       srv_stop(srv);
     durin_worker_free(w);
+    durin_metrics_free(metrics);
     return EXIT_USAGE;
   }
   the_worker = w;
@@ -449,6 +463,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   if (stopping)
     durin_worker_stop(w, 0);
   durin_worker_run(w);
+  /* The worker is done: the last push has the totals. */
+  cli_otel_metrics_stop(push);
   durin_otel_exporter_stop(otel);
   metrics_listen_stop(ml);
   if (srv) {

@@ -10,6 +10,7 @@
 #ifndef DURIN_CLI_CMD_H
 #define DURIN_CLI_CMD_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -53,6 +54,21 @@ struct durin_otel_exporter;
 int cli_otel_start(const char *store_url, const char *owner,
                    void (*on_log)(void *, const char *),
                    struct durin_otel_exporter **out);
+/* Whether the OTEL_* environment asks for metrics to be pushed; then
+ * cli_otel_metrics_start pushes m and the store's counts (read through a
+ * connection of its own to store_url) every interval, and stop pushes
+ * them once more. owner names this process (service.instance.id);
+ * give_up, when set, cuts a push short. *out stays NULL when nothing is
+ * asked for. Returns an exit code. */
+struct durin_metrics;
+struct cli_metrics_push;
+int cli_otel_metrics_wanted(void);
+int cli_otel_metrics_start(const char *store_url, const char *owner,
+                           struct durin_metrics *m,
+                           const volatile sig_atomic_t *give_up,
+                           void (*on_log)(void *, const char *),
+                           struct cli_metrics_push **out);
+void cli_otel_metrics_stop(struct cli_metrics_push *p);
 
 /* How a spec is submitted (cli_submit). */
 struct cli_submit {

@@ -19,6 +19,13 @@
  *   {"status":"exited","code":0,...}  {"status":"signaled","signal":9}
  *   {"status":"timeout"}  {"status":"error","error":"..."}
  *
+ * with "exec_mono_us": CLOCK_MONOTONIC, in microseconds, when the command
+ * was exec'd, once it was: a caller that read the clock before starting
+ * the helper has the sandbox's start latency from it. P sees the exec
+ * without asking G anything: the pipe G reports setup errors on is
+ * close-on-exec in G and G holds its only write end, so its EOF with no
+ * error on it is the exec.
+ *
  * Exit code: the command's (128+N for signal N), 124 on timeout, 125 if
  * the sandbox could not be built. P dies with its parent (PDEATHSIG).
  */
@@ -1257,6 +1264,41 @@ static void json_str(char *out, size_t n, const char *s)
   out[j] = 0;
 }
 
+static long long mono_us(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* What P reads of the setup-error pipe: C's or G's message, and when
+ * its EOF came with none (G's exec closed the last write end). */
+struct setup_watch {
+  char msg[512];
+  size_t len;
+  int eof;
+  long long exec_us;
+};
+
+static void setup_read(struct setup_watch *w, int fd)
+{
+  ssize_t n = read(fd, w->msg + w->len, sizeof(w->msg) - 1 - w->len);
+
+  if (n < 0 && errno == EINTR)
+    return;
+  if (n > 0) {
+    w->len += (size_t)n;
+    w->msg[w->len] = 0;
+    if (w->len < sizeof(w->msg) - 1)
+      return;
+  }
+  /* EOF, an error, or a full buffer (a message, so no exec to time). */
+  w->eof = 1;
+  if (n == 0 && !w->len)
+    w->exec_us = mono_us();
+}
+
 /* The sandbox could not be built: say why, on the status fd and stderr. */
 static int setup_failed(const char *msg)
 {
@@ -1272,11 +1314,11 @@ int main(int argc, char **argv)
 {
   int sync[2], errp[2], life[2], pidfd, st = 0, timed_out = 0, oom, code;
   int mntns;
-  char msg[512] = "";
+  char msg[512] = "", exec_at[48] = "";
   const char *err;
   struct proxy *proxy = NULL;
+  struct setup_watch setup = { "", 0, 0, 0 };
   long long deadline;
-  ssize_t n;
   pid_t c;
 
   parse(argc, argv);
@@ -1286,13 +1328,15 @@ int main(int argc, char **argv)
   read_filter();
   if (o.status_fd >= 0)
     fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
+  /* Before the pipes: the short-lived children it forks must not hold
+   * the setup pipe's write end (its EOF times the exec). */
+  if ((err = binds_prepare()))
+    return setup_failed(err);
   if (pipe2(sync, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
       pipe2(life, O_CLOEXEC)) {
     perror("durin-sandbox: pipe");
     return 125;
   }
-  if ((err = binds_prepare()))
-    return setup_failed(err);
   if (o.proxy &&
       socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, proxy_sock)) {
     perror("durin-sandbox: socketpair");
@@ -1339,8 +1383,8 @@ int main(int argc, char **argv)
   deadline = o.timeout_s ? mono_ms() + o.timeout_s * 1000 : 0;
   pidfd = (int)syscall(SYS_pidfd_open, c, 0);
   for (;;) {
-    struct pollfd pf[1 + 1 + 2 * 64];
-    int wait_ms = -1, npf = 1;
+    struct pollfd pf[1 + 1 + 1 + 2 * 64];
+    int wait_ms = -1, npf = 1, nproxy = 0, ierr = 0;
 
     if (deadline) {
       long long left = deadline - mono_ms();
@@ -1355,36 +1399,48 @@ int main(int argc, char **argv)
     pf[0].fd = pidfd;
     pf[0].events = POLLIN;
     if (proxy)
-      npf += proxy_fill(proxy, pf + 1, (int)(sizeof(pf) / sizeof(*pf)) - 1);
+      npf += nproxy =
+          proxy_fill(proxy, pf + 1, (int)(sizeof(pf) / sizeof(*pf)) - 2);
+    if (!setup.eof) {
+      ierr = npf++;
+      pf[ierr].fd = errp[0];
+      pf[ierr].events = POLLIN;
+    }
     if (poll(pf, (nfds_t)npf, wait_ms) > 0) {
+      if (ierr && pf[ierr].revents)
+        setup_read(&setup, errp[0]);
       if (pf[0].revents)
         break;
-      proxy_handle(proxy, pf + 1, npf - 1);
+      proxy_handle(proxy, pf + 1, nproxy);
     }
   }
   proxy_free(proxy);
   while (waitpid(c, &st, 0) < 0 && errno == EINTR)
     ;
-  n = read(errp[0], msg, sizeof(msg) - 1);
-  msg[n > 0 ? n : 0] = 0;
+  /* C and G are gone: what is left on the pipe reads without waiting. */
+  while (!setup.eof)
+    setup_read(&setup, errp[0]);
+  snprintf(msg, sizeof(msg), "%s", setup.msg);
   oom = cgroup_oom();
   teardown(mntns);
   if (msg[0])
     return setup_failed(msg);
+  if (setup.exec_us)
+    snprintf(exec_at, sizeof(exec_at), ",\"exec_mono_us\":%lld", setup.exec_us);
   if (timed_out) {
-    report("{\"status\":\"timeout\",\"timeout_s\":%ld,\"cgroup\":%d}\n",
-           o.timeout_s, cg_kind);
+    report("{\"status\":\"timeout\",\"timeout_s\":%ld,\"cgroup\":%d%s}\n",
+           o.timeout_s, cg_kind, exec_at);
     return 124;
   }
   /* C exits with the command's status, 128+N for its signal N. */
   code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   if (code > 128)
     report("{\"status\":\"signaled\",\"signal\":%d,\"oom\":%s,"
-           "\"cgroup\":%d}\n",
-           code - 128, oom ? "true" : "false", cg_kind);
+           "\"cgroup\":%d%s}\n",
+           code - 128, oom ? "true" : "false", cg_kind, exec_at);
   else
     report("{\"status\":\"exited\",\"code\":%d,\"oom\":%s,"
-           "\"cgroup\":%d}\n",
-           code, oom ? "true" : "false", cg_kind);
+           "\"cgroup\":%d%s}\n",
+           code, oom ? "true" : "false", cg_kind, exec_at);
   return code;
 }

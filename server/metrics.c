@@ -48,8 +48,9 @@ static int on_gauge(const struct durin_store_gauge *g, void *arg)
   return 0;
 }
 
-/* The store's side, in a registry of its own; st NULL: store_up 0. */
-static int render_store(struct durin_store *st, struct durin_buf *out)
+/* The store's counts in a registry of their own; *failed set when st
+ * did not answer (or is NULL): store_up 0. */
+static struct durin_metrics *store_read(struct durin_store *st, int *failed)
 {
   static const char *const by_status[] = { "tenant", "status", NULL };
   static const char *const by_tenant[] = { "tenant", NULL };
@@ -59,8 +60,9 @@ static int render_store(struct durin_store *st, struct durin_buf *out)
   struct durin_err err = { 0 };
   int r;
 
+  *failed = 1;
   if (!g)
-    return DURIN_ENOMEM;
+    return NULL;
   sg.runs = durin_metrics_add(
       g, DURIN_METRIC_GAUGE, "durin.queue.depth", "{run}",
       "Runs not finished, by tenant and status, read from the store.",
@@ -79,9 +81,74 @@ static int render_store(struct durin_store *st, struct durin_buf *out)
   sg.now_ms = durin_now_ms();
   r = st ? durin_store_gauges(st, on_gauge, &sg, &err) : DURIN_EIO;
   durin_metric_set(up, NULL, r ? 0 : 1);
+  *failed = r != 0;
+  return g;
+}
+
+struct durin_metrics *metrics_store_read(struct durin_store *st)
+{
+  int failed;
+
+  return store_read(st, &failed);
+}
+
+/* The store's side, in a registry of its own; st NULL: store_up 0. */
+static int render_store(struct durin_store *st, struct durin_buf *out)
+{
+  struct durin_metrics *g = metrics_store_read(st);
+  int r;
+
+  if (!g)
+    return DURIN_ENOMEM;
   r = durin_metrics_render(g, out);
   durin_metrics_free(g);
   return r;
+}
+
+/* ---- the store's counts for the OTLP pusher ---- */
+
+struct metrics_store_source {
+  char *store_url;
+  struct durin_store *st; /* the reader's thread's */
+};
+
+struct metrics_store_source *metrics_store_source_new(const char *store_url)
+{
+  struct metrics_store_source *s = calloc(1, sizeof(*s));
+
+  if (s && !(s->store_url = strdup(store_url))) {
+    free(s);
+    s = NULL;
+  }
+  return s;
+}
+
+struct durin_metrics *metrics_store_source_read(void *arg)
+{
+  struct metrics_store_source *s = arg;
+  struct durin_err err = { 0 };
+  struct durin_metrics *g;
+  int failed;
+
+  /* Opened at the first read, on the reader's thread; a connection that
+   * failed a read is opened again at the next. */
+  if (!s->st && durin_store_open(s->store_url, &s->st, &err))
+    s->st = NULL;
+  g = store_read(s->st, &failed);
+  if (failed && s->st) {
+    durin_store_close(s->st);
+    s->st = NULL;
+  }
+  return g;
+}
+
+void metrics_store_source_free(struct metrics_store_source *s)
+{
+  if (!s)
+    return;
+  durin_store_close(s->st);
+  free(s->store_url);
+  free(s);
 }
 
 /* m's text then the store's, as a response; NULL when out of memory. */

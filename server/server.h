@@ -85,6 +85,21 @@ int metrics_listen(const char *addr, const char *store_url,
 int metrics_listen_port(const struct metrics_listener *l);
 void metrics_listen_stop(struct metrics_listener *l);
 
+/* The store's counts (server/metrics.c): queue depth by tenant and
+ * status, approvals pending and the oldest one's wait by tenant, and
+ * store_up, read now from st (NULL: store_up 0) into a new registry the
+ * caller frees; NULL when out of memory. What /metrics adds to the
+ * process's registry, read at each scrape. */
+struct durin_metrics *metrics_store_read(struct durin_store *st);
+/* The same for the OTLP pusher (include/durin/otel-metrics.h, its
+ * collect hook: metrics_store_source_read), through a connection of the
+ * source's own to store_url, opened on the reading thread at the first
+ * read and again after a read it failed. Free after the pusher stopped. */
+struct metrics_store_source;
+struct metrics_store_source *metrics_store_source_new(const char *store_url);
+struct durin_metrics *metrics_store_source_read(void *source);
+void metrics_store_source_free(struct metrics_store_source *s);
+
 /* ---- for the handlers (the other files of server/) ---- */
 
 enum role { ROLE_NONE = 0, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };

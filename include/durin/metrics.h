@@ -1,7 +1,7 @@
 /*
  * Metrics: a small registry of counters, gauges and histograms with fixed
  * buckets, each family with a fixed list of label names, rendered as
- * Prometheus text (format 0.0.4).
+ * Prometheus text (format 0.0.4) and as an OTLP/JSON request.
  *
  * There is no process-wide registry: whoever owns one (the worker's
  * caller, `durin serve`) creates it and hands it to the code that
@@ -73,14 +73,19 @@ void durin_metric_observe(struct durin_metric *f, const char *const *values,
 int durin_metrics_render(struct durin_metrics *m, struct durin_buf *out);
 
 /*
- * Appends the registry as an OTLP/JSON ExportMetricsServiceRequest (one
- * resource with service.name, one scope "durin"): counters as monotonic
- * cumulative sums, gauges as gauges, histograms as cumulative explicit-
- * bucket histograms; start_ms is when the registry began counting.
- * Not wired to an exporter yet.
+ * Appends the registries ms[0..n) (NULL entries skipped) as one OTLP/JSON
+ * ExportMetricsServiceRequest: one resource, whose attributes are
+ * resource_attrs (the JSON text of its "attributes" array; NULL:
+ * service.name "durin" alone), one scope "durin", and every family that
+ * has a series: counters as monotonic cumulative sums, gauges as gauges,
+ * histograms as cumulative explicit-bucket histograms, each point from
+ * its registry's creation (startTimeUnixNano) to now. Cumulative: a push
+ * that is lost loses nothing, the next carries the totals. 0, or
+ * DURIN_ENOMEM if out is full.
  */
-int durin_metrics_render_otlp(struct durin_metrics *m, const char *service_name,
-                              int64_t start_ms, struct durin_buf *out);
+int durin_metrics_render_otlp(struct durin_metrics *const *ms, int n,
+                              const char *resource_attrs,
+                              struct durin_buf *out);
 
 /* A monotonic clock in seconds, for latencies. */
 double durin_metrics_clock(void);

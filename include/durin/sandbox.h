@@ -129,8 +129,10 @@ typedef int (*durin_layer_cb)(void *arg, int64_t step, int call,
                               const char *calldir);
 int durin_layer_scan(const char *ws, durin_layer_cb cb, void *arg);
 
-/* The descriptor number the program has in the helper. */
+/* The descriptor numbers the program and the status line's pipe have in
+ * the helper. */
 #define DURIN_SANDBOX_SECCOMP_FD 3
+#define DURIN_SANDBOX_STATUS_FD  4
 
 /*
  * Forbids every spec bind (sandbox.ro, sandbox.rw) that equals, contains
@@ -163,7 +165,11 @@ void durin_sandbox_close(struct durin_sandbox *sb);
  * limits and the run's box (may be NULL), with env ("K=V", NULL-ended)
  * added. layer (may be NULL): the call's layer from durin_layer_begin;
  * the command then sees the workspace with its writes going there. The
- * child that execs it must have sb->seccomp_fd at DURIN_SANDBOX_SECCOMP_FD.
+ * child that execs it must have sb->seccomp_fd at DURIN_SANDBOX_SECCOMP_FD
+ * and a pipe's write end at DURIN_SANDBOX_STATUS_FD: the helper writes
+ * its status line there as it exits ({"status":"exited","code":0,...,
+ * "exec_mono_us":N}, libexec/durin-sandbox.c), N being CLOCK_MONOTONIC
+ * when the command was exec'd in the sandbox.
  * Free with durin_sandbox_argv_free. When durin_sandbox_check refuses
  * box's binds, the argv still runs the helper, without any of box's binds,
  * and the command is replaced by one that prints the refusal and exits

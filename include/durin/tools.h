@@ -69,6 +69,10 @@ struct durin_tool_result {
   int truncated; /* output was cut at the cap */
   char *output;  /* text for the model (owned, NUL-terminated) */
   int64_t duration_ms;
+  /* A sandboxed command: from the start of setting its sandbox up to the
+   * command's exec in it, in microseconds; 0 when not known (not
+   * sandboxed, or the command never started). */
+  int64_t sandbox_start_us;
   /* What a call with a layer did to the workspace (durin_layer_changes;
    * owned, may be NULL); recorded with its outcome. */
   json_t *changes;
@@ -139,13 +143,21 @@ void durin_tool_exec(const struct durin_tool_def *def,
  * one, with its own session and process group, a clean environment plus
  * extra_env (a NULL-terminated list of "K=V"), rlimits and every inherited
  * descriptor closed; its output, stdout and stderr together, comes on
- * *out_fd (close-on-exec). finish turns what it printed and its wait
+ * *out_fd (close-on-exec). In the sandbox, *status_fd is where the helper
+ * says how the call ended (non-blocking, close-on-exec; -1 without a
+ * sandbox): once pid has exited, durin_proc_exec_us reads from it when
+ * the command was exec'd. finish turns what it printed and its wait
  * status into res (ok, exit_code, truncation note, UTF-8); res->timed_out
  * and res->stopped are the caller's to set before.
  */
 int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
                      const char *command, const char *const *extra_env,
-                     int64_t timeout_ms, pid_t *pid, int *out_fd);
+                     int64_t timeout_ms, pid_t *pid, int *out_fd,
+                     int *status_fd);
+/* CLOCK_MONOTONIC in microseconds when the sandbox exec'd the command
+ * (durin_mono_us's clock), read from the helper's status line; 0 when it
+ * never did (the sandbox could not be built, the helper was killed). */
+int64_t durin_proc_exec_us(int status_fd);
 void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
                        int64_t started_ms, struct durin_tool_result *res);
 

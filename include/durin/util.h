@@ -46,6 +46,8 @@ int durin_buf_add_jstr(struct durin_buf *b, const char *s);
 /* Clocks in milliseconds: wall (epoch) and monotonic. */
 int64_t durin_now_ms(void);
 int64_t durin_mono_ms(void);
+/* The monotonic clock in microseconds, for latencies of a few ms. */
+int64_t durin_mono_us(void);
 /* Formats an epoch-ms timestamp as RFC 3339 UTC into out (>= 32 bytes). */
 void durin_fmt_time(int64_t ms, char *out, size_t outlen);
 /* Formats a duration as "1h02m", "3.2s", "140ms". */

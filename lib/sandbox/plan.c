@@ -350,5 +350,6 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
     o.lower[o.nlower++] = template;
     o.layers = layers;
   }
-  return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD, -1, cmd);
+  return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD,
+                            DURIN_SANDBOX_STATUS_FD, cmd);
 }

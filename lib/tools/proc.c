@@ -43,7 +43,7 @@ static void set_limit(int res, rlim_t v)
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child(pid_t parent, const char *dir, const char *command,
                   int out_fd, char *const envp[], int64_t timeout_ms,
-                  int seccomp_fd, char *const sandbox_argv[])
+                  int seccomp_fd, int status_fd, char *const sandbox_argv[])
 {
   int devnull;
 
@@ -65,10 +65,15 @@ static void child(pid_t parent, const char *dir, const char *command,
       dup2(out_fd, 2) < 0)
     _exit(126);
   if (sandbox_argv) {
-    if (dup2(seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
-        fcntl(DURIN_SANDBOX_SECCOMP_FD, F_SETFD, 0) < 0)
+    /* Both above the numbers they go to first, so that neither dup2
+     * lands on the other before it is moved. */
+    seccomp_fd = fcntl(seccomp_fd, F_DUPFD, DURIN_SANDBOX_STATUS_FD + 1);
+    status_fd = fcntl(status_fd, F_DUPFD, DURIN_SANDBOX_STATUS_FD + 1);
+    if (seccomp_fd < 0 || status_fd < 0 ||
+        dup2(seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
+        dup2(status_fd, DURIN_SANDBOX_STATUS_FD) < 0)
       _exit(126);
-    syscall(SYS_close_range, DURIN_SANDBOX_SECCOMP_FD + 1, ~0U, 0);
+    syscall(SYS_close_range, DURIN_SANDBOX_STATUS_FD + 1, ~0U, 0);
   } else {
     syscall(SYS_close_range, 3, ~0U, 0);
   }
@@ -88,14 +93,17 @@ static void child(pid_t parent, const char *dir, const char *command,
 
 int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
                      const char *command, const char *const *extra_env,
-                     int64_t timeout_ms, pid_t *pid_out, int *out_fd)
+                     int64_t timeout_ms, pid_t *pid_out, int *out_fd,
+                     int *status_fd)
 {
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL;
   char *envp[40];
   char home[4200];
-  int pipefd[2], n = 0, i;
+  int pipefd[2], st[2] = { -1, -1 }, n = 0, i;
   pid_t pid, parent;
+
+  *status_fd = -1;
 
   snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
@@ -114,9 +122,25 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
       senv[i + 1] = extra_env[i];
     sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv,
                                   timeout_ms, command);
+    /* Without its argv the command would run on the host: not at all. */
+    if (!sargv)
+      return DURIN_ENOMEM;
   }
 
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    durin_sandbox_argv_free(sargv);
+    return DURIN_EIO;
+  }
+  /* The helper's status line: one line at its end, within a pipe's
+   * buffer, read once it has exited. */
+  if (sargv &&
+      (pipe2(st, O_CLOEXEC) < 0 || fcntl(st[0], F_SETFL, O_NONBLOCK) < 0)) {
+    if (st[0] >= 0) {
+      close(st[0]);
+      close(st[1]);
+    }
+    close(pipefd[0]);
+    close(pipefd[1]);
     durin_sandbox_argv_free(sargv);
     return DURIN_EIO;
   }
@@ -125,17 +149,46 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   if (pid < 0) {
     close(pipefd[0]);
     close(pipefd[1]);
+    if (st[0] >= 0) {
+      close(st[0]);
+      close(st[1]);
+    }
     durin_sandbox_argv_free(sargv);
     return DURIN_EIO;
   }
   if (pid == 0)
     child(parent, dir, command, pipefd[1], envp, timeout_ms,
-          sb ? sb->seccomp_fd : -1, sargv);
+          sb ? sb->seccomp_fd : -1, st[1], sargv);
   durin_sandbox_argv_free(sargv);
   close(pipefd[1]);
+  if (st[1] >= 0)
+    close(st[1]);
   *pid_out = pid;
   *out_fd = pipefd[0];
+  *status_fd = st[0];
   return 0;
+}
+
+int64_t durin_proc_exec_us(int status_fd)
+{
+  char line[1024];
+  const char *at;
+  ssize_t n;
+
+  if (status_fd < 0)
+    return 0;
+  while ((n = read(status_fd, line, sizeof(line) - 1)) < 0 && errno == EINTR)
+    ;
+  if (n <= 0)
+    return 0;
+  line[n] = 0;
+  /* One flat line the helper formats itself: no JSON parser needed. An
+   * error line carries a message (which may quote anything) and never
+   * the field. */
+  if (!strncmp(line, "{\"status\":\"error\"", 17) ||
+      !(at = strstr(line, "\"exec_mono_us\":")))
+    return 0;
+  return strtoll(at + strlen("\"exec_mono_us\":"), NULL, 10);
 }
 
 void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,

@@ -25,6 +25,14 @@ int64_t durin_mono_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t durin_mono_us(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void durin_fmt_time(int64_t ms, char *out, size_t outlen)
 {
   time_t t = (time_t)(ms / 1000);

@@ -54,6 +54,7 @@ struct durin_metric {
 struct durin_metrics {
   pthread_mutex_t mu;
   struct durin_metric *head, *tail;
+  int64_t start_ns; /* wall clock: where cumulative points start */
 };
 
 double durin_metrics_clock(void)
@@ -67,9 +68,13 @@ double durin_metrics_clock(void)
 struct durin_metrics *durin_metrics_new(void)
 {
   struct durin_metrics *m = calloc(1, sizeof(*m));
+  struct timespec now;
 
-  if (m)
-    pthread_mutex_init(&m->mu, NULL);
+  if (!m)
+    return NULL;
+  pthread_mutex_init(&m->mu, NULL);
+  clock_gettime(CLOCK_REALTIME, &now);
+  m->start_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
   return m;
 }
 
@@ -468,6 +473,20 @@ static int add_json_str(struct durin_buf *b, const char *s)
   return r ? r : durin_buf_adds(b, "\"");
 }
 
+/* A double as OTLP/JSON has it: a number, or the strings proto3's JSON
+ * mapping gives the values JSON has no number for. */
+static int add_json_double(struct durin_buf *b, double v)
+{
+  char num[64];
+
+  if (isnan(v))
+    return durin_buf_adds(b, "\"NaN\"");
+  if (isinf(v))
+    return durin_buf_adds(b, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  fmt_double(num, sizeof(num), v);
+  return durin_buf_adds(b, num);
+}
+
 static int otlp_attrs(struct durin_buf *b, const struct durin_metric *f,
                       const struct series *s)
 {
@@ -488,54 +507,51 @@ static int otlp_attrs(struct durin_buf *b, const struct durin_metric *f,
 static int otlp_point(struct durin_buf *b, const struct durin_metric *f,
                       const struct series *s, const char *times)
 {
-  char num[64];
   int i, r = durin_buf_adds(b, "{");
 
   r = r ? r : otlp_attrs(b, f, s);
   r = r ? r : durin_buf_adds(b, times);
-  fmt_double(num, sizeof(num), s->value);
-  if (f->type != DURIN_METRIC_HISTOGRAM)
-    return r ? r : durin_buf_addf(b, ",\"asDouble\":%s}", num);
+  if (f->type != DURIN_METRIC_HISTOGRAM) {
+    r = r ? r : durin_buf_adds(b, ",\"asDouble\":");
+    r = r ? r : add_json_double(b, s->value);
+    return r ? r : durin_buf_adds(b, "}");
+  }
   r = r ? r :
-          durin_buf_addf(b, ",\"count\":\"%llu\",\"sum\":%s,\"bucketCounts\":[",
-                         (unsigned long long)s->count, num);
+          durin_buf_addf(
+              b, ",\"count\":\"%llu\",\"sum\":", (unsigned long long)s->count);
+  r = r ? r : add_json_double(b, s->value);
+  r = r ? r : durin_buf_adds(b, ",\"bucketCounts\":[");
   for (i = 0; i <= f->nbounds && !r; i++)
     r = durin_buf_addf(b, "%s\"%llu\"", i ? "," : "",
                        (unsigned long long)s->buckets[i]);
   r = r ? r : durin_buf_adds(b, "],\"explicitBounds\":[");
   for (i = 0; i < f->nbounds && !r; i++) {
-    fmt_double(num, sizeof(num), f->bounds[i]);
-    r = durin_buf_addf(b, "%s%s", i ? "," : "", num);
+    r = i ? durin_buf_adds(b, ",") : 0;
+    r = r ? r : add_json_double(b, f->bounds[i]);
   }
   return r ? r : durin_buf_adds(b, "]}");
 }
 
-int durin_metrics_render_otlp(struct durin_metrics *m, const char *service_name,
-                              int64_t start_ms, struct durin_buf *out)
+/* m's families as Metric objects, each after a comma but the very first
+ * (*nf counts them across registries); under m's mutex. */
+static int otlp_registry(struct durin_buf *out, struct durin_metrics *m,
+                         int64_t now_ns, int *nf)
 {
   const struct durin_metric *f;
   const struct series *s;
   char times[128];
-  struct timespec now;
-  int r, nf = 0;
+  int r = 0;
 
-  clock_gettime(CLOCK_REALTIME, &now);
-  snprintf(
-      times, sizeof(times),
-      ",\"startTimeUnixNano\":\"%lld000000\",\"timeUnixNano\":\"%lld%09ld\"",
-      (long long)start_ms, (long long)now.tv_sec, now.tv_nsec);
-  r = durin_buf_adds(out, "{\"resourceMetrics\":[{\"resource\":{\"attributes\":"
-                          "[{\"key\":\"service.name\",\"value\":{"
-                          "\"stringValue\":");
-  r = r ? r : add_json_str(out, service_name ? service_name : "durin");
-  r = r ? r :
-          durin_buf_adds(out, "}}]},\"scopeMetrics\":[{\"scope\":{\"name\":"
-                              "\"durin\"},\"metrics\":[");
+  snprintf(times, sizeof(times),
+           ",\"startTimeUnixNano\":\"%lld\",\"timeUnixNano\":\"%lld\"",
+           (long long)m->start_ns, (long long)now_ns);
   pthread_mutex_lock(&m->mu);
   for (f = m->head; f && !r; f = f->next) {
     int np = 0;
 
-    r = durin_buf_adds(out, nf++ ? ",{\"name\":" : "{\"name\":");
+    if (!f->nseries)
+      continue; /* as an SDK does: no points, no metric */
+    r = durin_buf_adds(out, (*nf)++ ? ",{\"name\":" : "{\"name\":");
     r = r ? r : add_json_str(out, f->otel_name);
     r = r ? r : durin_buf_adds(out, ",\"unit\":");
     r = r ? r : add_json_str(out, f->unit);
@@ -557,6 +573,32 @@ int durin_metrics_render_otlp(struct durin_metrics *m, const char *service_name,
     r = r ? r : durin_buf_adds(out, "]}}");
   }
   pthread_mutex_unlock(&m->mu);
+  return r;
+}
+
+int durin_metrics_render_otlp(struct durin_metrics *const *ms, int n,
+                              const char *resource_attrs, struct durin_buf *out)
+{
+  struct timespec now;
+  int64_t now_ns;
+  int r, i, nf = 0;
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+  r = durin_buf_adds(out, "{\"resourceMetrics\":[{\"resource\":{"
+                          "\"attributes\":");
+  r = r ? r :
+          durin_buf_adds(out, resource_attrs ?
+                                  resource_attrs :
+                                  "[{\"key\":\"service.name\",\"value\":{"
+                                  "\"stringValue\":\"durin\"}}]");
+  r = r ? r :
+          durin_buf_adds(out, "},\"scopeMetrics\":[{\"scope\":{\"name\":"
+                              "\"durin\",\"version\":\"" DURIN_VERSION
+                              "\"},\"metrics\":[");
+  for (i = 0; i < n && !r; i++)
+    if (ms[i])
+      r = otlp_registry(out, ms[i], now_ns, &nf);
   r = r ? r : durin_buf_adds(out, "]}]}]}");
   return r ? DURIN_ENOMEM : 0;
 }

@@ -13,7 +13,7 @@
 
 struct durin__wmetrics {
   struct durin_metric *tokens, *duration, *cost;
-  struct durin_metric *steps, *commit, *tool, *leases, *recoveries;
+  struct durin_metric *steps, *commit, *tool, *sandbox, *leases, *recoveries;
 };
 
 static const char *const genai_labels[] = {
@@ -34,6 +34,11 @@ static const char *const recovery_labels[] = { "kind", NULL };
 static const double commit_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                         0.025,  0.05,  0.1,    0.25,  0.5,
                                         1,      2.5,   5,      10 };
+/* A sandbox's start: a few milliseconds, more with an overlay workspace
+ * or the egress proxy, far more on a starved host. */
+static const double sandbox_bounds[] = { 0.001, 0.0025, 0.005, 0.0075, 0.01,
+                                         0.015, 0.025,  0.05,  0.1,    0.25,
+                                         0.5,   1,      2.5,   5 };
 /* Tool calls: a file read to a test suite. */
 static const double tool_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                       0.5,   1,    2.5,   5,    10,  30,
@@ -71,6 +76,11 @@ struct durin__wmetrics *durin__wmetrics_new(struct durin_metrics *m)
       "Tool call duration, process start (in the sandbox if sandboxed) "
       "included.",
       tool_labels, tool_bounds, N(tool_bounds));
+  wm->sandbox = durin_metrics_add(
+      m, DURIN_METRIC_HISTOGRAM, "durin.sandbox.start.duration", "s",
+      "Time from the start of setting a sandbox up to the exec of its "
+      "command (tool calls and acceptance checks).",
+      NULL, sandbox_bounds, N(sandbox_bounds));
   wm->leases =
       durin_metrics_add(m, DURIN_METRIC_GAUGE, "durin.leases.held", "{lease}",
                         "Runs this process holds a lease on.", NULL, NULL, 0);
@@ -156,6 +166,15 @@ void durin__wmetrics_tool(struct durin__wmetrics *wm, const char *tool,
   else if (!res->ok)
     v[2] = "tool_error";
   durin_metric_observe(wm->tool, v, seconds);
+  durin__wmetrics_sandbox(wm, res);
+}
+
+void durin__wmetrics_sandbox(struct durin__wmetrics *wm,
+                             const struct durin_tool_result *res)
+{
+  if (wm && res->sandbox_start_us > 0)
+    durin_metric_observe(wm->sandbox, NULL,
+                         (double)res->sandbox_start_us / 1e6);
 }
 
 void durin__wmetrics_leases(struct durin__wmetrics *wm, int held)

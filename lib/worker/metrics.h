@@ -1,7 +1,8 @@
 /*
  * What the worker observes for /metrics (lib/worker/metrics.c): the
  * GenAI conventions' client metrics at each model call, and durin's own
- * at each step commit, tool call, lease change and watchdog pass. Every
+ * at each step commit, tool call, sandbox start, lease change and
+ * watchdog pass. Every
  * function is a no-op on a NULL struct (a worker without a registry) and
  * is called on the loop's thread; the registry's mutex makes the render
  * on an HTTP thread safe.
@@ -35,6 +36,11 @@ void durin__wmetrics_commit(struct durin__wmetrics *wm, double seconds);
 void durin__wmetrics_tool(struct durin__wmetrics *wm, const char *tool,
                           int sandboxed, const struct durin_tool_result *res,
                           double seconds);
+/* A command's sandbox started (res->sandbox_start_us; nothing when it is
+ * 0). durin__wmetrics_tool observes it for a tool call; a check's is
+ * observed on its own. */
+void durin__wmetrics_sandbox(struct durin__wmetrics *wm,
+                             const struct durin_tool_result *res);
 /* How many runs the worker holds now. */
 void durin__wmetrics_leases(struct durin__wmetrics *wm, int held);
 /* What a watchdog pass recovered. */

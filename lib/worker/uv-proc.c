@@ -22,12 +22,12 @@
 struct uvp {
   uv_loop_t *loop;
   pid_t pid;
-  int pidfd, outfd;
+  int pidfd, outfd, statusfd;
   uv_poll_t out_poll, exit_poll;
   uv_timer_t timer;
   int open_handles;
   int exited, eof, status, killed;
-  int64_t t0, timeout_ms;
+  int64_t t0, t0_us, timeout_ms;
   struct durin_buf out;
   size_t cap, dropped;
   struct durin_tool_result res;
@@ -53,6 +53,8 @@ static void on_closed(uv_handle_t *h)
       close(p->outfd);
     if (p->pidfd >= 0)
       close(p->pidfd);
+    if (p->statusfd >= 0)
+      close(p->statusfd);
     durin_buf_release(&p->out);
     free(p);
   }
@@ -116,6 +118,13 @@ static void on_exit_ready(uv_poll_t *h, int status, int events)
   p->exited = 1;
   p->status = st;
   uv_poll_stop(&p->exit_poll);
+  /* The helper wrote its status line before it exited. */
+  if (p->statusfd >= 0) {
+    int64_t exec_us = durin_proc_exec_us(p->statusfd);
+
+    if (exec_us > p->t0_us)
+      p->res.sandbox_start_us = exec_us - p->t0_us;
+  }
   /* The command is done; whatever it left behind dies with it. */
   kill(-p->pid, SIGKILL);
   p->killed = 1;
@@ -171,11 +180,12 @@ struct uvp *uvp_start(uv_loop_t *loop, const struct durin_proc_box *box,
   p->arg = arg;
   p->cap = cap;
   p->timeout_ms = timeout_ms;
-  p->pidfd = p->outfd = -1;
+  p->pidfd = p->outfd = p->statusfd = -1;
   p->t0 = durin_mono_ms();
+  p->t0_us = durin_mono_us();
   durin_buf_init(&p->out, cap);
-  if (durin_proc_spawn(box, dir, command, env, timeout_ms, &p->pid,
-                       &p->outfd)) {
+  if (durin_proc_spawn(box, dir, command, env, timeout_ms, &p->pid, &p->outfd,
+                       &p->statusfd)) {
     durin_buf_release(&p->out);
     free(p);
     return NULL;
@@ -187,6 +197,8 @@ struct uvp *uvp_start(uv_loop_t *loop, const struct durin_proc_box *box,
     kill_group(p);
     waitpid(p->pid, NULL, 0);
     close(p->outfd);
+    if (p->statusfd >= 0)
+      close(p->statusfd);
     durin_buf_release(&p->out);
     free(p);
     return NULL;

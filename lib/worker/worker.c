@@ -1198,6 +1198,7 @@ static void on_check_done(void *arg, struct durin_tool_result *res)
   struct durin_check_result *cr = &r->cr[r->check_idx];
 
   r->proc = NULL;
+  durin__wmetrics_sandbox(r->w->wm, res);
   r->tr[r->check_idx] = *res;
   /* Default FAIL: only a clean exit 0 within the time limit passes. */
   cr->ok = res->ok;

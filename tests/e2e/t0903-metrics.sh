@@ -4,7 +4,8 @@
 # (tests/js/metrics-check.mjs): histograms cumulative up to +Inf = _count,
 # token usage and dollars as the store counts them, steps committed, the
 # queue by tenant and status, one approval pending, a failed tool call's
-# error.type, label values escaped.
+# error.type, the sandbox's start for each sandboxed call, label values
+# escaped.
 . "$(dirname "$0")/lib-test.sh"
 
 [ -d "$SRCDIR/tests/js/node_modules/parse-prometheus-text-format" ] ||
@@ -117,6 +118,18 @@ test_expect_success 'label values are escaped; the failed tool call has its erro
   test "$(jq -r "[.durin_tool_call_duration_seconds.series[] | select(.labels.error_type == \"tool_error\") | .count] | add" m.json)" = 1 &&
   test "$(jq -r "[.durin_tool_call_duration_seconds.series[] | select(.labels.error_type == null) | .count] | add" m.json)" = 1
 '
+
+if [ -z "$SANDBOX" ]; then
+test_expect_success 'the sandbox'"'"'s start is timed for each sandboxed call' '
+  test "$(jq -r ".durin_sandbox_start_duration_seconds.type" m.json)" = HISTOGRAM &&
+  grep -q "^# HELP durin_sandbox_start_duration_seconds " m.txt &&
+  test "$(jq -r "[.durin_tool_call_duration_seconds.series[] | select(.labels.sandboxed == \"true\") | .count] | add" m.json)" = 2 &&
+  test "$(jq -r ".durin_sandbox_start_duration_seconds.series[0].count" m.json)" = 2 &&
+  test "$(jq -r ".durin_sandbox_start_duration_seconds.series[0].sum > 0" m.json)" = true
+'
+else
+  test_skip 'the sandbox'"'"'s start is timed for each sandboxed call' 'this host cannot build the sandbox'
+fi
 
 test_expect_success '/metrics needs no token and is in the API document (through the checking proxy)' '
   curl -sf "$API/metrics" >via-proxy.txt && grep -q "^durin_store_up 1" via-proxy.txt &&

@@ -71,6 +71,8 @@ static void test_command_line(void **state)
   assert_true(has(v, "--timeout", "35")); /* a backstop after the caller's */
   /* The program is read from the descriptor the child puts it at. */
   assert_true(has(v, "--seccomp-fd", "3"));
+  /* Its status line (the exec's time) comes on the next one. */
+  assert_true(has(v, "--status-fd", "4"));
   dd = find(v, "--");
   assert_true(dd > 0);
   assert_string_equal(v[dd + 1], "/bin/bash");

@@ -1,8 +1,13 @@
-/* Utilities: the bounded buffer, errors, fault points, file trees. */
+/* Utilities: the bounded buffer, errors, fault points, file trees, the
+ * metrics registry's OTLP rendering. */
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "durin/metrics.h"
 #include "durin/util.h"
 #include "test.h"
 
@@ -125,6 +130,97 @@ static void test_misc(void **state)
   assert_string_equal(t, "1970-01-01T00:00:00.000Z");
 }
 
+/* The metric named name in an OTLP request, or NULL. */
+static json_t *otlp_metric(json_t *req, const char *name)
+{
+  json_t *ms = json_object_get(
+      json_array_get(
+          json_object_get(
+              json_array_get(json_object_get(req, "resourceMetrics"), 0),
+              "scopeMetrics"),
+          0),
+      "metrics");
+  json_t *m;
+  size_t i;
+
+  json_array_foreach(ms, i, m)
+    if (!strcmp(json_string_value(json_object_get(m, "name")), name))
+      return m;
+  return NULL;
+}
+
+static void test_metrics_otlp(void **state)
+{
+  static const char *const labels[] = { "tool", NULL };
+  static const double bounds[] = { 1, 2 };
+  struct durin_metrics *a = durin_metrics_new(), *b = durin_metrics_new();
+  struct durin_metrics *regs[3] = { a, NULL, b };
+  struct durin_metric *c, *g, *h;
+  const char *bash[] = { "bash" };
+  struct durin_buf out;
+  json_t *req, *p;
+  char *text;
+
+  (void)state;
+  c = durin_metrics_add(a, DURIN_METRIC_COUNTER, "x.calls", "{call}", "c",
+                        labels, NULL, 0);
+  durin_metrics_add(a, DURIN_METRIC_COUNTER, "x.never", "1", "", NULL, NULL, 0);
+  h = durin_metrics_add(a, DURIN_METRIC_HISTOGRAM, "x.time", "s", "h", NULL,
+                        bounds, 2);
+  g = durin_metrics_add(b, DURIN_METRIC_GAUGE, "y.level", "1", "g", NULL, NULL,
+                        0);
+  durin_metric_add(c, bash, 2);
+  durin_metric_observe(h, NULL, 0.5);
+  durin_metric_observe(h, NULL, 1.5);
+  durin_metric_observe(h, NULL, 9);
+  durin_metric_set(g, NULL, INFINITY);
+
+  durin_buf_init(&out, 1 << 20);
+  assert_int_equal(durin_metrics_render_otlp(regs, 3, "[]", &out), 0);
+  req = json_loads(out.buf, 0, NULL);
+  assert_non_null(req); /* valid JSON, the infinity included */
+  assert_non_null(otlp_metric(req, "x.calls"));
+  assert_null(otlp_metric(req, "x.never")); /* no series, no metric */
+  assert_non_null(otlp_metric(req, "y.level"));
+  p = json_array_get(
+      json_object_get(json_object_get(otlp_metric(req, "x.calls"), "sum"),
+                      "dataPoints"),
+      0);
+  assert_true(json_real_value(json_object_get(p, "asDouble")) == 2 ||
+              json_integer_value(json_object_get(p, "asDouble")) == 2);
+  text = json_dumps(json_object_get(p, "attributes"), JSON_COMPACT);
+  assert_string_equal(text, "[{\"key\":\"tool\",\"value\":{\"stringValue\":"
+                            "\"bash\"}}]");
+  free(text);
+  p = json_array_get(
+      json_object_get(json_object_get(otlp_metric(req, "x.time"), "histogram"),
+                      "dataPoints"),
+      0);
+  text = json_dumps(json_object_get(p, "bucketCounts"), JSON_COMPACT);
+  assert_string_equal(text, "[\"1\",\"1\",\"1\"]");
+  free(text);
+  assert_string_equal(json_string_value(json_object_get(p, "count")), "3");
+  assert_true(strcmp(json_string_value(json_object_get(p, "startTimeUnixNano")),
+                     json_string_value(json_object_get(p, "timeUnixNano"))) <=
+              0);
+  p = json_array_get(
+      json_object_get(json_object_get(otlp_metric(req, "y.level"), "gauge"),
+                      "dataPoints"),
+      0);
+  assert_string_equal(json_string_value(json_object_get(p, "asDouble")),
+                      "Infinity");
+  json_decref(req);
+  durin_buf_release(&out);
+
+  /* A buffer too small: an error, not a cut request. */
+  durin_buf_init(&out, 64);
+  assert_int_equal(durin_metrics_render_otlp(regs, 3, NULL, &out),
+                   DURIN_ENOMEM);
+  durin_buf_release(&out);
+  durin_metrics_free(a);
+  durin_metrics_free(b);
+}
+
 static void test_utf8_sanitize(void **state)
 {
   char a[] = "ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
@@ -145,6 +241,7 @@ int main(void)
     cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_errors),
     cmocka_unit_test(test_fault_points), cmocka_unit_test(test_tree_copy),
     cmocka_unit_test(test_misc),         cmocka_unit_test(test_utf8_sanitize),
+    cmocka_unit_test(test_metrics_otlp),
   };
 
   return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -1,0 +1,373 @@
+/*
+ * The OTLP metrics pusher (include/durin/otel-metrics.h): a thread that
+ * wakes every interval, renders the process's registry and whatever the
+ * collect hook reads for it (the store's gauges) as one OTLP/JSON
+ * ExportMetricsServiceRequest, and POSTs it on one kept-alive connection;
+ * stopped, it pushes once more, so the totals at exit arrive.
+ *
+ * Nothing is queued or sent again: every point is cumulative, so the next
+ * push carries whatever a failed one held. A network error, 429 or
+ * 502-504 (which OTLP/HTTP says may be retried) and any other refusal
+ * differ only in what the log says; the log says when pushes start
+ * failing and when they work again, not at every interval.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "durin/otel-metrics.h"
+#include "durin/otel.h"
+#include "durin/util.h"
+
+/* A push is a few hundred series: 16 MiB is a runaway. */
+#define PUSH_CAP (16u << 20)
+/* What is kept of a collector's answer, for the log. */
+#define ANSWER_CAP  2048
+#define MAX_HEADERS 32
+
+struct durin_otel_metrics {
+  struct durin_otel_metrics_opts o;
+  char *endpoint;
+  char *resource; /* the resource's attributes, as JSON text */
+  struct curl_slist *headers;
+  CURL *curl; /* the thread's, kept alive */
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stopping;
+  /* The last push's outcome, so the log says only what changed: 0 took
+   * it, -1 no answer, else the HTTP status. */
+  long failing;
+  char answer[ANSWER_CAP];
+  size_t answer_len;
+};
+
+static void say(struct durin_otel_metrics *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void say(struct durin_otel_metrics *p, const char *fmt, ...)
+{
+  char line[768];
+  va_list ap;
+
+  if (!p->o.on_log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  p->o.on_log(p->o.log_arg, line);
+}
+
+/* ---- the resource and the headers ---- */
+
+static void attr(json_t *attrs, const char *k, const char *v)
+{
+  json_array_append_new(
+      attrs, json_pack("{s:s,s:{s:s}}", "key", k, "value", "stringValue", v));
+}
+
+struct resource {
+  json_t *attrs;
+  const char *service; /* service.name from the attributes */
+  int has_instance;
+};
+
+/* service.name waits for OTEL_SERVICE_NAME's precedence; the rest goes
+ * as written. */
+static void resource_attr(void *arg, const char *k, const char *v)
+{
+  struct resource *r = arg;
+
+  if (!strcmp(k, "service.name")) {
+    free((char *)r->service);
+    r->service = strdup(v);
+    return;
+  }
+  if (!strcmp(k, "service.instance.id"))
+    r->has_instance = 1;
+  attr(r->attrs, k, v);
+}
+
+static char *resource_json(const struct durin_otel_metrics_opts *o)
+{
+  struct resource r = { json_array(), NULL, 0 };
+  json_t *all = json_array();
+  char *text = NULL;
+
+  if (!r.attrs || !all)
+    goto out;
+  durin_otel_kv_each(o->resource_attributes, resource_attr, &r);
+  /* OTEL_SERVICE_NAME wins over the attributes' service.name. */
+  attr(all, "service.name",
+       o->service_name && *o->service_name ? o->service_name :
+       r.service                           ? r.service :
+                                             "durin");
+  if (!r.has_instance && o->instance_id && *o->instance_id)
+    attr(all, "service.instance.id", o->instance_id);
+  json_array_extend(all, r.attrs);
+  text = json_dumps(all, JSON_COMPACT);
+out:
+  free((char *)r.service);
+  json_decref(r.attrs);
+  json_decref(all);
+  return text;
+}
+
+struct headers {
+  char *k[MAX_HEADERS], *v[MAX_HEADERS];
+  int n;
+};
+
+/* A header; a later one of the same name (case-insensitive) replaces it. */
+static void header_put(void *arg, const char *k, const char *v)
+{
+  struct headers *h = arg;
+  char *copy = strdup(v);
+  int i;
+
+  if (!copy)
+    return;
+  for (i = 0; i < h->n; i++)
+    if (!strcasecmp(h->k[i], k)) {
+      free(h->v[i]);
+      h->v[i] = copy;
+      return;
+    }
+  if (h->n == MAX_HEADERS || !(h->k[h->n] = strdup(k))) {
+    free(copy);
+    return;
+  }
+  h->v[h->n++] = copy;
+}
+
+static struct curl_slist *header_list(const struct durin_otel_metrics_opts *o)
+{
+  struct headers h = { { NULL }, { NULL }, 0 };
+  struct curl_slist *l = curl_slist_append(NULL, "Content-Type: "
+                                                 "application/json");
+  char line[1024];
+  int i;
+
+  durin_otel_kv_each(o->headers, header_put, &h);
+  durin_otel_kv_each(o->metrics_headers, header_put, &h);
+  for (i = 0; i < h.n; i++) {
+    snprintf(line, sizeof(line), "%s: %s", h.k[i], h.v[i]);
+    if (l)
+      l = curl_slist_append(l, line);
+    free(h.k[i]);
+    free(h.v[i]);
+  }
+  return l;
+}
+
+/* ---- one push ---- */
+
+static size_t keep_answer(char *d, size_t size, size_t n, void *arg)
+{
+  struct durin_otel_metrics *p = arg;
+  size_t room = sizeof(p->answer) - 1 - p->answer_len;
+  size_t take = size * n < room ? size * n : room;
+
+  memcpy(p->answer + p->answer_len, d, take);
+  p->answer_len += take;
+  p->answer[p->answer_len] = 0;
+  return size * n;
+}
+
+static int hurry(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
+                 curl_off_t d)
+{
+  struct durin_otel_metrics *p = arg;
+
+  (void)a;
+  (void)b;
+  (void)c;
+  (void)d;
+  return p->o.give_up && *p->o.give_up;
+}
+
+/* The answer's text for the log: one line, its message if it has one. */
+static const char *answer_text(struct durin_otel_metrics *p)
+{
+  char *c;
+
+  for (c = p->answer; *c; c++)
+    if (*c == '\n' || *c == '\r')
+      *c = ' ';
+  if (strlen(p->answer) > 200)
+    strcpy(p->answer + 197, "...");
+  return p->answer;
+}
+
+/* POSTs body; the HTTP status, or -1 when there was no answer. */
+static long post(struct durin_otel_metrics *p, const char *body, size_t len)
+{
+  long status = 0;
+
+  /* One handle for the thread's life: its connection is kept alive. */
+  if (!p->curl && !(p->curl = curl_easy_init()))
+    return -1;
+  p->answer_len = 0;
+  p->answer[0] = 0;
+  curl_easy_setopt(p->curl, CURLOPT_URL, p->endpoint);
+  curl_easy_setopt(p->curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, p->headers);
+  curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)p->o.timeout_ms);
+  curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, keep_answer);
+  curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
+  curl_easy_setopt(p->curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(p->curl, CURLOPT_XFERINFOFUNCTION, hurry);
+  curl_easy_setopt(p->curl, CURLOPT_XFERINFODATA, p);
+  if (curl_easy_perform(p->curl) != CURLE_OK)
+    return -1;
+  curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+  return status;
+}
+
+static void push(struct durin_otel_metrics *p)
+{
+  struct durin_metrics *regs[2] = { p->o.metrics, NULL };
+  struct durin_buf b;
+  long status;
+  int ok;
+
+  regs[1] = p->o.collect ? p->o.collect(p->o.collect_arg) : NULL;
+  durin_buf_init(&b, PUSH_CAP);
+  if (durin_metrics_render_otlp(regs, 2, p->resource, &b)) {
+    say(p, "metrics: cannot render the metrics (out of memory)");
+    goto out;
+  }
+  status = post(p, b.buf, b.len);
+  ok = status >= 200 && status < 300;
+  if (ok && p->failing)
+    say(p, "metrics: the collector at %s takes the metrics again", p->endpoint);
+  else if (!ok && status != p->failing && status < 0)
+    say(p,
+        "metrics: no answer from the collector at %s; the next push carries "
+        "the totals",
+        p->endpoint);
+  else if (!ok && status != p->failing && (status == 429 || status >= 502))
+    say(p,
+        "metrics: the collector at %s did not take the metrics (HTTP %ld); "
+        "the next push carries the totals",
+        p->endpoint, status);
+  else if (!ok && status != p->failing)
+    say(p,
+        "metrics: the collector at %s refused the metrics (HTTP %ld: %s); "
+        "pushing again at the next interval",
+        p->endpoint, status, answer_text(p));
+  else if (ok && strstr(p->answer, "rejectedDataPoints"))
+    say(p, "metrics: the collector at %s took part of the metrics: %s",
+        p->endpoint, answer_text(p));
+  p->failing = ok ? 0 : status;
+out:
+  durin_buf_release(&b);
+  durin_metrics_free(regs[1]);
+}
+
+/* ---- the thread ---- */
+
+/* Waits until the monotonic time at_ms or until stopped; 1 if stopping. */
+static int wait_until(struct durin_otel_metrics *p, int64_t at_ms)
+{
+  struct timespec ts = { (time_t)(at_ms / 1000),
+                         (long)(at_ms % 1000) * 1000000L };
+  int stop;
+
+  pthread_mutex_lock(&p->mu);
+  while (!p->stopping &&
+         pthread_cond_timedwait(&p->cv, &p->mu, &ts) != ETIMEDOUT)
+    ;
+  stop = p->stopping;
+  pthread_mutex_unlock(&p->mu);
+  return stop;
+}
+
+static void *push_thread(void *arg)
+{
+  struct durin_otel_metrics *p = arg;
+  int64_t next = durin_mono_ms() + p->o.interval_ms;
+
+  while (!wait_until(p, next)) {
+    push(p);
+    /* Every interval from the start; a push slower than one does not
+     * make the next ones pile up. */
+    next += p->o.interval_ms;
+    if (next <= durin_mono_ms())
+      next = durin_mono_ms() + p->o.interval_ms;
+  }
+  push(p); /* the totals at exit */
+  return NULL;
+}
+
+int durin_otel_metrics_start(const struct durin_otel_metrics_opts *o,
+                             struct durin_otel_metrics **out,
+                             struct durin_err *err)
+{
+  struct durin_otel_metrics *p;
+  pthread_condattr_t ca;
+
+  *out = NULL;
+  if (!o->endpoint || !*o->endpoint)
+    return 0; /* nothing set, nothing sent */
+  if (!(p = calloc(1, sizeof(*p))))
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  p->o = *o;
+  if (p->o.interval_ms <= 0)
+    p->o.interval_ms = 60000;
+  if (p->o.timeout_ms <= 0)
+    p->o.timeout_ms = 10000;
+  p->endpoint = strdup(o->endpoint);
+  p->resource = resource_json(o);
+  p->headers = header_list(o);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (!p->endpoint || !p->resource || !p->headers) {
+    durin_otel_metrics_stop(p);
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  }
+  if (pthread_create(&p->thread, NULL, push_thread, p)) {
+    durin_otel_metrics_stop(p);
+    return durin_err_set(err, DURIN_EIO, "cannot start the metrics pusher");
+  }
+  p->started = 1;
+  say(p, "metrics: pushing to %s every %lld ms", p->endpoint,
+      (long long)p->o.interval_ms);
+  *out = p;
+  return 0;
+}
+
+void durin_otel_metrics_stop(struct durin_otel_metrics *p)
+{
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
+  p->stopping = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  if (p->started)
+    pthread_join(p->thread, NULL);
+  if (p->curl)
+    curl_easy_cleanup(p->curl);
+  curl_slist_free_all(p->headers);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  free(p->endpoint);
+  free(p->resource);
+  free(p);
+}
