@@ -66,9 +66,7 @@ int cli_otel_start(const char *store_url, const char *owner,
 {
   struct durin_otel_exporter_opts o;
   struct durin_err err = { 0 };
-  char endpoint[2048], headers[4096];
-  const char *h1 = env("OTEL_EXPORTER_OTLP_HEADERS");
-  const char *h2 = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+  char endpoint[2048];
   const char *v;
 
   *out = NULL;
@@ -77,13 +75,12 @@ int cli_otel_start(const char *store_url, const char *owner,
       !endpoint_of("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "v1/traces", endpoint,
                    sizeof(endpoint)))
     return 0;
-  snprintf(headers, sizeof(headers), "%s%s%s", h1 ? h1 : "",
-           h1 && h2 ? "," : "", h2 ? h2 : "");
   memset(&o, 0, sizeof(o));
   o.store_url = store_url;
   o.owner = owner;
   o.endpoint = endpoint;
-  o.headers = headers;
+  o.headers = env("OTEL_EXPORTER_OTLP_HEADERS");
+  o.traces_headers = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
   o.service_name = env("OTEL_SERVICE_NAME");
   o.resource_attributes = env("OTEL_RESOURCE_ATTRIBUTES");
   o.capture_content =

@@ -129,6 +129,8 @@ struct durin_otel_exporter_opts {
    * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces". NULL or "": no exporter. */
   const char *endpoint;
   const char *headers; /* OTEL_EXPORTER_OTLP_HEADERS: "k=v,k=v" */
+  /* OTEL_EXPORTER_OTLP_TRACES_HEADERS: they replace headers' same names. */
+  const char *traces_headers;
   const char *service_name, *resource_attributes;
   int capture_content;
   /* How often to look for new events: OTEL_BSP_SCHEDULE_DELAY (5 s). */

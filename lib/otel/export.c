@@ -25,6 +25,7 @@
 #include "durin/otel.h"
 #include "durin/spec.h"
 #include "durin/util.h"
+#include "otel/http.h"
 
 /* Runs looked at per round; events folded per run and round. */
 #define RUNS_PER_ROUND   64
@@ -433,16 +434,6 @@ static void *run_thread(void *arg)
   return NULL;
 }
 
-/* A request header from OTEL_EXPORTER_OTLP_HEADERS. */
-static void add_header(void *arg, const char *k, const char *v)
-{
-  struct curl_slist **l = arg;
-  char line[1024];
-
-  snprintf(line, sizeof(line), "%s: %s", k, v);
-  *l = curl_slist_append(*l, line);
-}
-
 int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
                               struct durin_otel_exporter **out,
                               struct durin_err *err)
@@ -471,8 +462,7 @@ int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
     x->o.max_batch = 512;
   if (x->o.timeout_ms <= 0)
     x->o.timeout_ms = 10000;
-  x->headers = curl_slist_append(NULL, "Content-Type: application/json");
-  durin_otel_kv_each(o->headers, add_header, &x->headers);
+  x->headers = durin__otel_headers(o->headers, o->traces_headers);
   pthread_mutex_init(&x->mu, NULL);
   pthread_cond_init(&x->cv, NULL);
   if (pthread_create(&x->thread, NULL, run_thread, x)) {

@@ -26,12 +26,12 @@
 #include "durin/otel-metrics.h"
 #include "durin/otel.h"
 #include "durin/util.h"
+#include "otel/http.h"
 
 /* A push is a few hundred series: 16 MiB is a runaway. */
 #define PUSH_CAP (16u << 20)
 /* What is kept of a collector's answer, for the log. */
-#define ANSWER_CAP  2048
-#define MAX_HEADERS 32
+#define ANSWER_CAP 2048
 
 struct durin_otel_metrics {
   struct durin_otel_metrics_opts o;
@@ -120,53 +120,6 @@ out:
   json_decref(r.attrs);
   json_decref(all);
   return text;
-}
-
-struct headers {
-  char *k[MAX_HEADERS], *v[MAX_HEADERS];
-  int n;
-};
-
-/* A header; a later one of the same name (case-insensitive) replaces it. */
-static void header_put(void *arg, const char *k, const char *v)
-{
-  struct headers *h = arg;
-  char *copy = strdup(v);
-  int i;
-
-  if (!copy)
-    return;
-  for (i = 0; i < h->n; i++)
-    if (!strcasecmp(h->k[i], k)) {
-      free(h->v[i]);
-      h->v[i] = copy;
-      return;
-    }
-  if (h->n == MAX_HEADERS || !(h->k[h->n] = strdup(k))) {
-    free(copy);
-    return;
-  }
-  h->v[h->n++] = copy;
-}
-
-static struct curl_slist *header_list(const struct durin_otel_metrics_opts *o)
-{
-  struct headers h = { { NULL }, { NULL }, 0 };
-  struct curl_slist *l = curl_slist_append(NULL, "Content-Type: "
-                                                 "application/json");
-  char line[1024];
-  int i;
-
-  durin_otel_kv_each(o->headers, header_put, &h);
-  durin_otel_kv_each(o->metrics_headers, header_put, &h);
-  for (i = 0; i < h.n; i++) {
-    snprintf(line, sizeof(line), "%s: %s", h.k[i], h.v[i]);
-    if (l)
-      l = curl_slist_append(l, line);
-    free(h.k[i]);
-    free(h.v[i]);
-  }
-  return l;
 }
 
 /* ---- one push ---- */
@@ -331,7 +284,7 @@ int durin_otel_metrics_start(const struct durin_otel_metrics_opts *o,
     p->o.timeout_ms = 10000;
   p->endpoint = strdup(o->endpoint);
   p->resource = resource_json(o);
-  p->headers = header_list(o);
+  p->headers = durin__otel_headers(o->headers, o->metrics_headers);
   pthread_mutex_init(&p->mu, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -784,22 +784,39 @@ int durin_otel_kv_each(const char *spec,
   return 0;
 }
 
-/* A resource attribute; service.name is OTEL_SERVICE_NAME's. */
+/* A resource attribute; service.name is written first, on its own. */
 static void resource_attr(void *arg, const char *k, const char *v)
 {
   if (strcmp(k, "service.name"))
     attr_str(arg, k, v);
 }
 
+static void find_service(void *arg, const char *k, const char *v)
+{
+  char **name = arg;
+
+  if (!strcmp(k, "service.name")) {
+    free(*name);
+    *name = strdup(v);
+  }
+}
+
 int durin_otel_request_open(const struct durin_otel_resource *res,
                             struct durin_buf *out)
 {
   struct w w = { out, 0, 0 };
+  char *named = NULL;
 
+  /* OTEL_SERVICE_NAME, else OTEL_RESOURCE_ATTRIBUTES' service.name, as
+   * the SDKs (and the metrics pusher) have it. */
+  if (!(res && res->service_name && *res->service_name))
+    durin_otel_kv_each(res ? res->attributes : NULL, find_service, &named);
   PUT(&w, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
   attr_str(&w, "service.name",
            res && res->service_name && *res->service_name ? res->service_name :
+           named && *named                                ? named :
                                                             "durin");
+  free(named);
   durin_otel_kv_each(res ? res->attributes : NULL, resource_attr, &w);
   PUT(&w, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"durin\",\"version\":");
   put_str(&w, DURIN_VERSION);

@@ -122,6 +122,9 @@ test_expect_success 'the same log, the same trace: ids are the run'"'"'s and the
     durin trace "$id" >res.json &&
   test "$(jq -c "[.resourceSpans[0].resource.attributes[] | {(.key): .value.stringValue}] | add" res.json)" = \
     "{\"service.name\":\"agents\",\"deployment.environment\":\"ci\",\"team\":\"a,b\"}" &&
+  OTEL_RESOURCE_ATTRIBUTES="team=b,service.name=from-attrs" durin trace "$id" >res2.json &&
+  test "$(jq -c "[.resourceSpans[0].resource.attributes[] | {(.key): .value.stringValue}]" res2.json)" = \
+    "[{\"service.name\":\"from-attrs\"},{\"team\":\"b\"}]" &&
   test "$(jq -c "[.resourceSpans[0].scopeSpans[0].spans[] | .spanId]" res.json)" = \
        "$(jq -c "[.resourceSpans[0].scopeSpans[0].spans[] | .spanId]" trace.json)"
 '

@@ -63,6 +63,7 @@ test_expect_success 'workers export while a collector is down, then up; one is k
   start_receiver --fail-first 1 &&
   export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$(cat port)" \
     OTEL_EXPORTER_OTLP_HEADERS="x-api-key=secret%20one,x-team=agents" \
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS="X-Team=traces" \
     OTEL_SERVICE_NAME=durin-ci OTEL_BSP_SCHEDULE_DELAY=100 &&
   a=$(durin submit a.json) && b=$(durin submit b.json) &&
   start_worker && w1=$wp &&
@@ -97,7 +98,7 @@ test_expect_success 'valid OTLP, the conventions'"'"' attributes, the service an
   test "$(jq .names.execute_tool sum.json)" = "$(count_events tool_result)" &&
   jq -r ".resourceSpans[0].resource.attributes[] | select(.key == \"service.name\") | .value.stringValue" got/0001.json | grep -qx durin-ci &&
   jq -r .headers[\"x-api-key\"] got/0001.meta.json | grep -qx "secret one" &&
-  jq -r .headers[\"x-team\"] got/0001.meta.json | grep -qx agents &&
+  jq -r .headers[\"x-team\"] got/0001.meta.json | grep -qx traces &&
   jq -r .contentType got/0001.meta.json | grep -q "^application/json" &&
   test "$(sql "select count(*) from otel_cursor where seq = (select last_seq from runs where id = run_id)")" = 2
 '
