@@ -5,34 +5,34 @@
 
 #include "otel/fields.h"
 
-static const char *const names[F_COUNT] = {
-  [F_MODEL] = "model",
-  [F_FINISH_REASON] = "finish_reason",
-  [F_CALL_ID] = "call_id",
-  [F_NAME] = "name",
-  [F_EFFECT] = "effect",
-  [F_DECISION] = "decision",
-  [F_ORIGIN] = "origin",
-  [F_RULE] = "rule",
-  [F_ID] = "id",
-  [F_TOOL] = "tool",
-  [F_BY] = "by",
-  [F_REASON] = "reason",
-  [F_ACTION] = "action",
-  [F_STATUS] = "status",
-  [F_ERROR] = "error",
-  [F_INPUT_TOKENS] = "input_tokens",
-  [F_OUTPUT_TOKENS] = "output_tokens",
-  [F_CACHE_READ_TOKENS] = "cache_read_tokens",
-  [F_CACHE_WRITE_TOKENS] = "cache_write_tokens",
-  [F_RETRIES] = "retries",
-  [F_DURATION_MS] = "duration_ms",
-  [F_EXIT_CODE] = "exit_code",
-  [F_ATTEMPT] = "attempt",
-  [F_COST_USD] = "cost_usd",
-  [F_OK] = "ok",
-  [F_TIMED_OUT] = "timed_out",
-  [F_REUSED] = "reused",
+static const char *const names[FLD_COUNT] = {
+  [FLD_MODEL] = "model",
+  [FLD_FINISH_REASON] = "finish_reason",
+  [FLD_CALL_ID] = "call_id",
+  [FLD_NAME] = "name",
+  [FLD_EFFECT] = "effect",
+  [FLD_DECISION] = "decision",
+  [FLD_ORIGIN] = "origin",
+  [FLD_RULE] = "rule",
+  [FLD_ID] = "id",
+  [FLD_TOOL] = "tool",
+  [FLD_BY] = "by",
+  [FLD_REASON] = "reason",
+  [FLD_ACTION] = "action",
+  [FLD_STATUS] = "status",
+  [FLD_ERROR] = "error",
+  [FLD_INPUT_TOKENS] = "input_tokens",
+  [FLD_OUTPUT_TOKENS] = "output_tokens",
+  [FLD_CACHE_READ_TOKENS] = "cache_read_tokens",
+  [FLD_CACHE_WRITE_TOKENS] = "cache_write_tokens",
+  [FLD_RETRIES] = "retries",
+  [FLD_DURATION_MS] = "duration_ms",
+  [FLD_EXIT_CODE] = "exit_code",
+  [FLD_ATTEMPT] = "attempt",
+  [FLD_COST_USD] = "cost_usd",
+  [FLD_OK] = "ok",
+  [FLD_TIMED_OUT] = "timed_out",
+  [FLD_REUSED] = "reused",
 };
 
 struct scan {
@@ -58,7 +58,7 @@ static int on_null(void *arg)
 static int on_bool(void *arg, int v)
 {
   struct scan *s = arg;
-  int k = member(s, F_OK, F_REUSED);
+  int k = member(s, FLD_OK, FLD_REUSED);
 
   if (k >= 0) {
     s->f->n[k] = v ? 1 : 0;
@@ -70,7 +70,7 @@ static int on_bool(void *arg, int v)
 static int on_number(void *arg, double v)
 {
   struct scan *s = arg;
-  int k = member(s, F_INPUT_TOKENS, F_COST_USD);
+  int k = member(s, FLD_INPUT_TOKENS, FLD_COST_USD);
 
   if (k >= 0) {
     s->f->n[k] = v;
@@ -88,7 +88,7 @@ static int on_string(void *arg, const unsigned char *v, size_t len)
 {
   struct scan *s = arg;
   struct fields *f = s->f;
-  int k = member(s, F_MODEL, F_ERROR);
+  int k = member(s, FLD_MODEL, FLD_ERROR);
   size_t room = sizeof(f->text) - f->used;
 
   if (k < 0 || room == 0)
@@ -111,7 +111,7 @@ static int on_key(void *arg, const unsigned char *k, size_t len)
   s->key = -1;
   if (s->depth != 1 || !len)
     return 1;
-  for (i = 0; i < F_COUNT; i++)
+  for (i = 0; i < FLD_COUNT; i++)
     if (names[i][0] == k[0] && !strncmp(names[i], (const char *)k, len) &&
         !names[i][len]) {
       s->key = i;

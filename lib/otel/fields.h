@@ -12,43 +12,43 @@
 
 enum field {
   /* strings */
-  F_MODEL,
-  F_FINISH_REASON,
-  F_CALL_ID,
-  F_NAME,
-  F_EFFECT,
-  F_DECISION,
-  F_ORIGIN,
-  F_RULE,
-  F_ID,
-  F_TOOL,
-  F_BY,
-  F_REASON,
-  F_ACTION,
-  F_STATUS,
-  F_ERROR,
+  FLD_MODEL,
+  FLD_FINISH_REASON,
+  FLD_CALL_ID,
+  FLD_NAME,
+  FLD_EFFECT,
+  FLD_DECISION,
+  FLD_ORIGIN,
+  FLD_RULE,
+  FLD_ID,
+  FLD_TOOL,
+  FLD_BY,
+  FLD_REASON,
+  FLD_ACTION,
+  FLD_STATUS,
+  FLD_ERROR,
   /* numbers */
-  F_INPUT_TOKENS,
-  F_OUTPUT_TOKENS,
-  F_CACHE_READ_TOKENS,
-  F_CACHE_WRITE_TOKENS,
-  F_RETRIES,
-  F_DURATION_MS,
-  F_EXIT_CODE,
-  F_ATTEMPT,
-  F_COST_USD,
+  FLD_INPUT_TOKENS,
+  FLD_OUTPUT_TOKENS,
+  FLD_CACHE_READ_TOKENS,
+  FLD_CACHE_WRITE_TOKENS,
+  FLD_RETRIES,
+  FLD_DURATION_MS,
+  FLD_EXIT_CODE,
+  FLD_ATTEMPT,
+  FLD_COST_USD,
   /* booleans */
-  F_OK,
-  F_TIMED_OUT,
-  F_REUSED,
-  F_COUNT
+  FLD_OK,
+  FLD_TIMED_OUT,
+  FLD_REUSED,
+  FLD_COUNT
 };
 
 struct fields {
-  uint32_t has;           /* bit f: the member is there, of its type */
-  const char *s[F_COUNT]; /* strings: into text */
-  double n[F_COUNT];      /* numbers and booleans (1/0) */
-  char text[2048];        /* the strings, NUL-terminated; longer: cut */
+  uint32_t has;             /* bit f: the member is there, of its type */
+  const char *s[FLD_COUNT]; /* strings: into text */
+  double n[FLD_COUNT];      /* numbers and booleans (1/0) */
+  char text[2048];          /* the strings, NUL-terminated; longer: cut */
   size_t used;
 };
 

@@ -388,8 +388,9 @@ static void on_model(struct durin_otel_fold *f, const struct durin_event *ev,
                      const struct fields *d)
 {
   char id[17], name[256];
-  int64_t start = fhas(d, F_DURATION_MS) ? ev->ts_ms - fint(d, F_DURATION_MS) :
-                                           f->step_start;
+  int64_t start = fhas(d, FLD_DURATION_MS) ?
+                      ev->ts_ms - fint(d, FLD_DURATION_MS) :
+                      f->step_start;
   json_t *doc = NULL, *c;
   struct w *a;
   size_t i;
@@ -399,22 +400,22 @@ static void on_model(struct durin_otel_fold *f, const struct durin_event *ev,
   a = child_open(f, id, name, KIND_CLIENT, start, ev->ts_ms);
   attr_str(a, "gen_ai.operation.name", "chat");
   common_model_attrs(f, a);
-  attr_str(a, "gen_ai.response.model", fstr(d, F_MODEL));
-  attr_int(a, "gen_ai.usage.input_tokens", fint(d, F_INPUT_TOKENS));
-  attr_int(a, "gen_ai.usage.output_tokens", fint(d, F_OUTPUT_TOKENS));
-  if (fhas(d, F_CACHE_READ_TOKENS))
+  attr_str(a, "gen_ai.response.model", fstr(d, FLD_MODEL));
+  attr_int(a, "gen_ai.usage.input_tokens", fint(d, FLD_INPUT_TOKENS));
+  attr_int(a, "gen_ai.usage.output_tokens", fint(d, FLD_OUTPUT_TOKENS));
+  if (fhas(d, FLD_CACHE_READ_TOKENS))
     attr_int(a, "gen_ai.usage.cache_read.input_tokens",
-             fint(d, F_CACHE_READ_TOKENS));
-  if (fhas(d, F_CACHE_WRITE_TOKENS))
+             fint(d, FLD_CACHE_READ_TOKENS));
+  if (fhas(d, FLD_CACHE_WRITE_TOKENS))
     attr_int(a, "gen_ai.usage.cache_creation.input_tokens",
-             fint(d, F_CACHE_WRITE_TOKENS));
-  if (fstr(d, F_FINISH_REASON))
+             fint(d, FLD_CACHE_WRITE_TOKENS));
+  if (fstr(d, FLD_FINISH_REASON))
     attr_str_array(a, "gen_ai.response.finish_reasons",
-                   fstr(d, F_FINISH_REASON));
+                   fstr(d, FLD_FINISH_REASON));
   attr_int(a, "durin.step", ev->step);
-  attr_double(a, "durin.cost_usd", fnum(d, F_COST_USD));
-  if (fint(d, F_RETRIES))
-    attr_int(a, "durin.retries", fint(d, F_RETRIES));
+  attr_double(a, "durin.cost_usd", fnum(d, FLD_COST_USD));
+  if (fint(d, FLD_RETRIES))
+    attr_int(a, "durin.retries", fint(d, FLD_RETRIES));
   if (f->run.capture_content) {
     doc = document(ev);
     output_messages(a, doc);
@@ -440,7 +441,7 @@ static void on_model_error(struct durin_otel_fold *f,
   common_model_attrs(f, a);
   attr_str(a, "error.type", "model_error");
   span_close(f, NULL, STATUS_ERROR,
-             fstr(d, F_ERROR) ? fstr(d, F_ERROR) : "model_error");
+             fstr(d, FLD_ERROR) ? fstr(d, FLD_ERROR) : "model_error");
 }
 
 /* A policy decision: an event of its call's span, kept as text until the
@@ -455,13 +456,13 @@ static void on_policy(struct durin_otel_fold *f, const struct durin_event *ev,
   PUT(&a, "{\"timeUnixNano\":");
   put_nanos(&a, ev->ts_ms);
   PUT(&a, ",\"name\":\"durin.policy\",\"attributes\":[");
-  attr_str(&a, "durin.policy.decision", fstr(d, F_DECISION));
-  attr_str(&a, "durin.policy.origin", fstr(d, F_ORIGIN));
-  attr_str(&a, "durin.policy.rule", fstr(d, F_RULE));
+  attr_str(&a, "durin.policy.decision", fstr(d, FLD_DECISION));
+  attr_str(&a, "durin.policy.origin", fstr(d, FLD_ORIGIN));
+  attr_str(&a, "durin.policy.rule", fstr(d, FLD_RULE));
   PUT(&a, "]}");
   if (!a.err)
     json_object_set_new(f->policies,
-                        fstr(d, F_CALL_ID) ? fstr(d, F_CALL_ID) : "",
+                        fstr(d, FLD_CALL_ID) ? fstr(d, FLD_CALL_ID) : "",
                         json_stringn(b.buf, b.len));
   durin_buf_release(&b);
 }
@@ -469,26 +470,26 @@ static void on_policy(struct durin_otel_fold *f, const struct durin_event *ev,
 static void on_tool(struct durin_otel_fold *f, const struct durin_event *ev,
                     const struct fields *d)
 {
-  const char *call_id = fstr(d, F_CALL_ID) ? fstr(d, F_CALL_ID) : "";
+  const char *call_id = fstr(d, FLD_CALL_ID) ? fstr(d, FLD_CALL_ID) : "";
   json_t *pol = json_object_get(f->policies, call_id);
   char id[17], name[256];
-  int timed_out = fint(d, F_TIMED_OUT), ok = fint(d, F_OK);
+  int timed_out = fint(d, FLD_TIMED_OUT), ok = fint(d, FLD_OK);
   struct w *a;
 
   span_id(f, "tool", call_id, ev->step, id);
   snprintf(name, sizeof(name), "execute_tool %s",
-           fstr(d, F_NAME) ? fstr(d, F_NAME) : "");
-  a = child_open(f, id, name, KIND_INTERNAL, ev->ts_ms - fint(d, F_DURATION_MS),
-                 ev->ts_ms);
+           fstr(d, FLD_NAME) ? fstr(d, FLD_NAME) : "");
+  a = child_open(f, id, name, KIND_INTERNAL,
+                 ev->ts_ms - fint(d, FLD_DURATION_MS), ev->ts_ms);
   attr_str(a, "gen_ai.operation.name", "execute_tool");
-  attr_str(a, "gen_ai.tool.name", fstr(d, F_NAME));
+  attr_str(a, "gen_ai.tool.name", fstr(d, FLD_NAME));
   attr_str(a, "gen_ai.tool.call.id", call_id);
   attr_str(a, "gen_ai.tool.type", "function");
   attr_int(a, "durin.step", ev->step);
-  attr_str(a, "durin.tool.effect", fstr(d, F_EFFECT));
-  if (fhas(d, F_EXIT_CODE) && fint(d, F_EXIT_CODE) >= 0)
-    attr_int(a, "durin.tool.exit_code", fint(d, F_EXIT_CODE));
-  if (fint(d, F_REUSED))
+  attr_str(a, "durin.tool.effect", fstr(d, FLD_EFFECT));
+  if (fhas(d, FLD_EXIT_CODE) && fint(d, FLD_EXIT_CODE) >= 0)
+    attr_int(a, "durin.tool.exit_code", fint(d, FLD_EXIT_CODE));
+  if (fint(d, FLD_REUSED))
     attr_bool(a, "durin.tool.reused", 1);
   if (f->run.capture_content) {
     json_t *doc = document(ev);
@@ -512,9 +513,9 @@ static void on_approval_requested(struct durin_otel_fold *f,
                                   const struct durin_event *ev,
                                   const struct fields *d)
 {
-  json_object_set_new(f->waits, fstr(d, F_ID) ? fstr(d, F_ID) : "",
-                      json_pack("{s:s*,s:s*,s:I}", "tool", fstr(d, F_TOOL),
-                                "call_id", fstr(d, F_CALL_ID), "ts",
+  json_object_set_new(f->waits, fstr(d, FLD_ID) ? fstr(d, FLD_ID) : "",
+                      json_pack("{s:s*,s:s*,s:I}", "tool", fstr(d, FLD_TOOL),
+                                "call_id", fstr(d, FLD_CALL_ID), "ts",
                                 (json_int_t)ev->ts_ms));
 }
 
@@ -523,7 +524,7 @@ static void on_approval_end(struct durin_otel_fold *f,
                             const struct durin_event *ev,
                             const struct fields *d, const char *state)
 {
-  const char *aid = fstr(d, F_ID) ? fstr(d, F_ID) : "";
+  const char *aid = fstr(d, FLD_ID) ? fstr(d, FLD_ID) : "";
   json_t *wt = json_object_get(f->waits, aid);
   char id[17], name[256];
   struct w *a;
@@ -539,7 +540,7 @@ static void on_approval_end(struct durin_otel_fold *f,
   attr_str(a, "durin.approval.state", state);
   attr_str(a, "gen_ai.tool.name", str(wt, "tool"));
   attr_str(a, "gen_ai.tool.call.id", str(wt, "call_id"));
-  attr_str(a, "durin.approval.decided_by", fstr(d, F_BY));
+  attr_str(a, "durin.approval.decided_by", fstr(d, FLD_BY));
   span_close(f, NULL, 0, NULL);
   json_object_del(f->waits, aid);
 }
@@ -557,11 +558,11 @@ static void on_moment(struct durin_otel_fold *f, const struct durin_event *ev,
   span_id(f, "moment", ev->type, ev->seq, id);
   a = child_open(f, id, name, KIND_INTERNAL, ev->ts_ms, ev->ts_ms);
   attr_int(a, "durin.step", ev->step);
-  attr_str(a, "durin.reason", fstr(d, F_REASON));
-  attr_str(a, "durin.control.action", fstr(d, F_ACTION));
-  attr_str(a, "durin.control.by", fstr(d, F_BY));
-  if (fhas(d, F_ATTEMPT))
-    attr_int(a, "durin.attempt", fint(d, F_ATTEMPT));
+  attr_str(a, "durin.reason", fstr(d, FLD_REASON));
+  attr_str(a, "durin.control.action", fstr(d, FLD_ACTION));
+  attr_str(a, "durin.control.by", fstr(d, FLD_BY));
+  if (fhas(d, FLD_ATTEMPT))
+    attr_int(a, "durin.attempt", fint(d, FLD_ATTEMPT));
   span_close(f, NULL, 0, NULL);
 }
 
@@ -569,7 +570,7 @@ static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
                         const struct fields *d)
 {
   char name[256];
-  const char *status = fstr(d, F_STATUS) ? fstr(d, F_STATUS) : "";
+  const char *status = fstr(d, FLD_STATUS) ? fstr(d, FLD_STATUS) : "";
   int ok = !strcmp(status, "succeeded");
   struct w *a;
 
@@ -584,13 +585,13 @@ static void on_finished(struct durin_otel_fold *f, const struct durin_event *ev,
   attr_str(a, "gen_ai.agent.id", f->run.run_id);
   attr_str(a, "gen_ai.conversation.id", f->run.run_id);
   attr_str(a, "durin.run.status", status);
-  attr_str(a, "durin.run.reason", fstr(d, F_REASON));
+  attr_str(a, "durin.run.reason", fstr(d, FLD_REASON));
   if (!ok)
     attr_str(a, "error.type", status);
   span_close(f, NULL, ok ? STATUS_OK : STATUS_ERROR,
-             ok                ? NULL :
-             fstr(d, F_REASON) ? fstr(d, F_REASON) :
-                                 status);
+             ok                  ? NULL :
+             fstr(d, FLD_REASON) ? fstr(d, FLD_REASON) :
+                                   status);
   f->ended = 1;
 }
 
@@ -647,7 +648,7 @@ typedef void (*on_event)(struct durin_otel_fold *f,
 static void on_decided(struct durin_otel_fold *f, const struct durin_event *ev,
                        const struct fields *d)
 {
-  on_approval_end(f, ev, d, fstr(d, F_DECISION) ? fstr(d, F_DECISION) : "");
+  on_approval_end(f, ev, d, fstr(d, FLD_DECISION) ? fstr(d, FLD_DECISION) : "");
 }
 
 static void on_expired(struct durin_otel_fold *f, const struct durin_event *ev,
