@@ -87,6 +87,21 @@ static int claim_one(struct durin_store *q, struct durin_otel_cursor *c,
   return 0;
 }
 
+/* Commits a batch's transaction, or rolls it back on r (or when the commit
+ * fails): then none of its cursors is held. */
+static int end_batch(struct durin_store *q, struct durin_otel_cursor *c, int n,
+                     int r, struct durin_err *err)
+{
+  int i;
+
+  if (!r && !(r = durin__sq_exec(q, "COMMIT", err)))
+    return 0;
+  durin__sq_exec(q, "ROLLBACK", NULL);
+  for (i = 0; i < n; i++)
+    c[i].held = 0;
+  return r;
+}
+
 int durin_store_otel_claim(struct durin_store *q, const char *owner,
                            int64_t now_ms, int64_t until_ms,
                            struct durin_otel_cursor *c, int n,
@@ -107,13 +122,7 @@ int durin_store_otel_claim(struct durin_store *q, const char *owner,
     if (r == DURIN_EBUSY)
       r = 0;
   }
-  if (r) {
-    durin__sq_exec(q, "ROLLBACK", NULL);
-    for (i = 0; i < n; i++)
-      c[i].held = 0;
-    return r;
-  }
-  return durin__sq_exec(q, "COMMIT", err);
+  return end_batch(q, c, n, r, err);
 }
 
 int durin_store_otel_advance(struct durin_store *q, const char *owner,
@@ -145,11 +154,5 @@ int durin_store_otel_advance(struct durin_store *q, const char *owner,
     db_reset(st);
   }
   db_finalize(st);
-  if (r) {
-    durin__sq_exec(q, "ROLLBACK", NULL);
-    for (i = 0; i < n; i++)
-      c[i].held = 0;
-    return r;
-  }
-  return durin__sq_exec(q, "COMMIT", err);
+  return end_batch(q, c, n, r, err);
 }
