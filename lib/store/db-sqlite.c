@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
@@ -269,7 +270,7 @@ int db_sqlite_open(const char *path, int sync_full, int busy_timeout_ms,
 {
   struct sdb *d = calloc(1, sizeof(*d));
   char pragmas[256];
-  int rc;
+  int rc, waited;
 
   if (!d) {
     snprintf(msg, len, "out of memory");
@@ -291,7 +292,13 @@ int db_sqlite_open(const char *path, int sync_full, int busy_timeout_ms,
            "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
            "PRAGMA foreign_keys=ON;",
            sync_full ? "FULL" : "NORMAL");
-  rc = s_exec(&d->base, pragmas);
+  /* Two processes opening a new file at once (a worker and `durin
+   * submit`) can find it locked while the other switches it to WAL, a
+   * lock the busy handler is not asked about: wait for it as for any. */
+  for (waited = 0;
+       (rc = s_exec(&d->base, pragmas)) == DB_BUSY && waited < busy_timeout_ms;
+       waited += 20)
+    usleep(20000);
   if (rc != DB_OK) {
     snprintf(msg, len, "%s", d->msg);
     s_close(&d->base);
