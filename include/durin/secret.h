@@ -100,6 +100,16 @@ int durin_secret_get(struct durin_store *s, const struct durin_master_key *k,
                      const char *tenant, const char *name,
                      struct durin_secret_value *out, struct durin_err *err);
 
+/*
+ * Whether agent may use tenant's secret name (tenant NULL: "default"):
+ * it exists, and its scope is none or "agent:AGENT". Reads no value.
+ * DURIN_ENOTFOUND naming the secret and the tenant, DURIN_EACCES naming
+ * the scope.
+ */
+int durin_secret_check_use(struct durin_store *s, const char *tenant,
+                           const char *name, const char *agent,
+                           struct durin_err *err);
+
 /* The sealing itself, for the store's rows (and the tests). nonce_b64 and
  * ct_b64 are malloc'd base64 (the caller frees them). */
 int durin_secret_seal(const struct durin_master_key *k, const char *tenant,

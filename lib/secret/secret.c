@@ -542,3 +542,35 @@ int durin_secret_get(struct durin_store *s, const struct durin_master_key *k,
   durin_secret_row_clear(&row);
   return r;
 }
+
+/* Whether a secret scoped to scope is open to agent. */
+static int scope_allows(const char *scope, const char *agent)
+{
+  return !scope ||
+         (!strncmp(scope, "agent:", 6) && agent && !strcmp(scope + 6, agent));
+}
+
+int durin_secret_check_use(struct durin_store *s, const char *tenant,
+                           const char *name, const char *agent,
+                           struct durin_err *err)
+{
+  struct durin_secret_row row;
+  int r;
+
+  if (!tenant)
+    tenant = "default";
+  if ((r = durin_store_secret_get(s, tenant, name, &row, err))) {
+    if (r == DURIN_ENOTFOUND)
+      durin_err_set(err, r,
+                    "no secret '%s' in tenant '%s' (store one with 'durin "
+                    "secret set %s --tenant %s')",
+                    name, tenant, name, tenant);
+    return r;
+  }
+  if (!scope_allows(row.scope, agent))
+    r = durin_err_set(err, DURIN_EACCES,
+                      "secret '%s' is scoped to '%s', not to agent '%s'", name,
+                      row.scope, agent ? agent : "");
+  durin_secret_row_clear(&row);
+  return r;
+}
