@@ -172,6 +172,39 @@ test_expect_success 'a secret scoped to another agent is refused at submit' '
   grep_q "scoped to .agent:someone-else." err.txt
 '
 
+# The same check through the HTTP API (one submit path), and a run made
+# there that serve's own worker drives with the key from the vault.
+api_spec() { # api_spec SECRET
+  cat <<JSON
+{"spec": {"name": "api", "goal": "say hi", "tools": ["finish"],
+  "model": {"provider": "openai", "name": "gpt-4o-mini",
+            "base_url": "http://127.0.0.1:$PORT/v1",
+            "api_key_secret": "$1", "max_retries": 0, "timeout_s": 10}}}
+JSON
+}
+
+# serve takes no runs over the network without the sandbox.
+if "$DURIN" sandbox -- true 2>/dev/null; then
+test_expect_success 'POST /v1/runs: an unknown secret is 422 naming it; a known one authenticates' '
+  OP=$(make_token ops operator) && test -n "$OP" &&
+  finish_reply &&
+  start_fake replies.json &&
+  start_serve &&
+  test "$(api "$OP" POST /v1/runs -d "$(api_spec NO_SUCH_KEY)")" = 422 &&
+  test "$(body_field .error.code)" = bad_spec &&
+  body_field .error.message | grep_q "no secret .NO_SUCH_KEY." &&
+  test "$(api "$OP" POST /v1/runs -d "$(api_spec OPENAI_KEY)")" = 201 &&
+  id=$(body_field .id) &&
+  wait_for 30 "test \"\$(status_of $id)\" = succeeded" &&
+  test "$(wc -l <requests.log)" = 1 &&
+  stop_serve &&
+  stop_fake &&
+  no_value_in "$SERVE_LOG"
+'
+else
+  test_skip 'POST /v1/runs with secrets' 'this host cannot build the sandbox'
+fi
+
 test_expect_success 'rm deletes it; ls no longer shows it' '
   durin secret rm OPENAI_KEY 2>err.txt &&
   ! durin secret ls | grep_q OPENAI_KEY &&
