@@ -190,6 +190,7 @@ int cli_approval_decide(struct durin_store *st, const struct durin_approval *a,
                         struct cli_decision *d, struct durin_err *err);
 int cmd_token(int argc, char **argv, struct cli *cli);
 int cmd_webhook(int argc, char **argv, struct cli *cli);
+int cmd_secret(int argc, char **argv, struct cli *cli);
 
 /* cli_diff_write's flags. */
 enum {

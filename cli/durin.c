@@ -48,6 +48,8 @@ static const struct command commands[] = {
   { "bundle", cmd_bundle, "a run's postmortem bundle (.tar.zst)" },
   { "token", cmd_token, "API tokens for durin serve" },
   { "webhook", cmd_webhook, "the secret that signs runs' own webhooks" },
+  { "secret", cmd_secret,
+    "the vault: encrypted secrets (set, ls, rm, keygen)" },
   { NULL, NULL, NULL },
 };
 

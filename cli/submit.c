@@ -13,6 +13,7 @@
 
 #include "cmd.h"
 #include "durin/sandbox.h"
+#include "durin/secret.h"
 #include "durin/model.h"
 #include "durin/spec.h"
 #include "durin/util.h"
@@ -72,8 +73,23 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
     free(spec->model.base_url);
     spec->model.base_url = strdup(base_url);
   }
+  /* A key from the vault: the secret must exist in the run's tenant, and
+   * be open to its agent, now rather than at the run's first model call.
+   * Only its row is read: the submitter needs no master key. */
+  if (spec->model.api_key_secret &&
+      (r = durin_secret_check_use(cli->store, o->tenant,
+                                  spec->model.api_key_secret,
+                                  o->agent ? o->agent : spec->name, err))) {
+    char why[sizeof(err->msg)];
+
+    snprintf(why, sizeof(why), "%s", err->msg);
+    durin_err_set(err, DURIN_ESPEC, "model.api_key_secret: %s", why);
+    durin_spec_clear(spec);
+    return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
+                                                       cli_exit_for(r);
+  }
   /* OpenAI and Anthropic always want a key: say so now, not after a 401. */
-  if (spec->model.base_url &&
+  if (!spec->model.api_key_secret && spec->model.base_url &&
       (strstr(spec->model.base_url, "api.openai.com") ||
        strstr(spec->model.base_url, "api.anthropic.com")) &&
       (!getenv(spec->model.api_key_env) || !*getenv(spec->model.api_key_env))) {

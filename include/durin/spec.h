@@ -45,8 +45,11 @@ struct durin_model_cfg {
   char *base_url;
   int base_url_default; /* base_url was not given: hosts may override it */
   char *api_key_env;    /* name of the environment variable with the key */
-  char *api_version;    /* anthropic-version header; NULL: the default */
-  json_t *turns;        /* script: the assistant turns (owned) */
+  /* The vault's secret with the key (include/durin/secret.h), in the
+   * run's tenant; when set it is used instead of api_key_env. */
+  char *api_key_secret;
+  char *api_version; /* anthropic-version header; NULL: the default */
+  json_t *turns;     /* script: the assistant turns (owned) */
   struct durin_price price;
   int64_t timeout_ms;  /* per request */
   int64_t max_retries; /* per-run retry budget for transient errors */

@@ -757,4 +757,47 @@ int durin_store_otel_advance(struct durin_store *s, const char *owner,
                              int64_t until_ms, struct durin_otel_cursor *c,
                              int n, struct durin_err *err);
 
+/* ---- the vault's rows (lib/secret/, lib/store/sql-secrets.c) ---- */
+
+/* A secret as stored: its value sealed (include/durin/secret.h). Strings
+ * are owned by whoever filled it (durin_secret_row_clear frees those
+ * durin_store_secret_get filled). A listing leaves nonce and ciphertext
+ * NULL: values never leave the store there. */
+struct durin_secret_row {
+  char *tenant;
+  char *name;
+  char *scope; /* NULL, or e.g. "agent:NAME" */
+  char *key_id;
+  char *nonce;      /* base64 */
+  char *ciphertext; /* base64, with its tag */
+  int64_t version;
+  int64_t created_ms, updated_ms;
+  char *created_by; /* may be NULL */
+};
+void durin_secret_row_clear(struct durin_secret_row *r);
+typedef int (*durin_secret_row_cb)(const struct durin_secret_row *r, void *arg);
+
+/*
+ * Writes row as version row->version of (tenant, name), if the stored
+ * version is still prev (0: there is none): a new row keeps created_ms
+ * and created_by as given, a rotation keeps the stored ones, and its
+ * scope when row->scope is NULL. DURIN_EBUSY when prev is no longer the
+ * stored version (another writer came first: read again).
+ */
+int durin_store_secret_put(struct durin_store *s,
+                           const struct durin_secret_row *row, int64_t prev,
+                           struct durin_err *err);
+/* Tenant's secret name, sealed value included; DURIN_ENOTFOUND if none. */
+int durin_store_secret_get(struct durin_store *s, const char *tenant,
+                           const char *name, struct durin_secret_row *out,
+                           struct durin_err *err);
+/* Tenant's secrets (NULL: every tenant's) by tenant and name: metadata
+ * only, never nonce or ciphertext. */
+int durin_store_secret_list(struct durin_store *s, const char *tenant,
+                            durin_secret_row_cb cb, void *arg,
+                            struct durin_err *err);
+/* Deletes tenant's secret name; DURIN_ENOTFOUND if there was none. */
+int durin_store_secret_delete(struct durin_store *s, const char *tenant,
+                              const char *name, struct durin_err *err);
+
 #endif

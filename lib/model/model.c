@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <sodium.h>
 
 #include "durin/model.h"
 #include "model/providers.h"
@@ -55,8 +56,12 @@ void durin_http_req_clear(struct durin_http_req *h)
 
   free(h->url);
   free(h->body);
-  for (i = 0; i < 8; i++)
+  /* A header may carry the API key: wiped, not just freed. */
+  for (i = 0; i < 8; i++) {
+    if (h->headers[i])
+      sodium_memzero(h->headers[i], strlen(h->headers[i]));
     free(h->headers[i]);
+  }
   memset(h, 0, sizeof(*h));
 }
 

@@ -52,8 +52,9 @@ int durin__answer_json(long status, const char *body, size_t len, json_t **root,
         json_object_get(json_object_get(j, "error"), "message"));
     int r = durin_err_set(err, DURIN_EMODEL, "model returned HTTP %ld: %s%s",
                           status, m ? m : "(no error message)",
-                          status == 401 ? " (check the API key variable "
-                                          "named by model.api_key_env)" :
+                          status == 401 ? " (check the API key: "
+                                          "model.api_key_env's variable, or "
+                                          "the vault's model.api_key_secret)" :
                                           "");
 
     json_decref(j);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "durin/policy.h"
+#include "durin/secret.h"
 #include "durin/spec.h"
 #include "durin/tools.h"
 #include "durin/util.h"
@@ -62,9 +63,9 @@ static const char *const sandbox_fields[] = {
   NULL,
 };
 static const char *const model_fields[] = {
-  "provider",   "name",   "base_url", "api_key_env", "api_version",
-  "turns",      "script", "price",    "timeout_s",   "max_retries",
-  "max_tokens", "stream", NULL,
+  "provider",    "name",       "base_url", "api_key_env", "api_key_secret",
+  "api_version", "turns",      "script",   "price",       "timeout_s",
+  "max_retries", "max_tokens", "stream",   NULL,
 };
 static const char *const price_fields[] = {
   "input_per_mtok",
@@ -568,6 +569,8 @@ static int parse_model(json_t *root, const char *base_dir,
   if ((r = get_string(mo, "name", "model.", 0, &m->name, err)) ||
       (r = get_string(mo, "base_url", "model.", 0, &m->base_url, err)) ||
       (r = get_string(mo, "api_key_env", "model.", 0, &m->api_key_env, err)) ||
+      (r = get_string(mo, "api_key_secret", "model.", 0, &m->api_key_secret,
+                      err)) ||
       (r = get_string(mo, "api_version", "model.", 0, &m->api_version, err)) ||
       (r = get_int(mo, "timeout_s", "model.", 1, 1000, &m->timeout_ms, err)) ||
       (r = get_int(mo, "max_retries", "model.", 0, 1, &m->max_retries, err)) ||
@@ -604,6 +607,13 @@ static int parse_model(json_t *root, const char *base_dir,
                          "API version as the provider names it, e.g. "
                          "'2023-06-01'",
                          m->api_version);
+  if (m->api_key_secret) {
+    struct durin_err e2 = { 0 };
+
+    if (durin_secret_name_check(m->api_key_secret, &e2))
+      return durin_err_set(err, DURIN_ESPEC, "field 'model.api_key_secret': %s",
+                           e2.msg);
+  }
   if (!strcmp(m->provider, "script")) {
     turns = json_object_get(mo, "turns");
     if ((r = get_string(mo, "script", "model.", 0, &script, err)))
@@ -1008,8 +1018,10 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
   if (!m->provider || strcmp(m->provider, provider)) {
     free(m->base_url);
     free(m->api_key_env);
+    free(m->api_key_secret);
     m->base_url = NULL;
     m->api_key_env = NULL;
+    m->api_key_secret = NULL;
   }
   free(m->provider);
   free(m->name);
@@ -1035,6 +1047,7 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->model.name);
   free(s->model.base_url);
   free(s->model.api_key_env);
+  free(s->model.api_key_secret);
   free(s->model.api_version);
   json_decref(s->model.turns);
   for (i = 0; i < s->ntools; i++)
@@ -1092,6 +1105,9 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set_new(m, "base_url", json_string(s->model.base_url));
   if (s->model.api_key_env)
     json_object_set_new(m, "api_key_env", json_string(s->model.api_key_env));
+  if (s->model.api_key_secret)
+    json_object_set_new(m, "api_key_secret",
+                        json_string(s->model.api_key_secret));
   if (s->model.turns)
     json_object_set(m, "turns", s->model.turns);
   if (s->model.api_version)

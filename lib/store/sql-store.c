@@ -129,6 +129,23 @@ static const char *const stmt_sql[ST__COUNT] = {
  "  owner TEXT,"                 \
  "  until_ms " I64 ");"
 
+/* The vault (lib/store/sql-secrets.c): values sealed under a master key
+ * the store never holds, as base64 text (the database layer binds text,
+ * not blobs); key_id says which key sealed them. */
+#define SECRETS_TABLE(I64)        \
+ "CREATE TABLE secrets("          \
+ "  tenant TEXT NOT NULL,"        \
+ "  name TEXT NOT NULL,"          \
+ "  scope TEXT,"                  \
+ "  key_id TEXT NOT NULL,"        \
+ "  nonce TEXT NOT NULL,"         \
+ "  ciphertext TEXT NOT NULL,"    \
+ "  version " I64 " NOT NULL,"    \
+ "  created_ms " I64 " NOT NULL," \
+ "  updated_ms " I64 " NOT NULL," \
+ "  created_by TEXT,"             \
+ "  PRIMARY KEY(tenant, name));"
+
 /* Whether a call's attempt runs in a layer of its own (lib/worker/calls.c). */
 #define LEDGER_CONTAINED \
  "ALTER TABLE ledger ADD COLUMN contained INTEGER NOT NULL DEFAULT 0;"
@@ -388,6 +405,8 @@ static const char *const migrations[] = {
                      WEBHOOK_TYPE_OF("NEW.type")) "; END;",
   /* 8: the trace exporter's cursors. */
   OTEL_CURSOR("INTEGER"),
+  /* 9: the vault. */
+  SECRETS_TABLE("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -502,6 +521,7 @@ static const char *const pg_migrations[] = {
                                      "CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW "
                                      "EXECUTE FUNCTION durin_webhooks();",
   OTEL_CURSOR("BIGINT"),
+  SECRETS_TABLE("BIGINT"),
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,

@@ -23,6 +23,7 @@
 #include "durin/harness.h"
 #include "durin/otel.h"
 #include "durin/sandbox.h"
+#include "durin/secret.h"
 #include "durin/util.h"
 #include "durin/worker.h"
 #include "worker/calls.h"
@@ -52,6 +53,9 @@ struct wrun {
   enum phase phase;
   struct durin_spec spec;
   int spec_ok;
+  /* The model's API key from the vault (model.api_key_secret), opened at
+   * restore; empty when the spec names none. */
+  struct durin_secret_value api_key;
   struct durin_harness *h;
   struct durin_run_policy policy;
   struct durin_action act;
@@ -267,6 +271,7 @@ static void run_free_cb(uv_handle_t *h)
   if (r->spec_ok)
     durin_spec_clear(&r->spec);
   durin_http_req_clear(&r->req);
+  durin_secret_value_clear(&r->api_key);
   free(r->cr);
   free(r->tr);
   free(r);
@@ -965,9 +970,11 @@ static void start_model(struct wrun *r)
     return;
   }
   if (!r->req_built) {
-    const char *key =
-        req->cfg->api_key_env ? getenv(req->cfg->api_key_env) : NULL;
+    /* The vault's key (opened at restore), else the variable's. */
+    const char *key = (const char *)r->api_key.data;
 
+    if (!key && req->cfg->api_key_env)
+      key = getenv(req->cfg->api_key_env);
     if (p->build(req, key, &r->req, &err)) {
       model_finished(r, DURIN_EMODEL, NULL, err.msg);
       return;
@@ -1438,6 +1445,37 @@ static void run_labels(struct durin_worker *w, struct wrun *r,
   durin_run_meta_clear(&meta);
 }
 
+/*
+ * Opens the model's API key from the vault, in the run's tenant, for its
+ * agent (its registered agent's name, else the run's): a secret deleted
+ * since the submit, a scope that does not admit the agent, a missing or
+ * wrong master key end the run, saying which.
+ */
+static int open_api_key(struct durin_worker *w, struct wrun *r,
+                        const struct durin_run_info *ri, struct durin_err *err)
+{
+  const char *name = r->spec.model.api_key_secret;
+  struct durin_master_key *k = NULL;
+  struct durin_run_meta meta;
+  int rc;
+
+  memset(&meta, 0, sizeof(meta));
+  durin_store_run_meta(w->s, r->id, &meta, NULL);
+  rc = durin_secret_check_use(w->s, ri->tenant, name,
+                              meta.agent ? meta.agent : ri->name, err);
+  if (!rc)
+    rc = durin_master_key_load(&k, err);
+  if (!rc) {
+    durin_secret_value_clear(&r->api_key);
+    rc = durin_secret_get(w->s, k, ri->tenant, name, &r->api_key, err);
+  }
+  durin_master_key_free(k);
+  durin_run_meta_clear(&meta);
+  if (rc)
+    durin_err_prefix(err, "model.api_key_secret: ");
+  return rc;
+}
+
 static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                       struct job *j)
 {
@@ -1479,6 +1517,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc =
         durin_run_policy_init(&r->policy, r->spec.policy, w->o.policy, &j->err);
   }
+  if (!rc && r->spec.model.api_key_secret)
+    rc = open_api_key(w, r, &ri, &j->err);
   /* A bind that exposes the store or the data directory can never run
    * here: the run ends, saying which (DURIN_ESPEC fails it). */
   if (!rc && w->o.sandbox)

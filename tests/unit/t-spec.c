@@ -63,6 +63,9 @@ static void test_bad_specs(void **state)
   expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
              "\"script\",\"turns\":[{\"txt\":\"x\"}]}}",
              "'txt' is not known");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
+             "\"openai\",\"name\":\"m\",\"api_key_secret\":\"my-key\"}}",
+             "'model.api_key_secret': 'my-key' is not a secret name");
 }
 
 static void test_good_spec_roundtrip(void **state)
@@ -75,7 +78,8 @@ static void test_good_spec_roundtrip(void **state)
   assert_int_equal(
       durin_spec_parse("{\"name\":\"n\",\"goal\":\"g\",\"workspace\":\"/tmp\","
                        "\"model\":{\"provider\":\"openai\",\"name\":\"gpt-4o\""
-                       ",\"base_url\":\"http://127.0.0.1:1/v1\"},"
+                       ",\"base_url\":\"http://127.0.0.1:1/v1\","
+                       "\"api_key_secret\":\"OPENAI_KEY\"},"
                        "\"tools\":[\"bash\",{\"name\":\"edit_file\","
                        "\"effect\":\"idempotent\"}],"
                        "\"checks\":[{\"run\":\"make test\"}],"
@@ -94,6 +98,7 @@ static void test_good_spec_roundtrip(void **state)
   assert_int_equal(t.budget.steps, 7);
   assert_true(t.budget.dollars == 0.5);
   assert_string_equal(t.model.base_url, "http://127.0.0.1:1/v1");
+  assert_string_equal(t.model.api_key_secret, "OPENAI_KEY");
   assert_int_equal(durin_spec_tool(&t, "edit_file")->effect,
                    DURIN_EFFECT_IDEMPOTENT);
   free(dump);
