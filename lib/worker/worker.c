@@ -23,6 +23,7 @@
 #include "durin/harness.h"
 #include "durin/otel.h"
 #include "durin/sandbox.h"
+#include "durin/redact.h"
 #include "durin/secret.h"
 #include "durin/util.h"
 #include "durin/worker.h"
@@ -56,6 +57,10 @@ struct wrun {
   /* The model's API key from the vault (model.api_key_secret), opened at
    * restore; empty when the spec names none. */
   struct durin_secret_value api_key;
+  /* Every secret of the run's tenant, in each of its forms: scrubbed from
+   * tool and check output before the model or the log sees it (NULL:
+   * the tenant has none). */
+  struct durin_redactor *redact;
   struct durin_harness *h;
   struct durin_run_policy policy;
   struct durin_action act;
@@ -272,6 +277,7 @@ static void run_free_cb(uv_handle_t *h)
     durin_spec_clear(&r->spec);
   durin_http_req_clear(&r->req);
   durin_secret_value_clear(&r->api_key);
+  durin_redactor_free(r->redact);
   free(r->cr);
   free(r->tr);
   free(r);
@@ -1009,6 +1015,22 @@ static void start_model(struct wrun *r)
 
 /* ---- tools and checks ---- */
 
+/* text, with every secret of the run scrubbed (in place). */
+static void scrub(struct wrun *r, char **text)
+{
+  struct durin_buf b;
+  size_t hits = 0;
+
+  if (!r->redact || !*text)
+    return;
+  durin_buf_init(&b, 0);
+  if (!durin_redact(r->redact, *text, strlen(*text), &b, &hits) && hits) {
+    free(*text);
+    *text = durin_buf_detach(&b, NULL);
+  }
+  durin_buf_release(&b);
+}
+
 /*
  * What the call did to the workspace, read from its layer (on the pool:
  * an `npm install` writes thousands of files). A layer nested deeper than
@@ -1044,6 +1066,7 @@ static void tool_finished(struct wrun *r, struct durin_tool_result *res)
 
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_TOOL;
+  scrub(r, &res->output);
   c.tool = res;
   c.now_ms = durin_now_ms();
   r->busy = 0;
@@ -1206,6 +1229,7 @@ static void on_check_done(void *arg, struct durin_tool_result *res)
 
   r->proc = NULL;
   durin__wmetrics_sandbox(r->w->wm, res);
+  scrub(r, &res->output);
   r->tr[r->check_idx] = *res;
   /* Default FAIL: only a clean exit 0 within the time limit passes. */
   cr->ok = res->ok;
@@ -1476,6 +1500,70 @@ static int open_api_key(struct durin_worker *w, struct wrun *r,
   return rc;
 }
 
+struct names {
+  char **v;
+  size_t n;
+};
+
+static int note_name(const struct durin_secret_row *row, void *arg)
+{
+  struct names *ns = arg;
+  char **v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
+
+  if (!v)
+    return DURIN_ENOMEM;
+  ns->v = v;
+  if (!(v[ns->n] = strdup(row->name)))
+    return DURIN_ENOMEM;
+  ns->n++;
+  return 0;
+}
+
+/*
+ * The run's redactor, of every secret of its tenant (the run may meet any
+ * of them: a file in the workspace, a host's answer). Secrets there and no
+ * master key here to open them: the run ends, since its output could not
+ * be kept clean, saying so.
+ */
+static int open_redactor(struct durin_worker *w, struct wrun *r,
+                         const struct durin_run_info *ri, struct durin_err *err)
+{
+  struct durin_master_key *k = NULL;
+  struct names ns = { NULL, 0 };
+  size_t i;
+  int rc;
+
+  durin_redactor_free(r->redact);
+  r->redact = NULL;
+  rc = durin_store_secret_list(w->s, ri->tenant ? ri->tenant : "default",
+                               note_name, &ns, err);
+  if (!rc && ns.n) {
+    rc = durin_master_key_load(&k, err);
+    if (rc)
+      durin_err_prefix(err,
+                       "the run's tenant has secrets, and their values must "
+                       "be scrubbed from its output: ");
+  }
+  if (!rc && ns.n && !(r->redact = durin_redactor_new()))
+    rc = durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  for (i = 0; !rc && i < ns.n; i++) {
+    struct durin_secret_value v = { NULL, 0 };
+
+    rc = durin_secret_get(w->s, k, ri->tenant ? ri->tenant : "default", ns.v[i],
+                          &v, err);
+    /* One too short to scrub would match everywhere: it is left out. */
+    if (!rc &&
+        durin_redactor_add(r->redact, ns.v[i], v.data, v.len) == DURIN_ENOMEM)
+      rc = durin_err_set(err, DURIN_ENOMEM, "out of memory");
+    durin_secret_value_clear(&v);
+  }
+  for (i = 0; i < ns.n; i++)
+    free(ns.v[i]);
+  free(ns.v);
+  durin_master_key_free(k);
+  return rc;
+}
+
 static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                       struct job *j)
 {
@@ -1519,6 +1607,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   }
   if (!rc && r->spec.model.api_key_secret)
     rc = open_api_key(w, r, &ri, &j->err);
+  if (!rc)
+    rc = open_redactor(w, r, &ri, &j->err);
   /* A bind that exposes the store or the data directory can never run
    * here: the run ends, saying which (DURIN_ESPEC fails it). */
   if (!rc && w->o.sandbox)

@@ -1,0 +1,78 @@
+#!/bin/sh
+# No secret value leaves a tool in any of its forms: a run reads a planted
+# value from its workspace and prints it as it is, in base64 (alone, and
+# inside a Basic auth header at another alignment), in hex and URL-encoded,
+# and an acceptance check prints it too; the log, durin logs and show,
+# the trace with content, the debug bundle and the store itself (the
+# SQLite file and its WAL, or a dump of PostgreSQL's rows) hold none of
+# them, and [secret:TOKEN] where each was.
+. "$(dirname "$0")/lib-test.sh"
+"$DURIN" sandbox -- true 2>/dev/null ||
+  test_skip_all "this host cannot build the sandbox"
+
+make_project
+unset DURIN_MASTER_KEY DURIN_MASTER_KEY_FILE CREDENTIALS_DIRECTORY XDG_CONFIG_HOME
+export HOME="$TRASH/home"
+export DURIN_MASTER_KEY_FILE="$TRASH/master.key"
+V=ghp_Pl4ntedV4lue0123456789abcdefXYZ
+printf "%s" "$V" >"$TRASH/project/creds.txt"
+b64=$(printf "%s" "$V" | base64 -w0)
+hex=$(printf "%s" "$V" | od -An -tx1 | tr -d " \n")
+
+cat >"$TRASH/s.json" <<'JSON'
+{"goal": "g", "workspace": "project", "tools": ["bash", "finish"],
+ "checks": [{"name": "leak", "run": "echo check sees $(cat creds.txt)"}],
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "echo raw $(cat creds.txt) end"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "base64 -w0 creds.txt; echo; printf user:%s $(cat creds.txt) | base64 -w0"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "od -An -tx1 creds.txt | tr -d ' \\n'; echo; od -An -tx1 creds.txt | tr -d ' \\n' | tr a-f A-F"}}]},
+   {"tool_calls": [{"name": "bash", "arguments": {"command": "jq -rn --arg v \"$(cat creds.txt)/x y\" '$v|@uri'"}}]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]}]}}
+JSON
+
+# Every form a test looks for; none may appear in FILE.
+clean() {
+  for f in "$V" "$b64" "$hex" "$(printf "%s" "$hex" | tr a-f A-F)" \
+    "$(printf "user:%s" "$V" | base64 -w0 | cut -c8-30)"; do
+    if grep -a -q -F -- "$f" "$1"; then
+      echo "$1 holds a form of the secret: $f" >&2
+      return 1
+    fi
+  done
+}
+
+test_expect_success 'a run that prints a secret in every form' '
+  durin secret keygen -o "$DURIN_MASTER_KEY_FILE" >/dev/null 2>err.txt &&
+  printf "%s" "$V" | durin secret set TOKEN 2>/dev/null &&
+  durin run s.json >w.log 2>&1 &&
+  id=$(run_id_of w.log) && test -n "$id" &&
+  test "$(status_of $id)" = succeeded
+'
+
+test_expect_success 'the log has [secret:TOKEN] where each form was' '
+  durin logs $id >logs.txt &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_result'"'"'" >results.txt &&
+  grep -q "raw \[secret:TOKEN\] end" results.txt &&
+  test "$(grep -o "\[secret:TOKEN\]" results.txt | wc -l)" -ge 6 &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'checks'"'"'" >checks.txt &&
+  grep -q "check sees \[secret:TOKEN\]" checks.txt
+'
+
+test_expect_success 'no form of it in any artefact, nor in the store' '
+  durin show $id >show.txt &&
+  durin trace --content $id >trace.json &&
+  durin bundle $id -o b.tar.zst >/dev/null 2>&1 &&
+  mkdir b && tar --zstd -xf b.tar.zst -C b &&
+  for f in logs.txt results.txt checks.txt show.txt trace.json w.log $(find b -type f -not -name "*.tar.zst"); do
+    clean "$f" || return 1
+  done &&
+  if [ -n "${PGDB:-}" ]; then
+    pg_dump --data-only "$DURIN_STORE" >dump.txt &&
+    grep -q "secret:TOKEN" dump.txt &&
+    clean dump.txt
+  else
+    for f in "$TRASH"/store/*; do clean "$f" || return 1; done
+  fi
+'
+
+test_done
