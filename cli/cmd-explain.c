@@ -224,10 +224,7 @@ int cmd_explain(int argc, char **argv, struct cli *cli)
     return cli_exit_for(r);
   }
   if (json) {
-    char *s = json_dumps(rep, JSON_INDENT(2));
-
-    printf("%s\n", s ? s : "null");
-    free(s);
+    cli_print_json(rep);
   } else if (!num(rep, "events")) {
     printf("run %s (%s) is %s and has no events yet: nothing to explain\n",
            str(rep, "run"), str(rep, "name"), str(rep, "status"));

@@ -250,12 +250,8 @@ static int ls(struct cli *cli, int argc, char **argv)
     printf("%-24s %-12s %-16s %7s %-16s %s\n", "NAME", "TENANT", "SCOPE",
            "VERSION", "KEY_ID", "UPDATED");
   r = durin_store_secret_list(cli->store, tenant, ls_one, &c, &err);
-  if (c.json && !r) {
-    char *s = json_dumps(c.arr, JSON_INDENT(2));
-
-    printf("%s\n", s);
-    free(s);
-  }
+  if (c.json && !r)
+    cli_print_json(c.arr);
   json_decref(c.arr);
   if (r) {
     cli_error("secret ls: %s", err.msg);

@@ -109,12 +109,8 @@ int cmd_token(int argc, char **argv, struct cli *cli)
     if (!c.json)
       printf("%-24s %-9s %-16s %s\n", "NAME", "ROLE", "TENANT", "STATE");
     r = durin_store_token_list(cli->store, ls_one, &c, &err);
-    if (c.json && !r) {
-      char *s = json_dumps(c.arr, JSON_INDENT(2));
-
-      printf("%s\n", s);
-      free(s);
-    }
+    if (c.json && !r)
+      cli_print_json(c.arr);
     json_decref(c.arr);
     if (r) {
       cli_error("%s", err.msg);

@@ -284,6 +284,9 @@ int cli_run_arg(int argc, char **argv, struct cli *cli, const char *cmd,
 int cli_exit_for_status(enum durin_run_status st);
 /* Prints one event as a human line (plain mode) to f. */
 void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev);
+/* Prints j to stdout as indented JSON and a newline ("null" if it cannot
+ * be written): every --json answer that is one document. */
+void cli_print_json(json_t *j);
 /* Prints one event as a JSON line to f. */
 void cli_print_event_json(FILE *f, const char *run_id,
                           const struct durin_event *ev);

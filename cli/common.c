@@ -330,6 +330,14 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
   json_decref(d);
 }
 
+void cli_print_json(json_t *j)
+{
+  char *s = json_dumps(j, JSON_INDENT(2));
+
+  printf("%s\n", s ? s : "null");
+  free(s);
+}
+
 void cli_print_event_json(FILE *f, const char *run_id,
                           const struct durin_event *ev)
 {

@@ -44,7 +44,7 @@ struct durin_otel_exporter {
   struct durin_otel_exporter_opts o;
   char *endpoint, *owner, *service, *attributes, *store_url;
   struct curl_slist *headers;
-  CURL *curl; /* the thread's, kept alive */
+  struct durin__otel_client http; /* the thread's, kept alive */
   struct durin_store *st;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -73,37 +73,16 @@ static void say(struct durin_otel_exporter *x, const char *fmt, ...)
 
 /* ---- sending ---- */
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-  (void)p;
-  (void)arg;
-  return size * n;
-}
-
 enum sent { SENT, RETRY, DROPPED };
 
 static enum sent post(struct durin_otel_exporter *x, const char *body,
                       size_t len, long *status)
 {
-  CURLcode rc;
-
-  *status = 0;
-  /* One handle for the thread's life: its connection is kept alive. */
-  if (!x->curl && !(x->curl = curl_easy_init()))
+  *status = durin__otel_post(&x->http, body, len);
+  if (*status < 0) {
+    *status = 0;
     return RETRY;
-  curl_easy_setopt(x->curl, CURLOPT_URL, x->endpoint);
-  curl_easy_setopt(x->curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-  curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, x->headers);
-  curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)x->o.timeout_ms);
-  curl_easy_setopt(x->curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(x->curl, CURLOPT_WRITEFUNCTION, discard);
-  rc = curl_easy_perform(x->curl);
-  if (rc == CURLE_OK)
-    curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, status);
-  if (rc != CURLE_OK)
-    return RETRY;
+  }
   if (*status >= 200 && *status < 300)
     return SENT;
   /* OTLP/HTTP: these may be retried; any other refusal may not. */
@@ -463,6 +442,9 @@ int durin_otel_exporter_start(const struct durin_otel_exporter_opts *o,
   if (x->o.timeout_ms <= 0)
     x->o.timeout_ms = 10000;
   x->headers = durin__otel_headers(o->headers, o->traces_headers);
+  x->http.url = x->endpoint;
+  x->http.headers = x->headers;
+  x->http.timeout_ms = (long)x->o.timeout_ms;
   pthread_mutex_init(&x->mu, NULL);
   pthread_cond_init(&x->cv, NULL);
   if (pthread_create(&x->thread, NULL, run_thread, x)) {
@@ -486,8 +468,7 @@ void durin_otel_exporter_stop(struct durin_otel_exporter *x)
     pthread_join(x->thread, NULL);
   if (x->st)
     durin_store_close(x->st);
-  if (x->curl)
-    curl_easy_cleanup(x->curl);
+  durin__otel_client_close(&x->http);
   curl_slist_free_all(x->headers);
   pthread_mutex_destroy(&x->mu);
   pthread_cond_destroy(&x->cv);

@@ -1,4 +1,4 @@
-/* OTLP/HTTP's request headers (lib/otel/http.h). */
+/* OTLP/HTTP: the request headers, and one POST (lib/otel/http.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +55,63 @@ struct curl_slist *durin__otel_headers(const char *generic,
     free(h.v[i]);
   }
   return l;
+}
+
+static size_t keep_answer(char *d, size_t size, size_t n, void *arg)
+{
+  struct durin__otel_client *c = arg;
+  size_t room = sizeof(c->answer) - 1 - c->answer_len;
+  size_t take = size * n < room ? size * n : room;
+
+  memcpy(c->answer + c->answer_len, d, take);
+  c->answer_len += take;
+  c->answer[c->answer_len] = 0;
+  return size * n;
+}
+
+static int hurry(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
+                 curl_off_t d)
+{
+  struct durin__otel_client *cl = arg;
+
+  (void)a;
+  (void)b;
+  (void)c;
+  (void)d;
+  return cl->give_up && *cl->give_up;
+}
+
+long durin__otel_post(struct durin__otel_client *c, const char *body,
+                      size_t len)
+{
+  long status = 0;
+
+  /* One handle for the thread's life: its connection is kept alive. */
+  if (!c->curl && !(c->curl = curl_easy_init()))
+    return -1;
+  c->answer_len = 0;
+  c->answer[0] = 0;
+  curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
+  curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+  curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+  curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, keep_answer);
+  curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+  curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, hurry);
+  curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+  if (curl_easy_perform(c->curl) != CURLE_OK)
+    return -1;
+  curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+  return status;
+}
+
+void durin__otel_client_close(struct durin__otel_client *c)
+{
+  if (c->curl)
+    curl_easy_cleanup(c->curl);
+  c->curl = NULL;
 }

@@ -30,15 +30,13 @@
 
 /* A push is a few hundred series: 16 MiB is a runaway. */
 #define PUSH_CAP (16u << 20)
-/* What is kept of a collector's answer, for the log. */
-#define ANSWER_CAP 2048
 
 struct durin_otel_metrics {
   struct durin_otel_metrics_opts o;
   char *endpoint;
   char *resource; /* the resource's attributes, as JSON text */
   struct curl_slist *headers;
-  CURL *curl; /* the thread's, kept alive */
+  struct durin__otel_client http; /* the thread's, kept alive */
   pthread_t thread;
   int started;
   pthread_mutex_t mu;
@@ -47,8 +45,6 @@ struct durin_otel_metrics {
   /* The last push's outcome, so the log says only what changed: 0 took
    * it, -1 no answer, else the HTTP status. */
   long failing;
-  char answer[ANSWER_CAP];
-  size_t answer_len;
 };
 
 static void say(struct durin_otel_metrics *p, const char *fmt, ...)
@@ -124,69 +120,17 @@ out:
 
 /* ---- one push ---- */
 
-static size_t keep_answer(char *d, size_t size, size_t n, void *arg)
-{
-  struct durin_otel_metrics *p = arg;
-  size_t room = sizeof(p->answer) - 1 - p->answer_len;
-  size_t take = size * n < room ? size * n : room;
-
-  memcpy(p->answer + p->answer_len, d, take);
-  p->answer_len += take;
-  p->answer[p->answer_len] = 0;
-  return size * n;
-}
-
-static int hurry(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
-                 curl_off_t d)
-{
-  struct durin_otel_metrics *p = arg;
-
-  (void)a;
-  (void)b;
-  (void)c;
-  (void)d;
-  return p->o.give_up && *p->o.give_up;
-}
-
 /* The answer's text for the log: one line, its message if it has one. */
 static const char *answer_text(struct durin_otel_metrics *p)
 {
-  char *c;
+  char *c, *a = p->http.answer;
 
-  for (c = p->answer; *c; c++)
+  for (c = a; *c; c++)
     if (*c == '\n' || *c == '\r')
       *c = ' ';
-  if (strlen(p->answer) > 200)
-    strcpy(p->answer + 197, "...");
-  return p->answer;
-}
-
-/* POSTs body; the HTTP status, or -1 when there was no answer. */
-static long post(struct durin_otel_metrics *p, const char *body, size_t len)
-{
-  long status = 0;
-
-  /* One handle for the thread's life: its connection is kept alive. */
-  if (!p->curl && !(p->curl = curl_easy_init()))
-    return -1;
-  p->answer_len = 0;
-  p->answer[0] = 0;
-  curl_easy_setopt(p->curl, CURLOPT_URL, p->endpoint);
-  curl_easy_setopt(p->curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-  curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, p->headers);
-  curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)p->o.timeout_ms);
-  curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, keep_answer);
-  curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
-  curl_easy_setopt(p->curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(p->curl, CURLOPT_XFERINFOFUNCTION, hurry);
-  curl_easy_setopt(p->curl, CURLOPT_XFERINFODATA, p);
-  if (curl_easy_perform(p->curl) != CURLE_OK)
-    return -1;
-  curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
-  return status;
+  if (strlen(a) > 200)
+    strcpy(a + 197, "...");
+  return a;
 }
 
 static void push(struct durin_otel_metrics *p)
@@ -202,7 +146,7 @@ static void push(struct durin_otel_metrics *p)
     say(p, "metrics: cannot render the metrics (out of memory)");
     goto out;
   }
-  status = post(p, b.buf, b.len);
+  status = durin__otel_post(&p->http, b.buf, b.len);
   ok = status >= 200 && status < 300;
   if (ok && p->failing)
     say(p, "metrics: the collector at %s takes the metrics again", p->endpoint);
@@ -221,7 +165,7 @@ static void push(struct durin_otel_metrics *p)
         "metrics: the collector at %s refused the metrics (HTTP %ld: %s); "
         "pushing again at the next interval",
         p->endpoint, status, answer_text(p));
-  else if (ok && strstr(p->answer, "rejectedDataPoints"))
+  else if (ok && strstr(p->http.answer, "rejectedDataPoints"))
     say(p, "metrics: the collector at %s took part of the metrics: %s",
         p->endpoint, answer_text(p));
   p->failing = ok ? 0 : status;
@@ -290,6 +234,10 @@ int durin_otel_metrics_start(const struct durin_otel_metrics_opts *o,
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
+  p->http.url = p->endpoint;
+  p->http.headers = p->headers;
+  p->http.timeout_ms = (long)p->o.timeout_ms;
+  p->http.give_up = p->o.give_up;
   if (!p->endpoint || !p->resource || !p->headers) {
     durin_otel_metrics_stop(p);
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
@@ -315,8 +263,7 @@ void durin_otel_metrics_stop(struct durin_otel_metrics *p)
   pthread_mutex_unlock(&p->mu);
   if (p->started)
     pthread_join(p->thread, NULL);
-  if (p->curl)
-    curl_easy_cleanup(p->curl);
+  durin__otel_client_close(&p->http);
   curl_slist_free_all(p->headers);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);

@@ -1476,10 +1476,10 @@ static void run_labels(struct durin_worker *w, struct wrun *r,
  * wrong master key end the run, saying which.
  */
 static int open_api_key(struct durin_worker *w, struct wrun *r,
-                        const struct durin_run_info *ri, struct durin_err *err)
+                        const struct durin_run_info *ri,
+                        struct durin_master_key **k, struct durin_err *err)
 {
   const char *name = r->spec.model.api_key_secret;
-  struct durin_master_key *k = NULL;
   struct durin_run_meta meta;
   int rc;
 
@@ -1487,13 +1487,12 @@ static int open_api_key(struct durin_worker *w, struct wrun *r,
   durin_store_run_meta(w->s, r->id, &meta, NULL);
   rc = durin_secret_check_use(w->s, ri->tenant, name,
                               meta.agent ? meta.agent : ri->name, err);
-  if (!rc)
-    rc = durin_master_key_load(&k, err);
+  if (!rc && !*k)
+    rc = durin_master_key_load(k, err);
   if (!rc) {
     durin_secret_value_clear(&r->api_key);
-    rc = durin_secret_get(w->s, k, ri->tenant, name, &r->api_key, err);
+    rc = durin_secret_get(w->s, *k, ri->tenant, name, &r->api_key, err);
   }
-  durin_master_key_free(k);
   durin_run_meta_clear(&meta);
   if (rc)
     durin_err_prefix(err, "model.api_key_secret: ");
@@ -1526,9 +1525,9 @@ static int note_name(const struct durin_secret_row *row, void *arg)
  * be kept clean, saying so.
  */
 static int open_redactor(struct durin_worker *w, struct wrun *r,
-                         const struct durin_run_info *ri, struct durin_err *err)
+                         const struct durin_run_info *ri,
+                         struct durin_master_key **k, struct durin_err *err)
 {
-  struct durin_master_key *k = NULL;
   struct names ns = { NULL, 0 };
   size_t i;
   int rc;
@@ -1537,8 +1536,8 @@ static int open_redactor(struct durin_worker *w, struct wrun *r,
   r->redact = NULL;
   rc = durin_store_secret_list(w->s, ri->tenant ? ri->tenant : "default",
                                note_name, &ns, err);
-  if (!rc && ns.n) {
-    rc = durin_master_key_load(&k, err);
+  if (!rc && ns.n && !*k) {
+    rc = durin_master_key_load(k, err);
     if (rc)
       durin_err_prefix(err,
                        "the run's tenant has secrets, and their values must "
@@ -1549,8 +1548,8 @@ static int open_redactor(struct durin_worker *w, struct wrun *r,
   for (i = 0; !rc && i < ns.n; i++) {
     struct durin_secret_value v = { NULL, 0 };
 
-    rc = durin_secret_get(w->s, k, ri->tenant ? ri->tenant : "default", ns.v[i],
-                          &v, err);
+    rc = durin_secret_get(w->s, *k, ri->tenant ? ri->tenant : "default",
+                          ns.v[i], &v, err);
     /* One too short to scrub would match everywhere: it is left out. */
     if (!rc &&
         durin_redactor_add(r->redact, ns.v[i], v.data, v.len) == DURIN_ENOMEM)
@@ -1560,7 +1559,6 @@ static int open_redactor(struct durin_worker *w, struct wrun *r,
   for (i = 0; i < ns.n; i++)
     free(ns.v[i]);
   free(ns.v);
-  durin_master_key_free(k);
   return rc;
 }
 
@@ -1568,6 +1566,7 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                       struct job *j)
 {
   struct wrun *r = j->run;
+  struct durin_master_key *key = NULL;
   struct durin_run_info ri;
   int rc;
 
@@ -1605,10 +1604,12 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc =
         durin_run_policy_init(&r->policy, r->spec.policy, w->o.policy, &j->err);
   }
+  /* The master key is loaded once, if any secret is opened. */
   if (!rc && r->spec.model.api_key_secret)
-    rc = open_api_key(w, r, &ri, &j->err);
+    rc = open_api_key(w, r, &ri, &key, &j->err);
   if (!rc)
-    rc = open_redactor(w, r, &ri, &j->err);
+    rc = open_redactor(w, r, &ri, &key, &j->err);
+  durin_master_key_free(key);
   /* A bind that exposes the store or the data directory can never run
    * here: the run ends, saying which (DURIN_ESPEC fails it). */
   if (!rc && w->o.sandbox)
