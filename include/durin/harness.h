@@ -141,6 +141,15 @@ struct durin_completion {
  */
 int durin_harness_new(const struct durin_spec *spec, const char *run_id,
                       struct durin_harness **out, struct durin_err *err);
+/*
+ * Offers the model n more tools (the run's MCP servers', durin/mcp.h),
+ * after the spec's: defs must outlive h. Call once, before the first
+ * durin_harness_next(). DURIN_ESPEC when the schemas leave the context
+ * window no room (context.max_bytes).
+ */
+int durin_harness_add_tools(struct durin_harness *h,
+                            const struct durin_tool_def *const *defs, int n,
+                            struct durin_err *err);
 void durin_harness_free(struct durin_harness *h);
 
 /* Restores from a checkpoint; attempt is the lease attempt, for the log. */

@@ -102,6 +102,36 @@ struct durin_spec_sandbox {
 int durin_spec_sandbox_contained(const struct durin_spec_sandbox *b);
 
 /* How a call the policy asks about waits for a person. */
+/* One MCP server of the spec's "mcp_servers" (docs/internals/mcp.md). */
+struct durin_spec_mcp_header {
+  char *name;
+  char *value;  /* a literal value, or NULL */
+  char *secret; /* the vault's secret with the value, or NULL */
+  char *format; /* with secret: "{}" is replaced by it ("Bearer {}") */
+};
+
+struct durin_spec_mcp_tool {
+  char *name; /* the server's tool name */
+  enum durin_effect effect;
+};
+
+struct durin_spec_mcp {
+  char *name;    /* [a-z0-9_-]{1,32}: tools are named NAME__TOOL */
+  char **argv;   /* stdio: the command, NULL-terminated; or NULL */
+  int argc;
+  char **env;    /* stdio: "K=V" added to its environment, NULL-ended */
+  int nenv;
+  char *url;     /* streamable HTTP: http:// or https://; or NULL */
+  struct durin_spec_mcp_header *headers;
+  int nheaders;
+  struct durin_spec_mcp_tool *tools; /* effect overrides */
+  int ntools;
+  int64_t timeout_ms; /* per call; 0: limits.tool_timeout_s */
+};
+
+/* The longest tool name a provider takes (OpenAI: 64, [a-zA-Z0-9_-]). */
+#define DURIN_MCP_TOOL_NAME_MAX 64
+
 struct durin_spec_approvals {
   int64_t timeout_ms;     /* pending this long: expired */
   int expire_to_human;    /* on expiry: needs_human (else: rejected) */
@@ -142,6 +172,9 @@ struct durin_spec {
   json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
   /* A W3C traceparent: the run's trace joins the caller's (or NULL). */
   char *traceparent;
+  struct durin_spec_mcp *mcp; /* "mcp_servers", sorted by name */
+  int nmcp;
+  json_t *mcp_json; /* "mcp_servers" as written, validated (or NULL) */
 };
 
 /* What a webhook may subscribe to, NULL-terminated, in the order the API

@@ -98,6 +98,13 @@ struct durin_tool_def {
   /* The tool writes through ctx->box.layer when it has one (file tools):
    * a call of it is a transaction on the workspace wherever it runs. */
   int layered;
+  /* A tool of an MCP server (durin/mcp.h): its input schema as the server
+   * gave it (the arguments are checked to be an object, and the server
+   * checks the rest), the server's name in the spec and the tool's name
+   * there. The worker calls it; it is never contained. NULL otherwise. */
+  json_t *schema;
+  const char *mcp_server;
+  const char *mcp_tool;
 };
 
 /*
@@ -154,6 +161,17 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
                      const char *command, const char *const *extra_env,
                      int64_t timeout_ms, pid_t *pid, int *out_fd,
                      int *status_fd);
+/*
+ * A long-lived server (an MCP stdio server) started like a command: own
+ * session and group, clean environment plus extra_env, descriptors closed,
+ * in box's sandbox with dir as its workspace when it has one (then argv
+ * runs through `bash -c 'exec ...'`), with no timeout. fds: the write end
+ * of its stdin, the read ends of its stdout and stderr (close-on-exec,
+ * blocking). The caller kills its process group and reaps pid.
+ */
+int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
+                            char *const argv[], const char *const *extra_env,
+                            pid_t *pid, int fds[3]);
 /* CLOCK_MONOTONIC in microseconds when the sandbox exec'd the command
  * (durin_mono_us's clock), read from the helper's status line; 0 when it
  * never did (the sandbox could not be built, the helper was killed). */

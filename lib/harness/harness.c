@@ -59,6 +59,9 @@ struct durin_harness {
   int restored;
 
   json_t *tools;             /* schemas for the model */
+  /* Tools of the run's MCP servers (durin_harness_add_tools; borrowed). */
+  const struct durin_tool_def *const *extra;
+  int nextra;
   struct durin__window *win; /* the context window (window.h) */
   json_t *compactions;       /* compaction events not yet committed */
 
@@ -184,6 +187,25 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
     return i;
   }
   *out = h;
+  return 0;
+}
+
+int durin_harness_add_tools(struct durin_harness *h,
+                            const struct durin_tool_def *const *defs, int n,
+                            struct durin_err *err)
+{
+  int i, r;
+
+  for (i = 0; i < n; i++)
+    json_array_append_new(
+        h->tools,
+        json_pack("{s:s,s:s,s:o}", "name", defs[i]->name, "description",
+                  defs[i]->desc ? defs[i]->desc : "", "parameters",
+                  durin_tool_schema(defs[i])));
+  if ((r = durin__window_tools(h->win, h->spec, h->tools, err)))
+    return r;
+  h->extra = defs;
+  h->nextra = n;
   return 0;
 }
 
@@ -393,6 +415,15 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
     st = durin_spec_tool(h->spec, c->tc->name);
     c->def = st ? durin_tool_find(st->name) : NULL;
     c->effect = st ? st->effect : DURIN_EFFECT_PURE;
+    if (!st) {
+      int k;
+
+      for (k = 0; k < h->nextra; k++)
+        if (!strcmp(h->extra[k]->name, c->tc->name)) {
+          c->def = h->extra[k];
+          c->effect = c->def->effect;
+        }
+    }
     if (!c->def) {
       char msg[1200];
       int j, off;
@@ -403,6 +434,9 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
       for (j = 0; j < h->spec->ntools && off < (int)sizeof(msg) - 40; j++)
         off += snprintf(msg + off, sizeof(msg) - (size_t)off, "%s%s",
                         j ? ", " : "", h->spec->tools[j].name);
+      for (j = 0; j < h->nextra && off < (int)sizeof(msg) - 80; j++)
+        off += snprintf(msg + off, sizeof(msg) - (size_t)off, ", %s",
+                        h->extra[j]->name);
       resolve_call(c, 0, msg);
       continue;
     }

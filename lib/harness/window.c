@@ -253,10 +253,11 @@ static size_t json_size(json_t *v)
   }
 }
 
-int durin__window_new(const struct durin_spec *spec, json_t *tools,
-                      struct durin__window **out, struct durin_err *err)
+/* The request's fixed part (system prompt, goal, tool schemas) and what
+ * it leaves the window, plan and handoff. */
+static int window_size(struct durin__window *w, const struct durin_spec *spec,
+                       json_t *tools, struct durin_err *err)
 {
-  struct durin__window *w;
   size_t max = (size_t)spec->context_bytes, fixed, rest;
   json_t *goal;
 
@@ -275,13 +276,7 @@ int durin__window_new(const struct durin_spec *spec, json_t *tools,
                          "least %zu",
                          max, fixed, 2 * fixed);
   }
-  w = calloc(1, sizeof(*w));
-  if (!w) {
-    json_decref(goal);
-    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
-  }
   rest = max - fixed;
-  w->msgs = json_array();
   /* fixed counts the goal alone as the first message. */
   w->base = fixed - (json_size(goal) + 1 + WIRE_SLACK);
   w->goal = spec->goal;
@@ -290,8 +285,30 @@ int durin__window_new(const struct durin_spec *spec, json_t *tools,
   w->max_msgs = (size_t)spec->context_messages - 1;
   w->share = w->cap / 2;
   json_decref(goal);
+  return 0;
+}
+
+int durin__window_new(const struct durin_spec *spec, json_t *tools,
+                      struct durin__window **out, struct durin_err *err)
+{
+  struct durin__window *w = calloc(1, sizeof(*w));
+  int r;
+
+  if (!w)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  if ((r = window_size(w, spec, tools, err))) {
+    free(w);
+    return r;
+  }
+  w->msgs = json_array();
   *out = w;
   return 0;
+}
+
+int durin__window_tools(struct durin__window *w, const struct durin_spec *spec,
+                        json_t *tools, struct durin_err *err)
+{
+  return window_size(w, spec, tools, err);
 }
 
 void durin__window_free(struct durin__window *w)

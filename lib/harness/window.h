@@ -38,6 +38,10 @@ size_t durin__json_escaped_len(const char *s, size_t n);
  */
 int durin__window_new(const struct durin_spec *spec, json_t *tools,
                       struct durin__window **out, struct durin_err *err);
+/* The tool schemas grew (MCP tools, added before the run's first model
+ * call): the window's shares are sized again. */
+int durin__window_tools(struct durin__window *w, const struct durin_spec *spec,
+                        json_t *tools, struct durin_err *err);
 void durin__window_free(struct durin__window *w);
 
 /* Adds the message a logged event makes, if it makes one. */

@@ -20,7 +20,7 @@ static const char *const top_fields[] = {
   "name",        "system",  "goal",   "workspace",         "model",
   "tools",       "checks",  "budget", "max_eval_attempts", "limits",
   "context",     "sandbox", "policy", "approvals",         "notify",
-  "traceparent", NULL,
+  "traceparent", "mcp_servers", NULL,
 };
 static const char *const notify_fields[] = { "webhooks", NULL };
 
@@ -802,6 +802,245 @@ static int parse_checks(json_t *root, struct durin_spec *s,
 
 /* notify.webhooks: [{"url": "https://...", "events": [...]}]; events
  * default to all. Kept as JSON, with the defaults written in. */
+static const char *const mcp_fields[] = {
+  "command", "env", "scope", "url", "headers", "tools", "timeout_s", NULL,
+};
+static const char *const mcp_tool_fields[] = { "effect", NULL };
+static const char *const mcp_header_fields[] = { "secret", "format", NULL };
+
+/* Server and tool names join as NAME__TOOL, which a provider takes only
+ * in [a-zA-Z0-9_-]; a server name is kept to [a-z0-9_-] and has no
+ * "__" of its own, so the split is never ambiguous. */
+static int mcp_name_ok(const char *n)
+{
+  size_t i, len = strlen(n);
+
+  if (!len || len > 32 || strstr(n, "__"))
+    return 0;
+  for (i = 0; i < len; i++)
+    if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789_-", n[i]))
+      return 0;
+  return 1;
+}
+
+static int parse_mcp_one(const char *name, json_t *o, struct durin_spec_mcp *m,
+                         struct durin_err *err)
+{
+  char pre[80];
+  json_t *cmd, *env, *hdrs, *tools, *v;
+  const char *key;
+  char *scope = NULL;
+  size_t i;
+  int r;
+
+  snprintf(pre, sizeof(pre), "mcp_servers.%s.", name);
+  m->name = strdup(name);
+  if (!json_is_object(o))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'mcp_servers.%s' must be an object with "
+                         "\"command\" (stdio) or \"url\" (HTTP), not %s",
+                         name, durin_json_kind(o));
+  if ((r = check_fields(o, pre, mcp_fields, err)) ||
+      (r = get_string(o, "url", pre, 0, &m->url, err)) ||
+      (r = get_string(o, "scope", pre, 0, &scope, err)) ||
+      (r = get_int(o, "timeout_s", pre, 1, 1000, &m->timeout_ms, err)))
+    goto out;
+  if (scope && strcmp(scope, "run")) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field '%sscope': '%s' is not supported; servers run "
+                      "per run (\"run\") for now",
+                      pre, scope);
+    goto out;
+  }
+  cmd = json_object_get(o, "command");
+  if (!!cmd == !!m->url) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'mcp_servers.%s' needs exactly one of "
+                      "\"command\" (a stdio server's argv) and \"url\" (a "
+                      "streamable HTTP server)",
+                      name);
+    goto out;
+  }
+  if (cmd) {
+    if (!json_is_array(cmd) || !json_array_size(cmd) ||
+        json_array_size(cmd) > 64) {
+      r = durin_err_set(err, DURIN_ESPEC,
+                        "field '%scommand' must be a non-empty array of "
+                        "strings (the argv), not %s",
+                        pre, durin_json_kind(cmd));
+      goto out;
+    }
+    m->argv = calloc(json_array_size(cmd) + 1, sizeof(*m->argv));
+    json_array_foreach(cmd, i, v) {
+      if (!json_is_string(v) || !json_string_length(v) ||
+          strlen(json_string_value(v)) != json_string_length(v)) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%scommand[%zu]' must be a non-empty string",
+                          pre, i);
+        goto out;
+      }
+      m->argv[m->argc++] = strdup(json_string_value(v));
+    }
+  }
+  if (m->url && strncmp(m->url, "http://", 7) &&
+      strncmp(m->url, "https://", 8)) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field '%surl': '%s' is not an http:// or https:// URL",
+                      pre, m->url);
+    goto out;
+  }
+  if ((env = json_object_get(o, "env"))) {
+    if (!cmd || !json_is_object(env)) {
+      r = durin_err_set(err, DURIN_ESPEC,
+                        "field '%senv' must be an object of strings, for a "
+                        "stdio server",
+                        pre);
+      goto out;
+    }
+    m->env = calloc(json_object_size(env) + 1, sizeof(*m->env));
+    json_object_foreach(env, key, v) {
+      if (!json_is_string(v) || !*key || strchr(key, '=')) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%senv.%s' must be a string (and the name "
+                          "without '=')",
+                          pre, key);
+        goto out;
+      }
+      if (asprintf(&m->env[m->nenv], "%s=%s", key, json_string_value(v)) < 0)
+        abort();
+      m->nenv++;
+    }
+  }
+  if ((hdrs = json_object_get(o, "headers"))) {
+    if (!m->url || !json_is_object(hdrs)) {
+      r = durin_err_set(err, DURIN_ESPEC,
+                        "field '%sheaders' must be an object, for an HTTP "
+                        "server",
+                        pre);
+      goto out;
+    }
+    if (json_object_size(hdrs) > 3) {
+      r = durin_err_set(err, DURIN_ESPEC,
+                        "field '%sheaders' has %zu headers; 3 at most", pre,
+                        json_object_size(hdrs));
+      goto out;
+    }
+    m->headers = calloc(json_object_size(hdrs) + 1, sizeof(*m->headers));
+    json_object_foreach(hdrs, key, v) {
+      struct durin_spec_mcp_header *h = &m->headers[m->nheaders++];
+      char hp[160];
+      struct durin_err e2 = { 0 };
+
+      snprintf(hp, sizeof(hp), "%sheaders.%s.", pre, key);
+      h->name = strdup(key);
+      if (!*key || strpbrk(key, ": \r\n")) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%sheaders': '%s' is not a header name", pre,
+                          key);
+        goto out;
+      }
+      if (json_is_string(v)) {
+        h->value = strdup(json_string_value(v));
+        continue;
+      }
+      if (!json_is_object(v) ||
+          (r = check_fields(v, hp, mcp_header_fields, err)) ||
+          (r = get_string(v, "secret", hp, 1, &h->secret, err)) ||
+          (r = get_string(v, "format", hp, 0, &h->format, err))) {
+        if (!r)
+          r = durin_err_set(err, DURIN_ESPEC,
+                            "field '%sheaders.%s' must be a string or "
+                            "{\"secret\": NAME, \"format\": \"Bearer {}\"}",
+                            pre, key);
+        goto out;
+      }
+      if (durin_secret_name_check(h->secret, &e2)) {
+        r = durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", hp,
+                          e2.msg);
+        goto out;
+      }
+      if (h->format && !strstr(h->format, "{}")) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%sformat' must hold '{}' where the secret "
+                          "goes",
+                          hp);
+        goto out;
+      }
+    }
+  }
+  if ((tools = json_object_get(o, "tools"))) {
+    if (!json_is_object(tools)) {
+      r = durin_err_set(err, DURIN_ESPEC,
+                        "field '%stools' must be an object: tool name -> "
+                        "{\"effect\": \"pure\"|\"idempotent\"|\"unsafe\"}",
+                        pre);
+      goto out;
+    }
+    m->tools = calloc(json_object_size(tools) + 1, sizeof(*m->tools));
+    json_object_foreach(tools, key, v) {
+      struct durin_spec_mcp_tool *t = &m->tools[m->ntools++];
+      char tp[160];
+      char *effect = NULL;
+
+      snprintf(tp, sizeof(tp), "%stools.%s.", pre, key);
+      t->name = strdup(key);
+      if (!json_is_object(v)) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%stools.%s' must be {\"effect\": ...}", pre,
+                          key);
+        goto out;
+      }
+      if ((r = check_fields(v, tp, mcp_tool_fields, err)) ||
+          (r = get_string(v, "effect", tp, 1, &effect, err)))
+        goto out;
+      if (parse_effect(effect, &t->effect)) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%seffect': '%s' is not pure, idempotent or "
+                          "unsafe",
+                          tp, effect);
+        free(effect);
+        goto out;
+      }
+      free(effect);
+    }
+  }
+out:
+  free(scope);
+  return r;
+}
+
+static int parse_mcp(json_t *root, struct durin_spec *s, struct durin_err *err)
+{
+  json_t *o = json_object_get(root, "mcp_servers"), *v;
+  const char *key;
+  int r;
+
+  if (!o)
+    return 0;
+  if (!json_is_object(o))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'mcp_servers' must be an object: server name "
+                         "-> {\"command\": [...]} or {\"url\": ...}, not %s",
+                         durin_json_kind(o));
+  if (json_object_size(o) > 16)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'mcp_servers' has %zu servers; 16 at most",
+                         json_object_size(o));
+  s->mcp = calloc(json_object_size(o) + 1, sizeof(*s->mcp));
+  /* jansson keeps insertion order; a stored spec is dumped sorted. */
+  json_object_foreach(o, key, v) {
+    if (!mcp_name_ok(key))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'mcp_servers': '%s' is not a server name "
+                           "(1 to 32 of a-z, 0-9, '_' and '-', without '__')",
+                           key);
+    if ((r = parse_mcp_one(key, v, &s->mcp[s->nmcp++], err)))
+      return r;
+  }
+  s->mcp_json = json_incref(o);
+  return 0;
+}
+
 static int parse_notify(json_t *root, json_t **out, struct durin_err *err)
 {
   json_t *n = json_object_get(root, "notify"), *hooks, *w, *norm, *list;
@@ -976,6 +1215,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   }
   if ((r = parse_notify(root, &s->notify, err)))
     goto out;
+  if ((r = parse_mcp(root, s, err)))
+    goto out;
   if (!s->name)
     s->name = strdup("run");
 out:
@@ -1073,6 +1314,31 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->sandbox.template);
   json_decref(s->policy);
   json_decref(s->notify);
+  for (i = 0; i < s->nmcp; i++) {
+    struct durin_spec_mcp *m = &s->mcp[i];
+    int k;
+
+    free(m->name);
+    for (k = 0; k < m->argc; k++)
+      free(m->argv[k]);
+    free(m->argv);
+    for (k = 0; k < m->nenv; k++)
+      free(m->env[k]);
+    free(m->env);
+    free(m->url);
+    for (k = 0; k < m->nheaders; k++) {
+      free(m->headers[k].name);
+      free(m->headers[k].value);
+      free(m->headers[k].secret);
+      free(m->headers[k].format);
+    }
+    free(m->headers);
+    for (k = 0; k < m->ntools; k++)
+      free(m->tools[k].name);
+    free(m->tools);
+  }
+  free(s->mcp);
+  json_decref(s->mcp_json);
   memset(s, 0, sizeof(*s));
 }
 
@@ -1199,6 +1465,8 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set(root, "policy", s->policy);
   if (s->notify)
     json_object_set(root, "notify", s->notify);
+  if (s->mcp_json)
+    json_object_set(root, "mcp_servers", s->mcp_json);
   if (s->traceparent)
     json_object_set_new(root, "traceparent", json_string(s->traceparent));
   json_object_set_new(

@@ -42,15 +42,20 @@ static void set_limit(int res, rlim_t v)
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child(pid_t parent, const char *dir, const char *command,
-                  int out_fd, char *const envp[], int64_t timeout_ms,
-                  int seccomp_fd, int status_fd, char *const sandbox_argv[])
+                  int in_fd, int out_fd, int err_fd, char *const envp[],
+                  int64_t timeout_ms, int seccomp_fd, int status_fd,
+                  char *const sandbox_argv[], char *const argv[])
 {
   int devnull;
 
-  /* Lift the pipe above 0..2 first: if our parent ran with a standard
-   * descriptor closed, the pipe may sit exactly where stdin goes. */
+  /* Lift the pipes above 0..2 first: if our parent ran with a standard
+   * descriptor closed, a pipe may sit exactly where stdin goes. */
   out_fd = fcntl(out_fd, F_DUPFD, 3);
   if (out_fd < 0)
+    _exit(126);
+  if (in_fd >= 0 && (in_fd = fcntl(in_fd, F_DUPFD, 3)) < 0)
+    _exit(126);
+  if (err_fd >= 0 && (err_fd = fcntl(err_fd, F_DUPFD, 3)) < 0)
     _exit(126);
   setsid();
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -60,9 +65,9 @@ static void child(pid_t parent, const char *dir, const char *command,
     _exit(126);
   if (dir && chdir(dir) < 0)
     _exit(126);
-  devnull = open("/dev/null", O_RDONLY);
+  devnull = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
   if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 ||
-      dup2(out_fd, 2) < 0)
+      dup2(err_fd >= 0 ? err_fd : out_fd, 2) < 0)
     _exit(126);
   if (sandbox_argv) {
     /* Both above the numbers they go to first, so that neither dup2
@@ -81,10 +86,15 @@ static void child(pid_t parent, const char *dir, const char *command,
   set_limit(RLIMIT_NOFILE, 1024);
   set_limit(RLIMIT_FSIZE, (rlim_t)1 << 30);
   set_limit(RLIMIT_NPROC, 4096);
-  set_limit(RLIMIT_CPU, (rlim_t)(timeout_ms / 1000 + 5));
+  if (timeout_ms > 0)
+    set_limit(RLIMIT_CPU, (rlim_t)(timeout_ms / 1000 + 5));
   signal(SIGPIPE, SIG_DFL);
   if (sandbox_argv) {
     execv(sandbox_argv[0], sandbox_argv);
+    _exit(127);
+  }
+  if (argv) {
+    execvpe(argv[0], argv, envp);
     _exit(127);
   }
   execle("/bin/bash", "bash", "-c", command, (char *)NULL, envp);
@@ -157,8 +167,8 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
     return DURIN_EIO;
   }
   if (pid == 0)
-    child(parent, dir, command, pipefd[1], envp, timeout_ms,
-          sb ? sb->seccomp_fd : -1, st[1], sargv);
+    child(parent, dir, command, -1, pipefd[1], -1, envp, timeout_ms,
+          sb ? sb->seccomp_fd : -1, st[1], sargv, NULL);
   durin_sandbox_argv_free(sargv);
   close(pipefd[1]);
   if (st[1] >= 0)
@@ -209,4 +219,96 @@ void durin_proc_finish(struct durin_buf *out, size_t dropped, int status,
   durin_utf8_sanitize(out->buf, out->len);
   res->output = durin_buf_detach(out, NULL);
   res->duration_ms = durin_mono_ms() - started_ms;
+}
+
+/* argv as one bash command line that execs it: each word single-quoted. */
+static char *quote_argv(char *const argv[])
+{
+  struct durin_buf b;
+  int i;
+
+  durin_buf_init(&b, 0);
+  durin_buf_adds(&b, "exec");
+  for (i = 0; argv[i]; i++) {
+    const char *p;
+
+    durin_buf_adds(&b, " '");
+    for (p = argv[i]; *p; p++)
+      if (*p == '\'')
+        durin_buf_adds(&b, "'\\''");
+      else
+        durin_buf_add(&b, p, 1);
+    durin_buf_adds(&b, "'");
+  }
+  return durin_buf_detach(&b, NULL);
+}
+
+int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
+                            char *const argv[], const char *const *extra_env,
+                            pid_t *pid_out, int fds[3])
+{
+  const struct durin_sandbox *sb = box ? box->sandbox : NULL;
+  char **sargv = NULL, *command = NULL;
+  char *envp[80];
+  char home[4200];
+  int p[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } }, st[2] = { -1, -1 };
+  int n = 0, i, r = DURIN_EIO;
+  pid_t pid, parent;
+
+  snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
+  envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+  envp[n++] = home;
+  envp[n++] = "LANG=C.UTF-8";
+  envp[n++] = "TERM=dumb";
+  envp[n++] = "TMPDIR=/tmp";
+  for (i = 0; extra_env && extra_env[i] && n < 78; i++)
+    envp[n++] = (char *)extra_env[i];
+  envp[n] = NULL;
+  if (sb) {
+    const char *senv[80] = { "TERM=dumb" };
+
+    for (i = 0; extra_env && extra_env[i] && i < 78; i++)
+      senv[i + 1] = extra_env[i];
+    command = quote_argv(argv);
+    /* No timeout: the server lives as long as the run on this worker. */
+    sargv =
+        durin_sandbox_command(sb, box->spec, dir, box->layer, senv, 0, command);
+    if (!sargv) {
+      free(command);
+      return DURIN_ENOMEM;
+    }
+  }
+  for (i = 0; i < 3; i++)
+    if (pipe2(p[i], O_CLOEXEC) < 0)
+      goto out;
+  /* The helper's status pipe: nobody reads it, but it must exist. */
+  if (sargv && pipe2(st, O_CLOEXEC) < 0)
+    goto out;
+  parent = getpid();
+  pid = fork();
+  if (pid < 0)
+    goto out;
+  if (pid == 0)
+    child(parent, dir, command, p[0][0], p[1][1], p[2][1], envp, 0,
+          sb ? sb->seccomp_fd : -1, st[1], sargv, argv);
+  fds[0] = p[0][1];
+  fds[1] = p[1][0];
+  fds[2] = p[2][0];
+  p[0][1] = p[1][0] = p[2][0] = -1;
+  *pid_out = pid;
+  r = 0;
+out:
+  for (i = 0; i < 3; i++) {
+    if (p[i][0] >= 0)
+      close(p[i][0]);
+    if (p[i][1] >= 0)
+      close(p[i][1]);
+  }
+  if (st[0] >= 0) {
+    close(st[0]);
+    close(st[1]);
+  }
+  durin_sandbox_argv_free(sargv);
+  free(command);
+  return r;
 }

@@ -21,6 +21,8 @@ struct uvh_xfer {
   struct durin_buf body;
   int too_big;
   char ra[128];
+  char ctype[128], sid[256]; /* Content-Type, Mcp-Session-Id */
+  uvh_meta_cb cb_meta;
   char ebuf[CURL_ERROR_SIZE];
   char *url;
   uvh_done_cb cb;
@@ -52,10 +54,35 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
   return sz * n;
 }
 
+/* The value of header line p (len bytes) if it is name's, into out. */
+static void header_value(const char *p, size_t len, const char *name,
+                         char *out, size_t size)
+{
+  size_t k = strlen(name), v;
+
+  if (len <= k || strncasecmp(p, name, k))
+    return;
+  p += k;
+  v = len - k;
+  while (v > 0 && (*p == ' ' || *p == '\t')) {
+    p++;
+    v--;
+  }
+  while (v > 0 && (p[v - 1] == '\r' || p[v - 1] == '\n' || p[v - 1] == ' '))
+    v--;
+  if (v >= size)
+    v = size - 1;
+  memcpy(out, p, v);
+  out[v] = '\0';
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 {
   struct uvh_xfer *x = arg;
   size_t len = sz * n;
+
+  header_value(p, len, "content-type:", x->ctype, sizeof(x->ctype));
+  header_value(p, len, "mcp-session-id:", x->sid, sizeof(x->sid));
 
   if (len > 12 && !strncasecmp(p, "retry-after:", 12)) {
     size_t v = len - 12;
@@ -148,7 +175,11 @@ static void check_done(struct uvh *h)
       continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     r = xfer_done(x, msg->data.result, &status, &err);
-    x->cb(x->arg, r, status, x->body.buf, x->body.len, x->ra, &err);
+    if (x->cb_meta)
+      x->cb_meta(x->arg, r, status, x->body.buf, x->body.len, x->ctype, x->sid,
+                 &err);
+    else
+      x->cb(x->arg, r, status, x->body.buf, x->body.len, x->ra, &err);
     uvh_xfer_free(x);
   }
 }
@@ -300,4 +331,15 @@ void uvh_xfer_free(struct uvh_xfer *x)
   durin_buf_release(&x->body);
   free(x->url);
   free(x);
+}
+
+struct uvh_xfer *uvh_post_meta(struct uvh *h, const struct durin_http_req *req,
+                               int64_t timeout_ms, size_t cap, uvh_meta_cb cb,
+                               void *arg)
+{
+  struct uvh_xfer *x = uvh_post(h, req, timeout_ms, cap, NULL, arg);
+
+  if (x)
+    x->cb_meta = cb;
+  return x;
 }

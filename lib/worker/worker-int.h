@@ -41,6 +41,14 @@ struct uvh_xfer *uvh_post(struct uvh *h, const struct durin_http_req *req,
                           int64_t timeout_ms, size_t cap, uvh_done_cb cb,
                           void *arg);
 void uvh_xfer_free(struct uvh_xfer *x);
+/* As uvh_post, for an MCP server: cb gets the answer's Content-Type and
+ * Mcp-Session-Id headers ("" when absent) instead of Retry-After. */
+typedef void (*uvh_meta_cb)(void *arg, int r, long status, const char *body,
+                            size_t len, const char *ctype, const char *session,
+                            struct durin_err *err);
+struct uvh_xfer *uvh_post_meta(struct uvh *h, const struct durin_http_req *req,
+                               int64_t timeout_ms, size_t cap, uvh_meta_cb cb,
+                               void *arg);
 
 struct uvp;
 /* A finished command; res is the callee's to keep or clear. */

@@ -28,6 +28,7 @@
 #include "durin/util.h"
 #include "durin/worker.h"
 #include "worker/calls.h"
+#include "worker/mcp.h"
 #include "worker/metrics.h"
 #include "worker/worker-int.h"
 
@@ -105,6 +106,14 @@ struct wrun {
   /* For the metrics: the run's tenant and agent, when the tool started. */
   char tenant[128], agent[128];
   double tool_started;
+  /* The run's MCP servers (lib/worker/mcp.c), their HTTP headers with
+   * the secrets opened at restore, and the tools the log last recorded
+   * (the mcp_tools event's data, or NULL). */
+  struct wmcp *mcp;
+  char **mcp_headers[16];
+  int mcp_nheaders[16];
+  json_t *mcp_recorded;
+  int begin_resolve, begin_cancel; /* from the restore, for run_begin */
 };
 
 enum job_kind {
@@ -136,6 +145,9 @@ struct job {
   enum durin_run_status ended;
   struct durin_watchdog_report wd;
   double queued_s; /* a commit: when it was queued (metrics) */
+  /* A control event for the run's log (MCP notices, progress). */
+  const char *ev_type;
+  json_t *ev_data;
 };
 
 struct ratelimit {
@@ -181,6 +193,7 @@ struct durin_worker {
 };
 
 static void advance(struct wrun *r);
+static void run_begin(struct wrun *r);
 static void drop(struct wrun *r, int code, const char *why);
 static void on_claim_timer(uv_timer_t *t);
 static void single_run_over(struct durin_worker *w);
@@ -278,6 +291,15 @@ static void run_free_cb(uv_handle_t *h)
   durin_http_req_clear(&r->req);
   durin_secret_value_clear(&r->api_key);
   durin_redactor_free(r->redact);
+  for (int i = 0; i < 16; i++) {
+    for (int k = 0; k < r->mcp_nheaders[i]; k++) {
+      /* They hold secrets: wiped before they are freed. */
+      explicit_bzero(r->mcp_headers[i][k], strlen(r->mcp_headers[i][k]));
+      free(r->mcp_headers[i][k]);
+    }
+    free(r->mcp_headers[i]);
+  }
+  json_decref(r->mcp_recorded);
   free(r->cr);
   free(r->tr);
   free(r);
@@ -290,6 +312,8 @@ static void run_release_memory(struct wrun *r)
 
   if (r->in_store || r->in_pool || r->proc)
     return;
+  wmcp_free(r->mcp);
+  r->mcp = NULL;
   if (r->phase == P_WAITING)
     w->nwaiting--;
   else
@@ -423,6 +447,7 @@ static void sx_after(uv_work_t *req, int status)
     free(j->claims);
     free(j->held);
     free(j->reason);
+    json_decref(j->ev_data);
     free(j);
   }
   sx_kick(w);
@@ -1156,6 +1181,8 @@ static void pool_tool_done(uv_work_t *req, int status)
   tool_finished(r, &r->pool_res);
 }
 
+static void on_mcp_result(void *arg, struct durin_tool_result *res);
+
 static void start_tool(struct wrun *r)
 {
   const struct durin_tool_def *t = r->act.tool;
@@ -1163,6 +1190,21 @@ static void start_tool(struct wrun *r)
 
   r->busy = 1;
   r->tool_started = r->w->wm ? durin_metrics_clock() : 0;
+  if (t->mcp_server) {
+    const struct durin_spec_mcp *m = NULL;
+    int64_t timeout = r->act.tool_ctx.timeout_ms;
+    int i;
+
+    for (i = 0; i < r->spec.nmcp; i++)
+      if (!strcmp(r->spec.mcp[i].name, t->mcp_server))
+        m = &r->spec.mcp[i];
+    if (m && m->timeout_ms && (timeout <= 0 || m->timeout_ms < timeout))
+      timeout = m->timeout_ms;
+    memset(&r->pool_res, 0, sizeof(r->pool_res));
+    wmcp_call(r->mcp, t, r->act.args, r->act.tool_ctx.idem_key, timeout,
+              r->act.tool_ctx.output_cap, on_mcp_result, r);
+    return;
+  }
   r->layer[0] = 0;
   r->act.tool_ctx.box.layer = NULL;
   if (r->act.contained) {
@@ -1428,6 +1470,10 @@ static void interrupt(struct wrun *r, int cancel)
     uvp_stop(r->proc);
     return;
   }
+  if (cancel && wmcp_busy(r->mcp)) {
+    wmcp_call_stop(r->mcp, "cancelled by 'durin cancel'");
+    return;
+  }
   if (r->xfer || r->phase == P_WAITING) {
     if (r->xfer)
       uvh_xfer_free(r->xfer);
@@ -1562,6 +1608,75 @@ static int open_redactor(struct durin_worker *w, struct wrun *r,
   return rc;
 }
 
+static int note_recorded(const struct durin_event *ev, void *arg)
+{
+  json_t **out = arg;
+
+  json_decref(*out);
+  *out = json_loads(ev->data, 0, NULL);
+  return 0;
+}
+
+/*
+ * The HTTP headers of r's MCP servers, secrets opened from the vault
+ * (checked for the run's agent as the API key is), and the tools the log
+ * recorded when they were last listed.
+ */
+static int open_mcp(struct durin_worker *w, struct wrun *r,
+                    const struct durin_run_info *ri,
+                    struct durin_master_key **k, struct durin_err *err)
+{
+  const char *tenant = ri->tenant ? ri->tenant : "default";
+  struct durin_run_meta meta;
+  int i, h, rc = 0;
+
+  memset(&meta, 0, sizeof(meta));
+  durin_store_run_meta(w->s, r->id, &meta, NULL);
+  for (i = 0; !rc && i < r->spec.nmcp && i < 16; i++) {
+    const struct durin_spec_mcp *m = &r->spec.mcp[i];
+
+    r->mcp_headers[i] = calloc((size_t)m->nheaders + 1, sizeof(char *));
+    for (h = 0; !rc && h < m->nheaders; h++) {
+      const struct durin_spec_mcp_header *hd = &m->headers[h];
+      struct durin_secret_value v = { NULL, 0 };
+      char *line = NULL;
+
+      if (hd->value) {
+        if (asprintf(&line, "%s: %s", hd->name, hd->value) < 0)
+          abort();
+      } else {
+        rc = durin_secret_check_use(w->s, tenant, hd->secret,
+                                    meta.agent ? meta.agent : ri->name, err);
+        if (!rc && !*k)
+          rc = durin_master_key_load(k, err);
+        if (!rc)
+          rc = durin_secret_get(w->s, *k, tenant, hd->secret, &v, err);
+        if (!rc) {
+          const char *f = hd->format ? hd->format : "{}";
+          const char *at = strstr(f, "{}");
+
+          if (asprintf(&line, "%s: %.*s%.*s%s", hd->name, (int)(at - f), f,
+                       (int)v.len, (const char *)v.data, at + 2) < 0)
+            abort();
+        }
+        durin_secret_value_clear(&v);
+        if (rc)
+          durin_err_prefix(err, "mcp_servers.%s.headers.%s: ", m->name,
+                           hd->name);
+      }
+      if (line)
+        r->mcp_headers[i][r->mcp_nheaders[i]++] = line;
+    }
+  }
+  durin_run_meta_clear(&meta);
+  json_decref(r->mcp_recorded);
+  r->mcp_recorded = NULL;
+  if (!rc)
+    durin_store_event_last(w->s, r->id, "mcp_tools", note_recorded,
+                           &r->mcp_recorded, NULL);
+  return rc;
+}
+
 static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                       struct job *j)
 {
@@ -1609,6 +1724,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = open_api_key(w, r, &ri, &key, &j->err);
   if (!rc)
     rc = open_redactor(w, r, &ri, &key, &j->err);
+  if (!rc && r->spec.nmcp)
+    rc = open_mcp(w, r, &ri, &key, &j->err);
   durin_master_key_free(key);
   /* A bind that exposes the store or the data directory can never run
    * here: the run ends, saying which (DURIN_ESPEC fails it). */
@@ -1669,6 +1786,156 @@ static void done_fail_run(struct durin_worker *w, struct job *j)
     finish(r, DURIN_RUN_FAILED, j->reason);
 }
 
+/* ---- MCP servers (lib/worker/mcp.c) ---- */
+
+static int fn_control_event(struct durin_worker *w, struct durin_txn *txn,
+                            struct job *j)
+{
+  (void)txn;
+  return durin_store_control_event(w->s, j->run->id, j->ev_type, j->ev_data,
+                                   durin_now_ms(), &j->err);
+}
+
+static void done_control_event(struct durin_worker *w, struct job *j)
+{
+  if (j->r)
+    wlog(w, "run %s: cannot log a '%s' event: %s", j->run->id, j->ev_type,
+         j->err.msg);
+  if (j->run->gone)
+    run_release_memory(j->run);
+}
+
+/* Appends an event to r's log outside its commits (data stolen). */
+static void run_event(struct wrun *r, const char *type, json_t *data)
+{
+  struct job *j =
+      job_new(r->w, J_CALL, r, fn_control_event, done_control_event);
+
+  j->ev_type = type;
+  j->ev_data = data;
+}
+
+static void on_mcp_notice(void *arg, const char *msg)
+{
+  struct wrun *r = arg;
+
+  rnotice(r, "%s", msg);
+  run_event(r, "mcp_notice", json_pack("{s:s}", "message", msg));
+}
+
+static void on_mcp_progress(void *arg, const char *server, json_t *params)
+{
+  struct wrun *r = arg;
+  json_t *d = json_pack("{s:s,s:s}", "server", server, "tool",
+                        r->act.tool ? r->act.tool->name : "");
+  const char *msg = json_string_value(json_object_get(params, "message"));
+
+  if (json_is_number(json_object_get(params, "progress")))
+    json_object_set(d, "progress", json_object_get(params, "progress"));
+  if (json_is_number(json_object_get(params, "total")))
+    json_object_set(d, "total", json_object_get(params, "total"));
+  if (msg)
+    json_object_set_new(d, "message", json_string(msg));
+  run_event(r, "mcp_progress", d);
+}
+
+/* Whether the servers list what the log recorded, server by server. */
+static int same_listing(json_t *recorded, json_t *now)
+{
+  json_t *a = json_object_get(recorded, "servers");
+  json_t *b = json_object_get(now, "servers"), *v;
+  const char *k;
+
+  if (!a || json_object_size(a) != json_object_size(b))
+    return 0;
+  json_object_foreach(b, k, v) {
+    const char *h1 = json_string_value(
+        json_object_get(json_object_get(a, k), "listing_sha256"));
+    const char *h2 = json_string_value(json_object_get(v, "listing_sha256"));
+
+    if (!h1 || !h2 || strcmp(h1, h2))
+      return 0;
+  }
+  return 1;
+}
+
+static void mcp_fail(struct wrun *r, const char *why)
+{
+  struct job *f = job_new(r->w, J_WRITE, r, fn_fail_run, done_fail_run);
+
+  if (asprintf(&f->reason, "%s", why) < 0)
+    abort();
+  wmcp_free(r->mcp);
+  r->mcp = NULL;
+  set_phase(r, P_ENDING);
+}
+
+static void on_mcp_ready(void *arg, int rc, const char *why)
+{
+  struct wrun *r = arg;
+  const struct durin_tool_def *const *tools;
+  struct durin_err err = { 0 };
+  json_t *rec, *v;
+  size_t i;
+  int n;
+
+  r->busy = 0;
+  if (r->gone)
+    return;
+  if (rc) {
+    rnotice(r, "%s", why);
+    mcp_fail(r, why);
+    return;
+  }
+  tools = wmcp_tools(r->mcp, &n);
+  if (durin_harness_add_tools(r->h, tools, n, &err)) {
+    mcp_fail(r, err.msg);
+    return;
+  }
+  rec = wmcp_record(r->mcp);
+  json_array_foreach(json_object_get(rec, "notices"), i, v)
+    rnotice(r, "%s", json_string_value(v));
+  /* Recorded once, and again only when a server lists other tools than
+   * the log says (a resume against an upgraded server): the model then
+   * sees tools it did not see before, and the log says so. */
+  if (!r->mcp_recorded || !same_listing(r->mcp_recorded, rec)) {
+    if (r->mcp_recorded) {
+      json_object_set_new(rec, "changed", json_true());
+      rnotice(r, "the mcp servers list other tools than when the run "
+                 "recorded them; the model sees the new list");
+    }
+    run_event(r, "mcp_tools", rec);
+  } else {
+    json_decref(rec);
+  }
+  run_begin(r);
+}
+
+static void mcp_begin(struct wrun *r)
+{
+  static const struct wmcp_ops ops = { on_mcp_ready, on_mcp_notice,
+                                       on_mcp_progress };
+  struct durin_proc_box box = { r->w->o.sandbox, &r->spec.sandbox, NULL };
+
+  r->busy = 1;
+  r->mcp = wmcp_start(&r->w->loop, r->w->http, &r->spec, &box,
+                      (char *const *const *)r->mcp_headers, r->mcp_nheaders,
+                      &ops, r);
+  if (!r->mcp) {
+    r->busy = 0;
+    mcp_fail(r, "out of memory starting the mcp servers");
+  }
+}
+
+static void on_mcp_result(void *arg, struct durin_tool_result *res)
+{
+  struct wrun *r = arg;
+
+  /* The call has ended and its outcome is not durable yet. */
+  durin_fault_point("tool_exit");
+  tool_finished(r, res);
+}
+
 static void done_restore(struct durin_worker *w, struct job *j)
 {
   struct wrun *r = j->run;
@@ -1709,13 +1976,28 @@ static void done_restore(struct durin_worker *w, struct job *j)
   set_phase(r, P_LIVE);
   if (w->o.on_transition)
     durin_harness_on_transition(r->h, w->o.on_transition, w->o.arg);
+  r->begin_resolve = j->resolve;
+  r->begin_cancel = j->cancel;
+  if (r->spec.nmcp) {
+    /* The servers first: the model must see their tools. */
+    mcp_begin(r);
+    return;
+  }
+  run_begin(r);
+}
+
+/* The restored run starts driving. */
+static void run_begin(struct wrun *r)
+{
+  struct durin_worker *w = r->w;
+
   /* The operator's decision about an indeterminate call (--retry-call,
    * --skip-call) is for the run they named only. */
   if (w->o.run_id && w->o.resolve >= 0)
     durin_harness_resolve(r->h, w->o.resolve);
-  else if (j->resolve >= 0)
-    durin_harness_resolve(r->h, j->resolve);
-  if (j->cancel && !r->cancel)
+  else if (r->begin_resolve >= 0)
+    durin_harness_resolve(r->h, r->begin_resolve);
+  if (r->begin_cancel && !r->cancel)
     apply_cancel(r);
   advance(r);
 }
