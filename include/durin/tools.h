@@ -166,12 +166,14 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
  * session and group, clean environment plus extra_env, descriptors closed,
  * in box's sandbox with dir as its workspace when it has one (then argv
  * runs through `bash -c 'exec ...'`), with no timeout. fds: the write end
- * of its stdin, the read ends of its stdout and stderr (close-on-exec,
- * blocking). The caller kills its process group and reaps pid.
+ * of its stdin, the read ends of its stdout and stderr, and the helper's
+ * status pipe (-1 without a sandbox; close it after the exit), all
+ * close-on-exec and blocking. The caller kills its process group and
+ * reaps pid.
  */
 int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
                             char *const argv[], const char *const *extra_env,
-                            pid_t *pid, int fds[3]);
+                            pid_t *pid, int fds[4]);
 /* CLOCK_MONOTONIC in microseconds when the sandbox exec'd the command
  * (durin_mono_us's clock), read from the helper's status line; 0 when it
  * never did (the sandbox could not be built, the helper was killed). */

@@ -245,7 +245,7 @@ static char *quote_argv(char *const argv[])
 
 int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
                             char *const argv[], const char *const *extra_env,
-                            pid_t *pid_out, int fds[3])
+                            pid_t *pid_out, int fds[4])
 {
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL, *command = NULL;
@@ -281,7 +281,8 @@ int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
   for (i = 0; i < 3; i++)
     if (pipe2(p[i], O_CLOEXEC) < 0)
       goto out;
-  /* The helper's status pipe: nobody reads it, but it must exist. */
+  /* The helper's status pipe: kept open, so that its last line does not
+   * kill it with SIGPIPE and hide the server's own exit status. */
   if (sargv && pipe2(st, O_CLOEXEC) < 0)
     goto out;
   parent = getpid();
@@ -294,7 +295,8 @@ int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
   fds[0] = p[0][1];
   fds[1] = p[1][0];
   fds[2] = p[2][0];
-  p[0][1] = p[1][0] = p[2][0] = -1;
+  fds[3] = st[0];
+  p[0][1] = p[1][0] = p[2][0] = st[0] = -1;
   *pid_out = pid;
   r = 0;
 out:
@@ -304,10 +306,10 @@ out:
     if (p[i][1] >= 0)
       close(p[i][1]);
   }
-  if (st[0] >= 0) {
+  if (st[0] >= 0)
     close(st[0]);
+  if (st[1] >= 0)
     close(st[1]);
-  }
   durin_sandbox_argv_free(sargv);
   free(command);
   return r;

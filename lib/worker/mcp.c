@@ -49,7 +49,7 @@ struct mproc {
   uv_poll_t exitp;
   int nopen;
   pid_t pid;
-  int pidfd;
+  int pidfd, statusfd;
   int exited, status;
 };
 
@@ -364,6 +364,8 @@ static void proc_closed(uv_handle_t *h)
     return;
   if (p->pidfd >= 0)
     close(p->pidfd);
+  if (p->statusfd >= 0)
+    close(p->statusfd);
   free(p);
 }
 
@@ -521,7 +523,7 @@ static int stdio_spawn(struct msrv *s)
 {
   struct wmcp *set = s->set;
   struct mproc *p = calloc(1, sizeof(*p));
-  int fds[3], r;
+  int fds[4], r;
 
   if (!p)
     return DURIN_ENOMEM;
@@ -533,6 +535,7 @@ static int stdio_spawn(struct msrv *s)
     return r;
   }
   p->srv = s;
+  p->statusfd = fds[3];
   p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
   uv_pipe_init(set->loop, &p->in, 0);
   uv_pipe_init(set->loop, &p->out, 0);
