@@ -1,0 +1,245 @@
+#!/bin/sh
+# MCP servers in real runs: the reference servers from npm
+# (@modelcontextprotocol/server-everything over stdio in the run's sandbox
+# and over streamable HTTP, server-filesystem on the workspace) and a fake
+# one (tests/helpers/mcp-fake.py) that misbehaves on demand. Their tools
+# are offered as SERVER__TOOL, go through policy and the ledger, and an
+# MCP call cut by a crash follows the ledger's rules.
+. "$(dirname "$0")/lib-test.sh"
+
+BIN="$SRCDIR/tests/js/node_modules/.bin"
+[ -x "$BIN/mcp-server-everything" ] && [ -x "$BIN/mcp-server-filesystem" ] ||
+  test_skip_all "no MCP reference servers (make npm-deps)"
+command -v node >/dev/null || test_skip_all "no node"
+FAKE="$SRCDIR/tests/helpers/mcp-fake.py"
+# In the sandbox when this host can build it; the servers need the
+# packages and the fake server read-only.
+SB=""
+BOX=", \"sandbox\": {\"ro\": [\"$SRCDIR/tests/js/node_modules\", \"$SRCDIR/tests/helpers\"]}"
+if ! "$DURIN" sandbox -- true 2>/dev/null; then
+  SB="--sandbox none"
+  BOX=""
+fi
+make_project
+
+# A spec: mcp_servers $1, script turns $2, extra fields $3.
+spec() {
+  cat >"$TRASH/s.json" <<JSON
+{"goal": "use the servers", "workspace": "project",
+ "mcp_servers": $1,
+ "model": {"provider": "script", "turns": [$2,
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}
+ $BOX ${3-}}
+JSON
+}
+everything="{\"everything\": {\"command\": [\"$BIN/mcp-server-everything\", \"stdio\"]}}"
+fake() { echo "{\"fake\": {\"command\": [\"python3\", \"$FAKE\", \"${1:-good}\"]${2-}}}"; }
+call() { echo "{\"name\": \"$1\", \"arguments\": $2}"; }
+# Result text of run $1's tool_result number $2 (from 1).
+result_of() {
+  sql "select json_extract(data, '\$.output') from events where run_id = '$1' and type = 'tool_result' order by seq limit 1 offset $(( $2 - 1 ))"
+}
+ok_of() {
+  sql "select json_extract(data, '\$.ok') from events where run_id = '$1' and type = 'tool_result' order by seq limit 1 offset $(( $2 - 1 ))"
+}
+ws_of() { sql "select workspace from runs where id = '$1'"; }
+
+test_expect_success 'server-everything over stdio: echo and get-sum in a real run' '
+  spec "$everything" "{\"tool_calls\": [$(call everything__echo "{\"message\": \"hello mcp\"}"),
+    $(call everything__get-sum "{\"a\": 2, \"b\": 40}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(result_of $id 1)" = "Echo: hello mcp" &&
+  test "$(result_of $id 2)" = "The sum of 2 and 40 is 42." &&
+  # Both are readOnlyHint: pure, no ledger rows.
+  test "$(sql "select count(*) from ledger where run_id = '"'"'$id'"'"'")" = 0 &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'" >tools.json &&
+  grep_q "\"name\": *\"everything__echo\", *\"effect\": *\"pure\"" tools.json &&
+  grep_q "\"protocol\": *\"2025-11-25\"" tools.json &&
+  events_contiguous $id
+'
+
+test_expect_success 'the model is offered the tools, named SERVER__TOOL, with their schemas' '
+  durin logs $id >logs.txt &&
+  grep_q "everything__echo ok" logs.txt &&
+  sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_call'"'"'" >n &&
+  test "$(cat n)" -ge 2
+'
+
+test_expect_success 'a spec override makes a tool unsafe: it gets a ledger intent and outcome' '
+  spec "{\"everything\": {\"command\": [\"$BIN/mcp-server-everything\", \"stdio\"], \"tools\": {\"echo\": {\"effect\": \"unsafe\"}}}}" \
+    "{\"tool_calls\": [$(call everything__echo "{\"message\": \"x\"}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(sql "select count(*) from ledger where run_id = '"'"'$id'"'"' and done = 1")" = 1
+'
+
+test_expect_success 'server-filesystem works on the run workspace' '
+  spec "{\"fs\": {\"command\": [\"$BIN/mcp-server-filesystem\", \".\"]}}" \
+    "{\"tool_calls\": [$(call fs__write_file "{\"path\": \"note.txt\", \"content\": \"from mcp\"}"),
+      $(call fs__list_directory "{\"path\": \".\"}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(cat "$(ws_of $id)/note.txt")" = "from mcp" &&
+  result_of $id 2 | grep_q "note.txt"
+'
+
+test_expect_success 'an isError result goes back to the model as a failed call' '
+  spec "$(fake)" "{\"tool_calls\": [$(call fake__fail "{}"), $(call fake__ok "{\"text\": \"still here\"}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(ok_of $id 1)" = 0 &&
+  result_of $id 1 | grep_q "the disk is on fire" &&
+  test "$(result_of $id 2)" = "ok: still here"
+'
+
+test_expect_success 'a tool with an invalid inputSchema is left out, saying why' '
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'" >tools.json &&
+  grep_q "badschema.*left out.*inputSchema" tools.json &&
+  ! grep_q "\"fake__badschema\"" tools.json &&
+  grep_q "badschema.*left out" err.txt
+'
+
+test_expect_success 'tools listed over several pages are all offered' '
+  spec "$(fake paged)" "{\"tool_calls\": [$(call fake__slow "{}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(result_of $id 1)" = "slow done"
+'
+
+test_expect_success 'progress notifications show in the log' '
+  n=$(sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_progress'"'"'") &&
+  test "$n" = 3 &&
+  durin logs $id | grep_q "step 3" &&
+  grep_q "\"progressToken\": \"$id:1:0\"" "$(ws_of $id)/mcp-fake.log"
+'
+
+test_expect_success 'a server on an unsupported protocol version fails the run, saying so' '
+  spec "$(fake oldversion)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"x\"}")]}" &&
+  test_must_fail durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = failed &&
+  col_of $id reason | grep_q "protocol version .2024-11-05."
+'
+
+for bad in garbage huge stray; do
+  test_expect_success "a server that answers $bad is cut off; the model and the log say why" '
+    spec "$(fake)" "{\"tool_calls\": [$(call fake__$bad "{}"), $(call fake__ok "{\"text\": \"x\"}")]}" &&
+    durin run $SB s.json >out.txt 2>err.txt &&
+    id=$(run_id_of out.txt) &&
+    test "$(status_of $id)" = succeeded &&
+    test "$(ok_of $id 1)" = 0 &&
+    result_of $id 1 >r1 &&
+    grep_q "mcp server .fake. sent .*cut off" r1 &&
+    result_of $id 2 | grep_q "not running" &&
+    test "$(sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_notice'"'"'")" -ge 1
+  '
+done
+
+test_expect_success 'a server that dies mid-call fails the call and is restarted' '
+  spec "$(fake)" "{\"tool_calls\": [$(call fake__die "{}")]},
+    {\"tool_calls\": [$(call fake__ok "{\"text\": \"again\"}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  result_of $id 1 | grep_q "exited with status 3.*dying on purpose" &&
+  grep_q "restarting it in 500 ms" err.txt
+'
+
+test_expect_success 'a call over its timeout is cancelled with notifications/cancelled' '
+  spec "$(fake good ", \"timeout_s\": 1")" "{\"tool_calls\": [$(call fake__slow "{\"seconds\": 30}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  result_of $id 1 | grep_q "did not answer within 1000 ms" &&
+  grep_q "notifications/cancelled.*\"requestId\": 3" "$(ws_of $id)/mcp-fake.log"
+'
+
+test_expect_success 'durin cancel stops an MCP call in flight with notifications/cancelled' '
+  spec "$(fake)" "{\"tool_calls\": [$(call fake__slow "{\"seconds\": 60}")]}" &&
+  ( "$DURIN" run $SB s.json >out.txt 2>&1; echo $? >rc ) &
+  i=0; while [ -z "$(run_id_of out.txt)" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done &&
+  id=$(run_id_of out.txt) &&
+  i=0; while [ "$(sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_progress'"'"'" 2>/dev/null)" != 3 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done &&
+  durin cancel $id >c.txt &&
+  i=0; while [ ! -s rc ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done &&
+  test "$(status_of $id)" = cancelled &&
+  grep_q "notifications/cancelled" "$(ws_of $id)/mcp-fake.log"
+'
+
+test_expect_success 'a crash after an unsafe MCP call, before its outcome: needs_human on resume' '
+  spec "$(fake good ", \"tools\": {\"ok\": {\"effect\": \"unsafe\"}}")" \
+    "{\"tool_calls\": [$(call fake__ok "{\"text\": \"once\"}")]}" &&
+  env DURIN_CRASH_AT=tool_exit "$DURIN" run $SB s.json >out.txt 2>&1;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = running &&
+  test "$(sql "select count(*) from ledger where run_id = '"'"'$id'"'"' and done = 0")" = 1 &&
+  test_must_fail durin resume $SB $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = needs_human &&
+  col_of $id reason | grep_q "fake__ok"
+'
+
+test_expect_success 'the same crash with an idempotent MCP call: run again on resume' '
+  spec "$(fake)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"twice\"}")]}" &&
+  env DURIN_CRASH_AT=tool_exit "$DURIN" run $SB s.json >out.txt 2>&1;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = running &&
+  durin resume $SB $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(result_of $id 1)" = "ok: twice" &&
+  test "$(grep -c "\"name\": \"ok\"" "$(ws_of $id)/mcp-fake.log")" = 2 &&
+  # The tools were recorded once: the resumed worker found the same list.
+  test "$(sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'")" = 1
+'
+
+test_expect_success 'SIGKILL of the worker during an MCP call: the ledger rules hold' '
+  spec "$(fake good ", \"tools\": {\"slow\": {\"effect\": \"unsafe\"}}")" \
+    "{\"tool_calls\": [$(call fake__slow "{\"seconds\": 60}")]}" &&
+  "$DURIN" run $SB s.json >out.txt 2>&1 &
+  pid=$! &&
+  i=0; while [ -z "$(run_id_of out.txt)" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done &&
+  id=$(run_id_of out.txt) &&
+  i=0; while ! in_tool $id 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done &&
+  kill -KILL $pid; wait $pid;
+  test "$(status_of $id)" = running &&
+  test_must_fail durin resume $SB $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = needs_human
+'
+
+test_expect_success 'streamable HTTP: server-everything on loopback' '
+  port=$(python3 -c "import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])") &&
+  PORT=$port "$BIN/mcp-server-everything" streamableHttp >http.log 2>&1 &
+  hp=$! &&
+  i=0; while ! grep_q "listening" http.log && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
+  spec "{\"web\": {\"url\": \"http://127.0.0.1:$port/mcp\", \"headers\": {\"X-Test\": \"yes\"}}}" \
+    "{\"tool_calls\": [$(call web__echo "{\"message\": \"over http\"}"),
+      $(call web__get-sum "{\"a\": 1, \"b\": 2}"),
+      $(call web__trigger-long-running-operation "{\"duration\": 1, \"steps\": 2}")]}" &&
+  durin run $SB s.json >out.txt 2>err.txt;
+  kill $hp; wait $hp;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  test "$(result_of $id 1)" = "Echo: over http" &&
+  test "$(result_of $id 2)" = "The sum of 1 and 2 is 3." &&
+  result_of $id 3 | grep_q "completed" &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'" | grep_q "\"transport\": *\"http\"" &&
+  test "$(sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_progress'"'"'")" -ge 1
+'
+
+test_expect_success 'a bad mcp_servers field is refused with its path' '
+  spec "{\"Bad Name\": {\"command\": [\"x\"]}}" "{\"tool_calls\": []}" &&
+  test_must_fail_with 65 durin run $SB s.json 2>err &&
+  grep_q "mcp_servers.*Bad Name.*not a server name" err &&
+  spec "{\"a\": {\"command\": [\"x\"], \"url\": \"http://x\"}}" "{\"tool_calls\": []}" &&
+  test_must_fail_with 65 durin run $SB s.json 2>err &&
+  grep_q "mcp_servers.a. needs exactly one" err &&
+  spec "{\"a\": {\"command\": [\"x\"], \"tools\": {\"t\": {\"effect\": \"maybe\"}}}}" "{\"tool_calls\": []}" &&
+  test_must_fail_with 65 durin run $SB s.json 2>err &&
+  grep_q "mcp_servers.a.tools.t.effect" err
+'
+
+test_done
