@@ -456,7 +456,8 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
     snprintf(c->idem_key, sizeof(c->idem_key), "%s:%lld:%d", h->run_id,
              (long long)step, i);
     /* A tool with I/O has an exec, or is a command the worker runs. */
-    if (c->effect != DURIN_EFFECT_PURE && (c->def->exec || c->def->command))
+    if (c->effect != DURIN_EFFECT_PURE &&
+        (c->def->exec || c->def->command || c->def->mcp_server))
       need = 1;
   }
   return need;

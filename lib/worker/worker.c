@@ -1677,6 +1677,19 @@ static int open_mcp(struct durin_worker *w, struct wrun *r,
   return rc;
 }
 
+/* The run's committed state into its harness, and its layers settled. */
+static int load_run(struct durin_worker *w, struct wrun *r,
+                    struct durin_err *err)
+{
+  int rc = durin_run_load(w->s, r->id, r->h, r->attempt, err);
+
+  /* Before the run does anything: finish the merges a crash cut, and
+   * discard what calls without an outcome left. */
+  if (!rc)
+    rc = durin__calls_recover(w->s, r->id, &r->spec, err);
+  return rc;
+}
+
 static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
                       struct job *j)
 {
@@ -1734,15 +1747,20 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   if (!rc)
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
   if (!rc)
-    rc = durin_run_load(w->s, r->id, r->h, r->attempt, &j->err);
-  /* Before the run does anything: finish the merges a crash cut, and
-   * discard what calls without an outcome left. */
-  if (!rc) {
     durin_harness_set_sandboxed(r->h, w->o.sandbox != NULL);
-    rc = durin__calls_recover(w->s, r->id, &r->spec, &j->err);
-  }
+  /* With MCP servers, the run is loaded once they listed their tools
+   * (fn_load): a pending step's calls of them must find them. */
+  if (!rc && !r->spec.nmcp)
+    rc = load_run(w, r, &j->err);
   durin_run_info_clear(&ri);
   return rc;
+}
+
+static int fn_load(struct durin_worker *w, struct durin_txn *txn,
+                   struct job *j)
+{
+  (void)txn;
+  return load_run(w, j->run, &j->err);
 }
 
 /* Ends a run that has no usable harness as failed: event and row. */
@@ -1870,13 +1888,15 @@ static void mcp_fail(struct wrun *r, const char *why)
   set_phase(r, P_ENDING);
 }
 
+static void done_load(struct durin_worker *w, struct job *j);
+static int fn_load(struct durin_worker *w, struct durin_txn *txn,
+                   struct job *j);
+
 static void on_mcp_ready(void *arg, int rc, const char *why)
 {
   struct wrun *r = arg;
   const struct durin_tool_def *const *tools;
   struct durin_err err = { 0 };
-  json_t *rec, *v;
-  size_t i;
   int n;
 
   r->busy = 0;
@@ -1890,6 +1910,35 @@ static void on_mcp_ready(void *arg, int rc, const char *why)
   tools = wmcp_tools(r->mcp, &n);
   if (durin_harness_add_tools(r->h, tools, n, &err)) {
     mcp_fail(r, err.msg);
+    return;
+  }
+  r->busy = 1;
+  job_new(r->w, J_CALL, r, fn_load, done_load);
+}
+
+static void done_load(struct durin_worker *w, struct job *j)
+{
+  struct wrun *r = j->run;
+  json_t *rec, *v;
+  size_t i;
+
+  r->busy = 0;
+  if (r->gone) {
+    run_release_memory(r);
+    return;
+  }
+  if (j->r == DURIN_ESTORE || j->r == DURIN_EBUSY || j->r == DURIN_ENOMEM ||
+      j->r == DURIN_EIO) {
+    wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
+    lose(w, j->r, j->err.msg);
+    drop(r, j->r, "dropped after a failed restore");
+    return;
+  }
+  if (j->r) {
+    char why[700];
+
+    snprintf(why, sizeof(why), "cannot restore the run: %s", j->err.msg);
+    mcp_fail(r, why);
     return;
   }
   rec = wmcp_record(r->mcp);
