@@ -116,12 +116,12 @@ struct durin_spec_mcp_tool {
 };
 
 struct durin_spec_mcp {
-  char *name;    /* [a-z0-9_-]{1,32}: tools are named NAME__TOOL */
-  char **argv;   /* stdio: the command, NULL-terminated; or NULL */
+  char *name;  /* [a-z0-9_-]{1,32}: tools are named NAME__TOOL */
+  char **argv; /* stdio: the command, NULL-terminated; or NULL */
   int argc;
-  char **env;    /* stdio: "K=V" added to its environment, NULL-ended */
+  char **env; /* stdio: "K=V" added to its environment, NULL-ended */
   int nenv;
-  char *url;     /* streamable HTTP: http:// or https://; or NULL */
+  char *url; /* streamable HTTP: http:// or https://; or NULL */
   struct durin_spec_mcp_header *headers;
   int nheaders;
   struct durin_spec_mcp_tool *tools; /* effect overrides */

@@ -58,7 +58,7 @@ struct durin_harness {
   int64_t attempt;
   int restored;
 
-  json_t *tools;             /* schemas for the model */
+  json_t *tools; /* schemas for the model */
   /* Tools of the run's MCP servers (durin_harness_add_tools; borrowed). */
   const struct durin_tool_def *const *extra;
   int nextra;
@@ -198,10 +198,9 @@ int durin_harness_add_tools(struct durin_harness *h,
 
   for (i = 0; i < n; i++)
     json_array_append_new(
-        h->tools,
-        json_pack("{s:s,s:s,s:o}", "name", defs[i]->name, "description",
-                  defs[i]->desc ? defs[i]->desc : "", "parameters",
-                  durin_tool_schema(defs[i])));
+        h->tools, json_pack("{s:s,s:s,s:o}", "name", defs[i]->name,
+                            "description", defs[i]->desc ? defs[i]->desc : "",
+                            "parameters", durin_tool_schema(defs[i])));
   if ((r = durin__window_tools(h->win, h->spec, h->tools, err)))
     return r;
   h->extra = defs;

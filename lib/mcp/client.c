@@ -168,8 +168,8 @@ void durin_mcp_cancel(struct durin_mcp *m, int64_t id, const char *reason)
   if (!take(m, id, &p))
     return;
   durin_mcp_notify(m, "notifications/cancelled",
-                   json_pack("{s:I,s:s}", "requestId", (json_int_t)id,
-                             "reason", reason ? reason : "cancelled"));
+                   json_pack("{s:I,s:s}", "requestId", (json_int_t)id, "reason",
+                             reason ? reason : "cancelled"));
 }
 
 void durin_mcp_fail(struct durin_mcp *m, int64_t id,
@@ -314,9 +314,8 @@ int durin_mcp_feed(struct durin_mcp *m, const char *data, size_t len,
       break;
     i++;
     /* Blank lines (and a CR before the LF) are tolerated. */
-    while (m->line.len &&
-           (m->line.buf[m->line.len - 1] == '\r' ||
-            m->line.buf[m->line.len - 1] == ' '))
+    while (m->line.len && (m->line.buf[m->line.len - 1] == '\r' ||
+                           m->line.buf[m->line.len - 1] == ' '))
       m->line.buf[--m->line.len] = 0;
     if (m->line.len) {
       r = durin_mcp_receive(m, m->line.buf, m->line.len, err);
@@ -384,7 +383,8 @@ static void on_list(void *arg, json_t *result, const struct durin_err *err)
     ready(m, e.code, &e);
     return;
   }
-  json_array_foreach(tools, i, t) json_array_append(m->listed, t);
+  json_array_foreach(tools, i, t)
+    json_array_append(m->listed, t);
   if (json_array_size(m->listed) > 1000) {
     proto_err(m, &e, "more than 1000 tools");
     ready(m, e.code, &e);
@@ -450,9 +450,9 @@ static void on_init(void *arg, json_t *result, const struct durin_err *err)
 
 int durin_mcp_start(struct durin_mcp *m, durin_mcp_ready_cb cb, void *arg)
 {
-  json_t *params = json_pack(
-      "{s:s,s:{},s:{s:s,s:s}}", "protocolVersion", DURIN_MCP_PROTOCOL,
-      "capabilities", "clientInfo", "name", "durin", "version", "0.1");
+  json_t *params = json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion",
+                             DURIN_MCP_PROTOCOL, "capabilities", "clientInfo",
+                             "name", "durin", "version", "0.1");
 
   m->ready = cb;
   m->ready_arg = arg;
@@ -500,8 +500,8 @@ static void skip(json_t *notices, const char *server, const char *tool,
 }
 
 int durin_mcp_toolset_make(const struct durin_spec_mcp *srv, json_t *listed,
-                           struct durin_mcp_toolset *out,
-                           json_t *notices, struct durin_err *err)
+                           struct durin_mcp_toolset *out, json_t *notices,
+                           struct durin_err *err)
 {
   size_t i, n = json_array_size(listed);
   json_t *t;

@@ -17,9 +17,9 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",        "system",  "goal",   "workspace",         "model",
-  "tools",       "checks",  "budget", "max_eval_attempts", "limits",
-  "context",     "sandbox", "policy", "approvals",         "notify",
+  "name",        "system",      "goal",   "workspace",         "model",
+  "tools",       "checks",      "budget", "max_eval_attempts", "limits",
+  "context",     "sandbox",     "policy", "approvals",         "notify",
   "traceparent", "mcp_servers", NULL,
 };
 static const char *const notify_fields[] = { "webhooks", NULL };
@@ -955,8 +955,7 @@ static int parse_mcp_one(const char *name, json_t *o, struct durin_spec_mcp *m,
         goto out;
       }
       if (durin_secret_name_check(h->secret, &e2)) {
-        r = durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", hp,
-                          e2.msg);
+        r = durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", hp, e2.msg);
         goto out;
       }
       if (h->format && !strstr(h->format, "{}")) {

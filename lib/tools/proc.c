@@ -41,8 +41,8 @@ static void set_limit(int res, rlim_t v)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child(pid_t parent, const char *dir, const char *command,
-                  int in_fd, int out_fd, int err_fd, char *const envp[],
+static void child(pid_t parent, const char *dir, const char *command, int in_fd,
+                  int out_fd, int err_fd, char *const envp[],
                   int64_t timeout_ms, int seccomp_fd, int status_fd,
                   char *const sandbox_argv[], char *const argv[])
 {

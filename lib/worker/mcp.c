@@ -172,7 +172,8 @@ static void call_fail(struct wmcp *set, const char *fmt, ...)
   call_end(set, &res);
 }
 
-static void on_call_reply(void *arg, json_t *result, const struct durin_err *err)
+static void on_call_reply(void *arg, json_t *result,
+                          const struct durin_err *err)
 {
   struct wmcp *set = arg;
   struct durin_tool_result res;
@@ -238,8 +239,7 @@ int wmcp_call(struct wmcp *set, const struct durin_tool_def *def, json_t *args,
   }
   snprintf(set->ctoken, sizeof(set->ctoken), "%s", idem_key ? idem_key : "");
   r = durin_mcp_request(s->m, "tools/call",
-                        durin_mcp_call_params(def->mcp_tool, args,
-                                              set->ctoken),
+                        durin_mcp_call_params(def->mcp_tool, args, set->ctoken),
                         on_call_reply, set, &set->cid);
   if (r) {
     if (set->cactive)
@@ -422,8 +422,7 @@ static void on_exit_ready(uv_poll_t *h, int status, int events)
       snprintf(how, sizeof(how), "was killed by signal %d",
                WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     srv_down(s, 0, "mcp server '%s' %s%s%.*s", s->spec->name, how,
-             s->errlen ? "; its last words: " : "", (int)s->errlen,
-             s->errtail);
+             s->errlen ? "; its last words: " : "", (int)s->errlen, s->errtail);
   }
 }
 
@@ -500,8 +499,8 @@ static int stdio_send(struct msrv *s, const char *text, size_t len)
 
   if (!s->proc)
     return DURIN_EIO;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->proc->in) >
-      (size_t)16 << 20)
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->proc->in) > (size_t)16
+                                                                        << 20)
     return DURIN_ETOOBIG;
   w = calloc(1, sizeof(*w));
   if (!w || !(w->text = malloc(len + 1))) {
@@ -528,8 +527,7 @@ static int stdio_spawn(struct msrv *s)
   if (!p)
     return DURIN_ENOMEM;
   r = durin_proc_spawn_server(&set->box, set->workspace, s->spec->argv,
-                              (const char *const *)s->spec->env, &p->pid,
-                              fds);
+                              (const char *const *)s->spec->env, &p->pid, fds);
   if (r) {
     free(p);
     return r;
@@ -597,9 +595,8 @@ static void on_post_done(void *arg, int r, long status, const char *body,
       durin_mcp_fail(s->m, id, &e);
     return;
   }
-  if (durin_mcp_receive_body(s->m, body, len,
-                             !strncasecmp(ctype, "text/event-stream", 17),
-                             &e)) {
+  if (durin_mcp_receive_body(
+          s->m, body, len, !strncasecmp(ctype, "text/event-stream", 17), &e)) {
     srv_down(s, 1, "%s", e.msg);
     return;
   }
@@ -753,8 +750,8 @@ static void srv_start(struct msrv *s)
     return;
   }
   if ((r = durin_mcp_start(s->m, on_ready, s)) && s->state == SRV_STARTING)
-    srv_down(s, 1, "mcp server '%s': cannot send initialize: %s",
-             s->spec->name, durin_strerror(r));
+    srv_down(s, 1, "mcp server '%s': cannot send initialize: %s", s->spec->name,
+             durin_strerror(r));
 }
 
 /* ---- the set ---- */
@@ -830,11 +827,11 @@ json_t *wmcp_record(struct wmcp *set)
       json_array_append_new(
           tools, json_pack("{s:s,s:s}", "name", s->ts.defs[k].name, "effect",
                            durin_effect_name(s->ts.defs[k].effect)));
-    json_object_set_new(
-        servers, s->spec->name,
-        json_pack("{s:s,s:s,s:s,s:o}", "transport",
-                  s->spec->url ? "http" : "stdio", "protocol", s->version,
-                  "listing_sha256", s->hash, "tools", tools));
+    json_object_set_new(servers, s->spec->name,
+                        json_pack("{s:s,s:s,s:s,s:o}", "transport",
+                                  s->spec->url ? "http" : "stdio", "protocol",
+                                  s->version, "listing_sha256", s->hash,
+                                  "tools", tools));
   }
   return json_pack("{s:o,s:O}", "servers", servers, "notices", set->notices);
 }

@@ -55,8 +55,8 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
 }
 
 /* The value of header line p (len bytes) if it is name's, into out. */
-static void header_value(const char *p, size_t len, const char *name,
-                         char *out, size_t size)
+static void header_value(const char *p, size_t len, const char *name, char *out,
+                         size_t size)
 {
   size_t k = strlen(name), v;
 

@@ -1756,8 +1756,7 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   return rc;
 }
 
-static int fn_load(struct durin_worker *w, struct durin_txn *txn,
-                   struct job *j)
+static int fn_load(struct durin_worker *w, struct durin_txn *txn, struct job *j)
 {
   (void)txn;
   return load_run(w, j->run, &j->err);
