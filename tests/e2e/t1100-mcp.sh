@@ -249,6 +249,34 @@ test_expect_success 'streamable HTTP: server-everything on loopback' '
   test "$(sql "select count(*) from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_progress'"'"'")" -ge 1
 '
 
+test_expect_success 'streamable HTTP: a header from the vault, a session, JSON answers, 2025-03-26' '
+  (
+    unset DURIN_MASTER_KEY DURIN_MASTER_KEY_FILE CREDENTIALS_DIRECTORY XDG_CONFIG_HOME
+    export HOME="$TRASH/home"
+    durin secret keygen >/dev/null 2>&1 &&
+    printf "%s\n" "tok-9f8e7d6c5b4a3921" | durin secret set MCP_TOKEN 2>/dev/null || exit 1
+    rm -f hport
+    python3 "$FAKE" http "$TRASH/hport" "$TRASH/http-fake.log" &
+    fp=$!
+    i=0; while [ ! -s hport ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+    spec "{\"h\": {\"url\": \"http://127.0.0.1:$(cat hport)/mcp\", \"headers\": {\"Authorization\": {\"secret\": \"MCP_TOKEN\", \"format\": \"Bearer {}\"}}}}" \
+      "{\"tool_calls\": [$(call h__whoami "{}")]}"
+    durin run $SB s.json >out.txt 2>err.txt
+    rc=$?
+    kill $fp; wait $fp
+    exit $rc
+  ) &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  grep_q "\"Authorization\": \"Bearer tok-9f8e7d6c5b4a3921\"" http-fake.log &&
+  grep_q "\"MCP-Protocol-Version\": \"2025-03-26\"" http-fake.log &&
+  # What the tool said back is scrubbed before the model or the log see it.
+  result_of $id 1 | grep_q "you are Bearer \[secret:MCP_TOKEN\]" &&
+  ! sql "select data from events where run_id = '"'"'$id'"'"'" | grep_q tok-9f8e7d6c5b4a3921 &&
+  ! grep_q tok-9f8e7d6c5b4a3921 out.txt err.txt &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'" | grep_q "\"protocol\": *\"2025-03-26\""
+'
+
 test_expect_success 'a bad mcp_servers field is refused with its path' '
   spec "{\"Bad Name\": {\"command\": [\"x\"]}}" "{\"tool_calls\": []}" &&
   test_must_fail_with 65 durin run $SB s.json 2>err &&

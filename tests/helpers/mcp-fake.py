@@ -13,6 +13,13 @@ Modes change the opening or the tools:
               plus a tool with an invalid inputSchema, which is left out
   oldversion  answers initialize with protocol version 2024-11-05
   paged       lists its tools over two pages (nextCursor)
+  http PORTFILE
+              a streamable HTTP server on loopback instead (its port
+              written to PORTFILE) that answers plain JSON, speaks
+              2025-03-26, hands out a session id and insists on it and on
+              the MCP-Protocol-Version header; its tool whoami answers with
+              the Authorization header it got; LOG gets each request's
+              headers too
 """
 import json
 import os
@@ -123,6 +130,61 @@ def handle(msg):
         send({"jsonrpc": "2.0", "id": mid,
               "error": {"code": -32601, "message": "no such method"}})
 
+
+def serve_http(port_file):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            msg = json.loads(body)
+            log({"headers": dict(self.headers), "message": msg})
+            if msg.get("method") != "initialize" and (
+                    self.headers.get("Mcp-Session-Id") != "sess-1" or
+                    self.headers.get("MCP-Protocol-Version") != "2025-03-26"):
+                self.send_response(400)
+                self.end_headers()
+                return
+            out = None
+            if msg.get("method") == "initialize":
+                out = {"jsonrpc": "2.0", "id": msg["id"], "result": {
+                    "protocolVersion": "2025-03-26",
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "fake-http", "version": "1"}}}
+            elif msg.get("method") == "tools/list":
+                out = {"jsonrpc": "2.0", "id": msg["id"], "result": {"tools": [
+                    {"name": "whoami", "inputSchema": obj({}),
+                     "annotations": {"readOnlyHint": True}}]}}
+            elif msg.get("method") == "tools/call":
+                out = {"jsonrpc": "2.0", "id": msg["id"], "result": {
+                    "content": [{"type": "text", "text": "you are " +
+                                 self.headers.get("Authorization", "nobody")}]}}
+            if out is None:
+                self.send_response(202)
+                self.end_headers()
+                return
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Mcp-Session-Id", "sess-1")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = HTTPServer(("127.0.0.1", 0), H)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(port_file + ".tmp", port_file)
+    srv.serve_forever()
+
+
+if mode == "http":
+    log_path = sys.argv[3] if len(sys.argv) > 3 else "mcp-fake.log"
+    serve_http(sys.argv[2])
+    sys.exit(0)
 
 for line in sys.stdin:
     line = line.strip()
