@@ -132,9 +132,9 @@ int main(int argc, char **argv)
   } else {
     json_object_set_new(srv, "url", json_string(url));
   }
-  root =
-      json_pack("{s:s,s:s,s:{s:s},s:{s:o}}", "goal", "bench", "workspace", dir,
-                "model", "provider", "script", "mcp_servers", "bench", srv);
+  root = json_pack("{s:s,s:s,s:{s:s,s:[]},s:{s:o}}", "goal", "bench",
+                   "workspace", dir, "model", "provider", "script", "turns",
+                   "mcp_servers", "bench", srv);
   text = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   if (durin_spec_parse(text, NULL, &spec, &err)) {

@@ -26,6 +26,19 @@ done
 RUNS=${RECOVERY_RUNS:-4} "$(dirname "$0")/recovery" "$build"
 # Sandbox start: durin's sandbox against bwrap.
 "$build/bench/sandbox-start" "$build"
+# MCP call round trip against the reference server's echo tool, over
+# stdio (a plain child) and streamable HTTP on loopback (needs `make
+# npm-deps`).
+mcp_bin="$(dirname "$0")/../tests/js/node_modules/.bin/mcp-server-everything"
+if [ -x "$mcp_bin" ]; then
+  "$build/bench/mcp-call" --stdio "$mcp_bin stdio" --calls "${MCP_CALLS:-2000}"
+  mport=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  PORT=$mport "$mcp_bin" streamableHttp >"$tmp/mcp-http.log" 2>&1 &
+  mpid=$!
+  while ! grep -q listening "$tmp/mcp-http.log"; do sleep 0.05; done
+  "$build/bench/mcp-call" --url "http://127.0.0.1:$mport/mcp" --calls "${MCP_CALLS:-2000}"
+  kill $mpid
+fi
 # The HTTP API: 1,000 clients on a run's live event stream (events as fast
 # as the worker makes them, then one model call of 50 ms a step), and
 # 2,000 runs created from 16 clients and 500 from one.
