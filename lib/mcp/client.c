@@ -39,6 +39,10 @@ struct durin_mcp {
   int64_t next_id;
   struct pending *pend;
   int npend, apend;
+  /* Requests cancelled lately: an answer may cross the cancellation, and
+   * is dropped rather than taken for a reply to what was never asked. */
+  int64_t cancelled[64];
+  int ncancelled;
   struct durin_buf line; /* a stdio line not yet complete */
   char version[16];
   json_t *listed;
@@ -167,6 +171,7 @@ void durin_mcp_cancel(struct durin_mcp *m, int64_t id, const char *reason)
 
   if (!take(m, id, &p))
     return;
+  m->cancelled[m->ncancelled++ % 64] = id;
   durin_mcp_notify(m, "notifications/cancelled",
                    json_pack("{s:I,s:s}", "requestId", (json_int_t)id, "reason",
                              reason ? reason : "cancelled"));
@@ -233,6 +238,11 @@ static int handle(struct durin_mcp *m, json_t *msg, struct durin_err *err)
     return proto_err(m, err, "a reply whose id is not one this client uses");
   if (!take(m, json_integer_value(id), &p)) {
     char what[96];
+    int i;
+
+    for (i = 0; i < 64 && i < m->ncancelled; i++)
+      if (m->cancelled[i] == json_integer_value(id))
+        return 0;
 
     snprintf(what, sizeof(what), "a reply to id %lld, which was never asked",
              (long long)json_integer_value(id));
