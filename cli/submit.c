@@ -88,6 +88,23 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
     return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
                                                        cli_exit_for(r);
   }
+  /* So must an MCP server's header secrets. */
+  for (int i = 0; i < spec->nmcp; i++)
+    for (int k = 0; k < spec->mcp[i].nheaders; k++) {
+      const struct durin_spec_mcp_header *h = &spec->mcp[i].headers[k];
+      char why[sizeof(err->msg)];
+
+      if (!h->secret ||
+          !(r = durin_secret_check_use(cli->store, o->tenant, h->secret,
+                                       o->agent ? o->agent : spec->name, err)))
+        continue;
+      snprintf(why, sizeof(why), "%s", err->msg);
+      durin_err_set(err, DURIN_ESPEC, "mcp_servers.%s.headers.%s.secret: %s",
+                    spec->mcp[i].name, h->name, why);
+      durin_spec_clear(spec);
+      return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
+                                                         cli_exit_for(r);
+    }
   /* OpenAI and Anthropic always want a key: say so now, not after a 401. */
   if (!spec->model.api_key_secret && spec->model.base_url &&
       (strstr(spec->model.base_url, "api.openai.com") ||

@@ -277,6 +277,13 @@ test_expect_success 'streamable HTTP: a header from the vault, a session, JSON a
   sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'" | grep_q "\"protocol\": *\"2025-03-26\""
 '
 
+test_expect_success 'a header secret the tenant does not have is refused at submit' '
+  spec "{\"h\": {\"url\": \"http://127.0.0.1:9/mcp\", \"headers\": {\"Authorization\": {\"secret\": \"NO_SUCH\"}}}}" \
+    "{\"tool_calls\": []}" &&
+  test_must_fail_with 65 durin run $SB s.json 2>err &&
+  grep_q "mcp_servers.h.headers.Authorization.secret" err
+'
+
 test_expect_success 'a bad mcp_servers field is refused with its path' '
   spec "{\"Bad Name\": {\"command\": [\"x\"]}}" "{\"tool_calls\": []}" &&
   test_must_fail_with 65 durin run $SB s.json 2>err &&
