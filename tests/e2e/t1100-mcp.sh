@@ -229,6 +229,42 @@ test_expect_success 'SIGKILL of the worker during an MCP call: the ledger rules 
   test "$(status_of $id)" = needs_human
 '
 
+# The fake server of the next test, by its log (named after this test's
+# directory: the same test may run at once on the other store): how many
+# run.
+WK="wk-$(basename "$TRASH").log"
+fakes() {
+  for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null; echo; done |
+    grep -c "mcp-fake.py good $WK \$"
+}
+test_expect_success 'a worker SIGKILLed during an idempotent MCP call: its server dies, another worker runs the call again' '
+  cat >wk.json <<JSON &&
+{"goal": "g", "workspace": "project",
+ "mcp_servers": {"fake": {"command": ["python3", "$FAKE", "good", "$WK"],
+                          "tools": {"slow": {"effect": "idempotent"}}}},
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [$(call fake__slow "{\"seconds\": 3}")]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}
+ $BOX}
+JSON
+  id=$(durin submit wk.json) || return 1
+  "$DURIN" worker $SB --lease-ttl 2s >w1.log 2>&1 &
+  wp=$!
+  bg_pids="$bg_pids $wp"
+  wait_for 60 "in_tool $id" &&
+  wait_for 10 "test \$(fakes) -ge 1" &&
+  kill -KILL $wp && { wait $wp; true; } &&
+  wait_for 10 "test \$(fakes) = 0" &&
+  test "$(status_of $id)" = running || return 1
+  "$DURIN" worker $SB --lease-ttl 2s --poll 100ms >w2.log 2>&1 &
+  wp=$!
+  bg_pids="$bg_pids $wp"
+  wait_for 90 "test \"\$(status_of $id)\" = succeeded" &&
+  kill -TERM $wp && { wait $wp; true; } &&
+  test "$(result_of $id 1)" = "slow done" &&
+  test "$(grep -c "\"name\": \"slow\"" "$(ws_of $id)/$WK")" = 2
+'
+
 test_expect_success 'streamable HTTP: server-everything on loopback' '
   port=$(python3 -c "import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])") || return 1
   PORT=$port "$BIN/mcp-server-everything" streamableHttp >http.log 2>&1 &

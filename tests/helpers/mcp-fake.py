@@ -23,6 +23,7 @@ Modes change the opening or the tools:
 """
 import json
 import os
+import select
 import sys
 import time
 
@@ -103,6 +104,10 @@ def handle(msg):
                 # Answered late, or never: the client cancels or gives up.
                 deadline = time.time() + secs
                 while time.time() < deadline:
+                    ready, _, _ = select.select(
+                        [sys.stdin], [], [], deadline - time.time())
+                    if not ready:
+                        break
                     line = sys.stdin.readline()
                     if not line:
                         sys.exit(0)
