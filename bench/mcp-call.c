@@ -147,7 +147,7 @@ int main(int argc, char **argv)
   uv_loop_init(&b.loop);
   http = uvh_new(&b.loop);
   b.open_us = durin_mono_us();
-  b.set = wmcp_start(&b.loop, http, &spec, &box, NULL, NULL, &ops, &b);
+  b.set = wmcp_start(&b.loop, http, &spec, &box, NULL, NULL, NULL, &ops, &b);
   uv_run(&b.loop, UV_RUN_DEFAULT);
   wmcp_free(b.set);
   uvh_free(http);

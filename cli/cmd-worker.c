@@ -171,6 +171,9 @@ static const char worker_usage[] =
     "  --no-watchdog         leave recovery to other processes\n"
     "  --policy FILE         the server's policy (also DURIN_POLICY), applied\n"
     "                        on top of each run's own; it can only tighten\n"
+    "  --mcp-servers FILE    MCP servers of this worker's own, started with it\n"
+    "                        and shared by the runs whose specs name them with\n"
+    "                        \"scope\": \"worker\" (docs/internals/mcp.md)\n"
     "  --sandbox none        run tool calls on this host, unprotected (loudly\n"
     "                        logged; by default each runs in the sandbox)\n"
     "  --metrics-listen ADDR:PORT\n"
@@ -185,6 +188,57 @@ static const char worker_usage[] =
     "leases, make the last metrics push (if pushing), exit. A second one\n"
     "exits at once.\n";
 
+/*
+ * The worker's own MCP servers (--mcp-servers FILE): an object like a
+ * spec's "mcp_servers", parsed by the spec's rules. Header values are
+ * literal here (a vault secret belongs to a tenant; these serve every
+ * run). Prints the error and returns an exit code.
+ */
+static int mcp_servers_load(const char *name, const char *path,
+                            struct durin_spec *out)
+{
+  struct durin_err err = { 0 };
+  json_error_t je;
+  json_t *servers = json_load_file(path, JSON_REJECT_DUPLICATES, &je), *doc;
+  char *text;
+  int r, i, k;
+
+  if (!servers) {
+    cli_error("%s: --mcp-servers '%s': %s (line %d)", name, path, je.text,
+              je.line);
+    return EXIT_USAGE;
+  }
+  doc =
+      json_pack("{s:s,s:s,s:{s:s,s:[]},s:o}", "goal", "-", "workspace", "/",
+                "model", "provider", "script", "turns", "mcp_servers", servers);
+  text = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  r = durin_spec_parse(text, NULL, out, &err);
+  free(text);
+  if (r) {
+    cli_error("%s: --mcp-servers '%s': %s", name, path, err.msg);
+    return EXIT_USAGE;
+  }
+  for (i = 0; i < out->nmcp; i++) {
+    if (out->mcp[i].scope_worker) {
+      cli_error("%s: --mcp-servers '%s': server '%s' must be started here: "
+                "give its \"command\" or \"url\"",
+                name, path, out->mcp[i].name);
+      durin_spec_clear(out);
+      return EXIT_USAGE;
+    }
+    for (k = 0; k < out->mcp[i].nheaders; k++)
+      if (out->mcp[i].headers[k].secret) {
+        cli_error("%s: --mcp-servers '%s': header '%s' of server '%s' names "
+                  "a secret; a worker's servers take literal values",
+                  name, path, out->mcp[i].headers[k].name, out->mcp[i].name);
+        durin_spec_clear(out);
+        return EXIT_USAGE;
+      }
+  }
+  return 0;
+}
+
 static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
 {
   struct durin_worker_opts o;
@@ -193,7 +247,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   struct durin_err err = { 0 };
   struct durin_worker *w;
   struct durin_sandbox sb;
-  const char *sandbox = NULL, *policy = NULL;
+  const char *sandbox = NULL, *policy = NULL, *mcp_path = NULL;
+  static struct durin_spec mcp_servers;
   struct durin_policy *pol = NULL;
   struct sigaction sa;
   struct rlimit rl;
@@ -281,6 +336,8 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     i++;
     if (!strcmp(a, "--sandbox")) {
       sandbox = v;
+    } else if (!strcmp(a, "--mcp-servers")) {
+      mcp_path = v;
     } else if (!strcmp(a, "--policy")) {
       policy = v;
     } else if (!strcmp(a, "--metrics-listen")) {
@@ -342,6 +399,11 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     if (stopped && !quiet)
       fprintf(stderr, "durin: %s stopped before the store answered\n", name);
     return code;
+  }
+  if (mcp_path) {
+    if ((code = mcp_servers_load(name, mcp_path, &mcp_servers)))
+      return code;
+    o.mcp_servers = &mcp_servers;
   }
   if ((code = cli_server_policy(policy, &pol)))
     return code;

@@ -127,6 +127,9 @@ struct durin_spec_mcp {
   struct durin_spec_mcp_tool *tools; /* effect overrides */
   int ntools;
   int64_t timeout_ms; /* per call; 0: limits.tool_timeout_s */
+  /* "scope": "worker": the worker's server of that name (durin worker
+   * --mcp-servers), shared; then argv and url are NULL. */
+  int scope_worker;
 };
 
 /* The longest tool name a provider takes (OpenAI: 64, [a-zA-Z0-9_-]). */

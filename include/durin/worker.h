@@ -53,6 +53,10 @@ struct durin_worker_opts {
   const struct durin_policy *policy;
   const struct durin_worker_limit *limits;
   int nlimits;
+  /* MCP servers of the worker's own (their spec's mcp entries; may be
+   * NULL): started with it, shared by the runs whose specs name them
+   * with "scope": "worker" (docs/internals/mcp.md). Must outlive it. */
+  const struct durin_spec *mcp_servers;
   /* In the workers' roll call: "worker" (default) or "serve". */
   const char *kind;
   /* Where it counts model calls, tokens, dollars, commits and tool calls

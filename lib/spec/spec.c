@@ -845,14 +845,29 @@ static int parse_mcp_one(const char *name, json_t *o, struct durin_spec_mcp *m,
       (r = get_string(o, "scope", pre, 0, &scope, err)) ||
       (r = get_int(o, "timeout_s", pre, 1, 1000, &m->timeout_ms, err)))
     goto out;
-  if (scope && strcmp(scope, "run")) {
+  if (scope && strcmp(scope, "run") && strcmp(scope, "worker")) {
     r = durin_err_set(err, DURIN_ESPEC,
-                      "field '%sscope': '%s' is not supported; servers run "
-                      "per run (\"run\") for now",
+                      "field '%sscope' must be \"run\" (started per run, in "
+                      "its sandbox) or \"worker\" (the worker's own server "
+                      "of that name), not '%s'",
                       pre, scope);
     goto out;
   }
+  m->scope_worker = scope && !strcmp(scope, "worker");
   cmd = json_object_get(o, "command");
+  if (m->scope_worker) {
+    if (cmd || m->url || json_object_get(o, "env") ||
+        json_object_get(o, "headers"))
+      r = durin_err_set(err, DURIN_ESPEC,
+                        "field 'mcp_servers.%s': a server with \"scope\": "
+                        "\"worker\" is the worker's (durin worker "
+                        "--mcp-servers); give only \"tools\" and "
+                        "\"timeout_s\"",
+                        name);
+    if (r)
+      goto out;
+    goto overrides;
+  }
   if (!!cmd == !!m->url) {
     r = durin_err_set(err, DURIN_ESPEC,
                       "field 'mcp_servers.%s' needs exactly one of "
@@ -967,6 +982,7 @@ static int parse_mcp_one(const char *name, json_t *o, struct durin_spec_mcp *m,
       }
     }
   }
+overrides:
   if ((tools = json_object_get(o, "tools"))) {
     if (!json_is_object(tools)) {
       r = durin_err_set(err, DURIN_ESPEC,

@@ -17,6 +17,12 @@
  * The tools the harness was given are the first listing's, kept for the
  * run's life on this worker: a restarted server that lists others is
  * noted, and the model's view does not change under it.
+ *
+ * A server the operator gave the worker (durin worker --mcp-servers, a
+ * spec's "scope": "worker") is started once, with the worker, as a plain
+ * child, and shared: it lives in the worker's pool (struct wmcp_pool), and
+ * each run's set refers to it. Its session carries the calls of many runs
+ * at once, each with its own id and its own set as the reply's argument.
  */
 #include <errno.h>
 #include <signal.h>
@@ -62,8 +68,14 @@ struct hpost {
 };
 
 struct msrv {
-  struct wmcp *set;
+  struct wmcp *set;       /* a run's own server: its set */
+  struct wmcp_pool *pool; /* a shared one: its pool */
   const struct durin_spec_mcp *spec;
+  uv_loop_t *loop;
+  struct uvh *http;
+  struct durin_proc_box box;
+  const char *workspace;
+  json_t *listed; /* the first listing, which the runs' tools come from */
   struct durin_mcp *m;
   /* The session before the last srv_down, freed at the next start: its
    * callbacks may still be on the stack when the server goes down. */
@@ -75,8 +87,7 @@ struct msrv {
   char errtail[1024];
   size_t errlen;
   char why[600]; /* why it is down or cut off */
-  int first;     /* the first opening (the run waits for it) */
-  struct durin_mcp_toolset ts;
+  int first;     /* it has not listed its tools yet */
   char hash[65]; /* of the first listing */
   char version[16];
   /* HTTP */
@@ -94,8 +105,17 @@ struct wmcp {
   char *workspace;
   struct wmcp_ops ops;
   void *arg;
-  struct msrv *srv;
+  /* Per server of the run's spec: the server (the run's own, or the
+   * pool's), the run's entry (its name and effect overrides), the tools
+   * made for this run, and whether they are. */
+  struct msrv **srv;
+  const struct durin_spec_mcp **ent;
+  struct durin_mcp_toolset *ts;
+  int *have_ts;
   int n;
+  struct wmcp_pool *pool;
+  struct wmcp *pnext; /* in the pool's list of sets */
+  uv_timer_t kick;    /* shared servers already up: said after start */
   int starting;
   int failed; /* a server failed its first opening: said once */
   int gone;
@@ -114,6 +134,19 @@ struct wmcp {
   int64_t ct0, ctimeout;
   char ctoken[128];
   int nprogress;
+};
+
+struct wmcp_pool {
+  uv_loop_t *loop;
+  struct uvh *http;
+  struct msrv **srv;
+  char ***headers; /* per server: "Name: value" lines */
+  int n;
+  struct wmcp *sets;
+  void (*log)(void *arg, const char *line);
+  void *arg;
+  int nhandles;
+  char dir[4200];
 };
 
 static const struct durin_mcp_ops mcp_ops;
@@ -135,6 +168,35 @@ static void notice(struct wmcp *set, const char *fmt, ...)
   va_end(ap);
   if (set->ops.notice)
     set->ops.notice(set->arg, msg);
+}
+
+/* A notice about server s: to its run, or for a shared one to the
+ * worker's log and every run that uses it. */
+static void srv_notice(struct msrv *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void srv_notice(struct msrv *s, const char *fmt, ...)
+{
+  struct wmcp *set;
+  char msg[900];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (s->set) {
+    notice(s->set, "%s", msg);
+    return;
+  }
+  if (s->pool->log)
+    s->pool->log(s->pool->arg, msg);
+  for (set = s->pool->sets; set; set = set->pnext) {
+    int i;
+
+    for (i = 0; i < set->n; i++)
+      if (set->srv[i] == s)
+        notice(set, "%s", msg);
+  }
 }
 
 /* ---- the call in flight ---- */
@@ -217,8 +279,8 @@ int wmcp_call(struct wmcp *set, const struct durin_tool_def *def, json_t *args,
   int i, r;
 
   for (i = 0; i < set->n; i++)
-    if (!strcmp(set->srv[i].spec->name, def->mcp_server))
-      s = &set->srv[i];
+    if (!strcmp(set->ent[i]->name, def->mcp_server))
+      s = set->srv[i];
   set->ccb = cb;
   set->carg = arg;
   set->ccap = cap;
@@ -281,12 +343,17 @@ int wmcp_busy(const struct wmcp *set)
 static void on_notify(void *arg, const char *method, json_t *params)
 {
   struct msrv *s = arg;
-  struct wmcp *set = s->set;
+  struct wmcp *set = s->set ? s->set : s->pool->sets;
   const char *token =
       json_string_value(json_object_get(params, "progressToken"));
 
-  if (strcmp(method, "notifications/progress") || !set->cactive ||
-      set->csrv != s || !token || strcmp(token, set->ctoken))
+  if (strcmp(method, "notifications/progress") || !token)
+    return;
+  /* The run whose call it is: the one run, or among the pool's. */
+  for (; set; set = s->set ? NULL : set->pnext)
+    if (set->cactive && set->csrv == s && !strcmp(token, set->ctoken))
+      break;
+  if (!set)
     return;
   /* Bounded: a chatty tool cannot flood the run's log. */
   if (++set->nprogress > 100)
@@ -295,23 +362,45 @@ static void on_notify(void *arg, const char *method, json_t *params)
     set->ops.progress(set->arg, s->spec->name, params);
 }
 
-static void ready_one(struct msrv *s, int rc, const char *why)
+/* Server i of set has listed its tools (rc 0), or never will. */
+static void set_server_ready(struct wmcp *set, int i, int rc, const char *why)
 {
-  struct wmcp *set = s->set;
+  struct durin_err e = { 0 };
 
-  if (!s->first)
+  if (set->failed || set->have_ts[i])
     return;
-  s->first = 0;
-  if (set->failed)
-    return;
+  if (!rc) {
+    rc = durin_mcp_toolset_make(set->ent[i], set->srv[i]->listed, &set->ts[i],
+                                set->notices, &e);
+    why = e.msg;
+  }
   if (rc) {
     set->failed = 1;
     if (set->ops.ready)
       set->ops.ready(set->arg, rc, why);
     return;
   }
+  set->have_ts[i] = 1;
   if (--set->starting == 0 && set->ops.ready)
     set->ops.ready(set->arg, 0, NULL);
+}
+
+/* s's first opening ended: every run waiting for it hears. */
+static void first_done(struct msrv *s, int rc, const char *why)
+{
+  struct wmcp *set, *next;
+  int i;
+
+  if (!s->first)
+    return;
+  s->first = 0;
+  for (set = s->set ? s->set : s->pool->sets; set; set = next) {
+    /* A run told may let go of its set (and leave the list). */
+    next = s->set ? NULL : set->pnext;
+    for (i = 0; i < set->n; i++)
+      if (set->srv[i] == s)
+        set_server_ready(set, i, rc, why);
+  }
 }
 
 static void listed_hash(json_t *listed, char out[65])
@@ -325,8 +414,6 @@ static void listed_hash(json_t *listed, char out[65])
 static void on_ready(void *arg, int rc, const struct durin_err *err)
 {
   struct msrv *s = arg;
-  struct wmcp *set = s->set;
-  struct durin_err e = { 0 };
   char hash[65];
 
   if (rc) {
@@ -337,21 +424,17 @@ static void on_ready(void *arg, int rc, const struct durin_err *err)
   listed_hash(durin_mcp_listed(s->m), hash);
   s->state = SRV_READY;
   if (!s->first) {
-    notice(set, "mcp server '%s' restarted (protocol %s)%s", s->spec->name,
-           s->version,
-           strcmp(hash, s->hash) ?
-               "; it lists other tools than when the run started, and the "
-               "run keeps the ones it started with" :
-               "");
+    srv_notice(s, "mcp server '%s' restarted (protocol %s)%s", s->spec->name,
+               s->version,
+               strcmp(hash, s->hash) ?
+                   "; it lists other tools than when the run started, and "
+                   "the run keeps the ones it started with" :
+                   "");
     return;
   }
   memcpy(s->hash, hash, sizeof(hash));
-  if (durin_mcp_toolset_make(s->spec, durin_mcp_listed(s->m), &s->ts,
-                             set->notices, &e)) {
-    srv_down(s, 1, "%s", e.msg);
-    return;
-  }
-  ready_one(s, 0, NULL);
+  s->listed = json_incref(durin_mcp_listed(s->m));
+  first_done(s, 0, NULL);
 }
 
 /* ---- stdio ---- */
@@ -520,13 +603,12 @@ static int stdio_send(struct msrv *s, const char *text, size_t len)
 
 static int stdio_spawn(struct msrv *s)
 {
-  struct wmcp *set = s->set;
   struct mproc *p = calloc(1, sizeof(*p));
   int fds[4], r;
 
   if (!p)
     return DURIN_ENOMEM;
-  r = durin_proc_spawn_server(&set->box, set->workspace, s->spec->argv,
+  r = durin_proc_spawn_server(&s->box, s->workspace, s->spec->argv,
                               (const char *const *)s->spec->env, &p->pid, fds);
   if (r) {
     free(p);
@@ -535,14 +617,14 @@ static int stdio_spawn(struct msrv *s)
   p->srv = s;
   p->statusfd = fds[3];
   p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-  uv_pipe_init(set->loop, &p->in, 0);
-  uv_pipe_init(set->loop, &p->out, 0);
-  uv_pipe_init(set->loop, &p->err, 0);
+  uv_pipe_init(s->loop, &p->in, 0);
+  uv_pipe_init(s->loop, &p->out, 0);
+  uv_pipe_init(s->loop, &p->err, 0);
   uv_pipe_open(&p->in, fds[0]);
   uv_pipe_open(&p->out, fds[1]);
   uv_pipe_open(&p->err, fds[2]);
   p->in.data = p->out.data = p->err.data = p;
-  uv_poll_init(set->loop, &p->exitp, p->pidfd);
+  uv_poll_init(s->loop, &p->exitp, p->pidfd);
   p->exitp.data = p;
   p->nopen = 4;
   uv_poll_start(&p->exitp, UV_READABLE, on_exit_ready);
@@ -604,7 +686,6 @@ static void on_post_done(void *arg, int r, long status, const char *body,
 
 static int http_send(struct msrv *s, const char *text, size_t len)
 {
-  struct wmcp *set = s->set;
   struct durin_http_req req;
   char pv[64], sid[300];
   struct hpost *hp;
@@ -637,8 +718,8 @@ static int http_send(struct msrv *s, const char *text, size_t len)
   }
   for (i = 0; i < s->nheaders && n < 7; i++)
     req.headers[n++] = s->headers[i];
-  hp->x = uvh_post_meta(set->http, &req,
-                        (set->ctimeout > 0 ? set->ctimeout : 60000) + 30000,
+  /* The call's own timer cancels it first: this bounds the transfer. */
+  hp->x = uvh_post_meta(s->http, &req, 3600 * 1000,
                         DURIN_MCP_MAX_MESSAGE + 65536, on_post_done, hp);
   if (!hp->x) {
     free(hp);
@@ -678,7 +759,6 @@ static void on_backoff(uv_timer_t *t)
 
 static void srv_down(struct msrv *s, int cut, const char *fmt, ...)
 {
-  struct wmcp *set = s->set;
   struct durin_err e = { 0 };
   va_list ap;
   int was_first = s->first;
@@ -705,17 +785,19 @@ static void srv_down(struct msrv *s, int cut, const char *fmt, ...)
     s->m = NULL;
   }
   if (was_first) {
-    ready_one(s, DURIN_EIO, s->why);
+    if (!s->set)
+      srv_notice(s, "%s", s->why);
+    first_done(s, DURIN_EIO, s->why);
     return;
   }
   if (cut) {
-    notice(set, "%s", s->why);
+    srv_notice(s, "%s", s->why);
     return;
   }
   if (s->attempts >= MAX_RESTARTS) {
     s->state = SRV_CUT;
-    notice(set, "%s; not restarted: it died %d times in a row", s->why,
-           s->attempts);
+    srv_notice(s, "%s; not restarted: it died %d times in a row", s->why,
+               s->attempts);
     return;
   }
   {
@@ -724,8 +806,8 @@ static void srv_down(struct msrv *s, int cut, const char *fmt, ...)
     if (ms > 30000)
       ms = 30000;
     s->attempts++;
-    notice(set, "%s; restarting it in %llu ms (attempt %d of %d)", s->why,
-           (unsigned long long)ms, s->attempts, MAX_RESTARTS);
+    srv_notice(s, "%s; restarting it in %llu ms (attempt %d of %d)", s->why,
+               (unsigned long long)ms, s->attempts, MAX_RESTARTS);
     uv_timer_start(&s->backoff, on_backoff, ms, 0);
   }
 }
@@ -756,14 +838,60 @@ static void srv_start(struct msrv *s)
 
 /* ---- the set ---- */
 
+static struct msrv *srv_new(uv_loop_t *loop, struct uvh *http,
+                            const struct durin_spec_mcp *spec,
+                            const struct durin_proc_box *box,
+                            const char *workspace)
+{
+  struct msrv *s = calloc(1, sizeof(*s));
+
+  if (!s)
+    return NULL;
+  s->spec = spec;
+  s->loop = loop;
+  s->http = http;
+  s->box = *box;
+  s->workspace = workspace;
+  s->first = 1;
+  uv_timer_init(loop, &s->backoff);
+  s->backoff.data = s;
+  return s;
+}
+
+/* Shared servers that are up (or failed) when the run came: said now,
+ * on the loop, not inside wmcp_start. */
+static void on_kick(uv_timer_t *t)
+{
+  struct wmcp *set = t->data;
+  int i;
+
+  for (i = 0; i < set->n && !set->failed; i++) {
+    struct msrv *s = set->srv[i];
+
+    if (!s) {
+      char why[300];
+
+      snprintf(why, sizeof(why),
+               "mcp server '%s' has \"scope\": \"worker\", and this "
+               "worker has no server of that name (durin worker "
+               "--mcp-servers FILE)",
+               set->ent[i]->name);
+      set_server_ready(set, i, DURIN_ESPEC, why);
+    } else if (s->set != set && !s->first) {
+      set_server_ready(set, i, s->listed ? 0 : DURIN_EIO, s->why);
+    }
+  }
+}
+
 struct wmcp *wmcp_start(uv_loop_t *loop, struct uvh *http,
                         const struct durin_spec *spec,
                         const struct durin_proc_box *box,
                         char *const *const *headers, const int *nheaders,
-                        const struct wmcp_ops *ops, void *arg)
+                        struct wmcp_pool *pool, const struct wmcp_ops *ops,
+                        void *arg)
 {
   struct wmcp *set = calloc(1, sizeof(*set));
-  int i;
+  int i, k, kick = 0;
 
   if (!set)
     return NULL;
@@ -777,24 +905,44 @@ struct wmcp *wmcp_start(uv_loop_t *loop, struct uvh *http,
   set->notices = json_array();
   set->n = spec->nmcp;
   set->srv = calloc((size_t)spec->nmcp + 1, sizeof(*set->srv));
+  set->ent = calloc((size_t)spec->nmcp + 1, sizeof(*set->ent));
+  set->ts = calloc((size_t)spec->nmcp + 1, sizeof(*set->ts));
+  set->have_ts = calloc((size_t)spec->nmcp + 1, sizeof(*set->have_ts));
   uv_timer_init(loop, &set->ctimer);
   set->ctimer.data = set;
-  set->nhandles = 1;
+  uv_timer_init(loop, &set->kick);
+  set->kick.data = set;
+  set->nhandles = 2;
   set->starting = spec->nmcp;
+  set->pool = pool;
+  if (pool) {
+    set->pnext = pool->sets;
+    pool->sets = set;
+  }
   for (i = 0; i < spec->nmcp; i++) {
-    struct msrv *s = &set->srv[i];
+    const struct durin_spec_mcp *e = &spec->mcp[i];
 
-    s->set = set;
-    s->spec = &spec->mcp[i];
-    s->first = 1;
-    s->headers = headers ? headers[i] : NULL;
-    s->nheaders = nheaders ? nheaders[i] : 0;
-    uv_timer_init(loop, &s->backoff);
-    s->backoff.data = s;
+    set->ent[i] = e;
+    if (e->scope_worker) {
+      for (k = 0; pool && k < pool->n; k++)
+        if (!strcmp(pool->srv[k]->spec->name, e->name))
+          set->srv[i] = pool->srv[k];
+      /* Up already, failed, or missing: said from the loop. */
+      if (!set->srv[i] || !set->srv[i]->first)
+        kick = 1;
+      continue;
+    }
+    set->srv[i] = srv_new(loop, http, e, box, set->workspace);
+    set->srv[i]->set = set;
+    set->srv[i]->headers = headers ? headers[i] : NULL;
+    set->srv[i]->nheaders = nheaders ? nheaders[i] : 0;
     set->nhandles++;
   }
-  for (i = 0; i < spec->nmcp && !set->gone; i++)
-    srv_start(&set->srv[i]);
+  for (i = 0; i < spec->nmcp; i++)
+    if (set->srv[i] && set->srv[i]->set == set)
+      srv_start(set->srv[i]);
+  if (kick)
+    uv_timer_start(&set->kick, on_kick, 0, 0);
   return set;
 }
 
@@ -804,11 +952,11 @@ const struct durin_tool_def *const *wmcp_tools(struct wmcp *set, int *n)
 
   if (!set->tools) {
     for (i = 0; i < set->n; i++)
-      total += set->srv[i].ts.n;
+      total += set->ts[i].n;
     set->tools = calloc((size_t)total + 1, sizeof(*set->tools));
     for (i = 0; i < set->n; i++)
-      for (k = 0; k < set->srv[i].ts.n; k++)
-        set->tools[set->ntools++] = &set->srv[i].ts.defs[k];
+      for (k = 0; k < set->ts[i].n; k++)
+        set->tools[set->ntools++] = &set->ts[i].defs[k];
   }
   *n = set->ntools;
   return set->tools;
@@ -820,20 +968,30 @@ json_t *wmcp_record(struct wmcp *set)
   int i, k;
 
   for (i = 0; i < set->n; i++) {
-    struct msrv *s = &set->srv[i];
+    struct msrv *s = set->srv[i];
     json_t *tools = json_array();
 
-    for (k = 0; k < s->ts.n; k++)
+    for (k = 0; k < set->ts[i].n; k++)
       json_array_append_new(
-          tools, json_pack("{s:s,s:s}", "name", s->ts.defs[k].name, "effect",
-                           durin_effect_name(s->ts.defs[k].effect)));
-    json_object_set_new(servers, s->spec->name,
-                        json_pack("{s:s,s:s,s:s,s:o}", "transport",
-                                  s->spec->url ? "http" : "stdio", "protocol",
+          tools,
+          json_pack("{s:s,s:s}", "name", set->ts[i].defs[k].name, "effect",
+                    durin_effect_name(set->ts[i].defs[k].effect)));
+    json_object_set_new(servers, set->ent[i]->name,
+                        json_pack("{s:s,s:s,s:s,s:s,s:o}", "transport",
+                                  s->spec->url ? "http" : "stdio", "scope",
+                                  s->set ? "run" : "worker", "protocol",
                                   s->version, "listing_sha256", s->hash,
                                   "tools", tools));
   }
   return json_pack("{s:o,s:O}", "servers", servers, "notices", set->notices);
+}
+
+static void srv_free(struct msrv *s)
+{
+  durin_mcp_free(s->m);
+  durin_mcp_free(s->old_m);
+  json_decref(s->listed);
+  free(s);
 }
 
 static void set_unref(struct wmcp *set)
@@ -843,18 +1001,21 @@ static void set_unref(struct wmcp *set)
   if (--set->nhandles)
     return;
   for (i = 0; i < set->n; i++) {
-    durin_mcp_toolset_clear(&set->srv[i].ts);
-    durin_mcp_free(set->srv[i].m);
-    durin_mcp_free(set->srv[i].old_m);
+    durin_mcp_toolset_clear(&set->ts[i]);
+    if (set->srv[i] && set->srv[i]->set == set)
+      srv_free(set->srv[i]);
   }
   free(set->srv);
+  free(set->ent);
+  free(set->ts);
+  free(set->have_ts);
   free(set->tools);
   free(set->workspace);
   json_decref(set->notices);
   free(set);
 }
 
-static void ctimer_closed(uv_handle_t *h)
+static void set_timer_closed(uv_handle_t *h)
 {
   set_unref(h->data);
 }
@@ -864,21 +1025,119 @@ static void backoff_closed(uv_handle_t *h)
   set_unref(((struct msrv *)h->data)->set);
 }
 
+/* Lets s go: its process killed, its transfers abandoned, its timer
+ * closed (then close_cb). */
+static void srv_release(struct msrv *s, uv_close_cb close_cb)
+{
+  proc_release(s->proc);
+  s->proc = NULL;
+  http_abandon(s);
+  uv_close((uv_handle_t *)&s->backoff, close_cb);
+}
+
 void wmcp_free(struct wmcp *set)
 {
+  struct wmcp **pp;
   int i;
 
   if (!set)
     return;
+  /* A shared server's session outlives the set: the call in flight is
+   * cancelled there, so that its answer never finds the set. */
+  if (set->cactive && set->csrv && set->csrv->m)
+    durin_mcp_cancel(set->csrv->m, set->cid, "the run was let go");
   set->gone = 1;
   set->cactive = 0;
-  for (i = 0; i < set->n; i++) {
-    struct msrv *s = &set->srv[i];
+  if (set->pool)
+    for (pp = &set->pool->sets; *pp; pp = &(*pp)->pnext)
+      if (*pp == set) {
+        *pp = set->pnext;
+        break;
+      }
+  for (i = 0; i < set->n; i++)
+    if (set->srv[i] && set->srv[i]->set == set)
+      srv_release(set->srv[i], backoff_closed);
+  uv_close((uv_handle_t *)&set->ctimer, set_timer_closed);
+  uv_close((uv_handle_t *)&set->kick, set_timer_closed);
+}
 
-    proc_release(s->proc);
-    s->proc = NULL;
-    http_abandon(s);
-    uv_close((uv_handle_t *)&s->backoff, backoff_closed);
+/* ---- the worker's pool of shared servers ---- */
+
+struct wmcp_pool *wmcp_pool_start(uv_loop_t *loop, struct uvh *http,
+                                  const struct durin_spec *servers,
+                                  void (*log)(void *arg, const char *line),
+                                  void *arg)
+{
+  struct wmcp_pool *pool = calloc(1, sizeof(*pool));
+  struct durin_proc_box none = { NULL, NULL, NULL };
+  int i;
+
+  if (!pool)
+    return NULL;
+  pool->loop = loop;
+  pool->http = http;
+  pool->log = log;
+  pool->arg = arg;
+  if (!getcwd(pool->dir, sizeof(pool->dir)))
+    snprintf(pool->dir, sizeof(pool->dir), "/");
+  pool->srv = calloc((size_t)servers->nmcp + 1, sizeof(*pool->srv));
+  pool->headers = calloc((size_t)servers->nmcp + 1, sizeof(*pool->headers));
+  for (i = 0; i < servers->nmcp; i++) {
+    const struct durin_spec_mcp *e = &servers->mcp[i];
+    struct msrv *s = srv_new(loop, http, e, &none, pool->dir);
+    int k;
+
+    s->pool = pool;
+    pool->headers[i] = calloc((size_t)e->nheaders + 1, sizeof(char *));
+    for (k = 0; k < e->nheaders; k++)
+      if (e->headers[k].value &&
+          asprintf(&pool->headers[i][s->nheaders++], "%s: %s",
+                   e->headers[k].name, e->headers[k].value) < 0)
+        abort();
+    s->headers = pool->headers[i];
+    pool->srv[pool->n++] = s;
+    pool->nhandles++;
   }
-  uv_close((uv_handle_t *)&set->ctimer, ctimer_closed);
+  for (i = 0; i < pool->n; i++)
+    srv_start(pool->srv[i]);
+  return pool;
+}
+
+static void pool_release(struct wmcp_pool *pool)
+{
+  int i, k;
+
+  for (i = 0; pool->headers && pool->headers[i]; i++) {
+    for (k = 0; pool->headers[i][k]; k++)
+      free(pool->headers[i][k]);
+    free(pool->headers[i]);
+  }
+  free(pool->headers);
+  free(pool->srv);
+  free(pool);
+}
+
+static void pool_srv_closed(uv_handle_t *h)
+{
+  struct msrv *s = h->data;
+  struct wmcp_pool *pool = s->pool;
+
+  srv_free(s);
+  if (--pool->nhandles == 0)
+    pool_release(pool);
+}
+
+void wmcp_pool_free(struct wmcp_pool *pool)
+{
+  int i, n;
+
+  if (!pool)
+    return;
+  n = pool->n;
+  if (!n) {
+    pool_release(pool);
+    return;
+  }
+  for (i = 0; i < n; i++)
+    srv_release(pool->srv[i], pool_srv_closed);
 }

@@ -14,6 +14,7 @@
 #include "worker/worker-int.h"
 
 struct wmcp;
+struct wmcp_pool;
 
 struct wmcp_ops {
   /* Every server listed its tools (rc 0), or one could not start (why
@@ -30,15 +31,32 @@ struct wmcp_ops {
  * Starts spec's servers: stdio ones in box's sandbox (box->sandbox NULL:
  * plain children) with the spec's workspace, HTTP ones with headers[i]
  * ("Name: value", nheaders[i] of them; secrets opened by the caller, kept
- * by the caller until wmcp_free). NULL when out of memory.
+ * by the caller until wmcp_free). Those with "scope": "worker" are pool's
+ * (may be NULL: then they are missing, and ready says so). NULL when out
+ * of memory.
  */
 struct wmcp *wmcp_start(uv_loop_t *loop, struct uvh *http,
                         const struct durin_spec *spec,
                         const struct durin_proc_box *box,
                         char *const *const *headers, const int *nheaders,
-                        const struct wmcp_ops *ops, void *arg);
+                        struct wmcp_pool *pool, const struct wmcp_ops *ops,
+                        void *arg);
 /* Stops everything; no callback runs after it. NULL is fine. */
 void wmcp_free(struct wmcp *set);
+
+/*
+ * The worker's shared servers (durin worker --mcp-servers): servers's
+ * mcp entries (borrowed until wmcp_pool_free), started now as plain
+ * children in the current directory, kept up (restarted like a run's),
+ * and used by every run whose spec names one with "scope": "worker". log
+ * gets what an operator should read. Free it after every set that uses
+ * it.
+ */
+struct wmcp_pool *wmcp_pool_start(uv_loop_t *loop, struct uvh *http,
+                                  const struct durin_spec *servers,
+                                  void (*log)(void *arg, const char *line),
+                                  void *arg);
+void wmcp_pool_free(struct wmcp_pool *pool);
 
 /* Once ready: the tools for durin_harness_add_tools (valid until
  * wmcp_free), and what the mcp_tools event records. */

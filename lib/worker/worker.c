@@ -185,6 +185,9 @@ struct durin_worker {
   int nrl;
   struct durin_worker_stats st;
   struct durin__wmetrics *wm; /* NULL: no registry */
+  /* The servers the operator gave the worker (o.mcp_servers), shared by
+   * the runs whose specs name them with "scope": "worker". */
+  struct wmcp_pool *mcp_pool;
   /* Limited to one run id: how it came out, or what it was lost to. */
   char run_id[32];
   struct durin_worker_result res;
@@ -1968,7 +1971,7 @@ static void mcp_begin(struct wrun *r)
   r->busy = 1;
   r->mcp = wmcp_start(&r->w->loop, r->w->http, &r->spec, &box,
                       (char *const *const *)r->mcp_headers, r->mcp_nheaders,
-                      &ops, r);
+                      r->w->mcp_pool, &ops, r);
   if (!r->mcp) {
     r->busy = 0;
     mcp_fail(r, "out of memory starting the mcp servers");
@@ -2447,6 +2450,8 @@ static void close_loop_handles(struct durin_worker *w)
   uv_close((uv_handle_t *)&w->check, NULL);
   uv_close((uv_handle_t *)&w->async_stop, NULL);
   uv_close((uv_handle_t *)&w->async_wake, NULL);
+  wmcp_pool_free(w->mcp_pool);
+  w->mcp_pool = NULL;
   uvh_free(w->http);
   w->http = NULL;
 }
@@ -2590,12 +2595,20 @@ int durin_worker_new(struct durin_store *s, const struct durin_worker_opts *o,
   return 0;
 }
 
+static void pool_log(void *arg, const char *line)
+{
+  wlog(arg, "%s", line);
+}
+
 int durin_worker_run(struct durin_worker *w)
 {
   int64_t beat = w->o.lease_ttl_ms / 3;
 
   uv_prepare_start(&w->prep, on_prepare);
   uv_check_start(&w->check, on_check);
+  if (w->o.mcp_servers && w->o.mcp_servers->nmcp)
+    w->mcp_pool =
+        wmcp_pool_start(&w->loop, w->http, w->o.mcp_servers, pool_log, w);
   if (w->o.run_id)
     take_run(w);
   else

@@ -265,6 +265,38 @@ JSON
   test "$(grep -c "\"name\": \"slow\"" "$(ws_of $id)/$WK")" = 2
 '
 
+test_expect_success 'a worker server ("scope": "worker") is started once and shared by its runs' '
+  cat >servers.json <<JSON &&
+{"shared": {"command": ["python3", "$FAKE", "good", "$TRASH/shared.log"]}}
+JSON
+  cat >sw.json <<JSON &&
+{"goal": "g", "workspace": "project",
+ "mcp_servers": {"shared": {"scope": "worker", "tools": {"ok": {"effect": "unsafe"}}}},
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [$(call shared__ok "{\"text\": \"hi\"}")]},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}
+JSON
+  a=$(durin submit sw.json) && b=$(durin submit sw.json) || return 1
+  "$DURIN" worker $SB --mcp-servers servers.json --poll 100ms >sw.log 2>&1 &
+  wp=$!
+  bg_pids="$bg_pids $wp"
+  wait_for 60 "test \"\$(status_of $a)\$(status_of $b)\" = succeededsucceeded" &&
+  kill -TERM $wp && { wait $wp; true; } &&
+  test "$(grep -c "\"method\": \"initialize\"" shared.log)" = 1 &&
+  test "$(grep -c "\"method\": \"tools/call\"" shared.log)" = 2 &&
+  test "$(result_of $a 1)" = "ok: hi" &&
+  # The run effect override applies: an unsafe call with its ledger rows.
+  test "$(sql "select count(*) from ledger where run_id = '"'"'$a'"'"' and done = 1")" = 1 &&
+  sql "select data from events where run_id = '"'"'$a'"'"' and type = '"'"'mcp_tools'"'"'" | grep_q "\"scope\": *\"worker\""
+'
+
+test_expect_success 'a spec naming a worker server this process lacks fails, saying so' '
+  test_must_fail durin run $SB sw.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = failed &&
+  col_of $id reason | grep_q "this worker has no server of that name"
+'
+
 test_expect_success 'streamable HTTP: server-everything on loopback' '
   port=$(python3 -c "import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])") || return 1
   PORT=$port "$BIN/mcp-server-everything" streamableHttp >http.log 2>&1 &
