@@ -504,6 +504,8 @@ static void on_exit_ready(uv_poll_t *h, int status, int events)
     else
       snprintf(how, sizeof(how), "was killed by signal %d",
                WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    while (s->errlen && strchr("\r\n \t", s->errtail[s->errlen - 1]))
+      s->errlen--;
     srv_down(s, 0, "mcp server '%s' %s%s%.*s", s->spec->name, how,
              s->errlen ? "; its last words: " : "", (int)s->errlen, s->errtail);
   }

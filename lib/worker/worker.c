@@ -1835,12 +1835,26 @@ static void run_event(struct wrun *r, const char *type, json_t *data)
   j->ev_data = data;
 }
 
+/* text with the tenant's secrets scrubbed (owned): what a server says
+ * (its stderr, its messages) reaches the log and the operator only so. */
+static char *scrubbed(struct wrun *r, const char *text)
+{
+  char *t = strdup(text);
+
+  if (!t)
+    abort();
+  scrub(r, &t);
+  return t;
+}
+
 static void on_mcp_notice(void *arg, const char *msg)
 {
   struct wrun *r = arg;
+  char *t = scrubbed(r, msg);
 
-  rnotice(r, "%s", msg);
-  run_event(r, "mcp_notice", json_pack("{s:s}", "message", msg));
+  rnotice(r, "%s", t);
+  run_event(r, "mcp_notice", json_pack("{s:s}", "message", t));
+  free(t);
 }
 
 static void on_mcp_progress(void *arg, const char *server, json_t *params)
@@ -1854,8 +1868,12 @@ static void on_mcp_progress(void *arg, const char *server, json_t *params)
     json_object_set(d, "progress", json_object_get(params, "progress"));
   if (json_is_number(json_object_get(params, "total")))
     json_object_set(d, "total", json_object_get(params, "total"));
-  if (msg)
-    json_object_set_new(d, "message", json_string(msg));
+  if (msg) {
+    char *t = scrubbed(r, msg);
+
+    json_object_set_new(d, "message", json_string(t));
+    free(t);
+  }
   run_event(r, "mcp_progress", d);
 }
 
@@ -1883,8 +1901,7 @@ static void mcp_fail(struct wrun *r, const char *why)
 {
   struct job *f = job_new(r->w, J_WRITE, r, fn_fail_run, done_fail_run);
 
-  if (asprintf(&f->reason, "%s", why) < 0)
-    abort();
+  f->reason = scrubbed(r, why);
   wmcp_free(r->mcp);
   r->mcp = NULL;
   set_phase(r, P_ENDING);
@@ -1905,8 +1922,11 @@ static void on_mcp_ready(void *arg, int rc, const char *why)
   if (r->gone)
     return;
   if (rc) {
-    rnotice(r, "%s", why);
-    mcp_fail(r, why);
+    char *t = scrubbed(r, why);
+
+    rnotice(r, "%s", t);
+    mcp_fail(r, t);
+    free(t);
     return;
   }
   tools = wmcp_tools(r->mcp, &n);
@@ -1944,8 +1964,13 @@ static void done_load(struct durin_worker *w, struct job *j)
     return;
   }
   rec = wmcp_record(r->mcp);
-  json_array_foreach(json_object_get(rec, "notices"), i, v)
-    rnotice(r, "%s", json_string_value(v));
+  json_array_foreach(json_object_get(rec, "notices"), i, v) {
+    char *t = scrubbed(r, json_string_value(v));
+
+    rnotice(r, "%s", t);
+    json_array_set_new(json_object_get(rec, "notices"), i, json_string(t));
+    free(t);
+  }
   /* Recorded once, and again only when a server lists other tools than
    * the log says (a resume against an upgraded server): the model then
    * sees tools it did not see before, and the log says so. */

@@ -345,6 +345,19 @@ test_expect_success 'streamable HTTP: a header from the vault, a session, JSON a
   sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_tools'"'"'" | grep_q "\"protocol\": *\"2025-03-26\""
 '
 
+test_expect_success 'what a dying server says on stderr is scrubbed of secrets' '
+  spec "$(fake)" "{\"tool_calls\": [$(call fake__die "{\"say\": \"tok-9f8e7d6c5b4a3921\"}")]}" &&
+  HOME="$TRASH/home" durin run $SB s.json >out.txt 2>err.txt;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = succeeded &&
+  sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'mcp_notice'"'"'" >notice &&
+  grep_q "dying on purpose \[secret:MCP_TOKEN\]" notice &&
+  # The model sent the value itself (in its arguments); nothing the
+  # server said back keeps it.
+  ! sql "select data from events where run_id = '"'"'$id'"'"' and type in ('"'"'mcp_notice'"'"', '"'"'tool_result'"'"')" | grep_q tok-9f8e7d6c5b4a3921 &&
+  ! grep_q tok-9f8e7d6c5b4a3921 err.txt
+'
+
 test_expect_success 'a header secret the tenant does not have is refused at submit' '
   spec "{\"h\": {\"url\": \"http://127.0.0.1:9/mcp\", \"headers\": {\"Authorization\": {\"secret\": \"NO_SUCH\"}}}}" \
     "{\"tool_calls\": []}" &&

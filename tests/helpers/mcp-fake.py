@@ -54,7 +54,8 @@ TOOLS = [
     {"name": "slow", "description": "reports progress and waits",
      "inputSchema": obj({"seconds": {"type": "number"}}),
      "annotations": {"readOnlyHint": True}},
-    {"name": "die", "description": "exits", "inputSchema": obj({})},
+    {"name": "die", "description": "exits, saying its argument on stderr",
+     "inputSchema": obj({"say": {"type": "string"}})},
     {"name": "garbage", "description": "answers non-JSON",
      "inputSchema": obj({})},
     {"name": "huge", "description": "answers 5 MiB", "inputSchema": obj({})},
@@ -118,7 +119,7 @@ def handle(msg):
             send({"jsonrpc": "2.0", "id": mid, "result": {
                 "content": [{"type": "text", "text": "slow done"}]}})
         elif name == "die":
-            sys.stderr.write("fake: dying on purpose\n")
+            sys.stderr.write("fake: dying on purpose %s\n" % args.get("say", ""))
             sys.stderr.flush()
             os._exit(3)
         elif name == "garbage":
