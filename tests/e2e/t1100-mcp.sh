@@ -138,6 +138,16 @@ test_expect_success 'progress notifications show in the log' '
   grep_q "\"progressToken\": \"$id:1:0\"" "$(ws_of $id)/mcp-fake.log"
 '
 
+test_expect_success 'MCP calls count against the tool-call budget' '
+  spec "$(fake)" "{\"repeat\": 10, \"tool_calls\": [$(call fake__ok "{\"text\": \"again\"}")]}" \
+    ", \"budget\": {\"steps\": 0, \"tool_calls\": 2}" &&
+  durin run $SB s.json >out.txt 2>err.txt;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = budget_exceeded &&
+  col_of $id reason | grep_q "tool-call budget of 2" &&
+  test "$(sql "select tool_calls from runs where id = '"'"'$id'"'"'")" = 2
+'
+
 test_expect_success 'a server on an unsupported protocol version fails the run, saying so' '
   spec "$(fake oldversion)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"x\"}")]}" &&
   test_must_fail durin run $SB s.json >out.txt 2>err.txt &&
