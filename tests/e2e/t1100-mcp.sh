@@ -138,6 +138,16 @@ test_expect_success 'progress notifications show in the log' '
   grep_q "\"progressToken\": \"$id:1:0\"" "$(ws_of $id)/mcp-fake.log"
 '
 
+test_expect_success 'policy decides on SERVER__TOOL, and "SERVER__*" matches all of a server' '
+  spec "$(fake)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"x\"}"), $(call fake__fail "{}")]}" \
+    ", \"policy\": {\"tools\": {\"fake__ok\": \"allow\"}, \"rules\": [{\"name\": \"no-fake\", \"tool\": \"fake__*\", \"action\": \"deny\"}]}" &&
+  durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  result_of $id 1 | grep_q "denied by policy (spec no-fake)" &&
+  result_of $id 2 | grep_q "denied by policy (spec no-fake)" &&
+  ! grep_q "tools/call" "$(ws_of $id)/mcp-fake.log"
+'
+
 test_expect_success 'MCP calls count against the tool-call budget' '
   spec "$(fake)" "{\"repeat\": 10, \"tool_calls\": [$(call fake__ok "{\"text\": \"again\"}")]}" \
     ", \"budget\": {\"steps\": 0, \"tool_calls\": 2}" &&
