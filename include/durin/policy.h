@@ -15,11 +15,12 @@
  *
  * ([**] stands for two stars, which would end this comment.)
  *
- * Matchers: "tool" (a name or "*"); "path" (a glob: * within a segment,
- * two stars across segments) and "access" ("read" or "write") for file tools;
- * "command_prefix" (whole words) and "command_regex" (POSIX extended) for
- * bash; "host" (a glob) and "method" for tools whose arguments carry a
- * "url" or "method"; "when" on the run's state ("cost_usd_over",
+ * Matchers: "tool" (a name, "*", or "SERVER__*" for every tool of an MCP
+ * server, whose tools are named SERVER__TOOL, durin/mcp.h); "path" (a glob: *
+ * within a segment, two stars across segments) and "access" ("read" or "write")
+ * for file tools; "command_prefix" (whole words) and "command_regex" (POSIX
+ * extended) for bash; "host" (a glob) and "method" for tools whose arguments
+ * carry a "url" or "method"; "when" on the run's state ("cost_usd_over",
  * "steps_over"). All present matchers must match.
  *
  * Paths are judged as they resolve in the workspace: "..", absolute paths
