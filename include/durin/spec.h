@@ -175,7 +175,7 @@ struct durin_spec {
   json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
   /* A W3C traceparent: the run's trace joins the caller's (or NULL). */
   char *traceparent;
-  struct durin_spec_mcp *mcp; /* "mcp_servers", sorted by name */
+  struct durin_spec_mcp *mcp; /* "mcp_servers", in the order written */
   int nmcp;
   json_t *mcp_json; /* "mcp_servers" as written, validated (or NULL) */
 };

@@ -347,6 +347,14 @@ static void on_notify(void *arg, const char *method, json_t *params)
   const char *token =
       json_string_value(json_object_get(params, "progressToken"));
 
+  if (!strcmp(method, "notifications/tools/list_changed")) {
+    /* The model's tools stay what they were when the run was taken. */
+    srv_notice(s,
+               "mcp server '%s' says its tools changed; the run keeps the "
+               "ones it was given (a resume lists them again)",
+               s->spec->name);
+    return;
+  }
   if (strcmp(method, "notifications/progress") || !token)
     return;
   /* The run whose call it is: the one run, or among the pool's. */

@@ -109,11 +109,77 @@ static void test_good_spec_roundtrip(void **state)
   durin_spec_clear(&t);
 }
 
+#define SPEC_WITH(mcp) \
+ "{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL ",\"mcp_servers\":" mcp "}"
+
+static void test_mcp_servers(void **state)
+{
+  struct durin_spec s, t;
+  struct durin_err err = { 0 };
+  char *dump;
+
+  (void)state;
+  expect_bad(SPEC_WITH("[]"), "'mcp_servers' must be an object");
+  expect_bad(SPEC_WITH("{\"A\":{\"command\":[\"x\"]}}"),
+             "'A' is not a server name");
+  expect_bad(SPEC_WITH("{\"a__b\":{\"command\":[\"x\"]}}"), "without '__'");
+  expect_bad(SPEC_WITH("{\"a\":{}}"), "needs exactly one of");
+  expect_bad(SPEC_WITH("{\"a\":{\"command\":[]}}"),
+             "'mcp_servers.a.command' must be a non-empty array");
+  expect_bad(SPEC_WITH("{\"a\":{\"command\":[\"x\"],\"comand\":1}}"),
+             "did you mean 'mcp_servers.a.command'");
+  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"ftp://x\"}}"),
+             "not an http:// or https:// URL");
+  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"http://x\",\"headers\":{"
+                       "\"A\":{\"secret\":\"K\",\"format\":\"Bearer\"}}}}"),
+             "must hold '{}'");
+  expect_bad(SPEC_WITH("{\"a\":{\"command\":[\"x\"],\"headers\":{}}}"),
+             "for an HTTP server");
+  expect_bad(SPEC_WITH("{\"a\":{\"command\":[\"x\"],\"tools\":{\"t\":{"
+                       "\"effect\":\"maybe\"}}}}"),
+             "'mcp_servers.a.tools.t.effect': 'maybe'");
+  expect_bad(SPEC_WITH("{\"a\":{\"command\":[\"x\"],\"scope\":\"host\"}}"),
+             "'mcp_servers.a.scope' must be");
+  expect_bad(SPEC_WITH("{\"a\":{\"command\":[\"x\"],\"scope\":\"worker\"}}"),
+             "give only");
+  assert_int_equal(
+      durin_spec_parse(
+          SPEC_WITH("{\"fs\":{\"command\":[\"node\",\"s.js\",\".\"],"
+                    "\"env\":{\"K\":\"v\"},\"timeout_s\":5,\"tools\":{"
+                    "\"w\":{\"effect\":\"unsafe\"}}},"
+                    "\"web\":{\"url\":\"https://h/mcp\",\"headers\":{"
+                    "\"Authorization\":{\"secret\":\"TOK\",\"format\":"
+                    "\"Bearer {}\"},\"X\":\"y\"}},"
+                    "\"shared\":{\"scope\":\"worker\"}}"),
+          NULL, &s, &err),
+      0);
+  dump = durin_spec_dump(&s);
+  assert_int_equal(durin_spec_parse(dump, NULL, &t, &err), 0);
+  free(dump);
+  assert_int_equal(t.nmcp, 3);
+  assert_string_equal(t.mcp[0].name, "fs");
+  assert_int_equal(t.mcp[0].argc, 3);
+  assert_string_equal(t.mcp[0].argv[2], ".");
+  assert_null(t.mcp[0].argv[3]);
+  assert_string_equal(t.mcp[0].env[0], "K=v");
+  assert_int_equal(t.mcp[0].timeout_ms, 5000);
+  assert_int_equal(t.mcp[0].tools[0].effect, DURIN_EFFECT_UNSAFE);
+  assert_string_equal(t.mcp[1].url, "https://h/mcp");
+  assert_string_equal(t.mcp[1].headers[0].secret, "TOK");
+  assert_string_equal(t.mcp[1].headers[0].format, "Bearer {}");
+  assert_string_equal(t.mcp[1].headers[1].value, "y");
+  assert_int_equal(t.mcp[2].scope_worker, 1);
+  assert_null(t.mcp[2].argv);
+  durin_spec_clear(&s);
+  durin_spec_clear(&t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bad_specs),
     cmocka_unit_test(test_good_spec_roundtrip),
+    cmocka_unit_test(test_mcp_servers),
   };
 
   return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
