@@ -92,6 +92,9 @@ int durin_mcp_pending(const struct durin_mcp *m);
 typedef void (*durin_mcp_ready_cb)(void *arg, int rc,
                                    const struct durin_err *err);
 int durin_mcp_start(struct durin_mcp *m, durin_mcp_ready_cb cb, void *arg);
+/* Once ready: tools/list again (the server said its tools changed); cb
+ * as for durin_mcp_start. DURIN_ESTATE when the session is not ready. */
+int durin_mcp_relist(struct durin_mcp *m, durin_mcp_ready_cb cb, void *arg);
 /* The protocol version the server answered ("" before). */
 const char *durin_mcp_version(const struct durin_mcp *m);
 /* The tools the server listed, as it listed them (borrowed; NULL before). */

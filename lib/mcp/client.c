@@ -458,6 +458,19 @@ static void on_init(void *arg, json_t *result, const struct durin_err *err)
   list_page(m, NULL);
 }
 
+int durin_mcp_relist(struct durin_mcp *m, durin_mcp_ready_cb cb, void *arg)
+{
+  if (m->state != MCP_READY)
+    return DURIN_ESTATE;
+  m->ready = cb;
+  m->ready_arg = arg;
+  m->state = MCP_LISTING;
+  json_decref(m->listed);
+  m->listed = json_array();
+  list_page(m, NULL);
+  return 0;
+}
+
 int durin_mcp_start(struct durin_mcp *m, durin_mcp_ready_cb cb, void *arg)
 {
   json_t *params = json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion",

@@ -88,6 +88,8 @@ struct msrv {
   size_t errlen;
   char why[600]; /* why it is down or cut off */
   int first;     /* it has not listed its tools yet */
+  int changed;   /* it said its tools changed while they were listed */
+  int relisting; /* tools/list again, after it said so */
   char hash[65]; /* of the first listing */
   char version[16];
   /* HTTP */
@@ -340,6 +342,8 @@ int wmcp_busy(const struct wmcp *set)
 
 /* ---- the session's callbacks ---- */
 
+static void on_ready(void *arg, int rc, const struct durin_err *err);
+
 static void on_notify(void *arg, const char *method, json_t *params)
 {
   struct msrv *s = arg;
@@ -348,11 +352,12 @@ static void on_notify(void *arg, const char *method, json_t *params)
       json_string_value(json_object_get(params, "progressToken"));
 
   if (!strcmp(method, "notifications/tools/list_changed")) {
-    /* The model's tools stay what they were when the run was taken. */
-    srv_notice(s,
-               "mcp server '%s' says its tools changed; the run keeps the "
-               "ones it was given (a resume lists them again)",
-               s->spec->name);
+    /* Listed again, to say whether they did: the model's tools stay what
+     * they were when the run was taken. */
+    if (s->state == SRV_STARTING || s->relisting)
+      s->changed = 1;
+    else if (s->state == SRV_READY && !durin_mcp_relist(s->m, on_ready, s))
+      s->relisting = 1;
     return;
   }
   if (strcmp(method, "notifications/progress") || !token)
@@ -422,14 +427,34 @@ static void listed_hash(json_t *listed, char out[65])
 static void on_ready(void *arg, int rc, const struct durin_err *err)
 {
   struct msrv *s = arg;
+  int relisted = s->relisting;
   char hash[65];
 
+  s->relisting = 0;
   if (rc) {
     srv_down(s, 1, "%s", err->msg);
     return;
   }
+  if (s->changed) {
+    /* Its tools changed while they were being listed (server-everything
+     * adds some once initialized): the settled list, then. */
+    s->changed = 0;
+    s->relisting = 1;
+    if ((rc = durin_mcp_relist(s->m, on_ready, s)))
+      srv_down(s, 1, "mcp server '%s': cannot list its tools again: %s",
+               s->spec->name, durin_strerror(rc));
+    return;
+  }
   snprintf(s->version, sizeof(s->version), "%s", durin_mcp_version(s->m));
   listed_hash(durin_mcp_listed(s->m), hash);
+  if (relisted && s->state == SRV_READY) {
+    if (strcmp(hash, s->hash))
+      srv_notice(s,
+                 "mcp server '%s' lists other tools now; the run keeps the "
+                 "ones it was given (a resume lists them again)",
+                 s->spec->name);
+    return;
+  }
   s->state = SRV_READY;
   if (!s->first) {
     srv_notice(s, "mcp server '%s' restarted (protocol %s)%s", s->spec->name,

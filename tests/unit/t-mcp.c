@@ -144,6 +144,17 @@ static void test_opening(void **state)
   assert_int_equal(feed(m, line, 3, &err), 0);
   assert_int_equal(ready, 0);
   assert_int_equal(json_array_size(durin_mcp_listed(m)), 2);
+  /* Its tools changed: listed again, from the first page, afresh. */
+  ready = 1;
+  assert_int_equal(durin_mcp_relist(m, on_ready, &ready), 0);
+  assert_string_equal(last_method(&w), "tools/list");
+  assert_null(json_object_get(last(&w), "params"));
+  snprintf(line, sizeof(line),
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[]}}\n",
+           (long long)last_id(&w));
+  assert_int_equal(feed(m, line, 64, &err), 0);
+  assert_int_equal(ready, 0);
+  assert_int_equal(json_array_size(durin_mcp_listed(m)), 0);
   durin_mcp_free(m);
   wire_clear(&w);
 }
