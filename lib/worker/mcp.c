@@ -431,6 +431,8 @@ static void on_ready(void *arg, int rc, const struct durin_err *err)
   char hash[65];
 
   s->relisting = 0;
+  if (s->state == SRV_STARTING)
+    uv_timer_stop(&s->backoff);
   if (rc) {
     srv_down(s, 1, "%s", err->msg);
     return;
@@ -792,6 +794,24 @@ static void on_backoff(uv_timer_t *t)
   srv_start(t->data);
 }
 
+/* How long an opening (initialize, tools/list) may take: the server's
+ * timeout_s, else a minute. */
+static uint64_t open_ms(const struct msrv *s)
+{
+  return s->spec->timeout_ms > 0 ? (uint64_t)s->spec->timeout_ms : 60000;
+}
+
+static void on_open_timeout(uv_timer_t *t)
+{
+  struct msrv *s = t->data;
+
+  if (s->state == SRV_STARTING)
+    srv_down(s, 1,
+             "mcp server '%s' did not finish its opening (initialize, "
+             "tools/list) within %llu ms; it was cut off",
+             s->spec->name, (unsigned long long)open_ms(s));
+}
+
 static void srv_down(struct msrv *s, int cut, const char *fmt, ...)
 {
   struct durin_err e = { 0 };
@@ -807,6 +827,7 @@ static void srv_down(struct msrv *s, int cut, const char *fmt, ...)
    * would fail the same way. */
   if (s->state == SRV_STARTING)
     cut = 1;
+  uv_timer_stop(&s->backoff);
   s->state = cut ? SRV_CUT : SRV_DOWN;
   proc_release(s->proc);
   s->proc = NULL;
@@ -866,6 +887,7 @@ static void srv_start(struct msrv *s)
              s->spec->argv[0], durin_strerror(r));
     return;
   }
+  uv_timer_start(&s->backoff, on_open_timeout, open_ms(s), 0);
   if ((r = durin_mcp_start(s->m, on_ready, s)) && s->state == SRV_STARTING)
     srv_down(s, 1, "mcp server '%s': cannot send initialize: %s", s->spec->name,
              durin_strerror(r));

@@ -158,6 +158,14 @@ test_expect_success 'MCP calls count against the tool-call budget' '
   test "$(sql "select tool_calls from runs where id = '"'"'$id'"'"'")" = 2
 '
 
+test_expect_success 'a server that never finishes its opening fails the run, saying so' '
+  spec "$(fake mute ", \"timeout_s\": 1")" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"x\"}")]}" &&
+  test_must_fail durin run $SB s.json >out.txt 2>err.txt &&
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = failed &&
+  col_of $id reason | grep_q "did not finish its opening (initialize, tools/list) within 1000 ms"
+'
+
 test_expect_success 'a server on an unsupported protocol version fails the run, saying so' '
   spec "$(fake oldversion)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"x\"}")]}" &&
   test_must_fail durin run $SB s.json >out.txt 2>err.txt &&

@@ -13,6 +13,7 @@ Modes change the opening or the tools:
               plus a tool with an invalid inputSchema, which is left out
   oldversion  answers initialize with protocol version 2024-11-05
   paged       lists its tools over two pages (nextCursor)
+  mute        reads and never answers
   http PORTFILE
               a streamable HTTP server on loopback instead (its port
               written to PORTFILE) that answers plain JSON, speaks
@@ -67,6 +68,8 @@ TOOLS = [
 
 
 def handle(msg):
+    if mode == "mute":
+        return
     method = msg.get("method")
     mid = msg.get("id")
     if method == "initialize":
