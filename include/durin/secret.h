@@ -121,4 +121,21 @@ int durin_secret_open(const struct durin_master_key *k, const char *tenant,
                       const char *nonce_b64, const char *ct_b64,
                       struct durin_secret_value *out, struct durin_err *err);
 
+/*
+ * Signed approvals (docs/internals/approvals.md). A decision that lets a
+ * call run records, as its args_hash, DURIN_APPROVAL_MAC_PREFIX and the
+ * hex of an HMAC-SHA-256 of the approval's id, its state ("approved" or
+ * "edited"), who decided and the arguments that may run, under a key
+ * derived from the master key. Whoever can write the store but has not the
+ * master key cannot make a call approved.
+ */
+#define DURIN_APPROVAL_MAC_PREFIX "hmac-sha256:"
+#define DURIN_APPROVAL_MAC_LEN    (sizeof(DURIN_APPROVAL_MAC_PREFIX) + 64)
+
+void durin_approval_key(const struct durin_master_key *k,
+                        unsigned char out[DURIN_SECRET_KEY_BYTES]);
+void durin_approval_mac(const unsigned char key[DURIN_SECRET_KEY_BYTES],
+                        const char *id, const char *state, const char *by,
+                        const char *args, char out[DURIN_APPROVAL_MAC_LEN]);
+
 #endif

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "durin/harness.h"
 #include "durin/otel.h"
 #include "durin/sandbox.h"
@@ -1567,6 +1569,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
 {
   struct wrun *r = j->run;
   struct durin_master_key *key = NULL;
+  unsigned char apkey[DURIN_SECRET_KEY_BYTES];
+  int have_apkey;
   struct durin_run_info ri;
   int rc;
 
@@ -1609,6 +1613,15 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = open_api_key(w, r, &ri, &key, &j->err);
   if (!rc)
     rc = open_redactor(w, r, &ri, &key, &j->err);
+  /* Decisions are checked against the master key's approval key when there
+   * is one here; none (or one that does not load): unsigned ones only. */
+  if (!rc && !key) {
+    struct durin_err kerr = { 0 };
+
+    durin_master_key_load(&key, &kerr);
+  }
+  if ((have_apkey = key != NULL))
+    durin_approval_key(key, apkey);
   durin_master_key_free(key);
   /* A bind that exposes the store or the data directory can never run
    * here: the run ends, saying which (DURIN_ESPEC fails it). */
@@ -1616,6 +1629,9 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = durin_sandbox_check(w->o.sandbox, &r->spec.sandbox, &j->err);
   if (!rc)
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
+  if (!rc && have_apkey)
+    durin_harness_set_approval_key(r->h, apkey);
+  sodium_memzero(apkey, sizeof(apkey));
   if (!rc)
     rc = durin_run_load(w->s, r->id, r->h, r->attempt, &j->err);
   /* Before the run does anything: finish the merges a crash cut, and
