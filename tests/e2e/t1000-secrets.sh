@@ -205,6 +205,51 @@ else
   test_skip 'POST /v1/runs with secrets' 'this host cannot build the sandbox'
 fi
 
+test_expect_success 'rotation: a worker with the previous key opens values under either' '
+  durin secret keygen -o "$TRASH/rot.key" 2>/dev/null &&
+  finish_reply &&
+  start_fake replies.json &&
+  write_spec OPENAI_KEY &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    DURIN_MASTER_KEY_PREVIOUS_FILE="$HOME/.config/durin/master.key" \
+    durin run s.json >out.txt 2>err.txt &&
+  test "$(status_of $(run_id_of out.txt))" = succeeded &&
+  stop_fake &&
+  no_value_in out.txt err.txt
+'
+
+test_expect_success 'rekey seals every value again under the new key' '
+  old_id=$(durin secret ls --json | jq -r ".[0].key_id") &&
+  ver=$(durin secret ls --json | jq -r ".[] | select(.name == \"OPENAI_KEY\") | .version") &&
+  test_must_fail_with 64 durin secret rekey 2>err.txt &&
+  grep_q "give the old key" err.txt &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    durin secret rekey --from "$HOME/.config/durin/master.key" >out.txt &&
+  grep_q "^sealed [1-9][0-9]* secrets\{0,1\} again under key" out.txt &&
+  new_id=$(durin secret ls --json | jq -r ".[0].key_id") &&
+  test "$new_id" != "$old_id" &&
+  test -z "$(durin secret ls --json | jq -r ".[] | select(.key_id != \"$new_id\") | .name")" &&
+  test "$(durin secret ls --json | jq -r ".[] | select(.name == \"OPENAI_KEY\") | .version")" = $((ver + 1)) &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    durin secret rekey --from "$HOME/.config/durin/master.key" >out.txt &&
+  grep_q "^sealed 0 secrets again" out.txt &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    test_must_fail_with 64 durin secret rekey --from "$TRASH/rot.key" 2>err.txt &&
+  grep_q "the old key is the current master key" err.txt
+'
+
+test_expect_success 'after rekey the new key opens the value and the old one does not' '
+  finish_reply &&
+  start_fake replies.json &&
+  write_spec OPENAI_KEY &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" durin run s.json >out.txt 2>err.txt &&
+  test "$(status_of $(run_id_of out.txt))" = succeeded &&
+  test_must_fail_with 1 durin run s.json >out.txt 2>err.txt &&
+  col_of $(run_id_of out.txt) reason | grep_q "wrong master key" &&
+  stop_fake &&
+  no_value_in out.txt err.txt
+'
+
 test_expect_success 'rm deletes it; ls no longer shows it' '
   durin secret rm OPENAI_KEY 2>err.txt &&
   ! durin secret ls | grep_q OPENAI_KEY &&
