@@ -875,10 +875,32 @@ static void wait_then_call(struct wrun *r, int64_t ms)
   uv_timer_start(&r->timer, on_wait_over, (uint64_t)(ms > 0 ? ms : 0), 0);
 }
 
+static void scrub(struct wrun *r, char **text);
+static void scrub_into(struct wrun *r, char *buf, size_t cap);
+
+/*
+ * The model's answer is scrubbed like a tool's output before the harness
+ * sees it: a value the model met (in the goal, say) or guessed becomes
+ * [secret:NAME] in its text and its calls' arguments, so no event, pending
+ * record, approval or ledger row written from it holds the value, and no
+ * call runs with it.
+ */
+static void scrub_response(struct wrun *r, struct durin_model_response *resp)
+{
+  int i;
+
+  if (!r->redact || !resp)
+    return;
+  scrub(r, &resp->text);
+  for (i = 0; i < resp->ncalls; i++)
+    scrub(r, &resp->calls[i].args);
+}
+
 static void model_finished(struct wrun *r, int rc,
                            struct durin_model_response *resp, const char *error)
 {
   struct durin_completion c;
+  char *scrubbed = NULL;
 
   durin_http_req_clear(&r->req);
   r->req_built = 0;
@@ -890,11 +912,16 @@ static void model_finished(struct wrun *r, int rc,
   r->retries_spent = 0;
   r->http_attempt = 0;
   if (rc) {
+    /* A provider's error may quote what it was sent. */
+    if (error && r->redact && (scrubbed = strdup(error)))
+      scrub(r, &scrubbed);
     c.kind = DURIN_DONE_MODEL_ERROR;
-    c.error = error;
+    c.error = scrubbed ? scrubbed : error;
     complete(r, &c);
+    free(scrubbed);
     return;
   }
+  scrub_response(r, resp);
   /* A response lost here is simply asked for again (DESIGN 3.6). */
   durin_fault_point("model_response");
   c.kind = DURIN_DONE_MODEL;
@@ -935,6 +962,7 @@ static void on_http_done(void *arg, int rc, long status, const char *body,
   if (r->retries_left <= 0) {
     char msg[800];
 
+    scrub_into(r, why, sizeof(why));
     snprintf(msg, sizeof(msg),
              "model call failed (%s) and the run's retry budget is used up",
              why);
@@ -943,6 +971,7 @@ static void on_http_done(void *arg, int rc, long status, const char *body,
   }
   r->retries_left--;
   r->retries_spent++;
+  scrub_into(r, why, sizeof(why));
   durin_random(&rnd, sizeof(rnd));
   delay =
       durin_backoff_ms(r->http_attempt++, ra_ms, (double)rnd / 4294967296.0);
@@ -1031,6 +1060,19 @@ static void scrub(struct wrun *r, char **text)
     *text = durin_buf_detach(&b, NULL);
   }
   durin_buf_release(&b);
+}
+
+/* A fixed buffer, scrubbed in place (cut to cap if the names are longer
+ * than what they replace). */
+static void scrub_into(struct wrun *r, char *buf, size_t cap)
+{
+  char *t;
+
+  if (!r->redact || !(t = strdup(buf)))
+    return;
+  scrub(r, &t);
+  snprintf(buf, cap, "%s", t);
+  free(t);
 }
 
 /*

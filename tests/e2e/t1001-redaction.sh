@@ -75,4 +75,55 @@ test_expect_success 'no form of it in any artefact, nor in the store' '
   fi
 '
 
+# The model's own words: a provider that answers with the value, in its
+# text and in a call's arguments. The harness only ever sees
+# [secret:TOKEN]: the call runs with it, and nothing written holds the
+# value, nor the next request to the model.
+: "${FAKE_MODEL:?set FAKE_MODEL to the fake server binary}"
+FAKE_KEY_VALUE=sk-fake-redaction-0001
+export FAKE_KEY="$FAKE_KEY_VALUE"
+cat >"$TRASH/m.json" <<JSON
+{"goal": "g", "workspace": "project", "tools": ["bash", "finish"],
+ "model": {"provider": "openai", "name": "gpt-4o-mini",
+           "base_url": "http://127.0.0.1:PORT/v1", "api_key_env": "FAKE_KEY",
+           "max_retries": 0, "timeout_s": 10}}
+JSON
+
+test_expect_success 'the model says the value: its text and arguments are scrubbed' '
+  cat >replies.json <<JSON &&
+[{"status": 200, "body": {"id": "c1", "object": "chat.completion", "created": 1760000000,
+  "model": "gpt-4o-mini", "choices": [{"index": 0, "message": {"role": "assistant",
+  "content": "I found the token $V in creds.txt",
+  "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "bash",
+    "arguments": "{\"command\": \"echo model says $V\"}"}}]},
+  "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}},
+ {"status": 200, "body": {"id": "c2", "object": "chat.completion", "created": 1760000000,
+  "model": "gpt-4o-mini", "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+  "tool_calls": [{"id": "call_2", "type": "function", "function": {"name": "finish",
+    "arguments": "{\"summary\": \"done\"}"}}]},
+  "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}}]
+JSON
+  start_fake replies.json &&
+  sed "s/PORT/$PORT/" m.json >m2.json &&
+  durin run m2.json >w2.log 2>&1 &&
+  id=$(run_id_of w2.log) &&
+  test "$(status_of $id)" = succeeded &&
+  stop_fake &&
+  sql "select data from events where run_id = '"'"'$id'"'"'" >ev2.txt &&
+  grep -q "I found the token \[secret:TOKEN\] in creds.txt" ev2.txt &&
+  grep -q "model says \[secret:TOKEN\]" ev2.txt &&
+  durin logs $id >logs2.txt &&
+  durin show $id >show2.txt &&
+  durin trace --content $id >trace2.json &&
+  grep -q "secret:TOKEN" trace2.json &&
+  sql "select args from ledger where run_id = '"'"'$id'"'"'" >ledger2.txt &&
+  for f in ev2.txt logs2.txt show2.txt trace2.json ledger2.txt w2.log; do
+    clean "$f" || return 1
+  done &&
+  test "$(wc -l <requests.log)" = 2 &&
+  tail -n 1 requests.log >req2.txt &&
+  grep -q "secret:TOKEN" req2.txt &&
+  clean req2.txt
+'
+
 test_done
