@@ -5,7 +5,9 @@
 # and an acceptance check prints it too; the log, durin logs and show,
 # the trace with content, the debug bundle and the store itself (the
 # SQLite file and its WAL, or a dump of PostgreSQL's rows) hold none of
-# them, and [secret:TOKEN] where each was.
+# them, and [secret:TOKEN] where each was. A model that says the value
+# has it scrubbed too, and over serve no API answer, SSE stream, webhook
+# body, OTLP payload or line of serve output holds it.
 . "$(dirname "$0")/lib-test.sh"
 "$DURIN" sandbox -- true 2>/dev/null ||
   test_skip_all "this host cannot build the sandbox"
@@ -124,6 +126,54 @@ JSON
   tail -n 1 requests.log >req2.txt &&
   grep -q "secret:TOKEN" req2.txt &&
   clean req2.txt
+'
+
+# Through serve: the same run submitted over the API, with a webhook of
+# its own, a collector taking its trace with content, and its stream read
+# by an EventSource client. No answer, stream, delivery, OTLP payload or
+# line of serve's output holds a form of the value.
+JS=$SRCDIR/tests/js
+start_receivers() {
+  rm -f wh.port otlp.port
+  mkdir -p got
+  node "$JS/webhook-receiver.mjs" --secret "$WH" --log wh.log --port-file wh.port >/dev/null 2>wh.err &
+  bg_pids="$bg_pids $!"
+  node "$JS/otlp-receiver.mjs" --dir got --port-file otlp.port >/dev/null 2>&1 &
+  bg_pids="$bg_pids $!"
+  wait_for 20 "test -s wh.port && test -s otlp.port"
+}
+test_expect_success 'API answers, SSE, webhook bodies, OTLP payloads and serve output: none' '
+  start_fake replies.json &&
+  ADMIN=$(durin token create red-admin --role admin 2>/dev/null) &&
+  WH=$(durin webhook secret) &&
+  start_receivers &&
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$(cat otlp.port)" \
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true \
+    OTEL_BSP_SCHEDULE_DELAY=100 start_serve --workspace-root "$TRASH" &&
+  sed "s/PORT/$PORT/" m.json >m3.json &&
+  jq -n --slurpfile s m3.json --arg url "http://127.0.0.1:$(cat wh.port)/hooks" \
+    --arg ws "$TRASH/project" \
+    "{workspace: {dir: \$ws}, spec: (\$s[0] + {notify: {webhooks: [{url: \$url}]}} | del(.workspace))}" >body.json &&
+  test "$(api "$ADMIN" POST /v1/runs -H "Content-Type: application/json" --data-binary @body.json)" = 201 &&
+  id=$(body_field .id) &&
+  node "$JS/sse-client.mjs" "$API_DIRECT/v1/runs/$id/events/stream" --token "$ADMIN" \
+    --out sse.txt --timeout 60 >/dev/null 2>sse.err &&
+  test "$(status_of $id)" = succeeded &&
+  grep -q "secret:TOKEN" sse.txt &&
+  wait_for 30 "grep -q run.finished wh.log" &&
+  wait_for 30 "cat got/*.json 2>/dev/null | grep -q secret:TOKEN" &&
+  for p in "" /events /timeline; do
+    test "$(api "$ADMIN" GET "/v1/runs/$id$p")" = 200 &&
+    cp "$TRASH/.body" "api$(echo "$p" | tr / _).json" || return 1
+  done &&
+  grep -q "secret:TOKEN" api_events.json &&
+  curl -sS -H "Authorization: Bearer $ADMIN" -o api.bundle "$API_DIRECT/v1/runs/$id/bundle" &&
+  mkdir b2 && tar --zstd -xf api.bundle -C b2 &&
+  stop_serve &&
+  stop_fake &&
+  for f in sse.txt wh.log api*.json "$SERVE_LOG" got/*.json $(find b2 -type f -not -name "*.tar.zst"); do
+    clean "$f" || return 1
+  done
 '
 
 test_done
