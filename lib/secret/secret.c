@@ -159,6 +159,21 @@ out:
   return r;
 }
 
+/* A zeroed key in wiped memory; *out cleared for the caller. */
+static int key_new(struct durin_master_key **k, struct durin_master_key **out,
+                   struct durin_err *err)
+{
+  int r;
+
+  *out = NULL;
+  if ((r = init(err)))
+    return r;
+  if (!(*k = sodium_malloc(sizeof(**k))))
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  memset(*k, 0, sizeof(**k));
+  return 0;
+}
+
 /* The key a rotation retires, if $DURIN_MASTER_KEY_PREVIOUS_FILE names
  * one: values still sealed under it open while the rotation runs. */
 static int load_prev(struct durin_master_key *k, struct durin_err *err)
@@ -189,12 +204,8 @@ int durin_master_key_load(struct durin_master_key **out, struct durin_err *err)
   char path[4096];
   int r;
 
-  *out = NULL;
-  if ((r = init(err)))
+  if ((r = key_new(&k, out, err)))
     return r;
-  if (!(k = sodium_malloc(sizeof(*k))))
-    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
-  memset(k, 0, sizeof(*k));
   if (env && *env) {
     if (key_decode(env, strlen(env), k->key)) {
       r = durin_err_set(err, DURIN_EINVAL,
@@ -245,12 +256,8 @@ int durin_master_key_load_file(const char *path, struct durin_master_key **out,
   struct durin_master_key *k;
   int r;
 
-  *out = NULL;
-  if ((r = init(err)))
+  if ((r = key_new(&k, out, err)))
     return r;
-  if (!(k = sodium_malloc(sizeof(*k))))
-    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
-  memset(k, 0, sizeof(*k));
   if ((r = key_file(path, k, err))) {
     if (r == DURIN_ENOTFOUND)
       durin_err_set(err, r, "no master key file '%s'", path);
