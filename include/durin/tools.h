@@ -51,6 +51,12 @@ struct durin_proc_box {
    * writes goes there, merged once its outcome is durable, not into the
    * workspace. NULL: straight into the workspace. */
   const char *layer;
+  /* The run's grants (spec "secrets", values opened by the worker) and
+   * the tool whose command this is (NULL: a check): the helper gets those
+   * that apply in a sealed memfd, never in its argv or environment. */
+  const struct durin_sandbox_grant *grants;
+  int ngrants;
+  const char *tool;
 };
 
 struct durin_tool_ctx {

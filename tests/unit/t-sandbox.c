@@ -57,7 +57,7 @@ static void test_command_line(void **state)
   box.net_proxy = 1;
   box.allow_hosts = hosts;
   box.nallow = 2;
-  v = durin_sandbox_command(&sb, &box, "/ws", NULL, env, 30000, "make test");
+  v = durin_sandbox_command(&sb, &box, "/ws", NULL, env, 30000, 0, "make test");
   assert_string_equal(v[0], "/x/durin-sandbox");
   assert_true(has(v, "--workspace", "/ws"));
   assert_true(has(v, "--ro", "/opt/ro"));
@@ -83,7 +83,7 @@ static void test_command_line(void **state)
 
   /* A template: the run's layers sit beside its workspace. */
   box.template = "/srv/tmpl";
-  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, NULL, 0,
+  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, NULL, 0, 0,
                             "x");
   assert_true(has(v, "--lower", "/srv/tmpl"));
   assert_true(has(v, "--layers", "/d/runs/r1/layers"));
@@ -93,7 +93,7 @@ static void test_command_line(void **state)
   /* A call's own layer over a template run: the run's files, then the
    * template, under the call's upper/. */
   v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace",
-                            "/d/runs/r1/calls/s3-c0/e2", NULL, 0, "x");
+                            "/d/runs/r1/calls/s3-c0/e2", NULL, 0, 0, "x");
   dd = find(v, "--lower");
   assert_true(dd > 0);
   assert_string_equal(v[dd + 1], "/d/runs/r1/layers/upper");
@@ -104,13 +104,13 @@ static void test_command_line(void **state)
 
   /* A call's layer over a plain workspace. */
   box.template = NULL;
-  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, "x");
+  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, 0, "x");
   assert_true(has(v, "--lower", "/ws"));
   assert_true(has(v, "--layers", "/calls/s1-c0/e1"));
   durin_sandbox_argv_free(v);
 
   /* No spec section: the defaults, no network, no extra binds. */
-  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, "true");
+  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, 0, "true");
   assert_int_equal(find(v, "--net"), -1);
   assert_int_equal(find(v, "--rw"), -1);
   assert_int_equal(find(v, "--timeout"), -1);
@@ -410,7 +410,7 @@ static void test_forbidden_binds(void **state)
 
   /* The command keeps the sandbox, drops the binds, and says why. */
   ro[0] = link;
-  v = durin_sandbox_command(&sb, &box, "/ws", NULL, NULL, 0, "cat secret");
+  v = durin_sandbox_command(&sb, &box, "/ws", NULL, NULL, 0, 0, "cat secret");
   assert_string_equal(v[0], "/x/durin-sandbox");
   assert_int_equal(find(v, "--ro"), -1);
   assert_int_equal(find(v, "--rw"), -1);
