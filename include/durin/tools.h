@@ -82,6 +82,9 @@ struct durin_tool_result {
   /* What a call with a layer did to the workspace (durin_layer_changes;
    * owned, may be NULL); recorded with its outcome. */
   json_t *changes;
+  /* The env grants the command got (spec "secrets": [{"secret", "env"}];
+   * owned, may be NULL): flagged in its tool_result event. */
+  json_t *secrets_env;
 };
 
 void durin_tool_result_clear(struct durin_tool_result *r);
