@@ -393,9 +393,9 @@ int durin_sandbox_grants_memfd(const struct durin_sandbox_grant *g, int n,
       continue;
     any = 1;
     size += 1 + 3 * 4 + g[i].len;
-    size += g[i].host ? strlen(g[i].host) + strlen(g[i].header) +
-                            strlen(g[i].format) :
-                        strlen(g[i].env);
+    size += g[i].host ?
+                strlen(g[i].host) + strlen(g[i].header) + strlen(g[i].format) :
+                strlen(g[i].env);
   }
   if (!any)
     return 0;

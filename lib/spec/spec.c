@@ -23,8 +23,9 @@ static const char *const top_fields[] = {
   "context",     "sandbox", "policy", "approvals",         "notify",
   "traceparent", "secrets", NULL,
 };
-static const char *const grant_fields[] = { "secret", "host", "header", "format",
-                                            "env",    "tool", NULL };
+static const char *const grant_fields[] = { "secret", "host", "header",
+                                            "format", "env",  "tool",
+                                            NULL };
 static const char *const notify_fields[] = { "webhooks", NULL };
 
 /* A W3C trace context the run's trace joins: version 00, a trace id of 32
@@ -491,9 +492,14 @@ int durin_spec_grant_host_allowed(const struct durin_spec_sandbox *b,
  * request with. */
 static int header_ok(const char *h)
 {
-  static const char *const framing[] = { "host", "content-length",
-                                         "transfer-encoding", "connection",
-                                         "upgrade", "te", "trailer", NULL };
+  static const char *const framing[] = { "host",
+                                         "content-length",
+                                         "transfer-encoding",
+                                         "connection",
+                                         "upgrade",
+                                         "te",
+                                         "trailer",
+                                         NULL };
   int i;
 
   if (!*h || strlen(h) > 64 ||
@@ -510,13 +516,25 @@ static int header_ok(const char *h)
  * sandbox or the loader gives a meaning to. */
 static int env_ok(const char *v)
 {
-  static const char *const reserved[] = {
-    "PATH",         "HOME",           "LANG",        "USER",
-    "TMPDIR",       "TERM",           "HTTP_PROXY",  "HTTPS_PROXY",
-    "http_proxy",   "https_proxy",    "NO_PROXY",    "SSL_CERT_FILE",
-    "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS", "PIP_CERT", "DURIN_IDEMPOTENCY_KEY", NULL
-  };
+  static const char *const reserved[] = { "PATH",
+                                          "HOME",
+                                          "LANG",
+                                          "USER",
+                                          "TMPDIR",
+                                          "TERM",
+                                          "HTTP_PROXY",
+                                          "HTTPS_PROXY",
+                                          "http_proxy",
+                                          "https_proxy",
+                                          "NO_PROXY",
+                                          "SSL_CERT_FILE",
+                                          "CURL_CA_BUNDLE",
+                                          "GIT_SSL_CAINFO",
+                                          "REQUESTS_CA_BUNDLE",
+                                          "NODE_EXTRA_CA_CERTS",
+                                          "PIP_CERT",
+                                          "DURIN_IDEMPOTENCY_KEY",
+                                          NULL };
   int i;
 
   if (!*v || strlen(v) > 128 || (*v >= '0' && *v <= '9') ||
@@ -552,8 +570,7 @@ static int parse_grant(json_t *g, size_t i, const struct durin_spec *s,
       (r = get_string(g, "tool", pre, 0, &out->tool, err)))
     return r;
   if (durin_secret_name_check(out->secret, &e2))
-    return durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", pre,
-                         e2.msg);
+    return durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", pre, e2.msg);
   if (!out->host == !out->env)
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'secrets[%zu]' needs either \"host\" (and "
@@ -1463,11 +1480,11 @@ char *durin_spec_dump(const struct durin_spec *s)
       const struct durin_spec_grant *g = &s->grants[i];
 
       json_array_append_new(
-          gs, g->host ? json_pack("{s:s,s:s,s:s,s:s}", "secret", g->secret,
-                                  "host", g->host, "header", g->header,
-                                  "format", g->format) :
-                        json_pack("{s:s,s:s,s:s}", "secret", g->secret, "env",
-                                  g->env, "tool", g->tool));
+          gs, g->host ?
+                  json_pack("{s:s,s:s,s:s,s:s}", "secret", g->secret, "host",
+                            g->host, "header", g->header, "format", g->format) :
+                  json_pack("{s:s,s:s,s:s}", "secret", g->secret, "env", g->env,
+                            "tool", g->tool));
     }
     json_object_set_new(root, "secrets", gs);
   }

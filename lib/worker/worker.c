@@ -1592,8 +1592,8 @@ static int open_grants(struct durin_worker *w, struct wrun *r,
       break;
     }
     *g = (struct durin_sandbox_grant){ sg->secret, sg->host, sg->header,
-                                       sg->format, sg->env, sg->tool,
-                                       v->data, v->len };
+                                       sg->format, sg->env,  sg->tool,
+                                       v->data,    v->len };
   }
   durin_run_meta_clear(&meta);
   return rc;
