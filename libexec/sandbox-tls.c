@@ -409,6 +409,8 @@ static int client_bytes(struct relay *r)
   for (;;) {
     char *eol;
     size_t take;
+    /* Body bytes, counted down (not a line that sets the next count). */
+    int counted = r->st == R_BODY || r->st == R_DATA;
 
     if (!r->inlen)
       return 0;
@@ -466,7 +468,7 @@ static int client_bytes(struct relay *r)
     }
     if (ssl_write_all(r->us, r->ufd, r->in, take))
       return -1;
-    if (r->st == R_BODY || r->st == R_DATA) {
+    if (counted) {
       r->left -= take;
       if (!r->left)
         r->st = r->st == R_BODY ? R_HEAD : R_CHUNK;
