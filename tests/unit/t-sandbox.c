@@ -104,7 +104,8 @@ static void test_command_line(void **state)
 
   /* A call's layer over a plain workspace. */
   box.template = NULL;
-  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, 0, "x");
+  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, 0,
+                            "x");
   assert_true(has(v, "--lower", "/ws"));
   assert_true(has(v, "--layers", "/calls/s1-c0/e1"));
   durin_sandbox_argv_free(v);
