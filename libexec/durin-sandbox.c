@@ -368,7 +368,7 @@ static void read_grants(void)
   free(buf);
   /* The call's CA: made in P before the clone, so C has its certificate
    * for the bundle; the key stays P's (C wipes its copy). */
-  if (nhttp && !(call_ca = tls_ca_new(&ca_pem))) {
+  if (nhttp && !(call_ca = tls_ca_new(&ca_pem, o.egress_ca))) {
     fprintf(stderr, "durin-sandbox: cannot make the call's CA\n");
     exit(125);
   }

@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +171,15 @@ static void answer(int fd, const char *status, const char *why)
           status, strlen(why) + 1, why);
 }
 
+/* Relayed bytes go on at once: with Nagle's algorithm, a TLS handshake's
+ * small records waited for delayed ACKs, 40 ms at a time. */
+static void nodelay(int fd)
+{
+  int one = 1;
+
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* Connects to host:port within CONNECT_MS; the socket or -1. */
 static int dial(const char *host, int port)
 {
@@ -199,6 +210,8 @@ static int dial(const char *host, int port)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
       close(fd);
       fd = -1;
+    } else {
+      nodelay(fd);
     }
   }
   freeaddrinfo(res);
@@ -307,7 +320,7 @@ static int intercept(struct proxy *p, struct conn *c, const char *host,
       _exit(1);
     }
     dprintf(cfd, "HTTP/1.1 200 Connection established\r\n\r\n");
-    rc = tls_intercept(p->ca, cfd, ufd, host, port, p->egress_ca, g, ng);
+    rc = tls_intercept(p->ca, cfd, ufd, host, port, g, ng);
     _exit(rc);
   }
   p->kids[slot] = kid;
@@ -547,5 +560,6 @@ void proxy_handle(struct proxy *p, const struct pollfd *pf, int n)
     }
     p->c[i]->cfd = fd;
     p->c[i]->ufd = -1;
+    nodelay(fd);
   }
 }

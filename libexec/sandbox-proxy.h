@@ -36,8 +36,8 @@ int proxy_allowed(const char *const *allow, int nallow, const char *host,
                   int port);
 
 /* The call's CA (sandbox-tls.c): its certificate as PEM in *pem
- * (malloc'd). */
-struct tls_ca *tls_ca_new(char **pem);
+ * (malloc'd); egress_ca: more CAs to trust upstream, or NULL. */
+struct tls_ca *tls_ca_new(char **pem, const char *egress_ca);
 void tls_ca_free(struct tls_ca *ca);
 /* Makes (once) the certificate for host. */
 int tls_ca_leaf(struct tls_ca *ca, const char *host);
@@ -47,7 +47,6 @@ int tls_ca_leaf(struct tls_ca *ca, const char *host);
  * status for the child.
  */
 int tls_intercept(struct tls_ca *ca, int cfd, int ufd, const char *host,
-                  int port, const char *egress_ca, const struct proxy_grant *g,
-                  int ng);
+                  int port, const struct proxy_grant *g, int ng);
 
 #endif

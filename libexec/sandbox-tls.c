@@ -20,6 +20,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,9 @@ struct tls_ca {
     X509 *cert;
   } leaves[LEAF_CACHE];
   int nleaves;
+  /* Both sides' contexts, made once in P: OpenSSL's start-up and the
+   * system's CA store then cost nothing per connection's child. */
+  SSL_CTX *sctx, *uctx;
 };
 
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
@@ -113,7 +118,37 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
   return c;
 }
 
-struct tls_ca *tls_ca_new(char **pem)
+static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg);
+
+/* The two contexts every intercepted connection uses. */
+static int make_contexts(struct tls_ca *ca, const char *egress_ca)
+{
+  static const unsigned char alpn[] = "\x08http/1.1";
+
+  ca->sctx = SSL_CTX_new(TLS_server_method());
+  ca->uctx = SSL_CTX_new(TLS_client_method());
+  if (!ca->sctx || !ca->uctx)
+    return -1;
+  SSL_CTX_set_min_proto_version(ca->sctx, TLS1_2_VERSION);
+  SSL_CTX_set_min_proto_version(ca->uctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ca->sctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_mode(ca->uctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_alpn_select_cb(ca->sctx, alpn_select, NULL);
+  if (!SSL_CTX_use_PrivateKey(ca->sctx, ca->leaf))
+    return -1;
+  /* The host is verified against the system's CAs (Debian's store), and
+   * the operator's extra file if there is one. */
+  SSL_CTX_set_default_verify_paths(ca->uctx);
+  if (egress_ca && *egress_ca &&
+      !SSL_CTX_load_verify_locations(ca->uctx, egress_ca, NULL))
+    fprintf(stderr, "durin-sandbox: cannot load the CA file '%s'\n", egress_ca);
+  SSL_CTX_set_verify(ca->uctx, SSL_VERIFY_PEER, NULL);
+  SSL_CTX_set_alpn_protos(ca->uctx, alpn, sizeof(alpn) - 1);
+  return 0;
+}
+
+struct tls_ca *tls_ca_new(char **pem, const char *egress_ca)
 {
   struct tls_ca *ca = calloc(1, sizeof(*ca));
   BIO *b = BIO_new(BIO_s_mem());
@@ -128,7 +163,7 @@ struct tls_ca *tls_ca_new(char **pem)
   ca->leaf = EVP_EC_gen("P-256");
   if (!ca->key || !ca->leaf ||
       !(ca->cert = make_cert(ca->key, cn, NULL, ca->key, NULL)) ||
-      !PEM_write_bio_X509(b, ca->cert))
+      !PEM_write_bio_X509(b, ca->cert) || make_contexts(ca, egress_ca))
     goto fail;
   n = BIO_get_mem_data(b, &data);
   if (n <= 0 || !(*pem = malloc((size_t)n + 1)))
@@ -151,6 +186,8 @@ void tls_ca_free(struct tls_ca *ca)
     return;
   for (i = 0; i < ca->nleaves; i++)
     X509_free(ca->leaves[i].cert);
+  SSL_CTX_free(ca->sctx);
+  SSL_CTX_free(ca->uctx);
   EVP_PKEY_free(ca->key);
   EVP_PKEY_free(ca->leaf);
   X509_free(ca->cert);
@@ -211,8 +248,11 @@ static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
 static void set_blocking(int fd, int on, int timeout_s)
 {
   struct timeval tv = { timeout_s, 0 };
-  int fl = fcntl(fd, F_GETFL);
+  int fl = fcntl(fd, F_GETFL), one = 1;
 
+  /* A request head and its body are separate records: no Nagle delay
+   * between them. */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   fcntl(fd, F_SETFL, on ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -538,17 +578,14 @@ static void upstream_why(SSL *s, char *why, size_t n)
 }
 
 int tls_intercept(struct tls_ca *ca, int cfd, int ufd, const char *host,
-                  int port, const char *egress_ca, const struct proxy_grant *g,
-                  int ng)
+                  int port, const struct proxy_grant *g, int ng)
 {
-  static const unsigned char alpn[] = "\x08http/1.1";
-  SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
-  SSL_CTX *uctx = SSL_CTX_new(TLS_client_method());
   struct relay *r = calloc(1, sizeof(*r));
+  X509 *leaf = leaf_of(ca, host);
   char why[512];
   int rc = 1;
 
-  if (!sctx || !uctx || !r)
+  if (!r || !leaf)
     goto out;
   r->cfd = cfd;
   r->ufd = ufd;
@@ -556,17 +593,11 @@ int tls_intercept(struct tls_ca *ca, int cfd, int ufd, const char *host,
   r->port = port;
   r->g = g;
   r->ng = ng;
-  SSL_CTX_set_min_proto_version(sctx, TLS1_2_VERSION);
-  SSL_CTX_set_min_proto_version(uctx, TLS1_2_VERSION);
-  SSL_CTX_set_mode(sctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_mode(uctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_alpn_select_cb(sctx, alpn_select, NULL);
-  if (!leaf_of(ca, host) || !SSL_CTX_use_certificate(sctx, leaf_of(ca, host)) ||
-      !SSL_CTX_use_PrivateKey(sctx, ca->leaf))
-    goto out;
   /* The client first: a failure upstream is then told inside its TLS. */
   set_blocking(cfd, 1, HANDSHAKE_S);
-  r->cs = SSL_new(sctx);
+  r->cs = SSL_new(ca->sctx);
+  if (!r->cs || !SSL_use_certificate(r->cs, leaf))
+    goto out;
   SSL_set_fd(r->cs, cfd);
   if (SSL_accept(r->cs) != 1) {
     fprintf(stderr,
@@ -576,13 +607,9 @@ int tls_intercept(struct tls_ca *ca, int cfd, int ufd, const char *host,
             host, port);
     goto out;
   }
-  SSL_CTX_set_default_verify_paths(uctx);
-  if (egress_ca && *egress_ca &&
-      !SSL_CTX_load_verify_locations(uctx, egress_ca, NULL))
-    fprintf(stderr, "durin-sandbox: cannot load the CA file '%s'\n", egress_ca);
-  SSL_CTX_set_verify(uctx, SSL_VERIFY_PEER, NULL);
-  SSL_CTX_set_alpn_protos(uctx, alpn, sizeof(alpn) - 1);
-  r->us = SSL_new(uctx);
+  r->us = SSL_new(ca->uctx);
+  if (!r->us)
+    goto out;
   SSL_set_fd(r->us, ufd);
   SSL_set_tlsext_host_name(r->us, host);
   SSL_set1_host(r->us, host);
@@ -611,7 +638,5 @@ out:
     OPENSSL_cleanse(r->in, sizeof(r->in));
     free(r);
   }
-  SSL_CTX_free(sctx);
-  SSL_CTX_free(uctx);
   return rc;
 }
