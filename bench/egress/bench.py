@@ -7,9 +7,10 @@ Starts the tests' local HTTPS server (tests/helpers/https-server.py) on
 this host's name twice: one port granted a secret (the proxy terminates
 TLS and adds the header), one only allowed (a CONNECT tunnel). Runs the
 sandbox helper as a worker would, with the grant in a sealed memfd, and
-inside it times N curl requests to each: in one curl (one kept-alive
-connection) and as N curls (a connection and a TLS handshake each). The
-same from the host, without sandbox or proxy, is the baseline.
+inside it times N curl requests to each (curl's own time_total per
+request): in one curl (one kept-alive connection) and as N curls (a
+connection and a TLS handshake each, the kinds alternating). The same
+from the host, without sandbox or proxy, is the baseline.
 """
 import os
 import shutil
@@ -80,8 +81,8 @@ try:
         f.write(open("/etc/ssl/certs/ca-certificates.crt").read())
         f.write(open(tmp + "/ca.pem").read())
 
-    def timed(script, sandboxed):
-        """Seconds the script's loop took, as it reports them."""
+    def run(script, sandboxed):
+        """The script's output, run inside the sandbox or on the host."""
         if sandboxed:
             argv = [helper, "--workspace", ws, "--net", "proxy"]
             for p in ports.values():
@@ -94,30 +95,49 @@ try:
             r = subprocess.run(["bash", "-c", script], cwd=ws,
                                capture_output=True, text=True,
                                env={"PATH": "/usr/bin:/bin"})
-        if r.returncode or "ERR" in r.stdout:
+        if r.returncode:
             sys.exit("egress bench failed: " + r.stdout + r.stderr)
-        return float(r.stdout.split()[-1])
+        return r.stdout
 
-    print("== egress proxy: %d HTTPS requests each (%s; load %s)" %
-          (n, host, open("/proc/loadavg").read().split()[:3]))
-    print("%-34s %12s %12s" % ("", "kept alive", "new conn"))
-    for name, sandboxed, cafile in (
-            ("direct from the host (baseline)", False, "ca.pem"),
-            ("sandbox, tunnel (no grant)", True, "ca.pem"),
-            ("sandbox, injection (granted)", True, "")):
-        port = ports["tunnel" if "tunnel" in name or not sandboxed
-                     else "inject"]
-        url = "https://%s:%s/whoami" % (host, port)
-        ca = "--cacert " + cafile if cafile else ""
-        keep = ("t0=$(date +%%s%%N); curl -sS %s --fail %s >/dev/null || "
-                "echo ERR; t1=$(date +%%s%%N); echo $(( (t1 - t0) / 1000 ))"
-                % (ca, " ".join([url] * n)))
-        new = ("t0=$(date +%%s%%N); for i in $(seq %d); do curl -sS %s --fail "
-               "%s >/dev/null || echo ERR; done; t1=$(date +%%s%%N); "
-               "echo $(( (t1 - t0) / 1000 ))" % (n, ca, url))
-        ka = timed(keep, sandboxed) / n
-        nc = timed(new, sandboxed) / n
-        print("%-34s %9.0f us %9.0f us" % (name, ka, nc))
+    # Each curl prints one line per request: KIND seconds. New connections
+    # alternate between the kinds, so a change of load hits all alike;
+    # kept-alive ones are N requests on one connection (the first, which
+    # connects, left out).
+    fmt = "-w '%s %%{time_total}\\n' -o /dev/null"
+    url = {k: "https://%s:%s/whoami" % (host, p) for k, p in ports.items()}
+
+    def script(sandboxed):
+        kinds = [("tunnel", "--cacert ca.pem")]
+        if sandboxed:
+            kinds.append(("inject", ""))
+        new = " ".join("curl -sS %s %s %s;" % (ca, fmt % ("new-" + k), url[k])
+                       for k, ca in kinds)
+        keep = " ".join("curl -sS %s %s %s;" % (ca, fmt % ("keep-" + k),
+                                                " ".join([url[k]] * (n + 1)))
+                        for k, ca in kinds)
+        return "for i in $(seq %d); do %s done; %s" % (n, new, keep)
+
+    def stats(out, kind):
+        v = sorted(float(l.split()[1]) * 1e6 for l in out.splitlines()
+                   if l.startswith(kind + " "))
+        if kind.startswith("keep"):
+            v = v[1:] if len(v) > 1 else v
+        return v[len(v) // 2], v[int(len(v) * 0.9)]
+
+    host_out = run(script(False), False)
+    box_out = run(script(True), True)
+    print("== egress proxy: %d HTTPS requests each to a local server (%s), "
+          "load %s" % (n, host, " ".join(open("/proc/loadavg").read()
+                                         .split()[:3])))
+    print("%-34s %22s %22s" % ("", "kept alive p50 / p90", "new conn p50 / p90"))
+    for name, out, kind in (
+            ("direct from the host (baseline)", host_out, "tunnel"),
+            ("sandbox, tunnel (no grant)", box_out, "tunnel"),
+            ("sandbox, injection (granted)", box_out, "inject")):
+        ka = stats(out, "keep-" + kind)
+        nc = stats(out, "new-" + kind)
+        print("%-34s %9.0f / %6.0f us %9.0f / %6.0f us" % (name, ka[0], ka[1],
+                                                          nc[0], nc[1]))
 finally:
     for p in procs:
         p.kill()
