@@ -400,7 +400,7 @@ int durin_sandbox_grants_memfd(const struct durin_sandbox_grant *g, int n,
   if (!any)
     return 0;
   /* The values pass through here: guarded memory, wiped when freed. */
-  if (!(buf = sodium_malloc(size)))
+  if (sodium_init() < 0 || !(buf = sodium_malloc(size)))
     return DURIN_ENOMEM;
   memcpy(buf, magic, sizeof(magic) - 1);
   at = sizeof(magic) - 1;

@@ -422,6 +422,51 @@ static void test_forbidden_binds(void **state)
   assert_int_equal(durin_tree_remove(dir), 0);
 }
 
+/* The grants' memfd: the records that apply to the command's tool, the
+ * format applied, sealed; the helper's flag in its argv, no value there. */
+static void test_grants_memfd(void **state)
+{
+  static const unsigned char tok[] = "s3cr3t-token";
+  struct durin_sandbox_grant g[] = {
+    { "GH", "api.github.com", "Authorization", "Bearer {}!", NULL, NULL, tok,
+      12 },
+    { "K", NULL, NULL, NULL, "MY_KEY", "bash", tok, 12 },
+  };
+  struct durin_sandbox sb = { .helper = "/x/durin-sandbox", .seccomp_fd = -1 };
+  char buf[512];
+  const char *want_h = "Bearer s3cr3t-token!";
+  ssize_t n;
+  int fd, i;
+  char **v;
+
+  (void)state;
+  assert_int_equal(durin_sandbox_grants_memfd(g, 2, "bash", &fd), 0);
+  assert_true(fd >= 0);
+  n = pread(fd, buf, sizeof(buf), 0);
+  assert_true(n > 15);
+  assert_memory_equal(buf, "durin-grants-1\n", 15);
+  assert_int_equal(buf[15], 'H');
+  assert_non_null(memmem(buf, (size_t)n, want_h, strlen(want_h)));
+  assert_non_null(memmem(buf, (size_t)n, "MY_KEY", 6));
+  /* Sealed: nobody writes it after the worker did. */
+  assert_true(write(fd, "x", 1) < 0);
+  assert_int_equal(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+  close(fd);
+  /* A check (no tool): the host grant only. */
+  assert_int_equal(durin_sandbox_grants_memfd(g, 2, NULL, &fd), 0);
+  n = pread(fd, buf, sizeof(buf), 0);
+  assert_null(memmem(buf, (size_t)n, "MY_KEY", 6));
+  close(fd);
+  /* Nothing applies: no memfd at all. */
+  assert_int_equal(durin_sandbox_grants_memfd(g + 1, 1, NULL, &fd), 0);
+  assert_int_equal(fd, -1);
+  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, 1, "true");
+  assert_true(has(v, "--grants-fd", "5"));
+  for (i = 0; v[i]; i++)
+    assert_null(strstr(v[i], "s3cr3t"));
+  durin_sandbox_argv_free(v);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -432,6 +477,7 @@ int main(void)
     cmocka_unit_test(test_layer_too_deep),
     cmocka_unit_test(test_layer_merge_over_whiteout),
     cmocka_unit_test(test_forbidden_binds),
+    cmocka_unit_test(test_grants_memfd),
   };
 
   return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);
