@@ -178,4 +178,16 @@ test_expect_success 'a grant for a host the allowlist does not let through is re
   grep -q "secrets\[0\].header. is required" err.txt
 '
 
+test_expect_success 'POST /v1/runs: a grant of a missing secret is 422 naming it' '
+  OP=$(make_token ops operator) && test -n "$OP" &&
+  start_serve &&
+  test "$(api "$OP" POST /v1/runs -d "{\"spec\": {\"goal\": \"g\",
+    \"tools\": [\"bash\", \"finish\"],
+    \"secrets\": [{\"secret\": \"NO_SUCH\", \"env\": \"K\", \"tool\": \"bash\"}],
+    \"model\": {\"provider\": \"script\", \"turns\": []}}}")" = 422 &&
+  test "$(body_field .error.code)" = bad_spec &&
+  body_field .error.message | grep -q "secrets\[0\].secret: no secret .NO_SUCH." &&
+  stop_serve
+'
+
 test_done
