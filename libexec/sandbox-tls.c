@@ -348,6 +348,7 @@ static int pass_head(struct relay *r, size_t len)
   char *out, *line = r->in, *end = r->in + len, target[16];
   size_t olen = 0, cap = len + 64;
   int i, chunked = 0, has_cl = 0, upgrade = 0, first = 1, host_ok = 1;
+  int te = 0, dropped = 0;
   unsigned long long cl = 0;
 
   for (i = 0; i < r->ng; i++)
@@ -385,6 +386,17 @@ static int pass_head(struct relay *r, size_t len)
       line = nl + 1;
       continue;
     }
+    /* A folded line continues the header before it: it goes (or not)
+     * with that one. */
+    if (*line == ' ' || *line == '\t') {
+      if (!dropped) {
+        memcpy(out + olen, line, ll);
+        olen += ll;
+      }
+      line = nl + 1;
+      continue;
+    }
+    dropped = 0;
     colon = memchr(line, ':', ll);
     nlen = colon ? (size_t)(colon - line) : 0;
     v = colon ? colon + 1 : line;
@@ -398,11 +410,13 @@ static int pass_head(struct relay *r, size_t len)
         break;
     if (colon && i < r->ng) {
       line = nl + 1; /* the client's own: dropped */
+      dropped = 1;
       continue;
     }
-    if (header_is(line, nlen, "transfer-encoding"))
-      chunked |= vl >= 7 && !strncasecmp(v + vl - 7, "chunked", 7);
-    else if (header_is(line, nlen, "content-length")) {
+    if (header_is(line, nlen, "transfer-encoding")) {
+      te = 1;
+      chunked = vl >= 7 && !strncasecmp(v + vl - 7, "chunked", 7);
+    } else if (header_is(line, nlen, "content-length")) {
       unsigned long long n = strtoull(v, NULL, 10);
 
       if (has_cl && n != cl)
@@ -413,12 +427,14 @@ static int pass_head(struct relay *r, size_t len)
     } else if (header_is(line, nlen, "upgrade"))
       upgrade = 1;
     else if (header_is(line, nlen, "host"))
-      host_ok = host_matches(r, v, vl);
+      host_ok = host_ok && host_matches(r, v, vl);
     memcpy(out + olen, line, ll);
     olen += ll;
     line = nl + 1;
   }
-  if (!host_ok || has_cl == 2 || (chunked && has_cl)) {
+  /* A length two parsers could read two ways is how one request hides
+   * another: refused. */
+  if (!host_ok || has_cl == 2 || (te && (has_cl || !chunked))) {
     free(out);
     tls_answer(r->cs, r->cfd,
                host_ok ? "400 Bad Request" : "421 Misdirected Request",
