@@ -157,6 +157,8 @@ test_expect_success 'show and the log flag the grants, never a value' '
   grep -q "GH_TOKEN: header Authorization added by the proxy for $H:$PA" show.txt &&
   grep -q "ENV_KEY: in variable MY_TOOL_KEY of bash.s commands (env grant" show.txt &&
   durin show --json $id | jq -e ".secrets | length == 3" >/dev/null &&
+  durin logs $id >logs.txt &&
+  test "$(grep -c "bash ok \[env grant: ENV_KEY in MY_TOOL_KEY\]" logs.txt)" = 6 &&
   sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_result'"'"'" >ev.txt &&
   test "$(jq -r ".secrets_env[]? | .secret + \"=\" + .env" ev.txt | grep -c "^ENV_KEY=MY_TOOL_KEY\$")" = 6 &&
   ! grep -q -F "$TOKEN" show.txt ev.txt && ! grep -q -F "$ENVV" show.txt ev.txt
