@@ -49,4 +49,18 @@ int tls_ca_leaf(struct tls_ca *ca, const char *host);
 int tls_intercept(struct tls_ca *ca, int cfd, int ufd, const char *host,
                   int port, const struct proxy_grant *g, int ng);
 
+/*
+ * The request side of an intercepted connection without TLS (the fuzz
+ * target, tests): feed the client's bytes; sink receives what would go
+ * upstream, or "!" and the status of an error answer. relay_feed is -1
+ * when the connection would end.
+ */
+struct relay;
+struct relay *relay_new(const char *host, int port, const struct proxy_grant *g,
+                        int ng,
+                        void (*sink)(void *arg, const void *buf, size_t n),
+                        void *arg);
+int relay_feed(struct relay *r, const void *buf, size_t n);
+void relay_free(struct relay *r);
+
 #endif

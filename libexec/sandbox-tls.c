@@ -307,6 +307,12 @@ enum rstate {
 struct relay {
   SSL *cs, *us; /* client side (we serve), upstream (we connect) */
   int cfd, ufd;
+  /* Where the request side's output goes: upstream, and an error answer
+   * to the client (the fuzz target and tests catch both instead). */
+  int (*up)(struct relay *r, const void *buf, size_t n);
+  void (*refuse)(struct relay *r, const char *status, const char *why);
+  void (*sink)(void *arg, const void *buf, size_t n);
+  void *sink_arg;
   const char *host;
   int port;
   const struct proxy_grant *g;
@@ -358,9 +364,9 @@ static int pass_head(struct relay *r, size_t len)
   if (sscanf(r->in, "%*s %15s", target) != 1 ||
       (target[0] != '/' && strcmp(target, "*"))) {
     free(out);
-    tls_answer(r->cs, r->cfd, "400 Bad Request",
-               "durin proxy: a request to a granted host takes an origin-form "
-               "target (/path)");
+    r->refuse(r, "400 Bad Request",
+              "durin proxy: a request to a granted host takes an origin-form "
+              "target (/path)");
     return -1;
   }
   while (line < end) {
@@ -436,14 +442,13 @@ static int pass_head(struct relay *r, size_t len)
    * another: refused. */
   if (!host_ok || has_cl == 2 || (te && (has_cl || !chunked))) {
     free(out);
-    tls_answer(r->cs, r->cfd,
-               host_ok ? "400 Bad Request" : "421 Misdirected Request",
-               host_ok ? "durin proxy: ambiguous body length" :
-                         "durin proxy: the Host header names another host than "
-                         "the one granted");
+    r->refuse(r, host_ok ? "400 Bad Request" : "421 Misdirected Request",
+              host_ok ? "durin proxy: ambiguous body length" :
+                        "durin proxy: the Host header names another host than "
+                        "the one granted");
     return -1;
   }
-  if (ssl_write_all(r->us, r->ufd, out, olen)) {
+  if (r->up(r, out, olen)) {
     free(out);
     return -1;
   }
@@ -483,8 +488,8 @@ static int client_bytes(struct relay *r)
       eol = strstr(r->in, "\r\n\r\n");
       if (!eol) {
         if (r->inlen >= HEAD_MAX) {
-          tls_answer(r->cs, r->cfd, "431 Request Header Fields Too Large",
-                     "durin proxy: request head too large");
+          r->refuse(r, "431 Request Header Fields Too Large",
+                    "durin proxy: request head too large");
           return -1;
         }
         return 0;
@@ -522,7 +527,7 @@ static int client_bytes(struct relay *r)
       }
       break;
     }
-    if (ssl_write_all(r->us, r->ufd, r->in, take))
+    if (r->up(r, r->in, take))
       return -1;
     if (counted) {
       r->left -= take;
@@ -532,6 +537,71 @@ static int client_bytes(struct relay *r)
     memmove(r->in, r->in + take, r->inlen - take);
     r->inlen -= take;
   }
+}
+
+static int up_tls(struct relay *r, const void *buf, size_t n)
+{
+  return ssl_write_all(r->us, r->ufd, buf, n);
+}
+
+static void refuse_tls(struct relay *r, const char *status, const char *why)
+{
+  tls_answer(r->cs, r->cfd, status, why);
+}
+
+static int up_sink(struct relay *r, const void *buf, size_t n)
+{
+  r->sink(r->sink_arg, buf, n);
+  return 0;
+}
+
+static void refuse_sink(struct relay *r, const char *status, const char *why)
+{
+  (void)why;
+  r->sink(r->sink_arg, "!", 1);
+  r->sink(r->sink_arg, status, strlen(status));
+}
+
+struct relay *relay_new(const char *host, int port, const struct proxy_grant *g,
+                        int ng,
+                        void (*sink)(void *arg, const void *buf, size_t n),
+                        void *arg)
+{
+  struct relay *r = calloc(1, sizeof(*r));
+
+  if (!r)
+    return NULL;
+  r->host = host;
+  r->port = port;
+  r->g = g;
+  r->ng = ng;
+  r->up = up_sink;
+  r->refuse = refuse_sink;
+  r->sink = sink;
+  r->sink_arg = arg;
+  return r;
+}
+
+int relay_feed(struct relay *r, const void *buf, size_t n)
+{
+  while (n) {
+    size_t take = HEAD_MAX - r->inlen < n ? HEAD_MAX - r->inlen : n;
+
+    if (!take)
+      return -1;
+    memcpy(r->in + r->inlen, buf, take);
+    r->inlen += take;
+    buf = (const char *)buf + take;
+    n -= take;
+    if (client_bytes(r))
+      return -1;
+  }
+  return 0;
+}
+
+void relay_free(struct relay *r)
+{
+  free(r);
 }
 
 /* Reads what s has, into buf; >0 bytes, 0 nothing yet, -1 closed. */
@@ -605,6 +675,8 @@ int tls_intercept(struct tls_ca *ca, int cfd, int ufd, const char *host,
     goto out;
   r->cfd = cfd;
   r->ufd = ufd;
+  r->up = up_tls;
+  r->refuse = refuse_tls;
   r->host = host;
   r->port = port;
   r->g = g;
