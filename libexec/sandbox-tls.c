@@ -361,6 +361,16 @@ static int pass_head(struct relay *r, size_t len)
     cap += strlen(r->g[i].header) + r->g[i].vlen + 4;
   if (!(out = malloc(cap)))
     return -1;
+  /* Lines end in CRLF, and nothing else does: a bare LF or CR, or a NUL,
+   * is where two parsers disagree on where a head ends. */
+  for (i = 0; i < (int)len; i++)
+    if (!r->in[i] || (r->in[i] == '\n' && (!i || r->in[i - 1] != '\r')) ||
+        (r->in[i] == '\r' && r->in[i + 1] != '\n')) {
+      free(out);
+      r->refuse(r, "400 Bad Request",
+                "durin proxy: a request head's lines end in CRLF");
+      return -1;
+    }
   if (sscanf(r->in, "%*s %15s", target) != 1 ||
       (target[0] != '/' && strcmp(target, "*"))) {
     free(out);
@@ -375,6 +385,15 @@ static int pass_head(struct relay *r, size_t len)
     const char *v;
     size_t vl;
 
+    /* Only the last line is blank (the head ends at the first blank
+     * one), and only the request line has no colon. */
+    if (first ?
+            ll <= 2 :
+            ll > 2 && *line != ' ' && *line != '\t' && !memchr(line, ':', ll)) {
+      free(out);
+      r->refuse(r, "400 Bad Request", "durin proxy: malformed request head");
+      return -1;
+    }
     if (first || ll <= 2) {
       first = 0;
       if (ll <= 2) {
@@ -484,8 +503,7 @@ static int client_bytes(struct relay *r)
       take = r->left < r->inlen ? (size_t)r->left : r->inlen;
       break;
     case R_HEAD:
-      r->in[r->inlen] = 0;
-      eol = strstr(r->in, "\r\n\r\n");
+      eol = memmem(r->in, r->inlen, "\r\n\r\n", 4);
       if (!eol) {
         if (r->inlen >= HEAD_MAX) {
           r->refuse(r, "431 Request Header Fields Too Large",
