@@ -323,6 +323,34 @@ struct relay {
   size_t inlen;
 };
 
+/*
+ * Reads a number of at most 15 digits in base (10 or 16) from the start
+ * of s (n bytes): no sign, no space, no 0x. Returns how many digits were
+ * read (0: none, or too many).
+ */
+static size_t number(const char *s, size_t n, int base, unsigned long long *out)
+{
+  size_t k;
+
+  *out = 0;
+  for (k = 0; k < n; k++) {
+    int d;
+
+    if (s[k] >= '0' && s[k] <= '9')
+      d = s[k] - '0';
+    else if (base == 16 && s[k] >= 'a' && s[k] <= 'f')
+      d = s[k] - 'a' + 10;
+    else if (base == 16 && s[k] >= 'A' && s[k] <= 'F')
+      d = s[k] - 'A' + 10;
+    else
+      break;
+    if (k == 15)
+      return 0;
+    *out = *out * (unsigned long long)base + (unsigned long long)d;
+  }
+  return k;
+}
+
 /* Whether header line h (up to its colon) is name. */
 static int header_is(const char *h, size_t len, const char *name)
 {
@@ -442,9 +470,11 @@ static int pass_head(struct relay *r, size_t len)
       te = 1;
       chunked = vl >= 7 && !strncasecmp(v + vl - 7, "chunked", 7);
     } else if (header_is(line, nlen, "content-length")) {
-      unsigned long long n = strtoull(v, NULL, 10);
+      unsigned long long n;
 
-      if (has_cl && n != cl)
+      size_t k = number(v, vl, 10, &n);
+
+      if (!k || k != vl || (has_cl && n != cl))
         has_cl = 2;
       else
         has_cl = 1;
@@ -529,10 +559,12 @@ static int client_bytes(struct relay *r)
       }
       take = (size_t)(eol - r->in) + 1;
       if (r->st == R_CHUNK) {
-        char *bad;
-        unsigned long long n = strtoull(r->in, &bad, 16);
+        unsigned long long n;
+        size_t k = number(r->in, take, 16, &n);
 
-        if (bad == r->in)
+        /* Digits, then extensions or the line's end: nothing a server
+         * could read as another size. */
+        if (!k || (r->in[k] != ';' && r->in[k] != '\r'))
           return -1;
         if (n) {
           r->st = R_DATA;
