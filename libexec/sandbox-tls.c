@@ -394,14 +394,14 @@ static int pass_head(struct relay *r, size_t len)
   for (i = 0; i < (int)len; i++)
     if (!r->in[i] || (r->in[i] == '\n' && (!i || r->in[i - 1] != '\r')) ||
         (r->in[i] == '\r' && r->in[i + 1] != '\n')) {
-      free(out);
+      OPENSSL_clear_free(out, cap);
       r->refuse(r, "400 Bad Request",
                 "durin proxy: a request head's lines end in CRLF");
       return -1;
     }
   if (sscanf(r->in, "%*s %15s", target) != 1 ||
       (target[0] != '/' && strcmp(target, "*"))) {
-    free(out);
+    OPENSSL_clear_free(out, cap);
     r->refuse(r, "400 Bad Request",
               "durin proxy: a request to a granted host takes an origin-form "
               "target (/path)");
@@ -418,7 +418,7 @@ static int pass_head(struct relay *r, size_t len)
     if (first ?
             ll <= 2 :
             ll > 2 && *line != ' ' && *line != '\t' && !memchr(line, ':', ll)) {
-      free(out);
+      OPENSSL_clear_free(out, cap);
       r->refuse(r, "400 Bad Request", "durin proxy: malformed request head");
       return -1;
     }
@@ -490,7 +490,7 @@ static int pass_head(struct relay *r, size_t len)
   /* A length two parsers could read two ways is how one request hides
    * another: refused. */
   if (!host_ok || has_cl == 2 || (te && (has_cl || !chunked))) {
-    free(out);
+    OPENSSL_clear_free(out, cap);
     r->refuse(r, host_ok ? "400 Bad Request" : "421 Misdirected Request",
               host_ok ? "durin proxy: ambiguous body length" :
                         "durin proxy: the Host header names another host than "
@@ -498,10 +498,10 @@ static int pass_head(struct relay *r, size_t len)
     return -1;
   }
   if (r->up(r, out, olen)) {
-    free(out);
+    OPENSSL_clear_free(out, cap);
     return -1;
   }
-  free(out);
+  OPENSSL_clear_free(out, cap);
   if (upgrade)
     r->st = R_RAW;
   else if (chunked)
