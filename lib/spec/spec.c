@@ -470,20 +470,24 @@ int durin_spec_grant_host_allowed(const struct durin_spec_sandbox *b,
 
   if (!b->net_proxy || host_port(host, name, sizeof(name), &port))
     return 0;
+  /* A grant is for HTTPS: "name" is port 443, as the proxy reads it. */
+  if (!port)
+    port = 443;
   for (i = 0; i < b->nallow; i++) {
     const char *a = b->allow_hosts[i];
+    size_t hl = strlen(name), sl;
 
-    if (!strcasecmp(a, host))
-      return 1;
-    if (strncmp(a, "*.", 2) || host_port(a, aname, sizeof(aname), &aport) ||
-        aport != port)
+    if (host_port(a, aname, sizeof(aname), &aport))
       continue;
-    {
-      size_t hl = strlen(name), sl = strlen(aname + 1);
-
-      if (hl > sl && !strcasecmp(name + hl - sl, aname + 1))
-        return 1;
-    }
+    /* An entry without a port lets 80 and 443 through. */
+    if (aport ? aport != port : port != 443)
+      continue;
+    if (!strcasecmp(aname, name))
+      return 1;
+    sl = strlen(aname + 1);
+    if (!strncmp(aname, "*.", 2) && hl > sl &&
+        !strcasecmp(name + hl - sl, aname + 1))
+      return 1;
   }
   return 0;
 }

@@ -133,6 +133,9 @@ static void test_grants(void **state)
   expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"a.example.com\","
                    "\"header\":\"A\"}"),
              "is not allowed"); /* the wildcard is for port 8443 only */
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"api.github.com:8443\","
+                   "\"header\":\"A\"}"),
+             "is not allowed"); /* "api.github.com" is 80 and 443 */
   expect_bad(GRANT("{\"secret\":\"t-x\",\"host\":\"api.github.com\","
                    "\"header\":\"A\"}"),
              "'secrets[0].secret'");
@@ -161,18 +164,20 @@ static void test_grants(void **state)
                 "\"header\":\"Authorization\",\"format\":\"Bearer {}\"},"
                 "{\"secret\":\"T\",\"host\":\"x.example.com:8443\","
                 "\"header\":\"X-Key\"},"
+                "{\"secret\":\"T\",\"host\":\"api.github.com:443\","
+                "\"header\":\"X-Other\"},"
                 "{\"secret\":\"U\",\"env\":\"K\",\"tool\":\"bash\"}"),
           NULL, &s, &err),
       0);
   dump = durin_spec_dump(&s);
   assert_int_equal(durin_spec_parse(dump, NULL, &t, &err), 0);
-  assert_int_equal(t.ngrants, 3);
+  assert_int_equal(t.ngrants, 4);
   assert_string_equal(t.grants[0].format, "Bearer {}");
   assert_string_equal(t.grants[1].format, "{}");
   assert_string_equal(t.grants[1].host, "x.example.com:8443");
-  assert_string_equal(t.grants[2].env, "K");
-  assert_string_equal(t.grants[2].tool, "bash");
-  assert_null(t.grants[2].host);
+  assert_string_equal(t.grants[3].env, "K");
+  assert_string_equal(t.grants[3].tool, "bash");
+  assert_null(t.grants[3].host);
   free(dump);
   durin_spec_clear(&s);
   durin_spec_clear(&t);
