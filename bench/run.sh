@@ -26,6 +26,9 @@ done
 RUNS=${RECOVERY_RUNS:-4} "$(dirname "$0")/recovery" "$build"
 # Sandbox start: durin's sandbox against bwrap.
 "$build/bench/sandbox-start" "$build"
+# The egress proxy per HTTPS request: a tunnel against a granted host
+# (TLS terminated, a header added), kept alive and not.
+python3 "$(dirname "$0")/egress/bench.py" "$build" "${EGRESS_N:-300}"
 # The HTTP API: 1,000 clients on a run's live event stream (events as fast
 # as the worker makes them, then one model call of 50 ms a step), and
 # 2,000 runs created from 16 clients and 500 from one.

@@ -345,6 +345,10 @@ static json_t *result_json(struct call *c, const struct durin_tool_result *r,
   /* What the call did to the workspace, recorded with its outcome. */
   if (j && r->changes)
     json_object_set(j, "changes", r->changes);
+  /* A secret the command held in its environment (an env grant, the
+   * last resort): the log says which, never the value. */
+  if (j && r->secrets_env)
+    json_object_set(j, "secrets_env", r->secrets_env);
   /* Tools hand over sanitized text; should anything slip through, the
    * model still gets a result for its call instead of none at all. */
   if (!j && r->output) {

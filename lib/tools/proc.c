@@ -43,7 +43,8 @@ static void set_limit(int res, rlim_t v)
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child(pid_t parent, const char *dir, const char *command,
                   int out_fd, char *const envp[], int64_t timeout_ms,
-                  int seccomp_fd, int status_fd, char *const sandbox_argv[])
+                  int seccomp_fd, int status_fd, int grants_fd,
+                  char *const sandbox_argv[], char *const helper_envp[])
 {
   int devnull;
 
@@ -67,13 +68,17 @@ static void child(pid_t parent, const char *dir, const char *command,
   if (sandbox_argv) {
     /* Both above the numbers they go to first, so that neither dup2
      * lands on the other before it is moved. */
-    seccomp_fd = fcntl(seccomp_fd, F_DUPFD, DURIN_SANDBOX_STATUS_FD + 1);
-    status_fd = fcntl(status_fd, F_DUPFD, DURIN_SANDBOX_STATUS_FD + 1);
+    seccomp_fd = fcntl(seccomp_fd, F_DUPFD, DURIN_SANDBOX_GRANTS_FD + 1);
+    status_fd = fcntl(status_fd, F_DUPFD, DURIN_SANDBOX_GRANTS_FD + 1);
+    if (grants_fd >= 0)
+      grants_fd = fcntl(grants_fd, F_DUPFD, DURIN_SANDBOX_GRANTS_FD + 1);
     if (seccomp_fd < 0 || status_fd < 0 ||
         dup2(seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
-        dup2(status_fd, DURIN_SANDBOX_STATUS_FD) < 0)
+        dup2(status_fd, DURIN_SANDBOX_STATUS_FD) < 0 ||
+        (grants_fd >= 0 && dup2(grants_fd, DURIN_SANDBOX_GRANTS_FD) < 0))
       _exit(126);
-    syscall(SYS_close_range, DURIN_SANDBOX_STATUS_FD + 1, ~0U, 0);
+    syscall(SYS_close_range, DURIN_SANDBOX_GRANTS_FD + (grants_fd >= 0), ~0U,
+            0);
   } else {
     syscall(SYS_close_range, 3, ~0U, 0);
   }
@@ -84,7 +89,9 @@ static void child(pid_t parent, const char *dir, const char *command,
   set_limit(RLIMIT_CPU, (rlim_t)(timeout_ms / 1000 + 5));
   signal(SIGPIPE, SIG_DFL);
   if (sandbox_argv) {
-    execv(sandbox_argv[0], sandbox_argv);
+    /* Not our environment: it may hold DURIN_MASTER_KEY, and the
+     * sandbox's init is a copy of the helper. */
+    execve(sandbox_argv[0], sandbox_argv, helper_envp);
     _exit(127);
   }
   execle("/bin/bash", "bash", "-c", command, (char *)NULL, envp);
@@ -98,12 +105,26 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
 {
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL;
-  char *envp[40];
-  char home[4200];
-  int pipefd[2], st[2] = { -1, -1 }, n = 0, i;
+  char *envp[40], *henv[8];
+  char home[4200], kv[3][512];
+  int pipefd[2], st[2] = { -1, -1 }, n = 0, i, gfd = -1, nh = 0;
   pid_t pid, parent;
+  static const char *const pass[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                                      "LSAN_OPTIONS", NULL };
 
   *status_fd = -1;
+  /* The helper's environment: a PATH, and the sanitizers' options of a
+   * test build; nothing else of ours. */
+  henv[nh++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+  for (i = 0; pass[i]; i++) {
+    const char *v = getenv(pass[i]);
+
+    if (v && strlen(v) < 400) {
+      snprintf(kv[i], sizeof(kv[i]), "%s=%s", pass[i], v);
+      henv[nh++] = kv[i];
+    }
+  }
+  henv[nh] = NULL;
 
   snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
@@ -120,15 +141,23 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
 
     for (i = 0; extra_env && extra_env[i] && i < 38; i++)
       senv[i + 1] = extra_env[i];
+    if (box->ngrants &&
+        durin_sandbox_grants_memfd(box->grants, box->ngrants, box->tool, &gfd))
+      return DURIN_EIO;
     sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv,
-                                  timeout_ms, command);
+                                  timeout_ms, gfd >= 0, command);
     /* Without its argv the command would run on the host: not at all. */
-    if (!sargv)
+    if (!sargv) {
+      if (gfd >= 0)
+        close(gfd);
       return DURIN_ENOMEM;
+    }
   }
 
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
     durin_sandbox_argv_free(sargv);
+    if (gfd >= 0)
+      close(gfd);
     return DURIN_EIO;
   }
   /* The helper's status line: one line at its end, within a pipe's
@@ -142,6 +171,8 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
     close(pipefd[0]);
     close(pipefd[1]);
     durin_sandbox_argv_free(sargv);
+    if (gfd >= 0)
+      close(gfd);
     return DURIN_EIO;
   }
   parent = getpid();
@@ -154,12 +185,16 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
       close(st[1]);
     }
     durin_sandbox_argv_free(sargv);
+    if (gfd >= 0)
+      close(gfd);
     return DURIN_EIO;
   }
   if (pid == 0)
     child(parent, dir, command, pipefd[1], envp, timeout_ms,
-          sb ? sb->seccomp_fd : -1, st[1], sargv);
+          sb ? sb->seccomp_fd : -1, st[1], gfd, sargv, henv);
   durin_sandbox_argv_free(sargv);
+  if (gfd >= 0)
+    close(gfd);
   close(pipefd[1]);
   if (st[1] >= 0)
     close(st[1]);
