@@ -39,6 +39,9 @@ if [ -x "$mcp_bin" ]; then
   "$build/bench/mcp-call" --url "http://127.0.0.1:$mport/mcp" --calls "${MCP_CALLS:-2000}"
   kill $mpid
 fi
+# The egress proxy per HTTPS request: a tunnel against a granted host
+# (TLS terminated, a header added), kept alive and not.
+python3 "$(dirname "$0")/egress/bench.py" "$build" "${EGRESS_N:-300}"
 # The HTTP API: 1,000 clients on a run's live event stream (events as fast
 # as the worker makes them, then one model call of 50 ms a step), and
 # 2,000 runs created from 16 clients and 500 from one.

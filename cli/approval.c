@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "cmd.h"
 #include "durin/harness.h"
 #include "durin/policy.h"
+#include "durin/secret.h"
 #include "durin/spec.h"
 #include "durin/tools.h"
 #include "durin/util.h"
@@ -237,10 +240,43 @@ int cli_approval_check_edit(struct durin_store *st,
   return 0;
 }
 
+/*
+ * Signs a decision that lets a call run, when this process has a master
+ * key: the harness of a worker that has one runs only signed decisions
+ * (docs/internals/approvals.md). No key configured: unsigned, as before.
+ * A key that is configured and does not load refuses the decision.
+ */
+static int sign(const struct durin_approval *a,
+                struct durin_approval_decision *dd,
+                char mac[DURIN_APPROVAL_MAC_LEN], struct durin_err *err)
+{
+  struct durin_master_key *k = NULL;
+  unsigned char key[DURIN_SECRET_KEY_BYTES];
+  int r = durin_master_key_load(&k, err);
+
+  if (r == DURIN_ENOTFOUND) {
+    memset(err, 0, sizeof(*err));
+    return 0;
+  }
+  if (r) {
+    durin_err_prefix(err, "the decision was not recorded, as it could not "
+                          "be signed: ");
+    return r;
+  }
+  durin_approval_key(k, key);
+  durin_master_key_free(k);
+  durin_approval_mac(key, a->id, durin_approval_state_name(dd->state), dd->who,
+                     dd->args ? dd->args : a->args, mac);
+  sodium_memzero(key, sizeof(key));
+  dd->args_hash = mac;
+  return 0;
+}
+
 int cli_approval_decide(struct durin_store *st, const struct durin_approval *a,
                         struct cli_decision *d, struct durin_err *err)
 {
   struct durin_approval_decision dd;
+  char mac[DURIN_APPROVAL_MAC_LEN];
 
   memset(&dd, 0, sizeof(dd));
   dd.id = a->id;
@@ -256,5 +292,12 @@ int cli_approval_decide(struct durin_store *st, const struct durin_approval *a,
   dd.now_ms = durin_now_ms();
   d->final = DURIN_APPROVAL_PENDING;
   d->state = dd.state;
+  if (dd.state == DURIN_APPROVAL_APPROVED ||
+      dd.state == DURIN_APPROVAL_EDITED) {
+    int r = sign(a, &dd, mac, err);
+
+    if (r)
+      return r;
+  }
   return durin_store_approval_decide(st, &dd, &d->final, err);
 }

@@ -23,7 +23,8 @@ static const char secret_usage[] =
     "       durin secret set NAME [--tenant T] [--scope agent:NAME] "
     "[--file F]\n"
     "       durin secret ls [--tenant T] [--json]\n"
-    "       durin secret rm NAME [--tenant T]\n\n"
+    "       durin secret rm NAME [--tenant T]\n"
+    "       durin secret rekey --from OLD_KEY_FILE\n\n"
     "The vault: values encrypted in the store under a master key kept\n"
     "outside it. keygen writes a new key file (0600; never over an existing\n"
     "one), by default ~/.config/durin/master.key. The key is read from\n"
@@ -35,7 +36,11 @@ static const char secret_usage[] =
     "ending in a newline give the value without it. Setting an existing\n"
     "NAME rotates it: the version goes up, the name stays. ls shows names\n"
     "and metadata, never values; rm deletes one. The tenant is 'default'\n"
-    "unless given (ls: every tenant). NAME: letters, digits and '_'.\n";
+    "unless given (ls: every tenant). NAME: letters, digits and '_'.\n\n"
+    "rekey rotates the master key: every secret sealed under the key in\n"
+    "OLD_KEY_FILE is sealed again under the current one (a new version).\n"
+    "While it runs, workers given the new key and\n"
+    "DURIN_MASTER_KEY_PREVIOUS_FILE=OLD_KEY_FILE open values under either.\n";
 
 static int keygen(int argc, char **argv)
 {
@@ -289,6 +294,56 @@ static int rm(struct cli *cli, int argc, char **argv)
   return EXIT_OK;
 }
 
+static int rekey(struct cli *cli, int argc, char **argv)
+{
+  struct durin_master_key *k = NULL, *old = NULL;
+  struct durin_rekey_stats st;
+  struct durin_err err = { 0 };
+  const char *from = NULL;
+  int i, r;
+
+  for (i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--from") && i + 1 < argc)
+      from = argv[++i];
+    else
+      return cli_bad_arg("secret rekey", argv[i], secret_usage);
+  }
+  if (!from) {
+    cli_error("secret rekey: give the old key's file with --from FILE (the "
+              "new key is the one configured: DURIN_MASTER_KEY, "
+              "DURIN_MASTER_KEY_FILE or the default file)");
+    return EXIT_USAGE;
+  }
+  if ((r = load_key("rekey", &k)))
+    return r;
+  if (durin_master_key_load_file(from, &old, &err)) {
+    cli_error("secret rekey: %s", err.msg);
+    durin_master_key_free(k);
+    return EXIT_USAGE;
+  }
+  if ((r = cli_open_store(cli)) == 0) {
+    r = durin_secret_rekey(cli->store, k, old, durin_now_ms(), &st, &err);
+    if (r) {
+      cli_error("secret rekey: %s (%d sealed again before this; run rekey "
+                "again to go on)",
+                err.msg, st.resealed);
+      r = cli_exit_for(r);
+    } else {
+      printf("sealed %d secret%s again under key %s (from %s); %d already "
+             "under it",
+             st.resealed, st.resealed == 1 ? "" : "s", k->id, old->id,
+             st.current);
+      if (st.other)
+        printf("; %d under other keys, left alone (see 'durin secret ls')",
+               st.other);
+      printf("\n");
+    }
+  }
+  durin_master_key_free(k);
+  durin_master_key_free(old);
+  return r;
+}
+
 int cmd_secret(int argc, char **argv, struct cli *cli)
 {
   if (cli_wants_help(argc, argv) || argc < 2) {
@@ -303,6 +358,9 @@ int cmd_secret(int argc, char **argv, struct cli *cli)
     return ls(cli, argc, argv);
   if (!strcmp(argv[1], "rm"))
     return rm(cli, argc, argv);
-  cli_error("secret: unknown subcommand '%s' (keygen, set, ls, rm)", argv[1]);
+  if (!strcmp(argv[1], "rekey"))
+    return rekey(cli, argc, argv);
+  cli_error("secret: unknown subcommand '%s' (keygen, set, ls, rm, rekey)",
+            argv[1]);
   return EXIT_USAGE;
 }

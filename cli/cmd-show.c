@@ -26,6 +26,32 @@ static int last_checks(const struct durin_event *ev, void *arg)
   return 0;
 }
 
+/* The run's grants (spec "secrets"): which secret goes where. An env
+ * grant is flagged: the command holds that value. */
+static void print_grants(const struct durin_run_info *ri)
+{
+  json_t *spec = json_loads(ri->spec_json ? ri->spec_json : "{}", 0, NULL);
+  json_t *g = json_object_get(spec, "secrets"), *x;
+  size_t k;
+
+  json_array_foreach(g, k, x) {
+    const char *sec = json_string_value(json_object_get(x, "secret"));
+    const char *host = json_string_value(json_object_get(x, "host"));
+
+    if (host)
+      printf("%-9s %s: header %s added by the proxy for %s\n",
+             k ? "" : "secrets", sec,
+             json_string_value(json_object_get(x, "header")), host);
+    else
+      printf("%-9s %s: in variable %s of %s's commands (env grant: the "
+             "command holds the value)\n",
+             k ? "" : "secrets", sec,
+             json_string_value(json_object_get(x, "env")),
+             json_string_value(json_object_get(x, "tool")));
+  }
+  json_decref(spec);
+}
+
 int cmd_show(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
@@ -65,6 +91,15 @@ int cmd_show(int argc, char **argv, struct cli *cli)
 
     if (checks)
       json_object_set_new(o, "checks", json_loads(checks, 0, NULL));
+    {
+      json_t *spec = json_loads(ri.spec_json ? ri.spec_json : "{}", 0, NULL);
+      json_t *g = json_object_get(spec, "secrets");
+
+      /* Names, hosts and variables; values are never in the spec. */
+      if (json_array_size(g))
+        json_object_set(o, "secrets", g);
+      json_decref(spec);
+    }
     s = json_dumps(o, JSON_INDENT(2));
     printf("%s\n", s);
     free(s);
@@ -74,6 +109,7 @@ int cmd_show(int argc, char **argv, struct cli *cli)
     json_t *it;
 
     cli_print_summary(stdout, &ri);
+    print_grants(&ri);
     if (json_array_size(ck.plan)) {
       printf("plan\n");
       json_array_foreach(ck.plan, k, it)

@@ -247,11 +247,20 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
       print_trunc(f, json_string_value(json_object_get(c, "arguments")), 90);
     }
   } else if (!strcmp(t, "tool_result")) {
-    fprintf(f, "%s %s%s: ", json_string_value(json_object_get(d, "name")),
+    json_t *env = json_object_get(d, "secrets_env"), *g;
+    size_t i;
+
+    fprintf(f, "%s %s%s", json_string_value(json_object_get(d, "name")),
             json_is_true(json_object_get(d, "ok")) ? "ok" : "FAILED",
             json_is_true(json_object_get(d, "reused")) ?
                 " (recorded outcome reused, not re-run)" :
                 "");
+    /* An env grant: the command held the value (the spec's last resort). */
+    json_array_foreach(env, i, g)
+      fprintf(f, " [env grant: %s in %s]",
+              json_string_value(json_object_get(g, "secret")),
+              json_string_value(json_object_get(g, "env")));
+    fprintf(f, ": ");
     print_trunc(f, json_string_value(json_object_get(d, "output")), 100);
   } else if (!strcmp(t, "checks")) {
     json_t *res = json_object_get(d, "results"), *c;

@@ -45,7 +45,7 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
   char *dumped = NULL, *hooks = NULL, *secret = NULL;
   char new_id[32], ws[PATH_MAX + 64], base[PATH_MAX + 64];
   char model_name[256];
-  int r;
+  int r, i;
 
   if (o->dedupe_key &&
       durin_store_run_find_active(cli->store, o->tenant, o->dedupe_key, id,
@@ -88,8 +88,23 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
     return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
                                                        cli_exit_for(r);
   }
+  /* Every grant's secret must be there for the run to use, now. */
+  for (i = 0; i < spec->ngrants; i++) {
+    const struct durin_spec_grant *g = &spec->grants[i];
+
+    if ((r = durin_secret_check_use(cli->store, o->tenant, g->secret,
+                                    o->agent ? o->agent : spec->name, err))) {
+      char why[sizeof(err->msg)];
+
+      snprintf(why, sizeof(why), "%s", err->msg);
+      durin_err_set(err, DURIN_ESPEC, "secrets[%d].secret: %s", i, why);
+      durin_spec_clear(spec);
+      return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
+                                                         cli_exit_for(r);
+    }
+  }
   /* So must an MCP server's header secrets. */
-  for (int i = 0; i < spec->nmcp; i++)
+  for (i = 0; i < spec->nmcp; i++)
     for (int k = 0; k < spec->mcp[i].nheaders; k++) {
       const struct durin_spec_mcp_header *h = &spec->mcp[i].headers[k];
       char why[sizeof(err->msg)];

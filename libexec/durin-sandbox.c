@@ -70,12 +70,17 @@
 # define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
 #endif
 
-#define INSIDE_ID 1000
-#define STR_(x)   #x
-#define STR(x)    STR_(x)
-#define MAX_BINDS 32
-#define MAX_ENV   64
-#define MAX_LOWER 4
+#define INSIDE_ID  1000
+#define STR_(x)    #x
+#define STR(x)     STR_(x)
+#define MAX_BINDS  32
+#define MAX_ENV    64
+#define MAX_LOWER  4
+#define MAX_GRANTS 32
+/* Inside: the system's CAs and the call's (a call with HTTP grants). */
+#define CA_DIR    "/etc/durin"
+#define CA_BUNDLE CA_DIR "/ca-bundle.pem"
+#define CA_ONLY   CA_DIR "/egress-ca.pem"
 
 struct bind {
   const char *path;
@@ -100,6 +105,8 @@ static struct {
   int proxy; /* --net proxy: egress through P, to allow_hosts only */
   const char *allow[MAX_BINDS];
   int nallow;
+  int grants_fd;         /* --grants-fd: the worker's sealed memfd */
+  const char *egress_ca; /* --egress-ca: more CAs trusted upstream */
   int landlock;
   char **argv;
   /* the compiled filter, read before cloning */
@@ -111,6 +118,7 @@ static struct {
         .tmp_mb = 256,
         .seccomp_fd = -1,
         .status_fd = -1,
+        .grants_fd = -1,
         .landlock = 1 };
 
 static int err_fd = -1;
@@ -148,6 +156,7 @@ static __attribute__((noreturn)) void usage(void)
       "  [--setenv K=V] [--uid N] [--mem MB] [--pids N] [--cpu PCT]\n"
       "  [--timeout S] [--fsize MB] [--nofile N] [--tmp MB]\n"
       "  [--net none|proxy] [--allow-host HOST[:PORT]]\n"
+      "  [--grants-fd FD] [--egress-ca FILE]\n"
       "  [--seccomp-fd FD] [--status-fd FD] [--no-landlock] -- CMD...\n");
   exit(125);
 }
@@ -219,6 +228,10 @@ static void parse(int argc, char **argv)
       o.seccomp_fd = (int)num(v);
     else if (!strcmp(a, "--status-fd"))
       o.status_fd = (int)num(v);
+    else if (!strcmp(a, "--grants-fd"))
+      o.grants_fd = (int)num(v);
+    else if (!strcmp(a, "--egress-ca"))
+      o.egress_ca = v;
     else
       *num_opt(a) = num(v);
   }
@@ -256,6 +269,129 @@ static void read_filter(void)
   }
   o.nfilter = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
   close(o.seccomp_fd);
+}
+
+/* ---- grants (spec "secrets"), read from the worker's memfd ---- */
+
+static struct proxy_grant http_grants[MAX_GRANTS];
+static int nhttp;
+static char *env_grants[MAX_GRANTS]; /* "VAR=value", for G only */
+static int nenvg;
+static struct tls_ca *call_ca; /* P's; its key never enters the sandbox */
+static char *ca_pem;           /* its certificate, for the bundle */
+
+static void grants_bad(const char *why)
+{
+  fprintf(stderr, "durin-sandbox: --grants-fd: %s\n", why);
+  exit(125);
+}
+
+/* One length-prefixed string at *at of buf (size n), NUL-terminated in a
+ * fresh buffer. */
+static unsigned char *grant_str(const unsigned char *buf, size_t n, size_t *at,
+                                size_t *len)
+{
+  uint32_t l;
+  unsigned char *s;
+
+  if (*at + 4 > n)
+    grants_bad("truncated");
+  memcpy(&l, buf + *at, 4);
+  if (l > n - *at - 4)
+    grants_bad("truncated");
+  if (!(s = malloc((size_t)l + 1)))
+    grants_bad("out of memory");
+  memcpy(s, buf + *at + 4, l);
+  s[l] = 0;
+  *at += 4 + (size_t)l;
+  if (len)
+    *len = l;
+  return s;
+}
+
+/*
+ * Reads the grants (lib/sandbox/plan.c writes them): HTTP ones for the
+ * proxy, env ones for G's environment. The values live in P's memory,
+ * and in C's copy of it, which C wipes before it runs anything the agent
+ * controls.
+ */
+static void read_grants(void)
+{
+  static const char magic[] = "durin-grants-1\n";
+  unsigned char *buf;
+  struct stat st;
+  size_t at = sizeof(magic) - 1, n;
+
+  if (o.grants_fd < 0)
+    return;
+  if (fstat(o.grants_fd, &st) || st.st_size < (off_t)at || st.st_size > 4 << 20)
+    grants_bad("not a grants file");
+  n = (size_t)st.st_size;
+  if (!(buf = malloc(n)) || pread(o.grants_fd, buf, n, 0) != (ssize_t)n ||
+      memcmp(buf, magic, at))
+    grants_bad("not a grants file");
+  close(o.grants_fd);
+  while (at < n) {
+    unsigned char kind = buf[at++];
+
+    if (kind == 'H' && nhttp < MAX_GRANTS) {
+      struct proxy_grant *g = &http_grants[nhttp++];
+      unsigned char *host = grant_str(buf, n, &at, NULL);
+      char *colon = strrchr((char *)host, ':');
+
+      g->port = colon ? atoi(colon + 1) : 443;
+      if (colon)
+        *colon = 0;
+      snprintf(g->host, sizeof(g->host), "%s", (char *)host);
+      free(host);
+      g->header = (char *)grant_str(buf, n, &at, NULL);
+      g->value = grant_str(buf, n, &at, &g->vlen);
+    } else if (kind == 'E' && nenvg < MAX_GRANTS) {
+      size_t vl, nl;
+      unsigned char *var = grant_str(buf, n, &at, &nl);
+      unsigned char *val = grant_str(buf, n, &at, &vl);
+
+      if (!(env_grants[nenvg] = malloc(nl + vl + 2)))
+        grants_bad("out of memory");
+      memcpy(env_grants[nenvg], var, nl);
+      env_grants[nenvg][nl] = '=';
+      memcpy(env_grants[nenvg] + nl + 1, val, vl + 1);
+      explicit_bzero(val, vl);
+      free(var);
+      free(val);
+      nenvg++;
+    } else {
+      grants_bad("unknown record");
+    }
+  }
+  explicit_bzero(buf, n);
+  free(buf);
+  /* The call's CA: made in P before the clone, so C has its certificate
+   * for the bundle; the key stays P's (C wipes its copy). */
+  if (nhttp && !(call_ca = tls_ca_new(&ca_pem, o.egress_ca))) {
+    fprintf(stderr, "durin-sandbox: cannot make the call's CA\n");
+    exit(125);
+  }
+}
+
+/* C, before running anything of the agent's: its copies of what only P
+ * and G need go. */
+static void grants_forget_http(void)
+{
+  int i;
+
+  for (i = 0; i < nhttp; i++)
+    explicit_bzero(http_grants[i].value, http_grants[i].vlen);
+  tls_ca_free(call_ca); /* frees (and so clears) the key material */
+  call_ca = NULL;
+}
+
+static void grants_forget_env(void)
+{
+  int i;
+
+  for (i = 0; i < nenvg; i++)
+    explicit_bzero(env_grants[i], strlen(env_grants[i]));
 }
 
 /* ---- cgroups (in P, before the clone) ---- */
@@ -762,6 +898,34 @@ static int copy_small(const char *path)
   return 0;
 }
 
+/*
+ * The CA bundle of a call with HTTP grants: the system's bundle and the
+ * call's CA, which the usual variables point at (exec_command). The
+ * call's CA alone goes beside it, for NODE_EXTRA_CA_CERTS.
+ */
+static void write_ca_bundle(void)
+{
+  char buf[65536];
+  int in, out;
+  ssize_t n;
+
+  mkdirs("/newroot" CA_DIR, 0755);
+  out = open("/newroot" CA_BUNDLE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+             0644);
+  if (out < 0)
+    die("writing the CA bundle");
+  in = open("/oldroot/etc/ssl/certs/ca-certificates.crt", O_RDONLY | O_CLOEXEC);
+  while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+    if (write(out, buf, (size_t)n) != n)
+      die("writing the CA bundle");
+  if (in >= 0)
+    close(in);
+  if (write(out, ca_pem, strlen(ca_pem)) < 0)
+    die("writing the CA bundle");
+  close(out);
+  write_file("/newroot" CA_ONLY, ca_pem);
+}
+
 /* Attaches a mount P prepared at /newroot/PATH. */
 static void attach(int tree, const char *path)
 {
@@ -898,6 +1062,8 @@ static void build_root(void)
       attach(o.binds[i].tree, o.binds[i].path);
     else
       bind_path(o.binds[i].path, o.binds[i].rw, 0);
+  if (ca_pem)
+    write_ca_bundle();
   if (o.nlower)
     overlay_workspace();
   else if (ws_tree >= 0)
@@ -1076,7 +1242,7 @@ static void drop_privileges(void)
 
 static void exec_command(void)
 {
-  char *envp[MAX_ENV + 1], home[4200];
+  char *envp[MAX_ENV + MAX_GRANTS + 16], home[4200];
   int n = 0, i;
 
   if (setsid() < 0)
@@ -1119,6 +1285,20 @@ static void exec_command(void)
     for (i = 0; i < 5; i++)
       envp[n++] = proxy_env[i];
   }
+  if (ca_pem) {
+    /* The tools' usual ways to be told which CAs to trust. */
+    static char *const ca_env[] = {
+      "SSL_CERT_FILE=" CA_BUNDLE,  "CURL_CA_BUNDLE=" CA_BUNDLE,
+      "GIT_SSL_CAINFO=" CA_BUNDLE, "REQUESTS_CA_BUNDLE=" CA_BUNDLE,
+      "PIP_CERT=" CA_BUNDLE,       "NODE_EXTRA_CA_CERTS=" CA_ONLY,
+    };
+
+    for (i = 0; i < 6; i++)
+      envp[n++] = ca_env[i];
+  }
+  /* Env grants last: the spec's declared last resort. */
+  for (i = 0; i < nenvg; i++)
+    envp[n++] = env_grants[i];
   for (i = 0; i < o.nenv; i++)
     envp[n++] = (char *)o.env[i];
   envp[n] = NULL;
@@ -1165,6 +1345,7 @@ static int sandbox_init(int sync_fd)
   if (read(sync_fd, &c, 1) != 1)
     _exit(125); /* P died before mapping us */
   close(sync_fd);
+  grants_forget_http();
   become_inside_id();
   /* Changing credentials cleared the parent-death signal: set it again,
    * then make sure P did not die in between. Without this, C (and the
@@ -1190,6 +1371,7 @@ static int sandbox_init(int sync_fd)
   /* Reap everything; leave with the command's status, which ends the
    * namespace and every process still in it. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  grants_forget_env();
   close(err_fd);
   for (;;) {
     pid_t p = waitpid(-1, &st, 0);
@@ -1326,6 +1508,7 @@ int main(int argc, char **argv)
   if (getppid() == 1)
     return 125; /* the parent is already gone */
   read_filter();
+  read_grants();
   if (o.status_fd >= 0)
     fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
   /* Before the pipes: the short-lived children it forks must not hold
@@ -1378,7 +1561,8 @@ int main(int argc, char **argv)
 
     close(proxy_sock[1]);
     if ((lfd = proxy_receive()) >= 0)
-      proxy = proxy_new(lfd, o.allow, o.nallow);
+      proxy = proxy_new(lfd, o.allow, o.nallow, http_grants, nhttp, call_ca,
+                        o.egress_ca);
   }
   deadline = o.timeout_s ? mono_ms() + o.timeout_s * 1000 : 0;
   pidfd = (int)syscall(SYS_pidfd_open, c, 0);
@@ -1415,6 +1599,8 @@ int main(int argc, char **argv)
     }
   }
   proxy_free(proxy);
+  grants_forget_http();
+  grants_forget_env();
   while (waitpid(c, &st, 0) < 0 && errno == EINTR)
     ;
   /* C and G are gone: what is left on the pipe reads without waiting. */

@@ -16,18 +16,26 @@
  * command's output.
  *
  * Single-threaded, inside P's poll loop. Resolving and connecting
- * upstream block that loop for at most CONNECT_MS.
+ * upstream block that loop for at most CONNECT_MS. A CONNECT to a host
+ * with a grant (spec "secrets") is handed to a child of P, which
+ * terminates TLS and adds the granted header (sandbox-tls.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandbox-proxy.h"
@@ -36,6 +44,7 @@
 #define BUF        16384
 #define REQ_MAX    8192
 #define CONNECT_MS 10000
+#define MAX_KIDS   32 /* intercepted connections at once */
 
 struct half {
   char buf[BUF];
@@ -56,10 +65,17 @@ struct proxy {
   int lfd;
   const char *const *allow;
   int nallow;
+  const struct proxy_grant *grants;
+  int ngrants;
+  struct tls_ca *ca;
+  const char *egress_ca;
+  pid_t kids[MAX_KIDS]; /* the intercepting children; 0: a free slot */
   struct conn *c[MAX_CONNS];
 };
 
-struct proxy *proxy_new(int listen_fd, const char *const *allow, int nallow)
+struct proxy *proxy_new(int listen_fd, const char *const *allow, int nallow,
+                        const struct proxy_grant *grants, int ngrants,
+                        struct tls_ca *ca, const char *egress_ca)
 {
   struct proxy *p = calloc(1, sizeof(*p));
 
@@ -68,6 +84,10 @@ struct proxy *proxy_new(int listen_fd, const char *const *allow, int nallow)
   p->lfd = listen_fd;
   p->allow = allow;
   p->nallow = nallow;
+  p->grants = ca ? grants : NULL;
+  p->ngrants = ca ? ngrants : 0;
+  p->ca = ca;
+  p->egress_ca = egress_ca;
   fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
   return p;
 }
@@ -92,6 +112,12 @@ void proxy_free(struct proxy *p)
   for (i = 0; i < MAX_CONNS; i++)
     if (p->c[i])
       conn_close(p, i);
+  /* The call is over: so are its intercepted connections. */
+  for (i = 0; i < MAX_KIDS; i++)
+    if (p->kids[i]) {
+      kill(p->kids[i], SIGKILL);
+      waitpid(p->kids[i], NULL, 0);
+    }
   close(p->lfd);
   free(p);
 }
@@ -145,6 +171,15 @@ static void answer(int fd, const char *status, const char *why)
           status, strlen(why) + 1, why);
 }
 
+/* Relayed bytes go on at once: with Nagle's algorithm, a TLS handshake's
+ * small records waited for delayed ACKs, 40 ms at a time. */
+static void nodelay(int fd)
+{
+  int one = 1;
+
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* Connects to host:port within CONNECT_MS; the socket or -1. */
 static int dial(const char *host, int port)
 {
@@ -175,6 +210,8 @@ static int dial(const char *host, int port)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
       close(fd);
       fd = -1;
+    } else {
+      nodelay(fd);
     }
   }
   freeaddrinfo(res);
@@ -225,8 +262,84 @@ static void refuse(struct conn *c)
   c->draining = 1;
 }
 
+/* The grants for host:port, copied to out (at most MAX_KIDS). */
+static int grants_for(const struct proxy *p, const char *host, int port,
+                      struct proxy_grant *out)
+{
+  int i, n = 0;
+
+  for (i = 0; i < p->ngrants && n < MAX_KIDS; i++)
+    if (p->grants[i].port == port && !strcasecmp(p->grants[i].host, host))
+      out[n++] = p->grants[i];
+  return n;
+}
+
+/*
+ * A CONNECT to a granted host: a child of P connects, answers 200 and
+ * serves the connection (sandbox-tls.c), so that neither handshakes nor
+ * transfers hold up P's loop. 0 when the child took it (the connection
+ * is then closed here), -1 after an error answer.
+ */
+static int intercept(struct proxy *p, struct conn *c, const char *host,
+                     int port)
+{
+  struct proxy_grant g[MAX_KIDS];
+  int ng = grants_for(p, host, port, g), slot, ufd, rc;
+  pid_t kid;
+
+  for (slot = 0; slot < MAX_KIDS && p->kids[slot]; slot++)
+    ;
+  if (slot == MAX_KIDS) {
+    answer(c->cfd, "503 Service Unavailable",
+           "durin proxy: too many connections to granted hosts at once");
+    return -1;
+  }
+  if (tls_ca_leaf(p->ca, host)) {
+    answer(c->cfd, "502 Bad Gateway",
+           "durin proxy: cannot make a certificate for this host");
+    return -1;
+  }
+  kid = fork();
+  if (kid < 0) {
+    answer(c->cfd, "503 Service Unavailable", "durin proxy: cannot fork");
+    return -1;
+  }
+  if (kid == 0) {
+    int cfd = dup2(c->cfd, 3);
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+    /* Only the client, stdout and stderr (the command's output). */
+    syscall(SYS_close_range, 4U, ~0U, 0U);
+    fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) & ~O_NONBLOCK);
+    ufd = dial(host, port);
+    if (ufd < 0) {
+      answer(cfd, "502 Bad Gateway", "durin proxy: cannot connect upstream");
+      fprintf(stderr, "durin-sandbox: egress to %s:%d: cannot connect\n", host,
+              port);
+      _exit(1);
+    }
+    dprintf(cfd, "HTTP/1.1 200 Connection established\r\n\r\n");
+    rc = tls_intercept(p->ca, cfd, ufd, host, port, g, ng);
+    _exit(rc);
+  }
+  p->kids[slot] = kid;
+  return 0;
+}
+
+/* Reaps the intercepting children that are done. */
+static void reap_kids(struct proxy *p)
+{
+  int i;
+
+  for (i = 0; i < MAX_KIDS; i++)
+    if (p->kids[i] && waitpid(p->kids[i], NULL, WNOHANG) == p->kids[i])
+      p->kids[i] = 0;
+}
+
 /* The request head is complete: decide, connect, start relaying; -1 when
- * it was answered with an error instead. */
+ * it was answered with an error instead; 1 when a child took the
+ * connection over (close it here). */
 static int start(struct proxy *p, struct conn *c)
 {
   char method[16], target[2048], host[256], version[24], *eoh, *rest;
@@ -283,6 +396,12 @@ static int start(struct proxy *p, struct conn *c)
            "durin proxy: this host is not on the run's allowlist");
     return -1;
   }
+  if (tunnel && p->ngrants) {
+    struct proxy_grant g[MAX_KIDS];
+
+    if (grants_for(p, host, port, g))
+      return intercept(p, c, host, port) ? -1 : 1;
+  }
   c->ufd = dial(host, port);
   if (c->ufd < 0) {
     answer(c->cfd, "502 Bad Gateway", "durin proxy: cannot connect upstream");
@@ -311,6 +430,7 @@ int proxy_fill(struct proxy *p, struct pollfd *pf, int max)
 {
   int n = 0, i;
 
+  reap_kids(p);
   if (n < max) {
     pf[n].fd = p->lfd;
     pf[n++].events = POLLIN;
@@ -412,8 +532,15 @@ void proxy_handle(struct proxy *p, const struct pollfd *pf, int n)
         }
         continue;
       }
-      if (start(p, c))
+      switch (start(p, c)) {
+      case 0:
+        break;
+      case 1:
+        conn_close(p, i);
+        break;
+      default:
         refuse(c);
+      }
       continue;
     }
     if (pump(c->cfd, crev, c->ufd, urev, &c->c2u) ||
@@ -433,5 +560,6 @@ void proxy_handle(struct proxy *p, const struct pollfd *pf, int n)
     }
     p->c[i]->cfd = fd;
     p->c[i]->ufd = -1;
+    nodelay(fd);
   }
 }

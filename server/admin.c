@@ -53,7 +53,7 @@ static int bad_name(struct req *r, const char *field, const char *what,
  * 403 for a write); 1 for a read of a tenant the token may not see,
  * which the caller answers as if there were nothing.
  */
-static int act_tenant(struct req *r, int write, const char **out)
+int srv_act_tenant(struct req *r, int write, const char **out)
 {
   const char *t = req_arg(r, "tenant");
 
@@ -192,7 +192,7 @@ static int put_agent(struct req *r)
 
   if (!valid_name(name))
     return bad_name(r, "name", "agent name", name);
-  if (act_tenant(r, 1, &tenant))
+  if (srv_act_tenant(r, 1, &tenant))
     return 0;
   if (!(body = req_json(r)))
     return 0;
@@ -272,7 +272,7 @@ static int get_agent(struct req *r)
                                "version is a number from 1 (leave it out "
                                "for the latest)");
   }
-  rc = act_tenant(r, 0, &tenant);
+  rc = srv_act_tenant(r, 0, &tenant);
   if (rc < 0)
     return 0;
   if (rc > 0)

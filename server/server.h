@@ -143,6 +143,7 @@ extern const struct route srv_admin_routes[];
 extern const struct route srv_approval_routes[];
 extern const struct route srv_stream_routes[];
 extern const struct route srv_webhook_routes[];
+extern const struct route srv_secret_routes[];
 extern const struct route srv_diff_routes[];
 extern const struct route srv_web_routes[];
 extern const struct route srv_timeline_routes[];
@@ -176,6 +177,14 @@ int req_opt_string(struct req *r, json_t *body, const char *name,
 int req_opt_int(struct req *r, json_t *body, const char *name, int64_t *out);
 /* Whether the request may see a run of this tenant. */
 int req_sees_tenant(const struct req *r, const char *tenant);
+/*
+ * The tenant a request about a tenant's things (agents, secrets) acts in:
+ * a tenant token's own; for others ?tenant= or "default". 0 with *out
+ * set; -1 after answering (a bad name, or a tenant token naming another
+ * tenant: 403 for a write); 1 for a read of a tenant the token may not
+ * see, which the caller answers as if there were nothing.
+ */
+int srv_act_tenant(struct req *r, int write, const char **out);
 /* Resolves run id param for the request: 404 if none or not its tenant
  * (the same answer: a tenant learns nothing of others' runs). Fills ri. */
 int req_run(struct req *r, const char *id, struct durin_run_info *ri);

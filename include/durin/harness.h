@@ -178,6 +178,13 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
  */
 void durin_harness_set_sandboxed(struct durin_harness *h, int sandboxed);
 /*
+ * The key decisions are signed under (durin_approval_key; NULL: none, and
+ * only unsigned decisions hold). With it, an approval runs only if its
+ * args_hash is durin_approval_mac of what was decided.
+ */
+void durin_harness_set_approval_key(struct durin_harness *h,
+                                    const unsigned char key[32]);
+/*
  * Restores a decision about a call of the unfinished step (loaded after
  * durin_harness_load_pending): the step replays, and the call the policy
  * asks about again runs, is refused or is rejected as decided.

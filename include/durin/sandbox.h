@@ -39,7 +39,44 @@ struct durin_sandbox_opts {
   int net_proxy;            /* egress through the call's proxy, to allow only */
   const char *const *allow; /* "name", "name:port", "*.suffix" */
   int nallow;
+  /* The call's grants (durin_sandbox_grants_memfd) are at
+   * DURIN_SANDBOX_GRANTS_FD in the helper. */
+  int grants;
+  /* More CAs the proxy trusts upstream, beside the system's (a PEM file;
+   * $DURIN_EGRESS_CA_FILE of the caller), or NULL. */
+  const char *egress_ca;
 };
+
+/*
+ * A secret a call uses without holding it (spec "secrets"), opened by
+ * the worker. HTTP (host set): the call's proxy terminates TLS to host
+ * with a certificate of its own CA, which the sandbox trusts, and adds
+ * `header: format` ("{}" replaced by the value) to each request. Env
+ * (env set): the value goes in variable env of tool's commands only.
+ * The value is never in an argv nor in the helper's environment: it
+ * reaches the helper in a sealed memfd.
+ */
+struct durin_sandbox_grant {
+  const char *name; /* the secret's, for messages */
+  const char *host;
+  const char *header;
+  const char *format;
+  const char *env;
+  const char *tool;
+  const unsigned char *value;
+  size_t len;
+};
+
+/*
+ * Writes the grants that apply to a command of tool (NULL: a check,
+ * which gets the HTTP grants only) to a sealed memfd (close-on-exec);
+ * *fd is -1 when none applies. The format of the memfd is the helper's
+ * (libexec/durin-sandbox.c, read_grants): "durin-grants-1\n", then per
+ * grant a kind byte ('H' or 'E') and its strings as a 4-byte length and
+ * bytes: host, header name, header value; or variable, value.
+ */
+int durin_sandbox_grants_memfd(const struct durin_sandbox_grant *g, int n,
+                               const char *tool, int *fd);
 
 /*
  * Compiles the seccomp program (deny-list of the dangerous families,
@@ -133,6 +170,7 @@ int durin_layer_scan(const char *ws, durin_layer_cb cb, void *arg);
  * the helper. */
 #define DURIN_SANDBOX_SECCOMP_FD 3
 #define DURIN_SANDBOX_STATUS_FD  4
+#define DURIN_SANDBOX_GRANTS_FD  5
 
 /*
  * Forbids every spec bind (sandbox.ro, sandbox.rw) that equals, contains
@@ -170,6 +208,7 @@ void durin_sandbox_close(struct durin_sandbox *sb);
  * its status line there as it exits ({"status":"exited","code":0,...,
  * "exec_mono_us":N}, libexec/durin-sandbox.c), N being CLOCK_MONOTONIC
  * when the command was exec'd in the sandbox.
+ * grants: the child has the call's grants at DURIN_SANDBOX_GRANTS_FD.
  * Free with durin_sandbox_argv_free. When durin_sandbox_check refuses
  * box's binds, the argv still runs the helper, without any of box's binds,
  * and the command is replaced by one that prints the refusal and exits
@@ -180,6 +219,6 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,
                              const char *workspace, const char *layer,
                              const char *const *env, int64_t timeout_ms,
-                             const char *command);
+                             int grants, const char *command);
 
 #endif

@@ -33,6 +33,11 @@ struct durin_master_key {
   unsigned char key[DURIN_SECRET_KEY_BYTES];
   char id[17];      /* its key id: 16 hex digits of a BLAKE2b of the key */
   char source[512]; /* where it came from, for messages */
+  /* During a rotation: the key being retired, still opened with (never
+   * sealed with), from $DURIN_MASTER_KEY_PREVIOUS_FILE. */
+  int have_prev;
+  unsigned char prev[DURIN_SECRET_KEY_BYTES];
+  char prev_id[17];
 };
 
 /*
@@ -46,6 +51,27 @@ struct durin_master_key {
  */
 int durin_master_key_load(struct durin_master_key **out, struct durin_err *err);
 void durin_master_key_free(struct durin_master_key *k);
+/* A key from one file only (the same checks as the key file's): the old
+ * key of a rotation. */
+int durin_master_key_load_file(const char *path, struct durin_master_key **out,
+                               struct durin_err *err);
+
+/* What durin_secret_rekey did. */
+struct durin_rekey_stats {
+  int resealed; /* were under the old key, now under the new one */
+  int current;  /* were already under the new key */
+  int other;    /* under neither: left alone, named in err's caller's log */
+};
+/*
+ * Rotates the master key: every secret (all tenants) sealed under old is
+ * opened with it and sealed under k, at the next version, each write
+ * conditional on the version read (a value set meanwhile is never
+ * overwritten: it is read again). Secrets under another key are counted
+ * and left.
+ */
+int durin_secret_rekey(struct durin_store *s, const struct durin_master_key *k,
+                       const struct durin_master_key *old, int64_t now_ms,
+                       struct durin_rekey_stats *st, struct durin_err *err);
 /* The default key file: $XDG_CONFIG_HOME/durin/master.key, else
  * $HOME/.config/durin/master.key. -1 if neither variable is set. */
 int durin_master_key_default_path(char *out, size_t len);
@@ -120,5 +146,22 @@ int durin_secret_open(const struct durin_master_key *k, const char *tenant,
                       const char *name, int64_t version, const char *key_id,
                       const char *nonce_b64, const char *ct_b64,
                       struct durin_secret_value *out, struct durin_err *err);
+
+/*
+ * Signed approvals (docs/internals/approvals.md). A decision that lets a
+ * call run records, as its args_hash, DURIN_APPROVAL_MAC_PREFIX and the
+ * hex of an HMAC-SHA-256 of the approval's id, its state ("approved" or
+ * "edited"), who decided and the arguments that may run, under a key
+ * derived from the master key. Whoever can write the store but has not the
+ * master key cannot make a call approved.
+ */
+#define DURIN_APPROVAL_MAC_PREFIX "hmac-sha256:"
+#define DURIN_APPROVAL_MAC_LEN    (sizeof(DURIN_APPROVAL_MAC_PREFIX) + 64)
+
+void durin_approval_key(const struct durin_master_key *k,
+                        unsigned char out[DURIN_SECRET_KEY_BYTES]);
+void durin_approval_mac(const unsigned char key[DURIN_SECRET_KEY_BYTES],
+                        const char *id, const char *state, const char *by,
+                        const char *args, char out[DURIN_APPROVAL_MAC_LEN]);
 
 #endif

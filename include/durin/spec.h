@@ -101,6 +101,26 @@ struct durin_spec_sandbox {
  */
 int durin_spec_sandbox_contained(const struct durin_spec_sandbox *b);
 
+/*
+ * A secret a run may use without seeing it (spec "secrets"; issue 17,
+ * docs/internals/secrets.md). Exactly one of:
+ *  - an HTTP grant (host set): the egress proxy adds `header: format`
+ *    (the value in place of "{}") to every request to host, which the
+ *    sandbox's commands reach through it;
+ *  - an env grant (env set): the value is put in the variable env of the
+ *    commands of one tool (tool: "bash" for now; the name is a string, so
+ *    that an MCP server's may be named later). A last resort: the command
+ *    holds the value, so it is flagged in `durin show` and the log.
+ */
+struct durin_spec_grant {
+  char *secret; /* the vault's name, in the run's tenant */
+  char *host;   /* HTTP: "name" (port 443) or "name:port"; else NULL */
+  char *header; /* HTTP: the header's name */
+  char *format; /* HTTP: the header's value, "{}" replaced; default "{}" */
+  char *env;    /* env: the variable; else NULL */
+  char *tool;   /* env: the tool whose commands get it */
+};
+
 /* How a call the policy asks about waits for a person. */
 /* One MCP server of the spec's "mcp_servers" (docs/internals/mcp.md). */
 struct durin_spec_mcp_header {
@@ -175,6 +195,8 @@ struct durin_spec {
   json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
   /* A W3C traceparent: the run's trace joins the caller's (or NULL). */
   char *traceparent;
+  struct durin_spec_grant *grants; /* "secrets" */
+  int ngrants;
   struct durin_spec_mcp *mcp; /* "mcp_servers", in the order written */
   int nmcp;
   json_t *mcp_json; /* "mcp_servers" as written, validated (or NULL) */
@@ -205,6 +227,14 @@ char *durin_spec_dump(const struct durin_spec *s);
 
 /* What a JSON value is, for messages: "an object", "a string", ... */
 const char *durin_json_kind(const json_t *v);
+
+/*
+ * Whether an HTTP grant's host ("name" or "name:port") is one the
+ * allowlist lets through: equal to an entry, or its name under a
+ * "*.suffix" entry with the same port.
+ */
+int durin_spec_grant_host_allowed(const struct durin_spec_sandbox *b,
+                                  const char *host);
 
 /* Finds a tool of the spec by name, or NULL. */
 const struct durin_spec_tool *durin_spec_tool(const struct durin_spec *s,

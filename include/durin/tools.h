@@ -51,6 +51,12 @@ struct durin_proc_box {
    * writes goes there, merged once its outcome is durable, not into the
    * workspace. NULL: straight into the workspace. */
   const char *layer;
+  /* The run's grants (spec "secrets", values opened by the worker) and
+   * the tool whose command this is (NULL: a check): the helper gets those
+   * that apply in a sealed memfd, never in its argv or environment. */
+  const struct durin_sandbox_grant *grants;
+  int ngrants;
+  const char *tool;
 };
 
 struct durin_tool_ctx {
@@ -76,6 +82,9 @@ struct durin_tool_result {
   /* What a call with a layer did to the workspace (durin_layer_changes;
    * owned, may be NULL); recorded with its outcome. */
   json_t *changes;
+  /* The env grants the command got (spec "secrets": [{"secret", "env"}];
+   * owned, may be NULL): flagged in its tool_result event. */
+  json_t *secrets_env;
 };
 
 void durin_tool_result_clear(struct durin_tool_result *r);

@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "durin/harness.h"
+#include "durin/secret.h"
 #include "durin/util.h"
 #include "harness/window.h"
 
@@ -46,7 +49,7 @@ struct call {
   enum durin_approval_state ap_state;
   char ap_id[32];
   char *ap_args; /* what was approved, as recorded */
-  char ap_args_hash[65], ap_call_hash[65];
+  char ap_args_hash[DURIN_APPROVAL_MAC_LEN], ap_call_hash[65];
   char *ap_by, *ap_comment, *ap_on_expiry;
 };
 
@@ -57,6 +60,9 @@ struct durin_harness {
   struct durin_checkpoint ck;
   int64_t attempt;
   int restored;
+  /* Decisions are signed under this key (durin_harness_set_approval_key). */
+  int have_apkey;
+  unsigned char apkey[DURIN_SECRET_KEY_BYTES];
 
   json_t *tools; /* schemas for the model */
   /* Tools of the run's MCP servers (durin_harness_add_tools; borrowed). */
@@ -277,7 +283,16 @@ void durin_harness_free(struct durin_harness *h)
   json_decref(h->events);
   json_decref(h->tools);
   json_decref(h->req_msgs);
+  sodium_memzero(h->apkey, sizeof(h->apkey));
   free(h);
+}
+
+void durin_harness_set_approval_key(
+    struct durin_harness *h, const unsigned char key[DURIN_SECRET_KEY_BYTES])
+{
+  h->have_apkey = key != NULL;
+  if (key)
+    memcpy(h->apkey, key, sizeof(h->apkey));
 }
 
 int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
@@ -351,6 +366,10 @@ static json_t *result_json(struct call *c, const struct durin_tool_result *r,
   /* What the call did to the workspace, recorded with its outcome. */
   if (j && r->changes)
     json_object_set(j, "changes", r->changes);
+  /* A secret the command held in its environment (an env grant, the
+   * last resort): the log says which, never the value. */
+  if (j && r->secrets_env)
+    json_object_set(j, "secrets_env", r->secrets_env);
   /* Tools hand over sanitized text; should anything slip through, the
    * model still gets a result for its call instead of none at all. */
   if (!j && r->output) {
@@ -657,7 +676,9 @@ static void refuse(struct durin_harness *h, struct call *c, const char *what)
  */
 static int approval_holds(struct durin_harness *h, struct call *c)
 {
-  char hash[65];
+  char hash[DURIN_APPROVAL_MAC_LEN];
+  const char *mac = DURIN_APPROVAL_MAC_PREFIX;
+  int signed_ = !strncmp(c->ap_args_hash, mac, strlen(mac));
   json_t *args;
   struct durin_err err = { 0 };
 
@@ -665,13 +686,40 @@ static int approval_holds(struct durin_harness *h, struct call *c)
     refuse(h, c, "the call to run is not the call that was approved");
     return 0;
   }
-  durin_sha256_hex(c->ap_args, strlen(c->ap_args), hash);
-  if (strcmp(hash, c->ap_args_hash)) {
-    refuse(h, c, "the approved arguments were changed after the decision");
+  /* With a master key, only a signed decision counts: whoever can write
+   * the store cannot make one. Without, the hash catches edits only. */
+  if (h->have_apkey) {
+    if (!signed_) {
+      refuse(h, c,
+             "the decision is not signed with this runtime's master key "
+             "(decided where no master key was configured?)");
+      return 0;
+    }
+    durin_approval_mac(h->apkey, c->ap_id,
+                       durin_approval_state_name(c->ap_state), c->ap_by,
+                       c->ap_args, hash);
+    if (sodium_memcmp(hash, c->ap_args_hash, strlen(hash)) != 0) {
+      refuse(h, c,
+             "the decision's signature does not hold: the approval was "
+             "changed after it was decided, or signed under another key");
+      return 0;
+    }
+  } else if (signed_) {
+    refuse(h, c,
+           "the decision is signed, and this worker has no master key to "
+           "check it: give it the master key (DURIN_MASTER_KEY, "
+           "DURIN_MASTER_KEY_FILE or the key file)");
     return 0;
+  } else {
+    durin_sha256_hex(c->ap_args, strlen(c->ap_args), hash);
+    if (strcmp(hash, c->ap_args_hash)) {
+      refuse(h, c, "the approved arguments were changed after the decision");
+      return 0;
+    }
   }
   if (c->ap_state == DURIN_APPROVAL_APPROVED) {
-    if (strcmp(c->ap_args_hash, c->args_hash)) {
+    durin_sha256_hex(c->ap_args, strlen(c->ap_args), hash);
+    if (strcmp(hash, c->args_hash)) {
       refuse(h, c, "the arguments differ from the approved ones");
       return 0;
     }

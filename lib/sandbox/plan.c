@@ -3,11 +3,15 @@
  * which host directories a spec's binds may never expose.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "durin/sandbox.h"
 
@@ -117,6 +121,13 @@ char **durin_sandbox_argv(const char *helper,
     add(&v, &n, "--allow-host");
     add(&v, &n, o->allow[i]);
   }
+  if (o->grants) {
+    addn(&v, &n, "--grants-fd", DURIN_SANDBOX_GRANTS_FD);
+    if (o->egress_ca && *o->egress_ca) {
+      add(&v, &n, "--egress-ca");
+      add(&v, &n, o->egress_ca);
+    }
+  }
   if (seccomp_fd >= 0)
     addn(&v, &n, "--seccomp-fd", seccomp_fd);
   if (status_fd >= 0)
@@ -151,6 +162,9 @@ int durin_sandbox_open(struct durin_sandbox *sb, const char *exe,
   sb->defaults.pids = 512;
   sb->defaults.nofile = 1024;
   sb->defaults.fsize_mb = 4096;
+  /* The operator's extra CAs for the hosts the proxy re-encrypts to (a
+   * private registry, the tests' local server). */
+  sb->defaults.egress_ca = getenv("DURIN_EGRESS_CA_FILE");
   return r;
 }
 
@@ -294,7 +308,7 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,
                              const char *workspace, const char *layer,
                              const char *const *env, int64_t timeout_ms,
-                             const char *command)
+                             int grants, const char *command)
 {
   struct durin_sandbox_opts o = sb->defaults;
   char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL, NULL, NULL };
@@ -303,6 +317,7 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
   const char *template = NULL;
 
   o.workspace = workspace;
+  o.grants = grants;
   for (o.nenv = 0; env && env[o.nenv];)
     o.nenv++;
   o.env = env;
@@ -352,4 +367,72 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
   }
   return durin_sandbox_argv(sb->helper, &o, DURIN_SANDBOX_SECCOMP_FD,
                             DURIN_SANDBOX_STATUS_FD, cmd);
+}
+
+/* Appends a length and bytes to the grants' buffer. */
+static void put_str(unsigned char *buf, size_t *at, const void *s, size_t n)
+{
+  uint32_t len = (uint32_t)n;
+
+  memcpy(buf + *at, &len, 4);
+  memcpy(buf + *at + 4, s, n);
+  *at += 4 + n;
+}
+
+int durin_sandbox_grants_memfd(const struct durin_sandbox_grant *g, int n,
+                               const char *tool, int *fd)
+{
+  static const char magic[] = "durin-grants-1\n";
+  unsigned char *buf;
+  size_t size = sizeof(magic), at = 0;
+  int i, any = 0, r = 0;
+
+  *fd = -1;
+  for (i = 0; i < n; i++) {
+    if (!g[i].host && (!tool || !g[i].tool || strcmp(tool, g[i].tool)))
+      continue;
+    any = 1;
+    size += 1 + 3 * 4 + g[i].len;
+    size += g[i].host ?
+                strlen(g[i].host) + strlen(g[i].header) + strlen(g[i].format) :
+                strlen(g[i].env);
+  }
+  if (!any)
+    return 0;
+  /* The values pass through here: guarded memory, wiped when freed. */
+  if (sodium_init() < 0 || !(buf = sodium_malloc(size)))
+    return DURIN_ENOMEM;
+  memcpy(buf, magic, sizeof(magic) - 1);
+  at = sizeof(magic) - 1;
+  for (i = 0; i < n; i++) {
+    if (g[i].host) {
+      const char *brace = strstr(g[i].format, "{}");
+      size_t pre = (size_t)(brace - g[i].format), post = strlen(brace + 2);
+      uint32_t len = (uint32_t)(pre + g[i].len + post);
+
+      buf[at++] = 'H';
+      put_str(buf, &at, g[i].host, strlen(g[i].host));
+      put_str(buf, &at, g[i].header, strlen(g[i].header));
+      memcpy(buf + at, &len, 4);
+      memcpy(buf + at + 4, g[i].format, pre);
+      memcpy(buf + at + 4 + pre, g[i].value, g[i].len);
+      memcpy(buf + at + 4 + pre + g[i].len, brace + 2, post);
+      at += 4 + len;
+    } else if (tool && g[i].tool && !strcmp(tool, g[i].tool)) {
+      buf[at++] = 'E';
+      put_str(buf, &at, g[i].env, strlen(g[i].env));
+      put_str(buf, &at, g[i].value, g[i].len);
+    }
+  }
+  *fd = memfd_create("durin-grants", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (*fd < 0 || write(*fd, buf, at) != (ssize_t)at ||
+      fcntl(*fd, F_ADD_SEALS,
+            F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) {
+    if (*fd >= 0)
+      close(*fd);
+    *fd = -1;
+    r = DURIN_EIO;
+  }
+  sodium_free(buf);
+  return r;
 }

@@ -159,6 +159,42 @@ out:
   return r;
 }
 
+/* A zeroed key in wiped memory; *out cleared for the caller. */
+static int key_new(struct durin_master_key **k, struct durin_master_key **out,
+                   struct durin_err *err)
+{
+  int r;
+
+  *out = NULL;
+  if ((r = init(err)))
+    return r;
+  if (!(*k = sodium_malloc(sizeof(**k))))
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  memset(*k, 0, sizeof(**k));
+  return 0;
+}
+
+/* The key a rotation retires, if $DURIN_MASTER_KEY_PREVIOUS_FILE names
+ * one: values still sealed under it open while the rotation runs. */
+static int load_prev(struct durin_master_key *k, struct durin_err *err)
+{
+  const char *file = getenv("DURIN_MASTER_KEY_PREVIOUS_FILE");
+  struct durin_master_key *p = NULL;
+  int r;
+
+  if (!file || !*file)
+    return 0;
+  if ((r = durin_master_key_load_file(file, &p, err))) {
+    durin_err_prefix(err, "DURIN_MASTER_KEY_PREVIOUS_FILE: ");
+    return r;
+  }
+  memcpy(k->prev, p->key, sizeof(k->prev));
+  memcpy(k->prev_id, p->id, sizeof(k->prev_id));
+  k->have_prev = 1;
+  durin_master_key_free(p);
+  return 0;
+}
+
 int durin_master_key_load(struct durin_master_key **out, struct durin_err *err)
 {
   struct durin_master_key *k;
@@ -168,12 +204,8 @@ int durin_master_key_load(struct durin_master_key **out, struct durin_err *err)
   char path[4096];
   int r;
 
-  *out = NULL;
-  if ((r = init(err)))
+  if ((r = key_new(&k, out, err)))
     return r;
-  if (!(k = sodium_malloc(sizeof(*k))))
-    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
-  memset(k, 0, sizeof(*k));
   if (env && *env) {
     if (key_decode(env, strlen(env), k->key)) {
       r = durin_err_set(err, DURIN_EINVAL,
@@ -209,11 +241,32 @@ int durin_master_key_load(struct durin_master_key **out, struct durin_err *err)
       goto out;
   }
   durin_master_key_id(k->key, k->id);
+  if ((r = load_prev(k, err)))
+    goto out;
   *out = k;
   k = NULL;
 out:
   durin_master_key_free(k);
   return r;
+}
+
+int durin_master_key_load_file(const char *path, struct durin_master_key **out,
+                               struct durin_err *err)
+{
+  struct durin_master_key *k;
+  int r;
+
+  if ((r = key_new(&k, out, err)))
+    return r;
+  if ((r = key_file(path, k, err))) {
+    if (r == DURIN_ENOTFOUND)
+      durin_err_set(err, r, "no master key file '%s'", path);
+    durin_master_key_free(k);
+    return r;
+  }
+  durin_master_key_id(k->key, k->id);
+  *out = k;
+  return 0;
 }
 
 void durin_master_key_free(struct durin_master_key *k)
@@ -429,13 +482,16 @@ int durin_secret_open(const struct durin_master_key *k, const char *tenant,
   unsigned char *nonce = NULL, *ct = NULL;
   size_t nlen = 0, clen = 0;
   unsigned long long plen;
+  const unsigned char *key = k->key;
   char ad[600];
   int adlen, r;
 
   memset(out, 0, sizeof(*out));
   if ((r = init(err)))
     return r;
-  if (!key_id || strcmp(key_id, k->id))
+  if (key_id && k->have_prev && !strcmp(key_id, k->prev_id))
+    key = k->prev; /* not yet rotated */
+  else if (!key_id || strcmp(key_id, k->id))
     return durin_err_set(err, DURIN_EACCES,
                          "cannot decrypt secret '%s': wrong master key (key "
                          "id %s from %s, stored %s)",
@@ -462,7 +518,7 @@ int durin_secret_open(const struct durin_master_key *k, const char *tenant,
    * open leaves nothing behind. */
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(
           out->data, &plen, NULL, ct, clen, (const unsigned char *)ad,
-          (size_t)adlen, nonce, k->key) != 0) {
+          (size_t)adlen, nonce, key) != 0) {
     durin_secret_value_clear(out);
     r = durin_err_set(err, DURIN_EACCES,
                       "cannot decrypt secret '%s': its stored value is "
@@ -572,5 +628,152 @@ int durin_secret_check_use(struct durin_store *s, const char *tenant,
                       "secret '%s' is scoped to '%s', not to agent '%s'", name,
                       row.scope, agent ? agent : "");
   durin_secret_row_clear(&row);
+  return r;
+}
+
+/* ---- signed approvals ---- */
+
+void durin_approval_key(const struct durin_master_key *k,
+                        unsigned char out[DURIN_SECRET_KEY_BYTES])
+{
+  crypto_kdf_derive_from_key(out, DURIN_SECRET_KEY_BYTES, 1, "durinapr",
+                             k->key);
+}
+
+/* Each field with its length first, so no two tuples sign alike. */
+static void mac_field(crypto_auth_hmacsha256_state *st, const char *v)
+{
+  unsigned char len[8];
+  uint64_t n = v ? strlen(v) : 0;
+  int i;
+
+  for (i = 0; i < 8; i++)
+    len[i] = (unsigned char)(n >> (8 * i));
+  crypto_auth_hmacsha256_update(st, len, sizeof(len));
+  if (n)
+    crypto_auth_hmacsha256_update(st, (const unsigned char *)v, n);
+}
+
+void durin_approval_mac(const unsigned char key[DURIN_SECRET_KEY_BYTES],
+                        const char *id, const char *state, const char *by,
+                        const char *args, char out[DURIN_APPROVAL_MAC_LEN])
+{
+  crypto_auth_hmacsha256_state st;
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  size_t p = sizeof(DURIN_APPROVAL_MAC_PREFIX) - 1;
+
+  /* HMAC needs no randomness: sodium_init only picks implementations. */
+  if (sodium_init() < 0)
+    memset(mac, 0, sizeof(mac));
+  crypto_auth_hmacsha256_init(&st, key, DURIN_SECRET_KEY_BYTES);
+  mac_field(&st, "durin approval v1");
+  mac_field(&st, id);
+  mac_field(&st, state);
+  mac_field(&st, by);
+  mac_field(&st, args);
+  crypto_auth_hmacsha256_final(&st, mac);
+  memcpy(out, DURIN_APPROVAL_MAC_PREFIX, p);
+  sodium_bin2hex(out + p, DURIN_APPROVAL_MAC_LEN - p, mac, sizeof(mac));
+  sodium_memzero(&st, sizeof(st));
+}
+
+/* ---- master key rotation ---- */
+
+struct rows {
+  struct durin_secret_row *v;
+  size_t n;
+};
+
+static int keep_row(const struct durin_secret_row *row, void *arg)
+{
+  struct rows *rs = arg;
+  struct durin_secret_row *v = realloc(rs->v, (rs->n + 1) * sizeof(*v));
+
+  if (!v)
+    return DURIN_ENOMEM;
+  rs->v = v;
+  memset(&v[rs->n], 0, sizeof(v[rs->n]));
+  v[rs->n].tenant = strdup(row->tenant);
+  v[rs->n].name = strdup(row->name);
+  rs->n++;
+  return v[rs->n - 1].tenant && v[rs->n - 1].name ? 0 : DURIN_ENOMEM;
+}
+
+/* One secret: 1 resealed, 2 already current, 3 under another key. */
+static int rekey_one(struct durin_store *s, const struct durin_master_key *k,
+                     const struct durin_master_key *old, const char *tenant,
+                     const char *name, int64_t now_ms, int *what,
+                     struct durin_err *err)
+{
+  int tries, r = 0;
+
+  for (tries = 0; tries < 8; tries++) {
+    struct durin_secret_row cur, row;
+    struct durin_secret_value v = { NULL, 0 };
+
+    if ((r = durin_store_secret_get(s, tenant, name, &cur, err)))
+      return r == DURIN_ENOTFOUND ? 0 : r; /* deleted meanwhile */
+    if (!strcmp(cur.key_id, k->id) || strcmp(cur.key_id, old->id)) {
+      *what = strcmp(cur.key_id, k->id) ? 3 : 2;
+      durin_secret_row_clear(&cur);
+      return 0;
+    }
+    r = durin_secret_open(old, cur.tenant, cur.name, cur.version, cur.key_id,
+                          cur.nonce, cur.ciphertext, &v, err);
+    memset(&row, 0, sizeof(row));
+    row.tenant = cur.tenant;
+    row.name = cur.name;
+    row.key_id = (char *)k->id;
+    row.version = cur.version + 1;
+    row.created_ms = row.updated_ms = now_ms;
+    if (!r)
+      r = durin_secret_seal(k, cur.tenant, cur.name, row.version, v.data, v.len,
+                            &row.nonce, &row.ciphertext, err);
+    durin_secret_value_clear(&v);
+    if (!r)
+      r = durin_store_secret_put(s, &row, cur.version, err);
+    free(row.nonce);
+    free(row.ciphertext);
+    durin_secret_row_clear(&cur);
+    if (r != DURIN_EBUSY) {
+      *what = 1;
+      return r;
+    }
+  }
+  return r;
+}
+
+int durin_secret_rekey(struct durin_store *s, const struct durin_master_key *k,
+                       const struct durin_master_key *old, int64_t now_ms,
+                       struct durin_rekey_stats *st, struct durin_err *err)
+{
+  struct rows rs = { NULL, 0 };
+  size_t i;
+  int r;
+
+  memset(st, 0, sizeof(*st));
+  if (!strcmp(k->id, old->id))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "the old key is the current master key (key id %s): "
+                         "make a new one with 'durin secret keygen -o FILE' "
+                         "and point DURIN_MASTER_KEY_FILE at it",
+                         k->id);
+  r = durin_store_secret_list(s, NULL, keep_row, &rs, err);
+  for (i = 0; !r && i < rs.n; i++) {
+    int what = 0;
+
+    r = rekey_one(s, k, old, rs.v[i].tenant, rs.v[i].name, now_ms, &what, err);
+    if (r)
+      durin_err_prefix(err, "secret '%s' of tenant '%s': ", rs.v[i].name,
+                       rs.v[i].tenant);
+    st->resealed += what == 1;
+    st->current += what == 2;
+    st->other += what == 3;
+  }
+  for (i = 0; i < rs.n; i++) {
+    free(rs.v[i].tenant);
+    free(rs.v[i].name);
+  }
+  free(rs.v);
   return r;
 }

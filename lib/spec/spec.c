@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "durin/policy.h"
 #include "durin/secret.h"
@@ -17,11 +18,17 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",        "system",      "goal",   "workspace",         "model",
-  "tools",       "checks",      "budget", "max_eval_attempts", "limits",
-  "context",     "sandbox",     "policy", "approvals",         "notify",
-  "traceparent", "mcp_servers", NULL,
+  "name",        "system",    "goal",
+  "workspace",   "model",     "tools",
+  "checks",      "budget",    "max_eval_attempts",
+  "limits",      "context",   "sandbox",
+  "policy",      "approvals", "notify",
+  "traceparent", "secrets",   "mcp_servers",
+  NULL,
 };
+static const char *const grant_fields[] = { "secret", "host", "header",
+                                            "format", "env",  "tool",
+                                            NULL };
 static const char *const notify_fields[] = { "webhooks", NULL };
 
 /* A W3C trace context the run's trace joins: version 00, a trace id of 32
@@ -431,6 +438,268 @@ static int parse_network(json_t *o, struct durin_spec_sandbox *b,
                            "one of sandbox.allow_hosts, written the same way",
                            i);
     b->repeat_safe[b->nrepeat_safe++] = strdup(h);
+  }
+  return 0;
+}
+
+/* Splits "name[:port]" into name (lower-case kept as written) and port;
+ * port 0 when none is written. -1 when it does not fit. */
+static int host_port(const char *h, char *name, size_t len, int *port)
+{
+  const char *colon = strrchr(h, ':');
+  size_t n = colon ? (size_t)(colon - h) : strlen(h);
+
+  *port = 0;
+  if (n == 0 || n >= len)
+    return -1;
+  memcpy(name, h, n);
+  name[n] = 0;
+  if (colon) {
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+
+    if (!colon[1] || *end || p <= 0 || p > 65535)
+      return -1;
+    *port = (int)p;
+  }
+  return 0;
+}
+
+int durin_spec_grant_host_allowed(const struct durin_spec_sandbox *b,
+                                  const char *host)
+{
+  char name[256], aname[256];
+  int port, aport, i;
+
+  if (!b->net_proxy || host_port(host, name, sizeof(name), &port))
+    return 0;
+  /* A grant is for HTTPS: "name" is port 443, as the proxy reads it. */
+  if (!port)
+    port = 443;
+  for (i = 0; i < b->nallow; i++) {
+    const char *a = b->allow_hosts[i];
+    size_t hl = strlen(name), sl;
+
+    if (host_port(a, aname, sizeof(aname), &aport))
+      continue;
+    /* An entry without a port lets 80 and 443 through. */
+    if (aport ? aport != port : port != 443)
+      continue;
+    if (!strcasecmp(aname, name))
+      return 1;
+    sl = strlen(aname + 1);
+    if (!strncmp(aname, "*.", 2) && hl > sl &&
+        !strcasecmp(name + hl - sl, aname + 1))
+      return 1;
+  }
+  return 0;
+}
+
+/* A header name: an HTTP token, and not one the proxy itself frames the
+ * request with. */
+static int header_ok(const char *h)
+{
+  static const char *const framing[] = { "host",
+                                         "content-length",
+                                         "transfer-encoding",
+                                         "connection",
+                                         "upgrade",
+                                         "te",
+                                         "trailer",
+                                         NULL };
+  int i;
+
+  if (!*h || strlen(h) > 64 ||
+      strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                "0123456789!#$%&'*+-.^_`|~") != strlen(h))
+    return 0;
+  for (i = 0; framing[i]; i++)
+    if (!strcasecmp(h, framing[i]))
+      return 0;
+  return 1;
+}
+
+/* An environment variable a grant may set: a plain name, and none the
+ * sandbox or the loader gives a meaning to. */
+static int env_ok(const char *v)
+{
+  static const char *const reserved[] = { "PATH",
+                                          "HOME",
+                                          "LANG",
+                                          "USER",
+                                          "TMPDIR",
+                                          "TERM",
+                                          "HTTP_PROXY",
+                                          "HTTPS_PROXY",
+                                          "http_proxy",
+                                          "https_proxy",
+                                          "NO_PROXY",
+                                          "SSL_CERT_FILE",
+                                          "CURL_CA_BUNDLE",
+                                          "GIT_SSL_CAINFO",
+                                          "REQUESTS_CA_BUNDLE",
+                                          "NODE_EXTRA_CA_CERTS",
+                                          "PIP_CERT",
+                                          "DURIN_IDEMPOTENCY_KEY",
+                                          NULL };
+  int i;
+
+  if (!*v || strlen(v) > 128 || (*v >= '0' && *v <= '9') ||
+      strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                "0123456789_") != strlen(v) ||
+      !strncmp(v, "LD_", 3) || !strncmp(v, "BASH_FUNC", 9))
+    return 0;
+  for (i = 0; reserved[i]; i++)
+    if (!strcmp(v, reserved[i]))
+      return 0;
+  return 1;
+}
+
+static int parse_grant(json_t *g, size_t i, const struct durin_spec *s,
+                       struct durin_spec_grant *out, struct durin_err *err)
+{
+  char pre[48];
+  struct durin_err e2 = { 0 };
+  const char *f;
+  int r;
+
+  snprintf(pre, sizeof(pre), "secrets[%zu].", i);
+  if (!json_is_object(g))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'secrets[%zu]' must be an object, not %s", i,
+                         durin_json_kind(g));
+  if ((r = check_fields(g, pre, grant_fields, err)) ||
+      (r = get_string(g, "secret", pre, 1, &out->secret, err)) ||
+      (r = get_string(g, "host", pre, 0, &out->host, err)) ||
+      (r = get_string(g, "header", pre, 0, &out->header, err)) ||
+      (r = get_string(g, "format", pre, 0, &out->format, err)) ||
+      (r = get_string(g, "env", pre, 0, &out->env, err)) ||
+      (r = get_string(g, "tool", pre, 0, &out->tool, err)))
+    return r;
+  if (durin_secret_name_check(out->secret, &e2))
+    return durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", pre, e2.msg);
+  if (!out->host == !out->env)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'secrets[%zu]' needs either \"host\" (and "
+                         "\"header\": the proxy adds it to that host's "
+                         "requests) or \"env\" (and \"tool\": the variable "
+                         "is set for that tool's commands), not %s",
+                         i, out->host ? "both" : "neither");
+  if (out->env) {
+    if (out->header || out->format)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%s%s' belongs to a host grant, not to an "
+                           "env grant",
+                           pre, out->header ? "header" : "format");
+    if (!env_ok(out->env))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%senv' is '%.64s'; give a variable name "
+                           "([A-Za-z_][A-Za-z0-9_]*) that is not PATH, HOME, "
+                           "a proxy or CA variable, nor LD_*",
+                           pre, out->env);
+    if (!out->tool)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%stool' is required with \"env\": the "
+                           "tool whose commands get the variable (\"bash\")",
+                           pre);
+    if (strcmp(out->tool, "bash"))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%stool' is '%.64s'; only \"bash\" runs "
+                           "commands that can take a variable",
+                           pre, out->tool);
+    if (!durin_spec_tool(s, out->tool))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%stool': the spec's tools do not include "
+                           "'%s'",
+                           pre, out->tool);
+    return 0;
+  }
+  if (out->tool)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%stool' belongs to an env grant; a host "
+                         "grant applies to every command that reaches the "
+                         "host",
+                         pre);
+  if (!out->header)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%sheader' is required with \"host\": the "
+                         "header the proxy adds (\"Authorization\")",
+                         pre);
+  if (!header_ok(out->header))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%sheader' is '%.64s'; give a header name "
+                         "(an HTTP token) other than Host and the ones "
+                         "that frame a request",
+                         pre, out->header);
+  if (!out->format)
+    out->format = strdup("{}");
+  f = strstr(out->format, "{}");
+  if (!f || strstr(f + 2, "{}") || strpbrk(out->format, "\r\n") ||
+      strlen(out->format) > 256)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%sformat' must hold \"{}\" (where the "
+                         "value goes) once, on one line: \"Bearer {}\"",
+                         pre);
+  if (strchr(out->host, '*') || strchr(out->host, '/') ||
+      strchr(out->host, ' ') || strchr(out->host, '['))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%shost' is '%.64s'; give one host name, "
+                         "\"api.example.com\" or \"host:8443\"",
+                         pre, out->host);
+  if (!s->sandbox.net_proxy)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%shost' needs \"sandbox.network\": "
+                         "\"proxy\": the proxy is what adds the header",
+                         pre);
+  if (!durin_spec_grant_host_allowed(&s->sandbox, out->host))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%shost': '%.64s' is not allowed by "
+                         "sandbox.allow_hosts; list it there too (written "
+                         "the same way, or under a \"*.suffix\" entry)",
+                         pre, out->host);
+  return 0;
+}
+
+/* "secrets": the grants; no two for the same host and header, nor for
+ * the same variable of the same tool. */
+static int parse_grants(json_t *root, struct durin_spec *s,
+                        struct durin_err *err)
+{
+  json_t *arr = json_object_get(root, "secrets"), *g;
+  size_t i;
+  int r, k;
+
+  if (!arr)
+    return 0;
+  if (!json_is_array(arr))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'secrets' must be an array of grants, not %s",
+                         durin_json_kind(arr));
+  if (json_array_size(arr) > 32)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'secrets' has %zu grants; at most 32",
+                         json_array_size(arr));
+  s->grants = calloc(json_array_size(arr) + 1, sizeof(*s->grants));
+  if (!s->grants)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  json_array_foreach(arr, i, g) {
+    struct durin_spec_grant *n = &s->grants[s->ngrants++];
+
+    if ((r = parse_grant(g, i, s, n, err)))
+      return r;
+    for (k = 0; k < s->ngrants - 1; k++) {
+      const struct durin_spec_grant *o = &s->grants[k];
+
+      if ((n->host && o->host && !strcasecmp(n->host, o->host) &&
+           !strcasecmp(n->header, o->header)) ||
+          (n->env && o->env && !strcmp(n->env, o->env) &&
+           !strcmp(n->tool, o->tool)))
+        return durin_err_set(err, DURIN_ESPEC,
+                             "field 'secrets[%zu]' grants %s '%s' again "
+                             "(secrets[%d] did)",
+                             i, n->host ? "the header for host" : "variable",
+                             n->host ? n->host : n->env, k);
+    }
   }
   return 0;
 }
@@ -1218,7 +1487,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
             (r = parse_network(o, &s->sandbox, err)) ||
             (r = parse_template(o, base_dir, &s->sandbox, err))))
     goto out;
-  if ((r = parse_approvals(root, &s->approvals, err)))
+  if ((r = parse_grants(root, s, err)) ||
+      (r = parse_approvals(root, &s->approvals, err)))
     goto out;
   if ((o = json_object_get(root, "policy"))) {
     struct durin_policy *pol;
@@ -1327,6 +1597,15 @@ void durin_spec_clear(struct durin_spec *s)
     free(s->sandbox.repeat_safe[i]);
   free(s->sandbox.repeat_safe);
   free(s->sandbox.template);
+  for (i = 0; i < s->ngrants; i++) {
+    free(s->grants[i].secret);
+    free(s->grants[i].host);
+    free(s->grants[i].header);
+    free(s->grants[i].format);
+    free(s->grants[i].env);
+    free(s->grants[i].tool);
+  }
+  free(s->grants);
   json_decref(s->policy);
   json_decref(s->notify);
   for (i = 0; i < s->nmcp; i++) {
@@ -1484,6 +1763,21 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set(root, "mcp_servers", s->mcp_json);
   if (s->traceparent)
     json_object_set_new(root, "traceparent", json_string(s->traceparent));
+  if (s->ngrants) {
+    json_t *gs = json_array();
+
+    for (i = 0; i < s->ngrants; i++) {
+      const struct durin_spec_grant *g = &s->grants[i];
+
+      json_array_append_new(
+          gs, g->host ?
+                  json_pack("{s:s,s:s,s:s,s:s}", "secret", g->secret, "host",
+                            g->host, "header", g->header, "format", g->format) :
+                  json_pack("{s:s,s:s,s:s}", "secret", g->secret, "env", g->env,
+                            "tool", g->tool));
+    }
+    json_object_set_new(root, "secrets", gs);
+  }
   json_object_set_new(
       root, "approvals",
       json_pack("{s:I,s:s,s:I}", "timeout_s",

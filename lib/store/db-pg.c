@@ -907,11 +907,54 @@ static void quiet(void *arg, const char *msg)
   (void)msg;
 }
 
+#define PASS_HOWTO                                                         \
+ "keep the password in libpq's passfile (~/.pgpass, or the file "          \
+ "PGPASSFILE names, mode 0600) or in a service file (PGSERVICEFILE, then " \
+ "DURIN_STORE=postgresql:///?service=NAME)"
+
+/*
+ * The password comes from libpq's passfile or service file only: a URL
+ * or a variable is seen by every process that can read this one's
+ * environment or command line, and ends up in shell histories and unit
+ * files. Refused with where to put it instead.
+ */
+static int password_elsewhere(const char *url, char *msg, size_t len)
+{
+  char *perr = NULL;
+  PQconninfoOption *o = PQconninfoParse(url, &perr), *i;
+  int found = 0;
+
+  if (!o) {
+    snprintf(msg, len, "the store URL does not parse: %s",
+             perr ? perr : "out of memory");
+    PQfreemem(perr);
+    return DB_ERROR;
+  }
+  for (i = o; i->keyword; i++)
+    if (!strcmp(i->keyword, "password") && i->val && *i->val)
+      found = 1;
+  PQconninfoFree(o);
+  if (found) {
+    snprintf(msg, len,
+             "the store URL holds a password; take it out and " PASS_HOWTO);
+    return DB_MISUSE;
+  }
+  if (getenv("PGPASSWORD")) {
+    snprintf(msg, len, "PGPASSWORD is set; unset it and " PASS_HOWTO);
+    return DB_MISUSE;
+  }
+  return DB_OK;
+}
+
 int db_pg_open(const char *url, struct db **out, char *msg, size_t len)
 {
-  struct pdb *d = calloc(1, sizeof(*d));
+  struct pdb *d;
 
-  if (!d) {
+  int r = password_elsewhere(url, msg, len);
+
+  if (r != DB_OK)
+    return r;
+  if (!(d = calloc(1, sizeof(*d)))) {
     snprintf(msg, len, "out of memory");
     return DB_ERROR;
   }

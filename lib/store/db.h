@@ -26,6 +26,7 @@ enum {
   DB_CONSTRAINT = 19, /* a unique or check constraint */
   DB_GONE = 26,       /* the connection to the server is lost */
   DB_FENCED = 27,     /* a fence checked by the server failed */
+  DB_MISUSE = 21,     /* refused before asking the server (the message says) */
 };
 
 struct db;

@@ -811,13 +811,28 @@ out:
   return r;
 }
 
+/* The URL for messages: a password in it (refused, but said) is not
+ * repeated; neither is anything after "password=". */
+static void shown_url(const char *url, char *out, size_t len)
+{
+  const char *at, *colon, *slash = strstr(url, "://"), *kw;
+
+  snprintf(out, len, "%s", url);
+  if (slash && (at = strchr(slash + 3, '@')) &&
+      (!strchr(slash + 3, '/') || at < strchr(slash + 3, '/')) &&
+      (colon = memchr(slash + 3, ':', (size_t)(at - slash - 3))))
+    snprintf(out, len, "%.*s:***%s", (int)(colon - url), url, at);
+  if ((kw = strstr(out, "password=")))
+    snprintf(out + (kw - out), len - (size_t)(kw - out), "password=***");
+}
+
 /* rest is what follows "postgres:" ("//user@host:port/db?..."); libpq
  * takes the URL whole. */
 int durin__sq_open_pg(const char *rest, struct durin_store **out,
                       struct durin_err *err)
 {
   struct durin_store *q = calloc(1, sizeof(*q));
-  char msg[600];
+  char msg[600], shown[512];
   int r;
 
   if (!q)
@@ -827,17 +842,22 @@ int durin__sq_open_pg(const char *rest, struct durin_store **out,
     return durin_err_set(err, DURIN_ENOMEM, "out of memory");
   }
   q->pg = 1;
+  shown_url(q->path, shown, sizeof(shown));
   r = db_pg_open(q->path, &q->db, msg, sizeof(msg));
   if (r == DB_GONE) {
-    r = durin_err_set(err, DURIN_EBUSY, "cannot reach store '%s': %s", q->path,
+    r = durin_err_set(err, DURIN_EBUSY, "cannot reach store '%s': %s", shown,
                       msg);
+    goto out;
+  }
+  if (r == DB_MISUSE) {
+    r = durin_err_set(err, DURIN_EINVAL, "store '%s': %s", shown, msg);
     goto out;
   }
   if (r != DB_OK) {
     r = durin_err_set(err, DURIN_ESTORE,
                       "cannot open store '%s': %s (are the URL's user, "
-                      "password, host, port and database right?)",
-                      q->path, msg);
+                      "host, port and database, and the passfile, right?)",
+                      shown, msg);
     goto out;
   }
   r = migrate(q, err);

@@ -44,7 +44,8 @@ static void set_limit(int res, rlim_t v)
 static void child(pid_t parent, const char *dir, const char *command, int in_fd,
                   int out_fd, int err_fd, char *const envp[],
                   int64_t timeout_ms, int seccomp_fd, int status_fd,
-                  char *const sandbox_argv[], char *const argv[])
+                  int grants_fd, char *const sandbox_argv[],
+                  char *const helper_envp[], char *const argv[])
 {
   int devnull;
 
@@ -72,13 +73,17 @@ static void child(pid_t parent, const char *dir, const char *command, int in_fd,
   if (sandbox_argv) {
     /* Both above the numbers they go to first, so that neither dup2
      * lands on the other before it is moved. */
-    seccomp_fd = fcntl(seccomp_fd, F_DUPFD, DURIN_SANDBOX_STATUS_FD + 1);
-    status_fd = fcntl(status_fd, F_DUPFD, DURIN_SANDBOX_STATUS_FD + 1);
+    seccomp_fd = fcntl(seccomp_fd, F_DUPFD, DURIN_SANDBOX_GRANTS_FD + 1);
+    status_fd = fcntl(status_fd, F_DUPFD, DURIN_SANDBOX_GRANTS_FD + 1);
+    if (grants_fd >= 0)
+      grants_fd = fcntl(grants_fd, F_DUPFD, DURIN_SANDBOX_GRANTS_FD + 1);
     if (seccomp_fd < 0 || status_fd < 0 ||
         dup2(seccomp_fd, DURIN_SANDBOX_SECCOMP_FD) < 0 ||
-        dup2(status_fd, DURIN_SANDBOX_STATUS_FD) < 0)
+        dup2(status_fd, DURIN_SANDBOX_STATUS_FD) < 0 ||
+        (grants_fd >= 0 && dup2(grants_fd, DURIN_SANDBOX_GRANTS_FD) < 0))
       _exit(126);
-    syscall(SYS_close_range, DURIN_SANDBOX_STATUS_FD + 1, ~0U, 0);
+    syscall(SYS_close_range, DURIN_SANDBOX_GRANTS_FD + (grants_fd >= 0), ~0U,
+            0);
   } else {
     syscall(SYS_close_range, 3, ~0U, 0);
   }
@@ -90,7 +95,9 @@ static void child(pid_t parent, const char *dir, const char *command, int in_fd,
     set_limit(RLIMIT_CPU, (rlim_t)(timeout_ms / 1000 + 5));
   signal(SIGPIPE, SIG_DFL);
   if (sandbox_argv) {
-    execv(sandbox_argv[0], sandbox_argv);
+    /* Not our environment: it may hold DURIN_MASTER_KEY, and the
+     * sandbox's init is a copy of the helper. */
+    execve(sandbox_argv[0], sandbox_argv, helper_envp);
     _exit(127);
   }
   if (argv) {
@@ -101,6 +108,26 @@ static void child(pid_t parent, const char *dir, const char *command, int in_fd,
   _exit(127);
 }
 
+/* The helper's environment: a PATH, and the sanitizers' options of a
+ * test build; nothing else of ours. */
+static void helper_env(char *henv[8], char kv[3][512])
+{
+  static const char *const pass[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                                      "LSAN_OPTIONS", NULL };
+  int i, nh = 0;
+
+  henv[nh++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+  for (i = 0; pass[i]; i++) {
+    const char *v = getenv(pass[i]);
+
+    if (v && strlen(v) < 400) {
+      snprintf(kv[i], sizeof(kv[i]), "%s=%s", pass[i], v);
+      henv[nh++] = kv[i];
+    }
+  }
+  henv[nh] = NULL;
+}
+
 int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
                      const char *command, const char *const *extra_env,
                      int64_t timeout_ms, pid_t *pid_out, int *out_fd,
@@ -108,12 +135,13 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
 {
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL;
-  char *envp[40];
-  char home[4200];
-  int pipefd[2], st[2] = { -1, -1 }, n = 0, i;
+  char *envp[40], *henv[8];
+  char home[4200], kv[3][512];
+  int pipefd[2], st[2] = { -1, -1 }, n = 0, i, gfd = -1;
   pid_t pid, parent;
 
   *status_fd = -1;
+  helper_env(henv, kv);
 
   snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
@@ -130,15 +158,23 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
 
     for (i = 0; extra_env && extra_env[i] && i < 38; i++)
       senv[i + 1] = extra_env[i];
+    if (box->ngrants &&
+        durin_sandbox_grants_memfd(box->grants, box->ngrants, box->tool, &gfd))
+      return DURIN_EIO;
     sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv,
-                                  timeout_ms, command);
+                                  timeout_ms, gfd >= 0, command);
     /* Without its argv the command would run on the host: not at all. */
-    if (!sargv)
+    if (!sargv) {
+      if (gfd >= 0)
+        close(gfd);
       return DURIN_ENOMEM;
+    }
   }
 
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
     durin_sandbox_argv_free(sargv);
+    if (gfd >= 0)
+      close(gfd);
     return DURIN_EIO;
   }
   /* The helper's status line: one line at its end, within a pipe's
@@ -152,6 +188,8 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
     close(pipefd[0]);
     close(pipefd[1]);
     durin_sandbox_argv_free(sargv);
+    if (gfd >= 0)
+      close(gfd);
     return DURIN_EIO;
   }
   parent = getpid();
@@ -164,12 +202,16 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
       close(st[1]);
     }
     durin_sandbox_argv_free(sargv);
+    if (gfd >= 0)
+      close(gfd);
     return DURIN_EIO;
   }
   if (pid == 0)
     child(parent, dir, command, -1, pipefd[1], -1, envp, timeout_ms,
-          sb ? sb->seccomp_fd : -1, st[1], sargv, NULL);
+          sb ? sb->seccomp_fd : -1, st[1], gfd, sargv, henv, NULL);
   durin_sandbox_argv_free(sargv);
+  if (gfd >= 0)
+    close(gfd);
   close(pipefd[1]);
   if (st[1] >= 0)
     close(st[1]);
@@ -249,12 +291,13 @@ int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
 {
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL, *command = NULL;
-  char *envp[80];
-  char home[4200];
+  char *envp[80], *henv[8];
+  char home[4200], kv[3][512];
   int p[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } }, st[2] = { -1, -1 };
   int n = 0, i, r = DURIN_EIO;
   pid_t pid, parent;
 
+  helper_env(henv, kv);
   snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
   envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
   envp[n++] = home;
@@ -271,8 +314,8 @@ int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
       senv[i + 1] = extra_env[i];
     command = quote_argv(argv);
     /* No timeout: the server lives as long as the run on this worker. */
-    sargv =
-        durin_sandbox_command(sb, box->spec, dir, box->layer, senv, 0, command);
+    sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv, 0, 0,
+                                  command);
     if (!sargv) {
       free(command);
       return DURIN_ENOMEM;
@@ -291,7 +334,7 @@ int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
     goto out;
   if (pid == 0)
     child(parent, dir, command, p[0][0], p[1][1], p[2][1], envp, 0,
-          sb ? sb->seccomp_fd : -1, st[1], sargv, argv);
+          sb ? sb->seccomp_fd : -1, st[1], -1, sargv, henv, argv);
   fds[0] = p[0][1];
   fds[1] = p[1][0];
   fds[2] = p[2][0];

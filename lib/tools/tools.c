@@ -113,6 +113,7 @@ void durin_tool_result_clear(struct durin_tool_result *r)
     return;
   free(r->output);
   json_decref(r->changes);
+  json_decref(r->secrets_env);
   memset(r, 0, sizeof(*r));
 }
 

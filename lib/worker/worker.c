@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "durin/harness.h"
 #include "durin/otel.h"
 #include "durin/sandbox.h"
@@ -62,6 +64,11 @@ struct wrun {
    * tool and check output before the model or the log sees it (NULL:
    * the tenant has none). */
   struct durin_redactor *redact;
+  /* The spec's grants with their values, opened at restore (spec
+   * "secrets"); given to each sandboxed command's helper in a memfd. */
+  struct durin_sandbox_grant *grants;
+  struct durin_secret_value *grant_vals;
+  int ngrants;
   struct durin_harness *h;
   struct durin_run_policy policy;
   struct durin_action act;
@@ -283,6 +290,19 @@ static void set_phase(struct wrun *r, enum phase p)
     w->nlive++;
 }
 
+static void grants_clear(struct wrun *r)
+{
+  int i;
+
+  for (i = 0; i < r->ngrants; i++)
+    durin_secret_value_clear(&r->grant_vals[i]);
+  free(r->grant_vals);
+  free(r->grants);
+  r->grant_vals = NULL;
+  r->grants = NULL;
+  r->ngrants = 0;
+}
+
 static void run_free_cb(uv_handle_t *h)
 {
   struct wrun *r = h->data;
@@ -303,6 +323,7 @@ static void run_free_cb(uv_handle_t *h)
     free(r->mcp_headers[i]);
   }
   json_decref(r->mcp_recorded);
+  grants_clear(r);
   free(r->cr);
   free(r->tr);
   free(r);
@@ -901,10 +922,32 @@ static void wait_then_call(struct wrun *r, int64_t ms)
   uv_timer_start(&r->timer, on_wait_over, (uint64_t)(ms > 0 ? ms : 0), 0);
 }
 
+static void scrub(struct wrun *r, char **text);
+static void scrub_into(struct wrun *r, char *buf, size_t cap);
+
+/*
+ * The model's answer is scrubbed like a tool's output before the harness
+ * sees it: a value the model met (in the goal, say) or guessed becomes
+ * [secret:NAME] in its text and its calls' arguments, so no event, pending
+ * record, approval or ledger row written from it holds the value, and no
+ * call runs with it.
+ */
+static void scrub_response(struct wrun *r, struct durin_model_response *resp)
+{
+  int i;
+
+  if (!r->redact || !resp)
+    return;
+  scrub(r, &resp->text);
+  for (i = 0; i < resp->ncalls; i++)
+    scrub(r, &resp->calls[i].args);
+}
+
 static void model_finished(struct wrun *r, int rc,
                            struct durin_model_response *resp, const char *error)
 {
   struct durin_completion c;
+  char *scrubbed = NULL;
 
   durin_http_req_clear(&r->req);
   r->req_built = 0;
@@ -916,11 +959,16 @@ static void model_finished(struct wrun *r, int rc,
   r->retries_spent = 0;
   r->http_attempt = 0;
   if (rc) {
+    /* A provider's error may quote what it was sent. */
+    if (error && r->redact && (scrubbed = strdup(error)))
+      scrub(r, &scrubbed);
     c.kind = DURIN_DONE_MODEL_ERROR;
-    c.error = error;
+    c.error = scrubbed ? scrubbed : error;
     complete(r, &c);
+    free(scrubbed);
     return;
   }
+  scrub_response(r, resp);
   /* A response lost here is simply asked for again (DESIGN 3.6). */
   durin_fault_point("model_response");
   c.kind = DURIN_DONE_MODEL;
@@ -961,6 +1009,7 @@ static void on_http_done(void *arg, int rc, long status, const char *body,
   if (r->retries_left <= 0) {
     char msg[800];
 
+    scrub_into(r, why, sizeof(why));
     snprintf(msg, sizeof(msg),
              "model call failed (%s) and the run's retry budget is used up",
              why);
@@ -969,6 +1018,7 @@ static void on_http_done(void *arg, int rc, long status, const char *body,
   }
   r->retries_left--;
   r->retries_spent++;
+  scrub_into(r, why, sizeof(why));
   durin_random(&rnd, sizeof(rnd));
   delay =
       durin_backoff_ms(r->http_attempt++, ra_ms, (double)rnd / 4294967296.0);
@@ -1059,6 +1109,19 @@ static void scrub(struct wrun *r, char **text)
   durin_buf_release(&b);
 }
 
+/* A fixed buffer, scrubbed in place (cut to cap if the names are longer
+ * than what they replace). */
+static void scrub_into(struct wrun *r, char *buf, size_t cap)
+{
+  char *t;
+
+  if (!r->redact || !(t = strdup(buf)))
+    return;
+  scrub(r, &t);
+  snprintf(buf, cap, "%s", t);
+  free(t);
+}
+
 /*
  * What the call did to the workspace, read from its layer (on the pool:
  * an `npm install` writes thousands of files). A layer nested deeper than
@@ -1141,6 +1204,26 @@ static void changes_done(uv_work_t *req, int status)
     tool_finished(r, &r->pool_res);
 }
 
+/* The env grants a command of tool gets, for its tool_result event
+ * (names only), or NULL. */
+static json_t *env_granted(struct wrun *r, const char *tool)
+{
+  json_t *a = NULL;
+  int i;
+
+  for (i = 0; i < r->ngrants; i++) {
+    const struct durin_sandbox_grant *g = &r->grants[i];
+
+    if (!g->env || strcmp(g->tool, tool))
+      continue;
+    if (!a)
+      a = json_array();
+    json_array_append_new(
+        a, json_pack("{s:s,s:s}", "secret", g->name, "env", g->env));
+  }
+  return a;
+}
+
 static void on_proc_tool(void *arg, struct durin_tool_result *res)
 {
   struct wrun *r = arg;
@@ -1156,6 +1239,8 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
   durin_fault_point("tool_exit");
   if (r->act.tool->report)
     r->act.tool->report(res, r->tool_timeout);
+  if (r->w->o.sandbox)
+    res->secrets_env = env_granted(r, r->act.tool->name);
   if (!r->layer[0]) {
     tool_finished(r, res);
     return;
@@ -1246,6 +1331,9 @@ static void start_tool(struct wrun *r)
     snprintf(r->idem_env, sizeof(r->idem_env), "DURIN_IDEMPOTENCY_KEY=%s",
              r->act.tool_ctx.idem_key ? r->act.tool_ctx.idem_key : "");
     r->act.tool_ctx.box.sandbox = r->w->o.sandbox;
+    r->act.tool_ctx.box.grants = r->grants;
+    r->act.tool_ctx.box.ngrants = r->ngrants;
+    r->act.tool_ctx.box.tool = t->name;
     r->proc = uvp_start(&r->w->loop, &r->act.tool_ctx.box,
                         r->act.tool_ctx.workspace, cmd, env, r->tool_timeout,
                         r->act.tool_ctx.output_cap, on_proc_tool, r);
@@ -1299,6 +1387,10 @@ static void next_check(struct wrun *r)
     const struct durin_spec_check *ck = &spec->checks[r->check_idx];
 
     struct durin_proc_box box = { r->w->o.sandbox, &spec->sandbox };
+
+    /* A check reaches granted hosts as the commands do; no env grant. */
+    box.grants = r->grants;
+    box.ngrants = r->ngrants;
 
     r->cr[r->check_idx].name = ck->name;
     int64_t timeout = ck->timeout_ms;
@@ -1548,6 +1640,58 @@ static int open_api_key(struct durin_worker *w, struct wrun *r,
   return rc;
 }
 
+/*
+ * Opens the values of the spec's grants ("secrets"), for its agent, as
+ * open_api_key does: a secret gone since the submit, out of the agent's
+ * scope, or unopenable ends the run naming it. A value that cannot go in
+ * a header (a line break, a NUL) or a variable (a NUL) ends it too.
+ */
+static int open_grants(struct durin_worker *w, struct wrun *r,
+                       const struct durin_run_info *ri,
+                       struct durin_master_key **k, struct durin_err *err)
+{
+  const struct durin_spec *spec = &r->spec;
+  struct durin_run_meta meta;
+  int i, rc = 0;
+
+  grants_clear(r);
+  r->grants = calloc((size_t)spec->ngrants, sizeof(*r->grants));
+  r->grant_vals = calloc((size_t)spec->ngrants, sizeof(*r->grant_vals));
+  if (!r->grants || !r->grant_vals)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  memset(&meta, 0, sizeof(meta));
+  durin_store_run_meta(w->s, r->id, &meta, NULL);
+  for (i = 0; !rc && i < spec->ngrants; i++) {
+    const struct durin_spec_grant *sg = &spec->grants[i];
+    struct durin_secret_value *v = &r->grant_vals[i];
+    struct durin_sandbox_grant *g = &r->grants[i];
+
+    rc = durin_secret_check_use(w->s, ri->tenant, sg->secret,
+                                meta.agent ? meta.agent : ri->name, err);
+    if (!rc && !*k)
+      rc = durin_master_key_load(k, err);
+    if (!rc)
+      rc = durin_secret_get(w->s, *k, ri->tenant, sg->secret, v, err);
+    r->ngrants = i + 1;
+    if (!rc && (memchr(v->data, 0, v->len) ||
+                (sg->host && (memchr(v->data, '\r', v->len) ||
+                              memchr(v->data, '\n', v->len)))))
+      rc = durin_err_set(err, DURIN_EINVAL,
+                         "secret '%s' holds a %s, which cannot go in %s",
+                         sg->secret, sg->host ? "line break or NUL" : "NUL",
+                         sg->host ? "a header" : "a variable");
+    if (rc) {
+      durin_err_prefix(err, "secrets: ");
+      break;
+    }
+    *g = (struct durin_sandbox_grant){ sg->secret, sg->host, sg->header,
+                                       sg->format, sg->env,  sg->tool,
+                                       v->data,    v->len };
+  }
+  durin_run_meta_clear(&meta);
+  return rc;
+}
+
 struct names {
   char **v;
   size_t n;
@@ -1698,6 +1842,8 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
 {
   struct wrun *r = j->run;
   struct durin_master_key *key = NULL;
+  unsigned char apkey[DURIN_SECRET_KEY_BYTES];
+  int have_apkey;
   struct durin_run_info ri;
   int rc;
 
@@ -1738,10 +1884,21 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   /* The master key is loaded once, if any secret is opened. */
   if (!rc && r->spec.model.api_key_secret)
     rc = open_api_key(w, r, &ri, &key, &j->err);
+  if (!rc && r->spec.ngrants)
+    rc = open_grants(w, r, &ri, &key, &j->err);
   if (!rc)
     rc = open_redactor(w, r, &ri, &key, &j->err);
   if (!rc && r->spec.nmcp)
     rc = open_mcp(w, r, &ri, &key, &j->err);
+  /* Decisions are checked against the master key's approval key when there
+   * is one here; none (or one that does not load): unsigned ones only. */
+  if (!rc && !key) {
+    struct durin_err kerr = { 0 };
+
+    durin_master_key_load(&key, &kerr);
+  }
+  if ((have_apkey = key != NULL))
+    durin_approval_key(key, apkey);
   durin_master_key_free(key);
   /* A bind that exposes the store or the data directory can never run
    * here: the run ends, saying which (DURIN_ESPEC fails it). */
@@ -1749,6 +1906,9 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
     rc = durin_sandbox_check(w->o.sandbox, &r->spec.sandbox, &j->err);
   if (!rc)
     rc = durin_harness_new(&r->spec, r->id, &r->h, &j->err);
+  if (!rc && have_apkey)
+    durin_harness_set_approval_key(r->h, apkey);
+  sodium_memzero(apkey, sizeof(apkey));
   if (!rc)
     durin_harness_set_sandboxed(r->h, w->o.sandbox != NULL);
   /* With MCP servers, the run is loaded once they listed their tools

@@ -85,6 +85,7 @@ param_of() {
   /v1/approvals/\{*) eval echo "\$${2}_approval" ;;
   /v1/webhooks/\{*) eval echo "\$${2}_webhook" ;;
   /v1/tokens/\{*) eval echo "\$${2}_token" ;;
+  /v1/secrets/\{*) eval echo "\$${2}_secret" ;;
   /v1/agents/\{*) echo "$AGENT" ;;
   /v1/limits/\{*) echo tenant:ta ;;
   /ui/\{*) echo app.js ;;
@@ -99,7 +100,7 @@ param_of() {
 # looked for in tenant A (a token of no tenant acts in "default").
 fill() {
   _v=$(param_of "$1" "$2") || return 1
-  case $1 in /v1/agents/\{*) _v="$_v?tenant=ta" ;; esac
+  case $1 in /v1/agents/\{* | /v1/secrets/\{*) _v="$_v?tenant=ta" ;; esac
   printf '%s\n' "$1" | sed "s|{[^}]*}|$_v|"
 }
 
@@ -122,6 +123,7 @@ body_of() {
   "PUT /v1/agents/{name}") cp "$TRASH/agent.json" "$TRASH/req.body" ;;
   "POST /v1/tokens") echo "{\"name\": \"$(next_name)\", \"role\": \"viewer\"}" >"$TRASH/req.body" ;;
   "PUT /v1/limits/{scope}") echo '{"max": null}' >"$TRASH/req.body" ;;
+  "PUT /v1/secrets/{name}") echo '{"value": "matrix-value-1"}' >"$TRASH/req.body" ;;
   "POST /v1/webhooks")
     echo '{"url": "http://127.0.0.1:9/matrix", "events": ["approval.decided"]}' >"$TRASH/req.body" ;;
   *)
@@ -162,6 +164,10 @@ fail() { echo "FAIL: $*"; return 1; }
 
 # ---- the setup ----
 
+# The vault's operations need a master key.
+DURIN_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+export DURIN_MASTER_KEY
+
 test_expect_success 'serve, tokens of each role, tenant A objects and throwaways' '
   start_serve &&
   ADMIN=$(make_token root admin) && OPER=$(make_token ops operator) &&
@@ -180,6 +186,8 @@ test_expect_success 'serve, tokens of each role, tenant A objects and throwaways
     eval "${w}_webhook=\$(body_field .id)" || return 1
     test "$(api "$ADMIN" POST /v1/tokens -H "$J" -d "{\"name\": \"$w-a\", \"role\": \"viewer\", \"tenant\": \"ta\"}")" = 201 &&
     eval "${w}_token=$w-a" || return 1
+    test "$(api "$ADMIN" PUT "/v1/secrets/SECRET_${w}_TA?tenant=ta" -H "$J" -d "{\"value\": \"value-of-$w-a\"}")" = 201 &&
+    eval "${w}_secret=SECRET_${w}_TA" || return 1
   done &&
   test "$(api "$ADMIN" PUT /v1/limits/tenant:ta -H "$J" -d "{\"max\": 50}")" = 200 &&
   test "$(api - GET /v1/openapi.json)" = 200 && cp "$TRASH/.body" doc.json &&
@@ -255,7 +263,8 @@ test_expect_success 'an operator: 403 on the admin-only operations' '
 # find).
 no_a_in_body() {
   for x in "$main_run" "$throw_run" "$main_approval" "$throw_approval" \
-    "$main_webhook" "$throw_webhook" "$main_token" "$throw_token" tenant:ta; do
+    "$main_webhook" "$throw_webhook" "$main_token" "$throw_token" \
+    "$main_secret" "$throw_secret" tenant:ta; do
     [ "$x" = "${1-}" ] && continue
     ! grep -q -- "$x" "$TRASH/.body" ||
       fail "$m $p as tenant B: the answer names $x of tenant A" || return 1
@@ -268,7 +277,8 @@ test_expect_success 'tenant B: 404 on tenant A objects, and never one of them in
   while read -r m p role public stream; do
     exercised tenant "$m" "$p"
     case "$m $p" in
-    "PUT /v1/agents/{name}" | "PUT /v1/limits/{scope}" | "GET /v1/webhooks/secret")
+    "PUT /v1/agents/{name}" | "PUT /v1/limits/{scope}" | "GET /v1/webhooks/secret" | \
+      "PUT /v1/secrets/{name}" | "DELETE /v1/secrets/{name}")
       # A write naming tenant A (?tenant=ta) is refused, not missing; and
       # limits and the secret every tenant'"'"'s runs share are the
       # server'"'"'s: no tenant token sets or reads them.

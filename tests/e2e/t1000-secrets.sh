@@ -205,6 +205,104 @@ else
   test_skip 'POST /v1/runs with secrets' 'this host cannot build the sandbox'
 fi
 
+if "$DURIN" sandbox -- true 2>/dev/null; then
+test_expect_success '/v1/secrets: an admin stores, rotates, lists and deletes; no answer holds a value' '
+  ADM=$(make_token sec-admin admin) && test -n "$ADM" &&
+  OPR=$(make_token sec-op operator) && test -n "$OPR" &&
+  TADM=$(make_token sec-tadmin admin acme) && test -n "$TADM" &&
+  start_serve &&
+  API_VALUE=api-value-9c8b7a6d5e4f &&
+  test "$(api "$ADM" PUT /v1/secrets/API_TOKEN -d "{\"value\": \"$API_VALUE\"}")" = 201 &&
+  test "$(body_field .version)" = 1 &&
+  test "$(body_field .tenant)" = default &&
+  ! grep_q "$API_VALUE" "$TRASH/.body" &&
+  test "$(api "$ADM" PUT /v1/secrets/API_TOKEN -d "{\"value\": \"$API_VALUE-2\", \"scope\": \"agent:api\"}")" = 200 &&
+  test "$(body_field .version)" = 2 &&
+  test "$(body_field .scope)" = agent:api &&
+  test "$(api "$ADM" GET /v1/secrets)" = 200 &&
+  body_field ".secrets[].name" | grep_q "^API_TOKEN$" &&
+  body_field ".secrets[].name" | grep_q "^OPENAI_KEY$" &&
+  ! grep_q "$API_VALUE" "$TRASH/.body" &&
+  test "$(api "$ADM" GET /v1/secrets/API_TOKEN)" = 200 &&
+  test "$(body_field .key_id)" = "$(durin secret ls --json | jq -r ".[] | select(.name == \"API_TOKEN\") | .key_id")" &&
+  test "$(api "$OPR" GET /v1/secrets)" = 403 &&
+  test "$(api "$OPR" PUT /v1/secrets/X_TOKEN -d "{\"value\": \"abcdefgh\"}")" = 403 &&
+  test "$(api "$TADM" PUT "/v1/secrets/X_TOKEN?tenant=default" -d "{\"value\": \"abcdefgh\"}")" = 403 &&
+  test "$(api "$TADM" PUT /v1/secrets/X_TOKEN -d "{\"value\": \"abcdefgh\"}")" = 201 &&
+  test "$(body_field .tenant)" = acme &&
+  test "$(api "$TADM" GET /v1/secrets/API_TOKEN)" = 404 &&
+  test "$(api "$TADM" GET /v1/secrets)" = 200 &&
+  test "$(body_field ".secrets | length")" = 1 &&
+  test "$(api "$ADM" PUT /v1/secrets/bad-name -d "{\"value\": \"abcdefgh\"}")" = 400 &&
+  test "$(api "$ADM" PUT /v1/secrets/EMPTY -d "{\"value\": \"\"}")" = 400 &&
+  test "$(body_field .error.field)" = value &&
+  test "$(api "$ADM" PUT /v1/secrets/EMPTY -d "{\"valu\": \"x\"}")" = 400 &&
+  test "$(api "$ADM" DELETE /v1/secrets/API_TOKEN)" = 204 &&
+  test "$(api "$ADM" GET /v1/secrets/API_TOKEN)" = 404 &&
+  test "$(api "$TADM" DELETE /v1/secrets/X_TOKEN)" = 204 &&
+  stop_serve &&
+  ! grep_q "$API_VALUE" "$SERVE_LOG" &&
+  ! durin secret ls | grep_q API_TOKEN
+'
+
+test_expect_success '/v1/secrets: a server without a master key says so (503), storing nothing' '
+  ADM2=$(make_token sec-admin2 admin) &&
+  DURIN_MASTER_KEY_FILE="$TRASH/no-such.key" start_serve &&
+  test "$(api "$ADM2" PUT /v1/secrets/LATER -d "{\"value\": \"abcdefgh\"}")" = 503 &&
+  test "$(body_field .error.code)" = no_master_key &&
+  stop_serve &&
+  grep_q "no master key" "$SERVE_LOG" &&
+  ! durin secret ls | grep_q LATER
+'
+else
+  test_skip '/v1/secrets' 'this host cannot build the sandbox'
+fi
+
+test_expect_success 'rotation: a worker with the previous key opens values under either' '
+  durin secret keygen -o "$TRASH/rot.key" 2>/dev/null &&
+  finish_reply &&
+  start_fake replies.json &&
+  write_spec OPENAI_KEY &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    DURIN_MASTER_KEY_PREVIOUS_FILE="$HOME/.config/durin/master.key" \
+    durin run s.json >out.txt 2>err.txt &&
+  test "$(status_of $(run_id_of out.txt))" = succeeded &&
+  stop_fake &&
+  no_value_in out.txt err.txt
+'
+
+test_expect_success 'rekey seals every value again under the new key' '
+  old_id=$(durin secret ls --json | jq -r ".[0].key_id") &&
+  ver=$(durin secret ls --json | jq -r ".[] | select(.name == \"OPENAI_KEY\") | .version") &&
+  test_must_fail_with 64 durin secret rekey 2>err.txt &&
+  grep_q "give the old key" err.txt &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    durin secret rekey --from "$HOME/.config/durin/master.key" >out.txt &&
+  grep_q "^sealed [1-9][0-9]* secrets\{0,1\} again under key" out.txt &&
+  new_id=$(durin secret ls --json | jq -r ".[0].key_id") &&
+  test "$new_id" != "$old_id" &&
+  test -z "$(durin secret ls --json | jq -r ".[] | select(.key_id != \"$new_id\") | .name")" &&
+  test "$(durin secret ls --json | jq -r ".[] | select(.name == \"OPENAI_KEY\") | .version")" = $((ver + 1)) &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    durin secret rekey --from "$HOME/.config/durin/master.key" >out.txt &&
+  grep_q "^sealed 0 secrets again" out.txt &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" \
+    test_must_fail_with 64 durin secret rekey --from "$TRASH/rot.key" 2>err.txt &&
+  grep_q "the old key is the current master key" err.txt
+'
+
+test_expect_success 'after rekey the new key opens the value and the old one does not' '
+  finish_reply &&
+  start_fake replies.json &&
+  write_spec OPENAI_KEY &&
+  DURIN_MASTER_KEY_FILE="$TRASH/rot.key" durin run s.json >out.txt 2>err.txt &&
+  test "$(status_of $(run_id_of out.txt))" = succeeded &&
+  test_must_fail_with 1 durin run s.json >out.txt 2>err.txt &&
+  col_of $(run_id_of out.txt) reason | grep_q "wrong master key" &&
+  stop_fake &&
+  no_value_in out.txt err.txt
+'
+
 test_expect_success 'rm deletes it; ls no longer shows it' '
   durin secret rm OPENAI_KEY 2>err.txt &&
   ! durin secret ls | grep_q OPENAI_KEY &&

@@ -57,7 +57,7 @@ static void test_command_line(void **state)
   box.net_proxy = 1;
   box.allow_hosts = hosts;
   box.nallow = 2;
-  v = durin_sandbox_command(&sb, &box, "/ws", NULL, env, 30000, "make test");
+  v = durin_sandbox_command(&sb, &box, "/ws", NULL, env, 30000, 0, "make test");
   assert_string_equal(v[0], "/x/durin-sandbox");
   assert_true(has(v, "--workspace", "/ws"));
   assert_true(has(v, "--ro", "/opt/ro"));
@@ -83,7 +83,7 @@ static void test_command_line(void **state)
 
   /* A template: the run's layers sit beside its workspace. */
   box.template = "/srv/tmpl";
-  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, NULL, 0,
+  v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace", NULL, NULL, 0, 0,
                             "x");
   assert_true(has(v, "--lower", "/srv/tmpl"));
   assert_true(has(v, "--layers", "/d/runs/r1/layers"));
@@ -93,7 +93,7 @@ static void test_command_line(void **state)
   /* A call's own layer over a template run: the run's files, then the
    * template, under the call's upper/. */
   v = durin_sandbox_command(&sb, &box, "/d/runs/r1/workspace",
-                            "/d/runs/r1/calls/s3-c0/e2", NULL, 0, "x");
+                            "/d/runs/r1/calls/s3-c0/e2", NULL, 0, 0, "x");
   dd = find(v, "--lower");
   assert_true(dd > 0);
   assert_string_equal(v[dd + 1], "/d/runs/r1/layers/upper");
@@ -104,13 +104,14 @@ static void test_command_line(void **state)
 
   /* A call's layer over a plain workspace. */
   box.template = NULL;
-  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, "x");
+  v = durin_sandbox_command(&sb, &box, "/ws", "/calls/s1-c0/e1", NULL, 0, 0,
+                            "x");
   assert_true(has(v, "--lower", "/ws"));
   assert_true(has(v, "--layers", "/calls/s1-c0/e1"));
   durin_sandbox_argv_free(v);
 
   /* No spec section: the defaults, no network, no extra binds. */
-  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, "true");
+  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, 0, "true");
   assert_int_equal(find(v, "--net"), -1);
   assert_int_equal(find(v, "--rw"), -1);
   assert_int_equal(find(v, "--timeout"), -1);
@@ -410,7 +411,7 @@ static void test_forbidden_binds(void **state)
 
   /* The command keeps the sandbox, drops the binds, and says why. */
   ro[0] = link;
-  v = durin_sandbox_command(&sb, &box, "/ws", NULL, NULL, 0, "cat secret");
+  v = durin_sandbox_command(&sb, &box, "/ws", NULL, NULL, 0, 0, "cat secret");
   assert_string_equal(v[0], "/x/durin-sandbox");
   assert_int_equal(find(v, "--ro"), -1);
   assert_int_equal(find(v, "--rw"), -1);
@@ -419,6 +420,51 @@ static void test_forbidden_binds(void **state)
   durin_sandbox_argv_free(v);
 
   assert_int_equal(durin_tree_remove(dir), 0);
+}
+
+/* The grants' memfd: the records that apply to the command's tool, the
+ * format applied, sealed; the helper's flag in its argv, no value there. */
+static void test_grants_memfd(void **state)
+{
+  static const unsigned char tok[] = "s3cr3t-token";
+  struct durin_sandbox_grant g[] = {
+    { "GH", "api.github.com", "Authorization", "Bearer {}!", NULL, NULL, tok,
+      12 },
+    { "K", NULL, NULL, NULL, "MY_KEY", "bash", tok, 12 },
+  };
+  struct durin_sandbox sb = { .helper = "/x/durin-sandbox", .seccomp_fd = -1 };
+  char buf[512];
+  const char *want_h = "Bearer s3cr3t-token!";
+  ssize_t n;
+  int fd, i;
+  char **v;
+
+  (void)state;
+  assert_int_equal(durin_sandbox_grants_memfd(g, 2, "bash", &fd), 0);
+  assert_true(fd >= 0);
+  n = pread(fd, buf, sizeof(buf), 0);
+  assert_true(n > 15);
+  assert_memory_equal(buf, "durin-grants-1\n", 15);
+  assert_int_equal(buf[15], 'H');
+  assert_non_null(memmem(buf, (size_t)n, want_h, strlen(want_h)));
+  assert_non_null(memmem(buf, (size_t)n, "MY_KEY", 6));
+  /* Sealed: nobody writes it after the worker did. */
+  assert_true(write(fd, "x", 1) < 0);
+  assert_int_equal(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+  close(fd);
+  /* A check (no tool): the host grant only. */
+  assert_int_equal(durin_sandbox_grants_memfd(g, 2, NULL, &fd), 0);
+  n = pread(fd, buf, sizeof(buf), 0);
+  assert_null(memmem(buf, (size_t)n, "MY_KEY", 6));
+  close(fd);
+  /* Nothing applies: no memfd at all. */
+  assert_int_equal(durin_sandbox_grants_memfd(g + 1, 1, NULL, &fd), 0);
+  assert_int_equal(fd, -1);
+  v = durin_sandbox_command(&sb, NULL, "/ws", NULL, NULL, 0, 1, "true");
+  assert_true(has(v, "--grants-fd", "5"));
+  for (i = 0; v[i]; i++)
+    assert_null(strstr(v[i], "s3cr3t"));
+  durin_sandbox_argv_free(v);
 }
 
 int main(void)
@@ -431,6 +477,7 @@ int main(void)
     cmocka_unit_test(test_layer_too_deep),
     cmocka_unit_test(test_layer_merge_over_whiteout),
     cmocka_unit_test(test_forbidden_binds),
+    cmocka_unit_test(test_grants_memfd),
   };
 
   return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);

@@ -109,6 +109,80 @@ static void test_good_spec_roundtrip(void **state)
   durin_spec_clear(&t);
 }
 
+#define NET                                                                \
+ "\"sandbox\":{\"network\":\"proxy\",\"allow_hosts\":[\"api.github.com\"," \
+ "\"*.example.com:8443\"]}"
+#define GRANT(x) \
+ "{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL "," NET ",\"secrets\":[" x "]}"
+
+/* Grants ("secrets"): each mistake named by its field; a good set round
+ * trips through the stored spec. */
+static void test_grants(void **state)
+{
+  struct durin_spec s, t;
+  struct durin_err err = { 0 };
+  char *dump;
+
+  (void)state;
+  expect_bad(GRANT("{\"secret\":\"T\"}"), "'secrets[0]' needs either \"host\"");
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"api.github.com\"}"),
+             "'secrets[0].header' is required");
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"evil.com\",\"header\":\"A\"}"),
+             "'secrets[0].host': 'evil.com' is not allowed by "
+             "sandbox.allow_hosts");
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"a.example.com\","
+                   "\"header\":\"A\"}"),
+             "is not allowed"); /* the wildcard is for port 8443 only */
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"api.github.com:8443\","
+                   "\"header\":\"A\"}"),
+             "is not allowed"); /* "api.github.com" is 80 and 443 */
+  expect_bad(GRANT("{\"secret\":\"t-x\",\"host\":\"api.github.com\","
+                   "\"header\":\"A\"}"),
+             "'secrets[0].secret'");
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"api.github.com\","
+                   "\"header\":\"Host\"}"),
+             "'secrets[0].header' is 'Host'");
+  expect_bad(GRANT("{\"secret\":\"T\",\"host\":\"api.github.com\","
+                   "\"header\":\"A\",\"format\":\"Bearer\"}"),
+             "'secrets[0].format' must hold \"{}\"");
+  expect_bad(GRANT("{\"secret\":\"T\",\"env\":\"PATH\",\"tool\":\"bash\"}"),
+             "'secrets[0].env' is 'PATH'");
+  expect_bad(GRANT("{\"secret\":\"T\",\"env\":\"K\",\"tool\":\"read_file\"}"),
+             "'secrets[0].tool' is 'read_file'");
+  expect_bad(GRANT("{\"secret\":\"T\",\"env\":\"K\"}"),
+             "'secrets[0].tool' is required");
+  expect_bad(GRANT("{\"secret\":\"T\",\"env\":\"K\",\"tool\":\"bash\"},"
+                   "{\"secret\":\"U\",\"env\":\"K\",\"tool\":\"bash\"}"),
+             "'secrets[1]' grants variable 'K' again");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"secrets\":[{\"secret\":\"T\",\"host\":\"a.com\","
+             "\"header\":\"A\"}]}",
+             "'secrets[0].host' needs \"sandbox.network\"");
+  assert_int_equal(
+      durin_spec_parse(
+          GRANT("{\"secret\":\"T\",\"host\":\"api.github.com\","
+                "\"header\":\"Authorization\",\"format\":\"Bearer {}\"},"
+                "{\"secret\":\"T\",\"host\":\"x.example.com:8443\","
+                "\"header\":\"X-Key\"},"
+                "{\"secret\":\"T\",\"host\":\"api.github.com:443\","
+                "\"header\":\"X-Other\"},"
+                "{\"secret\":\"U\",\"env\":\"K\",\"tool\":\"bash\"}"),
+          NULL, &s, &err),
+      0);
+  dump = durin_spec_dump(&s);
+  assert_int_equal(durin_spec_parse(dump, NULL, &t, &err), 0);
+  assert_int_equal(t.ngrants, 4);
+  assert_string_equal(t.grants[0].format, "Bearer {}");
+  assert_string_equal(t.grants[1].format, "{}");
+  assert_string_equal(t.grants[1].host, "x.example.com:8443");
+  assert_string_equal(t.grants[3].env, "K");
+  assert_string_equal(t.grants[3].tool, "bash");
+  assert_null(t.grants[3].host);
+  free(dump);
+  durin_spec_clear(&s);
+  durin_spec_clear(&t);
+}
+
 #define SPEC_WITH(mcp) \
  "{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL ",\"mcp_servers\":" mcp "}"
 
@@ -179,6 +253,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bad_specs),
     cmocka_unit_test(test_good_spec_roundtrip),
+    cmocka_unit_test(test_grants),
     cmocka_unit_test(test_mcp_servers),
   };
 
