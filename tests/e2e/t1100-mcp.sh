@@ -329,6 +329,7 @@ test_expect_success 'streamable HTTP: server-everything on loopback' '
   port=$(python3 -c "import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])") || return 1
   PORT=$port "$BIN/mcp-server-everything" streamableHttp >http.log 2>&1 &
   hp=$!
+  bg_pids="$bg_pids $hp"
   i=0; while ! grep_q "listening" http.log && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done &&
   spec "{\"web\": {\"url\": \"http://127.0.0.1:$port/mcp\", \"headers\": {\"X-Test\": \"yes\"}}}" \
     "{\"tool_calls\": [$(call web__echo "{\"message\": \"over http\"}"),
