@@ -110,10 +110,10 @@ struct durin_git_commit_opts {
  *
  * Unless o->no_ref, the branch is then set to out, compare-and-swap
  * against the tip read at the start (DURIN_EBUSY if another writer moved
- * it meanwhile; nothing is lost: the commit exists and the call can be
- * made again). The branch may move backwards: a snapshot whose parent is
- * an older commit (a restore to an earlier checkpoint) replaces the
- * commits that no durable checkpoint holds.
+ * it meanwhile; nothing is lost: the commit exists, out and *changed are
+ * set, and durin_git_advance can place it). The branch may move backwards: a
+ * snapshot whose parent is an older commit (a restore to an earlier checkpoint)
+ * replaces the commits that no durable checkpoint holds.
  */
 int durin_git_snapshot(struct durin_git *g,
                        const struct durin_git_commit_opts *o,

@@ -33,6 +33,9 @@
 #include <git2/sys/repository.h>
 
 #include "durin/git.h"
+#include "git/git-test.h"
+
+void (*durin__git_before_ref_update)(const char *ref);
 
 struct durin_git {
   git_repository *repo;
@@ -440,6 +443,8 @@ static int set_ref(struct durin_git *g, const char *ref, const git_oid *old,
 
   if (old && git_oid_equal(old, id))
     return 0;
+  if (durin__git_before_ref_update)
+    durin__git_before_ref_update(ref);
   if (old)
     rc = git_reference_create_matching(&r, g->repo, ref, id, 1, old,
                                        "durin: checkpoint");
@@ -528,10 +533,10 @@ int durin_git_snapshot(struct durin_git *g,
     }
     *changed = 1;
   }
+  git_oid_tostr(out, DURIN_GIT_HEX, &cid);
   if (!o->no_ref &&
       (rc = set_ref(g, ref, have_tip ? &tip : NULL, &cid, err)) < 0)
     goto out;
-  git_oid_tostr(out, DURIN_GIT_HEX, &cid);
   rc = 0;
 out:
   durin_buf_release(&msg);

@@ -15,6 +15,7 @@
 
 #include "durin/git.h"
 #include "durin/util.h"
+#include "git/git-test.h"
 #include "test.h"
 
 struct fx {
@@ -375,6 +376,49 @@ static void test_crash_between_commit_and_ref(void **state)
   durin_git_close(g);
 }
 
+/* Another writer moves the branch between a snapshot's read of the tip
+ * and its update: the update is refused and the other's commit stays. */
+static char race_ws[4096], race_to[DURIN_GIT_HEX];
+
+static void move_branch(const char *ref)
+{
+  sh("git -C %s update-ref %s %s", race_ws, ref, race_to);
+}
+
+static void test_ref_race(void **state)
+{
+  struct fx *f = *state;
+  struct durin_git *g = gopen(f, DURIN_GIT_CREATE);
+  struct durin_git_commit_opts o = { 0 };
+  struct durin_err err = { 0 };
+  char p[DURIN_GIT_HEX], q[DURIN_GIT_HEX], x[DURIN_GIT_HEX], *s;
+  int changed;
+
+  put(f, "f", "1\n");
+  assert_int_equal(snap(g, NULL, 1, NULL, 0, p), 1);
+  put(f, "f", "2\n");
+  assert_int_equal(snap(g, NULL, 2, NULL, 0, q), 1);
+  put(f, "f", "3\n");
+  snprintf(race_ws, sizeof(race_ws), "%s", f->ws);
+  snprintf(race_to, sizeof(race_to), "%s", p);
+  durin__git_before_ref_update = move_branch;
+  o.branch = "durin/r1";
+  o.message = "step 3";
+  o.time_s = 1003;
+  assert_int_equal(durin_git_snapshot(g, &o, x, &changed, &err), DURIN_EBUSY);
+  assert_contains(err.msg, "moved");
+  durin__git_before_ref_update = NULL;
+  s = out("git -C %s rev-parse durin/r1", f->ws);
+  assert_memory_equal(s, p, 40);
+  free(s);
+  /* The commit was made: advance (the caller's retry) places it. */
+  assert_int_equal(durin_git_advance(g, "durin/r1", x, &err), 0);
+  s = out("git -C %s rev-parse durin/r1^", f->ws);
+  assert_memory_equal(s, q, 40);
+  free(s);
+  durin_git_close(g);
+}
+
 /* The restore check: the same files match, and each kind of difference
  * is named with its path. */
 static void test_matches(void **state)
@@ -652,6 +696,7 @@ int main(void)
     BOTH(test_user_repo_untouched),
     BOTH(test_inside_other_repo),
     BOTH(test_crash_between_commit_and_ref),
+    BOTH(test_ref_race),
     BOTH(test_matches),
     BOTH(test_fork_at_step_3),
     BOTH(test_log),
