@@ -292,6 +292,7 @@ typedef int (*note_fn)(void *arg, char status, const char *path);
 
 struct apply_ctx {
   git_index *idx;
+  const char *workdir;
   note_fn note;
   void *arg;
 };
@@ -311,28 +312,69 @@ static char delta_char(git_delta_t s)
   }
 }
 
+/*
+ * An untracked directory the diff reports whole ("sub/") is a repository
+ * the agent made. With a commit it is recorded as git add records one, a
+ * gitlink to its HEAD; without one (where git add would fail) it is left
+ * out, so an agent's `git init` never stops the checkpoints. Done here
+ * rather than by git_index_add_bypath, whose path for this leaks in 1.5.
+ */
+static int add_nested(struct apply_ctx *a, const char *path, size_t n)
+{
+  git_index_entry e;
+  git_repository *sub = NULL;
+  git_oid head;
+  char full[PATH_MAX], rel[PATH_MAX];
+  int rc;
+
+  if (n - 1 >= sizeof(rel) ||
+      (size_t)snprintf(full, sizeof(full), "%s%.*s", a->workdir, (int)(n - 1),
+                       path) >= sizeof(full))
+    return 0;
+  memcpy(rel, path, n - 1);
+  rel[n - 1] = '\0';
+  rc = git_repository_open_ext(&sub, full, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+  if (rc == 0)
+    rc = git_reference_name_to_id(&head, sub, "HEAD");
+  git_repository_free(sub);
+  if (rc < 0) {
+    git_error_clear();
+    return 0;
+  }
+  memset(&e, 0, sizeof(e));
+  e.mode = GIT_FILEMODE_COMMIT;
+  e.path = rel;
+  git_oid_cpy(&e.id, &head);
+  return git_index_add(a->idx, &e);
+}
+
 static int apply_delta(const git_diff_delta *d, float progress, void *arg)
 {
   struct apply_ctx *a = arg;
+  const char *path = d->new_file.path;
+  size_t n = strlen(path);
   int rc;
 
   (void)progress;
-  if (a->note && (rc = a->note(a->arg, delta_char(d->status),
-                               (d->new_file.flags & GIT_DIFF_FLAG_EXISTS) ?
-                                   d->new_file.path :
-                                   d->old_file.path)) != 0)
-    return rc;
   /* As git add -A: a path gone from the workdir leaves the index. */
-  if (!(d->new_file.flags & GIT_DIFF_FLAG_EXISTS))
-    return git_index_remove_bypath(a->idx, d->old_file.path);
-  return git_index_add_bypath(a->idx, d->new_file.path);
+  if (!(d->new_file.flags & GIT_DIFF_FLAG_EXISTS)) {
+    path = d->old_file.path;
+    rc = git_index_remove_bypath(a->idx, path);
+  } else if (n > 1 && path[n - 1] == '/') {
+    rc = add_nested(a, path, n);
+  } else {
+    rc = git_index_add_bypath(a->idx, path);
+  }
+  if (rc < 0)
+    return rc;
+  return a->note ? a->note(a->arg, delta_char(d->status), path) : 0;
 }
 
 static int sync_index(struct durin_git *g, git_commit *c, note_fn note,
                       void *arg, struct durin_err *err)
 {
   git_diff_options o = GIT_DIFF_OPTIONS_INIT;
-  struct apply_ctx a = { g->idx, note, arg };
+  struct apply_ctx a = { g->idx, g->workdir, note, arg };
   git_diff *diff = NULL;
   git_tree *tree = NULL;
   const git_oid *tid = c ? git_commit_tree_id(c) : NULL;
@@ -583,6 +625,7 @@ int durin_git_matches(struct durin_git *g, const char *commit, int *same,
                       struct durin_buf *why, struct durin_err *err)
 {
   struct match_note m = { why, 0 };
+  size_t keep = why ? why->len : 0;
   git_commit *c = NULL;
   git_oid tid;
   int rc;
@@ -596,6 +639,10 @@ int durin_git_matches(struct durin_git *g, const char *commit, int *same,
   if ((rc = write_tree(g, &tid, err)) < 0)
     goto out;
   *same = git_oid_equal(&tid, git_commit_tree_id(c));
+  if (*same && why) {
+    why->len = keep; /* what the tree leaves out anyway */
+    why->buf[keep] = '\0';
+  }
   if (!*same && m.n == 0 && why)
     durin_buf_adds(why, "M (a mode or a link)\n");
   if (why && m.n > MATCH_LINES)

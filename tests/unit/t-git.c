@@ -311,6 +311,38 @@ static void test_user_repo_untouched(void **state)
   free(s);
 }
 
+/* A repository the agent made inside the workspace: with a commit it is
+ * recorded as git add records one (a gitlink), without one it is left
+ * out; neither stops the snapshot. */
+static void test_nested_repo(void **state)
+{
+  struct fx *f = *state;
+  struct durin_git *g = gopen(f, DURIN_GIT_CREATE);
+  char id[DURIN_GIT_HEX], *s;
+
+  put(f, "top", "top\n");
+  sh("cd %s && git init -q empty && echo e > empty/e && git init -q full && "
+     "echo f > full/f && git -C full add f && git -C full -c user.name=u "
+     "-c user.email=u@example.com commit -qm f",
+     f->ws);
+  assert_int_equal(snap(g, NULL, 1, NULL, 0, id), 1);
+  s = out("git -C %s ls-tree -r durin/r1 | sed 's/ [0-9a-f]*\t/ /'", f->ws);
+  assert_string_equal(s, "160000 commit full\n100644 blob top\n");
+  free(s);
+  /* Unchanged: no commit; a new commit in it: the gitlink follows. */
+  assert_int_equal(snap(g, NULL, 2, NULL, 0, id), 0);
+  sh("cd %s/full && echo g > g && git add g && git -c user.name=u "
+     "-c user.email=u@example.com commit -qm g",
+     f->ws);
+  assert_int_equal(snap(g, NULL, 3, NULL, 0, id), 1);
+  s = out("cd %s && test \"$(git rev-parse durin/r1:full)\" = "
+          "\"$(git -C full rev-parse HEAD)\" && echo same",
+          f->ws);
+  assert_string_equal(s, "same\n");
+  free(s);
+  durin_git_close(g);
+}
+
 /* A workspace inside a bigger repository is not its root: refused, and
  * with DURIN_GIT_CREATE it gets a repository of its own. */
 static void test_inside_other_repo(void **state)
@@ -695,6 +727,7 @@ int main(void)
     BOTH(test_chain_and_trailers),
     BOTH(test_user_repo_untouched),
     BOTH(test_inside_other_repo),
+    BOTH(test_nested_repo),
     BOTH(test_crash_between_commit_and_ref),
     BOTH(test_ref_race),
     BOTH(test_matches),
