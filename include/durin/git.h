@@ -44,6 +44,11 @@ enum durin_git_open_flags {
   /* No repository at the workspace: initialise one (git init: HEAD names
    * the default branch, which stays unborn; no commit, no index). */
   DURIN_GIT_CREATE = 1 << 0,
+  /* Accept a .git that is a gitfile (a linked worktree, a submodule): its
+   * repository lives outside the workspace. Off by default, because the
+   * agent can write .git, and durin, outside the sandbox, writes where it
+   * points (see "The agent can write .git" in docs/internals/git.md). */
+  DURIN_GIT_ALLOW_GITFILE = 1 << 1,
 };
 
 /*
@@ -53,7 +58,10 @@ enum durin_git_open_flags {
  * memory only, and every snapshot then reads every file. DURIN_ENOTFOUND:
  * no repository there (the message names an enclosing one); DURIN_EACCES:
  * a repository owned by another user (libgit2's safe.directory check);
- * DURIN_EINVAL: a bare repository, or a workspace that is not its root.
+ * DURIN_EINVAL: a bare repository, a workspace that is not its root, a
+ * .git that is not a directory (without DURIN_GIT_ALLOW_GITFILE), or one
+ * where durin would write through a symbolic link (checked again before
+ * every write: durin_git_snapshot and durin_git_advance refuse the same).
  */
 int durin_git_open(const char *workspace, unsigned flags,
                    const char *index_path, struct durin_git **out,

@@ -22,6 +22,7 @@
  * that crashed between the object and the ref makes the same one again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ void (*durin__git_before_ref_update)(const char *ref);
 
 struct durin_git {
   git_repository *repo;
+  int own_gitdir;  /* .git is the workspace's own directory: checked */
   git_index *idx;  /* the private index, owned by repo for this handle */
   int idx_on_disk; /* index_path given: keep stat data, write it back */
   git_oid base;    /* the tree idx holds, when have_base */
@@ -162,6 +164,122 @@ static int lookup_commit(struct durin_git *g, const char *hex, git_commit **c,
   return 0;
 }
 
+/*
+ * The agent can write .git between steps, and durin writes into it from
+ * outside the sandbox: a link planted where libgit2 makes a directory or
+ * appends to a file (a reflog) would lead durin's write outside the
+ * workspace. libgit2 follows links; so before each write every directory
+ * it may write in, and every file it may append to, must be what it seems
+ * (S_ISDIR / S_ISREG, not a link) or absent. Between steps nothing runs in
+ * the sandbox (no call outlives its process), so the check holds for the
+ * write that follows. New files (objects, lock files) are made with
+ * O_EXCL and renamed into place, which replaces a link, never follows it.
+ */
+static int no_link(int dfd, const char *path, int want_dir, int must,
+                   const char *ws, struct durin_err *err)
+{
+  struct stat st;
+
+  if (fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno == ENOENT && !must)
+      return 0;
+    return durin_err_set(err, errno == ENOENT ? DURIN_EINVAL : DURIN_EIO,
+                         "cannot check '%s/%s': %s", ws, path, strerror(errno));
+  }
+  if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "'%s/%s' is not a %s: durin does not write into a "
+                         "repository through links",
+                         ws, path, want_dir ? "directory" : "regular file");
+  return 0;
+}
+
+static int check_gitdir(struct durin_git *g, const char *ref,
+                        struct durin_err *err)
+{
+  static const char *const dirs[] = { ".git/objects",
+                                      ".git/refs",
+                                      ".git/refs/heads",
+                                      ".git/logs",
+                                      ".git/logs/refs",
+                                      ".git/logs/refs/heads",
+                                      NULL };
+  char path[512], ws[PATH_MAX];
+  const char *p;
+  int dfd, i, rc = 0;
+
+  if (!g->own_gitdir)
+    return 0;
+  snprintf(ws, sizeof(ws), "%s", g->workdir);
+  ws[strlen(ws) - 1] = '\0';
+  if ((dfd = open(g->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    return durin_err_set(err, DURIN_EIO, "cannot open '%s': %s", ws,
+                         strerror(errno));
+  if ((rc = no_link(dfd, ".git", 1, 1, ws, err)) < 0 ||
+      (rc = no_link(dfd, ".git/objects", 1, 1, ws, err)) < 0)
+    goto out;
+  for (i = 0; dirs[i]; i++)
+    if ((rc = no_link(dfd, dirs[i], 1, 0, ws, err)) < 0)
+      goto out;
+  for (i = 0; i < 256; i++) {
+    snprintf(path, sizeof(path), ".git/objects/%02x", i);
+    if ((rc = no_link(dfd, path, 1, 0, ws, err)) < 0)
+      goto out;
+  }
+  /* Each directory of refs/heads/durin/RUN and logs/refs/heads/durin/RUN,
+   * and the two files. */
+  if (ref) {
+    for (p = strchr(ref + strlen("refs/heads/"), '/'); p;
+         p = strchr(p + 1, '/')) {
+      snprintf(path, sizeof(path), ".git/%.*s", (int)(p - ref), ref);
+      if ((rc = no_link(dfd, path, 1, 0, ws, err)) < 0)
+        goto out;
+      snprintf(path, sizeof(path), ".git/logs/%.*s", (int)(p - ref), ref);
+      if ((rc = no_link(dfd, path, 1, 0, ws, err)) < 0)
+        goto out;
+    }
+    snprintf(path, sizeof(path), ".git/%s", ref);
+    if ((rc = no_link(dfd, path, 0, 0, ws, err)) < 0)
+      goto out;
+    snprintf(path, sizeof(path), ".git/logs/%s", ref);
+    if ((rc = no_link(dfd, path, 0, 0, ws, err)) < 0)
+      goto out;
+  }
+out:
+  close(dfd);
+  return rc;
+}
+
+/* Where the repository's files are: its own .git, unless allowed. */
+static int check_layout(struct durin_git *g, const char *real, unsigned flags,
+                        struct durin_err *err)
+{
+  char want[PATH_MAX], got[PATH_MAX], common[PATH_MAX];
+  struct stat st;
+
+  snprintf(want, sizeof(want), "%s/.git", real);
+  if (lstat(want, &st) == 0 && S_ISDIR(st.st_mode)) {
+    /* Its own directory, and nothing in it (a commondir file) sends
+     * libgit2 elsewhere. */
+    if (!realpath(git_repository_path(g->repo), got) ||
+        !realpath(git_repository_commondir(g->repo), common) ||
+        strcmp(got, want) || strcmp(common, want))
+      return durin_err_set(err, DURIN_EINVAL,
+                           "the repository of '%s' keeps its files outside "
+                           "its .git directory",
+                           real);
+    g->own_gitdir = 1;
+    return 0;
+  }
+  if (!(flags & DURIN_GIT_ALLOW_GITFILE))
+    return durin_err_set(err, DURIN_EINVAL,
+                         "'%s' is not a directory (a linked worktree or a "
+                         "submodule?): durin checkpoints only a repository "
+                         "whose .git is in the workspace",
+                         want);
+  return 0;
+}
+
 /* The private index: from index_path when it reads, else empty. */
 static int open_index(struct durin_git *g, const char *index_path,
                       struct durin_err *err)
@@ -251,6 +369,9 @@ int durin_git_open(const char *workspace, unsigned flags,
   }
   g->workdir = wd;
   wd = NULL;
+  if ((rc = check_layout(g, real, flags, err)) < 0 ||
+      (rc = check_gitdir(g, NULL, err)) < 0)
+    goto out;
   if ((rc = open_index(g, index_path, err)) < 0)
     goto out;
   /* For this handle only: the user's index stays where it is. */
@@ -531,6 +652,7 @@ int durin_git_snapshot(struct durin_git *g,
   durin_buf_init(&msg, 64 * 1024);
   *changed = 0;
   if ((rc = branch_ref(o->branch, ref, sizeof(ref), err)) < 0 ||
+      (rc = check_gitdir(g, ref, err)) < 0 ||
       (rc = build_message(o, &msg, err)) < 0 ||
       (rc = read_tip(g, ref, &tip, &have_tip, err)) < 0)
     goto out;
@@ -597,6 +719,7 @@ int durin_git_advance(struct durin_git *g, const char *branch,
   int have_tip, rc;
 
   if ((rc = branch_ref(branch, ref, sizeof(ref), err)) < 0 ||
+      (rc = check_gitdir(g, ref, err)) < 0 ||
       (rc = lookup_commit(g, commit, &c, err)) < 0 ||
       (rc = read_tip(g, ref, &tip, &have_tip, err)) < 0)
     goto out;
@@ -631,7 +754,8 @@ int durin_git_matches(struct durin_git *g, const char *commit, int *same,
   int rc;
 
   *same = 0;
-  if ((rc = lookup_commit(g, commit, &c, err)) < 0 ||
+  if ((rc = check_gitdir(g, NULL, err)) < 0 ||
+      (rc = lookup_commit(g, commit, &c, err)) < 0 ||
       (rc = sync_index(g, c, note_path, &m, err)) < 0)
     goto out;
   /* The index now holds the workspace: its tree is the next snapshot's

@@ -343,6 +343,70 @@ static void test_nested_repo(void **state)
   durin_git_close(g);
 }
 
+/* The agent can write .git: links planted where durin would write, a
+ * gitfile or a commondir sending libgit2 elsewhere, are refused, and
+ * nothing is written outside the workspace. */
+static void test_gitdir_links(void **state)
+{
+  struct fx *f = *state;
+  struct durin_err err = { 0 };
+  struct durin_git *g = gopen(f, DURIN_GIT_CREATE), *g2 = NULL;
+  char id[DURIN_GIT_HEX], *s;
+  int changed;
+  struct durin_git_commit_opts o = { 0 };
+
+  put(f, "a", "a\n");
+  assert_int_equal(snap(g, NULL, 1, NULL, 0, id), 1);
+  /* The reflog's directory made a link to a directory outside. */
+  sh("mkdir %s/outside && rm -r %s/.git/logs/refs/heads/durin && "
+     "ln -s %s/outside %s/.git/logs/refs/heads/durin",
+     f->dir, f->ws, f->dir, f->ws);
+  put(f, "a", "b\n");
+  o.branch = "durin/r1";
+  o.message = "m";
+  assert_int_equal(durin_git_snapshot(g, &o, id, &changed, &err), DURIN_EINVAL);
+  assert_contains(err.msg, "logs/refs/heads/durin' is not a directory");
+  assert_int_equal(durin_git_advance(g, "durin/r1", id, &err), DURIN_EINVAL);
+  s = out("ls -A %s/outside", f->dir);
+  assert_string_equal(s, "");
+  free(s);
+  /* The reflog itself a link to a file outside. */
+  sh("rm %s/.git/logs/refs/heads/durin && mkdir "
+     "%s/.git/logs/refs/heads/durin && echo keep > %s/outside/f && "
+     "ln -s %s/outside/f %s/.git/logs/refs/heads/durin/r1",
+     f->ws, f->ws, f->dir, f->dir, f->ws);
+  assert_int_equal(durin_git_snapshot(g, &o, id, &changed, &err), DURIN_EINVAL);
+  s = out("cat %s/outside/f", f->dir);
+  assert_string_equal(s, "keep\n");
+  free(s);
+  /* An objects fan-out directory. */
+  sh("rm %s/.git/logs/refs/heads/durin/r1 && rm -rf %s/.git/objects/ab && "
+     "ln -s %s/outside %s/.git/objects/ab",
+     f->ws, f->ws, f->dir, f->ws);
+  assert_int_equal(durin_git_snapshot(g, &o, id, &changed, &err), DURIN_EINVAL);
+  durin_git_close(g);
+  assert_int_equal(durin_git_open(f->ws, 0, f->index_path, &g2, &err),
+                   DURIN_EINVAL);
+  sh("rm %s/.git/objects/ab", f->ws);
+  /* A commondir file. */
+  sh("git init -q --bare %s/other.git && echo %s/other.git > "
+     "%s/.git/commondir",
+     f->dir, f->dir, f->ws);
+  assert_int_equal(durin_git_open(f->ws, 0, f->index_path, &g2, &err),
+                   DURIN_EINVAL);
+  sh("rm %s/.git/commondir", f->ws);
+  /* A gitfile: refused unless allowed. */
+  sh("mv %s/.git %s/real.git && echo 'gitdir: %s/real.git' > %s/.git", f->ws,
+     f->dir, f->dir, f->ws);
+  assert_int_equal(durin_git_open(f->ws, 0, f->index_path, &g2, &err),
+                   DURIN_EINVAL);
+  assert_contains(err.msg, "not a directory");
+  assert_int_equal(
+      durin_git_open(f->ws, DURIN_GIT_ALLOW_GITFILE, f->index_path, &g2, &err),
+      0);
+  durin_git_close(g2);
+}
+
 /* A workspace inside a bigger repository is not its root: refused, and
  * with DURIN_GIT_CREATE it gets a repository of its own. */
 static void test_inside_other_repo(void **state)
@@ -728,6 +792,7 @@ int main(void)
     BOTH(test_user_repo_untouched),
     BOTH(test_inside_other_repo),
     BOTH(test_nested_repo),
+    BOTH(test_gitdir_links),
     BOTH(test_crash_between_commit_and_ref),
     BOTH(test_ref_race),
     BOTH(test_matches),
