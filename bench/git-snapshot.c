@@ -9,7 +9,11 @@
  * private index in memory (every file read every step) and in a file (the
  * stat cache: only changed files read).
  *
- *   git-snapshot [--files N] [--steps S] [--index mem|file|both] [--dir DIR]
+ * With paths, each snapshot is also told the one path that changed (as
+ * the worker can tell it from the calls' change sets).
+ *
+ *   git-snapshot [--files N] [--steps S] [--index mem|file|paths|all]
+ *                [--dir DIR]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,9 +75,11 @@ static void populate(const char *ws, int files)
   }
 }
 
-static double snap(struct durin_git *g, int step, int *changed)
+static double snap(struct durin_git *g, int step, const char *path,
+                   int *changed)
 {
   struct durin_git_commit_opts o = { 0 };
+  const char *paths[1] = { path };
   struct durin_err err = { 0 };
   char msg[32], id[DURIN_GIT_HEX];
   double t0 = now_ms();
@@ -82,13 +88,22 @@ static double snap(struct durin_git *g, int step, int *changed)
   o.branch = "durin/bench";
   o.message = msg;
   o.time_s = 1700000000 + step;
+  if (path) {
+    o.paths = paths;
+    o.npaths = 1;
+  }
   if (durin_git_snapshot(g, &o, id, changed, &err) != 0)
     die("snapshot", &err);
   return now_ms() - t0;
 }
 
-static void one(const char *base, int files, int steps, int on_disk)
+enum mode { MEM, FILE_INDEX, PATHS };
+static const char *const mode_names[] = { "mem", "file", "file+paths" };
+
+static void one(const char *base, int files, int steps, enum mode mode)
 {
+  int on_disk = mode != MEM;
+  char rel[64];
   struct durin_err err = { 0 };
   struct durin_git *g = NULL;
   char ws[1024], idx[1100], fork[1100], tip[DURIN_GIT_HEX];
@@ -96,8 +111,7 @@ static void one(const char *base, int files, int steps, int on_disk)
   struct durin_buf b;
   int i, changed, same;
 
-  snprintf(ws, sizeof(ws), "%s/ws-%d-%s", base, files,
-           on_disk ? "file" : "mem");
+  snprintf(ws, sizeof(ws), "%s/ws-%d-%d", base, files, (int)mode);
   snprintf(idx, sizeof(idx), "%s.index", ws);
   snprintf(fork, sizeof(fork), "%s.fork", ws);
   if (mkdir(ws, 0755) < 0)
@@ -105,15 +119,17 @@ static void one(const char *base, int files, int steps, int on_disk)
   populate(ws, files);
   if (durin_git_open(ws, DURIN_GIT_CREATE, on_disk ? idx : NULL, &g, &err))
     die("open", &err);
-  first = snap(g, 0, &changed);
+  first = snap(g, 0, NULL, &changed);
   t = calloc((size_t)steps, sizeof(*t));
   for (i = 0; i < steps; i++) {
     write_file(ws, (i * 37) % files, i + 1);
-    t[i] = snap(g, i + 1, &changed);
+    snprintf(rel, sizeof(rel), "d%03d/f%03d.txt", (i * 37) % files / 100,
+             (i * 37) % files % 100);
+    t[i] = snap(g, i + 1, mode == PATHS ? rel : NULL, &changed);
     if (!changed)
       die("a changed file made no commit", NULL);
   }
-  none = snap(g, steps + 1, &changed);
+  none = snap(g, steps + 1, mode == PATHS ? rel : NULL, &changed);
   if (changed)
     die("an unchanged workspace made a commit", NULL);
   durin_buf_init(&b, 1 << 20);
@@ -138,18 +154,18 @@ static void one(const char *base, int files, int steps, int on_disk)
     die("checkout", &err);
   co = now_ms() - co;
   qsort(t, (size_t)steps, sizeof(*t), cmp);
-  printf("git-snapshot: %5d files, index %-4s: first %7.1f ms; a step "
+  printf("git-snapshot: %5d files, index %-10s: first %7.1f ms; a step "
          "(1 file changed) p50 %6.2f p99 %6.2f max %6.2f ms; unchanged "
          "%6.2f ms; matches %6.2f ms; checkout_to %7.1f ms\n",
-         files, on_disk ? "file" : "mem", first, t[steps / 2],
-         t[(steps * 99) / 100], t[steps - 1], none, match, co);
+         files, mode_names[mode], first, t[steps / 2], t[(steps * 99) / 100],
+         t[steps - 1], none, match, co);
   free(t);
   durin_git_close(g);
 }
 
 int main(int argc, char **argv)
 {
-  const char *dir = NULL, *index = "both";
+  const char *dir = NULL, *index = "all";
   char tmp[256], cmd[512];
   int i, files = 1000, steps = 100;
 
@@ -164,7 +180,7 @@ int main(int argc, char **argv)
       dir = argv[++i];
     else {
       fprintf(stderr, "usage: git-snapshot [--files N] [--steps S] "
-                      "[--index mem|file|both] [--dir DIR]\n");
+                      "[--index mem|file|paths|all] [--dir DIR]\n");
       return 2;
     }
   }
@@ -175,10 +191,12 @@ int main(int argc, char **argv)
       die("mkdtemp", NULL);
     dir = tmp;
   }
-  if (strcmp(index, "file"))
-    one(dir, files, steps, 0);
-  if (strcmp(index, "mem"))
-    one(dir, files, steps, 1);
+  if (!strcmp(index, "mem") || !strcmp(index, "all"))
+    one(dir, files, steps, MEM);
+  if (!strcmp(index, "file") || !strcmp(index, "all"))
+    one(dir, files, steps, FILE_INDEX);
+  if (!strcmp(index, "paths") || !strcmp(index, "all"))
+    one(dir, files, steps, PATHS);
   if (dir == tmp) {
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

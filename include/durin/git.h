@@ -100,6 +100,16 @@ struct durin_git_commit_opts {
   /* Make the objects and return the id, but leave the branch where it
    * is: durin_git_advance moves it once the id is durable elsewhere. */
   int no_ref;
+  /*
+   * The only paths (files or directories, relative to the workspace, no
+   * patterns) that can differ from the parent's tree, e.g. the step's
+   * calls' change sets: only they are looked at, so the snapshot costs
+   * what changed, not the workspace. NULL (npaths 0): the whole
+   * workspace. A change elsewhere is not seen: pass NULL whenever
+   * something may have written outside the list (an uncontained call).
+   */
+  const char *const *paths;
+  int npaths;
 };
 
 /*

@@ -491,7 +491,8 @@ static int apply_delta(const git_diff_delta *d, float progress, void *arg)
   return a->note ? a->note(a->arg, delta_char(d->status), path) : 0;
 }
 
-static int sync_index(struct durin_git *g, git_commit *c, note_fn note,
+static int sync_index(struct durin_git *g, git_commit *c,
+                      const char *const *paths, int npaths, note_fn note,
                       void *arg, struct durin_err *err)
 {
   git_diff_options o = GIT_DIFF_OPTIONS_INIT;
@@ -526,6 +527,12 @@ static int sync_index(struct durin_git *g, git_commit *c, note_fn note,
             GIT_DIFF_RECURSE_UNTRACKED_DIRS;
   if (g->idx_on_disk)
     o.flags |= GIT_DIFF_UPDATE_INDEX;
+  if (paths && npaths > 0) {
+    /* Literal paths: the iterators descend only where they lead. */
+    o.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH;
+    o.pathspec.strings = (char **)paths;
+    o.pathspec.count = (size_t)npaths;
+  }
   if ((rc = git_diff_index_to_workdir(&diff, g->repo, g->idx, &o)) < 0)
     goto fail;
   /* The index now holds c's tree with the workspace's changes applied,
@@ -679,7 +686,7 @@ int durin_git_snapshot(struct durin_git *g,
       goto out;
     }
   }
-  if ((rc = sync_index(g, parent, NULL, NULL, err)) < 0 ||
+  if ((rc = sync_index(g, parent, o->paths, o->npaths, NULL, NULL, err)) < 0 ||
       (rc = write_tree(g, &tid, err)) < 0)
     goto out;
   if (parent && git_oid_equal(&tid, git_commit_tree_id(parent))) {
@@ -756,7 +763,7 @@ int durin_git_matches(struct durin_git *g, const char *commit, int *same,
   *same = 0;
   if ((rc = check_gitdir(g, NULL, err)) < 0 ||
       (rc = lookup_commit(g, commit, &c, err)) < 0 ||
-      (rc = sync_index(g, c, note_path, &m, err)) < 0)
+      (rc = sync_index(g, c, NULL, 0, note_path, &m, err)) < 0)
     goto out;
   /* The index now holds the workspace: its tree is the next snapshot's
    * (written, so the base is known again). */

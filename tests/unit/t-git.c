@@ -727,6 +727,51 @@ static void test_diff(void **state)
   durin_git_close(g);
 }
 
+/* A snapshot told which paths changed looks at those only: files, a new
+ * directory, a removed one; a change elsewhere waits for a full one. */
+static void test_paths_hint(void **state)
+{
+  struct fx *f = *state;
+  struct durin_git *g = gopen(f, DURIN_GIT_CREATE);
+  struct durin_git_commit_opts o = { 0 };
+  struct durin_err err = { 0 };
+  const char *paths[] = { "a", "new/x", "gone" };
+  char p[DURIN_GIT_HEX], id[DURIN_GIT_HEX], *s;
+  int changed;
+
+  put(f, "a", "a\n");
+  put(f, "b", "b\n");
+  sh("mkdir -p %s/gone/deep && echo g > %s/gone/deep/g", f->ws, f->ws);
+  assert_int_equal(snap(g, NULL, 1, NULL, 0, p), 1);
+  put(f, "a", "a2\n");
+  put(f, "b", "b2\n"); /* not in the list */
+  sh("mkdir %s/new && echo x > %s/new/x && rm -r %s/gone", f->ws, f->ws, f->ws);
+  o.branch = "durin/r1";
+  o.parent = p;
+  o.message = "step 2";
+  o.time_s = 1002;
+  o.paths = paths;
+  o.npaths = 3;
+  assert_int_equal(durin_git_snapshot(g, &o, id, &changed, &err), 0);
+  assert_int_equal(changed, 1);
+  s = out("git -C %s ls-tree -r --name-only durin/r1 && git -C %s show "
+          "durin/r1:a durin/r1:b",
+          f->ws, f->ws);
+  assert_string_equal(s, "a\nb\nnew/x\na2\nb\n");
+  free(s);
+  /* Nothing in the list changed: no commit, though b did. */
+  o.parent = id;
+  o.npaths = 1;
+  assert_int_equal(durin_git_snapshot(g, &o, p, &changed, &err), 0);
+  assert_int_equal(changed, 0);
+  /* A full snapshot sees b. */
+  assert_int_equal(snap(g, id, 3, NULL, 0, p), 1);
+  s = out("git -C %s show durin/r1:b", f->ws);
+  assert_string_equal(s, "b2\n");
+  free(s);
+  durin_git_close(g);
+}
+
 /* A file rewritten at once with the same size (same second, maybe the
  * same clock tick): the stat cache must not take it for unchanged. */
 static void test_racy_rewrite(void **state)
@@ -800,6 +845,7 @@ int main(void)
     BOTH(test_log),
     BOTH(test_diff),
     BOTH(test_racy_rewrite),
+    BOTH(test_paths_hint),
     cmocka_unit_test(test_branch_names),
   };
 
