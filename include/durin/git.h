@@ -156,8 +156,9 @@ int durin_git_matches(struct durin_git *g, const char *commit, int *same,
                       struct durin_buf *why, struct durin_err *err);
 
 /*
- * Writes commit's tree into dir (made if missing; must be empty): files,
- * links and modes, as git would check them out. For a fork.
+ * Writes commit's tree into dir (made if missing; DURIN_EEXIST if not
+ * empty): files, links and modes, as git would check them out, and no
+ * .git. For a fork.
  */
 int durin_git_checkout_to(struct durin_git *g, const char *commit,
                           const char *dir, struct durin_err *err);

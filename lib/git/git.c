@@ -21,6 +21,7 @@
  * commit. The commit itself is a pure function of its inputs, so a writer
  * that crashed between the object and the ref makes the same one again.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -783,6 +784,25 @@ out:
   return rc;
 }
 
+static int dir_empty(const char *dir, struct durin_err *err)
+{
+  struct dirent *e;
+  DIR *d = opendir(dir);
+  int n = 0;
+
+  if (!d)
+    return durin_err_set(err, DURIN_EIO, "cannot open '%s': %s", dir,
+                         strerror(errno));
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      n++;
+  closedir(d);
+  if (n)
+    return durin_err_set(err, DURIN_EEXIST,
+                         "cannot check out into '%s': it is not empty", dir);
+  return 0;
+}
+
 int durin_git_checkout_to(struct durin_git *g, const char *commit,
                           const char *dir, struct durin_err *err)
 {
@@ -801,6 +821,8 @@ int durin_git_checkout_to(struct durin_git *g, const char *commit,
     rc = durin_err_set(err, DURIN_EINVAL, "'%s' is not a directory", dir);
     goto out;
   }
+  if ((rc = dir_empty(dir, err)) < 0)
+    goto out;
   if ((rc = git_commit_tree(&tree, c)) < 0 || (rc = git_index_new(&empty)) < 0)
     goto fail;
   /* Nothing is taken to be there (an empty baseline), nothing is
