@@ -54,7 +54,8 @@ enum durin_git_open_flags {
 /*
  * Opens the repository whose worktree is workspace. index_path, if not
  * NULL, is a private index file (the stat cache, e.g. runs/ID/git-index,
- * made if missing, rebuilt if unreadable); NULL keeps the private index in
+ * made if missing, rebuilt if unreadable; the handle's alone: a lock file
+ * beside it, left by a crash, is removed); NULL keeps the private index in
  * memory only, and every snapshot then reads every file. DURIN_ENOTFOUND:
  * no repository there (the message names an enclosing one); DURIN_EACCES:
  * a repository owned by another user (libgit2's safe.directory check);

@@ -285,6 +285,7 @@ static int check_layout(struct durin_git *g, const char *real, unsigned flags,
 static int open_index(struct durin_git *g, const char *index_path,
                       struct durin_err *err)
 {
+  char lock[PATH_MAX];
   int rc;
 
   if (!index_path) {
@@ -292,6 +293,14 @@ static int open_index(struct durin_git *g, const char *index_path,
       return gfail(err, rc, "cannot make an index");
     return 0;
   }
+  /* The file is this handle's alone (the run's owner's): a lock file
+   * beside it is one a crashed writer left, and would fail every write. */
+  if ((size_t)snprintf(lock, sizeof(lock), "%s.lock", index_path) >=
+      sizeof(lock))
+    return durin_err_set(err, DURIN_EINVAL, "index path too long");
+  if (unlink(lock) < 0 && errno != ENOENT)
+    return durin_err_set(err, DURIN_EIO, "cannot remove '%s': %s", lock,
+                         strerror(errno));
   if (git_index_open(&g->idx, index_path) < 0) {
     /* A cache: one that does not read is rebuilt. */
     if (unlink(index_path) < 0 && errno != ENOENT)
