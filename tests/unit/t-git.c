@@ -10,7 +10,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "durin/git.h"
@@ -517,6 +519,56 @@ static void test_ref_race(void **state)
   durin_git_close(g);
 }
 
+/* A real SIGKILL between the commit object and the ref: a child process
+ * snapshots and is killed at the seam; the branch has not moved, the
+ * commit is in the repository, unreachable; the same snapshot in a new
+ * process (here: a new handle) makes that commit and moves the branch. */
+static void kill_self(const char *ref)
+{
+  (void)ref;
+  kill(getpid(), SIGKILL);
+}
+
+static void test_sigkill_before_ref(void **state)
+{
+  struct fx *f = *state;
+  struct durin_git *g = gopen(f, DURIN_GIT_CREATE);
+  char p[DURIN_GIT_HEX], x[DURIN_GIT_HEX], *s, *lost;
+  pid_t pid;
+  int st;
+
+  put(f, "f", "1\n");
+  assert_int_equal(snap(g, NULL, 1, "c1", 0, p), 1);
+  durin_git_close(g);
+  put(f, "f", "2\n");
+  fflush(NULL);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    g = gopen(f, 0);
+    durin__git_before_ref_update = kill_self;
+    snap(g, p, 2, "c2", 0, x);
+    _exit(0); /* not reached */
+  }
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  s = out("git -C %s rev-parse durin/r1", f->ws);
+  assert_memory_equal(s, p, 40);
+  free(s);
+  lost = out("git -C %s fsck --no-reflogs --unreachable 2>/dev/null | "
+             "sed -n 's/^unreachable commit //p'",
+             f->ws);
+  assert_int_equal(strlen(lost), 41);
+  g = gopen(f, 0);
+  assert_int_equal(snap(g, p, 2, "c2", 0, x), 1);
+  assert_memory_equal(x, lost, 40);
+  s = out("git -C %s rev-parse durin/r1", f->ws);
+  assert_memory_equal(s, x, 40);
+  free(s);
+  free(lost);
+  durin_git_close(g);
+}
+
 /* The restore check: the same files match, and each kind of difference
  * is named with its path. */
 static void test_matches(void **state)
@@ -856,6 +908,7 @@ int main(void)
     BOTH(test_gitdir_links),
     BOTH(test_crash_between_commit_and_ref),
     BOTH(test_ref_race),
+    BOTH(test_sigkill_before_ref),
     BOTH(test_matches),
     BOTH(test_fork_at_step_3),
     BOTH(test_log),
