@@ -24,6 +24,10 @@ done
 # Recovery: SIGKILL of a worker to the first new step on another worker.
 # (Its own RUNS: the list above must not become its number of runs.)
 RUNS=${RECOVERY_RUNS:-4} "$(dirname "$0")/recovery" "$build"
+# Git checkpoints: a snapshot per step of 1,000 and 10,000 small files,
+# one changed a step, with the private index in memory and in a file.
+"$build/bench/git-snapshot" --files 1000 --steps 200
+"$build/bench/git-snapshot" --files 10000 --steps 100
 # Sandbox start: durin's sandbox against bwrap.
 "$build/bench/sandbox-start" "$build"
 # MCP call round trip against the reference server's echo tool, over
