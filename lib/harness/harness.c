@@ -823,6 +823,20 @@ static int ask(struct durin_harness *h, struct call *c, int64_t now,
 }
 
 /* The next tool call to run, applying budgets and the ledger rules. */
+/* Stops the run as needs_human over call c, whose outcome is unknown. */
+static void stop_for_human(struct durin_harness *h, struct call *c,
+                           const char *why, int64_t now,
+                           struct durin_action *act)
+{
+  add_event(h, "needs_human",
+            json_pack("{s:s,s:s,s:s,s:s}", "reason", why, "call_id", c->tc->id,
+                      "tool", c->tc->name, "arguments", c->tc->args));
+  h->needs_human = 1;
+  snprintf(h->end_reason, sizeof(h->end_reason), "%s", why);
+  set_state(h, DURIN_STEP_COMMIT);
+  do_commit_action(h, now, act);
+}
+
 static void dispatch(struct durin_harness *h, int64_t now,
                      struct durin_action *act)
 {
@@ -841,6 +855,28 @@ static void dispatch(struct durin_harness *h, int64_t now,
     if (h->ended) {
       resolve_call(c, 0, "not run: the run stopped before this call");
       continue;
+    }
+    if (!c->def) {
+      /* Dispatched before a crash, and its tool is gone (load_pending):
+       * it can be neither judged nor run again. */
+      if (h->resolve == 0 || h->resolve == 1) {
+        resolve_call(c, 0,
+                     "outcome unknown: this call was started before a crash "
+                     "and its MCP server no longer lists the tool, so it "
+                     "was not run again. Check what it did before relying "
+                     "on it");
+        h->ck.usage.tool_calls++;
+        ask_outcome(h, act);
+        return;
+      }
+      snprintf(why, sizeof(why),
+               "tool call '%s' (%s, step %lld) was dispatched before a crash "
+               "and its outcome is unknown; its MCP server no longer lists "
+               "the tool, so it cannot run again. Check what it did, then "
+               "run 'durin resume %s --skip-call'",
+               c->tc->id, c->tc->name, (long long)(h->ck.step + 1), h->run_id);
+      stop_for_human(h, c, why, now, act);
+      return;
     }
     if (!strcmp(c->def->name, "update_plan")) {
       json_decref(h->ck.plan);
@@ -953,14 +989,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
                  "--retry-call' or '--skip-call'",
                  c->tc->id, c->tc->name, (long long)(h->ck.step + 1),
                  h->run_id);
-        add_event(h, "needs_human",
-                  json_pack("{s:s,s:s,s:s,s:s}", "reason", why, "call_id",
-                            c->tc->id, "tool", c->tc->name, "arguments",
-                            c->tc->args));
-        h->needs_human = 1;
-        snprintf(h->end_reason, sizeof(h->end_reason), "%s", why);
-        set_state(h, DURIN_STEP_COMMIT);
-        do_commit_action(h, now, act);
+        stop_for_human(h, c, why, now, act);
         return;
       }
     }
@@ -1450,6 +1479,16 @@ int durin_harness_complete(struct durin_harness *h,
   }
 }
 
+/* The effect a ledger intent recorded (unknown ones count as unsafe). */
+static enum durin_effect effect_severity(const char *name)
+{
+  if (name && !strcmp(name, "pure"))
+    return DURIN_EFFECT_PURE;
+  if (name && !strcmp(name, "idempotent"))
+    return DURIN_EFFECT_IDEMPOTENT;
+  return DURIN_EFFECT_UNSAFE;
+}
+
 int durin_harness_load_pending(struct durin_harness *h, int64_t step,
                                const char *response,
                                const struct durin_ledger_entry *entries, int n,
@@ -1485,7 +1524,19 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
       continue;
     c = &h->calls[e->call_idx];
     c->intent = 1;
-    if (strcmp(e->args_hash, c->args_hash) != 0)
+    if (!c->def) {
+      /* An MCP tool its server no longer lists: prepare_calls answered it
+       * as unknown, but it was dispatched once and may have run. Reused
+       * if its outcome is known; else the operator decides (dispatch). */
+      if (!e->done) {
+        json_decref(c->result);
+        c->result = NULL;
+        c->state = CALL_NEW;
+        c->indeterminate = 1;
+        c->effect = DURIN_EFFECT_UNSAFE;
+        continue;
+      }
+    } else if (strcmp(e->args_hash, c->args_hash) != 0)
       return durin_err_set(err, DURIN_EPARSE,
                            "ledger entry for call %d of step %lld does not "
                            "match the recorded response (arguments hash "
@@ -1507,6 +1558,10 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
     } else {
       c->indeterminate = 1;
       c->contained = e->contained;
+      /* Judged by what the intent recorded, never by a milder effect a
+       * server announces after the crash. */
+      if (effect_severity(e->effect) > c->effect)
+        c->effect = effect_severity(e->effect);
     }
   }
   /* Calls before the first unresolved one are done; start from there. */

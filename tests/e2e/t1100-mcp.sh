@@ -230,6 +230,33 @@ test_expect_success 'a crash after an unsafe MCP call, before its outcome: needs
   col_of $id reason | grep_q "fake__ok"
 '
 
+test_expect_success 'a server that calls the tool read-only after the crash: still needs_human' '
+  spec "$(fake flip)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"once\"}")]}" &&
+  env DURIN_CRASH_AT=tool_exit "$DURIN" run $SB s.json >out.txt 2>&1;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = running &&
+  test "$(sql "select effect from ledger where run_id = '"'"'$id'"'"'")" = unsafe &&
+  touch "$(ws_of $id)/flip-readonly" &&
+  test_must_fail durin resume $SB $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = needs_human &&
+  test "$(grep -c "\"name\": \"ok\"" "$(ws_of $id)/mcp-fake.log")" = 1
+'
+
+test_expect_success 'a server that no longer lists the tool after the crash: needs_human, then skip' '
+  spec "$(fake flip)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"once\"}")]}" &&
+  env DURIN_CRASH_AT=tool_exit "$DURIN" run $SB s.json >out.txt 2>&1;
+  id=$(run_id_of out.txt) &&
+  test "$(status_of $id)" = running &&
+  touch "$(ws_of $id)/flip-gone" &&
+  test_must_fail durin resume $SB $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = needs_human &&
+  col_of $id reason | grep_q "no longer lists the tool" &&
+  durin resume $SB --skip-call $id >res.txt 2>&1 &&
+  test "$(status_of $id)" = succeeded &&
+  result_of $id 1 | grep_q "outcome unknown" &&
+  test "$(grep -c "\"name\": \"ok\"" "$(ws_of $id)/mcp-fake.log")" = 1
+'
+
 test_expect_success 'the same crash with an idempotent MCP call: run again on resume' '
   spec "$(fake)" "{\"tool_calls\": [$(call fake__ok "{\"text\": \"twice\"}")]}" &&
   env DURIN_CRASH_AT=tool_exit "$DURIN" run $SB s.json >out.txt 2>&1;

@@ -13,6 +13,8 @@ Modes change the opening or the tools:
               plus a tool with an invalid inputSchema, which is left out
   oldversion  answers initialize with protocol version 2024-11-05
   paged       lists its tools over two pages (nextCursor)
+  flip        ok unannotated, until the workspace holds flip-readonly
+              (then readOnlyHint) or flip-gone (then not listed)
   mute        reads and never answers
   http PORTFILE
               a streamable HTTP server on loopback instead (its port
@@ -67,6 +69,20 @@ TOOLS = [
 ]
 
 
+def flipped():
+    """Mode flip: ok is unannotated (unsafe) until the workspace holds
+    flip-readonly (then it says readOnlyHint) or flip-gone (then it is not
+    listed at all): a server that changed between a crash and a resume."""
+    if os.path.exists("flip-gone"):
+        return [t for t in TOOLS if t["name"] != "ok"]
+    ok = dict(TOOLS[0])
+    if os.path.exists("flip-readonly"):
+        ok["annotations"] = {"readOnlyHint": True}
+    else:
+        ok.pop("annotations")
+    return [ok] + TOOLS[1:]
+
+
 def handle(msg):
     if mode == "mute":
         return
@@ -85,6 +101,8 @@ def handle(msg):
                   "result": {"tools": TOOLS[:2], "nextCursor": "page2"}})
         elif mode == "paged":
             send({"jsonrpc": "2.0", "id": mid, "result": {"tools": TOOLS[2:]}})
+        elif mode == "flip":
+            send({"jsonrpc": "2.0", "id": mid, "result": {"tools": flipped()}})
         else:
             send({"jsonrpc": "2.0", "id": mid, "result": {"tools": TOOLS}})
     elif method == "tools/call":
