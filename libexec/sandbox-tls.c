@@ -377,12 +377,48 @@ static int host_matches(const struct relay *r, const char *v, size_t n)
  * passes it on with the granted headers in place of any the client sent,
  * and sets how its body is framed. -1 after answering an error.
  */
+/* Whether p[0..n) has no control character but a tab. */
+static int printable(const char *p, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (((unsigned char)p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+      return 0;
+  return 1;
+}
+
+/* Whether name[0..n) is an HTTP token (RFC 9110 5.6.2). */
+static int token(const char *name, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (!strchr("!#$%&'*+-.^_`|~", name[i]) &&
+        !((name[i] >= '0' && name[i] <= '9') ||
+          (name[i] >= 'a' && name[i] <= 'z') ||
+          (name[i] >= 'A' && name[i] <= 'Z')))
+      return 0;
+  return 1;
+}
+
+/* Whether a Transfer-Encoding value's last coding is chunked: the whole
+ * token, not a suffix of one ("xchunked"). */
+static int last_token_chunked(const char *v, size_t vl)
+{
+  size_t b = vl;
+
+  while (b && v[b - 1] != ',' && v[b - 1] != ' ' && v[b - 1] != '\t')
+    b--;
+  return vl - b == 7 && !strncasecmp(v + b, "chunked", 7);
+}
+
 static int pass_head(struct relay *r, size_t len)
 {
   char *out, *line = r->in, *end = r->in + len, target[16];
   size_t olen = 0, cap = len + 64;
   int i, chunked = 0, has_cl = 0, upgrade = 0, first = 1, host_ok = 1;
-  int te = 0, dropped = 0;
+  int te = 0;
   unsigned long long cl = 0;
 
   for (i = 0; i < r->ng; i++)
@@ -399,6 +435,14 @@ static int pass_head(struct relay *r, size_t len)
                 "durin proxy: a request head's lines end in CRLF");
       return -1;
     }
+  /* TRACE answers with the request, the granted header in it, into the
+   * sandbox: the one method whose answer is the secret. */
+  if (!strncasecmp(r->in, "TRACE ", 6) || !strncasecmp(r->in, "TRACK ", 6)) {
+    OPENSSL_clear_free(out, cap);
+    r->refuse(r, "405 Method Not Allowed",
+              "durin proxy: TRACE to a granted host would echo its secret");
+    return -1;
+  }
   if (sscanf(r->in, "%*s %15s", target) != 1 ||
       (target[0] != '/' && strcmp(target, "*"))) {
     OPENSSL_clear_free(out, cap);
@@ -439,19 +483,18 @@ static int pass_head(struct relay *r, size_t len)
       line = nl + 1;
       continue;
     }
-    /* A folded line continues the header before it: it goes (or not)
-     * with that one. */
-    if (*line == ' ' || *line == '\t') {
-      if (!dropped) {
-        memcpy(out + olen, line, ll);
-        olen += ll;
-      }
-      line = nl + 1;
-      continue;
-    }
-    dropped = 0;
+    /* A folded line (obsolete, RFC 9112 5.2), or a name with anything
+     * but a token's characters in it ("Transfer-Encoding :"), is where
+     * this proxy and the host could read different heads: refused. */
     colon = memchr(line, ':', ll);
     nlen = colon ? (size_t)(colon - line) : 0;
+    if (*line == ' ' || *line == '\t' || !nlen || !token(line, nlen)) {
+      OPENSSL_clear_free(out, cap);
+      r->refuse(r, "400 Bad Request",
+                "durin proxy: a header line is folded, or its name is not a "
+                "token");
+      return -1;
+    }
     v = colon ? colon + 1 : line;
     while (v < nl && (*v == ' ' || *v == '\t'))
       v++;
@@ -463,12 +506,11 @@ static int pass_head(struct relay *r, size_t len)
         break;
     if (colon && i < r->ng) {
       line = nl + 1; /* the client's own: dropped */
-      dropped = 1;
       continue;
     }
     if (header_is(line, nlen, "transfer-encoding")) {
       te = 1;
-      chunked = vl >= 7 && !strncasecmp(v + vl - 7, "chunked", 7);
+      chunked = last_token_chunked(v, vl);
     } else if (header_is(line, nlen, "content-length")) {
       unsigned long long n;
 
@@ -563,8 +605,10 @@ static int client_bytes(struct relay *r)
         size_t k = number(r->in, take, 16, &n);
 
         /* Digits, then extensions or the line's end: nothing a server
-         * could read as another size. */
-        if (!k || (r->in[k] != ';' && r->in[k] != '\r'))
+         * could read as another size; CRLF, and no control character
+         * before it. */
+        if (!k || (r->in[k] != ';' && r->in[k] != '\r') || take < 2 ||
+            r->in[take - 2] != '\r' || !printable(r->in + k, take - 2 - k))
           return -1;
         if (n) {
           r->st = R_DATA;
@@ -576,6 +620,15 @@ static int client_bytes(struct relay *r)
         r->st = R_HEAD;
       }
       break;
+    }
+    /* A chunk's data ends in CRLF: anything else there is another
+     * request to a server that does not look. */
+    if (r->st == R_DATA && r->left <= take + 2) {
+      size_t j = r->left > 2 ? (size_t)(r->left - 2) : 0;
+
+      for (; j < take; j++)
+        if (r->in[j] != (r->left - j == 2 ? '\r' : '\n'))
+          return -1;
     }
     if (r->up(r, r->in, take))
       return -1;

@@ -107,6 +107,7 @@ $(bash_turn "$leak_check")
 $(bash_turn "for p in $PA $PB; do echo | openssl s_client -proxy 127.0.0.1:3128 -connect $H:\$p -servername $H 2>/dev/null | grep -m1 issuer= | sed \"s/^/D\$p /\"; done; echo D2 \$(curl -sS --cacert testca.pem https://$H:$PB/whoami)")
 $(bash_turn "curl -sS -o body -w \"E1 %{http_code}\n\" https://$H:$PC/whoami; echo E2 \$(cat body)")
 $(bash_turn "echo F1 \$MY_TOOL_KEY; echo F2 \$(curl -sS https://$H:$PA/echo-token)")
+$(bash_turn "echo G1 \$(curl -sS -o /dev/null -w %{http_code} -X TRACE https://$H:$PA/whoami); echo G2 \$(curl -sS -o /dev/null -w %{http_code} -H \"X-Bad : 1\" https://$H:$PA/whoami); echo G3 \$(curl -sS -o /dev/null -w %{http_code} -H \"Transfer-Encoding: xchunked\" --data-binary hi https://$H:$PA/whoami)")
 {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]}
 EOF
 ) &&
@@ -121,6 +122,12 @@ test_expect_success 'curl reaches the granted host with the token added, once' '
   grep -q "^A1 auth-ok headers=1" out.txt &&
   grep -q "^A2 auth-ok headers=1" out.txt &&
   grep -q "^A3 hello from the local server auth-ok headers=1" out.txt
+'
+
+test_expect_success 'TRACE (which would echo the token back), a name with a space before its colon and a TE that is not chunked are refused' '
+  grep -q "^G1 405$" out.txt &&
+  grep -q "^G2 400$" out.txt &&
+  grep -q "^G3 400$" out.txt
 '
 
 test_expect_success 'git push over HTTPS works unchanged' '
@@ -158,9 +165,9 @@ test_expect_success 'show and the log flag the grants, never a value' '
   grep -q "ENV_KEY: in variable MY_TOOL_KEY of bash.s commands (env grant" show.txt &&
   durin show --json $id | jq -e ".secrets | length == 3" >/dev/null &&
   durin logs $id >logs.txt &&
-  test "$(grep -c "bash ok \[env grant: ENV_KEY in MY_TOOL_KEY\]" logs.txt)" = 6 &&
+  test "$(grep -c "bash ok \[env grant: ENV_KEY in MY_TOOL_KEY\]" logs.txt)" = 7 &&
   sql "select data from events where run_id = '"'"'$id'"'"' and type = '"'"'tool_result'"'"'" >ev.txt &&
-  test "$(jq -r ".secrets_env[]? | .secret + \"=\" + .env" ev.txt | grep -c "^ENV_KEY=MY_TOOL_KEY\$")" = 6 &&
+  test "$(jq -r ".secrets_env[]? | .secret + \"=\" + .env" ev.txt | grep -c "^ENV_KEY=MY_TOOL_KEY\$")" = 7 &&
   ! grep -q -F "$TOKEN" show.txt ev.txt && ! grep -q -F "$ENVV" show.txt ev.txt
 '
 
