@@ -265,8 +265,17 @@ static int sign(const struct durin_approval *a,
   }
   durin_approval_key(k, key);
   durin_master_key_free(k);
-  durin_approval_mac(key, a->id, durin_approval_state_name(dd->state), dd->who,
-                     dd->args ? dd->args : a->args, mac);
+  {
+    struct durin_approval_signed sa = {
+      a->id,        a->run_id,
+      a->step,      a->call_idx,
+      a->call_id,   a->tool,
+      a->call_hash, durin_approval_state_name(dd->state),
+      dd->who,      dd->args ? dd->args : a->args,
+    };
+
+    durin_approval_mac(key, &sa, mac);
+  }
   sodium_memzero(key, sizeof(key));
   dd->args_hash = mac;
   return 0;

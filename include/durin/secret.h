@@ -150,18 +150,28 @@ int durin_secret_open(const struct durin_master_key *k, const char *tenant,
 /*
  * Signed approvals (docs/internals/approvals.md). A decision that lets a
  * call run records, as its args_hash, DURIN_APPROVAL_MAC_PREFIX and the
- * hex of an HMAC-SHA-256 of the approval's id, its state ("approved" or
- * "edited"), who decided and the arguments that may run, under a key
- * derived from the master key. Whoever can write the store but has not the
- * master key cannot make a call approved.
+ * hex of an HMAC-SHA-256, under a key derived from the master key, of
+ * everything the decision is about: the approval, its run, step, call
+ * (index and id), tool and the call's hash, the state ("approved" or
+ * "edited"), who decided, and the arguments that may run. Whoever can
+ * write the store but has not the master key can neither make a call
+ * approved nor move a decision to another call.
  */
 #define DURIN_APPROVAL_MAC_PREFIX "hmac-sha256:"
 #define DURIN_APPROVAL_MAC_LEN    (sizeof(DURIN_APPROVAL_MAC_PREFIX) + 64)
 
+struct durin_approval_signed {
+  const char *id, *run_id;
+  int64_t step;
+  int call_idx;
+  const char *call_id, *tool, *call_hash;
+  const char *state, *by, *args;
+};
+
 void durin_approval_key(const struct durin_master_key *k,
                         unsigned char out[DURIN_SECRET_KEY_BYTES]);
 void durin_approval_mac(const unsigned char key[DURIN_SECRET_KEY_BYTES],
-                        const char *id, const char *state, const char *by,
-                        const char *args, char out[DURIN_APPROVAL_MAC_LEN]);
+                        const struct durin_approval_signed *a,
+                        char out[DURIN_APPROVAL_MAC_LEN]);
 
 #endif

@@ -689,15 +689,23 @@ static int approval_holds(struct durin_harness *h, struct call *c)
   /* With a master key, only a signed decision counts: whoever can write
    * the store cannot make one. Without, the hash catches edits only. */
   if (h->have_apkey) {
+    /* Signed over this very call: a decision moved from another run,
+     * step, call or tool does not hold here. */
+    struct durin_approval_signed sa = {
+      c->ap_id,       h->run_id,
+      h->ck.step + 1, (int)(c - h->calls),
+      c->tc->id,      c->tc->name,
+      c->args_hash,   durin_approval_state_name(c->ap_state),
+      c->ap_by,       c->ap_args,
+    };
+
     if (!signed_) {
       refuse(h, c,
              "the decision is not signed with this runtime's master key "
              "(decided where no master key was configured?)");
       return 0;
     }
-    durin_approval_mac(h->apkey, c->ap_id,
-                       durin_approval_state_name(c->ap_state), c->ap_by,
-                       c->ap_args, hash);
+    durin_approval_mac(h->apkey, &sa, hash);
     if (sodium_memcmp(hash, c->ap_args_hash, strlen(hash)) != 0) {
       refuse(h, c,
              "the decision's signature does not hold: the approval was "

@@ -655,22 +655,31 @@ static void mac_field(crypto_auth_hmacsha256_state *st, const char *v)
 }
 
 void durin_approval_mac(const unsigned char key[DURIN_SECRET_KEY_BYTES],
-                        const char *id, const char *state, const char *by,
-                        const char *args, char out[DURIN_APPROVAL_MAC_LEN])
+                        const struct durin_approval_signed *a,
+                        char out[DURIN_APPROVAL_MAC_LEN])
 {
   crypto_auth_hmacsha256_state st;
   unsigned char mac[crypto_auth_hmacsha256_BYTES];
   size_t p = sizeof(DURIN_APPROVAL_MAC_PREFIX) - 1;
+  char step[24], call[16];
 
   /* HMAC needs no randomness: sodium_init only picks implementations. */
   if (sodium_init() < 0)
     memset(mac, 0, sizeof(mac));
+  snprintf(step, sizeof(step), "%lld", (long long)a->step);
+  snprintf(call, sizeof(call), "%d", a->call_idx);
   crypto_auth_hmacsha256_init(&st, key, DURIN_SECRET_KEY_BYTES);
-  mac_field(&st, "durin approval v1");
-  mac_field(&st, id);
-  mac_field(&st, state);
-  mac_field(&st, by);
-  mac_field(&st, args);
+  mac_field(&st, "durin approval v2");
+  mac_field(&st, a->id);
+  mac_field(&st, a->run_id);
+  mac_field(&st, step);
+  mac_field(&st, call);
+  mac_field(&st, a->call_id);
+  mac_field(&st, a->tool);
+  mac_field(&st, a->call_hash);
+  mac_field(&st, a->state);
+  mac_field(&st, a->by);
+  mac_field(&st, a->args);
   crypto_auth_hmacsha256_final(&st, mac);
   memcpy(out, DURIN_APPROVAL_MAC_PREFIX, p);
   sodium_bin2hex(out + p, DURIN_APPROVAL_MAC_LEN - p, mac, sizeof(mac));

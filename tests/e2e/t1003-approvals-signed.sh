@@ -84,6 +84,19 @@ test_expect_success 'a signature moved from another approval does not hold' '
   result_of $id | grep -q "signature does not hold"
 '
 
+test_expect_success 'a signed decision moved whole to another run does not hold there' '
+  spec s.json "echo moved > marker; rm -f nothing" &&
+  run_waiting s.json && first=$id && a1=$(approval_of $first) &&
+  DURIN_REVIEWER=alice durin approve $a1 &&
+  run_waiting s.json && second=$id && a2=$(approval_of $second) &&
+  sql "delete from approvals where id = '"'"'$a2'"'"'" &&
+  sql "update approvals set id = '"'"'$a2'"'"', run_id = '"'"'$second'"'"' where id = '"'"'$a1'"'"'" &&
+  sql "update runs set status = '"'"'running'"'"', reason = '"'"''"'"' where id = '"'"'$second'"'"'" &&
+  durin resume $second >r.txt &&
+  test ! -e "$(ws_of $second)/marker" &&
+  result_of $second | grep -q "signature does not hold"
+'
+
 test_expect_success 'who decided cannot be changed afterwards' '
   spec s.json "echo ran > marker; rm -f nothing" &&
   run_waiting s.json &&
