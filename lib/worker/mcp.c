@@ -529,6 +529,26 @@ static void on_exit_ready(uv_poll_t *h, int status, int events)
     proc_close(p);
     return;
   }
+  /* What it wrote before it went may still be in the pipe (libuv orders
+   * no events of one poll): its last answer is read before it is gone,
+   * so a call that ran is not reported failed. */
+  {
+    uv_os_fd_t fd;
+    char buf[16384];
+    ssize_t n;
+
+    if (uv_fileno((uv_handle_t *)&p->out, &fd) == 0)
+      while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        struct durin_err err = { 0 };
+
+        if (durin_mcp_feed(s->m, buf, (size_t)n, &err)) {
+          s->proc = NULL;
+          proc_release(p);
+          srv_down(s, 1, "%s", err.msg);
+          return;
+        }
+      }
+  }
   s->proc = NULL;
   proc_release(p);
   {

@@ -188,6 +188,15 @@ for bad in garbage huge stray; do
   '
 done
 
+test_expect_success 'a server that answers and exits at once: the answer counts' '
+  for i in 1 2 3; do
+    spec "$(fake)" "{\"tool_calls\": [$(call fake__lastword "{}")]}" &&
+    durin run $SB s.json >out.txt 2>err.txt &&
+    id=$(run_id_of out.txt) &&
+    test "$(result_of $id 1)" = "said before exiting" || return 1
+  done
+'
+
 test_expect_success 'a server that dies mid-call fails the call and is restarted' '
   spec "$(fake)" "{\"tool_calls\": [$(call fake__die "{}")]},
     {\"tool_calls\": [$(call fake__ok "{\"text\": \"again\"}")]}" &&

@@ -8,7 +8,8 @@ see what the client sent (notifications/cancelled, progress tokens).
 
 Modes change the opening or the tools:
   good        tools ok, fail (isError), slow (progress, then waits to be
-              cancelled), die (exits mid-call), garbage (answers non-JSON),
+              cancelled), die (exits mid-call), lastword (answers, then
+              exits at once), garbage (answers non-JSON),
               huge (answers a 5 MiB line), stray (answers an id never asked),
               plus a tool with an invalid inputSchema, which is left out
   oldversion  answers initialize with protocol version 2024-11-05
@@ -59,6 +60,8 @@ TOOLS = [
      "annotations": {"readOnlyHint": True}},
     {"name": "die", "description": "exits, saying its argument on stderr",
      "inputSchema": obj({"say": {"type": "string"}})},
+    {"name": "lastword", "description": "answers, then exits at once",
+     "inputSchema": obj({})},
     {"name": "garbage", "description": "answers non-JSON",
      "inputSchema": obj({})},
     {"name": "huge", "description": "answers 5 MiB", "inputSchema": obj({})},
@@ -139,6 +142,10 @@ def handle(msg):
                         return
             send({"jsonrpc": "2.0", "id": mid, "result": {
                 "content": [{"type": "text", "text": "slow done"}]}})
+        elif name == "lastword":
+            send({"jsonrpc": "2.0", "id": mid, "result": {
+                "content": [{"type": "text", "text": "said before exiting"}]}})
+            os._exit(0)
         elif name == "die":
             sys.stderr.write("fake: dying on purpose %s\n" % args.get("say", ""))
             sys.stderr.flush()
