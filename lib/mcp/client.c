@@ -265,6 +265,7 @@ static int handle(struct durin_mcp *m, json_t *msg, struct durin_err *err)
 
     proto_err(m, &re, "a reply with neither a result object nor an error");
     p.cb(p.arg, NULL, &re);
+    *err = re; /* the operator's notice says why it was cut off */
     return re.code;
   }
   p.cb(p.arg, json_object_get(msg, "result"), NULL);
@@ -601,9 +602,12 @@ int durin_mcp_toolset_make(const struct durin_spec_mcp *srv, json_t *listed,
 json_t *durin_mcp_call_params(const char *tool, json_t *args,
                               const char *progress_token)
 {
-  return json_pack("{s:s,s:O,s:{s:s}}", "name", tool, "arguments",
-                   args ? args : json_object(), "_meta", "progressToken",
-                   progress_token);
+  /* "o" takes the new empty object; "O" adds a reference to args. */
+  if (!args)
+    return json_pack("{s:s,s:o,s:{s:s}}", "name", tool, "arguments",
+                     json_object(), "_meta", "progressToken", progress_token);
+  return json_pack("{s:s,s:O,s:{s:s}}", "name", tool, "arguments", args,
+                   "_meta", "progressToken", progress_token);
 }
 
 void durin_mcp_call_result(json_t *result, size_t cap,

@@ -1069,6 +1069,32 @@ static int parse_checks(json_t *root, struct durin_spec *s,
   return 0;
 }
 
+/* Whether the authority at the start of rest (after "http://") is a
+ * loopback host: localhost, 127.x.y.z or [::1]. */
+static int loopback_url(const char *rest)
+{
+  size_t n = strcspn(rest, "/?#");
+  const char *at = memchr(rest, '@', n);
+
+  if (at) {
+    n -= (size_t)(at + 1 - rest);
+    rest = at + 1;
+  }
+  if (!strncmp(rest, "[::1]", 5))
+    return n == 5 || rest[5] == ':';
+  if (!strncasecmp(rest, "localhost", 9))
+    return n == 9 || rest[9] == ':';
+  if (!strncmp(rest, "127.", 4)) {
+    size_t i;
+
+    for (i = 4; i < n && rest[i] != ':'; i++)
+      if (!strchr("0123456789.", rest[i]))
+        return 0;
+    return 1;
+  }
+  return 0;
+}
+
 /* notify.webhooks: [{"url": "https://...", "events": [...]}]; events
  * default to all. Kept as JSON, with the defaults written in. */
 static const char *const mcp_fields[] = {
@@ -1084,7 +1110,9 @@ static int mcp_name_ok(const char *n)
 {
   size_t i, len = strlen(n);
 
-  if (!len || len > 32 || strstr(n, "__"))
+  /* No "__", and no '_' at either end: "a_" + "__" + "x" and "a" + "__" +
+   * "_x" would both name a___x, and "a__*" would match a_'s tools. */
+  if (!len || len > 32 || strstr(n, "__") || n[0] == '_' || n[len - 1] == '_')
     return 0;
   for (i = 0; i < len; i++)
     if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789_-", n[i]))
@@ -1224,6 +1252,14 @@ static int parse_mcp_one(const char *name, json_t *o, struct durin_spec_mcp *m,
         goto out;
       }
       if (json_is_string(v)) {
+        if (strpbrk(json_string_value(v), "\r\n") ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+          r = durin_err_set(err, DURIN_ESPEC,
+                            "field '%sheaders.%s' holds a line break or a "
+                            "NUL",
+                            pre, key);
+          goto out;
+        }
         h->value = strdup(json_string_value(v));
         continue;
       }
@@ -1242,11 +1278,20 @@ static int parse_mcp_one(const char *name, json_t *o, struct durin_spec_mcp *m,
         r = durin_err_set(err, DURIN_ESPEC, "field '%ssecret': %s", hp, e2.msg);
         goto out;
       }
-      if (h->format && !strstr(h->format, "{}")) {
+      if (h->format &&
+          (!strstr(h->format, "{}") || strpbrk(h->format, "\r\n"))) {
         r = durin_err_set(err, DURIN_ESPEC,
                           "field '%sformat' must hold '{}' where the secret "
-                          "goes",
+                          "goes (and no line break)",
                           hp);
+        goto out;
+      }
+      /* A secret crosses the network encrypted, or not at all. */
+      if (!strncmp(m->url, "http://", 7) && !loopback_url(m->url + 7)) {
+        r = durin_err_set(err, DURIN_ESPEC,
+                          "field '%ssecret': a secret goes to an https:// "
+                          "server (or one on loopback), not to '%s' in clear",
+                          hp, m->url);
         goto out;
       }
     }
@@ -1316,7 +1361,8 @@ static int parse_mcp(json_t *root, struct durin_spec *s, struct durin_err *err)
     if (!mcp_name_ok(key))
       return durin_err_set(err, DURIN_ESPEC,
                            "field 'mcp_servers': '%s' is not a server name "
-                           "(1 to 32 of a-z, 0-9, '_' and '-', without '__')",
+                           "(1 to 32 of a-z, 0-9, '_' and '-', without '__' "
+                           "and not starting or ending with '_')",
                            key);
     if ((r = parse_mcp_one(key, v, &s->mcp[s->nmcp++], err)))
       return r;

@@ -1798,6 +1798,13 @@ static int open_mcp(struct durin_worker *w, struct wrun *r,
           rc = durin_master_key_load(k, err);
         if (!rc)
           rc = durin_secret_get(w->s, *k, tenant, hd->secret, &v, err);
+        /* It goes into a header line: one that ends it would add another. */
+        if (!rc && (memchr(v.data, '\r', v.len) ||
+                    memchr(v.data, '\n', v.len) || memchr(v.data, 0, v.len)))
+          rc = durin_err_set(err, DURIN_EINVAL,
+                             "secret '%s' holds a line break or a NUL, and "
+                             "cannot go into a header",
+                             hd->secret);
         if (!rc) {
           const char *f = hd->format ? hd->format : "{}";
           const char *at = strstr(f, "{}");

@@ -197,6 +197,19 @@ static void test_mcp_servers(void **state)
   expect_bad(SPEC_WITH("{\"A\":{\"command\":[\"x\"]}}"),
              "'A' is not a server name");
   expect_bad(SPEC_WITH("{\"a__b\":{\"command\":[\"x\"]}}"), "without '__'");
+  expect_bad(SPEC_WITH("{\"a_\":{\"command\":[\"x\"]}}"),
+             "not starting or ending with '_'");
+  expect_bad(SPEC_WITH("{\"_a\":{\"command\":[\"x\"]}}"),
+             "not starting or ending with '_'");
+  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"http://example.com/mcp\","
+                       "\"headers\":{\"A\":{\"secret\":\"K\"}}}}"),
+             "not to 'http://example.com/mcp' in clear");
+  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"http://127.0.0.1.evil.com/\","
+                       "\"headers\":{\"A\":{\"secret\":\"K\"}}}}"),
+             "in clear");
+  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"https://h/\",\"headers\":{"
+                       "\"A\":\"x\\r\\nB: y\"}}}"),
+             "holds a line break");
   expect_bad(SPEC_WITH("{\"a\":{}}"), "needs exactly one of");
   expect_bad(SPEC_WITH("{\"a\":{\"command\":[]}}"),
              "'mcp_servers.a.command' must be a non-empty array");
@@ -204,7 +217,7 @@ static void test_mcp_servers(void **state)
              "did you mean 'mcp_servers.a.command'");
   expect_bad(SPEC_WITH("{\"a\":{\"url\":\"ftp://x\"}}"),
              "not an http:// or https:// URL");
-  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"http://x\",\"headers\":{"
+  expect_bad(SPEC_WITH("{\"a\":{\"url\":\"http://localhost:9/\",\"headers\":{"
                        "\"A\":{\"secret\":\"K\",\"format\":\"Bearer\"}}}}"),
              "must hold '{}'");
   expect_bad(SPEC_WITH("{\"a\":{\"command\":[\"x\"],\"headers\":{}}}"),
