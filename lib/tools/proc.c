@@ -128,6 +128,32 @@ static void helper_env(char *henv[8], char kv[3][512])
   henv[nh] = NULL;
 }
 
+/*
+ * The environments of a child: envp (cap entries) for one run straight on
+ * the host (a PATH, HOME=dir, a locale, then extra_env), senv (cap
+ * entries) for one in the sandbox, which builds the rest itself.
+ */
+static void child_env(char **envp, const char **senv, int cap, char *home,
+                      size_t hlen, const char *dir,
+                      const char *const *extra_env)
+{
+  int n = 0, i;
+
+  snprintf(home, hlen, "HOME=%s", dir ? dir : "/");
+  envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
+  envp[n++] = home;
+  envp[n++] = "LANG=C.UTF-8";
+  envp[n++] = "TERM=dumb";
+  envp[n++] = "TMPDIR=/tmp";
+  for (i = 0; extra_env && extra_env[i] && n < cap - 2; i++)
+    envp[n++] = (char *)extra_env[i];
+  envp[n] = NULL;
+  senv[0] = "TERM=dumb";
+  for (i = 0; extra_env && extra_env[i] && i < cap - 2; i++)
+    senv[i + 1] = extra_env[i];
+  senv[i + 1] = NULL;
+}
+
 int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
                      const char *command, const char *const *extra_env,
                      int64_t timeout_ms, pid_t *pid_out, int *out_fd,
@@ -136,28 +162,16 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL;
   char *envp[40], *henv[8];
+  const char *senv[40];
   char home[4200], kv[3][512];
-  int pipefd[2], st[2] = { -1, -1 }, n = 0, i, gfd = -1;
+  int pipefd[2], st[2] = { -1, -1 }, gfd = -1;
   pid_t pid, parent;
 
   *status_fd = -1;
   helper_env(henv, kv);
-
-  snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
-  envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
-  envp[n++] = home;
-  envp[n++] = "LANG=C.UTF-8";
-  envp[n++] = "TERM=dumb";
-  envp[n++] = "TMPDIR=/tmp";
-  for (i = 0; extra_env && extra_env[i] && n < 38; i++)
-    envp[n++] = (char *)extra_env[i];
-  envp[n] = NULL;
+  child_env(envp, senv, 40, home, sizeof(home), dir, extra_env);
   if (sb) {
     /* The sandbox builds its own environment: only what we add. */
-    const char *senv[40] = { "TERM=dumb" };
-
-    for (i = 0; extra_env && extra_env[i] && i < 38; i++)
-      senv[i + 1] = extra_env[i];
     if (box->ngrants &&
         durin_sandbox_grants_memfd(box->grants, box->ngrants, box->tool, &gfd))
       return DURIN_EIO;
@@ -292,26 +306,15 @@ int durin_proc_spawn_server(const struct durin_proc_box *box, const char *dir,
   const struct durin_sandbox *sb = box ? box->sandbox : NULL;
   char **sargv = NULL, *command = NULL;
   char *envp[80], *henv[8];
+  const char *senv[80];
   char home[4200], kv[3][512];
   int p[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } }, st[2] = { -1, -1 };
-  int n = 0, i, r = DURIN_EIO;
+  int i, r = DURIN_EIO;
   pid_t pid, parent;
 
   helper_env(henv, kv);
-  snprintf(home, sizeof(home), "HOME=%s", dir ? dir : "/");
-  envp[n++] = "PATH=/usr/local/bin:/usr/bin:/bin";
-  envp[n++] = home;
-  envp[n++] = "LANG=C.UTF-8";
-  envp[n++] = "TERM=dumb";
-  envp[n++] = "TMPDIR=/tmp";
-  for (i = 0; extra_env && extra_env[i] && n < 78; i++)
-    envp[n++] = (char *)extra_env[i];
-  envp[n] = NULL;
+  child_env(envp, senv, 80, home, sizeof(home), dir, extra_env);
   if (sb) {
-    const char *senv[80] = { "TERM=dumb" };
-
-    for (i = 0; extra_env && extra_env[i] && i < 78; i++)
-      senv[i + 1] = extra_env[i];
     command = quote_argv(argv);
     /* No timeout: the server lives as long as the run on this worker. */
     sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv, 0, 0,

@@ -2105,6 +2105,23 @@ static void on_mcp_ready(void *arg, int rc, const char *why)
   job_new(r->w, J_CALL, r, fn_load, done_load);
 }
 
+/*
+ * A restore that failed for a reason that may pass (the store, memory):
+ * let go; the lease expires, the run comes back and its retry budget ends
+ * it if this persists. 1 if so (the run is dropped here).
+ */
+static int restore_failed_for_now(struct durin_worker *w, struct wrun *r,
+                                  struct job *j)
+{
+  if (j->r != DURIN_ESTORE && j->r != DURIN_EBUSY && j->r != DURIN_ENOMEM &&
+      j->r != DURIN_EIO)
+    return 0;
+  wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
+  lose(w, j->r, j->err.msg);
+  drop(r, j->r, "dropped after a failed restore");
+  return 1;
+}
+
 static void done_load(struct durin_worker *w, struct job *j)
 {
   struct wrun *r = j->run;
@@ -2116,13 +2133,8 @@ static void done_load(struct durin_worker *w, struct job *j)
     run_release_memory(r);
     return;
   }
-  if (j->r == DURIN_ESTORE || j->r == DURIN_EBUSY || j->r == DURIN_ENOMEM ||
-      j->r == DURIN_EIO) {
-    wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
-    lose(w, j->r, j->err.msg);
-    drop(r, j->r, "dropped after a failed restore");
+  if (restore_failed_for_now(w, r, j))
     return;
-  }
   if (j->r) {
     char why[700];
 
@@ -2197,15 +2209,8 @@ static void done_restore(struct durin_worker *w, struct job *j)
     drop(r, j->r, j->err.msg);
     return;
   }
-  if (j->r == DURIN_ESTORE || j->r == DURIN_EBUSY || j->r == DURIN_ENOMEM ||
-      j->r == DURIN_EIO) {
-    /* Perhaps not for long: let go; the lease expires, the run comes back
-     * and its retry budget ends it if this persists. */
-    wlog(w, "run %s: cannot restore: %s", r->id, j->err.msg);
-    lose(w, j->r, j->err.msg);
-    drop(r, j->r, "dropped after a failed restore");
+  if (restore_failed_for_now(w, r, j))
     return;
-  }
   if (j->r) {
     /* The stored spec or checkpoint is unusable, here and on any worker:
      * retrying cannot help, so the run ends now, with the reason. */
