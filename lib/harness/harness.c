@@ -1487,12 +1487,16 @@ int durin_harness_complete(struct durin_harness *h,
   }
 }
 
-/* The effect a ledger intent recorded (unknown ones count as unsafe). */
-static enum durin_effect effect_severity(const char *name)
+/* The effect a ledger intent recorded (an unknown name counts as unsafe;
+ * none recorded: the current one). */
+static enum durin_effect effect_severity(const char *name,
+                                         enum durin_effect current)
 {
-  if (name && !strcmp(name, "pure"))
+  if (!name)
+    return current;
+  if (!strcmp(name, "pure"))
     return DURIN_EFFECT_PURE;
-  if (name && !strcmp(name, "idempotent"))
+  if (!strcmp(name, "idempotent"))
     return DURIN_EFFECT_IDEMPOTENT;
   return DURIN_EFFECT_UNSAFE;
 }
@@ -1568,8 +1572,8 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
       c->contained = e->contained;
       /* Judged by what the intent recorded, never by a milder effect a
        * server announces after the crash. */
-      if (effect_severity(e->effect) > c->effect)
-        c->effect = effect_severity(e->effect);
+      if (effect_severity(e->effect, c->effect) > c->effect)
+        c->effect = effect_severity(e->effect, c->effect);
     }
   }
   /* Calls before the first unresolved one are done; start from there. */

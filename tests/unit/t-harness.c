@@ -504,8 +504,9 @@ static void test_checks_with_no_results_fail(void **state)
 }
 
 /* Restores a harness that stopped after its intent (and maybe outcome). */
-/* The contained flag resumed() gives the ledger row it makes. */
+/* The contained flag and effect resumed() give the ledger row it makes. */
 static int ledger_contained;
+static const char *ledger_effect;
 
 static struct durin_harness *resumed(struct durin_spec *s, int done,
                                      const char *tool, const char *args)
@@ -544,6 +545,7 @@ static struct durin_harness *resumed(struct durin_spec *s, int done,
   e.args_hash = hash;
   e.done = done;
   e.contained = ledger_contained;
+  e.effect = ledger_effect;
   e.outcome = done ? "{\"call_id\":\"c1\",\"name\":\"bash\",\"ok\":true,"
                      "\"output\":\"recorded\"}" :
                      NULL;
@@ -925,6 +927,26 @@ static void test_resume_idempotent_reruns(void **state)
   next(h, 1000, &act);
   assert_int_equal(act.kind, DURIN_ACT_TOOL);
   assert_string_equal(act.tool_ctx.idem_key, "rtest:1:0");
+  durin_harness_free(h);
+  free_spec(s);
+}
+
+/* The effect the intent recorded wins over a milder one now (an MCP
+ * server's annotations can change across a crash). */
+static void test_resume_recorded_effect_wins(void **state)
+{
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_action act;
+
+  (void)state;
+  ledger_effect = "unsafe";
+  h = resumed(s, 0, "write_file", "{\"path\":\"a\",\"content\":\"b\"}");
+  ledger_effect = NULL;
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
+  assert_true(has_event(&act, "needs_human"));
   durin_harness_free(h);
   free_spec(s);
 }
@@ -1457,6 +1479,7 @@ int main(void)
     cmocka_unit_test(test_resume_reuses_outcome),
     cmocka_unit_test(test_resume_unsafe_indeterminate),
     cmocka_unit_test(test_resume_idempotent_reruns),
+    cmocka_unit_test(test_resume_recorded_effect_wins),
     cmocka_unit_test(test_window_and_checkpoint_stay_small),
     cmocka_unit_test(test_window_bounded_by_bytes),
     cmocka_unit_test(test_cancel),
