@@ -29,6 +29,8 @@
 
 /* The most one message from a server may hold. */
 #define DURIN_MCP_MAX_MESSAGE (4u << 20)
+/* The most pages a tools/list may take. */
+#define DURIN_MCP_MAX_PAGES 100
 /* What we ask for, and what we accept in the answer. */
 #define DURIN_MCP_PROTOCOL "2025-11-25"
 

@@ -46,6 +46,8 @@ struct durin_mcp {
   struct durin_buf line; /* a stdio line not yet complete */
   char version[16];
   json_t *listed;
+  int pages;  /* of the listing in progress */
+  int relist; /* it is a relist: a failure leaves the session ready */
   durin_mcp_ready_cb ready;
   void *ready_arg;
 };
@@ -371,6 +373,10 @@ static void ready(struct durin_mcp *m, int rc, const struct durin_err *err)
   durin_mcp_ready_cb cb = m->ready;
 
   m->ready = NULL;
+  /* A relist that failed changes nothing: the calls go on. */
+  if (rc && m->relist && m->state == MCP_LISTING)
+    m->state = MCP_READY;
+  m->relist = 0;
   if (cb)
     cb(m->ready_arg, rc, err);
 }
@@ -412,10 +418,19 @@ static void on_list(void *arg, json_t *result, const struct durin_err *err)
 
 static void list_page(struct durin_mcp *m, const char *cursor)
 {
-  json_t *params = cursor ? json_pack("{s:s}", "cursor", cursor) : NULL;
+  json_t *params;
   struct durin_err e = { 0 };
   int r;
 
+  /* A cursor that never ends is a server that never finishes listing. */
+  if (++m->pages > DURIN_MCP_MAX_PAGES) {
+    durin_err_set(&e, DURIN_EPARSE,
+                  "mcp server '%s': its tools/list goes on past %d pages",
+                  m->server, DURIN_MCP_MAX_PAGES);
+    ready(m, e.code, &e);
+    return;
+  }
+  params = cursor ? json_pack("{s:s}", "cursor", cursor) : NULL;
   if ((r = durin_mcp_request(m, "tools/list", params, on_list, m, NULL))) {
     durin_err_set(&e, r, "mcp server '%s': cannot send tools/list: %s",
                   m->server, durin_strerror(r));
@@ -454,6 +469,7 @@ static void on_init(void *arg, json_t *result, const struct durin_err *err)
     return;
   }
   m->state = MCP_LISTING;
+  m->pages = 0;
   json_decref(m->listed);
   m->listed = json_array();
   list_page(m, NULL);
@@ -466,6 +482,8 @@ int durin_mcp_relist(struct durin_mcp *m, durin_mcp_ready_cb cb, void *arg)
   m->ready = cb;
   m->ready_arg = arg;
   m->state = MCP_LISTING;
+  m->pages = 0;
+  m->relist = 1;
   json_decref(m->listed);
   m->listed = json_array();
   list_page(m, NULL);

@@ -433,6 +433,12 @@ static void on_ready(void *arg, int rc, const struct durin_err *err)
   s->relisting = 0;
   if (s->state == SRV_STARTING)
     uv_timer_stop(&s->backoff);
+  if (rc && relisted && s->state == SRV_READY) {
+    /* Only to say whether its tools changed: the run keeps its own. */
+    srv_notice(s, "mcp server '%s': listing its tools again failed: %s",
+               s->spec->name, err->msg);
+    return;
+  }
   if (rc) {
     srv_down(s, 1, "%s", err->msg);
     return;

@@ -159,6 +159,49 @@ static void test_opening(void **state)
   wire_clear(&w);
 }
 
+/* A cursor that never ends: the listing stops after DURIN_MCP_MAX_PAGES;
+ * a relist that fails leaves the session ready for calls. */
+static void test_endless_pages(void **state)
+{
+  struct wire w;
+  struct durin_err err = { 0 };
+  int ready, i;
+  struct durin_mcp *m = opened(&w, "2025-11-25", &ready);
+  char line[512];
+
+  (void)state;
+  for (i = 0; i < DURIN_MCP_MAX_PAGES && ready == 1; i++) {
+    snprintf(line, sizeof(line),
+             "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[],"
+             "\"nextCursor\":\"again\"}}\n",
+             (long long)last_id(&w));
+    assert_int_equal(feed(m, line, 512, &err), 0);
+  }
+  assert_int_equal(ready, DURIN_EPARSE);
+  durin_mcp_free(m);
+  wire_clear(&w);
+
+  /* Opened and listed; then a relist the server refuses. */
+  m = opened(&w, "2025-11-25", &ready);
+  snprintf(line, sizeof(line),
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[]}}\n",
+           (long long)last_id(&w));
+  assert_int_equal(feed(m, line, 512, &err), 0);
+  assert_int_equal(ready, 0);
+  ready = 1;
+  assert_int_equal(durin_mcp_relist(m, on_ready, &ready), 0);
+  snprintf(line, sizeof(line),
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"error\":{\"code\":-32603,"
+           "\"message\":\"busy\"}}\n",
+           (long long)last_id(&w));
+  assert_int_equal(feed(m, line, 512, &err), 0);
+  assert_int_not_equal(ready, 0);
+  /* Still ready: it can be listed again (only a ready session can). */
+  assert_int_equal(durin_mcp_relist(m, on_ready, &ready), 0);
+  durin_mcp_free(m);
+  wire_clear(&w);
+}
+
 static void test_old_version(void **state)
 {
   struct wire w;
@@ -379,10 +422,10 @@ static void test_result(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_opening),      cmocka_unit_test(test_old_version),
-    cmocka_unit_test(test_bad_messages), cmocka_unit_test(test_too_big),
-    cmocka_unit_test(test_requests),     cmocka_unit_test(test_toolset),
-    cmocka_unit_test(test_result),
+    cmocka_unit_test(test_opening),     cmocka_unit_test(test_endless_pages),
+    cmocka_unit_test(test_old_version), cmocka_unit_test(test_bad_messages),
+    cmocka_unit_test(test_too_big),     cmocka_unit_test(test_requests),
+    cmocka_unit_test(test_toolset),     cmocka_unit_test(test_result),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
