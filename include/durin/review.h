@@ -40,6 +40,9 @@ struct durin_review;
 struct durin_review *durin_review_new(const struct durin_run_info *ri);
 void durin_review_free(struct durin_review *rv);
 
+/* The run as the builder holds it. */
+const struct durin_run_info *durin_review_run(const struct durin_review *rv);
+
 /* Feeds one event, in log order. An event whose data is not a JSON
  * object is skipped. */
 void durin_review_add_event(struct durin_review *rv,

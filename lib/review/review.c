@@ -96,6 +96,11 @@ void durin_review_free(struct durin_review *rv)
   free(rv);
 }
 
+const struct durin_run_info *durin_review_run(const struct durin_review *rv)
+{
+  return &rv->ri;
+}
+
 /* ---- citing the failing lines ---- */
 
 static const char *const fail_words[] = {
