@@ -357,7 +357,7 @@ void durin_review_add_event(struct durin_review *rv,
     json_array_append_new(rv->commits, c);
   } else if (!strcmp(t, "delivered") || !strcmp(t, "delivery_failed")) {
     set_obj(&rv->delivery, d);
-    json_object_set_new(rv->delivery, "ok", json_boolean(t[8] == 'e'));
+    json_object_set_new(rv->delivery, "ok", json_boolean(!strcmp(t, "delivered")));
     json_object_set_new(rv->delivery, "ts_ms", json_integer(ev->ts_ms));
   } else if (!strcmp(t, "needs_human")) {
     set_obj(&rv->needs_human, d);
