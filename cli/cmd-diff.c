@@ -82,7 +82,8 @@ int cli_diff_write(struct durin_store *st, const char *id, unsigned flags,
   }
   r = template_views(&ri, base, flags, err);
   if (!r)
-    r = durin_tree_diff(base, ri.workspace, !!(flags & CLI_DIFF_STAT), out, err);
+    r = durin_tree_diff(base, ri.workspace, !!(flags & CLI_DIFF_STAT), out,
+                        err);
   durin_run_info_clear(&ri);
   return r;
 }

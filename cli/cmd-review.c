@@ -63,8 +63,8 @@ int cmd_review(int argc, char **argv, struct cli *cli)
   char id[32], *text;
   int json = 0, r;
 
-  if ((r = cli_run_arg(argc, argv, cli, "review", review_usage, "--json",
-                       &json, id)) >= 0)
+  if ((r = cli_run_arg(argc, argv, cli, "review", review_usage, "--json", &json,
+                       id)) >= 0)
     return r;
   da.st = cli->store;
   da.id = id;

@@ -56,8 +56,8 @@ void durin_review_add_approval(struct durin_review *rv,
  * copied, and a patch over DURIN_REVIEW_DIFF_MAX is cut at a line end.
  * cut: the caller already had to cut it. */
 void durin_review_set_diff(struct durin_review *rv, const char *source,
-                           const char *from, const char *to,
-                           const char *stat, const char *patch, int cut);
+                           const char *from, const char *to, const char *stat,
+                           const char *patch, int cut);
 /* No diff, and why ("the run's workspace is gone"). */
 void durin_review_set_diff_note(struct durin_review *rv, const char *note);
 

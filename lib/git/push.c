@@ -61,8 +61,8 @@ int durin_git_push(const char *workspace, const char *branch,
   snprintf(spec, sizeof(spec), "%s:refs/heads/%s", local,
            remote_branch ? remote_branch : branch);
   git_libgit2_init();
-  if (git_repository_open_ext(&repo, workspace,
-                              GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
+  if (git_repository_open_ext(&repo, workspace, GIT_REPOSITORY_OPEN_NO_SEARCH,
+                              NULL) < 0) {
     r = durin_err_set(err, DURIN_ENOTFOUND,
                       "the run's workspace '%s' is not a git repository, so "
                       "there is no branch to deliver",

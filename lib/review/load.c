@@ -77,8 +77,9 @@ int durin_review_git_diff(struct durin_review *rv, const char *workspace,
   }
   if (r)
     goto out;
-  durin_buf_addf(&stat, " %zu file%s changed, %zu insertion%s(+), %zu "
-                        "deletion%s(-)\n",
+  durin_buf_addf(&stat,
+                 " %zu file%s changed, %zu insertion%s(+), %zu "
+                 "deletion%s(-)\n",
                  st.files, st.files == 1 ? "" : "s", st.insertions,
                  st.insertions == 1 ? "" : "s", st.deletions,
                  st.deletions == 1 ? "" : "s");
@@ -139,8 +140,8 @@ int durin_review_workspace_diff(struct durin_review *rv,
   durin_buf_init(&patch.b, DURIN_REVIEW_DIFF_MAX);
   if (!(r = diff_into(fn, arg, 1, &stat, err)) &&
       !(r = diff_into(fn, arg, 0, &patch, err))) {
-    durin_review_set_diff(rv, "workspace", NULL, NULL, stat.b.buf,
-                          patch.b.buf, patch.cut);
+    durin_review_set_diff(rv, "workspace", NULL, NULL, stat.b.buf, patch.b.buf,
+                          patch.cut);
   } else {
     char note[600];
 

@@ -114,8 +114,7 @@ static void needs(struct durin_buf *b, const json_t *r)
     durin_buf_adds(b, "Nothing.\n\n");
     return;
   }
-  json_array_foreach(list, i, n)
-  {
+  json_array_foreach(list, i, n) {
     durin_buf_adds(b, "- ");
     inline_text(b, jstr(n, "what"));
     durin_buf_addf(b, "  \n  `%s`\n", jstr(n, "command"));
@@ -138,8 +137,7 @@ static void summary_plan(struct durin_buf *b, const json_t *r)
     durin_buf_adds(b, "The agent set none.\n\n");
     return;
   }
-  json_array_foreach(plan, i, p)
-  {
+  json_array_foreach(plan, i, p) {
     const char *st = jstr(p, "status");
 
     durin_buf_addf(b, "- [%s] ",
@@ -169,8 +167,7 @@ static void evaluator(struct durin_buf *b, const json_t *r)
     durin_buf_addf(b, " (%s)", jstr(e, "source"));
   durin_buf_addf(b, ", after %zu attempt(s).\n\n",
                  json_array_size(json_object_get(e, "verdicts")));
-  json_array_foreach(json_object_get(e, "reasons"), i, why)
-  {
+  json_array_foreach(json_object_get(e, "reasons"), i, why) {
     durin_buf_adds(b, "- ");
     inline_text(b, json_string_value(why));
     durin_buf_adds(b, "\n");
@@ -190,25 +187,21 @@ static void checks(struct durin_buf *b, const json_t *r)
     durin_buf_adds(b, "No checks ran.\n\n");
     return;
   }
-  durin_buf_addf(b, "Attempt %" PRId64 " of %zu: %s.\n\n",
-                 jint(last, "attempt"),
-                 json_array_size(json_object_get(ck, "attempts")),
-                 json_is_true(json_object_get(last, "passed")) ? "passed" :
-                                                                 "failed");
-  json_array_foreach(json_object_get(last, "results"), i, c)
-  {
+  durin_buf_addf(
+      b, "Attempt %" PRId64 " of %zu: %s.\n\n", jint(last, "attempt"),
+      json_array_size(json_object_get(ck, "attempts")),
+      json_is_true(json_object_get(last, "passed")) ? "passed" : "failed");
+  json_array_foreach(json_object_get(last, "results"), i, c) {
     int ok = json_is_true(json_object_get(c, "ok"));
 
     durin_buf_addf(b, "### %s `", ok ? "PASS" : "FAIL");
     inline_text(b, jstr(c, "name"));
-    durin_buf_addf(b, "` (exit %" PRId64 "%s)\n\n", jint(c, "exit_code"),
-                   json_is_true(json_object_get(c, "timed_out")) ?
-                       ", timed out" :
-                       "");
+    durin_buf_addf(
+        b, "` (exit %" PRId64 "%s)\n\n", jint(c, "exit_code"),
+        json_is_true(json_object_get(c, "timed_out")) ? ", timed out" : "");
     if (json_array_size(json_object_get(c, "failing_lines"))) {
       durin_buf_adds(b, "Failing lines:\n\n");
-      json_array_foreach(json_object_get(c, "failing_lines"), k, l)
-      {
+      json_array_foreach(json_object_get(c, "failing_lines"), k, l) {
         durin_buf_addf(b, "- line %" PRId64 ": `", jint(l, "line"));
         inline_text(b, jstr(l, "text"));
         durin_buf_adds(b, "`\n");
@@ -256,11 +249,11 @@ static void commits(struct durin_buf *b, const json_t *r)
   durin_buf_adds(b, "## Commits\n\n| step | commit | files | + | - |\n"
                     "|---|---|---|---|---|\n");
   json_array_foreach(cs, i, c)
-  durin_buf_addf(b, "| %" PRId64 " | %.12s | %" PRId64 " | %" PRId64
-                    " | %" PRId64 " |\n",
-                 jint(c, "step"), jstr(c, "commit") ? jstr(c, "commit") : "?",
-                 jint(c, "files"), jint(c, "insertions"),
-                 jint(c, "deletions"));
+    durin_buf_addf(
+        b,
+        "| %" PRId64 " | %.12s | %" PRId64 " | %" PRId64 " | %" PRId64 " |\n",
+        jint(c, "step"), jstr(c, "commit") ? jstr(c, "commit") : "?",
+        jint(c, "files"), jint(c, "insertions"), jint(c, "deletions"));
   durin_buf_adds(b, "\n");
 }
 
@@ -279,8 +272,7 @@ static void timeline(struct durin_buf *b, const json_t *r)
                    jint(r, "timeline_dropped"));
   durin_buf_adds(b, "| step | tool | arguments | result | time |\n"
                     "|---|---|---|---|---|\n");
-  json_array_foreach(tl, i, t)
-  {
+  json_array_foreach(tl, i, t) {
     char d[32];
 
     durin_fmt_duration(jint(t, "duration_ms"), d, sizeof(d));
@@ -309,8 +301,7 @@ static void approvals(struct durin_buf *b, const json_t *r)
     durin_buf_adds(b, "None were asked.\n\n");
     return;
   }
-  json_array_foreach(as, i, a)
-  {
+  json_array_foreach(as, i, a) {
     durin_buf_addf(b, "- %s: %s `", jstr(a, "id"), jstr(a, "tool"));
     inline_text(b, jstr(a, "args"));
     durin_buf_addf(b, "` (rule %s, step %" PRId64 "): **%s**", jstr(a, "rule"),
@@ -349,16 +340,16 @@ static void delivery(struct durin_buf *b, const json_t *r)
 
 static void usage_line(struct durin_buf *b, const char *who, const json_t *u)
 {
-  durin_buf_addf(b,
-                 "| %s | %" PRId64 " | %" PRId64 " | %" PRId64 " | $%.4f |\n",
-                 who, jint(u, "steps"), jint(u, "input_tokens"),
-                 jint(u, "output_tokens"),
-                 json_number_value(json_object_get(u, "cost_usd")));
+  durin_buf_addf(
+      b, "| %s | %" PRId64 " | %" PRId64 " | %" PRId64 " | $%.4f |\n", who,
+      jint(u, "steps"), jint(u, "input_tokens"), jint(u, "output_tokens"),
+      json_number_value(json_object_get(u, "cost_usd")));
 }
 
 static void cost(struct durin_buf *b, const json_t *r)
 {
-  const json_t *u = json_object_get(r, "usage"), *t = json_object_get(r, "time");
+  const json_t *u = json_object_get(r, "usage"),
+               *t = json_object_get(r, "time");
   char d[32];
 
   durin_fmt_duration(jint(t, "duration_ms"), d, sizeof(d));

@@ -43,7 +43,10 @@ struct durin_review {
   int64_t first_ms, last_ms;
 };
 
-static char *dup0(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup0(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
 
 struct durin_review *durin_review_new(const struct durin_run_info *ri)
 {
@@ -104,15 +107,26 @@ const struct durin_run_info *durin_review_run(const struct durin_review *rv)
 /* ---- citing the failing lines ---- */
 
 static const char *const fail_words[] = {
-  "error",     "fail",   "assert", "expected", "panic", "traceback",
-  "exception", "abort",  "fatal",  "not ok",   "segmentation fault",
-  "undefined reference", "mismatch", NULL,
+  "error",
+  "fail",
+  "assert",
+  "expected",
+  "panic",
+  "traceback",
+  "exception",
+  "abort",
+  "fatal",
+  "not ok",
+  "segmentation fault",
+  "undefined reference",
+  "mismatch",
+  NULL,
 };
 
 /* Lines that only count no failure: "0 failed", "no errors", "0 errors". */
 static int counts_none(const char *low)
 {
-  static const char *const none[] = { "0 fail", "0 error", "no error",
+  static const char *const none[] = { "0 fail",  "0 error",  "no error",
                                       "no fail", "0 assert", NULL };
   const char *p;
   int i;
@@ -247,8 +261,7 @@ static void on_model_response(struct durin_review *rv,
     rv->eval.output_tokens += jint(d, "output_tokens");
     rv->eval.cost_usd += json_number_value(json_object_get(d, "cost_usd"));
   }
-  json_array_foreach(calls, i, c)
-  {
+  json_array_foreach(calls, i, c) {
     const char *id = jstr(c, "id"), *name = jstr(c, "name");
 
     if (!id)
@@ -272,8 +285,8 @@ static void on_tool_result(struct durin_review *rv,
   t = json_pack("{s:I,s:I,s:s,s:O,s:b,s:I,s:I,s:s}", "seq", (json_int_t)ev->seq,
                 "step", (json_int_t)ev->step, "tool",
                 name ? name : (asked ? jstr(asked, "tool") : "?"), "args",
-                asked ? json_object_get(asked, "args") : json_string(""),
-                "ok", json_is_true(json_object_get(d, "ok")), "exit_code",
+                asked ? json_object_get(asked, "args") : json_string(""), "ok",
+                json_is_true(json_object_get(d, "ok")), "exit_code",
                 (json_int_t)jint(d, "exit_code"), "duration_ms",
                 (json_int_t)jint(d, "duration_ms"), "role",
                 is_evaluator(d) ? "evaluator" : "agent");
@@ -302,13 +315,12 @@ static void on_checks(struct durin_review *rv, json_t *d)
   if (!copy)
     return;
   res = json_object_get(copy, "results");
-  json_array_foreach(res, i, c)
-  {
-    json_object_set_new(c, "failing_lines",
-                        json_is_true(json_object_get(c, "ok")) ?
-                            json_array() :
-                            durin_review_cite(jstr(c, "output"),
-                                              DURIN_REVIEW_CITE_MAX));
+  json_array_foreach(res, i, c) {
+    json_object_set_new(
+        c, "failing_lines",
+        json_is_true(json_object_get(c, "ok")) ?
+            json_array() :
+            durin_review_cite(jstr(c, "output"), DURIN_REVIEW_CITE_MAX));
   }
   json_array_append_new(rv->checks, copy);
 }
@@ -357,7 +369,8 @@ void durin_review_add_event(struct durin_review *rv,
     json_array_append_new(rv->commits, c);
   } else if (!strcmp(t, "delivered") || !strcmp(t, "delivery_failed")) {
     set_obj(&rv->delivery, d);
-    json_object_set_new(rv->delivery, "ok", json_boolean(!strcmp(t, "delivered")));
+    json_object_set_new(rv->delivery, "ok",
+                        json_boolean(!strcmp(t, "delivered")));
     json_object_set_new(rv->delivery, "ts_ms", json_integer(ev->ts_ms));
   } else if (!strcmp(t, "needs_human")) {
     set_obj(&rv->needs_human, d);
@@ -386,8 +399,8 @@ void durin_review_add_approval(struct durin_review *rv,
   o = json_pack(
       "{s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:I}", "id", a->id, "step",
       (json_int_t)a->step, "tool", a->tool ? a->tool : "", "args",
-      a->call_args ? a->call_args : "", "rule", a->rule ? a->rule : "",
-      "state", durin_approval_state_name(a->state), "requested_ms",
+      a->call_args ? a->call_args : "", "rule", a->rule ? a->rule : "", "state",
+      durin_approval_state_name(a->state), "requested_ms",
       (json_int_t)a->requested_ms, "expires_ms", (json_int_t)a->expires_ms);
   if (!o)
     return;
@@ -432,8 +445,8 @@ static json_t *capped_patch(const char *patch, int *cut)
 }
 
 void durin_review_set_diff(struct durin_review *rv, const char *source,
-                           const char *from, const char *to,
-                           const char *stat, const char *patch, int cut)
+                           const char *from, const char *to, const char *stat,
+                           const char *patch, int cut)
 {
   json_t *d, *p;
   char *st = dup0(stat ? stat : "");
@@ -480,16 +493,16 @@ int durin_review_git_range(const struct durin_review *rv, const char **from,
   last = json_array_get(rv->commits, n - 1);
   /* The initial commit (step 0) is where the run started; otherwise the
    * first step's commit's parent is. */
-  *from = jint(first, "step") == 0 ? jstr(first, "commit") :
-                                     jstr(first, "parent");
+  *from =
+      jint(first, "step") == 0 ? jstr(first, "commit") : jstr(first, "parent");
   *to = jstr(last, "commit");
   return *to != NULL;
 }
 
 /* ---- the artifact ---- */
 
-static json_t *usage_json(int64_t steps, int64_t in, int64_t out,
-                          int64_t calls, double cost)
+static json_t *usage_json(int64_t steps, int64_t in, int64_t out, int64_t calls,
+                          double cost)
 {
   return json_pack("{s:I,s:I,s:I,s:I,s:f}", "steps", (json_int_t)steps,
                    "input_tokens", (json_int_t)in, "output_tokens",
@@ -507,20 +520,20 @@ static json_t *evaluator_json(const struct durin_review *rv)
   e = json_pack("{s:b,s:O}", "configured", configured || n, "verdicts",
                 rv->verdicts);
   if (last) {
-    json_object_set_new(e, "verdict", json_string(jstr(last, "verdict") ?
-                                                      jstr(last, "verdict") :
-                                                      "fail"));
-    json_object_set(e, "reasons", json_object_get(last, "reasons") ?
-                                      json_object_get(last, "reasons") :
-                                      json_array());
+    json_object_set_new(
+        e, "verdict",
+        json_string(jstr(last, "verdict") ? jstr(last, "verdict") : "fail"));
+    json_object_set(e, "reasons",
+                    json_object_get(last, "reasons") ?
+                        json_object_get(last, "reasons") :
+                        json_array());
     json_object_set(e, "source", json_object_get(last, "source"));
   } else {
     json_object_set_new(e, "verdict", json_null());
     json_object_set_new(e, "reasons", json_array());
-    json_object_set_new(e, "note",
-                        json_string(configured ?
-                                        "no verdict yet" :
-                                        "no evaluator configured"));
+    json_object_set_new(
+        e, "note",
+        json_string(configured ? "no verdict yet" : "no evaluator configured"));
   }
   return e;
 }
@@ -541,8 +554,7 @@ static json_t *needs_person(const struct durin_review *rv)
   const char *k;
   size_t n;
 
-  json_object_foreach(rv->approvals, k, a)
-  {
+  json_object_foreach(rv->approvals, k, a) {
     if (strcmp(jstr(a, "state"), "pending"))
       continue;
     snprintf(what, sizeof(what), "approval %s of %s (%s) waits for a decision",
@@ -574,16 +586,16 @@ static json_t *needs_person(const struct durin_review *rv)
     need(list, "verdict", what, cmd);
   }
   n = json_array_size(rv->checks);
-  if (n && !json_is_true(json_object_get(json_array_get(rv->checks, n - 1),
-                                         "passed")) &&
+  if (n &&
+      !json_is_true(
+          json_object_get(json_array_get(rv->checks, n - 1), "passed")) &&
       durin_run_status_terminal(rv->ri.status)) {
     json_t *res = json_object_get(json_array_get(rv->checks, n - 1), "results");
     json_t *c;
     size_t i, len = 0;
 
     len += (size_t)snprintf(what, sizeof(what), "acceptance checks failed:");
-    json_array_foreach(res, i, c)
-    {
+    json_array_foreach(res, i, c) {
       if (!json_is_true(json_object_get(c, "ok")) && len < sizeof(what))
         len += (size_t)snprintf(what + len, sizeof(what) - len, " '%s'",
                                 jstr(c, "name") ? jstr(c, "name") : "?");
@@ -620,17 +632,17 @@ json_t *durin_review_json(const struct durin_review *rv)
   int64_t start_ms = ri->started_ms ? ri->started_ms : ri->created_ms;
   size_t n;
 
-  json_object_foreach(rv->approvals, k, a) json_array_append(approvals, a);
+  json_object_foreach(rv->approvals, k, a)
+    json_array_append(approvals, a);
   usage = usage_json(u->steps, u->input_tokens, u->output_tokens,
                      u->model_calls, u->cost_usd);
   json_object_set_new(usage, "tool_calls", json_integer(u->tool_calls));
-  json_object_set_new(
-      usage, "agent",
-      usage_json(u->steps - rv->eval.steps,
-                 u->input_tokens - rv->eval.input_tokens,
-                 u->output_tokens - rv->eval.output_tokens,
-                 u->model_calls - rv->eval.model_calls,
-                 u->cost_usd - rv->eval.cost_usd));
+  json_object_set_new(usage, "agent",
+                      usage_json(u->steps - rv->eval.steps,
+                                 u->input_tokens - rv->eval.input_tokens,
+                                 u->output_tokens - rv->eval.output_tokens,
+                                 u->model_calls - rv->eval.model_calls,
+                                 u->cost_usd - rv->eval.cost_usd));
   json_object_set_new(usage, "evaluator",
                       usage_json(rv->eval.steps, rv->eval.input_tokens,
                                  rv->eval.output_tokens, rv->eval.model_calls,
@@ -644,13 +656,13 @@ json_t *durin_review_json(const struct durin_review *rv)
       "tenant", ri->tenant, "model", ri->model, "attempt",
       (json_int_t)ri->attempt, "goal", goal, "status",
       durin_run_status_name(ri->status), "terminal", terminal, "reason",
-      ri->reason && *ri->reason ? ri->reason :
-                                  (rv->finished_reason ? rv->finished_reason :
-                                                         ""),
+      ri->reason && *ri->reason ?
+          ri->reason :
+          (rv->finished_reason ? rv->finished_reason : ""),
       "summary", rv->summary, "plan", rv->plan, "diff",
       rv->diff ? rv->diff : json_null(), "checks", "passed",
-      n && json_is_true(json_object_get(json_array_get(rv->checks, n - 1),
-                                        "passed")),
+      n && json_is_true(
+               json_object_get(json_array_get(rv->checks, n - 1), "passed")),
       "last", n ? json_array_get(rv->checks, n - 1) : NULL, "attempts",
       rv->checks, "evaluator", evaluator_json(rv), "usage", usage, "time",
       "created_ms", (json_int_t)ri->created_ms, "started_ms",
@@ -658,8 +670,7 @@ json_t *durin_review_json(const struct durin_review *rv)
       "duration_ms", (json_int_t)(end_ms > start_ms ? end_ms - start_ms : 0),
       "timeline", rv->timeline, "timeline_dropped",
       (json_int_t)rv->calls_dropped, "approvals", approvals, "commits",
-      rv->commits, "delivery", rv->delivery, "needs_person",
-      needs_person(rv));
+      rv->commits, "delivery", rv->delivery, "needs_person", needs_person(rv));
   if (j && !rv->plan)
     json_object_set_new(j, "plan", json_null());
   if (j && !rv->summary)

@@ -19,13 +19,10 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",        "system",    "goal",
-  "workspace",   "model",     "tools",
-  "checks",      "budget",    "max_eval_attempts",
-  "limits",      "context",   "sandbox",
-  "policy",      "approvals", "notify",
-  "traceparent", "secrets",   "mcp_servers",
-  "deliver",     NULL,
+  "name",        "system",  "goal",        "workspace",         "model",
+  "tools",       "checks",  "budget",      "max_eval_attempts", "limits",
+  "context",     "sandbox", "policy",      "approvals",         "notify",
+  "traceparent", "secrets", "mcp_servers", "deliver",           NULL,
 };
 static const char *const grant_fields[] = { "secret", "host", "header",
                                             "format", "env",  "tool",
@@ -353,11 +350,11 @@ static int branch_ok(const char *b)
 {
   size_t n = strlen(b);
 
-  return n && n <= 200 && strspn(b, "abcdefghijklmnopqrstuvwxyz"
-                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") ==
-                              n &&
-         !strchr("-./", b[0]) && !strchr("/.", b[n - 1]) &&
-         !strstr(b, "..") && !strstr(b, "//") && !strstr(b, "/.") &&
+  return n && n <= 200 &&
+         strspn(b, "abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") == n &&
+         !strchr("-./", b[0]) && !strchr("/.", b[n - 1]) && !strstr(b, "..") &&
+         !strstr(b, "//") && !strstr(b, "/.") &&
          !(n >= 5 && !strcmp(b + n - 5, ".lock"));
 }
 
@@ -393,8 +390,7 @@ static int parse_deliver(json_t *root, struct durin_spec_deliver *d,
                          "field 'deliver.on' must be a non-empty array of "
                          "final states, e.g. [\"succeeded\"]");
   d->on = 0;
-  json_array_foreach(on, i, e)
-  {
+  json_array_foreach(on, i, e) {
     enum durin_run_status st;
 
     if (!json_is_string(e) ||

@@ -402,7 +402,7 @@ static void print_stat(struct changes *cs, FILE *out)
 }
 
 int durin_tree_diff(const char *base, const char *ws, int stat, FILE *out,
-                      struct durin_err *err)
+                    struct durin_err *err)
 {
   struct changes cs = { 0 };
   size_t i, j;

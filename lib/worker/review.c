@@ -17,7 +17,7 @@
 struct durin__ending {
   char id[32];
   enum durin_run_status status;
-  char *workspace; /* the run's own (runs/ID/workspace) */
+  char *workspace;       /* the run's own (runs/ID/workspace) */
   char *remote, *branch; /* remote NULL: no delivery now */
   int on_template;
   /* The push's result, for the log. */
@@ -26,7 +26,10 @@ struct durin__ending {
   struct durin_review *rv;
 };
 
-static char *dup0(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup0(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
 
 struct durin__ending *durin__ending_new(const char *run_id,
                                         enum durin_run_status status,
@@ -84,8 +87,8 @@ void durin__ending_push(struct durin__ending *e)
   }
   to = e->branch ? e->branch : branch;
   e->ev_type = "delivered";
-  e->ev_data = json_pack("{s:s,s:s,s:s,s:s}", "remote", e->remote, "branch",
-                         to, "local_branch", branch, "commit", commit);
+  e->ev_data = json_pack("{s:s,s:s,s:s,s:s}", "remote", e->remote, "branch", to,
+                         "local_branch", branch, "commit", commit);
 }
 
 int durin__ending_load(struct durin__ending *e, struct durin_store *s,

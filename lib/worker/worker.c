@@ -1453,8 +1453,9 @@ struct ending {
 static void ending_over(struct ending *x)
 {
   if (x->rc)
-    wlog(x->w, "run %s: its review was not written: %s (durin review %s "
-               "builds it)",
+    wlog(x->w,
+         "run %s: its review was not written: %s (durin review %s "
+         "builds it)",
          durin__ending_run(x->e), x->err.msg, durin__ending_run(x->e));
   x->w->nending--;
   durin__ending_free(x->e);
@@ -1513,8 +1514,8 @@ static void ending_start(struct wrun *r, enum durin_run_status st)
   struct durin_worker *w = r->w;
   struct ending *x = calloc(1, sizeof(*x));
 
-  if (!x || !(x->e = durin__ending_new(r->id, st,
-                                       r->spec_ok ? &r->spec : NULL))) {
+  if (!x ||
+      !(x->e = durin__ending_new(r->id, st, r->spec_ok ? &r->spec : NULL))) {
     free(x);
     wlog(w, "run %s: out of memory for its review", r->id);
     return;

@@ -19,9 +19,10 @@ static char *cited(const char *output)
   size_t i, n = 0;
 
   json_array_foreach(c, i, l)
-  n += (size_t)snprintf(out + n, 4096 - n, "%lld:%s|",
-                        (long long)json_integer_value(json_object_get(l, "line")),
-                        json_string_value(json_object_get(l, "text")));
+    n += (size_t)snprintf(
+        out + n, 4096 - n, "%lld:%s|",
+        (long long)json_integer_value(json_object_get(l, "line")),
+        json_string_value(json_object_get(l, "text")));
   json_decref(c);
   return out;
 }
@@ -61,16 +62,15 @@ static void test_cite(void **state)
       strcat(buf, "error\n");
     c = durin_review_cite(buf, 20);
     assert_int_equal(json_array_size(c), 20);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(c, 19),
-                                                        "line")),
-                     20);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(c, 19), "line")), 20);
     json_decref(c);
     memset(buf, 'x', 1000);
     memcpy(buf, "error ", 6);
     buf[1000] = 0;
     c = durin_review_cite(buf, 20);
-    assert_int_equal(strlen(json_string_value(json_object_get(
-                         json_array_get(c, 0), "text"))),
+    assert_int_equal(strlen(json_string_value(
+                         json_object_get(json_array_get(c, 0), "text"))),
                      300);
     json_decref(c);
   }
@@ -115,9 +115,10 @@ static struct durin_review *sample(enum durin_run_status st, int verdicts)
   add(rv, 3, 1, "tool_result",
       "{\"call_id\":\"c1\",\"name\":\"bash\",\"ok\":false,\"exit_code\":2,"
       "\"output\":\"x\",\"duration_ms\":1500}");
-  add(rv, 4, 1, "plan_updated", "{\"plan\":[{\"step\":\"a\",\"status\":"
-                                "\"done\"},{\"step\":\"b | *c*\",\"status\":"
-                                "\"pending\"}]}");
+  add(rv, 4, 1, "plan_updated",
+      "{\"plan\":[{\"step\":\"a\",\"status\":"
+      "\"done\"},{\"step\":\"b | *c*\",\"status\":"
+      "\"pending\"}]}");
   add(rv, 5, 2, "checks",
       "{\"passed\":false,\"attempt\":1,\"results\":[{\"name\":\"t\",\"ok\":"
       "false,\"exit_code\":1,\"timed_out\":false,\"output\":\"ok\\nFAIL: "
@@ -153,8 +154,8 @@ static void test_fold(void **state)
   json_t *j, *t, *u;
 
   (void)state;
-  durin_review_set_diff(rv, "git", "aaa", "bbb", " 1 file changed\n",
-                        "+x\n", 0);
+  durin_review_set_diff(rv, "git", "aaa", "bbb", " 1 file changed\n", "+x\n",
+                        0);
   j = durin_review_json(rv);
   assert_int_equal(json_integer_value(json_object_get(j, "v")), 1);
   assert_string_equal(jpath(j, "goal", NULL), "fix it");
@@ -171,10 +172,9 @@ static void test_fold(void **state)
   assert_string_equal(jpath(json_array_get(t, 1), "args", NULL), "a.c");
   /* The evaluator's usage apart; the agent's is the rest. */
   u = json_object_get(j, "usage");
-  assert_int_equal(
-      json_integer_value(json_object_get(json_object_get(u, "evaluator"),
-                                         "input_tokens")),
-      150);
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(u, "evaluator"), "input_tokens")),
+                   150);
   assert_int_equal(json_integer_value(json_object_get(
                        json_object_get(u, "agent"), "input_tokens")),
                    150);
@@ -203,10 +203,10 @@ static void test_no_evaluator(void **state)
   (void)state;
   durin_review_set_diff_note(rv, "the run's workspace is gone");
   j = durin_review_json(rv);
-  assert_true(json_is_null(json_object_get(json_object_get(j, "evaluator"),
-                                           "verdict")));
-  assert_false(json_is_true(json_object_get(json_object_get(j, "evaluator"),
-                                            "configured")));
+  assert_true(json_is_null(
+      json_object_get(json_object_get(j, "evaluator"), "verdict")));
+  assert_false(json_is_true(
+      json_object_get(json_object_get(j, "evaluator"), "configured")));
   assert_string_equal(jpath(j, "evaluator", "note"), "no evaluator configured");
   assert_string_equal(jpath(j, "diff", "source"), "none");
   json_decref(j);
@@ -220,15 +220,14 @@ static void test_markdown(void **state)
   json_t *j;
 
   (void)state;
-  durin_review_set_diff(rv, "workspace", NULL, NULL, " a | 1 +\n",
-                        "+```\n", 0);
+  durin_review_set_diff(rv, "workspace", NULL, NULL, " a | 1 +\n", "+```\n", 0);
   j = durin_review_json(rv);
   durin_buf_init(&md, 1 << 20);
   assert_int_equal(durin_review_markdown(j, &md), 0);
   /* A run still going says so, under the outcome. */
   assert_non_null(strstr(md.buf, "# Review of run r0001 (demo)\n\n"
-                                  "**Outcome: running** — an evaluator said "
-                                  "fail\n\n> The run is still going"));
+                                 "**Outcome: running** — an evaluator said "
+                                 "fail\n\n> The run is still going"));
   assert_non_null(strstr(md.buf, "\n## What needs a person\n\n- the "
                                  "evaluator could not decide"));
   assert_non_null(strstr(md.buf, "  \n  `durin continue r0001 \"MESSAGE\"`"));
@@ -269,8 +268,8 @@ static void test_diff_cut(void **state)
   p = jpath(j, "diff", "patch");
   assert_true(strlen(p) <= DURIN_REVIEW_DIFF_MAX);
   assert_int_equal(p[strlen(p) - 1], '\n');
-  assert_true(json_is_true(json_object_get(json_object_get(j, "diff"),
-                                           "truncated")));
+  assert_true(
+      json_is_true(json_object_get(json_object_get(j, "diff"), "truncated")));
   assert_non_null(strstr(jpath(j, "diff", "note"), "cut at 256 KiB"));
   json_decref(j);
   free(big);
@@ -280,10 +279,8 @@ static void test_diff_cut(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_cite),
-    cmocka_unit_test(test_fold),
-    cmocka_unit_test(test_no_evaluator),
-    cmocka_unit_test(test_markdown),
+    cmocka_unit_test(test_cite),         cmocka_unit_test(test_fold),
+    cmocka_unit_test(test_no_evaluator), cmocka_unit_test(test_markdown),
     cmocka_unit_test(test_diff_cut),
   };
 
