@@ -634,11 +634,13 @@ json_t *durin_review_json(const struct durin_review *rv)
 
   json_object_foreach(rv->approvals, k, a)
     json_array_append(approvals, a);
-  usage = usage_json(u->steps, u->input_tokens, u->output_tokens,
-                     u->model_calls, u->cost_usd);
+  /* The run's step counter is the agent's; tokens, calls and cost
+   * include the evaluator's (its steps come from the log). */
+  usage = usage_json(u->steps + rv->eval.steps, u->input_tokens,
+                     u->output_tokens, u->model_calls, u->cost_usd);
   json_object_set_new(usage, "tool_calls", json_integer(u->tool_calls));
   json_object_set_new(usage, "agent",
-                      usage_json(u->steps - rv->eval.steps,
+                      usage_json(u->steps,
                                  u->input_tokens - rv->eval.input_tokens,
                                  u->output_tokens - rv->eval.output_tokens,
                                  u->model_calls - rv->eval.model_calls,

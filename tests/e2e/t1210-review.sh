@@ -91,6 +91,35 @@ test_expect_success 'REVIEW.md has its sections; durin review prints the same' '
   same_as_files $OK
 '
 
+EVAL='"evaluator": {"model": {"provider": "script", "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}, "turns": [
+  {"tool_calls": [{"name": "read_file", "arguments": {"path": "hello.txt"}}], "usage": {"input_tokens": 30, "output_tokens": 3}},
+  {"tool_calls": [{"name": "verdict", "arguments": {"verdict": "needs_human", "reasons": ["the greeting may need a comma"]}}], "usage": {"input_tokens": 40, "output_tokens": 4}}]}}'
+
+test_expect_success 'an evaluator that asks for a person: its verdict, steps and cost apart' '
+  spec ev.json "{\"tool_calls\": [$WRITE], \"usage\": {\"input_tokens\": 50, \"output_tokens\": 5}}, $FINISH" "$EVAL" &&
+  test_must_fail_with 2 durin run ev.json >out.txt 2>err.txt && EV=$(run_id_of out.txt) &&
+  test "$(rj $EV .status)" = needs_human &&
+  test "$(rj $EV .evaluator.configured)" = true &&
+  test "$(rj $EV .evaluator.verdict)" = needs_human &&
+  test "$(rj $EV .evaluator.source)" = evaluator &&
+  test "$(rj $EV ".evaluator.reasons | join(\",\")")" = "the greeting may need a comma" &&
+  test "$(rj $EV ".evaluator.verdicts | length")" = 1 &&
+  test "$(rj $EV .usage.evaluator.steps)" = 2 &&
+  test "$(rj $EV .usage.evaluator.input_tokens)" = 70 &&
+  test "$(rj $EV .usage.evaluator.output_tokens)" = 7 &&
+  test "$(rj $EV .usage.agent.input_tokens)" = 150 &&
+  test "$(rj $EV .usage.agent.steps)" = 2 && test "$(rj $EV .usage.steps)" = 4 &&
+  test "$(rj $EV ".usage.input_tokens")" = 220 &&
+  test "$(rj $EV "[.timeline[] | select(.role == \"evaluator\") | .tool] | join(\",\")")" = read_file,verdict &&
+  test "$(rj $EV "[.needs_person[].kind] | join(\",\")")" = needs_human,verdict &&
+  test "$(rj $EV ".needs_person[1].command")" = "durin continue $EV \"MESSAGE\"" &&
+  md="$(dir_of $EV)/REVIEW.md" &&
+  grep -qx "Verdict: \*\*needs_human\*\*, after 1 attempt(s)." "$md" &&
+  grep -qx -- "- the greeting may need a comma" "$md" &&
+  grep -q "^| 3 | read_file (evaluator) | hello.txt | ok |" "$md" &&
+  same_as_files $EV
+'
+
 test_expect_success 'a failed run: every attempt, the failing lines cited' '
   spec bad.json "$FINISH, $FINISH" &&
   test_must_fail_with 1 durin run bad.json >out.txt 2>err.txt && BAD=$(run_id_of out.txt) &&

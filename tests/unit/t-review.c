@@ -245,7 +245,7 @@ static void test_markdown(void **state)
                                  "| 1.5s |\n"));
   assert_non_null(strstr(md.buf, "| 2 | read_file (evaluator) | a.c | ok |"));
   assert_non_null(strstr(md.buf, "| evaluator | 1 | 150 | 15 | $0.2500 |\n"));
-  assert_non_null(strstr(md.buf, "| total | 3 | 300 | 30 | $0.5000 |\n"));
+  assert_non_null(strstr(md.buf, "| total | 4 | 300 | 30 | $0.5000 |\n"));
   durin_buf_release(&md);
   json_decref(j);
   durin_review_free(rv);
