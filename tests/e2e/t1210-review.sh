@@ -193,6 +193,26 @@ test_expect_success 'a needs_human run: who decided, and the command that goes o
   same_as_files $NH
 '
 
+# A worker that drives many runs writes the review off its loop (the
+# thread pool and the store thread), as durin run does in place.
+start_worker() {
+  "$DURIN" worker --poll 50ms >"$TRASH/w.log" 2>&1 &
+  WPID=$!
+  bg_pids="$bg_pids $WPID"
+}
+stop_worker() { kill "$WPID" && wait "$WPID"; return 0; }
+
+test_expect_success 'a run a worker drives gets its review too' '
+  spec wk.json "{\"tool_calls\": [$WRITE]}, $FINISH" &&
+  start_worker &&
+  WK=$(durin submit wk.json) &&
+  wait_for 60 "test -s \"\$(dir_of $WK)/REVIEW.md\"" &&
+  stop_worker &&
+  test "$(rj $WK .status)" = succeeded &&
+  rj $WK .diff.patch | grep -qx "+hello" &&
+  same_as_files $WK
+'
+
 test_expect_success 'deliver is validated with clear errors' '
   spec d1.json "$FINISH" "\"deliver\": {\"remote\": \"relative/path\"}" &&
   test_must_fail_with 65 durin run d1.json >out.txt 2>err.txt &&
