@@ -206,8 +206,7 @@ test_expect_success 'a run a worker drives gets its review too' '
   spec wk.json "{\"tool_calls\": [$WRITE]}, $FINISH" &&
   start_worker &&
   WK=$(durin submit wk.json) &&
-  wait_for 60 "test -s \"\$(dir_of $WK)/REVIEW.md\"" &&
-  stop_worker &&
+  { wait_for 60 "test -s \"\$(dir_of $WK)/REVIEW.md\""; ok=$?; stop_worker; test $ok = 0; } &&
   test "$(rj $WK .status)" = succeeded &&
   rj $WK .diff.patch | grep -qx "+hello" &&
   same_as_files $WK
