@@ -282,8 +282,10 @@ static void timeline(struct durin_buf *b, const json_t *r)
     inline_text(b, jstr(t, "args"));
     if (json_is_true(json_object_get(t, "ok")))
       durin_buf_adds(b, " | ok");
-    else
+    else if (jint(t, "exit_code") >= 0)
       durin_buf_addf(b, " | failed (exit %" PRId64 ")", jint(t, "exit_code"));
+    else
+      durin_buf_adds(b, " | failed");
     if (jstr(t, "approval"))
       durin_buf_addf(b, ", approval %s", jstr(t, "approval"));
     durin_buf_addf(b, " | %s |\n", d);
