@@ -251,7 +251,8 @@ void durin_spec_clear(struct durin_spec *s);
 
 /*
  * Overrides the model with "provider:name" (or just a name, meaning
- * openai), as `durin run --model` and DURIN_MODEL do.
+ * openai), as `durin run --model` and DURIN_MODEL do. An evaluator on
+ * the script provider then uses that model too.
  */
 int durin_spec_set_model(struct durin_spec *s, const char *model,
                          struct durin_err *err);

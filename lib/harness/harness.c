@@ -87,6 +87,7 @@ struct durin_harness {
   int eval_open;   /* this step's finish was accepted: evaluate */
   char *eval_diff; /* DONE_DIFF's text, for the context */
   int eval_diff_done;
+  int eval_cut;        /* the evaluator's call runs to the evaluation's end */
   json_t *eval_checks; /* the accepted checks' results */
   json_t *eplan;       /* an empty plan: the evaluator has none */
 
@@ -265,6 +266,7 @@ static void step_reset(struct durin_harness *h)
   h->eval_step = 0;
   h->eval_open = 0;
   h->eval_diff_done = 0;
+  h->eval_cut = 0;
   free(h->eval_diff);
   h->eval_diff = NULL;
   json_decref(h->eval_checks);
@@ -688,7 +690,8 @@ static void eval_next(struct durin_harness *h, int64_t now,
   } else if (!h->ewin) {
     eval_fail(h, "error",
               "the evaluation's first message is missing from the log");
-  } else if (now - started >= e->timeout_ms) {
+  } else if (now - started >= e->timeout_ms ||
+             json_is_true(json_object_get(h->ck.eval, "cut"))) {
     snprintf(why, sizeof(why),
              "no verdict within evaluator.timeout_s (%llds): the evaluation "
              "timed out",
@@ -1475,7 +1478,8 @@ static void dispatch(struct durin_harness *h, int64_t now,
       act->tool_ctx.idem_key = NULL;
       if (left < 1)
         left = 1;
-      if (left < act->tool_ctx.timeout_ms)
+      h->eval_cut = left <= act->tool_ctx.timeout_ms;
+      if (h->eval_cut)
         act->tool_ctx.timeout_ms = left;
     }
     set_state(h, DURIN_STEP_AWAIT_TOOL);
@@ -1798,13 +1802,18 @@ int durin_harness_complete(struct durin_harness *h,
       set_state(h, DURIN_STEP_COMMIT);
       return 0;
     }
-    if (h->eval_step && h->ck.eval &&
-        c->now_ms - eval_get(h, "started_ms") >=
-            h->spec->evaluator.timeout_ms) {
-      /* Cut at the evaluation's end: the default FAIL. */
-      eval_fail(h, "timeout",
-                "no verdict within evaluator.timeout_s: the evaluator's "
-                "model call was cut at the evaluation's end");
+    if (h->eval_step && h->ck.eval) {
+      /* The default FAIL: cut at the evaluation's end (its deadline,
+       * give or take the clock's tick), or the evaluator's model failed. */
+      char ewhy[600];
+      int late = c->now_ms - eval_get(h, "started_ms") >=
+                 h->spec->evaluator.timeout_ms - 1000;
+
+      snprintf(ewhy, sizeof(ewhy), "%s: %s",
+               late ? "no verdict within evaluator.timeout_s" :
+                      "the evaluator's model call failed",
+               c->error ? c->error : "no reason given");
+      eval_fail(h, late ? "timeout" : "error", ewhy);
       set_state(h, DURIN_STEP_COMMIT);
       return 0;
     }
@@ -1855,6 +1864,11 @@ int durin_harness_complete(struct durin_harness *h,
       free(ran);
     }
     cl->state = CALL_RESOLVED;
+    /* Killed at the evaluation's end: it is over, whatever the clock
+     * says a millisecond later. */
+    if (h->eval_step && h->eval_cut && h->ck.eval &&
+        json_is_true(json_object_get(cl->result, "timed_out")))
+      json_object_set_new(h->ck.eval, "cut", json_true());
     if (h->eval_step)
       h->ck.eval_usage.tool_calls++;
     else

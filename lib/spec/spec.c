@@ -1727,6 +1727,8 @@ out:
   return r;
 }
 
+static void model_clear(struct durin_model_cfg *m);
+
 int durin_spec_set_model(struct durin_spec *s, const char *model,
                          struct durin_err *err)
 {
@@ -1770,6 +1772,13 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
   m->name = strdup(model);
   provider_defaults(m);
   m->price.set = 0;
+  /* A scripted evaluator follows the agent onto the real model. */
+  if (s->evaluator.own_model && s->evaluator.model.provider &&
+      !strcmp(s->evaluator.model.provider, "script")) {
+    model_clear(&s->evaluator.model);
+    memset(&s->evaluator.model, 0, sizeof(s->evaluator.model));
+    s->evaluator.own_model = 0;
+  }
   return 0;
 }
 
