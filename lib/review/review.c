@@ -215,18 +215,26 @@ static int is_evaluator(const json_t *data)
   return role && !strcmp(role, "evaluator");
 }
 
-/* A call's arguments in a line: bash's command, a file tool's path, or
- * the JSON text, at most 160 bytes. */
+/* A call's arguments in a line: bash's command, a file tool's path, a
+ * summary, a verdict, a plan's length, or else the JSON text; at most 160
+ * bytes. */
 static json_t *brief_args(const char *tool, const char *args)
 {
   json_t *a = args ? json_loads(args, JSON_DECODE_ANY, NULL) : NULL;
-  const char *keys[] = { "command", "path", "summary", "message", NULL };
+  const char *keys[] = { "command", "path",    "summary",
+                         "message", "verdict", NULL };
   const char *s = NULL;
   char buf[164];
   size_t n;
   int i;
 
   (void)tool;
+  if (json_is_array(json_object_get(a, "plan"))) {
+    snprintf(buf, sizeof(buf), "a plan of %zu step(s)",
+             json_array_size(json_object_get(a, "plan")));
+    json_decref(a);
+    return json_string(buf);
+  }
   for (i = 0; keys[i] && json_is_object(a) && !s; i++)
     s = jstr(a, keys[i]);
   if (!s)

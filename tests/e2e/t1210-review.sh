@@ -72,6 +72,7 @@ test_expect_success 'a succeeded run: review.json field by field' '
   test "$(rj $OK ".time.duration_ms >= 0 and .time.finished_ms >= .time.started_ms")" = true &&
   test "$(rj $OK "[.timeline[].tool] | join(\",\")")" = update_plan,write_file,finish &&
   test "$(rj $OK ".timeline[1].args")" = hello.txt &&
+  test "$(rj $OK ".timeline[0].args")" = "a plan of 1 step(s)" &&
   test "$(rj $OK ".timeline[1].ok")" = true &&
   test "$(rj $OK ".timeline[1].step")" = 1 &&
   test "$(rj $OK ".approvals | length")" = 0 &&

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "durin/git.h"
 #include "durin/review.h"
 #include "test.h"
 
@@ -276,12 +277,121 @@ static void test_diff_cut(void **state)
   durin_review_free(rv);
 }
 
+static void put(const char *dir, const char *name, const char *text)
+{
+  char p[4096];
+  FILE *f;
+
+  snprintf(p, sizeof(p), "%s/%s", dir, name);
+  assert_non_null(f = fopen(p, "w"));
+  fputs(text, f);
+  fclose(f);
+}
+
+static void commit(struct durin_git *g, const char *parent, int step,
+                   char id[DURIN_GIT_HEX])
+{
+  struct durin_git_commit_opts o = { 0 };
+  struct durin_err err = { 0 };
+  int changed;
+
+  o.branch = "durin/r0001";
+  o.parent = parent;
+  o.message = "step";
+  o.time_s = 1000 + step;
+  if (durin_git_snapshot(g, &o, id, &changed, &err))
+    fail_msg("snapshot: %s", err.msg);
+}
+
+/* With git checkpoints in the log, the diff is from the run's initial
+ * commit to its last, made from the repository; and the branch is what
+ * a delivery pushes. */
+static void test_git_diff_and_push(void **state)
+{
+  struct durin_review *rv = sample(DURIN_RUN_SUCCEEDED, 0);
+  struct durin_err err = { 0 };
+  struct durin_git *g = NULL;
+  char dir[256], ws[300], bare[300], c0[DURIN_GIT_HEX], c1[DURIN_GIT_HEX];
+  char c2[DURIN_GIT_HEX], data[400], cmd[700], tip[DURIN_GIT_HEX];
+  const char *from, *to;
+  json_t *j;
+  FILE *p;
+
+  (void)state;
+  assert_int_equal(durin_mktmpdir("t-review", dir, sizeof(dir)), 0);
+  snprintf(ws, sizeof(ws), "%s/ws", dir);
+  snprintf(bare, sizeof(bare), "%s/remote.git", dir);
+  assert_int_equal(durin_mkdirs(ws, &err), 0);
+  put(ws, "a.txt", "one\n");
+  assert_int_equal(durin_git_open(ws, DURIN_GIT_CREATE, NULL, &g, &err), 0);
+  commit(g, NULL, 0, c0);
+  put(ws, "a.txt", "two\n");
+  commit(g, c0, 1, c1);
+  put(ws, "b.txt", "new\n");
+  commit(g, c1, 2, c2);
+  durin_git_close(g);
+  /* No checkpoints in the log: nothing to diff from git. */
+  assert_int_equal(durin_review_git_range(rv, &from, &to), 0);
+  assert_int_equal(durin_review_git_diff(rv, ws, &err), 0);
+  snprintf(data, sizeof(data), "{\"commit\":\"%s\",\"parent\":null,\"step\":0}",
+           c0);
+  add(rv, 20, 0, "workspace_commit", data);
+  snprintf(data, sizeof(data),
+           "{\"commit\":\"%s\",\"parent\":\"%s\",\"step\":1,\"files\":1,"
+           "\"insertions\":1,\"deletions\":1}",
+           c1, c0);
+  add(rv, 21, 1, "workspace_commit", data);
+  snprintf(data, sizeof(data),
+           "{\"commit\":\"%s\",\"parent\":\"%s\",\"step\":2,\"files\":1,"
+           "\"insertions\":1,\"deletions\":0}",
+           c2, c1);
+  add(rv, 22, 2, "workspace_commit", data);
+  assert_int_equal(durin_review_git_range(rv, &from, &to), 1);
+  assert_string_equal(from, c0);
+  assert_string_equal(to, c2);
+  assert_int_equal(durin_review_git_diff(rv, ws, &err), 1);
+  j = durin_review_json(rv);
+  assert_string_equal(jpath(j, "diff", "source"), "git");
+  assert_string_equal(jpath(j, "diff", "from"), c0);
+  assert_string_equal(jpath(j, "diff", "to"), c2);
+  assert_non_null(strstr(jpath(j, "diff", "patch"), "-one\n+two\n"));
+  assert_non_null(strstr(jpath(j, "diff", "patch"), "+new\n"));
+  assert_string_equal(jpath(j, "diff", "stat"),
+                      " 2 files changed, 2 insertions(+), 1 deletion(-)\n");
+  assert_int_equal(json_array_size(json_object_get(j, "commits")), 3);
+  json_decref(j);
+
+  /* Delivery: the branch to a bare repository, not forced. */
+  snprintf(cmd, sizeof(cmd), "git init -q --bare %s", bare);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(
+      durin_git_push(ws, "durin/r0001", bare, "review/x", tip, &err), 0);
+  assert_string_equal(tip, c2);
+  snprintf(cmd, sizeof(cmd), "git -C %s rev-parse review/x", bare);
+  assert_non_null(p = popen(cmd, "r"));
+  assert_non_null(fgets(data, sizeof(data), p));
+  pclose(p);
+  assert_int_equal(strncmp(data, c2, 40), 0);
+  assert_int_equal(durin_git_push(ws, "durin/r0002", bare, NULL, tip, &err),
+                   DURIN_ENOTFOUND);
+  assert_non_null(strstr(err.msg, "no branch 'durin/r0002' to deliver"));
+  assert_int_equal(
+      durin_git_push(ws, "durin/r0001", "/nonexistent/x.git", NULL, tip, &err),
+      DURIN_EIO);
+  assert_non_null(strstr(err.msg, "cannot push to '/nonexistent/x.git'"));
+  durin_review_free(rv);
+  durin_tree_remove(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_cite),         cmocka_unit_test(test_fold),
-    cmocka_unit_test(test_no_evaluator), cmocka_unit_test(test_markdown),
+    cmocka_unit_test(test_cite),
+    cmocka_unit_test(test_fold),
+    cmocka_unit_test(test_no_evaluator),
+    cmocka_unit_test(test_markdown),
     cmocka_unit_test(test_diff_cut),
+    cmocka_unit_test(test_git_diff_and_push),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
