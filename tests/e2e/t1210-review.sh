@@ -3,7 +3,8 @@
 # REVIEW.md in the run's directory whenever a run stops, for a run that
 # succeeded, one whose checks failed, one over budget and one that needs
 # a person, checked field by field; `durin review` prints the same from
-# the store; a run still going gets one that says so. And `deliver`: the
+# the store, and GET /v1/runs/{id}/review too; a run still going gets one
+# that says so; a worker driving many runs writes it. And `deliver`: the
 # run's branch pushed to a local bare repository, a failed push recorded,
 # a bad `deliver` refused. The run's branch durin/RUN is made by hand
 # here (the git checkpoints that make it are other work).
@@ -11,7 +12,8 @@
 
 "$DURIN" sandbox -- true 2>/dev/null ||
   test_skip_all "this host cannot build the sandbox"
-command -v jq >/dev/null || test_skip_all "jq is needed (make test installs it)"
+command -v jq >/dev/null && command -v curl >/dev/null ||
+  test_skip_all "curl and jq are needed (make test installs them)"
 
 make_project
 dir_of() { dirname "$(col_of "$1" workspace)"; }
@@ -267,6 +269,20 @@ test_expect_success 'deliver: a push that fails is recorded and needs a person' 
   rj $DF .delivery.error | grep -q "no branch .durin/$DF. to deliver" &&
   test "$(rj $DF ".needs_person[0].kind")" = delivery &&
   test "$(sql "select count(*) from events where run_id = '"'"'$DF'"'"' and type = '"'"'delivery_failed'"'"'")" = 1
+'
+
+test_expect_success 'GET /v1/runs/{id}/review: the same, JSON or Markdown, per tenant' '
+  VIEW=$(make_token eyes viewer) && OTHER=$(make_token other viewer acme) &&
+  start_serve &&
+  test "$(api $VIEW GET /v1/runs/$BAD/review)" = 200 &&
+  jq -S . "$TRASH/.body" >api.json && jq -S . "$(dir_of $BAD)/review.json" >file.json &&
+  cmp api.json file.json &&
+  test "$(api $VIEW GET /v1/runs/$NH/review -H "Accept: text/markdown")" = 200 &&
+  grep -qi "^content-type: text/markdown; charset=utf-8" "$TRASH/.headers" &&
+  cmp "$TRASH/.body" "$(dir_of $NH)/REVIEW.md" &&
+  test "$(api $OTHER GET /v1/runs/$BAD/review)" = 404 &&
+  test "$(api - GET /v1/runs/$BAD/review)" = 401 &&
+  stop_serve
 '
 
 test_expect_success 'a lost review file: durin review builds it from the store' '
