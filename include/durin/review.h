@@ -61,6 +61,12 @@ void durin_review_set_diff(struct durin_review *rv, const char *source,
 /* No diff, and why ("the run's workspace is gone"). */
 void durin_review_set_diff_note(struct durin_review *rv, const char *note);
 
+/* Scrubs the diff with red (the tenant's secrets, in every form): the
+ * log is scrubbed already, the workspace's files are not. NULL: nothing. */
+struct durin_redactor;
+void durin_review_redact_diff(struct durin_review *rv,
+                              const struct durin_redactor *red);
+
 /* The git checkpoints the log names: the commit the run started from
  * (NULL: the empty tree) and its last one. 0 when the log has none. */
 int durin_review_git_range(const struct durin_review *rv, const char **from,

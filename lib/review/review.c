@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "durin/redact.h"
 #include "durin/review.h"
 
 struct usage_part {
@@ -487,6 +488,30 @@ void durin_review_set_diff_note(struct durin_review *rv, const char *note)
   rv->diff = json_pack("{s:s,s:n,s:n,s:s,s:s,s:b,s:s}", "source", "none",
                        "from", "to", "stat", "", "patch", "", "truncated", 0,
                        "note", note ? note : "no diff");
+}
+
+static void redact_field(json_t *o, const char *key,
+                         const struct durin_redactor *red)
+{
+  const char *in = json_string_value(json_object_get(o, key));
+  struct durin_buf b;
+  size_t hits = 0;
+
+  if (!in)
+    return;
+  durin_buf_init(&b, 0);
+  if (!durin_redact(red, in, strlen(in), &b, &hits) && hits)
+    json_object_set_new(o, key, json_string(b.buf));
+  durin_buf_release(&b);
+}
+
+void durin_review_redact_diff(struct durin_review *rv,
+                              const struct durin_redactor *red)
+{
+  if (!rv || !red || !rv->diff)
+    return;
+  redact_field(rv->diff, "patch", red);
+  redact_field(rv->diff, "stat", red);
 }
 
 int durin_review_git_range(const struct durin_review *rv, const char **from,

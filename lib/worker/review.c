@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "durin/git.h"
+#include "durin/redact.h"
 #include "durin/review.h"
 #include "durin/util.h"
 #include "worker/review.h"
@@ -24,6 +25,7 @@ struct durin__ending {
   const char *ev_type;
   json_t *ev_data;
   struct durin_review *rv;
+  struct durin_redactor *redact; /* the run's, handed over: owned */
 };
 
 static char *dup0(const char *s)
@@ -33,7 +35,8 @@ static char *dup0(const char *s)
 
 struct durin__ending *durin__ending_new(const char *run_id,
                                         enum durin_run_status status,
-                                        const struct durin_spec *spec)
+                                        const struct durin_spec *spec,
+                                        struct durin_redactor *red)
 {
   struct durin__ending *e = calloc(1, sizeof(*e));
 
@@ -41,6 +44,7 @@ struct durin__ending *durin__ending_new(const char *run_id,
     return NULL;
   snprintf(e->id, sizeof(e->id), "%s", run_id);
   e->status = status;
+  e->redact = red;
   if (spec) {
     e->workspace = dup0(spec->workspace);
     e->on_template = spec->sandbox.template != NULL;
@@ -61,6 +65,7 @@ void durin__ending_free(struct durin__ending *e)
   free(e->branch);
   json_decref(e->ev_data);
   durin_review_free(e->rv);
+  durin_redactor_free(e->redact);
   free(e);
 }
 
@@ -144,6 +149,7 @@ int durin__ending_write(struct durin__ending *e, struct durin_err *err)
   else if (r == 0)
     durin_review_workspace_diff(e->rv, tree_diff, e->workspace, err);
   memset(err, 0, sizeof(*err));
+  durin_review_redact_diff(e->rv, e->redact);
   if (!(j = durin_review_json(e->rv)))
     return durin_err_set(err, DURIN_EIO, "cannot build the review");
   r = durin_review_write(j, dir, err);

@@ -20,10 +20,13 @@
 struct durin__ending;
 
 /* For run_id, stopped in status, as its spec says (copied: spec may go).
- * NULL when out of memory. */
+ * It takes red (the run's redactor, or NULL): the diff is scrubbed with
+ * it. NULL when out of memory (red is then still the caller's). */
+struct durin_redactor;
 struct durin__ending *durin__ending_new(const char *run_id,
                                         enum durin_run_status status,
-                                        const struct durin_spec *spec);
+                                        const struct durin_spec *spec,
+                                        struct durin_redactor *red);
 void durin__ending_free(struct durin__ending *e);
 const char *durin__ending_run(const struct durin__ending *e);
 

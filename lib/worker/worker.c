@@ -1602,12 +1602,14 @@ static void ending_start(struct wrun *r, enum durin_run_status st)
   struct durin_worker *w = r->w;
   struct ending *x = calloc(1, sizeof(*x));
 
-  if (!x ||
-      !(x->e = durin__ending_new(r->id, st, r->spec_ok ? &r->spec : NULL))) {
+  if (!x || !(x->e = durin__ending_new(r->id, st, r->spec_ok ? &r->spec : NULL,
+                                       r->redact))) {
     free(x);
     wlog(w, "run %s: out of memory for its review", r->id);
     return;
   }
+  /* The run has stopped: its redactor scrubs the review's diff now. */
+  r->redact = NULL;
   x->w = w;
   x->req.data = x;
   w->nending++;

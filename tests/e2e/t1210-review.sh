@@ -285,6 +285,20 @@ test_expect_success 'GET /v1/runs/{id}/review: the same, JSON or Markdown, per t
   stop_serve
 '
 
+# The log is scrubbed as it is written; the workspace is not, so the
+# worker scrubs the diff of the review it writes with the run's secrets.
+test_expect_success 'a secret a command wrote into the workspace is not in the review file' '
+  DURIN_MASTER_KEY=$(head -c 32 /dev/urandom | base64) && export DURIN_MASTER_KEY &&
+  printf "%s\n" "tok-4f9a8b7c6d5e" | durin secret set TOK 2>/dev/null &&
+  spec sec.json "{\"tool_calls\": [{\"name\": \"bash\", \"arguments\": {\"command\": \"printenv TOK > leak.txt\"}}, $WRITE]}, $FINISH" \
+    "\"secrets\": [{\"secret\": \"TOK\", \"env\": \"TOK\", \"tool\": \"bash\"}]" &&
+  durin run sec.json >out.txt 2>err.txt && SE=$(run_id_of out.txt) &&
+  grep -qx tok-4f9a8b7c6d5e "$(col_of $SE workspace)/leak.txt" &&
+  ! grep -q tok-4f9a8b7c6d5e "$(dir_of $SE)/review.json" "$(dir_of $SE)/REVIEW.md" &&
+  rj $SE .diff.patch | grep -qx "+\[secret:TOK\]" &&
+  unset DURIN_MASTER_KEY
+'
+
 test_expect_success 'a lost review file: durin review builds it from the store' '
   rm "$(dir_of $OK)/review.json" &&
   durin review --json $OK >js.txt &&
