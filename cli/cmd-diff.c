@@ -17,7 +17,8 @@ static const char diff_usage[] =
     "usage: durin diff [--stat] ID\n\n"
     "Shows the run's workspace against the copy taken when it started:\n"
     "a unified diff per changed text file, with git's headers, and one\n"
-    "line per binary file (\"new file build/app (binary, 16384 bytes)\").\n\n"
+    "line per binary file (\"new file build/app (binary, 16384 bytes)\").\n"
+    "The workspace's own .git is left out ('durin log' is its history).\n\n"
     "  --stat   a diffstat instead: one line per changed file with its\n"
     "           added and removed lines, then the totals\n";
 

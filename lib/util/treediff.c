@@ -94,6 +94,11 @@ static int collect(const char *root, const char *rel, struct changes *c,
   while (!r && (de = readdir(d))) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;
+    /* The workspace's repository is not its content: with git
+     * checkpoints each step adds objects and moves durin/RUN there
+     * (its history is `durin log`). */
+    if (!*rel && !strcmp(de->d_name, ".git"))
+      continue;
     if ((size_t)snprintf(path, PATH_BUF, "%s%s%s", rel, *rel ? "/" : "",
                          de->d_name) >= PATH_BUF ||
         (size_t)snprintf(dir, PATH_BUF, "%s/%s", root, path) >= PATH_BUF) {

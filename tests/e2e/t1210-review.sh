@@ -256,6 +256,7 @@ test_expect_success 'deliver: the run branch is pushed to a bare repository' '
   test "$(rj $DV .delivery.commit)" = "$tip" &&
   test "$(rj $DV .delivery.branch)" = review/greeting &&
   test "$(rj $DV .delivery.remote)" = "$TRASH/remote.git" &&
+  ! rj $DV .diff.patch | grep -q "\.git/" &&
   test "$(sql "select count(*) from events where run_id = '"'"'$DV'"'"' and type = '"'"'delivered'"'"'")" = 1 &&
   grep -q "^Pushed branch review/greeting (commit ${tip%${tip#????????????}}) to " "$(dir_of $DV)/REVIEW.md" &&
   same_as_files $DV
