@@ -215,6 +215,22 @@ test_expect_success 'a run a worker drives gets its review too' '
   same_as_files $WK
 '
 
+# A call that can reach outside the workspace (a read-write bind), cut
+# by a crash after it ran: its outcome is unknown, and the person decides.
+test_expect_success 'a call of unknown outcome: the review names both ways on' '
+  mkdir -p cnt &&
+  spec unk.json "{\"tool_calls\": [{\"name\": \"bash\", \"arguments\": {\"command\": \"echo x >> $TRASH/cnt/t\"}}]}, {\"tool_calls\": [$WRITE]}, $FINISH" \
+    "\"sandbox\": {\"rw\": [\"$TRASH/cnt\"]}" &&
+  test_must_fail_with 137 env DURIN_CRASH_AT=tool_exit:1 "$DURIN" run unk.json >out.txt 2>&1 &&
+  UN=$(run_id_of out.txt) && test ! -e "$(dir_of $UN)/review.json" &&
+  test_must_fail_with 2 durin resume $UN >out.txt 2>&1 &&
+  test "$(rj $UN .status)" = needs_human &&
+  test "$(rj $UN ".needs_person[0].kind")" = needs_human &&
+  rj $UN ".needs_person[0].what" | grep -q "outcome is unknown" &&
+  test "$(rj $UN ".needs_person[0].command")" = "durin resume $UN --retry-call  |  durin resume $UN --skip-call" &&
+  same_as_files $UN
+'
+
 test_expect_success 'deliver is validated with clear errors' '
   spec d1.json "$FINISH" "\"deliver\": {\"remote\": \"relative/path\"}" &&
   test_must_fail_with 65 durin run d1.json >out.txt 2>err.txt &&
