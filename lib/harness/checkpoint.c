@@ -57,6 +57,8 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
     json_object_set(j, "rejections", c->rejections);
   if (c->handoff)
     json_object_set(j, "handoff", c->handoff);
+  if (c->git_commit[0])
+    json_object_set_new(j, "git_commit", json_string(c->git_commit));
   s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   return s;
@@ -67,7 +69,7 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
 {
   json_t *j, *u, *plan, *rej = NULL, *handoff = NULL;
   json_error_t je;
-  const char *summary = NULL;
+  const char *summary = NULL, *git = NULL;
   json_int_t v = 0, step, turn, ws, st, ea, s1, s2, s3, s4, s5, s6;
   double cost;
 
@@ -76,17 +78,18 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   if (!j)
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
                          je.text);
-  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o}",
+  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?s}",
                      "v", &v, "step", &step, "turn", &turn, "window_start", &ws,
                      "started_ms", &st, "eval_attempts", &ea, "usage", &u,
                      "plan", &plan, "summary", &summary, "rejections", &rej,
-                     "handoff", &handoff) ||
+                     "handoff", &handoff, "git_commit", &git) ||
       json_unpack_ex(u, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:F}", "steps", &s1,
                      "input_tokens", &s2, "output_tokens", &s3, "model_calls",
                      &s4, "tool_calls", &s5, "retries", &s6, "cost_usd",
                      &cost) ||
       v != 1 || !json_is_array(plan) || (rej && !json_is_object(rej)) ||
-      (handoff && !json_is_object(handoff))) {
+      (handoff && !json_is_object(handoff)) ||
+      (git && strlen(git) >= sizeof(c->git_commit))) {
     json_decref(j);
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is malformed: %s",
                          je.text);
@@ -107,6 +110,8 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   c->summary = summary ? strdup(summary) : NULL;
   c->rejections = rej ? json_incref(rej) : json_object();
   c->handoff = handoff ? json_incref(handoff) : NULL;
+  if (git)
+    snprintf(c->git_commit, sizeof(c->git_commit), "%s", git);
   json_decref(j);
   return 0;
 }
