@@ -219,6 +219,8 @@ void durin_harness_set_sandboxed(struct durin_harness *h, int sandboxed);
  * logged (workspace_commit_failed) and the checkpoint keeps the last id.
  */
 void durin_harness_set_git(struct durin_harness *h, int on);
+/* 1 when the restore loaded an unfinished step (its model response). */
+int durin_harness_step_open(const struct durin_harness *h);
 /* The checkpoint's commit (hex), or NULL. */
 const char *durin_harness_git_commit(const struct durin_harness *h);
 /*

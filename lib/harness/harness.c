@@ -1812,6 +1812,11 @@ void durin_harness_set_git(struct durin_harness *h, int on)
   h->git = on;
 }
 
+int durin_harness_step_open(const struct durin_harness *h)
+{
+  return h->have_resp;
+}
+
 const char *durin_harness_git_commit(const struct durin_harness *h)
 {
   return h->ck.git_commit[0] ? h->ck.git_commit : NULL;
