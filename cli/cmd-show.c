@@ -91,6 +91,8 @@ int cmd_show(int argc, char **argv, struct cli *cli)
 
     if (checks)
       json_object_set_new(o, "checks", json_loads(checks, 0, NULL));
+    if (ck.git_commit[0])
+      json_object_set_new(o, "git_commit", json_string(ck.git_commit));
     {
       json_t *spec = json_loads(ri.spec_json ? ri.spec_json : "{}", 0, NULL);
       json_t *g = json_object_get(spec, "secrets");
@@ -118,6 +120,9 @@ int cmd_show(int argc, char **argv, struct cli *cli)
     }
     if (ck.summary)
       printf("summary   %s\n", ck.summary);
+    if (ck.git_commit[0])
+      printf("commit    %.12s on durin/%s ('durin log %s')\n", ck.git_commit,
+             ri.id, ri.id);
     if (checks) {
       json_t *c = json_loads(checks, 0, NULL), *res, *x;
 
