@@ -129,9 +129,8 @@ static void print_json(const struct log_list *l, size_t n, const char *branch)
         c->run ? json_string(c->run) : json_null(), "step",
         c->step ? json_integer(atoll(c->step)) : json_null(), "calls",
         c->calls ? json_string(c->calls) : json_null(), "start",
-        json_boolean(!c->run), "files", (json_int_t)c->st.files,
-        "insertions", (json_int_t)c->st.insertions, "deletions",
-        (json_int_t)c->st.deletions);
+        json_boolean(!c->run), "files", (json_int_t)c->st.files, "insertions",
+        (json_int_t)c->st.insertions, "deletions", (json_int_t)c->st.deletions);
 
     if (o)
       json_array_append_new(a, o);

@@ -43,10 +43,12 @@ enum durin_step_state {
   DURIN_STEP_AWAIT_TOOL,    /* a tool is running */
   DURIN_STEP_AWAIT_OUTCOME, /* a tool's outcome being made durable */
   DURIN_STEP_AWAIT_CHECKS,  /* acceptance checks running */
-  DURIN_STEP_AWAIT_SNAPSHOT, /* the workspace being committed to git */
   DURIN_STEP_COMMIT,        /* the step is complete, ready to commit */
   DURIN_STEP_AWAIT_COMMIT,  /* the step's transaction is in flight */
   DURIN_STEP_ENDED,         /* the run reached a stopping state */
+  /* The workspace being committed to git (between COMMIT and its
+   * action: see DURIN_ACT_SNAPSHOT). */
+  DURIN_STEP_AWAIT_SNAPSHOT,
 };
 
 const char *durin_step_state_name(enum durin_step_state s);
@@ -58,12 +60,13 @@ enum durin_action_kind {
   DURIN_ACT_TOOL,    /* run act->tool with act->args */
   DURIN_ACT_OUTCOME, /* write act->outcome for act->call durably */
   DURIN_ACT_CHECKS,  /* run the spec's acceptance checks */
-  DURIN_ACT_SNAPSHOT, /* commit the workspace to git (act->snapshot), objects
-                         only: the branch moves once the COMMIT is durable */
   DURIN_ACT_COMMIT,  /* one transaction: events, checkpoint, run update
                         (and, when the run waits for a person, the pending
                         response and act->approval) */
   DURIN_ACT_DONE,    /* the run stopped with act->status */
+  /* Commit the workspace to git (act->snapshot), objects only, before a
+   * COMMIT: the branch moves once the COMMIT is durable. */
+  DURIN_ACT_SNAPSHOT,
 };
 
 /*

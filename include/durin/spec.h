@@ -178,12 +178,12 @@ struct durin_spec_approvals {
  */
 enum durin_spec_git_mode {
   DURIN_SPEC_GIT_AUTO = 0,
-  DURIN_SPEC_GIT_ON,  /* a repository is made when there is none */
+  DURIN_SPEC_GIT_ON, /* a repository is made when there is none */
   DURIN_SPEC_GIT_OFF,
 };
 
 /* The most progress files a spec may name, and lines of git log. */
-#define DURIN_SPEC_MAX_PROGRESS 8
+#define DURIN_SPEC_MAX_PROGRESS  8
 #define DURIN_SPEC_MAX_LOG_LINES 50
 
 struct durin_spec_git {

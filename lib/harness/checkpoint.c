@@ -78,8 +78,9 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   if (!j)
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
                          je.text);
-  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?s}",
-                     "v", &v, "step", &step, "turn", &turn, "window_start", &ws,
+  if (json_unpack_ex(j, &je, 0,
+                     "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?s}", "v",
+                     &v, "step", &step, "turn", &turn, "window_start", &ws,
                      "started_ms", &st, "eval_attempts", &ea, "usage", &u,
                      "plan", &plan, "summary", &summary, "rejections", &rej,
                      "handoff", &handoff, "git_commit", &git) ||

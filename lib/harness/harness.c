@@ -149,7 +149,8 @@ static const char *const state_names[] = {
 
 const char *durin_step_state_name(enum durin_step_state s)
 {
-  if ((unsigned)s > DURIN_STEP_ENDED)
+  if ((unsigned)s >= sizeof(state_names) / sizeof(*state_names) ||
+      !state_names[s])
     return "unknown";
   return state_names[s];
 }
@@ -1107,9 +1108,8 @@ static int add_change_paths(json_t *paths, json_t *ch)
   for (k = 0; k < 4; k++) {
     json_t *l = json_object_get(ch, lists[k]);
 
-    if (counts[k] &&
-        json_integer_value(json_object_get(ch, counts[k])) >
-            (json_int_t)json_array_size(l))
+    if (counts[k] && json_integer_value(json_object_get(ch, counts[k])) >
+                         (json_int_t)json_array_size(l))
       return WROTE_ANY;
     json_array_foreach(l, i, v) {
       const char *p = json_string_value(v);
@@ -1213,7 +1213,9 @@ static int ask_snapshot(struct durin_harness *h, int64_t now, int full_step,
       for (j = 0; j < i; j++)
         seen |= h->calls[j].ran && !strcmp(h->calls[j].tc->name, c->tc->name);
       if (!seen && msg.len < 200)
-        durin_buf_addf(&msg, "%s %.64s", msg.len > 8 && msg.buf[msg.len - 1] != ':' ? "," : "", c->tc->name);
+        durin_buf_addf(&msg, "%s %.64s",
+                       msg.len > 8 && msg.buf[msg.len - 1] != ':' ? "," : "",
+                       c->tc->name);
       if (calls.len < 2000) {
         if (calls.len)
           durin_buf_adds(&calls, ",");
@@ -1658,15 +1660,14 @@ int durin_harness_complete(struct durin_harness *h,
     h->snap_done = 1;
     if (sr->commit && strlen(sr->commit) < sizeof(h->ck.git_commit)) {
       if (sr->changed)
-        add_event(h, "workspace_commit",
-                  json_pack("{s:s,s:o,s:I,s:I,s:I,s:I}", "commit", sr->commit,
-                            "parent",
-                            sr->parent ? json_string(sr->parent) : json_null(),
-                            "step",
-                            (json_int_t)(h->ck.step + (h->step_counts ? 1 : 0)),
-                            "files", (json_int_t)sr->files, "insertions",
-                            (json_int_t)sr->insertions, "deletions",
-                            (json_int_t)sr->deletions));
+        add_event(
+            h, "workspace_commit",
+            json_pack(
+                "{s:s,s:o,s:I,s:I,s:I,s:I}", "commit", sr->commit, "parent",
+                sr->parent ? json_string(sr->parent) : json_null(), "step",
+                (json_int_t)(h->ck.step + (h->step_counts ? 1 : 0)), "files",
+                (json_int_t)sr->files, "insertions", (json_int_t)sr->insertions,
+                "deletions", (json_int_t)sr->deletions));
       snprintf(h->ck.git_commit, sizeof(h->ck.git_commit), "%s", sr->commit);
       h->git_full = 0;
     } else {
@@ -1829,8 +1830,7 @@ void durin_harness_git_reset(struct durin_harness *h, int lost)
     h->ck.git_commit[0] = '\0';
 }
 
-void durin_harness_note(struct durin_harness *h, const char *type,
-                        json_t *data)
+void durin_harness_note(struct durin_harness *h, const char *type, json_t *data)
 {
   json_array_append_new(h->notes, json_pack("[s,o]", type, data));
 }

@@ -1508,9 +1508,8 @@ static int parse_git(json_t *root, struct durin_spec *s, struct durin_err *err)
         (r = at_most(v, "log_lines", "git.", DURIN_SPEC_MAX_LOG_LINES, err)))
       return r;
     files = json_object_get(v, "progress_files");
-    if (files &&
-        (!json_is_array(files) ||
-         json_array_size(files) > DURIN_SPEC_MAX_PROGRESS))
+    if (files && (!json_is_array(files) ||
+                  json_array_size(files) > DURIN_SPEC_MAX_PROGRESS))
       return durin_err_set(err, DURIN_ESPEC,
                            "field 'git.progress_files' must be an array of "
                            "at most %d paths relative to the workspace",

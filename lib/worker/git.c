@@ -160,9 +160,9 @@ void durin__wgit_restore(struct wgit *w, struct durin_harness *h, int step_open,
     /* Someone changed the files between steps (a person while the run
      * was paused, say). Kept: what differs goes into the next commit,
      * and the log says what it was. */
-    durin_harness_note(h, "workspace_mismatch",
-                       json_pack("{s:s,s:o}", "commit", x, "paths",
-                                 why_lines(why.buf)));
+    durin_harness_note(
+        h, "workspace_mismatch",
+        json_pack("{s:s,s:o}", "commit", x, "paths", why_lines(why.buf)));
     if (asprintf(notice,
                  "the workspace differs from its checkpoint's commit %.12s "
                  "(%s); kept, the next commit takes the difference",

@@ -1474,8 +1474,9 @@ static void snapshot_done(uv_work_t *req, int status)
     return;
   }
   if (r->git->res.error)
-    rnotice(r, "step %lld: cannot commit the workspace: %s (the step is "
-               "kept; the next commit takes the whole workspace)",
+    rnotice(r,
+            "step %lld: cannot commit the workspace: %s (the step is "
+            "kept; the next commit takes the whole workspace)",
             (long long)r->act.snapshot.step, r->git->res.error);
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_SNAPSHOT;
@@ -1921,8 +1922,8 @@ static void git_restore(struct wrun *r)
                          json_pack("{s:I,s:s}", "step",
                                    (json_int_t)durin_harness_step(r->h),
                                    "error", err.msg));
-      if (asprintf(&r->git_notice,
-                   "no git checkpoints for this attempt: %s", err.msg) < 0)
+      if (asprintf(&r->git_notice, "no git checkpoints for this attempt: %s",
+                   err.msg) < 0)
         r->git_notice = NULL;
     } else {
       durin_harness_set_git(r->h, 1);

@@ -1531,9 +1531,9 @@ static void test_git_snapshots(void **state)
   (void)state;
   assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
   durin_harness_set_git(h, 1);
-  durin_harness_set_boot(h, "=== PROGRESS.md ===\nhalf done",
-                         json_pack("{s:[s],s:n}", "files", "PROGRESS.md",
-                                   "git_log"));
+  durin_harness_set_boot(
+      h, "=== PROGRESS.md ===\nhalf done",
+      json_pack("{s:[s],s:n}", "files", "PROGRESS.md", "git_log"));
   /* The opening commit: the workspace as the run found it. */
   durin_harness_next(h, 5000, &act);
   assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
