@@ -82,6 +82,24 @@ test_expect_success 'a commit per step that changed files, with its trailers' '
   git -C "$ws" show durin/$id~2:scratch.txt | grep_q uncommitted
 '
 
+# A fleet worker snapshots on its thread pool: the same commits. Runs
+# `durin worker` until run $1 succeeded, then stops it.
+worker_until_done() {
+  "$DURIN" worker --poll 50ms --no-watchdog >w.txt 2>&1 &
+  wpid=$!
+  wait_for 60 "test \"\$(status_of $1)\" = succeeded"
+  _rc=$?
+  kill "$wpid"; wait "$wpid"
+  return $_rc
+}
+
+test_expect_success 'a fleet worker makes the same commits' '
+  idw=$(durin submit s.json) && worker_until_done $idw &&
+  branch_steps $idw >stepsw.txt && cat stepsw.txt &&
+  test_cmp_ want.txt stepsw.txt &&
+  test "$(ck_commit $idw)" = "$(git -C "$(col_of $idw workspace)" rev-parse durin/$idw)"
+'
+
 test_expect_success 'the user repository is untouched' '
   user_repo_state >user-after.txt && test_cmp_ user-before.txt user-after.txt &&
   test -z "$(git -C project branch --list "durin/*")"
