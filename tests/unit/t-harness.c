@@ -1180,6 +1180,12 @@ static void test_request_never_exceeds_window(void **state)
       ",\"budget\":{\"steps\":0},\"limits\":{\"output_bytes\":262144},"
       "\"context\":{\"max_bytes\":100000,\"max_messages\":4}");
   struct durin_harness *h = started(s);
+  /* Boot files larger than their share are cut to it; the request still
+   * fits. */
+  char *boot = filled(40 * 1000, 'b');
+
+  durin_harness_set_boot(h, boot, NULL);
+  free(boot);
   const char *names[3] = { "read_file", "read_file", "read_file" };
   const char *args[3] = { "{\"path\":\"a\"}", "{\"path\":\"b\"}",
                           "{\"path\":\"c\"}" };
@@ -1193,6 +1199,10 @@ static void test_request_never_exceeds_window(void **state)
 
     next(h, 1000, &act);
     assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(
+                   json_array_get(act.model.messages, 0), "content")),
+               "bbb\n[... cut to fit the context window]"));
     if (request_bytes(&act) > 100000 || json_array_size(act.model.messages) > 4)
       fail_msg("step %d: request of %zu bytes, %zu messages", i,
                request_bytes(&act), json_array_size(act.model.messages));
