@@ -1119,6 +1119,12 @@ static int add_change_paths(json_t *paths, json_t *ch)
         n--;
       if (!n || (n == 1 && p[0] == '.'))
         return WROTE_ANY;
+      /* The repository's own files are never committed; a nested
+       * repository's are its gitlink, which a full look finds. */
+      if ((n == 4 || (n > 4 && p[4] == '/')) && !strncmp(p, ".git", 4))
+        continue;
+      if (strstr(p, "/.git/") || (n >= 5 && !strncmp(p + n - 5, "/.git", 5)))
+        return WROTE_ANY;
       json_array_append_new(paths, json_stringn(p, n));
     }
   }

@@ -1633,6 +1633,21 @@ static void test_git_snapshots(void **state)
   assert_int_equal(act.kind, DURIN_ACT_COMMIT);
   assert_false(has_event(&act, "workspace_commit"));
   commit(h, &act);
+  /* The repository's own files are never committed: nothing to ask; a
+   * nested repository's make the snapshot look at everything. */
+  next(h, 9000, &act);
+  write_call(h, ".git/info/exclude");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  commit(h, &act);
+  next(h, 9000, &act);
+  write_call(h, "sub/.git/HEAD");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  assert_null(act.snapshot.paths);
+  snapshot_done(h, b, 0);
+  next(h, 9000, &act);
+  commit(h, &act);
   /* Answered out of turn: refused. */
   {
     struct durin_snapshot_result r = { 0 };
