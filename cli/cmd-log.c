@@ -7,6 +7,7 @@
 
 #include "cmd.h"
 #include "durin/git.h"
+#include "durin/harness.h"
 #include "durin/spec.h"
 
 static const char log_usage[] =
@@ -141,6 +142,29 @@ static void print_json(const struct log_list *l, size_t n, const char *branch)
   json_decref(a);
 }
 
+/* The checkpoint is the truth: a branch behind it (a crash between a
+ * step's commit and the branch's move, mended when the run is restored)
+ * is said so. */
+static void lagging_note(struct cli *cli, const char *id,
+                         const struct log_list *l)
+{
+  struct durin_checkpoint ck;
+  char *text = NULL;
+  int64_t step;
+
+  memset(&ck, 0, sizeof(ck));
+  if (durin_store_checkpoint_get(cli->store, id, &step, &text, NULL) == 0 &&
+      durin_checkpoint_parse(text, &ck, NULL) == 0 && ck.git_commit[0] &&
+      l->n && strcmp(l->c[0].id, ck.git_commit))
+    fprintf(stderr,
+            "durin: note: the run's checkpoint holds commit %.12s, its branch "
+            "is at %.12s (a crash between a step's commit and the branch's "
+            "move; restoring the run moves it)\n",
+            ck.git_commit, l->c[0].id);
+  durin_checkpoint_clear(&ck);
+  free(text);
+}
+
 int cmd_log(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
@@ -213,6 +237,7 @@ int cmd_log(int argc, char **argv, struct cli *cli)
     durin_git_diff(g, c->parent[0] ? c->parent : NULL, c->id, &c->st, NULL,
                    NULL);
   }
+  lagging_note(cli, id, &l);
   if (json)
     print_json(&l, n > 0 && l.n > (size_t)n ? (size_t)n : l.n, branch);
   else

@@ -181,6 +181,7 @@ test_expect_success 'SIGKILL between the store commit and the branch move' '
   x=$(ck_commit $id4) && test -n "$x" &&
   test "$(git -C "$ws" rev-parse durin/$id4)" != "$x" &&
   test "$(git -C "$ws" log -1 --format=%s durin/$id4)" = "step 1: write_file" &&
+  durin log $id4 >/dev/null 2>lag.txt && grep_q "checkpoint holds commit $(echo $x | cut -c1-12)" lag.txt &&
   durin resume $id4 >res4.txt 2>&1 && test "$(status_of $id4)" = succeeded &&
   test "$(git -C "$ws" rev-parse durin/$id4)" = "$x" &&
   test "$(ck_commit $id4)" = "$x" &&
