@@ -119,6 +119,11 @@ test_expect_success 'durin log: the commits with their steps, newest first' '
   durin show $id | grep_q "^commit    $(ck_commit $id | cut -c1-12)"
 '
 
+test_expect_success 'durin diff leaves the repository out' '
+  durin diff $id >diff.txt && grep_q "^+++ b/b.txt" diff.txt &&
+  ! grep_q "\.git/" diff.txt
+'
+
 test_expect_success 'durin log of a run without git says why' '
   rm -rf plain && cp -r "$SRCDIR/examples/fix-failing-test/project" plain &&
   sed "s/\"workspace\": \"project\"/\"workspace\": \"plain\"/" s.json >p.json &&
