@@ -159,7 +159,8 @@ static void lagging_note(struct cli *cli, const char *id,
     fprintf(stderr,
             "durin: note: the run's checkpoint holds commit %.12s, its branch "
             "is at %.12s (a crash between a step's commit and the branch's "
-            "move; restoring the run moves it)\n",
+            "move: restoring the run moves it; for a run that has ended, the "
+            "checkpoint's commit is its result)\n",
             ck.git_commit, l->c[0].id);
   durin_checkpoint_clear(&ck);
   free(text);

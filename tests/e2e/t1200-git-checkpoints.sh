@@ -220,6 +220,24 @@ test_expect_success 'a crash anywhere in a step leaves one commit per changing s
   done
 '
 
+test_expect_success 'a crash after the last commit: the checkpoint holds the result' '
+  cat >e.json <<JSON &&
+{"goal": "g", "workspace": "project", "tools": ["write_file", "finish"],
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "write_file", "arguments": {"path": "one.txt", "content": "1\n"}}]},
+   {"tool_calls": [{"name": "write_file", "arguments": {"path": "two.txt", "content": "2\n"}},
+                   {"name": "finish", "arguments": {"summary": "ok"}}]}
+ ]}}
+JSON
+  env DURIN_CRASH_AT=after_commit:3 "$DURIN" run e.json >oute.txt 2>&1
+  test $? = 137 && ide=$(run_id_of oute.txt) && test "$(status_of $ide)" = succeeded &&
+  wse=$(col_of $ide workspace) && xe=$(ck_commit $ide) &&
+  test "$(git -C "$wse" log -1 --format=%s durin/$ide)" = "step 1: write_file" &&
+  test "$(git -C "$wse" log -1 --format=%s $xe)" = "step 2: write_file" &&
+  tree_is "$wse" $xe &&
+  durin log $ide >/dev/null 2>lage.txt && grep_q "checkpoint.s commit is its result" lage.txt
+'
+
 test_expect_success 'the resumed agent is given its progress file and the branch log' '
   sql "select data from events where run_id = '"'"'$id4'"'"' and type = '"'"'boot'"'"' order by seq" >boot.txt &&
   cat boot.txt && test "$(wc -l <boot.txt)" = 1 &&
