@@ -6,8 +6,8 @@
 # the store, and GET /v1/runs/{id}/review too; a run still going gets one
 # that says so; a worker driving many runs writes it. And `deliver`: the
 # run's branch pushed to a local bare repository, a failed push recorded,
-# a bad `deliver` refused. The run's branch durin/RUN is made by hand
-# here (the git checkpoints that make it are other work).
+# a bad `deliver` refused; with git checkpoints, the diff is the run's
+# branch.
 . "$(dirname "$0")/lib-test.sh"
 
 "$DURIN" sandbox -- true 2>/dev/null ||
@@ -246,36 +246,42 @@ test_expect_success 'deliver is validated with clear errors' '
   grep -q "deliver.when" err.txt
 '
 
-rj_pending() { sql "select id from approvals where run_id = '$1' and state = 'pending'"; }
-# The project as a git repository (submit copies its .git along).
+# The project as a git repository (submit copies its .git along): the
+# run's history is the branch durin/RUN, a commit per changing step.
 git_project() {
   git -C project init -q -b main && git -C project add -A &&
   git -C project -c user.name=t -c user.email=t@t commit -qm start
 }
+delivered_events() {
+  sql "select count(*) from events where run_id = '$1' and type = '$2'"
+}
 
-# The run waits for an approval, so that its branch can be made by hand.
 test_expect_success 'deliver: the run branch is pushed to a bare repository' '
   git_project && git init -q --bare remote.git &&
-  spec dv.json "{\"tool_calls\": [$WRITE]}, $BASH_RM, $FINISH" \
-    "$ASK, \"deliver\": {\"remote\": \"$TRASH/remote.git\", \"branch\": \"review/greeting\"}" &&
-  test_must_fail_with 2 durin run --no-wait dv.json >out.txt 2>err.txt &&
-  DV=$(run_id_of out.txt) && ws=$(col_of $DV workspace) &&
-  git -C "$ws" add hello.txt &&
-  git -C "$ws" -c user.name=t -c user.email=t@t commit -qm "hello" &&
-  git -C "$ws" branch durin/$DV &&
-  tip=$(git -C "$ws" rev-parse durin/$DV) &&
-  durin approve $(rj_pending $DV) &&
-  durin resume $DV >out.txt 2>err.txt &&
-  test "$(status_of $DV)" = succeeded &&
+  spec dv.json "{\"tool_calls\": [$WRITE]}, $FINISH" \
+    "\"deliver\": {\"remote\": \"$TRASH/remote.git\", \"branch\": \"review/greeting\"}" &&
+  durin run dv.json >out.txt 2>err.txt && DV=$(run_id_of out.txt) &&
+  ws=$(col_of $DV workspace) && tip=$(git -C "$ws" rev-parse durin/$DV) &&
   test "$(git -C remote.git rev-parse review/greeting)" = "$tip" &&
   test "$(rj $DV .delivery.ok)" = true &&
   test "$(rj $DV .delivery.commit)" = "$tip" &&
   test "$(rj $DV .delivery.branch)" = review/greeting &&
   test "$(rj $DV .delivery.remote)" = "$TRASH/remote.git" &&
-  ! rj $DV .diff.patch | grep -q "\.git/" &&
-  test "$(sql "select count(*) from events where run_id = '"'"'$DV'"'"' and type = '"'"'delivered'"'"'")" = 1 &&
+  test "$(delivered_events $DV delivered)" = 1 &&
   grep -q "^Pushed branch review/greeting (commit ${tip%${tip#????????????}}) to " "$(dir_of $DV)/REVIEW.md" &&
   same_as_files $DV
+'
+
+test_expect_success 'with git checkpoints the diff is the branch, from the run start to its last commit' '
+  test "$(rj $DV .diff.source)" = git &&
+  test "$(rj $DV .diff.to)" = "$tip" &&
+  test "$(rj $DV .diff.from)" = "$(git -C project rev-parse main)" &&
+  rj $DV .diff.patch | grep -qx "+hello" &&
+  ! rj $DV .diff.patch | grep -q "\.git/" &&
+  test "$(rj $DV ".commits | length")" -ge 1 &&
+  test "$(rj $DV ".commits[-1].commit")" = "$tip" &&
+  grep -q "^From commit .* to ${tip%${tip#????????????}} (branch durin/$DV)" "$(dir_of $DV)/REVIEW.md" &&
+  grep -qx "## Commits" "$(dir_of $DV)/REVIEW.md"
 '
 
 test_expect_success 'deliver: a push that fails is recorded and needs a person' '
@@ -283,9 +289,16 @@ test_expect_success 'deliver: a push that fails is recorded and needs a person' 
   durin run df.json >out.txt 2>err.txt && DF=$(run_id_of out.txt) &&
   test "$(status_of $DF)" = succeeded &&
   test "$(rj $DF .delivery.ok)" = false &&
-  rj $DF .delivery.error | grep -q "no branch .durin/$DF. to deliver" &&
+  rj $DF .delivery.error | grep -q "cannot push to .$TRASH/no-such.git." &&
   test "$(rj $DF ".needs_person[0].kind")" = delivery &&
-  test "$(sql "select count(*) from events where run_id = '"'"'$DF'"'"' and type = '"'"'delivery_failed'"'"'")" = 1
+  test "$(delivered_events $DF delivery_failed)" = 1
+'
+
+test_expect_success 'deliver: only in the states its on lists' '
+  spec dn.json "$FINISH, $FINISH" "\"deliver\": {\"remote\": \"$TRASH/remote.git\"}" &&
+  test_must_fail_with 1 durin run dn.json >out.txt 2>err.txt && DN=$(run_id_of out.txt) &&
+  test "$(rj $DN .delivery)" = null &&
+  test "$(delivered_events $DN delivered)$(delivered_events $DN delivery_failed)" = 00
 '
 
 test_expect_success 'GET /v1/runs/{id}/review: the same, JSON or Markdown, per tenant' '
