@@ -370,10 +370,12 @@ static void test_git(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_bad_specs),           cmocka_unit_test(test_deliver),
-    cmocka_unit_test(test_good_spec_roundtrip), cmocka_unit_test(test_grants),
+    cmocka_unit_test(test_bad_specs),
+    cmocka_unit_test(test_good_spec_roundtrip),
+    cmocka_unit_test(test_grants),
     cmocka_unit_test(test_mcp_servers),
     cmocka_unit_test(test_git),
+    cmocka_unit_test(test_deliver),
   };
 
   return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
