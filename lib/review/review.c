@@ -290,12 +290,15 @@ static void on_tool_result(struct durin_review *rv,
   const char *id = jstr(d, "call_id"), *name = jstr(d, "name");
   json_t *asked = id ? json_object_get(rv->asked, id) : NULL;
   json_t *t;
+  json_t *args = asked && json_object_get(asked, "args") ?
+                     json_incref(json_object_get(asked, "args")) :
+                     json_string("");
 
-  t = json_pack("{s:I,s:I,s:s,s:O,s:b,s:I,s:I,s:s}", "seq", (json_int_t)ev->seq,
+  /* "o" takes args' reference, also when the pack fails. */
+  t = json_pack("{s:I,s:I,s:s,s:o,s:b,s:I,s:I,s:s}", "seq", (json_int_t)ev->seq,
                 "step", (json_int_t)ev->step, "tool",
-                name ? name : (asked ? jstr(asked, "tool") : "?"), "args",
-                asked ? json_object_get(asked, "args") : json_string(""), "ok",
-                json_is_true(json_object_get(d, "ok")), "exit_code",
+                name ? name : (asked ? jstr(asked, "tool") : "?"), "args", args,
+                "ok", json_is_true(json_object_get(d, "ok")), "exit_code",
                 (json_int_t)jint(d, "exit_code"), "duration_ms",
                 (json_int_t)jint(d, "duration_ms"), "role",
                 is_evaluator(d) ? "evaluator" : "agent");

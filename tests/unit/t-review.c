@@ -214,6 +214,26 @@ static void test_no_evaluator(void **state)
   durin_review_free(rv);
 }
 
+/* A result whose call the log never showed asked (a pending step's
+ * reused outcome): in the timeline all the same, without arguments. */
+static void test_unasked_result(void **state)
+{
+  struct durin_review *rv = sample(DURIN_RUN_SUCCEEDED, 0);
+  json_t *j, *t;
+
+  (void)state;
+  add(rv, 30, 3, "tool_result",
+      "{\"call_id\":\"zz\",\"name\":\"bash\",\"ok\":true,\"exit_code\":0,"
+      "\"reused\":true}");
+  j = durin_review_json(rv);
+  t = json_array_get(json_object_get(j, "timeline"), 2);
+  assert_string_equal(jpath(t, "tool", NULL), "bash");
+  assert_string_equal(jpath(t, "args", NULL), "");
+  assert_true(json_is_true(json_object_get(t, "reused")));
+  json_decref(j);
+  durin_review_free(rv);
+}
+
 static void test_markdown(void **state)
 {
   struct durin_review *rv = sample(DURIN_RUN_RUNNING, 1);
@@ -389,6 +409,7 @@ int main(void)
     cmocka_unit_test(test_cite),
     cmocka_unit_test(test_fold),
     cmocka_unit_test(test_no_evaluator),
+    cmocka_unit_test(test_unasked_result),
     cmocka_unit_test(test_markdown),
     cmocka_unit_test(test_diff_cut),
     cmocka_unit_test(test_git_diff_and_push),
