@@ -20,8 +20,8 @@ static const char review_usage[] =
     "verdict, each check with its failing lines, the diff, the timeline of\n"
     "tool calls, approvals and who decided them, cost and time. The same\n"
     "as REVIEW.md (review.json with --json) in the run's directory, which\n"
-    "the worker writes when the run stops. A run still going gets one too,\n"
-    "of what it has done so far.\n";
+    "the worker writes when the run stops. A run that has not ended gets\n"
+    "one too, of what it has done so far.\n";
 
 int cli_review_build(struct durin_store *st, const char *id,
                      durin_review_diff_fn diff, void *arg, json_t **out,
@@ -74,7 +74,7 @@ int cmd_review(int argc, char **argv, struct cli *cli)
   }
   if (!json_is_true(json_object_get(j, "terminal")))
     fprintf(stderr,
-            "durin: run %s is still going (%s): this review is what it has "
+            "durin: run %s has not ended (%s): this review is what it has "
             "done so far\n",
             id, json_string_value(json_object_get(j, "status")));
   if (json) {

@@ -97,7 +97,7 @@ static void outcome(struct durin_buf *b, const json_t *r)
   durin_buf_adds(b, "\n\n");
   if (!json_is_true(json_object_get(r, "terminal")))
     durin_buf_addf(b,
-                   "> The run is still going (status %s): this review is "
+                   "> The run has not ended (status %s): this review is "
                    "what it has done so far.\n\n",
                    jstr(r, "status"));
   durin_buf_adds(b, "## Goal\n\n");

@@ -581,6 +581,22 @@ static void need(json_t *list, const char *kind, const char *what,
                                         what, "command", command));
 }
 
+/* The `durin continue` option that raises the budget a reason names. */
+static const char *budget_flag(const char *why)
+{
+  if (!why)
+    return "--add-steps 10";
+  if (strstr(why, "tool-call"))
+    return "--add-tool-calls 10";
+  if (strstr(why, "token"))
+    return "--add-tokens 100000";
+  if (strstr(why, "dollar"))
+    return "--add-dollars 1";
+  if (strstr(why, "wall-clock"))
+    return "--add-time 10m";
+  return "--add-steps 10";
+}
+
 /* What a person has to do, each with the command that does it. */
 static json_t *needs_person(const struct durin_review *rv)
 {
@@ -599,7 +615,25 @@ static json_t *needs_person(const struct durin_review *rv)
              "durin approve %s  |  durin reject %s --reason TEXT", k, k);
     need(list, "approval", what, cmd);
   }
-  if (rv->ri.status == DURIN_RUN_NEEDS_HUMAN) {
+  n = json_array_size(rv->verdicts);
+  last = n ? json_array_get(rv->verdicts, n - 1) : NULL;
+  if (rv->ri.status == DURIN_RUN_NEEDS_HUMAN && last && jstr(last, "verdict") &&
+      !strcmp(jstr(last, "verdict"), "needs_human")) {
+    /* The evaluator could not decide: a person judges, then lets the
+     * agent go on, or cancels the run. */
+    json_t *why;
+    size_t i, len;
+
+    len = (size_t)snprintf(what, sizeof(what),
+                           "the evaluator asks a person to judge:");
+    json_array_foreach(json_object_get(last, "reasons"), i, why) {
+      if (len < sizeof(what))
+        len += (size_t)snprintf(what + len, sizeof(what) - len, "%s %s",
+                                i ? ";" : "", json_string_value(why));
+    }
+    snprintf(cmd, sizeof(cmd), "durin resume %s  |  durin cancel %s", id, id);
+    need(list, "verdict", what, cmd);
+  } else if (rv->ri.status == DURIN_RUN_NEEDS_HUMAN) {
     const char *why = rv->needs_human ? jstr(rv->needs_human, "reason") : NULL;
 
     snprintf(what, sizeof(what), "the run stopped for a person: %s",
@@ -611,15 +645,6 @@ static json_t *needs_person(const struct durin_review *rv)
     else
       snprintf(cmd, sizeof(cmd), "durin resume %s", id);
     need(list, "needs_human", what, cmd);
-  }
-  n = json_array_size(rv->verdicts);
-  last = n ? json_array_get(rv->verdicts, n - 1) : NULL;
-  if (last && jstr(last, "verdict") &&
-      !strcmp(jstr(last, "verdict"), "needs_human")) {
-    snprintf(what, sizeof(what),
-             "the evaluator could not decide and asks a person to judge");
-    snprintf(cmd, sizeof(cmd), "durin continue %s \"MESSAGE\"", id);
-    need(list, "verdict", what, cmd);
   }
   n = json_array_size(rv->checks);
   if (n &&
@@ -644,7 +669,8 @@ static json_t *needs_person(const struct durin_review *rv)
 
     snprintf(what, sizeof(what), "the run spent its budget: %s",
              why ? why : "budget exceeded");
-    snprintf(cmd, sizeof(cmd), "durin continue %s \"MESSAGE\"", id);
+    snprintf(cmd, sizeof(cmd), "durin continue %s %s \"MESSAGE\"",
+             budget_flag(why), id);
     need(list, "budget", what, cmd);
   }
   if (rv->delivery && !json_is_true(json_object_get(rv->delivery, "ok"))) {

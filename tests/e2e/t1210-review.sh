@@ -114,8 +114,9 @@ test_expect_success 'an evaluator that asks for a person: its verdict, steps and
   test "$(rj $EV .usage.agent.steps)" = 2 && test "$(rj $EV .usage.steps)" = 4 &&
   test "$(rj $EV ".usage.input_tokens")" = 220 &&
   test "$(rj $EV "[.timeline[] | select(.role == \"evaluator\") | .tool] | join(\",\")")" = read_file,verdict &&
-  test "$(rj $EV "[.needs_person[].kind] | join(\",\")")" = needs_human,verdict &&
-  test "$(rj $EV ".needs_person[1].command")" = "durin continue $EV \"MESSAGE\"" &&
+  test "$(rj $EV "[.needs_person[].kind] | join(\",\")")" = verdict &&
+  test "$(rj $EV ".needs_person[0].what")" = "the evaluator asks a person to judge: the greeting may need a comma" &&
+  test "$(rj $EV ".needs_person[0].command")" = "durin resume $EV  |  durin cancel $EV" &&
   md="$(dir_of $EV)/REVIEW.md" &&
   grep -qx "Verdict: \*\*needs_human\*\*, after 1 attempt(s)." "$md" &&
   grep -qx -- "- the greeting may need a comma" "$md" &&
@@ -152,7 +153,8 @@ test_expect_success 'a budget-exceeded run: the budget named, what to do' '
   test "$(rj $BU .reason)" = "step budget of 1 used up" &&
   test "$(rj $BU .usage.steps)" = 1 &&
   test "$(rj $BU ".needs_person[0].kind")" = budget &&
-  rj $BU ".needs_person[0].what" | grep -q "spent its budget" &&
+  test "$(rj $BU ".needs_person[0].what")" = "the run spent its budget: step budget of 1 used up" &&
+  test "$(rj $BU ".needs_person[0].command")" = "durin continue --add-steps 10 $BU \"MESSAGE\"" &&
   test "$(rj $BU .summary)" = null &&
   test "$(rj $BU ".checks.last")" = null &&
   rj $BU .diff.patch | grep -qx "+hello" &&
@@ -169,14 +171,14 @@ test_expect_success 'a run still going: durin review says so, with the approval 
   NH=$(run_id_of out.txt) && test "$(status_of $NH)" = waiting_approval &&
   test ! -e "$(dir_of $NH)/review.json" &&
   durin review --json $NH >js.txt 2>err.txt &&
-  grep -q "run $NH is still going (waiting_approval)" err.txt &&
+  grep -q "run $NH has not ended (waiting_approval)" err.txt &&
   test "$(jq -r .terminal js.txt)" = false &&
   A=$(jq -r ".approvals[0].id" js.txt) &&
   test "$(jq -r ".approvals[0].state" js.txt)" = pending &&
   test "$(jq -r ".needs_person[0].kind" js.txt)" = approval &&
   test "$(jq -r ".needs_person[0].command" js.txt)" = "durin approve $A  |  durin reject $A --reason TEXT" &&
   durin review $NH >md.txt 2>/dev/null &&
-  grep -q "^> The run is still going (status waiting_approval)" md.txt
+  grep -q "^> The run has not ended (status waiting_approval)" md.txt
 '
 
 test_expect_success 'a needs_human run: who decided, and the command that goes on' '

@@ -151,7 +151,7 @@ static const char *jpath(json_t *j, const char *a, const char *b)
 
 static void test_fold(void **state)
 {
-  struct durin_review *rv = sample(DURIN_RUN_FAILED, 1);
+  struct durin_review *rv = sample(DURIN_RUN_NEEDS_HUMAN, 1);
   json_t *j, *t, *u;
 
   (void)state;
@@ -160,7 +160,7 @@ static void test_fold(void **state)
   j = durin_review_json(rv);
   assert_int_equal(json_integer_value(json_object_get(j, "v")), 1);
   assert_string_equal(jpath(j, "goal", NULL), "fix it");
-  assert_string_equal(jpath(j, "status", NULL), "failed");
+  assert_string_equal(jpath(j, "status", NULL), "needs_human");
   assert_string_equal(jpath(j, "summary", NULL), "did `it`");
   assert_string_equal(jpath(j, "diff", "source"), "git");
   assert_string_equal(jpath(j, "diff", "from"), "aaa");
@@ -185,13 +185,27 @@ static void test_fold(void **state)
   assert_int_equal(json_integer_value(json_object_get(
                        json_object_get(j, "time"), "duration_ms")),
                    3000);
-  /* A needs_human verdict and failed checks: each with its command. */
+  /* A needs_human verdict: what it says, and the commands that go on. */
   t = json_object_get(j, "needs_person");
-  assert_int_equal(json_array_size(t), 2);
+  assert_int_equal(json_array_size(t), 1);
   assert_string_equal(jpath(json_array_get(t, 0), "kind", NULL), "verdict");
+  assert_string_equal(jpath(json_array_get(t, 0), "what", NULL),
+                      "the evaluator asks a person to judge: the spec is "
+                      "ambiguous");
+  assert_string_equal(jpath(json_array_get(t, 0), "command", NULL),
+                      "durin resume r0001  |  durin cancel r0001");
+  json_decref(j);
+  durin_review_free(rv);
+  /* Ended failed: the failed checks, with the command that goes on. */
+  rv = sample(DURIN_RUN_FAILED, 0);
+  j = durin_review_json(rv);
+  t = json_object_get(j, "needs_person");
+  assert_int_equal(json_array_size(t), 1);
+  assert_string_equal(jpath(json_array_get(t, 0), "kind", NULL), "checks");
+  assert_string_equal(jpath(json_array_get(t, 0), "what", NULL),
+                      "acceptance checks failed: 't'");
   assert_string_equal(jpath(json_array_get(t, 0), "command", NULL),
                       "durin continue r0001 \"MESSAGE\"");
-  assert_string_equal(jpath(json_array_get(t, 1), "kind", NULL), "checks");
   json_decref(j);
   durin_review_free(rv);
 }
@@ -236,7 +250,7 @@ static void test_unasked_result(void **state)
 
 static void test_markdown(void **state)
 {
-  struct durin_review *rv = sample(DURIN_RUN_RUNNING, 1);
+  struct durin_review *rv = sample(DURIN_RUN_NEEDS_HUMAN, 1);
   struct durin_buf md;
   json_t *j;
 
@@ -245,13 +259,14 @@ static void test_markdown(void **state)
   j = durin_review_json(rv);
   durin_buf_init(&md, 1 << 20);
   assert_int_equal(durin_review_markdown(j, &md), 0);
-  /* A run still going says so, under the outcome. */
+  /* A run that has not ended says so, under the outcome. */
   assert_non_null(strstr(md.buf, "# Review of run r0001 (demo)\n\n"
-                                 "**Outcome: running** — an evaluator said "
-                                 "fail\n\n> The run is still going"));
+                                 "**Outcome: needs_human** — an evaluator "
+                                 "said fail\n\n> The run has not ended"));
   assert_non_null(strstr(md.buf, "\n## What needs a person\n\n- the "
-                                 "evaluator could not decide"));
-  assert_non_null(strstr(md.buf, "  \n  `durin continue r0001 \"MESSAGE\"`"));
+                                 "evaluator asks a person to judge: the spec "
+                                 "is ambiguous  \n  `durin resume r0001  |  "
+                                 "durin cancel r0001`\n"));
   /* Plan items: text that would be Markdown is quoted. */
   assert_non_null(strstr(md.buf, "- [x] a\n- [ ] b \\| \\*c\\* (pending)\n"));
   assert_non_null(strstr(md.buf, "Verdict: **needs_human**, after 1 "
