@@ -65,7 +65,8 @@ int durin_git_push(const char *workspace, const char *branch,
                               NULL) < 0) {
     r = durin_err_set(err, DURIN_ENOTFOUND,
                       "the run's workspace '%s' is not a git repository, so "
-                      "there is no branch to deliver",
+                      "there is no branch to deliver (\"git\": true in the "
+                      "spec gives a run one)",
                       workspace);
     goto out;
   }

@@ -1824,6 +1824,12 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
     goto out;
   if ((r = parse_git(root, s, err)))
     goto out;
+  if (s->deliver.remote && s->git.mode == DURIN_SPEC_GIT_OFF) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'deliver' pushes the run's git branch, and "
+                      "'git' is false: drop one of them");
+    goto out;
+  }
   if (!s->name)
     s->name = strdup("run");
 out:

@@ -286,6 +286,21 @@ test_expect_success 'with git checkpoints the diff is the branch, from the run s
   grep -qx "## Commits" "$(dir_of $DV)/REVIEW.md"
 '
 
+test_expect_success 'deliver with "git": true: a project that was no repository gets a branch' '
+  mkdir -p plain && cp "$TRASH/project/check.sh" plain/ && git init -q --bare plain.git &&
+  spec gp.json "{\"tool_calls\": [$WRITE]}, $FINISH" \
+    "\"git\": true, \"deliver\": {\"remote\": \"$TRASH/plain.git\"}" &&
+  sed -i "s|\"workspace\": \"project\"|\"workspace\": \"plain\"|" gp.json &&
+  durin run gp.json >out.txt 2>err.txt && GP=$(run_id_of out.txt) &&
+  test "$(rj $GP .delivery.ok)" = true &&
+  test "$(git -C plain.git rev-parse durin/$GP)" = "$(rj $GP .delivery.commit)" &&
+  test ! -e plain/.git &&
+  test "$(rj $GP .diff.source)" = git &&
+  test "$(rj $GP ".commits[0].step")" = 0 &&
+  test "$(rj $GP .diff.from)" = "$(rj $GP ".commits[0].commit")" &&
+  test "$(rj $GP .diff.patch)" = "$(printf "diff --git a/hello.txt b/hello.txt\nnew file mode 100644\nindex 0000000..ce01362\n--- /dev/null\n+++ b/hello.txt\n@@ -0,0 +1 @@\n+hello")"
+'
+
 test_expect_success 'deliver: a push that fails is recorded and needs a person' '
   spec df.json "{\"tool_calls\": [$WRITE]}, $FINISH" "\"deliver\": {\"remote\": \"$TRASH/no-such.git\"}" &&
   durin run df.json >out.txt 2>err.txt && DF=$(run_id_of out.txt) &&

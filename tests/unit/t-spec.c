@@ -93,6 +93,9 @@ static void test_deliver(void **state)
   expect_bad(
       DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"on\":[\"needs_human\"]}"),
       "deliver.on[0] is not a final state");
+  expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\"},\"git\":false"),
+             "field 'deliver' pushes the run's git branch, and 'git' is "
+             "false: drop one of them");
   expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"push\":1}"),
              "'deliver.push' is not known");
   assert_int_equal(durin_spec_parse(DELIVER_SPEC("\"deliver\":{\"remote\":"
