@@ -37,7 +37,7 @@ static int last_checks(const struct durin_event *ev, void *arg)
 
 /* The evaluator's spend (in the run's totals) and its last verdict. */
 static void print_evaluator(const struct durin_checkpoint *ck,
-                            const char *verdict)
+                            const char *verdict, int ended)
 {
   const struct durin_usage *u = &ck->eval_usage;
   json_t *v = verdict ? json_loads(verdict, 0, NULL) : NULL, *r;
@@ -50,8 +50,9 @@ static void print_evaluator(const struct durin_checkpoint *ck,
            (long long)u->input_tokens, (long long)u->output_tokens,
            u->cost_usd);
   if (ck->eval)
-    printf("verdict   (evaluation %lld in progress)\n",
-           (long long)json_integer_value(json_object_get(ck->eval, "attempt")));
+    printf("verdict   (evaluation %lld %s)\n",
+           (long long)json_integer_value(json_object_get(ck->eval, "attempt")),
+           ended ? "cut short: the run ended without one" : "in progress");
   else if (v)
     printf("verdict   %s (attempt %lld, %s)\n",
            json_string_value(json_object_get(v, "verdict")),
@@ -207,7 +208,7 @@ int cmd_show(int argc, char **argv, struct cli *cli)
                "verified)\n");
       json_decref(spec);
     }
-    print_evaluator(&ck, last.verdict);
+    print_evaluator(&ck, last.verdict, durin_run_status_terminal(ri.status));
   }
   r = EXIT_OK;
   free(ckt);

@@ -782,7 +782,9 @@ static const char *binds_prepare(void)
     if (!err)
       err = prepare_bind(o.layers, 1, 0, &layers_tree);
   } else if (o.workspace) {
-    err = prepare_bind(o.workspace, !o.workspace_ro, 0, &ws_tree);
+    /* Read-only, it is idmapped all the same (as a layer is): the
+     * sandbox reads the agent's files as their owner would. */
+    err = prepare_bind(o.workspace, !o.workspace_ro, o.workspace_ro, &ws_tree);
   }
   for (i = 0; !err && i < o.nbinds; i++)
     err = prepare_bind(o.binds[i].path, o.binds[i].rw, 0, &o.binds[i].tree);

@@ -136,7 +136,20 @@ char *durin__eval_context(const struct durin_spec *spec, const char *summary,
   for (k = 0; k < e->ncriteria; k++)
     durin_buf_addf(&b, "- %s\n", e->criteria[k]);
   durin_buf_adds(&b, "\n# The agent's summary (a claim to verify)\n");
-  durin_buf_adds(&b, summary && *summary ? summary : "(none given)");
+  if (!summary || !*summary) {
+    durin_buf_adds(&b, "(none given)");
+  } else if (strlen(summary) > cap / 8) {
+    /* A claim, not the evidence: its head is enough. */
+    size_t n = cap / 8;
+
+    while (n > 0 && (summary[n] & 0xC0) == 0x80)
+      n--;
+    durin_buf_add(&b, summary, n);
+    durin_buf_addf(&b, " [... %zu more bytes of the summary cut]",
+                   strlen(summary) - n);
+  } else {
+    durin_buf_adds(&b, summary);
+  }
   durin_buf_adds(&b, "\n\n# Acceptance checks\n");
   if (!json_array_size(checks))
     durin_buf_adds(&b, "The spec has no shell checks.\n");

@@ -90,6 +90,7 @@ struct durin_harness {
   char *eval_diff; /* DONE_DIFF's text, for the context */
   int eval_diff_done;
   int eval_cut;        /* the evaluator's call runs to the evaluation's end */
+  int eval_rebase;     /* restored: its clock goes on from its last commit */
   json_t *eval_checks; /* the accepted checks' results */
   json_t *eplan;       /* an empty plan: the evaluator has none */
 
@@ -383,6 +384,7 @@ int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
   free(h->handoff_text);
   h->handoff_text = NULL;
   h->attempt = attempt;
+  h->eval_rebase = h->ck.eval != NULL;
   h->restored = 1;
   set_state(h, DURIN_STEP_IDLE);
   return 0;
@@ -526,6 +528,17 @@ static const struct durin_model_cfg *step_cfg(const struct durin_harness *h)
  * with the evaluator's system prompt, that message as its goal and its
  * model (borrowed fields, never freed through it), its tools, a window.
  */
+/* Its commands need the sandbox's read-only workspace, which neither a
+ * worker without the sandbox nor a template run's view can give. */
+static unsigned eval_tool_bits(const struct durin_harness *h)
+{
+  unsigned t = h->spec->evaluator.tools;
+
+  if (!h->sandboxed || h->spec->sandbox.template)
+    t &= ~(unsigned)DURIN_EVAL_BASH;
+  return t;
+}
+
 static int eval_session(struct durin_harness *h, const char *context,
                         struct durin_err *err)
 {
@@ -543,9 +556,8 @@ static int eval_session(struct durin_harness *h, const char *context,
   h->espec.system = h->esystem;
   h->espec.goal = h->econtext;
   h->espec.model = *eval_cfg(h);
-  h->nedefs =
-      durin__eval_tool_defs(h->spec->evaluator.tools, h->edefs,
-                            (int)(sizeof(h->edefs) / sizeof(*h->edefs)));
+  h->nedefs = durin__eval_tool_defs(
+      eval_tool_bits(h), h->edefs, (int)(sizeof(h->edefs) / sizeof(*h->edefs)));
   h->etools = json_array();
   for (i = 0; i < h->nedefs; i++)
     json_array_append_new(h->etools, json_pack("{s:s,s:s,s:o}", "name",
@@ -650,6 +662,42 @@ static void eval_close(struct durin_harness *h, const char *verdict,
   durin_buf_release(&list);
 }
 
+/*
+ * The evaluation ends because the run does (its budget, its wall clock,
+ * an evaluator that cannot run): the verdict says so, the attempt is not
+ * the agent's to spend, and the caller ends the run.
+ */
+static void eval_abort(struct durin_harness *h, const char *source,
+                       const char *why)
+{
+  add_event(
+      h, "verdict",
+      json_pack("{s:I,s:s,s:[s],s:s,s:{s:I,s:I,s:I,s:f}}", "attempt",
+                (json_int_t)eval_get(h, "attempt"), "verdict", "fail",
+                "reasons", why, "source", source, "usage", "steps",
+                (json_int_t)eval_get(h, "steps"), "input_tokens",
+                (json_int_t)eval_get(h, "input_tokens"), "output_tokens",
+                (json_int_t)eval_get(h, "output_tokens"), "cost_usd",
+                json_real_value(json_object_get(h->ck.eval, "cost_usd"))));
+  json_decref(h->ck.eval);
+  h->ck.eval = NULL;
+  eval_session_free(h);
+}
+
+/* The run's own budgets during an evaluation: tokens, dollars and wall
+ * clock; its steps and tool calls are the agent's (the evaluator has its
+ * own). 1 with why if one is spent. */
+static int eval_run_budget(const struct durin_harness *h, int64_t now,
+                           int before_tool, char *why, size_t len)
+{
+  struct durin_usage u = h->ck.usage;
+
+  u.steps = 0;
+  u.tool_calls = 0;
+  return durin_budget_exceeded(&h->spec->budget, &u, now - h->ck.started_ms,
+                               before_tool, why, len);
+}
+
 /* The default FAIL, with one reason. */
 static void eval_fail(struct durin_harness *h, const char *source,
                       const char *why)
@@ -665,6 +713,9 @@ static void eval_fail(struct durin_harness *h, const char *source,
 static const char eval_pending_msg[] =
     "the acceptance checks passed; an independent evaluator now reviews "
     "the work. If it does not accept it, its reasons come back to you";
+static const char eval_pending_nochecks_msg[] =
+    "accepted for review: an independent evaluator now reviews the work. "
+    "If it does not accept it, its reasons come back to you";
 
 /* The evaluation opens: its first message is logged, so a restored
  * evaluation starts from the same one. */
@@ -678,8 +729,17 @@ static void eval_begin(struct durin_harness *h, const char *diff,
   int i, r;
 
   if (!diff) {
-    snprintf(note, sizeof(note), "(the change could not be shown: %s)\n",
+    size_t n;
+
+    snprintf(note, sizeof(note), "(the change could not be shown: %s",
              error ? error : "no reason given");
+    /* Not in the middle of a UTF-8 sequence: json_pack refuses those. */
+    n = strlen(note);
+    while (n > 0 && ((unsigned char)note[n - 1] & 0xC0) == 0x80)
+      n--;
+    if (n > 0 && ((unsigned char)note[n - 1] & 0x80))
+      n--;
+    snprintf(note + n, sizeof(note) - n, ")\n");
     diff = note;
   }
   /* A quarter of the window: the evaluator reads the files themselves. */
@@ -699,10 +759,13 @@ static void eval_begin(struct durin_harness *h, const char *diff,
                       "context", ctx));
   free(ctx);
   if (r) {
-    char why[700];
+    /* Not the agent's doing: the run fails saying what to change. */
+    char why[480];
 
-    snprintf(why, sizeof(why), "the evaluator could not start: %s", err.msg);
-    eval_fail(h, "error", why);
+    snprintf(why, sizeof(why), "the evaluator could not start: %.440s",
+             err.msg);
+    eval_abort(h, "error", why);
+    end_run(h, DURIN_RUN_FAILED, why);
   }
 }
 
@@ -715,12 +778,24 @@ static void eval_next(struct durin_harness *h, int64_t now,
   json_t *handoff = NULL, *comp;
   char why[400];
 
-  if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
-                            now - h->ck.started_ms, 0, why, sizeof(why))) {
+  if (h->eval_rebase) {
+    /* Restored: the evaluation's time is the time it ran, not the time
+     * the run lay paused or crashed. */
+    int64_t at = eval_get(h, "at_ms");
+
+    h->eval_rebase = 0;
+    if (at >= started) {
+      started = now - (at - started);
+      json_object_set_new(h->ck.eval, "started_ms", json_integer(started));
+    }
+  }
+  if (eval_run_budget(h, now, 0, why, sizeof(why))) {
+    eval_abort(h, "budget", why);
     end_over_budget(h, why);
   } else if (!h->ewin) {
     eval_fail(h, "error",
-              "the evaluation's first message is missing from the log");
+              "the evaluation's first message is missing from the log; the "
+              "agent's next finish opens a new evaluation");
   } else if (now - started >= e->timeout_ms ||
              json_is_true(json_object_get(h->ck.eval, "cut"))) {
     snprintf(why, sizeof(why),
@@ -768,6 +843,7 @@ static void eval_next(struct durin_harness *h, int64_t now,
     eu.cost_usd = json_real_value(json_object_get(h->ck.eval, "cost_usd"));
     if (durin_budget_next_call(&h->spec->budget, act->model.cfg, &h->ck.usage,
                                in, why, sizeof(why))) {
+      eval_abort(h, "budget", why);
       end_over_budget(h, why);
     } else if (e->dollars > 0 &&
                durin_budget_next_call(&eb, act->model.cfg, &eu, in, why,
@@ -820,8 +896,6 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
       for (k = 0; k < h->nedefs; k++)
         if (!strcmp(h->edefs[k]->name, c->tc->name))
           c->def = h->edefs[k];
-      c->policy_done = 1;
-      c->dec.action = DURIN_POLICY_ALLOW;
       if (c->def == durin__eval_verdict_def()) {
         c->args = json_loads(c->tc->args ? c->tc->args : "", 0, NULL);
         continue;
@@ -1284,6 +1358,13 @@ static void dispatch(struct durin_harness *h, int64_t now,
       resolve_call(c, 0, "not run: the verdict ended the evaluation");
       continue;
     }
+    if (h->eval_open && !h->eval_step) {
+      /* The work the checks passed is the work the evaluator reviews. */
+      resolve_call(c, 0,
+                   "not run: finish was accepted and the work is being "
+                   "reviewed; calls after finish do not run");
+      continue;
+    }
     if (h->eval_step && c->def == durin__eval_verdict_def()) {
       const char *verdict;
       json_t *reasons;
@@ -1343,7 +1424,7 @@ static void dispatch(struct durin_harness *h, int64_t now,
         if (h->spec->evaluator.set) {
           /* No shell checks: the evaluator is the acceptance. */
           h->ck.eval_attempts++;
-          resolve_call(c, 1, eval_pending_msg);
+          resolve_call(c, 1, eval_pending_nochecks_msg);
           h->eval_open = 1;
           continue;
         }
@@ -1370,8 +1451,12 @@ static void dispatch(struct durin_harness *h, int64_t now,
       }
       continue;
     }
-    if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
-                              now - h->ck.started_ms, 1, why, sizeof(why))) {
+    if (h->eval_step ? eval_run_budget(h, now, 1, why, sizeof(why)) :
+                       durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
+                                             now - h->ck.started_ms, 1, why,
+                                             sizeof(why))) {
+      if (h->eval_step && h->ck.eval)
+        eval_abort(h, "budget", why);
       end_over_budget(h, why);
       /* A call that was already dispatched once may have run: say so. */
       resolve_call(c, 0,
@@ -1395,6 +1480,18 @@ static void dispatch(struct durin_harness *h, int64_t now,
                c->indeterminate ? " (it was started once before a crash; "
                                   "its outcome is unknown)" :
                                   "");
+      resolve_call(c, 0, msg);
+      continue;
+    }
+    if (c->dec.action == DURIN_POLICY_ASK && h->eval_step) {
+      char msg[700];
+
+      /* An evaluation does not wait for a person: no is the answer. */
+      snprintf(msg, sizeof(msg),
+               "refused: the policy asks a person about this call (%s %s), "
+               "and an evaluator does not wait for approvals; judge from "
+               "what you can read",
+               c->dec.origin, c->dec.rule);
       resolve_call(c, 0, msg);
       continue;
     }
@@ -1737,10 +1834,14 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
       if (h->eval_step && h->calls[i].result)
         json_object_set_new(h->calls[i].result, "role",
                             json_string("evaluator"));
-      if (h->calls[i].policy_ev)
+      if (h->calls[i].policy_ev) {
+        if (h->eval_step)
+          json_object_set_new(h->calls[i].policy_ev, "role",
+                              json_string("evaluator"));
         json_array_insert_new(
             h->events, at++,
             json_pack("[s,O]", "policy", h->calls[i].policy_ev));
+      }
       json_array_insert_new(
           h->events, at++,
           json_pack("[s,O]", "tool_result", h->calls[i].result));
@@ -1796,6 +1897,8 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   act->nevents = n;
   /* A run stopped mid-step keeps its last checkpoint: the step's usage is
    * counted again from the pending record when it resumes. */
+  if (h->ck.eval)
+    json_object_set_new(h->ck.eval, "at_ms", json_integer(now));
   if (!needs_human) {
     if (h->ck.handoff && !h->handoff_text)
       h->handoff_text = json_dumps(h->ck.handoff, JSON_COMPACT);
@@ -2013,9 +2116,13 @@ int durin_harness_complete(struct durin_harness *h,
                late ? "no verdict within evaluator.timeout_s" :
                       "the evaluator's model call failed",
                c->error ? c->error : "no reason given");
-      eval_fail(h, late ? "timeout" : "error", ewhy);
-      set_state(h, DURIN_STEP_COMMIT);
-      return 0;
+      if (late) {
+        eval_fail(h, "timeout", ewhy);
+        set_state(h, DURIN_STEP_COMMIT);
+        return 0;
+      }
+      /* Not the agent's doing: the run fails on it as on its own. */
+      eval_abort(h, "error", ewhy);
     }
     end_run(h, DURIN_RUN_FAILED, c->error ? c->error : "model call failed");
     add_event(h, "model_error",

@@ -363,7 +363,8 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
       cmd[2] = "printf 'durin: %s\\n' \"$1\" >&2; exit 126";
       cmd[3] = "durin-refused";
       cmd[4] = "a read-only command cannot run on a template run's "
-               "workspace (its view is an overlay)";
+               "workspace (its view is an overlay); read the files with "
+               "read_file and list_files";
     }
   }
   /* The caller enforces the call's timeout; the helper's is a backstop. */

@@ -1411,8 +1411,10 @@ static void on_diff_done(void *arg, struct durin_tool_result *res)
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_DIFF;
   c.now_ms = durin_now_ms();
-  /* diff exits 0 (same) or 1 (differ); 2 is trouble. */
-  if (!res->timed_out && (res->exit_code == 0 || res->exit_code == 1)) {
+  /* diff exits 0 (same) or 1 (differ); 2 is trouble, and what it could
+   * compare is still worth showing, its complaints among it. */
+  if (!res->timed_out && res->exit_code >= 0 && res->exit_code <= 2 &&
+      (res->exit_code < 2 || (res->output && *res->output))) {
     c.diff = res->output ? res->output : "";
   } else {
     c.error = res->timed_out ? "diff took longer than a minute" : "diff failed";
@@ -2196,6 +2198,15 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
               r->spec.evaluator.model.api_key_secret)))
     rc = open_api_key(w, r, &ri, r->spec.evaluator.model.api_key_secret,
                       &r->eval_api_key, &key, &j->err);
+  /* open_api_key names the agent's field; this one is the evaluator's. */
+  if (rc && r->spec.evaluator.own_model && !r->eval_api_key.data &&
+      !strncmp(j->err.msg, "model.api_key_secret", 20) &&
+      (!r->spec.model.api_key_secret || r->api_key.data)) {
+    char why[sizeof(j->err.msg)];
+
+    snprintf(why, sizeof(why), "evaluator.%.480s", j->err.msg);
+    snprintf(j->err.msg, sizeof(j->err.msg), "%s", why);
+  }
   if (!rc && r->spec.ngrants)
     rc = open_grants(w, r, &ri, &key, &j->err);
   if (!rc)

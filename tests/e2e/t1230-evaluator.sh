@@ -134,7 +134,9 @@ test_expect_success 'an evaluator that tries to write or to reach the network is
 	rm -f Makefile; echo "rm: \$?"
 	(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; echo "tcp: \$?"
 	echo "proxy: \${HTTPS_PROXY:-none}"
+	cat private.txt
 	EOF
+  echo PRIVATE-CONTENT >project/private.txt && chmod 600 project/private.txt &&
   cmd=$(jq -Rs . try.sh) &&
   spec write.json "[{\"tool_calls\": [{\"name\": \"bash\", \"arguments\": {\"command\": $cmd}}, {\"name\": \"write_file\", \"arguments\": {\"path\": \"x\", \"content\": \"y\"}}]}, $(verdict_turn pass)]" \
     ",\"sandbox\": {\"network\": \"proxy\", \"allow_hosts\": [\"example.com\"]}" &&
@@ -147,6 +149,7 @@ test_expect_success 'an evaluator that tries to write or to reach the network is
   grep_q "rm: 1" outs.txt &&
   grep_q "tcp: 1" outs.txt &&
   grep_q "proxy: none" outs.txt &&
+  grep_q "^PRIVATE-CONTENT" outs.txt &&
   grep_q "Read-only file system" outs.txt &&
   grep_q "no tool named .write_file." outs.txt &&
   test ! -e "$ws/NEW-FILE" && test ! -e "$ws/x" && test -f "$ws/Makefile" &&
@@ -159,7 +162,7 @@ test_expect_success 'without the sandbox the evaluator gets no shell at all' '
   durin run --sandbox none nosb.json >out.txt 2>&1 &&
   id=$(run_id_of out.txt) &&
   test ! -e "$(col_of $id workspace)/NOSB" &&
-  sql "select data from events where run_id = '\''$id'\'' and type = '\''tool_result'\''" | grep_q "run only in the sandbox"
+  eval_events $id tool_result | jq -r .output | grep_q "no tool named .bash."
 '
 
 test_expect_success 'a crash in the middle of an evaluation resumes it: one evaluation, one verdict' '

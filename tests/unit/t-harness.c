@@ -1512,6 +1512,7 @@ static void test_evaluator_fresh_context(void **state)
   size_t i;
 
   (void)state;
+  durin_harness_set_sandboxed(h, 1); /* else the evaluator has no bash */
   next(h, 1000, &act);
   answer(h, NULL, NULL); /* the agent thinks aloud: "thinking" */
   next(h, 1000, &act);
@@ -1568,6 +1569,7 @@ static void test_evaluator_fresh_context(void **state)
 
   /* A restore rebuilds its session from the log: the same request. */
   assert_int_equal(durin_harness_new(s, "rtest", &h2, NULL), 0);
+  durin_harness_set_sandboxed(h2, 1);
   assert_int_equal(durin_harness_restore(h2, ck, 2, &err), 0);
   for (i = 0; i < nlogged; i++)
     if (logged[i].seq >= durin_harness_window(h2))
@@ -1575,6 +1577,9 @@ static void test_evaluator_fresh_context(void **state)
   next(h2, 3000, &act);
   assert_int_equal(act.kind, DURIN_ACT_MODEL);
   assert_ptr_equal(act.model.cfg, &s->evaluator.model);
+  text = json_dumps(act.model.tools, JSON_COMPACT);
+  assert_non_null(strstr(text, "\"bash\""));
+  free(text);
   text = request_text(&act);
   assert_non_null(strstr(text, "DIFF-TEXT"));
   assert_non_null(strstr(text, "file a"));
@@ -1849,6 +1854,71 @@ static void test_git_snapshots(void **state)
   free_spec(s);
 }
 
+/*
+ * The agent's step and tool-call budgets are the agent's: a finish on its
+ * last step is still evaluated, and the evaluator's reads do not count
+ * against them. Calls after an accepted finish do not run; a call the
+ * policy would ask a person about is refused to the evaluator; without
+ * the sandbox the evaluator has no bash.
+ */
+static void test_evaluator_budgets_and_order(void **state)
+{
+  struct durin_spec *s = make_spec(
+      ",\"budget\":{\"steps\":1,\"tool_calls\":1},\"evaluator\":{\"model\":"
+      "{\"provider\":\"script\",\"turns\":[]}}");
+  struct durin_harness *h = started(s);
+  const char *names[] = { "finish", "bash" };
+  const char *args[] = { "{\"summary\":\"done\"}", "{\"command\":\"rm x\"}" };
+  const char *enames[] = { "read_file", "list_files" };
+  const char *eargs[] = { "{\"path\":\"a\"}", "{}" };
+  struct durin_action act;
+  char *text;
+
+  (void)state;
+  next(h, 1000, &act);
+  answer_calls(h, 2, names, args, 10, 1);
+  next(h, 1000, &act);
+  /* The bash after finish never reaches a policy, an intent or a run. */
+  assert_int_equal(act.kind, DURIN_ACT_DIFF);
+  diff_done(h, "");
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  assert_non_null(strstr(nth_result(&act, 1), "calls after finish do not run"));
+  commit(h, &act);
+  /* The agent's one step is spent; the evaluation goes on. */
+  next(h, 2000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  text = json_dumps(act.model.tools, JSON_COMPACT);
+  assert_null(strstr(text, "\"bash\"")); /* not sandboxed */
+  free(text);
+  answer_calls(h, 2, enames, eargs, 10, 1);
+  durin_harness_next(h, 2000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_POLICY);
+  decide(h, DURIN_POLICY_ASK, "ask-reads");
+  durin_harness_next(h, 2000, &act);
+  /* Asked about: refused, not waited for; the next call runs. */
+  assert_int_equal(act.kind, DURIN_ACT_POLICY);
+  decide(h, DURIN_POLICY_ALLOW, "default");
+  durin_harness_next(h, 2000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  assert_string_equal(act.tool->name, "list_files");
+  tool_done(h, "a");
+  next(h, 2000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_non_null(strstr(nth_result(&act, 0), "does not wait for approvals"));
+  commit(h, &act);
+  next(h, 2000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  answer(h, "verdict", "{\"verdict\":\"pass\"}");
+  next(h, 2000, &act);
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  commit(h, &act);
+  durin_harness_free(h);
+  free_spec(s);
+  log_clear();
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1882,6 +1952,7 @@ int main(void)
     cmocka_unit_test(test_limits_bounded),
     cmocka_unit_test(test_evaluator_fresh_context),
     cmocka_unit_test(test_evaluator_default_fail),
+    cmocka_unit_test(test_evaluator_budgets_and_order),
     cmocka_unit_test(test_git_snapshots),
   };
 
