@@ -97,6 +97,27 @@ int durin__eval_tool_defs(unsigned tools, const struct durin_tool_def **defs,
   return n;
 }
 
+/*
+ * A code fence longer than any run of backticks in s[0..n), so that what
+ * the agent or its tools wrote cannot close it and pass for a heading of
+ * the evaluator's first message.
+ */
+static void fence(const char *s, size_t n, char out[64])
+{
+  size_t i, run = 0, longest = 0;
+
+  for (i = 0; i < n; i++) {
+    run = s[i] == '`' ? run + 1 : 0;
+    if (run > longest)
+      longest = run;
+  }
+  longest = longest < 3 ? 3 : longest + 1;
+  if (longest > 63)
+    longest = 63;
+  memset(out, '`', longest);
+  out[longest] = 0;
+}
+
 /* The last cap bytes of s, cut at a line start, with a note. */
 static void add_tail(struct durin_buf *b, const char *s, size_t cap)
 {
@@ -123,6 +144,7 @@ char *durin__eval_context(const struct durin_spec *spec, const char *summary,
   const struct durin_spec_evaluator *e = &spec->evaluator;
   struct durin_buf b;
   size_t i, used, diff_cap, out_cap;
+  char f[64];
   json_t *c;
   int k;
 
@@ -137,20 +159,25 @@ char *durin__eval_context(const struct durin_spec *spec, const char *summary,
     durin_buf_addf(&b, "- %s\n", e->criteria[k]);
   durin_buf_adds(&b, "\n# The agent's summary (a claim to verify)\n");
   if (!summary || !*summary) {
-    durin_buf_adds(&b, "(none given)");
-  } else if (strlen(summary) > cap / 8) {
-    /* A claim, not the evidence: its head is enough. */
-    size_t n = cap / 8;
-
-    while (n > 0 && (summary[n] & 0xC0) == 0x80)
-      n--;
-    durin_buf_add(&b, summary, n);
-    durin_buf_addf(&b, " [... %zu more bytes of the summary cut]",
-                   strlen(summary) - n);
+    durin_buf_adds(&b, "(none given)\n");
   } else {
-    durin_buf_adds(&b, summary);
+    /* A claim, not the evidence: its head is enough. */
+    size_t n = strlen(summary);
+
+    if (n > cap / 8) {
+      n = cap / 8;
+      while (n > 0 && (summary[n] & 0xC0) == 0x80)
+        n--;
+    }
+    fence(summary, n, f);
+    durin_buf_addf(&b, "%stext\n", f);
+    durin_buf_add(&b, summary, n);
+    if (n < strlen(summary))
+      durin_buf_addf(&b, " [... %zu more bytes of the summary cut]",
+                     strlen(summary) - n);
+    durin_buf_addf(&b, "\n%s\n", f);
   }
-  durin_buf_adds(&b, "\n\n# Acceptance checks\n");
+  durin_buf_adds(&b, "\n# Acceptance checks\n");
   if (!json_array_size(checks))
     durin_buf_adds(&b, "The spec has no shell checks.\n");
   /* Check outputs and the diff share what is left; the diff gets most. */
@@ -167,9 +194,10 @@ char *durin__eval_context(const struct durin_spec *spec, const char *summary,
         json_is_true(json_object_get(c, "ok")) ? "passed" : "failed",
         (long long)json_integer_value(json_object_get(c, "exit_code")));
     if (out && *out) {
-      durin_buf_adds(&b, "```\n");
+      fence(out, strlen(out), f);
+      durin_buf_addf(&b, "%s\n", f);
       add_tail(&b, out, out_cap > 256 ? out_cap : 256);
-      durin_buf_adds(&b, "```\n");
+      durin_buf_addf(&b, "%s\n", f);
     }
   }
   durin_buf_adds(&b, "\n# The change: the workspace against its start\n");
@@ -183,18 +211,20 @@ char *durin__eval_context(const struct durin_spec *spec, const char *summary,
 
     while (cut > 0 && diff[cut - 1] != '\n')
       cut--;
-    durin_buf_adds(&b, "```diff\n");
+    fence(diff, cut, f);
+    durin_buf_addf(&b, "%sdiff\n", f);
     durin_buf_add(&b, diff, cut);
     durin_buf_addf(&b,
-                   "```\n[the diff goes on for %zu more bytes: read the "
+                   "%s\n[the diff goes on for %zu more bytes: read the "
                    "files themselves]\n",
-                   strlen(diff) - cut);
+                   f, strlen(diff) - cut);
   } else {
-    durin_buf_adds(&b, "```diff\n");
+    fence(diff, strlen(diff), f);
+    durin_buf_addf(&b, "%sdiff\n", f);
     durin_buf_adds(&b, diff);
     if (diff[strlen(diff) - 1] != '\n')
       durin_buf_adds(&b, "\n");
-    durin_buf_adds(&b, "```\n");
+    durin_buf_addf(&b, "%s\n", f);
   }
   return durin_buf_detach(&b, NULL);
 }
