@@ -19,8 +19,8 @@ static int run1(struct durin_store *q, const char *what, struct db_stmt *st,
 
   if (rc == DB_CONSTRAINT) {
     db_finalize(st);
-    return durin_err_set(err, DURIN_EEXIST, "store '%s': %s: %s", q->path,
-                         what, "a unique key is taken");
+    return durin_err_set(err, DURIN_EEXIST, "store '%s': %s: %s", q->path, what,
+                         "a unique key is taken");
   }
   if (rc != DB_DONE && rc != DB_ROW) {
     int r = durin__sq_fail(q, err, what);
