@@ -188,4 +188,31 @@ test_expect_success 'continue appends a new attempt to the same log' '
   events_contiguous $orig
 '
 
+J='Content-Type: application/json'
+if "$DURIN" sandbox -- true 2>/dev/null; then
+  # The original's budget is 8 steps now (the continue above raised it),
+  # and its fork takes its spec as it is.
+  test_expect_success 'the API: fork 201 with Location, continue 202; the serve drives both' '
+    OPER=$(make_token ops operator) && test -n "$OPER" &&
+    start_serve &&
+    test "$(api $OPER POST /v1/runs/$orig/fork -H "$J" -d "{\"at_step\": 1}")" = 201 &&
+    afork=$(body_field .id) &&
+    test "$(sed -n "s/^Location: *//Ip" .headers | tr -d "\r")" = "/v1/runs/$afork" &&
+    step1=$(git -C "$RUNS/$orig/workspace" rev-parse "durin/$orig~5") &&
+    ev_data $afork forked | grep_q "\"commit\":\"$step1\"" &&
+    test "$(sql "select created_by from runs where id = '"'"'$afork'"'"'")" = ops &&
+    wait_for 60 "test \"\$(status_of $afork)\" = succeeded" &&
+    spec_of $afork | grep_q "\"steps\":8" &&
+    test "$(api $OPER POST /v1/runs/$afork/continue -H "$J" -d "{\"message\": \"more\"}")" = 202 &&
+    test "$(body_field .id)" = "$afork" &&
+    wait_for 60 "test \"\$(status_of $afork)\" = succeeded && test \"\$(col_of $afork steps)\" = 8" &&
+    test "$(cat "$RUNS/$afork/workspace/notes/extra.txt")" = "one more" &&
+    test "$(api $OPER POST /v1/runs/$afork/continue -H "$J" -d "{\"message\": \"again\"}")" = 409 &&
+    body_field .error.message | grep_q "add_steps" &&
+    stop_serve
+  '
+else
+  test_skip 'the API: fork and continue' "this host cannot build the sandbox (durin serve needs it)"
+fi
+
 test_done
