@@ -108,7 +108,8 @@ test_expect_success 'fork at step 3 reproduces step 3 (tree, log, checkpoint)' '
   test "$(max_step_before $fork $k)" = 3 &&
   test "$(ck_step $fork)" = 3 &&
   test "$(col_of $fork steps)" = 3 &&
-  ev_data $fork forked | grep_q "\"at_step\":3"
+  ev_data $fork forked | grep_q "\"at_step\":3" &&
+  durin logs $fork | grep_q "forked from $orig at step 3"
 '
 
 test_expect_success 'the original is untouched' '
@@ -185,7 +186,8 @@ test_expect_success 'continue appends a new attempt to the same log' '
   test "$(col_of $orig steps)" = 8 &&
   last_of $orig checks | grep_q "\"attempt\":1" &&
   spec_of $orig | grep_q "\"steps\":8" &&
-  events_contiguous $orig
+  events_contiguous $orig &&
+  durin logs $orig | grep_q "continued (attempt 2): write one more note"
 '
 
 J='Content-Type: application/json'
