@@ -15,15 +15,51 @@ static const char show_usage[] =
     "attempts, the agent's plan and summary, and the last acceptance check.\n"
     "ID may be abbreviated to any unique prefix.\n";
 
+/* The last checks and the last verdict of the run's log. */
+struct last {
+  char *checks;
+  char *verdict;
+};
+
 static int last_checks(const struct durin_event *ev, void *arg)
 {
-  char **out = arg;
+  struct last *l = arg;
+  char **out = !strcmp(ev->type, "checks")  ? &l->checks :
+               !strcmp(ev->type, "verdict") ? &l->verdict :
+                                              NULL;
 
-  if (!strcmp(ev->type, "checks")) {
+  if (out) {
     free(*out);
     *out = strdup(ev->data);
   }
   return 0;
+}
+
+/* The evaluator's spend (in the run's totals) and its last verdict. */
+static void print_evaluator(const struct durin_checkpoint *ck,
+                            const char *verdict)
+{
+  const struct durin_usage *u = &ck->eval_usage;
+  json_t *v = verdict ? json_loads(verdict, 0, NULL) : NULL, *r;
+  size_t k;
+
+  if (u->steps || u->model_calls)
+    printf("evaluator %lld steps, %lld tokens (%lld in, %lld out), $%.4f "
+           "(counted in the totals above)\n",
+           (long long)u->steps, (long long)(u->input_tokens + u->output_tokens),
+           (long long)u->input_tokens, (long long)u->output_tokens,
+           u->cost_usd);
+  if (ck->eval)
+    printf("verdict   (evaluation %lld in progress)\n",
+           (long long)json_integer_value(json_object_get(ck->eval, "attempt")));
+  else if (v)
+    printf("verdict   %s (attempt %lld, %s)\n",
+           json_string_value(json_object_get(v, "verdict")),
+           (long long)json_integer_value(json_object_get(v, "attempt")),
+           json_string_value(json_object_get(v, "source")));
+  json_array_foreach(json_object_get(v, "reasons"), k, r)
+    printf("  - %s\n", json_string_value(r));
+  json_decref(v);
 }
 
 /* The run's grants (spec "secrets"): which secret goes where. An env
@@ -58,6 +94,7 @@ int cmd_show(int argc, char **argv, struct cli *cli)
   struct durin_checkpoint ck;
   struct durin_err err = { 0 };
   char id[32], *ckt = NULL, *checks = NULL;
+  struct last last = { 0 };
   int64_t step;
   int json = 0, r;
 
@@ -72,7 +109,8 @@ int cmd_show(int argc, char **argv, struct cli *cli)
   memset(&ck, 0, sizeof(ck));
   if (durin_store_checkpoint_get(cli->store, id, &step, &ckt, NULL) == 0)
     durin_checkpoint_parse(ckt, &ck, NULL);
-  durin_store_events_read(cli->store, id, 1, 0, last_checks, &checks, NULL);
+  durin_store_events_read(cli->store, id, 1, 0, last_checks, &last, NULL);
+  checks = last.checks;
   if (json) {
     json_t *o = json_pack(
         "{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:s,s:O?,"
@@ -91,6 +129,17 @@ int cmd_show(int argc, char **argv, struct cli *cli)
 
     if (checks)
       json_object_set_new(o, "checks", json_loads(checks, 0, NULL));
+    if (last.verdict)
+      json_object_set_new(o, "verdict", json_loads(last.verdict, 0, NULL));
+    if (ck.eval_usage.model_calls)
+      json_object_set_new(
+          o, "evaluator_usage",
+          json_pack("{s:I,s:I,s:I,s:I,s:f}", "steps",
+                    (json_int_t)ck.eval_usage.steps, "input_tokens",
+                    (json_int_t)ck.eval_usage.input_tokens, "output_tokens",
+                    (json_int_t)ck.eval_usage.output_tokens, "tool_calls",
+                    (json_int_t)ck.eval_usage.tool_calls, "cost_usd",
+                    ck.eval_usage.cost_usd));
     {
       json_t *spec = json_loads(ri.spec_json ? ri.spec_json : "{}", 0, NULL);
       json_t *g = json_object_get(spec, "secrets");
@@ -153,10 +202,12 @@ int cmd_show(int argc, char **argv, struct cli *cli)
                "verified)\n");
       json_decref(spec);
     }
+    print_evaluator(&ck, last.verdict);
   }
   r = EXIT_OK;
   free(ckt);
   free(checks);
+  free(last.verdict);
   durin_checkpoint_clear(&ck);
   durin_run_info_clear(&ri);
   return r;

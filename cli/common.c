@@ -230,6 +230,9 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
 
   (void)run_id;
   fprintf(f, "[step %lld] ", (long long)ev->step);
+  /* The evaluator's own steps (docs/internals/evaluator.md). */
+  if (json_is_string(json_object_get(d, "role")))
+    fprintf(f, "%s ", json_string_value(json_object_get(d, "role")));
   if (!strcmp(t, "model_response")) {
     json_t *calls = json_object_get(d, "tool_calls"), *c;
     size_t i;
@@ -272,6 +275,24 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
     json_array_foreach(res, i, c)
       fprintf(f, "; %s: %s", json_string_value(json_object_get(c, "name")),
               json_is_true(json_object_get(c, "ok")) ? "pass" : "fail");
+  } else if (!strcmp(t, "evaluation_started")) {
+    fprintf(f, "evaluation %lld started (model %s:%s; first message %zu bytes)",
+            (long long)json_integer_value(json_object_get(d, "attempt")),
+            json_string_value(json_object_get(d, "provider")),
+            json_string_value(json_object_get(d, "model")),
+            json_string_length(json_object_get(d, "context")));
+  } else if (!strcmp(t, "verdict")) {
+    json_t *rs = json_object_get(d, "reasons"), *r;
+    size_t i;
+
+    fprintf(f, "verdict %s (evaluation %lld, %s)",
+            json_string_value(json_object_get(d, "verdict")),
+            (long long)json_integer_value(json_object_get(d, "attempt")),
+            json_string_value(json_object_get(d, "source")));
+    json_array_foreach(rs, i, r) {
+      fputs(i ? "; " : ": ", f);
+      print_trunc(f, json_string_value(r), 160);
+    }
   } else if (!strcmp(t, "run_finished")) {
     fprintf(f, "run %s: %s", json_string_value(json_object_get(d, "status")),
             json_string_value(json_object_get(d, "reason")));

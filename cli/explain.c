@@ -70,6 +70,7 @@ struct cli_explain {
   size_t ncalls, capcalls;
   char **phases; /* plan items by first appearance; [0] before any plan */
   size_t nphases, capphases, phase;
+  size_t agent_phase; /* the phase an evaluation interrupted */
   struct approval *appr;
   size_t nappr, capappr;
   json_t *keys; /* call key -> kid */
@@ -309,6 +310,25 @@ static void on_result(struct cli_explain *x, struct step *s, json_t *d)
   c->duration_ms = json_integer_value(json_object_get(d, "duration_ms"));
 }
 
+/* The phase named name (made at its first appearance) is the current one. */
+static void enter_phase(struct cli_explain *x, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < x->nphases; i++)
+    if (!strcmp(x->phases[i], name)) {
+      x->phase = i;
+      return;
+    }
+  if (GROW(x, x->phases, x->nphases, x->capphases))
+    return;
+  if (!(x->phases[x->nphases] = strdup(name))) {
+    x->oom = 1;
+    return;
+  }
+  x->phase = x->nphases++;
+}
+
 static void on_plan(struct cli_explain *x, json_t *d)
 {
   json_t *plan = json_object_get(d, "plan"), *it;
@@ -326,18 +346,7 @@ static void on_plan(struct cli_explain *x, json_t *d)
     name = json_array_size(plan) && done == json_array_size(plan) ?
                "after the plan was done" :
                "no plan step in progress";
-  for (i = 0; i < x->nphases; i++)
-    if (!strcmp(x->phases[i], name)) {
-      x->phase = i;
-      return;
-    }
-  if (GROW(x, x->phases, x->nphases, x->capphases))
-    return;
-  if (!(x->phases[x->nphases] = strdup(name))) {
-    x->oom = 1;
-    return;
-  }
-  x->phase = x->nphases++;
+  enter_phase(x, name);
 }
 
 static void on_approval(struct cli_explain *x, const char *t, json_t *d,
@@ -525,6 +534,13 @@ int cli_explain_event(const struct durin_event *ev, void *fold)
     on_result(x, s, d);
   else if (!strcmp(t, "plan_updated"))
     on_plan(x, d);
+  else if (!strcmp(t, "evaluation_started")) {
+    /* The evaluator's steps are a phase of their own; the agent's plan
+     * step goes on after its verdict. */
+    x->agent_phase = x->phase;
+    enter_phase(x, "evaluation");
+  } else if (!strcmp(t, "verdict"))
+    x->phase = x->agent_phase;
   else if (!strncmp(t, "approval_", 9))
     on_approval(x, t, d, ev->ts_ms);
   else if (!strcmp(t, "checks"))

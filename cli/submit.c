@@ -88,6 +88,19 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
     return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
                                                        cli_exit_for(r);
   }
+  /* So must the evaluator's, when its own model names one. */
+  if (spec->evaluator.own_model && spec->evaluator.model.api_key_secret &&
+      (r = durin_secret_check_use(cli->store, o->tenant,
+                                  spec->evaluator.model.api_key_secret,
+                                  o->agent ? o->agent : spec->name, err))) {
+    char why[sizeof(err->msg)];
+
+    snprintf(why, sizeof(why), "%s", err->msg);
+    durin_err_set(err, DURIN_ESPEC, "evaluator.model.api_key_secret: %s", why);
+    durin_spec_clear(spec);
+    return r == DURIN_ENOTFOUND || r == DURIN_EACCES ? EXIT_SPEC :
+                                                       cli_exit_for(r);
+  }
   /* Every grant's secret must be there for the run to use, now. */
   for (i = 0; i < spec->ngrants; i++) {
     const struct durin_spec_grant *g = &spec->grants[i];

@@ -90,6 +90,7 @@ struct bind {
 
 static struct {
   const char *workspace;
+  int workspace_ro; /* --workspace-ro: bound read-only (an evaluator's) */
   /* The workspace as an overlay: lowers (topmost first) under
    * layers/upper; the call's own layer, or a template run's files. */
   const char *lower[MAX_LOWER];
@@ -152,6 +153,7 @@ static __attribute__((noreturn)) void usage(void)
   fprintf(
       stderr,
       "usage: durin-sandbox [--workspace DIR [--lower DIR]... --layers DIR]\n"
+      "  [--workspace-ro]\n"
       "  [--ro DIR] [--rw DIR]\n"
       "  [--setenv K=V] [--uid N] [--mem MB] [--pids N] [--cpu PCT]\n"
       "  [--timeout S] [--fsize MB] [--nofile N] [--tmp MB]\n"
@@ -207,6 +209,10 @@ static void parse(int argc, char **argv)
       o.landlock = 0;
       continue;
     }
+    if (!strcmp(a, "--workspace-ro")) {
+      o.workspace_ro = 1;
+      continue;
+    }
     if (!v)
       usage();
     i++;
@@ -237,6 +243,11 @@ static void parse(int argc, char **argv)
   }
   if (!o.argv || !o.argv[0])
     usage();
+  if (o.workspace_ro && (o.nlower || !o.workspace)) {
+    fprintf(stderr, "durin-sandbox: --workspace-ro needs --workspace and "
+                    "no --lower\n");
+    exit(125);
+  }
   if (!o.nlower != !o.layers || (o.nlower && !o.workspace)) {
     fprintf(stderr, "durin-sandbox: --lower needs --layers and "
                     "--workspace\n");
@@ -771,7 +782,7 @@ static const char *binds_prepare(void)
     if (!err)
       err = prepare_bind(o.layers, 1, 0, &layers_tree);
   } else if (o.workspace) {
-    err = prepare_bind(o.workspace, 1, 0, &ws_tree);
+    err = prepare_bind(o.workspace, !o.workspace_ro, 0, &ws_tree);
   }
   for (i = 0; !err && i < o.nbinds; i++)
     err = prepare_bind(o.binds[i].path, o.binds[i].rw, 0, &o.binds[i].tree);
@@ -1069,7 +1080,7 @@ static void build_root(void)
   else if (ws_tree >= 0)
     attach(ws_tree, o.workspace);
   else if (o.workspace)
-    bind_path(o.workspace, 1, 0);
+    bind_path(o.workspace, !o.workspace_ro, 0);
 
   /* Into the new root; the old one stacks on top of it and goes. */
   must(chdir("/newroot"), "chdir", "/newroot");
@@ -1181,7 +1192,7 @@ static void landlock_apply(void)
     die("landlock ruleset");
   rw_paths[nrw++] = "/tmp";
   rw_paths[nrw++] = "/dev";
-  if (o.workspace)
+  if (o.workspace && !o.workspace_ro)
     rw_paths[nrw++] = o.workspace;
   for (i = 0; i < (size_t)o.nbinds; i++)
     if (o.binds[i].rw)

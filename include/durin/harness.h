@@ -43,6 +43,7 @@ enum durin_step_state {
   DURIN_STEP_AWAIT_TOOL,    /* a tool is running */
   DURIN_STEP_AWAIT_OUTCOME, /* a tool's outcome being made durable */
   DURIN_STEP_AWAIT_CHECKS,  /* acceptance checks running */
+  DURIN_STEP_AWAIT_DIFF,    /* the workspace's change, for the evaluator */
   DURIN_STEP_COMMIT,        /* the step is complete, ready to commit */
   DURIN_STEP_AWAIT_COMMIT,  /* the step's transaction is in flight */
   DURIN_STEP_ENDED,         /* the run reached a stopping state */
@@ -57,6 +58,9 @@ enum durin_action_kind {
   DURIN_ACT_TOOL,    /* run act->tool with act->args */
   DURIN_ACT_OUTCOME, /* write act->outcome for act->call durably */
   DURIN_ACT_CHECKS,  /* run the spec's acceptance checks */
+  DURIN_ACT_DIFF,    /* the workspace's change since the run began, as a
+                        unified diff of at most tool_ctx.output_cap bytes
+                        (for the evaluator's first message) */
   DURIN_ACT_COMMIT,  /* one transaction: events, checkpoint, run update
                         (and, when the run waits for a person, the pending
                         response and act->approval) */
@@ -119,6 +123,7 @@ enum durin_completion_kind {
   DURIN_DONE_OUTCOME,
   DURIN_DONE_CHECKS,
   DURIN_DONE_COMMIT,
+  DURIN_DONE_DIFF, /* diff: the text, or NULL with error saying why not */
 };
 
 struct durin_completion {
@@ -132,6 +137,7 @@ struct durin_completion {
   const struct durin_check_result *checks;
   int nchecks;
   const struct durin_policy_decision *decision;
+  const char *diff;
 };
 
 /*
@@ -240,6 +246,14 @@ struct durin_checkpoint {
    * NULL before the first): calls per tool, failures, files read and
    * written, the last few calls. Bounded (harness/window.c). */
   json_t *handoff;
+  /* While the evaluator runs (owned; NULL otherwise): {"attempt",
+   * "started_ms", "steps", "input_tokens", "output_tokens", "cost_usd"},
+   * this evaluation's own spend against evaluator.budget. */
+  json_t *eval;
+  /* Everything the evaluator spent in the run (also counted in usage,
+   * but steps and tool_calls: those are the agent's budget);
+   * model_calls is its script turn. */
+  struct durin_usage eval_usage;
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);

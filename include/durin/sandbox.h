@@ -18,6 +18,7 @@
 
 struct durin_sandbox_opts {
   const char *workspace; /* bound read-write; the command's cwd */
+  int workspace_ro;      /* bound read-only instead (no lowers) */
   const char *const *ro; /* extra read-only binds */
   int nro;
   const char *const *rw; /* extra read-write binds */
@@ -208,17 +209,26 @@ void durin_sandbox_close(struct durin_sandbox *sb);
  * its status line there as it exits ({"status":"exited","code":0,...,
  * "exec_mono_us":N}, libexec/durin-sandbox.c), N being CLOCK_MONOTONIC
  * when the command was exec'd in the sandbox.
- * grants: the child has the call's grants at DURIN_SANDBOX_GRANTS_FD.
- * Free with durin_sandbox_argv_free. When durin_sandbox_check refuses
- * box's binds, the argv still runs the helper, without any of box's binds,
- * and the command is replaced by one that prints the refusal and exits
- * 126: the call fails saying why, and never runs outside the sandbox nor
- * with the binds.
+ * flags: DURIN_SANDBOX_GRANTS, the child has the call's grants at
+ * DURIN_SANDBOX_GRANTS_FD; DURIN_SANDBOX_WORKSPACE_RO, the workspace is
+ * bound read-only and the command gets no network and none of box's
+ * writable binds, whatever box says (an evaluator's commands: they may
+ * read and run, never change anything; a template run's view cannot be
+ * bound so, and such a command is refused as below). Free with
+ * durin_sandbox_argv_free. When durin_sandbox_check refuses box's binds, the
+ * argv still runs the helper, without any of box's binds, and the command is
+ * replaced by one that prints the refusal and exits 126: the call fails saying
+ * why, and never runs outside the sandbox nor with the binds.
  */
 char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,
                              const char *workspace, const char *layer,
                              const char *const *env, int64_t timeout_ms,
-                             int grants, const char *command);
+                             unsigned flags, const char *command);
+
+enum durin_sandbox_command_flags {
+  DURIN_SANDBOX_GRANTS = 1 << 0,
+  DURIN_SANDBOX_WORKSPACE_RO = 1 << 1,
+};
 
 #endif

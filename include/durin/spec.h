@@ -152,6 +152,30 @@ struct durin_spec_mcp {
   int scope_worker;
 };
 
+/*
+ * The evaluator (spec "evaluator"; docs/internals/evaluator.md): once the
+ * agent calls finish and the acceptance checks pass, a session that never
+ * saw the agent's messages reads the workspace and ends with a verdict.
+ */
+enum durin_eval_tool {
+  DURIN_EVAL_READ_FILE = 1 << 0,
+  DURIN_EVAL_LIST_FILES = 1 << 1,
+  DURIN_EVAL_BASH = 1 << 2, /* sandboxed, workspace read-only, no network */
+};
+
+struct durin_spec_evaluator {
+  int set;
+  int own_model;                /* "model" given; else the agent's */
+  struct durin_model_cfg model; /* when own_model */
+  char *instructions;           /* its system prompt; NULL: the default */
+  char **criteria;              /* acceptance criteria, in the order given */
+  int ncriteria;
+  unsigned tools;     /* durin_eval_tool bits */
+  int64_t steps;      /* its model calls per evaluation */
+  double dollars;     /* its spend per evaluation; 0: no own limit */
+  int64_t timeout_ms; /* per evaluation, wall clock */
+};
+
 /* The longest tool name a provider takes (OpenAI: 64, [a-zA-Z0-9_-]). */
 #define DURIN_MCP_TOOL_NAME_MAX 64
 
@@ -200,6 +224,7 @@ struct durin_spec {
   struct durin_spec_mcp *mcp; /* "mcp_servers", in the order written */
   int nmcp;
   json_t *mcp_json; /* "mcp_servers" as written, validated (or NULL) */
+  struct durin_spec_evaluator evaluator;
 };
 
 /* What a webhook may subscribe to, NULL-terminated, in the order the API
@@ -217,7 +242,8 @@ void durin_spec_clear(struct durin_spec *s);
 
 /*
  * Overrides the model with "provider:name" (or just a name, meaning
- * openai), as `durin run --model` and DURIN_MODEL do.
+ * openai), as `durin run --model` and DURIN_MODEL do. An evaluator on
+ * the script provider then uses that model too.
  */
 int durin_spec_set_model(struct durin_spec *s, const char *model,
                          struct durin_err *err);

@@ -57,6 +57,10 @@ struct durin_proc_box {
   const struct durin_sandbox_grant *grants;
   int ngrants;
   const char *tool;
+  /* The workspace is bound read-only, with no network, no writable bind
+   * and no grant (DURIN_SANDBOX_WORKSPACE_RO): an evaluator's command. A
+   * driver without the sandbox must refuse such a command, not run it. */
+  int readonly;
 };
 
 struct durin_tool_ctx {

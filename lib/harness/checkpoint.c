@@ -31,6 +31,35 @@ char *durin_checkpoint_dump_with(const struct durin_checkpoint *c,
   return out;
 }
 
+static json_t *usage_json(const struct durin_usage *u)
+{
+  return json_pack(
+      "{s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "steps", (json_int_t)u->steps,
+      "input_tokens", (json_int_t)u->input_tokens, "output_tokens",
+      (json_int_t)u->output_tokens, "model_calls", (json_int_t)u->model_calls,
+      "tool_calls", (json_int_t)u->tool_calls, "retries",
+      (json_int_t)u->retries, "cost_usd", u->cost_usd);
+}
+
+static int usage_parse(json_t *u, struct durin_usage *out, json_error_t *je)
+{
+  json_int_t s1, s2, s3, s4, s5, s6;
+  double cost;
+
+  if (json_unpack_ex(u, je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:F}", "steps", &s1,
+                     "input_tokens", &s2, "output_tokens", &s3, "model_calls",
+                     &s4, "tool_calls", &s5, "retries", &s6, "cost_usd", &cost))
+    return -1;
+  out->steps = s1;
+  out->input_tokens = s2;
+  out->output_tokens = s3;
+  out->model_calls = s4;
+  out->tool_calls = s5;
+  out->retries = s6;
+  out->cost_usd = cost;
+  return 0;
+}
+
 char *durin_checkpoint_dump(const struct durin_checkpoint *c)
 {
   const struct durin_usage *u = &c->usage;
@@ -42,19 +71,16 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
                 "window_start", (json_int_t)c->window_start, "started_ms",
                 (json_int_t)c->started_ms, "eval_attempts",
                 (json_int_t)c->eval_attempts);
-  json_object_set_new(
-      j, "usage",
-      json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "steps", (json_int_t)u->steps,
-                "input_tokens", (json_int_t)u->input_tokens, "output_tokens",
-                (json_int_t)u->output_tokens, "model_calls",
-                (json_int_t)u->model_calls, "tool_calls",
-                (json_int_t)u->tool_calls, "retries", (json_int_t)u->retries,
-                "cost_usd", u->cost_usd));
+  json_object_set_new(j, "usage", usage_json(u));
   json_object_set_new(j, "plan", c->plan ? json_incref(c->plan) : json_array());
   if (c->summary)
     json_object_set_new(j, "summary", json_string(c->summary));
   if (json_object_size(c->rejections))
     json_object_set(j, "rejections", c->rejections);
+  if (c->eval)
+    json_object_set(j, "eval", c->eval);
+  if (c->eval_usage.model_calls || c->eval_usage.steps)
+    json_object_set_new(j, "eval_usage", usage_json(&c->eval_usage));
   if (c->handoff)
     json_object_set(j, "handoff", c->handoff);
   s = json_dumps(j, JSON_COMPACT);
@@ -65,28 +91,26 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
 int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
                            struct durin_err *err)
 {
-  json_t *j, *u, *plan, *rej = NULL, *handoff = NULL;
+  json_t *j, *u, *plan, *rej = NULL, *handoff = NULL, *ev = NULL, *eu = NULL;
   json_error_t je;
   const char *summary = NULL;
-  json_int_t v = 0, step, turn, ws, st, ea, s1, s2, s3, s4, s5, s6;
-  double cost;
+  json_int_t v = 0, step, turn, ws, st, ea;
 
   memset(c, 0, sizeof(*c));
   j = json_loads(text, 0, &je);
   if (!j)
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
                          je.text);
-  if (json_unpack_ex(j, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o}",
+  if (json_unpack_ex(j, &je, 0,
+                     "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?o,s?o}",
                      "v", &v, "step", &step, "turn", &turn, "window_start", &ws,
                      "started_ms", &st, "eval_attempts", &ea, "usage", &u,
                      "plan", &plan, "summary", &summary, "rejections", &rej,
-                     "handoff", &handoff) ||
-      json_unpack_ex(u, &je, 0, "{s:I,s:I,s:I,s:I,s:I,s:I,s:F}", "steps", &s1,
-                     "input_tokens", &s2, "output_tokens", &s3, "model_calls",
-                     &s4, "tool_calls", &s5, "retries", &s6, "cost_usd",
-                     &cost) ||
-      v != 1 || !json_is_array(plan) || (rej && !json_is_object(rej)) ||
-      (handoff && !json_is_object(handoff))) {
+                     "handoff", &handoff, "eval", &ev, "eval_usage", &eu) ||
+      usage_parse(u, &c->usage, &je) ||
+      (eu && usage_parse(eu, &c->eval_usage, &je)) || v != 1 ||
+      !json_is_array(plan) || (rej && !json_is_object(rej)) ||
+      (handoff && !json_is_object(handoff)) || (ev && !json_is_object(ev))) {
     json_decref(j);
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is malformed: %s",
                          je.text);
@@ -96,17 +120,11 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   c->window_start = ws;
   c->started_ms = st;
   c->eval_attempts = ea;
-  c->usage.steps = s1;
-  c->usage.input_tokens = s2;
-  c->usage.output_tokens = s3;
-  c->usage.model_calls = s4;
-  c->usage.tool_calls = s5;
-  c->usage.retries = s6;
-  c->usage.cost_usd = cost;
   c->plan = json_incref(plan);
   c->summary = summary ? strdup(summary) : NULL;
   c->rejections = rej ? json_incref(rej) : json_object();
   c->handoff = handoff ? json_incref(handoff) : NULL;
+  c->eval = ev ? json_incref(ev) : NULL;
   json_decref(j);
   return 0;
 }
@@ -116,6 +134,7 @@ void durin_checkpoint_clear(struct durin_checkpoint *c)
   json_decref(c->plan);
   json_decref(c->rejections);
   json_decref(c->handoff);
+  json_decref(c->eval);
   free(c->summary);
   memset(c, 0, sizeof(*c));
 }

@@ -19,6 +19,7 @@
 #include "durin/harness.h"
 #include "durin/secret.h"
 #include "durin/util.h"
+#include "harness/eval.h"
 #include "harness/window.h"
 
 enum call_state {
@@ -70,6 +71,25 @@ struct durin_harness {
   int nextra;
   struct durin__window *win; /* the context window (window.h) */
   json_t *compactions;       /* compaction events not yet committed */
+
+  /* The evaluator (docs/internals/evaluator.md). Its session has a spec
+   * of its own (the run's, with its system prompt, its first message as
+   * the goal and its model), tools and a window, built when an
+   * evaluation opens or is restored; ck.eval says one is open. */
+  struct durin_spec espec;
+  char *esystem;
+  char *econtext; /* the evaluation's first message (owned) */
+  json_t *etools; /* schemas */
+  const struct durin_tool_def *edefs[8];
+  int nedefs;
+  struct durin__window *ewin;
+  int eval_step;   /* the step in progress is the evaluator's */
+  int eval_open;   /* this step's finish was accepted: evaluate */
+  char *eval_diff; /* DONE_DIFF's text, for the context */
+  int eval_diff_done;
+  int eval_cut;        /* the evaluator's call runs to the evaluation's end */
+  json_t *eval_checks; /* the accepted checks' results */
+  json_t *eplan;       /* an empty plan: the evaluator has none */
 
   /* The last model call: what it sent and what the provider counted, to
    * estimate the next call's input tokens (budget.c). */
@@ -133,6 +153,7 @@ static const char *const state_names[] = {
   [DURIN_STEP_AWAIT_TOOL] = "await_tool",
   [DURIN_STEP_AWAIT_OUTCOME] = "await_outcome",
   [DURIN_STEP_AWAIT_CHECKS] = "await_checks",
+  [DURIN_STEP_AWAIT_DIFF] = "await_diff",
   [DURIN_STEP_COMMIT] = "commit",
   [DURIN_STEP_AWAIT_COMMIT] = "await_commit",
   [DURIN_STEP_ENDED] = "ended",
@@ -245,6 +266,14 @@ static void step_reset(struct durin_harness *h)
   h->step_counts = 0;
   h->needs_human = 0;
   h->waiting = 0;
+  h->eval_step = 0;
+  h->eval_open = 0;
+  h->eval_diff_done = 0;
+  h->eval_cut = 0;
+  free(h->eval_diff);
+  h->eval_diff = NULL;
+  json_decref(h->eval_checks);
+  h->eval_checks = NULL;
   json_array_clear(h->events);
   free(h->intent_args);
   h->intent_args = NULL;
@@ -256,6 +285,19 @@ static void step_reset(struct durin_harness *h)
   h->pending_text = NULL;
   free(h->outcome_text);
   h->outcome_text = NULL;
+}
+
+/* The evaluator's session (harness fields e*), if one is built. */
+static void eval_session_free(struct durin_harness *h)
+{
+  durin__window_free(h->ewin);
+  h->ewin = NULL;
+  json_decref(h->etools);
+  h->etools = NULL;
+  free(h->esystem);
+  h->esystem = NULL;
+  free(h->econtext);
+  h->econtext = NULL;
 }
 
 static void commit_buffers_free(struct durin_harness *h)
@@ -282,6 +324,8 @@ void durin_harness_free(struct durin_harness *h)
   free(h->handoff_text);
   durin_checkpoint_clear(&h->ck);
   durin__window_free(h->win);
+  eval_session_free(h);
+  json_decref(h->eplan);
   json_decref(h->compactions);
   json_decref(h->events);
   json_decref(h->tools);
@@ -327,6 +371,11 @@ static void add_event(struct durin_harness *h, const char *type, json_t *data)
   json_array_append_new(h->events, json_pack("[s,o]", type, data));
 }
 
+static int eval_session(struct durin_harness *h, const char *context,
+                        struct durin_err *err);
+static void route_event(struct durin_harness *h, const char *type, json_t *data,
+                        int64_t seq);
+
 int durin_harness_load_event(struct durin_harness *h,
                              const struct durin_event *ev,
                              struct durin_err *err)
@@ -338,8 +387,20 @@ int durin_harness_load_event(struct durin_harness *h,
     return durin_err_set(err, DURIN_EPARSE,
                          "event %lld of run '%s' is not JSON: %s",
                          (long long)ev->seq, h->run_id, je.text);
+  /* The open evaluation's first message: its session starts from it
+   * (earlier evaluations' events, before it, are no one's context). */
+  if (!strcmp(ev->type, "evaluation_started") && h->ck.eval &&
+      json_integer_value(json_object_get(data, "attempt")) ==
+          json_integer_value(json_object_get(h->ck.eval, "attempt"))) {
+    struct durin_err serr = { 0 };
+    int r = eval_session(h, json_string_value(json_object_get(data, "context")),
+                         &serr);
+
+    json_decref(data);
+    return r ? durin_err_set(err, r, "%s", serr.msg) : 0;
+  }
   if (ev->seq >= h->ck.window_start)
-    durin__window_add_event(h->win, ev->type, data, ev->seq);
+    route_event(h, ev->type, data, ev->seq);
   json_decref(data);
   return 0;
 }
@@ -416,6 +477,293 @@ static void end_over_budget(struct durin_harness *h, const char *why)
   end_run(h, DURIN_RUN_BUDGET_EXCEEDED, why);
 }
 
+static void do_commit_action(struct durin_harness *h, int64_t now,
+                             struct durin_action *act);
+
+/* ---- the evaluator's session (docs/internals/evaluator.md) ---- */
+
+static const struct durin_model_cfg *eval_cfg(const struct durin_harness *h)
+{
+  return h->spec->evaluator.own_model ? &h->spec->evaluator.model :
+                                        &h->spec->model;
+}
+
+/* The model the step in progress calls. */
+static const struct durin_model_cfg *step_cfg(const struct durin_harness *h)
+{
+  return h->eval_step ? eval_cfg(h) : &h->spec->model;
+}
+
+/*
+ * Builds the evaluator's session from its first message: the run's spec
+ * with the evaluator's system prompt, that message as its goal and its
+ * model (borrowed fields, never freed through it), its tools, a window.
+ */
+static int eval_session(struct durin_harness *h, const char *context,
+                        struct durin_err *err)
+{
+  int i;
+
+  eval_session_free(h);
+  if (!context)
+    return durin_err_set(err, DURIN_EPARSE,
+                         "the evaluation's first message is missing from "
+                         "the log of run '%s'",
+                         h->run_id);
+  h->econtext = strdup(context);
+  h->esystem = durin__eval_system(&h->spec->evaluator);
+  h->espec = *h->spec;
+  h->espec.system = h->esystem;
+  h->espec.goal = h->econtext;
+  h->espec.model = *eval_cfg(h);
+  h->nedefs =
+      durin__eval_tool_defs(h->spec->evaluator.tools, h->edefs,
+                            (int)(sizeof(h->edefs) / sizeof(*h->edefs)));
+  h->etools = json_array();
+  for (i = 0; i < h->nedefs; i++)
+    json_array_append_new(h->etools, json_pack("{s:s,s:s,s:o}", "name",
+                                               h->edefs[i]->name, "description",
+                                               h->edefs[i]->desc, "parameters",
+                                               durin_tool_schema(h->edefs[i])));
+  return durin__window_new(&h->espec, h->etools, &h->ewin, err);
+}
+
+/* A logged event joins the window it belongs to: the evaluator's steps
+ * its own (while it is open), everything else the agent's. */
+static void route_event(struct durin_harness *h, const char *type, json_t *data,
+                        int64_t seq)
+{
+  const char *role = json_string_value(json_object_get(data, "role"));
+
+  if (role && !strcmp(role, "evaluator")) {
+    if (h->ewin)
+      durin__window_add_event(h->ewin, type, data, seq);
+    return;
+  }
+  durin__window_add_event(h->win, type, data, seq);
+}
+
+static int64_t eval_get(const struct durin_harness *h, const char *key)
+{
+  return json_integer_value(json_object_get(h->ck.eval, key));
+}
+
+static void eval_add(struct durin_harness *h, const char *key, int64_t n)
+{
+  json_object_set_new(h->ck.eval, key, json_integer(eval_get(h, key) + n));
+}
+
+/*
+ * The evaluation ends with a verdict (from the evaluator, or the default
+ * FAIL: timeout, budget, malformed, missing, error). pass ends the run
+ * succeeded; fail sends the agent back with the reasons, until
+ * max_eval_attempts; needs_human stops the run for a person.
+ */
+static void eval_close(struct durin_harness *h, const char *verdict,
+                       json_t *reasons, const char *source)
+{
+  int64_t attempt = eval_get(h, "attempt");
+  struct durin_buf list, msg;
+  size_t i;
+  json_t *r;
+
+  durin_buf_init(&list, 0);
+  json_array_foreach(reasons, i, r)
+    durin_buf_addf(&list, "- %s\n", json_string_value(r));
+  add_event(
+      h, "verdict",
+      json_pack("{s:I,s:s,s:O,s:s,s:{s:I,s:I,s:I,s:f}}", "attempt",
+                (json_int_t)attempt, "verdict", verdict, "reasons", reasons,
+                "source", source, "usage", "steps",
+                (json_int_t)eval_get(h, "steps"), "input_tokens",
+                (json_int_t)eval_get(h, "input_tokens"), "output_tokens",
+                (json_int_t)eval_get(h, "output_tokens"), "cost_usd",
+                json_real_value(json_object_get(h->ck.eval, "cost_usd"))));
+  json_decref(h->ck.eval);
+  h->ck.eval = NULL;
+  eval_session_free(h);
+  durin_buf_init(&msg, 0);
+  if (!strcmp(verdict, "pass")) {
+    end_run(h, DURIN_RUN_SUCCEEDED,
+            "the acceptance checks passed and the evaluator accepted the "
+            "work");
+  } else if (!strcmp(verdict, "needs_human")) {
+    durin_buf_addf(&msg,
+                   "The evaluator asked for a person to look at the work:\n%s"
+                   "If the run goes on, take this into account and call "
+                   "finish again.",
+                   list.buf);
+    add_event(h, "user_message", json_pack("{s:s}", "content", msg.buf));
+    durin_buf_reset(&msg);
+    durin_buf_addf(&msg,
+                   "the evaluator asked for a person: %s (see its verdict "
+                   "in 'durin review %s'; 'durin resume %s' lets the agent "
+                   "go on)",
+                   json_string_value(json_array_get(reasons, 0)), h->run_id,
+                   h->run_id);
+    add_event(h, "needs_human", json_pack("{s:s}", "reason", msg.buf));
+    end_run(h, DURIN_RUN_NEEDS_HUMAN, msg.buf);
+  } else if (h->ck.eval_attempts >= h->spec->max_eval_attempts) {
+    durin_buf_addf(&msg,
+                   "the evaluator did not accept the work after %lld "
+                   "attempt(s), the limit set by max_eval_attempts: %s",
+                   (long long)h->ck.eval_attempts,
+                   json_string_value(json_array_get(reasons, 0)));
+    end_run(h, DURIN_RUN_FAILED, msg.buf);
+  } else {
+    durin_buf_addf(&msg,
+                   "Not accepted (attempt %lld of %lld): an independent "
+                   "evaluator reviewed the work and found:\n%sFix this and "
+                   "call finish again.",
+                   (long long)h->ck.eval_attempts,
+                   (long long)h->spec->max_eval_attempts, list.buf);
+    add_event(h, "user_message", json_pack("{s:s}", "content", msg.buf));
+  }
+  durin_buf_release(&msg);
+  durin_buf_release(&list);
+}
+
+/* The default FAIL, with one reason. */
+static void eval_fail(struct durin_harness *h, const char *source,
+                      const char *why)
+{
+  json_t *reasons = json_pack("[s]", why);
+
+  eval_close(h, "fail", reasons, source);
+  json_decref(reasons);
+}
+
+/* The finish call was accepted by the checks: the step asks for the diff,
+ * then opens the evaluation before it commits (eval_begin). */
+static const char eval_pending_msg[] =
+    "the acceptance checks passed; an independent evaluator now reviews "
+    "the work. If it does not accept it, its reasons come back to you";
+
+/* The evaluation opens: its first message is logged, so a restored
+ * evaluation starts from the same one. */
+static void eval_begin(struct durin_harness *h, const char *diff,
+                       const char *error, int64_t now)
+{
+  const struct durin_model_cfg *cfg = eval_cfg(h);
+  struct durin_err err = { 0 };
+  char note[600], *ctx;
+  json_t *names = json_array();
+  int i, r;
+
+  if (!diff) {
+    snprintf(note, sizeof(note), "(the change could not be shown: %s)\n",
+             error ? error : "no reason given");
+    diff = note;
+  }
+  /* A quarter of the window: the evaluator reads the files themselves. */
+  ctx = durin__eval_context(h->spec, h->ck.summary, h->eval_checks, diff,
+                            (size_t)h->spec->context_bytes / 4);
+  h->ck.eval = json_pack("{s:I,s:I,s:i,s:i,s:i,s:f}", "attempt",
+                         (json_int_t)h->ck.eval_attempts, "started_ms",
+                         (json_int_t)now, "steps", 0, "input_tokens", 0,
+                         "output_tokens", 0, "cost_usd", 0.0);
+  r = eval_session(h, ctx, &err);
+  for (i = 0; i < h->nedefs; i++)
+    json_array_append_new(names, json_string(h->edefs[i]->name));
+  add_event(h, "evaluation_started",
+            json_pack("{s:I,s:s,s:s,s:o,s:s}", "attempt",
+                      (json_int_t)h->ck.eval_attempts, "provider",
+                      cfg->provider, "model", cfg->name, "tools", names,
+                      "context", ctx));
+  free(ctx);
+  if (r) {
+    char why[700];
+
+    snprintf(why, sizeof(why), "the evaluator could not start: %s", err.msg);
+    eval_fail(h, "error", why);
+  }
+}
+
+/* The evaluator's next model call, or its end by the default FAIL. */
+static void eval_next(struct durin_harness *h, int64_t now,
+                      struct durin_action *act)
+{
+  const struct durin_spec_evaluator *e = &h->spec->evaluator;
+  int64_t started = eval_get(h, "started_ms"), ws = 0, deadline;
+  json_t *handoff = NULL, *comp;
+  char why[400];
+
+  if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
+                            now - h->ck.started_ms, 0, why, sizeof(why))) {
+    end_over_budget(h, why);
+  } else if (!h->ewin) {
+    eval_fail(h, "error",
+              "the evaluation's first message is missing from the log");
+  } else if (now - started >= e->timeout_ms ||
+             json_is_true(json_object_get(h->ck.eval, "cut"))) {
+    snprintf(why, sizeof(why),
+             "no verdict within evaluator.timeout_s (%llds): the evaluation "
+             "timed out",
+             (long long)(e->timeout_ms / 1000));
+    eval_fail(h, "timeout", why);
+  } else if (eval_get(h, "steps") >= e->steps) {
+    snprintf(why, sizeof(why),
+             "no verdict within evaluator.budget.steps (%lld model calls)",
+             (long long)e->steps);
+    eval_fail(h, "budget", why);
+  } else if (e->dollars > 0 && json_real_value(json_object_get(
+                                   h->ck.eval, "cost_usd")) >= e->dollars) {
+    snprintf(why, sizeof(why),
+             "no verdict within evaluator.budget.dollars ($%.4f)", e->dollars);
+    eval_fail(h, "budget", why);
+  } else {
+    struct durin_budget eb;
+    struct durin_usage eu;
+    int64_t in;
+
+    comp = durin__window_fit(h->ewin, &ws, &handoff);
+    json_decref(comp);
+    json_decref(handoff);
+    json_decref(h->req_msgs);
+    if (!h->eplan)
+      h->eplan = json_array();
+    h->req_msgs = durin__window_request(h->ewin, h->eplan, NULL, &h->req_bytes);
+    act->model.cfg = eval_cfg(h);
+    act->model.system = h->esystem;
+    act->model.messages = h->req_msgs;
+    act->model.tools = h->etools;
+    act->model.turn = h->ck.eval_usage.model_calls;
+    deadline = started + e->timeout_ms;
+    if (h->spec->budget.wall_clock_ms &&
+        h->ck.started_ms + h->spec->budget.wall_clock_ms < deadline)
+      deadline = h->ck.started_ms + h->spec->budget.wall_clock_ms;
+    act->model.deadline_ms = deadline;
+    in = durin_budget_input_tokens(h->req_bytes, h->last_in_tokens,
+                                   h->last_req_bytes);
+    memset(&eb, 0, sizeof(eb));
+    memset(&eu, 0, sizeof(eu));
+    eb.dollars = e->dollars;
+    eu.cost_usd = json_real_value(json_object_get(h->ck.eval, "cost_usd"));
+    if (durin_budget_next_call(&h->spec->budget, act->model.cfg, &h->ck.usage,
+                               in, why, sizeof(why))) {
+      end_over_budget(h, why);
+    } else if (e->dollars > 0 &&
+               durin_budget_next_call(&eb, act->model.cfg, &eu, in, why,
+                                      sizeof(why))) {
+      char w2[500];
+
+      snprintf(w2, sizeof(w2),
+               "the evaluator's next call could cross "
+               "evaluator.budget.dollars: %s",
+               why);
+      eval_fail(h, "budget", w2);
+    } else {
+      h->eval_step = 1;
+      act->kind = DURIN_ACT_MODEL;
+      set_state(h, DURIN_STEP_AWAIT_MODEL);
+      return;
+    }
+  }
+  memset(&act->model, 0, sizeof(act->model));
+  set_state(h, DURIN_STEP_COMMIT);
+  do_commit_action(h, now, act);
+}
+
 /*
  * Validates the model's calls. Malformed ones (bad JSON, unknown tool,
  * wrong types, oversized arguments) are answered with an error result and
@@ -434,6 +782,43 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
     char *canon;
 
     c->tc = &h->resp.calls[i];
+    if (h->eval_step) {
+      /* The evaluator's tools only read: pure, no policy to ask, no
+       * ledger; its verdict's arguments are read when it is dispatched,
+       * so that a malformed one is a verdict too (fail). */
+      int k;
+
+      c->def = NULL;
+      c->effect = DURIN_EFFECT_PURE;
+      for (k = 0; k < h->nedefs; k++)
+        if (!strcmp(h->edefs[k]->name, c->tc->name))
+          c->def = h->edefs[k];
+      c->policy_done = 1;
+      c->dec.action = DURIN_POLICY_ALLOW;
+      if (c->def == durin__eval_verdict_def()) {
+        c->args = json_loads(c->tc->args ? c->tc->args : "", 0, NULL);
+        continue;
+      }
+      if (!c->def) {
+        char msg[300];
+
+        snprintf(msg, sizeof(msg),
+                 "error: there is no tool named '%.100s'; an evaluator has "
+                 "only read-only tools and verdict",
+                 c->tc->name);
+        resolve_call(c, 0, msg);
+        continue;
+      }
+      if (durin_tool_args_parse(c->def, c->tc->args,
+                                (size_t)h->spec->max_arg_bytes, &c->args,
+                                &err)) {
+        char msg[700];
+
+        snprintf(msg, sizeof(msg), "error: %s", err.msg);
+        resolve_call(c, 0, msg);
+      }
+      continue;
+    }
     st = durin_spec_tool(h->spec, c->tc->name);
     c->def = st ? durin_tool_find(st->name) : NULL;
     c->effect = st ? st->effect : DURIN_EFFECT_PURE;
@@ -868,6 +1253,28 @@ static void dispatch(struct durin_harness *h, int64_t now,
       resolve_call(c, 0, "not run: the run stopped before this call");
       continue;
     }
+    if (h->eval_step && !h->ck.eval) {
+      resolve_call(c, 0, "not run: the verdict ended the evaluation");
+      continue;
+    }
+    if (h->eval_step && c->def == durin__eval_verdict_def()) {
+      const char *verdict;
+      json_t *reasons;
+      char bad[300];
+
+      if (durin__eval_verdict_read(c->args, &verdict, &reasons, bad,
+                                   sizeof(bad))) {
+        snprintf(why, sizeof(why), "the evaluator's verdict is malformed: %s",
+                 bad);
+        resolve_call(c, 0, why);
+        eval_fail(h, "malformed", why);
+      } else {
+        resolve_call(c, 1, "verdict recorded");
+        eval_close(h, verdict, reasons, "evaluator");
+      }
+      json_decref(reasons);
+      continue;
+    }
     if (!c->def) {
       /* Dispatched before a crash, and its tool is gone (load_pending):
        * it can be neither judged nor run again. */
@@ -906,6 +1313,13 @@ static void dispatch(struct durin_harness *h, int64_t now,
         free(h->ck.summary);
         h->ck.summary =
             strdup(json_string_value(json_object_get(c->args, "summary")));
+        if (h->spec->evaluator.set) {
+          /* No shell checks: the evaluator is the acceptance. */
+          h->ck.eval_attempts++;
+          resolve_call(c, 1, eval_pending_msg);
+          h->eval_open = 1;
+          continue;
+        }
         resolve_call(c, 1, "accepted (the spec has no acceptance checks)");
         end_run(h, DURIN_RUN_SUCCEEDED,
                 "the agent finished; no acceptance checks are configured");
@@ -1058,7 +1472,33 @@ static void dispatch(struct durin_harness *h, int64_t now,
         act->tool_ctx.timeout_ms = left;
     }
     act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
+    if (h->eval_step) {
+      /* It reads and runs, never changes: a read-only workspace, no
+       * network; and it ends with the evaluation's time. */
+      int64_t left =
+          h->spec->evaluator.timeout_ms - (now - eval_get(h, "started_ms"));
+
+      act->tool_ctx.box.readonly = 1;
+      act->tool_ctx.idem_key = NULL;
+      if (left < 1)
+        left = 1;
+      h->eval_cut = left <= act->tool_ctx.timeout_ms;
+      if (h->eval_cut)
+        act->tool_ctx.timeout_ms = left;
+    }
     set_state(h, DURIN_STEP_AWAIT_TOOL);
+    return;
+  }
+  if (h->eval_step && h->ck.eval && !h->resp.ncalls && !h->ended)
+    eval_fail(h, "missing",
+              "the evaluator answered without calling the verdict tool");
+  if (h->eval_open && !h->eval_diff_done && !h->ended && !h->cancel) {
+    /* The finish was accepted: the evaluator starts from the change. */
+    act->kind = DURIN_ACT_DIFF;
+    act->tool_ctx.workspace = h->spec->workspace;
+    act->tool_ctx.box.spec = &h->spec->sandbox;
+    act->tool_ctx.output_cap = (size_t)h->spec->context_bytes / 4;
+    set_state(h, DURIN_STEP_AWAIT_DIFF);
     return;
   }
   set_state(h, DURIN_STEP_COMMIT);
@@ -1102,10 +1542,15 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(
         mr, "calls_counted",
         json_integer(h->ck.usage.tool_calls - h->ck_tool_calls));
+    if (h->eval_step)
+      json_object_set_new(mr, "role", json_string("evaluator"));
     json_array_insert_new(h->events, at,
                           json_pack("[s,o]", "model_response", mr));
     /* Each call's policy decision, then its result. */
     for (i = 0, at++; i < (size_t)h->ncalls; i++) {
+      if (h->eval_step && h->calls[i].result)
+        json_object_set_new(h->calls[i].result, "role",
+                            json_string("evaluator"));
       if (h->calls[i].policy_ev)
         json_array_insert_new(
             h->events, at++,
@@ -1114,14 +1559,18 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
           h->events, at++,
           json_pack("[s,O]", "tool_result", h->calls[i].result));
     }
-    if (!h->resp.ncalls && !h->ended)
+    if (!h->resp.ncalls && !h->ended && !h->eval_step)
       add_event(h, "user_message",
                 json_pack("{s:s}", "content",
                           "Continue with the goal using the tools, and call "
                           "finish when it is met."));
     h->ck.step++;
-    h->ck.usage.steps++;
-    h->ck.turn++;
+    /* The evaluator's steps are its own (eval_usage), not the agent's
+     * step budget nor its script's turns. */
+    if (!h->eval_step) {
+      h->ck.usage.steps++;
+      h->ck.turn++;
+    }
   }
   if (h->ended && durin_run_status_terminal(h->end_status)) {
     json_t *fin =
@@ -1232,6 +1681,10 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
       dispatch(h, now, act);
       return;
     }
+    if (h->ck.eval) {
+      eval_next(h, now, act);
+      return;
+    }
     if (durin_budget_exceeded(&h->spec->budget, &h->ck.usage,
                               now - h->ck.started_ms, 0, why, sizeof(why))) {
       end_over_budget(h, why);
@@ -1290,8 +1743,24 @@ static void account_model(struct durin_harness *h)
   h->ck.usage.model_calls++;
   h->ck.usage.input_tokens += h->resp.input_tokens;
   h->ck.usage.output_tokens += h->resp.output_tokens;
-  h->step_cost = durin_model_response_cost(&h->spec->model, &h->resp);
+  h->step_cost = durin_model_response_cost(step_cfg(h), &h->resp);
   h->ck.usage.cost_usd += h->step_cost;
+  if (h->eval_step) {
+    struct durin_usage *eu = &h->ck.eval_usage;
+
+    eu->steps++;
+    eu->model_calls++;
+    eu->input_tokens += h->resp.input_tokens;
+    eu->output_tokens += h->resp.output_tokens;
+    eu->cost_usd += h->step_cost;
+    eval_add(h, "steps", 1);
+    eval_add(h, "input_tokens", h->resp.input_tokens);
+    eval_add(h, "output_tokens", h->resp.output_tokens);
+    json_object_set_new(
+        h->ck.eval, "cost_usd",
+        json_real(json_real_value(json_object_get(h->ck.eval, "cost_usd")) +
+                  h->step_cost));
+  }
 }
 
 /* After the model answered: account for it and validate its calls. If a
@@ -1347,6 +1816,21 @@ int durin_harness_complete(struct durin_harness *h,
       set_state(h, DURIN_STEP_COMMIT);
       return 0;
     }
+    if (h->eval_step && h->ck.eval) {
+      /* The default FAIL: cut at the evaluation's end (its deadline,
+       * give or take the clock's tick), or the evaluator's model failed. */
+      char ewhy[600];
+      int late = c->now_ms - eval_get(h, "started_ms") >=
+                 h->spec->evaluator.timeout_ms - 1000;
+
+      snprintf(ewhy, sizeof(ewhy), "%s: %s",
+               late ? "no verdict within evaluator.timeout_s" :
+                      "the evaluator's model call failed",
+               c->error ? c->error : "no reason given");
+      eval_fail(h, late ? "timeout" : "error", ewhy);
+      set_state(h, DURIN_STEP_COMMIT);
+      return 0;
+    }
     end_run(h, DURIN_RUN_FAILED, c->error ? c->error : "model call failed");
     add_event(h, "model_error",
               json_pack("{s:s,s:I}", "error", h->end_reason, "retries",
@@ -1394,7 +1878,15 @@ int durin_harness_complete(struct durin_harness *h,
       free(ran);
     }
     cl->state = CALL_RESOLVED;
-    h->ck.usage.tool_calls++;
+    /* Killed at the evaluation's end: it is over, whatever the clock
+     * says a millisecond later. */
+    if (h->eval_step && h->eval_cut && h->ck.eval &&
+        json_is_true(json_object_get(cl->result, "timed_out")))
+      json_object_set_new(h->ck.eval, "cut", json_true());
+    if (h->eval_step)
+      h->ck.eval_usage.tool_calls++;
+    else
+      h->ck.usage.tool_calls++;
     if (cl->intent) {
       free(h->outcome_text);
       h->outcome_text = json_dumps(cl->result, JSON_COMPACT);
@@ -1443,7 +1935,12 @@ int durin_harness_complete(struct durin_harness *h,
     free(h->ck.summary);
     h->ck.summary =
         strdup(json_string_value(json_object_get(cl->args, "summary")));
-    if (all) {
+    if (all && h->spec->evaluator.set) {
+      resolve_call(cl, 1, eval_pending_msg);
+      h->eval_open = 1;
+      json_decref(h->eval_checks);
+      h->eval_checks = json_incref(res);
+    } else if (all) {
       resolve_call(cl, 1, "accepted: every acceptance check passed");
       end_run(h, DURIN_RUN_SUCCEEDED, "acceptance checks passed");
     } else if (h->ck.eval_attempts >= h->spec->max_eval_attempts) {
@@ -1472,14 +1969,21 @@ int durin_harness_complete(struct durin_harness *h,
     set_state(h, DURIN_STEP_DISPATCH);
     return 0;
   }
+  case DURIN_DONE_DIFF:
+    if (h->state != DURIN_STEP_AWAIT_DIFF)
+      return DURIN_ESTATE;
+    h->eval_diff_done = 1;
+    eval_begin(h, c->diff, c->error, c->now_ms);
+    set_state(h, DURIN_STEP_DISPATCH);
+    return 0;
   case DURIN_DONE_COMMIT:
     if (h->state != DURIN_STEP_AWAIT_COMMIT)
       return DURIN_ESTATE;
     /* The step is durable: its messages join the window with their seqs. */
     json_array_foreach(h->events, i, e) {
       if (i < h->nev)
-        durin__window_add_event(h->win, json_string_value(json_array_get(e, 0)),
-                                json_array_get(e, 1), h->ev[i].seq);
+        route_event(h, json_string_value(json_array_get(e, 0)),
+                    json_array_get(e, 1), h->ev[i].seq);
     }
     commit_buffers_free(h);
     if (h->ended || h->needs_human || h->waiting) {

@@ -21,6 +21,7 @@ static const char *const names[FLD_COUNT] = {
   [FLD_ACTION] = "action",
   [FLD_STATUS] = "status",
   [FLD_ERROR] = "error",
+  [FLD_ROLE] = "role",
   [FLD_INPUT_TOKENS] = "input_tokens",
   [FLD_OUTPUT_TOKENS] = "output_tokens",
   [FLD_CACHE_READ_TOKENS] = "cache_read_tokens",
@@ -88,7 +89,7 @@ static int on_string(void *arg, const unsigned char *v, size_t len)
 {
   struct scan *s = arg;
   struct fields *f = s->f;
-  int k = member(s, FLD_MODEL, FLD_ERROR);
+  int k = member(s, FLD_MODEL, FLD_ROLE);
   size_t room = sizeof(f->text) - f->used;
 
   if (k < 0 || room == 0)

@@ -27,6 +27,7 @@ enum field {
   FLD_ACTION,
   FLD_STATUS,
   FLD_ERROR,
+  FLD_ROLE,
   /* numbers */
   FLD_INPUT_TOKENS,
   FLD_OUTPUT_TOKENS,

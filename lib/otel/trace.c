@@ -413,6 +413,9 @@ static void on_model(struct durin_otel_fold *f, const struct durin_event *ev,
     attr_str_array(a, "gen_ai.response.finish_reasons",
                    fstr(d, FLD_FINISH_REASON));
   attr_int(a, "durin.step", ev->step);
+  /* The evaluator's calls (docs/internals/evaluator.md). */
+  if (fstr(d, FLD_ROLE))
+    attr_str(a, "durin.role", fstr(d, FLD_ROLE));
   attr_double(a, "durin.cost_usd", fnum(d, FLD_COST_USD));
   if (fint(d, FLD_RETRIES))
     attr_int(a, "durin.retries", fint(d, FLD_RETRIES));

@@ -76,6 +76,8 @@ char **durin_sandbox_argv(const char *helper,
   if (o->workspace) {
     add(&v, &n, "--workspace");
     add(&v, &n, o->workspace);
+    if (o->workspace_ro)
+      add(&v, &n, "--workspace-ro");
   }
   if (o->nlower && o->layers) {
     int l;
@@ -308,7 +310,7 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
                              const struct durin_spec_sandbox *box,
                              const char *workspace, const char *layer,
                              const char *const *env, int64_t timeout_ms,
-                             int grants, const char *command)
+                             unsigned flags, const char *command)
 {
   struct durin_sandbox_opts o = sb->defaults;
   char *cmd[] = { "/bin/bash", "-c", (char *)command, NULL, NULL, NULL };
@@ -317,7 +319,7 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
   const char *template = NULL;
 
   o.workspace = workspace;
-  o.grants = grants;
+  o.grants = (flags & DURIN_SANDBOX_GRANTS) != 0;
   for (o.nenv = 0; env && env[o.nenv];)
     o.nenv++;
   o.env = env;
@@ -345,6 +347,24 @@ char **durin_sandbox_command(const struct durin_sandbox *sb,
     cmd[2] = "printf 'durin: %s\\n' \"$1\" >&2; exit 126";
     cmd[3] = "durin-refused";
     cmd[4] = refused.msg;
+  }
+  if (flags & DURIN_SANDBOX_WORKSPACE_RO) {
+    /* Reads only: no writable bind, no network, no grant, no layer. */
+    o.workspace_ro = 1;
+    o.rw = NULL;
+    o.nrw = 0;
+    o.net_proxy = 0;
+    o.allow = NULL;
+    o.nallow = 0;
+    o.grants = 0;
+    layer = NULL;
+    if (template) {
+      template = NULL;
+      cmd[2] = "printf 'durin: %s\\n' \"$1\" >&2; exit 126";
+      cmd[3] = "durin-refused";
+      cmd[4] = "a read-only command cannot run on a template run's "
+               "workspace (its view is an overlay)";
+    }
   }
   /* The caller enforces the call's timeout; the helper's is a backstop. */
   o.timeout_s = timeout_ms > 0 ? timeout_ms / 1000 + 5 : 0;

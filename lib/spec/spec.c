@@ -18,14 +18,16 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",        "system",    "goal",
-  "workspace",   "model",     "tools",
-  "checks",      "budget",    "max_eval_attempts",
-  "limits",      "context",   "sandbox",
-  "policy",      "approvals", "notify",
-  "traceparent", "secrets",   "mcp_servers",
-  NULL,
+  "name",        "system",  "goal",        "workspace",         "model",
+  "tools",       "checks",  "budget",      "max_eval_attempts", "limits",
+  "context",     "sandbox", "policy",      "approvals",         "notify",
+  "traceparent", "secrets", "mcp_servers", "evaluator",         NULL,
 };
+static const char *const evaluator_fields[] = {
+  "model", "instructions", "criteria", "tools", "budget", "timeout_s", NULL,
+};
+static const char *const evaluator_budget_fields[] = { "steps", "dollars",
+                                                       NULL };
 static const char *const grant_fields[] = { "secret", "host", "header",
                                             "format", "env",  "tool",
                                             NULL };
@@ -1443,6 +1445,106 @@ static int parse_notify(json_t *root, json_t **out, struct durin_err *err)
   return 0;
 }
 
+/* A model error's message, prefixed with where the model was. */
+static int parse_evaluator_model(json_t *ev, const char *base_dir,
+                                 struct durin_model_cfg *m,
+                                 struct durin_err *err)
+{
+  char why[sizeof(err->msg)];
+  int r = parse_model(ev, base_dir, m, err);
+
+  if (!r)
+    return 0;
+  snprintf(why, sizeof(why), "%s", err->msg);
+  return durin_err_set(err, r, "in 'evaluator': %s", why);
+}
+
+static int parse_evaluator(json_t *root, const char *base_dir,
+                           struct durin_spec *s, struct durin_err *err)
+{
+  struct durin_spec_evaluator *e = &s->evaluator;
+  json_t *ev, *o, *v;
+  size_t i;
+  int r;
+
+  if ((r = get_object(root, "evaluator", "", evaluator_fields, &ev, err)) ||
+      !ev)
+    return r;
+  e->set = 1;
+  e->steps = 20;
+  e->timeout_ms = 600000;
+  e->tools = DURIN_EVAL_READ_FILE | DURIN_EVAL_LIST_FILES | DURIN_EVAL_BASH;
+  if (json_object_get(ev, "model")) {
+    if ((r = parse_evaluator_model(ev, base_dir, &e->model, err)))
+      return r;
+    e->own_model = 1;
+  } else if (!strcmp(s->model.provider, "script")) {
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'evaluator.model' is required when the agent "
+                         "runs on the script provider: give the evaluator's "
+                         "own turns, e.g. {\"provider\": \"script\", "
+                         "\"turns\": [...]}");
+  }
+  if ((r = get_string(ev, "instructions", "evaluator.", 0, &e->instructions,
+                      err)) ||
+      (r = get_int(ev, "timeout_s", "evaluator.", 1, 1000, &e->timeout_ms,
+                   err)))
+    return r;
+  if ((v = json_object_get(ev, "criteria"))) {
+    if (!json_is_array(v))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'evaluator.criteria' must be an array of "
+                           "strings, not %s",
+                           durin_json_kind(v));
+    e->criteria = calloc(json_array_size(v) + 1, sizeof(char *));
+    json_array_foreach(v, i, o) {
+      if (!json_is_string(o) || !json_string_length(o))
+        return durin_err_set(err, DURIN_ESPEC,
+                             "field 'evaluator.criteria[%zu]' must be a "
+                             "non-empty string, not %s",
+                             i, durin_json_kind(o));
+      e->criteria[e->ncriteria++] = strdup(json_string_value(o));
+    }
+  }
+  if ((v = json_object_get(ev, "tools"))) {
+    static const char *const names[] = { "read_file", "list_files", "bash",
+                                         NULL };
+
+    if (!json_is_array(v))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'evaluator.tools' must be an array of tool "
+                           "names, not %s",
+                           durin_json_kind(v));
+    e->tools = 0;
+    json_array_foreach(v, i, o) {
+      int k, found = -1;
+
+      for (k = 0; names[k]; k++)
+        if (json_is_string(o) && !strcmp(json_string_value(o), names[k]))
+          found = k;
+      if (found < 0)
+        return durin_err_set(
+            err, DURIN_ESPEC,
+            "field 'evaluator.tools[%zu]' is %s%s%s; an evaluator only "
+            "reads: give read_file, list_files or bash (which runs with the "
+            "workspace read-only and no network); its verdict tool is "
+            "always there",
+            i, json_is_string(o) ? "'" : "",
+            json_is_string(o) ? json_string_value(o) : durin_json_kind(o),
+            json_is_string(o) ? "'" : "");
+      e->tools |= 1u << found;
+    }
+  }
+  if ((r = get_object(ev, "budget", "evaluator.", evaluator_budget_fields, &o,
+                      err)))
+    return r;
+  if (o &&
+      ((r = get_int(o, "steps", "evaluator.budget.", 1, 1, &e->steps, err)) ||
+       (r = get_number(o, "dollars", "evaluator.budget.", &e->dollars, err))))
+    return r;
+  return 0;
+}
+
 int durin_spec_parse(const char *json_text, const char *base_dir,
                      struct durin_spec *s, struct durin_err *err)
 {
@@ -1546,7 +1648,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   }
   if ((r = parse_notify(root, &s->notify, err)))
     goto out;
-  if ((r = parse_mcp(root, s, err)))
+  if ((r = parse_mcp(root, s, err)) ||
+      (r = parse_evaluator(root, base_dir, s, err)))
     goto out;
   if (!s->name)
     s->name = strdup("run");
@@ -1557,6 +1660,8 @@ out:
     durin_spec_clear(s);
   return r;
 }
+
+static void model_clear(struct durin_model_cfg *m);
 
 int durin_spec_set_model(struct durin_spec *s, const char *model,
                          struct durin_err *err)
@@ -1601,7 +1706,25 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
   m->name = strdup(model);
   provider_defaults(m);
   m->price.set = 0;
+  /* A scripted evaluator follows the agent onto the real model. */
+  if (s->evaluator.own_model && s->evaluator.model.provider &&
+      !strcmp(s->evaluator.model.provider, "script")) {
+    model_clear(&s->evaluator.model);
+    memset(&s->evaluator.model, 0, sizeof(s->evaluator.model));
+    s->evaluator.own_model = 0;
+  }
   return 0;
+}
+
+static void model_clear(struct durin_model_cfg *m)
+{
+  free(m->provider);
+  free(m->name);
+  free(m->base_url);
+  free(m->api_key_env);
+  free(m->api_key_secret);
+  free(m->api_version);
+  json_decref(m->turns);
 }
 
 void durin_spec_clear(struct durin_spec *s)
@@ -1615,13 +1738,7 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->goal);
   free(s->traceparent);
   free(s->workspace);
-  free(s->model.provider);
-  free(s->model.name);
-  free(s->model.base_url);
-  free(s->model.api_key_env);
-  free(s->model.api_key_secret);
-  free(s->model.api_version);
-  json_decref(s->model.turns);
+  model_clear(&s->model);
   for (i = 0; i < s->ntools; i++)
     free(s->tools[i].name);
   free(s->tools);
@@ -1679,6 +1796,11 @@ void durin_spec_clear(struct durin_spec *s)
   }
   free(s->mcp);
   json_decref(s->mcp_json);
+  model_clear(&s->evaluator.model);
+  free(s->evaluator.instructions);
+  for (i = 0; i < s->evaluator.ncriteria; i++)
+    free(s->evaluator.criteria[i]);
+  free(s->evaluator.criteria);
   memset(s, 0, sizeof(*s));
 }
 
@@ -1693,6 +1815,41 @@ const struct durin_spec_tool *durin_spec_tool(const struct durin_spec *s,
   return NULL;
 }
 
+static void dump_model(json_t *m, const struct durin_model_cfg *mc)
+{
+  json_object_set_new(m, "provider", json_string(mc->provider));
+  json_object_set_new(m, "name", json_string(mc->name));
+  if (mc->base_url)
+    json_object_set_new(m, "base_url", json_string(mc->base_url));
+  if (mc->api_key_env)
+    json_object_set_new(m, "api_key_env", json_string(mc->api_key_env));
+  if (mc->api_key_secret)
+    json_object_set_new(m, "api_key_secret", json_string(mc->api_key_secret));
+  if (mc->turns)
+    json_object_set(m, "turns", mc->turns);
+  if (mc->api_version)
+    json_object_set_new(m, "api_version", json_string(mc->api_version));
+  if (mc->price.set) {
+    json_t *pr =
+        json_pack("{s:f,s:f}", "input_per_mtok", mc->price.input_per_mtok,
+                  "output_per_mtok", mc->price.output_per_mtok);
+
+    if (mc->price.cached_input_set)
+      json_object_set_new(pr, "cached_input_per_mtok",
+                          json_real(mc->price.cached_input_per_mtok));
+    if (mc->price.cache_write_set)
+      json_object_set_new(pr, "cache_write_per_mtok",
+                          json_real(mc->price.cache_write_per_mtok));
+    json_object_set_new(m, "price", pr);
+  }
+  json_object_set_new(m, "timeout_s", json_integer(mc->timeout_ms / 1000));
+  json_object_set_new(m, "max_retries", json_integer(mc->max_retries));
+  if (mc->max_tokens)
+    json_object_set_new(m, "max_tokens", json_integer(mc->max_tokens));
+  if (mc->stream)
+    json_object_set_new(m, "stream", json_true());
+}
+
 char *durin_spec_dump(const struct durin_spec *s)
 {
   json_t *root = json_object(), *m = json_object(), *tools = json_array();
@@ -1705,38 +1862,7 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set_new(root, "system", json_string(s->system));
   json_object_set_new(root, "goal", json_string(s->goal));
   json_object_set_new(root, "workspace", json_string(s->workspace));
-  json_object_set_new(m, "provider", json_string(s->model.provider));
-  json_object_set_new(m, "name", json_string(s->model.name));
-  if (s->model.base_url)
-    json_object_set_new(m, "base_url", json_string(s->model.base_url));
-  if (s->model.api_key_env)
-    json_object_set_new(m, "api_key_env", json_string(s->model.api_key_env));
-  if (s->model.api_key_secret)
-    json_object_set_new(m, "api_key_secret",
-                        json_string(s->model.api_key_secret));
-  if (s->model.turns)
-    json_object_set(m, "turns", s->model.turns);
-  if (s->model.api_version)
-    json_object_set_new(m, "api_version", json_string(s->model.api_version));
-  if (s->model.price.set) {
-    json_t *pr =
-        json_pack("{s:f,s:f}", "input_per_mtok", s->model.price.input_per_mtok,
-                  "output_per_mtok", s->model.price.output_per_mtok);
-
-    if (s->model.price.cached_input_set)
-      json_object_set_new(pr, "cached_input_per_mtok",
-                          json_real(s->model.price.cached_input_per_mtok));
-    if (s->model.price.cache_write_set)
-      json_object_set_new(pr, "cache_write_per_mtok",
-                          json_real(s->model.price.cache_write_per_mtok));
-    json_object_set_new(m, "price", pr);
-  }
-  json_object_set_new(m, "timeout_s", json_integer(s->model.timeout_ms / 1000));
-  json_object_set_new(m, "max_retries", json_integer(s->model.max_retries));
-  if (s->model.max_tokens)
-    json_object_set_new(m, "max_tokens", json_integer(s->model.max_tokens));
-  if (s->model.stream)
-    json_object_set_new(m, "stream", json_true());
+  dump_model(m, &s->model);
   json_object_set_new(root, "model", m);
   for (i = 0; i < s->ntools; i++)
     json_array_append_new(
@@ -1763,6 +1889,34 @@ char *durin_spec_dump(const struct durin_spec *s)
                                 (json_int_t)(s->tool_timeout_ms / 1000),
                                 "output_bytes", (json_int_t)s->output_cap,
                                 "max_arg_bytes", (json_int_t)s->max_arg_bytes));
+  if (s->evaluator.set) {
+    const struct durin_spec_evaluator *e = &s->evaluator;
+    json_t *ev = json_object(), *crit = json_array(), *et = json_array();
+
+    if (e->own_model) {
+      json_t *em = json_object();
+
+      dump_model(em, &e->model);
+      json_object_set_new(ev, "model", em);
+    }
+    if (e->instructions)
+      json_object_set_new(ev, "instructions", json_string(e->instructions));
+    for (i = 0; i < e->ncriteria; i++)
+      json_array_append_new(crit, json_string(e->criteria[i]));
+    json_object_set_new(ev, "criteria", crit);
+    if (e->tools & DURIN_EVAL_READ_FILE)
+      json_array_append_new(et, json_string("read_file"));
+    if (e->tools & DURIN_EVAL_LIST_FILES)
+      json_array_append_new(et, json_string("list_files"));
+    if (e->tools & DURIN_EVAL_BASH)
+      json_array_append_new(et, json_string("bash"));
+    json_object_set_new(ev, "tools", et);
+    json_object_set_new(ev, "budget",
+                        json_pack("{s:I,s:f}", "steps", (json_int_t)e->steps,
+                                  "dollars", e->dollars));
+    json_object_set_new(ev, "timeout_s", json_integer(e->timeout_ms / 1000));
+    json_object_set_new(root, "evaluator", ev);
+  }
   json_object_set_new(root, "context",
                       json_pack("{s:I,s:I}", "max_messages",
                                 (json_int_t)s->context_messages, "max_bytes",

@@ -172,11 +172,14 @@ int durin_proc_spawn(const struct durin_proc_box *box, const char *dir,
   child_env(envp, senv, 40, home, sizeof(home), dir, extra_env);
   if (sb) {
     /* The sandbox builds its own environment: only what we add. */
-    if (box->ngrants &&
+    if (box->ngrants && !box->readonly &&
         durin_sandbox_grants_memfd(box->grants, box->ngrants, box->tool, &gfd))
       return DURIN_EIO;
-    sargv = durin_sandbox_command(sb, box->spec, dir, box->layer, senv,
-                                  timeout_ms, gfd >= 0, command);
+    sargv = durin_sandbox_command(
+        sb, box->spec, dir, box->layer, senv, timeout_ms,
+        (gfd >= 0 ? DURIN_SANDBOX_GRANTS : 0u) |
+            (box->readonly ? DURIN_SANDBOX_WORKSPACE_RO : 0u),
+        command);
     /* Without its argv the command would run on the host: not at all. */
     if (!sargv) {
       if (gfd >= 0)

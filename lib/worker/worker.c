@@ -60,6 +60,8 @@ struct wrun {
   /* The model's API key from the vault (model.api_key_secret), opened at
    * restore; empty when the spec names none. */
   struct durin_secret_value api_key;
+  /* The evaluator's, when its own model names another secret. */
+  struct durin_secret_value eval_api_key;
   /* Every secret of the run's tenant, in each of its forms: scrubbed from
    * tool and check output before the model or the log sees it (NULL:
    * the tenant has none). */
@@ -313,6 +315,7 @@ static void run_free_cb(uv_handle_t *h)
     durin_spec_clear(&r->spec);
   durin_http_req_clear(&r->req);
   durin_secret_value_clear(&r->api_key);
+  durin_secret_value_clear(&r->eval_api_key);
   durin_redactor_free(r->redact);
   for (int i = 0; i < 16; i++) {
     for (int k = 0; k < r->mcp_nheaders[i]; k++) {
@@ -1055,9 +1058,13 @@ static void start_model(struct wrun *r)
   }
   if (!r->req_built) {
     /* The vault's key (opened at restore), else the variable's. */
-    const char *key = (const char *)r->api_key.data;
+    const char *key = NULL;
 
-    if (!key && req->cfg->api_key_env)
+    if (req->cfg->api_key_secret)
+      key = req->cfg == &r->spec.model || !r->eval_api_key.data ?
+                (const char *)r->api_key.data :
+                (const char *)r->eval_api_key.data;
+    else if (req->cfg->api_key_env)
       key = getenv(req->cfg->api_key_env);
     if (p->build(req, key, &r->req, &err)) {
       model_finished(r, DURIN_EMODEL, NULL, err.msg);
@@ -1239,7 +1246,7 @@ static void on_proc_tool(void *arg, struct durin_tool_result *res)
   durin_fault_point("tool_exit");
   if (r->act.tool->report)
     r->act.tool->report(res, r->tool_timeout);
-  if (r->w->o.sandbox)
+  if (r->w->o.sandbox && !r->act.tool_ctx.box.readonly)
     res->secrets_env = env_granted(r, r->act.tool->name);
   if (!r->layer[0]) {
     tool_finished(r, res);
@@ -1324,6 +1331,20 @@ static void start_tool(struct wrun *r)
     }
     r->act.tool_ctx.box.layer = r->layer;
   }
+  if (t->command && r->act.tool_ctx.box.readonly && !r->w->o.sandbox) {
+    /* An evaluator's command must not change anything: only the
+     * sandbox's read-only workspace can promise that. */
+    struct durin_tool_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.exit_code = -1;
+    res.output = strdup("refused: the evaluator's commands run only in the "
+                        "sandbox, with the workspace read-only, and this "
+                        "worker runs without it ('--sandbox none'); read "
+                        "the files with read_file instead");
+    on_proc_tool(r, &res);
+    return;
+  }
   if (t->command &&
       t->command(&r->act.tool_ctx, r->act.args, &cmd, &r->tool_timeout) == 0) {
     const char *env[2] = { r->idem_env, NULL };
@@ -1331,8 +1352,9 @@ static void start_tool(struct wrun *r)
     snprintf(r->idem_env, sizeof(r->idem_env), "DURIN_IDEMPOTENCY_KEY=%s",
              r->act.tool_ctx.idem_key ? r->act.tool_ctx.idem_key : "");
     r->act.tool_ctx.box.sandbox = r->w->o.sandbox;
-    r->act.tool_ctx.box.grants = r->grants;
-    r->act.tool_ctx.box.ngrants = r->ngrants;
+    r->act.tool_ctx.box.grants =
+        r->act.tool_ctx.box.readonly ? NULL : r->grants;
+    r->act.tool_ctx.box.ngrants = r->act.tool_ctx.box.readonly ? 0 : r->ngrants;
     r->act.tool_ctx.box.tool = t->name;
     r->proc = uvp_start(&r->w->loop, &r->act.tool_ctx.box,
                         r->act.tool_ctx.workspace, cmd, env, r->tool_timeout,
@@ -1351,6 +1373,72 @@ static void start_tool(struct wrun *r)
    * this one run only (nothing else would wait for them). */
   memset(&r->pool_res, 0, sizeof(r->pool_res));
   run_blocking(r, pool_tool, pool_tool_done);
+}
+
+/* ---- the evaluator's diff ---- */
+
+static void on_diff_done(void *arg, struct durin_tool_result *res)
+{
+  struct wrun *r = arg;
+  struct durin_completion c;
+
+  r->proc = NULL;
+  if (r->gone) {
+    durin_tool_result_clear(res);
+    run_release_memory(r);
+    return;
+  }
+  scrub(r, &res->output);
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_DIFF;
+  c.now_ms = durin_now_ms();
+  /* diff exits 0 (same) or 1 (differ); 2 is trouble. */
+  if (!res->timed_out && (res->exit_code == 0 || res->exit_code == 1)) {
+    c.diff = res->output ? res->output : "";
+  } else {
+    c.error = res->timed_out ? "diff took longer than a minute" : "diff failed";
+    if (res->output && *res->output)
+      c.error = res->output;
+  }
+  r->busy = 0;
+  if (durin_harness_complete(r->h, &c))
+    drop(r, DURIN_ESTATE, "harness refused the diff (a bug)");
+  durin_tool_result_clear(res);
+  if (!r->gone)
+    advance(r);
+}
+
+/*
+ * The workspace against its start (the run's base/, beside it; a template
+ * run's own files, layers/upper), for the evaluator's first message: GNU
+ * diff on the host, in the run's directory, reading both trees without
+ * following links out of them.
+ */
+static void start_diff(struct wrun *r)
+{
+  char dir[PATH_MAX], *slash;
+  const char *cmd = r->spec.sandbox.template ?
+                        "diff -ruN --no-dereference -x .git base layers/upper" :
+                        "diff -ruN --no-dereference -x .git base workspace";
+  struct durin_proc_box box = { 0 };
+  struct durin_completion c;
+
+  r->busy = 1;
+  snprintf(dir, sizeof(dir), "%s", r->spec.workspace);
+  slash = strrchr(dir, '/');
+  if (slash)
+    *slash = 0;
+  r->proc = uvp_start(&r->w->loop, &box, dir, cmd, NULL, 60000,
+                      r->act.tool_ctx.output_cap, on_diff_done, r);
+  if (r->proc)
+    return;
+  r->busy = 0;
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_DIFF;
+  c.now_ms = durin_now_ms();
+  c.error = "diff could not be started";
+  if (durin_harness_complete(r->h, &c))
+    drop(r, DURIN_ESTATE, "harness refused the diff (a bug)");
 }
 
 static void next_check(struct wrun *r);
@@ -1523,6 +1611,9 @@ static void advance(struct wrun *r)
     case DURIN_ACT_CHECKS:
       start_checks(r);
       break;
+    case DURIN_ACT_DIFF:
+      start_diff(r);
+      break;
     case DURIN_ACT_DONE:
     default:
       finish(r, r->act.status, r->act.reason);
@@ -1617,10 +1708,10 @@ static void run_labels(struct durin_worker *w, struct wrun *r,
  * wrong master key end the run, saying which.
  */
 static int open_api_key(struct durin_worker *w, struct wrun *r,
-                        const struct durin_run_info *ri,
+                        const struct durin_run_info *ri, const char *name,
+                        struct durin_secret_value *out,
                         struct durin_master_key **k, struct durin_err *err)
 {
-  const char *name = r->spec.model.api_key_secret;
   struct durin_run_meta meta;
   int rc;
 
@@ -1631,8 +1722,8 @@ static int open_api_key(struct durin_worker *w, struct wrun *r,
   if (!rc && !*k)
     rc = durin_master_key_load(k, err);
   if (!rc) {
-    durin_secret_value_clear(&r->api_key);
-    rc = durin_secret_get(w->s, *k, ri->tenant, name, &r->api_key, err);
+    durin_secret_value_clear(out);
+    rc = durin_secret_get(w->s, *k, ri->tenant, name, out, err);
   }
   durin_run_meta_clear(&meta);
   if (rc)
@@ -1890,7 +1981,15 @@ static int fn_restore(struct durin_worker *w, struct durin_txn *txn,
   }
   /* The master key is loaded once, if any secret is opened. */
   if (!rc && r->spec.model.api_key_secret)
-    rc = open_api_key(w, r, &ri, &key, &j->err);
+    rc = open_api_key(w, r, &ri, r->spec.model.api_key_secret, &r->api_key,
+                      &key, &j->err);
+  if (!rc && r->spec.evaluator.own_model &&
+      r->spec.evaluator.model.api_key_secret &&
+      (!r->spec.model.api_key_secret ||
+       strcmp(r->spec.model.api_key_secret,
+              r->spec.evaluator.model.api_key_secret)))
+    rc = open_api_key(w, r, &ri, r->spec.evaluator.model.api_key_secret,
+                      &r->eval_api_key, &key, &j->err);
   if (!rc && r->spec.ngrants)
     rc = open_grants(w, r, &ri, &key, &j->err);
   if (!rc)

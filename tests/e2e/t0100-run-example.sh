@@ -37,8 +37,10 @@ test_expect_success 'show and ls report the run' '
   durin show $id >show.txt &&
   grep_q "status    succeeded" show.txt &&
   grep_q "steps     6" show.txt &&
-  grep_q "cost      .0.0304" show.txt &&
+  grep_q "cost      .0.0422" show.txt &&
   grep_q "0 failure(s)" show.txt &&
+  grep_q "^evaluator 2 steps, 3370 tokens (3230 in, 140 out), .0.0118" show.txt &&
+  grep_q "^verdict   pass (attempt 1, evaluator)" show.txt &&
   durin ls >ls.txt && grep_q "$id *succeeded" ls.txt &&
   durin show --json $id >show.json &&
   grep_q "\"status\": \"succeeded\"" show.json

@@ -1810,6 +1810,194 @@ static void test_replay_leaves_out_an_ending_between_steps(void **state)
   free_spec(s);
 }
 
+/* The text of a request's messages, for what it holds. */
+static char *request_text(const struct durin_action *act)
+{
+  return json_dumps(act->model.messages, JSON_COMPACT);
+}
+
+static void diff_done(struct durin_harness *h, const char *diff)
+{
+  struct durin_completion c = { 0 };
+
+  c.kind = DURIN_DONE_DIFF;
+  c.now_ms = 2000;
+  c.diff = diff;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+}
+
+/*
+ * The evaluator starts from the goal, the criteria, the summary and the
+ * diff, never the agent's messages; it has read-only tools and verdict;
+ * its fail sends the agent back with the reasons, and its session is
+ * rebuilt from the log alone on restore.
+ */
+static void test_evaluator_fresh_context(void **state)
+{
+  struct durin_spec *s = make_spec(
+      ",\"evaluator\":{\"model\":{\"provider\":\"script\",\"turns\":[]},"
+      "\"criteria\":[\"CRITERION-1\"],\"tools\":[\"read_file\",\"bash\"]}");
+  struct durin_harness *h = started(s), *h2;
+  const char *names[] = { "read_file", "bash" };
+  const char *args[] = { "{\"path\":\"a\"}", "{\"command\":\"ls\"}" };
+  struct durin_err err = { 0 };
+  struct durin_action act;
+  char *text, *ck;
+  size_t i;
+
+  (void)state;
+  next(h, 1000, &act);
+  answer(h, NULL, NULL); /* the agent thinks aloud: "thinking" */
+  next(h, 1000, &act);
+  commit(h, &act);
+  next(h, 1000, &act);
+  answer(h, "finish", "{\"summary\":\"SUMMARY-X\"}");
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_DIFF);
+  diff_done(h, "--- a/f\n+++ b/f\n+DIFF-TEXT\n");
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  assert_true(has_event(&act, "evaluation_started"));
+  assert_non_null(strstr(act.checkpoint, "\"eval\":{\"attempt\":1"));
+  ck = strdup(act.checkpoint);
+  commit(h, &act);
+
+  next(h, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  assert_ptr_equal(act.model.cfg, &s->evaluator.model);
+  assert_int_equal(act.model.turn, 0);
+  assert_non_null(strstr(act.model.system, "independent reviewer"));
+  text = request_text(&act);
+  assert_non_null(strstr(text, "DIFF-TEXT"));
+  assert_non_null(strstr(text, "CRITERION-1"));
+  assert_non_null(strstr(text, "SUMMARY-X"));
+  assert_null(strstr(text, "thinking"));
+  assert_null(strstr(text, "Continue with the goal"));
+  free(text);
+  text = json_dumps(act.model.tools, JSON_COMPACT);
+  assert_non_null(strstr(text, "\"verdict\""));
+  assert_null(strstr(text, "\"finish\""));
+  assert_null(strstr(text, "\"list_files\""));
+  free(text);
+
+  /* Its tools read; its bash gets a read-only workspace. */
+  answer_calls(h, 2, names, args, 50, 5);
+  next(h, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  assert_string_equal(act.tool->name, "read_file");
+  tool_done(h, "file a");
+  next(h, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  assert_string_equal(act.tool->name, "bash");
+  assert_int_equal(act.tool_ctx.box.readonly, 1);
+  tool_done(h, "listing");
+  next(h, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  for (i = 0; i < act.nevents; i++)
+    if (!strcmp(act.events[i].type, "model_response") ||
+        !strcmp(act.events[i].type, "tool_result"))
+      assert_non_null(strstr(act.events[i].data, "\"role\":\"evaluator\""));
+  commit(h, &act);
+
+  /* A restore rebuilds its session from the log: the same request. */
+  assert_int_equal(durin_harness_new(s, "rtest", &h2, NULL), 0);
+  assert_int_equal(durin_harness_restore(h2, ck, 2, &err), 0);
+  for (i = 0; i < nlogged; i++)
+    if (logged[i].seq >= durin_harness_window(h2))
+      assert_int_equal(durin_harness_load_event(h2, &logged[i], &err), 0);
+  next(h2, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  assert_ptr_equal(act.model.cfg, &s->evaluator.model);
+  text = request_text(&act);
+  assert_non_null(strstr(text, "DIFF-TEXT"));
+  assert_non_null(strstr(text, "file a"));
+  assert_null(strstr(text, "thinking"));
+  free(text);
+  durin_harness_free(h2);
+  free(ck);
+
+  /* fail: the agent goes on with the reasons, not the evaluator's steps. */
+  next(h, 3000, &act);
+  assert_int_equal(act.model.turn, 1);
+  answer(h, "verdict", "{\"verdict\":\"fail\",\"reasons\":[\"REASON-1\"]}");
+  next(h, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  assert_true(has_event(&act, "verdict"));
+  assert_null(strstr(act.checkpoint, "\"eval\":{"));
+  assert_non_null(strstr(act.checkpoint, "\"eval_usage\""));
+  commit(h, &act);
+  next(h, 3000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  assert_ptr_equal(act.model.cfg, &s->model);
+  assert_int_equal(act.model.turn, 2);
+  text = request_text(&act);
+  assert_non_null(strstr(text, "REASON-1"));
+  assert_non_null(strstr(text, "thinking"));
+  assert_null(strstr(text, "file a"));
+  assert_null(strstr(text, "DIFF-TEXT"));
+  free(text);
+  /* The agent's steps only: 2; the evaluator's are its own. */
+  assert_int_equal(durin_harness_usage(h)->steps, 2);
+  durin_harness_free(h);
+  free_spec(s);
+  log_clear();
+}
+
+/* The default FAIL: a malformed verdict, a missing one, a spent budget. */
+static void test_evaluator_default_fail(void **state)
+{
+  static const char *const cases[][2] = {
+    { "verdict", "{\"verdict\":\"fail\"}" },  /* no reasons */
+    { "verdict", "{\"verdict\":\"maybe\"}" }, /* not a verdict */
+    { "verdict", "not json" },                /* not even JSON */
+    { NULL, NULL },                           /* text, no verdict */
+    { "read_file", "{\"path\":\"a\"}" },      /* budget: 1 step */
+  };
+  static const char *const sources[] = { "malformed", "malformed", "malformed",
+                                         "missing", "budget" };
+  size_t k;
+
+  (void)state;
+  for (k = 0; k < sizeof(cases) / sizeof(*cases); k++) {
+    struct durin_spec *s = make_spec(
+        ",\"max_eval_attempts\":1,\"evaluator\":{\"model\":{\"provider\":"
+        "\"script\",\"turns\":[]},\"budget\":{\"steps\":1}}");
+    struct durin_harness *h = started(s);
+    struct durin_action act;
+    char src[64];
+
+    next(h, 1000, &act);
+    answer(h, "finish", "{\"summary\":\"done\"}");
+    next(h, 1000, &act);
+    diff_done(h, "");
+    next(h, 1000, &act);
+    commit(h, &act);
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    answer(h, cases[k][0], cases[k][1]);
+    next(h, 1000, &act);
+    if (act.kind == DURIN_ACT_TOOL) {
+      tool_done(h, "a");
+      next(h, 1000, &act);
+      commit(h, &act);
+      next(h, 1000, &act);
+    }
+    assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+    assert_int_equal(act.status, DURIN_RUN_FAILED);
+    snprintf(src, sizeof(src), "\"source\":\"%s\"", sources[k]);
+    for (size_t i = 0; i < act.nevents; i++)
+      if (!strcmp(act.events[i].type, "verdict"))
+        assert_non_null(strstr(act.events[i].data, src));
+    assert_true(has_event(&act, "verdict"));
+    commit(h, &act);
+    durin_harness_free(h);
+    free_spec(s);
+  }
+  log_clear();
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1843,6 +2031,8 @@ int main(void)
     cmocka_unit_test(test_limits_bounded),
     cmocka_unit_test(test_replay_gives_each_checkpoint),
     cmocka_unit_test(test_replay_leaves_out_an_ending_between_steps),
+    cmocka_unit_test(test_evaluator_fresh_context),
+    cmocka_unit_test(test_evaluator_default_fail),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);
