@@ -95,9 +95,10 @@ struct durin_harness {
    * estimate the next call's input tokens (budget.c). */
   size_t req_bytes, last_req_bytes;
   int64_t last_in_tokens;
-  /* usage.tool_calls as of the last checkpoint: a step's model_response
-   * event records how many calls the step added (replay.c reads it). */
-  int64_t ck_tool_calls;
+  /* usage.tool_calls and eval_usage.tool_calls as of the last checkpoint:
+   * a step's model_response event records how many calls the step added
+   * (replay.c reads it). */
+  int64_t ck_tool_calls, ck_eval_tool_calls;
 
   /* The step in progress. */
   struct durin_model_response resp;
@@ -353,6 +354,7 @@ int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
   durin_checkpoint_clear(&h->ck);
   h->ck = c;
   h->ck_tool_calls = c.usage.tool_calls;
+  h->ck_eval_tool_calls = c.eval_usage.tool_calls;
   free(h->handoff_text);
   h->handoff_text = NULL;
   h->attempt = attempt;
@@ -1538,10 +1540,13 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_object_set_new(mr, "duration_ms", json_integer(h->step_model_ms));
     /* The calls this step counted in usage.tool_calls (ran, reused, or
-     * declared of unknown outcome): what a replay of the log adds. */
+     * declared of unknown outcome; the evaluator's: in eval_usage): what
+     * a replay of the log adds. */
     json_object_set_new(
         mr, "calls_counted",
-        json_integer(h->ck.usage.tool_calls - h->ck_tool_calls));
+        json_integer(h->eval_step ?
+                         h->ck.eval_usage.tool_calls - h->ck_eval_tool_calls :
+                         h->ck.usage.tool_calls - h->ck_tool_calls));
     if (h->eval_step)
       json_object_set_new(mr, "role", json_string("evaluator"));
     json_array_insert_new(h->events, at,
@@ -1615,6 +1620,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     h->ck_text = durin_checkpoint_dump_with(&h->ck, h->handoff_text);
     act->checkpoint = h->ck_text;
     h->ck_tool_calls = h->ck.usage.tool_calls;
+    h->ck_eval_tool_calls = h->ck.eval_usage.tool_calls;
     act->update.usage = &h->ck.usage;
   }
   act->update.started_ms = -1;

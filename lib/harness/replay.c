@@ -9,12 +9,16 @@
  * Each event up to the end of step N's commit is applied to a checkpoint
  * the way lib/harness/harness.c changed it when it made that event:
  *
- *   step, turn, usage.steps, usage.model_calls  +1 per model_response
- *   usage tokens, cost_usd, retries             the model_response's own
- *   usage.tool_calls                            its "calls_counted"
+ *   step                                        +1 per model_response
+ *   turn, usage.steps                           +1 per agent model_response
+ *   usage model_calls, tokens, cost, retries    every model_response's own
+ *   usage.tool_calls                            an agent one's "calls_counted"
+ *   eval_usage                                  the evaluator's model_responses
+ *                                               (role "evaluator")
  *   window_start, handoff                       the last compaction
  *   started_ms                                  run_started's time
- *   eval_attempts                               the last checks' attempt
+ *   eval_attempts                               the last checks' or
+ *                                               evaluation_started's attempt
  *   plan                                        the last plan_updated
  *   summary                                     the finish call's, when
  *                                               checks ran or it passed
@@ -27,7 +31,10 @@
  * first event that cannot be part of it: another step's, a control event
  * (step 0), "resumed" or "model_error" (a later commit's first events),
  * anything but a compaction after run_finished or a compaction, and the
- * evaluator's session. A commit that ended the run between two steps
+ * evaluator's steps. Step N must be the agent's, and no evaluation may be
+ * open when its commit ends (the checkpoint's "eval", with the clock of
+ * the evaluation, is not in the log): a fork goes on as the agent. A
+ * commit that ended the run between two steps
  * (cancelled, over budget, a failed model call after step N) says so in
  * its run_finished ("between_steps"); its one event before run_finished
  * (and a "resumed" before that) is left out too.
@@ -43,8 +50,9 @@ struct durin_replay {
   int64_t want;
   enum phase phase;
   struct durin_checkpoint ck;
-  int64_t steps_seen; /* the agent's steps in the log */
+  int64_t steps_seen; /* the steps in the log */
   int eval_step;      /* step `want` is the evaluator's */
+  int64_t eval_open;  /* the attempt of an evaluation under way, or 0 */
   int saw_start;
 
   /* The end of step N's commit, and the event before it. */
@@ -125,6 +133,29 @@ static void take_summary(struct durin_replay *r)
     r->ck.summary = strdup(s);
   }
   json_decref(a);
+}
+
+/* The evaluator's step: a step of the run, counted in its tokens and
+ * dollars and in eval_usage, not in the agent's steps, turns or calls. */
+static void on_eval_response(struct durin_replay *r, json_t *d)
+{
+  struct durin_usage *u = &r->ck.usage, *e = &r->ck.eval_usage;
+  int64_t in = json_integer_value(json_object_get(d, "input_tokens"));
+  int64_t out = json_integer_value(json_object_get(d, "output_tokens"));
+  double cost = json_number_value(json_object_get(d, "cost_usd"));
+
+  r->ck.step++;
+  u->model_calls++;
+  u->input_tokens += in;
+  u->output_tokens += out;
+  u->cost_usd += cost;
+  u->retries += json_integer_value(json_object_get(d, "retries"));
+  e->steps++;
+  e->model_calls++;
+  e->input_tokens += in;
+  e->output_tokens += out;
+  e->cost_usd += cost;
+  e->tool_calls += json_integer_value(json_object_get(d, "calls_counted"));
 }
 
 static void on_model_response(struct durin_replay *r, json_t *d)
@@ -227,8 +258,10 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
     r->ck.window_start = 1;
     r->saw_start = 1;
   } else if (!strcmp(t, "model_response")) {
-    if (is_evaluator(d))
+    if (is_evaluator(d)) {
+      on_eval_response(r, d);
       return 0;
+    }
     on_model_response(r, d);
     json_decref(r->mr);
     r->mr = json_incref(d);
@@ -256,6 +289,12 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
   } else if (!strcmp(t, "checks")) {
     r->ck.eval_attempts = json_integer_value(json_object_get(d, "attempt"));
     take_summary(r);
+  } else if (!strcmp(t, "evaluation_started")) {
+    /* Without checks the finish itself counts the attempt. */
+    r->ck.eval_attempts = json_integer_value(json_object_get(d, "attempt"));
+    r->eval_open = r->ck.eval_attempts ? r->ck.eval_attempts : 1;
+  } else if (!strcmp(t, "verdict")) {
+    r->eval_open = 0;
   } else if (!strcmp(t, "compaction")) {
     r->ck.window_start = json_integer_value(json_object_get(d, "window_start"));
     json_decref(r->ck.handoff);
@@ -266,6 +305,7 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
   } else if (!strcmp(t, "run_continued") || !strcmp(t, "forked")) {
     if (!strcmp(t, "forked") && str(d, "commit"))
       snprintf(r->git_commit, sizeof(r->git_commit), "%s", str(d, "commit"));
+    r->eval_open = 0;
     return reset_to(r, json_object_get(d, "checkpoint"), err);
   }
   /* Every other type (control events, the evaluator's, ones added later)
@@ -284,7 +324,7 @@ static int ends_commit(struct durin_replay *r, const struct durin_event *ev,
   if (!strcmp(t, "resumed") || !strcmp(t, "model_error") ||
       !strcmp(t, "run_continued") || !strcmp(t, "forked") ||
       !strcmp(t, "run_started") || !strcmp(t, "model_response") ||
-      !strcmp(t, "evaluation_started") || !strcmp(t, "control"))
+      !strcmp(t, "control"))
     return 1;
   if (is_evaluator(d))
     return 1;
@@ -298,7 +338,7 @@ int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
 {
   json_t *d;
   json_error_t je;
-  int rc;
+  int rc, evaluator;
 
   if (r->phase == DONE)
     return 1;
@@ -328,13 +368,11 @@ int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
       r->after_end = 1;
   }
   rc = apply(r, ev, d, err);
+  evaluator = is_evaluator(d);
   if (!rc && !strcmp(ev->type, "model_response")) {
-    if (is_evaluator(d)) {
-      if (ev->step == r->want && r->phase == BEFORE)
-        r->eval_step = 1;
-    } else {
-      r->steps_seen = r->ck.step;
-    }
+    if (evaluator && ev->step == r->want && r->phase == BEFORE)
+      r->eval_step = 1;
+    r->steps_seen = r->ck.step;
   }
   json_decref(d);
   if (rc)
@@ -349,7 +387,7 @@ int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
   }
   if (r->phase == BEFORE && r->want > 0 &&
       !strcmp(ev->type, "model_response") && r->ck.step == r->want &&
-      ev->step == r->want && !r->eval_step)
+      ev->step == r->want && !r->eval_step && !evaluator)
     r->phase = IN;
   return 0;
 }
@@ -361,7 +399,8 @@ int durin_replay_result(struct durin_replay *r, struct durin_checkpoint *ck,
     if (r->eval_step)
       return durin_err_set(err, DURIN_ESTATE,
                            "step %lld is the evaluator's: fork at a step where "
-                           "the agent acted (before the evaluation began)",
+                           "the agent acted (before the evaluation began, or "
+                           "after its verdict)",
                            (long long)r->want);
     if (!r->saw_start)
       return durin_err_set(err, DURIN_ENOTFOUND,
@@ -372,6 +411,13 @@ int durin_replay_result(struct durin_replay *r, struct durin_checkpoint *ck,
                          "to %lld",
                          (long long)r->want, (long long)r->steps_seen);
   }
+  if (r->eval_open)
+    return durin_err_set(err, DURIN_ESTATE,
+                         "step %lld ends with the evaluator's review of the "
+                         "agent's work under way (attempt %lld): fork at a "
+                         "step before its finish, or at the agent's first "
+                         "step after the verdict",
+                         (long long)r->want, (long long)r->eval_open);
   memset(res, 0, sizeof(*res));
   res->through_seq = r->end_seq;
   res->through_ms = r->end_ms;

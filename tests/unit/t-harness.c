@@ -1585,6 +1585,20 @@ static void expect_replay(const struct kept_ck *k)
   if (g->cost_usd != w->cost_usd)
     fail_msg("step %lld: cost %.17g, the commit wrote %.17g",
              (long long)k->step, g->cost_usd, w->cost_usd);
+  g = &got.eval_usage;
+  w = &want.eval_usage;
+  if (g->steps != w->steps || g->model_calls != w->model_calls ||
+      g->input_tokens != w->input_tokens ||
+      g->output_tokens != w->output_tokens || g->tool_calls != w->tool_calls ||
+      g->retries != w->retries || g->cost_usd != w->cost_usd)
+    fail_msg("step %lld: eval_usage differs (steps %lld/%lld, calls "
+             "%lld/%lld, tools %lld/%lld, cost %.17g/%.17g)",
+             (long long)k->step, (long long)g->steps, (long long)w->steps,
+             (long long)g->model_calls, (long long)w->model_calls,
+             (long long)g->tool_calls, (long long)w->tool_calls, g->cost_usd,
+             w->cost_usd);
+  assert_null(want.eval);
+  assert_null(got.eval);
   if (!json_equal(got.plan, want.plan))
     fail_msg("step %lld: the plan differs", (long long)k->step);
   if (!json_equal(got.rejections, want.rejections))
@@ -1998,6 +2012,114 @@ static void test_evaluator_default_fail(void **state)
   log_clear();
 }
 
+/* Whether replaying the log to step is refused as inside an evaluation
+ * or the evaluator's own step. */
+static void expect_no_fork(int64_t step)
+{
+  struct durin_replay *r;
+  struct durin_replay_result res;
+  struct durin_checkpoint got;
+  struct durin_err err = { 0 };
+  size_t i;
+  int rc = 0;
+
+  assert_int_equal(durin_replay_new(step, &r, &err), 0);
+  for (i = 0; i < nlogged && rc == 0; i++)
+    rc = durin_replay_add(r, &logged[i], &err);
+  assert_int_equal(durin_replay_result(r, &got, &res, &err), DURIN_ESTATE);
+  if (!strstr(err.msg, "evaluator"))
+    fail_msg("step %lld: %s", (long long)step, err.msg);
+  durin_replay_free(r);
+}
+
+/* With an evaluator: its steps are steps of the run, in its tokens and
+ * dollars and in eval_usage; the agent's steps after a verdict replay
+ * exactly; a step that is the evaluator's, or that ends with an
+ * evaluation open, is not a place to fork. */
+static void test_replay_with_evaluator(void **state)
+{
+  struct durin_spec *s = make_spec_model(
+      "{\"provider\":\"script\",\"turns\":[],\"price\":{\"input_per_mtok\":"
+      "3.1,\"output_per_mtok\":15.7}}",
+      ",\"checks\":[{\"run\":\"true\"}],\"max_eval_attempts\":3,"
+      "\"evaluator\":{\"model\":{\"provider\":\"script\",\"turns\":[],"
+      "\"price\":{\"input_per_mtok\":1.3,\"output_per_mtok\":7.1}},"
+      "\"tools\":[\"read_file\"]}");
+  struct durin_harness *h;
+  struct durin_action act;
+  int i;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  next(h, 1000, &act);
+  commit_keep(h, &act); /* 0 */
+  next(h, 1100, &act);
+  answer1(h, "read_file", "{\"path\":\"a\"}", 1);
+  next(h, 1100, &act);
+  tool_done(h, "a");
+  next(h, 1100, &act);
+  commit_keep(h, &act); /* 1 */
+  /* 2: finish, checks pass, the evaluation opens. */
+  next(h, 1200, &act);
+  answer1(h, "finish", "{\"summary\":\"first\"}", 0);
+  next(h, 1200, &act);
+  checks_done(h, 1);
+  next(h, 1200, &act);
+  assert_int_equal(act.kind, DURIN_ACT_DIFF);
+  diff_done(h, "+x\n");
+  next(h, 1200, &act);
+  assert_true(has_event(&act, "evaluation_started"));
+  commit_keep(h, &act);
+  /* 3: the evaluator reads; 4: it fails the work. */
+  next(h, 1300, &act);
+  answer1(h, "read_file", "{\"path\":\"a\"}", 2);
+  next(h, 1300, &act);
+  tool_done(h, "a");
+  next(h, 1300, &act);
+  commit_keep(h, &act);
+  next(h, 1400, &act);
+  answer1(h, "verdict", "{\"verdict\":\"fail\",\"reasons\":[\"no\"]}", 0);
+  next(h, 1400, &act);
+  assert_true(has_event(&act, "verdict"));
+  commit_keep(h, &act);
+  /* 5: the agent again. */
+  next(h, 1500, &act);
+  answer1(h, "read_file", "{\"path\":\"b\"}", 0);
+  next(h, 1500, &act);
+  tool_done(h, "b");
+  next(h, 1500, &act);
+  commit_keep(h, &act);
+  /* 6: finish; 7: the evaluator passes it. */
+  next(h, 1600, &act);
+  answer1(h, "finish", "{\"summary\":\"second\"}", 0);
+  next(h, 1600, &act);
+  checks_done(h, 1);
+  next(h, 1600, &act);
+  diff_done(h, "+y\n");
+  next(h, 1600, &act);
+  commit_keep(h, &act);
+  next(h, 1700, &act);
+  answer1(h, "verdict", "{\"verdict\":\"pass\"}", 0);
+  next(h, 1700, &act);
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  commit_keep(h, &act);
+  durin_harness_free(h);
+
+  assert_int_equal(nkept, 8);
+  assert_non_null(strstr(kept[5].text, "\"eval_usage\""));
+  for (i = 0; i < nkept; i++) {
+    if (i == 0 || i == 1 || i == 5)
+      expect_replay(&kept[i]);
+    else
+      expect_no_fork(kept[i].step);
+  }
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -2031,6 +2153,7 @@ int main(void)
     cmocka_unit_test(test_limits_bounded),
     cmocka_unit_test(test_replay_gives_each_checkpoint),
     cmocka_unit_test(test_replay_leaves_out_an_ending_between_steps),
+    cmocka_unit_test(test_replay_with_evaluator),
     cmocka_unit_test(test_evaluator_fresh_context),
     cmocka_unit_test(test_evaluator_default_fail),
   };
