@@ -474,6 +474,9 @@ int cli_continue_run(struct durin_store *st, const struct cli_continue *o,
   ckj = json_of(ck_text);
   json_object_set_new(ckj, "eval_attempts", json_integer(0));
   json_object_del(ckj, "summary");
+  /* A run that ended while its evaluator was reviewing (over budget,
+   * cancelled): the new instruction is for the agent. */
+  json_object_del(ckj, "eval");
   json_object_set_new(ckj, "started_ms", json_integer(now - elapsed));
   free(ck_text);
   ck_text = json_dumps(ckj, JSON_COMPACT);
