@@ -129,6 +129,18 @@ test_expect_success 'the fork goes on from step 3 to its own end' '
   test "$(ev_count $orig)" = "$orig_events"
 '
 
+test_expect_success 'a fork of the fork, and a fork at step 0' '
+  durin fork $fork --at-step 2 --queue >fork3.txt &&
+  fork3=$(sed -n "s/^run \(r[0-9a-f]*\) forked from .*/\1/p" fork3.txt) &&
+  test "$(cat "$RUNS/$fork3/workspace/notes/counter")" = 2 &&
+  test "$(ck_step $fork3)" = 2 &&
+  durin fork $orig --at-step 0 --queue >fork0.txt &&
+  fork0=$(sed -n "s/^run \(r[0-9a-f]*\) forked from .*/\1/p" fork0.txt) &&
+  test ! -e "$RUNS/$fork0/workspace/notes" &&
+  test "$(ck_step $fork0)" = 0 &&
+  test "$(seq_of $fork0 forked)" = 2
+'
+
 test_expect_success 'fork with a new goal: the pinned goal changes, the agent is told' '
   durin fork $orig --at-step 2 --goal "write only the first notes" --queue >fork2.txt &&
   fork2=$(sed -n "s/^run \(r[0-9a-f]*\) forked from .*/\1/p" fork2.txt) &&
