@@ -34,10 +34,11 @@
  * evaluator's steps. Step N must be the agent's, and no evaluation may be
  * open when its commit ends (the checkpoint's "eval", with the clock of
  * the evaluation, is not in the log): a fork goes on as the agent. A
- * commit that ended the run between two steps
- * (cancelled, over budget, a failed model call after step N) says so in
- * its run_finished ("between_steps"); its one event before run_finished
- * (and a "resumed" before that) is left out too.
+ * commit that ended the run between two steps (cancelled, over budget, a
+ * failed model call after step N) says so in its run_finished
+ * ("between_steps"); its one event before run_finished (and a "resumed"
+ * before that) is left out too. Step 0's commit is the opening one, from
+ * run_started.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -380,11 +381,10 @@ int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
   r->prev_end_seq = r->end_seq;
   r->end_seq = ev->seq;
   r->end_ms = ev->ts_ms;
-  /* Step 0's commit is run_started alone. */
-  if (r->phase == BEFORE && r->want == 0 && !strcmp(ev->type, "run_started")) {
-    r->phase = DONE;
-    return 1;
-  }
+  /* Step 0's commit opens with run_started (a workspace_commit of the
+   * initial tree may follow it). */
+  if (r->phase == BEFORE && r->want == 0 && !strcmp(ev->type, "run_started"))
+    r->phase = IN;
   if (r->phase == BEFORE && r->want > 0 &&
       !strcmp(ev->type, "model_response") && r->ck.step == r->want &&
       ev->step == r->want && !r->eval_step && !evaluator)
