@@ -246,6 +246,9 @@ static int reset_to(struct durin_replay *r, json_t *ck, struct durin_err *err)
     return rc;
   durin_checkpoint_clear(&r->ck);
   r->ck = c;
+  /* The workspace's commit, once checkpoints hold one. */
+  if (str(ck, "git_commit") && *str(ck, "git_commit"))
+    snprintf(r->git_commit, sizeof(r->git_commit), "%s", str(ck, "git_commit"));
   return 0;
 }
 
