@@ -2120,6 +2120,50 @@ static void test_replay_with_evaluator(void **state)
   free_spec(s);
 }
 
+/* A continue's message: a user_message after the window's start is in
+ * the next request of the restored run, after what came before. */
+static void test_continue_message_in_window(void **state)
+{
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  struct durin_event ev = { 0, 5000, 1, "user_message",
+                            "{\"content\":\"ONE MORE CHANGE\","
+                            "\"continued\":true}" };
+  char *ck = NULL, *text;
+  size_t i;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  h = started(s);
+  next(h, 1000, &act);
+  answer(h, "finish", "{\"summary\":\"done\"}");
+  next(h, 1000, &act);
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  ck = strdup(act.checkpoint);
+  commit(h, &act);
+  durin_harness_free(h);
+  ev.seq = ++seq;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  assert_int_equal(durin_harness_restore(h, ck, 2, &err), 0);
+  for (i = 0; i < nlogged; i++)
+    assert_int_equal(durin_harness_load_event(h, &logged[i], &err), 0);
+  assert_int_equal(durin_harness_load_event(h, &ev, &err), 0);
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  assert_int_equal(act.model.turn, 1);
+  text = json_dumps(act.model.messages, JSON_COMPACT);
+  assert_non_null(strstr(text, "ONE MORE CHANGE"));
+  assert_true(strstr(text, "ONE MORE CHANGE") > strstr(text, "accepted"));
+  free(text);
+  durin_harness_free(h);
+  free(ck);
+  log_clear();
+  free_spec(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -2154,6 +2198,7 @@ int main(void)
     cmocka_unit_test(test_replay_gives_each_checkpoint),
     cmocka_unit_test(test_replay_leaves_out_an_ending_between_steps),
     cmocka_unit_test(test_replay_with_evaluator),
+    cmocka_unit_test(test_continue_message_in_window),
     cmocka_unit_test(test_evaluator_fresh_context),
     cmocka_unit_test(test_evaluator_default_fail),
   };
