@@ -13,7 +13,13 @@
  * steps per transaction and CPU per step.
  *
  *   step-overhead [--steps N] [--runs R] [--sync full|normal] [--dir DIR]
- *                 [--store URL] [--metrics]
+ *                 [--store URL] [--metrics] [--write | --git]
+ *
+ * --write: the tool also writes one small file of the workspace per step
+ * (declared idempotent, so each call has a ledger intent and outcome);
+ * --git: the same with git checkpoints on ("git": true: a commit per
+ * step), for the before/after of docs/internals/git.md (one run only:
+ * runs of this bench share one workspace).
  *
  * --metrics gives the worker a metrics registry (include/durin/metrics.h),
  * to measure what observing costs a step.
@@ -51,6 +57,22 @@ static int noop_exec(const struct durin_tool_ctx *ctx, json_t *args,
   return 0;
 }
 
+/* --write, --git: the same, and one file of the workspace changed. */
+static int write_exec(const struct durin_tool_ctx *ctx, json_t *args,
+                      struct durin_tool_result *res)
+{
+  static long n;
+  char path[4200];
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/step.txt", ctx->workspace);
+  if ((f = fopen(path, "w"))) {
+    fprintf(f, "step %ld\n", ++n);
+    fclose(f);
+  }
+  return noop_exec(ctx, args, res);
+}
+
 static const struct durin_tool_param noop_params[] = {
   { "payload", DURIN_PARAM_STRING, 1, "ignored" },
   { NULL, 0, 0, NULL },
@@ -59,6 +81,14 @@ static const struct durin_tool_param noop_params[] = {
 static const struct durin_tool_def noop_def = {
   "noop",    "Does nothing and returns 4 KB.", DURIN_EFFECT_PURE, noop_params,
   noop_exec,
+};
+
+static const struct durin_tool_def write_def = {
+  "noop_write",
+  "Writes step.txt and returns 4 KB.",
+  DURIN_EFFECT_IDEMPOTENT,
+  noop_params,
+  write_exec,
 };
 
 struct timing {
@@ -315,7 +345,7 @@ int main(int argc, char **argv)
   struct durin_store *s = NULL;
   struct durin_err err = { 0 };
   struct durin_spec spec;
-  int runs = 1, rc;
+  int runs = 1, rc, write = 0, git = 0;
 
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--steps") && i + 1 < argc)
@@ -330,12 +360,22 @@ int main(int argc, char **argv)
       store = argv[++i];
     else if (!strcmp(argv[i], "--metrics"))
       metrics = durin_metrics_new();
+    else if (!strcmp(argv[i], "--write"))
+      write = 1;
+    else if (!strcmp(argv[i], "--git"))
+      write = git = 1;
     else {
       fprintf(stderr,
               "usage: step-overhead [--steps N] [--runs R] "
-              "[--sync full|normal] [--dir DIR] [--store URL] [--metrics]\n");
+              "[--sync full|normal] [--dir DIR] [--store URL] [--metrics] "
+              "[--write | --git]\n");
       return 64;
     }
+  }
+  if (git && runs > 1) {
+    fprintf(stderr, "step-overhead: --git takes one run (the runs of this "
+                    "bench share one workspace)\n");
+    return 64;
   }
   if (steps < 200) {
     fprintf(stderr, "step-overhead: use at least 200 steps\n");
@@ -355,6 +395,7 @@ int main(int argc, char **argv)
   memset(args2k, 'a', 2048);
   args2k[2048] = '\0';
   durin_tool_register(&noop_def);
+  durin_tool_register(&write_def);
 
   snprintf(ws, sizeof(ws), "%s/ws", dir);
   durin_mkdirs(ws, &err);
@@ -372,17 +413,18 @@ int main(int argc, char **argv)
   }
   turns = malloc(4096 + 2048);
   snprintf(turns, 4096 + 2048,
-           "[{\"repeat\":%lld,\"tool_calls\":[{\"name\":\"noop\",\"arguments\":"
+           "[{\"repeat\":%lld,\"tool_calls\":[{\"name\":\"%s\",\"arguments\":"
            "{\"payload\":\"%s\"}}],\"usage\":{\"input_tokens\":1500,"
            "\"output_tokens\":600}},{\"tool_calls\":[{\"name\":\"finish\","
            "\"arguments\":{\"summary\":\"done\"}}]}]",
-           (long long)steps, args2k);
+           (long long)steps, write ? "noop_write" : "noop", args2k);
   spec_json = malloc(8192 + 2048);
   snprintf(spec_json, 8192 + 2048,
            "{\"name\":\"bench\",\"goal\":\"bench\",\"workspace\":\"%s\","
-           "\"tools\":[\"noop\",\"finish\"],\"budget\":{\"steps\":0},"
+           "\"tools\":[\"%s\",\"finish\"],\"budget\":{\"steps\":0},"
+           "\"git\":%s,"
            "\"model\":{\"provider\":\"script\",\"turns\":%s}}",
-           ws, turns);
+           ws, write ? "noop_write" : "noop", git ? "true" : "false", turns);
   if (durin_spec_parse(spec_json, NULL, &spec, &err)) {
     fprintf(stderr, "step-overhead: %s\n", err.msg);
     return 1;

@@ -32,7 +32,8 @@ static const char diff_usage[] =
     "usage: durin diff [--stat] ID\n\n"
     "Shows the run's workspace against the copy taken when it started:\n"
     "a unified diff per changed text file, with git's headers, and one\n"
-    "line per binary file (\"new file build/app (binary, 16384 bytes)\").\n\n"
+    "line per binary file (\"new file build/app (binary, 16384 bytes)\").\n"
+    "The workspace's own .git is left out ('durin log' is its history).\n\n"
     "  --stat   a diffstat instead: one line per changed file with its\n"
     "           added and removed lines, then the totals\n";
 
@@ -142,6 +143,11 @@ static int collect(const char *root, const char *rel, struct changes *c,
   }
   while (!r && (de = readdir(d))) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    /* The workspace's repository is not its content: with git
+     * checkpoints each step adds objects and moves durin/RUN there
+     * (its history is `durin log`). */
+    if (!*rel && !strcmp(de->d_name, ".git"))
       continue;
     if ((size_t)snprintf(path, PATH_BUF, "%s%s%s", rel, *rel ? "/" : "",
                          de->d_name) >= PATH_BUF ||

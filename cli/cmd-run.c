@@ -91,6 +91,9 @@ static void on_action(void *arg, const struct durin_action *act,
   case DURIN_ACT_COMMIT:
     snprintf(what, sizeof(what), "committing");
     break;
+  case DURIN_ACT_SNAPSHOT:
+    snprintf(what, sizeof(what), "committing the workspace to git");
+    break;
   case DURIN_ACT_INTENT:
     snprintf(what, sizeof(what), "recording intent");
     break;

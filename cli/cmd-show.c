@@ -140,6 +140,8 @@ int cmd_show(int argc, char **argv, struct cli *cli)
                     (json_int_t)ck.eval_usage.output_tokens, "tool_calls",
                     (json_int_t)ck.eval_usage.tool_calls, "cost_usd",
                     ck.eval_usage.cost_usd));
+    if (ck.git_commit[0])
+      json_object_set_new(o, "git_commit", json_string(ck.git_commit));
     {
       json_t *spec = json_loads(ri.spec_json ? ri.spec_json : "{}", 0, NULL);
       json_t *g = json_object_get(spec, "secrets");
@@ -167,6 +169,9 @@ int cmd_show(int argc, char **argv, struct cli *cli)
     }
     if (ck.summary)
       printf("summary   %s\n", ck.summary);
+    if (ck.git_commit[0])
+      printf("commit    %.12s on durin/%s ('durin log %s')\n", ck.git_commit,
+             ri.id, ri.id);
     if (checks) {
       json_t *c = json_loads(checks, 0, NULL), *res, *x;
 

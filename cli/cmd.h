@@ -43,6 +43,7 @@ int cmd_resume(int argc, char **argv, struct cli *cli);
 int cmd_ls(int argc, char **argv, struct cli *cli);
 int cmd_show(int argc, char **argv, struct cli *cli);
 int cmd_logs(int argc, char **argv, struct cli *cli);
+int cmd_log(int argc, char **argv, struct cli *cli);
 int cmd_explain(int argc, char **argv, struct cli *cli);
 int cmd_cancel(int argc, char **argv, struct cli *cli);
 int cmd_diff(int argc, char **argv, struct cli *cli);

@@ -5,6 +5,7 @@
  */
 #include <limits.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,37 @@ int cli_webhook_secret(struct durin_store *s, char **out, struct durin_err *err)
                     sodium_base64_VARIANT_ORIGINAL);
   snprintf(val, sizeof(val), "whsec_%s", b64);
   return durin_store_setting_init(s, "webhook_secret", val, out, err);
+}
+
+/*
+ * "git": "auto" is decided now, on the source directory, and pinned with
+ * the run: on when the workspace is the root of a git repository (its own
+ * .git directory; the run's copy is then a repository of its own, and the
+ * user's is never touched). A .git file (a linked worktree, a submodule)
+ * names a repository outside the workspace: never used.
+ */
+static int resolve_git(struct durin_spec *spec, struct durin_err *err)
+{
+  char p[PATH_MAX + 8];
+  struct stat st;
+  int have = 0, gitfile = 0;
+
+  snprintf(p, sizeof(p), "%s/.git", spec->workspace);
+  if (!lstat(p, &st)) {
+    have = S_ISDIR(st.st_mode);
+    gitfile = !have;
+  }
+  if (spec->git.mode == DURIN_SPEC_GIT_ON && gitfile)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'git': '%s' is not a directory (a linked "
+                         "worktree or a submodule keeps its repository "
+                         "elsewhere, which durin does not write to); submit "
+                         "a clone of it, or set \"git\": false",
+                         p);
+  if (spec->git.mode == DURIN_SPEC_GIT_AUTO)
+    spec->git.mode = have && !spec->sandbox.template ? DURIN_SPEC_GIT_ON :
+                                                       DURIN_SPEC_GIT_OFF;
+  return 0;
 }
 
 /*
@@ -143,6 +175,10 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
                   "model.base_url at a server that needs none)",
                   spec->model.name, spec->model.base_url,
                   spec->model.api_key_env);
+    durin_spec_clear(spec);
+    return EXIT_SPEC;
+  }
+  if (resolve_git(spec, err)) {
     durin_spec_clear(spec);
     return EXIT_SPEC;
   }

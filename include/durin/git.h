@@ -146,6 +146,11 @@ int durin_git_snapshot(struct durin_git *g,
 int durin_git_advance(struct durin_git *g, const char *branch,
                       const char *commit, struct durin_err *err);
 
+/* The first parent of commit into out ("" for a root commit).
+ * DURIN_ENOTFOUND: no such commit. */
+int durin_git_parent(struct durin_git *g, const char *commit,
+                     char out[DURIN_GIT_HEX], struct durin_err *err);
+
 /*
  * Whether the workspace's files (as a snapshot would see them) equal
  * commit's tree: *same = 1 or 0. When they differ and why is not NULL, it

@@ -47,6 +47,9 @@ enum durin_step_state {
   DURIN_STEP_COMMIT,        /* the step is complete, ready to commit */
   DURIN_STEP_AWAIT_COMMIT,  /* the step's transaction is in flight */
   DURIN_STEP_ENDED,         /* the run reached a stopping state */
+  /* The workspace being committed to git (between COMMIT and its
+   * action: see DURIN_ACT_SNAPSHOT). */
+  DURIN_STEP_AWAIT_SNAPSHOT,
 };
 
 const char *durin_step_state_name(enum durin_step_state s);
@@ -65,6 +68,36 @@ enum durin_action_kind {
                         (and, when the run waits for a person, the pending
                         response and act->approval) */
   DURIN_ACT_DONE,    /* the run stopped with act->status */
+  /* Commit the workspace to git (act->snapshot), objects only, before a
+   * COMMIT: the branch moves once the COMMIT is durable. */
+  DURIN_ACT_SNAPSHOT,
+};
+
+/*
+ * DURIN_ACT_SNAPSHOT (durin_harness_set_git): the step's workspace as a
+ * commit on the run's branch, asked before the COMMIT of a step whose
+ * calls may have written files, and before the run's opening commit.
+ */
+struct durin_snapshot_req {
+  int64_t step;        /* the step committed (0: the run's opening commit) */
+  int64_t time_s;      /* the commit's time: the same if asked again */
+  const char *parent;  /* the checkpoint's commit; NULL: none yet */
+  const char *message; /* "step N: bash, write_file" */
+  const char *calls;   /* the step's call ids, comma-separated */
+  /* The only paths that can have changed (the calls' change sets, all of
+   * them contained); NULL: look at the whole workspace. */
+  const char *const *paths;
+  int npaths;
+};
+
+/* What the driver reports for a DURIN_ACT_SNAPSHOT. */
+struct durin_snapshot_result {
+  const char *commit; /* hex id (the parent when nothing changed); NULL:
+                         the snapshot failed, error says why */
+  const char *parent; /* the commit's parent (hex), or NULL */
+  int changed;        /* a new commit was made */
+  int64_t files, insertions, deletions; /* its diff stat */
+  const char *error;
 };
 
 /* What the harness asks for. Every pointer is owned by the harness and
@@ -100,6 +133,7 @@ struct durin_action {
   const struct durin_approval *approval; /* a request to record, or NULL */
 
   struct durin_policy_state policy_state; /* DURIN_ACT_POLICY */
+  struct durin_snapshot_req snapshot;     /* DURIN_ACT_SNAPSHOT */
 
   enum durin_run_status status;
   const char *reason;
@@ -123,7 +157,8 @@ enum durin_completion_kind {
   DURIN_DONE_OUTCOME,
   DURIN_DONE_CHECKS,
   DURIN_DONE_COMMIT,
-  DURIN_DONE_DIFF, /* diff: the text, or NULL with error saying why not */
+  DURIN_DONE_DIFF,     /* diff: the text, or NULL with error saying why not */
+  DURIN_DONE_SNAPSHOT, /* snapshot filled */
 };
 
 struct durin_completion {
@@ -138,6 +173,7 @@ struct durin_completion {
   int nchecks;
   const struct durin_policy_decision *decision;
   const char *diff;
+  const struct durin_snapshot_result *snapshot;
 };
 
 /*
@@ -183,6 +219,41 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
  * whatever its declared effect, since its layer was discarded unmerged.
  */
 void durin_harness_set_sandboxed(struct durin_harness *h, int sandboxed);
+/*
+ * Git checkpoints (docs/internals/git.md): with on, the harness asks for a
+ * DURIN_ACT_SNAPSHOT before each commit of a step whose calls may have
+ * written files (and before the run's opening commit), keeps the commit
+ * id in the checkpoint (git_commit) and logs a workspace_commit event with
+ * the step when a commit was made. A failed snapshot loses no step: it is
+ * logged (workspace_commit_failed) and the checkpoint keeps the last id.
+ */
+void durin_harness_set_git(struct durin_harness *h, int on);
+/* 1 when the restore loaded an unfinished step (its model response). */
+int durin_harness_step_open(const struct durin_harness *h);
+/* The checkpoint's commit (hex), or NULL. */
+const char *durin_harness_git_commit(const struct durin_harness *h);
+/*
+ * After a restore found the workspace unlike the checkpoint's commit: the
+ * next snapshot looks at the whole workspace, so what differs goes into
+ * the next commit. lost: the commit itself is gone from the repository
+ * (a machine crash before it reached the disk); the next snapshot starts
+ * from the branch's tip instead.
+ */
+void durin_harness_git_reset(struct durin_harness *h, int lost);
+/*
+ * What the agent is given at this start or resume (progress files, the
+ * branch's recent commits): text goes into the pinned first message of
+ * every request (after the goal; cut to its share of context.max_bytes),
+ * and event (stolen; the data of a `boot` event) is logged with the next
+ * commit. Call after the restore, before the first durin_harness_next().
+ */
+void durin_harness_set_boot(struct durin_harness *h, const char *text,
+                            json_t *event);
+/* An event the driver found on restore (stolen), logged with the next
+ * commit. */
+void durin_harness_note(struct durin_harness *h, const char *type,
+                        json_t *data);
+
 /*
  * The key decisions are signed under (durin_approval_key; NULL: none, and
  * only unsigned decisions hold). With it, an approval runs only if its
@@ -254,6 +325,8 @@ struct durin_checkpoint {
    * but steps and tool_calls: those are the agent's budget);
    * model_calls is its script turn. */
   struct durin_usage eval_usage;
+  /* The workspace's commit after this step (git checkpoints), or "". */
+  char git_commit[41];
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);

@@ -194,6 +194,33 @@ struct durin_spec_approvals {
  */
 #define DURIN_SPEC_MAX_OUTPUT (4 * 1024 * 1024)
 
+/*
+ * Git checkpoints of the workspace (spec "git"; docs/internals/git.md).
+ * "auto" is decided when the run is submitted (a git repository at the
+ * root of the workspace: on) and pinned, so a restore never changes its
+ * mind; a parsed spec from the store is on or off.
+ */
+enum durin_spec_git_mode {
+  DURIN_SPEC_GIT_AUTO = 0,
+  DURIN_SPEC_GIT_ON, /* a repository is made when there is none */
+  DURIN_SPEC_GIT_OFF,
+};
+
+/* The most progress files a spec may name, and lines of git log. */
+#define DURIN_SPEC_MAX_PROGRESS  8
+#define DURIN_SPEC_MAX_LOG_LINES 50
+
+struct durin_spec_git {
+  enum durin_spec_git_mode mode;
+  /* Files of the workspace given to the agent at every start and resume
+   * when present (relative, plain paths; default PROGRESS.md and
+   * feature-list.json), and how many lines of `git log --oneline` of the
+   * run's branch go with them (default 8; 0: none). */
+  char **progress_files;
+  int nprogress;
+  int64_t log_lines;
+};
+
 struct durin_spec {
   char *name;
   char *system;
@@ -225,6 +252,7 @@ struct durin_spec {
   int nmcp;
   json_t *mcp_json; /* "mcp_servers" as written, validated (or NULL) */
   struct durin_spec_evaluator evaluator;
+  struct durin_spec_git git;
 };
 
 /* What a webhook may subscribe to, NULL-terminated, in the order the API

@@ -746,6 +746,21 @@ out:
   return rc;
 }
 
+int durin_git_parent(struct durin_git *g, const char *commit,
+                     char out[DURIN_GIT_HEX], struct durin_err *err)
+{
+  git_commit *c = NULL;
+  int rc;
+
+  out[0] = '\0';
+  if ((rc = lookup_commit(g, commit, &c, err)) < 0)
+    return rc;
+  if (git_commit_parentcount(c) > 0)
+    git_oid_tostr(out, DURIN_GIT_HEX, git_commit_parent_id(c, 0));
+  git_commit_free(c);
+  return 0;
+}
+
 struct match_note {
   struct durin_buf *why;
   size_t n;

@@ -83,6 +83,8 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
     json_object_set_new(j, "eval_usage", usage_json(&c->eval_usage));
   if (c->handoff)
     json_object_set(j, "handoff", c->handoff);
+  if (c->git_commit[0])
+    json_object_set_new(j, "git_commit", json_string(c->git_commit));
   s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   return s;
@@ -93,7 +95,7 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
 {
   json_t *j, *u, *plan, *rej = NULL, *handoff = NULL, *ev = NULL, *eu = NULL;
   json_error_t je;
-  const char *summary = NULL;
+  const char *summary = NULL, *git = NULL;
   json_int_t v = 0, step, turn, ws, st, ea;
 
   memset(c, 0, sizeof(*c));
@@ -101,16 +103,18 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   if (!j)
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is not JSON: %s",
                          je.text);
-  if (json_unpack_ex(j, &je, 0,
-                     "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?o,s?o}",
-                     "v", &v, "step", &step, "turn", &turn, "window_start", &ws,
-                     "started_ms", &st, "eval_attempts", &ea, "usage", &u,
-                     "plan", &plan, "summary", &summary, "rejections", &rej,
-                     "handoff", &handoff, "eval", &ev, "eval_usage", &eu) ||
+  if (json_unpack_ex(
+          j, &je, 0,
+          "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?o,s?o,s?s}", "v", &v,
+          "step", &step, "turn", &turn, "window_start", &ws, "started_ms", &st,
+          "eval_attempts", &ea, "usage", &u, "plan", &plan, "summary", &summary,
+          "rejections", &rej, "handoff", &handoff, "eval", &ev, "eval_usage",
+          &eu, "git_commit", &git) ||
       usage_parse(u, &c->usage, &je) ||
       (eu && usage_parse(eu, &c->eval_usage, &je)) || v != 1 ||
       !json_is_array(plan) || (rej && !json_is_object(rej)) ||
-      (handoff && !json_is_object(handoff)) || (ev && !json_is_object(ev))) {
+      (handoff && !json_is_object(handoff)) || (ev && !json_is_object(ev)) ||
+      (git && strlen(git) >= sizeof(c->git_commit))) {
     json_decref(j);
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is malformed: %s",
                          je.text);
@@ -125,6 +129,8 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   c->rejections = rej ? json_incref(rej) : json_object();
   c->handoff = handoff ? json_incref(handoff) : NULL;
   c->eval = ev ? json_incref(ev) : NULL;
+  if (git)
+    snprintf(c->git_commit, sizeof(c->git_commit), "%s", git);
   json_decref(j);
   return 0;
 }

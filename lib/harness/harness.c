@@ -8,6 +8,7 @@
  *   DISPATCH --next call--> AWAIT_TOOL --> [AWAIT_OUTCOME] --> DISPATCH
  *   DISPATCH --finish called--> AWAIT_CHECKS --> COMMIT
  *   DISPATCH --all calls done--> COMMIT --> AWAIT_COMMIT --> IDLE | ENDED
+ *   COMMIT --calls may have written, git on--> AWAIT_SNAPSHOT --> COMMIT
  * Bracketed states happen only for tools with side effects.
  */
 #include <stdio.h>
@@ -38,6 +39,7 @@ struct call {
   int indeterminate; /* intent without outcome, found on resume */
   int contained;     /* its intent says it runs in a layer of its own */
   int repeat_noted;  /* the call_repeated event is out */
+  int ran;           /* it ran (or may have: started before a crash) */
   char args_hash[65];
   char idem_key[96];
   /* The policy's say, and a person's decision when it asked. */
@@ -124,6 +126,15 @@ struct durin_harness {
   int needs_human; /* this commit stops the run for a human */
   int waiting;     /* this commit parks the run until a person decides */
 
+  /* Git checkpoints (durin_harness_set_git). */
+  int git;
+  int git_full;  /* the next snapshot looks at the whole workspace */
+  int snap_done; /* this commit's snapshot was answered */
+  char *snap_msg, *snap_calls;
+  char **snap_paths;
+  int nsnap_paths;
+  json_t *notes; /* [[type, data], ...] for the next commit */
+
   /* Buffers handed out in actions. */
   struct durin_ledger_entry intent;
   char *intent_args;
@@ -155,6 +166,7 @@ static const char *const state_names[] = {
   [DURIN_STEP_AWAIT_OUTCOME] = "await_outcome",
   [DURIN_STEP_AWAIT_CHECKS] = "await_checks",
   [DURIN_STEP_AWAIT_DIFF] = "await_diff",
+  [DURIN_STEP_AWAIT_SNAPSHOT] = "await_snapshot",
   [DURIN_STEP_COMMIT] = "commit",
   [DURIN_STEP_AWAIT_COMMIT] = "await_commit",
   [DURIN_STEP_ENDED] = "ended",
@@ -162,7 +174,8 @@ static const char *const state_names[] = {
 
 const char *durin_step_state_name(enum durin_step_state s)
 {
-  if ((unsigned)s > DURIN_STEP_ENDED)
+  if ((unsigned)s >= sizeof(state_names) / sizeof(*state_names) ||
+      !state_names[s])
     return "unknown";
   return state_names[s];
 }
@@ -200,6 +213,7 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
   h->ck.rejections = json_object();
   h->compactions = json_array();
   h->events = json_array();
+  h->notes = json_array();
   h->tools = json_array();
   for (i = 0; i < spec->ntools; i++) {
     const struct durin_tool_def *def = durin_tool_find(spec->tools[i].name);
@@ -239,10 +253,26 @@ int durin_harness_add_tools(struct durin_harness *h,
   return 0;
 }
 
+static void snapshot_free(struct durin_harness *h)
+{
+  int i;
+
+  for (i = 0; i < h->nsnap_paths; i++)
+    free(h->snap_paths[i]);
+  free(h->snap_paths);
+  free(h->snap_msg);
+  free(h->snap_calls);
+  h->snap_paths = NULL;
+  h->nsnap_paths = 0;
+  h->snap_msg = h->snap_calls = NULL;
+  h->snap_done = 0;
+}
+
 static void step_reset(struct durin_harness *h)
 {
   int i;
 
+  snapshot_free(h);
   durin_model_response_clear(&h->resp);
   h->have_resp = 0;
   h->step_retries = 0;
@@ -329,6 +359,7 @@ void durin_harness_free(struct durin_harness *h)
   json_decref(h->eplan);
   json_decref(h->compactions);
   json_decref(h->events);
+  json_decref(h->notes);
   json_decref(h->tools);
   json_decref(h->req_msgs);
   sodium_memzero(h->apkey, sizeof(h->apkey));
@@ -1507,6 +1538,168 @@ static void dispatch(struct durin_harness *h, int64_t now,
   do_commit_action(h, now, act);
 }
 
+enum { WROTE_NOTHING, WROTE_PATHS, WROTE_ANY };
+
+/* Adds a change set's paths ("dir/" for a replaced directory) to paths;
+ * WROTE_ANY when the lists were cut or name the workspace's root. */
+static int add_change_paths(json_t *paths, json_t *ch)
+{
+  static const char *const lists[] = { "added", "changed", "deleted",
+                                       "replaced_dirs" };
+  static const char *const counts[] = { "files_added", "files_changed",
+                                        "files_deleted", NULL };
+  json_t *v;
+  size_t i, k;
+
+  for (k = 0; k < 4; k++) {
+    json_t *l = json_object_get(ch, lists[k]);
+
+    if (counts[k] && json_integer_value(json_object_get(ch, counts[k])) >
+                         (json_int_t)json_array_size(l))
+      return WROTE_ANY;
+    json_array_foreach(l, i, v) {
+      const char *p = json_string_value(v);
+      size_t n = p ? strlen(p) : 0;
+
+      while (n && p[n - 1] == '/')
+        n--;
+      if (!n || (n == 1 && p[0] == '.'))
+        return WROTE_ANY;
+      /* The repository's own files are never committed; a nested
+       * repository's are its gitlink, which a full look finds. */
+      if ((n == 4 || (n > 4 && p[4] == '/')) && !strncmp(p, ".git", 4))
+        continue;
+      if (strstr(p, "/.git/") || (n >= 5 && !strncmp(p + n - 5, "/.git", 5)))
+        return WROTE_ANY;
+      json_array_append_new(paths, json_stringn(p, n));
+    }
+  }
+  return WROTE_PATHS;
+}
+
+/*
+ * What the step's calls may have written to the workspace: nothing (the
+ * harness's own tools, the read-only built-ins, calls that did not run),
+ * the paths of their layers' change sets, or anything (a command without
+ * a layer, an MCP tool, a call whose outcome is unknown).
+ */
+static int step_wrote(const struct durin_harness *h, json_t *paths)
+{
+  int i, w = WROTE_NOTHING;
+
+  for (i = 0; i < h->ncalls; i++) {
+    const struct call *c = &h->calls[i];
+    const struct durin_tool_def *d = c->def;
+    json_t *ch = json_object_get(c->result, "changes");
+
+    if (!c->ran)
+      continue;
+    if (!d || c->indeterminate)
+      return WROTE_ANY;
+    if (!d->exec && !d->command && !d->mcp_server)
+      continue;
+    if (json_is_object(ch)) {
+      if (json_is_false(json_object_get(ch, "kept")))
+        continue;
+      if (add_change_paths(paths, ch) == WROTE_ANY)
+        return WROTE_ANY;
+      w = WROTE_PATHS;
+      continue;
+    }
+    if (d->exec && !d->command && !d->mcp_server && !d->layered &&
+        d->effect == DURIN_EFFECT_PURE)
+      continue;
+    return WROTE_ANY;
+  }
+  return json_array_size(paths) ? w : WROTE_NOTHING;
+}
+
+/* A value for a trailer: one line of plain characters. */
+static void trailer_safe(struct durin_buf *b, const char *s)
+{
+  for (; *s; s++)
+    durin_buf_add(b,
+                  (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                          (*s >= '0' && *s <= '9') || strchr("._:-", *s) ?
+                      s :
+                      "_",
+                  1);
+}
+
+/*
+ * Asks for the workspace's commit before this commit, when git is on and
+ * the commit is the run's opening one or a step's whose calls may have
+ * written. Returns 1 if it asked.
+ */
+static int ask_snapshot(struct durin_harness *h, int64_t now, int full_step,
+                        struct durin_action *act)
+{
+  struct durin_snapshot_req *q = &act->snapshot;
+  int opening = h->state == DURIN_STEP_START, i, wrote = WROTE_ANY;
+  json_t *paths, *v;
+  struct durin_buf msg, calls;
+  size_t k;
+
+  /* The evaluator's steps change nothing (its workspace is read-only). */
+  if (!h->git || h->snap_done || (!opening && !full_step) || h->eval_step)
+    return 0;
+  paths = json_array();
+  if (!opening && !h->git_full)
+    wrote = step_wrote(h, paths);
+  if (wrote == WROTE_NOTHING) {
+    json_decref(paths);
+    return 0;
+  }
+  snapshot_free(h);
+  durin_buf_init(&msg, 0);
+  durin_buf_init(&calls, 0);
+  if (opening) {
+    durin_buf_adds(&msg, "step 0: the workspace as the run found it");
+  } else {
+    durin_buf_addf(&msg, "step %lld:", (long long)(h->ck.step + 1));
+    for (i = 0; i < h->ncalls; i++) {
+      const struct call *c = &h->calls[i];
+      int j, seen = 0;
+
+      if (!c->ran)
+        continue;
+      for (j = 0; j < i; j++)
+        seen |= h->calls[j].ran && !strcmp(h->calls[j].tc->name, c->tc->name);
+      if (!seen && msg.len < 200)
+        durin_buf_addf(&msg, "%s %.64s",
+                       msg.len > 8 && msg.buf[msg.len - 1] != ':' ? "," : "",
+                       c->tc->name);
+      if (calls.len < 2000) {
+        if (calls.len)
+          durin_buf_adds(&calls, ",");
+        trailer_safe(&calls, c->tc->id);
+      }
+    }
+  }
+  h->snap_msg = strdup(msg.buf);
+  h->snap_calls = strdup(calls.buf);
+  durin_buf_release(&msg);
+  durin_buf_release(&calls);
+  if (wrote == WROTE_PATHS) {
+    h->snap_paths = calloc(json_array_size(paths) + 1, sizeof(char *));
+    json_array_foreach(paths, k, v)
+      h->snap_paths[h->nsnap_paths++] = strdup(json_string_value(v));
+  }
+  json_decref(paths);
+  memset(act, 0, sizeof(*act));
+  act->kind = DURIN_ACT_SNAPSHOT;
+  act->step = opening ? 0 : h->ck.step + 1;
+  q->step = act->step;
+  q->time_s = now / 1000;
+  q->parent = h->ck.git_commit[0] ? h->ck.git_commit : NULL;
+  q->message = h->snap_msg;
+  q->calls = h->snap_calls;
+  q->paths = (const char *const *)h->snap_paths;
+  q->npaths = h->nsnap_paths;
+  set_state(h, DURIN_STEP_AWAIT_SNAPSHOT);
+  return 1;
+}
+
 /* Builds the step's commit: events, checkpoint and run update. */
 static void do_commit_action(struct durin_harness *h, int64_t now,
                              struct durin_action *act)
@@ -1517,6 +1710,8 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   size_t i, n;
   json_t *e;
 
+  if (ask_snapshot(h, now, full_step, act))
+    return;
   commit_buffers_free(h);
   if (h->restored) {
     json_array_insert_new(h->events, 0,
@@ -1590,6 +1785,11 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
       json_object_set_new(fin, "between_steps", json_true());
     add_event(h, "run_finished", fin);
   }
+  /* What the driver found on restore (the boot files, a workspace
+   * unlike its checkpoint's commit). */
+  json_array_foreach(h->notes, i, e)
+    json_array_append(h->events, e);
+  json_array_clear(h->notes);
   if (!needs_human) {
     /* With the checkpoint that holds their window start. */
     json_array_foreach(h->compactions, i, e)
@@ -1889,6 +2089,7 @@ int durin_harness_complete(struct durin_harness *h,
     if (h->eval_step && h->eval_cut && h->ck.eval &&
         json_is_true(json_object_get(cl->result, "timed_out")))
       json_object_set_new(h->ck.eval, "cut", json_true());
+    cl->ran = 1;
     if (h->eval_step)
       h->ck.eval_usage.tool_calls++;
     else
@@ -1982,6 +2183,36 @@ int durin_harness_complete(struct durin_harness *h,
     eval_begin(h, c->diff, c->error, c->now_ms);
     set_state(h, DURIN_STEP_DISPATCH);
     return 0;
+  case DURIN_DONE_SNAPSHOT: {
+    const struct durin_snapshot_result *sr = c->snapshot;
+
+    if (h->state != DURIN_STEP_AWAIT_SNAPSHOT || !sr)
+      return DURIN_ESTATE;
+    h->snap_done = 1;
+    if (sr->commit && strlen(sr->commit) < sizeof(h->ck.git_commit)) {
+      if (sr->changed)
+        add_event(
+            h, "workspace_commit",
+            json_pack(
+                "{s:s,s:o,s:I,s:I,s:I,s:I}", "commit", sr->commit, "parent",
+                sr->parent ? json_string(sr->parent) : json_null(), "step",
+                (json_int_t)(h->ck.step + (h->step_counts ? 1 : 0)), "files",
+                (json_int_t)sr->files, "insertions", (json_int_t)sr->insertions,
+                "deletions", (json_int_t)sr->deletions));
+      snprintf(h->ck.git_commit, sizeof(h->ck.git_commit), "%s", sr->commit);
+      h->git_full = 0;
+    } else {
+      /* The step is kept all the same; the next snapshot looks at the
+       * whole workspace, so what this one missed goes into it. */
+      add_event(h, "workspace_commit_failed",
+                json_pack("{s:I,s:s}", "step",
+                          (json_int_t)(h->ck.step + (h->step_counts ? 1 : 0)),
+                          "error", sr->error ? sr->error : "unknown error"));
+      h->git_full = 1;
+    }
+    set_state(h, DURIN_STEP_COMMIT);
+    return 0;
+  }
   case DURIN_DONE_COMMIT:
     if (h->state != DURIN_STEP_AWAIT_COMMIT)
       return DURIN_ESTATE;
@@ -2072,6 +2303,7 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
         c->result = NULL;
         c->state = CALL_NEW;
         c->indeterminate = 1;
+        c->ran = 1;
         c->effect = DURIN_EFFECT_UNSAFE;
         continue;
       }
@@ -2093,9 +2325,11 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
       json_decref(c->result);
       c->result = o;
       c->state = CALL_RESOLVED;
+      c->ran = 1;
       h->ck.usage.tool_calls++;
     } else {
       c->indeterminate = 1;
+      c->ran = 1; /* it may have run before the crash */
       c->contained = e->contained;
       /* Judged by what the intent recorded, never by a milder effect a
        * server announces after the crash. */
@@ -2106,6 +2340,44 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   /* Calls before the first unresolved one are done; start from there. */
   h->cur = 0;
   return 0;
+}
+
+void durin_harness_set_git(struct durin_harness *h, int on)
+{
+  h->git = on;
+}
+
+int durin_harness_step_open(const struct durin_harness *h)
+{
+  return h->have_resp;
+}
+
+const char *durin_harness_git_commit(const struct durin_harness *h)
+{
+  return h->ck.git_commit[0] ? h->ck.git_commit : NULL;
+}
+
+void durin_harness_git_reset(struct durin_harness *h, int lost)
+{
+  h->git_full = 1;
+  if (lost)
+    h->ck.git_commit[0] = '\0';
+}
+
+void durin_harness_note(struct durin_harness *h, const char *type, json_t *data)
+{
+  json_array_append_new(h->notes, json_pack("[s,o]", type, data));
+}
+
+void durin_harness_set_boot(struct durin_harness *h, const char *text,
+                            json_t *event)
+{
+  struct durin_err err = { 0 };
+
+  /* It cannot fail: the fixed part of a request is what it was. */
+  durin__window_boot(h->win, h->spec, h->tools, text, &err);
+  if (event)
+    durin_harness_note(h, "boot", event);
 }
 
 void durin_harness_set_sandboxed(struct durin_harness *h, int sandboxed)

@@ -57,6 +57,11 @@ struct durin__window {
    * to be made). */
   json_t *pin_msg, *pin_plan, *pin_handoff;
   size_t pin_bytes;
+  /* What the agent is given at this start or resume (progress files, the
+   * branch's log; owned, NULL: nothing), and its share, taken from the
+   * window's: at most what the plan gets. */
+  char *boot;
+  size_t boot_cap;
 };
 
 /* The string v holds, or def when it is not one. */
@@ -281,7 +286,14 @@ static int window_size(struct durin__window *w, const struct durin_spec *spec,
   w->base = fixed - (json_size(goal) + 1 + WIRE_SLACK);
   w->goal = spec->goal;
   w->pin_cap = rest / 8;
-  w->cap = rest - 2 * w->pin_cap;
+  w->boot_cap = 0;
+  if (w->boot) {
+    /* "\n\n", the text and a cut's note. */
+    w->boot_cap = durin__json_escaped_len(w->boot, strlen(w->boot)) + 48;
+    if (w->boot_cap > w->pin_cap)
+      w->boot_cap = w->pin_cap;
+  }
+  w->cap = rest - 2 * w->pin_cap - w->boot_cap;
   w->max_msgs = (size_t)spec->context_messages - 1;
   w->share = w->cap / 2;
   json_decref(goal);
@@ -311,12 +323,23 @@ int durin__window_tools(struct durin__window *w, const struct durin_spec *spec,
   return window_size(w, spec, tools, err);
 }
 
+int durin__window_boot(struct durin__window *w, const struct durin_spec *spec,
+                       json_t *tools, const char *text, struct durin_err *err)
+{
+  free(w->boot);
+  w->boot = text && *text ? strdup(text) : NULL;
+  json_decref(w->pin_msg);
+  w->pin_msg = NULL;
+  return window_size(w, spec, tools, err);
+}
+
 void durin__window_free(struct durin__window *w)
 {
   size_t i;
 
   if (!w)
     return;
+  free(w->boot);
   for (i = 0; i < w->n; i++)
     json_decref(w->wm[i].info);
   free(w->wm);
@@ -707,6 +730,12 @@ json_t *durin__window_request(struct durin__window *w, json_t *plan,
 
     durin_buf_init(&b, 0);
     durin_buf_adds(&b, w->goal);
+    if (w->boot) {
+      from = b.len;
+      durin_buf_adds(&b, "\n\n");
+      durin_buf_adds(&b, w->boot);
+      cut_tail(&b, from, w->boot_cap);
+    }
     if (json_array_size(plan)) {
       from = b.len;
       render_plan(&b, plan);

@@ -42,6 +42,11 @@ int durin__window_new(const struct durin_spec *spec, json_t *tools,
  * call): the window's shares are sized again. */
 int durin__window_tools(struct durin__window *w, const struct durin_spec *spec,
                         json_t *tools, struct durin_err *err);
+/* What the agent is given at this start or resume (text copied; NULL:
+ * nothing): shown after the goal in the pinned message, within a share
+ * taken from the window's (at most the plan's). */
+int durin__window_boot(struct durin__window *w, const struct durin_spec *spec,
+                       json_t *tools, const char *text, struct durin_err *err);
 void durin__window_free(struct durin__window *w);
 
 /* Adds the message a logged event makes, if it makes one. */

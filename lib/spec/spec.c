@@ -18,10 +18,13 @@
 #include "durin/util.h"
 
 static const char *const top_fields[] = {
-  "name",        "system",  "goal",        "workspace",         "model",
-  "tools",       "checks",  "budget",      "max_eval_attempts", "limits",
-  "context",     "sandbox", "policy",      "approvals",         "notify",
-  "traceparent", "secrets", "mcp_servers", "evaluator",         NULL,
+  "name",        "system",    "goal",
+  "workspace",   "model",     "tools",
+  "checks",      "budget",    "max_eval_attempts",
+  "limits",      "context",   "sandbox",
+  "policy",      "approvals", "notify",
+  "traceparent", "secrets",   "mcp_servers",
+  "git",         "evaluator", NULL,
 };
 static const char *const evaluator_fields[] = {
   "model", "instructions", "criteria", "tools", "budget", "timeout_s", NULL,
@@ -32,6 +35,8 @@ static const char *const grant_fields[] = { "secret", "host", "header",
                                             "format", "env",  "tool",
                                             NULL };
 static const char *const notify_fields[] = { "webhooks", NULL };
+static const char *const git_fields[] = { "enabled", "progress_files",
+                                          "log_lines", NULL };
 
 /* A W3C trace context the run's trace joins: version 00, a trace id of 32
  * lowercase hex digits and a parent span id of 16, neither all zeros. */
@@ -1545,6 +1550,106 @@ static int parse_evaluator(json_t *root, const char *base_dir,
   return 0;
 }
 
+/* "git": true | false | "auto", or {"enabled", "progress_files",
+ * "log_lines"}: checkpoints of the workspace as commits, and the boot
+ * files given to the agent at each start and resume. */
+static int parse_git_enabled(json_t *v, const char *field,
+                             enum durin_spec_git_mode *mode,
+                             struct durin_err *err)
+{
+  if (json_is_boolean(v)) {
+    *mode = json_is_true(v) ? DURIN_SPEC_GIT_ON : DURIN_SPEC_GIT_OFF;
+    return 0;
+  }
+  if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
+    *mode = DURIN_SPEC_GIT_AUTO;
+    return 0;
+  }
+  return durin_err_set(err, DURIN_ESPEC,
+                       "field '%s' is true (commit the workspace after every "
+                       "step, making a repository if there is none), false "
+                       "(never) or \"auto\" (when the workspace is a git "
+                       "repository), not %s",
+                       field, durin_json_kind(v));
+}
+
+/* A progress file: a plain relative path inside the workspace. */
+static int progress_path_ok(const char *p)
+{
+  const char *c = p;
+
+  if (!*p || *p == '/' || strlen(p) > 255)
+    return 0;
+  while (*c) {
+    size_t n = strcspn(c, "/");
+
+    if (n == 0 || (n == 1 && c[0] == '.') ||
+        (n == 2 && c[0] == '.' && c[1] == '.'))
+      return 0;
+    c += n;
+    if (*c == '/')
+      c++;
+  }
+  return !strchr(p, '\n');
+}
+
+static int parse_git(json_t *root, struct durin_spec *s, struct durin_err *err)
+{
+  json_t *v = json_object_get(root, "git"), *files, *e;
+  struct durin_spec_git *g = &s->git;
+  static const char *const defaults[] = { "PROGRESS.md", "feature-list.json" };
+  size_t i;
+  int r;
+
+  g->mode = DURIN_SPEC_GIT_AUTO;
+  g->log_lines = 8;
+  files = NULL;
+  if (v && json_is_object(v)) {
+    json_t *en = json_object_get(v, "enabled");
+
+    if ((r = check_fields(v, "git.", git_fields, err)) ||
+        (en && (r = parse_git_enabled(en, "git.enabled", &g->mode, err))) ||
+        (r = get_int(v, "log_lines", "git.", 0, 1, &g->log_lines, err)) ||
+        (r = at_most(v, "log_lines", "git.", DURIN_SPEC_MAX_LOG_LINES, err)))
+      return r;
+    files = json_object_get(v, "progress_files");
+    if (files && (!json_is_array(files) ||
+                  json_array_size(files) > DURIN_SPEC_MAX_PROGRESS))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'git.progress_files' must be an array of "
+                           "at most %d paths relative to the workspace",
+                           DURIN_SPEC_MAX_PROGRESS);
+  } else if (v && (r = parse_git_enabled(v, "git", &g->mode, err))) {
+    return r;
+  }
+  g->progress_files = calloc(DURIN_SPEC_MAX_PROGRESS + 1, sizeof(char *));
+  if (!g->progress_files)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  if (!files) {
+    for (i = 0; i < 2; i++)
+      g->progress_files[g->nprogress++] = strdup(defaults[i]);
+  }
+  json_array_foreach(files, i, e) {
+    if (!json_is_string(e) || !progress_path_ok(json_string_value(e)))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'git.progress_files[%zu]' must be a path "
+                           "relative to the workspace, without '.' or '..' "
+                           "parts (say \"PROGRESS.md\" or "
+                           "\"docs/progress.md\")",
+                           i);
+    g->progress_files[g->nprogress++] = strdup(json_string_value(e));
+  }
+  /* A template run's workspace is an overlay view mounted for its
+   * commands: there is no directory of its own to commit. */
+  if (g->mode == DURIN_SPEC_GIT_ON && s->sandbox.template)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'git': git checkpoints do not work with "
+                         "'sandbox.template' (the workspace is then an "
+                         "overlay view, not a directory to commit); remove "
+                         "one of them");
+  return 0;
+}
+
 int durin_spec_parse(const char *json_text, const char *base_dir,
                      struct durin_spec *s, struct durin_err *err)
 {
@@ -1651,6 +1756,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   if ((r = parse_mcp(root, s, err)) ||
       (r = parse_evaluator(root, base_dir, s, err)))
     goto out;
+  if ((r = parse_git(root, s, err)))
+    goto out;
   if (!s->name)
     s->name = strdup("run");
 out:
@@ -1737,6 +1844,9 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->system);
   free(s->goal);
   free(s->traceparent);
+  for (i = 0; i < s->git.nprogress; i++)
+    free(s->git.progress_files[i]);
+  free(s->git.progress_files);
   free(s->workspace);
   model_clear(&s->model);
   for (i = 0; i < s->ntools; i++)
@@ -1984,6 +2094,20 @@ char *durin_spec_dump(const struct durin_spec *s)
                 (json_int_t)(s->approvals.timeout_ms / 1000), "on_expiry",
                 s->approvals.expire_to_human ? "needs_human" : "reject",
                 "max_rejections", (json_int_t)s->approvals.max_rejections));
+  {
+    json_t *files = json_array();
+
+    for (i = 0; i < s->git.nprogress; i++)
+      json_array_append_new(files, json_string(s->git.progress_files[i]));
+    json_object_set_new(
+        root, "git",
+        json_pack("{s:o,s:o,s:I}", "enabled",
+                  s->git.mode == DURIN_SPEC_GIT_AUTO ?
+                      json_string("auto") :
+                      json_boolean(s->git.mode == DURIN_SPEC_GIT_ON),
+                  "progress_files", files, "log_lines",
+                  (json_int_t)s->git.log_lines));
+  }
   out = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(12));
   json_decref(root);
   return out;

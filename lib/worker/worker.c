@@ -30,6 +30,7 @@
 #include "durin/util.h"
 #include "durin/worker.h"
 #include "worker/calls.h"
+#include "worker/git.h"
 #include "worker/mcp.h"
 #include "worker/metrics.h"
 #include "worker/worker-int.h"
@@ -123,6 +124,10 @@ struct wrun {
   int mcp_nheaders[16];
   json_t *mcp_recorded;
   int begin_resolve, begin_cancel; /* from the restore, for run_begin */
+  /* The workspace's git checkpoints (worker/git.h), or NULL; what the
+   * restore found to tell the operator (malloc'd, or NULL). */
+  struct wgit *git;
+  char *git_notice;
 };
 
 enum job_kind {
@@ -326,6 +331,8 @@ static void run_free_cb(uv_handle_t *h)
     free(r->mcp_headers[i]);
   }
   json_decref(r->mcp_recorded);
+  durin__wgit_close(r->git);
+  free(r->git_notice);
   grants_clear(r);
   free(r->cr);
   free(r->tr);
@@ -814,6 +821,15 @@ static void done_commit(struct durin_worker *w, struct job *j)
       w->o.on_event(w->o.arg, &r->act.events[i]);
   /* Once per run in a group commit: each run's step is durable here. */
   durin_fault_point("after_commit");
+  /* The step's commit id is durable in its checkpoint: the branch may
+   * point at it now (a crash before this is mended by the restorer). */
+  if (r->git) {
+    struct durin_err gerr = { 0 };
+
+    if (durin__wgit_advance(r->git, &gerr))
+      rnotice(r, "cannot move branch %s: %s (set again at the next step)",
+              r->git->branch, gerr.msg);
+  }
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_COMMIT;
   complete(r, &c);
@@ -1525,6 +1541,58 @@ static void start_checks(struct wrun *r)
   next_check(r);
 }
 
+/* ---- the workspace's git commit ---- */
+
+static void snapshot_work(uv_work_t *req)
+{
+  struct wrun *r = req->data;
+
+  durin__wgit_snapshot(r->git, &r->act.snapshot);
+}
+
+static void snapshot_done(uv_work_t *req, int status)
+{
+  struct wrun *r = req->data;
+  struct durin_completion c;
+
+  (void)status;
+  r->in_pool = 0;
+  if (r->gone) {
+    run_release_memory(r);
+    return;
+  }
+  if (r->git->res.error)
+    rnotice(r,
+            "step %lld: cannot commit the workspace: %s (the step is "
+            "kept; the next commit takes the whole workspace)",
+            (long long)r->act.snapshot.step, r->git->res.error);
+  memset(&c, 0, sizeof(c));
+  c.kind = DURIN_DONE_SNAPSHOT;
+  c.snapshot = &r->git->res;
+  complete(r, &c);
+}
+
+/* The step's files as a commit (objects only), off the loop: a first
+ * snapshot hashes every file of the workspace. */
+static void start_snapshot(struct wrun *r)
+{
+  r->busy = 1;
+  if (!r->git) {
+    /* The harness asks only when the driver said git is on. */
+    static struct durin_snapshot_result none = {
+      .error = "internal: no repository open for the run",
+    };
+    struct durin_completion c;
+
+    memset(&c, 0, sizeof(c));
+    c.kind = DURIN_DONE_SNAPSHOT;
+    c.snapshot = &none;
+    complete(r, &c);
+    return;
+  }
+  run_blocking(r, snapshot_work, snapshot_done);
+}
+
 /* ---- driving a run ---- */
 
 /* r reached a stopping state and its last write is durable: forget it
@@ -1613,6 +1681,9 @@ static void advance(struct wrun *r)
       break;
     case DURIN_ACT_DIFF:
       start_diff(r);
+      break;
+    case DURIN_ACT_SNAPSHOT:
+      start_snapshot(r);
       break;
     case DURIN_ACT_DONE:
     default:
@@ -1922,6 +1993,38 @@ static int open_mcp(struct durin_worker *w, struct wrun *r,
   return rc;
 }
 
+/*
+ * The workspace's checkpoints, once its layers are settled: the branch set
+ * to the checkpoint's commit, the workspace checked against it; then the
+ * boot files. A repository that cannot be opened does not stop the run: it
+ * goes on without checkpoints for this attempt, and the log says why.
+ */
+static void git_restore(struct wrun *r)
+{
+  struct durin_err err = { 0 };
+
+  durin__wgit_close(r->git);
+  r->git = NULL;
+  free(r->git_notice);
+  r->git_notice = NULL;
+  if (r->spec.git.mode == DURIN_SPEC_GIT_ON) {
+    if (durin__wgit_open(&r->spec, r->id, &r->git, &err)) {
+      durin_harness_note(r->h, "workspace_commit_failed",
+                         json_pack("{s:I,s:s}", "step",
+                                   (json_int_t)durin_harness_step(r->h),
+                                   "error", err.msg));
+      if (asprintf(&r->git_notice, "no git checkpoints for this attempt: %s",
+                   err.msg) < 0)
+        r->git_notice = NULL;
+    } else {
+      durin_harness_set_git(r->h, 1);
+      durin__wgit_restore(r->git, r->h, durin_harness_step_open(r->h),
+                          &r->git_notice);
+    }
+  }
+  durin__boot_load(&r->spec, r->git, r->h);
+}
+
 /* The run's committed state into its harness, and its layers settled. */
 static int load_run(struct durin_worker *w, struct wrun *r,
                     struct durin_err *err)
@@ -1932,6 +2035,8 @@ static int load_run(struct durin_worker *w, struct wrun *r,
    * discard what calls without an outcome left. */
   if (!rc)
     rc = durin__calls_recover(w->s, r->id, &r->spec, err);
+  if (!rc)
+    git_restore(r);
   return rc;
 }
 
@@ -2346,6 +2451,11 @@ static void run_begin(struct wrun *r)
     durin_harness_resolve(r->h, r->begin_resolve);
   if (r->begin_cancel && !r->cancel)
     apply_cancel(r);
+  if (r->git_notice) {
+    rnotice(r, "%s", r->git_notice);
+    free(r->git_notice);
+    r->git_notice = NULL;
+  }
   advance(r);
 }
 

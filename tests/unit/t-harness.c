@@ -1180,6 +1180,12 @@ static void test_request_never_exceeds_window(void **state)
       ",\"budget\":{\"steps\":0},\"limits\":{\"output_bytes\":262144},"
       "\"context\":{\"max_bytes\":100000,\"max_messages\":4}");
   struct durin_harness *h = started(s);
+  /* Boot files larger than their share are cut to it; the request still
+   * fits. */
+  char *boot = filled(40 * 1000, 'b');
+
+  durin_harness_set_boot(h, boot, NULL);
+  free(boot);
   const char *names[3] = { "read_file", "read_file", "read_file" };
   const char *args[3] = { "{\"path\":\"a\"}", "{\"path\":\"b\"}",
                           "{\"path\":\"c\"}" };
@@ -1193,6 +1199,10 @@ static void test_request_never_exceeds_window(void **state)
 
     next(h, 1000, &act);
     assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(
+                   json_array_get(act.model.messages, 0), "content")),
+               "bbb\n[... cut to fit the context window]"));
     if (request_bytes(&act) > 100000 || json_array_size(act.model.messages) > 4)
       fail_msg("step %d: request of %zu bytes, %zu messages", i,
                request_bytes(&act), json_array_size(act.model.messages));
@@ -2164,6 +2174,191 @@ static void test_continue_message_in_window(void **state)
   free_spec(s);
 }
 
+/* Answers the pending DURIN_ACT_SNAPSHOT: commit (NULL: it failed). */
+static void snapshot_done(struct durin_harness *h, const char *commit,
+                          int changed)
+{
+  struct durin_snapshot_result r = { 0 };
+  struct durin_completion c = { 0 };
+
+  r.commit = commit;
+  r.changed = changed;
+  r.files = 1;
+  r.insertions = 2;
+  r.error = commit ? NULL : "disk full";
+  c.kind = DURIN_DONE_SNAPSHOT;
+  c.snapshot = &r;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+}
+
+/* A file tool's call whose layer wrote path: intent, tool, outcome. */
+static void write_call(struct durin_harness *h, const char *path)
+{
+  struct durin_tool_result r = { 0 };
+  struct durin_completion c = { 0 };
+  struct durin_action act;
+  char args[128];
+
+  snprintf(args, sizeof(args), "{\"path\":\"%s\",\"content\":\"x\"}", path);
+  answer(h, "write_file", args);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_INTENT);
+  simple(h, DURIN_DONE_INTENT);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  r.ok = 1;
+  r.output = strdup("written");
+  r.changes = json_pack("{s:s,s:[s],s:[],s:[],s:i,s:i,s:i}", "layer", "s1",
+                        "added", path, "changed", "deleted", "files_added", 1,
+                        "files_changed", 0, "files_deleted", 0);
+  c.kind = DURIN_DONE_TOOL;
+  c.tool = &r;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_OUTCOME);
+  simple(h, DURIN_DONE_OUTCOME);
+}
+
+/*
+ * Git checkpoints: a snapshot before the opening commit and before the
+ * commit of every step whose calls may have written (the paths of their
+ * layers when all were contained), none for a step that only read; its
+ * id in the checkpoint and a workspace_commit event when it made a
+ * commit; a failed one keeps the step and the last id.
+ */
+static void test_git_snapshots(void **state)
+{
+  static const char a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  static const char b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_checkpoint ck;
+  struct durin_err err = { 0 };
+  struct durin_action act;
+
+  (void)state;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  durin_harness_set_git(h, 1);
+  durin_harness_set_boot(
+      h, "=== PROGRESS.md ===\nhalf done",
+      json_pack("{s:[s],s:n}", "files", "PROGRESS.md", "git_log"));
+  /* The opening commit: the workspace as the run found it. */
+  durin_harness_next(h, 5000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  assert_int_equal(durin_harness_state(h), DURIN_STEP_AWAIT_SNAPSHOT);
+  assert_int_equal(act.snapshot.step, 0);
+  assert_int_equal(act.snapshot.time_s, 5);
+  assert_null(act.snapshot.parent);
+  assert_null(act.snapshot.paths);
+  snapshot_done(h, a, 1);
+  next(h, 5000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_string_equal(act.events[0].type, "run_started");
+  assert_true(has_event(&act, "workspace_commit"));
+  assert_true(has_event(&act, "boot"));
+  assert_non_null(strstr(act.checkpoint, "\"git_commit\":\"aaaa"));
+  commit(h, &act);
+  assert_string_equal(durin_harness_git_commit(h), a);
+
+  /* Reading only: no snapshot; the boot text is in the pinned message. */
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  assert_non_null(strstr(json_string_value(json_object_get(
+                             json_array_get(act.model.messages, 0), "content")),
+                         "half done"));
+  answer(h, "read_file", "{\"path\":\"x\"}");
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  tool_done(h, "content");
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_false(has_event(&act, "workspace_commit"));
+  assert_false(has_event(&act, "boot"));
+  commit(h, &act);
+
+  /* A contained write: only its path is looked at. */
+  next(h, 7000, &act);
+  write_call(h, "dir/a.txt");
+  next(h, 7000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  assert_int_equal(act.snapshot.step, 2);
+  assert_string_equal(act.snapshot.parent, a);
+  assert_string_equal(act.snapshot.message, "step 2: write_file");
+  assert_string_equal(act.snapshot.calls, "c1");
+  assert_int_equal(act.snapshot.npaths, 1);
+  assert_string_equal(act.snapshot.paths[0], "dir/a.txt");
+  snapshot_done(h, b, 1);
+  next(h, 7000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_true(has_event(&act, "workspace_commit"));
+  assert_non_null(strstr(act.events[act.nevents - 1].data, "\"step\":2"));
+  commit(h, &act);
+
+  /* A command on the host: the whole workspace; a failed snapshot keeps
+   * the step and the last commit, and the next one looks at everything. */
+  next(h, 8000, &act);
+  answer(h, "bash", "{\"command\":\"make\"}");
+  next(h, 8000, &act);
+  simple(h, DURIN_DONE_INTENT);
+  next(h, 8000, &act);
+  tool_done(h, "ok");
+  next(h, 8000, &act);
+  simple(h, DURIN_DONE_OUTCOME);
+  next(h, 8000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  assert_string_equal(act.snapshot.parent, b);
+  assert_null(act.snapshot.paths);
+  assert_string_equal(act.snapshot.message, "step 3: bash");
+  snapshot_done(h, NULL, 0);
+  next(h, 8000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_true(has_event(&act, "workspace_commit_failed"));
+  assert_non_null(strstr(act.checkpoint, "\"step\":3"));
+  assert_int_equal(durin_checkpoint_parse(act.checkpoint, &ck, &err), 0);
+  assert_string_equal(ck.git_commit, b);
+  durin_checkpoint_clear(&ck);
+  commit(h, &act);
+  next(h, 9000, &act);
+  answer(h, "read_file", "{\"path\":\"x\"}");
+  next(h, 9000, &act);
+  tool_done(h, "content");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  assert_null(act.snapshot.paths);
+  /* Nothing changed: no commit, no event. */
+  snapshot_done(h, b, 0);
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_false(has_event(&act, "workspace_commit"));
+  commit(h, &act);
+  /* The repository's own files are never committed: nothing to ask; a
+   * nested repository's make the snapshot look at everything. */
+  next(h, 9000, &act);
+  write_call(h, ".git/info/exclude");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  commit(h, &act);
+  next(h, 9000, &act);
+  write_call(h, "sub/.git/HEAD");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  assert_null(act.snapshot.paths);
+  snapshot_done(h, b, 0);
+  next(h, 9000, &act);
+  commit(h, &act);
+  /* Answered out of turn: refused. */
+  {
+    struct durin_snapshot_result r = { 0 };
+    struct durin_completion c = { 0 };
+
+    c.kind = DURIN_DONE_SNAPSHOT;
+    c.snapshot = &r;
+    assert_int_equal(durin_harness_complete(h, &c), DURIN_ESTATE);
+  }
+  durin_harness_free(h);
+  free_spec(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -2201,6 +2396,7 @@ int main(void)
     cmocka_unit_test(test_continue_message_in_window),
     cmocka_unit_test(test_evaluator_fresh_context),
     cmocka_unit_test(test_evaluator_default_fail),
+    cmocka_unit_test(test_git_snapshots),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);

@@ -261,6 +261,60 @@ static void test_mcp_servers(void **state)
   durin_spec_clear(&t);
 }
 
+#define GIT(x) "{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL ",\"git\":" x "}"
+
+/* "git": a boolean, "auto" or an object; the default progress files; the
+ * pinned form round trips; mistakes are named by their field. */
+static void test_git(void **state)
+{
+  struct durin_spec s, t;
+  struct durin_err err = { 0 };
+  char *dump;
+
+  (void)state;
+  expect_bad(GIT("\"yes\""), "field 'git' is true");
+  expect_bad(GIT("{\"enabled\":1}"), "field 'git.enabled' is true");
+  expect_bad(GIT("{\"enable\":true}"), "did you mean 'git.enabled'");
+  expect_bad(GIT("{\"progress_files\":[\"../x\"]}"),
+             "'git.progress_files[0]' must be a path");
+  expect_bad(GIT("{\"progress_files\":[\"/etc/passwd\"]}"),
+             "'git.progress_files[0]'");
+  expect_bad(GIT("{\"progress_files\":[\"a/./b\"]}"),
+             "'git.progress_files[0]'");
+  expect_bad(GIT("{\"progress_files\":\"PROGRESS.md\"}"),
+             "'git.progress_files' must be an array");
+  expect_bad(GIT("{\"log_lines\":51}"), "'git.log_lines' must be at most 50");
+  expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL
+             ",\"git\":true,\"sandbox\":{\"template\":\"/tmp\"}}",
+             "'sandbox.template'");
+
+  assert_int_equal(durin_spec_parse(GIT("\"auto\""), NULL, &s, &err), 0);
+  assert_int_equal(s.git.mode, DURIN_SPEC_GIT_AUTO);
+  assert_int_equal(s.git.nprogress, 2);
+  assert_string_equal(s.git.progress_files[0], "PROGRESS.md");
+  assert_string_equal(s.git.progress_files[1], "feature-list.json");
+  assert_int_equal(s.git.log_lines, 8);
+  durin_spec_clear(&s);
+
+  assert_int_equal(durin_spec_parse(GIT("{\"enabled\":true,\"progress_files\":"
+                                        "[\"docs/notes.md\"],\"log_lines\":0}"),
+                                    NULL, &s, &err),
+                   0);
+  dump = durin_spec_dump(&s);
+  assert_non_null(strstr(dump, "\"git\":{\"enabled\":true,"));
+  assert_int_equal(durin_spec_parse(dump, NULL, &t, &err), 0);
+  assert_int_equal(t.git.mode, DURIN_SPEC_GIT_ON);
+  assert_int_equal(t.git.nprogress, 1);
+  assert_string_equal(t.git.progress_files[0], "docs/notes.md");
+  assert_int_equal(t.git.log_lines, 0);
+  free(dump);
+  durin_spec_clear(&s);
+  durin_spec_clear(&t);
+  assert_int_equal(durin_spec_parse(GIT("false"), NULL, &s, &err), 0);
+  assert_int_equal(s.git.mode, DURIN_SPEC_GIT_OFF);
+  durin_spec_clear(&s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -268,6 +322,7 @@ int main(void)
     cmocka_unit_test(test_good_spec_roundtrip),
     cmocka_unit_test(test_grants),
     cmocka_unit_test(test_mcp_servers),
+    cmocka_unit_test(test_git),
   };
 
   return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
