@@ -276,11 +276,10 @@ int cli_fork_run(struct durin_store *st, const char *data,
     free(ck.summary);
     ck.summary = NULL;
   }
+  /* Its workspace is that commit's tree: a restore finds them equal. */
+  snprintf(ck.git_commit, sizeof(ck.git_commit), "%s", commit);
   ck_text = durin_checkpoint_dump(&ck);
   ckj = json_of(ck_text);
-  json_object_set_new(ckj, "git_commit", json_string(commit));
-  free(ck_text);
-  ck_text = json_dumps(ckj, JSON_COMPACT);
 
   d = json_pack("{s:s,s:I,s:s,s:O}", "from", ri.id, "at_step",
                 (json_int_t)o->at_step, "commit", commit, "checkpoint", ckj);

@@ -24,18 +24,18 @@
  *                                               checks ran or it passed
  *   rejections                                  calls rejected (or left to
  *                                               expire) by a person
+ *   git_commit                                  the last workspace_commit
  *   run_continued / forked                      reset to their checkpoint
  *
  * A commit's events are contiguous in the log. Step N's commit starts at
  * its model_response (or the "resumed" before it) and ends before the
  * first event that cannot be part of it: another step's, a control event
  * (step 0), "resumed" or "model_error" (a later commit's first events),
- * anything but a compaction after run_finished or a compaction, and the
- * evaluator's steps. Step N must be the agent's, and no evaluation may be
- * open when its commit ends (the checkpoint's "eval", with the clock of
- * the evaluation, is not in the log): a fork goes on as the agent. A
- * commit that ended the run between two steps (cancelled, over budget, a
- * failed model call after step N) says so in its run_finished
+ * "run_continued" or "forked", and the evaluator's steps. Step N must be the
+ * agent's, and no evaluation may be open when its commit ends (the checkpoint's
+ * "eval", with the clock of the evaluation, is not in the log): a fork goes on
+ * as the agent. A commit that ended the run between two steps (cancelled, over
+ * budget, a failed model call after step N) says so in its run_finished
  * ("between_steps"); its one event before run_finished (and a "resumed"
  * before that) is left out too. Step 0's commit is the opening one, from
  * run_started.
@@ -58,9 +58,7 @@ struct durin_replay {
 
   /* The end of step N's commit, and the event before it. */
   int64_t end_seq, end_ms, prev_end_seq;
-  int after_end; /* run_finished or a compaction seen: only compactions */
-  int ended;     /* step N's commit holds run_finished */
-  char git_commit[48];
+  int ended; /* step N's commit holds run_finished */
 
   /* The step being applied. */
   json_t *mr;        /* its model_response */
@@ -246,9 +244,6 @@ static int reset_to(struct durin_replay *r, json_t *ck, struct durin_err *err)
     return rc;
   durin_checkpoint_clear(&r->ck);
   r->ck = c;
-  /* The workspace's commit, once checkpoints hold one. */
-  if (str(ck, "git_commit") && *str(ck, "git_commit"))
-    snprintf(r->git_commit, sizeof(r->git_commit), "%s", str(ck, "git_commit"));
   return 0;
 }
 
@@ -304,11 +299,11 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
     json_decref(r->ck.handoff);
     r->ck.handoff = json_deep_copy(json_object_get(d, "handoff"));
   } else if (!strcmp(t, "workspace_commit")) {
-    if (str(d, "commit"))
-      snprintf(r->git_commit, sizeof(r->git_commit), "%s", str(d, "commit"));
+    /* A snapshot that changed nothing keeps the commit and logs none. */
+    if (str(d, "commit") && strlen(str(d, "commit")) < sizeof(r->ck.git_commit))
+      snprintf(r->ck.git_commit, sizeof(r->ck.git_commit), "%s",
+               str(d, "commit"));
   } else if (!strcmp(t, "run_continued") || !strcmp(t, "forked")) {
-    if (!strcmp(t, "forked") && str(d, "commit"))
-      snprintf(r->git_commit, sizeof(r->git_commit), "%s", str(d, "commit"));
     r->eval_open = 0;
     return reset_to(r, json_object_get(d, "checkpoint"), err);
   }
@@ -331,8 +326,6 @@ static int ends_commit(struct durin_replay *r, const struct durin_event *ev,
       !strcmp(t, "control"))
     return 1;
   if (is_evaluator(d))
-    return 1;
-  if (r->after_end && strcmp(t, "compaction"))
     return 1;
   return 0;
 }
@@ -364,12 +357,8 @@ int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
       json_decref(d);
       return 1;
     }
-    if (!strcmp(ev->type, "run_finished")) {
+    if (!strcmp(ev->type, "run_finished"))
       r->ended = 1;
-      r->after_end = 1;
-    }
-    if (!strcmp(ev->type, "compaction"))
-      r->after_end = 1;
   }
   rc = apply(r, ev, d, err);
   evaluator = is_evaluator(d);
@@ -425,7 +414,7 @@ int durin_replay_result(struct durin_replay *r, struct durin_checkpoint *ck,
   res->through_seq = r->end_seq;
   res->through_ms = r->end_ms;
   res->ended = r->ended;
-  snprintf(res->git_commit, sizeof(res->git_commit), "%s", r->git_commit);
+  snprintf(res->git_commit, sizeof(res->git_commit), "%s", r->ck.git_commit);
   *ck = r->ck;
   memset(&r->ck, 0, sizeof(r->ck));
   r->ck.plan = json_array();

@@ -1609,6 +1609,9 @@ static void expect_replay(const struct kept_ck *k)
              w->cost_usd);
   assert_null(want.eval);
   assert_null(got.eval);
+  if (strcmp(got.git_commit, want.git_commit))
+    fail_msg("step %lld: git_commit '%s', the commit wrote '%s'",
+             (long long)k->step, got.git_commit, want.git_commit);
   if (!json_equal(got.plan, want.plan))
     fail_msg("step %lld: the plan differs", (long long)k->step);
   if (!json_equal(got.rejections, want.rejections))
@@ -2359,6 +2362,73 @@ static void test_git_snapshots(void **state)
   free_spec(s);
 }
 
+/* With git checkpoints: the workspace's commit is the last one a step
+ * made (a step that wrote nothing keeps it); what the driver notes on a
+ * restore (boot) follows run_finished in the step's commit. */
+static void test_replay_with_git(void **state)
+{
+  static const char a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  static const char b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+  static const char c[] = "cccccccccccccccccccccccccccccccccccccccc";
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  int i;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  durin_harness_set_git(h, 1);
+  durin_harness_next(h, 5000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  snapshot_done(h, a, 1);
+  next(h, 5000, &act);
+  commit_keep(h, &act);
+  next(h, 6000, &act);
+  write_call(h, "f1");
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  snapshot_done(h, b, 1);
+  next(h, 6000, &act);
+  commit_keep(h, &act);
+  next(h, 7000, &act);
+  answer(h, "read_file", "{\"path\":\"f1\"}");
+  next(h, 7000, &act);
+  tool_done(h, "x");
+  next(h, 7000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  commit_keep(h, &act);
+  next(h, 8000, &act);
+  write_call(h, "f2");
+  next(h, 8000, &act);
+  snapshot_done(h, c, 1);
+  next(h, 8000, &act);
+  commit_keep(h, &act);
+  durin_harness_free(h);
+  /* Restored: the driver's note rides on the next commit, after its end. */
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  durin_harness_set_git(h, 1);
+  assert_int_equal(durin_harness_restore(h, kept[nkept - 1].text, 2, &err), 0);
+  durin_harness_note(h, "boot", json_pack("{s:[]}", "files"));
+  next(h, 9000, &act);
+  answer(h, "finish", "{\"summary\":\"done\"}");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_string_equal(act.events[act.nevents - 1].type, "boot");
+  commit_keep(h, &act);
+  durin_harness_free(h);
+
+  assert_int_equal(nkept, 5);
+  assert_non_null(strstr(kept[2].text, b));
+  for (i = 0; i < nkept; i++)
+    expect_replay(&kept[i]);
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -2397,6 +2467,7 @@ int main(void)
     cmocka_unit_test(test_evaluator_fresh_context),
     cmocka_unit_test(test_evaluator_default_fail),
     cmocka_unit_test(test_git_snapshots),
+    cmocka_unit_test(test_replay_with_git),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);
