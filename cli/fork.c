@@ -81,12 +81,15 @@ struct step_find {
   char commit[DURIN_GIT_HEX];
 };
 
-/* The newest commit of the branch at or before the step (its trailer). */
+/* The newest commit of the branch at or before the step (its trailer).
+ * A commit without one is the user's, where the run started: the
+ * workspace before its first step (an opening snapshot that changed
+ * nothing makes no commit of its own). */
 static int find_step(void *arg, const struct durin_git_log_entry *e)
 {
   struct step_find *f = arg;
 
-  if (!e->step || atoll(e->step) > f->step)
+  if (e->step && atoll(e->step) > f->step)
     return 0;
   snprintf(f->commit, sizeof(f->commit), "%s", e->id);
   return 1;

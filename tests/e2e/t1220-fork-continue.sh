@@ -48,28 +48,10 @@ spec_of() { sql "select spec from run_specs where run_id = '$1'"; }
 last_of() { sql "select data from events where run_id = '$1' and type = '$2' order by seq desc limit 1"; }
 branch_of() { git -C "$RUNS/$1/workspace" rev-parse --verify -q "refs/heads/durin/$1"; }
 
-# The git checkpoints of a finished run, as the per-step commits will make
-# them (Durin-Run and Durin-Step trailers on durin/RUN): built here from
-# what each step wrote, with git's plumbing, so the user's HEAD and index
-# stay as they are. (Until the worker commits each step itself.)
-make_checkpoints() {
-  _ws="$RUNS/$1/workspace"
-  _tree="$TRASH/tree-$1"
-  _parent=$(git -C "$_ws" rev-parse HEAD) || return 1
-  rm -rf "$_tree" && cp -r "$RUNS/$1/base" "$_tree" && rm -rf "$_tree/.git" &&
-    mkdir -p "$_tree/notes" || return 1
-  for _k in 0 1 2 3 4 5 6; do
-    if [ "$_k" -ge 1 ] && [ "$_k" -le 5 ]; then
-      echo "$_k" >"$_tree/notes/step-$_k.txt"
-      echo "$_k" >"$_tree/notes/counter"
-    fi
-    GIT_INDEX_FILE="$TRASH/index-$1" git --git-dir="$_ws/.git" \
-      --work-tree="$_tree" add -A &&
-      _t=$(GIT_INDEX_FILE="$TRASH/index-$1" git --git-dir="$_ws/.git" write-tree) &&
-      _parent=$(printf 'step %s\n\nDurin-Run: %s\nDurin-Step: %s\n' "$_k" "$1" "$_k" |
-        git --git-dir="$_ws/.git" commit-tree "$_t" -p "$_parent") || return 1
-  done
-  git --git-dir="$_ws/.git" update-ref "refs/heads/durin/$1" "$_parent"
+# The commit of step K on RUN's branch (its Durin-Step trailer).
+commit_at() {
+  git -C "$RUNS/$1/workspace" log --format='%H %(trailers:key=Durin-Step,valueonly,separator=)' "durin/$1" |
+    awk -v k="$2" '$2 == k { print $1; exit }'
 }
 
 test_expect_success 'a six-step run with git checkpoints' '
@@ -77,7 +59,8 @@ test_expect_success 'a six-step run with git checkpoints' '
   orig=$(run_id_of out.txt) &&
   test "$(status_of $orig)" = succeeded &&
   test "$(col_of $orig steps)" = 6 &&
-  make_checkpoints $orig &&
+  test "$(count_of $orig workspace_commit)" = 5 &&
+  test -n "$(commit_at $orig 3)" &&
   orig_events=$(ev_count $orig) &&
   ev_dump $orig $orig_events >orig.log &&
   ck_of $orig >orig.ck &&
@@ -94,13 +77,15 @@ test_expect_success 'fork at step 3 reproduces step 3 (tree, log, checkpoint)' '
   test "$(cat "$fws/notes/counter")" = 3 &&
   test -f "$fws/notes/step-3.txt" &&
   test ! -e "$fws/notes/step-4.txt" &&
-  git --git-dir="$RUNS/$orig/workspace/.git" archive "$(git -C "$RUNS/$orig/workspace" rev-parse "durin/$orig~3")" |
+  step3=$(commit_at $orig 3) &&
+  git -C "$RUNS/$orig/workspace" archive "$step3" |
     (mkdir want && cd want && tar xf -) &&
   (cd "$fws" && find . -path ./.git -prune -o -type f -print | sort) >got.list &&
   (cd want && find . -type f -print | sort) >want.list &&
   diff -u want.list got.list &&
   diff -r -x .git want "$fws" &&
-  test "$(git -C "$fws" rev-parse "durin/$fork")" = "$(git -C "$RUNS/$orig/workspace" rev-parse "durin/$orig~3")" &&
+  test "$(git -C "$fws" rev-parse "durin/$fork")" = "$step3" &&
+  test "$(sql "select json_extract(data, '"'"'\$.git_commit'"'"') from checkpoints where run_id = '"'"'$fork'"'"'")" = "$step3" &&
   k=$(seq_of $fork forked) &&
   ev_dump $orig $((k - 1)) >orig.prefix &&
   ev_dump $fork $((k - 1)) >fork.prefix &&
@@ -125,6 +110,8 @@ test_expect_success 'the fork goes on from step 3 to its own end' '
   test "$(status_of $fork)" = succeeded &&
   test "$(col_of $fork steps)" = 6 &&
   test "$(cat "$RUNS/$fork/workspace/notes/counter")" = 5 &&
+  test "$(git -C "$RUNS/$fork/workspace" rev-parse "durin/$fork~2")" = "$step3" &&
+  git -C "$RUNS/$fork/workspace" log -1 --format=%B "durin/$fork" | grep_q "Durin-Run: $fork" &&
   test "$(count_of $fork resumed)" = 1 &&
   test "$(ev_count $orig)" = "$orig_events"
 '
@@ -212,7 +199,7 @@ if "$DURIN" sandbox -- true 2>/dev/null; then
     test "$(api $OPER POST /v1/runs/$orig/fork -H "$J" -d "{\"at_step\": 1}")" = 201 &&
     afork=$(body_field .id) &&
     test "$(sed -n "s/^Location: *//Ip" .headers | tr -d "\r")" = "/v1/runs/$afork" &&
-    step1=$(git -C "$RUNS/$orig/workspace" rev-parse "durin/$orig~5") &&
+    step1=$(commit_at $orig 1) && test -n "$step1" &&
     ev_data $afork forked | grep_q "\"commit\":\"$step1\"" &&
     test "$(sql "select created_by from runs where id = '"'"'$afork'"'"'")" = ops &&
     wait_for 60 "test \"\$(status_of $afork)\" = succeeded" &&
