@@ -128,6 +128,15 @@ test_expect_success 'a fork of the fork, and a fork at step 0' '
   test "$(seq_of $fork0 forked)" = 2
 '
 
+test_expect_success 'a fork at the step that ended the run is a new attempt' '
+  durin fork $orig --at-step 6 --queue >fork6.txt &&
+  fork6=$(sed -n "s/^run \(r[0-9a-f]*\) forked from .*/\1/p" fork6.txt) &&
+  test "$(seq_of $fork6 run_finished)" -lt "$(seq_of $fork6 forked)" &&
+  test "$(sql "select json_extract(data, '"'"'\$.eval_attempts'"'"') from checkpoints where run_id = '"'"'$fork6'"'"'")" = 0 &&
+  test -z "$(sql "select json_extract(data, '"'"'\$.summary'"'"') from checkpoints where run_id = '"'"'$fork6'"'"'")" &&
+  test "$(cat "$RUNS/$fork6/workspace/notes/counter")" = 5
+'
+
 test_expect_success 'fork with a new goal: the pinned goal changes, the agent is told' '
   durin fork $orig --at-step 2 --goal "write only the first notes" --queue >fork2.txt &&
   fork2=$(sed -n "s/^run \(r[0-9a-f]*\) forked from .*/\1/p" fork2.txt) &&
