@@ -217,6 +217,9 @@ if "$DURIN" sandbox -- true 2>/dev/null; then
     test "$(body_field .id)" = "$afork" &&
     wait_for 60 "test \"\$(status_of $afork)\" = succeeded && test \"\$(col_of $afork steps)\" = 8" &&
     test "$(cat "$RUNS/$afork/workspace/notes/extra.txt")" = "one more" &&
+    test "$(api $OPER GET /v1/runs/$afork/timeline)" = 200 &&
+    grep_q "forked from $orig at step 1" .body &&
+    grep_q "continued (attempt 2): more" .body &&
     test "$(api $OPER POST /v1/runs/$afork/continue -H "$J" -d "{\"message\": \"again\"}")" = 409 &&
     body_field .error.message | grep_q "add_steps" &&
     stop_serve
