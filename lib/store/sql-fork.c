@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "durin/store.h"
+#include "durin/util.h"
 #include "store/sql-int.h"
 
 /* Runs one bound statement to its end; *changes gets the rows it changed
@@ -135,6 +136,8 @@ int durin_store_run_fork(struct durin_store *q, const struct durin_run_fork *f,
     r = put_checkpoint(q, f->run->id, f->step, f->checkpoint, err);
   if (!r && !f->run->owner)
     r = durin__sq_notify(q, err);
+  if (!r)
+    durin_fault_point("fork_before_commit");
   return end_txn(q, r, err);
 }
 
@@ -189,5 +192,7 @@ int durin_store_run_continue(struct durin_store *q,
     r = durin__sq_events_append(q, c->id, c->events, c->nevents, err);
   if (!r && !c->owner)
     r = durin__sq_notify(q, err);
+  if (!r)
+    durin_fault_point("continue_before_commit");
   return end_txn(q, r, err);
 }

@@ -145,6 +145,14 @@ test_expect_success 'fork with a new goal: the pinned goal changes, the agent is
   test "$(cat "$RUNS/$fork2/workspace/notes/counter")" = 2
 '
 
+test_expect_success 'a fork killed before its commit made no run; the original is as it was' '
+  runs_before=$(sql "select count(*) from runs") &&
+  test_must_fail_with 137 env DURIN_CRASH_AT=fork_before_commit "$DURIN" fork $orig --at-step 2 --queue &&
+  test "$(sql "select count(*) from runs")" = "$runs_before" &&
+  test "$(ev_count $orig)" = "$orig_events" &&
+  ck_of $orig >now.ck && diff -u orig.ck now.ck
+'
+
 test_expect_success 'fork refuses a step the run does not have' '
   test_must_fail durin fork $orig --at-step 9 2>err.txt &&
   grep_q "has no step 9: its log holds steps 0 to 6" err.txt &&
@@ -179,6 +187,14 @@ test_expect_success 'continue refuses a spent budget, and says how to raise it' 
   grep_q "step budget of 6 used up" err.txt &&
   grep_q -- "--add-steps" err.txt &&
   test "$(ev_count $orig)" = "$orig_events"
+'
+
+test_expect_success 'a continue killed before its commit changed nothing' '
+  test_must_fail_with 137 env DURIN_CRASH_AT=continue_before_commit "$DURIN" continue --add-steps 2 $orig "write one more note" &&
+  test "$(status_of $orig)" = succeeded &&
+  test "$(ev_count $orig)" = "$orig_events" &&
+  ck_of $orig >now.ck && diff -u orig.ck now.ck &&
+  spec_of $orig | grep_q "\"steps\":6"
 '
 
 test_expect_success 'continue appends a new attempt to the same log' '
