@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "durin/policy.h"
+#include "durin/review.h"
 #include "durin/store.h"
 
 /* Exit codes; documented in docs/cli/README.md ("Exit codes") and
@@ -47,6 +48,7 @@ int cmd_log(int argc, char **argv, struct cli *cli);
 int cmd_explain(int argc, char **argv, struct cli *cli);
 int cmd_cancel(int argc, char **argv, struct cli *cli);
 int cmd_diff(int argc, char **argv, struct cli *cli);
+int cmd_review(int argc, char **argv, struct cli *cli);
 int cmd_bundle(int argc, char **argv, struct cli *cli);
 int cmd_trace(int argc, char **argv, struct cli *cli);
 /* Starts the trace exporter the OTEL_* environment asks for (cli/otel-env.c);
@@ -250,6 +252,16 @@ int cli_diff_write(struct durin_store *st, const char *id, unsigned flags,
 /* The same on cli->store, with stat; prints errors; returns an exit
  * code. */
 int cli_print_diff(struct cli *cli, const char *id, int stat, FILE *out);
+
+/*
+ * The review of run id from the store (cli/cmd-review.c): its git
+ * checkpoints' diff, or else what diff(arg, ...) writes (the workspace
+ * against its start); *out is review.json's object. A diff that cannot be
+ * made is said in the review. Any thread, with a store of its own.
+ */
+int cli_review_build(struct durin_store *st, const char *id,
+                     durin_review_diff_fn diff, void *arg, json_t **out,
+                     struct durin_err *err);
 
 /*
  * Gives this process a mount namespace of its own (root only; a no-op

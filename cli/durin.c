@@ -47,6 +47,7 @@ static const struct command commands[] = {
   { "reject", cmd_reject, "refuse a waiting tool call, with a reason" },
   { "diff", cmd_diff, "the run's workspace against its start" },
   { "log", cmd_log, "the run's workspace history: a git commit per step" },
+  { "review", cmd_review, "the run's review: outcome, checks, diff, cost" },
   { "trace", cmd_trace, "the run's OpenTelemetry trace, from its log" },
   { "bundle", cmd_bundle, "a run's postmortem bundle (.tar.zst)" },
   { "token", cmd_token, "API tokens for durin serve" },

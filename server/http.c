@@ -76,6 +76,7 @@ static const struct route *const route_tables[] = {
   srv_workspace_routes, /* workspaces.c */
   srv_openapi_routes,   /* openapi.c */
   srv_diff_routes,      /* diff.c */
+  srv_review_routes,    /* review.c */
   srv_timeline_routes,  /* timeline.c */
   srv_web_routes,       /* web.c: the dashboard */
   srv_metrics_routes,   /* metrics.c: /metrics */

@@ -213,4 +213,17 @@ int durin_git_diff(struct durin_git *g, const char *from, const char *to,
                    struct durin_git_diffstat *st, struct durin_buf *patch,
                    struct durin_err *err);
 
+/*
+ * Pushes branch ("durin/RUN") of the repository at workspace to remote (a
+ * URL or a repository's path) as remote_branch (NULL: the same name), not
+ * forced; commit gets the branch's tip. The remote comes from the URL
+ * alone, never from the repository's config (lib/git/push.c). Blocking,
+ * and over the network for a remote URL: call it off any event loop.
+ * DURIN_ENOTFOUND: no repository or no such branch; DURIN_EIO: the push
+ * failed or was refused (the message says which and why).
+ */
+int durin_git_push(const char *workspace, const char *branch,
+                   const char *remote, const char *remote_branch,
+                   char commit[DURIN_GIT_HEX], struct durin_err *err);
+
 #endif

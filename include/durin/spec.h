@@ -186,6 +186,14 @@ struct durin_spec_approvals {
                              run stops as needs_human */
 };
 
+/* "deliver": where the run's git branch is pushed when it ends. */
+struct durin_spec_deliver {
+  char *remote; /* a URL or an absolute path; NULL: no delivery */
+  char *branch; /* the remote's branch; NULL: the run's, durin/RUN */
+  unsigned on;  /* bit (1 << enum durin_run_status) of the terminal
+                   states that deliver; default succeeded */
+};
+
 /*
  * The most limits.output_bytes may be: a tool's output is logged whole as
  * one event (and one ledger outcome), written in the step's transaction
@@ -253,6 +261,7 @@ struct durin_spec {
   json_t *mcp_json; /* "mcp_servers" as written, validated (or NULL) */
   struct durin_spec_evaluator evaluator;
   struct durin_spec_git git;
+  struct durin_spec_deliver deliver;
 };
 
 /* What a webhook may subscribe to, NULL-terminated, in the order the API

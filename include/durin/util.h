@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "durin/error.h"
 
@@ -78,6 +79,15 @@ int durin_fault_hit(const char *point);
 extern const char *const durin_fault_points[];
 
 /* File-tree helpers. */
+/*
+ * The tree at ws against the tree at base, written to out: a unified diff
+ * per changed text file with git's headers (through `diff -u`, spawned
+ * with posix_spawn: any thread may call this), a line per binary file or
+ * link; or with stat, git's diffstat. DURIN_EIO when a tree cannot be read
+ * or diff cannot run (lib/util/treediff.c).
+ */
+int durin_tree_diff(const char *base, const char *ws, int stat, FILE *out,
+                    struct durin_err *err);
 /* Copies the tree at src into dst (created); regular files, dirs, symlinks. */
 int durin_tree_copy(const char *src, const char *dst, struct durin_err *err);
 /* Removes a tree; missing is not an error. */

@@ -14,6 +14,7 @@
 #include "durin/policy.h"
 #include "durin/secret.h"
 #include "durin/spec.h"
+#include "durin/store.h"
 #include "durin/tools.h"
 #include "durin/util.h"
 
@@ -24,7 +25,8 @@ static const char *const top_fields[] = {
   "limits",      "context",   "sandbox",
   "policy",      "approvals", "notify",
   "traceparent", "secrets",   "mcp_servers",
-  "git",         "evaluator", NULL,
+  "git",         "evaluator", "deliver",
+  NULL,
 };
 static const char *const evaluator_fields[] = {
   "model", "instructions", "criteria", "tools", "budget", "timeout_s", NULL,
@@ -37,6 +39,7 @@ static const char *const grant_fields[] = { "secret", "host", "header",
 static const char *const notify_fields[] = { "webhooks", NULL };
 static const char *const git_fields[] = { "enabled", "progress_files",
                                           "log_lines", NULL };
+static const char *const deliver_fields[] = { "remote", "branch", "on", NULL };
 
 /* A W3C trace context the run's trace joins: version 00, a trace id of 32
  * lowercase hex digits and a parent span id of 16, neither all zeros. */
@@ -348,6 +351,68 @@ static int get_paths(json_t *obj, const char *key, const char *prefix,
                            "field '%s%s[%zu]': binding / would undo the "
                            "sandbox; name the directories the tools need",
                            prefix, key, i);
+  }
+  return 0;
+}
+
+/* A branch name git takes: [A-Za-z0-9._/-], no "..", "//" or "@{", not
+ * starting with '-', '.' or '/', not ending with '/', '.' or ".lock". */
+static int branch_ok(const char *b)
+{
+  size_t n = strlen(b);
+
+  return n && n <= 200 &&
+         strspn(b, "abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") == n &&
+         !strchr("-./", b[0]) && !strchr("/.", b[n - 1]) && !strstr(b, "..") &&
+         !strstr(b, "//") && !strstr(b, "/.") &&
+         !(n >= 5 && !strcmp(b + n - 5, ".lock"));
+}
+
+/* "deliver": {"remote", "branch", "on": [terminal states]}. */
+static int parse_deliver(json_t *root, struct durin_spec_deliver *d,
+                         struct durin_err *err)
+{
+  json_t *o, *on, *e;
+  size_t i;
+  int r;
+
+  if ((r = get_object(root, "deliver", "", deliver_fields, &o, err)) || !o)
+    return r;
+  if ((r = get_string(o, "remote", "deliver.", 1, &d->remote, err)) ||
+      (r = get_string(o, "branch", "deliver.", 0, &d->branch, err)))
+    return r;
+  if (d->remote[0] != '/' && !strstr(d->remote, "://"))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'deliver.remote' is a git URL (https://, "
+                         "ssh://, file://) or an absolute path, not '%s'",
+                         d->remote);
+  if (d->branch && !branch_ok(d->branch))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'deliver.branch': '%s' is not a branch name "
+                         "git takes (letters, digits, '.', '_', '-' and '/' "
+                         "between names)",
+                         d->branch);
+  d->on = 1u << DURIN_RUN_SUCCEEDED;
+  if (!(on = json_object_get(o, "on")))
+    return 0;
+  if (!json_is_array(on) || !json_array_size(on))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'deliver.on' must be a non-empty array of "
+                         "final states, e.g. [\"succeeded\"]");
+  d->on = 0;
+  json_array_foreach(on, i, e) {
+    enum durin_run_status st;
+
+    if (!json_is_string(e) ||
+        durin_run_status_parse(json_string_value(e), &st) ||
+        !durin_run_status_terminal(st))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "deliver.on[%zu] is not a final state: give "
+                           "\"succeeded\", \"failed\", \"cancelled\" or "
+                           "\"budget_exceeded\"",
+                           i);
+    d->on |= 1u << st;
   }
   return 0;
 }
@@ -1751,13 +1816,20 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
     durin_policy_free(pol);
     s->policy = json_incref(o);
   }
-  if ((r = parse_notify(root, &s->notify, err)))
+  if ((r = parse_notify(root, &s->notify, err)) ||
+      (r = parse_deliver(root, &s->deliver, err)))
     goto out;
   if ((r = parse_mcp(root, s, err)) ||
       (r = parse_evaluator(root, base_dir, s, err)))
     goto out;
   if ((r = parse_git(root, s, err)))
     goto out;
+  if (s->deliver.remote && s->git.mode == DURIN_SPEC_GIT_OFF) {
+    r = durin_err_set(err, DURIN_ESPEC,
+                      "field 'deliver' pushes the run's git branch, and "
+                      "'git' is false: drop one of them");
+    goto out;
+  }
   if (!s->name)
     s->name = strdup("run");
 out:
@@ -1881,6 +1953,8 @@ void durin_spec_clear(struct durin_spec *s)
   free(s->grants);
   json_decref(s->policy);
   json_decref(s->notify);
+  free(s->deliver.remote);
+  free(s->deliver.branch);
   for (i = 0; i < s->nmcp; i++) {
     struct durin_spec_mcp *m = &s->mcp[i];
     int k;
@@ -2071,6 +2145,18 @@ char *durin_spec_dump(const struct durin_spec *s)
     json_object_set(root, "notify", s->notify);
   if (s->mcp_json)
     json_object_set(root, "mcp_servers", s->mcp_json);
+  if (s->deliver.remote) {
+    json_t *d = json_pack("{s:s,s:[]}", "remote", s->deliver.remote, "on");
+    int st;
+
+    if (s->deliver.branch)
+      json_object_set_new(d, "branch", json_string(s->deliver.branch));
+    for (st = 0; st < DURIN_RUN__COUNT; st++)
+      if (s->deliver.on & (1u << st))
+        json_array_append_new(json_object_get(d, "on"),
+                              json_string(durin_run_status_name(st)));
+    json_object_set_new(root, "deliver", d);
+  }
   if (s->traceparent)
     json_object_set_new(root, "traceparent", json_string(s->traceparent));
   if (s->ngrants) {

@@ -33,6 +33,7 @@
 #include "worker/git.h"
 #include "worker/mcp.h"
 #include "worker/metrics.h"
+#include "worker/review.h"
 #include "worker/worker-int.h"
 
 enum phase {
@@ -162,6 +163,7 @@ struct job {
   /* A control event for the run's log (MCP notices, progress). */
   const char *ev_type;
   json_t *ev_data;
+  struct ending *ending; /* a stopped run's delivery and review */
 };
 
 struct ratelimit {
@@ -195,6 +197,7 @@ struct durin_worker {
   int claim_busy, beat_busy, signal_busy, wd_busy;
   volatile sig_atomic_t stop_req; /* 1 graceful, 2 hard */
   int stopping, closing;
+  int nending; /* stopped runs whose delivery or review is not done */
   struct ratelimit rls[8];
   int nrl;
   struct durin_worker_stats st;
@@ -1541,6 +1544,102 @@ static void start_checks(struct wrun *r)
   next_check(r);
 }
 
+/* ---- the end of a run: delivery and review (lib/worker/review.h) ---- */
+
+struct ending {
+  uv_work_t req;
+  struct durin_worker *w;
+  struct durin__ending *e;
+  int rc;
+  struct durin_err err;
+};
+
+static void ending_over(struct ending *x)
+{
+  if (x->rc)
+    wlog(x->w,
+         "run %s: its review was not written: %s (durin review %s "
+         "builds it)",
+         durin__ending_run(x->e), x->err.msg, durin__ending_run(x->e));
+  x->w->nending--;
+  durin__ending_free(x->e);
+  free(x);
+}
+
+static void ending_write_work(uv_work_t *req)
+{
+  struct ending *x = req->data;
+
+  x->rc = durin__ending_write(x->e, &x->err);
+}
+
+static void ending_write_done(uv_work_t *req, int status)
+{
+  (void)status;
+  ending_over(req->data);
+}
+
+static int fn_ending_load(struct durin_worker *w, struct durin_txn *txn,
+                          struct job *j)
+{
+  (void)txn;
+  return durin__ending_load(j->ending->e, w->s, &j->err);
+}
+
+static void done_ending_load(struct durin_worker *w, struct job *j)
+{
+  struct ending *x = j->ending;
+
+  if (j->r)
+    wlog(w, "run %s: %s", durin__ending_run(x->e), j->err.msg);
+  uv_queue_work(&w->loop, &x->req, ending_write_work, ending_write_done);
+}
+
+static void ending_push_work(uv_work_t *req)
+{
+  durin__ending_push(((struct ending *)req->data)->e);
+}
+
+static void ending_push_done(uv_work_t *req, int status)
+{
+  struct ending *x = req->data;
+
+  (void)status;
+  job_new(x->w, J_CALL, NULL, fn_ending_load, done_ending_load)->ending = x;
+}
+
+/*
+ * r stopped in st (a final state or needs_human) and that is durable:
+ * deliver its branch if the spec says so, then write its review. One
+ * run on the loop: in place, as its other blocking work.
+ */
+static void ending_start(struct wrun *r, enum durin_run_status st)
+{
+  struct durin_worker *w = r->w;
+  struct ending *x = calloc(1, sizeof(*x));
+
+  if (!x || !(x->e = durin__ending_new(r->id, st, r->spec_ok ? &r->spec : NULL,
+                                       r->redact))) {
+    free(x);
+    wlog(w, "run %s: out of memory for its review", r->id);
+    return;
+  }
+  /* The run has stopped: its redactor scrubs the review's diff now. */
+  r->redact = NULL;
+  x->w = w;
+  x->req.data = x;
+  w->nending++;
+  if (!w->o.run_id) {
+    uv_queue_work(&w->loop, &x->req, ending_push_work, ending_push_done);
+    return;
+  }
+  durin__ending_push(x->e);
+  if ((x->rc = durin__ending_load(x->e, w->s, &x->err)))
+    wlog(w, "run %s: %s", r->id, x->err.msg);
+  x->rc = durin__ending_write(x->e, &x->err);
+  ending_over(x);
+}
+
 /* ---- the workspace's git commit ---- */
 
 static void snapshot_work(uv_work_t *req)
@@ -1603,6 +1702,8 @@ static void finish(struct wrun *r, enum durin_run_status st, const char *reason)
 
   wlog(w, "run %s: %s%s%s", r->id, durin_run_status_name(st),
        reason && *reason ? ": " : "", reason ? reason : "");
+  if (durin_run_status_terminal(st) || st == DURIN_RUN_NEEDS_HUMAN)
+    ending_start(r, st);
   if (w->o.run_id) {
     w->res.status = st;
     snprintf(w->res.reason, sizeof(w->res.reason), "%s", reason ? reason : "");
@@ -2866,7 +2967,7 @@ static void on_drain_check(uv_timer_t *t)
 {
   struct durin_worker *w = t->data;
 
-  if (w->nruns == 0 && !w->sx_busy && !w->q_head)
+  if (w->nruns == 0 && !w->nending && !w->sx_busy && !w->q_head)
     close_loop_handles(w);
 }
 

@@ -97,6 +97,16 @@ test_expect_success 'get: the run with plan, summary, checks and keys' '
   test "$(body_field .lease.owner | wc -c)" -gt 1
 '
 
+test_expect_success 'review: review.json, or REVIEW.md with Accept: text/markdown' '
+  test "$(api $VIEW GET /v1/runs/$Q/review)" = 200 &&
+  test "$(body_field .v)" = 1 && test "$(body_field .status)" = succeeded &&
+  test "$(body_field .summary)" = done && test "$(body_field .terminal)" = true &&
+  test "$(api $VIEW GET /v1/runs/$Q/review -H "Accept: text/markdown")" = 200 &&
+  test "$(hdr Content-Type)" = "text/markdown; charset=utf-8" &&
+  grep -q "^# Review of run $Q" "$TRASH/.body" &&
+  test "$(api $VIEW GET /v1/runs/r0000nosuchrun/review)" = 404
+'
+
 test_expect_success 'list: pages by cursor, filters' '
   test "$(api $VIEW GET "/v1/runs?limit=1")" = 200 &&
   test "$(body_field ".runs | length")" = 1 &&

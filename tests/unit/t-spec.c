@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "durin/spec.h"
+#include "durin/store.h"
 #include "test.h"
 
 static void expect_bad(const char *json, const char *needle)
@@ -66,6 +67,60 @@ static void test_bad_specs(void **state)
   expect_bad("{\"goal\":\"g\",\"workspace\":\"/tmp\",\"model\":{\"provider\":"
              "\"openai\",\"name\":\"m\",\"api_key_secret\":\"my-key\"}}",
              "'model.api_key_secret': 'my-key' is not a secret name");
+}
+
+#define DELIVER_SPEC(x) \
+ "{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL "," x "}"
+
+static void test_deliver(void **state)
+{
+  struct durin_spec s, s2;
+  struct durin_err err = { 0 };
+  char *dump;
+
+  (void)state;
+  expect_bad(DELIVER_SPEC("\"deliver\":{}"), "'deliver.remote' is required");
+  expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"x/y\"}"),
+             "'deliver.remote' is a git URL (https://, ssh://, file://) or "
+             "an absolute path, not 'x/y'");
+  expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"branch\":\"-x\"}"),
+             "'deliver.branch': '-x' is not a branch name");
+  expect_bad(
+      DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"branch\":\"a.lock\"}"),
+      "is not a branch name");
+  expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"on\":[]}"),
+             "'deliver.on' must be a non-empty array");
+  expect_bad(
+      DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"on\":[\"needs_human\"]}"),
+      "deliver.on[0] is not a final state");
+  expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\"},\"git\":false"),
+             "field 'deliver' pushes the run's git branch, and 'git' is "
+             "false: drop one of them");
+  expect_bad(DELIVER_SPEC("\"deliver\":{\"remote\":\"/r\",\"push\":1}"),
+             "'deliver.push' is not known");
+  assert_int_equal(durin_spec_parse(DELIVER_SPEC("\"deliver\":{\"remote\":"
+                                                 "\"/srv/r.git\"}"),
+                                    "/tmp", &s, &err),
+                   0);
+  assert_string_equal(s.deliver.remote, "/srv/r.git");
+  assert_null(s.deliver.branch);
+  assert_int_equal(s.deliver.on, 1u << DURIN_RUN_SUCCEEDED);
+  durin_spec_clear(&s);
+  assert_int_equal(
+      durin_spec_parse(
+          DELIVER_SPEC("\"deliver\":{\"remote\":\"https://h/r.git\","
+                       "\"branch\":\"review/x\",\"on\":[\"failed\","
+                       "\"succeeded\"]}"),
+          "/tmp", &s, &err),
+      0);
+  dump = durin_spec_dump(&s);
+  assert_int_equal(durin_spec_parse(dump, NULL, &s2, &err), 0);
+  assert_string_equal(s2.deliver.branch, "review/x");
+  assert_int_equal(s2.deliver.on,
+                   (1u << DURIN_RUN_SUCCEEDED) | (1u << DURIN_RUN_FAILED));
+  free(dump);
+  durin_spec_clear(&s);
+  durin_spec_clear(&s2);
 }
 
 static void test_good_spec_roundtrip(void **state)
@@ -323,6 +378,7 @@ int main(void)
     cmocka_unit_test(test_grants),
     cmocka_unit_test(test_mcp_servers),
     cmocka_unit_test(test_git),
+    cmocka_unit_test(test_deliver),
   };
 
   return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
