@@ -510,3 +510,11 @@ int cmd_resume(int argc, char **argv, struct cli *cli)
   durin_policy_free(pol);
   return r;
 }
+
+int cli_drive(struct cli *cli, const char *id, int json, int wait,
+              const struct durin_sandbox *sb, const struct durin_policy *policy)
+{
+  struct drive_cfg cfg = { json, -1, wait, sb, policy };
+
+  return drive(cli, id, &cfg);
+}

@@ -103,6 +103,43 @@ struct durin_err;
 int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
                     struct cli_submit *o, char id[32], struct durin_err *err);
 int cmd_submit(int argc, char **argv, struct cli *cli);
+int cmd_fork(int argc, char **argv, struct cli *cli);
+int cmd_continue(int argc, char **argv, struct cli *cli);
+
+/*
+ * Fork and continue (cli/fork.c, docs/internals/fork.md), shared with the
+ * HTTP API: nothing prints; a failure is a DURIN_E* code and err says why
+ * and what to do.
+ */
+struct cli_fork {
+  const char *from; /* the run (its full id) */
+  int64_t at_step;
+  const char *goal;       /* NULL: the original's */
+  const char *owner;      /* created held by this owner, or NULL: queued */
+  const char *created_by; /* the API token's name, or NULL */
+};
+/* A new run from run from's log through step at_step and its workspace
+ * at that step's git commit, in the data directory data; *id is it. */
+int cli_fork_run(struct durin_store *st, const char *data,
+                 const struct cli_fork *o, char id[32], struct durin_err *err);
+struct cli_continue {
+  const char *id; /* the run (its full id) */
+  const char *message;
+  /* Raise the run's pinned budget (one that is not set stays unset). */
+  int64_t add_steps, add_tokens, add_tool_calls, add_wall_clock_ms;
+  double add_dollars;
+  const char *owner; /* held by this owner, or NULL: queued */
+};
+/* An ended run's new instruction: back in the queue as *attempt. */
+int cli_continue_run(struct durin_store *st, const struct cli_continue *o,
+                     int64_t *attempt, struct durin_err *err);
+/* Drives run id in this process as 'durin resume' does, with the
+ * sandbox (cli_sandbox; NULL: none) and server policy (may be NULL);
+ * wait: for an approval's decision. Returns the exit code. */
+struct durin_sandbox;
+int cli_drive(struct cli *cli, const char *id, int json, int wait,
+              const struct durin_sandbox *sb,
+              const struct durin_policy *policy);
 /* The store's webhook signing secret ("whsec_" + base64 of 32 bytes),
  * made on first use and shared by every server of the store. */
 int cli_webhook_secret(struct durin_store *s, char **out,

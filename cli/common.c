@@ -341,6 +341,15 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
     fprintf(f, "approval %s refused at execution: %s",
             json_string_value(json_object_get(d, "id")),
             json_string_value(json_object_get(d, "why")));
+  } else if (!strcmp(t, "forked")) {
+    fprintf(f, "forked from %s at step %lld (commit %.12s)",
+            json_string_value(json_object_get(d, "from")),
+            (long long)json_integer_value(json_object_get(d, "at_step")),
+            json_string_value(json_object_get(d, "commit")));
+  } else if (!strcmp(t, "run_continued")) {
+    fprintf(f, "continued (attempt %lld): ",
+            (long long)json_integer_value(json_object_get(d, "attempt")));
+    print_trunc(f, json_string_value(json_object_get(d, "message")), 100);
   } else if (!strcmp(t, "model_error")) {
     fprintf(f, "model error: %s",
             json_string_value(json_object_get(d, "error")));

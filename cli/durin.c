@@ -30,6 +30,8 @@ static const struct command commands[] = {
   { "serve", cmd_serve, "the HTTP API, event streams, webhooks and a worker" },
   { "worker", cmd_worker, "drive queued runs (many at once)" },
   { "resume", cmd_resume, "continue a run from its last committed step" },
+  { "fork", cmd_fork, "a new run from a run's step N (log and workspace)" },
+  { "continue", cmd_continue, "give an ended run a new instruction" },
   { "ls", cmd_ls, "list runs" },
   { "show", cmd_show, "show a run's status, usage and result" },
   { "logs", cmd_logs, "print a run's event log (-f to follow)" },

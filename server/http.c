@@ -67,6 +67,7 @@ static const struct route http_routes[] = {
 static const struct route *const route_tables[] = {
   http_routes,          /* here: /healthz */
   srv_run_routes,       /* runs.c */
+  srv_fork_routes,      /* fork.c: fork and continue */
   srv_approval_routes,  /* approvals.c */
   srv_admin_routes,     /* admin.c */
   srv_stream_routes,    /* hub.c */

@@ -139,6 +139,7 @@ struct route {
 
 /* Tables of routes, each ending with a NULL method. */
 extern const struct route srv_run_routes[];
+extern const struct route srv_fork_routes[];
 extern const struct route srv_admin_routes[];
 extern const struct route srv_approval_routes[];
 extern const struct route srv_stream_routes[];

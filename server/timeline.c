@@ -258,6 +258,12 @@ static void mark_text(const char *t, json_t *d, char *out, size_t n)
     RET("approval %s refused at execution: %s", str(d, "id"), str(d, "why"));
   if (!strcmp(t, "compaction"))
     RET("context compacted");
+  if (!strcmp(t, "forked"))
+    RET("forked from %s at step %lld", str(d, "from"),
+        (long long)num(d, "at_step"));
+  if (!strcmp(t, "run_continued"))
+    RET("continued (attempt %lld): %s", (long long)num(d, "attempt"),
+        str(d, "message"));
   if (json_is_string(json_object_get(d, "reason")))
     RET("%s: %s", t, str(d, "reason"));
   RET("%s", t);

@@ -337,6 +337,36 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
                            struct durin_err *err);
 void durin_checkpoint_clear(struct durin_checkpoint *c);
 
+/*
+ * Replaying a run's log (harness/replay.c, docs/internals/fork.md): the
+ * checkpoint as it was right after step N committed, computed from the
+ * events alone, for a fork at step N. Feed the run's events in seq order
+ * to durin_replay_add() until it returns 1 (step N's commit is complete:
+ * later events are not needed) or the log ends, then take the result.
+ */
+struct durin_replay;
+struct durin_replay_result {
+  int64_t through_seq; /* the last event of step N's commit */
+  int64_t through_ms;  /* ... and its time (the commit's) */
+  int ended;           /* step N's commit ended the run (run_finished) */
+  char git_commit[48]; /* the workspace's commit at step N, as the log
+                          names it (workspace_commit, forked); "" if none */
+};
+/* DURIN_EINVAL for a negative step. */
+int durin_replay_new(int64_t step, struct durin_replay **out,
+                     struct durin_err *err);
+/* 0: go on; 1: done; < 0: an event that is not JSON. */
+int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
+                     struct durin_err *err);
+/*
+ * The checkpoint (ck, the caller's to clear) and where step N's commit
+ * ends. DURIN_ENOTFOUND: the log has no step N (the message says how many
+ * it has); DURIN_ESTATE: step N is the evaluator's.
+ */
+int durin_replay_result(struct durin_replay *r, struct durin_checkpoint *ck,
+                        struct durin_replay_result *res, struct durin_err *err);
+void durin_replay_free(struct durin_replay *r);
+
 /* Budget check: 0 if within, else fills why (which budget) and returns 1. */
 int durin_budget_exceeded(const struct durin_budget *b,
                           const struct durin_usage *u, int64_t elapsed_ms,

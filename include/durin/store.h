@@ -499,6 +499,49 @@ int durin_store_run_requeue(struct durin_store *s, const char *id, int resolve,
 int durin_store_control_event(struct durin_store *s, const char *run_id,
                               const char *type, json_t *data, int64_t now_ms,
                               struct durin_err *err);
+/*
+ * A fork (lib/store/sql-fork.c, docs/internals/fork.md), in one
+ * transaction: the new run's rows (as durin_store_run_create makes them),
+ * the original's events 1..through_seq copied with the same seqs (no
+ * webhook announces them), then events appended after them (their seqs
+ * assigned), the checkpoint at step, and the row's usage. The original
+ * is only read. DURIN_ESTATE if its log does not hold through_seq events.
+ */
+struct durin_run_fork {
+  const char *from;
+  int64_t through_seq;
+  const struct durin_run_new *run;
+  int64_t step;
+  const char *checkpoint;
+  const struct durin_usage *usage;
+  struct durin_event *events;
+  size_t nevents;
+};
+int durin_store_run_fork(struct durin_store *s, const struct durin_run_fork *f,
+                         struct durin_err *err);
+/*
+ * Continue: an ended run (succeeded, failed, cancelled, budget_exceeded)
+ * nobody holds goes back to the queue (reason, finish time, flags and
+ * recoveries cleared; held by owner until lease_until_ms when owner is
+ * set, as a foreground `durin continue` takes it), with a new spec when
+ * spec_json is set (a raised budget), the checkpoint at step, and events
+ * appended, in one transaction. DURIN_ESTATE if the run has not ended or
+ * is held; DURIN_EEXIST if another active run took its dedupe key.
+ */
+struct durin_run_continue {
+  const char *id;
+  const char *spec_json; /* NULL: unchanged */
+  int64_t step;
+  const char *checkpoint;
+  struct durin_event *events;
+  size_t nevents;
+  const char *owner;
+  int64_t lease_until_ms;
+  int64_t now_ms;
+};
+int durin_store_run_continue(struct durin_store *s,
+                             const struct durin_run_continue *c,
+                             struct durin_err *err);
 /* Puts a paused run back in the queue (DURIN_ESTATE if not paused). */
 int durin_store_run_unpause(struct durin_store *s, const char *id,
                             int64_t now_ms, struct durin_err *err);

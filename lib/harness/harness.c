@@ -98,6 +98,10 @@ struct durin_harness {
    * estimate the next call's input tokens (budget.c). */
   size_t req_bytes, last_req_bytes;
   int64_t last_in_tokens;
+  /* usage.tool_calls and eval_usage.tool_calls as of the last checkpoint:
+   * a step's model_response event records how many calls the step added
+   * (replay.c reads it). */
+  int64_t ck_tool_calls, ck_eval_tool_calls;
 
   /* The step in progress. */
   struct durin_model_response resp;
@@ -381,6 +385,8 @@ int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
     return r;
   durin_checkpoint_clear(&h->ck);
   h->ck = c;
+  h->ck_tool_calls = c.usage.tool_calls;
+  h->ck_eval_tool_calls = c.eval_usage.tool_calls;
   free(h->handoff_text);
   h->handoff_text = NULL;
   h->attempt = attempt;
@@ -1825,6 +1831,14 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(mr, "cost_usd", json_real(h->step_cost));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_object_set_new(mr, "duration_ms", json_integer(h->step_model_ms));
+    /* The calls this step counted in usage.tool_calls (ran, reused, or
+     * declared of unknown outcome; the evaluator's: in eval_usage): what
+     * a replay of the log adds. */
+    json_object_set_new(
+        mr, "calls_counted",
+        json_integer(h->eval_step ?
+                         h->ck.eval_usage.tool_calls - h->ck_eval_tool_calls :
+                         h->ck.usage.tool_calls - h->ck_tool_calls));
     if (h->eval_step)
       json_object_set_new(mr, "role", json_string("evaluator"));
     json_array_insert_new(h->events, at,
@@ -1866,6 +1880,10 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
 
     if (h->ck.summary)
       json_object_set_new(fin, "summary", json_string(h->ck.summary));
+    /* Ended between two steps (no model response in this commit): the
+     * events before it in the commit are not the last step's (replay.c). */
+    if (!full_step)
+      json_object_set_new(fin, "between_steps", json_true());
     add_event(h, "run_finished", fin);
   }
   /* What the driver found on restore (the boot files, a workspace
@@ -1904,6 +1922,8 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
       h->handoff_text = json_dumps(h->ck.handoff, JSON_COMPACT);
     h->ck_text = durin_checkpoint_dump_with(&h->ck, h->handoff_text);
     act->checkpoint = h->ck_text;
+    h->ck_tool_calls = h->ck.usage.tool_calls;
+    h->ck_eval_tool_calls = h->ck.eval_usage.tool_calls;
     act->update.usage = &h->ck.usage;
   }
   act->update.started_ms = -1;
@@ -2369,6 +2389,9 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   h->step_counts = 1;
   h->pending_written = 1;
   account_model(h);
+  /* The step's retries count once, like its tokens: the checkpoint the
+   * run restored from was written before this response arrived. */
+  h->ck.usage.retries += h->step_retries;
   prepare_calls(h, step);
   for (i = 0; i < n; i++) {
     const struct durin_ledger_entry *e = &entries[i];

@@ -163,6 +163,10 @@ int durin__sq_event_json(struct durin_store *q, const char *run_id,
 int durin__sq_exec_id(struct durin_store *q, const char *sql, const char *id,
                       int64_t now, const char *what, struct durin_err *err);
 
+/* The run's rows (runs, run_specs, extras) inside an open transaction:
+ * durin_store_run_create without its BEGIN and COMMIT. */
+int durin__sq_run_insert(struct durin_store *q, const struct durin_run_new *n,
+                         struct durin_err *err);
 /* Inside run creation: a run's agent, labels, creator, idempotency key
  * and own webhooks (sql-api.c). */
 int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,

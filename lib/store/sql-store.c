@@ -879,15 +879,12 @@ char *durin__sq_col_dup(struct db_stmt *st, int i)
   return t ? strdup(t) : NULL;
 }
 
-int durin_store_run_create(struct durin_store *q, const struct durin_run_new *n,
-                           struct durin_err *err)
+int durin__sq_run_insert(struct durin_store *q, const struct durin_run_new *n,
+                         struct durin_err *err)
 {
   struct db_stmt *st = NULL;
   int r = 0, rc;
 
-  r = durin__sq_begin(q, 0, err);
-  if (r)
-    return r;
   if (db_prepare(
           q->db,
           "INSERT INTO runs(id, name, status, model, workspace, created_ms, "
@@ -938,11 +935,22 @@ int durin_store_run_create(struct durin_store *q, const struct durin_run_new *n,
     r = durin__sq_fail(q, err, "creating run");
   if (!r)
     r = durin__sq_run_extras(q, n, err);
+out:
+  db_finalize(st);
+  return r;
+}
+
+int durin_store_run_create(struct durin_store *q, const struct durin_run_new *n,
+                           struct durin_err *err)
+{
+  int r = durin__sq_begin(q, 0, err);
+
+  if (r)
+    return r;
+  r = durin__sq_run_insert(q, n, err);
   /* A queued run: idle workers need not wait for their next poll. */
   if (!r && !n->owner)
     r = durin__sq_notify(q, err);
-out:
-  db_finalize(st);
   if (r) {
     durin__sq_exec(q, "ROLLBACK", NULL);
     return r;

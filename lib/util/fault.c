@@ -20,6 +20,9 @@ const char *const durin_fault_points[] = {
   "checks_done",    /* acceptance checks ran, verdict not yet durable */
   "before_commit",  /* a step's writes are in the open transaction */
   "after_commit",   /* a step's transaction is durable */
+  /* A fork's (a continue's) writes are in its open transaction. */
+  "fork_before_commit",
+  "continue_before_commit",
   /* Not a crash: PostgreSQL's connection is cut right after a COMMIT was
    * sent, so the writer cannot know whether it landed. */
   "commit_cut",

@@ -166,6 +166,22 @@ test_expect_success 'resume: a bad resolution is 400' '
   test "$(api $OP POST /v1/runs/$L/resume -d "{\"resolution\": \"skip-call\"}")" = 409
 '
 
+test_expect_success 'fork and continue: 409 without git checkpoints or when not ended, 422, 400, 202' '
+  test "$(api $OP POST /v1/runs/$Q/fork -H "$J" -d "{\"at_step\": 1}")" = 409 &&
+  test "$(err_code)" = conflict &&
+  test "$(api $OP POST /v1/runs/$Q/fork -H "$J" -d "{\"at_step\": 9}")" = 422 &&
+  test "$(api $OP POST /v1/runs/$Q/fork -H "$J" -d "{\"at_step\": \"one\"}")" = 400 &&
+  test "$(body_field .error.field)" = at_step &&
+  test "$(api $OP POST /v1/runs/$Q/fork -H "$J" -d "{}")" = 400 &&
+  test "$(api $OP POST /v1/runs/$L/continue -H "$J" -d "{\"message\": \"more\"}")" = 409 &&
+  test "$(api $OP POST /v1/runs/$Q/continue -H "$J" -d "{\"message\": \"\"}")" = 400 &&
+  test "$(body_field .error.field)" = message &&
+  test "$(api $OP POST /v1/runs/$Q/continue -H "$J" -d "{\"mesage\": \"x\"}")" = 400 &&
+  test "$(api $OP POST /v1/runs/$Q/continue -H "$J" -d "{\"message\": \"say hi again\", \"add_steps\": 1}")" = 202 &&
+  test "$(body_field .id)" = "$Q" &&
+  wait_for 60 "test \"\$(status_of $Q)\" != queued && test \"\$(status_of $Q)\" != running"
+'
+
 test_expect_success 'workspaces: upload an archive, run in it, download it' '
   mkdir -p ws && echo "seed" >ws/seed.txt && tar czf ws.tgz -C ws . &&
   test "$(api $OP POST /v1/workspaces --data-binary @ws.tgz -H "Content-Type: application/gzip")" = 201 &&

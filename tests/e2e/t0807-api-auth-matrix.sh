@@ -115,6 +115,8 @@ body_of() {
     echo - >"$TRASH/req.type" ;;
   "POST /v1/runs") cp "$TRASH/quick.json" "$TRASH/req.body" ;;
   "POST /v1/runs/{id}/resume") echo '{}' >"$TRASH/req.body" ;;
+  "POST /v1/runs/{id}/fork") echo '{"at_step": 0}' >"$TRASH/req.body" ;;
+  "POST /v1/runs/{id}/continue") echo '{"message": "matrix"}' >"$TRASH/req.body" ;;
   "POST /v1/workspaces")
     cp "$TRASH/ws.tar.gz" "$TRASH/req.body"
     echo "Content-Type: application/gzip" >"$TRASH/req.type" ;;
@@ -336,6 +338,9 @@ test_expect_success 'exactly the role the document names is enough for each oper
     set -- throw closed
     [ "$m" = GET ] && set -- main closed
     [ "$stream" = yes ] && set -- main open
+    # Continued, the cancelled throwaway would go back to work: the main
+    # run (waiting, so 409) takes it.
+    [ "$m $p" = "POST /v1/runs/{id}/continue" ] && set -- main closed
     s=$(call "$t" "$m" "$p" "$@") || return 1
     echo "$m $p as $role: $s"
     case $s in

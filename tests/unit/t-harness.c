@@ -1477,6 +1477,367 @@ static void test_limits_bounded(void **state)
   free_spec(sp);
 }
 
+/* ---- Replaying the log (harness/replay.c) ---- */
+
+/* The checkpoint each step's commit wrote, and its last event's seq. */
+struct kept_ck {
+  int64_t step, seq;
+  char *text;
+};
+static struct kept_ck kept[32];
+static int nkept;
+
+/* commit(), keeping the checkpoint of a step's (or the opening) commit. */
+static void commit_keep(struct durin_harness *h, struct durin_action *act)
+{
+  int full = act->checkpoint && (has_event(act, "model_response") ||
+                                 has_event(act, "run_started"));
+  char *text = full ? strdup(act->checkpoint) : NULL;
+  int64_t step = act->step;
+
+  commit(h, act);
+  if (!full)
+    return;
+  assert_true(nkept < 32);
+  kept[nkept].step = step;
+  kept[nkept].seq = seq;
+  kept[nkept].text = text;
+  nkept++;
+}
+
+static void kept_clear(void)
+{
+  while (nkept > 0)
+    free(kept[--nkept].text);
+}
+
+/* A model response with calls (names[i] with args[i]) and retries. */
+static void answer_retried(struct durin_harness *h, int n,
+                           const char *const *names, const char *const *args,
+                           int64_t retries)
+{
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
+  char id[16];
+  int i;
+
+  r.input_tokens = 1000 + 7 * seq;
+  r.output_tokens = 30 + seq;
+  r.calls = calloc((size_t)n + 1, sizeof(*r.calls));
+  r.ncalls = n;
+  for (i = 0; i < n; i++) {
+    snprintf(id, sizeof(id), "c%d", i + 1);
+    r.calls[i].id = strdup(id);
+    r.calls[i].name = strdup(names[i]);
+    r.calls[i].args = strdup(args[i]);
+  }
+  if (!n)
+    r.text = strdup("thinking");
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &r;
+  c.retries = retries;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+  durin_model_response_clear(&r);
+}
+
+static void answer1(struct durin_harness *h, const char *name, const char *args,
+                    int64_t retries)
+{
+  answer_retried(h, name ? 1 : 0, &name, &args, retries);
+}
+
+/* Replays the logged events to step and checks every field against the
+ * checkpoint that step's commit wrote. */
+static void expect_replay(const struct kept_ck *k)
+{
+  struct durin_replay *r;
+  struct durin_replay_result res;
+  struct durin_checkpoint got, want;
+  struct durin_err err = { 0 };
+  const struct durin_usage *g = &got.usage, *w = &want.usage;
+  size_t i;
+  int rc = 0;
+
+  assert_int_equal(durin_replay_new(k->step, &r, &err), 0);
+  for (i = 0; i < nlogged && rc == 0; i++)
+    rc = durin_replay_add(r, &logged[i], &err);
+  if (rc < 0 || durin_replay_result(r, &got, &res, &err))
+    fail_msg("replay to step %lld: %s", (long long)k->step, err.msg);
+  durin_replay_free(r);
+  assert_int_equal(durin_checkpoint_parse(k->text, &want, &err), 0);
+#define SAME(f)                                                               \
+ if ((f(got)) != (f(want)))                                                   \
+ fail_msg("step %lld: %s is %lld, the commit wrote %lld", (long long)k->step, \
+          #f, (long long)(f(got)), (long long)(f(want)))
+#define CK(x, f)     x.f
+#define F_STEP(x)    CK(x, step)
+#define F_TURN(x)    CK(x, turn)
+#define F_WS(x)      CK(x, window_start)
+#define F_START(x)   CK(x, started_ms)
+#define F_EVAL(x)    CK(x, eval_attempts)
+#define F_STEPS(x)   CK(x, usage.steps)
+#define F_IN(x)      CK(x, usage.input_tokens)
+#define F_OUT(x)     CK(x, usage.output_tokens)
+#define F_MODEL(x)   CK(x, usage.model_calls)
+#define F_TOOLS(x)   CK(x, usage.tool_calls)
+#define F_RETRIES(x) CK(x, usage.retries)
+  SAME(F_STEP);
+  SAME(F_TURN);
+  SAME(F_WS);
+  SAME(F_START);
+  SAME(F_EVAL);
+  SAME(F_STEPS);
+  SAME(F_IN);
+  SAME(F_OUT);
+  SAME(F_MODEL);
+  SAME(F_TOOLS);
+  SAME(F_RETRIES);
+#undef SAME
+  if (g->cost_usd != w->cost_usd)
+    fail_msg("step %lld: cost %.17g, the commit wrote %.17g",
+             (long long)k->step, g->cost_usd, w->cost_usd);
+  g = &got.eval_usage;
+  w = &want.eval_usage;
+  if (g->steps != w->steps || g->model_calls != w->model_calls ||
+      g->input_tokens != w->input_tokens ||
+      g->output_tokens != w->output_tokens || g->tool_calls != w->tool_calls ||
+      g->retries != w->retries || g->cost_usd != w->cost_usd)
+    fail_msg("step %lld: eval_usage differs (steps %lld/%lld, calls "
+             "%lld/%lld, tools %lld/%lld, cost %.17g/%.17g)",
+             (long long)k->step, (long long)g->steps, (long long)w->steps,
+             (long long)g->model_calls, (long long)w->model_calls,
+             (long long)g->tool_calls, (long long)w->tool_calls, g->cost_usd,
+             w->cost_usd);
+  assert_null(want.eval);
+  assert_null(got.eval);
+  if (strcmp(got.git_commit, want.git_commit))
+    fail_msg("step %lld: git_commit '%s', the commit wrote '%s'",
+             (long long)k->step, got.git_commit, want.git_commit);
+  if (!json_equal(got.plan, want.plan))
+    fail_msg("step %lld: the plan differs", (long long)k->step);
+  if (!json_equal(got.rejections, want.rejections))
+    fail_msg("step %lld: the rejections differ", (long long)k->step);
+  if ((got.handoff || want.handoff) && !json_equal(got.handoff, want.handoff))
+    fail_msg("step %lld: the handoff differs", (long long)k->step);
+  if ((got.summary || want.summary) &&
+      (!got.summary || !want.summary || strcmp(got.summary, want.summary)))
+    fail_msg("step %lld: summary '%s', the commit wrote '%s'",
+             (long long)k->step, got.summary ? got.summary : "(none)",
+             want.summary ? want.summary : "(none)");
+  if (res.through_seq != k->seq)
+    fail_msg("step %lld: its commit ends at seq %lld, the replay says %lld",
+             (long long)k->step, (long long)k->seq, (long long)res.through_seq);
+  durin_checkpoint_clear(&got);
+  durin_checkpoint_clear(&want);
+}
+
+/* A run of eight steps that goes through everything a checkpoint
+ * records: a plan, calls with and without the ledger, a step without
+ * calls, failed checks, a call a person rejected (the step replayed
+ * after the wait), compaction, a restore that reuses a recorded outcome
+ * with the retries of its pending response, and the final checks. The
+ * log replayed to each step gives that step's checkpoint exactly. */
+static void test_replay_gives_each_checkpoint(void **state)
+{
+  struct durin_spec *s = make_spec_model(
+      "{\"provider\":\"script\",\"turns\":[],\"price\":{\"input_per_mtok\":"
+      "3.1,\"output_per_mtok\":15.7}}",
+      ",\"checks\":[{\"run\":\"true\"}],\"max_eval_attempts\":3,"
+      "\"context\":{\"max_messages\":6}");
+  const char *names[2] = { "update_plan", "read_file" };
+  const char *args[2] = { "{\"plan\":[{\"step\":\"read\",\"status\":"
+                          "\"in_progress\"}]}",
+                          "{\"path\":\"a.txt\"}" };
+  struct durin_harness *h;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  struct durin_approval a;
+  struct durin_ledger_entry e;
+  char pending[2048], outcome[2048], hash[65], *ck;
+  int i, compacted = 0;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  next(h, 1000, &act);
+  commit_keep(h, &act);
+  /* 1: a plan and a read. */
+  next(h, 1100, &act);
+  answer_retried(h, 2, names, args, 2);
+  next(h, 1100, &act);
+  assert_int_equal(act.kind, DURIN_ACT_TOOL);
+  tool_done(h, "text");
+  next(h, 1100, &act);
+  commit_keep(h, &act);
+  /* 2: a command through the ledger. */
+  next(h, 1200, &act);
+  answer1(h, "bash", "{\"command\":\"echo hi\"}", 0);
+  next(h, 1200, &act);
+  assert_int_equal(act.kind, DURIN_ACT_INTENT);
+  simple(h, DURIN_DONE_INTENT);
+  next(h, 1200, &act);
+  tool_done(h, "exit code 0\nhi\n");
+  next(h, 1200, &act);
+  simple(h, DURIN_DONE_OUTCOME);
+  next(h, 1200, &act);
+  commit_keep(h, &act);
+  /* 3: no call (the harness adds a user message). */
+  next(h, 1300, &act);
+  answer1(h, NULL, NULL, 1);
+  next(h, 1300, &act);
+  commit_keep(h, &act);
+  /* 4: finish, and the checks fail. */
+  next(h, 1400, &act);
+  answer1(h, "finish", "{\"summary\":\"first try\"}", 0);
+  next(h, 1400, &act);
+  assert_int_equal(act.kind, DURIN_ACT_CHECKS);
+  checks_done(h, 0);
+  next(h, 1400, &act);
+  commit_keep(h, &act);
+  /* 5: a call the policy asks about; the run waits, a person rejects it,
+   * and the step replays from its pending response (retries in it). */
+  next(h, 1500, &act);
+  answer1(h, "bash", "{\"command\":\"rm -rf build\"}", 4);
+  durin_harness_next(h, 1500, &act);
+  decide(h, DURIN_POLICY_ASK, "ask-rm");
+  durin_harness_next(h, 1500, &act);
+  assert_int_equal(act.status, DURIN_RUN_WAITING_APPROVAL);
+  snprintf(pending, sizeof(pending), "%s", act.pending);
+  a = *act.approval;
+  a.call_id = strdup(a.call_id);
+  a.tool = strdup(a.tool);
+  a.call_args = strdup(a.call_args);
+  a.call_hash = strdup(a.call_hash);
+  a.args = a.call_args;
+  a.args_hash = a.call_hash;
+  a.state = DURIN_APPROVAL_REJECTED;
+  a.decided_by = "alice";
+  a.comment = "no";
+  commit(h, &act);
+  durin_harness_free(h);
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  assert_int_equal(durin_harness_restore(h, kept[nkept - 1].text, 2, &err), 0);
+  assert_int_equal(durin_harness_load_pending(h, 5, pending, NULL, 0, &err), 0);
+  assert_int_equal(durin_harness_load_approval(h, &a, &err), 0);
+  durin_harness_next(h, 1600, &act);
+  decide(h, DURIN_POLICY_ASK, "ask-rm");
+  durin_harness_next(h, 1600, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_non_null(strstr(act.checkpoint, "\"rejections\""));
+  commit_keep(h, &act);
+  free((char *)a.call_id);
+  free((char *)a.tool);
+  free((char *)a.call_args);
+  free((char *)a.call_hash);
+  /* 6: another read. */
+  next(h, 1700, &act);
+  answer1(h, "read_file", "{\"path\":\"b.txt\"}", 0);
+  next(h, 1700, &act);
+  tool_done(h, "more text");
+  next(h, 1700, &act);
+  commit_keep(h, &act);
+  /* 7: a command whose outcome is durable when the worker dies; the
+   * restored run reuses it and counts the pending response's retries. */
+  next(h, 1800, &act);
+  answer1(h, "bash", "{\"command\":\"make\"}", 3);
+  next(h, 1800, &act);
+  assert_int_equal(act.kind, DURIN_ACT_INTENT);
+  snprintf(pending, sizeof(pending), "%s", act.pending);
+  snprintf(hash, sizeof(hash), "%s", act.intents[0].args_hash);
+  simple(h, DURIN_DONE_INTENT);
+  next(h, 1800, &act);
+  tool_done(h, "exit code 0\nbuilt\n");
+  next(h, 1800, &act);
+  assert_int_equal(act.kind, DURIN_ACT_OUTCOME);
+  snprintf(outcome, sizeof(outcome), "%s", act.outcome);
+  durin_harness_free(h);
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  assert_int_equal(durin_harness_restore(h, kept[nkept - 1].text, 3, &err), 0);
+  memset(&e, 0, sizeof(e));
+  e.step = 7;
+  e.args_hash = hash;
+  e.effect = "unsafe";
+  e.done = 1;
+  e.outcome = outcome;
+  assert_int_equal(durin_harness_load_pending(h, 7, pending, &e, 1, &err), 0);
+  next(h, 1900, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_true(has_event(&act, "resumed"));
+  commit_keep(h, &act);
+  /* 8: finish, accepted. */
+  next(h, 2000, &act);
+  answer1(h, "finish", "{\"summary\":\"all done\"}", 0);
+  next(h, 2000, &act);
+  checks_done(h, 1);
+  next(h, 2000, &act);
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  commit_keep(h, &act);
+  durin_harness_free(h);
+
+  for (i = 0; i < (int)nlogged; i++)
+    compacted += !strcmp(logged[i].type, "compaction");
+  assert_true(compacted > 0);
+  assert_int_equal(nkept, 9);
+  ck = kept[7].text;
+  assert_non_null(strstr(ck, "\"retries\":10"));
+  for (i = 0; i < nkept; i++)
+    expect_replay(&kept[i]);
+
+  /* A step the log does not have. */
+  {
+    struct durin_replay *r;
+    struct durin_replay_result res;
+    struct durin_checkpoint c;
+    size_t k;
+
+    assert_int_equal(durin_replay_new(9, &r, &err), 0);
+    for (k = 0; k < nlogged; k++)
+      assert_int_equal(durin_replay_add(r, &logged[k], &err), 0);
+    assert_int_equal(durin_replay_result(r, &c, &res, &err), DURIN_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "steps 0 to 8"));
+    durin_replay_free(r);
+  }
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
+/* A run that ended between two steps (over its wall-clock budget before
+ * the next model call): that commit is not step 1's. */
+static void test_replay_leaves_out_an_ending_between_steps(void **state)
+{
+  struct durin_spec *s = make_spec(",\"budget\":{\"wall_clock_s\":5}");
+  struct durin_harness *h;
+  struct durin_action act;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  next(h, 1000, &act);
+  commit_keep(h, &act);
+  next(h, 1000, &act);
+  answer1(h, "read_file", "{\"path\":\"a\"}", 1);
+  next(h, 1000, &act);
+  tool_done(h, "x");
+  next(h, 1000, &act);
+  commit_keep(h, &act);
+  /* The same millisecond: only the commit's shape tells them apart. */
+  next(h, 9000, &act);
+  assert_int_equal(act.status, DURIN_RUN_BUDGET_EXCEEDED);
+  assert_non_null(strstr(act.events[act.nevents - 1].data, "between_steps"));
+  for (size_t i = 0; i < act.nevents; i++)
+    act.events[i].ts_ms = 1000;
+  commit(h, &act);
+  durin_harness_free(h);
+  expect_replay(&kept[0]);
+  expect_replay(&kept[1]);
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
 /* The text of a request's messages, for what it holds. */
 static char *request_text(const struct durin_action *act)
 {
@@ -1668,6 +2029,158 @@ static void test_evaluator_default_fail(void **state)
     free_spec(s);
   }
   log_clear();
+}
+
+/* Whether replaying the log to step is refused as inside an evaluation
+ * or the evaluator's own step. */
+static void expect_no_fork(int64_t step)
+{
+  struct durin_replay *r;
+  struct durin_replay_result res;
+  struct durin_checkpoint got;
+  struct durin_err err = { 0 };
+  size_t i;
+  int rc = 0;
+
+  assert_int_equal(durin_replay_new(step, &r, &err), 0);
+  for (i = 0; i < nlogged && rc == 0; i++)
+    rc = durin_replay_add(r, &logged[i], &err);
+  assert_int_equal(durin_replay_result(r, &got, &res, &err), DURIN_ESTATE);
+  if (!strstr(err.msg, "evaluator"))
+    fail_msg("step %lld: %s", (long long)step, err.msg);
+  durin_replay_free(r);
+}
+
+/* With an evaluator: its steps are steps of the run, in its tokens and
+ * dollars and in eval_usage; the agent's steps after a verdict replay
+ * exactly; a step that is the evaluator's, or that ends with an
+ * evaluation open, is not a place to fork. */
+static void test_replay_with_evaluator(void **state)
+{
+  struct durin_spec *s = make_spec_model(
+      "{\"provider\":\"script\",\"turns\":[],\"price\":{\"input_per_mtok\":"
+      "3.1,\"output_per_mtok\":15.7}}",
+      ",\"checks\":[{\"run\":\"true\"}],\"max_eval_attempts\":3,"
+      "\"evaluator\":{\"model\":{\"provider\":\"script\",\"turns\":[],"
+      "\"price\":{\"input_per_mtok\":1.3,\"output_per_mtok\":7.1}},"
+      "\"tools\":[\"read_file\"]}");
+  struct durin_harness *h;
+  struct durin_action act;
+  int i;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  next(h, 1000, &act);
+  commit_keep(h, &act); /* 0 */
+  next(h, 1100, &act);
+  answer1(h, "read_file", "{\"path\":\"a\"}", 1);
+  next(h, 1100, &act);
+  tool_done(h, "a");
+  next(h, 1100, &act);
+  commit_keep(h, &act); /* 1 */
+  /* 2: finish, checks pass, the evaluation opens. */
+  next(h, 1200, &act);
+  answer1(h, "finish", "{\"summary\":\"first\"}", 0);
+  next(h, 1200, &act);
+  checks_done(h, 1);
+  next(h, 1200, &act);
+  assert_int_equal(act.kind, DURIN_ACT_DIFF);
+  diff_done(h, "+x\n");
+  next(h, 1200, &act);
+  assert_true(has_event(&act, "evaluation_started"));
+  commit_keep(h, &act);
+  /* 3: the evaluator reads; 4: it fails the work. */
+  next(h, 1300, &act);
+  answer1(h, "read_file", "{\"path\":\"a\"}", 2);
+  next(h, 1300, &act);
+  tool_done(h, "a");
+  next(h, 1300, &act);
+  commit_keep(h, &act);
+  next(h, 1400, &act);
+  answer1(h, "verdict", "{\"verdict\":\"fail\",\"reasons\":[\"no\"]}", 0);
+  next(h, 1400, &act);
+  assert_true(has_event(&act, "verdict"));
+  commit_keep(h, &act);
+  /* 5: the agent again. */
+  next(h, 1500, &act);
+  answer1(h, "read_file", "{\"path\":\"b\"}", 0);
+  next(h, 1500, &act);
+  tool_done(h, "b");
+  next(h, 1500, &act);
+  commit_keep(h, &act);
+  /* 6: finish; 7: the evaluator passes it. */
+  next(h, 1600, &act);
+  answer1(h, "finish", "{\"summary\":\"second\"}", 0);
+  next(h, 1600, &act);
+  checks_done(h, 1);
+  next(h, 1600, &act);
+  diff_done(h, "+y\n");
+  next(h, 1600, &act);
+  commit_keep(h, &act);
+  next(h, 1700, &act);
+  answer1(h, "verdict", "{\"verdict\":\"pass\"}", 0);
+  next(h, 1700, &act);
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  commit_keep(h, &act);
+  durin_harness_free(h);
+
+  assert_int_equal(nkept, 8);
+  assert_non_null(strstr(kept[5].text, "\"eval_usage\""));
+  for (i = 0; i < nkept; i++) {
+    if (i == 0 || i == 1 || i == 5)
+      expect_replay(&kept[i]);
+    else
+      expect_no_fork(kept[i].step);
+  }
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
+/* A continue's message: a user_message after the window's start is in
+ * the next request of the restored run, after what came before. */
+static void test_continue_message_in_window(void **state)
+{
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  struct durin_event ev = { 0, 5000, 1, "user_message",
+                            "{\"content\":\"ONE MORE CHANGE\","
+                            "\"continued\":true}" };
+  char *ck = NULL, *text;
+  size_t i;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  h = started(s);
+  next(h, 1000, &act);
+  answer(h, "finish", "{\"summary\":\"done\"}");
+  next(h, 1000, &act);
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  ck = strdup(act.checkpoint);
+  commit(h, &act);
+  durin_harness_free(h);
+  ev.seq = ++seq;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  assert_int_equal(durin_harness_restore(h, ck, 2, &err), 0);
+  for (i = 0; i < nlogged; i++)
+    assert_int_equal(durin_harness_load_event(h, &logged[i], &err), 0);
+  assert_int_equal(durin_harness_load_event(h, &ev, &err), 0);
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_MODEL);
+  assert_int_equal(act.model.turn, 1);
+  text = json_dumps(act.model.messages, JSON_COMPACT);
+  assert_non_null(strstr(text, "ONE MORE CHANGE"));
+  assert_true(strstr(text, "ONE MORE CHANGE") > strstr(text, "accepted"));
+  free(text);
+  durin_harness_free(h);
+  free(ck);
+  log_clear();
+  free_spec(s);
 }
 
 /* Answers the pending DURIN_ACT_SNAPSHOT: commit (NULL: it failed). */
@@ -1938,6 +2451,73 @@ static void test_evaluator_context_fences(void **state)
   free_spec(s);
 }
 
+/* With git checkpoints: the workspace's commit is the last one a step
+ * made (a step that wrote nothing keeps it); what the driver notes on a
+ * restore (boot) follows run_finished in the step's commit. */
+static void test_replay_with_git(void **state)
+{
+  static const char a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  static const char b[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+  static const char c[] = "cccccccccccccccccccccccccccccccccccccccc";
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  int i;
+
+  (void)state;
+  log_clear();
+  seq = 0;
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  durin_harness_set_git(h, 1);
+  durin_harness_next(h, 5000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  snapshot_done(h, a, 1);
+  next(h, 5000, &act);
+  commit_keep(h, &act);
+  next(h, 6000, &act);
+  write_call(h, "f1");
+  next(h, 6000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_SNAPSHOT);
+  snapshot_done(h, b, 1);
+  next(h, 6000, &act);
+  commit_keep(h, &act);
+  next(h, 7000, &act);
+  answer(h, "read_file", "{\"path\":\"f1\"}");
+  next(h, 7000, &act);
+  tool_done(h, "x");
+  next(h, 7000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  commit_keep(h, &act);
+  next(h, 8000, &act);
+  write_call(h, "f2");
+  next(h, 8000, &act);
+  snapshot_done(h, c, 1);
+  next(h, 8000, &act);
+  commit_keep(h, &act);
+  durin_harness_free(h);
+  /* Restored: the driver's note rides on the next commit, after its end. */
+  assert_int_equal(durin_harness_new(s, "rtest", &h, NULL), 0);
+  durin_harness_set_git(h, 1);
+  assert_int_equal(durin_harness_restore(h, kept[nkept - 1].text, 2, &err), 0);
+  durin_harness_note(h, "boot", json_pack("{s:[]}", "files"));
+  next(h, 9000, &act);
+  answer(h, "finish", "{\"summary\":\"done\"}");
+  next(h, 9000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+  assert_string_equal(act.events[act.nevents - 1].type, "boot");
+  commit_keep(h, &act);
+  durin_harness_free(h);
+
+  assert_int_equal(nkept, 5);
+  assert_non_null(strstr(kept[2].text, b));
+  for (i = 0; i < nkept; i++)
+    expect_replay(&kept[i]);
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1969,11 +2549,16 @@ int main(void)
     cmocka_unit_test(test_budget_never_overshoots),
     cmocka_unit_test(test_wall_clock_bounds_tools),
     cmocka_unit_test(test_limits_bounded),
+    cmocka_unit_test(test_replay_gives_each_checkpoint),
+    cmocka_unit_test(test_replay_leaves_out_an_ending_between_steps),
+    cmocka_unit_test(test_replay_with_evaluator),
+    cmocka_unit_test(test_continue_message_in_window),
     cmocka_unit_test(test_evaluator_fresh_context),
     cmocka_unit_test(test_evaluator_default_fail),
     cmocka_unit_test(test_evaluator_budgets_and_order),
     cmocka_unit_test(test_evaluator_context_fences),
     cmocka_unit_test(test_git_snapshots),
+    cmocka_unit_test(test_replay_with_git),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);

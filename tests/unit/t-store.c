@@ -352,6 +352,136 @@ static void test_reopen_keeps_data(void **state)
   durin_run_info_clear(&ri);
 }
 
+static int type_of(const struct durin_event *ev, void *arg)
+{
+  char *types = arg;
+
+  strncat(types, ev->type, 200);
+  strncat(types, ",", 200);
+  return 0;
+}
+
+/* A fork copies a prefix of the log with its seqs and appends after it;
+ * a continue takes only an ended run nobody holds, once. */
+static void test_fork_and_continue(void **state)
+{
+  struct store_fx *f = *state;
+  struct durin_txn *t;
+  struct durin_run_update u;
+  enum durin_run_status done = DURIN_RUN_SUCCEEDED;
+  struct durin_event ev[5] = {
+    { 0, 1, 0, "run_started", "{}" },  { 0, 1, 1, "model_response", "{}" },
+    { 0, 1, 1, "tool_result", "{}" },  { 0, 1, 2, "model_response", "{}" },
+    { 0, 1, 2, "run_finished", "{}" },
+  };
+  struct durin_event more[2] = { { 0, 5, 1, "forked", "{}" },
+                                 { 0, 5, 1, "user_message", "{}" } };
+  struct durin_usage use = { 1, 10, 2, 1, 1, 0, 0.5 };
+  struct durin_run_new n = { "rf2",      "t",    "{\"fork\":1}",
+                             "script:x", "/tmp", 5000 };
+  struct durin_run_fork fk;
+  struct durin_run_continue c;
+  struct durin_run_info ri;
+  struct durin_err err = { 0 };
+  char types[256] = "", *ck = NULL, *spec = NULL;
+  int64_t step;
+  uint64_t e;
+
+  create(f->s, "rf1");
+  assert_int_equal(durin_store_run_claim(f->s, "rf1", "w", 0, 1000, &e, NULL),
+                   0);
+  memset(&u, 0, sizeof(u));
+  u.status = &done;
+  u.started_ms = -1;
+  u.finished_ms = 3000;
+  u.release_lease = 1;
+  assert_int_equal(durin_txn_begin(f->s, &t, NULL), 0);
+  assert_int_equal(durin_txn_fence(t, "rf1", e, 1000, NULL), 0);
+  assert_int_equal(durin_txn_events_append(t, "rf1", ev, 5, NULL), 0);
+  assert_int_equal(durin_txn_checkpoint_put(t, "rf1", 2, "{\"s\":2}", NULL), 0);
+  assert_int_equal(durin_txn_run_update(t, "rf1", &u, NULL), 0);
+  assert_int_equal(durin_txn_commit(t, NULL), 0);
+
+  memset(&fk, 0, sizeof(fk));
+  fk.from = "rf1";
+  fk.through_seq = 3;
+  fk.run = &n;
+  fk.step = 1;
+  fk.checkpoint = "{\"s\":1}";
+  fk.usage = &use;
+  fk.events = more;
+  fk.nevents = 1;
+  assert_int_equal(durin_store_run_fork(f->s, &fk, &err), 0);
+  assert_int_equal(more[0].seq, 4);
+  assert_int_equal(
+      durin_store_events_read(f->s, "rf2", 1, 0, type_of, types, NULL), 0);
+  assert_string_equal(types, "run_started,model_response,tool_result,forked,");
+  assert_int_equal(durin_store_run_get(f->s, "rf2", &ri, NULL), 0);
+  assert_int_equal(ri.status, DURIN_RUN_QUEUED);
+  assert_int_equal(ri.last_seq, 4);
+  assert_int_equal(ri.usage.steps, 1);
+  assert_int_equal(ri.usage.input_tokens, 10);
+  assert_string_equal(ri.spec_json, "{\"fork\":1}");
+  durin_run_info_clear(&ri);
+  assert_int_equal(durin_store_checkpoint_get(f->s, "rf2", &step, &ck, NULL),
+                   0);
+  assert_int_equal(step, 1);
+  assert_string_equal(ck, "{\"s\":1}");
+  free(ck);
+  /* The original: as it was. */
+  types[0] = 0;
+  assert_int_equal(
+      durin_store_events_read(f->s, "rf1", 1, 0, type_of, types, NULL), 0);
+  assert_string_equal(types,
+                      "run_started,model_response,tool_result,model_response,"
+                      "run_finished,");
+  assert_int_equal(durin_store_checkpoint_get(f->s, "rf1", &step, &ck, NULL),
+                   0);
+  assert_string_equal(ck, "{\"s\":2}");
+  free(ck);
+
+  /* A prefix the log does not have: nothing at all is made. */
+  n.id = "rf3";
+  fk.through_seq = 9;
+  assert_int_equal(durin_store_run_fork(f->s, &fk, &err), DURIN_ESTATE);
+  assert_int_equal(durin_store_run_get(f->s, "rf3", &ri, NULL),
+                   DURIN_ENOTFOUND);
+
+  /* Continue: not a run that has not ended. */
+  memset(&c, 0, sizeof(c));
+  c.id = "rf2";
+  c.step = 1;
+  c.checkpoint = "{\"s\":1,\"again\":1}";
+  c.events = more;
+  c.nevents = 2;
+  c.now_ms = 6000;
+  assert_int_equal(durin_store_run_continue(f->s, &c, &err), DURIN_ESTATE);
+  assert_non_null(strstr(err.msg, "has not ended"));
+  /* An ended one, once; held by the owner that continues it. */
+  c.id = "rf1";
+  c.step = 2;
+  c.spec_json = "{\"budget\":2}";
+  c.owner = "me";
+  c.lease_until_ms = 9000;
+  assert_int_equal(durin_store_run_continue(f->s, &c, &err), 0);
+  assert_int_equal(more[0].seq, 6);
+  assert_int_equal(more[1].seq, 7);
+  assert_int_equal(durin_store_run_get(f->s, "rf1", &ri, NULL), 0);
+  assert_int_equal(ri.status, DURIN_RUN_QUEUED);
+  assert_null(ri.reason);
+  assert_int_equal(ri.finished_ms, 0);
+  assert_string_equal(ri.lease_owner, "me");
+  assert_int_equal(ri.last_seq, 7);
+  spec = ri.spec_json;
+  assert_string_equal(spec, "{\"budget\":2}");
+  durin_run_info_clear(&ri);
+  assert_int_equal(durin_store_checkpoint_get(f->s, "rf1", &step, &ck, NULL),
+                   0);
+  assert_string_equal(ck, "{\"s\":1,\"again\":1}");
+  free(ck);
+  assert_int_equal(durin_store_run_continue(f->s, &c, &err), DURIN_ESTATE);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -365,6 +495,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_terminal_not_claimable, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fork_and_continue, setup, teardown),
   };
 
   if (test_store_missing())
