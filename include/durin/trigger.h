@@ -57,6 +57,11 @@ int durin_trigger_verify_standard(const char *secret, const char *id,
  */
 int durin_trigger_config_check(const json_t *config, struct durin_err *err);
 
+/* Whether name may name a trigger ([A-Za-z0-9_.-], 1 to 64, not
+ * starting with '.'); it is a path segment of the receiving URL.
+ * DURIN_EINVAL saying what is allowed. */
+int durin_trigger_name_check(const char *name, struct durin_err *err);
+
 /* The value at a dotted path ("issue.labels.0.name": object keys, and
  * array indexes in decimal), or NULL. Borrowed from payload. */
 json_t *durin_trigger_path(const json_t *payload, const char *path);

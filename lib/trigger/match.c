@@ -12,6 +12,20 @@
 #include "durin/trigger.h"
 #include "durin/util.h"
 
+int durin_trigger_name_check(const char *name, struct durin_err *err)
+{
+  size_t n = name ? strlen(name) : 0;
+
+  if (!n || n > 64 || name[0] == '.' ||
+      strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_.-") != n)
+    return durin_err_set(err, DURIN_EINVAL,
+                         "bad trigger name '%.80s': use 1 to 64 of "
+                         "A-Z a-z 0-9 _ . - (not starting with '.')",
+                         name ? name : "");
+  return 0;
+}
+
 json_t *durin_trigger_path(const json_t *payload, const char *path)
 {
   json_t *v = (json_t *)payload;
