@@ -493,6 +493,16 @@ static void start(struct inbound *in, const char *pinned)
   char *text, *labels = NULL, id[32], key[400], ws[PATH_MAX] = "";
   int staged = 0, code;
 
+  if (srv_options(r->srv)->unsandboxed) {
+    snprintf(in->reason, sizeof(in->reason),
+             "this server runs tool calls without the sandbox");
+    record(in, "refused");
+    reply_error(r, 422, "spec_policy",
+                "this server runs tool calls without the sandbox (--sandbox "
+                "none), so it starts no runs from outside; restart it with "
+                "the sandbox on");
+    return;
+  }
   if (!(text = render_spec(in, pinned, &labels)))
     return;
   if (durin_spec_parse(text, NULL, &spec, &err)) {
