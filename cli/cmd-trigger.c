@@ -260,8 +260,8 @@ static int ls_one(const struct durin_trigger_def *t, void *arg)
     json_object_foreach(cfg, k, v) json_object_set(o, k, v);
     json_array_append_new(c->arr, o);
   } else {
-    char *ev = json_dumps(json_object_get(cfg, "events") ?: json_array(),
-                          JSON_COMPACT);
+    json_t *events = json_object_get(cfg, "events");
+    char *ev = events ? json_dumps(events, JSON_COMPACT) : NULL;
 
     printf("%-24s %-12s %-9s %-20s %-9s %s\n", t->name, t->tenant, t->kind,
            t->secret,

@@ -163,8 +163,9 @@ static char *pin_spec(struct req *r, json_t *spec, json_t *ws,
 {
   struct durin_spec s;
   struct durin_err err = { 0 };
-  char dir[PATH_MAX] = "", *text;
+  char dir[PATH_MAX] = "", *text, *check;
   json_t *copy;
+  int rc;
 
   if (!json_is_object(spec)) {
     reply_error_field(r, 400, "bad_field", field,
@@ -193,8 +194,15 @@ static char *pin_spec(struct req *r, json_t *spec, json_t *ws,
   if (*dir)
     json_object_set_new(copy, "workspace", json_string(dir));
   text = json_dumps(copy, JSON_COMPACT);
+  /* Without one, each run gets an empty workspace (start); checked
+   * here as if it had one. */
+  if (!*dir)
+    json_object_set_new(copy, "workspace", json_string(srv_data_dir(r->srv)));
+  check = json_dumps(copy, JSON_COMPACT);
   json_decref(copy);
-  if (durin_spec_parse(text, NULL, &s, &err)) {
+  rc = durin_spec_parse(check, NULL, &s, &err);
+  free(check);
+  if (rc) {
     reply_error_field(r, 422, "bad_spec", field, "bad spec: %.400s", err.msg);
     free(text);
     return NULL;
@@ -505,6 +513,22 @@ static void start(struct inbound *in, const char *pinned)
   }
   if (!(text = render_spec(in, pinned, &labels)))
     return;
+  /* No directory pinned: an empty workspace, staged for this run. */
+  {
+    json_t *j = json_loads(text, 0, NULL);
+
+    if (j && !json_object_get(j, "workspace")) {
+      if (srv_workspace_for_run(r, NULL, NULL, ws, sizeof(ws))) {
+        json_decref(j);
+        goto out;
+      }
+      staged = 1;
+      json_object_set_new(j, "workspace", json_string(ws));
+      free(text);
+      text = json_dumps(j, JSON_COMPACT);
+    }
+    json_decref(j);
+  }
   if (durin_spec_parse(text, NULL, &spec, &err)) {
     snprintf(in->reason, sizeof(in->reason), "bad spec: %.400s", err.msg);
     record(in, "refused");
@@ -519,16 +543,6 @@ static void start(struct inbound *in, const char *pinned)
     record(in, "refused");
     reply_error_field(r, 422, "spec_policy", field, "%s", err.msg);
     goto out;
-  }
-  /* No directory pinned: an empty workspace, staged for this run. */
-  if (!spec.workspace || !*spec.workspace) {
-    if (srv_workspace_for_run(r, NULL, NULL, ws, sizeof(ws))) {
-      durin_spec_clear(&spec);
-      goto out;
-    }
-    staged = 1;
-    free(spec.workspace);
-    spec.workspace = strdup(ws);
   }
   memset(&o, 0, sizeof(o));
   snprintf(key, sizeof(key), "trigger:%s:%s", in->t.name, in->d.delivery);
@@ -643,7 +657,10 @@ static int receive(struct req *r)
     goto out;
   }
   pinned = in.t.spec;
-  if (!durin_trigger_trusted(assoc)) {
+  /* A Standard Webhooks sender is a service holding the secret: its
+   * payload is judged by the trust rule only if it names an author. */
+  if (!durin_trigger_trusted(assoc) &&
+      (assoc || strcmp(in.t.kind, "standard"))) {
     const char *mode = json_string_value(json_object_get(in.config,
                                                          "untrusted"));
 

@@ -30,28 +30,44 @@ example() {
     "$EXAMPLES"
 }
 
+# api_direct - METHOD PATH [CURL ARGS...]: api's request sent to serve
+# itself, not through prism (a proxy may re-encode the JSON body, and the
+# signature is over its bytes); the answer is still checked against the
+# document, offline.
+api_direct() {
+  _api_m=$2 _api_path=$3
+  shift 3
+  if [ -z "${API_DIRECT:-}" ] || [ "$API" = "$API_DIRECT" ]; then
+    api_curl_ "$API" "$@"
+    return 0
+  fi
+  api_curl_ "$API_DIRECT" "$@"
+  api_check_offline_
+}
+
 # send_gh TRIGGER EVENT FILE DELIVERY [SIGNATURE]: a GitHub delivery; the
 # signature is GitHub's own (webhooks-methods) unless given ("-": none).
 # Prints the status; the answer is in $TRASH/.body.
 send_gh() {
+  case $3 in /*) _f=$3 ;; *) _f=$TRASH/$3 ;; esac
   _sig=${5-}
   [ -n "$_sig" ] || _sig=$(cd "$SRCDIR/tests/js" &&
-    node webhook-sign.mjs github "$GH_SECRET" "$3") || return 1
+    node webhook-sign.mjs github "$GH_SECRET" "$_f") || return 1
   if [ "$_sig" = - ]; then
-    api - POST "/v1/triggers/$1" -H 'Content-Type: application/json' \
-      -H "X-GitHub-Event: $2" -H "X-GitHub-Delivery: $4" --data-binary @"$3"
+    api_direct - POST "/v1/triggers/$1" -H 'Content-Type: application/json' \
+      -H "X-GitHub-Event: $2" -H "X-GitHub-Delivery: $4" --data-binary @"$_f"
   else
-    api - POST "/v1/triggers/$1" -H 'Content-Type: application/json' \
+    api_direct - POST "/v1/triggers/$1" -H 'Content-Type: application/json' \
       -H "X-GitHub-Event: $2" -H "X-GitHub-Delivery: $4" \
-      -H "X-Hub-Signature-256: $_sig" --data-binary @"$3"
+      -H "X-Hub-Signature-256: $_sig" --data-binary @"$_f"
   fi
 }
 
 # send_std FILE ID TIMESTAMP: a Standard Webhooks delivery to trigger std.
 send_std() {
   _sig=$(cd "$SRCDIR/tests/js" &&
-    node webhook-sign.mjs standard "$SW_SECRET" "$2" "$3" "$1") || return 1
-  api - POST /v1/triggers/std -H 'Content-Type: application/json' \
+    node webhook-sign.mjs standard "$SW_SECRET" "$2" "$3" "$TRASH/$1") || return 1
+  api_direct - POST /v1/triggers/std -H 'Content-Type: application/json' \
     -H "webhook-id: $2" -H "webhook-timestamp: $3" \
     -H "webhook-signature: $_sig" --data-binary @"$1"
 }
@@ -93,7 +109,7 @@ test_expect_success 'setup: secrets, specs, payloads from @octokit/webhooks-exam
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}
 JSON
   cat >strict.json <<JSON &&
-{"name": "strict", "goal": "placeholder", "tools": ["finish"],
+{"name": "strict", "goal": "placeholder", "workspace": "ws", "tools": ["finish"],
  "policy": {"default": "ask"},
  "model": {"provider": "script", "turns": [
    {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}
@@ -236,7 +252,7 @@ test_expect_success 'a member comment runs under the spec, a stranger comment un
   test "$(send_gh comments issue_comment comment-stranger.json c-2)" = 202 &&
   r2=$(body_field .run_id) &&
   test "$(col_of "$r2" name)" = strict &&
-  sql "select spec from run_specs where run_id = '\''$r2'\''" | jq -e ".tools == [\"finish\"]" >/dev/null &&
+  sql "select spec from run_specs where run_id = '\''$r2'\''" | jq -e ".tools | map(.name) == [\"finish\"]" >/dev/null &&
   outcome_of comments c-2 | grep_q "^accepted sender .* is NONE: started under the untrusted spec"
 '
 
@@ -286,17 +302,17 @@ test_expect_success 'Standard Webhooks: signed now is accepted, an old timestamp
 '
 
 test_expect_success 'the same delivery sent to two servers at once starts one run' '
-  SERVE1=$SERVE_PID API1=$API &&
-  start_serve && API2=$API &&
+  SERVE1=$SERVE_PID API1=$API_DIRECT SAVED_API=$API &&
+  start_serve && API2=$API_DIRECT &&
   race_sig=$(cd "$SRCDIR/tests/js" && node webhook-sign.mjs github "$GH_SECRET" "$TRASH/labeled-member.json") &&
   n0=$(runs) &&
   race &&
-  cat race.a.status race.b.status | sort >statuses &&
+  { cat race.a.status; echo; cat race.b.status; echo; } | sort >statuses &&
   printf "200\n202\n" >want-statuses &&
   test_cmp_ want-statuses statuses &&
   test "$(jq -r .run_id race.a)" = "$(jq -r .run_id race.b)" &&
   test "$(runs)" = $((n0 + 1)) &&
-  stop_serve "$SERVE_PID" && SERVE_PID=$SERVE1 API=$API1
+  stop_serve "$SERVE_PID" && SERVE_PID=$SERVE1 API=$SAVED_API API_DIRECT=$API1
 '
 
 test_expect_success 'deliveries are listed over the API with reasons; management routes' '
@@ -311,7 +327,7 @@ test_expect_success 'deliveries are listed over the API with reasons; management
   test "$(api - GET /v1/triggers)" = 401 &&
   jq -n --slurpfile s strict.json "{name: \"viaapi\", kind: \"github\", secret: \"GH_HOOK\",
      spec: (\$s[0] | del(.workspace)), events: [\"issues.labeled\"], goal: \"Issue {{issue.number}}\"}" >create.json &&
-  test "$(api "$ADMIN" POST /v1/triggers -H "Content-Type: application/json" --data-binary @create.json)" = 201 &&
+  { test "$(api "$ADMIN" POST /v1/triggers -H "Content-Type: application/json" --data-binary @create.json)" = 201 || { cat .body; false; }; } &&
   test "$(body_field .url)" = /v1/triggers/viaapi &&
   test "$(api "$ADMIN" POST /v1/triggers -H "Content-Type: application/json" --data-binary @create.json)" = 409 &&
   test "$(send_gh viaapi issues labeled-member.json v-1)" = 202 &&
