@@ -345,7 +345,7 @@ static int delivery_one(const struct durin_trigger_delivery *d, void *arg)
 
     gmtime_r(&s, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    printf("%-20s %-38.38s %-22.22s %-8s %-20.20s %s%s%s\n", when,
+    printf("%-20s %-38.38s %-22.22s %-8s %-22.22s %s%s%s\n", when,
            *d->delivery ? d->delivery : "-", d->event ? d->event : "-",
            d->outcome, d->run_id ? d->run_id : "-",
            d->sender ? d->sender : "-", d->reason && *d->reason ? ": " : "",
@@ -386,7 +386,7 @@ static int deliveries(struct cli *cli, int argc, char **argv)
   durin_trigger_def_clear(&t);
   c.arr = json_array();
   if (!c.json)
-    printf("%-20s %-38s %-22s %-8s %-20s %s\n", "RECEIVED", "DELIVERY",
+    printf("%-20s %-38s %-22s %-8s %-22s %s\n", "RECEIVED", "DELIVERY",
            "EVENT", "OUTCOME", "RUN", "SENDER: REASON");
   r = durin_store_delivery_list(cli->store, name, limit, delivery_one, &c,
                                 &err);
