@@ -90,8 +90,8 @@ static int add(struct cli *cli, int argc, char **argv)
   struct durin_err err = { 0 };
   const char *name = NULL, *secret = NULL, *kind = "github", *specf = NULL;
   const char *tenant = "default", *uspecf = NULL, *untrusted = NULL;
-  json_t *config = json_object(), *events = json_array(),
-         *where = json_array(), *labels = json_object();
+  json_t *config = json_object(), *events = json_array(), *where = json_array(),
+         *labels = json_object();
   char *spec = NULL, *uspec = NULL, *text = NULL;
   int i, r = EXIT_USAGE;
 
@@ -120,8 +120,8 @@ static int add(struct cli *cli, int argc, char **argv)
       }
       k = strndup(v, (size_t)(eq - v));
       if (a[2] == 'w') {
-        json_array_append_new(where,
-                              json_pack("{s:s,s:s}", "path", k, "value", eq + 1));
+        json_array_append_new(
+            where, json_pack("{s:s,s:s}", "path", k, "value", eq + 1));
       } else {
         char *u = unescape(eq + 1);
 
@@ -250,14 +250,15 @@ static int ls_one(const struct durin_trigger_def *t, void *arg)
   json_t *cfg = json_loads(t->config, 0, NULL);
 
   if (c->json) {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s?}", "name", t->name,
-                          "tenant", t->tenant, "kind", t->kind, "secret",
-                          t->secret, "created_ms", (json_int_t)t->created_ms,
-                          "created_by", t->created_by);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:I,s:s?}", "name", t->name, "tenant",
+                  t->tenant, "kind", t->kind, "secret", t->secret, "created_ms",
+                  (json_int_t)t->created_ms, "created_by", t->created_by);
     const char *k;
     json_t *v;
 
-    json_object_foreach(cfg, k, v) json_object_set(o, k, v);
+    json_object_foreach(cfg, k, v)
+      json_object_set(o, k, v);
     json_array_append_new(c->arr, o);
   } else {
     json_t *events = json_object_get(cfg, "events");
@@ -320,8 +321,7 @@ static int rm(struct cli *cli, int argc, char **argv)
     cli_error("trigger rm: %s", err.msg);
     return r == DURIN_ENOTFOUND ? EXIT_NOT_FOUND : cli_exit_for(r);
   }
-  fprintf(stderr, "durin: trigger '%s' and its deliveries removed\n",
-          argv[2]);
+  fprintf(stderr, "durin: trigger '%s' and its deliveries removed\n", argv[2]);
   return EXIT_OK;
 }
 
@@ -331,13 +331,12 @@ static int delivery_one(const struct durin_trigger_delivery *d, void *arg)
 
   if (c->json) {
     json_array_append_new(
-        c->arr,
-        json_pack("{s:s,s:I,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "delivery",
-                  d->delivery, "received_ms", (json_int_t)d->received_ms,
-                  "event", d->event, "outcome", d->outcome, "reason", d->reason,
-                  "run_id", d->run_id, "sender", d->sender,
-                  "author_association", d->association, "body_sha256",
-                  d->body_sha256));
+        c->arr, json_pack("{s:s,s:I,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}",
+                          "delivery", d->delivery, "received_ms",
+                          (json_int_t)d->received_ms, "event", d->event,
+                          "outcome", d->outcome, "reason", d->reason, "run_id",
+                          d->run_id, "sender", d->sender, "author_association",
+                          d->association, "body_sha256", d->body_sha256));
   } else {
     char when[32];
     time_t s = (time_t)(d->received_ms / 1000);
@@ -347,9 +346,8 @@ static int delivery_one(const struct durin_trigger_delivery *d, void *arg)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     printf("%-20s %-38.38s %-22.22s %-8s %-22.22s %s%s%s\n", when,
            *d->delivery ? d->delivery : "-", d->event ? d->event : "-",
-           d->outcome, d->run_id ? d->run_id : "-",
-           d->sender ? d->sender : "-", d->reason && *d->reason ? ": " : "",
-           d->reason ? d->reason : "");
+           d->outcome, d->run_id ? d->run_id : "-", d->sender ? d->sender : "-",
+           d->reason && *d->reason ? ": " : "", d->reason ? d->reason : "");
   }
   return 0;
 }
@@ -386,8 +384,8 @@ static int deliveries(struct cli *cli, int argc, char **argv)
   durin_trigger_def_clear(&t);
   c.arr = json_array();
   if (!c.json)
-    printf("%-20s %-38s %-22s %-8s %-22s %s\n", "RECEIVED", "DELIVERY",
-           "EVENT", "OUTCOME", "RUN", "SENDER: REASON");
+    printf("%-20s %-38s %-22s %-8s %-22s %s\n", "RECEIVED", "DELIVERY", "EVENT",
+           "OUTCOME", "RUN", "SENDER: REASON");
   r = durin_store_delivery_list(cli->store, name, limit, delivery_one, &c,
                                 &err);
   if (c.json && !r)

@@ -52,10 +52,10 @@ static json_t *trigger_json(const struct durin_trigger_def *t, int full)
   json_object_set(o, "where",
                   json_object_get(c, "where") ? json_object_get(c, "where") :
                                                 json_array());
-  json_object_set_new(o, "goal", json_incref(json_object_get(c, "goal")) ?:
-                                     json_null());
-  json_object_set_new(o, "labels", json_incref(json_object_get(c, "labels")) ?:
-                                       json_object());
+  json_object_set_new(o, "goal",
+                      json_incref(json_object_get(c, "goal")) ?: json_null());
+  json_object_set_new(
+      o, "labels", json_incref(json_object_get(c, "labels")) ?: json_object());
   json_object_set_new(o, "untrusted",
                       json_incref(json_object_get(c, "untrusted")) ?:
                           json_string("ignore"));
@@ -151,8 +151,8 @@ static int delete_trigger(struct req *r)
   durin_trigger_def_clear(&t);
   if (rc)
     return reply_store_error(r, rc, &err);
-  return reply_json(r, 200, json_pack("{s:s,s:b}", "name", r->param[0],
-                                      "deleted", 1));
+  return reply_json(r, 200,
+                    json_pack("{s:s,s:b}", "name", r->param[0], "deleted", 1));
 }
 
 /* A spec of the create request (field), checked, as text to pin; NULL
@@ -216,12 +216,11 @@ static char *pin_spec(struct req *r, json_t *spec, json_t *ws,
 static int create_trigger(struct req *r)
 {
   static const char *const fields[] = {
-    "name",  "kind",   "secret",    "spec",           "workspace", "events",
-    "where", "goal",   "labels",    "untrusted",      "untrusted_spec",
-    NULL,
+    "name",  "kind", "secret", "spec",      "workspace",      "events",
+    "where", "goal", "labels", "untrusted", "untrusted_spec", NULL,
   };
-  static const char *const config_keys[] = { "events", "where", "goal",
-                                              "labels", "untrusted", NULL };
+  static const char *const config_keys[] = { "events", "where",     "goal",
+                                             "labels", "untrusted", NULL };
   struct durin_trigger_def t;
   struct durin_secret_row row;
   struct durin_err err = { 0 };
@@ -282,8 +281,7 @@ static int create_trigger(struct req *r)
     goto out;
   if (json_object_get(body, "untrusted_spec") &&
       !(uspec = pin_spec(r, json_object_get(body, "untrusted_spec"),
-                         json_object_get(body, "workspace"),
-                         "untrusted_spec")))
+                         json_object_get(body, "workspace"), "untrusted_spec")))
     goto out;
   if (uspec && !json_object_get(config, "untrusted"))
     json_object_set_new(config, "untrusted", json_string("spec"));
@@ -327,12 +325,12 @@ out:
 static int delivery_one(const struct durin_trigger_delivery *d, void *arg)
 {
   json_array_append_new(
-      arg, json_pack("{s:s,s:I,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "delivery",
-                     d->delivery, "received_ms", (json_int_t)d->received_ms,
-                     "event", d->event, "outcome", d->outcome, "reason",
-                     d->reason, "run_id", d->run_id, "sender", d->sender,
-                     "author_association", d->association, "body_sha256",
-                     d->body_sha256));
+      arg,
+      json_pack("{s:s,s:I,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "delivery",
+                d->delivery, "received_ms", (json_int_t)d->received_ms, "event",
+                d->event, "outcome", d->outcome, "reason", d->reason, "run_id",
+                d->run_id, "sender", d->sender, "author_association",
+                d->association, "body_sha256", d->body_sha256));
   return 0;
 }
 
@@ -404,18 +402,16 @@ static int verify(struct inbound *in)
     srv_log(r->srv, "trigger '%s': cannot open secret '%s': %s", in->t.name,
             in->t.secret, err.msg);
     snprintf(in->reason, sizeof(in->reason),
-             "this server cannot open the trigger's secret '%s'",
-             in->t.secret);
+             "this server cannot open the trigger's secret '%s'", in->t.secret);
     record(in, "refused");
     reply_error(r, 503, "unavailable",
                 "the trigger cannot check signatures now; retry later");
     return -1;
   }
   if (!strcmp(in->t.kind, "github"))
-    rc = durin_trigger_verify_github(v.data, v.len, r->body ? r->body : "",
-                                     r->body_len,
-                                     req_header(r, "X-Hub-Signature-256"),
-                                     &err);
+    rc = durin_trigger_verify_github(
+        v.data, v.len, r->body ? r->body : "", r->body_len,
+        req_header(r, "X-Hub-Signature-256"), &err);
   else
     rc = durin_trigger_verify_standard(
         (const char *)v.data, req_header(r, "webhook-id"),
@@ -442,8 +438,8 @@ static char *render_spec(struct inbound *in, const char *pinned,
   const char *k;
   char *text = NULL, *out;
 
-  labels = json_pack("{s:s,s:s}", "trigger", in->t.name, "delivery",
-                     in->d.delivery);
+  labels =
+      json_pack("{s:s,s:s}", "trigger", in->t.name, "delivery", in->d.delivery);
   if (!spec || !labels)
     goto refuse_nomem;
   if (goal) {
@@ -484,9 +480,9 @@ refuse:
 static int reply_run(struct inbound *in, int status, const char *run_id)
 {
   return reply_json(in->r, status,
-                    json_pack("{s:s,s:s,s:s,s:b}", "run_id", run_id,
-                              "delivery", in->d.delivery, "trigger",
-                              in->t.name, "redelivery", status != 202));
+                    json_pack("{s:s,s:s,s:s,s:b}", "run_id", run_id, "delivery",
+                              in->d.delivery, "trigger", in->t.name,
+                              "redelivery", status != 202));
 }
 
 /* Starts the run of spec_text; answers. */
@@ -619,8 +615,8 @@ static int receive(struct req *r)
   }
   in.payload = json_loadb(r->body ? r->body : "", r->body_len, 0, &je);
   if (!json_is_object(in.payload)) {
-    snprintf(in.reason, sizeof(in.reason),
-             "the body is not a JSON object (%s)", je.text);
+    snprintf(in.reason, sizeof(in.reason), "the body is not a JSON object (%s)",
+             je.text);
     record(&in, "refused");
     reply_error(r, 400, "bad_json", "%s", in.reason);
     goto out;
@@ -642,8 +638,8 @@ static int receive(struct req *r)
   if (!durin_trigger_match(in.config, in.event, in.payload, in.reason,
                            sizeof(in.reason))) {
     record(&in, "ignored");
-    reply_json(r, 200, json_pack("{s:b,s:s}", "ignored", 1, "reason",
-                                 in.reason));
+    reply_json(r, 200,
+               json_pack("{s:b,s:s}", "ignored", 1, "reason", in.reason));
     goto out;
   }
   /* Already started: the same run, nothing new. */
@@ -661,8 +657,8 @@ static int receive(struct req *r)
    * payload is judged by the trust rule only if it names an author. */
   if (!durin_trigger_trusted(assoc) &&
       (assoc || strcmp(in.t.kind, "standard"))) {
-    const char *mode = json_string_value(json_object_get(in.config,
-                                                         "untrusted"));
+    const char *mode =
+        json_string_value(json_object_get(in.config, "untrusted"));
 
     if (!mode || strcmp(mode, "spec") || !in.t.untrusted_spec) {
       snprintf(in.reason, sizeof(in.reason),
@@ -672,8 +668,8 @@ static int receive(struct req *r)
                in.d.sender ? in.d.sender : "?",
                assoc ? assoc : "of no author_association");
       record(&in, "ignored");
-      reply_json(r, 200, json_pack("{s:b,s:s}", "ignored", 1, "reason",
-                                   in.reason));
+      reply_json(r, 200,
+                 json_pack("{s:b,s:s}", "ignored", 1, "reason", in.reason));
       goto out;
     }
     snprintf(in.reason, sizeof(in.reason),

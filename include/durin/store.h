@@ -899,7 +899,8 @@ struct durin_trigger_delivery {
   const char *sender, *association; /* as the payload says; may be NULL */
   const char *body_sha256;          /* hex; never the body */
 };
-typedef int (*durin_trigger_delivery_cb)(const struct durin_trigger_delivery *d, void *arg);
+typedef int (*durin_trigger_delivery_cb)(const struct durin_trigger_delivery *d,
+                                         void *arg);
 
 /* Records a delivery that started no run (ignored or refused). */
 int durin_store_delivery_add(struct durin_store *s,
@@ -911,7 +912,7 @@ int durin_store_delivery_run(struct durin_store *s, const char *trigger,
                              struct durin_err *err);
 /* Trigger's deliveries, newest first, at most limit (0: 100). */
 int durin_store_delivery_list(struct durin_store *s, const char *trigger,
-                              int limit, durin_trigger_delivery_cb cb, void *arg,
-                              struct durin_err *err);
+                              int limit, durin_trigger_delivery_cb cb,
+                              void *arg, struct durin_err *err);
 
 #endif

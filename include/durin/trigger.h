@@ -73,8 +73,7 @@ json_t *durin_trigger_path(const json_t *payload, const char *path);
  * every "where" holds. 1 if so; 0 with why in reason.
  */
 int durin_trigger_match(const json_t *config, const char *event,
-                        const json_t *payload, char *reason,
-                        size_t reason_len);
+                        const json_t *payload, char *reason, size_t reason_len);
 
 /*
  * The author of what the delivery carries, as GitHub sends it: the

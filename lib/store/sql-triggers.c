@@ -26,7 +26,7 @@ void durin_trigger_def_clear(struct durin_trigger_def *t)
   memset(t, 0, sizeof(t[0]));
 }
 
-#define TRIGGER_COLS                                                   \
+#define TRIGGER_COLS                                                      \
  "name, tenant, kind, secret, config, spec, untrusted_spec, created_ms, " \
  "created_by"
 
@@ -85,8 +85,7 @@ int durin_store_trigger_get(struct durin_store *q, const char *name,
   struct db_stmt *st;
   int rc;
 
-  if (db_prepare(q->db,
-                 "SELECT " TRIGGER_COLS " FROM triggers WHERE name = ?1",
+  if (db_prepare(q->db, "SELECT " TRIGGER_COLS " FROM triggers WHERE name = ?1",
                  &st) != DB_OK)
     return durin__sq_fail(q, err, "reading a trigger");
   db_bind_text(st, 1, name);
@@ -161,7 +160,8 @@ int durin_store_trigger_delete(struct durin_store *q, const char *tenant,
     goto out;
   }
   /* A new trigger of the name starts with no history to dedupe on. */
-  if (db_prepare(q->db, "DELETE FROM trigger_deliveries WHERE trigger_name = ?1",
+  if (db_prepare(q->db,
+                 "DELETE FROM trigger_deliveries WHERE trigger_name = ?1",
                  &st) != DB_OK) {
     r = durin__sq_fail(q, err, "removing a trigger");
     goto out;
@@ -248,13 +248,13 @@ int durin_store_delivery_run(struct durin_store *q, const char *trigger,
   if (rc != DB_DONE)
     return durin__sq_fail(q, err, "reading a delivery");
   return durin_err_set(err, DURIN_ENOTFOUND,
-                       "delivery '%s' of trigger '%s' started no run",
-                       delivery, trigger);
+                       "delivery '%s' of trigger '%s' started no run", delivery,
+                       trigger);
 }
 
 int durin_store_delivery_list(struct durin_store *q, const char *trigger,
-                              int limit, durin_trigger_delivery_cb cb, void *arg,
-                              struct durin_err *err)
+                              int limit, durin_trigger_delivery_cb cb,
+                              void *arg, struct durin_err *err)
 {
   struct db_stmt *st;
   int rc, r = 0;

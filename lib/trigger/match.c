@@ -75,9 +75,9 @@ static int check_template(const char *t, const char *field,
     const char *e = strstr(p + 2, "}}");
 
     if (!e)
-      return durin_err_set(err, DURIN_EINVAL,
-                           "%s: '{{' without its '}}' (write {{path.in.payload}})",
-                           field);
+      return durin_err_set(
+          err, DURIN_EINVAL,
+          "%s: '{{' without its '}}' (write {{path.in.payload}})", field);
     p = e + 2;
   }
   return 0;
@@ -98,17 +98,19 @@ int durin_trigger_config_check(const json_t *c, struct durin_err *err)
   if (ev && !json_is_array(ev))
     return durin_err_set(err, DURIN_EINVAL,
                          "events: want a list like [\"issues.labeled\"]");
-  json_array_foreach(ev, i, v) if (!json_is_string(v) ||
-                                   !json_string_length(v)) return durin_err_set(err, DURIN_EINVAL,
-                                                          "events[%zu]: want "
-                                                          "a name like "
-                                                          "\"issues.labeled\"",
-                                                          i);
+  json_array_foreach(ev, i, v)
+    if (!json_is_string(v) || !json_string_length(v))
+      return durin_err_set(err, DURIN_EINVAL,
+                           "events[%zu]: want "
+                           "a name like "
+                           "\"issues.labeled\"",
+                           i);
   if (wh && !json_is_array(wh))
     return durin_err_set(err, DURIN_EINVAL,
                          "where: want a list of {\"path\", \"value\"}");
   json_array_foreach(wh, i, v) {
-    const json_t *p = json_object_get(v, "path"), *val = json_object_get(v, "value");
+    const json_t *p = json_object_get(v, "path"),
+                 *val = json_object_get(v, "value");
 
     if (!json_is_string(p) || !json_string_length(p) || !json_is_string(val))
       return durin_err_set(err, DURIN_EINVAL,
@@ -157,8 +159,9 @@ int durin_trigger_match(const json_t *config, const char *event,
   size_t i;
   int any = !json_array_size(ev);
 
-  json_array_foreach(ev, i, v) if (event &&
-                                   event_is(json_string_value(v), event)) any = 1;
+  json_array_foreach(ev, i, v)
+    if (event && event_is(json_string_value(v), event))
+      any = 1;
   if (!any) {
     snprintf(reason, reason_len, "event '%s' is not one the trigger takes",
              event ? event : "(none)");
@@ -191,12 +194,12 @@ int durin_trigger_match(const json_t *config, const char *event,
 const char *durin_trigger_association(const json_t *payload)
 {
   static const char *const from[] = { "comment", "review", "pull_request",
-                                      "issue", "sender", NULL };
+                                      "issue",   "sender", NULL };
   int i;
 
   for (i = 0; from[i]; i++) {
-    const json_t *a =
-        json_object_get(json_object_get(payload, from[i]), "author_association");
+    const json_t *a = json_object_get(json_object_get(payload, from[i]),
+                                      "author_association");
 
     if (json_is_string(a))
       return json_string_value(a);

@@ -23,12 +23,12 @@ static void test_github(void **state)
   /* One bit off, another secret, another body, no header, a bad form. */
   snprintf(bad, sizeof(bad), "%s", good);
   bad[strlen(bad) - 1] = 'e';
-  assert_int_equal(durin_trigger_verify_github(
-                       "s3cret", 6, body, sizeof(body) - 1, bad, &err),
+  assert_int_equal(durin_trigger_verify_github("s3cret", 6, body,
+                                               sizeof(body) - 1, bad, &err),
                    DURIN_EACCES);
   assert_non_null(strstr(err.msg, "bad X-Hub-Signature-256"));
-  assert_int_equal(durin_trigger_verify_github(
-                       "s3cres", 6, body, sizeof(body) - 1, good, &err),
+  assert_int_equal(durin_trigger_verify_github("s3cres", 6, body,
+                                               sizeof(body) - 1, good, &err),
                    DURIN_EACCES);
   assert_int_equal(durin_trigger_verify_github("s3cret", 6, body,
                                                sizeof(body) - 2, good, &err),
@@ -107,9 +107,8 @@ static void test_match_and_trust(void **state)
   json_object_set_new(json_object_get(p, "label"), "name", json_string("bug"));
   assert_int_equal(durin_trigger_match(c, "issues.labeled", p, why, 256), 0);
   assert_non_null(strstr(why, "it is 'bug'"));
-  assert_string_equal(json_string_value(
-                          durin_trigger_path(p, "issue.labels.0.name")),
-                      "x");
+  assert_string_equal(
+      json_string_value(durin_trigger_path(p, "issue.labels.0.name")), "x");
   assert_null(durin_trigger_path(p, "issue.labels.1.name"));
   assert_null(durin_trigger_path(p, "issue."));
   /* The comment's author is the one that counts, not the issue's. */
