@@ -581,7 +581,7 @@ static int receive(struct req *r)
   struct durin_err err = { 0 };
   const char *id, *assoc, *action, *pinned;
   json_error_t je;
-  char run_id[32];
+  char run_id[32], idbuf[208];
   int rc;
 
   memset(&in, 0, sizeof(in));
@@ -599,13 +599,15 @@ static int receive(struct req *r)
   durin_sha256_hex(r->body ? r->body : "", r->body_len, in.sha);
   id = req_header(r, !strcmp(in.t.kind, "github") ? "X-GitHub-Delivery" :
                                                     "webhook-id");
+  /* Recorded even when refused, so capped: the header is anyone's. */
+  snprintf(idbuf, sizeof(idbuf), "%.200s", id ? id : "");
   in.d.trigger = in.t.name;
-  in.d.delivery = id ? id : "";
+  in.d.delivery = idbuf;
   in.d.received_ms = durin_now_ms();
   in.d.body_sha256 = in.sha;
   if (verify(&in))
     goto out;
-  if (!*in.d.delivery || strlen(in.d.delivery) > 200) {
+  if (!*in.d.delivery || strlen(id) > 200) {
     snprintf(in.reason, sizeof(in.reason),
              "no X-GitHub-Delivery header (or one over 200 bytes): a "
              "delivery needs an id to be started once");
