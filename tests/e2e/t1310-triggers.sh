@@ -11,8 +11,8 @@
 
 "$DURIN" sandbox -- true 2>/dev/null ||
   test_skip_all "this host cannot build the sandbox (serve takes no runs without it)"
-command -v curl >/dev/null && command -v jq >/dev/null ||
-  test_skip_all "curl and jq are needed (make test installs them)"
+command -v curl >/dev/null && command -v jq >/dev/null && command -v openssl >/dev/null ||
+  test_skip_all "curl, jq and openssl are needed (make test installs them)"
 EXAMPLES="$SRCDIR/tests/js/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
 [ -f "$EXAMPLES" ] ||
   test_skip_all "no @octokit/webhooks-examples (make npm-deps)"
@@ -342,6 +342,15 @@ test_expect_success 'trigger rm removes it and its deliveries; a new one of the 
   grep_q "no trigger" err.txt &&
   test_must_fail_with 5 durin trigger rm issues 2>/dev/null &&
   test "$(send_gh issues issues labeled-member.json d-1)" = 404
+'
+
+test_expect_success 'examples/issue-labeled runs as its README says' '
+  sh "$SRCDIR/examples/issue-labeled/demo.sh" "$DURIN" >demo.out 2>&1 &&
+  grep_q "\"redelivery\":false" demo.out &&
+  grep_q "\"redelivery\":true" demo.out &&
+  grep_q "bad_signature" demo.out &&
+  grep_q "^status    succeeded" demo.out &&
+  grep_q "^summary   fixed the spelling in README" demo.out
 '
 
 stop_serve
