@@ -88,6 +88,10 @@ struct cli_submit {
   int64_t agent_version;
   const char *labels_json, *created_by, *idem_key, *idem_hash;
   const char *webhooks_json, *webhook_secret;
+  /* An inbound trigger's delivery, recorded with the run (see
+   * durin_run_new); a delivery that made a run already: deduped, with
+   * id that run's. */
+  const struct durin_trigger_delivery *delivery;
   int deduped;     /* out: an active run had the dedupe key */
   int idem_reused; /* out: the idempotency key was taken meanwhile */
 };
@@ -231,6 +235,7 @@ int cli_approval_decide(struct durin_store *st, const struct durin_approval *a,
 int cmd_token(int argc, char **argv, struct cli *cli);
 int cmd_webhook(int argc, char **argv, struct cli *cli);
 int cmd_secret(int argc, char **argv, struct cli *cli);
+int cmd_trigger(int argc, char **argv, struct cli *cli);
 
 /* cli_diff_write's flags. */
 enum {

@@ -54,6 +54,8 @@ static const struct command commands[] = {
   { "webhook", cmd_webhook, "the secret that signs runs' own webhooks" },
   { "secret", cmd_secret,
     "the vault: encrypted secrets (set, ls, rm, keygen)" },
+  { "trigger", cmd_trigger,
+    "inbound webhooks that start runs (add, ls, rm, deliveries)" },
   { NULL, NULL, NULL },
 };
 

@@ -245,6 +245,7 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
   rn.idem_hash = o->idem_hash;
   rn.webhooks_json = o->webhooks_json;
   rn.webhook_secret = o->webhook_secret;
+  rn.delivery = o->delivery;
   /* The spec's own webhooks, signed with the store's webhook secret
    * (made by the first submit that needs one; 'durin webhook secret'). */
   if (!rn.webhooks_json && spec->notify &&
@@ -275,6 +276,12 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
     durin_tree_remove(parent);
     if (o->idem_key && !o->dedupe_key) {
       o->idem_reused = 1;
+      return 0;
+    }
+    if (o->delivery &&
+        durin_store_delivery_run(cli->store, o->delivery->trigger,
+                                 o->delivery->delivery, id, NULL) == 0) {
+      o->deduped = 1;
       return 0;
     }
     if (o->dedupe_key &&

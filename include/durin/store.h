@@ -28,6 +28,7 @@
 
 struct durin_store;
 struct durin_txn;
+struct durin_trigger_delivery;
 typedef struct json_t json_t;
 
 /* The run's durable status. Stored as its text name. */
@@ -91,6 +92,10 @@ struct durin_run_new {
   const char *idem_hash;      /* the request's hash, to tell a reuse */
   const char *webhooks_json;  /* [{"url", "events": [...]}]: the run's own */
   const char *webhook_secret; /* signs the run's own webhooks */
+  /* The inbound trigger's delivery that made it (NULL: none), recorded
+   * with the run in its transaction; DURIN_EEXIST if that delivery
+   * already made a run (durin_store_delivery_run finds it). */
+  const struct durin_trigger_delivery *delivery;
 };
 
 /* A run row, as read. Strings are owned by the struct; see _clear. */
@@ -842,5 +847,72 @@ int durin_store_secret_list(struct durin_store *s, const char *tenant,
 /* Deletes tenant's secret name; DURIN_ENOTFOUND if there was none. */
 int durin_store_secret_delete(struct durin_store *s, const char *tenant,
                               const char *name, struct durin_err *err);
+
+/* ---- inbound triggers (lib/trigger/, lib/store/sql-triggers.c) ---- */
+
+/* A trigger's definition. Strings are owned by whoever filled it
+ * (durin_trigger_def_clear frees those the store filled). config is the
+ * JSON of its filters, templates and untrusted-sender rule; spec and
+ * untrusted_spec the pinned specs' JSON (untrusted_spec may be NULL). */
+struct durin_trigger_def {
+  char *name;
+  char *tenant;
+  char *kind;   /* "github" or "standard" */
+  char *secret; /* the vault secret's name, never its value */
+  char *config;
+  char *spec;
+  char *untrusted_spec;
+  int64_t created_ms;
+  char *created_by; /* may be NULL */
+};
+void durin_trigger_def_clear(struct durin_trigger_def *t);
+typedef int (*durin_trigger_def_cb)(const struct durin_trigger_def *t,
+                                    void *arg);
+
+/* Adds t; DURIN_EEXIST if a trigger has the name (names are global:
+ * the receiving URL carries no tenant). */
+int durin_store_trigger_add(struct durin_store *s,
+                            const struct durin_trigger_def *t,
+                            struct durin_err *err);
+/* Trigger name, whatever its tenant; DURIN_ENOTFOUND if none. */
+int durin_store_trigger_get(struct durin_store *s, const char *name,
+                            struct durin_trigger_def *out,
+                            struct durin_err *err);
+/* Tenant's triggers (NULL: every tenant's) by name. */
+int durin_store_trigger_list(struct durin_store *s, const char *tenant,
+                             durin_trigger_def_cb cb, void *arg,
+                             struct durin_err *err);
+/* Deletes trigger name of tenant (NULL: any) and its deliveries;
+ * DURIN_ENOTFOUND if there was none. */
+int durin_store_trigger_delete(struct durin_store *s, const char *tenant,
+                               const char *name, struct durin_err *err);
+
+/* A delivery received by a trigger, whatever became of it. */
+struct durin_trigger_delivery {
+  const char *trigger;
+  const char *delivery; /* X-GitHub-Delivery / webhook-id ("" if none) */
+  int64_t received_ms;
+  const char *event;   /* "issues.labeled"; may be NULL */
+  const char *outcome; /* "accepted", "ignored" or "refused" */
+  const char *reason;  /* may be NULL */
+  const char *run_id;  /* the run it started; NULL for the others */
+  const char *sender, *association; /* as the payload says; may be NULL */
+  const char *body_sha256;          /* hex; never the body */
+};
+typedef int (*durin_trigger_delivery_cb)(const struct durin_trigger_delivery *d,
+                                         void *arg);
+
+/* Records a delivery that started no run (ignored or refused). */
+int durin_store_delivery_add(struct durin_store *s,
+                             const struct durin_trigger_delivery *d,
+                             struct durin_err *err);
+/* The run trigger's delivery started; DURIN_ENOTFOUND if none. */
+int durin_store_delivery_run(struct durin_store *s, const char *trigger,
+                             const char *delivery, char run_id[32],
+                             struct durin_err *err);
+/* Trigger's deliveries, newest first, at most limit (0: 100). */
+int durin_store_delivery_list(struct durin_store *s, const char *trigger,
+                              int limit, durin_trigger_delivery_cb cb,
+                              void *arg, struct durin_err *err);
 
 #endif

@@ -127,6 +127,13 @@ int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
       return durin__sq_fail(q, err, "recording idempotency key");
     r = 0;
   }
+  if (n->delivery) {
+    struct durin_trigger_delivery d = *n->delivery;
+
+    d.run_id = n->id;
+    if ((r = durin__sq_delivery_insert(q, &d, err)))
+      return r;
+  }
   if (n->webhooks_json) {
     json_t *a = json_loads(n->webhooks_json, 0, NULL), *w;
     size_t i;

@@ -171,6 +171,12 @@ int durin__sq_run_insert(struct durin_store *q, const struct durin_run_new *n,
  * and own webhooks (sql-api.c). */
 int durin__sq_run_extras(struct durin_store *q, const struct durin_run_new *n,
                          struct durin_err *err);
+/* Records a trigger's delivery on the open transaction, if any
+ * (sql-triggers.c); DURIN_EEXIST when it names a run and the delivery
+ * started one already. */
+int durin__sq_delivery_insert(struct durin_store *q,
+                              const struct durin_trigger_delivery *d,
+                              struct durin_err *err);
 
 /* Approvals (sql-approvals.c). */
 /* Inside a transaction: pending approvals of a run that ended. */

@@ -146,6 +146,39 @@ static const char *const stmt_sql[ST__COUNT] = {
  "  created_by TEXT,"             \
  "  PRIMARY KEY(tenant, name));"
 
+/* Inbound triggers (lib/store/sql-triggers.c, docs/internals/triggers.md):
+ * a definition per name, and every delivery received, whatever became of
+ * it. A delivery that started a run holds its run id, and the unique
+ * index over those makes a redelivery find that run instead of making
+ * another: the row is written in the run's own transaction. Refused and
+ * ignored deliveries may repeat (anyone can send one). */
+#define TRIGGERS_TABLES(I64)                        \
+ "CREATE TABLE triggers("                           \
+ "  name TEXT PRIMARY KEY,"                         \
+ "  tenant TEXT NOT NULL,"                          \
+ "  kind TEXT NOT NULL,"                            \
+ "  secret TEXT NOT NULL,"                          \
+ "  config TEXT NOT NULL,"                          \
+ "  spec TEXT NOT NULL,"                            \
+ "  untrusted_spec TEXT,"                           \
+ "  created_ms " I64 " NOT NULL,"                   \
+ "  created_by TEXT);"                              \
+ "CREATE TABLE trigger_deliveries("                 \
+ "  trigger_name TEXT NOT NULL,"                    \
+ "  delivery TEXT NOT NULL,"                        \
+ "  received_ms " I64 " NOT NULL,"                  \
+ "  event TEXT,"                                    \
+ "  outcome TEXT NOT NULL,"                         \
+ "  reason TEXT,"                                   \
+ "  run_id TEXT,"                                   \
+ "  sender TEXT,"                                   \
+ "  association TEXT,"                              \
+ "  body_sha256 TEXT);"                             \
+ "CREATE INDEX trigger_deliveries_by ON "           \
+ "  trigger_deliveries(trigger_name, received_ms);" \
+ "CREATE UNIQUE INDEX trigger_deliveries_once ON "  \
+ "  trigger_deliveries(trigger_name, delivery) WHERE run_id IS NOT NULL;"
+
 /* Whether a call's attempt runs in a layer of its own (lib/worker/calls.c). */
 #define LEDGER_CONTAINED \
  "ALTER TABLE ledger ADD COLUMN contained INTEGER NOT NULL DEFAULT 0;"
@@ -407,6 +440,8 @@ static const char *const migrations[] = {
   OTEL_CURSOR("INTEGER"),
   /* 9: the vault. */
   SECRETS_TABLE("INTEGER"),
+  /* 10: inbound triggers and their deliveries. */
+  TRIGGERS_TABLES("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -522,6 +557,7 @@ static const char *const pg_migrations[] = {
                                      "EXECUTE FUNCTION durin_webhooks();",
   OTEL_CURSOR("BIGINT"),
   SECRETS_TABLE("BIGINT"),
+  TRIGGERS_TABLES("BIGINT"),
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,

@@ -86,6 +86,7 @@ param_of() {
   /v1/webhooks/\{*) eval echo "\$${2}_webhook" ;;
   /v1/tokens/\{*) eval echo "\$${2}_token" ;;
   /v1/secrets/\{*) eval echo "\$${2}_secret" ;;
+  /v1/triggers/\{*) eval echo "\$${2}_trigger" ;;
   /v1/agents/\{*) echo "$AGENT" ;;
   /v1/limits/\{*) echo tenant:ta ;;
   /ui/\{*) echo app.js ;;
@@ -126,6 +127,10 @@ body_of() {
   "POST /v1/tokens") echo "{\"name\": \"$(next_name)\", \"role\": \"viewer\"}" >"$TRASH/req.body" ;;
   "PUT /v1/limits/{scope}") echo '{"max": null}' >"$TRASH/req.body" ;;
   "PUT /v1/secrets/{name}") echo '{"value": "matrix-value-1"}' >"$TRASH/req.body" ;;
+  "POST /v1/triggers")
+    echo "{\"name\": \"$(next_name)\", \"kind\": \"github\", \"secret\": \"MATRIX_HOOK\", \"spec\": $(jq -c .spec "$TRASH/agent.json")}" >"$TRASH/req.body" ;;
+  "POST /v1/triggers/{name}")
+    echo '{"action": "opened", "sender": {"login": "matrix"}}' >"$TRASH/req.body" ;;
   "POST /v1/webhooks")
     echo '{"url": "http://127.0.0.1:9/matrix", "events": ["approval.decided"]}' >"$TRASH/req.body" ;;
   *)
@@ -148,6 +153,23 @@ call() {
   if [ "$5" = open ]; then
     curl -s -m 2 -o "$TRASH/.body" -D "$TRASH/.headers" -w '%{http_code}' \
       -H "Authorization: Bearer $_t" "$API_DIRECT$_url"
+    return 0
+  fi
+  # A trigger's delivery, signed (MATRIX_SIGN=1) with the trigger's
+  # secret, goes to serve itself: the signature is over the body's bytes,
+  # which a proxy may re-encode. Its answer is checked offline.
+  if [ "$_m $_p" = "POST /v1/triggers/{name}" ]; then
+    _sig=$(openssl dgst -sha256 -hmac "value-of-$4-a" <"$TRASH/req.body" | sed "s/^.*= //")
+    _api_m=$_m _api_path=$_url
+    if [ "${MATRIX_SIGN-}" = 1 ]; then
+      api_curl_ "$API_DIRECT" -m 20 -H "$J" -H "X-GitHub-Event: ping" \
+        -H "X-GitHub-Delivery: matrix-$(next_name)" \
+        -H "X-Hub-Signature-256: sha256=$_sig" --data-binary @"$TRASH/req.body"
+    else
+      api_curl_ "$API_DIRECT" -m 20 -H "$J" -H "Authorization: Bearer $_t" \
+        --data-binary @"$TRASH/req.body"
+    fi
+    api_check_offline_
     return 0
   fi
   if [ "$(cat "$TRASH/req.type")" = - ]; then
@@ -190,6 +212,11 @@ test_expect_success 'serve, tokens of each role, tenant A objects and throwaways
     eval "${w}_token=$w-a" || return 1
     test "$(api "$ADMIN" PUT "/v1/secrets/SECRET_${w}_TA?tenant=ta" -H "$J" -d "{\"value\": \"value-of-$w-a\"}")" = 201 &&
     eval "${w}_secret=SECRET_${w}_TA" || return 1
+    test "$(api "$ADMIN" POST "/v1/triggers?tenant=ta" -H "$J" -d "{\"name\": \"hook-$w\", \"kind\": \"github\", \"secret\": \"SECRET_${w}_TA\", \"events\": [\"issues.labeled\"], \"spec\": $(jq -c .spec agent.json)}")" = 201 &&
+    eval "${w}_trigger=hook-$w" || return 1
+  done &&
+  for t in default tb; do
+    test "$(api "$ADMIN" PUT "/v1/secrets/MATRIX_HOOK?tenant=$t" -H "$J" -d "{\"value\": \"matrix\"}")" = 201 || return 1
   done &&
   test "$(api "$ADMIN" PUT /v1/limits/tenant:ta -H "$J" -d "{\"max\": 50}")" = 200 &&
   test "$(api - GET /v1/openapi.json)" = 200 && cp "$TRASH/.body" doc.json &&
@@ -203,6 +230,9 @@ test_expect_success 'every operation names its role: none exactly when public, n
     { [ "$public" = yes ] && [ "$role" = none ]; } ||
       { [ "$public" = no ] && [ "$role" != none ]; } ||
       fail "$m $p: security [] ($public) and x-durin-role $role disagree" || return 1
+    # The one write open to all: a trigger'"'"'s delivery, which its
+    # signature authenticates (t1310 checks that).
+    [ "$m $p" = "POST /v1/triggers/{name}" ] && continue
     [ "$m" = GET ] || [ "$role" = operator ] || [ "$role" = admin ] ||
       fail "$m $p: a write open to $role" || return 1
   done <ops
@@ -214,7 +244,13 @@ test_expect_success 'no token: 401 with WWW-Authenticate, except the public oper
   while read -r m p role public stream; do
     exercised anon "$m" "$p"
     s=$(call - "$m" "$p" main closed) || return 1
-    if [ "$public" = yes ]; then
+    if [ "$m $p" = "POST /v1/triggers/{name}" ]; then
+      # Public by design: the delivery'"'"'s signature is its authentication.
+      # Unsigned, it is 401 bad_signature, with no Bearer challenge.
+      [ "$s" = 401 ] && [ "$(body_field .error.code)" = bad_signature ] &&
+        [ -z "$(hdr WWW-Authenticate)" ] ||
+        fail "$m $p unsigned: $s, want 401 bad_signature without WWW-Authenticate" || return 1
+    elif [ "$public" = yes ]; then
       [ "$s" = 200 ] || fail "$m $p without a token: $s, want 200" || return 1
     else
       [ "$s" = 401 ] || fail "$m $p without a token: $s, want 401" || return 1
@@ -266,7 +302,7 @@ test_expect_success 'an operator: 403 on the admin-only operations' '
 no_a_in_body() {
   for x in "$main_run" "$throw_run" "$main_approval" "$throw_approval" \
     "$main_webhook" "$throw_webhook" "$main_token" "$throw_token" \
-    "$main_secret" "$throw_secret" tenant:ta; do
+    "$main_secret" "$throw_secret" "$main_trigger" "$throw_trigger" tenant:ta; do
     [ "$x" = "${1-}" ] && continue
     ! grep -q -- "$x" "$TRASH/.body" ||
       fail "$m $p as tenant B: the answer names $x of tenant A" || return 1
@@ -286,6 +322,11 @@ test_expect_success 'tenant B: 404 on tenant A objects, and never one of them in
       # server'"'"'s: no tenant token sets or reads them.
       s=$(call "$B" "$m" "$p" throw closed) || return 1
       [ "$s" = 403 ] && no_a_in_body || fail "$m $p as tenant B: $s, want 403" || return 1
+      continue ;;
+    "POST /v1/triggers/{name}")
+      # A delivery: the token is not looked at; unsigned, it is refused.
+      s=$(call "$B" "$m" "$p" main closed) || return 1
+      [ "$s" = 401 ] && no_a_in_body || fail "$m $p as tenant B: $s, want 401" || return 1
       continue ;;
     "GET /ui/{file}")
       # The dashboard'"'"'s files: public, and no tenant'"'"'s.
@@ -341,6 +382,10 @@ test_expect_success 'exactly the role the document names is enough for each oper
     # Continued, the cancelled throwaway would go back to work: the main
     # run (waiting, so 409) takes it.
     [ "$m $p" = "POST /v1/runs/{id}/continue" ] && set -- main closed
+    # A delivery signed with the main trigger'"'"'s secret (the throwaway'"'"'s
+    # secret is gone by now); the event is one it does not take: 200.
+    MATRIX_SIGN=
+    [ "$m $p" = "POST /v1/triggers/{name}" ] && set -- main closed && MATRIX_SIGN=1
     s=$(call "$t" "$m" "$p" "$@") || return 1
     echo "$m $p as $role: $s"
     case $s in
