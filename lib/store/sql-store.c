@@ -22,6 +22,7 @@
 #include "durin/store.h"
 #include "durin/util.h"
 #include "store/sql-int.h"
+#include "store/sql-schedules.h"
 
 static const char *const stmt_sql[ST__COUNT] = {
   [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3, commit_token = ?4 "
@@ -407,6 +408,8 @@ static const char *const migrations[] = {
   OTEL_CURSOR("INTEGER"),
   /* 9: the vault. */
   SECRETS_TABLE("INTEGER"),
+  /* 10: schedules and their ticks. */
+  SCHEDULES_TABLES("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -522,6 +525,7 @@ static const char *const pg_migrations[] = {
                                      "EXECUTE FUNCTION durin_webhooks();",
   OTEL_CURSOR("BIGINT"),
   SECRETS_TABLE("BIGINT"),
+  SCHEDULES_TABLES("BIGINT"),
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,
