@@ -906,11 +906,13 @@ struct durin_schedule_fire {
   int64_t tick_ms; /* the tick claimed: next_fire_ms must still be it */
   int64_t next_ms; /* next_fire_ms after it */
   /* "fired" (run set), "skipped" (overlap), "missed" (catch-up: ticks
-   * tick_ms up to before next_ms not run, count of them in missed). */
+   * tick_ms up to before next_ms not run, count of them in missed),
+   * "failed" (its run could not be made: detail says why). */
   const char *outcome;
   int64_t missed;
   const struct durin_run_new *run;
   const char *cancel_run; /* cancel-previous: flagged in the same txn */
+  const char *detail;     /* why (a skip, a spec that failed); may be NULL */
   int64_t now_ms;
 };
 /*
@@ -926,10 +928,11 @@ int durin_store_schedule_fire(struct durin_store *s,
                               struct durin_err *err);
 struct durin_schedule_tick {
   int64_t tick_ms;
-  const char *outcome; /* fired, skipped, missed */
+  const char *outcome; /* fired, skipped, missed, failed */
   int64_t missed;      /* missed: how many ticks */
   const char *run_id;  /* fired: the run; NULL otherwise */
   int64_t at_ms;       /* when it was recorded */
+  const char *detail;  /* may be NULL */
 };
 typedef int (*durin_schedule_tick_cb)(const struct durin_schedule_tick *t,
                                       void *arg);

@@ -317,8 +317,8 @@ static int fire_in_txn(struct durin_store *q,
     goto out;
   if (db_prepare(q->db,
                  "INSERT INTO schedule_ticks(tenant, name, tick_ms, outcome, "
-                 "missed, run_id, at_ms) VALUES(?1, ?2, ?3, ?4, ?5, CAST(?6 "
-                 "AS TEXT), ?7)",
+                 "missed, run_id, at_ms, detail) VALUES(?1, ?2, ?3, ?4, ?5, "
+                 "CAST(?6 AS TEXT), ?7, CAST(?8 AS TEXT))",
                  &st) != DB_OK) {
     r = durin__sq_fail(q, err, "recording a schedule's tick");
     goto out;
@@ -330,6 +330,7 @@ static int fire_in_txn(struct durin_store *q,
   db_bind_int64(st, 5, f->missed);
   db_bind_text(st, 6, f->run ? f->run->id : NULL);
   db_bind_int64(st, 7, f->now_ms);
+  db_bind_text(st, 8, f->detail);
   if (db_step(st) != DB_DONE)
     r = durin__sq_fail(q, err, "recording a schedule's tick");
   /* A queued run: idle workers need not wait for their next poll. */
@@ -370,7 +371,7 @@ int durin_store_schedule_ticks(struct durin_store *q, const char *tenant,
   int r = 0, rc;
 
   if (db_prepare(q->db,
-                 "SELECT tick_ms, outcome, missed, run_id, at_ms FROM "
+                 "SELECT tick_ms, outcome, missed, run_id, at_ms, detail FROM "
                  "schedule_ticks WHERE tenant = ?1 AND name = ?2 ORDER BY "
                  "tick_ms DESC LIMIT ?3",
                  &st) != DB_OK)
@@ -385,6 +386,7 @@ int durin_store_schedule_ticks(struct durin_store *q, const char *tenant,
       .missed = db_col_int64(st, 2),
       .run_id = db_col_text(st, 3),
       .at_ms = db_col_int64(st, 4),
+      .detail = db_col_text(st, 5),
     };
 
     if ((r = cb(&t, arg)))
