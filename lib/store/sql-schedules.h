@@ -33,6 +33,7 @@
  "  outcome TEXT NOT NULL,"                                     \
  "  missed " I64 " NOT NULL DEFAULT 0,"                         \
  "  run_id TEXT,"                                               \
+ "  detail TEXT,"                                               \
  "  at_ms " I64 " NOT NULL,"                                    \
  "  PRIMARY KEY(tenant, name, tick_ms));"
 
