@@ -182,6 +182,18 @@ static int fire_tick(struct fire_ctx *c, const char *data, char prev[32])
   o.create = create_claimed;
   o.create_arg = c;
   code = cli_submit_spec(c->cli, data, &spec, &o, id, &err);
+  if (c->claimed && c->cancel_run) {
+    /* The audit trail, as an operator's cancel leaves one; after the
+     * commit, so best effort (the flag itself is durable). */
+    json_t *d = json_pack("{s:s, s:s, s:s}", "action", "cancel", "by",
+                          c->sc->name, "role", "schedule");
+
+    if (d && durin_store_control_event(c->cli->store, c->cancel_run,
+                                       "control", d, durin_now_ms(), &err))
+      say(c, "run %s: cannot record the cancel in its log: %s", c->cancel_run,
+          err.msg);
+    json_decref(d);
+  }
   if (c->claimed) {
     say(c, "schedule '%s': tick %s started run %s%s%s", c->sc->name, when,
         c->run_id, c->cancel_run ? ", cancelling run " : "",

@@ -298,14 +298,22 @@ static int fire_in_txn(struct durin_store *q,
   st = NULL;
   if (f->cancel_run) {
     if (db_prepare(q->db,
-                   "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND "
-                   "status NOT IN ('succeeded', 'failed', 'cancelled', "
-                   "'budget_exceeded')",
+                   /* A run nobody holds because it waits (a person, a
+                    * timer, a pause) goes back to the queue, so that a
+                    * worker takes it, sees the flag and ends it, as
+                    * deciding an approval wakes it. */
+                   "UPDATE runs SET cancel_requested = 1, status = CASE "
+                   "WHEN lease_owner IS NULL AND status IN "
+                   "('waiting_approval', 'sleeping', 'paused', "
+                   "'needs_human') THEN 'running' ELSE status END, "
+                   "updated_ms = ?2 WHERE id = ?1 AND status NOT IN "
+                   "('succeeded', 'failed', 'cancelled', 'budget_exceeded')",
                    &st) != DB_OK) {
       r = durin__sq_fail(q, err, "cancelling the previous run");
       goto out;
     }
     db_bind_text(st, 1, f->cancel_run);
+    db_bind_int64(st, 2, f->now_ms);
     if (db_step(st) != DB_DONE) {
       r = durin__sq_fail(q, err, "cancelling the previous run");
       goto out;
