@@ -1,10 +1,12 @@
 /* Schedules' clock: cron parsing, its errors, and next fire times across
- * daylight saving changes (lib/sched/cron.c). */
+ * daylight saving changes (lib/sched/cron.c); and the claim of a tick in
+ * the store (lib/store/sql-schedules.c), on both stores. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "durin/sched.h"
+#include "durin/store.h"
 #include "test.h"
 
 /* Unix ms of a UTC wall time (timegm reads no zone). */
@@ -200,6 +202,90 @@ static void test_format(void **state)
   durin_cron_free(c);
 }
 
+static int count_ticks(const struct durin_schedule_tick *t, void *arg)
+{
+  (void)t;
+  ++*(int *)arg;
+  return 0;
+}
+
+static int fire(struct durin_store *s, int64_t tick, int64_t next,
+                const char *run_id)
+{
+  struct durin_run_new rn = { run_id, "t", "{}", "script:x", "/tmp", 1000 };
+  char key[64];
+  struct durin_schedule_fire f = { .name = "n", .tick_ms = tick,
+                                   .next_ms = next, .outcome = "fired",
+                                   .run = &rn, .now_ms = 1000 };
+
+  snprintf(key, sizeof(key), "schedule:n:%lld", (long long)tick);
+  rn.dedupe_key = key;
+  return durin_store_schedule_fire(s, &f, NULL);
+}
+
+/* A tick is claimed once, on any connection; a claimed, paused or
+ * removed schedule's tick makes no run. */
+static void test_claim_once(void **state)
+{
+  struct store_fx *f = *state;
+  struct durin_store *other = NULL;
+  struct durin_schedule sc = { 0 }, got;
+  struct durin_run_info ri;
+  struct durin_err err = { 0 };
+  int n = 0;
+
+  sc.name = "n";
+  sc.cron = "* * * * *";
+  sc.tz = "UTC";
+  sc.spec_json = "{}";
+  sc.catchup = 1;
+  sc.next_fire_ms = 60000;
+  assert_int_equal(durin_store_schedule_add(f->s, &sc, &err), 0);
+  assert_int_equal(durin_store_schedule_add(f->s, &sc, &err), DURIN_EEXIST);
+  assert_int_equal(durin_store_open(f->url, &other, NULL), 0);
+  assert_int_equal(fire(f->s, 60000, 120000, "r1"), 0);
+  /* The same tick again, here and on another connection: refused, and
+   * nothing written. */
+  assert_int_equal(fire(f->s, 60000, 120000, "r2"), DURIN_ESTATE);
+  assert_int_equal(fire(other, 60000, 120000, "r3"), DURIN_ESTATE);
+  assert_int_equal(durin_store_run_get(f->s, "r2", &ri, NULL), DURIN_ENOTFOUND);
+  assert_int_equal(durin_store_run_get(f->s, "r3", &ri, NULL), DURIN_ENOTFOUND);
+  assert_int_equal(durin_store_schedule_get(other, NULL, "n", &got, &err), 0);
+  assert_int_equal(got.next_fire_ms, 120000);
+  assert_int_equal(got.last_fire_ms, 60000);
+  assert_string_equal(got.last_run_id, "r1");
+  assert_string_equal(got.last_run_status, "queued");
+  durin_schedule_clear(&got);
+  /* The next tick, from the other connection. */
+  assert_int_equal(fire(other, 120000, 180000, "r4"), 0);
+  /* Paused: no tick is claimable; resumed at a later tick. */
+  assert_int_equal(durin_store_schedule_set_paused(f->s, NULL, "n", 1, 0, &err),
+                   0);
+  assert_int_equal(fire(f->s, 180000, 240000, "r5"), DURIN_ESTATE);
+  assert_int_equal(
+      durin_store_schedule_set_paused(f->s, NULL, "n", 0, 600000, &err), 0);
+  assert_int_equal(fire(f->s, 180000, 240000, "r5"), DURIN_ESTATE);
+  assert_int_equal(durin_store_schedule_ticks(f->s, NULL, "n", 10, count_ticks,
+                                              &n, &err),
+                   0);
+  assert_int_equal(n, 2);
+  assert_int_equal(durin_store_schedule_remove(f->s, NULL, "n", &err), 0);
+  assert_int_equal(fire(f->s, 600000, 660000, "r6"), DURIN_ESTATE);
+  assert_int_equal(durin_store_schedule_remove(f->s, NULL, "n", &err),
+                   DURIN_ENOTFOUND);
+  durin_store_close(other);
+}
+
+static int setup(void **state)
+{
+  return store_fx_open(state, "s.db");
+}
+
+static int teardown(void **state)
+{
+  return store_fx_close(state);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -208,6 +294,7 @@ int main(void)
     cmocka_unit_test(test_dst_berlin),
     cmocka_unit_test(test_dst_new_york),
     cmocka_unit_test(test_format),
+    cmocka_unit_test_setup_teardown(test_claim_once, setup, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
