@@ -73,6 +73,7 @@ static const struct route *const route_tables[] = {
   srv_stream_routes,    /* hub.c */
   srv_webhook_routes,   /* webhooks.c */
   srv_secret_routes,    /* secrets.c */
+  srv_schedule_routes,  /* schedules.c */
   srv_workspace_routes, /* workspaces.c */
   srv_openapi_routes,   /* openapi.c */
   srv_diff_routes,      /* diff.c */
