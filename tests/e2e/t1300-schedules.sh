@@ -176,6 +176,46 @@ test_expect_success 'the runs name their schedule and tick' '
   test "$(sql "select value from run_labels where run_id = '"'"'$id'"'"' and key = '"'"'schedule_tick'"'"'")" = 2030-01-01T00:30:00Z
 '
 
+J='Content-Type: application/json'
+api_body() {
+  cat <<JSON
+{"name": "$1", "cron": "$2", "tz": "${3:-UTC}", "overlap": "queue",
+ "spec": {"goal": "api tick", "tools": ["finish"], "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}}
+JSON
+}
+
+test_expect_success 'the API refuses a bad expression or zone naming the field' '
+  OP=$(make_token ops operator) && VIEW=$(make_token eyes viewer) &&
+  test -n "$OP" &&
+  test "$(api "$OP" POST /v1/schedules -H "$J" -d "$(api_body a "0 24 * * *")")" = 400 &&
+  test "$(body_field .error.field)" = cron &&
+  body_field .error.message | grep_q "field 2 (hour): 24 is out of range 0-23" &&
+  test "$(api "$OP" POST /v1/schedules -H "$J" -d "$(api_body a "@daily" Mars/X)")" = 400 &&
+  test "$(body_field .error.field)" = tz &&
+  body_field .error.message | grep_q "unknown time zone" &&
+  test "$(api "$VIEW" POST /v1/schedules -H "$J" -d "$(api_body a "@daily")")" = 403
+'
+
+test_expect_success 'the API adds, lists, pauses, resumes and removes; its ticks fire' '
+  test "$(api "$OP" POST /v1/schedules -H "$J" -d "$(api_body viaapi "* * * * *")")" = 201 &&
+  test "$(body_field .next_fire)" = 2030-01-01T00:31:00Z &&
+  test "$(api "$OP" POST /v1/schedules -H "$J" -d "$(api_body viaapi "@daily")")" = 409 &&
+  set_clock $((31 * 60000)) &&
+  wait_for 30 "test \"\$(runs_of viaapi)\" = 1" &&
+  test "$(api "$VIEW" GET /v1/schedules/viaapi)" = 200 &&
+  test "$(body_field ".ticks[0].outcome")" = fired &&
+  test "$(body_field ".ticks[0].run")" = "$(body_field .last_run)" &&
+  test "$(api "$VIEW" GET /v1/schedules)" = 200 &&
+  test "$(body_field ".schedules | map(.name) | index(\"viaapi\") != null")" = true &&
+  test "$(api "$OP" POST /v1/schedules/viaapi/pause)" = 200 &&
+  test "$(body_field .paused)" = true &&
+  test "$(api "$OP" POST /v1/schedules/viaapi/resume)" = 200 &&
+  test "$(body_field .paused)" = false &&
+  test "$(api "$OP" DELETE /v1/schedules/viaapi)" = 204 &&
+  test "$(api "$VIEW" GET /v1/schedules/viaapi)" = 404
+'
+
 stop_serve $D
 stop_serve $E
 test_done
