@@ -110,8 +110,9 @@ param_of() {
 # looked for in tenant A (a token of no tenant acts in "default").
 fill() {
   _v=$(param_of "$1" "$2") || return 1
-  case $1 in /v1/agents/\{* | /v1/secrets/\{* | /v1/schedules/\{*) _v="$_v?tenant=ta" ;; esac
-  printf '%s\n' "$1" | sed "s|{[^}]*}|$_v|"
+  _q=""
+  case $1 in /v1/agents/\{* | /v1/secrets/\{* | /v1/schedules/\{*) _q="?tenant=ta" ;; esac
+  printf '%s%s\n' "$(printf '%s\n' "$1" | sed "s|{[^}]*}|$_v|")" "$_q"
 }
 
 # body_of METHOD PATH: writes the request body of the operation to
