@@ -73,9 +73,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
       o->json = 1;
       continue;
     }
-    if (!strcmp(a, "--cron") || !strcmp(a, "--tz") ||
-        !strcmp(a, "--tenant") || !strcmp(a, "--overlap") ||
-        !strcmp(a, "--catchup") || !strcmp(a, "--limit")) {
+    if (!strcmp(a, "--cron") || !strcmp(a, "--tz") || !strcmp(a, "--tenant") ||
+        !strcmp(a, "--overlap") || !strcmp(a, "--catchup") ||
+        !strcmp(a, "--limit")) {
       if (!v) {
         cli_error("schedule: no value for %s", a);
         return EXIT_USAGE;
@@ -89,9 +89,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         o->tenant = v;
       else if (!strcmp(a, "--overlap"))
         o->overlap = v;
-      else if ((code = parse_int(a, v,
-                                 !strcmp(a, "--catchup") ? &o->catchup :
-                                                           &o->limit)))
+      else if ((code = parse_int(
+                    a, v, !strcmp(a, "--catchup") ? &o->catchup : &o->limit)))
         return code;
       continue;
     }
@@ -175,8 +174,7 @@ static int print_tick(const struct durin_schedule_tick *t, void *arg)
     printf("%-22s %-8s %s", when ? when : "?", t->outcome,
            t->run_id ? t->run_id : "");
     if (!strcmp(t->outcome, "missed"))
-      printf("%lld tick(s) from here not run (catch-up)",
-             (long long)t->missed);
+      printf("%lld tick(s) from here not run (catch-up)", (long long)t->missed);
     if (t->detail)
       printf("%s%s", t->run_id ? "  " : "", t->detail);
     printf("\n");
@@ -313,8 +311,8 @@ int cmd_schedule(int argc, char **argv, struct cli *cli)
     if (!(r = durin_store_schedule_get(cli->store, o.tenant, o.name, &sc,
                                        &err))) {
       durin_schedule_clear(&sc);
-      r = durin_store_schedule_ticks(cli->store, o.tenant, o.name,
-                                     (int)o.limit, print_tick, &o.json, &err);
+      r = durin_store_schedule_ticks(cli->store, o.tenant, o.name, (int)o.limit,
+                                     print_tick, &o.json, &err);
     }
   } else if (!strcmp(sub, "rm")) {
     if (!(r = durin_store_schedule_remove(cli->store, o.tenant, o.name, &err)))
@@ -326,9 +324,8 @@ int cmd_schedule(int argc, char **argv, struct cli *cli)
 
     /* Resuming starts at the first tick after now: ticks while paused
      * are not caught up. */
-    if (!pause &&
-        !(r = durin_store_schedule_get(cli->store, o.tenant, o.name, &sc,
-                                       &err))) {
+    if (!pause && !(r = durin_store_schedule_get(cli->store, o.tenant, o.name,
+                                                 &sc, &err))) {
       struct durin_cron *c = NULL;
 
       if (durin_cron_parse(sc.cron, sc.tz, &c, &err) ||

@@ -33,7 +33,7 @@
 /* Ticks enumerated per schedule and call at most: a minutely schedule
  * down for a year is 525,600 ticks; beyond this, the enumeration starts
  * again a week before now (those older are missed all the same). */
-#define SCHED_MAX_TICKS 20000
+#define SCHED_MAX_TICKS   20000
 #define SCHED_MAX_CATCHUP 100
 
 int64_t cli_sched_now(void)
@@ -55,8 +55,8 @@ struct fire_ctx {
   const struct durin_schedule *sc;
   int64_t tick, next;
   const char *cancel_run;
-  int called;   /* the store was asked to claim */
-  int claimed;  /* ... and the claim was ours */
+  int called;  /* the store was asked to claim */
+  int claimed; /* ... and the claim was ours */
   char run_id[32];
   void (*on_log)(void *arg, const char *line);
   void *log_arg;
@@ -188,8 +188,8 @@ static int fire_tick(struct fire_ctx *c, const char *data, char prev[32])
     json_t *d = json_pack("{s:s, s:s, s:s}", "action", "cancel", "by",
                           c->sc->name, "role", "schedule");
 
-    if (d && durin_store_control_event(c->cli->store, c->cancel_run,
-                                       "control", d, durin_now_ms(), &err))
+    if (d && durin_store_control_event(c->cli->store, c->cancel_run, "control",
+                                       d, durin_now_ms(), &err))
       say(c, "run %s: cannot record the cancel in its log: %s", c->cancel_run,
           err.msg);
     json_decref(d);
@@ -219,8 +219,9 @@ static int fire_schedule(struct cli *cli, const char *data,
 {
   struct durin_cron *cron = NULL;
   struct durin_err err = { 0 };
-  struct fire_ctx c = { .cli = cli, .sc = sc, .on_log = on_log,
-                        .log_arg = log_arg };
+  struct fire_ctx c = {
+    .cli = cli, .sc = sc, .on_log = on_log, .log_arg = log_arg
+  };
   int64_t ring[SCHED_MAX_CATCHUP + 1], t, after, count = 0, start;
   int64_t keep = sc->catchup > SCHED_MAX_CATCHUP ? SCHED_MAX_CATCHUP :
                  sc->catchup < 1                 ? 1 :
@@ -390,14 +391,13 @@ json_t *cli_schedule_json(const struct durin_schedule *sc, int64_t now)
   json_t *o, *next = json_array();
   char when[32];
 
-  o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:I}", "name",
-                sc->name, "tenant", sc->tenant ? sc->tenant : "default",
-                "cron", sc->cron, "tz", sc->tz, "overlap",
-                durin_overlap_name(sc->overlap), "catchup",
-                (json_int_t)sc->catchup, "paused", sc->paused,
-                "next_fire_ms", (json_int_t)sc->next_fire_ms, "last_fire_ms",
-                (json_int_t)sc->last_fire_ms, "created_ms",
-                (json_int_t)sc->created_ms);
+  o = json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:I}", "name", sc->name,
+      "tenant", sc->tenant ? sc->tenant : "default", "cron", sc->cron, "tz",
+      sc->tz, "overlap", durin_overlap_name(sc->overlap), "catchup",
+      (json_int_t)sc->catchup, "paused", sc->paused, "next_fire_ms",
+      (json_int_t)sc->next_fire_ms, "last_fire_ms",
+      (json_int_t)sc->last_fire_ms, "created_ms", (json_int_t)sc->created_ms);
   if (!o) {
     json_decref(next);
     return NULL;
@@ -419,8 +419,7 @@ json_t *cli_schedule_json(const struct durin_schedule *sc, int64_t now)
   if (sc->created_by)
     json_object_set_new(o, "created_by", json_string(sc->created_by));
   /* The next few fire times, as the user's zone says them. */
-  if (!sc->paused && next &&
-      !durin_cron_parse(sc->cron, sc->tz, &cron, NULL)) {
+  if (!sc->paused && next && !durin_cron_parse(sc->cron, sc->tz, &cron, NULL)) {
     int64_t t = sc->next_fire_ms ? sc->next_fire_ms - 1 : now;
     char local[96];
 
@@ -445,8 +444,8 @@ json_t *cli_schedule_tick_json(const struct durin_schedule_tick *t)
                 (json_int_t)t->at_ms);
   if (!o)
     return NULL;
-  json_object_set_new(o, "run", t->run_id ? json_string(t->run_id) :
-                                            json_null());
+  json_object_set_new(o, "run",
+                      t->run_id ? json_string(t->run_id) : json_null());
   if (!strcmp(t->outcome, "missed"))
     json_object_set_new(o, "missed", json_integer(t->missed));
   if (t->detail)

@@ -45,8 +45,7 @@ static void *sched_main(void *arg)
         if (!said++ && s->o.on_log) {
           char line[sizeof(err.msg) + 32];
 
-          snprintf(line, sizeof(line), "scheduler: %s (trying again)",
-                   err.msg);
+          snprintf(line, sizeof(line), "scheduler: %s (trying again)", err.msg);
           s->o.on_log(s->o.log_arg, line);
         }
       } else {

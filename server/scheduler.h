@@ -14,8 +14,8 @@ struct sched;
 
 struct sched_opts {
   const char *store_url;
-  const char *data_dir; /* runs' workspaces */
-  int64_t poll_ms;      /* 0: 1000 */
+  const char *data_dir;                        /* runs' workspaces */
+  int64_t poll_ms;                             /* 0: 1000 */
   void (*on_log)(void *arg, const char *line); /* may be NULL */
   void *log_arg;
   void (*wake_worker)(void *arg); /* a run was made; may be NULL */

@@ -49,9 +49,8 @@ static int list_schedules(struct req *r)
   }
   if (!r->who.has_tenant && !req_arg(r, "tenant"))
     tenant = NULL;
-  if (rc == 0 &&
-      (rc = durin_store_schedule_list(r->store, tenant, 0, list_one, &c,
-                                      &err))) {
+  if (rc == 0 && (rc = durin_store_schedule_list(r->store, tenant, 0, list_one,
+                                                 &c, &err))) {
     json_decref(c.arr);
     return reply_store_error(r, rc, &err);
   }
@@ -142,9 +141,9 @@ static int schedule_workspace(struct req *r, json_t *ws, const char *tenant,
  * "spec", "workspace"?, "tenant"?}: 201 with the schedule. */
 static int create_schedule(struct req *r)
 {
-  static const char *const fields[] = { "name",    "cron", "tz",
-                                        "overlap", "catchup", "spec",
-                                        "workspace", "tenant", NULL };
+  static const char *const fields[] = { "name",      "cron",    "tz",
+                                        "overlap",   "catchup", "spec",
+                                        "workspace", "tenant",  NULL };
   struct durin_schedule sc;
   struct durin_spec spec;
   struct durin_err err = { 0 };
@@ -293,8 +292,8 @@ static int delete_schedule(struct req *r)
     durin_schedule_clear(&sc);
     return reply_store_error(r, rc, &err);
   }
-  srv_log(r->srv, "schedule '%s' of tenant '%s' removed by token '%s'",
-          sc.name, sc.tenant, r->who.name);
+  srv_log(r->srv, "schedule '%s' of tenant '%s' removed by token '%s'", sc.name,
+          sc.tenant, r->who.name);
   durin_schedule_clear(&sc);
   return reply_response(
       r, 204, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));

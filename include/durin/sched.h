@@ -41,7 +41,6 @@ int durin_cron_next(struct durin_cron *c, int64_t after_ms, int64_t *out);
 const char *durin_cron_tz(const struct durin_cron *c);
 /* The local wall time of ms in c's zone, "2026-03-29 03:00 CEST"-like,
  * into buf. */
-void durin_cron_format(struct durin_cron *c, int64_t ms, char *buf,
-                       size_t len);
+void durin_cron_format(struct durin_cron *c, int64_t ms, char *buf, size_t len);
 
 #endif

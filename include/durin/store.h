@@ -865,9 +865,9 @@ struct durin_schedule {
   enum durin_overlap overlap;
   int64_t catchup; /* missed ticks run after downtime, the latest first */
   int paused;
-  int64_t next_fire_ms; /* the tick to claim; 0 while paused */
-  int64_t last_fire_ms; /* the last tick claimed; 0: none yet */
-  char *last_run_id;    /* the last tick's run; NULL: none */
+  int64_t next_fire_ms;  /* the tick to claim; 0 while paused */
+  int64_t last_fire_ms;  /* the last tick claimed; 0: none yet */
+  char *last_run_id;     /* the last tick's run; NULL: none */
   char *last_run_status; /* its status as read (listings); NULL: none */
   int64_t created_ms;
   char *created_by;

@@ -24,12 +24,12 @@
 #include "durin/sched.h"
 
 struct durin_cron {
-  uint64_t minute;  /* bits 0..59 */
-  uint32_t hour;    /* bits 0..23 */
-  uint32_t dom;     /* bits 1..31 */
-  uint32_t month;   /* bits 1..12 */
-  uint32_t dow;     /* bits 0..6, Sunday 0 */
-  int dom_star;     /* the field began with '*' */
+  uint64_t minute; /* bits 0..59 */
+  uint32_t hour;   /* bits 0..23 */
+  uint32_t dom;    /* bits 1..31 */
+  uint32_t month;  /* bits 1..12 */
+  uint32_t dow;    /* bits 0..6, Sunday 0 */
+  int dom_star;    /* the field began with '*' */
   int dow_star;
   UCalendar *cal;
   char tz[128];
@@ -42,17 +42,15 @@ struct field_def {
   int names_base;
 };
 
-static const char *const month_names[] = { "jan", "feb", "mar", "apr",
-                                           "may", "jun", "jul", "aug",
-                                           "sep", "oct", "nov", "dec", NULL };
+static const char *const month_names[] = { "jan", "feb", "mar", "apr", "may",
+                                           "jun", "jul", "aug", "sep", "oct",
+                                           "nov", "dec", NULL };
 static const char *const dow_names[] = { "sun", "mon", "tue", "wed",
                                          "thu", "fri", "sat", NULL };
 
 static const struct field_def fields[5] = {
-  { "minute", 0, 59, NULL, 0 },
-  { "hour", 0, 23, NULL, 0 },
-  { "day-of-month", 1, 31, NULL, 0 },
-  { "month", 1, 12, month_names, 1 },
+  { "minute", 0, 59, NULL, 0 },          { "hour", 0, 23, NULL, 0 },
+  { "day-of-month", 1, 31, NULL, 0 },    { "month", 1, 12, month_names, 1 },
   { "day-of-week", 0, 7, dow_names, 0 },
 };
 
@@ -80,8 +78,8 @@ static int parse_value(const struct field_def *f, int idx, const char **p,
       n++;
     }
     if (isdigit((unsigned char)*s))
-      return durin_err_set(err, DURIN_EINVAL,
-                           "field %d (%s): number too long", idx + 1, f->name);
+      return durin_err_set(err, DURIN_EINVAL, "field %d (%s): number too long",
+                           idx + 1, f->name);
     if (v < f->lo || v > f->hi)
       return durin_err_set(err, DURIN_EINVAL,
                            "field %d (%s): %ld is out of range %d-%d", idx + 1,
@@ -99,20 +97,18 @@ static int parse_value(const struct field_def *f, int idx, const char **p,
       if (!strcmp(word, f->names[i]))
         break;
     if (!f->names || !f->names[i])
-      return durin_err_set(err, DURIN_EINVAL,
-                           "field %d (%s): unknown name '%s'%s", idx + 1,
-                           f->name, word,
-                           f->names ? (f->names == month_names ?
-                                           " (use jan..dec or 1-12)" :
-                                           " (use sun..sat or 0-7)") :
-                                      " (a number is expected)");
+      return durin_err_set(
+          err, DURIN_EINVAL, "field %d (%s): unknown name '%s'%s", idx + 1,
+          f->name, word,
+          f->names ? (f->names == month_names ? " (use jan..dec or 1-12)" :
+                                                " (use sun..sat or 0-7)") :
+                     " (a number is expected)");
     v = i + f->names_base;
     s += n;
   } else {
-    return durin_err_set(err, DURIN_EINVAL,
-                         "field %d (%s): expected a number%s, not '%c'",
-                         idx + 1, f->name, f->names ? " or a name" : "",
-                         *s ? *s : ' ');
+    return durin_err_set(
+        err, DURIN_EINVAL, "field %d (%s): expected a number%s, not '%c'",
+        idx + 1, f->name, f->names ? " or a name" : "", *s ? *s : ' ');
   }
   *out = (int)v;
   *p = s;
@@ -413,7 +409,8 @@ int durin_cron_next(struct durin_cron *c, int64_t after_ms, int64_t *out)
       for (int mi = 0; mi < 60; mi++) {
         int64_t t;
 
-        if (!(c->minute & ((uint64_t)1 << mi)) || (k == 0 && h * 60 + mi < from))
+        if (!(c->minute & ((uint64_t)1 << mi)) ||
+            (k == 0 && h * 60 + mi < from))
           continue;
         if (instant_of(c, y, m, d, h, mi, &t))
           return DURIN_EINVAL;

@@ -98,7 +98,7 @@ int durin_store_schedule_add(struct durin_store *q,
 }
 
 #define SCHEDULE_COLS                                                      \
- "s.tenant, s.name, s.cron, s.tz, s.spec, s.overlap, s.catchup, "         \
+ "s.tenant, s.name, s.cron, s.tz, s.spec, s.overlap, s.catchup, "          \
  "s.paused, s.next_fire_ms, s.last_fire_ms, s.last_run_id, s.created_ms, " \
  "s.created_by, r.status"
 #define SCHEDULE_FROM \
@@ -188,10 +188,9 @@ int durin_store_schedule_list(struct durin_store *q, const char *tenant,
 
 /* Runs a write on (tenant, name) in its own transaction; how many rows
  * of the first statement it changed in *n. */
-static int write_named(struct durin_store *q, const char *const *sqls,
-                       int nsql, const char *tenant, const char *name,
-                       const int64_t *i3, int64_t *n, const char *what,
-                       struct durin_err *err)
+static int write_named(struct durin_store *q, const char *const *sqls, int nsql,
+                       const char *tenant, const char *name, const int64_t *i3,
+                       int64_t *n, const char *what, struct durin_err *err)
 {
   int r = durin__sq_begin(q, 0, err);
 
@@ -251,9 +250,9 @@ int durin_store_schedule_set_paused(struct durin_store *q, const char *tenant,
     "AND name = ?2",
   };
   int64_t v[2] = { paused ? 1 : 0, next_fire_ms }, n = 0;
-  int r = write_named(q, sqls, 1, tenant, name, v, &n,
-                      paused ? "pausing a schedule" : "resuming a schedule",
-                      err);
+  int r =
+      write_named(q, sqls, 1, tenant, name, v, &n,
+                  paused ? "pausing a schedule" : "resuming a schedule", err);
 
   if (!r && !n)
     r = durin_err_set(err, DURIN_ENOTFOUND,

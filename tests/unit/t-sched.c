@@ -149,9 +149,9 @@ static void test_dst_berlin(void **state)
   assert_int_equal(next_of("30 2 * * *", "Europe/Berlin", t),
                    utc(2026, 10, 26, 1, 30));
   /* Seen from inside the second pass, the first is gone: next day. */
-  assert_int_equal(next_of("30 2 * * *", "Europe/Berlin",
-                           utc(2026, 10, 25, 1, 10)),
-                   utc(2026, 10, 26, 1, 30));
+  assert_int_equal(
+      next_of("30 2 * * *", "Europe/Berlin", utc(2026, 10, 25, 1, 10)),
+      utc(2026, 10, 26, 1, 30));
   /* Every half hour: 02:00 and 02:30 once each, then 03:00 CET. */
   t = next_of("0,30 * * * *", "Europe/Berlin", utc(2026, 10, 24, 23, 45));
   assert_int_equal(t, utc(2026, 10, 25, 0, 0));
@@ -191,8 +191,7 @@ static void test_format(void **state)
   char buf[96];
 
   (void)state;
-  assert_int_equal(durin_cron_parse("0 3 * * *", "Europe/Berlin", &c, &err),
-                   0);
+  assert_int_equal(durin_cron_parse("0 3 * * *", "Europe/Berlin", &c, &err), 0);
   assert_string_equal(durin_cron_tz(c), "Europe/Berlin");
   durin_cron_format(c, utc(2026, 3, 29, 1, 0), buf, sizeof(buf));
   assert_string_equal(buf, "2026-03-29 03:00 Europe/Berlin (UTC+02:00)");
@@ -214,9 +213,12 @@ static int fire(struct durin_store *s, int64_t tick, int64_t next,
 {
   struct durin_run_new rn = { run_id, "t", "{}", "script:x", "/tmp", 1000 };
   char key[64];
-  struct durin_schedule_fire f = { .name = "n", .tick_ms = tick,
-                                   .next_ms = next, .outcome = "fired",
-                                   .run = &rn, .now_ms = 1000 };
+  struct durin_schedule_fire f = { .name = "n",
+                                   .tick_ms = tick,
+                                   .next_ms = next,
+                                   .outcome = "fired",
+                                   .run = &rn,
+                                   .now_ms = 1000 };
 
   snprintf(key, sizeof(key), "schedule:n:%lld", (long long)tick);
   rn.dedupe_key = key;
@@ -265,9 +267,9 @@ static void test_claim_once(void **state)
   assert_int_equal(
       durin_store_schedule_set_paused(f->s, NULL, "n", 0, 600000, &err), 0);
   assert_int_equal(fire(f->s, 180000, 240000, "r5"), DURIN_ESTATE);
-  assert_int_equal(durin_store_schedule_ticks(f->s, NULL, "n", 10, count_ticks,
-                                              &n, &err),
-                   0);
+  assert_int_equal(
+      durin_store_schedule_ticks(f->s, NULL, "n", 10, count_ticks, &n, &err),
+      0);
   assert_int_equal(n, 2);
   assert_int_equal(durin_store_schedule_remove(f->s, NULL, "n", &err), 0);
   assert_int_equal(fire(f->s, 600000, 660000, "r6"), DURIN_ESTATE);
