@@ -173,7 +173,9 @@ test_expect_success 'the runs name their schedule and tick' '
   id=$(sql "select id from runs where dedupe_key = '"'"'schedule:replace:$((T0 + 30 * 60000 - 30000))'"'"'") &&
   test -n "$id" &&
   test "$(sql "select value from run_labels where run_id = '"'"'$id'"'"' and key = '"'"'schedule'"'"'")" = replace &&
-  test "$(sql "select value from run_labels where run_id = '"'"'$id'"'"' and key = '"'"'schedule_tick'"'"'")" = 2030-01-01T00:30:00Z
+  test "$(sql "select value from run_labels where run_id = '"'"'$id'"'"' and key = '"'"'schedule_tick'"'"'")" = 2030-01-01T00:30:00Z &&
+  durin show "$id" >show.txt &&
+  grep_q "^schedule  replace, tick 2030-01-01T00:30:00Z" show.txt
 '
 
 J='Content-Type: application/json'
