@@ -6,7 +6,8 @@
 # transaction leaves the tick to the next serve; one killed just after
 # its commit leaves the run, which is not made twice. A clock jump with
 # --catchup 2 runs exactly 2 of the missed ticks; overlap skip and
-# cancel-previous; pause and resume.
+# cancel-previous; pause and resume; the API; and Europe/Berlin's
+# changes to and from summer time.
 . "$(dirname "$0")/lib-test.sh"
 
 "$DURIN" sandbox -- true 2>/dev/null ||
@@ -216,6 +217,32 @@ test_expect_success 'the API adds, lists, pauses, resumes and removes; its ticks
   test "$(body_field .paused)" = false &&
   test "$(api "$OP" DELETE /v1/schedules/viaapi)" = 204 &&
   test "$(api "$VIEW" GET /v1/schedules/viaapi)" = 404
+'
+
+# fired_ticks NAME: the schedule's fired ticks' instants, oldest first.
+fired_ticks() {
+  sql "select tick_ms from schedule_ticks where name = '$1' and outcome = 'fired' order by tick_ms" | tr '\n' ' '
+}
+
+test_expect_success 'Europe/Berlin: 02:30 fires once when it is skipped, once when it repeats' '
+  durin schedule rm replace && durin schedule rm berlin &&
+  echo 1901149140000 >"$DURIN_TEST_NOW_FILE" &&
+  durin schedule add dst --cron "30 2 * * *" --tz Europe/Berlin --overlap queue quick.json >out &&
+  grep_q "2030-03-31 03:00 Europe/Berlin (UTC+02:00)" out &&
+  echo 1901149230000 >"$DURIN_TEST_NOW_FILE" &&
+  wait_for 30 "test \"\$(runs_of dst)\" = 1" &&
+  test "$(fired_ticks dst)" = "1901149200000 " &&
+  echo 1919291430000 >"$DURIN_TEST_NOW_FILE" &&
+  wait_for 30 "test \"\$(runs_of dst)\" = 2" &&
+  test "$(fired_ticks dst)" = "1901149200000 1919291400000 " &&
+  # The second 02:30 (01:30 UTC): nothing; the last check below would
+  # list its tick had it fired.
+  echo 1919295030000 >"$DURIN_TEST_NOW_FILE" &&
+  wait_for 30 "durin schedule ls dst --json | jq -e \".next_fire == \\\"2030-10-28T01:30:00Z\\\"\"" &&
+  echo 1919381430000 >"$DURIN_TEST_NOW_FILE" &&
+  wait_for 30 "test \"\$(runs_of dst)\" = 3" &&
+  test "$(fired_ticks dst)" = "1901149200000 1919291400000 1919381400000 " &&
+  one_run_per_tick dst
 '
 
 stop_serve $D
