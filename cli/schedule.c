@@ -205,8 +205,13 @@ static int fire_tick(struct fire_ctx *c, const char *data, char prev[32])
     /* Claimed elsewhere (DURIN_ESTATE) or a store error: either way
      * nothing was written, and the next call sees which. */
     return code ? DURIN_ESTATE : 0;
-  if (o.deduped)
-    return DURIN_ESTATE; /* its run exists: the claim was someone's */
+  if (o.deduped) {
+    char why[128];
+
+    /* A run submitted by hand with the tick's key: the tick is its. */
+    snprintf(why, sizeof(why), "active run %s holds the dedupe key", id);
+    return record(c, "skipped", 0, why);
+  }
   /* The spec cannot make a run now (a workspace gone, a secret
    * removed): recorded, so the schedule moves on and says why. */
   say(c, "schedule '%s': tick %s failed: %s", c->sc->name, when, err.msg);
