@@ -253,8 +253,17 @@ static int fire_schedule(struct cli *cli, const char *data,
     if (count >= SCHED_MAX_TICKS && t < now - 7LL * 86400000) {
       /* Far behind: jump to a week before now; what lies between is
        * missed all the same. */
-      if (durin_cron_next(cron, now - 7LL * 86400000, &t) || t > now)
+      int64_t t2;
+
+      if (durin_cron_next(cron, now - 7LL * 86400000, &t2)) {
+        after = INT64_MAX;
         break;
+      }
+      if (t2 > now) {
+        after = t2;
+        break;
+      }
+      t = t2;
       continue;
     }
     t = after;
