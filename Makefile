@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS = gcc make pkg-config meson ninja-build git clang-format libsqlite3-dev libuv1-dev \
 	libjansson-dev libyajl-dev libcurl4-openssl-dev libsodium-dev libcmocka-dev libseccomp-dev libssl-dev \
 	diffutils sqlite3 libpq-dev postgresql libmicrohttpd-dev libarchive-dev libzstd-dev \
-	libgit2-dev curl jq openssl
+	libgit2-dev libicu-dev curl jq openssl
 
 # Debian packages only the tests need: the browser the dashboard's tests
 # drive (tests/js/dashboard, through playwright-core).

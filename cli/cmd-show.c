@@ -89,6 +89,27 @@ static void print_grants(const struct durin_run_info *ri)
   json_decref(spec);
 }
 
+/* A run a schedule started names it and its tick (its labels). */
+static void print_schedule(struct durin_store *store, const char *id)
+{
+  struct durin_run_meta meta;
+  json_t *l;
+
+  memset(&meta, 0, sizeof(meta));
+  if (durin_store_run_meta(store, id, &meta, NULL))
+    return;
+  l = meta.labels_json ? json_loads(meta.labels_json, 0, NULL) : NULL;
+  if (json_string_value(json_object_get(l, "schedule")))
+    printf("schedule  %s, tick %s ('durin schedule history %s')\n",
+           json_string_value(json_object_get(l, "schedule")),
+           json_string_value(json_object_get(l, "schedule_tick")) ?
+               json_string_value(json_object_get(l, "schedule_tick")) :
+               "?",
+           json_string_value(json_object_get(l, "schedule")));
+  json_decref(l);
+  durin_run_meta_clear(&meta);
+}
+
 int cmd_show(int argc, char **argv, struct cli *cli)
 {
   struct durin_run_info ri;
@@ -161,6 +182,7 @@ int cmd_show(int argc, char **argv, struct cli *cli)
     json_t *it;
 
     cli_print_summary(stdout, &ri);
+    print_schedule(cli->store, ri.id);
     print_grants(&ri);
     if (json_array_size(ck.plan)) {
       printf("plan\n");

@@ -27,6 +27,7 @@
 #include "durin/sandbox.h"
 #include "durin/util.h"
 #include "durin/worker.h"
+#include "server/scheduler.h"
 #include "server/server.h"
 #include "server/specpolicy.h"
 
@@ -257,6 +258,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   int i, code, quiet = 0, stopped, serve = !strcmp(name, "serve");
   struct srv_opts so;
   struct srv *srv = NULL;
+  struct sched *sch = NULL;
   struct spec_policy *sp = NULL;
   const char *spec_policy = NULL, *ws_root = NULL, *metrics_addr = NULL;
   struct durin_metrics *metrics = NULL;
@@ -500,6 +502,26 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
     }
     /* The worker's commits wake this process's streams and webhooks. */
     durin_store_on_events(cli->store, srv_events_committed, srv);
+    /* Schedules' ticks, claimed through the store (server/scheduler.c). */
+    {
+      struct sched_opts sco = { .store_url = cli->store_url,
+                                .data_dir = data,
+                                .on_log = quiet ? NULL : log_line,
+                                .wake_worker = wake_worker,
+                                .wake_arg = w };
+
+      if (sched_start(&sco, &sch, &err)) {
+        cli_error("serve: %s", err.msg);
+        durin_store_on_events(cli->store, NULL, NULL);
+        srv_stop(srv);
+        metrics_listen_stop(ml);
+        durin_worker_free(w);
+        durin_metrics_free(metrics);
+        durin_policy_free(pol);
+        spec_policy_free(sp);
+        return EXIT_STORE;
+      }
+    }
     fprintf(stderr, "durin: serving the API on %s://%.*s:%d/v1%s\n",
             so.tls_cert ? "https" : "http",
             (int)(strrchr(so.listen ? so.listen : "127.0.0.1:7700", ':') -
@@ -514,6 +536,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
                              quiet ? NULL : log_line, &push)) {
     durin_otel_exporter_stop(otel);
     metrics_listen_stop(ml);
+    sched_stop(sch);
     if (srv)
       srv_stop(srv);
     durin_worker_free(w);
@@ -529,6 +552,7 @@ static int run_worker(int argc, char **argv, struct cli *cli, const char *name)
   cli_otel_metrics_stop(push);
   durin_otel_exporter_stop(otel);
   metrics_listen_stop(ml);
+  sched_stop(sch);
   if (srv) {
     durin_store_on_events(cli->store, NULL, NULL);
     srv_stop(srv);

@@ -92,6 +92,12 @@ struct cli_submit {
    * durin_run_new); a delivery that made a run already: deduped, with
    * id that run's. */
   const struct durin_trigger_delivery *delivery;
+  /* Creates the run in place of durin_store_run_create (a schedule's
+   * tick claims it in the same transaction); NULL: the usual. A failure
+   * removes the run's copy of the workspace. */
+  int (*create)(void *arg, const struct durin_run_new *rn,
+                struct durin_err *err);
+  void *create_arg;
   int deduped;     /* out: an active run had the dedupe key */
   int idem_reused; /* out: the idempotency key was taken meanwhile */
 };
@@ -107,6 +113,27 @@ struct durin_err;
 int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
                     struct cli_submit *o, char id[32], struct durin_err *err);
 int cmd_submit(int argc, char **argv, struct cli *cli);
+int cmd_schedule(int argc, char **argv, struct cli *cli);
+
+/* Schedules (cli/schedule.c): the clock they run on (the real one, or
+ * the test clock in $DURIN_TEST_NOW_FILE: a file holding Unix ms), and
+ * firing the ticks due at now on cli->store, runs' workspaces under data.
+ * on_log may be NULL. Returns how many ticks it recorded, or < 0 on a
+ * store error (tried again at the next call). */
+int64_t cli_sched_now(void);
+int cli_sched_fire_due(struct cli *cli, const char *data, int64_t now,
+                       void (*on_log)(void *arg, const char *line),
+                       void *log_arg);
+struct durin_schedule;
+struct durin_schedule_tick;
+/* Checks sc's name, catch-up, cron and zone (DURIN_EINVAL, err says
+ * what is wrong), sets its first tick after now and adds it. */
+int cli_schedule_add(struct durin_store *store, struct durin_schedule *sc,
+                     int64_t now, struct durin_err *err);
+/* A schedule as the CLI's --json and the API show it, with its next
+ * three fire times in its zone ("upcoming"). */
+json_t *cli_schedule_json(const struct durin_schedule *sc, int64_t now);
+json_t *cli_schedule_tick_json(const struct durin_schedule_tick *t);
 int cmd_fork(int argc, char **argv, struct cli *cli);
 int cmd_continue(int argc, char **argv, struct cli *cli);
 

@@ -27,6 +27,7 @@ static const struct command commands[] = {
   { "help", cmd_help, "describe durin, or one command (durin help CMD)" },
   { "run", cmd_run, "submit an agent spec and drive the run here" },
   { "submit", cmd_submit, "queue an agent spec for the workers" },
+  { "schedule", cmd_schedule, "runs that start themselves on a cron schedule" },
   { "serve", cmd_serve, "the HTTP API, event streams, webhooks and a worker" },
   { "worker", cmd_worker, "drive queued runs (many at once)" },
   { "resume", cmd_resume, "continue a run from its last committed step" },

@@ -262,7 +262,8 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
     if (!rn.webhook_secret)
       rn.webhook_secret = secret;
   }
-  r = durin_store_run_create(cli->store, &rn, err);
+  r = o->create ? o->create(o->create_arg, &rn, err) :
+                  durin_store_run_create(cli->store, &rn, err);
   free(hooks);
   free(secret);
   free(dumped);
@@ -290,6 +291,13 @@ int cli_submit_spec(struct cli *cli, const char *data, struct durin_spec *spec,
       o->deduped = 1;
       return 0;
     }
+  }
+  if (r && o->create) {
+    char parent[PATH_MAX + 64];
+
+    /* Not created: nothing will ever use this copy. */
+    snprintf(parent, sizeof(parent), "%s/%s", data, rn.id);
+    durin_tree_remove(parent);
   }
   if (r)
     return cli_exit_for(r);

@@ -74,6 +74,7 @@ static const struct route *const route_tables[] = {
   srv_webhook_routes,   /* webhooks.c */
   srv_secret_routes,    /* secrets.c */
   srv_trigger_routes,   /* triggers.c: inbound webhooks */
+  srv_schedule_routes,  /* schedules.c */
   srv_workspace_routes, /* workspaces.c */
   srv_openapi_routes,   /* openapi.c */
   srv_diff_routes,      /* diff.c */

@@ -146,6 +146,7 @@ extern const struct route srv_stream_routes[];
 extern const struct route srv_webhook_routes[];
 extern const struct route srv_secret_routes[];
 extern const struct route srv_trigger_routes[];
+extern const struct route srv_schedule_routes[];
 extern const struct route srv_diff_routes[];
 extern const struct route srv_review_routes[];
 extern const struct route srv_web_routes[];

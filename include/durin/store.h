@@ -914,5 +914,103 @@ int durin_store_delivery_run(struct durin_store *s, const char *trigger,
 int durin_store_delivery_list(struct durin_store *s, const char *trigger,
                               int limit, durin_trigger_delivery_cb cb,
                               void *arg, struct durin_err *err);
+/*
+ * Schedules (lib/store/sql-schedules.c, docs/internals/schedules.md): a
+ * cron expression in a zone and a spec pinned when it was added. The
+ * tick at next_fire_ms is claimed by a conditional write of next_fire_ms
+ * in the transaction that also creates its run, so one tick makes one
+ * run whichever process claims it and whatever crashed in between.
+ */
+enum durin_overlap {
+  DURIN_OVERLAP_SKIP,   /* no run while the previous one is not ended */
+  DURIN_OVERLAP_QUEUE,  /* always a new run */
+  DURIN_OVERLAP_CANCEL, /* cancel the previous one, then a new run */
+};
+const char *durin_overlap_name(enum durin_overlap o);
+/* 0, or DURIN_EINVAL for a name other than skip, queue, cancel-previous. */
+int durin_overlap_parse(const char *name, enum durin_overlap *out);
+
+struct durin_schedule {
+  char *tenant, *name, *cron, *tz;
+  char *spec_json; /* resolved at add; each tick's run is submitted from it */
+  enum durin_overlap overlap;
+  int64_t catchup; /* missed ticks run after downtime, the latest first */
+  int paused;
+  int64_t next_fire_ms;  /* the tick to claim; 0 while paused */
+  int64_t last_fire_ms;  /* the last tick claimed; 0: none yet */
+  char *last_run_id;     /* the last tick's run; NULL: none */
+  char *last_run_status; /* its status as read (listings); NULL: none */
+  int64_t created_ms;
+  char *created_by;
+};
+void durin_schedule_clear(struct durin_schedule *sc);
+typedef int (*durin_schedule_cb)(const struct durin_schedule *sc, void *arg);
+
+/* Adds sc (tenant NULL: "default"); DURIN_EEXIST if tenant has one of
+ * that name. */
+int durin_store_schedule_add(struct durin_store *s,
+                             const struct durin_schedule *sc,
+                             struct durin_err *err);
+/* DURIN_ENOTFOUND if tenant has no schedule name. */
+int durin_store_schedule_get(struct durin_store *s, const char *tenant,
+                             const char *name, struct durin_schedule *out,
+                             struct durin_err *err);
+/* By tenant and name; tenant NULL: every tenant's. due_ms > 0: only
+ * those not paused whose tick is at or before it. */
+int durin_store_schedule_list(struct durin_store *s, const char *tenant,
+                              int64_t due_ms, durin_schedule_cb cb, void *arg,
+                              struct durin_err *err);
+/* Removes the schedule and its ticks (its runs stay);
+ * DURIN_ENOTFOUND if none. */
+int durin_store_schedule_remove(struct durin_store *s, const char *tenant,
+                                const char *name, struct durin_err *err);
+/* Pauses (paused 1) or resumes it with its next tick at next_fire_ms:
+ * ticks while paused are not caught up. DURIN_ENOTFOUND if none. */
+int durin_store_schedule_set_paused(struct durin_store *s, const char *tenant,
+                                    const char *name, int paused,
+                                    int64_t next_fire_ms,
+                                    struct durin_err *err);
+
+/* What became of a tick. */
+struct durin_schedule_fire {
+  const char *tenant, *name;
+  int64_t tick_ms; /* the tick claimed: next_fire_ms must still be it */
+  int64_t next_ms; /* next_fire_ms after it */
+  /* "fired" (run set), "skipped" (overlap), "missed" (catch-up: ticks
+   * tick_ms up to before next_ms not run, count of them in missed),
+   * "failed" (its run could not be made: detail says why). */
+  const char *outcome;
+  int64_t missed;
+  const struct durin_run_new *run;
+  const char *cancel_run; /* cancel-previous: flagged in the same txn */
+  const char *detail;     /* why (a skip, a spec that failed); may be NULL */
+  int64_t now_ms;
+};
+/*
+ * Claims f->tick_ms and records its outcome in one transaction: moves
+ * next_fire_ms from tick_ms to next_ms if it is still tick_ms and the
+ * schedule is not paused, creates the run, flags the previous run
+ * cancelled, and appends the tick to the history. DURIN_ESTATE when the
+ * tick was no longer there (another process claimed it, or the schedule
+ * was paused, changed or removed): nothing was written.
+ */
+int durin_store_schedule_fire(struct durin_store *s,
+                              const struct durin_schedule_fire *f,
+                              struct durin_err *err);
+struct durin_schedule_tick {
+  int64_t tick_ms;
+  const char *outcome; /* fired, skipped, missed, failed */
+  int64_t missed;      /* missed: how many ticks */
+  const char *run_id;  /* fired: the run; NULL otherwise */
+  int64_t at_ms;       /* when it was recorded */
+  const char *detail;  /* may be NULL */
+};
+typedef int (*durin_schedule_tick_cb)(const struct durin_schedule_tick *t,
+                                      void *arg);
+/* The schedule's last limit ticks, newest first. */
+int durin_store_schedule_ticks(struct durin_store *s, const char *tenant,
+                               const char *name, int limit,
+                               durin_schedule_tick_cb cb, void *arg,
+                               struct durin_err *err);
 
 #endif

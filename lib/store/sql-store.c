@@ -22,6 +22,7 @@
 #include "durin/store.h"
 #include "durin/util.h"
 #include "store/sql-int.h"
+#include "store/sql-schedules.h"
 
 static const char *const stmt_sql[ST__COUNT] = {
   [ST_FENCE] = "UPDATE runs SET lease_expires_ms = ?3, commit_token = ?4 "
@@ -442,6 +443,8 @@ static const char *const migrations[] = {
   SECRETS_TABLE("INTEGER"),
   /* 10: inbound triggers and their deliveries. */
   TRIGGERS_TABLES("INTEGER"),
+  /* 10: schedules and their ticks. */
+  SCHEDULES_TABLES("INTEGER"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -558,6 +561,7 @@ static const char *const pg_migrations[] = {
   OTEL_CURSOR("BIGINT"),
   SECRETS_TABLE("BIGINT"),
   TRIGGERS_TABLES("BIGINT"),
+  SCHEDULES_TABLES("BIGINT"),
 };
 
 int durin__sq_fail(struct durin_store *q, struct durin_err *err,

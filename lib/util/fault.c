@@ -26,6 +26,10 @@ const char *const durin_fault_points[] = {
   /* Not a crash: PostgreSQL's connection is cut right after a COMMIT was
    * sent, so the writer cannot know whether it landed. */
   "commit_cut",
+  /* A schedule's tick is claimed and its run written, not committed;
+   * and just after that commit. */
+  "schedule_fire",
+  "schedule_fired",
   NULL,
 };
 

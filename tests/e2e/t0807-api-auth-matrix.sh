@@ -62,6 +62,15 @@ waiting_run() {
   test -n "$_a" && echo "$_r $_a"
 }
 
+# schedule_body NAME [TENANT]: a POST /v1/schedules body, a daily tick.
+schedule_body() {
+  cat <<JSON
+{"name": "$1", "cron": "0 3 * * *", "tz": "Europe/Berlin"${2:+, \"tenant\": \"$2\"},
+ "spec": {"goal": "matrix", "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]}}}
+JSON
+}
+
 # ---- the operations and how to call them ----
 
 # The operations of the served document, one a line:
@@ -87,6 +96,7 @@ param_of() {
   /v1/tokens/\{*) eval echo "\$${2}_token" ;;
   /v1/secrets/\{*) eval echo "\$${2}_secret" ;;
   /v1/triggers/\{*) eval echo "\$${2}_trigger" ;;
+  /v1/schedules/\{*) eval echo "\$${2}_schedule" ;;
   /v1/agents/\{*) echo "$AGENT" ;;
   /v1/limits/\{*) echo tenant:ta ;;
   /ui/\{*) echo app.js ;;
@@ -101,8 +111,9 @@ param_of() {
 # looked for in tenant A (a token of no tenant acts in "default").
 fill() {
   _v=$(param_of "$1" "$2") || return 1
-  case $1 in /v1/agents/\{* | /v1/secrets/\{*) _v="$_v?tenant=ta" ;; esac
-  printf '%s\n' "$1" | sed "s|{[^}]*}|$_v|"
+  _q=""
+  case $1 in /v1/agents/\{* | /v1/secrets/\{* | /v1/schedules/\{*) _q="?tenant=ta" ;; esac
+  printf '%s%s\n' "$(printf '%s\n' "$1" | sed "s|{[^}]*}|$_v|")" "$_q"
 }
 
 # body_of METHOD PATH: writes the request body of the operation to
@@ -112,7 +123,8 @@ body_of() {
   echo "$J" >"$TRASH/req.type"
   case "$1 $2" in
   GET\ * | DELETE\ * | "POST /v1/runs/{id}/cancel" | "POST /v1/runs/{id}/pause" | \
-    "POST /v1/runs/{id}/unpause")
+    "POST /v1/runs/{id}/unpause" | "POST /v1/schedules/{name}/pause" | \
+    "POST /v1/schedules/{name}/resume")
     echo - >"$TRASH/req.type" ;;
   "POST /v1/runs") cp "$TRASH/quick.json" "$TRASH/req.body" ;;
   "POST /v1/runs/{id}/resume") echo '{}' >"$TRASH/req.body" ;;
@@ -131,6 +143,7 @@ body_of() {
     echo "{\"name\": \"$(next_name)\", \"kind\": \"github\", \"secret\": \"MATRIX_HOOK\", \"spec\": $(jq -c .spec "$TRASH/agent.json")}" >"$TRASH/req.body" ;;
   "POST /v1/triggers/{name}")
     echo '{"action": "opened", "sender": {"login": "matrix"}}' >"$TRASH/req.body" ;;
+  "POST /v1/schedules") schedule_body "$(next_name)" >"$TRASH/req.body" ;;
   "POST /v1/webhooks")
     echo '{"url": "http://127.0.0.1:9/matrix", "events": ["approval.decided"]}' >"$TRASH/req.body" ;;
   *)
@@ -212,6 +225,8 @@ test_expect_success 'serve, tokens of each role, tenant A objects and throwaways
     eval "${w}_token=$w-a" || return 1
     test "$(api "$ADMIN" PUT "/v1/secrets/SECRET_${w}_TA?tenant=ta" -H "$J" -d "{\"value\": \"value-of-$w-a\"}")" = 201 &&
     eval "${w}_secret=SECRET_${w}_TA" || return 1
+    test "$(api "$ADMIN" POST /v1/schedules -H "$J" -d "$(schedule_body "sched-$w" ta)")" = 201 &&
+    eval "${w}_schedule=sched-$w" || return 1
     test "$(api "$ADMIN" POST "/v1/triggers?tenant=ta" -H "$J" -d "{\"name\": \"hook-$w\", \"kind\": \"github\", \"secret\": \"SECRET_${w}_TA\", \"events\": [\"issues.labeled\"], \"spec\": $(jq -c .spec agent.json)}")" = 201 &&
     eval "${w}_trigger=hook-$w" || return 1
   done &&
@@ -302,7 +317,8 @@ test_expect_success 'an operator: 403 on the admin-only operations' '
 no_a_in_body() {
   for x in "$main_run" "$throw_run" "$main_approval" "$throw_approval" \
     "$main_webhook" "$throw_webhook" "$main_token" "$throw_token" \
-    "$main_secret" "$throw_secret" "$main_trigger" "$throw_trigger" tenant:ta; do
+    "$main_secret" "$throw_secret" "$main_trigger" "$throw_trigger" \
+    "$main_schedule" "$throw_schedule" tenant:ta; do
     [ "$x" = "${1-}" ] && continue
     ! grep -q -- "$x" "$TRASH/.body" ||
       fail "$m $p as tenant B: the answer names $x of tenant A" || return 1
@@ -316,7 +332,9 @@ test_expect_success 'tenant B: 404 on tenant A objects, and never one of them in
     exercised tenant "$m" "$p"
     case "$m $p" in
     "PUT /v1/agents/{name}" | "PUT /v1/limits/{scope}" | "GET /v1/webhooks/secret" | \
-      "PUT /v1/secrets/{name}" | "DELETE /v1/secrets/{name}")
+      "PUT /v1/secrets/{name}" | "DELETE /v1/secrets/{name}" | \
+      "DELETE /v1/schedules/{name}" | "POST /v1/schedules/{name}/pause" | \
+      "POST /v1/schedules/{name}/resume")
       # A write naming tenant A (?tenant=ta) is refused, not missing; and
       # limits and the secret every tenant'"'"'s runs share are the
       # server'"'"'s: no tenant token sets or reads them.
