@@ -328,8 +328,13 @@ int cmd_schedule(int argc, char **argv, struct cli *cli)
                                                  &sc, &err))) {
       struct durin_cron *c = NULL;
 
+      /* After its last tick too: a clock behind the serve that fired it
+       * must not set a tick already fired again. */
       if (durin_cron_parse(sc.cron, sc.tz, &c, &err) ||
-          durin_cron_next(c, cli_sched_now(), &next))
+          durin_cron_next(c,
+                          cli_sched_now() > sc.last_fire_ms ? cli_sched_now() :
+                                                              sc.last_fire_ms,
+                          &next))
         r = DURIN_EINVAL;
       durin_cron_free(c);
       durin_schedule_clear(&sc);

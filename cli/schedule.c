@@ -133,7 +133,8 @@ static int record(struct fire_ctx *c, const char *outcome, int64_t missed,
 
 /* One tick that should run. prev: the schedule's previous run (may be
  * ""); updated when this one made a run. */
-static int fire_tick(struct fire_ctx *c, const char *data, char prev[32])
+static int fire_tick(struct fire_ctx *c, const char *data, char prev[32],
+                     char before[32])
 {
   struct durin_err err = { 0 };
   struct durin_run_info ri;
@@ -145,18 +146,20 @@ static int fire_tick(struct fire_ctx *c, const char *data, char prev[32])
 
   c->cancel_run = NULL;
   c->called = c->claimed = 0;
-  if (*prev && durin_store_run_get(c->cli->store, prev, &ri, NULL) == 0) {
+  /* Overlap is judged against the run from before this batch: the
+   * catch-up ticks of one batch do not skip or cancel each other. */
+  if (*before && durin_store_run_get(c->cli->store, before, &ri, NULL) == 0) {
     active = !durin_run_status_terminal(ri.status);
     durin_run_info_clear(&ri);
   }
   if (active && c->sc->overlap == DURIN_OVERLAP_SKIP) {
     char why[128];
 
-    snprintf(why, sizeof(why), "run %s has not ended (--overlap skip)", prev);
+    snprintf(why, sizeof(why), "run %s has not ended (--overlap skip)", before);
     return record(c, "skipped", 0, why);
   }
   if (active && c->sc->overlap == DURIN_OVERLAP_CANCEL)
-    c->cancel_run = prev;
+    c->cancel_run = before;
   if (durin_spec_parse(c->sc->spec_json, NULL, &spec, &err)) {
     char why[sizeof(err.msg) + 32];
 
@@ -199,6 +202,7 @@ static int fire_tick(struct fire_ctx *c, const char *data, char prev[32])
         c->run_id, c->cancel_run ? ", cancelling run " : "",
         c->cancel_run ? c->cancel_run : "");
     snprintf(prev, 32, "%s", c->run_id);
+    before[0] = 0; /* cancelled, or not there: the batch's own go on */
     return 0;
   }
   if (c->called)
@@ -232,7 +236,7 @@ static int fire_schedule(struct cli *cli, const char *data,
                  sc->catchup < 1                 ? 1 :
                                                    sc->catchup;
   int nfire, i, r = 0, done = 0;
-  char prev[32];
+  char prev[32], before[32];
 
   if (durin_cron_parse(sc->cron, sc->tz, &cron, &err)) {
     say(&c, "schedule '%s': %s", sc->name, err.msg);
@@ -277,6 +281,7 @@ static int fire_schedule(struct cli *cli, const char *data,
   if (sc->catchup == 0)
     nfire = now - ring[(count - 1) % keep] < SCHED_GRACE_MS ? 1 : 0;
   snprintf(prev, sizeof(prev), "%s", sc->last_run_id ? sc->last_run_id : "");
+  snprintf(before, sizeof(before), "%s", prev);
   if (count > nfire) {
     c.tick = start;
     c.next = nfire ? ring[(count - nfire) % keep] : after;
@@ -289,7 +294,7 @@ static int fire_schedule(struct cli *cli, const char *data,
 
     c.tick = ring[k % keep];
     c.next = i + 1 < nfire ? ring[(k + 1) % keep] : after;
-    if ((r = fire_tick(&c, data, prev)))
+    if ((r = fire_tick(&c, data, prev, before)))
       return r == DURIN_ESTATE ? done : r;
     done++;
   }
@@ -370,10 +375,10 @@ int cli_schedule_add(struct durin_store *store, struct durin_schedule *sc,
   const char *p;
   int r;
 
-  if (!sc->name || !*sc->name || strlen(sc->name) > 64)
+  if (!sc->name || !*sc->name || strlen(sc->name) > 64 || sc->name[0] == '.')
     return durin_err_set(err, DURIN_EINVAL,
                          "a schedule's name is 1 to 64 letters, digits, "
-                         "'-', '_' or '.'");
+                         "'-', '_' or '.', not starting with '.'");
   for (p = sc->name; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
           (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))

@@ -29,12 +29,19 @@
 
 /* Agent, token and tenant names: [A-Za-z0-9._-]{1,64}, so they sit in a
  * URL path, a log line and a limit's scope without quoting. */
+/* Names become path components (a schedule's workspace): never "." or
+ * "..", nor any other name starting with '.'. */
 static int valid_name(const char *s)
 {
   size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                        "0123456789._-");
 
-  return n >= 1 && n <= NAME_MAX_LEN && !s[n];
+  return n >= 1 && n <= NAME_MAX_LEN && !s[n] && s[0] != '.';
+}
+
+int srv_name_ok(const char *s)
+{
+  return s && valid_name(s);
 }
 
 static int bad_name(struct req *r, const char *field, const char *what,
@@ -42,7 +49,7 @@ static int bad_name(struct req *r, const char *field, const char *what,
 {
   return reply_error_field(r, 400, "bad_name", field,
                            "%s '%s' is not a name: use 1 to %d letters, "
-                           "digits, '.', '_' or '-'",
+                           "digits, '.', '_' or '-', not starting with '.'",
                            what, s, NAME_MAX_LEN);
 }
 

@@ -605,9 +605,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (!r) {
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    int64_t cap = strstr(url, "/workspaces") || strstr(url, "/workspace") ?
-                      s->o.max_upload :
-                      s->o.max_body;
+    /* Uploads get theirs; never the unauthenticated trigger route, whose
+     * name may say "workspace". */
+    int64_t cap =
+        strncmp(url, "/v1/triggers/", 13) &&
+                (strstr(url, "/workspaces") || strstr(url, "/workspace")) ?
+            s->o.max_upload :
+            s->o.max_body;
 
     r = calloc(1, sizeof(*r));
     if (!r)

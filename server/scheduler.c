@@ -64,7 +64,7 @@ static void *sched_main(void *arg)
         cli.store = NULL;
       }
     }
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += ms / 1000;
     until.tv_nsec += (ms % 1000) * 1000000;
     if (until.tv_nsec >= 1000000000) {
@@ -93,7 +93,16 @@ int sched_start(const struct sched_opts *o, struct sched **out,
   s->store_url = strdup(o->store_url);
   s->data_dir = strdup(o->data_dir);
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cond, NULL);
+  {
+    /* Its naps are timed on the monotonic clock: a wall clock stepped
+     * back must not make it sleep through ticks. */
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+  }
   if (!s->store_url || !s->data_dir ||
       pthread_create(&s->thread, NULL, sched_main, s)) {
     free(s->store_url);

@@ -186,6 +186,15 @@ static int create_schedule(struct req *r)
   }
   if (!tenant)
     tenant = "default";
+  /* Both become path components of the schedule's workspace. */
+  if (!srv_name_ok(tenant) || !srv_name_ok(name)) {
+    reply_error_field(r, 400, "bad_name",
+                      srv_name_ok(tenant) ? "name" : "tenant",
+                      "'%s' is not a name: use 1 to 64 letters, digits, '.', "
+                      "'_' or '-', not starting with '.'",
+                      srv_name_ok(tenant) ? name : tenant);
+    goto out;
+  }
   if (overlap && durin_overlap_parse(overlap, &sc.overlap)) {
     reply_error_field(r, 400, "bad_field", "overlap",
                       "overlap is skip, queue or cancel-previous, not '%s'",
@@ -311,8 +320,14 @@ static int set_paused(struct req *r, int pause)
 
   if (!find(r, 1, &sc))
     return 0;
-  if (!pause && (durin_cron_parse(sc.cron, sc.tz, &c, &err) ||
-                 durin_cron_next(c, cli_sched_now(), &next)))
+  /* After its last tick too: a clock behind the serve that fired it must
+   * not set a tick already fired again (the history would refuse it). */
+  if (!pause &&
+      (durin_cron_parse(sc.cron, sc.tz, &c, &err) ||
+       durin_cron_next(c,
+                       cli_sched_now() > sc.last_fire_ms ? cli_sched_now() :
+                                                           sc.last_fire_ms,
+                       &next)))
     rc = durin_err_set(&err, DURIN_ESTATE,
                        "schedule '%s' has no tick to resume at", sc.name);
   durin_cron_free(c);

@@ -147,6 +147,9 @@ extern const struct route srv_webhook_routes[];
 extern const struct route srv_secret_routes[];
 extern const struct route srv_trigger_routes[];
 extern const struct route srv_schedule_routes[];
+/* A tenant, agent or schedule name: 1 to 64 of [A-Za-z0-9._-], not
+ * starting with '.' (names become path components). */
+int srv_name_ok(const char *s);
 extern const struct route srv_diff_routes[];
 extern const struct route srv_review_routes[];
 extern const struct route srv_web_routes[];

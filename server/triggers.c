@@ -46,12 +46,14 @@ static json_t *trigger_json(const struct durin_trigger_def *t, int full)
                 t->created_by);
   if (!o)
     goto out;
-  json_object_set(o, "events",
-                  json_object_get(c, "events") ? json_object_get(c, "events") :
-                                                 json_array());
-  json_object_set(o, "where",
-                  json_object_get(c, "where") ? json_object_get(c, "where") :
-                                                json_array());
+  json_object_set_new(o, "events",
+                      json_object_get(c, "events") ?
+                          json_incref(json_object_get(c, "events")) :
+                          json_array());
+  json_object_set_new(o, "where",
+                      json_object_get(c, "where") ?
+                          json_incref(json_object_get(c, "where")) :
+                          json_array());
   json_object_set_new(o, "goal",
                       json_incref(json_object_get(c, "goal")) ?: json_null());
   json_object_set_new(

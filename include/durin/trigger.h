@@ -20,6 +20,10 @@
 
 /* A Standard Webhooks timestamp further than this from now is refused. */
 #define DURIN_TRIGGER_TOLERANCE_S 300
+/* The shortest secret a trigger verifies with, in bytes (of the key a
+ * Standard Webhooks secret decodes to): a shorter one is guessed offline
+ * from one captured delivery, an empty one by anyone. */
+#define DURIN_TRIGGER_MIN_SECRET 16
 /* What one {{path}} inserts at most, and a whole goal. */
 #define DURIN_TRIGGER_VALUE_MAX (16 * 1024)
 #define DURIN_TRIGGER_GOAL_MAX  (64 * 1024)
@@ -76,10 +80,11 @@ int durin_trigger_match(const json_t *config, const char *event,
                         const json_t *payload, char *reason, size_t reason_len);
 
 /*
- * The author of what the delivery carries, as GitHub sends it: the
- * author_association of the first of comment, review, pull_request,
- * issue and sender that has one (NULL: none), and the sender's login
- * (NULL: none). Borrowed from payload.
+ * The author of what the delivery carries, as GitHub sends it: of the
+ * author_association of comment, review, pull_request, issue and sender,
+ * the first untrusted one, else the first (NULL: none), so that an
+ * owner's comment on a stranger's issue counts as the stranger's; and
+ * the sender's login (NULL: none). Borrowed from payload.
  */
 const char *durin_trigger_association(const json_t *payload);
 const char *durin_trigger_sender(const json_t *payload);

@@ -195,16 +195,24 @@ const char *durin_trigger_association(const json_t *payload)
 {
   static const char *const from[] = { "comment", "review", "pull_request",
                                       "issue",   "sender", NULL };
+  const char *first = NULL;
   int i;
 
+  /* The least trusted author of what the event carries: an owner's
+   * comment on a stranger's issue brings the stranger's text along (the
+   * goal may quote issue.body), so the stranger's standing decides. */
   for (i = 0; from[i]; i++) {
     const json_t *a = json_object_get(json_object_get(payload, from[i]),
                                       "author_association");
 
-    if (json_is_string(a))
+    if (!json_is_string(a))
+      continue;
+    if (!durin_trigger_trusted(json_string_value(a)))
       return json_string_value(a);
+    if (!first)
+      first = json_string_value(a);
   }
-  return NULL;
+  return first;
 }
 
 const char *durin_trigger_sender(const json_t *payload)

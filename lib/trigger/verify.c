@@ -32,6 +32,12 @@ int durin_trigger_verify_github(const void *key, size_t key_len,
     return durin_err_set(err, DURIN_EACCES,
                          "malformed X-Hub-Signature-256: want 'sha256=' and "
                          "64 hex digits");
+  if (key_len < DURIN_TRIGGER_MIN_SECRET)
+    return durin_err_set(err, DURIN_EACCES,
+                         "the trigger's secret is %zu bytes, fewer than the "
+                         "%d a signature needs to mean anything: set a longer "
+                         "one (e.g. openssl rand -hex 32)",
+                         key_len, DURIN_TRIGGER_MIN_SECRET);
   crypto_auth_hmacsha256_init(&h, key, key_len);
   crypto_auth_hmacsha256_update(&h, (const unsigned char *)body, body_len);
   crypto_auth_hmacsha256_final(&h, mac);
@@ -86,6 +92,14 @@ int durin_trigger_verify_standard(const char *secret, const char *id,
     return durin_err_set(err, DURIN_EACCES,
                          "the trigger's secret is not a Standard Webhooks "
                          "secret ('whsec_' and base64): set it again");
+  if (klen < DURIN_TRIGGER_MIN_SECRET) {
+    sodium_memzero(key, sizeof(key));
+    return durin_err_set(err, DURIN_EACCES,
+                         "the trigger's secret decodes to %zu bytes, fewer "
+                         "than the %d a signature needs to mean anything: "
+                         "set a longer one",
+                         klen, DURIN_TRIGGER_MIN_SECRET);
+  }
   crypto_auth_hmacsha256_init(&h, key, klen);
   crypto_auth_hmacsha256_update(&h, (const unsigned char *)id, strlen(id));
   crypto_auth_hmacsha256_update(&h, (const unsigned char *)".", 1);

@@ -12,33 +12,35 @@ static const char body[] = "{\"a\":1}\n";
 static void test_github(void **state)
 {
   struct durin_err err = { 0 };
-  const char *good = "sha256=015557de5463cb8cd33338a9acf30081fd629d849d401e1d"
-                     "1b89eb16de83586f";
+  /* sign("s3cret-s3cret-s3cret", body) of @octokit/webhooks-methods */
+  const char *good = "sha256=144d11d4bd1a1da33f23d91c80f36be90403100ecb448ddf"
+                     "0328a66807fc2460";
   char bad[80];
 
   (void)state;
-  assert_int_equal(durin_trigger_verify_github("s3cret", 6, body,
+  assert_int_equal(durin_trigger_verify_github("s3cret-s3cret-s3cret", 20, body,
                                                sizeof(body) - 1, good, &err),
                    0);
   /* One bit off, another secret, another body, no header, a bad form. */
   snprintf(bad, sizeof(bad), "%s", good);
   bad[strlen(bad) - 1] = 'e';
-  assert_int_equal(durin_trigger_verify_github("s3cret", 6, body,
+  assert_int_equal(durin_trigger_verify_github("s3cret-s3cret-s3cret", 20, body,
                                                sizeof(body) - 1, bad, &err),
                    DURIN_EACCES);
   assert_non_null(strstr(err.msg, "bad X-Hub-Signature-256"));
-  assert_int_equal(durin_trigger_verify_github("s3cres", 6, body,
+  assert_int_equal(durin_trigger_verify_github("s3cret-s3cret-s3cres", 20, body,
                                                sizeof(body) - 1, good, &err),
                    DURIN_EACCES);
-  assert_int_equal(durin_trigger_verify_github("s3cret", 6, body,
+  assert_int_equal(durin_trigger_verify_github("s3cret-s3cret-s3cret", 20, body,
                                                sizeof(body) - 2, good, &err),
                    DURIN_EACCES);
-  assert_int_equal(durin_trigger_verify_github("s3cret", 6, body,
+  assert_int_equal(durin_trigger_verify_github("s3cret-s3cret-s3cret", 20, body,
                                                sizeof(body) - 1, NULL, &err),
                    DURIN_EACCES);
   assert_non_null(strstr(err.msg, "no X-Hub-Signature-256"));
-  assert_int_equal(durin_trigger_verify_github(
-                       "s3cret", 6, body, sizeof(body) - 1, "sha1=ab", &err),
+  assert_int_equal(durin_trigger_verify_github("s3cret-s3cret-s3cret", 20, body,
+                                               sizeof(body) - 1, "sha1=ab",
+                                               &err),
                    DURIN_EACCES);
   assert_non_null(strstr(err.msg, "malformed"));
 }
@@ -111,7 +113,11 @@ static void test_match_and_trust(void **state)
       json_string_value(durin_trigger_path(p, "issue.labels.0.name")), "x");
   assert_null(durin_trigger_path(p, "issue.labels.1.name"));
   assert_null(durin_trigger_path(p, "issue."));
-  /* The comment's author is the one that counts, not the issue's. */
+  /* The least trusted author counts: a member's comment on a stranger's
+   * issue carries the stranger's text along. */
+  assert_string_equal(durin_trigger_association(p), "NONE");
+  json_object_set_new(json_object_get(p, "issue"), "author_association",
+                      json_string("OWNER"));
   assert_string_equal(durin_trigger_association(p), "MEMBER");
   assert_true(durin_trigger_trusted("OWNER"));
   assert_true(durin_trigger_trusted("COLLABORATOR"));
