@@ -216,8 +216,16 @@ static int fire_tick(struct fire_ctx *c, const char *data, char prev[32],
     snprintf(why, sizeof(why), "active run %s holds the dedupe key", id);
     return record(c, "skipped", 0, why);
   }
-  /* The spec cannot make a run now (a workspace gone, a secret
-   * removed): recorded, so the schedule moves on and says why. */
+  if (code != EXIT_SPEC) {
+    /* The store or the disk failed for now (a failover, a full disk):
+     * nothing was claimed, and the tick is tried again at the next
+     * pass rather than lost. */
+    say(c, "schedule '%s': tick %s not started yet: %s; trying again",
+        c->sc->name, when, err.msg);
+    return DURIN_ESTATE;
+  }
+  /* The spec cannot make a run (a workspace gone, a secret removed):
+   * recorded, so the schedule moves on and says why. */
   say(c, "schedule '%s': tick %s failed: %s", c->sc->name, when, err.msg);
   return record(c, "failed", 0, err.msg);
 }

@@ -656,6 +656,22 @@ static int receive(struct req *r)
     reply_run(&in, 200, run_id);
     goto out;
   }
+  /* GitHub signs the body only, not X-GitHub-Delivery: the same signed
+   * body under a new delivery id is a replay of the first, not news. */
+  if (!strcmp(in.t.kind, "github")) {
+    char first[128];
+
+    if (durin_store_delivery_run_by_body(r->store, in.t.name, in.sha, run_id,
+                                         first, NULL) == 0) {
+      snprintf(in.reason, sizeof(in.reason),
+               "a replay: this signed body started run %s already (delivery "
+               "%.100s); GitHub signs the body, not the delivery id",
+               run_id, first);
+      record(&in, "ignored");
+      reply_run(&in, 200, run_id);
+      goto out;
+    }
+  }
   pinned = in.t.spec;
   /* A Standard Webhooks sender is a service holding the secret: its
    * payload is judged by the trust rule only if it names an author. */

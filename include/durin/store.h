@@ -910,6 +910,13 @@ int durin_store_delivery_add(struct durin_store *s,
 int durin_store_delivery_run(struct durin_store *s, const char *trigger,
                              const char *delivery, char run_id[32],
                              struct durin_err *err);
+/* The run a delivery of trigger with this body (its SHA-256, hex) started,
+ * and that delivery's id; DURIN_ENOTFOUND if none. GitHub's signature does
+ * not cover the delivery id: a signed body sent again under a new id is a
+ * replay, found by its body. */
+int durin_store_delivery_run_by_body(struct durin_store *s, const char *trigger,
+                                     const char *body_sha256, char run_id[32],
+                                     char delivery[128], struct durin_err *err);
 /* Trigger's deliveries, newest first, at most limit (0: 100). */
 int durin_store_delivery_list(struct durin_store *s, const char *trigger,
                               int limit, durin_trigger_delivery_cb cb,

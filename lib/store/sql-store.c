@@ -178,7 +178,9 @@ static const char *const stmt_sql[ST__COUNT] = {
  "CREATE INDEX trigger_deliveries_by ON "           \
  "  trigger_deliveries(trigger_name, received_ms);" \
  "CREATE UNIQUE INDEX trigger_deliveries_once ON "  \
- "  trigger_deliveries(trigger_name, delivery) WHERE run_id IS NOT NULL;"
+ "  trigger_deliveries(trigger_name, delivery) WHERE run_id IS NOT NULL;" \
+ "CREATE INDEX trigger_deliveries_body ON "        \
+ "  trigger_deliveries(trigger_name, body_sha256) WHERE run_id IS NOT NULL;"
 
 /* Whether a call's attempt runs in a layer of its own (lib/worker/calls.c). */
 #define LEDGER_CONTAINED \
@@ -443,7 +445,7 @@ static const char *const migrations[] = {
   SECRETS_TABLE("INTEGER"),
   /* 10: inbound triggers and their deliveries. */
   TRIGGERS_TABLES("INTEGER"),
-  /* 10: schedules and their ticks. */
+  /* 11: schedules and their ticks. */
   SCHEDULES_TABLES("INTEGER"),
 };
 

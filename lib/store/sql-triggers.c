@@ -252,6 +252,39 @@ int durin_store_delivery_run(struct durin_store *q, const char *trigger,
                        trigger);
 }
 
+int durin_store_delivery_run_by_body(struct durin_store *q, const char *trigger,
+                                     const char *body_sha256, char run_id[32],
+                                     char delivery[128], struct durin_err *err)
+{
+  struct db_stmt *st;
+  int rc;
+
+  if (db_prepare(q->db,
+                 "SELECT run_id, delivery FROM trigger_deliveries WHERE "
+                 "trigger_name = ?1 AND body_sha256 = ?2 AND run_id IS NOT "
+                 "NULL ORDER BY received_ms LIMIT 1",
+                 &st) != DB_OK)
+    return durin__sq_fail(q, err, "reading a delivery");
+  db_bind_text(st, 1, trigger);
+  db_bind_text(st, 2, body_sha256);
+  rc = db_step(st);
+  if (rc == DB_ROW) {
+    const char *id = db_col_text(st, 0), *dv = db_col_text(st, 1);
+
+    snprintf(run_id, 32, "%s", id ? id : "");
+    snprintf(delivery, 128, "%s", dv ? dv : "");
+    db_finalize(st);
+    return 0;
+  }
+  db_finalize(st);
+  if (rc != DB_DONE)
+    return durin__sq_fail(q, err, "reading a delivery");
+  return durin_err_set(err, DURIN_ENOTFOUND,
+                       "no delivery of trigger '%s' with that body started a "
+                       "run",
+                       trigger);
+}
+
 int durin_store_delivery_list(struct durin_store *q, const char *trigger,
                               int limit, durin_trigger_delivery_cb cb,
                               void *arg, struct durin_err *err)

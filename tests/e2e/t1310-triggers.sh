@@ -81,7 +81,7 @@ race_post() {
   curl -sS -o "$TRASH/race.$2" -w "%{http_code}" -X POST "$1/v1/triggers/issues" \
     -H "Content-Type: application/json" -H "X-GitHub-Event: issues" \
     -H "X-GitHub-Delivery: race-1" -H "X-Hub-Signature-256: $race_sig" \
-    --data-binary @"$TRASH/labeled-member.json" >"$TRASH/race.$2.status"
+    --data-binary @"$TRASH/labeled-race.json" >"$TRASH/race.$2.status"
 }
 # race: race_post to both servers at once.
 race() {
@@ -199,6 +199,14 @@ test_expect_success 'the redelivery answers the same run and starts nothing' '
   outcome_of issues d-1 | grep_q "^ignored a redelivery: run $run"
 '
 
+test_expect_success 'the same signed body under a new delivery id is a replay: the same run' '
+  n0=$(runs) &&
+  test "$(send_gh issues issues labeled-member.json d-1-again)" = 200 &&
+  test "$(body_field .run_id)" = "$run" &&
+  test "$(runs)" = "$n0" &&
+  outcome_of issues d-1-again | grep_q "^ignored a replay: this signed body started run $run"
+'
+
 test_expect_success 'the run it started runs to the end in serve' '
   wait_for 60 "test \"\$(status_of $run)\" = succeeded"
 '
@@ -230,7 +238,8 @@ test_expect_success 'a bad or missing signature is 401, starts nothing, and is r
 '
 
 test_expect_success 'a refused delivery id does not block the real delivery with that id' '
-  test "$(send_gh issues issues labeled-member.json d-3)" = 202 &&
+  jq ".issue.number += 1000" labeled-member.json >labeled-member2.json &&
+  test "$(send_gh issues issues labeled-member2.json d-3)" = 202 &&
   test "$(body_field .run_id)" != "$run"
 '
 
@@ -304,7 +313,8 @@ test_expect_success 'Standard Webhooks: signed now is accepted, an old timestamp
 test_expect_success 'the same delivery sent to two servers at once starts one run' '
   SERVE1=$SERVE_PID API1=$API_DIRECT SAVED_API=$API &&
   start_serve && API2=$API_DIRECT &&
-  race_sig=$(cd "$SRCDIR/tests/js" && node webhook-sign.mjs github "$GH_SECRET" "$TRASH/labeled-member.json") &&
+  jq ".issue.number += 2000" labeled-member.json >labeled-race.json &&
+  race_sig=$(cd "$SRCDIR/tests/js" && node webhook-sign.mjs github "$GH_SECRET" "$TRASH/labeled-race.json") &&
   n0=$(runs) &&
   race &&
   { cat race.a.status; echo; cat race.b.status; echo; } | sort >statuses &&
