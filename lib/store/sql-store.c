@@ -153,33 +153,33 @@ static const char *const stmt_sql[ST__COUNT] = {
  * index over those makes a redelivery find that run instead of making
  * another: the row is written in the run's own transaction. Refused and
  * ignored deliveries may repeat (anyone can send one). */
-#define TRIGGERS_TABLES(I64)                        \
- "CREATE TABLE triggers("                           \
- "  name TEXT PRIMARY KEY,"                         \
- "  tenant TEXT NOT NULL,"                          \
- "  kind TEXT NOT NULL,"                            \
- "  secret TEXT NOT NULL,"                          \
- "  config TEXT NOT NULL,"                          \
- "  spec TEXT NOT NULL,"                            \
- "  untrusted_spec TEXT,"                           \
- "  created_ms " I64 " NOT NULL,"                   \
- "  created_by TEXT);"                              \
- "CREATE TABLE trigger_deliveries("                 \
- "  trigger_name TEXT NOT NULL,"                    \
- "  delivery TEXT NOT NULL,"                        \
- "  received_ms " I64 " NOT NULL,"                  \
- "  event TEXT,"                                    \
- "  outcome TEXT NOT NULL,"                         \
- "  reason TEXT,"                                   \
- "  run_id TEXT,"                                   \
- "  sender TEXT,"                                   \
- "  association TEXT,"                              \
- "  body_sha256 TEXT);"                             \
- "CREATE INDEX trigger_deliveries_by ON "           \
- "  trigger_deliveries(trigger_name, received_ms);" \
- "CREATE UNIQUE INDEX trigger_deliveries_once ON "  \
+#define TRIGGERS_TABLES(I64)                                              \
+ "CREATE TABLE triggers("                                                 \
+ "  name TEXT PRIMARY KEY,"                                               \
+ "  tenant TEXT NOT NULL,"                                                \
+ "  kind TEXT NOT NULL,"                                                  \
+ "  secret TEXT NOT NULL,"                                                \
+ "  config TEXT NOT NULL,"                                                \
+ "  spec TEXT NOT NULL,"                                                  \
+ "  untrusted_spec TEXT,"                                                 \
+ "  created_ms " I64 " NOT NULL,"                                         \
+ "  created_by TEXT);"                                                    \
+ "CREATE TABLE trigger_deliveries("                                       \
+ "  trigger_name TEXT NOT NULL,"                                          \
+ "  delivery TEXT NOT NULL,"                                              \
+ "  received_ms " I64 " NOT NULL,"                                        \
+ "  event TEXT,"                                                          \
+ "  outcome TEXT NOT NULL,"                                               \
+ "  reason TEXT,"                                                         \
+ "  run_id TEXT,"                                                         \
+ "  sender TEXT,"                                                         \
+ "  association TEXT,"                                                    \
+ "  body_sha256 TEXT);"                                                   \
+ "CREATE INDEX trigger_deliveries_by ON "                                 \
+ "  trigger_deliveries(trigger_name, received_ms);"                       \
+ "CREATE UNIQUE INDEX trigger_deliveries_once ON "                        \
  "  trigger_deliveries(trigger_name, delivery) WHERE run_id IS NOT NULL;" \
- "CREATE INDEX trigger_deliveries_body ON "        \
+ "CREATE INDEX trigger_deliveries_body ON "                               \
  "  trigger_deliveries(trigger_name, body_sha256) WHERE run_id IS NOT NULL;"
 
 /* Whether a call's attempt runs in a layer of its own (lib/worker/calls.c). */
