@@ -604,22 +604,15 @@ static void eval_add(struct durin_harness *h, const char *key, int64_t n)
  * succeeded; fail sends the agent back with the reasons, until
  * max_eval_attempts; needs_human stops the run for a person.
  */
-static void eval_close(struct durin_harness *h, const char *verdict,
-                       json_t *reasons, const char *source)
+/* Logs the open evaluation's verdict with its spend, and closes it. */
+static void eval_end(struct durin_harness *h, const char *verdict,
+                     json_t *reasons, const char *source)
 {
-  int64_t attempt = eval_get(h, "attempt");
-  struct durin_buf list, msg;
-  size_t i;
-  json_t *r;
-
-  durin_buf_init(&list, 0);
-  json_array_foreach(reasons, i, r)
-    durin_buf_addf(&list, "- %s\n", json_string_value(r));
   add_event(
       h, "verdict",
       json_pack("{s:I,s:s,s:O,s:s,s:{s:I,s:I,s:I,s:f}}", "attempt",
-                (json_int_t)attempt, "verdict", verdict, "reasons", reasons,
-                "source", source, "usage", "steps",
+                (json_int_t)eval_get(h, "attempt"), "verdict", verdict,
+                "reasons", reasons, "source", source, "usage", "steps",
                 (json_int_t)eval_get(h, "steps"), "input_tokens",
                 (json_int_t)eval_get(h, "input_tokens"), "output_tokens",
                 (json_int_t)eval_get(h, "output_tokens"), "cost_usd",
@@ -627,6 +620,19 @@ static void eval_close(struct durin_harness *h, const char *verdict,
   json_decref(h->ck.eval);
   h->ck.eval = NULL;
   eval_session_free(h);
+}
+
+static void eval_close(struct durin_harness *h, const char *verdict,
+                       json_t *reasons, const char *source)
+{
+  struct durin_buf list, msg;
+  size_t i;
+  json_t *r;
+
+  durin_buf_init(&list, 0);
+  json_array_foreach(reasons, i, r)
+    durin_buf_addf(&list, "- %s\n", json_string_value(r));
+  eval_end(h, verdict, reasons, source);
   durin_buf_init(&msg, 0);
   if (!strcmp(verdict, "pass")) {
     end_run(h, DURIN_RUN_SUCCEEDED,
@@ -676,18 +682,10 @@ static void eval_close(struct durin_harness *h, const char *verdict,
 static void eval_abort(struct durin_harness *h, const char *source,
                        const char *why)
 {
-  add_event(
-      h, "verdict",
-      json_pack("{s:I,s:s,s:[s],s:s,s:{s:I,s:I,s:I,s:f}}", "attempt",
-                (json_int_t)eval_get(h, "attempt"), "verdict", "fail",
-                "reasons", why, "source", source, "usage", "steps",
-                (json_int_t)eval_get(h, "steps"), "input_tokens",
-                (json_int_t)eval_get(h, "input_tokens"), "output_tokens",
-                (json_int_t)eval_get(h, "output_tokens"), "cost_usd",
-                json_real_value(json_object_get(h->ck.eval, "cost_usd"))));
-  json_decref(h->ck.eval);
-  h->ck.eval = NULL;
-  eval_session_free(h);
+  json_t *reasons = json_pack("[s]", why);
+
+  eval_end(h, "fail", reasons, source);
+  json_decref(reasons);
 }
 
 /* The run's own budgets during an evaluation: tokens, dollars and wall

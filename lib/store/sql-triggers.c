@@ -222,25 +222,27 @@ int durin_store_delivery_add(struct durin_store *q,
   return durin__sq_delivery_insert(q, d, err);
 }
 
-int durin_store_delivery_run(struct durin_store *q, const char *trigger,
-                             const char *delivery, char run_id[32],
-                             struct durin_err *err)
+/* The run and delivery of the first delivery of trigger whose column
+ * (sql's ?2) is key and that started a run; DURIN_ENOTFOUND if none. */
+static int delivery_lookup(struct durin_store *q, const char *sql,
+                           const char *trigger, const char *key,
+                           char run_id[32], char *delivery, size_t dlen,
+                           struct durin_err *err)
 {
   struct db_stmt *st;
   int rc;
 
-  if (db_prepare(q->db,
-                 "SELECT run_id FROM trigger_deliveries WHERE trigger_name = "
-                 "?1 AND delivery = ?2 AND run_id IS NOT NULL",
-                 &st) != DB_OK)
+  if (db_prepare(q->db, sql, &st) != DB_OK)
     return durin__sq_fail(q, err, "reading a delivery");
   db_bind_text(st, 1, trigger);
-  db_bind_text(st, 2, delivery);
+  db_bind_text(st, 2, key);
   rc = db_step(st);
   if (rc == DB_ROW) {
-    const char *id = db_col_text(st, 0);
+    const char *id = db_col_text(st, 0), *dv = db_col_text(st, 1);
 
     snprintf(run_id, 32, "%s", id ? id : "");
+    if (delivery)
+      snprintf(delivery, dlen, "%s", dv ? dv : "");
     db_finalize(st);
     return 0;
   }
@@ -248,41 +250,30 @@ int durin_store_delivery_run(struct durin_store *q, const char *trigger,
   if (rc != DB_DONE)
     return durin__sq_fail(q, err, "reading a delivery");
   return durin_err_set(err, DURIN_ENOTFOUND,
-                       "delivery '%s' of trigger '%s' started no run", delivery,
+                       "no such delivery of trigger '%s' started a run",
                        trigger);
+}
+
+int durin_store_delivery_run(struct durin_store *q, const char *trigger,
+                             const char *delivery, char run_id[32],
+                             struct durin_err *err)
+{
+  return delivery_lookup(q,
+                         "SELECT run_id, delivery FROM trigger_deliveries "
+                         "WHERE trigger_name = ?1 AND delivery = ?2 AND "
+                         "run_id IS NOT NULL",
+                         trigger, delivery, run_id, NULL, 0, err);
 }
 
 int durin_store_delivery_run_by_body(struct durin_store *q, const char *trigger,
                                      const char *body_sha256, char run_id[32],
                                      char delivery[128], struct durin_err *err)
 {
-  struct db_stmt *st;
-  int rc;
-
-  if (db_prepare(q->db,
-                 "SELECT run_id, delivery FROM trigger_deliveries WHERE "
-                 "trigger_name = ?1 AND body_sha256 = ?2 AND run_id IS NOT "
-                 "NULL ORDER BY received_ms LIMIT 1",
-                 &st) != DB_OK)
-    return durin__sq_fail(q, err, "reading a delivery");
-  db_bind_text(st, 1, trigger);
-  db_bind_text(st, 2, body_sha256);
-  rc = db_step(st);
-  if (rc == DB_ROW) {
-    const char *id = db_col_text(st, 0), *dv = db_col_text(st, 1);
-
-    snprintf(run_id, 32, "%s", id ? id : "");
-    snprintf(delivery, 128, "%s", dv ? dv : "");
-    db_finalize(st);
-    return 0;
-  }
-  db_finalize(st);
-  if (rc != DB_DONE)
-    return durin__sq_fail(q, err, "reading a delivery");
-  return durin_err_set(err, DURIN_ENOTFOUND,
-                       "no delivery of trigger '%s' with that body started a "
-                       "run",
-                       trigger);
+  return delivery_lookup(q,
+                         "SELECT run_id, delivery FROM trigger_deliveries "
+                         "WHERE trigger_name = ?1 AND body_sha256 = ?2 AND "
+                         "run_id IS NOT NULL ORDER BY received_ms LIMIT 1",
+                         trigger, body_sha256, run_id, delivery, 128, err);
 }
 
 int durin_store_delivery_list(struct durin_store *q, const char *trigger,
