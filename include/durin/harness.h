@@ -327,6 +327,17 @@ struct durin_checkpoint {
   struct durin_usage eval_usage;
   /* The workspace's commit after this step (git checkpoints), or "". */
   char git_commit[41];
+  /* Phases (spec `phases`, docs/internals/context.md; owned, NULL
+   * without): {"index", "name", "started_step", "due"}, and the artifacts
+   * of the phases that ended, in order. */
+  json_t *phase;
+  json_t *artifacts;
+  /* The last context reset's handoff (owned, NULL before the first):
+   * {"count", "through_seq", ...}; the pinned message carries it. */
+  json_t *reset;
+  /* The loop and storm breakers' and run_status's bookkeeping (owned,
+   * NULL before the first tool call; harness/guard.c). */
+  json_t *guard;
 };
 
 char *durin_checkpoint_dump(const struct durin_checkpoint *c);

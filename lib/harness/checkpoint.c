@@ -85,6 +85,14 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
     json_object_set(j, "handoff", c->handoff);
   if (c->git_commit[0])
     json_object_set_new(j, "git_commit", json_string(c->git_commit));
+  if (c->phase)
+    json_object_set(j, "phase", c->phase);
+  if (c->artifacts)
+    json_object_set(j, "artifacts", c->artifacts);
+  if (c->reset)
+    json_object_set(j, "reset", c->reset);
+  if (c->guard)
+    json_object_set(j, "guard", c->guard);
   s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   return s;
@@ -94,6 +102,7 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
                            struct durin_err *err)
 {
   json_t *j, *u, *plan, *rej = NULL, *handoff = NULL, *ev = NULL, *eu = NULL;
+  json_t *phase = NULL, *arts = NULL, *reset = NULL, *guard = NULL;
   json_error_t je;
   const char *summary = NULL, *git = NULL;
   json_int_t v = 0, step, turn, ws, st, ea;
@@ -105,16 +114,20 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
                          je.text);
   if (json_unpack_ex(
           j, &je, 0,
-          "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?o,s?o,s?s}", "v", &v,
-          "step", &step, "turn", &turn, "window_start", &ws, "started_ms", &st,
-          "eval_attempts", &ea, "usage", &u, "plan", &plan, "summary", &summary,
-          "rejections", &rej, "handoff", &handoff, "eval", &ev, "eval_usage",
-          &eu, "git_commit", &git) ||
+          "{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s?s,s?o,s?o,s?o,s?o,s?s,s?o,s?o,s?o,"
+          "s?o}",
+          "v", &v, "step", &step, "turn", &turn, "window_start", &ws,
+          "started_ms", &st, "eval_attempts", &ea, "usage", &u, "plan", &plan,
+          "summary", &summary, "rejections", &rej, "handoff", &handoff, "eval",
+          &ev, "eval_usage", &eu, "git_commit", &git, "phase", &phase,
+          "artifacts", &arts, "reset", &reset, "guard", &guard) ||
       usage_parse(u, &c->usage, &je) ||
       (eu && usage_parse(eu, &c->eval_usage, &je)) || v != 1 ||
       !json_is_array(plan) || (rej && !json_is_object(rej)) ||
       (handoff && !json_is_object(handoff)) || (ev && !json_is_object(ev)) ||
-      (git && strlen(git) >= sizeof(c->git_commit))) {
+      (git && strlen(git) >= sizeof(c->git_commit)) ||
+      (phase && !json_is_object(phase)) || (arts && !json_is_array(arts)) ||
+      (reset && !json_is_object(reset)) || (guard && !json_is_object(guard))) {
     json_decref(j);
     return durin_err_set(err, DURIN_EPARSE, "checkpoint is malformed: %s",
                          je.text);
@@ -131,6 +144,10 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   c->eval = ev ? json_incref(ev) : NULL;
   if (git)
     snprintf(c->git_commit, sizeof(c->git_commit), "%s", git);
+  c->phase = phase ? json_incref(phase) : NULL;
+  c->artifacts = arts ? json_incref(arts) : NULL;
+  c->reset = reset ? json_incref(reset) : NULL;
+  c->guard = guard ? json_incref(guard) : NULL;
   json_decref(j);
   return 0;
 }
@@ -141,6 +158,10 @@ void durin_checkpoint_clear(struct durin_checkpoint *c)
   json_decref(c->rejections);
   json_decref(c->handoff);
   json_decref(c->eval);
+  json_decref(c->phase);
+  json_decref(c->artifacts);
+  json_decref(c->reset);
+  json_decref(c->guard);
   free(c->summary);
   memset(c, 0, sizeof(*c));
 }
