@@ -65,6 +65,10 @@ struct durin_model_request {
   json_t *messages; /* neutral messages, borrowed */
   json_t *tools;    /* [{name, description, parameters}], borrowed */
   int64_t turn;     /* how many model calls the run has committed */
+  /* A summary call (a phase's end, a context reset): turn counts the
+   * run's summaries, and the script provider answers from
+   * model.summaries. */
+  int summary;
   /* Wall-clock time (durin_now_ms) by which the call, its retries and
    * their waits must be over: the run's wall-clock budget. 0: none. */
   int64_t deadline_ms;

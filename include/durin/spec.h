@@ -50,6 +50,9 @@ struct durin_model_cfg {
   char *api_key_secret;
   char *api_version; /* anthropic-version header; NULL: the default */
   json_t *turns;     /* script: the assistant turns (owned) */
+  /* script: the answers to the run's summary calls (phase ends, context
+   * resets), in order (owned; NULL: each gets a plain scripted one). */
+  json_t *summaries;
   struct durin_price price;
   int64_t timeout_ms;  /* per request */
   int64_t max_retries; /* per-run retry budget for transient errors */
@@ -229,6 +232,26 @@ struct durin_spec_git {
   int64_t log_lines;
 };
 
+/* What ends a phase (spec `phases`, docs/internals/context.md). */
+enum durin_phase_until {
+  DURIN_UNTIL_FINISH, /* the last phase: the run's own end */
+  DURIN_UNTIL_PLAN,   /* the agent's update_plan */
+  DURIN_UNTIL_STEPS,  /* a number of the agent's steps in the phase */
+  DURIN_UNTIL_CHECK,  /* a command that exits 0, run after each step */
+};
+
+/* A phase of the run: its share of the context window, the tools it may
+ * use (NULL: all of the run's), and what ends it. */
+struct durin_spec_phase {
+  char *name;
+  double share; /* of context.max_bytes, in (0, 1] */
+  char **tools;
+  int ntools;
+  enum durin_phase_until until;
+  int64_t steps;                 /* DURIN_UNTIL_STEPS */
+  struct durin_spec_check check; /* DURIN_UNTIL_CHECK */
+};
+
 struct durin_spec {
   char *name;
   char *system;
@@ -247,6 +270,13 @@ struct durin_spec {
   int64_t max_arg_bytes; /* tool-call arguments larger than this are refused */
   int64_t context_messages; /* messages kept in the context window */
   int64_t context_bytes;    /* text kept in the context window, roughly */
+  /* context.reset_at: when the window reaches this many tokens (or this
+   * share of context.max_bytes), the run goes on in a fresh context built
+   * from a handoff (0: never). */
+  int64_t reset_tokens;
+  double reset_share;
+  struct durin_spec_phase *phases; /* "phases", in order (NULL: none) */
+  int nphases;
   struct durin_spec_sandbox sandbox;
   json_t *policy; /* the "policy" object as written (durin/policy.h), or
                      NULL; validated when the spec is parsed */

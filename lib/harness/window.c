@@ -62,6 +62,14 @@ struct durin__window {
    * window's: at most what the plan gets. */
   char *boot;
   size_t boot_cap;
+  /* The requests' size limit: context.max_bytes, or less (a phase's
+   * share, context.reset_at); 0: max_bytes. */
+  size_t limit;
+  /* The phases' artifacts and the last reset's handoff, as text (owned;
+   * NULL: none), and their share, reserved when the spec has phases or
+   * resets. */
+  char *extra;
+  size_t extra_cap;
 };
 
 /* The string v holds, or def when it is not one. */
@@ -260,20 +268,31 @@ static size_t json_size(json_t *v)
 
 /* The request's fixed part (system prompt, goal, tool schemas) and what
  * it leaves the window, plan and handoff. */
+size_t durin__window_fixed(const char *system, json_t *tools)
+{
+  return json_size(tools) + WIRE_SLACK * (json_array_size(tools) + 1) + 2 +
+         (system ? durin__json_escaped_len(system, strlen(system)) + 2 : 0);
+}
+
 static int window_size(struct durin__window *w, const struct durin_spec *spec,
                        json_t *tools, struct durin_err *err)
 {
-  size_t max = (size_t)spec->context_bytes, fixed, rest;
+  size_t max = w->limit ? w->limit : (size_t)spec->context_bytes, fixed, rest;
   json_t *goal;
 
   goal = json_pack("{s:s,s:s}", "role", "user", "content", spec->goal);
-  fixed = json_size(tools) + WIRE_SLACK * (json_array_size(tools) + 2) +
-          json_size(goal) + 1 + 2 +
-          (spec->system ?
-               durin__json_escaped_len(spec->system, strlen(spec->system)) + 2 :
-               0);
+  fixed = durin__window_fixed(spec->system, tools) + json_size(goal) + 1 +
+          WIRE_SLACK;
   if (fixed > max / 2) {
     json_decref(goal);
+    if (w->limit && w->limit < (size_t)spec->context_bytes)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "the context window's cap for this phase or "
+                           "context.reset_at (%zu bytes) is too small for this "
+                           "spec: its system prompt, goal and tool schemas "
+                           "alone take %zu bytes of every request; give a "
+                           "cap of at least %zu bytes",
+                           max, fixed, 2 * fixed);
     return durin_err_set(err, DURIN_ESPEC,
                          "field 'context.max_bytes' (%zu) is too small for "
                          "this spec: its system prompt, goal and tool schemas "
@@ -286,6 +305,9 @@ static int window_size(struct durin__window *w, const struct durin_spec *spec,
   w->base = fixed - (json_size(goal) + 1 + WIRE_SLACK);
   w->goal = spec->goal;
   w->pin_cap = rest / 8;
+  w->extra_cap = spec->nphases || spec->reset_tokens || spec->reset_share > 0 ?
+                     rest / 8 :
+                     0;
   w->boot_cap = 0;
   if (w->boot) {
     /* "\n\n", the text and a cut's note. */
@@ -293,7 +315,7 @@ static int window_size(struct durin__window *w, const struct durin_spec *spec,
     if (w->boot_cap > w->pin_cap)
       w->boot_cap = w->pin_cap;
   }
-  w->cap = rest - 2 * w->pin_cap - w->boot_cap;
+  w->cap = rest - 2 * w->pin_cap - w->boot_cap - w->extra_cap;
   w->max_msgs = (size_t)spec->context_messages - 1;
   w->share = w->cap / 2;
   json_decref(goal);
@@ -333,6 +355,31 @@ int durin__window_boot(struct durin__window *w, const struct durin_spec *spec,
   return window_size(w, spec, tools, err);
 }
 
+int durin__window_limit(struct durin__window *w, const struct durin_spec *spec,
+                        json_t *tools, size_t limit, struct durin_err *err)
+{
+  w->limit = limit;
+  return window_size(w, spec, tools, err);
+}
+
+void durin__window_set_extra(struct durin__window *w, const char *text)
+{
+  free(w->extra);
+  w->extra = text && *text ? strdup(text) : NULL;
+  json_decref(w->pin_msg);
+  w->pin_msg = NULL;
+}
+
+size_t durin__window_count(const struct durin__window *w)
+{
+  return w->n;
+}
+
+size_t durin__window_max_messages(const struct durin__window *w)
+{
+  return w->max_msgs;
+}
+
 void durin__window_free(struct durin__window *w)
 {
   size_t i;
@@ -340,6 +387,7 @@ void durin__window_free(struct durin__window *w)
   if (!w)
     return;
   free(w->boot);
+  free(w->extra);
   for (i = 0; i < w->n; i++)
     json_decref(w->wm[i].info);
   free(w->wm);
@@ -562,25 +610,31 @@ static size_t turn_end(const struct durin__window *w, size_t i)
   return i;
 }
 
-json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
-                          json_t **handoff)
+/*
+ * Drops turns from the front until at most max_msgs messages of at most
+ * max_bytes are left (keep_newest: the newest turn stays if it fits within
+ * the window's own limits); see durin__window_fit for the rest.
+ */
+static json_t *fit_to(struct durin__window *w, int64_t *window_start,
+                      json_t **handoff, size_t max_bytes, size_t max_msgs,
+                      int keep_newest)
 {
   size_t n = w->n, drop = 0, bytes = w->bytes, i;
   json_t *ev, *calls, *files, *kept;
 
-  if (n <= w->max_msgs && bytes <= w->cap)
-    return NULL;
-  while (drop < n && (n - drop > w->max_msgs / 2 || bytes > w->cap / 2)) {
+  while (drop < n && (n - drop > max_msgs || bytes > max_bytes)) {
     size_t end = turn_end(w, drop), b = 0;
 
     /* The newest turn stays if it fits on its own. */
-    if (end == n && n - drop <= w->max_msgs && bytes <= w->cap)
+    if (keep_newest && end == n && n - drop <= w->max_msgs && bytes <= w->cap)
       break;
     for (i = drop; i < end; i++)
       b += w->wm[i].bytes;
     bytes -= b;
     drop = end;
   }
+  if (!drop)
+    return NULL;
   if (!*handoff)
     *handoff = json_pack("{s:I,s:I,s:I,s:I,s:{},s:[],s:[],s:[]}", "through_seq",
                          (json_int_t)0, "messages", (json_int_t)0, "calls",
@@ -639,6 +693,21 @@ json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
   json_decref(w->pin_msg);
   w->pin_msg = NULL;
   return ev;
+}
+
+json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
+                          json_t **handoff)
+{
+  if (w->n <= w->max_msgs && w->bytes <= w->cap)
+    return NULL;
+  return fit_to(w, window_start, handoff, w->cap / 2, w->max_msgs / 2, 1);
+}
+
+json_t *durin__window_fit_within(struct durin__window *w, int64_t *window_start,
+                                 json_t **handoff, size_t max_bytes,
+                                 size_t max_msgs)
+{
+  return fit_to(w, window_start, handoff, max_bytes, max_msgs, 0);
 }
 
 json_t *durin__window_messages(const struct durin__window *w)
@@ -735,6 +804,12 @@ json_t *durin__window_request(struct durin__window *w, json_t *plan,
       durin_buf_adds(&b, "\n\n");
       durin_buf_adds(&b, w->boot);
       cut_tail(&b, from, w->boot_cap);
+    }
+    if (w->extra) {
+      from = b.len;
+      durin_buf_adds(&b, "\n\n");
+      durin_buf_adds(&b, w->extra);
+      cut_tail(&b, from, w->extra_cap);
     }
     if (json_array_size(plan)) {
       from = b.len;

@@ -48,6 +48,20 @@ int durin__window_tools(struct durin__window *w, const struct durin_spec *spec,
 int durin__window_boot(struct durin__window *w, const struct durin_spec *spec,
                        json_t *tools, const char *text, struct durin_err *err);
 void durin__window_free(struct durin__window *w);
+/* The requests' size limit in bytes (0: context.max_bytes): a phase's
+ * share, context.reset_at. The shares are sized again; DURIN_ESPEC when
+ * the limit cannot hold the system prompt, goal and tools. */
+int durin__window_limit(struct durin__window *w, const struct durin_spec *spec,
+                        json_t *tools, size_t limit, struct durin_err *err);
+/* The phases' artifacts and the last reset's handoff (text copied; NULL:
+ * none): shown in the pinned message after the boot files, within their
+ * own share (reserved when the spec has phases or resets). */
+void durin__window_set_extra(struct durin__window *w, const char *text);
+/* What the system prompt and tool schemas add to every request. */
+size_t durin__window_fixed(const char *system, json_t *tools);
+/* The window's messages, and how many it may hold. */
+size_t durin__window_count(const struct durin__window *w);
+size_t durin__window_max_messages(const struct durin__window *w);
 
 /* Adds the message a logged event makes, if it makes one. */
 void durin__window_add_event(struct durin__window *w, const char *type,
@@ -61,6 +75,15 @@ void durin__window_add_event(struct durin__window *w, const char *type,
  */
 json_t *durin__window_fit(struct durin__window *w, int64_t *window_start,
                           json_t **handoff);
+
+/*
+ * The same, down to at most max_bytes and max_msgs however recent the
+ * turns (0, 0: all of them), for a summary call or a context reset; NULL
+ * when nothing was dropped.
+ */
+json_t *durin__window_fit_within(struct durin__window *w, int64_t *window_start,
+                                 json_t **handoff, size_t max_bytes,
+                                 size_t max_msgs);
 
 /* The window's messages (borrowed). */
 json_t *durin__window_messages(const struct durin__window *w);

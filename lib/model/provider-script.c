@@ -3,6 +3,11 @@
  * The turn index comes from the run's checkpoint, so a resumed run replays
  * exactly where it stopped. A turn may carry "repeat": N to stand for N
  * identical turns (long benchmark runs).
+ *
+ * Summary calls (a phase's end, a context reset) are answered from
+ * model.summaries, indexed by the run's count of summaries; past its end
+ * (or without it) each gets a plain artifact naming its number, so a long
+ * scripted run need not script every reset.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +21,14 @@ static int script_answer(const struct durin_model_request *req,
                          struct durin_err *err)
 {
   json_t *turns = req->cfg->turns, *t = NULL, *calls, *c, *usage;
+  json_t *plain = NULL;
   int64_t want = req->turn, seen = 0;
   size_t i;
   int r;
 
   memset(out, 0, sizeof(*out));
+  if (req->summary)
+    turns = req->cfg->summaries;
   json_array_foreach(turns, i, t) {
     json_t *rep = json_object_get(t, "repeat");
     int64_t n = rep ? json_integer_value(rep) : 1;
@@ -29,6 +37,13 @@ static int script_answer(const struct durin_model_request *req,
       break;
     seen += n;
     t = NULL;
+  }
+  if (!t && req->summary) {
+    char note[80];
+
+    snprintf(note, sizeof(note), "scripted summary %lld", (long long)want + 1);
+    t = plain = json_pack("{s:[{s:s,s:{s:s}}]}", "tool_calls", "name",
+                          "artifact", "arguments", "notes", note);
   }
   if (!t)
     return durin_err_set(err, DURIN_EMODEL,
@@ -44,7 +59,8 @@ static int script_answer(const struct durin_model_request *req,
     json_t *args = json_object_get(c, "arguments");
     char id[64];
 
-    snprintf(id, sizeof(id), "call_%lld_%zu", (long long)want, i);
+    snprintf(id, sizeof(id), "%s_%lld_%zu", req->summary ? "sum" : "call",
+             (long long)want, i);
     tc->id = strdup(id);
     tc->name = strdup(json_string_value(json_object_get(c, "name")));
     if (json_is_string(args))
@@ -75,8 +91,10 @@ static int script_answer(const struct durin_model_request *req,
   }
   out->model = strdup("script");
   out->finish_reason = strdup(out->ncalls ? "tool_calls" : "stop");
+  json_decref(plain);
   return 0;
 fail:
+  json_decref(plain);
   durin_model_response_clear(out);
   return r;
 }

@@ -26,7 +26,7 @@ static const char *const top_fields[] = {
   "policy",      "approvals", "notify",
   "traceparent", "secrets",   "mcp_servers",
   "git",         "evaluator", "deliver",
-  NULL,
+  "phases",      NULL,
 };
 static const char *const evaluator_fields[] = {
   "model", "instructions", "criteria", "tools", "budget", "timeout_s", NULL,
@@ -80,9 +80,9 @@ static const char *const sandbox_fields[] = {
   NULL,
 };
 static const char *const model_fields[] = {
-  "provider",    "name",       "base_url", "api_key_env", "api_key_secret",
-  "api_version", "turns",      "script",   "price",       "timeout_s",
-  "max_retries", "max_tokens", "stream",   NULL,
+  "provider",    "name",        "base_url",   "api_key_env", "api_key_secret",
+  "api_version", "turns",       "script",     "summaries",   "price",
+  "timeout_s",   "max_retries", "max_tokens", "stream",      NULL,
 };
 static const char *const price_fields[] = {
   "input_per_mtok",
@@ -99,7 +99,11 @@ static const char *const budget_fields[] = {
 static const char *const limits_fields[] = { "tool_timeout_s", "output_bytes",
                                              "max_arg_bytes", NULL };
 static const char *const context_fields[] = { "max_messages", "max_bytes",
-                                              NULL };
+                                              "reset_at", NULL };
+static const char *const phase_fields[] = { "name", "share", "tools", "until",
+                                            NULL };
+static const char *const until_fields[] = { "steps", "check", "timeout_s",
+                                            NULL };
 static const char *const providers[] = { "script", "openai", "anthropic",
                                          NULL };
 
@@ -872,7 +876,7 @@ static int check_turns(json_t *turns, const char *where, struct durin_err *err)
 static int parse_model(json_t *root, const char *base_dir,
                        struct durin_model_cfg *m, struct durin_err *err)
 {
-  json_t *mo = json_object_get(root, "model"), *price, *turns;
+  json_t *mo = json_object_get(root, "model"), *price, *turns, *summ;
   char *script = NULL;
   int r, i, known = 0;
 
@@ -1002,6 +1006,11 @@ static int parse_model(json_t *root, const char *base_dir,
         return r;
       m->turns = json_incref(turns);
     }
+    if ((summ = json_object_get(mo, "summaries"))) {
+      if ((r = check_turns(summ, "model.summaries", err)))
+        return r;
+      m->summaries = json_incref(summ);
+    }
     if (!m->name)
       m->name = strdup("script");
   } else {
@@ -1010,10 +1019,12 @@ static int parse_model(json_t *root, const char *base_dir,
                            "field 'model.name' is required for the %s "
                            "provider (or set DURIN_MODEL)",
                            m->provider);
-    if (json_object_get(mo, "turns") || json_object_get(mo, "script"))
+    if (json_object_get(mo, "turns") || json_object_get(mo, "script") ||
+        json_object_get(mo, "summaries"))
       return durin_err_set(err, DURIN_ESPEC,
-                           "fields 'model.turns' and 'model.script' belong to "
-                           "the script provider, not '%s'",
+                           "fields 'model.turns', 'model.script' and "
+                           "'model.summaries' belong to the script provider, "
+                           "not '%s'",
                            m->provider);
     provider_defaults(m);
   }
@@ -1658,6 +1669,187 @@ static int progress_path_ok(const char *p)
   return !strchr(p, '\n');
 }
 
+/*
+ * context.reset_at: an integer is a count of tokens, a number below 1 a
+ * share of context.max_bytes (docs/internals/context.md).
+ */
+static int parse_reset_at(json_t *ctx, struct durin_spec *s,
+                          struct durin_err *err)
+{
+  json_t *v = json_object_get(ctx, "reset_at");
+
+  if (!v)
+    return 0;
+  if (json_is_integer(v) && json_integer_value(v) >= 256) {
+    s->reset_tokens = json_integer_value(v);
+    return 0;
+  }
+  if (json_is_real(v) && json_real_value(v) > 0 && json_real_value(v) < 1) {
+    s->reset_share = json_real_value(v);
+    return 0;
+  }
+  return durin_err_set(err, DURIN_ESPEC,
+                       "field 'context.reset_at' must be a number of tokens "
+                       "(an integer >= 256, e.g. 40000) or a share of "
+                       "context.max_bytes (a number between 0 and 1, e.g. "
+                       "0.2), not %s",
+                       durin_json_kind(v));
+}
+
+/* A phase's 'until': "update_plan", {"steps": N} or {"check": CMD}. */
+static int parse_until(json_t *ph, const char *pre, int last,
+                       struct durin_spec_phase *p, struct durin_err *err)
+{
+  json_t *u = json_object_get(ph, "until"), *o;
+  char sub[64];
+  int r;
+
+  if (!u) {
+    if (last) {
+      p->until = DURIN_UNTIL_FINISH;
+      return 0;
+    }
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%suntil' is required (only the last phase "
+                         "runs until the run ends): give \"update_plan\", "
+                         "{\"steps\": N} or {\"check\": \"COMMAND\"}",
+                         pre);
+  }
+  if (last)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%suntil': the last phase runs until the "
+                         "agent calls finish; remove its 'until' or add a "
+                         "phase after it",
+                         pre);
+  if (json_is_string(u) && !strcmp(json_string_value(u), "update_plan")) {
+    p->until = DURIN_UNTIL_PLAN;
+    return 0;
+  }
+  snprintf(sub, sizeof(sub), "%suntil.", pre);
+  if (!json_is_object(u) || json_object_size(u) == 0)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%suntil' must be \"update_plan\", "
+                         "{\"steps\": N} or {\"check\": \"COMMAND\"}, not %s",
+                         pre, durin_json_kind(u));
+  if ((r = get_object(ph, "until", pre, until_fields, &o, err)))
+    return r;
+  if (json_object_get(o, "steps") && json_object_get(o, "check"))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%suntil' names both 'steps' and 'check': "
+                         "give one",
+                         pre);
+  if (json_object_get(o, "steps")) {
+    p->until = DURIN_UNTIL_STEPS;
+    if (json_object_get(o, "timeout_s"))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%stimeout_s' goes with 'check', not "
+                           "'steps'",
+                           sub);
+    return get_int(o, "steps", sub, 1, 1, &p->steps, err);
+  }
+  p->until = DURIN_UNTIL_CHECK;
+  p->check.timeout_ms = 60000;
+  if ((r = get_string(o, "check", sub, 1, &p->check.run, err)) ||
+      (r = get_int(o, "timeout_s", sub, 1, 1000, &p->check.timeout_ms, err)))
+    return r;
+  if (asprintf(&p->check.name, "phase %s", p->name) < 0)
+    return durin_err_set(err, DURIN_ENOMEM, "out of memory");
+  return 0;
+}
+
+/* The tools a phase may use: the run's own (MCP tools are checked when
+ * their servers list them). */
+static int parse_phase_tools(json_t *ph, const char *pre,
+                             const struct durin_spec *s,
+                             struct durin_spec_phase *p, struct durin_err *err)
+{
+  json_t *t = json_object_get(ph, "tools"), *v;
+  size_t i;
+
+  if (!t)
+    return 0;
+  if (!json_is_array(t) || !json_array_size(t))
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field '%stools' must be a non-empty array of tool "
+                         "names (leave it out for all of the run's tools)",
+                         pre);
+  p->tools = calloc(json_array_size(t), sizeof(char *));
+  json_array_foreach(t, i, v) {
+    const char *name = json_string_value(v);
+
+    if (!name)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%stools[%zu]' must be a tool name, not %s",
+                           pre, i, durin_json_kind(v));
+    if (!durin_spec_tool(s, name) && !strchr(name, '.') &&
+        (!s->nmcp || durin_tool_find(name)))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%stools[%zu]' is '%s', which is not one of "
+                           "the run's tools (see field 'tools')",
+                           pre, i, name);
+    p->tools[p->ntools++] = strdup(name);
+  }
+  return 0;
+}
+
+static int parse_phases(json_t *root, struct durin_spec *s,
+                        struct durin_err *err)
+{
+  json_t *arr = json_object_get(root, "phases"), *ph;
+  size_t i, n;
+  int r, j;
+
+  if (!arr)
+    return 0;
+  n = json_array_size(arr);
+  if (!json_is_array(arr) || n < 2 || n > 16)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'phases' must be an array of 2 to 16 phases "
+                         "like {\"name\": \"planning\", \"share\": 0.2, "
+                         "\"until\": \"update_plan\"}");
+  s->phases = calloc(n, sizeof(*s->phases));
+  json_array_foreach(arr, i, ph) {
+    struct durin_spec_phase *p = &s->phases[s->nphases];
+    char pre[32];
+    const char *c;
+
+    snprintf(pre, sizeof(pre), "phases[%zu].", i);
+    if (!json_is_object(ph))
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'phases[%zu]' must be an object, not %s", i,
+                           durin_json_kind(ph));
+    if ((r = check_fields(ph, pre, phase_fields, err)))
+      return r;
+    s->nphases++;
+    if ((r = get_string(ph, "name", pre, 1, &p->name, err)))
+      return r;
+    for (c = p->name; *c; c++)
+      if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789_-", *c) ||
+          c - p->name >= 32)
+        return durin_err_set(err, DURIN_ESPEC,
+                             "field '%sname' is '%.40s': give a short name of "
+                             "lowercase letters, digits, '_' and '-'",
+                             pre, p->name);
+    for (j = 0; j < s->nphases - 1; j++)
+      if (!strcmp(s->phases[j].name, p->name))
+        return durin_err_set(err, DURIN_ESPEC,
+                             "field '%sname': phase '%s' is named twice", pre,
+                             p->name);
+    p->share = 1.0;
+    if ((r = get_number(ph, "share", pre, &p->share, err)))
+      return r;
+    if (p->share <= 0 || p->share > 1)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field '%sshare' must be a share of the context "
+                           "window above 0 and at most 1, got %g",
+                           pre, p->share);
+    if ((r = parse_phase_tools(ph, pre, s, p, err)) ||
+        (r = parse_until(ph, pre, i + 1 == n, p, err)))
+      return r;
+  }
+  return 0;
+}
+
 static int parse_git(json_t *root, struct durin_spec *s, struct durin_err *err)
 {
   json_t *v = json_object_get(root, "git"), *files, *e;
@@ -1789,7 +1981,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   if (o && ((r = get_int(o, "max_messages", "context.", 4, 1,
                          &s->context_messages, err)) ||
             (r = get_int(o, "max_bytes", "context.", 1024, 1, &s->context_bytes,
-                         err))))
+                         err)) ||
+            (r = parse_reset_at(o, s, err))))
     goto out;
   if ((r = get_object(root, "sandbox", "", sandbox_fields, &o, err)))
     goto out;
@@ -1822,7 +2015,7 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
   if ((r = parse_mcp(root, s, err)) ||
       (r = parse_evaluator(root, base_dir, s, err)))
     goto out;
-  if ((r = parse_git(root, s, err)))
+  if ((r = parse_git(root, s, err)) || (r = parse_phases(root, s, err)))
     goto out;
   if (s->deliver.remote && s->git.mode == DURIN_SPEC_GIT_OFF) {
     r = durin_err_set(err, DURIN_ESPEC,
@@ -1904,6 +2097,7 @@ static void model_clear(struct durin_model_cfg *m)
   free(m->api_key_secret);
   free(m->api_version);
   json_decref(m->turns);
+  json_decref(m->summaries);
 }
 
 void durin_spec_clear(struct durin_spec *s)
@@ -1980,6 +2174,17 @@ void durin_spec_clear(struct durin_spec *s)
   }
   free(s->mcp);
   json_decref(s->mcp_json);
+  for (i = 0; i < s->nphases; i++) {
+    int k;
+
+    free(s->phases[i].name);
+    for (k = 0; k < s->phases[i].ntools; k++)
+      free(s->phases[i].tools[k]);
+    free(s->phases[i].tools);
+    free(s->phases[i].check.name);
+    free(s->phases[i].check.run);
+  }
+  free(s->phases);
   model_clear(&s->evaluator.model);
   free(s->evaluator.instructions);
   for (i = 0; i < s->evaluator.ncriteria; i++)
@@ -2011,6 +2216,8 @@ static void dump_model(json_t *m, const struct durin_model_cfg *mc)
     json_object_set_new(m, "api_key_secret", json_string(mc->api_key_secret));
   if (mc->turns)
     json_object_set(m, "turns", mc->turns);
+  if (mc->summaries)
+    json_object_set(m, "summaries", mc->summaries);
   if (mc->api_version)
     json_object_set_new(m, "api_version", json_string(mc->api_version));
   if (mc->price.set) {
@@ -2105,6 +2312,41 @@ char *durin_spec_dump(const struct durin_spec *s)
                       json_pack("{s:I,s:I}", "max_messages",
                                 (json_int_t)s->context_messages, "max_bytes",
                                 (json_int_t)s->context_bytes));
+  if (s->reset_tokens)
+    json_object_set_new(json_object_get(root, "context"), "reset_at",
+                        json_integer(s->reset_tokens));
+  else if (s->reset_share > 0)
+    json_object_set_new(json_object_get(root, "context"), "reset_at",
+                        json_real(s->reset_share));
+  if (s->nphases) {
+    json_t *phs = json_array();
+
+    for (i = 0; i < s->nphases; i++) {
+      const struct durin_spec_phase *p = &s->phases[i];
+      json_t *ph = json_pack("{s:s,s:f}", "name", p->name, "share", p->share);
+      int k;
+
+      if (p->ntools) {
+        json_t *t = json_array();
+
+        for (k = 0; k < p->ntools; k++)
+          json_array_append_new(t, json_string(p->tools[k]));
+        json_object_set_new(ph, "tools", t);
+      }
+      if (p->until == DURIN_UNTIL_PLAN)
+        json_object_set_new(ph, "until", json_string("update_plan"));
+      else if (p->until == DURIN_UNTIL_STEPS)
+        json_object_set_new(ph, "until",
+                            json_pack("{s:I}", "steps", (json_int_t)p->steps));
+      else if (p->until == DURIN_UNTIL_CHECK)
+        json_object_set_new(
+            ph, "until",
+            json_pack("{s:s,s:I}", "check", p->check.run, "timeout_s",
+                      (json_int_t)(p->check.timeout_ms / 1000)));
+      json_array_append_new(phs, ph);
+    }
+    json_object_set_new(root, "phases", phs);
+  }
   {
     const struct durin_spec_sandbox *b = &s->sandbox;
     json_t *sb = json_object(), *ro = json_array(), *rw = json_array();
