@@ -132,6 +132,11 @@ struct durin_action {
   int clear_pending; /* the step's pending response can go */
   const struct durin_approval *approval; /* a request to record, or NULL */
 
+  /* DURIN_ACT_CHECKS: the checks to run (the spec's acceptance checks,
+   * or a phase's end check). */
+  const struct durin_spec_check *checks;
+  int nchecks;
+
   struct durin_policy_state policy_state; /* DURIN_ACT_POLICY */
   struct durin_snapshot_req snapshot;     /* DURIN_ACT_SNAPSHOT */
 

@@ -21,6 +21,7 @@
 #include "durin/secret.h"
 #include "durin/util.h"
 #include "harness/eval.h"
+#include "harness/summary.h"
 #include "harness/window.h"
 
 enum call_state {
@@ -93,6 +94,18 @@ struct durin_harness {
   int eval_rebase;     /* restored: its clock goes on from its last commit */
   json_t *eval_checks; /* the accepted checks' results */
   json_t *eplan;       /* an empty plan: the evaluator has none */
+
+  /* Phases and context resets (docs/internals/context.md). */
+  json_t *ptools;      /* the current phase's tool schemas (NULL: h->tools) */
+  json_t *stools;      /* a summary call's: [artifact] */
+  size_t limit;        /* the requests' size limit now (ctx_limit) */
+  int sum_kind;        /* the step in progress is a summary (SUM_*) */
+  size_t sum_before;   /* the request that called for a reset, in bytes */
+  json_t *sum_comps;   /* the compactions of this summary, for its facts */
+  int phase_met;       /* this step met its phase's end ... */
+  char phase_why[300]; /* ... for this reason */
+  int phase_checking;  /* the phase's end check is running */
+  int phase_checked;   /* ... and ran in this step */
 
   /* The last model call: what it sent and what the provider counted, to
    * estimate the next call's input tokens (budget.c). */
@@ -197,6 +210,141 @@ void durin_harness_on_transition(struct durin_harness *h,
   h->on_transition_arg = arg;
 }
 
+/* ---- phases and context resets (docs/internals/context.md) ---- */
+
+enum { SUM_NONE, SUM_PHASE, SUM_RESET };
+
+/* The phase the run is in, or NULL when the spec has none. */
+static const struct durin_spec_phase *cur_phase(const struct durin_harness *h)
+{
+  int64_t k;
+
+  if (!h->spec->nphases)
+    return NULL;
+  k = json_integer_value(json_object_get(h->ck.phase, "index"));
+  if (k < 0 || k >= h->spec->nphases)
+    k = h->spec->nphases - 1;
+  return &h->spec->phases[k];
+}
+
+static int resets(const struct durin_harness *h)
+{
+  return h->spec->reset_tokens || h->spec->reset_share > 0;
+}
+
+/*
+ * The requests' size limit in bytes: context.max_bytes, the phase's share
+ * of it, and context.reset_at. A cap in tokens is counted as the budget
+ * counts a request's tokens: a third of its bytes, or fewer bytes per
+ * token when the provider said so for the last call.
+ */
+static size_t ctx_limit(const struct durin_harness *h,
+                        const struct durin_spec_phase *p)
+{
+  const struct durin_spec *s = h->spec;
+  size_t limit = (size_t)s->context_bytes, r = 0;
+
+  if (p)
+    limit = (size_t)(p->share * (double)s->context_bytes);
+  if (s->reset_share > 0) {
+    r = (size_t)(s->reset_share * (double)s->context_bytes);
+  } else if (s->reset_tokens) {
+    double bpt = 3.0;
+
+    if (h->last_in_tokens > 0 && h->last_req_bytes > 0 &&
+        (double)h->last_req_bytes / (double)h->last_in_tokens < bpt)
+      bpt = (double)h->last_req_bytes / (double)h->last_in_tokens;
+    r = (size_t)((double)s->reset_tokens * bpt);
+  }
+  return r && r < limit ? r : limit;
+}
+
+/* Whether the phase lets the agent call name (update_plan and run_status
+ * always: they only keep the plan or read the run). */
+static int phase_allows(const struct durin_spec_phase *p, const char *name)
+{
+  int i;
+
+  if (!p || !p->ntools || !strcmp(name, "update_plan") ||
+      !strcmp(name, "run_status"))
+    return 1;
+  for (i = 0; i < p->ntools; i++)
+    if (!strcmp(p->tools[i], name))
+      return 1;
+  return 0;
+}
+
+/* The tool schemas a request of phase p offers. */
+static json_t *phase_tools(const struct durin_harness *h,
+                           const struct durin_spec_phase *p)
+{
+  json_t *t, *out;
+  size_t i;
+
+  if (!p || !p->ntools)
+    return NULL;
+  out = json_array();
+  json_array_foreach(h->tools, i, t) {
+    if (phase_allows(p, json_string_value(json_object_get(t, "name"))))
+      json_array_append(out, t);
+  }
+  return out;
+}
+
+/* The pinned message's part about phases and resets, made again. */
+static void extra_update(struct durin_harness *h)
+{
+  char *text;
+
+  if (!h->spec->nphases && !resets(h))
+    return;
+  text =
+      durin__summary_render(h->spec, h->ck.phase, h->ck.artifacts, h->ck.reset);
+  durin__window_set_extra(h->win, text);
+  free(text);
+}
+
+static void phase_end_check(struct durin_harness *h);
+static void phase_check_done(struct durin_harness *h,
+                             const struct durin_completion *c);
+
+/* Sizes the window for phase p (its tools, its limit). */
+static int phase_size(struct durin_harness *h, const struct durin_spec_phase *p,
+                      struct durin_err *err)
+{
+  json_t *pt = phase_tools(h, p);
+  int r;
+
+  h->limit = ctx_limit(h, p);
+  r = durin__window_limit(h->win, h->spec, pt ? pt : h->tools, h->limit, err);
+  if (r && p) {
+    char msg[sizeof(err->msg)];
+
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    durin_err_set(err, r, "phase '%s': %.400s", p->name, msg);
+  }
+  json_decref(h->ptools);
+  h->ptools = pt;
+  return r;
+}
+
+/* Sizes the window for every phase (the last one first, to refuse a
+ * spec that cannot work before the run starts), then the current one. */
+static int phases_check(struct durin_harness *h, struct durin_err *err)
+{
+  int k, r;
+
+  if (!h->spec->nphases && !resets(h))
+    return 0;
+  for (k = h->spec->nphases - 1; k >= 0; k--)
+    if ((r = phase_size(h, &h->spec->phases[k], err)))
+      return r;
+  if ((r = phase_size(h, cur_phase(h), err)))
+    return r;
+  extra_update(h);
+  return 0;
+}
+
 int durin_harness_new(const struct durin_spec *spec, const char *run_id,
                       struct durin_harness **out, struct durin_err *err)
 {
@@ -228,10 +376,12 @@ int durin_harness_new(const struct durin_spec *spec, const char *run_id,
         h->tools, json_pack("{s:s,s:s,s:o}", "name", def->name, "description",
                             def->desc, "parameters", durin_tool_schema(def)));
   }
-  if ((i = durin__window_new(spec, h->tools, &h->win, err))) {
+  if ((i = durin__window_new(spec, h->tools, &h->win, err)) ||
+      (i = phases_check(h, err))) {
     durin_harness_free(h);
     return i;
   }
+  h->stools = durin__summary_tools();
   *out = h;
   return 0;
 }
@@ -247,7 +397,8 @@ int durin_harness_add_tools(struct durin_harness *h,
         h->tools, json_pack("{s:s,s:s,s:o}", "name", defs[i]->name,
                             "description", defs[i]->desc ? defs[i]->desc : "",
                             "parameters", durin_tool_schema(defs[i])));
-  if ((r = durin__window_tools(h->win, h->spec, h->tools, err)))
+  if ((r = durin__window_tools(h->win, h->spec, h->tools, err)) ||
+      (r = phases_check(h, err)))
     return r;
   h->extra = defs;
   h->nextra = n;
@@ -299,6 +450,12 @@ static void step_reset(struct durin_harness *h)
   h->needs_human = 0;
   h->waiting = 0;
   h->eval_step = 0;
+  h->sum_kind = 0;
+  json_decref(h->sum_comps);
+  h->sum_comps = NULL;
+  h->phase_met = 0;
+  h->phase_checking = 0;
+  h->phase_checked = 0;
   h->eval_open = 0;
   h->eval_diff_done = 0;
   h->eval_cut = 0;
@@ -358,6 +515,8 @@ void durin_harness_free(struct durin_harness *h)
   durin__window_free(h->win);
   eval_session_free(h);
   json_decref(h->eplan);
+  json_decref(h->ptools);
+  json_decref(h->stools);
   json_decref(h->compactions);
   json_decref(h->events);
   json_decref(h->notes);
@@ -392,6 +551,8 @@ int durin_harness_restore(struct durin_harness *h, const char *checkpoint,
   h->attempt = attempt;
   h->eval_rebase = h->ck.eval != NULL;
   h->restored = 1;
+  if ((r = phases_check(h, err)))
+    return r;
   set_state(h, DURIN_STEP_IDLE);
   return 0;
 }
@@ -515,6 +676,193 @@ static void end_over_budget(struct durin_harness *h, const char *why)
 static void do_commit_action(struct durin_harness *h, int64_t now,
                              struct durin_action *act);
 
+/* ---- the phase's end, and the summary steps ---- */
+
+/*
+ * At the commit of the agent's step: did it end its phase? (update_plan
+ * called, steps done, the check passed.) The checkpoint then says the
+ * phase is due to end: the next step is its summary.
+ */
+static void phase_end_check(struct durin_harness *h)
+{
+  const struct durin_spec_phase *p = cur_phase(h);
+  int64_t k = json_integer_value(json_object_get(h->ck.phase, "index"));
+  json_t *ph;
+
+  if (!p || k + 1 >= h->spec->nphases || h->ended ||
+      json_is_true(json_object_get(h->ck.phase, "due")))
+    return;
+  if (p->until == DURIN_UNTIL_STEPS &&
+      h->ck.usage.steps - json_integer_value(
+                              json_object_get(h->ck.phase, "started_step")) >=
+          p->steps) {
+    h->phase_met = 1;
+    snprintf(h->phase_why, sizeof(h->phase_why),
+             "%lld step(s) of the phase were done", (long long)p->steps);
+  }
+  if (!h->phase_met)
+    return;
+  ph = json_deep_copy(h->ck.phase);
+  json_object_set_new(ph, "due", json_true());
+  json_decref(h->ck.phase);
+  h->ck.phase = ph;
+  add_event(h, "phase_complete",
+            json_pack("{s:I,s:s,s:s,s:O}", "index", (json_int_t)k, "phase",
+                      p->name, "why", h->phase_why, "state", ph));
+}
+
+/* The phase's end check ran: it passed, or the phase goes on. */
+static void phase_check_done(struct durin_harness *h,
+                             const struct durin_completion *c)
+{
+  const struct durin_check_result *r = c->nchecks ? &c->checks[0] : NULL;
+  const char *out = r && r->output ? r->output : "";
+  size_t n = strlen(out);
+
+  h->phase_checking = 0;
+  /* The tail says why; never cut inside a UTF-8 sequence. */
+  if (n > 2000) {
+    out += n - 2000;
+    while (((unsigned char)*out & 0xC0) == 0x80)
+      out++;
+  }
+  add_event(h, "phase_check",
+            json_pack("{s:s,s:b,s:i,s:b,s:s}", "phase", cur_phase(h)->name,
+                      "ok", r && r->ok, "exit_code", r ? r->exit_code : -1,
+                      "timed_out", r && r->timed_out, "output", out));
+  if (r && r->ok) {
+    h->phase_met = 1;
+    snprintf(h->phase_why, sizeof(h->phase_why), "its check `%.200s` passed",
+             cur_phase(h)->check.run);
+  }
+}
+
+/* The run's count of summaries: the script provider's turn for them. */
+static int64_t summaries(const struct durin_harness *h)
+{
+  return (int64_t)json_array_size(h->ck.artifacts) +
+         json_integer_value(json_object_get(h->ck.reset, "count"));
+}
+
+static void summary_comp(struct durin_harness *h, json_t *comp)
+{
+  if (!comp)
+    return;
+  if (!h->sum_comps)
+    h->sum_comps = json_array();
+  json_array_append(h->sum_comps, comp);
+  json_array_append_new(h->compactions, comp);
+  free(h->handoff_text);
+  h->handoff_text = NULL;
+}
+
+/*
+ * A summary step: the model writes the phase's artifact or the reset's
+ * handoff from the conversation, which is then cleared. Its request is
+ * held within the limit as the agent's are: the oldest turns go first
+ * (a compaction) when the question would not fit after them.
+ */
+static void summary_begin(struct durin_harness *h, int kind, int64_t now,
+                          struct durin_action *act)
+{
+  const struct durin_spec_phase *p = cur_phase(h);
+  char *ask = durin__summary_ask(kind == SUM_PHASE ? p->name : NULL);
+  json_t *msg = json_pack("{s:s,s:s}", "role", "user", "content", ask);
+  size_t fixed = durin__window_fixed(durin__summary_system, h->stools);
+  size_t need, max_msgs = durin__window_max_messages(h->win);
+  char *text;
+
+  free(ask);
+  h->sum_kind = kind;
+  text = json_dumps(msg, JSON_COMPACT);
+  json_decref(h->req_msgs);
+  h->req_msgs =
+      durin__window_request(h->win, h->ck.plan, h->ck.handoff, &h->req_bytes);
+  /* The pinned message, the question and what a provider adds to it. */
+  need = fixed + durin__window_pinned(h->win) + strlen(text) + 1 + 64;
+  free(text);
+  summary_comp(
+      h, durin__window_fit_within(h->win, &h->ck.window_start, &h->ck.handoff,
+                                  h->limit > need ? h->limit - need : 0,
+                                  max_msgs > 1 ? max_msgs - 1 : 0));
+  if (h->sum_comps) {
+    json_decref(h->req_msgs);
+    h->req_msgs =
+        durin__window_request(h->win, h->ck.plan, h->ck.handoff, &h->req_bytes);
+  }
+  json_array_append_new(h->req_msgs, msg);
+  /* What this request sends, for the budget's estimate and the next. */
+  h->req_bytes = need + durin__window_bytes(h->win);
+  act->model.cfg = &h->spec->model;
+  act->model.system = durin__summary_system;
+  act->model.messages = h->req_msgs;
+  act->model.tools = h->stools;
+  act->model.turn = summaries(h);
+  act->model.summary = 1;
+  act->model.deadline_ms =
+      h->spec->budget.wall_clock_ms ?
+          h->ck.started_ms + h->spec->budget.wall_clock_ms :
+          0;
+  (void)now;
+}
+
+/* The summary arrived: the artifact or handoff is kept, the window is
+ * cleared, and (at a phase's end) the next phase begins. */
+static void summary_end(struct durin_harness *h)
+{
+  json_t *art = durin__summary_read(&h->resp), *ev;
+  int64_t from;
+
+  summary_comp(h, durin__window_fit_within(h->win, &h->ck.window_start,
+                                           &h->ck.handoff, 0, 0));
+  durin__summary_facts(art, h->ck.plan, h->sum_comps);
+  json_object_set_new(art, "through_seq", json_integer(h->ck.window_start - 1));
+  json_object_set_new(art, "step", json_integer(h->ck.usage.steps));
+  if (h->sum_kind == SUM_PHASE) {
+    const struct durin_spec_phase *p = cur_phase(h);
+    int64_t k = json_integer_value(json_object_get(h->ck.phase, "index"));
+    const struct durin_spec_phase *next = &h->spec->phases[k + 1];
+
+    from = json_integer_value(json_object_get(h->ck.phase, "from_seq"));
+    json_object_set_new(art, "phase", json_string(p->name));
+    json_object_set_new(art, "index", json_integer(k));
+    json_object_set_new(art, "from_seq", json_integer(from));
+    if (!h->ck.artifacts)
+      h->ck.artifacts = json_array();
+    json_array_append(h->ck.artifacts, art);
+    json_decref(h->ck.phase);
+    h->ck.phase =
+        json_pack("{s:I,s:s,s:I,s:I,s:b}", "index", (json_int_t)(k + 1), "name",
+                  next->name, "started_step", (json_int_t)h->ck.usage.steps,
+                  "from_seq", (json_int_t)h->ck.window_start, "due", 0);
+    ev = json_pack("{s:I,s:s,s:s,s:O,s:O}", "index", (json_int_t)k, "phase",
+                   p->name, "next", next->name, "artifact", art, "state",
+                   h->ck.phase);
+    add_event(h, "phase_ended", ev);
+    json_decref(art);
+    /* The next phase's tools and share: sized when the run began. */
+    {
+      struct durin_err err = { 0 };
+
+      phase_size(h, cur_phase(h), &err);
+    }
+  } else {
+    int64_t count = json_integer_value(json_object_get(h->ck.reset, "count"));
+    json_t *ho = json_object_get(h->ck.reset, "handoff");
+
+    from = ho ? json_integer_value(json_object_get(ho, "through_seq")) + 1 : 1;
+    json_object_set_new(art, "from_seq", json_integer(from));
+    json_decref(h->ck.reset);
+    h->ck.reset = json_pack("{s:I,s:o}", "count", (json_int_t)(count + 1),
+                            "handoff", art);
+    add_event(h, "context_reset",
+              json_pack("{s:I,s:I,s:I,s:O}", "count", (json_int_t)(count + 1),
+                        "request_bytes", (json_int_t)h->sum_before, "cap_bytes",
+                        (json_int_t)h->limit, "state", h->ck.reset));
+  }
+  extra_update(h);
+}
+
 /* ---- the evaluator's session (docs/internals/evaluator.md) ---- */
 
 static const struct durin_model_cfg *eval_cfg(const struct durin_harness *h)
@@ -562,6 +910,11 @@ static int eval_session(struct durin_harness *h, const char *context,
   h->espec.system = h->esystem;
   h->espec.goal = h->econtext;
   h->espec.model = *eval_cfg(h);
+  /* Phases and resets are the agent's. */
+  h->espec.phases = NULL;
+  h->espec.nphases = 0;
+  h->espec.reset_tokens = 0;
+  h->espec.reset_share = 0;
   h->nedefs = durin__eval_tool_defs(
       eval_tool_bits(h), h->edefs, (int)(sizeof(h->edefs) / sizeof(*h->edefs)));
   h->etools = json_array();
@@ -580,6 +933,10 @@ static void route_event(struct durin_harness *h, const char *type, json_t *data,
 {
   const char *role = json_string_value(json_object_get(data, "role"));
 
+  /* A summary call's own response is no one's context: what it wrote
+   * is in the pinned message. */
+  if (role && !strcmp(role, "summary"))
+    return;
   if (role && !strcmp(role, "evaluator")) {
     if (h->ewin)
       durin__window_add_event(h->ewin, type, data, seq);
@@ -952,6 +1309,21 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
       resolve_call(c, 0, msg);
       continue;
     }
+    if (!phase_allows(cur_phase(h), c->tc->name)) {
+      const struct durin_spec_phase *p = cur_phase(h);
+      char msg[1200];
+      int j, off;
+
+      off = snprintf(msg, sizeof(msg),
+                     "error: '%.100s' is not one of the tools of phase '%s'; "
+                     "its tools: ",
+                     c->tc->name, p->name);
+      for (j = 0; j < p->ntools && off < (int)sizeof(msg) - 80; j++)
+        off += snprintf(msg + off, sizeof(msg) - (size_t)off, "%s%s",
+                        j ? ", " : "", p->tools[j]);
+      resolve_call(c, 0, msg);
+      continue;
+    }
     if (durin_tool_args_parse(c->def, c->tc->args,
                               (size_t)h->spec->max_arg_bytes, &c->args, &err)) {
       char msg[700];
@@ -977,7 +1349,10 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
 
 static void model_request(struct durin_harness *h, struct durin_action *act)
 {
-  json_t *comp = durin__window_fit(h->win, &h->ck.window_start, &h->ck.handoff);
+  /* With resets, a full window is reset (summary_begin), not compacted. */
+  json_t *comp = resets(h) ? NULL :
+                             durin__window_fit(h->win, &h->ck.window_start,
+                                               &h->ck.handoff);
 
   /* Logged with the next commit, which also writes the checkpoint that
    * holds the new window start; a crash before it redoes the same. The
@@ -993,7 +1368,7 @@ static void model_request(struct durin_harness *h, struct durin_action *act)
   act->model.cfg = &h->spec->model;
   act->model.system = h->spec->system;
   act->model.messages = h->req_msgs;
-  act->model.tools = h->tools;
+  act->model.tools = h->ptools ? h->ptools : h->tools;
   act->model.turn = h->ck.turn;
   act->model.deadline_ms =
       h->spec->budget.wall_clock_ms ?
@@ -1414,6 +1789,11 @@ static void dispatch(struct durin_harness *h, int64_t now,
       h->ck.plan = json_incref(json_object_get(c->args, "plan"));
       add_event(h, "plan_updated", json_pack("{s:O}", "plan", h->ck.plan));
       resolve_call(c, 1, "plan updated");
+      if (cur_phase(h) && cur_phase(h)->until == DURIN_UNTIL_PLAN) {
+        h->phase_met = 1;
+        snprintf(h->phase_why, sizeof(h->phase_why),
+                 "the agent updated its plan");
+      }
       continue;
     }
     if (!strcmp(c->def->name, "finish")) {
@@ -1446,6 +1826,8 @@ static void dispatch(struct durin_harness *h, int64_t now,
           continue;
         }
         act->kind = DURIN_ACT_CHECKS;
+        act->checks = h->spec->checks;
+        act->nchecks = h->spec->nchecks;
         act->tool_ctx.workspace = h->spec->workspace;
         act->tool_ctx.box.spec = &h->spec->sandbox;
         act->tool_ctx.timeout_ms = wall_clock_left(h, now);
@@ -1620,6 +2002,22 @@ static void dispatch(struct durin_harness *h, int64_t now,
   if (h->eval_step && h->ck.eval && !h->resp.ncalls && !h->ended)
     eval_fail(h, "missing",
               "the evaluator answered without calling the verdict tool");
+  if (cur_phase(h) && cur_phase(h)->until == DURIN_UNTIL_CHECK &&
+      h->step_counts && !h->eval_step && !h->phase_checked && !h->ended &&
+      !h->cancel && !h->eval_open) {
+    /* Does the phase end here? Its check says, after each step. */
+    h->phase_checking = 1;
+    h->phase_checked = 1;
+    act->kind = DURIN_ACT_CHECKS;
+    act->checks = &cur_phase(h)->check;
+    act->nchecks = 1;
+    act->tool_ctx.workspace = h->spec->workspace;
+    act->tool_ctx.box.spec = &h->spec->sandbox;
+    act->tool_ctx.timeout_ms = wall_clock_left(h, now);
+    act->tool_ctx.output_cap = (size_t)h->spec->output_cap;
+    set_state(h, DURIN_STEP_AWAIT_CHECKS);
+    return;
+  }
   if (h->eval_open && !h->eval_diff_done && !h->ended && !h->cancel) {
     /* The finish was accepted: the evaluator starts from the change. */
     act->kind = DURIN_ACT_DIFF;
@@ -1839,6 +2237,8 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
                          h->ck.usage.tool_calls - h->ck_tool_calls));
     if (h->eval_step)
       json_object_set_new(mr, "role", json_string("evaluator"));
+    if (h->sum_kind)
+      json_object_set_new(mr, "role", json_string("summary"));
     json_array_insert_new(h->events, at,
                           json_pack("[s,o]", "model_response", mr));
     /* Each call's policy decision, then its result. */
@@ -1858,17 +2258,18 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
           h->events, at++,
           json_pack("[s,O]", "tool_result", h->calls[i].result));
     }
-    if (!h->resp.ncalls && !h->ended && !h->eval_step)
+    if (!h->resp.ncalls && !h->ended && !h->eval_step && !h->sum_kind)
       add_event(h, "user_message",
                 json_pack("{s:s}", "content",
                           "Continue with the goal using the tools, and call "
                           "finish when it is met."));
     h->ck.step++;
     /* The evaluator's steps are its own (eval_usage), not the agent's
-     * step budget nor its script's turns. */
-    if (!h->eval_step) {
+     * step budget nor its script's turns; nor are summaries. */
+    if (!h->eval_step && !h->sum_kind) {
       h->ck.usage.steps++;
       h->ck.turn++;
+      phase_end_check(h);
     }
   }
   if (h->ended && durin_run_status_terminal(h->end_status)) {
@@ -1966,6 +2367,16 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
                         h->spec->model.name, "provider",
                         h->spec->model.provider, "workspace",
                         h->spec->workspace));
+    if (h->spec->nphases) {
+      /* The first phase begins with the run (its state in the event, for
+       * a replay of the log). */
+      h->ck.phase = json_pack("{s:i,s:s,s:i,s:i,s:b}", "index", 0, "name",
+                              h->spec->phases[0].name, "started_step", 0,
+                              "from_seq", 1, "due", 0);
+      json_object_set(json_array_get(json_array_get(h->events, 0), 1), "phase",
+                      h->ck.phase);
+      extra_update(h);
+    }
     do_commit_action(h, now, act);
     return;
   case DURIN_STEP_IDLE:
@@ -1999,7 +2410,24 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
       do_commit_action(h, now, act);
       return;
     }
-    model_request(h, act);
+    if (json_is_true(json_object_get(h->ck.phase, "due"))) {
+      summary_begin(h, SUM_PHASE, now, act);
+    } else {
+      if (resets(h) && h->spec->reset_tokens &&
+          ctx_limit(h, cur_phase(h)) != h->limit) {
+        struct durin_err err = { 0 };
+
+        /* The provider counts denser than a third of the bytes. */
+        phase_size(h, cur_phase(h), &err);
+      }
+      model_request(h, act);
+      if (resets(h) &&
+          (h->req_bytes > h->limit ||
+           durin__window_count(h->win) > durin__window_max_messages(h->win))) {
+        h->sum_before = h->req_bytes;
+        summary_begin(h, SUM_RESET, now, act);
+      }
+    }
     if (durin_budget_next_call(&h->spec->budget, &h->spec->model, &h->ck.usage,
                                durin_budget_input_tokens(h->req_bytes,
                                                          h->last_in_tokens,
@@ -2102,6 +2530,14 @@ int durin_harness_complete(struct durin_harness *h,
     h->ck.usage.retries += c->retries;
     h->last_in_tokens = h->resp.input_tokens;
     h->last_req_bytes = h->req_bytes;
+    if (h->sum_kind) {
+      /* A summary: no calls to run; the step commits what it wrote. */
+      h->step_counts = 1;
+      account_model(h);
+      summary_end(h);
+      set_state(h, DURIN_STEP_COMMIT);
+      return 0;
+    }
     after_model(h);
     return 0;
   case DURIN_DONE_MODEL_ERROR:
@@ -2221,6 +2657,11 @@ int durin_harness_complete(struct durin_harness *h,
 
     if (h->state != DURIN_STEP_AWAIT_CHECKS)
       return DURIN_ESTATE;
+    if (h->phase_checking) {
+      phase_check_done(h, c);
+      set_state(h, DURIN_STEP_DISPATCH);
+      return 0;
+    }
     cl = &h->calls[h->cur];
     h->checks_done = 1;
     durin_buf_init(&out, (size_t)h->spec->output_cap + 1024);

@@ -25,6 +25,15 @@
  *   rejections                                  calls rejected (or left to
  *                                               expire) by a person
  *   git_commit                                  the last workspace_commit
+ *   phase                                       run_started's, the last
+ *                                               phase_complete's or
+ *                                               phase_ended's "state"
+ *   artifacts                                   each phase_ended's artifact
+ *   reset                                       the last context_reset's
+ *                                               "state"
+ *   step, usage of a summary step               its model_response (role
+ *                                               "summary"): not the agent's
+ *                                               steps or turns
  *   run_continued / forked                      reset to their checkpoint
  *
  * A commit's events are contiguous in the log. Step N's commit starts at
@@ -53,6 +62,7 @@ struct durin_replay {
   struct durin_checkpoint ck;
   int64_t steps_seen; /* the steps in the log */
   int eval_step;      /* step `want` is the evaluator's */
+  int summary_step;   /* step `want` is a summary's */
   int64_t eval_open;  /* the attempt of an evaluation under way, or 0 */
   int saw_start;
 
@@ -118,6 +128,38 @@ static int is_evaluator(json_t *data)
   const char *role = str(data, "role");
 
   return role && !strcmp(role, "evaluator");
+}
+
+/* A summary step's (a phase's end, a context reset). */
+static int is_summary(json_t *data)
+{
+  const char *role = str(data, "role");
+
+  return role && !strcmp(role, "summary");
+}
+
+/* A summary step: a step of the run, in its tokens and dollars. */
+static void on_summary_response(struct durin_replay *r, json_t *d)
+{
+  struct durin_usage *u = &r->ck.usage;
+
+  r->ck.step++;
+  u->model_calls++;
+  u->input_tokens += json_integer_value(json_object_get(d, "input_tokens"));
+  u->output_tokens += json_integer_value(json_object_get(d, "output_tokens"));
+  u->cost_usd += json_number_value(json_object_get(d, "cost_usd"));
+  u->retries += json_integer_value(json_object_get(d, "retries"));
+}
+
+/* A state the harness logged whole (the phase, the last reset). */
+static void take_state(json_t **field, json_t *d)
+{
+  json_t *st = json_object_get(d, "state");
+
+  if (!json_is_object(st))
+    return;
+  json_decref(*field);
+  *field = json_deep_copy(st);
 }
 
 /* The finish call's summary, from its arguments as the model sent them. */
@@ -256,9 +298,17 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
     r->ck.started_ms = ev->ts_ms;
     r->ck.window_start = 1;
     r->saw_start = 1;
+    if (json_is_object(json_object_get(d, "phase"))) {
+      json_decref(r->ck.phase);
+      r->ck.phase = json_deep_copy(json_object_get(d, "phase"));
+    }
   } else if (!strcmp(t, "model_response")) {
     if (is_evaluator(d)) {
       on_eval_response(r, d);
+      return 0;
+    }
+    if (is_summary(d)) {
+      on_summary_response(r, d);
       return 0;
     }
     on_model_response(r, d);
@@ -298,6 +348,18 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
     r->ck.window_start = json_integer_value(json_object_get(d, "window_start"));
     json_decref(r->ck.handoff);
     r->ck.handoff = json_deep_copy(json_object_get(d, "handoff"));
+  } else if (!strcmp(t, "phase_complete")) {
+    take_state(&r->ck.phase, d);
+  } else if (!strcmp(t, "phase_ended")) {
+    take_state(&r->ck.phase, d);
+    if (json_is_object(json_object_get(d, "artifact"))) {
+      if (!r->ck.artifacts)
+        r->ck.artifacts = json_array();
+      json_array_append_new(r->ck.artifacts,
+                            json_deep_copy(json_object_get(d, "artifact")));
+    }
+  } else if (!strcmp(t, "context_reset")) {
+    take_state(&r->ck.reset, d);
   } else if (!strcmp(t, "workspace_commit")) {
     /* A snapshot that changed nothing keeps the commit and logs none. */
     if (str(d, "commit") && strlen(str(d, "commit")) < sizeof(r->ck.git_commit))
@@ -325,7 +387,7 @@ static int ends_commit(struct durin_replay *r, const struct durin_event *ev,
       !strcmp(t, "run_started") || !strcmp(t, "model_response") ||
       !strcmp(t, "control"))
     return 1;
-  if (is_evaluator(d))
+  if (is_evaluator(d) || is_summary(d))
     return 1;
   return 0;
 }
@@ -361,9 +423,11 @@ int durin_replay_add(struct durin_replay *r, const struct durin_event *ev,
       r->ended = 1;
   }
   rc = apply(r, ev, d, err);
-  evaluator = is_evaluator(d);
+  evaluator = is_evaluator(d) || is_summary(d);
   if (!rc && !strcmp(ev->type, "model_response")) {
-    if (evaluator && ev->step == r->want && r->phase == BEFORE)
+    if (is_summary(d) && ev->step == r->want && r->phase == BEFORE)
+      r->summary_step = 1;
+    else if (evaluator && ev->step == r->want && r->phase == BEFORE)
       r->eval_step = 1;
     r->steps_seen = r->ck.step;
   }
@@ -388,6 +452,12 @@ int durin_replay_result(struct durin_replay *r, struct durin_checkpoint *ck,
                         struct durin_replay_result *res, struct durin_err *err)
 {
   if (r->phase == BEFORE) {
+    if (r->summary_step)
+      return durin_err_set(err, DURIN_ESTATE,
+                           "step %lld is a summary of the agent's context (a "
+                           "phase's end or a context reset): fork at the "
+                           "agent's step before it (%lld)",
+                           (long long)r->want, (long long)r->want - 1);
     if (r->eval_step)
       return durin_err_set(err, DURIN_ESTATE,
                            "step %lld is the evaluator's: fork at a step where "

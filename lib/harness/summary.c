@@ -41,11 +41,10 @@ json_t *durin__summary_tools(void)
       "open. Call it once.",
       "parameters", "type", "object", "properties", "decided", "type", "array",
       "items", "type", "string", "description",
-      "decisions made, one per item, with the reason", "found", "type",
-      "array", "items", "type", "string", "description",
+      "decisions made, one per item, with the reason", "found", "type", "array",
+      "items", "type", "string", "description",
       "facts later work needs: paths, names, commands, numbers, causes",
-      "commitments", "type", "array", "items", "type", "string",
-      "description",
+      "commitments", "type", "array", "items", "type", "string", "description",
       "what is promised or still to do, in order, one per item", "notes",
       "type", "string", "description", "anything else the next context needs",
       "additionalProperties", 0);
@@ -111,11 +110,10 @@ json_t *durin__summary_read(const struct durin_model_response *r)
   if (json_is_object(art)) {
     json_t *notes = json_object_get(art, "notes");
 
-    out = json_pack("{s:o,s:o,s:o,s:s}", "decided",
-                    items(json_object_get(art, "decided")), "found",
-                    items(json_object_get(art, "found")), "commitments",
-                    items(json_object_get(art, "commitments")), "source",
-                    "artifact");
+    out = json_pack(
+        "{s:o,s:o,s:o,s:s}", "decided", items(json_object_get(art, "decided")),
+        "found", items(json_object_get(art, "found")), "commitments",
+        items(json_object_get(art, "commitments")), "source", "artifact");
     if (json_is_string(notes) && json_string_length(notes))
       json_object_set_new(out, "notes",
                           cut(json_string_value(notes), NOTE_BYTES));
@@ -278,8 +276,9 @@ char *durin__summary_render(const struct durin_spec *spec, json_t *phase,
     if (k < 0 || k >= spec->nphases)
       k = spec->nphases - 1;
     p = &spec->phases[k];
-    durin_buf_addf(&b, "This run works in %d phases. Now: phase %lld of %d, "
-                       "'%s'; ",
+    durin_buf_addf(&b,
+                   "This run works in %d phases. Now: phase %lld of %d, "
+                   "'%s'; ",
                    spec->nphases, (long long)k + 1, spec->nphases, p->name);
     render_until(&b, p);
     if (p->ntools) {

@@ -375,6 +375,16 @@ size_t durin__window_count(const struct durin__window *w)
   return w->n;
 }
 
+size_t durin__window_bytes(const struct durin__window *w)
+{
+  return w->bytes;
+}
+
+size_t durin__window_pinned(const struct durin__window *w)
+{
+  return w->pin_msg ? w->pin_bytes : 0;
+}
+
 size_t durin__window_max_messages(const struct durin__window *w)
 {
   return w->max_msgs;

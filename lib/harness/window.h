@@ -61,6 +61,10 @@ void durin__window_set_extra(struct durin__window *w, const char *text);
 size_t durin__window_fixed(const char *system, json_t *tools);
 /* The window's messages, and how many it may hold. */
 size_t durin__window_count(const struct durin__window *w);
+/* The window's messages, in bytes as a request counts them. */
+size_t durin__window_bytes(const struct durin__window *w);
+/* The last request's pinned message, in bytes (0 before one is made). */
+size_t durin__window_pinned(const struct durin__window *w);
 size_t durin__window_max_messages(const struct durin__window *w);
 
 /* Adds the message a logged event makes, if it makes one. */

@@ -18,8 +18,11 @@ const char *const durin_fault_points[] = {
   "ledger_outcome", /* a tool call's outcome is durable */
   "layer_merge",    /* a call's layer is merging: one entry moved */
   "checks_done",    /* acceptance checks ran, verdict not yet durable */
-  "before_commit",  /* a step's writes are in the open transaction */
-  "after_commit",   /* a step's transaction is durable */
+  /* a summary call (a phase's end, a context reset) answered, its
+   * artifact not yet durable */
+  "summary_response",
+  "before_commit", /* a step's writes are in the open transaction */
+  "after_commit",  /* a step's transaction is durable */
   /* A fork's (a continue's) writes are in its open transaction. */
   "fork_before_commit",
   "continue_before_commit",

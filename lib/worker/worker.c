@@ -991,8 +991,10 @@ static void model_finished(struct wrun *r, int rc,
     return;
   }
   scrub_response(r, resp);
-  /* A response lost here is simply asked for again (DESIGN 3.6). */
-  durin_fault_point("model_response");
+  /* A response lost here is simply asked for again (DESIGN 3.6); a
+   * summary's too: the summary step is redone, its artifact written once. */
+  durin_fault_point(r->act.model.summary ? "summary_response" :
+                                           "model_response");
   c.kind = DURIN_DONE_MODEL;
   c.resp = resp;
   complete(r, &c);
@@ -1490,10 +1492,10 @@ static void next_check(struct wrun *r)
 {
   const struct durin_spec *spec = &r->spec;
   struct durin_completion c;
-  int i;
+  int i, n;
 
-  while (r->check_idx < spec->nchecks) {
-    const struct durin_spec_check *ck = &spec->checks[r->check_idx];
+  while (r->check_idx < r->act.nchecks) {
+    const struct durin_spec_check *ck = &r->act.checks[r->check_idx];
 
     struct durin_proc_box box = { r->w->o.sandbox, &spec->sandbox };
 
@@ -1518,16 +1520,17 @@ static void next_check(struct wrun *r)
   }
   /* The checks ran; their verdict is not durable yet (they are re-run
    * after a crash: checks must only read). */
+  n = r->act.nchecks;
   durin_fault_point("checks_done");
   memset(&c, 0, sizeof(c));
   c.kind = DURIN_DONE_CHECKS;
   c.checks = r->cr;
-  c.nchecks = spec->nchecks;
+  c.nchecks = n;
   r->busy = 0;
   c.now_ms = durin_now_ms();
   if (durin_harness_complete(r->h, &c))
     drop(r, DURIN_ESTATE, "harness refused check results (a bug)");
-  for (i = 0; i < spec->nchecks; i++)
+  for (i = 0; i < n; i++)
     durin_tool_result_clear(&r->tr[i]);
   free(r->tr);
   free(r->cr);
@@ -1541,8 +1544,8 @@ static void start_checks(struct wrun *r)
 {
   r->busy = 1;
   r->check_idx = 0;
-  r->cr = calloc((size_t)r->spec.nchecks + 1, sizeof(*r->cr));
-  r->tr = calloc((size_t)r->spec.nchecks + 1, sizeof(*r->tr));
+  r->cr = calloc((size_t)r->act.nchecks + 1, sizeof(*r->cr));
+  r->tr = calloc((size_t)r->act.nchecks + 1, sizeof(*r->tr));
   next_check(r);
 }
 
