@@ -110,6 +110,7 @@ struct durin_harness {
   /* The last model call: what it sent and what the provider counted, to
    * estimate the next call's input tokens (budget.c). */
   size_t req_bytes, last_req_bytes;
+  size_t last_req_text; /* ... without what the counts add for the wire */
   int64_t last_in_tokens;
   /* usage.tool_calls and eval_usage.tool_calls as of the last checkpoint:
    * a step's model_response event records how many calls the step added
@@ -251,9 +252,11 @@ static size_t ctx_limit(const struct durin_harness *h,
   } else if (s->reset_tokens) {
     double bpt = 3.0;
 
-    if (h->last_in_tokens > 0 && h->last_req_bytes > 0 &&
-        (double)h->last_req_bytes / (double)h->last_in_tokens < bpt)
-      bpt = (double)h->last_req_bytes / (double)h->last_in_tokens;
+    /* Against the request's own text, not what the counts add for the
+     * wire: the provider counts the text. */
+    if (h->last_in_tokens > 0 && h->last_req_text > 0 &&
+        (double)h->last_req_text / (double)h->last_in_tokens < bpt)
+      bpt = (double)h->last_req_text / (double)h->last_in_tokens;
     r = (size_t)((double)s->reset_tokens * bpt);
   }
   return r && r < limit ? r : limit;
@@ -2530,6 +2533,15 @@ int durin_harness_complete(struct durin_harness *h,
     h->ck.usage.retries += c->retries;
     h->last_in_tokens = h->resp.input_tokens;
     h->last_req_bytes = h->req_bytes;
+    {
+      size_t slack =
+          durin__window_slack(json_array_size(h->req_msgs),
+                              h->sum_kind ? json_array_size(h->stools) :
+                              h->ptools   ? json_array_size(h->ptools) :
+                                            json_array_size(h->tools));
+
+      h->last_req_text = h->req_bytes > slack ? h->req_bytes - slack : 0;
+    }
     if (h->sum_kind) {
       /* A summary: no calls to run; the step commits what it wrote. */
       h->step_counts = 1;
@@ -2658,6 +2670,7 @@ int durin_harness_complete(struct durin_harness *h,
     if (h->state != DURIN_STEP_AWAIT_CHECKS)
       return DURIN_ESTATE;
     if (h->phase_checking) {
+      json_decref(res);
       phase_check_done(h, c);
       set_state(h, DURIN_STEP_DISPATCH);
       return 0;

@@ -375,6 +375,11 @@ size_t durin__window_count(const struct durin__window *w)
   return w->n;
 }
 
+size_t durin__window_slack(size_t nmsgs, size_t ntools)
+{
+  return WIRE_SLACK * (nmsgs + ntools + 1);
+}
+
 size_t durin__window_bytes(const struct durin__window *w)
 {
   return w->bytes;

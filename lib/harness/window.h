@@ -61,6 +61,9 @@ void durin__window_set_extra(struct durin__window *w, const char *text);
 size_t durin__window_fixed(const char *system, json_t *tools);
 /* The window's messages, and how many it may hold. */
 size_t durin__window_count(const struct durin__window *w);
+/* What the byte counts add for a provider's wire format to a request of
+ * nmsgs messages and ntools tool schemas (its JSON text is the rest). */
+size_t durin__window_slack(size_t nmsgs, size_t ntools);
 /* The window's messages, in bytes as a request counts them. */
 size_t durin__window_bytes(const struct durin__window *w);
 /* The last request's pinned message, in bytes (0 before one is made). */
