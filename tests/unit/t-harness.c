@@ -1619,6 +1619,15 @@ static void expect_replay(const struct kept_ck *k)
     fail_msg("step %lld: the rejections differ", (long long)k->step);
   if ((got.handoff || want.handoff) && !json_equal(got.handoff, want.handoff))
     fail_msg("step %lld: the handoff differs", (long long)k->step);
+  if ((got.guard || want.guard) &&
+      (!got.guard || !want.guard || !json_equal(got.guard, want.guard))) {
+    char *g1 = got.guard ? json_dumps(got.guard, JSON_COMPACT) : NULL;
+    char *g2 = want.guard ? json_dumps(want.guard, JSON_COMPACT) : NULL;
+
+    fail_msg("step %lld: the breakers' guard differs: replayed %s, the "
+             "commit wrote %s",
+             (long long)k->step, g1 ? g1 : "(none)", g2 ? g2 : "(none)");
+  }
   if ((got.summary || want.summary) &&
       (!got.summary || !want.summary || strcmp(got.summary, want.summary)))
     fail_msg("step %lld: summary '%s', the commit wrote '%s'",
