@@ -313,6 +313,8 @@ again:
             id);
   else if (res.status == DURIN_RUN_NEEDS_HUMAN)
     fprintf(stderr, "durin: run needs a human: %s\n", res.reason);
+  else if (res.status == DURIN_RUN_PAUSED)
+    fprintf(stderr, "durin: run paused: %s\n", res.reason);
   return cli_exit_for_status(res.status);
 }
 
