@@ -1416,13 +1416,14 @@ static int last_line(const char *s, size_t n, const char **start)
  * A breaker tripped in the step being committed: a loop stops the run
  * for a person, a storm pauses it. The step is complete and commits as
  * it is; a run the step already ends (finished, cancelled, over budget)
- * ends as it would have.
+ * ends as it would have, and work its finish sent to the evaluator is
+ * reviewed first.
  */
 static void guard_stop(struct durin_harness *h, json_t *loop, json_t *storm)
 {
   char why[sizeof(h->end_reason)], msg[600];
 
-  if (h->ended || h->cancel || (!loop && !storm)) {
+  if (h->ended || h->cancel || h->eval_open || (!loop && !storm)) {
     json_decref(loop);
     json_decref(storm);
     return;
