@@ -225,7 +225,10 @@ static void count_guard(struct durin_replay *r, json_t *d, int idx)
   json_array_foreach(calls, i, v)
     if (json_integer_value(v) == idx)
       k = (int)i;
-  if (k < 0 || !str(d, "name"))
+  /* Only the agent's own results, each the call the response names. */
+  if (k < 0 || !str(d, "name") || json_object_get(d, "role") ||
+      !str(tc, "id") || !str(d, "call_id") ||
+      strcmp(str(tc, "id"), str(d, "call_id")))
     return;
   gl.repeat = json_integer_value(json_array_get(lim, 0));
   gl.failures = json_integer_value(json_array_get(lim, 1));
