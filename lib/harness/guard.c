@@ -20,7 +20,8 @@
 #define MAX_FAILURES 5
 #define TAIL_BYTES   300 /* of an output, kept with a failure */
 #define SIG_BYTES    512 /* of an output, hashed into a failure's sign */
-#define ARGS_BRIEF   200 /* of the canonical arguments, kept to name a call */
+#define ARGS_BRIEF   200 /* of the canonical arguments, to name a call */
+#define ARGS_LOOP    80  /* ... in a loop entry, kept until it trips */
 
 static int is_space(char c)
 {
@@ -184,13 +185,16 @@ int64_t durin__guard_share(int64_t total, int n, int i)
   return total / n + (i < total % n ? 1 : 0);
 }
 
-static json_t *loop_event(json_t *e)
+/* The loop_detected event of entry e, tripped by a call with canonical
+ * arguments canon and output out (the same failure as every one before:
+ * the entry keeps neither). */
+static json_t *loop_event(json_t *e, const char *canon, const char *out)
 {
-  return json_pack("{s:O,s:O,s:I,s:O,s:I,s:I,s:I,s:O,s:I,s:I}", "tool",
+  return json_pack("{s:O,s:o,s:I,s:o,s:I,s:I,s:I,s:O,s:I,s:I}", "tool",
                    json_object_get(e, "tool"), "arguments",
-                   json_object_get(e, "arguments"), "times",
+                   brief(canon, ARGS_BRIEF), "times",
                    (json_int_t)iget(e, "times"), "error",
-                   json_object_get(e, "error"), "exit_code",
+                   brief(tail(out, TAIL_BYTES), TAIL_BYTES), "exit_code",
                    (json_int_t)iget(e, "exit_code"), "input_tokens",
                    (json_int_t)iget(e, "input_tokens"), "output_tokens",
                    (json_int_t)iget(e, "output_tokens"), "cost_usd",
@@ -245,11 +249,10 @@ static int add_loop(json_t *g, const struct durin__guard_limits *lim,
   if (!e) {
     e = json_pack("{s:s,s:s,s:s,s:o,s:i,s:I,s:i,s:i,s:f,s:I}", "key", key,
                   "sig", sig, "tool", c->tool, "arguments",
-                  brief(canon, ARGS_BRIEF), "times", 0, "exit_code",
+                  brief(canon, ARGS_LOOP), "times", 0, "exit_code",
                   (json_int_t)exit_code, "input_tokens", 0, "output_tokens", 0,
                   "cost_usd", 0.0, "first_step", (json_int_t)c->step);
   }
-  free(canon);
   iadd(e, "times", 1);
   iadd(e, "input_tokens", c->input_tokens);
   iadd(e, "output_tokens", c->output_tokens);
@@ -257,14 +260,15 @@ static int add_loop(json_t *g, const struct durin__guard_limits *lim,
       e, "cost_usd",
       json_real(json_real_value(json_object_get(e, "cost_usd")) + c->cost_usd));
   json_object_set_new(e, "last_step", json_integer(c->step));
-  json_object_set_new(e, "error", brief(tail(out, TAIL_BYTES), TAIL_BYTES));
   if (iget(e, "times") >= lim->repeat) {
     /* Stopped: a resumed run gets as many tries again. */
-    *ev = loop_event(e);
+    *ev = loop_event(e, canon, out);
     iadd(g, "loops_stopped", 1);
     json_decref(e);
+    free(canon);
     return 1;
   }
+  free(canon);
   json_array_append_new(loops, e);
   while (json_array_size(loops) > MAX_LOOPS)
     json_array_remove(loops, 0);
@@ -384,12 +388,11 @@ json_t *durin__guard_breakers(json_t *guard,
   json_array_foreach(json_object_get(guard, "loops"), i, e)
     if (i + 8 >= json_array_size(json_object_get(guard, "loops")))
       json_array_append_new(counting,
-                            json_pack("{s:O,s:O,s:O,s:O,s:O}", "tool",
+                            json_pack("{s:O,s:O,s:O,s:O}", "tool",
                                       json_object_get(e, "tool"), "arguments",
                                       json_object_get(e, "arguments"), "times",
                                       json_object_get(e, "times"), "exit_code",
-                                      json_object_get(e, "exit_code"), "error",
-                                      json_object_get(e, "error")));
+                                      json_object_get(e, "exit_code")));
   json_array_foreach(w, i, e)
     failed += json_integer_value(json_array_get(e, 0)) == 0;
   return json_pack(

@@ -11,13 +11,14 @@
  *    "tools":    {name: {"calls", "failed", "duration_ms", "tokens"}}
  *    "failures": [{"step", "tool", "arguments", "exit_code", "tail"}]  last 5
  *    "loops":    [{"key", "sig", "tool", "arguments", "times", "exit_code",
- *                  "error", "input_tokens", "output_tokens", "cost_usd",
+ *                  "input_tokens", "output_tokens", "cost_usd",
  *                  "first_step", "last_step"}]     failing calls, at most 32
  *    "window":   [[ok, tool, exit_code], ...]    the last `window` outcomes
  *    "loops_stopped", "storms"}                  how often each tripped
  *
- * Bounded whatever the run's length: the tools a run has, 5 failures and
- * 32 loops with their tails cut, a window of at most 100 outcomes.
+ * Bounded whatever the run's length: the tools a run has, 5 failures
+ * with 300-byte tails, 32 loops (80 bytes of arguments each, no output),
+ * a window of at most 100 outcomes.
  */
 #ifndef DURIN_HARNESS_GUARD_H
 #define DURIN_HARNESS_GUARD_H

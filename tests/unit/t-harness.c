@@ -2888,6 +2888,41 @@ static void test_run_status(void **state)
   free_spec(s);
 }
 
+/* The guard stays bounded: 300 steps of distinct failing calls with big
+ * outputs (no storm breaker) keep it as large as 100 did. */
+static void test_guard_stays_bounded(void **state)
+{
+  struct durin_spec *s = make_spec(",\"budget\":{\"steps\":0},\"context\":{"
+                                   "\"max_messages\":20},\"breakers\":{"
+                                   "\"failures\":0}");
+  struct durin_harness *h = started(s);
+  struct durin_action act;
+  char args[64], *out = filled(4096, 'e');
+  size_t ck100 = 0, ck300 = 0;
+  int i;
+
+  (void)state;
+  for (i = 1; i <= 300; i++) {
+    snprintf(args, sizeof(args), "{\"path\":\"missing-%d\"}", i);
+    step1(h, "read_file", args, -1, out, &act);
+    assert_int_equal(act.status, DURIN_RUN_RUNNING);
+    if (i == 100)
+      ck100 = strlen(act.checkpoint);
+    if (i == 300)
+      ck300 = strlen(act.checkpoint);
+    commit(h, &act);
+  }
+  /* Only digits grow (steps, paths, counts). */
+  if (ck300 > ck100 + 256)
+    fail_msg("checkpoint grew from %zu to %zu bytes", ck100, ck300);
+  if (ck300 > 16 * 1024)
+    fail_msg("checkpoint is %zu bytes", ck300);
+  free(out);
+  durin_harness_free(h);
+  log_clear();
+  free_spec(s);
+}
+
 /* The evaluator's calls count in no breaker: its failing read_file three
  * times is no loop, and the agent's guard does not change. */
 static void test_evaluator_calls_not_counted(void **state)
@@ -2975,6 +3010,7 @@ int main(void)
     cmocka_unit_test(test_storm_pauses_run),
     cmocka_unit_test(test_run_status),
     cmocka_unit_test(test_evaluator_calls_not_counted),
+    cmocka_unit_test(test_guard_stays_bounded),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);
