@@ -313,6 +313,8 @@ again:
             id);
   else if (res.status == DURIN_RUN_NEEDS_HUMAN)
     fprintf(stderr, "durin: run needs a human: %s\n", res.reason);
+  else if (res.status == DURIN_RUN_PAUSED)
+    fprintf(stderr, "durin: run paused: %s\n", res.reason);
   return cli_exit_for_status(res.status);
 }
 
@@ -420,7 +422,9 @@ static const char resume_usage[] =
     "  --no-wait      when a call needs approval, exit instead of waiting\n"
     "  --sandbox none run tool calls on this host, unprotected\n\n"
     "A run waiting for approval goes on once it is decided ('durin\n"
-    "approvals'); resuming it before then waits for the decision here.\n";
+    "approvals'); resuming it before then waits for the decision here.\n"
+    "A run the loop breaker stopped (needs_human) or the storm breaker\n"
+    "paused goes on here too, the breaker's count started again.\n";
 
 /* Refuses to take over a run a live process is driving. */
 static int check_owner(const struct durin_run_info *ri, int force)

@@ -333,6 +333,15 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
       fputs(": ", f);
       print_trunc(f, json_string_value(json_object_get(d, "comment")), 80);
     }
+  } else if (!strcmp(t, "loop_detected")) {
+    fprintf(f, "loop: %s ", json_string_value(json_object_get(d, "tool")));
+    print_trunc(f, json_string_value(json_object_get(d, "arguments")), 80);
+    fprintf(f, " failed the same way %lld times (exit code %lld): ",
+            (long long)json_integer_value(json_object_get(d, "times")),
+            (long long)json_integer_value(json_object_get(d, "exit_code")));
+    print_trunc(f, json_string_value(json_object_get(d, "error")), 120);
+  } else if (!strcmp(t, "storm_detected")) {
+    fprintf(f, "storm: %s", json_string_value(json_object_get(d, "reason")));
   } else if (!strcmp(t, "approval_expired")) {
     fprintf(f, "approval %s expired (then: %s)",
             json_string_value(json_object_get(d, "id")),

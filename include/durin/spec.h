@@ -189,6 +189,18 @@ struct durin_spec_approvals {
                              run stops as needs_human */
 };
 
+/*
+ * "breakers" (docs/internals/breakers.md): the same call failing the same
+ * way `repeat` times stops the run as needs_human; `failures` failed
+ * calls among the last `window` pause it. 0 turns each off.
+ */
+struct durin_spec_breakers {
+  int64_t repeat;   /* default 3 */
+  int64_t failures; /* default 8, at most window */
+  int64_t window;   /* default 10, at most DURIN_SPEC_MAX_WINDOW */
+};
+#define DURIN_SPEC_MAX_WINDOW 100
+
 /* "deliver": where the run's git branch is pushed when it ends. */
 struct durin_spec_deliver {
   char *remote; /* a URL or an absolute path; NULL: no delivery */
@@ -281,6 +293,7 @@ struct durin_spec {
   json_t *policy; /* the "policy" object as written (durin/policy.h), or
                      NULL; validated when the spec is parsed */
   struct durin_spec_approvals approvals;
+  struct durin_spec_breakers breakers;
   json_t *notify; /* {"webhooks": [{"url", "events": [...]}]}, or NULL */
   /* A W3C traceparent: the run's trace joins the caller's (or NULL). */
   char *traceparent;

@@ -21,6 +21,7 @@
 #include "durin/secret.h"
 #include "durin/util.h"
 #include "harness/eval.h"
+#include "harness/guard.h"
 #include "harness/summary.h"
 #include "harness/window.h"
 
@@ -41,6 +42,8 @@ struct call {
   int contained;     /* its intent says it runs in a layer of its own */
   int repeat_noted;  /* the call_repeated event is out */
   int ran;           /* it ran (or may have: started before a crash) */
+  int counted;       /* its result counts in the breakers (guard.c): the
+                        agent's call ran, or its recorded outcome is reused */
   char args_hash[65];
   char idem_key[96];
   /* The policy's say, and a person's decision when it asked. */
@@ -1332,6 +1335,11 @@ static int prepare_calls(struct durin_harness *h, int64_t step)
       char msg[700];
 
       snprintf(msg, sizeof(msg), "error: %s", err.msg);
+      if (!strcmp(c->def->name, "run_status") && strstr(err.msg, "'run_id'"))
+        snprintf(msg, sizeof(msg),
+                 "error: run_status answers about this run only (%s); it "
+                 "takes no run_id, and no other run can be read",
+                 h->run_id);
       resolve_call(c, 0, msg);
       continue;
     }
@@ -1702,6 +1710,274 @@ static int ask(struct durin_harness *h, struct call *c, int64_t now,
   }
 }
 
+/* ---- the loop and storm breakers, run_status (breakers.md) ---- */
+
+static struct durin__guard_limits guard_limits(const struct durin_spec *spec)
+{
+  struct durin__guard_limits lim = { spec->breakers.repeat,
+                                     spec->breakers.failures,
+                                     spec->breakers.window };
+
+  return lim;
+}
+
+/*
+ * Counts the step's calls that ran (upto: those before it) in *guard,
+ * sharing the step's model spend among them. Returns the indices of the
+ * calls counted; *loop and *storm get the first event data of each
+ * breaker that tripped (NULL: none; pass NULL to ignore trips).
+ */
+static json_t *guard_count(struct durin_harness *h, json_t **guard, int upto,
+                           json_t **loop, json_t **storm)
+{
+  struct durin__guard_limits lim = guard_limits(h->spec);
+  json_t *idx = json_array(), *l, *st;
+  int i, n = 0, k = 0;
+
+  for (i = 0; i < upto; i++)
+    n += h->calls[i].counted && h->calls[i].result;
+  for (i = 0; i < upto; i++) {
+    struct call *c = &h->calls[i];
+    struct durin__guard_call gc;
+
+    if (!c->counted || !c->result)
+      continue;
+    memset(&gc, 0, sizeof(gc));
+    gc.tool = c->tc->name;
+    gc.args = c->tc->args;
+    gc.result = c->result;
+    gc.step = h->ck.step + 1;
+    gc.input_tokens = durin__guard_share(h->resp.input_tokens, n, k);
+    gc.output_tokens = durin__guard_share(h->resp.output_tokens, n, k);
+    gc.cost_usd = h->step_cost / n;
+    k++;
+    durin__guard_add(guard, &lim, &gc, &l, &st);
+    json_array_append_new(idx, json_integer(i));
+    if (loop && !*loop)
+      *loop = l;
+    else
+      json_decref(l);
+    if (storm && !*storm)
+      *storm = st;
+    else
+      json_decref(st);
+  }
+  return idx;
+}
+
+/* How much of s fits in n bytes without cutting a UTF-8 sequence. */
+static int utf8_len(const char *s, size_t n)
+{
+  size_t len = strlen(s);
+
+  if (len <= n)
+    return (int)len;
+  while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+    n--;
+  return (int)n;
+}
+
+/* The last non-empty line of s (*start), at most n bytes of it. */
+static int last_line(const char *s, size_t n, const char **start)
+{
+  size_t len = strlen(s), b;
+
+  while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
+    len--;
+  for (b = len; b && s[b - 1] != '\n'; b--)
+    ;
+  *start = s + b;
+  return len - b <= n ? (int)(len - b) : utf8_len(s + b, n);
+}
+
+/*
+ * A breaker tripped in the step being committed: a loop stops the run
+ * for a person, a storm pauses it. The step is complete and commits as
+ * it is; a run the step already ends (finished, cancelled, over budget)
+ * ends as it would have, and work its finish sent to the evaluator is
+ * reviewed first.
+ */
+static void guard_stop(struct durin_harness *h, json_t *loop, json_t *storm)
+{
+  char why[sizeof(h->end_reason)], msg[600];
+
+  if (h->ended || h->cancel || h->eval_open || (!loop && !storm)) {
+    json_decref(loop);
+    json_decref(storm);
+    return;
+  }
+  if (loop) {
+    const char *args = json_string_value(json_object_get(loop, "arguments"));
+    const char *err = json_string_value(json_object_get(loop, "error"));
+    int errlen = last_line(err ? err : "", 100, &err);
+
+    snprintf(
+        why, sizeof(why),
+        "loop: the same %.64s call failed the same way %lld times "
+        "(steps %lld to %lld, exit code %lld: %.*s), using %lld input "
+        "and %lld output tokens ($%.4f); arguments %.*s. A person "
+        "should look: 'durin resume %s' goes on, with %lld more tries "
+        "of that call",
+        json_string_value(json_object_get(loop, "tool")),
+        (long long)json_integer_value(json_object_get(loop, "times")),
+        (long long)json_integer_value(json_object_get(loop, "first_step")),
+        (long long)json_integer_value(json_object_get(loop, "last_step")),
+        (long long)json_integer_value(json_object_get(loop, "exit_code")),
+        errlen, err,
+        (long long)json_integer_value(json_object_get(loop, "input_tokens")),
+        (long long)json_integer_value(json_object_get(loop, "output_tokens")),
+        json_real_value(json_object_get(loop, "cost_usd")),
+        utf8_len(args ? args : "", 100), args ? args : "", h->run_id,
+        (long long)h->spec->breakers.repeat);
+    json_object_set_new(loop, "reason", json_string(why));
+    add_event(h, "loop_detected", loop);
+    snprintf(msg, sizeof(msg),
+             "The run was stopped for a person: the same %.64s call failed the "
+             "same way %lld times. Do not repeat it as is; find out why it "
+             "fails or take another way.",
+             json_string_value(json_object_get(loop, "tool")),
+             (long long)json_integer_value(json_object_get(loop, "times")));
+    add_event(h, "user_message", json_pack("{s:s}", "content", msg));
+    add_event(h, "needs_human",
+              json_pack("{s:s,s:O,s:O}", "reason", why, "tool",
+                        json_object_get(loop, "tool"), "arguments",
+                        json_object_get(loop, "arguments")));
+    end_run(h, DURIN_RUN_NEEDS_HUMAN, why);
+    /* A storm in the same step is logged; the loop says how to go on. */
+    if (storm)
+      add_event(h, "storm_detected", storm);
+    return;
+  }
+  snprintf(why, sizeof(why),
+           "storm: %lld of the last %lld tool calls failed; the run is paused "
+           "instead of grinding on. 'durin resume %s' continues it here "
+           "('durin unpause %s' puts it back in the queue)",
+           (long long)json_integer_value(json_object_get(storm, "failures")),
+           (long long)json_integer_value(json_object_get(storm, "window")),
+           h->run_id, h->run_id);
+  json_object_set_new(storm, "reason", json_string(why));
+  add_event(h, "storm_detected", storm);
+  snprintf(msg, sizeof(msg),
+           "The run was paused: %lld of the last %lld tool calls failed. "
+           "Before going on, find out why the calls fail instead of trying "
+           "more of the same.",
+           (long long)json_integer_value(json_object_get(storm, "failures")),
+           (long long)json_integer_value(json_object_get(storm, "window")));
+  add_event(h, "user_message", json_pack("{s:s}", "content", msg));
+  end_run(h, DURIN_RUN_PAUSED, why);
+}
+
+static json_t *limit_used(double used, double limit, int real)
+{
+  json_t *j = json_object();
+
+  json_object_set_new(j, "used", real ? json_real(used) : json_integer(used));
+  json_object_set_new(j, "limit",
+                      limit <= 0 ? json_null() :
+                      real       ? json_real(limit) :
+                                   json_integer((json_int_t)limit));
+  json_object_set_new(
+      j, "left",
+      limit <= 0 ? json_null() :
+      real       ? json_real(limit > used ? limit - used : 0) :
+                   json_integer(limit > used ? (json_int_t)(limit - used) : 0));
+  return j;
+}
+
+static const char *const status_sections[] = {
+  "budget", "tools", "failures", "phase", "evaluation", "breakers", NULL,
+};
+
+/*
+ * run_status: what the agent's own run has spent and met, as of this
+ * call (the step's earlier calls included). Reads the checkpoint only.
+ * Returns the JSON text, or NULL with bad saying why it was refused.
+ */
+static char *run_status(struct durin_harness *h, struct call *c, int64_t now,
+                        char *bad, size_t badlen)
+{
+  const struct durin_spec *sp = h->spec;
+  const struct durin_usage *u = &h->ck.usage;
+  const struct durin_budget *b = &sp->budget;
+  struct durin__guard_limits lim = guard_limits(sp);
+  const char *want = json_string_value(json_object_get(c->args, "section"));
+  json_t *out, *g, *idx;
+  int64_t elapsed = now - h->ck.started_ms, left;
+  char *text;
+  int i;
+
+  for (i = 0; want && status_sections[i]; i++)
+    if (!strcmp(want, status_sections[i]))
+      break;
+  if (want && !status_sections[i]) {
+    snprintf(bad, badlen,
+             "error: run_status has no section '%.64s'; ask for budget, "
+             "tools, failures, phase, evaluation or breakers, or leave "
+             "section out for all",
+             want);
+    return NULL;
+  }
+  /* The step's calls so far count as they will at its commit. */
+  g = h->ck.guard ? json_deep_copy(h->ck.guard) : NULL;
+  idx = guard_count(h, &g, h->cur, NULL, NULL);
+  json_decref(idx);
+  out = json_pack("{s:s,s:I}", "run", h->run_id, "step",
+                  (json_int_t)(h->ck.step + 1));
+#define WANT(name) (!want || !strcmp(want, name))
+  if (WANT("budget")) {
+    json_t *bj = json_object();
+
+    if (elapsed < 0)
+      elapsed = 0;
+    json_object_set_new(bj, "steps",
+                        limit_used((double)u->steps, (double)b->steps, 0));
+    json_object_set_new(bj, "tokens",
+                        limit_used((double)(u->input_tokens + u->output_tokens),
+                                   (double)b->tokens, 0));
+    json_object_set_new(bj, "input_tokens", json_integer(u->input_tokens));
+    json_object_set_new(bj, "output_tokens", json_integer(u->output_tokens));
+    json_object_set_new(bj, "dollars", limit_used(u->cost_usd, b->dollars, 1));
+    json_object_set_new(bj, "wall_clock_s",
+                        limit_used((double)(elapsed / 1000),
+                                   (double)(b->wall_clock_ms / 1000), 0));
+    json_object_set_new(
+        bj, "tool_calls",
+        limit_used((double)u->tool_calls, (double)b->tool_calls, 0));
+    json_object_set_new(bj, "model_calls", json_integer(u->model_calls));
+    json_object_set_new(out, "budget", bj);
+  }
+  if (WANT("tools"))
+    json_object_set_new(out, "tools", durin__guard_tools(g));
+  if (WANT("failures"))
+    json_object_set_new(out, "failures", durin__guard_failures(g));
+  if (WANT("phase")) {
+    json_object_set_new(
+        out, "phase", h->ck.phase ? json_deep_copy(h->ck.phase) : json_null());
+    json_object_set_new(out, "artifacts",
+                        h->ck.artifacts ? json_deep_copy(h->ck.artifacts) :
+                                          json_array());
+  }
+  if (WANT("evaluation")) {
+    left = sp->max_eval_attempts - h->ck.eval_attempts;
+    json_object_set_new(
+        out, "evaluation",
+        json_pack("{s:I,s:I,s:I,s:i,s:b}", "attempts_used",
+                  (json_int_t)h->ck.eval_attempts, "attempts_max",
+                  (json_int_t)sp->max_eval_attempts, "attempts_left",
+                  (json_int_t)(left > 0 ? left : 0), "checks", sp->nchecks,
+                  "evaluator", sp->evaluator.set));
+  }
+  if (WANT("breakers"))
+    json_object_set_new(out, "breakers", durin__guard_breakers(g, &lim));
+#undef WANT
+  text = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(10));
+  json_decref(out);
+  json_decref(g);
+  if (!text)
+    snprintf(bad, badlen, "error: run_status could not be read");
+  return text;
+}
+
 /* The next tool call to run, applying budgets and the ledger rules. */
 /* Stops the run as needs_human over call c, whose outcome is unknown. */
 static void stop_for_human(struct durin_harness *h, struct call *c,
@@ -1797,6 +2073,14 @@ static void dispatch(struct durin_harness *h, int64_t now,
         snprintf(h->phase_why, sizeof(h->phase_why),
                  "the agent updated its plan");
       }
+      continue;
+    }
+    if (!strcmp(c->def->name, "run_status")) {
+      char bad[300];
+      char *text = run_status(h, c, now, bad, sizeof(bad));
+
+      resolve_call(c, text != NULL, text ? text : bad);
+      free(text);
       continue;
     }
     if (!strcmp(c->def->name, "finish")) {
@@ -2204,7 +2488,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
   int needs_human = h->needs_human || h->waiting;
   int full_step = h->step_counts && !needs_human;
   size_t i, n;
-  json_t *e;
+  json_t *e, *loop = NULL, *storm = NULL;
 
   if (ask_snapshot(h, now, full_step, act))
     return;
@@ -2217,7 +2501,7 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     h->restored = 0;
   }
   if (full_step) {
-    json_t *mr;
+    json_t *mr, *counted = NULL;
     size_t at = json_array_size(h->events) &&
                         !strcmp(json_string_value(json_array_get(
                                     json_array_get(h->events, 0), 0)),
@@ -2230,6 +2514,20 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(mr, "cost_usd", json_real(h->step_cost));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_object_set_new(mr, "duration_ms", json_integer(h->step_model_ms));
+    /* The agent's calls that ran count in the breakers, and the event
+     * says which and under what limits (replay.c counts them again). */
+    if (!h->eval_step && !h->sum_kind)
+      counted = guard_count(h, &h->ck.guard, h->ncalls, &loop, &storm);
+    if (json_array_size(counted)) {
+      const struct durin_spec_breakers *bk = &h->spec->breakers;
+
+      json_object_set_new(mr, "guard",
+                          json_pack("{s:O,s:[I,I,I]}", "calls", counted,
+                                    "limits", (json_int_t)bk->repeat,
+                                    (json_int_t)bk->failures,
+                                    (json_int_t)bk->window));
+    }
+    json_decref(counted);
     /* The calls this step counted in usage.tool_calls (ran, reused, or
      * declared of unknown outcome; the evaluator's: in eval_usage): what
      * a replay of the log adds. */
@@ -2261,6 +2559,8 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
           h->events, at++,
           json_pack("[s,O]", "tool_result", h->calls[i].result));
     }
+    guard_stop(h, loop, storm);
+    loop = storm = NULL;
     if (!h->resp.ncalls && !h->ended && !h->eval_step && !h->sum_kind)
       add_event(h, "user_message",
                 json_pack("{s:s}", "content",
@@ -2643,6 +2943,7 @@ int durin_harness_complete(struct durin_harness *h,
         json_is_true(json_object_get(cl->result, "timed_out")))
       json_object_set_new(h->ck.eval, "cut", json_true());
     cl->ran = 1;
+    cl->counted = !h->eval_step;
     if (h->eval_step)
       h->ck.eval_usage.tool_calls++;
     else
@@ -2885,6 +3186,7 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
       c->result = o;
       c->state = CALL_RESOLVED;
       c->ran = 1;
+      c->counted = 1;
       h->ck.usage.tool_calls++;
     } else {
       c->indeterminate = 1;

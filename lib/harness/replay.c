@@ -34,6 +34,9 @@
  *   step, usage of a summary step               its model_response (role
  *                                               "summary"): not the agent's
  *                                               steps or turns
+ *   guard                                       the calls a model_response's
+ *                                               "guard" names, counted as
+ *                                               their tool_results come
  *   run_continued / forked                      reset to their checkpoint
  *
  * A commit's events are contiguous in the log. Step N's commit starts at
@@ -53,6 +56,7 @@
 #include <string.h>
 
 #include "durin/harness.h"
+#include "harness/guard.h"
 
 enum phase { BEFORE, IN, DONE };
 
@@ -75,6 +79,7 @@ struct durin_replay {
   json_t *calls;     /* call id -> arguments text (its model_response) */
   json_t *approvals; /* call id -> approval id (its policy events) */
   char finish_id[128];
+  int results; /* its tool_results so far (the index of the next) */
   /* Every approval asked for: id -> the call's arguments hash. */
   json_t *asked;
 };
@@ -218,6 +223,7 @@ static void on_model_response(struct durin_replay *r, json_t *d)
   json_object_clear(r->calls);
   json_object_clear(r->approvals);
   r->finish_id[0] = 0;
+  r->results = 0;
   json_array_foreach(json_object_get(d, "tool_calls"), i, c) {
     if (str(c, "id") && str(c, "arguments"))
       json_object_set(r->calls, str(c, "id"), json_object_get(c, "arguments"));
@@ -241,6 +247,47 @@ static void count_old_result(struct durin_replay *r, json_t *d)
       json_integer_value(json_object_get(d, "duration_ms")) > 0 ||
       starts(str(d, "output"), "outcome unknown: this call was started"))
     r->ck.usage.tool_calls++;
+}
+
+/* Counts a call of the step in the breakers as the harness did when the
+ * step committed (harness.c guard_count): the model_response's "guard"
+ * names the calls counted and the limits; the spend is shared alike. */
+static void count_guard(struct durin_replay *r, json_t *d, int idx)
+{
+  json_t *g = json_object_get(r->mr, "guard"), *calls, *lim, *v, *loop, *storm;
+  json_t *tc = json_array_get(json_object_get(r->mr, "tool_calls"), idx);
+  struct durin__guard_limits gl;
+  struct durin__guard_call gc;
+  int n, k = -1;
+  size_t i;
+
+  calls = json_object_get(g, "calls");
+  lim = json_object_get(g, "limits");
+  n = (int)json_array_size(calls);
+  json_array_foreach(calls, i, v)
+    if (json_integer_value(v) == idx)
+      k = (int)i;
+  /* Only the agent's own results, each the call the response names. */
+  if (k < 0 || !str(d, "name") || json_object_get(d, "role") ||
+      !str(tc, "id") || !str(d, "call_id") ||
+      strcmp(str(tc, "id"), str(d, "call_id")))
+    return;
+  gl.repeat = json_integer_value(json_array_get(lim, 0));
+  gl.failures = json_integer_value(json_array_get(lim, 1));
+  gl.window = json_integer_value(json_array_get(lim, 2));
+  memset(&gc, 0, sizeof(gc));
+  gc.tool = str(d, "name");
+  gc.args = str(tc, "arguments");
+  gc.result = d;
+  gc.step = r->ck.step;
+  gc.input_tokens = durin__guard_share(
+      json_integer_value(json_object_get(r->mr, "input_tokens")), n, k);
+  gc.output_tokens = durin__guard_share(
+      json_integer_value(json_object_get(r->mr, "output_tokens")), n, k);
+  gc.cost_usd = json_number_value(json_object_get(r->mr, "cost_usd")) / n;
+  durin__guard_add(&r->ck.guard, &gl, &gc, &loop, &storm);
+  json_decref(loop);
+  json_decref(storm);
 }
 
 static void on_tool_result(struct durin_replay *r, json_t *d)
@@ -319,6 +366,7 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
       return 0;
     count_old_result(r, d);
     on_tool_result(r, d);
+    count_guard(r, d, r->results++);
   } else if (!strcmp(t, "policy")) {
     json_t *ap = json_object_get(d, "approval");
 

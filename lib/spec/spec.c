@@ -26,7 +26,7 @@ static const char *const top_fields[] = {
   "policy",      "approvals", "notify",
   "traceparent", "secrets",   "mcp_servers",
   "git",         "evaluator", "deliver",
-  "phases",      NULL,
+  "phases",      "breakers",  NULL,
 };
 static const char *const evaluator_fields[] = {
   "model", "instructions", "criteria", "tools", "budget", "timeout_s", NULL,
@@ -71,6 +71,8 @@ const char *const durin_webhook_events[] = {
   "run.started",      "run.progress", "approval.requested",
   "approval.decided", "run.finished", NULL,
 };
+static const char *const breakers_fields[] = { "repeat", "failures", "window",
+                                               NULL };
 static const char *const approvals_fields[] = { "timeout_s", "on_expiry",
                                                 "max_rejections", NULL };
 static const char *const sandbox_fields[] = {
@@ -447,6 +449,34 @@ static int parse_approvals(json_t *root, struct durin_spec_approvals *a,
   a->expire_to_human = exp && !strcmp(exp, "needs_human");
   free(exp);
   return r;
+}
+
+/* "breakers": {"repeat", "failures", "window"}; 0 turns one off. */
+static int parse_breakers(json_t *root, struct durin_spec_breakers *b,
+                          struct durin_err *err)
+{
+  json_t *o;
+  int r;
+
+  b->repeat = 3;
+  b->failures = 8;
+  b->window = 10;
+  if ((r = get_object(root, "breakers", "", breakers_fields, &o, err)) || !o)
+    return r;
+  if ((r = get_int(o, "repeat", "breakers.", 0, 1, &b->repeat, err)) ||
+      (r = at_most(o, "repeat", "breakers.", 1000, err)) ||
+      (r = get_int(o, "failures", "breakers.", 0, 1, &b->failures, err)) ||
+      (r = get_int(o, "window", "breakers.", 0, 1, &b->window, err)) ||
+      (r = at_most(o, "window", "breakers.", DURIN_SPEC_MAX_WINDOW, err)))
+    return r;
+  if (b->failures > b->window)
+    return durin_err_set(err, DURIN_ESPEC,
+                         "field 'breakers.failures' (%lld) must be at most "
+                         "'breakers.window' (%lld): the run pauses when that "
+                         "many of the last window calls failed (0 turns it "
+                         "off)",
+                         (long long)b->failures, (long long)b->window);
+  return 0;
 }
 
 static int parse_network(json_t *o, struct durin_spec_sandbox *b,
@@ -1035,11 +1065,11 @@ static int parse_tools(json_t *root, struct durin_spec *s,
                        struct durin_err *err)
 {
   json_t *arr = json_object_get(root, "tools"), *t;
-  static const char *const all[] = { "bash",      "read_file",  "write_file",
-                                     "edit_file", "list_files", "update_plan",
-                                     "finish",    NULL };
+  static const char *const all[] = { "bash",       "read_file",  "write_file",
+                                     "edit_file",  "list_files", "update_plan",
+                                     "run_status", "finish",     NULL };
   size_t i, n;
-  int r, has_finish = 0;
+  int r, has_finish = 0, has_status = 0;
 
   if (!arr) {
     for (n = 0; all[n]; n++)
@@ -1058,7 +1088,7 @@ static int parse_tools(json_t *root, struct durin_spec *s,
                          "%s",
                          durin_json_kind(arr));
   n = json_array_size(arr);
-  s->tools = calloc(n + 1, sizeof(*s->tools));
+  s->tools = calloc(n + 2, sizeof(*s->tools));
   json_array_foreach(arr, i, t) {
     struct durin_spec_tool *st = &s->tools[s->ntools];
     const struct durin_tool_def *def;
@@ -1100,10 +1130,18 @@ static int parse_tools(json_t *root, struct durin_spec *s,
     }
     if (!strcmp(st->name, "finish"))
       has_finish = 1;
+    if (!strcmp(st->name, "run_status"))
+      has_status = 1;
   }
   /* Without finish a run could never end well; every agent gets it. */
   if (!has_finish) {
     s->tools[s->ntools].name = strdup("finish");
+    s->tools[s->ntools].effect = DURIN_EFFECT_PURE;
+    s->ntools++;
+  }
+  /* Nor may an agent be kept from reading its own run (read-only). */
+  if (!has_status) {
+    s->tools[s->ntools].name = strdup("run_status");
     s->tools[s->ntools].effect = DURIN_EFFECT_PURE;
     s->ntools++;
   }
@@ -1999,7 +2037,8 @@ int durin_spec_parse(const char *json_text, const char *base_dir,
             (r = parse_template(o, base_dir, &s->sandbox, err))))
     goto out;
   if ((r = parse_grants(root, s, err)) ||
-      (r = parse_approvals(root, &s->approvals, err)))
+      (r = parse_approvals(root, &s->approvals, err)) ||
+      (r = parse_breakers(root, &s->breakers, err)))
     goto out;
   if ((o = json_object_get(root, "policy"))) {
     struct durin_policy *pol;
@@ -2422,6 +2461,11 @@ char *durin_spec_dump(const struct durin_spec *s)
                 (json_int_t)(s->approvals.timeout_ms / 1000), "on_expiry",
                 s->approvals.expire_to_human ? "needs_human" : "reject",
                 "max_rejections", (json_int_t)s->approvals.max_rejections));
+  json_object_set_new(root, "breakers",
+                      json_pack("{s:I,s:I,s:I}", "repeat",
+                                (json_int_t)s->breakers.repeat, "failures",
+                                (json_int_t)s->breakers.failures, "window",
+                                (json_int_t)s->breakers.window));
   {
     json_t *files = json_array();
 

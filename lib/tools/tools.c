@@ -24,6 +24,13 @@ static const struct durin_tool_param finish_params[] = {
   { NULL, 0, 0, NULL },
 };
 
+static const struct durin_tool_param status_params[] = {
+  { "section", DURIN_PARAM_STRING, 0,
+    "only this part: budget, tools, failures, phase, evaluation or "
+    "breakers (default: all)" },
+  { NULL, 0, 0, NULL },
+};
+
 /* Tools implemented by the harness itself: no exec, no side effects. */
 static const struct durin_tool_def update_plan_def = {
   "update_plan",
@@ -42,6 +49,18 @@ static const struct durin_tool_def finish_def = {
   NULL,
 };
 
+/* The agent reads its own run (harness.c answers; it writes nothing). */
+static const struct durin_tool_def run_status_def = {
+  "run_status",
+  "Read this run's own state: budget used and left (steps, tokens, "
+  "dollars, wall clock), time and tokens per tool, the last failures with "
+  "their output, the phase, evaluation attempts left, loop breakers. "
+  "Read-only; only this run.",
+  DURIN_EFFECT_PURE,
+  status_params,
+  NULL,
+};
+
 #define MAX_EXTRA 32
 static const struct durin_tool_def *extra[MAX_EXTRA];
 static int nextra;
@@ -53,6 +72,7 @@ static const struct durin_tool_def *const builtins[] = {
   &durin__tool_edit_file,
   &durin__tool_list_files,
   &update_plan_def,
+  &run_status_def,
   &finish_def,
   NULL,
 };

@@ -23,7 +23,8 @@ FORCE="sh -c 'echo \"npm ERR! code ERESOLVE\" >&2; exit 1'"
 
 # The loop's run: a plan, the failing install, then three commands
 # alternating (one of them written with its keys in another order and
-# other spacing each time round) until the dollar budget stops it.
+# other spacing each time round) until the dollar budget stops it (the
+# loop and storm breakers off: they would stop it first, t1400).
 loop_spec() {
   {
     echo '{"tool_calls": [{"name": "update_plan", "arguments": {"plan": [{"step": "install dependencies", "status": "in_progress"}, {"step": "run the tests", "status": "pending"}]}}], "usage": {"input_tokens": 500, "output_tokens": 50}}'
@@ -43,7 +44,8 @@ loop_spec() {
               workspace: "project",
               model: {provider: "script", turns: .,
                       price: {input_per_mtok: 10, output_per_mtok: 30}},
-              budget: {steps: 0, dollars: 0.5}}' >loop.json
+              budget: {steps: 0, dollars: 0.5},
+              breakers: {repeat: 0, failures: 0}}' >loop.json
 }
 
 test_expect_success 'a retry loop: the headline names it, its share and what failed first' '

@@ -4,13 +4,15 @@
 
 #include "durin/tools.h"
 #include "fuzz.h"
+#include "harness/guard.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  static const char *const tools[] = { "bash",      "read_file",  "write_file",
-                                       "edit_file", "list_files", "update_plan",
-                                       "finish",    NULL };
-  char *text = malloc(size + 1);
+  static const char *const tools[] = {
+    "bash",        "read_file",  "write_file", "edit_file", "list_files",
+    "update_plan", "run_status", "finish",     NULL
+  };
+  char *text = malloc(size + 1), *canon;
   int i;
 
   memcpy(text, data, size);
@@ -23,6 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               &err) == 0)
       json_decref(args);
   }
+  /* The breakers' canonical form of the same text (harness/guard.c). */
+  canon = durin__guard_canonical(text);
+  free(canon);
   free(text);
   return 0;
 }

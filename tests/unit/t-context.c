@@ -330,7 +330,7 @@ static void test_phase_boundary(void **state)
   json_decref(ev);
   model(&d, &act, 30000);
   assert_string_equal(tool_names(&act, names, sizeof(names)),
-                      "read_file,update_plan");
+                      "read_file,update_plan,run_status");
   assert_non_null(strstr(pinned(&act), "phase 1 of 2, 'planning'"));
   answer(&d, "read_file", "{\"path\":\"a.txt\"}");
   finish_step(&d, "CONTENT-OF-A", 1);

@@ -1619,6 +1619,15 @@ static void expect_replay(const struct kept_ck *k)
     fail_msg("step %lld: the rejections differ", (long long)k->step);
   if ((got.handoff || want.handoff) && !json_equal(got.handoff, want.handoff))
     fail_msg("step %lld: the handoff differs", (long long)k->step);
+  if ((got.guard || want.guard) &&
+      (!got.guard || !want.guard || !json_equal(got.guard, want.guard))) {
+    char *g1 = got.guard ? json_dumps(got.guard, JSON_COMPACT) : NULL;
+    char *g2 = want.guard ? json_dumps(want.guard, JSON_COMPACT) : NULL;
+
+    fail_msg("step %lld: the breakers' guard differs: replayed %s, the "
+             "commit wrote %s",
+             (long long)k->step, g1 ? g1 : "(none)", g2 ? g2 : "(none)");
+  }
   if ((got.summary || want.summary) &&
       (!got.summary || !want.summary || strcmp(got.summary, want.summary)))
     fail_msg("step %lld: summary '%s', the commit wrote '%s'",
@@ -2518,6 +2527,443 @@ static void test_replay_with_git(void **state)
   free_spec(s);
 }
 
+/* ---- The loop and storm breakers, run_status (harness/guard.c) ---- */
+
+/* A tool's completion: ok when code is 0. */
+static void tool_exit(struct durin_harness *h, int code, const char *out)
+{
+  struct durin_tool_result r = { 0 };
+  struct durin_completion c = { 0 };
+
+  r.ok = code == 0;
+  r.exit_code = code;
+  r.duration_ms = 7;
+  r.output = strdup(out);
+  c.kind = DURIN_DONE_TOOL;
+  c.tool = &r;
+  assert_int_equal(durin_harness_complete(h, &c), 0);
+}
+
+/* One step of n calls, call i ending with codes[i] and outs[i]; returns
+ * with act at the step's commit (not yet done). */
+static void step_calls(struct durin_harness *h, int n, const char *const *names,
+                       const char *const *args, const int *codes,
+                       const char *const *outs, struct durin_action *act)
+{
+  next(h, 1000, act);
+  assert_int_equal(act->kind, DURIN_ACT_MODEL);
+  answer_calls(h, n, names, args, 100, 10);
+  for (;;) {
+    next(h, 2000, act);
+    if (act->kind == DURIN_ACT_INTENT)
+      simple(h, DURIN_DONE_INTENT);
+    else if (act->kind == DURIN_ACT_OUTCOME)
+      simple(h, DURIN_DONE_OUTCOME);
+    else if (act->kind == DURIN_ACT_TOOL)
+      tool_exit(h, codes[act->call], outs[act->call]);
+    else
+      break;
+  }
+  assert_int_equal(act->kind, DURIN_ACT_COMMIT);
+}
+
+static void step1(struct durin_harness *h, const char *name, const char *args,
+                  int code, const char *out, struct durin_action *act)
+{
+  step_calls(h, 1, &name, &args, &code, &out, act);
+}
+
+/* The data of the first event of type in act (parsed), or NULL. */
+static json_t *event_data(const struct durin_action *act, const char *type)
+{
+  size_t i;
+
+  for (i = 0; i < act->nevents; i++)
+    if (!strcmp(act->events[i].type, type))
+      return json_loads(act->events[i].data, 0, NULL);
+  return NULL;
+}
+
+static const char npm_args[] = "{\"command\":\"npm install\",\"timeout_s\":60}";
+/* The same call: other whitespace, other key order. */
+static const char npm_args2[] =
+    "{ \"timeout_s\": 60, \"command\": \"npm   install \" }";
+
+/*
+ * `npm install` failing the same way three times, other calls between
+ * (and a pid and a time that differ): the third failure's step commits
+ * whole and stops the run as needs_human with the loop named. The log
+ * replays to every checkpoint, the guard included; a restored run has its
+ * count started again.
+ */
+static void test_loop_stops_run(void **state)
+{
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h, *h2;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  const char *names2[] = { "bash", "read_file" };
+  const char *args2[] = { "{\"command\":\"ls\"}", "{\"path\":\"a\"}" };
+  const int codes2[] = { 0, -1 };
+  const char *outs2[] = { "a b", "error: no such file" };
+  json_t *loop, *nh;
+  const char *reason;
+  char *ck;
+  int i;
+
+  (void)state;
+  log_clear();
+  kept_clear();
+  h = started(s);
+  step1(h, "bash", npm_args, 1,
+        "npm ERR! code E404\nnpm ERR! 2026-12-05T18:00:01Z pid 101", &act);
+  assert_false(has_event(&act, "loop_detected"));
+  commit_keep(h, &act);
+  step_calls(h, 2, names2, args2, codes2, outs2, &act);
+  commit_keep(h, &act);
+  step1(h, "bash", npm_args2, 1,
+        "npm ERR! code E404\nnpm ERR! 2026-12-05T18:00:42Z pid 20202", &act);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  commit_keep(h, &act);
+  step1(h, "bash", npm_args, 1,
+        "npm ERR! code E404\nnpm ERR! 2026-12-05T18:01:13Z pid 3", &act);
+  /* The step is whole: its model response and result, then the stop. */
+  assert_true(has_event(&act, "model_response"));
+  assert_true(has_event(&act, "tool_result"));
+  assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
+  assert_true(act.update.release_lease);
+  assert_non_null(act.checkpoint);
+  loop = event_data(&act, "loop_detected");
+  assert_non_null(loop);
+  assert_string_equal(json_string_value(json_object_get(loop, "tool")), "bash");
+  assert_string_equal(json_string_value(json_object_get(loop, "arguments")),
+                      "{\"command\":\"npm install\",\"timeout_s\":60}");
+  assert_int_equal(json_integer_value(json_object_get(loop, "times")), 3);
+  assert_int_equal(json_integer_value(json_object_get(loop, "exit_code")), 1);
+  assert_int_equal(json_integer_value(json_object_get(loop, "first_step")), 1);
+  assert_int_equal(json_integer_value(json_object_get(loop, "last_step")), 4);
+  assert_int_equal(json_integer_value(json_object_get(loop, "input_tokens")),
+                   300);
+  assert_int_equal(json_integer_value(json_object_get(loop, "output_tokens")),
+                   30);
+  assert_non_null(strstr(json_string_value(json_object_get(loop, "error")),
+                         "npm ERR! code E404"));
+  json_decref(loop);
+  nh = event_data(&act, "needs_human");
+  assert_non_null(nh);
+  reason = json_string_value(json_object_get(nh, "reason"));
+  assert_non_null(strstr(reason, "the same bash call failed the same way 3 "
+                                 "times"));
+  assert_non_null(strstr(reason, "npm ERR! 2026-12-05T18:01:13Z pid 3"));
+  assert_non_null(strstr(reason, "'durin resume rtest'"));
+  assert_string_equal(act.update.reason, reason);
+  json_decref(nh);
+  ck = strdup(act.checkpoint);
+  commit_keep(h, &act);
+  assert_int_equal(durin_harness_state(h), DURIN_STEP_ENDED);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_DONE);
+  assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
+  for (i = 0; i < nkept; i++)
+    expect_replay(&kept[i]);
+  durin_harness_free(h);
+  /* Resumed: that call gets three more tries. */
+  assert_int_equal(durin_harness_new(s, "rtest", &h2, &err), 0);
+  assert_int_equal(durin_harness_restore(h2, ck, 2, &err), 0);
+  step1(h2, "bash", npm_args, 1, "npm ERR! code E404\nnpm ERR! pid 4", &act);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  assert_false(has_event(&act, "loop_detected"));
+  commit(h2, &act);
+  step1(h2, "bash", npm_args, 1, "npm ERR! code E404\nnpm ERR! pid 5", &act);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  commit(h2, &act);
+  step1(h2, "bash", npm_args, 1, "npm ERR! code E404\nnpm ERR! pid 6", &act);
+  assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
+  commit(h2, &act);
+  free(ck);
+  durin_harness_free(h2);
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
+/* The counts are in the checkpoint: a restore in between loses none, and
+ * a success of the call clears its count. */
+static void test_loop_counts_survive_restore(void **state)
+{
+  struct durin_spec *s = make_spec(",\"breakers\":{\"repeat\":2}");
+  struct durin_harness *h = started(s), *h2;
+  struct durin_action act;
+  struct durin_err err = { 0 };
+  char *ck;
+
+  (void)state;
+  step1(h, "read_file", "{\"path\":\"x\"}", -1, "no such file", &act);
+  commit(h, &act);
+  step1(h, "read_file", "{\"path\":\"x\"}", 0, "x", &act);
+  commit(h, &act);
+  step1(h, "read_file", "{\"path\":\"x\"}", -1, "no such file", &act);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  ck = strdup(act.checkpoint);
+  commit(h, &act);
+  durin_harness_free(h);
+  assert_int_equal(durin_harness_new(s, "rtest", &h2, &err), 0);
+  assert_int_equal(durin_harness_restore(h2, ck, 2, &err), 0);
+  free(ck);
+  step1(h2, "read_file", "{\"path\":\"x\"}", -1, "no such file", &act);
+  assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
+  assert_true(has_event(&act, "loop_detected"));
+  commit(h2, &act);
+  durin_harness_free(h2);
+  log_clear();
+  free_spec(s);
+}
+
+/* Eight failures in the last ten calls pause the run, whole step
+ * committed, lease released; the window starts again. */
+static void test_storm_pauses_run(void **state)
+{
+  struct durin_spec *s = make_spec("");
+  struct durin_harness *h;
+  struct durin_action act;
+  const char *names[8], *args[8], *outs[8];
+  int codes[8], i;
+  char argv[8][32];
+  json_t *storm, *g;
+  struct durin_checkpoint ck;
+  struct durin_err err = { 0 };
+
+  (void)state;
+  log_clear();
+  kept_clear();
+  h = started(s);
+  for (i = 0; i < 8; i++) {
+    snprintf(argv[i], sizeof(argv[i]), "{\"path\":\"f%d\"}", i);
+    names[i] = "read_file";
+    args[i] = argv[i];
+    codes[i] = i < 2 ? 0 : -1;
+    outs[i] = i < 2 ? "text" : "error: no such file";
+  }
+  step_calls(h, 2, names, args, codes, outs, &act);
+  commit_keep(h, &act);
+  step_calls(h, 5, names + 2, args + 2, codes + 2, outs + 2, &act);
+  assert_int_equal(act.status, DURIN_RUN_RUNNING);
+  commit_keep(h, &act);
+  step_calls(h, 3, names + 2, args + 2, codes + 2, outs + 2, &act);
+  assert_int_equal(act.status, DURIN_RUN_PAUSED);
+  assert_true(act.update.release_lease);
+  assert_true(has_event(&act, "model_response"));
+  assert_false(has_event(&act, "run_finished"));
+  storm = event_data(&act, "storm_detected");
+  assert_non_null(storm);
+  assert_int_equal(json_integer_value(json_object_get(storm, "failures")), 8);
+  assert_int_equal(json_integer_value(json_object_get(storm, "window")), 10);
+  assert_int_equal(json_array_size(json_object_get(storm, "recent")), 10);
+  assert_non_null(strstr(json_string_value(json_object_get(storm, "reason")),
+                         "'durin resume rtest'"));
+  json_decref(storm);
+  assert_int_equal(durin_checkpoint_parse(act.checkpoint, &ck, &err), 0);
+  g = json_object_get(ck.guard, "window");
+  assert_int_equal(json_array_size(g), 0);
+  assert_int_equal(json_integer_value(json_object_get(ck.guard, "storms")), 1);
+  durin_checkpoint_clear(&ck);
+  commit_keep(h, &act);
+  next(h, 1000, &act);
+  assert_int_equal(act.kind, DURIN_ACT_DONE);
+  assert_int_equal(act.status, DURIN_RUN_PAUSED);
+  for (i = 0; i < nkept; i++)
+    expect_replay(&kept[i]);
+  durin_harness_free(h);
+  kept_clear();
+  log_clear();
+  free_spec(s);
+}
+
+/* run_status: the true figures of this run, the step's earlier calls
+ * included; one section on request; nothing about another run; it counts
+ * in nothing and writes nothing. */
+static void test_run_status(void **state)
+{
+  struct durin_spec *s = make_spec(",\"budget\":{\"steps\":10,\"tokens\":"
+                                   "50000},\"max_eval_attempts\":4");
+  struct durin_harness *h = started(s);
+  struct durin_action act;
+  const char *names[] = { "read_file", "run_status" };
+  const char *args[] = { "{\"path\":\"a\"}", "{}" };
+  const int codes[] = { 0, 0 };
+  const char *outs[] = { "hello world", "" };
+  json_t *r, *st, *b;
+  const char *txt;
+
+  (void)state;
+  step1(h, "read_file", "{\"path\":\"a\"}", 0, "hello world", &act);
+  commit(h, &act);
+  step1(h, "bash", npm_args, 1, "npm ERR! code E404", &act);
+  commit(h, &act);
+  step_calls(h, 2, names, args, codes, outs, &act);
+  r = json_loads(nth_result(&act, 1), 0, NULL);
+  assert_true(json_is_true(json_object_get(r, "ok")));
+  st = json_loads(json_string_value(json_object_get(r, "output")), 0, NULL);
+  assert_non_null(st);
+  assert_string_equal(json_string_value(json_object_get(st, "run")), "rtest");
+  assert_int_equal(json_integer_value(json_object_get(st, "step")), 3);
+  b = json_object_get(st, "budget");
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(b, "steps"), "used")),
+      2);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(b, "steps"), "left")),
+      8);
+  /* Three model calls of 100 + 10 tokens, this step's included. */
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(b, "tokens"), "used")),
+      330);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(b, "tokens"), "left")),
+      49670);
+  assert_true(
+      json_is_null(json_object_get(json_object_get(b, "dollars"), "limit")));
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(b, "tool_calls"), "used")),
+                   3);
+  /* Per tool: read_file twice (this step's too), 11 bytes: 4 tokens. */
+  b = json_object_get(json_object_get(st, "tools"), "read_file");
+  assert_int_equal(json_integer_value(json_object_get(b, "calls")), 2);
+  assert_int_equal(json_integer_value(json_object_get(b, "failed")), 0);
+  assert_int_equal(json_integer_value(json_object_get(b, "tokens")), 8);
+  assert_int_equal(json_integer_value(json_object_get(b, "duration_ms")), 14);
+  assert_null(json_object_get(json_object_get(st, "tools"), "run_status"));
+  b = json_array_get(json_object_get(st, "failures"), 0);
+  assert_string_equal(json_string_value(json_object_get(b, "tool")), "bash");
+  assert_string_equal(json_string_value(json_object_get(b, "tail")),
+                      "npm ERR! code E404");
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(st, "evaluation"), "attempts_left")),
+                   4);
+  assert_true(json_is_null(json_object_get(st, "phase")));
+  b = json_object_get(json_object_get(st, "breakers"), "repeat");
+  assert_int_equal(json_integer_value(json_object_get(b, "limit")), 3);
+  assert_int_equal(
+      json_integer_value(json_object_get(
+          json_array_get(json_object_get(b, "failing_calls"), 0), "times")),
+      1);
+  json_decref(st);
+  json_decref(r);
+  commit(h, &act);
+  /* One section; refusals. */
+  step1(h, "run_status", "{\"section\":\"budget\"}", 0, "", &act);
+  r = json_loads(nth_result(&act, 0), 0, NULL);
+  st = json_loads(json_string_value(json_object_get(r, "output")), 0, NULL);
+  assert_non_null(json_object_get(st, "budget"));
+  assert_null(json_object_get(st, "tools"));
+  json_decref(st);
+  json_decref(r);
+  commit(h, &act);
+  step1(h, "run_status", "{\"run_id\":\"other\"}", 0, "", &act);
+  r = json_loads(nth_result(&act, 0), 0, NULL);
+  assert_true(json_is_false(json_object_get(r, "ok")));
+  txt = json_string_value(json_object_get(r, "output"));
+  assert_non_null(strstr(txt, "run_status answers about this run only"));
+  assert_null(strstr(txt, "\"budget\""));
+  json_decref(r);
+  commit(h, &act);
+  step1(h, "run_status", "{\"section\":\"secrets\"}", 0, "", &act);
+  r = json_loads(nth_result(&act, 0), 0, NULL);
+  assert_true(json_is_false(json_object_get(r, "ok")));
+  assert_non_null(strstr(json_string_value(json_object_get(r, "output")),
+                         "no section 'secrets'"));
+  json_decref(r);
+  commit(h, &act);
+  step1(h, "run_status", "{\"verbose\":true}", 0, "", &act);
+  r = json_loads(nth_result(&act, 0), 0, NULL);
+  assert_true(json_is_false(json_object_get(r, "ok")));
+  assert_non_null(strstr(json_string_value(json_object_get(r, "output")),
+                         "has no argument 'verbose'"));
+  json_decref(r);
+  /* It ran no tool and counted in no call. */
+  assert_int_equal(durin_harness_usage(h)->tool_calls, 3);
+  commit(h, &act);
+  durin_harness_free(h);
+  log_clear();
+  free_spec(s);
+}
+
+/* The guard stays bounded: 300 steps of distinct failing calls with big
+ * outputs (no storm breaker) keep it as large as 100 did. */
+static void test_guard_stays_bounded(void **state)
+{
+  struct durin_spec *s = make_spec(",\"budget\":{\"steps\":0},\"context\":{"
+                                   "\"max_messages\":20},\"breakers\":{"
+                                   "\"failures\":0}");
+  struct durin_harness *h = started(s);
+  struct durin_action act;
+  char args[64], *out = filled(4096, 'e');
+  size_t ck100 = 0, ck300 = 0;
+  int i;
+
+  (void)state;
+  for (i = 1; i <= 300; i++) {
+    snprintf(args, sizeof(args), "{\"path\":\"missing-%d\"}", i);
+    step1(h, "read_file", args, -1, out, &act);
+    assert_int_equal(act.status, DURIN_RUN_RUNNING);
+    if (i == 100)
+      ck100 = strlen(act.checkpoint);
+    if (i == 300)
+      ck300 = strlen(act.checkpoint);
+    commit(h, &act);
+  }
+  /* Only digits grow (steps, paths, counts). */
+  if (ck300 > ck100 + 256)
+    fail_msg("checkpoint grew from %zu to %zu bytes", ck100, ck300);
+  if (ck300 > 16 * 1024)
+    fail_msg("checkpoint is %zu bytes", ck300);
+  free(out);
+  durin_harness_free(h);
+  log_clear();
+  free_spec(s);
+}
+
+/* The evaluator's calls count in no breaker: its failing read_file three
+ * times is no loop, and the agent's guard does not change. */
+static void test_evaluator_calls_not_counted(void **state)
+{
+  struct durin_spec *s = make_spec(
+      ",\"evaluator\":{\"model\":{\"provider\":\"script\",\"turns\":[]},"
+      "\"budget\":{\"steps\":6},\"tools\":[\"read_file\"]}");
+  struct durin_harness *h = started(s);
+  struct durin_action act;
+  struct durin_checkpoint ck;
+  struct durin_err err = { 0 };
+  int i;
+
+  (void)state;
+  next(h, 1000, &act);
+  answer(h, "finish", "{\"summary\":\"done\"}");
+  next(h, 1000, &act);
+  diff_done(h, "");
+  next(h, 1000, &act);
+  commit(h, &act);
+  for (i = 0; i < 4; i++) {
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_MODEL);
+    answer(h, "read_file", "{\"path\":\"missing\"}");
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_TOOL);
+    tool_exit(h, -1, "error: no such file");
+    next(h, 1000, &act);
+    assert_int_equal(act.kind, DURIN_ACT_COMMIT);
+    assert_int_equal(act.status, DURIN_RUN_RUNNING);
+    assert_false(has_event(&act, "loop_detected"));
+    assert_int_equal(durin_checkpoint_parse(act.checkpoint, &ck, &err), 0);
+    assert_null(ck.guard);
+    durin_checkpoint_clear(&ck);
+    commit(h, &act);
+  }
+  durin_harness_free(h);
+  log_clear();
+  free_spec(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -2559,6 +3005,12 @@ int main(void)
     cmocka_unit_test(test_evaluator_context_fences),
     cmocka_unit_test(test_git_snapshots),
     cmocka_unit_test(test_replay_with_git),
+    cmocka_unit_test(test_loop_stops_run),
+    cmocka_unit_test(test_loop_counts_survive_restore),
+    cmocka_unit_test(test_storm_pauses_run),
+    cmocka_unit_test(test_run_status),
+    cmocka_unit_test(test_evaluator_calls_not_counted),
+    cmocka_unit_test(test_guard_stays_bounded),
   };
 
   return cmocka_run_group_tests_name("harness", tests, NULL, NULL);

@@ -141,8 +141,12 @@ static void test_good_spec_roundtrip(void **state)
                        "\"budget\":{\"steps\":7,\"dollars\":0.5}}",
                        NULL, &s, &err),
       0);
-  assert_int_equal(s.ntools, 3); /* finish is always there */
+  assert_int_equal(s.ntools, 4); /* finish and run_status are always there */
   assert_string_equal(s.tools[2].name, "finish");
+  assert_string_equal(s.tools[3].name, "run_status");
+  assert_int_equal(s.breakers.repeat, 3); /* the defaults */
+  assert_int_equal(s.breakers.failures, 8);
+  assert_int_equal(s.breakers.window, 10);
   assert_int_equal(durin_spec_tool(&s, "edit_file")->effect,
                    DURIN_EFFECT_IDEMPOTENT);
   assert_int_equal(durin_spec_tool(&s, "bash")->effect, DURIN_EFFECT_UNSAFE);
@@ -156,12 +160,62 @@ static void test_good_spec_roundtrip(void **state)
   assert_string_equal(t.model.api_key_secret, "OPENAI_KEY");
   assert_int_equal(durin_spec_tool(&t, "edit_file")->effect,
                    DURIN_EFFECT_IDEMPOTENT);
+  assert_int_equal(t.ntools, 4); /* not added twice */
+  assert_int_equal(t.breakers.window, 10);
   free(dump);
   assert_int_equal(durin_spec_set_model(&t, "openai:gpt-4.1-mini", &err), 0);
   assert_string_equal(t.model.name, "gpt-4.1-mini");
   assert_int_equal(durin_spec_set_model(&t, "script:x", &err), DURIN_ESPEC);
   durin_spec_clear(&s);
   durin_spec_clear(&t);
+}
+
+#define BREAKERS(x) \
+ "{\"goal\":\"g\",\"workspace\":\"/tmp\"," MODEL ",\"breakers\":" x "}"
+
+/* The loop and storm breakers: each field checked, 0 turns one off, and
+ * they round trip through the stored spec. */
+static void test_breakers(void **state)
+{
+  struct durin_spec s, t;
+  struct durin_err err = { 0 };
+  char *dump;
+
+  (void)state;
+  expect_bad(BREAKERS("3"), "'breakers' must be an object");
+  expect_bad(BREAKERS("{\"repaet\":3}"),
+             "'breakers.repaet' is not known; did you mean 'breakers.repeat'?");
+  expect_bad(BREAKERS("{\"repeat\":-1}"),
+             "'breakers.repeat' must be an integer >= 0, got -1");
+  expect_bad(BREAKERS("{\"window\":\"10\"}"),
+             "'breakers.window' must be an integer >= 0, not a string");
+  expect_bad(BREAKERS("{\"window\":1000}"),
+             "'breakers.window' must be at most 100");
+  expect_bad(BREAKERS("{\"failures\":9,\"window\":5}"),
+             "'breakers.failures' (9) must be at most 'breakers.window' (5)");
+  expect_bad(BREAKERS("{\"window\":0}"), /* failures 8 by default */
+             "'breakers.failures' (8) must be at most 'breakers.window' (0)");
+  assert_int_equal(durin_spec_parse(BREAKERS("{\"repeat\":0,\"failures\":4,"
+                                             "\"window\":6}"),
+                                    "/tmp", &s, &err),
+                   0);
+  assert_int_equal(s.breakers.repeat, 0);
+  assert_int_equal(s.breakers.failures, 4);
+  assert_int_equal(s.breakers.window, 6);
+  dump = durin_spec_dump(&s);
+  assert_non_null(strstr(dump, "\"breakers\":{\"repeat\":0,\"failures\":4,"
+                               "\"window\":6}"));
+  assert_int_equal(durin_spec_parse(dump, NULL, &t, &err), 0);
+  assert_int_equal(t.breakers.repeat, 0);
+  assert_int_equal(t.breakers.failures, 4);
+  assert_int_equal(t.breakers.window, 6);
+  free(dump);
+  durin_spec_clear(&s);
+  durin_spec_clear(&t);
+  assert_int_equal(durin_spec_parse(BREAKERS("{\"failures\":0,\"window\":0}"),
+                                    "/tmp", &s, &err),
+                   0);
+  durin_spec_clear(&s);
 }
 
 #define NET                                                                \
@@ -379,6 +433,7 @@ int main(void)
     cmocka_unit_test(test_mcp_servers),
     cmocka_unit_test(test_git),
     cmocka_unit_test(test_deliver),
+    cmocka_unit_test(test_breakers),
   };
 
   return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
