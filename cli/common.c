@@ -340,6 +340,41 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
             (long long)json_integer_value(json_object_get(d, "times")),
             (long long)json_integer_value(json_object_get(d, "exit_code")));
     print_trunc(f, json_string_value(json_object_get(d, "error")), 120);
+  } else if (!strcmp(t, "phase_complete")) {
+    fprintf(f, "phase '%s' complete: %s",
+            json_string_value(json_object_get(d, "phase")),
+            json_string_value(json_object_get(d, "why")));
+  } else if (!strcmp(t, "phase_check")) {
+    fprintf(f, "phase '%s' check %s (exit code %lld)",
+            json_string_value(json_object_get(d, "phase")),
+            json_is_true(json_object_get(d, "ok")) ? "passed" : "not yet",
+            (long long)json_integer_value(json_object_get(d, "exit_code")));
+  } else if (!strcmp(t, "phase_ended") || !strcmp(t, "context_reset")) {
+    json_t *a = json_object_get(d, "artifact"), *c;
+    size_t i;
+
+    if (!strcmp(t, "phase_ended"))
+      fprintf(f, "phase '%s' ended, '%s' begins; artifact:",
+              json_string_value(json_object_get(d, "phase")),
+              json_string_value(json_object_get(d, "next")));
+    else {
+      a = json_object_get(json_object_get(d, "state"), "handoff");
+      fprintf(
+          f,
+          "context reset %lld (request %lld bytes, cap %lld); "
+          "handoff:",
+          (long long)json_integer_value(json_object_get(d, "count")),
+          (long long)json_integer_value(json_object_get(d, "request_bytes")),
+          (long long)json_integer_value(json_object_get(d, "cap_bytes")));
+    }
+    fprintf(f, " %zu decided, %zu found, %zu open",
+            json_array_size(json_object_get(a, "decided")),
+            json_array_size(json_object_get(a, "found")),
+            json_array_size(json_object_get(a, "commitments")));
+    json_array_foreach(json_object_get(a, "commitments"), i, c) {
+      fputs(i ? "; " : ": ", f);
+      print_trunc(f, json_string_value(c), 80);
+    }
   } else if (!strcmp(t, "storm_detected")) {
     fprintf(f, "storm: %s", json_string_value(json_object_get(d, "reason")));
   } else if (!strcmp(t, "approval_expired")) {

@@ -258,6 +258,13 @@ static void mark_text(const char *t, json_t *d, char *out, size_t n)
     RET("approval %s refused at execution: %s", str(d, "id"), str(d, "why"));
   if (!strcmp(t, "compaction"))
     RET("context compacted");
+  if (!strcmp(t, "phase_ended"))
+    RET("phase %s ended; %s begins", str(d, "phase"), str(d, "next"));
+  if (!strcmp(t, "context_reset"))
+    RET("context reset %lld: the window began again from a handoff",
+        (long long)num(d, "count"));
+  if (!strcmp(t, "phase_complete"))
+    RET("phase %s complete: %s", str(d, "phase"), str(d, "why"));
   if (!strcmp(t, "forked"))
     RET("forked from %s at step %lld", str(d, "from"),
         (long long)num(d, "at_step"));
