@@ -164,6 +164,11 @@ int cmd_show(int argc, char **argv, struct cli *cli)
                     ck.eval_usage.cost_usd));
     if (ck.git_commit[0])
       json_object_set_new(o, "git_commit", json_string(ck.git_commit));
+    if (ck.phase)
+      json_object_set(o, "phase", ck.phase);
+    if (ck.reset)
+      json_object_set_new(o, "context_resets",
+                          json_incref(json_object_get(ck.reset, "count")));
     {
       json_t *spec = json_loads(ri.spec_json ? ri.spec_json : "{}", 0, NULL);
       json_t *g = json_object_get(spec, "secrets");
@@ -190,6 +195,19 @@ int cmd_show(int argc, char **argv, struct cli *cli)
         printf("  [%s] %s\n", json_string_value(json_object_get(it, "status")),
                json_string_value(json_object_get(it, "step")));
     }
+    if (ck.phase) {
+      json_t *a;
+
+      printf("phase     %s (%lld of the spec's phases ended:",
+             json_string_value(json_object_get(ck.phase, "name")),
+             (long long)json_array_size(ck.artifacts));
+      json_array_foreach(ck.artifacts, k, a)
+        printf(" %s", json_string_value(json_object_get(a, "phase")));
+      printf(")\n");
+    }
+    if (ck.reset)
+      printf("context   reset %lld time(s) at context.reset_at\n",
+             (long long)json_integer_value(json_object_get(ck.reset, "count")));
     if (ck.summary)
       printf("summary   %s\n", ck.summary);
     if (ck.git_commit[0])

@@ -152,6 +152,59 @@ static void summary_plan(struct durin_buf *b, const json_t *r)
   durin_buf_adds(b, "\n");
 }
 
+static void artifact_list(struct durin_buf *b, const json_t *a, const char *key,
+                          const char *title)
+{
+  const json_t *l = json_object_get(a, key), *v;
+  size_t i;
+
+  if (!json_array_size(l))
+    return;
+  durin_buf_addf(b, "%s:\n\n", title);
+  json_array_foreach(l, i, v) {
+    durin_buf_adds(b, "- ");
+    inline_text(b, json_string_value(v));
+    durin_buf_adds(b, "\n");
+  }
+  durin_buf_adds(b, "\n");
+}
+
+/* The artifacts of the run's phases, and its context resets
+ * (docs/internals/context.md). */
+static void phases(struct durin_buf *b, const json_t *r)
+{
+  const json_t *ps = json_object_get(r, "phases"), *a;
+  int64_t resets = json_integer_value(json_object_get(r, "context_resets"));
+  size_t i;
+
+  if (!json_array_size(ps) && !resets)
+    return;
+  durin_buf_adds(b, "## Phases and context\n\n");
+  json_array_foreach(ps, i, a) {
+    durin_buf_adds(b, "### Phase ");
+    inline_text(b, jstr(a, "phase"));
+    durin_buf_addf(
+        b, " (ended after step %lld; events %lld to %lld)\n\n",
+        (long long)json_integer_value(json_object_get(a, "step")),
+        (long long)json_integer_value(json_object_get(a, "from_seq")),
+        (long long)json_integer_value(json_object_get(a, "through_seq")));
+    artifact_list(b, a, "decided", "Decided");
+    artifact_list(b, a, "found", "Found");
+    artifact_list(b, a, "commitments", "Left open");
+    if (jstr(a, "notes")) {
+      durin_buf_adds(b, "Notes: ");
+      inline_text(b, jstr(a, "notes"));
+      durin_buf_adds(b, "\n\n");
+    }
+  }
+  if (resets)
+    durin_buf_addf(b,
+                   "The context was reset %lld time(s) to stay within "
+                   "`context.reset_at`; each handoff is a `context_reset` "
+                   "event in `durin logs`.\n\n",
+                   (long long)resets);
+}
+
 static void evaluator(struct durin_buf *b, const json_t *r)
 {
   const json_t *e = json_object_get(r, "evaluator"), *why;
@@ -373,6 +426,7 @@ int durin_review_markdown(const json_t *review, struct durin_buf *out)
   outcome(out, review);
   needs(out, review);
   summary_plan(out, review);
+  phases(out, review);
   evaluator(out, review);
   checks(out, review);
   diff(out, review);

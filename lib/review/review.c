@@ -34,6 +34,8 @@ struct durin_review {
   json_t *approvals; /* from the approvals table, by id */
   json_t *policy_asks; /* call_id -> approval id, from policy events */
   json_t *commits;     /* workspace_commit events */
+  json_t *phases;      /* each phase_ended event's artifact */
+  int64_t resets;      /* context_reset events */
   json_t *delivery;    /* the last delivered / delivery_failed */
   json_t *needs_human; /* the last needs_human event's data */
   json_t *budget;      /* the budget_exceeded event's data */
@@ -74,6 +76,7 @@ struct durin_review *durin_review_new(const struct durin_run_info *ri)
   rv->approvals = json_object();
   rv->policy_asks = json_object();
   rv->commits = json_array();
+  rv->phases = json_array();
   return rv;
 }
 
@@ -91,6 +94,7 @@ void durin_review_free(struct durin_review *rv)
   json_decref(rv->approvals);
   json_decref(rv->policy_asks);
   json_decref(rv->commits);
+  json_decref(rv->phases);
   json_decref(rv->delivery);
   json_decref(rv->needs_human);
   json_decref(rv->budget);
@@ -374,6 +378,11 @@ void durin_review_add_event(struct durin_review *rv,
     on_checks(rv, d);
   } else if (!strcmp(t, "verdict")) {
     json_array_append(rv->verdicts, d);
+  } else if (!strcmp(t, "phase_ended")) {
+    if (json_is_object(json_object_get(d, "artifact")))
+      json_array_append(rv->phases, json_object_get(d, "artifact"));
+  } else if (!strcmp(t, "context_reset")) {
+    rv->resets++;
   } else if (!strcmp(t, "workspace_commit")) {
     json_t *c = json_deep_copy(d);
 
@@ -735,6 +744,10 @@ json_t *durin_review_json(const struct durin_review *rv)
       "timeline", rv->timeline, "timeline_dropped",
       (json_int_t)rv->calls_dropped, "approvals", approvals, "commits",
       rv->commits, "delivery", rv->delivery, "needs_person", needs_person(rv));
+  if (j) {
+    json_object_set(j, "phases", rv->phases);
+    json_object_set_new(j, "context_resets", json_integer(rv->resets));
+  }
   if (j && !rv->plan)
     json_object_set_new(j, "plan", json_null());
   if (j && !rv->summary)
