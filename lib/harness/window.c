@@ -358,6 +358,11 @@ int durin__window_boot(struct durin__window *w, const struct durin_spec *spec,
 int durin__window_limit(struct durin__window *w, const struct durin_spec *spec,
                         json_t *tools, size_t limit, struct durin_err *err)
 {
+  if (limit != w->limit) {
+    /* The pinned message was cut to the old shares: made again. */
+    json_decref(w->pin_msg);
+    w->pin_msg = NULL;
+  }
   w->limit = limit;
   return window_size(w, spec, tools, err);
 }
