@@ -196,4 +196,12 @@ else
   '
 fi
 
+test_expect_success 'examples/phased-fix goes through its phases' '
+  sh "$SRCDIR/examples/phased-fix/demo.sh" "$DURIN" >phased.out 2>&1 &&
+  test "$(grep -c "^status  *succeeded" phased.out)" = 1 &&
+  grep_q "phase .explore. ended, .fix. begins" phased.out &&
+  grep_q "phase .fix. ended, .wrap-up. begins" phased.out &&
+  grep_q "^### Phase explore" phased.out
+'
+
 test_done
