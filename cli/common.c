@@ -358,7 +358,7 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
               json_string_value(json_object_get(d, "phase")),
               json_string_value(json_object_get(d, "next")));
     else {
-      a = json_object_get(json_object_get(d, "state"), "handoff");
+      a = json_object_get(d, "handoff");
       fprintf(
           f,
           "context reset %lld (request %lld bytes, cap %lld); "

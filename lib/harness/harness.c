@@ -262,7 +262,10 @@ static size_t ctx_limit(const struct durin_harness *h,
       bpt = (double)h->last_req_text / (double)h->last_in_tokens;
     r = (size_t)((double)s->reset_tokens * bpt);
   }
-  return r && r < limit ? r : limit;
+  limit = r && r < limit ? r : limit;
+  /* A share too small for anything still means a limit (refused when the
+   * run starts), never "none". */
+  return limit ? limit : 1;
 }
 
 /* Whether the phase lets the agent call name (update_plan and run_status
@@ -304,8 +307,10 @@ static void extra_update(struct durin_harness *h)
 
   if (!h->spec->nphases && !resets(h))
     return;
+  /* Its text, escaped in JSON, within the window's share for it. */
   text =
-      durin__summary_render(h->spec, h->ck.phase, h->ck.artifacts, h->ck.reset);
+      durin__summary_render(h->spec, h->ck.phase, h->ck.artifacts, h->ck.reset,
+                            durin__window_extra_cap(h->win) * 3 / 4);
   durin__window_set_extra(h->win, text);
   free(text);
 }
@@ -833,9 +838,7 @@ static void summary_end(struct durin_harness *h)
     json_object_set_new(art, "phase", json_string(p->name));
     json_object_set_new(art, "index", json_integer(k));
     json_object_set_new(art, "from_seq", json_integer(from));
-    if (!h->ck.artifacts)
-      h->ck.artifacts = json_array();
-    json_array_append(h->ck.artifacts, art);
+    durin__summary_keep(&h->ck.artifacts, art);
     json_decref(h->ck.phase);
     h->ck.phase =
         json_pack("{s:I,s:s,s:I,s:I,s:b}", "index", (json_int_t)(k + 1), "name",
@@ -859,12 +862,17 @@ static void summary_end(struct durin_harness *h)
     from = ho ? json_integer_value(json_object_get(ho, "through_seq")) + 1 : 1;
     json_object_set_new(art, "from_seq", json_integer(from));
     json_decref(h->ck.reset);
-    h->ck.reset = json_pack("{s:I,s:o}", "count", (json_int_t)(count + 1),
-                            "handoff", art);
-    add_event(h, "context_reset",
-              json_pack("{s:I,s:I,s:I,s:O}", "count", (json_int_t)(count + 1),
-                        "request_bytes", (json_int_t)h->sum_before, "cap_bytes",
-                        (json_int_t)h->limit, "state", h->ck.reset));
+    /* Its step: the summary's, which this commit counts. */
+    h->ck.reset = json_pack("{s:I,s:I,s:o}", "count", (json_int_t)(count + 1),
+                            "step", (json_int_t)(h->ck.step + 1), "handoff",
+                            durin__summary_brief(art));
+    /* The handoff whole in the log, its brief in the checkpoint. */
+    add_event(
+        h, "context_reset",
+        json_pack("{s:I,s:I,s:I,s:O,s:O}", "count", (json_int_t)(count + 1),
+                  "request_bytes", (json_int_t)h->sum_before, "cap_bytes",
+                  (json_int_t)h->limit, "handoff", art, "state", h->ck.reset));
+    json_decref(art);
   }
   extra_update(h);
 }
@@ -2720,13 +2728,39 @@ void durin_harness_next(struct durin_harness *h, int64_t now,
           ctx_limit(h, cur_phase(h)) != h->limit) {
         struct durin_err err = { 0 };
 
-        /* The provider counts denser than a third of the bytes. */
-        phase_size(h, cur_phase(h), &err);
+        /* The provider counts denser than a third of the bytes: the cap
+         * in bytes shrinks, and it may no longer hold what every request
+         * carries. */
+        if (phase_size(h, cur_phase(h), &err)) {
+          snprintf(why, sizeof(why),
+                   "context.reset_at (%lld tokens) is too small for this "
+                   "spec at the provider's count of its tokens: %.250s; "
+                   "raise it",
+                   (long long)h->spec->reset_tokens, err.msg);
+          end_run(h, DURIN_RUN_FAILED, why);
+          set_state(h, DURIN_STEP_COMMIT);
+          do_commit_action(h, now, act);
+          return;
+        }
       }
       model_request(h, act);
       if (resets(h) &&
           (h->req_bytes > h->limit ||
            durin__window_count(h->win) > durin__window_max_messages(h->win))) {
+        if (h->ck.reset && json_integer_value(json_object_get(
+                               h->ck.reset, "step")) == h->ck.step) {
+          /* Reset, and still over: no reset can help (a bug, or a cap
+           * that the pinned message alone fills). */
+          snprintf(why, sizeof(why),
+                   "the context was just reset and the next request (%zu "
+                   "bytes) is still over its cap (%zu bytes, "
+                   "context.reset_at): raise context.reset_at",
+                   h->req_bytes, h->limit);
+          end_run(h, DURIN_RUN_FAILED, why);
+          set_state(h, DURIN_STEP_COMMIT);
+          do_commit_action(h, now, act);
+          return;
+        }
         h->sum_before = h->req_bytes;
         summary_begin(h, SUM_RESET, now, act);
       }

@@ -28,7 +28,9 @@
  *   phase                                       run_started's, the last
  *                                               phase_complete's or
  *                                               phase_ended's "state"
- *   artifacts                                   each phase_ended's artifact
+ *   artifacts                                   each phase_ended's artifact,
+ *                                               kept as the harness keeps
+ *                                               it (durin__summary_keep)
  *   reset                                       the last context_reset's
  *                                               "state"
  *   step, usage of a summary step               its model_response (role
@@ -56,6 +58,7 @@
 #include <string.h>
 
 #include "durin/harness.h"
+#include "harness/summary.h"
 #include "harness/guard.h"
 
 enum phase { BEFORE, IN, DONE };
@@ -400,12 +403,8 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
     take_state(&r->ck.phase, d);
   } else if (!strcmp(t, "phase_ended")) {
     take_state(&r->ck.phase, d);
-    if (json_is_object(json_object_get(d, "artifact"))) {
-      if (!r->ck.artifacts)
-        r->ck.artifacts = json_array();
-      json_array_append_new(r->ck.artifacts,
-                            json_deep_copy(json_object_get(d, "artifact")));
-    }
+    if (json_is_object(json_object_get(d, "artifact")))
+      durin__summary_keep(&r->ck.artifacts, json_object_get(d, "artifact"));
   } else if (!strcmp(t, "context_reset")) {
     take_state(&r->ck.reset, d);
   } else if (!strcmp(t, "workspace_commit")) {

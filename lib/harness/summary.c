@@ -15,11 +15,20 @@
 #include "durin/util.h"
 #include "harness/summary.h"
 
-#define LIST_ITEMS 12  /* per list of an artifact */
-#define ITEM_BYTES 400 /* per item */
-#define NOTE_BYTES 2000
+#define LIST_ITEMS 8   /* per list of an artifact */
+#define ITEM_BYTES 300 /* per item */
+#define NOTE_BYTES 1000
 #define FILES      16 /* per list of files */
 #define FAILURES   5
+/* What the checkpoint keeps of an artifact or a handoff (the log keeps it
+ * whole): its brief, for the last KEPT artifacts; older ones are pointers
+ * into the log. */
+#define BRIEF_ITEMS 4
+#define BRIEF_BYTES 200
+#define BRIEF_NOTE  400
+#define BRIEF_FILES 8
+#define BRIEF_FAILS 3
+#define KEPT        3
 
 const char durin__summary_system[] =
     "You write the handoff of a long-running software agent's work: the "
@@ -182,6 +191,90 @@ void durin__summary_facts(json_t *art, json_t *plan, json_t *compactions)
   json_object_set_new(art, "failures", failed);
 }
 
+/* The first max strings of list a, each cut to bytes. */
+static json_t *brief_list(json_t *a, size_t max, size_t bytes)
+{
+  json_t *out = json_array(), *v;
+  size_t i;
+
+  json_array_foreach(a, i, v) {
+    if (i >= max)
+      break;
+    json_array_append_new(out, json_is_string(v) ?
+                                   cut(json_string_value(v), bytes) :
+                                   json_deep_copy(v));
+  }
+  return out;
+}
+
+/* The last max items of list a. */
+static json_t *last_items(json_t *a, size_t max)
+{
+  json_t *out = json_array();
+  size_t n = json_array_size(a), i;
+
+  for (i = n > max ? n - max : 0; i < n; i++)
+    json_array_append(out, json_array_get(a, i));
+  return out;
+}
+
+json_t *durin__summary_brief(json_t *art)
+{
+  static const char *const keep[] = { "phase",    "index",       "step",
+                                      "from_seq", "through_seq", "source",
+                                      NULL };
+  static const char *const lists[] = { "commitments", "decided", "found",
+                                       NULL };
+  json_t *b = json_object(), *notes = json_object_get(art, "notes");
+  int i;
+
+  for (i = 0; keep[i]; i++)
+    if (json_object_get(art, keep[i]))
+      json_object_set(b, keep[i], json_object_get(art, keep[i]));
+  for (i = 0; lists[i]; i++)
+    json_object_set_new(
+        b, lists[i],
+        brief_list(json_object_get(art, lists[i]), BRIEF_ITEMS, BRIEF_BYTES));
+  if (json_is_string(notes))
+    json_object_set_new(b, "notes", cut(json_string_value(notes), BRIEF_NOTE));
+  json_object_set_new(
+      b, "files_written",
+      last_items(json_object_get(art, "files_written"), BRIEF_FILES));
+  json_object_set_new(
+      b, "files_read",
+      last_items(json_object_get(art, "files_read"), BRIEF_FILES));
+  json_object_set_new(
+      b, "failures", last_items(json_object_get(art, "failures"), BRIEF_FAILS));
+  json_object_set_new(
+      b, "plan_open",
+      brief_list(json_object_get(art, "plan_open"), BRIEF_ITEMS, BRIEF_BYTES));
+  return b;
+}
+
+void durin__summary_keep(json_t **artifacts, json_t *art)
+{
+  static const char *const ptr[] = { "phase",    "index",       "step",
+                                     "from_seq", "through_seq", NULL };
+  size_t n, i;
+  int k;
+
+  if (!*artifacts)
+    *artifacts = json_array();
+  json_array_append_new(*artifacts, durin__summary_brief(art));
+  n = json_array_size(*artifacts);
+  for (i = 0; i + KEPT < n; i++) {
+    json_t *a = json_array_get(*artifacts, i), *p;
+
+    if (json_is_true(json_object_get(a, "pointer")))
+      continue;
+    p = json_pack("{s:b}", "pointer", 1);
+    for (k = 0; ptr[k]; k++)
+      if (json_object_get(a, ptr[k]))
+        json_object_set(p, ptr[k], json_object_get(a, ptr[k]));
+    json_array_set_new(*artifacts, i, p);
+  }
+}
+
 static void render_items(struct durin_buf *b, json_t *art, const char *key,
                          const char *title)
 {
@@ -214,9 +307,9 @@ static void render_artifact(struct durin_buf *b, json_t *art)
   json_t *notes = json_object_get(art, "notes"), *f;
   size_t i;
 
+  render_items(b, art, "commitments", "Still open (commitments)");
   render_items(b, art, "decided", "Decided");
   render_items(b, art, "found", "Found");
-  render_items(b, art, "commitments", "Still open (commitments)");
   if (json_is_string(notes))
     durin_buf_addf(b, "\nNotes: %s", json_string_value(notes));
   render_files(b, art, "files_written", "Files written");
@@ -260,14 +353,36 @@ static void render_until(struct durin_buf *b, const struct durin_spec_phase *p)
   }
 }
 
-char *durin__summary_render(const struct durin_spec *spec, json_t *phase,
-                            json_t *artifacts, json_t *reset)
+/* Appends part to b, cut to at most max bytes (on a character
+ * boundary) with a note saying where the rest is. */
+static void add_part(struct durin_buf *b, struct durin_buf *part, size_t max)
 {
-  struct durin_buf b;
+  static const char note[] = " [... cut; the whole is in the run's log]";
+  size_t n = part->len;
+
+  if (n > max) {
+    n = max > sizeof(note) ? max - sizeof(note) : 0;
+    while (n > 0 && ((unsigned char)part->buf[n] & 0xC0) == 0x80)
+      n--;
+  }
+  durin_buf_add(b, part->buf, n);
+  if (n < part->len)
+    durin_buf_adds(b, note);
+  durin_buf_reset(part);
+}
+
+char *durin__summary_render(const struct durin_spec *spec, json_t *phase,
+                            json_t *artifacts, json_t *reset, size_t cap)
+{
+  struct durin_buf b, part;
   json_t *art;
-  size_t i;
+  size_t i, n = json_array_size(artifacts), full = 0, each;
 
   durin_buf_init(&b, 0);
+  durin_buf_init(&part, 0);
+  /* The newest first, each with a budget of its own: the current phase,
+   * the last reset's handoff (up to half), then the artifacts, newest
+   * first, sharing the rest. */
   if (phase && spec->nphases) {
     int64_t k = json_integer_value(json_object_get(phase, "index"));
     const struct durin_spec_phase *p;
@@ -276,44 +391,57 @@ char *durin__summary_render(const struct durin_spec *spec, json_t *phase,
     if (k < 0 || k >= spec->nphases)
       k = spec->nphases - 1;
     p = &spec->phases[k];
-    durin_buf_addf(&b,
+    durin_buf_addf(&part,
                    "This run works in %d phases. Now: phase %lld of %d, "
                    "'%s'; ",
                    spec->nphases, (long long)k + 1, spec->nphases, p->name);
-    render_until(&b, p);
+    render_until(&part, p);
     if (p->ntools) {
-      durin_buf_adds(&b, ". Its tools:");
+      durin_buf_adds(&part, ". Its tools:");
       for (t = 0; t < p->ntools; t++)
-        durin_buf_addf(&b, "%s %s", t ? "," : "", p->tools[t]);
+        durin_buf_addf(&part, "%s %s", t ? "," : "", p->tools[t]);
     }
-    durin_buf_adds(&b, ".");
-  }
-  json_array_foreach(artifacts, i, art) {
-    durin_buf_addf(
-        &b,
-        "\n\nPhase '%s' ended after step %lld; its turns are events %lld to "
-        "%lld of the run's log. Its artifact:",
-        json_string_value(json_object_get(art, "phase")),
-        (long long)json_integer_value(json_object_get(art, "step")),
-        (long long)json_integer_value(json_object_get(art, "from_seq")),
-        (long long)json_integer_value(json_object_get(art, "through_seq")));
-    render_artifact(&b, art);
+    durin_buf_adds(&part, ".");
+    add_part(&b, &part, cap / 4);
   }
   if (reset) {
     json_t *ho = json_object_get(reset, "handoff");
 
     durin_buf_addf(
-        &b,
+        &part,
         "\n\nThe conversation was reset %lld time(s) to keep it within its "
         "context cap; the turns before this one are events %lld to %lld of "
         "the run's log. The handoff written at the last reset:",
         (long long)json_integer_value(json_object_get(reset, "count")),
         (long long)json_integer_value(json_object_get(ho, "from_seq")),
         (long long)json_integer_value(json_object_get(ho, "through_seq")));
-    render_items(&b, ho, "plan_done", "Plan steps done");
-    render_items(&b, ho, "plan_open", "Plan steps open");
-    render_artifact(&b, ho);
+    render_items(&part, ho, "plan_open", "Plan steps open");
+    render_artifact(&part, ho);
+    add_part(&b, &part, cap > b.len ? (cap - b.len) / 2 : 0);
   }
+  json_array_foreach(artifacts, i, art)
+    full += !json_is_true(json_object_get(art, "pointer"));
+  each = full && cap > b.len ? (cap - b.len) / (full + 1) : 0;
+  for (i = n; i-- > 0;) {
+    art = json_array_get(artifacts, i);
+    durin_buf_addf(
+        &part,
+        "\n\nPhase '%s' ended after step %lld; its turns are events %lld to "
+        "%lld of the run's log.",
+        json_string_value(json_object_get(art, "phase")),
+        (long long)json_integer_value(json_object_get(art, "step")),
+        (long long)json_integer_value(json_object_get(art, "from_seq")),
+        (long long)json_integer_value(json_object_get(art, "through_seq")));
+    if (json_is_true(json_object_get(art, "pointer"))) {
+      durin_buf_adds(&part, " Its artifact is its phase_ended event.");
+      add_part(&b, &part, 400);
+      continue;
+    }
+    durin_buf_adds(&part, " Its artifact:");
+    render_artifact(&part, art);
+    add_part(&b, &part, each);
+  }
+  durin_buf_release(&part);
   if (!b.len) {
     durin_buf_release(&b);
     return NULL;

@@ -30,7 +30,7 @@ char *durin__summary_ask(const char *phase);
 /*
  * What the model wrote: {"decided", "found", "commitments": [text...],
  * "notes": text, "source": "artifact" | "text" | "none"}, each list at
- * most 12 items of at most 400 bytes (new reference).
+ * most 8 items of at most 300 bytes, notes at most 1,000 (new reference).
  */
 json_t *durin__summary_read(const struct durin_model_response *r);
 
@@ -43,12 +43,28 @@ json_t *durin__summary_read(const struct durin_model_response *r);
 void durin__summary_facts(json_t *art, json_t *plan, json_t *compactions);
 
 /*
- * The text the pinned message carries for phases and resets: the current
- * phase (phase: the checkpoint's, or NULL), the artifacts of the phases
- * that ended, and the last reset's handoff (reset: the checkpoint's, or
- * NULL). NULL when there is nothing to say. malloc'd.
+ * What the checkpoint keeps of an artifact or handoff (the log keeps it
+ * whole): its lists cut to a few short items (new reference).
+ */
+json_t *durin__summary_brief(json_t *art);
+
+/*
+ * Appends art's brief to the checkpoint's artifacts (created if NULL);
+ * all but the last few become pointers into the log ({"pointer": true,
+ * "phase", "index", "step", "from_seq", "through_seq"}), so the
+ * checkpoint stays small however many phases the run has.
+ */
+void durin__summary_keep(json_t **artifacts, json_t *art);
+
+/*
+ * The text the pinned message carries for phases and resets, at most
+ * about cap bytes, newest first: the current phase (phase: the
+ * checkpoint's, or NULL), the last reset's handoff (reset: the
+ * checkpoint's, or NULL; up to half), the artifacts of the phases that
+ * ended, newest first (sharing the rest; older ones as pointers into the
+ * log). NULL when there is nothing to say. malloc'd.
  */
 char *durin__summary_render(const struct durin_spec *spec, json_t *phase,
-                            json_t *artifacts, json_t *reset);
+                            json_t *artifacts, json_t *reset, size_t cap);
 
 #endif

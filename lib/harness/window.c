@@ -375,6 +375,11 @@ void durin__window_set_extra(struct durin__window *w, const char *text)
   w->pin_msg = NULL;
 }
 
+size_t durin__window_extra_cap(const struct durin__window *w)
+{
+  return w->extra_cap;
+}
+
 size_t durin__window_count(const struct durin__window *w)
 {
   return w->n;

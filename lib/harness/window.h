@@ -57,6 +57,8 @@ int durin__window_limit(struct durin__window *w, const struct durin_spec *spec,
  * none): shown in the pinned message after the boot files, within their
  * own share (reserved when the spec has phases or resets). */
 void durin__window_set_extra(struct durin__window *w, const char *text);
+/* The share of the pinned message set_extra's text has, in bytes. */
+size_t durin__window_extra_cap(const struct durin__window *w);
 /* What the system prompt and tool schemas add to every request. */
 size_t durin__window_fixed(const char *system, json_t *tools);
 /* The window's messages, and how many it may hold. */

@@ -1718,7 +1718,13 @@ static int parse_reset_at(json_t *ctx, struct durin_spec *s,
 
   if (!v)
     return 0;
-  if (json_is_integer(v) && json_integer_value(v) >= 256) {
+  if (json_is_integer(v)) {
+    if (json_integer_value(v) < 256 || json_integer_value(v) > 100000000)
+      return durin_err_set(err, DURIN_ESPEC,
+                           "field 'context.reset_at' is %lld tokens: give "
+                           "from 256 to 100000000 tokens, or a share of "
+                           "context.max_bytes between 0 and 1 (e.g. 0.2)",
+                           (long long)json_integer_value(v));
     s->reset_tokens = json_integer_value(v);
     return 0;
   }
@@ -1884,6 +1890,15 @@ static int parse_phases(json_t *root, struct durin_spec *s,
     if ((r = parse_phase_tools(ph, pre, s, p, err)) ||
         (r = parse_until(ph, pre, i + 1 == n, p, err)))
       return r;
+    if (i + 1 == n && p->ntools) {
+      for (j = 0; j < p->ntools && strcmp(p->tools[j], "finish"); j++)
+        ;
+      if (j == p->ntools)
+        return durin_err_set(err, DURIN_ESPEC,
+                             "field '%stools': the last phase ends the run "
+                             "with finish; add \"finish\" to its tools",
+                             pre);
+    }
   }
   return 0;
 }
@@ -2102,6 +2117,8 @@ int durin_spec_set_model(struct durin_spec *s, const char *model,
     return durin_err_set(err, DURIN_ESPEC, "model name is empty");
   json_decref(m->turns);
   m->turns = NULL;
+  json_decref(m->summaries);
+  m->summaries = NULL;
   /* Another provider: the spec's endpoint and key variable were its own. */
   if (!m->provider || strcmp(m->provider, provider)) {
     free(m->base_url);

@@ -710,6 +710,80 @@ static void test_reset_at_tokens_follows_the_provider(void **state)
   drv_free(&d);
 }
 
+/* Verbose artifacts do not crowd out what matters now: after four
+ * phases whose artifacts are as long as they may be, the latest reset's
+ * handoff and the current phase open the pinned message, and the
+ * checkpoint keeps briefs and pointers, not the artifacts whole. */
+static void test_latest_handoff_first_and_checkpoint_small(void **state)
+{
+  struct drv d = { 0 };
+  struct durin_action act;
+  struct durin_buf big;
+  char item[320];
+  int i, k;
+
+  (void)state;
+  memset(item, 'w', 300);
+  item[300] = 0;
+  durin_buf_init(&big, 0);
+  durin_buf_adds(&big, "{");
+  for (k = 0; k < 3; k++) {
+    durin_buf_addf(&big, "%s\"%s\":[", k ? "," : "",
+                   k == 0 ? "decided" :
+                   k == 1 ? "found" :
+                            "commitments");
+    for (i = 0; i < 8; i++)
+      durin_buf_addf(&big, "%s\"%d %s\"", i ? "," : "", i, item);
+    durin_buf_adds(&big, "]");
+  }
+  durin_buf_addf(&big, ",\"notes\":\"%s%s%s\"}", item, item, item);
+  drv_spec(&d, ",\"context\":{\"max_bytes\":80000,\"reset_at\":0.5},"
+               "\"phases\":[{\"name\":\"p1\",\"until\":{\"steps\":1}},"
+               "{\"name\":\"p2\",\"until\":{\"steps\":1}},"
+               "{\"name\":\"p3\",\"until\":{\"steps\":1}},"
+               "{\"name\":\"p4\",\"until\":{\"steps\":1}},{\"name\":\"p5\"}]");
+  start(&d);
+  for (i = 0; i < 200; i++) {
+    model(&d, &act, 40000);
+    if (act.model.summary) {
+      int reset = count_events(&d, "phase_ended") == 4;
+
+      answer(&d, "artifact",
+             reset ? "{\"commitments\":[\"HANDOFF-LATEST keep going\"]}" :
+                     big.buf);
+      finish_step(&d, "", 1);
+      if (reset)
+        break;
+      continue;
+    }
+    answer(&d, "bash", "{\"command\":\"make\"}");
+    finish_step(&d, item, 1);
+  }
+  assert_int_equal(count_events(&d, "phase_ended"), 4);
+  assert_int_equal(count_events(&d, "context_reset"), 1);
+  model(&d, &act, 40000);
+  assert_false(act.model.summary);
+  assert_non_null(strstr(pinned(&act), "phase 5 of 5, 'p5'"));
+  assert_non_null(strstr(pinned(&act), "HANDOFF-LATEST"));
+  /* The newest artifact before the older ones, which are pointers. */
+  assert_true(strstr(pinned(&act), "Phase 'p4' ended") <
+              strstr(pinned(&act), "Phase 'p3' ended"));
+  assert_non_null(strstr(pinned(&act), "Its artifact is its phase_ended"));
+  print_message("checkpoint %zu bytes after 4 verbose phases and a reset\n",
+                strlen(d.ck));
+  assert_true(strlen(d.ck) < 16000);
+  answer(&d, "bash", "{\"command\":\"make\"}");
+  finish_step(&d, "ok", 1);
+  {
+    json_t *ck = json_loads(d.ck, 0, NULL);
+
+    expect_replay_at(&d, json_integer_value(json_object_get(ck, "step")), d.ck);
+    json_decref(ck);
+  }
+  durin_buf_release(&big);
+  drv_free(&d);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -719,6 +793,7 @@ int main(void)
     cmocka_unit_test(test_ten_thousand_steps_under_the_cap),
     cmocka_unit_test(test_reset_at_tokens_and_errors),
     cmocka_unit_test(test_reset_at_tokens_follows_the_provider),
+    cmocka_unit_test(test_latest_handoff_first_and_checkpoint_small),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
