@@ -57,6 +57,14 @@ static char *collapse(const char *s, size_t n)
   return out;
 }
 
+/* Text whose whitespace is what it means: a file's content, the text an
+ * edit replaces. Indented differently, it is another call. */
+static int verbatim(const char *key)
+{
+  return key && (!strcmp(key, "content") || !strcmp(key, "old_string") ||
+                 !strcmp(key, "new_string"));
+}
+
 /* A copy of v with its strings collapsed (new reference). */
 static json_t *normalized(json_t *v)
 {
@@ -75,7 +83,9 @@ static json_t *normalized(json_t *v)
   case JSON_OBJECT:
     out = json_object();
     json_object_foreach(v, k, x)
-      json_object_set_new(out, k, normalized(x));
+      json_object_set_new(out, k,
+                          verbatim(k) && json_is_string(x) ? json_incref(x) :
+                                                             normalized(x));
     return out;
   case JSON_ARRAY:
     out = json_array();
@@ -131,23 +141,61 @@ static json_t *brief(const char *s, size_t n)
   return j ? j : json_string("");
 }
 
-/* The failure's sign: exit code and a hash of its output's tail, with
- * digit runs as one 0 and whitespace runs as one space. */
+static int numeric(char c)
+{
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F') || c == 'x' || c == 'X' || c == '.' ||
+         c == ':' || c == '-' || c == '_';
+}
+
+/* Whether the text before o ends with "pid", "pid ", "pid:", "pid=" or
+ * "pid: " in any case: a process id follows. */
+static int after_pid(const char *start, const char *o)
+{
+  size_t n = (size_t)(o - start), i = n;
+
+  while (i > 0 && n - i < 2 &&
+         (start[i - 1] == ' ' || start[i - 1] == ':' || start[i - 1] == '='))
+    i--;
+  return i >= 3 && (start[i - 3] | 0x20) == 'p' &&
+         (start[i - 2] | 0x20) == 'i' && (start[i - 1] | 0x20) == 'd';
+}
+
+/*
+ * The failure's sign: exit code and a hash of its output's tail, with
+ * the noise that differs between two runs of the same failure as '#'
+ * (times, durations, dates, pids, addresses, ids: a run of digits, hex
+ * letters and separators holding a digit and a '.' or ':', or 3 digits,
+ * or 5 characters and more, or a number after "pid") and whitespace runs
+ * as one space. Small
+ * numbers stay: "assert 3 == 4" and "assert 2 == 4", or "1 failed" and
+ * "2 failed", are two failures: the agent got somewhere between them.
+ */
 static void failure_sig(int64_t exit_code, const char *out, char sig[48])
 {
   const char *t = tail(out, SIG_BYTES);
   char norm[SIG_BYTES + 1], *o = norm, hex[65], *c;
-  int digit = 0;
 
-  for (; *t; t++) {
-    if (*t >= '0' && *t <= '9') {
-      if (!digit)
-        *o++ = '0';
-      digit = 1;
+  while (*t) {
+    size_t n = 0, k, digits = 0;
+    int sep = 0;
+
+    while (numeric(t[n])) {
+      digits += t[n] >= '0' && t[n] <= '9';
+      sep |= t[n] == '.' || t[n] == ':';
+      n++;
+    }
+    if (!n) {
+      *o++ = *t++;
       continue;
     }
-    digit = 0;
-    *o++ = *t;
+    if (digits && (sep || digits >= 3 || n >= 5 || after_pid(norm, o))) {
+      *o++ = '#';
+    } else {
+      for (k = 0; k < n; k++)
+        *o++ = t[k];
+    }
+    t += n;
   }
   *o = '\0';
   c = collapse(norm, strlen(norm));

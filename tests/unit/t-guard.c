@@ -208,11 +208,55 @@ static void test_share(void **state)
   assert_int_equal(durin__guard_share(10, 0, 0), 0);
 }
 
+/* Work that gets somewhere is no loop: a test whose failing value moves
+ * between edits, an edit retried with other indentation. Noise that
+ * moves (a duration, a time) is still the same failure. */
+static void test_progress_is_no_loop(void **state)
+{
+  static const char *const outs[] = {
+    "FAILED test_parse - assert 3 == 4\n1 failed in 0.31s",
+    "FAILED test_parse - assert 2 == 4\n1 failed in 0.29s",
+    "FAILED test_parse - assert 1 == 4\n1 failed in 0.33s",
+  };
+  static const char *const edits[] = {
+    "{\"path\":\"p.py\",\"old_string\":\"  x = 1\",\"new_string\":\"y\"}",
+    "{\"path\":\"p.py\",\"old_string\":\"    x = 1\",\"new_string\":\"y\"}",
+    "{\"path\":\"p.py\",\"old_string\":\"\\tx = 1\",\"new_string\":\"y\"}",
+  };
+  struct durin__guard_limits lim = deflim;
+  json_t *g = NULL;
+  int i;
+
+  (void)state;
+  lim.failures = 0; /* the storm breaker is another test's */
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(add(&g, &lim, "bash", "{\"command\":\"pytest\"}", 0, 1,
+                         outs[i], 2 * i + 1, NULL, NULL),
+                     0);
+    assert_int_equal(add(&g, &lim, "edit_file", edits[i], 0, 1,
+                         "error: old_string was not found in p.py", 2 * i + 2,
+                         NULL, NULL),
+                     0);
+  }
+  /* The same assertion three times, only its time moving: a loop. */
+  for (i = 0; i < 3; i++) {
+    char out[80];
+
+    snprintf(out, sizeof(out), "FAILED - assert 3 == 4\n1 failed in 0.%ds",
+             31 + i);
+    assert_int_equal(add(&g, &lim, "bash", "{\"command\":\"pytest -x\"}", 0, 1,
+                         out, 10 + i, NULL, NULL),
+                     i == 2 ? DURIN__GUARD_LOOP : 0);
+  }
+  json_decref(g);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_canonical),
     cmocka_unit_test(test_loop),
+    cmocka_unit_test(test_progress_is_no_loop),
     cmocka_unit_test(test_success_clears),
     cmocka_unit_test(test_storm_and_bounds),
     cmocka_unit_test(test_share),
