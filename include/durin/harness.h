@@ -340,6 +340,9 @@ struct durin_checkpoint {
   /* The last context reset's handoff (owned, NULL before the first):
    * {"count", "through_seq", ...}; the pinned message carries it. */
   json_t *reset;
+  /* context.reset_at in tokens: the text bytes of the last request the
+   * provider counted, and its count of their tokens (0 0: none yet). */
+  int64_t density[2];
   /* The loop and storm breakers' and run_status's bookkeeping (owned,
    * NULL before the first tool call; harness/guard.c). */
   json_t *guard;

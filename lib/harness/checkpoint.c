@@ -93,6 +93,10 @@ char *durin_checkpoint_dump(const struct durin_checkpoint *c)
     json_object_set(j, "reset", c->reset);
   if (c->guard)
     json_object_set(j, "guard", c->guard);
+  if (c->density[1] > 0)
+    json_object_set_new(j, "density",
+                        json_pack("[I,I]", (json_int_t)c->density[0],
+                                  (json_int_t)c->density[1]));
   s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   return s;
@@ -148,6 +152,12 @@ int durin_checkpoint_parse(const char *text, struct durin_checkpoint *c,
   c->artifacts = arts ? json_incref(arts) : NULL;
   c->reset = reset ? json_incref(reset) : NULL;
   c->guard = guard ? json_incref(guard) : NULL;
+  {
+    json_t *d = json_object_get(j, "density");
+
+    c->density[0] = json_integer_value(json_array_get(d, 0));
+    c->density[1] = json_integer_value(json_array_get(d, 1));
+  }
   json_decref(j);
   return 0;
 }

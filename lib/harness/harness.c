@@ -113,7 +113,9 @@ struct durin_harness {
   /* The last model call: what it sent and what the provider counted, to
    * estimate the next call's input tokens (budget.c). */
   size_t req_bytes, last_req_bytes;
-  size_t last_req_text; /* ... without what the counts add for the wire */
+  /* context.reset_at in tokens: the step's request's text bytes (what
+   * the counts add for the wire left out), for ck.density; 0: none. */
+  int64_t step_req_text;
   int64_t last_in_tokens;
   /* usage.tool_calls and eval_usage.tool_calls as of the last checkpoint:
    * a step's model_response event records how many calls the step added
@@ -257,9 +259,9 @@ static size_t ctx_limit(const struct durin_harness *h,
 
     /* Against the request's own text, not what the counts add for the
      * wire: the provider counts the text. */
-    if (h->last_in_tokens > 0 && h->last_req_text > 0 &&
-        (double)h->last_req_text / (double)h->last_in_tokens < bpt)
-      bpt = (double)h->last_req_text / (double)h->last_in_tokens;
+    if (h->ck.density[1] > 0 && h->ck.density[0] > 0 &&
+        (double)h->ck.density[0] / (double)h->ck.density[1] < bpt)
+      bpt = (double)h->ck.density[0] / (double)h->ck.density[1];
     r = (size_t)((double)s->reset_tokens * bpt);
   }
   limit = r && r < limit ? r : limit;
@@ -462,6 +464,7 @@ static void step_reset(struct durin_harness *h)
   h->waiting = 0;
   h->eval_step = 0;
   h->sum_kind = 0;
+  h->step_req_text = 0;
   json_decref(h->sum_comps);
   h->sum_comps = NULL;
   h->phase_met = 0;
@@ -1430,6 +1433,8 @@ static void make_pending(struct durin_harness *h)
   pj = durin_model_response_to_json(&h->resp);
   json_object_set_new(pj, "retries", json_integer(h->step_retries));
   json_object_set_new(pj, "duration_ms", json_integer(h->step_model_ms));
+  if (h->step_req_text)
+    json_object_set_new(pj, "request_text", json_integer(h->step_req_text));
   h->pending_text = json_dumps(pj, JSON_COMPACT);
   json_decref(pj);
 }
@@ -2522,6 +2527,12 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(mr, "cost_usd", json_real(h->step_cost));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_object_set_new(mr, "duration_ms", json_integer(h->step_model_ms));
+    if (h->step_req_text) {
+      /* How densely the provider counted (context.reset_at in tokens). */
+      json_object_set_new(mr, "request_text", json_integer(h->step_req_text));
+      h->ck.density[0] = h->step_req_text;
+      h->ck.density[1] = h->resp.input_tokens;
+    }
     /* The agent's calls that ran count in the breakers, and the event
      * says which and under what limits (replay.c counts them again). */
     if (!h->eval_step && !h->sum_kind)
@@ -2867,14 +2878,15 @@ int durin_harness_complete(struct durin_harness *h,
     h->ck.usage.retries += c->retries;
     h->last_in_tokens = h->resp.input_tokens;
     h->last_req_bytes = h->req_bytes;
-    {
+    if (h->spec->reset_tokens && !h->eval_step && h->resp.input_tokens > 0) {
       size_t slack =
           durin__window_slack(json_array_size(h->req_msgs),
                               h->sum_kind ? json_array_size(h->stools) :
                               h->ptools   ? json_array_size(h->ptools) :
                                             json_array_size(h->tools));
 
-      h->last_req_text = h->req_bytes > slack ? h->req_bytes - slack : 0;
+      h->step_req_text =
+          h->req_bytes > slack ? (int64_t)(h->req_bytes - slack) : 1;
     }
     if (h->sum_kind) {
       /* A summary: no calls to run; the step commits what it wrote. */
@@ -3169,6 +3181,7 @@ int durin_harness_load_pending(struct durin_harness *h, int64_t step,
   r = durin_model_response_from_json(j, &h->resp, err);
   h->step_retries = json_integer_value(json_object_get(j, "retries"));
   h->step_model_ms = json_integer_value(json_object_get(j, "duration_ms"));
+  h->step_req_text = json_integer_value(json_object_get(j, "request_text"));
   json_decref(j);
   if (r)
     return r;

@@ -207,6 +207,17 @@ static void on_eval_response(struct durin_replay *r, json_t *d)
   e->tool_calls += json_integer_value(json_object_get(d, "calls_counted"));
 }
 
+/* context.reset_at in tokens: how densely the provider counted. */
+static void take_density(struct durin_replay *r, json_t *d)
+{
+  int64_t text = json_integer_value(json_object_get(d, "request_text"));
+
+  if (text > 0) {
+    r->ck.density[0] = text;
+    r->ck.density[1] = json_integer_value(json_object_get(d, "input_tokens"));
+  }
+}
+
 static void on_model_response(struct durin_replay *r, json_t *d)
 {
   struct durin_usage *u = &r->ck.usage;
@@ -357,6 +368,7 @@ static int apply(struct durin_replay *r, const struct durin_event *ev,
       on_eval_response(r, d);
       return 0;
     }
+    take_density(r, d);
     if (is_summary(d)) {
       on_summary_response(r, d);
       return 0;
