@@ -137,7 +137,7 @@ struct durin_harness {
   json_t *events; /* [[type, data], ...] for the commit */
   int ended;      /* the step ends the run */
   enum durin_run_status end_status;
-  char end_reason[512];
+  char end_reason[1024];
   int cancel;
   char cancel_reason[256];
   int resolve;     /* -1 none, 0 skip, 1 retry */
@@ -784,6 +784,7 @@ static void summary_begin(struct durin_harness *h, int kind, int64_t now,
   json_t *msg = json_pack("{s:s,s:s}", "role", "user", "content", ask);
   size_t fixed = durin__window_fixed(durin__summary_system, h->stools);
   size_t need, max_msgs = durin__window_max_messages(h->win);
+  int tries;
   char *text;
 
   free(ask);
@@ -794,16 +795,22 @@ static void summary_begin(struct durin_harness *h, int kind, int64_t now,
       durin__window_request(h->win, h->ck.plan, h->ck.handoff, &h->req_bytes);
   /* The pinned message, the question and what a provider adds to it. */
   need = fixed + durin__window_pinned(h->win) + strlen(text) + 1 + 64;
-  free(text);
-  summary_comp(
-      h, durin__window_fit_within(h->win, &h->ck.window_start, &h->ck.handoff,
-                                  h->limit > need ? h->limit - need : 0,
-                                  max_msgs > 1 ? max_msgs - 1 : 0));
-  if (h->sum_comps) {
+  /* Dropping turns grows the handoff in the pinned message: fitted
+   * again with it until the whole is within the limit. */
+  for (tries = 0; tries < 4; tries++) {
+    json_t *comp = durin__window_fit_within(
+        h->win, &h->ck.window_start, &h->ck.handoff,
+        h->limit > need ? h->limit - need : 0, max_msgs > 1 ? max_msgs - 1 : 0);
+
+    if (!comp)
+      break;
+    summary_comp(h, comp);
     json_decref(h->req_msgs);
     h->req_msgs =
         durin__window_request(h->win, h->ck.plan, h->ck.handoff, &h->req_bytes);
+    need = fixed + durin__window_pinned(h->win) + strlen(text) + 1 + 64;
   }
+  free(text);
   json_array_append_new(h->req_msgs, msg);
   /* What this request sends, for the budget's estimate and the next. */
   h->req_bytes = need + durin__window_bytes(h->win);
@@ -927,11 +934,14 @@ static int eval_session(struct durin_harness *h, const char *context,
   h->espec.system = h->esystem;
   h->espec.goal = h->econtext;
   h->espec.model = *eval_cfg(h);
-  /* Phases and resets are the agent's. */
+  /* Phases and resets are the agent's; the cap on every request holds
+   * for the evaluator's too. */
   h->espec.phases = NULL;
   h->espec.nphases = 0;
   h->espec.reset_tokens = 0;
   h->espec.reset_share = 0;
+  if (resets(h))
+    h->espec.context_bytes = (int64_t)ctx_limit(h, NULL);
   h->nedefs = durin__eval_tool_defs(
       eval_tool_bits(h), h->edefs, (int)(sizeof(h->edefs) / sizeof(*h->edefs)));
   h->etools = json_array();
@@ -1121,8 +1131,9 @@ static void eval_begin(struct durin_harness *h, const char *diff,
     diff = note;
   }
   /* A quarter of the window: the evaluator reads the files themselves. */
-  ctx = durin__eval_context(h->spec, h->ck.summary, h->eval_checks, diff,
-                            (size_t)h->spec->context_bytes / 4);
+  ctx = durin__eval_context(
+      h->spec, h->ck.summary, h->eval_checks, diff,
+      (resets(h) ? ctx_limit(h, NULL) : (size_t)h->spec->context_bytes) / 4);
   h->ck.eval = json_pack("{s:I,s:I,s:i,s:i,s:i,s:f}", "attempt",
                          (json_int_t)h->ck.eval_attempts, "started_ms",
                          (json_int_t)now, "steps", 0, "input_tokens", 0,
@@ -2323,7 +2334,8 @@ static void dispatch(struct durin_harness *h, int64_t now,
     act->kind = DURIN_ACT_DIFF;
     act->tool_ctx.workspace = h->spec->workspace;
     act->tool_ctx.box.spec = &h->spec->sandbox;
-    act->tool_ctx.output_cap = (size_t)h->spec->context_bytes / 4;
+    act->tool_ctx.output_cap =
+        (resets(h) ? ctx_limit(h, NULL) : (size_t)h->spec->context_bytes) / 4;
     set_state(h, DURIN_STEP_AWAIT_DIFF);
     return;
   }

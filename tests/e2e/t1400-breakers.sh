@@ -112,11 +112,11 @@ test_expect_success 'eight failures in ten calls pause the run; durin resume goe
 {"goal": "probe", "workspace": "project",
  "model": {"provider": "script", "turns": [
    {"tool_calls": [$(call bash '\''{"command": "true"}'\''), $(call bash '\''{"command": "ls"}'\''),
-     $(call bash '\''{"command": "test -e m1"}'\''), $(call bash '\''{"command": "test -e m2"}'\''),
-     $(call bash '\''{"command": "test -e m3"}'\'')]},
-   {"tool_calls": [$(call bash '\''{"command": "test -e m4"}'\''), $(call bash '\''{"command": "test -e m5"}'\''),
-     $(call bash '\''{"command": "test -e m6"}'\''), $(call bash '\''{"command": "test -e m7"}'\''),
-     $(call bash '\''{"command": "test -e m8"}'\'')]},
+     $(call bash '\''{"command": "cat m1"}'\''), $(call bash '\''{"command": "cat m2"}'\''),
+     $(call bash '\''{"command": "cat m3"}'\'')]},
+   {"tool_calls": [$(call bash '\''{"command": "cat m4"}'\''), $(call bash '\''{"command": "cat m5"}'\''),
+     $(call bash '\''{"command": "cat m6"}'\''), $(call bash '\''{"command": "cat m7"}'\''),
+     $(call bash '\''{"command": "cat m8"}'\'')]},
    {"tool_calls": [$(call finish '\''{"summary": "probed"}'\'')]}]}}
 JSON
   test_must_fail_with 2 durin run storm.json >out2.txt 2>err2.txt &&

@@ -251,12 +251,39 @@ static void test_progress_is_no_loop(void **state)
   json_decref(g);
 }
 
+/* A command that answers no without a word (grep finding nothing, test
+ * -f on a missing file) is no error for the storm breaker; an exit 1
+ * that says something is. */
+static void test_quiet_no_is_no_storm(void **state)
+{
+  json_t *g = NULL;
+  char cmd[64];
+  int i;
+
+  (void)state;
+  for (i = 0; i < 10; i++) {
+    snprintf(cmd, sizeof(cmd), "{\"command\":\"grep -r x%d .\"}", i);
+    assert_int_equal(
+        add(&g, &deflim, "bash", cmd, 0, 1, "exit code 1\n", i + 1, NULL, NULL),
+        0);
+  }
+  for (i = 0; i < 8; i++)
+    if (add(&g, &deflim, "bash", "{\"command\":\"make\"}", 0, 1,
+            i % 2 ? "exit code 1\nmake: *** [all] Error 1" :
+                    "exit code 1\nmake: *** [all] Error 2",
+            20 + i, NULL, NULL) == DURIN__GUARD_STORM)
+      break;
+  assert_int_equal(i, 7);
+  json_decref(g);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_canonical),
     cmocka_unit_test(test_loop),
     cmocka_unit_test(test_progress_is_no_loop),
+    cmocka_unit_test(test_quiet_no_is_no_storm),
     cmocka_unit_test(test_success_clears),
     cmocka_unit_test(test_storm_and_bounds),
     cmocka_unit_test(test_share),
