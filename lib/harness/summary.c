@@ -14,6 +14,7 @@
 
 #include "durin/util.h"
 #include "harness/summary.h"
+#include "harness/window.h"
 
 #define LIST_ITEMS 8   /* per list of an artifact */
 #define ITEM_BYTES 300 /* per item */
@@ -138,23 +139,6 @@ json_t *durin__summary_read(const struct durin_model_response *r)
   return out;
 }
 
-/* Adds s to a unless it is there, keeping the last max. */
-static void add_last(json_t *a, json_t *s, size_t max)
-{
-  size_t i;
-  json_t *v;
-
-  json_array_foreach(a, i, v) {
-    if (json_equal(v, s)) {
-      json_array_remove(a, i);
-      break;
-    }
-  }
-  json_array_append(a, s);
-  while (json_array_size(a) > max)
-    json_array_remove(a, 0);
-}
-
 void durin__summary_facts(json_t *art, json_t *plan, json_t *compactions)
 {
   json_t *done = json_array(), *open = json_array(), *p, *c, *call;
@@ -173,9 +157,9 @@ void durin__summary_facts(json_t *art, json_t *plan, json_t *compactions)
     json_t *files = json_object_get(c, "files"), *f;
 
     json_array_foreach(json_object_get(files, "written"), j, f)
-      add_last(written, f, FILES);
+      durin__json_add_last(written, f, FILES);
     json_array_foreach(json_object_get(files, "read"), j, f)
-      add_last(read, f, FILES);
+      durin__json_add_last(read, f, FILES);
     json_array_foreach(json_object_get(c, "calls"), j, call) {
       if (json_is_true(json_object_get(call, "ok")))
         continue;

@@ -565,8 +565,7 @@ void durin__window_add_event(struct durin__window *w, const char *type,
   }
 }
 
-/* Adds s to the array a unless it is there, keeping the last max. */
-static void add_unique(json_t *a, json_t *s, size_t max)
+void durin__json_add_last(json_t *a, json_t *s, size_t max)
 {
   size_t i;
   json_t *v;
@@ -602,8 +601,8 @@ static void handoff_add(json_t *ho, json_t *files, json_t *call)
   path = json_object_get(call, "path");
   list = file_list(tool);
   if (path && list) {
-    add_unique(json_object_get(ho, list), path, HANDOFF_FILES);
-    add_unique(json_object_get(files, list), path, 1000);
+    durin__json_add_last(json_object_get(ho, list), path, HANDOFF_FILES);
+    durin__json_add_last(json_object_get(files, list), path, 1000);
   }
   recent = json_object_get(ho, "recent");
   json_array_append_new(recent, json_deep_copy(call));

@@ -28,6 +28,10 @@
 
 struct durin__window;
 
+/* Adds s to the array a, after removing it if it is there, keeping the
+ * last max items (the most recent). */
+void durin__json_add_last(json_t *a, json_t *s, size_t max);
+
 /* The bytes jansson writes for the string s[0..n) inside its quotes. */
 size_t durin__json_escaped_len(const char *s, size_t n);
 
