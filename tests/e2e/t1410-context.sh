@@ -13,6 +13,8 @@ command -v git >/dev/null || test_skip_all "no git on this host"
 export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com \
   GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@example.com
 RUNS="$TRASH/store/runs"
+# Set by the tests; empty when one failed early.
+id="" wid="" rid="" S="" n="" cid="" fork=""
 
 # The project is a git repository, so runs can be forked.
 make_project
@@ -313,6 +315,7 @@ BIG=$(call bash '{"command": "yes x | head -c 1500"}')
 cat >"$TRASH/resets.json" <<JSON
 {"goal": "GOAL-NOVEMBER print", "workspace": "project",
  "context": {"max_bytes": 40000, "reset_at": 0.25},
+ "budget": {"wall_clock_s": 300},
  "model": {"provider": "script", "turns": [
    {"tool_calls": [$(call update_plan '{"plan": [{"step": "PLAN-OSCAR", "status": "in_progress"}]}')]},
    {"repeat": 16, "tool_calls": [$BIG]},
