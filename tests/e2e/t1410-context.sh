@@ -14,7 +14,7 @@ export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com \
   GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@example.com
 RUNS="$TRASH/store/runs"
 # Set by the tests; empty when one failed early.
-id="" wid="" rid="" S="" n="" cid="" fork=""
+id="" wid="" wid2="" rid="" S="" n="" cid="" fork=""
 
 # The project is a git repository, so runs can be forked.
 make_project
@@ -309,6 +309,20 @@ test_expect_success 'SIGKILL during the second phase summary, then resume: one a
   test "$(status_of $cid)" = succeeded &&
   test "$(ev $cid phase_ended .phase | tr "\n" " ")" = "planning work " &&
   events_contiguous $cid && checkpoint_valid $cid
+'
+
+test_expect_success 'a fleet worker killed during a phase summary: resume writes one artifact' '
+  wid2=$(durin submit phases.json) && test -n "$wid2" &&
+  env DURIN_CRASH_AT=summary_response:1 timeout 60 "$DURIN" worker --max-runs 1 \
+    --poll 50ms --no-watchdog >w.txt 2>&1
+  rc=$?
+  test $rc = 137 || { echo "worker exited $rc, not killed"; cat w.txt; return 1; }
+  test "$(count_of $wid2 phase_complete)" = 1 &&
+  test "$(count_of $wid2 phase_ended)" = 0 &&
+  durin resume $wid2 >res.txt 2>&1 &&
+  test "$(status_of $wid2)" = succeeded &&
+  test "$(ev $wid2 phase_ended .phase | tr "\n" " ")" = "planning work " &&
+  events_contiguous $wid2 && checkpoint_valid $wid2
 '
 
 BIG=$(call bash '{"command": "yes x | head -c 1500"}')
