@@ -183,7 +183,8 @@ JSON
 # summary request comes. The run is deterministic: the list is found by
 # running it, putting an artifact reply at the first request that was a
 # summary but got an agent's reply, and running it again, until the two
-# agree.
+# agree. After the update_plan and NBASH bash calls come a dozen
+# finishes, so a try whose replies are off still ends at once.
 NBASH=24
 reset_replies() { # reset_replies "SUMMARY INDEXES" (0-based request indexes)
   agent=0 k=0 i=0
