@@ -116,6 +116,7 @@ struct durin_harness {
   /* context.reset_at in tokens: the step's request's text bytes (what
    * the counts add for the wire left out), for ck.density; 0: none. */
   int64_t step_req_text;
+  size_t step_req_bytes; /* the step's request, as the window counts it */
   int64_t last_in_tokens;
   /* usage.tool_calls and eval_usage.tool_calls as of the last checkpoint:
    * a step's model_response event records how many calls the step added
@@ -465,6 +466,7 @@ static void step_reset(struct durin_harness *h)
   h->eval_step = 0;
   h->sum_kind = 0;
   h->step_req_text = 0;
+  h->step_req_bytes = 0;
   json_decref(h->sum_comps);
   h->sum_comps = NULL;
   h->phase_met = 0;
@@ -2539,6 +2541,11 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     json_object_set_new(mr, "cost_usd", json_real(h->step_cost));
     json_object_set_new(mr, "retries", json_integer(h->step_retries));
     json_object_set_new(mr, "duration_ms", json_integer(h->step_model_ms));
+    /* How full the context was: the request's bytes as the window counts
+     * them (with what a provider's wire format adds). */
+    if (h->step_req_bytes)
+      json_object_set_new(mr, "request_bytes",
+                          json_integer((json_int_t)h->step_req_bytes));
     if (h->step_req_text) {
       /* How densely the provider counted (context.reset_at in tokens). */
       json_object_set_new(mr, "request_text", json_integer(h->step_req_text));
@@ -2890,6 +2897,7 @@ int durin_harness_complete(struct durin_harness *h,
     h->ck.usage.retries += c->retries;
     h->last_in_tokens = h->resp.input_tokens;
     h->last_req_bytes = h->req_bytes;
+    h->step_req_bytes = h->req_bytes;
     if (h->spec->reset_tokens && !h->eval_step && h->resp.input_tokens > 0) {
       size_t slack =
           durin__window_slack(json_array_size(h->req_msgs),

@@ -365,4 +365,36 @@ test_expect_success 'SIGKILL during a later reset, then resume: no count twice' 
   events_contiguous $cid && checkpoint_valid $cid
 '
 
+# 10,000 steps with context.reset_at: every request the run made (its
+# size as each model_response records it) is under the cap, the resets
+# count 1..N, and the run ends well. The requests' contents (goal, plan,
+# latest handoff) are checked request by request in tests/unit/t-context.c.
+test_expect_success 'a 10,000-step run stays under the cap at every request' '
+  head -c 1500 /dev/zero | tr "\\000" y >project/big.txt &&
+  cat >long.json <<JSON &&
+{"goal": "read big.txt many times", "workspace": "project",
+ "context": {"max_bytes": 40000, "reset_at": 0.25},
+ "budget": {"steps": 20000, "tool_calls": 20000},
+ "model": {"provider": "script", "turns": [
+   {"tool_calls": [{"name": "update_plan", "arguments": {"plan": [{"step": "read it", "status": "in_progress"}]}}]},
+   {"tool_calls": [{"name": "read_file", "arguments": {"path": "big.txt"}}], "repeat": 9998},
+   {"tool_calls": [{"name": "finish", "arguments": {"summary": "read"}}]}]}}
+JSON
+  durin run long.json >out.txt 2>&1 &&
+  lid=$(run_id_of out.txt) &&
+  test "$(status_of $lid)" = succeeded &&
+  durin logs --json $lid >long.jsonl &&
+  jq -s "[.[] | select(.type == \"model_response\" and .data.role != \"summary\")] | length" long.jsonl >agent.txt &&
+  test "$(cat agent.txt)" = 10000 &&
+  jq -s "[.[] | select(.type == \"model_response\") | .data.request_bytes] | max" long.jsonl >max.txt &&
+  echo "largest request: $(cat max.txt) bytes (cap 10000)" &&
+  test "$(cat max.txt)" -le 10000 &&
+  jq -s "[.[] | select(.type == \"model_response\" and (.data.request_bytes == null))] | length" long.jsonl | grep -qx 0 &&
+  jq -s "[.[] | select(.type == \"context_reset\") | .data.count]" long.jsonl >counts.json &&
+  n=$(jq length counts.json) && echo "resets: $n" &&
+  test "$n" -gt 100 &&
+  jq -e "[range(1; $n + 1)] == ." counts.json >/dev/null &&
+  jq -s "[.[] | select(.type == \"context_reset\") | .data.cap_bytes] | unique" long.jsonl | jq -e ". == [10000]" >/dev/null
+'
+
 test_done
