@@ -705,7 +705,10 @@ static void phase_end_check(struct durin_harness *h)
   int64_t k = json_integer_value(json_object_get(h->ck.phase, "index"));
   json_t *ph;
 
-  if (!p || k + 1 >= h->spec->nphases || h->ended ||
+  /* A run that ends here has no next phase; one a breaker stops for a
+   * person goes on in it when resumed. */
+  if (!p || k + 1 >= h->spec->nphases ||
+      (h->ended && durin_run_status_terminal(h->end_status)) ||
       json_is_true(json_object_get(h->ck.phase, "due")))
     return;
   if (p->until == DURIN_UNTIL_STEPS &&

@@ -787,6 +787,72 @@ static void test_latest_handoff_first_and_checkpoint_small(void **state)
   drv_free(&d);
 }
 
+/* A breaker that stops the step which ended its phase for a person
+ * does not lose the phase's end: the resumed run writes its summary. */
+static void test_phase_end_survives_a_breaker_stop(void **state)
+{
+  struct drv d = { 0 };
+  struct durin_action act;
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
+  json_t *ck;
+
+  (void)state;
+  drv_spec(&d, ",\"breakers\":{\"repeat\":1,\"failures\":0,\"window\":10},"
+               "\"phases\":[{\"name\":\"a\",\"until\":\"update_plan\"},"
+               "{\"name\":\"b\"}]");
+  start(&d);
+  model(&d, &act, 0);
+  r.input_tokens = 10;
+  r.calls = calloc(2, sizeof(*r.calls));
+  r.ncalls = 2;
+  r.calls[0].id = strdup("c1");
+  r.calls[0].name = strdup("update_plan");
+  r.calls[0].args =
+      strdup("{\"plan\":[{\"step\":\"s\",\"status\":\"pending\"}]}");
+  r.calls[1].id = strdup("c2");
+  r.calls[1].name = strdup("read_file");
+  r.calls[1].args = strdup("{\"path\":\"missing\"}");
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &r;
+  complete(&d, &c);
+  durin_model_response_clear(&r);
+  for (;;) {
+    struct durin_completion t = { 0 };
+    struct durin_tool_result tr = { 0 };
+    struct durin_policy_decision dec = { 0 };
+
+    durin_harness_next(d.h, d.now, &act);
+    if (act.kind == DURIN_ACT_COMMIT)
+      break;
+    if (act.kind == DURIN_ACT_POLICY) {
+      t.kind = DURIN_DONE_POLICY;
+      t.decision = &dec;
+    } else {
+      assert_int_equal(act.kind, DURIN_ACT_TOOL);
+      tr.ok = 0;
+      tr.exit_code = -1;
+      tr.output = strdup("error: no such file");
+      t.kind = DURIN_DONE_TOOL;
+      t.tool = &tr;
+    }
+    complete(&d, &t);
+  }
+  assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
+  commit(&d, &act);
+  assert_int_equal(count_events(&d, "loop_detected"), 1);
+  assert_int_equal(count_events(&d, "phase_complete"), 1);
+  /* Resumed: the phase's summary comes first. */
+  crash_restore(&d);
+  ck = json_loads(d.ck, 0, NULL);
+  assert_true(
+      json_is_true(json_object_get(json_object_get(ck, "phase"), "due")));
+  json_decref(ck);
+  model(&d, &act, 0);
+  assert_true(act.model.summary);
+  drv_free(&d);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -797,6 +863,7 @@ int main(void)
     cmocka_unit_test(test_reset_at_tokens_and_errors),
     cmocka_unit_test(test_reset_at_tokens_follows_the_provider),
     cmocka_unit_test(test_latest_handoff_first_and_checkpoint_small),
+    cmocka_unit_test(test_phase_end_survives_a_breaker_stop),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
