@@ -1761,6 +1761,12 @@ static json_t *guard_count(struct durin_harness *h, json_t **guard, int upto,
 {
   struct durin__guard_limits lim = guard_limits(h->spec);
   json_t *idx = json_array(), *l, *st;
+
+  /* A step whose end no breaker can change (the run ends, is cancelled,
+   * or its finish went to the evaluator) counts its calls per tool but
+   * in no breaker: a trip there would reset counts for nothing. */
+  if (loop && (h->ended || h->cancel || h->eval_open))
+    lim.repeat = lim.failures = 0;
   int i, n = 0, k = 0;
 
   for (i = 0; i < upto; i++)
@@ -2560,13 +2566,11 @@ static void do_commit_action(struct durin_harness *h, int64_t now,
     if (!h->eval_step && !h->sum_kind)
       counted = guard_count(h, &h->ck.guard, h->ncalls, &loop, &storm);
     if (json_array_size(counted)) {
-      const struct durin_spec_breakers *bk = &h->spec->breakers;
+      json_t *g = json_object_get(h->ck.guard, "limits");
 
-      json_object_set_new(mr, "guard",
-                          json_pack("{s:O,s:[I,I,I]}", "calls", counted,
-                                    "limits", (json_int_t)bk->repeat,
-                                    (json_int_t)bk->failures,
-                                    (json_int_t)bk->window));
+      /* The limits they were counted under (replay.c counts the same). */
+      json_object_set_new(
+          mr, "guard", json_pack("{s:O,s:O}", "calls", counted, "limits", g));
     }
     json_decref(counted);
     /* The calls this step counted in usage.tool_calls (ran, reused, or

@@ -853,6 +853,69 @@ static void test_phase_end_survives_a_breaker_stop(void **state)
   drv_free(&d);
 }
 
+/* A breaker trip in a step that ends the run anyway changes nothing:
+ * no loop is logged or counted as stopped, and the log replays to the
+ * same checkpoint. */
+static void test_no_trip_in_a_final_step(void **state)
+{
+  struct drv d = { 0 };
+  struct durin_action act;
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
+  json_t *ck;
+
+  (void)state;
+  drv_spec(&d, ",\"breakers\":{\"repeat\":1,\"failures\":1,\"window\":10}");
+  start(&d);
+  model(&d, &act, 0);
+  r.calls = calloc(2, sizeof(*r.calls));
+  r.ncalls = 2;
+  r.calls[0].id = strdup("c1");
+  r.calls[0].name = strdup("read_file");
+  r.calls[0].args = strdup("{\"path\":\"missing\"}");
+  r.calls[1].id = strdup("c2");
+  r.calls[1].name = strdup("finish");
+  r.calls[1].args = strdup("{\"summary\":\"done\"}");
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &r;
+  complete(&d, &c);
+  durin_model_response_clear(&r);
+  for (;;) {
+    struct durin_completion t = { 0 };
+    struct durin_tool_result tr = { 0 };
+    struct durin_policy_decision dec = { 0 };
+
+    durin_harness_next(d.h, d.now, &act);
+    if (act.kind == DURIN_ACT_COMMIT)
+      break;
+    if (act.kind == DURIN_ACT_POLICY) {
+      t.kind = DURIN_DONE_POLICY;
+      t.decision = &dec;
+    } else {
+      assert_int_equal(act.kind, DURIN_ACT_TOOL);
+      tr.exit_code = -1;
+      tr.output = strdup("error: no such file");
+      t.kind = DURIN_DONE_TOOL;
+      t.tool = &tr;
+    }
+    complete(&d, &t);
+  }
+  assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
+  commit(&d, &act);
+  assert_int_equal(count_events(&d, "loop_detected"), 0);
+  assert_int_equal(count_events(&d, "storm_detected"), 0);
+  ck = json_loads(d.ck, 0, NULL);
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(ck, "guard"), "loops_stopped")),
+                   0);
+  assert_int_equal(json_integer_value(
+                       json_object_get(json_object_get(ck, "guard"), "storms")),
+                   0);
+  json_decref(ck);
+  expect_replay_at(&d, 1, d.ck);
+  drv_free(&d);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -864,6 +927,7 @@ int main(void)
     cmocka_unit_test(test_reset_at_tokens_follows_the_provider),
     cmocka_unit_test(test_latest_handoff_first_and_checkpoint_small),
     cmocka_unit_test(test_phase_end_survives_a_breaker_stop),
+    cmocka_unit_test(test_no_trip_in_a_final_step),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
