@@ -237,32 +237,18 @@ static int ls(struct cli *cli, int argc, char **argv)
 {
   struct ls_ctx c = { 0, NULL };
   struct durin_err err = { 0 };
-  const char *tenant = NULL;
-  int i, r;
+  const char *tenant;
+  int r =
+      cli_ls_args(cli, argc, argv, "secret ls", secret_usage, &tenant, &c.json);
 
-  for (i = 2; i < argc; i++) {
-    if (!strcmp(argv[i], "--tenant") && i + 1 < argc)
-      tenant = argv[++i];
-    else if (!strcmp(argv[i], "--json"))
-      c.json = 1;
-    else
-      return cli_bad_arg("secret ls", argv[i], secret_usage);
-  }
-  if ((r = cli_open_store(cli)))
+  if (r >= 0)
     return r;
   c.arr = json_array();
   if (!c.json)
     printf("%-24s %-12s %-16s %7s %-16s %s\n", "NAME", "TENANT", "SCOPE",
            "VERSION", "KEY_ID", "UPDATED");
   r = durin_store_secret_list(cli->store, tenant, ls_one, &c, &err);
-  if (c.json && !r)
-    cli_print_json(c.arr);
-  json_decref(c.arr);
-  if (r) {
-    cli_error("secret ls: %s", err.msg);
-    return cli_exit_for(r);
-  }
-  return EXIT_OK;
+  return cli_ls_end("secret ls", c.json, c.arr, r, &err);
 }
 
 static int rm(struct cli *cli, int argc, char **argv)

@@ -335,6 +335,20 @@ int cli_server_policy(const char *path, struct durin_policy **out);
  * not NULL) to stderr. Returns EXIT_USAGE.
  */
 int cli_bad_arg(const char *cmd, const char *arg, const char *usage_text);
+/*
+ * The command line of a listing, "CMD ls [--tenant T] [--json]" from
+ * argv[2]: *tenant (NULL: every tenant's) and *json. Returns -1 to go
+ * on, else the exit code (a bad argument, the store not opened).
+ */
+int cli_ls_args(struct cli *cli, int argc, char **argv, const char *cmd,
+                const char *usage, const char **tenant, int *json);
+/*
+ * The end of a listing whose rows went into arr: with json, arr is
+ * printed; r (a store error, with err) is reported as "CMD: ...". Frees
+ * arr; returns the exit code.
+ */
+int cli_ls_end(const char *cmd, int json, json_t *arr, int r,
+               const struct durin_err *err);
 /* Prints "durin: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Opens cli->store (once); prints the error and returns an exit code. */

@@ -413,6 +413,39 @@ void cli_print_event(FILE *f, const char *run_id, const struct durin_event *ev)
   json_decref(d);
 }
 
+int cli_ls_args(struct cli *cli, int argc, char **argv, const char *cmd,
+                const char *usage, const char **tenant, int *json)
+{
+  int i, r;
+
+  *tenant = NULL;
+  *json = 0;
+  for (i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--tenant") && i + 1 < argc)
+      *tenant = argv[++i];
+    else if (!strcmp(argv[i], "--json"))
+      *json = 1;
+    else
+      return cli_bad_arg(cmd, argv[i], usage);
+  }
+  if ((r = cli_open_store(cli)))
+    return r;
+  return -1;
+}
+
+int cli_ls_end(const char *cmd, int json, json_t *arr, int r,
+               const struct durin_err *err)
+{
+  if (json && !r)
+    cli_print_json(arr);
+  json_decref(arr);
+  if (r) {
+    cli_error("%s: %s", cmd, err->msg);
+    return cli_exit_for(r);
+  }
+  return EXIT_OK;
+}
+
 void cli_print_json(json_t *j)
 {
   char *s = json_dumps(j, JSON_INDENT(2));

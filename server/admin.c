@@ -85,6 +85,29 @@ int srv_act_tenant(struct req *r, int write, const char **out)
   return 0;
 }
 
+int srv_list_tenant(struct req *r, const char **out)
+{
+  int rc = srv_act_tenant(r, 0, out);
+
+  if (rc == 0 && !r->who.has_tenant && !req_arg(r, "tenant"))
+    *out = NULL;
+  return rc;
+}
+
+int srv_body_tenant(struct req *r, const char **tenant)
+{
+  if (!r->who.has_tenant)
+    return 0;
+  if (*tenant && strcmp(*tenant, r->who.tenant)) {
+    reply_error_field(r, 403, "forbidden", "tenant",
+                      "token '%s' works in tenant '%s' only", r->who.name,
+                      r->who.tenant);
+    return -1;
+  }
+  *tenant = r->who.tenant;
+  return 0;
+}
+
 /* ---- agents ---- */
 
 static json_t *agent_json(const struct durin_agent *a, int with_spec)

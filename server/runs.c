@@ -248,15 +248,8 @@ static int create_run(struct req *r)
       req_opt_int(r, body, "max_recoveries", &o.retry_budget))
     goto out;
   /* A tenant token works in its tenant; others name one (or default). */
-  if (r->who.has_tenant) {
-    if (tenant && strcmp(tenant, r->who.tenant)) {
-      reply_error_field(r, 403, "forbidden", "tenant",
-                        "token '%s' works in tenant '%s' only", r->who.name,
-                        r->who.tenant);
-      goto out;
-    }
-    tenant = r->who.tenant;
-  }
+  if (srv_body_tenant(r, &tenant))
+    goto out;
   o.tenant = tenant;
   labels = json_object_get(body, "labels");
   if (labels) {

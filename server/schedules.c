@@ -41,14 +41,12 @@ static int list_schedules(struct req *r)
   struct durin_err err = { 0 };
   struct list_ctx c = { json_array(), cli_sched_now() };
   const char *tenant;
-  int rc = srv_act_tenant(r, 0, &tenant);
+  int rc = srv_list_tenant(r, &tenant);
 
   if (rc < 0) {
     json_decref(c.arr);
     return 0;
   }
-  if (!r->who.has_tenant && !req_arg(r, "tenant"))
-    tenant = NULL;
   if (rc == 0 && (rc = durin_store_schedule_list(r->store, tenant, 0, list_one,
                                                  &c, &err))) {
     json_decref(c.arr);
@@ -175,15 +173,8 @@ static int create_schedule(struct req *r)
                       "give the schedule's 'name' and its 'cron' expression");
     goto out;
   }
-  if (r->who.has_tenant) {
-    if (tenant && strcmp(tenant, r->who.tenant)) {
-      reply_error_field(r, 403, "forbidden", "tenant",
-                        "token '%s' works in tenant '%s' only", r->who.name,
-                        r->who.tenant);
-      goto out;
-    }
-    tenant = r->who.tenant;
-  }
+  if (srv_body_tenant(r, &tenant))
+    goto out;
   if (!tenant)
     tenant = "default";
   /* Both become path components of the schedule's workspace. */

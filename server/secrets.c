@@ -38,13 +38,10 @@ static int list_secrets(struct req *r)
   struct durin_err err = { 0 };
   const char *tenant;
   json_t *arr;
-  int rc = srv_act_tenant(r, 0, &tenant);
+  int rc = srv_list_tenant(r, &tenant);
 
   if (rc < 0)
     return 0;
-  /* A token bound to no tenant, naming none: every tenant's. */
-  if (!r->who.has_tenant && !req_arg(r, "tenant"))
-    tenant = NULL;
   arr = json_array();
   if (rc == 0 &&
       (rc = durin_store_secret_list(r->store, tenant, list_one, arr, &err))) {

@@ -192,6 +192,15 @@ int req_sees_tenant(const struct req *r, const char *tenant);
  * see, which the caller answers as if there were nothing.
  */
 int srv_act_tenant(struct req *r, int write, const char **out);
+/* The same for a listing: a token bound to no tenant that names none
+ * sees every tenant's (*out NULL). */
+int srv_list_tenant(struct req *r, const char **out);
+/*
+ * The tenant a request's body names (*tenant, NULL: none): a tenant
+ * token's own, which it may not name otherwise. 0, or -1 after answering
+ * 403.
+ */
+int srv_body_tenant(struct req *r, const char **tenant);
 /* Resolves run id param for the request: 404 if none or not its tenant
  * (the same answer: a tenant learns nothing of others' runs). Fills ri. */
 int req_run(struct req *r, const char *id, struct durin_run_info *ri);

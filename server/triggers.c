@@ -87,12 +87,10 @@ static int list_triggers(struct req *r)
   struct durin_err err = { 0 };
   const char *tenant;
   json_t *arr;
-  int rc = srv_act_tenant(r, 0, &tenant);
+  int rc = srv_list_tenant(r, &tenant);
 
   if (rc < 0)
     return 0;
-  if (!r->who.has_tenant && !req_arg(r, "tenant"))
-    tenant = NULL;
   arr = json_array();
   if (rc == 0 &&
       (rc = durin_store_trigger_list(r->store, tenant, list_one, arr, &err))) {

@@ -725,15 +725,8 @@ static int add_webhook(struct req *r)
   }
   tenant = json_string_value(v);
   /* A tenant token subscribes to its own tenant's runs only. */
-  if (r->who.has_tenant) {
-    if (tenant && strcmp(tenant, r->who.tenant)) {
-      reply_error_field(r, 403, "forbidden", "tenant",
-                        "token '%s' works in tenant '%s' only", r->who.name,
-                        r->who.tenant);
-      goto out;
-    }
-    tenant = r->who.tenant;
-  }
+  if (srv_body_tenant(r, &tenant))
+    goto out;
   memset(&sub, 0, sizeof(sub));
   if (durin_run_id_new(sub.id) || secret_new(secret, sizeof(secret))) {
     reply_error(r, 500, "internal", "cannot draw a random id or secret");

@@ -149,6 +149,30 @@ static const char *pinned(const struct durin_action *act)
       json_object_get(json_array_get(act->model.messages, 0), "content"));
 }
 
+/* Answers a model action with n calls c1..cn. */
+static void answer_n(struct drv *d, int n, const char *const *names,
+                     const char *const *args)
+{
+  struct durin_model_response r = { 0 };
+  struct durin_completion c = { 0 };
+  char id[16];
+  int i;
+
+  r.input_tokens = 10;
+  r.calls = calloc((size_t)n, sizeof(*r.calls));
+  r.ncalls = n;
+  for (i = 0; i < n; i++) {
+    snprintf(id, sizeof(id), "c%d", i + 1);
+    r.calls[i].id = strdup(id);
+    r.calls[i].name = strdup(names[i]);
+    r.calls[i].args = strdup(args[i]);
+  }
+  c.kind = DURIN_DONE_MODEL;
+  c.resp = &r;
+  complete(d, &c);
+  durin_model_response_clear(&r);
+}
+
 /* Answers a model action with one call (or text when name is NULL). */
 static void answer(struct drv *d, const char *name, const char *args)
 {
@@ -173,11 +197,12 @@ static void answer(struct drv *d, const char *name, const char *args)
 }
 
 /*
- * Runs the current step to its commit and commits it: every tool answers
- * with output (ok), the phase check with check_ok. Returns the kind of
- * the first action that is not part of the step (after the commit).
+ * Runs the current step up to its commit (into *out, not made): every
+ * tool answers with output (tool_ok), the phase check with check_ok.
+ * finish_step makes the commit too, the tools succeeding.
  */
-static void finish_step(struct drv *d, const char *output, int check_ok)
+static void run_step(struct drv *d, const char *output, int tool_ok,
+                     int check_ok, struct durin_action *out)
 {
   struct durin_action act;
   struct durin_completion c;
@@ -206,7 +231,8 @@ static void finish_step(struct drv *d, const char *output, int check_ok)
     case DURIN_ACT_TOOL: {
       struct durin_tool_result r = { 0 };
 
-      r.ok = 1;
+      r.ok = tool_ok;
+      r.exit_code = tool_ok ? 0 : -1;
       r.output = strdup(output);
       c.kind = DURIN_DONE_TOOL;
       c.tool = &r;
@@ -228,7 +254,7 @@ static void finish_step(struct drv *d, const char *output, int check_ok)
       break;
     }
     case DURIN_ACT_COMMIT:
-      commit(d, &act);
+      *out = act;
       return;
     case DURIN_ACT_MODEL:
     case DURIN_ACT_DIFF:
@@ -238,6 +264,14 @@ static void finish_step(struct drv *d, const char *output, int check_ok)
       fail_msg("unexpected action %d inside a step", act.kind);
     }
   }
+}
+
+static void finish_step(struct drv *d, const char *output, int check_ok)
+{
+  struct durin_action act;
+
+  run_step(d, output, 1, check_ok, &act);
+  commit(d, &act);
 }
 
 /* The next model request, checked against the cap; counted. */
@@ -791,10 +825,13 @@ static void test_latest_handoff_first_and_checkpoint_small(void **state)
  * does not lose the phase's end: the resumed run writes its summary. */
 static void test_phase_end_survives_a_breaker_stop(void **state)
 {
+  static const char *const names[] = { "update_plan", "read_file" };
+  static const char *const args[] = {
+    "{\"plan\":[{\"step\":\"s\",\"status\":\"pending\"}]}",
+    "{\"path\":\"missing\"}"
+  };
   struct drv d = { 0 };
   struct durin_action act;
-  struct durin_model_response r = { 0 };
-  struct durin_completion c = { 0 };
   json_t *ck;
 
   (void)state;
@@ -803,41 +840,8 @@ static void test_phase_end_survives_a_breaker_stop(void **state)
                "{\"name\":\"b\"}]");
   start(&d);
   model(&d, &act, 0);
-  r.input_tokens = 10;
-  r.calls = calloc(2, sizeof(*r.calls));
-  r.ncalls = 2;
-  r.calls[0].id = strdup("c1");
-  r.calls[0].name = strdup("update_plan");
-  r.calls[0].args =
-      strdup("{\"plan\":[{\"step\":\"s\",\"status\":\"pending\"}]}");
-  r.calls[1].id = strdup("c2");
-  r.calls[1].name = strdup("read_file");
-  r.calls[1].args = strdup("{\"path\":\"missing\"}");
-  c.kind = DURIN_DONE_MODEL;
-  c.resp = &r;
-  complete(&d, &c);
-  durin_model_response_clear(&r);
-  for (;;) {
-    struct durin_completion t = { 0 };
-    struct durin_tool_result tr = { 0 };
-    struct durin_policy_decision dec = { 0 };
-
-    durin_harness_next(d.h, d.now, &act);
-    if (act.kind == DURIN_ACT_COMMIT)
-      break;
-    if (act.kind == DURIN_ACT_POLICY) {
-      t.kind = DURIN_DONE_POLICY;
-      t.decision = &dec;
-    } else {
-      assert_int_equal(act.kind, DURIN_ACT_TOOL);
-      tr.ok = 0;
-      tr.exit_code = -1;
-      tr.output = strdup("error: no such file");
-      t.kind = DURIN_DONE_TOOL;
-      t.tool = &tr;
-    }
-    complete(&d, &t);
-  }
+  answer_n(&d, 2, names, args);
+  run_step(&d, "error: no such file", 0, 1, &act);
   assert_int_equal(act.status, DURIN_RUN_NEEDS_HUMAN);
   commit(&d, &act);
   assert_int_equal(count_events(&d, "loop_detected"), 1);
@@ -858,48 +862,19 @@ static void test_phase_end_survives_a_breaker_stop(void **state)
  * same checkpoint. */
 static void test_no_trip_in_a_final_step(void **state)
 {
+  static const char *const names[] = { "read_file", "finish" };
+  static const char *const args[] = { "{\"path\":\"missing\"}",
+                                      "{\"summary\":\"done\"}" };
   struct drv d = { 0 };
   struct durin_action act;
-  struct durin_model_response r = { 0 };
-  struct durin_completion c = { 0 };
   json_t *ck;
 
   (void)state;
   drv_spec(&d, ",\"breakers\":{\"repeat\":1,\"failures\":1,\"window\":10}");
   start(&d);
   model(&d, &act, 0);
-  r.calls = calloc(2, sizeof(*r.calls));
-  r.ncalls = 2;
-  r.calls[0].id = strdup("c1");
-  r.calls[0].name = strdup("read_file");
-  r.calls[0].args = strdup("{\"path\":\"missing\"}");
-  r.calls[1].id = strdup("c2");
-  r.calls[1].name = strdup("finish");
-  r.calls[1].args = strdup("{\"summary\":\"done\"}");
-  c.kind = DURIN_DONE_MODEL;
-  c.resp = &r;
-  complete(&d, &c);
-  durin_model_response_clear(&r);
-  for (;;) {
-    struct durin_completion t = { 0 };
-    struct durin_tool_result tr = { 0 };
-    struct durin_policy_decision dec = { 0 };
-
-    durin_harness_next(d.h, d.now, &act);
-    if (act.kind == DURIN_ACT_COMMIT)
-      break;
-    if (act.kind == DURIN_ACT_POLICY) {
-      t.kind = DURIN_DONE_POLICY;
-      t.decision = &dec;
-    } else {
-      assert_int_equal(act.kind, DURIN_ACT_TOOL);
-      tr.exit_code = -1;
-      tr.output = strdup("error: no such file");
-      t.kind = DURIN_DONE_TOOL;
-      t.tool = &tr;
-    }
-    complete(&d, &t);
-  }
+  answer_n(&d, 2, names, args);
+  run_step(&d, "error: no such file", 0, 1, &act);
   assert_int_equal(act.status, DURIN_RUN_SUCCEEDED);
   commit(&d, &act);
   assert_int_equal(count_events(&d, "loop_detected"), 0);
